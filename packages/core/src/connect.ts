@@ -1,0 +1,273 @@
+import { readFileSync } from "node:fs";
+import type { ConnectionOptions as TlsOptions } from "node:tls";
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
+import type { RedisClient } from "./client.js";
+import { InvalidArgumentError } from "./errors.js";
+import { type CoordisObserver, notifyEvent } from "./observer.js";
+import { durationMs } from "./validate.js";
+
+/** Command timeout `connect()` sets unless told otherwise: a command unanswered for 2 s fails. */
+export const DEFAULT_COMMAND_TIMEOUT_MS = 2_000;
+/** Connect timeout `connect()` sets unless told otherwise. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+/** The URL `connect()` uses when none is given. */
+export const DEFAULT_URL = "redis://127.0.0.1:6379";
+
+/** Options of {@link connect}. URL query parameters override nothing given here explicitly. */
+export interface ConnectOptions {
+  /**
+   * Every command fails with a timeout (→ `RedisUnavailableError`) when Redis has not answered within this many
+   * ms, including commands queued while disconnected. Default {@link DEFAULT_COMMAND_TIMEOUT_MS}.
+   */
+  commandTimeoutMs?: number;
+  /** Time allowed to establish a connection, ms. Default {@link DEFAULT_CONNECT_TIMEOUT_MS}. */
+  connectTimeoutMs?: number;
+  /** TLS options merged over those from the URL (`ca`, `cert`, `key`, `servername`...). Implies TLS. */
+  tls?: TlsOptions;
+  /** Extra ioredis options for each connection (standalone, sentinel, or every cluster node). */
+  redisOptions?: RedisOptions;
+  /** Extra ioredis Cluster options (`redis+cluster://` only). */
+  clusterOptions?: ClusterOptions;
+  /** Receives `connection-error` events instead of ioredis printing "Unhandled error event". */
+  observer?: CoordisObserver;
+}
+
+/** A parsed Coordis Redis URL. */
+export interface ParsedRedisUrl {
+  readonly kind: "standalone" | "cluster" | "sentinel";
+  readonly tls: boolean;
+  readonly hosts: ReadonlyArray<{ host: string; port: number }>;
+  readonly username?: string;
+  readonly password?: string;
+  readonly db?: number;
+  /** Sentinel master name (`redis+sentinel://` only). */
+  readonly masterName?: string;
+  readonly params: Readonly<Record<string, string>>;
+}
+
+const SCHEMES: Record<string, { kind: ParsedRedisUrl["kind"]; tls: boolean }> = {
+  redis: { kind: "standalone", tls: false },
+  rediss: { kind: "standalone", tls: true },
+  "redis+cluster": { kind: "cluster", tls: false },
+  "rediss+cluster": { kind: "cluster", tls: true },
+  "redis+sentinel": { kind: "sentinel", tls: false },
+  "rediss+sentinel": { kind: "sentinel", tls: true },
+};
+
+const KNOWN_PARAMS = new Set([
+  "tls_ca",
+  "tls_cert",
+  "tls_key",
+  "tls_servername",
+  "tls_reject_unauthorized",
+  "command_timeout_ms",
+  "connect_timeout_ms",
+  "client_name",
+  "sentinel_username",
+  "sentinel_password",
+]);
+
+function bad(message: string): never {
+  throw new InvalidArgumentError("url", message);
+}
+
+function decode(part: string, what: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return bad(`the ${what} is not valid percent-encoding`);
+  }
+}
+
+function parseHost(text: string, defaultPort: number): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(text);
+  if (m === null) bad(`"${text}" is not a host or host:port`);
+  const host = (m[1] as string).replace(/^\[|\]$/g, "");
+  const port = m[2] === undefined ? defaultPort : Number(m[2]);
+  if (port < 1 || port > 65535) bad(`port ${port} in "${text}" is out of range 1-65535`);
+  return { host, port };
+}
+
+/**
+ * Parses a Coordis Redis URL without connecting. Accepted forms:
+ * - `redis://[user:password@]host[:port][/db][?params]` and `rediss://` (TLS)
+ * - `redis+cluster://[user:password@]h1:p1,h2:p2[?params]` and `rediss+cluster://`
+ * - `redis+sentinel://[user:password@]s1:p1,s2:p2/<masterName>[/db][?params]` and `rediss+sentinel://`
+ *
+ * Query parameters: `tls_ca`, `tls_cert`, `tls_key` (PEM file paths), `tls_servername`,
+ * `tls_reject_unauthorized` (`true`/`false`), `command_timeout_ms`, `connect_timeout_ms`, `client_name`,
+ * `sentinel_username`, `sentinel_password`. Unknown parameters are rejected, not ignored.
+ * @throws InvalidArgumentError naming what is wrong with the URL
+ */
+export function parseRedisUrl(url: string): ParsedRedisUrl {
+  if (typeof url !== "string" || url.length === 0) bad("expected a non-empty string such as redis://127.0.0.1:6379");
+  const m = /^([a-z+]+):\/\/(?:([^@/?#]*)@)?([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?(#.*)?$/.exec(url);
+  if (m === null) bad(`"${url}" is not a URL of the form scheme://host:port`);
+  const scheme = SCHEMES[m[1] as string];
+  if (scheme === undefined) {
+    bad(`unsupported scheme "${m[1]}:" (use ${Object.keys(SCHEMES).join(", ")})`);
+  }
+  if (m[6] !== undefined) bad("a URL fragment (#...) is not allowed");
+  let username: string | undefined;
+  let password: string | undefined;
+  if (m[2] !== undefined) {
+    const colon = m[2].indexOf(":");
+    const user = colon === -1 ? m[2] : m[2].slice(0, colon);
+    username = user === "" ? undefined : decode(user, "username");
+    password = colon === -1 ? undefined : decode(m[2].slice(colon + 1), "password");
+  }
+  const hostList = (m[3] as string).split(",");
+  if (hostList.some((h) => h === "")) bad("the host list is empty or has an empty entry");
+  if (scheme.kind === "standalone" && hostList.length > 1) {
+    bad(`${m[1]}:// takes one host; use redis+cluster:// or redis+sentinel:// for several`);
+  }
+  const defaultPort = scheme.kind === "sentinel" ? 26379 : 6379;
+  const hosts = hostList.map((h) => parseHost(h, defaultPort));
+
+  const pathParts = (m[4] ?? "").split("/").filter((p) => p !== "");
+  let db: number | undefined;
+  let masterName: string | undefined;
+  const parseDb = (text: string) => {
+    if (!/^\d{1,5}$/.test(text)) bad(`database "${text}" is not a number`);
+    return Number(text);
+  };
+  if (scheme.kind === "sentinel") {
+    if (pathParts.length === 0) bad("redis+sentinel:// needs the master name as its path, e.g. /mymaster");
+    if (pathParts.length > 2) bad("redis+sentinel:// path is /<masterName>[/<db>]");
+    masterName = decode(pathParts[0] as string, "master name");
+    if (pathParts[1] !== undefined) db = parseDb(pathParts[1]);
+  } else if (scheme.kind === "cluster") {
+    if (pathParts.length > 0) bad("redis+cluster:// takes no path: Redis Cluster only has database 0");
+  } else {
+    if (pathParts.length > 1) bad("the path is the database number, e.g. /0");
+    if (pathParts[0] !== undefined) db = parseDb(pathParts[0]);
+  }
+
+  const params: Record<string, string> = {};
+  for (const [key, value] of new URLSearchParams(m[5] ?? "")) {
+    if (!KNOWN_PARAMS.has(key)) {
+      bad(`unknown query parameter "${key}" (known: ${[...KNOWN_PARAMS].join(", ")})`);
+    }
+    params[key] = value;
+  }
+  if (!scheme.tls && Object.keys(params).some((k) => k.startsWith("tls_"))) {
+    bad(`tls_* parameters need a TLS scheme (rediss://...), got ${m[1]}://`);
+  }
+  return {
+    kind: scheme.kind,
+    tls: scheme.tls,
+    hosts,
+    params,
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+    ...(db === undefined ? {} : { db }),
+    ...(masterName === undefined ? {} : { masterName }),
+  };
+}
+
+function readPem(path: string, param: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    return bad(`${param} file "${path}" cannot be read (${(err as Error).message})`);
+  }
+}
+
+function tlsFromParams(parsed: ParsedRedisUrl, extra: TlsOptions | undefined): TlsOptions | undefined {
+  if (!parsed.tls && extra === undefined) return undefined;
+  const p = parsed.params;
+  const tls: TlsOptions = {};
+  if (p.tls_ca !== undefined) tls.ca = readPem(p.tls_ca, "tls_ca");
+  if (p.tls_cert !== undefined) tls.cert = readPem(p.tls_cert, "tls_cert");
+  if (p.tls_key !== undefined) tls.key = readPem(p.tls_key, "tls_key");
+  if (p.tls_servername !== undefined) tls.servername = p.tls_servername;
+  if (p.tls_reject_unauthorized !== undefined) {
+    if (p.tls_reject_unauthorized !== "true" && p.tls_reject_unauthorized !== "false") {
+      bad(`tls_reject_unauthorized must be "true" or "false", got "${p.tls_reject_unauthorized}"`);
+    }
+    tls.rejectUnauthorized = p.tls_reject_unauthorized === "true";
+  }
+  return { ...tls, ...extra };
+}
+
+function msParam(parsed: ParsedRedisUrl, name: string): number | undefined {
+  const text = parsed.params[name];
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text)) bad(`${name} must be a whole number of milliseconds, got "${text}"`);
+  return durationMs(`url ${name}`, Number(text), { min: 1, max: 600_000 });
+}
+
+/** ioredis reconnect delay: 50 ms doubling up to 1 s, forever (Coordis never gives up reconnecting). */
+function retryStrategy(times: number): number {
+  return Math.min(50 * 2 ** Math.min(times, 5), 1_000);
+}
+
+/**
+ * Opens an ioredis client from a URL (see {@link parseRedisUrl} for the forms). Without a URL it connects to
+ * {@link DEFAULT_URL}. The client has a command timeout (default 2 s), so a dead server surfaces as
+ * `RedisUnavailableError` from Coordis operations within that time instead of a hang, and it reconnects forever
+ * with a backoff capped at 1 s.
+ *
+ * @example
+ * const redis = connect(process.env.REDIS_URL);               // redis://:secret@10.0.0.5:6379/0
+ * const cluster = connect("redis+cluster://10.0.0.1:7000,10.0.0.2:7000");
+ * @throws InvalidArgumentError when the URL or an option is invalid (nothing is opened)
+ */
+export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {}): RedisClient {
+  const parsed = parseRedisUrl(url);
+  const commandTimeout =
+    options.commandTimeoutMs !== undefined
+      ? durationMs("options.commandTimeoutMs", options.commandTimeoutMs, { min: 1, max: 600_000 })
+      : (msParam(parsed, "command_timeout_ms") ?? DEFAULT_COMMAND_TIMEOUT_MS);
+  const connectTimeout =
+    options.connectTimeoutMs !== undefined
+      ? durationMs("options.connectTimeoutMs", options.connectTimeoutMs, { min: 1, max: 600_000 })
+      : (msParam(parsed, "connect_timeout_ms") ?? DEFAULT_CONNECT_TIMEOUT_MS);
+  const tls = tlsFromParams(parsed, options.tls);
+
+  const base: RedisOptions = {
+    commandTimeout,
+    connectTimeout,
+    retryStrategy,
+    ...(parsed.username === undefined ? {} : { username: parsed.username }),
+    ...(parsed.password === undefined ? {} : { password: parsed.password }),
+    ...(parsed.params.client_name === undefined ? {} : { connectionName: parsed.params.client_name }),
+    ...(tls === undefined ? {} : { tls }),
+    ...options.redisOptions,
+  };
+
+  let client: RedisClient;
+  if (parsed.kind === "cluster") {
+    client = new Cluster(
+      parsed.hosts.map((h) => ({ host: h.host, port: h.port })),
+      {
+        clusterRetryStrategy: retryStrategy,
+        ...options.clusterOptions,
+        redisOptions: { ...base, ...options.clusterOptions?.redisOptions },
+      },
+    );
+  } else if (parsed.kind === "sentinel") {
+    client = new Redis({
+      ...base,
+      sentinels: parsed.hosts.map((h) => ({ host: h.host, port: h.port })),
+      name: parsed.masterName as string,
+      ...(parsed.db === undefined ? {} : { db: parsed.db }),
+      ...(parsed.params.sentinel_username === undefined ? {} : { sentinelUsername: parsed.params.sentinel_username }),
+      ...(parsed.params.sentinel_password === undefined ? {} : { sentinelPassword: parsed.params.sentinel_password }),
+      ...(tls === undefined ? {} : { enableTLSForSentinelMode: true }),
+      sentinelRetryStrategy: retryStrategy,
+    });
+  } else {
+    const host = parsed.hosts[0] as { host: string; port: number };
+    client = new Redis({
+      ...base,
+      host: host.host,
+      port: host.port,
+      ...(parsed.db === undefined ? {} : { db: parsed.db }),
+    });
+  }
+  client.on("error", (error: Error) => {
+    notifyEvent(options.observer, { primitive: "connection", type: "connection-error", error });
+  });
+  return client;
+}

@@ -1,0 +1,110 @@
+/**
+ * Base class of every error Coordis throws. `code` is a stable string meant for programs
+ * (`if (err.code === "ERR_LOCK_BUSY")`); `message` is for people and may change.
+ */
+export class CoordisError extends Error {
+  /** Stable machine-readable error code, e.g. `ERR_INVALID_ARGUMENT`. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * A public function was called with an argument it cannot accept. Thrown before any Redis command is sent,
+ * so nothing was changed. `argument` names the offending parameter (e.g. `"ttlMs"`, `"options.rules[1].limit"`).
+ */
+export class InvalidArgumentError extends CoordisError {
+  /** Name of the argument (or option path) that was rejected. */
+  readonly argument: string;
+
+  constructor(argument: string, message: string) {
+    super("ERR_INVALID_ARGUMENT", `Invalid argument "${argument}": ${message}`);
+    this.argument = argument;
+  }
+}
+
+/**
+ * Redis could not be reached or could not serve the request: connection refused or closed, command timeout,
+ * cluster down, server loading. The original error is in `cause`. The operation may or may not have taken
+ * effect on the server when the cause is a timeout: treat it as unknown.
+ */
+export class RedisUnavailableError extends CoordisError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERR_REDIS_UNAVAILABLE", message, options);
+  }
+}
+
+/**
+ * Redis refused the request for a reason that retrying will not fix: missing ACL permission (NOPERM),
+ * wrong credentials, wrong type at a key, or an error raised inside a Lua script. `script` names the
+ * script when there is one; the server's reply is in `cause`.
+ */
+export class ScriptError extends CoordisError {
+  /** Name of the script that failed (`"<package>/<operation>"`), when known. */
+  readonly script: string | undefined;
+  /** The error text Redis replied with. */
+  readonly redisMessage: string;
+
+  constructor(script: string | undefined, redisMessage: string, options?: { cause?: unknown }) {
+    super(
+      "ERR_SCRIPT",
+      script === undefined
+        ? `Redis rejected the command: ${redisMessage}`
+        : `Redis script "${script}" failed: ${redisMessage}`,
+      options,
+    );
+    this.script = script;
+    this.redisMessage = redisMessage;
+  }
+}
+
+const UNAVAILABLE_PATTERNS = [
+  "Connection is closed",
+  "Command timed out",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENOTFOUND",
+  "Stream isn't writeable",
+  "Reached the max retries per request limit",
+  "None of startup nodes is available",
+  "Failed to refresh slots cache",
+  "Cluster isn't ready",
+  "CLUSTERDOWN",
+  "LOADING",
+  "MASTERDOWN",
+  "TRYAGAIN",
+  "BUSY ",
+  "Coordis deadline",
+];
+
+/**
+ * True when `err` means "Redis is not reachable or not serving right now" rather than "Redis said no".
+ * Used to decide between {@link RedisUnavailableError} and {@link ScriptError}.
+ */
+export function isUnavailableCause(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const text = `${err.name} ${err.message} ${(err as { code?: unknown }).code ?? ""}`;
+  return UNAVAILABLE_PATTERNS.some((p) => text.includes(p));
+}
+
+/**
+ * Turns anything a Redis call rejected with into a {@link CoordisError}: Coordis errors pass through,
+ * connectivity problems become {@link RedisUnavailableError}, server replies become {@link ScriptError}.
+ */
+export function toCoordisError(err: unknown, script?: string): CoordisError {
+  if (err instanceof CoordisError) return err;
+  if (isUnavailableCause(err)) {
+    const what = script === undefined ? "a command" : `script "${script}"`;
+    const detail = err instanceof Error ? err.message : String(err);
+    return new RedisUnavailableError(`Redis is unavailable while running ${what}: ${detail}`, { cause: err });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new ScriptError(script, message, { cause: err });
+}

@@ -1,0 +1,54 @@
+/**
+ * @coordis/core — what every Coordis primitive shares: a Redis connection from a URL, the Lua script registry,
+ * the cluster-safe key builder, typed errors, the observer interface and input validation.
+ * @packageDocumentation
+ */
+export { commandTimeoutOf, isCluster, type RedisClient } from "./client.js";
+export {
+  type ConnectOptions,
+  connect,
+  DEFAULT_COMMAND_TIMEOUT_MS,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_URL,
+  type ParsedRedisUrl,
+  parseRedisUrl,
+} from "./connect.js";
+export {
+  CoordisError,
+  InvalidArgumentError,
+  isUnavailableCause,
+  RedisUnavailableError,
+  ScriptError,
+  toCoordisError,
+} from "./errors.js";
+export {
+  DEFAULT_PREFIX,
+  type EntityKeys,
+  entityKeys,
+  hashTagOf,
+  MAX_NAME_BYTES,
+  slotOf,
+  validateName,
+  validatePrefix,
+} from "./keys.js";
+export {
+  type CoordisEvent,
+  type CoordisObserver,
+  combineObservers,
+  noopObserver,
+  notifyEvent,
+  notifyOperation,
+  type OperationEvent,
+} from "./observer.js";
+export { coreScripts } from "./scripts.generated.js";
+export {
+  DEADLINE_MARGIN_MS,
+  defineScript,
+  FALLBACK_DEADLINE_MS,
+  runScript,
+  type ScriptArgs,
+  type ScriptDef,
+  type ScriptKeys,
+} from "./scripts.js";
+export { parseInfo, parseVersion, type ServerInfo, serverAtLeast, serverInfo } from "./server-info.js";
+export * as validate from "./validate.js";

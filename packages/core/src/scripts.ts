@@ -1,0 +1,131 @@
+import type { RedisClient } from "./client.js";
+import { commandTimeoutOf, isCluster } from "./client.js";
+import { RedisUnavailableError, toCoordisError } from "./errors.js";
+
+/**
+ * A Lua script generated from `lua/<primitive>/<operation>.lua` by `scripts/gen-lua.ts`. `K` and `A` are the
+ * names of its KEYS and ARGV (from the file's header) and `R` its reply type, so calls are typed per script.
+ */
+export interface ScriptDef<K extends readonly string[], A extends readonly string[], R> {
+  /** `"<primitive>/<operation>"`, e.g. `"lock/acquire"`. */
+  readonly name: string;
+  /** Names of KEYS[1..n], in order. */
+  readonly keys: K;
+  /** Names of ARGV[1..n], in order. */
+  readonly args: A;
+  /** `keys.length`, the `numkeys` argument of EVALSHA. */
+  readonly numberOfKeys: number;
+  /** The full Lua source after includes were expanded. */
+  readonly source: string;
+  /** SHA1 of `source`, as `SCRIPT LOAD` would return it. */
+  readonly sha1: string;
+  /** Phantom field carrying the reply type; always `undefined` at run time. */
+  readonly reply?: R;
+}
+
+/** Declares a script. Used by the generated `scripts.generated.ts` modules; rarely needed by hand. */
+export function defineScript<const K extends readonly string[], const A extends readonly string[], R = unknown>(def: {
+  name: string;
+  keys: K;
+  args: A;
+  source: string;
+  sha1: string;
+}): ScriptDef<K, A, R> {
+  return Object.freeze({ ...def, numberOfKeys: def.keys.length });
+}
+
+/** One string per KEYS name of a script, in header order. */
+export type ScriptKeys<K extends readonly string[]> = { readonly [I in keyof K]: string };
+/** One value per ARGV name of a script, in header order. Numbers are sent in decimal. */
+export type ScriptArgs<A extends readonly string[]> = { readonly [I in keyof A]: string | number };
+
+/**
+ * Extra time Coordis allows on top of the client's `commandTimeout` before it gives up on a script call itself.
+ * It only matters where ioredis' own timeout does not apply (a cluster client still discovering its slots).
+ */
+export const DEADLINE_MARGIN_MS = 250;
+/** Deadline used when a client has no `commandTimeout` at all (a client Coordis did not create). */
+export const FALLBACK_DEADLINE_MS = 10_000;
+
+const deadlines = new WeakMap<RedisClient, number>();
+
+/** 0 = ioredis' commandTimeout covers it; otherwise our own deadline in ms. */
+function deadlineFor(redis: RedisClient): number {
+  let ms = deadlines.get(redis);
+  if (ms === undefined) {
+    const timeout = commandTimeoutOf(redis);
+    // A standalone client with commandTimeout times out every command itself, even one waiting in the offline
+    // queue. A Cluster keeps its own offline queue with no timer, so there we add one.
+    ms = timeout !== undefined && !isCluster(redis) ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
+    deadlines.set(redis, ms);
+  }
+  return ms;
+}
+
+function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith("NOSCRIPT");
+}
+
+type EvalClient = {
+  evalsha(sha: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
+  eval(source: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
+};
+
+async function evalWithFallback(
+  redis: RedisClient,
+  script: ScriptDef<never, never, unknown>,
+  argv: (string | number)[],
+) {
+  const client = redis as unknown as EvalClient;
+  try {
+    return await client.evalsha(script.sha1, script.numberOfKeys, ...argv);
+  } catch (err) {
+    // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
+    // EVAL also caches it, so the next call is an EVALSHA again.
+    if (!isNoScript(err)) throw err;
+    return await client.eval(script.source, script.numberOfKeys, ...argv);
+  }
+}
+
+/**
+ * Runs a generated script: EVALSHA (one round trip), falling back to EVAL once when the server answers NOSCRIPT.
+ * On a Cluster ioredis routes it by the first key; every key of one script shares a hash tag, so it never raises
+ * CROSSSLOT.
+ *
+ * @returns the script's reply, typed by its header's `Reply:` line
+ * @throws RedisUnavailableError when Redis cannot be reached within the client's command timeout (the script may
+ *   or may not have run), ScriptError when Redis or the script rejected the call
+ */
+export async function runScript<K extends readonly string[], A extends readonly string[], R>(
+  redis: RedisClient,
+  script: ScriptDef<K, A, R>,
+  keys: ScriptKeys<K>,
+  args: ScriptArgs<A>,
+): Promise<R> {
+  const argv = [...(keys as readonly string[]), ...(args as readonly (string | number)[])];
+  const def = script as unknown as ScriptDef<never, never, unknown>;
+  const deadline = deadlineFor(redis);
+  try {
+    if (deadline === 0) return (await evalWithFallback(redis, def, argv)) as R;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new RedisUnavailableError(
+              `Redis did not answer script "${script.name}" within ${deadline} ms (Coordis deadline); ` +
+                "it may still run. Check that the server or cluster is reachable.",
+            ),
+          ),
+        deadline,
+      );
+    });
+    try {
+      return (await Promise.race([evalWithFallback(redis, def, argv), expired])) as R;
+    } finally {
+      clearTimeout(timer);
+    }
+  } catch (err) {
+    throw toCoordisError(err, script.name);
+  }
+}

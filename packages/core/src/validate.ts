@@ -1,0 +1,130 @@
+import { InvalidArgumentError } from "./errors.js";
+
+/**
+ * Validation helpers for public boundaries. Each throws {@link InvalidArgumentError} naming the argument,
+ * and returns the value narrowed to its type so callers can write `const ttl = durationMs("ttlMs", opts.ttlMs)`.
+ * Call them before sending anything to Redis: bad input must never cost a round trip or change state.
+ */
+
+/** Longest duration Coordis accepts for any `...Ms` argument: 365 days in milliseconds. */
+export const MAX_DURATION_MS = 365 * 24 * 60 * 60 * 1000;
+
+function describe(value: unknown): string {
+  if (typeof value === "string") return value.length > 40 ? `a string of ${value.length} characters` : `"${value}"`;
+  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value);
+  if (value === null) return "null";
+  if (value === undefined) return "undefined";
+  if (Array.isArray(value)) return "an array";
+  return `a ${typeof value}`;
+}
+
+/** A finite number (not NaN, not ±Infinity), optionally within `[min, max]`. */
+export function finiteNumber(name: string, value: unknown, bounds: { min?: number; max?: number } = {}): number {
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new InvalidArgumentError(name, `expected a finite number, got ${describe(value)}`);
+  }
+  if (bounds.min !== undefined && value < bounds.min) {
+    throw new InvalidArgumentError(name, `must be at least ${bounds.min}, got ${value}`);
+  }
+  if (bounds.max !== undefined && value > bounds.max) {
+    throw new InvalidArgumentError(name, `must be at most ${bounds.max}, got ${value}`);
+  }
+  return value;
+}
+
+/** An integer (safe integer range), optionally within `[min, max]`. */
+export function integer(name: string, value: unknown, bounds: { min?: number; max?: number } = {}): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value)) {
+    throw new InvalidArgumentError(name, `expected an integer, got ${describe(value)}`);
+  }
+  return finiteNumber(name, value, bounds);
+}
+
+/** An integer ≥ 1, optionally at most `max`. */
+export function positiveInteger(name: string, value: unknown, max = Number.MAX_SAFE_INTEGER): number {
+  return integer(name, value, { min: 1, max });
+}
+
+/**
+ * A duration in whole milliseconds within `[min, max]` (defaults: 1 ms to {@link MAX_DURATION_MS}).
+ * Fractional, negative, NaN and infinite values are rejected.
+ */
+export function durationMs(name: string, value: unknown, bounds: { min?: number; max?: number } = {}): number {
+  const min = bounds.min ?? 1;
+  const max = bounds.max ?? MAX_DURATION_MS;
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new InvalidArgumentError(name, `expected a duration in milliseconds, got ${describe(value)}`);
+  }
+  if (!Number.isInteger(value)) {
+    throw new InvalidArgumentError(name, `expected whole milliseconds, got ${value}`);
+  }
+  if (value < min || value > max) {
+    throw new InvalidArgumentError(name, `must be between ${min} and ${max} ms, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * A string whose UTF-8 size is within `[minBytes, maxBytes]` and which is well-formed Unicode (no lone
+ * surrogates: they would be replaced when encoded, so two different strings could name the same key).
+ */
+export function string(name: string, value: unknown, bounds: { minBytes?: number; maxBytes?: number } = {}): string {
+  if (typeof value !== "string") {
+    throw new InvalidArgumentError(name, `expected a string, got ${describe(value)}`);
+  }
+  const min = bounds.minBytes ?? 1;
+  const max = bounds.maxBytes ?? 1024;
+  if (!value.isWellFormed()) {
+    throw new InvalidArgumentError(name, "contains a lone UTF-16 surrogate (not valid Unicode)");
+  }
+  const bytes = Buffer.byteLength(value, "utf8");
+  if (bytes < min) {
+    throw new InvalidArgumentError(name, min === 1 ? "must not be empty" : `must be at least ${min} bytes`);
+  }
+  if (bytes > max) {
+    throw new InvalidArgumentError(name, `must be at most ${max} bytes in UTF-8, got ${bytes}`);
+  }
+  return value;
+}
+
+/** One of the listed string values. */
+export function oneOf<const T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
+  if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(
+      name,
+      `expected one of ${allowed.map((a) => `"${a}"`).join(", ")}, got ${describe(value)}`,
+    );
+  }
+  return value as T;
+}
+
+/** A boolean. */
+export function boolean(name: string, value: unknown): boolean {
+  if (typeof value !== "boolean")
+    throw new InvalidArgumentError(name, `expected true or false, got ${describe(value)}`);
+  return value;
+}
+
+/** A plain options object (or `undefined`, returned as `{}`); rejects arrays, null and primitives. */
+export function options<T extends object>(name: string, value: unknown): Partial<T> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new InvalidArgumentError(name, `expected an options object, got ${describe(value)}`);
+  }
+  return value as Partial<T>;
+}
+
+/** An `AbortSignal` (or `undefined`). */
+export function abortSignal(name: string, value: unknown): AbortSignal | undefined {
+  if (value === undefined) return undefined;
+  if (!(value instanceof AbortSignal)) {
+    throw new InvalidArgumentError(name, `expected an AbortSignal, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** A function. */
+export function func<T extends (...args: never[]) => unknown>(name: string, value: unknown): T {
+  if (typeof value !== "function") throw new InvalidArgumentError(name, `expected a function, got ${describe(value)}`);
+  return value as T;
+}

@@ -1,0 +1,104 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { connect, coreScripts, type RedisClient, RedisUnavailableError, runScript, ScriptError } from "@coordis/core";
+import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+
+const prefix = testPrefix();
+
+describe("script registry on a standalone server of its own", () => {
+  let server: RedisServer;
+  let redis: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis();
+    redis = server.client();
+    await redis.ping();
+  });
+  afterAll(async () => {
+    await server.stop();
+  });
+
+  it("runs by EVALSHA in one round trip once the script is cached, with a typed reply", async () => {
+    await runScript(redis, coreScripts.probe, [`${prefix}:{a}:v`, `${prefix}:{a}:c`], ["warm", 10_000]);
+    const { result, roundTrips, sent } = await countCommands(server, () =>
+      runScript(redis, coreScripts.probe, [`${prefix}:{a}:v`, `${prefix}:{a}:c`], ["hello", 10_000]),
+    );
+    expect(roundTrips).toBe(1);
+    expect(sent).toEqual({ evalsha: 1 });
+    const [value, count, nowMs] = result;
+    expect(value).toBe("hello");
+    expect(count).toBe(2);
+    expect(Math.abs(nowMs - Date.now())).toBeLessThan(5_000);
+    expect(await redis.get(`${prefix}:{a}:v`)).toBe("hello");
+  });
+
+  it("recovers from NOSCRIPT after SCRIPT FLUSH with one EVAL, then goes back to EVALSHA", async () => {
+    await redis.script("FLUSH");
+    const first = await countCommands(server, () =>
+      runScript(redis, coreScripts.probe, [`${prefix}:{b}:v`, `${prefix}:{b}:c`], ["x", 10_000]),
+    );
+    expect(first.sent).toEqual({ evalsha: 1, eval: 1 });
+    const second = await countCommands(server, () =>
+      runScript(redis, coreScripts.probe, [`${prefix}:{b}:v`, `${prefix}:{b}:c`], ["y", 10_000]),
+    );
+    expect(second.sent).toEqual({ evalsha: 1 });
+    expect(second.result[1]).toBe(2);
+  });
+
+  it("maps a script error to ScriptError naming the script", async () => {
+    await redis.hset(`${prefix}:{c}:c`, "f", "1");
+    const err = await runScript(redis, coreScripts.probe, [`${prefix}:{c}:v`, `${prefix}:{c}:c`], ["x", 1_000]).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ScriptError);
+    expect((err as ScriptError).code).toBe("ERR_SCRIPT");
+    expect((err as ScriptError).script).toBe("core/probe");
+    expect((err as ScriptError).message).toMatch(/WRONGTYPE/);
+  });
+
+  it("fails with RedisUnavailableError within the command timeout when the server is killed, and recovers", async () => {
+    const client = connect(server.url, { commandTimeoutMs: 500 });
+    await client.ping();
+    await server.kill();
+    const started = Date.now();
+    const err = await runScript(client, coreScripts.probe, [`${prefix}:{d}:v`, `${prefix}:{d}:c`], ["x", 1_000]).catch(
+      (e: unknown) => e,
+    );
+    const elapsed = Date.now() - started;
+    expect(err).toBeInstanceOf(RedisUnavailableError);
+    expect((err as RedisUnavailableError).code).toBe("ERR_REDIS_UNAVAILABLE");
+    expect(elapsed).toBeLessThan(500 + 1_000);
+    await server.restart();
+    const deadline = Date.now() + 10_000;
+    let reply: unknown;
+    while (reply === undefined) {
+      reply = await runScript(client, coreScripts.probe, [`${prefix}:{d}:v`, `${prefix}:{d}:c`], ["back", 1_000]).catch(
+        (e: unknown) => {
+          if (Date.now() > deadline) throw e;
+          return undefined;
+        },
+      );
+      if (reply === undefined) await sleep(50);
+    }
+    expect((reply as unknown[])[0]).toBe("back");
+    client.disconnect();
+  });
+});
+
+describe("script registry on the shared Redis Cluster", () => {
+  let redis: RedisClient;
+  beforeAll(() => {
+    redis = connect(inject("coordisClusterUrl"));
+  });
+  afterAll(() => {
+    redis.disconnect();
+  });
+
+  it("runs a 2-key hash-tagged script on many slots without CROSSSLOT", async () => {
+    for (let i = 0; i < 30; i++) {
+      const tag = `{${prefix}-${i}}`;
+      const [value, count] = await runScript(redis, coreScripts.probe, [`${tag}:v`, `${tag}:c`], [`v${i}`, 10_000]);
+      expect(value).toBe(`v${i}`);
+      expect(count).toBe(1);
+    }
+  });
+});

@@ -1,0 +1,2 @@
+/** @coordis/eventlog: not built yet (see the package's issue). @packageDocumentation */
+export {};

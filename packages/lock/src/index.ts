@@ -1,0 +1,2 @@
+/** @coordis/lock: not built yet (see the package's issue). @packageDocumentation */
+export {};

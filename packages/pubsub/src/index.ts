@@ -1,0 +1,2 @@
+/** @coordis/pubsub: not built yet (see the package's issue). @packageDocumentation */
+export {};

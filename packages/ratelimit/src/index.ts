@@ -1,0 +1,2 @@
+/** @coordis/ratelimit: not built yet (see the package's issue). @packageDocumentation */
+export {};

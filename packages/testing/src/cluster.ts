@@ -1,0 +1,151 @@
+import { execFile } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import { connect, parseInfo, type RedisClient } from "@coordis/core";
+import { Redis } from "ioredis";
+import { redisCliPath } from "./binaries.js";
+import { type RedisServer, type StartRedisOptions, startRedis } from "./redis-server.js";
+
+const run = promisify(execFile);
+
+/** Options of {@link startRedisCluster}. */
+export interface StartClusterOptions {
+  /** Number of masters (≥ 3, as redis-cli requires); default 3. */
+  masters?: number;
+  /** Replicas per master, 0 or 1; default 0. */
+  replicasPerMaster?: 0 | 1;
+  /** `cluster-node-timeout` in ms; default 2000 (short, so failure detection in tests is quick). */
+  nodeTimeoutMs?: number;
+  /** Extra configuration for every node. */
+  config?: StartRedisOptions["config"];
+  /** How long to wait for `cluster_state:ok` on every node; default 30 s. */
+  readyTimeoutMs?: number;
+}
+
+/** A real Redis Cluster started by the harness. */
+export interface RedisCluster {
+  /** Every node, masters first in the order redis-cli assigned slots. */
+  readonly nodes: readonly RedisServer[];
+  /** `redis+cluster://h:p,h:p,...` listing every node. */
+  readonly url: string;
+  /** A cluster client (closed by `stop()`). */
+  client(): RedisClient;
+  /** Waits until every running node reports `cluster_state:ok`. */
+  waitReady(timeoutMs?: number): Promise<void>;
+  /** Stops every node. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Reads `CLUSTER INFO` of one node with a short-lived connection. */
+async function clusterInfo(server: RedisServer): Promise<Record<string, string>> {
+  const r = new Redis({
+    host: server.host,
+    port: server.port,
+    lazyConnect: true,
+    commandTimeout: 1_000,
+    retryStrategy: () => null,
+  });
+  r.on("error", () => {});
+  try {
+    await r.connect();
+    return parseInfo((await r.call("CLUSTER", "INFO")) as string);
+  } finally {
+    r.disconnect();
+  }
+}
+
+/**
+ * Starts a real Redis Cluster: `masters × (1 + replicasPerMaster)` nodes with `--cluster-enabled yes`, joined by
+ * `redis-cli --cluster create --cluster-yes`, and waits until every node reports `cluster_state:ok` and knows
+ * every other node. Each node is a {@link RedisServer}, so tests can kill, pause and restart single nodes.
+ */
+export async function startRedisCluster(options: StartClusterOptions = {}): Promise<RedisCluster> {
+  const masters = options.masters ?? 3;
+  const replicas = options.replicasPerMaster ?? 0;
+  if (!Number.isInteger(masters) || masters < 3)
+    throw new RangeError(`a cluster needs at least 3 masters, got ${masters}`);
+  const cli = redisCliPath();
+  if (cli === undefined)
+    throw new Error("redis-cli was not found on PATH; it is needed to create a cluster (apt-get install redis-tools)");
+  const total = masters * (1 + replicas);
+  const started = await Promise.allSettled(
+    Array.from({ length: total }, () =>
+      startRedis({
+        busPortOffset: 10_000,
+        config: {
+          "cluster-enabled": "yes",
+          "cluster-config-file": "nodes.conf",
+          "cluster-node-timeout": options.nodeTimeoutMs ?? 2_000,
+          ...options.config,
+        },
+      }),
+    ),
+  );
+  const nodes = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  const stopAll = async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  };
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed !== undefined) {
+    await stopAll();
+    throw failed.reason;
+  }
+  try {
+    await run(
+      cli,
+      [
+        "--cluster",
+        "create",
+        ...nodes.map((n) => `${n.host}:${n.port}`),
+        "--cluster-replicas",
+        String(replicas),
+        "--cluster-yes",
+      ],
+      { timeout: 60_000 },
+    );
+  } catch (err) {
+    await stopAll();
+    throw new Error(`redis-cli --cluster create failed: ${(err as Error).message}`);
+  }
+  const clients = new Set<RedisClient>();
+  const waitReady = async (timeoutMs = options.readyTimeoutMs ?? 30_000) => {
+    const deadline = Date.now() + timeoutMs;
+    let last = "";
+    for (;;) {
+      const running = nodes.filter((n) => n.running && !n.paused);
+      const infos = await Promise.all(running.map((n) => clusterInfo(n).catch((e: Error) => ({ error: e.message }))));
+      const ok = infos.every(
+        (i) =>
+          (i as Record<string, string>).cluster_state === "ok" &&
+          Number((i as Record<string, string>).cluster_slots_assigned) === 16384 &&
+          Number((i as Record<string, string>).cluster_known_nodes) >= running.length,
+      );
+      if (ok) return;
+      last = JSON.stringify(infos.map((i) => (i as Record<string, string>).cluster_state ?? i));
+      if (Date.now() > deadline) throw new Error(`cluster not ready within ${timeoutMs} ms: ${last}`);
+      await sleep(100);
+    }
+  };
+  try {
+    await waitReady();
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  const url = `redis+cluster://${nodes.map((n) => `${n.host}:${n.port}`).join(",")}`;
+  return {
+    nodes,
+    url,
+    client() {
+      const c = connect(url);
+      clients.add(c);
+      return c;
+    },
+    waitReady,
+    async stop() {
+      for (const c of clients) c.disconnect();
+      clients.clear();
+      await stopAll();
+    },
+  };
+}

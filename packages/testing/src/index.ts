@@ -1,0 +1,17 @@
+/**
+ * @coordis/testing — real Redis for tests. Starts `redis-server` processes (standalone, independent masters,
+ * Redis Cluster, Sentinel, TLS), injects faults (kill, SIGSTOP pause, restart), counts the commands a block of code
+ * sent, and never leaves a server running after the test process is gone.
+ * @packageDocumentation
+ */
+export { findExecutable, INSTALL_HINT, RedisNotAvailableError, redisCliPath, redisServerPath } from "./binaries.js";
+export { type RedisCluster, type StartClusterOptions, startRedisCluster } from "./cluster.js";
+export { type CommandCounts, countCommands, DEFAULT_IGNORED_COMMANDS } from "./commandstats.js";
+export { containerRuntimeReachable, REDIS_IMAGE } from "./containers.js";
+export { type RedisGroup, startRedisGroup } from "./group.js";
+export { freePort } from "./ports.js";
+export { testPrefix } from "./prefix.js";
+export { livePids } from "./processes.js";
+export { type RedisConfig, type RedisServer, type StartRedisOptions, startRedis } from "./redis-server.js";
+export { type RedisSentinelSetup, startRedisSentinel } from "./sentinel.js";
+export { createTlsMaterial, type TlsMaterial } from "./tls.js";

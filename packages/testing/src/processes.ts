@@ -1,0 +1,69 @@
+import { type ChildProcess, spawn } from "node:child_process";
+
+/**
+ * Bookkeeping that guarantees no redis-server outlives the process that started it:
+ * - on a normal exit of this process, every live child is SIGKILLed synchronously (`exit` hook);
+ * - for a crash or SIGKILL of this process, each child has a tiny detached watchdog shell that polls this
+ *   process' pid and kills the child once this process is gone.
+ */
+const live = new Map<number, { child: ChildProcess; watchdog: ChildProcess | undefined }>();
+let hooked = false;
+
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.on("exit", () => {
+    for (const [pid, entry] of live) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+      if (entry.watchdog?.pid !== undefined) {
+        try {
+          process.kill(entry.watchdog.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    }
+  });
+}
+
+/** Registers a spawned server so it is killed when this process exits or dies. */
+export function track(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  hookExit();
+  const owner = process.pid;
+  const pid = child.pid;
+  // Poll twice a second; kill the child only if the owner is gone (not when the child itself exited first).
+  const script = `while kill -0 ${owner} 2>/dev/null && kill -0 ${pid} 2>/dev/null; do sleep 0.5; done; kill -0 ${owner} 2>/dev/null || kill -9 ${pid} 2>/dev/null; exit 0`;
+  let watchdog: ChildProcess | undefined;
+  try {
+    watchdog = spawn("/bin/sh", ["-c", script], { detached: true, stdio: "ignore" });
+    watchdog.on("error", () => {});
+    watchdog.unref();
+  } catch {
+    watchdog = undefined;
+  }
+  live.set(pid, { child, watchdog });
+  child.once("exit", () => untrack(pid));
+}
+
+function untrack(pid: number): void {
+  const entry = live.get(pid);
+  if (entry === undefined) return;
+  live.delete(pid);
+  if (entry.watchdog?.pid !== undefined && entry.watchdog.exitCode === null) {
+    try {
+      process.kill(entry.watchdog.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Pids of the servers this process started that are still running. */
+export function livePids(): number[] {
+  return [...live.keys()];
+}
