@@ -26,8 +26,9 @@ function runtimeEndpoints(): Array<{ path: string } | { host: string; port: numb
   return out;
 }
 
-/** True when a container runtime answers a connection within `timeoutMs` (default 1 s). */
+/** True when a container runtime answers a connection within `timeoutMs` (default 1 s); never with `COORDIS_NO_CONTAINERS=1`. */
 export async function containerRuntimeReachable(timeoutMs = 1_000): Promise<boolean> {
+  if (process.env.COORDIS_NO_CONTAINERS === "1") return false;
   for (const endpoint of runtimeEndpoints()) {
     const ok = await new Promise<boolean>((resolve) => {
       const socket = netConnect(endpoint as never);

@@ -1,0 +1,165 @@
+import { type CoordisEvent, connect, InvalidArgumentError, parseRedisUrl, type RedisClient } from "@coordis/core";
+import { startRedis, startRedisSentinel } from "@coordis/testing";
+import { Cluster, type Redis } from "ioredis";
+import { describe, expect, inject, it } from "vitest";
+
+describe("parseRedisUrl", () => {
+  it("parses every URL form", () => {
+    expect(parseRedisUrl("redis://127.0.0.1:7000/3")).toMatchObject({
+      kind: "standalone",
+      tls: false,
+      hosts: [{ host: "127.0.0.1", port: 7000 }],
+      db: 3,
+    });
+    expect(parseRedisUrl("redis://localhost")).toMatchObject({ hosts: [{ host: "localhost", port: 6379 }] });
+    expect(parseRedisUrl("redis://al%40ice:p%3Ass@[::1]:6380")).toMatchObject({
+      username: "al@ice",
+      password: "p:ss",
+      hosts: [{ host: "::1", port: 6380 }],
+    });
+    expect(parseRedisUrl("redis://:only-password@h:1")).toMatchObject({ password: "only-password" });
+    expect(parseRedisUrl("rediss://h:6380?tls_servername=example.org").tls).toBe(true);
+    expect(parseRedisUrl("redis+cluster://a:7000,b:7001")).toMatchObject({
+      kind: "cluster",
+      hosts: [
+        { host: "a", port: 7000 },
+        { host: "b", port: 7001 },
+      ],
+    });
+    expect(parseRedisUrl("redis+sentinel://s1,s2:26380/mymaster/2")).toMatchObject({
+      kind: "sentinel",
+      masterName: "mymaster",
+      db: 2,
+      hosts: [
+        { host: "s1", port: 26379 },
+        { host: "s2", port: 26380 },
+      ],
+    });
+  });
+
+  it.each([
+    ["", /non-empty/],
+    ["localhost:6379", /scheme:\/\/host/],
+    ["http://localhost:6379", /unsupported scheme "http:"/],
+    ["redis://h:99999", /out of range/],
+    ["redis://a:1,b:2", /takes one host/],
+    ["redis://h:1/abc", /database "abc" is not a number/],
+    ["redis://h:1/0/1", /path is the database/],
+    ["redis+cluster://a:1/0", /only has database 0/],
+    ["redis+sentinel://a:1", /needs the master name/],
+    ["redis+cluster://a:1,,b:2", /empty entry/],
+    ["redis://h:1?color=blue", /unknown query parameter "color"/],
+    ["redis://h:1?tls_ca=/x", /need a TLS scheme/],
+    ["redis://u:%zz@h:1", /password is not valid percent-encoding/],
+    ["redis://h:1#frag", /fragment/],
+    ["redis://h:1?command_timeout_ms=soon", /whole number of milliseconds/],
+  ])("rejects %j with InvalidArgumentError", (url, message) => {
+    let error: unknown;
+    try {
+      connect(url);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect((error as InvalidArgumentError).argument).toBe("url");
+    expect((error as Error).message).toMatch(message);
+  });
+
+  it("rejects an unreadable tls_ca file before opening anything", () => {
+    expect(() => connect("rediss://h:1?tls_ca=/nonexistent/ca.pem")).toThrow(/tls_ca file "\/nonexistent\/ca.pem"/);
+  });
+});
+
+describe("connect against real servers", () => {
+  it("defaults to redis://127.0.0.1:6379 with a command timeout", () => {
+    const client = connect(undefined, { redisOptions: { lazyConnect: true } }) as Redis;
+    expect(client.options.host).toBe("127.0.0.1");
+    expect(client.options.port).toBe(6379);
+    expect(client.options.commandTimeout).toBe(2_000);
+    client.disconnect();
+  });
+
+  it("connects to a standalone server with ACL user, password and database from the URL", async () => {
+    const server = await startRedis({
+      config: { user: ["alice", "on", ">s3cret", "~*", "&*", "+@all"] },
+    });
+    const client = connect(`redis://alice:s3cret@127.0.0.1:${server.port}/2?client_name=coordis-test`) as Redis;
+    try {
+      await client.set("k", "v");
+      expect(await client.get("k")).toBe("v");
+      const info = (await client.client("INFO")) as string;
+      expect(info).toMatch(/ db=2 /);
+      expect(info).toMatch(/ user=alice /);
+      expect(info).toMatch(/ name=coordis-test /);
+    } finally {
+      client.disconnect();
+      await server.stop();
+    }
+  });
+
+  it("connects over TLS with a throwaway CA given as tls_ca", async () => {
+    const server = await startRedis({ tls: true });
+    try {
+      expect(server.url).toMatch(/^rediss:\/\/127\.0\.0\.1:\d+\?tls_ca=/);
+      const client = connect(server.url);
+      expect(await client.set("secure", "yes")).toBe("OK");
+      expect(await client.get("secure")).toBe("yes");
+      client.disconnect();
+      // Without the CA the certificate is not trusted: the client never becomes ready.
+      const untrusted = connect(`rediss://127.0.0.1:${server.port}`, { commandTimeoutMs: 500 });
+      await expect(untrusted.ping()).rejects.toThrow();
+      untrusted.disconnect();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it("connects to a real cluster from redis+cluster://", async () => {
+    const client = connect(inject("coordisClusterUrl"));
+    try {
+      expect(client).toBeInstanceOf(Cluster);
+      for (let i = 0; i < 20; i++) await client.set(`connect-test-${i}`, String(i));
+      const values = await Promise.all(Array.from({ length: 20 }, (_, i) => client.get(`connect-test-${i}`)));
+      expect(values).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it("connects through Sentinel to the monitored master from redis+sentinel://", async () => {
+    const setup = await startRedisSentinel();
+    const client = connect(`${setup.url}/1`) as Redis;
+    try {
+      await client.set("via-sentinel", "1");
+      const direct = setup.master.client() as Redis;
+      await direct.select(1);
+      expect(await direct.get("via-sentinel")).toBe("1");
+    } finally {
+      client.disconnect();
+      await setup.stop();
+    }
+  });
+
+  it("reports connection errors to the observer instead of printing them", async () => {
+    const server = await startRedis();
+    const url = server.url;
+    await server.stop();
+    const events: CoordisEvent[] = [];
+    let client: RedisClient | undefined;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no connection-error event within 5 s")), 5_000);
+      client = connect(url, {
+        observer: {
+          onEvent: (e) => {
+            events.push(e);
+            clearTimeout(timer);
+            resolve();
+          },
+        },
+      });
+    });
+    client?.disconnect();
+    expect(events[0]).toMatchObject({ primitive: "connection", type: "connection-error" });
+    expect(events[0]?.error?.message).toMatch(/ECONNREFUSED/);
+  });
+});

@@ -1,0 +1,98 @@
+import {
+  CoordisError,
+  combineObservers,
+  connect,
+  InvalidArgumentError,
+  notifyEvent,
+  notifyOperation,
+  type OperationEvent,
+  parseVersion,
+  RedisUnavailableError,
+  ScriptError,
+  serverAtLeast,
+  serverInfo,
+  toCoordisError,
+} from "@coordis/core";
+import { describe, expect, inject, it } from "vitest";
+
+describe("errors", () => {
+  it("every error extends CoordisError with a stable code", () => {
+    const cases: Array<[CoordisError, string]> = [
+      [new InvalidArgumentError("ttlMs", "bad"), "ERR_INVALID_ARGUMENT"],
+      [new RedisUnavailableError("down"), "ERR_REDIS_UNAVAILABLE"],
+      [new ScriptError("lock/acquire", "ERR boom"), "ERR_SCRIPT"],
+    ];
+    for (const [err, code] of cases) {
+      expect(err).toBeInstanceOf(CoordisError);
+      expect(err).toBeInstanceOf(Error);
+      expect(err.code).toBe(code);
+      expect(err.name).toBe(err.constructor.name);
+    }
+  });
+
+  it("classifies Redis failures: connectivity → RedisUnavailableError, replies → ScriptError", () => {
+    for (const msg of [
+      "Connection is closed.",
+      "Command timed out",
+      "connect ECONNREFUSED 127.0.0.1:1",
+      "CLUSTERDOWN The cluster is down",
+      "LOADING Redis is loading",
+    ]) {
+      const err = toCoordisError(new Error(msg), "x/y");
+      expect(err).toBeInstanceOf(RedisUnavailableError);
+      expect((err as Error).cause).toBeInstanceOf(Error);
+    }
+    const reply = toCoordisError(new Error("NOPERM this user has no permissions"), "x/y");
+    expect(reply).toBeInstanceOf(ScriptError);
+    expect((reply as ScriptError).redisMessage).toMatch(/NOPERM/);
+    const passthrough = new InvalidArgumentError("a", "b");
+    expect(toCoordisError(passthrough)).toBe(passthrough);
+  });
+});
+
+describe("observer", () => {
+  it("delivers to every combined observer and swallows observer exceptions", () => {
+    const seen: string[] = [];
+    const observer = combineObservers(
+      {
+        onOperation: () => {
+          throw new Error("observer bug");
+        },
+      },
+      { onOperation: (e) => seen.push(`${e.primitive}.${e.op}:${e.outcome}`), onEvent: (e) => seen.push(e.type) },
+    );
+    const event: OperationEvent = { primitive: "lock", op: "acquire", outcome: "acquired", durationMs: 1 };
+    expect(() => notifyOperation(observer, event)).not.toThrow();
+    notifyEvent(observer, { primitive: "lock", type: "lease-lost" });
+    notifyOperation(undefined, event);
+    expect(seen).toEqual(["lock.acquire:acquired", "lease-lost"]);
+  });
+});
+
+describe("server info", () => {
+  it("reads the server version once per client and compares versions", async () => {
+    const redis = connect(inject("coordisRedisUrl"));
+    try {
+      const info = await serverInfo(redis);
+      expect(info.version).toMatch(/^\d+\.\d+\.\d+$/);
+      expect(info.versionParts[0]).toBeGreaterThanOrEqual(7);
+      expect(info.mode).toBe("standalone");
+      expect(serverInfo(redis)).toBe(serverInfo(redis));
+      expect(await serverAtLeast(redis, "7.0.0")).toBe(true);
+      expect(await serverAtLeast(redis, "99.0.0")).toBe(false);
+      expect(await serverAtLeast(redis, info.version)).toBe(true);
+      expect(parseVersion("7.2")).toEqual([7, 2, 0]);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it("reports cluster mode on a cluster client", async () => {
+    const redis = connect(inject("coordisClusterUrl"));
+    try {
+      expect((await serverInfo(redis)).mode).toBe("cluster");
+    } finally {
+      redis.disconnect();
+    }
+  });
+});
