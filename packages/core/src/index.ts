@@ -51,5 +51,5 @@ export {
   type ScriptKeys,
 } from "./scripts.js";
 export { parseInfo, parseVersion, type ServerInfo, serverAtLeast, serverInfo } from "./server-info.js";
-export { MAX_DURATION_MS } from "./validate.js";
 export * as validate from "./validate.js";
+export { MAX_DURATION_MS } from "./validate.js";

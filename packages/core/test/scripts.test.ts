@@ -1,6 +1,15 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { connect, coreScripts, type RedisClient, RedisUnavailableError, runScript, ScriptError } from "@coordis/core";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import {
+  connect,
+  coreScripts,
+  DEADLINE_MARGIN_MS,
+  type RedisClient,
+  RedisUnavailableError,
+  runScript,
+  ScriptError,
+} from "@coordis/core";
+import { countCommands, type RedisServer, startRedis, startRedisCluster, testPrefix } from "@coordis/testing";
+import type { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 const prefix = testPrefix();
@@ -93,12 +102,49 @@ describe("script registry on the shared Redis Cluster", () => {
     redis.disconnect();
   });
 
+  it("recovers from NOSCRIPT on every cluster node after SCRIPT FLUSH", async () => {
+    const cluster = redis as Cluster;
+    const masters = cluster.nodes("master");
+    expect(masters.length).toBe(3);
+    await Promise.all(masters.map((node) => node.script("FLUSH")));
+    for (const node of masters) expect(await node.script("EXISTS", coreScripts.probe.sha1)).toEqual([0]);
+    // Enough distinct tags to land on every master.
+    for (let i = 0; i < 60; i++) {
+      const tag = `{${prefix}-flush-${i}}`;
+      const [value] = await runScript(redis, coreScripts.probe, [`${tag}:v`, `${tag}:c`], [`f${i}`, 10_000]);
+      expect(value).toBe(`f${i}`);
+    }
+    for (const node of masters) expect(await node.script("EXISTS", coreScripts.probe.sha1)).toEqual([1]);
+  });
+
   it("runs a 2-key hash-tagged script on many slots without CROSSSLOT", async () => {
     for (let i = 0; i < 30; i++) {
       const tag = `{${prefix}-${i}}`;
       const [value, count] = await runScript(redis, coreScripts.probe, [`${tag}:v`, `${tag}:c`], [`v${i}`, 10_000]);
       expect(value).toBe(`v${i}`);
       expect(count).toBe(1);
+    }
+  });
+});
+
+describe("script registry on a cluster that goes down", () => {
+  it("fails with RedisUnavailableError within the command timeout plus margin, never hangs", async () => {
+    const cluster = await startRedisCluster({ masters: 3 });
+    const client = connect(cluster.url, { commandTimeoutMs: 500 });
+    try {
+      await runScript(client, coreScripts.probe, ["{z}:v", "{z}:c"], ["x", 1_000]);
+      await Promise.all(cluster.nodes.map((n) => n.kill()));
+      for (const tag of ["{z}", "{y}", "{x}"]) {
+        const started = Date.now();
+        const err = await runScript(client, coreScripts.probe, [`${tag}:v`, `${tag}:c`], ["x", 1_000]).catch(
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(RedisUnavailableError);
+        expect(Date.now() - started).toBeLessThan(500 + DEADLINE_MARGIN_MS + 1_000);
+      }
+    } finally {
+      client.disconnect();
+      await cluster.stop();
     }
   });
 });
