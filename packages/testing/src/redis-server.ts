@@ -71,6 +71,15 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
+/**
+ * A new temp dir for a server: `coordis-redis-[<COORDIS_RUN_ID>-]XXXXXX`. The run id lets `npm test` check that
+ * none of *its* servers survived, even while other test runs share the machine.
+ */
+export function serverTempDir(): string {
+  const run = process.env.COORDIS_RUN_ID;
+  return mkdtempSync(join(tmpdir(), `coordis-redis-${run ? `${run}-` : ""}`));
+}
+
 function configArgs(config: RedisConfig | undefined): string[] {
   const args: string[] = [];
   for (const [name, value] of Object.entries(config ?? {})) {
@@ -149,7 +158,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
   }
   const host = options.host ?? "127.0.0.1";
   const ownDir = options.dir === undefined;
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), "coordis-redis-"));
+  const dir = options.dir ?? serverTempDir();
   const tls = options.tls === true ? await createTlsMaterial(join(dir, "tls")) : options.tls || undefined;
   const readyLine = options.readyLine ?? "Ready to accept connections";
   const timeoutMs = options.startTimeoutMs ?? 10_000;

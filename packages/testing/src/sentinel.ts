@@ -1,7 +1,6 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type RedisServer, startRedis } from "./redis-server.js";
+import { type RedisServer, serverTempDir, startRedis } from "./redis-server.js";
 
 /** A master watched by one Sentinel. */
 export interface RedisSentinelSetup {
@@ -18,7 +17,7 @@ export interface RedisSentinelSetup {
 export async function startRedisSentinel(options: { masterName?: string } = {}): Promise<RedisSentinelSetup> {
   const masterName = options.masterName ?? "mymaster";
   const master = await startRedis();
-  const dir = mkdtempSync(join(tmpdir(), "coordis-redis-"));
+  const dir = serverTempDir();
   try {
     // Sentinel rewrites its config file, so it must be a writable file of its own.
     writeFileSync(
