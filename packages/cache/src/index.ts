@@ -1,0 +1,2 @@
+/** @coordis/cache: not built yet (see its issue). @packageDocumentation */
+export {};

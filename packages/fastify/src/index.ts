@@ -1,0 +1,2 @@
+/** @coordis/fastify: not built yet (see its issue). @packageDocumentation */
+export {};

@@ -1,0 +1,2 @@
+/** @coordis/metrics: not built yet (see its issue). @packageDocumentation */
+export {};

@@ -1,0 +1,2 @@
+/** @coordis/demo: not built yet (see its issue). @packageDocumentation */
+export {};
