@@ -1,2 +1,12 @@
-/** @coordis/metrics: not built yet (see its issue). @packageDocumentation */
-export {};
+/**
+ * @coordis/metrics — prom-client metrics for every Coordis primitive, fed by the core observer.
+ * @packageDocumentation
+ */
+export {
+  type CoordisMetrics,
+  type CoordisMetricsOptions,
+  coordisMetrics,
+  DEFAULT_BUCKETS,
+  type GroupInfoSource,
+} from "./coordis-metrics.js";
+export { LabelGuard } from "./label-guard.js";

@@ -1,0 +1,196 @@
+import type { CoordisEvent, CoordisObserver, OperationEvent } from "@coordis/core";
+import { Counter, register as defaultRegistry, Gauge, Histogram, type Registry } from "prom-client";
+import { LabelGuard } from "./label-guard.js";
+
+/** Options of {@link coordisMetrics}. */
+export interface CoordisMetricsOptions {
+  /** Registry to register the metrics in; default prom-client's global `register`. */
+  registry?: Registry;
+  /** Histogram buckets in seconds; default 0.5 ms … 10 s, suited to Redis round trips and lock waits. */
+  buckets?: number[];
+  /** Most distinct values any one label may take before new ones are reported as `"other"`; default 50. */
+  maxLabelValues?: number;
+}
+
+/** Default histogram buckets, seconds. */
+export const DEFAULT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** A source of event-log consumer-group figures, e.g. `log.group("workers", { consumer }).info`. */
+export type GroupInfoSource = () => Promise<{ pending: number; lag: number | null } | null>;
+
+/** What {@link coordisMetrics} returns. */
+export interface CoordisMetrics {
+  /** Pass this as `observer` to every Coordis primitive (or combine it with others via `combineObservers`). */
+  readonly observer: CoordisObserver;
+  /** The registry the metrics live in. */
+  readonly registry: Registry;
+  /**
+   * Reports `coordis_eventlog_group_lag{log,group}` and `coordis_eventlog_group_pending{log,group}` for a consumer
+   * group, read from `source` at each scrape. Returns a function that stops tracking it.
+   */
+  trackEventLogGroup(log: string, group: string, source: GroupInfoSource): () => void;
+}
+
+/**
+ * Creates the Coordis Prometheus metrics and the observer that feeds them. Names follow Prometheus conventions:
+ * `coordis_` namespace, base units (seconds), `_total` counters, and only bounded labels (outcomes, rule names,
+ * algorithms, lock kinds) — never keys, lock names or user ids.
+ *
+ * | metric | type | labels |
+ * | --- | --- | --- |
+ * | `coordis_operations_total` | counter | primitive, op, outcome |
+ * | `coordis_operation_duration_seconds` | histogram | primitive, op |
+ * | `coordis_events_total` | counter | primitive, type |
+ * | `coordis_lock_acquire_duration_seconds` | histogram | kind, outcome |
+ * | `coordis_lock_acquisitions_total` | counter | kind, outcome |
+ * | `coordis_lock_extensions_total` | counter | kind, outcome |
+ * | `coordis_lock_leases_lost_total` | counter | kind |
+ * | `coordis_ratelimit_decisions_total` | counter | rule, outcome, reason |
+ * | `coordis_cache_requests_total` | counter | tier, result |
+ * | `coordis_eventlog_appends_total` | counter | outcome |
+ * | `coordis_eventlog_group_lag` / `_pending` | gauge | log, group |
+ *
+ * @example
+ * const metrics = coordisMetrics();
+ * const mutex = new Mutex(redis, "report-job", { observer: metrics.observer });
+ * app.get("/metrics", async () => metrics.registry.metrics());
+ */
+export function coordisMetrics(options: CoordisMetricsOptions = {}): CoordisMetrics {
+  const registry = options.registry ?? defaultRegistry;
+  const buckets = options.buckets ?? DEFAULT_BUCKETS;
+  const guard = new LabelGuard(options.maxLabelValues ?? 50);
+  const registers = [registry];
+
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames, registers });
+  const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    (registry.getSingleMetric(name) as Histogram<L> | undefined) ??
+    new Histogram({ name, help, labelNames, buckets, registers });
+
+  const operations = counter("coordis_operations_total", "Coordis operations by primitive, operation and outcome.", [
+    "primitive",
+    "op",
+    "outcome",
+  ]);
+  const durations = histogram(
+    "coordis_operation_duration_seconds",
+    "Duration of Coordis operations in seconds (including waits).",
+    ["primitive", "op"],
+  );
+  const events = counter("coordis_events_total", "Notable Coordis events (lease lost, reconnects, gaps...).", [
+    "primitive",
+    "type",
+  ]);
+  const lockAcquire = histogram(
+    "coordis_lock_acquire_duration_seconds",
+    "Time to acquire a lock (or to give up), in seconds.",
+    ["kind", "outcome"],
+  );
+  const lockAcquisitions = counter("coordis_lock_acquisitions_total", "Lock acquisition attempts by outcome.", [
+    "kind",
+    "outcome",
+  ]);
+  const lockExtensions = counter("coordis_lock_extensions_total", "Lease extensions by outcome.", ["kind", "outcome"]);
+  const leasesLost = counter("coordis_lock_leases_lost_total", "Leases lost after they were acquired.", ["kind"]);
+  const decisions = counter("coordis_ratelimit_decisions_total", "Rate-limit decisions by deciding rule and outcome.", [
+    "rule",
+    "outcome",
+    "reason",
+  ]);
+  const cacheRequests = counter("coordis_cache_requests_total", "Cache lookups by tier and result.", [
+    "tier",
+    "result",
+  ]);
+  const appends = counter("coordis_eventlog_appends_total", "Event-log appends by outcome.", ["outcome"]);
+
+  const groups = new Map<string, { log: string; group: string; source: GroupInfoSource }>();
+  const lastGroupInfo = new Map<string, { pending: number; lag: number | null }>();
+  const refreshGroups = async () => {
+    await Promise.all(
+      [...groups.entries()].map(async ([id, g]) => {
+        const info = await g.source().catch(() => null);
+        if (info !== null) lastGroupInfo.set(id, info);
+      }),
+    );
+  };
+  const groupGauge = (
+    name: string,
+    help: string,
+    pick: (i: { pending: number; lag: number | null }) => number | null,
+  ) =>
+    (registry.getSingleMetric(name) as Gauge<"log" | "group"> | undefined) ??
+    new Gauge({
+      name,
+      help,
+      labelNames: ["log", "group"] as const,
+      registers,
+      async collect() {
+        await refreshGroups();
+        this.reset();
+        for (const [id, g] of groups) {
+          const info = lastGroupInfo.get(id);
+          const value = info === undefined ? null : pick(info);
+          if (value !== null) this.set({ log: g.log, group: g.group }, value);
+        }
+      },
+    });
+  groupGauge("coordis_eventlog_group_lag", "Entries in the log not yet delivered to the consumer group.", (i) => i.lag);
+  groupGauge(
+    "coordis_eventlog_group_pending",
+    "Entries delivered to the group but not yet acknowledged.",
+    (i) => i.pending,
+  );
+
+  const attr = (e: { attributes?: Readonly<Record<string, unknown>> }, name: string) => e.attributes?.[name];
+
+  const onOperation = (e: OperationEvent) => {
+    const primitive = guard.value("primitive", e.primitive);
+    const op = guard.value("op", e.op);
+    const outcome = guard.value("outcome", e.outcome);
+    const seconds = Math.max(0, e.durationMs) / 1000;
+    operations.inc({ primitive, op, outcome });
+    durations.observe({ primitive, op }, seconds);
+    if (e.primitive === "lock") {
+      const kind = guard.value("kind", attr(e, "kind") ?? "mutex");
+      if (e.op === "acquire") {
+        lockAcquire.observe({ kind, outcome }, seconds);
+        lockAcquisitions.inc({ kind, outcome });
+      } else if (e.op === "extend") {
+        lockExtensions.inc({ kind, outcome });
+      }
+    } else if (e.primitive === "ratelimit" && e.op === "consume") {
+      decisions.inc({
+        rule: guard.value("rule", attr(e, "rule")),
+        outcome,
+        reason: guard.value("reason", attr(e, "reason") ?? "redis"),
+      });
+    } else if (e.primitive === "cache" && attr(e, "tier") !== undefined) {
+      cacheRequests.inc({
+        tier: guard.value("tier", attr(e, "tier")),
+        result: guard.value("result", attr(e, "result") ?? outcome),
+      });
+    } else if (e.primitive === "eventlog" && e.op === "append") {
+      appends.inc({ outcome });
+    }
+  };
+
+  const onEvent = (e: CoordisEvent) => {
+    events.inc({ primitive: guard.value("primitive", e.primitive), type: guard.value("type", e.type) });
+    if (e.primitive === "lock" && e.type === "lease-lost") {
+      leasesLost.inc({ kind: guard.value("kind", attr(e, "kind") ?? "mutex") });
+    }
+  };
+
+  return {
+    observer: { onOperation, onEvent },
+    registry,
+    trackEventLogGroup(log, group, source) {
+      const id = `${log}\u0000${group}`;
+      groups.set(id, { log, group, source });
+      return () => {
+        groups.delete(id);
+        lastGroupInfo.delete(id);
+      };
+    },
+  };
+}
