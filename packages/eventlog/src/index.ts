@@ -1,2 +1,37 @@
-/** @coordis/eventlog: not built yet (see the package's issue). @packageDocumentation */
-export {};
+/**
+ * @coordis/eventlog: event logs on Redis Streams with idempotent appends, retention, cursor paging, a live tail
+ * that reports gaps, consumer groups (at-least-once, reclaiming, dead-lettering) and a tamper-evident hash chain.
+ * @packageDocumentation
+ */
+export {
+  type ConsumeContext,
+  type ConsumeHandler,
+  type ConsumeOptions,
+  Consumer,
+  type ConsumerStats,
+} from "./consumer.js";
+export {
+  ConsumerGroup,
+  type ConsumerGroupOptions,
+  type ConsumerInfo,
+  type GroupInfo,
+  MAX_GROUP_NAME_BYTES,
+} from "./consumer-group.js";
+export { type Entry, GENESIS_HASH } from "./entries.js";
+export { GapError } from "./errors.js";
+export {
+  type AppendOptions,
+  type AppendResult,
+  DEFAULT_IDEMPOTENCY_WINDOW_MS,
+  DEFAULT_MAX_EVENT_BYTES,
+  type DeadLetter,
+  EventLog,
+  type EventLogKeys,
+  type EventLogOptions,
+  MAX_IDEMPOTENCY_KEY_BYTES,
+  MAX_READ_LIMIT,
+  type ReadOptions,
+  type ReadPage,
+  type VerifyResult,
+} from "./event-log.js";
+export type { TailOptions } from "./tail.js";

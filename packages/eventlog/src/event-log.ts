@@ -1,0 +1,471 @@
+import {
+  CoordisError,
+  type CoordisObserver,
+  DEFAULT_PREFIX,
+  type EntityKeys,
+  entityKeys,
+  InvalidArgumentError,
+  isCluster,
+  notifyOperation,
+  type RedisClient,
+  runScript,
+  toCoordisError,
+  validate,
+} from "@coordis/core";
+import type { Cluster, Redis } from "ioredis";
+import { ConsumerGroup, type ConsumerGroupOptions } from "./consumer-group.js";
+import {
+  compareIds,
+  type Entry,
+  entryHash,
+  fieldOf,
+  GENESIS_HASH,
+  parseEntry,
+  type RawEntry,
+  validateStreamId,
+} from "./entries.js";
+import { eventlogScripts } from "./scripts.generated.js";
+import { type TailOptions, tailLog } from "./tail.js";
+
+/** Default largest encoded event, in bytes (1 MiB). */
+export const DEFAULT_MAX_EVENT_BYTES = 1024 * 1024;
+/** Default time an idempotency key is remembered: 24 hours. */
+export const DEFAULT_IDEMPOTENCY_WINDOW_MS = 24 * 60 * 60 * 1000;
+/** Largest `limit` of {@link EventLog.read}. */
+export const MAX_READ_LIMIT = 1_000;
+/** Longest idempotency key, in UTF-8 bytes. */
+export const MAX_IDEMPOTENCY_KEY_BYTES = 512;
+
+/** Options of {@link EventLog}. */
+export interface EventLogOptions {
+  /** Keep about this many entries (XTRIM MAXLEN ~: at least this many, trimmed in whole stream nodes). */
+  maxLen?: number;
+  /** Trim entries older than this many ms (server time; XTRIM MINID ~, approximate like `maxLen`). */
+  maxAgeMs?: number;
+  /** Hash-chain every entry for tamper evidence ({@link EventLog.verify}). Default false. */
+  chain?: boolean;
+  /** Key prefix; default `"coordis"`. The stream is `<prefix>:log:{<name>}`. */
+  prefix?: string;
+  /** Receives `append` / `read` operations and consumer events. */
+  observer?: CoordisObserver;
+  /** Largest JSON-encoded event in bytes (1 B – 64 MiB); default {@link DEFAULT_MAX_EVENT_BYTES}. */
+  maxEventBytes?: number;
+  /** How long an idempotency key is remembered, ms; default {@link DEFAULT_IDEMPOTENCY_WINDOW_MS}. */
+  idempotencyWindowMs?: number;
+}
+
+/** Options of {@link EventLog.append}. */
+export interface AppendOptions {
+  /**
+   * Appends at most once per key within the log's idempotency window: a repeat returns the first append's id with
+   * `duplicate: true` and appends nothing. 1–512 UTF-8 bytes.
+   */
+  idempotencyKey?: string;
+}
+
+/** Result of {@link EventLog.append}. */
+export interface AppendResult {
+  /** The entry's id (the first append's id for a duplicate). */
+  readonly id: string;
+  /** True when the idempotency key had been used within its window: nothing was appended. */
+  readonly duplicate: boolean;
+}
+
+/** Options of {@link EventLog.read}. Cursors are exclusive stream ids. */
+export interface ReadOptions {
+  /** Only entries after this id. */
+  after?: string;
+  /** Only entries before this id. */
+  before?: string;
+  /** Page size, 1–1000; default 100. */
+  limit?: number;
+  /** Newest first. */
+  reverse?: boolean;
+}
+
+/** A page of {@link EventLog.read}. */
+export interface ReadPage<T> {
+  readonly entries: Entry<T>[];
+  /**
+   * Present when more entries follow in the reading direction: pass it as `after` (forward) or `before`
+   * (`reverse: true`) to read the next page.
+   */
+  readonly next?: string;
+}
+
+/** Result of {@link EventLog.verify}. */
+export interface VerifyResult {
+  readonly ok: boolean;
+  /** Id of the first entry where the chain is broken. */
+  readonly brokenAt?: string;
+  /** What is wrong there. */
+  readonly reason?: string;
+  /** Entries checked. */
+  readonly checked: number;
+}
+
+/** An entry of the dead-letter stream. */
+export interface DeadLetter<T = unknown> {
+  /** Id in the dead-letter stream. */
+  readonly id: string;
+  /** Id of the original entry in the log. */
+  readonly entryId: string;
+  readonly group: string;
+  readonly consumer: string;
+  readonly deliveries: number;
+  readonly error: string;
+  readonly data: T | undefined;
+}
+
+/** The keys of one log (all share the hash tag `{name}`). */
+export interface EventLogKeys {
+  /** The stream, `<prefix>:log:{name}`. */
+  readonly stream: string;
+  /** Sequence counter, last id, chain head and trim anchor. */
+  readonly meta: string;
+  /** Dead-letter stream of the log's consumer groups. */
+  readonly dlq: string;
+  /** Idempotency record of one key. */
+  dedupe(idempotencyKey: string): string;
+}
+
+const PAGE = 1_000;
+
+function errorOf(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/**
+ * An event log on a Redis Stream: idempotent appends (one script, one round trip), retention by length and age,
+ * cursor paging, a live tail that notices gaps, consumer groups with at-least-once delivery and dead-lettering,
+ * and an optional hash chain that makes changed, inserted and deleted entries detectable.
+ *
+ * @example
+ * const audit = new EventLog(redis, "audit", { chain: true, maxAgeMs: 90 * 24 * 3600_000 });
+ * const { id } = await audit.append({ actor: "alice", action: "login" }, { idempotencyKey: requestId });
+ * const page = await audit.read({ reverse: true, limit: 50 });
+ */
+export class EventLog<T = unknown> {
+  /** The log's name (its hash tag). */
+  readonly name: string;
+  /** Its Redis keys. */
+  readonly keys: EventLogKeys;
+  readonly chain: boolean;
+  /** @internal */
+  readonly redis: RedisClient;
+  /** @internal */
+  readonly observer: CoordisObserver | undefined;
+  private readonly entity: EntityKeys;
+  private readonly maxLen: number;
+  private readonly maxAgeMs: number;
+  private readonly maxEventBytes: number;
+  private readonly windowMs: number;
+
+  /**
+   * @param name the log's name: 1–512 UTF-8 bytes without `{` or `}`
+   * @throws InvalidArgumentError for a bad name or option
+   */
+  constructor(redis: RedisClient, name: string, options: EventLogOptions = {}) {
+    const opts = validate.options<EventLogOptions>("options", options);
+    if (redis === null || typeof redis !== "object" || typeof (redis as Redis).duplicate !== "function") {
+      throw new InvalidArgumentError("redis", "expected an ioredis Redis or Cluster client");
+    }
+    this.redis = redis;
+    this.entity = entityKeys(opts.prefix ?? DEFAULT_PREFIX, "log", name);
+    this.name = name;
+    this.maxLen = opts.maxLen === undefined ? 0 : validate.positiveInteger("options.maxLen", opts.maxLen);
+    this.maxAgeMs = opts.maxAgeMs === undefined ? 0 : validate.durationMs("options.maxAgeMs", opts.maxAgeMs);
+    this.chain = opts.chain === undefined ? false : validate.boolean("options.chain", opts.chain);
+    this.observer = opts.observer;
+    this.maxEventBytes =
+      opts.maxEventBytes === undefined
+        ? DEFAULT_MAX_EVENT_BYTES
+        : validate.positiveInteger("options.maxEventBytes", opts.maxEventBytes, 64 * 1024 * 1024);
+    this.windowMs =
+      opts.idempotencyWindowMs === undefined
+        ? DEFAULT_IDEMPOTENCY_WINDOW_MS
+        : validate.durationMs("options.idempotencyWindowMs", opts.idempotencyWindowMs);
+    const e = this.entity;
+    this.keys = {
+      stream: e.base,
+      meta: e.sub("meta"),
+      dlq: e.sub("dlq"),
+      dedupe: (key: string) => e.sub("idem", key),
+    };
+  }
+
+  /**
+   * Appends one event (JSON-encoded) in one round trip. With an idempotency key seen within the window, nothing is
+   * appended and the first append's id is returned with `duplicate: true`. Retention (`maxLen`, `maxAgeMs`) is
+   * applied by the same script.
+   * @throws InvalidArgumentError when the event cannot be encoded as JSON (BigInt, cycles, undefined, functions),
+   *   is larger than `maxEventBytes`, or the idempotency key is invalid (nothing is sent);
+   *   RedisUnavailableError / ScriptError from Redis
+   */
+  async append(event: T, options: AppendOptions = {}): Promise<AppendResult> {
+    const opts = validate.options<AppendOptions>("options", options);
+    const payload = this.encode(event);
+    const idem =
+      opts.idempotencyKey === undefined
+        ? undefined
+        : validate.string("options.idempotencyKey", opts.idempotencyKey, { maxBytes: MAX_IDEMPOTENCY_KEY_BYTES });
+    const started = performance.now();
+    try {
+      const [id, duplicate] = await runScript(
+        this.redis,
+        eventlogScripts.append,
+        [this.keys.stream, this.keys.meta, this.keys.dedupe(idem ?? "")],
+        [payload, idem === undefined ? 0 : this.windowMs, this.maxLen, this.maxAgeMs, this.chain ? 1 : 0],
+      );
+      notifyOperation(this.observer, {
+        primitive: "eventlog",
+        op: "append",
+        outcome: duplicate === 1 ? "duplicate" : "appended",
+        durationMs: performance.now() - started,
+        name: this.name,
+      });
+      return { id, duplicate: duplicate === 1 };
+    } catch (err) {
+      const error = toCoordisError(err, eventlogScripts.append.name);
+      notifyOperation(this.observer, {
+        primitive: "eventlog",
+        op: "append",
+        outcome: "error",
+        durationMs: performance.now() - started,
+        name: this.name,
+        error,
+      });
+      throw error;
+    }
+  }
+
+  /**
+   * Reads one page of entries between exclusive cursors, oldest first (or newest first with `reverse`).
+   * @throws InvalidArgumentError for a cursor that is not a stream id or a limit outside 1–1000 (nothing is sent)
+   */
+  async read(options: ReadOptions = {}): Promise<ReadPage<T>> {
+    const opts = validate.options<ReadOptions>("options", options);
+    const after = opts.after === undefined ? undefined : validateStreamId("options.after", opts.after);
+    const before = opts.before === undefined ? undefined : validateStreamId("options.before", opts.before);
+    const limit =
+      opts.limit === undefined ? 100 : validate.positiveInteger("options.limit", opts.limit, MAX_READ_LIMIT);
+    const reverse = opts.reverse === undefined ? false : validate.boolean("options.reverse", opts.reverse);
+    const low = after === undefined ? "-" : `(${after}`;
+    const high = before === undefined ? "+" : `(${before}`;
+    const started = performance.now();
+    let raw: RawEntry[];
+    try {
+      if (after !== undefined && before !== undefined && compareIds(after, before) >= 0) raw = [];
+      else
+        raw = (
+          reverse
+            ? await this.redis.xrevrange(this.keys.stream, high, low, "COUNT", limit + 1)
+            : await this.redis.xrange(this.keys.stream, low, high, "COUNT", limit + 1)
+        ) as RawEntry[];
+    } catch (err) {
+      throw toCoordisError(err);
+    }
+    const entries = raw.slice(0, limit).map((r) => parseEntry<T>(r));
+    notifyOperation(this.observer, {
+      primitive: "eventlog",
+      op: "read",
+      outcome: "ok",
+      durationMs: performance.now() - started,
+      name: this.name,
+    });
+    const last = entries.at(-1);
+    return raw.length > limit && last !== undefined ? { entries, next: last.id } : { entries };
+  }
+
+  /**
+   * Follows the log live: an async iterable of entries appended after `from`, read with blocking XREAD on a
+   * connection of its own (closed when the loop ends or `signal` aborts). It survives connection drops, resuming
+   * after the last id it yielded. When entries it should have yielded were trimmed or deleted first, the iteration
+   * throws {@link GapError}.
+   * @throws InvalidArgumentError for a bad option (immediately, nothing is sent)
+   */
+  tail(options: TailOptions = {}): AsyncIterable<Entry<T>> {
+    return tailLog<T>(this, options);
+  }
+
+  /**
+   * A consumer group of this log (created on first use, starting at the oldest kept entry unless
+   * `startAt: "end"`).
+   * @throws InvalidArgumentError for a bad group name or option
+   */
+  group(groupName: string, options: ConsumerGroupOptions): ConsumerGroup<T> {
+    return new ConsumerGroup<T>(this, groupName, options);
+  }
+
+  /** Number of entries currently kept. */
+  async length(): Promise<number> {
+    try {
+      return await this.redis.xlen(this.keys.stream);
+    } catch (err) {
+      throw toCoordisError(err);
+    }
+  }
+
+  /**
+   * The latest entry's id and, with `chain: true`, its hash: copy it somewhere else (another system, a signed
+   * receipt) to make rewriting the whole chain detectable too.
+   */
+  async head(): Promise<{ id: string; hash?: string; seq: number } | null> {
+    try {
+      const [last, hash, seq] = await this.redis.hmget(this.keys.meta, "last", "head", "seq");
+      if (last === null || last === undefined) return null;
+      return { id: last, seq: Number(seq ?? 0), ...(hash ? { hash } : {}) };
+    } catch (err) {
+      throw toCoordisError(err);
+    }
+  }
+
+  /**
+   * Walks the whole log (pages of 1000, several round trips) and checks the hash chain: each entry's hash matches
+   * its content, each entry points at its predecessor's hash, the newest entry is the recorded head, and the oldest
+   * entry is either the genesis entry or the first entry kept after the last retention trim (the trim anchor).
+   * Entries appended after `verify()` started are not checked.
+   * @returns `{ ok: true }` or the first entry where the chain breaks
+   * @throws CoordisError `ERR_EVENTLOG_NOT_CHAINED` for a log without `chain: true`
+   */
+  async verify(): Promise<VerifyResult> {
+    if (!this.chain)
+      throw new CoordisError("ERR_EVENTLOG_NOT_CHAINED", `log "${this.name}" was not created with chain: true`);
+    // A retention trim during the walk can make a sound chain look broken; check again when the anchor moved.
+    for (let attempt = 0; ; attempt++) {
+      const [anchor, result] = await this.verifyOnce();
+      if (result.ok || attempt >= 2) return result;
+      const [anchorNow] = await this.redis.hmget(this.keys.meta, "anchor").catch((err) => {
+        throw toCoordisError(err);
+      });
+      if (anchorNow === anchor) return result;
+    }
+  }
+
+  private async verifyOnce(): Promise<[string | null, VerifyResult]> {
+    let meta: (string | null)[];
+    try {
+      meta = await this.redis.hmget(this.keys.meta, "last", "head", "anchor");
+    } catch (err) {
+      throw toCoordisError(err);
+    }
+    const [lastId, headHash, anchor = null] = meta as [string | null, string | null, string | null];
+    let checked = 0;
+    let prev: { id: string; hash: string; seq: number } | undefined;
+    let cursor = "-";
+    const broken = (id: string, reason: string): [string | null, VerifyResult] => [
+      anchor,
+      { ok: false, brokenAt: id, reason, checked },
+    ];
+    if (lastId !== null) {
+      for (;;) {
+        let page: RawEntry[];
+        try {
+          page = (await this.redis.xrange(this.keys.stream, cursor, lastId, "COUNT", PAGE)) as RawEntry[];
+        } catch (err) {
+          throw toCoordisError(err);
+        }
+        for (const [id, fields] of page) {
+          const p = fieldOf(fields, "p");
+          const h = fieldOf(fields, "h");
+          const s = fieldOf(fields, "s");
+          const d = fieldOf(fields, "d");
+          if (p === undefined || h === undefined || s === undefined || d === undefined) {
+            return broken(id, "entry lacks chain fields (inserted by something other than EventLog.append)");
+          }
+          if (entryHash(p, id, s, d) !== h) return broken(id, "entry content does not match its hash (changed)");
+          if (prev === undefined) {
+            if (anchor === null && (p !== GENESIS_HASH || s !== "1")) {
+              return broken(id, "the first entry is not the genesis entry and no retention trim happened (deleted)");
+            }
+            if (anchor !== null && compareIds(id, anchor) !== 0) {
+              return broken(id, `the oldest entry is not the first entry kept by retention (${anchor}): deleted`);
+            }
+          } else {
+            if (p !== prev.hash)
+              return broken(id, "previous-hash does not match the entry before it (inserted or deleted)");
+            if (Number(s) !== prev.seq + 1) return broken(id, "sequence gap (an entry before it was deleted)");
+          }
+          prev = { id, hash: h, seq: Number(s) };
+          checked++;
+        }
+        if (page.length < PAGE) break;
+        cursor = `(${prev?.id}`;
+      }
+    }
+    if (lastId === null) {
+      if ((await this.length()) > 0) return broken("0-0", "entries exist but the log has no recorded head");
+      return [anchor, { ok: true, checked }];
+    }
+    if (prev === undefined || prev.id !== lastId || prev.hash !== headHash) {
+      return broken(prev?.id ?? lastId, "the newest entry is not the recorded head (deleted or replaced)");
+    }
+    return [anchor, { ok: true, checked }];
+  }
+
+  /**
+   * Reads the dead-letter stream (entries consumer groups gave up on), oldest first.
+   * @throws InvalidArgumentError for a bad cursor or limit
+   */
+  async deadLetters(options: { after?: string; limit?: number } = {}): Promise<DeadLetter<T>[]> {
+    const opts = validate.options<{ after?: string; limit?: number }>("options", options);
+    const after = opts.after === undefined ? undefined : validateStreamId("options.after", opts.after);
+    const limit =
+      opts.limit === undefined ? 100 : validate.positiveInteger("options.limit", opts.limit, MAX_READ_LIMIT);
+    let raw: RawEntry[];
+    try {
+      raw = (await this.redis.xrange(
+        this.keys.dlq,
+        after === undefined ? "-" : `(${after}`,
+        "+",
+        "COUNT",
+        limit,
+      )) as RawEntry[];
+    } catch (err) {
+      throw toCoordisError(err);
+    }
+    return raw.map(([id, fields]) => {
+      const d = fieldOf(fields, "d");
+      let data: unknown;
+      try {
+        data = d === undefined || d === "" ? undefined : JSON.parse(d);
+      } catch {
+        data = d;
+      }
+      return {
+        id,
+        entryId: fieldOf(fields, "id") ?? "",
+        group: fieldOf(fields, "group") ?? "",
+        consumer: fieldOf(fields, "consumer") ?? "",
+        deliveries: Number(fieldOf(fields, "deliveries") ?? 0),
+        error: fieldOf(fields, "error") ?? "",
+        data: data as T | undefined,
+      };
+    });
+  }
+
+  /** @internal A connection of its own for blocking reads, with a command timeout above `blockMs`. */
+  blockingConnection(blockMs: number): Redis | Cluster {
+    const commandTimeout = blockMs + 5_000;
+    if (isCluster(this.redis)) return this.redis.duplicate([], { redisOptions: { commandTimeout } });
+    return this.redis.duplicate({ commandTimeout });
+  }
+
+  private encode(event: unknown): string {
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(event);
+    } catch (err) {
+      throw new InvalidArgumentError("event", `cannot be encoded as JSON: ${errorOf(err).message}`);
+    }
+    if (text === undefined) throw new InvalidArgumentError("event", `a ${typeof event} cannot be encoded as JSON`);
+    const bytes = Buffer.byteLength(text, "utf8");
+    if (bytes > this.maxEventBytes) {
+      throw new InvalidArgumentError(
+        "event",
+        `encodes to ${bytes} bytes, more than maxEventBytes ${this.maxEventBytes}`,
+      );
+    }
+    return text;
+  }
+}
