@@ -1,2 +1,12 @@
-/** @coordis/ratelimit: not built yet (see the package's issue). @packageDocumentation */
-export {};
+/**
+ * @coordis/ratelimit — rate limiting on Redis: fixed window, sliding window, token bucket and GCRA rules checked
+ * atomically together in one round trip on Redis server time, a Stripe-style concurrency limiter, failure
+ * policies and the draft-ietf-httpapi-ratelimit-headers fields.
+ * @packageDocumentation
+ */
+export { ConcurrencyLimiter, type ConcurrencyLimiterOptions, type Permit } from "./concurrency-limiter.js";
+export type { Decision, DecisionReason, RuleDecision } from "./decision.js";
+export { type RateLimitHeaders, toHeaders } from "./headers.js";
+export { RateLimiter, type RateLimiterOptions, type RedisErrorPolicy } from "./rate-limiter.js";
+export { ALGORITHMS, type Algorithm, MAX_LIMIT, type NormalizedRule, type Rule } from "./rules.js";
+export { ratelimitScripts } from "./scripts.generated.js";

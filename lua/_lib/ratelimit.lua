@@ -1,0 +1,200 @@
+-- ratelimit: the four algorithms of @coordis/ratelimit, shared by lua/ratelimit/{consume,peek,refund}.lua.
+-- All rules of one rate-limit key keep their state in one hash, one field "<rule>|<alg>" per rule, so changing a
+-- rule's algorithm starts it fresh while changing its limit or window reuses (and clamps) the stored state.
+-- Field values: fw "start:count", sw "windowStart:current:previous", tb "tokens:lastMs", gcra "tat" (ms).
+local RL_EPS = 1e-6       -- tolerance in units (token counts are fractional)
+local RL_EPS_MS = 1e-3    -- tolerance in ms for GCRA's fractional theoretical arrival times
+
+-- Parses ARGV "name alg limit windowMs burst;..." (burst 0 = none) into rule tables.
+local function rl_rules(spec)
+  local rules = {}
+  for name, alg, limit, w, burst in string.gmatch(spec, '([^%s;]+) (%a+) (%d+) (%d+) (%d+)') do
+    local r = { field = name .. '|' .. alg, alg = alg, limit = tonumber(limit), w = tonumber(w) }
+    local b = tonumber(burst)
+    r.cap = (b > 0) and b or r.limit
+    rules[#rules + 1] = r
+  end
+  return rules
+end
+
+-- Builds rule r's state at server time now (ms) from its stored field value (nil when absent).
+local function rl_load(r, raw, now)
+  local a, b, c
+  if raw then
+    local i = 0
+    for part in string.gmatch(raw, '[^:]+') do
+      i = i + 1
+      if i == 1 then a = tonumber(part) elseif i == 2 then b = tonumber(part) else c = tonumber(part) end
+    end
+  end
+  local limit, w = r.limit, r.w
+  if r.alg == 'fw' then
+    -- The window opens at the key's first consume and lasts w ms (not aligned to the epoch).
+    if a and b and now < a + w then
+      r.start, r.count = a, math.min(b, limit)
+    else
+      r.start, r.count = now, 0
+    end
+  elseif r.alg == 'sw' then
+    local cs = now - (now % w)
+    r.start, r.curr, r.prev = cs, 0, 0
+    if a and b and c then
+      if a == cs then
+        r.curr, r.prev = b, c
+      elseif a == cs - w then
+        r.prev = b
+      end
+    end
+    r.curr, r.prev = math.min(r.curr, limit), math.min(r.prev, limit)
+  elseif r.alg == 'tb' then
+    r.rate = limit / w -- tokens per ms
+    if a and b then
+      local elapsed = now - b
+      if elapsed < 0 then elapsed = 0 end
+      r.tokens = math.min(r.cap, a + elapsed * r.rate)
+    else
+      r.tokens = r.cap
+    end
+  else
+    -- GCRA: emission interval t, tolerance tau = cap * t (cap calls may arrive at once).
+    r.t = w / limit
+    r.tau = r.cap * r.t
+    local tat = a or now
+    if tat < now then tat = now end
+    if tat > now + r.tau then tat = now + r.tau end
+    r.tat = tat
+  end
+end
+
+-- 0 when rule r admits cost units now; otherwise the ms after which it would, if nothing else happened.
+local function rl_wait(r, cost, now)
+  local limit, w = r.limit, r.w
+  if r.alg == 'fw' then
+    if r.count + cost <= limit then return 0 end
+    return r.start + w - now
+  elseif r.alg == 'sw' then
+    local el = now - r.start
+    local room = limit - r.curr - cost -- what the weighted previous window may still use
+    if r.prev * (w - el) / w <= room + RL_EPS then return 0 end
+    if room >= 0 then
+      -- prev > 0 here: wait until prev * (w - el') / w <= room
+      return math.max(1, math.ceil(w - room * w / r.prev - el))
+    end
+    -- Only the next window can admit it; there this window's count is the weighted one.
+    local room2 = limit - cost
+    local extra = 0
+    if r.curr > room2 then extra = math.ceil(w - room2 * w / r.curr) end
+    return math.max(1, r.start + w + extra - now)
+  elseif r.alg == 'tb' then
+    if r.tokens + RL_EPS >= cost then return 0 end
+    return math.max(1, math.ceil((cost - r.tokens) / r.rate))
+  else
+    local allow_at = r.tat + cost * r.t - r.tau
+    if now + RL_EPS_MS >= allow_at then return 0 end
+    return math.max(1, math.ceil(allow_at - now))
+  end
+end
+
+-- Takes cost units from rule r (after rl_wait said 0).
+local function rl_take(r, cost)
+  if r.alg == 'fw' then
+    r.count = r.count + cost
+  elseif r.alg == 'sw' then
+    r.curr = r.curr + cost
+  elseif r.alg == 'tb' then
+    r.tokens = r.tokens - cost
+  else
+    r.tat = r.tat + cost * r.t
+  end
+end
+
+-- Gives cost units back to rule r (never beyond a full rule).
+local function rl_give(r, cost, now)
+  if r.alg == 'fw' then
+    r.count = math.max(0, r.count - cost)
+  elseif r.alg == 'sw' then
+    local left = cost - r.curr
+    r.curr = math.max(0, r.curr - cost)
+    if left > 0 then r.prev = math.max(0, r.prev - left) end
+  elseif r.alg == 'tb' then
+    r.tokens = math.min(r.cap, r.tokens + cost)
+  else
+    r.tat = math.max(now, r.tat - cost * r.t)
+  end
+end
+
+-- Remaining units and ms until rule r is full again.
+local function rl_info(r, now)
+  if r.alg == 'fw' then
+    if r.count <= 0 then return r.limit, 0 end
+    return r.limit - r.count, r.start + r.w - now
+  elseif r.alg == 'sw' then
+    local est = r.prev * (r.w - (now - r.start)) / r.w + r.curr
+    local remaining = math.max(0, math.floor(r.limit - est + RL_EPS))
+    if r.curr > 0 then return remaining, r.start + 2 * r.w - now end
+    if r.prev > 0 then return remaining, r.start + r.w - now end
+    return remaining, 0
+  elseif r.alg == 'tb' then
+    local remaining = math.max(0, math.floor(r.tokens + RL_EPS))
+    if r.tokens + RL_EPS >= r.cap then return remaining, 0 end
+    return remaining, math.ceil((r.cap - r.tokens) / r.rate)
+  else
+    local remaining = math.floor((now + r.tau - r.tat) / r.t + RL_EPS)
+    remaining = math.max(0, math.min(r.cap, remaining))
+    return remaining, math.max(0, math.ceil(r.tat - now - RL_EPS_MS))
+  end
+end
+
+-- Writes every rule's state (deleting empty ones and fields of rules no longer configured) and sets the key's
+-- expiry to the longest time any rule's state still matters.
+local function rl_store(key, rules, now)
+  local set, del, keep = {}, {}, {}
+  local ttl = 0
+  for _, r in ipairs(rules) do
+    keep[r.field] = true
+    local value, life
+    if r.alg == 'fw' then
+      if r.count > 0 then value, life = string.format('%.17g:%.17g', r.start, r.count), r.start + r.w - now end
+    elseif r.alg == 'sw' then
+      if r.curr > 0 then
+        value, life = string.format('%.17g:%.17g:%.17g', r.start, r.curr, r.prev), r.start + 2 * r.w - now
+      end
+    elseif r.alg == 'tb' then
+      if r.tokens + RL_EPS < r.cap then
+        value, life = string.format('%.17g:%.17g', r.tokens, now), math.ceil((r.cap - r.tokens) / r.rate)
+      end
+    else
+      if r.tat > now + RL_EPS_MS then value, life = string.format('%.17g', r.tat), math.ceil(r.tat - now) end
+    end
+    if value then
+      set[#set + 1] = r.field
+      set[#set + 1] = value
+      if life > ttl then ttl = life end
+    else
+      del[#del + 1] = r.field
+    end
+  end
+  if #del > 0 then redis.call('HDEL', key, unpack(del)) end
+  if #set > 0 then
+    redis.call('HSET', key, unpack(set))
+    -- A rule removed from the configuration leaves a field behind: drop it (HLEN is O(1), HKEYS is rare).
+    if redis.call('HLEN', key) > #set / 2 then
+      for _, f in ipairs(redis.call('HKEYS', key)) do
+        if not keep[f] then redis.call('HDEL', key, f) end
+      end
+    end
+    if redis.call('HLEN', key) > 0 then redis.call('PEXPIRE', key, math.max(1, ttl)) end
+  end
+end
+
+-- Reply: { allowed, nowMs, then per rule: waitMs, remaining, resetMs }.
+local function rl_reply(allowed, rules, waits, now)
+  local out = { allowed, now }
+  for i, r in ipairs(rules) do
+    local remaining, reset = rl_info(r, now)
+    out[#out + 1] = waits[i]
+    out[#out + 1] = remaining
+    out[#out + 1] = reset
+  end
+  return out
+end

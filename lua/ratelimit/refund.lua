@@ -1,0 +1,23 @@
+-- Refund: gives cost units back to every rule of one rate-limit key (never beyond a full rule).
+-- KEYS[1] state (hash): one field per rule, "<rule>|<alg>" -> the algorithm's state
+-- ARGV[1] cost (integer): units to give back to each rule
+-- ARGV[2] rules (string): "<name> <alg> <limit> <windowMs> <burst>;..." with alg fw|sw|tb|gcra, burst 0 = none
+-- Reply: number[]
+--@include now-ms
+--@include ratelimit
+local now = now_ms()
+local cost = tonumber(ARGV[1])
+local rules = rl_rules(ARGV[2])
+local fields = {}
+for i, r in ipairs(rules) do fields[i] = r.field end
+local raw = redis.call('HMGET', KEYS[1], unpack(fields))
+local waits = {}
+local allowed = 1
+for i, r in ipairs(rules) do
+  rl_load(r, raw[i] or nil, now)
+  rl_give(r, cost, now)
+  waits[i] = rl_wait(r, 1, now)
+  if waits[i] > 0 then allowed = 0 end
+end
+rl_store(KEYS[1], rules, now)
+return rl_reply(allowed, rules, waits, now)

@@ -1,0 +1,88 @@
+import type { NormalizedRule } from "./rules.js";
+
+/** Which path produced a {@link Decision}. */
+export type DecisionReason = "redis" | "fail-open" | "fail-closed" | "fallback" | "deny-cache";
+
+/** One rule's part of a {@link Decision}. */
+export interface RuleDecision {
+  /** The rule's name. */
+  readonly name: string;
+  /** Whether this rule alone admits the call. */
+  readonly allowed: boolean;
+  /** The rule's capacity: `limit`, or `burst` for token-bucket / GCRA rules that set one. */
+  readonly limit: number;
+  /** Units left after the call (unchanged when the call was rejected). */
+  readonly remaining: number;
+  /** Ms until the rule is full again (0 when it is). */
+  readonly resetMs: number;
+  /** Ms until this rule alone would admit the same call (0 when it does now). */
+  readonly retryAfterMs: number;
+}
+
+/** The answer of {@link RateLimiter.consume} (and `peek` / `refund`). */
+export interface Decision {
+  /** Whether the call was admitted (by every rule). */
+  readonly allowed: boolean;
+  /** Name of the most constraining rule, the one `limit`/`remaining`/`resetMs` describe. */
+  readonly rule: string;
+  /** Capacity of the most constraining rule. */
+  readonly limit: number;
+  /** Units left in the most constraining rule. */
+  readonly remaining: number;
+  /** Ms until the most constraining rule is full again. */
+  readonly resetMs: number;
+  /** 0 when allowed; otherwise the earliest ms after which the same call would pass (max over failing rules). */
+  readonly retryAfterMs: number;
+  /** `"redis"` normally; otherwise the local path that decided (see the failure policy and the deny cache). */
+  readonly reason: DecisionReason;
+  /** Every rule, in configuration order. */
+  readonly rules: readonly RuleDecision[];
+}
+
+/**
+ * Picks the most constraining rule: when rejected, the failing rule with the longest wait; otherwise the rule
+ * with the fewest remaining units (ties: the one that takes longest to refill).
+ */
+export function mostConstraining(rules: readonly RuleDecision[], allowed: boolean): RuleDecision {
+  let best = rules[0] as RuleDecision;
+  for (const r of rules) {
+    if (!allowed) {
+      if (r.retryAfterMs > best.retryAfterMs || (r.retryAfterMs === best.retryAfterMs && r.remaining < best.remaining))
+        best = r;
+    } else if (r.remaining < best.remaining || (r.remaining === best.remaining && r.resetMs > best.resetMs)) {
+      best = r;
+    }
+  }
+  return best;
+}
+
+/** Builds a {@link Decision} from per-rule parts. */
+export function makeDecision(allowed: boolean, rules: RuleDecision[], reason: DecisionReason): Decision {
+  const top = mostConstraining(rules, allowed);
+  return {
+    allowed,
+    rule: top.name,
+    limit: top.limit,
+    remaining: top.remaining,
+    resetMs: top.resetMs,
+    retryAfterMs: allowed ? 0 : Math.max(...rules.map((r) => r.retryAfterMs)),
+    reason,
+    rules,
+  };
+}
+
+/** Turns a consume/peek/refund script reply `[allowed, nowMs, (wait, remaining, reset)...]` into a Decision. */
+export function decisionFromReply(reply: readonly number[], rules: readonly NormalizedRule[]): Decision {
+  const parts = rules.map((rule, i): RuleDecision => {
+    const wait = Number(reply[2 + i * 3]);
+    return {
+      name: rule.name,
+      allowed: wait === 0,
+      limit: rule.capacity,
+      remaining: Number(reply[3 + i * 3]),
+      resetMs: Number(reply[4 + i * 3]),
+      retryAfterMs: wait,
+    };
+  });
+  return makeDecision(reply[0] === 1, parts, "redis");
+}

@@ -1,0 +1,43 @@
+import type { Decision } from "./decision.js";
+import { type NormalizedRule, normalizeRules, type Rule } from "./rules.js";
+
+/** The header fields {@link toHeaders} returns. `Retry-After` only when the decision rejected the call. */
+export interface RateLimitHeaders {
+  "RateLimit-Policy": string;
+  RateLimit: string;
+  "Retry-After"?: string;
+}
+
+const seconds = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
+
+/**
+ * Renders a decision as the structured header fields of draft-ietf-httpapi-ratelimit-headers-11:
+ * - `RateLimit-Policy`: every rule as `"<name>";q=<limit>;w=<window in seconds, rounded up>`, comma-separated;
+ * - `RateLimit`: the most constraining rule (`decision.rule`) as `"<name>";r=<remaining>;t=<seconds>`, where `t` is
+ *   the time until that rule is full again, or the `Retry-After` value when the call was rejected (the draft asks
+ *   both to name the same instant);
+ * - `Retry-After`: seconds (rounded up, at least 1) when rejected.
+ *
+ * @example
+ * toHeaders(decision, limiter.rules)
+ * // { "RateLimit-Policy": '"burst";q=10;w=1, "daily";q=1000;w=86400', RateLimit: '"burst";r=3;t=1' }
+ * @param rules the limiter's rules (`limiter.rules`, or the same `Rule[]` it was given)
+ */
+export function toHeaders(decision: Decision, rules: readonly (Rule | NormalizedRule)[]): RateLimitHeaders {
+  const normalized = normalizeRules(rules, "rules");
+  const policy = normalized.map((r) => `"${r.name}";q=${r.limit};w=${seconds(r.windowMs)}`).join(", ");
+  const top = decision.rules.find((r) => r.name === decision.rule);
+  const remaining = top?.remaining ?? decision.remaining;
+  const headers: RateLimitHeaders = {
+    "RateLimit-Policy": policy,
+    RateLimit: "",
+  };
+  if (decision.allowed) {
+    headers.RateLimit = `"${decision.rule}";r=${remaining};t=${seconds(top?.resetMs ?? decision.resetMs)}`;
+  } else {
+    const retry = Math.max(1, seconds(decision.retryAfterMs));
+    headers.RateLimit = `"${decision.rule}";r=${remaining};t=${retry}`;
+    headers["Retry-After"] = String(retry);
+  }
+  return headers;
+}

@@ -1,0 +1,174 @@
+import { type Decision, makeDecision, type RuleDecision } from "./decision.js";
+import type { NormalizedRule } from "./rules.js";
+
+const EPS = 1e-6;
+const EPS_MS = 1e-3;
+
+/** One rule's evaluated state (a port of lua/_lib/ratelimit.lua, same formulas). */
+interface State {
+  rule: NormalizedRule;
+  start: number;
+  count: number;
+  curr: number;
+  prev: number;
+  tokens: number;
+  tat: number;
+}
+
+type Stored = { a: number; b: number; c: number };
+
+function load(rule: NormalizedRule, s: Stored | undefined, now: number): State {
+  const { limit, windowMs: w, capacity } = rule;
+  const st: State = { rule, start: now, count: 0, curr: 0, prev: 0, tokens: capacity, tat: now };
+  switch (rule.algorithm) {
+    case "fixed-window":
+      if (s !== undefined && now < s.a + w) {
+        st.start = s.a;
+        st.count = Math.min(s.b, limit);
+      }
+      break;
+    case "sliding-window": {
+      st.start = now - (now % w);
+      if (s !== undefined && s.a === st.start) {
+        st.curr = s.b;
+        st.prev = s.c;
+      } else if (s !== undefined && s.a === st.start - w) st.prev = s.b;
+      st.curr = Math.min(st.curr, limit);
+      st.prev = Math.min(st.prev, limit);
+      break;
+    }
+    case "token-bucket":
+      if (s !== undefined) st.tokens = Math.min(capacity, s.a + Math.max(0, now - s.b) * (limit / w));
+      break;
+    case "gcra": {
+      const tau = capacity * (w / limit);
+      st.tat = Math.min(Math.max(s?.a ?? now, now), now + tau);
+      break;
+    }
+  }
+  return st;
+}
+
+function wait(st: State, cost: number, now: number): number {
+  const { limit, windowMs: w, capacity } = st.rule;
+  switch (st.rule.algorithm) {
+    case "fixed-window":
+      return st.count + cost <= limit ? 0 : st.start + w - now;
+    case "sliding-window": {
+      const el = now - st.start;
+      const room = limit - st.curr - cost;
+      if ((st.prev * (w - el)) / w <= room + EPS) return 0;
+      if (room >= 0) return Math.max(1, Math.ceil(w - (room * w) / st.prev - el));
+      const room2 = limit - cost;
+      const extra = st.curr > room2 ? Math.ceil(w - (room2 * w) / st.curr) : 0;
+      return Math.max(1, st.start + w + extra - now);
+    }
+    case "token-bucket":
+      return st.tokens + EPS >= cost ? 0 : Math.max(1, Math.ceil((cost - st.tokens) / (limit / w)));
+    case "gcra": {
+      const t = w / limit;
+      const allowAt = st.tat + cost * t - capacity * t;
+      return now + EPS_MS >= allowAt ? 0 : Math.max(1, Math.ceil(allowAt - now));
+    }
+  }
+}
+
+function take(st: State, cost: number): void {
+  const { limit, windowMs: w } = st.rule;
+  if (st.rule.algorithm === "fixed-window") st.count += cost;
+  else if (st.rule.algorithm === "sliding-window") st.curr += cost;
+  else if (st.rule.algorithm === "token-bucket") st.tokens -= cost;
+  else st.tat += cost * (w / limit);
+}
+
+function info(st: State, now: number): { remaining: number; resetMs: number } {
+  const { limit, windowMs: w, capacity } = st.rule;
+  switch (st.rule.algorithm) {
+    case "fixed-window":
+      return st.count <= 0
+        ? { remaining: limit, resetMs: 0 }
+        : { remaining: limit - st.count, resetMs: st.start + w - now };
+    case "sliding-window": {
+      const est = (st.prev * (w - (now - st.start))) / w + st.curr;
+      const remaining = Math.max(0, Math.floor(limit - est + EPS));
+      const resetMs = st.curr > 0 ? st.start + 2 * w - now : st.prev > 0 ? st.start + w - now : 0;
+      return { remaining, resetMs };
+    }
+    case "token-bucket":
+      return {
+        remaining: Math.max(0, Math.floor(st.tokens + EPS)),
+        resetMs: st.tokens + EPS >= capacity ? 0 : Math.ceil((capacity - st.tokens) / (limit / w)),
+      };
+    case "gcra": {
+      const t = w / limit;
+      const remaining = Math.max(0, Math.min(capacity, Math.floor((now + capacity * t - st.tat) / t + EPS)));
+      return { remaining, resetMs: Math.max(0, Math.ceil(st.tat - now - EPS_MS)) };
+    }
+  }
+}
+
+function store(st: State, now: number): Stored {
+  switch (st.rule.algorithm) {
+    case "fixed-window":
+      return { a: st.start, b: st.count, c: 0 };
+    case "sliding-window":
+      return { a: st.start, b: st.curr, c: st.prev };
+    case "token-bucket":
+      return { a: st.tokens, b: now, c: 0 };
+    case "gcra":
+      return { a: st.tat, b: 0, c: 0 };
+  }
+}
+
+/**
+ * The in-process limiter a {@link RateLimiter} falls back to while Redis is unavailable
+ * (`onRedisError: { fallback: "memory" }`). Same algorithms as the Lua scripts, on this process' clock, with state
+ * per process: with N replicas the effective limit during an outage is up to N × the limit. Holds at most
+ * `maxKeys` keys (least recently used evicted first).
+ */
+export class MemoryLimiter {
+  readonly #states = new Map<string, Map<string, Stored>>();
+  readonly #maxKeys: number;
+
+  /** @param maxKeys most keys held in memory (default 10 000) */
+  constructor(maxKeys = 10_000) {
+    this.#maxKeys = maxKeys;
+  }
+
+  /** Takes `cost` from every rule of `key`, or from none; `now` is this process' clock in ms. */
+  consume(key: string, cost: number, rules: readonly NormalizedRule[], now = Date.now()): Decision {
+    const stored = this.#states.get(key);
+    const states = rules.map((r) => load(r, stored?.get(`${r.name}|${r.algorithm}`), now));
+    const waits = states.map((st) => wait(st, cost, now));
+    const allowed = waits.every((w) => w === 0);
+    if (allowed) {
+      for (const st of states) take(st, cost);
+      const next = new Map<string, Stored>();
+      for (const st of states) next.set(`${st.rule.name}|${st.rule.algorithm}`, store(st, now));
+      this.#states.delete(key);
+      this.#states.set(key, next);
+      if (this.#states.size > this.#maxKeys) {
+        const oldest = this.#states.keys().next().value;
+        if (oldest !== undefined) this.#states.delete(oldest);
+      }
+    }
+    const parts = states.map((st, i): RuleDecision => {
+      const { remaining, resetMs } = info(st, now);
+      const retryAfterMs = waits[i] as number;
+      return {
+        name: st.rule.name,
+        allowed: retryAfterMs === 0,
+        limit: st.rule.capacity,
+        remaining,
+        resetMs,
+        retryAfterMs,
+      };
+    });
+    return makeDecision(allowed, parts, "fallback");
+  }
+
+  /** Forgets `key`. */
+  delete(key: string): void {
+    this.#states.delete(key);
+  }
+}

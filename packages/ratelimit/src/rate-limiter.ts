@@ -1,0 +1,270 @@
+import {
+  type CoordisObserver,
+  DEFAULT_PREFIX,
+  entityKeys,
+  InvalidArgumentError,
+  notifyOperation,
+  type RedisClient,
+  RedisUnavailableError,
+  runScript,
+  validate,
+  validateName,
+  validatePrefix,
+} from "@coordis/core";
+import { type Decision, decisionFromReply, makeDecision, type RuleDecision } from "./decision.js";
+import { DenyCache } from "./deny-cache.js";
+import { MemoryLimiter } from "./memory-limiter.js";
+import { type NormalizedRule, normalizeRules, type Rule, rulesSpec } from "./rules.js";
+import { ratelimitScripts } from "./scripts.generated.js";
+
+/**
+ * What a {@link RateLimiter} does when Redis is unavailable (`RedisUnavailableError`: refused, timed out...):
+ * - `"throw"` (default): the call rejects with `RedisUnavailableError`.
+ * - `"fail-open"`: admit the call (`reason: "fail-open"`); nothing is counted.
+ * - `"fail-closed"`: reject the call (`reason: "fail-closed"`, `retryAfterMs` = `failClosedRetryAfterMs`).
+ * - `{ fallback: "memory" }`: decide with an in-process limiter of the same rules (`reason: "fallback"`); its
+ *   counts are per process and start empty, so N replicas admit up to N × the limit during the outage.
+ *
+ * Script errors (`ScriptError`: a wrong type at the key, a missing permission) always reject: they are bugs, not
+ * outages.
+ */
+export type RedisErrorPolicy = "throw" | "fail-open" | "fail-closed" | { fallback: "memory"; maxKeys?: number };
+
+/** Options of {@link RateLimiter}. */
+export interface RateLimiterOptions {
+  /** The limits every key is held to, all checked atomically per call. */
+  rules: Rule[];
+  /** Key prefix (default `"coordis"`); keys are `<prefix>:rl:{<key>}`. */
+  prefix?: string;
+  /** Receives one operation event per call (see the README's "Observability"). */
+  observer?: CoordisObserver;
+  /** Failure policy, default `"throw"`. */
+  onRedisError?: RedisErrorPolicy;
+  /**
+   * After a policy decided because Redis failed, keep deciding locally for this many ms before trying Redis
+   * again, so an outage costs one command timeout per interval rather than per call. Default 1000; 0 disables.
+   */
+  redisRetryMs?: number;
+  /** `retryAfterMs` of a fail-closed decision. Default 1000. */
+  failClosedRetryAfterMs?: number;
+  /**
+   * Local deny cache (off by default): after a rejection, calls for the same key (of at least the rejected cost)
+   * are rejected locally until `retryAfterMs` has passed, without a Redis call (`reason: "deny-cache"`). `true`
+   * holds up to 10 000 keys.
+   */
+  denyCache?: boolean | { maxKeys?: number };
+}
+
+type Op = "consume" | "peek" | "refund" | "reset";
+
+/**
+ * A rate limiter with any number of rules per key, all evaluated atomically by one Lua script per call on Redis
+ * server time. A rejected call consumes nothing. All state of one key lives in one hash `<prefix>:rl:{<key>}`,
+ * so it runs unchanged on Redis Cluster.
+ *
+ * @example
+ * const limiter = new RateLimiter(redis, {
+ *   rules: [
+ *     { name: "burst", limit: 10, windowMs: 1_000 },
+ *     { name: "daily", limit: 1_000, windowMs: 86_400_000, algorithm: "sliding-window" },
+ *   ],
+ * });
+ * const d = await limiter.consume(`user:${id}`);
+ * if (!d.allowed) reply.code(429).headers(toHeaders(d, limiter.rules));
+ */
+export class RateLimiter {
+  /** The validated rules, with default names filled in. */
+  readonly rules: readonly NormalizedRule[];
+  /** The key prefix. */
+  readonly prefix: string;
+  readonly #redis: RedisClient;
+  readonly #spec: string;
+  readonly #maxCost: number;
+  readonly #observer: CoordisObserver | undefined;
+  readonly #policy: RedisErrorPolicy;
+  readonly #memory: MemoryLimiter | undefined;
+  readonly #denyCache: DenyCache | undefined;
+  readonly #redisRetryMs: number;
+  readonly #failClosedRetryAfterMs: number;
+  #downUntil = 0;
+
+  /**
+   * @param redis an ioredis client (standalone, sentinel or cluster)
+   * @throws InvalidArgumentError when an option or rule is invalid (see {@link Rule})
+   */
+  constructor(redis: RedisClient, options: RateLimiterOptions) {
+    const opts = validate.options<RateLimiterOptions>("options", options);
+    this.#redis = redis;
+    this.rules = Object.freeze(normalizeRules(opts.rules));
+    this.#spec = rulesSpec(this.rules);
+    this.#maxCost = Math.min(...this.rules.map((r) => r.capacity));
+    this.prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
+    this.#observer = opts.observer;
+    const policy = opts.onRedisError ?? "throw";
+    if (typeof policy === "string") {
+      validate.oneOf("options.onRedisError", policy, ["throw", "fail-open", "fail-closed"]);
+    } else if (policy === null || typeof policy !== "object" || policy.fallback !== "memory") {
+      throw new InvalidArgumentError(
+        "options.onRedisError",
+        'expected "throw", "fail-open", "fail-closed" or { fallback: "memory" }',
+      );
+    }
+    this.#policy = policy;
+    if (typeof policy === "object") {
+      const maxKeys =
+        policy.maxKeys === undefined
+          ? undefined
+          : validate.positiveInteger("options.onRedisError.maxKeys", policy.maxKeys);
+      this.#memory = new MemoryLimiter(maxKeys);
+    }
+    if (opts.denyCache !== undefined && opts.denyCache !== false) {
+      const maxKeys =
+        opts.denyCache === true || opts.denyCache.maxKeys === undefined
+          ? 10_000
+          : validate.positiveInteger("options.denyCache.maxKeys", opts.denyCache.maxKeys);
+      this.#denyCache = new DenyCache(maxKeys);
+    }
+    this.#redisRetryMs =
+      opts.redisRetryMs === undefined
+        ? 1_000
+        : validate.durationMs("options.redisRetryMs", opts.redisRetryMs, { min: 0, max: 600_000 });
+    this.#failClosedRetryAfterMs =
+      opts.failClosedRetryAfterMs === undefined
+        ? 1_000
+        : validate.durationMs("options.failClosedRetryAfterMs", opts.failClosedRetryAfterMs);
+  }
+
+  /**
+   * Takes `cost` units from every rule of `key`, or from none when any rule rejects the call.
+   * @param key the rate-limit key (a user id, an IP...): 1–512 UTF-8 bytes without `{` `}`
+   * @param cost units, an integer from 1 to the smallest rule capacity (default 1)
+   * @returns the decision; `reason` says whether Redis or a local path decided
+   * @throws InvalidArgumentError for a bad key or cost (nothing sent); RedisUnavailableError when Redis is down and
+   *   the policy is `"throw"`; ScriptError when Redis rejected the script
+   */
+  async consume(key: string, cost = 1): Promise<Decision> {
+    const stateKey = this.#key(key);
+    this.#checkCost(cost, "cost");
+    const started = performance.now();
+    const cached = this.#denyCache?.lookup(key, cost);
+    if (cached !== undefined) return this.#report("consume", key, started, cached);
+    const decision = await this.#run("consume", key, started, stateKey, cost);
+    if (!decision.allowed) this.#denyCache?.remember(key, cost, decision);
+    return decision;
+  }
+
+  /**
+   * Reports `key`'s state without consuming: `allowed` says whether a call of cost 1 would pass now.
+   * @throws like {@link RateLimiter.consume}
+   */
+  async peek(key: string): Promise<Decision> {
+    const stateKey = this.#key(key);
+    return this.#run("peek", key, performance.now(), stateKey, 1);
+  }
+
+  /**
+   * Gives `cost` units back to every rule of `key` (e.g. when the admitted work was not done), never beyond a full
+   * rule. Returns the state afterwards, as {@link RateLimiter.peek} would.
+   * @throws like {@link RateLimiter.consume}
+   */
+  async refund(key: string, cost: number): Promise<Decision> {
+    const stateKey = this.#key(key);
+    this.#checkCost(cost, "cost");
+    this.#denyCache?.delete(key);
+    return this.#run("refund", key, performance.now(), stateKey, cost);
+  }
+
+  /**
+   * Forgets all state of `key`: every rule is full again.
+   * @throws InvalidArgumentError for a bad key; RedisUnavailableError / ScriptError from Redis (whatever the policy)
+   */
+  async reset(key: string): Promise<void> {
+    const stateKey = this.#key(key);
+    this.#denyCache?.delete(key);
+    this.#memory?.delete(key);
+    const started = performance.now();
+    try {
+      await runScript(this.#redis, ratelimitScripts.reset, [stateKey], []);
+    } catch (err) {
+      this.#emit("reset", key, started, "error", undefined, err as Error);
+      throw err;
+    }
+    this.#emit("reset", key, started, "ok");
+  }
+
+  #key(key: string): string {
+    validateName(key, "key");
+    return entityKeys(this.prefix, "rl", key).base;
+  }
+
+  #checkCost(cost: number, argument: string): void {
+    validate.positiveInteger(argument, cost);
+    if (cost > this.#maxCost) {
+      throw new InvalidArgumentError(
+        argument,
+        `must be at most ${this.#maxCost} (the smallest rule capacity), got ${cost}: such a call could never pass`,
+      );
+    }
+  }
+
+  async #run(op: Exclude<Op, "reset">, key: string, started: number, stateKey: string, cost: number) {
+    if (this.#policy !== "throw" && performance.now() < this.#downUntil) {
+      return this.#report(op, key, started, this.#local(op, key, cost));
+    }
+    let reply: number[];
+    try {
+      reply = await runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]);
+    } catch (err) {
+      if (!(err instanceof RedisUnavailableError) || this.#policy === "throw") {
+        this.#emit(op, key, started, "error", undefined, err as Error);
+        throw err;
+      }
+      this.#downUntil = performance.now() + this.#redisRetryMs;
+      return this.#report(op, key, started, this.#local(op, key, cost), err);
+    }
+    this.#downUntil = 0;
+    return this.#report(op, key, started, decisionFromReply(reply, this.rules));
+  }
+
+  /** The decision of the failure policy while Redis is unavailable. */
+  #local(op: Exclude<Op, "reset">, key: string, cost: number): Decision {
+    if (this.#memory !== undefined) {
+      if (op === "consume") return this.#memory.consume(key, cost, this.rules);
+      // peek/refund of the fallback: report full limits (the fallback keeps only what consume wrote).
+    }
+    const open = this.#policy !== "fail-closed" || op === "refund";
+    const parts = this.rules.map(
+      (r): RuleDecision => ({
+        name: r.name,
+        allowed: open,
+        limit: r.capacity,
+        remaining: open ? r.capacity : 0,
+        resetMs: open ? 0 : this.#failClosedRetryAfterMs,
+        retryAfterMs: open ? 0 : this.#failClosedRetryAfterMs,
+      }),
+    );
+    const reason = this.#memory !== undefined ? "fallback" : open ? "fail-open" : "fail-closed";
+    return makeDecision(open, parts, reason);
+  }
+
+  #report(op: Op, key: string, started: number, decision: Decision, error?: unknown): Decision {
+    this.#emit(op, key, started, decision.allowed ? "allowed" : "rejected", decision, error as Error | undefined);
+    return decision;
+  }
+
+  #emit(op: Op, key: string, started: number, outcome: string, decision?: Decision, error?: Error): void {
+    const algorithm = this.rules.find((r) => r.name === decision?.rule)?.algorithm;
+    notifyOperation(this.#observer, {
+      primitive: "ratelimit",
+      op,
+      outcome,
+      durationMs: performance.now() - started,
+      name: key,
+      attributes: {
+        ...(decision === undefined ? {} : { reason: decision.reason, rule: decision.rule }),
+        ...(algorithm === undefined ? {} : { algorithm }),
+      },
+      ...(error === undefined ? {} : { error }),
+    });
+  }
+}

@@ -1,0 +1,92 @@
+import { InvalidArgumentError, validate } from "@coordis/core";
+
+/** The algorithms a {@link Rule} can use. */
+export type Algorithm = "fixed-window" | "sliding-window" | "token-bucket" | "gcra";
+
+/** All algorithms, in documentation order. */
+export const ALGORITHMS: readonly Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
+
+/** Largest `limit` (and `burst`) a rule accepts. */
+export const MAX_LIMIT = 1_000_000_000;
+
+/**
+ * One limit of a {@link RateLimiter}: at most `limit` units per `windowMs` milliseconds.
+ * - `fixed-window`: a counter per window; the window opens at the key's first consume and lasts `windowMs`.
+ * - `sliding-window`: two epoch-aligned windows, the previous one weighted by how much of it still overlaps.
+ * - `token-bucket`: a bucket of `burst ?? limit` tokens refilled continuously at `limit` per `windowMs`.
+ * - `gcra`: the generic cell rate algorithm (redis-cell semantics): one call per `windowMs / limit` ms,
+ *   with up to `burst ?? limit` calls at once.
+ */
+export interface Rule {
+  /** Name used in decisions, metrics and headers; `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`. Default `r<index>`. */
+  name?: string;
+  /** Units allowed per window (an integer 1–1e9). */
+  limit: number;
+  /** The window in whole milliseconds (1 ms – 365 days). */
+  windowMs: number;
+  /** Default `fixed-window`. */
+  algorithm?: Algorithm;
+  /** Token bucket / GCRA only: how many units may be taken at once (the capacity). Default `limit`. */
+  burst?: number;
+}
+
+/** A validated rule with its defaults filled in. */
+export interface NormalizedRule {
+  readonly name: string;
+  readonly limit: number;
+  readonly windowMs: number;
+  readonly algorithm: Algorithm;
+  /** Token bucket / GCRA capacity when set explicitly. */
+  readonly burst: number | undefined;
+  /** Most units the rule can ever hold: `burst ?? limit`. */
+  readonly capacity: number;
+}
+
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const SHORT: Record<Algorithm, string> = {
+  "fixed-window": "fw",
+  "sliding-window": "sw",
+  "token-bucket": "tb",
+  gcra: "gcra",
+};
+
+/**
+ * Validates rules and fills in defaults (names `r0`, `r1`..., algorithm `fixed-window`).
+ * @param argument the option path used in errors, e.g. `options.rules`
+ * @throws InvalidArgumentError on an empty list, a bad limit/window/burst, an unknown algorithm or a duplicate name
+ */
+export function normalizeRules(rules: unknown, argument = "options.rules"): NormalizedRule[] {
+  if (!Array.isArray(rules) || rules.length === 0) {
+    throw new InvalidArgumentError(argument, "expected a non-empty array of rules");
+  }
+  if (rules.length > 32) throw new InvalidArgumentError(argument, "at most 32 rules per limiter");
+  const seen = new Set<string>();
+  return rules.map((raw: unknown, i) => {
+    const at = `${argument}[${i}]`;
+    const rule = validate.options<Rule>(at, raw);
+    if (raw === undefined) throw new InvalidArgumentError(at, "expected a rule object");
+    const name = rule.name === undefined ? `r${i}` : rule.name;
+    if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
+      throw new InvalidArgumentError(`${at}.name`, `must match ${NAME_PATTERN}`);
+    }
+    if (seen.has(name)) throw new InvalidArgumentError(`${at}.name`, `duplicate rule name "${name}"`);
+    seen.add(name);
+    const limit = validate.positiveInteger(`${at}.limit`, rule.limit, MAX_LIMIT);
+    const windowMs = validate.durationMs(`${at}.windowMs`, rule.windowMs);
+    const algorithm =
+      rule.algorithm === undefined ? "fixed-window" : validate.oneOf(`${at}.algorithm`, rule.algorithm, ALGORITHMS);
+    let burst: number | undefined;
+    if (rule.burst !== undefined) {
+      if (algorithm !== "token-bucket" && algorithm !== "gcra") {
+        throw new InvalidArgumentError(`${at}.burst`, `only token-bucket and gcra rules take a burst`);
+      }
+      burst = validate.positiveInteger(`${at}.burst`, rule.burst, MAX_LIMIT);
+    }
+    return Object.freeze({ name, limit, windowMs, algorithm, burst, capacity: burst ?? limit });
+  });
+}
+
+/** The rules as the scripts' ARGV: `"<name> <alg> <limit> <windowMs> <burst>;..."`. */
+export function rulesSpec(rules: readonly NormalizedRule[]): string {
+  return rules.map((r) => `${r.name} ${SHORT[r.algorithm]} ${r.limit} ${r.windowMs} ${r.burst ?? 0}`).join(";");
+}

@@ -1,0 +1,251 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { connect, type OperationEvent, type RedisClient } from "@coordis/core";
+import { type Algorithm, RateLimiter, type Rule, toHeaders } from "@coordis/ratelimit";
+import { testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+
+const prefix = testPrefix();
+let n = 0;
+const freshKey = () => `k-${process.pid}-${++n}`;
+
+/** Polls `fn` until it returns true, failing after `deadlineMs`. */
+async function until(fn: () => Promise<boolean>, deadlineMs: number, stepMs = 10): Promise<number> {
+  const start = Date.now();
+  while (!(await fn())) {
+    if (Date.now() - start > deadlineMs) throw new Error(`condition not met within ${deadlineMs} ms`);
+    await sleep(stepMs);
+  }
+  return Date.now() - start;
+}
+
+const ALGS: Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
+
+describe.each([
+  ["standalone", () => inject("coordisRedisUrl")],
+  ["cluster", () => inject("coordisClusterUrl")],
+])("RateLimiter on %s", (_kind, url) => {
+  let redis: RedisClient;
+  beforeAll(async () => {
+    redis = connect(url());
+    await redis.ping();
+  });
+  afterAll(async () => {
+    redis.disconnect();
+  });
+  const limiter = (rules: Rule[], extra: Partial<ConstructorParameters<typeof RateLimiter>[1]> = {}) =>
+    new RateLimiter(redis, { rules, prefix, ...extra });
+
+  it("several rules are atomic: 5/1 s and 100/60 s, 50 concurrent calls admit exactly 5, the 60-s rule keeps 95", async () => {
+    const rl = limiter([
+      { name: "second", limit: 5, windowMs: 1_000 },
+      { name: "minute", limit: 100, windowMs: 60_000 },
+    ]);
+    const key = freshKey();
+    const decisions = await Promise.all(Array.from({ length: 50 }, () => rl.consume(key)));
+    expect(decisions.filter((d) => d.allowed)).toHaveLength(5);
+    const peek = await rl.peek(key);
+    const minute = peek.rules.find((r) => r.name === "minute");
+    // The 1-s window may have rolled over by now; the 60-s one cannot have.
+    expect(minute?.remaining).toBe(95);
+    expect(Object.keys(await redis.hgetall(`${prefix}:rl:{${key}}`)).sort()).toEqual(["minute|fw", "second|fw"]);
+    for (const d of decisions.filter((x) => !x.allowed)) {
+      expect(d.reason).toBe("redis");
+      expect(d.rule).toBe("second");
+      expect(d.retryAfterMs).toBeGreaterThan(0);
+      expect(d.retryAfterMs).toBeLessThanOrEqual(1_000);
+    }
+  });
+
+  it("a rejected call changes no stored state", async () => {
+    for (const algorithm of ALGS) {
+      const rl = limiter([
+        { name: "small", limit: 2, windowMs: 60_000, algorithm },
+        { name: "big", limit: 50, windowMs: 60_000, algorithm },
+      ]);
+      const key = freshKey();
+      await rl.consume(key, 2);
+      const stateKey = `${prefix}:rl:{${key}}`;
+      const before = await redis.hgetall(stateKey);
+      const d = await rl.consume(key);
+      expect(d.allowed).toBe(false);
+      expect(await redis.hgetall(stateKey)).toEqual(before);
+      expect(d.rules.find((r) => r.name === "big")).toMatchObject({ allowed: true, remaining: 48 });
+    }
+  });
+
+  it.each(ALGS)("%s: admits the limit, reports remaining, rejects beyond it with a retryAfterMs", async (algorithm) => {
+    const rl = limiter([{ name: "only", limit: 4, windowMs: 60_000, algorithm }]);
+    const key = freshKey();
+    const remaining: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const d = await rl.consume(key);
+      expect(d.allowed).toBe(true);
+      remaining.push(d.remaining);
+    }
+    expect(remaining).toEqual([3, 2, 1, 0]);
+    const rejected = await rl.consume(key);
+    expect(rejected).toMatchObject({ allowed: false, remaining: 0, limit: 4, reason: "redis", rule: "only" });
+    expect(rejected.retryAfterMs).toBeGreaterThan(0);
+    // a sliding window may have to wait into the next window until the weighted count drops: up to 2 windows
+    expect(rejected.retryAfterMs).toBeLessThanOrEqual(algorithm === "sliding-window" ? 120_000 : 60_000);
+    expect(rejected.resetMs).toBeGreaterThan(0);
+  });
+
+  it("cost takes several units at once; a call costing more than what is left is rejected whole", async () => {
+    const rl = limiter([{ limit: 10, windowMs: 60_000 }]);
+    const key = freshKey();
+    expect((await rl.consume(key, 7)).remaining).toBe(3);
+    const d = await rl.consume(key, 4);
+    expect(d).toMatchObject({ allowed: false, remaining: 3 });
+    expect((await rl.consume(key, 3)).remaining).toBe(0);
+  });
+
+  it.each(ALGS)("%s: peek does not consume, refund gives back, reset forgets", async (algorithm) => {
+    const rl = limiter([{ name: "a", limit: 5, windowMs: 3_600_000, algorithm }]);
+    const key = freshKey();
+    expect(await rl.peek(key)).toMatchObject({ allowed: true, remaining: 5, resetMs: 0 });
+    await rl.consume(key, 3);
+    expect((await rl.peek(key)).remaining).toBe(2);
+    expect((await rl.peek(key)).remaining).toBe(2);
+    expect((await rl.refund(key, 2)).remaining).toBe(4);
+    expect((await rl.refund(key, 5)).remaining).toBe(5); // never beyond full
+    await rl.consume(key, 5);
+    expect((await rl.peek(key)).allowed).toBe(false);
+    await rl.reset(key);
+    expect(await rl.peek(key)).toMatchObject({ allowed: true, remaining: 5 });
+    expect(await redis.exists(`${prefix}:rl:{${key}}`)).toBe(0);
+  });
+
+  it("token-bucket and gcra take a burst larger than the per-window rate", async () => {
+    for (const algorithm of ["token-bucket", "gcra"] as const) {
+      const rl = limiter([{ limit: 1, windowMs: 3_600_000, algorithm, burst: 3 }]);
+      const key = freshKey();
+      const d = await Promise.all([1, 2, 3, 4].map(() => rl.consume(key)));
+      expect(d.filter((x) => x.allowed)).toHaveLength(3);
+      expect(d.find((x) => !x.allowed)?.limit).toBe(3);
+    }
+  });
+
+  it.each(ALGS)("%s: retryAfterMs is honoured: the same call made after it passes", async (algorithm) => {
+    const rl = limiter([{ limit: 3, windowMs: 600, algorithm }]);
+    const key = freshKey();
+    let d = await rl.consume(key);
+    for (let i = 0; d.allowed && i < 20; i++) d = await rl.consume(key);
+    expect(d.allowed).toBe(false);
+    expect(d.retryAfterMs).toBeGreaterThan(0);
+    expect(d.retryAfterMs).toBeLessThanOrEqual(1_200);
+    await sleep(d.retryAfterMs + 15); // the delay under test, not a synchronisation
+    expect((await rl.consume(key)).allowed).toBe(true);
+  });
+
+  it("fixed window opens at the first call and admits again after windowMs", async () => {
+    const rl = limiter([{ limit: 2, windowMs: 400 }]);
+    const key = freshKey();
+    const t0 = Date.now();
+    await rl.consume(key, 2);
+    expect((await rl.consume(key)).allowed).toBe(false);
+    const waited = await until(async () => (await rl.peek(key)).remaining === 2, 3_000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
+    expect(waited).toBeLessThan(2_000);
+  });
+
+  it("token bucket refills continuously at limit per windowMs", async () => {
+    const rl = limiter([{ limit: 10, windowMs: 1_000, algorithm: "token-bucket" }]);
+    const key = freshKey();
+    const t0 = Date.now();
+    await rl.consume(key, 10);
+    await until(async () => (await rl.peek(key)).remaining >= 5, 3_000);
+    const elapsed = Date.now() - t0;
+    expect(elapsed).toBeGreaterThanOrEqual(400); // 5 tokens at 10/s need 500 ms
+    expect(elapsed).toBeLessThan(2_500);
+    await until(async () => (await rl.peek(key)).resetMs === 0, 3_000);
+    expect((await rl.peek(key)).remaining).toBe(10);
+  });
+
+  it("gcra spaces calls by windowMs / limit once the burst is used", async () => {
+    const rl = limiter([{ limit: 5, windowMs: 1_000, algorithm: "gcra", burst: 2 }]);
+    const key = freshKey();
+    await rl.consume(key);
+    await rl.consume(key);
+    const d = await rl.consume(key);
+    expect(d.allowed).toBe(false);
+    expect(d.retryAfterMs).toBeGreaterThan(50);
+    expect(d.retryAfterMs).toBeLessThanOrEqual(200);
+  });
+
+  it("sliding window weighs the previous window", async () => {
+    const rl = limiter([{ limit: 10, windowMs: 500, algorithm: "sliding-window" }]);
+    const key = freshKey();
+    await rl.consume(key, 10);
+    // In the next window the previous 10 still weigh (1 - elapsed/500): fewer than 10 are available at first,
+    // and everything is back within two windows.
+    const d = await rl.peek(key);
+    expect(d.remaining).toBeLessThan(10);
+    await until(async () => (await rl.peek(key)).remaining === 10, 3_000);
+  });
+
+  it("rules can change: state is kept by rule name and algorithm, counts clamped to the new limit", async () => {
+    const key = freshKey();
+    await limiter([{ name: "a", limit: 10, windowMs: 60_000 }]).consume(key, 8);
+    expect((await limiter([{ name: "a", limit: 20, windowMs: 60_000 }]).peek(key)).remaining).toBe(12);
+    expect((await limiter([{ name: "a", limit: 5, windowMs: 60_000 }]).peek(key)).remaining).toBe(0);
+    // another algorithm under the same name starts fresh
+    expect((await limiter([{ name: "a", limit: 10, windowMs: 60_000, algorithm: "gcra" }]).peek(key)).remaining).toBe(
+      10,
+    );
+    // a removed rule's state is dropped at the next write
+    await limiter([{ name: "b", limit: 10, windowMs: 60_000 }]).consume(key);
+    expect(Object.keys(await redis.hgetall(`${prefix}:rl:{${key}}`))).toEqual(["b|fw"]);
+  });
+
+  it("headers: exact strings for multi-rule decisions, allowed and rejected", async () => {
+    const rules: Rule[] = [
+      { name: "burst", limit: 10, windowMs: 1_000 },
+      { name: "daily", limit: 1_000, windowMs: 86_400_000 },
+    ];
+    const rl = limiter(rules);
+    const key = freshKey();
+    let d = await rl.consume(key);
+    for (let i = 0; i < 6; i++) d = await rl.consume(key);
+    expect(toHeaders(d, rl.rules)).toEqual({
+      "RateLimit-Policy": '"burst";q=10;w=1, "daily";q=1000;w=86400',
+      RateLimit: '"burst";r=3;t=1',
+    });
+    await rl.consume(key, 3);
+    const rejected = await rl.consume(key);
+    expect(rejected.allowed).toBe(false);
+    expect(toHeaders(rejected, rules)).toEqual({
+      "RateLimit-Policy": '"burst";q=10;w=1, "daily";q=1000;w=86400',
+      RateLimit: '"burst";r=0;t=1',
+      "Retry-After": "1",
+    });
+    // the daily rule is the constraining one once it has fewer left
+    const rl2 = limiter([
+      { name: "burst", limit: 10, windowMs: 1_000 },
+      { name: "daily", limit: 3, windowMs: 86_400_000 },
+    ]);
+    const key2 = freshKey();
+    await rl2.consume(key2, 3);
+    const d2 = await rl2.consume(key2);
+    expect(toHeaders(d2, rl2.rules)).toEqual({
+      "RateLimit-Policy": '"burst";q=10;w=1, "daily";q=3;w=86400',
+      RateLimit: '"daily";r=0;t=86400',
+      "Retry-After": "86400",
+    });
+  });
+
+  it("reports decisions by outcome and rule, with latency, to the observer", async () => {
+    const events: OperationEvent[] = [];
+    const rl = limiter([{ name: "x", limit: 1, windowMs: 60_000, algorithm: "gcra" }], {
+      observer: { onOperation: (e) => events.push(e) },
+    });
+    const key = freshKey();
+    await rl.consume(key);
+    await rl.consume(key);
+    expect(events.map((e) => [e.primitive, e.op, e.outcome, e.attributes])).toEqual([
+      ["ratelimit", "consume", "allowed", { reason: "redis", rule: "x", algorithm: "gcra" }],
+      ["ratelimit", "consume", "rejected", { reason: "redis", rule: "x", algorithm: "gcra" }],
+    ]);
+    expect(events.every((e) => e.durationMs >= 0 && e.durationMs < 5_000)).toBe(true);
+  });
+});
