@@ -1,0 +1,111 @@
+import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { Leaderboard, MAX_BATCH } from "@coordis/leaderboard";
+import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const prefix = testPrefix();
+
+describe("round trips and input validation on a server of its own", () => {
+  let server: RedisServer;
+  let redis: RedisClient;
+  let lb: Leaderboard<{ name: string }>;
+  let inc: Leaderboard;
+  beforeAll(async () => {
+    server = await startRedis();
+    redis = connect(server.url);
+    await redis.ping();
+    lb = new Leaderboard(redis, "rt", { prefix, periods: ["daily", "weekly", "monthly", "all"] });
+    inc = new Leaderboard(redis, "rt-inc", { prefix, update: "increment" });
+    // Warm the script cache so every call below is a single EVALSHA.
+    await lb.submitMany(Array.from({ length: 20 }, (_, i) => ({ member: `w${i}`, score: i, meta: { name: `W${i}` } })));
+    await Promise.all([
+      lb.rank("w1"),
+      lb.top(1),
+      lb.around("w1", 1),
+      lb.count(),
+      lb.remove("nobody"),
+      inc.submit("x", 1),
+    ]);
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await server.stop();
+  });
+
+  it.each([
+    ["submit", () => lb.submit("a", 5, { meta: { name: "A" } })],
+    ["submit with at", () => lb.submit("a", 6, { at: Date.now() })],
+    ["submitMany", () => lb.submitMany(Array.from({ length: 50 }, (_, i) => ({ member: `m${i}`, score: i })))],
+    ["rank", () => lb.rank("a")],
+    ["percentile", () => lb.percentile("a", { period: "all" })],
+    ["top", () => lb.top(10)],
+    ["page", () => lb.page(2, 5, { period: "weekly" })],
+    ["around", () => lb.around("a", 3, { period: "monthly" })],
+    ["count", () => lb.count({ period: "all" })],
+    ["remove", () => lb.remove("m3")],
+    ["increment", () => inc.submit("x", 2)],
+  ])("%s is one round trip (one EVALSHA)", async (_op, call) => {
+    const { roundTrips, sent } = await countCommands(server, call as () => Promise<unknown>);
+    expect(sent).toEqual({ evalsha: 1 });
+    expect(roundTrips).toBe(1);
+  });
+
+  const bad: Array<[string, string, () => Promise<unknown>]> = [
+    ["NaN score", "score", () => lb.submit("a", Number.NaN)],
+    ["infinite score", "score", () => lb.submit("a", Number.POSITIVE_INFINITY)],
+    ["string score", "score", () => lb.submit("a", "5" as unknown as number)],
+    ["increment past 2^53", "score", () => inc.submit("a", 2 ** 53)],
+    ["empty member", "member", () => lb.submit("", 1)],
+    ["oversized member", "member", () => lb.submit("x".repeat(513), 1)],
+    ["lone surrogate member", "member", () => lb.rank("\ud800")],
+    ["oversized meta", "meta", () => lb.submit("a", 1, { meta: { name: "x".repeat(1100) } })],
+    ["unserialisable meta", "meta", () => lb.submit("a", 1, { meta: { name: 1n } as unknown as { name: string } })],
+    ["fractional at", "at", () => lb.submit("a", 1, { at: 1.5 })],
+    ["n = 0", "n", () => lb.top(0)],
+    ["n too large", "n", () => lb.top(MAX_BATCH + 1)],
+    ["size = 0", "size", () => lb.page(1, 0)],
+    ["page = 0", "page", () => lb.page(0, 10)],
+    ["negative radius", "radius", () => lb.around("a", -1)],
+    ["radius too large", "radius", () => lb.around("a", 501)],
+    ["unknown period", "options.period", () => lb.count({ period: "hourly" as "all" })],
+    ["empty batch", "items", () => lb.submitMany([])],
+    [
+      "batch too large",
+      "items",
+      () => lb.submitMany(Array.from({ length: MAX_BATCH + 1 }, () => ({ member: "a", score: 1 }))),
+    ],
+    [
+      "bad item in a batch",
+      "items[1].score",
+      () =>
+        lb.submitMany([
+          { member: "a", score: 1 },
+          { member: "b", score: Number.NaN },
+        ]),
+    ],
+  ];
+  it.each(bad)("%s → InvalidArgumentError, zero commands sent", async (_label, argument, call) => {
+    const { result, roundTrips, executed } = await countCommands(server, () => call().catch((e: unknown) => e));
+    expect(result).toBeInstanceOf(InvalidArgumentError);
+    expect((result as InvalidArgumentError).argument).toMatch(
+      new RegExp(`(^|\\.)${argument.replace(/[[\].]/g, "\\$&")}$`),
+    );
+    expect(roundTrips).toBe(0);
+    expect(executed).toEqual({});
+  });
+
+  it("rejects bad constructor options", () => {
+    const make = (o: object) => () => new Leaderboard(redis, "x", { prefix, ...o });
+    expect(make({ order: "up" })).toThrow(InvalidArgumentError);
+    expect(make({ update: "max" })).toThrow(InvalidArgumentError);
+    expect(make({ periods: [] })).toThrow(InvalidArgumentError);
+    expect(make({ periods: ["all", "all"] })).toThrow(InvalidArgumentError);
+    expect(make({ periods: ["yearly"] })).toThrow(InvalidArgumentError);
+    expect(make({ ties: "latest-first" })).toThrow(InvalidArgumentError);
+    expect(make({ timeZoneOffsetMinutes: 900 })).toThrow(InvalidArgumentError);
+    expect(make({ metaMaxBytes: 0 })).toThrow(InvalidArgumentError);
+    expect(make({ graceMs: 365 * 86_400_000 })).toThrow(InvalidArgumentError);
+    expect(make({ prefix: "bad prefix" })).toThrow(InvalidArgumentError);
+    expect(() => new Leaderboard(redis, "a{b}", { prefix })).toThrow(InvalidArgumentError);
+  });
+});
