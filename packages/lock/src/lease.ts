@@ -1,0 +1,229 @@
+import { performance } from "node:perf_hooks";
+import { type CoordisObserver, notifyEvent, notifyOperation, toCoordisError } from "@coordis/core";
+import { LeaseLostError } from "./errors.js";
+import { validateTtl } from "./options.js";
+
+/**
+ * A held lock (or one semaphore permit). Obtained from `acquire()`, `tryAcquire()` or `using()`.
+ * Not reentrant: acquiring the same name again from the same process waits like any other holder would.
+ */
+export interface Lease {
+  /** The lock's name. */
+  readonly name: string;
+  /** The random token that identifies this holder in Redis. */
+  readonly token: string;
+  /**
+   * Fencing token: strictly increases with every successful acquisition of this name, across holders and client
+   * restarts, for as long as Redis keeps its data. Pass it to the system you write to and have it reject writes
+   * carrying a lower fence than one it already accepted.
+   */
+  readonly fence: number;
+  /**
+   * Aborts when the lease is lost (reason: a {@link LeaseLostError}) or released (reason: an `AbortError`
+   * `DOMException`). Reading it also checks the local validity deadline, so a lease whose validity ran out
+   * while the process was paused reads as aborted at once.
+   */
+  readonly signal: AbortSignal;
+  /** Milliseconds of local validity left (0 once lost or released). Lower than Redis' TTL by elapsed time and drift. */
+  remainingMs(): number;
+  /**
+   * Resets the lease's time to live to `ttlMs` (default: the lock's `ttlMs`) from now, in one round trip.
+   * @throws LeaseLostError when the lease is no longer held (its `signal` aborts too), or was released
+   * @throws InvalidArgumentError for a bad `ttlMs`; RedisUnavailableError when Redis cannot be reached
+   */
+  extend(ttlMs?: number): Promise<void>;
+  /**
+   * Releases the lease (compare-and-delete: never removes someone else's lock), in one round trip; aborts `signal`.
+   * @returns true when this lease still held the lock in Redis, false when it had already been lost (or released)
+   * @throws RedisUnavailableError when Redis cannot be reached (the lease then expires by itself)
+   */
+  release(): Promise<boolean>;
+}
+
+/** How a lease talks to Redis: one script each. Internal. */
+export interface LeaseBackend {
+  /** Resets the TTL when `token` still holds; resolves false when it no longer does. */
+  extend(token: string, ttlMs: number): Promise<boolean>;
+  /** Compare-and-delete; resolves whether `token` still held. */
+  release(token: string): Promise<boolean>;
+}
+
+/** Clock drift allowance of a lease with `ttlMs` (Redlock's rule): `ttlMs * driftFactor + 2` ms. */
+export function driftMs(ttlMs: number, driftFactor: number): number {
+  return Math.floor(ttlMs * driftFactor) + 2;
+}
+
+/** Parameters of a {@link LeaseImpl}. Internal. */
+export interface LeaseInit {
+  kind: string;
+  name: string;
+  token: string;
+  fence: number;
+  ttlMs: number;
+  driftFactor: number;
+  /** Local deadline, `performance.now()` time base. */
+  deadline: number;
+  backend: LeaseBackend;
+  observer: CoordisObserver | undefined;
+}
+
+/** The one Lease implementation shared by Mutex, Semaphore, Redlock and runOncePerTick. Internal. */
+export class LeaseImpl implements Lease {
+  readonly name: string;
+  readonly token: string;
+  readonly fence: number;
+  readonly #init: LeaseInit;
+  readonly #controller = new AbortController();
+  #deadline: number;
+  #timer: NodeJS.Timeout | undefined;
+  #autoTimer: NodeJS.Timeout | undefined;
+  #autoExtending = false;
+  #released = false;
+
+  constructor(init: LeaseInit) {
+    this.#init = init;
+    this.name = init.name;
+    this.token = init.token;
+    this.fence = init.fence;
+    this.#deadline = init.deadline;
+    this.#armDeadline();
+  }
+
+  get signal(): AbortSignal {
+    this.#checkDeadline();
+    return this.#controller.signal;
+  }
+
+  remainingMs(): number {
+    this.#checkDeadline();
+    if (this.#controller.signal.aborted) return 0;
+    return Math.max(0, this.#deadline - performance.now());
+  }
+
+  async extend(ttlMs?: number): Promise<void> {
+    const ttl = ttlMs === undefined ? this.#init.ttlMs : validateTtl(ttlMs, "ttlMs");
+    this.#checkDeadline();
+    const { signal } = this.#controller;
+    if (signal.aborted) {
+      throw signal.reason instanceof LeaseLostError
+        ? signal.reason
+        : new LeaseLostError(this.name, this.fence, "not-held");
+    }
+    const start = performance.now();
+    let held: boolean;
+    try {
+      held = await this.#init.backend.extend(this.token, ttl);
+    } catch (err) {
+      const error = toCoordisError(err);
+      this.#report("extend", "error", start, error);
+      throw error;
+    }
+    if (!held) {
+      const lost = new LeaseLostError(this.name, this.fence, "not-held");
+      this.#report("extend", "lost", start, lost);
+      this.lose(lost);
+      throw lost;
+    }
+    // The new deadline counts from before the request was sent (the server's TTL started no earlier than that).
+    const deadline = start + ttl - driftMs(ttl, this.#init.driftFactor);
+    if (!this.#controller.signal.aborted && !this.#released) {
+      // Redis now holds exactly `ttl` from the reply: the local deadline follows it, even when that is shorter.
+      this.#deadline = deadline;
+      this.#armDeadline();
+    }
+    this.#report("extend", "ok", start);
+  }
+
+  async release(): Promise<boolean> {
+    if (this.#released) return false;
+    this.#released = true;
+    this.stopAutoExtend();
+    clearTimeout(this.#timer);
+    const start = performance.now();
+    try {
+      const held = await this.#init.backend.release(this.token);
+      this.#report("release", held ? "released" : "not-held", start);
+      return held;
+    } catch (err) {
+      const error = toCoordisError(err);
+      this.#report("release", "error", start, error);
+      throw error;
+    } finally {
+      if (!this.#controller.signal.aborted) {
+        this.#controller.abort(new DOMException(`Lease on "${this.name}" was released`, "AbortError"));
+      }
+    }
+  }
+
+  /** Marks the lease lost: aborts the signal with `error` and reports a `lease-lost` event. Idempotent. */
+  lose(error: LeaseLostError): void {
+    if (this.#controller.signal.aborted) return;
+    this.stopAutoExtend();
+    clearTimeout(this.#timer);
+    this.#controller.abort(error);
+    notifyEvent(this.#init.observer, {
+      primitive: "lock",
+      type: "lease-lost",
+      name: this.name,
+      attributes: { kind: this.#init.kind, reason: error.reason },
+      error,
+    });
+  }
+
+  /**
+   * Extends every `ttl / 3` until released or lost. A failed extension (not held) loses the lease at once;
+   * one that fails because Redis is unreachable is retried sooner, until the local deadline loses the lease.
+   */
+  startAutoExtend(): void {
+    if (this.#autoExtending) return;
+    this.#autoExtending = true;
+    const period = Math.max(1, Math.floor(this.#init.ttlMs / 3));
+    const schedule = (delay: number) => {
+      if (!this.#autoExtending) return;
+      this.#autoTimer = setTimeout(async () => {
+        if (!this.#autoExtending || this.#controller.signal.aborted) return;
+        try {
+          await this.extend();
+          schedule(period);
+        } catch (err) {
+          if (err instanceof LeaseLostError) return;
+          schedule(Math.max(1, Math.floor(period / 4)));
+        }
+      }, delay);
+    };
+    schedule(period);
+  }
+
+  /** Stops automatic extension. */
+  stopAutoExtend(): void {
+    this.#autoExtending = false;
+    clearTimeout(this.#autoTimer);
+  }
+
+  #checkDeadline(): void {
+    if (this.#released || this.#controller.signal.aborted) return;
+    if (performance.now() >= this.#deadline) this.lose(new LeaseLostError(this.name, this.fence, "expired"));
+  }
+
+  #armDeadline(): void {
+    clearTimeout(this.#timer);
+    const delay = Math.max(0, Math.ceil(this.#deadline - performance.now()));
+    this.#timer = setTimeout(() => {
+      if (performance.now() < this.#deadline) this.#armDeadline();
+      else this.#checkDeadline();
+    }, delay);
+    this.#timer.unref();
+  }
+
+  #report(op: string, outcome: string, start: number, error?: Error): void {
+    notifyOperation(this.#init.observer, {
+      primitive: "lock",
+      op,
+      outcome,
+      durationMs: performance.now() - start,
+      name: this.name,
+      attributes: { kind: this.#init.kind },
+      ...(error === undefined ? {} : { error }),
+    });
+  }
+}

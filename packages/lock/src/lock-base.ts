@@ -1,0 +1,255 @@
+import { randomBytes } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import { type CoordisError, type CoordisObserver, notifyOperation, toCoordisError, validate } from "@coordis/core";
+import { LockBusyError } from "./errors.js";
+import { driftMs, type Lease, type LeaseBackend, LeaseImpl } from "./lease.js";
+import { type AcquireOptions, parseAcquire, TOKEN_BYTES, type UsingOptions } from "./options.js";
+
+/** Shortest and longest pause between two attempts on a busy lock, ms (jittered, doubling). */
+const MIN_RETRY_DELAY_MS = 5;
+const MAX_RETRY_DELAY_MS = 100;
+
+/** What one acquisition attempt found. Internal. */
+export type AttemptResult =
+  | { kind: "acquired"; lease: LeaseImpl }
+  /** Held by someone else; `retryAfterMs` is a hint (the holder's remaining TTL), 0 when unknown. */
+  | { kind: "busy"; retryAfterMs: number }
+  /** Won, but the lease's validity was already gone on return: it was released and not handed out. */
+  | { kind: "invalid" }
+  /** Redlock: too many masters failed to answer for a quorum. Retried until `waitMs`, then thrown. */
+  | { kind: "unavailable"; error: CoordisError };
+
+/** A random lease token: 128 bits, base64url. */
+export function newToken(): string {
+  return randomBytes(TOKEN_BYTES).toString("base64url");
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(abortReason(signal));
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortReason(signal as AbortSignal));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * The acquire / tryAcquire / using surface shared by {@link Mutex}, {@link Semaphore} and {@link Redlock}:
+ * each subclass supplies one acquisition attempt; waiting, abort handling, validity, auto-extension and
+ * observer reports live here. Not reentrant.
+ */
+export abstract class LockBase {
+  /** The lock's name (its hash tag in Redis). */
+  readonly name: string;
+  /** Lease time to live, ms. */
+  readonly ttlMs: number;
+  /** Clock-drift factor used in the validity check. */
+  readonly driftFactor: number;
+  protected readonly observer: CoordisObserver | undefined;
+  readonly #kind: string;
+
+  protected constructor(
+    kind: string,
+    name: string,
+    ttlMs: number,
+    driftFactor: number,
+    observer: CoordisObserver | undefined,
+  ) {
+    this.#kind = kind;
+    this.name = name;
+    this.ttlMs = ttlMs;
+    this.driftFactor = driftFactor;
+    this.observer = observer;
+  }
+
+  /** One acquisition attempt with a fresh token (one round trip per node). */
+  protected abstract attempt(): Promise<AttemptResult>;
+
+  /**
+   * Builds the lease of a won attempt, or releases it when its validity (`start + ttl − elapsed − drift`) is
+   * already gone. `start` is `performance.now()` taken before the request was sent.
+   */
+  protected async settle(token: string, fence: number, start: number, backend: LeaseBackend): Promise<AttemptResult> {
+    const deadline = start + this.ttlMs - driftMs(this.ttlMs, this.driftFactor);
+    if (performance.now() >= deadline) {
+      await backend.release(token).catch(() => false);
+      return { kind: "invalid" };
+    }
+    const lease = new LeaseImpl({
+      kind: this.#kind,
+      name: this.name,
+      token,
+      fence,
+      ttlMs: this.ttlMs,
+      driftFactor: this.driftFactor,
+      deadline,
+      backend,
+      observer: this.observer,
+    });
+    return { kind: "acquired", lease };
+  }
+
+  /**
+   * One attempt, no waiting.
+   * @returns the lease, or null when the lock is held by someone else (or the lease was already invalid on return)
+   * @throws RedisUnavailableError when Redis (or, for Redlock, a quorum of masters) cannot be reached
+   */
+  async tryAcquire(): Promise<Lease | null> {
+    const start = performance.now();
+    let result: AttemptResult;
+    try {
+      result = await this.attempt();
+    } catch (err) {
+      const error = toCoordisError(err);
+      this.#report("error", start, 1, error);
+      throw error;
+    }
+    if (result.kind === "acquired") {
+      this.#report("acquired", start, 1);
+      return result.lease;
+    }
+    if (result.kind === "unavailable") {
+      this.#report("error", start, 1, result.error);
+      throw result.error;
+    }
+    this.#report("busy", start, 1);
+    return null;
+  }
+
+  /**
+   * Acquires the lock, waiting up to `waitMs` (default 10 s) with jittered exponential backoff while it is busy.
+   * @throws LockBusyError when it stayed busy for `waitMs` (a single attempt when `waitMs` is 0)
+   * @throws `signal.reason` when `signal` aborts (a lease won in flight is released, never handed out)
+   * @throws RedisUnavailableError when Redis (a quorum, for Redlock) cannot be reached
+   * @throws InvalidArgumentError for bad options, before any Redis call
+   */
+  acquire(options?: AcquireOptions): Promise<Lease> {
+    let parsed: ReturnType<typeof parseAcquire>;
+    try {
+      parsed = parseAcquire(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.acquireLease(parsed.waitMs, parsed.signal);
+  }
+
+  /**
+   * Acquires the lock (as {@link acquire}), runs `fn(lease)`, and always releases. With `autoExtend` (default) the
+   * lease is extended every `ttlMs / 3`; when an extension finds the lock lost, `lease.signal` aborts with
+   * `LeaseLostError` — `fn` should watch it and stop writing. `fn`'s own error is rethrown unchanged, in preference
+   * to a release error; a release error surfaces only when `fn` succeeded.
+   * @returns what `fn` returned
+   * @throws whatever {@link acquire} throws, or `fn`'s error
+   */
+  async using<T>(fn: (lease: Lease) => Promise<T> | T, options?: UsingOptions): Promise<T> {
+    validate.func("fn", fn);
+    const { waitMs, signal, autoExtend } = parseAcquire(options);
+    const lease = await this.acquireLease(waitMs, signal);
+    if (autoExtend) lease.startAutoExtend();
+    let result: T;
+    try {
+      result = await fn(lease);
+    } catch (err) {
+      lease.stopAutoExtend();
+      await lease.release().catch(() => false);
+      throw err;
+    }
+    lease.stopAutoExtend();
+    await lease.release();
+    return result;
+  }
+
+  /** The waiting loop of acquire(), after validation. */
+  protected async acquireLease(waitMs: number, signal: AbortSignal | undefined): Promise<LeaseImpl> {
+    const start = performance.now();
+    let attempts = 0;
+    try {
+      if (signal?.aborted) throw abortReason(signal);
+      const until = start + waitMs;
+      for (;;) {
+        attempts++;
+        const result = await this.#attemptAbortable(signal);
+        if (result.kind === "acquired") {
+          this.#report("acquired", start, attempts);
+          return result.lease;
+        }
+        const remaining = until - performance.now();
+        if (remaining <= 0) {
+          if (result.kind === "unavailable") throw result.error;
+          throw new LockBusyError(this.name, performance.now() - start);
+        }
+        const base = Math.min(MAX_RETRY_DELAY_MS, MIN_RETRY_DELAY_MS * 2 ** Math.min(attempts - 1, 10));
+        let delay = base / 2 + Math.random() * (base / 2);
+        // A holder about to expire: come back just after it does.
+        if (result.kind === "busy" && result.retryAfterMs > 0 && result.retryAfterMs < delay) {
+          delay = result.retryAfterMs + Math.random() * MIN_RETRY_DELAY_MS;
+        }
+        await sleep(Math.max(1, Math.min(delay, remaining)), signal);
+      }
+    } catch (err) {
+      if (err instanceof LockBusyError) {
+        this.#report(waitMs === 0 ? "busy" : "timeout", start, attempts, err);
+      } else if (signal?.aborted && err === signal.reason) {
+        this.#report("aborted", start, attempts);
+      } else {
+        const error = toCoordisError(err);
+        this.#report("error", start, attempts, error);
+        throw error;
+      }
+      throw err;
+    }
+  }
+
+  /** Runs one attempt; when `signal` aborts first, rejects at once and releases whatever the attempt wins. */
+  #attemptAbortable(signal: AbortSignal | undefined): Promise<AttemptResult> {
+    const pending = this.attempt();
+    if (signal === undefined) return pending;
+    return new Promise<AttemptResult>((resolve, reject) => {
+      const onAbort = () => {
+        reject(abortReason(signal));
+        pending.then(
+          (r) => {
+            if (r.kind === "acquired") r.lease.release().catch(() => false);
+          },
+          () => {},
+        );
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      pending.then(
+        (r) => {
+          signal.removeEventListener("abort", onAbort);
+          if (!signal.aborted) resolve(r);
+        },
+        (err: unknown) => {
+          signal.removeEventListener("abort", onAbort);
+          if (!signal.aborted) reject(err);
+        },
+      );
+    });
+  }
+
+  #report(outcome: string, start: number, attempts: number, error?: Error): void {
+    notifyOperation(this.observer, {
+      primitive: "lock",
+      op: "acquire",
+      outcome,
+      durationMs: performance.now() - start,
+      name: this.name,
+      attributes: { kind: this.#kind, attempts },
+      ...(error === undefined ? {} : { error }),
+    });
+  }
+}

@@ -1,0 +1,76 @@
+import { type CoordisObserver, DEFAULT_PREFIX, InvalidArgumentError, validate, validatePrefix } from "@coordis/core";
+
+/** Default lease time to live: 30 s. */
+export const DEFAULT_TTL_MS = 30_000;
+/** Longest lease time to live and longest wait: 24 h (Node timers cannot reach much further than 24.8 days). */
+export const MAX_LOCK_MS = 24 * 60 * 60 * 1000;
+/** Default `waitMs` of `acquire()` and `using()`: 10 s. */
+export const DEFAULT_WAIT_MS = 10_000;
+/** Default clock-drift factor: the local validity of a lease is shortened by `ttlMs * 0.01 + 2` ms. */
+export const DEFAULT_DRIFT_FACTOR = 0.01;
+/** Tokens are 128 random bits. */
+export const TOKEN_BYTES = 16;
+
+/** Options every lock constructor takes. */
+export interface CommonLockOptions {
+  /** Lease time to live, ms (1 to 24 h). Default 30 000. */
+  ttlMs?: number;
+  /** Key prefix; default `"coordis"`. */
+  prefix?: string;
+  /** Receives acquire/extend/release operations and `lease-lost` events. */
+  observer?: CoordisObserver;
+}
+
+/** Options of `acquire()`. */
+export interface AcquireOptions {
+  /** How long to wait for a busy lock, ms (0 = one attempt). Default 10 000. */
+  waitMs?: number;
+  /** Aborting it stops waiting at once: `acquire()` rejects with `signal.reason` and nothing stays held. */
+  signal?: AbortSignal;
+}
+
+/** Options of `using()`. */
+export interface UsingOptions extends AcquireOptions {
+  /** Extend the lease every `ttlMs / 3` while the routine runs. Default true. */
+  autoExtend?: boolean;
+}
+
+/** Validates a lease TTL. @throws InvalidArgumentError */
+export function validateTtl(value: unknown, argument: string): number {
+  return validate.durationMs(argument, value, { min: 1, max: MAX_LOCK_MS });
+}
+
+/** Validates the options shared by every lock constructor. @throws InvalidArgumentError */
+export function parseCommon(
+  raw: CommonLockOptions,
+  argument = "options",
+): { ttlMs: number; prefix: string; observer: CoordisObserver | undefined } {
+  const ttlMs = raw.ttlMs === undefined ? DEFAULT_TTL_MS : validateTtl(raw.ttlMs, `${argument}.ttlMs`);
+  const prefix = raw.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(raw.prefix, `${argument}.prefix`);
+  if (raw.observer !== undefined && (raw.observer === null || typeof raw.observer !== "object")) {
+    validate.options(`${argument}.observer`, raw.observer);
+  }
+  return { ttlMs, prefix, observer: raw.observer };
+}
+
+/** Validates `acquire()` options. @throws InvalidArgumentError */
+export function parseAcquire(
+  raw: unknown,
+  argument = "options",
+): { waitMs: number; signal: AbortSignal | undefined; autoExtend: boolean } {
+  const o = validate.options<UsingOptions>(argument, raw);
+  const waitMs =
+    o.waitMs === undefined
+      ? DEFAULT_WAIT_MS
+      : validate.durationMs(`${argument}.waitMs`, o.waitMs, { min: 0, max: MAX_LOCK_MS });
+  const signal = validate.abortSignal(`${argument}.signal`, o.signal);
+  const autoExtend = o.autoExtend === undefined ? true : validate.boolean(`${argument}.autoExtend`, o.autoExtend);
+  return { waitMs, signal, autoExtend };
+}
+
+/** Validates that `redis` looks like an ioredis client. @throws InvalidArgumentError */
+export function validateClient(argument: string, redis: unknown): void {
+  if (redis === null || typeof redis !== "object" || typeof (redis as { evalsha?: unknown }).evalsha !== "function") {
+    throw new InvalidArgumentError(argument, "expected an ioredis Redis or Cluster client");
+  }
+}

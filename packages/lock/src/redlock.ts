@@ -1,0 +1,197 @@
+import { performance } from "node:perf_hooks";
+import {
+  type CoordisError,
+  entityKeys,
+  InvalidArgumentError,
+  type RedisClient,
+  RedisUnavailableError,
+  runScript,
+  toCoordisError,
+  validate,
+  validateName,
+} from "@coordis/core";
+import type { LeaseBackend } from "./lease.js";
+import { type AttemptResult, LockBase, newToken } from "./lock-base.js";
+import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon, validateClient } from "./options.js";
+import { lockScripts } from "./scripts.generated.js";
+
+/** Most masters a {@link Redlock} accepts. */
+export const MAX_REDLOCK_NODES = 64;
+
+/** Options of {@link Redlock}. */
+export interface RedlockOptions extends CommonLockOptions {
+  /** Clock-drift factor (0 to 0.5): validity is shortened by `ttlMs * driftFactor + 2` ms. Default 0.01. */
+  driftFactor?: number;
+  /**
+   * How long to wait for each master per request, ms; a master that does not answer in time counts as failed.
+   * Default `ttlMs / 10`, clamped to 50–500.
+   */
+  nodeTimeoutMs?: number;
+}
+
+type NodeReply<R> = { ok: true; value: R } | { ok: false; error: CoordisError };
+
+/**
+ * Redlock over N independent Redis masters (no replication between them): a lease is held when a quorum
+ * `floor(N/2) + 1` of masters granted it within its validity. Requests go to all masters in parallel, each with a
+ * per-node timeout; a failed attempt releases every master before a random retry delay.
+ *
+ * Fencing: each master keeps its own fence counter, and counters diverge (a master misses acquisitions while it is
+ * down or slow). After winning a quorum the holder picks `F = max` of the counters it got, then raises the counter
+ * to `F` on winning masters that are behind (a second parallel round, skipped when a quorum already returned `F`),
+ * only while its token still holds each of them. The lease is handed out only when a quorum holds a counter ≥ F
+ * under its token. Any later holder's quorum intersects that quorum, and its INCR on the shared master happens after
+ * this holder's lock there is gone, so it gets a fence > F. Limits: this holds while a majority of masters keeps its
+ * data (a master restarted without persistence rejoins with counter 0 — harmless while the others remember; a
+ * majority losing data at once can let fences go back).
+ *
+ * Keys on each master are those of {@link Mutex}: `<prefix>:lock:{<name>}` and `...:fence`.
+ */
+export class Redlock extends LockBase {
+  /** How many masters must grant a lease: `floor(N/2) + 1`. */
+  readonly quorum: number;
+  readonly #nodes: readonly RedisClient[];
+  readonly #nodeTimeoutMs: number;
+  readonly #lockKey: string;
+  readonly #fenceKey: string;
+  readonly #backend: LeaseBackend;
+
+  /**
+   * @param nodes 1–64 ioredis clients, each connected to a different independent master
+   * @param name the lock's name: 1–512 UTF-8 bytes, no `{` or `}`
+   * @param options `ttlMs` (default 30 000), `driftFactor` (default 0.01), `nodeTimeoutMs`, `prefix`, `observer`
+   * @throws InvalidArgumentError for a bad argument (no Redis call is made)
+   */
+  constructor(nodes: readonly RedisClient[], name: string, options: RedlockOptions = {}) {
+    if (!Array.isArray(nodes) || nodes.length < 1 || nodes.length > MAX_REDLOCK_NODES) {
+      throw new InvalidArgumentError("nodes", `expected an array of 1 to ${MAX_REDLOCK_NODES} Redis clients`);
+    }
+    nodes.forEach((node, i) => {
+      validateClient(`nodes[${i}]`, node);
+    });
+    if (new Set(nodes).size !== nodes.length) {
+      throw new InvalidArgumentError("nodes", "the same client appears twice; each must reach a different master");
+    }
+    validateName(name, "name");
+    const raw = validate.options<RedlockOptions>("options", options);
+    const common = parseCommon(raw);
+    const driftFactor =
+      raw.driftFactor === undefined
+        ? DEFAULT_DRIFT_FACTOR
+        : validate.finiteNumber("options.driftFactor", raw.driftFactor, { min: 0, max: 0.5 });
+    const nodeTimeoutMs =
+      raw.nodeTimeoutMs === undefined
+        ? Math.min(500, Math.max(50, Math.floor(common.ttlMs / 10)))
+        : validate.durationMs("options.nodeTimeoutMs", raw.nodeTimeoutMs, { min: 1, max: 60_000 });
+    super("redlock", name, common.ttlMs, driftFactor, common.observer);
+    const keys = entityKeys(common.prefix, "lock", name);
+    this.#nodes = [...nodes];
+    this.quorum = Math.floor(nodes.length / 2) + 1;
+    this.#nodeTimeoutMs = nodeTimeoutMs;
+    this.#lockKey = keys.base;
+    this.#fenceKey = keys.sub("fence");
+    this.#backend = {
+      extend: async (token, ttlMs) => {
+        const replies = await this.#all((node) => runScript(node, lockScripts.extend, [this.#lockKey], [token, ttlMs]));
+        return replies.filter((r) => r.ok && r.value === 1).length >= this.quorum;
+      },
+      release: async (token) => {
+        const replies = await this.#releaseAll(token);
+        const answered = replies.filter((r) => r.ok);
+        if (answered.length === 0) {
+          const first = replies.find((r): r is { ok: false; error: CoordisError } => !r.ok);
+          throw first?.error ?? new RedisUnavailableError(`Redlock "${this.name}": no master answered the release`);
+        }
+        return answered.filter((r) => r.value === 1).length >= this.quorum;
+      },
+    };
+  }
+
+  /** Number of masters. */
+  get size(): number {
+    return this.#nodes.length;
+  }
+
+  protected async attempt(): Promise<AttemptResult> {
+    const token = newToken();
+    const start = performance.now();
+    const replies = await this.#all((node) =>
+      runScript(node, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs]),
+    );
+    const won: Array<{ node: RedisClient; fence: number }> = [];
+    let busy = 0;
+    let retryAfterMs = 0;
+    let firstError: CoordisError | undefined;
+    replies.forEach((r, i) => {
+      if (!r.ok) firstError ??= r.error;
+      else if (r.value[0] === 1) won.push({ node: this.#nodes[i] as RedisClient, fence: r.value[1] });
+      else {
+        busy++;
+        retryAfterMs = Math.max(retryAfterMs, r.value[2]);
+      }
+    });
+    if (won.length < this.quorum) {
+      // Release every master, not only those we know we won: one that timed out may still have granted it.
+      if (won.length > 0 || firstError !== undefined) await this.#releaseAll(token);
+      if (won.length + busy < this.quorum) {
+        const answered = won.length + busy;
+        return {
+          kind: "unavailable",
+          error: new RedisUnavailableError(
+            `Redlock "${this.name}": only ${answered} of ${this.#nodes.length} masters answered ` +
+              `(a quorum of ${this.quorum} is needed): ${firstError?.message ?? "no reply"}`,
+            { cause: firstError },
+          ),
+        };
+      }
+      return { kind: "busy", retryAfterMs: 0 };
+    }
+    const fence = Math.max(...won.map((w) => w.fence));
+    const atFence = won.filter((w) => w.fence === fence).length;
+    if (atFence < this.quorum) {
+      // Fence sync: raise the masters that are behind to F while we still hold them.
+      const behind = won.filter((w) => w.fence < fence).map((w) => w.node);
+      const raised = await this.#all(
+        (node) => runScript(node, lockScripts.fenceRaise, [this.#lockKey, this.#fenceKey], [token, fence]),
+        behind,
+      );
+      if (atFence + raised.filter((r) => r.ok && r.value === 1).length < this.quorum) {
+        await this.#releaseAll(token);
+        return { kind: "invalid" };
+      }
+    }
+    return this.settle(token, fence, start, this.#backend);
+  }
+
+  #releaseAll(token: string): Promise<NodeReply<number>[]> {
+    return this.#all((node) => runScript(node, lockScripts.release, [this.#lockKey], [token]));
+  }
+
+  /** Runs `call` on every node in parallel; a node that fails or exceeds the per-node timeout yields an error. */
+  #all<R>(call: (node: RedisClient) => Promise<R>, nodes = this.#nodes): Promise<NodeReply<R>[]> {
+    return Promise.all(
+      nodes.map(async (node): Promise<NodeReply<R>> => {
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<NodeReply<R>>((resolve) => {
+          timer = setTimeout(
+            () =>
+              resolve({
+                ok: false,
+                error: new RedisUnavailableError(`a Redlock master did not answer within ${this.#nodeTimeoutMs} ms`),
+              }),
+            this.#nodeTimeoutMs,
+          );
+        });
+        const reply = call(node).then(
+          (value): NodeReply<R> => ({ ok: true, value }),
+          (err: unknown): NodeReply<R> => ({ ok: false, error: toCoordisError(err) }),
+        );
+        try {
+          return await Promise.race([reply, timeout]);
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+  }
+}

@@ -1,0 +1,285 @@
+import { hostname } from "node:os";
+import { performance } from "node:perf_hooks";
+import {
+  type CoordisObserver,
+  DEFAULT_PREFIX,
+  entityKeys,
+  InvalidArgumentError,
+  notifyEvent,
+  notifyOperation,
+  type RedisClient,
+  runScript,
+  validate,
+  validateName,
+  validatePrefix,
+} from "@coordis/core";
+import { driftMs, LeaseImpl } from "./lease.js";
+import { newToken } from "./lock-base.js";
+import { DEFAULT_DRIFT_FACTOR, DEFAULT_TTL_MS, validateClient, validateTtl } from "./options.js";
+import { lockScripts } from "./scripts.generated.js";
+
+/** Default lifetime of a tick record: 7 days (a replica arriving later than that would run the tick again). */
+export const DEFAULT_RECORD_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+/** Default number of finished runs kept per job. */
+export const DEFAULT_HISTORY_LIMIT = 100;
+/** Most finished runs kept per job. */
+export const MAX_HISTORY_LIMIT = 10_000;
+const MAX_ERROR_CHARS = 1_000;
+
+/** Options of {@link runOncePerTick}. */
+export interface RunOncePerTickOptions {
+  /** Lease time to live of the run, ms; extended every `ttlMs / 3` while `fn` runs. Default 30 000. */
+  ttlMs?: number;
+  /**
+   * false (default): a tick whose run failed — `fn` threw, or its runner vanished and its lease expired — is never
+   * run again (at most once). true: another replica (or a later call) may claim it and run it again.
+   */
+  retryOnError?: boolean;
+  /** How long the tick record is kept, ms; must exceed the spread of replicas' clocks and schedules. Default 7 days. */
+  recordTtlMs?: number;
+  /** How many finished runs the job's history keeps (1–10 000). Default 100. */
+  historyLimit?: number;
+  /** Id of this replica in the record and history. Default `<hostname>:<pid>`. */
+  owner?: string;
+  /** Key prefix; default `"coordis"`. */
+  prefix?: string;
+  /** Receives one `tick` operation per call (outcome ran-ok, ran-failed or skipped) and `lease-lost` events. */
+  observer?: CoordisObserver;
+}
+
+/** What the running `fn` gets. */
+export interface TickContext {
+  /** The job. */
+  readonly job: string;
+  /** The tick, as a number (a Date becomes its epoch ms). */
+  readonly tick: number;
+  /** This replica's owner id. */
+  readonly owner: string;
+  /** Strictly increasing per job across claims: a fencing token for what the run writes. */
+  readonly fence: number;
+  /** Aborts with `LeaseLostError` when the run's lease is lost (its extension failed or it expired). */
+  readonly signal: AbortSignal;
+}
+
+/** The outcome of {@link runOncePerTick} on this replica. */
+export interface TickResult<T> {
+  /** Whether `fn` ran here. */
+  readonly ran: boolean;
+  /** What `fn` returned, when it ran here. */
+  readonly result?: T;
+  /**
+   * The tick's state: `ok` (ran successfully, here or elsewhere), `failed` (ran and threw), `running` (another
+   * replica is running it now), `abandoned` (its runner's lease expired without a result; not retried without
+   * `retryOnError`).
+   */
+  readonly state: "ok" | "failed" | "running" | "abandoned";
+  /** The replica that ran (or is running) the tick. */
+  readonly owner: string;
+}
+
+/** One finished run in a job's history. */
+export interface TickRecord {
+  /** The tick that ran. */
+  readonly tick: number;
+  /** The replica that ran it (`options.owner`). */
+  readonly owner: string;
+  /** The run's fence (strictly increasing per job across claims). */
+  readonly fence: number;
+  /** 1 for the first run of the tick, 2+ for retries (`retryOnError`). */
+  readonly attempt: number;
+  /** Redis server time, epoch ms. */
+  readonly startMs: number;
+  /** Redis server time, epoch ms. */
+  readonly endMs: number;
+  /** Whether `fn` returned without throwing. */
+  readonly ok: boolean;
+  /** The error message of a failed run. */
+  readonly error?: string;
+}
+
+function parseTick(tick: unknown): number {
+  if (tick instanceof Date) {
+    const ms = tick.getTime();
+    if (!Number.isFinite(ms) || ms < 0) throw new InvalidArgumentError("tick", "expected a valid Date after 1970");
+    return ms;
+  }
+  return validate.integer("tick", tick, { min: 0 });
+}
+
+/**
+ * Runs `fn` at most once per `job` + `tick` across every replica that calls it, even when a slower replica (or one
+ * whose clock is behind) arrives after the first one finished: the first caller claims the tick in a record kept for
+ * `recordTtlMs`, runs `fn` under a lease that is extended every `ttlMs / 3`, and records the outcome (owner, start,
+ * end, ok/error) in the job's bounded history (see {@link tickHistory}). Others return `{ ran: false }`.
+ *
+ * When `fn` throws, the tick is recorded failed and the error is rethrown here; without `retryOnError` it is never
+ * run again. Round trips: one to claim, one per extension, one to record.
+ *
+ * @param redis an ioredis `Redis` or `Cluster`
+ * @param job the job's name: 1–512 UTF-8 bytes, no `{` or `}`
+ * @param tick the schedule tick: a non-negative integer (e.g. the scheduled epoch ms or a sequence number) or a Date
+ * @throws InvalidArgumentError before any Redis call; RedisUnavailableError; `fn`'s own error unchanged
+ */
+export async function runOncePerTick<T>(
+  redis: RedisClient,
+  job: string,
+  tick: number | Date,
+  fn: (ctx: TickContext) => Promise<T> | T,
+  options: RunOncePerTickOptions = {},
+): Promise<TickResult<T>> {
+  validateClient("redis", redis);
+  validateName(job, "job");
+  const tickValue = parseTick(tick);
+  validate.func("fn", fn);
+  const o = validate.options<RunOncePerTickOptions>("options", options);
+  const ttlMs = o.ttlMs === undefined ? DEFAULT_TTL_MS : validateTtl(o.ttlMs, "options.ttlMs");
+  const retryOnError = o.retryOnError === undefined ? false : validate.boolean("options.retryOnError", o.retryOnError);
+  const recordTtlMs =
+    o.recordTtlMs === undefined
+      ? DEFAULT_RECORD_TTL_MS
+      : validate.durationMs("options.recordTtlMs", o.recordTtlMs, { min: 1000 });
+  const historyLimit =
+    o.historyLimit === undefined
+      ? DEFAULT_HISTORY_LIMIT
+      : validate.positiveInteger("options.historyLimit", o.historyLimit, MAX_HISTORY_LIMIT);
+  const owner =
+    o.owner === undefined
+      ? `${hostname()}:${process.pid}`
+      : validate.string("options.owner", o.owner, { maxBytes: 256 });
+  const prefix = o.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(o.prefix, "options.prefix");
+  const observer = o.observer;
+  if (recordTtlMs < ttlMs) throw new InvalidArgumentError("options.recordTtlMs", "must be at least options.ttlMs");
+
+  const keys = entityKeys(prefix, "tick", job);
+  const recordKey = keys.sub("t", String(tickValue));
+  const historyKey = keys.sub("history");
+  const token = newToken();
+  const started = performance.now();
+  const report = (outcome: string, error?: Error) =>
+    notifyOperation(observer, {
+      primitive: "lock",
+      op: "tick",
+      outcome,
+      durationMs: performance.now() - started,
+      name: job,
+      attributes: { kind: "tick" },
+      ...(error === undefined ? {} : { error }),
+    });
+
+  let claim: [claimed: number, state: string, fence: number, owner: string];
+  try {
+    claim = await runScript(
+      redis,
+      lockScripts.tickClaim,
+      [recordKey, keys.sub("fence")],
+      [owner, token, ttlMs, recordTtlMs, retryOnError ? 1 : 0],
+    );
+  } catch (err) {
+    report("error", err as Error);
+    throw err;
+  }
+  const [claimed, state, fence, holder] = claim;
+  if (claimed !== 1) {
+    report("skipped");
+    return { ran: false, state: state as TickResult<T>["state"], owner: holder };
+  }
+
+  // The outcome is what release() records: the lease's release is the "finish" script.
+  let outcome: { ok: boolean; error: string } = { ok: false, error: "not finished" };
+  const lease = new LeaseImpl({
+    kind: "tick",
+    name: job,
+    token,
+    fence,
+    ttlMs,
+    driftFactor: DEFAULT_DRIFT_FACTOR,
+    deadline: started + ttlMs - driftMs(ttlMs, DEFAULT_DRIFT_FACTOR),
+    observer,
+    backend: {
+      extend: async (t, ttl) => (await runScript(redis, lockScripts.tickExtend, [recordKey], [t, ttl])) === 1,
+      release: async (t) =>
+        (await runScript(
+          redis,
+          lockScripts.tickFinish,
+          [recordKey, historyKey],
+          [t, outcome.ok ? 1 : 0, outcome.error, tickValue, historyLimit, recordTtlMs],
+        )) === 1,
+    },
+  });
+  lease.startAutoExtend();
+  const ctx: TickContext = {
+    job,
+    tick: tickValue,
+    owner,
+    fence,
+    get signal() {
+      return lease.signal;
+    },
+  };
+  let result: T;
+  try {
+    result = await fn(ctx);
+  } catch (err) {
+    lease.stopAutoExtend();
+    const message = (err instanceof Error ? `${err.name}: ${err.message}` : String(err)).slice(0, MAX_ERROR_CHARS);
+    outcome = { ok: false, error: message };
+    const recorded = await lease.release().catch(() => false);
+    if (!recorded) reportLost(observer, job);
+    report("ran-failed", err instanceof Error ? err : undefined);
+    throw err;
+  }
+  lease.stopAutoExtend();
+  outcome = { ok: true, error: "" };
+  const recorded = await lease.release();
+  if (!recorded) reportLost(observer, job);
+  report("ran-ok");
+  return { ran: true, result, state: "ok", owner };
+}
+
+function reportLost(observer: CoordisObserver | undefined, job: string): void {
+  notifyEvent(observer, {
+    primitive: "lock",
+    type: "tick-not-recorded",
+    name: job,
+    attributes: { kind: "tick" },
+  });
+}
+
+/** Options of {@link tickHistory}. */
+export interface TickHistoryOptions {
+  /** How many entries, newest first (1–10 000). Default 20. */
+  limit?: number;
+  /** Key prefix; default `"coordis"`. */
+  prefix?: string;
+}
+
+/**
+ * The newest finished runs of `job` (newest first), as recorded by {@link runOncePerTick}. One round trip.
+ * @throws InvalidArgumentError before any Redis call; RedisUnavailableError
+ */
+export async function tickHistory(
+  redis: RedisClient,
+  job: string,
+  options: TickHistoryOptions = {},
+): Promise<TickRecord[]> {
+  validateClient("redis", redis);
+  validateName(job, "job");
+  const o = validate.options<TickHistoryOptions>("options", options);
+  const limit = o.limit === undefined ? 20 : validate.positiveInteger("options.limit", o.limit, MAX_HISTORY_LIMIT);
+  const prefix = o.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(o.prefix, "options.prefix");
+  const keys = entityKeys(prefix, "tick", job);
+  const entries = await runScript(redis, lockScripts.tickHistory, [keys.sub("history")], [limit]);
+  return entries.map((text) => {
+    const e = JSON.parse(text) as Record<string, unknown>;
+    return {
+      tick: Number(e.tick),
+      owner: String(e.owner),
+      fence: Number(e.fence),
+      attempt: Number(e.attempt),
+      startMs: Number(e.startMs),
+      endMs: Number(e.endMs),
+      ok: e.ok === true,
+      ...(typeof e.error === "string" ? { error: e.error } : {}),
+    };
+  });
+}

@@ -1,0 +1,74 @@
+import { performance } from "node:perf_hooks";
+import { entityKeys, type RedisClient, runScript, validate, validateName } from "@coordis/core";
+import type { LeaseBackend } from "./lease.js";
+import { type AttemptResult, LockBase, newToken } from "./lock-base.js";
+import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon, validateClient } from "./options.js";
+import { lockScripts } from "./scripts.generated.js";
+
+/** Most permits a {@link Semaphore} accepts. */
+export const MAX_PERMITS = 1_000_000;
+
+/** Options of {@link Semaphore}. */
+export interface SemaphoreOptions extends CommonLockOptions {
+  /** How many leases may be held at once (1 to 1 000 000). Required. */
+  permits: number;
+}
+
+/**
+ * A counting semaphore: up to `permits` leases held at once, each with its own expiry decided by Redis server time
+ * (a sorted set of token → expiry ms; expired permits are purged inside every script, never judged by client
+ * clocks). Every lease carries a fence that strictly increases per semaphore name. Same surface as {@link Mutex}.
+ * Keys: `<prefix>:sem:{<name>}` and `<prefix>:sem:{<name>}:fence`. All clients of one name must use the same
+ * `permits`.
+ *
+ * @example
+ * const sem = new Semaphore(redis, "pdf-renderers", { permits: 4, ttlMs: 60_000 });
+ * await sem.using(async () => renderPdf());
+ */
+export class Semaphore extends LockBase {
+  /** How many leases may be held at once. */
+  readonly permits: number;
+  readonly #redis: RedisClient;
+  readonly #holdersKey: string;
+  readonly #fenceKey: string;
+  readonly #backend: LeaseBackend;
+
+  /**
+   * @param redis an ioredis `Redis` or `Cluster`
+   * @param name the semaphore's name: 1–512 UTF-8 bytes, no `{` or `}`
+   * @param options `permits` (required), `ttlMs` (default 30 000, at most 24 h), `prefix`, `observer`
+   * @throws InvalidArgumentError for a bad argument (no Redis call is made)
+   */
+  constructor(redis: RedisClient, name: string, options: SemaphoreOptions) {
+    validateClient("redis", redis);
+    validateName(name, "name");
+    const raw = validate.options<SemaphoreOptions>("options", options);
+    const permits = validate.positiveInteger("options.permits", raw.permits, MAX_PERMITS);
+    const common = parseCommon(raw);
+    super("semaphore", name, common.ttlMs, DEFAULT_DRIFT_FACTOR, common.observer);
+    const keys = entityKeys(common.prefix, "sem", name);
+    this.permits = permits;
+    this.#redis = redis;
+    this.#holdersKey = keys.base;
+    this.#fenceKey = keys.sub("fence");
+    this.#backend = {
+      extend: async (token, ttlMs) =>
+        (await runScript(this.#redis, lockScripts.semExtend, [this.#holdersKey], [token, ttlMs])) === 1,
+      release: async (token) =>
+        (await runScript(this.#redis, lockScripts.semRelease, [this.#holdersKey], [token])) === 1,
+    };
+  }
+
+  protected async attempt(): Promise<AttemptResult> {
+    const token = newToken();
+    const start = performance.now();
+    const [acquired, fence, retryAfterMs] = await runScript(
+      this.#redis,
+      lockScripts.semAcquire,
+      [this.#holdersKey, this.#fenceKey],
+      [token, this.ttlMs, this.permits],
+    );
+    if (acquired !== 1) return { kind: "busy", retryAfterMs: Math.max(0, retryAfterMs) };
+    return this.settle(token, fence, start, this.#backend);
+  }
+}

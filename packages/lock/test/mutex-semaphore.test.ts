@@ -1,0 +1,221 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { connect, type OperationEvent, type RedisClient } from "@coordis/core";
+import { type Lease, LeaseLostError, LockBusyError, Mutex, Semaphore } from "@coordis/lock";
+import { testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+
+const prefix = testPrefix();
+
+async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > until) throw new Error("condition not met in time");
+    await sleep(10);
+  }
+}
+
+const topologies: Array<[string, () => string]> = [
+  ["standalone", () => inject("coordisRedisUrl")],
+  ["cluster", () => inject("coordisClusterUrl")],
+];
+
+describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
+  let redis: RedisClient;
+  let other: RedisClient;
+  beforeAll(async () => {
+    redis = connect(url());
+    other = connect(url());
+    await Promise.all([redis.ping(), other.ping()]);
+  });
+  afterAll(() => {
+    redis.disconnect();
+    other.disconnect();
+  });
+
+  it("grants one holder at a time, with strictly increasing fences, and releases by token", async () => {
+    const a = new Mutex(redis, `${topology}-basic`, { prefix, ttlMs: 10_000 });
+    const b = new Mutex(other, `${topology}-basic`, { prefix, ttlMs: 10_000 });
+    const first = await a.acquire();
+    expect(first.name).toBe(`${topology}-basic`);
+    expect(first.token).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    expect(await b.tryAcquire()).toBeNull();
+    const busy = await b.acquire({ waitMs: 0 }).catch((e: unknown) => e);
+    expect(busy).toBeInstanceOf(LockBusyError);
+    expect((busy as LockBusyError).code).toBe("ERR_LOCK_BUSY");
+    expect(first.signal.aborted).toBe(false);
+    expect(await first.release()).toBe(true);
+    expect(first.signal.aborted).toBe(true);
+    expect(first.signal.reason).not.toBeInstanceOf(LeaseLostError);
+    expect(await first.release()).toBe(false);
+    const second = await b.acquire();
+    expect(second.fence).toBeGreaterThan(first.fence);
+    await expect(first.extend()).rejects.toBeInstanceOf(LeaseLostError);
+    expect(await second.release()).toBe(true);
+    const third = (await a.tryAcquire()) as Lease;
+    expect(third.fence).toBe(second.fence + 1);
+    await third.release();
+  });
+
+  it("waits for a busy lock and gets it once released; gives up with LockBusyError after waitMs", async () => {
+    const a = new Mutex(redis, `${topology}-wait`, { prefix, ttlMs: 10_000 });
+    const b = new Mutex(other, `${topology}-wait`, { prefix, ttlMs: 10_000 });
+    const held = await a.acquire();
+    const started = Date.now();
+    const err = await b.acquire({ waitMs: 300 }).catch((e: unknown) => e);
+    const waited = Date.now() - started;
+    expect(err).toBeInstanceOf(LockBusyError);
+    expect(waited).toBeGreaterThanOrEqual(290);
+    expect(waited).toBeLessThan(2_000);
+    const waiting = b.acquire({ waitMs: 5_000 });
+    await sleep(50);
+    await held.release();
+    const got = await waiting;
+    expect(got.fence).toBeGreaterThan(held.fence);
+    await got.release();
+  });
+
+  it("honours an AbortSignal at once, before and during waiting, and leaves nothing held", async () => {
+    const a = new Mutex(redis, `${topology}-abort`, { prefix, ttlMs: 10_000 });
+    const b = new Mutex(other, `${topology}-abort`, { prefix, ttlMs: 10_000 });
+    const held = await a.acquire();
+    const pre = new AbortController();
+    pre.abort(new Error("cancelled before"));
+    await expect(b.acquire({ signal: pre.signal })).rejects.toThrow("cancelled before");
+    const ctl = new AbortController();
+    const started = Date.now();
+    const pending = b.acquire({ waitMs: 10_000, signal: ctl.signal });
+    setTimeout(() => ctl.abort(new Error("shutdown")), 100);
+    await expect(pending).rejects.toThrow("shutdown");
+    expect(Date.now() - started).toBeLessThan(1_000);
+    await held.release();
+    // The lock is free: nothing the aborted waiter did kept it.
+    const after = await b.tryAcquire();
+    expect(after).not.toBeNull();
+    await after?.release();
+  });
+
+  it("extends a lease while held; an expired lease aborts its signal and release() returns false", async () => {
+    const m = new Mutex(redis, `${topology}-expire`, { prefix, ttlMs: 200 });
+    const lease = await m.acquire();
+    await lease.extend(2_000);
+    expect(lease.remainingMs()).toBeGreaterThan(1_000);
+    await lease.extend(150);
+    await waitFor(() => lease.signal.aborted);
+    expect(lease.signal.reason).toBeInstanceOf(LeaseLostError);
+    expect((lease.signal.reason as LeaseLostError).code).toBe("ERR_LEASE_LOST");
+    await waitFor(async () => (await m.tryAcquire().then((l) => l?.release() ?? false)) === true);
+    expect(await lease.release()).toBe(false);
+  });
+
+  it("using(): auto-extends a job running 10x the TTL, keeps others out, releases, returns the result", async () => {
+    const m = new Mutex(redis, `${topology}-using`, { prefix, ttlMs: 300 });
+    const rival = new Mutex(other, `${topology}-using`, { prefix, ttlMs: 300 });
+    let rivalWins = 0;
+    let aborted = false;
+    const result = await m.using(async (lease) => {
+      const until = Date.now() + 3_000;
+      while (Date.now() < until) {
+        if (await rival.tryAcquire()) rivalWins++;
+        await sleep(50);
+      }
+      aborted = lease.signal.aborted;
+      return lease.fence;
+    });
+    expect(rivalWins).toBe(0);
+    expect(aborted).toBe(false);
+    expect(typeof result).toBe("number");
+    const after = await rival.tryAcquire();
+    expect(after?.fence).toBeGreaterThan(result);
+    await after?.release();
+  });
+
+  it("using(): surfaces the routine's own error unchanged and still releases", async () => {
+    const m = new Mutex(redis, `${topology}-using-err`, { prefix, ttlMs: 5_000 });
+    class RoutineError extends Error {}
+    const boom = new RoutineError("routine failed");
+    const err = await m
+      .using(async () => {
+        throw boom;
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBe(boom);
+    const again = await m.tryAcquire();
+    expect(again).not.toBeNull();
+    await again?.release();
+  });
+
+  it("using(): when an auto-extension finds the lock gone, lease.signal aborts with LeaseLostError", async () => {
+    const name = `${topology}-stolen`;
+    const m = new Mutex(redis, name, { prefix, ttlMs: 600 });
+    const reason = await m.using(async (lease) => {
+      await other.del(`${prefix}:lock:{${name}}`);
+      await new Promise((resolve) => lease.signal.addEventListener("abort", resolve, { once: true }));
+      return lease.signal.reason as LeaseLostError;
+    });
+    expect(reason).toBeInstanceOf(LeaseLostError);
+    expect(reason.reason).toBe("not-held");
+  });
+
+  it("reports acquire outcomes, extensions and lost leases to the observer", async () => {
+    const ops: OperationEvent[] = [];
+    const events: string[] = [];
+    const observer = {
+      onOperation: (e: OperationEvent) => ops.push(e),
+      onEvent: (e: { type: string }) => events.push(e.type),
+    };
+    const m = new Mutex(redis, `${topology}-obs`, { prefix, ttlMs: 150, observer });
+    const lease = await m.acquire();
+    await lease.extend();
+    expect(await m.tryAcquire()).toBeNull();
+    await m.acquire({ waitMs: 20 }).catch(() => {});
+    await waitFor(() => lease.signal.aborted);
+    const outcomes = ops.filter((o) => o.op === "acquire").map((o) => o.outcome);
+    expect(outcomes).toEqual(["acquired", "busy", "timeout"]);
+    expect(ops.find((o) => o.op === "extend")?.outcome).toBe("ok");
+    expect(ops.every((o) => o.primitive === "lock" && o.durationMs >= 0)).toBe(true);
+    expect(events).toContain("lease-lost");
+  });
+
+  it("Semaphore: at most `permits` leases, each expiring by server time, extend and release per lease", async () => {
+    const sem = new Semaphore(redis, `${topology}-sem`, { prefix, permits: 3, ttlMs: 400 });
+    const sem2 = new Semaphore(other, `${topology}-sem`, { prefix, permits: 3, ttlMs: 400 });
+    const leases = await Promise.all([sem.acquire(), sem2.acquire(), sem.acquire()]);
+    const fences = leases.map((l) => l.fence).sort((x, y) => x - y);
+    expect(new Set(fences).size).toBe(3);
+    expect(await sem2.tryAcquire()).toBeNull();
+    await expect(sem2.acquire({ waitMs: 0 })).rejects.toBeInstanceOf(LockBusyError);
+    expect(await leases[0]?.release()).toBe(true);
+    const fourth = (await sem2.acquire({ waitMs: 0 })) as Lease;
+    expect(fourth.fence).toBeGreaterThan(Math.max(...fences));
+    // Keep one permit alive by extending; let the two others expire (server time decides).
+    await leases[1]?.extend(5_000);
+    await fourth.extend(5_000);
+    await waitFor(() => leases[2]?.signal.aborted === true);
+    const fresh = await sem.acquire({ waitMs: 2_000 });
+    expect(await sem.tryAcquire()).toBeNull();
+    expect(await leases[2]?.release()).toBe(false);
+    expect(await leases[1]?.release()).toBe(true);
+    expect(await fourth.release()).toBe(true);
+    expect(await fresh.release()).toBe(true);
+  });
+
+  it("Semaphore using(): waits for a permit and runs", async () => {
+    const sem = new Semaphore(redis, `${topology}-sem-using`, { prefix, permits: 2, ttlMs: 1_000 });
+    let running = 0;
+    let peak = 0;
+    await Promise.all(
+      Array.from({ length: 6 }, () =>
+        sem.using(
+          async () => {
+            running++;
+            peak = Math.max(peak, running);
+            await sleep(30);
+            running--;
+          },
+          { waitMs: 5_000 },
+        ),
+      ),
+    );
+    expect(peak).toBe(2);
+  });
+});

@@ -1,0 +1,166 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
+import { type Lease, LockBusyError, Redlock } from "@coordis/lock";
+import { countCommands, type RedisGroup, type RedisServer, startRedisGroup, testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const prefix = testPrefix();
+
+async function eventually<T>(fn: () => Promise<T | null>, timeoutMs = 8_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn().catch(() => null);
+    if (value !== null) return value;
+    if (Date.now() > until) throw new Error("not reached in time");
+    await sleep(50);
+  }
+}
+
+describe("Redlock over 3 masters", () => {
+  let group: RedisGroup;
+  let clients: RedisClient[];
+  let admins: RedisClient[];
+  beforeAll(async () => {
+    group = await startRedisGroup(3);
+    clients = group.urls.map((u) => connect(u, { commandTimeoutMs: 1_000 }));
+    admins = group.urls.map((u) => connect(u, { commandTimeoutMs: 1_000 }));
+    await Promise.all([...clients, ...admins].map((c) => c.ping()));
+  });
+  afterAll(async () => {
+    for (const c of [...clients, ...admins]) c.disconnect();
+    await group.stop();
+  });
+
+  it("acquires on a quorum in one parallel round (one EVALSHA per master), excludes others, releases", async () => {
+    const a = new Redlock(clients, "basic", { prefix, ttlMs: 5_000 });
+    const b = new Redlock(clients, "basic", { prefix, ttlMs: 5_000 });
+    expect(a.quorum).toBe(2);
+    await (await a.acquire()).release(); // warm the script caches
+    const acquired = await countCommands(group.servers, () => a.acquire());
+    expect(acquired.sent).toEqual({ evalsha: 3 });
+    const lease = acquired.result;
+    expect(await b.tryAcquire()).toBeNull();
+    await expect(b.acquire({ waitMs: 100 })).rejects.toBeInstanceOf(LockBusyError);
+    const released = await countCommands(group.servers, () => lease.release());
+    expect(released.result).toBe(true);
+    expect(released.sent).toEqual({ evalsha: 3 });
+    const next = await b.acquire();
+    expect(next.fence).toBeGreaterThan(lease.fence);
+    await next.extend();
+    expect(await next.release()).toBe(true);
+    // Nothing is left on any master after a busy attempt released what it won.
+    for (const admin of admins) expect(await admin.exists(`${prefix}:lock:{basic}`)).toBe(0);
+  });
+
+  it("keeps fences strictly increasing across holders whose quorums differ, with diverged counters", async () => {
+    const fenceKey = `${prefix}:lock:{div}:fence`;
+    const [s0, , s2] = group.servers as [RedisServer, RedisServer, RedisServer];
+    await admins[0]?.set(fenceKey, "100");
+    await admins[1]?.set(fenceKey, "5");
+    await admins[2]?.set(fenceKey, "1000");
+    const lock = new Redlock(clients, "div", { prefix, ttlMs: 5_000, nodeTimeoutMs: 150 });
+    const fences: number[] = [];
+    let lease: Lease;
+    try {
+      // Holder A wins {0, 1}: counters 101 and 6, fence 101; master 1 is raised to 101 (second round).
+      s2.pause();
+      lease = await lock.acquire();
+      fences.push(lease.fence);
+      expect(lease.fence).toBe(101);
+      expect(await admins[1]?.get(fenceKey)).toBe("101");
+      await lease.release();
+      s2.resume();
+      // Holder B wins {1, 2}: master 1 is at 101 (not 6), master 2 at 1000+: fence > 1000.
+      s0.pause();
+      lease = await lock.acquire();
+      fences.push(lease.fence);
+      await lease.release();
+      s0.resume();
+      // Holder C wins {0, 1} again: master 0 alone would say ~103, but master 1 was raised by B.
+      s2.pause();
+      lease = await lock.acquire();
+      fences.push(lease.fence);
+      await lease.release();
+    } finally {
+      for (const s of group.servers) if (s.paused) s.resume();
+    }
+    expect(fences[1]).toBeGreaterThan(1000);
+    expect(fences[2]).toBeGreaterThan(fences[1] as number);
+    expect(fences[1]).toBeGreaterThan(fences[0] as number);
+    // Without the fence raise, C would have got max(node0, node1) = a value near 103.
+    expect(fences[2]).toBeGreaterThan(1000);
+    // Let the paused masters drain what was queued for them before the next test.
+    await eventually(async () => ((await admins[2]?.ping()) === "PONG" ? true : null));
+  });
+
+  it("does not hand out a lease whose validity was consumed by a slow master, and leaves nothing held", async () => {
+    const lock = new Redlock(clients, "slow", { prefix, ttlMs: 300, nodeTimeoutMs: 500 });
+    const slow = group.servers[2];
+    slow?.pause();
+    let lease: Lease | null;
+    try {
+      lease = await lock.tryAcquire();
+    } finally {
+      slow?.resume();
+    }
+    expect(lease).toBeNull();
+    await eventually(async () => ((await admins[2]?.exists(`${prefix}:lock:{slow}`)) === 0 ? true : null));
+    for (const admin of admins) expect(await admin.exists(`${prefix}:lock:{slow}`)).toBe(0);
+    const ok = await lock.tryAcquire();
+    expect(ok).not.toBeNull();
+    await ok?.release();
+  });
+
+  it("still acquires with 1 of 3 masters killed; fails clearly within waitMs with 2 killed; recovers on restart", async () => {
+    const lock = new Redlock(clients, "faults", { prefix, ttlMs: 2_000, nodeTimeoutMs: 100 });
+    const [s0, s1] = group.servers as [RedisServer, RedisServer];
+    await s0.kill();
+    const one = await lock.acquire({ waitMs: 2_000 });
+    expect(one.fence).toBeGreaterThan(0);
+    expect(await one.release()).toBe(true);
+    await s1.kill();
+    const started = Date.now();
+    const err = await lock.acquire({ waitMs: 500 }).catch((e: unknown) => e);
+    const took = Date.now() - started;
+    expect(err).toBeInstanceOf(RedisUnavailableError);
+    expect((err as Error).message).toMatch(/only 1 of 3 masters answered \(a quorum of 2 is needed\)/);
+    expect(took).toBeGreaterThanOrEqual(450);
+    expect(took).toBeLessThan(2_000);
+    await expect(lock.tryAcquire()).rejects.toBeInstanceOf(RedisUnavailableError);
+    await Promise.all([s0.restart(), s1.restart()]);
+    const back = await eventually(() => lock.tryAcquire());
+    expect(back.fence).toBeGreaterThan(one.fence);
+    expect(await back.release()).toBe(true);
+  });
+});
+
+describe("Redlock over 5 masters", () => {
+  let group: RedisGroup;
+  let clients: RedisClient[];
+  beforeAll(async () => {
+    group = await startRedisGroup(5);
+    clients = group.urls.map((u) => connect(u, { commandTimeoutMs: 1_000 }));
+    await Promise.all(clients.map((c) => c.ping()));
+  });
+  afterAll(async () => {
+    for (const c of clients) c.disconnect();
+    await group.stop();
+  });
+
+  it("needs 3 of 5: works with 2 killed, fails with 3 killed", async () => {
+    const lock = new Redlock(clients, "five", { prefix, ttlMs: 2_000, nodeTimeoutMs: 100 });
+    const rival = new Redlock(clients, "five", { prefix, ttlMs: 2_000, nodeTimeoutMs: 100 });
+    expect(lock.quorum).toBe(3);
+    const first = await lock.acquire();
+    expect(await rival.tryAcquire()).toBeNull();
+    await first.release();
+    await group.servers[0]?.kill();
+    await group.servers[1]?.kill();
+    const second = await lock.acquire({ waitMs: 2_000 });
+    expect(second.fence).toBeGreaterThan(first.fence);
+    expect(await rival.tryAcquire()).toBeNull();
+    await second.release();
+    await group.servers[2]?.kill();
+    await expect(lock.acquire({ waitMs: 300 })).rejects.toBeInstanceOf(RedisUnavailableError);
+  });
+});

@@ -1,0 +1,132 @@
+import { InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { Mutex, Redlock, runOncePerTick, Semaphore, tickHistory } from "@coordis/lock";
+import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const prefix = testPrefix();
+
+describe("round trips, input validation and the validity check on a server of our own", () => {
+  let server: RedisServer;
+  let redis: RedisClient;
+  let admin: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis({ config: { "enable-debug-command": "yes" } });
+    redis = server.client();
+    admin = server.client();
+    await Promise.all([redis.ping(), admin.ping()]);
+    // Warm the script cache so EVALSHA never falls back to EVAL inside a count.
+    const m = new Mutex(redis, "warm", { prefix });
+    const l = await m.acquire();
+    await l.extend();
+    await l.release();
+    const s = new Semaphore(redis, "warm", { prefix, permits: 1 });
+    const p = await s.acquire();
+    await p.extend();
+    await p.release();
+    await runOncePerTick(redis, "warm", 1, () => 1, { prefix });
+    await tickHistory(redis, "warm", { prefix });
+  });
+  afterAll(async () => {
+    await server.stop();
+  });
+
+  it("Mutex acquire, tryAcquire (busy), extend and release are one EVALSHA each", async () => {
+    const m = new Mutex(redis, "rt", { prefix, ttlMs: 5_000 });
+    const acquired = await countCommands(server, () => m.acquire());
+    expect(acquired.sent).toEqual({ evalsha: 1 });
+    const lease = acquired.result;
+    const busy = await countCommands(server, () => m.tryAcquire());
+    expect(busy.result).toBeNull();
+    expect(busy.sent).toEqual({ evalsha: 1 });
+    expect((await countCommands(server, () => lease.extend())).sent).toEqual({ evalsha: 1 });
+    const released = await countCommands(server, () => lease.release());
+    expect(released.result).toBe(true);
+    expect(released.sent).toEqual({ evalsha: 1 });
+    expect(released.roundTrips).toBe(1);
+  });
+
+  it("Semaphore acquire, extend and release are one EVALSHA each", async () => {
+    const s = new Semaphore(redis, "rt", { prefix, permits: 2 });
+    const acquired = await countCommands(server, () => s.acquire());
+    expect(acquired.sent).toEqual({ evalsha: 1 });
+    expect((await countCommands(server, () => acquired.result.extend())).sent).toEqual({ evalsha: 1 });
+    expect((await countCommands(server, () => acquired.result.release())).sent).toEqual({ evalsha: 1 });
+  });
+
+  it("runOncePerTick is one round trip to claim plus one to record; a skipped tick is one; history is one", async () => {
+    const ran = await countCommands(server, () => runOncePerTick(redis, "rt-job", 7, () => "done", { prefix }));
+    expect(ran.result).toMatchObject({ ran: true, result: "done" });
+    expect(ran.sent).toEqual({ evalsha: 2 });
+    const skipped = await countCommands(server, () => runOncePerTick(redis, "rt-job", 7, () => "again", { prefix }));
+    expect(skipped.result).toMatchObject({ ran: false, state: "ok" });
+    expect(skipped.sent).toEqual({ evalsha: 1 });
+    const history = await countCommands(server, () => tickHistory(redis, "rt-job", { prefix }));
+    expect(history.sent).toEqual({ evalsha: 1 });
+    expect(history.result).toHaveLength(1);
+  });
+
+  it("rejects bad input with InvalidArgumentError naming the argument, sending nothing", async () => {
+    const m = new Mutex(redis, "valid", { prefix });
+    const cases: Array<[string, () => unknown]> = [
+      ["options.ttlMs", () => new Mutex(redis, "x", { prefix, ttlMs: 0 })],
+      ["options.ttlMs", () => new Mutex(redis, "x", { prefix, ttlMs: -5 })],
+      ["options.ttlMs", () => new Mutex(redis, "x", { prefix, ttlMs: Number.NaN })],
+      ["options.ttlMs", () => new Mutex(redis, "x", { prefix, ttlMs: 1e12 })],
+      ["options.ttlMs", () => new Mutex(redis, "x", { prefix, ttlMs: 1.5 })],
+      ["name", () => new Mutex(redis, "", { prefix })],
+      ["name", () => new Mutex(redis, "x".repeat(513), { prefix })],
+      ["name", () => new Mutex(redis, "a{b}", { prefix })],
+      ["options.prefix", () => new Mutex(redis, "x", { prefix: "bad prefix" })],
+      ["redis", () => new Mutex({} as RedisClient, "x")],
+      ["options.waitMs", () => m.acquire({ waitMs: -1 })],
+      ["options.waitMs", () => m.acquire({ waitMs: Number.POSITIVE_INFINITY })],
+      ["options.signal", () => m.acquire({ signal: {} as AbortSignal })],
+      ["options.waitMs", () => m.using(async () => 1, { waitMs: -1 })],
+      ["fn", () => m.using(undefined as unknown as () => Promise<void>)],
+      ["options.permits", () => new Semaphore(redis, "x", { prefix, permits: 0 })],
+      ["options.permits", () => new Semaphore(redis, "x", { prefix, permits: 1.5 })],
+      ["options.permits", () => new Semaphore(redis, "x", { prefix } as never)],
+      ["nodes", () => new Redlock([], "x", { prefix })],
+      ["nodes", () => new Redlock([redis, redis], "x", { prefix })],
+      ["options.driftFactor", () => new Redlock([redis], "x", { prefix, driftFactor: 2 })],
+      ["tick", () => runOncePerTick(redis, "job", -1, () => 1, { prefix })],
+      ["tick", () => runOncePerTick(redis, "job", new Date(Number.NaN), () => 1, { prefix })],
+      ["job", () => runOncePerTick(redis, "", 1, () => 1, { prefix })],
+      ["options.ttlMs", () => runOncePerTick(redis, "job", 1, () => 1, { prefix, ttlMs: 0 })],
+      ["options.historyLimit", () => runOncePerTick(redis, "job", 1, () => 1, { prefix, historyLimit: 0 })],
+      ["options.limit", () => tickHistory(redis, "job", { prefix, limit: 0 })],
+    ];
+    const lease = await m.acquire();
+    const extendCase: [string, () => unknown] = ["ttlMs", () => lease.extend(-1)];
+    for (const [argument, call] of [...cases, extendCase]) {
+      const { result, roundTrips, executed } = await countCommands(server, async () => {
+        try {
+          await call();
+          return undefined;
+        } catch (err) {
+          return err;
+        }
+      });
+      expect(result, argument).toBeInstanceOf(InvalidArgumentError);
+      expect((result as InvalidArgumentError).argument).toBe(argument);
+      expect(roundTrips, argument).toBe(0);
+      expect(executed, argument).toEqual({});
+    }
+    await lease.release();
+  });
+
+  it("a lease whose validity is gone on return (server stalled past the TTL) is released, not handed out", async () => {
+    const m = new Mutex(redis, "stalled", { prefix, ttlMs: 200 });
+    // DEBUG SLEEP, sent first on the lock's own connection, stalls the server: the acquire queued behind it is
+    // answered ~400 ms later, after its 200 ms TTL.
+    const stall = redis.call("DEBUG", "SLEEP", "0.4");
+    const lease = await m.tryAcquire();
+    await stall;
+    expect(lease).toBeNull();
+    expect(await redis.exists(`${prefix}:lock:{stalled}`)).toBe(0);
+    // Nothing is left behind: an immediate attempt succeeds.
+    const next = await m.tryAcquire();
+    expect(next).not.toBeNull();
+    await next?.release();
+  });
+});
