@@ -1,2 +1,31 @@
-/** @coordis/cache: not built yet (see its issue). @packageDocumentation */
-export {};
+/**
+ * @coordis/cache: a two-tier cache (in-process L1 + Redis L2) with invalidation across replicas that detects missed
+ * messages, stampede protection across replicas, stale-while-revalidate and graceful degradation; plus a Redis
+ * session store for @fastify/session.
+ * @packageDocumentation
+ */
+export {
+  Cache,
+  type CacheOptions,
+  type CacheStats,
+  DEFAULT_L1_MAX_ENTRIES,
+  DEFAULT_L1_TTL_MS,
+  DEFAULT_LOCK_TTL_MS,
+  DEFAULT_LOCK_WAIT_MS,
+  type EntryOptions,
+  type L1Options,
+  type Loader,
+  MAX_TAGS,
+} from "./cache.js";
+export type { CircuitBreakerOptions, CircuitState } from "./circuit-breaker.js";
+export { type CacheCodec, jsonCodec } from "./codec.js";
+export type { GapReason } from "./invalidation-bus.js";
+export {
+  DEFAULT_SESSION_TTL_MS,
+  DEFAULT_TOMBSTONE_MS,
+  RedisSessionStore,
+  type SessionData,
+  type SessionStoreOptions,
+  type StoreCallback,
+  type StoreGetCallback,
+} from "./session-store.js";

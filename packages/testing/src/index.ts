@@ -8,10 +8,29 @@ export { findExecutable, INSTALL_HINT, RedisNotAvailableError, redisCliPath, red
 export { type RedisCluster, type StartClusterOptions, startRedisCluster } from "./cluster.js";
 export { type CommandCounts, countCommands, DEFAULT_IGNORED_COMMANDS } from "./commandstats.js";
 export { containerRuntimeReachable, REDIS_IMAGE } from "./containers.js";
+export { DeadlineExceededError, type DeadlineViolation, Watchdog, withDeadline } from "./deadline.js";
+export {
+  describeSchedule,
+  FAULT_KINDS,
+  type FaultKind,
+  type FaultLog,
+  type FaultLogEntry,
+  type FaultSchedule,
+  type FaultScheduleOptions,
+  type FaultStep,
+  type FaultTargetKind,
+  type FaultTargets,
+  faultSchedule,
+  type GenerateFaultsOptions,
+  type RunScheduleOptions,
+  runSchedule,
+} from "./fault-schedule.js";
 export { type RedisGroup, startRedisGroup } from "./group.js";
 export { freePort } from "./ports.js";
 export { testPrefix } from "./prefix.js";
+export { mulberry32, randomSeed } from "./prng.js";
 export { livePids } from "./processes.js";
+export { type FaultProxy, type ProxyStats, type ProxyTarget, type StartProxyOptions, startProxy } from "./proxy.js";
 export { type RedisConfig, type RedisServer, type StartRedisOptions, startRedis } from "./redis-server.js";
 export { type RedisSentinelSetup, startRedisSentinel } from "./sentinel.js";
 export { createTlsMaterial, type TlsMaterial } from "./tls.js";

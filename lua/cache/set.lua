@@ -1,0 +1,31 @@
+-- Set: writes one cache entry (fresh for freshMs, then stale for staleMs, then gone) and releases the caller's
+-- fill lock. A conditional write (since > 0, used after a load) is refused when the entry was written or deleted
+-- at or after `since`, the server time the load started from: a slow load never overwrites a newer set or delete.
+-- KEYS[1] entry (hash): the entry
+-- KEYS[2] lock (string): the fill lock
+-- ARGV[1] value (string): the encoded value
+-- ARGV[2] freshMs (ms): how long the value is fresh
+-- ARGV[3] staleMs (ms): how long it may be served stale after that (0 = none)
+-- ARGV[4] tags (string): JSON [[tag, version], ...] the value was computed under, "" = none
+-- ARGV[5] since (ms): 0 = unconditional; otherwise refuse when the entry's write time >= since
+-- ARGV[6] token (string): fill lock token to release, "" = none
+-- Reply: [written: number, nowMs: number]
+--@include now-ms
+local now = now_ms()
+local written = 1
+if ARGV[5] ~= '0' then
+  local w = redis.call('HGET', KEYS[1], 'w')
+  if w and tonumber(w) >= tonumber(ARGV[5]) then written = 0 end
+end
+if written == 1 then
+  local fresh = now + tonumber(ARGV[2])
+  local stale = fresh + tonumber(ARGV[3])
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', string.format('%.0f', fresh), 's', string.format('%.0f', stale),
+    'w', string.format('%.0f', now), 't', ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))
+end
+if ARGV[6] ~= '' and redis.call('GET', KEYS[2]) == ARGV[6] then
+  redis.call('DEL', KEYS[2])
+end
+return { written, now }

@@ -1,0 +1,86 @@
+import { RedisUnavailableError } from "@coordis/core";
+
+/** Options of the cache's circuit breaker. */
+export interface CircuitBreakerOptions {
+  /** Consecutive Redis-unavailable failures that open the circuit (1–1000); default 3. */
+  failures?: number;
+  /** How long the circuit stays open before one probe call is let through, ms; default 2000. */
+  cooldownMs?: number;
+}
+
+/** State of a {@link CircuitBreaker}: `closed` (normal), `open` (Redis skipped), `half-open` (one probe in flight). */
+export type CircuitState = "closed" | "open" | "half-open";
+
+/**
+ * A circuit breaker around Redis calls: after `failures` consecutive `RedisUnavailableError`s it opens, and for
+ * `cooldownMs` every call fails at once with `RedisUnavailableError` without sending anything, so callers don't each
+ * wait for the command timeout. Then one probe call is let through (half-open): success closes the circuit, failure
+ * opens it for another cooldown. Other errors (a script error) count as success: Redis answered.
+ */
+export class CircuitBreaker {
+  private state: CircuitState = "closed";
+  private consecutive = 0;
+  private openedAt = 0;
+  /** Calls rejected without touching Redis, for tests and metrics. */
+  shortCircuited = 0;
+  /** Calls let through to Redis, for tests and metrics. */
+  passed = 0;
+
+  constructor(
+    private readonly failures: number,
+    private readonly cooldownMs: number,
+    private readonly onChange: (state: CircuitState, error?: Error) => void,
+  ) {}
+
+  /** Current state (an open circuit whose cooldown has passed reports `open` until the next call probes). */
+  get current(): CircuitState {
+    return this.state;
+  }
+
+  /** True when a call would be rejected right now without reaching Redis. */
+  get blocking(): boolean {
+    if (this.state === "half-open") return true;
+    return this.state === "open" && performance.now() - this.openedAt < this.cooldownMs;
+  }
+
+  /** Runs `fn` through the breaker. @throws RedisUnavailableError when open; whatever `fn` throws otherwise */
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.state !== "closed") {
+      if (this.blocking) {
+        this.shortCircuited++;
+        throw new RedisUnavailableError("Redis is unavailable (the cache's circuit breaker is open)");
+      }
+      this.state = "half-open";
+      this.onChange("half-open");
+    }
+    this.passed++;
+    try {
+      const result = await fn();
+      this.success();
+      return result;
+    } catch (err) {
+      if (err instanceof RedisUnavailableError) this.failure(err);
+      else this.success();
+      throw err;
+    }
+  }
+
+  private success(): void {
+    this.consecutive = 0;
+    if (this.state !== "closed") {
+      this.state = "closed";
+      this.onChange("closed");
+    }
+  }
+
+  private failure(err: Error): void {
+    this.consecutive++;
+    if (this.state === "half-open" || (this.state === "closed" && this.consecutive >= this.failures)) {
+      this.state = "open";
+      this.openedAt = performance.now();
+      this.onChange("open", err);
+    } else if (this.state === "open") {
+      this.openedAt = performance.now();
+    }
+  }
+}

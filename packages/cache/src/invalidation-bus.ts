@@ -1,0 +1,155 @@
+import { randomBytes } from "node:crypto";
+import { type CoordisObserver, combineObservers, type RedisClient } from "@coordis/core";
+import { PubSub, type Unsubscribe } from "@coordis/pubsub";
+
+/** One invalidation as it travels between replicas. */
+export interface BusMessage {
+  /** Publisher id (random per Cache instance). */
+  readonly p: string;
+  /** The publisher's sequence number for this namespace: 1, 2, 3... without holes. */
+  readonly s: number;
+  /** A key that changed (set, delete or fill). */
+  readonly k?: string;
+  /** A tag that was invalidated. */
+  readonly t?: string;
+  /** 1 = the whole namespace was cleared. */
+  readonly c?: 1;
+}
+
+/** Why the bus told its owner to drop everything. */
+export type GapReason = "disconnected" | "resubscribed" | "sequence-gap" | "overflow" | "unknown-publisher";
+
+/** What the bus reports to its owner (the Cache). */
+export interface BusListener {
+  /** A message from another instance. */
+  message(msg: BusMessage): void;
+  /**
+   * Messages may have been missed. `flush` = drop the whole L1 now; `false` (the subscriber is down) = stop reading
+   * L1 until `health(true)`, which always follows a `gap("resubscribed", true)`.
+   */
+  gap(reason: GapReason, flush: boolean): void;
+  /** Whether the subscription is live; L1 must not be read while it is not. */
+  health(healthy: boolean): void;
+}
+
+const MAX_PUBLISHERS = 10_000;
+
+/**
+ * The invalidation channel of one cache namespace over @coordis/pubsub. Detects when this instance may have missed
+ * messages and reports a gap: the subscriber connection was lost (reported by PubSub's observer event
+ * `subscriber-disconnected`), subscriptions were restored (`resubscribed`), a subscription queue overflowed, or a
+ * publisher's sequence number skipped (each instance numbers its own messages 1, 2, 3...; a message from a
+ * publisher never seen before that does not start at 1 is a possible gap too).
+ */
+export class InvalidationBus {
+  /** Random id of this publisher, carried in every message. */
+  readonly id = randomBytes(9).toString("base64url");
+  private readonly pubsub: PubSub;
+  private readonly channel: string;
+  private seq = 0;
+  private readonly lastSeq = new Map<string, number>();
+  private unsubscribe: Unsubscribe | undefined;
+  private healthy = false;
+  private closed = false;
+  private retry: NodeJS.Timeout | undefined;
+
+  constructor(
+    redis: RedisClient,
+    prefix: string,
+    namespace: string,
+    observer: CoordisObserver | undefined,
+    private readonly listener: BusListener,
+  ) {
+    this.channel = `cache.${namespace}`;
+    // PubSub reports a lost subscriber connection only through its observer, so we listen there too.
+    const watch: CoordisObserver = {
+      onEvent: (e) => {
+        if (e.primitive === "pubsub" && e.type === "subscriber-disconnected") this.lost("disconnected");
+      },
+    };
+    this.pubsub = new PubSub(redis, { prefix, observer: observer ? combineObservers(watch, observer) : watch });
+    this.pubsub.on("resubscribed", () => {
+      if (this.closed) return;
+      this.listener.gap("resubscribed", true);
+      this.setHealthy(true);
+    });
+    this.pubsub.on("overflow", () => this.listener.gap("overflow", true));
+  }
+
+  /** Whether the subscription is confirmed and not known to be broken. */
+  get isHealthy(): boolean {
+    return this.healthy;
+  }
+
+  /** Subscribes; retries in the background (every 1 s) until it succeeds or the bus is closed. */
+  start(): Promise<void> {
+    return this.trySubscribe();
+  }
+
+  private async trySubscribe(): Promise<void> {
+    if (this.closed) return;
+    try {
+      this.unsubscribe = await this.pubsub.subscribe<BusMessage>(this.channel, (msg) => this.receive(msg));
+      if (this.closed) {
+        void this.unsubscribe();
+        return;
+      }
+      this.setHealthy(true);
+    } catch {
+      if (!this.closed) this.retry = setTimeout(() => void this.trySubscribe(), 1_000).unref();
+    }
+  }
+
+  /** Publishes one invalidation. Never throws: a lost message is bounded by the receivers' L1 TTL. */
+  async publish(body: { k?: string; t?: string; c?: 1 }): Promise<boolean> {
+    if (this.closed) return false;
+    this.seq++;
+    try {
+      await this.pubsub.publish(this.channel, { p: this.id, s: this.seq, ...body });
+      return true;
+    } catch {
+      // Receivers will see the hole in our sequence on our next message and drop their L1.
+      return false;
+    }
+  }
+
+  /** Unsubscribes and closes the subscriber connection. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.retry);
+    this.healthy = false;
+    await this.pubsub.close();
+  }
+
+  private lost(reason: GapReason): void {
+    if (this.closed) return;
+    this.setHealthy(false);
+    // L1 is kept (unread) so it can still serve while Redis itself is unreachable; it is dropped on resubscribe.
+    this.listener.gap(reason, false);
+  }
+
+  private setHealthy(healthy: boolean): void {
+    if (this.healthy === healthy) return;
+    this.healthy = healthy;
+    this.listener.health(healthy);
+  }
+
+  private receive(raw: unknown): void {
+    const msg = raw as BusMessage;
+    if (msg === null || typeof msg !== "object" || typeof msg.p !== "string" || typeof msg.s !== "number") return;
+    if (msg.p === this.id) return; // our own message: already applied locally
+    const last = this.lastSeq.get(msg.p);
+    if (this.lastSeq.size >= MAX_PUBLISHERS && last === undefined) this.lastSeq.clear();
+    this.lastSeq.set(msg.p, Math.max(last ?? 0, msg.s));
+    if (last === undefined ? msg.s !== 1 : msg.s !== last + 1) {
+      // A hole: something from this publisher never arrived (or arrived before we knew it). Drop everything; the
+      // message itself is covered by the drop.
+      if (last === undefined || msg.s > last + 1) {
+        this.listener.gap(last === undefined ? "unknown-publisher" : "sequence-gap", true);
+        return;
+      }
+    }
+    this.listener.message(msg);
+  }
+}

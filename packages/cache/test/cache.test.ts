@@ -1,0 +1,222 @@
+import { connect, type RedisClient } from "@coordis/core";
+import { PubSub } from "@coordis/pubsub";
+import { testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { Cache, type CacheOptions } from "../src/index.js";
+import { recorder, tiers, until } from "./helpers.js";
+
+const prefix = testPrefix();
+
+/** The basic suite, run on the standalone server and on the cluster. */
+function suite(topology: "standalone" | "cluster", url: () => string) {
+  describe(`Cache on ${topology}`, () => {
+    const clients: RedisClient[] = [];
+    const caches: Cache[] = [];
+    let ns = 0;
+    const client = () => {
+      const c = connect(url());
+      clients.push(c);
+      return c;
+    };
+    /** A new cache instance with its own connection; `n` instances of one namespace act as n replicas. */
+    async function replicas(n: number, options: Partial<CacheOptions> = {}) {
+      const namespace = `ns${++ns}-${topology}`;
+      const made = Array.from(
+        { length: n },
+        () => new Cache(client(), { namespace, prefix, ttlMs: 60_000, ...options }),
+      );
+      caches.push(...made);
+      await Promise.all(made.map((c) => c.ready()));
+      return made;
+    }
+    afterAll(async () => {
+      await Promise.all(caches.map((c) => c.close()));
+      for (const c of clients) c.disconnect();
+    });
+
+    it("getOrSet loads once, then serves L1, and L2 to another replica", async () => {
+      const rec = recorder();
+      const [a, b] = await replicas(2, { observer: rec });
+      let calls = 0;
+      const loader = async () => {
+        calls++;
+        return { name: "ada", n: 1 };
+      };
+      expect(await a?.getOrSet("user:1", loader)).toEqual({ name: "ada", n: 1 });
+      expect(await a?.getOrSet("user:1", loader)).toEqual({ name: "ada", n: 1 });
+      expect(await b?.getOrSet("user:1", loader)).toEqual({ name: "ada", n: 1 });
+      expect(calls).toBe(1);
+      expect(tiers(rec)).toEqual(["l2/miss", "l1/hit", "l2/hit"]);
+      expect(rec.ops.filter((o) => o.op === "load")).toHaveLength(1);
+    });
+
+    it("concurrent misses in one process share one loader call; a loader error reaches every caller", async () => {
+      const [a] = await replicas(1);
+      let calls = 0;
+      const results = await Promise.all(
+        Array.from({ length: 50 }, () =>
+          a?.getOrSet("k", async () => {
+            calls++;
+            await new Promise((r) => setTimeout(r, 20));
+            return calls;
+          }),
+        ),
+      );
+      expect(calls).toBe(1);
+      expect(new Set(results)).toEqual(new Set([1]));
+      const failing = Array.from({ length: 5 }, () =>
+        a?.getOrSet("bad", async () => {
+          throw new Error("db down");
+        }),
+      );
+      for (const p of failing) await expect(p).rejects.toThrow("db down");
+      // Nothing was cached and the fill lock was released: the next call loads at once.
+      expect(await a?.getOrSet("bad", () => "ok")).toBe("ok");
+    });
+
+    it("set / get / delete, visible on every replica within the pub/sub bound", async () => {
+      const [a, b, c] = await replicas(3);
+      await a?.set("cfg", { v: 1 });
+      expect(await b?.get("cfg")).toEqual({ v: 1 });
+      expect(await c?.get("cfg")).toEqual({ v: 1 }); // now in B's and C's L1
+      await a?.set("cfg", { v: 2 });
+      const ms = await until(
+        async () => (await b?.get<{ v: number }>("cfg"))?.v === 2 && (await c?.get<{ v: number }>("cfg"))?.v === 2,
+        2_000,
+        "B and C to see v2",
+      );
+      expect(ms).toBeLessThan(2_000); // documented bound: pub/sub delivery, well under l1.ttlMs (5 s)
+      expect(await a?.delete("cfg")).toBe(true);
+      await until(async () => (await b?.get("cfg")) === undefined && (await c?.get("cfg")) === undefined, 2_000);
+      expect(await a?.delete("cfg")).toBe(false);
+    });
+
+    it("invalidateTag evicts tagged entries in Redis and every L1", async () => {
+      const [a, b] = await replicas(2);
+      let version = 1;
+      const load = () => ({ version });
+      expect(await a?.getOrSet("p:1", load, { tags: ["org:7"] })).toEqual({ version: 1 });
+      expect(await a?.getOrSet("p:2", load, { tags: ["org:7", "x"] })).toEqual({ version: 1 });
+      expect(await a?.getOrSet("p:3", load, { tags: ["org:8"] })).toEqual({ version: 1 });
+      expect(await b?.get("p:1")).toEqual({ version: 1 });
+      version = 2;
+      await a?.invalidateTag("org:7");
+      expect(await a?.getOrSet("p:1", load, { tags: ["org:7"] })).toEqual({ version: 2 });
+      expect(await a?.get("p:2")).toBeUndefined();
+      expect(await a?.getOrSet("p:3", load, { tags: ["org:8"] })).toEqual({ version: 1 });
+      await until(async () => (await b?.get<{ version: number }>("p:1"))?.version === 2, 2_000);
+    });
+
+    it("a load that started before a delete does not write its outdated value back", async () => {
+      const [a, b] = await replicas(2);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const slow = a?.getOrSet("race", async () => {
+        await gate;
+        return "old";
+      });
+      await new Promise((r) => setTimeout(r, 50)); // let the load start (it holds the fill lock)
+      await b?.set("race", "new");
+      await b?.delete("race");
+      release();
+      expect(await slow).toBe("old"); // the caller gets its load...
+      expect(await b?.get("race")).toBeUndefined(); // ...but Redis keeps the delete
+    });
+
+    it("a call made after set() does not join a load that started before it", async () => {
+      const [a] = await replicas(1);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const early = a?.getOrSet("join", async () => {
+        await gate;
+        return "old";
+      });
+      await new Promise((r) => setTimeout(r, 30));
+      await a?.set("join", "new");
+      const late = a?.getOrSet("join", () => "loaded-late");
+      release();
+      expect(await early).toBe("old");
+      expect(await late).toBe("new");
+      expect(await a?.get("join")).toBe("new");
+    });
+
+    it("stale-while-revalidate serves the stale value and refreshes once across replicas", async () => {
+      const [a, b] = await replicas(2, { ttlMs: 300, staleMs: 30_000 });
+      let loads = 0;
+      const load = async () => {
+        loads++;
+        await new Promise((r) => setTimeout(r, 100));
+        return `v${loads}`;
+      };
+      expect(await a?.getOrSet("swr", load)).toBe("v1");
+      await until(async () => (await a?.get("swr")) === undefined, 5_000, "the entry to go stale");
+      const stale = await Promise.all([
+        a?.getOrSet("swr", load),
+        b?.getOrSet("swr", load),
+        a?.getOrSet("swr", load),
+        b?.getOrSet("swr", load),
+      ]);
+      expect(stale).toEqual(["v1", "v1", "v1", "v1"]);
+      await until(async () => (await b?.getOrSet("swr", load)) === "v2", 3_000, "the refresh");
+      expect(loads).toBe(2);
+    });
+
+    it("clear() empties the namespace in Redis and every L1", async () => {
+      const [a, b] = await replicas(2);
+      for (let i = 0; i < 20; i++) await a?.set(`c${i}`, i, { tags: ["t"] });
+      expect(await b?.get("c3")).toBe(3);
+      await a?.clear();
+      for (let i = 0; i < 20; i++) expect(await a?.get(`c${i}`)).toBeUndefined();
+      await until(async () => (await b?.get("c3")) === undefined, 2_000);
+    });
+  });
+}
+
+suite("standalone", () => inject("coordisRedisUrl"));
+suite("cluster", () => inject("coordisClusterUrl"));
+
+describe("gap detection", () => {
+  let redis: RedisClient;
+  beforeAll(async () => {
+    redis = connect(inject("coordisRedisUrl"));
+    await redis.ping();
+  });
+  afterAll(() => redis.disconnect());
+
+  it("a hole in a publisher's sequence drops L1 (a lost message never leaves a stale read behind)", async () => {
+    const rec = recorder();
+    const b = new Cache(connect(inject("coordisRedisUrl")), { namespace: "gap", prefix, ttlMs: 60_000, observer: rec });
+    // A writer whose messages never arrive: no bus at all.
+    const silent = new Cache(redis, { namespace: "gap", prefix, ttlMs: 60_000, bus: false });
+    const raw = new PubSub(redis, { prefix });
+    try {
+      await b.ready();
+      await silent.set("k", "old");
+      expect(await b.get("k")).toBe("old");
+      await silent.set("k", "new"); // the invalidation is "lost"
+      expect(await b.get("k")).toBe("old"); // undetectable so far: bounded by l1.ttlMs only
+      await raw.publish("cache.gap", { p: "other", s: 1, k: "unrelated" });
+      await raw.publish("cache.gap", { p: "other", s: 3, k: "unrelated" }); // s = 2 went missing
+      await until(() => b.stats().gaps === 1, 2_000, "the gap");
+      expect(await b.get("k")).toBe("new");
+      expect(rec.events.some((e) => e.type === "gap" && e.attributes?.reason === "sequence-gap")).toBe(true);
+    } finally {
+      await raw.close();
+      await b.close();
+      await silent.close();
+    }
+  });
+
+  it("a first message from an unknown publisher that does not start at 1 counts as a gap", async () => {
+    const b = new Cache(connect(inject("coordisRedisUrl")), { namespace: "gap2", prefix, ttlMs: 60_000 });
+    const raw = new PubSub(redis, { prefix });
+    try {
+      await b.ready();
+      await raw.publish("cache.gap2", { p: "late", s: 5, k: "x" });
+      await until(() => b.stats().gaps === 1, 2_000, "the gap");
+    } finally {
+      await raw.close();
+      await b.close();
+    }
+  });
+});

@@ -1,0 +1,206 @@
+import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { Cache, type CacheOptions } from "../src/index.js";
+import { recorder, tiers, until } from "./helpers.js";
+
+const prefix = testPrefix();
+
+describe("Cache on its own server (faults, round trips, input checks)", () => {
+  let server: RedisServer;
+  const clients: RedisClient[] = [];
+  const caches: Cache[] = [];
+  let ns = 0;
+  async function make(options: Partial<CacheOptions> = {}, commandTimeoutMs = 2_000) {
+    const c = connect(server.url, { commandTimeoutMs });
+    c.on("error", () => {});
+    clients.push(c);
+    const cache = new Cache(c, { namespace: `f${++ns}`, prefix, ttlMs: 60_000, ...options });
+    caches.push(cache);
+    await cache.ready();
+    return cache;
+  }
+  beforeAll(async () => {
+    server = await startRedis({ config: { maxmemory: "100mb", "maxmemory-policy": "noeviction" } });
+  });
+  afterAll(async () => {
+    await Promise.all(caches.map((c) => c.close()));
+    for (const c of clients) c.disconnect();
+    await server.stop();
+  });
+
+  it("warns once when the cache's Redis is noeviction with maxmemory set, and not with allkeys-lru", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    try {
+      const rec = recorder();
+      await make({ observer: rec });
+      expect(rec.events.filter((e) => e.type === "eviction-policy")).toHaveLength(1);
+      expect(warn).toHaveBeenCalledTimes(1);
+      const admin = server.client();
+      await admin.config("SET", "maxmemory-policy", "allkeys-lru");
+      const rec2 = recorder();
+      await make({ observer: rec2 });
+      expect(rec2.events.filter((e) => e.type === "eviction-policy")).toHaveLength(0);
+      expect(warn).toHaveBeenCalledTimes(1);
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it("round trips: L1 hit 0, L2 hit 1, miss 3 (read+lock, write+unlock, publish), set 2", async () => {
+    const a = await make();
+    const b = await make({}, 2_000);
+    const other = new Cache(clients.at(-1) as RedisClient, { namespace: `f${ns - 1}`, prefix, ttlMs: 60_000 });
+    caches.push(other);
+    await other.ready();
+    await a.getOrSet("warm-up", () => 0); // loads the scripts into the fresh server's script cache
+    await b.set("warm-up-2", 0);
+    const miss = await countCommands(server, () => a.getOrSet("rt", () => 1));
+    expect(miss.sent).toEqual({ evalsha: 2, publish: 1 });
+    const l1 = await countCommands(server, () => a.getOrSet("rt", () => 1));
+    expect(l1.roundTrips).toBe(0);
+    const l2 = await countCommands(server, () => other.getOrSet("rt", () => 1));
+    expect(l2.roundTrips).toBe(1);
+    const set = await countCommands(server, () => b.set("rt2", { x: 1 }));
+    expect(set.sent).toEqual({ evalsha: 1, publish: 1 });
+  });
+
+  it("bad input is rejected with InvalidArgumentError naming the argument, before any Redis command", async () => {
+    const a = await make();
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const cases: Array<[string, () => Promise<unknown>]> = [
+      ["key", () => a.getOrSet("", () => 1)],
+      ["key", () => a.getOrSet("a{b}", () => 1)],
+      ["key", () => a.get("x".repeat(600))],
+      ["loader", () => a.getOrSet("k", "nope" as never)],
+      ["options.ttlMs", () => a.getOrSet("k", () => 1, { ttlMs: 0 })],
+      ["options.ttlMs", () => a.set("k", 1, { ttlMs: 1.5 })],
+      ["options.staleMs", () => a.set("k", 1, { staleMs: -1 })],
+      ["options.tags[1]", () => a.set("k", 1, { tags: ["ok", "{bad}"] })],
+      ["options.tags", () => a.set("k", 1, { tags: "t" as never })],
+      ["value", () => a.set("k", 10n)],
+      ["value", () => a.set("k", { f: () => 1 })],
+      ["value", () => a.set("k", { s: Symbol("x") })],
+      ["value", () => a.set("k", cyclic)],
+      ["value", () => a.set("k", Number.NaN)],
+      ["value", () => a.set("k", new Map())],
+      ["value", () => a.set("k", undefined)],
+      ["tag", () => a.invalidateTag("")],
+    ];
+    const { roundTrips } = await countCommands(server, async () => {
+      for (const [argument, call] of cases) {
+        const err = await call().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err, argument).toBeInstanceOf(InvalidArgumentError);
+        expect((err as InvalidArgumentError).argument).toBe(argument);
+      }
+    });
+    expect(roundTrips).toBe(0);
+    const bad: Array<[string, Partial<CacheOptions>]> = [
+      ["options.namespace", { namespace: "a:b" }],
+      ["options.namespace", { namespace: "" }],
+      ["options.ttlMs", { ttlMs: -5 }],
+      ["options.staleMs", { staleMs: Number.POSITIVE_INFINITY }],
+      ["options.l1.maxEntries", { l1: { maxEntries: 0 } }],
+      ["options.l1.ttlMs", { l1: { ttlMs: 0 } }],
+      ["options.prefix", { prefix: "{x}" }],
+      ["options.lock.ttlMs", { lock: { ttlMs: 0 } }],
+      ["options.breaker.failures", { breaker: { failures: 0 } }],
+    ];
+    for (const [argument, opts] of bad) {
+      expect(() => new Cache(clients[0] as RedisClient, { namespace: "ok", ttlMs: 1000, ...opts }), argument).toThrow(
+        expect.objectContaining({ argument }),
+      );
+    }
+    // Dates are accepted and come back as ISO strings (documented).
+    await a.set("date", { at: new Date(0) });
+    expect(await a.get("date")).toEqual({ at: "1970-01-01T00:00:00.000Z" });
+  });
+
+  it("B's subscriber is killed while A changes a key: B never serves the old value afterwards", async () => {
+    const a = await make();
+    const rec = recorder();
+    const b = await make({ observer: rec });
+    // Same namespace for A and B: re-create B on A's namespace.
+    const bb = new Cache(clients.at(-1) as RedisClient, {
+      namespace: a.namespace,
+      prefix,
+      ttlMs: 60_000,
+      observer: rec,
+    });
+    caches.push(bb);
+    await bb.ready();
+    await b.close();
+    let oracle = 1;
+    await a.set("k", oracle);
+    // The invalidation of A's set may reach B just after B's first read: read until B's L1 holds the value.
+    await until(async () => (await bb.get("k")) === 1 && tiers(rec).at(-1) === "l1/hit", 2_000, "an L1 hit");
+    for (let round = 0; round < 3; round++) {
+      const gaps = bb.stats().gaps;
+      const admin = server.client();
+      await admin.call("CLIENT", "KILL", "TYPE", "pubsub");
+      await until(() => bb.stats().gaps > gaps, 2_000, "B to notice the lost subscriber");
+      await a.set("k", ++oracle); // B may or may not receive this message
+      // From now on every read of B returns the oracle's value: through L2 while unsubscribed, and from a flushed
+      // L1 once resubscribed.
+      const deadline = performance.now() + 600;
+      while (performance.now() < deadline) {
+        expect(await bb.get("k")).toBe(oracle);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await until(() => bb.stats().busHealthy, 5_000, "B to resubscribe");
+      expect(await bb.get("k")).toBe(oracle);
+    }
+    expect(rec.events.some((e) => e.type === "gap" && e.attributes?.reason === "disconnected")).toBe(true);
+    expect(rec.events.some((e) => e.type === "gap" && e.attributes?.reason === "resubscribed")).toBe(true);
+    // L1 is used again after the resubscription.
+    await until(async () => (await bb.get("k")) === oracle && tiers(rec).at(-1) === "l1/hit", 2_000, "an L1 hit");
+  });
+
+  it("Redis killed: getOrSet answers via the loader, the breaker limits Redis calls, recovery after restart", async () => {
+    const rec = recorder();
+    const a = await make({ observer: rec, breaker: { failures: 2, cooldownMs: 400 } }, 200);
+    expect(await a.getOrSet("warm", () => "w")).toBe("w");
+    await server.kill();
+    // L1 still answers for what it holds (degraded), and the loader for the rest.
+    expect(await a.getOrSet("warm", () => "other")).toBe("w");
+    const before = a.stats().redisCalls;
+    const started = performance.now();
+    let loads = 0;
+    for (let i = 0; i < 60; i++) {
+      expect(
+        await a.getOrSet(`cold-${i}`, () => {
+          loads++;
+          return i;
+        }),
+      ).toBe(i);
+    }
+    const elapsed = performance.now() - started;
+    const calls = a.stats().redisCalls - before;
+    expect(loads).toBe(60);
+    // Without the breaker: 60 calls, each paying the 200 ms timeout (12 s). With it: a few probes per cooldown.
+    expect(calls).toBeLessThanOrEqual(2 + Math.ceil(elapsed / 400) + 1);
+    expect(a.stats().shortCircuited).toBeGreaterThan(40);
+    expect(a.stats().circuit).not.toBe("closed");
+    expect(rec.events.some((e) => e.type === "degraded")).toBe(true);
+    await server.restart();
+    await until(
+      async () => {
+        await a.getOrSet(`probe-${performance.now()}`, () => 1);
+        return a.stats().circuit === "closed";
+      },
+      10_000,
+      "the circuit to close",
+    );
+    expect(rec.events.some((e) => e.type === "recovered")).toBe(true);
+    await a.set("after", "back");
+    const fresh = await make({ l1: false });
+    const again = new Cache(clients.at(-1) as RedisClient, { namespace: a.namespace, prefix, ttlMs: 60_000 });
+    caches.push(again);
+    expect(await again.get("after")).toBe("back");
+    expect(fresh).toBeDefined();
+  });
+});

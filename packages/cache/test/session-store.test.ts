@@ -1,0 +1,133 @@
+import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { RedisSessionStore, type SessionData } from "../src/index.js";
+import { until } from "./helpers.js";
+
+const prefix = testPrefix();
+
+/** Promise wrappers over the callback API. */
+function api(store: RedisSessionStore) {
+  return {
+    get: (id: string) =>
+      new Promise<SessionData | null | undefined>((resolve, reject) =>
+        store.get(id, (err, s) => (err ? reject(err) : resolve(s))),
+      ),
+    set: (id: string, s: SessionData) =>
+      new Promise<void>((resolve, reject) => store.set(id, s, (err) => (err ? reject(err) : resolve()))),
+    touch: (id: string, s: SessionData) =>
+      new Promise<void>((resolve, reject) => store.touch(id, s, (err) => (err ? reject(err) : resolve()))),
+    destroy: (id: string) =>
+      new Promise<void>((resolve, reject) => store.destroy(id, (err) => (err ? reject(err) : resolve()))),
+  };
+}
+
+describe("RedisSessionStore", () => {
+  let server: RedisServer;
+  let redis: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis();
+    redis = connect(server.url);
+    await redis.ping();
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await server.stop();
+  });
+
+  it("set / get / destroy; the TTL comes from the cookie", async () => {
+    const s = api(new RedisSessionStore(redis, { prefix }));
+    const session = { user: "ada", cookie: { maxAge: 60_000 } };
+    await s.set("sid-1", session);
+    expect(await s.get("sid-1")).toEqual(session);
+    const ttl = await redis.pttl(`${prefix}:sess:{sid-1}`);
+    expect(ttl).toBeGreaterThan(50_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+    await s.set("sid-2", { user: "bob", cookie: { expires: new Date(Date.now() + 30_000).toISOString() } });
+    const ttl2 = await redis.pttl(`${prefix}:sess:{sid-2}`);
+    expect(ttl2).toBeGreaterThan(20_000);
+    expect(ttl2).toBeLessThanOrEqual(30_000);
+    await s.set("sid-3", { user: "eve" }); // no cookie expiry: the default (1 day)
+    expect(await redis.pttl(`${prefix}:sess:{sid-3}`)).toBeGreaterThan(23 * 3600_000);
+    await s.destroy("sid-1");
+    expect(await s.get("sid-1")).toBeNull();
+    expect(await s.get("never")).toBeNull();
+  });
+
+  it("the session expires with its cookie", async () => {
+    const s = api(new RedisSessionStore(redis, { prefix }));
+    await s.set("short", { user: "x", cookie: { maxAge: 200 } });
+    expect(await s.get("short")).not.toBeNull();
+    await until(async () => (await s.get("short")) === null, 3_000, "the session to expire");
+    await s.set("expired", { user: "x", cookie: { expires: new Date(Date.now() - 1000) } });
+    expect(await s.get("expired")).toBeNull();
+  });
+
+  it("touch and unchanged sets renew the expiry without rewriting the data", async () => {
+    const store = new RedisSessionStore(redis, { prefix });
+    const s = api(store);
+    const session = { user: "ada", cart: [1, 2, 3], cookie: { maxAge: 5_000 } };
+    await s.set("t-1", session);
+    await s.set("t-2", session);
+    await s.touch("t-2", session); // loads the touch script into the server's script cache
+    const touched = await countCommands(server, () => s.touch("t-1", { ...session, cookie: { maxAge: 90_000 } }));
+    expect(touched.sent).toEqual({ evalsha: 1 });
+    expect(touched.executed.set ?? 0).toBe(0);
+    expect(await redis.pttl(`${prefix}:sess:{t-1}`)).toBeGreaterThan(80_000);
+    const same = await countCommands(server, () => s.set("t-2", { ...session, cookie: { maxAge: 5_000 } }));
+    expect(same.executed.set ?? 0).toBe(0);
+    expect(same.executed.pexpire).toBe(1);
+    const changed = await countCommands(server, () => s.set("t-2", { ...session, user: "bob" }));
+    expect(changed.executed.set).toBe(1);
+    expect(await s.get("t-2")).toMatchObject({ user: "bob" });
+    // touching a destroyed session does not bring it back
+    await s.destroy("t-1");
+    await s.touch("t-1", session);
+    expect(await s.get("t-1")).toBeNull();
+  });
+
+  it("a slow request saving after logout cannot revive the session (tombstone)", async () => {
+    const s = api(new RedisSessionStore(redis, { prefix }));
+    await s.set("race", { user: "ada", cookie: { maxAge: 60_000 } });
+    // 20 slow requests read the session, the user logs out, then they all save (some concurrently with destroy).
+    const read = await s.get("race");
+    expect(read).not.toBeNull();
+    const saves = Array.from({ length: 20 }, (_, i) =>
+      new Promise((r) => setTimeout(r, i % 5)).then(() => s.set("race", { ...(read as SessionData), n: i })),
+    );
+    await s.destroy("race");
+    await Promise.all(saves);
+    expect(await s.get("race")).toBeNull();
+    expect(await redis.exists(`${prefix}:sess:{race}`)).toBe(0);
+  });
+
+  it("bad input reaches the callback as InvalidArgumentError, before any command", async () => {
+    const store = new RedisSessionStore(redis, { prefix });
+    const s = api(store);
+    const { roundTrips } = await countCommands(server, async () => {
+      await expect(s.get("")).rejects.toBeInstanceOf(InvalidArgumentError);
+      await expect(s.set("a{b}", { user: "x" })).rejects.toMatchObject({ argument: "sessionId" });
+      const cyclic: SessionData = {};
+      cyclic.self = cyclic;
+      await expect(s.set("ok", cyclic)).rejects.toMatchObject({ argument: "session" });
+      await expect(s.destroy("x".repeat(600))).rejects.toBeInstanceOf(InvalidArgumentError);
+    });
+    expect(roundTrips).toBe(0);
+    expect(() => new RedisSessionStore(redis, { ttlMs: 0 })).toThrow(InvalidArgumentError);
+    expect(() => new RedisSessionStore(redis, { tombstoneMs: -1 })).toThrow(InvalidArgumentError);
+  });
+
+  it("works on Redis Cluster", async () => {
+    const cluster = connect(inject("coordisClusterUrl"));
+    try {
+      const s = api(new RedisSessionStore(cluster, { prefix }));
+      for (let i = 0; i < 10; i++) await s.set(`c-${i}`, { i, cookie: { maxAge: 60_000 } });
+      for (let i = 0; i < 10; i++) expect(await s.get(`c-${i}`)).toMatchObject({ i });
+      await s.destroy("c-3");
+      await s.set("c-3", { i: 3 });
+      expect(await s.get("c-3")).toBeNull();
+    } finally {
+      cluster.disconnect();
+    }
+  });
+});
