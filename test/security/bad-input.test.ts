@@ -10,7 +10,16 @@
  * concern and left out of the assertions until the primitive is fixed.
  */
 import { Cache } from "@coordis/cache";
-import { connect, entityKeys, InvalidArgumentError, parseRedisUrl, type RedisClient } from "@coordis/core";
+import {
+  connect,
+  entityKeys,
+  hashTagOf,
+  InvalidArgumentError,
+  parseRedisUrl,
+  type RedisClient,
+  serverAtLeast,
+  slotOf,
+} from "@coordis/core";
 import { EventLog, MAX_IDEMPOTENCY_KEY_BYTES, MAX_READ_LIMIT } from "@coordis/eventlog";
 import { Leaderboard, MAX_BATCH, MAX_META_BYTES, MAX_RADIUS, PERIODS } from "@coordis/leaderboard";
 import {
@@ -151,6 +160,14 @@ function badNumbers(min: number, max: number): fc.Arbitrary<unknown> {
  * so `null` is left out of its case. Listed per option in the comments below.
  */
 const nullTakesDefault = (arb: fc.Arbitrary<unknown>) => arb.filter((v) => v !== null);
+
+/** Observers must be plain objects whose onOperation/onEvent, when present, are functions. */
+const isObserver = (v: unknown) =>
+  isPlainObject(v) &&
+  ["onOperation", "onEvent"].every((m) => {
+    const f = (v as Record<string, unknown>)[m];
+    return f === undefined || typeof f === "function";
+  });
 
 /** Arbitrary of values `valid` rejects, drawn from junk plus the given near misses. */
 function invalid(valid: (v: unknown) => boolean, ...nearMisses: fc.Arbitrary<unknown>[]): fc.Arbitrary<unknown> {
@@ -359,18 +376,36 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
       c(
         "entityKeys(kind)",
         "kind",
-        // KNOWN GAP (core): entityKeys tests `kind` with RegExp.test, which stringifies: undefined, null, true, ["ab"]
-        // are accepted as kinds "undefined", "null", "true", "ab" (keys like "p:undefined:{n}"), and a Symbol throws
-        // TypeError "Cannot convert a Symbol value to a string". Left out.
-        invalid((v) => typeof v === "symbol" || /^[a-z][a-z0-9-]{0,31}$/.test(String(v))),
+        invalid((v) => typeof v === "string" && /^[a-z][a-z0-9-]{0,31}$/.test(v)),
         (v) => entityKeys("p", v, "n"),
       ),
+      c(
+        "connect(url, options)",
+        "options",
+        invalid((v) => v === undefined || isPlainObject(v)),
+        (v) => connect(url, v as never),
+      ),
+      c(
+        "serverAtLeast(redis, minVersion)",
+        "minVersion",
+        invalid((v) => typeof v === "string" && /^\d+(\.\d+){0,2}$/.test(v)),
+        (v) => serverAtLeast(redis, v as never),
+      ),
+      c(
+        "hashTagOf(key)",
+        "key",
+        invalid((v) => typeof v === "string"),
+        (v) => hashTagOf(v as never),
+      ),
+      c(
+        "slotOf(key)",
+        "key",
+        invalid((v) => typeof v === "string"),
+        (v) => slotOf(v as never),
+      ),
     ]);
-    // KNOWN GAP (core): connect(url, null) throws TypeError ("Cannot read properties of null") instead of
-    // InvalidArgumentError("options"); connect(url, "x") / connect(url, 5) are accepted and ignored.
-    // Low-level helpers with no validation at all (documented as internal-ish, listed for completeness):
-    // runScript(redis, script, keys, args) sends whatever it is given; serverAtLeast(redis, 5) sends INFO, then
-    // throws TypeError; slotOf(null) / hashTagOf(null) throw TypeError.
+    // runScript(redis, script, keys, args) is the low-level building block the primitives call after validating;
+    // it does not validate its arguments itself (documented).
   });
 
   it("lock: Mutex, Semaphore, Redlock, leases, runOncePerTick, tickHistory", async () => {
@@ -397,8 +432,7 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
       c(
         "Mutex({ observer })",
         "options.observer",
-        // KNOWN GAP (lock, leaderboard): an array passes as an observer (typeof "object"); left out here.
-        bad.optional(invalid((v) => v !== null && typeof v === "object")),
+        bad.optional(invalid(isObserver)),
         (v) => new Mutex(redis, "n", { ...o, observer: v }),
       ),
       ...acquireOptions((opts) => mutex.acquire(opts as never), "mutex.acquire"),
@@ -498,8 +532,9 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
       c("runOncePerTick({ prefix })", "options.prefix", bad.optional(bad.prefix()), (v) =>
         runOncePerTick(redis, "job", 1, () => 1, { prefix: v }),
       ),
-      // KNOWN GAP (lock): runOncePerTick({ observer }) is not validated: observer: null, 5, "x" or [] is accepted (and then
-      // silently ignored by notifyOperation), unlike Mutex/Semaphore/Redlock which reject it.
+      c("runOncePerTick({ observer })", /^options\.observer/, bad.optional(invalid(isObserver)), (v) =>
+        runOncePerTick(redis, "job", 1, () => 1, { ...o, observer: v }),
+      ),
       c("tickHistory(redis)", "redis", bad.client(), (v) => tickHistory(v, "job", o)),
       c("tickHistory(job)", "job", bad.name(), (v) => tickHistory(redis, v, o)),
       c("tickHistory(options)", "options", bad.options(), (v) => tickHistory(redis, "job", v)),
@@ -831,21 +866,14 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
         (v) => new PubSub(v, o),
       ),
       c("PubSub(options)", "options", bad.options(), (v) => new PubSub(redis, v)),
-      c(
-        "PubSub({ prefix })",
-        "options.prefix",
-        nullTakesDefault(bad.optional(bad.prefix())),
-        (v) => new PubSub(redis, { prefix: v }),
-      ),
+      c("PubSub({ prefix })", "options.prefix", bad.optional(bad.prefix()), (v) => new PubSub(redis, { prefix: v })),
       c(
         "PubSub({ codec })",
         /^options\.codec(\.encode|\.decode)?$/,
-        nullTakesDefault(
-          bad.optional(
-            fc.oneof(
-              invalid(isPlainObject),
-              fc.constantFrom({ encode: () => "" }, { decode: () => 1 }, { encode: 1, decode: () => 1 }),
-            ),
+        bad.optional(
+          fc.oneof(
+            invalid(isPlainObject),
+            fc.constantFrom({ encode: () => "" }, { decode: () => 1 }, { encode: 1, decode: () => 1 }),
           ),
         ),
         (v) => new PubSub(redis, { ...o, codec: v }),
@@ -862,9 +890,18 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
         bad.optional(bad.int(1, 512 * 1024 * 1024)),
         (v) => new PubSub(redis, { ...o, maxMessageBytes: v }),
       ),
-      // KNOWN GAP (pubsub): options.prefix: null and options.codec: null are taken as "not given" (defaults used).
-      // KNOWN GAP (pubsub): options.sharded is validated only for a Cluster client; on a standalone client
-      // sharded: "yes" / 1 / null is accepted and ignored. options.observer is not validated (5, "x" accepted).
+      c(
+        "PubSub({ observer })",
+        /^options\.observer/,
+        bad.optional(invalid(isObserver)),
+        (v) => new PubSub(redis, { ...o, observer: v }),
+      ),
+      c(
+        "PubSub({ sharded })",
+        "options.sharded",
+        bad.optional(bad.bool()),
+        (v) => new PubSub(redis, { ...o, sharded: v }),
+      ),
       c("publish(channel)", "channel", bad.channel(), (v) => pubsub.publish(v, "m")),
       c(
         "publish(message)",
@@ -1048,25 +1085,14 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
       c("Cache({ staleMs })", "options.staleMs", bad.optional(bad.duration(0, MAX_DURATION)), (v) =>
         make({ staleMs: v }),
       ),
-      // KNOWN GAP (cache): options.prefix: null and options.codec: null are taken as "not given" (defaults used).
-      c("Cache({ prefix })", "options.prefix", nullTakesDefault(bad.optional(bad.prefix())), (v) =>
-        make({ prefix: v }),
-      ),
+      c("Cache({ prefix })", "options.prefix", bad.optional(bad.prefix()), (v) => make({ prefix: v })),
       c(
         "Cache({ codec })",
         /^options\.codec(\.encode|\.decode)?$/,
-        nullTakesDefault(
-          bad.optional(fc.oneof(invalid(isPlainObject), fc.constantFrom({ encode: () => "" }, { decode: () => 1 }))),
-        ),
+        bad.optional(fc.oneof(invalid(isPlainObject), fc.constantFrom({ encode: () => "" }, { decode: () => 1 }))),
         (v) => make({ codec: v }),
       ),
-      c(
-        "Cache({ observer })",
-        "options.observer",
-        // KNOWN GAP (cache): an array passes as an observer (typeof "object"); left out here.
-        bad.optional(invalid((v) => v !== null && typeof v === "object")),
-        (v) => make({ observer: v }),
-      ),
+      c("Cache({ observer })", "options.observer", bad.optional(invalid(isObserver)), (v) => make({ observer: v })),
       c("Cache({ lock })", "options.lock", bad.options(), (v) => make({ lock: v })),
       c("Cache({ lock: { ttlMs } })", "options.lock.ttlMs", bad.optional(bad.duration(1, MAX_DURATION)), (v) =>
         make({ lock: { ttlMs: v } }),

@@ -229,20 +229,17 @@ export class Cache {
         'must be 1-64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit',
       );
     }
-    this.prefix = validatePrefix(opts.prefix ?? DEFAULT_PREFIX, "options.prefix");
+    this.prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
     this.ttlMs = validate.durationMs("options.ttlMs", opts.ttlMs);
     this.staleMs = opts.staleMs === undefined ? 0 : validate.durationMs("options.staleMs", opts.staleMs, { min: 0 });
-    const codec = opts.codec ?? jsonCodec;
+    const codec = opts.codec === undefined ? jsonCodec : opts.codec;
     if (codec === null || typeof codec !== "object") {
       throw new InvalidArgumentError("options.codec", "expected an object with encode() and decode()");
     }
     validate.func("options.codec.encode", codec.encode);
     validate.func("options.codec.decode", codec.decode);
     this.codec = codec;
-    if (opts.observer !== undefined && (opts.observer === null || typeof opts.observer !== "object")) {
-      throw new InvalidArgumentError("options.observer", "expected an observer object");
-    }
-    this.observer = opts.observer;
+    this.observer = validate.observer("options.observer", opts.observer);
     const lock = validate.options<NonNullable<CacheOptions["lock"]>>("options.lock", opts.lock);
     this.lockTtlMs =
       lock.ttlMs === undefined ? DEFAULT_LOCK_TTL_MS : validate.durationMs("options.lock.ttlMs", lock.ttlMs);

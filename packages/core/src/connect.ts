@@ -4,7 +4,7 @@ import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis"
 import type { RedisClient } from "./client.js";
 import { InvalidArgumentError } from "./errors.js";
 import { type CoordisObserver, notifyEvent } from "./observer.js";
-import { durationMs } from "./validate.js";
+import { durationMs, options as validateOptions } from "./validate.js";
 
 /** Command timeout `connect()` sets unless told otherwise: a command unanswered for 2 s fails. */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 2_000;
@@ -214,6 +214,7 @@ function retryStrategy(times: number): number {
  * @throws InvalidArgumentError when the URL or an option is invalid (nothing is opened)
  */
 export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {}): RedisClient {
+  validateOptions<ConnectOptions>("options", options);
   const parsed = parseRedisUrl(url);
   const commandTimeout =
     options.commandTimeoutMs !== undefined

@@ -3,6 +3,17 @@
  * the cluster-safe key builder, typed errors, the observer interface and input validation.
  * @packageDocumentation
  */
+export {
+  Batcher,
+  type BatchOptions,
+  type BatchOutcome,
+  type BatchRunner,
+  type BatchSettings,
+  batchSettings,
+  DEFAULT_BATCH_MAX_SIZE,
+  MAX_BATCH_DELAY_MS,
+  MAX_BATCH_SIZE,
+} from "./batcher.js";
 export { commandTimeoutOf, isCluster, type RedisClient } from "./client.js";
 export {
   type ConnectOptions,
@@ -46,6 +57,7 @@ export {
   defineScript,
   FALLBACK_DEADLINE_MS,
   runScript,
+  runScriptDynamic,
   type ScriptArgs,
   type ScriptDef,
   type ScriptKeys,

@@ -66,7 +66,12 @@ export interface EntityKeys {
  */
 export function entityKeys(prefix: string, kind: string, name: string): EntityKeys {
   validatePrefix(prefix);
-  if (!KIND_PATTERN.test(kind)) throw new InvalidArgumentError("kind", `must match ${KIND_PATTERN}, got "${kind}"`);
+  if (typeof kind !== "string" || !KIND_PATTERN.test(kind)) {
+    throw new InvalidArgumentError(
+      "kind",
+      `must be a string matching ${KIND_PATTERN}, got ${typeof kind === "string" ? `"${kind}"` : typeof kind}`,
+    );
+  }
   validateName(name);
   const tag = `{${name}}`;
   const base = `${prefix}:${kind}:${tag}`;
@@ -82,6 +87,7 @@ export function entityKeys(prefix: string, kind: string, name: string): EntityKe
  * non-empty, otherwise the whole key (the rule of the Redis Cluster specification).
  */
 export function hashTagOf(key: string): string {
+  if (typeof key !== "string") throw new InvalidArgumentError("key", `expected a string, got ${typeof key}`);
   const open = key.indexOf("{");
   if (open === -1) return key;
   const close = key.indexOf("}", open + 1);

@@ -74,16 +74,17 @@ type EvalClient = {
 async function evalWithFallback(
   redis: RedisClient,
   script: ScriptDef<never, never, unknown>,
+  numKeys: number,
   argv: (string | number)[],
 ) {
   const client = redis as unknown as EvalClient;
   try {
-    return await client.evalsha(script.sha1, script.numberOfKeys, ...argv);
+    return await client.evalsha(script.sha1, numKeys, ...argv);
   } catch (err) {
     // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
     // EVAL also caches it, so the next call is an EVALSHA again.
     if (!isNoScript(err)) throw err;
-    return await client.eval(script.source, script.numberOfKeys, ...argv);
+    return await client.eval(script.source, numKeys, ...argv);
   }
 }
 
@@ -102,11 +103,49 @@ export async function runScript<K extends readonly string[], A extends readonly 
   keys: ScriptKeys<K>,
   args: ScriptArgs<A>,
 ): Promise<R> {
-  const argv = [...(keys as readonly string[]), ...(args as readonly (string | number)[])];
   const def = script as unknown as ScriptDef<never, never, unknown>;
+  return (await run(
+    redis,
+    def,
+    def.numberOfKeys,
+    keys as readonly string[],
+    args as readonly (string | number)[],
+  )) as R;
+}
+
+/**
+ * Runs a generated script with a variable number of keys: `numkeys` is `keys.length` instead of the header's key
+ * count. For scripts whose KEYS are a repeated group (a micro-batch script's header describes the keys of one call,
+ * repeated once per call; the leaderboard's boards come as key pairs) or a fixed part plus such groups, as the
+ * script's header says. Same round trip, NOSCRIPT fallback, deadline and error mapping as {@link runScript}. On a
+ * Cluster every key must hash to one slot (ioredis routes by the first key; Redis raises CROSSSLOT otherwise); on a
+ * standalone server keys of different hash tags may share one call.
+ *
+ * @param keys the KEYS, in the order the script's header documents
+ * @param args the ARGV (numbers are sent in decimal)
+ * @returns the script's reply, typed by its header's `Reply:` line
+ * @throws RedisUnavailableError, ScriptError like {@link runScript}
+ */
+export async function runScriptDynamic<K extends readonly string[], A extends readonly string[], R>(
+  redis: RedisClient,
+  script: ScriptDef<K, A, R>,
+  keys: readonly string[],
+  args: readonly (string | number)[],
+): Promise<R> {
+  return (await run(redis, script as unknown as ScriptDef<never, never, unknown>, keys.length, keys, args)) as R;
+}
+
+async function run(
+  redis: RedisClient,
+  script: ScriptDef<never, never, unknown>,
+  numKeys: number,
+  keys: readonly string[],
+  args: readonly (string | number)[],
+): Promise<unknown> {
+  const argv = [...keys, ...args];
   const deadline = deadlineFor(redis);
   try {
-    if (deadline === 0) return (await evalWithFallback(redis, def, argv)) as R;
+    if (deadline === 0) return await evalWithFallback(redis, script, numKeys, argv);
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -121,7 +160,7 @@ export async function runScript<K extends readonly string[], A extends readonly 
       );
     });
     try {
-      return (await Promise.race([evalWithFallback(redis, def, argv), expired])) as R;
+      return await Promise.race([evalWithFallback(redis, script, numKeys, argv), expired]);
     } finally {
       clearTimeout(timer);
     }

@@ -1,5 +1,5 @@
 import type { RedisClient } from "./client.js";
-import { toCoordisError } from "./errors.js";
+import { InvalidArgumentError, toCoordisError } from "./errors.js";
 
 /** What Coordis knows about the Redis server behind a client. */
 export interface ServerInfo {
@@ -57,8 +57,12 @@ export function serverInfo(redis: RedisClient): Promise<ServerInfo> {
 /**
  * True when the server behind `redis` is at least `minVersion` (e.g. `"7.2.0"`). Use it to guard commands newer
  * than Redis 7.0, the version Coordis requires.
+ * @throws InvalidArgumentError when `minVersion` is not a dotted version (nothing is sent)
  */
 export async function serverAtLeast(redis: RedisClient, minVersion: string): Promise<boolean> {
+  if (typeof minVersion !== "string" || !/^\d+(\.\d+){0,2}$/.test(minVersion)) {
+    throw new InvalidArgumentError("minVersion", `expected a version such as "7.2.0", got ${String(minVersion)}`);
+  }
   const { versionParts } = await serverInfo(redis);
   const want = parseVersion(minVersion);
   for (let i = 0; i < 3; i++) {

@@ -128,3 +128,53 @@ export function func<T extends (...args: never[]) => unknown>(name: string, valu
   if (typeof value !== "function") throw new InvalidArgumentError(name, `expected a function, got ${describe(value)}`);
   return value as T;
 }
+
+/**
+ * An ioredis client (`Redis` or `Cluster`): anything with the `evalsha`/`eval` methods Coordis runs scripts with.
+ * Rejects `null`, plain objects and other values at construction time rather than at the first call.
+ */
+export function redisClient<T>(name: string, value: T): T {
+  const v = value as { evalsha?: unknown; eval?: unknown; options?: unknown } | null | undefined;
+  if (
+    v === null ||
+    v === undefined ||
+    typeof v !== "object" ||
+    typeof v.evalsha !== "function" ||
+    typeof v.eval !== "function"
+  ) {
+    throw new InvalidArgumentError(
+      name,
+      `expected an ioredis Redis or Cluster client (e.g. from connect()), got ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * An observer (or `undefined`): a plain object whose `onOperation` / `onEvent`, when present, are functions.
+ * `null`, arrays and primitives are rejected.
+ */
+export function observer<T>(name: string, value: T): T | undefined {
+  if (value === undefined) return undefined;
+  const v = value as { onOperation?: unknown; onEvent?: unknown } | null;
+  if (v === null || typeof v !== "object" || Array.isArray(v)) {
+    throw new InvalidArgumentError(
+      name,
+      `expected an observer object { onOperation?, onEvent? }, got ${describe(value)}`,
+    );
+  }
+  for (const method of ["onOperation", "onEvent"] as const) {
+    if (v[method] !== undefined && typeof v[method] !== "function") {
+      throw new InvalidArgumentError(`${name}.${method}`, `expected a function, got ${describe(v[method])}`);
+    }
+  }
+  return value;
+}
+
+/**
+ * `value` when it is not `undefined`, validated by `check`; otherwise `fallback`. Unlike `value ?? fallback`, an
+ * explicit `null` is rejected by `check` instead of silently meaning "use the default".
+ */
+export function optional<T, R>(value: T | undefined, fallback: R, check: (v: T) => R): R {
+  return value === undefined ? fallback : check(value);
+}

@@ -47,10 +47,8 @@ export function parseCommon(
 ): { ttlMs: number; prefix: string; observer: CoordisObserver | undefined } {
   const ttlMs = raw.ttlMs === undefined ? DEFAULT_TTL_MS : validateTtl(raw.ttlMs, `${argument}.ttlMs`);
   const prefix = raw.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(raw.prefix, `${argument}.prefix`);
-  if (raw.observer !== undefined && (raw.observer === null || typeof raw.observer !== "object")) {
-    validate.options(`${argument}.observer`, raw.observer);
-  }
-  return { ttlMs, prefix, observer: raw.observer };
+  const observer = validate.observer(`${argument}.observer`, raw.observer);
+  return { ttlMs, prefix, observer };
 }
 
 /** Validates `acquire()` options. @throws InvalidArgumentError */

@@ -147,7 +147,7 @@ export async function runOncePerTick<T>(
       ? `${hostname()}:${process.pid}`
       : validate.string("options.owner", o.owner, { maxBytes: 256 });
   const prefix = o.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(o.prefix, "options.prefix");
-  const observer = o.observer;
+  const observer = validate.observer("options.observer", o.observer);
   if (recordTtlMs < ttlMs) throw new InvalidArgumentError("options.recordTtlMs", "must be at least options.ttlMs");
 
   const keys = entityKeys(prefix, "tick", job);

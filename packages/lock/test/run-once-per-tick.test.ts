@@ -60,15 +60,16 @@ describe("runOncePerTick", () => {
       "long",
       1,
       async (ctx) => {
-        const until = Date.now() + 1_500;
+        // 6 TTLs. The TTL is generous enough that a loaded CI machine's scheduling delays don't outlast it.
+        const until = Date.now() + 3_000;
         while (Date.now() < until) {
-          const other = await runOncePerTick(redis, "long", 1, () => "dup", { prefix, ttlMs: 150, retryOnError: true });
+          const other = await runOncePerTick(redis, "long", 1, () => "dup", { prefix, ttlMs: 500, retryOnError: true });
           if (!other.ran && other.state === "running") sawRunning++;
           await sleep(50);
         }
         return ctx.signal.aborted;
       },
-      { prefix, ttlMs: 150 },
+      { prefix, ttlMs: 500 },
     );
     expect(result).toMatchObject({ ran: true, result: false });
     expect(sawRunning).toBeGreaterThan(5);

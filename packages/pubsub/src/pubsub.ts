@@ -176,18 +176,19 @@ export class PubSub extends EventEmitter<PubSubEvents> {
   constructor(redis: RedisClient, options: PubSubOptions = {}) {
     super();
     const opts = validate.options<PubSubOptions>("options", options);
-    if (redis === null || typeof redis !== "object" || typeof (redis as Redis).duplicate !== "function") {
+    validate.redisClient("redis", redis);
+    if (typeof (redis as Redis).duplicate !== "function") {
       throw new InvalidArgumentError("redis", "expected an ioredis Redis or Cluster client");
     }
     this.redis = redis;
-    this.prefix = validatePrefix(opts.prefix ?? DEFAULT_PREFIX, "options.prefix");
-    const codec = opts.codec ?? jsonCodec;
+    this.prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
+    const codec = opts.codec === undefined ? jsonCodec : opts.codec;
     if (codec === null || typeof codec !== "object")
       throw new InvalidArgumentError("options.codec", "expected a codec");
     validate.func("options.codec.encode", codec.encode);
     validate.func("options.codec.decode", codec.decode);
     this.codec = codec;
-    this.observer = opts.observer;
+    this.observer = validate.observer("options.observer", opts.observer);
     this.queueLimit =
       opts.queueLimit === undefined
         ? DEFAULT_QUEUE_LIMIT
@@ -196,8 +197,9 @@ export class PubSub extends EventEmitter<PubSubEvents> {
       opts.maxMessageBytes === undefined
         ? DEFAULT_MAX_MESSAGE_BYTES
         : validate.positiveInteger("options.maxMessageBytes", opts.maxMessageBytes, 512 * 1024 * 1024);
-    this.sharded =
-      isCluster(redis) && (opts.sharded === undefined ? true : validate.boolean("options.sharded", opts.sharded));
+    // Validated on every topology, even though only a Cluster client uses it.
+    const sharded = opts.sharded === undefined ? true : validate.boolean("options.sharded", opts.sharded);
+    this.sharded = isCluster(redis) && sharded;
   }
 
   /** True when this instance uses sharded pub/sub (a Cluster client with `sharded` not disabled). */
