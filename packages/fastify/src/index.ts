@@ -1,2 +1,16 @@
-/** @coordis/fastify: not built yet (see its issue). @packageDocumentation */
-export {};
+/**
+ * @coordis/fastify — a Fastify plugin for Coordis: the primitives' shared connection and observer as
+ * `fastify.coordis`, per-route rate limits with the IETF draft-11 `RateLimit` / `RateLimit-Policy` headers and
+ * `application/problem+json` 429 answers, and an optional Prometheus `/metrics` route.
+ * @packageDocumentation
+ */
+export {
+  type CoordisDecorator,
+  type CoordisPluginOptions,
+  coordis,
+  type ProblemDetails,
+  type RateLimitDefaults,
+  type RateLimitKeyFn,
+  type RouteRateLimit,
+} from "./plugin.js";
+export { rateLimitKey } from "./rate-limit-key.js";

@@ -1,0 +1,25 @@
+import { createHash } from "node:crypto";
+import { MAX_NAME_BYTES } from "@coordis/core";
+
+const GROUP_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
+
+/** Validates a rate-limit group name (the budget several routes share). */
+export function isValidGroup(group: unknown): group is string {
+  return typeof group === "string" && GROUP_PATTERN.test(group);
+}
+
+/**
+ * Turns what a key function returned into a valid rate-limit key `<group>:<key>`. Keys that cannot be Redis hash
+ * tags (braces, too long, not well-formed Unicode, empty) are replaced by `h:<sha256>` of their text, so a client
+ * cannot make the limiter throw by choosing its API key.
+ */
+export function rateLimitKey(group: string, raw: string): string {
+  const text = `${group}:${raw}`;
+  const safe =
+    raw.length > 0 &&
+    !raw.includes("{") &&
+    !raw.includes("}") &&
+    raw.isWellFormed() &&
+    Buffer.byteLength(text, "utf8") <= MAX_NAME_BYTES;
+  return safe ? text : `${group}:h:${createHash("sha256").update(raw, "utf8").digest("hex")}`;
+}

@@ -1,0 +1,189 @@
+// Coordis demo dashboard: one snapshot from /v1/dashboard, then live updates over two SSE streams.
+const $ = (selector) => document.querySelector(selector);
+const state = { demoKey: "demo", audit: new Map() };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+function time(ms) {
+  return new Date(ms).toLocaleTimeString();
+}
+
+function renderBoard(period, entries, highlight) {
+  const body = $(`#board-${period} tbody`);
+  body.replaceChildren();
+  if (entries.length === 0) {
+    body.append(el("tr", {}, el("td", { class: "empty", colspan: "3" }, "no scores yet")));
+    return;
+  }
+  for (const e of entries) {
+    const row = el(
+      "tr",
+      { "data-player": e.playerId },
+      el("td", {}, e.rank),
+      el("td", { title: e.playerId }, e.name ?? e.playerId),
+      el("td", { class: "num" }, e.score.toLocaleString()),
+    );
+    if (e.playerId === highlight) row.classList.add("flash");
+    body.append(row);
+  }
+}
+
+function renderRules(rules) {
+  const box = $("#rules");
+  box.replaceChildren();
+  for (const r of rules) {
+    const share = r.limit === 0 ? 0 : r.remaining / r.limit;
+    const bar = el("div", { class: `bar${share === 0 ? " empty" : share < 0.3 ? " low" : ""}` }, el("div"));
+    bar.firstChild.style.width = `${Math.round(share * 100)}%`;
+    const reset = r.resetMs > 0 ? ` · full in ${Math.ceil(r.resetMs / 1000)} s` : "";
+    box.append(
+      el(
+        "div",
+        { class: "rule", "data-rule": r.name },
+        el(
+          "div",
+          { class: "rule-head" },
+          el("strong", {}, r.name),
+          el("span", {}, `${r.remaining} / ${r.limit} left${reset}`),
+        ),
+        bar,
+      ),
+    );
+  }
+}
+
+function renderJobs(runs) {
+  const body = $("#jobs tbody");
+  body.replaceChildren();
+  if (runs.length === 0) body.append(el("tr", {}, el("td", { class: "empty", colspan: "4" }, "no runs yet")));
+  for (const r of runs) {
+    body.append(
+      el(
+        "tr",
+        { "data-job": r.job },
+        el("td", {}, r.job),
+        el("td", {}, time(r.tick)),
+        el("td", {}, el("span", { class: "tag" }, r.owner)),
+        el("td", { class: "num" }, Math.max(0, r.endMs - r.startMs)),
+      ),
+    );
+  }
+}
+
+function describe(data) {
+  switch (data.type) {
+    case "job-run":
+      return `${data.job} ran on ${data.replica}`;
+    case "player-deleted":
+      return `admin deleted player ${data.playerId} (via ${data.replica})`;
+    case "ratelimit-reset":
+      return `admin refilled key ${data.key} (via ${data.replica})`;
+    case "replica-started":
+      return `replica ${data.replica} started`;
+    default:
+      return JSON.stringify(data);
+  }
+}
+
+function addAudit(entry) {
+  if (state.audit.has(entry.id)) return;
+  state.audit.set(entry.id, entry);
+  const list = $("#audit");
+  const item = el(
+    "li",
+    { "data-id": entry.id },
+    el("span", { class: "seq" }, `#${entry.seq}`),
+    el("span", {}, el("span", { class: "tag" }, entry.data.type), describe(entry.data)),
+    el(
+      "span",
+      { class: "hash", title: entry.hash ?? "" },
+      `${time(entry.timestampMs)} ${(entry.hash ?? "").slice(0, 8)}`,
+    ),
+  );
+  list.prepend(item);
+  while (list.children.length > 40) list.lastChild.remove();
+}
+
+async function refreshJobs() {
+  const res = await fetch("/v1/jobs");
+  if (res.ok) renderJobs((await res.json()).runs.slice(0, 12));
+}
+
+async function loadSnapshot() {
+  const res = await fetch("/v1/dashboard");
+  if (!res.ok) throw new Error(`dashboard: HTTP ${res.status}`);
+  const snap = await res.json();
+  state.demoKey = snap.ratelimit.key;
+  $("#demo-key").textContent = snap.ratelimit.key;
+  renderBoard("daily", snap.top.daily);
+  renderBoard("all", snap.top.all);
+  renderRules(snap.ratelimit.rules);
+  renderJobs(snap.jobs);
+  for (const entry of [...snap.audit].reverse()) addAudit(entry);
+}
+
+function setLive(ok) {
+  const pill = $("#live");
+  pill.dataset.state = ok ? "live" : "down";
+  pill.textContent = ok ? "live" : "reconnecting…";
+}
+
+function connect() {
+  const events = new EventSource("/v1/events");
+  events.addEventListener("open", () => setLive(true));
+  events.addEventListener("error", () => setLive(false));
+  events.addEventListener("top10", (e) => {
+    const m = JSON.parse(e.data);
+    renderBoard("daily", m.top.daily, m.playerId);
+    renderBoard("all", m.top.all, m.playerId);
+    $("#last-score").textContent = `${m.name} scored ${m.score.toLocaleString()} (via ${m.replica})`;
+  });
+  events.addEventListener("job", () => void refreshJobs());
+  events.addEventListener("ratelimit", (e) => renderRules(JSON.parse(e.data).rules));
+  events.addEventListener("player", (e) => {
+    if (JSON.parse(e.data).action === "deleted") void loadSnapshot();
+  });
+  const audit = new EventSource("/v1/audit/stream");
+  audit.addEventListener("audit", (e) => addAudit(JSON.parse(e.data)));
+}
+
+async function call(path, init, out) {
+  const res = await fetch(path, init);
+  const limit = res.headers.get("RateLimit") ?? "";
+  out.textContent = `HTTP ${res.status} from ${res.headers.get("x-replica-id") ?? "?"}  ${limit}`;
+  return res;
+}
+
+$("#score-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const body = { playerId: form.get("playerId"), score: Number(form.get("score")) };
+  if (form.get("name")) body.name = form.get("name");
+  await call(
+    "/v1/scores",
+    {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-api-key": state.demoKey },
+      body: JSON.stringify(body),
+    },
+    $("#submit-result"),
+  );
+});
+
+$("#spend").addEventListener("click", () =>
+  call("/v1/leaderboards/all/top?n=1", { headers: { "x-api-key": state.demoKey } }, $("#spend-result")),
+);
+
+loadSnapshot()
+  .catch((err) => {
+    $("#last-score").textContent = String(err);
+  })
+  .finally(connect);

@@ -1,0 +1,106 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+
+/** Everything a replica reads from its environment. */
+export interface DemoConfig {
+  /** `PORT`: where this replica listens (0 picks a free port). Default 3000. */
+  port: number;
+  /** `HOST`: interface to bind. Default `127.0.0.1` (`0.0.0.0` in containers). */
+  host: string;
+  /** `REPLICA_ID`: this replica's name in responses, job runs and the dashboard. Default `<hostname>:<pid>`. */
+  replicaId: string;
+  /** `REDIS_URL`: coordination Redis (noeviction). Default `redis://127.0.0.1:6379`. */
+  redisUrl: string;
+  /** `CACHE_REDIS_URL`: Redis for cached profiles (allkeys-lru); default the coordination Redis. */
+  cacheRedisUrl: string | undefined;
+  /** `ADMIN_TOKEN`: bearer token of the admin endpoints; unset disables them (401). */
+  adminToken: string | undefined;
+  /** `COORDIS_PREFIX`: key prefix of everything the demo stores. Default `demo`. */
+  prefix: string;
+  /** `RATE_LIMIT_BURST` / `RATE_LIMIT_BURST_WINDOW_MS`: the burst rule. Default 10 per 1000 ms. */
+  burstLimit: number;
+  burstWindowMs: number;
+  /** `RATE_LIMIT_DAILY`: the daily rule (per 24 h). Default 1000. */
+  dailyLimit: number;
+  /** `SNAPSHOT_EVERY_MS`: period of the "snapshot the top 10" job. Default 10 000. */
+  snapshotEveryMs: number;
+  /** `ROLLUP_EVERY_MS`: period of the "roll up stats" job. Default 60 000. */
+  rollupEveryMs: number;
+  /** `BODY_LIMIT`: largest request body in bytes. Default 16 384. */
+  bodyLimit: number;
+  /** `TRUST_PROXY`: `true`, a hop count or an address list; set it only behind a proxy you run. Default off. */
+  trustProxy: boolean | number | string;
+  /** `DEMO_API_KEY`: the API key whose rate-limit state the dashboard shows. Default `demo`. */
+  demoApiKey: string;
+  /** `LOG_LEVEL`: Fastify (pino) log level. Default `warn`. */
+  logLevel: string;
+}
+
+/** Every environment variable a replica reads (docker-compose and the launcher set these). */
+export const ENV_NAMES = [
+  "PORT",
+  "HOST",
+  "REPLICA_ID",
+  "REDIS_URL",
+  "CACHE_REDIS_URL",
+  "ADMIN_TOKEN",
+  "COORDIS_PREFIX",
+  "RATE_LIMIT_BURST",
+  "RATE_LIMIT_BURST_WINDOW_MS",
+  "RATE_LIMIT_DAILY",
+  "SNAPSHOT_EVERY_MS",
+  "ROLLUP_EVERY_MS",
+  "BODY_LIMIT",
+  "TRUST_PROXY",
+  "DEMO_API_KEY",
+  "LOG_LEVEL",
+] as const;
+
+/** The default port of the first replica. */
+export const DEFAULT_PORT = 3000;
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new Error(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function trustProxyOf(raw: string | undefined): boolean | number | string {
+  if (raw === undefined || raw === "" || raw === "false") return false;
+  if (raw === "true") return true;
+  return /^\d+$/.test(raw) ? Number(raw) : raw;
+}
+
+/**
+ * Reads the replica's configuration from the environment (see {@link ENV_NAMES}).
+ * @throws Error naming the variable when a value is malformed
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
+  return {
+    port: int(env, "PORT", DEFAULT_PORT, 0, 65_535),
+    host: env.HOST || "127.0.0.1",
+    replicaId: env.REPLICA_ID || `${hostname()}:${process.pid}`,
+    redisUrl: env.REDIS_URL || "redis://127.0.0.1:6379",
+    cacheRedisUrl: env.CACHE_REDIS_URL || undefined,
+    adminToken: env.ADMIN_TOKEN || undefined,
+    prefix: env.COORDIS_PREFIX || "demo",
+    burstLimit: int(env, "RATE_LIMIT_BURST", 10, 1, 1_000_000),
+    burstWindowMs: int(env, "RATE_LIMIT_BURST_WINDOW_MS", 1_000, 1, 86_400_000),
+    dailyLimit: int(env, "RATE_LIMIT_DAILY", 1_000, 1, 1_000_000_000),
+    snapshotEveryMs: int(env, "SNAPSHOT_EVERY_MS", 10_000, 100, 86_400_000),
+    rollupEveryMs: int(env, "ROLLUP_EVERY_MS", 60_000, 100, 86_400_000),
+    bodyLimit: int(env, "BODY_LIMIT", 16_384, 256, 10_485_760),
+    trustProxy: trustProxyOf(env.TRUST_PROXY),
+    demoApiKey: env.DEMO_API_KEY || "demo",
+    logLevel: env.LOG_LEVEL || "warn",
+  };
+}
+
+/** A random admin token for a local run (the launcher prints it). */
+export function randomToken(): string {
+  return randomBytes(18).toString("base64url");
+}

@@ -1,0 +1,64 @@
+import { Type } from "@fastify/type-provider-typebox";
+
+/** A player id: 1–64 characters of letters, digits, `_`, `.`, `-`. */
+export const PlayerId = Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$", description: "player id" });
+
+/** A display name: 1–40 printable characters. */
+export const PlayerName = Type.String({ minLength: 1, maxLength: 40, pattern: "^[^\\u0000-\\u001f\\u007f]+$" });
+
+/** The leaderboards: today's and all-time. */
+export const Board = Type.Union([Type.Literal("daily"), Type.Literal("all")], { description: "leaderboard" });
+
+/** Body of `POST /v1/scores`. */
+export const ScoreBody = Type.Object(
+  {
+    playerId: PlayerId,
+    score: Type.Integer({ minimum: 0, maximum: 1_000_000_000 }),
+    name: Type.Optional(PlayerName),
+  },
+  { additionalProperties: false },
+);
+
+/** Body of `PUT /v1/players/:id`. */
+export const ProfileBody = Type.Object({ name: PlayerName }, { additionalProperties: false });
+
+/** `:board` route parameter. */
+export const BoardParams = Type.Object({ board: Board });
+
+/** `:board` and `:id` route parameters. */
+export const BoardPlayerParams = Type.Object({ board: Board, id: PlayerId });
+
+/** `:id` route parameter. */
+export const PlayerParams = Type.Object({ id: PlayerId });
+
+/** `?n=` of the top-N query. */
+export const TopQuery = Type.Object({ n: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 10 })) });
+
+/** `?radius=` of the neighbours query. */
+export const AroundQuery = Type.Object({
+  radius: Type.Optional(Type.Integer({ minimum: 0, maximum: 25, default: 2 })),
+});
+
+/** `?cursor=&limit=` of the audit log (newest first). */
+export const AuditQuery = Type.Object({
+  cursor: Type.Optional(
+    Type.String({ pattern: "^[0-9]{1,20}-[0-9]{1,20}$", description: "`next` of the previous page" }),
+  ),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
+});
+
+/** `:key` of the rate-limit endpoints: an API key. */
+export const KeyParams = Type.Object({ key: Type.String({ pattern: "^[A-Za-z0-9_.:-]{1,64}$" }) });
+
+/** `x-api-key` header (optional: without it the client's address is the key). */
+export const ApiKeyHeaders = Type.Object({
+  "x-api-key": Type.Optional(Type.String({ pattern: "^[A-Za-z0-9_.:-]{1,64}$" })),
+});
+
+/** RFC 9457 problem details, the body of every error. */
+export const Problem = Type.Object({
+  type: Type.String(),
+  title: Type.String(),
+  status: Type.Integer(),
+  detail: Type.String(),
+});

@@ -1,0 +1,35 @@
+/**
+ * One replica of the demo: reads its configuration from the environment, listens, and prints one JSON line
+ * `{"event":"listening","replica":...,"url":...}` once ready. SIGTERM / SIGINT close it cleanly; with
+ * `COORDIS_EXIT_WITH_PARENT=1` it also exits when its stdin closes (its launcher died).
+ */
+import { buildApp } from "./app.js";
+import { loadConfig } from "./config.js";
+
+const config = loadConfig();
+const app = await buildApp(config);
+const address = await app.listen({ port: config.port, host: config.host });
+const port = (app.server.address() as { port: number }).port;
+process.stdout.write(
+  `${JSON.stringify({ event: "listening", replica: config.replicaId, url: `http://${config.host}:${port}`, address })}\n`,
+);
+
+let closing = false;
+const shutdown = async (code: number) => {
+  if (closing) return;
+  closing = true;
+  const force = setTimeout(() => process.exit(code || 1), 5_000);
+  force.unref();
+  try {
+    await app.close();
+  } finally {
+    process.exit(code);
+  }
+};
+process.on("SIGTERM", () => void shutdown(0));
+process.on("SIGINT", () => void shutdown(0));
+if (process.env.COORDIS_EXIT_WITH_PARENT === "1") {
+  process.stdin.on("end", () => void shutdown(0));
+  process.stdin.on("error", () => void shutdown(0));
+  process.stdin.resume();
+}

@@ -1,0 +1,261 @@
+import type { RedisClient } from "@coordis/core";
+import { EventLog } from "@coordis/eventlog";
+import { tickHistory } from "@coordis/lock";
+import { type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { eventually, openSse, type Replicas, startReplicas } from "./replicas.js";
+
+// Three demo replicas (real processes) on one Redis started here: the demo end to end.
+const prefix = testPrefix("demo");
+const token = "test-admin-token";
+const BURST = 15;
+const DAILY = 25;
+let redis: RedisServer;
+let client: RedisClient;
+let replicas: Replicas;
+let urls: string[];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  client = redis.client();
+  replicas = await startReplicas(3, {
+    REDIS_URL: redis.url,
+    COORDIS_PREFIX: prefix,
+    ADMIN_TOKEN: token,
+    RATE_LIMIT_BURST: String(BURST),
+    RATE_LIMIT_BURST_WINDOW_MS: "5000",
+    RATE_LIMIT_DAILY: String(DAILY),
+    SNAPSHOT_EVERY_MS: "1000",
+    ROLLUP_EVERY_MS: "1500",
+  });
+  urls = replicas.urls;
+});
+
+afterAll(async () => {
+  await replicas?.stop();
+  await redis?.stop();
+});
+
+/** Stream id order: `<ms>-<seq>` compared numerically. */
+const idAtMost = (a: string, b: string) => {
+  const [am, as] = a.split("-").map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split("-").map(BigInt) as [bigint, bigint];
+  return am < bm || (am === bm && as <= bs);
+};
+
+let keyCount = 0;
+/** A fresh API key per call, so tests never share a rate-limit budget. */
+const freshKey = () => `k${process.pid}-${keyCount++}`;
+const at = (i: number) => urls[i % urls.length] as string;
+const post = (base: string, path: string, body: unknown, key = freshKey()) =>
+  fetch(`${base}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": key },
+    body: JSON.stringify(body),
+  });
+
+describe("demo across three replicas", () => {
+  it("holds the two-rule limit globally when requests are spread round-robin", async () => {
+    const key = freshKey();
+    const burst = async (n: number) =>
+      Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          fetch(`${at(i)}/v1/leaderboards/all/top?n=3`, { headers: { "x-api-key": key } }),
+        ),
+      );
+    const first = await burst(40);
+    expect(new Set(first.map((r) => r.headers.get("x-replica-id")))).toEqual(new Set(replicas.ids));
+    expect(first.filter((r) => r.status === 200)).toHaveLength(BURST);
+    expect(first.filter((r) => r.status === 429)).toHaveLength(40 - BURST);
+    for (const r of first) {
+      expect(r.headers.get("ratelimit-policy")).toBe(`"burst";q=${BURST};w=5, "daily";q=${DAILY};w=86400`);
+      expect(r.headers.get("ratelimit")).toMatch(/^"(burst|daily)";r=\d+;t=\d+$/);
+    }
+    const rejected = first.find((r) => r.status === 429);
+    expect(rejected?.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+    expect(Number(rejected?.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+
+    // Wait (polling the replicas' own view) until the burst rule is full again; then the daily rule binds.
+    await eventually(
+      "the burst window to reset",
+      async () => {
+        const state = (await (await fetch(`${at(1)}/v1/ratelimit/${key}`)).json()) as {
+          rules: Array<{ name: string; remaining: number }>;
+        };
+        return state.rules.find((r) => r.name === "burst")?.remaining === BURST ? true : undefined;
+      },
+      15_000,
+      200,
+    );
+    const second = await burst(40);
+    expect(second.filter((r) => r.status === 200)).toHaveLength(DAILY - BURST);
+    const last = second.find((r) => r.status === 429) as Response;
+    expect(((await last.json()) as { detail: string }).detail).toContain('"daily"');
+  });
+
+  it("runs each cron tick on exactly one replica", async () => {
+    const history = await eventually(
+      "four snapshot runs",
+      async () => {
+        const runs = await tickHistory(client, "snapshot-top10", { prefix, limit: 100 });
+        return runs.length >= 4 ? runs : undefined;
+      },
+      20_000,
+      250,
+    );
+    const ticks = history.map((r) => r.tick);
+    expect(new Set(ticks).size).toBe(ticks.length);
+    for (const r of history) {
+      expect(replicas.ids).toContain(r.owner);
+      expect(r.tick % 1000).toBe(0);
+      expect(r.ok).toBe(true);
+    }
+    // The audit log has one job-run entry per tick, recorded by the replica that ran it.
+    const audit = (await (
+      await fetch(`${at(0)}/v1/audit?limit=100`, { headers: { "x-api-key": freshKey() } })
+    ).json()) as {
+      entries: Array<{ data: { type: string; job?: string; tick?: number; replica?: string } }>;
+    };
+    const runs = audit.entries.filter((e) => e.data.type === "job-run" && e.data.job === "snapshot-top10");
+    const perTick = new Map<number, number>();
+    for (const e of runs) perTick.set(e.data.tick as number, (perTick.get(e.data.tick as number) ?? 0) + 1);
+    expect([...perTick.values()].every((n) => n === 1)).toBe(true);
+    for (const r of history) {
+      if (perTick.has(r.tick)) expect(runs.find((e) => e.data.tick === r.tick)?.data.replica).toBe(r.owner);
+    }
+  });
+
+  it("delivers a score submitted on replica A to an SSE client on replica C", async () => {
+    const sse = await openSse(`${at(2)}/v1/events`);
+    try {
+      const hello = await sse.next((e) => e.event === "hello");
+      expect(hello.data).toEqual({ replica: "r3" });
+      const player = `sse-${Date.now()}`;
+      const res = await post(at(0), "/v1/scores", { playerId: player, score: 999_999_999, name: "Top" });
+      expect(res.status).toBe(201);
+      expect(res.headers.get("x-replica-id")).toBe("r1");
+      const got = await sse.next((e) => e.event === "top10" && (e.data as { playerId: string }).playerId === player);
+      expect(got.data).toMatchObject({ replica: "r1", score: 999_999_999, ranks: { all: 1, daily: 1 } });
+      expect((got.data as { top: { all: Array<{ playerId: string }> } }).top.all[0]?.playerId).toBe(player);
+    } finally {
+      sse.close();
+    }
+  });
+
+  it("pages the audit log by cursor and verifies its hash chain (admin only)", async () => {
+    const players = Array.from({ length: 5 }, (_, i) => `audit-${Date.now()}-${i}`);
+    for (const p of players) expect((await post(at(0), "/v1/scores", { playerId: p, score: 1 })).status).toBe(201);
+    for (const [i, p] of players.entries()) {
+      const res = await fetch(`${at(i)}/v1/players/${p}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(res.status).toBe(204);
+    }
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < 100; page++) {
+      const query = `limit=3${cursor === undefined ? "" : `&cursor=${cursor}`}`;
+      const res = await fetch(`${at(page)}/v1/audit?${query}`, { headers: { "x-api-key": freshKey() } });
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as {
+        entries: Array<{ id: string; data: { type: string; playerId?: string } }>;
+        next?: string;
+      };
+      expect(body.entries.length).toBeLessThanOrEqual(3);
+      seen.push(...body.entries.map((e) => e.id));
+      if (body.next === undefined) break;
+      cursor = body.next;
+    }
+    expect(new Set(seen).size).toBe(seen.length);
+    const asc = [...seen].reverse();
+    const log = new EventLog<{ type: string; playerId?: string }>(client, "audit", { prefix, chain: true });
+    const newest = seen[0] as string;
+    const all = (await log.read({ limit: 1000 })).entries.filter((e) => idAtMost(e.id, newest));
+    expect(asc).toEqual(all.map((e) => e.id));
+    for (const p of players)
+      expect(all.some((e) => e.data.type === "player-deleted" && e.data.playerId === p)).toBe(true);
+
+    const verify = await fetch(`${at(1)}/v1/audit/verify`, { headers: { authorization: `Bearer ${token}` } });
+    expect(verify.status).toBe(200);
+    expect(await verify.json()).toMatchObject({ ok: true });
+    for (const auth of [undefined, "Bearer wrong", `Bearer ${token}x`, token]) {
+      const res = await fetch(
+        `${at(2)}/v1/audit/verify`,
+        auth === undefined ? {} : { headers: { authorization: auth } },
+      );
+      expect(res.status).toBe(401);
+      expect(res.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+    }
+  });
+
+  it("caches profiles across replicas and invalidates them on every replica after an update", async () => {
+    const player = `prof-${Date.now()}`;
+    type P = { name: string; loadedBy: string; loadedAt: number };
+    const get = async (base: string) =>
+      (await (await fetch(`${base}/v1/players/${player}`, { headers: { "x-api-key": freshKey() } })).json()) as P;
+    expect((await post(at(0), "/v1/scores", { playerId: player, score: 10, name: "Before" })).status).toBe(201);
+    // The first read loads (on r1); the others hit the shared L2, then each replica's L1.
+    const warm = [];
+    for (const base of urls) warm.push(await get(base));
+    for (const base of urls) warm.push(await get(base));
+    for (const p of warm) expect(p).toMatchObject({ name: "Before", loadedBy: "r1", loadedAt: warm[0]?.loadedAt });
+
+    const put = await fetch(`${at(1)}/v1/players/${player}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json", "x-api-key": freshKey() },
+      body: JSON.stringify({ name: "After" }),
+    });
+    expect(put.status).toBe(200);
+    // The delete resolves once Redis handed the invalidation to every replica; allow only its delivery time.
+    for (const base of urls) {
+      const fresh = await eventually(
+        `${base} to drop its cached profile`,
+        async () => {
+          const p = await get(base);
+          return p.name === "After" ? p : undefined;
+        },
+        2_000,
+        20,
+      );
+      expect(fresh.loadedAt).toBeGreaterThan(warm[0]?.loadedAt ?? 0);
+    }
+  });
+
+  it("exposes coordis_ metrics on every replica", async () => {
+    for (const base of urls) {
+      const res = await fetch(`${base}/metrics`);
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      expect(text).toMatch(/^coordis_ratelimit_decisions_total\{/m);
+      expect(text).toMatch(/^coordis_operations_total\{primitive="leaderboard"/m);
+      expect(text).toMatch(/^coordis_operations_total\{primitive="eventlog"/m);
+      expect(text).toMatch(/^coordis_operation_duration_seconds_bucket\{/m);
+    }
+    const all = (await Promise.all(urls.map(async (u) => (await fetch(`${u}/metrics`)).text()))).join("\n");
+    expect(all).toMatch(/^coordis_operations_total\{primitive="lock",op="tick"/m);
+    expect(all).toMatch(/^coordis_cache_requests_total\{[^}]*result="hit"[^}]*\} [1-9]/m);
+  });
+
+  // Last: it kills the shared Redis.
+  it("fails /readyz while Redis is down and recovers after it restarts", async () => {
+    for (const base of urls) expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    await redis.kill();
+    for (const base of urls) {
+      await eventually(`${base}/readyz to fail`, async () =>
+        (await fetch(`${base}/readyz`)).status === 503 ? true : undefined,
+      );
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    }
+    await redis.restart();
+    for (const base of urls) {
+      await eventually(
+        `${base}/readyz to recover`,
+        async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : undefined),
+        20_000,
+        200,
+      );
+    }
+    expect((await post(at(2), "/v1/scores", { playerId: "after-restart", score: 5 })).status).toBe(201);
+  });
+});
