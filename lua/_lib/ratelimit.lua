@@ -1,4 +1,4 @@
--- ratelimit: the four algorithms of @coordis/ratelimit, shared by lua/ratelimit/{consume,peek,refund}.lua.
+-- ratelimit: the four algorithms of @coordis/ratelimit, shared by lua/ratelimit/{consume,consume-batch,peek,refund}.lua.
 -- All rules of one rate-limit key keep their state in one hash, one field "<rule>|<alg>" per rule, so changing a
 -- rule's algorithm starts it fresh while changing its limit or window reuses (and clamps) the stored state.
 -- Field values: fw "start:count", sw "windowStart:current:previous", tb "tokens:lastMs", gcra "tat" (ms).
@@ -197,4 +197,24 @@ local function rl_reply(allowed, rules, waits, now)
     out[#out + 1] = reset
   end
   return out
+end
+
+-- One consume of cost units on the rate-limit hash key at server time now: every rule or none. rl_load rewrites
+-- every state field of a rule, so one parsed rules table serves several calls in turn (consume-batch).
+local function rl_consume(key, cost, rules, now)
+  local fields = {}
+  for i, r in ipairs(rules) do fields[i] = r.field end
+  local raw = redis.call('HMGET', key, unpack(fields))
+  local allowed = 1
+  local waits = {}
+  for i, r in ipairs(rules) do
+    rl_load(r, raw[i] or nil, now)
+    waits[i] = rl_wait(r, cost, now)
+    if waits[i] > 0 then allowed = 0 end
+  end
+  if allowed == 1 then
+    for _, r in ipairs(rules) do rl_take(r, cost) end
+    rl_store(key, rules, now)
+  end
+  return rl_reply(allowed, rules, waits, now)
 end

@@ -71,6 +71,34 @@ type EvalClient = {
   eval(source: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
 };
 
+/**
+ * NOSCRIPT recovery state of one script on one client. Commands on one connection execute in the order they were
+ * sent, but a call that failed with NOSCRIPT is retried (as EVAL) only when its error comes back — after calls sent
+ * later may already have succeeded with EVALSHA on the freshly loaded script. To keep calls in issue order, once a
+ * NOSCRIPT is seen every new call of that script waits until all calls in flight at that moment have settled.
+ */
+interface RecoveryState {
+  inflight: number;
+  recovering: boolean;
+  waiting: Array<() => void>;
+}
+
+const recovery = new WeakMap<RedisClient, Map<string, RecoveryState>>();
+
+function recoveryState(redis: RedisClient, sha1: string): RecoveryState {
+  let perClient = recovery.get(redis);
+  if (perClient === undefined) {
+    perClient = new Map();
+    recovery.set(redis, perClient);
+  }
+  let state = perClient.get(sha1);
+  if (state === undefined) {
+    state = { inflight: 0, recovering: false, waiting: [] };
+    perClient.set(sha1, state);
+  }
+  return state;
+}
+
 async function evalWithFallback(
   redis: RedisClient,
   script: ScriptDef<never, never, unknown>,
@@ -78,13 +106,27 @@ async function evalWithFallback(
   argv: (string | number)[],
 ) {
   const client = redis as unknown as EvalClient;
+  const state = recoveryState(redis, script.sha1);
+  if (state.recovering) await new Promise<void>((resolve) => state.waiting.push(resolve));
+  state.inflight++;
   try {
-    return await client.evalsha(script.sha1, numKeys, ...argv);
-  } catch (err) {
-    // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
-    // EVAL also caches it, so the next call is an EVALSHA again.
-    if (!isNoScript(err)) throw err;
-    return await client.eval(script.source, numKeys, ...argv);
+    try {
+      return await client.evalsha(script.sha1, numKeys, ...argv);
+    } catch (err) {
+      // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
+      // EVAL also caches it, so the next call is an EVALSHA again.
+      if (!isNoScript(err)) throw err;
+      state.recovering = true;
+      return await client.eval(script.source, numKeys, ...argv);
+    }
+  } finally {
+    state.inflight--;
+    if (state.recovering && state.inflight === 0) {
+      state.recovering = false;
+      const waiting = state.waiting;
+      state.waiting = [];
+      for (const resume of waiting) resume();
+    }
   }
 }
 

@@ -53,6 +53,31 @@ describe("script registry on a standalone server of its own", () => {
     expect(second.result[1]).toBe(2);
   });
 
+  it("keeps calls in issue order across a NOSCRIPT recovery", async () => {
+    await redis.script("FLUSH");
+    const tag = `{${prefix}-order}`;
+    const call = (value: string) => runScript(redis, coreScripts.probe, [`${tag}:v`, `${tag}:c`], [value, 10_000]);
+    // A and B go out back to back and both meet NOSCRIPT. C is issued the moment A's fallback EVAL has been
+    // written, before B's error is handled: without care C's EVALSHA (the script is loaded by then) would run
+    // before B's EVAL. The spy only observes the real client; every command still goes to the real server.
+    const client = redis as unknown as { eval: (...args: unknown[]) => Promise<unknown> };
+    const realEval = client.eval.bind(redis);
+    let c: Promise<[string, number, number]> | undefined;
+    client.eval = (...args: unknown[]) => {
+      const sent = realEval(...args);
+      c ??= call("c");
+      return sent;
+    };
+    try {
+      const [a, b] = await Promise.all([call("a"), call("b")]);
+      const third = await (c as Promise<[string, number, number]>);
+      expect([a[1], b[1], third[1]]).toEqual([1, 2, 3]);
+      expect(await redis.get(`${tag}:v`)).toBe("c");
+    } finally {
+      delete (client as { eval?: unknown }).eval;
+    }
+  });
+
   it("maps a script error to ScriptError naming the script", async () => {
     await redis.hset(`${prefix}:{c}:c`, "f", "1");
     const err = await runScript(redis, coreScripts.probe, [`${prefix}:{c}:v`, `${prefix}:{c}:c`], ["x", 1_000]).catch(

@@ -1,4 +1,8 @@
 import {
+  Batcher,
+  type BatchOptions,
+  type BatchOutcome,
+  batchSettings,
   CoordisError,
   type CoordisObserver,
   DEFAULT_PREFIX,
@@ -9,6 +13,8 @@ import {
   notifyOperation,
   type RedisClient,
   runScript,
+  runScriptDynamic,
+  ScriptError,
   toCoordisError,
   validate,
 } from "@coordis/core";
@@ -52,6 +58,18 @@ export interface EventLogOptions {
   maxEventBytes?: number;
   /** How long an idempotency key is remembered, ms; default {@link DEFAULT_IDEMPOTENCY_WINDOW_MS}. */
   idempotencyWindowMs?: number;
+  /**
+   * Micro-batching of {@link EventLog.append} (off by default): appends issued in the same event-loop turn (or
+   * within `maxDelayMs`) go to Redis as one script call, applied in call order, each exactly as an unbatched append
+   * (idempotency, sequence, chain, retention), each caller with its own result or error. `true` =
+   * `{ maxSize: 100, maxDelayMs: 0 }`. See the README's "Micro-batching".
+   */
+  batch?: boolean | BatchOptions;
+}
+
+interface QueuedAppend {
+  readonly payload: string;
+  readonly idem: string | undefined;
 }
 
 /** Options of {@link EventLog.append}. */
@@ -160,6 +178,7 @@ export class EventLog<T = unknown> {
   private readonly maxAgeMs: number;
   private readonly maxEventBytes: number;
   private readonly windowMs: number;
+  private readonly batcher: Batcher<QueuedAppend, AppendResult> | undefined;
 
   /**
    * @param name the log's name: 1–512 UTF-8 bytes without `{` or `}`
@@ -192,6 +211,13 @@ export class EventLog<T = unknown> {
       dlq: e.sub("dlq"),
       dedupe: (key: string) => e.sub("idem", key),
     };
+    const batch = batchSettings("options.batch", opts.batch);
+    if (batch !== undefined) this.batcher = new Batcher(batch, (items) => this.sendBatch(items));
+  }
+
+  /** Micro-batching settings of append, or `undefined` when append is not batched. */
+  get batch(): { readonly maxSize: number; readonly maxDelayMs: number } | undefined {
+    return this.batcher?.settings;
   }
 
   /**
@@ -211,20 +237,27 @@ export class EventLog<T = unknown> {
         : validate.string("options.idempotencyKey", opts.idempotencyKey, { maxBytes: MAX_IDEMPOTENCY_KEY_BYTES });
     const started = performance.now();
     try {
-      const [id, duplicate] = await runScript(
-        this.redis,
-        eventlogScripts.append,
-        [this.keys.stream, this.keys.meta, this.keys.dedupe(idem ?? "")],
-        [payload, idem === undefined ? 0 : this.windowMs, this.maxLen, this.maxAgeMs, this.chain ? 1 : 0],
-      );
+      let result: AppendResult;
+      if (this.batcher !== undefined) {
+        // One group: every key of a log shares its hash tag.
+        result = await this.batcher.add(0, { payload, idem });
+      } else {
+        const [id, duplicate] = await runScript(
+          this.redis,
+          eventlogScripts.append,
+          [this.keys.stream, this.keys.meta, this.keys.dedupe(idem ?? "")],
+          [payload, idem === undefined ? 0 : this.windowMs, this.maxLen, this.maxAgeMs, this.chain ? 1 : 0],
+        );
+        result = { id, duplicate: duplicate === 1 };
+      }
       notifyOperation(this.observer, {
         primitive: "eventlog",
         op: "append",
-        outcome: duplicate === 1 ? "duplicate" : "appended",
+        outcome: result.duplicate ? "duplicate" : "appended",
         durationMs: performance.now() - started,
         name: this.name,
       });
-      return { id, duplicate: duplicate === 1 };
+      return result;
     } catch (err) {
       const error = toCoordisError(err, eventlogScripts.append.name);
       notifyOperation(this.observer, {
@@ -252,6 +285,7 @@ export class EventLog<T = unknown> {
     const reverse = opts.reverse === undefined ? false : validate.boolean("options.reverse", opts.reverse);
     const low = after === undefined ? "-" : `(${after}`;
     const high = before === undefined ? "+" : `(${before}`;
+    this.flushAppends();
     const started = performance.now();
     let raw: RawEntry[];
     try {
@@ -299,6 +333,7 @@ export class EventLog<T = unknown> {
 
   /** Number of entries currently kept. */
   async length(): Promise<number> {
+    this.flushAppends();
     try {
       return await this.redis.xlen(this.keys.stream);
     } catch (err) {
@@ -311,6 +346,7 @@ export class EventLog<T = unknown> {
    * receipt) to make rewriting the whole chain detectable too.
    */
   async head(): Promise<{ id: string; hash?: string; seq: number } | null> {
+    this.flushAppends();
     try {
       const [last, hash, seq] = await this.redis.hmget(this.keys.meta, "last", "head", "seq");
       if (last === null || last === undefined) return null;
@@ -331,6 +367,7 @@ export class EventLog<T = unknown> {
   async verify(): Promise<VerifyResult> {
     if (!this.chain)
       throw new CoordisError("ERR_EVENTLOG_NOT_CHAINED", `log "${this.name}" was not created with chain: true`);
+    this.flushAppends();
     // A retention trim during the walk can make a sound chain look broken; check again when the anchor moved.
     for (let attempt = 0; ; attempt++) {
       const [anchor, result] = await this.verifyOnce();
@@ -449,6 +486,26 @@ export class EventLog<T = unknown> {
     const commandTimeout = blockMs + 5_000;
     if (isCluster(this.redis)) return this.redis.duplicate([], { redisOptions: { commandTimeout } });
     return this.redis.duplicate({ commandTimeout });
+  }
+
+  /** Sends one micro-batch of appends as one append-batch script call; each call succeeds or fails on its own. */
+  private async sendBatch(items: readonly QueuedAppend[]): Promise<BatchOutcome<AppendResult>[]> {
+    const keys: string[] = [];
+    const args: (string | number)[] = [this.maxLen, this.maxAgeMs, this.chain ? 1 : 0, items.length];
+    for (const { payload, idem } of items) {
+      keys.push(this.keys.stream, this.keys.meta, this.keys.dedupe(idem ?? ""));
+      args.push(payload, idem === undefined ? 0 : this.windowMs);
+    }
+    const reply = await runScriptDynamic(this.redis, eventlogScripts.appendBatch, keys, args);
+    return reply.map(([ok, id, duplicate]): BatchOutcome<AppendResult> => {
+      if (ok === 1) return { ok: true, value: { id, duplicate: duplicate === 1 } };
+      return { ok: false, error: new ScriptError(eventlogScripts.append.name, id) };
+    });
+  }
+
+  /** Sends the appends this log has queued (micro-batching) before a read, so a read sees every earlier append. */
+  private flushAppends(): void {
+    this.batcher?.flush();
   }
 
   private encode(event: unknown): string {

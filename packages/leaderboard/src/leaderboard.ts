@@ -1,4 +1,8 @@
 import {
+  Batcher,
+  type BatchOptions,
+  type BatchOutcome,
+  batchSettings,
   type CoordisObserver,
   DEFAULT_PREFIX,
   defineScript,
@@ -8,6 +12,7 @@ import {
   notifyOperation,
   type RedisClient,
   runScript,
+  runScriptDynamic,
   type ScriptDef,
   ScriptError,
   validate,
@@ -63,6 +68,13 @@ export interface LeaderboardOptions {
   prefix?: string;
   /** Receives one operation event per call. */
   observer?: CoordisObserver;
+  /**
+   * Micro-batching of {@link Leaderboard.submit} (off by default): submits issued in the same event-loop turn (or
+   * within `maxDelayMs`) go to Redis as one script call, applied in call order, each checked and applied on its
+   * own (an error fails only its caller), each caller with its own result. `true` = `{ maxSize: 100,
+   * maxDelayMs: 0 }`. See the README's "Micro-batching".
+   */
+  batch?: boolean | BatchOptions;
 }
 
 /** Which board a query reads. */
@@ -134,6 +146,7 @@ interface Board {
 }
 
 type Reply = string | number | null;
+type CheckedSubmission = ReturnType<Leaderboard["checkSubmission"]>;
 // biome-ignore lint/suspicious/noExplicitAny: the generated defs carry tuple types; the variadic runner erases them.
 type AnyScript = ScriptDef<any, any, any>;
 
@@ -167,6 +180,7 @@ export class Leaderboard<M = unknown> {
   private readonly metaMaxBytes: number;
   private readonly observer: CoordisObserver | undefined;
   private readonly variadic = new Map<string, AnyScript>();
+  private readonly batcher: Batcher<CheckedSubmission, SubmitResult> | undefined;
 
   /**
    * @param redis an ioredis client or cluster (e.g. from `connect()`)
@@ -215,6 +229,13 @@ export class Leaderboard<M = unknown> {
       throw new InvalidArgumentError("options.observer", "expected an observer object");
     }
     this.observer = opts.observer;
+    const batch = batchSettings("options.batch", opts.batch);
+    if (batch !== undefined) this.batcher = new Batcher(batch, (items) => this.sendBatch(items));
+  }
+
+  /** Micro-batching settings of submit, or `undefined` when submit is not batched. */
+  get batch(): { readonly maxSize: number; readonly maxDelayMs: number } | undefined {
+    return this.batcher?.settings;
   }
 
   /**
@@ -235,8 +256,11 @@ export class Leaderboard<M = unknown> {
     const item = this.checkSubmission(member, score, opts.meta, opts.at, "");
     const started = performance.now();
     try {
-      const [result] = await this.runSubmit([item]);
-      const first = result as SubmitResult;
+      // Batched: one group, since every key of a leaderboard shares its hash tag.
+      const first =
+        this.batcher === undefined
+          ? ((await this.runSubmit([item]))[0] as SubmitResult)
+          : await this.batcher.add(0, item);
       this.report("submit", started, first.updated ? "updated" : "unchanged");
       return first;
     } catch (err) {
@@ -429,7 +453,8 @@ export class Leaderboard<M = unknown> {
     return { member: id, score: value, metaJson, at: when };
   }
 
-  private async runSubmit(items: ReturnType<Leaderboard["checkSubmission"]>[]): Promise<SubmitResult[]> {
+  /** The KEYS, ARGV and candidate boards of a submit (or submit-batch) script call for `items`. */
+  private submitCall(items: readonly CheckedSubmission[]) {
     const boards = new Map<string, { board: Board; period: number }>();
     const now = Date.now();
     for (const item of items) {
@@ -449,23 +474,46 @@ export class Leaderboard<M = unknown> {
       args.push(period, board.bucket.startMs, board.bucket.endMs, expireAt);
     }
     for (const item of items) args.push(item.member, String(item.score), item.metaJson, item.at ?? "");
+    return { keys, args, list: [...boards.values()].map((b) => b.board) };
+  }
+
+  private async runSubmit(items: CheckedSubmission[]): Promise<SubmitResult[]> {
+    const { keys, args, list } = this.submitCall(items);
     const reply = (await this.run(leaderboardScripts.submit, keys, args)) as Reply[][];
-    const list = [...boards.values()].map((b) => b.board);
-    return reply.map((row) => {
-      const periods: Partial<Record<Period, PeriodResult>> = {};
-      this.periods.forEach((period, p) => {
-        // The script reports which candidate board (1-based, in KEYS order) held the item's time.
-        const board = list[Number(row[4 * p + 3]) - 1];
-        periods[period] = {
-          bucket: board?.bucket.id ?? "?",
-          score: toScore(row[4 * p]),
-          rank: Number(row[4 * p + 1]),
-          updated: Number(row[4 * p + 2]) === 1,
-        };
-      });
-      const first = periods[this.periods[0] as Period] as PeriodResult;
-      return { ...first, periods };
+    return reply.map((row) => this.submitResult(row, list));
+  }
+
+  /** Sends one micro-batch of submits as one submit-batch script call; each item succeeds or fails on its own. */
+  private async sendBatch(items: readonly CheckedSubmission[]): Promise<BatchOutcome<SubmitResult>[]> {
+    const { keys, args, list } = this.submitCall(items);
+    let reply: Array<[ok: number, result: Reply[] | string]>;
+    try {
+      reply = await runScriptDynamic(this.redis, leaderboardScripts.submitBatch, keys, args);
+    } catch (err) {
+      throw mapError(err);
+    }
+    return reply.map(([ok, result]): BatchOutcome<SubmitResult> => {
+      if (ok === 1) return { ok: true, value: this.submitResult(result as Reply[], list) };
+      const error = mapError(new ScriptError(leaderboardScripts.submit.name, String(result)));
+      return { ok: false, error: error as Error };
     });
+  }
+
+  /** One item's row of a submit reply (per period: score, rank, updated, board index) as a SubmitResult. */
+  private submitResult(row: Reply[], list: Board[]): SubmitResult {
+    const periods: Partial<Record<Period, PeriodResult>> = {};
+    this.periods.forEach((period, p) => {
+      // The script reports which candidate board (1-based, in KEYS order) held the item's time.
+      const board = list[Number(row[4 * p + 3]) - 1];
+      periods[period] = {
+        bucket: board?.bucket.id ?? "?",
+        score: toScore(row[4 * p]),
+        rank: Number(row[4 * p + 1]),
+        updated: Number(row[4 * p + 2]) === 1,
+      };
+    });
+    const first = periods[this.periods[0] as Period] as PeriodResult;
+    return { ...first, periods };
   }
 
   /** The buckets a call may touch for `period`: the exact one for `at`, else those within the clock tolerance. */
@@ -524,6 +572,8 @@ export class Leaderboard<M = unknown> {
 
   /** Runs a script whose KEYS count varies with the number of boards (core's runScript takes it from the def). */
   private async run(script: AnyScript, keys: string[], args: (string | number)[]): Promise<unknown> {
+    // Every other operation goes after the submits already queued by this instance (order per member).
+    this.batcher?.flush();
     const id = `${script.name}/${keys.length}`;
     let def = this.variadic.get(id);
     if (def === undefined) {

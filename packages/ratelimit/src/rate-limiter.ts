@@ -1,12 +1,20 @@
 import {
+  Batcher,
+  type BatchOptions,
+  type BatchOutcome,
+  batchSettings,
   type CoordisObserver,
   DEFAULT_PREFIX,
   entityKeys,
   InvalidArgumentError,
+  isCluster,
   notifyOperation,
   type RedisClient,
   RedisUnavailableError,
   runScript,
+  runScriptDynamic,
+  ScriptError,
+  slotOf,
   validate,
   validateName,
   validatePrefix,
@@ -53,6 +61,18 @@ export interface RateLimiterOptions {
    * holds up to 10 000 keys.
    */
   denyCache?: boolean | { maxKeys?: number };
+  /**
+   * Micro-batching of {@link RateLimiter.consume} (off by default): consumes issued in the same event-loop turn
+   * (or within `maxDelayMs`) go to Redis as one script call per hash slot (one per call batch on a standalone
+   * server), applied in call order, each all rules or none on its own, each caller with its own decision or error.
+   * `true` = `{ maxSize: 100, maxDelayMs: 0 }`. See the README's "Micro-batching".
+   */
+  batch?: boolean | BatchOptions;
+}
+
+interface QueuedConsume {
+  readonly stateKey: string;
+  readonly cost: number;
 }
 
 type Op = "consume" | "peek" | "refund" | "reset";
@@ -86,6 +106,7 @@ export class RateLimiter {
   readonly #denyCache: DenyCache | undefined;
   readonly #redisRetryMs: number;
   readonly #failClosedRetryAfterMs: number;
+  readonly #batcher: Batcher<QueuedConsume, number[]> | undefined;
   #downUntil = 0;
 
   /**
@@ -132,6 +153,13 @@ export class RateLimiter {
       opts.failClosedRetryAfterMs === undefined
         ? 1_000
         : validate.durationMs("options.failClosedRetryAfterMs", opts.failClosedRetryAfterMs);
+    const batch = batchSettings("options.batch", opts.batch);
+    if (batch !== undefined) this.#batcher = new Batcher(batch, (items) => this.#sendBatch(items));
+  }
+
+  /** Micro-batching settings, or `undefined` when consume is not batched. */
+  get batch(): { readonly maxSize: number; readonly maxDelayMs: number } | undefined {
+    return this.#batcher?.settings;
   }
 
   /**
@@ -148,7 +176,13 @@ export class RateLimiter {
     const started = performance.now();
     const cached = this.#denyCache?.lookup(key, cost);
     if (cached !== undefined) return this.#report("consume", key, started, cached);
-    const decision = await this.#run("consume", key, started, stateKey, cost);
+    const batcher = this.#batcher;
+    const decision =
+      batcher === undefined
+        ? await this.#run("consume", key, started, stateKey, cost)
+        : await this.#run("consume", key, started, stateKey, cost, () =>
+            batcher.add(isCluster(this.#redis) ? slotOf(stateKey) : 0, { stateKey, cost }),
+          );
     if (!decision.allowed) this.#denyCache?.remember(key, cost, decision);
     return decision;
   }
@@ -159,6 +193,7 @@ export class RateLimiter {
    */
   async peek(key: string): Promise<Decision> {
     const stateKey = this.#key(key);
+    this.#batcher?.flush();
     return this.#run("peek", key, performance.now(), stateKey, 1);
   }
 
@@ -171,6 +206,7 @@ export class RateLimiter {
     const stateKey = this.#key(key);
     this.#checkCost(cost, "cost");
     this.#denyCache?.delete(key);
+    this.#batcher?.flush();
     return this.#run("refund", key, performance.now(), stateKey, cost);
   }
 
@@ -182,6 +218,7 @@ export class RateLimiter {
     const stateKey = this.#key(key);
     this.#denyCache?.delete(key);
     this.#memory?.delete(key);
+    this.#batcher?.flush();
     const started = performance.now();
     try {
       await runScript(this.#redis, ratelimitScripts.reset, [stateKey], []);
@@ -207,13 +244,26 @@ export class RateLimiter {
     }
   }
 
-  async #run(op: Exclude<Op, "reset">, key: string, started: number, stateKey: string, cost: number) {
+  /**
+   * One call through Redis (or the failure policy). `send` replaces the script call when consume is batched: the
+   * policy, the observer event and the decision are then per caller exactly as unbatched.
+   */
+  async #run(
+    op: Exclude<Op, "reset">,
+    key: string,
+    started: number,
+    stateKey: string,
+    cost: number,
+    send?: () => Promise<number[]>,
+  ) {
     if (this.#policy !== "throw" && performance.now() < this.#downUntil) {
       return this.#report(op, key, started, this.#local(op, key, cost));
     }
     let reply: number[];
     try {
-      reply = await runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]);
+      reply = await (send === undefined
+        ? runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec])
+        : send());
     } catch (err) {
       if (!(err instanceof RedisUnavailableError) || this.#policy === "throw") {
         this.#emit(op, key, started, "error", undefined, err as Error);
@@ -224,6 +274,20 @@ export class RateLimiter {
     }
     this.#downUntil = 0;
     return this.#report(op, key, started, decisionFromReply(reply, this.rules));
+  }
+
+  /** Sends one batch of consumes (one hash slot) as one consume-batch script call. */
+  async #sendBatch(items: readonly QueuedConsume[]): Promise<BatchOutcome<number[]>[]> {
+    const reply = await runScriptDynamic(
+      this.#redis,
+      ratelimitScripts.consumeBatch,
+      items.map((i) => i.stateKey),
+      [this.#spec, ...items.map((i) => i.cost)],
+    );
+    return reply.map(([ok, ...rest]): BatchOutcome<number[]> => {
+      if (ok === 1) return { ok: true, value: rest.map(Number) };
+      return { ok: false, error: new ScriptError(ratelimitScripts.consume.name, String(rest[0])) };
+    });
   }
 
   /** The decision of the failure policy while Redis is unavailable. */

@@ -1,0 +1,33 @@
+-- Leaderboard submit batch: N independent submit calls (micro-batching), applied one after another in call order.
+-- Each item is checked and applied on its own exactly as lua/leaderboard/submit.lua does for a single item, so an
+-- item that fails (clock skew, closed period, increment overflow, a Redis error) changes nothing and the others
+-- still apply. Same KEYS and ARGV layout as submit.lua: the boards are the union of every item's candidate boards.
+-- KEYS[1] meta (hash): member -> metadata JSON, shared by every board of the leaderboard
+-- KEYS[2] seq (integer): arrival counter of the leaderboard, incremented once per item that changes a board
+-- ARGV[1] update (string): best | replace | increment
+-- ARGV[2] order (string): desc | asc
+-- ARGV[3] periods (count): number of configured periods P
+-- ARGV[4] boards (count): number of boards B passed in KEYS after the two fixed keys
+-- ARGV[5] items (count): number of submissions N
+-- ARGV[6] toleranceMs (ms): an explicit `at` may lie at most this far after server time
+-- Reply: Array<[ok: number, result: Array<string | number> | string]>
+-- (per item: {1, per period: score, rank, updated 0/1, board index} or {0, error text})
+--@include now-ms
+--@include leaderboard-submit
+local s, a = lb_state()
+local reply = {}
+for i = 1, s.N do
+  local member, score, meta, at = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+  a = a + 4
+  local ok, res = pcall(function()
+    local item, err = lb_check(s, member, score, meta, at, {})
+    if item == nil then return { 0, err } end
+    return { 1, lb_apply(s, item) }
+  end)
+  if ok then
+    reply[i] = res
+  else
+    reply[i] = { 0, tostring(type(res) == 'table' and res.err or res) }
+  end
+end
+return reply

@@ -1,0 +1,205 @@
+import { connect, InvalidArgumentError, type OperationEvent, type RedisClient } from "@coordis/core";
+import {
+  Leaderboard,
+  type LeaderboardOptions,
+  PeriodClosedError,
+  ScoreOverflowError,
+  type SubmitResult,
+  type UpdatePolicy,
+} from "@coordis/leaderboard";
+import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+
+const prefix = testPrefix("lbb");
+
+type Call = { member: string; score: number; meta?: { n: number } };
+
+/** Runs the same bursts batched (each burst concurrently) and unbatched (one call at a time); returns both. */
+async function both(redis: RedisClient, name: string, options: LeaderboardOptions, bursts: Call[][]) {
+  const batched = new Leaderboard<{ n: number }>(redis, name, { ...options, prefix: `${prefix}-b`, batch: true });
+  const plain = new Leaderboard<{ n: number }>(redis, name, { ...options, prefix: `${prefix}-u` });
+  const got: SubmitResult[][] = [];
+  const want: SubmitResult[][] = [];
+  for (const burst of bursts) {
+    got.push(await Promise.all(burst.map((c) => batched.submit(c.member, c.score, c.meta && { meta: c.meta }))));
+    const w: SubmitResult[] = [];
+    for (const c of burst) w.push(await plain.submit(c.member, c.score, c.meta && { meta: c.meta }));
+    want.push(w);
+  }
+  return { got, want, batched, plain };
+}
+
+describe("micro-batched submit on the shared server", () => {
+  let redis: RedisClient;
+  beforeAll(async () => {
+    redis = connect(inject("coordisRedisUrl"));
+    await redis.ping();
+  });
+  afterAll(() => {
+    redis.disconnect();
+  });
+
+  it("property: concurrent batched bursts give the same results and boards as the calls one by one", async () => {
+    let run = 0;
+    const call = fc.record({
+      member: fc.constantFrom("a", "b", "c", "d"),
+      score: fc.integer({ min: -5, max: 5 }),
+      meta: fc.option(fc.record({ n: fc.integer({ min: 0, max: 9 }) }), { nil: undefined }),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom<UpdatePolicy>("best", "replace", "increment"),
+        fc.constantFrom<"asc" | "desc">("asc", "desc"),
+        fc.array(fc.array(call, { minLength: 1, maxLength: 12 }), { minLength: 1, maxLength: 4 }),
+        async (update, order, bursts) => {
+          run++;
+          const name = `prop-${run}`;
+          const { got, want, batched, plain } = await both(
+            redis,
+            name,
+            { update, order, periods: ["all", "daily"] },
+            bursts,
+          );
+          expect(got).toEqual(want);
+          expect(await batched.top(10)).toEqual(await plain.top(10));
+          expect(await batched.top(10, { period: "daily" })).toEqual(await plain.top(10, { period: "daily" }));
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+
+  it("an increment overflow fails only its own caller; the calls before and after it apply", async () => {
+    const lb = new Leaderboard(redis, "overflow", { prefix, update: "increment", batch: true });
+    const max = Number.MAX_SAFE_INTEGER;
+    const settled = await Promise.allSettled([
+      lb.submit("a", 1),
+      lb.submit("big", max),
+      lb.submit("big", 1),
+      lb.submit("a", 1),
+    ]);
+    expect(settled.map((s) => s.status)).toEqual(["fulfilled", "fulfilled", "rejected", "fulfilled"]);
+    expect((settled[2] as PromiseRejectedResult).reason).toBeInstanceOf(ScoreOverflowError);
+    expect((settled[3] as PromiseFulfilledResult<SubmitResult>).value).toMatchObject({ score: 2, rank: 2 });
+    expect((await lb.rank("big"))?.score).toBe(max);
+  });
+
+  it("a submit to a closed period fails only its own caller", async () => {
+    const lb = new Leaderboard(redis, "closed", { prefix, periods: ["daily"], graceMs: 60_000, batch: true });
+    const settled = await Promise.allSettled([
+      lb.submit("x", 3),
+      lb.submit("y", 4, { at: Date.now() - 3 * 86_400_000 }),
+      lb.submit("z", 5),
+    ]);
+    expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect((settled[1] as PromiseRejectedResult).reason).toBeInstanceOf(PeriodClosedError);
+    expect((await lb.top(10)).map((e) => e.member)).toEqual(["z", "x"]);
+  });
+
+  it("calls on one member apply in call order", async () => {
+    const lb = new Leaderboard(redis, "order", { prefix, update: "replace", batch: { maxSize: 7 } });
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => lb.submit("m", i + 1)));
+    expect(results.map((r) => r.score)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect((await lb.rank("m"))?.score).toBe(20);
+    // Equal scores rank by arrival, which is call order.
+    const ties = new Leaderboard(redis, "ties", { prefix, batch: true });
+    await Promise.all(["p", "q", "r", "s"].map((m) => ties.submit(m, 10)));
+    expect((await ties.top(4)).map((e) => e.member)).toEqual(["p", "q", "r", "s"]);
+  });
+
+  it("reports one observer event per call", async () => {
+    const events: OperationEvent[] = [];
+    const lb = new Leaderboard(redis, "events", {
+      prefix,
+      update: "increment",
+      batch: true,
+      observer: { onOperation: (e) => events.push(e) },
+    });
+    await Promise.allSettled([lb.submit("a", 1), lb.submit("a", 0), lb.submit("a", Number.MAX_SAFE_INTEGER)]);
+    expect(events.map((e) => [e.op, e.outcome])).toEqual([
+      ["submit", "updated"],
+      ["submit", "unchanged"],
+      ["submit", "error"],
+    ]);
+  });
+
+  it("works on Redis Cluster (every key of a leaderboard shares one slot)", async () => {
+    const cluster = connect(inject("coordisClusterUrl"));
+    try {
+      const bursts: Call[][] = [
+        Array.from({ length: 30 }, (_, i) => ({ member: `m${i % 9}`, score: (i * 13) % 17 })),
+        Array.from({ length: 10 }, (_, i) => ({ member: `m${i}`, score: i, meta: { n: i } })),
+      ];
+      const { got, want, batched, plain } = await both(cluster, "cluster", { periods: ["weekly", "all"] }, bursts);
+      expect(got).toEqual(want);
+      expect(await batched.top(20)).toEqual(await plain.top(20));
+    } finally {
+      cluster.disconnect();
+    }
+  });
+});
+
+describe("micro-batched submit on a server of its own", () => {
+  let server: RedisServer;
+  let redis: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis();
+    redis = connect(server.url);
+    await redis.ping();
+    const warm = new Leaderboard(redis, "warm", { prefix, batch: true });
+    await warm.submit("w", 1);
+    await warm.rank("w");
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await server.stop();
+  });
+
+  it("N concurrent submits are one EVALSHA; maxSize splits them", async () => {
+    const lb = new Leaderboard(redis, "one", { prefix, periods: ["daily", "all"], batch: true });
+    const one = await countCommands(server, () =>
+      Promise.all(Array.from({ length: 50 }, (_, i) => lb.submit(`p${i}`, i))),
+    );
+    expect(one.sent).toEqual({ evalsha: 1 });
+    expect(one.result[49]).toMatchObject({ score: 49, rank: 1, updated: true });
+    const small = new Leaderboard(redis, "split", { prefix, batch: { maxSize: 8 } });
+    const split = await countCommands(server, () =>
+      Promise.all(Array.from({ length: 20 }, (_, i) => small.submit(`p${i}`, i))),
+    );
+    expect(split.sent).toEqual({ evalsha: 3 });
+  });
+
+  it("other operations send the queued submits first, so they see them", async () => {
+    const lb = new Leaderboard(redis, "flush", { prefix, batch: true });
+    const { result, sent } = await countCommands(server, async () => {
+      const submitted = lb.submit("f", 7);
+      const ranked = lb.rank("f");
+      return Promise.all([submitted, ranked]);
+    });
+    expect(sent).toEqual({ evalsha: 2 });
+    expect(result[1]).toMatchObject({ member: "f", score: 7, rank: 1 });
+  });
+
+  it("bad input is rejected before queueing; nothing is sent for it", async () => {
+    const lb = new Leaderboard(redis, "bad", { prefix, update: "increment", batch: true });
+    const { result, roundTrips } = await countCommands(server, () =>
+      Promise.allSettled([
+        lb.submit("", 1),
+        lb.submit("a", Number.NaN),
+        lb.submit("a", 2 ** 60),
+        lb.submit("a", 1, { at: -1 }),
+      ]),
+    );
+    expect(roundTrips).toBe(0);
+    const args = result.map((s) => {
+      const reason = (s as PromiseRejectedResult).reason;
+      expect(reason).toBeInstanceOf(InvalidArgumentError);
+      return (reason as InvalidArgumentError).argument;
+    });
+    expect(args).toEqual(["member", "score", "score", "at"]);
+    expect(() => new Leaderboard(redis, "bad", { prefix, batch: { maxSize: 0 } })).toThrow(
+      expect.objectContaining({ argument: "options.batch.maxSize" }),
+    );
+  });
+});
