@@ -32,7 +32,9 @@ export function validateStreamId(argument: string, value: unknown): string {
   if (m === null || BigInt(m[1] as string) > MAX_U64 || BigInt(m[2] ?? "0") > MAX_U64) {
     throw new InvalidArgumentError(
       argument,
-      `expected a stream id such as "1718000000000-0", got ${JSON.stringify(value)}`,
+      `expected a stream id such as "1718000000000-0", got ${
+        typeof value === "string" ? JSON.stringify(value.slice(0, 60)) : typeof value
+      }`,
     );
   }
   return m[2] === undefined ? `${m[1]}-0` : (value as string);

@@ -17,6 +17,7 @@ import {
   ScriptError,
   toCoordisError,
   validate,
+  validatePrefix,
 } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import { ConsumerGroup, type ConsumerGroupOptions } from "./consumer-group.js";
@@ -190,12 +191,13 @@ export class EventLog<T = unknown> {
       throw new InvalidArgumentError("redis", "expected an ioredis Redis or Cluster client");
     }
     this.redis = redis;
-    this.entity = entityKeys(opts.prefix ?? DEFAULT_PREFIX, "log", name);
+    const prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
+    this.entity = entityKeys(prefix, "log", name);
     this.name = name;
     this.maxLen = opts.maxLen === undefined ? 0 : validate.positiveInteger("options.maxLen", opts.maxLen);
     this.maxAgeMs = opts.maxAgeMs === undefined ? 0 : validate.durationMs("options.maxAgeMs", opts.maxAgeMs);
     this.chain = opts.chain === undefined ? false : validate.boolean("options.chain", opts.chain);
-    this.observer = opts.observer;
+    this.observer = validate.observer("options.observer", opts.observer);
     this.maxEventBytes =
       opts.maxEventBytes === undefined
         ? DEFAULT_MAX_EVENT_BYTES

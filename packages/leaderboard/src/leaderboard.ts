@@ -16,6 +16,7 @@ import {
   type ScriptDef,
   ScriptError,
   validate,
+  validatePrefix,
 } from "@coordis/core";
 import { ClockSkewError, PeriodClosedError, ScoreOverflowError } from "./errors.js";
 import { PERIODS, type Period, type PeriodBucket, periodBucket } from "./periods.js";
@@ -188,14 +189,17 @@ export class Leaderboard<M = unknown> {
    * @throws InvalidArgumentError on a bad name or option
    */
   constructor(redis: RedisClient, name: string, options?: LeaderboardOptions) {
+    this.redis = validate.redisClient("redis", redis);
     const opts = validate.options<LeaderboardOptions>("options", options);
-    this.keys = entityKeys(opts.prefix ?? DEFAULT_PREFIX, "lb", name);
-    this.redis = redis;
+    // An explicit null is invalid input, not "use the default": def() only falls back for undefined.
+    const def = <T>(value: T | undefined, fallback: T): T => (value === undefined ? fallback : value);
+    const prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
+    this.keys = entityKeys(prefix, "lb", name);
     this.name = name;
-    this.order = validate.oneOf("options.order", opts.order ?? "desc", ["desc", "asc"]);
-    this.update = validate.oneOf("options.update", opts.update ?? "best", ["best", "replace", "increment"]);
-    validate.oneOf("options.ties", opts.ties ?? "earliest-first", ["earliest-first"]);
-    const periods = opts.periods ?? ["all"];
+    this.order = validate.oneOf("options.order", def(opts.order, "desc"), ["desc", "asc"]);
+    this.update = validate.oneOf("options.update", def(opts.update, "best"), ["best", "replace", "increment"]);
+    validate.oneOf("options.ties", def(opts.ties, "earliest-first"), ["earliest-first"]);
+    const periods = def(opts.periods, ["all"]);
     if (!Array.isArray(periods) || periods.length === 0) {
       throw new InvalidArgumentError("options.periods", "expected a non-empty array of periods");
     }
@@ -206,29 +210,26 @@ export class Leaderboard<M = unknown> {
       throw new InvalidArgumentError("options.periods", "lists a period twice");
     }
     this.periods = Object.freeze([...periods]);
-    this.offsetMinutes = validate.integer("options.timeZoneOffsetMinutes", opts.timeZoneOffsetMinutes ?? 0, {
+    this.offsetMinutes = validate.integer("options.timeZoneOffsetMinutes", def(opts.timeZoneOffsetMinutes, 0), {
       min: -840,
       max: 840,
     });
-    this.graceMs = validate.durationMs("options.graceMs", opts.graceMs ?? DEFAULT_GRACE_MS, {
+    this.graceMs = validate.durationMs("options.graceMs", def(opts.graceMs, DEFAULT_GRACE_MS), {
       max: 90 * 86_400_000,
     });
     this.toleranceMs = validate.durationMs(
       "options.clockToleranceMs",
-      opts.clockToleranceMs ?? DEFAULT_CLOCK_TOLERANCE_MS,
+      def(opts.clockToleranceMs, DEFAULT_CLOCK_TOLERANCE_MS),
       {
         min: 0,
         max: 3_600_000,
       },
     );
-    this.metaMaxBytes = validate.integer("options.metaMaxBytes", opts.metaMaxBytes ?? DEFAULT_META_MAX_BYTES, {
+    this.metaMaxBytes = validate.integer("options.metaMaxBytes", def(opts.metaMaxBytes, DEFAULT_META_MAX_BYTES), {
       min: 1,
       max: MAX_META_BYTES,
     });
-    if (opts.observer !== undefined && (opts.observer === null || typeof opts.observer !== "object")) {
-      throw new InvalidArgumentError("options.observer", "expected an observer object");
-    }
-    this.observer = opts.observer;
+    this.observer = validate.observer("options.observer", opts.observer);
     const batch = batchSettings("options.batch", opts.batch);
     if (batch !== undefined) this.batcher = new Batcher(batch, (items) => this.sendBatch(items));
   }

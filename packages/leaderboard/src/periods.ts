@@ -1,3 +1,4 @@
+import { validate } from "@coordis/core";
 /** A leaderboard period: the all-time board, or calendar buckets that start fresh each day, ISO week or month. */
 export type Period = "all" | "daily" | "weekly" | "monthly";
 
@@ -38,8 +39,13 @@ function civil(days: number): { year: number; month: number; day: number } {
  * starts at local midnight of UTC+`offsetMinutes`. Days run midnight to midnight, ISO weeks Monday to Sunday
  * (the week belongs to the ISO week-year of its Thursday), months from the 1st. A fixed offset has no daylight
  * saving: pass the offset that suits your players.
+ * @throws InvalidArgumentError for an unknown period, a non-integer or out-of-range `atMs` or `offsetMinutes`
  */
 export function periodBucket(period: Period, atMs: number, offsetMinutes = 0): PeriodBucket {
+  validate.oneOf("period", period, PERIODS);
+  // Dates exist within ±8.64e15 ms of the epoch; leave room for the offset.
+  validate.integer("atMs", atMs, { min: -8.6e15, max: 8.6e15 });
+  validate.integer("offsetMinutes", offsetMinutes, { min: -840, max: 840 });
   if (period === "all") return { period, id: "all", startMs: -(2 ** 53), endMs: 2 ** 53 };
   const offsetMs = offsetMinutes * 60_000;
   const day = Math.floor((atMs + offsetMs) / DAY_MS);

@@ -69,12 +69,12 @@ export class ConcurrencyLimiter {
 
   /** @throws InvalidArgumentError when an option is invalid */
   constructor(redis: RedisClient, options: ConcurrencyLimiterOptions) {
+    this.#redis = validate.redisClient("redis", redis);
     const opts = validate.options<ConcurrencyLimiterOptions>("options", options);
-    this.#redis = redis;
     this.limit = validate.positiveInteger("options.limit", opts.limit, 1_000_000);
     this.ttlMs = validate.durationMs("options.ttlMs", opts.ttlMs);
     this.prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
-    this.#observer = opts.observer;
+    this.#observer = validate.observer("options.observer", opts.observer);
   }
 
   /**

@@ -1,3 +1,4 @@
+import { InvalidArgumentError, validate } from "@coordis/core";
 import type { Decision } from "./decision.js";
 import { type NormalizedRule, normalizeRules, type Rule } from "./rules.js";
 
@@ -24,6 +25,7 @@ const seconds = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
  * @param rules the limiter's rules (`limiter.rules`, or the same `Rule[]` it was given)
  */
 export function toHeaders(decision: Decision, rules: readonly (Rule | NormalizedRule)[]): RateLimitHeaders {
+  validateDecision(decision);
   const normalized = normalizeRules(rules, "rules");
   const policy = normalized.map((r) => `"${r.name}";q=${r.limit};w=${seconds(r.windowMs)}`).join(", ");
   const top = decision.rules.find((r) => r.name === decision.rule);
@@ -40,4 +42,17 @@ export function toHeaders(decision: Decision, rules: readonly (Rule | Normalized
     headers["Retry-After"] = String(retry);
   }
   return headers;
+}
+
+/** Checks the fields of a Decision that the headers are built from. @throws InvalidArgumentError */
+function validateDecision(decision: unknown): asserts decision is Decision {
+  const d = validate.options<Decision>("decision", decision);
+  if (decision === undefined)
+    throw new InvalidArgumentError("decision", "expected a Decision from consume() or peek()");
+  validate.boolean("decision.allowed", d.allowed);
+  validate.string("decision.rule", d.rule, { maxBytes: 256 });
+  validate.integer("decision.remaining", d.remaining, { min: 0 });
+  validate.finiteNumber("decision.resetMs", d.resetMs, { min: 0 });
+  validate.finiteNumber("decision.retryAfterMs", d.retryAfterMs, { min: 0 });
+  if (!Array.isArray(d.rules)) throw new InvalidArgumentError("decision.rules", "expected the array of rule decisions");
 }

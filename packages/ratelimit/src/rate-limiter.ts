@@ -114,14 +114,14 @@ export class RateLimiter {
    * @throws InvalidArgumentError when an option or rule is invalid (see {@link Rule})
    */
   constructor(redis: RedisClient, options: RateLimiterOptions) {
+    this.#redis = validate.redisClient("redis", redis);
     const opts = validate.options<RateLimiterOptions>("options", options);
-    this.#redis = redis;
     this.rules = Object.freeze(normalizeRules(opts.rules));
     this.#spec = rulesSpec(this.rules);
     this.#maxCost = Math.min(...this.rules.map((r) => r.capacity));
     this.prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
-    this.#observer = opts.observer;
-    const policy = opts.onRedisError ?? "throw";
+    this.#observer = validate.observer("options.observer", opts.observer);
+    const policy = opts.onRedisError === undefined ? "throw" : opts.onRedisError;
     if (typeof policy === "string") {
       validate.oneOf("options.onRedisError", policy, ["throw", "fail-open", "fail-closed"]);
     } else if (policy === null || typeof policy !== "object" || policy.fallback !== "memory") {
@@ -137,6 +137,9 @@ export class RateLimiter {
           ? undefined
           : validate.positiveInteger("options.onRedisError.maxKeys", policy.maxKeys);
       this.#memory = new MemoryLimiter(maxKeys);
+    }
+    if (opts.denyCache !== undefined && opts.denyCache !== true && opts.denyCache !== false) {
+      validate.options<{ maxKeys?: number }>("options.denyCache", opts.denyCache);
     }
     if (opts.denyCache !== undefined && opts.denyCache !== false) {
       const maxKeys =
