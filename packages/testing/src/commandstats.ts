@@ -65,7 +65,20 @@ interface NodeProbe {
 async function openProbe(server: RedisServer, ignore: readonly string[]): Promise<NodeProbe> {
   const admin = connect(server.url, { commandTimeoutMs: 5_000 }) as Redis;
   admin.on("error", () => {});
-  const monitor = (await admin.monitor()) as unknown as Redis;
+  let monitor: Redis | undefined;
+  try {
+    // MONITOR on a connection that is not ready yet can fail with ioredis' "Command queue state error":
+    // wait for the admin connection first, and retry the MONITOR connection once.
+    await admin.ping();
+    try {
+      monitor = (await admin.monitor()) as unknown as Redis;
+    } catch {
+      monitor = (await admin.monitor()) as unknown as Redis;
+    }
+  } catch (err) {
+    admin.disconnect();
+    throw err;
+  }
   monitor.on("error", () => {});
   const sent = new Map<string, number>();
   const marker = `coordis-count-${randomBytes(8).toString("hex")}`;
@@ -108,7 +121,17 @@ export async function countCommands<T>(
 ): Promise<CommandCounts<T>> {
   const ignore = options.ignore ?? DEFAULT_IGNORED_COMMANDS;
   const servers = serversOf(target).filter((s) => s.running && !s.paused);
-  const probes = await Promise.all(servers.map((s) => openProbe(s, ignore)));
+  const opened = await Promise.allSettled(servers.map((s) => openProbe(s, ignore)));
+  const probes = opened.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  const failed = opened.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed !== undefined) {
+    // Never leave a MONITOR connection behind: it would keep reconnecting after the server stops.
+    for (const p of probes) {
+      p.monitor.disconnect();
+      p.admin.disconnect();
+    }
+    throw failed.reason;
+  }
   const stats = () =>
     Promise.all(probes.map(async (p) => parseCommandStats((await p.admin.info("commandstats")) as string)));
   try {
