@@ -43,6 +43,11 @@ export interface CommonOptions {
   prefix?: string;
 }
 
+/** Micro-batching option of consume / submit / append: `true` = the package defaults. */
+export interface BatchOption {
+  batch?: boolean | { maxSize?: number; maxDelayMs?: number };
+}
+
 /** A lease of the lock contract. */
 export interface LeaseLike {
   readonly token: string;
@@ -78,7 +83,7 @@ export interface RuleLike {
 export interface RateLimitModule {
   RateLimiter: new (
     redis: unknown,
-    options: CommonOptions & { rules: RuleLike[] },
+    options: CommonOptions & BatchOption & { rules: RuleLike[] },
   ) => { consume(key: string, cost?: number): Promise<{ allowed: boolean }> };
 }
 
@@ -87,7 +92,7 @@ export interface LeaderboardModule {
   Leaderboard: new (
     redis: unknown,
     name: string,
-    options?: CommonOptions & { update?: "best" | "replace" | "increment" },
+    options?: CommonOptions & BatchOption & { update?: "best" | "replace" | "increment" },
   ) => {
     submit(member: string, score: number): Promise<unknown>;
     rank(member: string): Promise<unknown>;
@@ -112,7 +117,7 @@ export interface EventLogModule {
   EventLog: new (
     redis: unknown,
     name: string,
-    options?: CommonOptions & { chain?: boolean },
+    options?: CommonOptions & BatchOption & { chain?: boolean },
   ) => {
     append(event: unknown, options?: { idempotencyKey?: string }): Promise<{ id: string; duplicate: boolean }>;
     group(

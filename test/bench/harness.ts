@@ -2,7 +2,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import { performance } from "node:perf_hooks";
 import { countCommands, type RedisServer, startRedis, startRedisGroup } from "@coordis/testing";
 import { Redis, type RedisOptions } from "ioredis";
-import { Counter, closedLoop, median, percentile, sequential } from "./measure.js";
+import { Counter, closedLoop, median, percentiles, sequential } from "./measure.js";
 import { allScenarios } from "./scenarios/index.js";
 import { populate } from "./scenarios/populate.js";
 import {
@@ -143,6 +143,13 @@ export interface RoundResult {
   readonly sequentialOps: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
+  /** Latency percentiles of the calls completed inside the closed-loop window (at `concurrency` in flight), ms. */
+  readonly inFlightP50Ms?: number;
+  readonly inFlightP99Ms?: number;
+  /** Node process CPU (user + system, `process.cpuUsage`) over the closed loop ÷ operations completed, µs. */
+  readonly clientCpuUsPerOp?: number;
+  /** Redis CPU (INFO used_cpu_user + used_cpu_sys, summed over the scenario's servers) over the closed loop ÷ operations, µs. */
+  readonly redisCpuUsPerOp?: number;
 }
 
 /** Everything measured for one scenario. */
@@ -167,6 +174,12 @@ export interface ScenarioResult {
   /** Median over rounds of the sequential p50 / p99, ms. */
   p50Ms?: number;
   p99Ms?: number;
+  /** Median over rounds of the closed loop's p50 / p99 (at `concurrency` in flight), ms. */
+  inFlightP50Ms?: number;
+  inFlightP99Ms?: number;
+  /** Median over rounds of client (Node) and Redis CPU per operation in the closed loop, µs. */
+  clientCpuUsPerOp?: number;
+  redisCpuUsPerOp?: number;
   /** Median over rounds of ops/s ÷ the baseline's ops/s in the same round. */
   ratio?: number;
   /** Median over rounds of p50 ÷ the baseline's p50 in the same round (lower is better). */
@@ -180,6 +193,10 @@ export interface ScenarioResult {
     readonly roundTrips: number;
     readonly perOp: number;
     readonly declared?: number;
+    /** How `declared` is checked: `exact` or `at-most` (a ceiling: micro-batched rows). */
+    readonly bound?: "exact" | "at-most";
+    /** Callers in flight while counting (1, or the closed loop's concurrency for micro-batched rows). */
+    readonly concurrency: number;
     readonly note?: string;
     readonly sent: Readonly<Record<string, number>>;
   };
@@ -312,6 +329,18 @@ export async function runBench(options: BenchOptions, scenarios: Scenario[] = al
     admin.on("error", () => {});
     clients.push(admin);
     redisVersion = /redis_version:(\S+)/.exec((await admin.info("server")) as string)?.[1] ?? "unknown";
+    const groupAdmins = (group?.servers ?? []).map((server) => {
+      const c = new Redis(server.port, server.host);
+      c.on("error", () => {});
+      clients.push(c);
+      return c;
+    });
+    /** Redis CPU seconds (user + system) of the servers a scenario runs on. */
+    const redisCpu = async (l: Live): Promise<number> => {
+      const targets = l.scenario.topology === "group3" ? groupAdmins : [admin];
+      const values = await Promise.all(targets.map(usedCpuSeconds));
+      return values.reduce((a, b) => a + b, 0);
+    };
     log(
       `bench: ${selected.length} scenarios, ${options.rounds} round(s) of ${options.durationMs} ms + ` +
         `${options.sequentialMs} ms sequential, ${options.concurrency} in flight; redis ${redisVersion}`,
@@ -395,11 +424,17 @@ export async function runBench(options: BenchOptions, scenarios: Scenario[] = al
         const inst = l.instance as ScenarioInstance;
         try {
           await inst.reset?.();
+          const redisCpuBefore = await redisCpu(l);
+          const clientCpuBefore = process.cpuUsage();
           const t = await withTimeout(throughput(inst, options.durationMs), grace(options.durationMs), "closed loop");
+          const clientCpu = process.cpuUsage(clientCpuBefore);
+          const redisCpuSec = (await redisCpu(l)) - redisCpuBefore;
           if (t.error !== undefined) {
             fail(l, t.error);
             continue;
           }
+          const cpuOps = t.completed ?? t.ops;
+          const [inFlightP50, inFlightP99] = percentiles(t.samplesMs ?? [], [50, 99]);
           await inst.reset?.();
           const s = await withTimeout(
             latency(inst, options.sequentialMs),
@@ -410,25 +445,40 @@ export async function runBench(options: BenchOptions, scenarios: Scenario[] = al
             fail(l, `sequential: ${s.error}`);
             continue;
           }
+          const [p50, p99] = percentiles(s.samplesMs, [50, 99]);
           const r: RoundResult = {
             round,
             ops: t.ops,
             elapsedMs: round3(t.elapsedMs),
             opsPerSec: Math.round((t.ops * 1000) / t.elapsedMs),
             sequentialOps: s.samplesMs.length,
-            p50Ms: round3(percentile(s.samplesMs, 50)),
-            p99Ms: round3(percentile(s.samplesMs, 99)),
+            p50Ms: round3(p50 as number),
+            p99Ms: round3(p99 as number),
+            ...(t.samplesMs === undefined || t.samplesMs.length === 0
+              ? {}
+              : { inFlightP50Ms: round3(inFlightP50 as number), inFlightP99Ms: round3(inFlightP99 as number) }),
+            ...(cpuOps > 0
+              ? {
+                  clientCpuUsPerOp: round3((clientCpu.user + clientCpu.system) / cpuOps),
+                  redisCpuUsPerOp: round3((redisCpuSec * 1e6) / cpuOps),
+                }
+              : {}),
           };
           l.result.rounds.push(r);
           l.perRound.set(round, { opsPerSec: r.opsPerSec, p50Ms: r.p50Ms });
-          log(`  ${l.scenario.id}: ${r.opsPerSec} ${l.result.unit}/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms`);
+          log(
+            `  ${l.scenario.id}: ${r.opsPerSec} ${l.result.unit}/s, p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms; ` +
+              `${options.concurrency} in flight p99 ${r.inFlightP99Ms ?? "—"} ms; CPU µs/op client ` +
+              `${r.clientCpuUsPerOp ?? "—"}, redis ${r.redisCpuUsPerOp ?? "—"}`,
+          );
         } catch (err) {
           fail(l, message(err));
         }
       }
     }
 
-    // Round trips per operation: MONITOR over a short separate run, one operation at a time.
+    // Round trips per operation: MONITOR over a short separate run, one operation at a time (micro-batched rows:
+    // the closed loop's callers in flight, where calls share script calls).
     log(`round trips (${options.roundTripOps} ops each)`);
     for (const l of active()) {
       if (!options.countAllRoundTrips && l.scenario.roundTrips === undefined) continue;
@@ -437,11 +487,12 @@ export async function runBench(options: BenchOptions, scenarios: Scenario[] = al
       try {
         await inst.reset?.();
         const n = options.roundTripOps;
+        const inFlight = l.scenario.roundTripConcurrency === "closed-loop" ? Math.min(options.concurrency, n) : 1;
         const counts = await withRetry(() =>
           withTimeout(
             countCommands(target, async () => {
               if (inst.countOps !== undefined) await inst.countOps(n);
-              else if (inst.op !== undefined) for (let i = 0; i < n; i++) await inst.op(counter.next());
+              else if (inst.op !== undefined) await countLoop(inst.op.bind(inst), n, inFlight, counter);
             }),
             60_000,
             "round-trip count",
@@ -451,7 +502,10 @@ export async function runBench(options: BenchOptions, scenarios: Scenario[] = al
           ops: n,
           roundTrips: counts.roundTrips,
           perOp: round3(counts.roundTrips / n),
-          ...(l.scenario.roundTrips === undefined ? {} : { declared: l.scenario.roundTrips }),
+          ...(l.scenario.roundTrips === undefined
+            ? {}
+            : { declared: l.scenario.roundTrips, bound: l.scenario.roundTripsBound ?? "exact" }),
+          concurrency: inFlight,
           ...(l.scenario.roundTripsNote === undefined ? {} : { note: l.scenario.roundTripsNote }),
           sent: counts.sent,
         };
@@ -565,6 +619,31 @@ function grace(ms: number): number {
   return ms * 3 + 20_000;
 }
 
+/** Runs `n` operations with `inFlight` callers, each awaiting one after another (exactly `n` in all). */
+async function countLoop(
+  op: (n: number) => Promise<unknown>,
+  n: number,
+  inFlight: number,
+  counter: Counter,
+): Promise<void> {
+  let left = n;
+  const caller = async () => {
+    while (left > 0) {
+      left--;
+      await op(counter.next());
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, caller));
+}
+
+/** INFO cpu: used_cpu_user + used_cpu_sys of the server, seconds (the whole process, every thread). */
+async function usedCpuSeconds(client: Redis): Promise<number> {
+  const info = (await client.info("cpu")) as string;
+  const user = Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? Number.NaN);
+  const sys = Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? Number.NaN);
+  return user + sys;
+}
+
 async function usedMemory(admin: Redis): Promise<number> {
   const info = (await admin.info("memory")) as string;
   return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? Number.NaN);
@@ -595,6 +674,10 @@ function aggregate(live: Live[]): void {
     set("opsPerSec", median(r.rounds.map((x) => x.opsPerSec)));
     set("p50Ms", median(r.rounds.map((x) => x.p50Ms)));
     set("p99Ms", median(r.rounds.map((x) => x.p99Ms)));
+    set("inFlightP50Ms", median(r.rounds.map((x) => x.inFlightP50Ms)));
+    set("inFlightP99Ms", median(r.rounds.map((x) => x.inFlightP99Ms)));
+    set("clientCpuUsPerOp", median(r.rounds.map((x) => x.clientCpuUsPerOp)));
+    set("redisCpuUsPerOp", median(r.rounds.map((x) => x.redisCpuUsPerOp)));
     set("ratio", ratioTo(l, l.scenario.baseline, "opsPerSec"));
     set("p50Ratio", ratioTo(l, l.scenario.baseline, "p50Ms"));
     set("refRatio", ratioTo(l, l.scenario.reference, "opsPerSec"));

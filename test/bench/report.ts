@@ -1,19 +1,42 @@
 import type { BenchReport, ScenarioResult } from "./harness.js";
 
-const int = (v: number | undefined) => (v === undefined ? "—" : Math.round(v).toLocaleString("en-US"));
-const ratio = (v: number | undefined) => (v === undefined ? "—" : `${v.toFixed(2)}×`);
-const ms = (v: number | undefined) => (v === undefined ? "—" : v < 1 ? v.toFixed(3) : v.toFixed(2));
+/** Integer with thousands separators, or "—". */
+export const int = (v: number | undefined) => (v === undefined ? "—" : Math.round(v).toLocaleString("en-US"));
+/** A ratio as `1.23×`, or "—". */
+export const ratio = (v: number | undefined) => (v === undefined ? "—" : `${v.toFixed(2)}×`);
+/** Milliseconds, 3 decimals below 1 ms, or "—". */
+export const ms = (v: number | undefined) => (v === undefined ? "—" : v < 1 ? v.toFixed(3) : v.toFixed(2));
+/** Microseconds of CPU, 1 decimal, or "—". */
+export const us = (v: number | undefined) => (v === undefined ? "—" : v.toFixed(1));
 
-function roundTrips(r: ScenarioResult): string {
+/**
+ * Measured round trips per operation with the declared figure: `1.00 (= 1)` exact, `0.03 (≤ 1)` a ceiling
+ * (micro-batched rows), bold when broken.
+ */
+export function roundTrips(r: ScenarioResult): string {
   const rt = r.roundTrips;
   if (rt === undefined) return "—";
   const measured = rt.perOp.toFixed(2);
   if (rt.declared === undefined) return measured;
-  return rt.perOp > rt.declared ? `**${measured} > ${rt.declared}**` : `${measured} (≤ ${rt.declared})`;
+  if (rt.perOp > rt.declared) return `**${measured} > ${rt.declared}**`;
+  return rt.bound === "at-most" ? `${measured} (≤ ${rt.declared})` : `${measured} (= ${rt.declared})`;
 }
 
-function memory(r: ScenarioResult): string {
+/** Bytes of Redis memory per entity, or "—". */
+export function memory(r: ScenarioResult): string {
   return r.memory === undefined ? "—" : `${r.memory.bytesPerEntity} B/${r.memory.entity}`;
+}
+
+/** Throughput with its unit when not plain operations (`cycles`, `jobs`). */
+export function throughput(r: ScenarioResult): string {
+  const unit = r.unit === "ops" ? "" : ` ${r.unit}`;
+  return `${int(r.opsPerSec)}${r.opsPerSec === undefined ? "" : unit}`;
+}
+
+/** "× ref" cell: the ratio and the row it divides by. */
+export function refCell(r: ScenarioResult, byId: ReadonlyMap<string, ScenarioResult>): string {
+  if (r.refRatio === undefined) return "—";
+  return `${ratio(r.refRatio)} (vs ${byId.get(r.reference ?? "")?.name ?? r.reference})`;
 }
 
 function status(r: ScenarioResult): string {
@@ -45,18 +68,18 @@ export function markdown(report: BenchReport): string {
     out.push("");
     out.push(`### ${group}`);
     out.push("");
+    const c = report.options.concurrency;
     out.push(
-      "| scenario | ops/s | × raw | × ref | × floor | p50 ms | p99 ms | p50 × raw | round trips/op | memory | status |",
+      `| scenario | ops/s | × raw | × ref | × floor | p50 ms | p99 ms | p50 × raw | p50 ms @${c} | p99 ms @${c} | ` +
+        "round trips/op | client CPU µs/op | Redis CPU µs/op | memory | status |",
     );
-    out.push("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
+    out.push("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
     for (const r of rows) {
-      const unit = r.unit === "ops" ? "" : ` ${r.unit}`;
-      const ref = r.reference === undefined ? "" : ` (vs ${byId.get(r.reference)?.name ?? r.reference})`;
       out.push(
-        `| ${r.name} | ${int(r.opsPerSec)}${r.opsPerSec === undefined ? "" : unit} | ` +
-          `${r.baseline === undefined ? "base" : ratio(r.ratio)} | ${r.refRatio === undefined ? "—" : `${ratio(r.refRatio)}${ref}`} | ` +
+        `| ${r.name} | ${throughput(r)} | ${r.baseline === undefined ? "base" : ratio(r.ratio)} | ${refCell(r, byId)} | ` +
           `${ratio(r.floorRatio)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ` +
-          `${r.baseline === undefined ? "base" : ratio(r.p50Ratio)} | ${roundTrips(r)} | ${memory(r)} | ${status(r)} |`,
+          `${r.baseline === undefined ? "base" : ratio(r.p50Ratio)} | ${ms(r.inFlightP50Ms)} | ${ms(r.inFlightP99Ms)} | ` +
+          `${roundTrips(r)} | ${us(r.clientCpuUsPerOp)} | ${us(r.redisCpuUsPerOp)} | ${memory(r)} | ${status(r)} |`,
       );
     }
   }

@@ -37,6 +37,10 @@ export interface SetupContext {
 export interface ThroughputResult {
   /** Operations completed inside the window. */
   readonly ops: number;
+  /** Operations completed in all, including those in flight when the window closed (CPU per operation). */
+  readonly completed?: number;
+  /** Latency of each operation completed inside the window, ms (p50 / p99 under load); absent for custom loops. */
+  readonly samplesMs?: number[];
   /** The window's actual length, ms. */
   readonly elapsedMs: number;
   /** Operations that threw (the scenario is then reported as failed). */
@@ -91,6 +95,16 @@ export interface Scenario {
   readonly reference?: string;
   /** Declared round trips per operation; a Coordis scenario measuring more fails the run. */
   readonly roundTrips?: number;
+  /**
+   * `exact` (default): the declared figure must hold exactly (the smoke test checks equality). `at-most`: a ceiling
+   * (micro-batched rows, whose calls share script calls and measure below 1).
+   */
+  readonly roundTripsBound?: "exact" | "at-most";
+  /**
+   * Callers in flight while round trips are counted (default 1: one operation at a time). Micro-batched rows count
+   * at the closed loop's concurrency, where batching happens.
+   */
+  readonly roundTripConcurrency?: "one" | "closed-loop";
   /** Why the declared figure is what it is (shown in the JSON). */
   readonly roundTripsNote?: string;
   /** Entity counted for memory per entity (`member`, `key`, `entry`); needs `entity` on the instance. */

@@ -1,5 +1,5 @@
 import { coordisExports, type EventLogModule } from "../coordis.js";
-import type { Scenario } from "../types.js";
+import { type Scenario, Unavailable } from "../types.js";
 
 const GROUP = "event log";
 const BASELINE = "eventlog/raw-xadd";
@@ -50,6 +50,26 @@ export function eventLogScenarios(): Scenario[] {
       },
     },
     coordisAppend("eventlog/coordis-plain", "Coordis append", "plain"),
+    {
+      // Micro-batched append: one log shared by every caller in flight (batching is per instance).
+      id: "eventlog/coordis-plain-batched",
+      group: GROUP,
+      name: "Coordis append, batched",
+      kind: "coordis",
+      topology: "single",
+      baseline: BASELINE,
+      reference: "eventlog/coordis-plain",
+      roundTrips: 1,
+      roundTripsBound: "at-most",
+      roundTripConcurrency: "closed-loop",
+      roundTripsNote: "calls in the same event-loop turn share one script call",
+      async setup(ctx) {
+        const { EventLog } = await coordisExports<EventLogModule>("eventlog", ["EventLog"]);
+        const log = new EventLog(ctx.client(), "orders", { prefix: ctx.prefix, batch: true });
+        if ((log as { batch?: unknown }).batch === undefined) throw new Unavailable("EventLog has no batch mode");
+        return { op: (n) => log.append(event(n)) };
+      },
+    },
     coordisAppend("eventlog/coordis-idempotent", "Coordis append (idempotency key)", "idempotent"),
     coordisAppend("eventlog/coordis-chained", "Coordis append (hash chain)", "chained"),
   ];

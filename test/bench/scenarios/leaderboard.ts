@@ -1,5 +1,5 @@
 import { coordisExports, type LeaderboardModule } from "../coordis.js";
-import type { Scenario, ScenarioInstance, SetupContext } from "../types.js";
+import { type Scenario, type ScenarioInstance, type SetupContext, Unavailable } from "../types.js";
 import { populate } from "./populate.js";
 import { KEY_SPACE } from "./raw.js";
 
@@ -83,6 +83,26 @@ export function leaderboardScenarios(): Scenario[] {
         const memBoard = new Leaderboard(redis, "mem", { prefix: ctx.prefix });
         // Increasing scores: under the default "best" policy every submit is an update, like a raw ZADD.
         return { op: (n) => board.submit(member(n), n), entity: (j) => memBoard.submit(`member-${j}`, j) };
+      },
+    },
+    {
+      // Micro-batched submit: one board shared by every caller in flight (batching is per instance).
+      id: "leaderboard/coordis-submit-batched",
+      group: GROUP,
+      name: "Coordis submit, batched",
+      kind: "coordis",
+      topology: "single",
+      baseline: RAW_ZADD,
+      reference: "leaderboard/coordis-submit",
+      roundTrips: 1,
+      roundTripsBound: "at-most",
+      roundTripConcurrency: "closed-loop",
+      roundTripsNote: "calls in the same event-loop turn share one script call",
+      async setup(ctx) {
+        const { Leaderboard } = await coordisExports<LeaderboardModule>("leaderboard", ["Leaderboard"]);
+        const board = new Leaderboard(ctx.client(), "submit", { prefix: ctx.prefix, batch: true });
+        if ((board as { batch?: unknown }).batch === undefined) throw new Unavailable("Leaderboard has no batch mode");
+        return { op: (n) => board.submit(member(n), n) };
       },
     },
     {
