@@ -21,11 +21,8 @@ end
 local function rl_load(r, raw, now)
   local a, b, c
   if raw then
-    local i = 0
-    for part in string.gmatch(raw, '[^:]+') do
-      i = i + 1
-      if i == 1 then a = tonumber(part) elseif i == 2 then b = tonumber(part) else c = tonumber(part) end
-    end
+    local x, y, z = string.match(raw, '^([^:]*):?([^:]*):?([^:]*)')
+    a, b, c = tonumber(x), tonumber(y), tonumber(z)
   end
   local limit, w = r.limit, r.w
   if r.alg == 'fw' then
@@ -183,7 +180,8 @@ local function rl_store(key, rules, now)
         if not keep[f] then redis.call('HDEL', key, f) end
       end
     end
-    if redis.call('HLEN', key) > 0 then redis.call('PEXPIRE', key, math.max(1, ttl)) end
+    -- The fields just set are kept, so the hash is not empty here.
+    redis.call('PEXPIRE', key, math.max(1, ttl))
   end
 end
 

@@ -65,22 +65,31 @@ export interface EntityKeys {
  * @throws InvalidArgumentError
  */
 export function entityKeys(prefix: string, kind: string, name: string): EntityKeys {
-  validatePrefix(prefix);
-  if (typeof kind !== "string" || !KIND_PATTERN.test(kind)) {
-    throw new InvalidArgumentError(
-      "kind",
-      `must be a string matching ${KIND_PATTERN}, got ${typeof kind === "string" ? `"${kind}"` : typeof kind}`,
-    );
+  const head = typeof prefix === "string" && typeof kind === "string" ? `${prefix}:${kind}:` : "";
+  if (!validHeads.has(head)) {
+    validatePrefix(prefix);
+    if (typeof kind !== "string" || !KIND_PATTERN.test(kind)) {
+      throw new InvalidArgumentError(
+        "kind",
+        `must be a string matching ${KIND_PATTERN}, got ${typeof kind === "string" ? `"${kind}"` : typeof kind}`,
+      );
+    }
+    // A kind never contains ":", so a head string stands for exactly one valid (prefix, kind) pair.
+    if (validHeads.size < MAX_CACHED_HEADS) validHeads.add(head);
   }
   validateName(name);
   const tag = `{${name}}`;
-  const base = `${prefix}:${kind}:${tag}`;
+  const base = head + tag;
   return {
     tag,
     base,
     sub: (...parts: string[]) => (parts.length === 0 ? base : `${base}:${parts.join(":")}`),
   };
 }
+
+/** `<prefix>:<kind>:` heads already validated (a process uses a handful). */
+const validHeads = new Set<string>();
+const MAX_CACHED_HEADS = 1024;
 
 /**
  * The hash tag Redis Cluster uses for `key`: the text between the first `{` and the next `}` when that is

@@ -47,21 +47,6 @@ export const DEADLINE_MARGIN_MS = 250;
 /** Deadline used when a client has no `commandTimeout` at all (a client Coordis did not create). */
 export const FALLBACK_DEADLINE_MS = 10_000;
 
-const deadlines = new WeakMap<RedisClient, number>();
-
-/** 0 = ioredis' commandTimeout covers it; otherwise our own deadline in ms. */
-function deadlineFor(redis: RedisClient): number {
-  let ms = deadlines.get(redis);
-  if (ms === undefined) {
-    const timeout = commandTimeoutOf(redis);
-    // A standalone client with commandTimeout times out every command itself, even one waiting in the offline
-    // queue. A Cluster keeps its own offline queue with no timer, so there we add one.
-    ms = timeout !== undefined && !isCluster(redis) ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
-    deadlines.set(redis, ms);
-  }
-  return ms;
-}
-
 function isNoScript(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith("NOSCRIPT");
 }
@@ -83,33 +68,50 @@ interface RecoveryState {
   waiting: Array<() => void>;
 }
 
-const recovery = new WeakMap<RedisClient, Map<string, RecoveryState>>();
+/** What Coordis keeps per client: its deadline (looked up once) and the recovery state of each script. */
+interface ClientState {
+  /** 0 = ioredis' commandTimeout covers it; otherwise our own deadline in ms. */
+  readonly deadlineMs: number;
+  readonly scripts: Map<string, RecoveryState>;
+}
 
-function recoveryState(redis: RedisClient, sha1: string): RecoveryState {
-  let perClient = recovery.get(redis);
-  if (perClient === undefined) {
-    perClient = new Map();
-    recovery.set(redis, perClient);
-  }
-  let state = perClient.get(sha1);
+const clients = new WeakMap<RedisClient, ClientState>();
+
+function clientState(redis: RedisClient): ClientState {
+  let state = clients.get(redis);
   if (state === undefined) {
-    state = { inflight: 0, recovering: false, waiting: [] };
-    perClient.set(sha1, state);
+    const timeout = commandTimeoutOf(redis);
+    // A standalone client with commandTimeout times out every command itself, even one waiting in the offline
+    // queue. A Cluster keeps its own offline queue with no timer, so there we add one.
+    const deadlineMs =
+      timeout !== undefined && !isCluster(redis) ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
+    state = { deadlineMs, scripts: new Map() };
+    clients.set(redis, state);
   }
   return state;
 }
 
+function recoveryState(client: ClientState, sha1: string): RecoveryState {
+  let state = client.scripts.get(sha1);
+  if (state === undefined) {
+    state = { inflight: 0, recovering: false, waiting: [] };
+    client.scripts.set(sha1, state);
+  }
+  return state;
+}
+
+/** EVALSHA with the NOSCRIPT fallback; rejects with a CoordisError. */
 async function evalWithFallback(
   redis: RedisClient,
   script: ScriptDef<never, never, unknown>,
+  state: RecoveryState,
   numKeys: number,
   argv: (string | number)[],
-) {
+): Promise<unknown> {
   const client = redis as unknown as EvalClient;
-  const state = recoveryState(redis, script.sha1);
-  if (state.recovering) await new Promise<void>((resolve) => state.waiting.push(resolve));
-  state.inflight++;
   try {
+    if (state.recovering) await new Promise<void>((resolve) => state.waiting.push(resolve));
+    state.inflight++;
     try {
       return await client.evalsha(script.sha1, numKeys, ...argv);
     } catch (err) {
@@ -118,16 +120,44 @@ async function evalWithFallback(
       if (!isNoScript(err)) throw err;
       state.recovering = true;
       return await client.eval(script.source, numKeys, ...argv);
+    } finally {
+      state.inflight--;
+      if (state.recovering && state.inflight === 0) {
+        state.recovering = false;
+        const waiting = state.waiting;
+        state.waiting = [];
+        for (const resume of waiting) resume();
+      }
     }
-  } finally {
-    state.inflight--;
-    if (state.recovering && state.inflight === 0) {
-      state.recovering = false;
-      const waiting = state.waiting;
-      state.waiting = [];
-      for (const resume of waiting) resume();
-    }
+  } catch (err) {
+    throw toCoordisError(err, script.name);
   }
+}
+
+/** Rejects with RedisUnavailableError when `pending` has not settled within `deadlineMs`. */
+function withDeadline(pending: Promise<unknown>, deadlineMs: number, scriptName: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () =>
+        reject(
+          new RedisUnavailableError(
+            `Redis did not answer script "${scriptName}" within ${deadlineMs} ms (Coordis deadline); ` +
+              "it may still run. Check that the server or cluster is reachable.",
+          ),
+        ),
+      deadlineMs,
+    );
+    pending.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
 }
 
 /**
@@ -139,20 +169,20 @@ async function evalWithFallback(
  * @throws RedisUnavailableError when Redis cannot be reached within the client's command timeout (the script may
  *   or may not have run), ScriptError when Redis or the script rejected the call
  */
-export async function runScript<K extends readonly string[], A extends readonly string[], R>(
+export function runScript<K extends readonly string[], A extends readonly string[], R>(
   redis: RedisClient,
   script: ScriptDef<K, A, R>,
   keys: ScriptKeys<K>,
   args: ScriptArgs<A>,
 ): Promise<R> {
   const def = script as unknown as ScriptDef<never, never, unknown>;
-  return (await run(
+  return run(
     redis,
     def,
     def.numberOfKeys,
     keys as readonly string[],
     args as readonly (string | number)[],
-  )) as R;
+  ) as Promise<R>;
 }
 
 /**
@@ -168,45 +198,32 @@ export async function runScript<K extends readonly string[], A extends readonly 
  * @returns the script's reply, typed by its header's `Reply:` line
  * @throws RedisUnavailableError, ScriptError like {@link runScript}
  */
-export async function runScriptDynamic<K extends readonly string[], A extends readonly string[], R>(
+export function runScriptDynamic<K extends readonly string[], A extends readonly string[], R>(
   redis: RedisClient,
   script: ScriptDef<K, A, R>,
   keys: readonly string[],
   args: readonly (string | number)[],
 ): Promise<R> {
-  return (await run(redis, script as unknown as ScriptDef<never, never, unknown>, keys.length, keys, args)) as R;
+  return run(redis, script as unknown as ScriptDef<never, never, unknown>, keys.length, keys, args) as Promise<R>;
 }
 
-async function run(
+function run(
   redis: RedisClient,
   script: ScriptDef<never, never, unknown>,
   numKeys: number,
   keys: readonly string[],
   args: readonly (string | number)[],
 ): Promise<unknown> {
-  const argv = [...keys, ...args];
-  const deadline = deadlineFor(redis);
   try {
-    if (deadline === 0) return await evalWithFallback(redis, script, numKeys, argv);
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new RedisUnavailableError(
-              `Redis did not answer script "${script.name}" within ${deadline} ms (Coordis deadline); ` +
-                "it may still run. Check that the server or cluster is reachable.",
-            ),
-          ),
-        deadline,
-      );
-    });
-    try {
-      return await Promise.race([evalWithFallback(redis, script, numKeys, argv), expired]);
-    } finally {
-      clearTimeout(timer);
-    }
+    const client = clientState(redis);
+    const state = recoveryState(client, script.sha1);
+    const nk = keys.length;
+    const argv: (string | number)[] = new Array(nk + args.length);
+    for (let i = 0; i < nk; i++) argv[i] = keys[i] as string;
+    for (let i = 0; i < args.length; i++) argv[nk + i] = args[i] as string | number;
+    const pending = evalWithFallback(redis, script, state, numKeys, argv);
+    return client.deadlineMs === 0 ? pending : withDeadline(pending, client.deadlineMs, script.name);
   } catch (err) {
-    throw toCoordisError(err, script.name);
+    return Promise.reject(toCoordisError(err, script.name));
   }
 }

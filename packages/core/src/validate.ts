@@ -77,6 +77,8 @@ export function string(name: string, value: unknown, bounds: { minBytes?: number
   if (!value.isWellFormed()) {
     throw new InvalidArgumentError(name, "contains a lone UTF-16 surrogate (not valid Unicode)");
   }
+  // UTF-8 takes at least one byte and at most three per UTF-16 code unit: most strings need no byte count.
+  if (value.length >= min && value.length * 3 <= max) return value;
   const bytes = Buffer.byteLength(value, "utf8");
   if (bytes < min) {
     throw new InvalidArgumentError(name, min === 1 ? "must not be empty" : `must be at least ${min} bytes`);

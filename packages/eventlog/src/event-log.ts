@@ -175,6 +175,8 @@ export class EventLog<T = unknown> {
   /** @internal */
   readonly observer: CoordisObserver | undefined;
   private readonly entity: EntityKeys;
+  /** The dedupe key passed (unused) when an append has no idempotency key: `keys.dedupe("")`. */
+  private readonly noDedupeKey: string;
   private readonly maxLen: number;
   private readonly maxAgeMs: number;
   private readonly maxEventBytes: number;
@@ -207,6 +209,7 @@ export class EventLog<T = unknown> {
         ? DEFAULT_IDEMPOTENCY_WINDOW_MS
         : validate.durationMs("options.idempotencyWindowMs", opts.idempotencyWindowMs);
     const e = this.entity;
+    this.noDedupeKey = e.sub("idem", "");
     this.keys = {
       stream: e.base,
       meta: e.sub("meta"),
@@ -247,11 +250,12 @@ export class EventLog<T = unknown> {
         const [id, duplicate] = await runScript(
           this.redis,
           eventlogScripts.append,
-          [this.keys.stream, this.keys.meta, this.keys.dedupe(idem ?? "")],
+          [this.keys.stream, this.keys.meta, idem === undefined ? this.noDedupeKey : this.keys.dedupe(idem)],
           [payload, idem === undefined ? 0 : this.windowMs, this.maxLen, this.maxAgeMs, this.chain ? 1 : 0],
         );
         result = { id, duplicate: duplicate === 1 };
       }
+      if (this.observer?.onOperation === undefined) return result;
       notifyOperation(this.observer, {
         primitive: "eventlog",
         op: "append",
@@ -518,6 +522,8 @@ export class EventLog<T = unknown> {
       throw new InvalidArgumentError("event", `cannot be encoded as JSON: ${errorOf(err).message}`);
     }
     if (text === undefined) throw new InvalidArgumentError("event", `a ${typeof event} cannot be encoded as JSON`);
+    // UTF-8 takes at most three bytes per UTF-16 code unit: short texts need no byte count.
+    if (text.length * 3 <= this.maxEventBytes) return text;
     const bytes = Buffer.byteLength(text, "utf8");
     if (bytes > this.maxEventBytes) {
       throw new InvalidArgumentError(

@@ -5,13 +5,11 @@ import {
   batchSettings,
   type CoordisObserver,
   DEFAULT_PREFIX,
-  defineScript,
   type EntityKeys,
   entityKeys,
   InvalidArgumentError,
   notifyOperation,
   type RedisClient,
-  runScript,
   runScriptDynamic,
   type ScriptDef,
   ScriptError,
@@ -180,7 +178,10 @@ export class Leaderboard<M = unknown> {
   private readonly toleranceMs: number;
   private readonly metaMaxBytes: number;
   private readonly observer: CoordisObserver | undefined;
-  private readonly variadic = new Map<string, AnyScript>();
+  /** The last board built per period (see {@link Leaderboard.board}). */
+  private readonly lastBoards = new Map<Period, Board>();
+  private readonly metaKey: string;
+  private readonly seqKey: string;
   private readonly batcher: Batcher<CheckedSubmission, SubmitResult> | undefined;
 
   /**
@@ -195,6 +196,8 @@ export class Leaderboard<M = unknown> {
     const def = <T>(value: T | undefined, fallback: T): T => (value === undefined ? fallback : value);
     const prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
     this.keys = entityKeys(prefix, "lb", name);
+    this.metaKey = this.keys.sub("meta");
+    this.seqKey = this.keys.sub("seq");
     this.name = name;
     this.order = validate.oneOf("options.order", def(opts.order, "desc"), ["desc", "asc"]);
     this.update = validate.oneOf("options.update", def(opts.update, "best"), ["best", "replace", "increment"]);
@@ -311,7 +314,7 @@ export class Leaderboard<M = unknown> {
     return this.query(op, period, async (): Promise<Standing<M> | null> => {
       const reply = (await this.run(
         leaderboardScripts.rank,
-        [this.keys.sub("meta"), ...pairs(boards)],
+        [this.metaKey, ...pairs(boards)],
         [this.order, at, boards.length, id, ...ranges(boards)],
       )) as Reply[];
       if (reply.length === 0) return null;
@@ -370,7 +373,7 @@ export class Leaderboard<M = unknown> {
     return this.query("around", period, async () => {
       const reply = (await this.run(
         leaderboardScripts.around,
-        [this.keys.sub("meta"), ...pairs(boards)],
+        [this.metaKey, ...pairs(boards)],
         [this.order, at, boards.length, id, radius, ...ranges(boards)],
       )) as Reply[];
       if (reply.length === 0) return [];
@@ -420,7 +423,7 @@ export class Leaderboard<M = unknown> {
       }
     }
     return this.query("remove", undefined, async () => {
-      const removed = await this.run(leaderboardScripts.remove, [this.keys.sub("meta"), ...pairs(boards)], [id]);
+      const removed = await this.run(leaderboardScripts.remove, [this.metaKey, ...pairs(boards)], [id]);
       return Number(removed) > 0;
     });
   }
@@ -458,24 +461,27 @@ export class Leaderboard<M = unknown> {
   private submitCall(items: readonly CheckedSubmission[]) {
     const boards = new Map<string, { board: Board; period: number }>();
     const now = Date.now();
+    const periods = this.periods;
     for (const item of items) {
-      this.periods.forEach((period, p) => {
-        for (const bucket of this.candidates(period, item.at, now)) {
+      for (let p = 0; p < periods.length; p++) {
+        for (const bucket of this.candidates(periods[p] as Period, item.at, now)) {
           const board = this.board(bucket);
           if (!boards.has(board.zset)) boards.set(board.zset, { board, period: p + 1 });
         }
-      });
+      }
     }
-    const keys = [this.keys.sub("meta"), this.keys.sub("seq")];
-    const args: (string | number)[] = [this.update, this.order, this.periods.length, boards.size, items.length];
+    const keys = [this.metaKey, this.seqKey];
+    const args: (string | number)[] = [this.update, this.order, periods.length, boards.size, items.length];
     args.push(this.toleranceMs);
+    const list: Board[] = [];
     for (const { board, period } of boards.values()) {
       keys.push(board.zset, board.index);
       const expireAt = board.bucket.period === "all" ? 0 : board.bucket.endMs + this.graceMs;
       args.push(period, board.bucket.startMs, board.bucket.endMs, expireAt);
+      list.push(board);
     }
     for (const item of items) args.push(item.member, String(item.score), item.metaJson, item.at ?? "");
-    return { keys, args, list: [...boards.values()].map((b) => b.board) };
+    return { keys, args, list };
   }
 
   private async runSubmit(items: CheckedSubmission[]): Promise<SubmitResult[]> {
@@ -503,23 +509,23 @@ export class Leaderboard<M = unknown> {
   /** One item's row of a submit reply (per period: score, rank, updated, board index) as a SubmitResult. */
   private submitResult(row: Reply[], list: Board[]): SubmitResult {
     const periods: Partial<Record<Period, PeriodResult>> = {};
-    this.periods.forEach((period, p) => {
+    for (let p = 0; p < this.periods.length; p++) {
       // The script reports which candidate board (1-based, in KEYS order) held the item's time.
       const board = list[Number(row[4 * p + 3]) - 1];
-      periods[period] = {
+      periods[this.periods[p] as Period] = {
         bucket: board?.bucket.id ?? "?",
         score: toScore(row[4 * p]),
         rank: Number(row[4 * p + 1]),
         updated: Number(row[4 * p + 2]) === 1,
       };
-    });
+    }
     const first = periods[this.periods[0] as Period] as PeriodResult;
     return { ...first, periods };
   }
 
   /** The buckets a call may touch for `period`: the exact one for `at`, else those within the clock tolerance. */
-  private candidates(period: Period, at: number | undefined, now: number): PeriodBucket[] {
-    if (period === "all") return [periodBucket("all", 0)];
+  private candidates(period: Period, at: number | undefined, now: number): readonly PeriodBucket[] {
+    if (period === "all") return ALL_BUCKETS;
     if (at !== undefined) return [periodBucket(period, at, this.offsetMinutes)];
     const out: PeriodBucket[] = [];
     for (const t of [now - this.toleranceMs, now, now + this.toleranceMs]) {
@@ -530,8 +536,13 @@ export class Leaderboard<M = unknown> {
   }
 
   private board(bucket: PeriodBucket): Board {
+    // Most calls hit the board of the current bucket: reuse its keys while the bucket stays the same.
+    const last = this.lastBoards.get(bucket.period);
+    if (last !== undefined && last.bucket.id === bucket.id && last.bucket.startMs === bucket.startMs) return last;
     const zset = bucket.period === "all" ? this.keys.sub("all") : this.keys.sub(bucket.period, bucket.id);
-    return { bucket, zset, index: `${zset}:idx` };
+    const board = { bucket, zset, index: `${zset}:idx` };
+    this.lastBoards.set(bucket.period, board);
+    return board;
   }
 
   private boardsFor(options: BoardOptions | undefined) {
@@ -551,7 +562,7 @@ export class Leaderboard<M = unknown> {
     return this.query(op, period, async () => {
       const reply = (await this.run(
         leaderboardScripts.range,
-        [this.keys.sub("meta"), ...pairs(boards)],
+        [this.metaKey, ...pairs(boards)],
         [this.order, at, boards.length, start, stop, ...ranges(boards)],
       )) as Reply[];
       return this.entries(reply, 1, start);
@@ -571,27 +582,11 @@ export class Leaderboard<M = unknown> {
     return JSON.parse(String(raw)) as M;
   }
 
-  /** Runs a script whose KEYS count varies with the number of boards (core's runScript takes it from the def). */
-  private async run(script: AnyScript, keys: string[], args: (string | number)[]): Promise<unknown> {
+  /** Runs a script whose KEYS count varies with the number of boards (`numkeys` = `keys.length`). */
+  private run(script: AnyScript, keys: string[], args: (string | number)[]): Promise<unknown> {
     // Every other operation goes after the submits already queued by this instance (order per member).
     this.batcher?.flush();
-    const id = `${script.name}/${keys.length}`;
-    let def = this.variadic.get(id);
-    if (def === undefined) {
-      def = defineScript({
-        name: script.name,
-        keys: keys.map((_, i) => `k${i}`),
-        args: [],
-        source: script.source,
-        sha1: script.sha1,
-      }) as AnyScript;
-      this.variadic.set(id, def);
-    }
-    try {
-      return await runScript(this.redis, def, keys, args);
-    } catch (err) {
-      throw mapError(err);
-    }
+    return runScriptDynamic(this.redis, script, keys, args).catch(rethrowMapped);
   }
 
   private async query<T>(op: string, period: Period | undefined, fn: () => Promise<T>): Promise<T> {
@@ -613,6 +608,7 @@ export class Leaderboard<M = unknown> {
     error?: unknown,
     attributes?: Record<string, string | number>,
   ) {
+    if (this.observer?.onOperation === undefined) return;
     notifyOperation(this.observer, {
       primitive: "leaderboard",
       op,
@@ -631,6 +627,13 @@ function pairs(boards: Board[]): string[] {
 
 function ranges(boards: Board[]): number[] {
   return boards.flatMap((b) => [b.bucket.startMs, b.bucket.endMs]);
+}
+
+/** The candidates of the all-time period: its one bucket. */
+const ALL_BUCKETS: readonly PeriodBucket[] = Object.freeze([periodBucket("all", 0)]);
+
+function rethrowMapped(err: unknown): never {
+  throw mapError(err);
 }
 
 function toScore(raw: Reply | undefined): number {

@@ -67,14 +67,33 @@ export interface LeaseInit {
   observer: CoordisObserver | undefined;
 }
 
-/** The one Lease implementation shared by Mutex, Semaphore, Redlock and runOncePerTick. Internal. */
+/** The reason a released lease's signal aborts with (built only when someone reads the signal). */
+function releasedReason(name: string): DOMException {
+  return new DOMException(`Lease on "${name}" was released`, "AbortError");
+}
+
+/**
+ * The one Lease implementation shared by Mutex, Semaphore, Redlock and runOncePerTick. Internal.
+ *
+ * The `AbortController` and the local deadline timer are created lazily: the controller when `signal` is first
+ * read (already aborted, with the same reason, when the lease ended before), the timer when someone can observe the
+ * deadline passing on its own — a reader of `signal` or an observer with `onEvent` (the `lease-lost` event). Every
+ * other path (`signal`, `remainingMs()`, `extend()`) checks the deadline when called, so a lease nobody watches
+ * costs no controller and no timer.
+ */
 export class LeaseImpl implements Lease {
   readonly name: string;
   readonly token: string;
   readonly fence: number;
   readonly #init: LeaseInit;
-  readonly #controller = new AbortController();
+  #controller: AbortController | undefined;
+  /** True once lost or released (what `signal.aborted` reports). */
+  #aborted = false;
+  /** The abort reason: the LeaseLostError, or undefined for a release (a DOMException, built lazily). */
+  #reason: LeaseLostError | undefined;
   #deadline: number;
+  /** Whether the deadline timer is wanted (someone can observe the deadline passing). */
+  #watched: boolean;
   #timer: NodeJS.Timeout | undefined;
   #autoTimer: NodeJS.Timeout | undefined;
   #autoExtending = false;
@@ -86,27 +105,39 @@ export class LeaseImpl implements Lease {
     this.token = init.token;
     this.fence = init.fence;
     this.#deadline = init.deadline;
-    this.#armDeadline();
+    this.#watched = init.observer?.onEvent !== undefined;
+    if (this.#watched) this.#armDeadline();
   }
 
   get signal(): AbortSignal {
     this.#checkDeadline();
-    return this.#controller.signal;
+    let controller = this.#controller;
+    if (controller === undefined) {
+      controller = new AbortController();
+      this.#controller = controller;
+      if (this.#aborted) {
+        controller.abort(this.#reason ?? releasedReason(this.name));
+      } else if (!this.#watched && !this.#released) {
+        // A reader may now wait for the abort event: the deadline must fire it on its own from here on.
+        this.#watched = true;
+        this.#armDeadline();
+      }
+    }
+    return controller.signal;
   }
 
   remainingMs(): number {
     this.#checkDeadline();
-    if (this.#controller.signal.aborted) return 0;
+    if (this.#aborted) return 0;
     return Math.max(0, this.#deadline - performance.now());
   }
 
   async extend(ttlMs?: number): Promise<void> {
     const ttl = ttlMs === undefined ? this.#init.ttlMs : validateTtl(ttlMs, "ttlMs");
     this.#checkDeadline();
-    const { signal } = this.#controller;
-    if (signal.aborted) {
-      throw signal.reason instanceof LeaseLostError
-        ? signal.reason
+    if (this.#aborted) {
+      throw this.#reason instanceof LeaseLostError
+        ? this.#reason
         : new LeaseLostError(this.name, this.fence, "not-held");
     }
     const start = performance.now();
@@ -126,10 +157,10 @@ export class LeaseImpl implements Lease {
     }
     // The new deadline counts from before the request was sent (the server's TTL started no earlier than that).
     const deadline = start + ttl - driftMs(ttl, this.#init.driftFactor);
-    if (!this.#controller.signal.aborted && !this.#released) {
+    if (!this.#aborted && !this.#released) {
       // Redis now holds exactly `ttl` from the reply: the local deadline follows it, even when that is shorter.
       this.#deadline = deadline;
-      this.#armDeadline();
+      if (this.#watched) this.#armDeadline();
     }
     this.#report("extend", "ok", start);
   }
@@ -149,18 +180,16 @@ export class LeaseImpl implements Lease {
       this.#report("release", "error", start, error);
       throw error;
     } finally {
-      if (!this.#controller.signal.aborted) {
-        this.#controller.abort(new DOMException(`Lease on "${this.name}" was released`, "AbortError"));
-      }
+      if (!this.#aborted) this.#abort(undefined);
     }
   }
 
   /** Marks the lease lost: aborts the signal with `error` and reports a `lease-lost` event. Idempotent. */
   lose(error: LeaseLostError): void {
-    if (this.#controller.signal.aborted) return;
+    if (this.#aborted) return;
     this.stopAutoExtend();
     clearTimeout(this.#timer);
-    this.#controller.abort(error);
+    this.#abort(error);
     notifyEvent(this.#init.observer, {
       primitive: "lock",
       type: "lease-lost",
@@ -181,7 +210,7 @@ export class LeaseImpl implements Lease {
     const schedule = (delay: number) => {
       if (!this.#autoExtending) return;
       this.#autoTimer = setTimeout(async () => {
-        if (!this.#autoExtending || this.#controller.signal.aborted) return;
+        if (!this.#autoExtending || this.#aborted) return;
         try {
           await this.extend();
           schedule(period);
@@ -197,11 +226,18 @@ export class LeaseImpl implements Lease {
   /** Stops automatic extension. */
   stopAutoExtend(): void {
     this.#autoExtending = false;
-    clearTimeout(this.#autoTimer);
+    if (this.#autoTimer !== undefined) clearTimeout(this.#autoTimer);
+  }
+
+  /** Ends the lease locally: `reason` is the LeaseLostError, or undefined for a release. */
+  #abort(reason: LeaseLostError | undefined): void {
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason ?? releasedReason(this.name));
   }
 
   #checkDeadline(): void {
-    if (this.#released || this.#controller.signal.aborted) return;
+    if (this.#released || this.#aborted) return;
     if (performance.now() >= this.#deadline) this.lose(new LeaseLostError(this.name, this.fence, "expired"));
   }
 
@@ -216,6 +252,7 @@ export class LeaseImpl implements Lease {
   }
 
   #report(op: string, outcome: string, start: number, error?: Error): void {
+    if (this.#init.observer?.onOperation === undefined) return;
     notifyOperation(this.#init.observer, {
       primitive: "lock",
       op,

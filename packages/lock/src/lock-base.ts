@@ -19,9 +19,20 @@ export type AttemptResult =
   /** Redlock: too many masters failed to answer for a quorum. Retried until `waitMs`, then thrown. */
   | { kind: "unavailable"; error: CoordisError };
 
-/** A random lease token: 128 bits, base64url. */
+/** Random bytes fetched from the CSPRNG in one call and handed out {@link TOKEN_BYTES} at a time. */
+const TOKEN_POOL_BYTES = TOKEN_BYTES * 256;
+let tokenPool = randomBytes(TOKEN_POOL_BYTES);
+let tokenPoolOffset = 0;
+
+/** A random lease token: 128 bits from the CSPRNG (each byte used once), base64url. */
 export function newToken(): string {
-  return randomBytes(TOKEN_BYTES).toString("base64url");
+  if (tokenPoolOffset + TOKEN_BYTES > TOKEN_POOL_BYTES) {
+    tokenPool = randomBytes(TOKEN_POOL_BYTES);
+    tokenPoolOffset = 0;
+  }
+  const start = tokenPoolOffset;
+  tokenPoolOffset += TOKEN_BYTES;
+  return tokenPool.toString("base64url", start, tokenPoolOffset);
 }
 
 function abortReason(signal: AbortSignal): unknown {
@@ -242,6 +253,7 @@ export abstract class LockBase {
   }
 
   #report(outcome: string, start: number, attempts: number, error?: Error): void {
+    if (this.observer?.onOperation === undefined) return;
     notifyOperation(this.observer, {
       primitive: "lock",
       op: "acquire",

@@ -59,13 +59,15 @@ export function mostConstraining(rules: readonly RuleDecision[], allowed: boolea
 /** Builds a {@link Decision} from per-rule parts. */
 export function makeDecision(allowed: boolean, rules: RuleDecision[], reason: DecisionReason): Decision {
   const top = mostConstraining(rules, allowed);
+  let retryAfterMs = 0;
+  if (!allowed) for (const r of rules) if (r.retryAfterMs > retryAfterMs) retryAfterMs = r.retryAfterMs;
   return {
     allowed,
     rule: top.name,
     limit: top.limit,
     remaining: top.remaining,
     resetMs: top.resetMs,
-    retryAfterMs: allowed ? 0 : Math.max(...rules.map((r) => r.retryAfterMs)),
+    retryAfterMs,
     reason,
     rules,
   };
@@ -73,9 +75,11 @@ export function makeDecision(allowed: boolean, rules: RuleDecision[], reason: De
 
 /** Turns a consume/peek/refund script reply `[allowed, nowMs, (wait, remaining, reset)...]` into a Decision. */
 export function decisionFromReply(reply: readonly number[], rules: readonly NormalizedRule[]): Decision {
-  const parts = rules.map((rule, i): RuleDecision => {
+  const parts: RuleDecision[] = new Array(rules.length);
+  for (let i = 0; i < rules.length; i++) {
+    const rule = rules[i] as NormalizedRule;
     const wait = Number(reply[2 + i * 3]);
-    return {
+    parts[i] = {
       name: rule.name,
       allowed: wait === 0,
       limit: rule.capacity,
@@ -83,6 +87,6 @@ export function decisionFromReply(reply: readonly number[], rules: readonly Norm
       resetMs: Number(reply[4 + i * 3]),
       retryAfterMs: wait,
     };
-  });
+  }
   return makeDecision(reply[0] === 1, parts, "redis");
 }

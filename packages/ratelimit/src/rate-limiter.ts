@@ -107,6 +107,8 @@ export class RateLimiter {
   readonly #redisRetryMs: number;
   readonly #failClosedRetryAfterMs: number;
   readonly #batcher: Batcher<QueuedConsume, number[]> | undefined;
+  /** `<prefix>:rl:`, the part of every key before the hash tag. */
+  readonly #keyHead: string;
   #downUntil = 0;
 
   /**
@@ -120,6 +122,7 @@ export class RateLimiter {
     this.#spec = rulesSpec(this.rules);
     this.#maxCost = Math.min(...this.rules.map((r) => r.capacity));
     this.prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
+    this.#keyHead = entityKeys(this.prefix, "rl", "x").base.slice(0, -3);
     this.#observer = validate.observer("options.observer", opts.observer);
     const policy = opts.onRedisError === undefined ? "throw" : opts.onRedisError;
     if (typeof policy === "string") {
@@ -234,7 +237,8 @@ export class RateLimiter {
 
   #key(key: string): string {
     validateName(key, "key");
-    return entityKeys(this.prefix, "rl", key).base;
+    // entityKeys(this.prefix, "rl", key).base, without validating the prefix (done once) and the key again.
+    return `${this.#keyHead}{${key}}`;
   }
 
   #checkCost(cost: number, argument: string): void {
@@ -320,6 +324,7 @@ export class RateLimiter {
   }
 
   #emit(op: Op, key: string, started: number, outcome: string, decision?: Decision, error?: Error): void {
+    if (this.#observer?.onOperation === undefined) return;
     const algorithm = this.rules.find((r) => r.name === decision?.rule)?.algorithm;
     notifyOperation(this.#observer, {
       primitive: "ratelimit",
