@@ -164,7 +164,7 @@ function token(): string {
  * - **Invalidation across replicas.** `set`, `delete`, `invalidateTag` and `clear` evict the entry from every
  *   replica's L1 through a pub/sub channel per namespace. When this instance may have missed a message (its
  *   subscriber disconnected, was resubscribed, its queue overflowed, or a publisher's sequence number skipped) it
- *   drops its whole L1 and does not read L1 until the subscription is live again.
+ *   drops its whole L1 at once and does not read L1 until the subscription is live again.
  * - **Staleness bound.** An L1 read is at most `l1.ttlMs` old; with the bus, a change is visible everywhere within
  *   pub/sub delivery time, and `l1.ttlMs` only bounds the case of a message lost without any sign.
  * - **Stampede protection.** Concurrent misses of one key in one process share one call; across replicas one caller
@@ -174,8 +174,9 @@ function token(): string {
  *   replicas refreshes it in the background.
  * - **Tags** are versions: an entry records the version of each of its tags, `invalidateTag` deletes the tag's
  *   version (one command, no key scan), and a read treats an entry with an outdated tag as a miss.
- * - **Degradation.** When Redis is unavailable, L1 (even stale within `staleMs`) is served and the loader is called
- *   directly; a circuit breaker stops paying the command timeout on every call.
+ * - **Degradation.** When Redis is unavailable the loader is called directly and its result kept in L1 for
+ *   `l1.ttlMs` (entries from before the outage were dropped with the gap); a circuit breaker stops paying the command
+ *   timeout on every call.
  *
  * Keys: `<prefix>:cache:{<namespace>:<key>}` (each entry in its own slot on Redis Cluster) with a `:lock` sibling,
  * tag versions at `<prefix>:cache-tag:{<namespace>:<tag>}`.

@@ -125,8 +125,10 @@ export class InvalidationBus {
   private lost(reason: GapReason): void {
     if (this.closed) return;
     this.setHealthy(false);
-    // L1 is kept (unread) so it can still serve while Redis itself is unreachable; it is dropped on resubscribe.
-    this.listener.gap(reason, false);
+    // From this moment invalidations may be missed, so L1 is dropped now, not only on resubscribe: otherwise the
+    // degraded path (Redis unreachable, circuit open) could serve entries an invalidation had already replaced.
+    // Entries loaded while disconnected are stored under the new epoch and stay usable.
+    this.listener.gap(reason, true);
   }
 
   private setHealthy(healthy: boolean): void {

@@ -1,5 +1,18 @@
 import type { ChaosScenario } from "../scenario.js";
+import { deadlinesScenario } from "./deadlines.js";
+import { eventlogScenario } from "./eventlog.js";
+import { lockMutex, lockRedlock } from "./lock.js";
+import { pubsubCacheScenario } from "./pubsub-cache.js";
+import { ratelimitScenario } from "./ratelimit.js";
 import { scriptPath } from "./script-path.js";
 
 /** Every registered chaos scenario, in run order. Add new ones here. */
-export const scenarios: readonly ChaosScenario[] = [scriptPath];
+export const scenarios: readonly ChaosScenario[] = [
+  scriptPath,
+  lockMutex,
+  lockRedlock,
+  ratelimitScenario,
+  eventlogScenario(100_000),
+  pubsubCacheScenario,
+  deadlinesScenario,
+];

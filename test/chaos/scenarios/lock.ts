@@ -1,0 +1,411 @@
+import { performance } from "node:perf_hooks";
+import {
+  describeSchedule,
+  type FaultKind,
+  type FaultProxy,
+  type FaultSchedule,
+  type FaultStep,
+  faultSchedule,
+  type RedisServer,
+  runSchedule,
+  startProxy,
+  startRedis,
+  testPrefix,
+} from "@coordis/testing";
+import {
+  type ChaosWorker,
+  reply,
+  spawnWorker,
+  stopWorkers,
+  until,
+  Violations,
+  type WorkerMessage,
+  waitReady,
+} from "../lib/workers.js";
+import type { ChaosScenario, ScenarioContext, ScenarioResult } from "../scenario.js";
+
+/** Worker processes contending for the lock. */
+const WORKERS = 4;
+/** Lease TTL, ms: short, so pauses of workers (250–1500 ms) outlast it. */
+const TTL_MS = 500;
+/** Each critical section "works" 0..HOLD_MAX_MS ms between its fenced read and its fenced write. */
+const HOLD_MAX_MS = 150;
+/** Tolerance when comparing timestamps of different processes (Date.now() has 1 ms resolution), ms. */
+const CLOCK_TOLERANCE_MS = 2;
+/** After the faults, accepted sections must resume within this time, ms. */
+const RECOVERY_MS = 10_000;
+
+/** One acquisition as a worker reported it (wall-clock ms of this machine, shared by all processes). */
+export interface Acquisition {
+  worker: string;
+  fence: number;
+  reqAt: number;
+  gotAt: number;
+  validUntil: number;
+  releaseAt: number | undefined;
+}
+
+/** One critical section as the register saw it (register clock: the parent's performance.now()). */
+interface Section {
+  worker: string;
+  fence: number;
+  beginAt: number;
+  beginOk: boolean;
+  endAt: number | undefined;
+  endOk: boolean;
+}
+
+/**
+ * The protected resource: a register holding a counter that honours fences. A fenced read (`begin`) or write
+ * (`end`) is accepted only when its fence is ≥ the highest fence seen so far, which then becomes that fence; the
+ * write stores the value the section computed from its read. Equal fences are let through on purpose: two holders
+ * given the same fence would then both be accepted, and the checker sees the overlap and the lost update.
+ */
+export class FencedRegister {
+  maxSeen = 0;
+  value = 0;
+  writes = 0;
+  readonly sections: Section[] = [];
+  readonly #open = new Map<string, Section>();
+
+  begin(worker: string, fence: number): { accepted: boolean; value: number } {
+    const accepted = fence >= this.maxSeen;
+    if (accepted) this.maxSeen = fence;
+    const section: Section = {
+      worker,
+      fence,
+      beginAt: performance.now(),
+      beginOk: accepted,
+      endAt: undefined,
+      endOk: false,
+    };
+    this.sections.push(section);
+    this.#open.set(`${worker}/${fence}`, section);
+    return { accepted, value: this.value };
+  }
+
+  end(worker: string, fence: number, value: number): boolean {
+    const section = this.#open.get(`${worker}/${fence}`);
+    this.#open.delete(`${worker}/${fence}`);
+    const accepted = section?.beginOk === true && fence >= this.maxSeen;
+    if (accepted) {
+      this.maxSeen = fence;
+      this.value = value;
+      this.writes++;
+    }
+    if (section !== undefined) {
+      section.endAt = performance.now();
+      section.endOk = accepted;
+    }
+    return accepted;
+  }
+}
+
+/**
+ * The history checker. Register side: accepted sections never overlap, accepted fences strictly increase, no update
+ * is lost. Lock side: no fence is handed out twice, fences increase in real-time order (an acquisition requested
+ * after another one returned gets a higher fence), and no two leases are valid at the same instant (a lease counts
+ * from when acquire returned until the earlier of its local validity deadline and its release).
+ */
+export function checkLockHistory(
+  register: FencedRegister,
+  acquisitions: readonly Acquisition[],
+  violations: Violations,
+): { sectionsAccepted: number; sectionsRejected: number; maxFence: number } {
+  const accepted = register.sections.filter((s) => s.beginOk && s.endOk).sort((a, b) => a.beginAt - b.beginAt);
+  for (let i = 1; i < accepted.length; i++) {
+    const prev = accepted[i - 1] as Section;
+    const cur = accepted[i] as Section;
+    if (cur.beginAt < (prev.endAt as number)) {
+      violations.add(
+        "overlap",
+        `accepted sections overlap: ${prev.worker} fence ${prev.fence} [${prev.beginAt.toFixed(1)}, ${prev.endAt?.toFixed(1)}] and ${cur.worker} fence ${cur.fence} began at ${cur.beginAt.toFixed(1)}`,
+      );
+    }
+    if (cur.fence <= prev.fence) {
+      violations.add("fence-order", `accepted fence ${cur.fence} (${cur.worker}) after accepted fence ${prev.fence}`);
+    }
+  }
+  if (register.value !== register.writes) {
+    violations.add("lost-update", `register holds ${register.value} after ${register.writes} accepted writes`);
+  }
+
+  const byFence = new Map<number, Acquisition>();
+  for (const a of acquisitions) {
+    const other = byFence.get(a.fence);
+    if (other !== undefined) {
+      violations.add("duplicate-fence", `fence ${a.fence} handed to ${other.worker} and to ${a.worker}`);
+    } else byFence.set(a.fence, a);
+  }
+  // Real-time order: sweep acquisitions by request time, tracking the highest fence among those that returned
+  // strictly earlier.
+  const byGot = [...acquisitions].sort((a, b) => a.gotAt - b.gotAt);
+  const byReq = [...acquisitions].sort((a, b) => a.reqAt - b.reqAt);
+  let j = 0;
+  let best: Acquisition | undefined;
+  for (const a of byReq) {
+    while (j < byGot.length && (byGot[j] as Acquisition).gotAt < a.reqAt) {
+      const g = byGot[j] as Acquisition;
+      if (best === undefined || g.fence > best.fence) best = g;
+      j++;
+    }
+    if (best !== undefined && a.fence <= best.fence) {
+      violations.add(
+        "fence-regression",
+        `${a.worker} requested at ${a.reqAt} and got fence ${a.fence}, but ${best.worker} had already got fence ${best.fence} at ${best.gotAt}`,
+      );
+    }
+  }
+  // Mutual exclusion of valid leases.
+  const intervals = acquisitions
+    .map((a) => ({ a, from: a.gotAt, to: Math.min(a.validUntil, a.releaseAt ?? Number.POSITIVE_INFINITY) }))
+    .filter((x) => x.to > x.from)
+    .sort((x, y) => x.from - y.from);
+  let open: (typeof intervals)[number] | undefined;
+  for (const x of intervals) {
+    if (open !== undefined && x.from < open.to - CLOCK_TOLERANCE_MS) {
+      violations.add(
+        "exclusion",
+        `${open.a.worker} (fence ${open.a.fence}) valid until ${open.to} but ${x.a.worker} (fence ${x.a.fence}) held it from ${x.from}`,
+      );
+    }
+    if (open === undefined || x.to > open.to) open = x;
+  }
+  return {
+    sectionsAccepted: accepted.length,
+    sectionsRejected: register.sections.length - accepted.length,
+    maxFence: Math.max(0, ...acquisitions.map((a) => a.fence)),
+  };
+}
+
+/**
+ * Keeps at most one server down at a time, so a majority of Redlock's masters always keeps its data (the README's
+ * stated tolerance), and makes every killed master stay down ≥ one TTL + 100 ms (its "delayed restart"). Steps are
+ * dropped or lengthened, never moved, so the schedule stays a pure function of the seed.
+ */
+function oneServerDownAtATime(schedule: FaultSchedule): FaultSchedule {
+  const kept: FaultStep[] = [];
+  let downUntil = -1;
+  for (const original of schedule.steps) {
+    let step = original;
+    if (step.target === "server" && step.fault === "kill") {
+      if (step.atMs < downUntil) continue;
+      step = { ...step, durationMs: Math.max(step.durationMs, TTL_MS + 100) };
+      downUntil = step.atMs + step.durationMs + 500;
+    }
+    kept.push(step);
+  }
+  return faultSchedule({ seed: schedule.seed, steps: kept });
+}
+
+interface LockScenarioOptions {
+  mode: "mutex" | "redlock";
+  name: string;
+  description: string;
+}
+
+function lockScenario({ mode, name, description }: LockScenarioOptions): ChaosScenario {
+  return {
+    name,
+    description,
+    defaultDurationMs: 90_000,
+    run: (context) => runLockScenario(mode, name, context),
+  };
+}
+
+async function runLockScenario(
+  mode: "mutex" | "redlock",
+  scenario: string,
+  { seed, durationMs, log }: ScenarioContext,
+): Promise<ScenarioResult> {
+  const started = performance.now();
+  const masters = mode === "mutex" ? 1 : 3;
+  const meanIntervalMs = Math.min(1_500, Math.max(300, Math.round(durationMs / 12)));
+  // Mutex: one server with AOF and appendfsync always, so kill/restart loses no acknowledged write (the README's
+  // condition for fences to survive restarts); a proxy per worker partitions single clients.
+  // Redlock: three masters without persistence, a proxy per master (shared by all workers) partitions a master;
+  // at most one master is down at a time and each stays down longer than a TTL.
+  const faults: FaultKind[] =
+    mode === "mutex"
+      ? ["pause", "kill", "restart", "latency", "drop", "blackhole"]
+      : ["pause", "kill", "latency", "drop", "blackhole"];
+  const proxiesCount = mode === "mutex" ? WORKERS : masters;
+  let schedule = faultSchedule({
+    seed,
+    generate: {
+      durationMs,
+      faults,
+      meanIntervalMs,
+      targets: { servers: masters, proxies: proxiesCount, processes: WORKERS },
+      faultMs: [TTL_MS / 2, TTL_MS * 3],
+      latencyMs: [5, 60],
+    },
+  });
+  if (mode === "redlock") schedule = oneServerDownAtATime(schedule);
+  log(describeSchedule(schedule));
+
+  const violations = new Violations();
+  const register = new FencedRegister();
+  const acquisitions = new Map<string, Acquisition>();
+  const acquireFailed: Record<string, number> = {};
+  const servers: RedisServer[] = [];
+  const proxies: FaultProxy[] = [];
+  const workers: ChaosWorker[] = [];
+  let respawns = 0;
+  let crashes = 0;
+  const prefix = testPrefix();
+  try {
+    for (let i = 0; i < masters; i++) {
+      // AOF with appendfsync always on every master: fences must be remembered across restarts (packages/lock
+      // README, "Redlock and lost data"); without it a restarted master plus a partitioned one can let a fence go back.
+      servers.push(await startRedis({ appendOnly: true, config: { appendfsync: "always" } }));
+    }
+    for (let i = 0; i < proxiesCount; i++) {
+      proxies.push(await startProxy({ target: servers[mode === "mutex" ? 0 : i] as RedisServer, seed: seed + i }));
+    }
+    let ready = 0;
+    const onMessage = (msg: WorkerMessage, worker: ChaosWorker) => {
+      const id = `w${worker.slot}.${worker.child.pid}`;
+      switch (msg.type) {
+        case "ready":
+          ready++;
+          break;
+        case "acquire-failed":
+          acquireFailed[msg.code as string] = (acquireFailed[msg.code as string] ?? 0) + 1;
+          break;
+        case "acquired":
+          acquisitions.set(`${id}/${msg.fence}`, {
+            worker: id,
+            fence: msg.fence as number,
+            reqAt: msg.reqAt as number,
+            gotAt: msg.gotAt as number,
+            validUntil: msg.validUntil as number,
+            releaseAt: undefined,
+          });
+          break;
+        case "released": {
+          const a = acquisitions.get(`${id}/${msg.fence}`);
+          if (a !== undefined) a.releaseAt = msg.releaseAt as number;
+          break;
+        }
+        case "begin":
+          reply(worker, msg, register.begin(id, msg.fence as number));
+          break;
+        case "end":
+          reply(worker, msg, { accepted: register.end(id, msg.fence as number, msg.value as number) });
+          break;
+      }
+    };
+    const spawn = (slot: number, incarnation: number) => {
+      const urls = mode === "mutex" ? [(proxies[slot] as FaultProxy).url] : proxies.map((p) => p.url);
+      const w = spawnWorker(
+        "lock-worker.ts",
+        slot,
+        [
+          JSON.stringify({
+            mode,
+            urls,
+            prefix,
+            name: "chaos-lock",
+            ttlMs: TTL_MS,
+            waitMs: 2_000,
+            holdMaxMs: HOLD_MAX_MS,
+            commandTimeoutMs: 400,
+            nodeTimeoutMs: 200,
+            seed: (seed + slot * 7919 + incarnation * 104729) >>> 0,
+          }),
+        ],
+        onMessage,
+      );
+      w.child.once("exit", (code, signal) => {
+        if (signal === null && code !== 0) {
+          crashes++;
+          violations.add("worker-crash", `worker ${slot} exited with code ${code}: ${w.stderr().slice(-600)}`);
+        }
+      });
+      return w;
+    };
+    for (let i = 0; i < WORKERS; i++) workers.push(spawn(i, 0));
+    await waitReady(workers, () => ready);
+
+    const processes = workers.map((w) => w.child);
+    const faultLog = await runSchedule(
+      schedule,
+      { servers, proxies, processes },
+      {
+        onInject(entry) {
+          const { step } = entry;
+          if (step.target !== "process" || step.fault !== "kill") return;
+          respawns++;
+          const w = spawn(step.index, respawns);
+          workers.push(w);
+          processes[step.index] = w.child;
+        },
+      },
+    );
+    log(`faults done: ${faultLog.injected} injected, ${faultLog.repaired} repaired by the final sweep`);
+
+    // Liveness: once healed, accepted sections resume (a fence that went back would leave every write rejected).
+    const before = register.writes;
+    const recovered = await until(() => register.writes >= before + 3, RECOVERY_MS);
+    if (!recovered) {
+      violations.add(
+        "no-progress",
+        `only ${register.writes - before} accepted sections within ${RECOVERY_MS} ms after the faults were healed (register fence ${register.maxSeen})`,
+      );
+    }
+    await stopWorkers(workers);
+
+    const history = [...acquisitions.values()];
+    const summary = checkLockHistory(register, history, violations);
+    const operations = history.length + Object.values(acquireFailed).reduce((n, c) => n + c, 0);
+    return {
+      scenario,
+      operations,
+      faultsInjected: faultLog.injected,
+      violations: violations.count,
+      seed,
+      elapsedMs: Math.round(performance.now() - started),
+      details: {
+        acquisitions: history.length,
+        acquireFailed,
+        ...summary,
+        registerFence: register.maxSeen,
+        violationsByKind: violations.byKind,
+        workers: WORKERS,
+        respawns,
+        crashes,
+        ttlMs: TTL_MS,
+        masters,
+        persistence:
+          mode === "mutex"
+            ? "appendonly, appendfsync always"
+            : "appendonly, appendfsync always; one master down at a time",
+        faultsByKind: faultLog.byKind,
+        faultErrors: faultLog.entries.filter((e) => e.error !== undefined).map((e) => e.error),
+        durationMs,
+      },
+      samples: violations.samples,
+    };
+  } finally {
+    await stopWorkers(workers, 0);
+    for (const p of proxies) await p.close();
+    for (const s of servers) await s.stop();
+  }
+}
+
+/** Lock checker on a single Redis with AOF: Mutex. */
+export const lockMutex = lockScenario({
+  mode: "mutex",
+  name: "lock-mutex",
+  description:
+    "4 worker processes, Mutex + fenced register; pause workers past TTL, kill/restart Redis (AOF always), partition clients",
+});
+
+/** Lock checker over 3 masters: Redlock. */
+export const lockRedlock = lockScenario({
+  mode: "redlock",
+  name: "lock-redlock",
+  description:
+    "4 worker processes, Redlock over 3 masters + fenced register; pause workers, kill one master at a time, partition masters",
+});

@@ -1,0 +1,228 @@
+import { performance } from "node:perf_hooks";
+import type { Algorithm, Rule } from "@coordis/ratelimit";
+import {
+  describeSchedule,
+  type FaultProxy,
+  faultSchedule,
+  runSchedule,
+  startProxy,
+  startRedis,
+  testPrefix,
+} from "@coordis/testing";
+import {
+  type ChaosWorker,
+  spawnWorker,
+  stopWorkers,
+  until,
+  Violations,
+  type WorkerMessage,
+  waitReady,
+} from "../lib/workers.js";
+import type { ChaosScenario, ScenarioResult } from "../scenario.js";
+
+const PROCESSES = 3;
+const CLIENTS_PER_PROCESS = 100;
+/** How long every caller hammers the round's keys, ms. */
+const ROUND_MS = 1_500;
+/** Aligned windows of the sliding window (the fixed window opens at a key's first call; a round is well inside it). */
+const WINDOW_MS = 60_000;
+
+/**
+ * One rule per algorithm. The windows are long enough that each round (a fresh key per algorithm) is one window:
+ * fixed and sliding window must admit exactly `limit`. Token bucket and GCRA refill quickly enough (50 per second)
+ * to test refill too: they must admit `burst` plus what refilled during the round, within ±1.
+ */
+const RULES: Record<Algorithm, Rule> = {
+  "fixed-window": { name: "fw", limit: 200, windowMs: WINDOW_MS, algorithm: "fixed-window" },
+  "sliding-window": { name: "sw", limit: 200, windowMs: WINDOW_MS, algorithm: "sliding-window" },
+  "token-bucket": { name: "tb", limit: 100, windowMs: 2_000, burst: 100, algorithm: "token-bucket" },
+  gcra: { name: "gc", limit: 100, windowMs: 2_000, burst: 100, algorithm: "gcra" },
+};
+
+interface AlgoStats {
+  allowed: number;
+  rejected: number;
+  errors: number;
+  firstSend: number;
+  lastSend: number;
+  firstReply: number;
+  lastReply: number;
+}
+
+interface Worst {
+  round: number;
+  admitted: number;
+  bounds: [number, number];
+  demand: number;
+}
+
+/**
+ * Rate-limit checker: 3 processes × 100 concurrent callers on shared keys, one key per algorithm and round, while
+ * the server is paused (shorter than the command timeout) and latency comes and goes on each process' proxy. Per
+ * round (= one window of a fresh key) the admitted count must stay within the algorithm's bound, and hit it exactly
+ * when demand exceeded it and no call failed.
+ */
+export const ratelimitScenario: ChaosScenario = {
+  name: "ratelimit",
+  description: "3 processes × 100 callers, each algorithm on shared keys; pauses and latency; admitted per window",
+  defaultDurationMs: 60_000,
+  async run({ seed, durationMs, log }): Promise<ScenarioResult> {
+    const started = performance.now();
+    const schedule = faultSchedule({
+      seed,
+      generate: {
+        durationMs,
+        faults: ["pause", "latency"],
+        meanIntervalMs: Math.min(2_000, Math.max(400, Math.round(durationMs / 10))),
+        targets: { servers: 1, proxies: PROCESSES },
+        faultMs: [100, 600],
+        latencyMs: [5, 80],
+      },
+    });
+    log(describeSchedule(schedule));
+    const violations = new Violations();
+    const prefix = testPrefix();
+    const server = await startRedis();
+    const proxies: FaultProxy[] = [];
+    const workers: ChaosWorker[] = [];
+    const worst: Partial<Record<Algorithm, Worst>> = {};
+    const counts = { calls: 0, allowed: 0, errors: 0, rounds: 0, exactRounds: 0, straddled: 0 };
+    try {
+      for (let i = 0; i < PROCESSES; i++) proxies.push(await startProxy({ target: server, seed: seed + i }));
+      let ready = 0;
+      const reports = new Map<number, Array<Record<Algorithm, AlgoStats>>>();
+      const onMessage = (msg: WorkerMessage, worker: ChaosWorker) => {
+        if (msg.type === "ready") ready++;
+        else if (msg.type === "round-done") {
+          const list = reports.get(msg.round as number) ?? [];
+          list.push(msg.stats as Record<Algorithm, AlgoStats>);
+          reports.set(msg.round as number, list);
+        } else if (msg.type === "error") violations.add("worker-error", `worker ${worker.slot}: ${msg.message}`);
+      };
+      for (let i = 0; i < PROCESSES; i++) {
+        workers.push(
+          spawnWorker(
+            "ratelimit-worker.ts",
+            i,
+            [
+              JSON.stringify({
+                url: (proxies[i] as FaultProxy).url,
+                prefix,
+                clients: CLIENTS_PER_PROCESS,
+                rules: RULES,
+                batch: i === PROCESSES - 1, // one process goes through the micro-batching path
+              }),
+            ],
+            onMessage,
+          ),
+        );
+      }
+      await waitReady(workers, () => ready);
+
+      const check = (round: number, algorithm: Algorithm, stats: AlgoStats[]) => {
+        const rule = RULES[algorithm];
+        const sum = (f: (s: AlgoStats) => number) => stats.reduce((n, s) => n + f(s), 0);
+        const allowed = sum((s) => s.allowed);
+        const rejected = sum((s) => s.rejected);
+        const errors = sum((s) => s.errors);
+        const firstSend = Math.min(...stats.map((s) => s.firstSend));
+        const lastSend = Math.max(...stats.map((s) => s.lastSend));
+        const firstReply = Math.min(...stats.map((s) => s.firstReply));
+        const lastReply = Math.max(...stats.map((s) => s.lastReply));
+        counts.calls += allowed + rejected + errors;
+        counts.allowed += allowed;
+        counts.errors += errors;
+        let lo: number;
+        let hi: number;
+        if (algorithm === "fixed-window" || algorithm === "sliding-window") {
+          hi = rule.limit;
+          lo = rule.limit;
+          if (
+            algorithm === "sliding-window" &&
+            Math.floor(firstSend / WINDOW_MS) !== Math.floor(lastReply / WINDOW_MS)
+          ) {
+            // The round straddles an aligned window edge: the bound is the documented 2 × limit, no exactness.
+            counts.straddled++;
+            hi = 2 * rule.limit;
+            lo = 0;
+          }
+        } else {
+          const burst = rule.burst ?? rule.limit;
+          const perMs = rule.limit / rule.windowMs;
+          hi = burst + Math.ceil(perMs * Math.max(0, lastReply - firstSend)) + 1;
+          lo = burst + Math.floor(perMs * Math.max(0, lastSend - firstReply)) - 1;
+        }
+        const demand = allowed + rejected + errors;
+        const exact = errors === 0 && rejected > 0;
+        if (exact) counts.exactRounds++;
+        if (allowed > hi) {
+          violations.add(
+            "over-admitted",
+            `round ${round} ${algorithm}: admitted ${allowed} > bound ${hi} (demand ${demand})`,
+          );
+        } else if (exact && allowed < lo) {
+          violations.add(
+            "under-admitted",
+            `round ${round} ${algorithm}: admitted ${allowed} < ${lo} although ${rejected} calls were rejected`,
+          );
+        }
+        const w = worst[algorithm];
+        const score = (x: number, bounds: [number, number]) => x / Math.max(1, bounds[1]);
+        if (w === undefined || score(allowed, [lo, hi]) > score(w.admitted, w.bounds)) {
+          worst[algorithm] = { round, admitted: allowed, bounds: [lo, hi], demand };
+        }
+      };
+
+      // No abort signal: runSchedule adds one abort listener per step, which trips Node's listener-leak warning.
+      const faults = runSchedule(schedule, { servers: [server], proxies });
+      const until_ = performance.now() + durationMs;
+      for (let round = 0; round === 0 || performance.now() < until_; round++) {
+        const startAt = Date.now() + 50;
+        const keys = Object.fromEntries(
+          (Object.keys(RULES) as Algorithm[]).map((a) => [a, `chaos-${a}-${seed}-${round}`]),
+        ) as Record<Algorithm, string>;
+        for (const w of workers) w.send({ type: "round", round, keys, startAt, endAt: startAt + ROUND_MS });
+        const done = await until(() => (reports.get(round)?.length ?? 0) >= PROCESSES, ROUND_MS + 30_000);
+        if (!done) {
+          violations.add("round-timeout", `round ${round}: only ${reports.get(round)?.length ?? 0} processes reported`);
+          break;
+        }
+        counts.rounds++;
+        const list = reports.get(round) ?? [];
+        for (const algorithm of Object.keys(RULES) as Algorithm[]) {
+          check(
+            round,
+            algorithm,
+            list.map((r) => r[algorithm]),
+          );
+        }
+      }
+      const faultLog = await faults;
+      await stopWorkers(workers);
+      return {
+        scenario: "ratelimit",
+        operations: counts.calls,
+        faultsInjected: faultLog.injected,
+        violations: violations.count,
+        seed,
+        elapsedMs: Math.round(performance.now() - started),
+        details: {
+          ...counts,
+          worstWindow: worst,
+          rules: RULES,
+          processes: PROCESSES,
+          clientsPerProcess: CLIENTS_PER_PROCESS,
+          roundMs: ROUND_MS,
+          violationsByKind: violations.byKind,
+          faultsByKind: faultLog.byKind,
+          durationMs,
+        },
+        samples: violations.samples,
+      };
+    } finally {
+      await stopWorkers(workers, 0);
+      for (const p of proxies) await p.close();
+      await server.stop();
+    }
+  },
+};
