@@ -26,6 +26,7 @@ export {
   runSchedule,
 } from "./fault-schedule.js";
 export { type RedisGroup, startRedisGroup } from "./group.js";
+export { exitWithParent } from "./exit-with-parent.js";
 export { freePort } from "./ports.js";
 export { testPrefix } from "./prefix.js";
 export { mulberry32, randomSeed } from "./prng.js";
