@@ -9,6 +9,7 @@ export { type RedisCluster, type StartClusterOptions, startRedisCluster } from "
 export { type CommandCounts, countCommands, DEFAULT_IGNORED_COMMANDS } from "./commandstats.js";
 export { containerRuntimeReachable, REDIS_IMAGE } from "./containers.js";
 export { DeadlineExceededError, type DeadlineViolation, Watchdog, withDeadline } from "./deadline.js";
+export { exitWithParent } from "./exit-with-parent.js";
 export {
   describeSchedule,
   FAULT_KINDS,
@@ -26,7 +27,6 @@ export {
   runSchedule,
 } from "./fault-schedule.js";
 export { type RedisGroup, startRedisGroup } from "./group.js";
-export { exitWithParent } from "./exit-with-parent.js";
 export { freePort } from "./ports.js";
 export { testPrefix } from "./prefix.js";
 export { mulberry32, randomSeed } from "./prng.js";
