@@ -189,7 +189,8 @@ export class EventLog<T = unknown> {
    */
   constructor(redis: RedisClient, name: string, options: EventLogOptions = {}) {
     const opts = validate.options<EventLogOptions>("options", options);
-    if (redis === null || typeof redis !== "object" || typeof (redis as Redis).duplicate !== "function") {
+    validate.redisClient("redis", redis);
+    if (typeof (redis as Redis).duplicate !== "function") {
       throw new InvalidArgumentError("redis", "expected an ioredis Redis or Cluster client");
     }
     this.redis = redis;

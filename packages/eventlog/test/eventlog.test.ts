@@ -97,19 +97,25 @@ describe.each([
     const log = new EventLog<number>(redis, logName("tail"), { prefix });
     await log.append(-1); // before the tail: not seen with from "end"
     const seen: number[] = [];
+    const seenIds: string[] = [];
     let lastId = "";
     const reading = (async () => {
       for await (const e of log.tail({ blockMs: 100 })) {
         seen.push(e.data);
+        seenIds.push(e.id);
         lastId = e.id;
         if (seen.length === 30) break;
       }
     })();
     // The tail resolves its start position before its first read: append until it has seen the first one.
+    let lastZero = "";
     await waitUntil("tail started", async () => {
-      if (seen.length === 0) await log.append(0);
+      if (seen.length === 0) lastZero = (await log.append(0)).id;
       return seen.length > 0;
     });
+    // It saw one warm-up append, so it started before the last one too: wait until that one has arrived as well,
+    // or a late 0 would land among the live values.
+    await waitUntil("tail caught up with the warm-up appends", () => seenIds.includes(lastZero));
     const base = seen.length;
     for (let i = 1; i <= 40; i++) await log.append(i);
     await reading;

@@ -65,10 +65,3 @@ export function parseAcquire(
   const autoExtend = o.autoExtend === undefined ? true : validate.boolean(`${argument}.autoExtend`, o.autoExtend);
   return { waitMs, signal, autoExtend };
 }
-
-/** Validates that `redis` looks like an ioredis client. @throws InvalidArgumentError */
-export function validateClient(argument: string, redis: unknown): void {
-  if (redis === null || typeof redis !== "object" || typeof (redis as { evalsha?: unknown }).evalsha !== "function") {
-    throw new InvalidArgumentError(argument, "expected an ioredis Redis or Cluster client");
-  }
-}

@@ -12,7 +12,7 @@ import {
 } from "@coordis/core";
 import type { LeaseBackend } from "./lease.js";
 import { type AttemptResult, LockBase, newToken } from "./lock-base.js";
-import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon, validateClient } from "./options.js";
+import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
 
 /** Most masters a {@link Redlock} accepts. */
@@ -67,7 +67,7 @@ export class Redlock extends LockBase {
       throw new InvalidArgumentError("nodes", `expected an array of 1 to ${MAX_REDLOCK_NODES} Redis clients`);
     }
     nodes.forEach((node, i) => {
-      validateClient(`nodes[${i}]`, node);
+      validate.redisClient(`nodes[${i}]`, node);
     });
     if (new Set(nodes).size !== nodes.length) {
       throw new InvalidArgumentError("nodes", "the same client appears twice; each must reach a different master");

@@ -15,7 +15,7 @@ import {
 } from "@coordis/core";
 import { driftMs, LeaseImpl } from "./lease.js";
 import { newToken } from "./lock-base.js";
-import { DEFAULT_DRIFT_FACTOR, DEFAULT_TTL_MS, validateClient, validateTtl } from "./options.js";
+import { DEFAULT_DRIFT_FACTOR, DEFAULT_TTL_MS, validateTtl } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
 
 /** Default lifetime of a tick record: 7 days (a replica arriving later than that would run the tick again). */
@@ -127,7 +127,7 @@ export async function runOncePerTick<T>(
   fn: (ctx: TickContext) => Promise<T> | T,
   options: RunOncePerTickOptions = {},
 ): Promise<TickResult<T>> {
-  validateClient("redis", redis);
+  validate.redisClient("redis", redis);
   validateName(job, "job");
   const tickValue = parseTick(tick);
   validate.func("fn", fn);
@@ -262,7 +262,7 @@ export async function tickHistory(
   job: string,
   options: TickHistoryOptions = {},
 ): Promise<TickRecord[]> {
-  validateClient("redis", redis);
+  validate.redisClient("redis", redis);
   validateName(job, "job");
   const o = validate.options<TickHistoryOptions>("options", options);
   const limit = o.limit === undefined ? 20 : validate.positiveInteger("options.limit", o.limit, MAX_HISTORY_LIMIT);

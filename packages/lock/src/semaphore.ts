@@ -2,7 +2,7 @@ import { performance } from "node:perf_hooks";
 import { entityKeys, type RedisClient, runScript, validate, validateName } from "@coordis/core";
 import type { LeaseBackend } from "./lease.js";
 import { type AttemptResult, LockBase, newToken } from "./lock-base.js";
-import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon, validateClient } from "./options.js";
+import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
 
 /** Most permits a {@link Semaphore} accepts. */
@@ -40,7 +40,7 @@ export class Semaphore extends LockBase {
    * @throws InvalidArgumentError for a bad argument (no Redis call is made)
    */
   constructor(redis: RedisClient, name: string, options: SemaphoreOptions) {
-    validateClient("redis", redis);
+    validate.redisClient("redis", redis);
     validateName(name, "name");
     const raw = validate.options<SemaphoreOptions>("options", options);
     const permits = validate.positiveInteger("options.permits", raw.permits, MAX_PERMITS);
