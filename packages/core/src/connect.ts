@@ -206,7 +206,9 @@ function retryStrategy(times: number): number {
  * Opens an ioredis client from a URL (see {@link parseRedisUrl} for the forms). Without a URL it connects to
  * {@link DEFAULT_URL}. The client has a command timeout (default 2 s), so a dead server surfaces as
  * `RedisUnavailableError` from Coordis operations within that time instead of a hang, and it reconnects forever
- * with a backoff capped at 1 s.
+ * with a backoff capped at 1 s. A command in flight when its connection dies is not re-sent on the next connection
+ * (`autoResendUnfulfilledCommands: false`): it fails by its command timeout as an unknown outcome instead of
+ * running later, a second time, behind its caller's back. Commands issued while disconnected are queued as usual.
  *
  * @example
  * const redis = connect(process.env.REDIS_URL);               // redis://:secret@10.0.0.5:6379/0
@@ -230,6 +232,10 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
     commandTimeout,
     connectTimeout,
     retryStrategy,
+    // A command whose connection died before its reply has an unknown outcome, and its caller has been (or will be)
+    // told so by the command timeout. ioredis would otherwise write it again on the next connection, where it can
+    // run a second time or long after the caller gave up (a lock taken by nobody, a rate-limit slot consumed twice).
+    autoResendUnfulfilledCommands: false,
     ...(parsed.username === undefined ? {} : { username: parsed.username }),
     ...(parsed.password === undefined ? {} : { password: parsed.password }),
     ...(parsed.params.client_name === undefined ? {} : { connectionName: parsed.params.client_name }),

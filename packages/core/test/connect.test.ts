@@ -1,7 +1,7 @@
 import { type CoordisEvent, connect, InvalidArgumentError, parseRedisUrl, type RedisClient } from "@coordis/core";
-import { startRedis, startRedisSentinel } from "@coordis/testing";
+import { startProxy, startRedis, startRedisSentinel } from "@coordis/testing";
 import { Cluster, type Redis } from "ioredis";
-import { describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it, vi } from "vitest";
 
 describe("parseRedisUrl", () => {
   it("parses every URL form", () => {
@@ -137,6 +137,28 @@ describe("connect against real servers", () => {
     } finally {
       client.disconnect();
       await setup.stop();
+    }
+  });
+
+  it("never re-sends a command whose connection died unanswered: it fails by timeout and does not run later", async () => {
+    const server = await startRedis();
+    const proxy = await startProxy({ target: server });
+    const redis = connect(proxy.url, { commandTimeoutMs: 200 });
+    const admin = server.client();
+    try {
+      await redis.ping();
+      proxy.blackhole();
+      await expect(redis.incr("unanswered")).rejects.toThrow(/timed out/i);
+      // Healing resets the connection that swallowed the INCR; the client reconnects. A ping answered on the new
+      // connection comes after anything ioredis would have re-sent there.
+      proxy.heal();
+      await vi.waitFor(() => redis.ping(), { timeout: 10_000, interval: 50 });
+      expect(await admin.get("unanswered")).toBeNull();
+    } finally {
+      redis.disconnect();
+      admin.disconnect();
+      await proxy.close();
+      await server.stop();
     }
   });
 

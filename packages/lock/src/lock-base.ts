@@ -90,6 +90,22 @@ export abstract class LockBase {
   protected abstract attempt(): Promise<AttemptResult>;
 
   /**
+   * Runs one acquisition request. When it fails without an answer (timeout, dropped connection) the outcome is
+   * unknown: the request may still reach Redis (late, behind a stall or a slow link, or re-sent by a client with
+   * ioredis' `autoResendUnfulfilledCommands`) and take the
+   * lock for a full TTL with a token nobody holds. A compare-and-delete of that token is therefore queued behind it
+   * on the same connection (fire and forget), so such a phantom lease is freed as soon as Redis answers again.
+   */
+  protected async request<R>(token: string, backend: LeaseBackend, send: () => Promise<R>): Promise<R> {
+    try {
+      return await send();
+    } catch (err) {
+      backend.release(token).catch(() => false);
+      throw err;
+    }
+  }
+
+  /**
    * Builds the lease of a won attempt, or releases it when its validity (`start + ttl − elapsed − drift`) is
    * already gone. `start` is `performance.now()` taken before the request was sent.
    */

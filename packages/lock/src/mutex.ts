@@ -50,11 +50,8 @@ export class Mutex extends LockBase {
   protected async attempt(): Promise<AttemptResult> {
     const token = newToken();
     const start = performance.now();
-    const [acquired, fence, pttlMs] = await runScript(
-      this.#redis,
-      lockScripts.acquire,
-      [this.#lockKey, this.#fenceKey],
-      [token, this.ttlMs],
+    const [acquired, fence, pttlMs] = await this.request(token, this.#backend, () =>
+      runScript(this.#redis, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs]),
     );
     if (acquired !== 1) return { kind: "busy", retryAfterMs: Math.max(0, pttlMs) };
     return this.settle(token, fence, start, this.#backend);

@@ -1,4 +1,4 @@
-import { type CoordisObserver, DEFAULT_PREFIX, InvalidArgumentError, validate, validatePrefix } from "@coordis/core";
+import { type CoordisObserver, DEFAULT_PREFIX, validate, validatePrefix } from "@coordis/core";
 
 /** Default lease time to live: 30 s. */
 export const DEFAULT_TTL_MS = 30_000;

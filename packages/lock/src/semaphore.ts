@@ -62,11 +62,13 @@ export class Semaphore extends LockBase {
   protected async attempt(): Promise<AttemptResult> {
     const token = newToken();
     const start = performance.now();
-    const [acquired, fence, retryAfterMs] = await runScript(
-      this.#redis,
-      lockScripts.semAcquire,
-      [this.#holdersKey, this.#fenceKey],
-      [token, this.ttlMs, this.permits],
+    const [acquired, fence, retryAfterMs] = await this.request(token, this.#backend, () =>
+      runScript(
+        this.#redis,
+        lockScripts.semAcquire,
+        [this.#holdersKey, this.#fenceKey],
+        [token, this.ttlMs, this.permits],
+      ),
     );
     if (acquired !== 1) return { kind: "busy", retryAfterMs: Math.max(0, retryAfterMs) };
     return this.settle(token, fence, start, this.#backend);

@@ -1,7 +1,7 @@
-import { InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { connect, InvalidArgumentError, type RedisClient, RedisUnavailableError } from "@coordis/core";
 import { Mutex, Redlock, runOncePerTick, Semaphore, tickHistory } from "@coordis/lock";
 import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 
 const prefix = testPrefix();
 
@@ -128,5 +128,33 @@ describe("round trips, input validation and the validity check on a server of ou
     const next = await m.tryAcquire();
     expect(next).not.toBeNull();
     await next?.release();
+  });
+
+  it("an acquire that timed out but still ran frees its phantom lock at once, not after the TTL (Mutex, Semaphore)", async () => {
+    const impatient = connect(server.url, { commandTimeoutMs: 100 });
+    try {
+      await impatient.ping();
+      const locks = [
+        { lock: new Mutex(impatient, "phantom", { prefix, ttlMs: 60_000 }), key: `${prefix}:lock:{phantom}` },
+        {
+          lock: new Semaphore(impatient, "phantom", { prefix, permits: 2, ttlMs: 60_000 }),
+          key: `${prefix}:sem:{phantom}`,
+        },
+      ];
+      for (const { lock, key } of locks) {
+        // The server stalls 400 ms; the acquire queued behind the stall times out after 100 ms on the client, but
+        // Redis runs it once the stall ends and grants the lock to a token nobody holds.
+        const stall = admin.call("DEBUG", "SLEEP", "0.4");
+        await expect(lock.tryAcquire(), key).rejects.toBeInstanceOf(RedisUnavailableError);
+        await stall;
+        // The compare-and-delete queued behind the acquire frees it at once (the TTL is a minute).
+        await vi.waitFor(async () => expect(await admin.exists(key), key).toBe(0), { timeout: 5_000, interval: 20 });
+        const lease = await lock.tryAcquire();
+        expect(lease, key).not.toBeNull();
+        await lease?.release();
+      }
+    } finally {
+      impatient.disconnect();
+    }
   });
 });

@@ -83,7 +83,15 @@ export const deadlinesScenario: ChaosScenario = {
       const board = new Leaderboard(redis, "deadline-board", { prefix });
       const eventLog = new EventLog<{ n: number }>(redis, "deadline-log", { prefix, maxLen: 1_000 });
       const bus = new PubSub(redis, { prefix });
-      const cache = new Cache(redis, { namespace: "deadline", prefix, ttlMs: 60_000, checkEvictionPolicy: false });
+      // The breaker's cooldown bounds how soon the cache tries Redis again after an outage; it must fit in the recovery
+      // window checked below (1 s of grace + 1.5 s).
+      const cache = new Cache(redis, {
+        namespace: "deadline",
+        prefix,
+        ttlMs: 60_000,
+        checkEvictionPolicy: false,
+        breaker: { cooldownMs: 500 },
+      });
       closers.push(
         () => bus.close(),
         () => cache.close(),

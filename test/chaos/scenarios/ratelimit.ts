@@ -24,6 +24,8 @@ const PROCESSES = 3;
 const CLIENTS_PER_PROCESS = 100;
 /** How long every caller hammers the round's keys, ms. */
 const ROUND_MS = 1_500;
+/** Rounds run whatever the duration, so the short CI version always checks more than one window. */
+const MIN_ROUNDS = 2;
 /** Aligned windows of the sliding window (the fixed window opens at a key's first call; a round is well inside it). */
 const WINDOW_MS = 60_000;
 
@@ -176,7 +178,7 @@ export const ratelimitScenario: ChaosScenario = {
       // No abort signal: runSchedule adds one abort listener per step, which trips Node's listener-leak warning.
       const faults = runSchedule(schedule, { servers: [server], proxies });
       const until_ = performance.now() + durationMs;
-      for (let round = 0; round === 0 || performance.now() < until_; round++) {
+      for (let round = 0; round < MIN_ROUNDS || performance.now() < until_; round++) {
         const startAt = Date.now() + 50;
         const keys = Object.fromEntries(
           (Object.keys(RULES) as Algorithm[]).map((a) => [a, `chaos-${a}-${seed}-${round}`]),
