@@ -6,7 +6,15 @@
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { type CoordisError, connect, coreScripts, type RedisClient, runScript, ScriptError } from "@coordis/core";
+import {
+  type CoordisError,
+  connect,
+  aclRules as coreAclRules,
+  coreScripts,
+  type RedisClient,
+  runScript,
+  ScriptError,
+} from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
 import { Leaderboard } from "@coordis/leaderboard";
 import { Mutex, Redlock, runOncePerTick, Semaphore } from "@coordis/lock";
@@ -92,6 +100,9 @@ afterAll(async () => {
 describe("least privilege (ACL user limited to coordis:*)", () => {
   it("the documented rules are least privilege: only coordis:* keys and channels, no command category", () => {
     expect(README_RULES.slice(0, 5)).toEqual(["resetkeys", "~coordis:*", "resetchannels", "&coordis:*", "-@all"]);
+    // The README line is exactly what @coordis/core's aclRules() returns (what the harness runs the suite with).
+    expect(README_RULES).toEqual(coreAclRules());
+    expect(aclRules("myapp")).toEqual(coreAclRules({ prefix: "myapp" }));
     const grants = README_RULES.slice(5);
     expect(grants.length).toBeGreaterThan(10);
     for (const g of grants) expect(g).toMatch(/^\+[a-z]+(\|[a-z]+)?$/); // single commands, no +@category

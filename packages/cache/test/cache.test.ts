@@ -1,14 +1,36 @@
-import { connect, type RedisClient } from "@coordis/core";
+import { aclRules, connect, type RedisClient } from "@coordis/core";
 import { PubSub } from "@coordis/pubsub";
 import { testPrefix } from "@coordis/testing";
+import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { Cache, type CacheOptions } from "../src/index.js";
 import { recorder, tiers, until } from "./helpers.js";
 
 const prefix = testPrefix();
 
+/**
+ * A URL for a user with the documented rules plus the extras `Cache.clear()` needs (`+scan +unlink`), created on
+ * every node through the unrestricted URL: the shared servers' own user has exactly the base rules.
+ */
+async function clearUserUrl(url: string, adminUrl: string): Promise<string> {
+  const admin = connect(adminUrl);
+  try {
+    await admin.ping();
+    const nodes = admin instanceof Cluster ? admin.nodes("all") : [admin];
+    const rules = aclRules({ cluster: admin instanceof Cluster });
+    await Promise.all(
+      nodes.map((n) =>
+        n.call("ACL", "SETUSER", "coordis-clear", "reset", "on", ">clear-pw", ...rules, "+scan", "+unlink"),
+      ),
+    );
+  } finally {
+    admin.disconnect();
+  }
+  return url.replace(/\/\/[^@/]*@/, "//coordis-clear:clear-pw@");
+}
+
 /** The basic suite, run on the standalone server and on the cluster. */
-function suite(topology: "standalone" | "cluster", url: () => string) {
+function suite(topology: "standalone" | "cluster", url: () => string, adminUrl: () => string) {
   describe(`Cache on ${topology}`, () => {
     const clients: RedisClient[] = [];
     const caches: Cache[] = [];
@@ -161,19 +183,34 @@ function suite(topology: "standalone" | "cluster", url: () => string) {
       expect(loads).toBe(2);
     });
 
-    it("clear() empties the namespace in Redis and every L1", async () => {
+    it("clear() empties the namespace in Redis and every L1 (as a user granted the documented +scan +unlink)", async () => {
       const [a, b] = await replicas(2);
+      const clearing = connect(await clearUserUrl(url(), adminUrl()));
+      clients.push(clearing);
+      const clearer = new Cache(clearing, { namespace: (a as Cache).namespace, prefix, ttlMs: 60_000 });
+      caches.push(clearer);
+      await clearer.ready();
       for (let i = 0; i < 20; i++) await a?.set(`c${i}`, i, { tags: ["t"] });
       expect(await b?.get("c3")).toBe(3);
-      await a?.clear();
+      await clearer.clear();
+      for (let i = 0; i < 20; i++) expect(await clearer.get(`c${i}`)).toBeUndefined();
+      // The other replicas' L1 copies go with the clear's invalidation message.
+      await until(async () => (await a?.get("c3")) === undefined && (await b?.get("c3")) === undefined, 2_000);
       for (let i = 0; i < 20; i++) expect(await a?.get(`c${i}`)).toBeUndefined();
-      await until(async () => (await b?.get("c3")) === undefined, 2_000);
     });
   });
 }
 
-suite("standalone", () => inject("coordisRedisUrl"));
-suite("cluster", () => inject("coordisClusterUrl"));
+suite(
+  "standalone",
+  () => inject("coordisRedisUrl"),
+  () => inject("coordisAdminRedisUrl"),
+);
+suite(
+  "cluster",
+  () => inject("coordisClusterUrl"),
+  () => inject("coordisAdminClusterUrl"),
+);
 
 describe("gap detection", () => {
   let redis: RedisClient;

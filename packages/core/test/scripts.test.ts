@@ -120,22 +120,26 @@ describe("script registry on a standalone server of its own", () => {
 
 describe("script registry on the shared Redis Cluster", () => {
   let redis: RedisClient;
+  /** Unrestricted: SCRIPT FLUSH and SCRIPT EXISTS are not granted to Coordis. */
+  let admin: RedisClient;
   beforeAll(() => {
     redis = connect(inject("coordisClusterUrl"));
+    admin = connect(inject("coordisAdminClusterUrl"));
   });
   afterAll(() => {
     redis.disconnect();
+    admin.disconnect();
   });
 
   it("recovers from NOSCRIPT on every cluster node after SCRIPT FLUSH", async () => {
-    const cluster = redis as Cluster;
-    const masters = cluster.nodes("master");
+    await admin.ping();
+    const masters = (admin as Cluster).nodes("master");
     expect(masters.length).toBe(3);
     await Promise.all(masters.map((node) => node.script("FLUSH")));
     for (const node of masters) expect(await node.script("EXISTS", coreScripts.probe.sha1)).toEqual([0]);
     // Enough distinct tags to land on every master.
     for (let i = 0; i < 60; i++) {
-      const tag = `{${prefix}-flush-${i}}`;
+      const tag = `${prefix}:{flush-${i}}`;
       const [value] = await runScript(redis, coreScripts.probe, [`${tag}:v`, `${tag}:c`], [`f${i}`, 10_000]);
       expect(value).toBe(`f${i}`);
     }
@@ -144,7 +148,7 @@ describe("script registry on the shared Redis Cluster", () => {
 
   it("runs a 2-key hash-tagged script on many slots without CROSSSLOT", async () => {
     for (let i = 0; i < 30; i++) {
-      const tag = `{${prefix}-${i}}`;
+      const tag = `${prefix}:{slot-${i}}`;
       const [value, count] = await runScript(redis, coreScripts.probe, [`${tag}:v`, `${tag}:c`], [`v${i}`, 10_000]);
       expect(value).toBe(`v${i}`);
       expect(count).toBe(1);

@@ -13,17 +13,21 @@ async function serverNow(redis: RedisClient): Promise<number> {
 }
 
 describe.each([
-  ["standalone", () => inject("coordisRedisUrl")],
-  ["cluster", () => inject("coordisClusterUrl")],
-])("EventLog on %s", (topology, url) => {
+  ["standalone", () => inject("coordisRedisUrl"), () => inject("coordisAdminRedisUrl")],
+  ["cluster", () => inject("coordisClusterUrl"), () => inject("coordisAdminClusterUrl")],
+])("EventLog on %s", (topology, url, adminUrl) => {
   let redis: RedisClient;
+  /** Unrestricted client for what Coordis is not granted (XDEL to simulate a lost entry). */
+  let admin: RedisClient;
   let n = 0;
   const logName = (label: string) => `${topology}-${label}-${n++}`;
   beforeAll(() => {
     redis = connect(url());
+    admin = connect(adminUrl());
   });
   afterAll(() => {
     redis.disconnect();
+    admin.disconnect();
   });
 
   it("10,000 appends with 20% repeated idempotency keys append each key once and return the first id", async () => {
@@ -162,7 +166,7 @@ describe.each([
     const log = new EventLog<number>(redis, logName("xdel"), { prefix });
     const ids: string[] = [];
     for (let i = 0; i < 6; i++) ids.push((await log.append(i)).id);
-    await redis.xdel(log.keys.stream, ids[3] as string, ids[4] as string);
+    await admin.xdel(log.keys.stream, ids[3] as string, ids[4] as string);
     const seen: number[] = [];
     const err = await (async () => {
       for await (const e of log.tail({ from: ids[1], blockMs: 50 })) seen.push(e.data);

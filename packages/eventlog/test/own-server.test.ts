@@ -90,12 +90,16 @@ describe("EventLog on a server of its own", () => {
 
 describe("EventLog hash chain", () => {
   let redis: RedisClient;
+  /** Unrestricted: tampering (XDEL) is not among the commands Coordis is granted. */
+  let admin: RedisClient;
   let n = 0;
   beforeAll(() => {
     redis = connect(inject("coordisRedisUrl"));
+    admin = connect(inject("coordisAdminRedisUrl"));
   });
   afterAll(() => {
     redis.disconnect();
+    admin.disconnect();
   });
 
   async function chained(count: number) {
@@ -165,26 +169,30 @@ describe("EventLog hash chain", () => {
 
   it("catches deleted entries: in the middle, the newest and the oldest", async () => {
     const mid = await chained(20);
-    await redis.xdel(mid.log.keys.stream, mid.entries[5]?.id as string);
+    await admin.xdel(mid.log.keys.stream, mid.entries[5]?.id as string);
     expect(await mid.log.verify()).toMatchObject({ ok: false, brokenAt: mid.entries[6]?.id });
 
     const last = await chained(20);
-    await redis.xdel(last.log.keys.stream, last.entries[19]?.id as string);
+    await admin.xdel(last.log.keys.stream, last.entries[19]?.id as string);
     expect(await last.log.verify()).toMatchObject({ ok: false, reason: expect.stringMatching(/head/) });
 
     const first = await chained(20);
-    await redis.xdel(first.log.keys.stream, first.entries[0]?.id as string);
+    await admin.xdel(first.log.keys.stream, first.entries[0]?.id as string);
     expect(await first.log.verify()).toMatchObject({ ok: false, brokenAt: first.entries[1]?.id });
   });
 });
 
 describe("consumer group with consumers killed mid-batch", () => {
   let redis: RedisClient;
+  /** The handlers' own data store (SADD/SCARD): an application connection, not Coordis' ACL user. */
+  let store: RedisClient;
   beforeAll(() => {
     redis = connect(inject("coordisRedisUrl"));
+    store = connect(inject("coordisAdminRedisUrl"));
   });
   afterAll(() => {
     redis.disconnect();
+    store.disconnect();
   });
 
   it("every entry is eventually handled and acked after SIGKILLed consumers, none lost", async () => {
@@ -206,12 +214,13 @@ describe("consumer group with consumers killed mid-batch", () => {
           name,
           consumer,
           doneKey,
+          inject("coordisAdminRedisUrl"),
         ],
         { stdio: ["ignore", "ignore", "inherit"] },
       ),
     );
     try {
-      await waitUntil("workers handled some entries", async () => (await redis.scard(doneKey)) >= 40, 30_000);
+      await waitUntil("workers handled some entries", async () => (await store.scard(doneKey)) >= 40, 30_000);
       for (const child of children) child.kill("SIGKILL");
       await Promise.all(
         children.map((c) => (c.exitCode === null && c.signalCode === null ? once(c, "exit") : undefined)),
@@ -224,7 +233,7 @@ describe("consumer group with consumers killed mid-batch", () => {
     expect(before?.pending).toBeGreaterThan(0); // the killed workers left entries delivered but not acked
     const survivor = group.consume(
       async (entry) => {
-        await redis.sadd(doneKey, entry.id);
+        await store.sadd(doneKey, entry.id);
       },
       { concurrency: 8, batch: 50, claimIdleMs: 200, claimIntervalMs: 50, blockMs: 100 },
     );
@@ -240,7 +249,7 @@ describe("consumer group with consumers killed mid-batch", () => {
     } finally {
       await survivor.stop();
     }
-    const done = new Set(await redis.smembers(doneKey));
+    const done = new Set(await store.smembers(doneKey));
     expect(ids.filter((id) => !done.has(id))).toEqual([]);
     expect(survivor.stats().claimed).toBeGreaterThan(0);
     expect(await log.deadLetters()).toEqual([]);

@@ -54,18 +54,22 @@ describe("periodBucket (calendar arithmetic)", () => {
 });
 
 describe.each([
-  ["standalone", () => inject("coordisRedisUrl")],
-  ["cluster", () => inject("coordisClusterUrl")],
-])("period boards on %s", (_label, url) => {
+  ["standalone", () => inject("coordisRedisUrl"), () => inject("coordisAdminRedisUrl")],
+  ["cluster", () => inject("coordisClusterUrl"), () => inject("coordisAdminClusterUrl")],
+])("period boards on %s", (_label, url, adminUrl) => {
   const prefix = testPrefix();
   let counter = 0;
   let redis: RedisClient;
+  /** Unrestricted, to read expiry times (PEXPIRETIME is not among the commands Coordis is granted). */
+  let admin: RedisClient;
   beforeAll(async () => {
     redis = connect(url());
-    await redis.ping();
+    admin = connect(adminUrl());
+    await Promise.all([redis.ping(), admin.ping()]);
   });
   afterAll(() => {
     redis.disconnect();
+    admin.disconnect();
   });
   afterEach(() => {
     vi.restoreAllMocks();
@@ -116,8 +120,8 @@ describe.each([
       const bucket = periodBucket(period, now);
       expect(result.periods[period]?.bucket).toBe(bucket.id);
       const key = `${prefix}:lb:{${name}}:${period}:${bucket.id}`;
-      expect(await redis.pexpiretime(key)).toBe(bucket.endMs + 3 * DAY);
-      expect(await redis.pexpiretime(`${key}:idx`)).toBe(bucket.endMs + 3 * DAY);
+      expect(await admin.pexpiretime(key)).toBe(bucket.endMs + 3 * DAY);
+      expect(await admin.pexpiretime(`${key}:idx`)).toBe(bucket.endMs + 3 * DAY);
     }
     expect(await redis.pttl(`${prefix}:lb:{${name}}:all`)).toBe(-1);
   });

@@ -12,18 +12,25 @@ const workerFile = fileURLToPath(new URL("./fixtures/echo-worker.ts", import.met
 
 describe("PubSub on the shared standalone server", () => {
   let redis: RedisClient;
+  /**
+   * Unrestricted: Redis grants a PSUBSCRIBE pattern only when the ACL lists that exact pattern, which this file's
+   * random prefix cannot be (test/security/acl.test.ts proves patterns with the documented extra rule).
+   */
+  let admin: RedisClient;
   const buses: PubSub[] = [];
-  const bus = (options: ConstructorParameters<typeof PubSub>[1] = {}) => {
-    const b = new PubSub(redis, { prefix, ...options });
+  const bus = (options: ConstructorParameters<typeof PubSub>[1] = {}, client?: RedisClient) => {
+    const b = new PubSub(client ?? redis, { prefix, ...options });
     buses.push(b);
     return b;
   };
   beforeAll(() => {
     redis = connect(inject("coordisRedisUrl"));
+    admin = connect(inject("coordisAdminRedisUrl"));
   });
   afterAll(async () => {
     await Promise.all(buses.map((b) => b.close()));
     redis.disconnect();
+    admin.disconnect();
   });
 
   it("delivers typed messages to every handler of a channel and counts receivers", async () => {
@@ -65,7 +72,7 @@ describe("PubSub on the shared standalone server", () => {
   });
 
   it("pattern subscriptions see matching channels with the channel and pattern in meta", async () => {
-    const b = bus();
+    const b = bus({}, admin);
     const got: Array<[unknown, string, string | undefined]> = [];
     await b.psubscribe("audit.*", (m, meta) => {
       got.push([m, meta.channel, meta.pattern]);
@@ -297,13 +304,17 @@ describe("PubSub on a server of its own", () => {
 
 describe("PubSub on the 3-master cluster", () => {
   let cluster: RedisClient;
+  /** Unrestricted, for pattern subscriptions (see the standalone block above). */
+  let admin: RedisClient;
   const buses: PubSub[] = [];
   beforeAll(() => {
     cluster = connect(inject("coordisClusterUrl"));
+    admin = connect(inject("coordisAdminClusterUrl"));
   });
   afterAll(async () => {
     await Promise.all(buses.map((b) => b.close()));
     cluster.disconnect();
+    admin.disconnect();
   });
 
   it("uses sharded pub/sub for channels on every shard", async () => {
@@ -324,7 +335,7 @@ describe("PubSub on the 3-master cluster", () => {
   });
 
   it("sharded: false uses broadcast pub/sub, where patterns work", async () => {
-    const b = new PubSub(cluster, { prefix, sharded: false });
+    const b = new PubSub(admin, { prefix, sharded: false });
     buses.push(b);
     expect(b.isSharded).toBe(false);
     const got: unknown[] = [];

@@ -21,16 +21,20 @@ async function until(fn: () => Promise<boolean>, deadlineMs: number, stepMs = 10
 const ALGS: Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
 
 describe.each([
-  ["standalone", () => inject("coordisRedisUrl")],
-  ["cluster", () => inject("coordisClusterUrl")],
-])("RateLimiter on %s", (_kind, url) => {
+  ["standalone", () => inject("coordisRedisUrl"), () => inject("coordisAdminRedisUrl")],
+  ["cluster", () => inject("coordisClusterUrl"), () => inject("coordisAdminClusterUrl")],
+])("RateLimiter on %s", (_kind, url, adminUrl) => {
   let redis: RedisClient;
+  /** Unrestricted client to inspect stored state (HGETALL is not among the commands Coordis is granted). */
+  let admin: RedisClient;
   beforeAll(async () => {
     redis = connect(url());
-    await redis.ping();
+    admin = connect(adminUrl());
+    await Promise.all([redis.ping(), admin.ping()]);
   });
   afterAll(async () => {
     redis.disconnect();
+    admin.disconnect();
   });
   const limiter = (rules: Rule[], extra: Partial<ConstructorParameters<typeof RateLimiter>[1]> = {}) =>
     new RateLimiter(redis, { rules, prefix, ...extra });
@@ -47,7 +51,7 @@ describe.each([
     const minute = peek.rules.find((r) => r.name === "minute");
     // The 1-s window may have rolled over by now; the 60-s one cannot have.
     expect(minute?.remaining).toBe(95);
-    expect(Object.keys(await redis.hgetall(`${prefix}:rl:{${key}}`)).sort()).toEqual(["minute|fw", "second|fw"]);
+    expect(Object.keys(await admin.hgetall(`${prefix}:rl:{${key}}`)).sort()).toEqual(["minute|fw", "second|fw"]);
     for (const d of decisions.filter((x) => !x.allowed)) {
       expect(d.reason).toBe("redis");
       expect(d.rule).toBe("second");
@@ -65,10 +69,10 @@ describe.each([
       const key = freshKey();
       await rl.consume(key, 2);
       const stateKey = `${prefix}:rl:{${key}}`;
-      const before = await redis.hgetall(stateKey);
+      const before = await admin.hgetall(stateKey);
       const d = await rl.consume(key);
       expect(d.allowed).toBe(false);
-      expect(await redis.hgetall(stateKey)).toEqual(before);
+      expect(await admin.hgetall(stateKey)).toEqual(before);
       expect(d.rules.find((r) => r.name === "big")).toMatchObject({ allowed: true, remaining: 48 });
     }
   });
@@ -195,7 +199,7 @@ describe.each([
     );
     // a removed rule's state is dropped at the next write
     await limiter([{ name: "b", limit: 10, windowMs: 60_000 }]).consume(key);
-    expect(Object.keys(await redis.hgetall(`${prefix}:rl:{${key}}`))).toEqual(["b|fw"]);
+    expect(Object.keys(await admin.hgetall(`${prefix}:rl:{${key}}`))).toEqual(["b|fw"]);
   });
 
   it("headers: exact strings for multi-rule decisions, allowed and rejected", async () => {

@@ -1,10 +1,18 @@
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { connect, parseInfo, type RedisClient } from "@coordis/core";
 import { Redis } from "ioredis";
 import { redisCliPath } from "./binaries.js";
-import { type RedisServer, type StartRedisOptions, startRedis } from "./redis-server.js";
+import {
+  type LeastPrivilegeOptions,
+  leastPrivilegeUser,
+  type RedisServer,
+  type StartRedisOptions,
+  startRedis,
+  userInfo,
+} from "./redis-server.js";
 
 const run = promisify(execFile);
 
@@ -20,16 +28,25 @@ export interface StartClusterOptions {
   config?: StartRedisOptions["config"];
   /** How long to wait for `cluster_state:ok` on every node; default 30 s. */
   readyTimeoutMs?: number;
+  /**
+   * Clients authenticate as a least-privilege ACL user, as {@link StartRedisOptions.leastPrivilege}, with the
+   * Cluster topology commands added; `adminUrl` / `adminClient()` stay unrestricted.
+   */
+  leastPrivilege?: boolean | Omit<LeastPrivilegeOptions, "cluster" | "password">;
 }
 
 /** A real Redis Cluster started by the harness. */
 export interface RedisCluster {
   /** Every node, masters first in the order redis-cli assigned slots. */
   readonly nodes: readonly RedisServer[];
-  /** `redis+cluster://h:p,h:p,...` listing every node. */
+  /** `redis+cluster://h:p,h:p,...` listing every node (with the user's credentials under `leastPrivilege`). */
   readonly url: string;
-  /** A cluster client (closed by `stop()`). */
+  /** The same for the unrestricted default user. */
+  readonly adminUrl: string;
+  /** A cluster client of `url` (closed by `stop()`). */
   client(): RedisClient;
+  /** A cluster client of `adminUrl` (closed by `stop()`). */
+  adminClient(): RedisClient;
   /** Waits until every running node reports `cluster_state:ok`. */
   waitReady(timeoutMs?: number): Promise<void>;
   /** Stops every node. Idempotent. */
@@ -68,6 +85,15 @@ export async function startRedisCluster(options: StartClusterOptions = {}): Prom
   if (cli === undefined)
     throw new Error("redis-cli was not found on PATH; it is needed to create a cluster (apt-get install redis-tools)");
   const total = masters * (1 + replicas);
+  const lp =
+    options.leastPrivilege === undefined || options.leastPrivilege === false
+      ? undefined
+      : {
+          ...(options.leastPrivilege === true ? {} : options.leastPrivilege),
+          cluster: true,
+          password: randomBytes(12).toString("hex"),
+        };
+  const user = leastPrivilegeUser(lp).user;
   const started = await Promise.allSettled(
     Array.from({ length: total }, () =>
       startRedis({
@@ -78,6 +104,7 @@ export async function startRedisCluster(options: StartClusterOptions = {}): Prom
           "cluster-node-timeout": options.nodeTimeoutMs ?? 2_000,
           ...options.config,
         },
+        ...(lp === undefined ? {} : { leastPrivilege: lp }),
       }),
     ),
   );
@@ -132,15 +159,19 @@ export async function startRedisCluster(options: StartClusterOptions = {}): Prom
     await stopAll();
     throw err;
   }
-  const url = `redis+cluster://${nodes.map((n) => `${n.host}:${n.port}`).join(",")}`;
+  const hosts = nodes.map((n) => `${n.host}:${n.port}`).join(",");
+  const adminUrl = `redis+cluster://${hosts}`;
+  const url = user === undefined ? adminUrl : `redis+cluster://${userInfo(user)}${hosts}`;
+  const own = (c: RedisClient) => {
+    clients.add(c);
+    return c;
+  };
   return {
     nodes,
     url,
-    client() {
-      const c = connect(url);
-      clients.add(c);
-      return c;
-    },
+    adminUrl,
+    client: () => own(connect(url)),
+    adminClient: () => own(connect(adminUrl)),
     waitReady,
     async stop() {
       for (const c of clients) c.disconnect();

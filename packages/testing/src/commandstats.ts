@@ -63,7 +63,7 @@ interface NodeProbe {
 }
 
 async function openProbe(server: RedisServer, ignore: readonly string[]): Promise<NodeProbe> {
-  const admin = connect(server.url, { commandTimeoutMs: 5_000 }) as Redis;
+  const admin = connect(server.adminUrl, { commandTimeoutMs: 5_000 }) as Redis;
   admin.on("error", () => {});
   let monitor: Redis | undefined;
   try {

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { type ConnectOptions, connect, type RedisClient } from "@coordis/core";
 import { INSTALL_HINT, RedisNotAvailableError } from "./binaries.js";
-import type { RedisServer, StartRedisOptions } from "./redis-server.js";
+import { leastPrivilegeUser, type RedisServer, type StartRedisOptions, userInfo } from "./redis-server.js";
 
 /** The Redis image the container backend runs. */
 export const REDIS_IMAGE = "redis:7.0";
@@ -75,6 +75,8 @@ export async function startContainerRedis(options: StartRedisOptions): Promise<R
   for (const [name, value] of Object.entries(options.config ?? {})) {
     command.push(`--${name}`, ...(Array.isArray(value) ? value.map(String) : [String(value)]));
   }
+  const { user, args: userArgs } = leastPrivilegeUser(options.leastPrivilege);
+  command.push(...userArgs);
   let container = await new tc.GenericContainer(REDIS_IMAGE)
     .withCommand(command)
     .withExposedPorts(6379)
@@ -83,7 +85,8 @@ export async function startContainerRedis(options: StartRedisOptions): Promise<R
   const host = container.getHost();
   const port = container.getMappedPort(6379);
   const auth = options.password === undefined ? "" : `:${encodeURIComponent(options.password)}@`;
-  const url = `redis://${auth}${host}:${port}`;
+  const adminUrl = `redis://${auth}${host}:${port}`;
+  const url = user === undefined ? adminUrl : `redis://${userInfo(user)}${host}:${port}`;
   const clients = new Set<RedisClient>();
   let running = true;
   let paused = false;
@@ -96,6 +99,8 @@ export async function startContainerRedis(options: StartRedisOptions): Promise<R
     host,
     port,
     url,
+    adminUrl,
+    user,
     dir: "",
     tls: undefined,
     get pid() {
@@ -109,6 +114,11 @@ export async function startContainerRedis(options: StartRedisOptions): Promise<R
     },
     client(connectOptions?: ConnectOptions) {
       const c = connect(url, connectOptions);
+      clients.add(c);
+      return c;
+    },
+    adminClient(connectOptions?: ConnectOptions) {
+      const c = connect(adminUrl, connectOptions);
       clients.add(c);
       return c;
     },

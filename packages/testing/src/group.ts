@@ -6,6 +6,8 @@ export interface RedisGroup {
   readonly servers: readonly RedisServer[];
   /** Their URLs, in the same order. */
   readonly urls: readonly string[];
+  /** Their unrestricted URLs (equal to `urls` unless `leastPrivilege` is set). */
+  readonly adminUrls: readonly string[];
   /** Stops every server. Idempotent. */
   stop(): Promise<void>;
 }
@@ -26,6 +28,7 @@ export async function startRedisGroup(n: number, options: StartRedisOptions = {}
   return {
     servers,
     urls: servers.map((s) => s.url),
+    adminUrls: servers.map((s) => s.adminUrl),
     stop: async () => {
       await Promise.all(servers.map((s) => s.stop()));
     },

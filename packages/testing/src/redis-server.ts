@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ConnectOptions, connect, type RedisClient } from "@coordis/core";
+import { aclRules, type ConnectOptions, connect, type RedisClient } from "@coordis/core";
 import { INSTALL_HINT, RedisNotAvailableError, redisServerPath } from "./binaries.js";
 import { freePort } from "./ports.js";
 import { track } from "./processes.js";
@@ -37,7 +38,30 @@ export interface StartRedisOptions {
   configFile?: string;
   /** Temp dir to use (created when missing); default a new `coordis-redis-*` dir, removed by `stop()`. */
   dir?: string;
+  /**
+   * Run clients as a least-privilege ACL user: the server gets a user `coordis` (random password) limited by
+   * `aclRules()` of `@coordis/core` — keys and channels under `<prefix>:*` (default prefix `coordis`) and only the
+   * commands Coordis needs. `url` and `client()` then authenticate as that user; `adminUrl` and `adminClient()` use
+   * the unrestricted default user (for the harness and for tests that inspect the server). The user is set on the
+   * command line, so it survives `restart()`. `extraRules` are appended (e.g. a pattern subscription's `&pattern`).
+   */
+  leastPrivilege?: boolean | LeastPrivilegeOptions;
 }
+
+/** Options of {@link StartRedisOptions.leastPrivilege}. */
+export interface LeastPrivilegeOptions {
+  /** Key and channel prefix(es) the user may touch; default `coordis`. */
+  prefix?: string | readonly string[];
+  /** Add the Cluster topology commands. */
+  cluster?: boolean;
+  /** Rules appended after `aclRules()`. */
+  extraRules?: readonly string[];
+  /** The user's password; default random. */
+  password?: string;
+}
+
+/** Name of the least-privilege user of {@link StartRedisOptions.leastPrivilege}. */
+export const LEAST_PRIVILEGE_USER = "coordis";
 
 /** A running `redis-server` started by the harness. */
 export interface RedisServer {
@@ -45,8 +69,15 @@ export interface RedisServer {
   readonly host: string;
   /** Port it listens on (the TLS port when `tls` is set). */
   readonly port: number;
-  /** URL for `connect()`: `redis://127.0.0.1:<port>` (or `rediss://...?tls_ca=...`). */
+  /**
+   * URL for `connect()`: `redis://127.0.0.1:<port>` (or `rediss://...?tls_ca=...`); with `leastPrivilege` it carries
+   * the restricted user's credentials.
+   */
   readonly url: string;
+  /** URL of the unrestricted default user (equal to `url` unless `leastPrivilege` is set). */
+  readonly adminUrl: string;
+  /** The least-privilege user's credentials, when `leastPrivilege` is set. */
+  readonly user: { readonly name: string; readonly password: string } | undefined;
   /** Its working directory (temp). */
   readonly dir: string;
   /** TLS material when it serves TLS. */
@@ -57,8 +88,10 @@ export interface RedisServer {
   readonly running: boolean;
   /** Whether it is paused with SIGSTOP. */
   readonly paused: boolean;
-  /** A new client connected to it (closed by `stop()`). */
+  /** A new client connected to `url` (closed by `stop()`). */
   client(options?: ConnectOptions): RedisClient;
+  /** A new client of the unrestricted default user, connected to `adminUrl` (closed by `stop()`). */
+  adminClient(options?: ConnectOptions): RedisClient;
   /** SIGKILL: the process dies at once; without AOF its data is gone. */
   kill(): Promise<void>;
   /** SIGSTOP: the process freezes; connections stay open but nothing is answered. */
@@ -69,6 +102,23 @@ export interface RedisServer {
   restart(options?: { graceful?: boolean }): Promise<void>;
   /** Kill the process, close clients made by `client()`, remove its dir. Idempotent. */
   stop(): Promise<void>;
+}
+
+/** The user and `redis-server` arguments of {@link StartRedisOptions.leastPrivilege}. Internal. */
+export function leastPrivilegeUser(option: StartRedisOptions["leastPrivilege"]): {
+  user: { name: string; password: string } | undefined;
+  args: string[];
+} {
+  if (option === undefined || option === false) return { user: undefined, args: [] };
+  const lp: LeastPrivilegeOptions = option === true ? {} : option;
+  const user = { name: LEAST_PRIVILEGE_USER, password: lp.password ?? randomBytes(12).toString("hex") };
+  const rules = aclRules({ ...(lp.prefix === undefined ? {} : { prefix: lp.prefix }), cluster: lp.cluster === true });
+  return { user, args: ["--user", user.name, "on", `>${user.password}`, ...rules, ...(lp.extraRules ?? [])] };
+}
+
+/** `user:password@` for a URL. Internal. */
+export function userInfo(user: { name: string; password: string }): string {
+  return `${encodeURIComponent(user.name)}:${encodeURIComponent(user.password)}@`;
 }
 
 /**
@@ -162,6 +212,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
   const tls = options.tls === true ? await createTlsMaterial(join(dir, "tls")) : options.tls || undefined;
   const readyLine = options.readyLine ?? "Ready to accept connections";
   const timeoutMs = options.startTimeoutMs ?? 10_000;
+  const { user, args: userArgs } = leastPrivilegeUser(options.leastPrivilege);
 
   const argsFor = (port: number) => [
     ...(options.configFile === undefined ? [] : [options.configFile]),
@@ -193,6 +244,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     "no",
     ...(options.password === undefined ? [] : ["--requirepass", options.password]),
     ...configArgs(options.config),
+    ...userArgs,
     ...(options.extraArgs ?? []),
   ];
 
@@ -228,11 +280,17 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     }
   }
 
-  const auth = options.password === undefined ? "" : `:${encodeURIComponent(options.password)}@`;
-  const url =
+  const urlWith = (auth: string) =>
     tls === undefined
       ? `redis://${auth}${host}:${port}`
       : `rediss://${auth}${host}:${port}?tls_ca=${encodeURIComponent(tls.caCert)}`;
+  const adminUrl = urlWith(options.password === undefined ? "" : `:${encodeURIComponent(options.password)}@`);
+  const url = user === undefined ? adminUrl : urlWith(userInfo(user));
+  const own = (client: RedisClient) => {
+    clients.add(client);
+    client.once("end", () => clients.delete(client));
+    return client;
+  };
 
   const killNow = async (signal: NodeJS.Signals) => {
     const proc = child;
@@ -248,6 +306,8 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     host,
     port,
     url,
+    adminUrl,
+    user,
     dir,
     tls,
     get pid() {
@@ -259,12 +319,8 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     get paused() {
       return paused;
     },
-    client(connectOptions?: ConnectOptions) {
-      const client = connect(url, connectOptions);
-      clients.add(client);
-      client.once("end", () => clients.delete(client));
-      return client;
-    },
+    client: (connectOptions?: ConnectOptions) => own(connect(url, connectOptions)),
+    adminClient: (connectOptions?: ConnectOptions) => own(connect(adminUrl, connectOptions)),
     kill: () => killNow("SIGKILL"),
     pause() {
       if (child === undefined) throw new Error(`redis-server on port ${port} is not running`);

@@ -2,6 +2,11 @@
  * Vitest global setup: starts one standalone server, one group of 3 independent masters and one 3-master Redis
  * Cluster once per run, provides their URLs to every test file, and stops them at the end.
  *
+ * Least privilege: the provided URLs authenticate as the ACL user of `aclRules()` (keys and channels under
+ * `coordis:*`, only the commands Coordis needs), so every test using them proves Coordis needs nothing more. Use
+ * {@link testPrefix} for keys (it returns `coordis:<label>-<hex>`), and the `coordisAdmin*` URLs to inspect the
+ * server with commands outside that set (KEYS, TTL, CONFIG...).
+ *
  * ```ts
  * // vitest.config.ts
  * export default defineConfig({ test: { globalSetup: ["@coordis/testing/vitest-setup"] } });
@@ -25,6 +30,12 @@ declare module "vitest" {
     coordisGroupUrls: string[];
     /** `redis+cluster://` URL of the 3-master cluster ("" when not started). */
     coordisClusterUrl: string;
+    /** Unrestricted (default user) URL of the shared standalone server. */
+    coordisAdminRedisUrl: string;
+    /** Unrestricted URLs of the 3 independent masters. */
+    coordisAdminGroupUrls: string[];
+    /** Unrestricted `redis+cluster://` URL of the cluster ("" when not started). */
+    coordisAdminClusterUrl: string;
   }
 }
 
@@ -38,9 +49,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   };
   try {
     [standalone, group, cluster] = await Promise.all([
-      startRedis(),
-      wanted.has("group") ? startRedisGroup(3) : Promise.resolve(undefined),
-      wanted.has("cluster") ? startRedisCluster({ masters: 3 }) : Promise.resolve(undefined),
+      startRedis({ leastPrivilege: true }),
+      wanted.has("group") ? startRedisGroup(3, { leastPrivilege: true }) : Promise.resolve(undefined),
+      wanted.has("cluster") ? startRedisCluster({ masters: 3, leastPrivilege: true }) : Promise.resolve(undefined),
     ]);
   } catch (err) {
     await teardown();
@@ -49,5 +60,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide("coordisRedisUrl", standalone.url);
   project.provide("coordisGroupUrls", group ? [...group.urls] : []);
   project.provide("coordisClusterUrl", cluster?.url ?? "");
+  project.provide("coordisAdminRedisUrl", standalone.adminUrl);
+  project.provide("coordisAdminGroupUrls", group ? [...group.adminUrls] : []);
+  project.provide("coordisAdminClusterUrl", cluster?.adminUrl ?? "");
   return teardown;
 }

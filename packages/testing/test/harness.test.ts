@@ -177,7 +177,8 @@ describe("groups and clusters", () => {
   });
 
   it("the shared cluster reports ok on every node", async () => {
-    const url = inject("coordisClusterUrl");
+    // CLUSTER INFO on a single node: the unrestricted URL (the shared URL's user may only run it as a cluster client).
+    const url = inject("coordisAdminClusterUrl");
     const hosts = url.replace("redis+cluster://", "").split(",");
     expect(hosts).toHaveLength(3);
     for (const hostPort of hosts) {

@@ -76,7 +76,9 @@ afterEach(async () => {
 describe("startProxy", () => {
   it("forwards traffic and keeps the target URL's scheme, credentials and db", async () => {
     const proxy = await proxyFor();
-    expect(proxy.url).toBe(`redis://127.0.0.1:${proxy.port}`);
+    // The shared server's URL carries the least-privilege user; the proxy keeps it and swaps host and port.
+    expect(url).toMatch(/^redis:\/\/coordis:[0-9a-f]+@127\.0\.0\.1:\d+$/);
+    expect(proxy.url).toBe(url.replace(/@127\.0\.0\.1:\d+$/, `@127.0.0.1:${proxy.port}`));
     const c = await client(proxy.url);
     await c.set(`${prefix}:fwd`, "1");
     expect(await c.get(`${prefix}:fwd`)).toBe("1");

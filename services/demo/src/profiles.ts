@@ -60,40 +60,51 @@ export class ProfileStore {
 
   /** The stored profile, or null. */
   async read(id: string): Promise<StoredProfile | null> {
-    const h = await this.#redis.hgetall(this.#key(id));
-    if (h.name === undefined) return null;
+    const [name, submissions, createdAt, updatedAt] = await this.#redis.hmget(
+      this.#key(id),
+      "name",
+      "submissions",
+      "createdAt",
+      "updatedAt",
+    );
+    if (name === null || name === undefined) return null;
     return {
       id,
-      name: h.name,
-      submissions: Number(h.submissions ?? 0),
-      createdAt: Number(h.createdAt ?? 0),
-      updatedAt: Number(h.updatedAt ?? 0),
+      name,
+      submissions: Number(submissions ?? 0),
+      createdAt: Number(createdAt ?? 0),
+      updatedAt: Number(updatedAt ?? 0),
     };
   }
 
-  /** Counts a submission (creating the profile on first use) and returns the player's name. */
+  /**
+   * Counts a submission (creating the profile on first use) and returns the player's name. Uses only commands the
+   * least-privilege Coordis ACL user is granted (HINCRBY, HSET, HMGET; no MULTI, no HSETNX): one pipelined round
+   * trip, plus one more the first time, to fill in the fields a new profile lacks.
+   */
   async recordSubmission(id: string, name: string | undefined): Promise<{ name: string }> {
     const key = this.#key(id);
     const now = Date.now();
-    const tx = this.#redis.multi().hsetnx(key, "name", name ?? id);
-    if (name !== undefined) tx.hset(key, "name", name);
-    const replies = await tx
-      .hsetnx(key, "createdAt", now)
+    const replies = await this.#redis
+      .pipeline()
       .hincrby(key, "submissions", 1)
-      .hset(key, "updatedAt", now)
-      .hget(key, "name")
+      .hset(key, ...(name === undefined ? [] : ["name", name]), "updatedAt", now)
+      .hmget(key, "name", "createdAt")
       .exec();
-    const last = replies?.at(-1);
-    return { name: typeof last?.[1] === "string" ? last[1] : (name ?? id) };
+    const [storedName, createdAt] = pipelineValue<[string | null, string | null]>(replies, 2);
+    const missing: Array<string | number> = [];
+    if (storedName === null) missing.push("name", id);
+    if (createdAt === null) missing.push("createdAt", now);
+    if (missing.length > 0) await this.#redis.hset(key, ...missing);
+    return { name: storedName ?? id };
   }
 
   /** Renames an existing player; false when unknown. */
   async rename(id: string, name: string): Promise<boolean> {
     const key = this.#key(id);
-    const replies = await this.#redis.multi().exists(key).hset(key, "name", name, "updatedAt", Date.now()).exec();
-    if (replies?.[0]?.[1] === 1) return true;
-    await this.#redis.del(key);
-    return false;
+    if ((await this.#redis.hexists(key, "name")) !== 1) return false;
+    await this.#redis.hset(key, "name", name, "updatedAt", Date.now());
+    return true;
   }
 
   /** Deletes a profile; false when there was none. */
@@ -116,4 +127,12 @@ export class ProfileStore {
     await this.#cache.close();
     this.#cacheRedis?.disconnect();
   }
+}
+
+/** The value of the `index`-th command of a pipeline's replies; throws its error, or when the pipeline failed. */
+function pipelineValue<T>(replies: Array<[Error | null, unknown]> | null, index: number): T {
+  const entry = replies?.[index];
+  if (entry === undefined) throw new Error("the Redis pipeline returned no reply");
+  if (entry[0] !== null) throw entry[0];
+  return entry[1] as T;
 }

@@ -1,0 +1,110 @@
+import { DEFAULT_PREFIX, validatePrefix } from "./keys.js";
+
+/**
+ * Every command Coordis sends or runs inside its Lua scripts (Redis checks each `redis.call()` of a script against
+ * the caller's ACL too), as Redis ACL command rules. Grouped: the ioredis handshake and ready check; scripts;
+ * pub/sub (the `s…` variants are sharded pub/sub on Cluster); event-log reads and consumer groups sent by the
+ * client; then the commands inside the scripts.
+ */
+export const ACL_COMMAND_RULES: readonly string[] = Object.freeze([
+  "+hello",
+  "+ping",
+  "+info",
+  "+client|setname",
+  "+select",
+  "+evalsha",
+  "+eval",
+  "+publish",
+  "+subscribe",
+  "+unsubscribe",
+  "+psubscribe",
+  "+punsubscribe",
+  "+spublish",
+  "+ssubscribe",
+  "+sunsubscribe",
+  "+xrange",
+  "+xrevrange",
+  "+xlen",
+  "+xread",
+  "+xreadgroup",
+  "+xack",
+  "+xgroup|create",
+  "+xinfo|stream",
+  "+xinfo|groups",
+  "+xinfo|consumers",
+  "+hmget",
+  "+time",
+  "+get",
+  "+set",
+  "+del",
+  "+exists",
+  "+incr",
+  "+pexpire",
+  "+pexpireat",
+  "+pttl",
+  "+hget",
+  "+hset",
+  "+hdel",
+  "+hexists",
+  "+hincrby",
+  "+hkeys",
+  "+hlen",
+  "+lpush",
+  "+lrange",
+  "+ltrim",
+  "+xadd",
+  "+xtrim",
+  "+xautoclaim",
+  "+xpending",
+  "+zadd",
+  "+zcard",
+  "+zrange",
+  "+zrevrange",
+  "+zrank",
+  "+zrevrank",
+  "+zrem",
+  "+zremrangebyscore",
+  "+zscore",
+]);
+
+/**
+ * What ioredis' Cluster client adds on Redis Cluster: it reads the slot map (`CLUSTER SLOTS`), checks the cluster
+ * state before it reports ready (`CLUSTER INFO`; without it the client never becomes ready) and follows `ASK`
+ * redirections during resharding (`ASKING`).
+ */
+export const ACL_CLUSTER_RULES: readonly string[] = Object.freeze(["+cluster|slots", "+cluster|info", "+asking"]);
+
+/** Options of {@link aclRules}. */
+export interface AclRulesOptions {
+  /** The `prefix` the primitives are given; default `"coordis"`. Several prefixes: one pattern pair each. */
+  prefix?: string | readonly string[];
+  /** Add the rules ioredis needs on Redis Cluster ({@link ACL_CLUSTER_RULES}). Default false. */
+  cluster?: boolean;
+}
+
+/**
+ * The least-privilege ACL rules for a Coordis user: only keys and pub/sub channels under the prefix
+ * (`~<prefix>:*`, `&<prefix>:*`) and only the commands Coordis needs. Use them in an ACL file
+ * (`user coordis on >secret <rules>`) or at run time (`ACL SETUSER coordis reset on >secret <rules>`).
+ * Administrative commands (`KEYS`, `SCAN`, `FLUSH*`, `CONFIG`, `SCRIPT`, `MONITOR`, `DEBUG`, `ACL`...) stay refused.
+ *
+ * @example
+ * await admin.call("ACL", "SETUSER", "coordis", "reset", "on", ">secret", ...aclRules({ prefix: "myapp" }));
+ * const redis = connect("redis://coordis:secret@10.0.0.5:6379");
+ * @throws InvalidArgumentError for an invalid prefix
+ */
+export function aclRules(options: AclRulesOptions = {}): string[] {
+  const prefixes = options.prefix === undefined ? [DEFAULT_PREFIX] : [options.prefix].flat();
+  prefixes.forEach((p, i) => {
+    validatePrefix(p, Array.isArray(options.prefix) ? `options.prefix[${i}]` : "options.prefix");
+  });
+  return [
+    "resetkeys",
+    ...prefixes.map((p) => `~${p}:*`),
+    "resetchannels",
+    ...prefixes.map((p) => `&${p}:*`),
+    "-@all",
+    ...ACL_COMMAND_RULES,
+    ...(options.cluster === true ? ACL_CLUSTER_RULES : []),
+  ];
+}
