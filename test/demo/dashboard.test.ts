@@ -18,7 +18,7 @@ beforeAll(async () => {
       `${CHROMIUM} is missing: the dashboard test needs Debian's chromium. Install it with "apt-get install -y chromium" (.ci/run does this).`,
     );
   }
-  redis = await startRedis();
+  redis = await startRedis({ leastPrivilege: true });
   [replicas, browser] = await Promise.all([
     startReplicas(2, { REDIS_URL: redis.url, COORDIS_PREFIX: testPrefix("demo-ui") }),
     chromium.launch({

@@ -16,7 +16,7 @@ let replicas: Replicas;
 let urls: string[];
 
 beforeAll(async () => {
-  redis = await startRedis();
+  redis = await startRedis({ leastPrivilege: true });
   client = redis.client();
   replicas = await startReplicas(3, {
     REDIS_URL: redis.url,

@@ -285,7 +285,7 @@ let redis: RedisClient;
 const others: RedisClient[] = [];
 
 beforeAll(async () => {
-  server = await startRedis();
+  server = await startRedis({ leastPrivilege: true });
   redis = server.client();
   for (let i = 0; i < 3; i++) others.push(server.client());
   // Connected before any counted block, so no handshake lands inside one.

@@ -26,7 +26,7 @@ describe("RedisSessionStore", () => {
   let server: RedisServer;
   let redis: RedisClient;
   beforeAll(async () => {
-    server = await startRedis();
+    server = await startRedis({ leastPrivilege: true });
     redis = connect(server.url);
     await redis.ping();
   });

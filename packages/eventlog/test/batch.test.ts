@@ -130,7 +130,7 @@ describe("micro-batched append on a server of its own", () => {
   let server: RedisServer;
   let redis: RedisClient;
   beforeAll(async () => {
-    server = await startRedis();
+    server = await startRedis({ leastPrivilege: true });
     redis = connect(server.url);
     await redis.ping();
     const warm = new EventLog(redis, "warm", { prefix, batch: true });

@@ -14,7 +14,7 @@ describe("EventLog on a server of its own", () => {
   let server: RedisServer;
   let redis: RedisClient;
   beforeAll(async () => {
-    server = await startRedis();
+    server = await startRedis({ leastPrivilege: true });
     redis = server.client();
     await redis.ping();
   });

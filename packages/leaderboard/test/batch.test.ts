@@ -144,7 +144,7 @@ describe("micro-batched submit on a server of its own", () => {
   let server: RedisServer;
   let redis: RedisClient;
   beforeAll(async () => {
-    server = await startRedis();
+    server = await startRedis({ leastPrivilege: true });
     redis = connect(server.url);
     await redis.ping();
     const warm = new Leaderboard(redis, "warm", { prefix, batch: true });

@@ -11,7 +11,7 @@ describe("round trips and input validation on a server of its own", () => {
   let lb: Leaderboard<{ name: string }>;
   let inc: Leaderboard;
   beforeAll(async () => {
-    server = await startRedis();
+    server = await startRedis({ leastPrivilege: true });
     redis = connect(server.url);
     await redis.ping();
     lb = new Leaderboard(redis, "rt", { prefix, periods: ["daily", "weekly", "monthly", "all"] });

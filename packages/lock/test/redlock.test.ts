@@ -19,11 +19,12 @@ async function eventually<T>(fn: () => Promise<T | null>, timeoutMs = 8_000): Pr
 describe("Redlock over 3 masters", () => {
   let group: RedisGroup;
   let clients: RedisClient[];
+  /** Unrestricted clients of each master, to inspect and seed state outside the primitive under test. */
   let admins: RedisClient[];
   beforeAll(async () => {
-    group = await startRedisGroup(3);
+    group = await startRedisGroup(3, { leastPrivilege: true });
     clients = group.urls.map((u) => connect(u, { commandTimeoutMs: 1_000 }));
-    admins = group.urls.map((u) => connect(u, { commandTimeoutMs: 1_000 }));
+    admins = group.adminUrls.map((u) => connect(u, { commandTimeoutMs: 1_000 }));
     await Promise.all([...clients, ...admins].map((c) => c.ping()));
   });
   afterAll(async () => {
@@ -138,7 +139,7 @@ describe("Redlock over 5 masters", () => {
   let group: RedisGroup;
   let clients: RedisClient[];
   beforeAll(async () => {
-    group = await startRedisGroup(5);
+    group = await startRedisGroup(5, { leastPrivilege: true });
     clients = group.urls.map((u) => connect(u, { commandTimeoutMs: 1_000 }));
     await Promise.all(clients.map((c) => c.ping()));
   });

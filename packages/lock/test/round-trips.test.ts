@@ -8,11 +8,12 @@ const prefix = testPrefix();
 describe("round trips, input validation and the validity check on a server of our own", () => {
   let server: RedisServer;
   let redis: RedisClient;
+  /** Unrestricted client, to check keys from outside the code under test. */
   let admin: RedisClient;
   beforeAll(async () => {
-    server = await startRedis({ config: { "enable-debug-command": "yes" } });
+    server = await startRedis({ leastPrivilege: true });
     redis = server.client();
-    admin = server.client();
+    admin = server.adminClient();
     await Promise.all([redis.ping(), admin.ping()]);
     // Warm the script cache so EVALSHA never falls back to EVAL inside a count.
     const m = new Mutex(redis, "warm", { prefix });
@@ -117,9 +118,9 @@ describe("round trips, input validation and the validity check on a server of ou
 
   it("a lease whose validity is gone on return (server stalled past the TTL) is released, not handed out", async () => {
     const m = new Mutex(redis, "stalled", { prefix, ttlMs: 200 });
-    // DEBUG SLEEP, sent first on the lock's own connection, stalls the server: the acquire queued behind it is
-    // answered ~400 ms later, after its 200 ms TTL.
-    const stall = redis.call("DEBUG", "SLEEP", "0.4");
+    // A script that spins 400 ms, sent first on the lock's own connection, stalls the server: the acquire queued
+    // behind it (same connection, so surely after it) is answered ~400 ms later, after its 200 ms TTL.
+    const stall = stallServer(redis, 400);
     const lease = await m.tryAcquire();
     await stall;
     expect(lease).toBeNull();
@@ -142,9 +143,9 @@ describe("round trips, input validation and the validity check on a server of ou
         },
       ];
       for (const { lock, key } of locks) {
-        // The server stalls 400 ms; the acquire queued behind the stall times out after 100 ms on the client, but
-        // Redis runs it once the stall ends and grants the lock to a token nobody holds.
-        const stall = admin.call("DEBUG", "SLEEP", "0.4");
+        // The server stalls 400 ms; the acquire queued behind the stall on the same connection times out after
+        // 100 ms on the client, but Redis runs it once the stall ends and grants the lock to a token nobody holds.
+        const stall = stallServer(impatient, 400).catch(() => "timed out");
         await expect(lock.tryAcquire(), key).rejects.toBeInstanceOf(RedisUnavailableError);
         await stall;
         // The compare-and-delete queued behind the acquire frees it at once (the TTL is a minute).
@@ -158,3 +159,16 @@ describe("round trips, input validation and the validity check on a server of ou
     }
   });
 });
+
+/**
+ * Stalls the server for `ms`: a script spinning on TIME (both granted to the Coordis ACL user, unlike DEBUG SLEEP).
+ * Commands sent after it on the same connection are surely queued behind it.
+ */
+function stallServer(redis: RedisClient, ms: number): Promise<unknown> {
+  return redis.eval(
+    "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] " +
+      "repeat local t = redis.call('TIME') until t[1] * 1000000 + t[2] - t0 >= tonumber(ARGV[1]) * 1000 return 1",
+    0,
+    ms,
+  );
+}

@@ -216,7 +216,8 @@ describe("PubSub on a server of its own", () => {
   let server: RedisServer;
   let redis: RedisClient;
   beforeAll(async () => {
-    server = await startRedis();
+    // The restart test's pattern subscription needs its exact pattern granted (the documented extra rule).
+    server = await startRedis({ leastPrivilege: { extraRules: [`&${prefix}:ps:restart-*`] } });
     redis = server.client();
     await redis.ping();
   });

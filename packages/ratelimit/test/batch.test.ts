@@ -152,7 +152,7 @@ describe("micro-batched consume on a server of its own", () => {
     { name: "b", limit: 50, windowMs: YEAR, algorithm: "gcra" },
   ];
   beforeAll(async () => {
-    server = await startRedis();
+    server = await startRedis({ leastPrivilege: true });
     redis = server.client();
     await redis.ping();
     // Cache the scripts so every call below is a plain EVALSHA.
@@ -278,7 +278,7 @@ describe("micro-batched consume on Redis Cluster", () => {
     let cluster: RedisCluster;
     let redis: RedisClient;
     beforeAll(async () => {
-      cluster = await startRedisCluster({ masters: 3 });
+      cluster = await startRedisCluster({ masters: 3, leastPrivilege: true });
       redis = connect(cluster.url);
       await redis.ping();
     });

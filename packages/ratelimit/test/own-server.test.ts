@@ -16,7 +16,7 @@ describe("on a server of its own", () => {
   let server: RedisServer;
   let redis: RedisClient;
   beforeAll(async () => {
-    server = await startRedis();
+    server = await startRedis({ leastPrivilege: true });
     redis = server.client();
     await redis.ping();
   });

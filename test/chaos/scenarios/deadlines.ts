@@ -72,7 +72,7 @@ export const deadlinesScenario: ChaosScenario = {
     const closers: Array<() => Promise<void>> = [];
     const outcomes: Record<string, Record<string, number>> = {};
     try {
-      server = await startRedis();
+      server = await startRedis({ leastPrivilege: true });
       proxy = await startProxy({ target: server, seed });
       const redis = connect(proxy.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
       clients.push(redis);

@@ -69,7 +69,7 @@ export function eventlogScenario(events: number): ChaosScenario {
       const processedN = new Map<string, number>(); // id → event number the consumer saw
       const counts = { appendCalls: 0, retries: 0, duplicates: 0, redeliveries: 0, consumerRespawns: 0 };
       try {
-        server = await startRedis({ appendOnly: true, config: { appendfsync: "always" } });
+        server = await startRedis({ appendOnly: true, config: { appendfsync: "always" }, leastPrivilege: true });
         proxy = await startProxy({ target: server, seed });
         producerClient = connect(proxy.url, { commandTimeoutMs: 1_000 });
         const eventLog = new EventLog<{ n: number }>(producerClient, name, { prefix, chain: true });

@@ -258,7 +258,7 @@ async function runLockScenario(
     for (let i = 0; i < masters; i++) {
       // AOF with appendfsync always on every master: fences must be remembered across restarts (packages/lock
       // README, "Redlock and lost data"); without it a restarted master plus a partitioned one can let a fence go back.
-      servers.push(await startRedis({ appendOnly: true, config: { appendfsync: "always" } }));
+      servers.push(await startRedis({ appendOnly: true, config: { appendfsync: "always" }, leastPrivilege: true }));
     }
     for (let i = 0; i < proxiesCount; i++) {
       proxies.push(await startProxy({ target: servers[mode === "mutex" ? 0 : i] as RedisServer, seed: seed + i }));

@@ -120,7 +120,7 @@ export const pubsubCacheScenario: ChaosScenario = {
       return c;
     };
     try {
-      server = await startRedis();
+      server = await startRedis({ leastPrivilege: true });
       for (let i = 0; i < 3; i++) proxies.push(await startProxy({ target: server, seed: seed + i }));
       const [subProxy, proxyB, proxyC] = proxies as [FaultProxy, FaultProxy, FaultProxy];
 

@@ -84,7 +84,7 @@ export const ratelimitScenario: ChaosScenario = {
     log(describeSchedule(schedule));
     const violations = new Violations();
     const prefix = testPrefix();
-    const server = await startRedis();
+    const server = await startRedis({ leastPrivilege: true });
     const proxies: FaultProxy[] = [];
     const workers: ChaosWorker[] = [];
     const worst: Partial<Record<Algorithm, Worst>> = {};

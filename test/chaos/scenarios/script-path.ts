@@ -9,6 +9,7 @@ import {
   runSchedule,
   startProxy,
   startRedis,
+  testPrefix,
   Watchdog,
 } from "@coordis/testing";
 import type { ChaosScenario, ScenarioResult } from "../scenario.js";
@@ -58,7 +59,9 @@ export const scriptPath: ChaosScenario = {
       if (samples.length < 10) samples.push(text);
     };
     const watchdog = new Watchdog();
-    const server = await startRedis();
+    // Keys under the Coordis prefix: the clients run as the least-privilege user (keys `coordis:*` only).
+    const prefix = testPrefix("chaos");
+    const server = await startRedis({ leastPrivilege: true });
     const proxy = await startProxy({ target: server, seed });
     const clients: RedisClient[] = [];
     let stop = false;
@@ -70,7 +73,7 @@ export const scriptPath: ChaosScenario = {
       }
       const loop = async (i: number) => {
         const client = clients[i] as RedisClient;
-        const keys = [`chaos:{script-path-${i}}:v`, `chaos:{script-path-${i}}:c`] as const;
+        const keys = [`${prefix}:{script-path-${i}}:v`, `${prefix}:{script-path-${i}}:c`] as const;
         for (let seq = 0; !stop; seq++) {
           const value = `${i}:${seq}`;
           const what = `client ${i} probe #${seq}`;
