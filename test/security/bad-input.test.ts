@@ -61,6 +61,8 @@ const isPlainObject = (v: unknown) => v !== null && typeof v === "object" && !Ar
 const isFunc = (v: unknown) => typeof v === "function";
 const isChannel = (v: unknown) => isStr(v, 256) && !/[\s\p{Cc}*?[\]\\{}]/u.test(v as string);
 const isPattern = (v: unknown) => isStr(v, 256) && !/[\s\p{Cc}{}]/u.test(v as string);
+/** `subscribe(channel | pattern)`: a name with a glob character is a pattern, any other must be a channel name. */
+const isChannelOrPattern = (v: unknown) => (typeof v === "string" && /[*?[]/.test(v) ? isPattern(v) : isChannel(v));
 const U64 = 2n ** 64n - 1n;
 const isStreamId = (v: unknown) => {
   const m = typeof v === "string" ? /^(\d{1,20})(?:-(\d{1,20}))?$/.exec(v) : null;
@@ -179,6 +181,12 @@ const bad = {
   channel: () =>
     invalid(isChannel, badStrings(256), fc.constantFrom("a b", "a*", "a?", "a[b]", "a\\b", "a\n", "\u0007")),
   pattern: () => invalid(isPattern, badStrings(256), fc.constantFrom("a b", "a\tb", "a{b}", "\u0000")),
+  channelOrPattern: () =>
+    invalid(
+      isChannelOrPattern,
+      badStrings(256),
+      fc.constantFrom("a b", "a\\b", "a{b}", "a*{", "a* b", "a\n", "\u0007"),
+    ),
   streamId: () =>
     invalid(
       isStreamId,
@@ -889,7 +897,7 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
         ),
         (v) => pubsub.publish("ch", v),
       ),
-      c("subscribe(channel)", "channel", bad.channel(), (v) => pubsub.subscribe(v, handler)),
+      c("subscribe(channel)", "channel", bad.channelOrPattern(), (v) => pubsub.subscribe(v, handler)),
       c("subscribe(handler)", "handler", bad.func(), (v) => pubsub.subscribe("ch", v)),
       c("psubscribe(pattern)", "pattern", bad.pattern(), (v) => pubsub.psubscribe(v, handler)),
       c("psubscribe(handler)", "handler", bad.func(), (v) => pubsub.psubscribe("ch.*", v)),

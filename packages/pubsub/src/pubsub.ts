@@ -53,6 +53,9 @@ export interface MessageMeta {
 export type MessageHandler<T = unknown> = (message: T, meta: MessageMeta) => void | Promise<void>;
 
 /** Stops a subscription (idempotent). Resolves once Redis confirmed, when it was the channel's last handler. */
+/** A glob character: `subscribe()` treats such a name as a pattern. */
+const GLOB = /[*?[]/;
+
 export type Unsubscribe = () => Promise<void>;
 
 /** Payload of the `resubscribed` event. */
@@ -268,14 +271,19 @@ export class PubSub extends EventEmitter<PubSubEvents> {
   }
 
   /**
-   * Subscribes `handler` to one channel (exact name). Several handlers may share a channel: Redis sees one
-   * subscription. Resolves once Redis confirmed the subscription, so messages published afterwards arrive.
+   * Subscribes `handler` to one channel, or — when the name holds a glob character (`*`, `?`, `[`) — to every channel
+   * matching that pattern, exactly as {@link PubSub.psubscribe} (the API contract's `subscribe(channel | pattern)`).
+   * There is no ambiguity: a channel name may never contain those characters. Several handlers may share a channel:
+   * Redis sees one subscription. Resolves once Redis confirmed the subscription, so messages published afterwards
+   * arrive.
    * @returns a function that removes this handler
-   * @throws InvalidArgumentError for a bad channel name or handler; RedisUnavailableError when the subscription
-   *   could not be confirmed in time (the handler is not registered); CoordisError `ERR_PUBSUB_CLOSED`
+   * @throws InvalidArgumentError for a bad channel name, pattern or handler, or a pattern on a sharded cluster
+   *   instance; RedisUnavailableError when the subscription could not be confirmed in time (the handler is not
+   *   registered); CoordisError `ERR_PUBSUB_CLOSED`
    */
   async subscribe<T = unknown>(channel: string, handler: MessageHandler<T>): Promise<Unsubscribe> {
     this.assertOpen();
+    if (typeof channel === "string" && GLOB.test(channel)) return this.addPattern(channel, handler, "channel");
     const name = validateChannel(channel);
     validate.func("handler", handler);
     return this.add("channel", name, handler as MessageHandler<never>);
@@ -283,7 +291,8 @@ export class PubSub extends EventEmitter<PubSubEvents> {
 
   /**
    * Subscribes `handler` to every channel matching a glob pattern (PSUBSCRIBE syntax: `*`, `?`, `[abc]`), e.g.
-   * `"orders.*"`. The prefix is added in front, so patterns only ever match this prefix's channels.
+   * `"orders.*"`. The prefix is added in front, so patterns only ever match this prefix's channels. A pattern
+   * without glob characters matches only the channel of that name.
    *
    * On Redis Cluster patterns need classic (broadcast) pub/sub: create the PubSub with `sharded: false` on both
    * sides. Sharded messages are never delivered to pattern subscribers, so a sharded instance rejects this call.
@@ -291,11 +300,15 @@ export class PubSub extends EventEmitter<PubSubEvents> {
    */
   async psubscribe<T = unknown>(pattern: string, handler: MessageHandler<T>): Promise<Unsubscribe> {
     this.assertOpen();
-    const name = validatePattern(pattern);
+    return this.addPattern(pattern, handler, "pattern");
+  }
+
+  private async addPattern<T>(pattern: unknown, handler: MessageHandler<T>, argument: string): Promise<Unsubscribe> {
+    const name = validatePattern(pattern, argument);
     validate.func("handler", handler);
     if (this.sharded) {
       throw new InvalidArgumentError(
-        "pattern",
+        argument,
         "pattern subscriptions do not see sharded messages on Redis Cluster; use new PubSub(cluster, { sharded: false })",
       );
     }

@@ -71,6 +71,25 @@ describe("PubSub on the shared standalone server", () => {
     expect(b.stats()).toMatchObject({ subscriptions: 0, channels: 0 });
   });
 
+  it("subscribe() with a glob character subscribes to the pattern (the contract's subscribe(channel | pattern))", async () => {
+    const b = bus({}, admin);
+    const got: Array<[unknown, string, string | undefined]> = [];
+    const off = await b.subscribe("jobs.*", (m, meta) => {
+      got.push([m, meta.channel, meta.pattern]);
+    });
+    expect(b.stats()).toMatchObject({ channels: 0, patterns: 1 });
+    await b.publish("jobs.a", 1);
+    await b.publish("jobs", 2); // no match: the pattern needs the dot
+    await b.publish("jobs.b", 3);
+    await waitUntil("two pattern messages", () => got.length === 2);
+    expect(got).toEqual([
+      [1, "jobs.a", "jobs.*"],
+      [3, "jobs.b", "jobs.*"],
+    ]);
+    await off();
+    expect(b.stats()).toMatchObject({ subscriptions: 0, patterns: 0 });
+  });
+
   it("pattern subscriptions see matching channels with the channel and pattern in meta", async () => {
     const b = bus({}, admin);
     const got: Array<[unknown, string, string | undefined]> = [];
@@ -333,6 +352,7 @@ describe("PubSub on the 3-master cluster", () => {
     await waitUntil("a message on every channel", () => names.every((n) => got.get(n)?.length === 1));
     for (const name of names) expect(got.get(name)).toEqual([{ name }]);
     await expect(b.psubscribe("shard-*", () => {})).rejects.toThrow(InvalidArgumentError);
+    await expect(b.subscribe("shard-*", () => {})).rejects.toThrow(InvalidArgumentError);
   });
 
   it("sharded: false uses broadcast pub/sub, where patterns work", async () => {
