@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { runShort } from "./chaos/lib/short-run.js";
 import { Violations } from "./chaos/lib/workers.js";
-import { type Acquisition, checkLockHistory, FencedRegister, lockMutex, lockRedlock } from "./chaos/scenarios/lock.js";
+import {
+  type Acquisition,
+  checkLockHistory,
+  FencedRegister,
+  lockMutex,
+  lockRedlock,
+  RECOVERY_SECTIONS,
+} from "./chaos/scenarios/lock.js";
 
 /**
  * Short versions of the lock checker (`npm run test:chaos -- --filter lock` runs the long ones): 4 worker processes
@@ -38,7 +45,8 @@ describe("chaos: lock checker", () => {
     expect(result.violations, replay).toBe(0);
     expect(result.samples, replay).toEqual([]);
     expect(result.faultsInjected, replay).toBeGreaterThan(0);
-    expect(result.details.sectionsAccepted as number, replay).toBeGreaterThan(10);
+    // At least the sections the liveness check waits for after the heal (the history is never trivially empty).
+    expect(result.details.sectionsAccepted as number, replay).toBeGreaterThanOrEqual(RECOVERY_SECTIONS);
   }, 240_000);
 
   it("Redlock over 3 masters: the same properties with one master down at a time", async () => {
@@ -46,6 +54,7 @@ describe("chaos: lock checker", () => {
     expect(result.violations, replay).toBe(0);
     expect(result.samples, replay).toEqual([]);
     expect(result.faultsInjected, replay).toBeGreaterThan(0);
-    expect(result.details.sectionsAccepted as number, replay).toBeGreaterThan(10);
+    // At least the sections the liveness check waits for after the heal (the history is never trivially empty).
+    expect(result.details.sectionsAccepted as number, replay).toBeGreaterThanOrEqual(RECOVERY_SECTIONS);
   }, 240_000);
 });

@@ -34,6 +34,11 @@ const HOLD_MAX_MS = 150;
 const CLOCK_TOLERANCE_MS = 2;
 /** After the faults, accepted sections must resume within this time, ms. */
 const RECOVERY_MS = 10_000;
+/**
+ * How many accepted sections must follow the heal within RECOVERY_MS: progress has really resumed, and even a run
+ * whose faults left little room (a short run with several Redis kills) has a history worth checking.
+ */
+export const RECOVERY_SECTIONS = 10;
 
 /** One acquisition as a worker reported it (wall-clock ms of this machine, shared by all processes). */
 export interface Acquisition {
@@ -347,7 +352,7 @@ async function runLockScenario(
 
     // Liveness: once healed, accepted sections resume (a fence that went back would leave every write rejected).
     const before = register.writes;
-    const recovered = await until(() => register.writes >= before + 3, RECOVERY_MS);
+    const recovered = await until(() => register.writes >= before + RECOVERY_SECTIONS, RECOVERY_MS);
     if (!recovered) {
       violations.add(
         "no-progress",
