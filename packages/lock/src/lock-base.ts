@@ -96,13 +96,11 @@ export abstract class LockBase {
    * lock for a full TTL with a token nobody holds. A compare-and-delete of that token is therefore queued behind it
    * on the same connection (fire and forget), so such a phantom lease is freed as soon as Redis answers again.
    */
-  protected async request<R>(token: string, backend: LeaseBackend, send: () => Promise<R>): Promise<R> {
-    try {
-      return await send();
-    } catch (err) {
+  protected request<R>(token: string, backend: LeaseBackend, send: () => Promise<R>): Promise<R> {
+    return send().catch((err: unknown) => {
       backend.release(token).catch(() => false);
       throw err;
-    }
+    });
   }
 
   /**

@@ -85,14 +85,14 @@ export async function startRedisCluster(options: StartClusterOptions = {}): Prom
   if (cli === undefined)
     throw new Error("redis-cli was not found on PATH; it is needed to create a cluster (apt-get install redis-tools)");
   const total = masters * (1 + replicas);
-  const lp =
-    options.leastPrivilege === undefined || options.leastPrivilege === false
-      ? undefined
-      : {
-          ...(options.leastPrivilege === true ? {} : options.leastPrivilege),
-          cluster: true,
-          password: randomBytes(12).toString("hex"),
-        };
+  // One user and password on every node, with the topology commands the cluster client needs.
+  const lp = options.leastPrivilege
+    ? {
+        ...(options.leastPrivilege === true ? {} : options.leastPrivilege),
+        cluster: true,
+        password: randomBytes(12).toString("hex"),
+      }
+    : undefined;
   const user = leastPrivilegeUser(lp).user;
   const started = await Promise.allSettled(
     Array.from({ length: total }, () =>

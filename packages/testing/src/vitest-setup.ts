@@ -4,7 +4,7 @@
  *
  * Least privilege: the provided URLs authenticate as the ACL user of `aclRules()` (keys and channels under
  * `coordis:*`, only the commands Coordis needs), so every test using them proves Coordis needs nothing more. Use
- * {@link testPrefix} for keys (it returns `coordis:<label>-<hex>`), and the `coordisAdmin*` URLs to inspect the
+ * `testPrefix()` for keys (it returns `coordis:<label>-<hex>`), and the `coordisAdmin*` URLs to inspect the
  * server with commands outside that set (KEYS, TTL, CONFIG...).
  *
  * ```ts

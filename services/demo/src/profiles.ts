@@ -91,7 +91,7 @@ export class ProfileStore {
       .hset(key, ...(name === undefined ? [] : ["name", name]), "updatedAt", now)
       .hmget(key, "name", "createdAt")
       .exec();
-    const [storedName, createdAt] = pipelineValue<[string | null, string | null]>(replies, 2);
+    const [, , [storedName, createdAt]] = pipelineValues(replies) as [number, number, Array<string | null>];
     const missing: Array<string | number> = [];
     if (storedName === null) missing.push("name", id);
     if (createdAt === null) missing.push("createdAt", now);
@@ -129,10 +129,11 @@ export class ProfileStore {
   }
 }
 
-/** The value of the `index`-th command of a pipeline's replies; throws its error, or when the pipeline failed. */
-function pipelineValue<T>(replies: Array<[Error | null, unknown]> | null, index: number): T {
-  const entry = replies?.[index];
-  if (entry === undefined) throw new Error("the Redis pipeline returned no reply");
-  if (entry[0] !== null) throw entry[0];
-  return entry[1] as T;
+/** The values of a pipeline's replies, in order; throws the first command's error, or when the pipeline failed. */
+function pipelineValues(replies: Array<[Error | null, unknown]> | null): unknown[] {
+  if (replies === null) throw new Error("the Redis pipeline returned no reply");
+  return replies.map(([err, value]) => {
+    if (err !== null) throw err;
+    return value;
+  });
 }
