@@ -9,10 +9,12 @@ local RL_EPS_MS = 1e-3    -- tolerance in ms for GCRA's fractional theoretical a
 local function rl_rules(spec)
   local rules = {}
   for name, alg, limit, w, burst in string.gmatch(spec, '([^%s;]+) (%a+) (%d+) (%d+) (%d+)') do
-    local r = { field = name .. '|' .. alg, alg = alg, limit = tonumber(limit), w = tonumber(w) }
-    local b = tonumber(burst)
-    r.cap = (b > 0) and b or r.limit
-    rules[#rules + 1] = r
+    local lim, b = tonumber(limit), tonumber(burst)
+    -- Every state field is named here, so rl_load's writes never grow (rehash) the table.
+    rules[#rules + 1] = {
+      field = name .. '|' .. alg, alg = alg, limit = lim, w = tonumber(w), cap = (b > 0) and b or lim,
+      start = 0, count = 0, curr = 0, prev = 0, rate = 0, tokens = 0, t = 0, tau = 0, tat = 0,
+    }
   end
   return rules
 end
@@ -142,45 +144,61 @@ local function rl_info(r, now)
   end
 end
 
+-- Reads the key's stored rule states with one HGETALL: a map field -> value, and how many fields it holds.
+local function rl_read(key)
+  local flat = redis.call('HGETALL', key)
+  local stored = {}
+  for i = 1, #flat, 2 do stored[flat[i]] = flat[i + 1] end
+  return stored, #flat / 2
+end
+
 -- Writes every rule's state (deleting empty ones and fields of rules no longer configured) and sets the key's
--- expiry to the longest time any rule's state still matters.
-local function rl_store(key, rules, now)
-  local set, del, keep = {}, {}, {}
-  local ttl = 0
+-- expiry to the longest time any rule's state still matters. stored / count: what rl_read returned, so only fields
+-- that exist are deleted and a field left by a rule removed from the configuration is found without another call.
+-- Integer states (fixed and sliding window) are written with %d, fractional ones (tokens, GCRA's TAT) with %.17g.
+local function rl_store(key, rules, now, stored, count)
+  local set, del = {}, nil
+  local ttl, known = 0, 0
   for _, r in ipairs(rules) do
-    keep[r.field] = true
+    local field = r.field
+    if stored[field] then known = known + 1 end
     local value, life
     if r.alg == 'fw' then
-      if r.count > 0 then value, life = string.format('%.17g:%.17g', r.start, r.count), r.start + r.w - now end
+      if r.count > 0 then value, life = string.format('%d:%d', r.start, r.count), r.start + r.w - now end
     elseif r.alg == 'sw' then
       if r.curr > 0 then
-        value, life = string.format('%.17g:%.17g:%.17g', r.start, r.curr, r.prev), r.start + 2 * r.w - now
+        value, life = string.format('%d:%d:%d', r.start, r.curr, r.prev), r.start + 2 * r.w - now
       end
     elseif r.alg == 'tb' then
       if r.tokens + RL_EPS < r.cap then
-        value, life = string.format('%.17g:%.17g', r.tokens, now), math.ceil((r.cap - r.tokens) / r.rate)
+        value, life = string.format('%.17g:%d', r.tokens, now), math.ceil((r.cap - r.tokens) / r.rate)
       end
     else
       if r.tat > now + RL_EPS_MS then value, life = string.format('%.17g', r.tat), math.ceil(r.tat - now) end
     end
     if value then
-      set[#set + 1] = r.field
+      set[#set + 1] = field
       set[#set + 1] = value
       if life > ttl then ttl = life end
-    else
-      del[#del + 1] = r.field
+    elseif stored[field] then
+      del = del or {}
+      del[#del + 1] = field
     end
   end
-  if #del > 0 then redis.call('HDEL', key, unpack(del)) end
-  if #set > 0 then
-    redis.call('HSET', key, unpack(set))
-    -- A rule removed from the configuration leaves a field behind: drop it (HLEN is O(1), HKEYS is rare).
-    if redis.call('HLEN', key) > #set / 2 then
-      for _, f in ipairs(redis.call('HKEYS', key)) do
-        if not keep[f] then redis.call('HDEL', key, f) end
+  if known < count then
+    -- A rule removed from the configuration (or renamed, or given another algorithm) left its field behind.
+    local keep = {}
+    for _, r in ipairs(rules) do keep[r.field] = true end
+    for f in pairs(stored) do
+      if not keep[f] then
+        del = del or {}
+        del[#del + 1] = f
       end
     end
-    -- The fields just set are kept, so the hash is not empty here.
+  end
+  if del then redis.call('HDEL', key, unpack(del)) end
+  if #set > 0 then
+    redis.call('HSET', key, unpack(set))
     redis.call('PEXPIRE', key, math.max(1, ttl))
   end
 end
@@ -200,19 +218,18 @@ end
 -- One consume of cost units on the rate-limit hash key at server time now: every rule or none. rl_load rewrites
 -- every state field of a rule, so one parsed rules table serves several calls in turn (consume-batch).
 local function rl_consume(key, cost, rules, now)
-  local fields = {}
-  for i, r in ipairs(rules) do fields[i] = r.field end
-  local raw = redis.call('HMGET', key, unpack(fields))
+  local stored, count = rl_read(key)
   local allowed = 1
   local waits = {}
   for i, r in ipairs(rules) do
-    rl_load(r, raw[i] or nil, now)
-    waits[i] = rl_wait(r, cost, now)
-    if waits[i] > 0 then allowed = 0 end
+    rl_load(r, stored[r.field], now)
+    local wait = rl_wait(r, cost, now)
+    waits[i] = wait
+    if wait > 0 then allowed = 0 end
   end
   if allowed == 1 then
     for _, r in ipairs(rules) do rl_take(r, cost) end
-    rl_store(key, rules, now)
+    rl_store(key, rules, now, stored, count)
   end
   return rl_reply(allowed, rules, waits, now)
 end

@@ -1,10 +1,11 @@
 -- Append batch: N append calls (micro-batching) to one log, applied one after another in call order, each exactly
--- as lua/eventlog/append.lua does it (idempotency check, sequence, optional hash chain, retention), each with its
--- own reply or error. Call i uses KEYS[3i-2..3i] and ARGV[4 + 2i - 1..4 + 2i]: the header below describes call 1,
--- and the same group repeats once per call (the stream and meta keys are the same for every call of one log).
+-- as lua/eventlog/append.lua does it (idempotency check, sequence, optional hash chain), each with its own reply or
+-- error; the meta hash is written and retention applied once, after the last call. Call i has the two arguments
+-- 3 + 2i and 4 + 2i; the calls with an idempotency window (windowMs > 0) take the dedupe keys from the third key
+-- on, in call order (calls without one take no key).
 -- KEYS[1] stream (stream): the log
 -- KEYS[2] meta (hash): seq, last, head, anchor (see append.lua)
--- KEYS[3] dedupe (string): call 1's idempotency record (unused when its window is 0)
+-- KEYS[3] dedupe (string): the idempotency record of the first call with a window (one key per such call)
 -- ARGV[1] maxLen (count): approximate length cap (XTRIM MAXLEN ~); 0 = none
 -- ARGV[2] maxAgeMs (ms): entries older than this (server time) are trimmed (XTRIM MINID ~); 0 = none
 -- ARGV[3] chain (flag): 1 = hash-chain the entries
@@ -15,16 +16,24 @@
 -- (per call: {1, id, duplicate 0/1} as append.lua, or {0, error text})
 --@include now-ms
 --@include eventlog-append
-local maxLen, maxAge, chain, n = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
+local stream, meta = KEYS[1], KEYS[2]
+local maxLen, maxAge, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local st = el_open(meta, ARGV[3] == '1')
 local reply = {}
+local nextKey = 3
 for i = 1, n do
-  local k, a = 3 * (i - 1), 3 + 2 * i
-  local ok, res = pcall(el_append, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], ARGV[a], tonumber(ARGV[a + 1]), maxLen,
-    maxAge, chain)
+  local window = tonumber(ARGV[4 + 2 * i])
+  local dedupe = ''
+  if window > 0 then
+    dedupe = KEYS[nextKey]
+    nextKey = nextKey + 1
+  end
+  local ok, res = pcall(el_add, st, stream, dedupe, ARGV[3 + 2 * i], window)
   if ok then
     reply[i] = { 1, res[1], res[2] }
   else
     reply[i] = { 0, tostring(type(res) == 'table' and res.err or res) }
   end
 end
+el_close(st, stream, meta, maxLen, maxAge)
 return reply

@@ -12,4 +12,8 @@
 -- Reply: [id: string, duplicate: number]
 --@include now-ms
 --@include eventlog-append
-return el_append(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == '1')
+local chain = ARGV[5] == '1'
+local st = el_open(KEYS[2], chain)
+local res = el_add(st, KEYS[1], KEYS[3], ARGV[1], tonumber(ARGV[2]))
+el_close(st, KEYS[1], KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+return res

@@ -8,16 +8,14 @@
 local now = now_ms()
 local cost = tonumber(ARGV[1])
 local rules = rl_rules(ARGV[2])
-local fields = {}
-for i, r in ipairs(rules) do fields[i] = r.field end
-local raw = redis.call('HMGET', KEYS[1], unpack(fields))
+local stored, count = rl_read(KEYS[1])
 local waits = {}
 local allowed = 1
 for i, r in ipairs(rules) do
-  rl_load(r, raw[i] or nil, now)
+  rl_load(r, stored[r.field], now)
   rl_give(r, cost, now)
   waits[i] = rl_wait(r, 1, now)
   if waits[i] > 0 then allowed = 0 end
 end
-rl_store(KEYS[1], rules, now)
+rl_store(KEYS[1], rules, now, stored, count)
 return rl_reply(allowed, rules, waits, now)

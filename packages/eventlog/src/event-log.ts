@@ -497,11 +497,16 @@ export class EventLog<T = unknown> {
 
   /** Sends one micro-batch of appends as one append-batch script call; each call succeeds or fails on its own. */
   private async sendBatch(items: readonly QueuedAppend[]): Promise<BatchOutcome<AppendResult>[]> {
-    const keys: string[] = [];
+    // Only calls with an idempotency key send a dedupe key (in call order); see lua/eventlog/append-batch.lua.
+    const keys: string[] = [this.keys.stream, this.keys.meta];
     const args: (string | number)[] = [this.maxLen, this.maxAgeMs, this.chain ? 1 : 0, items.length];
     for (const { payload, idem } of items) {
-      keys.push(this.keys.stream, this.keys.meta, this.keys.dedupe(idem ?? ""));
-      args.push(payload, idem === undefined ? 0 : this.windowMs);
+      if (idem === undefined || this.windowMs === 0) {
+        args.push(payload, 0);
+      } else {
+        keys.push(this.keys.dedupe(idem));
+        args.push(payload, this.windowMs);
+      }
     }
     const reply = await runScriptDynamic(this.redis, eventlogScripts.appendBatch, keys, args);
     return reply.map(([ok, id, duplicate]): BatchOutcome<AppendResult> => {
