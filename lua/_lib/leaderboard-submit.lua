@@ -11,7 +11,7 @@ local function lb_state()
   local s = {
     update = ARGV[1], desc = ARGV[2] == 'desc',
     P = tonumber(ARGV[3]), B = tonumber(ARGV[4]), N = tonumber(ARGV[5]),
-    tolerance = tonumber(ARGV[6]), now = now_ms(), boards = {},
+    tolerance = tonumber(ARGV[6]), now = now_ms(), boards = {}, applied = 0, seqNext = nil, seqLast = nil,
   }
   local a = 7
   for b = 1, s.B do
@@ -102,7 +102,14 @@ local function lb_apply(s, item)
       out[at + 3] = 0
     else
       if prefix == nil then
-        local seq = redis.call('INCR', KEYS[2])
+        -- Arrival numbers come in blocks: one INCRBY reserves a number for every item still to apply in this
+        -- script, so a batch of N updates pays one call, not N. Unused numbers leave gaps, which order nothing.
+        if s.seqNext == nil or s.seqNext > s.seqLast then
+          s.seqLast = redis.call('INCRBY', KEYS[2], s.N - s.applied)
+          s.seqNext = s.seqLast - (s.N - s.applied) + 1
+        end
+        local seq = s.seqNext
+        s.seqNext = seq + 1
         -- desc boards are read with ZREVRANGE, which also reverses the lexical order of equal scores:
         -- there the earliest arrival must carry the largest prefix.
         if desc then seq = LB_LIMIT - seq end
@@ -124,5 +131,6 @@ local function lb_apply(s, item)
     out[at + 2] = rank + 1
   end
   if item.meta ~= '' then redis.call('HSET', KEYS[1], member, item.meta) end
+  s.applied = s.applied + 1
   return out
 end

@@ -39,6 +39,7 @@ export const ACL_COMMAND_RULES: readonly string[] = Object.freeze([
   "+del",
   "+exists",
   "+incr",
+  "+incrby",
   "+pexpire",
   "+pexpireat",
   "+pttl",
