@@ -58,6 +58,7 @@ export {
   defineScript,
   FALLBACK_DEADLINE_MS,
   runScript,
+  runScriptCoalesced,
   runScriptDynamic,
   type ScriptArgs,
   type ScriptDef,

@@ -5,7 +5,7 @@ import {
   InvalidArgumentError,
   type RedisClient,
   RedisUnavailableError,
-  runScript,
+  runScriptCoalesced,
   toCoordisError,
   validate,
   validateName,
@@ -34,7 +34,9 @@ type NodeReply<R> = { ok: true; value: R } | { ok: false; error: CoordisError };
 /**
  * Redlock over N independent Redis masters (no replication between them): a lease is held when a quorum
  * `floor(N/2) + 1` of masters granted it within its validity. Requests go to all masters in parallel, each with a
- * per-node timeout; a failed attempt releases every master before a random retry delay.
+ * per-node timeout; a failed attempt releases every master before a random retry delay. Scripts go out through
+ * `runScriptCoalesced`: what all Redlocks of this process send to one master client in one event-loop turn is
+ * written as one pipeline (one socket write), each call keeping its own reply and error.
  *
  * Fencing: each master keeps its own fence counter, and counters diverge (a master misses acquisitions while it is
  * down or slow). After winning a quorum the holder picks `F = max` of the counters it got, then raises the counter
@@ -92,7 +94,9 @@ export class Redlock extends LockBase {
     this.#fenceKey = keys.sub("fence");
     this.#backend = {
       extend: async (token, ttlMs) => {
-        const replies = await this.#all((node) => runScript(node, lockScripts.extend, [this.#lockKey], [token, ttlMs]));
+        const replies = await this.#all((node) =>
+          runScriptCoalesced(node, lockScripts.extend, [this.#lockKey], [token, ttlMs]),
+        );
         return replies.filter((r) => r.ok && r.value === 1).length >= this.quorum;
       },
       release: async (token) => {
@@ -116,7 +120,7 @@ export class Redlock extends LockBase {
     const token = newToken();
     const start = performance.now();
     const replies = await this.#all((node) =>
-      runScript(node, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs]),
+      runScriptCoalesced(node, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs]),
     );
     const won: Array<{ node: RedisClient; fence: number }> = [];
     let busy = 0;
@@ -152,7 +156,7 @@ export class Redlock extends LockBase {
       // Fence sync: raise the masters that are behind to F while we still hold them.
       const behind = won.filter((w) => w.fence < fence).map((w) => w.node);
       const raised = await this.#all(
-        (node) => runScript(node, lockScripts.fenceRaise, [this.#lockKey, this.#fenceKey], [token, fence]),
+        (node) => runScriptCoalesced(node, lockScripts.fenceRaise, [this.#lockKey, this.#fenceKey], [token, fence]),
         behind,
       );
       if (atFence + raised.filter((r) => r.ok && r.value === 1).length < this.quorum) {
@@ -164,34 +168,51 @@ export class Redlock extends LockBase {
   }
 
   #releaseAll(token: string): Promise<NodeReply<number>[]> {
-    return this.#all((node) => runScript(node, lockScripts.release, [this.#lockKey], [token]));
+    return this.#all((node) => runScriptCoalesced(node, lockScripts.release, [this.#lockKey], [token]));
   }
 
-  /** Runs `call` on every node in parallel; a node that fails or exceeds the per-node timeout yields an error. */
+  /**
+   * Runs `call` on every node in parallel; a node that fails or exceeds the per-node timeout yields an error. The
+   * calls start together, so one timer serves the whole round.
+   */
   #all<R>(call: (node: RedisClient) => Promise<R>, nodes = this.#nodes): Promise<NodeReply<R>[]> {
-    return Promise.all(
-      nodes.map(async (node): Promise<NodeReply<R>> => {
-        let timer: NodeJS.Timeout | undefined;
-        const timeout = new Promise<NodeReply<R>>((resolve) => {
-          timer = setTimeout(
-            () =>
-              resolve({
-                ok: false,
-                error: new RedisUnavailableError(`a Redlock master did not answer within ${this.#nodeTimeoutMs} ms`),
-              }),
-            this.#nodeTimeoutMs,
-          );
-        });
-        const reply = call(node).then(
-          (value): NodeReply<R> => ({ ok: true, value }),
-          (err: unknown): NodeReply<R> => ({ ok: false, error: toCoordisError(err) }),
-        );
-        try {
-          return await Promise.race([reply, timeout]);
-        } finally {
-          clearTimeout(timer);
+    const n = nodes.length;
+    if (n === 0) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const replies: Array<NodeReply<R> | undefined> = new Array(n);
+      let left = n;
+      let done = false;
+      const timer = setTimeout(() => {
+        done = true;
+        for (let i = 0; i < n; i++) {
+          replies[i] ??= {
+            ok: false,
+            error: new RedisUnavailableError(`a Redlock master did not answer within ${this.#nodeTimeoutMs} ms`),
+          };
         }
-      }),
-    );
+        resolve(replies as NodeReply<R>[]);
+      }, this.#nodeTimeoutMs);
+      const settle = (i: number, reply: NodeReply<R>) => {
+        if (done) return;
+        replies[i] = reply;
+        if (--left === 0) {
+          done = true;
+          clearTimeout(timer);
+          resolve(replies as NodeReply<R>[]);
+        }
+      };
+      for (let i = 0; i < n; i++) {
+        let pending: Promise<R>;
+        try {
+          pending = call(nodes[i] as RedisClient);
+        } catch (err) {
+          pending = Promise.reject(err);
+        }
+        pending.then(
+          (value) => settle(i, { ok: true, value }),
+          (err: unknown) => settle(i, { ok: false, error: toCoordisError(err) }),
+        );
+      }
+    });
   }
 }

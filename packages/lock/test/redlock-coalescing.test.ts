@@ -1,0 +1,155 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { connect, type RedisClient, RedisUnavailableError, ScriptError } from "@coordis/core";
+import { type Lease, Redlock } from "@coordis/lock";
+import { countCommands, type RedisGroup, type RedisServer, startRedisGroup, testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const prefix = testPrefix();
+
+/**
+ * Counts the socket writes of real clients while `fn` runs. The spy only observes: every byte still goes to the
+ * real servers.
+ */
+async function countWrites<T>(
+  clients: readonly RedisClient[],
+  fn: () => Promise<T>,
+): Promise<{ result: T; writes: number[] }> {
+  const writes = clients.map(() => 0);
+  const restore = clients.map((client, i) => {
+    const socket = (client as unknown as { stream: { write: (...args: unknown[]) => boolean } }).stream;
+    const write = socket.write;
+    socket.write = function (this: unknown, ...args: unknown[]) {
+      writes[i] = (writes[i] ?? 0) + 1;
+      return write.apply(this, args);
+    };
+    return () => {
+      socket.write = write;
+    };
+  });
+  try {
+    return { result: await fn(), writes };
+  } finally {
+    for (const undo of restore) undo();
+  }
+}
+
+describe("Redlock write coalescing over 3 masters", () => {
+  let group: RedisGroup;
+  let clients: RedisClient[];
+  /** Unrestricted clients of each master, to seed and inspect state outside the primitive under test. */
+  let admins: RedisClient[];
+  beforeAll(async () => {
+    group = await startRedisGroup(3, { leastPrivilege: true });
+    clients = group.urls.map((u) => connect(u, { commandTimeoutMs: 1_000 }));
+    admins = group.adminUrls.map((u) => connect(u, { commandTimeoutMs: 1_000 }));
+    await Promise.all([...clients, ...admins].map((c) => c.ping()));
+    // Warm the script caches so no EVALSHA falls back to EVAL inside a count.
+    await (await new Redlock(clients, "warm", { prefix }).acquire()).release();
+  });
+  afterAll(async () => {
+    for (const c of [...clients, ...admins]) c.disconnect();
+    await group.stop();
+  });
+
+  const lockKey = (name: string) => `${prefix}:lock:{${name}}`;
+
+  it("writes 50 concurrent acquires (then releases) to each master as one pipeline; each caller gets its own reply", async () => {
+    // 48 different locks plus two callers on one contended lock, all in one event-loop turn.
+    const locks = Array.from({ length: 48 }, (_, i) => new Redlock(clients, `c${i}`, { prefix, ttlMs: 5_000 }));
+    const first = new Redlock(clients, "contended", { prefix, ttlMs: 5_000 });
+    const second = new Redlock(clients, "contended", { prefix, ttlMs: 5_000 });
+    const all = [...locks, first, second];
+    const acquired = await countCommands(group.servers, () =>
+      countWrites(clients, () => Promise.all(all.map((lock) => lock.tryAcquire()))),
+    );
+    // Every call reached every master (one EVALSHA each, no fence round: fresh counters agree)...
+    expect(acquired.sent).toEqual({ evalsha: 150 });
+    // ...in a single write per master.
+    expect(acquired.result.writes).toEqual([1, 1, 1]);
+    const leases = acquired.result.result;
+    // The first caller on the contended lock won it on every master, the second found it busy: its own reply.
+    expect(leases[48]).not.toBeNull();
+    expect(leases[49]).toBeNull();
+    const held = leases.filter((l): l is Lease => l !== null);
+    expect(held).toHaveLength(49);
+    expect(new Set(held.map((l) => l.token)).size).toBe(49);
+    for (const lease of held) expect(lease.fence).toBe(1);
+    for (const admin of admins) {
+      expect(await admin.get(lockKey("c7"))).toBe(held[7]?.token);
+      expect(await admin.get(lockKey("contended"))).toBe(held[48]?.token);
+    }
+
+    const released = await countCommands(group.servers, () =>
+      countWrites(clients, () => Promise.all(held.map((lease) => lease.release()))),
+    );
+    expect(released.sent).toEqual({ evalsha: 147 });
+    expect(released.result.writes).toEqual([1, 1, 1]);
+    expect(released.result.result).toEqual(held.map(() => true));
+    for (const admin of admins) {
+      expect(await admin.exists(...held.map((l) => lockKey(l.name)))).toBe(0);
+    }
+  });
+
+  it("gives each caller of a shared pipeline its own error: one lock's failure does not touch the others", async () => {
+    // The "broken" lock's fence counter is not an integer on masters 0 and 1: its acquire script fails there after
+    // its SET (Redis does not roll scripts back), so that caller must fail and release what it took.
+    const brokenFence = `${lockKey("broken")}:fence`;
+    await admins[0]?.set(brokenFence, "not-a-number");
+    await admins[1]?.set(brokenFence, "not-a-number");
+    const locks = Array.from({ length: 20 }, (_, i) => new Redlock(clients, `e${i}`, { prefix, ttlMs: 5_000 }));
+    const broken = new Redlock(clients, "broken", { prefix, ttlMs: 5_000 });
+    const { result: outcomes, writes } = await countWrites(clients, () =>
+      Promise.allSettled([...locks.slice(0, 10), broken, ...locks.slice(10)].map((lock) => lock.tryAcquire())),
+    );
+    // One write per master for the acquire round, one for the broken caller's release round.
+    expect(writes).toEqual([2, 2, 2]);
+    const failed = outcomes[10] as PromiseRejectedResult;
+    expect(failed.status).toBe("rejected");
+    expect(failed.reason).toBeInstanceOf(RedisUnavailableError);
+    expect((failed.reason as Error).message).toMatch(/only 1 of 3 masters answered \(a quorum of 2 is needed\)/);
+    expect((failed.reason as Error).cause).toBeInstanceOf(ScriptError);
+    expect(((failed.reason as Error).cause as ScriptError).script).toBe("lock/acquire");
+    const others = outcomes.filter((_, i) => i !== 10);
+    expect(others.every((o) => o.status === "fulfilled" && o.value !== null)).toBe(true);
+    // The failed caller released every master, the token it set on masters 0 and 1 included.
+    for (const admin of admins) expect(await admin.exists(lockKey("broken"))).toBe(0);
+    const leases = others.map((o) => (o as PromiseFulfilledResult<Lease>).value);
+    expect(await Promise.all(leases.map((l) => l.release()))).toEqual(leases.map(() => true));
+  });
+
+  it("with one master stopped, every concurrent caller still gets a lease from the two others, then recovers", async () => {
+    const stopped = group.servers[2] as RedisServer;
+    const locks = Array.from(
+      { length: 20 },
+      (_, i) => new Redlock(clients, `s${i}`, { prefix, ttlMs: 2_000, nodeTimeoutMs: 150 }),
+    );
+    await stopped.kill();
+    try {
+      const { result: leases, writes } = await countWrites(clients.slice(0, 2), () =>
+        Promise.all(locks.map((lock) => lock.tryAcquire())),
+      );
+      expect(writes).toEqual([1, 1]);
+      expect(leases.every((l) => l !== null)).toBe(true);
+      const held = leases as Lease[];
+      expect(new Set(held.map((l) => l.token)).size).toBe(20);
+      for (const admin of admins.slice(0, 2)) {
+        expect(await admin.get(lockKey("s3"))).toBe(held[3]?.token);
+      }
+      expect(await Promise.all(held.map((l) => l.release()))).toEqual(held.map(() => true));
+      for (const admin of admins.slice(0, 2)) expect(await admin.exists(...held.map((l) => lockKey(l.name)))).toBe(0);
+    } finally {
+      await stopped.restart();
+    }
+    // Back to three masters: the coalesced path works on the reconnected client too.
+    const deadline = Date.now() + 8_000;
+    for (;;) {
+      const lease = await locks[0]?.tryAcquire().catch(() => null);
+      if (lease) {
+        expect(await lease.release()).toBe(true);
+        break;
+      }
+      if (Date.now() > deadline) throw new Error("no lease after the master restarted");
+      await sleep(50);
+    }
+  });
+});
