@@ -25,7 +25,10 @@ export interface ConsumeOptions {
   claimIdleMs?: number;
   /** Deliveries before an entry is dead-lettered (1–1000); default 5. */
   maxDeliveries?: number;
-  /** Entries fetched per read or claim (1–1000); default 10. */
+  /**
+   * Entries fetched per read or claim (1–1000); default 10. The next read is sent as soon as every entry received
+   * so far has started, while handlers still run (about one batch then waits for free handler slots).
+   */
   batch?: number;
   /** How long one blocking XREADGROUP waits, ms (10–60,000); default 1000. `stop()` takes at most this long. */
   blockMs?: number;
@@ -46,12 +49,34 @@ export interface ConsumerStats {
 }
 
 const RETRY_MS = 200;
+/** Most ids one XACK carries: a turn that handled more entries sends several. */
+const MAX_ACK_IDS = 1_000;
+
+/** One received entry on its way through the consumer. */
+interface Job<T> {
+  readonly entry: Entry<T>;
+  readonly deliveries: number;
+  /** `performance.now()` when its handler started; measured only when an observer wants operations. */
+  started: number;
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === "object" || typeof value === "function") &&
+    typeof (value as PromiseLike<unknown>).then === "function"
+  );
+}
 
 /**
  * A running consumer of a {@link ConsumerGroup}: reads new entries with XREADGROUP on a connection of its own,
  * runs the handler (up to `concurrency` at once), XACKs after success, reclaims entries idle longer than
  * `claimIdleMs` (from consumers that died, or its own failures) with XAUTOCLAIM, and dead-letters entries past
  * `maxDeliveries`. Redis errors are reported to the observer and retried; the loop never stops by itself.
+ *
+ * Acknowledgements are coalesced: the entries whose handlers succeeded in one event-loop turn are acknowledged by
+ * one XACK sent at the end of that turn (`setImmediate`), never before their handler succeeded. A failed handler's
+ * entry is never acknowledged (it stays pending, or is dead-lettered).
  */
 export class Consumer<T = unknown> {
   private readonly concurrency: number;
@@ -60,10 +85,21 @@ export class Consumer<T = unknown> {
   private readonly batch: number;
   private readonly blockMs: number;
   private readonly claimIntervalMs: number;
-  private readonly queue: Array<{ entry: Entry<T>; deliveries: number }> = [];
+  /** Received entries not started yet: `queue[head]` is the next one (a plain array with a moving head). */
+  private queue: Job<T>[] = [];
+  private head = 0;
   private readonly waiters: Array<() => void> = [];
   private readonly stopper = new AbortController();
+  /** Whether operations are timed and reported (the observer is fixed when the log is built). */
+  private readonly observed: boolean;
   private inflight = 0;
+  private pumping = false;
+  /** Succeeded entries waiting for the end of this turn's XACK. */
+  private acks: Job<T>[] = [];
+  private ackTimer: NodeJS.Immediate | undefined;
+  /** Succeeded entries whose XACK was sent and not answered yet. */
+  private ackInflight = 0;
+  private readonly flushAcksNow = () => this.flushAcks();
   private conn: Redis | Cluster | undefined;
   private loops: Promise<unknown> | undefined;
   private stopped: Promise<void> | undefined;
@@ -95,6 +131,7 @@ export class Consumer<T = unknown> {
       opts.claimIntervalMs === undefined
         ? Math.min(Math.max(Math.floor(this.claimIdleMs / 2), 10), 5_000)
         : validate.durationMs("options.claimIntervalMs", opts.claimIntervalMs, { min: 10, max: 86_400_000 });
+    this.observed = group.log.observer?.onOperation !== undefined;
   }
 
   /** The consumer's name in its group. */
@@ -102,9 +139,18 @@ export class Consumer<T = unknown> {
     return this.group.consumer;
   }
 
-  /** Current counters. */
-  stats(): ConsumerStats & { readonly inflight: number; readonly queued: number } {
-    return { ...this.counters, inflight: this.inflight, queued: this.queue.length };
+  /**
+   * Current counters and what the consumer holds right now: `inflight` handlers running (and failed entries being
+   * dead-lettered), `queued` entries received whose handler has not started, `acking` entries whose handler
+   * succeeded and whose XACK is not answered yet.
+   */
+  stats(): ConsumerStats & { readonly inflight: number; readonly queued: number; readonly acking: number } {
+    return {
+      ...this.counters,
+      inflight: this.inflight,
+      queued: this.queue.length - this.head,
+      acking: this.acks.length + this.ackInflight,
+    };
   }
 
   /** @internal */
@@ -114,15 +160,15 @@ export class Consumer<T = unknown> {
 
   /**
    * Stops reading and claiming, waits for the current read to return (at most `blockMs`), then drains: every
-   * entry already received is handled and acknowledged (or left pending on failure) before this resolves.
-   * Idempotent.
+   * entry already received is handled and, when its handler succeeded, acknowledged (its XACK answered) before
+   * this resolves; a failed one is left pending or dead-lettered as usual. Idempotent.
    */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.stopper.abort();
       this.wake();
       await this.loops;
-      while (this.inflight > 0 || this.queue.length > 0) await new Promise<void>((r) => this.waiters.push(r));
+      while (this.busy()) await new Promise<void>((r) => this.waiters.push(r));
       this.conn?.disconnect();
     })();
     return this.stopped;
@@ -130,6 +176,10 @@ export class Consumer<T = unknown> {
 
   private get stopping(): boolean {
     return this.stopper.signal.aborted;
+  }
+
+  private busy(): boolean {
+    return this.inflight > 0 || this.head < this.queue.length || this.acks.length > 0 || this.ackInflight > 0;
   }
 
   private report(type: string, err: unknown): void {
@@ -143,11 +193,13 @@ export class Consumer<T = unknown> {
   }
 
   private wake(): void {
+    if (this.waiters.length === 0) return;
     for (const w of this.waiters.splice(0)) w();
   }
 
+  /** Room for claimed entries: nothing queued and a free handler slot. */
   private hasCapacity(): boolean {
-    return this.queue.length === 0 && this.inflight < this.concurrency;
+    return this.head === this.queue.length && this.inflight < this.concurrency;
   }
 
   private async pause(ms: number): Promise<void> {
@@ -157,7 +209,8 @@ export class Consumer<T = unknown> {
   private async readLoop(): Promise<void> {
     const { stream } = this.group.log.keys;
     while (!this.stopping) {
-      while (!this.stopping && !this.hasCapacity()) await new Promise<void>((r) => this.waiters.push(r));
+      // Read ahead: the next read goes out once every received entry has started, while handlers still run.
+      while (!this.stopping && this.head < this.queue.length) await new Promise<void>((r) => this.waiters.push(r));
       if (this.stopping) break;
       try {
         await this.group.create();
@@ -175,7 +228,11 @@ export class Consumer<T = unknown> {
           ">",
         )) as [string, RawEntry[]][] | null;
         // Entries delivered by this read are ours even when stop() was called meanwhile: the drain handles them.
-        for (const raw of reply?.[0]?.[1] ?? []) this.schedule(parseEntry<T>(raw), 1);
+        const raws = reply?.[0]?.[1];
+        if (raws !== undefined && raws.length > 0) {
+          for (const raw of raws) this.enqueue(parseEntry<T>(raw), 1);
+          this.pump();
+        }
       } catch (err) {
         if (err instanceof Error && err.message.startsWith("NOGROUP")) await this.group.recreate().catch(() => {});
         else this.report("consume-read-error", err);
@@ -206,7 +263,8 @@ export class Consumer<T = unknown> {
         cursor = next;
         this.counters.deadLettered += dead;
         this.counters.claimed += entries.length;
-        for (const [id, fields, deliveries] of entries) this.schedule(parseEntry<T>([id, fields]), deliveries);
+        for (const [id, fields, deliveries] of entries) this.enqueue(parseEntry<T>([id, fields]), deliveries);
+        this.pump();
         if (entries.length > 0) {
           notifyEvent(log.observer, {
             primitive: "eventlog",
@@ -222,67 +280,131 @@ export class Consumer<T = unknown> {
     }
   }
 
-  private schedule(entry: Entry<T>, deliveries: number): void {
-    this.queue.push({ entry, deliveries });
-    this.pump();
+  private enqueue(entry: Entry<T>, deliveries: number): void {
+    this.queue.push({ entry, deliveries, started: 0 });
   }
 
+  /** Starts queued entries while handler slots are free; re-entrant calls (a sync handler finishing) are no-ops. */
   private pump(): void {
-    while (this.inflight < this.concurrency) {
-      const job = this.queue.shift();
-      if (job === undefined) return;
-      this.inflight++;
-      void this.process(job.entry, job.deliveries).finally(() => {
-        this.inflight--;
-        this.pump();
-        this.wake();
-      });
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.inflight < this.concurrency && this.head < this.queue.length) {
+        const job = this.queue[this.head] as Job<T>;
+        this.head++;
+        this.inflight++;
+        this.run(job);
+      }
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+      }
+    } finally {
+      this.pumping = false;
     }
   }
 
-  private async process(entry: Entry<T>, deliveries: number): Promise<void> {
-    const log = this.group.log;
-    const started = performance.now();
-    let outcome = "acked";
-    let error: Error | undefined;
+  /** Runs the handler of one job; a synchronous handler is finished (and its ack queued) before this returns. */
+  private run(job: Job<T>): void {
+    if (this.observed) job.started = performance.now();
+    let result: void | Promise<void>;
     try {
-      await this.handler(entry, { deliveries });
-      try {
-        await log.redis.xack(log.keys.stream, this.group.name, entry.id);
-        this.counters.acked++;
-      } catch (err) {
-        // Still pending: it is delivered again after claimIdleMs (at least once).
-        outcome = "ack-error";
-        error = toCoordisError(err);
-      }
+      result = this.handler(job.entry, { deliveries: job.deliveries });
     } catch (err) {
-      this.counters.failed++;
-      error = err instanceof Error ? err : new Error(String(err));
-      outcome = "failed";
-      if (deliveries >= this.maxDeliveries) {
-        try {
-          const moved = await runScript(
-            log.redis,
-            eventlogScripts.deadLetter,
-            [log.keys.stream, log.keys.dlq],
-            [this.group.name, this.group.consumer, entry.id, `${error.name}: ${error.message}`.slice(0, 4_096)],
-          );
-          if (moved === 1) {
-            this.counters.deadLettered++;
-            outcome = "dead-lettered";
-          }
-        } catch (dlqErr) {
-          this.report("dead-letter-error", dlqErr);
+      void this.fail(job, err);
+      return;
+    }
+    if (isThenable(result)) {
+      result.then(
+        () => this.succeed(job),
+        (err: unknown) => void this.fail(job, err),
+      );
+    } else this.succeed(job);
+  }
+
+  /** Frees the slot of a job whose handler succeeded and queues its id for this turn's XACK. */
+  private succeed(job: Job<T>): void {
+    this.acks.push(job);
+    if (this.acks.length >= MAX_ACK_IDS) this.flushAcks();
+    else this.ackTimer ??= setImmediate(this.flushAcksNow);
+    this.release();
+  }
+
+  private release(): void {
+    this.inflight--;
+    this.pump();
+    this.wake();
+  }
+
+  /**
+   * Sends one XACK for every entry whose handler succeeded since the last one (at the end of the event-loop turn).
+   * A failed XACK leaves them pending: they are delivered again after `claimIdleMs` (at least once).
+   */
+  private flushAcks(): void {
+    if (this.ackTimer !== undefined) {
+      clearImmediate(this.ackTimer);
+      this.ackTimer = undefined;
+    }
+    const jobs = this.acks;
+    if (jobs.length === 0) return;
+    this.acks = [];
+    this.ackInflight += jobs.length;
+    const log = this.group.log;
+    const ids = new Array<string>(jobs.length);
+    for (let i = 0; i < jobs.length; i++) ids[i] = (jobs[i] as Job<T>).entry.id;
+    log.redis.xack(log.keys.stream, this.group.name, ...ids).then(
+      () => {
+        this.counters.acked += jobs.length;
+        this.acked(jobs, undefined);
+      },
+      (err: unknown) => this.acked(jobs, toCoordisError(err)),
+    );
+  }
+
+  private acked(jobs: readonly Job<T>[], error: Error | undefined): void {
+    this.ackInflight -= jobs.length;
+    if (this.observed) {
+      const outcome = error === undefined ? "acked" : "ack-error";
+      for (const job of jobs) this.notify(job, outcome, error);
+    }
+    this.wake();
+  }
+
+  /** A failed handler: counted, dead-lettered after `maxDeliveries`, otherwise left pending; never acknowledged. */
+  private async fail(job: Job<T>, err: unknown): Promise<void> {
+    const log = this.group.log;
+    this.counters.failed++;
+    const error = err instanceof Error ? err : new Error(String(err));
+    let outcome = "failed";
+    if (job.deliveries >= this.maxDeliveries) {
+      try {
+        const moved = await runScript(
+          log.redis,
+          eventlogScripts.deadLetter,
+          [log.keys.stream, log.keys.dlq],
+          [this.group.name, this.group.consumer, job.entry.id, `${error.name}: ${error.message}`.slice(0, 4_096)],
+        );
+        if (moved === 1) {
+          this.counters.deadLettered++;
+          outcome = "dead-lettered";
         }
+      } catch (dlqErr) {
+        this.report("dead-letter-error", dlqErr);
       }
     }
+    if (this.observed) this.notify(job, outcome, error);
+    this.release();
+  }
+
+  private notify(job: Job<T>, outcome: string, error: Error | undefined): void {
+    const log = this.group.log;
     notifyOperation(log.observer, {
       primitive: "eventlog",
       op: "consume",
       outcome,
-      durationMs: performance.now() - started,
+      durationMs: performance.now() - job.started,
       name: log.name,
-      attributes: { group: this.group.name, deliveries },
+      attributes: { group: this.group.name, deliveries: job.deliveries },
       ...(error === undefined ? {} : { error }),
     });
   }

@@ -214,7 +214,12 @@ function rawStreamsDriver(ctx: SetupContext): QueueDriver {
   };
 }
 
-async function coordisDriver(ctx: SetupContext): Promise<QueueDriver> {
+/**
+ * Coordis: `EventLog.append` per job, one consumer of a consumer group. `batchedAppend`: the log is built with
+ * `batch: true`, so the appends the producers issue in one event-loop turn share one script call (the consumer side
+ * is the same).
+ */
+async function coordisDriver(ctx: SetupContext, batchedAppend = false): Promise<QueueDriver> {
   const { EventLog } = await coordisExports<EventLogModule>("eventlog", ["EventLog"]);
   const redis: Redis = ctx.client();
   let round = 0;
@@ -222,7 +227,11 @@ async function coordisDriver(ctx: SetupContext): Promise<QueueDriver> {
   let consumer: ConsumerLike | undefined;
   return {
     async start(onDone) {
-      log = new EventLog(redis, `jobs-${round++}`, { prefix: ctx.prefix });
+      log = new EventLog(
+        redis,
+        `jobs-${round++}`,
+        batchedAppend ? { prefix: ctx.prefix, batch: true } : { prefix: ctx.prefix },
+      );
       consumer = log.group("workers", { consumer: "c1" }).consume((entry) => onDone((entry.data as { n: number }).n), {
         concurrency: WORKER_CONCURRENCY,
         batch: BATCH,
@@ -240,7 +249,10 @@ async function coordisDriver(ctx: SetupContext): Promise<QueueDriver> {
   };
 }
 
-/** Work queue end to end: BullMQ Queue.add + Worker, raw XADD + XREADGROUP/XACK batches, Coordis consumer group. */
+/**
+ * Work queue end to end: BullMQ Queue.add + Worker, raw XADD + XREADGROUP/XACK batches, Coordis consumer group with
+ * plain and with micro-batched appends.
+ */
 export function queueScenarios(): Scenario[] {
   return [
     {
@@ -277,6 +289,20 @@ export function queueScenarios(): Scenario[] {
       reference: "queue/bullmq",
       async setup(ctx) {
         return endToEnd(await coordisDriver(ctx));
+      },
+    },
+    {
+      // The same consumer; the 50 producers share one log built with `batch: true` (micro-batched append).
+      id: "queue/coordis-consumer-group-batched",
+      group: GROUP,
+      name: `Coordis append (batched) + consumer group (concurrency ${WORKER_CONCURRENCY}, batch ${BATCH})`,
+      kind: "coordis",
+      topology: "single",
+      unit: "jobs",
+      baseline: BASELINE,
+      reference: "queue/bullmq",
+      async setup(ctx) {
+        return endToEnd(await coordisDriver(ctx, true));
       },
     },
   ];
