@@ -1,7 +1,10 @@
 -- ratelimit: the four algorithms of @coordis/ratelimit, shared by lua/ratelimit/{consume,consume-batch,peek,refund}.lua.
--- All rules of one rate-limit key keep their state in one hash, one field "<rule>|<alg>" per rule, so changing a
--- rule's algorithm starts it fresh while changing its limit or window reuses (and clamps) the stored state.
--- Field values: fw "start:count", sw "windowStart:current:previous", tb "tokens:lastMs", gcra "tat" (ms).
+-- All rules of one rate-limit key keep their state in one string, "<expireAtMs>;<rule>|<alg>=<state>;..." (one entry
+-- per rule whose state is not empty), written with one SET: changing a rule's algorithm starts it fresh, changing its
+-- limit or window reuses (and clamps) the stored state, and a rule removed from the configuration is dropped by the
+-- next write. States: fw "start:count", sw "windowStart:current:previous", tb "tokens:lastMs", gcra "tat" (ms).
+-- expireAtMs is the key's expiry as last set (server ms, PXAT): a write that keeps it (a fixed or sliding window counting
+-- within its window) uses SET KEEPTTL, which costs Redis about half of SET PXAT.
 local RL_EPS = 1e-6       -- tolerance in units (token counts are fractional)
 local RL_EPS_MS = 1e-3    -- tolerance in ms for GCRA's fractional theoretical arrival times
 
@@ -144,24 +147,25 @@ local function rl_info(r, now)
   end
 end
 
--- Reads the key's stored rule states with one HGETALL: a map field -> value, and how many fields it holds.
+-- Reads the key's stored rule states with one GET: a map field -> state, and the expiry last set (nil when the key
+-- does not exist).
 local function rl_read(key)
-  local flat = redis.call('HGETALL', key)
+  local v = redis.call('GET', key)
   local stored = {}
-  for i = 1, #flat, 2 do stored[flat[i]] = flat[i + 1] end
-  return stored, #flat / 2
+  if not v then return stored, nil end
+  local expireAt, rest = string.match(v, '^(%d+);(.*)$')
+  for f, st in string.gmatch(rest or '', '([^;=]+)=([^;]*)') do stored[f] = st end
+  return stored, tonumber(expireAt) or -1
 end
 
--- Writes every rule's state (deleting empty ones and fields of rules no longer configured) and sets the key's
--- expiry to the longest time any rule's state still matters. stored / count: what rl_read returned, so only fields
--- that exist are deleted and a field left by a rule removed from the configuration is found without another call.
--- Integer states (fixed and sliding window) are written with %d, fractional ones (tokens, GCRA's TAT) with %.17g.
-local function rl_store(key, rules, now, stored, count)
-  local set, del = {}, nil
-  local ttl, known = 0, 0
+-- Writes every rule's state with one SET ... PXAT (or deletes the key when every rule is empty again). The key expires when
+-- the last rule's state stops mattering; when that instant is the one already set (expireAt, from rl_read), the
+-- SET keeps the TTL instead of setting it again. Integer states (fixed and sliding window) are written with %d,
+-- fractional ones (tokens, GCRA's TAT) with %.17g.
+local function rl_store(key, rules, now, expireAt)
+  local parts, n = {}, 1
+  local ttl = 0
   for _, r in ipairs(rules) do
-    local field = r.field
-    if stored[field] then known = known + 1 end
     local value, life
     if r.alg == 'fw' then
       if r.count > 0 then value, life = string.format('%d:%d', r.start, r.count), r.start + r.w - now end
@@ -177,35 +181,28 @@ local function rl_store(key, rules, now, stored, count)
       if r.tat > now + RL_EPS_MS then value, life = string.format('%.17g', r.tat), math.ceil(r.tat - now) end
     end
     if value then
-      set[#set + 1] = field
-      set[#set + 1] = value
+      n = n + 1
+      parts[n] = r.field .. '=' .. value
       if life > ttl then ttl = life end
-    elseif stored[field] then
-      del = del or {}
-      del[#del + 1] = field
     end
   end
-  if known < count then
-    -- A rule removed from the configuration (or renamed, or given another algorithm) left its field behind.
-    local keep = {}
-    for _, r in ipairs(rules) do keep[r.field] = true end
-    for f in pairs(stored) do
-      if not keep[f] then
-        del = del or {}
-        del[#del + 1] = f
-      end
+  if n > 1 then
+    local at = now + math.max(1, ttl)
+    parts[1] = string.format('%d', at)
+    if at == expireAt then
+      redis.call('SET', key, table.concat(parts, ';'), 'KEEPTTL')
+    else
+      redis.call('SET', key, table.concat(parts, ';'), 'PXAT', at)
     end
-  end
-  if del then redis.call('HDEL', key, unpack(del)) end
-  if #set > 0 then
-    redis.call('HSET', key, unpack(set))
-    redis.call('PEXPIRE', key, math.max(1, ttl))
+  elseif expireAt then
+    redis.call('DEL', key)
   end
 end
 
--- Reply: { allowed, nowMs, then per rule: waitMs, remaining, resetMs }.
-local function rl_reply(allowed, rules, waits, now)
-  local out = { allowed, now }
+-- Reply: { allowed, nowMs, then per rule: waitMs, remaining, resetMs } (bare: without nowMs).
+local function rl_reply(allowed, rules, waits, now, bare)
+  local out
+  if bare then out = { allowed } else out = { allowed, now } end
   for i, r in ipairs(rules) do
     local remaining, reset = rl_info(r, now)
     out[#out + 1] = waits[i]
@@ -215,10 +212,10 @@ local function rl_reply(allowed, rules, waits, now)
   return out
 end
 
--- One consume of cost units on the rate-limit hash key at server time now: every rule or none. rl_load rewrites
--- every state field of a rule, so one parsed rules table serves several calls in turn (consume-batch).
-local function rl_consume(key, cost, rules, now)
-  local stored, count = rl_read(key)
+-- One consume of cost units on the rate-limit key at server time now: every rule or none. rl_load rewrites every
+-- state field of a rule, so one parsed rules table serves several calls in turn (consume-batch).
+local function rl_consume(key, cost, rules, now, bare)
+  local stored, expireAt = rl_read(key)
   local allowed = 1
   local waits = {}
   for i, r in ipairs(rules) do
@@ -229,7 +226,7 @@ local function rl_consume(key, cost, rules, now)
   end
   if allowed == 1 then
     for _, r in ipairs(rules) do rl_take(r, cost) end
-    rl_store(key, rules, now, stored, count)
+    rl_store(key, rules, now, expireAt)
   end
-  return rl_reply(allowed, rules, waits, now)
+  return rl_reply(allowed, rules, waits, now, bare)
 end

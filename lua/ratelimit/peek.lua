@@ -1,5 +1,5 @@
 -- Peek: reports every rule's state for one rate-limit key and whether a call of cost units would pass; writes nothing.
--- KEYS[1] state (hash): one field per rule, "<rule>|<alg>" -> the algorithm's state
+-- KEYS[1] state (string): "<expireAtMs>;<rule>|<alg>=<state>;..." (see lua/_lib/ratelimit.lua)
 -- ARGV[1] cost (integer): cost of the call to evaluate
 -- ARGV[2] rules (string): "<name> <alg> <limit> <windowMs> <burst>;..." with alg fw|sw|tb|gcra, burst 0 = none
 -- Reply: number[]
@@ -8,13 +8,11 @@
 local now = now_ms()
 local cost = tonumber(ARGV[1])
 local rules = rl_rules(ARGV[2])
-local fields = {}
-for i, r in ipairs(rules) do fields[i] = r.field end
-local raw = redis.call('HMGET', KEYS[1], unpack(fields))
+local stored = rl_read(KEYS[1])
 local allowed = 1
 local waits = {}
 for i, r in ipairs(rules) do
-  rl_load(r, raw[i] or nil, now)
+  rl_load(r, stored[r.field], now)
   waits[i] = rl_wait(r, cost, now)
   if waits[i] > 0 then allowed = 0 end
 end

@@ -1,5 +1,5 @@
 -- Refund: gives cost units back to every rule of one rate-limit key (never beyond a full rule).
--- KEYS[1] state (hash): one field per rule, "<rule>|<alg>" -> the algorithm's state
+-- KEYS[1] state (string): "<expireAtMs>;<rule>|<alg>=<state>;..." (see lua/_lib/ratelimit.lua)
 -- ARGV[1] cost (integer): units to give back to each rule
 -- ARGV[2] rules (string): "<name> <alg> <limit> <windowMs> <burst>;..." with alg fw|sw|tb|gcra, burst 0 = none
 -- Reply: number[]
@@ -8,7 +8,7 @@
 local now = now_ms()
 local cost = tonumber(ARGV[1])
 local rules = rl_rules(ARGV[2])
-local stored, count = rl_read(KEYS[1])
+local stored, expireAt = rl_read(KEYS[1])
 local waits = {}
 local allowed = 1
 for i, r in ipairs(rules) do
@@ -17,5 +17,5 @@ for i, r in ipairs(rules) do
   waits[i] = rl_wait(r, 1, now)
   if waits[i] > 0 then allowed = 0 end
 end
-rl_store(KEYS[1], rules, now, stored, count)
+rl_store(KEYS[1], rules, now, expireAt)
 return rl_reply(allowed, rules, waits, now)

@@ -44,7 +44,6 @@ export const ACL_COMMAND_RULES: readonly string[] = Object.freeze([
   "+pexpireat",
   "+pttl",
   "+hget",
-  "+hgetall",
   "+hset",
   "+hdel",
   "+hexists",

@@ -291,10 +291,22 @@ export class RateLimiter {
       items.map((i) => i.stateKey),
       [this.#spec, ...items.map((i) => i.cost)],
     );
-    return reply.map(([ok, ...rest]): BatchOutcome<number[]> => {
-      if (ok === 1) return { ok: true, value: rest.map(Number) };
-      return { ok: false, error: new ScriptError(ratelimitScripts.consume.name, String(rest[0])) };
-    });
+    // [nowMs, per call: [allowed, ...per rule] or its error text]; each call's reply is rebuilt as consume.lua's.
+    const now = Number(reply[0]);
+    const out: BatchOutcome<number[]>[] = new Array(items.length);
+    for (let i = 0; i < items.length; i++) {
+      const call = reply[i + 1];
+      if (Array.isArray(call)) {
+        const value = new Array<number>(call.length + 1);
+        value[0] = Number(call[0]);
+        value[1] = now;
+        for (let j = 1; j < call.length; j++) value[j + 1] = Number(call[j]);
+        out[i] = { ok: true, value };
+      } else {
+        out[i] = { ok: false, error: new ScriptError(ratelimitScripts.consume.name, String(call)) };
+      }
+    }
+    return out;
   }
 
   /** The decision of the failure policy while Redis is unavailable. */

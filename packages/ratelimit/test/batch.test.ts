@@ -97,7 +97,7 @@ describe("micro-batched consume on the shared server", () => {
 
   it("a call that fails in Redis fails only its own caller", async () => {
     const rl = new RateLimiter(redis, { rules: [{ limit: 5, windowMs: YEAR }], prefix, batch: true });
-    await redis.set(stateKey(prefix, "wrongtype"), "not a hash");
+    await redis.hset(stateKey(prefix, "wrongtype"), "f", "a hash, not the string a rate-limit state is");
     const settled = await Promise.allSettled([rl.consume("e1"), rl.consume("wrongtype"), rl.consume("e1")]);
     expect(settled[0]).toMatchObject({ status: "fulfilled", value: { allowed: true, remaining: 4 } });
     expect(settled[2]).toMatchObject({ status: "fulfilled", value: { allowed: true, remaining: 3 } });

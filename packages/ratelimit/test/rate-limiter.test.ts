@@ -25,13 +25,25 @@ describe.each([
   ["cluster", () => inject("coordisClusterUrl"), () => inject("coordisAdminClusterUrl")],
 ])("RateLimiter on %s", (_kind, url, adminUrl) => {
   let redis: RedisClient;
-  /** Unrestricted client to inspect stored state (HGETALL is not among the commands Coordis is granted). */
+  /** Unrestricted client to inspect stored state. */
   let admin: RedisClient;
   beforeAll(async () => {
     redis = connect(url());
     admin = connect(adminUrl());
     await Promise.all([redis.ping(), admin.ping()]);
   });
+
+  /**
+   * The rule states stored under a rate-limit key: "<rule>|<alg>" -> state. The key holds
+   * "<expireAtMs>;<rule>|<alg>=<state>;...", and expireAtMs must be the key's actual expiry.
+   */
+  const storedStates = async (stateKey: string): Promise<Record<string, string>> => {
+    const [raw, expireTime] = await Promise.all([admin.get(stateKey), admin.pexpiretime(stateKey)]);
+    expect(typeof raw).toBe("string");
+    const [expireAt, ...parts] = (raw as string).split(";");
+    expect(Number(expireAt)).toBe(Number(expireTime));
+    return Object.fromEntries(parts.map((part) => part.split("=") as [string, string]));
+  };
   afterAll(async () => {
     redis.disconnect();
     admin.disconnect();
@@ -51,13 +63,38 @@ describe.each([
     const minute = peek.rules.find((r) => r.name === "minute");
     // The 1-s window may have rolled over by now; the 60-s one cannot have.
     expect(minute?.remaining).toBe(95);
-    expect(Object.keys(await admin.hgetall(`${prefix}:rl:{${key}}`)).sort()).toEqual(["minute|fw", "second|fw"]);
+    expect(Object.keys(await storedStates(`${prefix}:rl:{${key}}`)).sort()).toEqual(["minute|fw", "second|fw"]);
     for (const d of decisions.filter((x) => !x.allowed)) {
       expect(d.reason).toBe("redis");
       expect(d.rule).toBe("second");
       expect(d.retryAfterMs).toBeGreaterThan(0);
       expect(d.retryAfterMs).toBeLessThanOrEqual(1_000);
     }
+  });
+
+  it("the state key expires when its longest-lived rule state stops mattering; within a window the expiry is kept", async () => {
+    const key = freshKey();
+    const stateKey = `${prefix}:rl:{${key}}`;
+    const windowOnly = limiter([{ name: "w", limit: 100, windowMs: 60_000 }]);
+    await windowOnly.consume(key);
+    const windowEnd = await admin.pexpiretime(stateKey);
+    const window = (await storedStates(stateKey))["w|fw"];
+    expect(windowEnd).toBe(Number(window?.split(":")[0]) + 60_000);
+    await windowOnly.consume(key);
+    await windowOnly.consume(key);
+    expect(await admin.pexpiretime(stateKey)).toBe(windowEnd);
+    expect((await storedStates(stateKey))["w|fw"]).toMatch(/:3$/);
+    // A slow token bucket outlives the window: now the expiry follows the bucket and moves with every consume.
+    const both = limiter([
+      { name: "w", limit: 100, windowMs: 60_000 },
+      { name: "t", limit: 10, windowMs: 3_600_000, algorithm: "token-bucket" },
+    ]);
+    await both.consume(key);
+    const afterOne = await admin.pexpiretime(stateKey);
+    expect(afterOne).toBeGreaterThan(windowEnd + 200_000);
+    await both.consume(key);
+    expect(await admin.pexpiretime(stateKey)).toBeGreaterThanOrEqual(afterOne + 359_000);
+    expect(Object.keys(await storedStates(stateKey)).sort()).toEqual(["t|tb", "w|fw"]);
   });
 
   it("a rejected call changes no stored state", async () => {
@@ -69,10 +106,11 @@ describe.each([
       const key = freshKey();
       await rl.consume(key, 2);
       const stateKey = `${prefix}:rl:{${key}}`;
-      const before = await admin.hgetall(stateKey);
+      const before = await admin.get(stateKey);
       const d = await rl.consume(key);
       expect(d.allowed).toBe(false);
-      expect(await admin.hgetall(stateKey)).toEqual(before);
+      expect(before).not.toBeNull();
+      expect(await admin.get(stateKey)).toBe(before);
       expect(d.rules.find((r) => r.name === "big")).toMatchObject({ allowed: true, remaining: 48 });
     }
   });
@@ -199,7 +237,7 @@ describe.each([
     );
     // a removed rule's state is dropped at the next write
     await limiter([{ name: "b", limit: 10, windowMs: 60_000 }]).consume(key);
-    expect(Object.keys(await admin.hgetall(`${prefix}:rl:{${key}}`))).toEqual(["b|fw"]);
+    expect(Object.keys(await storedStates(`${prefix}:rl:{${key}}`))).toEqual(["b|fw"]);
   });
 
   it("headers: exact strings for multi-rule decisions, allowed and rejected", async () => {
