@@ -23,8 +23,12 @@ export interface BatchSettings {
   readonly maxDelayMs: number;
 }
 
-/** Default `maxSize` of {@link BatchOptions}. */
-export const DEFAULT_BATCH_MAX_SIZE = 100;
+/**
+ * Default `maxSize` of {@link BatchOptions}. Small on purpose: a group that reaches it is sent at once, so with many
+ * calls in flight several batches are in flight together and Node and Redis work in parallel; one big batch makes
+ * them take turns (measured: 50 callers, maxSize 100 ≈ unbatched throughput, 12–32 ≈ 1.6× it).
+ */
+export const DEFAULT_BATCH_MAX_SIZE = 16;
 /** Largest `maxSize` of {@link BatchOptions}. */
 export const MAX_BATCH_SIZE = 1000;
 /** Largest `maxDelayMs` of {@link BatchOptions}. */

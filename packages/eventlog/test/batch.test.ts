@@ -142,7 +142,7 @@ describe("micro-batched append on a server of its own", () => {
   });
 
   it("N concurrent appends are one EVALSHA; maxSize splits them", async () => {
-    const log = new EventLog(redis, "one", { prefix, maxLen: 1000, batch: true });
+    const log = new EventLog(redis, "one", { prefix, maxLen: 1000, batch: { maxSize: 100 } });
     const one = await countCommands(server, () =>
       Promise.all(Array.from({ length: 50 }, (_, i) => log.append({ i }, { idempotencyKey: `k${i % 40}` }))),
     );

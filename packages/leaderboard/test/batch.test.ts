@@ -157,7 +157,7 @@ describe("micro-batched submit on a server of its own", () => {
   });
 
   it("N concurrent submits are one EVALSHA; maxSize splits them", async () => {
-    const lb = new Leaderboard(redis, "one", { prefix, periods: ["daily", "all"], batch: true });
+    const lb = new Leaderboard(redis, "one", { prefix, periods: ["daily", "all"], batch: { maxSize: 100 } });
     const one = await countCommands(server, () =>
       Promise.all(Array.from({ length: 50 }, (_, i) => lb.submit(`p${i}`, i))),
     );

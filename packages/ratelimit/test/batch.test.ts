@@ -139,7 +139,7 @@ describe("micro-batched consume on the shared server", () => {
       expect(err).toBeInstanceOf(InvalidArgumentError);
       expect((err as InvalidArgumentError).argument).toBe(argument);
     }
-    expect(new RateLimiter(redis, { rules, prefix, batch: true }).batch).toEqual({ maxSize: 100, maxDelayMs: 0 });
+    expect(new RateLimiter(redis, { rules, prefix, batch: true }).batch).toEqual({ maxSize: 16, maxDelayMs: 0 });
     expect(new RateLimiter(redis, { rules, prefix }).batch).toBeUndefined();
   });
 });
@@ -167,7 +167,7 @@ describe("micro-batched consume on a server of its own", () => {
   });
 
   it("N concurrent consumes on N different keys are one EVALSHA", async () => {
-    const rl = new RateLimiter(redis, { rules, prefix, batch: true });
+    const rl = new RateLimiter(redis, { rules, prefix, batch: { maxSize: 100 } });
     const { result, sent } = await countCommands(server, () =>
       Promise.all(Array.from({ length: 60 }, (_, i) => rl.consume(`n${i % 40}`))),
     );
@@ -175,6 +175,15 @@ describe("micro-batched consume on a server of its own", () => {
     expect(result.every((d) => d.allowed && d.reason === "redis")).toBe(true);
     expect(result[0]?.rules.map((r) => r.remaining)).toEqual([99, 49]);
     expect(result[40]?.rules.map((r) => r.remaining)).toEqual([98, 48]);
+  });
+
+  it("batch: true sends a burst in script calls of the default maxSize (16), in call order", async () => {
+    const rl = new RateLimiter(redis, { rules, prefix, batch: true });
+    const { result, sent } = await countCommands(server, () =>
+      Promise.all(Array.from({ length: 50 }, () => rl.consume("default-size"))),
+    );
+    expect(sent).toEqual({ evalsha: 4 });
+    expect(result.map((d) => d.rules[0]?.remaining)).toEqual(Array.from({ length: 50 }, (_, i) => 99 - i));
   });
 
   it("maxSize splits a burst into ceil(N / maxSize) script calls", async () => {
