@@ -107,9 +107,11 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
     expect(await lease.release()).toBe(false);
   });
 
-  it("using(): auto-extends a job running 10x the TTL, keeps others out, releases, returns the result", async () => {
-    const m = new Mutex(redis, `${topology}-using`, { prefix, ttlMs: 300 });
-    const rival = new Mutex(other, `${topology}-using`, { prefix, ttlMs: 300 });
+  // TTL 900 ms (extended every 300 ms): a loaded 2-core machine can stall the process or Redis for a few hundred
+  // ms, which a 300-ms TTL did not survive (the lease was then correctly lost, failing this test's premise).
+  it("using(): auto-extends a job running over 3x the TTL, keeps others out, releases, returns the result", async () => {
+    const m = new Mutex(redis, `${topology}-using`, { prefix, ttlMs: 900 });
+    const rival = new Mutex(other, `${topology}-using`, { prefix, ttlMs: 900 });
     let rivalWins = 0;
     let aborted = false;
     const result = await m.using(async (lease) => {
