@@ -150,6 +150,12 @@ export interface RoundResult {
   readonly clientCpuUsPerOp?: number;
   /** Redis CPU (INFO used_cpu_user + used_cpu_sys, summed over the scenario's servers) over the closed loop ÷ operations, µs. */
   readonly redisCpuUsPerOp?: number;
+  /**
+   * Time Redis spent running scripts (INFO commandstats `usec` of EVALSHA + EVAL, summed over the scenario's servers)
+   * over the closed loop ÷ operations, µs: the scripts' own work, without parsing, networking or event-loop costs.
+   * Absent when the row ran no script.
+   */
+  readonly scriptUsPerOp?: number;
 }
 
 /** Everything measured for one scenario. */
@@ -180,6 +186,8 @@ export interface ScenarioResult {
   /** Median over rounds of client (Node) and Redis CPU per operation in the closed loop, µs. */
   clientCpuUsPerOp?: number;
   redisCpuUsPerOp?: number;
+  /** Median over rounds of the time inside scripts per operation (see {@link RoundResult.scriptUsPerOp}), µs. */
+  scriptUsPerOp?: number;
   /** Median over rounds of ops/s ÷ the baseline's ops/s in the same round. */
   ratio?: number;
   /** Median over rounds of p50 ÷ the baseline's p50 in the same round (lower is better). */
@@ -341,6 +349,12 @@ export async function runBench(options: BenchOptions, scenarios: Scenario[] = al
       const values = await Promise.all(targets.map(usedCpuSeconds));
       return values.reduce((a, b) => a + b, 0);
     };
+    /** µs Redis spent inside scripts (EVALSHA + EVAL) on the servers a scenario runs on. */
+    const scriptUsec = async (l: Live): Promise<number> => {
+      const targets = l.scenario.topology === "group3" ? groupAdmins : [admin];
+      const values = await Promise.all(targets.map(scriptMicroseconds));
+      return values.reduce((a, b) => a + b, 0);
+    };
     log(
       `bench: ${selected.length} scenarios, ${options.rounds} round(s) of ${options.durationMs} ms + ` +
         `${options.sequentialMs} ms sequential, ${options.concurrency} in flight; redis ${redisVersion}`,
@@ -424,11 +438,13 @@ export async function runBench(options: BenchOptions, scenarios: Scenario[] = al
         const inst = l.instance as ScenarioInstance;
         try {
           await inst.reset?.();
-          const redisCpuBefore = await redisCpu(l);
+          const [redisCpuBefore, scriptUsecBefore] = await Promise.all([redisCpu(l), scriptUsec(l)]);
           const clientCpuBefore = process.cpuUsage();
           const t = await withTimeout(throughput(inst, options.durationMs), grace(options.durationMs), "closed loop");
           const clientCpu = process.cpuUsage(clientCpuBefore);
-          const redisCpuSec = (await redisCpu(l)) - redisCpuBefore;
+          const [redisCpuAfter, scriptUsecAfter] = await Promise.all([redisCpu(l), scriptUsec(l)]);
+          const redisCpuSec = redisCpuAfter - redisCpuBefore;
+          const scriptUs = scriptUsecAfter - scriptUsecBefore;
           if (t.error !== undefined) {
             fail(l, t.error);
             continue;
@@ -461,6 +477,7 @@ export async function runBench(options: BenchOptions, scenarios: Scenario[] = al
               ? {
                   clientCpuUsPerOp: round3((clientCpu.user + clientCpu.system) / cpuOps),
                   redisCpuUsPerOp: round3((redisCpuSec * 1e6) / cpuOps),
+                  ...(scriptUs > 0 ? { scriptUsPerOp: round3(scriptUs / cpuOps) } : {}),
                 }
               : {}),
           };
@@ -636,6 +653,14 @@ async function countLoop(
   await Promise.all(Array.from({ length: inFlight }, caller));
 }
 
+/** INFO commandstats: `usec` of EVALSHA + EVAL, the µs the server spent running scripts (and their commands). */
+async function scriptMicroseconds(client: Redis): Promise<number> {
+  const info = (await client.info("commandstats")) as string;
+  let total = 0;
+  for (const m of info.matchAll(/^cmdstat_(?:evalsha|eval):calls=\d+,usec=(\d+),/gm)) total += Number(m[1]);
+  return total;
+}
+
 /** INFO cpu: used_cpu_user + used_cpu_sys of the server, seconds (the whole process, every thread). */
 async function usedCpuSeconds(client: Redis): Promise<number> {
   const info = (await client.info("cpu")) as string;
@@ -678,6 +703,7 @@ function aggregate(live: Live[]): void {
     set("inFlightP99Ms", median(r.rounds.map((x) => x.inFlightP99Ms)));
     set("clientCpuUsPerOp", median(r.rounds.map((x) => x.clientCpuUsPerOp)));
     set("redisCpuUsPerOp", median(r.rounds.map((x) => x.redisCpuUsPerOp)));
+    set("scriptUsPerOp", median(r.rounds.map((x) => x.scriptUsPerOp)));
     set("ratio", ratioTo(l, l.scenario.baseline, "opsPerSec"));
     set("p50Ratio", ratioTo(l, l.scenario.baseline, "p50Ms"));
     set("refRatio", ratioTo(l, l.scenario.reference, "opsPerSec"));

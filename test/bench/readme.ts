@@ -76,15 +76,15 @@ function table(report: BenchReport, rows: readonly Row[]): string[] {
   const c = report.options.concurrency;
   const out = [
     `| scenario | ops/s | × raw | × ref | × floor | p50 ms (1 caller) | p99 ms (${c} in flight) | round trips/op | ` +
-      "client CPU µs/op | Redis CPU µs/op | memory |",
-    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+      "client CPU µs/op | Redis CPU µs/op | script µs/op | memory |",
+    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ];
   for (const r of rows) {
     out.push(
       `| ${r.name}${statusNote(r)} | ${throughput(r)} | ${r.baseline === undefined ? "base" : ratio(r.ratio)} | ` +
         `${refCell(r, byId)} | ${r.id === FLOOR_ID ? "1.00×" : ratio(r.floorRatio)} | ${ms(r.p50Ms)} | ` +
         `${ms(r.inFlightP99Ms)} | ${roundTrips(r)} | ${us(r.clientCpuUsPerOp)} | ${us(r.redisCpuUsPerOp)} | ` +
-        `${memory(r)} |`,
+        `${us(r.scriptUsPerOp)} | ${memory(r)} |`,
     );
   }
   return out;
@@ -138,6 +138,14 @@ function targets(report: BenchReport): string[] {
         `${singles.length - below.length} of ${singles.length} rows reach it, ${met(below.length === 0)}` +
         (below.length === 0 ? "." : `; below: ${list(below, (r) => ratio(r.ratio))}.`),
     );
+    const floorRow = byId.get(FLOOR_ID);
+    const scripted = below.filter((r) => r.scriptUsPerOp !== undefined);
+    if (floorRow?.scriptUsPerOp !== undefined && scripted.length > 0) {
+      out.push(
+        `  Inside Redis (script µs/op, the scripts' own work): the raw INCR+PEXPIRE floor script ` +
+          `${us(floorRow.scriptUsPerOp)}; ${list(scripted, (r) => us(r.scriptUsPerOp))}.`,
+      );
+    }
     const slow = singles.filter((r) => r.p50Ratio !== undefined && r.p50Ratio > 1.05);
     out.push(
       `- …and sequential p50 ≤ 1.05× raw: ${singles.length - slow.length} of ${singles.length} rows reach it, ` +
@@ -149,7 +157,12 @@ function targets(report: BenchReport): string[] {
     const r = byId.get(id);
     const v = r?.[pick];
     if (!ok(r) || v === undefined) return notMeasured(what);
-    out.push(`- ${what}: ${ratio(v)} ${met(v >= min)}.`);
+    const ref = pick === "refRatio" && r.reference !== undefined ? byId.get(r.reference) : undefined;
+    const scripts =
+      r.scriptUsPerOp !== undefined && ref?.scriptUsPerOp !== undefined
+        ? ` Script µs/op: ${us(r.scriptUsPerOp)} against ${us(ref.scriptUsPerOp)} for ${ref.name}.`
+        : "";
+    out.push(`- ${what}: ${ratio(v)} ${met(v >= min)}.${scripts}`);
   };
   refTarget("ratelimit/coordis-3-rules", "Coordis 3-rule limit ≥ 0.9× Coordis 1 rule", 0.9);
   refTarget("lock/coordis-redlock-x3", "Redlock ×3 ≥ 1.2× redlock@5 beta on the same 3 masters", 1.2);
@@ -176,7 +189,11 @@ function targets(report: BenchReport): string[] {
       const needed = 3 * floor.opsPerSec;
       why =
         ` CPU per op: client ${us(client)} µs, Redis ${us(redis)} µs → ${side}-bound, at most ≈ ${int(ceiling)} ops/s ` +
-        `on one core; 3× raw EVALSHA in this run is ${int(needed)} ops/s, i.e. ≤ ${us(1e6 / needed)} µs/op on each side.`;
+        `on one core; 3× raw EVALSHA in this run is ${int(needed)} ops/s, i.e. ≤ ${us(1e6 / needed)} µs/op on each side.` +
+        (r.scriptUsPerOp === undefined
+          ? ""
+          : ` The batch script's own work alone is ${us(r.scriptUsPerOp)} µs per call` +
+            (r.scriptUsPerOp > 1e6 / needed ? ", above that budget." : "."));
     }
     out.push(
       `- ${r.name} ≥ 3× raw EVALSHA at p99 ≤ 5 ms (${c} in flight): ${ratio(x)} at p99 ${ms(p99)} ms ` +
@@ -229,6 +246,9 @@ function rootSection(report: BenchReport): string {
       "`used_cpu_user + used_cpu_sys`, summed over the 3 masters for Redlock ×3) during the closed loop, ÷ " +
       "operations. On 2 cores each side gets about one: 10⁶ ÷ the larger figure bounds ops/s, and that side is the " +
       "bottleneck.",
+    "- **script µs/op**: time redis-server spent inside scripts (INFO commandstats `usec` of EVALSHA + EVAL, " +
+      "commands run by the scripts included) during the closed loop, ÷ operations: the scripts' own work, without " +
+      "parsing, networking or event-loop costs (— for rows that run no script).",
     "- **memory**: Redis `used_memory` growth per entity over 10 000 new ones (allocator overhead included, ±10 %).",
   ];
   const groups = [...new Set(report.scenarios.map((s) => s.group))];

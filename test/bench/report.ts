@@ -71,15 +71,16 @@ export function markdown(report: BenchReport): string {
     const c = report.options.concurrency;
     out.push(
       `| scenario | ops/s | × raw | × ref | × floor | p50 ms | p99 ms | p50 × raw | p50 ms @${c} | p99 ms @${c} | ` +
-        "round trips/op | client CPU µs/op | Redis CPU µs/op | memory | status |",
+        "round trips/op | client CPU µs/op | Redis CPU µs/op | script µs/op | memory | status |",
     );
-    out.push("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
+    out.push("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
     for (const r of rows) {
       out.push(
         `| ${r.name} | ${throughput(r)} | ${r.baseline === undefined ? "base" : ratio(r.ratio)} | ${refCell(r, byId)} | ` +
           `${ratio(r.floorRatio)} | ${ms(r.p50Ms)} | ${ms(r.p99Ms)} | ` +
           `${r.baseline === undefined ? "base" : ratio(r.p50Ratio)} | ${ms(r.inFlightP50Ms)} | ${ms(r.inFlightP99Ms)} | ` +
-          `${roundTrips(r)} | ${us(r.clientCpuUsPerOp)} | ${us(r.redisCpuUsPerOp)} | ${memory(r)} | ${status(r)} |`,
+          `${roundTrips(r)} | ${us(r.clientCpuUsPerOp)} | ${us(r.redisCpuUsPerOp)} | ${us(r.scriptUsPerOp)} | ` +
+          `${memory(r)} | ${status(r)} |`,
       );
     }
   }
