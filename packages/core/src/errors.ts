@@ -30,7 +30,8 @@ export class InvalidArgumentError extends CoordisError {
 /**
  * Redis could not be reached or could not serve the request: connection refused or closed, command timeout,
  * cluster down, server loading. The original error is in `cause`. The operation may or may not have taken
- * effect on the server when the cause is a timeout: treat it as unknown.
+ * effect on the server when the cause is a timeout or a connection that closed before the reply came (ioredis'
+ * `AbortError`, e.g. the unanswered rest of a pipeline): treat it as unknown.
  */
 export class RedisUnavailableError extends CoordisError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -82,7 +83,16 @@ const UNAVAILABLE_PATTERNS = [
   "TRYAGAIN",
   "BUSY ",
   "Coordis deadline",
+  // ioredis' "Command aborted due to connection close": the connection closed after part of a pipeline (or of a
+  // transaction) was answered, and the unanswered rest is given up. Those commands may have run.
+  "Command aborted",
 ];
+
+/**
+ * Error classes that mean "no answer" whatever their text: redis-errors' `AbortError` (what ioredis rejects the
+ * unanswered rest of a part-answered pipeline with, among others) and its subclass `InterruptError`.
+ */
+const UNAVAILABLE_NAMES = new Set(["AbortError", "InterruptError"]);
 
 /**
  * True when `err` means "Redis is not reachable or not serving right now" rather than "Redis said no".
@@ -90,6 +100,7 @@ const UNAVAILABLE_PATTERNS = [
  */
 export function isUnavailableCause(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
+  if (UNAVAILABLE_NAMES.has(err.name)) return true;
   const text = `${err.name} ${err.message} ${(err as { code?: unknown }).code ?? ""}`;
   return UNAVAILABLE_PATTERNS.some((p) => text.includes(p));
 }

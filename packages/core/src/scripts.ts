@@ -51,9 +51,17 @@ function isNoScript(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith("NOSCRIPT");
 }
 
+/** ioredis' node-style callback, its last argument to any command: called once the command's reply is in. */
+type ReplyCallback = (err: Error | null, reply?: unknown) => void;
+
 type EvalClient = {
-  evalsha(sha: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
-  eval(source: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
+  evalsha(sha: string, numKeys: number, argv: (string | number)[], callback: ReplyCallback): Promise<unknown>;
+  eval(source: string, numKeys: number, argv: (string | number)[], callback: ReplyCallback): Promise<unknown>;
+};
+/** The same commands without a callback: ioredis' promise settles the caller. */
+type PlainEvalClient = {
+  evalsha(sha: string, numKeys: number, argv: (string | number)[]): Promise<unknown>;
+  eval(source: string, numKeys: number, argv: (string | number)[]): Promise<unknown>;
 };
 
 /** How a script call reaches Redis: straight through the client, or through its {@link WriteCoalescer}. */
@@ -62,12 +70,43 @@ interface ScriptSender {
   eval(source: string, numKeys: number, argv: (string | number)[]): Promise<unknown>;
 }
 
-function directSender(redis: RedisClient): ScriptSender {
-  const client = redis as unknown as EvalClient;
-  return {
-    evalsha: (sha1, numKeys, argv) => client.evalsha(sha1, numKeys, ...argv),
-    eval: (source, numKeys, argv) => client.eval(source, numKeys, ...argv),
-  };
+/**
+ * Sends one command on `client` and settles through ioredis' per-command callback, as the coalescer settles its
+ * callers. On a client that coalesces, direct calls settle this way too, so every caller learns its reply in reply
+ * order: when the replies of a pipeline and of direct commands arrive together, their NOSCRIPT fallbacks are sent in
+ * the order the calls were made. (Awaiting ioredis' own promise instead wakes a direct caller one microtask ahead
+ * of coalesced callers answered before it, and its fallback EVAL would overtake theirs.)
+ */
+function send(
+  client: EvalClient,
+  command: "evalsha" | "eval",
+  script: string,
+  numKeys: number,
+  argv: (string | number)[],
+): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    client[command](script, numKeys, argv, (err, reply) => (err ? reject(err) : resolve(reply)));
+  });
+}
+
+/**
+ * The direct sender of one client. On a client that has a coalescer, whatever is queued there was called earlier,
+ * so it is written first — at the moment a direct command is written, not when its call was made (a call that
+ * waited for a NOSCRIPT recovery, or a fallback EVAL, is written later than its call) — and the reply settles
+ * through {@link send}. A client that never coalesced keeps ioredis' own promise (no extra allocation): every call
+ * it sent before its coalescer existed is answered before any coalesced one, so the order argument still holds.
+ */
+function directSender(redis: RedisClient, coalescer: () => WriteCoalescer | undefined): ScriptSender {
+  const client = redis as unknown as EvalClient & PlainEvalClient;
+  const direct =
+    (command: "evalsha" | "eval") =>
+    (script: string, numKeys: number, argv: (string | number)[]): Promise<unknown> => {
+      const queue = coalescer();
+      if (queue === undefined) return client[command](script, numKeys, argv);
+      queue.flush();
+      return send(client, command, script, numKeys, argv);
+    };
+  return { evalsha: direct("evalsha"), eval: direct("eval") };
 }
 
 /** One script command waiting in a {@link WriteCoalescer} for the end of the event-loop turn. */
@@ -81,19 +120,27 @@ interface QueuedCommand {
   readonly reject: (err: unknown) => void;
 }
 
+/** The ioredis callback that settles a queued caller: straight from the reply, like {@link send}. */
+function settleFrom(q: QueuedCommand): ReplyCallback {
+  return (err, reply) => (err ? q.reject(err) : q.resolve(reply));
+}
+
 type PipelineClient = {
   pipeline(): {
-    evalsha(sha: string, numKeys: number, argv: (string | number)[]): unknown;
-    eval(source: string, numKeys: number, argv: (string | number)[]): unknown;
+    evalsha(sha: string, numKeys: number, argv: (string | number)[], callback: ReplyCallback): unknown;
+    eval(source: string, numKeys: number, argv: (string | number)[], callback: ReplyCallback): unknown;
     exec(): Promise<Array<[Error | null, unknown]> | null>;
   };
 };
 
 /**
  * Write coalescing for one standalone (or Sentinel) client: script commands queued during one event-loop turn are
- * written at its end as one ioredis pipeline — one socket write instead of one per command — and each caller gets
- * its own reply or error. Commands leave in the order they were queued, and a direct call on the same client first
- * flushes the queue (see `run`), so per-client command order is that of the calls.
+ * written at its end as one ioredis pipeline — one socket write instead of one per command. Each caller is settled
+ * from its own command's reply (ioredis' per-command callback), as soon as that reply is in: a slow command later
+ * in the pipeline does not hold it back. Commands leave in the order they were queued, and the client's direct
+ * sender writes whatever is queued before each command of its own, so Coordis script calls on one client
+ * (`runScript`, `runScriptDynamic`, `runScriptCoalesced`) are written in call order. Plain ioredis commands sent on
+ * the client meanwhile are not: they are written at once, ahead of what is queued.
  */
 class WriteCoalescer implements ScriptSender {
   readonly #redis: RedisClient;
@@ -106,11 +153,6 @@ class WriteCoalescer implements ScriptSender {
 
   constructor(redis: RedisClient) {
     this.#redis = redis;
-  }
-
-  /** True when commands are waiting to be written. */
-  get pending(): boolean {
-    return this.#queue.length > 0;
   }
 
   evalsha(sha1: string, numKeys: number, argv: (string | number)[]): Promise<unknown> {
@@ -143,33 +185,20 @@ class WriteCoalescer implements ScriptSender {
     try {
       if (batch.length === 1) {
         const only = batch[0] as QueuedCommand;
-        const sent =
-          only.command === "evalsha"
-            ? client.evalsha(only.script, only.numKeys, ...only.argv)
-            : client.eval(only.script, only.numKeys, ...only.argv);
-        sent.then(only.resolve, only.reject);
+        client[only.command](only.script, only.numKeys, only.argv, settleFrom(only));
         return;
       }
       const pipeline = client.pipeline();
       for (const q of batch) {
-        if (q.command === "evalsha") pipeline.evalsha(q.script, q.numKeys, q.argv);
-        else pipeline.eval(q.script, q.numKeys, q.argv);
+        // Each caller is settled by its own command (the reply, or the error of that command alone). A pipeline
+        // cut off mid-answer settles the commands it answered, and ioredis rejects the others with its AbortError.
+        pipeline[q.command](q.script, q.numKeys, q.argv, settleFrom(q));
       }
-      pipeline.exec().then(
-        (results) => {
-          // One [error, reply] pair per command, in order: each caller gets its own.
-          for (let i = 0; i < batch.length; i++) {
-            const q = batch[i] as QueuedCommand;
-            const r = results?.[i];
-            if (r === undefined) q.reject(new Error("the pipeline returned no reply for this command"));
-            else if (r[0] !== null && r[0] !== undefined) q.reject(r[0]);
-            else q.resolve(r[1]);
-          }
-        },
-        (err: unknown) => {
-          for (const q of batch) q.reject(err);
-        },
-      );
+      // Every command has settled by the time exec() does, so this reaches only callers the pipeline failed before
+      // settling their command (settling a caller twice is a no-op).
+      pipeline.exec().catch((err: unknown) => {
+        for (const q of batch) q.reject(err);
+      });
     } catch (err) {
       for (const q of batch) q.reject(err);
     }
@@ -211,13 +240,14 @@ function clientState(redis: RedisClient): ClientState {
     // queue. A Cluster keeps its own offline queue with no timer, so there we add one.
     const deadlineMs =
       timeout !== undefined && !isCluster(redis) ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
-    state = {
+    const created: ClientState = {
       deadlineMs,
       scripts: new Map(),
       cluster: isCluster(redis),
-      direct: directSender(redis),
+      direct: directSender(redis, () => created.coalescer),
       coalescer: undefined,
     };
+    state = created;
     clients.set(redis, state);
   }
   return state;
@@ -343,12 +373,19 @@ export function runScriptDynamic<K extends readonly string[], A extends readonly
  * event-loop turn are written at the end of that turn (`setImmediate`) as one ioredis pipeline — one socket write
  * instead of one per call — which saves client CPU when many calls are in flight (Redlock sends every operation to
  * each of its masters). Each caller still gets its own reply or error, with the same NOSCRIPT fallback, deadline
- * and error mapping as {@link runScript}. Commands reach the client in call order, and a {@link runScript} call on
- * the same client first writes whatever is queued, so per-client order holds across both. Costs up to one
- * event-loop turn of latency; a call alone in its turn is written as a plain command. On a Cluster client it is
- * exactly {@link runScript} (no coalescing: a pipeline must stay within one slot's node).
+ * and error mapping as {@link runScript}, and gets it as soon as its own command is answered (a slow command later
+ * in the same pipeline does not delay it). When the connection drops after part of a pipeline was answered, the
+ * unanswered callers get RedisUnavailableError: their scripts may have run.
  *
- * Unlike ioredis' `enableAutoPipelining`, it changes nothing for other commands on the client.
+ * Order: Coordis script calls on one client — {@link runScript}, {@link runScriptDynamic} and this — are written in
+ * call order (a direct call first writes whatever is queued). A NOSCRIPT recovery keeps the calls of that script in
+ * call order, coalesced or not: their fallback EVALs go out in call order, and calls made meanwhile wait for it.
+ * Plain ioredis commands sent on the same client are not part of that order: they are written at once, ahead of
+ * script calls still queued in the same turn. Costs up to one event-loop turn of latency; a call
+ * alone in its turn is written as a plain command. On a Cluster client it is exactly {@link runScript} (no
+ * coalescing: a pipeline must stay within one slot's node).
+ *
+ * Unlike ioredis' `enableAutoPipelining`, it does not coalesce or delay other commands on the client.
  *
  * @returns the script's reply, typed by its header's `Reply:` line
  * @throws RedisUnavailableError, ScriptError like {@link runScript}
@@ -385,9 +422,7 @@ function run(
       client.coalescer ??= new WriteCoalescer(redis);
       sender = client.coalescer;
     } else {
-      // Whatever is queued for coalescing was called earlier: it goes first.
-      if (client.coalescer?.pending) client.coalescer.flush();
-      sender = client.direct;
+      sender = client.direct; // it writes whatever is queued for coalescing first
     }
     const state = recoveryState(client, script.sha1);
     const nk = keys.length;

@@ -48,6 +48,24 @@ describe("errors", () => {
     const passthrough = new InvalidArgumentError("a", "b");
     expect(toCoordisError(passthrough)).toBe(passthrough);
   });
+
+  it("an ioredis AbortError (a command given up without an answer) is RedisUnavailableError, not ScriptError", () => {
+    // What ioredis rejects the unanswered rest of a part-answered pipeline with (redis-errors' AbortError).
+    class AbortError extends Error {
+      override get name() {
+        return "AbortError";
+      }
+    }
+    for (const err of [
+      new AbortError("Command aborted due to connection close"),
+      new AbortError("Cluster is ended."),
+      new Error("Command aborted due to connection close"),
+    ]) {
+      const mapped = toCoordisError(err, "x/y");
+      expect(mapped).toBeInstanceOf(RedisUnavailableError);
+      expect(mapped.cause).toBe(err);
+    }
+  });
 });
 
 describe("observer", () => {

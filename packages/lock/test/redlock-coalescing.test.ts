@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient, RedisUnavailableError, ScriptError } from "@coordis/core";
 import { type Lease, Redlock } from "@coordis/lock";
 import { countCommands, type RedisGroup, type RedisServer, startRedisGroup, testPrefix } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 
 const prefix = testPrefix();
 
@@ -117,11 +117,56 @@ describe("Redlock write coalescing over 3 masters", () => {
     expect(await Promise.all(leases.map((l) => l.release()))).toEqual(leases.map(() => true));
   });
 
+  it("a pipeline cut off mid-answer: unanswered callers fail as an unknown outcome and free what they may hold", async () => {
+    // One master (quorum 1), so a caller whose acquire got no answer fails. Its socket delivers the first half of
+    // the first chunk of replies, then dies: ioredis settles the answered acquires and aborts the rest of the
+    // pipeline (AbortError). Those may have run: each failed caller releases its token, and the release goes out
+    // once the client has reconnected.
+    const client = connect(group.urls[0] as string, { commandTimeoutMs: 1_000 });
+    const admin = admins[0] as RedisClient;
+    try {
+      await client.ping();
+      type Emitter = { emit: (event: string, ...args: unknown[]) => boolean; destroy: () => void };
+      const socket = (client as unknown as { stream: Emitter }).stream;
+      const emit = socket.emit;
+      socket.emit = function (this: unknown, event: string, ...args: unknown[]) {
+        if (event !== "data") return emit.call(this, event, ...args);
+        socket.emit = emit;
+        const chunk = args[0] as Buffer;
+        emit.call(this, event, chunk.subarray(0, Math.floor(chunk.length / 2)));
+        socket.destroy();
+        return true;
+      };
+      const locks = Array.from({ length: 40 }, (_, i) => new Redlock([client], `cut${i}`, { prefix, ttlMs: 60_000 }));
+      const outcomes = await Promise.allSettled(locks.map((lock) => lock.tryAcquire()));
+      const held = outcomes.flatMap((o) => (o.status === "fulfilled" && o.value !== null ? [o.value] : []));
+      const failed = outcomes.flatMap((o, i) => (o.status === "rejected" ? [{ i, reason: o.reason as Error }] : []));
+      expect(held.length).toBeGreaterThan(0);
+      expect(failed.length).toBeGreaterThan(0);
+      expect(held.length + failed.length).toBe(40);
+      for (const { reason } of failed) {
+        expect(reason).toBeInstanceOf(RedisUnavailableError);
+        // Not ScriptError ("Redis refused"): the acquire may have run.
+        expect(reason.cause).toBeInstanceOf(RedisUnavailableError);
+      }
+      // No phantom lease is left for a minute: every failed caller's release reached the master.
+      await vi.waitFor(async () => expect(await admin.exists(...failed.map(({ i }) => lockKey(`cut${i}`)))).toBe(0), {
+        timeout: 5_000,
+        interval: 20,
+      });
+      for (const lease of held) expect(await admin.get(lockKey(lease.name))).toBe(lease.token);
+      expect(await Promise.all(held.map((l) => l.release()))).toEqual(held.map(() => true));
+    } finally {
+      client.disconnect();
+    }
+  });
+
   it("with one master stopped, every concurrent caller still gets a lease from the two others, then recovers", async () => {
     const stopped = group.servers[2] as RedisServer;
     const locks = Array.from(
       { length: 20 },
-      (_, i) => new Redlock(clients, `s${i}`, { prefix, ttlMs: 2_000, nodeTimeoutMs: 150 }),
+      // 500 ms per master: a stall of a loaded machine must not make a live master miss the round (one write each).
+      (_, i) => new Redlock(clients, `s${i}`, { prefix, ttlMs: 2_000, nodeTimeoutMs: 500 }),
     );
     await stopped.kill();
     try {
