@@ -25,6 +25,7 @@ export {
   type ParsedRedisUrl,
   parseRedisUrl,
 } from "./connect.js";
+export { corkUntilTickEnd } from "./cork.js";
 export {
   CoordisError,
   InvalidArgumentError,

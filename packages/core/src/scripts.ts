@@ -1,5 +1,6 @@
 import type { RedisClient } from "./client.js";
 import { commandTimeoutOf, isCluster } from "./client.js";
+import { corkUntilTickEnd } from "./cork.js";
 import { RedisUnavailableError, toCoordisError } from "./errors.js";
 
 /**
@@ -101,6 +102,8 @@ function directSender(redis: RedisClient, coalescer: () => WriteCoalescer | unde
   const direct =
     (command: "evalsha" | "eval") =>
     (script: string, numKeys: number, argv: (string | number)[]): Promise<unknown> => {
+      // Every command written in this tick leaves in one writev (see corkUntilTickEnd).
+      corkUntilTickEnd(redis);
       const queue = coalescer();
       if (queue === undefined) return client[command](script, numKeys, argv);
       queue.flush();
@@ -182,6 +185,7 @@ class WriteCoalescer implements ScriptSender {
     if (batch.length === 0) return;
     this.#queue = [];
     const client = this.#redis as unknown as EvalClient & PipelineClient;
+    corkUntilTickEnd(this.#redis);
     try {
       if (batch.length === 1) {
         const only = batch[0] as QueuedCommand;

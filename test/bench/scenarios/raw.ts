@@ -18,7 +18,25 @@ export async function loadScript(redis: Redis, source: string): Promise<string> 
   return (await redis.script("LOAD", source)) as string;
 }
 
-/** Raw ioredis floors: a plain SET and the EVALSHA of a trivial script. */
+/**
+ * Corks `redis`' socket until the end of the tick (what Coordis' `corkUntilTickEnd` does, written out with plain
+ * ioredis and Node here, so the floor rows show what the same write coalescing gives raw ioredis).
+ */
+function corkedWrites(redis: Redis): () => void {
+  let corked = false;
+  return () => {
+    const stream = (redis as unknown as { stream?: { cork(): void; uncork(): void } }).stream;
+    if (corked || stream === undefined || redis.status !== "ready") return;
+    corked = true;
+    stream.cork();
+    process.nextTick(() => {
+      corked = false;
+      stream.uncork();
+    });
+  };
+}
+
+/** Raw ioredis floors: a plain SET and the EVALSHA of a trivial script, plus that EVALSHA with corked writes. */
 export function rawFloors(): Scenario[] {
   return [
     {
@@ -43,6 +61,25 @@ export function rawFloors(): Scenario[] {
         const redis = ctx.client();
         const sha = await loadScript(redis, INCR_PEXPIRE_LUA);
         return { op: (n) => redis.evalsha(sha, 1, `${ctx.prefix}:k${n % KEY_SPACE}`, 60_000) };
+      },
+    },
+    {
+      id: "floor/raw-evalsha-corked",
+      group: "raw floor",
+      name: "ioredis EVALSHA (INCR+PEXPIRE), writes corked per tick",
+      kind: "raw",
+      topology: "single",
+      baseline: "floor/raw-evalsha",
+      async setup(ctx) {
+        const redis = ctx.client();
+        const sha = await loadScript(redis, INCR_PEXPIRE_LUA);
+        const cork = corkedWrites(redis);
+        return {
+          op: (n) => {
+            cork();
+            return redis.evalsha(sha, 1, `${ctx.prefix}:k${n % KEY_SPACE}`, 60_000);
+          },
+        };
       },
     },
   ];
