@@ -19,15 +19,23 @@ export type ConsumeHandler<T> = (entry: Entry<T>, context: ConsumeContext) => vo
 
 /** Options of {@link ConsumerGroup.consume}. */
 export interface ConsumeOptions {
-  /** Handlers running at once in this consumer (1–1000); default 1. */
+  /**
+   * Handlers running at once in this consumer (1–1000); default 1. It also bounds what the consumer holds: a read or
+   * claim asks only for free slots, and at most `concurrency` entries await their XACK without taking a slot, so at
+   * most `2 × concurrency` entries are running or awaiting their XACK. Synchronous or very short handlers gain from a
+   * higher value: each read can then bring more entries (it costs them nothing else).
+   */
   concurrency?: number;
   /** Entries pending longer than this (ms, 10 ms – 1 day) are reclaimed from their consumer; default 30,000. */
   claimIdleMs?: number;
   /** Deliveries before an entry is dead-lettered (1–1000); default 5. */
   maxDeliveries?: number;
   /**
-   * Entries fetched per read or claim (1–1000); default 10. The next read is sent as soon as every entry received
-   * so far has started, while handlers still run (about one batch then waits for free handler slots).
+   * Most entries fetched per read or claim (1–1000); default 10. A read or claim asks for no more entries than there
+   * are free handler slots, so an entry received starts at once instead of waiting, idle, in this consumer while
+   * other consumers of the group could take it (only when a claim and a read bring entries at the same moment does
+   * up to one claim's worth wait for slots). The next read is sent as soon as a slot is free, while other handlers
+   * still run.
    */
   batch?: number;
   /** How long one blocking XREADGROUP waits, ms (10–60,000); default 1000. `stop()` takes at most this long. */
@@ -38,7 +46,10 @@ export interface ConsumeOptions {
 
 /** Counters of a running {@link Consumer}. */
 export interface ConsumerStats {
-  /** Entries acknowledged after a successful handler. */
+  /**
+   * Entries acknowledged by this consumer's XACKs after a successful handler (as XACK replies: an entry that was no
+   * longer pending, acknowledged meanwhile by another consumer that reclaimed it, is not counted).
+   */
   readonly acked: number;
   /** Handler failures (entries left pending or dead-lettered). */
   readonly failed: number;
@@ -52,20 +63,17 @@ const RETRY_MS = 200;
 /** Most ids one XACK carries: a turn that handled more entries sends several. */
 const MAX_ACK_IDS = 1_000;
 
+/** What a handler returned, when it is not a plain value: settled through `Promise.resolve`. */
+function isObjectLike(value: unknown): value is object {
+  return value !== null && (typeof value === "object" || typeof value === "function");
+}
+
 /** One received entry on its way through the consumer. */
 interface Job<T> {
   readonly entry: Entry<T>;
   readonly deliveries: number;
   /** `performance.now()` when its handler started; measured only when an observer wants operations. */
   started: number;
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    value !== null &&
-    (typeof value === "object" || typeof value === "function") &&
-    typeof (value as PromiseLike<unknown>).then === "function"
-  );
 }
 
 /**
@@ -76,7 +84,9 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
  *
  * Acknowledgements are coalesced: the entries whose handlers succeeded in one event-loop turn are acknowledged by
  * one XACK sent at the end of that turn (`setImmediate`), never before their handler succeeded. A failed handler's
- * entry is never acknowledged (it stays pending, or is dead-lettered).
+ * entry is never acknowledged (it stays pending, or is dead-lettered). A handler's slot is freed when it settles,
+ * but entries waiting for their XACK (queued or sent, not answered) beyond `concurrency` take handler slots, so at
+ * most `2 × concurrency` entries are held at once (running or awaiting their XACK), however slow XACKs are.
  */
 export class Consumer<T = unknown> {
   private readonly concurrency: number;
@@ -99,6 +109,10 @@ export class Consumer<T = unknown> {
   private ackTimer: NodeJS.Immediate | undefined;
   /** Succeeded entries whose XACK was sent and not answered yet. */
   private ackInflight = 0;
+  /** Entries awaiting their XACK (queued or sent) that take no handler slot; see {@link Consumer.occupied}. */
+  private readonly ackAllowance: number;
+  /** Entries asked for by the claim in flight (its COUNT): slots a read leaves for what it brings. */
+  private claiming = 0;
   private readonly flushAcksNow = () => this.flushAcks();
   private conn: Redis | Cluster | undefined;
   private loops: Promise<unknown> | undefined;
@@ -132,6 +146,9 @@ export class Consumer<T = unknown> {
         ? Math.min(Math.max(Math.floor(this.claimIdleMs / 2), 10), 5_000)
         : validate.durationMs("options.claimIntervalMs", opts.claimIntervalMs, { min: 10, max: 86_400_000 });
     this.observed = group.log.observer?.onOperation !== undefined;
+    // One turn's worth of finished handlers can await their XACK while as many new ones run, so an XACK round trip
+    // overlaps the handlers; beyond that, XACK latency slows intake instead of growing what the consumer holds.
+    this.ackAllowance = this.concurrency;
   }
 
   /** The consumer's name in its group. */
@@ -142,7 +159,7 @@ export class Consumer<T = unknown> {
   /**
    * Current counters and what the consumer holds right now: `inflight` handlers running (and failed entries being
    * dead-lettered), `queued` entries received whose handler has not started, `acking` entries whose handler
-   * succeeded and whose XACK is not answered yet.
+   * succeeded and whose XACK is not answered yet (at most `2 × concurrency` entries are running or acking at once).
    */
   stats(): ConsumerStats & { readonly inflight: number; readonly queued: number; readonly acking: number } {
     return {
@@ -197,9 +214,28 @@ export class Consumer<T = unknown> {
     for (const w of this.waiters.splice(0)) w();
   }
 
-  /** Room for claimed entries: nothing queued and a free handler slot. */
-  private hasCapacity(): boolean {
-    return this.head === this.queue.length && this.inflight < this.concurrency;
+  /**
+   * Handler slots taken: running handlers (and failed entries being dead-lettered), plus the entries awaiting their
+   * XACK beyond {@link Consumer.ackAllowance}. Bounds what the consumer holds when XACKs are slow or failing: without
+   * it, entries awaiting an XACK would grow with throughput × XACK latency, every one of them at risk of being
+   * handled again if its XACK fails.
+   */
+  private occupied(): number {
+    const overAllowance = this.acks.length + this.ackInflight - this.ackAllowance;
+    return overAllowance > 0 ? this.inflight + overAllowance : this.inflight;
+  }
+
+  /**
+   * Entries a read or claim may ask for now: the free handler slots (none while received entries wait), at most
+   * `batch`. A read leaves the slots asked for by a claim in flight. A claim does not leave those of a read in flight:
+   * a read blocks for up to `blockMs` while the stream has nothing new, and with every slot asked for by it, no claim
+   * (redelivery of failed entries, takeover from dead consumers) would ever run. So when a claim and a read bring
+   * entries at the same moment, up to one claim's worth waits for slots.
+   */
+  private room(forClaim: boolean): number {
+    if (this.head < this.queue.length) return 0;
+    const free = this.concurrency - this.occupied() - (forClaim ? 0 : this.claiming);
+    return Math.min(free, this.batch);
   }
 
   private async pause(ms: number): Promise<void> {
@@ -209,18 +245,21 @@ export class Consumer<T = unknown> {
   private async readLoop(): Promise<void> {
     const { stream } = this.group.log.keys;
     while (!this.stopping) {
-      // Read ahead: the next read goes out once every received entry has started, while handlers still run.
-      while (!this.stopping && this.head < this.queue.length) await new Promise<void>((r) => this.waiters.push(r));
+      // Read ahead while handlers run, but only for free slots: an entry delivered to this consumer that cannot start
+      // would sit idle here (its claimIdleMs clock running) while another consumer of the group could handle it.
+      while (!this.stopping && this.room(false) <= 0) await new Promise<void>((r) => this.waiters.push(r));
       if (this.stopping) break;
       try {
         await this.group.create();
         this.conn ??= this.openConnection();
+        const count = this.room(false);
+        if (count <= 0) continue; // a claim took the slots while the group was being created
         const reply = (await this.conn.xreadgroup(
           "GROUP",
           this.group.name,
           this.group.consumer,
           "COUNT",
-          this.batch,
+          count,
           "BLOCK",
           this.blockMs,
           "STREAMS",
@@ -252,14 +291,27 @@ export class Consumer<T = unknown> {
     let cursor = "0-0";
     while (!this.stopping) {
       await this.pause(this.claimIntervalMs);
-      if (this.stopping || !this.hasCapacity()) continue;
+      if (this.stopping) continue;
+      const count = this.room(true);
+      if (count <= 0) continue;
       try {
-        const [next, entries, dead] = await runScript(
-          log.redis,
-          eventlogScripts.claim,
-          [log.keys.stream, log.keys.dlq],
-          [this.group.name, this.group.consumer, this.claimIdleMs, cursor, this.batch, this.maxDeliveries],
-        );
+        // Entries whose handlers succeeded this turn and whose XACK waits for the end of the turn: acknowledged
+        // first, on the same connection, so Redis runs the XACK before the claim and the claim cannot take them
+        // back (or dead-letter them) as idle.
+        this.flushAcks();
+        this.claiming += count;
+        let reply: [string, [string, string[], number][], number];
+        try {
+          reply = await runScript(
+            log.redis,
+            eventlogScripts.claim,
+            [log.keys.stream, log.keys.dlq],
+            [this.group.name, this.group.consumer, this.claimIdleMs, cursor, count, this.maxDeliveries],
+          );
+        } finally {
+          this.claiming -= count;
+        }
+        const [next, entries, dead] = reply;
         cursor = next;
         this.counters.deadLettered += dead;
         this.counters.claimed += entries.length;
@@ -289,13 +341,13 @@ export class Consumer<T = unknown> {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (this.inflight < this.concurrency && this.head < this.queue.length) {
+      while (this.head < this.queue.length && this.occupied() < this.concurrency) {
         const job = this.queue[this.head] as Job<T>;
         this.head++;
         this.inflight++;
         this.run(job);
       }
-      if (this.head === this.queue.length) {
+      if (this.head > 0 && this.head === this.queue.length) {
         this.queue = [];
         this.head = 0;
       }
@@ -304,22 +356,34 @@ export class Consumer<T = unknown> {
     }
   }
 
-  /** Runs the handler of one job; a synchronous handler is finished (and its ack queued) before this returns. */
+  /**
+   * Runs the handler of one job; a synchronous handler is finished (and its ack queued) before this returns. Never
+   * throws: whatever goes wrong, the job ends exactly once, in `succeed` or `fail`, which give its slot back.
+   */
   private run(job: Job<T>): void {
     if (this.observed) job.started = performance.now();
-    let result: void | Promise<void>;
+    let result: unknown;
     try {
       result = this.handler(job.entry, { deliveries: job.deliveries });
     } catch (err) {
       void this.fail(job, err);
       return;
     }
-    if (isThenable(result)) {
-      result.then(
+    if (!isObjectLike(result)) {
+      this.succeed(job);
+      return;
+    }
+    try {
+      // Promise.resolve returns a native promise as is; any other thenable is adopted safely: a `then` (or a `then`
+      // getter) that throws rejects, and a `then` calling back twice, or both ways, settles the job once.
+      Promise.resolve(result).then(
         () => this.succeed(job),
         (err: unknown) => void this.fail(job, err),
       );
-    } else this.succeed(job);
+    } catch (err) {
+      // Only a promise whose `constructor` getter throws gets here.
+      void this.fail(job, err);
+    }
   }
 
   /** Frees the slot of a job whose handler succeeded and queues its id for this turn's XACK. */
@@ -353,20 +417,26 @@ export class Consumer<T = unknown> {
     const ids = new Array<string>(jobs.length);
     for (let i = 0; i < jobs.length; i++) ids[i] = (jobs[i] as Job<T>).entry.id;
     log.redis.xack(log.keys.stream, this.group.name, ...ids).then(
-      () => {
-        this.counters.acked += jobs.length;
-        this.acked(jobs, undefined);
-      },
-      (err: unknown) => this.acked(jobs, toCoordisError(err)),
+      (count) => this.acked(jobs, Number(count), undefined),
+      (err: unknown) => this.acked(jobs, 0, toCoordisError(err)),
     );
   }
 
-  private acked(jobs: readonly Job<T>[], error: Error | undefined): void {
+  /**
+   * An XACK was answered: `count` of its entries were acknowledged by it. The others were no longer pending (another
+   * consumer reclaimed and acknowledged, or dead-lettered, them): they are not counted as `acked`, and the observer
+   * reports them as `already-acked` (XACK replies a count, not which ids, so the last `jobs.length - count` of the
+   * XACK get that outcome: the counts are exact, the attribution within one XACK is not).
+   */
+  private acked(jobs: readonly Job<T>[], count: number, error: Error | undefined): void {
     this.ackInflight -= jobs.length;
+    this.counters.acked += count;
     if (this.observed) {
-      const outcome = error === undefined ? "acked" : "ack-error";
-      for (const job of jobs) this.notify(job, outcome, error);
+      if (error !== undefined) for (const job of jobs) this.notify(job, "ack-error", error);
+      else for (let i = 0; i < jobs.length; i++) this.notify(jobs[i] as Job<T>, i < count ? "acked" : "already-acked");
     }
+    // Slots held by entries awaiting this XACK are free again.
+    this.pump();
     this.wake();
   }
 
@@ -396,7 +466,7 @@ export class Consumer<T = unknown> {
     this.release();
   }
 
-  private notify(job: Job<T>, outcome: string, error: Error | undefined): void {
+  private notify(job: Job<T>, outcome: string, error?: Error): void {
     const log = this.group.log;
     notifyOperation(log.observer, {
       primitive: "eventlog",

@@ -258,7 +258,8 @@ describe.each([
     release();
     await stopping;
     expect(maxRunning).toBe(4);
-    expect(done.length).toBeGreaterThanOrEqual(10);
+    // A read asks only for free handler slots (4 of batch 10): the 4 running entries are all it received.
+    expect(done.length).toBe(4);
     const info = await group.info();
     expect(info?.pending).toBe(0); // everything received was handled and acked before stop() resolved
     expect(info?.lag).toBe(40 - done.length);
