@@ -44,7 +44,7 @@ function uncorkCluster(cluster: object): void {
  * per-command system call was most of the client's CPU. Corking cuts it to one per tick and lets Redis read and
  * answer the commands together.
  *
- * Applied by `runScript`, `runScriptDynamic` and `runScriptCoalesced` before they write. A client that is not
+ * Applied by `runScript` and `runScriptDynamic` before they write. A client that is not
  * connected yet (ioredis' offline queue) is left alone. On a Cluster every ready node connection is corked for the
  * tick (a command goes to one of them). Idempotent within a tick.
  */

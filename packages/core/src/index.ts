@@ -59,7 +59,6 @@ export {
   defineScript,
   FALLBACK_DEADLINE_MS,
   runScript,
-  runScriptCoalesced,
   runScriptDynamic,
   type ScriptArgs,
   type ScriptDef,

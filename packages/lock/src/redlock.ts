@@ -5,7 +5,7 @@ import {
   InvalidArgumentError,
   type RedisClient,
   RedisUnavailableError,
-  runScriptCoalesced,
+  runScript,
   toCoordisError,
   validate,
   validateName,
@@ -35,8 +35,8 @@ type NodeReply<R> = { ok: true; value: R } | { ok: false; error: CoordisError };
  * Redlock over N independent Redis masters (no replication between them): a lease is held when a quorum
  * `floor(N/2) + 1` of masters granted it within its validity. Requests go to all masters in parallel, each with a
  * per-node timeout; a failed attempt releases every master before a random retry delay. Scripts go out through
- * `runScriptCoalesced`: what all Redlocks of this process send to one master client in one event-loop turn is
- * written as one pipeline (one socket write), each call keeping its own reply and error.
+ * `runScript`, which corks each master's socket for the tick: what all Redlocks of this process send to one master
+ * in one tick leaves in one system call, each command keeping its own reply and error.
  *
  * Fencing: each master keeps its own fence counter, and counters diverge (a master misses acquisitions while it is
  * down or slow). After winning a quorum the holder picks `F = max` of the counters it got, then raises the counter
@@ -94,9 +94,7 @@ export class Redlock extends LockBase {
     this.#fenceKey = keys.sub("fence");
     this.#backend = {
       extend: async (token, ttlMs) => {
-        const replies = await this.#all((node) =>
-          runScriptCoalesced(node, lockScripts.extend, [this.#lockKey], [token, ttlMs]),
-        );
+        const replies = await this.#all((node) => runScript(node, lockScripts.extend, [this.#lockKey], [token, ttlMs]));
         return replies.filter((r) => r.ok && r.value === 1).length >= this.quorum;
       },
       release: async (token) => {
@@ -120,7 +118,7 @@ export class Redlock extends LockBase {
     const token = newToken();
     const start = performance.now();
     const replies = await this.#all((node) =>
-      runScriptCoalesced(node, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs]),
+      runScript(node, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs]),
     );
     const won: Array<{ node: RedisClient; fence: number }> = [];
     let busy = 0;
@@ -156,7 +154,7 @@ export class Redlock extends LockBase {
       // Fence sync: raise the masters that are behind to F while we still hold them.
       const behind = won.filter((w) => w.fence < fence).map((w) => w.node);
       const raised = await this.#all(
-        (node) => runScriptCoalesced(node, lockScripts.fenceRaise, [this.#lockKey, this.#fenceKey], [token, fence]),
+        (node) => runScript(node, lockScripts.fenceRaise, [this.#lockKey, this.#fenceKey], [token, fence]),
         behind,
       );
       if (atFence + raised.filter((r) => r.ok && r.value === 1).length < this.quorum) {
@@ -168,7 +166,7 @@ export class Redlock extends LockBase {
   }
 
   #releaseAll(token: string): Promise<NodeReply<number>[]> {
-    return this.#all((node) => runScriptCoalesced(node, lockScripts.release, [this.#lockKey], [token]));
+    return this.#all((node) => runScript(node, lockScripts.release, [this.#lockKey], [token]));
   }
 
   /**

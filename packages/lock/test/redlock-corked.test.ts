@@ -7,23 +7,26 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 const prefix = testPrefix();
 
 /**
- * Counts the socket writes of real clients while `fn` runs. The spy only observes: every byte still goes to the
- * real servers.
+ * Counts the system calls (`write` / `writev`: Node's `_write` / `_writev`) that carried real clients' commands
+ * while `fn` runs. The spies only observe: every byte still goes to the real servers.
  */
 async function countWrites<T>(
   clients: readonly RedisClient[],
   fn: () => Promise<T>,
 ): Promise<{ result: T; writes: number[] }> {
+  type Socket = Record<"_write" | "_writev", (...args: unknown[]) => unknown>;
   const writes = clients.map(() => 0);
   const restore = clients.map((client, i) => {
-    const socket = (client as unknown as { stream: { write: (...args: unknown[]) => boolean } }).stream;
-    const write = socket.write;
-    socket.write = function (this: unknown, ...args: unknown[]) {
-      writes[i] = (writes[i] ?? 0) + 1;
-      return write.apply(this, args);
-    };
+    const socket = (client as unknown as { stream: Socket }).stream;
+    const original = { _write: socket._write, _writev: socket._writev };
+    for (const name of ["_write", "_writev"] as const) {
+      socket[name] = function (this: unknown, ...args: unknown[]) {
+        writes[i] = (writes[i] ?? 0) + 1;
+        return original[name].apply(this, args);
+      };
+    }
     return () => {
-      socket.write = write;
+      Object.assign(socket, original);
     };
   });
   try {
@@ -53,7 +56,7 @@ describe("Redlock write coalescing over 3 masters", () => {
 
   const lockKey = (name: string) => `${prefix}:lock:{${name}}`;
 
-  it("writes 50 concurrent acquires (then releases) to each master as one pipeline; each caller gets its own reply", async () => {
+  it("writes 50 concurrent acquires (then releases) to each master in one system call per master; each caller gets its own reply", async () => {
     // 48 different locks plus two callers on one contended lock, all in one event-loop turn.
     const locks = Array.from({ length: 48 }, (_, i) => new Redlock(clients, `c${i}`, { prefix, ttlMs: 5_000 }));
     const first = new Redlock(clients, "contended", { prefix, ttlMs: 5_000 });
@@ -90,7 +93,7 @@ describe("Redlock write coalescing over 3 masters", () => {
     }
   });
 
-  it("gives each caller of a shared pipeline its own error: one lock's failure does not touch the others", async () => {
+  it("gives each caller of a shared write its own error: one lock's failure does not touch the others", async () => {
     // The "broken" lock's fence counter is not an integer on masters 0 and 1: its acquire script fails there after
     // its SET (Redis does not roll scripts back), so that caller must fail and release what it took.
     const brokenFence = `${lockKey("broken")}:fence`;
@@ -117,10 +120,10 @@ describe("Redlock write coalescing over 3 masters", () => {
     expect(await Promise.all(leases.map((l) => l.release()))).toEqual(leases.map(() => true));
   });
 
-  it("a pipeline cut off mid-answer: unanswered callers fail as an unknown outcome and free what they may hold", async () => {
+  it("a connection cut off mid-answer: unanswered callers fail as an unknown outcome and free what they may hold", async () => {
     // One master (quorum 1), so a caller whose acquire got no answer fails. Its socket delivers the first half of
-    // the first chunk of replies, then dies: ioredis settles the answered acquires and aborts the rest of the
-    // pipeline (AbortError). Those may have run: each failed caller releases its token, and the release goes out
+    // the first chunk of replies, then dies: ioredis settles the answered acquires, the rest fail by their command
+    // timeout (not re-sent). Those may have run: each failed caller releases its token, and the release goes out
     // once the client has reconnected.
     const client = connect(group.urls[0] as string, { commandTimeoutMs: 1_000 });
     const admin = admins[0] as RedisClient;
@@ -185,7 +188,7 @@ describe("Redlock write coalescing over 3 masters", () => {
     } finally {
       await stopped.restart();
     }
-    // Back to three masters: the coalesced path works on the reconnected client too.
+    // Back to three masters: the corked writes work on the reconnected client too.
     const deadline = Date.now() + 8_000;
     for (;;) {
       const lease = await locks[0]?.tryAcquire().catch(() => null);
