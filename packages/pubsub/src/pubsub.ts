@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import {
   CoordisError,
   type CoordisObserver,
+  corkUntilTickEnd,
   DEFAULT_PREFIX,
   InvalidArgumentError,
   isCluster,
@@ -245,6 +246,8 @@ export class PubSub extends EventEmitter<PubSubEvents> {
     const key = `${this.prefix}:ps:${name}`;
     const started = performance.now();
     try {
+      // Publishes of one tick leave in one system call (see corkUntilTickEnd in @coordis/core).
+      corkUntilTickEnd(this.redis);
       const receivers = this.sharded
         ? ((await (this.redis as Cluster).spublish(key, data)) as number)
         : await this.redis.publish(key, data);
