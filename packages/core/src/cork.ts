@@ -9,10 +9,18 @@ interface CorkableStream {
   readonly destroyed: boolean;
 }
 
-/** Streams corked in the current tick (each is uncorked once, from `process.nextTick`). */
-const corkedStreams = new WeakSet<CorkableStream>();
-/** Cluster clients whose node streams are corked in the current tick. */
-const corkedClusters = new WeakSet<object>();
+/**
+ * Most commands one corked write carries. Past it the stream is flushed and corked again, so with many calls in
+ * flight Redis starts on the first commands while Node still writes the next ones, and its replies come back in
+ * several parts that Node handles while Redis works: one write of everything made the two sides take turns.
+ * Measured (50 callers, raw EVALSHA): one write per tick ≈ 1.3× the uncorked throughput, chunks of 8–32 ≈ 2.5×.
+ */
+export const CORK_MAX_COMMANDS = 16;
+
+/** Streams corked in the current tick, with the commands written since the last flush. */
+const corkedStreams = new WeakMap<CorkableStream, number>();
+/** Cluster clients corked in the current tick, with their node clients. */
+const corkedClusters = new WeakMap<object, readonly Redis[]>();
 
 function uncorkStream(stream: CorkableStream): void {
   corkedStreams.delete(stream);
@@ -22,10 +30,20 @@ function uncorkStream(stream: CorkableStream): void {
 function corkNode(client: Redis): void {
   if (client.status !== "ready") return;
   const stream = (client as unknown as { stream?: CorkableStream }).stream;
-  if (stream === undefined || corkedStreams.has(stream) || stream.destroyed || !stream.writable) return;
-  corkedStreams.add(stream);
-  stream.cork();
-  process.nextTick(uncorkStream, stream);
+  if (stream === undefined || stream.destroyed || !stream.writable) return;
+  const written = corkedStreams.get(stream);
+  if (written === undefined) {
+    corkedStreams.set(stream, 1);
+    stream.cork();
+    process.nextTick(uncorkStream, stream);
+  } else if (written >= CORK_MAX_COMMANDS) {
+    // Send this chunk now; the rest of the tick's commands go into the next one.
+    stream.uncork();
+    stream.cork();
+    corkedStreams.set(stream, 1);
+  } else {
+    corkedStreams.set(stream, written + 1);
+  }
 }
 
 function uncorkCluster(cluster: object): void {
@@ -42,19 +60,25 @@ function uncorkCluster(cluster: object): void {
  * Why: on Linux a loopback or network `write` costs several µs of CPU, more than ioredis spends building the
  * command; with many calls in flight (50 callers, each starting its next call when its reply arrives) the
  * per-command system call was most of the client's CPU. Corking cuts it to one per tick and lets Redis read and
- * answer the commands together.
+ * answer the commands together. A corked write carries at most {@link CORK_MAX_COMMANDS} commands (then the
+ * stream is flushed and corked again), so Node and Redis keep working in parallel.
  *
  * Applied by `runScript` and `runScriptDynamic` before they write. A client that is not
  * connected yet (ioredis' offline queue) is left alone. On a Cluster every ready node connection is corked for the
- * tick (a command goes to one of them). Idempotent within a tick.
+ * tick (a command goes to one of them). Call it once per command, right before writing it.
  */
 export function corkUntilTickEnd(redis: RedisClient): void {
   if (!isCluster(redis)) {
     corkNode(redis);
     return;
   }
-  if (corkedClusters.has(redis)) return;
-  corkedClusters.add(redis);
-  for (const node of redis.nodes("all")) corkNode(node);
-  process.nextTick(uncorkCluster, redis);
+  // The command goes to one node, which one is ioredis' choice: every node counts it (a node's chunks come out
+  // smaller than CORK_MAX_COMMANDS, never larger).
+  let nodes = corkedClusters.get(redis);
+  if (nodes === undefined) {
+    nodes = redis.nodes("all");
+    corkedClusters.set(redis, nodes);
+    process.nextTick(uncorkCluster, redis);
+  }
+  for (const node of nodes) corkNode(node);
 }

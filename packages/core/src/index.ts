@@ -25,7 +25,7 @@ export {
   type ParsedRedisUrl,
   parseRedisUrl,
 } from "./connect.js";
-export { corkUntilTickEnd } from "./cork.js";
+export { CORK_MAX_COMMANDS, corkUntilTickEnd } from "./cork.js";
 export {
   CoordisError,
   InvalidArgumentError,

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { connect, type RedisClient, RedisUnavailableError, ScriptError } from "@coordis/core";
+import { CORK_MAX_COMMANDS, connect, type RedisClient, RedisUnavailableError, ScriptError } from "@coordis/core";
 import { type Lease, Redlock } from "@coordis/lock";
 import { countCommands, type RedisGroup, type RedisServer, startRedisGroup, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -56,7 +56,7 @@ describe("Redlock write coalescing over 3 masters", () => {
 
   const lockKey = (name: string) => `${prefix}:lock:{${name}}`;
 
-  it("writes 50 concurrent acquires (then releases) to each master in one system call per master; each caller gets its own reply", async () => {
+  it("writes 50 concurrent acquires (then releases) to each master in chunks of CORK_MAX_COMMANDS per system call; each caller gets its own reply", async () => {
     // 48 different locks plus two callers on one contended lock, all in one event-loop turn.
     const locks = Array.from({ length: 48 }, (_, i) => new Redlock(clients, `c${i}`, { prefix, ttlMs: 5_000 }));
     const first = new Redlock(clients, "contended", { prefix, ttlMs: 5_000 });
@@ -67,8 +67,9 @@ describe("Redlock write coalescing over 3 masters", () => {
     );
     // Every call reached every master (one EVALSHA each, no fence round: fresh counters agree)...
     expect(acquired.sent).toEqual({ evalsha: 150 });
-    // ...in a single write per master.
-    expect(acquired.result.writes).toEqual([1, 1, 1]);
+    // ...in ceil(50 / CORK_MAX_COMMANDS) system calls per master (not 50).
+    const chunks = Math.ceil(50 / CORK_MAX_COMMANDS);
+    expect(acquired.result.writes).toEqual([chunks, chunks, chunks]);
     const leases = acquired.result.result;
     // The first caller on the contended lock won it on every master, the second found it busy: its own reply.
     expect(leases[48]).not.toBeNull();
@@ -86,7 +87,7 @@ describe("Redlock write coalescing over 3 masters", () => {
       countWrites(clients, () => Promise.all(held.map((lease) => lease.release()))),
     );
     expect(released.sent).toEqual({ evalsha: 147 });
-    expect(released.result.writes).toEqual([1, 1, 1]);
+    expect(released.result.writes).toEqual([chunks, chunks, chunks]);
     expect(released.result.result).toEqual(held.map(() => true));
     for (const admin of admins) {
       expect(await admin.exists(...held.map((l) => lockKey(l.name)))).toBe(0);
@@ -104,8 +105,10 @@ describe("Redlock write coalescing over 3 masters", () => {
     const { result: outcomes, writes } = await countWrites(clients, () =>
       Promise.allSettled([...locks.slice(0, 10), broken, ...locks.slice(10)].map((lock) => lock.tryAcquire())),
     );
-    // One write per master for the acquire round, one for the broken caller's release round.
-    expect(writes).toEqual([2, 2, 2]);
+    // Per master: the acquire round's 21 commands in ceil(21 / CORK_MAX_COMMANDS) writes, one for the broken
+    // caller's release round.
+    const acquireWrites = Math.ceil(21 / CORK_MAX_COMMANDS) + 1;
+    expect(writes).toEqual([acquireWrites, acquireWrites, acquireWrites]);
     const failed = outcomes[10] as PromiseRejectedResult;
     expect(failed.status).toBe("rejected");
     expect(failed.reason).toBeInstanceOf(RedisUnavailableError);
@@ -176,7 +179,7 @@ describe("Redlock write coalescing over 3 masters", () => {
       const { result: leases, writes } = await countWrites(clients.slice(0, 2), () =>
         Promise.all(locks.map((lock) => lock.tryAcquire())),
       );
-      expect(writes).toEqual([1, 1]);
+      expect(writes).toEqual([Math.ceil(20 / CORK_MAX_COMMANDS), Math.ceil(20 / CORK_MAX_COMMANDS)]);
       expect(leases.every((l) => l !== null)).toBe(true);
       const held = leases as Lease[];
       expect(new Set(held.map((l) => l.token)).size).toBe(20);
