@@ -63,7 +63,7 @@ export interface EventLogOptions {
    * Micro-batching of {@link EventLog.append} (off by default): appends issued in the same event-loop turn (or
    * within `maxDelayMs`) go to Redis as one script call, applied in call order, each exactly as an unbatched append
    * (idempotency, sequence, chain, retention), each caller with its own result or error. `true` =
-   * `{ maxSize: 16, maxDelayMs: 0 }`. See the README's "Micro-batching".
+   * `{ maxSize: 32, maxDelayMs: 0 }`. See the README's "Micro-batching".
    */
   batch?: boolean | BatchOptions;
 }

@@ -70,7 +70,7 @@ export interface LeaderboardOptions {
   /**
    * Micro-batching of {@link Leaderboard.submit} (off by default): submits issued in the same event-loop turn (or
    * within `maxDelayMs`) go to Redis as one script call, applied in call order, each checked and applied on its
-   * own (an error fails only its caller), each caller with its own result. `true` = `{ maxSize: 16,
+   * own (an error fails only its caller), each caller with its own result. `true` = `{ maxSize: 32,
    * maxDelayMs: 0 }`. See the README's "Micro-batching".
    */
   batch?: boolean | BatchOptions;

@@ -65,7 +65,7 @@ export interface RateLimiterOptions {
    * Micro-batching of {@link RateLimiter.consume} (off by default): consumes issued in the same event-loop turn
    * (or within `maxDelayMs`) go to Redis as one script call per hash slot (one per call batch on a standalone
    * server), applied in call order, each all rules or none on its own, each caller with its own decision or error.
-   * `true` = `{ maxSize: 16, maxDelayMs: 0 }`. See the README's "Micro-batching".
+   * `true` = `{ maxSize: 32, maxDelayMs: 0 }`. See the README's "Micro-batching".
    */
   batch?: boolean | BatchOptions;
 }

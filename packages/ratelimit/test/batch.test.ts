@@ -139,7 +139,7 @@ describe("micro-batched consume on the shared server", () => {
       expect(err).toBeInstanceOf(InvalidArgumentError);
       expect((err as InvalidArgumentError).argument).toBe(argument);
     }
-    expect(new RateLimiter(redis, { rules, prefix, batch: true }).batch).toEqual({ maxSize: 16, maxDelayMs: 0 });
+    expect(new RateLimiter(redis, { rules, prefix, batch: true }).batch).toEqual({ maxSize: 32, maxDelayMs: 0 });
     expect(new RateLimiter(redis, { rules, prefix }).batch).toBeUndefined();
   });
 });
@@ -177,12 +177,12 @@ describe("micro-batched consume on a server of its own", () => {
     expect(result[40]?.rules.map((r) => r.remaining)).toEqual([98, 48]);
   });
 
-  it("batch: true sends a burst in script calls of the default maxSize (16), in call order", async () => {
+  it("batch: true sends a burst in script calls of the default maxSize (32), in call order", async () => {
     const rl = new RateLimiter(redis, { rules, prefix, batch: true });
     const { result, sent } = await countCommands(server, () =>
       Promise.all(Array.from({ length: 50 }, () => rl.consume("default-size"))),
     );
-    expect(sent).toEqual({ evalsha: 4 });
+    expect(sent).toEqual({ evalsha: 2 });
     expect(result.map((d) => d.rules[0]?.remaining)).toEqual(Array.from({ length: 50 }, (_, i) => 99 - i));
   });
 
