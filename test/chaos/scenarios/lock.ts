@@ -288,9 +288,10 @@ async function runLockScenario(
             releaseAt: undefined,
           });
           break;
+        case "releasing": // sent before the release command (see lock-worker.ts)
         case "released": {
           const a = acquisitions.get(`${id}/${msg.fence}`);
-          if (a !== undefined) a.releaseAt = msg.releaseAt as number;
+          if (a !== undefined) a.releaseAt ??= msg.releaseAt as number;
           break;
         }
         case "begin":

@@ -36,6 +36,20 @@ export function tell(msg: WorkerMessage): void {
   process.send?.(msg);
 }
 
+/**
+ * Sends a message to the parent and resolves once Node has written it to the IPC channel, so it reaches the parent
+ * even if this process is killed right after (a fire-and-forget `tell` still queued in Node would be lost).
+ */
+export function tellFlushed(msg: WorkerMessage): Promise<void> {
+  return new Promise((resolve) => {
+    if (process.send === undefined) {
+      resolve();
+      return;
+    }
+    process.send(msg, undefined, undefined, () => resolve());
+  });
+}
+
 /** Sends a question (`id` is added) and resolves with the parent's `{ type: "reply", id, ... }`. */
 export function ask(msg: WorkerMessage): Promise<WorkerMessage> {
   const id = nextId++;

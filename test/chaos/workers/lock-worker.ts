@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient } from "@coordis/core";
 import { type LockBase, Mutex, Redlock } from "@coordis/lock";
-import { ask, connected, prng, stopping, tell } from "./ipc.js";
+import { ask, connected, prng, stopping, tell, tellFlushed } from "./ipc.js";
 
 interface LockWorkerConfig {
   mode: "mutex" | "redlock";
@@ -48,6 +48,10 @@ async function run(): Promise<void> {
       await ask({ type: "end", fence: lease.fence, value: (begin.value as number) + 1 });
     }
     const releaseAt = Date.now();
+    // Reported, and written to the IPC pipe, before the release is sent: a worker killed after its release reached
+    // Redis but before "released" reached the parent would otherwise look like a holder whose lease was still
+    // valid, and the next holder like an overlap (a false exclusion violation).
+    await tellFlushed({ type: "releasing", fence: lease.fence, releaseAt });
     let released: string;
     try {
       released = String(await lease.release());
