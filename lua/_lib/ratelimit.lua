@@ -172,6 +172,10 @@ local function rl_store(key, rules, now, expireAt)
     elseif r.alg == 'sw' then
       if r.curr > 0 then
         value, life = string.format('%d:%d:%d', r.start, r.curr, r.prev), r.start + 2 * r.w - now
+      elseif r.prev > 0 then
+        -- Only the previous window's weighted count is left (a refund emptied this one): it matters until this
+        -- window ends. Dropping it would hand back the whole previous window.
+        value, life = string.format('%d:0:%d', r.start, r.prev), r.start + r.w - now
       end
     elseif r.alg == 'tb' then
       if r.tokens + RL_EPS < r.cap then

@@ -97,6 +97,36 @@ describe.each([
     expect(Object.keys(await storedStates(stateKey)).sort()).toEqual(["t|tb", "w|fw"]);
   });
 
+  it("sliding window: a refund that empties the current window keeps the previous window's weight", async () => {
+    const windowMs = 2_000;
+    const rl = limiter([{ name: "s", limit: 10, windowMs, algorithm: "sliding-window" }]);
+    const key = freshKey();
+    const stateKey = `${prefix}:rl:{${key}}`;
+    /** Server time (windows are aligned to it). */
+    const serverNow = async () => {
+      const [sec, usec] = (await admin.time()) as [string | number, string | number];
+      return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    };
+    /** Polls server time (deadline: two windows) until it is in the first half of a window after `after`. */
+    const earlyInWindowAfter = async (after: number) => {
+      const deadline = Date.now() + 2 * windowMs + 1_000;
+      for (;;) {
+        const now = await serverNow();
+        if (now - (now % windowMs) > after && now % windowMs < windowMs / 2) return now - (now % windowMs);
+        if (Date.now() > deadline) throw new Error("no early moment in a later window within two windows");
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    const first = await earlyInWindowAfter(-1);
+    expect((await rl.consume(key, 10)).allowed).toBe(true);
+    await earlyInWindowAfter(first);
+    const refunded = await rl.refund(key, 1);
+    // The previous window's 10 still weigh: the refund gives back what this window held (nothing), not all 10.
+    expect(refunded.remaining).toBeLessThan(10);
+    expect(Object.keys(await storedStates(stateKey))).toEqual(["s|sw"]);
+    expect((await rl.peek(key)).remaining).toBeLessThanOrEqual(refunded.remaining + 3);
+  });
+
   it("a rejected call changes no stored state", async () => {
     for (const algorithm of ALGS) {
       const rl = limiter([
