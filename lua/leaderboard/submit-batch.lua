@@ -3,7 +3,7 @@
 -- item that fails (clock skew, closed period, increment overflow, a Redis error) changes nothing and the others
 -- still apply. Same KEYS and ARGV layout as submit.lua: the boards are the union of every item's candidate boards.
 -- KEYS[1] meta (hash): member -> metadata JSON, shared by every board of the leaderboard
--- KEYS[2] seq (integer): arrival counter of the leaderboard, incremented once per item that changes a board
+-- KEYS[2] seq (integer): arrival counter of the leaderboard (numbers reserved in one INCRBY per script; gaps order nothing)
 -- ARGV[1] update (string): best | replace | increment
 -- ARGV[2] order (string): desc | asc
 -- ARGV[3] periods (count): number of configured periods P

@@ -7,7 +7,7 @@
 -- For each item and period the script uses the board of that period whose [startMs, endMs) holds the item's time.
 -- Every check (clock skew, closed period, increment leaving +-(2^53 - 1)) runs before the first write: an error changes nothing.
 -- KEYS[1] meta (hash): member -> metadata JSON, shared by every board of the leaderboard
--- KEYS[2] seq (integer): arrival counter of the leaderboard, incremented once per item that changes a board
+-- KEYS[2] seq (integer): arrival counter of the leaderboard (numbers reserved in one INCRBY per script; gaps order nothing)
 -- ARGV[1] update (string): best | replace | increment
 -- ARGV[2] order (string): desc | asc
 -- ARGV[3] periods (count): number of configured periods P

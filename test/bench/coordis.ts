@@ -61,6 +61,11 @@ export interface LockLike {
 }
 
 /** `@coordis/lock` as the scenarios use it. */
+/** `@coordis/core`: the write coalescing the raw floor's corked row borrows. */
+export interface CoreModule {
+  corkUntilTickEnd(redis: unknown): void;
+}
+
 export interface LockModule {
   Mutex: new (redis: unknown, name: string, options?: CommonOptions & { ttlMs?: number }) => LockLike;
   Redlock: new (nodes: unknown[], name: string, options?: CommonOptions & { ttlMs?: number }) => LockLike;

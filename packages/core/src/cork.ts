@@ -63,7 +63,7 @@ function uncorkCluster(cluster: object): void {
  * answer the commands together. A corked write carries at most {@link CORK_MAX_COMMANDS} commands (then the
  * stream is flushed and corked again), so Node and Redis keep working in parallel.
  *
- * Applied by `runScript` and `runScriptDynamic` before they write. A client that is not
+ * Applied by `runScript`, `runScriptDynamic` and `PubSub.publish` before they write. A client that is not
  * connected yet (ioredis' offline queue) is left alone. On a Cluster every ready node connection is corked for the
  * tick (a command goes to one of them). Call it once per command, right before writing it.
  */

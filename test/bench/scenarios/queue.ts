@@ -249,6 +249,23 @@ async function coordisDriver(ctx: SetupContext, batchedAppend = false): Promise<
   };
 }
 
+/** The Coordis row: plain appends, or micro-batched ones (`batch: true`) shared by the producers. */
+function coordisRow(batched: boolean): Scenario {
+  return {
+    id: batched ? "queue/coordis-consumer-group-batched" : "queue/coordis-consumer-group",
+    group: GROUP,
+    name: `Coordis append${batched ? " (batched)" : ""} + consumer group (concurrency ${WORKER_CONCURRENCY}, batch ${BATCH})`,
+    kind: "coordis",
+    topology: "single",
+    unit: "jobs",
+    baseline: BASELINE,
+    reference: "queue/bullmq",
+    async setup(ctx) {
+      return endToEnd(await coordisDriver(ctx, batched));
+    },
+  };
+}
+
 /**
  * Work queue end to end: BullMQ Queue.add + Worker, raw XADD + XREADGROUP/XACK batches, Coordis consumer group with
  * plain and with micro-batched appends.
@@ -278,32 +295,8 @@ export function queueScenarios(): Scenario[] {
         return endToEnd(bullmqDriver(ctx));
       },
     },
-    {
-      id: "queue/coordis-consumer-group",
-      group: GROUP,
-      name: `Coordis append + consumer group (concurrency ${WORKER_CONCURRENCY}, batch ${BATCH})`,
-      kind: "coordis",
-      topology: "single",
-      unit: "jobs",
-      baseline: BASELINE,
-      reference: "queue/bullmq",
-      async setup(ctx) {
-        return endToEnd(await coordisDriver(ctx));
-      },
-    },
-    {
-      // The same consumer; the 50 producers share one log built with `batch: true` (micro-batched append).
-      id: "queue/coordis-consumer-group-batched",
-      group: GROUP,
-      name: `Coordis append (batched) + consumer group (concurrency ${WORKER_CONCURRENCY}, batch ${BATCH})`,
-      kind: "coordis",
-      topology: "single",
-      unit: "jobs",
-      baseline: BASELINE,
-      reference: "queue/bullmq",
-      async setup(ctx) {
-        return endToEnd(await coordisDriver(ctx, true));
-      },
-    },
+    coordisRow(false),
+    // The same consumer; the 50 producers share one log built with `batch: true` (micro-batched append).
+    coordisRow(true),
   ];
 }

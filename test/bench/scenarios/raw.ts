@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { type CoreModule, coordisExports } from "../coordis.js";
 import type { Scenario } from "../types.js";
 
 /** A trivial INCR + PEXPIRE script: the raw EVALSHA floor (and the raw rate-limit counter). */
@@ -16,30 +17,6 @@ export const KEY_SPACE = 10_000;
 /** Loads a script, returning its SHA1 for EVALSHA. */
 export async function loadScript(redis: Redis, source: string): Promise<string> {
   return (await redis.script("LOAD", source)) as string;
-}
-
-/**
- * Corks `redis`' socket until the end of the tick, flushing every 16 commands (what Coordis' `corkUntilTickEnd`
- * does, written out with plain ioredis and Node here, so the floor rows show what the same write coalescing gives
- * raw ioredis). Call it once per command, before writing it.
- */
-function corkedWrites(redis: Redis): () => void {
-  let written = 0;
-  return () => {
-    const stream = (redis as unknown as { stream?: { cork(): void; uncork(): void } }).stream;
-    if (stream === undefined || redis.status !== "ready") return;
-    if (written === 0) {
-      stream.cork();
-      process.nextTick(() => {
-        written = 0;
-        stream.uncork();
-      });
-    } else if (written % 16 === 0) {
-      stream.uncork();
-      stream.cork();
-    }
-    written++;
-  };
 }
 
 /** Raw ioredis floors: a plain SET and the EVALSHA of a trivial script, plus that EVALSHA with corked writes. */
@@ -77,12 +54,13 @@ export function rawFloors(): Scenario[] {
       topology: "single",
       baseline: "floor/raw-evalsha",
       async setup(ctx) {
+        // Coordis' own write coalescing (corkUntilTickEnd, the same call its scripts make) in front of plain EVALSHA.
+        const { corkUntilTickEnd } = await coordisExports<CoreModule>("core", ["corkUntilTickEnd"]);
         const redis = ctx.client();
         const sha = await loadScript(redis, INCR_PEXPIRE_LUA);
-        const cork = corkedWrites(redis);
         return {
           op: (n) => {
-            cork();
+            corkUntilTickEnd(redis);
             return redis.evalsha(sha, 1, `${ctx.prefix}:k${n % KEY_SPACE}`, 60_000);
           },
         };
