@@ -1,5 +1,6 @@
 -- Tick finish: record a run's outcome (only while the caller's token still owns the claim) and push it onto the
--- job's bounded history.
+-- job's bounded history. The record is then kept recordTtlMs from now. Reply 0: the token no longer owns the claim
+-- (another replica claimed the tick after this run's lease expired, or the record is gone); nothing is written.
 -- KEYS[1] record (hash): the tick record
 -- KEYS[2] history (list): newest-first JSON entries of finished runs
 -- ARGV[1] token (string): the claim's token
@@ -18,6 +19,7 @@ local now = now_ms()
 local ok = ARGV[2] == '1'
 redis.call('HSET', KEYS[1], 'state', ok and 'ok' or 'failed', 'endMs', now, 'error', ARGV[3])
 redis.call('HDEL', KEYS[1], 'leaseUntil')
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
 local entry = {
   tick = ARGV[4], owner = record[3], fence = tonumber(record[4]), attempt = tonumber(record[5]),
   startMs = tonumber(record[6]), endMs = now, ok = ok,

@@ -13,6 +13,7 @@ import {
   validateName,
   validatePrefix,
 } from "@coordis/core";
+import { LeaseLostError } from "./errors.js";
 import { driftMs, LeaseImpl } from "./lease.js";
 import { newToken } from "./lock-base.js";
 import { DEFAULT_DRIFT_FACTOR, DEFAULT_TTL_MS, validateTtl } from "./options.js";
@@ -35,7 +36,11 @@ export interface RunOncePerTickOptions {
    * run again (at most once). true: another replica (or a later call) may claim it and run it again.
    */
   retryOnError?: boolean;
-  /** How long the tick record is kept, ms; must exceed the spread of replicas' clocks and schedules. Default 7 days. */
+  /**
+   * How long the tick record is kept after the run finished (or its lease ended), ms; must exceed the spread of
+   * replicas' clocks and schedules. While a run holds the tick the record is kept at least this long past the lease's
+   * end. Default 7 days.
+   */
   recordTtlMs?: number;
   /** How many finished runs the job's history keeps (1–10 000). Default 100. */
   historyLimit?: number;
@@ -43,7 +48,10 @@ export interface RunOncePerTickOptions {
   owner?: string;
   /** Key prefix; default `"coordis"`. */
   prefix?: string;
-  /** Receives one `tick` operation per call (outcome ran-ok, ran-failed or skipped) and `lease-lost` events. */
+  /**
+   * Receives one `tick` operation per call (outcome ran-ok, ran-failed, ran-lost, skipped or error), `lease-lost`
+   * and `tick-not-recorded` events.
+   */
   observer?: CoordisObserver;
 }
 
@@ -115,10 +123,17 @@ function parseTick(tick: unknown): number {
  * When `fn` throws, the tick is recorded failed and the error is rethrown here; without `retryOnError` it is never
  * run again. Round trips: one to claim, one per extension, one to record.
  *
+ * A run that loses the tick — its lease expired (a pause, Redis unreachable for longer than `ttlMs`) and another
+ * replica claimed the tick (`retryOnError`) — is not recorded: `ctx.signal` aborts when the loss is noticed, and
+ * when `fn` returns anyway this call rejects with `LeaseLostError` (reason `"not-held"`) instead of reporting `"ok"`,
+ * since the tick may have run elsewhere too. A run whose lease expired but whose tick nobody claimed meanwhile is
+ * still recorded. When `fn` threw, its own error is rethrown either way.
+ *
  * @param redis an ioredis `Redis` or `Cluster`
  * @param job the job's name: 1–512 UTF-8 bytes, no `{` or `}`
  * @param tick the schedule tick: a non-negative integer (e.g. the scheduled epoch ms or a sequence number) or a Date
- * @throws InvalidArgumentError before any Redis call; RedisUnavailableError; `fn`'s own error unchanged
+ * @throws InvalidArgumentError before any Redis call; RedisUnavailableError; `fn`'s own error unchanged;
+ *   LeaseLostError when `fn` returned but the run no longer held the tick (its outcome was not recorded)
  */
 export async function runOncePerTick<T>(
   redis: RedisClient,
@@ -196,7 +211,8 @@ export async function runOncePerTick<T>(
     deadline: started + ttlMs - driftMs(ttlMs, DEFAULT_DRIFT_FACTOR),
     observer,
     backend: {
-      extend: async (t, ttl) => (await runScript(redis, lockScripts.tickExtend, [recordKey], [t, ttl])) === 1,
+      extend: async (t, ttl) =>
+        (await runScript(redis, lockScripts.tickExtend, [recordKey], [t, ttl, recordTtlMs])) === 1,
       release: async (t) =>
         (await runScript(
           redis,
@@ -230,8 +246,21 @@ export async function runOncePerTick<T>(
   }
   lease.stopAutoExtend();
   outcome = { ok: true, error: "" };
-  const recorded = await lease.release();
-  if (!recorded) reportLost(observer, job);
+  let recorded: boolean;
+  try {
+    recorded = await lease.release();
+  } catch (err) {
+    report("error", err as Error);
+    throw err;
+  }
+  if (!recorded) {
+    // Another replica claimed the tick after this run's lease expired (or the record is gone): this run did not
+    // hold the tick throughout, its outcome is not recorded, and the tick may have run elsewhere too.
+    reportLost(observer, job);
+    const lost = new LeaseLostError(job, fence, "not-held");
+    report("ran-lost", lost);
+    throw lost;
+  }
   report("ran-ok");
   return { ran: true, result, state: "ok", owner };
 }

@@ -1,6 +1,7 @@
+import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient } from "@coordis/core";
-import { runOncePerTick, tickHistory } from "@coordis/lock";
+import { LeaseLostError, runOncePerTick, tickHistory } from "@coordis/lock";
 import { testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
@@ -73,5 +74,94 @@ describe("runOncePerTick", () => {
     );
     expect(result).toMatchObject({ ran: true, result: false });
     expect(sawRunning).toBeGreaterThan(5);
+  });
+
+  it("keeps the record while a run outlasts ttlMs and recordTtlMs: a replica arriving mid-run does not run it again", async () => {
+    let runs = 0;
+    const job = async () => {
+      runs++;
+      await sleep(2_500);
+      return "done";
+    };
+    const options = { prefix, ttlMs: 1_000, recordTtlMs: 1_000 };
+    const first = runOncePerTick(redis, "outlast", 1, job, { ...options, owner: "a" });
+    await sleep(1_500); // the second replica's schedule skew: the scenario, not synchronisation
+    const second = await runOncePerTick(redis, "outlast", 1, job, { ...options, owner: "b" });
+    expect(second).toMatchObject({ ran: false, state: "running", owner: "a" });
+    expect(await first).toEqual({ ran: true, result: "done", state: "ok", owner: "a" });
+    expect(runs).toBe(1);
+    // Finishing keeps the record recordTtlMs from now: a late replica sees the outcome.
+    const recordTtl = await redis.pttl(`${prefix}:tick:{outlast}:t:1`);
+    expect(recordTtl).toBeGreaterThan(0);
+    expect(recordTtl).toBeLessThanOrEqual(1_000);
+    expect(await runOncePerTick(redis, "outlast", 1, job, { ...options, owner: "c" })).toMatchObject({
+      ran: false,
+      state: "ok",
+      owner: "a",
+    });
+    const history = await tickHistory(redis, "outlast", { prefix });
+    expect(history).toMatchObject([{ tick: 1, owner: "a", ok: true, attempt: 1 }]);
+  });
+
+  it("a run that lost its tick to another replica is not reported ok: it rejects with LeaseLostError", async () => {
+    const events: string[] = [];
+    const outcomes: string[] = [];
+    const observer = {
+      onEvent: (e: { type: string }) => events.push(e.type),
+      onOperation: (op: { op: string; outcome: string }) => {
+        if (op.op === "tick") outcomes.push(op.outcome);
+      },
+    };
+    let takeover: Awaited<ReturnType<typeof runOncePerTick<string>>> | undefined;
+    const lost = await runOncePerTick(
+      redis,
+      "takeover",
+      7,
+      async (ctx) => {
+        // A pause longer than the lease (a long GC, a blocked event loop): auto-extension cannot run.
+        const until = performance.now() + 900;
+        while (performance.now() < until) {}
+        // Meanwhile another replica finds the lease expired and, with retryOnError, claims and runs the tick.
+        takeover = await runOncePerTick(redis, "takeover", 7, () => "second", {
+          prefix,
+          ttlMs: 300,
+          retryOnError: true,
+          owner: "b",
+        });
+        return ctx.signal.aborted ? "saw-abort" : "no-abort";
+      },
+      { prefix, ttlMs: 300, retryOnError: true, owner: "a", observer },
+    ).catch((e: unknown) => e);
+    expect(takeover).toMatchObject({ ran: true, state: "ok", owner: "b" });
+    expect(lost).toBeInstanceOf(LeaseLostError);
+    expect(lost).toMatchObject({ lockName: "takeover", reason: "not-held", fence: expect.any(Number) });
+    expect(events).toContain("tick-not-recorded");
+    expect(outcomes).toEqual(["ran-lost"]);
+    // Only the run that held the tick to the end is recorded.
+    const history = await tickHistory(redis, "takeover", { prefix });
+    expect(history).toMatchObject([{ tick: 7, owner: "b", ok: true, attempt: 2 }]);
+    expect(await runOncePerTick(redis, "takeover", 7, () => "third", { prefix })).toMatchObject({
+      ran: false,
+      state: "ok",
+      owner: "b",
+    });
+  });
+
+  it("a run whose lease expired while nobody claimed the tick is still recorded ok", async () => {
+    const result = await runOncePerTick(
+      redis,
+      "paused",
+      3,
+      async () => {
+        const until = performance.now() + 900;
+        while (performance.now() < until) {}
+        // Without retryOnError another replica sees the tick abandoned and leaves it alone.
+        const other = await runOncePerTick(redis, "paused", 3, () => "second", { prefix, ttlMs: 300, owner: "b" });
+        return other.state;
+      },
+      { prefix, ttlMs: 300, owner: "a" },
+    );
+    expect(result).toEqual({ ran: true, result: "abandoned", state: "ok", owner: "a" });
+    expect(await tickHistory(redis, "paused", { prefix })).toMatchObject([{ tick: 3, owner: "a", ok: true }]);
   });
 });
