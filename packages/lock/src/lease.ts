@@ -42,7 +42,10 @@ export interface Lease {
 
 /** How a lease talks to Redis: one script each. Internal. */
 export interface LeaseBackend {
-  /** Resets the TTL when `token` still holds; resolves false when it no longer does. */
+  /**
+   * Resets the TTL when `token` still holds; resolves false only when Redis answered that it no longer does, and
+   * rejects (RedisUnavailableError) when that is unknown (no answer, a timeout, too few Redlock masters answering).
+   */
   extend(token: string, ttlMs: number): Promise<boolean>;
   /** Compare-and-delete; resolves whether `token` still held. */
   release(token: string): Promise<boolean>;

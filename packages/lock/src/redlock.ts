@@ -47,6 +47,12 @@ type NodeReply<R> = { ok: true; value: R } | { ok: false; error: CoordisError };
  * data (a master restarted without persistence rejoins with counter 0 — harmless while the others remember; a
  * majority losing data at once can let fences go back).
  *
+ * Extension: a lease is extended when a quorum confirms it, and lost (`LeaseLostError`, reason `"not-held"`) only
+ * when enough masters answer that its token is gone that no quorum can still hold it. A master that errs or does not
+ * answer within `nodeTimeoutMs` (down, slow, paused) may still hold the token: without a quorum of definitive answers
+ * `extend()` throws `RedisUnavailableError`, the local deadline stays where it was, and auto-extension retries sooner
+ * until that deadline passes — as a Mutex does when its one Redis is unreachable.
+ *
  * Keys on each master are those of {@link Mutex}: `<prefix>:lock:{<name>}` and `...:fence`.
  */
 export class Redlock extends LockBase {
@@ -95,7 +101,24 @@ export class Redlock extends LockBase {
     this.#backend = {
       extend: async (token, ttlMs) => {
         const replies = await this.#all((node) => runScript(node, lockScripts.extend, [this.#lockKey], [token, ttlMs]));
-        return replies.filter((r) => r.ok && r.value === 1).length >= this.quorum;
+        let extended = 0;
+        let gone = 0;
+        let firstError: CoordisError | undefined;
+        for (const r of replies) {
+          if (!r.ok) firstError ??= r.error;
+          else if (r.value === 1) extended++;
+          else gone++;
+        }
+        if (extended >= this.quorum) return true;
+        // Lost only on definitive answers: enough masters replied "token not there" that no quorum can still hold
+        // it. A master that failed or timed out may still hold the token (a slow or paused master): unknown.
+        if (gone > this.#nodes.length - this.quorum) return false;
+        throw new RedisUnavailableError(
+          `Redlock "${this.name}": extension not confirmed (${extended} extended, ${gone} not held, ` +
+            `${replies.length - extended - gone} of ${this.#nodes.length} masters did not answer; ` +
+            `a quorum of ${this.quorum} is needed): ${firstError?.message ?? "no reply"}`,
+          { cause: firstError },
+        );
       },
       release: async (token) => {
         const replies = await this.#releaseAll(token);

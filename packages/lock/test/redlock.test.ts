@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
-import { type Lease, LockBusyError, Redlock } from "@coordis/lock";
+import { type Lease, LeaseLostError, LockBusyError, Redlock } from "@coordis/lock";
 import { countCommands, type RedisGroup, type RedisServer, startRedisGroup, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -110,6 +110,87 @@ describe("Redlock over 3 masters", () => {
     const ok = await lock.tryAcquire();
     expect(ok).not.toBeNull();
     await ok?.release();
+  });
+
+  /** Pauses (SIGSTOP) masters `which` around `fn`, resumes them, and waits until they answer again. */
+  async function withPaused<T>(which: number[], fn: () => Promise<T>): Promise<T> {
+    const servers = which.map((i) => group.servers[i] as RedisServer);
+    for (const s of servers) s.pause();
+    try {
+      return await fn();
+    } finally {
+      for (const s of servers) s.resume();
+      for (const i of which) await eventually(async () => ((await admins[i]?.ping()) === "PONG" ? true : null));
+    }
+  }
+
+  it("extend() with 2 of 3 masters paused: RedisUnavailableError, not LeaseLostError; the lease is still held", async () => {
+    const lock = new Redlock(clients, "paused-extend", { prefix, ttlMs: 5_000, nodeTimeoutMs: 100 });
+    const lease = await lock.acquire();
+    const err = await withPaused([1, 2], () => lease.extend().catch((e: unknown) => e));
+    expect(err).toBeInstanceOf(RedisUnavailableError);
+    expect((err as Error).message).toMatch(/1 extended, 0 not held, 2 of 3 masters did not answer/);
+    expect(lease.signal.aborted).toBe(false);
+    for (const admin of admins) expect(await admin.get(`${prefix}:lock:{paused-extend}`)).toBe(lease.token);
+    await lease.extend();
+    expect(await lease.release()).toBe(true);
+  });
+
+  it("extend() reports the lease lost only when enough masters answer that the token is gone", async () => {
+    const key = `${prefix}:lock:{gone-extend}`;
+    const lock = new Redlock(clients, "gone-extend", { prefix, ttlMs: 5_000, nodeTimeoutMs: 100 });
+    const lease = await lock.acquire();
+    // One master definitely lost it, one is paused: a quorum may still hold the token -> unknown.
+    await admins[0]?.del(key);
+    const unknown = await withPaused([2], () => lease.extend().catch((e: unknown) => e));
+    expect(unknown).toBeInstanceOf(RedisUnavailableError);
+    expect(lease.signal.aborted).toBe(false);
+    // Two masters answer that the token is gone: no quorum can hold it -> lost.
+    await admins[1]?.del(key);
+    const lost = await lease.extend().catch((e: unknown) => e);
+    expect(lost).toBeInstanceOf(LeaseLostError);
+    expect(lost).toMatchObject({ reason: "not-held" });
+    expect(lease.signal.aborted).toBe(true);
+    expect(await lease.release()).toBe(false);
+  });
+
+  it("using(): a routine survives an extension that finds 2 of 3 masters paused (as Mutex does)", async () => {
+    const extends_: string[] = [];
+    const lostEvents: string[] = [];
+    let onExtend: (() => void) | undefined;
+    const lock = new Redlock(clients, "paused-using", {
+      prefix,
+      ttlMs: 3_000,
+      observer: {
+        onOperation: (op) => {
+          if (op.op !== "extend") return;
+          extends_.push(op.outcome);
+          onExtend?.();
+        },
+        onEvent: (e) => {
+          if (e.type === "lease-lost") lostEvents.push(e.type);
+        },
+      },
+    });
+    /** Resolves once an extension with an outcome in `outcomes` was reported. */
+    const nextExtend = (outcomes: string[]) =>
+      new Promise<void>((resolve) => {
+        const start = extends_.length;
+        onExtend = () => {
+          if (extends_.slice(start).some((o) => outcomes.includes(o))) resolve();
+        };
+      });
+    const aborted = await lock.using(async (lease) => {
+      // An automatic extension comes every ttlMs / 3 = 1 s; hold the pause until one has failed (or found it lost).
+      await withPaused([1, 2], () => nextExtend(["error", "lost"]));
+      if (!lease.signal.aborted) await nextExtend(["ok"]);
+      return lease.signal.aborted;
+    });
+    expect(aborted).toBe(false);
+    expect(extends_).toContain("error");
+    expect(extends_).not.toContain("lost");
+    expect(lostEvents).toEqual([]);
+    for (const admin of admins) expect(await admin.exists(`${prefix}:lock:{paused-using}`)).toBe(0);
   });
 
   it("still acquires with 1 of 3 masters killed; fails clearly within waitMs with 2 killed; recovers on restart", async () => {
