@@ -6,7 +6,7 @@ import {
   PeriodClosedError,
   periodBucket,
 } from "@coordis/leaderboard";
-import { testPrefix } from "@coordis/testing";
+import { mulberry32, randomSeed, testPrefix } from "@coordis/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
 
 const DAY = 86_400_000;
@@ -50,6 +50,114 @@ describe("periodBucket (calendar arithmetic)", () => {
     expect(periodBucket("daily", utc("2024-01-02T03:00:00Z"), -300).id).toBe("2024-01-01");
     expect(periodBucket("weekly", utc("2024-12-29T23:00:00Z"), 120).id).toBe("2025-W01");
     expect(periodBucket("monthly", utc("2024-01-31T23:30:00Z"), 60).id).toBe("2024-02");
+  });
+});
+
+/** UTC midnight of a civil date, any year (setUTCFullYear does not map years 0–99 to 1900–1999 as Date.UTC does). */
+function civilMs(year: number, month: number, day: number): number {
+  const d = new Date(0);
+  d.setUTCFullYear(year, month - 1, day);
+  return d.getTime();
+}
+
+/** An independent model of periodBucket built on Date's UTC getters and setUTCFullYear. */
+function modelBucket(period: "daily" | "weekly" | "monthly", atMs: number, offsetMinutes: number) {
+  const offsetMs = offsetMinutes * 60_000;
+  const local = new Date(atMs + offsetMs);
+  const [y, m, d] = [local.getUTCFullYear(), local.getUTCMonth() + 1, local.getUTCDate()];
+  const year = (n: number) => (n < 0 ? `-${String(-n).padStart(4, "0")}` : String(n).padStart(4, "0"));
+  const two = (n: number) => String(n).padStart(2, "0");
+  const midnight = civilMs(y, m, d);
+  if (period === "daily") {
+    return { id: `${year(y)}-${two(m)}-${two(d)}`, startMs: midnight - offsetMs, endMs: midnight + DAY - offsetMs };
+  }
+  if (period === "weekly") {
+    const monday = midnight - ((local.getUTCDay() + 6) % 7) * DAY;
+    const thursday = new Date(monday + 3 * DAY);
+    const isoYear = thursday.getUTCFullYear();
+    const week = Math.floor((thursday.getTime() - civilMs(isoYear, 1, 1)) / (7 * DAY)) + 1;
+    return { id: `${year(isoYear)}-W${two(week)}`, startMs: monday - offsetMs, endMs: monday + 7 * DAY - offsetMs };
+  }
+  return { id: `${year(y)}-${two(m)}`, startMs: civilMs(y, m, 1) - offsetMs, endMs: civilMs(y, m + 1, 1) - offsetMs };
+}
+
+describe("periodBucket in years 0–100 and before year 0", () => {
+  it("days, months and leap years", () => {
+    expect(periodBucket("daily", civilMs(0, 1, 1))).toMatchObject({ id: "0000-01-01", startMs: civilMs(0, 1, 1) });
+    expect(periodBucket("daily", civilMs(0, 1, 1) - 1)).toMatchObject({
+      id: "-0001-12-31",
+      endMs: civilMs(0, 1, 1),
+    });
+    expect(periodBucket("daily", civilMs(4, 2, 29) + 5)).toMatchObject({
+      id: "0004-02-29",
+      startMs: civilMs(4, 2, 29),
+      endMs: civilMs(4, 3, 1),
+    });
+    // Year 0 is a leap year (divisible by 400), 1 and 100 are not, 4 is.
+    const feb = (y: number) => periodBucket("monthly", civilMs(y, 2, 10));
+    expect(feb(0)).toMatchObject({ id: "0000-02", startMs: civilMs(0, 2, 1), endMs: civilMs(0, 2, 1) + 29 * DAY });
+    expect(feb(1)).toMatchObject({ id: "0001-02", startMs: civilMs(1, 2, 1), endMs: civilMs(1, 2, 1) + 28 * DAY });
+    expect(feb(4)).toMatchObject({ id: "0004-02", endMs: civilMs(4, 2, 1) + 29 * DAY });
+    expect(feb(100)).toMatchObject({ id: "0100-02", startMs: civilMs(100, 2, 1), endMs: civilMs(100, 3, 1) });
+    expect(civilMs(100, 3, 1) - civilMs(100, 2, 1)).toBe(28 * DAY);
+    expect(periodBucket("monthly", civilMs(99, 12, 31) + DAY - 1)).toMatchObject({
+      id: "0099-12",
+      startMs: civilMs(99, 12, 1),
+      endMs: civilMs(100, 1, 1),
+    });
+    expect(periodBucket("monthly", civilMs(100, 1, 1))).toMatchObject({ id: "0100-01", startMs: civilMs(100, 1, 1) });
+    // At UTC+2, 23:30 UTC on 0099-12-31 is already January of year 100.
+    expect(periodBucket("monthly", civilMs(99, 12, 31) + 23.5 * 3_600_000, 120)).toMatchObject({
+      id: "0100-01",
+      startMs: civilMs(100, 1, 1) - 7_200_000,
+    });
+  });
+
+  it("ISO weeks around the turn of years 0, 1, 99 and 100", () => {
+    // 0001-01-01 was a Monday: week 1 of ISO year 1.
+    expect(periodBucket("weekly", civilMs(1, 1, 1))).toMatchObject({
+      id: "0001-W01",
+      startMs: civilMs(1, 1, 1),
+      endMs: civilMs(1, 1, 8),
+    });
+    expect(periodBucket("weekly", civilMs(1, 1, 1) - 1)).toMatchObject({ id: "0000-W52", endMs: civilMs(1, 1, 1) });
+    // 0001-12-31 (a Monday) starts week 1 of ISO year 2.
+    expect(periodBucket("weekly", civilMs(1, 12, 31))).toMatchObject({ id: "0002-W01", startMs: civilMs(1, 12, 31) });
+    expect(periodBucket("weekly", civilMs(99, 1, 4)).id).toBe("0099-W01");
+    expect(periodBucket("weekly", civilMs(99, 12, 27)).id).toBe("0099-W52");
+    // 0100-01-01 (a Friday) lies in week 53 of ISO year 99, which runs Monday 0099-12-28 to 0100-01-04.
+    expect(periodBucket("weekly", civilMs(100, 1, 1))).toMatchObject({
+      id: "0099-W53",
+      startMs: civilMs(99, 12, 28),
+      endMs: civilMs(100, 1, 4),
+    });
+    expect(periodBucket("weekly", civilMs(100, 3, 1)).id).toBe("0100-W09");
+  });
+
+  it("matches an independent Date-based model over random instants and offsets; buckets tile the timeline", () => {
+    const seed = randomSeed();
+    const random = mulberry32(seed);
+    const year0 = civilMs(-2, 1, 1);
+    const year102 = civilMs(102, 1, 1);
+    for (let i = 0; i < 6_000; i++) {
+      // Half the samples in years -2..101 (where Date.UTC misleads), half anywhere in the supported range.
+      const atMs =
+        i % 2 === 0 ? Math.floor(year0 + random() * (year102 - year0)) : Math.floor((random() * 2 - 1) * 8.6e15);
+      const offset = Math.floor(random() * 1_681) - 840;
+      for (const period of ["daily", "weekly", "monthly"] as const) {
+        const actual = periodBucket(period, atMs, offset);
+        const context = `seed ${seed}: ${period} at ${atMs} offset ${offset}`;
+        expect({ id: actual.id, startMs: actual.startMs, endMs: actual.endMs }, context).toEqual(
+          modelBucket(period, atMs, offset),
+        );
+        expect(actual.startMs <= atMs && atMs < actual.endMs, context).toBe(true);
+        // Neighbouring buckets meet exactly (the submit script picks the board whose [startMs, endMs) holds a time).
+        if (actual.endMs < 8.6e15)
+          expect(periodBucket(period, actual.endMs, offset).startMs, context).toBe(actual.endMs);
+        if (actual.startMs > -8.6e15)
+          expect(periodBucket(period, actual.startMs - 1, offset).endMs, context).toBe(actual.startMs);
+      }
+    }
   });
 });
 
