@@ -7,10 +7,16 @@
 export {
   type CoordisDecorator,
   type CoordisPluginOptions,
+  type CoordisRouteConfig,
   coordis,
   type ProblemDetails,
   type RateLimitDefaults,
+  type RateLimitExceededContext,
+  type RateLimitHeaderOptions,
+  type RateLimitHook,
   type RateLimitKeyFn,
+  type RateLimitRulesFn,
+  type RateLimitSettings,
   type RouteRateLimit,
 } from "./plugin.js";
-export { rateLimitKey } from "./rate-limit-key.js";
+export { rateLimitKey, routeGroup } from "./rate-limit-key.js";

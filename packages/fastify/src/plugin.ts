@@ -1,4 +1,6 @@
 import {
+  assertSafeClient,
+  type BatchOptions,
   type ConnectOptions,
   type CoordisObserver,
   combineObservers,
@@ -7,57 +9,126 @@ import {
   InvalidArgumentError,
   type RedisClient,
   RedisUnavailableError,
+  validate,
   validatePrefix,
 } from "@coordis/core";
 import { type CoordisMetrics, type CoordisMetricsOptions, coordisMetrics } from "@coordis/metrics";
-import { type Decision, RateLimiter, type RedisErrorPolicy, type Rule, toHeaders } from "@coordis/ratelimit";
-import type {
-  FastifyInstance,
-  FastifyReply,
-  FastifyRequest,
-  FastifySchema,
-  onRequestHookHandler,
-  RouteOptions,
-} from "fastify";
+import { type Decision, RateLimiter, type RedisErrorPolicy, type Rule } from "@coordis/ratelimit";
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, RouteOptions } from "fastify";
 import fp from "fastify-plugin";
-import { isValidGroup, rateLimitKey } from "./rate-limit-key.js";
+import { closeClient } from "./close.js";
+import { isValidGroup, rateLimitKey, routeGroup } from "./rate-limit-key.js";
 
-/** Computes the rate-limit key of a request (an API key, a user id, `req.ip`...). */
+/** Computes the rate-limit key of a request (an API key, a user id, `req.ip`...): a non-empty string. */
 export type RateLimitKeyFn = (request: FastifyRequest) => string | Promise<string>;
 
-/** Rate-limit defaults of the plugin (`options.rateLimit`), used by routes that do not say otherwise. */
-export interface RateLimitDefaults {
-  /** Default rules (see `Rule` of @coordis/ratelimit). Required by routes that use `rateLimit: true`. */
-  rules?: Rule[];
+/** The rules of a request, chosen per request (e.g. by the caller's plan). Return one of a few constant arrays. */
+export type RateLimitRulesFn = (request: FastifyRequest, key: string) => Rule[] | Promise<Rule[]>;
+
+/** The request lifecycle hook the limit runs in. `onRequest` runs before the body is parsed (cheapest). */
+export type RateLimitHook = "onRequest" | "preParsing" | "preValidation" | "preHandler";
+
+/** Which headers the limit adds. */
+export interface RateLimitHeaderOptions {
+  /** IETF draft-11 `RateLimit` and `RateLimit-Policy`. Default true. */
+  draft?: boolean;
+  /** The `x-ratelimit-limit`, `x-ratelimit-remaining`, `x-ratelimit-reset` set of @fastify/rate-limit. Default false. */
+  legacy?: boolean;
+  /** `Retry-After` on 429 and 403 answers. Default true. */
+  retryAfter?: boolean;
+  /** Add the rate-limit headers to admitted responses too, not only to rejected ones. Default true. */
+  onAllowed?: boolean;
+}
+
+/** What `errorResponseBuilder` is told about a rejected request. */
+export interface RateLimitExceededContext {
+  /** 429, or 403 once the key is banned (see `ban`). */
+  statusCode: 429 | 403;
+  /** Whether the key is banned. */
+  ban: boolean;
+  /** Time until the request would pass, in words (e.g. `"12 seconds"`). */
+  after: string;
+  /** Capacity of the rule that rejected the request. */
+  max: number;
+  /** Ms until the request would pass. */
+  ttl: number;
+  /** Name of the rule that rejected the request. */
+  rule: string;
+  /** The route, `"<METHOD> <url>"`. */
+  route: string;
+  /** The limiter's decision. */
+  decision: Decision;
+}
+
+/** Settings a route's limit takes, from the route (`config.coordis.rateLimit`) or the plugin defaults. */
+export interface RateLimitSettings {
+  /** The rules (see `Rule` of @coordis/ratelimit), or a function of the request returning them. */
+  rules?: Rule[] | RateLimitRulesFn;
   /**
-   * Default key function. Default `(req) => req.ip`: the socket address, or the client address from
-   * `X-Forwarded-For` only when Fastify was created with `trustProxy` (Fastify decides; the plugin never reads
-   * forwarding headers itself).
+   * Key function. Default `(req) => req.ip`: the socket address, or the client address from `X-Forwarded-For` only
+   * when Fastify was created with `trustProxy`. It must return a non-empty string; anything else answers 500.
    */
   key?: RateLimitKeyFn;
+  /** Units one request costs (default 1), or a function of the request. */
+  cost?: number | ((request: FastifyRequest) => number);
+  /** Keys that are never limited (no Redis call, no headers), or a function deciding it. */
+  allowList?: readonly string[] | ((request: FastifyRequest, key: string) => boolean | Promise<boolean>);
+  /** Lifecycle hook the limit runs in; default `"onRequest"` (`"preHandler"` for keys from the authenticated user). */
+  hook?: RateLimitHook;
+  /** Header toggles. */
+  headers?: RateLimitHeaderOptions;
+  /** Builds the body of a 429 / 403 answer (sent as JSON) instead of the default problem details. */
+  errorResponseBuilder?: (request: FastifyRequest, context: RateLimitExceededContext) => object;
+  /** Called for every admitted request. */
+  onExceeding?: (request: FastifyRequest, key: string) => void;
+  /** Called for every rejected request. */
+  onExceeded?: (request: FastifyRequest, key: string) => void;
   /**
-   * Budget name shared by every route using it (`[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}`); default `"default"`. Routes
-   * with the same group and key draw from one budget, so give them the same rules.
+   * After this many 429 answers to one key within the longest window of the route's rules, the key gets 403 until
+   * that window has passed. Default off.
+   */
+  ban?: number;
+}
+
+/** Rate-limit defaults of the plugin (`options.rateLimit`), used by routes that do not say otherwise. */
+export interface RateLimitDefaults extends RateLimitSettings {
+  /** Limit every route with these defaults; a route opts out with `config: { coordis: { rateLimit: false } }`. */
+  global?: boolean;
+  /**
+   * A budget name every route shares (`[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}`). Default none: each route has its own
+   * budget. Routes sharing a group must have identical, named rules.
    */
   group?: string;
   /** What to do when Redis is unavailable (see `RateLimiter`); default `"throw"`, answered as 503. */
   onRedisError?: RedisErrorPolicy;
   /** Local deny cache of the limiter (see `RateLimiter`); default off. */
   denyCache?: boolean | { maxKeys?: number };
+  /**
+   * Micro-batching of the limiter calls (see `RateLimiter`). `"auto"` (default): batched while at least
+   * `autoBatchInFlight` (4) limiter calls are in flight, unbatched otherwise. `true`/`{ maxSize, maxDelayMs }`: always;
+   * `false`: never. Each request is still decided atomically on its own.
+   */
+  batch?: "auto" | boolean | BatchOptions;
 }
 
-/** A route's rate limit (`config: { rateLimit: ... }`): `true` uses the plugin defaults; fields override them. */
-export interface RouteRateLimit {
-  rules?: Rule[];
-  key?: RateLimitKeyFn;
+/** A route's rate limit (`config: { coordis: { rateLimit: ... } }`): `true` uses the plugin defaults; fields override them. */
+export interface RouteRateLimit extends RateLimitSettings {
+  /** A budget name shared with other routes (see `RateLimitDefaults.group`). Default: the route's own budget. */
   group?: string;
-  /** Units one request costs (default 1), or a function of the request. */
-  cost?: number | ((request: FastifyRequest) => number);
+}
+
+/** The Coordis part of a route's config. */
+export interface CoordisRouteConfig {
+  /** `true` for the plugin defaults, an object of overrides, or `false` to opt out of global limiting. */
+  rateLimit?: boolean | RouteRateLimit;
 }
 
 /** Options of the plugin. Give either `redis` (yours; left open on close) or `url` (opened and closed by the plugin). */
 export interface CoordisPluginOptions {
-  /** An ioredis client to use. The plugin never closes it. */
+  /**
+   * An ioredis client to use; the plugin never closes it. It must not re-send unanswered commands and must have a
+   * command timeout: build it with `new Redis({ ...safeRedisOptions, ... })` (@coordis/core) or `connect()`.
+   */
   redis?: RedisClient;
   /** A Redis URL for `connect()` of @coordis/core, when `redis` is not given. Default `redis://127.0.0.1:6379`. */
   url?: string;
@@ -74,6 +145,11 @@ export interface CoordisPluginOptions {
   metrics?: boolean | { path?: string | false; registry?: CoordisMetricsOptions["registry"] };
   /** Defaults of per-route rate limits. */
   rateLimit?: RateLimitDefaults;
+  /**
+   * Longest wait for the connection the plugin opened to close gracefully on `onClose`, ms (default 1000); then it
+   * is cut. A reconnecting or dead connection is cut at once.
+   */
+  closeTimeoutMs?: number;
 }
 
 /** What the plugin decorates the Fastify instance with, as `fastify.coordis`. */
@@ -94,10 +170,11 @@ export interface CoordisDecorator {
   /** The (cached) limiter for a set of rules, created with the plugin's prefix, observer and failure policy. */
   rateLimiter(rules: Rule[]): RateLimiter;
   /**
-   * Reads the state of a route-level budget without consuming: the same key a route with `group` uses.
-   * @throws InvalidArgumentError for bad rules or group; RedisUnavailableError
+   * Reads the state of a route budget without consuming: `route` (`"GET /login"`) for a route's own budget, or
+   * `group` for a shared one.
+   * @throws InvalidArgumentError for bad rules, group or route; RedisUnavailableError
    */
-  peekRateLimit(key: string, options?: { rules?: Rule[]; group?: string }): Promise<Decision>;
+  peekRateLimit(key: string, options?: { rules?: Rule[]; group?: string; route?: string }): Promise<Decision>;
   /** Registers a function run (awaited) when Fastify closes, before the plugin's own connection closes. */
   onClose(fn: () => unknown): void;
 }
@@ -108,12 +185,12 @@ declare module "fastify" {
     coordis: CoordisDecorator;
   }
   interface FastifyContextConfig {
-    /** Per-route rate limit of @coordis/fastify: `true` for the plugin defaults, or overrides. */
-    rateLimit?: boolean | RouteRateLimit;
+    /** Route settings of @coordis/fastify (namespaced, so @fastify/rate-limit's `rateLimit` can live beside it). */
+    coordis?: CoordisRouteConfig;
   }
 }
 
-/** Body of a 429 or 503 answer (RFC 9457 problem details). */
+/** Body of a 429, 403, 500 or 503 answer (RFC 9457 problem details). */
 export interface ProblemDetails {
   type: string;
   title: string;
@@ -122,19 +199,184 @@ export interface ProblemDetails {
 }
 
 const PROBLEM_TYPE = "application/problem+json";
+const HOOKS: readonly RateLimitHook[] = ["onRequest", "preParsing", "preValidation", "preHandler"];
+const SETTINGS_KEYS = [
+  "rules",
+  "key",
+  "cost",
+  "allowList",
+  "hook",
+  "headers",
+  "errorResponseBuilder",
+  "onExceeding",
+  "onExceeded",
+  "ban",
+] as const;
+const DEFAULTS_KEYS = [...SETTINGS_KEYS, "global", "group", "onRedisError", "denyCache", "batch"] as const;
+const ROUTE_KEYS = [...SETTINGS_KEYS, "group"] as const;
+const PLUGIN_KEYS = [
+  "redis",
+  "url",
+  "connectOptions",
+  "prefix",
+  "observer",
+  "metrics",
+  "rateLimit",
+  "closeTimeoutMs",
+] as const;
+const HEADER_KEYS = ["draft", "legacy", "retryAfter", "onAllowed"] as const;
+/** Limiter calls in flight from which `batch: "auto"` sends them micro-batched. */
+const AUTO_BATCH_IN_FLIGHT = 4;
+/** Distinct rule sets a rules function may produce before it is an error (a limiter is cached per set). */
+const MAX_DYNAMIC_RULE_SETS = 256;
 
-function sendProblem(reply: FastifyReply, problem: ProblemDetails) {
-  return reply.code(problem.status).type(PROBLEM_TYPE).send(problem);
+function problem(reply: FastifyReply, status: number, title: string, detail: string) {
+  return reply.code(status).type(PROBLEM_TYPE).send({ type: "about:blank", title, status, detail });
 }
 
-function specOf(rules: Rule[]): string {
+/** Rejects unknown keys of an options object (a typo must not silently become a default). */
+function checkKeys(name: string, value: unknown, allowed: readonly string[]): Record<string, unknown> {
+  const obj = validate.options<Record<string, unknown>>(name, value);
+  for (const k of Object.keys(obj)) {
+    if (!allowed.includes(k)) {
+      throw new InvalidArgumentError(`${name}.${k}`, `unknown option (known: ${allowed.join(", ")})`);
+    }
+  }
+  return obj;
+}
+
+/** The same InvalidArgumentError under another option path (a limiter's `options.rules[0]` is the route's `...rules[0]`). */
+function renamed(err: unknown, path: string): unknown {
+  if (!(err instanceof InvalidArgumentError)) return err;
+  const reason = err.message.replace(/^Invalid argument "[^"]*": /, "");
+  return new InvalidArgumentError(`${path}.${err.argument.replace(/^options\./, "")}`, reason);
+}
+
+function optionalFunc(name: string, value: unknown): void {
+  if (value !== undefined) validate.func(name, value);
+}
+
+/** Validates the fields of settings shared by the defaults and the routes (rules are checked by the limiter). */
+function checkSettings(name: string, s: RateLimitSettings): void {
+  if (s.rules !== undefined && typeof s.rules !== "function" && !Array.isArray(s.rules)) {
+    throw new InvalidArgumentError(`${name}.rules`, "expected an array of rules or a function returning one");
+  }
+  optionalFunc(`${name}.key`, s.key);
+  if (s.cost !== undefined && typeof s.cost !== "function") validate.positiveInteger(`${name}.cost`, s.cost);
+  if (s.allowList !== undefined && typeof s.allowList !== "function") {
+    if (!Array.isArray(s.allowList)) {
+      throw new InvalidArgumentError(`${name}.allowList`, "expected an array of keys or a function");
+    }
+    s.allowList.forEach((k, i) => {
+      validate.string(`${name}.allowList[${i}]`, k);
+    });
+  }
+  if (s.hook !== undefined) validate.oneOf(`${name}.hook`, s.hook, HOOKS);
+  if (s.headers !== undefined) {
+    const h = checkKeys(`${name}.headers`, s.headers, HEADER_KEYS);
+    for (const k of HEADER_KEYS) if (h[k] !== undefined) validate.boolean(`${name}.headers.${k}`, h[k]);
+  }
+  optionalFunc(`${name}.errorResponseBuilder`, s.errorResponseBuilder);
+  optionalFunc(`${name}.onExceeding`, s.onExceeding);
+  optionalFunc(`${name}.onExceeded`, s.onExceeded);
+  if (s.ban !== undefined) validate.positiveInteger(`${name}.ban`, s.ban, 1_000_000);
+}
+
+function specOf(rules: readonly Rule[]): string {
   return JSON.stringify(rules.map((r) => [r.name, r.limit, r.windowMs, r.algorithm, r.burst]));
 }
 
+function routeId(method: string | string[], url: string): string {
+  return `${Array.isArray(method) ? method.join(",") : method} ${url}`;
+}
+
+function words(ms: number): string {
+  const s = Math.max(1, Math.ceil(ms / 1000));
+  return s === 1 ? "1 second" : `${s} seconds`;
+}
+
+/** A limiter pair for one rule set: unbatched, and batched when batching may be used. */
+interface LimiterPair {
+  readonly plain: RateLimiter | undefined;
+  readonly batched: RateLimiter | undefined;
+  /** `"<name>";q=<limit>;w=<s>, ...`, computed once. */
+  readonly policy: string;
+}
+
+/** A route's limit, resolved and validated once. */
+interface RouteLimit {
+  readonly id: string;
+  readonly group: string;
+  readonly hook: RateLimitHook;
+  readonly key: RateLimitKeyFn;
+  readonly rules: LimiterPair | RateLimitRulesFn;
+  readonly cost: number | ((request: FastifyRequest) => number);
+  readonly allow: ReadonlySet<string> | ((request: FastifyRequest, key: string) => boolean | Promise<boolean>) | null;
+  readonly draft: boolean;
+  readonly legacy: boolean;
+  readonly retryAfter: boolean;
+  readonly onAllowed: boolean;
+  readonly errorResponseBuilder: RateLimitSettings["errorResponseBuilder"];
+  readonly onExceeding: RateLimitSettings["onExceeding"];
+  readonly onExceeded: RateLimitSettings["onExceeded"];
+  readonly ban: number | undefined;
+}
+
+const defaultKey: RateLimitKeyFn = (request) => request.ip;
+
 async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOptions): Promise<void> {
-  const opts = options ?? {};
+  // Everything is validated before anything is opened or sent.
+  const opts = checkKeys("options", options, PLUGIN_KEYS) as CoordisPluginOptions;
   const prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
+  validate.observer("options.observer", opts.observer);
+  if (opts.url !== undefined) validate.string("options.url", opts.url);
+  if (opts.redis !== undefined && opts.url !== undefined) {
+    throw new InvalidArgumentError("options.url", "give either redis or url, not both");
+  }
+  if (opts.redis !== undefined && opts.connectOptions !== undefined) {
+    throw new InvalidArgumentError("options.connectOptions", "only used with url (the plugin does not open redis)");
+  }
+  if (opts.redis !== undefined) {
+    validate.redisClient("options.redis", opts.redis);
+    assertSafeClient(opts.redis, "options.redis");
+  }
+  const closeTimeoutMs =
+    opts.closeTimeoutMs === undefined
+      ? 1_000
+      : validate.durationMs("options.closeTimeoutMs", opts.closeTimeoutMs, { min: 1, max: 60_000 });
   const metricsOpt = opts.metrics ?? false;
+  if (typeof metricsOpt !== "boolean") {
+    const m = checkKeys("options.metrics", metricsOpt, ["path", "registry"]);
+    if (m.path !== undefined && m.path !== false) validate.string("options.metrics.path", m.path);
+  }
+  const defaults = checkKeys("options.rateLimit", opts.rateLimit, DEFAULTS_KEYS) as RateLimitDefaults;
+  checkSettings("options.rateLimit", defaults);
+  if (defaults.global !== undefined) validate.boolean("options.rateLimit.global", defaults.global);
+  if (defaults.group !== undefined && !isValidGroup(defaults.group)) {
+    throw new InvalidArgumentError("options.rateLimit.group", "invalid group name");
+  }
+  const batchMode = defaults.batch ?? "auto";
+  if (batchMode !== "auto" && typeof batchMode !== "boolean") {
+    checkKeys("options.rateLimit.batch", batchMode, ["maxSize", "maxDelayMs"]);
+  }
+  const limiterOptions = {
+    prefix,
+    ...(defaults.onRedisError === undefined ? {} : { onRedisError: defaults.onRedisError }),
+    ...(defaults.denyCache === undefined ? {} : { denyCache: defaults.denyCache }),
+  };
+  // The limiter validates the failure policy, deny cache, batch settings and default rules: build one now.
+  const probeRules = Array.isArray(defaults.rules) ? defaults.rules : [{ name: "probe", limit: 1, windowMs: 1000 }];
+  const probeBatch = batchMode === "auto" ? true : batchMode;
+  try {
+    new RateLimiter(opts.redis ?? ({ evalsha() {}, eval() {} } as unknown as RedisClient), {
+      ...limiterOptions,
+      rules: probeRules,
+      batch: probeBatch,
+    });
+  } catch (err) {
+    throw renamed(err, "options.rateLimit");
+  }
+
   const metrics =
     metricsOpt === false
       ? undefined
@@ -147,26 +389,35 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
   const owned = opts.redis === undefined;
   const redis = opts.redis ?? connect(opts.url, { observer, ...opts.connectOptions });
 
-  const defaults = opts.rateLimit ?? {};
-  const defaultGroup = defaults.group ?? "default";
-  if (!isValidGroup(defaultGroup)) throw new InvalidArgumentError("options.rateLimit.group", "invalid group name");
-  const limiters = new Map<string, RateLimiter>();
+  const limiters = new Map<string, LimiterPair>();
   const closers: Array<() => unknown> = [];
+  let inFlight = 0;
+
+  const pairOf = (rules: readonly Rule[]): LimiterPair => {
+    const spec = specOf(rules);
+    let pair = limiters.get(spec);
+    if (pair === undefined) {
+      const make = (batch: boolean | BatchOptions) =>
+        new RateLimiter(redis, { ...limiterOptions, observer, rules: rules as Rule[], batch });
+      const plain = batchMode === false || batchMode === "auto" ? make(false) : undefined;
+      const batched = batchMode === false ? undefined : make(batchMode === "auto" ? true : batchMode);
+      const any = (plain ?? batched) as RateLimiter;
+      const policy = any.rules.map((r) => `"${r.name}";q=${r.limit};w=${Math.ceil(r.windowMs / 1000)}`).join(", ");
+      pair = { plain, batched, policy };
+      limiters.set(spec, pair);
+    }
+    return pair;
+  };
+  const limiterOf = (pair: LimiterPair): RateLimiter =>
+    pair.plain === undefined
+      ? (pair.batched as RateLimiter)
+      : pair.batched === undefined || inFlight < AUTO_BATCH_IN_FLIGHT
+        ? pair.plain
+        : pair.batched;
 
   const rateLimiter = (rules: Rule[]): RateLimiter => {
-    const spec = specOf(rules);
-    let limiter = limiters.get(spec);
-    if (limiter === undefined) {
-      limiter = new RateLimiter(redis, {
-        rules,
-        prefix,
-        observer,
-        ...(defaults.onRedisError === undefined ? {} : { onRedisError: defaults.onRedisError }),
-        ...(defaults.denyCache === undefined ? {} : { denyCache: defaults.denyCache }),
-      });
-      limiters.set(spec, limiter);
-    }
-    return limiter;
+    const pair = pairOf(rules);
+    return (pair.plain ?? pair.batched) as RateLimiter;
   };
 
   const decorator: CoordisDecorator = {
@@ -177,63 +428,314 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
     options: <T extends object>(extra?: T) => ({ ...(extra as T), prefix, observer }),
     rateLimiter,
     async peekRateLimit(key, peekOptions = {}) {
-      const rules = peekOptions.rules ?? defaults.rules;
+      checkKeys("options", peekOptions, ["rules", "group", "route"]);
+      const rules = peekOptions.rules ?? (Array.isArray(defaults.rules) ? defaults.rules : undefined);
       if (rules === undefined) throw new InvalidArgumentError("options.rules", "no rules given and no default rules");
-      const group = peekOptions.group ?? defaultGroup;
-      if (!isValidGroup(group)) throw new InvalidArgumentError("options.group", "invalid group name");
-      return rateLimiter(rules).peek(rateLimitKey(group, key));
+      if (peekOptions.group !== undefined && peekOptions.route !== undefined) {
+        throw new InvalidArgumentError("options.route", "give group or route, not both");
+      }
+      let group: string;
+      if (peekOptions.route !== undefined) {
+        const m = /^([A-Z,]+) (\S+)$/.exec(validate.string("options.route", peekOptions.route));
+        if (m === null) throw new InvalidArgumentError("options.route", 'expected "<METHOD> <url>", e.g. "GET /login"');
+        group = routeGroup(m[1] as string, m[2] as string);
+      } else {
+        group = peekOptions.group ?? defaults.group ?? "";
+        if (!isValidGroup(group)) throw new InvalidArgumentError("options.group", "give a valid group or a route");
+      }
+      return rateLimiter(rules).peek(rateLimitKey(group, validate.string("key", key, { maxBytes: 1 << 20 })));
     },
     onClose(fn) {
+      validate.func("fn", fn);
       closers.push(fn);
     },
   };
   fastify.decorate("coordis", decorator);
 
-  fastify.addHook("onRoute", (route: RouteOptions) => {
-    const config = (route.config ?? {}) as { rateLimit?: boolean | RouteRateLimit };
-    const setting = config.rateLimit;
-    if (setting === undefined || setting === false) return;
-    const own: RouteRateLimit = setting === true ? {} : setting;
-    const where = `route ${route.method} ${route.url}: config.rateLimit`;
+  /** Group name -> the rules spec and first route, to check that routes sharing a group agree. */
+  const groups = new Map<string, { spec: string | RateLimitRulesFn; route: string }>();
+
+  /** Resolves and validates a route's limit; `undefined` when the route has none. */
+  const resolve = (method: string | string[], url: string, config: unknown): RouteLimit | undefined => {
+    const id = routeId(method, url);
+    const where = `route ${id}: config`;
+    const cfg = (config ?? {}) as { rateLimit?: unknown; coordis?: unknown };
+    // config.rateLimit belongs to @fastify/rate-limit; a Coordis-shaped one is a leftover that would silently do nothing.
+    const legacy = cfg.rateLimit as Record<string, unknown> | boolean | undefined;
+    if (
+      legacy === true ||
+      (legacy !== null &&
+        typeof legacy === "object" &&
+        ("rules" in legacy || "group" in legacy || "cost" in legacy || "key" in legacy))
+    ) {
+      throw new InvalidArgumentError(
+        `${where}.rateLimit`,
+        "@coordis/fastify reads config.coordis.rateLimit (config.rateLimit is @fastify/rate-limit's); move it there",
+      );
+    }
+    if (cfg.coordis === undefined && defaults.global !== true) return undefined;
+    const ns = checkKeys(`${where}.coordis`, cfg.coordis, ["rateLimit"]) as CoordisRouteConfig;
+    const setting = ns.rateLimit ?? (defaults.global === true ? true : undefined);
+    if (setting === undefined || setting === false) return undefined;
+    const own: RouteRateLimit =
+      setting === true ? {} : (checkKeys(`${where}.coordis.rateLimit`, setting, ROUTE_KEYS) as RouteRateLimit);
+    const name = `${where}.coordis.rateLimit`;
+    checkSettings(name, own);
     const rules = own.rules ?? defaults.rules;
-    if (rules === undefined) throw new InvalidArgumentError(`${where}.rules`, "no rules and no plugin default rules");
-    const group = own.group ?? defaultGroup;
-    if (!isValidGroup(group)) throw new InvalidArgumentError(`${where}.group`, "invalid group name");
-    const keyFn: RateLimitKeyFn = own.key ?? defaults.key ?? ((req) => req.ip);
-    const cost = own.cost ?? 1;
-    // Built now, so bad rules fail at startup rather than on the first request.
-    const limiter = rateLimiter(rules);
-    const hook: onRequestHookHandler = async (request, reply) => {
-      const raw = await keyFn(request);
-      const key = rateLimitKey(group, typeof raw === "string" ? raw : String(raw));
-      let decision: Decision;
+    if (rules === undefined) throw new InvalidArgumentError(`${name}.rules`, "no rules and no plugin default rules");
+    const explicitGroup = own.group ?? defaults.group;
+    if (explicitGroup !== undefined && !isValidGroup(explicitGroup)) {
+      throw new InvalidArgumentError(`${name}.group`, "invalid group name");
+    }
+    let pair: LimiterPair | undefined;
+    if (typeof rules !== "function") {
       try {
-        decision = await limiter.consume(key, typeof cost === "function" ? cost(request) : cost);
+        pair = pairOf(rules);
       } catch (err) {
-        if (err instanceof RedisUnavailableError) {
-          return sendProblem(reply, {
-            type: "about:blank",
-            title: "Service Unavailable",
-            status: 503,
-            detail: "The rate limiter cannot reach its store; try again shortly.",
-          });
-        }
-        throw err;
+        throw renamed(err, name);
       }
-      const headers = toHeaders(decision, limiter.rules);
-      reply.header("RateLimit-Policy", headers["RateLimit-Policy"]).header("RateLimit", headers.RateLimit);
-      if (!decision.allowed) {
-        reply.header("Retry-After", headers["Retry-After"] ?? "1");
-        return sendProblem(reply, {
-          type: "about:blank",
-          title: "Too Many Requests",
-          status: 429,
-          detail: `Rate limit "${decision.rule}" exceeded; retry after ${headers["Retry-After"] ?? "1"} s.`,
-        });
+    }
+    const group = explicitGroup ?? routeGroup(method, url);
+    if (explicitGroup !== undefined) {
+      if (Array.isArray(rules) && rules.some((r) => r === null || typeof r !== "object" || r.name === undefined)) {
+        throw new InvalidArgumentError(
+          `${name}.rules`,
+          `routes sharing group "${explicitGroup}" need named rules (a name is part of the shared budget's state)`,
+        );
       }
+      const spec = typeof rules === "function" ? rules : specOf(rules);
+      const first = groups.get(explicitGroup);
+      if (first === undefined) groups.set(explicitGroup, { spec, route: id });
+      else if (first.spec !== spec && first.route !== id) {
+        throw new InvalidArgumentError(
+          `${name}.rules`,
+          `group "${explicitGroup}" is shared with route ${first.route}, which has different rules; routes sharing a group need identical rules`,
+        );
+      }
+    }
+    const allowList = own.allowList ?? defaults.allowList;
+    const headers = { ...defaults.headers, ...own.headers };
+    return {
+      id,
+      group,
+      hook: own.hook ?? defaults.hook ?? "onRequest",
+      key: own.key ?? defaults.key ?? defaultKey,
+      rules: pair ?? (rules as RateLimitRulesFn),
+      cost: own.cost ?? defaults.cost ?? 1,
+      allow: allowList === undefined ? null : typeof allowList === "function" ? allowList : new Set(allowList),
+      draft: headers.draft ?? true,
+      legacy: headers.legacy ?? false,
+      retryAfter: headers.retryAfter ?? true,
+      onAllowed: headers.onAllowed ?? true,
+      errorResponseBuilder: own.errorResponseBuilder ?? defaults.errorResponseBuilder,
+      onExceeding: own.onExceeding ?? defaults.onExceeding,
+      onExceeded: own.onExceeded ?? defaults.onExceeded,
+      ban: own.ban ?? defaults.ban,
     };
-    const existing = route.onRequest;
-    route.onRequest = existing === undefined ? [hook] : [hook, ...(Array.isArray(existing) ? existing : [existing])];
+  };
+
+  /** Rules functions' results -> limiter pairs, by array identity first (the usual constant arrays). */
+  const dynamicPairs = new WeakMap<object, LimiterPair>();
+  const pairOfDynamic = async (limit: RouteLimit, request: FastifyRequest, key: string): Promise<LimiterPair> => {
+    const rules = await (limit.rules as RateLimitRulesFn)(request, key);
+    if (rules !== null && typeof rules === "object") {
+      const known = dynamicPairs.get(rules);
+      if (known !== undefined) return known;
+    }
+    if (!Array.isArray(rules))
+      throw new InvalidArgumentError("rules", `the rules function of ${limit.id} returned no array`);
+    if (!limiters.has(specOf(rules)) && limiters.size >= MAX_DYNAMIC_RULE_SETS) {
+      throw new InvalidArgumentError(
+        "rules",
+        `more than ${MAX_DYNAMIC_RULE_SETS} distinct rule sets; reuse constant arrays`,
+      );
+    }
+    const pair = pairOf(rules);
+    dynamicPairs.set(rules, pair);
+    return pair;
+  };
+
+  const banPairs = new Map<string, LimiterPair>();
+  const banPairOf = (limit: RouteLimit, pair: LimiterPair): LimiterPair => {
+    const windowMs = Math.max(...(pair.plain ?? (pair.batched as RateLimiter)).rules.map((r) => r.windowMs));
+    const id = `${limit.ban}/${windowMs}`;
+    let p = banPairs.get(id);
+    if (p === undefined) {
+      p = pairOf([{ name: "ban", limit: limit.ban as number, windowMs }]);
+      banPairs.set(id, p);
+    }
+    return p;
+  };
+
+  /** Runs a route's limit; resolves true when it answered the request (429, 403, 500 or 503). */
+  const check = async (limit: RouteLimit, request: FastifyRequest, reply: FastifyReply): Promise<boolean> => {
+    const raw = await limit.key(request);
+    if (typeof raw !== "string" || raw.length === 0) {
+      const what = typeof raw === "string" ? "an empty string" : raw === null ? "null" : typeof raw;
+      request.log.error(`@coordis/fastify: the rate-limit key function of ${limit.id} returned ${what}`);
+      problem(
+        reply,
+        500,
+        "Internal Server Error",
+        `The rate-limit key function of route ${limit.id} returned ${what}; it must return a non-empty string.`,
+      );
+      return true;
+    }
+    const allow = limit.allow;
+    if (allow !== null && (typeof allow === "function" ? await allow(request, raw) : allow.has(raw))) return false;
+    const pair = typeof limit.rules === "function" ? await pairOfDynamic(limit, request, raw) : limit.rules;
+    const cost = typeof limit.cost === "function" ? limit.cost(request) : limit.cost;
+    const key = rateLimitKey(limit.group, raw);
+    let decision: Decision;
+    inFlight++;
+    try {
+      decision = await limiterOf(pair).consume(key, cost);
+    } catch (err) {
+      if (err instanceof RedisUnavailableError) {
+        problem(reply, 503, "Service Unavailable", "The rate limiter cannot reach its store; try again shortly.");
+        return true;
+      }
+      throw err;
+    } finally {
+      inFlight--;
+    }
+    if (decision.allowed) {
+      if (limit.onAllowed) setHeaders(limit, pair, decision, reply);
+      limit.onExceeding?.(request, raw);
+      return false;
+    }
+    let banned = false;
+    if (limit.ban !== undefined) {
+      try {
+        const ban = await limiterOf(banPairOf(limit, pair)).consume(rateLimitKey(limit.group, `ban:${raw}`), 1);
+        banned = !ban.allowed;
+      } catch (err) {
+        if (!(err instanceof RedisUnavailableError)) throw err;
+      }
+    }
+    setHeaders(limit, pair, decision, reply);
+    limit.onExceeded?.(request, raw);
+    const status = banned ? 403 : 429;
+    if (limit.errorResponseBuilder !== undefined) {
+      const body = limit.errorResponseBuilder(request, {
+        statusCode: status,
+        ban: banned,
+        after: words(decision.retryAfterMs),
+        max: decision.limit,
+        ttl: decision.retryAfterMs,
+        rule: decision.rule,
+        route: limit.id,
+        decision,
+      });
+      reply.code(status).send(body);
+      return true;
+    }
+    const retry = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+    if (banned) {
+      problem(reply, 403, "Forbidden", `Too many rejected requests; banned for ${retry} s.`);
+    } else {
+      problem(reply, 429, "Too Many Requests", `Rate limit "${decision.rule}" exceeded; retry after ${retry} s.`);
+    }
+    return true;
+  };
+
+  const setHeaders = (limit: RouteLimit, pair: LimiterPair, decision: Decision, reply: FastifyReply): void => {
+    // Same fields as toHeaders() of @coordis/ratelimit, built from the decision's most constraining rule directly.
+    const t = decision.allowed
+      ? Math.max(0, Math.ceil(decision.resetMs / 1000))
+      : Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+    if (limit.draft) {
+      reply.header("RateLimit-Policy", pair.policy);
+      reply.header("RateLimit", `"${decision.rule}";r=${decision.remaining};t=${t}`);
+    }
+    if (limit.legacy) {
+      reply.header("x-ratelimit-limit", decision.limit);
+      reply.header("x-ratelimit-remaining", decision.remaining);
+      reply.header("x-ratelimit-reset", t);
+    }
+    if (!decision.allowed && limit.retryAfter) reply.header("Retry-After", t);
+  };
+
+  /** A Fastify hook (callback style: one promise per request, none for the hook itself) running `limit`. */
+  const hookFor = (limit: RouteLimit) => {
+    if (limit.hook === "preParsing") {
+      return function coordisRateLimit(
+        request: FastifyRequest,
+        reply: FastifyReply,
+        payload: unknown,
+        done: (err?: Error | null, payload?: unknown) => void,
+      ) {
+        check(limit, request, reply).then(
+          (answered) => {
+            if (!answered) done(null, payload);
+          },
+          (err: Error) => done(err),
+        );
+      };
+    }
+    return function coordisRateLimit(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
+      check(limit, request, reply).then(
+        (answered) => {
+          if (!answered) done();
+        },
+        (err: Error) => done(err),
+      );
+    };
+  };
+
+  /** Routes wired by the onRoute hook, by id. */
+  const wired = new Set<string>();
+
+  // Routes declared before this plugin loaded (an un-awaited register) never reach its onRoute hook. Fastify builds
+  // every route's hook list at ready time from its instance's hooks, and addHook reaches existing child instances,
+  // so instance-level guard hooks reach those routes: they resolve the route's limit on its first request.
+  if (fastify.printRoutes() !== "(empty tree)") {
+    const lazy = new Map<string, RouteLimit | null | Error>();
+    for (const phase of HOOKS) {
+      const guard = (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
+        const ro = request.routeOptions;
+        const id = routeId(ro.method, ro.url ?? "");
+        if (wired.has(id)) return done();
+        let limit = lazy.get(id);
+        if (limit === undefined) {
+          try {
+            limit = resolve(ro.method, ro.url ?? "", ro.config) ?? null;
+          } catch (err) {
+            limit = err as Error;
+          }
+          lazy.set(id, limit);
+        }
+        if (limit === null || (!(limit instanceof Error) && limit.hook !== phase)) return done();
+        if (limit instanceof Error) {
+          request.log.error(limit);
+          problem(reply, 500, "Internal Server Error", `The rate limit of route ${id} is misconfigured.`);
+          return;
+        }
+        check(limit, request, reply).then(
+          (answered) => {
+            if (!answered) done();
+          },
+          (err: Error) => done(err),
+        );
+      };
+      if (phase === "preParsing") {
+        fastify.addHook(phase, (request, reply, payload, done) =>
+          guard(request, reply, (err) => done(err ?? null, payload)),
+        );
+      } else {
+        fastify.addHook(phase, guard);
+      }
+    }
+  }
+
+  fastify.addHook("onRoute", (route: RouteOptions) => {
+    const limit = resolve(route.method, route.url, route.config);
+    if (limit === undefined) return;
+    wired.add(limit.id);
+    const hook = hookFor(limit);
+    const existing = route[limit.hook] as unknown;
+    (route as unknown as Record<string, unknown>)[limit.hook] =
+      existing === undefined ? [hook] : [hook, ...(Array.isArray(existing) ? existing : [existing])];
   });
 
   const metricsPath =
@@ -246,40 +748,33 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
           : metricsOpt.path;
   if (metrics !== undefined && metricsPath !== false) {
     // `hide` keeps the route out of @fastify/swagger documents when that plugin is used.
-    fastify.get(metricsPath, { schema: { hide: true } as FastifySchema }, async (_request, reply) => {
-      const body = await metrics.registry.metrics();
-      return reply.type(metrics.registry.contentType).send(body);
-    });
+    fastify.get(
+      metricsPath,
+      { schema: { hide: true } as FastifySchema, config: { coordis: { rateLimit: false } } },
+      async (_request, reply) => {
+        const body = await metrics.registry.metrics();
+        return reply.type(metrics.registry.contentType).send(body);
+      },
+    );
   }
 
   fastify.addHook("onClose", async () => {
     for (const fn of closers.splice(0).reverse()) await fn();
-    if (owned) {
-      // Resolve only once the socket is gone ("end"), so a closed app leaves no connection behind.
-      const ended = new Promise<void>((resolve) => {
-        if (redis.status === "end") resolve();
-        else redis.once("end", () => resolve());
-      });
-      try {
-        await redis.quit();
-      } catch {
-        redis.disconnect();
-      }
-      await ended;
-    }
+    if (owned) await closeClient(redis, closeTimeoutMs);
   });
 }
 
 /**
  * The Coordis Fastify plugin: one Redis connection (yours, or opened from `url` and closed on `onClose`), the
- * `fastify.coordis` decorator, per-route rate limits from route `config.rateLimit` answering 429 with
+ * `fastify.coordis` decorator, per-route rate limits from route `config.coordis.rateLimit` answering 429 with
  * `application/problem+json`, `Retry-After` and the IETF draft-11 `RateLimit` / `RateLimit-Policy` headers, and an
  * optional `/metrics` route.
  *
  * @example
- * await app.register(coordis, { url: process.env.REDIS_URL, metrics: true,
+ * app.register(coordis, { url: process.env.REDIS_URL, metrics: true,
  *   rateLimit: { rules: [{ name: "burst", limit: 10, windowMs: 1000 }], key: (req) => req.ip } });
- * app.get("/hello", { config: { rateLimit: true } }, async () => "hi");
- * @throws InvalidArgumentError at registration for a bad prefix, group or rules
+ * app.get("/hello", { config: { coordis: { rateLimit: true } } }, async () => "hi");
+ * @throws InvalidArgumentError at registration for an unknown or bad option, an unsafe client, bad rules or a group
+ *   shared by routes with different rules
  */
 export const coordis = fp(coordisPlugin, { name: "@coordis/fastify", fastify: "5.x" });

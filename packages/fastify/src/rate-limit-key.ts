@@ -9,6 +9,16 @@ export function isValidGroup(group: unknown): group is string {
 }
 
 /**
+ * The group of a route's own budget (a route without `group`): `route.<16 hex of sha256("<METHOD> <url>")>`, with
+ * `HEAD` counted as `GET` (Fastify serves HEAD from the GET route). The url is the route's pattern (`/users/:id`),
+ * so all requests to one route share its budget per key.
+ */
+export function routeGroup(method: string | string[], url: string): string {
+  const m = (Array.isArray(method) ? method.join(",") : method).replace(/^HEAD$/, "GET");
+  return `route.${createHash("sha256").update(`${m} ${url}`, "utf8").digest("hex").slice(0, 16)}`;
+}
+
+/**
  * Turns what a key function returned into a valid rate-limit key `<group>:<key>`. Keys that cannot be Redis hash
  * tags (braces, too long, not well-formed Unicode, empty) are replaced by `h:<sha256>` of their text, so a client
  * cannot make the limiter throw by choosing its API key.
@@ -20,6 +30,6 @@ export function rateLimitKey(group: string, raw: string): string {
     !raw.includes("{") &&
     !raw.includes("}") &&
     raw.isWellFormed() &&
-    Buffer.byteLength(text, "utf8") <= MAX_NAME_BYTES;
+    (text.length * 3 <= MAX_NAME_BYTES || Buffer.byteLength(text, "utf8") <= MAX_NAME_BYTES);
   return safe ? text : `${group}:h:${createHash("sha256").update(raw, "utf8").digest("hex")}`;
 }

@@ -30,15 +30,19 @@ async function makeApp(extra: { trustProxy?: boolean } = {}): Promise<FastifyIns
     metrics: { registry: new Registry() },
     rateLimit: { rules },
   });
-  app.get("/limited", { config: { rateLimit: true } }, async () => ({ ok: true }));
+  app.get("/limited", { config: { coordis: { rateLimit: true } } }, async () => ({ ok: true }));
   app.get(
     "/by-key",
-    { config: { rateLimit: { key: (req) => String(req.headers["x-api-key"] ?? "anonymous"), group: "api" } } },
+    {
+      config: {
+        coordis: { rateLimit: { key: (req) => String(req.headers["x-api-key"] ?? "anonymous"), group: "api" } },
+      },
+    },
     async () => ({ ok: true }),
   );
   app.get(
     "/tiny",
-    { config: { rateLimit: { rules: [{ name: "tiny", limit: 1, windowMs: 30_000 }], group: "tiny" } } },
+    { config: { coordis: { rateLimit: { rules: [{ name: "tiny", limit: 1, windowMs: 30_000 }], group: "tiny" } } } },
     async () => ({ ok: true }),
   );
   app.get("/free", async () => ({ ok: true }));
@@ -130,11 +134,11 @@ describe("@coordis/fastify rate limits", () => {
     expect(() =>
       app.get(
         "/x",
-        { config: { rateLimit: { rules: [{ name: "bad name", limit: 1, windowMs: 1000 }] } } },
+        { config: { coordis: { rateLimit: { rules: [{ name: "bad name", limit: 1, windowMs: 1000 }] } } } },
         async () => 1,
       ),
     ).toThrow(/rules/);
-    expect(() => app.get("/y", { config: { rateLimit: true } }, async () => 1)).toThrow(/no rules/);
+    expect(() => app.get("/y", { config: { coordis: { rateLimit: true } } }, async () => 1)).toThrow(/no rules/);
     await app.close();
   });
 });
