@@ -1,21 +1,23 @@
 -- Set: writes one cache entry (fresh for freshMs, then stale for staleMs, then gone) and releases the caller's
--- fill lock. A conditional write (since > 0, used after a load) is refused when the entry was written or deleted
--- at or after `since`, the server time the load started from: a slow load never overwrites a newer set or delete.
+-- fill lock. A write-back after a load (fill token given) happens only while the token get.lua registered at the
+-- read that started the load is still in the entry and its deadline has not passed: any set, delete, clear or
+-- other write-back since then replaced the hash and dropped the token, so a load never overwrites a newer state,
+-- whatever the time between the read and this write.
 -- KEYS[1] entry (hash): the entry
 -- KEYS[2] lock (string): the fill lock
 -- ARGV[1] value (string): the encoded value
 -- ARGV[2] freshMs (ms): how long the value is fresh
 -- ARGV[3] staleMs (ms): how long it may be served stale after that (0 = none)
 -- ARGV[4] tags (string): JSON [[tag, version], ...] the value was computed under, "" = none
--- ARGV[5] since (ms): 0 = unconditional; otherwise refuse when the entry's write time >= since
+-- ARGV[5] fill (string): "" = unconditional write; otherwise the fill token of the load being written back
 -- ARGV[6] token (string): fill lock token to release, "" = none
 -- Reply: [written: number, nowMs: number]
 --@include now-ms
 local now = now_ms()
 local written = 1
-if ARGV[5] ~= '0' then
-  local w = redis.call('HGET', KEYS[1], 'w')
-  if w and tonumber(w) >= tonumber(ARGV[5]) then written = 0 end
+if ARGV[5] ~= '' then
+  local deadline = redis.call('HGET', KEYS[1], 'p:' .. ARGV[5])
+  if not deadline or now >= tonumber(deadline) then written = 0 end
 end
 if written == 1 then
   local fresh = now + tonumber(ARGV[2])

@@ -29,7 +29,10 @@ import { cacheScripts } from "./scripts.generated.js";
 export const DEFAULT_L1_MAX_ENTRIES = 10_000;
 /** Default L1 lifetime of an entry, ms: the staleness bound when an invalidation is lost without being detected. */
 export const DEFAULT_L1_TTL_MS = 5_000;
-/** Default lifetime of the fill lock (and the longest load whose result is still written to Redis), ms. */
+/**
+ * Default lifetime of the fill lock, and the longest time (Redis server time) from the read that starts a load to
+ * the write of its result that Redis still accepts, ms.
+ */
 export const DEFAULT_LOCK_TTL_MS = 10_000;
 /** Default time a caller waits for another replica's load before loading itself, ms. */
 export const DEFAULT_LOCK_WAIT_MS = 5_000;
@@ -72,7 +75,11 @@ export interface CacheOptions {
   bus?: boolean;
   /** Stampede protection across replicas. */
   lock?: {
-    /** Fill lock lifetime and longest load whose result is written back, ms; default {@link DEFAULT_LOCK_TTL_MS}. */
+    /**
+     * Fill lock lifetime, and the longest time from the read that starts a load to its write-back (server time: a
+     * slow loader, network or Redis all count) after which the result is no longer written, ms; default
+     * {@link DEFAULT_LOCK_TTL_MS}.
+     */
     ttlMs?: number;
     /** Longest wait for another replica's load before loading ourselves, ms; default {@link DEFAULT_LOCK_WAIT_MS}. */
     waitMs?: number;
@@ -138,7 +145,6 @@ interface L2Read {
   readonly fresh: number;
   readonly stale: number;
   readonly tags: readonly TagPair[];
-  readonly serverNow: number;
   readonly locked: boolean;
 }
 
@@ -394,7 +400,7 @@ export class Cache {
           opts.ttlMs,
           opts.staleMs,
           pairs.length > 0 ? JSON.stringify(pairs) : "",
-          0,
+          "",
           "",
         ]);
         const now = performance.now();
@@ -406,8 +412,8 @@ export class Cache {
   }
 
   /**
-   * Deletes `key` everywhere (Redis and every replica's L1). Leaves a short tombstone so a load that started before
-   * the delete cannot write its outdated value back.
+   * Deletes `key` everywhere (Redis and every replica's L1). A load that started before the delete can no longer
+   * write its outdated value back, however long it or its write takes (its fill token is deleted with the entry).
    * @returns whether a value existed in Redis
    * @throws InvalidArgumentError for a bad key; RedisUnavailableError when Redis cannot be reached
    */
@@ -418,7 +424,7 @@ export class Cache {
       this.invalidateLocal(k);
       try {
         const [entry] = this.entryKeys(k);
-        return (await this.script(cacheScripts.delete, [entry], [this.lockTtlMs])) === 1;
+        return (await this.script(cacheScripts.delete, [entry], [])) === 1;
       } finally {
         await this.bus?.publish({ k });
       }
@@ -683,22 +689,30 @@ export class Cache {
     });
   }
 
-  /** Reads an entry (one script) and checks its tags; `token` non-empty = take the fill lock when it is unusable. */
+  /**
+   * Reads an entry (one script) and checks its tags. `lockToken` non-empty = when the entry is unusable, take the
+   * fill lock and register the token as this caller's fill token (see lua/cache/get.lua).
+   */
   private async l2Get(k: string, lockToken: string, tags: readonly string[]): Promise<L2Read> {
     const keys = this.entryKeys(k);
-    // Tags we already know the entry should carry are read in parallel with the entry itself.
-    const prefetch = this.readTags(tags);
-    const reply = await this.script(cacheScripts.get, keys, [lockToken, this.lockTtlMs, 0]);
-    const known = await prefetch;
+    // Tags we already know the entry should carry are read in parallel with the entry itself. They live in other
+    // slots than the entry (one slot per tag), so one script cannot read both on a cluster. Both calls are always
+    // awaited: when one fails (Redis unavailable) the other must not be left to reject with nobody listening.
+    const [entry, prefetched] = await Promise.allSettled([
+      this.script(cacheScripts.get, keys, [lockToken, this.lockTtlMs, 0]),
+      this.readTags(tags),
+    ]);
+    if (entry.status === "rejected") throw entry.reason;
+    if (prefetched.status === "rejected") throw prefetched.reason;
+    const known = prefetched.value;
     const local = performance.now();
-    const [state, data, f, s, tagsJson, serverNow, locked] = reply;
+    const [state, data, f, s, tagsJson, serverNow, locked] = entry.value;
     let read: L2Read = {
       state: state as 0 | 1 | 2,
       data,
       fresh: local + (f - serverNow),
       stale: local + (s - serverNow),
       tags: tagsJson === "" ? [] : (JSON.parse(tagsJson) as TagPair[]),
-      serverNow,
       locked: locked === 1,
     };
     if (read.state === 0 || read.tags.length === 0) return read;
@@ -708,12 +722,13 @@ export class Cache {
     // A tag was invalidated after this value was computed: it is a miss. Take the lock if asked to.
     if (lockToken !== "" && !read.locked) {
       const again = await this.script(cacheScripts.get, keys, [lockToken, this.lockTtlMs, 1]);
-      read = { ...read, locked: again[6] === 1, serverNow: again[5] };
+      read = { ...read, locked: again[6] === 1 };
     }
     return { ...read, state: 0, data: "", tags: [] };
   }
 
   private async readTags(tags: readonly string[]): Promise<Map<string, string | null>> {
+    if (tags.length === 0) return new Map();
     const values = await Promise.all(tags.map((t) => this.command(() => this.redis.get(this.tagKey(t)))));
     return new Map(tags.map((t, i) => [t, values[i] ?? null]));
   }
@@ -729,10 +744,11 @@ export class Cache {
 
   /** The shared part of getOrSet after an L1 miss: L2, then the fill lock, waiting or loading. */
   private async fill(k: string, loader: Loader<unknown>, opts: Resolved): Promise<Outcome> {
+    // Lock token and fill token: every read below registers it, so a write-back of what we load after the last
+    // read is refused once anybody changed the key after that read.
     const lockToken = token();
     const deadline = performance.now() + this.lockWaitMs;
     let delay = 5;
-    let since = 0;
     for (;;) {
       const epoch = this.epoch;
       let read: L2Read;
@@ -742,18 +758,17 @@ export class Cache {
         if (!(err instanceof RedisUnavailableError)) throw err;
         return this.degraded(k, loader, opts);
       }
-      since = read.serverNow;
       if (read.state === 1) {
         this.l1Store(k, read.data, read.fresh, read.stale, read.tags, epoch);
         return { data: read.data, tier: "l2", result: "hit" };
       }
       if (read.state === 2) {
-        if (read.locked) this.refresh(k, loader, opts, read.serverNow, lockToken);
+        if (read.locked) this.refresh(k, loader, opts, lockToken);
         return { data: read.data, tier: "l2", result: "stale" };
       }
       if (read.locked) {
         return {
-          data: await this.loadAndStore(k, loader, opts, read.serverNow, lockToken),
+          data: await this.loadAndStore(k, loader, opts, lockToken, true),
           tier: "l2",
           result: "miss",
         };
@@ -771,7 +786,7 @@ export class Cache {
       name: k,
       attributes: { namespace: this.namespace, waitMs: this.lockWaitMs },
     });
-    return { data: await this.loadAndStore(k, loader, opts, since, ""), tier: "l2", result: "miss" };
+    return { data: await this.loadAndStore(k, loader, opts, lockToken, false), tier: "l2", result: "miss" };
   }
 
   private waitFor(k: string, ms: number): Promise<void> {
@@ -794,16 +809,17 @@ export class Cache {
   }
 
   /**
-   * Loads and writes the value. `since` (server ms of the read that found the miss) makes the write conditional:
-   * refused when someone set or deleted the key after that. A load that took longer than the lock TTL is not
-   * written at all (a delete's tombstone may be gone by then).
+   * Loads and writes the value back. The write is conditional on `fill`, the token the last read registered in the
+   * entry: Redis refuses it when anybody set, deleted or filled the key since that read, or when more than the lock
+   * TTL passed since it (server time, so a slow loader, a slow network and a stalled Redis all count).
+   * `holdsLock` = this caller took the fill lock with that token and releases it.
    */
   private async loadAndStore(
     k: string,
     loader: Loader<unknown>,
     opts: Resolved,
-    since: number,
-    lockToken: string,
+    fill: string,
+    holdsLock: boolean,
   ): Promise<string> {
     const keys = this.entryKeys(k);
     let pairs: TagPair[];
@@ -816,14 +832,17 @@ export class Cache {
     const epoch = this.epoch;
     const t0 = performance.now();
     let data: string;
+    // Drops our fill token (and the lock, if ours) when nothing will be written; its outcome does not matter.
+    const unlock = () => void this.script(cacheScripts.unlock, keys, [fill]).catch(() => {});
     try {
       data = await this.runLoader(k, loader);
     } catch (err) {
-      if (lockToken !== "") void this.script(cacheScripts.unlock, [keys[1]], [lockToken]).catch(() => {});
+      unlock();
       throw err;
     }
+    // The script would refuse this write anyway (its deadline counts from before the load): don't send the value.
     if (performance.now() - t0 >= this.lockTtlMs) {
-      if (lockToken !== "") void this.script(cacheScripts.unlock, [keys[1]], [lockToken]).catch(() => {});
+      unlock();
       return data;
     }
     try {
@@ -832,8 +851,8 @@ export class Cache {
         opts.ttlMs,
         opts.staleMs,
         pairs.length > 0 ? JSON.stringify(pairs) : "",
-        Math.max(1, since),
-        lockToken,
+        fill,
+        holdsLock ? fill : "",
       ]);
       if (written === 1) {
         const now = performance.now();
@@ -877,10 +896,10 @@ export class Cache {
   }
 
   /** Background refresh of a stale entry (this instance holds the fill lock). */
-  private refresh(k: string, loader: Loader<unknown>, opts: Resolved, since: number, lockToken: string): void {
+  private refresh(k: string, loader: Loader<unknown>, opts: Resolved, lockToken: string): void {
     if (this.refreshing.has(k)) return;
     this.refreshing.add(k);
-    this.loadAndStore(k, loader, opts, since, lockToken)
+    this.loadAndStore(k, loader, opts, lockToken, true)
       .catch((error: unknown) => {
         notifyEvent(this.observer, {
           primitive: "cache",

@@ -4,16 +4,16 @@ import { defineScript } from "@coordis/core";
 /** The Lua scripts of @coordis/cache, one per operation. */
 export const cacheScripts = {
   /**
-   * Delete: replaces one cache entry with a short-lived tombstone { d = 1, w = now }, so that a load which started
+   * Delete: removes one cache entry, with the fill tokens of the loads in progress (see get.lua), so a load that
    * KEYS: entry (hash).
-   * ARGV: tombstoneMs (ms).
+   * ARGV: none.
    */
-  delete: defineScript<["entry"], ["tombstoneMs"], number>({
+  delete: defineScript<["entry"], [], number>({
     name: "cache/delete",
     keys: ["entry"],
-    args: ["tombstoneMs"],
-    sha1: "6475761a0d4730e15da3796d98c5d3eb2f4b388d",
-    source: "-- Delete: replaces one cache entry with a short-lived tombstone { d = 1, w = now }, so that a load which started\n-- before the delete cannot write its (now outdated) value back afterwards (see set.lua's `since`).\n-- KEYS[1] entry (hash): the entry\n-- ARGV[1] tombstoneMs (ms): how long the tombstone lives (at least the longest load that may still write)\n-- Reply: number\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\nlocal function now_ms()\n  local t = redis.call('TIME')\n  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nend\nlocal now = now_ms()\nlocal existed = 0\nif redis.call('HEXISTS', KEYS[1], 'v') == 1 then existed = 1 end\nredis.call('DEL', KEYS[1])\nredis.call('HSET', KEYS[1], 'd', '1', 'w', string.format('%.0f', now))\nredis.call('PEXPIRE', KEYS[1], ARGV[1])\nreturn existed\n",
+    args: [],
+    sha1: "08329bc266c68a01279ebeb34315eb97db54fc20",
+    source: "-- Delete: removes one cache entry, with the fill tokens of the loads in progress (see get.lua), so a load that\n-- started before the delete cannot write its (now outdated) value back afterwards.\n-- KEYS[1] entry (hash): the entry\n-- ARGV: none\n-- Reply: number\nlocal existed = redis.call('HEXISTS', KEYS[1], 'v')\nredis.call('DEL', KEYS[1])\nreturn existed\n",
   }),
   /**
    * Get: reads one cache entry and, when it is missing or stale (or the caller says it is unusable), tries to take
@@ -24,8 +24,8 @@ export const cacheScripts = {
     name: "cache/get",
     keys: ["entry","lock"],
     args: ["token","lockTtlMs","force"],
-    sha1: "32fb66d0ce25c8a4fc1c9c80432517454797ae63",
-    source: "-- Get: reads one cache entry and, when it is missing or stale (or the caller says it is unusable), tries to take\n-- the entry's fill lock so that exactly one caller across all replicas loads it.\n-- An entry is a hash: v = encoded value, f = fresh until (server ms), s = stale until (server ms),\n-- w = written at (server ms), t = tag versions (JSON); a delete leaves a tombstone hash { d = 1, w = now }.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock, holding the loader's token\n-- ARGV[1] token (string): lock token to take the lock with; \"\" = do not lock\n-- ARGV[2] lockTtlMs (ms): how long the fill lock lives\n-- ARGV[3] force (0|1): 1 = take the lock even when the entry is fresh (its tags turned out to be invalid)\n-- Reply: [state: number, value: string, freshUntil: number, staleUntil: number, tags: string, nowMs: number, locked: number]\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\nlocal function now_ms()\n  local t = redis.call('TIME')\n  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nend\nlocal now = now_ms()\nlocal h = redis.call('HMGET', KEYS[1], 'v', 'f', 's', 't', 'd')\nlocal state = 0\nif h[1] and not h[5] then\n  if now < tonumber(h[2]) then state = 1 else state = 2 end\nend\nlocal locked = 0\nif ARGV[1] ~= '' and (state ~= 1 or ARGV[3] == '1') then\n  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n    locked = 1\n  elseif redis.call('GET', KEYS[2]) == ARGV[1] then\n    locked = 1\n  end\nend\nif state == 0 then\n  return { 0, '', 0, 0, '', now, locked }\nend\nreturn { state, h[1], tonumber(h[2]), tonumber(h[3]), h[4] or '', now, locked }\n",
+    sha1: "a8670af8a9c43ceea0688a55041eb5f33f78b224",
+    source: "-- Get: reads one cache entry and, when it is missing or stale (or the caller says it is unusable), tries to take\n-- the entry's fill lock so that exactly one caller across all replicas loads it, and registers the caller's fill\n-- token: set.lua writes a loaded value back only while that token is still in the entry.\n-- An entry is a hash: v = encoded value, f = fresh until (server ms), s = stale until (server ms),\n-- w = written at (server ms), t = tag versions (JSON), and one field `p:<token>` = deadline (server ms) per load in\n-- progress. Every write (set.lua) and delete replaces the whole hash, so it drops the tokens of the loads that\n-- started before it: their results can no longer be written, however long the load or the network took.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock, holding the loader's token\n-- ARGV[1] token (string): lock and fill token of the caller; \"\" = a plain read (no lock, no fill token)\n-- ARGV[2] lockTtlMs (ms): how long the fill lock lives, and the longest time from this read to the write-back\n-- ARGV[3] force (0|1): 1 = take the lock even when the entry is fresh (its tags turned out to be invalid)\n-- Reply: [state: number, value: string, freshUntil: number, staleUntil: number, tags: string, nowMs: number, locked: number]\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\nlocal function now_ms()\n  local t = redis.call('TIME')\n  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nend\nlocal now = now_ms()\nlocal h = redis.call('HMGET', KEYS[1], 'v', 'f', 's', 't')\nlocal state = 0\nif h[1] and now < tonumber(h[3]) then\n  if now < tonumber(h[2]) then state = 1 else state = 2 end\nend\nlocal locked = 0\nif ARGV[1] ~= '' and (state ~= 1 or ARGV[3] == '1') then\n  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n    locked = 1\n  elseif redis.call('GET', KEYS[2]) == ARGV[1] then\n    locked = 1\n  end\n  local ttl = tonumber(ARGV[2])\n  redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], string.format('%.0f', now + ttl))\n  if redis.call('PTTL', KEYS[1]) < ttl then\n    redis.call('PEXPIRE', KEYS[1], ttl)\n  end\nend\nif state == 0 then\n  return { 0, '', 0, 0, '', now, locked }\nend\nreturn { state, h[1], tonumber(h[2]), tonumber(h[3]), h[4] or '', now, locked }\n",
   }),
   /**
    * Session destroy: deletes a session and leaves a tombstone that makes later sets of the same id fail.
@@ -66,14 +66,14 @@ export const cacheScripts = {
   /**
    * Set: writes one cache entry (fresh for freshMs, then stale for staleMs, then gone) and releases the caller's
    * KEYS: entry (hash), lock (string).
-   * ARGV: value (string), freshMs (ms), staleMs (ms), tags (string), since (ms), token (string).
+   * ARGV: value (string), freshMs (ms), staleMs (ms), tags (string), fill (string), token (string).
    */
-  set: defineScript<["entry","lock"], ["value","freshMs","staleMs","tags","since","token"], [written: number, nowMs: number]>({
+  set: defineScript<["entry","lock"], ["value","freshMs","staleMs","tags","fill","token"], [written: number, nowMs: number]>({
     name: "cache/set",
     keys: ["entry","lock"],
-    args: ["value","freshMs","staleMs","tags","since","token"],
-    sha1: "faa25f2b76cf3f29b50207c1a7fa852bd32a12f3",
-    source: "-- Set: writes one cache entry (fresh for freshMs, then stale for staleMs, then gone) and releases the caller's\n-- fill lock. A conditional write (since > 0, used after a load) is refused when the entry was written or deleted\n-- at or after `since`, the server time the load started from: a slow load never overwrites a newer set or delete.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock\n-- ARGV[1] value (string): the encoded value\n-- ARGV[2] freshMs (ms): how long the value is fresh\n-- ARGV[3] staleMs (ms): how long it may be served stale after that (0 = none)\n-- ARGV[4] tags (string): JSON [[tag, version], ...] the value was computed under, \"\" = none\n-- ARGV[5] since (ms): 0 = unconditional; otherwise refuse when the entry's write time >= since\n-- ARGV[6] token (string): fill lock token to release, \"\" = none\n-- Reply: [written: number, nowMs: number]\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\nlocal function now_ms()\n  local t = redis.call('TIME')\n  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nend\nlocal now = now_ms()\nlocal written = 1\nif ARGV[5] ~= '0' then\n  local w = redis.call('HGET', KEYS[1], 'w')\n  if w and tonumber(w) >= tonumber(ARGV[5]) then written = 0 end\nend\nif written == 1 then\n  local fresh = now + tonumber(ARGV[2])\n  local stale = fresh + tonumber(ARGV[3])\n  redis.call('DEL', KEYS[1])\n  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', string.format('%.0f', fresh), 's', string.format('%.0f', stale),\n    'w', string.format('%.0f', now), 't', ARGV[4])\n  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))\nend\nif ARGV[6] ~= '' and redis.call('GET', KEYS[2]) == ARGV[6] then\n  redis.call('DEL', KEYS[2])\nend\nreturn { written, now }\n",
+    args: ["value","freshMs","staleMs","tags","fill","token"],
+    sha1: "00dc9f4cdcb614d92166e8cebb3663f5eaca7655",
+    source: "-- Set: writes one cache entry (fresh for freshMs, then stale for staleMs, then gone) and releases the caller's\n-- fill lock. A write-back after a load (fill token given) happens only while the token get.lua registered at the\n-- read that started the load is still in the entry and its deadline has not passed: any set, delete, clear or\n-- other write-back since then replaced the hash and dropped the token, so a load never overwrites a newer state,\n-- whatever the time between the read and this write.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock\n-- ARGV[1] value (string): the encoded value\n-- ARGV[2] freshMs (ms): how long the value is fresh\n-- ARGV[3] staleMs (ms): how long it may be served stale after that (0 = none)\n-- ARGV[4] tags (string): JSON [[tag, version], ...] the value was computed under, \"\" = none\n-- ARGV[5] fill (string): \"\" = unconditional write; otherwise the fill token of the load being written back\n-- ARGV[6] token (string): fill lock token to release, \"\" = none\n-- Reply: [written: number, nowMs: number]\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\nlocal function now_ms()\n  local t = redis.call('TIME')\n  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nend\nlocal now = now_ms()\nlocal written = 1\nif ARGV[5] ~= '' then\n  local deadline = redis.call('HGET', KEYS[1], 'p:' .. ARGV[5])\n  if not deadline or now >= tonumber(deadline) then written = 0 end\nend\nif written == 1 then\n  local fresh = now + tonumber(ARGV[2])\n  local stale = fresh + tonumber(ARGV[3])\n  redis.call('DEL', KEYS[1])\n  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', string.format('%.0f', fresh), 's', string.format('%.0f', stale),\n    'w', string.format('%.0f', now), 't', ARGV[4])\n  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))\nend\nif ARGV[6] ~= '' and redis.call('GET', KEYS[2]) == ARGV[6] then\n  redis.call('DEL', KEYS[2])\nend\nreturn { written, now }\n",
   }),
   /**
    * Tag version: returns a tag's current version token, creating it from ARGV[1] when the tag has none (never
@@ -88,15 +88,15 @@ export const cacheScripts = {
     source: "-- Tag version: returns a tag's current version token, creating it from ARGV[1] when the tag has none (never\n-- created, invalidated, expired or evicted), and keeps it alive at least ttlMs. Entries record the tokens they\n-- were computed under; invalidateTag deletes the tag key, so every entry recorded under the old token is invalid,\n-- and a token is never reused (a lost tag key can only invalidate entries, never revive them).\n-- KEYS[1] tag (string): the tag's version token\n-- ARGV[1] token (string): a fresh random token, used when the tag has none\n-- ARGV[2] ttlMs (ms): keep the token at least this long\n-- Reply: string\nlocal v = redis.call('GET', KEYS[1])\nif not v then\n  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n  return ARGV[1]\nend\nif redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then\n  redis.call('PEXPIRE', KEYS[1], ARGV[2])\nend\nreturn v\n",
   }),
   /**
-   * Unlock: releases a fill lock only when the caller's token still holds it (after a failed or discarded load).
-   * KEYS: lock (string).
+   * Unlock: after a failed or discarded load, drops the caller's fill token from the entry and releases the fill
+   * KEYS: entry (hash), lock (string).
    * ARGV: token (string).
    */
-  unlock: defineScript<["lock"], ["token"], number>({
+  unlock: defineScript<["entry","lock"], ["token"], number>({
     name: "cache/unlock",
-    keys: ["lock"],
+    keys: ["entry","lock"],
     args: ["token"],
-    sha1: "24d77370aefb5fb5d4d809e1c21f6793b46eb88d",
-    source: "-- Unlock: releases a fill lock only when the caller's token still holds it (after a failed or discarded load).\n-- KEYS[1] lock (string): the fill lock\n-- ARGV[1] token (string): the caller's token\n-- Reply: number\nif redis.call('GET', KEYS[1]) == ARGV[1] then\n  redis.call('DEL', KEYS[1])\n  return 1\nend\nreturn 0\n",
+    sha1: "d7dc093257bb0af017f3d6d033f8984cacc56447",
+    source: "-- Unlock: after a failed or discarded load, drops the caller's fill token from the entry and releases the fill\n-- lock when the caller's token still holds it.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock\n-- ARGV[1] token (string): the caller's token\n-- Reply: number\nredis.call('HDEL', KEYS[1], 'p:' .. ARGV[1])\nif redis.call('GET', KEYS[2]) == ARGV[1] then\n  redis.call('DEL', KEYS[2])\n  return 1\nend\nreturn 0\n",
   }),
 } as const;

@@ -165,6 +165,26 @@ describe("Cache on its own server (faults, round trips, input checks)", () => {
     await until(async () => (await bb.get("k")) === oracle && tiers(rec).at(-1) === "l1/hit", 2_000, "an L1 hit");
   });
 
+  it("a delete during a load is not undone when the load's write reaches Redis after a stall longer than lock.ttlMs", async () => {
+    const a = await make({ lock: { ttlMs: 300 }, checkEvictionPolicy: false });
+    const fresh = await make({ namespace: a.namespace, l1: false, lock: { ttlMs: 300 }, checkEvictionPolicy: false });
+    const value = a.getOrSet("undone", async () => {
+      await fresh.delete("undone"); // the key changes while the load runs
+      await new Promise((r) => setTimeout(r, 20));
+      // Redis stalls for longer than lock.ttlMs while the load's write is on its way.
+      server.pause();
+      setTimeout(() => server.resume(), 450);
+      return "loaded before the delete";
+    });
+    try {
+      expect(await value).toBe("loaded before the delete"); // the caller still gets its load...
+    } finally {
+      if (server.paused) server.resume();
+    }
+    // ...but Redis keeps the delete: a replica without L1 does not read the older value.
+    expect(await fresh.get("undone")).toBeUndefined();
+  });
+
   it("Redis killed: getOrSet answers via the loader, the breaker limits Redis calls, recovery after restart", async () => {
     const rec = recorder();
     const a = await make({ observer: rec, breaker: { failures: 2, cooldownMs: 400 } }, 200);
