@@ -54,6 +54,7 @@ export const ACL_COMMAND_RULES: readonly string[] = Object.freeze([
   "+xadd",
   "+xtrim",
   "+xautoclaim",
+  "+xclaim",
   "+xpending",
   "+zadd",
   "+zcard",

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { notifyEvent, notifyOperation, runScript, toCoordisError, validate } from "@coordis/core";
+import { notifyEvent, notifyOperation, runScript, runScriptDynamic, toCoordisError, validate } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import type { ConsumerGroup } from "./consumer-group.js";
 import { type Entry, parseEntry, type RawEntry } from "./entries.js";
@@ -21,26 +21,37 @@ export type ConsumeHandler<T> = (entry: Entry<T>, context: ConsumeContext) => vo
 export interface ConsumeOptions {
   /**
    * Handlers running at once in this consumer (1–1000); default 1. It also bounds what the consumer holds: a read or
-   * claim asks only for free slots, and at most `concurrency` entries await their XACK without taking a slot, so at
-   * most `2 × concurrency` entries are running or awaiting their XACK. Synchronous or very short handlers gain from a
-   * higher value: each read can then bring more entries (it costs them nothing else).
+   * claim asks only for free slots (reads and claims take turns, so they never bring more than can start), and at
+   * most `concurrency` entries await their XACK without taking a slot, so at most `2 × concurrency` entries are
+   * running or awaiting their XACK. Synchronous or very short handlers gain from a higher value: each read can then
+   * bring more entries (it costs them nothing else).
    */
   concurrency?: number;
-  /** Entries pending longer than this (ms, 10 ms – 1 day) are reclaimed from their consumer; default 30,000. */
+  /**
+   * Entries left pending this long (ms, 10 ms – 1 day) are reclaimed from their consumer; default 30,000. A live
+   * consumer keeps the entries it holds (running, or awaiting their XACK) from getting this old: see
+   * {@link Consumer}. So an entry is reclaimed when its handler failed, or when its consumer died or could not reach
+   * Redis for about this long.
+   */
   claimIdleMs?: number;
   /** Deliveries before an entry is dead-lettered (1–1000); default 5. */
   maxDeliveries?: number;
   /**
    * Most entries fetched per read or claim (1–1000); default 10. A read or claim asks for no more entries than there
-   * are free handler slots, so an entry received starts at once instead of waiting, idle, in this consumer while
-   * other consumers of the group could take it (only when a claim and a read bring entries at the same moment does
-   * up to one claim's worth wait for slots). The next read is sent as soon as a slot is free, while other handlers
-   * still run.
+   * are free handler slots, and reads and claims take turns, so every entry received starts at once instead of
+   * waiting in this consumer while other consumers of the group could take it. The next read is sent as soon as a
+   * slot is free, while other handlers still run.
    */
   batch?: number;
-  /** How long one blocking XREADGROUP waits, ms (10–60,000); default 1000. `stop()` takes at most this long. */
+  /**
+   * How long one blocking XREADGROUP waits, ms (10–60,000); default 1000. A read blocks no longer than until the
+   * next claim is due. `stop()` takes at most this long.
+   */
   blockMs?: number;
-  /** How often pending entries are checked for reclaiming, ms; default `claimIdleMs / 2` (10 ms – 5 s). */
+  /**
+   * How often pending entries are checked for reclaiming, ms; default `claimIdleMs / 2` (10 ms – 5 s). A claim runs
+   * between reads, when a handler slot is free.
+   */
   claimIntervalMs?: number;
 }
 
@@ -74,6 +85,11 @@ interface Job<T> {
   readonly deliveries: number;
   /** `performance.now()` when its handler started; measured only when an observer wants operations. */
   started: number;
+  /**
+   * `performance.now()` when the command that delivered it (read or claim), or its last refresh, was sent: its idle
+   * time in Redis is at most the time since.
+   */
+  fresh: number;
 }
 
 /**
@@ -81,6 +97,18 @@ interface Job<T> {
  * runs the handler (up to `concurrency` at once), XACKs after success, reclaims entries idle longer than
  * `claimIdleMs` (from consumers that died, or its own failures) with XAUTOCLAIM, and dead-letters entries past
  * `maxDeliveries`. Redis errors are reported to the observer and retried; the loop never stops by itself.
+ *
+ * Reads and claims take turns in one loop, each asking only for the free handler slots, so every entry received
+ * starts at once: none waits in this consumer while its idle time runs in Redis. The loop waits for a free slot
+ * while every slot is taken; whatever frees one (a handler settling, an XACK answered) or `stop()` wakes it.
+ *
+ * Redelivery: an entry is delivered to another consumer (or again to this one) only when its handler failed (after
+ * `claimIdleMs`), or when its consumer did not refresh it for `claimIdleMs`: it died, its event loop was blocked, or
+ * it could not reach Redis for that long. While this consumer holds an entry (its handler runs, or its XACK is on
+ * its way), it resets the entry's idle time in Redis once the entry has been held a third of `claimIdleMs` since its
+ * delivery or last refresh (checked every `claimIdleMs / 6`; one script for every such entry: XCLAIM ... JUSTID to
+ * itself, which leaves the delivery count alone). Handlers shorter than a third of `claimIdleMs` cost no refresh. A
+ * handler that never settles keeps its entry until its consumer stops or dies.
  *
  * Acknowledgements are coalesced: the entries whose handlers succeeded in one event-loop turn are acknowledged by
  * one XACK sent at the end of that turn (`setImmediate`), never before their handler succeeded. A failed handler's
@@ -98,7 +126,8 @@ export class Consumer<T = unknown> {
   /** Received entries not started yet: `queue[head]` is the next one (a plain array with a moving head). */
   private queue: Job<T>[] = [];
   private head = 0;
-  private readonly waiters: Array<() => void> = [];
+  /** Resolvers of the waits for the next change of state; see {@link Consumer.changed}. */
+  private waiters: Array<() => void> = [];
   private readonly stopper = new AbortController();
   /** Whether operations are timed and reported (the observer is fixed when the log is built). */
   private readonly observed: boolean;
@@ -111,9 +140,20 @@ export class Consumer<T = unknown> {
   private ackInflight = 0;
   /** Entries awaiting their XACK (queued or sent) that take no handler slot; see {@link Consumer.occupied}. */
   private readonly ackAllowance: number;
-  /** Entries asked for by the claim in flight (its COUNT): slots a read leaves for what it brings. */
-  private claiming = 0;
+  /** Entries delivered to this consumer that it still holds: queued, running, or awaiting their XACK. */
+  private readonly held = new Set<Job<T>>();
+  /** An entry held this long since it was fresh is refreshed, ms. */
+  private readonly refreshAfterMs: number;
+  /** How often held entries are checked for a refresh, ms. */
+  private readonly refreshEveryMs: number;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private refreshing = false;
   private readonly flushAcksNow = () => this.flushAcks();
+  private readonly refreshNow = () => {
+    this.refreshTimer = undefined;
+    this.refresh();
+    this.scheduleRefresh();
+  };
   private conn: Redis | Cluster | undefined;
   private loops: Promise<unknown> | undefined;
   private stopped: Promise<void> | undefined;
@@ -149,6 +189,10 @@ export class Consumer<T = unknown> {
     // One turn's worth of finished handlers can await their XACK while as many new ones run, so an XACK round trip
     // overlaps the handlers; beyond that, XACK latency slows intake instead of growing what the consumer holds.
     this.ackAllowance = this.concurrency;
+    // Refreshed at most claimIdleMs / 3 + claimIdleMs / 6 after it was fresh: half of claimIdleMs is left for the
+    // refresh to reach Redis.
+    this.refreshAfterMs = this.claimIdleMs / 3;
+    this.refreshEveryMs = Math.max(Math.floor(this.claimIdleMs / 6), 5);
   }
 
   /** The consumer's name in its group. */
@@ -172,7 +216,7 @@ export class Consumer<T = unknown> {
 
   /** @internal */
   start(): void {
-    this.loops = Promise.all([this.readLoop(), this.claimLoop()]);
+    this.loops = this.loop();
   }
 
   /**
@@ -183,9 +227,11 @@ export class Consumer<T = unknown> {
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.stopper.abort();
-      this.wake();
+      this.changed();
       await this.loops;
-      while (this.busy()) await new Promise<void>((r) => this.waiters.push(r));
+      while (this.busy()) await this.nextChange();
+      clearTimeout(this.refreshTimer);
+      this.refreshTimer = undefined;
       this.conn?.disconnect();
     })();
     return this.stopped;
@@ -209,9 +255,22 @@ export class Consumer<T = unknown> {
     });
   }
 
-  private wake(): void {
+  /**
+   * The one notifier: wakes everything waiting for the consumer's state to change (the loop waiting for a free slot,
+   * `stop()` waiting for the drain). Called by {@link Consumer.pump}, which runs after every change that can free a
+   * slot or end the drain (entries received, a handler settled, an XACK answered), and by `stop()`. A waiter
+   * re-checks its condition after each wake-up, so a spurious one costs nothing.
+   */
+  private changed(): void {
     if (this.waiters.length === 0) return;
-    for (const w of this.waiters.splice(0)) w();
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves at the next {@link Consumer.changed}. */
+  private nextChange(): Promise<void> {
+    return new Promise<void>((r) => this.waiters.push(r));
   }
 
   /**
@@ -227,33 +286,44 @@ export class Consumer<T = unknown> {
 
   /**
    * Entries a read or claim may ask for now: the free handler slots (none while received entries wait), at most
-   * `batch`. A read leaves the slots asked for by a claim in flight. A claim does not leave those of a read in flight:
-   * a read blocks for up to `blockMs` while the stream has nothing new, and with every slot asked for by it, no claim
-   * (redelivery of failed entries, takeover from dead consumers) would ever run. So when a claim and a read bring
-   * entries at the same moment, up to one claim's worth waits for slots.
+   * `batch`. Only the loop's reads and claims start handlers, one command at a time, and nothing else takes a slot,
+   * so what one command brings always starts at once.
    */
-  private room(forClaim: boolean): number {
+  private room(): number {
     if (this.head < this.queue.length) return 0;
-    const free = this.concurrency - this.occupied() - (forClaim ? 0 : this.claiming);
-    return Math.min(free, this.batch);
+    return Math.min(this.concurrency - this.occupied(), this.batch);
   }
 
   private async pause(ms: number): Promise<void> {
     await sleep(ms, undefined, { signal: this.stopper.signal }).catch(() => {});
   }
 
-  private async readLoop(): Promise<void> {
+  /**
+   * Reads and claims, taking turns: a claim when one is due (every `claimIntervalMs`), a read otherwise, blocking
+   * no longer than until the next claim is due; each asks only for the free slots, and nothing is sent while there
+   * are none.
+   */
+  private async loop(): Promise<void> {
     const { stream } = this.group.log.keys;
+    let cursor = "0-0";
+    let claimAt = performance.now() + this.claimIntervalMs;
     while (!this.stopping) {
       // Read ahead while handlers run, but only for free slots: an entry delivered to this consumer that cannot start
-      // would sit idle here (its claimIdleMs clock running) while another consumer of the group could handle it.
-      while (!this.stopping && this.room(false) <= 0) await new Promise<void>((r) => this.waiters.push(r));
+      // would sit here while another consumer of the group could handle it.
+      while (!this.stopping && this.room() <= 0) await this.nextChange();
       if (this.stopping) break;
+      const now = performance.now();
+      if (now >= claimAt) {
+        claimAt = now + this.claimIntervalMs;
+        cursor = await this.claim(cursor);
+        continue;
+      }
       try {
         await this.group.create();
         this.conn ??= this.openConnection();
-        const count = this.room(false);
-        if (count <= 0) continue; // a claim took the slots while the group was being created
+        const count = this.room();
+        if (count <= 0) continue;
+        const sent = performance.now();
         const reply = (await this.conn.xreadgroup(
           "GROUP",
           this.group.name,
@@ -261,7 +331,7 @@ export class Consumer<T = unknown> {
           "COUNT",
           count,
           "BLOCK",
-          this.blockMs,
+          Math.min(this.blockMs, Math.max(1, Math.ceil(claimAt - sent))),
           "STREAMS",
           stream,
           ">",
@@ -269,7 +339,7 @@ export class Consumer<T = unknown> {
         // Entries delivered by this read are ours even when stop() was called meanwhile: the drain handles them.
         const raws = reply?.[0]?.[1];
         if (raws !== undefined && raws.length > 0) {
-          for (const raw of raws) this.enqueue(parseEntry<T>(raw), 1);
+          for (const raw of raws) this.enqueue(parseEntry<T>(raw), 1, sent);
           this.pump();
         }
       } catch (err) {
@@ -286,57 +356,92 @@ export class Consumer<T = unknown> {
     return conn;
   }
 
-  private async claimLoop(): Promise<void> {
+  /** One claim for the free slots, from `cursor` on; returns the cursor of the next one. */
+  private async claim(cursor: string): Promise<string> {
     const log = this.group.log;
-    let cursor = "0-0";
-    while (!this.stopping) {
-      await this.pause(this.claimIntervalMs);
-      if (this.stopping) continue;
-      const count = this.room(true);
-      if (count <= 0) continue;
-      try {
-        // Entries whose handlers succeeded this turn and whose XACK waits for the end of the turn: acknowledged
-        // first, on the same connection, so Redis runs the XACK before the claim and the claim cannot take them
-        // back (or dead-letter them) as idle.
-        this.flushAcks();
-        this.claiming += count;
-        let reply: [string, [string, string[], number][], number];
-        try {
-          reply = await runScript(
-            log.redis,
-            eventlogScripts.claim,
-            [log.keys.stream, log.keys.dlq],
-            [this.group.name, this.group.consumer, this.claimIdleMs, cursor, count, this.maxDeliveries],
-          );
-        } finally {
-          this.claiming -= count;
-        }
-        const [next, entries, dead] = reply;
-        cursor = next;
-        this.counters.deadLettered += dead;
-        this.counters.claimed += entries.length;
-        for (const [id, fields, deliveries] of entries) this.enqueue(parseEntry<T>([id, fields]), deliveries);
-        this.pump();
-        if (entries.length > 0) {
-          notifyEvent(log.observer, {
-            primitive: "eventlog",
-            type: "claimed",
-            name: log.name,
-            attributes: { group: this.group.name, count: entries.length },
-          });
-        }
-      } catch (err) {
-        if (err instanceof Error && err.message.includes("NOGROUP")) await this.group.recreate().catch(() => {});
-        else this.report("consume-claim-error", err);
+    const count = this.room();
+    if (count <= 0) return cursor;
+    try {
+      // Entries whose handlers succeeded this turn and whose XACK waits for the end of the turn: acknowledged
+      // first, on the same connection, so Redis runs the XACK before the claim and the claim cannot take them
+      // back (or dead-letter them) as idle.
+      this.flushAcks();
+      const sent = performance.now();
+      const [next, entries, dead] = await runScript(
+        log.redis,
+        eventlogScripts.claim,
+        [log.keys.stream, log.keys.dlq],
+        [this.group.name, this.group.consumer, this.claimIdleMs, cursor, count, this.maxDeliveries],
+      );
+      this.counters.deadLettered += dead;
+      this.counters.claimed += entries.length;
+      for (const [id, fields, deliveries] of entries) this.enqueue(parseEntry<T>([id, fields]), deliveries, sent);
+      this.pump();
+      if (entries.length > 0) {
+        notifyEvent(log.observer, {
+          primitive: "eventlog",
+          type: "claimed",
+          name: log.name,
+          attributes: { group: this.group.name, count: entries.length },
+        });
       }
+      return next;
+    } catch (err) {
+      if (err instanceof Error && err.message.includes("NOGROUP")) await this.group.recreate().catch(() => {});
+      else this.report("consume-claim-error", err);
+      return cursor;
     }
   }
 
-  private enqueue(entry: Entry<T>, deliveries: number): void {
-    this.queue.push({ entry, deliveries, started: 0 });
+  private enqueue(entry: Entry<T>, deliveries: number, sent: number): void {
+    const job: Job<T> = { entry, deliveries, started: 0, fresh: sent };
+    this.queue.push(job);
+    this.held.add(job);
+    this.scheduleRefresh();
   }
 
-  /** Starts queued entries while handler slots are free; re-entrant calls (a sync handler finishing) are no-ops. */
+  private scheduleRefresh(): void {
+    if (this.refreshTimer !== undefined || this.held.size === 0) return;
+    this.refreshTimer = setTimeout(this.refreshNow, this.refreshEveryMs);
+  }
+
+  /**
+   * Resets the idle time, in Redis, of the held entries that have been held {@link Consumer.refreshAfterMs} since
+   * they were fresh: one script for all of them. One that is no longer pending for this consumer (reclaimed
+   * elsewhere after a stall, or acknowledged meanwhile) is no longer held. A failed refresh is reported and tried
+   * again at the next check.
+   */
+  private refresh(): void {
+    if (this.refreshing) return;
+    const now = performance.now();
+    const due: Job<T>[] = [];
+    for (const job of this.held) if (now - job.fresh >= this.refreshAfterMs) due.push(job);
+    if (due.length === 0) return;
+    this.refreshing = true;
+    const log = this.group.log;
+    const args: string[] = [this.group.name, this.group.consumer];
+    for (const job of due) args.push(job.entry.id);
+    runScriptDynamic(log.redis, eventlogScripts.refresh, [log.keys.stream], args)
+      .then(
+        (refreshed) => {
+          const kept = new Set(refreshed);
+          for (const job of due) {
+            if (kept.has(job.entry.id)) job.fresh = now;
+            else this.held.delete(job);
+          }
+        },
+        (err: unknown) => this.report("consume-refresh-error", err),
+      )
+      .finally(() => {
+        this.refreshing = false;
+      });
+  }
+
+  /**
+   * Starts queued entries while handler slots are free, then reports the change ({@link Consumer.changed}); runs
+   * after every change of what the consumer holds. Re-entrant calls (a sync handler finishing) are no-ops: the outer
+   * call goes on and reports.
+   */
   private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
@@ -354,6 +459,7 @@ export class Consumer<T = unknown> {
     } finally {
       this.pumping = false;
     }
+    this.changed();
   }
 
   /**
@@ -397,7 +503,6 @@ export class Consumer<T = unknown> {
   private release(): void {
     this.inflight--;
     this.pump();
-    this.wake();
   }
 
   /**
@@ -431,18 +536,21 @@ export class Consumer<T = unknown> {
   private acked(jobs: readonly Job<T>[], count: number, error: Error | undefined): void {
     this.ackInflight -= jobs.length;
     this.counters.acked += count;
+    // Settled either way: acknowledged, or (XACK failed) left pending to be delivered again after claimIdleMs.
+    for (const job of jobs) this.held.delete(job);
     if (this.observed) {
       if (error !== undefined) for (const job of jobs) this.notify(job, "ack-error", error);
       else for (let i = 0; i < jobs.length; i++) this.notify(jobs[i] as Job<T>, i < count ? "acked" : "already-acked");
     }
     // Slots held by entries awaiting this XACK are free again.
     this.pump();
-    this.wake();
   }
 
   /** A failed handler: counted, dead-lettered after `maxDeliveries`, otherwise left pending; never acknowledged. */
   private async fail(job: Job<T>, err: unknown): Promise<void> {
     const log = this.group.log;
+    // Left pending: no longer refreshed, so it is delivered again after claimIdleMs.
+    this.held.delete(job);
     this.counters.failed++;
     const error = err instanceof Error ? err : new Error(String(err));
     let outcome = "failed";

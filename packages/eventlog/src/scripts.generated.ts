@@ -51,4 +51,16 @@ export const eventlogScripts = {
     sha1: "7815e9e76eb0aef805e1ebc63aea2aa275343c09",
     source: "-- DeadLetter: moves one entry pending for a consumer to the dead-letter stream with the error, and acknowledges it.\n-- Does nothing when the entry is no longer pending for that consumer (another consumer reclaimed it meanwhile).\n-- KEYS[1] stream (stream): the log\n-- KEYS[2] dlq (stream): the dead-letter stream\n-- ARGV[1] group (string): consumer group\n-- ARGV[2] consumer (string): the consumer that holds the entry\n-- ARGV[3] id (string): the entry's id\n-- ARGV[4] error (string): why it failed\n-- Reply: number\nlocal pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])\nif #pending == 0 then return 0 end\nlocal payload = ''\nlocal entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])[1]\nif entry then\n  local fields = entry[2]\n  for i = 1, #fields, 2 do\n    if fields[i] == 'd' then payload = fields[i + 1] end\n  end\nend\nredis.call('XADD', KEYS[2], '*', 'id', ARGV[3], 'group', ARGV[1], 'consumer', ARGV[2],\n  'deliveries', pending[1][4], 'error', ARGV[4], 'd', payload)\nredis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\nreturn 1\n",
   }),
+  /**
+   * Refresh: resets the idle time of entries a live consumer still holds (their handlers run, or their XACK is on its
+   * KEYS: stream (stream).
+   * ARGV: group (string), consumer (string), id (string).
+   */
+  refresh: defineScript<["stream"], ["group","consumer","id"], string[]>({
+    name: "eventlog/refresh",
+    keys: ["stream"],
+    args: ["group","consumer","id"],
+    sha1: "ae1dba3b24b81eb4337615ed96287101fd5a668c",
+    source: "-- Refresh: resets the idle time of entries a live consumer still holds (their handlers run, or their XACK is on its\n-- way), so no consumer reclaims them as idle while their holder is alive. Only entries still pending for that\n-- consumer are refreshed: one reclaimed, acknowledged or dead-lettered meanwhile is left alone. Delivery counts do\n-- not change (XCLAIM ... JUSTID to the holder itself, min-idle-time 0).\n-- KEYS[1] stream (stream): the log\n-- ARGV[1] group (string): consumer group\n-- ARGV[2] consumer (string): the consumer holding the entries\n-- ARGV[3] id (string): an entry's id (one argument per entry, from the third on)\n-- Reply: string[]\n-- (the ids refreshed: still pending for the consumer and still in the stream)\nlocal stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]\nlocal ids = {}\nfor i = 3, #ARGV do\n  local id = ARGV[i]\n  if redis.call('XPENDING', stream, group, id, id, 1, consumer)[1] then ids[#ids + 1] = id end\nend\nlocal refreshed = {}\nfor from = 1, #ids, 500 do\n  local args = { 'XCLAIM', stream, group, consumer, 0 }\n  for i = from, math.min(from + 499, #ids) do args[#args + 1] = ids[i] end\n  args[#args + 1] = 'JUSTID'\n  for _, id in ipairs(redis.call(unpack(args))) do refreshed[#refreshed + 1] = id end\nend\nreturn refreshed\n",
+  }),
 } as const;

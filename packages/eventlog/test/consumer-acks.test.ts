@@ -252,7 +252,7 @@ describe("consumer group acknowledgements", () => {
       return xack.apply(redis, args);
     };
     client.evalsha = (...args) => {
-      order.push("evalsha"); // the only script this test's consumer runs: the claim
+      order.push("evalsha"); // the claim first; a refresh of the entry awaiting its XACK may follow
       return evalsha.apply(redis, args);
     };
     const calls: number[] = [];
@@ -266,23 +266,18 @@ describe("consumer group acknowledgements", () => {
         (_entry, { deliveries }) => {
           calls.push(deliveries);
           if (calls.length > 1) return;
-          // Finish on a timer that fires in the same event-loop turn as the claim timer, just before it: schedule
-          // it now (it is due first), then hold the event loop until the claim timer is due too. The entry has been
-          // pending far longer than claimIdleMs by then.
-          return new Promise<void>((resolve) => {
-            setTimeout(() => {
-              claimsWhenHandlerFinished = order.filter((c) => c === "evalsha").length;
-              setImmediate(() => {
-                claimsAtTurnEnd = order.filter((c) => c === "evalsha").length;
-              });
-              resolve();
-            }, 1);
-            while (performance.now() < startedAt + claimIntervalMs + 30) {
-              // busy: the claim timer comes due
-            }
+          // A synchronous handler that holds the event loop until the next claim is due (the entry has been pending
+          // far longer than claimIdleMs by then, and no refresh could run): when it returns, its slot is free and
+          // the consumer's loop sends the claim in this same turn.
+          while (performance.now() < startedAt + claimIntervalMs + 30) {
+            // busy: the claim comes due
+          }
+          claimsWhenHandlerFinished = order.filter((c) => c === "evalsha").length;
+          setImmediate(() => {
+            claimsAtTurnEnd = order.filter((c) => c === "evalsha").length;
           });
         },
-        { concurrency: 2, claimIdleMs: 10, claimIntervalMs, blockMs: 100 },
+        { concurrency: 1, claimIdleMs: 10, claimIntervalMs, blockMs: 100 },
       );
       await waitUntil("the claim ran", () => claimsAtTurnEnd >= 0);
       await sleep(100);
