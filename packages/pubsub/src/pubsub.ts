@@ -86,7 +86,10 @@ export interface HandlerErrorInfo {
   readonly error: Error;
 }
 
-/** Events a {@link PubSub} emits. None of them is `error`, so an unlistened event never throws. */
+/**
+ * Events a {@link PubSub} emits. None of them is `error`, so an unlistened event never throws; an exception thrown by
+ * a listener is dropped (delivery and the connection are unaffected).
+ */
 export interface PubSubEvents {
   /** The subscriber connection was lost and every subscription is active again: messages may have been missed. */
   resubscribed: [info: ResubscribedInfo];
@@ -493,7 +496,13 @@ export class PubSub extends EventEmitter<PubSubEvents> {
       type: "resubscribed",
       attributes: { channels, patterns, downtimeMs },
     });
-    this.emit("resubscribed", info);
+    // Called from a promise nobody awaits (resubscribe) or from an ioredis event: a throwing listener must neither
+    // become an unhandled rejection nor throw into ioredis.
+    try {
+      this.emit("resubscribed", info);
+    } catch {
+      // a throwing listener is the listener's problem
+    }
   }
 
   private dispatch(map: Map<string, ChannelEntry>, key: Buffer, data: Buffer, channel?: Buffer): void {

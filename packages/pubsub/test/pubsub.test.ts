@@ -320,6 +320,33 @@ describe("PubSub on a server of its own", () => {
     expect(b.stats().resubscriptions).toBe(1);
     await b.close();
   });
+
+  it("a 'resubscribed' listener that throws leaves no unhandled rejection, and delivery goes on", async () => {
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", record);
+    try {
+      const b = new PubSub(redis, { prefix });
+      b.on("resubscribed", () => {
+        throw new Error("listener bug");
+      });
+      const got: number[] = [];
+      await b.subscribe<number>("restart-throwing", (m) => {
+        got.push(m);
+      });
+      await server.restart();
+      await waitUntil("resubscribed", () => b.stats().resubscriptions === 1, 5_000);
+      await waitUntil("publish after restart reaches the subscriber", async () => {
+        await b.publish("restart-throwing", 1);
+        return got.includes(1);
+      });
+      await new Promise((r) => setImmediate(r));
+      expect(unhandled).toEqual([]);
+      await b.close();
+    } finally {
+      process.off("unhandledRejection", record);
+    }
+  });
 });
 
 describe("PubSub on the 3-master cluster", () => {
