@@ -734,8 +734,11 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
     wired.add(limit.id);
     const hook = hookFor(limit);
     const existing = route[limit.hook] as unknown;
+    const others = existing === undefined ? [] : Array.isArray(existing) ? existing : [existing];
+    // onRequest: first, before any work of the route. Later hooks: after the route's own hooks of that phase, so a
+    // key can come from what they set (e.g. the user a route-level preHandler authenticated).
     (route as unknown as Record<string, unknown>)[limit.hook] =
-      existing === undefined ? [hook] : [hook, ...(Array.isArray(existing) ? existing : [existing])];
+      limit.hook === "onRequest" ? [hook, ...others] : [...others, hook];
   });
 
   const metricsPath =

@@ -1,0 +1,280 @@
+import { connect, InvalidArgumentError, type RedisClient, safeRedisOptions } from "@coordis/core";
+import { coordis } from "@coordis/fastify";
+import { type FaultProxy, startProxy, testPrefix } from "@coordis/testing";
+import fastifyRateLimit from "@fastify/rate-limit";
+import Fastify from "fastify";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+
+const url = inject("coordisRedisUrl");
+const prefix = testPrefix("fastify-traps");
+
+let shared: RedisClient;
+beforeAll(() => {
+  shared = connect(url);
+});
+afterAll(() => {
+  shared.disconnect();
+});
+
+let n = 0;
+const freshPrefix = () => `${prefix}-${n++}`;
+
+describe("safe defaults", () => {
+  it("routes without a group have their own budgets, with the same rules or unnamed ones", async () => {
+    const app = Fastify();
+    await app.register(coordis, {
+      redis: shared,
+      prefix: freshPrefix(),
+      rateLimit: { rules: [{ name: "m", limit: 2, windowMs: 60_000 }] },
+    });
+    app.get("/a", { config: { coordis: { rateLimit: true } } }, async () => "ok");
+    app.get("/b", { config: { coordis: { rateLimit: true } } }, async () => "ok");
+    app.post(
+      "/login",
+      { config: { coordis: { rateLimit: { rules: [{ limit: 2, windowMs: 60_000 }] } } } },
+      async () => "ok",
+    );
+    app.get(
+      "/feed",
+      { config: { coordis: { rateLimit: { rules: [{ limit: 100, windowMs: 60_000 }] } } } },
+      async () => "ok",
+    );
+    try {
+      // Same default rules on two routes: two budgets.
+      for (let i = 0; i < 2; i++) expect((await app.inject({ method: "GET", url: "/a" })).statusCode).toBe(200);
+      expect((await app.inject({ method: "GET", url: "/a" })).statusCode).toBe(429);
+      expect((await app.inject({ method: "GET", url: "/b" })).statusCode).toBe(200);
+      // Unnamed rules of different routes: two budgets.
+      for (let i = 0; i < 3; i++) expect((await app.inject({ method: "GET", url: "/feed" })).statusCode).toBe(200);
+      const login = [];
+      for (let i = 0; i < 3; i++) login.push((await app.inject({ method: "POST", url: "/login" })).statusCode);
+      expect(login).toEqual([200, 200, 429]);
+      const feed = await app.inject({ method: "GET", url: "/feed" });
+      expect(feed.statusCode).toBe(200);
+      expect(feed.headers.ratelimit).toMatch(/;r=96;/);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("routes sharing a group must have identical, named rules (error when the route is declared)", async () => {
+    const app = Fastify();
+    await app.register(coordis, { redis: shared, prefix: freshPrefix() });
+    app.get(
+      "/a",
+      { config: { coordis: { rateLimit: { group: "api", rules: [{ name: "m", limit: 5, windowMs: 60_000 }] } } } },
+      async () => 1,
+    );
+    // The same rules in the same group: fine.
+    app.get(
+      "/b",
+      { config: { coordis: { rateLimit: { group: "api", rules: [{ name: "m", limit: 5, windowMs: 60_000 }] } } } },
+      async () => 1,
+    );
+    const different = () =>
+      app.get(
+        "/c",
+        { config: { coordis: { rateLimit: { group: "api", rules: [{ name: "m", limit: 50, windowMs: 60_000 }] } } } },
+        async () => 1,
+      );
+    expect(different).toThrow(InvalidArgumentError);
+    expect(different).toThrow(/GET \/a/);
+    expect(() =>
+      app.get(
+        "/d",
+        { config: { coordis: { rateLimit: { group: "other", rules: [{ limit: 5, windowMs: 60_000 }] } } } },
+        async () => 1,
+      ),
+    ).toThrow(/named rules/);
+    await app.close();
+  });
+
+  it("an un-awaited register still limits the routes declared right after it", async () => {
+    const app = Fastify();
+    // The usual Fastify style: register is not awaited, routes follow at once.
+    app.register(coordis, {
+      redis: shared,
+      prefix: freshPrefix(),
+      rateLimit: { rules: [{ name: "m", limit: 2, windowMs: 60_000 }] },
+    });
+    app.get("/early", { config: { coordis: { rateLimit: true } } }, async () => "ok");
+    app.get("/free", async () => "ok");
+    try {
+      await app.ready();
+      const codes = [];
+      for (let i = 0; i < 3; i++) codes.push((await app.inject({ method: "GET", url: "/early" })).statusCode);
+      expect(codes).toEqual([200, 200, 429]);
+      const res = await app.inject({ method: "GET", url: "/early" });
+      expect(res.headers["ratelimit-policy"]).toBe('"m";q=2;w=60');
+      const free = await app.inject({ method: "GET", url: "/free" });
+      expect(free.statusCode).toBe(200);
+      expect(free.headers.ratelimit).toBeUndefined();
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("an un-awaited register with a misconfigured early route answers 500 naming the route, never unlimited", async () => {
+    const app = Fastify({ logger: false });
+    app.register(coordis, { redis: shared, prefix: freshPrefix() });
+    app.get("/early", { config: { coordis: { rateLimit: true } } }, async () => "ok");
+    try {
+      await app.ready();
+      const res = await app.inject({ method: "GET", url: "/early" });
+      expect(res.statusCode).toBe(500);
+      expect(res.json().detail).toContain("GET /early");
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("a key function returning undefined is a 500 naming the route, not a shared bucket", async () => {
+    const app = Fastify();
+    await app.register(coordis, { redis: shared, prefix: freshPrefix() });
+    app.get(
+      "/k",
+      {
+        config: {
+          coordis: {
+            rateLimit: {
+              rules: [{ name: "m", limit: 1, windowMs: 60_000 }],
+              key: (req) => req.headers["x-api-key"] as string,
+            },
+          },
+        },
+      },
+      async () => "ok",
+    );
+    try {
+      const anonymous = await app.inject({ method: "GET", url: "/k" });
+      expect(anonymous.statusCode).toBe(500);
+      expect(anonymous.headers["content-type"]).toMatch(/^application\/problem\+json/);
+      expect(anonymous.json().detail).toContain("GET /k");
+      expect((await app.inject({ method: "GET", url: "/k" })).statusCode).toBe(500);
+      // Nothing was counted under a shared "undefined" key: a real caller still has its budget.
+      const alice = await app.inject({ method: "GET", url: "/k", headers: { "x-api-key": "alice" } });
+      expect(alice.statusCode).toBe(200);
+      const empty = await app.inject({ method: "GET", url: "/k", headers: { "x-api-key": "" } });
+      expect(empty.statusCode).toBe(500);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe("user-supplied clients", () => {
+  it("rejects a client that re-sends unanswered commands or has no command timeout, naming the fix", async () => {
+    const unsafe = new Redis(url.replace(/^redis:/, "redis:"), { lazyConnect: true });
+    const app = Fastify();
+    app.register(coordis, { redis: unsafe });
+    const err = await app.ready().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as InvalidArgumentError).argument).toBe("options.redis");
+    expect((err as Error).message).toMatch(/autoResendUnfulfilledCommands/);
+    expect((err as Error).message).toMatch(/commandTimeout/);
+    expect((err as Error).message).toMatch(/safeRedisOptions/);
+    expect(unsafe.status).toBe("wait"); // never connected, nothing sent
+    await app.close().catch(() => undefined);
+    unsafe.disconnect();
+
+    const safe = new Redis(url, { ...safeRedisOptions, lazyConnect: true });
+    const ok = Fastify();
+    await ok.register(coordis, { redis: safe });
+    await ok.ready();
+    await ok.close();
+    safe.disconnect();
+  });
+});
+
+describe("close after an outage", () => {
+  let proxy: FaultProxy;
+  beforeAll(async () => {
+    proxy = await startProxy({ target: url });
+  });
+  afterAll(async () => {
+    await proxy.close();
+  });
+
+  it("app.close() resolves promptly while the plugin's client is reconnecting", async () => {
+    const app = Fastify();
+    await app.register(coordis, {
+      url: proxy.url,
+      prefix: freshPrefix(),
+      connectOptions: { commandTimeoutMs: 300, connectTimeoutMs: 300 },
+      rateLimit: { rules: [{ name: "m", limit: 100, windowMs: 60_000 }] },
+    });
+    app.get("/x", { config: { coordis: { rateLimit: true } } }, async () => "ok");
+    await app.ready();
+    expect((await app.inject({ method: "GET", url: "/x" })).statusCode).toBe(200);
+    proxy.blackhole();
+    expect((await app.inject({ method: "GET", url: "/x" })).statusCode).toBe(503);
+    proxy.dropConnections();
+    const redis = app.coordis.redis;
+    // Wait until the client is between connection attempts (it cannot reach Redis through the blackhole).
+    const deadline = Date.now() + 10_000;
+    while (redis.status !== "reconnecting" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(redis.status).toBe("reconnecting");
+    const started = performance.now();
+    const outcome = await Promise.race([
+      app.close().then(() => "closed"),
+      new Promise((r) => setTimeout(() => r("hung"), 5_000)),
+    ]);
+    expect(outcome).toBe("closed");
+    expect(performance.now() - started).toBeLessThan(3_000);
+    proxy.heal();
+  });
+});
+
+describe("beside @fastify/rate-limit", () => {
+  it("both plugins registered, each reading its own route config", async () => {
+    const app = Fastify();
+    await app.register(fastifyRateLimit, { global: false });
+    await app.register(coordis, { redis: shared, prefix: freshPrefix() });
+    app.get("/old", { config: { rateLimit: { max: 2, timeWindow: 60_000 } } }, async () => "ok");
+    app.get(
+      "/new",
+      { config: { coordis: { rateLimit: { rules: [{ name: "m", limit: 1, windowMs: 60_000 }] } } } },
+      async () => "ok",
+    );
+    app.get(
+      "/both",
+      {
+        config: {
+          rateLimit: { max: 3, timeWindow: 60_000 },
+          coordis: { rateLimit: { rules: [{ name: "m", limit: 1, windowMs: 60_000 }] } },
+        },
+      },
+      async () => "ok",
+    );
+    try {
+      const old = [];
+      for (let i = 0; i < 3; i++) old.push((await app.inject({ method: "GET", url: "/old" })).statusCode);
+      expect(old).toEqual([200, 200, 429]);
+      const first = await app.inject({ method: "GET", url: "/old" });
+      expect(first.headers.ratelimit).toBeUndefined(); // Coordis does not touch it
+      const fresh = [];
+      for (let i = 0; i < 2; i++) fresh.push((await app.inject({ method: "GET", url: "/new" })).statusCode);
+      expect(fresh).toEqual([200, 429]);
+      const both = await app.inject({ method: "GET", url: "/both" });
+      expect(both.statusCode).toBe(200);
+      expect(both.headers["x-ratelimit-limit"]).toBe("3");
+      expect(both.headers["ratelimit-policy"]).toBe('"m";q=1;w=60');
+      expect((await app.inject({ method: "GET", url: "/both" })).statusCode).toBe(429);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("a Coordis-shaped config.rateLimit is an error telling where it moved", async () => {
+    const app = Fastify();
+    await app.register(coordis, { redis: shared, prefix: freshPrefix() });
+    expect(() => app.get("/x", { config: { rateLimit: true } as never }, async () => 1)).toThrow(
+      /config\.coordis\.rateLimit/,
+    );
+    await app.close();
+  });
+});
