@@ -169,16 +169,23 @@ export class Batcher<I, R> {
       failAll(err);
       return;
     }
+    // The promise `then` returns is awaited by nobody, so this handler must not throw (that would be an unhandled
+    // rejection, which ends a Node process): a malformed reply fails the callers instead.
     sent.then((outcomes) => {
-      if (outcomes.length !== list.length) {
-        failAll(new Error(`batch runner returned ${outcomes.length} outcomes for ${list.length} items`));
-        return;
+      try {
+        if (!Array.isArray(outcomes) || outcomes.length !== list.length) {
+          const got = Array.isArray(outcomes) ? `${outcomes.length} outcomes` : String(outcomes);
+          failAll(new Error(`batch runner returned ${got} for ${list.length} items`));
+          return;
+        }
+        outcomes.forEach((o, i) => {
+          const p = list[i] as Pending<I, R>;
+          if (o.ok) p.resolve(o.value);
+          else p.reject(o.error);
+        });
+      } catch (err) {
+        failAll(err); // settles the callers not settled yet
       }
-      outcomes.forEach((o, i) => {
-        const p = list[i] as Pending<I, R>;
-        if (o.ok) p.resolve(o.value);
-        else p.reject(o.error);
-      });
     }, failAll);
   }
 }
