@@ -495,6 +495,13 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
         throw renamed(err, name);
       }
     }
+    const cost = own.cost ?? defaults.cost ?? 1;
+    if (pair !== undefined && typeof cost === "number") {
+      const capacity = Math.min(...((pair.plain ?? pair.batched) as RateLimiter).rules.map((r) => r.capacity));
+      if (cost > capacity) {
+        throw new InvalidArgumentError(`${name}.cost`, `${cost} is above the smallest rule capacity ${capacity}`);
+      }
+    }
     const group = explicitGroup ?? routeGroup(method, url);
     if (explicitGroup !== undefined) {
       if (Array.isArray(rules) && rules.some((r) => r === null || typeof r !== "object" || r.name === undefined)) {
@@ -521,7 +528,7 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
       hook: own.hook ?? defaults.hook ?? "onRequest",
       key: own.key ?? defaults.key ?? defaultKey,
       rules: pair ?? (rules as RateLimitRulesFn),
-      cost: own.cost ?? defaults.cost ?? 1,
+      cost,
       allow: allowList === undefined ? null : typeof allowList === "function" ? allowList : new Set(allowList),
       draft: headers.draft ?? true,
       legacy: headers.legacy ?? false,
