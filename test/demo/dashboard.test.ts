@@ -45,10 +45,14 @@ describe("dashboard", () => {
     await page.locator('#live[data-state="live"]').waitFor({ timeout: 15_000 });
     await page.locator('#rules [data-rule="burst"]').waitFor({ timeout: 15_000 });
 
+    // The dashboard's key is issued per client address (the browser and this test share 127.0.0.1); r1 issued it
+    // and r2 accepts it, since the replicas share the signing secret.
+    const snap = (await (await fetch(`${pageUrl}/v1/dashboard`)).json()) as { apiKey: { id: string; key: string } };
+    expect(await page.locator("#demo-key").textContent()).toBe(snap.apiKey.id);
     const player = `ui-${Date.now()}`;
     const res = await fetch(`${apiUrl}/v1/scores`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-api-key": "browser-test" },
+      headers: { "content-type": "application/json", "x-api-key": snap.apiKey.key },
       body: JSON.stringify({ playerId: player, name: "Grace", score: 31_337 }),
     });
     expect(res.status).toBe(201);
@@ -59,6 +63,13 @@ describe("dashboard", () => {
     expect(await row.locator("td").nth(1).textContent()).toBe("Grace");
     await expect.poll(() => page.locator("#last-score").textContent()).toContain("via r2");
     await page.locator("#audit li").first().waitFor({ timeout: 15_000 });
+
+    // "Spend one request" uses the page's key; the panel follows the key's budget (the submit above and this call).
+    await page.locator("#spend").click();
+    await expect.poll(() => page.locator("#spend-result").textContent()).toMatch(/^HTTP 200 from r1/);
+    await expect
+      .poll(() => page.locator('#rules [data-rule="daily"] .rule-head span').textContent())
+      .toMatch(/^998 \/ 1000 left/);
 
     mkdirSync(OUTPUT, { recursive: true });
     await page.screenshot({ path: `${OUTPUT}dashboard.png`, fullPage: true });

@@ -45,6 +45,7 @@ const ROUTES: RouteSpec[] = [
   { method: "GET", path: "/v1/audit" },
   { method: "GET", path: "/v1/audit/verify", admin: true },
   { method: "POST", path: "/v1/admin/ratelimit/:key/reset", admin: true },
+  { method: "POST", path: "/v1/admin/keys", body: true, admin: true },
   { method: "GET", path: "/v1/ratelimit/:key" },
   { method: "GET", path: "/v1/dashboard" },
   { method: "GET", path: "/v1/jobs" },
@@ -99,7 +100,14 @@ const body = fc.oneof(
 );
 const headers = fc.record(
   {
-    "x-api-key": fc.oneof(hostile, fc.string({ maxLength: 80 })),
+    "x-api-key": fc.oneof(
+      hostile,
+      fc.string({ maxLength: 80 }),
+      // Well formed, but not issued by this service.
+      fc
+        .tuple(fc.stringMatching(/^[A-Za-z0-9_-]{1,32}$/), fc.stringMatching(/^[A-Za-z0-9_-]{43}$/))
+        .map(([id, sig]) => `${id}.${sig}`),
+    ),
     authorization: fc.oneof(fc.constant(`Bearer ${token}`), fc.string({ maxLength: 40 })),
   },
   { requiredKeys: [] },

@@ -1,4 +1,5 @@
 import type { RedisClient } from "@coordis/core";
+import { ApiKeys } from "@coordis/demo";
 import { EventLog } from "@coordis/eventlog";
 import { tickHistory } from "@coordis/lock";
 import { type RedisServer, startRedis, testPrefix } from "@coordis/testing";
@@ -8,6 +9,8 @@ import { eventually, openSse, type Replicas, startReplicas } from "./replicas.js
 // Three demo replicas (real processes) on one Redis started here: the demo end to end.
 const prefix = testPrefix("demo");
 const token = "test-admin-token";
+const secret = "replicas-test-api-key-secret";
+const keys = new ApiKeys(secret);
 const BURST = 15;
 const DAILY = 25;
 let redis: RedisServer;
@@ -22,6 +25,7 @@ beforeAll(async () => {
     REDIS_URL: redis.url,
     COORDIS_PREFIX: prefix,
     ADMIN_TOKEN: token,
+    API_KEY_SECRET: secret,
     RATE_LIMIT_BURST: String(BURST),
     RATE_LIMIT_BURST_WINDOW_MS: "5000",
     RATE_LIMIT_DAILY: String(DAILY),
@@ -44,8 +48,9 @@ const idAtMost = (a: string, b: string) => {
 };
 
 let keyCount = 0;
-/** A fresh API key per call, so tests never share a rate-limit budget. */
-const freshKey = () => `k${process.pid}-${keyCount++}`;
+/** A fresh issued API key per call, so tests never share a rate-limit budget. */
+const freshKey = () => keys.issue(`k${process.pid}-${keyCount++}`);
+const idOf = (key: string) => key.slice(0, key.indexOf("."));
 const at = (i: number) => urls[i % urls.length] as string;
 const post = (base: string, path: string, body: unknown, key = freshKey()) =>
   fetch(`${base}${path}`, {
@@ -79,7 +84,7 @@ describe("demo across three replicas", () => {
     await eventually(
       "the burst window to reset",
       async () => {
-        const state = (await (await fetch(`${at(1)}/v1/ratelimit/${key}`)).json()) as {
+        const state = (await (await fetch(`${at(1)}/v1/ratelimit/${idOf(key)}`)).json()) as {
           rules: Array<{ name: string; remaining: number }>;
         };
         return state.rules.find((r) => r.name === "burst")?.remaining === BURST ? true : undefined;
@@ -91,6 +96,29 @@ describe("demo across three replicas", () => {
     expect(second.filter((r) => r.status === 200)).toHaveLength(DAILY - BURST);
     const last = second.find((r) => r.status === 429) as Response;
     expect(((await last.json()) as { detail: string }).detail).toContain('"daily"');
+  });
+
+  it("accepts a key issued through one replica on every replica, and only issued keys", async () => {
+    const res = await fetch(`${at(0)}/v1/admin/keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ count: 1 }),
+    });
+    expect(res.status).toBe(201);
+    const [issued] = ((await res.json()) as { keys: Array<{ id: string; key: string }> }).keys;
+    const key = issued?.key as string;
+    const spend = (i: number, k: string) =>
+      fetch(`${at(i)}/v1/leaderboards/all/top?n=1`, { headers: { "x-api-key": k } });
+    for (let i = 0; i < 3; i++) expect((await spend(i, key)).status).toBe(200);
+    const state = (await (await fetch(`${at(2)}/v1/ratelimit/${issued?.id}`)).json()) as {
+      rules: Array<{ name: string; remaining: number }>;
+    };
+    expect(state.rules.find((r) => r.name === "burst")?.remaining).toBe(BURST - 3);
+    // Another secret's key, and 20 made-up keys, get no budget on any replica.
+    const foreign = new ApiKeys("some-other-secret-entirely").issue(issued?.id);
+    for (let i = 0; i < 3; i++) expect((await spend(i, foreign)).status).toBe(401);
+    const madeUp = await Promise.all(Array.from({ length: 20 }, (_, i) => spend(i, `made-up-${i}`)));
+    expect(madeUp.map((r) => r.status)).toEqual(Array(20).fill(400));
   });
 
   it("runs each cron tick on exactly one replica", async () => {

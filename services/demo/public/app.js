@@ -1,6 +1,7 @@
 // Coordis demo dashboard: one snapshot from /v1/dashboard, then live updates over two SSE streams.
+// The snapshot carries this visitor's own API key (one per client address), which the forms below spend.
 const $ = (selector) => document.querySelector(selector);
-const state = { demoKey: "demo", audit: new Map() };
+const state = { key: undefined, keyId: undefined, audit: new Map() };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -86,6 +87,8 @@ function describe(data) {
       return `admin deleted player ${data.playerId} (via ${data.replica})`;
     case "ratelimit-reset":
       return `admin refilled key ${data.key} (via ${data.replica})`;
+    case "api-key-issued":
+      return `admin issued ${data.ids.length} API key(s) (via ${data.replica})`;
     case "replica-started":
       return `replica ${data.replica} started`;
     default:
@@ -121,8 +124,9 @@ async function loadSnapshot() {
   const res = await fetch("/v1/dashboard");
   if (!res.ok) throw new Error(`dashboard: HTTP ${res.status}`);
   const snap = await res.json();
-  state.demoKey = snap.ratelimit.key;
-  $("#demo-key").textContent = snap.ratelimit.key;
+  state.key = snap.apiKey.key;
+  state.keyId = snap.apiKey.id;
+  $("#demo-key").textContent = snap.apiKey.id;
   renderBoard("daily", snap.top.daily);
   renderBoard("all", snap.top.all);
   renderRules(snap.ratelimit.rules);
@@ -136,10 +140,30 @@ function setLive(ok) {
   pill.textContent = ok ? "live" : "reconnecting…";
 }
 
+async function refreshRules() {
+  if (state.keyId === undefined) return;
+  const res = await fetch(`/v1/ratelimit/${encodeURIComponent(state.keyId)}`);
+  if (res.ok) renderRules((await res.json()).rules);
+}
+
+// An EventSource reconnects by itself after a dropped stream, but not after a refusal (429/503 over the stream
+// caps): then open a new one a little later.
+function stream(path, onOpen, onError) {
+  const source = new EventSource(path);
+  source.addEventListener("open", onOpen);
+  source.addEventListener("error", () => {
+    onError();
+    if (source.readyState === EventSource.CLOSED) setTimeout(() => stream(path, onOpen, onError), 5_000);
+  });
+  return source;
+}
+
 function connect() {
-  const events = new EventSource("/v1/events");
-  events.addEventListener("open", () => setLive(true));
-  events.addEventListener("error", () => setLive(false));
+  const events = stream(
+    "/v1/events",
+    () => setLive(true),
+    () => setLive(false),
+  );
   events.addEventListener("top10", (e) => {
     const m = JSON.parse(e.data);
     renderBoard("daily", m.top.daily, m.playerId);
@@ -147,18 +171,25 @@ function connect() {
     $("#last-score").textContent = `${m.name} scored ${m.score.toLocaleString()} (via ${m.replica})`;
   });
   events.addEventListener("job", () => void refreshJobs());
-  events.addEventListener("ratelimit", (e) => renderRules(JSON.parse(e.data).rules));
   events.addEventListener("player", (e) => {
     if (JSON.parse(e.data).action === "deleted") void loadSnapshot();
   });
-  const audit = new EventSource("/v1/audit/stream");
+  const audit = stream(
+    "/v1/audit/stream",
+    () => {},
+    () => {},
+  );
   audit.addEventListener("audit", (e) => addAudit(JSON.parse(e.data)));
+  setInterval(() => {
+    if (document.visibilityState === "visible") void refreshRules();
+  }, 1_000);
 }
 
 async function call(path, init, out) {
   const res = await fetch(path, init);
   const limit = res.headers.get("RateLimit") ?? "";
   out.textContent = `HTTP ${res.status} from ${res.headers.get("x-replica-id") ?? "?"}  ${limit}`;
+  void refreshRules();
   return res;
 }
 
@@ -171,7 +202,7 @@ $("#score-form").addEventListener("submit", async (event) => {
     "/v1/scores",
     {
       method: "POST",
-      headers: { "content-type": "application/json", "x-api-key": state.demoKey },
+      headers: { "content-type": "application/json", "x-api-key": state.key },
       body: JSON.stringify(body),
     },
     $("#submit-result"),
@@ -179,7 +210,7 @@ $("#score-form").addEventListener("submit", async (event) => {
 });
 
 $("#spend").addEventListener("click", () =>
-  call("/v1/leaderboards/all/top?n=1", { headers: { "x-api-key": state.demoKey } }, $("#spend-result")),
+  call("/v1/leaderboards/all/top?n=1", { headers: { "x-api-key": state.key } }, $("#spend-result")),
 );
 
 loadSnapshot()

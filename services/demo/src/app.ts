@@ -10,7 +10,8 @@ import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import type { Registry } from "prom-client";
+import { Gauge, type Registry } from "prom-client";
+import { ApiKeys, isWellFormedApiKey, loadApiKeySecret } from "./apikeys.js";
 import type { DemoConfig } from "./config.js";
 import { JOB_NAMES, type JobSpec, recentRuns, scheduleJobs } from "./jobs.js";
 import { type Profile, ProfileStore } from "./profiles.js";
@@ -20,6 +21,7 @@ import {
   AuditQuery,
   BoardParams,
   BoardPlayerParams,
+  IssueKeysBody,
   KeyParams,
   PlayerParams,
   ProfileBody,
@@ -32,6 +34,7 @@ import { SseHub } from "./sse.js";
 export type AuditEvent =
   | { type: "player-deleted"; playerId: string; replica: string; by: "admin" }
   | { type: "ratelimit-reset"; key: string; replica: string; by: "admin" }
+  | { type: "api-key-issued"; ids: string[]; replica: string; by: "admin" }
   | { type: "job-run"; job: string; tick: number; fence: number; replica: string; summary: unknown }
   | { type: "replica-started"; replica: string };
 
@@ -103,9 +106,24 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
   const replica = config.replicaId;
   const burstRule = { name: "burst", limit: config.burstLimit, windowMs: config.burstWindowMs };
   const dailyRule = { name: "daily", limit: config.dailyLimit, windowMs: 86_400_000 };
+  // API keys are `<id>.<signature>`, signed with a secret every replica shares (see apikeys.ts). A request is
+  // budgeted by its key's id only when the key verifies; without a key, by the client address. The onRequest hook
+  // below refuses malformed (400) and unverified (401) keys before the limiter runs, so rotating or borrowing key
+  // strings never yields a budget, and a bad key never spends one.
+  let keys: ApiKeys | undefined;
+  const verified = new WeakMap<FastifyRequest, string | null>();
+  const keyIdOf = (req: FastifyRequest): string | null => {
+    let id = verified.get(req);
+    if (id === undefined) {
+      const header = req.headers["x-api-key"];
+      id = typeof header === "string" && keys !== undefined ? (keys.verify(header) ?? null) : null;
+      verified.set(req, id);
+    }
+    return id;
+  };
   const apiKeyOf = (req: FastifyRequest) => {
-    const header = req.headers["x-api-key"];
-    return typeof header === "string" && header !== "" ? `key:${header}` : `ip:${req.ip}`;
+    const id = keyIdOf(req);
+    return id === null ? `ip:${req.ip}` : `key:${id}`;
   };
 
   app.addHook("onSend", async (_req, reply) => {
@@ -137,7 +155,13 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
       },
       components: {
         securitySchemes: {
-          apiKey: { type: "apiKey", in: "header", name: "x-api-key" },
+          apiKey: {
+            type: "apiKey",
+            in: "header",
+            name: "x-api-key",
+            description:
+              "An issued key `<id>.<signature>` (POST /v1/admin/keys; the dashboard gets one per address). Optional: without it the client address is the budget.",
+          },
           admin: { type: "http", scheme: "bearer" },
         },
       },
@@ -152,6 +176,19 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
     rateLimit: { rules: [burstRule, dailyRule], key: apiKeyOf, group: "api" },
   });
   const { redis } = app.coordis;
+  keys = new ApiKeys(await loadApiKeySecret(config.apiKeySecret, redis, config.prefix));
+  // Every route, limited or not: a present x-api-key must be well formed and verify, checked before any budget.
+  app.addHook("onRequest", async (req, reply) => {
+    const header = req.headers["x-api-key"];
+    if (header === undefined) return;
+    if (typeof header !== "string" || !isWellFormedApiKey(header)) {
+      return problem(reply, 400, "Bad Request", "x-api-key must be an issued API key: <id>.<43 base64url characters>");
+    }
+    if (keyIdOf(req) === null) {
+      reply.header("www-authenticate", 'ApiKey realm="coordis-demo"');
+      return problem(reply, 401, "Unauthorized", "x-api-key is not a key this service issued.");
+    }
+  });
   const board = new Leaderboard<{ name?: string }>(
     redis,
     "scores",
@@ -161,37 +198,31 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
   const pubsub = new PubSub(redis, app.coordis.options());
   const profiles = await ProfileStore.create(app.coordis, config);
 
-  const events = new SseHub();
-  const auditStream = new SseHub();
+  // Both streams share one hub, so the per-address and total caps count a client's streams together.
+  const sse = new SseHub({
+    maxClients: config.sseMaxClients,
+    maxPerAddress: config.sseMaxPerAddress,
+    maxBufferBytes: config.sseMaxBufferBytes,
+  });
+  const registry = app.coordis.metrics?.registry;
+  if (registry !== undefined) registerSseMetrics(registry, sse);
   const stop = new AbortController();
 
   // Pub/sub fan-out: a score submitted on any replica reaches the SSE clients of every replica.
   const unsubscribe = await pubsub.subscribe<DemoMessage>(CHANNEL, async (message) => {
-    events.send(message.type, message);
+    sse.send("events", message.type, message);
   });
 
   // One live tail of the audit log per replica, fanned out to its SSE clients (restarted after errors and gaps).
   const tailLoop = (async () => {
     while (!stop.signal.aborted) {
       try {
-        for await (const entry of audit.tail({ from: "end", signal: stop.signal })) auditStream.send("audit", entry);
+        for await (const entry of audit.tail({ from: "end", signal: stop.signal })) sse.send("audit", "audit", entry);
       } catch {
         if (!stop.signal.aborted) await sleep(500).catch(() => {});
       }
     }
   })();
-
-  // The dashboard's rate-limit panel: this replica pushes the demo key's state once a second while anyone watches.
-  const rateTimer = setInterval(async () => {
-    if (events.size === 0) return;
-    try {
-      const d = await app.coordis.peekRateLimit(`key:${config.demoApiKey}`, { group: "api" });
-      events.send("ratelimit", { key: config.demoApiKey, allowed: d.allowed, rules: d.rules, replica });
-    } catch {
-      // Redis unavailable: the next tick tries again.
-    }
-  }, 1_000);
-  rateTimer.unref();
 
   const jobs: JobSpec[] = [
     {
@@ -246,9 +277,7 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
 
   app.addHook("preClose", async () => {
     stopJobs();
-    clearInterval(rateTimer);
-    events.closeAll();
-    auditStream.closeAll();
+    sse.closeAll();
   });
   app.coordis.onClose(async () => {
     stop.abort();
@@ -284,7 +313,14 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
     group: "admin",
     key: (r: FastifyRequest) => r.ip,
   };
-  const api = { rateLimit: true } as const;
+  const api = { coordis: { rateLimit: true } };
+  // Opening a stream is limited per address too (each open of the audit stream reads the log).
+  const streamLimit = {
+    rules: [{ name: "streams", limit: 60, windowMs: 60_000 }],
+    group: "streams",
+    key: (r: FastifyRequest) => r.ip,
+  };
+  const apiSecurity: Array<Record<string, string[]>> = [{ apiKey: [] }, {}];
 
   // ---- pages and probes
   const page = readFileSync(new URL("index.html", PUBLIC_DIR), "utf8");
@@ -326,6 +362,7 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
         summary: "Submit a score to the daily and all-time boards",
         body: ScoreBody,
         headers: ApiKeyHeaders,
+        security: apiSecurity,
       },
     },
     async (req, reply) => {
@@ -361,7 +398,14 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
     "/v1/leaderboards/:board/top",
     {
       config: api,
-      schema: { tags: ["leaderboards"], summary: "Top N of a board", params: BoardParams, querystring: TopQuery },
+      schema: {
+        tags: ["leaderboards"],
+        summary: "Top N of a board",
+        params: BoardParams,
+        querystring: TopQuery,
+        headers: ApiKeyHeaders,
+        security: apiSecurity,
+      },
     },
     async (req) => ({
       board: req.params.board,
@@ -379,6 +423,8 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
         summary: "A player's rank and neighbours",
         params: BoardPlayerParams,
         querystring: AroundQuery,
+        headers: ApiKeyHeaders,
+        security: apiSecurity,
       },
     },
     async (req, reply) => {
@@ -399,6 +445,8 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
         tags: ["players"],
         summary: "A player's profile (two-tier cache; loadedBy/loadedAt show the copy)",
         params: PlayerParams,
+        headers: ApiKeyHeaders,
+        security: apiSecurity,
       },
     },
     async (req, reply) => {
@@ -425,7 +473,14 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
     "/v1/players/:id",
     {
       config: api,
-      schema: { tags: ["players"], summary: "Rename a player", params: PlayerParams, body: ProfileBody },
+      schema: {
+        tags: ["players"],
+        summary: "Rename a player",
+        params: PlayerParams,
+        body: ProfileBody,
+        headers: ApiKeyHeaders,
+        security: apiSecurity,
+      },
     },
     async (req, reply) => {
       const ok = await profiles.rename(req.params.id, req.body.name);
@@ -439,7 +494,13 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
     "/v1/audit",
     {
       config: api,
-      schema: { tags: ["audit"], summary: "The audit log, newest first, paged by cursor", querystring: AuditQuery },
+      schema: {
+        tags: ["audit"],
+        summary: "The audit log, newest first, paged by cursor",
+        querystring: AuditQuery,
+        headers: ApiKeyHeaders,
+        security: apiSecurity,
+      },
     },
     async (req) => {
       const page = await audit.read({
@@ -451,25 +512,28 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
     },
   );
 
-  // ---- live streams (not rate limited: one long request each)
+  // ---- live streams (capped per address and per replica; slow readers are disconnected; see SseHub)
   app.get(
     "/v1/events",
-    { schema: { tags: ["streams"], summary: "SSE: new top-10 entries, job runs, rate-limit state" } },
+    {
+      config: { coordis: { rateLimit: streamLimit } },
+      schema: { tags: ["streams"], summary: "SSE: new top-10 entries, job runs, player changes" },
+    },
     async (req, reply) => {
-      events.open(req, reply, { "x-replica-id": replica }, [{ event: "hello", data: { replica } }]);
+      if (!sse.open(req, reply, "events", { "x-replica-id": replica }, [{ event: "hello", data: { replica } }]))
+        return reply;
     },
   );
   app.get(
     "/v1/audit/stream",
-    { schema: { tags: ["streams"], summary: "SSE: the audit log's live tail" } },
+    {
+      config: { coordis: { rateLimit: streamLimit } },
+      schema: { tags: ["streams"], summary: "SSE: the audit log's live tail" },
+    },
     async (req, reply) => {
       const recent = await audit.read({ reverse: true, limit: 20 });
-      auditStream.open(
-        req,
-        reply,
-        { "x-replica-id": replica },
-        recent.entries.reverse().map((data) => ({ event: "audit", data })),
-      );
+      const initial = recent.entries.reverse().map((data) => ({ event: "audit", data }));
+      if (!sse.open(req, reply, "audit", { "x-replica-id": replica }, initial)) return reply;
     },
   );
 
@@ -477,13 +541,16 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
   app.get(
     "/v1/dashboard",
     { schema: { tags: ["dashboard"], summary: "Everything the dashboard shows, at once" } },
-    async () => {
+    async (req) => {
+      // The caller's own dashboard key: the same for every load from one address, unknown to other addresses.
+      const key = (keys as ApiKeys).forAddress(req.ip);
+      const id = key.slice(0, key.indexOf("."));
       const [daily, all, jobRuns, recent, limit] = await Promise.all([
         board.top(10, { period: "daily" }),
         board.top(10, { period: "all" }),
         recentRuns(redis, config.prefix, 12),
         audit.read({ reverse: true, limit: 20 }),
-        app.coordis.peekRateLimit(`key:${config.demoApiKey}`, { group: "api" }),
+        app.coordis.peekRateLimit(`key:${id}`, { group: "api" }),
       ]);
       return {
         replica,
@@ -491,7 +558,8 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
         jobs: jobRuns,
         jobNames: JOB_NAMES,
         audit: recent.entries,
-        ratelimit: { key: config.demoApiKey, allowed: limit.allowed, rules: limit.rules },
+        apiKey: { id, key },
+        ratelimit: { key: id, allowed: limit.allowed, rules: limit.rules },
       };
     },
   );
@@ -504,7 +572,13 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
   );
   app.get(
     "/v1/ratelimit/:key",
-    { schema: { tags: ["dashboard"], summary: "An API key's rate-limit state (does not consume)", params: KeyParams } },
+    {
+      schema: {
+        tags: ["dashboard"],
+        summary: "An API key's rate-limit state by key id (does not consume)",
+        params: KeyParams,
+      },
+    },
     async (req) => {
       const d = await app.coordis.peekRateLimit(`key:${req.params.key}`, { group: "api" });
       return { key: req.params.key, allowed: d.allowed, rules: d.rules };
@@ -515,7 +589,7 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
   app.delete(
     "/v1/players/:id",
     {
-      config: { rateLimit: adminLimit },
+      config: { coordis: { rateLimit: adminLimit } },
       preHandler: requireAdmin,
       schema: {
         tags: ["admin"],
@@ -537,9 +611,14 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
   app.post(
     "/v1/admin/ratelimit/:key/reset",
     {
-      config: { rateLimit: adminLimit },
+      config: { coordis: { rateLimit: adminLimit } },
       preHandler: requireAdmin,
-      schema: { tags: ["admin"], summary: "Refill an API key's budget", params: KeyParams, security: [{ admin: [] }] },
+      schema: {
+        tags: ["admin"],
+        summary: "Refill an API key's budget (by key id)",
+        params: KeyParams,
+        security: [{ admin: [] }],
+      },
     },
     async (req, reply) => {
       await app.coordis.rateLimiter([burstRule, dailyRule]).reset(rateLimitKey("api", `key:${req.params.key}`));
@@ -547,10 +626,31 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
       return reply.code(204).send();
     },
   );
+  app.post(
+    "/v1/admin/keys",
+    {
+      config: { coordis: { rateLimit: adminLimit } },
+      preHandler: requireAdmin,
+      schema: {
+        tags: ["admin"],
+        summary: "Issue API keys (`<id>.<signature>`; the id names the key's budget)",
+        body: IssueKeysBody,
+        security: [{ admin: [] }],
+      },
+    },
+    async (req, reply) => {
+      const issued = Array.from({ length: req.body?.count ?? 1 }, () => {
+        const key = (keys as ApiKeys).issue();
+        return { id: key.slice(0, key.indexOf(".")), key };
+      });
+      await audit.append({ type: "api-key-issued", ids: issued.map((k) => k.id), replica, by: "admin" });
+      return reply.code(201).send({ keys: issued });
+    },
+  );
   app.get(
     "/v1/audit/verify",
     {
-      config: { rateLimit: adminLimit },
+      config: { coordis: { rateLimit: adminLimit } },
       preHandler: requireAdmin,
       schema: { tags: ["admin"], summary: "Check the audit log's hash chain", security: [{ admin: [] }] },
     },
@@ -560,6 +660,39 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
   await app.ready();
   await audit.append({ type: "replica-started", replica }).catch(() => {});
   return app;
+}
+
+/** The hub's counters as `demo_sse_*` gauges of `registry` (read at scrape time). */
+function registerSseMetrics(registry: Registry, hub: SseHub): void {
+  const gauge = (name: string, help: string, labelNames: string[], read: (g: Gauge) => void) => {
+    registry.removeSingleMetric(name);
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect() {
+        read(this);
+      },
+    });
+  };
+  gauge("demo_sse_clients", "Open event streams of this replica", ["channel"], (g) => {
+    for (const channel of ["events", "audit"]) g.set({ channel }, hub.size(channel));
+  });
+  gauge("demo_sse_buffered_bytes", "Bytes waiting in this replica for stream clients", [], (g) =>
+    g.set(hub.stats().bufferedBytes),
+  );
+  gauge("demo_sse_peak_client_buffer_bytes", "Most bytes one stream client ever had waiting", [], (g) =>
+    g.set(hub.stats().peakClientBufferBytes),
+  );
+  gauge("demo_sse_slow_disconnects", "Stream clients disconnected for not reading", [], (g) =>
+    g.set(hub.stats().slowDisconnects),
+  );
+  gauge("demo_sse_refused", "Streams refused over a cap", ["cap"], (g) => {
+    const { refused } = hub.stats();
+    g.set({ cap: "per-address" }, refused.perAddress);
+    g.set({ cap: "total" }, refused.total);
+  });
 }
 
 function escapeHtml(text: string): string {

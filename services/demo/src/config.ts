@@ -30,8 +30,20 @@ export interface DemoConfig {
   bodyLimit: number;
   /** `TRUST_PROXY`: `true`, a hop count or an address list; set it only behind a proxy you run. Default off. */
   trustProxy: boolean | number | string;
-  /** `DEMO_API_KEY`: the API key whose rate-limit state the dashboard shows. Default `demo`. */
-  demoApiKey: string;
+  /**
+   * `API_KEY_SECRET`: the secret API keys are signed with (at least 16 bytes; every replica needs the same). Unset:
+   * the first replica creates a random one in Redis and every replica uses it.
+   */
+  apiKeySecret: string | undefined;
+  /** `SSE_MAX_CLIENTS`: open event streams per replica, all addresses together (more: 503). Default 1000. */
+  sseMaxClients: number;
+  /** `SSE_MAX_PER_ADDRESS`: open event streams per client address (more: 429). Default 8. */
+  sseMaxPerAddress: number;
+  /**
+   * `SSE_MAX_BUFFER_BYTES`: bytes a stream client may have waiting in the replica once its socket buffers are full;
+   * a client that falls further behind is disconnected. Default 262 144.
+   */
+  sseMaxBufferBytes: number;
   /** `LOG_LEVEL`: Fastify (pino) log level. Default `warn`. */
   logLevel: string;
 }
@@ -52,7 +64,10 @@ export const ENV_NAMES = [
   "ROLLUP_EVERY_MS",
   "BODY_LIMIT",
   "TRUST_PROXY",
-  "DEMO_API_KEY",
+  "API_KEY_SECRET",
+  "SSE_MAX_CLIENTS",
+  "SSE_MAX_PER_ADDRESS",
+  "SSE_MAX_BUFFER_BYTES",
   "LOG_LEVEL",
 ] as const;
 
@@ -75,6 +90,12 @@ function trustProxyOf(raw: string | undefined): boolean | number | string {
   return /^\d+$/.test(raw) ? Number(raw) : raw;
 }
 
+function secretOf(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  if (Buffer.byteLength(raw, "utf8") < 16) throw new Error("API_KEY_SECRET must have at least 16 bytes");
+  return raw;
+}
+
 /**
  * Reads the replica's configuration from the environment (see {@link ENV_NAMES}).
  * @throws Error naming the variable when a value is malformed
@@ -95,7 +116,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
     rollupEveryMs: int(env, "ROLLUP_EVERY_MS", 60_000, 100, 86_400_000),
     bodyLimit: int(env, "BODY_LIMIT", 16_384, 256, 10_485_760),
     trustProxy: trustProxyOf(env.TRUST_PROXY),
-    demoApiKey: env.DEMO_API_KEY || "demo",
+    apiKeySecret: secretOf(env.API_KEY_SECRET),
+    sseMaxClients: int(env, "SSE_MAX_CLIENTS", 1_000, 1, 1_000_000),
+    sseMaxPerAddress: int(env, "SSE_MAX_PER_ADDRESS", 8, 1, 1_000_000),
+    sseMaxBufferBytes: int(env, "SSE_MAX_BUFFER_BYTES", 262_144, 4_096, 1_073_741_824),
     logLevel: env.LOG_LEVEL || "warn",
   };
 }

@@ -124,9 +124,25 @@ export async function launch(options: LaunchOptions = {}): Promise<Stack> {
   return { urls, redisUrl, adminToken, exited, stop };
 }
 
+/** Issues `count` API keys through the admin endpoint of `url` (`POST /v1/admin/keys`, at most 100 per call). */
+export async function issueKeys(url: string, adminToken: string, count: number): Promise<string[]> {
+  const keys: string[] = [];
+  while (keys.length < count) {
+    const res = await fetch(`${url}/v1/admin/keys`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ count: Math.min(100, count - keys.length) }),
+    });
+    if (res.status !== 201) throw new Error(`issuing API keys at ${url}: HTTP ${res.status} ${await res.text()}`);
+    keys.push(...((await res.json()) as { keys: Array<{ key: string }> }).keys.map((k) => k.key));
+  }
+  return keys;
+}
+
 async function main(): Promise<void> {
   const stack = await launch();
-  const [first] = stack.urls;
+  const [first] = stack.urls as [string, ...string[]];
+  const [apiKey] = await issueKeys(first, stack.adminToken, 1);
   const lines = [
     "",
     "Coordis demo is running:",
@@ -138,7 +154,9 @@ async function main(): Promise<void> {
     `  Redis      ${stack.redisUrl}`,
     `  admin      Authorization: Bearer ${stack.adminToken}`,
     "",
-    `Try: curl -X POST ${first}/v1/scores -H 'content-type: application/json' -H 'x-api-key: me' \\`,
+    `  API key    ${apiKey}   (more: POST /v1/admin/keys with the admin token)`,
+    "",
+    `Try: curl -X POST ${first}/v1/scores -H 'content-type: application/json' -H 'x-api-key: ${apiKey}' \\`,
     `       -d '{"playerId":"ada","name":"Ada","score":4200}'`,
     "Load test (in another terminal): npm run loadtest        Stop: Ctrl-C",
     "",

@@ -3,11 +3,13 @@
  * second, latency percentiles and the share of 429 answers. Targets the replicas of a running `npm start` (same
  * `PORT` / `REPLICAS`), or `LOADTEST_URLS` (comma-separated, loopback only); when none answers it starts its own
  * stack and stops it afterwards. `LOADTEST_SECONDS` (1–60, default 10), `LOADTEST_CONNECTIONS` (default 30),
- * `LOADTEST_KEYS` (API keys to spread over, default 20: each has the demo's 10 req/s burst budget).
+ * `LOADTEST_KEYS` (API keys to spread over, 1–1000, default 20: each has the demo's 10 req/s burst budget). The keys
+ * are issued through the admin endpoint, with `ADMIN_TOKEN` (the token `npm start` printed) or the token of the stack
+ * it started; without a token every request is budgeted by this machine's address.
  */
 import autocannon from "autocannon";
 import { DEFAULT_PORT } from "./config.js";
-import { launch, type Stack } from "./launch.js";
+import { issueKeys, launch, type Stack } from "./launch.js";
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 
@@ -29,7 +31,7 @@ async function answers(url: string): Promise<boolean> {
 
 async function main(): Promise<void> {
   const seconds = bounded("LOADTEST_SECONDS", 10, 1, 60);
-  const keys = bounded("LOADTEST_KEYS", 20, 1, 10_000);
+  const keyCount = bounded("LOADTEST_KEYS", 20, 1, 1_000);
   let urls = (process.env.LOADTEST_URLS ?? "")
     .split(",")
     .map((u) => u.trim().replace(/\/$/, ""))
@@ -50,9 +52,14 @@ async function main(): Promise<void> {
     urls = stack.urls;
   }
   const connections = bounded("LOADTEST_CONNECTIONS", 10 * urls.length, urls.length, 1_000);
-  const key = () => `load-${Math.floor(Math.random() * keys)}`;
+  const adminToken = stack?.adminToken ?? process.env.ADMIN_TOKEN;
+  const keys = adminToken ? await issueKeys(urls[0] as string, adminToken, keyCount) : [];
+  if (keys.length === 0)
+    process.stdout.write("ADMIN_TOKEN is not set: no API keys, every request uses the address budget\n");
+  const keyHeader = (): Record<string, string> =>
+    keys.length === 0 ? {} : { "x-api-key": keys[Math.floor(Math.random() * keys.length)] as string };
   process.stdout.write(
-    `autocannon: ${connections} connections for ${seconds} s, round-robin over ${urls.join(", ")}, ${keys} API keys\n`,
+    `autocannon: ${connections} connections for ${seconds} s, round-robin over ${urls.join(", ")}, ${keys.length} API keys\n`,
   );
   try {
     const result = await autocannon({
@@ -65,7 +72,7 @@ async function main(): Promise<void> {
           path: "/v1/scores",
           setupRequest: (req) => ({
             ...req,
-            headers: { "content-type": "application/json", "x-api-key": key() },
+            headers: { "content-type": "application/json", ...keyHeader() },
             body: JSON.stringify({
               playerId: `p${Math.floor(Math.random() * 500)}`,
               score: Math.floor(Math.random() * 1e6),
@@ -75,7 +82,7 @@ async function main(): Promise<void> {
         {
           method: "GET",
           path: "/v1/leaderboards/all/top?n=10",
-          setupRequest: (req) => ({ ...req, headers: { "x-api-key": key() } }),
+          setupRequest: (req) => ({ ...req, headers: keyHeader() }),
         },
       ],
     });

@@ -1,4 +1,5 @@
 import { Type } from "@fastify/type-provider-typebox";
+import { API_KEY_ID_PATTERN, API_KEY_PATTERN } from "./apikeys.js";
 
 /** A player id: 1–64 characters of letters, digits, `_`, `.`, `-`. */
 export const PlayerId = Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$", description: "player id" });
@@ -47,13 +48,22 @@ export const AuditQuery = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
 });
 
-/** `:key` of the rate-limit endpoints: an API key. */
-export const KeyParams = Type.Object({ key: Type.String({ pattern: "^[A-Za-z0-9_.:-]{1,64}$" }) });
+/** `:key` of the rate-limit endpoints: an API key's id (the part before the dot; not a secret). */
+export const KeyParams = Type.Object({ key: Type.String({ pattern: API_KEY_ID_PATTERN, description: "API key id" }) });
 
-/** `x-api-key` header (optional: without it the client's address is the key). */
+/**
+ * `x-api-key` header: a key this service issued (`<id>.<signature>`). Optional: without it the client's address is
+ * the budget. A malformed key is a 400 and a key that does not verify a 401, both before any budget is spent.
+ */
 export const ApiKeyHeaders = Type.Object({
-  "x-api-key": Type.Optional(Type.String({ pattern: "^[A-Za-z0-9_.:-]{1,64}$" })),
+  "x-api-key": Type.Optional(Type.String({ pattern: API_KEY_PATTERN, description: "an issued API key" })),
 });
+
+/** Body of `POST /v1/admin/keys`. */
+export const IssueKeysBody = Type.Object(
+  { count: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 1 })) },
+  { additionalProperties: false },
+);
 
 /** RFC 9457 problem details, the body of every error. */
 export const Problem = Type.Object({

@@ -2,34 +2,120 @@ import type { ServerResponse } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
 
 const HEARTBEAT_MS = 15_000;
+/** Room left for HTTP chunk framing, so a client's buffer never exceeds `maxBufferBytes` even with it. */
+const FRAMING_BYTES = 32;
+
+/** Bounds of an {@link SseHub}. */
+export interface SseLimits {
+  /** Streams open at once on this replica, all channels together; one more is refused with 503. */
+  maxClients: number;
+  /** Streams open at once per client address (`request.ip`), all channels together; one more is refused with 429. */
+  maxPerAddress: number;
+  /**
+   * Bytes a client may have waiting in this process (written but not yet taken by the kernel). A client that does
+   * not read fills its socket buffers, then this; a frame that would exceed it disconnects the client instead.
+   */
+  maxBufferBytes: number;
+}
+
+/** Counters of an {@link SseHub} (exported as `demo_sse_*` metrics). */
+export interface SseStats {
+  /** Open streams per channel. */
+  clients: Record<string, number>;
+  /** Bytes waiting in this process for all clients, now. */
+  bufferedBytes: number;
+  /** The most bytes one client ever had waiting after a write (at most `maxBufferBytes`). */
+  peakClientBufferBytes: number;
+  /** Clients disconnected because they did not read fast enough. */
+  slowDisconnects: number;
+  /** Streams refused: over the per-address cap (429) or the total cap (503). */
+  refused: { perAddress: number; total: number };
+}
+
+interface Client {
+  readonly channel: string;
+  readonly address: string;
+}
 
 /**
- * Server-sent event streams of one replica: each client gets `event:` / `data:` frames; a comment every 15 s keeps
- * proxies from closing idle streams. `closeAll()` ends every stream (Fastify's close waits for no hijacked socket).
+ * Server-sent event streams of one replica, on named channels: each client gets `event:` / `data:` frames; a comment
+ * every 15 s keeps proxies from closing idle streams. Bounded: at most `maxClients` streams, `maxPerAddress` per
+ * client address, and `maxBufferBytes` waiting per client. `res.write()` returning false means the kernel no longer
+ * takes the client's data; what follows waits in this process, and once a frame would take a client past its bound
+ * the client is disconnected (an EventSource reconnects by itself), so a reader that stalls costs a fixed amount of
+ * memory instead of every frame ever sent. `closeAll()` ends every stream (Fastify's close waits for no hijacked
+ * socket).
  */
 export class SseHub {
-  readonly #clients = new Set<ServerResponse>();
+  readonly #limits: SseLimits;
+  readonly #clients = new Map<ServerResponse, Client>();
+  readonly #perAddress = new Map<string, number>();
+  readonly #perChannel = new Map<string, number>();
   readonly #timer: NodeJS.Timeout;
+  #peak = 0;
+  #slow = 0;
+  #refusedAddress = 0;
+  #refusedTotal = 0;
 
-  constructor() {
-    this.#timer = setInterval(() => this.#write(": ping\n\n"), HEARTBEAT_MS);
+  constructor(limits: SseLimits) {
+    for (const [name, value] of Object.entries(limits)) {
+      if (!Number.isInteger(value) || value < 1) throw new Error(`SseHub: ${name} must be a positive integer`);
+    }
+    this.#limits = { ...limits };
+    this.#timer = setInterval(() => this.#broadcast(undefined, ": ping\n\n"), HEARTBEAT_MS);
     this.#timer.unref();
   }
 
-  /** Number of connected clients. */
-  get size(): number {
-    return this.#clients.size;
+  /** Number of open streams (of `channel`, or all). */
+  size(channel?: string): number {
+    return channel === undefined ? this.#clients.size : (this.#perChannel.get(channel) ?? 0);
   }
 
-  /** Takes over the response and registers it; `initial` frames go to this client only. */
+  /** The hub's counters. */
+  stats(): SseStats {
+    let buffered = 0;
+    for (const res of this.#clients.keys()) buffered += res.writableLength;
+    return {
+      clients: Object.fromEntries(this.#perChannel),
+      bufferedBytes: buffered,
+      peakClientBufferBytes: this.#peak,
+      slowDisconnects: this.#slow,
+      refused: { perAddress: this.#refusedAddress, total: this.#refusedTotal },
+    };
+  }
+
+  /**
+   * Opens a stream on `channel`: takes over the response and registers it; `initial` frames go to this client only.
+   * Over a cap it answers 429 (this address has `maxPerAddress` streams) or 503 (the replica has `maxClients`) as
+   * problem+json with `Retry-After`, and returns false.
+   */
   open(
     request: FastifyRequest,
     reply: FastifyReply,
+    channel: string,
     headers: Record<string, string>,
     initial: Array<{ event: string; data: unknown }> = [],
-  ): void {
+  ): boolean {
+    const address = request.ip;
+    const mine = this.#perAddress.get(address) ?? 0;
+    if (mine >= this.#limits.maxPerAddress) {
+      this.#refusedAddress++;
+      refuse(reply, 429, "Too Many Requests", `At most ${this.#limits.maxPerAddress} open streams per client.`);
+      return false;
+    }
+    if (this.#clients.size >= this.#limits.maxClients) {
+      this.#refusedTotal++;
+      refuse(reply, 503, "Service Unavailable", "This replica serves as many streams as it can; try again shortly.");
+      return false;
+    }
     reply.hijack();
     const res = reply.raw;
+    this.#clients.set(res, { channel, address });
+    this.#perAddress.set(address, mine + 1);
+    this.#perChannel.set(channel, (this.#perChannel.get(channel) ?? 0) + 1);
+    const drop = () => this.#drop(res);
+    request.raw.on("close", drop);
+    res.on("close", drop);
     res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache, no-transform",
@@ -37,31 +123,65 @@ export class SseHub {
       "x-accel-buffering": "no",
       ...headers,
     });
-    res.write("retry: 2000\n\n");
-    for (const frame of initial) res.write(frame_(frame.event, frame.data));
-    this.#clients.add(res);
-    const drop = () => this.#clients.delete(res);
-    request.raw.on("close", drop);
-    res.on("close", drop);
+    this.#deliver(res, "retry: 2000\n\n");
+    for (const frame of initial) this.#deliver(res, frame_(frame.event, frame.data));
+    return true;
   }
 
-  /** Sends one event to every client. */
-  send(event: string, data: unknown): void {
-    if (this.#clients.size > 0) this.#write(frame_(event, data));
+  /** Sends one event to every client of `channel`. */
+  send(channel: string, event: string, data: unknown): void {
+    if ((this.#perChannel.get(channel) ?? 0) > 0) this.#broadcast(channel, frame_(event, data));
   }
 
   /** Ends every stream and stops the heartbeat. */
   closeAll(): void {
     clearInterval(this.#timer);
-    for (const res of this.#clients) res.end();
-    this.#clients.clear();
-  }
-
-  #write(text: string): void {
-    for (const res of this.#clients) {
-      if (!res.writableEnded) res.write(text);
+    for (const res of [...this.#clients.keys()]) {
+      this.#drop(res);
+      res.end();
     }
   }
+
+  #broadcast(channel: string | undefined, text: string): void {
+    for (const [res, client] of [...this.#clients]) {
+      if (channel === undefined || client.channel === channel) this.#deliver(res, text);
+    }
+  }
+
+  #deliver(res: ServerResponse, text: string): void {
+    if (res.writableEnded || res.destroyed) return;
+    if (res.writableLength + Buffer.byteLength(text, "utf8") + FRAMING_BYTES > this.#limits.maxBufferBytes) {
+      // The client stopped reading long enough to fill its socket buffers and its share here: let it go.
+      this.#slow++;
+      this.#drop(res);
+      res.destroy();
+      return;
+    }
+    res.write(text);
+    if (res.writableLength > this.#peak) this.#peak = res.writableLength;
+  }
+
+  #drop(res: ServerResponse): void {
+    const client = this.#clients.get(res);
+    if (client === undefined) return;
+    this.#clients.delete(res);
+    decrement(this.#perAddress, client.address);
+    decrement(this.#perChannel, client.channel);
+  }
+}
+
+function decrement(counts: Map<string, number>, key: string): void {
+  const n = (counts.get(key) ?? 0) - 1;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
+}
+
+function refuse(reply: FastifyReply, status: number, title: string, detail: string): void {
+  reply
+    .code(status)
+    .header("retry-after", "5")
+    .type("application/problem+json")
+    .send({ type: "about:blank", title, status, detail });
 }
 
 function frame_(event: string, data: unknown): string {
