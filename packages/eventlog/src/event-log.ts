@@ -150,6 +150,68 @@ export interface EventLogKeys {
 
 const PAGE = 1_000;
 
+/** An entry of the chain, as verify() checked it. */
+interface ChainLink {
+  readonly id: string;
+  readonly hash: string;
+  readonly seq: number;
+}
+
+/** What {@link checkPage} found. */
+interface PageOutcome {
+  /** Entries checked before the break (all of them when none). */
+  readonly checked: number;
+  /** The last entry checked. */
+  readonly last: ChainLink | undefined;
+  readonly broken?: { readonly id: string; readonly reason: string };
+  /**
+   * The break is at the page's first entry, in a check against what lies outside the page (the anchor or the entry
+   * before it): a retention trim between two reads can cause it, so it is decided again on an atomic read.
+   */
+  readonly boundary: boolean;
+}
+
+/**
+ * Checks one page of the chain, following `prev` (the last entry checked before it; none for the oldest page). The
+ * page's first entry follows `prev` unless retention trimmed past `prev` (the anchor lies after it): then it must be
+ * the anchor, like the oldest entry of the log, which is the genesis entry when no trim happened yet.
+ */
+function checkPage(page: readonly RawEntry[], anchor: string | null, prev: ChainLink | undefined): PageOutcome {
+  let last = prev;
+  let fromAnchor = prev === undefined || (anchor !== null && compareIds(anchor, prev.id) > 0);
+  for (let i = 0; i < page.length; i++) {
+    const [id, fields] = page[i] as RawEntry;
+    const stop = (reason: string, boundary = false): PageOutcome => ({
+      checked: i,
+      last,
+      broken: { id, reason },
+      boundary: boundary && i === 0,
+    });
+    const p = fieldOf(fields, "p");
+    const h = fieldOf(fields, "h");
+    const s = fieldOf(fields, "s");
+    const d = fieldOf(fields, "d");
+    if (p === undefined || h === undefined || s === undefined || d === undefined) {
+      return stop("entry lacks chain fields (inserted by something other than EventLog.append)");
+    }
+    if (entryHash(p, id, s, d) !== h) return stop("entry content does not match its hash (changed)");
+    if (fromAnchor) {
+      if (anchor === null && (p !== GENESIS_HASH || s !== "1")) {
+        return stop("the first entry is not the genesis entry and no retention trim happened (deleted)", true);
+      }
+      if (anchor !== null && compareIds(id, anchor) !== 0) {
+        return stop(`the oldest entry is not the first entry kept by retention (${anchor}): deleted`, true);
+      }
+      fromAnchor = false;
+    } else if (last !== undefined) {
+      if (p !== last.hash) return stop("previous-hash does not match the entry before it (inserted or deleted)", true);
+      if (Number(s) !== last.seq + 1) return stop("sequence gap (an entry before it was deleted)", true);
+    }
+    last = { id, hash: h, seq: Number(s) };
+  }
+  return { checked: page.length, last, boundary: false };
+}
+
 function errorOf(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
@@ -368,6 +430,14 @@ export class EventLog<T = unknown> {
    * its content, each entry points at its predecessor's hash, the newest entry is the recorded head, and the oldest
    * entry is either the genesis entry or the first entry kept after the last retention trim (the trim anchor).
    * Entries appended after `verify()` started are not checked.
+   *
+   * A sound log verifies while appends go on and retention trims it. Each page is one XRANGE (a consistent
+   * snapshot of its entries); a check that involves what lies outside the page (the oldest entry against the
+   * anchor, a page's first entry against the entry before it, the newest entry against the head) and fails is
+   * decided again on a re-read of that page done in one atomic step with the meta hash (one script), so a trim that
+   * ran between two reads is never taken for a deletion. When retention trimmed past the walk between two pages, the
+   * walk goes on at the new anchor (the trimmed entries are no longer part of the log); when it trimmed past the
+   * newest entry the walk started with, nothing is left to check.
    * @returns `{ ok: true }` or the first entry where the chain breaks
    * @throws CoordisError `ERR_EVENTLOG_NOT_CHAINED` for a log without `chain: true`
    */
@@ -375,76 +445,74 @@ export class EventLog<T = unknown> {
     if (!this.chain)
       throw new CoordisError("ERR_EVENTLOG_NOT_CHAINED", `log "${this.name}" was not created with chain: true`);
     this.flushAppends();
-    // A retention trim during the walk can make a sound chain look broken; check again when the anchor moved.
-    for (let attempt = 0; ; attempt++) {
-      const [anchor, result] = await this.verifyOnce();
-      if (result.ok || attempt >= 2) return result;
-      const [anchorNow] = await this.redis.hmget(this.keys.meta, "anchor").catch((err) => {
-        throw toCoordisError(err);
-      });
-      if (anchorNow === anchor) return result;
-    }
-  }
+    let checked = 0;
+    const broken = (id: string, reason: string): VerifyResult => ({ ok: false, brokenAt: id, reason, checked });
+    let prev: ChainLink | undefined;
 
-  private async verifyOnce(): Promise<[string | null, VerifyResult]> {
+    // The first page, with the newest entry and the head hash the walk checks up to.
     let meta: (string | null)[];
+    let page: RawEntry[] = [];
+    let length = 0;
     try {
       meta = await this.redis.hmget(this.keys.meta, "last", "head", "anchor");
+      if (meta[0] === null || meta[0] === undefined) length = await this.redis.xlen(this.keys.stream);
+      else page = (await this.redis.xrange(this.keys.stream, "-", meta[0], "COUNT", PAGE)) as RawEntry[];
     } catch (err) {
       throw toCoordisError(err);
     }
-    const [lastId, headHash, anchor = null] = meta as [string | null, string | null, string | null];
-    let checked = 0;
-    let prev: { id: string; hash: string; seq: number } | undefined;
-    let cursor = "-";
-    const broken = (id: string, reason: string): [string | null, VerifyResult] => [
-      anchor,
-      { ok: false, brokenAt: id, reason, checked },
-    ];
-    if (lastId !== null) {
-      for (;;) {
-        let page: RawEntry[];
-        try {
-          page = (await this.redis.xrange(this.keys.stream, cursor, lastId, "COUNT", PAGE)) as RawEntry[];
-        } catch (err) {
-          throw toCoordisError(err);
-        }
-        for (const [id, fields] of page) {
-          const p = fieldOf(fields, "p");
-          const h = fieldOf(fields, "h");
-          const s = fieldOf(fields, "s");
-          const d = fieldOf(fields, "d");
-          if (p === undefined || h === undefined || s === undefined || d === undefined) {
-            return broken(id, "entry lacks chain fields (inserted by something other than EventLog.append)");
-          }
-          if (entryHash(p, id, s, d) !== h) return broken(id, "entry content does not match its hash (changed)");
-          if (prev === undefined) {
-            if (anchor === null && (p !== GENESIS_HASH || s !== "1")) {
-              return broken(id, "the first entry is not the genesis entry and no retention trim happened (deleted)");
-            }
-            if (anchor !== null && compareIds(id, anchor) !== 0) {
-              return broken(id, `the oldest entry is not the first entry kept by retention (${anchor}): deleted`);
-            }
-          } else {
-            if (p !== prev.hash)
-              return broken(id, "previous-hash does not match the entry before it (inserted or deleted)");
-            if (Number(s) !== prev.seq + 1) return broken(id, "sequence gap (an entry before it was deleted)");
-          }
-          prev = { id, hash: h, seq: Number(s) };
-          checked++;
-        }
-        if (page.length < PAGE) break;
-        cursor = `(${prev?.id}`;
+    let [lastId = null, headHash = null, anchor = null] = meta as [string | null, string | null, string | null];
+    let outcome = lastId === null ? undefined : checkPage(page, anchor, prev);
+    if ((lastId === null && length > 0) || outcome?.boundary === true) {
+      // Decided on an atomic read: an append or a trim may have run between the reads above.
+      [lastId, headHash, anchor, page, length] = await this.verifyPage("-", "");
+      outcome = lastId === null ? undefined : checkPage(page, anchor, prev);
+    }
+    if (lastId === null || outcome === undefined) {
+      if (length > 0) return broken("0-0", "entries exist but the log has no recorded head");
+      return { ok: true, checked };
+    }
+
+    for (;;) {
+      checked += outcome.checked;
+      if (outcome.broken !== undefined) return broken(outcome.broken.id, outcome.broken.reason);
+      prev = outcome.last ?? prev;
+      if (page.length < PAGE || prev === undefined) break;
+      const start = `(${prev.id}`;
+      try {
+        page = (await this.redis.xrange(this.keys.stream, start, lastId, "COUNT", PAGE)) as RawEntry[];
+      } catch (err) {
+        throw toCoordisError(err);
+      }
+      outcome = checkPage(page, anchor, prev);
+      if (outcome.boundary) {
+        [, , anchor, page] = await this.verifyPage(start, lastId);
+        outcome = checkPage(page, anchor, prev);
       }
     }
-    if (lastId === null) {
-      if ((await this.length()) > 0) return broken("0-0", "entries exist but the log has no recorded head");
-      return [anchor, { ok: true, checked }];
+    if (prev !== undefined && prev.id === lastId && prev.hash === headHash) return { ok: true, checked };
+    if (prev !== undefined) {
+      // The walk ended before the newest entry: retention may have trimmed past it since the first page.
+      [, , anchor] = await this.verifyPage(`(${prev.id}`, lastId);
+      if (anchor !== null && compareIds(anchor, lastId) > 0) return { ok: true, checked };
     }
-    if (prev === undefined || prev.id !== lastId || prev.hash !== headHash) {
-      return broken(prev?.id ?? lastId, "the newest entry is not the recorded head (deleted or replaced)");
+    return broken(prev?.id ?? lastId, "the newest entry is not the recorded head (deleted or replaced)");
+  }
+
+  /** One page of {@link EventLog.verify} read in one atomic step with the meta hash (see lua/eventlog/verify-page.lua). */
+  private async verifyPage(
+    start: string,
+    upTo: string,
+  ): Promise<[string | null, string | null, string | null, RawEntry[], number]> {
+    try {
+      return await runScript(
+        this.redis,
+        eventlogScripts.verifyPage,
+        [this.keys.stream, this.keys.meta],
+        [start, upTo, PAGE],
+      );
+    } catch (err) {
+      throw toCoordisError(err, eventlogScripts.verifyPage.name);
     }
-    return [anchor, { ok: true, checked }];
   }
 
   /**

@@ -63,4 +63,16 @@ export const eventlogScripts = {
     sha1: "ae1dba3b24b81eb4337615ed96287101fd5a668c",
     source: "-- Refresh: resets the idle time of entries a live consumer still holds (their handlers run, or their XACK is on its\n-- way), so no consumer reclaims them as idle while their holder is alive. Only entries still pending for that\n-- consumer are refreshed: one reclaimed, acknowledged or dead-lettered meanwhile is left alone. Delivery counts do\n-- not change (XCLAIM ... JUSTID to the holder itself, min-idle-time 0).\n-- KEYS[1] stream (stream): the log\n-- ARGV[1] group (string): consumer group\n-- ARGV[2] consumer (string): the consumer holding the entries\n-- ARGV[3] id (string): an entry's id (one argument per entry, from the third on)\n-- Reply: string[]\n-- (the ids refreshed: still pending for the consumer and still in the stream)\nlocal stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]\nlocal ids = {}\nfor i = 3, #ARGV do\n  local id = ARGV[i]\n  if redis.call('XPENDING', stream, group, id, id, 1, consumer)[1] then ids[#ids + 1] = id end\nend\nlocal refreshed = {}\nfor from = 1, #ids, 500 do\n  local args = { 'XCLAIM', stream, group, consumer, 0 }\n  for i = from, math.min(from + 499, #ids) do args[#args + 1] = ids[i] end\n  args[#args + 1] = 'JUSTID'\n  for _, id in ipairs(redis.call(unpack(args))) do refreshed[#refreshed + 1] = id end\nend\nreturn refreshed\n",
   }),
+  /**
+   * VerifyPage: one page of verify()'s walk, read in one atomic step with the meta hash's last id, chain head and trim
+   * KEYS: stream (stream), meta (hash).
+   * ARGV: start (string), upTo (string), count (count).
+   */
+  verifyPage: defineScript<["stream","meta"], ["start","upTo","count"], [last: string | null, head: string | null, anchor: string | null, entries: Array<[id: string, fields: string[]]>, length: number]>({
+    name: "eventlog/verify-page",
+    keys: ["stream","meta"],
+    args: ["start","upTo","count"],
+    sha1: "5b51247db73c3baab145dc0da6e75335319b1560",
+    source: "-- VerifyPage: one page of verify()'s walk, read in one atomic step with the meta hash's last id, chain head and trim\n-- anchor, so the oldest entry a page returns and the anchor it is checked against agree even while appends trim the\n-- log. Reads only.\n-- KEYS[1] stream (stream): the log\n-- KEYS[2] meta (hash): last (last id), head (last hash), anchor (first id kept by the last retention trim)\n-- ARGV[1] start (string): XRANGE start, \"-\" or \"(<id>\" (exclusive)\n-- ARGV[2] upTo (string): XRANGE end, the walk's last id; \"\" = the recorded last id (the first page)\n-- ARGV[3] count (count): most entries\n-- Reply: [last: string | null, head: string | null, anchor: string | null, entries: Array<[id: string, fields: string[]]>, length: number]\n-- (length: the stream's length when there is no recorded last id, else 0)\nlocal m = redis.call('HMGET', KEYS[2], 'last', 'head', 'anchor')\nlocal upTo = ARGV[2]\nif upTo == '' then upTo = m[1] end\nif not upTo then return { false, false, m[3], {}, redis.call('XLEN', KEYS[1]) } end\nreturn { m[1], m[2], m[3], redis.call('XRANGE', KEYS[1], ARGV[1], upTo, 'COUNT', ARGV[3]), 0 }\n",
+  }),
 } as const;
