@@ -1,7 +1,7 @@
 import type { ChaosScenario } from "../scenario.js";
 import { deadlinesScenario } from "./deadlines.js";
 import { eventlogScenario } from "./eventlog.js";
-import { lockMutex, lockRedlock } from "./lock.js";
+import { lockMutex, lockRedlock, lockRedlockSlow, lockTick } from "./lock.js";
 import { pubsubCacheScenario } from "./pubsub-cache.js";
 import { ratelimitScenario } from "./ratelimit.js";
 import { scriptPath } from "./script-path.js";
@@ -11,6 +11,8 @@ export const scenarios: readonly ChaosScenario[] = [
   scriptPath,
   lockMutex,
   lockRedlock,
+  lockRedlockSlow,
+  lockTick,
   ratelimitScenario,
   eventlogScenario(100_000),
   pubsubCacheScenario,

@@ -1,4 +1,6 @@
 import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import { tickHistory } from "@coordis/lock";
 import {
   describeSchedule,
   type FaultKind,
@@ -415,3 +417,378 @@ export const lockRedlock = lockScenario({
   description:
     "4 worker processes, Redlock over 3 masters + fenced register; pause workers, kill one master at a time, partition masters",
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// runOncePerTick: replicas racing on ticks whose jobs outlast both the lease and the tick record's TTL.
+
+/** Lease TTL of a tick run, ms: pauses of workers and of Redis (up to TICK_PAUSE_MS[1]) outlast it. */
+const TICK_TTL_MS = 300;
+/** How long a tick record is kept after its run, ms (the smallest value runOncePerTick accepts). */
+const TICK_RECORD_TTL_MS = 1_000;
+/** A job lasts this long, ms: longer than the lease and than the record's TTL. */
+const TICK_JOB_MS: [number, number] = [1_100, 1_500];
+/** Each replica calls 0..TICK_SKEW_MS after a tick is announced: some arrive after the record's TTL, mid-run. */
+const TICK_SKEW_MS = 1_800;
+/** A new tick every TICK_EVERY_MS during the faulty phase. */
+const TICK_EVERY_MS = 400;
+/** Pauses of workers and of Redis, ms: longer than the lease, shorter than the record's TTL. */
+const TICK_PAUSE_MS: [number, number] = [100, 500];
+
+/** One run of a tick's fn, as the replica that ran it reported it (wall-clock ms of this machine). */
+export interface TickRun {
+  worker: string;
+  job: "once" | "retry";
+  tick: number;
+  fence: number;
+  /** When fn started and stopped, and when runOncePerTick returned or threw. */
+  startAt: number;
+  stopAt: number;
+  returnedAt: number;
+  /** ok (recorded), lost (LeaseLostError: fn returned but the tick was no longer held), aborted (fn stopped on its signal), finish-failed. */
+  outcome: string;
+}
+
+/** One entry of a job's history (what `tickHistory` returns). */
+export interface TickHistoryEntry {
+  tick: number;
+  fence: number;
+  ok: boolean;
+}
+
+/**
+ * The runOncePerTick checker. `once` (no retryOnError, fn stops when its signal aborts): a tick's fn never runs
+ * twice — a second run is allowed only when it started more than recordTtlMs / 2 after every earlier run of the tick
+ * stopped (a replica arriving after the record's documented lifetime; half of it is kept as margin for pauses).
+ * Both jobs: a run that reported `ok` really held the tick throughout (no later claim of the tick started before
+ * it returned) and is in the history with its fence; a run that reported its tick lost is not in the history.
+ */
+export function checkTickHistory(
+  runs: readonly TickRun[],
+  history: Readonly<Record<string, readonly TickHistoryEntry[]>>,
+  recordTtlMs: number,
+  violations: Violations,
+): { ticks: number; runs: number; lateReruns: number; outcomes: Record<string, number> } {
+  const groups = new Map<string, TickRun[]>();
+  const outcomes: Record<string, number> = {};
+  for (const r of runs) {
+    const key = `${r.job}/${r.tick}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+    outcomes[`${r.job}:${r.outcome}`] = (outcomes[`${r.job}:${r.outcome}`] ?? 0) + 1;
+  }
+  let lateReruns = 0;
+  for (const [key, group] of groups) {
+    group.sort((a, b) => a.startAt - b.startAt);
+    if (key.startsWith("once/")) {
+      let lastStop = Number.NEGATIVE_INFINITY;
+      let last: TickRun | undefined;
+      for (const r of group) {
+        if (last !== undefined) {
+          if (r.startAt < lastStop + recordTtlMs / 2) {
+            violations.add(
+              "tick-twice",
+              `tick ${key} ran on ${last.worker} (fence ${last.fence}, ${last.startAt}..${last.stopAt}) and again on ${r.worker} (fence ${r.fence}) from ${r.startAt}`,
+            );
+          } else lateReruns++;
+        }
+        if (r.stopAt > lastStop) {
+          lastStop = r.stopAt;
+          last = r;
+        }
+      }
+    }
+    const recorded = history[key.split("/")[0] as string] ?? [];
+    for (const a of group) {
+      const inHistory = recorded.find((h) => h.fence === a.fence);
+      if (a.outcome === "ok") {
+        const later = group.find((b) => b.fence > a.fence && b.startAt < a.returnedAt);
+        if (later !== undefined) {
+          violations.add(
+            "ok-not-held",
+            `tick ${key}: ${a.worker} (fence ${a.fence}) reported ok at ${a.returnedAt}, but ${later.worker} claimed it (fence ${later.fence}) and started at ${later.startAt}`,
+          );
+        }
+        if (inHistory?.ok !== true) {
+          violations.add(
+            "ok-not-recorded",
+            `tick ${key}: ${a.worker} (fence ${a.fence}) reported ok, history has no ok entry`,
+          );
+        }
+      } else if (a.outcome === "lost" && inHistory !== undefined) {
+        violations.add(
+          "lost-recorded",
+          `tick ${key}: ${a.worker} (fence ${a.fence}) reported its tick lost, yet it is recorded`,
+        );
+      }
+    }
+  }
+  return { ticks: groups.size, runs: runs.length, lateReruns, outcomes };
+}
+
+async function runTickScenario({ seed, durationMs, log }: ScenarioContext): Promise<ScenarioResult> {
+  const started = performance.now();
+  const schedule = faultSchedule({
+    seed,
+    generate: {
+      durationMs,
+      faults: ["pause"],
+      meanIntervalMs: Math.min(800, Math.max(250, Math.round(durationMs / 12))),
+      targets: { servers: 1, proxies: 0, processes: WORKERS },
+      faultMs: TICK_PAUSE_MS,
+    },
+  });
+  log(describeSchedule(schedule));
+  const violations = new Violations();
+  const runs: TickRun[] = [];
+  let calls = 0;
+  let callsDone = 0;
+  const skipped: Record<string, number> = {};
+  const workers: ChaosWorker[] = [];
+  const prefix = testPrefix();
+  let server: RedisServer | undefined;
+  let ticker: NodeJS.Timeout | undefined;
+  try {
+    server = await startRedis({ leastPrivilege: true });
+    let ready = 0;
+    const onMessage = (msg: WorkerMessage, worker: ChaosWorker) => {
+      if (msg.type === "ready") ready++;
+      else if (msg.type === "run") {
+        callsDone++;
+        runs.push({
+          worker: `w${worker.slot}`,
+          job: msg.job as TickRun["job"],
+          tick: msg.tick as number,
+          fence: msg.fence as number,
+          startAt: msg.startAt as number,
+          stopAt: msg.stopAt as number,
+          returnedAt: msg.returnedAt as number,
+          outcome: msg.outcome as string,
+        });
+      } else if (msg.type === "skipped") {
+        callsDone++;
+        skipped[msg.outcome as string] = (skipped[msg.outcome as string] ?? 0) + 1;
+      }
+    };
+    for (let slot = 0; slot < WORKERS; slot++) {
+      const config = {
+        url: server.url,
+        prefix,
+        owner: `w${slot}`,
+        ttlMs: TICK_TTL_MS,
+        recordTtlMs: TICK_RECORD_TTL_MS,
+        skewMaxMs: TICK_SKEW_MS,
+        jobMs: TICK_JOB_MS,
+        commandTimeoutMs: 3_000,
+        seed: (seed + slot * 7919) >>> 0,
+      };
+      workers.push(spawnWorker("tick-worker.ts", slot, [JSON.stringify(config)], onMessage));
+    }
+    await waitReady(workers, () => ready);
+
+    // A job's history expires recordTtlMs after its last finish, so a quiet spell can drop older entries: read it
+    // every 200 ms and keep every entry seen (each lives ≥ recordTtlMs after it was pushed).
+    const client = server.client({ commandTimeoutMs: 10_000 });
+    const seen: Record<string, Map<number, TickHistoryEntry>> = { once: new Map(), retry: new Map() };
+    const readHistory = async () => {
+      for (const job of ["once", "retry"] as const) {
+        for (const h of await tickHistory(client, job, { prefix, limit: 10_000 })) {
+          seen[job]?.set(h.fence, { tick: h.tick, fence: h.fence, ok: h.ok });
+        }
+      }
+    };
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        await readHistory().catch(() => {});
+        await sleep(200);
+      }
+    })();
+
+    let tick = 0;
+    const announce = () => {
+      tick++;
+      calls += 2 * workers.length; // two jobs per replica
+      for (const w of workers) w.send({ type: "tick", tick });
+    };
+    announce();
+    ticker = setInterval(announce, TICK_EVERY_MS);
+    const faultLog = await runSchedule(schedule, {
+      servers: [server],
+      proxies: [],
+      processes: workers.map((w) => w.child),
+    });
+    clearInterval(ticker);
+    log(`faults done: ${faultLog.injected} injected, ${faultLog.repaired} repaired by the final sweep; ${tick} ticks`);
+
+    // Every call ends: skew + job + a few round trips after the last tick.
+    const drainMs = TICK_SKEW_MS + TICK_JOB_MS[1] + 10_000;
+    if (!(await until(() => callsDone >= calls, drainMs))) {
+      violations.add(
+        "no-progress",
+        `${calls - callsDone} of ${calls} calls still pending ${drainMs} ms after the last tick`,
+      );
+    }
+    await stopWorkers(workers);
+    polling = false;
+    await poller;
+    await readHistory();
+    const history = { once: [...(seen.once?.values() ?? [])], retry: [...(seen.retry?.values() ?? [])] };
+    const summary = checkTickHistory(runs, history, TICK_RECORD_TTL_MS, violations);
+    if (summary.runs === 0) violations.add("no-progress", "no tick ran");
+    return {
+      scenario: "lock-tick",
+      operations: calls,
+      faultsInjected: faultLog.injected,
+      violations: violations.count,
+      seed,
+      elapsedMs: Math.round(performance.now() - started),
+      details: {
+        ...summary,
+        skipped,
+        ticksAnnounced: tick,
+        workers: WORKERS,
+        ttlMs: TICK_TTL_MS,
+        recordTtlMs: TICK_RECORD_TTL_MS,
+        jobMs: TICK_JOB_MS,
+        skewMs: TICK_SKEW_MS,
+        violationsByKind: violations.byKind,
+        faultsByKind: faultLog.byKind,
+        durationMs,
+      },
+      samples: violations.samples,
+    };
+  } finally {
+    clearInterval(ticker);
+    await stopWorkers(workers, 0);
+    await server?.stop();
+  }
+}
+
+/** runOncePerTick checker: replicas racing on ticks with jobs longer than the lease and the record TTL. */
+export const lockTick: ChaosScenario = {
+  name: "lock-tick",
+  description:
+    "4 replicas run 2 jobs per tick with runOncePerTick (skewed up to 1.8 s, jobs 1.1-1.5 s > ttl 300 ms and record TTL 1 s); pause workers and Redis",
+  defaultDurationMs: 60_000,
+  run: runTickScenario,
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Redlock extension while masters are merely slow: paused for less than the lease.
+
+/** Lease TTL of the extension checker, ms: auto-extension every 500 ms. */
+const SLOW_TTL_MS = 1_500;
+/** Masters are paused this long, ms: longer than nodeTimeoutMs, well within a lease. */
+const SLOW_PAUSE_MS: [number, number] = [150, 600];
+/** Each lease is held this long, ms (several auto-extensions). */
+const SLOW_HOLD_MS: [number, number] = [700, 1_800];
+
+async function runRedlockSlowScenario({ seed, durationMs, log }: ScenarioContext): Promise<ScenarioResult> {
+  const started = performance.now();
+  const schedule = faultSchedule({
+    seed,
+    generate: {
+      durationMs,
+      faults: ["pause"],
+      meanIntervalMs: 250,
+      targets: { servers: 3, proxies: 0, processes: 0 },
+      faultMs: SLOW_PAUSE_MS,
+    },
+  });
+  log(describeSchedule(schedule));
+  const violations = new Violations();
+  const outcomes: Record<string, number> = {};
+  const losses: Array<{ reason: string; holders: number }> = [];
+  const servers: RedisServer[] = [];
+  const admins: ReturnType<RedisServer["adminClient"]>[] = [];
+  const workers: ChaosWorker[] = [];
+  const prefix = testPrefix();
+  const quorum = 2;
+  try {
+    servers.push(...(await Promise.all([0, 1, 2].map(() => startRedis({ leastPrivilege: true })))));
+    for (const s of servers) admins.push(s.adminClient({ commandTimeoutMs: 10_000 }));
+    let ready = 0;
+    let leasesAfterHeal = -1;
+    const onMessage = (msg: WorkerMessage, worker: ChaosWorker) => {
+      if (msg.type === "ready") ready++;
+      else if (msg.type === "lease") {
+        outcomes[msg.outcome as string] = (outcomes[msg.outcome as string] ?? 0) + 1;
+        if (leasesAfterHeal >= 0) leasesAfterHeal++;
+      } else if (msg.type === "lost") {
+        // The worker waits for this reply before it releases: count the masters still holding its token (a read
+        // on a paused master waits for it to resume).
+        const key = `${prefix}:lock:{${msg.name as string}}`;
+        Promise.all(admins.map((a) => a.get(key).catch(() => null))).then((values) => {
+          const holders = values.filter((v) => v === msg.token).length;
+          losses.push({ reason: msg.reason as string, holders });
+          if (msg.reason === "not-held" && holders >= quorum) {
+            violations.add(
+              "false-loss",
+              `w${worker.slot}: lease (fence ${msg.fence as number}) reported lost (not-held) while ${holders} of 3 masters held its token`,
+            );
+          }
+          reply(worker, msg, {});
+        });
+      }
+    };
+    for (let slot = 0; slot < WORKERS; slot++) {
+      const config = {
+        urls: servers.map((s) => s.url),
+        prefix,
+        name: `slow-${slot}`,
+        ttlMs: SLOW_TTL_MS,
+        nodeTimeoutMs: 100,
+        holdMs: SLOW_HOLD_MS,
+        commandTimeoutMs: 5_000,
+        seed: (seed + slot * 7919) >>> 0,
+      };
+      workers.push(spawnWorker("lock-extend-worker.ts", slot, [JSON.stringify(config)], onMessage));
+    }
+    await waitReady(workers, () => ready);
+    log(`workers ready after ${Math.round(performance.now() - started)} ms`);
+    const faultLog = await runSchedule(schedule, { servers, proxies: [], processes: [] });
+    log(`faults done: ${faultLog.injected} injected, ${faultLog.repaired} repaired by the final sweep`);
+    leasesAfterHeal = 0;
+    if (!(await until(() => leasesAfterHeal >= WORKERS, 15_000))) {
+      violations.add(
+        "no-progress",
+        `only ${leasesAfterHeal} leases completed within 15 s after the faults were healed`,
+      );
+    }
+    log(`${leasesAfterHeal} leases after the heal; stopping workers`);
+    await stopWorkers(workers);
+    const leases = Object.values(outcomes).reduce((n, c) => n + c, 0);
+    return {
+      scenario: "lock-redlock-slow",
+      operations: leases,
+      faultsInjected: faultLog.injected,
+      violations: violations.count,
+      seed,
+      elapsedMs: Math.round(performance.now() - started),
+      details: {
+        outcomes,
+        losses: losses.length,
+        lossesWithTokenOnQuorum: losses.filter((l) => l.holders >= quorum).length,
+        violationsByKind: violations.byKind,
+        workers: WORKERS,
+        ttlMs: SLOW_TTL_MS,
+        pauseMs: SLOW_PAUSE_MS,
+        faultsByKind: faultLog.byKind,
+        durationMs,
+      },
+      samples: violations.samples,
+    };
+  } finally {
+    await stopWorkers(workers, 0);
+    for (const a of admins) a.disconnect();
+    for (const s of servers) await s.stop();
+  }
+}
+
+/** Redlock extension checker: masters paused for less than a lease must not make a held lease look lost. */
+export const lockRedlockSlow: ChaosScenario = {
+  name: "lock-redlock-slow",
+  description:
+    "4 workers hold Redlocks (ttl 1.5 s) with using() + auto-extension over 3 masters paused 150-600 ms; no lease reported lost while a quorum held its token",
+  defaultDurationMs: 60_000,
+  run: runRedlockSlowScenario,
+};
