@@ -1,0 +1,161 @@
+-- queue: helpers shared by lua/queue/*.lua. Every script of one queue partition gets the partition's keys in one fixed
+-- order (q_keys below); a job is a few fields of the partition's jobs hash, never a key of its own, so every key a
+-- script touches is declared in KEYS.
+--   jobs hash: "j:<id>" the record (cmsgpack array, see Q_* indices), "r:<id>" result, "e:<id>" last error,
+--              "p:<id>" progress
+--   ready stream: entries "i <id>" of priority-0 jobs, read by the consumer group "q" (read, acked and deleted by
+--              one fetch script: the group is the cursor, the leases zset is the record of what runs)
+--   delayed zset: "<priority digit><id>" -> due (server ms): delays, retry backoff, rate-limited group jobs
+--   prio zset: "<id>" -> priority * 2^44 + enqueue time (server ms): jobs of priority 1-9
+--   leases zset: "<id>" -> lease deadline (server ms); active hash: "<id>" -> fence of the current delivery
+--   done / cancelled zsets: "<id>" -> expiry (server ms); dead zset: "<id>" -> time of death (server ms)
+--   meta hash: "f" fence counter, "paused"; groups hash: "c:<group>" running count, "r:<group>" rate-limit state
+--   gwait zset (all scores 0): "<group>\0<time>\0<id>" jobs waiting for a group slot, FIFO per group by lex order
+--   wake stream (MAXLEN 1): written when work appears outside the ready stream, so blocked workers wake up
+
+-- Record fields (cmsgpack array).
+local Q_STATE, Q_ATTEMPTS, Q_MAX, Q_BTYPE, Q_BDELAY, Q_BMAX, Q_JITTER, Q_TTL, Q_PRIO, Q_GROUP, Q_DATA, Q_FINISHED =
+  1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
+local Q_PRIO_SHIFT = 17592186044416 -- 2^44: priority * 2^44 + ms stays below 2^53
+
+local function q_keys()
+  return {
+    jobs = KEYS[1], ready = KEYS[2], delayed = KEYS[3], prio = KEYS[4], leases = KEYS[5], active = KEYS[6],
+    done = KEYS[7], dead = KEYS[8], cancelled = KEYS[9], meta = KEYS[10], groups = KEYS[11], gwait = KEYS[12],
+    wake = KEYS[13],
+  }
+end
+
+local function q_wake(K)
+  redis.call('XADD', K.wake, 'MAXLEN', '1', '*', 'w', '1')
+end
+
+-- Puts a waiting job where workers find it: the ready stream (priority 0) or the prio zset (returns true: wake).
+local function q_enqueue(K, id, prio, now)
+  if prio == 0 then
+    redis.call('XADD', K.ready, '*', 'i', id)
+    return false
+  end
+  redis.call('ZADD', K.prio, prio * Q_PRIO_SHIFT + now, id)
+  return true
+end
+
+-- A running job of `group` ended (or left the worker): one group slot is free again; the oldest job waiting for a
+-- slot of that group goes back to the ready stream (the next fetch checks the limits again).
+local function q_group_release(K, group)
+  if group == '' then return end
+  local field = 'c:' .. group
+  if redis.call('HINCRBY', K.groups, field, -1) <= 0 then redis.call('HDEL', K.groups, field) end
+  local first = redis.call('ZRANGE', K.gwait, '[' .. group .. '\0', '[' .. group .. '\1', 'BYLEX', 'LIMIT', 0, 1)[1]
+  if first then
+    redis.call('ZREM', K.gwait, first)
+    local id = string.match(first, '^[^%z]*%z[^%z]*%z(.*)$')
+    redis.call('XADD', K.ready, '*', 'i', id)
+  end
+end
+
+-- Removes up to 200 entries of a retention zset (done, cancelled: scored by expiry; dead: by time of death) whose
+-- score is at most `upTo`, then the oldest beyond `maxCount`, with their fields in the jobs hash.
+local function q_trim(K, set, upTo, maxCount)
+  local gone = redis.call('ZRANGE', set, '-inf', upTo, 'BYSCORE', 'LIMIT', 0, 200)
+  local n = #gone
+  local extra = redis.call('ZCARD', set) - n - maxCount
+  if extra > 0 then
+    if extra > 200 then extra = 200 end
+    local more = redis.call('ZRANGE', set, n, n + extra - 1)
+    for _, id in ipairs(more) do
+      n = n + 1
+      gone[n] = id
+    end
+  end
+  if n == 0 then return end
+  redis.call('ZREM', set, unpack(gone))
+  local fields = {}
+  for i, id in ipairs(gone) do
+    fields[4 * i - 3], fields[4 * i - 2], fields[4 * i - 1], fields[4 * i] = 'j:' .. id, 'r:' .. id, 'e:' .. id, 'p:' .. id
+  end
+  redis.call('HDEL', K.jobs, unpack(fields))
+end
+
+-- Takes one unit from every rate-limit rule of `group` at server time now, with the algorithms of
+-- lua/_lib/ratelimit.lua (rl_load, rl_wait, rl_take, rl_entry); the rules' entries live in the groups hash, field
+-- "r:<group>", in that library's format. Returns 0 when taken, otherwise the ms until the rules would admit it.
+local function q_group_rate(K, group, rules, now)
+  local field = 'r:' .. group
+  local v = redis.call('HGET', K.groups, field)
+  local stored = {}
+  if v then
+    for f, st in string.gmatch(v, '([^;=]+)=([^;]*)') do stored[f] = st end
+  end
+  local wait = 0
+  for _, r in ipairs(rules) do
+    rl_load(r, stored, now)
+    local w = rl_wait(r, 1, now)
+    if w > wait then wait = w end
+  end
+  if wait > 0 then return wait end
+  local parts = {}
+  for _, r in ipairs(rules) do
+    rl_take(r, 1)
+    local value = rl_entry(r, now)
+    if value then parts[#parts + 1] = r.field .. '=' .. value end
+  end
+  if #parts > 0 then
+    redis.call('HSET', K.groups, field, table.concat(parts, ';'))
+  elseif v then
+    redis.call('HDEL', K.groups, field)
+  end
+  return 0
+end
+
+-- The delay before retry number `attempt` + 1 after `attempt` failed attempts: fixed, or exponential (delay *
+-- 2^(attempt-1)) capped at the maximum, less up to jitter (per mille) of it, scaled by the caller's random u in [0, 1).
+local function q_backoff(rec, attempt, u)
+  local btype, delay = rec[Q_BTYPE], rec[Q_BDELAY]
+  if btype == 0 or delay == 0 then return 0 end
+  if btype == 2 then delay = delay * 2 ^ (attempt - 1) end
+  local max = rec[Q_BMAX]
+  if max > 0 and delay > max then delay = max end
+  return math.floor(delay - delay * rec[Q_JITTER] / 1000 * u)
+end
+
+-- Ends the current delivery of a running job: no lease, no fence, group slot released.
+local function q_deactivate(K, id, rec)
+  redis.call('HDEL', K.active, id)
+  redis.call('ZREM', K.leases, id)
+  q_group_release(K, rec[Q_GROUP])
+end
+
+-- Moves a job whose attempts are used up to the dead letters with its last error.
+local function q_bury(K, id, rec, err, now, maxDead, deadAgeMs)
+  rec[Q_STATE] = 'D'
+  rec[Q_FINISHED] = now
+  redis.call('HSET', K.jobs, 'j:' .. id, cmsgpack.pack(rec), 'e:' .. id, err)
+  redis.call('ZADD', K.dead, now, id)
+  q_trim(K, K.dead, now - deadAgeMs, maxDead)
+end
+
+-- A failed (or lost) attempt: `rec[Q_ATTEMPTS]` already counts it. Schedules the retry after the backoff, or buries the
+-- job. Returns 'retry' or 'dead'.
+local function q_retry_or_bury(K, id, rec, err, now, u, maxDead, deadAgeMs)
+  if rec[Q_ATTEMPTS] >= rec[Q_MAX] then
+    q_bury(K, id, rec, err, now, maxDead, deadAgeMs)
+    return 'dead'
+  end
+  redis.call('HSET', K.jobs, 'j:' .. id, cmsgpack.pack(rec), 'e:' .. id, err)
+  local delay = q_backoff(rec, rec[Q_ATTEMPTS], u)
+  -- A worker waiting for work learns the new due time from the wake stream.
+  if delay > 0 then
+    redis.call('ZADD', K.delayed, now + delay, rec[Q_PRIO] .. id)
+    q_wake(K)
+  elseif q_enqueue(K, id, rec[Q_PRIO], now) then
+    q_wake(K)
+  end
+  return 'retry'
+end
+
+-- Publishes what finished ("<kind> <id>" lines; kind c completed, D dead, x cancelled) on the partition's channel, for
+-- Queue.result(). pub is 'SPUBLISH' (the channel shares the keys' hash tag) or '' to skip.
+local function q_publish(pub, channel, lines)
+  if pub ~= '' and #lines > 0 then redis.call(pub, channel, table.concat(lines, '\n')) end
+end

@@ -1,0 +1,171 @@
+-- Fetch: hands up to `count` jobs of one partition to a worker, each with a new fence and a lease on server time.
+-- First it settles what time has made due: expired leases (their worker died or stalled: the attempt counts as
+-- failed, the job is retried after its backoff or buried) and due delayed jobs (moved to the ready stream or the prio
+-- zset). Then it reads new entries of the ready stream through the consumer group (acked and deleted at once: the
+-- leases zset is the record of what runs), then priority 1-9 jobs. Grouped jobs pass the group's concurrency limit
+-- and rate-limit rules here; a job over a limit waits in gwait (concurrency) or in delayed (rate, until the rules
+-- admit it). When fewer than `count` jobs were found, it also replies what a worker needs to wait: the ms until
+-- the next delayed job or lease is due, and the last ids of the ready and wake streams (for XREAD BLOCK).
+-- Per job handed out the reply has 5 items: id, fence, attempt (from 1), attempts allowed, data.
+-- KEYS[1] jobs (hash): job fields
+-- KEYS[2] ready (stream): ready jobs of priority 0, consumer group "q"
+-- KEYS[3] delayed (zset): "<priority digit><id>" -> due (server ms)
+-- KEYS[4] prio (zset): jobs of priority 1-9
+-- KEYS[5] leases (zset): running job -> lease deadline (server ms)
+-- KEYS[6] active (hash): running job -> fence of its current delivery
+-- KEYS[7] done (zset): completed job -> expiry (server ms)
+-- KEYS[8] dead (zset): dead job -> time of death (server ms)
+-- KEYS[9] cancelled (zset): cancelled job -> expiry (server ms)
+-- KEYS[10] meta (hash): "f" fence counter, "paused"
+-- KEYS[11] groups (hash): "c:<group>" running count, "r:<group>" rate-limit state
+-- KEYS[12] gwait (zset): jobs waiting for a slot of their group
+-- KEYS[13] wake (stream): wake-up marks
+-- ARGV[1] count (integer): most jobs to hand out
+-- ARGV[2] leaseMs (ms): lease of each job handed out
+-- ARGV[3] groupLimit (integer): most running jobs per group, 0 = no limit
+-- ARGV[4] groupRules (string): rate-limit rules per group, "<name> <alg> <limit> <windowMs> <burst>;...", '' = none
+-- ARGV[5] maxDead (integer): most dead jobs kept
+-- ARGV[6] deadAgeMs (ms): how long dead jobs are kept
+-- ARGV[7] u (number): a random number in [0, 1) for the backoff jitter of jobs whose lease expired
+-- ARGV[8] pub (string): 'SPUBLISH' to announce jobs that died here, '' not to
+-- ARGV[9] channel (string): the partition's channel
+-- Reply: [nowMs: number, paused: number, nextDueMs: number, lastReady: string, lastWake: string, ...job: (string | number)[]]
+--@include now-ms
+--@include ratelimit
+--@include queue
+local K = q_keys()
+local now = now_ms()
+local want = tonumber(ARGV[1])
+local glimit = tonumber(ARGV[3])
+local rules = nil
+if ARGV[4] ~= '' then rules = rl_rules(ARGV[4]) end
+local lines = {}
+local wake = false
+
+-- Expired leases.
+local expired = redis.call('ZRANGE', K.leases, '-inf', now, 'BYSCORE', 'LIMIT', 0, 100)
+for _, id in ipairs(expired) do
+  local raw = redis.call('HGET', K.jobs, 'j:' .. id)
+  if raw then
+    local rec = cmsgpack.unpack(raw)
+    q_deactivate(K, id, rec)
+    rec[Q_ATTEMPTS] = rec[Q_ATTEMPTS] + 1
+    local err = 'LeaseExpired: the lease of attempt ' .. rec[Q_ATTEMPTS] .. ' expired (its worker stopped, crashed or stalled)'
+    local fate = q_retry_or_bury(K, id, rec, err, now, tonumber(ARGV[7]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+    if fate == 'dead' then lines[#lines + 1] = 'D ' .. id end
+  else
+    redis.call('HDEL', K.active, id)
+    redis.call('ZREM', K.leases, id)
+  end
+end
+
+-- Due delayed jobs.
+local due = redis.call('ZRANGE', K.delayed, '-inf', now, 'BYSCORE', 'LIMIT', 0, 1000)
+if #due > 0 then
+  redis.call('ZREM', K.delayed, unpack(due))
+  for _, member in ipairs(due) do
+    if q_enqueue(K, string.sub(member, 2), tonumber(string.sub(member, 1, 1)), now) then wake = true end
+  end
+end
+q_publish(ARGV[8], ARGV[9], lines)
+
+local paused = redis.call('HGET', K.meta, 'paused') == '1'
+local cands = {}
+if not paused then
+  local ok, res = pcall(redis.call, 'XREADGROUP', 'GROUP', 'q', 'q', 'COUNT', want, 'STREAMS', K.ready, '>')
+  if not ok then
+    -- NOGROUP: the first fetch of this partition (or the stream was deleted): read from the start.
+    redis.call('XGROUP', 'CREATE', K.ready, 'q', '0', 'MKSTREAM')
+    res = redis.call('XREADGROUP', 'GROUP', 'q', 'q', 'COUNT', want, 'STREAMS', K.ready, '>')
+  end
+  if res then
+    local entries = res[1][2]
+    local eids = {}
+    for i, e in ipairs(entries) do
+      eids[i] = e[1]
+      cands[i] = e[2][2]
+    end
+    if #eids > 0 then
+      redis.call('XACK', K.ready, 'q', unpack(eids))
+      redis.call('XDEL', K.ready, unpack(eids))
+    end
+  end
+  if #cands < want then
+    local popped = redis.call('ZPOPMIN', K.prio, want - #cands)
+    for i = 1, #popped, 2 do cands[#cands + 1] = popped[i] end
+  end
+end
+
+local picked, recs = {}, {}
+if #cands > 0 then
+  local fields = {}
+  for i, id in ipairs(cands) do fields[i] = 'j:' .. id end
+  local raws = redis.call('HMGET', K.jobs, unpack(fields))
+  for i, id in ipairs(cands) do
+    local raw = raws[i]
+    if raw then
+      local rec = cmsgpack.unpack(raw)
+      -- Anything but 'w' was cancelled while it waited: dropped here.
+      if rec[Q_STATE] == 'w' then
+        local g = rec[Q_GROUP]
+        local go = true
+        if g ~= '' then
+          if glimit > 0 and tonumber(redis.call('HGET', K.groups, 'c:' .. g) or '0') >= glimit then
+            redis.call('ZADD', K.gwait, 0, g .. '\0' .. string.format('%015d', now) .. '\0' .. id)
+            go = false
+          elseif rules then
+            local wait = q_group_rate(K, g, rules, now)
+            if wait > 0 then
+              redis.call('ZADD', K.delayed, now + wait, rec[Q_PRIO] .. id)
+              go = false
+            end
+          end
+          if go then redis.call('HINCRBY', K.groups, 'c:' .. g, 1) end
+        end
+        if go then
+          picked[#picked + 1] = id
+          recs[#picked] = rec
+        end
+      end
+    end
+  end
+end
+
+local out = { now, paused and 1 or 0, -1, '', '' }
+local n = #picked
+if n > 0 then
+  local base = redis.call('HINCRBY', K.meta, 'f', n) - n
+  local act, lease = {}, {}
+  local deadline = now + tonumber(ARGV[2])
+  for i, id in ipairs(picked) do
+    local rec = recs[i]
+    act[2 * i - 1], act[2 * i] = id, base + i
+    lease[2 * i - 1], lease[2 * i] = deadline, id
+    local o = #out
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = id, base + i, rec[Q_ATTEMPTS] + 1, rec[Q_MAX], rec[Q_DATA]
+  end
+  redis.call('HSET', K.active, unpack(act))
+  redis.call('ZADD', K.leases, unpack(lease))
+end
+if wake then q_wake(K) end
+if n < want then
+  local next = -1
+  for _, set in ipairs({ K.delayed, K.leases }) do
+    local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+    if first[2] then
+      local ms = math.max(0, tonumber(first[2]) - now)
+      if next < 0 or ms < next then next = ms end
+    end
+  end
+  out[3] = next
+  for i, key in ipairs({ K.ready, K.wake }) do
+    local ok, info = pcall(redis.call, 'XINFO', 'STREAM', key)
+    out[3 + i] = '0-0'
+    if ok then
+      for j = 1, #info, 2 do
+        if info[j] == 'last-generated-id' then out[3 + i] = info[j + 1] end
+      end
+    end
+  end
+end
+return out

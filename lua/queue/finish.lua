@@ -1,0 +1,87 @@
+-- Finish: records the outcome of a batch of deliveries of one partition. A delivery whose fence is no longer the job's
+-- current one (its lease expired and the job was reclaimed, it was cancelled or handed back) is refused and changes
+-- nothing. A completion stores the result for the job's resultTtlMs; a failure schedules the next attempt after the
+-- backoff (server time), or moves the job to the dead letters once its attempts are used up. Retention trims
+-- completed and dead jobs; completed and dead ids are announced on the partition's channel for Queue.result().
+-- KEYS[1] jobs (hash): job fields
+-- KEYS[2] ready (stream): ready jobs of priority 0
+-- KEYS[3] delayed (zset): "<priority digit><id>" -> due (server ms)
+-- KEYS[4] prio (zset): jobs of priority 1-9
+-- KEYS[5] leases (zset): running job -> lease deadline (server ms)
+-- KEYS[6] active (hash): running job -> fence of its current delivery
+-- KEYS[7] done (zset): completed job -> expiry (server ms)
+-- KEYS[8] dead (zset): dead job -> time of death (server ms)
+-- KEYS[9] cancelled (zset): cancelled job -> expiry (server ms)
+-- KEYS[10] meta (hash): "f" fence counter, "paused"
+-- KEYS[11] groups (hash): "c:<group>" running count, "r:<group>" rate-limit state
+-- KEYS[12] gwait (zset): jobs waiting for a slot of their group
+-- KEYS[13] wake (stream): wake-up marks
+-- ARGV[1] count (integer): deliveries in this call
+-- ARGV[2] maxDone (integer): most completed jobs kept
+-- ARGV[3] maxDead (integer): most dead jobs kept
+-- ARGV[4] deadAgeMs (ms): how long dead jobs are kept
+-- ARGV[5] pub (string): 'SPUBLISH' to announce completed and dead jobs, '' not to
+-- ARGV[6] channel (string): the partition's channel
+-- ARGV[7] delivery (list): 5 arguments per delivery, repeated: id, fence, kind ('c' completed, 'f' failed, 'F' failed
+-- and not to be retried), result or error text, u (random in [0, 1) for the backoff jitter)
+-- Reply: number[]
+--@include now-ms
+--@include queue
+local K = q_keys()
+local now = now_ms()
+local count = tonumber(ARGV[1])
+local maxDone, maxDead, deadAge = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local ids = {}
+for i = 1, count do ids[i] = ARGV[2 + 5 * i] end
+local fences = redis.call('HMGET', K.active, unpack(ids))
+local live, fields = {}, {}
+for i = 1, count do
+  if fences[i] and fences[i] == ARGV[3 + 5 * i] then
+    live[#live + 1] = i
+    fields[#live] = 'j:' .. ids[i]
+  end
+end
+local out = {}
+for i = 1, count do out[i] = 0 end
+if #live == 0 then return out end
+local raws = redis.call('HMGET', K.jobs, unpack(fields))
+local liveIds = {}
+for j, i in ipairs(live) do liveIds[j] = ids[i] end
+redis.call('HDEL', K.active, unpack(liveIds))
+redis.call('ZREM', K.leases, unpack(liveIds))
+local writes, done, lines = {}, {}, {}
+for j, i in ipairs(live) do
+  local id, kind, b = ids[i], ARGV[4 + 5 * i], 5 * i
+  local raw = raws[j]
+  if raw then
+    local rec = cmsgpack.unpack(raw)
+    q_group_release(K, rec[Q_GROUP])
+    rec[Q_ATTEMPTS] = rec[Q_ATTEMPTS] + 1
+    if kind == 'c' then
+      rec[Q_STATE] = 'c'
+      rec[Q_FINISHED] = now
+      local w = #writes
+      writes[w + 1], writes[w + 2], writes[w + 3], writes[w + 4] = 'j:' .. id, cmsgpack.pack(rec), 'r:' .. id, ARGV[b + 5]
+      done[#done + 1] = now + rec[Q_TTL]
+      done[#done + 1] = id
+      lines[#lines + 1] = 'c ' .. id
+      out[i] = 1
+    else
+      if kind == 'F' then rec[Q_MAX] = rec[Q_ATTEMPTS] end
+      local fate = q_retry_or_bury(K, id, rec, ARGV[b + 5], now, tonumber(ARGV[b + 6]), maxDead, deadAge)
+      if fate == 'dead' then
+        lines[#lines + 1] = 'D ' .. id
+        out[i] = 3
+      else
+        out[i] = 2
+      end
+    end
+  end
+end
+if #writes > 0 then
+  redis.call('HSET', K.jobs, unpack(writes))
+  redis.call('ZADD', K.done, unpack(done))
+  q_trim(K, K.done, now, maxDone)
+end
+q_publish(ARGV[5], ARGV[6], lines)
+return out

@@ -1,0 +1,29 @@
+-- Get: one job's record, with its state ('waiting', 'delayed', 'active', 'completed', 'dead', 'cancelled'). Empty
+-- reply when the job does not exist (never added, or removed by retention).
+-- KEYS[1] jobs (hash): job fields
+-- KEYS[2] active (hash): running job -> fence of its current delivery
+-- KEYS[3] delayed (zset): "<priority digit><id>" -> due (server ms)
+-- ARGV[1] id (string): the job
+-- Reply: [state: string, attempts: number, maxAttempts: number, data: string, result: string | null, error: string | null, progress: string | null, dueAt: number, finishedAt: number, group: string, priority: number, fence: number] | []
+local id = ARGV[1]
+local f = redis.call('HMGET', KEYS[1], 'j:' .. id, 'r:' .. id, 'e:' .. id, 'p:' .. id)
+if not f[1] then return {} end
+local rec = cmsgpack.unpack(f[1])
+local names = { c = 'completed', D = 'dead', x = 'cancelled' }
+local state = names[rec[1]]
+local dueAt, fence = 0, 0
+if not state then
+  fence = tonumber(redis.call('HGET', KEYS[2], id) or '0')
+  if fence > 0 then
+    state = 'active'
+  else
+    local due = redis.call('ZSCORE', KEYS[3], rec[9] .. id)
+    if due then
+      state = 'delayed'
+      dueAt = tonumber(due)
+    else
+      state = 'waiting'
+    end
+  end
+end
+return { state, rec[2], rec[3], rec[11], f[2], f[3], f[4], dueAt, rec[12], rec[10], rec[9], fence }

@@ -1,0 +1,12 @@
+-- Schedule set: declares (or redeclares) a schedule. An identical declaration changes nothing, so any number of
+-- replicas may declare it; a changed one replaces the stored one and its next run time.
+-- KEYS[1] sched (hash): schedule name -> its declaration (JSON)
+-- KEYS[2] schedz (zset): schedule name -> its next run time (server ms)
+-- ARGV[1] name (string): the schedule
+-- ARGV[2] spec (string): its declaration
+-- ARGV[3] nextAt (ms): its first run time (server ms), used when the declaration is new or changed
+-- Reply: number
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1

@@ -1,0 +1,83 @@
+import { CoordisError } from "@coordis/core";
+
+/**
+ * `Queue.result()`: the job used all its attempts and is a dead letter. `lastError` is its last failure's text.
+ * Code `ERR_JOB_DEAD`.
+ */
+export class JobDeadError extends CoordisError {
+  /** The job's id. */
+  readonly jobId: string;
+  /** Attempts made. */
+  readonly attempts: number;
+  /** The last attempt's error, as `"<name>: <message>"`. */
+  readonly lastError: string;
+
+  constructor(jobId: string, attempts: number, lastError: string) {
+    super("ERR_JOB_DEAD", `Job "${jobId}" failed ${attempts} time(s) and is dead: ${lastError}`);
+    this.jobId = jobId;
+    this.attempts = attempts;
+    this.lastError = lastError;
+  }
+}
+
+/** `Queue.result()`: the job was cancelled. Code `ERR_JOB_CANCELLED`. */
+export class JobCancelledError extends CoordisError {
+  /** The job's id. */
+  readonly jobId: string;
+
+  constructor(jobId: string) {
+    super("ERR_JOB_CANCELLED", `Job "${jobId}" was cancelled`);
+    this.jobId = jobId;
+  }
+}
+
+/** `Queue.result()`: no such job (never added, or already removed by retention). Code `ERR_JOB_NOT_FOUND`. */
+export class JobNotFoundError extends CoordisError {
+  /** The job's id. */
+  readonly jobId: string;
+
+  constructor(jobId: string) {
+    super("ERR_JOB_NOT_FOUND", `Job "${jobId}" does not exist (never added, or removed by retention)`);
+    this.jobId = jobId;
+  }
+}
+
+/** `Queue.result()`: the job did not finish within `timeoutMs`. Code `ERR_RESULT_TIMEOUT`. */
+export class ResultTimeoutError extends CoordisError {
+  /** The job's id. */
+  readonly jobId: string;
+
+  constructor(jobId: string, timeoutMs: number) {
+    super("ERR_RESULT_TIMEOUT", `Job "${jobId}" did not finish within ${timeoutMs} ms`);
+    this.jobId = jobId;
+  }
+}
+
+/** Why a running job's delivery ended before its handler did. */
+export type JobLostReason = "lease-lost" | "cancelled" | "closing";
+
+/**
+ * A running job's `signal` aborted: its lease was lost (the job may already run elsewhere, with a higher fence), it was
+ * cancelled, or the worker closed and handed it back. Whatever the handler finishes is refused. Code `ERR_JOB_LOST`.
+ */
+export class JobLostError extends CoordisError {
+  /** The job's id. */
+  readonly jobId: string;
+  /** The delivery's fence. */
+  readonly fence: number;
+  /** Why. */
+  readonly reason: JobLostReason;
+
+  constructor(jobId: string, fence: number, reason: JobLostReason) {
+    const why =
+      reason === "cancelled"
+        ? "it was cancelled"
+        : reason === "closing"
+          ? "the worker closed and handed it back"
+          : "its lease was lost (it may run elsewhere with a higher fence)";
+    super("ERR_JOB_LOST", `Job "${jobId}" (fence ${fence}) stopped: ${why}`);
+    this.jobId = jobId;
+    this.fence = fence;
+    this.reason = reason;
+  }
+}

@@ -1,0 +1,118 @@
+import type { Codec } from "./codec.js";
+
+/** Where a job is: waiting to run, delayed (or waiting for a retry), running, or finished one way or another. */
+export type JobState = "waiting" | "delayed" | "active" | "completed" | "dead" | "cancelled";
+
+/** What `Queue.get()` answers. */
+export interface JobInfo<T = unknown, R = unknown> {
+  readonly id: string;
+  readonly state: JobState;
+  /** The job's data, decoded. */
+  readonly data: T;
+  /** Attempts finished (failed, lost or, for a completed job, the successful one included). */
+  readonly attempts: number;
+  /** Attempts allowed. */
+  readonly maxAttempts: number;
+  /** The result, when completed. */
+  readonly result?: R;
+  /** The last failure (`"<name>: <message>"`), when an attempt failed. */
+  readonly error?: string;
+  /** The last value a handler passed to `job.progress()`. */
+  readonly progress?: unknown;
+  /** When a delayed (or retrying) job becomes due, Redis server time (Unix ms). */
+  readonly dueAt?: number;
+  /** When the job completed, died or was cancelled, Redis server time (Unix ms). */
+  readonly finishedAt?: number;
+  /** Its group, if any. */
+  readonly group?: string;
+  readonly priority: number;
+  /** The fence of the running delivery, when active. */
+  readonly fence?: number;
+}
+
+/** What `Queue.counts()` answers (summed over partitions). */
+export interface QueueCounts {
+  /** Ready to run (including jobs waiting for a slot of their group). */
+  readonly waiting: number;
+  /** Delayed, or waiting for a retry after a backoff, or for a group's rate limit. */
+  readonly delayed: number;
+  /** Running. */
+  readonly active: number;
+  /** Completed and still retained. */
+  readonly completed: number;
+  /** Dead letters retained. */
+  readonly dead: number;
+  /** Cancelled and still retained. */
+  readonly cancelled: number;
+  /** Whether the queue is paused. */
+  readonly paused: boolean;
+}
+
+/** One dead letter. */
+export interface DeadLetter<T = unknown> {
+  readonly id: string;
+  /** When it died, Redis server time (Unix ms). */
+  readonly diedAt: number;
+  readonly attempts: number;
+  readonly data: T;
+  /** The last attempt's error. */
+  readonly error: string;
+}
+
+type GetReply =
+  | [
+      state: string,
+      attempts: number,
+      maxAttempts: number,
+      data: string,
+      result: string | null,
+      error: string | null,
+      progress: string | null,
+      dueAt: number,
+      finishedAt: number,
+      group: string,
+      priority: number,
+      fence: number,
+    ]
+  | [];
+
+/** Builds a JobInfo from the get script's reply. */
+export function parseJobInfo<T, R>(
+  id: string,
+  reply: GetReply,
+  codec: Codec<T>,
+  resultCodec: Codec<R>,
+): JobInfo<T, R> | null {
+  if (reply.length === 0) return null;
+  const [state, attempts, maxAttempts, data, result, error, progress, dueAt, finishedAt, group, priority, fence] =
+    reply;
+  const info: {
+    -readonly [K in keyof JobInfo<T, R>]: JobInfo<T, R>[K];
+  } = { id, state: state as JobState, data: codec.decode(data), attempts, maxAttempts, priority };
+  if (state === "completed" && result !== null) info.result = resultCodec.decode(result);
+  if (error !== null && error !== "") info.error = error;
+  if (progress !== null) info.progress = JSON.parse(progress);
+  if (dueAt > 0) info.dueAt = dueAt;
+  if (finishedAt > 0) info.finishedAt = finishedAt;
+  if (group !== "") info.group = group;
+  if (fence > 0) info.fence = fence;
+  return info;
+}
+
+/** Builds a page of dead letters from the dead-letters script's reply. */
+export function parseDeadPage<T>(
+  reply: [total: number, ...job: (string | number)[]],
+  codec: Codec<T>,
+): { total: number; page: DeadLetter<T>[] } {
+  const page: DeadLetter<T>[] = [];
+  for (let i = 1; i + 4 < reply.length; i += 5) {
+    page.push({
+      id: String(reply[i]),
+      diedAt: Number(reply[i + 1]),
+      attempts: Number(reply[i + 2]),
+      data: codec.decode(String(reply[i + 3])),
+      error: String(reply[i + 4]),
+    });
+  }
+  return { total: reply[0], page };
+}

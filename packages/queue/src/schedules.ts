@@ -1,0 +1,87 @@
+import { InvalidArgumentError, validate, validateName } from "@coordis/core";
+import { Cron } from "croner";
+import { onlyKeys } from "./options.js";
+
+/** When a schedule runs: every `everyMs` (on a grid aligned to the Unix epoch), or on a cron pattern in a time zone. */
+export type ScheduleSpec = { everyMs: number } | { cron: string; tz?: string };
+
+/** Shortest `everyMs`: 1 s. */
+export const MIN_EVERY_MS = 1_000;
+
+/** A validated schedule timing. */
+export type ParsedSpec = { readonly everyMs: number } | { readonly cron: string; readonly tz: string | undefined };
+
+/** What a schedule stores in Redis (JSON): its timing, the job's encoded data and the job's script arguments. */
+export interface StoredSchedule {
+  readonly spec: ParsedSpec;
+  /** The job arguments after the id (see jobArgs). */
+  readonly job: readonly (string | number)[];
+}
+
+/** Validates a schedule name (as an entity name: 1–512 bytes, no braces). */
+export function validateScheduleName(name: unknown, argument = "name"): string {
+  return validateName(name, argument);
+}
+
+/** Validates `{ everyMs } | { cron, tz? }`. @throws InvalidArgumentError */
+export function parseSpec(argument: string, raw: unknown): ParsedSpec {
+  const o = validate.options<{ everyMs?: unknown; cron?: unknown; tz?: unknown }>(argument, raw);
+  if (raw === undefined) throw new InvalidArgumentError(argument, "expected { everyMs } or { cron, tz? }");
+  if (o.everyMs !== undefined) {
+    onlyKeys(argument, o, ["everyMs"]);
+    return { everyMs: validate.durationMs(`${argument}.everyMs`, o.everyMs, { min: MIN_EVERY_MS }) };
+  }
+  if (o.cron === undefined) throw new InvalidArgumentError(argument, "expected { everyMs } or { cron, tz? }");
+  onlyKeys(argument, o, ["cron", "tz"]);
+  const cron = validate.string(`${argument}.cron`, o.cron, { maxBytes: 256 });
+  const tz = o.tz === undefined ? undefined : validate.string(`${argument}.tz`, o.tz, { maxBytes: 64 });
+  try {
+    new Cron(cron, { timezone: tz, paused: true }).stop();
+  } catch (err) {
+    const which = tz !== undefined && /time ?zone/i.test(String(err)) ? "tz" : "cron";
+    throw new InvalidArgumentError(`${argument}.${which}`, err instanceof Error ? err.message : String(err));
+  }
+  if (tz !== undefined) {
+    try {
+      new Intl.DateTimeFormat("en-US", { timeZone: tz });
+    } catch {
+      throw new InvalidArgumentError(`${argument}.tz`, `unknown time zone "${tz}"`);
+    }
+  }
+  return { cron, tz };
+}
+
+/** Cron objects are parsed once per pattern and zone. */
+const crons = new Map<string, Cron>();
+
+/**
+ * The first run time strictly after `afterMs` (Unix ms, server time), or `null` when a cron pattern never runs again.
+ * `everyMs` runs sit on multiples of `everyMs` since the Unix epoch, so every replica computes the same grid.
+ */
+export function nextRunAfter(spec: ParsedSpec, afterMs: number): number | null {
+  if ("everyMs" in spec) return (Math.floor(afterMs / spec.everyMs) + 1) * spec.everyMs;
+  const key = `${spec.tz ?? ""}\n${spec.cron}`;
+  let cron = crons.get(key);
+  if (cron === undefined) {
+    cron = new Cron(spec.cron, { timezone: spec.tz, paused: true });
+    cron.stop();
+    if (crons.size >= 1_000) crons.clear();
+    crons.set(key, cron);
+  }
+  return cron.nextRun(new Date(afterMs))?.getTime() ?? null;
+}
+
+/** Parses a stored schedule; `null` when it is not one (written by an incompatible version). */
+export function parseStored(text: string): StoredSchedule | null {
+  try {
+    const v = JSON.parse(text) as StoredSchedule;
+    if (v === null || typeof v !== "object" || !Array.isArray(v.job) || v.job.length !== 10) return null;
+    if (typeof v.spec !== "object" || v.spec === null) return null;
+    return v;
+  } catch {
+    return null;
+  }
+}
+
+/** A run time for "never again": far beyond any real one, so the schedule is never due. */
+export const NEVER_MS = 8.64e15;
