@@ -142,6 +142,20 @@ describe("demo event streams", () => {
     expect((await stream("/v1/events", "10.2.0.4")).status).toBe(200);
   });
 
+  it("limits how often one address opens streams (60 a minute), so reconnect churn is bounded too", async () => {
+    for (let i = 0; i < 60; i++) {
+      const res = await stream(i % 2 === 0 ? "/v1/events" : "/v1/audit/stream", "10.4.0.1");
+      expect(res.status, `open ${i + 1}`).toBe(200);
+      (open.pop() as AbortController).abort();
+      await eventually("the stream to close", async () => ((await clients()) === 0 ? true : undefined));
+    }
+    const over = await stream("/v1/events", "10.4.0.1");
+    expect(over.status).toBe(429);
+    expect(over.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+    expect(((await over.json()) as { detail: string }).detail).toContain('"streams"');
+    expect((await stream("/v1/events", "10.4.0.2")).status).toBe(200);
+  });
+
   it("disconnects a client that stops reading once its bounded buffer is full, and keeps serving readers", async () => {
     const live = await stream("/v1/events", "10.3.0.1");
     expect(live.status).toBe(200);
