@@ -1,15 +1,17 @@
 -- Get: reads one cache entry and, when it is missing or stale (or the caller says it is unusable), tries to take
--- the entry's fill lock so that exactly one caller across all replicas loads it, and registers the caller's fill
--- token: set.lua writes a loaded value back only while that token is still in the entry.
+-- the entry's fill lock so that exactly one caller across all replicas loads it. The lock's token is also the
+-- holder's fill token: set.lua writes a loaded value back only while the token still holds the lock. A caller that
+-- gave up waiting for another holder registers its fill token in the entry instead (`register`).
 -- An entry is a hash: v = encoded value, f = fresh until (server ms), s = stale until (server ms),
--- w = written at (server ms), t = tag versions (JSON), and one field `p:<token>` = deadline (server ms) per load in
--- progress. Every write (set.lua) and delete replaces the whole hash, so it drops the tokens of the loads that
--- started before it: their results can no longer be written, however long the load or the network took.
+-- w = written at (server ms), t = tag versions (JSON), and `p:<token>` = deadline (server ms) per registered fill
+-- token. Every set, delete and write-back replaces the hash and deletes the lock, so it revokes the fill tokens of
+-- the loads that started before it: their results are not written, however long the load or the network took.
 -- KEYS[1] entry (hash): the entry
 -- KEYS[2] lock (string): the fill lock, holding the loader's token
 -- ARGV[1] token (string): lock and fill token of the caller; "" = a plain read (no lock, no fill token)
--- ARGV[2] lockTtlMs (ms): how long the fill lock lives, and the longest time from this read to the write-back
+-- ARGV[2] lockTtlMs (ms): lifetime of the lock or registered token: the longest time from this read to a write-back
 -- ARGV[3] force (0|1): 1 = take the lock even when the entry is fresh (its tags turned out to be invalid)
+-- ARGV[4] register (0|1): 1 = when the lock is held by another caller, register the token in the entry
 -- Reply: [state: number, value: string, freshUntil: number, staleUntil: number, tags: string, nowMs: number, locked: number]
 --@include now-ms
 local now = now_ms()
@@ -24,11 +26,14 @@ if ARGV[1] ~= '' and (state ~= 1 or ARGV[3] == '1') then
     locked = 1
   elseif redis.call('GET', KEYS[2]) == ARGV[1] then
     locked = 1
-  end
-  local ttl = tonumber(ARGV[2])
-  redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], string.format('%.0f', now + ttl))
-  if redis.call('PTTL', KEYS[1]) < ttl then
-    redis.call('PEXPIRE', KEYS[1], ttl)
+  elseif ARGV[4] == '1' then
+    local ttl = tonumber(ARGV[2])
+    redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], string.format('%.0f', now + ttl))
+    -- The hash lives at least as long as the token: an entry expires at its stale deadline (set.lua), a hash
+    -- holding only tokens gets the newest token's lifetime.
+    if not h[1] or tonumber(h[3]) - now < ttl then
+      redis.call('PEXPIRE', KEYS[1], ttl)
+    end
   end
 end
 if state == 0 then

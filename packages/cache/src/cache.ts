@@ -401,7 +401,6 @@ export class Cache {
           opts.staleMs,
           pairs.length > 0 ? JSON.stringify(pairs) : "",
           "",
-          "",
         ]);
         const now = performance.now();
         if (written === 1) this.l1Store(k, data, now + opts.ttlMs, now + opts.ttlMs + opts.staleMs, pairs, epoch);
@@ -423,8 +422,7 @@ export class Cache {
     return this.operation("delete", k, async () => {
       this.invalidateLocal(k);
       try {
-        const [entry] = this.entryKeys(k);
-        return (await this.script(cacheScripts.delete, [entry], [])) === 1;
+        return (await this.script(cacheScripts.delete, this.entryKeys(k), [])) === 1;
       } finally {
         await this.bus?.publish({ k });
       }
@@ -691,15 +689,16 @@ export class Cache {
 
   /**
    * Reads an entry (one script) and checks its tags. `lockToken` non-empty = when the entry is unusable, take the
-   * fill lock and register the token as this caller's fill token (see lua/cache/get.lua).
+   * fill lock with it; `register` = when another caller holds the lock, register the token in the entry as this
+   * caller's fill token instead (see lua/cache/get.lua).
    */
-  private async l2Get(k: string, lockToken: string, tags: readonly string[]): Promise<L2Read> {
+  private async l2Get(k: string, lockToken: string, tags: readonly string[], register = false): Promise<L2Read> {
     const keys = this.entryKeys(k);
     // Tags we already know the entry should carry are read in parallel with the entry itself. They live in other
     // slots than the entry (one slot per tag), so one script cannot read both on a cluster. Both calls are always
     // awaited: when one fails (Redis unavailable) the other must not be left to reject with nobody listening.
     const [entry, prefetched] = await Promise.allSettled([
-      this.script(cacheScripts.get, keys, [lockToken, this.lockTtlMs, 0]),
+      this.script(cacheScripts.get, keys, [lockToken, this.lockTtlMs, 0, register ? 1 : 0]),
       this.readTags(tags),
     ]);
     if (entry.status === "rejected") throw entry.reason;
@@ -721,7 +720,7 @@ export class Cache {
     if (read.tags.every(([t, v]) => known.get(t) === v)) return read;
     // A tag was invalidated after this value was computed: it is a miss. Take the lock if asked to.
     if (lockToken !== "" && !read.locked) {
-      const again = await this.script(cacheScripts.get, keys, [lockToken, this.lockTtlMs, 1]);
+      const again = await this.script(cacheScripts.get, keys, [lockToken, this.lockTtlMs, 1, register ? 1 : 0]);
       read = { ...read, locked: again[6] === 1 };
     }
     return { ...read, state: 0, data: "", tags: [] };
@@ -744,16 +743,18 @@ export class Cache {
 
   /** The shared part of getOrSet after an L1 miss: L2, then the fill lock, waiting or loading. */
   private async fill(k: string, loader: Loader<unknown>, opts: Resolved): Promise<Outcome> {
-    // Lock token and fill token: every read below registers it, so a write-back of what we load after the last
-    // read is refused once anybody changed the key after that read.
+    // The lock token is also our fill token: what we load is written back only while it holds the lock (or, after
+    // the wait timed out, is registered in the entry), i.e. while nobody set, deleted or filled the key meanwhile.
     const lockToken = token();
     const deadline = performance.now() + this.lockWaitMs;
     let delay = 5;
     for (;;) {
+      // The last read, once the wait is over: take the lock if it is free now, else register our fill token.
+      const last = performance.now() >= deadline || this.closed;
       const epoch = this.epoch;
       let read: L2Read;
       try {
-        read = await this.l2Get(k, lockToken, opts.tags);
+        read = await this.l2Get(k, lockToken, opts.tags, last);
       } catch (err) {
         if (!(err instanceof RedisUnavailableError)) throw err;
         return this.degraded(k, loader, opts);
@@ -766,27 +767,21 @@ export class Cache {
         if (read.locked) this.refresh(k, loader, opts, lockToken);
         return { data: read.data, tier: "l2", result: "stale" };
       }
-      if (read.locked) {
-        return {
-          data: await this.loadAndStore(k, loader, opts, lockToken, true),
-          tier: "l2",
-          result: "miss",
-        };
+      if (read.locked || last) {
+        if (!read.locked) {
+          notifyEvent(this.observer, {
+            primitive: "cache",
+            type: "lock-wait-timeout",
+            name: k,
+            attributes: { namespace: this.namespace, waitMs: this.lockWaitMs },
+          });
+        }
+        return { data: await this.loadAndStore(k, loader, opts, lockToken), tier: "l2", result: "miss" };
       }
       // Another caller (maybe another replica) is loading: wait for its result, woken by the bus or by polling.
-      const remaining = deadline - performance.now();
-      if (remaining <= 0) break;
-      await this.waitFor(k, Math.min(delay, remaining));
-      if (this.closed) break;
+      await this.waitFor(k, Math.max(0, Math.min(delay, deadline - performance.now())));
       delay = Math.min(delay * 2, 200);
     }
-    notifyEvent(this.observer, {
-      primitive: "cache",
-      type: "lock-wait-timeout",
-      name: k,
-      attributes: { namespace: this.namespace, waitMs: this.lockWaitMs },
-    });
-    return { data: await this.loadAndStore(k, loader, opts, lockToken, false), tier: "l2", result: "miss" };
   }
 
   private waitFor(k: string, ms: number): Promise<void> {
@@ -809,18 +804,12 @@ export class Cache {
   }
 
   /**
-   * Loads and writes the value back. The write is conditional on `fill`, the token the last read registered in the
-   * entry: Redis refuses it when anybody set, deleted or filled the key since that read, or when more than the lock
-   * TTL passed since it (server time, so a slow loader, a slow network and a stalled Redis all count).
-   * `holdsLock` = this caller took the fill lock with that token and releases it.
+   * Loads and writes the value back. The write is conditional on `fill`, the token that holds the fill lock (or was
+   * registered in the entry) since the last read: Redis refuses it when anybody set, deleted or filled the key
+   * since that read, or when more than the lock TTL passed since it (server time, so a slow loader, a slow network
+   * and a stalled Redis all count).
    */
-  private async loadAndStore(
-    k: string,
-    loader: Loader<unknown>,
-    opts: Resolved,
-    fill: string,
-    holdsLock: boolean,
-  ): Promise<string> {
+  private async loadAndStore(k: string, loader: Loader<unknown>, opts: Resolved, fill: string): Promise<string> {
     const keys = this.entryKeys(k);
     let pairs: TagPair[];
     try {
@@ -852,7 +841,6 @@ export class Cache {
         opts.staleMs,
         pairs.length > 0 ? JSON.stringify(pairs) : "",
         fill,
-        holdsLock ? fill : "",
       ]);
       if (written === 1) {
         const now = performance.now();
@@ -899,7 +887,7 @@ export class Cache {
   private refresh(k: string, loader: Loader<unknown>, opts: Resolved, lockToken: string): void {
     if (this.refreshing.has(k)) return;
     this.refreshing.add(k);
-    this.loadAndStore(k, loader, opts, lockToken, true)
+    this.loadAndStore(k, loader, opts, lockToken)
       .catch((error: unknown) => {
         notifyEvent(this.observer, {
           primitive: "cache",

@@ -4,28 +4,28 @@ import { defineScript } from "@coordis/core";
 /** The Lua scripts of @coordis/cache, one per operation. */
 export const cacheScripts = {
   /**
-   * Delete: removes one cache entry, with the fill tokens of the loads in progress (see get.lua), so a load that
-   * KEYS: entry (hash).
+   * Delete: removes one cache entry and its fill lock, which revokes the fill tokens of the loads in progress (see
+   * KEYS: entry (hash), lock (string).
    * ARGV: none.
    */
-  delete: defineScript<["entry"], [], number>({
+  delete: defineScript<["entry","lock"], [], number>({
     name: "cache/delete",
-    keys: ["entry"],
+    keys: ["entry","lock"],
     args: [],
-    sha1: "08329bc266c68a01279ebeb34315eb97db54fc20",
-    source: "-- Delete: removes one cache entry, with the fill tokens of the loads in progress (see get.lua), so a load that\n-- started before the delete cannot write its (now outdated) value back afterwards.\n-- KEYS[1] entry (hash): the entry\n-- ARGV: none\n-- Reply: number\nlocal existed = redis.call('HEXISTS', KEYS[1], 'v')\nredis.call('DEL', KEYS[1])\nreturn existed\n",
+    sha1: "571bb52d1a916c5d8d1cae284c80fc5f1c3a0fdf",
+    source: "-- Delete: removes one cache entry and its fill lock, which revokes the fill tokens of the loads in progress (see\n-- get.lua): a load that started before the delete cannot write its (now outdated) value back afterwards.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock\n-- ARGV: none\n-- Reply: number\nlocal existed = redis.call('HEXISTS', KEYS[1], 'v')\nredis.call('DEL', KEYS[1], KEYS[2])\nreturn existed\n",
   }),
   /**
    * Get: reads one cache entry and, when it is missing or stale (or the caller says it is unusable), tries to take
    * KEYS: entry (hash), lock (string).
-   * ARGV: token (string), lockTtlMs (ms), force (0|1).
+   * ARGV: token (string), lockTtlMs (ms), force (0|1), register (0|1).
    */
-  get: defineScript<["entry","lock"], ["token","lockTtlMs","force"], [state: number, value: string, freshUntil: number, staleUntil: number, tags: string, nowMs: number, locked: number]>({
+  get: defineScript<["entry","lock"], ["token","lockTtlMs","force","register"], [state: number, value: string, freshUntil: number, staleUntil: number, tags: string, nowMs: number, locked: number]>({
     name: "cache/get",
     keys: ["entry","lock"],
-    args: ["token","lockTtlMs","force"],
-    sha1: "a8670af8a9c43ceea0688a55041eb5f33f78b224",
-    source: "-- Get: reads one cache entry and, when it is missing or stale (or the caller says it is unusable), tries to take\n-- the entry's fill lock so that exactly one caller across all replicas loads it, and registers the caller's fill\n-- token: set.lua writes a loaded value back only while that token is still in the entry.\n-- An entry is a hash: v = encoded value, f = fresh until (server ms), s = stale until (server ms),\n-- w = written at (server ms), t = tag versions (JSON), and one field `p:<token>` = deadline (server ms) per load in\n-- progress. Every write (set.lua) and delete replaces the whole hash, so it drops the tokens of the loads that\n-- started before it: their results can no longer be written, however long the load or the network took.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock, holding the loader's token\n-- ARGV[1] token (string): lock and fill token of the caller; \"\" = a plain read (no lock, no fill token)\n-- ARGV[2] lockTtlMs (ms): how long the fill lock lives, and the longest time from this read to the write-back\n-- ARGV[3] force (0|1): 1 = take the lock even when the entry is fresh (its tags turned out to be invalid)\n-- Reply: [state: number, value: string, freshUntil: number, staleUntil: number, tags: string, nowMs: number, locked: number]\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\nlocal function now_ms()\n  local t = redis.call('TIME')\n  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nend\nlocal now = now_ms()\nlocal h = redis.call('HMGET', KEYS[1], 'v', 'f', 's', 't')\nlocal state = 0\nif h[1] and now < tonumber(h[3]) then\n  if now < tonumber(h[2]) then state = 1 else state = 2 end\nend\nlocal locked = 0\nif ARGV[1] ~= '' and (state ~= 1 or ARGV[3] == '1') then\n  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n    locked = 1\n  elseif redis.call('GET', KEYS[2]) == ARGV[1] then\n    locked = 1\n  end\n  local ttl = tonumber(ARGV[2])\n  redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], string.format('%.0f', now + ttl))\n  if redis.call('PTTL', KEYS[1]) < ttl then\n    redis.call('PEXPIRE', KEYS[1], ttl)\n  end\nend\nif state == 0 then\n  return { 0, '', 0, 0, '', now, locked }\nend\nreturn { state, h[1], tonumber(h[2]), tonumber(h[3]), h[4] or '', now, locked }\n",
+    args: ["token","lockTtlMs","force","register"],
+    sha1: "b0468dd5a194bffdc0c201409ca90b5202ccfb3f",
+    source: "-- Get: reads one cache entry and, when it is missing or stale (or the caller says it is unusable), tries to take\n-- the entry's fill lock so that exactly one caller across all replicas loads it. The lock's token is also the\n-- holder's fill token: set.lua writes a loaded value back only while the token still holds the lock. A caller that\n-- gave up waiting for another holder registers its fill token in the entry instead (`register`).\n-- An entry is a hash: v = encoded value, f = fresh until (server ms), s = stale until (server ms),\n-- w = written at (server ms), t = tag versions (JSON), and `p:<token>` = deadline (server ms) per registered fill\n-- token. Every set, delete and write-back replaces the hash and deletes the lock, so it revokes the fill tokens of\n-- the loads that started before it: their results are not written, however long the load or the network took.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock, holding the loader's token\n-- ARGV[1] token (string): lock and fill token of the caller; \"\" = a plain read (no lock, no fill token)\n-- ARGV[2] lockTtlMs (ms): lifetime of the lock or registered token: the longest time from this read to a write-back\n-- ARGV[3] force (0|1): 1 = take the lock even when the entry is fresh (its tags turned out to be invalid)\n-- ARGV[4] register (0|1): 1 = when the lock is held by another caller, register the token in the entry\n-- Reply: [state: number, value: string, freshUntil: number, staleUntil: number, tags: string, nowMs: number, locked: number]\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\nlocal function now_ms()\n  local t = redis.call('TIME')\n  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nend\nlocal now = now_ms()\nlocal h = redis.call('HMGET', KEYS[1], 'v', 'f', 's', 't')\nlocal state = 0\nif h[1] and now < tonumber(h[3]) then\n  if now < tonumber(h[2]) then state = 1 else state = 2 end\nend\nlocal locked = 0\nif ARGV[1] ~= '' and (state ~= 1 or ARGV[3] == '1') then\n  if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then\n    locked = 1\n  elseif redis.call('GET', KEYS[2]) == ARGV[1] then\n    locked = 1\n  elseif ARGV[4] == '1' then\n    local ttl = tonumber(ARGV[2])\n    redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], string.format('%.0f', now + ttl))\n    -- The hash lives at least as long as the token: an entry expires at its stale deadline (set.lua), a hash\n    -- holding only tokens gets the newest token's lifetime.\n    if not h[1] or tonumber(h[3]) - now < ttl then\n      redis.call('PEXPIRE', KEYS[1], ttl)\n    end\n  end\nend\nif state == 0 then\n  return { 0, '', 0, 0, '', now, locked }\nend\nreturn { state, h[1], tonumber(h[2]), tonumber(h[3]), h[4] or '', now, locked }\n",
   }),
   /**
    * Session destroy: deletes a session and leaves a tombstone that makes later sets of the same id fail.
@@ -64,16 +64,16 @@ export const cacheScripts = {
     source: "-- Session touch: renews a session's expiry without rewriting its data; does nothing for a destroyed session.\n-- KEYS[1] session (string): the encoded session\n-- KEYS[2] tombstone (string): present while the session id is destroyed\n-- ARGV[1] ttlMs (ms): new expiry of the session\n-- Reply: number\nif redis.call('EXISTS', KEYS[2]) == 1 then\n  return -1\nend\nreturn redis.call('PEXPIRE', KEYS[1], ARGV[1])\n",
   }),
   /**
-   * Set: writes one cache entry (fresh for freshMs, then stale for staleMs, then gone) and releases the caller's
+   * Set: writes one cache entry (fresh for freshMs, then stale for staleMs, then gone) and deletes the fill lock (the
    * KEYS: entry (hash), lock (string).
-   * ARGV: value (string), freshMs (ms), staleMs (ms), tags (string), fill (string), token (string).
+   * ARGV: value (string), freshMs (ms), staleMs (ms), tags (string), fill (string).
    */
-  set: defineScript<["entry","lock"], ["value","freshMs","staleMs","tags","fill","token"], [written: number, nowMs: number]>({
+  set: defineScript<["entry","lock"], ["value","freshMs","staleMs","tags","fill"], [written: number, nowMs: number]>({
     name: "cache/set",
     keys: ["entry","lock"],
-    args: ["value","freshMs","staleMs","tags","fill","token"],
-    sha1: "00dc9f4cdcb614d92166e8cebb3663f5eaca7655",
-    source: "-- Set: writes one cache entry (fresh for freshMs, then stale for staleMs, then gone) and releases the caller's\n-- fill lock. A write-back after a load (fill token given) happens only while the token get.lua registered at the\n-- read that started the load is still in the entry and its deadline has not passed: any set, delete, clear or\n-- other write-back since then replaced the hash and dropped the token, so a load never overwrites a newer state,\n-- whatever the time between the read and this write.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock\n-- ARGV[1] value (string): the encoded value\n-- ARGV[2] freshMs (ms): how long the value is fresh\n-- ARGV[3] staleMs (ms): how long it may be served stale after that (0 = none)\n-- ARGV[4] tags (string): JSON [[tag, version], ...] the value was computed under, \"\" = none\n-- ARGV[5] fill (string): \"\" = unconditional write; otherwise the fill token of the load being written back\n-- ARGV[6] token (string): fill lock token to release, \"\" = none\n-- Reply: [written: number, nowMs: number]\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\nlocal function now_ms()\n  local t = redis.call('TIME')\n  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nend\nlocal now = now_ms()\nlocal written = 1\nif ARGV[5] ~= '' then\n  local deadline = redis.call('HGET', KEYS[1], 'p:' .. ARGV[5])\n  if not deadline or now >= tonumber(deadline) then written = 0 end\nend\nif written == 1 then\n  local fresh = now + tonumber(ARGV[2])\n  local stale = fresh + tonumber(ARGV[3])\n  redis.call('DEL', KEYS[1])\n  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', string.format('%.0f', fresh), 's', string.format('%.0f', stale),\n    'w', string.format('%.0f', now), 't', ARGV[4])\n  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))\nend\nif ARGV[6] ~= '' and redis.call('GET', KEYS[2]) == ARGV[6] then\n  redis.call('DEL', KEYS[2])\nend\nreturn { written, now }\n",
+    args: ["value","freshMs","staleMs","tags","fill"],
+    sha1: "b635aa41ca8853f1272a7c301b6fbb38e87378a7",
+    source: "-- Set: writes one cache entry (fresh for freshMs, then stale for staleMs, then gone) and deletes the fill lock (the\n-- entry is fresh now: nobody needs to load it, and a load that started before this write must not write after it).\n-- A write-back after a load (fill token given) happens only while its token still holds the lock, or is still\n-- registered in the entry before its deadline (see get.lua); otherwise nothing is written and the caller's lock, if\n-- it still holds it, is released.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock\n-- ARGV[1] value (string): the encoded value\n-- ARGV[2] freshMs (ms): how long the value is fresh\n-- ARGV[3] staleMs (ms): how long it may be served stale after that (0 = none)\n-- ARGV[4] tags (string): JSON [[tag, version], ...] the value was computed under, \"\" = none\n-- ARGV[5] fill (string): \"\" = unconditional write; otherwise the fill token of the load being written back\n-- Reply: [written: number, nowMs: number]\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\nlocal function now_ms()\n  local t = redis.call('TIME')\n  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nend\nlocal now = now_ms()\nlocal written = 1\nif ARGV[5] ~= '' then\n  local holder = redis.call('GET', KEYS[2])\n  if holder ~= ARGV[5] then\n    local deadline = redis.call('HGET', KEYS[1], 'p:' .. ARGV[5])\n    if not deadline or now >= tonumber(deadline) then written = 0 end\n  end\nend\nif written == 1 then\n  local fresh = now + tonumber(ARGV[2])\n  local stale = fresh + tonumber(ARGV[3])\n  redis.call('DEL', KEYS[1], KEYS[2])\n  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', string.format('%.0f', fresh), 's', string.format('%.0f', stale),\n    'w', string.format('%.0f', now), 't', ARGV[4])\n  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))\nend\nreturn { written, now }\n",
   }),
   /**
    * Tag version: returns a tag's current version token, creating it from ARGV[1] when the tag has none (never
@@ -88,7 +88,7 @@ export const cacheScripts = {
     source: "-- Tag version: returns a tag's current version token, creating it from ARGV[1] when the tag has none (never\n-- created, invalidated, expired or evicted), and keeps it alive at least ttlMs. Entries record the tokens they\n-- were computed under; invalidateTag deletes the tag key, so every entry recorded under the old token is invalid,\n-- and a token is never reused (a lost tag key can only invalidate entries, never revive them).\n-- KEYS[1] tag (string): the tag's version token\n-- ARGV[1] token (string): a fresh random token, used when the tag has none\n-- ARGV[2] ttlMs (ms): keep the token at least this long\n-- Reply: string\nlocal v = redis.call('GET', KEYS[1])\nif not v then\n  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n  return ARGV[1]\nend\nif redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then\n  redis.call('PEXPIRE', KEYS[1], ARGV[2])\nend\nreturn v\n",
   }),
   /**
-   * Unlock: after a failed or discarded load, drops the caller's fill token from the entry and releases the fill
+   * Unlock: after a failed or discarded load, releases the fill lock when the caller's token still holds it, and
    * KEYS: entry (hash), lock (string).
    * ARGV: token (string).
    */
@@ -96,7 +96,7 @@ export const cacheScripts = {
     name: "cache/unlock",
     keys: ["entry","lock"],
     args: ["token"],
-    sha1: "d7dc093257bb0af017f3d6d033f8984cacc56447",
-    source: "-- Unlock: after a failed or discarded load, drops the caller's fill token from the entry and releases the fill\n-- lock when the caller's token still holds it.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock\n-- ARGV[1] token (string): the caller's token\n-- Reply: number\nredis.call('HDEL', KEYS[1], 'p:' .. ARGV[1])\nif redis.call('GET', KEYS[2]) == ARGV[1] then\n  redis.call('DEL', KEYS[2])\n  return 1\nend\nreturn 0\n",
+    sha1: "1e375d93cdb1ad7233a831c3aa7b12ab7635f6e7",
+    source: "-- Unlock: after a failed or discarded load, releases the fill lock when the caller's token still holds it, and\n-- drops the caller's fill token from the entry when it was registered there instead.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock\n-- ARGV[1] token (string): the caller's token\n-- Reply: number\nif redis.call('GET', KEYS[2]) == ARGV[1] then\n  redis.call('DEL', KEYS[2])\n  return 1\nend\nredis.call('HDEL', KEYS[1], 'p:' .. ARGV[1])\nreturn 0\n",
   }),
 } as const;

@@ -145,6 +145,37 @@ function suite(topology: "standalone" | "cluster", url: () => string, adminUrl: 
       expect(await b?.get("race")).toBeUndefined(); // ...but Redis keeps the delete
     });
 
+    it("a caller that gave up waiting loads and writes back; the slow holder's later write and a revoked waiter's write are refused", async () => {
+      const [holder, waiter, reader] = (await replicas(3, { l1: false, lock: { ttlMs: 10_000, waitMs: 100 } })) as [
+        Cache,
+        Cache,
+        Cache,
+      ];
+      for (const round of ["kept", "deleted"] as const) {
+        const key = `gave-up-${round}`;
+        let loading!: () => void;
+        const started = new Promise<void>((r) => (loading = r));
+        let release!: () => void;
+        const gate = new Promise<void>((r) => (release = r));
+        const slow = holder.getOrSet(key, async () => {
+          loading();
+          await gate;
+          return "holder";
+        });
+        await started; // the holder has the fill lock and hangs
+        const gaveUp = await waiter.getOrSet(key, async () => {
+          if (round === "deleted") await reader.delete(key);
+          return "waiter";
+        });
+        expect(gaveUp).toBe("waiter");
+        expect(await reader.get(key)).toBe(round === "kept" ? "waiter" : undefined);
+        release();
+        expect(await slow).toBe("holder");
+        // The holder's load began before the waiter's write (or the delete): Redis keeps the newer state.
+        expect(await reader.get(key)).toBe(round === "kept" ? "waiter" : undefined);
+      }
+    });
+
     it("a call made after set() does not join a load that started before it", async () => {
       const [a] = await replicas(1);
       let release!: () => void;
