@@ -675,10 +675,10 @@ export const lockTick: ChaosScenario = {
 // ---------------------------------------------------------------------------------------------------------------
 // Redlock extension while masters are merely slow: paused for less than the lease.
 
-/** Lease TTL of the extension checker, ms: auto-extension every 500 ms. */
-const SLOW_TTL_MS = 1_500;
+/** Lease TTL of the extension checker, ms: auto-extension every 400 ms. */
+const SLOW_TTL_MS = 1_200;
 /** Masters are paused this long, ms: longer than nodeTimeoutMs, well within a lease. */
-const SLOW_PAUSE_MS: [number, number] = [150, 600];
+const SLOW_PAUSE_MS: [number, number] = [150, 500];
 /** Each lease is held this long, ms (several auto-extensions). */
 const SLOW_HOLD_MS: [number, number] = [700, 1_800];
 
@@ -689,7 +689,7 @@ async function runRedlockSlowScenario({ seed, durationMs, log }: ScenarioContext
     generate: {
       durationMs,
       faults: ["pause"],
-      meanIntervalMs: 250,
+      meanIntervalMs: 200,
       targets: { servers: 3, proxies: 0, processes: 0 },
       faultMs: SLOW_PAUSE_MS,
     },
@@ -788,7 +788,7 @@ async function runRedlockSlowScenario({ seed, durationMs, log }: ScenarioContext
 export const lockRedlockSlow: ChaosScenario = {
   name: "lock-redlock-slow",
   description:
-    "4 workers hold Redlocks (ttl 1.5 s) with using() + auto-extension over 3 masters paused 150-600 ms; no lease reported lost while a quorum held its token",
+    "4 workers hold Redlocks (ttl 1.2 s) with using() + auto-extension over 3 masters paused 150-500 ms; no lease reported lost while a quorum held its token",
   defaultDurationMs: 60_000,
   run: runRedlockSlowScenario,
 };
