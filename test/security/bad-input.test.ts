@@ -1026,6 +1026,72 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
     expect(started).toHaveLength(0);
   });
 
+  it("eventlog: every cursor a read accepts gives a page (the entries strictly between), never a Redis error", async () => {
+    const log = new EventLog<number>(redis, "cursor-edges", { prefix });
+    for (let i = 0; i < 3; i++) await log.append(i);
+    const all = (await log.read()).entries;
+    const MAX = U64.toString();
+    const [ms = "0", seq = "0"] = (all[1]?.id ?? "0-0").split("-");
+    const u64 = fc.bigInt({ min: 0n, max: U64 });
+    const cursor = fc.oneof(
+      fc.constantFrom(
+        "0",
+        "0-0",
+        "0-1",
+        MAX,
+        `${MAX}-${MAX}`,
+        `${MAX}-0`,
+        `0-${MAX}`,
+        ms,
+        `${ms}-${seq}`,
+        `${ms}-${BigInt(seq) + 1n}`,
+        `${BigInt(ms) - 1n}-${MAX}`,
+        ...all.map((e) => e.id),
+      ),
+      u64.map(String),
+      fc.tuple(u64, u64).map(([a, b]) => `${a}-${b}`),
+      fc.tuple(fc.constantFrom(BigInt(ms)), u64).map(([a, b]) => `${a}-${b}`),
+      badStrings(40),
+      fc.constantFrom("-", "+", "$", ">", "(1-0", "1-", "18446744073709551616", `0-${U64 + 1n}`),
+    );
+    const id = (c: string) => (c.includes("-") ? c : `${c}-0`);
+    const cmp = (a: string, b: string) => {
+      const [am, as] = id(a).split("-").map(BigInt) as [bigint, bigint];
+      const [bm, bs] = id(b).split("-").map(BigInt) as [bigint, bigint];
+      return am === bm ? (as === bs ? 0 : as < bs ? -1 : 1) : am < bm ? -1 : 1;
+    };
+    await fc.assert(
+      fc.asyncProperty(
+        fc.option(cursor, { nil: undefined }),
+        fc.option(cursor, { nil: undefined }),
+        fc.boolean(),
+        async (after, before, reverse) => {
+          const options = { ...(after === undefined ? {} : { after }), ...(before === undefined ? {} : { before }) };
+          const err = await outcomeOf(() => log.read({ ...options, reverse } as never));
+          const valid = (after === undefined || isStreamId(after)) && (before === undefined || isStreamId(before));
+          if (!valid) {
+            expect(err).toBeInstanceOf(InvalidArgumentError);
+            return;
+          }
+          expect(err).toBe(ACCEPTED);
+          const page = await log.read({ ...options, reverse } as never);
+          const between = all
+            .filter(
+              (e) =>
+                (after === undefined || cmp(e.id, after as string) > 0) &&
+                (before === undefined || cmp(e.id, before as string) < 0),
+            )
+            .map((e) => e.id);
+          expect(page.entries.map((e) => e.id)).toEqual(reverse ? between.reverse() : between);
+          expect(await outcomeOf(() => log.deadLetters(after === undefined ? {} : { after: after as string }))).toBe(
+            ACCEPTED,
+          );
+        },
+      ),
+      { numRuns: NUM_RUNS * 10 },
+    );
+  });
+
   it("cache: constructor, getOrSet, get, set, delete, invalidateTag", async () => {
     const o = { prefix, namespace: "bad-input", ttlMs: 60_000 };
     // No bus and no eviction-policy check: this instance sends nothing at start, so only the calls below count.

@@ -58,6 +58,14 @@ export function idBefore(id: string): string {
   return `${BigInt(ms) - 1n}-${MAX_U64}`;
 }
 
+/** The smallest stream id larger than `id`, or `undefined` for the largest id (nothing comes after it). */
+export function idAfter(id: string): string | undefined {
+  const [ms = "0", seq = "0"] = id.split("-");
+  if (BigInt(seq) < MAX_U64) return `${BigInt(ms)}-${BigInt(seq) + 1n}`;
+  if (BigInt(ms) < MAX_U64) return `${BigInt(ms) + 1n}-0`;
+  return undefined;
+}
+
 /** Field value of a flat `[field, value, ...]` stream entry. */
 export function fieldOf(fields: readonly string[], name: string): string | undefined {
   for (let i = 0; i < fields.length - 1; i += 2) if (fields[i] === name) return fields[i + 1];

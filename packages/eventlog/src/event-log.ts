@@ -27,6 +27,8 @@ import {
   entryHash,
   fieldOf,
   GENESIS_HASH,
+  idAfter,
+  idBefore,
   parseEntry,
   type RawEntry,
   validateStreamId,
@@ -352,13 +354,16 @@ export class EventLog<T = unknown> {
     const limit =
       opts.limit === undefined ? 100 : validate.positiveInteger("options.limit", opts.limit, MAX_READ_LIMIT);
     const reverse = opts.reverse === undefined ? false : validate.boolean("options.reverse", opts.reverse);
-    const low = after === undefined ? "-" : `(${after}`;
-    const high = before === undefined ? "+" : `(${before}`;
+    // Exclusive cursors become inclusive bounds: nothing lies after the largest id or before 0-0 (Redis would reject
+    // an exclusive range from or to those).
+    const low = after === undefined ? "-" : idAfter(after);
+    const high = before === undefined ? "+" : compareIds(before, "0-0") === 0 ? undefined : idBefore(before);
+    const empty = low === undefined || high === undefined || (low !== "-" && high !== "+" && compareIds(low, high) > 0);
     this.flushAppends();
     const started = performance.now();
     let raw: RawEntry[];
     try {
-      if (after !== undefined && before !== undefined && compareIds(after, before) >= 0) raw = [];
+      if (empty) raw = [];
       else
         raw = (
           reverse
@@ -524,15 +529,11 @@ export class EventLog<T = unknown> {
     const after = opts.after === undefined ? undefined : validateStreamId("options.after", opts.after);
     const limit =
       opts.limit === undefined ? 100 : validate.positiveInteger("options.limit", opts.limit, MAX_READ_LIMIT);
-    let raw: RawEntry[];
+    // Nothing lies after the largest id (Redis would reject an exclusive range from it).
+    const low = after === undefined ? "-" : idAfter(after);
+    let raw: RawEntry[] = [];
     try {
-      raw = (await this.redis.xrange(
-        this.keys.dlq,
-        after === undefined ? "-" : `(${after}`,
-        "+",
-        "COUNT",
-        limit,
-      )) as RawEntry[];
+      if (low !== undefined) raw = (await this.redis.xrange(this.keys.dlq, low, "+", "COUNT", limit)) as RawEntry[];
     } catch (err) {
       throw toCoordisError(err);
     }

@@ -111,7 +111,9 @@ async function* run<T>(
         const entry = parseEntry<T>(raw);
         if (lastSeq !== undefined && entry.seq !== lastSeq + 1) {
           notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });
-          throw new GapError(last, idBefore(entry.id), entry.seq - lastSeq - 1);
+          // A sequence that went backwards (or an entry without one): the log was lost and started over (a Redis
+          // restart without persistence, a deleted key), and how many entries were lost with it cannot be known.
+          throw new GapError(last, idBefore(entry.id), entry.seq > lastSeq ? entry.seq - lastSeq - 1 : undefined);
         }
         last = entry.id;
         lastSeq = entry.seq;
