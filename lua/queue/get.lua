@@ -1,14 +1,22 @@
 -- Get: one job's record, with its state ('waiting', 'delayed', 'active', 'completed', 'dead', 'cancelled'). Empty
--- reply when the job does not exist (never added, or removed by retention).
+-- reply when the job does not exist (never added, or removed by retention); a completed or cancelled job whose
+-- resultTtlMs has passed reads as gone even before a trim removes it.
 -- KEYS[1] jobs (hash): job fields
 -- KEYS[2] active (hash): running job -> fence of its current delivery
 -- KEYS[3] delayed (zset): "<priority digit><id>" -> due (server ms)
+-- KEYS[4] done (zset): completed job -> expiry (server ms)
+-- KEYS[5] cancelled (zset): cancelled job -> expiry (server ms)
 -- ARGV[1] id (string): the job
 -- Reply: [state: string, attempts: number, maxAttempts: number, data: string, result: string | null, error: string | null, progress: string | null, dueAt: number, finishedAt: number, group: string, priority: number, fence: number] | []
+--@include now-ms
 local id = ARGV[1]
 local f = redis.call('HMGET', KEYS[1], 'j:' .. id, 'r:' .. id, 'e:' .. id, 'p:' .. id)
 if not f[1] then return {} end
 local rec = cmsgpack.unpack(f[1])
+if rec[1] == 'c' or rec[1] == 'x' then
+  local expiry = redis.call('ZSCORE', rec[1] == 'c' and KEYS[4] or KEYS[5], id)
+  if not expiry or tonumber(expiry) <= now_ms() then return {} end
+end
 local names = { c = 'completed', D = 'dead', x = 'cancelled' }
 local state = names[rec[1]]
 local dueAt, fence = 0, 0

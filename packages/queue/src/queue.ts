@@ -190,7 +190,12 @@ export class Queue<T = unknown, R = unknown> {
   async get(id: string): Promise<JobInfo<T, R> | null> {
     validate.string("id", id, { maxBytes: 1024 });
     const k = this.#partitionKeys(id);
-    const reply = await runScript(this.#redis, queueScripts.get, [k.jobs, k.active, k.delayed], [id]);
+    const reply = await runScript(
+      this.#redis,
+      queueScripts.get,
+      [k.jobs, k.active, k.delayed, k.done, k.cancelled],
+      [id],
+    );
     return parseJobInfo(id, reply, this.#opts.codec, this.#opts.resultCodec);
   }
 

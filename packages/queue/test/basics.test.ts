@@ -56,7 +56,7 @@ describe("Queue and Worker on the shared server", () => {
   });
 
   it("an id added twice is one job: the second add answers duplicate and changes nothing", async () => {
-    const queue = q<string>("idem");
+    const queue = q<string, unknown>("idem");
     expect(await queue.add("first", { id: "order-1" })).toEqual({ id: "order-1", duplicate: false });
     expect(await queue.add("second", { id: "order-1", priority: 5 })).toEqual({ id: "order-1", duplicate: true });
     const many = await queue.addMany([
@@ -74,7 +74,7 @@ describe("Queue and Worker on the shared server", () => {
   });
 
   it("a job that always fails is retried after its backoff and ends dead after exactly `attempts` tries", async () => {
-    const queue = q<null>("fails");
+    const queue = q<null, unknown>("fails");
     const attempts: number[] = [];
     track(
       new Worker<null, never>(
@@ -100,7 +100,7 @@ describe("Queue and Worker on the shared server", () => {
   });
 
   it("cancel: a waiting job never runs; a running job's signal aborts and its completion is refused", async () => {
-    const queue = q<string>("cancel");
+    const queue = q<string, unknown>("cancel");
     expect(await queue.cancel("missing")).toBe(false);
     const later = await queue.add("later", { delayMs: 60_000 });
     expect(await queue.cancel(later.id)).toBe(true);

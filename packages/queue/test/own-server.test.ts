@@ -1,0 +1,169 @@
+import { InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { Queue, Worker } from "@coordis/queue";
+import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitUntil } from "./helpers.js";
+
+const prefix = testPrefix("queue");
+
+describe("Queue on a server of its own", () => {
+  let server: RedisServer;
+  let redis: RedisClient;
+  beforeAll(async () => {
+    // appendfsync always: an acknowledged add is on disk before its reply, so a SIGKILL of Redis loses none.
+    server = await startRedis({ leastPrivilege: true, appendOnly: true, config: { appendfsync: "always" } });
+    redis = server.client();
+    await redis.ping();
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await server.stop();
+  });
+
+  it("a job's whole life (add, fetch, complete, result kept) costs about 6 Redis commands with batched fetch and finish", async () => {
+    const n = 400;
+    const queue = new Queue<number, number>(redis, "cost", { prefix });
+    const warm = new Worker<number, number>(redis, "cost", async (job) => job.data, { prefix, concurrency: 50 });
+    await queue.result((await queue.add(0)).id, { timeoutMs: 10_000 });
+    await warm.close();
+    const worker = new Worker<number, number>(redis, "cost", async (job) => job.data, {
+      prefix,
+      concurrency: 50,
+      schedules: false,
+    });
+    try {
+      // Workers wait (blocked) before the jobs arrive: the count covers everything a job costs, idle reads included.
+      await waitUntil("the worker to block", async () => (await queue.counts()).waiting === 0);
+      const { executed, sent } = await countCommands(server, async () => {
+        await Promise.all(Array.from({ length: n }, (_, i) => queue.add(i)));
+        await waitUntil("every job completed", () => worker.stats().completed === n, 30_000);
+      });
+      const total = Object.values(executed).reduce((a, b) => a + b, 0);
+      const perJob = total / n;
+      console.log(`per job: ${perJob.toFixed(2)} commands executed; sent ${JSON.stringify(sent)}`);
+      console.log(`executed: ${JSON.stringify(executed)}`);
+      // add = EVALSHA (micro-batched) + HSETNX + XADD; fetch and finish are shared by the batch.
+      expect(executed.hsetnx).toBe(n);
+      expect(executed.xadd).toBeGreaterThanOrEqual(n);
+      expect(perJob).toBeLessThanOrEqual(6.5);
+    } finally {
+      await worker.close();
+      await queue.close();
+    }
+  });
+
+  it("rejects bad input with InvalidArgumentError naming the argument, sending nothing", async () => {
+    const queue = new Queue<unknown>(redis, "bad", { prefix });
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const handler = async () => 1;
+    const cases: Array<[string, () => unknown]> = [
+      ["name", () => new Queue(redis, "")],
+      ["name", () => new Queue(redis, "a{b}")],
+      ["name", () => new Queue(redis, "x".repeat(501))],
+      ["redis", () => new Queue(null as never, "q")],
+      ["options.prefix", () => new Queue(redis, "q", { prefix: "bad prefix" })],
+      ["options.partitions", () => new Queue(redis, "q", { partitions: 0 })],
+      ["options.partitions", () => new Queue(redis, "q", { partitions: 257 })],
+      ["options.patitions", () => new Queue(redis, "q", { patitions: 2 } as never)],
+      ["options.defaults.attempts", () => new Queue(redis, "q", { defaults: { attempts: 0 } })],
+      ["options.defaults.id", () => new Queue(redis, "q", { defaults: { id: "x" } as never })],
+      ["options.retention.completed", () => new Queue(redis, "q", { retention: { completed: -1 } })],
+      ["options.codec.encode", () => new Queue(redis, "q", { codec: { decode: JSON.parse } as never })],
+      ["options.batch.maxSize", () => new Queue(redis, "q", { batch: { maxSize: 0 } })],
+      ["data", () => queue.add(10n)],
+      ["data", () => queue.add(cyclic)],
+      ["data", () => queue.add(() => 1)],
+      ["data", () => new Queue(redis, "q", { maxPayloadBytes: 10 }).add("x".repeat(20))],
+      ["opts.id", () => queue.add(1, { id: "" })],
+      ["opts.id", () => queue.add(1, { id: "a\nb" })],
+      ["opts.id", () => queue.add(1, { id: "x".repeat(300) })],
+      ["opts.delayMs", () => queue.add(1, { delayMs: -1 })],
+      ["opts.delayMs", () => queue.add(1, { delayMs: 1.5 })],
+      ["opts.priority", () => queue.add(1, { priority: 10 })],
+      ["opts.attempts", () => queue.add(1, { attempts: 1_001 })],
+      ["opts.backoff.type", () => queue.add(1, { backoff: { type: "linear" as never, delayMs: 1 } })],
+      ["opts.backoff.jitter", () => queue.add(1, { backoff: { type: "fixed", delayMs: 1, jitter: 2 } })],
+      ["opts.group", () => queue.add(1, { group: "" })],
+      ["opts.resultTtlMs", () => queue.add(1, { resultTtlMs: 0 })],
+      ["opts.colour", () => queue.add(1, { colour: "red" } as never)],
+      ["items", () => queue.addMany(5 as never)],
+      ["items[1].opts.priority", () => queue.addMany([{ data: 1 }, { data: 2, opts: { priority: -1 } }])],
+      ["items[0].data", () => queue.addMany([{ data: 1n }])],
+      ["id", () => queue.get(5 as never)],
+      ["id", () => queue.cancel("")],
+      ["id", () => queue.retryDead(undefined as never)],
+      ["options.timeoutMs", () => queue.result("x", { timeoutMs: 0 })],
+      ["options.limit", () => queue.deadLetters({ limit: 0 })],
+      ["options.cursor", () => queue.deadLetters({ cursor: "nope" })],
+      ["name", () => queue.schedule("", { everyMs: 1_000 }, 1)],
+      ["spec.everyMs", () => queue.schedule("s", { everyMs: 10 }, 1)],
+      ["spec.cron", () => queue.schedule("s", { cron: "not a cron" }, 1)],
+      ["spec.tz", () => queue.schedule("s", { cron: "* * * * *", tz: "Mars/Olympus" }, 1)],
+      ["spec", () => queue.schedule("s", {} as never, 1)],
+      ["opts.delayMs", () => queue.schedule("s", { everyMs: 1_000 }, 1, { delayMs: 5 } as never)],
+      ["handler", () => new Worker(redis, "q", 5 as never)],
+      ["options.concurrency", () => new Worker(redis, "q", handler, { concurrency: 0 })],
+      ["options.leaseMs", () => new Worker(redis, "q", handler, { leaseMs: 10 })],
+      ["options.blockMs", () => new Worker(redis, "q", handler, { blockMs: 5 })],
+      ["options.groups.concurrency", () => new Worker(redis, "q", handler, { groups: { concurrency: 0 } })],
+      [
+        "options.groups.rateLimit[0].limit",
+        () => new Worker(redis, "q", handler, { groups: { rateLimit: [{ limit: 0, windowMs: 1_000 }] } }),
+      ],
+      ["options.concurrensy", () => new Worker(redis, "q", handler, { concurrensy: 2 } as never)],
+    ];
+    const { roundTrips, result } = await countCommands(server, async () => {
+      const seen: string[] = [];
+      for (const [, call] of cases) {
+        try {
+          await call();
+          seen.push("no error");
+        } catch (err) {
+          seen.push(err instanceof InvalidArgumentError ? err.argument : `other: ${String(err)}`);
+        }
+      }
+      return seen;
+    });
+    expect(result).toEqual(cases.map(([argument]) => argument));
+    expect(roundTrips).toBe(0);
+    await queue.close();
+  });
+
+  it("Redis killed and restarted with AOF: every acknowledged add survives and is processed", async () => {
+    const n = 300;
+    const queue = new Queue<number, number>(redis, "aof", { prefix });
+    const processed = new Map<number, number>();
+    const worker = new Worker<number, number>(
+      redis,
+      "aof",
+      async (job) => {
+        await new Promise((r) => setTimeout(r, 2));
+        processed.set(job.data, (processed.get(job.data) ?? 0) + 1);
+        return job.data;
+      },
+      { prefix, concurrency: 10, leaseMs: 2_000 },
+    );
+    try {
+      const acked: number[] = [];
+      const adds = Array.from({ length: n }, (_, i) =>
+        queue.add(i, { id: `job-${i}` }).then(
+          () => acked.push(i),
+          () => {},
+        ),
+      );
+      await waitUntil("some jobs processed", () => processed.size >= 20, 20_000);
+      await server.restart({ graceful: false });
+      await Promise.all(adds);
+      // Adds that failed during the restart are retried with their id: idempotent, each job exists once.
+      for (let i = 0; i < n; i++) if (!acked.includes(i)) await queue.add(i, { id: `job-${i}` });
+      await waitUntil("every job processed", async () => (await queue.counts()).completed === n, 60_000);
+      for (let i = 0; i < n; i++) expect(processed.get(i) ?? 0).toBeGreaterThanOrEqual(1);
+      const { waiting, active, delayed, dead } = await queue.counts();
+      expect({ waiting, active, delayed, dead }).toEqual({ waiting: 0, active: 0, delayed: 0, dead: 0 });
+    } finally {
+      await worker.close({ timeoutMs: 1_000 });
+      await queue.close();
+    }
+  }, 120_000);
+});

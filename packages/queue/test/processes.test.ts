@@ -1,0 +1,154 @@
+import { connect, type RedisClient } from "@coordis/core";
+import { Queue, Worker } from "@coordis/queue";
+import { testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type Worker as Child, startWorker } from "./fixtures/spawn.js";
+import { waitUntil } from "./helpers.js";
+
+const prefix = testPrefix("queue");
+type Msg = Record<string, unknown> & { type: string };
+
+/** The external system the jobs write to: per job, accepts a write only with a fence above every one it accepted. */
+class FencedRegister {
+  readonly accepted = new Map<string, number[]>();
+  rejected = 0;
+  write(id: string, fence: number): boolean {
+    const list = this.accepted.get(id) ?? [];
+    if (list.length > 0 && fence <= (list.at(-1) as number)) {
+      this.rejected++;
+      return false;
+    }
+    list.push(fence);
+    this.accepted.set(id, list);
+    return true;
+  }
+}
+
+describe("workers in separate processes", () => {
+  let redis: RedisClient;
+  const children: Child[] = [];
+  beforeAll(async () => {
+    redis = connect(inject("coordisRedisUrl"));
+    await redis.ping();
+  });
+  afterAll(async () => {
+    for (const c of children) {
+      try {
+        process.kill(c.pid, "SIGCONT");
+      } catch {}
+      if (c.child.connected) c.command({ type: "exit" });
+      setTimeout(() => c.child.kill("SIGKILL"), 5_000).unref();
+    }
+    await Promise.all(children.map((c) => c.exited));
+    redis.disconnect();
+  });
+
+  function spawn(
+    name: string,
+    register: FencedRegister,
+    onMsg: (m: Msg, c: Child) => void,
+    args: string[],
+  ): Promise<Child> {
+    return new Promise((resolve) => {
+      const child = startWorker("worker.ts", [inject("coordisRedisUrl"), prefix, name, ...args], (raw, c) => {
+        const m = raw as Msg;
+        if (m.type === "ready") resolve(c);
+        else if (m.type === "write")
+          c.reply({ ask: m.ask, accepted: register.write(m.id as string, m.fence as number) });
+        onMsg(m, c);
+      });
+      children.push(child);
+    });
+  }
+
+  it("3 worker processes, one SIGKILLed mid-run: every job completes, none is lost, each job's accepted fences grow", async () => {
+    const name = "kill";
+    const queue = new Queue<number>(redis, name, { prefix });
+    const register = new FencedRegister();
+    const starts = new Map<string, number[]>();
+    let started = 0;
+    const onMsg = (m: Msg) => {
+      if (m.type !== "start") return;
+      started++;
+      const list = starts.get(m.id as string) ?? [];
+      list.push(m.fence as number);
+      starts.set(m.id as string, list);
+    };
+    const workers = await Promise.all([0, 1, 2].map(() => spawn(name, register, onMsg, ["4", "1500", "20"])));
+    const n = 150;
+    const ids = (await queue.addMany(Array.from({ length: n }, (_, i) => ({ data: i })))).map((r) => r.id);
+    await waitUntil("a third of the jobs started", () => started >= n / 3, 30_000);
+    const victim = workers[0] as Child;
+    victim.child.kill("SIGKILL");
+    await victim.exited;
+    await waitUntil("every job completed", async () => (await queue.counts()).completed === n, 60_000);
+    for (const id of ids) {
+      const info = await queue.get(id);
+      expect(info?.state).toBe("completed");
+      const accepted = register.accepted.get(id) ?? [];
+      expect(accepted.length).toBeGreaterThanOrEqual(1);
+      const fences = starts.get(id) ?? [];
+      for (let i = 1; i < fences.length; i++) expect(fences[i]).toBeGreaterThan(fences[i - 1] as number);
+    }
+    // The killed worker's jobs were reclaimed after their lease and run again with higher fences.
+    expect([...starts.values()].some((f) => f.length > 1)).toBe(true);
+    expect((await queue.counts()).dead).toBe(0);
+    await queue.close();
+  }, 120_000);
+
+  it("a worker stopped (SIGSTOP) past its lease cannot complete its job after it was reclaimed", async () => {
+    const name = "stop";
+    const queue = new Queue<number>(redis, name, { prefix });
+    const register = new FencedRegister();
+    let frozenFence = 0;
+    const messages: Msg[] = [];
+    const child = await spawn(
+      name,
+      register,
+      (m, c) => {
+        messages.push(m);
+        if (m.type === "start" && frozenFence === 0) {
+          frozenFence = m.fence as number;
+          process.kill(c.pid, "SIGSTOP");
+        }
+      },
+      ["1", "1000", "50"],
+    );
+    const { id } = await queue.add(1);
+    await waitUntil("the first worker to start and freeze", () => frozenFence > 0, 20_000);
+    const fences: number[] = [];
+    const local = new Worker<number, string>(
+      redis,
+      name,
+      async (job) => {
+        fences.push(job.fence);
+        return register.write(job.id, job.fence) ? "written" : "refused";
+      },
+      { prefix, leaseMs: 1_000, schedules: false },
+    );
+    try {
+      expect(await queue.result(id, { timeoutMs: 20_000 })).toBe("written");
+      expect(fences[0]).toBeGreaterThan(frozenFence);
+      process.kill(child.pid, "SIGCONT");
+      await waitUntil("the resumed worker's write", () => register.rejected === 1, 20_000);
+      const stats = new Promise<Msg>((resolve) => {
+        const poll = setInterval(() => child.command({ type: "stats" }), 100);
+        const check = setInterval(() => {
+          const s = messages.findLast((m) => m.type === "stats");
+          if (s !== undefined && (s.refused as number) === 1) {
+            clearInterval(poll);
+            clearInterval(check);
+            resolve(s);
+          }
+        }, 50);
+      });
+      expect(await stats).toMatchObject({ refused: 1, completed: 0, aborted: 1 });
+      expect(messages.find((m) => m.type === "aborted")).toMatchObject({ reason: "lease-lost", fence: frozenFence });
+      expect(register.accepted.get(id)).toEqual([fences[0]]);
+      expect(await queue.get(id)).toMatchObject({ state: "completed", result: "written", attempts: 2 });
+    } finally {
+      await local.close();
+      await queue.close();
+    }
+  }, 60_000);
+});
