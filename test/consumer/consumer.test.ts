@@ -2,8 +2,9 @@
  * Packages as users get them: every publishable package is packed (scripts/pack.ts), the tarballs are checked with
  * publint, @arethetypeswrong/cli and the packaging rules (scripts/check-packages.ts), then installed from the
  * registry's point of view into an app outside the workspace that brings its own ioredis, fastify, prom-client and
- * @fastify/session. The app's consumer program (test/consumer/app/main.ts) is type-checked with strict settings
- * under NodeNext and Bundler resolution, and run against the suite's Redis (the least-privilege user).
+ * @fastify/session. The app's consumer program (test/consumer/app/main.ts) and the examples/ programs are
+ * type-checked with strict settings under NodeNext and Bundler resolution; the consumer program is run against the
+ * suite's Redis (the least-privilege user).
  *
  * It runs twice: with the newest versions the peer ranges allow (ioredis 6) and with the oldest (ioredis 5.2.5, the first 5.x with the named `Redis` export, and
  * the lowest fastify, prom-client, @fastify/session): the peer ranges claim exactly what these two runs prove.
@@ -141,6 +142,12 @@ describe.each(Object.keys(VARIANTS) as Variant[])("a consumer app with the %s pe
     for (const f of ["main.ts", "tsconfig.json", "tsconfig.bundler.json"])
       copyFileSync(join(appSources, f), join(dir, f));
     rmSync(join(dir, "dist"), { recursive: true, force: true });
+    // The examples/ programs are type-checked here too, against the tarballs with the same strict settings.
+    rmSync(join(dir, "examples"), { recursive: true, force: true });
+    mkdirSync(join(dir, "examples"));
+    for (const f of readdirSync(join(repoRoot, "examples")).filter((n) => n.endsWith(".ts"))) {
+      copyFileSync(join(repoRoot, "examples", f), join(dir, "examples", f));
+    }
     // Every failure is collected, so one run shows type errors and runtime failures together.
     const failures: string[] = [];
     for (const project of ["tsconfig.json", "tsconfig.bundler.json"]) {
