@@ -24,8 +24,11 @@ export {
   DEFAULT_SESSION_TTL_MS,
   DEFAULT_TOMBSTONE_MS,
   RedisSessionStore,
+  type SessionCookie,
   type SessionData,
+  type SessionSerializer,
   type SessionStoreOptions,
   type StoreCallback,
+  type StoredSession,
   type StoreGetCallback,
 } from "./session-store.js";

@@ -1,8 +1,10 @@
+import { createHash } from "node:crypto";
 import {
   CoordisError,
   type CoordisObserver,
   DEFAULT_PREFIX,
   InvalidArgumentError,
+  isCluster,
   notifyOperation,
   type RedisClient,
   runScript,
@@ -11,7 +13,7 @@ import {
   validateName,
   validatePrefix,
 } from "@coordis/core";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import { cacheScripts } from "./scripts.generated.js";
 
 /** Default session lifetime when the cookie carries no expiry, ms (1 day). */
@@ -19,41 +21,83 @@ export const DEFAULT_SESSION_TTL_MS = 24 * 60 * 60 * 1000;
 /** Default lifetime of a logout tombstone, ms (10 minutes): longer than any request that may still save. */
 export const DEFAULT_TOMBSTONE_MS = 10 * 60 * 1000;
 
+/** How sessions are turned into text and back (connect-redis' `serializer`). Default JSON. */
+export interface SessionSerializer {
+  stringify(session: object): string;
+  parse(text: string): unknown;
+}
+
 /** Options of {@link RedisSessionStore}. */
 export interface SessionStoreOptions {
   /** Key prefix; sessions live at `<prefix>:sess:{<sessionId>}`. Default `"coordis"`. */
   prefix?: string;
-  /** Lifetime when the session's cookie has neither `expires` nor `maxAge`, ms; default 1 day. */
-  ttlMs?: number;
+  /**
+   * Lifetime of a session, ms. A number is used when the session's cookie has neither `expires` nor `maxAge`
+   * (default 1 day); a function of the session (connect-redis' `ttl` function, in ms) decides for every session.
+   */
+  ttlMs?: number | ((session: SessionData) => number);
   /**
    * How long a destroyed session id stays destroyed, ms; default 10 minutes. A `set` of that id within this time
    * (a slow request finishing after logout) is refused, so the session cannot come back.
    */
   tombstoneMs?: number;
-  /** Receives `session` operations (`get`, `set`, `destroy`, `touch`). */
+  /** Receives `session` operations (`get`, `set`, `destroy`, `touch`, `all`, `length`, `clear`). */
   observer?: CoordisObserver;
+  /** Custom serializer (`{ stringify, parse }`), e.g. to store dates or encrypt. Default `JSON`. */
+  serializer?: SessionSerializer;
+  /**
+   * Activity does not renew a session's expiry: `touch` does nothing, and neither does a `set` whose data did not
+   * change. The session then expires at the end of the lifetime it was last written with. Default false.
+   */
+  disableTouch?: boolean;
 }
 
-/** The minimal shape of a session this store needs: anything JSON-serialisable, with an optional cookie. */
-export interface SessionData {
-  cookie?: { expires?: Date | string | null; maxAge?: number | null; originalMaxAge?: number | null };
+/** The cookie fields the store reads (from @fastify/session's and express-session's session cookie). */
+export interface SessionCookie {
+  expires?: Date | string | null;
+  maxAge?: number | null;
+  originalMaxAge?: number | null;
+}
+
+/**
+ * What the store accepts: any session object with an optional cookie — a @fastify/session or express-session
+ * session, or a {@link SessionData}.
+ */
+export interface StoredSession {
+  cookie?: SessionCookie | undefined;
+}
+
+/** A session as the store returns it: the decoded data, with an optional cookie. */
+export interface SessionData extends StoredSession {
   [key: string]: unknown;
 }
 
 /** Node-style callback of the store interface. */
 export type StoreCallback = (err?: unknown) => void;
 /** Callback of {@link RedisSessionStore.get}: the session, or `null` when there is none. */
-export type StoreGetCallback = (err: unknown, session?: SessionData | null) => void;
+export type StoreGetCallback<S = SessionData> = (err: unknown, session?: S | null) => void;
 
 /**
- * A session store with the `@fastify/session` (and express-session) store interface: `get`/`set`/`destroy`/`touch`
- * in callback style, on ioredis. Each session is one key `<prefix>:sess:{<id>}` expiring with the session's cookie
- * (or after `ttlMs`).
+ * The property through which a session read from the store carries a digest of its data as read (inherited, so it is
+ * never part of the data; session middlewares copy it along with the data and hand it back to `set`).
+ */
+const READ_DIGEST = "_coordisReadDigest";
+/** Keys per SCAN step and per pipelined batch of `all` / `clear`. */
+const SCAN_COUNT = 200;
+
+/**
+ * A session store with the `@fastify/session` (and express-session) store interface in callback style: `get`, `set`,
+ * `destroy`, `touch`, plus connect-redis' `all`, `length` and `clear`, on ioredis. Each session is one key
+ * `<prefix>:sess:{<id>}` expiring with the session's cookie (or after `ttlMs`).
  *
- * - `set` with unchanged data only renews the expiry (nothing is rewritten); `touch` always only renews it.
+ * - A session read by `get` and saved back unchanged (only its cookie's expiry moved, as @fastify/session's rolling
+ *   sessions do on every request) only has its expiry renewed: a request that did not change the session never
+ *   overwrites what a concurrent request wrote, on this replica or another. Two requests that both change it: the
+ *   last write wins. `touch` only renews the expiry too.
  * - `destroy` leaves a tombstone for `tombstoneMs`: a request that started before logout and saves its session after
  *   it is refused (its callback gets no error; the session simply stays destroyed).
- * - Every operation is one atomic script or command, and the key carries its id as hash tag (Redis Cluster ready).
+ * - `get`, `set`, `destroy` and `touch` are each one atomic script or one round trip, and the key carries its id as
+ *   hash tag (Redis Cluster ready). `all`, `length` and `clear` walk the prefix with SCAN (an optional ACL extra).
  *
  * It lives in `@coordis/cache` because it is the same job on the same Redis: short-lived, read-mostly data that may
  * be evicted under memory pressure (a lost session is a re-login, never corrupted coordination state).
@@ -65,56 +109,96 @@ export class RedisSessionStore {
   /** The key prefix. */
   readonly prefix: string;
   private readonly redis: RedisClient;
-  private readonly ttlMs: number;
+  private readonly ttlMs: number | ((session: SessionData) => number);
   private readonly tombstoneMs: number;
   private readonly observer: CoordisObserver | undefined;
+  private readonly serializer: SessionSerializer;
+  private readonly disableTouch: boolean;
 
-  /** @throws InvalidArgumentError for an invalid option */
+  /** @throws InvalidArgumentError for an invalid or unknown option */
   constructor(redis: RedisClient, options: SessionStoreOptions = {}) {
     const opts = validate.options<SessionStoreOptions>("options", options);
+    const known = ["prefix", "ttlMs", "tombstoneMs", "observer", "serializer", "disableTouch"];
+    for (const k of Object.keys(opts)) {
+      if (!known.includes(k))
+        throw new InvalidArgumentError(`options.${k}`, `unknown option (known: ${known.join(", ")})`);
+    }
     if (redis === null || typeof redis !== "object" || typeof (redis as Redis).evalsha !== "function") {
       throw new InvalidArgumentError("redis", "expected an ioredis Redis or Cluster client");
     }
     this.redis = redis;
     this.prefix = validatePrefix(opts.prefix ?? DEFAULT_PREFIX, "options.prefix");
-    this.ttlMs = opts.ttlMs === undefined ? DEFAULT_SESSION_TTL_MS : validate.durationMs("options.ttlMs", opts.ttlMs);
+    this.ttlMs =
+      opts.ttlMs === undefined
+        ? DEFAULT_SESSION_TTL_MS
+        : typeof opts.ttlMs === "function"
+          ? opts.ttlMs
+          : validate.durationMs("options.ttlMs", opts.ttlMs);
     this.tombstoneMs =
       opts.tombstoneMs === undefined
         ? DEFAULT_TOMBSTONE_MS
         : validate.durationMs("options.tombstoneMs", opts.tombstoneMs);
-    this.observer = opts.observer;
+    this.observer = validate.observer("options.observer", opts.observer);
+    if (opts.serializer !== undefined) {
+      const ser = validate.options<SessionSerializer>("options.serializer", opts.serializer);
+      validate.func("options.serializer.stringify", ser.stringify);
+      validate.func("options.serializer.parse", ser.parse);
+    }
+    this.serializer = opts.serializer ?? JSON;
+    this.disableTouch =
+      opts.disableTouch === undefined ? false : validate.boolean("options.disableTouch", opts.disableTouch);
   }
 
-  /** Reads a session. Calls back with `null` when there is none (or it was destroyed). */
-  get(sessionId: string, callback: StoreGetCallback): void {
+  /**
+   * Reads a session. Calls back with `null` when there is none (or it was destroyed). The cookie's `expires` is
+   * the key's actual expiry (renewals move it without rewriting the data).
+   */
+  get<S = SessionData>(sessionId: string, callback: StoreGetCallback<S>): void {
     this.run("get", callback, sessionId, async (key) => {
-      const text = await this.redis.get(key);
-      return text === null ? null : (JSON.parse(text) as SessionData);
+      const [text, pttl] = await Promise.all([this.redis.get(key), this.redis.pttl(key)]);
+      if (text === null) return null;
+      const data = this.decode(text);
+      const cookie = data.cookie as { expires?: unknown } | undefined | null;
+      if (cookie !== null && typeof cookie === "object" && cookie.expires != null && pttl > 0) {
+        cookie.expires = new Date(Date.now() + pttl).toISOString();
+      }
+      // The digest is inherited, not data: it is not stored, not compared by deep equality, and session middlewares
+      // copy it (for...in) into the session object they later hand to set().
+      const session = Object.create({ [READ_DIGEST]: this.digest(data) }) as SessionData;
+      return Object.assign(session, data) as S;
     });
   }
 
   /**
-   * Stores a session for the cookie's remaining lifetime (or `ttlMs`); a cookie already expired deletes it. Refused
-   * silently for a destroyed id (see the class description).
+   * Stores a session for its remaining lifetime (`ttlMs` function, else the cookie, else `ttlMs`); an already
+   * expired cookie deletes it. Refused silently for a destroyed id (see the class description). A session whose data
+   * is unchanged since `get` only has its expiry renewed (nothing when `disableTouch`).
    */
-  set(sessionId: string, session: SessionData, callback: StoreCallback): void {
+  set(sessionId: string, session: StoredSession, callback: StoreCallback): void {
     this.run("set", callback, sessionId, async (key) => {
-      const data = this.encode(session);
+      const data = this.dataOf(session);
       const ttl = this.ttlOf(session);
       if (ttl <= 0) {
         await this.redis.del(key);
         return undefined;
       }
-      await runScript(this.redis, cacheScripts.sessionSet, [key, `${key}:gone`], [data, ttl]);
+      const read = (session as Record<string, unknown>)[READ_DIGEST];
+      if (typeof read === "string" && read === this.digest(data)) {
+        if (!this.disableTouch) await runScript(this.redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
+        return undefined;
+      }
+      await runScript(this.redis, cacheScripts.sessionSet, [key, `${key}:gone`], [this.encode(data), ttl]);
       return undefined;
     });
   }
 
-  /** Renews a session's expiry from its cookie without rewriting its data. */
-  touch(sessionId: string, session: SessionData, callback: StoreCallback): void {
+  /** Renews a session's expiry from its cookie without rewriting its data (nothing when `disableTouch`). */
+  touch(sessionId: string, session: StoredSession, callback: StoreCallback): void {
     this.run("touch", callback, sessionId, async (key) => {
       const ttl = this.ttlOf(session);
-      if (ttl > 0) await runScript(this.redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
+      if (ttl > 0 && !this.disableTouch) {
+        await runScript(this.redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
+      }
       return undefined;
     });
   }
@@ -127,26 +211,131 @@ export class RedisSessionStore {
     });
   }
 
+  /**
+   * Every stored session, each with its `id` (connect-redis' `all`). Walks the prefix with SCAN (needs `+scan`):
+   * for operations and small stores, not for request paths.
+   */
+  all(callback: (err: unknown, sessions?: Array<SessionData & { id: string }>) => void): void {
+    this.runAll("all", callback, async () => {
+      const out: Array<SessionData & { id: string }> = [];
+      await this.scan(async (keys) => {
+        const texts = await Promise.all(keys.map((k) => this.redis.get(k)));
+        texts.forEach((text, i) => {
+          if (text !== null) out.push({ ...this.decode(text), id: this.idOf(keys[i] as string) });
+        });
+      });
+      return out;
+    });
+  }
+
+  /** How many sessions are stored (connect-redis' `length`). Walks the prefix with SCAN (needs `+scan`). */
+  length(callback: (err: unknown, length?: number) => void): void {
+    this.runAll("length", callback, async () => {
+      let n = 0;
+      await this.scan(async (keys) => {
+        n += keys.length;
+      });
+      return n;
+    });
+  }
+
+  /**
+   * Deletes every stored session (connect-redis' `clear`), e.g. to log everybody out. Walks the prefix with SCAN
+   * (needs `+scan`) and deletes with DEL; sessions written during the walk may survive it.
+   */
+  clear(callback: StoreCallback): void {
+    this.runAll("clear", callback, async () => {
+      await this.scan(async (keys) => {
+        // One DEL per key: on a Cluster, keys of one SCAN page live in different slots.
+        await Promise.all(keys.map((k) => this.redis.del(k)));
+      });
+      return undefined;
+    });
+  }
+
   private keyOf(sessionId: string): string {
     return `${this.prefix}:sess:{${validateName(sessionId, "sessionId")}}`;
   }
 
-  private encode(session: SessionData): string {
+  private idOf(key: string): string {
+    return key.slice(this.prefix.length + 7, -1);
+  }
+
+  /** Calls `page` with each SCAN page of session keys (tombstones excluded), on every master of a Cluster. */
+  private async scan(page: (keys: string[]) => Promise<void>): Promise<void> {
+    // The prefix cannot hold glob characters (validatePrefix); ids cannot hold braces, so "}" ends the key.
+    const match = `${this.prefix}:sess:{*}`;
+    const nodes: Redis[] = isCluster(this.redis) ? (this.redis as Cluster).nodes("master") : [this.redis as Redis];
+    for (const node of nodes) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await node.scan(cursor, "MATCH", match, "COUNT", SCAN_COUNT);
+        cursor = next;
+        if (keys.length > 0) await page(keys);
+      } while (cursor !== "0");
+    }
+  }
+
+  /** The session's own data: its enumerable own properties, without the read digest. */
+  private dataOf(session: StoredSession): Record<string, unknown> {
     if (session === null || typeof session !== "object") {
       throw new InvalidArgumentError("session", "expected a session object");
     }
-    let text: string | undefined;
+    const data: Record<string, unknown> = { ...(session as Record<string, unknown>) };
+    delete data[READ_DIGEST];
+    return data;
+  }
+
+  private encode(data: object): string {
+    let text: unknown;
     try {
-      text = JSON.stringify(session);
+      text = this.serializer.stringify(data);
     } catch (err) {
-      throw new InvalidArgumentError("session", `cannot be encoded as JSON: ${(err as Error).message}`);
+      throw new InvalidArgumentError("session", `cannot be serialized: ${(err as Error).message}`);
     }
-    if (text === undefined) throw new InvalidArgumentError("session", "cannot be encoded as JSON");
+    if (typeof text !== "string") throw new InvalidArgumentError("session", "the serializer returned no string");
     return text;
   }
 
-  /** Remaining lifetime from the cookie: `expires`, else `maxAge`/`originalMaxAge`, else the default. */
-  private ttlOf(session: SessionData): number {
+  private decode(text: string): SessionData {
+    const data = this.serializer.parse(text);
+    if (data === null || typeof data !== "object") {
+      throw new CoordisError("ERR_SESSION_DECODE", "a stored session did not decode to an object");
+    }
+    return data as SessionData;
+  }
+
+  /**
+   * Digest of a session's data as the serializer writes it, with the cookie's expiry left out (rolling sessions move
+   * it on every request; the key's TTL carries it). `undefined` when the data cannot be serialized.
+   */
+  private digest(data: Record<string, unknown>): string | undefined {
+    const cookie = data.cookie;
+    let copy: Record<string, unknown> = data;
+    if (cookie !== null && typeof cookie === "object") {
+      const c =
+        typeof (cookie as { toJSON?: unknown }).toJSON === "function"
+          ? (cookie as { toJSON(): object }).toJSON()
+          : cookie;
+      const { expires: _e, originalExpires: _o, maxAge: _m, _expires: _x, ...rest } = c as Record<string, unknown>;
+      copy = { ...data, cookie: rest };
+    }
+    try {
+      return createHash("sha256").update(this.encode(copy)).digest("base64");
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Remaining lifetime: the `ttlMs` function, else the cookie's `expires`, else `maxAge`/`originalMaxAge`, else `ttlMs`. */
+  private ttlOf(session: StoredSession): number {
+    if (typeof this.ttlMs === "function") {
+      const ttl = this.ttlMs(session as SessionData);
+      if (typeof ttl !== "number" || !Number.isFinite(ttl)) {
+        throw new InvalidArgumentError("options.ttlMs", `the ttl function returned ${String(ttl)}, not a number of ms`);
+      }
+      return Math.min(Math.ceil(ttl), validate.MAX_DURATION_MS);
+    }
     const cookie = session?.cookie;
     if (cookie?.expires !== undefined && cookie.expires !== null) {
       const at = new Date(cookie.expires).getTime();
@@ -166,7 +355,6 @@ export class RedisSessionStore {
     fn: (key: string) => Promise<T>,
   ): void {
     if (typeof callback !== "function") throw new InvalidArgumentError("callback", "expected a function");
-    const started = performance.now();
     let key: string;
     try {
       key = this.keyOf(sessionId);
@@ -174,27 +362,39 @@ export class RedisSessionStore {
       queueMicrotask(() => callback(err));
       return;
     }
-    fn(key).then(
-      (value) => {
-        notifyOperation(this.observer, {
-          primitive: "session",
-          op,
-          outcome: "ok",
-          durationMs: performance.now() - started,
-        });
-        callback(null, value);
-      },
-      (err: unknown) => {
-        const error = err instanceof CoordisError ? err : toCoordisError(err);
-        notifyOperation(this.observer, {
-          primitive: "session",
-          op,
-          outcome: "error",
-          durationMs: performance.now() - started,
-          error,
-        });
-        callback(error);
-      },
-    );
+    this.settle(op, callback, () => fn(key));
+  }
+
+  private runAll<T>(op: string, callback: (err: unknown, value?: T) => void, fn: () => Promise<T>): void {
+    if (typeof callback !== "function") throw new InvalidArgumentError("callback", "expected a function");
+    this.settle(op, callback, fn);
+  }
+
+  private settle<T>(op: string, callback: (err: unknown, value?: T) => void, fn: () => Promise<T>): void {
+    const started = performance.now();
+    Promise.resolve()
+      .then(fn)
+      .then(
+        (value) => {
+          notifyOperation(this.observer, {
+            primitive: "session",
+            op,
+            outcome: "ok",
+            durationMs: performance.now() - started,
+          });
+          callback(null, value);
+        },
+        (err: unknown) => {
+          const error = err instanceof CoordisError ? err : toCoordisError(err);
+          notifyOperation(this.observer, {
+            primitive: "session",
+            op,
+            outcome: "error",
+            durationMs: performance.now() - started,
+            error,
+          });
+          callback(error);
+        },
+      );
   }
 }
