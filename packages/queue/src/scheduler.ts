@@ -12,7 +12,7 @@ import { NEVER_MS, nextRunAfter, parseStored } from "./schedules.js";
 import { queueScripts } from "./scripts.generated.js";
 
 /** Longest pause between two looks at a partition's schedules, ms (a schedule declared meanwhile waits this long). */
-export const SCHEDULE_POLL_MS = 5_000;
+export const SCHEDULE_POLL_MS = 1_000;
 /** Pause after an error, ms. */
 const ERROR_PAUSE_MS = 1_000;
 
@@ -62,6 +62,7 @@ export class Scheduler {
   /** Fires what is due in one partition; returns how long to wait before looking again. */
   async #tick(k: PartitionKeys): Promise<number> {
     const [now, nextInMs, ...due] = await runScript(this.#redis, queueScripts.scheduleDue, [k.schedz, k.sched], [100]);
+    let waitMs = nextInMs < 0 ? SCHEDULE_POLL_MS : nextInMs;
     for (let i = 0; i + 2 < due.length; i += 3) {
       const name = String(due[i]);
       const dueAt = Number(due[i + 1]);
@@ -77,9 +78,11 @@ export class Scheduler {
         [name, dueAt, nextAt, scheduledJobId(name, dueAt), ...stored.job],
       );
       if (fired === 1) this.#event("schedule-fired", { schedule: name });
+      // Whoever fired it, the schedule's next run is nextAt now.
+      waitMs = Math.min(waitMs, nextAt - now);
     }
     if (due.length >= 300) return 0;
-    return nextInMs < 0 ? SCHEDULE_POLL_MS : Math.min(SCHEDULE_POLL_MS, Math.max(1, nextInMs));
+    return Math.min(SCHEDULE_POLL_MS, Math.max(1, waitMs));
   }
 
   #event(type: string, extra: { error?: Error; schedule?: string }): void {
