@@ -268,7 +268,7 @@ function rootSection(report: BenchReport): string {
       ),
     );
   }
-  out.push("", "### Targets (issue 9) against this run", "", ...targets(report));
+  out.push("", "### Performance goals, checked against this run", "", ...targets(report));
   const failed = report.scenarios.filter((s) => s.status !== "ok");
   if (failed.length > 0) {
     out.push("", "Rows without figures:", "");
