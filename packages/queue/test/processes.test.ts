@@ -3,7 +3,7 @@ import { Queue, Worker } from "@coordis/queue";
 import { testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Worker as Child, startWorker } from "./fixtures/spawn.js";
-import { waitUntil } from "./helpers.js";
+import { gate, waitUntil } from "./helpers.js";
 
 const prefix = testPrefix("queue");
 type Msg = Record<string, unknown> & { type: string };
@@ -117,32 +117,34 @@ describe("workers in separate processes", () => {
     const { id } = await queue.add(1);
     await waitUntil("the first worker to start and freeze", () => frozenFence > 0, 20_000);
     const fences: number[] = [];
+    const localStarted = gate();
+    const release = gate();
     const local = new Worker<number, string>(
       redis,
       name,
       async (job) => {
         fences.push(job.fence);
-        return register.write(job.id, job.fence) ? "written" : "refused";
+        const written = register.write(job.id, job.fence);
+        localStarted.open();
+        // The reclaimed delivery is still running when the stopped worker resumes and tries to finish.
+        await release.promise;
+        return written ? "written" : "refused";
       },
       { prefix, leaseMs: 1_000, schedules: false },
     );
     try {
-      expect(await queue.result(id, { timeoutMs: 20_000 })).toBe("written");
+      await localStarted.promise;
       expect(fences[0]).toBeGreaterThan(frozenFence);
       process.kill(child.pid, "SIGCONT");
       await waitUntil("the resumed worker's write", () => register.rejected === 1, 20_000);
-      const stats = new Promise<Msg>((resolve) => {
-        const poll = setInterval(() => child.command({ type: "stats" }), 100);
-        const check = setInterval(() => {
-          const s = messages.findLast((m) => m.type === "stats");
-          if (s !== undefined && (s.refused as number) === 1) {
-            clearInterval(poll);
-            clearInterval(check);
-            resolve(s);
-          }
-        }, 50);
-      });
-      expect(await stats).toMatchObject({ refused: 1, completed: 0, aborted: 1 });
+      const finished = (m: Msg) => m.type === "stats" && (m.refused as number) + (m.completed as number) >= 1;
+      const poll = setInterval(() => child.command({ type: "stats" }), 100);
+      await waitUntil("the resumed worker's finish", () => messages.some(finished), 20_000).finally(() =>
+        clearInterval(poll),
+      );
+      expect(messages.find(finished)).toMatchObject({ refused: 1, completed: 0, aborted: 1 });
+      release.open();
+      expect(await queue.result(id, { timeoutMs: 20_000 })).toBe("written");
       expect(messages.find((m) => m.type === "aborted")).toMatchObject({ reason: "lease-lost", fence: frozenFence });
       expect(register.accepted.get(id)).toEqual([fences[0]]);
       expect(await queue.get(id)).toMatchObject({ state: "completed", result: "written", attempts: 2 });

@@ -3,6 +3,7 @@ import { deadlinesScenario } from "./deadlines.js";
 import { eventlogScenario } from "./eventlog.js";
 import { lockMutex, lockRedlock, lockRedlockSlow, lockTick } from "./lock.js";
 import { pubsubCacheScenario } from "./pubsub-cache.js";
+import { queueScenario } from "./queue.js";
 import { ratelimitScenario } from "./ratelimit.js";
 import { scriptPath } from "./script-path.js";
 
@@ -16,5 +17,6 @@ export const scenarios: readonly ChaosScenario[] = [
   ratelimitScenario,
   eventlogScenario(100_000),
   pubsubCacheScenario,
+  queueScenario(20_000),
   deadlinesScenario,
 ];
