@@ -7,7 +7,7 @@
  * Env: REDIS_URL (a Redis the test harness started), COORDIS_PREFIX (a key prefix of its own).
  */
 import { strict as assert } from "node:assert";
-import { RedisSessionStore } from "@coordis/cache";
+import { RedisSessionStore, type SessionData } from "@coordis/cache";
 import { connect } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
 import { coordis } from "@coordis/fastify";
@@ -161,9 +161,8 @@ async function webApp(): Promise<void> {
   });
   // Logout sticks: a slow request that saves the destroyed session afterwards is refused by the store.
   const sessionId = decodeURIComponent(login2.slice(login2.indexOf("=") + 1)).split(".")[0] as string;
-  await new Promise<void>((resolve, reject) =>
-    store.set(sessionId, { user: "ada", cookie: { maxAge: 60_000 } }, (err) => (err ? reject(err) : resolve())),
-  );
+  const late: SessionData = { user: "ada", cookie: { maxAge: 60_000 } };
+  await new Promise<void>((resolve, reject) => store.set(sessionId, late, (err) => (err ? reject(err) : resolve())));
   const revived = await new Promise<unknown>((resolve, reject) =>
     store.get(sessionId, (err, session) => (err ? reject(err) : resolve(session))),
   );
