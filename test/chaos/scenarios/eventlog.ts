@@ -28,6 +28,18 @@ const CONSUMERS = 3;
 const PRODUCERS = 16;
 /** After the last append, every acknowledged event must be processed within this time, ms. */
 const DRAIN_MS = 60_000;
+/** Processes of the calm phase, each with a live consumer (a group of its own) and a shared-group consumer. */
+const CALM_CONSUMERS = 3;
+/** Entries per burst of the calm phase. */
+const BURST = 20;
+/** After a burst, every live consumer must have handled all of it within this time, ms (a stalled one never does). */
+const LIVENESS_MS = 10_000;
+/** claimIdleMs of the calm phase's shared group; its handlers run 50–70% of it. */
+const SHARED_CLAIM_IDLE_MS = 1_000;
+/** Every entry whose number is a multiple of this fails its first delivery in the shared group. */
+const FAIL_EVERY = 3;
+/** Interval of the calm phase's steady stream, ms. */
+const STREAM_INTERVAL_MS = 120;
 
 /**
  * Event-log checker: 16 concurrent producers append `events` numbered events through a proxy (latency, dropped
@@ -36,6 +48,10 @@ const DRAIN_MS = 60_000;
  * `appendfsync always`) is killed and restarted. Checked at the end: every acknowledged append was processed at
  * least once, the log holds each event exactly once under the id its producer was given, nothing was
  * dead-lettered, and the hash chain verifies.
+ *
+ * Then a calm phase ({@link calmPhase}) checks what faults would hide: liveness (every consumer keeps handling new
+ * entries after idle periods, through network latency) and no duplicate handling while every consumer is alive and
+ * every handler shorter than claimIdleMs.
  */
 export function eventlogScenario(events: number): ChaosScenario {
   return {
@@ -184,9 +200,14 @@ export function eventlogScenario(events: number): ChaosScenario {
         const verify = await reader.verify();
         if (!verify.ok) violations.add("chain", `verify(): ${JSON.stringify(verify)}`);
         if (!drained && missing === 0) violations.add("drain", "consumers did not finish in time");
+        const calm = await calmPhase({ server, prefix, name: `${name}-calm`, seed, durationMs, violations, log });
         return {
           scenario: "eventlog",
-          operations: counts.appendCalls + [...processed.values()].reduce((a, b) => a + b, 0),
+          operations:
+            counts.appendCalls +
+            [...processed.values()].reduce((a, b) => a + b, 0) +
+            calm.calmEntries +
+            calm.calmStarts,
           faultsInjected: faultLog.injected,
           violations: violations.count,
           seed,
@@ -204,6 +225,7 @@ export function eventlogScenario(events: number): ChaosScenario {
             faultErrors: faultLog.entries.filter((e) => e.error !== undefined).map((e) => e.error),
             persistence: "appendonly, appendfsync always",
             durationMs,
+            ...calm,
           },
           samples: violations.samples,
         };
@@ -215,5 +237,128 @@ export function eventlogScenario(events: number): ChaosScenario {
         await server?.stop();
       }
     },
+  };
+}
+
+/**
+ * The calm phase: no faults, every consumer alive, 5 ms (± 2) of latency on every connection. `CALM_CONSUMERS`
+ * processes (workers/eventlog-live.ts) each run a live consumer in a group of its own (claimIdleMs 20, blockMs 10)
+ * and a consumer of one shared group (claimIdleMs 1 s, handlers of 500–700 ms, every 3rd entry failing its first
+ * delivery). Bursts of `BURST` entries follow idle periods much longer than claimIdleMs and blockMs, then a steady
+ * stream of entries every `STREAM_INTERVAL_MS` keeps the shared group busy while it redelivers the failed ones.
+ * Checked: after each burst, every live consumer handles all of it within `LIVENESS_MS` (violation
+ * `consumer-stalled`); every entry is handled by the shared group (`not-processed`), and none more often than its
+ * failed deliveries + 1 (`duplicate-handling`).
+ */
+async function calmPhase(context: {
+  server: RedisServer;
+  prefix: string;
+  name: string;
+  seed: number;
+  durationMs: number;
+  violations: Violations;
+  log: (line: string) => void;
+}): Promise<{
+  calmBursts: number;
+  calmIdleMs: number;
+  calmEntries: number;
+  calmStarts: number;
+  calmFailures: number;
+  calmDuplicates: number;
+}> {
+  const { server, prefix, name, seed, durationMs, violations } = context;
+  const bursts = Math.min(20, Math.max(3, Math.round(durationMs / 2_000)));
+  const idleMs = Math.min(2_000, Math.max(400, Math.round(durationMs / 10)));
+  const streamEntries = Math.min(500, Math.max(40, Math.round(durationMs / 120)));
+  const liveSeen = Array.from({ length: CALM_CONSUMERS }, () => new Set<number>());
+  const starts = new Map<string, number[]>(); // entry id -> slots whose handler started it
+  const failures = new Map<string, number>();
+  const done = new Set<string>();
+  const workers: ChaosWorker[] = [];
+  let proxy: FaultProxy | undefined;
+  let client: RedisClient | undefined;
+  let ready = 0;
+  let entries = 0;
+  try {
+    proxy = await startProxy({ target: server, seed: seed + 1 });
+    proxy.setLatency(5, 2);
+    const onMessage = (msg: WorkerMessage) => {
+      if (msg.type === "ready") ready++;
+      else if (msg.type === "live") liveSeen[msg.slot as number]?.add(msg.n as number);
+      else if (msg.type === "shared") {
+        const id = msg.entryId as string;
+        starts.set(id, [...(starts.get(id) ?? []), msg.slot as number]);
+      } else if (msg.type === "shared-failed") {
+        const id = msg.entryId as string;
+        failures.set(id, (failures.get(id) ?? 0) + 1);
+      } else if (msg.type === "shared-done") done.add(msg.entryId as string);
+    };
+    const config = { url: proxy.url, prefix, name, sharedClaimIdleMs: SHARED_CLAIM_IDLE_MS, failEvery: FAIL_EVERY };
+    for (let slot = 0; slot < CALM_CONSUMERS; slot++) {
+      workers.push(spawnWorker("eventlog-live.ts", slot, [JSON.stringify({ ...config, slot })], onMessage));
+    }
+    await waitReady(workers, () => ready);
+    client = connect(proxy.url, { commandTimeoutMs: 5_000 });
+    const producer = new EventLog<{ n: number }>(client, name, { prefix, batch: true });
+    for (let burst = 0; burst < bursts; burst++) {
+      // The idle period is the workload: the consumers' reads come back empty and their claims bring nothing.
+      await sleep(idleMs);
+      const first = entries;
+      entries += BURST;
+      await Promise.all(Array.from({ length: BURST }, (_, i) => producer.append({ n: first + i })));
+      const handledBurst = (slot: number) => {
+        let count = 0;
+        for (let n = first; n < entries; n++) if (liveSeen[slot]?.has(n)) count++;
+        return count;
+      };
+      const live = await until(() => liveSeen.every((_, slot) => handledBurst(slot) === BURST), LIVENESS_MS);
+      if (!live) {
+        for (let slot = 0; slot < CALM_CONSUMERS; slot++) {
+          if (handledBurst(slot) === BURST) continue;
+          violations.add(
+            "consumer-stalled",
+            `live consumer ${slot} handled ${handledBurst(slot)} of the ${BURST} entries of burst ${burst} within ` +
+              `${LIVENESS_MS} ms, after an idle period of ${idleMs} ms`,
+          );
+        }
+      }
+    }
+    // A steady stream, a little less than the shared group handles (3 × 2 slots of 600 ms handlers: 10 per second),
+    // so consumers have free slots and blocked reads: reads bring new entries while claims bring the failed ones
+    // back, and an entry that waited in its consumer after delivery would age past claimIdleMs in its handler.
+    for (let i = 0; i < streamEntries; i++) {
+      await producer.append({ n: entries++ });
+      await sleep(STREAM_INTERVAL_MS);
+    }
+    if (!(await until(() => done.size >= entries, DRAIN_MS))) {
+      violations.add("not-processed", `the shared group handled ${done.size} of ${entries} entries`);
+    }
+  } finally {
+    await stopWorkers(workers);
+    client?.disconnect();
+    await proxy?.close();
+  }
+  let duplicates = 0;
+  for (const [id, by] of starts) {
+    if (by.length <= (failures.get(id) ?? 0) + 1) continue;
+    duplicates++;
+    violations.add(
+      "duplicate-handling",
+      `entry ${id} was started ${by.length} times (consumers ${by.join(", ")}) with ${failures.get(id) ?? 0} ` +
+        `failure(s), every consumer alive and every handler shorter than claimIdleMs`,
+    );
+  }
+  context.log(
+    `calm phase: ${bursts} bursts of ${BURST} after ${idleMs} ms idle and ${streamEntries} streamed, ` +
+      `${starts.size} entries started, ` +
+      `${duplicates} handled twice`,
+  );
+  return {
+    calmBursts: bursts,
+    calmIdleMs: idleMs,
+    calmEntries: entries,
+    calmStarts: [...starts.values()].reduce((sum, by) => sum + by.length, 0),
+    calmFailures: [...failures.values()].reduce((a, b) => a + b, 0),
+    calmDuplicates: duplicates,
   };
 }
