@@ -1,46 +1,77 @@
--- ratelimit: the four algorithms of @coordis/ratelimit, shared by lua/ratelimit/{consume,consume-batch,peek,refund}.lua.
--- All rules of one rate-limit key keep their state in one string, "<expireAtMs>;<rule>|<alg>=<state>;..." (one entry
--- per rule whose state is not empty), written with one SET: changing a rule's algorithm starts it fresh, changing its
--- limit or window reuses (and clamps) the stored state, and a rule removed from the configuration is dropped by the
--- next write. States: fw "start:count", sw "windowStart:current:previous", tb "tokens:lastMs", gcra "tat" (ms).
--- expireAtMs is the key's expiry as last set (server ms, PXAT): a write that keeps it (a fixed or sliding window counting
--- within its window) uses SET KEEPTTL, which costs Redis about half of SET PXAT.
-local RL_EPS = 1e-6       -- tolerance in units (token counts are fractional)
-local RL_EPS_MS = 1e-3    -- tolerance in ms for GCRA's fractional theoretical arrival times
+-- ratelimit: the four algorithms of @coordis/ratelimit, shared by lua/ratelimit/{consume,consume-batch,peek,refund,reset}.lua.
+-- All rules of one rate-limit key keep their state in one string, "<rule>|<alg>=<expAtMs>:<state>;..." (one entry per
+-- rule whose state is not empty), written with one SET. expAtMs is when the entry stops mattering (server ms); the
+-- key expires (PXAT) at the latest entry's expAtMs. Changing a rule's algorithm starts it fresh, changing its limit or
+-- window reuses (and clamps) the stored state. A write keeps the entries of rules it does not know (another limiter
+-- on the same key, another version of the configuration) until their own expAtMs. States: fw "start:count",
+-- sw "windowStart:current:previous", tb and gcra "lastMs:level:unit" (integers).
+-- Numbers are written with %d (64-bit integers in Redis' Lua), never in exponent form.
+-- Token bucket and GCRA are one algorithm in two notations; both count in integer ticks: a unit (token) is `unit`
+-- ticks and `perMs` ticks refill per ms, where unit = windowMs / g and perMs = limit / g (g = gcd, sent reduced by the
+-- client), so every comparison is exact. level = ticks available at lastMs (GCRA: tau - (TAT - lastMs) in ticks).
+-- A write whose expiry equals the key's current one (a fixed or sliding window counting within its window) uses
+-- SET KEEPTTL, which costs Redis about half of SET PXAT.
+local RL_EPS = 1e-9       -- tolerance of the sliding window's weighted estimate (units)
 
--- Parses ARGV "name alg limit windowMs burst;..." (burst 0 = none) into rule tables.
+-- Parses ARGV "name alg limit windowMs cap;..." into rule tables (tb and gcra: limit and windowMs reduced by their
+-- gcd, so limit = ticks per ms and windowMs = ticks per unit).
 local function rl_rules(spec)
   local rules = {}
-  for name, alg, limit, w, burst in string.gmatch(spec, '([^%s;]+) (%a+) (%d+) (%d+) (%d+)') do
-    local lim, b = tonumber(limit), tonumber(burst)
+  for name, alg, limit, w, cap in string.gmatch(spec, '([^%s;]+) (%a+) (%d+) (%d+) (%d+)') do
+    local lim, win, c = tonumber(limit), tonumber(w), tonumber(cap)
     -- Every state field is named here, so rl_load's writes never grow (rehash) the table.
     rules[#rules + 1] = {
-      field = name .. '|' .. alg, alg = alg, limit = lim, w = tonumber(w), cap = (b > 0) and b or lim,
-      start = 0, count = 0, curr = 0, prev = 0, rate = 0, tokens = 0, t = 0, tau = 0, tat = 0,
+      field = name .. '|' .. alg, bucket = (alg == 'tb' or alg == 'gcra'), alg = alg, limit = lim, w = win, cap = c,
+      capt = c * win, start = 0, count = 0, curr = 0, prev = 0, level = 0, exp = 0, raw = false,
     }
   end
   return rules
 end
 
--- Builds rule r's state at server time now (ms) from its stored field value (nil when absent).
-local function rl_load(r, raw, now)
+-- Builds rule r's state at server time now (ms) from its stored entry (nil when absent), and takes the entry out
+-- of `stored` (what is left there afterwards belongs to rules this call does not know).
+local function rl_load(r, stored, now)
+  local raw = stored[r.field]
   local a, b, c
   if raw then
-    local x, y, z = string.match(raw, '^([^:]*):?([^:]*):?([^:]*)')
-    a, b, c = tonumber(x), tonumber(y), tonumber(z)
+    stored[r.field] = nil
+    local e, x, y, z
+    if r.alg == 'fw' then
+      e, x, y = string.match(raw, '^(%d+):(%d+):(%d+)')
+    else
+      e, x, y, z = string.match(raw, '^(%d+):(%d+):(%d+):(%d+)')
+      c = tonumber(z)
+    end
+    a, b = tonumber(x), tonumber(y)
+    r.exp, r.raw = tonumber(e) or 0, raw
+  else
+    r.exp, r.raw = 0, false
   end
   local limit, w = r.limit, r.w
-  if r.alg == 'fw' then
+  if r.bucket then
+    local capt = r.capt
+    local level = capt
+    if c and c > 0 then
+      level = b
+      if c ~= w then level = math.floor(b / c * w) end -- stored in another rule's ticks (its rate changed)
+      local gain = (now - a) * limit
+      if gain > 0 then
+        if gain >= capt - level then level = capt else level = level + gain end
+      end
+      if level > capt then level = capt end
+    end
+    r.level = level
+  elseif r.alg == 'fw' then
     -- The window opens at the key's first consume and lasts w ms (not aligned to the epoch).
-    if a and b and now < a + w then
+    if b and now < a + w then
       r.start, r.count = a, math.min(b, limit)
     else
       r.start, r.count = now, 0
     end
-  elseif r.alg == 'sw' then
+  else
     local cs = now - (now % w)
     r.start, r.curr, r.prev = cs, 0, 0
-    if a and b and c then
+    if c then
       if a == cs then
         r.curr, r.prev = b, c
       elseif a == cs - w then
@@ -48,33 +79,27 @@ local function rl_load(r, raw, now)
       end
     end
     r.curr, r.prev = math.min(r.curr, limit), math.min(r.prev, limit)
-  elseif r.alg == 'tb' then
-    r.rate = limit / w -- tokens per ms
-    if a and b then
-      local elapsed = now - b
-      if elapsed < 0 then elapsed = 0 end
-      r.tokens = math.min(r.cap, a + elapsed * r.rate)
-    else
-      r.tokens = r.cap
-    end
-  else
-    -- GCRA: emission interval t, tolerance tau = cap * t (cap calls may arrive at once).
-    r.t = w / limit
-    r.tau = r.cap * r.t
-    local tat = a or now
-    if tat < now then tat = now end
-    if tat > now + r.tau then tat = now + r.tau end
-    r.tat = tat
   end
+end
+
+-- ceil(x / y) for integers x >= 0, y > 0 (exact below 2^53).
+local function rl_ceil_div(x, y)
+  local q = math.floor(x / y)
+  if q * y < x then q = q + 1 end
+  return q
 end
 
 -- 0 when rule r admits cost units now; otherwise the ms after which it would, if nothing else happened.
 local function rl_wait(r, cost, now)
   local limit, w = r.limit, r.w
-  if r.alg == 'fw' then
+  if r.bucket then
+    local need = cost * w - r.level
+    if need <= 0 then return 0 end
+    return rl_ceil_div(need, limit)
+  elseif r.alg == 'fw' then
     if r.count + cost <= limit then return 0 end
     return r.start + w - now
-  elseif r.alg == 'sw' then
+  else
     local el = now - r.start
     local room = limit - r.curr - cost -- what the weighted previous window may still use
     if r.prev * (w - el) / w <= room + RL_EPS then return 0 end
@@ -87,131 +112,166 @@ local function rl_wait(r, cost, now)
     local extra = 0
     if r.curr > room2 then extra = math.ceil(w - room2 * w / r.curr) end
     return math.max(1, r.start + w + extra - now)
-  elseif r.alg == 'tb' then
-    if r.tokens + RL_EPS >= cost then return 0 end
-    return math.max(1, math.ceil((cost - r.tokens) / r.rate))
-  else
-    local allow_at = r.tat + cost * r.t - r.tau
-    if now + RL_EPS_MS >= allow_at then return 0 end
-    return math.max(1, math.ceil(allow_at - now))
   end
 end
 
 -- Takes cost units from rule r (after rl_wait said 0).
 local function rl_take(r, cost)
-  if r.alg == 'fw' then
+  if r.bucket then
+    r.level = r.level - cost * r.w
+  elseif r.alg == 'fw' then
     r.count = r.count + cost
-  elseif r.alg == 'sw' then
-    r.curr = r.curr + cost
-  elseif r.alg == 'tb' then
-    r.tokens = r.tokens - cost
   else
-    r.tat = r.tat + cost * r.t
+    r.curr = r.curr + cost
   end
 end
 
 -- Gives cost units back to rule r (never beyond a full rule).
-local function rl_give(r, cost, now)
-  if r.alg == 'fw' then
+local function rl_give(r, cost)
+  if r.bucket then
+    r.level = math.min(r.capt, r.level + cost * r.w)
+  elseif r.alg == 'fw' then
     r.count = math.max(0, r.count - cost)
-  elseif r.alg == 'sw' then
+  else
     local left = cost - r.curr
     r.curr = math.max(0, r.curr - cost)
     if left > 0 then r.prev = math.max(0, r.prev - left) end
-  elseif r.alg == 'tb' then
-    r.tokens = math.min(r.cap, r.tokens + cost)
-  else
-    r.tat = math.max(now, r.tat - cost * r.t)
   end
 end
 
 -- Remaining units and ms until rule r is full again.
 local function rl_info(r, now)
-  if r.alg == 'fw' then
+  if r.bucket then
+    local level = r.level
+    if level >= r.capt then return r.cap, 0 end
+    return math.floor(level / r.w), rl_ceil_div(r.capt - level, r.limit)
+  elseif r.alg == 'fw' then
     if r.count <= 0 then return r.limit, 0 end
     return r.limit - r.count, r.start + r.w - now
-  elseif r.alg == 'sw' then
+  else
     local est = r.prev * (r.w - (now - r.start)) / r.w + r.curr
     local remaining = math.max(0, math.floor(r.limit - est + RL_EPS))
     if r.curr > 0 then return remaining, r.start + 2 * r.w - now end
     if r.prev > 0 then return remaining, r.start + r.w - now end
     return remaining, 0
-  elseif r.alg == 'tb' then
-    local remaining = math.max(0, math.floor(r.tokens + RL_EPS))
-    if r.tokens + RL_EPS >= r.cap then return remaining, 0 end
-    return remaining, math.ceil((r.cap - r.tokens) / r.rate)
-  else
-    local remaining = math.floor((now + r.tau - r.tat) / r.t + RL_EPS)
-    remaining = math.max(0, math.min(r.cap, remaining))
-    return remaining, math.max(0, math.ceil(r.tat - now - RL_EPS_MS))
   end
 end
 
--- Reads the key's stored rule states with one GET: a map field -> state, and the expiry last set (nil when the key
--- does not exist).
-local function rl_read(key)
-  local v = redis.call('GET', key)
-  local stored = {}
-  if not v then return stored, nil end
-  local expireAt, rest = string.match(v, '^(%d+);(.*)$')
-  for f, st in string.gmatch(rest or '', '([^;=]+)=([^;]*)') do stored[f] = st end
-  return stored, tonumber(expireAt) or -1
+-- Rule r's state as stored ("<expAtMs>:<state>") and its expAtMs, or nil when the rule is full (nothing to keep).
+local function rl_entry(r, now)
+  if r.bucket then
+    local level = r.level
+    if level < r.capt then
+      local at = now + rl_ceil_div(r.capt - level, r.limit)
+      return string.format('%d:%d:%d:%d', at, now, level, r.w), at
+    end
+  elseif r.alg == 'fw' then
+    if r.count > 0 then
+      local at = r.start + r.w
+      return string.format('%d:%d:%d', at, r.start, r.count), at
+    end
+  elseif r.curr > 0 then
+    local at = r.start + 2 * r.w
+    return string.format('%d:%d:%d:%d', at, r.start, r.curr, r.prev), at
+  elseif r.prev > 0 then
+    -- Only the previous window's weighted count is left (a refund emptied this one): it matters until this
+    -- window ends. Dropping it would hand back the whole previous window.
+    local at = r.start + r.w
+    return string.format('%d:%d:0:%d', at, r.start, r.prev), at
+  end
+  return nil
 end
 
--- Writes every rule's state with one SET ... PXAT (or deletes the key when every rule is empty again). The key expires when
--- the last rule's state stops mattering; when that instant is the one already set (expireAt, from rl_read), the
--- SET keeps the TTL instead of setting it again. Integer states (fixed and sliding window) are written with %d,
--- fractional ones (tokens, GCRA's TAT) with %.17g.
-local function rl_store(key, rules, now, expireAt)
-  local parts, n = {}, 1
-  local ttl = 0
+-- Reads the key's stored entries with one GET: a map field -> "<expAtMs>:<state>" (nil when the key does not exist).
+local function rl_read(key)
+  local v = redis.call('GET', key)
+  if not v then return nil end
+  local stored = {}
+  for f, st in string.gmatch(v, '([^;=]+)=([^;]*)') do stored[f] = st end
+  return stored
+end
+
+-- Writes every rule's state and the entries of rules this call does not know (left in `stored` by rl_load), those
+-- until their own expiry, with one SET; deletes the key when nothing is left. The key expires with its latest
+-- entry; when that is the instant already set (the latest expAtMs read), the SET keeps the TTL (never when `moved`:
+-- the caller dropped entries itself).
+local function rl_store(key, rules, now, stored, moved)
+  local parts, n = {}, 0
+  local at, was = 0, 0
   for _, r in ipairs(rules) do
-    local value, life
-    if r.alg == 'fw' then
-      if r.count > 0 then value, life = string.format('%d:%d', r.start, r.count), r.start + r.w - now end
-    elseif r.alg == 'sw' then
-      if r.curr > 0 then
-        value, life = string.format('%d:%d:%d', r.start, r.curr, r.prev), r.start + 2 * r.w - now
-      elseif r.prev > 0 then
-        -- Only the previous window's weighted count is left (a refund emptied this one): it matters until this
-        -- window ends. Dropping it would hand back the whole previous window.
-        value, life = string.format('%d:0:%d', r.start, r.prev), r.start + r.w - now
-      end
-    elseif r.alg == 'tb' then
-      if r.tokens + RL_EPS < r.cap then
-        value, life = string.format('%.17g:%d', r.tokens, now), math.ceil((r.cap - r.tokens) / r.rate)
-      end
-    else
-      if r.tat > now + RL_EPS_MS then value, life = string.format('%.17g', r.tat), math.ceil(r.tat - now) end
-    end
+    if r.exp > was then was = r.exp end
+    local value, exp = rl_entry(r, now)
     if value then
       n = n + 1
       parts[n] = r.field .. '=' .. value
-      if life > ttl then ttl = life end
+      if exp > at then at = exp end
     end
   end
-  if n > 1 then
-    local at = now + math.max(1, ttl)
-    parts[1] = string.format('%d', at)
-    if at == expireAt then
+  if stored and next(stored) then
+    for f, raw in pairs(stored) do
+      local e = tonumber(string.match(raw, '^%d+')) or 0
+      if e > was then was = e end
+      if e > now then
+        n = n + 1
+        parts[n] = f .. '=' .. raw
+        if e > at then at = e end
+      end
+    end
+  end
+  if n > 0 then
+    if at == was and not moved then
       redis.call('SET', key, table.concat(parts, ';'), 'KEEPTTL')
     else
-      redis.call('SET', key, table.concat(parts, ';'), 'PXAT', at)
+      redis.call('SET', key, table.concat(parts, ';'), 'PXAT', string.format('%d', at))
     end
-  elseif expireAt then
+  elseif stored then
     redis.call('DEL', key)
   end
 end
 
+-- After a rejected call (which writes no state): when the current rules need a stored entry longer than its
+-- expAtMs (the rules changed since it was written: a longer window, a slower refill), moves that entry's expAtMs
+-- and the key's expiry forward. The states themselves are kept byte for byte. Otherwise writes nothing.
+local function rl_keep(key, rules, now, stored)
+  local late = false
+  for _, r in ipairs(rules) do
+    if r.raw then
+      local _, exp = rl_entry(r, now)
+      if exp and exp > r.exp then
+        r.raw = string.format('%d', exp) .. string.match(r.raw, '^%d+(.*)$')
+        late = true
+      end
+    end
+  end
+  if not late then return end
+  local parts, n, at = {}, 0, 0
+  for _, r in ipairs(rules) do
+    if r.raw then
+      n = n + 1
+      parts[n] = r.field .. '=' .. r.raw
+      local e = tonumber(string.match(r.raw, '^%d+'))
+      if e > at then at = e end
+    end
+  end
+  for f, raw in pairs(stored) do
+    local e = tonumber(string.match(raw, '^%d+')) or 0
+    if e > now then
+      n = n + 1
+      parts[n] = f .. '=' .. raw
+      if e > at then at = e end
+    end
+  end
+  redis.call('SET', key, table.concat(parts, ';'), 'PXAT', string.format('%d', at))
+end
+
 -- Reply: { allowed, nowMs, then per rule: waitMs, remaining, resetMs } (bare: without nowMs).
 local function rl_reply(allowed, rules, waits, now, bare)
-  local out
-  if bare then out = { allowed } else out = { allowed, now } end
+  local out, n
+  if bare then out, n = { allowed }, 1 else out, n = { allowed, now }, 2 end
   for i, r in ipairs(rules) do
     local remaining, reset = rl_info(r, now)
-    out[#out + 1] = waits[i]
-    out[#out + 1] = remaining
-    out[#out + 1] = reset
+    out[n + 1], out[n + 2], out[n + 3] = waits[i], remaining, reset
+    n = n + 3
   end
   return out
 end
@@ -219,18 +279,21 @@ end
 -- One consume of cost units on the rate-limit key at server time now: every rule or none. rl_load rewrites every
 -- state field of a rule, so one parsed rules table serves several calls in turn (consume-batch).
 local function rl_consume(key, cost, rules, now, bare)
-  local stored, expireAt = rl_read(key)
+  local stored = rl_read(key)
+  local from = stored or {}
   local allowed = 1
   local waits = {}
   for i, r in ipairs(rules) do
-    rl_load(r, stored[r.field], now)
+    rl_load(r, from, now)
     local wait = rl_wait(r, cost, now)
     waits[i] = wait
     if wait > 0 then allowed = 0 end
   end
   if allowed == 1 then
     for _, r in ipairs(rules) do rl_take(r, cost) end
-    rl_store(key, rules, now, expireAt)
+    rl_store(key, rules, now, stored)
+  elseif stored then
+    rl_keep(key, rules, now, stored)
   end
   return rl_reply(allowed, rules, waits, now, bare)
 end

@@ -3,7 +3,7 @@
 -- Call i uses KEYS[i] and ARGV[1 + i]; keys may repeat (calls on one key apply in order) and, on a standalone
 -- server only, carry different hash tags. On a Cluster the client sends one batch per hash slot.
 -- KEYS[1] state (string): the rate-limit key of call 1 (one key per call, repeated)
--- ARGV[1] rules (string): "<name> <alg> <limit> <windowMs> <burst>;..." as in consume.lua
+-- ARGV[1] rules (string): "<name> <alg> <limit> <windowMs> <capacity>;..." as in consume.lua
 -- ARGV[2] cost (integer): units call 1 takes (one cost per call, repeated)
 -- Reply: [nowMs: number, ...calls: Array<number[] | string>]
 -- (the server time all calls saw, then per call: {allowed, per rule waitMs, remaining, resetMs} as consume.lua

@@ -1,8 +1,8 @@
 -- Consume: takes cost units from every rule of one rate-limit key, or from none when any rule rejects the call.
 -- All rules are evaluated on Redis server time in this one script, so several limits are atomic together.
--- KEYS[1] state (string): "<expireAtMs>;<rule>|<alg>=<state>;..." (see lua/_lib/ratelimit.lua)
+-- KEYS[1] state (string): "<rule>|<alg>=<expAtMs>:<state>;..." (see lua/_lib/ratelimit.lua)
 -- ARGV[1] cost (integer): units the call takes from each rule
--- ARGV[2] rules (string): "<name> <alg> <limit> <windowMs> <burst>;..." with alg fw|sw|tb|gcra, burst 0 = none
+-- ARGV[2] rules (string): "<name> <alg> <limit> <windowMs> <capacity>;..." with alg fw|sw|tb|gcra (tb/gcra: limit and windowMs divided by their gcd)
 -- Reply: number[]
 --@include now-ms
 --@include ratelimit

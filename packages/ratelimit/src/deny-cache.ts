@@ -9,18 +9,33 @@ interface Entry {
 /**
  * Remembers rejections so a {@link RateLimiter} can answer the same key locally, without a Redis call, until the
  * rejection's `retryAfterMs` has passed. Bounded: the oldest entries are dropped beyond `maxKeys`.
+ *
+ * A rejection is only remembered when no refund or reset of its key was issued after the rejected call was: calls are
+ * stamped with {@link DenyCache.stamp} when issued, and {@link DenyCache.delete} records the stamp of the refund or
+ * reset, so the answer of a call that Redis decided before the refund cannot outlive it.
  */
 export class DenyCache {
   readonly #entries = new Map<string, Entry>();
+  /** Per key, the stamp of its latest refund or reset (the oldest dropped beyond maxKeys). */
+  readonly #cleared = new Map<string, number>();
   readonly #maxKeys: number;
+  #clock = 0;
+  /** The newest stamp dropped from #cleared: a call issued before it may have been overtaken by a forgotten clear. */
+  #forgotten = 0;
 
   constructor(maxKeys: number) {
     this.#maxKeys = maxKeys;
   }
 
-  /** Records a rejected call of `cost` units. */
-  remember(key: string, cost: number, decision: Decision, now = Date.now()): void {
+  /** A stamp for a call being issued now, to pass to {@link DenyCache.remember} with its answer. */
+  stamp(): number {
+    return ++this.#clock;
+  }
+
+  /** Records a rejected call of `cost` units issued at `issued` (its {@link DenyCache.stamp}). */
+  remember(key: string, cost: number, decision: Decision, issued: number, now = Date.now()): void {
     if (decision.allowed || decision.retryAfterMs <= 0) return;
+    if (issued <= this.#forgotten || issued < (this.#cleared.get(key) ?? 0)) return;
     this.#entries.delete(key);
     this.#entries.set(key, { until: now + decision.retryAfterMs, cost, decision });
     if (this.#entries.size > this.#maxKeys) {
@@ -47,8 +62,15 @@ export class DenyCache {
     };
   }
 
-  /** Forgets `key` (after a refund or reset). */
+  /** Forgets `key` when a refund or reset of it is issued: calls issued before now are no longer remembered. */
   delete(key: string): void {
     this.#entries.delete(key);
+    this.#cleared.delete(key);
+    this.#cleared.set(key, this.stamp());
+    if (this.#cleared.size > this.#maxKeys) {
+      const [oldest, stamp] = this.#cleared.entries().next().value as [string, number];
+      this.#cleared.delete(oldest);
+      this.#forgotten = stamp;
+    }
   }
 }

@@ -79,8 +79,9 @@ type Op = "consume" | "peek" | "refund" | "reset";
 
 /**
  * A rate limiter with any number of rules per key, all evaluated atomically by one Lua script per call on Redis
- * server time. A rejected call consumes nothing. All state of one key lives in one hash `<prefix>:rl:{<key>}`,
- * so it runs unchanged on Redis Cluster.
+ * server time. A rejected call consumes nothing. All state of one key lives in one string `<prefix>:rl:{<key>}`,
+ * so it runs unchanged on Redis Cluster. Several limiters may share a key: each keeps the state of its own rules
+ * (by rule name and algorithm) and leaves the others' alone (see the README's "Limiters sharing a key").
  *
  * @example
  * const limiter = new RateLimiter(redis, {
@@ -180,8 +181,10 @@ export class RateLimiter {
     const stateKey = this.#key(key);
     this.#checkCost(cost, "cost");
     const started = performance.now();
-    const cached = this.#denyCache?.lookup(key, cost);
+    const denyCache = this.#denyCache;
+    const cached = denyCache?.lookup(key, cost);
     if (cached !== undefined) return this.#report("consume", key, started, cached);
+    const issued = denyCache === undefined ? 0 : denyCache.stamp();
     const batcher = this.#batcher;
     const decision =
       batcher === undefined
@@ -189,7 +192,7 @@ export class RateLimiter {
         : await this.#run("consume", key, started, stateKey, cost, () =>
             batcher.add(isCluster(this.#redis) ? slotOf(stateKey) : 0, { stateKey, cost }),
           );
-    if (!decision.allowed) this.#denyCache?.remember(key, cost, decision);
+    if (!decision.allowed) denyCache?.remember(key, cost, decision, issued);
     return decision;
   }
 
@@ -217,7 +220,8 @@ export class RateLimiter {
   }
 
   /**
-   * Forgets all state of `key`: every rule is full again.
+   * Forgets the state of this limiter's rules on `key`: every rule is full again. Rules of other limiters on the
+   * same key (other names) keep theirs.
    * @throws InvalidArgumentError for a bad key; RedisUnavailableError / ScriptError from Redis (whatever the policy)
    */
   async reset(key: string): Promise<void> {
@@ -227,7 +231,7 @@ export class RateLimiter {
     this.#batcher?.flush();
     const started = performance.now();
     try {
-      await runScript(this.#redis, ratelimitScripts.reset, [stateKey], []);
+      await runScript(this.#redis, ratelimitScripts.reset, [stateKey], [this.#spec]);
     } catch (err) {
       this.#emit("reset", key, started, "error", undefined, err as Error);
       throw err;

@@ -10,6 +10,12 @@ export const ALGORITHMS: readonly Algorithm[] = ["fixed-window", "sliding-window
 export const MAX_LIMIT = 1_000_000_000;
 
 /**
+ * Token bucket and GCRA count exactly in integer ticks: a unit is `windowMs / g` ticks (g = gcd(limit, windowMs)),
+ * and a full bucket, `(burst ?? limit) × windowMs / g` ticks, must stay an exact double.
+ */
+const MAX_TICKS = Number.MAX_SAFE_INTEGER;
+
+/**
  * One limit of a {@link RateLimiter}: at most `limit` units per `windowMs` milliseconds.
  * - `fixed-window`: a counter per window; the window opens at the key's first consume and lasts `windowMs`.
  * - `sliding-window`: two epoch-aligned windows, the previous one weighted by how much of it still overlaps.
@@ -18,7 +24,13 @@ export const MAX_LIMIT = 1_000_000_000;
  *   with up to `burst ?? limit` calls at once.
  */
 export interface Rule {
-  /** Name used in decisions, metrics and headers; `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`. Default `r<index>`. */
+  /**
+   * Name used in decisions, metrics and headers; `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`. A rule's state on a key is kept
+   * per name and algorithm: rules with the same name and algorithm on the same key (in any limiter) share one counter.
+   * Default: derived from the rule, `<fw|sw|tb|gcra>-<limit>-per-<windowMs>ms[-burst-<burst>]` (e.g.
+   * `fw-100-per-60000ms`), so two different unnamed rules never share a counter, and changing an unnamed rule starts
+   * it fresh (name a rule to keep its state across changes of its limit or window).
+   */
   name?: string;
   /** Units allowed per window (an integer 1–1e9). */
   limit: number;
@@ -26,7 +38,10 @@ export interface Rule {
   windowMs: number;
   /** Default `fixed-window`. */
   algorithm?: Algorithm;
-  /** Token bucket / GCRA only: how many units may be taken at once (the capacity). Default `limit`. */
+  /**
+   * Token bucket / GCRA only: how many units may be taken at once (the capacity). Default `limit`. With a small
+   * `limit`, a large burst is bounded: `burst × windowMs / gcd(limit, windowMs)` must be at most 2^53 − 1.
+   */
   burst?: number;
 }
 
@@ -50,8 +65,24 @@ const SHORT: Record<Algorithm, string> = {
   gcra: "gcra",
 };
 
+/** The default name of an unnamed rule: `<fw|sw|tb|gcra>-<limit>-per-<windowMs>ms[-burst-<burst>]`. */
+export function defaultRuleName(rule: {
+  algorithm: Algorithm;
+  limit: number;
+  windowMs: number;
+  burst?: number | undefined;
+}): string {
+  const burst = rule.burst === undefined ? "" : `-burst-${rule.burst}`;
+  return `${SHORT[rule.algorithm]}-${rule.limit}-per-${rule.windowMs}ms${burst}`;
+}
+
+function gcd(a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b];
+  return a;
+}
+
 /**
- * Validates rules and fills in defaults (names `r0`, `r1`..., algorithm `fixed-window`).
+ * Validates rules and fills in defaults (name {@link defaultRuleName}, algorithm `fixed-window`).
  * @param argument the option path used in errors, e.g. `options.rules`
  * @throws InvalidArgumentError on an empty list, a bad limit/window/burst, an unknown algorithm or a duplicate name
  */
@@ -65,12 +96,9 @@ export function normalizeRules(rules: unknown, argument = "options.rules"): Norm
     const at = `${argument}[${i}]`;
     const rule = validate.options<Rule>(at, raw);
     if (raw === undefined) throw new InvalidArgumentError(at, "expected a rule object");
-    const name = rule.name === undefined ? `r${i}` : rule.name;
-    if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
+    if (rule.name !== undefined && (typeof rule.name !== "string" || !NAME_PATTERN.test(rule.name))) {
       throw new InvalidArgumentError(`${at}.name`, `must match ${NAME_PATTERN}`);
     }
-    if (seen.has(name)) throw new InvalidArgumentError(`${at}.name`, `duplicate rule name "${name}"`);
-    seen.add(name);
     const limit = validate.positiveInteger(`${at}.limit`, rule.limit, MAX_LIMIT);
     const windowMs = validate.durationMs(`${at}.windowMs`, rule.windowMs);
     const algorithm =
@@ -82,11 +110,34 @@ export function normalizeRules(rules: unknown, argument = "options.rules"): Norm
       }
       burst = validate.positiveInteger(`${at}.burst`, rule.burst, MAX_LIMIT);
     }
+    if (algorithm === "token-bucket" || algorithm === "gcra") {
+      const ticks = (burst ?? limit) * (windowMs / gcd(limit, windowMs));
+      if (ticks > MAX_TICKS) {
+        throw new InvalidArgumentError(
+          `${at}.${burst === undefined ? "limit" : "burst"}`,
+          `${burst === undefined ? "limit" : "burst"} × windowMs / gcd(limit, windowMs) must be at most 2^53 − 1`,
+        );
+      }
+    }
+    const name = rule.name === undefined ? defaultRuleName({ algorithm, limit, windowMs, burst }) : rule.name;
+    if (seen.has(name)) {
+      const why = rule.name === undefined ? " (an identical unnamed rule, or a rule named like its default)" : "";
+      throw new InvalidArgumentError(`${at}.name`, `duplicate rule name "${name}"${why}`);
+    }
+    seen.add(name);
     return Object.freeze({ name, limit, windowMs, algorithm, burst, capacity: burst ?? limit });
   });
 }
 
-/** The rules as the scripts' ARGV: `"<name> <alg> <limit> <windowMs> <burst>;..."`. */
+/**
+ * The rules as the scripts' ARGV: `"<name> <alg> <limit> <windowMs> <capacity>;..."`. Token bucket and GCRA send
+ * `limit` and `windowMs` divided by their gcd (ticks per ms and ticks per unit: the scripts count exactly in integers).
+ */
 export function rulesSpec(rules: readonly NormalizedRule[]): string {
-  return rules.map((r) => `${r.name} ${SHORT[r.algorithm]} ${r.limit} ${r.windowMs} ${r.burst ?? 0}`).join(";");
+  return rules
+    .map((r) => {
+      const g = r.algorithm === "token-bucket" || r.algorithm === "gcra" ? gcd(r.limit, r.windowMs) : 1;
+      return `${r.name} ${SHORT[r.algorithm]} ${r.limit / g} ${r.windowMs / g} ${r.capacity}`;
+    })
+    .join(";");
 }

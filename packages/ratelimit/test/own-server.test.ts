@@ -76,7 +76,7 @@ describe("on a server of its own", () => {
       [
         [
           { limit: 1, windowMs: 1 },
-          { name: "r0", limit: 1, windowMs: 1 },
+          { name: "fw-1-per-1ms", limit: 1, windowMs: 1 },
         ],
         "options.rules[1].name",
       ],
