@@ -600,16 +600,24 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
       c(
         "duplicate rule names",
         "options.rules[1].name",
-        fc.constantFrom("r1", undefined),
+        fc.constantFrom("fw-1-per-1ms", undefined),
         (v) =>
-          // An explicit duplicate, or a default name ("r1" at index 1) that collides with an explicit one.
+          // An explicit duplicate, or a default name (derived from the rule: "fw-1-per-1ms") that collides with an
+          // explicit one.
           new RateLimiter(redis, {
             prefix,
             rules: [
-              { name: "r1", limit: 1, windowMs: 1 },
+              { name: "fw-1-per-1ms", limit: 1, windowMs: 1 },
               { name: v, limit: 1, windowMs: 1 },
             ],
           }),
+      ),
+      c(
+        "rule.burst beyond exact integer ticks",
+        "options.rules[0].burst",
+        // burst × windowMs / gcd(limit, windowMs) must stay below 2^53: at most 285 616 with 1 per 365 days
+        fc.integer({ min: 285_617, max: MAX_LIMIT }),
+        (v) => rule({ algorithm: v % 2 === 0 ? "token-bucket" : "gcra", limit: 1, windowMs: 31_536_000_000, burst: v }),
       ),
       c("rule.limit", "options.rules[0].limit", bad.int(1, MAX_LIMIT), (v) => rule({ limit: v })),
       c("rule.windowMs", "options.rules[0].windowMs", bad.duration(1, MAX_DURATION), (v) => rule({ windowMs: v })),
