@@ -7,6 +7,7 @@ import {
   connect,
   DEFAULT_PREFIX,
   InvalidArgumentError,
+  noopObserver,
   type RedisClient,
   RedisUnavailableError,
   validate,
@@ -324,6 +325,13 @@ interface RouteLimit {
 
 const defaultKey: RateLimitKeyFn = (request) => request.ip;
 
+/** Continues a request (`next()`) or fails it (`next(err)`). */
+type Next = (err?: Error) => void;
+
+function isThenable(value: unknown): value is Promise<unknown> {
+  return value !== null && typeof value === "object" && typeof (value as { then?: unknown }).then === "function";
+}
+
 async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOptions): Promise<void> {
   // Everything is validated before anything is opened or sent.
   const opts = checkKeys("options", options, PLUGIN_KEYS) as CoordisPluginOptions;
@@ -385,7 +393,13 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
         );
   const observers = [metrics?.observer, opts.observer].filter((o): o is CoordisObserver => o !== undefined);
   const observer: CoordisObserver =
-    observers.length === 1 ? (observers[0] as CoordisObserver) : combineObservers(...observers);
+    observers.length === 0
+      ? noopObserver
+      : observers.length === 1
+        ? (observers[0] as CoordisObserver)
+        : combineObservers(...observers);
+  // Limiters get no observer at all when nobody listens: no event is built per request.
+  const limiterObserver = observers.length === 0 ? undefined : observer;
   const owned = opts.redis === undefined;
   const redis = opts.redis ?? connect(opts.url, { observer, ...opts.connectOptions });
 
@@ -398,7 +412,12 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
     let pair = limiters.get(spec);
     if (pair === undefined) {
       const make = (batch: boolean | BatchOptions) =>
-        new RateLimiter(redis, { ...limiterOptions, observer, rules: rules as Rule[], batch });
+        new RateLimiter(redis, {
+          ...limiterOptions,
+          ...(limiterObserver === undefined ? {} : { observer: limiterObserver }),
+          rules: rules as Rule[],
+          batch,
+        });
       const plain = batchMode === false || batchMode === "auto" ? make(false) : undefined;
       const batched = batchMode === false ? undefined : make(batchMode === "auto" ? true : batchMode);
       const any = (plain ?? batched) as RateLimiter;
@@ -574,9 +593,24 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
     return p;
   };
 
-  /** Runs a route's limit; resolves true when it answered the request (429, 403, 500 or 503). */
-  const check = async (limit: RouteLimit, request: FastifyRequest, reply: FastifyReply): Promise<boolean> => {
-    const raw = await limit.key(request);
+  /**
+   * Runs a route's limit and calls `next()` to let the request go on, `next(err)` on an error, or nothing when it
+   * answered the request itself (429, 403, 500 or 503). Callback style, so the common path (a string key, static
+   * rules) costs one promise, the limiter's.
+   */
+  const check = (limit: RouteLimit, request: FastifyRequest, reply: FastifyReply, next: Next): void => {
+    let raw: string | Promise<string>;
+    try {
+      raw = limit.key(request);
+    } catch (err) {
+      next(err as Error);
+      return;
+    }
+    if (isThenable(raw)) raw.then((k) => withKey(limit, request, reply, k, next), next);
+    else withKey(limit, request, reply, raw, next);
+  };
+
+  const withKey = (limit: RouteLimit, request: FastifyRequest, reply: FastifyReply, raw: unknown, next: Next) => {
     if (typeof raw !== "string" || raw.length === 0) {
       const what = typeof raw === "string" ? "an empty string" : raw === null ? "null" : typeof raw;
       request.log.error(`@coordis/fastify: the rate-limit key function of ${limit.id} returned ${what}`);
@@ -586,31 +620,85 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
         "Internal Server Error",
         `The rate-limit key function of route ${limit.id} returned ${what}; it must return a non-empty string.`,
       );
-      return true;
+      return;
     }
     const allow = limit.allow;
-    if (allow !== null && (typeof allow === "function" ? await allow(request, raw) : allow.has(raw))) return false;
-    const pair = typeof limit.rules === "function" ? await pairOfDynamic(limit, request, raw) : limit.rules;
-    const cost = typeof limit.cost === "function" ? limit.cost(request) : limit.cost;
-    const key = rateLimitKey(limit.group, raw);
-    let decision: Decision;
-    inFlight++;
+    if (allow === null) {
+      withRules(limit, request, reply, raw, next);
+    } else if (typeof allow !== "function") {
+      if (allow.has(raw)) next();
+      else withRules(limit, request, reply, raw, next);
+    } else {
+      Promise.resolve()
+        .then(() => allow(request, raw))
+        .then((allowed) => (allowed ? next() : withRules(limit, request, reply, raw, next)), next);
+    }
+  };
+
+  const withRules = (limit: RouteLimit, request: FastifyRequest, reply: FastifyReply, raw: string, next: Next) => {
+    if (typeof limit.rules !== "function") {
+      consume(limit, limit.rules, request, reply, raw, next);
+    } else {
+      pairOfDynamic(limit, request, raw).then((pair) => consume(limit, pair, request, reply, raw, next), next);
+    }
+  };
+
+  const consume = (
+    limit: RouteLimit,
+    pair: LimiterPair,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    raw: string,
+    next: Next,
+  ) => {
+    let cost: number;
+    let pending: Promise<Decision>;
     try {
-      decision = await limiterOf(pair).consume(key, cost);
+      cost = typeof limit.cost === "function" ? limit.cost(request) : limit.cost;
+      inFlight++;
+      pending = limiterOf(pair).consume(rateLimitKey(limit.group, raw), cost);
     } catch (err) {
-      if (err instanceof RedisUnavailableError) {
-        problem(reply, 503, "Service Unavailable", "The rate limiter cannot reach its store; try again shortly.");
-        return true;
-      }
-      throw err;
-    } finally {
-      inFlight--;
+      next(err as Error);
+      return;
     }
-    if (decision.allowed) {
-      if (limit.onAllowed) setHeaders(limit, pair, decision, reply);
-      limit.onExceeding?.(request, raw);
-      return false;
-    }
+    pending.then(
+      (decision) => {
+        inFlight--;
+        if (decision.allowed) {
+          if (limit.onAllowed) setHeaders(limit, pair, decision, reply);
+          try {
+            limit.onExceeding?.(request, raw);
+          } catch (err) {
+            next(err as Error);
+            return;
+          }
+          next();
+        } else {
+          rejected(limit, pair, request, reply, raw, decision).then((answered) => {
+            if (!answered) next();
+          }, next);
+        }
+      },
+      (err: unknown) => {
+        inFlight--;
+        if (err instanceof RedisUnavailableError) {
+          problem(reply, 503, "Service Unavailable", "The rate limiter cannot reach its store; try again shortly.");
+        } else {
+          next(err as Error);
+        }
+      },
+    );
+  };
+
+  /** Answers a rejected request (429, or 403 once banned); resolves true when it did. */
+  const rejected = async (
+    limit: RouteLimit,
+    pair: LimiterPair,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    raw: string,
+    decision: Decision,
+  ): Promise<boolean> => {
     let banned = false;
     if (limit.ban !== undefined) {
       try {
@@ -663,7 +751,7 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
     if (!decision.allowed && limit.retryAfter) reply.header("Retry-After", t);
   };
 
-  /** A Fastify hook (callback style: one promise per request, none for the hook itself) running `limit`. */
+  /** A Fastify hook (callback style: no promise for the hook itself) running `limit`. */
   const hookFor = (limit: RouteLimit) => {
     if (limit.hook === "preParsing") {
       return function coordisRateLimit(
@@ -672,21 +760,11 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
         payload: unknown,
         done: (err?: Error | null, payload?: unknown) => void,
       ) {
-        check(limit, request, reply).then(
-          (answered) => {
-            if (!answered) done(null, payload);
-          },
-          (err: Error) => done(err),
-        );
+        check(limit, request, reply, (err) => done(err ?? null, payload));
       };
     }
-    return function coordisRateLimit(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
-      check(limit, request, reply).then(
-        (answered) => {
-          if (!answered) done();
-        },
-        (err: Error) => done(err),
-      );
+    return function coordisRateLimit(request: FastifyRequest, reply: FastifyReply, done: Next) {
+      check(limit, request, reply, done);
     };
   };
 
@@ -697,33 +775,42 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
   // every route's hook list at ready time from its instance's hooks, and addHook reaches existing child instances,
   // so instance-level guard hooks reach those routes: they resolve the route's limit on its first request.
   if (fastify.printRoutes() !== "(empty tree)") {
-    const lazy = new Map<string, RouteLimit | null | Error>();
+    // Per route (its context's config object), resolved once: null for routes without a limit or already wired.
+    const lazy = new WeakMap<object, RouteLimit | null | Error>();
+    const lazyLimit = (request: FastifyRequest): RouteLimit | null | Error => {
+      const ro = request.routeOptions;
+      const config = ro.config as object;
+      let limit = lazy.get(config);
+      if (limit === undefined) {
+        try {
+          limit = wired.has(routeId(ro.method, ro.url ?? ""))
+            ? null
+            : (resolve(ro.method, ro.url ?? "", config) ?? null);
+        } catch (err) {
+          limit = err as Error;
+        }
+        lazy.set(config, limit);
+      }
+      return limit;
+    };
     for (const phase of HOOKS) {
       const guard = (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
-        const ro = request.routeOptions;
-        const id = routeId(ro.method, ro.url ?? "");
-        if (wired.has(id)) return done();
-        let limit = lazy.get(id);
-        if (limit === undefined) {
-          try {
-            limit = resolve(ro.method, ro.url ?? "", ro.config) ?? null;
-          } catch (err) {
-            limit = err as Error;
-          }
-          lazy.set(id, limit);
-        }
-        if (limit === null || (!(limit instanceof Error) && limit.hook !== phase)) return done();
+        const limit = lazyLimit(request);
+        if (limit === null) return done();
         if (limit instanceof Error) {
+          if (phase !== "onRequest") return done();
           request.log.error(limit);
-          problem(reply, 500, "Internal Server Error", `The rate limit of route ${id} is misconfigured.`);
+          const ro = request.routeOptions;
+          problem(
+            reply,
+            500,
+            "Internal Server Error",
+            `The rate limit of route ${routeId(ro.method, ro.url ?? "")} is misconfigured.`,
+          );
           return;
         }
-        check(limit, request, reply).then(
-          (answered) => {
-            if (!answered) done();
-          },
-          (err: Error) => done(err),
-        );
+        if (limit.hook !== phase) return done();
+        check(limit, request, reply, done);
       };
       if (phase === "preParsing") {
         fastify.addHook(phase, (request, reply, payload, done) =>

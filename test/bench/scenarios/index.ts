@@ -1,6 +1,7 @@
 import type { Scenario } from "../types.js";
 import { cacheScenarios } from "./cache.js";
 import { eventLogScenarios } from "./eventlog.js";
+import { httpScenarios } from "./http.js";
 import { leaderboardScenarios } from "./leaderboard.js";
 import { lockScenarios } from "./lock.js";
 import { queueScenarios } from "./queue.js";
@@ -17,5 +18,6 @@ export function allScenarios(): Scenario[] {
     ...eventLogScenarios(),
     ...queueScenarios(),
     ...cacheScenarios(),
+    ...httpScenarios(),
   ];
 }
