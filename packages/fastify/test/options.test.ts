@@ -160,3 +160,45 @@ describe("route configs are checked when the route is declared", () => {
     });
   }
 });
+
+describe("micro-batching of the limiter calls", () => {
+  async function burst(batch: "auto" | boolean) {
+    const app = Fastify();
+    await app.register(coordis, {
+      redis,
+      rateLimit: {
+        rules: [{ name: "m", limit: 30, windowMs: 60_000 }],
+        key: (req) => `${String(batch)}:${req.headers["x-key"]}`,
+        batch,
+      },
+    });
+    app.get("/x", { config: { coordis: { rateLimit: true } } }, async () => "ok");
+    await app.ready();
+    await app.inject({ method: "GET", url: "/x", headers: { "x-key": "warm-up" } }); // loads the scripts
+    const counted = await countCommands(server, () =>
+      Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          app.inject({ method: "GET", url: "/x", headers: { "x-key": i < 35 ? "same" : `other-${i}` } }),
+        ),
+      ),
+    );
+    await app.close();
+    const codes = counted.result.map((r) => r.statusCode);
+    return { codes, evalsha: (counted.sent.evalsha ?? 0) + (counted.sent.eval ?? 0) };
+  }
+
+  it('"auto" (default): requests in flight together share script calls, each decided on its own', async () => {
+    const { codes, evalsha } = await burst("auto");
+    expect(codes.slice(0, 35).filter((c) => c === 200)).toHaveLength(30);
+    expect(codes.slice(0, 35).filter((c) => c === 429)).toHaveLength(5);
+    expect(codes.slice(35)).toEqual([200, 200, 200, 200, 200]);
+    expect(evalsha).toBeLessThan(40);
+  });
+
+  it("false: one script call per request, same decisions", async () => {
+    const { codes, evalsha } = await burst(false);
+    expect(codes.slice(0, 35).filter((c) => c === 200)).toHaveLength(30);
+    expect(codes.slice(35)).toEqual([200, 200, 200, 200, 200]);
+    expect(evalsha).toBe(40);
+  });
+});

@@ -1,9 +1,9 @@
-import { connect, InvalidArgumentError, type RedisClient, safeRedisOptions } from "@coordis/core";
+import { assertSafeClient, connect, InvalidArgumentError, type RedisClient, safeRedisOptions } from "@coordis/core";
 import { coordis } from "@coordis/fastify";
 import { type FaultProxy, startProxy, testPrefix } from "@coordis/testing";
 import fastifyRateLimit from "@fastify/rate-limit";
 import Fastify from "fastify";
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 const url = inject("coordisRedisUrl");
@@ -165,7 +165,7 @@ describe("safe defaults", () => {
 
 describe("user-supplied clients", () => {
   it("rejects a client that re-sends unanswered commands or has no command timeout, naming the fix", async () => {
-    const unsafe = new Redis(url.replace(/^redis:/, "redis:"), { lazyConnect: true });
+    const unsafe = new Redis(url, { lazyConnect: true });
     const app = Fastify();
     app.register(coordis, { redis: unsafe });
     const err = await app.ready().then(
@@ -186,6 +186,16 @@ describe("user-supplied clients", () => {
     await ok.register(coordis, { redis: safe });
     await ok.ready();
     await ok.close();
+    safe.disconnect();
+  });
+  it("checks a Cluster client's node options the same way", () => {
+    const nodes = [{ host: "127.0.0.1", port: 1 }];
+    const unsafe = new Cluster(nodes, { lazyConnect: true });
+    const safe = new Cluster(nodes, { lazyConnect: true, redisOptions: { ...safeRedisOptions } });
+    expect(() => assertSafeClient(unsafe, "options.redis")).toThrow(/redisOptions: \{ \.\.\.safeRedisOptions/);
+    expect(() => assertSafeClient(safe, "options.redis")).not.toThrow();
+    expect(() => assertSafeClient(shared, "options.redis")).not.toThrow(); // from connect()
+    unsafe.disconnect();
     safe.disconnect();
   });
 });
