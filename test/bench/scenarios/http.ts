@@ -40,7 +40,9 @@ async function startServer(ctx: SetupContext, spec: ServerSpec): Promise<{ child
       BENCH_REDIS_URL: ctx.single.url,
       BENCH_PREFIX: ctx.prefix,
     },
-    execArgv: process.execArgv,
+    // TypeScript sources under the source condition, as `npm run bench` runs (not the parent's flags: under Vitest
+    // those are the test runner's).
+    execArgv: ["--conditions=@coordis/source", "--import", "tsx"],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   const port = await new Promise<number>((resolve, reject) => {
