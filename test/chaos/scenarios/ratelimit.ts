@@ -41,6 +41,57 @@ const RULES: Record<Algorithm, Rule> = {
   gcra: { name: "gc", limit: 100, windowMs: 2_000, burst: 100, algorithm: "gcra" },
 };
 
+/**
+ * A key shared by three limiters: a login limiter and two versions of an API limiter (v1: the API rule; v2: the API
+ * rule plus one more, as old and new replicas of a rolling deploy). Unnamed rules: their names derive from the rule,
+ * so the login and API rules are distinct counters and v1/v2's API rule is one. Per round (one 60-s window of a fresh
+ * key): login admits at most LOGIN, v2 at most EXTRA, v1 + v2 at most API, each exactly when saturated.
+ */
+const SHARED_CLIENTS = 9;
+const LOGIN = 20;
+const API = 150;
+const EXTRA = 40;
+const SHARED: Record<"login" | "v1" | "v2", Rule[]> = {
+  login: [{ limit: LOGIN, windowMs: WINDOW_MS }],
+  v1: [{ limit: API, windowMs: WINDOW_MS }],
+  v2: [
+    { limit: API, windowMs: WINDOW_MS },
+    { limit: EXTRA, windowMs: WINDOW_MS, algorithm: "sliding-window" },
+  ],
+};
+
+/**
+ * A key whose rules change mid-round (every process switches at the same planned instant, SWITCH_MS after the round
+ * starts): the state carries over (same name and algorithm), and once no call with the old rules is left, nothing may
+ * pass before a rejection's retryAfterMs, in particular not when the old rules' expiry (300 ms) passes.
+ */
+const CHANGE_CLIENTS = 4;
+const SWITCH_MS = 150;
+const CHANGES: Array<{ before: Rule[]; after: Rule[] }> = [
+  { before: [{ name: "c", limit: 20, windowMs: 300 }], after: [{ name: "c", limit: 20, windowMs: WINDOW_MS }] },
+  {
+    before: [{ name: "c", limit: 20, windowMs: 300, algorithm: "token-bucket" }],
+    after: [{ name: "c", limit: 20, windowMs: 3_600_000, algorithm: "token-bucket" }],
+  },
+  {
+    before: [{ name: "c", limit: 20, burst: 20, windowMs: 300, algorithm: "gcra" }],
+    after: [{ name: "c", limit: 1, burst: 20, windowMs: 300, algorithm: "gcra" }],
+  },
+];
+
+interface CountStats {
+  allowed: number;
+  rejected: number;
+  errors: number;
+}
+
+interface ChangeStats {
+  lastBeforeReply: number;
+  rejections: Array<[number, number, number]>;
+  admissions: Array<[number, number]>;
+  errors: number;
+}
+
 interface AlgoStats {
   allowed: number;
   rejected: number;
@@ -62,7 +113,8 @@ interface Worst {
  * Rate-limit checker: 3 processes × 100 concurrent callers on shared keys, one key per algorithm and round, while
  * the server is paused (shorter than the command timeout) and latency comes and goes on each process' proxy. Per
  * round (= one window of a fresh key) the admitted count must stay within the algorithm's bound, and hit it exactly
- * when demand exceeded it and no call failed.
+ * when demand exceeded it and no call failed. Per round also: a key shared by a login limiter and two versions of an
+ * API limiter (each rule's bound, see SHARED), and a key whose rules change mid-round (see CHANGES).
  */
 export const ratelimitScenario: ChaosScenario = {
   name: "ratelimit",
@@ -88,17 +140,37 @@ export const ratelimitScenario: ChaosScenario = {
     const proxies: FaultProxy[] = [];
     const workers: ChaosWorker[] = [];
     const worst: Partial<Record<Algorithm, Worst>> = {};
-    const counts = { calls: 0, allowed: 0, errors: 0, rounds: 0, exactRounds: 0, straddled: 0 };
+    const counts = {
+      calls: 0,
+      allowed: 0,
+      errors: 0,
+      rounds: 0,
+      exactRounds: 0,
+      straddled: 0,
+      sharedExactRounds: 0,
+      changeRoundsChecked: 0,
+      changeRejectionsChecked: 0,
+    };
     try {
       for (let i = 0; i < PROCESSES; i++) proxies.push(await startProxy({ target: server, seed: seed + i }));
       let ready = 0;
       const reports = new Map<number, Array<Record<Algorithm, AlgoStats>>>();
+      const extraReports = new Map<
+        number,
+        Array<{ shared: Record<keyof typeof SHARED, CountStats>; change: ChangeStats }>
+      >();
       const onMessage = (msg: WorkerMessage, worker: ChaosWorker) => {
         if (msg.type === "ready") ready++;
         else if (msg.type === "round-done") {
           const list = reports.get(msg.round as number) ?? [];
           list.push(msg.stats as Record<Algorithm, AlgoStats>);
           reports.set(msg.round as number, list);
+          const extra = extraReports.get(msg.round as number) ?? [];
+          extra.push({
+            shared: msg.shared as Record<keyof typeof SHARED, CountStats>,
+            change: msg.change as ChangeStats,
+          });
+          extraReports.set(msg.round as number, extra);
         } else if (msg.type === "error") violations.add("worker-error", `worker ${worker.slot}: ${msg.message}`);
       };
       for (let i = 0; i < PROCESSES; i++) {
@@ -113,6 +185,10 @@ export const ratelimitScenario: ChaosScenario = {
                 clients: CLIENTS_PER_PROCESS,
                 rules: RULES,
                 batch: i === PROCESSES - 1, // one process goes through the micro-batching path
+                sharedClients: SHARED_CLIENTS,
+                changeClients: CHANGE_CLIENTS,
+                shared: SHARED,
+                changes: CHANGES,
               }),
             ],
             onMessage,
@@ -175,15 +251,91 @@ export const ratelimitScenario: ChaosScenario = {
         }
       };
 
+      /** The shared key: each limiter's rules hold their own bound (and exactly when saturated without errors). */
+      const checkShared = (round: number, list: Array<Record<keyof typeof SHARED, CountStats>>) => {
+        const sum = (k: keyof typeof SHARED, f: keyof CountStats) => list.reduce((n, s) => n + s[k][f], 0);
+        const errors = sum("login", "errors") + sum("v1", "errors") + sum("v2", "errors");
+        const login = sum("login", "allowed");
+        const v2 = sum("v2", "allowed");
+        const api = sum("v1", "allowed") + v2;
+        counts.calls +=
+          errors + (["login", "v1", "v2"] as const).reduce((n, k) => n + sum(k, "allowed") + sum(k, "rejected"), 0);
+        counts.allowed += login + api;
+        counts.errors += errors;
+        const over = (what: string, got: number, bound: number) =>
+          violations.add("over-admitted", `round ${round} shared key, ${what}: admitted ${got} > bound ${bound}`);
+        if (login > LOGIN) over("login limiter", login, LOGIN);
+        if (v2 > EXTRA) over("v2's extra rule", v2, EXTRA);
+        if (api > API) over("API rule (v1 + v2)", api, API);
+        if (errors === 0) {
+          let exact = false;
+          if (sum("login", "rejected") > 0) {
+            exact = true;
+            if (login < LOGIN) {
+              violations.add(
+                "under-admitted",
+                `round ${round} shared key: login admitted ${login} < ${LOGIN} with rejections`,
+              );
+            }
+          }
+          if (sum("v1", "rejected") > 0) {
+            exact = true;
+            if (api < API) {
+              violations.add(
+                "under-admitted",
+                `round ${round} shared key: API admitted ${api} < ${API} with rejections`,
+              );
+            }
+          }
+          if (exact) counts.sharedExactRounds++;
+        }
+      };
+
+      /** The rule-change key: after the old rules' last call, nothing passes before a rejection's retryAfterMs. */
+      const checkChange = (round: number, list: ChangeStats[]) => {
+        const lastBefore = Math.max(0, ...list.map((c) => c.lastBeforeReply));
+        const rejections = list
+          .flatMap((c) => c.rejections)
+          .filter(([sent]) => sent > lastBefore)
+          .sort((a, b) => a[1] - b[1]);
+        const admissions = list.flatMap((c) => c.admissions).filter(([sent]) => sent > lastBefore);
+        counts.changeRejectionsChecked += rejections.length;
+        if (rejections.length > 0) counts.changeRoundsChecked++;
+        for (const [sent, replied] of admissions) {
+          // the rejection with the latest promise among those answered before this call was sent
+          let promise = 0;
+          let by: [number, number, number] | undefined;
+          for (const r of rejections) {
+            if (r[1] >= sent) break;
+            if (r[0] + r[2] > promise) {
+              promise = r[0] + r[2];
+              by = r;
+            }
+          }
+          if (by !== undefined && replied < promise) {
+            violations.add(
+              "rule-change-handed-back",
+              `round ${round} rule change ${JSON.stringify(CHANGES[round % CHANGES.length])}: a call sent at ${sent} ` +
+                `was admitted by ${replied}, though a rejection sent at ${by[0]} said retryAfterMs ${by[2]}`,
+            );
+            return;
+          }
+        }
+      };
+
       // No abort signal: runSchedule adds one abort listener per step, which trips Node's listener-leak warning.
       const faults = runSchedule(schedule, { servers: [server], proxies });
       const until_ = performance.now() + durationMs;
       for (let round = 0; round < MIN_ROUNDS || performance.now() < until_; round++) {
         const startAt = Date.now() + 50;
-        const keys = Object.fromEntries(
-          (Object.keys(RULES) as Algorithm[]).map((a) => [a, `chaos-${a}-${seed}-${round}`]),
-        ) as Record<Algorithm, string>;
-        for (const w of workers) w.send({ type: "round", round, keys, startAt, endAt: startAt + ROUND_MS });
+        const keys = {
+          ...Object.fromEntries((Object.keys(RULES) as Algorithm[]).map((a) => [a, `chaos-${a}-${seed}-${round}`])),
+          shared: `chaos-shared-${seed}-${round}`,
+          change: `chaos-change-${seed}-${round}`,
+        };
+        for (const w of workers) {
+          w.send({ type: "round", round, keys, startAt, endAt: startAt + ROUND_MS, switchAt: startAt + SWITCH_MS });
+        }
         const done = await until(() => (reports.get(round)?.length ?? 0) >= PROCESSES, ROUND_MS + 30_000);
         if (!done) {
           violations.add("round-timeout", `round ${round}: only ${reports.get(round)?.length ?? 0} processes reported`);
@@ -198,6 +350,15 @@ export const ratelimitScenario: ChaosScenario = {
             list.map((r) => r[algorithm]),
           );
         }
+        const extra = extraReports.get(round) ?? [];
+        checkShared(
+          round,
+          extra.map((e) => e.shared),
+        );
+        checkChange(
+          round,
+          extra.map((e) => e.change),
+        );
       }
       const faultLog = await faults;
       await stopWorkers(workers);
@@ -212,6 +373,8 @@ export const ratelimitScenario: ChaosScenario = {
           ...counts,
           worstWindow: worst,
           rules: RULES,
+          shared: SHARED,
+          changes: CHANGES,
           processes: PROCESSES,
           clientsPerProcess: CLIENTS_PER_PROCESS,
           roundMs: ROUND_MS,
