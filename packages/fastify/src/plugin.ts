@@ -105,8 +105,8 @@ export interface RateLimitDefaults extends RateLimitSettings {
   /** Local deny cache of the limiter (see `RateLimiter`); default off. */
   denyCache?: boolean | { maxKeys?: number };
   /**
-   * Micro-batching of the limiter calls (see `RateLimiter`). `"auto"` (default): batched while at least
-   * `autoBatchInFlight` (4) limiter calls are in flight, unbatched otherwise. `true`/`{ maxSize, maxDelayMs }`: always;
+   * Micro-batching of the limiter calls (see `RateLimiter`). `"auto"` (default): a call is batched while another
+   * limiter call is in flight, unbatched when it is alone. `true`/`{ maxSize, maxDelayMs }`: always;
    * `false`: never. Each request is still decided atomically on its own.
    */
   batch?: "auto" | boolean | BatchOptions;
@@ -226,8 +226,11 @@ const PLUGIN_KEYS = [
   "closeTimeoutMs",
 ] as const;
 const HEADER_KEYS = ["draft", "legacy", "retryAfter", "onAllowed"] as const;
-/** Limiter calls in flight from which `batch: "auto"` sends them micro-batched. */
-const AUTO_BATCH_IN_FLIGHT = 4;
+/**
+ * `batch: "auto"` sends a limiter call micro-batched when at least this many others are in flight: a lone request
+ * is not held for a batch, and as soon as requests overlap they share script calls.
+ */
+const AUTO_BATCH_IN_FLIGHT = 1;
 /** Distinct rule sets a rules function may produce before it is an error (a limiter is cached per set). */
 const MAX_DYNAMIC_RULE_SETS = 256;
 
