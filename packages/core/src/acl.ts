@@ -14,6 +14,8 @@ export const ACL_COMMAND_RULES: readonly string[] = Object.freeze([
   "+select",
   "+evalsha",
   "+eval",
+  // Only with the opt-in durability setting (WAIT after a script, one round trip): see durability.ts.
+  "+wait",
   "+publish",
   "+subscribe",
   "+unsubscribe",
@@ -84,6 +86,11 @@ export interface AclRulesOptions {
   prefix?: string | readonly string[];
   /** Add the rules ioredis needs on Redis Cluster ({@link ACL_CLUSTER_RULES}). Default false. */
   cluster?: boolean;
+  /**
+   * Add `+waitaof`, used by the durability setting with `aof` on Redis ≥ 7.2. Default false: Redis 7.0 and 7.1 do
+   * not know the command and refuse an ACL rule naming it.
+   */
+  waitAof?: boolean;
 }
 
 /**
@@ -110,5 +117,6 @@ export function aclRules(options: AclRulesOptions = {}): string[] {
     "-@all",
     ...ACL_COMMAND_RULES,
     ...(options.cluster === true ? ACL_CLUSTER_RULES : []),
+    ...(options.waitAof === true ? ["+waitaof"] : []),
   ];
 }

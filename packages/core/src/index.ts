@@ -28,6 +28,19 @@ export {
 } from "./connect.js";
 export { CORK_MAX_COMMANDS, corkUntilTickEnd } from "./cork.js";
 export {
+  type Durability,
+  DurabilityError,
+  type DurabilityFailure,
+  type DurabilityOptions,
+  type DurableOutcome,
+  MAX_DURABILITY_REPLICAS,
+  MAX_DURABILITY_TIMEOUT_MS,
+  parseDurability,
+  runScriptDurable,
+  runScriptDurableOrThrow,
+  WAITAOF_MIN_VERSION,
+} from "./durability.js";
+export {
   CoordisError,
   InvalidArgumentError,
   isUnavailableCause,

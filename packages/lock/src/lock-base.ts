@@ -16,7 +16,10 @@ export type AttemptResult =
   | { kind: "busy"; retryAfterMs: number }
   /** Won, but the lease's validity was already gone on return: it was released and not handed out. */
   | { kind: "invalid" }
-  /** Redlock: too many masters failed to answer for a quorum. Retried until `waitMs`, then thrown. */
+  /**
+   * Redlock: too many masters failed to answer for a quorum; any lock: a grant not confirmed durable (released).
+   * Retried until `waitMs`, then thrown.
+   */
   | { kind: "unavailable"; error: CoordisError };
 
 /** Random bytes fetched from the CSPRNG in one call and handed out {@link TOKEN_BYTES} at a time. */
@@ -101,6 +104,17 @@ export abstract class LockBase {
       backend.release(token).catch(() => false);
       throw err;
     });
+  }
+
+  /**
+   * A won attempt whose durability was not confirmed in time: the grant may be missing on the replicas, so a
+   * failover could hand the lock (and a fence no higher) to someone else while this holder believed it held. It is
+   * released (compare-and-delete; if that fails too, it expires by its TTL) and never handed out; the attempt counts
+   * as unavailable (retried until `waitMs`, then `DurabilityError`). The fence it consumed is skipped.
+   */
+  protected async undurable(token: string, error: CoordisError, backend: LeaseBackend): Promise<AttemptResult> {
+    await backend.release(token).catch(() => false);
+    return { kind: "unavailable", error };
   }
 
   /**

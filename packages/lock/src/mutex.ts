@@ -1,5 +1,13 @@
 import { performance } from "node:perf_hooks";
-import { entityKeys, type RedisClient, runScript, validate, validateName } from "@coordis/core";
+import {
+  type Durability,
+  entityKeys,
+  type RedisClient,
+  runScript,
+  runScriptDurable,
+  validate,
+  validateName,
+} from "@coordis/core";
 import type { LeaseBackend } from "./lease.js";
 import { type AttemptResult, LockBase, newToken } from "./lock-base.js";
 import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon } from "./options.js";
@@ -24,25 +32,41 @@ export class Mutex extends LockBase {
   readonly #lockKey: string;
   readonly #fenceKey: string;
   readonly #backend: LeaseBackend;
+  readonly #durability: Durability | undefined;
 
   /**
    * @param redis an ioredis `Redis` or `Cluster`
    * @param name the lock's name: 1–512 UTF-8 bytes, no `{` or `}`
-   * @param options `ttlMs` (default 30 000, at most 24 h), `prefix`, `observer`
+   * @param options `ttlMs` (default 30 000, at most 24 h), `prefix`, `observer`, `durability`
    * @throws InvalidArgumentError for a bad argument (no Redis call is made)
    */
   constructor(redis: RedisClient, name: string, options: MutexOptions = {}) {
     validate.redisClient("redis", redis);
     validateName(name, "name");
-    const common = parseCommon(validate.options<MutexOptions>("options", options));
+    const common = parseCommon(validate.options<MutexOptions>("options", options), [redis]);
     super("mutex", name, common.ttlMs, DEFAULT_DRIFT_FACTOR, common.observer);
     const keys = entityKeys(common.prefix, "lock", name);
     this.#redis = redis;
     this.#lockKey = keys.base;
     this.#fenceKey = keys.sub("fence");
+    this.#durability = common.durability;
+    const durability = common.durability;
     this.#backend = {
-      extend: async (token, ttlMs) =>
-        (await runScript(this.#redis, lockScripts.extend, [this.#lockKey], [token, ttlMs])) === 1,
+      extend: async (token, ttlMs) => {
+        if (durability === undefined) {
+          return (await runScript(this.#redis, lockScripts.extend, [this.#lockKey], [token, ttlMs])) === 1;
+        }
+        const { reply, error } = await runScriptDurable(
+          this.#redis,
+          lockScripts.extend,
+          [this.#lockKey],
+          [token, ttlMs],
+          durability,
+        );
+        // Extended on the primary but not confirmed on the replicas: unknown, like an unanswered extension.
+        if (reply === 1 && error !== undefined) throw error;
+        return reply === 1;
+      },
       release: async (token) => (await runScript(this.#redis, lockScripts.release, [this.#lockKey], [token])) === 1,
     };
   }
@@ -50,10 +74,13 @@ export class Mutex extends LockBase {
   protected async attempt(): Promise<AttemptResult> {
     const token = newToken();
     const start = performance.now();
-    const [acquired, fence, pttlMs] = await this.request(token, this.#backend, () =>
-      runScript(this.#redis, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs]),
+    const keys = [this.#lockKey, this.#fenceKey] as const;
+    const { reply, error } = await this.request(token, this.#backend, () =>
+      runScriptDurable(this.#redis, lockScripts.acquire, keys, [token, this.ttlMs], this.#durability),
     );
+    const [acquired, fence, pttlMs] = reply;
     if (acquired !== 1) return { kind: "busy", retryAfterMs: Math.max(0, pttlMs) };
+    if (error !== undefined) return this.undurable(token, error, this.#backend);
     return this.settle(token, fence, start, this.#backend);
   }
 }

@@ -1,4 +1,14 @@
-import { type CoordisObserver, DEFAULT_PREFIX, validate, validatePrefix } from "@coordis/core";
+import {
+  type CoordisObserver,
+  DEFAULT_PREFIX,
+  type Durability,
+  type DurabilityOptions,
+  InvalidArgumentError,
+  parseDurability,
+  type RedisClient,
+  validate,
+  validatePrefix,
+} from "@coordis/core";
 
 /** Default lease time to live: 30 s. */
 export const DEFAULT_TTL_MS = 30_000;
@@ -19,6 +29,15 @@ export interface CommonLockOptions {
   prefix?: string;
   /** Receives acquire/extend/release operations and `lease-lost` events. */
   observer?: CoordisObserver;
+  /**
+   * Opt-in: an acquisition (and an extension, and Redlock's fence raise) counts only once `replicas` replicas
+   * acknowledged it (`WAIT`, sent behind the script in the same round trip), and with `aof` once it was fsynced
+   * (`WAITAOF`, Redis ≥ 7.2), within `timeoutMs`. Costs the replication round trip on every acquire and extend.
+   * A won acquisition that is not confirmed in time is released and the attempt counts as failed
+   * (`DurabilityError`, retried until `waitMs` like an unreachable Redis); an unconfirmed extension throws
+   * `DurabilityError` and leaves the lease's local deadline where it was. Default: none (asynchronous replication).
+   */
+  durability?: DurabilityOptions;
 }
 
 /** Options of `acquire()`. */
@@ -43,12 +62,20 @@ export function validateTtl(value: unknown, argument: string): number {
 /** Validates the options shared by every lock constructor. @throws InvalidArgumentError */
 export function parseCommon(
   raw: CommonLockOptions,
+  clients: readonly RedisClient[],
   argument = "options",
-): { ttlMs: number; prefix: string; observer: CoordisObserver | undefined } {
+): { ttlMs: number; prefix: string; observer: CoordisObserver | undefined; durability: Durability | undefined } {
   const ttlMs = raw.ttlMs === undefined ? DEFAULT_TTL_MS : validateTtl(raw.ttlMs, `${argument}.ttlMs`);
   const prefix = raw.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(raw.prefix, `${argument}.prefix`);
   const observer = validate.observer(`${argument}.observer`, raw.observer);
-  return { ttlMs, prefix, observer };
+  const durability = parseDurability(`${argument}.durability`, raw.durability, clients);
+  if (durability !== undefined && durability.timeoutMs >= ttlMs) {
+    throw new InvalidArgumentError(
+      `${argument}.durability.timeoutMs`,
+      `${durability.timeoutMs} ms must be below ttlMs (${ttlMs} ms): a lease would expire while its acquisition is confirmed`,
+    );
+  }
+  return { ttlMs, prefix, observer, durability };
 }
 
 /** Validates `acquire()` options. @throws InvalidArgumentError */

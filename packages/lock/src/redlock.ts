@@ -1,11 +1,17 @@
 import { performance } from "node:perf_hooks";
 import {
   type CoordisError,
+  type Durability,
+  DurabilityError,
   entityKeys,
   InvalidArgumentError,
   type RedisClient,
   RedisUnavailableError,
   runScript,
+  runScriptDurable,
+  type ScriptArgs,
+  type ScriptDef,
+  type ScriptKeys,
   toCoordisError,
   validate,
   validateName,
@@ -27,6 +33,12 @@ export interface RedlockOptions extends CommonLockOptions {
    * Default `ttlMs / 10`, clamped to 50–500.
    */
   nodeTimeoutMs?: number;
+}
+
+/** The error to report for a round: a DurabilityError (the more useful diagnosis) over the first other error. */
+function preferDurability(current: CoordisError | undefined, next: CoordisError): CoordisError {
+  if (current === undefined) return next;
+  return !(current instanceof DurabilityError) && next instanceof DurabilityError ? next : current;
 }
 
 type NodeReply<R> = { ok: true; value: R } | { ok: false; error: CoordisError };
@@ -63,11 +75,13 @@ export class Redlock extends LockBase {
   readonly #lockKey: string;
   readonly #fenceKey: string;
   readonly #backend: LeaseBackend;
+  readonly #durability: Durability | undefined;
 
   /**
    * @param nodes 1–64 ioredis clients, each connected to a different independent master
    * @param name the lock's name: 1–512 UTF-8 bytes, no `{` or `}`
-   * @param options `ttlMs` (default 30 000), `driftFactor` (default 0.01), `nodeTimeoutMs`, `prefix`, `observer`
+   * @param options `ttlMs` (default 30 000), `driftFactor` (default 0.01), `nodeTimeoutMs`, `prefix`, `observer`,
+   *   `durability` (applied on each master: a master's grant counts only once confirmed)
    * @throws InvalidArgumentError for a bad argument (no Redis call is made)
    */
   constructor(nodes: readonly RedisClient[], name: string, options: RedlockOptions = {}) {
@@ -82,7 +96,7 @@ export class Redlock extends LockBase {
     }
     validateName(name, "name");
     const raw = validate.options<RedlockOptions>("options", options);
-    const common = parseCommon(raw);
+    const common = parseCommon(raw, nodes);
     const driftFactor =
       raw.driftFactor === undefined
         ? DEFAULT_DRIFT_FACTOR
@@ -98,14 +112,15 @@ export class Redlock extends LockBase {
     this.#nodeTimeoutMs = nodeTimeoutMs;
     this.#lockKey = keys.base;
     this.#fenceKey = keys.sub("fence");
+    this.#durability = common.durability;
     this.#backend = {
       extend: async (token, ttlMs) => {
-        const replies = await this.#all((node) => runScript(node, lockScripts.extend, [this.#lockKey], [token, ttlMs]));
+        const replies = await this.#all((node) => this.#run(node, lockScripts.extend, [this.#lockKey], [token, ttlMs]));
         let extended = 0;
         let gone = 0;
         let firstError: CoordisError | undefined;
         for (const r of replies) {
-          if (!r.ok) firstError ??= r.error;
+          if (!r.ok) firstError = preferDurability(firstError, r.error);
           else if (r.value === 1) extended++;
           else gone++;
         }
@@ -113,6 +128,7 @@ export class Redlock extends LockBase {
         // Lost only on definitive answers: enough masters replied "token not there" that no quorum can still hold
         // it. A master that failed or timed out may still hold the token (a slow or paused master): unknown.
         if (gone > this.#nodes.length - this.quorum) return false;
+        if (firstError instanceof DurabilityError) throw firstError;
         throw new RedisUnavailableError(
           `Redlock "${this.name}": extension not confirmed (${extended} extended, ${gone} not held, ` +
             `${replies.length - extended - gone} of ${this.#nodes.length} masters did not answer; ` +
@@ -141,14 +157,14 @@ export class Redlock extends LockBase {
     const token = newToken();
     const start = performance.now();
     const replies = await this.#all((node) =>
-      runScript(node, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs]),
+      this.#run(node, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs]),
     );
     const won: Array<{ node: RedisClient; fence: number }> = [];
     let busy = 0;
     let retryAfterMs = 0;
     let firstError: CoordisError | undefined;
     replies.forEach((r, i) => {
-      if (!r.ok) firstError ??= r.error;
+      if (!r.ok) firstError = preferDurability(firstError, r.error);
       else if (r.value[0] === 1) won.push({ node: this.#nodes[i] as RedisClient, fence: r.value[1] });
       else {
         busy++;
@@ -160,6 +176,7 @@ export class Redlock extends LockBase {
       if (won.length > 0 || firstError !== undefined) await this.#releaseAll(token);
       if (won.length + busy < this.quorum) {
         const answered = won.length + busy;
+        if (firstError instanceof DurabilityError) return { kind: "unavailable", error: firstError };
         return {
           kind: "unavailable",
           error: new RedisUnavailableError(
@@ -177,7 +194,7 @@ export class Redlock extends LockBase {
       // Fence sync: raise the masters that are behind to F while we still hold them.
       const behind = won.filter((w) => w.fence < fence).map((w) => w.node);
       const raised = await this.#all(
-        (node) => runScript(node, lockScripts.fenceRaise, [this.#lockKey, this.#fenceKey], [token, fence]),
+        (node) => this.#run(node, lockScripts.fenceRaise, [this.#lockKey, this.#fenceKey], [token, fence]),
         behind,
       );
       if (atFence + raised.filter((r) => r.ok && r.value === 1).length < this.quorum) {
@@ -186,6 +203,22 @@ export class Redlock extends LockBase {
       }
     }
     return this.settle(token, fence, start, this.#backend);
+  }
+
+  /**
+   * One script on one master; with durability, a write the master's replicas did not confirm fails that master's
+   * reply with the DurabilityError (its grant, extension or raise does not count).
+   */
+  async #run<K extends readonly string[], A extends readonly string[], R>(
+    node: RedisClient,
+    script: ScriptDef<K, A, R>,
+    keys: ScriptKeys<K>,
+    args: ScriptArgs<A>,
+  ): Promise<R> {
+    if (this.#durability === undefined) return runScript(node, script, keys, args);
+    const { reply, error } = await runScriptDurable(node, script, keys, args, this.#durability);
+    if (error !== undefined) throw error;
+    return reply;
   }
 
   #releaseAll(token: string): Promise<NodeReply<number>[]> {
@@ -199,6 +232,8 @@ export class Redlock extends LockBase {
   #all<R>(call: (node: RedisClient) => Promise<R>, nodes = this.#nodes): Promise<NodeReply<R>[]> {
     const n = nodes.length;
     if (n === 0) return Promise.resolve([]);
+    // A durable write waits up to durability.timeoutMs on the master before it answers.
+    const timeoutMs = this.#nodeTimeoutMs + (this.#durability?.timeoutMs ?? 0);
     return new Promise((resolve) => {
       const replies: Array<NodeReply<R> | undefined> = new Array(n);
       let left = n;
@@ -208,11 +243,11 @@ export class Redlock extends LockBase {
         for (let i = 0; i < n; i++) {
           replies[i] ??= {
             ok: false,
-            error: new RedisUnavailableError(`a Redlock master did not answer within ${this.#nodeTimeoutMs} ms`),
+            error: new RedisUnavailableError(`a Redlock master did not answer within ${timeoutMs} ms`),
           };
         }
         resolve(replies as NodeReply<R>[]);
-      }, this.#nodeTimeoutMs);
+      }, timeoutMs);
       const settle = (i: number, reply: NodeReply<R>) => {
         if (done) return;
         replies[i] = reply;

@@ -1,5 +1,13 @@
 import { performance } from "node:perf_hooks";
-import { entityKeys, type RedisClient, runScript, validate, validateName } from "@coordis/core";
+import {
+  type Durability,
+  entityKeys,
+  type RedisClient,
+  runScript,
+  runScriptDurable,
+  validate,
+  validateName,
+} from "@coordis/core";
 import type { LeaseBackend } from "./lease.js";
 import { type AttemptResult, LockBase, newToken } from "./lock-base.js";
 import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon } from "./options.js";
@@ -32,11 +40,12 @@ export class Semaphore extends LockBase {
   readonly #holdersKey: string;
   readonly #fenceKey: string;
   readonly #backend: LeaseBackend;
+  readonly #durability: Durability | undefined;
 
   /**
    * @param redis an ioredis `Redis` or `Cluster`
    * @param name the semaphore's name: 1–512 UTF-8 bytes, no `{` or `}`
-   * @param options `permits` (required), `ttlMs` (default 30 000, at most 24 h), `prefix`, `observer`
+   * @param options `permits` (required), `ttlMs` (default 30 000, at most 24 h), `prefix`, `observer`, `durability`
    * @throws InvalidArgumentError for a bad argument (no Redis call is made)
    */
   constructor(redis: RedisClient, name: string, options: SemaphoreOptions) {
@@ -44,16 +53,31 @@ export class Semaphore extends LockBase {
     validateName(name, "name");
     const raw = validate.options<SemaphoreOptions>("options", options);
     const permits = validate.positiveInteger("options.permits", raw.permits, MAX_PERMITS);
-    const common = parseCommon(raw);
+    const common = parseCommon(raw, [redis]);
     super("semaphore", name, common.ttlMs, DEFAULT_DRIFT_FACTOR, common.observer);
     const keys = entityKeys(common.prefix, "sem", name);
     this.permits = permits;
     this.#redis = redis;
     this.#holdersKey = keys.base;
     this.#fenceKey = keys.sub("fence");
+    this.#durability = common.durability;
+    const durability = common.durability;
     this.#backend = {
-      extend: async (token, ttlMs) =>
-        (await runScript(this.#redis, lockScripts.semExtend, [this.#holdersKey], [token, ttlMs])) === 1,
+      extend: async (token, ttlMs) => {
+        if (durability === undefined) {
+          return (await runScript(this.#redis, lockScripts.semExtend, [this.#holdersKey], [token, ttlMs])) === 1;
+        }
+        const { reply, error } = await runScriptDurable(
+          this.#redis,
+          lockScripts.semExtend,
+          [this.#holdersKey],
+          [token, ttlMs],
+          durability,
+        );
+        // Extended on the primary but not confirmed on the replicas: unknown, like an unanswered extension.
+        if (reply === 1 && error !== undefined) throw error;
+        return reply === 1;
+      },
       release: async (token) =>
         (await runScript(this.#redis, lockScripts.semRelease, [this.#holdersKey], [token])) === 1,
     };
@@ -62,15 +86,18 @@ export class Semaphore extends LockBase {
   protected async attempt(): Promise<AttemptResult> {
     const token = newToken();
     const start = performance.now();
-    const [acquired, fence, retryAfterMs] = await this.request(token, this.#backend, () =>
-      runScript(
+    const { reply, error } = await this.request(token, this.#backend, () =>
+      runScriptDurable(
         this.#redis,
         lockScripts.semAcquire,
         [this.#holdersKey, this.#fenceKey],
         [token, this.ttlMs, this.permits],
+        this.#durability,
       ),
     );
+    const [acquired, fence, retryAfterMs] = reply;
     if (acquired !== 1) return { kind: "busy", retryAfterMs: Math.max(0, retryAfterMs) };
+    if (error !== undefined) return this.undurable(token, error, this.#backend);
     return this.settle(token, fence, start, this.#backend);
   }
 }

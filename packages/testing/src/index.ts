@@ -40,5 +40,5 @@ export {
   type StartRedisOptions,
   startRedis,
 } from "./redis-server.js";
-export { type RedisSentinelSetup, startRedisSentinel } from "./sentinel.js";
+export { type RedisSentinelSetup, type StartSentinelOptions, startRedisSentinel } from "./sentinel.js";
 export { createTlsMaterial, type TlsMaterial } from "./tls.js";

@@ -1,0 +1,166 @@
+import { connect, DurabilityError, InvalidArgumentError, type RedisClient, serverAtLeast } from "@coordis/core";
+import { Mutex, Redlock, Semaphore } from "@coordis/lock";
+import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const prefix = testPrefix();
+
+/** The `durability` option on servers of our own without replicas (failover tests: failover.test.ts). */
+describe("lock durability setting", () => {
+  let servers: RedisServer[];
+  let redis: RedisClient;
+  let admin: RedisClient;
+  beforeAll(async () => {
+    servers = await Promise.all([0, 1, 2].map(() => startRedis({ leastPrivilege: true })));
+    const first = servers[0] as RedisServer;
+    redis = first.client({ commandTimeoutMs: 2_000 });
+    admin = first.adminClient();
+    await Promise.all([redis.ping(), admin.ping()]);
+    // Warm the script cache (so counts see EVALSHA, not a NOSCRIPT fallback) and the server-version check.
+    const lease = await new Mutex(redis, "warm", { prefix }).acquire();
+    await lease.extend();
+    await lease.release();
+    const permit = await new Semaphore(redis, "warm", { prefix, permits: 1 }).acquire();
+    await permit.release();
+    await serverAtLeast(redis, "7.2.0");
+  });
+  afterAll(async () => {
+    for (const s of servers) await s.stop();
+  });
+
+  it("rejects bad durability options with InvalidArgumentError naming the key, before anything is sent", () => {
+    const bad: Array<[unknown, string]> = [
+      [null, "options.durability"],
+      [{ replicas: 1, timeoutMs: 100, extra: 1 }, "options.durability.extra"],
+      [{ timeoutMs: 100 }, "options.durability.replicas"],
+      [{ replicas: 1 }, "options.durability.timeoutMs"],
+      [{ replicas: -1, timeoutMs: 100 }, "options.durability.replicas"],
+      [{ replicas: 1.5, timeoutMs: 100 }, "options.durability.replicas"],
+      [{ replicas: 65, timeoutMs: 100 }, "options.durability.replicas"],
+      [{ replicas: "1", timeoutMs: 100 }, "options.durability.replicas"],
+      [{ replicas: 0, timeoutMs: 100 }, "options.durability.replicas"],
+      [{ replicas: 1, timeoutMs: 0 }, "options.durability.timeoutMs"],
+      [{ replicas: 1, timeoutMs: 100, aof: "yes" }, "options.durability.aof"],
+      // Not below the client's commandTimeout (2 000 ms): ioredis would cut the wait short.
+      [{ replicas: 1, timeoutMs: 2_000 }, "options.durability.timeoutMs"],
+      // Not below ttlMs (1 000 ms here).
+      [{ replicas: 1, timeoutMs: 1_000 }, "options.durability.timeoutMs"],
+    ];
+    for (const [durability, argument] of bad) {
+      for (const make of [
+        () => new Mutex(redis, "v", { prefix, ttlMs: 1_000, durability } as never),
+        () => new Semaphore(redis, "v", { prefix, ttlMs: 1_000, permits: 2, durability } as never),
+        () => new Redlock([redis], "v", { prefix, ttlMs: 1_000, durability } as never),
+      ]) {
+        let error: unknown;
+        try {
+          make();
+        } catch (err) {
+          error = err;
+        }
+        expect(error, JSON.stringify(durability)).toBeInstanceOf(InvalidArgumentError);
+        expect((error as InvalidArgumentError).argument).toBe(argument);
+      }
+    }
+    expect(
+      () => new Mutex(redis, "v", { prefix, durability: { replicas: 0, aof: true, timeoutMs: 500 } }),
+    ).not.toThrow();
+  });
+
+  it("sends WAIT right behind the script; with no replica to acknowledge, the acquire fails and is released", async () => {
+    const durability = { replicas: 1, timeoutMs: 150 };
+    const mutex = new Mutex(redis, "no-replica", { prefix, durability });
+    const sem = new Semaphore(redis, "no-replica", { prefix, permits: 3, durability });
+    const counted = await countCommands(servers[0] as RedisServer, () =>
+      mutex.acquire({ waitMs: 0 }).catch((e: unknown) => e),
+    );
+    expect(counted.result).toBeInstanceOf(DurabilityError);
+    expect(counted.result).toMatchObject({
+      code: "ERR_DURABILITY",
+      reason: "timeout",
+      operation: "lock/acquire",
+      replicasRequired: 1,
+      replicasAcknowledged: 0,
+      timeoutMs: 150,
+    });
+    // The script, its WAIT, then the release of what it won (never handed out).
+    expect(counted.sent).toEqual({ evalsha: 2, wait: 1 });
+    expect(await admin.exists(`${prefix}:lock:{no-replica}`)).toBe(0);
+
+    await expect(sem.tryAcquire()).rejects.toMatchObject({ code: "ERR_DURABILITY", operation: "lock/sem-acquire" });
+    expect(await admin.zcard(`${prefix}:sem:{no-replica}`)).toBe(0);
+    // A busy lock is busy: nothing was written, nothing to confirm.
+    const holder = await new Mutex(redis, "no-replica", { prefix }).acquire();
+    await expect(mutex.acquire({ waitMs: 0 })).rejects.toMatchObject({ code: "ERR_LOCK_BUSY" });
+    await holder.release();
+  });
+
+  it("acquire keeps trying until waitMs and then rejects with the DurabilityError", async () => {
+    const mutex = new Mutex(redis, "retry", { prefix, durability: { replicas: 1, timeoutMs: 100 } });
+    const started = Date.now();
+    const error = await mutex.acquire({ waitMs: 600 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DurabilityError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(600);
+    expect(await admin.exists(`${prefix}:lock:{retry}`)).toBe(0);
+  });
+
+  it("WAITAOF is feature-detected: on Redis < 7.2, aof: true rejects before sending; 'if-supported' uses WAIT", async () => {
+    expect(await serverAtLeast(redis, "7.2.0")).toBe(false); // the suite's Redis is 7.0
+    const required = new Mutex(redis, "aof", { prefix, durability: { replicas: 0, aof: true, timeoutMs: 200 } });
+    const counted = await countCommands(servers[0] as RedisServer, () =>
+      required.acquire({ waitMs: 0 }).catch((e: unknown) => e),
+    );
+    expect(counted.result).toBeInstanceOf(DurabilityError);
+    expect(counted.result).toMatchObject({ reason: "unsupported", operation: "lock/acquire" });
+    // Nothing but (possibly) the release of the unknown token: no script that could have taken the lock.
+    expect(counted.sent.wait ?? 0).toBe(0);
+    expect(counted.sent.waitaof ?? 0).toBe(0);
+    expect(await admin.exists(`${prefix}:lock:{aof}`)).toBe(0);
+
+    const optional = new Mutex(redis, "aof", {
+      prefix,
+      durability: { replicas: 0, aof: "if-supported", timeoutMs: 200 },
+    });
+    const ok = await countCommands(servers[0] as RedisServer, () => optional.acquire({ waitMs: 0 }));
+    expect(ok.sent).toEqual({ evalsha: 1, wait: 1 });
+    const extended = await countCommands(servers[0] as RedisServer, () => ok.result.extend());
+    expect(extended.sent).toEqual({ evalsha: 1, wait: 1 });
+    await ok.result.release();
+  });
+
+  it("after NOSCRIPT (script cache flushed) the source is sent and the wait again behind it", async () => {
+    const mutex = new Mutex(redis, "noscript", {
+      prefix,
+      durability: { replicas: 0, aof: "if-supported", timeoutMs: 200 },
+    });
+    await admin.script("FLUSH");
+    const counted = await countCommands(servers[0] as RedisServer, () => mutex.acquire({ waitMs: 0 }));
+    expect(counted.sent).toEqual({ evalsha: 1, wait: 2, eval: 1 });
+    expect(counted.result.fence).toBeGreaterThan(0);
+    expect(await admin.get(`${prefix}:lock:{noscript}`)).toBe(counted.result.token);
+    await counted.result.release();
+  });
+
+  it("Redlock: a master whose replicas did not confirm does not count; no quorum, nothing left held", async () => {
+    const nodes = servers.map((s) => s.client({ commandTimeoutMs: 2_000 }));
+    const admins = servers.map((s) => connect(s.adminUrl));
+    try {
+      const redlock = new Redlock(nodes, "rl", { prefix, ttlMs: 5_000, durability: { replicas: 1, timeoutMs: 100 } });
+      const error = await redlock.acquire({ waitMs: 0 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(DurabilityError);
+      expect(error).toMatchObject({ operation: "lock/acquire", replicasAcknowledged: 0 });
+      for (const a of admins) expect(await a.exists(`${prefix}:lock:{rl}`)).toBe(0);
+      // With a setting every master can meet, the lease is granted as usual.
+      const ok = new Redlock(nodes, "rl", {
+        prefix,
+        ttlMs: 5_000,
+        durability: { replicas: 0, aof: "if-supported", timeoutMs: 100 },
+      });
+      const lease = await ok.acquire({ waitMs: 0 });
+      await lease.extend();
+      expect(await lease.release()).toBe(true);
+    } finally {
+      for (const c of [...nodes, ...admins]) c.disconnect();
+    }
+  });
+});
