@@ -63,6 +63,26 @@ export class ScriptError extends CoordisError {
   }
 }
 
+/**
+ * The object was closed (`close()` was called) and cannot be used any more. `code` is `ERR_CLOSED` unless the
+ * primitive keeps an older, more specific code (`ERR_CACHE_CLOSED`, `ERR_PUBSUB_CLOSED`); test `instanceof
+ * ClosedError` to cover every one.
+ */
+export class ClosedError extends CoordisError {
+  /** What was closed: `"Cache"`, `"PubSub"`... */
+  readonly what: string;
+
+  constructor(what: string, options?: { code?: string }) {
+    super(options?.code ?? "ERR_CLOSED", `this ${what} was closed`);
+    this.what = what;
+  }
+}
+
+/** `err` when it is an `Error`, otherwise an `Error` whose message is `String(err)` (for events and reports). */
+export function errorOf(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
 const UNAVAILABLE_PATTERNS = [
   "Connection is closed",
   "Command timed out",

@@ -41,7 +41,9 @@ export {
   WAITAOF_MIN_VERSION,
 } from "./durability.js";
 export {
+  ClosedError,
   CoordisError,
+  errorOf,
   InvalidArgumentError,
   isUnavailableCause,
   RedisUnavailableError,
@@ -49,10 +51,19 @@ export {
   toCoordisError,
 } from "./errors.js";
 export {
+  type InstrumentOptions,
+  instrument,
+  type OperationSite,
+  type ReportAttributes,
+  reportOperation,
+} from "./instrument.js";
+export { encodeText, jsonCodec, jsonText, parseCodec, type TextCodec } from "./json-codec.js";
+export {
   DEFAULT_PREFIX,
   type EntityKeys,
   entityKeys,
   hashTagOf,
+  keyHead,
   MAX_NAME_BYTES,
   slotOf,
   validateName,
@@ -79,5 +90,6 @@ export {
   type ScriptKeys,
 } from "./scripts.js";
 export { parseInfo, parseVersion, type ServerInfo, serverAtLeast, serverInfo } from "./server-info.js";
+export { MAX_TOKEN_BYTES, randomToken } from "./token.js";
 export * as validate from "./validate.js";
 export { MAX_DURATION_MS } from "./validate.js";

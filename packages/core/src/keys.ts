@@ -65,6 +65,24 @@ export interface EntityKeys {
  * @throws InvalidArgumentError
  */
 export function entityKeys(prefix: string, kind: string, name: string): EntityKeys {
+  const head = keyHead(prefix, kind);
+  validateName(name);
+  const tag = `{${name}}`;
+  const base = head + tag;
+  return {
+    tag,
+    base,
+    sub: (...parts: string[]) => (parts.length === 0 ? base : `${base}:${parts.join(":")}`),
+  };
+}
+
+/**
+ * The validated head `<prefix>:<kind>:` that every key of one kind starts with, for primitives whose hash tag is
+ * not just an entity name (the cache's `{<namespace>:<key>}`, a pub/sub channel): build it once per instance and
+ * append the rest. `entityKeys` uses the same check.
+ * @throws InvalidArgumentError for an invalid prefix (argument `prefix`) or kind
+ */
+export function keyHead(prefix: string, kind: string): string {
   const head = typeof prefix === "string" && typeof kind === "string" ? `${prefix}:${kind}:` : "";
   if (!validHeads.has(head)) {
     validatePrefix(prefix);
@@ -77,14 +95,7 @@ export function entityKeys(prefix: string, kind: string, name: string): EntityKe
     // A kind never contains ":", so a head string stands for exactly one valid (prefix, kind) pair.
     if (validHeads.size < MAX_CACHED_HEADS) validHeads.add(head);
   }
-  validateName(name);
-  const tag = `{${name}}`;
-  const base = head + tag;
-  return {
-    tag,
-    base,
-    sub: (...parts: string[]) => (parts.length === 0 ? base : `${base}:${parts.join(":")}`),
-  };
+  return head;
 }
 
 /** `<prefix>:<kind>:` heads already validated (a process uses a handful). */

@@ -107,11 +107,25 @@ export function boolean(name: string, value: unknown): boolean {
   return value;
 }
 
-/** A plain options object (or `undefined`, returned as `{}`); rejects arrays, null and primitives. */
-export function options<T extends object>(name: string, value: unknown): Partial<T> {
+/**
+ * A plain options object (or `undefined`, returned as `{}`); rejects arrays, null and primitives. With `allowed`,
+ * the object is checked whole: a key outside the list is rejected as `<name>.<key>` naming the known keys, so a typo
+ * (`{ ttl }` for `{ ttlMs }`) never silently becomes a default.
+ */
+export function options<T extends object>(name: string, value: unknown, allowed?: readonly string[]): Partial<T> {
   if (value === undefined) return {};
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     throw new InvalidArgumentError(name, `expected an options object, got ${describe(value)}`);
+  }
+  if (allowed !== undefined) {
+    for (const key in value) {
+      if (Object.hasOwn(value, key) && !allowed.includes(key)) {
+        throw new InvalidArgumentError(
+          `${name}.${key}`,
+          `unknown option (known: ${allowed.length === 0 ? "none" : allowed.join(", ")})`,
+        );
+      }
+    }
   }
   return value as Partial<T>;
 }
