@@ -1,6 +1,7 @@
 import type { ChaosScenario } from "../scenario.js";
 import { deadlinesScenario } from "./deadlines.js";
 import { eventlogScenario } from "./eventlog.js";
+import { lockFailover } from "./failover.js";
 import { lockMutex, lockRedlock, lockRedlockSlow, lockTick } from "./lock.js";
 import { pubsubCacheScenario } from "./pubsub-cache.js";
 import { queueScenario } from "./queue.js";
@@ -14,6 +15,7 @@ export const scenarios: readonly ChaosScenario[] = [
   lockRedlock,
   lockRedlockSlow,
   lockTick,
+  lockFailover,
   ratelimitScenario,
   eventlogScenario(100_000),
   pubsubCacheScenario,

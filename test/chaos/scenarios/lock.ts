@@ -26,12 +26,19 @@ import {
 } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioContext, ScenarioResult } from "../scenario.js";
 
-/** Worker processes contending for the lock. */
+/** Worker processes of the tick and Redlock-extension scenarios. */
 const WORKERS = 4;
-/** Lease TTL, ms: short, so pauses of workers (250–1500 ms) outlast it. */
+/** Worker processes contending for the lock in lock-mutex and lock-redlock. */
+export const LOCK_WORKERS = 8;
+/** Lease TTL, ms: short, so every pause of a worker (600–1500 ms) outlasts it. */
 const TTL_MS = 500;
-/** Each critical section "works" 0..HOLD_MAX_MS ms between its fenced read and its fenced write. */
-const HOLD_MAX_MS = 150;
+/** Faults last this long, ms: a SIGSTOPped worker is always paused past its TTL. */
+const LOCK_FAULT_MS: [number, number] = [TTL_MS + 100, TTL_MS * 3];
+/**
+ * Each critical section "works" 0..HOLD_MAX_MS ms between its fenced read and its fenced write: short, so the full
+ * run makes well over 10,000 acquisitions.
+ */
+const HOLD_MAX_MS = 10;
 /** Tolerance when comparing timestamps of different processes (Date.now() has 1 ms resolution), ms. */
 const CLOCK_TOLERANCE_MS = 2;
 /** After the faults, accepted sections must resume within this time, ms. */
@@ -215,7 +222,8 @@ function lockScenario({ mode, name, description }: LockScenarioOptions): ChaosSc
   return {
     name,
     description,
-    defaultDurationMs: 90_000,
+    // About 40 acquisitions a second under these faults on 2 shared cores: 5 minutes make > 10,000.
+    defaultDurationMs: 300_000,
     run: (context) => runLockScenario(mode, name, context),
   };
 }
@@ -236,15 +244,15 @@ async function runLockScenario(
     mode === "mutex"
       ? ["pause", "kill", "restart", "latency", "drop", "blackhole"]
       : ["pause", "kill", "latency", "drop", "blackhole"];
-  const proxiesCount = mode === "mutex" ? WORKERS : masters;
+  const proxiesCount = mode === "mutex" ? LOCK_WORKERS : masters;
   let schedule = faultSchedule({
     seed,
     generate: {
       durationMs,
       faults,
       meanIntervalMs,
-      targets: { servers: masters, proxies: proxiesCount, processes: WORKERS },
-      faultMs: [TTL_MS / 2, TTL_MS * 3],
+      targets: { servers: masters, proxies: proxiesCount, processes: LOCK_WORKERS },
+      faultMs: LOCK_FAULT_MS,
       latencyMs: [5, 60],
     },
   });
@@ -333,7 +341,7 @@ async function runLockScenario(
       });
       return w;
     };
-    for (let i = 0; i < WORKERS; i++) workers.push(spawn(i, 0));
+    for (let i = 0; i < LOCK_WORKERS; i++) workers.push(spawn(i, 0));
     await waitReady(workers, () => ready);
 
     const processes = workers.map((w) => w.child);
@@ -380,7 +388,9 @@ async function runLockScenario(
         ...summary,
         registerFence: register.maxSeen,
         violationsByKind: violations.byKind,
-        workers: WORKERS,
+        workers: LOCK_WORKERS,
+        pauseMs: LOCK_FAULT_MS,
+        holdMaxMs: HOLD_MAX_MS,
         respawns,
         crashes,
         ttlMs: TTL_MS,
@@ -407,7 +417,7 @@ export const lockMutex = lockScenario({
   mode: "mutex",
   name: "lock-mutex",
   description:
-    "4 worker processes, Mutex + fenced register; pause workers past TTL, kill/restart Redis (AOF always), partition clients",
+    "8 worker processes, Mutex + fenced register; pause workers past TTL (600-1500 ms > 500 ms), kill/restart Redis (AOF always), partition clients",
 });
 
 /** Lock checker over 3 masters: Redlock. */
@@ -415,7 +425,7 @@ export const lockRedlock = lockScenario({
   mode: "redlock",
   name: "lock-redlock",
   description:
-    "4 worker processes, Redlock over 3 masters + fenced register; pause workers, kill one master at a time, partition masters",
+    "8 worker processes, Redlock over 3 masters + fenced register; pause workers past TTL, kill one master at a time, partition masters",
 });
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // register (begin = fenced read, end = fenced write of read + 1), and releases. It deliberately does not look at
 // lease.signal before writing: the register's fence check is what must protect the data.
 import { setTimeout as sleep } from "node:timers/promises";
-import { connect, type RedisClient } from "@coordis/core";
+import { connect, type DurabilityOptions, type RedisClient } from "@coordis/core";
 import { type LockBase, Mutex, Redlock } from "@coordis/lock";
 import { ask, connected, prng, stopping, tell, tellFlushed } from "./ipc.js";
 
@@ -18,13 +18,19 @@ interface LockWorkerConfig {
   commandTimeoutMs: number;
   nodeTimeoutMs: number;
   seed: number;
+  /** Optional durability setting of the lock (failover scenario). */
+  durability?: DurabilityOptions;
 }
 
 const cfg = JSON.parse(process.argv[2] as string) as LockWorkerConfig;
 const clients: RedisClient[] = cfg.urls.map((url) => connect(url, { commandTimeoutMs: cfg.commandTimeoutMs }));
 const lock: LockBase =
   cfg.mode === "mutex"
-    ? new Mutex(clients[0] as RedisClient, cfg.name, { prefix: cfg.prefix, ttlMs: cfg.ttlMs })
+    ? new Mutex(clients[0] as RedisClient, cfg.name, {
+        prefix: cfg.prefix,
+        ttlMs: cfg.ttlMs,
+        ...(cfg.durability === undefined ? {} : { durability: cfg.durability }),
+      })
     : new Redlock(clients, cfg.name, { prefix: cfg.prefix, ttlMs: cfg.ttlMs, nodeTimeoutMs: cfg.nodeTimeoutMs });
 const random = prng(cfg.seed);
 
