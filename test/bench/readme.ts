@@ -1,7 +1,7 @@
 /**
  * `npm run bench:readme`: writes the figures of test/bench/results/latest.json (the last `npm run bench`) into the
  * READMEs, between `<!-- bench:start -->` and `<!-- bench:end -->`:
- * - the root README.md: a `## Performance` section (date, machine, how to read the ratios, every row, the issue-9
+ * - the root README.md: a `## Performance` section (date, machine, how to read the ratios, every row, the performance
  *   targets against the measured figures); markers and section are appended at the end when absent;
  * - each package README (lock, ratelimit, leaderboard, eventlog, cache): a small table of that package's rows inside
  *   its "Performance" section (placeholder sentences saying numbers come later are removed; the rest is kept).
@@ -119,7 +119,7 @@ function workQueueTarget(report: BenchReport, out: string[]): void {
   );
 }
 
-/** Each issue-9 target with the measured value and whether it is met, computed from the figures. */
+/** Each performance goal with the measured value and whether it is met, computed from the figures. */
 function targets(report: BenchReport): string[] {
   const byId = new Map(report.scenarios.map((s) => [s.id, s]));
   const out: string[] = [];
@@ -214,7 +214,7 @@ function targets(report: BenchReport): string[] {
         (off.length === 0 ? "." : `; off: ${list(off, (r) => `${r.roundTrips?.perOp} vs ${r.roundTrips?.declared}`)}.`),
     );
   }
-  // Targets of test/bench/README.md beyond the issue's list.
+  // Targets of test/bench/README.md beyond the root goals list.
   refTarget("leaderboard/coordis-submit", "Leaderboard submit ≥ 0.95× raw ZADD", 0.95, "ratio");
   refTarget("cache/coordis-l1", "Cache L1 hit ≥ bentocache's L1 hit", 1);
   refTarget("cache/coordis-l2", "Cache L2 hit ≥ 0.9× raw GET", 0.9, "ratio");
