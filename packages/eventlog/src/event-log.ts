@@ -6,13 +6,17 @@ import {
   CoordisError,
   type CoordisObserver,
   DEFAULT_PREFIX,
+  type Durability,
+  type DurabilityOptions,
   type EntityKeys,
   entityKeys,
   InvalidArgumentError,
   isCluster,
   notifyOperation,
+  parseDurability,
   type RedisClient,
   runScript,
+  runScriptDurable,
   runScriptDynamic,
   ScriptError,
   toCoordisError,
@@ -68,6 +72,13 @@ export interface EventLogOptions {
    * `{ maxSize: 32, maxDelayMs: 0 }`. See the README's "Micro-batching".
    */
   batch?: boolean | BatchOptions;
+  /**
+   * Opt-in: an append resolves only once `replicas` replicas acknowledged it (`WAIT`, sent behind the append script
+   * in the same round trip) and, with `aof`, once it was fsynced (`WAITAOF`, Redis ≥ 7.2), within `timeoutMs`;
+   * otherwise it rejects with `DurabilityError` (the entry may still be in the log: retry with the same idempotency
+   * key). Not combinable with `batch`. Default: none (asynchronous replication).
+   */
+  durability?: DurabilityOptions;
 }
 
 interface QueuedAppend {
@@ -246,6 +257,7 @@ export class EventLog<T = unknown> {
   private readonly maxEventBytes: number;
   private readonly windowMs: number;
   private readonly batcher: Batcher<QueuedAppend, AppendResult> | undefined;
+  private readonly durability: Durability | undefined;
 
   /**
    * @param name the log's name: 1–512 UTF-8 bytes without `{` or `}`
@@ -282,6 +294,10 @@ export class EventLog<T = unknown> {
       dedupe: (key: string) => e.sub("idem", key),
     };
     const batch = batchSettings("options.batch", opts.batch);
+    this.durability = parseDurability("options.durability", opts.durability, [redis]);
+    if (this.durability !== undefined && batch !== undefined) {
+      throw new InvalidArgumentError("options.durability", "cannot be combined with options.batch");
+    }
     if (batch !== undefined) this.batcher = new Batcher(batch, (items) => this.sendBatch(items));
   }
 
@@ -312,12 +328,18 @@ export class EventLog<T = unknown> {
         // One group: every key of a log shares its hash tag.
         result = await this.batcher.add(0, { payload, idem });
       } else {
-        const [id, duplicate] = await runScript(
+        const { reply, error } = await runScriptDurable(
           this.redis,
           eventlogScripts.append,
           [this.keys.stream, this.keys.meta, idem === undefined ? this.noDedupeKey : this.keys.dedupe(idem)],
           [payload, idem === undefined ? 0 : this.windowMs, this.maxLen, this.maxAgeMs, this.chain ? 1 : 0],
+          this.durability,
         );
+        // Appended on the primary, not confirmed on the replicas: it may be lost in a failover. An entry cannot be
+        // taken back (the chain links it), so the caller is told; a retry with the same key answers duplicate
+        // while the entry survives.
+        if (error !== undefined) throw error;
+        const [id, duplicate] = reply;
         result = { id, duplicate: duplicate === 1 };
       }
       if (this.observer?.onOperation === undefined) return result;
