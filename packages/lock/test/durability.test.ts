@@ -1,6 +1,14 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { connect, DurabilityError, InvalidArgumentError, type RedisClient, serverAtLeast } from "@coordis/core";
 import { Mutex, Redlock, Semaphore } from "@coordis/lock";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import {
+  countCommands,
+  type RedisCluster,
+  type RedisServer,
+  startRedis,
+  startRedisCluster,
+  testPrefix,
+} from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
@@ -163,4 +171,52 @@ describe("lock durability setting", () => {
       for (const c of [...nodes, ...admins]) c.disconnect();
     }
   });
+});
+
+describe("lock durability setting on a Redis Cluster with a replica per master", () => {
+  let cluster: RedisCluster;
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ replicasPerMaster: 1, leastPrivilege: true });
+    // Every master has its replica online before the test starts (the cluster reports ok before they synced).
+    const admins = cluster.nodes.map((n) => connect(n.adminUrl));
+    try {
+      const end = Date.now() + 60_000;
+      for (;;) {
+        const infos = await Promise.all(admins.map((a) => a.info("replication")));
+        const masters = infos.filter((i) => i.includes("role:master"));
+        if (masters.length > 0 && masters.every((i) => /slave0:.*state=online/.test(i))) break;
+        if (Date.now() > end) throw new Error("replicas did not come online");
+        await sleep(50);
+      }
+    } finally {
+      for (const a of admins) a.disconnect();
+    }
+  }, 120_000);
+  afterAll(async () => {
+    await cluster.stop();
+  });
+
+  it("script and WAIT go to the node owning the lock (a pipeline): replicas: 1 is met, replicas: 2 is not", async () => {
+    const redis = connect(cluster.url, { commandTimeoutMs: 2_000 });
+    try {
+      const names = ["c-a", "c-b", "c-c", "c-d", "c-e", "c-f"]; // spread over the masters' slots
+      for (const name of names) {
+        const mutex = new Mutex(redis, name, { prefix, ttlMs: 5_000, durability: { replicas: 1, timeoutMs: 500 } });
+        const lease = await mutex.acquire({ waitMs: 0 });
+        await lease.extend();
+        expect(await lease.release()).toBe(true);
+        const sem = new Semaphore(redis, name, { prefix, permits: 2, durability: { replicas: 1, timeoutMs: 500 } });
+        await (await sem.acquire({ waitMs: 0 })).release();
+      }
+      const tooMany = new Mutex(redis, "c-a", { prefix, ttlMs: 5_000, durability: { replicas: 2, timeoutMs: 100 } });
+      await expect(tooMany.acquire({ waitMs: 0 })).rejects.toMatchObject({
+        code: "ERR_DURABILITY",
+        replicasAcknowledged: 1,
+      });
+      const again = await new Mutex(redis, "c-a", { prefix, ttlMs: 5_000 }).acquire({ waitMs: 0 });
+      await again.release();
+    } finally {
+      redis.disconnect();
+    }
+  }, 60_000);
 });
