@@ -1,5 +1,6 @@
 import type { ServerResponse } from "node:http";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { problem } from "./problem.js";
 
 const HEARTBEAT_MS = 15_000;
 /** Room left for HTTP chunk framing, so a client's buffer never exceeds `maxBufferBytes` even with it. */
@@ -177,11 +178,7 @@ function decrement(counts: Map<string, number>, key: string): void {
 }
 
 function refuse(reply: FastifyReply, status: number, title: string, detail: string): void {
-  reply
-    .code(status)
-    .header("retry-after", "5")
-    .type("application/problem+json")
-    .send({ type: "about:blank", title, status, detail });
+  problem(reply, status, title, detail, { "retry-after": "5" });
 }
 
 function frame_(event: string, data: unknown): string {

@@ -1,0 +1,53 @@
+import { CoordisError, InvalidArgumentError, RedisUnavailableError } from "@coordis/core";
+import type { FastifyError, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
+import fp from "fastify-plugin";
+
+/** Media type of every error answer (RFC 9457). */
+export const PROBLEM_TYPE = "application/problem+json";
+
+/**
+ * Answers with an RFC 9457 problem document `{ type, title, status, detail }` (plus `headers`). Every error answer of
+ * the demo goes through here, from routes, hooks, the error and not-found handlers and the stream hub alike.
+ */
+export function problem(
+  reply: FastifyReply,
+  status: number,
+  title: string,
+  detail: string,
+  headers: Record<string, string> = {},
+): FastifyReply {
+  for (const [name, value] of Object.entries(headers)) reply.header(name, value);
+  return reply.code(status).type(PROBLEM_TYPE).send({ type: "about:blank", title, status, detail });
+}
+
+/**
+ * The error handler: validation and bad arguments are 400, Redis being unavailable is 503, other 4xx keep their
+ * status, and anything else is logged and answered as a 500 that names at most a Coordis error code.
+ */
+function problemOfError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error.validation !== undefined) return problem(reply, 400, "Bad Request", error.message);
+  if (error instanceof InvalidArgumentError) return problem(reply, 400, "Bad Request", error.message);
+  if (error instanceof RedisUnavailableError) return problem(reply, 503, "Service Unavailable", "Redis is unavailable");
+  const status = typeof error.statusCode === "number" ? error.statusCode : 500;
+  if (status >= 400 && status < 500) return problem(reply, status, error.name || "Client Error", error.message);
+  request.log.error({ err: error }, "request failed");
+  const code = error instanceof CoordisError ? ` (${error.code})` : "";
+  return problem(reply, 500, "Internal Server Error", `Something went wrong${code}.`);
+}
+
+/** Router-level errors (malformed URL, over-long parameter), for Fastify's `frameworkErrors` option. */
+export const frameworkErrors: NonNullable<FastifyServerOptions["frameworkErrors"]> = (error, _request, reply) => {
+  const status = typeof error.statusCode === "number" ? error.statusCode : 400;
+  problem(reply as FastifyReply, status, "Bad Request", error.message);
+};
+
+/** Installs the error and not-found handlers on the root instance, so every route answers errors as problems. */
+export const problems = fp(
+  async (app) => {
+    app.setErrorHandler(problemOfError);
+    app.setNotFoundHandler((request, reply) =>
+      problem(reply, 404, "Not Found", `No route ${request.method} ${request.url}`),
+    );
+  },
+  { name: "demo-problems" },
+);

@@ -1,0 +1,104 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { rateLimitKey } from "@coordis/fastify";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { ADMIN_SECURITY } from "../openapi.js";
+import { problem } from "../problem.js";
+import { IssueKeysBody, KeyParams, PlayerParams } from "../schemas.js";
+import type { Demo } from "../services.js";
+
+/**
+ * Admin endpoints: every route of this plugin requires `Authorization: Bearer $ADMIN_TOKEN` (compared in constant
+ * time; without `ADMIN_TOKEN` every call is a 401), is limited to 60 per minute per address, and is audited.
+ */
+export const adminRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app, { demo }) => {
+  const { config, replica, board, audit, profiles, keys, limits } = demo;
+
+  // Hashes of equal length, so the comparison takes the same time whatever was sent.
+  const expected =
+    config.adminToken === undefined ? undefined : createHash("sha256").update(config.adminToken).digest();
+  app.addHook("preHandler", async (request, reply) => {
+    const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? "");
+    const given = createHash("sha256")
+      .update(match?.[1] ?? "")
+      .digest();
+    const ok = expected !== undefined && match !== null && timingSafeEqual(given, expected);
+    if (!ok) {
+      return problem(
+        reply,
+        401,
+        "Unauthorized",
+        expected === undefined
+          ? "Admin endpoints are disabled: ADMIN_TOKEN is not set."
+          : "A valid admin bearer token is required.",
+        { "www-authenticate": 'Bearer realm="coordis-demo"' },
+      );
+    }
+  });
+
+  app.delete(
+    "/v1/players/:id",
+    {
+      config: limits.admin,
+      schema: {
+        tags: ["admin"],
+        summary: "Delete a player everywhere",
+        params: PlayerParams,
+        security: ADMIN_SECURITY,
+      },
+    },
+    async (req, reply) => {
+      const id = req.params.id;
+      const [removed, existed] = await Promise.all([board.remove(id), profiles.remove(id)]);
+      if (!removed && !existed) return problem(reply, 404, "Not Found", `No player ${id}`);
+      await audit.append({ type: "player-deleted", playerId: id, replica, by: "admin" });
+      await profiles.invalidate(id);
+      await demo.publish({ type: "player", replica, playerId: id, action: "deleted" });
+      return reply.code(204).send();
+    },
+  );
+  app.post(
+    "/v1/admin/ratelimit/:key/reset",
+    {
+      config: limits.admin,
+      schema: {
+        tags: ["admin"],
+        summary: "Refill an API key's budget (by key id)",
+        params: KeyParams,
+        security: ADMIN_SECURITY,
+      },
+    },
+    async (req, reply) => {
+      await app.coordis.rateLimiter(limits.apiRules).reset(rateLimitKey("api", `key:${req.params.key}`));
+      await audit.append({ type: "ratelimit-reset", key: req.params.key, replica, by: "admin" });
+      return reply.code(204).send();
+    },
+  );
+  app.post(
+    "/v1/admin/keys",
+    {
+      config: limits.admin,
+      schema: {
+        tags: ["admin"],
+        summary: "Issue API keys (`<id>.<signature>`; the id names the key's budget)",
+        body: IssueKeysBody,
+        security: ADMIN_SECURITY,
+      },
+    },
+    async (req, reply) => {
+      const issued = Array.from({ length: req.body?.count ?? 1 }, () => {
+        const key = keys.issue();
+        return { id: key.slice(0, key.indexOf(".")), key };
+      });
+      await audit.append({ type: "api-key-issued", ids: issued.map((k) => k.id), replica, by: "admin" });
+      return reply.code(201).send({ keys: issued });
+    },
+  );
+  app.get(
+    "/v1/audit/verify",
+    {
+      config: limits.admin,
+      schema: { tags: ["admin"], summary: "Check the audit log's hash chain", security: ADMIN_SECURITY },
+    },
+    async () => audit.verify(),
+  );
+};

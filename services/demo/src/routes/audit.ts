@@ -1,0 +1,34 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { API_SECURITY } from "../openapi.js";
+import { ApiKeyHeaders, AuditQuery } from "../schemas.js";
+import type { Demo } from "../services.js";
+
+/**
+ * The audit log (public API, rate limited): newest first, paged by cursor. Its live tail is a stream (streams.ts)
+ * and checking its hash chain an admin route (admin.ts).
+ */
+export const auditRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app, { demo }) => {
+  const { audit, limits } = demo;
+
+  app.get(
+    "/v1/audit",
+    {
+      config: limits.api,
+      schema: {
+        tags: ["audit"],
+        summary: "The audit log, newest first, paged by cursor",
+        querystring: AuditQuery,
+        headers: ApiKeyHeaders,
+        security: API_SECURITY,
+      },
+    },
+    async (req) => {
+      const page = await audit.read({
+        reverse: true,
+        limit: req.query.limit ?? 20,
+        ...(req.query.cursor === undefined ? {} : { before: req.query.cursor }),
+      });
+      return { entries: page.entries, ...(page.next === undefined ? {} : { next: page.next }) };
+    },
+  );
+};

@@ -1,0 +1,67 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { API_SECURITY } from "../openapi.js";
+import { problem } from "../problem.js";
+import type { Profile } from "../profiles.js";
+import { ApiKeyHeaders, PlayerParams, ProfileBody } from "../schemas.js";
+import type { Demo } from "../services.js";
+
+/**
+ * Player profiles (public API, rate limited), read through the two-tier cache: `loadedBy`/`loadedAt` show which
+ * replica built the copy. A rename drops the cached copy on every replica. (Deleting a player is an admin route.)
+ */
+export const playerRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app, { demo }) => {
+  const { board, profiles, replica, limits } = demo;
+
+  const loadProfile = async (id: string): Promise<Profile | null> => {
+    const stored = await profiles.read(id);
+    if (stored === null) return null;
+    const [all, daily] = await Promise.all([board.rank(id, { period: "all" }), board.rank(id, { period: "daily" })]);
+    return {
+      ...stored,
+      best: all?.score ?? null,
+      ranks: { all: all?.rank ?? null, daily: daily?.rank ?? null },
+      loadedBy: replica,
+      loadedAt: Date.now(),
+    };
+  };
+
+  app.get(
+    "/v1/players/:id",
+    {
+      config: limits.api,
+      schema: {
+        tags: ["players"],
+        summary: "A player's profile (two-tier cache; loadedBy/loadedAt show the copy)",
+        params: PlayerParams,
+        headers: ApiKeyHeaders,
+        security: API_SECURITY,
+      },
+    },
+    async (req, reply) => {
+      const profile = await profiles.get(req.params.id, () => loadProfile(req.params.id));
+      if (profile === null) return problem(reply, 404, "Not Found", `No player ${req.params.id}`);
+      return profile;
+    },
+  );
+
+  app.put(
+    "/v1/players/:id",
+    {
+      config: limits.api,
+      schema: {
+        tags: ["players"],
+        summary: "Rename a player",
+        params: PlayerParams,
+        body: ProfileBody,
+        headers: ApiKeyHeaders,
+        security: API_SECURITY,
+      },
+    },
+    async (req, reply) => {
+      const ok = await profiles.rename(req.params.id, req.body.name);
+      if (!ok) return problem(reply, 404, "Not Found", `No player ${req.params.id}`);
+      await profiles.invalidate(req.params.id);
+      return loadProfile(req.params.id);
+    },
+  );
+};

@@ -1,0 +1,98 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { toEntry } from "../model.js";
+import { API_SECURITY } from "../openapi.js";
+import { problem } from "../problem.js";
+import { ApiKeyHeaders, AroundQuery, BoardParams, BoardPlayerParams, ScoreBody, TopQuery } from "../schemas.js";
+import type { Demo } from "../services.js";
+
+/**
+ * Scores and leaderboards (public API, rate limited): submitting a score updates the daily and all-time boards in
+ * one script, and a new top-10 entry is published to every replica's event stream.
+ */
+export const scoreRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app, { demo }) => {
+  const { board, profiles, replica, limits } = demo;
+
+  app.post(
+    "/v1/scores",
+    {
+      config: limits.api,
+      schema: {
+        tags: ["scores"],
+        summary: "Submit a score to the daily and all-time boards",
+        body: ScoreBody,
+        headers: ApiKeyHeaders,
+        security: API_SECURITY,
+      },
+    },
+    async (req, reply) => {
+      const { playerId, score, name } = req.body;
+      const profile = await profiles.recordSubmission(playerId, name);
+      const result = await board.submit(playerId, score, { meta: { name: profile.name } });
+      const ranks = { daily: result.periods.daily?.rank ?? 0, all: result.periods.all?.rank ?? 0 };
+      const updated = result.periods.daily?.updated === true || result.periods.all?.updated === true;
+      if (updated && (ranks.daily <= 10 || ranks.all <= 10)) {
+        const [daily, all] = await Promise.all([board.top(10, { period: "daily" }), board.top(10, { period: "all" })]);
+        await demo.publish({
+          type: "top10",
+          replica,
+          playerId,
+          name: profile.name,
+          score,
+          ranks,
+          top: { daily: daily.map(toEntry), all: all.map(toEntry) },
+        });
+      }
+      await profiles.invalidate(playerId);
+      return reply.code(201).send({
+        playerId,
+        score,
+        best: { daily: result.periods.daily?.score ?? score, all: result.periods.all?.score ?? score },
+        ranks,
+        replica,
+      });
+    },
+  );
+
+  app.get(
+    "/v1/leaderboards/:board/top",
+    {
+      config: limits.api,
+      schema: {
+        tags: ["leaderboards"],
+        summary: "Top N of a board",
+        params: BoardParams,
+        querystring: TopQuery,
+        headers: ApiKeyHeaders,
+        security: API_SECURITY,
+      },
+    },
+    async (req) => ({
+      board: req.params.board,
+      entries: (await board.top(req.query.n ?? 10, { period: req.params.board })).map(toEntry),
+      replica,
+    }),
+  );
+
+  app.get(
+    "/v1/leaderboards/:board/players/:id",
+    {
+      config: limits.api,
+      schema: {
+        tags: ["leaderboards"],
+        summary: "A player's rank and neighbours",
+        params: BoardPlayerParams,
+        querystring: AroundQuery,
+        headers: ApiKeyHeaders,
+        security: API_SECURITY,
+      },
+    },
+    async (req, reply) => {
+      const period = req.params.board;
+      const standing = await board.rank(req.params.id, { period });
+      if (standing === null)
+        return problem(reply, 404, "Not Found", `Player ${req.params.id} is not on the ${period} board`);
+      const neighbours = await board.around(req.params.id, req.query.radius ?? 2, { period });
+      return { board: period, player: toEntry(standing), count: standing.count, neighbours: neighbours.map(toEntry) };
+    },
+  );
+};

@@ -1,0 +1,72 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { DemoMessage } from "../model.js";
+import { CHANNEL, type Demo } from "../services.js";
+import { SseHub } from "../sse.js";
+import { registerSseMetrics } from "../sse-metrics.js";
+
+/**
+ * Live streams: `/v1/events` (every replica's pub/sub messages) and `/v1/audit/stream` (the audit log's live tail).
+ * Both share one hub, so the per-address and total caps count a client's streams together; slow readers are
+ * disconnected (see SseHub). Opening a stream is rate limited per address.
+ */
+export const streamRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app, { demo }) => {
+  const { config, replica, audit, limits } = demo;
+  const sse = new SseHub({
+    maxClients: config.sseMaxClients,
+    maxPerAddress: config.sseMaxPerAddress,
+    maxBufferBytes: config.sseMaxBufferBytes,
+  });
+  const registry = app.coordis.metrics?.registry;
+  if (registry !== undefined) registerSseMetrics(registry, sse);
+  const stop = new AbortController();
+
+  // Pub/sub fan-out: a score submitted on any replica reaches the SSE clients of every replica.
+  const unsubscribe = await demo.pubsub.subscribe<DemoMessage>(CHANNEL, async (message) => {
+    sse.send("events", message.type, message);
+  });
+
+  // One live tail of the audit log per replica, fanned out to its SSE clients (restarted after errors and gaps).
+  const tailLoop = (async () => {
+    while (!stop.signal.aborted) {
+      try {
+        for await (const entry of audit.tail({ from: "end", signal: stop.signal })) sse.send("audit", "audit", entry);
+      } catch {
+        if (!stop.signal.aborted) await sleep(500).catch(() => {});
+      }
+    }
+  })();
+
+  app.addHook("preClose", async () => {
+    sse.closeAll();
+  });
+  app.coordis.onClose(async () => {
+    stop.abort();
+    await tailLoop;
+    await unsubscribe().catch(() => {});
+  });
+
+  const headers = { "x-replica-id": replica };
+  app.get(
+    "/v1/events",
+    {
+      config: limits.streams,
+      schema: { tags: ["streams"], summary: "SSE: new top-10 entries, job runs, player changes" },
+    },
+    async (req, reply) => {
+      if (!sse.open(req, reply, "events", headers, [{ event: "hello", data: { replica } }])) return reply;
+    },
+  );
+  app.get(
+    "/v1/audit/stream",
+    {
+      config: limits.streams,
+      schema: { tags: ["streams"], summary: "SSE: the audit log's live tail" },
+    },
+    async (req, reply) => {
+      const recent = await audit.read({ reverse: true, limit: 20 });
+      const initial = recent.entries.reverse().map((data) => ({ event: "audit", data }));
+      if (!sse.open(req, reply, "audit", headers, initial)) return reply;
+    },
+  );
+};
