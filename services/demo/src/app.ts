@@ -18,8 +18,6 @@ import { scoreRoutes } from "./routes/scores.js";
 import { streamRoutes } from "./routes/streams.js";
 import { createDemo } from "./services.js";
 
-export type { AuditEvent, BoardEntry, DemoMessage } from "./model.js";
-
 /** Options of {@link buildApp} beyond the environment's configuration. */
 export interface BuildOptions {
   /** The prom-client registry of `/metrics` (tests pass a fresh one per app); default the global registry. */
@@ -33,7 +31,7 @@ export interface BuildOptions {
  * streams, cron jobs and the admin endpoints. Call `listen()` on the result; `close()` stops everything it started.
  *
  * Root plugins first (error answers, OpenAPI, the Coordis plugin, the API key check), then one encapsulated plugin
- * per area of routes (routes/), each given the replica's shared {@link Demo}.
+ * per area of routes (routes/), each given the replica's shared primitives (services.ts).
  */
 export async function buildApp(config: DemoConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({

@@ -3,6 +3,7 @@
  * @packageDocumentation
  */
 export { API_KEY_ID_PATTERN, API_KEY_PATTERN, ApiKeys, isWellFormedApiKey, loadApiKeySecret } from "./apikeys.js";
-export { type AuditEvent, type BoardEntry, type BuildOptions, buildApp, type DemoMessage } from "./app.js";
+export { type BuildOptions, buildApp } from "./app.js";
 export { DEFAULT_PORT, type DemoConfig, ENV_NAMES, loadConfig, randomToken } from "./config.js";
+export type { AuditEvent, BoardEntry, DemoMessage } from "./model.js";
 export { SseHub, type SseLimits, type SseStats } from "./sse.js";
