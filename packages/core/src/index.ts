@@ -28,6 +28,12 @@ export {
 } from "./connect.js";
 export { CORK_MAX_COMMANDS, corkUntilTickEnd } from "./cork.js";
 export {
+  DEFAULT_DISCONNECT_TIMEOUT_MS,
+  DISCONNECT_GRACE_MS,
+  disconnectWithin,
+  ownConnectionOptions,
+} from "./disconnect.js";
+export {
   type Durability,
   DurabilityError,
   type DurabilityFailure,

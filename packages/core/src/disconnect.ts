@@ -1,0 +1,78 @@
+import type { Cluster, Redis } from "ioredis";
+import { isCluster } from "./client.js";
+
+/**
+ * How long a connection of Coordis' own (a subscriber, a blocking reader) may take to close gracefully before its
+ * sockets are destroyed, ms. Pass it as the ioredis `disconnectTimeout` of such a connection
+ * ({@link ownConnectionOptions}) so ioredis' own close timer never outlives {@link disconnectWithin}.
+ */
+export const DISCONNECT_GRACE_MS = 250;
+
+/** Default bound of {@link disconnectWithin}, ms. */
+export const DEFAULT_DISCONNECT_TIMEOUT_MS = 1_000;
+
+/**
+ * The ioredis options a primitive gives a connection it opens itself with `duplicate()` (see
+ * {@link disconnectWithin}): `disconnectTimeout` {@link DISCONNECT_GRACE_MS}. For a Cluster they go under
+ * `redisOptions`, merged with the client's own.
+ */
+export function ownConnectionOptions(): { disconnectTimeout: number } {
+  return { disconnectTimeout: DISCONNECT_GRACE_MS };
+}
+
+interface StreamHolder {
+  readonly stream?: { destroy(): void } | undefined;
+}
+
+/** Every socket behind `client` that can be reached through ioredis' public objects (best effort for a Cluster). */
+function socketsOf(client: Redis | Cluster): Array<{ destroy(): void }> {
+  const holders: StreamHolder[] = [];
+  if (isCluster(client)) {
+    holders.push(...(client.nodes("all") as unknown as StreamHolder[]));
+    const sub = (client as unknown as { subscriber?: { subscriber?: StreamHolder } }).subscriber?.subscriber;
+    if (sub !== undefined) holders.push(sub);
+  } else {
+    holders.push(client as unknown as StreamHolder);
+  }
+  return holders.flatMap((h) => (h.stream === undefined ? [] : [h.stream]));
+}
+
+/**
+ * Closes a connection Coordis opened itself (never the user's client), bounded in time: resolves when the
+ * connection has ended, and at the latest after `timeoutMs`, when whatever is left of it is destroyed.
+ *
+ * ioredis' `disconnect()` does not always end a connection: called while it waits to reconnect after an outage it
+ * stops the reconnection but never reaches `end`, leaves the commands queued for the reconnect waiting for their
+ * command timeout, and its graceful close keeps a timer (`disconnectTimeout`) running after the socket is gone.
+ * Here those commands fail at once ("Connection is closed."), as on a live connection's close. A connection created with {@link ownConnectionOptions} and closed with this function
+ * leaves nothing behind (no socket, no timer) once the promise resolves.
+ */
+export function disconnectWithin(client: Redis | Cluster, timeoutMs = DEFAULT_DISCONNECT_TIMEOUT_MS): Promise<void> {
+  if (client.status === "end") return Promise.resolve();
+  // Waiting to reconnect (or never connected): there is no socket to close gracefully, only ioredis' close timer
+  // (its disconnectTimeout) to outlive, which never fires later than the grace period.
+  const idle = client.status === "reconnecting" || client.status === "wait";
+  const bound = idle ? Math.min(timeoutMs, DISCONNECT_GRACE_MS + 10) : timeoutMs;
+  return new Promise<void>((resolve) => {
+    const finish = () => {
+      clearTimeout(timer);
+      client.off("end", finish);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      for (const socket of socketsOf(client)) socket.destroy();
+      finish();
+    }, bound);
+    client.once("end", finish);
+    client.disconnect();
+    if (client.status === "end") {
+      finish();
+      return;
+    }
+    // Commands queued for a reconnect that will never come would keep their command-timeout timers running (and
+    // settle only then): fail them now, as a close does on a live connection. ioredis' own close path, not reached
+    // here; absent (Cluster, other versions) = nothing to do.
+    const flush = (client as unknown as { flushQueue?: (error: Error) => void }).flushQueue;
+    if (idle && typeof flush === "function") flush.call(client, new Error("Connection is closed."));
+  });
+}
