@@ -1,3 +1,5 @@
+import { jsonText } from "@coordis/core";
+
 /**
  * Turns messages into bytes and back. `encode` may throw for a value it cannot represent; Coordis reports that as
  * `InvalidArgumentError("message")` before anything is sent. `decode` may throw for bytes it cannot read; the
@@ -15,11 +17,7 @@ export interface Codec {
  * (`undefined`, functions, symbols) and what `JSON.stringify` throws on (BigInt, cycles).
  */
 export const jsonCodec: Codec = Object.freeze({
-  encode(value: unknown): string {
-    const text = JSON.stringify(value);
-    if (text === undefined) throw new TypeError(`a ${typeof value} cannot be encoded as JSON`);
-    return text;
-  },
+  encode: jsonText,
   decode(data: Buffer): unknown {
     return JSON.parse(data.toString("utf8"));
   },

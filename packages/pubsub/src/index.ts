@@ -5,17 +5,16 @@
  */
 export { MAX_CHANNEL_BYTES, validateChannel, validatePattern } from "./channel-names.js";
 export { type Codec, jsonCodec } from "./codec.js";
-export {
-  DEFAULT_MAX_MESSAGE_BYTES,
-  DEFAULT_QUEUE_LIMIT,
-  type HandlerErrorInfo,
-  type MessageHandler,
-  type MessageMeta,
-  type OverflowInfo,
-  PubSub,
-  type PubSubEvents,
-  type PubSubOptions,
-  type PubSubStats,
-  type ResubscribedInfo,
-  type Unsubscribe,
-} from "./pubsub.js";
+export { CLOSE_TIMEOUT_MS } from "./connection.js";
+export type {
+  HandlerErrorInfo,
+  MessageHandler,
+  MessageMeta,
+  OverflowInfo,
+  PubSubEvents,
+  PubSubStats,
+  ResubscribedInfo,
+  Unsubscribe,
+} from "./events.js";
+export { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_QUEUE_LIMIT, type PubSubOptions } from "./options.js";
+export { PubSub } from "./pubsub.js";

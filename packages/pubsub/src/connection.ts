@@ -1,0 +1,146 @@
+import {
+  type CoordisObserver,
+  DEFAULT_DISCONNECT_TIMEOUT_MS,
+  disconnectWithin,
+  errorOf,
+  isCluster,
+  notifyEvent,
+  ownConnectionOptions,
+  type RedisClient,
+} from "@coordis/core";
+import type { Cluster, Redis } from "ioredis";
+import type { ResubscribedInfo } from "./events.js";
+import type { Kind, Subscriptions } from "./subscriptions.js";
+
+/** Longest time `PubSub.close()` waits for the subscriber connection to close before destroying it, ms. */
+export const CLOSE_TIMEOUT_MS = DEFAULT_DISCONNECT_TIMEOUT_MS;
+
+/** Pause before resubscribing again when a resubscription failed on a live connection, ms. */
+const RESUBSCRIBE_RETRY_MS = 500;
+
+/**
+ * The one subscriber connection of a PubSub: a duplicate of the user's client, opened on first use. It tells a
+ * loss (`subscriber-disconnected`) from the first connect, restores every subscription after a reconnect and reports
+ * `resubscribed` only once Redis confirmed it. Received messages go to {@link Subscriptions.dispatch}.
+ */
+export class SubscriberConnection {
+  readonly #redis: RedisClient;
+  readonly #sharded: boolean;
+  readonly #subs: Subscriptions;
+  readonly #observer: CoordisObserver | undefined;
+  readonly #onRestored: (info: ResubscribedInfo) => void;
+  #conn: Redis | Cluster | undefined;
+  #lostAt: number | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(
+    redis: RedisClient,
+    sharded: boolean,
+    subs: Subscriptions,
+    observer: CoordisObserver | undefined,
+    onRestored: (info: ResubscribedInfo) => void,
+  ) {
+    this.#redis = redis;
+    this.#sharded = sharded;
+    this.#subs = subs;
+    this.#observer = observer;
+    this.#onRestored = onRestored;
+  }
+
+  /** Sends one (un)subscribe of `kind` for the Redis channel or pattern `redisName`. */
+  send(kind: Kind, action: "subscribe" | "unsubscribe", redisName: string): Promise<unknown> {
+    const conn = this.#connection();
+    if (kind === "pattern") return action === "subscribe" ? conn.psubscribe(redisName) : conn.punsubscribe(redisName);
+    if (this.#sharded) return action === "subscribe" ? conn.ssubscribe(redisName) : conn.sunsubscribe(redisName);
+    return action === "subscribe" ? conn.subscribe(redisName) : conn.unsubscribe(redisName);
+  }
+
+  /**
+   * Closes the connection: resolves once it has ended, at the latest after {@link CLOSE_TIMEOUT_MS} (Redis
+   * unreachable, or ioredis waiting to reconnect), when what is left of it is destroyed. Nothing of it (socket,
+   * timer) remains afterwards.
+   */
+  close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#retry);
+    const conn = this.#conn;
+    this.#conn = undefined;
+    return conn === undefined ? Promise.resolve() : disconnectWithin(conn, CLOSE_TIMEOUT_MS);
+  }
+
+  /** The subscriber connection, opened on first use. */
+  #connection(): Redis | Cluster {
+    if (this.#conn !== undefined) return this.#conn;
+    let conn: Redis | Cluster;
+    if (isCluster(this.#redis)) {
+      const cluster = this.#redis.duplicate([], {
+        shardedSubscribers: this.#sharded,
+        redisOptions: { ...this.#redis.options.redisOptions, ...ownConnectionOptions() },
+      });
+      // ioredis restores cluster subscriptions itself; "-subscriber"/"-node" mark a loss, "subscribersReady"
+      // (sharded) or "ready" (broadcast) the moment they are back.
+      const lost = () => this.#markLost();
+      cluster.on("-subscriber", lost);
+      cluster.on("-node", lost);
+      cluster.on("close", lost);
+      cluster.on("subscribersReady", () => this.#restored());
+      cluster.on("ready", () => this.#restored());
+      cluster.on("smessageBuffer", (channel: Buffer, message: Buffer) =>
+        this.#subs.dispatch("channel", channel, message),
+      );
+      conn = cluster;
+    } else {
+      // We resubscribe ourselves (autoResubscribe off) so that `resubscribed` fires only once Redis confirmed it.
+      const standalone = this.#redis.duplicate({ autoResubscribe: false, ...ownConnectionOptions() });
+      standalone.on("close", () => this.#markLost());
+      standalone.on("ready", () => {
+        if (this.#lostAt !== undefined) void this.#resubscribe(standalone);
+      });
+      conn = standalone;
+    }
+    conn.on("error", (error: Error) => {
+      notifyEvent(this.#observer, { primitive: "pubsub", type: "connection-error", error });
+    });
+    conn.on("messageBuffer", (channel: Buffer, message: Buffer) => this.#subs.dispatch("channel", channel, message));
+    conn.on("pmessageBuffer", (pattern: Buffer, channel: Buffer, message: Buffer) =>
+      this.#subs.dispatch("pattern", pattern, message, channel),
+    );
+    this.#conn = conn;
+    return conn;
+  }
+
+  #markLost(): void {
+    if (this.#closed || this.#lostAt !== undefined) return;
+    // Only a loss after subscriptions existed matters; the very first connect is not a reconnect.
+    if (this.#subs.empty) return;
+    this.#lostAt = Date.now();
+    notifyEvent(this.#observer, { primitive: "pubsub", type: "subscriber-disconnected" });
+  }
+
+  async #resubscribe(conn: Redis): Promise<void> {
+    const channels = [...this.#subs.channels.keys()];
+    const patterns = [...this.#subs.patterns.keys()];
+    try {
+      await Promise.all([
+        channels.length > 0 ? conn.subscribe(...channels) : undefined,
+        patterns.length > 0 ? conn.psubscribe(...patterns) : undefined,
+      ]);
+    } catch (error) {
+      notifyEvent(this.#observer, { primitive: "pubsub", type: "resubscribe-failed", error: errorOf(error) });
+      // The next "ready" (after the connection drops again) or a retry while still connected tries again.
+      if (!this.#closed && conn.status === "ready") {
+        this.#retry = setTimeout(() => void this.#resubscribe(conn), RESUBSCRIBE_RETRY_MS).unref();
+      }
+      return;
+    }
+    this.#restored(channels.length, patterns.length);
+  }
+
+  #restored(channels = this.#subs.channels.size, patterns = this.#subs.patterns.size): void {
+    if (this.#closed || this.#lostAt === undefined) return;
+    const downtimeMs = Date.now() - this.#lostAt;
+    this.#lostAt = undefined;
+    this.#onRestored({ channels, patterns, downtimeMs });
+  }
+}

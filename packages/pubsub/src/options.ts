@@ -1,0 +1,74 @@
+import { type CoordisObserver, DEFAULT_PREFIX, keyHead, parseCodec, validate, validatePrefix } from "@coordis/core";
+import { type Codec, jsonCodec } from "./codec.js";
+
+/** Default bound of each subscription's queue of messages waiting for its handler. */
+export const DEFAULT_QUEUE_LIMIT = 1_000;
+/** Default largest encoded message, in bytes (1 MiB). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+
+/** Options of {@link PubSub}. */
+export interface PubSubOptions {
+  /** Encodes and decodes messages; default {@link jsonCodec}. */
+  codec?: Codec;
+  /** Key prefix; channels are `<prefix>:ps:<channel>`. Default `"coordis"`. */
+  prefix?: string;
+  /** Receives `publish`/`subscribe` operations and `resubscribed`, `overflow`, `handler-error` events. */
+  observer?: CoordisObserver;
+  /** Messages a subscription may hold while its handler is busy (1–1,000,000); default {@link DEFAULT_QUEUE_LIMIT}. */
+  queueLimit?: number;
+  /** Largest encoded message in bytes (1 B – 512 MiB); default {@link DEFAULT_MAX_MESSAGE_BYTES}. */
+  maxMessageBytes?: number;
+  /**
+   * Redis Cluster only: `true` (default) uses sharded pub/sub (SPUBLISH/SSUBSCRIBE, each channel lives on the
+   * shard owning its slot); `false` uses classic PUBLISH/SUBSCRIBE, broadcast to every node, which pattern
+   * subscriptions need. Publishers and subscribers of one channel must agree. Ignored on a standalone server.
+   */
+  sharded?: boolean;
+}
+
+const OPTION_KEYS: readonly (keyof PubSubOptions)[] = [
+  "codec",
+  "prefix",
+  "observer",
+  "queueLimit",
+  "maxMessageBytes",
+  "sharded",
+];
+
+/** {@link PubSubOptions} after validation, defaults filled in. */
+export interface PubSubSettings {
+  readonly prefix: string;
+  /** `<prefix>:ps:`, in front of every channel and pattern. */
+  readonly head: string;
+  readonly codec: Codec;
+  readonly observer: CoordisObserver | undefined;
+  readonly queueLimit: number;
+  readonly maxMessageBytes: number;
+  /** As asked for; only a Cluster client uses it. */
+  readonly sharded: boolean;
+}
+
+/**
+ * Validates the options of `new PubSub(redis, options)` as a whole: unknown keys are rejected too.
+ * @throws InvalidArgumentError naming the option
+ */
+export function parsePubSubOptions(raw: unknown, argument = "options"): PubSubSettings {
+  const o = validate.options<PubSubOptions>(argument, raw, OPTION_KEYS);
+  const prefix = o.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(o.prefix, `${argument}.prefix`);
+  return {
+    prefix,
+    head: keyHead(prefix, "ps"),
+    codec: parseCodec(`${argument}.codec`, o.codec, jsonCodec),
+    observer: validate.observer(`${argument}.observer`, o.observer),
+    queueLimit:
+      o.queueLimit === undefined
+        ? DEFAULT_QUEUE_LIMIT
+        : validate.positiveInteger(`${argument}.queueLimit`, o.queueLimit, 1_000_000),
+    maxMessageBytes:
+      o.maxMessageBytes === undefined
+        ? DEFAULT_MAX_MESSAGE_BYTES
+        : validate.positiveInteger(`${argument}.maxMessageBytes`, o.maxMessageBytes, 512 * 1024 * 1024),
+    // Validated on every topology, even though only a Cluster client uses it.
+    sharded: o.sharded === undefined ? true : validate.boolean(`${argument}.sharded`, o.sharded),
+  };
+}

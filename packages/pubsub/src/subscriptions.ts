@@ -1,0 +1,138 @@
+import type { MessageHandler, MessageMeta } from "./events.js";
+
+/** A plain channel or a glob pattern. */
+export type Kind = "channel" | "pattern";
+
+interface Pending {
+  readonly channel: string;
+  readonly data: Buffer;
+}
+
+/** One handler's subscription: its own bounded queue, drained one message at a time. */
+export class Subscription {
+  readonly queue: Pending[] = [];
+  active = true;
+  running = false;
+  dropped = 0;
+
+  constructor(
+    readonly kind: Kind,
+    readonly name: string,
+    readonly handler: MessageHandler<never>,
+  ) {}
+
+  /** Stops delivery and forgets queued messages. */
+  stop(): void {
+    this.active = false;
+    this.queue.length = 0;
+  }
+}
+
+/** The handlers of one Redis channel (or pattern) and the promise of its SUBSCRIBE. */
+export interface ChannelEntry {
+  readonly subs: Set<Subscription>;
+  readonly ready: Promise<unknown>;
+}
+
+/** What delivery reports to the PubSub that owns it. */
+export interface DeliveryHooks {
+  decode(data: Buffer): unknown;
+  /** A message was dropped: `sub`'s queue was full. */
+  overflow(sub: Subscription, channel: string): void;
+  /** The codec or the handler threw. */
+  failed(sub: Subscription, meta: MessageMeta, stage: "decode" | "handler", err: unknown): void;
+}
+
+/**
+ * Every subscription of one PubSub, keyed by Redis channel (or pattern) name, and their delivery: a received
+ * message is queued for each handler of its channel and each handler runs over its own queue one message at a time,
+ * so a slow or throwing handler affects nobody else.
+ */
+export class Subscriptions {
+  readonly channels = new Map<string, ChannelEntry>();
+  readonly patterns = new Map<string, ChannelEntry>();
+  readonly #headLength: number;
+  readonly #queueLimit: number;
+  readonly #hooks: DeliveryHooks;
+
+  /** @param head `<prefix>:ps:`, cut from Redis channel names to give the channel names handlers see */
+  constructor(head: string, queueLimit: number, hooks: DeliveryHooks) {
+    this.#headLength = head.length;
+    this.#queueLimit = queueLimit;
+    this.#hooks = hooks;
+  }
+
+  map(kind: Kind): Map<string, ChannelEntry> {
+    return kind === "channel" ? this.channels : this.patterns;
+  }
+
+  /** True when no channel or pattern is subscribed. */
+  get empty(): boolean {
+    return this.channels.size === 0 && this.patterns.size === 0;
+  }
+
+  /** Delivers one message received on Redis channel (or pattern) `key`; `channel` is the channel of a pmessage. */
+  dispatch(kind: Kind, key: Buffer, data: Buffer, channel?: Buffer): void {
+    const entry = this.map(kind).get(key.toString("utf8"));
+    if (entry === undefined) return;
+    const channelName = (channel ?? key).toString("utf8").slice(this.#headLength);
+    for (const sub of entry.subs) this.#enqueue(sub, { channel: channelName, data });
+  }
+
+  /** Subscriptions, channels, patterns and queued messages. */
+  counts(): { subscriptions: number; channels: number; patterns: number; queued: number } {
+    let subscriptions = 0;
+    let queued = 0;
+    for (const map of [this.channels, this.patterns]) {
+      for (const entry of map.values()) {
+        subscriptions += entry.subs.size;
+        for (const s of entry.subs) queued += s.queue.length;
+      }
+    }
+    return { subscriptions, channels: this.channels.size, patterns: this.patterns.size, queued };
+  }
+
+  /** Stops every subscription and forgets them all. */
+  clear(): void {
+    for (const map of [this.channels, this.patterns]) {
+      for (const entry of map.values()) for (const s of entry.subs) s.stop();
+      map.clear();
+    }
+  }
+
+  #enqueue(sub: Subscription, item: Pending): void {
+    if (!sub.active) return;
+    if (sub.queue.length >= this.#queueLimit) {
+      sub.dropped++;
+      this.#hooks.overflow(sub, item.channel);
+      return;
+    }
+    sub.queue.push(item);
+    if (!sub.running) void this.#drain(sub);
+  }
+
+  /** Runs one subscription's handler over its queue, one message at a time. Never rejects. */
+  async #drain(sub: Subscription): Promise<void> {
+    sub.running = true;
+    try {
+      for (let item = sub.queue.shift(); item !== undefined && sub.active; item = sub.queue.shift()) {
+        const meta: MessageMeta =
+          sub.kind === "pattern" ? { channel: item.channel, pattern: sub.name } : { channel: item.channel };
+        let message: unknown;
+        try {
+          message = this.#hooks.decode(item.data);
+        } catch (err) {
+          this.#hooks.failed(sub, meta, "decode", err);
+          continue;
+        }
+        try {
+          await sub.handler(message as never, meta);
+        } catch (err) {
+          this.#hooks.failed(sub, meta, "handler", err);
+        }
+      }
+    } finally {
+      sub.running = false;
+    }
+  }
+}

@@ -1,0 +1,51 @@
+import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { PubSub } from "@coordis/pubsub";
+import { countCommands, type RedisServer, startRedis } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+describe("PubSub options are checked whole", () => {
+  let server: RedisServer;
+  let redis: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis();
+    redis = connect(server.url);
+    await redis.ping();
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await server.stop();
+  });
+
+  it("an unknown option key (a typo) is an InvalidArgumentError naming it, and nothing is sent", async () => {
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ prefx: "app" }, "options.prefx"],
+      [{ queuelimit: 10 }, "options.queuelimit"],
+      [{ prefix: "app", shard: false }, "options.shard"],
+    ];
+    const { sent } = await countCommands(server, async () => {
+      for (const [options, argument] of cases) {
+        let caught: unknown;
+        try {
+          new PubSub(redis, options as never);
+        } catch (err) {
+          caught = err;
+        }
+        expect(caught).toBeInstanceOf(InvalidArgumentError);
+        expect((caught as InvalidArgumentError).argument).toBe(argument);
+        expect((caught as Error).message).toContain("known: codec, prefix, observer, queueLimit, maxMessageBytes");
+      }
+    });
+    expect(sent).toEqual({});
+    // Every documented key is accepted.
+    const ok = new PubSub(redis, {
+      prefix: "app",
+      queueLimit: 5,
+      maxMessageBytes: 1024,
+      sharded: false,
+      observer: {},
+      codec: { encode: String, decode: String },
+    });
+    expect(ok.prefix).toBe("app");
+    await ok.close();
+  });
+});
