@@ -4,22 +4,21 @@
  * session store for @fastify/session.
  * @packageDocumentation
  */
+export { Cache, type CacheStats } from "./cache.js";
+export type { CircuitBreakerOptions, CircuitState } from "./circuit-breaker.js";
+export { type CacheCodec, jsonCodec } from "./codec.js";
+export type { Loader } from "./fill.js";
+export type { GapReason } from "./invalidation-bus.js";
 export {
-  Cache,
   type CacheOptions,
-  type CacheStats,
   DEFAULT_L1_MAX_ENTRIES,
   DEFAULT_L1_TTL_MS,
   DEFAULT_LOCK_TTL_MS,
   DEFAULT_LOCK_WAIT_MS,
   type EntryOptions,
   type L1Options,
-  type Loader,
   MAX_TAGS,
-} from "./cache.js";
-export type { CircuitBreakerOptions, CircuitState } from "./circuit-breaker.js";
-export { type CacheCodec, jsonCodec } from "./codec.js";
-export type { GapReason } from "./invalidation-bus.js";
+} from "./options.js";
 export {
   DEFAULT_SESSION_TTL_MS,
   DEFAULT_TOMBSTONE_MS,

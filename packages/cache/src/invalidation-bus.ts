@@ -1,5 +1,4 @@
-import { randomBytes } from "node:crypto";
-import { type CoordisObserver, combineObservers, type RedisClient } from "@coordis/core";
+import { type CoordisObserver, combineObservers, type RedisClient, randomToken } from "@coordis/core";
 import { PubSub, type Unsubscribe } from "@coordis/pubsub";
 
 /** One invalidation as it travels between replicas. */
@@ -43,69 +42,71 @@ const MAX_PUBLISHERS = 10_000;
  */
 export class InvalidationBus {
   /** Random id of this publisher, carried in every message. */
-  readonly id = randomBytes(9).toString("base64url");
-  private readonly pubsub: PubSub;
-  private readonly channel: string;
-  private seq = 0;
-  private readonly lastSeq = new Map<string, number>();
-  private unsubscribe: Unsubscribe | undefined;
-  private healthy = false;
-  private closed = false;
-  private retry: NodeJS.Timeout | undefined;
+  readonly id = randomToken(9);
+  readonly #pubsub: PubSub;
+  readonly #channel: string;
+  readonly #listener: BusListener;
+  #seq = 0;
+  readonly #lastSeq = new Map<string, number>();
+  #unsubscribe: Unsubscribe | undefined;
+  #healthy = false;
+  #closed = false;
+  #retry: NodeJS.Timeout | undefined;
 
   constructor(
     redis: RedisClient,
     prefix: string,
     namespace: string,
     observer: CoordisObserver | undefined,
-    private readonly listener: BusListener,
+    listener: BusListener,
   ) {
-    this.channel = `cache.${namespace}`;
+    this.#listener = listener;
+    this.#channel = `cache.${namespace}`;
     // PubSub reports a lost subscriber connection only through its observer, so we listen there too.
     const watch: CoordisObserver = {
       onEvent: (e) => {
-        if (e.primitive === "pubsub" && e.type === "subscriber-disconnected") this.lost("disconnected");
+        if (e.primitive === "pubsub" && e.type === "subscriber-disconnected") this.#lost("disconnected");
       },
     };
-    this.pubsub = new PubSub(redis, { prefix, observer: observer ? combineObservers(watch, observer) : watch });
-    this.pubsub.on("resubscribed", () => {
-      if (this.closed) return;
-      this.listener.gap("resubscribed", true);
-      this.setHealthy(true);
+    this.#pubsub = new PubSub(redis, { prefix, observer: observer ? combineObservers(watch, observer) : watch });
+    this.#pubsub.on("resubscribed", () => {
+      if (this.#closed) return;
+      this.#listener.gap("resubscribed", true);
+      this.#setHealthy(true);
     });
-    this.pubsub.on("overflow", () => this.listener.gap("overflow", true));
+    this.#pubsub.on("overflow", () => this.#listener.gap("overflow", true));
   }
 
   /** Whether the subscription is confirmed and not known to be broken. */
   get isHealthy(): boolean {
-    return this.healthy;
+    return this.#healthy;
   }
 
   /** Subscribes; retries in the background (every 1 s) until it succeeds or the bus is closed. */
   start(): Promise<void> {
-    return this.trySubscribe();
+    return this.#trySubscribe();
   }
 
-  private async trySubscribe(): Promise<void> {
-    if (this.closed) return;
+  async #trySubscribe(): Promise<void> {
+    if (this.#closed) return;
     try {
-      this.unsubscribe = await this.pubsub.subscribe<BusMessage>(this.channel, (msg) => this.receive(msg));
-      if (this.closed) {
-        void this.unsubscribe();
+      this.#unsubscribe = await this.#pubsub.subscribe<BusMessage>(this.#channel, (msg) => this.#receive(msg));
+      if (this.#closed) {
+        void this.#unsubscribe();
         return;
       }
-      this.setHealthy(true);
+      this.#setHealthy(true);
     } catch {
-      if (!this.closed) this.retry = setTimeout(() => void this.trySubscribe(), 1_000).unref();
+      if (!this.#closed) this.#retry = setTimeout(() => void this.#trySubscribe(), 1_000).unref();
     }
   }
 
   /** Publishes one invalidation. Never throws: a lost message is bounded by the receivers' L1 TTL. */
   async publish(body: { k?: string; t?: string; c?: 1 }): Promise<boolean> {
-    if (this.closed) return false;
-    this.seq++;
+    if (this.#closed) return false;
+    this.#seq++;
     try {
-      await this.pubsub.publish(this.channel, { p: this.id, s: this.seq, ...body });
+      await this.#pubsub.publish(this.#channel, { p: this.id, s: this.#seq, ...body });
       return true;
     } catch {
       // Receivers will see the hole in our sequence on our next message and drop their L1.
@@ -113,45 +114,45 @@ export class InvalidationBus {
     }
   }
 
-  /** Unsubscribes and closes the subscriber connection. */
+  /** Unsubscribes and closes the subscriber connection, within PubSub's close bound. */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    clearTimeout(this.retry);
-    this.healthy = false;
-    await this.pubsub.close();
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#retry);
+    this.#healthy = false;
+    await this.#pubsub.close();
   }
 
-  private lost(reason: GapReason): void {
-    if (this.closed) return;
-    this.setHealthy(false);
+  #lost(reason: GapReason): void {
+    if (this.#closed) return;
+    this.#setHealthy(false);
     // From this moment invalidations may be missed, so L1 is dropped now, not only on resubscribe: otherwise the
     // degraded path (Redis unreachable, circuit open) could serve entries an invalidation had already replaced.
     // Entries loaded while disconnected are stored under the new epoch and stay usable.
-    this.listener.gap(reason, true);
+    this.#listener.gap(reason, true);
   }
 
-  private setHealthy(healthy: boolean): void {
-    if (this.healthy === healthy) return;
-    this.healthy = healthy;
-    this.listener.health(healthy);
+  #setHealthy(healthy: boolean): void {
+    if (this.#healthy === healthy) return;
+    this.#healthy = healthy;
+    this.#listener.health(healthy);
   }
 
-  private receive(raw: unknown): void {
+  #receive(raw: unknown): void {
     const msg = raw as BusMessage;
     if (msg === null || typeof msg !== "object" || typeof msg.p !== "string" || typeof msg.s !== "number") return;
     if (msg.p === this.id) return; // our own message: already applied locally
-    const last = this.lastSeq.get(msg.p);
-    if (this.lastSeq.size >= MAX_PUBLISHERS && last === undefined) this.lastSeq.clear();
-    this.lastSeq.set(msg.p, Math.max(last ?? 0, msg.s));
+    const last = this.#lastSeq.get(msg.p);
+    if (this.#lastSeq.size >= MAX_PUBLISHERS && last === undefined) this.#lastSeq.clear();
+    this.#lastSeq.set(msg.p, Math.max(last ?? 0, msg.s));
     if (last === undefined ? msg.s !== 1 : msg.s !== last + 1) {
       // A hole: something from this publisher never arrived (or arrived before we knew it). Drop everything; the
       // message itself is covered by the drop.
       if (last === undefined || msg.s > last + 1) {
-        this.listener.gap(last === undefined ? "unknown-publisher" : "sequence-gap", true);
+        this.#listener.gap(last === undefined ? "unknown-publisher" : "sequence-gap", true);
         return;
       }
     }
-    this.listener.message(msg);
+    this.#listener.message(msg);
   }
 }

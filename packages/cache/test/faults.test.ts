@@ -125,6 +125,45 @@ describe("Cache on its own server (faults, round trips, input checks)", () => {
     expect(await a.get("date")).toEqual({ at: "1970-01-01T00:00:00.000Z" });
   });
 
+  it("an unknown option key (a typo) is an InvalidArgumentError naming it: nothing is sent, no loader runs", async () => {
+    const a = await make();
+    const client = clients[0] as RedisClient;
+    let loads = 0;
+    const loader = () => {
+      loads++;
+      return 1;
+    };
+    const calls: Array<[string, () => unknown]> = [
+      ["options.ttl", () => new Cache(client, { namespace: "typo", ttl: 1000 } as never)],
+      ["options.namespce", () => new Cache(client, { namespce: "typo", ttlMs: 1000 } as never)],
+      ["options.prefx", () => new Cache(client, { namespace: "typo", ttlMs: 1000, prefx: "app" } as never)],
+      ["options.l1.maxEntires", () => new Cache(client, { namespace: "t", ttlMs: 1, l1: { maxEntires: 5 } } as never)],
+      ["options.lock.wait", () => new Cache(client, { namespace: "t", ttlMs: 1, lock: { wait: 5 } } as never)],
+      [
+        "options.breaker.cooldown",
+        () => new Cache(client, { namespace: "t", ttlMs: 1, breaker: { cooldown: 5 } } as never),
+      ],
+      ["options.ttl", () => a.set("k", 1, { ttl: 1000 } as never)],
+      ["options.tag", () => a.getOrSet("k", loader, { tag: ["x"] } as never)],
+      ["options.stale", () => a.getOrSet("k", loader, { stale: 10 } as never)],
+    ];
+    const { roundTrips } = await countCommands(server, async () => {
+      for (const [argument, call] of calls) {
+        const err = await Promise.resolve()
+          .then(call)
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+        expect(err, argument).toBeInstanceOf(InvalidArgumentError);
+        expect((err as InvalidArgumentError).argument).toBe(argument);
+        expect((err as Error).message).toContain("unknown option (known: ");
+      }
+    });
+    expect(roundTrips).toBe(0);
+    expect(loads).toBe(0);
+  });
+
   it("B's subscriber is killed while A changes a key: B never serves the old value afterwards", async () => {
     const a = await make();
     const rec = recorder();

@@ -148,7 +148,9 @@ describe("codecs", () => {
     expect(encodeText(jsonCodec, [1], "value")).toBe("[1]");
     expect(argumentOf(() => encodeText(jsonCodec, Number.NaN, "value"))).toBe("value");
     expect(() => encodeText(jsonCodec, Number.NaN, "value", "cannot be cached")).toThrow(/cannot be cached: /);
-    expect(argumentOf(() => encodeText({ encode: () => 1 as never, decode: String }, 1, "message"))).toBe("message");
+    expect(argumentOf(() => encodeText<unknown>({ encode: () => 1 as never, decode: String }, 1, "message"))).toBe(
+      "message",
+    );
   });
 });
 

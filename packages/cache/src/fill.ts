@@ -1,0 +1,256 @@
+import {
+  type CoordisObserver,
+  instrument,
+  notifyEvent,
+  RedisUnavailableError,
+  type ReportAttributes,
+} from "@coordis/core";
+import { type CacheCodec, encodeWith } from "./codec.js";
+import type { L1 } from "./l1.js";
+import type { EntrySettings } from "./options.js";
+import { fillToken, type L2Read, type RedisTier } from "./redis-tier.js";
+
+/** A loader: computes the value of a missing key. Its result must be encodable by the cache's codec. */
+export type Loader<T> = () => Promise<T> | T;
+
+/** Where a read was answered. */
+export type Tier = "l1" | "l2";
+/** What a read found. */
+export type Result = "hit" | "miss" | "stale";
+
+/** How a read ended: the encoded value (or none) and what the `get` report says. */
+export interface Outcome {
+  readonly data: string | undefined;
+  readonly tier: Tier;
+  readonly result: Result;
+  readonly degraded?: boolean;
+}
+
+/** What the filler needs from the cache it works for. */
+export interface FillContext {
+  readonly l1: L1;
+  readonly l2: RedisTier;
+  readonly codec: CacheCodec;
+  readonly observer: CoordisObserver | undefined;
+  readonly namespace: string;
+  /** `{ namespace }`, the attributes of every report. */
+  readonly attributes: ReportAttributes;
+  readonly lockTtlMs: number;
+  readonly lockWaitMs: number;
+  /** Publishes an invalidation of `k` (never throws). */
+  publish(k: string): Promise<unknown>;
+  isClosed(): boolean;
+}
+
+/**
+ * Stampede protection and the fill of a missing key: concurrent misses of one key in one process share one load
+ * (a flight); across replicas one caller takes the fill lock in Redis and loads while the others wait (woken by the
+ * bus, polling with backoff) for at most `lock.waitMs`, then load themselves. A stale entry is served while one
+ * caller refreshes it in the background. When Redis is unavailable, L1 (up to its stale deadline) or the loader
+ * answers.
+ */
+export class Filler {
+  readonly #c: FillContext;
+  readonly #flights = new Map<string, Promise<Outcome>>();
+  readonly #refreshing = new Set<string>();
+  readonly #waiters = new Map<string, Set<() => void>>();
+  #loads = 0;
+
+  constructor(context: FillContext) {
+    this.#c = context;
+  }
+
+  /** Loader calls made so far. */
+  get loads(): number {
+    return this.#loads;
+  }
+
+  /** The outcome of `k` after an L1 miss, joining the load already in flight in this process if there is one. */
+  get(k: string, loader: Loader<unknown>, entry: EntrySettings): Promise<Outcome> {
+    let flight = this.#flights.get(k);
+    if (flight === undefined) {
+      const mine: Promise<Outcome> = this.#fill(k, loader, entry).finally(() => {
+        if (this.#flights.get(k) === mine) this.#flights.delete(k);
+      });
+      flight = mine;
+      this.#flights.set(k, flight);
+    }
+    return flight;
+  }
+
+  /**
+   * `k` was invalidated: a call made from now on must not join a load that may have read the old value (callers
+   * already waiting keep it).
+   */
+  forget(k: string): void {
+    this.#flights.delete(k);
+  }
+
+  /** Every key may have been invalidated. */
+  forgetAll(): void {
+    this.#flights.clear();
+  }
+
+  /** Wakes the callers waiting for another replica's load of `k` (its result may be there now). */
+  wake(k: string): void {
+    const set = this.#waiters.get(k);
+    if (set !== undefined) for (const wake of set) wake();
+  }
+
+  /** Wakes every waiting caller (each then reads once more and loads itself). */
+  close(): void {
+    for (const set of this.#waiters.values()) for (const wake of set) wake();
+    this.#waiters.clear();
+  }
+
+  /** The shared part of getOrSet after an L1 miss: L2, then the fill lock, waiting or loading. */
+  async #fill(k: string, loader: Loader<unknown>, entry: EntrySettings): Promise<Outcome> {
+    const c = this.#c;
+    // The lock token is also our fill token: what we load is written back only while it holds the lock (or, after
+    // the wait timed out, is registered in the entry), i.e. while nobody set, deleted or filled the key meanwhile.
+    const lockToken = fillToken();
+    const deadline = performance.now() + c.lockWaitMs;
+    let delay = 5;
+    for (;;) {
+      // The last read, once the wait is over: take the lock if it is free now, else register our fill token.
+      const last = performance.now() >= deadline || c.isClosed();
+      const epoch = c.l1.epoch;
+      let read: L2Read;
+      try {
+        read = await c.l2.read(k, lockToken, entry.tags, last);
+      } catch (err) {
+        if (!(err instanceof RedisUnavailableError)) throw err;
+        return this.#degraded(k, loader);
+      }
+      if (read.state === 1) {
+        c.l1.store(k, read.data, read.fresh, read.stale, read.tags, epoch);
+        return { data: read.data, tier: "l2", result: "hit" };
+      }
+      if (read.state === 2) {
+        if (read.locked) this.#refresh(k, loader, entry, lockToken);
+        return { data: read.data, tier: "l2", result: "stale" };
+      }
+      if (read.locked || last) {
+        if (!read.locked) {
+          notifyEvent(c.observer, {
+            primitive: "cache",
+            type: "lock-wait-timeout",
+            name: k,
+            attributes: { namespace: c.namespace, waitMs: c.lockWaitMs },
+          });
+        }
+        return { data: await this.#loadAndStore(k, loader, entry, lockToken), tier: "l2", result: "miss" };
+      }
+      // Another caller (maybe another replica) is loading: wait for its result, woken by the bus or by polling.
+      await this.#waitFor(k, Math.max(0, Math.min(delay, deadline - performance.now())));
+      delay = Math.min(delay * 2, 200);
+    }
+  }
+
+  #waitFor(k: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.#waiters.get(k);
+      if (set === undefined) {
+        set = new Set();
+        this.#waiters.set(k, set);
+      }
+      const owner = set;
+      const done = () => {
+        clearTimeout(timer);
+        owner.delete(done);
+        if (owner.size === 0 && this.#waiters.get(k) === owner) this.#waiters.delete(k);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      owner.add(done);
+    });
+  }
+
+  /**
+   * Loads and writes the value back. The write is conditional on `fill`, the token that holds the fill lock (or was
+   * registered in the entry) since the last read: Redis refuses it when anybody set, deleted or filled the key
+   * since that read, or when more than the lock TTL passed since it (server time, so a slow loader, a slow network
+   * and a stalled Redis all count).
+   */
+  async #loadAndStore(k: string, loader: Loader<unknown>, entry: EntrySettings, fill: string): Promise<string> {
+    const c = this.#c;
+    let pairs: Awaited<ReturnType<RedisTier["tagVersions"]>>;
+    try {
+      pairs = await c.l2.tagVersions(entry);
+    } catch (err) {
+      if (!(err instanceof RedisUnavailableError)) throw err;
+      return this.loadDirect(k, loader);
+    }
+    const epoch = c.l1.epoch;
+    const t0 = performance.now();
+    let data: string;
+    try {
+      data = await this.#runLoader(k, loader);
+    } catch (err) {
+      c.l2.unlock(k, fill);
+      throw err;
+    }
+    // The script would refuse this write anyway (its deadline counts from before the load): don't send the value.
+    if (performance.now() - t0 >= c.lockTtlMs) {
+      c.l2.unlock(k, fill);
+      return data;
+    }
+    try {
+      if (await c.l2.write(k, data, entry, pairs, fill)) {
+        const now = performance.now();
+        c.l1.store(k, data, now + entry.ttlMs, now + entry.ttlMs + entry.staleMs, pairs, epoch);
+        // Wakes the callers waiting on other replicas (and evicts any older L1 copy there).
+        await c.publish(k);
+      }
+    } catch (err) {
+      if (!(err instanceof RedisUnavailableError)) throw err;
+    }
+    return data;
+  }
+
+  #runLoader(k: string, loader: Loader<unknown>): Promise<string> {
+    const c = this.#c;
+    this.#loads++;
+    return instrument(
+      c.observer,
+      { primitive: "cache", op: "load", name: k, attributes: c.attributes },
+      async () => encodeWith(c.codec, await loader(), "loader result"),
+      { errors: "keep" },
+    );
+  }
+
+  /** Background refresh of a stale entry (this instance holds the fill lock). */
+  #refresh(k: string, loader: Loader<unknown>, entry: EntrySettings, lockToken: string): void {
+    if (this.#refreshing.has(k)) return;
+    this.#refreshing.add(k);
+    this.#loadAndStore(k, loader, entry, lockToken)
+      .catch((error: unknown) => {
+        notifyEvent(this.#c.observer, {
+          primitive: "cache",
+          type: "refresh-error",
+          name: k,
+          attributes: { namespace: this.#c.namespace },
+          ...(error instanceof Error ? { error } : {}),
+        });
+      })
+      .finally(() => this.#refreshing.delete(k));
+  }
+
+  /** Redis is unavailable: serve L1 (up to its stale deadline) or call the loader directly. */
+  async #degraded(k: string, loader: Loader<unknown>): Promise<Outcome> {
+    const e = this.#c.l1.fallback(k);
+    if (e !== undefined) return { data: e.data, tier: "l1", result: e.fresh ? "hit" : "stale", degraded: true };
+    return { data: await this.loadDirect(k, loader), tier: "l2", result: "miss", degraded: true };
+  }
+
+  /** Calls the loader without Redis and keeps the result in L1 for at most `l1.ttlMs`. */
+  async loadDirect(k: string, loader: Loader<unknown>): Promise<string> {
+    const l1 = this.#c.l1;
+    const epoch = l1.epoch;
+    const data = await this.#runLoader(k, loader);
+    const now = performance.now();
+    // Kept for at most l1.ttlMs: invalidations cannot reach us while Redis is down.
+    l1.store(k, data, now + l1.ttlMs, now + l1.ttlMs, [], epoch);
+    return data;
+  }
+}

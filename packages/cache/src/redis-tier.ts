@@ -1,0 +1,213 @@
+import {
+  type CoordisObserver,
+  isCluster,
+  notifyEvent,
+  type RedisClient,
+  randomToken,
+  runScript,
+  type ScriptArgs,
+  type ScriptDef,
+  type ScriptKeys,
+  toCoordisError,
+} from "@coordis/core";
+import type { Cluster, Redis } from "ioredis";
+import type { CircuitBreaker } from "./circuit-breaker.js";
+import type { TagPair } from "./l1.js";
+import type { CacheKeys, EntrySettings } from "./options.js";
+import { cacheScripts } from "./scripts.generated.js";
+
+/** What one read of an entry found. */
+export interface L2Read {
+  /** 0 miss, 1 fresh, 2 stale (tags already checked: an entry with an outdated tag is a miss). */
+  readonly state: 0 | 1 | 2;
+  readonly data: string;
+  /** Deadlines converted to `performance.now()` readings. */
+  readonly fresh: number;
+  readonly stale: number;
+  readonly tags: readonly TagPair[];
+  /** The fill lock is ours (taken, or registered with `register`). */
+  readonly locked: boolean;
+}
+
+/** Random bytes of a fill token. */
+const FILL_TOKEN_BYTES = 12;
+
+/** A fresh fill token (also the fill-lock token). */
+export function fillToken(): string {
+  return randomToken(FILL_TOKEN_BYTES);
+}
+
+const warnedClients = new WeakSet<object>();
+
+/**
+ * The Redis tier of one namespace: entries, their fill locks and tag versions, every call through the circuit
+ * breaker. One script per state change (see lua/cache/).
+ */
+export class RedisTier {
+  readonly #redis: RedisClient;
+  readonly #keys: CacheKeys;
+  readonly #lockTtlMs: number;
+  readonly #breaker: CircuitBreaker;
+
+  constructor(redis: RedisClient, keys: CacheKeys, lockTtlMs: number, breaker: CircuitBreaker) {
+    this.#redis = redis;
+    this.#keys = keys;
+    this.#lockTtlMs = lockTtlMs;
+    this.#breaker = breaker;
+  }
+
+  /**
+   * Reads an entry (one script) and checks its tags. `lockToken` non-empty = when the entry is unusable, take the
+   * fill lock with it; `register` = when another caller holds the lock, register the token in the entry as this
+   * caller's fill token instead (see lua/cache/get.lua).
+   */
+  async read(k: string, lockToken: string, tags: readonly string[], register = false): Promise<L2Read> {
+    const keys = this.#keys.entry(k);
+    // Tags we already know the entry should carry are read in parallel with the entry itself. They live in other
+    // slots than the entry (one slot per tag), so one script cannot read both on a cluster. Both calls are always
+    // awaited: when one fails (Redis unavailable) the other must not be left to reject with nobody listening.
+    const [entry, prefetched] = await Promise.allSettled([
+      this.#script(cacheScripts.get, keys, [lockToken, this.#lockTtlMs, 0, register ? 1 : 0]),
+      this.#readTags(tags),
+    ]);
+    if (entry.status === "rejected") throw entry.reason;
+    if (prefetched.status === "rejected") throw prefetched.reason;
+    const known = prefetched.value;
+    const local = performance.now();
+    const [state, data, f, s, tagsJson, serverNow, locked] = entry.value;
+    let read: L2Read = {
+      state: state as 0 | 1 | 2,
+      data,
+      fresh: local + (f - serverNow),
+      stale: local + (s - serverNow),
+      tags: tagsJson === "" ? [] : (JSON.parse(tagsJson) as TagPair[]),
+      locked: locked === 1,
+    };
+    if (read.state === 0 || read.tags.length === 0) return read;
+    const missing = read.tags.filter(([t]) => !known.has(t)).map(([t]) => t);
+    if (missing.length > 0) for (const [t, v] of await this.#readTags(missing)) known.set(t, v);
+    if (read.tags.every(([t, v]) => known.get(t) === v)) return read;
+    // A tag was invalidated after this value was computed: it is a miss. Take the lock if asked to.
+    if (lockToken !== "" && !read.locked) {
+      const again = await this.#script(cacheScripts.get, keys, [lockToken, this.#lockTtlMs, 1, register ? 1 : 0]);
+      read = { ...read, locked: again[6] === 1 };
+    }
+    return { ...read, state: 0, data: "", tags: [] };
+  }
+
+  /** The current version of each tag, created when missing; read before loading so a concurrent invalidation wins. */
+  async tagVersions(entry: EntrySettings): Promise<TagPair[]> {
+    const ttl = entry.ttlMs + entry.staleMs + this.#lockTtlMs;
+    const versions = await Promise.all(
+      entry.tags.map((t) => this.#script(cacheScripts.tagVersion, [this.#keys.tag(t)], [fillToken(), ttl])),
+    );
+    return entry.tags.map((t, i) => [t, versions[i] as string] as const);
+  }
+
+  /**
+   * Writes a value (one script). With `fill` non-empty the write is conditional on that fill token (see
+   * lua/cache/set.lua). @returns whether it was written
+   */
+  async write(
+    k: string,
+    data: string,
+    entry: EntrySettings,
+    pairs: readonly TagPair[],
+    fill: string,
+  ): Promise<boolean> {
+    const [written] = await this.#script(cacheScripts.set, this.#keys.entry(k), [
+      data,
+      entry.ttlMs,
+      entry.staleMs,
+      pairs.length > 0 ? JSON.stringify(pairs) : "",
+      fill,
+    ]);
+    return written === 1;
+  }
+
+  /** Drops fill token `fill` (and the lock, if it holds it). Fire and forget: its outcome does not matter. */
+  unlock(k: string, fill: string): void {
+    void this.#script(cacheScripts.unlock, this.#keys.entry(k), [fill]).catch(() => {});
+  }
+
+  /** Deletes an entry (and any fill token). @returns whether it existed */
+  async delete(k: string): Promise<boolean> {
+    return (await this.#script(cacheScripts.delete, this.#keys.entry(k), [])) === 1;
+  }
+
+  /** Deletes a tag's version: every entry recorded under it becomes a miss. */
+  async deleteTag(t: string): Promise<void> {
+    await this.#command(() => this.#redis.del(this.#keys.tag(t)));
+  }
+
+  /** SCAN + UNLINK of every key of the namespace, on every master. */
+  async clear(): Promise<void> {
+    const nodes: Redis[] = isCluster(this.#redis) ? (this.#redis as Cluster).nodes("master") : [this.#redis as Redis];
+    for (const node of nodes) {
+      for (const match of this.#keys.patterns) {
+        let cursor = "0";
+        do {
+          const [next, keys] = await this.#command(() => node.scan(cursor, "MATCH", match, "COUNT", 500));
+          cursor = next;
+          if (keys.length > 0) {
+            // One UNLINK per key: on a cluster node the keys of one SCAN page live in different slots.
+            const pipeline = node.pipeline();
+            for (const key of keys) pipeline.unlink(key);
+            await this.#command(() => pipeline.exec());
+          }
+        } while (cursor !== "0");
+      }
+    }
+  }
+
+  /** Reports (once per client, also on the console) a Redis that refuses writes when full instead of evicting. */
+  async checkEvictionPolicy(observer: CoordisObserver | undefined, namespace: string): Promise<void> {
+    try {
+      const policy = (await this.#redis.config("GET", "maxmemory-policy")) as unknown as string[];
+      const memory = (await this.#redis.config("GET", "maxmemory")) as unknown as string[];
+      const name = String(policy[1] ?? "");
+      const max = Number(memory[1] ?? 0);
+      if (name !== "noeviction" || !(max > 0)) return;
+      notifyEvent(observer, {
+        primitive: "cache",
+        type: "eviction-policy",
+        attributes: { namespace, policy: name, maxmemory: max },
+      });
+      if (!warnedClients.has(this.#redis)) {
+        warnedClients.add(this.#redis);
+        console.warn(
+          `@coordis/cache: Redis has maxmemory ${max} with maxmemory-policy noeviction: when it is full, cache writes ` +
+            "fail instead of evicting old entries. Give the cache its own Redis (or DB) with allkeys-lru or allkeys-lfu.",
+        );
+      }
+    } catch {
+      // CONFIG is often disabled on managed Redis: nothing to check then.
+    }
+  }
+
+  async #readTags(tags: readonly string[]): Promise<Map<string, string | null>> {
+    if (tags.length === 0) return new Map();
+    const values = await Promise.all(tags.map((t) => this.#command(() => this.#redis.get(this.#keys.tag(t)))));
+    return new Map(tags.map((t, i) => [t, values[i] ?? null]));
+  }
+
+  /** Runs one script through the circuit breaker. */
+  #script<K extends readonly string[], A extends readonly string[], R>(
+    def: ScriptDef<K, A, R>,
+    keys: ScriptKeys<K>,
+    args: ScriptArgs<A>,
+  ): Promise<R> {
+    return this.#breaker.run(() => runScript(this.#redis, def, keys, args));
+  }
+
+  /** Runs one plain command through the circuit breaker, mapping errors to Coordis errors. */
+  #command<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#breaker.run(async () => {
+      try {
+        return await fn();
+      } catch (err) {
+        throw toCoordisError(err);
+      }
+    });
+  }
+}
