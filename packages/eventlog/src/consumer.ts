@@ -71,6 +71,8 @@ export interface ConsumerStats {
 }
 
 const RETRY_MS = 200;
+/** Default deadline of {@link Consumer.stop}, ms. */
+export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 /** Most ids one XACK carries: a turn that handled more entries sends several. */
 const MAX_ACK_IDS = 1_000;
 
@@ -157,6 +159,8 @@ export class Consumer<T = unknown> {
   private conn: Redis | Cluster | undefined;
   private loops: Promise<unknown> | undefined;
   private stopped: Promise<void> | undefined;
+  /** stop() resolved: nothing is scheduled any more. */
+  private closed = false;
   private counters = { acked: 0, failed: 0, deadLettered: 0, claimed: 0 };
 
   /** @internal use {@link ConsumerGroup.consume} */
@@ -222,18 +226,40 @@ export class Consumer<T = unknown> {
   /**
    * Stops reading and claiming, waits for the current read to return (at most `blockMs`), then drains: every
    * entry already received is handled and, when its handler succeeded, acknowledged (its XACK answered) before
-   * this resolves; a failed one is left pending or dead-lettered as usual. Idempotent.
+   * this resolves; a failed one is left pending or dead-lettered as usual. Idempotent (the first call's deadline
+   * holds).
+   *
+   * Bounded: it resolves within `timeoutMs` (default {@link DEFAULT_STOP_TIMEOUT_MS}) whatever Redis does (down,
+   * partitioned, the client stuck reconnecting) and however long handlers run. At the deadline it closes its own
+   * connection (ending a blocking read at once) and stops waiting: handlers still running finish in the background
+   * and their entries are acknowledged if Redis answers; any entry not acknowledged stays pending and is delivered
+   * again after `claimIdleMs` (at least once, as always).
+   * @throws InvalidArgumentError for a bad `timeoutMs` (1 ms – 1 day)
    */
-  stop(): Promise<void> {
-    this.stopped ??= (async () => {
-      this.stopper.abort();
-      this.changed();
+  stop(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.stopped !== undefined) return this.stopped;
+    const opts = validate.options<{ timeoutMs?: number }>("options", options);
+    const timeoutMs =
+      opts.timeoutMs === undefined
+        ? DEFAULT_STOP_TIMEOUT_MS
+        : validate.durationMs("options.timeoutMs", opts.timeoutMs, { min: 1, max: 86_400_000 });
+    this.stopper.abort();
+    this.changed();
+    const drained = (async () => {
       await this.loops;
       while (this.busy()) await this.nextChange();
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    this.stopped = Promise.race([drained, deadline]).then(() => {
+      this.closed = true;
+      clearTimeout(timer);
       clearTimeout(this.refreshTimer);
       this.refreshTimer = undefined;
       this.conn?.disconnect();
-    })();
+    });
     return this.stopped;
   }
 
@@ -320,6 +346,8 @@ export class Consumer<T = unknown> {
       }
       try {
         await this.group.create();
+        // stop() may have given up waiting meanwhile: open nothing after it.
+        if (this.stopping) break;
         this.conn ??= this.openConnection();
         const count = this.room();
         if (count <= 0) continue;
@@ -401,7 +429,7 @@ export class Consumer<T = unknown> {
   }
 
   private scheduleRefresh(): void {
-    if (this.refreshTimer !== undefined || this.held.size === 0) return;
+    if (this.refreshTimer !== undefined || this.held.size === 0 || this.closed) return;
     this.refreshTimer = setTimeout(this.refreshNow, this.refreshEveryMs);
   }
 

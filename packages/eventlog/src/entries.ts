@@ -13,8 +13,18 @@ export interface Entry<T = unknown> {
   readonly data: T;
   /** With `chain: true`: this entry's hash (hex SHA-1). */
   readonly hash?: string;
-  /** With `chain: true`: the previous entry's hash (40 zeros for the first entry). */
+  /** With `chain: true`: the previous entry's hash (40 zeros for the first entry; 64 for a keyed chain). */
   readonly prevHash?: string;
+  /** With a keyed chain: the id of the key its MAC was computed with. */
+  readonly keyId?: string;
+  /**
+   * On a chained log, from `read()` and `tail()`: `true` when the entry is a valid link of the chain (its hash or
+   * MAC matches, it follows the valid entry before it, and it is not after the recorded head); `false` only with
+   * `unverified: "mark"`, with {@link Entry.unverifiedReason}.
+   */
+  readonly verified?: boolean;
+  /** Why the entry is not a valid link (`verified: false`). */
+  readonly unverifiedReason?: string;
 }
 
 /** The previous-hash of the very first entry of a chained log. */
@@ -87,6 +97,7 @@ export function parseEntry<T>(raw: RawEntry): Entry<T> {
   }
   const hash = fieldOf(fields, "h");
   const prevHash = fieldOf(fields, "p");
+  const keyId = fieldOf(fields, "k");
   return {
     id,
     seq: Number(fieldOf(fields, "s") ?? 0),
@@ -94,6 +105,7 @@ export function parseEntry<T>(raw: RawEntry): Entry<T> {
     data: data as T,
     ...(hash === undefined ? {} : { hash }),
     ...(prevHash === undefined ? {} : { prevHash }),
+    ...(keyId === undefined ? {} : { keyId }),
   };
 }
 

@@ -29,3 +29,37 @@ export class GapError extends CoordisError {
     this.missed = missed;
   }
 }
+
+/**
+ * An idempotency key was used again within its window with a different payload: nothing was appended. Almost always
+ * a client bug (a key reused for another operation). `entryId` is the entry the key first appended.
+ */
+export class IdempotencyConflictError extends CoordisError {
+  readonly idempotencyKey: string;
+  readonly entryId: string;
+
+  constructor(idempotencyKey: string, entryId: string) {
+    super(
+      "ERR_EVENTLOG_IDEMPOTENCY_CONFLICT",
+      `idempotency key ${JSON.stringify(idempotencyKey.slice(0, 80))} was already used for a different payload (entry ${entryId})`,
+    );
+    this.idempotencyKey = idempotencyKey;
+    this.entryId = entryId;
+  }
+}
+
+/**
+ * A chained log holds an entry that is not a valid part of its chain (not appended by EventLog.append, changed,
+ * forged, or following a deleted entry): `read()` / `tail()` with `unverified: "reject"` (the default) throw this
+ * instead of returning it.
+ */
+export class UnverifiedEntryError extends CoordisError {
+  readonly entryId: string;
+  readonly reason: string;
+
+  constructor(entryId: string, reason: string) {
+    super("ERR_EVENTLOG_UNVERIFIED", `entry ${entryId} is not a valid part of the chain: ${reason}`);
+    this.entryId = entryId;
+    this.reason = reason;
+  }
+}

@@ -24,19 +24,32 @@ import {
   validatePrefix,
 } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
+import {
+  afterHead,
+  type ChainMode,
+  type ChainOption,
+  checkOwn,
+  entryMac,
+  genesisOf,
+  KEYED_GENESIS_HASH,
+  type Link,
+  LinkChecker,
+  linkBreak,
+  parseChain,
+  payloadDigest,
+} from "./chain.js";
 import { ConsumerGroup, type ConsumerGroupOptions } from "./consumer-group.js";
 import {
   compareIds,
   type Entry,
-  entryHash,
   fieldOf,
-  GENESIS_HASH,
   idAfter,
   idBefore,
   parseEntry,
   type RawEntry,
   validateStreamId,
 } from "./entries.js";
+import { IdempotencyConflictError, UnverifiedEntryError } from "./errors.js";
 import { eventlogScripts } from "./scripts.generated.js";
 import { type TailOptions, tailLog } from "./tail.js";
 
@@ -55,8 +68,25 @@ export interface EventLogOptions {
   maxLen?: number;
   /** Trim entries older than this many ms (server time; XTRIM MINID ~, approximate like `maxLen`). */
   maxAgeMs?: number;
-  /** Hash-chain every entry for tamper evidence ({@link EventLog.verify}). Default false. */
-  chain?: boolean;
+  /**
+   * Chain every entry for tamper evidence ({@link EventLog.verify}): `true` = SHA-1 chain computed inside Redis
+   * (detects naive tampering; anyone with write access to Redis can rewrite it consistently), or
+   * `{ key, keyId, previousKeys? }` = HMAC-SHA256 chain under a key only the application holds (write access to
+   * Redis is not enough to forge it). Default false. See the README's threat model.
+   */
+  chain?: ChainOption;
+  /**
+   * What `read()` and `tail()` of a chained log do with an entry that is not a valid link of the chain: `"reject"`
+   * (default: throw {@link UnverifiedEntryError}), `"mark"` (return it with `verified: false` and
+   * `unverifiedReason`), `"skip"` (leave it out). Valid entries carry `verified: true`.
+   */
+  unverified?: UnverifiedMode;
+  /**
+   * An idempotency key used again with a different payload: `"error"` (default) rejects the append with
+   * {@link IdempotencyConflictError}; `"report"` resolves `{ id, duplicate: true, conflict: true }`. Nothing is
+   * appended either way.
+   */
+  idempotencyConflict?: "error" | "report";
   /** Key prefix; default `"coordis"`. The stream is `<prefix>:log:{<name>}`. */
   prefix?: string;
   /** Receives `append` / `read` operations and consumer events. */
@@ -81,10 +111,26 @@ export interface EventLogOptions {
   durability?: DurabilityOptions;
 }
 
+/** What read() and tail() do with an entry that is not a valid link of a chained log. */
+export type UnverifiedMode = "reject" | "mark" | "skip";
+
 interface QueuedAppend {
   readonly payload: string;
   readonly idem: string | undefined;
+  readonly digest: string;
 }
+
+/** The state of a keyed chain an append builds on: as last seen by this instance. */
+interface KeyedState {
+  last: string | null;
+  head: string;
+  seq: number;
+  /** Server time minus local time, ms (from the last reply: an underestimate, so ids are never in the future). */
+  offsetMs: number;
+}
+
+/** Attempts of one keyed append before it gives up (others kept appending first). */
+const MAX_KEYED_ATTEMPTS = 100;
 
 /** Options of {@link EventLog.append}. */
 export interface AppendOptions {
@@ -101,6 +147,8 @@ export interface AppendResult {
   readonly id: string;
   /** True when the idempotency key had been used within its window: nothing was appended. */
   readonly duplicate: boolean;
+  /** With `idempotencyConflict: "report"`: true when the key had been used with a different payload. */
+  readonly conflict?: boolean;
 }
 
 /** Options of {@link EventLog.read}. Cursors are exclusive stream ids. */
@@ -113,6 +161,8 @@ export interface ReadOptions {
   limit?: number;
   /** Newest first. */
   reverse?: boolean;
+  /** Chained logs: what to do with an entry that is not a valid link; default the log's `unverified` option. */
+  unverified?: UnverifiedMode;
 }
 
 /** A page of {@link EventLog.read}. */
@@ -127,14 +177,27 @@ export interface ReadPage<T> {
 
 /** Result of {@link EventLog.verify}. */
 export interface VerifyResult {
+  /** True when every entry of the stream is a valid link and the chain ends at the recorded head. */
   readonly ok: boolean;
-  /** Id of the first entry where the chain is broken. */
+  /** Id of the first entry where something is wrong (a broken link or an entry not part of the chain). */
   readonly brokenAt?: string;
   /** What is wrong there. */
   readonly reason?: string;
-  /** Entries checked. */
+  /** Valid entries of the chain checked. */
   readonly checked: number;
+  /**
+   * Every entry of the stream that is not part of the chain, oldest first (at most {@link MAX_REPORTED} listed;
+   * `unchainedCount` counts them all): added by something other than EventLog.append (missing chain fields, or after
+   * the recorded head), changed, or with a hash/MAC that does not verify.
+   */
+  readonly unchained: ReadonlyArray<{ readonly id: string; readonly reason: string }>;
+  readonly unchainedCount: number;
 }
+
+const UNVERIFIED_MODES = ["reject", "mark", "skip"] as const;
+
+/** Most entries {@link VerifyResult.unchained} lists. */
+export const MAX_REPORTED = 1_000;
 
 /** An entry of the dead-letter stream. */
 export interface DeadLetter<T = unknown> {
@@ -163,66 +226,78 @@ export interface EventLogKeys {
 
 const PAGE = 1_000;
 
-/** An entry of the chain, as verify() checked it. */
-interface ChainLink {
-  readonly id: string;
-  readonly hash: string;
-  readonly seq: number;
-}
-
-/** What {@link checkPage} found. */
-interface PageOutcome {
-  /** Entries checked before the break (all of them when none). */
-  readonly checked: number;
-  /** The last entry checked. */
-  readonly last: ChainLink | undefined;
-  readonly broken?: { readonly id: string; readonly reason: string };
-  /**
-   * The break is at the page's first entry, in a check against what lies outside the page (the anchor or the entry
-   * before it): a retention trim between two reads can cause it, so it is decided again on an atomic read.
-   */
-  readonly boundary: boolean;
+/** verify()'s walk: the chain followed so far and what it found. */
+interface Walk {
+  /** The last valid link. */
+  prev: Link | undefined;
+  /** The claimed hash and seq of the last entry that failed its own check (an edit): the next may link to it. */
+  alt: { hash: string; seq: number } | undefined;
+  checked: number;
+  broken: { id: string; reason: string } | undefined;
+  unchained: Array<{ id: string; reason: string }>;
+  unchainedCount: number;
 }
 
 /**
- * Checks one page of the chain, following `prev` (the last entry checked before it; none for the oldest page). The
- * page's first entry follows `prev` unless retention trimmed past `prev` (the anchor lies after it): then it must be
- * the anchor, like the oldest entry of the log, which is the genesis entry when no trim happened yet.
+ * Checks one page of verify()'s walk (read atomically with the meta hash's `last` and `anchor`), oldest first. An
+ * entry after the recorded last id, without chain fields, or whose hash/MAC does not match is not part of the
+ * chain: listed, and the walk goes on from the last valid link (or from the claimed hash of a changed entry, so the
+ * entry after an edit is not reported too). A valid entry that does not follow the last valid one is a break
+ * (deletion, or an insertion before it): reported, and the chain continues from it. The page's first valid entry
+ * follows `prev` unless retention trimmed past `prev` (the anchor lies after it): then it must be the anchor, like the
+ * oldest entry of the log, which is the genesis entry when no trim happened yet.
  */
-function checkPage(page: readonly RawEntry[], anchor: string | null, prev: ChainLink | undefined): PageOutcome {
-  let last = prev;
-  let fromAnchor = prev === undefined || (anchor !== null && compareIds(anchor, prev.id) > 0);
-  for (let i = 0; i < page.length; i++) {
-    const [id, fields] = page[i] as RawEntry;
-    const stop = (reason: string, boundary = false): PageOutcome => ({
-      checked: i,
-      last,
-      broken: { id, reason },
-      boundary: boundary && i === 0,
-    });
-    const p = fieldOf(fields, "p");
-    const h = fieldOf(fields, "h");
-    const s = fieldOf(fields, "s");
-    const d = fieldOf(fields, "d");
-    if (p === undefined || h === undefined || s === undefined || d === undefined) {
-      return stop("entry lacks chain fields (inserted by something other than EventLog.append)");
+function walkPage(mode: ChainMode, walk: Walk, page: readonly RawEntry[], last: string | null, anchor: string | null) {
+  const unchained = (id: string, reason: string) => {
+    walk.unchainedCount++;
+    if (walk.unchained.length < MAX_REPORTED) walk.unchained.push({ id, reason });
+  };
+  for (const [id, fields] of page) {
+    if (afterHead(id, last)) {
+      unchained(id, "entry after the recorded head (not appended by EventLog.append)");
+      continue;
     }
-    if (entryHash(p, id, s, d) !== h) return stop("entry content does not match its hash (changed)");
-    if (fromAnchor) {
-      if (anchor === null && (p !== GENESIS_HASH || s !== "1")) {
-        return stop("the first entry is not the genesis entry and no retention trim happened (deleted)", true);
-      }
-      if (anchor !== null && compareIds(id, anchor) !== 0) {
-        return stop(`the oldest entry is not the first entry kept by retention (${anchor}): deleted`, true);
-      }
-      fromAnchor = false;
-    } else if (last !== undefined) {
-      if (p !== last.hash) return stop("previous-hash does not match the entry before it (inserted or deleted)", true);
-      if (Number(s) !== last.seq + 1) return stop("sequence gap (an entry before it was deleted)", true);
+    const own = checkOwn(mode, id, fields);
+    if (!own.ok) {
+      unchained(id, own.reason);
+      if (own.claimed !== undefined) walk.alt = own.claimed;
+      continue;
     }
-    last = { id, hash: h, seq: Number(s) };
+    const { link } = own;
+    let reason: string | undefined;
+    const prev = walk.prev;
+    if (prev === undefined || (anchor !== null && compareIds(anchor, prev.id) > 0)) {
+      if (anchor === null && (link.prevHash !== genesisOf(mode) || link.seq !== 1)) {
+        reason = "the first entry is not the genesis entry and no retention trim happened (deleted)";
+      } else if (anchor !== null && compareIds(id, anchor) !== 0) {
+        reason = `the oldest entry is not the first entry kept by retention (${anchor}): deleted`;
+      }
+    } else {
+      reason = linkBreak(link, prev);
+    }
+    // It follows a changed entry (already listed): the chain goes on through it.
+    if (reason !== undefined && walk.alt !== undefined && linkBreak(link, walk.alt) === undefined) reason = undefined;
+    if (reason !== undefined) walk.broken ??= { id, reason };
+    walk.prev = link;
+    walk.alt = undefined;
+    walk.checked++;
   }
-  return { checked: page.length, last, boundary: false };
+}
+
+/** Applies `unverified` to entries of a chained log: valid ones get `verified: true`. */
+export function applyVerdicts<T>(
+  entries: Entry<T>[],
+  verdicts: ReadonlyMap<string, string | undefined>,
+  mode: UnverifiedMode,
+): Entry<T>[] {
+  const out: Entry<T>[] = [];
+  for (const e of entries) {
+    const reason = verdicts.get(e.id);
+    if (reason === undefined) out.push({ ...e, verified: true });
+    else if (mode === "reject") throw new UnverifiedEntryError(e.id, reason);
+    else if (mode === "mark") out.push({ ...e, verified: false, unverifiedReason: reason });
+  }
+  return out;
 }
 
 function errorOf(err: unknown): Error {
@@ -244,7 +319,18 @@ export class EventLog<T = unknown> {
   readonly name: string;
   /** Its Redis keys. */
   readonly keys: EventLogKeys;
+  /** Whether entries are chained (SHA-1 or keyed). */
   readonly chain: boolean;
+  /** The key id new entries are signed with, for a keyed chain. */
+  readonly chainKeyId: string | undefined;
+  /** @internal how entries are chained */
+  readonly chainMode: ChainMode | undefined;
+  /** @internal default of read()'s and tail()'s `unverified` */
+  readonly unverified: UnverifiedMode;
+  private readonly conflict: "error" | "report";
+  /** Keyed chain: the state the next append builds on, and the tail of the queue that runs appends one at a time. */
+  private keyed: KeyedState | undefined;
+  private keyedQueue: Promise<unknown> = Promise.resolve();
   /** @internal */
   readonly redis: RedisClient;
   /** @internal */
@@ -275,7 +361,17 @@ export class EventLog<T = unknown> {
     this.name = name;
     this.maxLen = opts.maxLen === undefined ? 0 : validate.positiveInteger("options.maxLen", opts.maxLen);
     this.maxAgeMs = opts.maxAgeMs === undefined ? 0 : validate.durationMs("options.maxAgeMs", opts.maxAgeMs);
-    this.chain = opts.chain === undefined ? false : validate.boolean("options.chain", opts.chain);
+    this.chainMode = parseChain(opts.chain);
+    this.chain = this.chainMode !== undefined;
+    this.chainKeyId = this.chainMode?.keyed === true ? this.chainMode.keyId : undefined;
+    this.unverified =
+      opts.unverified === undefined
+        ? "reject"
+        : validate.oneOf("options.unverified", opts.unverified, UNVERIFIED_MODES);
+    this.conflict =
+      opts.idempotencyConflict === undefined
+        ? "error"
+        : validate.oneOf("options.idempotencyConflict", opts.idempotencyConflict, ["error", "report"]);
     this.observer = validate.observer("options.observer", opts.observer);
     this.maxEventBytes =
       opts.maxEventBytes === undefined
@@ -297,6 +393,9 @@ export class EventLog<T = unknown> {
     this.durability = parseDurability("options.durability", opts.durability, [redis]);
     if (this.durability !== undefined && batch !== undefined) {
       throw new InvalidArgumentError("options.durability", "cannot be combined with options.batch");
+    }
+    if (this.chainMode?.keyed === true && batch !== undefined) {
+      throw new InvalidArgumentError("options.batch", "cannot be combined with a keyed chain");
     }
     if (batch !== undefined) this.batcher = new Batcher(batch, (items) => this.sendBatch(items));
   }
@@ -321,18 +420,26 @@ export class EventLog<T = unknown> {
       opts.idempotencyKey === undefined
         ? undefined
         : validate.string("options.idempotencyKey", opts.idempotencyKey, { maxBytes: MAX_IDEMPOTENCY_KEY_BYTES });
+    // The payload's digest is stored with the idempotency key, so a reuse with another payload is told apart.
+    const digest = idem === undefined ? "" : payloadDigest(payload);
     const started = performance.now();
     try {
       let result: AppendResult;
       if (this.batcher !== undefined) {
         // One group: every key of a log shares its hash tag.
-        result = await this.batcher.add(0, { payload, idem });
+        result = await this.batcher.add(0, { payload, idem, digest });
+      } else if (this.chainMode?.keyed === true) {
+        const mode = this.chainMode;
+        // One keyed append at a time per instance: each builds on the head the previous one left.
+        const run = this.keyedQueue.then(() => this.appendKeyed(mode, payload, idem, digest));
+        this.keyedQueue = run.catch(() => {});
+        result = await run;
       } else {
         const { reply, error } = await runScriptDurable(
           this.redis,
           eventlogScripts.append,
           [this.keys.stream, this.keys.meta, idem === undefined ? this.noDedupeKey : this.keys.dedupe(idem)],
-          [payload, idem === undefined ? 0 : this.windowMs, this.maxLen, this.maxAgeMs, this.chain ? 1 : 0],
+          [payload, idem === undefined ? 0 : this.windowMs, this.maxLen, this.maxAgeMs, this.chain ? 1 : 0, digest],
           this.durability,
         );
         // Appended on the primary, not confirmed on the replicas: it may be lost in a failover. An entry cannot be
@@ -340,7 +447,7 @@ export class EventLog<T = unknown> {
         // while the entry survives.
         if (error !== undefined) throw error;
         const [id, duplicate] = reply;
-        result = { id, duplicate: duplicate === 1 };
+        result = this.outcome(id, duplicate, idem);
       }
       if (this.observer?.onOperation === undefined) return result;
       notifyOperation(this.observer, {
@@ -365,6 +472,81 @@ export class EventLog<T = unknown> {
     }
   }
 
+  /** An append's result from the script's duplicate flag (0 appended, 1 duplicate, 2 idempotency conflict). */
+  private outcome(id: string, duplicate: number, idem: string | undefined): AppendResult {
+    if (duplicate !== 2) return { id, duplicate: duplicate === 1 };
+    if (this.conflict === "report") return { id, duplicate: true, conflict: true };
+    throw new IdempotencyConflictError(idem ?? "", id);
+  }
+
+  /**
+   * One append to a keyed chain: the MAC is computed here (the key never reaches Redis) over the head, sequence
+   * number and id this instance last saw; the script appends only when they are still current, and otherwise answers
+   * the current state, on which the next attempt builds (optimistic: another process appended meanwhile). The first
+   * append of an instance learns the state that way (two round trips).
+   */
+  private async appendKeyed(
+    mode: Extract<ChainMode, { keyed: true }>,
+    payload: string,
+    idem: string | undefined,
+    digest: string,
+  ): Promise<AppendResult> {
+    const dedupe = idem === undefined ? this.noDedupeKey : this.keys.dedupe(idem);
+    for (let attempt = 0; attempt < MAX_KEYED_ATTEMPTS; attempt++) {
+      const state = this.keyed;
+      let id = "0-0";
+      let prev = "";
+      let seq = 0;
+      let mac = "";
+      if (state !== undefined) {
+        const nowMs = Date.now() + state.offsetMs;
+        const [lastMs, lastSeq] = state.last === null ? [-1, 0] : state.last.split("-").map(Number);
+        id = nowMs > (lastMs as number) ? `${nowMs}-0` : `${lastMs}-${(lastSeq as number) + 1}`;
+        prev = state.head;
+        seq = state.seq + 1;
+        mac = entryMac(mode.key, prev, id, seq, mode.keyId, payload);
+      }
+      const { reply, error } = await runScriptDurable(
+        this.redis,
+        eventlogScripts.appendKeyed,
+        [this.keys.stream, this.keys.meta, dedupe],
+        [
+          payload,
+          idem === undefined ? 0 : this.windowMs,
+          this.maxLen,
+          this.maxAgeMs,
+          digest,
+          prev,
+          seq,
+          id,
+          mode.keyId,
+          mac,
+        ],
+        this.durability,
+      );
+      const [replyId, status, now, last, head, lastSeqNo] = reply;
+      const offsetMs = Number(now) - Date.now();
+      if (status === 3) {
+        this.keyed = {
+          last: last === undefined || last === "" || last === null ? null : last,
+          head: head === undefined || head === "" || head === null ? KEYED_GENESIS_HASH : head,
+          seq: Number(lastSeqNo ?? 0),
+          offsetMs,
+        };
+        continue;
+      }
+      // Each reply underestimates the offset by its transit time (and a durable append's WAIT): keep the best one.
+      if (status === 0)
+        this.keyed = { last: id, head: mac, seq, offsetMs: Math.max(offsetMs, state?.offsetMs ?? offsetMs) };
+      if (error !== undefined) throw error;
+      return this.outcome(replyId, status, idem);
+    }
+    throw new CoordisError(
+      "ERR_EVENTLOG_CONTENDED",
+      `log "${this.name}": ${MAX_KEYED_ATTEMPTS} keyed append attempts were overtaken by other appenders`,
+    );
+  }
+
   /**
    * Reads one page of entries between exclusive cursors, oldest first (or newest first with `reverse`).
    * @throws InvalidArgumentError for a cursor that is not a stream id or a limit outside 1–1000 (nothing is sent)
@@ -376,6 +558,10 @@ export class EventLog<T = unknown> {
     const limit =
       opts.limit === undefined ? 100 : validate.positiveInteger("options.limit", opts.limit, MAX_READ_LIMIT);
     const reverse = opts.reverse === undefined ? false : validate.boolean("options.reverse", opts.reverse);
+    const unverified =
+      opts.unverified === undefined
+        ? this.unverified
+        : validate.oneOf("options.unverified", opts.unverified, UNVERIFIED_MODES);
     // Exclusive cursors become inclusive bounds: nothing lies after the largest id or before 0-0 (Redis would reject
     // an exclusive range from or to those).
     const low = after === undefined ? "-" : idAfter(after);
@@ -384,18 +570,30 @@ export class EventLog<T = unknown> {
     this.flushAppends();
     const started = performance.now();
     let raw: RawEntry[];
+    let verdicts: Map<string, string | undefined> | undefined;
     try {
       if (empty) raw = [];
-      else
+      else if (this.chainMode !== undefined) {
+        const [last, anchor, page, before] = await runScript(
+          this.redis,
+          eventlogScripts.readChained,
+          [this.keys.stream, this.keys.meta],
+          [reverse ? 1 : 0, low, high, limit + 1],
+        );
+        raw = page;
+        verdicts = this.checkLinks(reverse ? [...page].reverse() : page, before, last, anchor);
+      } else
         raw = (
           reverse
             ? await this.redis.xrevrange(this.keys.stream, high, low, "COUNT", limit + 1)
             : await this.redis.xrange(this.keys.stream, low, high, "COUNT", limit + 1)
         ) as RawEntry[];
     } catch (err) {
-      throw toCoordisError(err);
+      throw toCoordisError(err, eventlogScripts.readChained.name);
     }
-    const entries = raw.slice(0, limit).map((r) => parseEntry<T>(r));
+    let entries = raw.slice(0, limit).map((r) => parseEntry<T>(r));
+    const cursor = entries.at(-1)?.id;
+    if (verdicts !== undefined) entries = applyVerdicts(entries, verdicts, unverified);
     notifyOperation(this.observer, {
       primitive: "eventlog",
       op: "read",
@@ -403,8 +601,34 @@ export class EventLog<T = unknown> {
       durationMs: performance.now() - started,
       name: this.name,
     });
-    const last = entries.at(-1);
-    return raw.length > limit && last !== undefined ? { entries, next: last.id } : { entries };
+    return raw.length > limit && cursor !== undefined ? { entries, next: cursor } : { entries };
+  }
+
+  /**
+   * Checks a page's links, oldest first, starting from the nearest valid entry among those before it (`before`,
+   * newest first); returns each entry's verdict (undefined = a valid link).
+   * @internal
+   */
+  checkLinks(
+    page: readonly RawEntry[],
+    before: readonly RawEntry[],
+    last: string | null,
+    anchor: string | null,
+  ): Map<string, string | undefined> {
+    const mode = this.chainMode as ChainMode;
+    let start: { hash: string; seq: number } | undefined;
+    for (const [id, fields] of before) {
+      if (afterHead(id, last)) continue;
+      const own = checkOwn(mode, id, fields);
+      if (own.ok) {
+        start = { hash: own.link.hash, seq: own.link.seq };
+        break;
+      }
+    }
+    const checker = new LinkChecker(mode, start);
+    const verdicts = new Map<string, string | undefined>();
+    for (const [id, fields] of page) verdicts.set(id, checker.check(id, fields, last, anchor)?.reason);
+    return verdicts;
   }
 
   /**
@@ -453,90 +677,72 @@ export class EventLog<T = unknown> {
   }
 
   /**
-   * Walks the whole log (pages of 1000, several round trips) and checks the hash chain: each entry's hash matches
-   * its content, each entry points at its predecessor's hash, the newest entry is the recorded head, and the oldest
-   * entry is either the genesis entry or the first entry kept after the last retention trim (the trim anchor).
-   * Entries appended after `verify()` started are not checked.
+   * Walks the whole stream to its real end (pages of 1000, one script call each) and checks the chain: each entry's
+   * hash (or MAC, for a keyed chain) matches its content, each entry follows the one before it, the newest chained
+   * entry is the recorded head, and the oldest is either the genesis entry or the first entry kept after the last
+   * retention trim (the trim anchor). Every entry that is not part of the chain is listed in `unchained`: one added by
+   * anything other than `EventLog.append` (without chain fields, or after the recorded head — every append records its
+   * id in the same script, so an entry past it in the same atomic read was not appended by it), changed, or whose
+   * hash/MAC does not verify. The walk goes on after a problem, so one report names all of them.
    *
-   * A sound log verifies while appends go on and retention trims it. Each page is one XRANGE (a consistent
-   * snapshot of its entries); a check that involves what lies outside the page (the oldest entry against the
-   * anchor, a page's first entry against the entry before it, the newest entry against the head) and fails is
-   * decided again on a re-read of that page done in one atomic step with the meta hash (one script), so a trim that
-   * ran between two reads is never taken for a deletion. When retention trimmed past the walk between two pages, the
-   * walk goes on at the new anchor (the trimmed entries are no longer part of the log); when it trimmed past the
-   * newest entry the walk started with, nothing is left to check.
-   * @returns `{ ok: true }` or the first entry where the chain breaks
-   * @throws CoordisError `ERR_EVENTLOG_NOT_CHAINED` for a log without `chain: true`
+   * A sound log verifies while appends go on and retention trims it: each page is read in one atomic step with the
+   * meta hash (lua/eventlog/verify-page.lua), so the anchor and the recorded head it is checked against are those of
+   * the same moment; a walk overtaken by retention continues at the new anchor. Entries appended while it runs are
+   * checked too, up to the end of the stream when the last page was read.
+   * @returns `{ ok: true }`, or the first problem (`brokenAt`, `reason`) and every entry not part of the chain
+   * @throws CoordisError `ERR_EVENTLOG_NOT_CHAINED` for a log without `chain`
    */
   async verify(): Promise<VerifyResult> {
-    if (!this.chain)
+    const mode = this.chainMode;
+    if (mode === undefined)
       throw new CoordisError("ERR_EVENTLOG_NOT_CHAINED", `log "${this.name}" was not created with chain: true`);
     this.flushAppends();
-    let checked = 0;
-    const broken = (id: string, reason: string): VerifyResult => ({ ok: false, brokenAt: id, reason, checked });
-    let prev: ChainLink | undefined;
-
-    // The first page, with the newest entry and the head hash the walk checks up to.
-    let meta: (string | null)[];
-    let page: RawEntry[] = [];
-    let length = 0;
-    try {
-      meta = await this.redis.hmget(this.keys.meta, "last", "head", "anchor");
-      if (meta[0] === null || meta[0] === undefined) length = await this.redis.xlen(this.keys.stream);
-      else page = (await this.redis.xrange(this.keys.stream, "-", meta[0], "COUNT", PAGE)) as RawEntry[];
-    } catch (err) {
-      throw toCoordisError(err);
-    }
-    let [lastId = null, headHash = null, anchor = null] = meta as [string | null, string | null, string | null];
-    let outcome = lastId === null ? undefined : checkPage(page, anchor, prev);
-    if ((lastId === null && length > 0) || outcome?.boundary === true) {
-      // Decided on an atomic read: an append or a trim may have run between the reads above.
-      [lastId, headHash, anchor, page, length] = await this.verifyPage("-", "");
-      outcome = lastId === null ? undefined : checkPage(page, anchor, prev);
-    }
-    if (lastId === null || outcome === undefined) {
-      if (length > 0) return broken("0-0", "entries exist but the log has no recorded head");
-      return { ok: true, checked };
-    }
-
+    const walk: Walk = {
+      prev: undefined,
+      alt: undefined,
+      checked: 0,
+      broken: undefined,
+      unchained: [],
+      unchainedCount: 0,
+    };
+    let start = "-";
+    let last: string | null;
+    let head: string | null;
     for (;;) {
-      checked += outcome.checked;
-      if (outcome.broken !== undefined) return broken(outcome.broken.id, outcome.broken.reason);
-      prev = outcome.last ?? prev;
-      if (page.length < PAGE || prev === undefined) break;
-      const start = `(${prev.id}`;
-      try {
-        page = (await this.redis.xrange(this.keys.stream, start, lastId, "COUNT", PAGE)) as RawEntry[];
-      } catch (err) {
-        throw toCoordisError(err);
-      }
-      outcome = checkPage(page, anchor, prev);
-      if (outcome.boundary) {
-        [, , anchor, page] = await this.verifyPage(start, lastId);
-        outcome = checkPage(page, anchor, prev);
-      }
+      let anchor: string | null;
+      let page: RawEntry[];
+      [last, head, anchor, page] = await this.verifyPage(start);
+      walkPage(mode, walk, page, last, anchor);
+      const final = page.at(-1);
+      if (page.length < PAGE || final === undefined) break;
+      start = `(${final[0]}`;
     }
-    if (prev !== undefined && prev.id === lastId && prev.hash === headHash) return { ok: true, checked };
-    if (prev !== undefined) {
-      // The walk ended before the newest entry: retention may have trimmed past it since the first page.
-      [, , anchor] = await this.verifyPage(`(${prev.id}`, lastId);
-      if (anchor !== null && compareIds(anchor, lastId) > 0) return { ok: true, checked };
+    // The last page was read with the meta hash: the newest chained entry must be the recorded head.
+    const prev = walk.prev;
+    if (last !== null && (prev === undefined || prev.id !== last || prev.hash !== head)) {
+      walk.broken ??= {
+        id: prev?.id ?? last,
+        reason: "the newest entry is not the recorded head (deleted or replaced)",
+      };
     }
-    return broken(prev?.id ?? lastId, "the newest entry is not the recorded head (deleted or replaced)");
+    const firstUnchained = walk.unchained[0];
+    let problem = walk.broken;
+    if (firstUnchained !== undefined && (problem === undefined || compareIds(firstUnchained.id, problem.id) < 0)) {
+      problem = firstUnchained;
+    }
+    return {
+      ok: problem === undefined,
+      ...(problem === undefined ? {} : { brokenAt: problem.id, reason: problem.reason }),
+      checked: walk.checked,
+      unchained: walk.unchained,
+      unchainedCount: walk.unchainedCount,
+    };
   }
 
   /** One page of {@link EventLog.verify} read in one atomic step with the meta hash (see lua/eventlog/verify-page.lua). */
-  private async verifyPage(
-    start: string,
-    upTo: string,
-  ): Promise<[string | null, string | null, string | null, RawEntry[], number]> {
+  private async verifyPage(start: string): Promise<[string | null, string | null, string | null, RawEntry[]]> {
     try {
-      return await runScript(
-        this.redis,
-        eventlogScripts.verifyPage,
-        [this.keys.stream, this.keys.meta],
-        [start, upTo, PAGE],
-      );
+      return await runScript(this.redis, eventlogScripts.verifyPage, [this.keys.stream, this.keys.meta], [start, PAGE]);
     } catch (err) {
       throw toCoordisError(err, eventlogScripts.verifyPage.name);
     }
@@ -591,18 +797,22 @@ export class EventLog<T = unknown> {
     // Only calls with an idempotency key send a dedupe key (in call order); see lua/eventlog/append-batch.lua.
     const keys: string[] = [this.keys.stream, this.keys.meta];
     const args: (string | number)[] = [this.maxLen, this.maxAgeMs, this.chain ? 1 : 0, items.length];
-    for (const { payload, idem } of items) {
+    for (const { payload, idem, digest } of items) {
       if (idem === undefined || this.windowMs === 0) {
-        args.push(payload, 0);
+        args.push(payload, 0, "");
       } else {
         keys.push(this.keys.dedupe(idem));
-        args.push(payload, this.windowMs);
+        args.push(payload, this.windowMs, digest);
       }
     }
     const reply = await runScriptDynamic(this.redis, eventlogScripts.appendBatch, keys, args);
-    return reply.map(([ok, id, duplicate]): BatchOutcome<AppendResult> => {
-      if (ok === 1) return { ok: true, value: { id, duplicate: duplicate === 1 } };
-      return { ok: false, error: new ScriptError(eventlogScripts.append.name, id) };
+    return reply.map(([ok, id, duplicate], i): BatchOutcome<AppendResult> => {
+      if (ok !== 1) return { ok: false, error: new ScriptError(eventlogScripts.append.name, id) };
+      try {
+        return { ok: true, value: this.outcome(id, duplicate ?? 0, items[i]?.idem) };
+      } catch (err) {
+        return { ok: false, error: errorOf(err) };
+      }
     });
   }
 

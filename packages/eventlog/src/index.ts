@@ -3,12 +3,21 @@
  * that reports gaps, consumer groups (at-least-once, reclaiming, dead-lettering) and a tamper-evident hash chain.
  * @packageDocumentation
  */
+
+export {
+  type ChainKey,
+  type ChainOption,
+  entryMac,
+  KEYED_GENESIS_HASH,
+  type KeyedChainOptions,
+} from "./chain.js";
 export {
   type ConsumeContext,
   type ConsumeHandler,
   type ConsumeOptions,
   Consumer,
   type ConsumerStats,
+  DEFAULT_STOP_TIMEOUT_MS,
 } from "./consumer.js";
 export {
   ConsumerGroup,
@@ -18,7 +27,7 @@ export {
   MAX_GROUP_NAME_BYTES,
 } from "./consumer-group.js";
 export { type Entry, GENESIS_HASH } from "./entries.js";
-export { GapError } from "./errors.js";
+export { GapError, IdempotencyConflictError, UnverifiedEntryError } from "./errors.js";
 export {
   type AppendOptions,
   type AppendResult,
@@ -30,8 +39,10 @@ export {
   type EventLogOptions,
   MAX_IDEMPOTENCY_KEY_BYTES,
   MAX_READ_LIMIT,
+  MAX_REPORTED,
   type ReadOptions,
   type ReadPage,
+  type UnverifiedMode,
   type VerifyResult,
 } from "./event-log.js";
 export type { TailOptions } from "./tail.js";

@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { notifyEvent, toCoordisError, validate } from "@coordis/core";
+import { afterHead, checkOwn, LinkChecker } from "./chain.js";
 import { compareIds, type Entry, fieldOf, idBefore, parseEntry, type RawEntry, validateStreamId } from "./entries.js";
-import { GapError } from "./errors.js";
-import type { EventLog } from "./event-log.js";
+import { GapError, UnverifiedEntryError } from "./errors.js";
+import type { EventLog, UnverifiedMode } from "./event-log.js";
 
 /** Options of {@link EventLog.tail}. */
 export interface TailOptions {
@@ -11,15 +12,46 @@ export interface TailOptions {
    * entry id (entries after it; a {@link GapError} is thrown when some of them were already trimmed).
    */
   from?: string;
-  /** Ends the iteration (without an error) when aborted. */
+  /**
+   * Ends the iteration (without an error) when aborted: the pending `next()` resolves `{ done: true }` at once, without
+   * waiting for Redis (also when the client is stuck reconnecting). Ending the loop (`break`, `return()`) does the same.
+   */
   signal?: AbortSignal;
   /** How long one blocking XREAD waits, ms (10–60,000); default 1000. */
   blockMs?: number;
   /** Entries fetched per XREAD (1–1000); default 100. */
   batch?: number;
+  /** Chained logs: what to do with an entry that is not a valid link; default the log's `unverified` option. */
+  unverified?: UnverifiedMode;
 }
 
 const RETRY_MS = 200;
+const UNVERIFIED_MODES = ["reject", "mark", "skip"] as const;
+
+/** Rejection of {@link abortable} when the tail is ended. */
+const ENDED = Symbol("tail ended");
+
+/** `promise`, or a rejection with {@link ENDED} as soon as `signal` aborts (the promise is left to settle alone). */
+function abortable<V>(promise: Promise<V>, signal: AbortSignal): Promise<V> {
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.reject(ENDED);
+  }
+  return new Promise<V>((resolve, reject) => {
+    const onAbort = () => reject(ENDED);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
+}
 
 /** Validates the options now (so bad input fails before any command) and returns the lazy iterable. */
 export function tailLog<T>(log: EventLog<T>, options: TailOptions): AsyncIterable<Entry<T>> {
@@ -32,83 +64,158 @@ export function tailLog<T>(log: EventLog<T>, options: TailOptions): AsyncIterabl
   const blockMs =
     opts.blockMs === undefined ? 1_000 : validate.durationMs("options.blockMs", opts.blockMs, { min: 10, max: 60_000 });
   const batch = opts.batch === undefined ? 100 : validate.positiveInteger("options.batch", opts.batch, 1_000);
-  return { [Symbol.asyncIterator]: () => run(log, from, signal, blockMs, batch) };
+  const unverified =
+    opts.unverified === undefined
+      ? log.unverified
+      : validate.oneOf("options.unverified", opts.unverified, UNVERIFIED_MODES);
+  return {
+    [Symbol.asyncIterator]: (): AsyncIterator<Entry<T>> => {
+      // Ended by the caller's signal or by return(): every wait of the iteration gives up at once.
+      const end = new AbortController();
+      const onAbort = () => end.abort();
+      if (signal?.aborted) end.abort();
+      else signal?.addEventListener("abort", onAbort, { once: true });
+      const gen = run(log, from, end.signal, blockMs, batch, unverified, () =>
+        signal?.removeEventListener("abort", onAbort),
+      );
+      return {
+        next: () => gen.next(),
+        return: (value?: unknown) => {
+          end.abort();
+          return gen.return(value as undefined);
+        },
+        throw: (err?: unknown) => {
+          end.abort();
+          return gen.throw(err);
+        },
+      };
+    },
+  };
 }
 
 async function* run<T>(
   log: EventLog<T>,
   from: string,
-  signal: AbortSignal | undefined,
+  signal: AbortSignal,
   blockMs: number,
   batch: number,
+  unverified: UnverifiedMode,
+  cleanup: () => void,
 ): AsyncGenerator<Entry<T>> {
   const { stream, meta } = log.keys;
-  let last: string;
-  // Sequence number of `last`, when known: every entry carries one, so a jump means entries were skipped.
-  let lastSeq: number | undefined;
-  if (from === "end") {
-    const [id, seq] = await log.redis.hmget(meta, "last", "seq").catch((err) => {
-      throw toCoordisError(err);
+  const mode = log.chainMode;
+  const checker = mode === undefined ? undefined : new LinkChecker(mode);
+  let conn: ReturnType<EventLog<T>["blockingConnection"]> | undefined;
+  const onAbort = () => conn?.disconnect();
+  signal.addEventListener("abort", onAbort, { once: true });
+  const main = <V>(p: Promise<V>) =>
+    abortable(p, signal).catch((err: unknown) => {
+      throw err === ENDED ? ENDED : toCoordisError(err);
     });
-    last = id ?? "0-0";
-    lastSeq = Number(seq ?? 0);
-  } else if (from === "start") {
-    last = "0-0";
-  } else {
-    last = from;
-    const [info, at] = await Promise.all([
-      log.redis.xinfo("STREAM", stream).catch((err: unknown) => {
-        if (err instanceof Error && err.message.includes("no such key")) return null;
-        throw toCoordisError(err);
-      }),
-      log.redis.xrange(stream, from, from).catch((err: unknown) => {
-        throw toCoordisError(err);
-      }),
-    ]);
-    const here = (at as RawEntry[])[0];
-    if (here !== undefined) {
-      // The cursor's entry still exists: its sequence number makes the first read's gap check exact.
-      lastSeq = Number(fieldOf(here[1], "s") ?? 0);
-    } else if (info !== null) {
-      const fields = info as unknown[];
-      const first = fields[fields.indexOf("first-entry") + 1] as RawEntry | null;
-      const firstSeq = first === null ? 0 : Number(fieldOf(first[1], "s") ?? 0);
-      const maxDeleted = String(fields[fields.indexOf("max-deleted-entry-id") + 1] ?? "0-0");
-      // The cursor's entry is gone. Trimmed: when ids lie between the cursor and the oldest kept entry, which is not the
-      // log's first entry, entries were trimmed past the cursor (conservative: reported even when exactly the
-      // cursor's own entry was the last one trimmed). Deleted (XDEL): Redis 7.0 records max-deleted-entry-id.
-      const trimmedPast = first !== null && compareIds(idBefore(first[0]), from) > 0 && firstSeq > 1;
-      if (trimmedPast || compareIds(maxDeleted, from) > 0) {
-        notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });
-        throw new GapError(from, first === null ? undefined : idBefore(first[0]), undefined);
+  try {
+    let last: string;
+    // Sequence number of `last`, when known: every entry carries one, so a jump means entries were skipped.
+    let lastSeq: number | undefined;
+    if (from === "end") {
+      const [id, seq, head] = await main(log.redis.hmget(meta, "last", "seq", "head"));
+      last = id ?? "0-0";
+      lastSeq = Number(seq ?? 0);
+      // The next appended entry links to the recorded head.
+      if (checker !== undefined && id !== null && id !== undefined && head) checker.prev = { hash: head, seq: lastSeq };
+    } else if (from === "start") {
+      last = "0-0";
+    } else {
+      last = from;
+      const [info, at] = await main(
+        Promise.all([
+          log.redis.xinfo("STREAM", stream).catch((err: unknown) => {
+            if (err instanceof Error && err.message.includes("no such key")) return null;
+            throw err;
+          }),
+          log.redis.xrange(stream, from, from),
+        ]),
+      );
+      const here = (at as RawEntry[])[0];
+      if (here !== undefined) {
+        // The cursor's entry still exists: its sequence number makes the first read's gap check exact.
+        lastSeq = Number(fieldOf(here[1], "s") ?? 0);
+        if (checker !== undefined && mode !== undefined) {
+          const own = checkOwn(mode, here[0], here[1]);
+          if (own.ok) checker.prev = { hash: own.link.hash, seq: own.link.seq };
+        }
+      } else if (info !== null) {
+        const fields = info as unknown[];
+        const first = fields[fields.indexOf("first-entry") + 1] as RawEntry | null;
+        const firstSeq = first === null ? 0 : Number(fieldOf(first[1], "s") ?? 0);
+        const maxDeleted = String(fields[fields.indexOf("max-deleted-entry-id") + 1] ?? "0-0");
+        // The cursor's entry is gone. Trimmed: when ids lie between the cursor and the oldest kept entry, which is not
+        // the log's first entry, entries were trimmed past the cursor (conservative: reported even when exactly the
+        // cursor's own entry was the last one trimmed). Deleted (XDEL): Redis 7.0 records max-deleted-entry-id.
+        const trimmedPast = first !== null && compareIds(idBefore(first[0]), from) > 0 && firstSeq > 1;
+        if (trimmedPast || compareIds(maxDeleted, from) > 0) {
+          notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });
+          throw new GapError(from, first === null ? undefined : idBefore(first[0]), undefined);
+        }
       }
     }
-  }
 
-  const conn = log.blockingConnection(blockMs);
-  conn.on("error", () => {});
-  const onAbort = () => conn.disconnect();
-  signal?.addEventListener("abort", onAbort, { once: true });
-  try {
-    while (!signal?.aborted) {
-      let reply: [string, RawEntry[]][] | null;
+    conn = log.blockingConnection(blockMs);
+    conn.on("error", () => {});
+    if (signal.aborted) return;
+    while (!signal.aborted) {
+      let raws: RawEntry[];
+      let recorded: string | null = null;
+      let anchor: string | null = null;
       try {
-        reply = (await conn.xread("COUNT", batch, "BLOCK", blockMs, "STREAMS", stream, last)) as
-          | [string, RawEntry[]][]
-          | null;
+        const reply = (await abortable(
+          conn.xread("COUNT", batch, "BLOCK", blockMs, "STREAMS", stream, last),
+          signal,
+        )) as [string, RawEntry[]][] | null;
+        raws = reply?.[0]?.[1] ?? [];
+        const first = raws[0];
+        if (checker !== undefined && mode !== undefined && first !== undefined) {
+          // Read after the entries: every entry EventLog.append wrote is at or before the recorded last id.
+          const m = await abortable(log.redis.hmget(meta, "last", "anchor"), signal);
+          recorded = m[0] ?? null;
+          anchor = m[1] ?? null;
+          if (checker.prev === undefined) {
+            // The predecessor of the first entry: the nearest valid entry before it.
+            const before = (await abortable(
+              log.redis.xrevrange(stream, `(${first[0]}`, "-", "COUNT", 16),
+              signal,
+            )) as RawEntry[];
+            for (const [id, fields] of before) {
+              if (afterHead(id, recorded)) continue;
+              const own = checkOwn(mode, id, fields);
+              if (own.ok) {
+                checker.prev = { hash: own.link.hash, seq: own.link.seq };
+                break;
+              }
+            }
+          }
+        }
       } catch (err) {
-        if (signal?.aborted) return;
+        if (signal.aborted) return;
         notifyEvent(log.observer, {
           primitive: "eventlog",
           type: "tail-error",
           name: log.name,
           error: toCoordisError(err),
         });
-        await sleep(RETRY_MS);
+        await sleep(RETRY_MS, undefined, { signal }).catch(() => {});
         continue;
       }
-      for (const raw of reply?.[0]?.[1] ?? []) {
+      for (const raw of raws) {
         const entry = parseEntry<T>(raw);
+        const verdict = checker?.check(raw[0], raw[1], recorded, anchor);
+        if (verdict !== undefined && !verdict.own) {
+          // Not an entry of the chain at all: no sequence number to follow.
+          if (unverified === "reject") throw new UnverifiedEntryError(entry.id, verdict.reason);
+          last = entry.id;
+          if (unverified === "mark") yield { ...entry, verified: false, unverifiedReason: verdict.reason };
+          if (signal.aborted) return;
+          continue;
+        }
         if (lastSeq !== undefined && entry.seq !== lastSeq + 1) {
           notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });
           // A sequence that went backwards (or an entry without one): the log was lost and started over (a Redis
@@ -117,12 +224,21 @@ async function* run<T>(
         }
         last = entry.id;
         lastSeq = entry.seq;
-        yield entry;
-        if (signal?.aborted) return;
+        if (verdict !== undefined) {
+          if (unverified === "reject") throw new UnverifiedEntryError(entry.id, verdict.reason);
+          if (unverified === "mark") yield { ...entry, verified: false, unverifiedReason: verdict.reason };
+        } else {
+          yield checker === undefined ? entry : { ...entry, verified: true };
+        }
+        if (signal.aborted) return;
       }
     }
+  } catch (err) {
+    if (err === ENDED || signal.aborted) return;
+    throw err;
   } finally {
-    signal?.removeEventListener("abort", onAbort);
-    conn.disconnect();
+    signal.removeEventListener("abort", onAbort);
+    conn?.disconnect();
+    cleanup();
   }
 }

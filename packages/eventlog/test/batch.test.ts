@@ -12,20 +12,24 @@ async function append(log: EventLog<{ v: number }>, c: Call): Promise<AppendResu
   return log.append(c.event, c.key === undefined ? {} : { idempotencyKey: c.key });
 }
 
-/** What must agree between two logs fed the same calls: each call's duplicate flag and the seq of its entry. */
+/**
+ * What must agree between two logs fed the same calls: each call's duplicate and conflict flags (a key reused with
+ * another payload, reported) and the seq of its entry.
+ */
 async function outcome(log: EventLog<{ v: number }>, results: AppendResult[]) {
   const { entries } = await log.read({ limit: 1000 });
   const seqOf = new Map(entries.map((e) => [e.id, e.seq]));
   return {
-    calls: results.map((r) => [r.duplicate, seqOf.get(r.id)]),
+    calls: results.map((r) => [r.duplicate, r.conflict === true, seqOf.get(r.id)]),
     entries: entries.map((e) => [e.seq, e.data]),
   };
 }
 
 /** Runs the same bursts batched (each burst concurrently) and unbatched (one call at a time). */
 async function both(redis: RedisClient, name: string, options: EventLogOptions, bursts: Call[][]) {
-  const batched = new EventLog<{ v: number }>(redis, name, { ...options, prefix: `${prefix}-b`, batch: true });
-  const plain = new EventLog<{ v: number }>(redis, name, { ...options, prefix: `${prefix}-u` });
+  const opts: EventLogOptions = { idempotencyConflict: "report", ...options };
+  const batched = new EventLog<{ v: number }>(redis, name, { ...opts, prefix: `${prefix}-b`, batch: true });
+  const plain = new EventLog<{ v: number }>(redis, name, { ...opts, prefix: `${prefix}-u` });
   const got: AppendResult[] = [];
   const want: AppendResult[] = [];
   for (const burst of bursts) {
@@ -100,7 +104,7 @@ describe("micro-batched append on the shared server", () => {
     });
     await Promise.all([
       log.append({ a: 1 }, { idempotencyKey: "x" }),
-      log.append({ a: 2 }, { idempotencyKey: "x" }),
+      log.append({ a: 1 }, { idempotencyKey: "x" }),
       log.append({ a: 3 }),
     ]);
     expect(events.map((e) => [e.op, e.outcome])).toEqual([
@@ -144,7 +148,7 @@ describe("micro-batched append on a server of its own", () => {
   it("N concurrent appends are one EVALSHA; maxSize splits them", async () => {
     const log = new EventLog(redis, "one", { prefix, maxLen: 1000, batch: { maxSize: 100 } });
     const one = await countCommands(server, () =>
-      Promise.all(Array.from({ length: 50 }, (_, i) => log.append({ i }, { idempotencyKey: `k${i % 40}` }))),
+      Promise.all(Array.from({ length: 50 }, (_, i) => log.append({ i: i % 40 }, { idempotencyKey: `k${i % 40}` }))),
     );
     expect(one.sent).toEqual({ evalsha: 1 });
     expect(one.result.filter((r) => r.duplicate)).toHaveLength(10);

@@ -1,0 +1,103 @@
+import { connect, type RedisClient } from "@coordis/core";
+import { type Entry, EventLog } from "@coordis/eventlog";
+import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitUntil } from "./helpers.js";
+
+const prefix = testPrefix("elclose");
+/** Margin for a loaded machine on top of the documented bound, ms. */
+const MARGIN_MS = 1_500;
+
+/** Resolves with how long `p` took, or with Infinity when it takes longer than `capMs`. */
+async function timed(p: Promise<unknown>, capMs: number): Promise<number> {
+  const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const cap = new Promise<number>((resolve) => {
+    timer = setTimeout(() => resolve(Number.POSITIVE_INFINITY), capMs);
+  });
+  const took = await Promise.race([p.then(() => performance.now() - started), cap]);
+  clearTimeout(timer);
+  return took;
+}
+
+describe("bounded close of consumers and tails after a Redis outage (fault proxy blackhole)", () => {
+  let server: RedisServer;
+  let direct: RedisClient;
+  let proxy: FaultProxy;
+  let client: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis();
+    direct = connect(server.url);
+  });
+  afterAll(async () => {
+    direct.disconnect();
+    await server.stop();
+  });
+
+  /** A client through a fresh proxy. */
+  async function viaProxy(): Promise<void> {
+    proxy = await startProxy({ target: server });
+    client = connect(proxy.url);
+    client.on("error", () => {});
+    await client.ping();
+  }
+
+  /** Blackholes the proxy, drops its connections and waits until the client reconnected into the partition. */
+  async function partition(): Promise<void> {
+    const accepted = proxy.stats().accepted;
+    proxy.blackhole();
+    proxy.dropConnections();
+    await waitUntil("reconnect into the partition", () => proxy.stats().accepted > accepted, 10_000);
+  }
+
+  async function cleanup(): Promise<void> {
+    client.disconnect();
+    await proxy.close();
+  }
+
+  it("consumer.stop({ timeoutMs }) resolves within its deadline while the client is stuck reconnecting", async () => {
+    await viaProxy();
+    try {
+      const log = new EventLog<number>(client, "consume", { prefix });
+      const handled: number[] = [];
+      const consumer = log
+        .group("g", { consumer: "c1" })
+        .consume((e) => void handled.push(e.data), { blockMs: 10_000 });
+      await new EventLog<number>(direct, "consume", { prefix }).append(1);
+      await waitUntil("first entry handled", () => handled.length === 1, 10_000);
+      await waitUntil("acknowledged", () => consumer.stats().acked === 1, 10_000);
+      await partition();
+      const took = await timed(consumer.stop({ timeoutMs: 1_000 }), 20_000);
+      expect(took).toBeLessThan(1_000 + MARGIN_MS);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it("a tail ends within its bound when aborted or returned during the outage", async () => {
+    await viaProxy();
+    try {
+      const log = new EventLog<number>(client, "tail", { prefix, chain: true });
+      await new EventLog<number>(direct, "tail", { prefix, chain: true }).append(0);
+      for (const how of ["abort", "return"] as const) {
+        const controller = new AbortController();
+        const iterator = log
+          .tail({ from: "start", blockMs: 10_000, signal: controller.signal })
+          [Symbol.asyncIterator]();
+        const first = (await iterator.next()) as IteratorResult<Entry<number>>;
+        expect(first.value?.data).toBe(0);
+        await partition();
+        const pending = iterator.next();
+        if (how === "abort") controller.abort();
+        const ended = how === "abort" ? pending : Promise.all([iterator.return?.(), pending]);
+        const took = await timed(ended, 20_000);
+        expect(took).toBeLessThan(200 + MARGIN_MS);
+        expect(await pending).toEqual({ done: true, value: undefined });
+        proxy.heal();
+        await client.ping();
+      }
+    } finally {
+      await cleanup();
+    }
+  });
+});
