@@ -951,7 +951,55 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
       c("EventLog({ maxAgeMs })", "options.maxAgeMs", bad.optional(bad.duration(1, MAX_DURATION)), (v) =>
         make({ maxAgeMs: v }),
       ),
-      c("EventLog({ chain })", "options.chain", bad.optional(bad.bool()), (v) => make({ chain: v })),
+      // chain: a boolean, or a keyed chain { key, keyId, previousKeys? } (an object is checked as one).
+      c("EventLog({ chain })", /^options\.chain(\.|$)/, bad.optional(bad.bool()), (v) => make({ chain: v })),
+      c(
+        "EventLog({ chain: { key } })",
+        "options.chain.key",
+        invalid(
+          (v) => (typeof v === "string" && bytes(v) >= 16) || (v instanceof Uint8Array && v.length >= 16),
+          fc.constantFrom("", "fifteen-bytes!!", Buffer.alloc(15), new Uint8Array(3)),
+        ),
+        (v) => make({ chain: { key: v, keyId: "k1" } }),
+      ),
+      c(
+        "EventLog({ chain: { keyId } })",
+        "options.chain.keyId",
+        invalid(
+          (v) => typeof v === "string" && /^[A-Za-z0-9._-]{1,64}$/.test(v),
+          fc.constantFrom("", "a b", "k{1}", "x".repeat(65), "é"),
+        ),
+        (v) => make({ chain: { key: "k".repeat(32), keyId: v } }),
+      ),
+      c(
+        "EventLog({ chain: { previousKeys } })",
+        /^options\.chain\.previousKeys/,
+        bad.optional(
+          invalid(
+            (v) =>
+              isPlainObject(v) &&
+              Object.entries(v as object).every(
+                ([k, key]) =>
+                  /^[A-Za-z0-9._-]{1,64}$/.test(k) &&
+                  ((typeof key === "string" && bytes(key) >= 16) || (key instanceof Uint8Array && key.length >= 16)),
+              ),
+            fc.constantFrom({ "a b": "k".repeat(32) }, { old: "short" }, { old: 42 }),
+          ),
+        ),
+        (v) => make({ chain: { key: "k".repeat(32), keyId: "k1", previousKeys: v } }),
+      ),
+      c("EventLog({ chain: keyed, batch })", "options.batch", fc.constantFrom(true, { maxSize: 4 }), (v) =>
+        make({ chain: { key: "k".repeat(32), keyId: "k1" }, batch: v }),
+      ),
+      c("EventLog({ unverified })", "options.unverified", bad.optional(bad.oneOf(["reject", "mark", "skip"])), (v) =>
+        make({ unverified: v }),
+      ),
+      c(
+        "EventLog({ idempotencyConflict })",
+        "options.idempotencyConflict",
+        bad.optional(bad.oneOf(["error", "report"])),
+        (v) => make({ idempotencyConflict: v }),
+      ),
       c("EventLog({ maxEventBytes })", "options.maxEventBytes", bad.optional(bad.int(1, 64 * 1024 * 1024)), (v) =>
         make({ maxEventBytes: v }),
       ),
@@ -982,6 +1030,9 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
       c("read({ before })", "options.before", bad.optional(bad.streamId()), (v) => log.read({ before: v })),
       c("read({ limit })", "options.limit", bad.optional(bad.int(1, MAX_READ_LIMIT)), (v) => log.read({ limit: v })),
       c("read({ reverse })", "options.reverse", bad.optional(bad.bool()), (v) => log.read({ reverse: v })),
+      c("read({ unverified })", "options.unverified", bad.optional(bad.oneOf(["reject", "mark", "skip"])), (v) =>
+        log.read({ unverified: v }),
+      ),
       c("tail(options)", "options", bad.options(), (v) => log.tail(v)),
       c(
         "tail({ from })",
@@ -996,6 +1047,9 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
         log.tail({ blockMs: v }),
       ),
       c("tail({ batch })", "options.batch", bad.optional(bad.int(1, 1_000)), (v) => log.tail({ batch: v })),
+      c("tail({ unverified })", "options.unverified", bad.optional(bad.oneOf(["reject", "mark", "skip"])), (v) =>
+        log.tail({ unverified: v }),
+      ),
       c("group(groupName)", "groupName", bad.str(256), (v) => log.group(v, { consumer: "c" })),
       c("group(options)", /^options(\.consumer)?$/, invalid(isPlainObject), (v) => log.group("g", v)),
       c("group({ consumer })", "options.consumer", bad.str(256), (v) => log.group("g", { consumer: v })),
