@@ -5,13 +5,12 @@
  * @packageDocumentation
  */
 export { ClockSkewError, PeriodClosedError, ScoreOverflowError } from "./errors.js";
+export { Leaderboard } from "./leaderboard.js";
 export {
   type BoardOptions,
   DEFAULT_CLOCK_TOLERANCE_MS,
   DEFAULT_GRACE_MS,
   DEFAULT_META_MAX_BYTES,
-  type Entry,
-  Leaderboard,
   type LeaderboardOptions,
   MAX_BATCH,
   MAX_INCREMENT_SCORE,
@@ -19,11 +18,9 @@ export {
   MAX_META_BYTES,
   MAX_RADIUS,
   type Order,
-  type PercentileResult,
-  type PeriodResult,
-  type Standing,
   type Submission,
-  type SubmitResult,
+  type SubmitOptions,
   type UpdatePolicy,
-} from "./leaderboard.js";
+} from "./options.js";
 export { PERIODS, type Period, type PeriodBucket, periodBucket } from "./periods.js";
+export type { Entry, PercentileResult, PeriodResult, Standing, SubmitResult } from "./results.js";

@@ -74,6 +74,20 @@ describe("round trips and input validation on a server of its own", () => {
       "items",
       () => lb.submitMany(Array.from({ length: MAX_BATCH + 1 }, () => ({ member: "a", score: 1 }))),
     ],
+    // Unknown option keys (typos) are rejected, naming the key, instead of silently meaning the default.
+    ["submit({ metta })", "options.metta", () => lb.submit("a", 1, { metta: { name: "A" } } as never)],
+    ["submit({ at, when })", "options.when", () => lb.submit("a", 1, { at: Date.now(), when: 1 } as never)],
+    ["rank({ perod })", "options.perod", () => lb.rank("a", { perod: "all" } as never)],
+    ["percentile({ perod })", "options.perod", () => lb.percentile("a", { perod: "all" } as never)],
+    ["top({ perod })", "options.perod", () => lb.top(3, { perod: "weekly" } as never)],
+    ["page({ period, after })", "options.after", () => lb.page(1, 3, { period: "all", after: 1 } as never)],
+    ["around({ perod })", "options.perod", () => lb.around("a", 1, { perod: "all" } as never)],
+    ["count({ perod })", "options.perod", () => lb.count({ perod: "all" } as never)],
+    [
+      "submitMany item with { meat }",
+      "items[1].meat",
+      () => lb.submitMany([{ member: "a", score: 1 }, { member: "b", score: 2, meat: { name: "B" } } as never]),
+    ],
     [
       "bad item in a batch",
       "items[1].score",
@@ -107,5 +121,23 @@ describe("round trips and input validation on a server of its own", () => {
     expect(make({ graceMs: 365 * 86_400_000 })).toThrow(InvalidArgumentError);
     expect(make({ prefix: "bad prefix" })).toThrow(InvalidArgumentError);
     expect(() => new Leaderboard(redis, "a{b}", { prefix })).toThrow(InvalidArgumentError);
+  });
+
+  it.each([
+    [{ updte: "increment" }, "options.updte"],
+    [{ perods: ["daily"] }, "options.perods"],
+    [{ prefx: "other" }, "options.prefx"],
+    [{ grace: 1000 }, "options.grace"],
+    [{ batch: { maxsize: 8 } }, "options.batch.maxsize"],
+  ])("an unknown constructor option %o is an InvalidArgumentError naming %s", (options, argument) => {
+    let caught: unknown;
+    try {
+      new Leaderboard(redis, "typo", { prefix, ...(options as object) });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(InvalidArgumentError);
+    expect((caught as InvalidArgumentError).argument).toBe(argument);
+    expect((caught as Error).message).toContain("unknown option");
   });
 });

@@ -1,0 +1,220 @@
+import {
+  Batcher,
+  type BatchOutcome,
+  type EntityKeys,
+  type RedisClient,
+  runScriptDynamic,
+  type ScriptDef,
+  ScriptError,
+} from "@coordis/core";
+import { type Board, Boards, pairs, ranges } from "./boards.js";
+import { ClockSkewError, PeriodClosedError, ScoreOverflowError } from "./errors.js";
+import type { CheckedSubmission, LeaderboardSettings } from "./options.js";
+import type { Period } from "./periods.js";
+import type { Entry, PeriodResult, Standing, SubmitResult } from "./results.js";
+import { leaderboardScripts } from "./scripts.generated.js";
+
+type Reply = string | number | null;
+
+/**
+ * What talks to Redis for a {@link Leaderboard}: builds each script call's KEYS and ARGV (the fixed keys plus the
+ * candidate boards), runs it (submits through the micro-batcher when batching is on), maps the reply to results and
+ * the scripts' errors to the package's error classes. Arguments arrive validated.
+ */
+export class LeaderboardBackend<M> {
+  /** The validated options of the leaderboard. */
+  readonly settings: LeaderboardSettings;
+  readonly #redis: RedisClient;
+  readonly #boards: Boards;
+  readonly #metaKey: string;
+  readonly #seqKey: string;
+  readonly #batcher: Batcher<CheckedSubmission, SubmitResult> | undefined;
+
+  constructor(redis: RedisClient, keys: EntityKeys, settings: LeaderboardSettings) {
+    this.#redis = redis;
+    this.settings = settings;
+    this.#boards = new Boards(keys, settings);
+    this.#metaKey = keys.sub("meta");
+    this.#seqKey = keys.sub("seq");
+    if (settings.batch !== undefined) {
+      this.#batcher = new Batcher(settings.batch, (items) => this.#sendBatch(items));
+    }
+  }
+
+  /** Micro-batching settings of submit, or `undefined` when submit is not batched. */
+  get batchSettings(): { readonly maxSize: number; readonly maxDelayMs: number } | undefined {
+    return this.#batcher?.settings;
+  }
+
+  /** One submit: batched with the submits of the same tick when batching is on, else one script call. */
+  async submit(item: CheckedSubmission): Promise<SubmitResult> {
+    // Batched: one group, since every key of a leaderboard shares its hash tag.
+    if (this.#batcher !== undefined) return this.#batcher.add(0, item);
+    return (await this.submitMany([item]))[0] as SubmitResult;
+  }
+
+  /** Submits `items` in one script call, atomically, in order. */
+  async submitMany(items: readonly CheckedSubmission[]): Promise<SubmitResult[]> {
+    const { keys, args, list } = this.#submitCall(items);
+    const reply = await this.#run(leaderboardScripts.submit, keys, args);
+    return reply.map((row) => this.#submitResult(row, list));
+  }
+
+  /** A member's standing on the board of `period` (at `at`), or `null` when it is not on it. */
+  async standing(member: string, period: Period, at: number | undefined): Promise<Standing<M> | null> {
+    const boards = this.#boards.forQuery(period, at);
+    const reply = await this.#run(
+      leaderboardScripts.rank,
+      [this.#metaKey, ...pairs(boards)],
+      [this.settings.order, at ?? "", boards.length, member, ...ranges(boards)],
+    );
+    if (reply.length === 0) return null;
+    return {
+      member,
+      score: toScore(reply[0]),
+      rank: Number(reply[1]),
+      count: Number(reply[2]),
+      meta: parseMeta<M>(reply[3]),
+    };
+  }
+
+  /** The entries at 0-based ranks `start..stop` of the board of `period`. */
+  async range(start: number, stop: number, period: Period, at: number | undefined): Promise<Entry<M>[]> {
+    const boards = this.#boards.forQuery(period, at);
+    const reply = await this.#run(
+      leaderboardScripts.range,
+      [this.#metaKey, ...pairs(boards)],
+      [this.settings.order, at ?? "", boards.length, start, stop, ...ranges(boards)],
+    );
+    return entries<M>(reply, 1, start);
+  }
+
+  /** The entries within `radius` ranks of `member` on the board of `period`; `[]` when it is not on it. */
+  async around(member: string, radius: number, period: Period, at: number | undefined): Promise<Entry<M>[]> {
+    const boards = this.#boards.forQuery(period, at);
+    const reply = await this.#run(
+      leaderboardScripts.around,
+      [this.#metaKey, ...pairs(boards)],
+      [this.settings.order, at ?? "", boards.length, member, radius, ...ranges(boards)],
+    );
+    if (reply.length === 0) return [];
+    return entries<M>(reply, 2, Number(reply[0]));
+  }
+
+  /** The number of members on the board of `period`. */
+  async count(period: Period, at: number | undefined): Promise<number> {
+    const boards = this.#boards.forQuery(period, at);
+    const reply = await this.#run(
+      leaderboardScripts.count,
+      boards.map((b) => b.zset),
+      [at ?? "", boards.length, ...ranges(boards)],
+    );
+    return Number(reply);
+  }
+
+  /** Removes `member` from every board that may still exist and deletes its metadata; whether it was on one. */
+  async remove(member: string): Promise<boolean> {
+    const boards = this.#boards.alive();
+    const removed = await this.#run(leaderboardScripts.remove, [this.#metaKey, ...pairs(boards)], [member]);
+    return Number(removed) > 0;
+  }
+
+  /** The KEYS, ARGV and candidate boards of a submit (or submit-batch) script call for `items`. */
+  #submitCall(items: readonly CheckedSubmission[]) {
+    const { periods, update, order, toleranceMs, graceMs } = this.settings;
+    const boards = new Map<string, { board: Board; period: number }>();
+    const now = Date.now();
+    for (const item of items) {
+      for (let p = 0; p < periods.length; p++) {
+        for (const bucket of this.#boards.candidates(periods[p] as Period, item.at, now)) {
+          const board = this.#boards.board(bucket);
+          if (!boards.has(board.zset)) boards.set(board.zset, { board, period: p + 1 });
+        }
+      }
+    }
+    const keys = [this.#metaKey, this.#seqKey];
+    const args: (string | number)[] = [update, order, periods.length, boards.size, items.length, toleranceMs];
+    const list: Board[] = [];
+    for (const { board, period } of boards.values()) {
+      keys.push(board.zset, board.index);
+      const expireAt = board.bucket.period === "all" ? 0 : board.bucket.endMs + graceMs;
+      args.push(period, board.bucket.startMs, board.bucket.endMs, expireAt);
+      list.push(board);
+    }
+    for (const item of items) args.push(item.member, String(item.score), item.metaJson, item.at ?? "");
+    return { keys, args, list };
+  }
+
+  /** Sends one micro-batch of submits as one submit-batch script call; each item succeeds or fails on its own. */
+  async #sendBatch(items: readonly CheckedSubmission[]): Promise<BatchOutcome<SubmitResult>[]> {
+    const { keys, args, list } = this.#submitCall(items);
+    const reply = await runScriptDynamic(this.#redis, leaderboardScripts.submitBatch, keys, args).catch(rethrowMapped);
+    return reply.map(([ok, result]): BatchOutcome<SubmitResult> => {
+      if (ok === 1 && typeof result !== "string") return { ok: true, value: this.#submitResult(result, list) };
+      const error = mapError(new ScriptError(leaderboardScripts.submit.name, String(result)));
+      return { ok: false, error: error as Error };
+    });
+  }
+
+  /** One item's row of a submit reply (per period: score, rank, updated, board index) as a SubmitResult. */
+  #submitResult(row: readonly Reply[], list: readonly Board[]): SubmitResult {
+    const configured = this.settings.periods;
+    const periods: Partial<Record<Period, PeriodResult>> = {};
+    for (let p = 0; p < configured.length; p++) {
+      // The script reports which candidate board (1-based, in KEYS order) held the item's time.
+      const board = list[Number(row[4 * p + 3]) - 1];
+      periods[configured[p] as Period] = {
+        bucket: board?.bucket.id ?? "?",
+        score: toScore(row[4 * p]),
+        rank: Number(row[4 * p + 1]),
+        updated: Number(row[4 * p + 2]) === 1,
+      };
+    }
+    const first = periods[configured[0] as Period] as PeriodResult;
+    return { ...first, periods };
+  }
+
+  /** Runs a script whose KEYS count varies with the number of boards (`numkeys` = `keys.length`). */
+  #run<K extends readonly string[], A extends readonly string[], R>(
+    script: ScriptDef<K, A, R>,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<R> {
+    // Every other operation goes after the submits already queued by this instance (order per member).
+    this.#batcher?.flush();
+    return runScriptDynamic(this.#redis, script, keys, args).catch(rethrowMapped);
+  }
+}
+
+/** Entries from a flat `member, score, meta` reply starting at `from`, ranked from `firstRank + 1`. */
+function entries<M>(reply: readonly Reply[], from: number, firstRank: number): Entry<M>[] {
+  const out: Entry<M>[] = [];
+  for (let i = from, rank = firstRank + 1; i + 2 < reply.length; i += 3, rank++) {
+    out.push({ member: String(reply[i]), score: toScore(reply[i + 1]), rank, meta: parseMeta<M>(reply[i + 2]) });
+  }
+  return out;
+}
+
+function parseMeta<M>(raw: Reply | undefined): M | null {
+  if (raw === null || raw === undefined || raw === "") return null;
+  return JSON.parse(String(raw)) as M;
+}
+
+function toScore(raw: Reply | undefined): number {
+  return Number(raw) + 0;
+}
+
+function rethrowMapped(err: unknown): never {
+  throw mapError(err);
+}
+
+/** The package's error for a script's `LB_...` error reply; any other error as it is. */
+function mapError(err: unknown): unknown {
+  if (!(err instanceof ScriptError)) return err;
+  const text = err.redisMessage;
+  const detail = text.replace(/^.*?LB_[A-Z_]+ /, "");
+  if (text.includes("LB_OVERFLOW")) return new ScoreOverflowError(`increment overflow: ${detail}`);
+  if (text.includes("LB_PERIOD_CLOSED")) return new PeriodClosedError(`period closed: ${detail}`);
+  if (text.includes("LB_CLOCK_SKEW")) return new ClockSkewError(`clock skew beyond clockToleranceMs: ${detail}`);
+  return err;
+}
