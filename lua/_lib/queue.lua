@@ -3,7 +3,7 @@
 -- script touches is declared in KEYS.
 --   jobs hash: "j:<id>" the record (cmsgpack array, see Q_* indices), "r:<id>" result, "e:<id>" last error,
 --              "p:<id>" progress
---   ready stream: entries "i <id>" of priority-0 jobs, read by the consumer group "q" (read, acked and deleted by
+--   ready stream: entries "i <id>" of priority-0 jobs, read by the consumer group "q" (read with NOACK and trimmed by
 --              one fetch script: the group is the cursor, the leases zset is the record of what runs)
 --   delayed zset: "<priority digit><id>" -> due (server ms): delays, retry backoff, rate-limited group jobs
 --   prio zset: "<id>" -> priority * 2^44 + enqueue time (server ms): jobs of priority 1-9

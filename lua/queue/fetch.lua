@@ -1,7 +1,7 @@
 -- Fetch: hands up to `count` jobs of one partition to a worker, each with a new fence and a lease on server time.
 -- First it settles what time has made due: expired leases (their worker died or stalled: the attempt counts as
 -- failed, the job is retried after its backoff or buried) and due delayed jobs (moved to the ready stream or the prio
--- zset). Then it reads new entries of the ready stream through the consumer group (acked and deleted at once: the
+-- zset). Then it reads new entries of the ready stream through the consumer group (NOACK, and trimmed at once: the
 -- leases zset is the record of what runs), then priority 1-9 jobs. Grouped jobs pass the group's concurrency limit
 -- and rate-limit rules here; a job over a limit waits in gwait (concurrency) or in delayed (rate, until the rules
 -- admit it). When fewer than `count` jobs were found, it also replies what a worker needs to wait: the ms until
@@ -72,22 +72,22 @@ q_publish(ARGV[8], ARGV[9], lines)
 local paused = redis.call('HGET', K.meta, 'paused') == '1'
 local cands = {}
 if not paused then
-  local ok, res = pcall(redis.call, 'XREADGROUP', 'GROUP', 'q', 'q', 'COUNT', want, 'STREAMS', K.ready, '>')
+  -- NOACK: nothing enters the group's pending list (this script is the whole delivery; the leases zset records it).
+  local ok, res = pcall(redis.call, 'XREADGROUP', 'GROUP', 'q', 'q', 'COUNT', want, 'NOACK', 'STREAMS', K.ready, '>')
   if not ok then
     -- NOGROUP: the first fetch of this partition (or the stream was deleted): read from the start.
     redis.call('XGROUP', 'CREATE', K.ready, 'q', '0', 'MKSTREAM')
-    res = redis.call('XREADGROUP', 'GROUP', 'q', 'q', 'COUNT', want, 'STREAMS', K.ready, '>')
+    res = redis.call('XREADGROUP', 'GROUP', 'q', 'q', 'COUNT', want, 'NOACK', 'STREAMS', K.ready, '>')
   end
   if res then
     local entries = res[1][2]
-    local eids = {}
-    for i, e in ipairs(entries) do
-      eids[i] = e[1]
-      cands[i] = e[2][2]
-    end
-    if #eids > 0 then
-      redis.call('XACK', K.ready, 'q', unpack(eids))
-      redis.call('XDEL', K.ready, unpack(eids))
+    for i, e in ipairs(entries) do cands[i] = e[2][2] end
+    local last = entries[#entries]
+    if last then
+      -- The group reads in id order, so every entry up to the last one read has been read: trim them (whole stream
+      -- nodes at a time, far cheaper than deleting each id), then the last one.
+      redis.call('XTRIM', K.ready, 'MINID', last[1])
+      redis.call('XDEL', K.ready, last[1])
     end
   end
   if #cands < want then
