@@ -2,6 +2,7 @@ import type { Scenario } from "../types.js";
 import { cacheScenarios } from "./cache.js";
 import { eventLogScenarios } from "./eventlog.js";
 import { httpScenarios } from "./http.js";
+import { jobQueueScenarios } from "./job-queue.js";
 import { leaderboardScenarios } from "./leaderboard.js";
 import { lockScenarios } from "./lock.js";
 import { queueScenarios } from "./queue.js";
@@ -17,6 +18,7 @@ export function allScenarios(): Scenario[] {
     ...leaderboardScenarios(),
     ...eventLogScenarios(),
     ...queueScenarios(),
+    ...jobQueueScenarios(),
     ...cacheScenarios(),
     ...httpScenarios(),
   ];
