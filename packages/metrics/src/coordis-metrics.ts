@@ -1,6 +1,7 @@
-import type { CoordisEvent, CoordisObserver, OperationEvent } from "@coordis/core";
+import { type CoordisEvent, type CoordisObserver, type OperationEvent, validate } from "@coordis/core";
 import { Counter, register as defaultRegistry, Gauge, Histogram, type Registry } from "prom-client";
 import { LabelGuard } from "./label-guard.js";
+import { DEFAULT_QUEUE_BUCKETS, type QueueCountsSource, QueueMetrics } from "./queue-metrics.js";
 
 /** Options of {@link coordisMetrics}. */
 export interface CoordisMetricsOptions {
@@ -10,7 +11,11 @@ export interface CoordisMetricsOptions {
   buckets?: number[];
   /** Most distinct values any one label may take before new ones are reported as `"other"`; default 50. */
   maxLabelValues?: number;
+  /** Buckets of `coordis_queue_processing_duration_seconds` (job handler times), seconds; default 5 ms … 15 min. */
+  queueBuckets?: number[];
 }
+
+const OPTION_KEYS: readonly (keyof CoordisMetricsOptions)[] = ["registry", "buckets", "maxLabelValues", "queueBuckets"];
 
 /** Default histogram buckets, seconds. */
 export const DEFAULT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -29,6 +34,15 @@ export interface CoordisMetrics {
    * group, read from `source` at each scrape. Returns a function that stops tracking it.
    */
   trackEventLogGroup(log: string, group: string, source: GroupInfoSource): () => void;
+  /**
+   * Registers a job queue of `@coordis/queue`: its name becomes the `queue` label of the `coordis_queue_*` series
+   * (reports of queues not registered count under `queue="other"`), and `coordis_queue_jobs{queue,state}`,
+   * `coordis_queue_depth{queue}`, `coordis_queue_lag{queue}` and `coordis_queue_paused{queue}` are read from
+   * `source` at each scrape, e.g. `metrics.trackQueue(queue.name, () => queue.counts())`. Returns a function that
+   * stops tracking it.
+   * @throws InvalidArgumentError for an empty or oversized name or a source that is not a function
+   */
+  trackQueue(queue: string, source: QueueCountsSource): () => void;
 }
 
 /**
@@ -49,13 +63,22 @@ export interface CoordisMetrics {
  * | `coordis_cache_requests_total` | counter | tier, result |
  * | `coordis_eventlog_appends_total` | counter | outcome |
  * | `coordis_eventlog_group_lag` / `_pending` | gauge | log, group |
+ * | `coordis_queue_jobs_added_total` | counter | queue, outcome |
+ * | `coordis_queue_jobs_total` | counter | queue, outcome |
+ * | `coordis_queue_processing_duration_seconds` | histogram | queue, outcome |
+ * | `coordis_queue_jobs` | gauge | queue, state |
+ * | `coordis_queue_depth` / `_lag` / `_paused` | gauge | queue |
+ *
+ * @throws InvalidArgumentError for an unknown option key
  *
  * @example
  * const metrics = coordisMetrics();
  * const mutex = new Mutex(redis, "report-job", { observer: metrics.observer });
  * app.get("/metrics", async () => metrics.registry.metrics());
  */
-export function coordisMetrics(options: CoordisMetricsOptions = {}): CoordisMetrics {
+export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics {
+  validate.options("options", options, OPTION_KEYS);
+  options ??= {};
   const registry = options.registry ?? defaultRegistry;
   const buckets = options.buckets ?? DEFAULT_BUCKETS;
   const guard = new LabelGuard(options.maxLabelValues ?? 50);
@@ -102,6 +125,7 @@ export function coordisMetrics(options: CoordisMetricsOptions = {}): CoordisMetr
     "result",
   ]);
   const appends = counter("coordis_eventlog_appends_total", "Event-log appends by outcome.", ["outcome"]);
+  const queues = new QueueMetrics(registry, options.queueBuckets ?? DEFAULT_QUEUE_BUCKETS);
 
   const groups = new Map<string, { log: string; group: string; source: GroupInfoSource }>();
   const lastGroupInfo = new Map<string, { pending: number; lag: number | null }>();
@@ -171,6 +195,8 @@ export function coordisMetrics(options: CoordisMetricsOptions = {}): CoordisMetr
       });
     } else if (e.primitive === "eventlog" && e.op === "append") {
       appends.inc({ outcome });
+    } else if (e.primitive === "queue") {
+      queues.onOperation(e, outcome);
     }
   };
 
@@ -191,6 +217,11 @@ export function coordisMetrics(options: CoordisMetricsOptions = {}): CoordisMetr
         groups.delete(id);
         lastGroupInfo.delete(id);
       };
+    },
+    trackQueue(queue, source) {
+      validate.string("queue", queue, { maxBytes: 1024 });
+      validate.func("source", source);
+      return queues.track(queue, source);
     },
   };
 }

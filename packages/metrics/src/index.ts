@@ -10,3 +10,9 @@ export {
   type GroupInfoSource,
 } from "./coordis-metrics.js";
 export { LabelGuard } from "./label-guard.js";
+export {
+  DEFAULT_QUEUE_BUCKETS,
+  type QueueCountsInfo,
+  type QueueCountsSource,
+  UNTRACKED_QUEUE,
+} from "./queue-metrics.js";

@@ -1,0 +1,197 @@
+import type { OperationEvent } from "@coordis/core";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+/**
+ * A queue's job counts by state, as `Queue.counts()` of `@coordis/queue` returns them (summed over partitions).
+ * Declared here by shape, so this package does not depend on the queue package.
+ */
+export interface QueueCountsInfo {
+  /** Ready to run, not yet delivered to a worker. */
+  readonly waiting: number;
+  /** Delayed, waiting for a retry's backoff or a group's rate limit. */
+  readonly delayed: number;
+  /** Running. */
+  readonly active: number;
+  /** Completed and still retained. */
+  readonly completed: number;
+  /** Dead letters retained. */
+  readonly dead: number;
+  /** Cancelled and still retained. */
+  readonly cancelled: number;
+  /** Whether the queue is paused. */
+  readonly paused: boolean;
+}
+
+/** A source of a queue's counts, read at each scrape, e.g. `() => queue.counts()`. */
+export type QueueCountsSource = () => Promise<QueueCountsInfo | null>;
+
+/** The label value of the reports of a queue that was not registered with `trackQueue`. */
+export const UNTRACKED_QUEUE = "other";
+
+/** Default histogram buckets of job handler times, seconds: 5 ms … 15 min. */
+export const DEFAULT_QUEUE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
+
+const STATES = ["waiting", "delayed", "active", "completed", "dead", "cancelled"] as const;
+
+/**
+ * The queues registered on one registry: every `coordisMetrics()` on that registry shares them, since the gauges
+ * (registered once per registry) read them at scrape time.
+ */
+class TrackedQueues {
+  readonly sources = new Map<string, QueueCountsSource>();
+  readonly last = new Map<string, QueueCountsInfo>();
+  #refreshing: Promise<void> | undefined;
+
+  /**
+   * Reads every tracked queue's counts once per scrape: the gauges collected in one scrape share one read. A source
+   * that fails or answers `null` keeps the queue's last figures.
+   */
+  refresh(): Promise<void> {
+    this.#refreshing ??= Promise.all(
+      [...this.sources].map(async ([name, source]) => {
+        const info = await source().catch(() => null);
+        if (info !== null && info !== undefined && this.sources.get(name) === source) this.last.set(name, info);
+      }),
+    ).then(
+      () => {
+        this.#refreshing = undefined;
+      },
+      () => {
+        this.#refreshing = undefined;
+      },
+    );
+    return this.#refreshing;
+  }
+}
+
+const trackedByRegistry = new WeakMap<Registry, TrackedQueues>();
+
+/** The `coordis_queue_*` series of one registry and the observer part that feeds them. */
+export class QueueMetrics {
+  readonly #tracked: TrackedQueues;
+  readonly #added: Counter<"queue" | "outcome">;
+  readonly #jobs: Counter<"queue" | "outcome">;
+  readonly #processing: Histogram<"queue" | "outcome">;
+
+  constructor(registry: Registry, buckets: readonly number[]) {
+    let tracked = trackedByRegistry.get(registry);
+    if (tracked === undefined) {
+      tracked = new TrackedQueues();
+      trackedByRegistry.set(registry, tracked);
+    }
+    this.#tracked = tracked;
+    const registers = [registry];
+    const labelNames = ["queue", "outcome"] as const;
+    this.#added =
+      (registry.getSingleMetric("coordis_queue_jobs_added_total") as Counter<"queue" | "outcome"> | undefined) ??
+      new Counter({
+        name: "coordis_queue_jobs_added_total",
+        help: "Jobs passed to Queue.add/addMany by outcome (added, duplicate, error).",
+        labelNames,
+        registers,
+      });
+    this.#jobs =
+      (registry.getSingleMetric("coordis_queue_jobs_total") as Counter<"queue" | "outcome"> | undefined) ??
+      new Counter({
+        name: "coordis_queue_jobs_total",
+        help: "Job deliveries by outcome (completed, retry, dead, refused, handed-back, error).",
+        labelNames,
+        registers,
+      });
+    this.#processing =
+      (registry.getSingleMetric("coordis_queue_processing_duration_seconds") as
+        | Histogram<"queue" | "outcome">
+        | undefined) ??
+      new Histogram({
+        name: "coordis_queue_processing_duration_seconds",
+        help: "Time a job's handler ran, per delivery, in seconds.",
+        labelNames,
+        buckets: [...buckets],
+        registers,
+      });
+    const gauge = <L extends string>(
+      name: string,
+      help: string,
+      labels: readonly L[],
+      set: (g: Gauge<L>, queue: string, info: QueueCountsInfo) => void,
+    ) => {
+      if (registry.getSingleMetric(name) !== undefined) return;
+      new Gauge<L>({
+        name,
+        help,
+        labelNames: labels,
+        registers,
+        async collect() {
+          await tracked.refresh();
+          this.reset();
+          for (const queue of tracked.sources.keys()) {
+            const info = tracked.last.get(queue);
+            if (info !== undefined) set(this, queue, info);
+          }
+        },
+      });
+    };
+    gauge(
+      "coordis_queue_jobs",
+      "Jobs of a registered queue by state, read at scrape time.",
+      ["queue", "state"],
+      (g, q, i) => {
+        for (const state of STATES) g.set({ queue: q, state } as never, i[state]);
+      },
+    );
+    gauge(
+      "coordis_queue_depth",
+      "Jobs of a registered queue not finished yet (waiting + delayed + active).",
+      ["queue"],
+      (g, q, i) => g.set({ queue: q }, i.waiting + i.delayed + i.active),
+    );
+    gauge(
+      "coordis_queue_lag",
+      "Jobs of a registered queue ready to run but not yet delivered to a worker.",
+      ["queue"],
+      (g, q, i) => g.set({ queue: q }, i.waiting),
+    );
+    gauge("coordis_queue_paused", "1 while a registered queue is paused, else 0.", ["queue"], (g, q, i) =>
+      g.set({ queue: q }, i.paused ? 1 : 0),
+    );
+  }
+
+  /** Counts a `queue` operation report: `add` by job, `process` per delivery with its handler time. */
+  onOperation(e: OperationEvent, outcome: string): void {
+    const queue = this.#queueLabel(e.name);
+    if (e.op === "add") {
+      const jobs = count(e.attributes?.jobs, 1);
+      if (outcome === "added") {
+        // addMany reports one "added" for the call with how many of its jobs were duplicates.
+        const duplicates = Math.min(jobs, count(e.attributes?.duplicates, 0));
+        if (jobs > duplicates) this.#added.inc({ queue, outcome }, jobs - duplicates);
+        if (duplicates > 0) this.#added.inc({ queue, outcome: "duplicate" }, duplicates);
+      } else {
+        this.#added.inc({ queue, outcome }, jobs);
+      }
+    } else if (e.op === "process") {
+      this.#jobs.inc({ queue, outcome });
+      this.#processing.observe({ queue, outcome }, Math.max(0, e.durationMs) / 1000);
+    }
+  }
+
+  /** Registers `queue`: its name becomes a label value, and `source` is read at each scrape. */
+  track(queue: string, source: QueueCountsSource): () => void {
+    this.#tracked.sources.set(queue, source);
+    this.#tracked.last.delete(queue);
+    return () => {
+      if (this.#tracked.sources.get(queue) !== source) return;
+      this.#tracked.sources.delete(queue);
+      this.#tracked.last.delete(queue);
+    };
+  }
+
+  /** The queue's name when it is registered, else {@link UNTRACKED_QUEUE}: names never become labels unasked. */
+  #queueLabel(name: string | undefined): string {
+    return name !== undefined && this.#tracked.sources.has(name) ? name : UNTRACKED_QUEUE;
+  }
+}
+
+function count(value: unknown, fallback: number): number {
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 ? Math.floor(value) : fallback;
+}
