@@ -2,6 +2,7 @@ import type { RedisClient } from "@coordis/core";
 import { ApiKeys } from "@coordis/demo";
 import { EventLog } from "@coordis/eventlog";
 import { tickHistory } from "@coordis/lock";
+import { Queue } from "@coordis/queue";
 import { type RedisServer, startRedis, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually, openSse, type Replicas, startReplicas } from "./replicas.js";
@@ -222,7 +223,12 @@ describe("demo across three replicas", () => {
     type P = { name: string; loadedBy: string; loadedAt: number };
     const get = async (base: string) =>
       (await (await fetch(`${base}/v1/players/${player}`, { headers: { "x-api-key": freshKey() } })).json()) as P;
-    expect((await post(at(0), "/v1/scores", { playerId: player, score: 10, name: "Before" })).status).toBe(201);
+    const submitted = await post(at(0), "/v1/scores", { playerId: player, score: 10, name: "Before" });
+    expect(submitted.status).toBe(201);
+    // The submission's stats job drops the cached profile once more when its stats land: wait for it first.
+    const queue = new Queue(client, "player-stats", { prefix });
+    await queue.result(((await submitted.json()) as { statsJob: string }).statsJob, { timeoutMs: 20_000 });
+    await queue.close();
     // The first read loads (on r1); the others hit the shared L2, then each replica's L1.
     const warm = [];
     for (const base of urls) warm.push(await get(base));
@@ -248,6 +254,103 @@ describe("demo across three replicas", () => {
       );
       expect(fresh.loadedAt).toBeGreaterThan(warm[0]?.loadedAt ?? 0);
     }
+  });
+
+  it("fans each score out to a stats job that some replica runs, and stores the player's stats fenced", async () => {
+    const player = `stats-${Date.now()}`;
+    const scores = [120, 75, 300, 42, 210, 99];
+    const jobs: string[] = [];
+    for (const [i, score] of scores.entries()) {
+      const res = await post(at(i), "/v1/scores", { playerId: player, score, name: "Stats" });
+      expect(res.status).toBe(201);
+      jobs.push(((await res.json()) as { statsJob: string }).statsJob);
+    }
+    expect(new Set(jobs).size).toBe(scores.length);
+    const queue = new Queue<{ playerId: string }, { applied: boolean; fence: number }>(client, "player-stats", {
+      prefix,
+    });
+    try {
+      const results = await Promise.all(jobs.map((id) => queue.result(id, { timeoutMs: 20_000 })));
+      // Adding a submission's job again creates nothing.
+      expect(await queue.add({ playerId: player }, { id: jobs[0] as string })).toEqual({
+        id: jobs[0],
+        duplicate: true,
+      });
+      // The stats readers see are the highest fence's, computed after the last submission.
+      const top = Math.max(...results.map((r) => r.fence));
+      expect(results.find((r) => r.fence === top)?.applied).toBe(true);
+      type Stats = { submissions: number; best: number; average: number; fence: number; computedBy: string };
+      const stats = await eventually(`${player}'s stats on r3`, async () => {
+        const res = await fetch(`${at(2)}/v1/players/${player}`, { headers: { "x-api-key": freshKey() } });
+        const p = (await res.json()) as { stats: Stats | null };
+        return p.stats?.fence === top ? p.stats : undefined;
+      });
+      expect(stats).toMatchObject({ submissions: scores.length, best: 300, average: 141 });
+      expect(replicas.ids).toContain(stats.computedBy);
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it("ends a failing stats job in the dead letters; an admin retry requeues it", async () => {
+    const player = `dead-${Date.now()}`;
+    const res = await post(at(0), "/v1/scores", { playerId: player, score: 7, name: "Poison" });
+    expect(res.status).toBe(201);
+    const id = ((await res.json()) as { statsJob: string }).statsJob;
+    type QueueView = {
+      counts: { dead: number };
+      deadLetters: Array<{ id: string; playerId: string; attempts: number; error: string }>;
+    };
+    const dead = await eventually(`${id} in the dead letters`, async () => {
+      const view = (await (await fetch(`${at(1)}/v1/queue`)).json()) as QueueView;
+      return view.deadLetters.find((j) => j.id === id);
+    });
+    expect(dead).toMatchObject({ playerId: player, attempts: 3 });
+    expect(dead.error).toContain('player named "Poison"');
+
+    const retry = (base: string, auth?: string, job = id) =>
+      fetch(`${base}/v1/admin/queue/dead/${encodeURIComponent(job)}/retry`, {
+        method: "POST",
+        headers: auth === undefined ? {} : { authorization: auth },
+      });
+    expect((await retry(at(1))).status).toBe(401);
+    expect((await retry(at(1), "Bearer wrong")).status).toBe(401);
+    expect((await retry(at(1), `Bearer ${token}`, `${id}-nope`)).status).toBe(404);
+
+    // Fix the cause, then retry from any replica: the job runs again with fresh attempts and completes.
+    const rename = await fetch(`${at(2)}/v1/players/${player}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json", "x-api-key": freshKey() },
+      body: JSON.stringify({ name: "Cured" }),
+    });
+    expect(rename.status).toBe(200);
+    expect((await retry(at(2), `Bearer ${token}`)).status).toBe(204);
+    const queue = new Queue<{ playerId: string }, { applied: boolean }>(client, "player-stats", { prefix });
+    try {
+      expect(await queue.result(id, { timeoutMs: 20_000 })).toMatchObject({ applied: true });
+      expect((await queue.get(id))?.state).toBe("completed");
+    } finally {
+      await queue.close();
+    }
+    const view = (await (await fetch(`${at(0)}/v1/queue`)).json()) as QueueView;
+    expect(view.deadLetters.some((j) => j.id === id)).toBe(false);
+    expect((await retry(at(0), `Bearer ${token}`)).status).toBe(404);
+    const profile = (await (
+      await fetch(`${at(0)}/v1/players/${player}`, { headers: { "x-api-key": freshKey() } })
+    ).json()) as { stats: { submissions: number } | null };
+    expect(profile.stats).toMatchObject({ submissions: 1, best: 7, average: 7 });
+
+    // The retry is audited, and the charts counted the dead letter and the completions, fleet-wide.
+    const audit = (await (
+      await fetch(`${at(1)}/v1/audit?limit=50`, { headers: { "x-api-key": freshKey() } })
+    ).json()) as { entries: Array<{ data: { type: string; jobId?: string } }> };
+    expect(audit.entries.some((e) => e.data.type === "job-retried" && e.data.jobId === id)).toBe(true);
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    await eventually("the charts to count the dead letter and completions", async () => {
+      const a = (await (await fetch(`${at(1)}/v1/activity`)).json()) as { counters: Record<string, number[]> };
+      const c = a.counters as Record<"dead" | "completed" | "retried" | "allowed", number[]>;
+      return sum(c.dead) >= 1 && sum(c.retried) >= 2 && sum(c.completed) >= 7 && sum(c.allowed) >= 7 ? true : undefined;
+    });
   });
 
   it("exposes coordis_ metrics on every replica", async () => {

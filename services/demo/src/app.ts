@@ -2,6 +2,7 @@ import { coordis } from "@coordis/fastify";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Registry } from "prom-client";
+import { Activity } from "./activity.js";
 import { apiKeyCheck, RequestKeys } from "./api-key-check.js";
 import { ApiKeys, loadApiKeySecret } from "./apikeys.js";
 import type { DemoConfig } from "./config.js";
@@ -14,9 +15,11 @@ import { dashboardRoutes } from "./routes/dashboard.js";
 import { jobRoutes } from "./routes/jobs.js";
 import { playerRoutes } from "./routes/players.js";
 import { probeRoutes } from "./routes/probes.js";
+import { queueRoutes } from "./routes/queue.js";
 import { scoreRoutes } from "./routes/scores.js";
 import { streamRoutes } from "./routes/streams.js";
 import { createDemo } from "./services.js";
+import { STATS_QUEUE } from "./stats.js";
 
 /** Options of {@link buildApp} beyond the environment's configuration. */
 export interface BuildOptions {
@@ -28,7 +31,8 @@ export interface BuildOptions {
 
 /**
  * Builds one replica of the game-scores API: routes, schemas, OpenAPI at `/docs`, the dashboard at `/`, SSE
- * streams, cron jobs and the admin endpoints. Call `listen()` on the result; `close()` stops everything it started.
+ * streams, cron jobs, the player-stats queue and its worker, and the admin endpoints. Call `listen()` on the
+ * result; `close()` stops everything it started.
  *
  * Root plugins first (error answers, OpenAPI, the Coordis plugin, the API key check), then one encapsulated plugin
  * per area of routes (routes/), each given the replica's shared primitives (services.ts).
@@ -54,17 +58,20 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
 
   const limits = rateLimits(config);
   const requestKeys = new RequestKeys();
+  // Counts rate-limit decisions and the stats queue's jobs for the dashboard's charts.
+  const activity = new Activity(STATS_QUEUE);
   await app.register(coordis, {
     url: config.redisUrl,
     prefix: config.prefix,
     metrics: options.registry === undefined ? true : { registry: options.registry },
+    observer: activity.observer,
     rateLimit: { rules: limits.apiRules, key: requestKeys.budgetOf, group: "api" },
   });
   const keys = new ApiKeys(await loadApiKeySecret(config.apiKeySecret, app.coordis.redis, config.prefix));
   requestKeys.verifyWith(keys);
   await app.register(apiKeyCheck, { requestKeys });
 
-  const demo = await createDemo(app.coordis, config, limits, keys);
+  const demo = await createDemo(app.coordis, config, limits, keys, activity);
   await app.register(dashboardRoutes, { demo });
   await app.register(probeRoutes, { demo });
   await app.register(scoreRoutes, { demo });
@@ -72,6 +79,7 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
   await app.register(auditRoutes, { demo });
   await app.register(streamRoutes, { demo });
   await app.register(jobRoutes, { demo, schedule: options.jobs !== false });
+  await app.register(queueRoutes, { demo });
   await app.register(adminRoutes, { demo });
 
   await app.ready();

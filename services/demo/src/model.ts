@@ -5,6 +5,7 @@ export type AuditEvent =
   | { type: "player-deleted"; playerId: string; replica: string; by: "admin" }
   | { type: "ratelimit-reset"; key: string; replica: string; by: "admin" }
   | { type: "api-key-issued"; ids: string[]; replica: string; by: "admin" }
+  | { type: "job-retried"; jobId: string; replica: string; by: "admin" }
   | { type: "job-run"; job: string; tick: number; fence: number; replica: string; summary: unknown }
   | { type: "replica-started"; replica: string };
 

@@ -2,12 +2,15 @@ import { Cache } from "@coordis/cache";
 import { connect, entityKeys, type RedisClient } from "@coordis/core";
 import type { CoordisDecorator } from "@coordis/fastify";
 import type { DemoConfig } from "./config.js";
+import type { PlayerStats } from "./stats.js";
 
 /** What Redis stores per player. */
 export interface StoredProfile {
   id: string;
   name: string;
   submissions: number;
+  /** Sum of every submitted score (the stats job's average is `total / submissions`). */
+  total: number;
   createdAt: number;
   updatedAt: number;
 }
@@ -15,6 +18,8 @@ export interface StoredProfile {
 /** A player's profile as `GET /v1/players/:id` returns it. */
 export interface Profile extends StoredProfile {
   best: number | null;
+  /** What the player-stats job computed last (null until its first run). */
+  stats: PlayerStats | null;
   ranks: { all: number | null; daily: number | null };
   /** The replica that built this copy (shows whether a response came from a cache). */
   loadedBy: string;
@@ -60,10 +65,11 @@ export class ProfileStore {
 
   /** The stored profile, or null. */
   async read(id: string): Promise<StoredProfile | null> {
-    const [name, submissions, createdAt, updatedAt] = await this.#redis.hmget(
+    const [name, submissions, total, createdAt, updatedAt] = await this.#redis.hmget(
       this.#key(id),
       "name",
       "submissions",
+      "total",
       "createdAt",
       "updatedAt",
     );
@@ -72,31 +78,43 @@ export class ProfileStore {
       id,
       name,
       submissions: Number(submissions ?? 0),
+      total: Number(total ?? 0),
       createdAt: Number(createdAt ?? 0),
       updatedAt: Number(updatedAt ?? 0),
     };
   }
 
   /**
-   * Counts a submission (creating the profile on first use) and returns the player's name. Uses only commands the
-   * least-privilege Coordis ACL user is granted (HINCRBY, HSET, HMGET; no MULTI, no HSETNX): one pipelined round
-   * trip, plus one more the first time, to fill in the fields a new profile lacks.
+   * Counts a submission of `score` (creating the profile on first use) and returns the player's name, the submission's
+   * number (1 for the first one) and when the profile was created. Uses only commands the least-privilege Coordis ACL
+   * user is granted (HINCRBY, HSET, HMGET; no MULTI, no HSETNX): one pipelined round trip, plus one more the first
+   * time, to fill in the fields a new profile lacks.
    */
-  async recordSubmission(id: string, name: string | undefined): Promise<{ name: string }> {
+  async recordSubmission(
+    id: string,
+    name: string | undefined,
+    score: number,
+  ): Promise<{ name: string; submission: number; createdAt: number }> {
     const key = this.#key(id);
     const now = Date.now();
     const replies = await this.#redis
       .pipeline()
       .hincrby(key, "submissions", 1)
+      .hincrby(key, "total", score)
       .hset(key, ...(name === undefined ? [] : ["name", name]), "updatedAt", now)
       .hmget(key, "name", "createdAt")
       .exec();
-    const [, , [storedName, createdAt]] = pipelineValues(replies) as [number, number, Array<string | null>];
+    const [submission, , , [storedName, createdAt]] = pipelineValues(replies) as [
+      number,
+      number,
+      number,
+      Array<string | null>,
+    ];
     const missing: Array<string | number> = [];
     if (storedName === null) missing.push("name", id);
     if (createdAt === null) missing.push("createdAt", now);
     if (missing.length > 0) await this.#redis.hset(key, ...missing);
-    return { name: storedName ?? id };
+    return { name: storedName ?? id, submission, createdAt: createdAt === null ? now : Number(createdAt) };
   }
 
   /** Renames an existing player; false when unknown. */

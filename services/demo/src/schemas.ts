@@ -59,6 +59,11 @@ export const ApiKeyHeaders = Type.Object({
   "x-api-key": Type.Optional(Type.String({ pattern: API_KEY_PATTERN, description: "an issued API key" })),
 });
 
+/** `:id` of a job of the stats queue. */
+export const JobParams = Type.Object({
+  id: Type.String({ pattern: "^[A-Za-z0-9_.:-]{1,200}$", description: "job id (`statsJob` of a score submission)" }),
+});
+
 /** Body of `POST /v1/admin/keys`. */
 export const IssueKeysBody = Type.Object(
   { count: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 1 })) },

@@ -3,7 +3,7 @@ import { rateLimitKey } from "@coordis/fastify";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { ADMIN_SECURITY } from "../openapi.js";
 import { problem } from "../problem.js";
-import { IssueKeysBody, KeyParams, PlayerParams } from "../schemas.js";
+import { IssueKeysBody, JobParams, KeyParams, PlayerParams } from "../schemas.js";
 import type { Demo } from "../services.js";
 
 /**
@@ -11,7 +11,7 @@ import type { Demo } from "../services.js";
  * time; without `ADMIN_TOKEN` every call is a 401), is limited to 60 per minute per address, and is audited.
  */
 export const adminRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app, { demo }) => {
-  const { config, replica, board, audit, profiles, keys, limits } = demo;
+  const { config, replica, board, audit, profiles, stats, keys, limits, queue } = demo;
 
   // Hashes of equal length, so the comparison takes the same time whatever was sent.
   const expected =
@@ -48,7 +48,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
     },
     async (req, reply) => {
       const id = req.params.id;
-      const [removed, existed] = await Promise.all([board.remove(id), profiles.remove(id)]);
+      const [removed, existed] = await Promise.all([board.remove(id), profiles.remove(id), stats.remove(id)]);
       if (!removed && !existed) return problem(reply, 404, "Not Found", `No player ${id}`);
       await audit.append({ type: "player-deleted", playerId: id, replica, by: "admin" });
       await profiles.invalidate(id);
@@ -91,6 +91,25 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
       });
       await audit.append({ type: "api-key-issued", ids: issued.map((k) => k.id), replica, by: "admin" });
       return reply.code(201).send({ keys: issued });
+    },
+  );
+  app.post(
+    "/v1/admin/queue/dead/:id/retry",
+    {
+      config: limits.admin,
+      schema: {
+        tags: ["admin"],
+        summary: "Move a dead stats job back to the queue with a fresh set of attempts",
+        params: JobParams,
+        security: ADMIN_SECURITY,
+      },
+    },
+    async (req, reply) => {
+      if (!(await queue.retryDead(req.params.id))) {
+        return problem(reply, 404, "Not Found", `No dead letter ${req.params.id}`);
+      }
+      await audit.append({ type: "job-retried", jobId: req.params.id, replica, by: "admin" });
+      return reply.code(204).send();
     },
   );
   app.get(

@@ -7,18 +7,24 @@ import type { Demo } from "../services.js";
 
 /**
  * Player profiles (public API, rate limited), read through the two-tier cache: `loadedBy`/`loadedAt` show which
- * replica built the copy. A rename drops the cached copy on every replica. (Deleting a player is an admin route.)
+ * replica built the copy; `stats` is what the player-stats job stored last (each job drops the cached copy). A rename
+ * drops the cached copy on every replica. (Deleting a player is an admin route.)
  */
 export const playerRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app, { demo }) => {
-  const { board, profiles, replica, limits } = demo;
+  const { board, profiles, stats, replica, limits } = demo;
 
   const loadProfile = async (id: string): Promise<Profile | null> => {
     const stored = await profiles.read(id);
     if (stored === null) return null;
-    const [all, daily] = await Promise.all([board.rank(id, { period: "all" }), board.rank(id, { period: "daily" })]);
+    const [all, daily, computed] = await Promise.all([
+      board.rank(id, { period: "all" }),
+      board.rank(id, { period: "daily" }),
+      stats.read(id),
+    ]);
     return {
       ...stored,
       best: all?.score ?? null,
+      stats: computed,
       ranks: { all: all?.rank ?? null, daily: daily?.rank ?? null },
       loadedBy: replica,
       loadedAt: Date.now(),

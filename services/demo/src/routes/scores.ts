@@ -4,13 +4,15 @@ import { API_SECURITY } from "../openapi.js";
 import { problem } from "../problem.js";
 import { ApiKeyHeaders, AroundQuery, BoardParams, BoardPlayerParams, ScoreBody, TopQuery } from "../schemas.js";
 import type { Demo } from "../services.js";
+import { statsJobId } from "../stats.js";
 
 /**
  * Scores and leaderboards (public API, rate limited): submitting a score updates the daily and all-time boards in
- * one script, and a new top-10 entry is published to every replica's event stream.
+ * one script, adds a job to the stats queue that recomputes the player's stats (its id derived from the submission,
+ * so adding it again creates nothing), and a new top-10 entry is published to every replica's event stream.
  */
 export const scoreRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app, { demo }) => {
-  const { board, profiles, replica, limits } = demo;
+  const { board, profiles, replica, limits, queue } = demo;
 
   app.post(
     "/v1/scores",
@@ -26,8 +28,9 @@ export const scoreRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
     },
     async (req, reply) => {
       const { playerId, score, name } = req.body;
-      const profile = await profiles.recordSubmission(playerId, name);
+      const profile = await profiles.recordSubmission(playerId, name, score);
       const result = await board.submit(playerId, score, { meta: { name: profile.name } });
+      const job = await queue.add({ playerId }, { id: statsJobId(playerId, profile.createdAt, profile.submission) });
       const ranks = { daily: result.periods.daily?.rank ?? 0, all: result.periods.all?.rank ?? 0 };
       const updated = result.periods.daily?.updated === true || result.periods.all?.updated === true;
       if (updated && (ranks.daily <= 10 || ranks.all <= 10)) {
@@ -48,6 +51,7 @@ export const scoreRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
         score,
         best: { daily: result.periods.daily?.score ?? score, all: result.periods.all?.score ?? score },
         ranks,
+        statsJob: job.id,
         replica,
       });
     },
