@@ -1,4 +1,5 @@
--- ratelimit: the four algorithms of @coordis/ratelimit, shared by lua/ratelimit/{consume,consume-batch,peek,refund,reset}.lua.
+-- ratelimit: the four algorithms of @coordis/ratelimit, shared by lua/ratelimit/{consume,consume-batch,peek,refund,reset}.lua and
+-- the queue's per-group rate limits.
 -- All rules of one rate-limit key keep their state in one string, "<rule>|<alg>=<expAtMs>:<state>;..." (one entry per
 -- rule whose state is not empty), written with one SET. expAtMs is when the entry stops mattering (server ms); the
 -- key expires (PXAT) at the latest entry's expAtMs. Changing a rule's algorithm starts it fresh, changing its limit or
@@ -13,17 +14,33 @@
 -- SET KEEPTTL, which costs Redis about half of SET PXAT.
 local RL_EPS = 1e-9       -- tolerance of the sliding window's weighted estimate (units)
 
--- Parses ARGV "name alg limit windowMs cap;..." into rule tables (tb and gcra: limit and windowMs reduced by their
--- gcd, so limit = ticks per ms and windowMs = ticks per unit).
+-- Parses the rule spec "name alg limit windowMs cap;..." into rule tables (peek, refund, reset, the queue's group
+-- rules). tb and gcra come with limit and windowMs reduced by their gcd, so limit = ticks per ms and w = ticks per
+-- unit. Every state field is named here, so rl_load's writes never grow (rehash) the table.
 local function rl_rules(spec)
   local rules = {}
   for name, alg, limit, w, cap in string.gmatch(spec, '([^%s;]+) (%a+) (%d+) (%d+) (%d+)') do
-    local lim, win, c = tonumber(limit), tonumber(w), tonumber(cap)
-    -- Every state field is named here, so rl_load's writes never grow (rehash) the table.
+    local c, win = tonumber(cap), tonumber(w)
     rules[#rules + 1] = {
-      field = name .. '|' .. alg, bucket = (alg == 'tb' or alg == 'gcra'), alg = alg, limit = lim, w = win, cap = c,
-      capt = c * win, start = 0, count = 0, curr = 0, prev = 0, level = 0, exp = 0, raw = false,
+      field = name .. '|' .. alg, bucket = (alg == 'tb' or alg == 'gcra'), alg = alg, limit = tonumber(limit),
+      w = win, cap = c, capt = c * win, start = 0, count = 0, curr = 0, prev = 0, level = 0, exp = 0, raw = false,
     }
+  end
+  return rules
+end
+
+-- The same rule tables from ARGV (consume, consume-batch), five arguments per rule from index i to the end:
+-- "<name>|<alg>", alg, limit, windowMs, capacity. No pattern matching on the hot path.
+local function rl_rules_argv(argv, i)
+  local rules, n = {}, 0
+  while argv[i + 4] do
+    local alg, win, c = argv[i + 1], tonumber(argv[i + 3]), tonumber(argv[i + 4])
+    n = n + 1
+    rules[n] = {
+      field = argv[i], bucket = (alg == 'tb' or alg == 'gcra'), alg = alg, limit = tonumber(argv[i + 2]),
+      w = win, cap = c, capt = c * win, start = 0, count = 0, curr = 0, prev = 0, level = 0, exp = 0, raw = false,
+    }
+    i = i + 5
   end
   return rules
 end
@@ -82,20 +99,16 @@ local function rl_load(r, stored, now)
   end
 end
 
--- ceil(x / y) for integers x >= 0, y > 0 (exact below 2^53).
-local function rl_ceil_div(x, y)
-  local q = math.floor(x / y)
-  if q * y < x then q = q + 1 end
-  return q
-end
-
 -- 0 when rule r admits cost units now; otherwise the ms after which it would, if nothing else happened.
+-- (ceil(x / y) of integers is written out inline here and below: a helper function costs a closure per call.)
 local function rl_wait(r, cost, now)
   local limit, w = r.limit, r.w
   if r.bucket then
     local need = cost * w - r.level
     if need <= 0 then return 0 end
-    return rl_ceil_div(need, limit)
+    local q = math.floor(need / limit)
+    if q * limit < need then q = q + 1 end
+    return q
   elseif r.alg == 'fw' then
     if r.count + cost <= limit then return 0 end
     return r.start + w - now
@@ -126,43 +139,16 @@ local function rl_take(r, cost)
   end
 end
 
--- Gives cost units back to rule r (never beyond a full rule).
-local function rl_give(r, cost)
-  if r.bucket then
-    r.level = math.min(r.capt, r.level + cost * r.w)
-  elseif r.alg == 'fw' then
-    r.count = math.max(0, r.count - cost)
-  else
-    local left = cost - r.curr
-    r.curr = math.max(0, r.curr - cost)
-    if left > 0 then r.prev = math.max(0, r.prev - left) end
-  end
-end
-
--- Remaining units and ms until rule r is full again.
-local function rl_info(r, now)
-  if r.bucket then
-    local level = r.level
-    if level >= r.capt then return r.cap, 0 end
-    return math.floor(level / r.w), rl_ceil_div(r.capt - level, r.limit)
-  elseif r.alg == 'fw' then
-    if r.count <= 0 then return r.limit, 0 end
-    return r.limit - r.count, r.start + r.w - now
-  else
-    local est = r.prev * (r.w - (now - r.start)) / r.w + r.curr
-    local remaining = math.max(0, math.floor(r.limit - est + RL_EPS))
-    if r.curr > 0 then return remaining, r.start + 2 * r.w - now end
-    if r.prev > 0 then return remaining, r.start + r.w - now end
-    return remaining, 0
-  end
-end
-
 -- Rule r's state as stored ("<expAtMs>:<state>") and its expAtMs, or nil when the rule is full (nothing to keep).
 local function rl_entry(r, now)
   if r.bucket then
     local level = r.level
-    if level < r.capt then
-      local at = now + rl_ceil_div(r.capt - level, r.limit)
+    local capt = r.capt
+    if level < capt then
+      local need, limit = capt - level, r.limit
+      local q = math.floor(need / limit)
+      if q * limit < need then q = q + 1 end
+      local at = now + q
       return string.format('%d:%d:%d:%d', at, now, level, r.w), at
     end
   elseif r.alg == 'fw' then
@@ -182,13 +168,23 @@ local function rl_entry(r, now)
   return nil
 end
 
--- Reads the key's stored entries with one GET: a map field -> "<expAtMs>:<state>" (nil when the key does not exist).
-local function rl_read(key)
-  local v = redis.call('GET', key)
+-- The stored entries of a key's value (nil: no key) as a map field -> "<expAtMs>:<state>". A value of one entry
+-- (one limiter of one rule on the key, the common case) is split without pattern matching.
+local function rl_parse(v)
   if not v then return nil end
   local stored = {}
+  if not string.find(v, ';', 1, true) then
+    local eq = string.find(v, '=', 1, true)
+    if eq then stored[string.sub(v, 1, eq - 1)] = string.sub(v, eq + 1) end
+    return stored
+  end
   for f, st in string.gmatch(v, '([^;=]+)=([^;]*)') do stored[f] = st end
   return stored
+end
+
+-- Reads the key's stored entries with one GET (see rl_parse).
+local function rl_read(key)
+  return rl_parse(redis.call('GET', key))
 end
 
 -- Writes every rule's state and the entries of rules this call does not know (left in `stored` by rl_load), those
@@ -198,7 +194,8 @@ end
 local function rl_store(key, rules, now, stored, moved)
   local parts, n = {}, 0
   local at, was = 0, 0
-  for _, r in ipairs(rules) do
+  for i = 1, #rules do
+    local r = rules[i]
     if r.exp > was then was = r.exp end
     local value, exp = rl_entry(r, now)
     if value then
@@ -219,10 +216,11 @@ local function rl_store(key, rules, now, stored, moved)
     end
   end
   if n > 0 then
+    local value = n == 1 and parts[1] or table.concat(parts, ';')
     if at == was and not moved then
-      redis.call('SET', key, table.concat(parts, ';'), 'KEEPTTL')
+      redis.call('SET', key, value, 'KEEPTTL')
     else
-      redis.call('SET', key, table.concat(parts, ';'), 'PXAT', string.format('%d', at))
+      redis.call('SET', key, value, 'PXAT', string.format('%d', at))
     end
   elseif stored then
     redis.call('DEL', key)
@@ -264,12 +262,39 @@ local function rl_keep(key, rules, now, stored)
   redis.call('SET', key, table.concat(parts, ';'), 'PXAT', string.format('%d', at))
 end
 
--- Reply: { allowed, nowMs, then per rule: waitMs, remaining, resetMs } (bare: without nowMs).
-local function rl_reply(allowed, rules, waits, now, bare)
-  local out, n
-  if bare then out, n = { allowed }, 1 else out, n = { allowed, now }, 2 end
-  for i, r in ipairs(rules) do
-    local remaining, reset = rl_info(r, now)
+-- Reply: { allowed, then per rule: waitMs, remaining, resetMs }: remaining units and ms until the rule is full
+-- again.
+local function rl_reply(allowed, rules, waits, now)
+  local out, n = { allowed }, 1
+  for i = 1, #rules do
+    local r = rules[i]
+    local limit, w = r.limit, r.w
+    local remaining, reset
+    if r.bucket then
+      local level, capt = r.level, r.capt
+      if level >= capt then
+        remaining, reset = r.cap, 0
+      else
+        remaining = math.floor(level / w)
+        local need = capt - level
+        reset = math.floor(need / limit)
+        if reset * limit < need then reset = reset + 1 end
+      end
+    elseif r.alg == 'fw' then
+      if r.count <= 0 then
+        remaining, reset = limit, 0
+      else
+        remaining, reset = limit - r.count, r.start + w - now
+      end
+    else
+      local est = r.prev * (w - (now - r.start)) / w + r.curr
+      remaining, reset = math.max(0, math.floor(limit - est + RL_EPS)), 0
+      if r.curr > 0 then
+        reset = r.start + 2 * w - now
+      elseif r.prev > 0 then
+        reset = r.start + w - now
+      end
+    end
     out[n + 1], out[n + 2], out[n + 3] = waits[i], remaining, reset
     n = n + 3
   end
@@ -278,22 +303,24 @@ end
 
 -- One consume of cost units on the rate-limit key at server time now: every rule or none. rl_load rewrites every
 -- state field of a rule, so one parsed rules table serves several calls in turn (consume-batch).
-local function rl_consume(key, cost, rules, now, bare)
+local function rl_consume(key, cost, rules, now)
   local stored = rl_read(key)
   local from = stored or {}
   local allowed = 1
   local waits = {}
-  for i, r in ipairs(rules) do
+  local n = #rules
+  for i = 1, n do
+    local r = rules[i]
     rl_load(r, from, now)
     local wait = rl_wait(r, cost, now)
     waits[i] = wait
     if wait > 0 then allowed = 0 end
   end
   if allowed == 1 then
-    for _, r in ipairs(rules) do rl_take(r, cost) end
+    for i = 1, n do rl_take(rules[i], cost) end
     rl_store(key, rules, now, stored)
   elseif stored then
     rl_keep(key, rules, now, stored)
   end
-  return rl_reply(allowed, rules, waits, now, bare)
+  return rl_reply(allowed, rules, waits, now)
 end

@@ -2,8 +2,9 @@
 -- All rules are evaluated on Redis server time in this one script, so several limits are atomic together.
 -- KEYS[1] state (string): "<rule>|<alg>=<expAtMs>:<state>;..." (see lua/_lib/ratelimit.lua)
 -- ARGV[1] cost (integer): units the call takes from each rule
--- ARGV[2] rules (string): "<name> <alg> <limit> <windowMs> <capacity>;..." with alg fw|sw|tb|gcra (tb/gcra: limit and windowMs divided by their gcd)
+-- ARGV[2] rules (string): five arguments per rule, repeated: "<name>|<alg>", alg (fw|sw|tb|gcra), limit, windowMs, capacity (tb/gcra: limit and windowMs divided by their gcd)
 -- Reply: number[]
+-- ({allowed, then per rule: waitMs, remaining, resetMs})
 --@include now-ms
 --@include ratelimit
-return rl_consume(KEYS[1], tonumber(ARGV[1]), rl_rules(ARGV[2]), now_ms())
+return rl_consume(KEYS[1], tonumber(ARGV[1]), rl_rules_argv(ARGV, 2), now_ms())

@@ -73,18 +73,18 @@ export function makeDecision(allowed: boolean, rules: RuleDecision[], reason: De
   };
 }
 
-/** Turns a consume/peek/refund script reply `[allowed, nowMs, (wait, remaining, reset)...]` into a Decision. */
+/** Turns a consume/peek/refund script reply `[allowed, (wait, remaining, reset)...]` into a Decision. */
 export function decisionFromReply(reply: readonly number[], rules: readonly NormalizedRule[]): Decision {
   const parts: RuleDecision[] = new Array(rules.length);
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i] as NormalizedRule;
-    const wait = Number(reply[2 + i * 3]);
+    const wait = Number(reply[1 + i * 3]);
     parts[i] = {
       name: rule.name,
       allowed: wait === 0,
       limit: rule.capacity,
-      remaining: Number(reply[3 + i * 3]),
-      resetMs: Number(reply[4 + i * 3]),
+      remaining: Number(reply[2 + i * 3]),
+      resetMs: Number(reply[3 + i * 3]),
       retryAfterMs: wait,
     };
   }

@@ -22,7 +22,7 @@ import {
 import { type Decision, decisionFromReply, makeDecision, type RuleDecision } from "./decision.js";
 import { DenyCache } from "./deny-cache.js";
 import { MemoryLimiter } from "./memory-limiter.js";
-import { type NormalizedRule, normalizeRules, type Rule, rulesSpec } from "./rules.js";
+import { type NormalizedRule, normalizeRules, type Rule, rulesArgs, rulesSpec } from "./rules.js";
 import { ratelimitScripts } from "./scripts.generated.js";
 
 /**
@@ -100,6 +100,8 @@ export class RateLimiter {
   readonly prefix: string;
   readonly #redis: RedisClient;
   readonly #spec: string;
+  /** The rules as consume's ARGV after the cost (see rulesArgs). */
+  readonly #ruleArgs: readonly string[];
   readonly #maxCost: number;
   readonly #observer: CoordisObserver | undefined;
   readonly #policy: RedisErrorPolicy;
@@ -121,6 +123,7 @@ export class RateLimiter {
     const opts = validate.options<RateLimiterOptions>("options", options);
     this.rules = Object.freeze(normalizeRules(opts.rules));
     this.#spec = rulesSpec(this.rules);
+    this.#ruleArgs = rulesArgs(this.rules);
     this.#maxCost = Math.min(...this.rules.map((r) => r.capacity));
     this.prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
     this.#keyHead = entityKeys(this.prefix, "rl", "x").base.slice(0, -3);
@@ -272,9 +275,11 @@ export class RateLimiter {
     }
     let reply: number[];
     try {
-      reply = await (send === undefined
-        ? runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec])
-        : send());
+      reply = await (send !== undefined
+        ? send()
+        : op === "consume"
+          ? runScriptDynamic(this.#redis, ratelimitScripts.consume, [stateKey], [cost, ...this.#ruleArgs])
+          : runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]));
     } catch (err) {
       if (!(err instanceof RedisUnavailableError) || this.#policy === "throw") {
         this.#emit(op, key, started, "error", undefined, err as Error);
@@ -289,26 +294,21 @@ export class RateLimiter {
 
   /** Sends one batch of consumes (one hash slot) as one consume-batch script call. */
   async #sendBatch(items: readonly QueuedConsume[]): Promise<BatchOutcome<number[]>[]> {
+    const args: (string | number)[] = items.map((i) => i.cost);
+    for (const a of this.#ruleArgs) args.push(a);
     const reply = await runScriptDynamic(
       this.#redis,
       ratelimitScripts.consumeBatch,
       items.map((i) => i.stateKey),
-      [this.#spec, ...items.map((i) => i.cost)],
+      args,
     );
-    // [nowMs, per call: [allowed, ...per rule] or its error text]; each call's reply is rebuilt as consume.lua's.
-    const now = Number(reply[0]);
+    // Per call: [allowed, ...per rule] as consume.lua's reply, or its error text.
     const out: BatchOutcome<number[]>[] = new Array(items.length);
     for (let i = 0; i < items.length; i++) {
-      const call = reply[i + 1];
-      if (Array.isArray(call)) {
-        const value = new Array<number>(call.length + 1);
-        value[0] = Number(call[0]);
-        value[1] = now;
-        for (let j = 1; j < call.length; j++) value[j + 1] = Number(call[j]);
-        out[i] = { ok: true, value };
-      } else {
-        out[i] = { ok: false, error: new ScriptError(ratelimitScripts.consume.name, String(call)) };
-      }
+      const call = reply[i];
+      out[i] = Array.isArray(call)
+        ? { ok: true, value: call as number[] }
+        : { ok: false, error: new ScriptError(ratelimitScripts.consume.name, String(call)) };
     }
     return out;
   }

@@ -129,15 +129,33 @@ export function normalizeRules(rules: unknown, argument = "options.rules"): Norm
   });
 }
 
+/** `limit` and `windowMs` as the scripts take them: token bucket and GCRA divided by their gcd. */
+function reduced(r: NormalizedRule): [limit: number, windowMs: number] {
+  const g = r.algorithm === "token-bucket" || r.algorithm === "gcra" ? gcd(r.limit, r.windowMs) : 1;
+  return [r.limit / g, r.windowMs / g];
+}
+
 /**
- * The rules as the scripts' ARGV: `"<name> <alg> <limit> <windowMs> <capacity>;..."`. Token bucket and GCRA send
+ * The rules as the ARGV of consume and consume-batch: five arguments per rule, `"<name>|<alg>"`, alg, limit,
+ * windowMs, capacity (token bucket and GCRA: limit and windowMs divided by their gcd), so the scripts parse nothing.
+ */
+export function rulesArgs(rules: readonly NormalizedRule[]): string[] {
+  return rules.flatMap((r) => {
+    const [limit, windowMs] = reduced(r);
+    const alg = SHORT[r.algorithm];
+    return [`${r.name}|${alg}`, alg, String(limit), String(windowMs), String(r.capacity)];
+  });
+}
+
+/**
+ * The rules as the ARGV of peek, refund and reset: `"<name> <alg> <limit> <windowMs> <capacity>;..."`. Token bucket and GCRA send
  * `limit` and `windowMs` divided by their gcd (ticks per ms and ticks per unit: the scripts count exactly in integers).
  */
 export function rulesSpec(rules: readonly NormalizedRule[]): string {
   return rules
     .map((r) => {
-      const g = r.algorithm === "token-bucket" || r.algorithm === "gcra" ? gcd(r.limit, r.windowMs) : 1;
-      return `${r.name} ${SHORT[r.algorithm]} ${r.limit / g} ${r.windowMs / g} ${r.capacity}`;
+      const [limit, windowMs] = reduced(r);
+      return `${r.name} ${SHORT[r.algorithm]} ${limit} ${windowMs} ${r.capacity}`;
     })
     .join(";");
 }
