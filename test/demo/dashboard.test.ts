@@ -8,6 +8,7 @@ import { type Replicas, startReplicas } from "./replicas.js";
 // The dashboard in a real browser (Debian's chromium driven by playwright-core) against two real replicas.
 const CHROMIUM = "/usr/bin/chromium";
 const OUTPUT = fileURLToPath(new URL("../../test-output/", import.meta.url));
+const TOKEN = "dashboard-admin-token";
 let redis: RedisServer;
 let replicas: Replicas;
 let browser: Browser | undefined;
@@ -20,7 +21,7 @@ beforeAll(async () => {
   }
   redis = await startRedis({ leastPrivilege: true });
   [replicas, browser] = await Promise.all([
-    startReplicas(2, { REDIS_URL: redis.url, COORDIS_PREFIX: testPrefix("demo-ui") }),
+    startReplicas(2, { REDIS_URL: redis.url, COORDIS_PREFIX: testPrefix("demo-ui"), ADMIN_TOKEN: TOKEN }),
     chromium.launch({
       executablePath: CHROMIUM,
       args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
@@ -74,6 +75,89 @@ describe("dashboard", () => {
     mkdirSync(OUTPUT, { recursive: true });
     await page.screenshot({ path: `${OUTPUT}dashboard.png`, fullPage: true });
     expect(existsSync(`${OUTPUT}dashboard.png`)).toBe(true);
+    expect(errors).toEqual([]);
+  });
+
+  it("shows the stats queue with its dead letters, retries one as admin, and charts the activity", async () => {
+    const [pageUrl, apiUrl] = replicas.urls as [string, string];
+    const page = await (browser as Browser).newPage({ viewport: { width: 1280, height: 1400 } });
+    const errors: string[] = [];
+    page.on("pageerror", (err) => errors.push(String(err)));
+    await page.goto(`${pageUrl}/`);
+    await page.locator('#live[data-state="live"]').waitFor({ timeout: 15_000 });
+    const snap = (await (await fetch(`${pageUrl}/v1/dashboard`)).json()) as { apiKey: { key: string } };
+    const submit = (playerId: string, name: string, score: number) =>
+      fetch(`${apiUrl}/v1/scores`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": snap.apiKey.key },
+        body: JSON.stringify({ playerId, name, score }),
+      });
+
+    // Some activity: stats jobs that complete, one that dies, and rate-limit decisions.
+    for (let i = 0; i < 4; i++) expect((await submit(`ok-${i}-${Date.now()}`, "Fine", 100 + i)).status).toBe(201);
+    const player = `poisoned-${Date.now()}`;
+    const res = await submit(player, "poison", 1);
+    expect(res.status).toBe(201);
+    const job = ((await res.json()) as { statsJob: string }).statsJob;
+
+    // The dead letter shows up in the panel, with its error and a retry button.
+    const row = page.locator(`#dead tbody tr[data-job="${job}"]`);
+    await row.waitFor({ timeout: 20_000 });
+    expect(await row.locator("td").first().textContent()).toBe(player);
+    expect(await row.locator("td.error").textContent()).toContain('player named "poison"');
+    await expect
+      .poll(async () => Number(await page.locator('#queue-counts [data-count="dead"] strong').textContent()))
+      .toBeGreaterThanOrEqual(1);
+
+    // The charts draw one point per interval; the jobs and rate-limit charts have risen above their baseline.
+    const chart = async (id: string) =>
+      page.locator(`#${id}`).evaluate((svg) => ({
+        total: Number(svg.getAttribute("data-total")),
+        paths: [...svg.querySelectorAll("path")].map((p) => ({
+          series: p.getAttribute("data-series"),
+          ys: [...(p.getAttribute("d") ?? "").matchAll(/[ML][\d.]+,([\d.]+)/g)].map((m) => Number(m[1])),
+        })),
+      }));
+    const risen = (c: Awaited<ReturnType<typeof chart>>, series: string) =>
+      (c.paths.find((p) => p.series === series)?.ys ?? []).some((y) => y < 78);
+    await expect.poll(async () => risen(await chart("chart-ratelimit"), "allowed"), { timeout: 15_000 }).toBe(true);
+    await expect.poll(async () => risen(await chart("chart-jobs"), "completed"), { timeout: 15_000 }).toBe(true);
+    await expect.poll(async () => risen(await chart("chart-jobs"), "dead"), { timeout: 15_000 }).toBe(true);
+    for (const id of ["chart-ratelimit", "chart-jobs"]) {
+      const c = await chart(id);
+      expect(c.total).toBeGreaterThan(0);
+      for (const p of c.paths) expect(p.ys).toHaveLength(60);
+    }
+    // Depth is sampled every second: its lines have points (one per sampled interval).
+    await expect
+      .poll(async () => (await chart("chart-depth")).paths.map((p) => p.ys.length > 0))
+      .toEqual([true, true, true]);
+    expect(await page.locator('.legend[data-for="chart-ratelimit"] [data-series="allowed"]').textContent()).toMatch(
+      /^allowed [1-9][\d,]*$/,
+    );
+
+    // Without the admin token the retry is refused; with it (after the player is renamed) the job completes.
+    await row.locator("button.retry").click();
+    await expect.poll(() => page.locator("#retry-result").textContent()).toContain("admin token");
+    const rename = await fetch(`${apiUrl}/v1/players/${player}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json", "x-api-key": snap.apiKey.key },
+      body: JSON.stringify({ name: "Antidote" }),
+    });
+    expect(rename.status).toBe(200);
+    await page.locator("#admin-token").fill("wrong-token");
+    await row.locator("button.retry").click();
+    await expect.poll(() => page.locator("#retry-result").textContent()).toMatch(/^HTTP 401/);
+    await page.locator("#admin-token").fill(TOKEN);
+    await row.locator("button.retry").click();
+    await expect.poll(() => page.locator("#retry-result").textContent()).toBe(`retried ${job}`);
+    await row.waitFor({ state: "detached", timeout: 15_000 });
+    const profile = await fetch(`${apiUrl}/v1/players/${player}`, { headers: { "x-api-key": snap.apiKey.key } });
+    expect(((await profile.json()) as { stats: unknown }).stats).toMatchObject({ submissions: 1, best: 1 });
+
+    mkdirSync(OUTPUT, { recursive: true });
+    await page.locator("#queue").screenshot({ path: `${OUTPUT}dashboard-queue.png` });
+    expect(existsSync(`${OUTPUT}dashboard-queue.png`)).toBe(true);
     expect(errors).toEqual([]);
   });
 });

@@ -91,6 +91,8 @@ function describe(data) {
       return `admin issued ${data.ids.length} API key(s) (via ${data.replica})`;
     case "replica-started":
       return `replica ${data.replica} started`;
+    case "job-retried":
+      return `admin retried dead job ${data.jobId} (via ${data.replica})`;
     default:
       return JSON.stringify(data);
   }
@@ -113,6 +115,124 @@ function addAudit(entry) {
   );
   list.prepend(item);
   while (list.children.length > 40) list.lastChild.remove();
+}
+
+// Small SVG line charts: one <path> per series, scaled to the largest value shown. The <svg> carries data-max and
+// data-total (every value summed) so what it draws can be read back.
+const SVG_NS = "http://www.w3.org/2000/svg";
+const CHARTS = {
+  "chart-depth": [
+    ["waiting", "#3355dd"],
+    ["delayed", "#d97706"],
+    ["active", "#1f9d55"],
+  ],
+  "chart-jobs": [
+    ["added", "#9aa3b5"],
+    ["completed", "#1f9d55"],
+    ["retried", "#d97706"],
+    ["dead", "#d64545"],
+  ],
+  "chart-ratelimit": [
+    ["allowed", "#1f9d55"],
+    ["denied", "#d64545"],
+  ],
+};
+
+// Legends give a gauge's latest sample, or a counter's total over the window.
+function drawChart(id, series, gauge = false) {
+  const svg = document.getElementById(id);
+  const [width, height] = [300, 80];
+  const values = Object.values(series).flat();
+  const max = Math.max(1, ...values.filter((v) => v !== null));
+  svg.replaceChildren();
+  for (const [name, color] of CHARTS[id]) {
+    const points = series[name] ?? [];
+    const step = points.length > 1 ? width / (points.length - 1) : width;
+    let d = "";
+    let pen = "M";
+    points.forEach((v, i) => {
+      if (v === null) {
+        pen = "M";
+        return;
+      }
+      const y = height - 2 - (v / max) * (height - 6);
+      d += `${pen}${(i * step).toFixed(1)},${y.toFixed(1)} `;
+      pen = "L";
+    });
+    const path = document.createElementNS(SVG_NS, "path");
+    path.setAttribute("d", d.trim());
+    path.setAttribute("stroke", color);
+    path.dataset.series = name;
+    svg.append(path);
+  }
+  svg.dataset.max = String(max);
+  svg.dataset.total = String(values.reduce((a, v) => a + (v ?? 0), 0));
+  const legend = document.querySelector(`.legend[data-for="${id}"]`);
+  legend.replaceChildren(
+    ...CHARTS[id].map(([name, color]) => {
+      const points = series[name] ?? [];
+      const value = gauge
+        ? ([...points].reverse().find((v) => v !== null) ?? 0)
+        : points.reduce((a, v) => a + (v ?? 0), 0);
+      const swatch = el("i");
+      swatch.style.background = color;
+      return el("span", { "data-series": name }, swatch, `${name} ${value.toLocaleString()}`);
+    }),
+  );
+}
+
+function renderQueue(q) {
+  const counts = { ...q.counts, completedPerMinute: q.completedPerMinute };
+  for (const box of document.querySelectorAll("#queue-counts [data-count]")) {
+    const value = counts[box.dataset.count] ?? 0;
+    box.querySelector("strong").textContent = value.toLocaleString();
+    box.toggleAttribute("data-nonzero", value > 0);
+  }
+  const body = $("#dead tbody");
+  body.replaceChildren();
+  if (q.deadLetters.length === 0) body.append(el("tr", {}, el("td", { class: "empty", colspan: "4" }, "none")));
+  for (const job of q.deadLetters) {
+    const retry = el("button", { type: "button", class: "retry", "data-job": job.id }, "retry");
+    retry.addEventListener("click", () => void retryDead(job.id));
+    body.append(
+      el(
+        "tr",
+        { "data-job": job.id },
+        el("td", { title: job.id }, job.playerId ?? job.id),
+        el("td", {}, time(job.diedAt)),
+        el("td", { class: "error", title: job.error }, job.error),
+        el("td", { class: "num" }, retry),
+      ),
+    );
+  }
+}
+
+async function refreshQueue() {
+  const [queue, activity] = await Promise.all([fetch("/v1/queue"), fetch("/v1/activity")]);
+  if (queue.ok) renderQueue(await queue.json());
+  if (activity.ok) {
+    const a = await activity.json();
+    drawChart("chart-depth", a.gauges, true);
+    drawChart("chart-jobs", a.counters);
+    drawChart("chart-ratelimit", { allowed: a.counters.allowed, denied: a.counters.denied });
+  }
+}
+
+async function retryDead(id) {
+  const token = $("#admin-token").value.trim();
+  const out = $("#retry-result");
+  if (token === "") {
+    out.textContent = "enter the admin token to retry";
+    return;
+  }
+  sessionStorage.setItem("adminToken", token);
+  const res = await fetch(`/v1/admin/queue/dead/${encodeURIComponent(id)}/retry`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+  });
+  out.textContent =
+    res.status === 204 ? `retried ${id}` : `HTTP ${res.status}: ${(await res.json().catch(() => ({}))).detail ?? ""}`;
+  void refreshQueue();
 }
 
 async function refreshJobs() {
@@ -183,6 +303,9 @@ function connect() {
   setInterval(() => {
     if (document.visibilityState === "visible") void refreshRules();
   }, 1_000);
+  setInterval(() => {
+    if (document.visibilityState === "visible") void refreshQueue().catch(() => {});
+  }, 2_000);
 }
 
 async function call(path, init, out) {
@@ -213,6 +336,9 @@ $("#spend").addEventListener("click", () =>
   call("/v1/leaderboards/all/top?n=1", { headers: { "x-api-key": state.key } }, $("#spend-result")),
 );
 
+$("#admin-token").value = sessionStorage.getItem("adminToken") ?? "";
+
+void refreshQueue().catch(() => {});
 loadSnapshot()
   .catch((err) => {
     $("#last-score").textContent = String(err);
