@@ -22,7 +22,7 @@ class Model {
     if (cur !== undefined && this.update === "increment") next = cur.score + score;
     if (cur !== undefined && this.update === "best") {
       const better = this.order === "desc" ? score > cur.score : score < cur.score;
-      next = better ? score : cur.score;
+      next = better ? score + 0 : cur.score; // Redis answers -0 as 0
     }
     const m = meta ?? cur?.meta ?? null;
     const updated = cur === undefined || next !== cur.score;
