@@ -5,7 +5,10 @@ import { Queue } from "@coordis/queue";
 import {
   describeSchedule,
   type FaultProxy,
+  type FaultSchedule,
+  type FaultStep,
   faultSchedule,
+  mulberry32,
   type RedisServer,
   runSchedule,
   startProxy,
@@ -29,12 +32,68 @@ const PRODUCERS = 8;
 const LEASE_MS = 1_000;
 /** After the last add and fault, every acknowledged job must be completed within this time, ms. */
 const DRAIN_MS = 60_000;
+/** A worker is stalled (SIGSTOP) past its lease about this often, ms, on top of the random faults. */
+const STALL_EVERY_MS = 600;
+/** Length of those stalls, ms: the lease expires and the job is handed to another worker while it lasts. */
+const STALL_MS: readonly [number, number] = [LEASE_MS + 300, LEASE_MS + 900];
+/**
+ * A redelivery (attempt > 1) runs this long before its effect, ms: longer than what is left of a stall once the job was
+ * reclaimed, so the stalled worker, resumed, tries to complete the job while the delivery that replaced it still runs.
+ * Only the fence check of the finish script refuses that completion.
+ */
+const REDELIVERY_MS = 2_000;
+/** Adds go on until this long after the calm tail's stall began, so jobs are running whenever a fault hits, ms. */
+const ADDS_AFTER_TAIL_MS = 200;
+
+/**
+ * The random faults of `generated` plus a stall of one worker past its lease every {@link STALL_EVERY_MS}, each on a
+ * worker no random step touches at that time, and one more stall in a calm tail once every other fault is over: under
+ * the random faults Redis may be down when a stall ends, so the job is reclaimed only after the stalled worker resumed
+ * (no stale completion to refuse); in the tail the reclaim always comes first. The stalled workers are drawn from the
+ * seed. Returns the schedule and when the tail's stall begins (ms into the run).
+ */
+function withStalls(
+  generated: FaultSchedule,
+  seed: number,
+  durationMs: number,
+): { schedule: FaultSchedule; tailAt: number } {
+  const random = mulberry32(seed ^ 0x5eed);
+  const busy = (index: number, from: number, to: number) =>
+    generated.steps.some(
+      (s) => s.target === "process" && s.index === index && s.atMs < to + 250 && s.atMs + s.durationMs + 250 > from,
+    );
+  const stalls: FaultStep[] = [];
+  for (let at = 200; at < durationMs; at += STALL_EVERY_MS) {
+    const stallMs = Math.round(STALL_MS[0] + random() * (STALL_MS[1] - STALL_MS[0]));
+    const first = Math.floor(random() * WORKERS);
+    for (let k = 0; k < WORKERS; k++) {
+      const index = (first + k) % WORKERS;
+      // One stall per worker at a time, and never overlapping a random fault of the same worker.
+      if (busy(index, at, at + stallMs) || stalls.some((s) => s.index === index && s.atMs + s.durationMs + 250 > at)) {
+        continue;
+      }
+      stalls.push({ atMs: at, fault: "pause", target: "process", index, durationMs: stallMs });
+      break;
+    }
+  }
+  const tailAt = Math.max(durationMs, generated.durationMs, ...stalls.map((x) => x.atMs + x.durationMs)) + 300;
+  const tailMs = Math.round(STALL_MS[0] + random() * (STALL_MS[1] - STALL_MS[0]));
+  stalls.push({
+    atMs: tailAt,
+    fault: "pause",
+    target: "process",
+    index: Math.floor(random() * WORKERS),
+    durationMs: tailMs,
+  });
+  return { schedule: faultSchedule({ seed, steps: [...generated.steps, ...stalls] }), tailAt };
+}
 
 /**
  * Queue checker: 8 producers add `jobs` numbered jobs through a proxy (latency, dropped connections, partitions),
- * each with its own id, retrying a failed add with the same id until it is acknowledged; 3 worker processes are
- * SIGKILLed (and respawned) and SIGSTOPped at random, with a 1 s lease; Redis (AOF, `appendfsync always`) is killed
- * and restarted. Each job's handler applies its effect to a fenced register kept by this process (a write is accepted
+ * spread over the run, each with its own id, retrying a failed add with the same id until it is acknowledged; 3 worker
+ * processes are SIGKILLed (and respawned) and SIGSTOPped at random, with a 1 s lease, and one of them is stalled past
+ * its lease every 0.6 s while redeliveries run long (so a resumed worker tries to complete a job that another worker
+ * runs); Redis (AOF, `appendfsync always`) is killed and restarted. Each job's handler applies its effect to a fenced register kept by this process (a write is accepted
  * only with a fence above every one accepted for that job) and returns its fence. Checked at the end: every
  * acknowledged job is completed (none lost, none dead), each delivery of a job has its own fence, and the effect that
  * stuck for each job is the one of the delivery Redis recorded as its completion (exactly-once effect under fences).
@@ -46,7 +105,7 @@ export function queueScenario(jobs: number): ChaosScenario {
     defaultDurationMs: 60_000,
     async run({ seed, durationMs, log }): Promise<ScenarioResult> {
       const started = performance.now();
-      const schedule = faultSchedule({
+      const generated = faultSchedule({
         seed,
         generate: {
           durationMs,
@@ -57,6 +116,7 @@ export function queueScenario(jobs: number): ChaosScenario {
           latencyMs: [5, 60],
         },
       });
+      const { schedule, tailAt } = withStalls(generated, generated.seed, durationMs);
       log(describeSchedule(schedule));
       const violations = new Violations();
       const prefix = testPrefix();
@@ -103,17 +163,31 @@ export function queueScenario(jobs: number): ChaosScenario {
           spawnWorker(
             "queue-worker.ts",
             slot,
-            [JSON.stringify({ url: (server as RedisServer).url, prefix, name, leaseMs: LEASE_MS })],
+            [
+              JSON.stringify({
+                url: (server as RedisServer).url,
+                prefix,
+                name,
+                leaseMs: LEASE_MS,
+                redeliveryMs: REDELIVERY_MS,
+                // The checker reads every job at the end: none may be dropped by retention.
+                keepCompleted: jobs,
+              }),
+            ],
             onMessage,
           );
         for (let i = 0; i < WORKERS; i++) workers.push(spawn(i));
         await waitReady(workers, () => ready);
 
         let next = 0;
+        const addsFrom = performance.now();
+        const addEveryMs = (tailAt + ADDS_AFTER_TAIL_MS) / jobs;
         const produce = async () => {
           for (;;) {
             const n = next++;
             if (n >= jobs) return;
+            const wait = addsFrom + n * addEveryMs - performance.now();
+            if (wait > 1) await sleep(wait);
             const id = `job-${n}`;
             for (let attempt = 0; ; attempt++) {
               counts.addCalls++;
@@ -195,6 +269,7 @@ export function queueScenario(jobs: number): ChaosScenario {
             acknowledged: acked.size,
             completed,
             redelivered: [...starts.values()].filter((f) => f.length > 1).length,
+            stalls: schedule.steps.length - generated.steps.length,
             ...counts,
             violationsByKind: violations.byKind,
             faultsByKind: faultLog.byKind,

@@ -1,6 +1,6 @@
 // Queue checker worker: runs a Worker of the queue; each job asks the parent to apply its effect with the delivery's
 // fence (the parent's fenced register accepts it or not) and returns that fence as the job's result. The parent
-// SIGKILLs (and respawns) and SIGSTOPs these processes at random.
+// SIGKILLs (and respawns) and SIGSTOPs these processes at random, and stalls them past their lease.
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@coordis/core";
 import { Worker } from "@coordis/queue";
@@ -11,6 +11,10 @@ interface QueueWorkerConfig {
   prefix: string;
   name: string;
   leaseMs: number;
+  /** How long a redelivery (attempt > 1) runs before its effect, ms. */
+  redeliveryMs: number;
+  /** Completed jobs kept (at least the run's job count: the checker reads every one). */
+  keepCompleted: number;
 }
 
 const cfg = JSON.parse(process.argv[2] as string) as QueueWorkerConfig;
@@ -21,13 +25,22 @@ const worker = new Worker<number, number>(
   cfg.name,
   async (job) => {
     tell({ type: "start", jobId: job.id, fence: job.fence, attempt: job.attempt });
-    // Mostly short handlers; every 20th runs 300 ms, so a worker resumed from a pause can meet the delivery that
-    // replaced it still running.
-    await sleep(job.data % 20 === 0 ? 300 : 1 + (job.data % 7));
+    // Mostly short handlers; every 10th runs 250 ms, so a stalled worker nearly always holds a job in its handler. A
+    // redelivery runs longer than a stall outlasts the lease, so the worker resumed from the stall meets the delivery
+    // that replaced it still running, and tries to complete the job first.
+    await sleep(job.attempt > 1 ? cfg.redeliveryMs : job.data % 10 === 0 ? 250 : 1 + (job.data % 7));
     await ask({ type: "effect", jobId: job.id, fence: job.fence });
     return job.fence;
   },
-  { prefix: cfg.prefix, concurrency: 8, leaseMs: cfg.leaseMs, schedules: false },
+  {
+    prefix: cfg.prefix,
+    concurrency: 8,
+    leaseMs: cfg.leaseMs,
+    schedules: false,
+    // Idle workers look again at least every 250 ms, so a stalled worker's expired lease is reclaimed before it resumes.
+    blockMs: 250,
+    retention: { completed: cfg.keepCompleted },
+  },
 );
 tell({ type: "ready" });
 while (!stopping()) await sleep(50);
