@@ -5,14 +5,9 @@ import { promisify } from "node:util";
 import { connect, parseInfo, type RedisClient } from "@coordis/core";
 import { Redis } from "ioredis";
 import { redisCliPath } from "./binaries.js";
-import {
-  type LeastPrivilegeOptions,
-  leastPrivilegeUser,
-  type RedisServer,
-  type StartRedisOptions,
-  startRedis,
-  userInfo,
-} from "./redis-server.js";
+import { leastPrivilegeUser, userInfo } from "./least-privilege.js";
+import { startRedis } from "./redis-server.js";
+import type { LeastPrivilegeOptions, RedisServer, StartRedisOptions } from "./server-types.js";
 
 const run = promisify(execFile);
 

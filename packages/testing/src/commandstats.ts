@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { connect } from "@coordis/core";
 import type { Redis } from "ioredis";
 import type { RedisCluster } from "./cluster.js";
-import type { RedisServer } from "./redis-server.js";
+import type { RedisServer } from "./server-types.js";
 
 /** What {@link countCommands} measured. */
 export interface CommandCounts<T> {

@@ -2,7 +2,8 @@ import { existsSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { type ConnectOptions, connect, type RedisClient } from "@coordis/core";
 import { INSTALL_HINT, RedisNotAvailableError } from "./binaries.js";
-import { leastPrivilegeUser, type RedisServer, type StartRedisOptions, userInfo } from "./redis-server.js";
+import { leastPrivilegeUser, userInfo } from "./least-privilege.js";
+import type { RedisServer, StartRedisOptions } from "./server-types.js";
 
 /** The Redis image the container backend runs. */
 export const REDIS_IMAGE = "redis:7.0";

@@ -3,7 +3,7 @@ import { performance } from "node:perf_hooks";
 import { InvalidArgumentError } from "@coordis/core";
 import { mulberry32, randomSeed } from "./prng.js";
 import type { FaultProxy } from "./proxy.js";
-import type { RedisServer } from "./redis-server.js";
+import type { RedisServer } from "./server-types.js";
 
 /**
  * A fault a schedule can inject:

@@ -1,4 +1,5 @@
-import { type RedisServer, type StartRedisOptions, startRedis } from "./redis-server.js";
+import { startRedis } from "./redis-server.js";
+import type { RedisServer, StartRedisOptions } from "./server-types.js";
 
 /** N independent Redis masters (no replication between them), e.g. for Redlock. */
 export interface RedisGroup {

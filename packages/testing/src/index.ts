@@ -32,13 +32,13 @@ export { testPrefix } from "./prefix.js";
 export { mulberry32, randomSeed } from "./prng.js";
 export { livePids } from "./processes.js";
 export { type FaultProxy, type ProxyStats, type ProxyTarget, type StartProxyOptions, startProxy } from "./proxy.js";
+export { startRedis } from "./redis-server.js";
+export { type RedisSentinelSetup, type StartSentinelOptions, startRedisSentinel } from "./sentinel.js";
 export {
   LEAST_PRIVILEGE_USER,
   type LeastPrivilegeOptions,
   type RedisConfig,
   type RedisServer,
   type StartRedisOptions,
-  startRedis,
-} from "./redis-server.js";
-export { type RedisSentinelSetup, type StartSentinelOptions, startRedisSentinel } from "./sentinel.js";
+} from "./server-types.js";
 export { createTlsMaterial, type TlsMaterial } from "./tls.js";

@@ -3,15 +3,10 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient } from "@coordis/core";
+import { userInfo } from "./least-privilege.js";
 import { type FaultProxy, startProxy } from "./proxy.js";
-import {
-  LEAST_PRIVILEGE_USER,
-  type RedisConfig,
-  type RedisServer,
-  serverTempDir,
-  startRedis,
-  userInfo,
-} from "./redis-server.js";
+import { serverTempDir, startRedis } from "./redis-server.js";
+import { LEAST_PRIVILEGE_USER, type RedisConfig, type RedisServer } from "./server-types.js";
 
 /** Options of {@link startRedisSentinel}. */
 export interface StartSentinelOptions {

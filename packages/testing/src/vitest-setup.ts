@@ -20,7 +20,8 @@ import type {} from "vitest";
 import type { TestProject } from "vitest/node";
 import { type RedisCluster, startRedisCluster } from "./cluster.js";
 import { type RedisGroup, startRedisGroup } from "./group.js";
-import { type RedisServer, startRedis } from "./redis-server.js";
+import { startRedis } from "./redis-server.js";
+import type { RedisServer } from "./server-types.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
