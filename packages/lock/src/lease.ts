@@ -1,5 +1,12 @@
 import { performance } from "node:perf_hooks";
-import { type CoordisObserver, notifyEvent, notifyOperation, toCoordisError } from "@coordis/core";
+import {
+  type CoordisObserver,
+  instrument,
+  notifyEvent,
+  type OperationSite,
+  reportOperation,
+  toCoordisError,
+} from "@coordis/core";
 import { LeaseLostError } from "./errors.js";
 import { validateTtl } from "./options.js";
 
@@ -173,15 +180,15 @@ export class LeaseImpl implements Lease {
     this.#released = true;
     this.stopAutoExtend();
     clearTimeout(this.#timer);
-    const start = performance.now();
     try {
-      const held = await this.#init.backend.release(this.token);
-      this.#report("release", held ? "released" : "not-held", start);
-      return held;
-    } catch (err) {
-      const error = toCoordisError(err);
-      this.#report("release", "error", start, error);
-      throw error;
+      return await instrument(
+        this.#init.observer,
+        this.#site("release"),
+        () => this.#init.backend.release(this.token),
+        {
+          outcome: (held) => (held ? "released" : "not-held"),
+        },
+      );
     } finally {
       if (!this.#aborted) this.#abort(undefined);
     }
@@ -256,14 +263,11 @@ export class LeaseImpl implements Lease {
 
   #report(op: string, outcome: string, start: number, error?: Error): void {
     if (this.#init.observer?.onOperation === undefined) return;
-    notifyOperation(this.#init.observer, {
-      primitive: "lock",
-      op,
-      outcome,
-      durationMs: performance.now() - start,
-      name: this.name,
-      attributes: { kind: this.#init.kind },
-      ...(error === undefined ? {} : { error }),
-    });
+    reportOperation(this.#init.observer, this.#site(op), start, outcome, error);
+  }
+
+  /** What a report of `op` says besides its outcome and duration. */
+  #site(op: string): OperationSite {
+    return { primitive: "lock", op, name: this.name, attributes: { kind: this.#init.kind } };
   }
 }

@@ -1,9 +1,16 @@
-import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import { type CoordisError, type CoordisObserver, notifyOperation, toCoordisError, validate } from "@coordis/core";
+import {
+  type CoordisError,
+  type CoordisObserver,
+  instrument,
+  type OperationSite,
+  reportOperation,
+  toCoordisError,
+  validate,
+} from "@coordis/core";
 import { LockBusyError } from "./errors.js";
 import { driftMs, type Lease, type LeaseBackend, LeaseImpl } from "./lease.js";
-import { type AcquireOptions, parseAcquire, TOKEN_BYTES, type UsingOptions } from "./options.js";
+import { type AcquireOptions, parseAcquire, type UsingOptions } from "./options.js";
 
 /** Shortest and longest pause between two attempts on a busy lock, ms (jittered, doubling). */
 const MIN_RETRY_DELAY_MS = 5;
@@ -21,22 +28,6 @@ export type AttemptResult =
    * Retried until `waitMs`, then thrown.
    */
   | { kind: "unavailable"; error: CoordisError };
-
-/** Random bytes fetched from the CSPRNG in one call and handed out {@link TOKEN_BYTES} at a time. */
-const TOKEN_POOL_BYTES = TOKEN_BYTES * 256;
-let tokenPool = randomBytes(TOKEN_POOL_BYTES);
-let tokenPoolOffset = 0;
-
-/** A random lease token: 128 bits from the CSPRNG (each byte used once), base64url. */
-export function newToken(): string {
-  if (tokenPoolOffset + TOKEN_BYTES > TOKEN_POOL_BYTES) {
-    tokenPool = randomBytes(TOKEN_POOL_BYTES);
-    tokenPoolOffset = 0;
-  }
-  const start = tokenPoolOffset;
-  tokenPoolOffset += TOKEN_BYTES;
-  return tokenPool.toString("base64url", start, tokenPoolOffset);
-}
 
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
@@ -146,26 +137,18 @@ export abstract class LockBase {
    * @returns the lease, or null when the lock is held by someone else (or the lease was already invalid on return)
    * @throws RedisUnavailableError when Redis (or, for Redlock, a quorum of masters) cannot be reached
    */
-  async tryAcquire(): Promise<Lease | null> {
-    const start = performance.now();
-    let result: AttemptResult;
-    try {
-      result = await this.attempt();
-    } catch (err) {
-      const error = toCoordisError(err);
-      this.#report("error", start, 1, error);
-      throw error;
-    }
-    if (result.kind === "acquired") {
-      this.#report("acquired", start, 1);
-      return result.lease;
-    }
-    if (result.kind === "unavailable") {
-      this.#report("error", start, 1, result.error);
-      throw result.error;
-    }
-    this.#report("busy", start, 1);
-    return null;
+  tryAcquire(): Promise<Lease | null> {
+    return instrument(
+      this.observer,
+      this.#site(1),
+      async () => {
+        const result = await this.attempt();
+        if (result.kind === "acquired") return result.lease;
+        if (result.kind === "unavailable") throw result.error;
+        return null;
+      },
+      { outcome: (lease) => (lease === null ? "busy" : "acquired") },
+    );
   }
 
   /**
@@ -178,7 +161,7 @@ export abstract class LockBase {
   acquire(options?: AcquireOptions): Promise<Lease> {
     let parsed: ReturnType<typeof parseAcquire>;
     try {
-      parsed = parseAcquire(options);
+      parsed = parseAcquire(options, false);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -195,7 +178,7 @@ export abstract class LockBase {
    */
   async using<T>(fn: (lease: Lease) => Promise<T> | T, options?: UsingOptions): Promise<T> {
     validate.func("fn", fn);
-    const { waitMs, signal, autoExtend } = parseAcquire(options);
+    const { waitMs, signal, autoExtend } = parseAcquire(options, true);
     const lease = await this.acquireLease(waitMs, signal);
     if (autoExtend) lease.startAutoExtend();
     let result: T;
@@ -282,14 +265,11 @@ export abstract class LockBase {
 
   #report(outcome: string, start: number, attempts: number, error?: Error): void {
     if (this.observer?.onOperation === undefined) return;
-    notifyOperation(this.observer, {
-      primitive: "lock",
-      op: "acquire",
-      outcome,
-      durationMs: performance.now() - start,
-      name: this.name,
-      attributes: { kind: this.#kind, attempts },
-      ...(error === undefined ? {} : { error }),
-    });
+    reportOperation(this.observer, this.#site(attempts), start, outcome, error);
+  }
+
+  /** What an acquire report says besides its outcome and duration. */
+  #site(attempts: number): OperationSite {
+    return { primitive: "lock", op: "acquire", name: this.name, attributes: { kind: this.#kind, attempts } };
   }
 }

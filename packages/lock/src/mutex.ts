@@ -3,14 +3,15 @@ import {
   type Durability,
   entityKeys,
   type RedisClient,
+  randomToken,
   runScript,
   runScriptDurable,
   validate,
   validateName,
 } from "@coordis/core";
 import type { LeaseBackend } from "./lease.js";
-import { type AttemptResult, LockBase, newToken } from "./lock-base.js";
-import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon } from "./options.js";
+import { type AttemptResult, LockBase } from "./lock-base.js";
+import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon, parseLockOptions, TOKEN_BYTES } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
 
 /** Options of {@link Mutex}. */
@@ -43,7 +44,7 @@ export class Mutex extends LockBase {
   constructor(redis: RedisClient, name: string, options: MutexOptions = {}) {
     validate.redisClient("redis", redis);
     validateName(name, "name");
-    const common = parseCommon(validate.options<MutexOptions>("options", options), [redis]);
+    const common = parseCommon(parseLockOptions<MutexOptions>(options), [redis]);
     super("mutex", name, common.ttlMs, DEFAULT_DRIFT_FACTOR, common.observer);
     const keys = entityKeys(common.prefix, "lock", name);
     this.#redis = redis;
@@ -72,7 +73,7 @@ export class Mutex extends LockBase {
   }
 
   protected async attempt(): Promise<AttemptResult> {
-    const token = newToken();
+    const token = randomToken(TOKEN_BYTES);
     const start = performance.now();
     const keys = [this.#lockKey, this.#fenceKey] as const;
     const { reply, error } = await this.request(token, this.#backend, () =>

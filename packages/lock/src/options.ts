@@ -21,6 +21,11 @@ export const DEFAULT_DRIFT_FACTOR = 0.01;
 /** Tokens are 128 random bits. */
 export const TOKEN_BYTES = 16;
 
+/** The keys every lock constructor accepts (each primitive adds its own). */
+export const COMMON_KEYS = ["ttlMs", "prefix", "observer", "durability"] as const;
+const ACQUIRE_KEYS = ["waitMs", "signal"] as const;
+const USING_KEYS = [...ACQUIRE_KEYS, "autoExtend"] as const;
+
 /** Options every lock constructor takes. */
 export interface CommonLockOptions {
   /** Lease time to live, ms (1 to 24 h). Default 30 000. */
@@ -78,12 +83,29 @@ export function parseCommon(
   return { ttlMs, prefix, observer, durability };
 }
 
-/** Validates `acquire()` options. @throws InvalidArgumentError */
+/**
+ * Validates the options of a lock constructor whole: `raw` must be an object whose keys are {@link COMMON_KEYS} or
+ * one of `extraKeys` (an unknown key is an `InvalidArgumentError` naming it).
+ * @throws InvalidArgumentError
+ */
+export function parseLockOptions<T extends CommonLockOptions>(
+  raw: unknown,
+  extraKeys: readonly string[] = [],
+  argument = "options",
+): Partial<T> {
+  return validate.options<T>(argument, raw, [...COMMON_KEYS, ...extraKeys]);
+}
+
+/**
+ * Validates `acquire()` options (`using` false) or `using()` options (`using` true, `autoExtend` allowed), unknown
+ * keys included. @throws InvalidArgumentError
+ */
 export function parseAcquire(
   raw: unknown,
+  using: boolean,
   argument = "options",
 ): { waitMs: number; signal: AbortSignal | undefined; autoExtend: boolean } {
-  const o = validate.options<UsingOptions>(argument, raw);
+  const o = validate.options<UsingOptions>(argument, raw, using ? USING_KEYS : ACQUIRE_KEYS);
   const waitMs =
     o.waitMs === undefined
       ? DEFAULT_WAIT_MS

@@ -7,6 +7,7 @@ import {
   InvalidArgumentError,
   type RedisClient,
   RedisUnavailableError,
+  randomToken,
   runScript,
   runScriptDurable,
   type ScriptArgs,
@@ -17,12 +18,13 @@ import {
   validateName,
 } from "@coordis/core";
 import type { LeaseBackend } from "./lease.js";
-import { type AttemptResult, LockBase, newToken } from "./lock-base.js";
-import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon } from "./options.js";
+import { type AttemptResult, LockBase } from "./lock-base.js";
+import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon, parseLockOptions, TOKEN_BYTES } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
 
 /** Most masters a {@link Redlock} accepts. */
 export const MAX_REDLOCK_NODES = 64;
+const REDLOCK_KEYS = ["driftFactor", "nodeTimeoutMs"] as const;
 
 /** Options of {@link Redlock}. */
 export interface RedlockOptions extends CommonLockOptions {
@@ -95,7 +97,7 @@ export class Redlock extends LockBase {
       throw new InvalidArgumentError("nodes", "the same client appears twice; each must reach a different master");
     }
     validateName(name, "name");
-    const raw = validate.options<RedlockOptions>("options", options);
+    const raw = parseLockOptions<RedlockOptions>(options, REDLOCK_KEYS);
     const common = parseCommon(raw, nodes);
     const driftFactor =
       raw.driftFactor === undefined
@@ -154,7 +156,7 @@ export class Redlock extends LockBase {
   }
 
   protected async attempt(): Promise<AttemptResult> {
-    const token = newToken();
+    const token = randomToken(TOKEN_BYTES);
     const start = performance.now();
     const replies = await this.#all((node) =>
       this.#run(node, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs]),

@@ -6,8 +6,10 @@ import {
   entityKeys,
   InvalidArgumentError,
   notifyEvent,
-  notifyOperation,
+  type OperationSite,
   type RedisClient,
+  randomToken,
+  reportOperation,
   runScript,
   validate,
   validateName,
@@ -15,8 +17,7 @@ import {
 } from "@coordis/core";
 import { LeaseLostError } from "./errors.js";
 import { driftMs, LeaseImpl } from "./lease.js";
-import { newToken } from "./lock-base.js";
-import { DEFAULT_DRIFT_FACTOR, DEFAULT_TTL_MS, validateTtl } from "./options.js";
+import { DEFAULT_DRIFT_FACTOR, DEFAULT_TTL_MS, TOKEN_BYTES, validateTtl } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
 
 /** Default lifetime of a tick record: 7 days (a replica arriving later than that would run the tick again). */
@@ -26,6 +27,8 @@ export const DEFAULT_HISTORY_LIMIT = 100;
 /** Most finished runs kept per job. */
 export const MAX_HISTORY_LIMIT = 10_000;
 const MAX_ERROR_CHARS = 1_000;
+const TICK_KEYS = ["ttlMs", "retryOnError", "recordTtlMs", "historyLimit", "owner", "prefix", "observer"] as const;
+const HISTORY_KEYS = ["limit", "prefix"] as const;
 
 /** Options of {@link runOncePerTick}. */
 export interface RunOncePerTickOptions {
@@ -146,7 +149,7 @@ export async function runOncePerTick<T>(
   validateName(job, "job");
   const tickValue = parseTick(tick);
   validate.func("fn", fn);
-  const o = validate.options<RunOncePerTickOptions>("options", options);
+  const o = validate.options<RunOncePerTickOptions>("options", options, TICK_KEYS);
   const ttlMs = o.ttlMs === undefined ? DEFAULT_TTL_MS : validateTtl(o.ttlMs, "options.ttlMs");
   const retryOnError = o.retryOnError === undefined ? false : validate.boolean("options.retryOnError", o.retryOnError);
   const recordTtlMs =
@@ -168,18 +171,10 @@ export async function runOncePerTick<T>(
   const keys = entityKeys(prefix, "tick", job);
   const recordKey = keys.sub("t", String(tickValue));
   const historyKey = keys.sub("history");
-  const token = newToken();
+  const token = randomToken(TOKEN_BYTES);
   const started = performance.now();
-  const report = (outcome: string, error?: Error) =>
-    notifyOperation(observer, {
-      primitive: "lock",
-      op: "tick",
-      outcome,
-      durationMs: performance.now() - started,
-      name: job,
-      attributes: { kind: "tick" },
-      ...(error === undefined ? {} : { error }),
-    });
+  const site: OperationSite = { primitive: "lock", op: "tick", name: job, attributes: { kind: "tick" } };
+  const report = (outcome: string, error?: Error) => reportOperation(observer, site, started, outcome, error);
 
   let claim: [claimed: number, state: string, fence: number, owner: string];
   try {
@@ -293,7 +288,7 @@ export async function tickHistory(
 ): Promise<TickRecord[]> {
   validate.redisClient("redis", redis);
   validateName(job, "job");
-  const o = validate.options<TickHistoryOptions>("options", options);
+  const o = validate.options<TickHistoryOptions>("options", options, HISTORY_KEYS);
   const limit = o.limit === undefined ? 20 : validate.positiveInteger("options.limit", o.limit, MAX_HISTORY_LIMIT);
   const prefix = o.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(o.prefix, "options.prefix");
   const keys = entityKeys(prefix, "tick", job);

@@ -3,18 +3,20 @@ import {
   type Durability,
   entityKeys,
   type RedisClient,
+  randomToken,
   runScript,
   runScriptDurable,
   validate,
   validateName,
 } from "@coordis/core";
 import type { LeaseBackend } from "./lease.js";
-import { type AttemptResult, LockBase, newToken } from "./lock-base.js";
-import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon } from "./options.js";
+import { type AttemptResult, LockBase } from "./lock-base.js";
+import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon, parseLockOptions, TOKEN_BYTES } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
 
 /** Most permits a {@link Semaphore} accepts. */
 export const MAX_PERMITS = 1_000_000;
+const SEMAPHORE_KEYS = ["permits"] as const;
 
 /** Options of {@link Semaphore}. */
 export interface SemaphoreOptions extends CommonLockOptions {
@@ -51,7 +53,7 @@ export class Semaphore extends LockBase {
   constructor(redis: RedisClient, name: string, options: SemaphoreOptions) {
     validate.redisClient("redis", redis);
     validateName(name, "name");
-    const raw = validate.options<SemaphoreOptions>("options", options);
+    const raw = parseLockOptions<SemaphoreOptions>(options, SEMAPHORE_KEYS);
     const permits = validate.positiveInteger("options.permits", raw.permits, MAX_PERMITS);
     const common = parseCommon(raw, [redis]);
     super("semaphore", name, common.ttlMs, DEFAULT_DRIFT_FACTOR, common.observer);
@@ -84,7 +86,7 @@ export class Semaphore extends LockBase {
   }
 
   protected async attempt(): Promise<AttemptResult> {
-    const token = newToken();
+    const token = randomToken(TOKEN_BYTES);
     const start = performance.now();
     const { reply, error } = await this.request(token, this.#backend, () =>
       runScriptDurable(

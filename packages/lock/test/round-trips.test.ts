@@ -116,6 +116,70 @@ describe("round trips, input validation and the validity check on a server of ou
     await lease.release();
   });
 
+  it("an unknown option key (a typo) is an InvalidArgumentError naming it, sending nothing", async () => {
+    const m = new Mutex(redis, "typo", { prefix });
+    const lease = await m.acquire();
+    const nodes = [redis, admin];
+    const cases: Array<[string, () => unknown]> = [
+      ["options.ttl", () => new Mutex(redis, "x", { prefix, ttl: 1000 } as never)],
+      ["options.prefx", () => new Mutex(redis, "x", { prefx: "app" } as never)],
+      ["options.ttl", () => new Semaphore(redis, "x", { prefix, permits: 2, ttl: 1000 } as never)],
+      ["options.permit", () => new Semaphore(redis, "x", { prefix, permits: 2, permit: 3 } as never)],
+      ["options.ttl", () => new Redlock(nodes, "x", { prefix, ttl: 1000 } as never)],
+      ["options.drift", () => new Redlock(nodes, "x", { prefix, drift: 0.1 } as never)],
+      ["options.permits", () => new Mutex(redis, "x", { prefix, permits: 2 } as never)],
+      ["options.driftFactor", () => new Semaphore(redis, "x", { prefix, permits: 2, driftFactor: 0.1 } as never)],
+      [
+        "options.durability.timeout",
+        () => new Mutex(redis, "x", { prefix, durability: { replicas: 1, timeoutMs: 100, timeout: 5 } } as never),
+      ],
+      ["options.waitms", () => m.acquire({ waitms: 0 } as never)],
+      ["options.autoExtend", () => m.acquire({ autoExtend: false } as never)],
+      ["options.waitms", () => m.using(async () => 1, { waitms: 0 } as never)],
+      ["options.autoextend", () => m.using(async () => 1, { autoextend: false } as never)],
+      ["options.ttl", () => runOncePerTick(redis, "job", 1, () => 1, { prefix, ttl: 1000 } as never)],
+      ["options.retry", () => runOncePerTick(redis, "job", 1, () => 1, { prefix, retry: true } as never)],
+      ["options.limt", () => tickHistory(redis, "job", { prefix, limt: 5 } as never)],
+    ];
+    for (const [argument, call] of cases) {
+      const { result, roundTrips, executed } = await countCommands(server, async () => {
+        try {
+          await call();
+          return undefined;
+        } catch (err) {
+          return err;
+        }
+      });
+      expect(result, argument).toBeInstanceOf(InvalidArgumentError);
+      expect((result as InvalidArgumentError).argument).toBe(argument);
+      expect((result as Error).message, argument).toMatch(/unknown option/);
+      expect(roundTrips, argument).toBe(0);
+      expect(executed, argument).toEqual({});
+    }
+    // The documented keys are all still accepted.
+    const all = new Redlock([redis], "all-keys", {
+      prefix,
+      ttlMs: 1000,
+      observer: {},
+      driftFactor: 0.01,
+      nodeTimeoutMs: 100,
+    });
+    await all.using(async () => 1, { waitMs: 100, signal: new AbortController().signal, autoExtend: false });
+    expect(
+      await runOncePerTick(redis, "all-keys", 1, () => 1, {
+        prefix,
+        ttlMs: 1000,
+        retryOnError: false,
+        recordTtlMs: 2000,
+        historyLimit: 5,
+        owner: "me",
+        observer: {},
+      }),
+    ).toMatchObject({ ran: true });
+    expect(await tickHistory(redis, "all-keys", { prefix, limit: 1 })).toHaveLength(1);
+    await lease.release();
+  });
+
   it("a lease whose validity is gone on return (server stalled past the TTL) is released, not handed out", async () => {
     const m = new Mutex(redis, "stalled", { prefix, ttlMs: 200 });
     // A script that spins 400 ms, sent first on the lock's own connection, stalls the server: the acquire queued
