@@ -1,7 +1,8 @@
 /**
  * @coordis/testing — real Redis for tests. Starts `redis-server` processes (standalone, independent masters,
  * Redis Cluster, Sentinel, TLS), injects faults (kill, SIGSTOP pause, restart), counts the commands a block of code
- * sent, and never leaves a server running after the test process is gone.
+ * sent, waits for conditions and events without sleeps, and never leaves a server running after the test process is
+ * gone.
  * @packageDocumentation
  */
 export { findExecutable, INSTALL_HINT, RedisNotAvailableError, redisCliPath, redisServerPath } from "./binaries.js";
@@ -32,6 +33,12 @@ export { testPrefix } from "./prefix.js";
 export { mulberry32, randomSeed } from "./prng.js";
 export { livePids } from "./processes.js";
 export { type FaultProxy, type ProxyStats, type ProxyTarget, type StartProxyOptions, startProxy } from "./proxy.js";
+export {
+  EventRecorder,
+  type ObserverRecorder,
+  recordObserver,
+  type WaitForOptions,
+} from "./recorder.js";
 export { startRedis } from "./redis-server.js";
 export { type RedisSentinelSetup, type StartSentinelOptions, startRedisSentinel } from "./sentinel.js";
 export {
@@ -42,3 +49,4 @@ export {
   type StartRedisOptions,
 } from "./server-types.js";
 export { createTlsMaterial, type TlsMaterial } from "./tls.js";
+export { eventually, tryWaitUntil, type WaitOptions, WaitTimeoutError, waitUntil } from "./wait.js";
