@@ -1,10 +1,10 @@
 import { aclRules, connect, type RedisClient } from "@coordis/core";
 import { PubSub } from "@coordis/pubsub";
-import { testPrefix } from "@coordis/testing";
+import { recordObserver, testPrefix, waitUntil } from "@coordis/testing";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { Cache, type CacheOptions } from "../src/index.js";
-import { recorder, tiers, until } from "./helpers.js";
+import { tiers } from "./helpers.js";
 
 const prefix = testPrefix();
 
@@ -57,7 +57,7 @@ function suite(topology: "standalone" | "cluster", url: () => string, adminUrl: 
     });
 
     it("getOrSet loads once, then serves L1, and L2 to another replica", async () => {
-      const rec = recorder();
+      const rec = recordObserver();
       const [a, b] = await replicas(2, { observer: rec });
       let calls = 0;
       const loader = async () => {
@@ -102,14 +102,18 @@ function suite(topology: "standalone" | "cluster", url: () => string, adminUrl: 
       expect(await b?.get("cfg")).toEqual({ v: 1 });
       expect(await c?.get("cfg")).toEqual({ v: 1 }); // now in B's and C's L1
       await a?.set("cfg", { v: 2 });
-      const ms = await until(
+      const ms = await waitUntil(
+        "B and C to see v2",
         async () => (await b?.get<{ v: number }>("cfg"))?.v === 2 && (await c?.get<{ v: number }>("cfg"))?.v === 2,
         2_000,
-        "B and C to see v2",
       );
       expect(ms).toBeLessThan(2_000); // documented bound: pub/sub delivery, well under l1.ttlMs (5 s)
       expect(await a?.delete("cfg")).toBe(true);
-      await until(async () => (await b?.get("cfg")) === undefined && (await c?.get("cfg")) === undefined, 2_000);
+      await waitUntil(
+        "B and C to drop cfg",
+        async () => (await b?.get("cfg")) === undefined && (await c?.get("cfg")) === undefined,
+        2_000,
+      );
       expect(await a?.delete("cfg")).toBe(false);
     });
 
@@ -126,7 +130,11 @@ function suite(topology: "standalone" | "cluster", url: () => string, adminUrl: 
       expect(await a?.getOrSet("p:1", load, { tags: ["org:7"] })).toEqual({ version: 2 });
       expect(await a?.get("p:2")).toBeUndefined();
       expect(await a?.getOrSet("p:3", load, { tags: ["org:8"] })).toEqual({ version: 1 });
-      await until(async () => (await b?.get<{ version: number }>("p:1"))?.version === 2, 2_000);
+      await waitUntil(
+        "B to see p:1 version 2",
+        async () => (await b?.get<{ version: number }>("p:1"))?.version === 2,
+        2_000,
+      );
     });
 
     it("a load that started before a delete does not write its outdated value back", async () => {
@@ -202,7 +210,7 @@ function suite(topology: "standalone" | "cluster", url: () => string, adminUrl: 
         return `v${loads}`;
       };
       expect(await a?.getOrSet("swr", load)).toBe("v1");
-      await until(async () => (await a?.get("swr")) === undefined, 5_000, "the entry to go stale");
+      await waitUntil("the entry to go stale", async () => (await a?.get("swr")) === undefined, 5_000);
       const stale = await Promise.all([
         a?.getOrSet("swr", load),
         b?.getOrSet("swr", load),
@@ -210,7 +218,7 @@ function suite(topology: "standalone" | "cluster", url: () => string, adminUrl: 
         b?.getOrSet("swr", load),
       ]);
       expect(stale).toEqual(["v1", "v1", "v1", "v1"]);
-      await until(async () => (await b?.getOrSet("swr", load)) === "v2", 3_000, "the refresh");
+      await waitUntil("the refresh", async () => (await b?.getOrSet("swr", load)) === "v2", 3_000);
       expect(loads).toBe(2);
     });
 
@@ -226,7 +234,11 @@ function suite(topology: "standalone" | "cluster", url: () => string, adminUrl: 
       await clearer.clear();
       for (let i = 0; i < 20; i++) expect(await clearer.get(`c${i}`)).toBeUndefined();
       // The other replicas' L1 copies go with the clear's invalidation message.
-      await until(async () => (await a?.get("c3")) === undefined && (await b?.get("c3")) === undefined, 2_000);
+      await waitUntil(
+        "A and B to drop c3",
+        async () => (await a?.get("c3")) === undefined && (await b?.get("c3")) === undefined,
+        2_000,
+      );
       for (let i = 0; i < 20; i++) expect(await a?.get(`c${i}`)).toBeUndefined();
     });
   });
@@ -252,7 +264,7 @@ describe("gap detection", () => {
   afterAll(() => redis.disconnect());
 
   it("a hole in a publisher's sequence drops L1 (a lost message never leaves a stale read behind)", async () => {
-    const rec = recorder();
+    const rec = recordObserver();
     const b = new Cache(connect(inject("coordisRedisUrl")), { namespace: "gap", prefix, ttlMs: 60_000, observer: rec });
     // A writer whose messages never arrive: no bus at all.
     const silent = new Cache(redis, { namespace: "gap", prefix, ttlMs: 60_000, bus: false });
@@ -265,7 +277,7 @@ describe("gap detection", () => {
       expect(await b.get("k")).toBe("old"); // undetectable so far: bounded by l1.ttlMs only
       await raw.publish("cache.gap", { p: "other", s: 1, k: "unrelated" });
       await raw.publish("cache.gap", { p: "other", s: 3, k: "unrelated" }); // s = 2 went missing
-      await until(() => b.stats().gaps === 1, 2_000, "the gap");
+      await waitUntil("the gap", () => b.stats().gaps === 1, 2_000);
       expect(await b.get("k")).toBe("new");
       expect(rec.events.some((e) => e.type === "gap" && e.attributes?.reason === "sequence-gap")).toBe(true);
     } finally {
@@ -281,7 +293,7 @@ describe("gap detection", () => {
     try {
       await b.ready();
       await raw.publish("cache.gap2", { p: "late", s: 5, k: "x" });
-      await until(() => b.stats().gaps === 1, 2_000, "the gap");
+      await waitUntil("the gap", () => b.stats().gaps === 1, 2_000);
     } finally {
       await raw.close();
       await b.close();

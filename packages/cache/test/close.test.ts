@@ -1,9 +1,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
-import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix } from "@coordis/testing";
+import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { until } from "./helpers.js";
 
 const prefix = testPrefix();
 const workerFile = fileURLToPath(new URL("./fixtures/close-worker.ts", import.meta.url));
@@ -47,19 +46,19 @@ describe("Cache.close() after a Redis outage (fault proxy)", () => {
         buffered = parts.pop() ?? "";
         lines.push(...parts);
       });
-      await until(() => lines.includes("ready"), 30_000, "worker ready");
+      await waitUntil("worker ready", () => lines.includes("ready"), 30_000);
       const accepted = proxy.stats().accepted;
       if (fault === "refused-while-reconnecting") proxy.refuse();
       else proxy.blackhole();
       if (fault !== "blackhole") {
         proxy.dropConnections();
-        await until(() => lines.includes("lost"), 10_000, "bus subscriber lost");
+        await waitUntil("bus subscriber lost", () => lines.includes("lost"), 10_000);
       }
       if (fault === "blackhole-then-reconnect") {
-        await until(() => proxy.stats().accepted > accepted, 10_000, "reconnect into the partition");
+        await waitUntil("reconnect into the partition", () => proxy.stats().accepted > accepted, 10_000);
       }
       child.stdin?.write("close\n");
-      await until(() => lines.some((l) => l.startsWith("{")), 15_000, "close result");
+      await waitUntil("close result", () => lines.some((l) => l.startsWith("{")), 15_000);
       const resultAt = performance.now();
       const result = JSON.parse(lines.find((l) => l.startsWith("{")) as string) as { closeMs: number };
       const timeout = new Promise<"alive">((resolve) => setTimeout(() => resolve("alive"), 10_000).unref());

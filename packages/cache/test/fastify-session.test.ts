@@ -1,11 +1,10 @@
 import { connect, type RedisClient } from "@coordis/core";
-import { type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import fastifyCookie from "@fastify/cookie";
 import fastifySession from "@fastify/session";
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisSessionStore, type SessionData, type SessionStoreOptions } from "../src/index.js";
-import { until } from "./helpers.js";
 
 declare module "fastify" {
   interface Session {
@@ -186,7 +185,7 @@ describe("RedisSessionStore with @fastify/session across two replicas", () => {
         await new Promise((r) => setTimeout(r, 300));
       }
       // Then idle: it expires.
-      await until(async () => (await admin.exists(key)) === 0, 5_000, "the session to expire");
+      await waitUntil("the session to expire", async () => (await admin.exists(key)) === 0, 5_000);
       expect((await call(b, "GET", "/me", sid)).json()).toMatchObject({ user: null });
     } finally {
       await a.close();

@@ -1,8 +1,8 @@
 import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { countCommands, type RedisServer, recordObserver, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Cache, type CacheOptions } from "../src/index.js";
-import { recorder, tiers, until } from "./helpers.js";
+import { tiers } from "./helpers.js";
 
 const prefix = testPrefix();
 
@@ -37,13 +37,13 @@ describe("Cache on its own server (faults, round trips, input checks)", () => {
   it("warns once when the cache's Redis is noeviction with maxmemory set, and not with allkeys-lru", async () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     try {
-      const rec = recorder();
+      const rec = recordObserver();
       await make({ observer: rec });
       expect(rec.events.filter((e) => e.type === "eviction-policy")).toHaveLength(1);
       expect(warn).toHaveBeenCalledTimes(1);
       const admin = server.adminClient();
       await admin.config("SET", "maxmemory-policy", "allkeys-lru");
-      const rec2 = recorder();
+      const rec2 = recordObserver();
       await make({ observer: rec2 });
       expect(rec2.events.filter((e) => e.type === "eviction-policy")).toHaveLength(0);
       expect(warn).toHaveBeenCalledTimes(1);
@@ -166,7 +166,7 @@ describe("Cache on its own server (faults, round trips, input checks)", () => {
 
   it("B's subscriber is killed while A changes a key: B never serves the old value afterwards", async () => {
     const a = await make();
-    const rec = recorder();
+    const rec = recordObserver();
     const b = await make({ observer: rec });
     // Same namespace for A and B: re-create B on A's namespace.
     const bb = new Cache(clients.at(-1) as RedisClient, {
@@ -181,12 +181,12 @@ describe("Cache on its own server (faults, round trips, input checks)", () => {
     let oracle = 1;
     await a.set("k", oracle);
     // The invalidation of A's set may reach B just after B's first read: read until B's L1 holds the value.
-    await until(async () => (await bb.get("k")) === 1 && tiers(rec).at(-1) === "l1/hit", 2_000, "an L1 hit");
+    await waitUntil("an L1 hit", async () => (await bb.get("k")) === 1 && tiers(rec).at(-1) === "l1/hit", 2_000);
     for (let round = 0; round < 3; round++) {
       const gaps = bb.stats().gaps;
       const admin = server.adminClient();
       await admin.call("CLIENT", "KILL", "TYPE", "pubsub");
-      await until(() => bb.stats().gaps > gaps, 2_000, "B to notice the lost subscriber");
+      await waitUntil("B to notice the lost subscriber", () => bb.stats().gaps > gaps, 2_000);
       await a.set("k", ++oracle); // B may or may not receive this message
       // From now on every read of B returns the oracle's value: through L2 while unsubscribed, and from a flushed
       // L1 once resubscribed.
@@ -195,13 +195,13 @@ describe("Cache on its own server (faults, round trips, input checks)", () => {
         expect(await bb.get("k")).toBe(oracle);
         await new Promise((r) => setTimeout(r, 5));
       }
-      await until(() => bb.stats().busHealthy, 5_000, "B to resubscribe");
+      await waitUntil("B to resubscribe", () => bb.stats().busHealthy, 5_000);
       expect(await bb.get("k")).toBe(oracle);
     }
     expect(rec.events.some((e) => e.type === "gap" && e.attributes?.reason === "disconnected")).toBe(true);
     expect(rec.events.some((e) => e.type === "gap" && e.attributes?.reason === "resubscribed")).toBe(true);
     // L1 is used again after the resubscription.
-    await until(async () => (await bb.get("k")) === oracle && tiers(rec).at(-1) === "l1/hit", 2_000, "an L1 hit");
+    await waitUntil("an L1 hit", async () => (await bb.get("k")) === oracle && tiers(rec).at(-1) === "l1/hit", 2_000);
   });
 
   it("a delete during a load is not undone when the load's write reaches Redis after a stall longer than lock.ttlMs", async () => {
@@ -225,14 +225,14 @@ describe("Cache on its own server (faults, round trips, input checks)", () => {
   });
 
   it("Redis killed: getOrSet answers via the loader, the breaker limits Redis calls, recovery after restart", async () => {
-    const rec = recorder();
+    const rec = recordObserver();
     const a = await make({ observer: rec, breaker: { failures: 2, cooldownMs: 400 } }, 200);
     expect(await a.getOrSet("warm", () => "w")).toBe("w");
     await server.kill();
     // Losing Redis also loses the invalidation bus: a gap. L1 entries from before it are dropped (another replica
     // may have changed them meanwhile), so the loader answers; what it loads is kept in L1 for l1.ttlMs, so the
     // loader is not called again for every request while Redis is down.
-    await until(async () => rec.events.some((e) => e.type === "gap"), 5_000, "the gap to be detected");
+    await rec.waitForEvent((e) => e.type === "gap", { what: "the gap to be detected", timeoutMs: 5_000 });
     expect(await a.getOrSet("warm", () => "other")).toBe("other");
     expect(await a.getOrSet("warm", () => "third")).toBe("other");
     const before = a.stats().redisCalls;
@@ -255,13 +255,13 @@ describe("Cache on its own server (faults, round trips, input checks)", () => {
     expect(a.stats().circuit).not.toBe("closed");
     expect(rec.events.some((e) => e.type === "degraded")).toBe(true);
     await server.restart();
-    await until(
+    await waitUntil(
+      "the circuit to close",
       async () => {
         await a.getOrSet(`probe-${performance.now()}`, () => 1);
         return a.stats().circuit === "closed";
       },
       10_000,
-      "the circuit to close",
     );
     expect(rec.events.some((e) => e.type === "recovered")).toBe(true);
     await a.set("after", "back");

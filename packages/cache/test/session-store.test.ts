@@ -1,8 +1,7 @@
 import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { RedisSessionStore, type SessionData } from "../src/index.js";
-import { until } from "./helpers.js";
 
 const prefix = testPrefix();
 
@@ -58,7 +57,7 @@ describe("RedisSessionStore", () => {
     const s = api(new RedisSessionStore(redis, { prefix }));
     await s.set("short", { user: "x", cookie: { maxAge: 200 } });
     expect(await s.get("short")).not.toBeNull();
-    await until(async () => (await s.get("short")) === null, 3_000, "the session to expire");
+    await waitUntil("the session to expire", async () => (await s.get("short")) === null, 3_000);
     await s.set("expired", { user: "x", cookie: { expires: new Date(Date.now() - 1000) } });
     expect(await s.get("expired")).toBeNull();
   });

@@ -1,5 +1,5 @@
-import { type CoordisEvent, connect, InvalidArgumentError, parseRedisUrl, type RedisClient } from "@coordis/core";
-import { startProxy, startRedis, startRedisSentinel } from "@coordis/testing";
+import { connect, InvalidArgumentError, parseRedisUrl } from "@coordis/core";
+import { recordObserver, startProxy, startRedis, startRedisSentinel } from "@coordis/testing";
 import { Cluster, type Redis } from "ioredis";
 import { describe, expect, inject, it, vi } from "vitest";
 
@@ -167,22 +167,11 @@ describe("connect against real servers", () => {
     const server = await startRedis();
     const url = server.url;
     await server.stop();
-    const events: CoordisEvent[] = [];
-    let client: RedisClient | undefined;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("no connection-error event within 5 s")), 5_000);
-      client = connect(url, {
-        observer: {
-          onEvent: (e) => {
-            events.push(e);
-            clearTimeout(timer);
-            resolve();
-          },
-        },
-      });
-    });
-    client?.disconnect();
-    expect(events[0]).toMatchObject({ primitive: "connection", type: "connection-error" });
-    expect(events[0]?.error?.message).toMatch(/ECONNREFUSED/);
+    const observer = recordObserver();
+    const client = connect(url, { observer });
+    const first = await observer.waitForEvent(() => true, { what: "a connection-error event", timeoutMs: 5_000 });
+    client.disconnect();
+    expect(first).toMatchObject({ primitive: "connection", type: "connection-error" });
+    expect(first.error?.message).toMatch(/ECONNREFUSED/);
   });
 });

@@ -8,7 +8,6 @@ import {
   jsonCodec,
   jsonText,
   keyHead,
-  type OperationEvent,
   parseCodec,
   RedisUnavailableError,
   randomToken,
@@ -16,12 +15,8 @@ import {
   ScriptError,
   validate,
 } from "@coordis/core";
+import { recordObserver } from "@coordis/testing";
 import { describe, expect, it } from "vitest";
-
-function recorder() {
-  const ops: OperationEvent[] = [];
-  return { ops, onOperation: (e: OperationEvent) => ops.push(e) };
-}
 
 function argumentOf(fn: () => unknown): string | undefined {
   try {
@@ -35,7 +30,7 @@ function argumentOf(fn: () => unknown): string | undefined {
 
 describe("instrument / reportOperation", () => {
   it("reports a result with its outcome, name, attributes and a duration", async () => {
-    const rec = recorder();
+    const rec = recordObserver();
     const site = { primitive: "demo", op: "get", name: "k1", attributes: { namespace: "ns" } };
     const value = await instrument(rec, site, async () => 42, { outcome: (n) => (n > 0 ? "hit" : "miss") });
     expect(value).toBe(42);
@@ -50,7 +45,7 @@ describe("instrument / reportOperation", () => {
   });
 
   it("converts a rejection to a CoordisError by default, keeps it with errors: keep, and reports it", async () => {
-    const rec = recorder();
+    const rec = recordObserver();
     const down = new Error("connect ECONNREFUSED 127.0.0.1:1");
     const converted = await instrument(rec, { primitive: "demo", op: "x" }, () => Promise.reject(down)).catch(
       (e: unknown) => e,
@@ -85,7 +80,7 @@ describe("instrument / reportOperation", () => {
     await expect(instrument(throwing, { primitive: "demo", op: "x" }, async () => 1)).resolves.toBe(1);
     await expect(instrument({}, { primitive: "demo", op: "x" }, async () => 2)).resolves.toBe(2);
     await expect(instrument(undefined, { primitive: "demo", op: "x" }, async () => 3)).resolves.toBe(3);
-    const rec = recorder();
+    const rec = recordObserver();
     reportOperation(rec, { primitive: "demo", op: "y" }, performance.now() - 5, "busy", "not an error");
     expect(rec.ops[0]).toMatchObject({ outcome: "busy" });
     expect(rec.ops[0]?.durationMs).toBeGreaterThanOrEqual(5);

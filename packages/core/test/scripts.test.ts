@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import {
   connect,
   coreScripts,
@@ -8,7 +7,14 @@ import {
   runScript,
   ScriptError,
 } from "@coordis/core";
-import { countCommands, type RedisServer, startRedis, startRedisCluster, testPrefix } from "@coordis/testing";
+import {
+  countCommands,
+  eventually,
+  type RedisServer,
+  startRedis,
+  startRedisCluster,
+  testPrefix,
+} from "@coordis/testing";
 import type { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
@@ -102,17 +108,11 @@ describe("script registry on a standalone server of its own", () => {
     expect((err as RedisUnavailableError).code).toBe("ERR_REDIS_UNAVAILABLE");
     expect(elapsed).toBeLessThan(500 + 1_000);
     await server.restart();
-    const deadline = Date.now() + 10_000;
-    let reply: unknown;
-    while (reply === undefined) {
-      reply = await runScript(client, coreScripts.probe, [`${prefix}:{d}:v`, `${prefix}:{d}:c`], ["back", 1_000]).catch(
-        (e: unknown) => {
-          if (Date.now() > deadline) throw e;
-          return undefined;
-        },
-      );
-      if (reply === undefined) await sleep(50);
-    }
+    const reply = await eventually(
+      "the probe to run after the restart",
+      () => runScript(client, coreScripts.probe, [`${prefix}:{d}:v`, `${prefix}:{d}:c`], ["back", 1_000]),
+      { timeoutMs: 10_000, intervalMs: 50, ignoreErrors: true },
+    );
     expect((reply as unknown[])[0]).toBe("back");
     client.disconnect();
   });

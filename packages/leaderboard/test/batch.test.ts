@@ -1,4 +1,4 @@
-import { connect, InvalidArgumentError, type OperationEvent, type RedisClient } from "@coordis/core";
+import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
 import {
   Leaderboard,
   type LeaderboardOptions,
@@ -7,7 +7,7 @@ import {
   type SubmitResult,
   type UpdatePolicy,
 } from "@coordis/leaderboard";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { countCommands, type RedisServer, recordObserver, startRedis, testPrefix } from "@coordis/testing";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
@@ -109,13 +109,9 @@ describe("micro-batched submit on the shared server", () => {
   });
 
   it("reports one observer event per call", async () => {
-    const events: OperationEvent[] = [];
-    const lb = new Leaderboard(redis, "events", {
-      prefix,
-      update: "increment",
-      batch: true,
-      observer: { onOperation: (e) => events.push(e) },
-    });
+    const observer = recordObserver();
+    const { ops: events } = observer;
+    const lb = new Leaderboard(redis, "events", { prefix, update: "increment", batch: true, observer });
     await Promise.allSettled([lb.submit("a", 1), lb.submit("a", 0), lb.submit("a", Number.MAX_SAFE_INTEGER)]);
     expect(events.map((e) => [e.op, e.outcome])).toEqual([
       ["submit", "updated"],

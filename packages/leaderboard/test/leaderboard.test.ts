@@ -1,6 +1,6 @@
-import { connect, type OperationEvent, type RedisClient } from "@coordis/core";
+import { connect, type RedisClient } from "@coordis/core";
 import { Leaderboard, type LeaderboardOptions, ScoreOverflowError } from "@coordis/leaderboard";
-import { testPrefix } from "@coordis/testing";
+import { recordObserver, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 const prefix = testPrefix();
@@ -138,8 +138,9 @@ describe.each([
   });
 
   it("reports submits and queries to the observer", async () => {
-    const events: OperationEvent[] = [];
-    const lb = board({ observer: { onOperation: (e) => events.push(e) } });
+    const observer = recordObserver();
+    const { ops: events } = observer;
+    const lb = board({ observer });
     await lb.submit("a", 1);
     await lb.submit("a", 0);
     await lb.rank("a");

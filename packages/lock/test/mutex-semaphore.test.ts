@@ -1,18 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { connect, type OperationEvent, type RedisClient } from "@coordis/core";
+import { connect, type RedisClient } from "@coordis/core";
 import { type Lease, LeaseLostError, LockBusyError, Mutex, Semaphore } from "@coordis/lock";
-import { testPrefix } from "@coordis/testing";
+import { recordObserver, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 const prefix = testPrefix();
-
-async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error("condition not met in time");
-    await sleep(10);
-  }
-}
 
 const topologies: Array<[string, () => string]> = [
   ["standalone", () => inject("coordisRedisUrl")],
@@ -100,10 +92,13 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
     await lease.extend(2_000);
     expect(lease.remainingMs()).toBeGreaterThan(1_000);
     await lease.extend(150);
-    await waitFor(() => lease.signal.aborted);
+    await waitUntil("the lease to be lost", () => lease.signal.aborted);
     expect(lease.signal.reason).toBeInstanceOf(LeaseLostError);
     expect((lease.signal.reason as LeaseLostError).code).toBe("ERR_LEASE_LOST");
-    await waitFor(async () => (await m.tryAcquire().then((l) => l?.release() ?? false)) === true);
+    await waitUntil(
+      "the mutex to be free",
+      async () => (await m.tryAcquire().then((l) => l?.release() ?? false)) === true,
+    );
     expect(await lease.release()).toBe(false);
   });
 
@@ -159,23 +154,19 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
   });
 
   it("reports acquire outcomes, extensions and lost leases to the observer", async () => {
-    const ops: OperationEvent[] = [];
-    const events: string[] = [];
-    const observer = {
-      onOperation: (e: OperationEvent) => ops.push(e),
-      onEvent: (e: { type: string }) => events.push(e.type),
-    };
+    const observer = recordObserver();
+    const { ops } = observer;
     const m = new Mutex(redis, `${topology}-obs`, { prefix, ttlMs: 150, observer });
     const lease = await m.acquire();
     await lease.extend();
     expect(await m.tryAcquire()).toBeNull();
     await m.acquire({ waitMs: 20 }).catch(() => {});
-    await waitFor(() => lease.signal.aborted);
+    await waitUntil("the lease to be lost", () => lease.signal.aborted);
     const outcomes = ops.filter((o) => o.op === "acquire").map((o) => o.outcome);
     expect(outcomes).toEqual(["acquired", "busy", "timeout"]);
     expect(ops.find((o) => o.op === "extend")?.outcome).toBe("ok");
     expect(ops.every((o) => o.primitive === "lock" && o.durationMs >= 0)).toBe(true);
-    expect(events).toContain("lease-lost");
+    expect(observer.events.map((e) => e.type)).toContain("lease-lost");
   });
 
   it("Semaphore: at most `permits` leases, each expiring by server time, extend and release per lease", async () => {
@@ -192,7 +183,7 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
     // Keep one permit alive by extending; let the two others expire (server time decides).
     await leases[1]?.extend(5_000);
     await fourth.extend(5_000);
-    await waitFor(() => leases[2]?.signal.aborted === true);
+    await waitUntil("the third lease to expire", () => leases[2]?.signal.aborted === true);
     const fresh = await sem.acquire({ waitMs: 2_000 });
     expect(await sem.tryAcquire()).toBeNull();
     expect(await leases[2]?.release()).toBe(false);

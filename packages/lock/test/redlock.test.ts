@@ -1,20 +1,21 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
 import { type Lease, LeaseLostError, LockBusyError, Redlock } from "@coordis/lock";
-import { countCommands, type RedisGroup, type RedisServer, startRedisGroup, testPrefix } from "@coordis/testing";
+import {
+  countCommands,
+  eventually,
+  type RedisGroup,
+  type RedisServer,
+  recordObserver,
+  startRedisGroup,
+  testPrefix,
+  waitUntil,
+} from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
 
-async function eventually<T>(fn: () => Promise<T | null>, timeoutMs = 8_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn().catch(() => null);
-    if (value !== null) return value;
-    if (Date.now() > until) throw new Error("not reached in time");
-    await sleep(50);
-  }
-}
+/** How long a master may take to answer again after a pause or restart; errors meanwhile mean "not yet". */
+const RECOVERY = { timeoutMs: 8_000, intervalMs: 50, ignoreErrors: true };
 
 describe("Redlock over 3 masters", () => {
   let group: RedisGroup;
@@ -91,7 +92,7 @@ describe("Redlock over 3 masters", () => {
     // Without the fence raise, C would have got max(node0, node1) = a value near 103.
     expect(fences[2]).toBeGreaterThan(1000);
     // Let the paused masters drain what was queued for them before the next test.
-    await eventually(async () => ((await admins[2]?.ping()) === "PONG" ? true : null));
+    await waitUntil("master 2 to answer again", async () => (await admins[2]?.ping()) === "PONG", RECOVERY);
   });
 
   it("does not hand out a lease whose validity was consumed by a slow master, and leaves nothing held", async () => {
@@ -105,7 +106,11 @@ describe("Redlock over 3 masters", () => {
       slow?.resume();
     }
     expect(lease).toBeNull();
-    await eventually(async () => ((await admins[2]?.exists(`${prefix}:lock:{slow}`)) === 0 ? true : null));
+    await waitUntil(
+      "the slow master to drop the key",
+      async () => (await admins[2]?.exists(`${prefix}:lock:{slow}`)) === 0,
+      RECOVERY,
+    );
     for (const admin of admins) expect(await admin.exists(`${prefix}:lock:{slow}`)).toBe(0);
     const ok = await lock.tryAcquire();
     expect(ok).not.toBeNull();
@@ -120,7 +125,9 @@ describe("Redlock over 3 masters", () => {
       return await fn();
     } finally {
       for (const s of servers) s.resume();
-      for (const i of which) await eventually(async () => ((await admins[i]?.ping()) === "PONG" ? true : null));
+      for (const i of which) {
+        await waitUntil(`master ${i} to answer again`, async () => (await admins[i]?.ping()) === "PONG", RECOVERY);
+      }
     }
   }
 
@@ -155,30 +162,15 @@ describe("Redlock over 3 masters", () => {
   });
 
   it("using(): a routine survives an extension that finds 2 of 3 masters paused (as Mutex does)", async () => {
-    const extends_: string[] = [];
-    const lostEvents: string[] = [];
-    let onExtend: (() => void) | undefined;
-    const lock = new Redlock(clients, "paused-using", {
-      prefix,
-      ttlMs: 3_000,
-      observer: {
-        onOperation: (op) => {
-          if (op.op !== "extend") return;
-          extends_.push(op.outcome);
-          onExtend?.();
-        },
-        onEvent: (e) => {
-          if (e.type === "lease-lost") lostEvents.push(e.type);
-        },
-      },
-    });
-    /** Resolves once an extension with an outcome in `outcomes` was reported. */
+    const observer = recordObserver();
+    const lock = new Redlock(clients, "paused-using", { prefix, ttlMs: 3_000, observer });
+    const extends_ = () => observer.ops.filter((o) => o.op === "extend").map((o) => o.outcome);
+    /** Resolves once an extension reported from now on has an outcome in `outcomes`. */
     const nextExtend = (outcomes: string[]) =>
-      new Promise<void>((resolve) => {
-        const start = extends_.length;
-        onExtend = () => {
-          if (extends_.slice(start).some((o) => outcomes.includes(o))) resolve();
-        };
+      observer.waitForOperation((o) => o.op === "extend" && outcomes.includes(o.outcome), {
+        what: `an extension ${outcomes.join(" or ")}`,
+        from: observer.ops.length,
+        timeoutMs: 30_000,
       });
     const aborted = await lock.using(async (lease) => {
       // An automatic extension comes every ttlMs / 3 = 1 s; hold the pause until one has failed (or found it lost).
@@ -187,9 +179,9 @@ describe("Redlock over 3 masters", () => {
       return lease.signal.aborted;
     });
     expect(aborted).toBe(false);
-    expect(extends_).toContain("error");
-    expect(extends_).not.toContain("lost");
-    expect(lostEvents).toEqual([]);
+    expect(extends_()).toContain("error");
+    expect(extends_()).not.toContain("lost");
+    expect(observer.events.filter((e) => e.type === "lease-lost")).toEqual([]);
     for (const admin of admins) expect(await admin.exists(`${prefix}:lock:{paused-using}`)).toBe(0);
   });
 
@@ -210,7 +202,7 @@ describe("Redlock over 3 masters", () => {
     expect(took).toBeLessThan(2_000);
     await expect(lock.tryAcquire()).rejects.toBeInstanceOf(RedisUnavailableError);
     await Promise.all([s0.restart(), s1.restart()]);
-    const back = await eventually(() => lock.tryAcquire());
+    const back = await eventually("a lease after the restart", () => lock.tryAcquire(), RECOVERY);
     expect(back.fence).toBeGreaterThan(one.fence);
     expect(await back.release()).toBe(true);
   });

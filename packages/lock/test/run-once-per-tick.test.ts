@@ -2,7 +2,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient } from "@coordis/core";
 import { LeaseLostError, runOncePerTick, tickHistory } from "@coordis/lock";
-import { testPrefix } from "@coordis/testing";
+import { recordObserver, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 const prefix = testPrefix();
@@ -104,14 +104,7 @@ describe("runOncePerTick", () => {
   });
 
   it("a run that lost its tick to another replica is not reported ok: it rejects with LeaseLostError", async () => {
-    const events: string[] = [];
-    const outcomes: string[] = [];
-    const observer = {
-      onEvent: (e: { type: string }) => events.push(e.type),
-      onOperation: (op: { op: string; outcome: string }) => {
-        if (op.op === "tick") outcomes.push(op.outcome);
-      },
-    };
+    const observer = recordObserver();
     let takeover: Awaited<ReturnType<typeof runOncePerTick<string>>> | undefined;
     const lost = await runOncePerTick(
       redis,
@@ -135,8 +128,8 @@ describe("runOncePerTick", () => {
     expect(takeover).toMatchObject({ ran: true, state: "ok", owner: "b" });
     expect(lost).toBeInstanceOf(LeaseLostError);
     expect(lost).toMatchObject({ lockName: "takeover", reason: "not-held", fence: expect.any(Number) });
-    expect(events).toContain("tick-not-recorded");
-    expect(outcomes).toEqual(["ran-lost"]);
+    expect(observer.events.map((e) => e.type)).toContain("tick-not-recorded");
+    expect(observer.ops.filter((o) => o.op === "tick").map((o) => o.outcome)).toEqual(["ran-lost"]);
     // Only the run that held the tick to the end is recorded.
     const history = await tickHistory(redis, "takeover", { prefix });
     expect(history).toMatchObject([{ tick: 7, owner: "b", ok: true, attempt: 2 }]);

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
 import { coordisMetrics } from "@coordis/metrics";
 import { Queue, Worker } from "@coordis/queue";
-import { testPrefix } from "@coordis/testing";
+import { testPrefix, waitUntil } from "@coordis/testing";
 import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 
@@ -14,13 +14,8 @@ function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
+/** Queue work reaches the metrics within seconds; 15 s leaves room for a loaded machine. */
+const METRICS_WAIT = { timeoutMs: 15_000, intervalMs: 20 };
 
 describe("queue metrics from a real Queue and Worker", () => {
   let redis: RedisClient;
@@ -82,7 +77,7 @@ describe("queue metrics from a real Queue and Worker", () => {
         sample(text, `coordis_queue_jobs_total{${q},outcome="dead"}`) === 1
       );
     };
-    await waitUntil("4 completed and 1 dead delivery in the metrics", processed);
+    await waitUntil("4 completed and 1 dead delivery in the metrics", processed, METRICS_WAIT);
     expect(sample(text, `coordis_queue_jobs_total{${q},outcome="retry"}`)).toBe(1);
     expect(sample(text, `coordis_queue_processing_duration_seconds_count{${q},outcome="completed"}`)).toBe(4);
     expect(sample(text, `coordis_queue_processing_duration_seconds_count{${q},outcome="retry"}`)).toBe(1);
@@ -132,10 +127,14 @@ describe("queue metrics from a real Queue and Worker", () => {
     const { id } = await queue.add(1);
     expect(await queue.result(id, { timeoutMs: 10_000 })).toBe(2);
     let text = "";
-    await waitUntil("the delivery in the metrics", async () => {
-      text = await registry.metrics();
-      return sample(text, 'coordis_queue_jobs_total{queue="other",outcome="completed"}') === 1;
-    });
+    await waitUntil(
+      "the delivery in the metrics",
+      async () => {
+        text = await registry.metrics();
+        return sample(text, 'coordis_queue_jobs_total{queue="other",outcome="completed"}') === 1;
+      },
+      METRICS_WAIT,
+    );
     expect(sample(text, 'coordis_queue_jobs_added_total{queue="other",outcome="added"}')).toBe(1);
     expect(text).not.toContain(name);
     expect(text).not.toMatch(/^coordis_queue_(depth|lag|paused|jobs)\{/m);

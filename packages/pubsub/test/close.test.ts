@@ -2,9 +2,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { CLOSE_TIMEOUT_MS } from "@coordis/pubsub";
-import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix } from "@coordis/testing";
+import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { waitUntil } from "./helpers.js";
 
 const prefix = testPrefix();
 const workerFile = fileURLToPath(new URL("./fixtures/close-worker.ts", import.meta.url));

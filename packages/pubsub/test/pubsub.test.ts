@@ -3,9 +3,16 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
 import { type OverflowInfo, PubSub, type ResubscribedInfo } from "@coordis/pubsub";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import {
+  countCommands,
+  EventRecorder,
+  type RedisServer,
+  recordObserver,
+  startRedis,
+  testPrefix,
+  waitUntil,
+} from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { waitUntil } from "./helpers.js";
 
 const prefix = testPrefix();
 const workerFile = fileURLToPath(new URL("./fixtures/echo-worker.ts", import.meta.url));
@@ -127,13 +134,10 @@ describe("PubSub on the shared standalone server", () => {
   });
 
   it("a slow handler's overflow is counted and reported while other handlers get everything", async () => {
-    const events: string[] = [];
-    const b = bus({
-      queueLimit: 5,
-      observer: { onEvent: (e) => events.push(e.type) },
-    });
-    const overflows: OverflowInfo[] = [];
-    b.on("overflow", (o) => overflows.push(o));
+    const observer = recordObserver();
+    const b = bus({ queueLimit: 5, observer });
+    const overflows = new EventRecorder<OverflowInfo>();
+    b.on("overflow", overflows.record);
     let release!: () => void;
     const gate = new Promise<void>((resolve) => {
       release = resolve;
@@ -150,9 +154,10 @@ describe("PubSub on the shared standalone server", () => {
     for (let i = 0; i < 20; i++) await b.publish("slow", i);
     await waitUntil("fast handler", () => fast.length === 20);
     // Message 0 is running (blocked), 1..5 wait in the queue, 6..19 are dropped.
-    await waitUntil("14 overflows", () => overflows.length === 14);
-    expect(overflows.at(-1)).toEqual({ channel: "slow", dropped: 14, queueLimit: 5 });
-    expect(events.filter((t) => t === "overflow")).toHaveLength(14);
+    await overflows.waitFor((o) => o.dropped === 14, { what: "14 overflows" });
+    expect(overflows.items).toHaveLength(14);
+    expect(overflows.items.at(-1)).toEqual({ channel: "slow", dropped: 14, queueLimit: 5 });
+    expect(observer.events.filter((e) => e.type === "overflow")).toHaveLength(14);
     expect(b.stats().dropped).toBe(14);
     release();
     await waitUntil("slow handler catches up", () => slow.length === 6);
@@ -295,8 +300,8 @@ describe("PubSub on a server of its own", () => {
 
   it("after a Redis restart it resubscribes, emits 'resubscribed' within 2 s and later messages arrive", async () => {
     const b = new PubSub(redis, { prefix });
-    const resubscribed: ResubscribedInfo[] = [];
-    b.on("resubscribed", (info) => resubscribed.push(info));
+    const resubscribed = new EventRecorder<ResubscribedInfo>();
+    b.on("resubscribed", resubscribed.record);
     const got: number[] = [];
     const patternGot: number[] = [];
     await b.subscribe<number>("restart", (m) => {
@@ -310,9 +315,9 @@ describe("PubSub on a server of its own", () => {
 
     await server.restart();
     const restartedAt = Date.now();
-    await waitUntil("resubscribed", () => resubscribed.length === 1, 2_000);
+    const info = await resubscribed.waitFor(() => true, { what: "'resubscribed'", timeoutMs: 2_000 });
     expect(Date.now() - restartedAt).toBeLessThan(2_000);
-    expect(resubscribed[0]).toMatchObject({ channels: 1, patterns: 1 });
+    expect(info).toMatchObject({ channels: 1, patterns: 1 });
     // The publishing client reconnects on its own; its command waits in the offline queue meanwhile.
     await waitUntil("publish after restart reaches the subscriber", async () => (await b.publish("restart", 2)) === 1);
     await b.publish("restart-p", 3);

@@ -7,6 +7,8 @@ export interface WaitForOptions {
   what?: string;
   /** Give up after this many ms; default 5,000. */
   timeoutMs?: number;
+  /** Only consider items recorded at this index or later: pass the current length to wait for the next one. */
+  from?: number;
 }
 
 /**
@@ -31,11 +33,12 @@ export class EventRecorder<T> {
   };
 
   /**
-   * The first recorded item that matches `predicate` — already recorded or still to come.
+   * The first recorded item that matches `predicate` — already recorded (at index `from` or later) or still to come.
    * @throws WaitTimeoutError when none was recorded within `timeoutMs`
    */
   waitFor(predicate: (item: T) => boolean, options: WaitForOptions = {}): Promise<T> {
-    const index = this.items.findIndex(predicate);
+    const from = options.from ?? 0;
+    const index = this.items.findIndex((item, i) => i >= from && predicate(item));
     if (index !== -1) return Promise.resolve(this.items[index] as T);
     const timeoutMs = options.timeoutMs ?? 5_000;
     return new Promise<T>((resolve, reject) => {

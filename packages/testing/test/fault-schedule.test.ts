@@ -1,6 +1,5 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
 import { connect, InvalidArgumentError } from "@coordis/core";
 import {
   DeadlineExceededError,
@@ -13,7 +12,9 @@ import {
   runSchedule,
   startProxy,
   startRedis,
+  tryWaitUntil,
   Watchdog,
+  waitUntil,
   withDeadline,
 } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -31,13 +32,8 @@ function procState(pid: number): string {
   return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
 }
 
-async function waitStopped(pid: number, withinMs: number): Promise<boolean> {
-  const deadline = Date.now() + withinMs;
-  while (Date.now() <= deadline) {
-    if (procState(pid) === "T") return true;
-    await sleep(5);
-  }
-  return false;
+function waitStopped(pid: number, withinMs: number): Promise<boolean> {
+  return tryWaitUntil(() => procState(pid) === "T", { timeoutMs: withinMs, intervalMs: 5 });
 }
 
 describe("mulberry32", () => {
@@ -136,13 +132,11 @@ describe("runSchedule on real targets", () => {
     const proxy = await startProxy({ target: server });
     const worker = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
     const client = connect(proxy.url, { commandTimeoutMs: 1_000 });
-    const pingsWithin = async (ms: number) => {
-      const deadline = Date.now() + ms;
-      while ((await client.ping().catch(() => undefined)) !== "PONG") {
-        if (Date.now() > deadline) throw new Error(`no PONG through the proxy within ${ms} ms`);
-        await sleep(20);
-      }
-    };
+    const pingsWithin = (ms: number) =>
+      waitUntil("a PONG through the proxy", async () => (await client.ping().catch(() => undefined)) === "PONG", {
+        timeoutMs: ms,
+        intervalMs: 20,
+      });
     try {
       await pingsWithin(10_000);
       const schedule = faultSchedule({

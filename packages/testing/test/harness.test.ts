@@ -1,7 +1,6 @@
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { connect, coreScripts, RedisUnavailableError, runScript } from "@coordis/core";
 import {
   countCommands,
@@ -10,6 +9,7 @@ import {
   startRedis,
   startRedisCluster,
   startRedisGroup,
+  waitUntil,
 } from "@coordis/testing";
 import type { Redis } from "ioredis";
 import { describe, expect, inject, it } from "vitest";
@@ -20,14 +20,6 @@ function alive(pid: number): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
   }
 }
 
@@ -78,7 +70,7 @@ describe("startRedis", () => {
       await server.restart();
       expect(server.running).toBe(true);
       expect(server.port).toBe(port);
-      await waitUntil("client reconnect", async () => (await client.get("k").catch(() => "error")) !== "error");
+      await waitUntil("client reconnect", async () => (await client.get("k").catch(() => "error")) !== "error", 10_000);
       expect(await client.get("k")).toBeNull();
     } finally {
       await server.stop();
@@ -91,7 +83,11 @@ describe("startRedis", () => {
       const client = server.client();
       await client.set("durable", "yes");
       await server.restart({ graceful: true });
-      await waitUntil("client reconnect", async () => (await client.get("durable").catch(() => "error")) !== "error");
+      await waitUntil(
+        "client reconnect",
+        async () => (await client.get("durable").catch(() => "error")) !== "error",
+        10_000,
+      );
       expect(await client.get("durable")).toBe("yes");
     } finally {
       await server.stop();
@@ -197,8 +193,10 @@ describe("groups and clusters", () => {
       if (victim === undefined) throw new Error("no node");
       const observer = connect(`redis://127.0.0.1:${cluster.nodes[0]?.port}`) as Redis;
       victim.pause();
-      await waitUntil("cluster to notice the paused node", async () =>
-        ((await observer.call("CLUSTER", "INFO")) as string).includes("cluster_state:fail"),
+      await waitUntil(
+        "cluster to notice the paused node",
+        async () => ((await observer.call("CLUSTER", "INFO")) as string).includes("cluster_state:fail"),
+        10_000,
       );
       victim.resume();
       await cluster.waitReady(15_000);
@@ -207,17 +205,20 @@ describe("groups and clusters", () => {
       await cluster.waitReady(15_000);
       // The killed master lost its data (no persistence), but it rejoined with its slots: every slot serves again.
       const keys = Array.from({ length: 50 }, (_, i) => `after-restart-${i}`);
-      await waitUntil("every slot to accept writes", async () =>
-        (
-          await Promise.all(
-            keys.map((k) =>
-              client.set(k, k).then(
-                () => true,
-                () => false,
+      await waitUntil(
+        "every slot to accept writes",
+        async () =>
+          (
+            await Promise.all(
+              keys.map((k) =>
+                client.set(k, k).then(
+                  () => true,
+                  () => false,
+                ),
               ),
-            ),
-          )
-        ).every(Boolean),
+            )
+          ).every(Boolean),
+        10_000,
       );
       expect(await Promise.all(keys.map((k) => client.get(k)))).toEqual(keys);
       observer.disconnect();

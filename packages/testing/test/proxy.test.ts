@@ -1,6 +1,5 @@
 import { createConnection } from "node:net";
 import { performance } from "node:perf_hooks";
-import { setTimeout as sleep } from "node:timers/promises";
 import {
   connect,
   coreScripts,
@@ -9,20 +8,12 @@ import {
   RedisUnavailableError,
   runScript,
 } from "@coordis/core";
-import { type FaultProxy, startProxy, startRedis, testPrefix, withDeadline } from "@coordis/testing";
+import { type FaultProxy, startProxy, startRedis, testPrefix, waitUntil, withDeadline } from "@coordis/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 
 const prefix = testPrefix("proxy");
 const url = inject("coordisRedisUrl");
 const opened: Array<{ close(): unknown }> = [];
-
-async function waitUntil(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 async function proxyFor(options: { seed?: number } = {}): Promise<FaultProxy> {
   const proxy = await startProxy({ target: url, ...options });
@@ -34,11 +25,14 @@ async function proxyFor(options: { seed?: number } = {}): Promise<FaultProxy> {
 async function client(proxyUrl: string, commandTimeoutMs = 1_000): Promise<RedisClient> {
   const c = connect(proxyUrl, { commandTimeoutMs });
   opened.push({ close: () => c.disconnect() });
-  await waitUntil("a first PING through the proxy", () =>
-    c.ping().then(
-      () => true,
-      () => false,
-    ),
+  await waitUntil(
+    "a first PING through the proxy",
+    () =>
+      c.ping().then(
+        () => true,
+        () => false,
+      ),
+    10_000,
   );
   return c;
 }
@@ -154,11 +148,14 @@ describe("startProxy", () => {
     expect(proxy.dropConnections()).toBe(1);
     await withDeadline(closed, 2_000, "client close after drop");
     expect(proxy.stats().dropped).toBe(1);
-    await waitUntil("a command through the proxy after drop", () =>
-      c.get(`${prefix}:drop`).then(
-        (v) => v === "1",
-        () => false,
-      ),
+    await waitUntil(
+      "a command through the proxy after drop",
+      () =>
+        c.get(`${prefix}:drop`).then(
+          (v) => v === "1",
+          () => false,
+        ),
+      10_000,
     );
     expect(proxy.stats().accepted).toBeGreaterThanOrEqual(2);
   });
@@ -177,11 +174,14 @@ describe("startProxy", () => {
     // The connection is still open: the client saw silence, not a reset.
     expect(proxy.stats().connections).toBe(1);
     expect(proxy.heal()).toBe(1); // it lost bytes, so it is reset
-    await waitUntil("probe after heal", () =>
-      probe(c, "after").then(
-        (r) => r[0] === "after",
-        () => false,
-      ),
+    await waitUntil(
+      "probe after heal",
+      () =>
+        probe(c, "after").then(
+          (r) => r[0] === "after",
+          () => false,
+        ),
+      10_000,
     );
     expect(proxy.stats().blackholed).toBe(false);
   });
@@ -202,7 +202,7 @@ describe("startProxy", () => {
     await c.ping();
     proxy.setLatency(200);
     const pending = c.ping().catch((e: unknown) => e);
-    await waitUntil("the ping to be held back by the proxy", () => proxy.stats().bytesInFlight > 0);
+    await waitUntil("the ping to be held back by the proxy", () => proxy.stats().bytesInFlight > 0, 10_000);
     proxy.blackhole();
     expect(proxy.stats().bytesInFlight).toBe(0);
     expect(await withDeadline(pending, 2_000, "ping during blackhole")).toBeInstanceOf(Error);
@@ -258,11 +258,14 @@ describe("proxy in front of a killed server", () => {
     const err = await withDeadline(probe(c, "down"), 2_000, "probe while down").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RedisUnavailableError);
     await server.restart();
-    await waitUntil("probe after restart", () =>
-      probe(c, "up").then(
-        (r) => r[0] === "up",
-        () => false,
-      ),
+    await waitUntil(
+      "probe after restart",
+      () =>
+        probe(c, "up").then(
+          (r) => r[0] === "up",
+          () => false,
+        ),
+      10_000,
     );
   });
 });

@@ -91,6 +91,9 @@ describe("EventRecorder", () => {
     expect(await pending).toBe(2);
     expect(rec.items).toEqual([1, 2, 3]);
     expect(await rec.waitFor((n) => n === 1)).toBe(1);
+    const next = rec.waitFor((n) => n > 1, { from: rec.items.length });
+    emitter.emit("n", 4);
+    expect(await next).toBe(4);
   });
 
   it("fails after its timeout naming what it waited for; clear() forgets", async () => {
