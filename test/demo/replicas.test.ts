@@ -3,9 +3,9 @@ import { ApiKeys } from "@coordis/demo";
 import { EventLog } from "@coordis/eventlog";
 import { tickHistory } from "@coordis/lock";
 import { Queue } from "@coordis/queue";
-import { type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { eventually, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { eventually, openSse, type Replicas, startReplicas } from "./replicas.js";
+import { DEMO_WAIT, openSse, type Replicas, startReplicas } from "./replicas.js";
 
 // Three demo replicas (real processes) on one Redis started here: the demo end to end.
 const prefix = testPrefix("demo");
@@ -90,8 +90,7 @@ describe("demo across three replicas", () => {
         };
         return state.rules.find((r) => r.name === "burst")?.remaining === BURST ? true : undefined;
       },
-      15_000,
-      200,
+      { ...DEMO_WAIT, intervalMs: 200 },
     );
     const second = await burst(40);
     expect(second.filter((r) => r.status === 200)).toHaveLength(DAILY - BURST);
@@ -129,8 +128,7 @@ describe("demo across three replicas", () => {
         const runs = await tickHistory(client, "snapshot-top10", { prefix, limit: 100 });
         return runs.length >= 4 ? runs : undefined;
       },
-      20_000,
-      250,
+      { ...DEMO_WAIT, timeoutMs: 20_000, intervalMs: 250 },
     );
     const ticks = history.map((r) => r.tick);
     expect(new Set(ticks).size).toBe(ticks.length);
@@ -249,8 +247,7 @@ describe("demo across three replicas", () => {
           const p = await get(base);
           return p.name === "After" ? p : undefined;
         },
-        2_000,
-        20,
+        { ...DEMO_WAIT, timeoutMs: 2_000, intervalMs: 20 },
       );
       expect(fresh.loadedAt).toBeGreaterThan(warm[0]?.loadedAt ?? 0);
     }
@@ -280,11 +277,15 @@ describe("demo across three replicas", () => {
       const top = Math.max(...results.map((r) => r.fence));
       expect(results.find((r) => r.fence === top)?.applied).toBe(true);
       type Stats = { submissions: number; best: number; average: number; fence: number; computedBy: string };
-      const stats = await eventually(`${player}'s stats on r3`, async () => {
-        const res = await fetch(`${at(2)}/v1/players/${player}`, { headers: { "x-api-key": freshKey() } });
-        const p = (await res.json()) as { stats: Stats | null };
-        return p.stats?.fence === top ? p.stats : undefined;
-      });
+      const stats = await eventually(
+        `${player}'s stats on r3`,
+        async () => {
+          const res = await fetch(`${at(2)}/v1/players/${player}`, { headers: { "x-api-key": freshKey() } });
+          const p = (await res.json()) as { stats: Stats | null };
+          return p.stats?.fence === top ? p.stats : undefined;
+        },
+        DEMO_WAIT,
+      );
       expect(stats).toMatchObject({ submissions: scores.length, best: 300, average: 141 });
       expect(replicas.ids).toContain(stats.computedBy);
     } finally {
@@ -301,10 +302,14 @@ describe("demo across three replicas", () => {
       counts: { dead: number };
       deadLetters: Array<{ id: string; playerId: string; attempts: number; error: string }>;
     };
-    const dead = await eventually(`${id} in the dead letters`, async () => {
-      const view = (await (await fetch(`${at(1)}/v1/queue`)).json()) as QueueView;
-      return view.deadLetters.find((j) => j.id === id);
-    });
+    const dead = await eventually(
+      `${id} in the dead letters`,
+      async () => {
+        const view = (await (await fetch(`${at(1)}/v1/queue`)).json()) as QueueView;
+        return view.deadLetters.find((j) => j.id === id);
+      },
+      DEMO_WAIT,
+    );
     expect(dead).toMatchObject({ playerId: player, attempts: 3 });
     expect(dead.error).toContain('player named "Poison"');
 
@@ -346,11 +351,17 @@ describe("demo across three replicas", () => {
     ).json()) as { entries: Array<{ data: { type: string; jobId?: string } }> };
     expect(audit.entries.some((e) => e.data.type === "job-retried" && e.data.jobId === id)).toBe(true);
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-    await eventually("the charts to count the dead letter and completions", async () => {
-      const a = (await (await fetch(`${at(1)}/v1/activity`)).json()) as { counters: Record<string, number[]> };
-      const c = a.counters as Record<"dead" | "completed" | "retried" | "allowed", number[]>;
-      return sum(c.dead) >= 1 && sum(c.retried) >= 2 && sum(c.completed) >= 7 && sum(c.allowed) >= 7 ? true : undefined;
-    });
+    await eventually(
+      "the charts to count the dead letter and completions",
+      async () => {
+        const a = (await (await fetch(`${at(1)}/v1/activity`)).json()) as { counters: Record<string, number[]> };
+        const c = a.counters as Record<"dead" | "completed" | "retried" | "allowed", number[]>;
+        return sum(c.dead) >= 1 && sum(c.retried) >= 2 && sum(c.completed) >= 7 && sum(c.allowed) >= 7
+          ? true
+          : undefined;
+      },
+      DEMO_WAIT,
+    );
   });
 
   it("exposes coordis_ metrics on every replica", async () => {
@@ -373,8 +384,10 @@ describe("demo across three replicas", () => {
     for (const base of urls) expect((await fetch(`${base}/readyz`)).status).toBe(200);
     await redis.kill();
     for (const base of urls) {
-      await eventually(`${base}/readyz to fail`, async () =>
-        (await fetch(`${base}/readyz`)).status === 503 ? true : undefined,
+      await eventually(
+        `${base}/readyz to fail`,
+        async () => ((await fetch(`${base}/readyz`)).status === 503 ? true : undefined),
+        DEMO_WAIT,
       );
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
     }
@@ -383,8 +396,7 @@ describe("demo across three replicas", () => {
       await eventually(
         `${base}/readyz to recover`,
         async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : undefined),
-        20_000,
-        200,
+        { ...DEMO_WAIT, timeoutMs: 20_000, intervalMs: 200 },
       );
     }
     expect((await post(at(2), "/v1/scores", { playerId: "after-restart", score: 5 })).status).toBe(201);

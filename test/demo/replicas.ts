@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { EventRecorder } from "@coordis/testing";
 
 const SERVER = fileURLToPath(new URL("../../services/demo/src/server.ts", import.meta.url));
 
@@ -79,30 +80,11 @@ export async function startReplicas(count: number, env: Record<string, string>):
   }
 }
 
-/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-export async function eventually<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 15_000,
-  intervalMs = 100,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+/**
+ * How the demo tests poll a replica's view: every 100 ms for up to 15 s, a failing request meaning "not yet" (a
+ * replica restarting, Redis down).
+ */
+export const DEMO_WAIT = { timeoutMs: 15_000, intervalMs: 100, ignoreErrors: true } as const;
 
 /** A server-sent event stream read with fetch: frames arrive in `events`; `next(pred)` waits for a matching one. */
 export interface SseClient {
@@ -119,8 +101,7 @@ export async function openSse(url: string): Promise<SseClient> {
   const abort = new AbortController();
   const res = await fetch(url, { signal: abort.signal, headers: { accept: "text/event-stream" } });
   if (!res.ok || res.body === null) throw new Error(`SSE ${url}: HTTP ${res.status}`);
-  const events: Array<{ event: string; data: unknown }> = [];
-  const waiters = new Set<() => void>();
+  const frames = new EventRecorder<{ event: string; data: unknown }>();
   (async () => {
     const decoder = new TextDecoder();
     let buffer = "";
@@ -134,8 +115,7 @@ export async function openSse(url: string): Promise<SseClient> {
           const event = /^event: (.*)$/m.exec(frame)?.[1];
           const data = /^data: (.*)$/m.exec(frame)?.[1];
           if (event !== undefined && data !== undefined) {
-            events.push({ event, data: JSON.parse(data) });
-            for (const w of waiters) w();
+            frames.record({ event, data: JSON.parse(data) });
           }
           end = buffer.indexOf("\n\n");
         }
@@ -145,24 +125,11 @@ export async function openSse(url: string): Promise<SseClient> {
     }
   })();
   return {
-    events,
-    next(predicate, timeoutMs = 15_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const found = events.find(predicate);
-          if (found === undefined) return false;
-          waiters.delete(check);
-          clearTimeout(timer);
-          resolve(found);
-          return true;
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`no matching SSE event from ${url} in ${timeoutMs} ms; got ${JSON.stringify(events)}`));
-        }, timeoutMs);
-        if (!check()) waiters.add(check);
-      });
-    },
+    events: frames.items,
+    next: (predicate, timeoutMs = 15_000) =>
+      frames.waitFor(predicate, { what: `a matching SSE event from ${url}`, timeoutMs }).catch((err: Error) => {
+        throw new Error(`${err.message}; got ${JSON.stringify(frames.items)}`, { cause: err });
+      }),
     close: () => abort.abort(),
   };
 }

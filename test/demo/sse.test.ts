@@ -3,11 +3,11 @@ import { connect as connectTcp, type Socket } from "node:net";
 import { connect, type RedisClient } from "@coordis/core";
 import { buildApp, loadConfig } from "@coordis/demo";
 import { PubSub } from "@coordis/pubsub";
-import { testPrefix } from "@coordis/testing";
+import { eventually, testPrefix } from "@coordis/testing";
 import type { FastifyInstance } from "fastify";
 import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { eventually } from "./replicas.js";
+import { DEMO_WAIT } from "./replicas.js";
 
 // The demo's event streams, in-process and listening on a real port: connection caps per address and per replica,
 // and slow readers disconnected once their bounded buffer is full, all read from the hub's own counters (/metrics).
@@ -44,7 +44,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   for (const c of open.splice(0)) c.abort();
-  await eventually("every stream to close", async () => ((await clients()) === 0 ? true : undefined));
+  await eventually("every stream to close", async () => ((await clients()) === 0 ? true : undefined), DEMO_WAIT);
 });
 
 afterAll(async () => {
@@ -136,8 +136,10 @@ describe("demo event streams", () => {
 
     // A closed stream frees its place at once.
     (open[0] as AbortController).abort();
-    await eventually("the closed stream to be dropped", async () =>
-      (await clients()) === TOTAL - 1 ? true : undefined,
+    await eventually(
+      "the closed stream to be dropped",
+      async () => ((await clients()) === TOTAL - 1 ? true : undefined),
+      DEMO_WAIT,
     );
     expect((await stream("/v1/events", "10.2.0.4")).status).toBe(200);
   });
@@ -147,7 +149,7 @@ describe("demo event streams", () => {
       const res = await stream(i % 2 === 0 ? "/v1/events" : "/v1/audit/stream", "10.4.0.1");
       expect(res.status, `open ${i + 1}`).toBe(200);
       (open.pop() as AbortController).abort();
-      await eventually("the stream to close", async () => ((await clients()) === 0 ? true : undefined));
+      await eventually("the stream to close", async () => ((await clients()) === 0 ? true : undefined), DEMO_WAIT);
     }
     const over = await stream("/v1/events", "10.4.0.1");
     expect(over.status).toBe(429);
@@ -176,8 +178,7 @@ describe("demo event streams", () => {
       await eventually(
         `event ${sent} to reach the reader`,
         async () => (fast.count("big") >= sent ? true : undefined),
-        15_000,
-        5,
+        { ...DEMO_WAIT, intervalMs: 5 },
       );
       // (A hub without these counters reads as 0 and never leaves the loop early.)
       peak = Math.max(peak, await metric("demo_sse_buffered_bytes").catch(() => 0));
