@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { tryWaitUntil } from "@coordis/testing";
 
 /** A message between the parent and a chaos worker (always an object with a `type`). */
 export type WorkerMessage = Record<string, unknown> & { type: string };
@@ -78,19 +78,6 @@ export async function stopWorkers(workers: readonly ChaosWorker[], graceMs = 3_0
 }
 
 /**
- * Polls `predicate` every 10 ms until it is true or `timeoutMs` passed.
- * @returns whether it became true in time
- */
-export async function until(predicate: () => boolean, timeoutMs: number): Promise<boolean> {
-  const end = performance.now() + timeoutMs;
-  while (!predicate()) {
-    if (performance.now() >= end) return false;
-    await sleep(10);
-  }
-  return true;
-}
-
-/**
  * Waits until `readyCount()` reaches `workers.length` (each worker says "ready" once connected).
  * @throws Error naming the worker and its stderr when one exits first, or after `timeoutMs` (a loaded machine)
  */
@@ -99,12 +86,13 @@ export async function waitReady(
   readyCount: () => number,
   timeoutMs = 120_000,
 ): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (readyCount() < workers.length) {
+  const allReady = () => {
     const dead = workers.find((w) => w.child.exitCode !== null || w.child.signalCode !== null);
     if (dead !== undefined) throw new Error(`worker ${dead.slot} exited during start: ${dead.stderr().slice(-1500)}`);
-    if (performance.now() >= end) throw new Error(`only ${readyCount()} of ${workers.length} workers started`);
-    await sleep(20);
+    return readyCount() >= workers.length;
+  };
+  if (!(await tryWaitUntil(allReady, { timeoutMs, intervalMs: 20 }))) {
+    throw new Error(`only ${readyCount()} of ${workers.length} workers started`);
   }
 }
 

@@ -11,13 +11,13 @@ import {
   startProxy,
   startRedis,
   testPrefix,
+  tryWaitUntil,
 } from "@coordis/testing";
 import {
   type ChaosWorker,
   reply,
   spawnWorker,
   stopWorkers,
-  until,
   Violations,
   type WorkerMessage,
   waitReady,
@@ -159,7 +159,7 @@ export function eventlogScenario(events: number): ChaosScenario {
         await Promise.all(Array.from({ length: PRODUCERS }, produce));
         log(`appended ${acked.size} events (${counts.retries} retries, ${counts.duplicates} deduplicated)`);
         const faultLog = await faults;
-        const drained = await until(() => [...acked.values()].every((id) => processed.has(id)), DRAIN_MS);
+        const drained = await tryWaitUntil(() => [...acked.values()].every((id) => processed.has(id)), DRAIN_MS);
         await stopWorkers(workers);
 
         // The log itself, read directly from the server.
@@ -311,7 +311,7 @@ async function calmPhase(context: {
         for (let n = first; n < entries; n++) if (liveSeen[slot]?.has(n)) count++;
         return count;
       };
-      const live = await until(() => liveSeen.every((_, slot) => handledBurst(slot) === BURST), LIVENESS_MS);
+      const live = await tryWaitUntil(() => liveSeen.every((_, slot) => handledBurst(slot) === BURST), LIVENESS_MS);
       if (!live) {
         for (let slot = 0; slot < CALM_CONSUMERS; slot++) {
           if (handledBurst(slot) === BURST) continue;
@@ -330,7 +330,7 @@ async function calmPhase(context: {
       await producer.append({ n: entries++ });
       await sleep(STREAM_INTERVAL_MS);
     }
-    if (!(await until(() => done.size >= entries, DRAIN_MS))) {
+    if (!(await tryWaitUntil(() => done.size >= entries, DRAIN_MS))) {
       violations.add("not-processed", `the shared group handled ${done.size} of ${entries} entries`);
     }
   } finally {

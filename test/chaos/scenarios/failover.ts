@@ -6,13 +6,13 @@ import {
   type RedisServer,
   startRedisSentinel,
   testPrefix,
+  tryWaitUntil,
 } from "@coordis/testing";
 import {
   type ChaosWorker,
   reply,
   spawnWorker,
   stopWorkers,
-  until,
   Violations,
   type WorkerMessage,
   waitReady,
@@ -129,7 +129,7 @@ async function runFailoverScenario({ seed, durationMs, log }: ScenarioContext): 
     } while (performance.now() < end);
 
     const before = register.writes;
-    if (!(await until(() => register.writes >= before + RECOVERY_SECTIONS, RECOVERY_MS))) {
+    if (!(await tryWaitUntil(() => register.writes >= before + RECOVERY_SECTIONS, RECOVERY_MS))) {
       violations.add(
         "no-progress",
         `only ${register.writes - before} accepted sections within ${RECOVERY_MS} ms after the last failover`,

@@ -13,13 +13,13 @@ import {
   startProxy,
   startRedis,
   testPrefix,
+  tryWaitUntil,
 } from "@coordis/testing";
 import {
   type ChaosWorker,
   reply,
   spawnWorker,
   stopWorkers,
-  until,
   Violations,
   type WorkerMessage,
   waitReady,
@@ -363,7 +363,7 @@ async function runLockScenario(
 
     // Liveness: once healed, accepted sections resume (a fence that went back would leave every write rejected).
     const before = register.writes;
-    const recovered = await until(() => register.writes >= before + RECOVERY_SECTIONS, RECOVERY_MS);
+    const recovered = await tryWaitUntil(() => register.writes >= before + RECOVERY_SECTIONS, RECOVERY_MS);
     if (!recovered) {
       violations.add(
         "no-progress",
@@ -631,7 +631,7 @@ async function runTickScenario({ seed, durationMs, log }: ScenarioContext): Prom
 
     // Every call ends: skew + job + a few round trips after the last tick.
     const drainMs = TICK_SKEW_MS + TICK_JOB_MS[1] + 10_000;
-    if (!(await until(() => callsDone >= calls, drainMs))) {
+    if (!(await tryWaitUntil(() => callsDone >= calls, drainMs))) {
       violations.add(
         "no-progress",
         `${calls - callsDone} of ${calls} calls still pending ${drainMs} ms after the last tick`,
@@ -758,7 +758,7 @@ async function runRedlockSlowScenario({ seed, durationMs, log }: ScenarioContext
     const faultLog = await runSchedule(schedule, { servers, proxies: [], processes: [] });
     log(`faults done: ${faultLog.injected} injected, ${faultLog.repaired} repaired by the final sweep`);
     leasesAfterHeal = 0;
-    if (!(await until(() => leasesAfterHeal >= WORKERS, 15_000))) {
+    if (!(await tryWaitUntil(() => leasesAfterHeal >= WORKERS, 15_000))) {
       violations.add(
         "no-progress",
         `only ${leasesAfterHeal} leases completed within 15 s after the faults were healed`,

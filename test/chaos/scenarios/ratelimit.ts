@@ -8,12 +8,12 @@ import {
   startProxy,
   startRedis,
   testPrefix,
+  tryWaitUntil,
 } from "@coordis/testing";
 import {
   type ChaosWorker,
   spawnWorker,
   stopWorkers,
-  until,
   Violations,
   type WorkerMessage,
   waitReady,
@@ -336,7 +336,7 @@ export const ratelimitScenario: ChaosScenario = {
         for (const w of workers) {
           w.send({ type: "round", round, keys, startAt, endAt: startAt + ROUND_MS, switchAt: startAt + SWITCH_MS });
         }
-        const done = await until(() => (reports.get(round)?.length ?? 0) >= PROCESSES, ROUND_MS + 30_000);
+        const done = await tryWaitUntil(() => (reports.get(round)?.length ?? 0) >= PROCESSES, ROUND_MS + 30_000);
         if (!done) {
           violations.add("round-timeout", `round ${round}: only ${reports.get(round)?.length ?? 0} processes reported`);
           break;
