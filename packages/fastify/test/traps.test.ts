@@ -1,6 +1,6 @@
 import { assertSafeClient, connect, InvalidArgumentError, type RedisClient, safeRedisOptions } from "@coordis/core";
 import { coordis } from "@coordis/fastify";
-import { type FaultProxy, startProxy, testPrefix } from "@coordis/testing";
+import { type FaultProxy, startProxy, testPrefix, waitUntil } from "@coordis/testing";
 import fastifyRateLimit from "@fastify/rate-limit";
 import Fastify from "fastify";
 import { Cluster, Redis } from "ioredis";
@@ -225,9 +225,10 @@ describe("close after an outage", () => {
     proxy.dropConnections();
     const redis = app.coordis.redis;
     // Wait until the client is between connection attempts (it cannot reach Redis through the blackhole).
-    const deadline = Date.now() + 10_000;
-    while (redis.status !== "reconnecting" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(redis.status).toBe("reconnecting");
+    await waitUntil("the client to be between connection attempts", () => redis.status === "reconnecting", {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+    });
     const started = performance.now();
     const outcome = await Promise.race([
       app.close().then(() => "closed"),

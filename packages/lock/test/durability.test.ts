@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { connect, DurabilityError, InvalidArgumentError, type RedisClient, serverAtLeast } from "@coordis/core";
 import { Mutex, Redlock, Semaphore } from "@coordis/lock";
 import {
@@ -8,6 +7,7 @@ import {
   startRedis,
   startRedisCluster,
   testPrefix,
+  waitUntil,
 } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -180,14 +180,15 @@ describe("lock durability setting on a Redis Cluster with a replica per master",
     // Every master has its replica online before the test starts (the cluster reports ok before they synced).
     const admins = cluster.nodes.map((n) => connect(n.adminUrl));
     try {
-      const end = Date.now() + 60_000;
-      for (;;) {
-        const infos = await Promise.all(admins.map((a) => a.info("replication")));
-        const masters = infos.filter((i) => i.includes("role:master"));
-        if (masters.length > 0 && masters.every((i) => /slave0:.*state=online/.test(i))) break;
-        if (Date.now() > end) throw new Error("replicas did not come online");
-        await sleep(50);
-      }
+      await waitUntil(
+        "every master's replica to come online",
+        async () => {
+          const infos = await Promise.all(admins.map((a) => a.info("replication")));
+          const masters = infos.filter((i) => i.includes("role:master"));
+          return masters.length > 0 && masters.every((i) => /slave0:.*state=online/.test(i));
+        },
+        { timeoutMs: 60_000, intervalMs: 50 },
+      );
     } finally {
       for (const a of admins) a.disconnect();
     }

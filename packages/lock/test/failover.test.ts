@@ -2,7 +2,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, DurabilityError, type RedisClient } from "@coordis/core";
 import { type Lease, Mutex, Semaphore } from "@coordis/lock";
-import { type RedisSentinelSetup, startRedisSentinel, testPrefix } from "@coordis/testing";
+import { type RedisSentinelSetup, startRedisSentinel, testPrefix, tryWaitUntil, waitUntil } from "@coordis/testing";
 import { afterEach, describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
@@ -38,11 +38,10 @@ describe("locks across a Sentinel failover", () => {
   const replicated = async (s: RedisSentinelSetup, key: string, value: string) => {
     const admin = connect(s.replicas[0]?.adminUrl);
     clients.push(admin);
-    const end = performance.now() + 20_000;
-    while ((await admin.get(key)) !== value) {
-      if (performance.now() > end) throw new Error(`${key} never reached ${value} on the replica`);
-      await sleep(20);
-    }
+    await waitUntil(`${key} to reach ${value} on the replica`, async () => (await admin.get(key)) === value, {
+      timeoutMs: 20_000,
+      intervalMs: 20,
+    });
   };
   const fenceKey = (name: string) => `${prefix}:lock:{${name}}:fence`;
 
@@ -143,12 +142,15 @@ describe("locks across a Sentinel failover", () => {
     };
     const running = [0, 1, 2, 3].map(worker);
     const end = performance.now() + 120_000;
-    while (history.length < 40 && performance.now() < end) await sleep(20);
+    await tryWaitUntil(() => history.length >= 40, { timeoutMs: 120_000, intervalMs: 20 });
     killedAt = performance.now();
     // The replica is in sync (no blackhole): every acquire acknowledged durable is on it.
     await s.master.kill();
     await s.waitForFailover(s.master);
-    while (history.filter((h) => h.reqAt > killedAt).length < 40 && performance.now() < end) await sleep(20);
+    await tryWaitUntil(() => history.filter((h) => h.reqAt > killedAt).length >= 40, {
+      timeoutMs: Math.max(0, end - performance.now()),
+      intervalMs: 20,
+    });
     stop = true;
     await Promise.all(running);
 

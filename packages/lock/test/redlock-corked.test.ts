@@ -1,7 +1,13 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { CORK_MAX_COMMANDS, connect, type RedisClient, RedisUnavailableError, ScriptError } from "@coordis/core";
 import { type Lease, Redlock } from "@coordis/lock";
-import { countCommands, type RedisGroup, type RedisServer, startRedisGroup, testPrefix } from "@coordis/testing";
+import {
+  countCommands,
+  eventually,
+  type RedisGroup,
+  type RedisServer,
+  startRedisGroup,
+  testPrefix,
+} from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 
 const prefix = testPrefix();
@@ -192,15 +198,11 @@ describe("Redlock write coalescing over 3 masters", () => {
       await stopped.restart();
     }
     // Back to three masters: the corked writes work on the reconnected client too.
-    const deadline = Date.now() + 8_000;
-    for (;;) {
-      const lease = await locks[0]?.tryAcquire().catch(() => null);
-      if (lease) {
-        expect(await lease.release()).toBe(true);
-        break;
-      }
-      if (Date.now() > deadline) throw new Error("no lease after the master restarted");
-      await sleep(50);
-    }
+    const lease = await eventually("a lease after the master restarted", () => locks[0]?.tryAcquire(), {
+      timeoutMs: 8_000,
+      intervalMs: 50,
+      ignoreErrors: true,
+    });
+    expect(await lease.release()).toBe(true);
   });
 });
