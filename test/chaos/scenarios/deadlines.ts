@@ -17,6 +17,7 @@ import {
   startProxy,
   startRedis,
   testPrefix,
+  tryWaitUntil,
   Watchdog,
 } from "@coordis/testing";
 import { Violations } from "../lib/workers.js";
@@ -159,8 +160,7 @@ export const deadlinesScenario: ChaosScenario = {
           violations.add("no-recovery", `${p.name}: no successful call in the 1.5 s after the faults were healed`);
         }
       }
-      const graceEnd = performance.now() + HANG_GRACE_MS;
-      while (watchdog.pending > 0 && performance.now() < graceEnd) await sleep(20);
+      await tryWaitUntil(() => watchdog.pending === 0, { timeoutMs: HANG_GRACE_MS, intervalMs: 20 });
       for (const h of watchdog.hanging)
         violations.add("hang", `${h.what} still pending ${HANG_GRACE_MS} ms after its deadline`);
       return {

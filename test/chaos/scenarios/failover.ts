@@ -170,21 +170,20 @@ async function runFailoverScenario({ seed, durationMs, log }: ScenarioContext): 
 /** Waits until `server` replicates from the current primary with its link up. */
 async function waitForReplicaOf(s: RedisSentinelSetup, server: RedisServer, timeoutMs: number): Promise<void> {
   const endAt = performance.now() + timeoutMs;
-  for (;;) {
-    const primary = await s.currentMaster().catch(() => undefined);
-    if (primary !== undefined && primary !== server) {
-      const remaining = endAt - performance.now();
-      try {
-        await s.waitForReplica(server, Math.max(1, Math.min(2_000, remaining)));
-        return;
-      } catch {
-        // Not converted yet (Sentinel looks at a returning instance every few seconds).
-      }
-    }
-    if (performance.now() > endAt)
-      throw new Error(`port ${server.port} did not rejoin as a replica in ${timeoutMs} ms`);
-    await sleep(100);
-  }
+  const rejoined = await tryWaitUntil(
+    async () => {
+      const primary = await s.currentMaster().catch(() => undefined);
+      if (primary === undefined || primary === server) return false;
+      // A failure means not converted yet (Sentinel looks at a returning instance every few seconds).
+      const wait = Math.max(1, Math.min(2_000, endAt - performance.now()));
+      return s.waitForReplica(server, wait).then(
+        () => true,
+        () => false,
+      );
+    },
+    { timeoutMs, intervalMs: 100 },
+  );
+  if (!rejoined) throw new Error(`port ${server.port} did not rejoin as a replica in ${timeoutMs} ms`);
 }
 
 /** Failover checker with the durability setting: fences never go back across Sentinel failovers. */

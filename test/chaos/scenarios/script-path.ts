@@ -10,6 +10,7 @@ import {
   startProxy,
   startRedis,
   testPrefix,
+  tryWaitUntil,
   Watchdog,
 } from "@coordis/testing";
 import type { ChaosScenario, ScenarioResult } from "../scenario.js";
@@ -112,16 +113,14 @@ export const scriptPath: ChaosScenario = {
 
       // Liveness: after the faults, every client gets a successful call within RECOVERY_MS.
       const healedAt = performance.now();
-      const recoverBy = healedAt + RECOVERY_MS;
-      while (performance.now() < recoverBy && lastOk.some((t) => t < healedAt)) await sleep(20);
+      await tryWaitUntil(() => lastOk.every((t) => t >= healedAt), { timeoutMs: RECOVERY_MS, intervalMs: 20 });
       const notRecovered = lastOk.map((t, i) => (t < healedAt ? i : -1)).filter((i) => i >= 0);
       for (const i of notRecovered) violation(`client ${i} had no successful call within ${RECOVERY_MS} ms of heal`);
       stop = true;
       await Promise.all(loops);
 
       // A call that missed its deadline may still settle late; one that never settles hangs.
-      const graceEnd = performance.now() + HANG_GRACE_MS;
-      while (watchdog.pending > 0 && performance.now() < graceEnd) await sleep(20);
+      await tryWaitUntil(() => watchdog.pending === 0, { timeoutMs: HANG_GRACE_MS, intervalMs: 20 });
       const hung = watchdog.hanging.length;
       for (const h of watchdog.hanging.slice(0, 3)) violation(`${h.what}: still pending ${HANG_GRACE_MS} ms after`);
 
