@@ -930,6 +930,14 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
       started.push(consumer); // only reached when a bad value was accepted: stop it again
       return consumer;
     };
+    /** An options object at `at` with one unknown key out of `keys` (each a plausible typo): the key is named. */
+    const typo = (what: string, at: string, keys: string[], call: (v: Record<string, unknown>) => unknown) =>
+      c(
+        what,
+        new RegExp(`^${at.replaceAll(".", "\\.")}\\.(${keys.join("|")})$`),
+        fc.constantFrom(...keys.map((k) => ({ [k]: 1 }))),
+        call as (v: never) => unknown,
+      );
     const cases: Case[] = [
       c(
         "EventLog(redis)",
@@ -1080,6 +1088,21 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
       c("deadLetters({ limit })", "options.limit", bad.optional(bad.int(1, MAX_READ_LIMIT)), (v) =>
         log.deadLetters({ limit: v }),
       ),
+      // Unknown option keys (typos) are named, at every level, instead of silently meaning the default.
+      typo("EventLog({ <typo> })", "options", ["prefx", "maxLength", "ttlMs", "chained"], (v) => make(v)),
+      typo("EventLog({ chain: { <typo> } })", "options.chain", ["keyid", "previous"], (v) =>
+        make({ chain: { key: "k".repeat(32), keyId: "k1", ...v } }),
+      ),
+      typo("EventLog({ batch: { <typo> } })", "options.batch", ["maxsize", "delayMs"], (v) => make({ batch: v })),
+      typo("EventLog({ durability: { <typo> } })", "options.durability", ["replica", "fsync"], (v) =>
+        make({ durability: { replicas: 1, timeoutMs: 100, ...v } }),
+      ),
+      typo("append({ <typo> })", "options", ["idempotency", "key"], (v) => log.append({ a: 1 }, v)),
+      typo("read({ <typo> })", "options", ["afterId", "count", "order"], (v) => log.read(v)),
+      typo("tail({ <typo> })", "options", ["start", "block"], (v) => log.tail(v)),
+      typo("group({ <typo> })", "options", ["start", "name"], (v) => log.group("g", { consumer: "c", ...v })),
+      typo("consume({ <typo> })", "options", ["concurency", "maxRetries"], (v) => consume(() => {}, v)),
+      typo("deadLetters({ <typo> })", "options", ["count", "before"], (v) => log.deadLetters(v)),
     ];
     try {
       await rejectedWithoutCommands(cases);

@@ -11,38 +11,38 @@ export {
   KEYED_GENESIS_HASH,
   type KeyedChainOptions,
 } from "./chain.js";
-export {
-  type ConsumeContext,
-  type ConsumeHandler,
-  type ConsumeOptions,
-  Consumer,
-  type ConsumerStats,
-  DEFAULT_STOP_TIMEOUT_MS,
-} from "./consumer.js";
-export {
-  ConsumerGroup,
-  type ConsumerGroupOptions,
-  type ConsumerInfo,
-  type GroupInfo,
-  MAX_GROUP_NAME_BYTES,
-} from "./consumer-group.js";
+export { Consumer } from "./consumer.js";
+export { ConsumerGroup } from "./consumer-group.js";
 export { type Entry, GENESIS_HASH } from "./entries.js";
 export { GapError, IdempotencyConflictError, UnverifiedEntryError } from "./errors.js";
+export { EventLog } from "./event-log.js";
 export {
   type AppendOptions,
-  type AppendResult,
+  type ConsumeOptions,
+  type ConsumerGroupOptions,
   DEFAULT_IDEMPOTENCY_WINDOW_MS,
   DEFAULT_MAX_EVENT_BYTES,
-  type DeadLetter,
-  EventLog,
-  type EventLogKeys,
+  DEFAULT_STOP_TIMEOUT_MS,
+  type DeadLetterOptions,
   type EventLogOptions,
+  MAX_GROUP_NAME_BYTES,
   MAX_IDEMPOTENCY_KEY_BYTES,
   MAX_READ_LIMIT,
-  MAX_REPORTED,
   type ReadOptions,
-  type ReadPage,
+  type StopOptions,
+  type TailOptions,
   type UnverifiedMode,
+} from "./options.js";
+export {
+  type AppendResult,
+  type ConsumeContext,
+  type ConsumeHandler,
+  type ConsumerInfo,
+  type ConsumerStats,
+  type DeadLetter,
+  type EventLogKeys,
+  type GroupInfo,
+  MAX_REPORTED,
+  type ReadPage,
   type VerifyResult,
-} from "./event-log.js";
-export type { TailOptions } from "./tail.js";
+} from "./types.js";

@@ -1,32 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { notifyEvent, toCoordisError, validate } from "@coordis/core";
+import { notifyEvent, toCoordisError } from "@coordis/core";
+import type { Cluster, Redis } from "ioredis";
 import { afterHead, checkOwn, LinkChecker } from "./chain.js";
-import { compareIds, type Entry, fieldOf, idBefore, parseEntry, type RawEntry, validateStreamId } from "./entries.js";
+import { closeBlockingConnection, type LogContext, openBlockingConnection } from "./context.js";
+import { compareIds, type Entry, fieldOf, idBefore, parseEntry, type RawEntry } from "./entries.js";
 import { GapError, UnverifiedEntryError } from "./errors.js";
-import type { EventLog, UnverifiedMode } from "./event-log.js";
-
-/** Options of {@link EventLog.tail}. */
-export interface TailOptions {
-  /**
-   * Where to start: `"end"` (default: only entries appended from now on), `"start"` (the oldest kept entry), or an
-   * entry id (entries after it; a {@link GapError} is thrown when some of them were already trimmed).
-   */
-  from?: string;
-  /**
-   * Ends the iteration (without an error) when aborted: the pending `next()` resolves `{ done: true }` at once, without
-   * waiting for Redis (also when the client is stuck reconnecting). Ending the loop (`break`, `return()`) does the same.
-   */
-  signal?: AbortSignal;
-  /** How long one blocking XREAD waits, ms (10–60,000); default 1000. */
-  blockMs?: number;
-  /** Entries fetched per XREAD (1–1000); default 100. */
-  batch?: number;
-  /** Chained logs: what to do with an entry that is not a valid link; default the log's `unverified` option. */
-  unverified?: UnverifiedMode;
-}
+import type { TailSettings, UnverifiedMode } from "./options.js";
 
 const RETRY_MS = 200;
-const UNVERIFIED_MODES = ["reject", "mark", "skip"] as const;
 
 /** Rejection of {@link abortable} when the tail is ended. */
 const ENDED = Symbol("tail ended");
@@ -53,21 +34,12 @@ function abortable<V>(promise: Promise<V>, signal: AbortSignal): Promise<V> {
   });
 }
 
-/** Validates the options now (so bad input fails before any command) and returns the lazy iterable. */
-export function tailLog<T>(log: EventLog<T>, options: TailOptions): AsyncIterable<Entry<T>> {
-  const opts = validate.options<TailOptions>("options", options);
-  const from =
-    opts.from === undefined || opts.from === "end" || opts.from === "start"
-      ? (opts.from ?? "end")
-      : validateStreamId("options.from", opts.from);
-  const signal = validate.abortSignal("options.signal", opts.signal);
-  const blockMs =
-    opts.blockMs === undefined ? 1_000 : validate.durationMs("options.blockMs", opts.blockMs, { min: 10, max: 60_000 });
-  const batch = opts.batch === undefined ? 100 : validate.positiveInteger("options.batch", opts.batch, 1_000);
-  const unverified =
-    opts.unverified === undefined
-      ? log.unverified
-      : validate.oneOf("options.unverified", opts.unverified, UNVERIFIED_MODES);
+/**
+ * A live tail of the log (see {@link EventLog.tail}): a lazy iterable, its options already validated; each iteration
+ * reads with blocking XREAD on a connection of its own.
+ */
+export function tailLog<T>(ctx: LogContext, settings: TailSettings): AsyncIterable<Entry<T>> {
+  const { from, signal, blockMs, batch, unverified } = settings;
   return {
     [Symbol.asyncIterator]: (): AsyncIterator<Entry<T>> => {
       // Ended by the caller's signal or by return(): every wait of the iteration gives up at once.
@@ -75,7 +47,7 @@ export function tailLog<T>(log: EventLog<T>, options: TailOptions): AsyncIterabl
       const onAbort = () => end.abort();
       if (signal?.aborted) end.abort();
       else signal?.addEventListener("abort", onAbort, { once: true });
-      const gen = run(log, from, end.signal, blockMs, batch, unverified, () =>
+      const gen = run<T>(ctx, from, end.signal, blockMs, batch, unverified, () =>
         signal?.removeEventListener("abort", onAbort),
       );
       return {
@@ -94,7 +66,7 @@ export function tailLog<T>(log: EventLog<T>, options: TailOptions): AsyncIterabl
 }
 
 async function* run<T>(
-  log: EventLog<T>,
+  log: LogContext,
   from: string,
   signal: AbortSignal,
   blockMs: number,
@@ -105,8 +77,9 @@ async function* run<T>(
   const { stream, meta } = log.keys;
   const mode = log.chainMode;
   const checker = mode === undefined ? undefined : new LinkChecker(mode);
-  let conn: ReturnType<EventLog<T>["blockingConnection"]> | undefined;
-  const onAbort = () => conn?.disconnect();
+  let conn: Redis | Cluster | undefined;
+  // Ends a blocking read at once.
+  const onAbort = () => closeBlockingConnection(conn);
   signal.addEventListener("abort", onAbort, { once: true });
   const main = <V>(p: Promise<V>) =>
     abortable(p, signal).catch((err: unknown) => {
@@ -159,8 +132,7 @@ async function* run<T>(
       }
     }
 
-    conn = log.blockingConnection(blockMs);
-    conn.on("error", () => {});
+    conn = openBlockingConnection(log.redis, blockMs);
     if (signal.aborted) return;
     while (!signal.aborted) {
       let raws: RawEntry[];
@@ -238,7 +210,7 @@ async function* run<T>(
     throw err;
   } finally {
     signal.removeEventListener("abort", onAbort);
-    conn?.disconnect();
+    closeBlockingConnection(conn);
     cleanup();
   }
 }

@@ -1,0 +1,215 @@
+import {
+  Batcher,
+  type BatchOutcome,
+  CoordisError,
+  encodeText,
+  errorOf,
+  InvalidArgumentError,
+  jsonText,
+  runScriptDurable,
+  runScriptDynamic,
+  ScriptError,
+  type TextCodec,
+} from "@coordis/core";
+import { type ChainMode, entryMac, KEYED_GENESIS_HASH, payloadDigest } from "./chain.js";
+import type { LogContext } from "./context.js";
+import { IdempotencyConflictError } from "./errors.js";
+import type { EventLogSettings } from "./options.js";
+import { eventlogScripts } from "./scripts.generated.js";
+import type { AppendResult } from "./types.js";
+
+/** An event as JSON.stringify writes it (refusing only what has no JSON text). */
+const JSON_TEXT: TextCodec = { encode: jsonText, decode: JSON.parse };
+
+/** Attempts of one keyed append before it gives up (others kept appending first). */
+const MAX_KEYED_ATTEMPTS = 100;
+
+interface QueuedAppend {
+  readonly payload: string;
+  readonly idem: string | undefined;
+  readonly digest: string;
+}
+
+/** The state of a keyed chain an append builds on: as last seen by this instance. */
+interface KeyedState {
+  last: string | null;
+  head: string;
+  seq: number;
+  /** Server time minus local time, ms (from the last reply: an underestimate, so ids are never in the future). */
+  offsetMs: number;
+}
+
+type KeyedMode = Extract<ChainMode, { keyed: true }>;
+
+/**
+ * The append paths of one log: a plain or SHA-1 chained append (one script, optionally durable), micro-batched
+ * appends (one append-batch script per batch) and appends to a keyed chain (MAC computed here, optimistic check in
+ * the script, one at a time per instance).
+ * @internal
+ */
+export class Appender {
+  readonly #ctx: LogContext;
+  readonly #settings: EventLogSettings;
+  /** The dedupe key passed (unused) when an append has no idempotency key: `keys.dedupe("")`. */
+  readonly #noDedupeKey: string;
+  readonly #batcher: Batcher<QueuedAppend, AppendResult> | undefined;
+  /** Keyed chain: the state the next append builds on, and the tail of the queue that runs appends one at a time. */
+  #keyed: KeyedState | undefined;
+  #keyedQueue: Promise<unknown> = Promise.resolve();
+
+  constructor(ctx: LogContext, settings: EventLogSettings) {
+    this.#ctx = ctx;
+    this.#settings = settings;
+    this.#noDedupeKey = ctx.keys.dedupe("");
+    this.#batcher =
+      settings.batch === undefined ? undefined : new Batcher(settings.batch, (items) => this.#sendBatch(items));
+  }
+
+  /** Micro-batching settings, or `undefined` when appends are not batched. */
+  get batchSettings(): { readonly maxSize: number; readonly maxDelayMs: number } | undefined {
+    return this.#batcher?.settings;
+  }
+
+  /** Sends the appends queued by micro-batching now, so a read sent after it sees every earlier append. */
+  flush(): void {
+    this.#batcher?.flush();
+  }
+
+  /**
+   * Encodes `event` as JSON within `maxEventBytes`.
+   * @throws InvalidArgumentError naming `event`
+   */
+  encode(event: unknown): string {
+    const text = encodeText(JSON_TEXT, event, "event", "cannot be encoded as JSON");
+    const max = this.#settings.maxEventBytes;
+    // UTF-8 takes at most three bytes per UTF-16 code unit: short texts need no byte count.
+    if (text.length * 3 <= max) return text;
+    const bytes = Buffer.byteLength(text, "utf8");
+    if (bytes > max) {
+      throw new InvalidArgumentError("event", `encodes to ${bytes} bytes, more than maxEventBytes ${max}`);
+    }
+    return text;
+  }
+
+  /** Appends one encoded event (validated by the caller). */
+  async append(payload: string, idem: string | undefined): Promise<AppendResult> {
+    // The payload's digest is stored with the idempotency key, so a reuse with another payload is told apart.
+    const digest = idem === undefined ? "" : payloadDigest(payload);
+    // One group: every key of a log shares its hash tag.
+    if (this.#batcher !== undefined) return this.#batcher.add(0, { payload, idem, digest });
+    const mode = this.#ctx.chainMode;
+    if (mode?.keyed === true) {
+      // One keyed append at a time per instance: each builds on the head the previous one left.
+      const run = this.#keyedQueue.then(() => this.#appendKeyed(mode, payload, idem, digest));
+      this.#keyedQueue = run.catch(() => {});
+      return run;
+    }
+    const { keys } = this.#ctx;
+    const s = this.#settings;
+    const { reply, error } = await runScriptDurable(
+      this.#ctx.redis,
+      eventlogScripts.append,
+      [keys.stream, keys.meta, idem === undefined ? this.#noDedupeKey : keys.dedupe(idem)],
+      [payload, idem === undefined ? 0 : s.windowMs, s.maxLen, s.maxAgeMs, mode === undefined ? 0 : 1, digest],
+      s.durability,
+    );
+    // Appended on the primary, not confirmed on the replicas: it may be lost in a failover. An entry cannot be
+    // taken back (the chain links it), so the caller is told; a retry with the same key answers duplicate while the
+    // entry survives.
+    if (error !== undefined) throw error;
+    const [id, duplicate] = reply;
+    return this.#outcome(id, duplicate, idem);
+  }
+
+  /** An append's result from the script's duplicate flag (0 appended, 1 duplicate, 2 idempotency conflict). */
+  #outcome(id: string, duplicate: number, idem: string | undefined): AppendResult {
+    if (duplicate !== 2) return { id, duplicate: duplicate === 1 };
+    if (this.#settings.conflict === "report") return { id, duplicate: true, conflict: true };
+    throw new IdempotencyConflictError(idem ?? "", id);
+  }
+
+  /**
+   * One append to a keyed chain: the MAC is computed here (the key never reaches Redis) over the head, sequence
+   * number and id this instance last saw; the script appends only when they are still current, and otherwise answers
+   * the current state, on which the next attempt builds (optimistic: another process appended meanwhile). The first
+   * append of an instance learns the state that way (two round trips).
+   */
+  async #appendKeyed(
+    mode: KeyedMode,
+    payload: string,
+    idem: string | undefined,
+    digest: string,
+  ): Promise<AppendResult> {
+    const { keys } = this.#ctx;
+    const s = this.#settings;
+    const dedupe = idem === undefined ? this.#noDedupeKey : keys.dedupe(idem);
+    for (let attempt = 0; attempt < MAX_KEYED_ATTEMPTS; attempt++) {
+      const state = this.#keyed;
+      let id = "0-0";
+      let prev = "";
+      let seq = 0;
+      let mac = "";
+      if (state !== undefined) {
+        const nowMs = Date.now() + state.offsetMs;
+        const [lastMs, lastSeq] = state.last === null ? [-1, 0] : state.last.split("-").map(Number);
+        id = nowMs > (lastMs as number) ? `${nowMs}-0` : `${lastMs}-${(lastSeq as number) + 1}`;
+        prev = state.head;
+        seq = state.seq + 1;
+        mac = entryMac(mode.key, prev, id, seq, mode.keyId, payload);
+      }
+      const { reply, error } = await runScriptDurable(
+        this.#ctx.redis,
+        eventlogScripts.appendKeyed,
+        [keys.stream, keys.meta, dedupe],
+        [payload, idem === undefined ? 0 : s.windowMs, s.maxLen, s.maxAgeMs, digest, prev, seq, id, mode.keyId, mac],
+        s.durability,
+      );
+      const [replyId, status, now, last, head, lastSeqNo] = reply;
+      const offsetMs = Number(now) - Date.now();
+      if (status === 3) {
+        this.#keyed = {
+          last: last === undefined || last === "" || last === null ? null : last,
+          head: head === undefined || head === "" || head === null ? KEYED_GENESIS_HASH : head,
+          seq: Number(lastSeqNo ?? 0),
+          offsetMs,
+        };
+        continue;
+      }
+      // Each reply underestimates the offset by its transit time (and a durable append's WAIT): keep the best one.
+      if (status === 0)
+        this.#keyed = { last: id, head: mac, seq, offsetMs: Math.max(offsetMs, state?.offsetMs ?? offsetMs) };
+      if (error !== undefined) throw error;
+      return this.#outcome(replyId, status, idem);
+    }
+    throw new CoordisError(
+      "ERR_EVENTLOG_CONTENDED",
+      `log "${this.#ctx.name}": ${MAX_KEYED_ATTEMPTS} keyed append attempts were overtaken by other appenders`,
+    );
+  }
+
+  /** Sends one micro-batch of appends as one append-batch script call; each call succeeds or fails on its own. */
+  async #sendBatch(items: readonly QueuedAppend[]): Promise<BatchOutcome<AppendResult>[]> {
+    const { keys } = this.#ctx;
+    const s = this.#settings;
+    // Only calls with an idempotency key send a dedupe key (in call order); see lua/eventlog/append-batch.lua.
+    const scriptKeys: string[] = [keys.stream, keys.meta];
+    const args: (string | number)[] = [s.maxLen, s.maxAgeMs, this.#ctx.chainMode === undefined ? 0 : 1, items.length];
+    for (const { payload, idem, digest } of items) {
+      if (idem === undefined || s.windowMs === 0) {
+        args.push(payload, 0, "");
+      } else {
+        scriptKeys.push(keys.dedupe(idem));
+        args.push(payload, s.windowMs, digest);
+      }
+    }
+    const reply = await runScriptDynamic(this.#ctx.redis, eventlogScripts.appendBatch, scriptKeys, args);
+    return reply.map(([ok, id, duplicate], i): BatchOutcome<AppendResult> => {
+      if (ok !== 1) return { ok: false, error: new ScriptError(eventlogScripts.append.name, id) };
+      try {
+        return { ok: true, value: this.#outcome(id, duplicate ?? 0, items[i]?.idem) };
+      } catch (err) {
+        return { ok: false, error: errorOf(err) };
+      }
+    });
+  }
+}

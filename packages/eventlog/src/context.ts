@@ -1,0 +1,73 @@
+import {
+  type CoordisObserver,
+  disconnectWithin,
+  isCluster,
+  type OperationSite,
+  ownConnectionOptions,
+  type RedisClient,
+} from "@coordis/core";
+import type { Cluster, Redis } from "ioredis";
+import type { ChainMode } from "./chain.js";
+import type { UnverifiedMode } from "./options.js";
+import type { EventLogKeys } from "./types.js";
+
+/**
+ * What the parts of one log share: built once by the {@link EventLog} facade and handed to its appender, reads,
+ * tails, groups and consumers, so none of them needs the facade (imports point one way: the facade uses them).
+ * @internal
+ */
+export interface LogContext {
+  readonly redis: RedisClient;
+  readonly name: string;
+  readonly keys: EventLogKeys;
+  readonly observer: CoordisObserver | undefined;
+  /** How entries are chained, or undefined for a log without a chain. */
+  readonly chainMode: ChainMode | undefined;
+  /** Default of read()'s and tail()'s `unverified`. */
+  readonly unverified: UnverifiedMode;
+}
+
+/** A group a consumer reads for: its names and the creation of the group in Redis. @internal */
+export interface GroupHandle {
+  readonly log: LogContext;
+  readonly name: string;
+  readonly consumer: string;
+  /** Creates the group unless it exists (once; again after a failure). */
+  create(): Promise<void>;
+  /** Forgets that the group was created (after NOGROUP: the stream or group was deleted) and creates it again. */
+  recreate(): Promise<void>;
+}
+
+/** Room on top of `blockMs` for a blocking read's command timeout, ms. */
+const BLOCK_TIMEOUT_MARGIN_MS = 5_000;
+
+/**
+ * A connection of the log's own for blocking reads (a tail's XREAD, a consumer's XREADGROUP): a duplicate of the
+ * client with a command timeout above `blockMs` and core's {@link ownConnectionOptions}. Close it with
+ * {@link closeBlockingConnection}.
+ */
+export function openBlockingConnection(redis: RedisClient, blockMs: number): Redis | Cluster {
+  const own = { ...ownConnectionOptions(), commandTimeout: blockMs + BLOCK_TIMEOUT_MARGIN_MS };
+  const conn = isCluster(redis) ? redis.duplicate([], { redisOptions: own }) : redis.duplicate(own);
+  // Failures surface as rejected commands (reported by their callers); no unhandled "error" events.
+  conn.on("error", () => {});
+  return conn;
+}
+
+/** Connections being closed: a second close of the same one does nothing. */
+const closing = new WeakSet<Redis | Cluster>();
+
+/**
+ * Closes a connection of {@link openBlockingConnection} without waiting (bounded: ended, or destroyed after
+ * disconnectWithin's bound); ends a blocking read at once. Closing it again does nothing.
+ */
+export function closeBlockingConnection(conn: Redis | Cluster | undefined): void {
+  if (conn === undefined || closing.has(conn)) return;
+  closing.add(conn);
+  void disconnectWithin(conn);
+}
+
+/** The constant part of a log's operation reports. */
+export function site(ctx: LogContext, op: string, attributes?: OperationSite["attributes"]): OperationSite {
+  return { primitive: "eventlog", op, name: ctx.name, ...(attributes === undefined ? {} : { attributes }) };
+}
