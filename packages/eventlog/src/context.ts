@@ -43,12 +43,14 @@ const BLOCK_TIMEOUT_MARGIN_MS = 5_000;
 
 /**
  * A connection of the log's own for blocking reads (a tail's XREAD, a consumer's XREADGROUP): a duplicate of the
- * client with a command timeout above `blockMs` and core's {@link ownConnectionOptions}. Close it with
- * {@link closeBlockingConnection}.
+ * client with its settings (credentials, TLS, ...; for a Cluster its `redisOptions` merged, not replaced), a command
+ * timeout above `blockMs` and core's {@link ownConnectionOptions}. Close it with {@link closeBlockingConnection}.
  */
 export function openBlockingConnection(redis: RedisClient, blockMs: number): Redis | Cluster {
   const own = { ...ownConnectionOptions(), commandTimeout: blockMs + BLOCK_TIMEOUT_MARGIN_MS };
-  const conn = isCluster(redis) ? redis.duplicate([], { redisOptions: own }) : redis.duplicate(own);
+  const conn = isCluster(redis)
+    ? redis.duplicate([], { redisOptions: { ...redis.options.redisOptions, ...own } })
+    : redis.duplicate(own);
   // Failures surface as rejected commands (reported by their callers); no unhandled "error" events.
   conn.on("error", () => {});
   return conn;
