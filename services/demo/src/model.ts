@@ -40,3 +40,17 @@ export interface PlayerMeta {
 export function toEntry(e: Entry<PlayerMeta>): BoardEntry {
   return { rank: e.rank, playerId: e.member, score: e.score, name: e.meta?.name ?? null };
 }
+
+/** What the stats job computes for a player. */
+export interface PlayerStats {
+  submissions: number;
+  /** All-time best score (from the leaderboard). */
+  best: number | null;
+  /** Average of every submitted score, two decimals. */
+  average: number;
+  /** The fence of the delivery that wrote these stats. */
+  fence: number;
+  /** The replica whose worker computed them. */
+  computedBy: string;
+  computedAt: number;
+}

@@ -2,7 +2,7 @@ import { Cache } from "@coordis/cache";
 import { connect, entityKeys, type RedisClient } from "@coordis/core";
 import type { CoordisDecorator } from "@coordis/fastify";
 import type { DemoConfig } from "./config.js";
-import type { PlayerStats } from "./stats.js";
+import type { PlayerStats } from "./model.js";
 
 /** What Redis stores per player. */
 export interface StoredProfile {

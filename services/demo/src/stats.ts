@@ -1,8 +1,10 @@
 import { entityKeys, type RedisClient } from "@coordis/core";
 import type { Leaderboard } from "@coordis/leaderboard";
 import type { Job } from "@coordis/queue";
-import type { PlayerMeta } from "./model.js";
+import type { PlayerMeta, PlayerStats } from "./model.js";
 import type { ProfileStore } from "./profiles.js";
+
+export type { PlayerStats } from "./model.js";
 
 /** The queue every accepted score fans out to; a Worker in every replica runs its jobs. */
 export const STATS_QUEUE = "player-stats";
@@ -12,20 +14,6 @@ export const STATS_QUEUE = "player-stats";
  * the demo's way to show them. Rename the player, then retry the dead letter (admin), and it completes.
  */
 export const POISON_NAME = "poison";
-
-/** What the stats job computes for a player. */
-export interface PlayerStats {
-  submissions: number;
-  /** All-time best score (from the leaderboard). */
-  best: number | null;
-  /** Average of every submitted score, two decimals. */
-  average: number;
-  /** The fence of the delivery that wrote these stats. */
-  fence: number;
-  /** The replica whose worker computed them. */
-  computedBy: string;
-  computedAt: number;
-}
 
 /** A stats job's data. */
 export interface StatsJobData {
