@@ -4,9 +4,7 @@
 -- KEYS[2] lock (string): the fill lock
 -- ARGV[1] token (string): the caller's token
 -- Reply: number
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[2])
-  return 1
-end
+--@include release-token
+if rt_release(KEYS[2], ARGV[1]) then return 1 end
 redis.call('HDEL', KEYS[1], 'p:' .. ARGV[1])
 return 0

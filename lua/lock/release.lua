@@ -2,8 +2,6 @@
 -- KEYS[1] lock (string): the lock key
 -- ARGV[1] token (string): the holder's token
 -- Reply: number
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
+--@include release-token
+if rt_release(KEYS[1], ARGV[1]) then return 1 end
 return 0

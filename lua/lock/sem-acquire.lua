@@ -7,17 +7,8 @@
 -- ARGV[3] permits (integer): how many permits may be held at once
 -- Reply: [acquired: number, fence: number, retryAfterMs: number]
 --@include now-ms
-local now = now_ms()
+--@include permits
 local ttl = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-  -- The key lives as long as its longest permit.
-  if redis.call('PTTL', KEYS[1]) < ttl then
-    redis.call('PEXPIRE', KEYS[1], ttl)
-  end
-  local fence = redis.call('INCR', KEYS[2])
-  return { 1, fence, ttl }
-end
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return { 0, 0, math.max(0, tonumber(first[2]) - now) }
+local taken, _, retryMs = pm_take(KEYS[1], ARGV[1], tonumber(ARGV[3]), ttl, now_ms())
+if not taken then return { 0, 0, retryMs } end
+return { 1, redis.call('INCR', KEYS[2]), ttl }

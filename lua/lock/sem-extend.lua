@@ -4,14 +4,6 @@
 -- ARGV[2] ttlMs (ms): new time to live from now
 -- Reply: number
 --@include now-ms
-local now = now_ms()
-local ttl = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return 0
-end
-redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ttl then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-end
-return 1
+--@include permits
+if pm_extend(KEYS[1], ARGV[1], tonumber(ARGV[2]), now_ms()) then return 1 end
+return 0

@@ -3,5 +3,5 @@
 -- ARGV[1] token (string): the permit's token
 -- Reply: number
 --@include now-ms
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms())
-return redis.call('ZREM', KEYS[1], ARGV[1])
+--@include permits
+return pm_release(KEYS[1], ARGV[1])

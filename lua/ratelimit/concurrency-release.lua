@@ -3,8 +3,5 @@
 -- ARGV[1] token (string): the permit's token
 -- Reply: number
 --@include now-ms
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-if tonumber(score) <= now_ms() then return 0 end
-return 1
+--@include permits
+return pm_release(KEYS[1], ARGV[1])

@@ -96,7 +96,7 @@ export const cacheScripts = {
     name: "cache/unlock",
     keys: ["entry","lock"],
     args: ["token"],
-    sha1: "1e375d93cdb1ad7233a831c3aa7b12ab7635f6e7",
-    source: "-- Unlock: after a failed or discarded load, releases the fill lock when the caller's token still holds it, and\n-- drops the caller's fill token from the entry when it was registered there instead.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock\n-- ARGV[1] token (string): the caller's token\n-- Reply: number\nif redis.call('GET', KEYS[2]) == ARGV[1] then\n  redis.call('DEL', KEYS[2])\n  return 1\nend\nredis.call('HDEL', KEYS[1], 'p:' .. ARGV[1])\nreturn 0\n",
+    sha1: "09fb0f9cc44012cef66c59815b11107926d0b4ee",
+    source: "-- Unlock: after a failed or discarded load, releases the fill lock when the caller's token still holds it, and\n-- drops the caller's fill token from the entry when it was registered there instead.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock\n-- ARGV[1] token (string): the caller's token\n-- Reply: number\n-- release-token: compare-and-delete, shared by lua/lock/release.lua and lua/cache/unlock.lua. rt_release(key, token)\n-- deletes the string `key` only while it holds `token` (never someone else's lock) and returns whether it did.\nlocal function rt_release(key, token)\n  if redis.call('GET', key) == token then\n    redis.call('DEL', key)\n    return true\n  end\n  return false\nend\nif rt_release(KEYS[2], ARGV[1]) then return 1 end\nredis.call('HDEL', KEYS[1], 'p:' .. ARGV[1])\nreturn 0\n",
   }),
 } as const;
