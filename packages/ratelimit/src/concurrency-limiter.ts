@@ -96,6 +96,10 @@ export class ConcurrencyLimiter {
         [token, this.limit, this.ttlMs],
       );
     } catch (err) {
+      // No answer (a timeout, a dropped connection): the acquire may still reach Redis, late, and take a slot for a
+      // full ttlMs with a token nobody holds. A release of that token is queued behind it on the same connection (fire
+      // and forget), so such a phantom permit is freed as soon as Redis answers again.
+      runScript(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token]).catch(() => 0);
       this.#emit("acquire", key, started, "error", err as Error);
       throw err;
     }

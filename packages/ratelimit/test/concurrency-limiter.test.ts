@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { connect, type RedisClient } from "@coordis/core";
+import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
 import { ConcurrencyLimiter } from "@coordis/ratelimit";
-import { testPrefix } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 
 const prefix = testPrefix();
 
@@ -62,3 +62,56 @@ describe.each([
     await next?.release();
   });
 });
+
+describe("ConcurrencyLimiter on a server of its own", () => {
+  let server: RedisServer;
+  /** Unrestricted client, to check keys from outside the code under test. */
+  let admin: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis({ leastPrivilege: true });
+    admin = server.adminClient();
+    await admin.ping();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("an acquire whose reply never came frees its phantom permit at once, not after ttlMs", async () => {
+    const impatient = connect(server.url, { commandTimeoutMs: 100 });
+    try {
+      await impatient.ping();
+      const cl = new ConcurrencyLimiter(impatient, { limit: 1, ttlMs: 60_000, prefix });
+      const key = "phantom";
+      // Warm the script cache, so the acquire below is one EVALSHA queued behind the stall.
+      await (await cl.acquire(key))?.release();
+      // The server stalls 400 ms; the acquire queued behind the stall on the same connection times out after 100 ms
+      // on the client, but Redis runs it once the stall ends and grants the slot to a token nobody holds.
+      const stall = stallServer(impatient, 400).catch(() => "timed out");
+      await expect(cl.acquire(key)).rejects.toBeInstanceOf(RedisUnavailableError);
+      await stall;
+      // The release queued behind the acquire frees the slot at once (the lease is a minute).
+      await vi.waitFor(async () => expect(await admin.zcard(`${prefix}:cl:{${key}}`)).toBe(0), {
+        timeout: 5_000,
+        interval: 20,
+      });
+      const permit = await cl.acquire(key);
+      expect(permit).not.toBeNull();
+      expect(await permit?.release()).toBe(true);
+    } finally {
+      impatient.disconnect();
+    }
+  });
+});
+
+/**
+ * Stalls the server for `ms`: a script spinning on TIME (both granted to the Coordis ACL user, unlike DEBUG SLEEP).
+ * Commands sent after it on the same connection are surely queued behind it.
+ */
+function stallServer(redis: RedisClient, ms: number): Promise<unknown> {
+  return redis.eval(
+    "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] " +
+      "repeat local t = redis.call('TIME') until t[1] * 1000000 + t[2] - t0 >= tonumber(ARGV[1]) * 1000 return 1",
+    0,
+    ms,
+  );
+}
