@@ -33,14 +33,23 @@ export function parseHeader(text: string, file: string): ScriptHeader {
     throw new LuaHeaderError(`${file}: ${why} (see lua/README.md for the header format)`);
   };
   if (header.length === 0) fail("missing header comment");
-  const summary = (header[0] as string).replace(/^--\s*/, "");
-  if (summary === "" || /^(KEYS|ARGV|Reply)\b/.test(summary)) fail("the first header line must be a summary");
+  // The summary is the header's opening free-text paragraph: every line up to the first KEYS, ARGV or Reply line
+  // (or an empty comment line), joined with spaces.
+  const structured = (text: string) => /^(KEYS|ARGV|Reply)\b/.test(text);
+  const paragraph: string[] = [];
+  for (const line of header) {
+    const text = line.replace(/^--\s*/, "");
+    if (text === "" || structured(text)) break;
+    paragraph.push(text);
+  }
+  const summary = paragraph.join(" ");
+  if (summary === "") fail("the first header line must be a summary");
   const keys: ScriptHeader["keys"] = [];
   const args: ScriptHeader["args"] = [];
   let reply: string | undefined;
   let keysNone = false;
   let argsNone = false;
-  for (const line of header.slice(1)) {
+  for (const line of header.slice(paragraph.length)) {
     const keyLine = KEY_LINE.exec(line);
     const argLine = ARG_LINE.exec(line);
     if (line === "-- KEYS: none") keysNone = true;
@@ -92,6 +101,25 @@ export function expandIncludes(text: string, libDir: string, file: string): stri
     .join("\n");
 }
 
+/** Width of a generated doc comment's text (the line is 5 characters longer). */
+const DOC_WIDTH = 110;
+
+/** Splits `text` into lines of at most `width` characters at spaces (a longer word gets a line of its own). */
+export function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/).filter((w) => w !== "")) {
+    if (line === "") line = word;
+    else if (line.length + 1 + word.length <= width) line += ` ${word}`;
+    else {
+      lines.push(line);
+      line = word;
+    }
+  }
+  if (line !== "") lines.push(line);
+  return lines;
+}
+
 const camel = (s: string) => s.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 
 /** Renders the generated module of one package. */
@@ -107,7 +135,7 @@ export function renderModule(pkg: string, files: Array<{ path: string; text: str
       const sha1 = createHash("sha1").update(source).digest("hex");
       const doc = [
         `  /**`,
-        `   * ${header.summary.replace(/\*\//g, "* /")}`,
+        ...wrap(header.summary.replace(/\*\//g, "* /"), DOC_WIDTH).map((line) => `   * ${line}`),
         `   * KEYS: ${header.keys.map((k) => `${k.name} (${k.type})`).join(", ") || "none"}.`,
         `   * ARGV: ${header.args.map((a) => `${a.name} (${a.unit})`).join(", ") || "none"}.`,
         `   */`,

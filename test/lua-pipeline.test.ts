@@ -3,7 +3,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect, type ScriptDef } from "@coordis/core";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { expandIncludes, generateAll, LuaHeaderError, parseHeader, repoRoot } from "../scripts/gen-lua.js";
+import {
+  expandIncludes,
+  generateAll,
+  LuaHeaderError,
+  parseHeader,
+  renderModule,
+  repoRoot,
+} from "../scripts/gen-lua.js";
 
 const GOOD = [
   "-- Does a thing.",
@@ -44,6 +51,26 @@ describe("Lua pipeline", () => {
     expect(parseHeader("-- Keyless.\n-- KEYS: none\n-- ARGV: none\n-- Reply: null\nreturn nil", "y.lua").keys).toEqual(
       [],
     );
+  });
+
+  it("keeps the whole free-text paragraph of a multi-line summary, in the parsed header and the generated doc", () => {
+    const text = GOOD.replace(
+      "-- Does a thing.",
+      "-- Does a thing when the caller's token still holds the key, and\n-- otherwise leaves it alone: the sentence goes on here.",
+    );
+    const summary =
+      "Does a thing when the caller's token still holds the key, and otherwise leaves it alone: the sentence goes on here.";
+    expect(parseHeader(text, "x.lua").summary).toBe(summary);
+    const long = `${"word ".repeat(40)}end.`;
+    const module = renderModule("demo", [{ path: "lua/demo/op.lua", text: `-- ${long}\n${text}` }], scratch);
+    const start = module.indexOf("/**", module.indexOf("export const"));
+    const doc = module.slice(start, module.indexOf("*/", start));
+    const docText = doc
+      .split("\n")
+      .map((line) => line.replace(/^\s*\/?\*+\s?/, "").trim())
+      .filter((line) => line !== "" && !/^(KEYS|ARGV):/.test(line));
+    expect(docText.join(" ")).toBe(`${long} ${summary}`);
+    expect(Math.max(...doc.split("\n").map((line) => line.length))).toBeLessThanOrEqual(120);
   });
 
   it.each([

@@ -5,6 +5,7 @@ import { defineScript } from "@coordis/core";
 export const cacheScripts = {
   /**
    * Delete: removes one cache entry and its fill lock, which revokes the fill tokens of the loads in progress (see
+   * get.lua): a load that started before the delete cannot write its (now outdated) value back afterwards.
    * KEYS: entry (hash), lock (string).
    * ARGV: none.
    */
@@ -17,6 +18,13 @@ export const cacheScripts = {
   }),
   /**
    * Get: reads one cache entry and, when it is missing or stale (or the caller says it is unusable), tries to take
+   * the entry's fill lock so that exactly one caller across all replicas loads it. The lock's token is also the
+   * holder's fill token: set.lua writes a loaded value back only while the token still holds the lock. A caller
+   * that gave up waiting for another holder registers its fill token in the entry instead (`register`). An entry
+   * is a hash: v = encoded value, f = fresh until (server ms), s = stale until (server ms), w = written at (server
+   * ms), t = tag versions (JSON), and `p:<token>` = deadline (server ms) per registered fill token. Every set,
+   * delete and write-back replaces the hash and deletes the lock, so it revokes the fill tokens of the loads that
+   * started before it: their results are not written, however long the load or the network took.
    * KEYS: entry (hash), lock (string).
    * ARGV: token (string), lockTtlMs (ms), force (0|1), register (0|1).
    */
@@ -41,6 +49,7 @@ export const cacheScripts = {
   }),
   /**
    * Session set: stores a session unless it was destroyed (a tombstone exists), so a slow request that finishes
+   * after logout cannot bring the session back. Unchanged data only has its expiry renewed (nothing rewritten).
    * KEYS: session (string), tombstone (string).
    * ARGV: data (string), ttlMs (ms).
    */
@@ -64,7 +73,11 @@ export const cacheScripts = {
     source: "-- Session touch: renews a session's expiry without rewriting its data; does nothing for a destroyed session.\n-- KEYS[1] session (string): the encoded session\n-- KEYS[2] tombstone (string): present while the session id is destroyed\n-- ARGV[1] ttlMs (ms): new expiry of the session\n-- Reply: number\nif redis.call('EXISTS', KEYS[2]) == 1 then\n  return -1\nend\nreturn redis.call('PEXPIRE', KEYS[1], ARGV[1])\n",
   }),
   /**
-   * Set: writes one cache entry (fresh for freshMs, then stale for staleMs, then gone) and deletes the fill lock (the
+   * Set: writes one cache entry (fresh for freshMs, then stale for staleMs, then gone) and deletes the fill lock
+   * (the entry is fresh now: nobody needs to load it, and a load that started before this write must not write
+   * after it). A write-back after a load (fill token given) happens only while its token still holds the lock, or
+   * is still registered in the entry before its deadline (see get.lua); otherwise nothing is written and the
+   * caller's lock, if it still holds it, is released.
    * KEYS: entry (hash), lock (string).
    * ARGV: value (string), freshMs (ms), staleMs (ms), tags (string), fill (string).
    */
@@ -77,6 +90,9 @@ export const cacheScripts = {
   }),
   /**
    * Tag version: returns a tag's current version token, creating it from ARGV[1] when the tag has none (never
+   * created, invalidated, expired or evicted), and keeps it alive at least ttlMs. Entries record the tokens they
+   * were computed under; invalidateTag deletes the tag key, so every entry recorded under the old token is
+   * invalid, and a token is never reused (a lost tag key can only invalidate entries, never revive them).
    * KEYS: tag (string).
    * ARGV: token (string), ttlMs (ms).
    */
@@ -89,6 +105,7 @@ export const cacheScripts = {
   }),
   /**
    * Unlock: after a failed or discarded load, releases the fill lock when the caller's token still holds it, and
+   * drops the caller's fill token from the entry when it was registered there instead.
    * KEYS: entry (hash), lock (string).
    * ARGV: token (string).
    */

@@ -5,6 +5,7 @@ import { defineScript } from "./scripts.js";
 export const coreScripts = {
   /**
    * Probe: a self-test of the script path. Stores a value and bumps a counter in one slot, returns server time.
+   * Used by health checks and by the registry's tests (two keys with one hash tag, typed reply).
    * KEYS: value (string), counter (integer).
    * ARGV: value (string), ttlMs (ms).
    */

@@ -4,7 +4,8 @@ import { defineScript } from "@coordis/core";
 /** The Lua scripts of @coordis/lock, one per operation. */
 export const lockScripts = {
   /**
-   * Acquire: take a fenced lease on a lock (SET NX PX) and, when taken, increment the lock's fence counter.
+   * Acquire: take a fenced lease on a lock (SET NX PX) and, when taken, increment the lock's fence counter. The
+   * fence counter never expires, so fences strictly increase for as long as the Redis data lives.
    * KEYS: lock (string), fence (integer).
    * ARGV: token (string), ttlMs (ms).
    */
@@ -29,6 +30,7 @@ export const lockScripts = {
   }),
   /**
    * Fence raise (Redlock): while the caller still holds the lock on this node, raise the fence counter to at least
+   * the fence chosen for the quorum, so any later holder's INCR on this node goes above it.
    * KEYS: lock (string), fence (integer).
    * ARGV: token (string), fence (integer).
    */
@@ -53,6 +55,7 @@ export const lockScripts = {
   }),
   /**
    * Semaphore acquire: purge permits whose expiry (Redis server time) has passed, then take a permit if fewer than
+   * `permits` are held, and increment the semaphore's fence counter.
    * KEYS: holders (zset), fence (integer).
    * ARGV: token (string), ttlMs (ms), permits (integer).
    */
@@ -89,6 +92,10 @@ export const lockScripts = {
   }),
   /**
    * Tick claim: claim the right to run one job's tick. The tick record remembers the outcome for recordTtlMs, so a
+   * replica arriving after the run finished does not run it again. A running claim carries a lease (leaseUntil,
+   * server time) that the runner extends; a failed or abandoned (lease expired) run is claimed again only with
+   * retryOnError. The record outlives the lease by recordTtlMs (here, and on every extension), so it cannot expire
+   * under a run.
    * KEYS: record (hash), fence (integer).
    * ARGV: owner (string), token (string), ttlMs (ms), recordTtlMs (ms), retryOnError (0|1).
    */
@@ -100,7 +107,9 @@ export const lockScripts = {
     source: "-- Tick claim: claim the right to run one job's tick. The tick record remembers the outcome for recordTtlMs, so a\n-- replica arriving after the run finished does not run it again. A running claim carries a lease (leaseUntil, server\n-- time) that the runner extends; a failed or abandoned (lease expired) run is claimed again only with retryOnError.\n-- The record outlives the lease by recordTtlMs (here, and on every extension), so it cannot expire under a run.\n-- KEYS[1] record (hash): state running|ok|failed, owner, token, fence, attempt, startMs, endMs, leaseUntil, error\n-- KEYS[2] fence (integer): the job's fence counter, incremented once per claim\n-- ARGV[1] owner (string): id of the claiming replica\n-- ARGV[2] token (string): random token of this claim\n-- ARGV[3] ttlMs (ms): lease time to live of the run\n-- ARGV[4] recordTtlMs (ms): how long the tick record is kept after the lease ends or the run finishes\n-- ARGV[5] retryOnError (0|1): whether a failed or abandoned run may be claimed again\n-- Reply: [claimed: number, state: string, fence: number, owner: string]\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\nlocal function now_ms()\n  local t = redis.call('TIME')\n  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nend\nlocal now = now_ms()\nlocal function claim(attempt)\n  local fence = redis.call('INCR', KEYS[2])\n  redis.call('DEL', KEYS[1])\n  redis.call('HSET', KEYS[1], 'state', 'running', 'owner', ARGV[1], 'token', ARGV[2], 'fence', fence,\n    'attempt', attempt, 'startMs', now, 'leaseUntil', now + tonumber(ARGV[3]))\n  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[4]))\n  return { 1, 'running', fence, ARGV[1] }\nend\nlocal record = redis.call('HMGET', KEYS[1], 'state', 'owner', 'attempt', 'leaseUntil')\nlocal state, owner = record[1], record[2]\nif not state then\n  return claim(1)\nend\nlocal attempt = tonumber(record[3] or '1')\nif state == 'ok' then\n  return { 0, 'ok', 0, owner }\nend\nif state == 'running' and tonumber(record[4] or '0') > now then\n  return { 0, 'running', 0, owner }\nend\nif ARGV[5] == '1' then\n  return claim(attempt + 1)\nend\nif state == 'running' then\n  return { 0, 'abandoned', 0, owner }\nend\nreturn { 0, state, 0, owner }\n",
   }),
   /**
-   * Tick extend: push a running claim's lease forward (server time), only while the caller's token still owns it, and
+   * Tick extend: push a running claim's lease forward (server time), only while the caller's token still owns it,
+   * and keep the record at least recordTtlMs past the new lease end (never shortening it), so it cannot expire
+   * under a run.
    * KEYS: record (hash).
    * ARGV: token (string), ttlMs (ms), recordTtlMs (ms).
    */
@@ -113,6 +122,9 @@ export const lockScripts = {
   }),
   /**
    * Tick finish: record a run's outcome (only while the caller's token still owns the claim) and push it onto the
+   * job's bounded history. The record is then kept recordTtlMs from now. Reply 0: the token no longer owns the
+   * claim (another replica claimed the tick after this run's lease expired, or the record is gone); nothing is
+   * written.
    * KEYS: record (hash), history (list).
    * ARGV: token (string), ok (0|1), error (string), tick (integer), historyLimit (integer), recordTtlMs (ms).
    */
