@@ -20,6 +20,11 @@ export function ownConnectionOptions(): { disconnectTimeout: number } {
   return { disconnectTimeout: DISCONNECT_GRACE_MS };
 }
 
+/** ioredis' queue of commands to send again after a reconnect (a deque; internal). */
+interface CommandDeque {
+  shift(): { command?: { reject?: (error: Error) => void } } | undefined;
+}
+
 interface StreamHolder {
   readonly stream?: { destroy(): void } | undefined;
 }
@@ -74,5 +79,14 @@ export function disconnectWithin(client: Redis | Cluster, timeoutMs = DEFAULT_DI
     // here; absent (Cluster, other versions) = nothing to do.
     const flush = (client as unknown as { flushQueue?: (error: Error) => void }).flushQueue;
     if (idle && typeof flush === "function") flush.call(client, new Error("Connection is closed."));
+    // Commands in flight when the connection dropped wait in ioredis' prevCommandQueue to be sent again once it is
+    // ready, which a closed connection never is, and no close path rejects them (a blocking read would keep its
+    // command-timeout timer): fail them now too.
+    const prev = (client as unknown as { prevCommandQueue?: CommandDeque | null }).prevCommandQueue;
+    if (prev != null && typeof prev.shift === "function") {
+      for (let item = prev.shift(); item !== undefined; item = prev.shift()) {
+        item.command?.reject?.(new Error("Connection is closed."));
+      }
+    }
   });
 }

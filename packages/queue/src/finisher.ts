@@ -54,6 +54,9 @@ export class Finisher {
   #timer: NodeJS.Immediate | undefined;
   #inflight = 0;
   readonly #idle: Array<() => void> = [];
+  /** Outcomes waiting to be sent again, with their timers. */
+  readonly #retries = new Map<NodeJS.Timeout, { partition: number; pending: Pending }>();
+  #abandoned = false;
 
   constructor(redis: RedisClient, keys: readonly PartitionKeys[], settings: FinishSettings, giveUpMs: number) {
     this.#redis = redis;
@@ -87,6 +90,28 @@ export class Finisher {
   async drain(): Promise<void> {
     this.#flush();
     while (this.#inflight > 0 || this.#pending.size > 0) await new Promise<void>((r) => this.#idle.push(r));
+  }
+
+  /**
+   * Gives up every outcome still waiting to be sent again (the worker closed while Redis was unreachable): they
+   * reject with RedisUnavailableError and no timer is left. Calls already sent settle as Redis answers; one that
+   * fails afterwards is not sent again.
+   */
+  abandon(): void {
+    this.#abandoned = true;
+    const error = new RedisUnavailableError("the worker closed before this outcome could be recorded");
+    const waiting = [...this.#retries];
+    this.#retries.clear();
+    for (const [timer, { pending }] of waiting) {
+      clearTimeout(timer);
+      pending.reject(error);
+    }
+    if (this.#timer !== undefined) clearImmediate(this.#timer);
+    this.#timer = undefined;
+    const queued = [...this.#pending.values()].flat();
+    this.#pending.clear();
+    for (const p of queued) p.reject(error);
+    this.#settled(waiting.length + queued.length);
   }
 
   #queue(partition: number, p: Pending): void {
@@ -127,9 +152,13 @@ export class Finisher {
         const now = performance.now();
         let given = 0;
         for (const p of list) {
-          if (error instanceof RedisUnavailableError && now < p.giveUpAt) {
+          if (error instanceof RedisUnavailableError && now < p.giveUpAt && !this.#abandoned) {
             // Still counted in flight until it is answered.
-            setTimeout(() => this.#queue(partition, p), FINISH_RETRY_MS);
+            const timer: NodeJS.Timeout = setTimeout(() => {
+              this.#retries.delete(timer);
+              this.#queue(partition, p);
+            }, FINISH_RETRY_MS);
+            this.#retries.set(timer, { partition, pending: p });
           } else {
             p.reject(error);
             given++;
@@ -142,6 +171,7 @@ export class Finisher {
 
   #settled(n: number): void {
     this.#inflight -= n;
-    if (this.#inflight === 0 && this.#pending.size === 0) for (const r of this.#idle.splice(0)) r();
+    if ((this.#inflight === 0 && this.#pending.size === 0) || this.#abandoned)
+      for (const r of this.#idle.splice(0)) r();
   }
 }

@@ -368,10 +368,14 @@ export class Queue<T = unknown, R = unknown> {
     await Promise.all(this.#keys.map((k) => runScript(this.#redis, queueScripts.pause, [k.meta, k.wake], [0])));
   }
 
-  /** Sends queued adds now and closes the connection `result()` opened (the `redis` client is not closed). */
+  /**
+   * Sends queued adds now and closes the connection `result()` opened (the `redis` client is not closed). Resolves
+   * within 1 s even when Redis cannot be reached (the connection is then destroyed). `result()` calls still waiting go
+   * on with their periodic checks through the `redis` client.
+   */
   async close(): Promise<void> {
     this.#batcher?.flush();
-    this.#results.close();
+    await this.#results.close();
   }
 
   #partitionKeys(id: string): PartitionKeys {

@@ -1,4 +1,11 @@
-import { type CoordisObserver, isCluster, notifyEvent, type RedisClient } from "@coordis/core";
+import {
+  type CoordisObserver,
+  disconnectWithin,
+  isCluster,
+  notifyEvent,
+  ownConnectionOptions,
+  type RedisClient,
+} from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import { ResultTimeoutError } from "./errors.js";
 import type { PartitionKeys } from "./keys.js";
@@ -99,11 +106,15 @@ export class ResultWaiters {
     await waiter.check();
   }
 
-  /** Closes the subscriber connection. Waiting calls keep their timers (and fall back to their periodic checks). */
-  close(): void {
+  /**
+   * Closes the subscriber connection, within core's `disconnectWithin` bound (1 s) even when Redis cannot be reached.
+   * Waiting calls keep their timers (and fall back to their periodic checks).
+   */
+  close(): Promise<void> {
     this.#closed = true;
-    this.#conn?.disconnect();
+    const conn = this.#conn;
     this.#conn = undefined;
+    return conn === undefined ? Promise.resolve() : disconnectWithin(conn);
   }
 
   #subscribe(channel: string): Promise<unknown> {
@@ -122,7 +133,12 @@ export class ResultWaiters {
   #connection(): Redis | Cluster {
     if (this.#conn !== undefined) return this.#conn;
     const redis = this.#redis;
-    const conn = isCluster(redis) ? redis.duplicate([], { shardedSubscribers: true }) : redis.duplicate();
+    const conn = isCluster(redis)
+      ? redis.duplicate([], {
+          shardedSubscribers: true,
+          redisOptions: { ...redis.options.redisOptions, ...ownConnectionOptions() },
+        })
+      : redis.duplicate(ownConnectionOptions());
     conn.on("error", (error: Error) => {
       notifyEvent(this.#observer, { primitive: "queue", type: "connection-error", name: this.#name, error });
     });
@@ -139,7 +155,7 @@ export class ResultWaiters {
     conn.on("subscribersReady", restored);
     conn.on("smessage", (_channel: string, message: string) => this.#announced(message));
     this.#conn = conn;
-    if (this.#closed) conn.disconnect();
+    if (this.#closed) void disconnectWithin(conn);
     return conn;
   }
 

@@ -40,6 +40,7 @@ export class Scheduler {
     this.#loops = this.#keys.map((k) => this.#loop(k));
   }
 
+  /** Stops; resolves once no tick runs (a call stuck on an unreachable Redis keeps it pending: bound the wait). */
   async stop(): Promise<void> {
     this.#stopper.abort();
     await Promise.all(this.#loops);
@@ -64,6 +65,8 @@ export class Scheduler {
     const [now, nextInMs, ...due] = await runScript(this.#redis, queueScripts.scheduleDue, [k.schedz, k.sched], [100]);
     let waitMs = nextInMs < 0 ? SCHEDULE_POLL_MS : nextInMs;
     for (let i = 0; i + 2 < due.length; i += 3) {
+      // Stopped while the read was in flight: fire nothing more.
+      if (this.#stopper.signal.aborted) break;
       const name = String(due[i]);
       const dueAt = Number(due[i + 1]);
       const stored = parseStored(String(due[i + 2]));

@@ -1,9 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import {
+  disconnectWithin,
   InvalidArgumentError,
   isCluster,
   notifyEvent,
   notifyOperation,
+  ownConnectionOptions,
   type RedisClient,
   runScript,
   toCoordisError,
@@ -37,9 +39,35 @@ const MAX_FETCH = 200;
 /** Longest error text stored with a failed attempt. */
 const MAX_ERROR_CHARS = 4_096;
 
+/**
+ * What {@link Worker.close} may take on top of its `timeoutMs`, ms: handing running jobs back, recording the last
+ * outcomes and closing the worker's connections. Past it, close() resolves whatever Redis does (unreachable, stuck
+ * reconnecting): what was not recorded by then is left to the leases (the jobs are delivered again after them).
+ */
+export const CLOSE_GRACE_MS = 1_000;
+
+/** Resolves when `promise` settles or at `deadline` (`performance.now()` base), whichever comes first. */
+function until(promise: Promise<unknown>, deadline: number): Promise<void> {
+  const left = deadline - performance.now();
+  if (left <= 0) return Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.then(
+      () => {},
+      () => {},
+    ),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, left);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 /** Options of {@link Worker.close}. */
 export interface CloseOptions {
-  /** How long running handlers may go on before their jobs are handed back, ms (0 – 24 h). Default 30 s. */
+  /**
+   * How long running handlers may go on before their jobs are handed back, ms (0 – 24 h). Default 30 s. close()
+   * resolves at the latest {@link CLOSE_GRACE_MS} after it, even when Redis cannot be reached.
+   */
   timeoutMs?: number;
 }
 
@@ -122,6 +150,11 @@ export class Worker<T = unknown, R = unknown> {
    * to the queue in one call per partition (they are fetched again at once by other workers, no lease to wait for;
    * their `signal` aborts and whatever their handlers finish later is refused). Resolves when every outcome is
    * recorded and the worker's own connections are closed (the `redis` client is not). Idempotent.
+   *
+   * Bounded: it resolves within `timeoutMs` + {@link CLOSE_GRACE_MS} whatever Redis does. When Redis cannot be
+   * reached (or the client is stuck reconnecting), the jobs that could not be handed back and the outcomes that could
+   * not be recorded by then are left to their leases: those jobs are delivered again once their leases expire. A
+   * fetch still in flight that answers later has its jobs handed back at once, never started.
    */
   close(options?: CloseOptions): Promise<void> {
     const o = validate.options<CloseOptions>("options", options);
@@ -138,12 +171,14 @@ export class Worker<T = unknown, R = unknown> {
   }
 
   async #close(timeoutMs: number): Promise<void> {
-    this.#stopper.abort();
-    for (const conn of this.#blocking) conn?.disconnect();
-    this.#wakeSlots();
-    await Promise.all(this.#loops);
-    await this.#scheduler?.stop();
     const deadline = performance.now() + timeoutMs;
+    const hardDeadline = deadline + CLOSE_GRACE_MS;
+    this.#stopper.abort();
+    const disconnected = Promise.all(
+      this.#blocking.map((conn) => (conn === undefined ? undefined : disconnectWithin(conn))),
+    );
+    this.#wakeSlots();
+    const scheduler = this.#scheduler?.stop() ?? Promise.resolve();
     while (this.#running > 0 && performance.now() < deadline) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, Math.max(1, deadline - performance.now()));
@@ -153,9 +188,12 @@ export class Worker<T = unknown, R = unknown> {
         });
       });
     }
-    await this.#handBack();
-    await this.#finisher.drain();
+    await until(this.#handBack(), hardDeadline);
+    // Fetches in flight hand what they bring back themselves (the loop sees the worker closing).
+    await until(Promise.all([...this.#loops, scheduler, this.#finisher.drain()]), hardDeadline);
+    this.#finisher.abandon();
     this.#leases.stop();
+    await until(disconnected, Math.max(hardDeadline, performance.now() + 1));
   }
 
   /** Hands every delivery whose handler still runs back to the queue. */
@@ -182,6 +220,18 @@ export class Worker<T = unknown, R = unknown> {
         for (const d of list) this.#held.delete(d.key);
       }),
     );
+  }
+
+  /** Hands back the deliveries of a fetch that answered once the worker was closing (never started). */
+  async #release(k: PartitionKeys, jobs: (string | number)[]): Promise<void> {
+    const args: (string | number)[] = [];
+    for (let i = 0; i + 4 < jobs.length; i += 5) args.push(String(jobs[i]), Number(jobs[i + 1]));
+    if (args.length === 0) return;
+    try {
+      this.#stats.handedBack += await runScript(this.#redis, queueScripts.release, k.all as never, args as never);
+    } catch (err) {
+      this.#event("release-error", { error: toCoordisError(err) });
+    }
   }
 
   /** Free handler slots: neither running nor asked for by a fetch in flight. */
@@ -217,6 +267,10 @@ export class Worker<T = unknown, R = unknown> {
         this.#reserved -= room;
       }
       const [, , nextDueMs, lastReady, lastWake, ...jobs] = reply;
+      if (this.#closing) {
+        await this.#release(k, jobs);
+        break;
+      }
       let got = 0;
       for (let i = 0; i + 4 < jobs.length; i += 5) {
         got++;
@@ -250,10 +304,10 @@ export class Worker<T = unknown, R = unknown> {
   async #idle(k: PartitionKeys, blockMs: number, lastReady: string, lastWake: string): Promise<void> {
     let conn = this.#blocking[k.index];
     if (conn === undefined) {
-      const commandTimeout = this.#opts.blockMs + 5_000;
+      const own = { ...ownConnectionOptions(), commandTimeout: this.#opts.blockMs + 5_000 };
       conn = isCluster(this.#redis)
-        ? this.#redis.duplicate([], { redisOptions: { commandTimeout } })
-        : this.#redis.duplicate({ commandTimeout });
+        ? this.#redis.duplicate([], { redisOptions: { ...this.#redis.options.redisOptions, ...own } })
+        : this.#redis.duplicate(own);
       conn.on("error", () => {});
       this.#blocking[k.index] = conn;
     }
