@@ -4,6 +4,7 @@ import {
   batchSettings,
   type CoordisObserver,
   DEFAULT_PREFIX,
+  type DurabilityOptions,
   InvalidArgumentError,
   validate,
   validatePrefix,
@@ -111,6 +112,16 @@ export interface QueueOptions<T = unknown, R = unknown> extends CommonOptions<T,
    * `true` (default), `false`, or `{ maxSize?, maxDelayMs? }`.
    */
   batch?: boolean | BatchOptions;
+  /**
+   * Opt-in durability of adds: after each add script call, wait until `replicas` replicas acknowledged it (`WAIT`;
+   * with `aof`, also the AOF fsync through `WAITAOF` on Redis ≥ 7.2), within `timeoutMs` (below the client's command
+   * timeout). An add that is not confirmed in time rejects with `DurabilityError`; the job was added on the primary
+   * and may or may not survive a failover, so add it again with the same `id`: `duplicate: true` means it survived,
+   * otherwise it is created again. Costs one more command (the wait) per add call, and the call's latency grows by the
+   * replicas' acknowledgement time; micro-batched adds share one wait. Default: none (an add is acknowledged by the
+   * primary alone).
+   */
+  durability?: DurabilityOptions;
 }
 
 /** Per-group limits, enforced at fetch time across every worker of the queue. */
@@ -188,7 +199,7 @@ const COMMON_KEYS = [
 const JOB_KEYS = ["id", "delayMs", "priority", "attempts", "backoff", "group", "resultTtlMs"] as const;
 
 /** Queue option keys. */
-export const QUEUE_KEYS: readonly string[] = [...COMMON_KEYS, "defaults", "batch"];
+export const QUEUE_KEYS: readonly string[] = [...COMMON_KEYS, "defaults", "batch", "durability"];
 /** Worker option keys. */
 export const WORKER_KEYS: readonly string[] = [
   ...COMMON_KEYS,

@@ -4,10 +4,13 @@ import {
   Batcher,
   type BatchOutcome,
   type CoordisObserver,
+  type Durability,
   InvalidArgumentError,
   notifyOperation,
+  parseDurability,
   type RedisClient,
   runScript,
+  runScriptDurableOrThrow,
   runScriptDynamic,
   toCoordisError,
   validate,
@@ -72,6 +75,7 @@ export class Queue<T = unknown, R = unknown> {
   readonly #keys: readonly PartitionKeys[];
   readonly #batcher: Batcher<QueuedAdd, boolean> | undefined;
   readonly #results: ResultWaiters;
+  readonly #durability: Durability | undefined;
 
   /**
    * @param redis an ioredis `Redis` or `Cluster`
@@ -87,6 +91,7 @@ export class Queue<T = unknown, R = unknown> {
     this.#opts = parseCommon(o);
     this.#defaults = parseJob("options.defaults", o.defaults, BASE_JOB, false);
     const batch = parseBatch("options.batch", o.batch);
+    this.#durability = parseDurability("options.durability", o.durability, [redis]);
     this.#redis = redis;
     this.#keys = queueKeys(this.#opts.prefix, name, this.#opts.partitions);
     this.#batcher =
@@ -112,6 +117,9 @@ export class Queue<T = unknown, R = unknown> {
    * @throws InvalidArgumentError for bad options or data the codec cannot encode, larger than `maxPayloadBytes`
    * @throws RedisUnavailableError when Redis cannot be reached (the job may or may not have been added: add it again
    *   with the same `id` to be sure it exists once)
+   * @throws DurabilityError with the `durability` option, when the replicas did not confirm the add in time: the job
+   *   was added on the primary and may or may not survive a failover; adding it again with the same `id` is safe
+   *   (`duplicate: true` means it survived)
    */
   async add(data: T, opts?: JobOptions): Promise<AddResult> {
     const start = performance.now();
@@ -136,6 +144,8 @@ export class Queue<T = unknown, R = unknown> {
    * validated before anything is sent.
    * @returns one result per item, in order
    * @throws InvalidArgumentError for a bad item (naming `items[i]...`) or more than 10,000 items
+   * @throws DurabilityError with the `durability` option, when the replicas did not confirm a call in time (see
+   *   {@link Queue.add}: every item was added on the primary; adding them again with the same ids is safe)
    */
   async addMany(items: ReadonlyArray<{ data: T; opts?: JobOptions }>): Promise<AddResult[]> {
     const start = performance.now();
@@ -393,12 +403,11 @@ export class Queue<T = unknown, R = unknown> {
     const k = this.#keys[partition] as PartitionKeys;
     const args: (string | number)[] = [items.length];
     for (const item of items) for (const a of item.args) args.push(a);
-    const reply = await runScriptDynamic(
-      this.#redis,
-      queueScripts.add,
-      [k.jobs, k.ready, k.delayed, k.prio, k.wake],
-      args,
-    );
+    const keys = [k.jobs, k.ready, k.delayed, k.prio, k.wake] as const;
+    const reply =
+      this.#durability === undefined
+        ? await runScriptDynamic(this.#redis, queueScripts.add, keys, args)
+        : await runScriptDurableOrThrow(this.#redis, queueScripts.add, keys, args as never, this.#durability);
     return reply.map((dup) => ({ ok: true, value: dup === 1 }));
   }
 
