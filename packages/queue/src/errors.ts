@@ -81,3 +81,30 @@ export class JobLostError extends CoordisError {
     this.reason = reason;
   }
 }
+
+/**
+ * A Queue or Worker is configured with another `partitions` than the queue recorded in Redis on its first use. Every
+ * Queue and Worker of one queue must use the same count: with another one, jobs would be added to partitions no worker
+ * reads. Code `ERR_QUEUE_PARTITIONS`.
+ */
+export class PartitionsMismatchError extends CoordisError {
+  /** The queue's name. */
+  readonly queue: string;
+  /** The count recorded in Redis (`<prefix>:queue:{<name>}:meta`, field `partitions`). */
+  readonly stored: number;
+  /** The count this Queue or Worker was given. */
+  readonly given: number;
+
+  constructor(queue: string, stored: number, given: number, metaKey: string) {
+    super(
+      "ERR_QUEUE_PARTITIONS",
+      `Queue "${queue}" has partitions: ${stored} (recorded in Redis on its first use), but this client was given ` +
+        `partitions: ${given}. Every Queue and Worker of a queue must use the same count: pass partitions: ${stored}. ` +
+        `To change the count, drain the queue (no waiting, delayed or running jobs), then delete the field ` +
+        `"partitions" of the hash "${metaKey}".`,
+    );
+    this.queue = queue;
+    this.stored = stored;
+    this.given = given;
+  }
+}

@@ -12,6 +12,7 @@ export {
   JobLostError,
   type JobLostReason,
   JobNotFoundError,
+  PartitionsMismatchError,
   ResultTimeoutError,
 } from "./errors.js";
 export type { Job } from "./job.js";

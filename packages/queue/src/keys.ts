@@ -99,6 +99,14 @@ export function queueKeys(prefix: string, name: string, partitions: number): Par
 }
 
 /**
+ * The hash holding the queue's recorded partition count (field `partitions`): the meta hash of the queue's own hash
+ * tag `{<name>}`, whatever its partitions (for one partition, that partition's meta hash).
+ */
+export function queueMetaKey(prefix: string, name: string): string {
+  return entityKeys(prefix, "queue", name).sub("meta");
+}
+
+/**
  * The partition of a job id: FNV-1a of the id's hash tag (the text between the first `{` and the next `}` when
  * non-empty, as Redis Cluster reads keys; otherwise the whole id), modulo `partitions`.
  */

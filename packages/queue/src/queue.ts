@@ -33,6 +33,7 @@ import {
   QUEUE_KEYS,
   type QueueOptions,
 } from "./options.js";
+import { checkPartitions, PartitionsGate } from "./partitions-check.js";
 import { ResultWaiters } from "./results.js";
 import { NEVER_MS, nextRunAfter, parseSpec, type ScheduleSpec, validateScheduleName } from "./schedules.js";
 import { queueScripts } from "./scripts.generated.js";
@@ -76,6 +77,7 @@ export class Queue<T = unknown, R = unknown> {
   readonly #batcher: Batcher<QueuedAdd, boolean> | undefined;
   readonly #results: ResultWaiters;
   readonly #durability: Durability | undefined;
+  readonly #gate: PartitionsGate;
 
   /**
    * @param redis an ioredis `Redis` or `Cluster`
@@ -99,6 +101,8 @@ export class Queue<T = unknown, R = unknown> {
         ? undefined
         : new Batcher<QueuedAdd, boolean>(batch, (items, group) => this.#sendAdds(items, group as number));
     this.#results = new ResultWaiters(redis, this.#keys, name, this.#opts.observer);
+    const { prefix, partitions } = this.#opts;
+    this.#gate = new PartitionsGate(() => checkPartitions(redis, prefix, name, partitions));
   }
 
   /** The number of partitions. */
@@ -120,12 +124,15 @@ export class Queue<T = unknown, R = unknown> {
    * @throws DurabilityError with the `durability` option, when the replicas did not confirm the add in time: the job
    *   was added on the primary and may or may not survive a failover; adding it again with the same `id` is safe
    *   (`duplicate: true` means it survived)
+   * @throws PartitionsMismatchError when the queue was created with another `partitions`
    */
   async add(data: T, opts?: JobOptions): Promise<AddResult> {
     const start = performance.now();
     const item = this.#prepare(data, opts, "data", "opts");
     const partition = partitionOf(item.id, this.#opts.partitions);
     try {
+      const gate = this.#gate.ready();
+      if (gate !== undefined) await gate;
       const duplicate =
         this.#batcher === undefined
           ? ((await this.#sendAdds([item], partition))[0] as { ok: true; value: boolean }).value
@@ -166,6 +173,7 @@ export class Queue<T = unknown, R = unknown> {
     });
     const out = new Array<AddResult>(prepared.length);
     try {
+      await this.#gate.ready();
       const calls: Promise<void>[] = [];
       for (const [p, indexes] of byPartition) {
         for (let from = 0; from < indexes.length; from += MAX_ADD_SCRIPT) {
@@ -199,6 +207,7 @@ export class Queue<T = unknown, R = unknown> {
    */
   async get(id: string): Promise<JobInfo<T, R> | null> {
     validate.string("id", id, { maxBytes: 1024 });
+    await this.#gate.ready();
     const k = this.#partitionKeys(id);
     const reply = await runScript(
       this.#redis,
@@ -252,6 +261,7 @@ export class Queue<T = unknown, R = unknown> {
   async cancel(id: string): Promise<boolean> {
     const start = performance.now();
     validate.string("id", id, { maxBytes: 1024 });
+    await this.#gate.ready();
     const k = this.#partitionKeys(id);
     const reply = await runScript(this.#redis, queueScripts.cancel, k.all as never, [
       id,
@@ -265,6 +275,7 @@ export class Queue<T = unknown, R = unknown> {
 
   /** Jobs by state, summed over partitions (one script call per partition, sent together). */
   async counts(): Promise<QueueCounts> {
+    await this.#gate.ready();
     const replies = await Promise.all(
       this.#keys.map((k) =>
         runScript(
@@ -310,6 +321,7 @@ export class Queue<T = unknown, R = unknown> {
     }
     const encoded = encodeArgument(this.#opts.codec, "data", data, this.#opts.maxPayloadBytes);
     const stored = JSON.stringify({ spec: parsed, job: jobArgs({ ...job, delayMs: 0 }, encoded) });
+    await this.#gate.ready();
     const k = this.#keys[schedulePartition(name, this.#opts.partitions)] as PartitionKeys;
     const [sec, usec] = await this.#redis.time();
     const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
@@ -320,6 +332,7 @@ export class Queue<T = unknown, R = unknown> {
   /** Removes a schedule (jobs it made already stay). @returns whether it existed */
   async unschedule(name: string): Promise<boolean> {
     validateScheduleName(name);
+    await this.#gate.ready();
     const k = this.#keys[schedulePartition(name, this.#opts.partitions)] as PartitionKeys;
     return (await runScript(this.#redis, queueScripts.unschedule, [k.sched, k.schedz], [name])) === 1;
   }
@@ -346,6 +359,7 @@ export class Queue<T = unknown, R = unknown> {
       offset = Number(m[2]);
     }
     const jobs: DeadLetter<T>[] = [];
+    await this.#gate.ready();
     while (partition < this.#opts.partitions && jobs.length < limit) {
       const k = this.#keys[partition] as PartitionKeys;
       const want = limit - jobs.length;
@@ -364,17 +378,20 @@ export class Queue<T = unknown, R = unknown> {
   /** Moves a dead job back to the queue with a fresh set of attempts. @returns false when it is not a dead letter */
   async retryDead(id: string): Promise<boolean> {
     validate.string("id", id, { maxBytes: 1024 });
+    await this.#gate.ready();
     const k = this.#partitionKeys(id);
     return (await runScript(this.#redis, queueScripts.retryDead, k.all as never, [id])) === 1;
   }
 
   /** Pauses the whole queue: workers start no new job (running ones go on) until {@link Queue.resume}. */
   async pause(): Promise<void> {
+    await this.#gate.ready();
     await Promise.all(this.#keys.map((k) => runScript(this.#redis, queueScripts.pause, [k.meta, k.wake], [1])));
   }
 
   /** Resumes a paused queue; waiting workers wake at once. */
   async resume(): Promise<void> {
+    await this.#gate.ready();
     await Promise.all(this.#keys.map((k) => runScript(this.#redis, queueScripts.pause, [k.meta, k.wake], [0])));
   }
 

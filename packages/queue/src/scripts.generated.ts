@@ -124,6 +124,20 @@ export const queueScripts = {
     source: "-- Get: one job's record, with its state ('waiting', 'delayed', 'active', 'completed', 'dead', 'cancelled'). Empty\n-- reply when the job does not exist (never added, or removed by retention); a completed or cancelled job whose\n-- resultTtlMs has passed reads as gone even before a trim removes it.\n-- KEYS[1] jobs (hash): job fields\n-- KEYS[2] active (hash): running job -> fence of its current delivery\n-- KEYS[3] delayed (zset): \"<priority digit><id>\" -> due (server ms)\n-- KEYS[4] done (zset): completed job -> expiry (server ms)\n-- KEYS[5] cancelled (zset): cancelled job -> expiry (server ms)\n-- ARGV[1] id (string): the job\n-- Reply: [state: string, attempts: number, maxAttempts: number, data: string, result: string | null, error: string | null, progress: string | null, dueAt: number, finishedAt: number, group: string, priority: number, fence: number] | []\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\nlocal function now_ms()\n  local t = redis.call('TIME')\n  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\nend\nlocal id = ARGV[1]\nlocal f = redis.call('HMGET', KEYS[1], 'j:' .. id, 'r:' .. id, 'e:' .. id, 'p:' .. id)\nif not f[1] then return {} end\nlocal rec = cmsgpack.unpack(f[1])\nif rec[1] == 'c' or rec[1] == 'x' then\n  local expiry = redis.call('ZSCORE', rec[1] == 'c' and KEYS[4] or KEYS[5], id)\n  if not expiry or tonumber(expiry) <= now_ms() then return {} end\nend\nlocal names = { c = 'completed', D = 'dead', x = 'cancelled' }\nlocal state = names[rec[1]]\nlocal dueAt, fence = 0, 0\nif not state then\n  fence = tonumber(redis.call('HGET', KEYS[2], id) or '0')\n  if fence > 0 then\n    state = 'active'\n  else\n    local due = redis.call('ZSCORE', KEYS[3], rec[9] .. id)\n    if due then\n      state = 'delayed'\n      dueAt = tonumber(due)\n    else\n      state = 'waiting'\n    end\n  end\nend\nreturn { state, rec[2], rec[3], rec[11], f[2], f[3], f[4], dueAt, rec[12], rec[10], rec[9], fence }\n",
   }),
   /**
+   * Partitions: records a queue's partition count on its first use and answers the count recorded. Every Queue and
+   * Worker checks it once before anything else, so one configured with another count fails at once instead of
+   * adding jobs to partitions no worker reads (or reading partitions no producer writes).
+   * KEYS: meta (hash).
+   * ARGV: partitions (integer).
+   */
+  partitions: defineScript<["meta"], ["partitions"], number>({
+    name: "queue/partitions",
+    keys: ["meta"],
+    args: ["partitions"],
+    sha1: "64e3dd06e9b89de85e01c4b1ae984fc4f6974f3a",
+    source: "-- Partitions: records a queue's partition count on its first use and answers the count recorded. Every Queue and\n-- Worker checks it once before anything else, so one configured with another count fails at once instead of adding\n-- jobs to partitions no worker reads (or reading partitions no producer writes).\n-- KEYS[1] meta (hash): the meta hash of the queue's own hash tag `{<name>}`: \"partitions\" the queue's count\n-- ARGV[1] partitions (integer): the count this client is configured with\n-- Reply: number\nredis.call('HSETNX', KEYS[1], 'partitions', ARGV[1])\nreturn tonumber(redis.call('HGET', KEYS[1], 'partitions'))\n",
+  }),
+  /**
    * Pause: pauses (fetches hand out nothing; running jobs go on) or resumes one partition; resuming wakes blocked
    * workers.
    * KEYS: meta (hash), wake (stream).

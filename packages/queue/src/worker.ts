@@ -12,10 +12,12 @@ import {
   validate,
 } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
+import { PartitionsMismatchError } from "./errors.js";
 import { Finisher, type FinishKind, type FinishStatus } from "./finisher.js";
 import { Delivery, type Job } from "./job.js";
 import { type PartitionKeys, queueKeys, validateQueueName } from "./keys.js";
 import { LeaseKeeper } from "./lease-keeper.js";
+import { checkPartitions } from "./partitions-check.js";
 import { Scheduler } from "./scheduler.js";
 import { queueScripts } from "./scripts.generated.js";
 import { onlyKeys, type ParsedWorker, parseWorker, WORKER_KEYS, type WorkerOptions } from "./worker-options.js";
@@ -105,6 +107,9 @@ export class Worker<T = unknown, R = unknown> {
   readonly #blocking: Array<Redis | Cluster | undefined>;
   readonly #loops: Promise<void>[];
   #closed: Promise<void> | undefined;
+  /** True once the partition count was checked against the queue's; false when it differs or the worker closed first. */
+  readonly #checked: Promise<boolean>;
+  #mismatch: PartitionsMismatchError | undefined;
   readonly #stats = { completed: 0, retried: 0, dead: 0, refused: 0, handedBack: 0 };
 
   /**
@@ -135,9 +140,42 @@ export class Worker<T = unknown, R = unknown> {
     );
     this.#blocking = this.#keys.map(() => undefined);
     this.#scheduler = this.#opts.schedules ? new Scheduler(redis, this.#keys, name, this.#opts.observer) : undefined;
+    this.#checked = this.#checkPartitions();
     this.#loops = this.#keys.map((k) => this.#loop(k));
     this.#leases.start();
-    this.#scheduler?.start();
+    void this.#checked.then((ok) => {
+      if (ok && !this.#closing) this.#scheduler?.start();
+    });
+  }
+
+  /**
+   * Resolves once the worker checked, in its first round trip, that it uses the queue's `partitions` (recorded in
+   * Redis by the queue's first Queue or Worker); it fetches nothing before. Rejects with PartitionsMismatchError when
+   * the counts differ: the worker then never fetches (the error is also reported as the event `partitions-mismatch`);
+   * close it and start one with the queue's count. Resolves as well when the worker closed before it could check.
+   */
+  async ready(): Promise<void> {
+    await this.#checked;
+    if (this.#mismatch !== undefined) throw this.#mismatch;
+  }
+
+  async #checkPartitions(): Promise<boolean> {
+    const { prefix, partitions } = this.#opts;
+    while (!this.#closing) {
+      try {
+        await checkPartitions(this.#redis, prefix, this.name, partitions);
+        return true;
+      } catch (err) {
+        if (err instanceof PartitionsMismatchError) {
+          this.#mismatch = err;
+          this.#event("partitions-mismatch", { error: err });
+          return false;
+        }
+        this.#event("fetch-error", { error: toCoordisError(err) });
+        await sleep(FETCH_RETRY_MS, undefined, { signal: this.#stopper.signal }).catch(() => {});
+      }
+    }
+    return false;
   }
 
   /** Counters of this worker since it started. */
@@ -248,6 +286,7 @@ export class Worker<T = unknown, R = unknown> {
 
   async #loop(k: PartitionKeys): Promise<void> {
     const o = this.#opts;
+    if (!(await this.#checked)) return;
     while (!this.#closing) {
       const room = Math.min(this.#room(), MAX_FETCH);
       if (room <= 0) {
