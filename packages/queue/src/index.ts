@@ -41,5 +41,6 @@ export { RESULT_RECHECK_MS } from "./results.js";
 export { SCHEDULE_POLL_MS } from "./scheduler.js";
 export { MIN_EVERY_MS, type ScheduleSpec } from "./schedules.js";
 export { queueScripts } from "./scripts.generated.js";
-export { CLOSE_GRACE_MS, type CloseOptions, type Handler, Worker } from "./worker.js";
+export { type Handler, Worker } from "./worker.js";
+export { CLOSE_GRACE_MS, type CloseOptions } from "./worker-close.js";
 export { DEFAULT_BLOCK_MS, DEFAULT_LEASE_MS, MIN_LEASE_MS } from "./worker-options.js";

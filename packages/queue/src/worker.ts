@@ -20,6 +20,7 @@ import { LeaseKeeper } from "./lease-keeper.js";
 import { checkPartitions } from "./partitions-check.js";
 import { Scheduler } from "./scheduler.js";
 import { queueScripts } from "./scripts.generated.js";
+import { CLOSE_GRACE_MS, type CloseOptions, errorText, until } from "./worker-close.js";
 import { onlyKeys, type ParsedWorker, parseWorker, WORKER_KEYS, type WorkerOptions } from "./worker-options.js";
 
 /** Runs one job; resolve with its result, throw to fail the attempt (retried after the backoff, then dead). */
@@ -38,41 +39,6 @@ type FetchReply = [
 const FETCH_RETRY_MS = 250;
 /** Most jobs one fetch asks for. */
 const MAX_FETCH = 200;
-/** Longest error text stored with a failed attempt. */
-const MAX_ERROR_CHARS = 4_096;
-
-/**
- * What {@link Worker.close} may take on top of its `timeoutMs`, ms: handing running jobs back, recording the last
- * outcomes and closing the worker's connections. Past it, close() resolves whatever Redis does (unreachable, stuck
- * reconnecting): what was not recorded by then is left to the leases (the jobs are delivered again after them).
- */
-export const CLOSE_GRACE_MS = 1_000;
-
-/** Resolves when `promise` settles or at `deadline` (`performance.now()` base), whichever comes first. */
-function until(promise: Promise<unknown>, deadline: number): Promise<void> {
-  const left = deadline - performance.now();
-  if (left <= 0) return Promise.resolve();
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise.then(
-      () => {},
-      () => {},
-    ),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, left);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-/** Options of {@link Worker.close}. */
-export interface CloseOptions {
-  /**
-   * How long running handlers may go on before their jobs are handed back, ms (0 – 24 h). Default 30 s. close()
-   * resolves at the latest {@link CLOSE_GRACE_MS} after it, even when Redis cannot be reached.
-   */
-  timeoutMs?: number;
-}
-
 /**
  * Runs the jobs of a queue: fetches them in batches (one script call per partition brings up to the free handler
  * slots, each job with a new fence and a lease on Redis server time), runs `handler` for each (up to `concurrency` at
@@ -476,10 +442,4 @@ export class Worker<T = unknown, R = unknown> {
       ...(extra.error === undefined ? {} : { error: extra.error }),
     });
   }
-}
-
-/** `"<name>: <message>"` of what a handler threw, at most 4,096 characters. */
-function errorText(err: unknown): string {
-  const text = err instanceof Error ? `${err.name}: ${err.message}` : `Error: ${String(err)}`;
-  return text.length > MAX_ERROR_CHARS ? text.slice(0, MAX_ERROR_CHARS) : text;
 }

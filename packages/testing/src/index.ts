@@ -12,20 +12,22 @@ export { containerRuntimeReachable, REDIS_IMAGE } from "./containers.js";
 export { DeadlineExceededError, type DeadlineViolation, Watchdog, withDeadline } from "./deadline.js";
 export { exitWithParent } from "./exit-with-parent.js";
 export {
+  type FaultLog,
+  type FaultLogEntry,
+  type FaultTargets,
+  type RunScheduleOptions,
+  runSchedule,
+} from "./fault-runner.js";
+export {
   describeSchedule,
   FAULT_KINDS,
   type FaultKind,
-  type FaultLog,
-  type FaultLogEntry,
   type FaultSchedule,
   type FaultScheduleOptions,
   type FaultStep,
   type FaultTargetKind,
-  type FaultTargets,
   faultSchedule,
   type GenerateFaultsOptions,
-  type RunScheduleOptions,
-  runSchedule,
 } from "./fault-schedule.js";
 export { type RedisGroup, startRedisGroup } from "./group.js";
 export { freePort } from "./ports.js";
