@@ -199,7 +199,8 @@ function endToEnd(driver: JobQueueDriver, record?: (jobsPerSec: number) => void)
         }
         const elapsedMs = end - start;
         const completed = t.started - startedBefore;
-        if (error === undefined) record?.((ops * 1000) / elapsedMs);
+        // A window too short to start anything (a 30 ms warm-up on a slow machine) measures no capacity: keep the last one.
+        if (error === undefined && ops > 0) record?.((ops * 1000) / elapsedMs);
         return error === undefined
           ? { ops, completed, elapsedMs, errors }
           : { ops, completed, elapsedMs, errors, error };
@@ -252,10 +253,13 @@ async function halfLoad(
 ): Promise<ScenarioInstance> {
   const caps = await capacities(ctx);
   if (!caps.has(library)) {
-    // Nothing measured yet (set-up runs before every round): a short end-to-end run of its own.
+    // Nothing measured yet (set-up runs before every round): short end-to-end runs of its own, longer each time
+    // until one starts a job (a slow machine may start none in the first 100 ms).
     const probe = endToEnd(driver, (v) => caps.set(library, v));
-    const r = await probe.throughput?.(ctx.smoke ? 100 : 1_000, 50);
-    if (r?.error !== undefined) throw new Error(`capacity probe: ${r.error}`);
+    for (let ms = ctx.smoke ? 100 : 1_000; !caps.has(library) && ms <= 10_000; ms *= 4) {
+      const r = await probe.throughput?.(ms, 50);
+      if (r?.error !== undefined) throw new Error(`capacity probe: ${r.error}`);
+    }
   }
   const t = new Tracker();
   return {
