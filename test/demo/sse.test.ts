@@ -3,7 +3,7 @@ import { connect as connectTcp, type Socket } from "node:net";
 import { connect, type RedisClient } from "@coordis/core";
 import { buildApp, loadConfig } from "@coordis/demo";
 import { PubSub } from "@coordis/pubsub";
-import { eventually, testPrefix } from "@coordis/testing";
+import { testPrefix, waitUntil } from "@coordis/testing";
 import type { FastifyInstance } from "fastify";
 import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
@@ -44,7 +44,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   for (const c of open.splice(0)) c.abort();
-  await eventually("every stream to close", async () => ((await clients()) === 0 ? true : undefined), DEMO_WAIT);
+  await waitUntil("every stream to close", async () => (await clients()) === 0, DEMO_WAIT);
 });
 
 afterAll(async () => {
@@ -136,11 +136,7 @@ describe("demo event streams", () => {
 
     // A closed stream frees its place at once.
     (open[0] as AbortController).abort();
-    await eventually(
-      "the closed stream to be dropped",
-      async () => ((await clients()) === TOTAL - 1 ? true : undefined),
-      DEMO_WAIT,
-    );
+    await waitUntil("the closed stream to be dropped", async () => (await clients()) === TOTAL - 1, DEMO_WAIT);
     expect((await stream("/v1/events", "10.2.0.4")).status).toBe(200);
   });
 
@@ -149,7 +145,7 @@ describe("demo event streams", () => {
       const res = await stream(i % 2 === 0 ? "/v1/events" : "/v1/audit/stream", "10.4.0.1");
       expect(res.status, `open ${i + 1}`).toBe(200);
       (open.pop() as AbortController).abort();
-      await eventually("the stream to close", async () => ((await clients()) === 0 ? true : undefined), DEMO_WAIT);
+      await waitUntil("the stream to close", async () => (await clients()) === 0, DEMO_WAIT);
     }
     const over = await stream("/v1/events", "10.4.0.1");
     expect(over.status).toBe(429);
@@ -175,11 +171,10 @@ describe("demo event streams", () => {
     for (; sent < MAX_EVENTS; ) {
       await pubsub.publish("events", { type: "big", n: sent, pad });
       sent++;
-      await eventually(
-        `event ${sent} to reach the reader`,
-        async () => (fast.count("big") >= sent ? true : undefined),
-        { ...DEMO_WAIT, intervalMs: 5 },
-      );
+      await waitUntil(`event ${sent} to reach the reader`, () => fast.count("big") >= sent, {
+        ...DEMO_WAIT,
+        intervalMs: 5,
+      });
       // (A hub without these counters reads as 0 and never leaves the loop early.)
       peak = Math.max(peak, await metric("demo_sse_buffered_bytes").catch(() => 0));
       if ((await metric("demo_sse_slow_disconnects").catch(() => 0)) > 0) break;

@@ -20,7 +20,14 @@ import { Leaderboard } from "@coordis/leaderboard";
 import { Mutex, Redlock, runOncePerTick, Semaphore } from "@coordis/lock";
 import { PubSub } from "@coordis/pubsub";
 import { ConcurrencyLimiter, RateLimiter } from "@coordis/ratelimit";
-import { type RedisGroup, type RedisServer, startRedis, startRedisGroup, testPrefix } from "@coordis/testing";
+import {
+  type RedisGroup,
+  type RedisServer,
+  startRedis,
+  startRedisGroup,
+  testPrefix,
+  waitUntil,
+} from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { primitiveTour } from "./fixtures/primitive-tour.js";
 
@@ -150,8 +157,7 @@ describe("least privilege (ACL user limited to coordis:*)", () => {
           got.push(m);
         });
         expect(await withPattern.publish("orders.created", { id: 1 })).toBe(1);
-        const deadline = Date.now() + 5_000;
-        while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        await waitUntil("the pattern message", () => got.length > 0);
         expect(got).toEqual([{ id: 1 }]);
         await off();
       } finally {

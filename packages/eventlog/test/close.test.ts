@@ -1,8 +1,7 @@
 import { connect, type RedisClient } from "@coordis/core";
 import { type Entry, EventLog } from "@coordis/eventlog";
-import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix } from "@coordis/testing";
+import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { waitUntil } from "./helpers.js";
 
 const prefix = testPrefix("elclose");
 /** Margin for a loaded machine on top of the documented bound, ms. */

@@ -1,10 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { connect, parseRedisUrl } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
-import { testPrefix } from "@coordis/testing";
+import { testPrefix, waitUntil } from "@coordis/testing";
 import { Cluster, type ClusterNode, type ClusterOptions } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { waitUntil } from "./helpers.js";
 
 const prefix = testPrefix("elcluster");
 

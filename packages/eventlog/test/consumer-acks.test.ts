@@ -1,10 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { type CoordisEvent, connect, type OperationEvent, type RedisClient } from "@coordis/core";
 import { type Consumer, type Entry, EventLog } from "@coordis/eventlog";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventlogScripts } from "../src/scripts.generated.js";
-import { waitUntil } from "./helpers.js";
 
 const prefix = testPrefix("elack");
 

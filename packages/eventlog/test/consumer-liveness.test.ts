@@ -1,9 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient } from "@coordis/core";
 import { type Consumer, EventLog } from "@coordis/eventlog";
-import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix } from "@coordis/testing";
+import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { waitUntil } from "./helpers.js";
 
 const prefix = testPrefix("ellive");
 

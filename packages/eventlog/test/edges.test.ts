@@ -1,9 +1,8 @@
 import { connect, type RedisClient } from "@coordis/core";
 import { type Entry, EventLog, GapError } from "@coordis/eventlog";
-import { type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { compareIds } from "../src/entries.js";
-import { waitUntil } from "./helpers.js";
 
 const prefix = testPrefix("eledge");
 const MAX = "18446744073709551615";

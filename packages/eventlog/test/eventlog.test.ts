@@ -1,8 +1,7 @@
 import { connect, type RedisClient } from "@coordis/core";
 import { type Entry, EventLog, GapError } from "@coordis/eventlog";
-import { testPrefix } from "@coordis/testing";
+import { testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { waitUntil } from "./helpers.js";
 
 const prefix = testPrefix();
 

@@ -1,8 +1,7 @@
 import { InvalidArgumentError, type RedisClient } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { waitUntil } from "./helpers.js";
 
 const prefix = testPrefix("elopts");
 const key = "k".repeat(32);

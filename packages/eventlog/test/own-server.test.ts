@@ -3,9 +3,8 @@ import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
 import { type Entry, EventLog } from "@coordis/eventlog";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { waitUntil } from "./helpers.js";
 
 const prefix = testPrefix();
 const workerFile = fileURLToPath(new URL("./fixtures/consumer-worker.ts", import.meta.url));
