@@ -3,6 +3,7 @@ import { performance } from "node:perf_hooks";
 import {
   type CoordisObserver,
   DEFAULT_PREFIX,
+  type DurabilityOptions,
   entityKeys,
   InvalidArgumentError,
   notifyEvent,
@@ -11,13 +12,14 @@ import {
   randomToken,
   reportOperation,
   runScript,
+  runScriptDurable,
   validate,
   validateName,
   validatePrefix,
 } from "@coordis/core";
 import { LeaseLostError } from "./errors.js";
 import { driftMs, LeaseImpl } from "./lease.js";
-import { DEFAULT_DRIFT_FACTOR, DEFAULT_TTL_MS, TOKEN_BYTES, validateTtl } from "./options.js";
+import { DEFAULT_DRIFT_FACTOR, parseCommon, TOKEN_BYTES } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
 
 /** Default lifetime of a tick record: 7 days (a replica arriving later than that would run the tick again). */
@@ -27,7 +29,16 @@ export const DEFAULT_HISTORY_LIMIT = 100;
 /** Most finished runs kept per job. */
 export const MAX_HISTORY_LIMIT = 10_000;
 const MAX_ERROR_CHARS = 1_000;
-const TICK_KEYS = ["ttlMs", "retryOnError", "recordTtlMs", "historyLimit", "owner", "prefix", "observer"] as const;
+const TICK_KEYS = [
+  "ttlMs",
+  "retryOnError",
+  "recordTtlMs",
+  "historyLimit",
+  "owner",
+  "prefix",
+  "observer",
+  "durability",
+] as const;
 const HISTORY_KEYS = ["limit", "prefix"] as const;
 
 /** Options of {@link runOncePerTick}. */
@@ -56,6 +67,14 @@ export interface RunOncePerTickOptions {
    * and `tick-not-recorded` events.
    */
   observer?: CoordisObserver;
+  /**
+   * Opt-in: the claim counts only once `replicas` replicas acknowledged it (`WAIT` behind the claim script, same
+   * round trip; with `aof`, `WAITAOF` on Redis ≥ 7.2), within `timeoutMs` (below `ttlMs` and the client's command
+   * timeout). A claim not confirmed in time is undone and the call rejects with `DurabilityError` without calling
+   * `fn`; the tick can be claimed again. Each lease extension is confirmed the same way (an unconfirmed one counts as
+   * a failed extension). The finish is not waited for. Default: none (asynchronous replication).
+   */
+  durability?: DurabilityOptions;
 }
 
 /** What the running `fn` gets. */
@@ -135,8 +154,12 @@ function parseTick(tick: unknown): number {
  * @param redis an ioredis `Redis` or `Cluster`
  * @param job the job's name: 1–512 UTF-8 bytes, no `{` or `}`
  * @param tick the schedule tick: a non-negative integer (e.g. the scheduled epoch ms or a sequence number) or a Date
+ * With `durability`, the claim is followed by `WAIT` in the same round trip; a claim the replicas did not confirm is
+ * undone (one more round trip) and `fn` is not called.
+ *
  * @throws InvalidArgumentError before any Redis call; RedisUnavailableError; `fn`'s own error unchanged;
- *   LeaseLostError when `fn` returned but the run no longer held the tick (its outcome was not recorded)
+ *   LeaseLostError when `fn` returned but the run no longer held the tick (its outcome was not recorded);
+ *   DurabilityError when the claim was not confirmed by the replicas in time (`fn` was not called)
  */
 export async function runOncePerTick<T>(
   redis: RedisClient,
@@ -150,7 +173,7 @@ export async function runOncePerTick<T>(
   const tickValue = parseTick(tick);
   validate.func("fn", fn);
   const o = validate.options<RunOncePerTickOptions>("options", options, TICK_KEYS);
-  const ttlMs = o.ttlMs === undefined ? DEFAULT_TTL_MS : validateTtl(o.ttlMs, "options.ttlMs");
+  const { ttlMs, prefix, observer, durability } = parseCommon(o, [redis]);
   const retryOnError = o.retryOnError === undefined ? false : validate.boolean("options.retryOnError", o.retryOnError);
   const recordTtlMs =
     o.recordTtlMs === undefined
@@ -164,8 +187,6 @@ export async function runOncePerTick<T>(
     o.owner === undefined
       ? `${hostname()}:${process.pid}`
       : validate.string("options.owner", o.owner, { maxBytes: 256 });
-  const prefix = o.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(o.prefix, "options.prefix");
-  const observer = validate.observer("options.observer", o.observer);
   if (recordTtlMs < ttlMs) throw new InvalidArgumentError("options.recordTtlMs", "must be at least options.ttlMs");
 
   const keys = entityKeys(prefix, "tick", job);
@@ -178,12 +199,21 @@ export async function runOncePerTick<T>(
 
   let claim: [claimed: number, state: string, fence: number, owner: string];
   try {
-    claim = await runScript(
+    const { reply, error } = await runScriptDurable(
       redis,
       lockScripts.tickClaim,
       [recordKey, keys.sub("fence")],
       [owner, token, ttlMs, recordTtlMs, retryOnError ? 1 : 0],
+      durability,
     );
+    // A claim the replicas did not confirm could vanish in a failover and the tick run elsewhere too: undo it (if
+    // the undo fails, the claim reads as abandoned once its lease ends) and never run fn. A skipped call wrote
+    // nothing, so it has nothing to confirm.
+    if (reply[0] === 1 && error !== undefined) {
+      await runScript(redis, lockScripts.tickUnclaim, [recordKey], [token]).catch(() => 0);
+      throw error;
+    }
+    claim = reply;
   } catch (err) {
     report("error", err as Error);
     throw err;
@@ -206,8 +236,18 @@ export async function runOncePerTick<T>(
     deadline: started + ttlMs - driftMs(ttlMs, DEFAULT_DRIFT_FACTOR),
     observer,
     backend: {
-      extend: async (t, ttl) =>
-        (await runScript(redis, lockScripts.tickExtend, [recordKey], [t, ttl, recordTtlMs])) === 1,
+      extend: async (t, ttl) => {
+        const extended = await runScriptDurable(
+          redis,
+          lockScripts.tickExtend,
+          [recordKey],
+          [t, ttl, recordTtlMs],
+          durability,
+        );
+        // Extended on the primary but not confirmed: unknown, like an unanswered extension (the deadline stays).
+        if (extended.reply === 1 && extended.error !== undefined) throw extended.error;
+        return extended.reply === 1;
+      },
       release: async (t) =>
         (await runScript(
           redis,

@@ -147,4 +147,19 @@ export const lockScripts = {
     sha1: "1d17d3287639d693f35327f100ecc6573983cdd7",
     source: "-- Tick history: the newest finished runs of a job, newest first.\n-- KEYS[1] history (list): newest-first JSON entries of finished runs\n-- ARGV[1] limit (integer): how many entries to return\n-- Reply: string[]\nreturn redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)\n",
   }),
+  /**
+   * Tick unclaim: undo a claim whose durability was not confirmed, before its run started, only while the caller's
+   * token still owns it. A first claim (attempt 1) is deleted, so the tick can be claimed again as if it never
+   * was; a retry's claim (attempt 2+) is left as an abandoned run (its lease ended, no result), which a caller
+   * with retryOnError claims again. The fence the claim took is skipped.
+   * KEYS: record (hash).
+   * ARGV: token (string).
+   */
+  tickUnclaim: defineScript<["record"], ["token"], number>({
+    name: "lock/tick-unclaim",
+    keys: ["record"],
+    args: ["token"],
+    sha1: "81cf12f7c8774171f0b4d58c75d130567021b261",
+    source: "-- Tick unclaim: undo a claim whose durability was not confirmed, before its run started, only while the caller's\n-- token still owns it. A first claim (attempt 1) is deleted, so the tick can be claimed again as if it never was; a\n-- retry's claim (attempt 2+) is left as an abandoned run (its lease ended, no result), which a caller with\n-- retryOnError claims again. The fence the claim took is skipped.\n-- KEYS[1] record (hash): the tick record\n-- ARGV[1] token (string): the claim's token\n-- Reply: number\nlocal record = redis.call('HMGET', KEYS[1], 'state', 'token', 'attempt')\nif record[1] ~= 'running' or record[2] ~= ARGV[1] then\n  return 0\nend\nif tonumber(record[3] or '1') <= 1 then\n  redis.call('DEL', KEYS[1])\nelse\n  redis.call('HSET', KEYS[1], 'leaseUntil', 0)\n  redis.call('HDEL', KEYS[1], 'token')\nend\nreturn 1\n",
+  }),
 } as const;
