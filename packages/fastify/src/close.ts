@@ -1,32 +1,23 @@
-import { isCluster, type RedisClient } from "@coordis/core";
+import { disconnectWithin, isCluster, type RedisClient } from "@coordis/core";
 
 /**
  * Closes a connection the plugin opened, within `timeoutMs`. A ready connection is asked to QUIT (pending replies
  * arrive first); if that does not finish in time, or the connection is not ready (reconnecting, connecting, waiting),
- * it is cut with `disconnect()`. ioredis emits `end` only when a socket closes, and a client between two reconnect
- * attempts has no socket, so waiting for `end` is bounded too: the close never hangs on a dead Redis.
+ * it is cut with core's `disconnectWithin`, which never waits for an `end` event a dead Redis never sends.
  */
 export async function closeClient(redis: RedisClient, timeoutMs: number): Promise<void> {
-  if (redis.status === "end") return;
-  const ended = new Promise<void>((resolve) => redis.once("end", () => resolve()));
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = (ms: number) =>
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-      timer.unref();
+  if (redis.status === "ready") {
+    let timer: NodeJS.Timeout | undefined;
+    const ended = new Promise<void>((resolve) => redis.once("end", () => resolve()));
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
     });
-  try {
-    if (redis.status === "ready") {
-      await Promise.race([redis.quit().then(() => ended), timeout(timeoutMs)]).catch(() => undefined);
+    try {
+      await Promise.race([redis.quit().then(() => ended), timeout]).catch(() => undefined);
+    } finally {
       clearTimeout(timer);
     }
-    if ((redis.status as string) !== "end") {
-      redis.disconnect();
-      // A cluster's node clients close asynchronously; a standalone client with a live socket ends within a tick.
-      await Promise.race([ended, timeout(isCluster(redis) ? timeoutMs : Math.min(timeoutMs, 200))]);
-      clearTimeout(timer);
-    }
-  } finally {
-    clearTimeout(timer);
   }
+  // A cluster's node clients close asynchronously; a standalone client with a live socket ends within a tick.
+  await disconnectWithin(redis, isCluster(redis) ? timeoutMs : Math.min(timeoutMs, 200));
 }

@@ -4,19 +4,19 @@
  * `application/problem+json` 429 answers, and an optional Prometheus `/metrics` route.
  * @packageDocumentation
  */
-export {
-  type CoordisDecorator,
-  type CoordisPluginOptions,
-  type CoordisRouteConfig,
-  coordis,
-  type ProblemDetails,
-  type RateLimitDefaults,
-  type RateLimitExceededContext,
-  type RateLimitHeaderOptions,
-  type RateLimitHook,
-  type RateLimitKeyFn,
-  type RateLimitRulesFn,
-  type RateLimitSettings,
-  type RouteRateLimit,
-} from "./plugin.js";
+export type { CoordisDecorator } from "./decorator.js";
+export type {
+  CoordisPluginOptions,
+  CoordisRouteConfig,
+  RateLimitDefaults,
+  RateLimitExceededContext,
+  RateLimitHeaderOptions,
+  RateLimitHook,
+  RateLimitKeyFn,
+  RateLimitRulesFn,
+  RateLimitSettings,
+  RouteRateLimit,
+} from "./options.js";
+export { coordis } from "./plugin.js";
+export type { ProblemDetails } from "./problem.js";
 export { rateLimitKey, routeGroup } from "./rate-limit-key.js";

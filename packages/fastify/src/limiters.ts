@@ -1,0 +1,123 @@
+import { type BatchOptions, type CoordisObserver, InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { type Decision, RateLimiter, type Rule } from "@coordis/ratelimit";
+import type { PluginSettings } from "./options.js";
+
+/**
+ * `batch: "auto"` sends a limiter call micro-batched when at least this many others are in flight: a lone request
+ * is not held for a batch, and as soon as requests overlap they share script calls.
+ */
+const AUTO_BATCH_IN_FLIGHT = 1;
+/** Distinct rule sets a rules function may produce before it is an error (a limiter is cached per set). */
+const MAX_DYNAMIC_RULE_SETS = 256;
+
+/** A limiter pair for one rule set: unbatched, and batched when batching may be used. */
+export interface LimiterPair {
+  readonly plain: RateLimiter | undefined;
+  readonly batched: RateLimiter | undefined;
+  /** Either of them, for its rules. */
+  readonly any: RateLimiter;
+  /** `"<name>";q=<limit>;w=<s>, ...`, computed once. */
+  readonly policy: string;
+}
+
+/** A rule set's identity: two arrays of the same rules share one limiter (and one budget state). */
+export function specOf(rules: readonly Rule[]): string {
+  return JSON.stringify(rules.map((r) => [r.name, r.limit, r.windowMs, r.algorithm, r.burst]));
+}
+
+/**
+ * The plugin's limiters, one pair per distinct rule set, created with the plugin's prefix, observer, failure
+ * policy and batching; and the choice between a pair's batched and unbatched limiter per call (`batch: "auto"`).
+ */
+export class Limiters {
+  readonly #redis: RedisClient;
+  readonly #settings: PluginSettings;
+  readonly #observer: CoordisObserver | undefined;
+  readonly #pairs = new Map<string, LimiterPair>();
+  /** Rules functions' results -> pairs, by array identity (the usual constant arrays). */
+  readonly #dynamic = new WeakMap<object, LimiterPair>();
+  /** `<ban>/<windowMs>` -> the pair counting a route's 429 answers per key. */
+  readonly #bans = new Map<string, LimiterPair>();
+  #inFlight = 0;
+
+  /** `observer` is given to the limiters; `undefined` when nobody listens, so no event is built per request. */
+  constructor(redis: RedisClient, settings: PluginSettings, observer: CoordisObserver | undefined) {
+    this.#redis = redis;
+    this.#settings = settings;
+    this.#observer = observer;
+  }
+
+  /** The pair of a rule set (created once). @throws InvalidArgumentError for bad rules */
+  pairOf(rules: readonly Rule[]): LimiterPair {
+    const spec = specOf(rules);
+    let pair = this.#pairs.get(spec);
+    if (pair === undefined) {
+      const mode = this.#settings.batch;
+      const plain = mode === false || mode === "auto" ? this.#make(rules, false) : undefined;
+      const batched = mode === false ? undefined : this.#make(rules, mode === "auto" ? true : mode);
+      const any = (plain ?? batched) as RateLimiter;
+      const policy = any.rules.map((r) => `"${r.name}";q=${r.limit};w=${Math.ceil(r.windowMs / 1000)}`).join(", ");
+      pair = { plain, batched, any, policy };
+      this.#pairs.set(spec, pair);
+    }
+    return pair;
+  }
+
+  /**
+   * The pair of what a route's rules function returned (`route` names it in errors).
+   * @throws InvalidArgumentError when it is no array, has bad rules, or is one rule set too many
+   */
+  dynamicPairOf(route: string, rules: unknown): LimiterPair {
+    if (rules !== null && typeof rules === "object") {
+      const known = this.#dynamic.get(rules);
+      if (known !== undefined) return known;
+    }
+    if (!Array.isArray(rules))
+      throw new InvalidArgumentError("rules", `the rules function of ${route} returned no array`);
+    if (!this.#pairs.has(specOf(rules)) && this.#pairs.size >= MAX_DYNAMIC_RULE_SETS) {
+      throw new InvalidArgumentError(
+        "rules",
+        `more than ${MAX_DYNAMIC_RULE_SETS} distinct rule sets; reuse constant arrays`,
+      );
+    }
+    const pair = this.pairOf(rules);
+    this.#dynamic.set(rules, pair);
+    return pair;
+  }
+
+  /** The pair counting rejections for `ban` (after `ban` 429s within the longest window of `pair`'s rules). */
+  banPairOf(ban: number, pair: LimiterPair): LimiterPair {
+    const windowMs = Math.max(...pair.any.rules.map((r) => r.windowMs));
+    const id = `${ban}/${windowMs}`;
+    let p = this.#bans.get(id);
+    if (p === undefined) {
+      p = this.pairOf([{ name: "ban", limit: ban, windowMs }]);
+      this.#bans.set(id, p);
+    }
+    return p;
+  }
+
+  /** Consumes through the pair's batched limiter when batching pays, else its unbatched one. */
+  consume(pair: LimiterPair, key: string, cost: number): Promise<Decision> {
+    const limiter =
+      pair.plain === undefined || (pair.batched !== undefined && this.#inFlight >= AUTO_BATCH_IN_FLIGHT)
+        ? (pair.batched as RateLimiter)
+        : pair.plain;
+    this.#inFlight++;
+    return limiter.consume(key, cost);
+  }
+
+  /** Called once per settled `consume`. */
+  settled(): void {
+    this.#inFlight--;
+  }
+
+  #make(rules: readonly Rule[], batch: boolean | BatchOptions): RateLimiter {
+    return new RateLimiter(this.#redis, {
+      ...this.#settings.limiterOptions,
+      ...(this.#observer === undefined ? {} : { observer: this.#observer }),
+      rules: rules as Rule[],
+      batch,
+    });
+  }
+}

@@ -1,0 +1,209 @@
+import { RedisUnavailableError } from "@coordis/core";
+import type { Decision } from "@coordis/ratelimit";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { LimiterPair, Limiters } from "./limiters.js";
+import { problem } from "./problem.js";
+import { rateLimitKey } from "./rate-limit-key.js";
+import type { RouteLimit } from "./route-limit.js";
+
+/** Continues a request (`next()`) or fails it (`next(err)`). */
+export type Next = (err?: Error) => void;
+
+/**
+ * Runs a route's limit and calls `next()` to let the request go on, `next(err)` on an error, or nothing when it
+ * answered the request itself (429, 403, 500 or 503).
+ */
+export type RateLimitCheck = (limit: RouteLimit, request: FastifyRequest, reply: FastifyReply, next: Next) => void;
+
+function isThenable(value: unknown): value is Promise<unknown> {
+  return value !== null && typeof value === "object" && typeof (value as { then?: unknown }).then === "function";
+}
+
+function words(ms: number): string {
+  const s = Math.max(1, Math.ceil(ms / 1000));
+  return s === 1 ? "1 second" : `${s} seconds`;
+}
+
+/**
+ * The per-request path of route limits over `limiters`: key, allow list, rules, consume, headers, the 429 / 403
+ * answer, ban and callbacks. Callback style, so the common path (a string key, static rules) costs one promise, the
+ * limiter's.
+ */
+export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
+  const check: RateLimitCheck = (limit, request, reply, next) => {
+    let raw: string | Promise<string>;
+    try {
+      raw = limit.key(request);
+    } catch (err) {
+      next(err as Error);
+      return;
+    }
+    if (isThenable(raw)) raw.then((k) => withKey(limit, request, reply, k, next), next);
+    else withKey(limit, request, reply, raw, next);
+  };
+
+  const withKey = (limit: RouteLimit, request: FastifyRequest, reply: FastifyReply, raw: unknown, next: Next) => {
+    if (typeof raw !== "string" || raw.length === 0) {
+      const what = typeof raw === "string" ? "an empty string" : raw === null ? "null" : typeof raw;
+      request.log.error(`@coordis/fastify: the rate-limit key function of ${limit.id} returned ${what}`);
+      problem(
+        reply,
+        500,
+        "Internal Server Error",
+        `The rate-limit key function of route ${limit.id} returned ${what}; it must return a non-empty string.`,
+      );
+      return;
+    }
+    const allow = limit.allow;
+    if (allow === null) {
+      withRules(limit, request, reply, raw, next);
+    } else if (typeof allow !== "function") {
+      if (allow.has(raw)) next();
+      else withRules(limit, request, reply, raw, next);
+    } else {
+      Promise.resolve()
+        .then(() => allow(request, raw))
+        .then((allowed) => (allowed ? next() : withRules(limit, request, reply, raw, next)), next);
+    }
+  };
+
+  const withRules = (limit: RouteLimit, request: FastifyRequest, reply: FastifyReply, raw: string, next: Next) => {
+    const rules = limit.rules;
+    if (typeof rules !== "function") {
+      consume(limit, rules, request, reply, raw, next);
+    } else {
+      Promise.resolve()
+        .then(() => rules(request, raw))
+        .then((r) => limiters.dynamicPairOf(limit.id, r))
+        .then((pair) => consume(limit, pair, request, reply, raw, next), next);
+    }
+  };
+
+  const consume = (
+    limit: RouteLimit,
+    pair: LimiterPair,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    raw: string,
+    next: Next,
+  ) => {
+    let pending: Promise<Decision>;
+    try {
+      const cost = typeof limit.cost === "function" ? limit.cost(request) : limit.cost;
+      pending = limiters.consume(pair, rateLimitKey(limit.group, raw), cost);
+    } catch (err) {
+      next(err as Error);
+      return;
+    }
+    pending.then(
+      (decision) => {
+        limiters.settled();
+        if (decision.allowed) {
+          if (limit.onAllowed) setHeaders(limit, pair, decision, reply);
+          try {
+            limit.onExceeding?.(request, raw);
+          } catch (err) {
+            next(err as Error);
+            return;
+          }
+          next();
+        } else {
+          rejected(limit, pair, request, reply, raw, decision).then(() => undefined, next);
+        }
+      },
+      (err: unknown) => {
+        limiters.settled();
+        if (err instanceof RedisUnavailableError) {
+          problem(reply, 503, "Service Unavailable", "The rate limiter cannot reach its store; try again shortly.");
+        } else {
+          next(err as Error);
+        }
+      },
+    );
+  };
+
+  /** Whether `limit`'s ban applies to the key after this rejection (a failing store bans nobody). */
+  const banned = async (limit: RouteLimit, pair: LimiterPair, raw: string): Promise<boolean> => {
+    if (limit.ban === undefined) return false;
+    const banPair = limiters.banPairOf(limit.ban, pair);
+    try {
+      return !(await limiters.consume(banPair, rateLimitKey(limit.group, `ban:${raw}`), 1)).allowed;
+    } catch (err) {
+      if (!(err instanceof RedisUnavailableError)) throw err;
+      return false;
+    } finally {
+      limiters.settled();
+    }
+  };
+
+  /** Answers a rejected request: 429, or 403 once banned. */
+  const rejected = async (
+    limit: RouteLimit,
+    pair: LimiterPair,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    raw: string,
+    decision: Decision,
+  ): Promise<void> => {
+    const isBanned = await banned(limit, pair, raw);
+    setHeaders(limit, pair, decision, reply);
+    limit.onExceeded?.(request, raw);
+    const status = isBanned ? 403 : 429;
+    if (limit.errorResponseBuilder !== undefined) {
+      const body = limit.errorResponseBuilder(request, {
+        statusCode: status,
+        ban: isBanned,
+        after: words(decision.retryAfterMs),
+        max: decision.limit,
+        ttl: decision.retryAfterMs,
+        rule: decision.rule,
+        route: limit.id,
+        decision,
+      });
+      reply.code(status).send(body);
+      return;
+    }
+    const retry = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+    if (isBanned) {
+      problem(reply, 403, "Forbidden", `Too many rejected requests; banned for ${retry} s.`);
+    } else {
+      problem(reply, 429, "Too Many Requests", `Rate limit "${decision.rule}" exceeded; retry after ${retry} s.`);
+    }
+  };
+
+  const setHeaders = (limit: RouteLimit, pair: LimiterPair, decision: Decision, reply: FastifyReply): void => {
+    // Same fields as toHeaders() of @coordis/ratelimit, built from the decision's most constraining rule directly.
+    const t = decision.allowed
+      ? Math.max(0, Math.ceil(decision.resetMs / 1000))
+      : Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+    if (limit.draft) {
+      reply.header("RateLimit-Policy", pair.policy);
+      reply.header("RateLimit", `"${decision.rule}";r=${decision.remaining};t=${t}`);
+    }
+    if (limit.legacy) {
+      reply.header("x-ratelimit-limit", decision.limit);
+      reply.header("x-ratelimit-remaining", decision.remaining);
+      reply.header("x-ratelimit-reset", t);
+    }
+    if (!decision.allowed && limit.retryAfter) reply.header("Retry-After", t);
+  };
+
+  return check;
+}
+
+/** A Fastify hook (callback style: no promise for the hook itself) running `limit` through `check`. */
+export function hookFor(check: RateLimitCheck, limit: RouteLimit) {
+  if (limit.hook === "preParsing") {
+    return function coordisRateLimit(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      payload: unknown,
+      done: (err?: Error | null, payload?: unknown) => void,
+    ) {
+      check(limit, request, reply, (err) => done(err ?? null, payload));
+    };
+  }
+  return function coordisRateLimit(request: FastifyRequest, reply: FastifyReply, done: Next) {
+    check(limit, request, reply, done);
+  };
+}

@@ -1,0 +1,145 @@
+import { InvalidArgumentError } from "@coordis/core";
+import type { FastifyRequest } from "fastify";
+import { type LimiterPair, type Limiters, specOf } from "./limiters.js";
+import {
+  parseRouteRateLimit,
+  type RateLimitDefaults,
+  type RateLimitHook,
+  type RateLimitKeyFn,
+  type RateLimitRulesFn,
+  type RateLimitSettings,
+  renamed,
+} from "./options.js";
+import { isValidGroup, routeGroup } from "./rate-limit-key.js";
+
+/** A route's limit, resolved and validated once. */
+export interface RouteLimit {
+  /** `"<METHOD> <url>"`. */
+  readonly id: string;
+  /** The budget's group: the route's own (`route.<hash>`) or a shared one. */
+  readonly group: string;
+  readonly hook: RateLimitHook;
+  readonly key: RateLimitKeyFn;
+  readonly rules: LimiterPair | RateLimitRulesFn;
+  readonly cost: number | ((request: FastifyRequest) => number);
+  readonly allow: ReadonlySet<string> | ((request: FastifyRequest, key: string) => boolean | Promise<boolean>) | null;
+  readonly draft: boolean;
+  readonly legacy: boolean;
+  readonly retryAfter: boolean;
+  readonly onAllowed: boolean;
+  readonly errorResponseBuilder: RateLimitSettings["errorResponseBuilder"];
+  readonly onExceeding: RateLimitSettings["onExceeding"];
+  readonly onExceeded: RateLimitSettings["onExceeded"];
+  readonly ban: number | undefined;
+}
+
+/** `"<METHOD> <url>"`, the route's name in errors and in `peekRateLimit`. */
+export function routeId(method: string | string[], url: string): string {
+  return `${Array.isArray(method) ? method.join(",") : method} ${url}`;
+}
+
+const defaultKey: RateLimitKeyFn = (request) => request.ip;
+
+/**
+ * Resolves routes' limits from their config and the plugin defaults, and checks that routes sharing a group agree
+ * on its rules (a shared budget has one set of rules).
+ */
+export class RouteLimits {
+  readonly #defaults: RateLimitDefaults;
+  readonly #limiters: Limiters;
+  /** Group name -> the rules spec and first route, to check that routes sharing a group agree. */
+  readonly #groups = new Map<string, { spec: string | RateLimitRulesFn; route: string }>();
+
+  constructor(defaults: RateLimitDefaults, limiters: Limiters) {
+    this.#defaults = defaults;
+    this.#limiters = limiters;
+  }
+
+  /**
+   * Resolves and validates a route's limit; `undefined` when the route has none.
+   * @throws InvalidArgumentError naming the route's option
+   */
+  resolve(method: string | string[], url: string, config: unknown): RouteLimit | undefined {
+    const defaults = this.#defaults;
+    const id = routeId(method, url);
+    const where = `route ${id}: config`;
+    const cfg = (config ?? {}) as { rateLimit?: unknown; coordis?: unknown };
+    // config.rateLimit belongs to @fastify/rate-limit; a Coordis-shaped one is a leftover that would silently do nothing.
+    const legacy = cfg.rateLimit as Record<string, unknown> | boolean | undefined;
+    if (
+      legacy === true ||
+      (legacy !== null &&
+        typeof legacy === "object" &&
+        ("rules" in legacy || "group" in legacy || "cost" in legacy || "key" in legacy))
+    ) {
+      throw new InvalidArgumentError(
+        `${where}.rateLimit`,
+        "@coordis/fastify reads config.coordis.rateLimit (config.rateLimit is @fastify/rate-limit's); move it there",
+      );
+    }
+    if (cfg.coordis === undefined && defaults.global !== true) return undefined;
+    const own = parseRouteRateLimit(where, cfg.coordis, defaults.global === true);
+    if (own === undefined) return undefined;
+    const name = `${where}.coordis.rateLimit`;
+    const rules = own.rules ?? defaults.rules;
+    if (rules === undefined) throw new InvalidArgumentError(`${name}.rules`, "no rules and no plugin default rules");
+    const explicitGroup = own.group ?? defaults.group;
+    if (explicitGroup !== undefined && !isValidGroup(explicitGroup)) {
+      throw new InvalidArgumentError(`${name}.group`, "invalid group name");
+    }
+    let pair: LimiterPair | undefined;
+    if (typeof rules !== "function") {
+      try {
+        pair = this.#limiters.pairOf(rules);
+      } catch (err) {
+        throw renamed(err, name);
+      }
+    }
+    const cost = own.cost ?? defaults.cost ?? 1;
+    if (pair !== undefined && typeof cost === "number") {
+      const capacity = Math.min(...pair.any.rules.map((r) => r.capacity));
+      if (cost > capacity) {
+        throw new InvalidArgumentError(`${name}.cost`, `${cost} is above the smallest rule capacity ${capacity}`);
+      }
+    }
+    if (explicitGroup !== undefined) this.#checkGroup(name, id, explicitGroup, rules);
+    const allowList = own.allowList ?? defaults.allowList;
+    const headers = { ...defaults.headers, ...own.headers };
+    return {
+      id,
+      group: explicitGroup ?? routeGroup(method, url),
+      hook: own.hook ?? defaults.hook ?? "onRequest",
+      key: own.key ?? defaults.key ?? defaultKey,
+      rules: pair ?? (rules as RateLimitRulesFn),
+      cost,
+      allow: allowList === undefined ? null : typeof allowList === "function" ? allowList : new Set(allowList),
+      draft: headers.draft ?? true,
+      legacy: headers.legacy ?? false,
+      retryAfter: headers.retryAfter ?? true,
+      onAllowed: headers.onAllowed ?? true,
+      errorResponseBuilder: own.errorResponseBuilder ?? defaults.errorResponseBuilder,
+      onExceeding: own.onExceeding ?? defaults.onExceeding,
+      onExceeded: own.onExceeded ?? defaults.onExceeded,
+      ban: own.ban ?? defaults.ban,
+    };
+  }
+
+  /** Routes sharing a group need named rules, identical for all of them. */
+  #checkGroup(name: string, id: string, group: string, rules: NonNullable<RateLimitSettings["rules"]>): void {
+    if (Array.isArray(rules) && rules.some((r) => r === null || typeof r !== "object" || r.name === undefined)) {
+      throw new InvalidArgumentError(
+        `${name}.rules`,
+        `routes sharing group "${group}" need named rules (a name is part of the shared budget's state)`,
+      );
+    }
+    const spec = typeof rules === "function" ? rules : specOf(rules);
+    const first = this.#groups.get(group);
+    if (first === undefined) this.#groups.set(group, { spec, route: id });
+    else if (first.spec !== spec && first.route !== id) {
+      throw new InvalidArgumentError(
+        `${name}.rules`,
+        `group "${group}" is shared with route ${first.route}, which has different rules; routes sharing a group need identical rules`,
+      );
+    }
+  }
+}
