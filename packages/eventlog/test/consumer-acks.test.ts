@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { type CoordisEvent, connect, type OperationEvent, type RedisClient } from "@coordis/core";
 import { type Consumer, type Entry, EventLog } from "@coordis/eventlog";
-import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
+import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil, withDeadline } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventlogScripts } from "../src/scripts.generated.js";
 
@@ -29,17 +29,7 @@ async function blockedReads(admin: RedisClient): Promise<number> {
 }
 
 /** `consumer.stop()`, or a rejection after `ms`: a stop() that never resolves fails the test instead of hanging it. */
-async function stopWithin(consumer: Consumer<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`stop() did not resolve within ${ms} ms`)), ms);
-  });
-  try {
-    await Promise.race([consumer.stop(), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const stopWithin = (consumer: Consumer<unknown>, ms: number) => withDeadline(consumer.stop(), ms, "consumer.stop()");
 
 // Acknowledgements are coalesced: the entries whose handlers succeeded in one event-loop turn share one XACK. Counted
 // on a server of its own (MONITOR sees every client command; INFO commandstats every executed one).

@@ -6,6 +6,19 @@
  * @packageDocumentation
  */
 export { findExecutable, INSTALL_HINT, RedisNotAvailableError, redisCliPath, redisServerPath } from "./binaries.js";
+export {
+  awaitCloseRequest,
+  type CloseDuringOutageOptions,
+  type CloseDuringOutageResult,
+  closeDuringOutage,
+  EXIT_WITHIN_MS,
+  OUTAGE_MODES,
+  type OutageMode,
+  reportClosed,
+  reportLost,
+  type StartOutageOptions,
+  startOutage,
+} from "./close-during-outage.js";
 export { type RedisCluster, type StartClusterOptions, startRedisCluster } from "./cluster.js";
 export { type CommandCounts, countCommands, DEFAULT_IGNORED_COMMANDS } from "./commandstats.js";
 export { containerRuntimeReachable, REDIS_IMAGE } from "./containers.js";
@@ -50,5 +63,6 @@ export {
   type RedisServer,
   type StartRedisOptions,
 } from "./server-types.js";
+export { spawnWorker, type WorkerProcess } from "./spawn-worker.js";
 export { createTlsMaterial, type TlsMaterial } from "./tls.js";
 export { eventually, tryWaitUntil, type WaitOptions, WaitTimeoutError, waitUntil } from "./wait.js";
