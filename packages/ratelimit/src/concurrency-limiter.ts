@@ -1,28 +1,16 @@
-import { randomBytes } from "node:crypto";
 import {
   type CoordisObserver,
-  DEFAULT_PREFIX,
   entityKeys,
-  notifyOperation,
+  instrument,
   type RedisClient,
+  randomToken,
+  reportOperation,
   runScript,
   validate,
   validateName,
-  validatePrefix,
 } from "@coordis/core";
+import { type ConcurrencyLimiterOptions, parseConcurrencyOptions } from "./options.js";
 import { ratelimitScripts } from "./scripts.generated.js";
-
-/** Options of {@link ConcurrencyLimiter}. */
-export interface ConcurrencyLimiterOptions {
-  /** Most permits in flight per key at once (integer ≥ 1). */
-  limit: number;
-  /** Lease of each permit in ms: a holder that crashes frees its slot after this long. */
-  ttlMs: number;
-  /** Key prefix (default `"coordis"`); keys are `<prefix>:cl:{<key>}`. */
-  prefix?: string;
-  /** Receives one operation event per acquire / release / extend. */
-  observer?: CoordisObserver;
-}
 
 /** One in-flight slot of a {@link ConcurrencyLimiter}. */
 export interface Permit {
@@ -67,14 +55,14 @@ export class ConcurrencyLimiter {
   readonly #redis: RedisClient;
   readonly #observer: CoordisObserver | undefined;
 
-  /** @throws InvalidArgumentError when an option is invalid */
+  /** @throws InvalidArgumentError when an option is invalid (unknown keys included) */
   constructor(redis: RedisClient, options: ConcurrencyLimiterOptions) {
     this.#redis = validate.redisClient("redis", redis);
-    const opts = validate.options<ConcurrencyLimiterOptions>("options", options);
-    this.limit = validate.positiveInteger("options.limit", opts.limit, 1_000_000);
-    this.ttlMs = validate.durationMs("options.ttlMs", opts.ttlMs);
-    this.prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
-    this.#observer = validate.observer("options.observer", opts.observer);
+    const o = parseConcurrencyOptions(options);
+    this.limit = o.limit;
+    this.ttlMs = o.ttlMs;
+    this.prefix = o.prefix;
+    this.#observer = o.observer;
   }
 
   /**
@@ -85,8 +73,9 @@ export class ConcurrencyLimiter {
   async acquire(key: string): Promise<Permit | null> {
     validateName(key, "key");
     const zkey = entityKeys(this.prefix, "cl", key).base;
-    const token = randomBytes(16).toString("hex");
+    const token = randomToken(16);
     const started = performance.now();
+    const site = { primitive: "concurrency", op: "acquire", name: key };
     let reply: [number, number, number];
     try {
       reply = await runScript(
@@ -100,13 +89,14 @@ export class ConcurrencyLimiter {
       // full ttlMs with a token nobody holds. A release of that token is queued behind it on the same connection (fire
       // and forget), so such a phantom permit is freed as soon as Redis answers again.
       runScript(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token]).catch(() => 0);
-      this.#emit("acquire", key, started, "error", err as Error);
+      reportOperation(this.#observer, site, started, "error", err);
       throw err;
     }
     const [acquired, expiresAt] = reply;
-    this.#emit("acquire", key, started, acquired === 1 ? "acquired" : "busy");
+    reportOperation(this.#observer, site, started, acquired === 1 ? "acquired" : "busy");
     if (acquired !== 1) return null;
     let expiresAtMs = expiresAt;
+    const live = (ok: number) => (ok === 1 ? "ok" : "expired");
     const permit: Permit = {
       key,
       token,
@@ -114,41 +104,26 @@ export class ConcurrencyLimiter {
         return expiresAtMs;
       },
       release: async () => {
-        const t = performance.now();
-        try {
-          const live = (await runScript(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token])) === 1;
-          this.#emit("release", key, t, live ? "ok" : "expired");
-          return live;
-        } catch (err) {
-          this.#emit("release", key, t, "error", err as Error);
-          throw err;
-        }
+        const ok = await instrument(
+          this.#observer,
+          { primitive: "concurrency", op: "release", name: key },
+          () => runScript(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token]),
+          { outcome: live },
+        );
+        return ok === 1;
       },
       extend: async (ttlMs = this.ttlMs) => {
         validate.durationMs("ttlMs", ttlMs);
-        const t = performance.now();
-        try {
-          const [ok, at] = await runScript(this.#redis, ratelimitScripts.concurrencyExtend, [zkey], [token, ttlMs]);
-          this.#emit("extend", key, t, ok === 1 ? "ok" : "expired");
-          if (ok === 1) expiresAtMs = at;
-          return ok === 1;
-        } catch (err) {
-          this.#emit("extend", key, t, "error", err as Error);
-          throw err;
-        }
+        const [ok, at] = await instrument(
+          this.#observer,
+          { primitive: "concurrency", op: "extend", name: key },
+          () => runScript(this.#redis, ratelimitScripts.concurrencyExtend, [zkey], [token, ttlMs]),
+          { outcome: ([ok]) => live(ok) },
+        );
+        if (ok === 1) expiresAtMs = at;
+        return ok === 1;
       },
     };
     return permit;
-  }
-
-  #emit(op: string, key: string, started: number, outcome: string, error?: Error): void {
-    notifyOperation(this.#observer, {
-      primitive: "concurrency",
-      op,
-      outcome,
-      durationMs: performance.now() - started,
-      name: key,
-      ...(error === undefined ? {} : { error }),
-    });
   }
 }

@@ -4,9 +4,10 @@
  * policies and the draft-ietf-httpapi-ratelimit-headers fields.
  * @packageDocumentation
  */
-export { ConcurrencyLimiter, type ConcurrencyLimiterOptions, type Permit } from "./concurrency-limiter.js";
+export { ConcurrencyLimiter, type Permit } from "./concurrency-limiter.js";
 export type { Decision, DecisionReason, RuleDecision } from "./decision.js";
 export { type RateLimitHeaders, toHeaders } from "./headers.js";
-export { RateLimiter, type RateLimiterOptions, type RedisErrorPolicy } from "./rate-limiter.js";
+export type { ConcurrencyLimiterOptions, RateLimiterOptions, RedisErrorPolicy } from "./options.js";
+export { RateLimiter } from "./rate-limiter.js";
 export { ALGORITHMS, type Algorithm, MAX_LIMIT, type NormalizedRule, type Rule } from "./rules.js";
 export { ratelimitScripts } from "./scripts.generated.js";

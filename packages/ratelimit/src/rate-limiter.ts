@@ -1,74 +1,28 @@
 import {
   Batcher,
-  type BatchOptions,
   type BatchOutcome,
-  batchSettings,
   type CoordisObserver,
-  DEFAULT_PREFIX,
   entityKeys,
   InvalidArgumentError,
+  instrument,
   isCluster,
-  notifyOperation,
+  type OperationSite,
   type RedisClient,
   RedisUnavailableError,
+  reportOperation,
   runScript,
   runScriptDynamic,
   ScriptError,
   slotOf,
   validate,
   validateName,
-  validatePrefix,
 } from "@coordis/core";
 import { type Decision, decisionFromReply, makeDecision, type RuleDecision } from "./decision.js";
 import { DenyCache } from "./deny-cache.js";
 import { MemoryLimiter } from "./memory-limiter.js";
-import { type NormalizedRule, normalizeRules, type Rule, rulesArgs, rulesSpec } from "./rules.js";
+import { parseRateLimiterOptions, type RateLimiterOptions, type RedisErrorPolicy } from "./options.js";
+import { type NormalizedRule, rulesArgs, rulesSpec } from "./rules.js";
 import { ratelimitScripts } from "./scripts.generated.js";
-
-/**
- * What a {@link RateLimiter} does when Redis is unavailable (`RedisUnavailableError`: refused, timed out...):
- * - `"throw"` (default): the call rejects with `RedisUnavailableError`.
- * - `"fail-open"`: admit the call (`reason: "fail-open"`); nothing is counted.
- * - `"fail-closed"`: reject the call (`reason: "fail-closed"`, `retryAfterMs` = `failClosedRetryAfterMs`).
- * - `{ fallback: "memory" }`: decide with an in-process limiter of the same rules (`reason: "fallback"`); its
- *   counts are per process and start empty, so N replicas admit up to N × the limit during the outage.
- *
- * Script errors (`ScriptError`: a wrong type at the key, a missing permission) always reject: they are bugs, not
- * outages.
- */
-export type RedisErrorPolicy = "throw" | "fail-open" | "fail-closed" | { fallback: "memory"; maxKeys?: number };
-
-/** Options of {@link RateLimiter}. */
-export interface RateLimiterOptions {
-  /** The limits every key is held to, all checked atomically per call. */
-  rules: Rule[];
-  /** Key prefix (default `"coordis"`); keys are `<prefix>:rl:{<key>}`. */
-  prefix?: string;
-  /** Receives one operation event per call (see the README's "Observability"). */
-  observer?: CoordisObserver;
-  /** Failure policy, default `"throw"`. */
-  onRedisError?: RedisErrorPolicy;
-  /**
-   * After a policy decided because Redis failed, keep deciding locally for this many ms before trying Redis
-   * again, so an outage costs one command timeout per interval rather than per call. Default 1000; 0 disables.
-   */
-  redisRetryMs?: number;
-  /** `retryAfterMs` of a fail-closed decision. Default 1000. */
-  failClosedRetryAfterMs?: number;
-  /**
-   * Local deny cache (off by default): after a rejection, calls for the same key (of at least the rejected cost)
-   * are rejected locally until `retryAfterMs` has passed, without a Redis call (`reason: "deny-cache"`). `true`
-   * holds up to 10 000 keys.
-   */
-  denyCache?: boolean | { maxKeys?: number };
-  /**
-   * Micro-batching of {@link RateLimiter.consume} (off by default): consumes issued in the same event-loop turn
-   * (or within `maxDelayMs`) go to Redis as one script call per hash slot (one per call batch on a standalone
-   * server), applied in call order, each all rules or none on its own, each caller with its own decision or error.
-   * `true` = `{ maxSize: 32, maxDelayMs: 0 }`. See the README's "Micro-batching".
-   */
-  batch?: boolean | BatchOptions;
-}
 
 interface QueuedConsume {
   readonly stateKey: string;
@@ -110,6 +64,8 @@ export class RateLimiter {
   readonly #redisRetryMs: number;
   readonly #failClosedRetryAfterMs: number;
   readonly #batcher: Batcher<QueuedConsume, number[]> | undefined;
+  /** Each rule's algorithm by name (the observer's `algorithm` attribute). */
+  readonly #algorithms: ReadonlyMap<string, string>;
   /** `<prefix>:rl:`, the part of every key before the hash tag. */
   readonly #keyHead: string;
   #downUntil = 0;
@@ -120,51 +76,21 @@ export class RateLimiter {
    */
   constructor(redis: RedisClient, options: RateLimiterOptions) {
     this.#redis = validate.redisClient("redis", redis);
-    const opts = validate.options<RateLimiterOptions>("options", options);
-    this.rules = Object.freeze(normalizeRules(opts.rules));
+    const o = parseRateLimiterOptions(options);
+    this.rules = o.rules;
     this.#spec = rulesSpec(this.rules);
     this.#ruleArgs = rulesArgs(this.rules);
     this.#maxCost = Math.min(...this.rules.map((r) => r.capacity));
-    this.prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
+    this.#algorithms = new Map(this.rules.map((r) => [r.name, r.algorithm]));
+    this.prefix = o.prefix;
     this.#keyHead = entityKeys(this.prefix, "rl", "x").base.slice(0, -3);
-    this.#observer = validate.observer("options.observer", opts.observer);
-    const policy = opts.onRedisError === undefined ? "throw" : opts.onRedisError;
-    if (typeof policy === "string") {
-      validate.oneOf("options.onRedisError", policy, ["throw", "fail-open", "fail-closed"]);
-    } else if (policy === null || typeof policy !== "object" || policy.fallback !== "memory") {
-      throw new InvalidArgumentError(
-        "options.onRedisError",
-        'expected "throw", "fail-open", "fail-closed" or { fallback: "memory" }',
-      );
-    }
-    this.#policy = policy;
-    if (typeof policy === "object") {
-      const maxKeys =
-        policy.maxKeys === undefined
-          ? undefined
-          : validate.positiveInteger("options.onRedisError.maxKeys", policy.maxKeys);
-      this.#memory = new MemoryLimiter(maxKeys);
-    }
-    if (opts.denyCache !== undefined && opts.denyCache !== true && opts.denyCache !== false) {
-      validate.options<{ maxKeys?: number }>("options.denyCache", opts.denyCache);
-    }
-    if (opts.denyCache !== undefined && opts.denyCache !== false) {
-      const maxKeys =
-        opts.denyCache === true || opts.denyCache.maxKeys === undefined
-          ? 10_000
-          : validate.positiveInteger("options.denyCache.maxKeys", opts.denyCache.maxKeys);
-      this.#denyCache = new DenyCache(maxKeys);
-    }
-    this.#redisRetryMs =
-      opts.redisRetryMs === undefined
-        ? 1_000
-        : validate.durationMs("options.redisRetryMs", opts.redisRetryMs, { min: 0, max: 600_000 });
-    this.#failClosedRetryAfterMs =
-      opts.failClosedRetryAfterMs === undefined
-        ? 1_000
-        : validate.durationMs("options.failClosedRetryAfterMs", opts.failClosedRetryAfterMs);
-    const batch = batchSettings("options.batch", opts.batch);
-    if (batch !== undefined) this.#batcher = new Batcher(batch, (items) => this.#sendBatch(items));
+    this.#observer = o.observer;
+    this.#policy = o.policy;
+    if (o.fallback !== undefined) this.#memory = new MemoryLimiter(o.fallback.maxKeys);
+    if (o.denyCacheKeys !== undefined) this.#denyCache = new DenyCache(o.denyCacheKeys);
+    this.#redisRetryMs = o.redisRetryMs;
+    this.#failClosedRetryAfterMs = o.failClosedRetryAfterMs;
+    if (o.batch !== undefined) this.#batcher = new Batcher(o.batch, (items) => this.#sendBatch(items));
   }
 
   /** Micro-batching settings, or `undefined` when consume is not batched. */
@@ -232,14 +158,9 @@ export class RateLimiter {
     this.#denyCache?.delete(key);
     this.#memory?.delete(key);
     this.#batcher?.flush();
-    const started = performance.now();
-    try {
-      await runScript(this.#redis, ratelimitScripts.reset, [stateKey], [this.#spec]);
-    } catch (err) {
-      this.#emit("reset", key, started, "error", undefined, err as Error);
-      throw err;
-    }
-    this.#emit("reset", key, started, "ok");
+    await instrument(this.#observer, { primitive: "ratelimit", op: "reset", name: key }, () =>
+      runScript(this.#redis, ratelimitScripts.reset, [stateKey], [this.#spec]),
+    );
   }
 
   #key(key: string): string {
@@ -282,7 +203,7 @@ export class RateLimiter {
           : runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]));
     } catch (err) {
       if (!(err instanceof RedisUnavailableError) || this.#policy === "throw") {
-        this.#emit(op, key, started, "error", undefined, err as Error);
+        reportOperation(this.#observer, { primitive: "ratelimit", op, name: key }, started, "error", err);
         throw err;
       }
       this.#downUntil = performance.now() + this.#redisRetryMs;
@@ -335,24 +256,19 @@ export class RateLimiter {
   }
 
   #report(op: Op, key: string, started: number, decision: Decision, error?: unknown): Decision {
-    this.#emit(op, key, started, decision.allowed ? "allowed" : "rejected", decision, error as Error | undefined);
-    return decision;
-  }
-
-  #emit(op: Op, key: string, started: number, outcome: string, decision?: Decision, error?: Error): void {
-    if (this.#observer?.onOperation === undefined) return;
-    const algorithm = this.rules.find((r) => r.name === decision?.rule)?.algorithm;
-    notifyOperation(this.#observer, {
+    const observer = this.#observer;
+    if (observer?.onOperation === undefined) return decision;
+    const algorithm = this.#algorithms.get(decision.rule);
+    const site: OperationSite = {
       primitive: "ratelimit",
       op,
-      outcome,
-      durationMs: performance.now() - started,
       name: key,
-      attributes: {
-        ...(decision === undefined ? {} : { reason: decision.reason, rule: decision.rule }),
-        ...(algorithm === undefined ? {} : { algorithm }),
-      },
-      ...(error === undefined ? {} : { error }),
-    });
+      attributes:
+        algorithm === undefined
+          ? { reason: decision.reason, rule: decision.rule }
+          : { reason: decision.reason, rule: decision.rule, algorithm },
+    };
+    reportOperation(observer, site, started, decision.allowed ? "allowed" : "rejected", error);
+    return decision;
   }
 }

@@ -57,6 +57,11 @@ export interface NormalizedRule {
   readonly capacity: number;
 }
 
+/**
+ * The keys a rule may have: a {@link Rule}'s, and `capacity`, so that a limiter's normalized `rules` can be passed
+ * again (its `capacity` must then be the rule's own, `burst ?? limit`).
+ */
+const RULE_KEYS = ["name", "limit", "windowMs", "algorithm", "burst", "capacity"] as const;
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const SHORT: Record<Algorithm, string> = {
   "fixed-window": "fw",
@@ -94,7 +99,7 @@ export function normalizeRules(rules: unknown, argument = "options.rules"): Norm
   const seen = new Set<string>();
   return rules.map((raw: unknown, i) => {
     const at = `${argument}[${i}]`;
-    const rule = validate.options<Rule>(at, raw);
+    const rule = validate.options<Rule & { capacity?: unknown }>(at, raw, RULE_KEYS);
     if (raw === undefined) throw new InvalidArgumentError(at, "expected a rule object");
     if (rule.name !== undefined && (typeof rule.name !== "string" || !NAME_PATTERN.test(rule.name))) {
       throw new InvalidArgumentError(`${at}.name`, `must match ${NAME_PATTERN}`);
@@ -118,6 +123,9 @@ export function normalizeRules(rules: unknown, argument = "options.rules"): Norm
           `${burst === undefined ? "limit" : "burst"} × windowMs / gcd(limit, windowMs) must be at most 2^53 − 1`,
         );
       }
+    }
+    if (rule.capacity !== undefined && rule.capacity !== (burst ?? limit)) {
+      throw new InvalidArgumentError(`${at}.capacity`, "not an option (a rule's capacity is its burst ?? limit)");
     }
     const name = rule.name === undefined ? defaultRuleName({ algorithm, limit, windowMs, burst }) : rule.name;
     if (seen.has(name)) {

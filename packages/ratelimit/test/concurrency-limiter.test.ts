@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
 import { ConcurrencyLimiter } from "@coordis/ratelimit";
-import { type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { eventually, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 
 const prefix = testPrefix();
@@ -50,11 +50,10 @@ describe.each([
     const crashed = await cl.acquire(key); // never released
     expect(crashed).not.toBeNull();
     const start = Date.now();
-    let next = await cl.acquire(key);
-    while (next === null && Date.now() - start < 5_000) {
-      await sleep(20);
-      next = await cl.acquire(key);
-    }
+    const next = await eventually("the crashed holder's slot", () => cl.acquire(key), {
+      timeoutMs: 5_000,
+      intervalMs: 20,
+    });
     expect(next).not.toBeNull();
     expect(Date.now() - start).toBeGreaterThanOrEqual(200);
     expect(await crashed?.extend()).toBe(false);

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, InvalidArgumentError, type RedisClient, RedisUnavailableError } from "@coordis/core";
 import { ConcurrencyLimiter, RateLimiter, type RedisErrorPolicy, type Rule } from "@coordis/ratelimit";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { countCommands, eventually, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
@@ -121,6 +121,49 @@ describe("on a server of its own", () => {
     expect(executed).toEqual({});
   });
 
+  it("an unknown option key, at any level, throws InvalidArgumentError naming it and sends nothing", async () => {
+    const rules: Rule[] = [{ limit: 1, windowMs: 1_000 }];
+    const cases: Array<[() => unknown, string]> = [
+      [() => new RateLimiter(redis, { rules, prefix, limt: 5 } as never), "options.limt"],
+      [() => new RateLimiter(redis, { rules, prefx: "p" } as never), "options.prefx"],
+      [
+        () => new RateLimiter(redis, { rules: [{ limit: 1, windowMs: 1_000, algoritm: "gcra" } as never] }),
+        "options.rules[0].algoritm",
+      ],
+      [
+        () => new RateLimiter(redis, { rules, onRedisError: { fallback: "memory", maxKey: 3 } as never }),
+        "options.onRedisError.maxKey",
+      ],
+      [
+        () => new RateLimiter(redis, { rules: [{ limit: 1, windowMs: 1_000, capacity: 5 } as never] }),
+        "options.rules[0].capacity",
+      ],
+      [() => new RateLimiter(redis, { rules, denyCache: { maxkeys: 3 } as never }), "options.denyCache.maxkeys"],
+      [() => new RateLimiter(redis, { rules, batch: { maxSize: 4, delayMs: 1 } as never }), "options.batch.delayMs"],
+      [() => new ConcurrencyLimiter(redis, { limit: 2, ttlMs: 1_000, prefx: "p" } as never), "options.prefx"],
+      [() => new ConcurrencyLimiter(redis, { limit: 2, ttl: 1_000 } as never), "options.ttl"],
+    ];
+    const { roundTrips, executed } = await countCommands(server, async () => {
+      for (const [build, argument] of cases) {
+        const err = (() => {
+          try {
+            build();
+          } catch (e) {
+            return e;
+          }
+        })();
+        expect(err, argument).toBeInstanceOf(InvalidArgumentError);
+        expect((err as InvalidArgumentError).argument, argument).toBe(argument);
+        expect((err as Error).message, argument).toMatch(/unknown option|not an option/);
+      }
+    });
+    expect(roundTrips).toBe(0);
+    expect(executed).toEqual({});
+    // a limiter's normalized rules (with their capacity) are accepted again
+    const again = new RateLimiter(redis, { rules: [...new RateLimiter(redis, { rules: RULES }).rules], prefix });
+    expect(again.rules).toEqual(new RateLimiter(redis, { rules: RULES }).rules);
+  });
+
   it("deny cache: after a rejection the same key is answered locally until retryAfterMs", async () => {
     const rl = new RateLimiter(redis, { rules: [{ limit: 1, windowMs: 600 }], prefix, denyCache: true });
     await rl.consume("dc");
@@ -185,12 +228,14 @@ describe("on a server of its own", () => {
       });
       expect((await rl.consume("back")).reason).toBe("fail-open");
       await server.restart();
-      const deadline = Date.now() + 10_000;
-      let d = await rl.consume("back");
-      while (d.reason !== "redis" && Date.now() < deadline) {
-        await sleep(50);
-        d = await rl.consume("back");
-      }
+      const d = await eventually(
+        "a decision by Redis again",
+        async () => {
+          const got = await rl.consume("back");
+          return got.reason === "redis" ? got : undefined;
+        },
+        { timeoutMs: 10_000, intervalMs: 50 },
+      );
       expect(d).toMatchObject({ reason: "redis", allowed: true });
     });
   });

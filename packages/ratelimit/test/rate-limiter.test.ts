@@ -1,22 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type OperationEvent, type RedisClient } from "@coordis/core";
 import { type Algorithm, RateLimiter, type Rule, toHeaders } from "@coordis/ratelimit";
-import { testPrefix } from "@coordis/testing";
+import { testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 const prefix = testPrefix();
 let n = 0;
 const freshKey = () => `k-${process.pid}-${++n}`;
-
-/** Polls `fn` until it returns true, failing after `deadlineMs`. */
-async function until(fn: () => Promise<boolean>, deadlineMs: number, stepMs = 10): Promise<number> {
-  const start = Date.now();
-  while (!(await fn())) {
-    if (Date.now() - start > deadlineMs) throw new Error(`condition not met within ${deadlineMs} ms`);
-    await sleep(stepMs);
-  }
-  return Date.now() - start;
-}
 
 const ALGS: Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
 
@@ -220,7 +210,7 @@ describe.each([
     const t0 = Date.now();
     await rl.consume(key, 2);
     expect((await rl.consume(key)).allowed).toBe(false);
-    const waited = await until(async () => (await rl.peek(key)).remaining === 2, 3_000);
+    const waited = await waitUntil("2 units back", async () => (await rl.peek(key)).remaining === 2, 3_000);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(300);
     expect(waited).toBeLessThan(2_000);
   });
@@ -230,11 +220,11 @@ describe.each([
     const key = freshKey();
     const t0 = Date.now();
     await rl.consume(key, 10);
-    await until(async () => (await rl.peek(key)).remaining >= 5, 3_000);
+    await waitUntil("5 tokens refilled", async () => (await rl.peek(key)).remaining >= 5, 3_000);
     const elapsed = Date.now() - t0;
     expect(elapsed).toBeGreaterThanOrEqual(400); // 5 tokens at 10/s need 500 ms
     expect(elapsed).toBeLessThan(2_500);
-    await until(async () => (await rl.peek(key)).resetMs === 0, 3_000);
+    await waitUntil("the bucket full", async () => (await rl.peek(key)).resetMs === 0, 3_000);
     expect((await rl.peek(key)).remaining).toBe(10);
   });
 
@@ -257,7 +247,7 @@ describe.each([
     // and everything is back within two windows.
     const d = await rl.peek(key);
     expect(d.remaining).toBeLessThan(10);
-    await until(async () => (await rl.peek(key)).remaining === 10, 3_000);
+    await waitUntil("every unit back", async () => (await rl.peek(key)).remaining === 10, 3_000);
   });
 
   it("rules can change: state is kept by rule name and algorithm, counts clamped to the new limit", async () => {

@@ -1,7 +1,6 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
 import { RateLimiter, type RateLimiterOptions, type Rule } from "@coordis/ratelimit";
-import { testPrefix } from "@coordis/testing";
+import { testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 const prefix = testPrefix();
@@ -9,9 +8,8 @@ let n = 0;
 const freshKey = () => `rc-${process.pid}-${++n}`;
 
 /** Waits (polling the clock) until `at` (Date.now() ms) has passed: used to wait out a stored state's old expiry. */
-async function waitUntil(at: number): Promise<void> {
-  while (Date.now() < at) await sleep(Math.min(50, Math.max(1, at - Date.now())));
-}
+const clockPassed = (at: number) =>
+  waitUntil(`the clock to pass ${at}`, () => Date.now() >= at, at - Date.now() + 5_000);
 
 describe("rate limits: rule changes, limiters sharing a key, deny cache, exact arithmetic", () => {
   let redis: RedisClient;
@@ -43,7 +41,7 @@ describe("rate limits: rule changes, limiters sharing a key, deny cache, exact a
       const rejected = await after.consume(key);
       expect(rejected.allowed).toBe(false);
       expect(rejected.retryAfterMs).toBeGreaterThan(50_000);
-      await waitUntil(t0 + 700); // the old rules' expiry has passed
+      await clockPassed(t0 + 700); // the old rules' expiry has passed
       expect(await admitted(after, key, 5)).toBe(0);
       expect((await after.peek(key)).retryAfterMs).toBeGreaterThan(50_000);
     });
@@ -55,7 +53,7 @@ describe("rate limits: rule changes, limiters sharing a key, deny cache, exact a
       const t0 = Date.now();
       expect(await admitted(before, key, 5)).toBe(5);
       expect((await after.consume(key)).allowed).toBe(false);
-      await waitUntil(t0 + 700);
+      await clockPassed(t0 + 700);
       expect(await admitted(after, key, 5)).toBe(0);
     });
 
@@ -67,7 +65,7 @@ describe("rate limits: rule changes, limiters sharing a key, deny cache, exact a
         const t0 = Date.now();
         expect(await before.consume(key, 10)).toMatchObject({ allowed: true });
         expect((await after.consume(key)).allowed).toBe(false);
-        await waitUntil(t0 + 700); // the old rules would have refilled all 10 by now
+        await clockPassed(t0 + 700); // the old rules would have refilled all 10 by now
         const ok = await admitted(after, key, 10);
         // one unit per 300 ms since the bucket was emptied (at or after t0)
         expect(ok, algorithm).toBeLessThanOrEqual(Math.floor((Date.now() - t0) / 300) + 1);
@@ -171,7 +169,7 @@ describe("rate limits: rule changes, limiters sharing a key, deny cache, exact a
       await short.consume(key); // the short entry's write keeps the long entry and the key's expiry
       expect(await admin.pexpiretime(stateKey)).toBe(expiry);
       expect(await admin.get(stateKey)).toMatch(/long\|fw=\d+:\d+:1/);
-      await waitUntil(t0 + 800);
+      await clockPassed(t0 + 800);
       await long.consume(key);
       const value = (await admin.get(stateKey)) as string;
       expect(value).not.toContain("short|fw");
