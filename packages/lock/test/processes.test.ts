@@ -1,10 +1,10 @@
 import { connect, type RedisClient } from "@coordis/core";
 import { Mutex, tickHistory } from "@coordis/lock";
-import { testPrefix } from "@coordis/testing";
+import { spawnWorker, testPrefix, type WorkerProcess } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startWorker, type Worker } from "./fixtures/spawn.js";
 
 const prefix = testPrefix();
+const WORKER = new URL("./fixtures/worker.ts", import.meta.url);
 
 /** The protected resource: accepts a write only with a fence above every fence it accepted before. */
 class FencedRegister {
@@ -23,12 +23,16 @@ class FencedRegister {
 }
 
 type Msg = Record<string, unknown> & { type: string };
-type Route = (msg: Msg, w: Worker) => void;
+type Route = (msg: Msg, w: WorkerProcess) => void;
 
 /** Waits until `count` workers sent a message of `type` (an "error" message fails at once); returns them. */
-function collect(workers: readonly Worker[], type: string, onOther: Route = () => {}): Promise<Map<Worker, Msg>> {
+function collect(
+  workers: readonly WorkerProcess[],
+  type: string,
+  onOther: Route = () => {},
+): Promise<Map<WorkerProcess, Msg>> {
   return new Promise((resolve, reject) => {
-    const got = new Map<Worker, Msg>();
+    const got = new Map<WorkerProcess, Msg>();
     route = (msg, w) => {
       if (msg.type === "error") reject(new Error(`worker ${w.pid}: ${String(msg.message)}`));
       else if (msg.type === type) {
@@ -43,11 +47,11 @@ let route: Route = () => {};
 
 describe("locks across processes (8 replicas, separate connections)", () => {
   let redis: RedisClient;
-  let workers: Worker[];
+  let workers: WorkerProcess[];
   beforeAll(async () => {
     redis = connect(inject("coordisRedisUrl"));
     await redis.ping();
-    const all: Worker[] = [];
+    const all: WorkerProcess[] = [];
     const ready = new Promise<void>((resolve) => {
       let n = 0;
       route = (msg) => {
@@ -55,7 +59,7 @@ describe("locks across processes (8 replicas, separate connections)", () => {
       };
     });
     for (let i = 0; i < 8; i++) {
-      all.push(startWorker("worker.ts", [inject("coordisRedisUrl"), prefix], (msg, w) => route(msg as Msg, w)));
+      all.push(spawnWorker(WORKER, [inject("coordisRedisUrl"), prefix], (msg, w) => route(msg as Msg, w)));
     }
     await ready;
     workers = all;
@@ -99,7 +103,7 @@ describe("locks across processes (8 replicas, separate connections)", () => {
 
   it("a holder paused (SIGSTOP) past its TTL loses: another gets a higher fence; resumed, it sees signal.aborted, its write is rejected and release() is false", async () => {
     const register = new FencedRegister();
-    const holder = workers[0] as Worker;
+    const holder = workers[0] as WorkerProcess;
     const mutex = new Mutex(redis, "paused", { prefix, ttlMs: 5_000 });
     let holderFence = 0;
     let frozen!: () => void;

@@ -1,32 +1,39 @@
 import { entityKeys, hashTagOf, InvalidArgumentError, validateName } from "@coordis/core";
 
 /**
+ * The 13 keys most scripts take, in the order of lua/_lib/queue.lua's q_keys(): each is
+ * `<prefix>:queue:{<tag>}:<kind>`.
+ */
+const SCRIPT_KEYS = [
+  "jobs",
+  "ready",
+  "delayed",
+  "prio",
+  "leases",
+  "active",
+  "done",
+  "dead",
+  "cancelled",
+  "meta",
+  "groups",
+  "gwait",
+  "wake",
+] as const;
+
+/**
  * The keys of one partition of a queue. They share one hash tag, so every script runs in one slot: `{<name>}` for a
  * queue of one partition, `{<name>#<i>}` for partition i of several.
  */
-export interface PartitionKeys {
+export type PartitionKeys = { readonly [K in (typeof SCRIPT_KEYS)[number]]: string } & {
   /** Partition index. */
   readonly index: number;
-  readonly jobs: string;
-  readonly ready: string;
-  readonly delayed: string;
-  readonly prio: string;
-  readonly leases: string;
-  readonly active: string;
-  readonly done: string;
-  readonly dead: string;
-  readonly cancelled: string;
-  readonly meta: string;
-  readonly groups: string;
-  readonly gwait: string;
-  readonly wake: string;
   readonly sched: string;
   readonly schedz: string;
   /** Sharded pub/sub channel announcing finished jobs (same hash tag as the keys). */
   readonly channel: string;
   /** The 13 keys most scripts take, in the order of lua/_lib/queue.lua's q_keys(). */
   readonly all: readonly string[];
-}
+};
 
 /** Longest queue name, UTF-8 bytes (room is left for the partition suffix of the hash tag). */
 export const MAX_QUEUE_NAME_BYTES = 500;
@@ -40,62 +47,29 @@ export function validateQueueName(name: unknown, argument = "name"): string {
   return value;
 }
 
+/** The keys of the partition of hash tag `tag` (index `index`). */
+function partitionKeys(prefix: string, tag: string, index: number): PartitionKeys {
+  const k = entityKeys(prefix, "queue", tag);
+  const all = Object.freeze(SCRIPT_KEYS.map((kind) => k.sub(kind)));
+  const named = Object.fromEntries(SCRIPT_KEYS.map((kind, i) => [kind, all[i]])) as Record<
+    (typeof SCRIPT_KEYS)[number],
+    string
+  >;
+  return Object.freeze({
+    ...named,
+    index,
+    sched: k.sub("sched"),
+    schedz: k.sub("schedz"),
+    channel: k.sub("events"),
+    all,
+  });
+}
+
 /** The keys of every partition of queue `name`. */
 export function queueKeys(prefix: string, name: string, partitions: number): PartitionKeys[] {
-  const out: PartitionKeys[] = [];
-  for (let index = 0; index < partitions; index++) {
-    const k = entityKeys(prefix, "queue", partitions === 1 ? name : `${name}#${index}`);
-    const jobs = k.sub("jobs");
-    const ready = k.sub("ready");
-    const delayed = k.sub("delayed");
-    const prio = k.sub("prio");
-    const leases = k.sub("leases");
-    const active = k.sub("active");
-    const done = k.sub("done");
-    const dead = k.sub("dead");
-    const cancelled = k.sub("cancelled");
-    const meta = k.sub("meta");
-    const groups = k.sub("groups");
-    const gwait = k.sub("gwait");
-    const wake = k.sub("wake");
-    out.push(
-      Object.freeze({
-        index,
-        jobs,
-        ready,
-        delayed,
-        prio,
-        leases,
-        active,
-        done,
-        dead,
-        cancelled,
-        meta,
-        groups,
-        gwait,
-        wake,
-        sched: k.sub("sched"),
-        schedz: k.sub("schedz"),
-        channel: k.sub("events"),
-        all: Object.freeze([
-          jobs,
-          ready,
-          delayed,
-          prio,
-          leases,
-          active,
-          done,
-          dead,
-          cancelled,
-          meta,
-          groups,
-          gwait,
-          wake,
-        ]),
-      }),
-    );
-  }
-  return out;
+  return Array.from({ length: partitions }, (_, index) =>
+    partitionKeys(prefix, partitions === 1 ? name : `${name}#${index}`, index),
+  );
 }
 
 /**
@@ -103,7 +77,7 @@ export function queueKeys(prefix: string, name: string, partitions: number): Par
  * tag `{<name>}`, whatever its partitions (for one partition, that partition's meta hash).
  */
 export function queueMetaKey(prefix: string, name: string): string {
-  return entityKeys(prefix, "queue", name).sub("meta");
+  return partitionKeys(prefix, name, 0).meta;
 }
 
 /**

@@ -1,8 +1,8 @@
 import { connect, type RedisClient } from "@coordis/core";
 import { type Job, JobCancelledError, JobDeadError, Queue, Worker } from "@coordis/queue";
-import { testPrefix } from "@coordis/testing";
+import { testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { gate, waitUntil } from "./helpers.js";
+import { gate } from "./helpers.js";
 
 const prefix = testPrefix("queue");
 
@@ -96,7 +96,7 @@ describe("Queue and Worker on the shared server", () => {
     const { jobs } = await queue.deadLetters();
     expect(jobs.map((j) => j.id)).toEqual([id]);
     expect(await queue.retryDead(id)).toBe(true);
-    await waitUntil("the retried job ran again", () => attempts.length === 6);
+    await waitUntil("the retried job ran again", () => attempts.length === 6, 10_000);
   });
 
   it("cancel: a waiting job never runs; a running job's signal aborts and its completion is refused", async () => {
@@ -125,7 +125,7 @@ describe("Queue and Worker on the shared server", () => {
     await started.promise;
     expect(await queue.cancel(running.id)).toBe(true);
     expect(await aborted.promise).toMatchObject({ code: "ERR_JOB_LOST", reason: "cancelled" });
-    await waitUntil("the refused completion", () => worker.stats().refused === 1);
+    await waitUntil("the refused completion", () => worker.stats().refused === 1, 10_000);
     expect(await queue.get(running.id)).toMatchObject({ state: "cancelled" });
     expect(await queue.cancel(running.id)).toBe(false);
   });

@@ -1,8 +1,8 @@
 import { connect, type RedisClient } from "@coordis/core";
 import { type Job, JobLostError, Queue, Worker } from "@coordis/queue";
-import { testPrefix } from "@coordis/testing";
+import { testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
-import { gate, waitUntil } from "./helpers.js";
+import { gate } from "./helpers.js";
 
 const prefix = testPrefix("queue");
 
@@ -125,7 +125,7 @@ describe("queue features on the shared server", () => {
     await waitUntil("the result to expire", async () => (await q.get(id)) === null, 5_000);
     const many = await q.addMany(Array.from({ length: 8 }, (_, i) => ({ data: i })));
     await q.result((many.at(-1) as { id: string }).id, { timeoutMs: 10_000 });
-    await waitUntil("retention applied", async () => (await q.counts()).completed === 3);
+    await waitUntil("retention applied", async () => (await q.counts()).completed === 3, 10_000);
     expect(await q.get((many[0] as { id: string }).id)).toBeNull();
     expect(await q.get((many.at(-1) as { id: string }).id)).toMatchObject({ state: "completed", result: 70 });
   });
@@ -173,7 +173,7 @@ describe("queue features on the shared server", () => {
     await q.add("p5-b", { priority: 5 });
     expect(await q.counts()).toMatchObject({ waiting: 5, paused: true });
     await q.resume();
-    await waitUntil("all ran", () => order.length === 5);
+    await waitUntil("all ran", () => order.length === 5, 10_000);
     expect(order).toEqual(["p0-a", "p0-b", "p5", "p5-b", "p9"]);
   });
 

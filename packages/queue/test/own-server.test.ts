@@ -1,8 +1,7 @@
 import { InvalidArgumentError, type RedisClient } from "@coordis/core";
 import { Queue, Worker } from "@coordis/queue";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { waitUntil } from "./helpers.js";
 
 const prefix = testPrefix("queue");
 
@@ -33,7 +32,7 @@ describe("Queue on a server of its own", () => {
     });
     try {
       // Workers wait (blocked) before the jobs arrive: the count covers everything a job costs, idle reads included.
-      await waitUntil("the worker to block", async () => (await queue.counts()).waiting === 0);
+      await waitUntil("the worker to block", async () => (await queue.counts()).waiting === 0, 10_000);
       const { executed, sent } = await countCommands(server, async () => {
         await Promise.all(Array.from({ length: n }, (_, i) => queue.add(i)));
         await waitUntil("every job completed", () => worker.stats().completed === n, 30_000);

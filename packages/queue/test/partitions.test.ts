@@ -1,8 +1,7 @@
 import { type CoordisEvent, connect, type RedisClient } from "@coordis/core";
 import { PartitionsMismatchError, Queue, Worker } from "@coordis/queue";
-import { testPrefix } from "@coordis/testing";
+import { testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { waitUntil } from "./helpers.js";
 
 const prefix = testPrefix("queue");
 
@@ -79,7 +78,7 @@ describe("a queue's partition count is recorded on first use and checked by ever
       const { id } = await same.add(5);
       expect(await same.result(id, { timeoutMs: 10_000 })).toBe(5);
       await same.close();
-      await waitUntil("the worker to count its job", () => worker.stats().completed === 1);
+      await waitUntil("the worker to count its job", () => worker.stats().completed === 1, 10_000);
     } finally {
       await worker.close({ timeoutMs: 1_000 });
       await queue.close();

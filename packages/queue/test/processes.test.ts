@@ -1,11 +1,11 @@
 import { connect, type RedisClient } from "@coordis/core";
 import { Queue, Worker } from "@coordis/queue";
-import { testPrefix } from "@coordis/testing";
+import { spawnWorker, testPrefix, type WorkerProcess, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type Worker as Child, startWorker } from "./fixtures/spawn.js";
-import { gate, waitUntil } from "./helpers.js";
+import { gate } from "./helpers.js";
 
 const prefix = testPrefix("queue");
+const WORKER = new URL("./fixtures/worker.ts", import.meta.url);
 type Msg = Record<string, unknown> & { type: string };
 
 /** The external system the jobs write to: per job, accepts a write only with a fence above every one it accepted. */
@@ -26,7 +26,7 @@ class FencedRegister {
 
 describe("workers in separate processes", () => {
   let redis: RedisClient;
-  const children: Child[] = [];
+  const children: WorkerProcess[] = [];
   beforeAll(async () => {
     redis = connect(inject("coordisRedisUrl"));
     await redis.ping();
@@ -46,11 +46,11 @@ describe("workers in separate processes", () => {
   function spawn(
     name: string,
     register: FencedRegister,
-    onMsg: (m: Msg, c: Child) => void,
+    onMsg: (m: Msg, c: WorkerProcess) => void,
     args: string[],
-  ): Promise<Child> {
+  ): Promise<WorkerProcess> {
     return new Promise((resolve) => {
-      const child = startWorker("worker.ts", [inject("coordisRedisUrl"), prefix, name, ...args], (raw, c) => {
+      const child = spawnWorker(WORKER, [inject("coordisRedisUrl"), prefix, name, ...args], (raw, c) => {
         const m = raw as Msg;
         if (m.type === "ready") resolve(c);
         else if (m.type === "write")
@@ -78,7 +78,7 @@ describe("workers in separate processes", () => {
     const n = 150;
     const ids = (await queue.addMany(Array.from({ length: n }, (_, i) => ({ data: i })))).map((r) => r.id);
     await waitUntil("a third of the jobs started", () => started >= n / 3, 30_000);
-    const victim = workers[0] as Child;
+    const victim = workers[0] as WorkerProcess;
     victim.child.kill("SIGKILL");
     await victim.exited;
     await waitUntil("every job completed", async () => (await queue.counts()).completed === n, 60_000);
