@@ -56,45 +56,38 @@ export const SMOKE_OPTIONS: BenchOptions = {
   smoke: true,
 };
 
+/** The flags that take an integer: the option each sets and its smallest value. */
+const INTEGER_FLAGS = {
+  "--duration": ["durationMs", 10],
+  "--rounds": ["rounds", 1],
+  "--warmup": ["warmupMs", 0],
+  "--concurrency": ["concurrency", 1],
+} as const satisfies Record<string, readonly [keyof BenchOptions, number]>;
+
 /** Parses `--filter <regex> --duration <ms> --rounds <n> --smoke` (and `--warmup`, `--concurrency`). */
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const smoke = argv.includes("--smoke");
   const options: BenchOptions = { ...(smoke ? SMOKE_OPTIONS : DEFAULT_OPTIONS) };
-  let durationGiven = false;
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith("--")) throw new Error(`${flag} needs a value`);
     return v;
   };
-  const int = (i: number, flag: string, min: number): number => {
-    const v = Number(value(i, flag));
-    if (!Number.isInteger(v) || v < min) throw new Error(`${flag} must be an integer >= ${min}`);
-    return v;
-  };
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
+    const arg = argv[i] as string;
+    if (Object.hasOwn(INTEGER_FLAGS, arg)) {
+      const [key, min] = INTEGER_FLAGS[arg as keyof typeof INTEGER_FLAGS];
+      const v = Number(value(i, arg));
+      if (!Number.isInteger(v) || v < min) throw new Error(`${arg} must be an integer >= ${min}`);
+      options[key] = v;
+      i++;
+      continue;
+    }
     switch (arg) {
       case "--smoke":
         break;
       case "--filter":
         options.filter = new RegExp(value(i, arg));
-        i++;
-        break;
-      case "--duration":
-        options.durationMs = int(i, arg, 10);
-        durationGiven = true;
-        i++;
-        break;
-      case "--rounds":
-        options.rounds = int(i, arg, 1);
-        i++;
-        break;
-      case "--warmup":
-        options.warmupMs = int(i, arg, 0);
-        i++;
-        break;
-      case "--concurrency":
-        options.concurrency = int(i, arg, 1);
         i++;
         break;
       case "--help":
@@ -104,7 +97,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
         throw new Error(`unknown argument ${arg}\n${USAGE}`);
     }
   }
-  if (durationGiven) options.sequentialMs = Math.max(10, Math.round(options.durationMs / 2));
+  if (argv.includes("--duration")) options.sequentialMs = Math.max(10, Math.round(options.durationMs / 2));
   return options;
 }
 

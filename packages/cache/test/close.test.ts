@@ -1,13 +1,6 @@
 import { fileURLToPath } from "node:url";
-import {
-  closeDuringOutage,
-  EXIT_WITHIN_MS,
-  OUTAGE_MODES,
-  type RedisServer,
-  startRedis,
-  testPrefix,
-} from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { closeDuringOutage, EXIT_WITHIN_MS, OUTAGE_MODES, testPrefix } from "@coordis/testing";
+import { describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
 const workerFile = fileURLToPath(new URL("./fixtures/close-worker.ts", import.meta.url));
@@ -16,17 +9,9 @@ const workerFile = fileURLToPath(new URL("./fixtures/close-worker.ts", import.me
 const CLOSE_BOUND_MS = 1_000 + 1_500;
 
 describe("Cache.close() after a Redis outage (fault proxy)", () => {
-  let server: RedisServer;
-  beforeAll(async () => {
-    server = await startRedis();
-  });
-  afterAll(async () => {
-    await server.stop();
-  });
-
   for (const mode of OUTAGE_MODES) {
     it(`${mode}: close() resolves within its bound and leaves nothing running`, async () => {
-      const r = await closeDuringOutage<{ closeMs: number }>({ target: server, workerFile, args: [prefix], mode });
+      const r = await closeDuringOutage<{ closeMs: number }>({ workerFile, args: [prefix], mode });
       expect(r.result.closeMs).toBeLessThan(CLOSE_BOUND_MS);
       expect(r.exit).toBe(0);
       expect(r.exitAfterMs).toBeLessThan(EXIT_WITHIN_MS);

@@ -1,14 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { CLOSE_TIMEOUT_MS } from "@coordis/pubsub";
-import {
-  closeDuringOutage,
-  EXIT_WITHIN_MS,
-  OUTAGE_MODES,
-  type RedisServer,
-  startRedis,
-  testPrefix,
-} from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { closeDuringOutage, EXIT_WITHIN_MS, OUTAGE_MODES, testPrefix } from "@coordis/testing";
+import { describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
 const workerFile = fileURLToPath(new URL("./fixtures/close-worker.ts", import.meta.url));
@@ -17,18 +10,9 @@ const workerFile = fileURLToPath(new URL("./fixtures/close-worker.ts", import.me
 const MARGIN_MS = 1_500;
 
 describe("PubSub.close() after a Redis outage (fault proxy)", () => {
-  let server: RedisServer;
-  beforeAll(async () => {
-    server = await startRedis();
-  });
-  afterAll(async () => {
-    await server.stop();
-  });
-
   for (const mode of OUTAGE_MODES) {
     it(`${mode}: close() resolves within its bound, settles a pending subscribe and leaves nothing running`, async () => {
       const r = await closeDuringOutage<{ closeMs: number; pending: string }>({
-        target: server,
         workerFile,
         args: [prefix],
         mode,

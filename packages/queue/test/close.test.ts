@@ -1,14 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { CLOSE_GRACE_MS } from "@coordis/queue";
-import {
-  closeDuringOutage,
-  EXIT_WITHIN_MS,
-  OUTAGE_MODES,
-  type RedisServer,
-  startRedis,
-  testPrefix,
-} from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { closeDuringOutage, EXIT_WITHIN_MS, OUTAGE_MODES, testPrefix } from "@coordis/testing";
+import { describe, expect, it } from "vitest";
 
 const prefix = testPrefix("queue");
 const workerFile = fileURLToPath(new URL("./fixtures/close-worker.ts", import.meta.url));
@@ -21,19 +14,10 @@ const MARGIN_MS = 1_500;
 const QUEUE_CLOSE_BOUND_MS = 1_000 + MARGIN_MS;
 
 describe("Worker.close() and Queue.close() after a Redis outage (fault proxy)", () => {
-  let server: RedisServer;
-  beforeAll(async () => {
-    server = await startRedis();
-  });
-  afterAll(async () => {
-    await server.stop();
-  });
-
   for (const mode of OUTAGE_MODES) {
     it(`${mode}: both close() calls resolve within their bounds and leave nothing running`, async () => {
       // The child holds a running job and an open result() subscriber; it closes the Worker, then the Queue.
       const r = await closeDuringOutage<{ closeMs: number; queueCloseMs: number }>({
-        target: server,
         workerFile,
         args: [prefix, `close-${mode}`, String(CLOSE_TIMEOUT_MS)],
         mode,

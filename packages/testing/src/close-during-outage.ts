@@ -5,6 +5,8 @@ import { createInterface } from "node:readline";
 import { withDeadline } from "./deadline.js";
 import { type FaultProxy, type ProxyTarget, startProxy } from "./proxy.js";
 import { EventRecorder } from "./recorder.js";
+import { startRedis } from "./redis-server.js";
+import type { RedisServer } from "./server-types.js";
 import { waitUntil } from "./wait.js";
 
 /**
@@ -70,8 +72,8 @@ const EXITED = "\0exited";
 
 /** Options of {@link closeDuringOutage}. */
 export interface CloseDuringOutageOptions {
-  /** The Redis server (or node) the fault proxy forwards to. */
-  target: ProxyTarget | string;
+  /** The Redis server (or node) the fault proxy forwards to; default a `redis-server` of its own, for this run. */
+  target?: ProxyTarget | string;
   /**
    * The worker: a TypeScript file run by node with tsx under the `@coordis/source` condition, given the proxy's URL
    * and then {@link args}. It connects through the URL, calls {@link awaitCloseRequest} once set up, {@link reportLost}
@@ -100,14 +102,26 @@ export interface CloseDuringOutageResult<R> {
 }
 
 /**
- * A bounded-close test's run: starts a fault proxy to `target` and the worker process through it, waits until the
+ * A bounded-close test's run: starts a fault proxy to `target` (or to a server of its own) and the worker process through it, waits until the
  * worker is ready, starts the outage `mode` ({@link startOutage}), asks the worker to close, and measures how soon
  * the worker exits by itself afterwards. The proxy is closed and a worker still running is killed before it
  * resolves.
  * @throws WaitTimeoutError when the worker was not ready, did not notice the outage, or did not report in time
  */
 export async function closeDuringOutage<R>(options: CloseDuringOutageOptions): Promise<CloseDuringOutageResult<R>> {
-  const proxy = await startProxy({ target: options.target });
+  const own = options.target === undefined ? await startRedis() : undefined;
+  try {
+    return await closeThrough<R>(options.target ?? (own as RedisServer), options);
+  } finally {
+    await own?.stop();
+  }
+}
+
+async function closeThrough<R>(
+  target: ProxyTarget | string,
+  options: CloseDuringOutageOptions,
+): Promise<CloseDuringOutageResult<R>> {
+  const proxy = await startProxy({ target });
   const child = spawn(
     process.execPath,
     ["--conditions=@coordis/source", "--import", "tsx", options.workerFile, proxy.url, ...(options.args ?? [])],
