@@ -3,18 +3,26 @@
 -- already a duplicate that creates and changes nothing.
 local QA_PRIO_SHIFT = 17592186044416 -- 2^44, as in lua/_lib/queue.lua
 
--- Creates job `id` from 10 arguments starting at ARGV[b]: data, delayMs, priority, attempts, backoff type, backoff
--- delayMs, backoff maxDelayMs, jitter (per mille), resultTtlMs, group. keys: jobs, ready, delayed, prio. `clock` is a
+-- Reads a job's options text: "<delayMs> <priority> <attempts> <backoff type> <backoff delayMs> <backoff maxDelayMs>
+-- <jitter per mille> <resultTtlMs> <group>" (the group is the rest of the text, '' for none). Returns a table.
+local function qa_options(text)
+  local d, p, a, bt, bd, bm, j, ttl, g =
+    string.match(text, '^(%d+) (%d) (%d+) (%d) (%d+) (%d+) (%d+) (%d+) (.*)$')
+  if not d then error('queue: malformed job options: ' .. text) end
+  return { delay = tonumber(d), prio = tonumber(p), attempts = tonumber(a), btype = tonumber(bt),
+    bdelay = tonumber(bd), bmax = tonumber(bm), jitter = tonumber(j), ttl = tonumber(ttl), group = g }
+end
+
+-- Creates job `id` with `data` and options `o` (from qa_options). keys: jobs, ready, delayed, prio. `clock` is a
 -- table caching the server time ({ now = nil }). Returns created (boolean), wake (boolean: the job went outside the
 -- ready stream).
-local function qa_add(keys, id, b, clock)
-  local delay, p = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])
-  local rec = cmsgpack.pack({ 'w', 0, tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]),
-    tonumber(ARGV[b + 6]), tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8]), p, ARGV[b + 9], ARGV[b], 0 })
+local function qa_add(keys, id, data, o, clock)
+  local p = o.prio
+  local rec = cmsgpack.pack({ 'w', 0, o.attempts, o.btype, o.bdelay, o.bmax, o.jitter, o.ttl, p, o.group, data, 0 })
   if redis.call('HSETNX', keys[1], 'j:' .. id, rec) == 0 then return false, false end
-  if delay > 0 then
+  if o.delay > 0 then
     clock.now = clock.now or now_ms()
-    redis.call('ZADD', keys[3], clock.now + delay, p .. id)
+    redis.call('ZADD', keys[3], clock.now + o.delay, p .. id)
     return true, true
   elseif p == 0 then
     redis.call('XADD', keys[2], '*', 'i', id)

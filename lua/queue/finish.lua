@@ -22,8 +22,10 @@
 -- ARGV[4] deadAgeMs (ms): how long dead jobs are kept
 -- ARGV[5] pub (string): 'SPUBLISH' to announce completed and dead jobs, '' not to
 -- ARGV[6] channel (string): the partition's channel
--- ARGV[7] delivery (list): 5 arguments per delivery, repeated: id, fence, kind ('c' completed, 'f' failed, 'F' failed
--- and not to be retried), result or error text, u (random in [0, 1) for the backoff jitter)
+-- ARGV[7] u (number): a random number in [0, 1) for the backoff jitter (the i-th failure of the call takes its
+-- fractional part after adding i times the golden ratio, so failures of one call spread as independent ones do)
+-- ARGV[8] delivery (list): 3 arguments per delivery, repeated: id, fence, outcome (the kind, 'c' completed, 'f' failed
+-- or 'F' failed and not to be retried, followed by the result or error text)
 -- Reply: number[]
 --@include now-ms
 --@include queue
@@ -32,11 +34,11 @@ local now = now_ms()
 local count = tonumber(ARGV[1])
 local maxDone, maxDead, deadAge = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local ids = {}
-for i = 1, count do ids[i] = ARGV[2 + 5 * i] end
+for i = 1, count do ids[i] = ARGV[5 + 3 * i] end
 local fences = redis.call('HMGET', K.active, unpack(ids))
 local live, fields = {}, {}
 for i = 1, count do
-  if fences[i] and fences[i] == ARGV[3 + 5 * i] then
+  if fences[i] and fences[i] == ARGV[6 + 3 * i] then
     live[#live + 1] = i
     fields[#live] = 'j:' .. ids[i]
   end
@@ -50,8 +52,10 @@ for j, i in ipairs(live) do liveIds[j] = ids[i] end
 redis.call('HDEL', K.active, unpack(liveIds))
 redis.call('ZREM', K.leases, unpack(liveIds))
 local writes, done, lines = {}, {}, {}
+local u, failures = tonumber(ARGV[7]), 0
 for j, i in ipairs(live) do
-  local id, kind, b = ids[i], ARGV[4 + 5 * i], 5 * i
+  local id, outcome = ids[i], ARGV[7 + 3 * i]
+  local kind = string.sub(outcome, 1, 1)
   local raw = raws[j]
   if raw then
     local rec = cmsgpack.unpack(raw)
@@ -61,14 +65,16 @@ for j, i in ipairs(live) do
       rec[Q_STATE] = 'c'
       rec[Q_FINISHED] = now
       local w = #writes
-      writes[w + 1], writes[w + 2], writes[w + 3], writes[w + 4] = 'j:' .. id, cmsgpack.pack(rec), 'r:' .. id, ARGV[b + 5]
+      writes[w + 1], writes[w + 2], writes[w + 3], writes[w + 4] = 'j:' .. id, cmsgpack.pack(rec), 'r:' .. id, string.sub(outcome, 2)
       done[#done + 1] = now + rec[Q_TTL]
       done[#done + 1] = id
       lines[#lines + 1] = 'c ' .. id
       out[i] = 1
     else
       if kind == 'F' then rec[Q_MAX] = rec[Q_ATTEMPTS] end
-      local fate = q_retry_or_bury(K, id, rec, ARGV[b + 5], now, tonumber(ARGV[b + 6]), maxDead, deadAge)
+      local ui = (u + failures * 0.6180339887498949) % 1
+      failures = failures + 1
+      local fate = q_retry_or_bury(K, id, rec, string.sub(outcome, 2), now, ui, maxDead, deadAge)
       if fate == 'dead' then
         lines[#lines + 1] = 'D ' .. id
         out[i] = 3

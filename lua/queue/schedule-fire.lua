@@ -13,8 +13,8 @@
 -- ARGV[2] dueAt (ms): the run time the caller found (server ms)
 -- ARGV[3] nextAt (ms): the run time after it (server ms)
 -- ARGV[4] id (string): the job's id
--- ARGV[5] job (list): 10 arguments: data, delayMs, priority, attempts, backoff type, backoff delayMs, backoff
--- maxDelayMs, jitter (per mille), resultTtlMs, group
+-- ARGV[5] data (string): the job's data
+-- ARGV[6] options (string): the job's options text (see lua/_lib/queue-add.lua's qa_options)
 -- Reply: number
 --@include now-ms
 --@include queue-add
@@ -23,6 +23,6 @@ if not due or tonumber(due) ~= tonumber(ARGV[2]) then return 0 end
 local clock = { now = now_ms() }
 if tonumber(ARGV[2]) > clock.now then return 0 end
 redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
-local created, wake = qa_add(KEYS, ARGV[4], 5, clock)
+local created, wake = qa_add(KEYS, ARGV[4], ARGV[5], qa_options(ARGV[6]), clock)
 if wake then redis.call('XADD', KEYS[5], 'MAXLEN', '1', '*', 'w', '1') end
 return created and 1 or 2

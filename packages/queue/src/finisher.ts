@@ -139,7 +139,8 @@ export class Finisher {
     const k = this.#keys[partition] as PartitionKeys;
     const s = this.#settings;
     const args: (string | number)[] = [list.length, s.maxDone, s.maxDead, s.deadAgeMs, "SPUBLISH", k.channel];
-    for (const p of list) args.push(p.id, p.fence, p.kind, p.payload, Math.random());
+    args.push(Math.random());
+    for (const p of list) args.push(p.id, p.fence, p.kind + p.payload);
     runScriptDynamic(this.#redis, queueScripts.finish, k.all, args).then(
       (reply) => {
         list.forEach((p, i) => {

@@ -45,7 +45,8 @@ export class Delivery<T> implements Job<T> {
   lostReason: JobLostReason | undefined;
   /** `performance.now()` when the handler started. */
   started = 0;
-  readonly #controller = new AbortController();
+  /** Created when a handler first reads `signal` (most never do: one fewer allocation per job). */
+  #controller: AbortController | undefined;
   readonly #progress: (job: Delivery<T>, value: unknown) => Promise<boolean>;
 
   constructor(
@@ -58,17 +59,20 @@ export class Delivery<T> implements Job<T> {
     this.maxAttempts = init.maxAttempts;
     this.partition = init.partition;
     this.deadline = init.deadline;
+    this.key = `${init.partition}\n${init.id}`;
     this.#progress = progress;
   }
 
   get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.lostReason !== undefined) this.#controller.abort(this.#lostError(this.lostReason));
+    }
     return this.#controller.signal;
   }
 
   /** The key of this delivery in the worker's maps. */
-  get key(): string {
-    return `${this.partition}\n${this.id}`;
-  }
+  readonly key: string;
 
   progress(value: unknown): Promise<boolean> {
     return this.#progress(this, value);
@@ -78,7 +82,11 @@ export class Delivery<T> implements Job<T> {
   lose(reason: JobLostReason): boolean {
     if (this.lostReason !== undefined) return false;
     this.lostReason = reason;
-    this.#controller.abort(new JobLostError(this.id, this.fence, reason));
+    this.#controller?.abort(this.#lostError(reason));
     return true;
+  }
+
+  #lostError(reason: JobLostReason): JobLostError {
+    return new JobLostError(this.id, this.fence, reason);
   }
 }

@@ -309,10 +309,14 @@ export const BASE_JOB: ParsedJob = Object.freeze({
   resultTtlMs: DEFAULT_RESULT_TTL_MS,
 });
 
-/** The 10 script arguments of a job after its data (see lua/_lib/queue-add.lua). */
+/** The 10 script arguments of a job after its id, as stored with a schedule: data, then {@link jobFields}. */
 export function jobArgs(job: ParsedJob, data: string): (string | number)[] {
+  return [data, ...jobFields(job)];
+}
+
+/** The 9 option fields of a job, in the order of lua/_lib/queue-add.lua's qa_options (the group last). */
+function jobFields(job: ParsedJob): (string | number)[] {
   return [
-    data,
     job.delayMs,
     job.priority,
     job.attempts,
@@ -323,4 +327,19 @@ export function jobArgs(job: ParsedJob, data: string): (string | number)[] {
     job.resultTtlMs,
     job.group,
   ];
+}
+
+const optionsTexts = new WeakMap<ParsedJob, string>();
+
+/**
+ * A job's options as the one script argument lua/_lib/queue-add.lua's qa_options reads (`"<delayMs> <priority> ...
+ * <group>"`), cached per parsed options object (a queue's defaults are parsed once and shared by every add using them).
+ */
+export function jobOptionsText(job: ParsedJob): string {
+  let text = optionsTexts.get(job);
+  if (text === undefined) {
+    text = jobFields(job).join(" ");
+    optionsTexts.set(job, text);
+  }
+  return text;
 }

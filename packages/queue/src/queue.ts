@@ -23,6 +23,7 @@ import {
   BASE_JOB,
   type JobOptions,
   jobArgs,
+  jobOptionsText,
   MAX_ADD_MANY,
   onlyKeys,
   type ParsedCommon,
@@ -49,7 +50,9 @@ export interface AddResult {
 /** One queued add on its way to a batch. */
 interface QueuedAdd {
   readonly id: string;
-  readonly args: readonly (string | number)[];
+  readonly data: string;
+  /** The job's options text (see jobOptionsText). */
+  readonly options: string;
 }
 
 /** Most jobs one add script call carries. */
@@ -412,14 +415,18 @@ export class Queue<T = unknown, R = unknown> {
   #prepare(data: T, opts: JobOptions | undefined, dataArg: string, optsArg: string): QueuedAdd {
     const job = parseJob(optsArg, opts, this.#defaults);
     const encoded = encodeArgument(this.#opts.codec, dataArg, data, this.#opts.maxPayloadBytes);
-    const id = job.id ?? randomUUID();
-    return { id, args: [id, ...jobArgs(job, encoded)] };
+    return { id: job.id ?? randomUUID(), data: encoded, options: jobOptionsText(job) };
   }
 
   async #sendAdds(items: readonly QueuedAdd[], partition: number): Promise<BatchOutcome<boolean>[]> {
     const k = this.#keys[partition] as PartitionKeys;
+    // Three arguments per job; options equal to the previous job's are sent as '' (parsed once by the script).
     const args: (string | number)[] = [items.length];
-    for (const item of items) for (const a of item.args) args.push(a);
+    let options: string | undefined;
+    for (const item of items) {
+      args.push(item.id, item.data, item.options === options ? "" : item.options);
+      options = item.options;
+    }
     const keys = [k.jobs, k.ready, k.delayed, k.prio, k.wake] as const;
     const reply =
       this.#durability === undefined

@@ -78,7 +78,7 @@ export class Scheduler {
         this.#redis,
         queueScripts.scheduleFire,
         [k.jobs, k.ready, k.delayed, k.prio, k.wake, k.sched, k.schedz],
-        [name, dueAt, nextAt, scheduledJobId(name, dueAt), ...stored.job],
+        [name, dueAt, nextAt, scheduledJobId(name, dueAt), String(stored.job[0]), stored.job.slice(1).join(" ")],
       );
       if (fired === 1) this.#event("schedule-fired", { schedule: name });
       // Whoever fired it, the schedule's next run is nextAt now.
