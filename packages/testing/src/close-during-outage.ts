@@ -137,7 +137,7 @@ async function closeThrough<R>(
     /** The first line matching `predicate`; fails at once when the worker exited before printing it. */
     const line = async (what: string, predicate: (line: string) => boolean, timeoutMs: number) => {
       const got = await lines.waitFor((l) => l === EXITED || predicate(l), { what, timeoutMs });
-      if (got === EXITED) throw new Error(`the worker exited with code ${child.exitCode} before ${what}`);
+      if (got === EXITED) throw new Error(`the worker exited with code ${child.exitCode} while waiting for ${what}`);
       return got;
     };
     await line("the worker to be ready", (l) => l === READY, options.readyTimeoutMs ?? 30_000);
