@@ -5,13 +5,18 @@
  *   targets against the measured figures); markers and section are appended at the end when absent;
  * - each package README (lock, ratelimit, leaderboard, eventlog, cache): a small table of that package's rows inside
  *   its "Performance" section (placeholder sentences saying numbers come later are removed; the rest is kept).
+ * - packages/queue/README.md: @coordis/queue against BullMQ (readme-queue.ts).
  * Only the text between the markers is ever rewritten once they exist. Exits 1 when latest.json is missing.
+ * `--from <file>` reads another results file; `--only root,queue` writes only those READMEs (e.g. after a run filtered
+ * to one package, whose figures must not replace the root README's full table).
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { BenchReport, ScenarioResult } from "./harness.js";
 import { FLOOR_ID } from "./harness.js";
+import { queueSection } from "./readme-queue.js";
+import { machineLine, wrap, wrapMarkdown } from "./readme-text.js";
 import { int, memory, ms, ratio, refCell, roundTrips, throughput, us } from "./report.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -29,40 +34,6 @@ const PACKAGES: Record<string, readonly string[]> = {
 };
 
 type Row = ScenarioResult;
-
-/** Greedy wrap at `width` columns (README prose is wrapped at 120); continuation lines get `indent`. */
-function wrap(paragraph: string, width = 120, indent = ""): string {
-  const lines: string[] = [];
-  let line = "";
-  for (const word of paragraph.split(/\s+/).filter(Boolean)) {
-    if (line.trim() !== "" && line.length + 1 + word.length > width) {
-      lines.push(line);
-      line = `${indent}${word}`;
-    } else line = line === "" ? word : `${line} ${word}`;
-  }
-  if (line !== "") lines.push(line);
-  return lines.join("\n");
-}
-
-/** Wraps prose paragraphs and `- ` list items of generated Markdown; tables, headings and blank lines pass through. */
-function wrapMarkdown(lines: readonly string[]): string {
-  return lines
-    .map((l) => (l.startsWith("- ") ? wrap(l, 120, "  ") : l === "" || /^[|#]/.test(l) ? l : wrap(l)))
-    .join("\n");
-}
-
-function machineLine(report: BenchReport): string {
-  const m = report.machine;
-  const o = report.options;
-  return (
-    `Run of ${report.date.slice(0, 16).replace("T", " ")} UTC on ${m.cpuCount} × ${m.cpuModel} ` +
-    `(${Math.round(m.totalMemoryMB / 1024)} GB, ${m.platform} ${m.arch}), Node ${report.versions.node}, ` +
-    `Redis ${report.versions.redis}, ioredis ${report.versions.ioredis}; ${o.rounds} interleaved round(s) of ` +
-    `${o.durationMs} ms at ${o.concurrency} in flight + ${o.sequentialMs} ms with one caller; load average ` +
-    `${m.loadAverageStart[0]} → ${m.loadAverageEnd[0]}${o.smoke ? " (smoke run: not a measurement)" : ""}` +
-    `${o.filter === undefined ? "" : ` (filter ${o.filter})`}.`
-  );
-}
 
 function statusNote(r: Row): string {
   if (r.status === "unavailable") return " (not available yet)";
@@ -168,6 +139,8 @@ function targets(report: BenchReport): string[] {
   refTarget("ratelimit/coordis-3-rules", "Coordis 3-rule limit ≥ 0.9× Coordis 1 rule", 0.9);
   refTarget("lock/coordis-redlock-x3", "Redlock ×3 ≥ 1.2× redlock@5 beta on the same 3 masters", 1.2);
   workQueueTarget(report, out);
+  refTarget("job-queue/coordis-e2e", "Job queue (@coordis/queue) end to end ≥ 4× BullMQ jobs/s", 4);
+  refTarget("job-queue/coordis-add-many", "Job queue bulk add (addMany) ≥ 5× BullMQ addBulk", 5);
 
   // Micro-batching: ≥ 3× raw unbatched EVALSHA throughput at p99 ≤ 5 ms (at `c` in flight).
   const floor = byId.get(FLOOR_ID);
@@ -345,31 +318,50 @@ function insertIntoPackage(text: string, body: string): string {
   return `${text.slice(0, sectionStart)}\n${section}\n${next === null ? "" : "\n"}${text.slice(sectionEnd)}`;
 }
 
+/** Command line: `--from <file>` (default results/latest.json), `--only <name,...>` (README.md targets: `root` and/or package names). */
+function parseArgs(argv: readonly string[]): { file: string; only: Set<string> | undefined } {
+  let file = join(here, "results", "latest.json");
+  let only: Set<string> | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const value = argv[i + 1];
+    if (argv[i] === "--from" && value !== undefined) file = argv[++i] as string;
+    else if (argv[i] === "--only" && value !== undefined) only = new Set((argv[++i] as string).split(","));
+    else throw new Error(`unknown argument ${argv[i]} (known: --from <file>, --only <root,queue,...>)`);
+  }
+  return { file, only };
+}
+
+/** Writes `body` between the markers of a package README (placing them on the first write). */
+function writePackage(pkg: string, body: string | undefined): void {
+  const path = join(root, "packages", pkg, "README.md");
+  if (!existsSync(path) || body === undefined) return;
+  const current = readFileSync(path, "utf8");
+  const next = replaceBetween(current, body) ?? insertIntoPackage(current, body);
+  if (next !== current) writeFileSync(path, next);
+  process.stderr.write(`wrote the benchmark table of ${path}\n`);
+}
+
 function main(): number {
-  const file = join(here, "results", "latest.json");
+  const { file, only } = parseArgs(process.argv.slice(2));
   if (!existsSync(file)) {
     process.stderr.write(`${file} does not exist: run \`npm run bench\` first\n`);
     return 1;
   }
   const report = JSON.parse(readFileSync(file, "utf8")) as BenchReport;
+  const wanted = (name: string) => only === undefined || only.has(name);
 
-  const readme = join(root, "README.md");
-  const text = readFileSync(readme, "utf8");
-  const body = rootSection(report);
-  const updated = replaceBetween(text, body) ?? `${text.trimEnd()}\n\n${START}\n${body}\n${END}\n`;
-  writeFileSync(readme, updated);
-  process.stderr.write(`wrote the Performance section of ${readme}\n`);
-
-  for (const [pkg, prefixes] of Object.entries(PACKAGES)) {
-    const path = join(root, "packages", pkg, "README.md");
-    if (!existsSync(path)) continue;
-    const section = packageSection(report, prefixes);
-    if (section === undefined) continue;
-    const current = readFileSync(path, "utf8");
-    const next = replaceBetween(current, section) ?? insertIntoPackage(current, section);
-    if (next !== current) writeFileSync(path, next);
-    process.stderr.write(`wrote the benchmark table of ${path}\n`);
+  if (wanted("root")) {
+    const readme = join(root, "README.md");
+    const text = readFileSync(readme, "utf8");
+    const body = rootSection(report);
+    const updated = replaceBetween(text, body) ?? `${text.trimEnd()}\n\n${START}\n${body}\n${END}\n`;
+    writeFileSync(readme, updated);
+    process.stderr.write(`wrote the Performance section of ${readme}\n`);
   }
+  for (const [pkg, prefixes] of Object.entries(PACKAGES)) {
+    if (wanted(pkg)) writePackage(pkg, packageSection(report, prefixes));
+  }
+  if (wanted("queue")) writePackage("queue", queueSection(report));
   return 0;
 }
 
