@@ -2,6 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Cache } from "@coordis/cache";
 import { connect, DurabilityError, type RedisClient } from "@coordis/core";
 import { Leaderboard } from "@coordis/leaderboard";
+import { runOncePerTick, type TickResult } from "@coordis/lock";
 import { Queue, Worker } from "@coordis/queue";
 import { RateLimiter } from "@coordis/ratelimit";
 import {
@@ -21,7 +22,8 @@ const LIMIT = 20;
 const WAIT_MS = 15_000;
 
 /**
- * One Sentinel failover under load for the rate limiter, the leaderboard, the cache and the queue's add, on one
+ * One Sentinel failover under load for the rate limiter, the leaderboard, the cache, the queue's add and
+ * runOncePerTick, on one
  * topology: a master, one replica replicating through a fault proxy, one Sentinel (quorum 1, down-after 1 s), the
  * clients connected through Sentinel as the least-privilege user. The scenario runs once (beforeAll):
  *
@@ -41,6 +43,15 @@ describe("primitives across a Sentinel failover of a primary killed under load",
     clients.push(c);
     return c;
   };
+  let tickClient: RedisClient;
+  /** Runs of each tick of the job "nightly"; `durable` runs with the durability setting. */
+  const tickRuns = new Map<number, number>();
+  const tick = (n: number, durable: boolean): Promise<TickResult<void> | unknown> =>
+    runOncePerTick(tickClient, "nightly", n, () => void tickRuns.set(n, (tickRuns.get(n) ?? 0) + 1), {
+      prefix,
+      ...(durable ? { durability: { replicas: 1, timeoutMs: 300 } } : {}),
+    }).catch((e: unknown) => e);
+  const tickBefore: Record<string, unknown> = {};
   /** The application's durability for primitives without the setting: WAIT right behind the write, same client. */
   const confirm = async (redis: RedisClient) => expect(await redis.call("WAIT", 1, 1_000)).toBe(1);
   let killed = false;
@@ -79,6 +90,7 @@ describe("primitives across a Sentinel failover of a primary killed under load",
     const rlClient = client();
     const boardClient = client();
     const queueClient = client();
+    tickClient = client();
     limiter = new RateLimiter(rlClient, {
       prefix,
       rules: [{ limit: LIMIT, windowMs: 365 * 24 * 3_600_000 }],
@@ -100,8 +112,8 @@ describe("primitives across a Sentinel failover of a primary killed under load",
     await confirm(boardClient);
     await cacheB.set("item", "v1");
     await confirm(cacheClientB);
-    // (A's breaker may still be open after the outage: get() then answers undefined, without asking Redis.)
-    expect(await eventually("cache A to read the item", () => cacheA.get<string>("item"), WAIT_MS)).toBe("v1");
+    expect(await cacheA.get("item")).toBe("v1"); // now in cache A's L1
+    tickBefore.durable = await tick(1, true); // claim confirmed, then run
     // Durable adds run from here until the failover; a few are confirmed before the cut.
     const addLoop = (async () => {
       for (let n = 0; !failedOver; n++) {
@@ -125,6 +137,8 @@ describe("primitives across a Sentinel failover of a primary killed under load",
     await cacheB.set("item", "v2");
     // cacheA drops its L1 copy on the invalidation and reads v2 from the primary into its L1.
     await until("cache A to serve v2", async () => (await cacheA.get("item")) === "v2");
+    tickBefore.plain = await tick(2, false); // claimed, run and recorded on the primary only
+    tickBefore.refused = await tick(3, true);
     for (let n = 0; n < 3; n++) {
       await plainQueue.add(n, { id: `p${n}` });
       adds.lost.push(`p${n}`);
@@ -207,6 +221,23 @@ describe("primitives across a Sentinel failover of a primary killed under load",
     expect(await eventually("cache B to read the item", () => cacheB.get<string>("item"), WAIT_MS)).toBe("v1");
     // (A's breaker may still be open after the outage: get() then answers undefined, without asking Redis.)
     expect(await eventually("cache A to read the item", () => cacheA.get<string>("item"), WAIT_MS)).toBe("v1");
+  });
+
+  it("runOncePerTick: a confirmed claim is never run again; without the setting the cut's tick runs twice", async () => {
+    expect(tickBefore.durable).toMatchObject({ ran: true });
+    expect(tickBefore.plain).toMatchObject({ ran: true });
+    // The claim the replica could not confirm: fn not called.
+    expect(tickBefore.refused).toBeInstanceOf(DurabilityError);
+    expect(tickRuns.get(3)).toBeUndefined();
+    // After the failover, one caller per tick (another replica arriving late).
+    const after = await Promise.all([1, 2, 3].map((n) => tick(n, false)));
+    // Tick 1: its claim survived (its finish may not have: "ok" or "running"), so it does not run again.
+    expect((after[0] as TickResult<void>).ran).toBe(false);
+    // Tick 2: its record was lost with the old primary, so it runs a second time (the caveat).
+    expect(after[1]).toMatchObject({ ran: true });
+    // Tick 3: never claimed anywhere, it runs now, once.
+    expect(after[2]).toMatchObject({ ran: true });
+    expect(Object.fromEntries(tickRuns)).toEqual({ 1: 1, 2: 2, 3: 1 });
   });
 
   it("queue: every add confirmed by the durability setting is processed after the failover; plain adds of the cut are lost", async () => {
