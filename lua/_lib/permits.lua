@@ -2,25 +2,29 @@
 -- lua/ratelimit/concurrency-*.lua (ConcurrencyLimiter). Include after now-ms. The permits are a zset of
 -- token -> expiry (Redis server ms); a permit whose expiry has passed is dead: pm_take purges them all before counting,
 -- pm_extend and pm_release treat their own as gone, so expiry is judged on server time only, never by a client clock.
--- The key lives as long as its longest permit (a PEXPIRE only when a new expiry lies beyond the key's), so an
+-- The key lives as long as its longest permit (PEXPIRE GT: only a new expiry beyond the key's moves it), so an
 -- abandoned set disappears on its own.
 
 -- Takes a permit for `token` expiring at now + ttl when fewer than `limit` are live. Returns taken (boolean), the
 -- number of live permits after the call and, when not taken, the ms until the earliest permit expires (at least 1).
-local function pm_take(key, token, limit, ttl, now)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+-- ttlArg is ttl as the caller's string (given to PEXPIRE as is). An empty set (the key is gone) needs no purge; a set
+-- purged empty is deleted by Redis, so a new key gets a plain PEXPIRE, an existing one PEXPIRE GT (Redis 7.0).
+local function pm_take(key, token, limit, ttl, ttlArg, now)
   local n = redis.call('ZCARD', key)
-  if n >= limit then
-    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    return false, n, tonumber(first[2]) - now
+  if n > 0 then
+    n = n - redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    if n >= limit then
+      local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      return false, n, tonumber(first[2]) - now
+    end
   end
   redis.call('ZADD', key, now + ttl, token)
-  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  if n == 0 then redis.call('PEXPIRE', key, ttlArg) else redis.call('PEXPIRE', key, ttlArg, 'GT') end
   return true, n + 1, 0
 end
 
 -- Resets the expiry of `token`'s permit to now + ttl; false when it had expired (it is removed) or was released.
-local function pm_extend(key, token, ttl, now)
+local function pm_extend(key, token, ttl, ttlArg, now)
   local expiry = redis.call('ZSCORE', key, token)
   if not expiry then return false end
   if tonumber(expiry) <= now then
@@ -28,7 +32,7 @@ local function pm_extend(key, token, ttl, now)
     return false
   end
   redis.call('ZADD', key, now + ttl, token)
-  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  redis.call('PEXPIRE', key, ttlArg, 'GT')
   return true
 end
 

@@ -5,5 +5,5 @@
 -- Reply: number
 --@include now-ms
 --@include permits
-if pm_extend(KEYS[1], ARGV[1], tonumber(ARGV[2]), now_ms()) then return 1 end
+if pm_extend(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[2], now_ms()) then return 1 end
 return 0

@@ -8,6 +8,6 @@
 --@include permits
 local now = now_ms()
 local ttl = tonumber(ARGV[3])
-local taken, n, retryMs = pm_take(KEYS[1], ARGV[1], tonumber(ARGV[2]), ttl, now)
+local taken, n, retryMs = pm_take(KEYS[1], ARGV[1], tonumber(ARGV[2]), ttl, ARGV[3], now)
 if not taken then return { 0, retryMs, n } end
 return { 1, now + ttl, n }

@@ -7,5 +7,5 @@
 --@include permits
 local now = now_ms()
 local ttl = tonumber(ARGV[2])
-if not pm_extend(KEYS[1], ARGV[1], ttl, now) then return { 0, 0 } end
+if not pm_extend(KEYS[1], ARGV[1], ttl, ARGV[2], now) then return { 0, 0 } end
 return { 1, now + ttl }

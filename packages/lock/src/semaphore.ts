@@ -97,8 +97,9 @@ export class Semaphore extends LockBase {
         this.#durability,
       ),
     );
-    const [acquired, fence, retryAfterMs] = reply;
-    if (acquired !== 1) return { kind: "busy", retryAfterMs: Math.max(0, retryAfterMs) };
+    // One integer: the new fence when acquired, minus the ms until the earliest permit expires when full.
+    if (reply < 0) return { kind: "busy", retryAfterMs: -reply };
+    const fence = reply;
     if (error !== undefined) return this.undurable(token, error, this.#backend);
     return this.settle(token, fence, start, this.#backend);
   }

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient } from "@coordis/core";
 import { type Lease, LeaseLostError, LockBusyError, Mutex, Semaphore } from "@coordis/lock";
 import { recordObserver, testPrefix, waitUntil } from "@coordis/testing";
+import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 const prefix = testPrefix();
@@ -190,6 +191,32 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
     expect(await leases[1]?.release()).toBe(true);
     expect(await fourth.release()).toBe(true);
     expect(await fresh.release()).toBe(true);
+  });
+
+  it("Semaphore: the holders key lives as long as its longest permit, and gets a TTL again once purged empty", async () => {
+    const name = `${topology}-sem-ttl`;
+    const key = `${prefix}:sem:{${name}}`;
+    const long = await new Semaphore(redis, name, { prefix, permits: 3, ttlMs: 60_000 }).acquire();
+    expect(await redis.pttl(key)).toBeGreaterThan(50_000);
+    // A shorter permit, taken or extended later, never shortens the key below the longest permit.
+    const short = await new Semaphore(other, name, { prefix, permits: 3, ttlMs: 1_000 }).acquire();
+    await short.extend(2_000);
+    expect(await redis.pttl(key)).toBeGreaterThan(50_000);
+    expect(await short.release()).toBe(true);
+    // The long permit shrinks to 150 ms and expires; the next acquire purges the set empty (Redis deletes the key)
+    // and the new key must expire again.
+    await long.extend(150);
+    await waitUntil("the long permit to expire on server time", async () => {
+      const [seconds, micros] = await redis.time();
+      const now = Number(seconds) * 1000 + Number(micros) / 1000;
+      return (await (redis as Redis).zrange(key, "-inf", String(now), "BYSCORE")).length === 1;
+    });
+    const next = await new Semaphore(other, name, { prefix, permits: 3, ttlMs: 5_000 }).acquire();
+    const ttl = await redis.pttl(key);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(5_000);
+    expect(await long.release()).toBe(false);
+    expect(await next.release()).toBe(true);
   });
 
   it("Semaphore using(): waits for a permit and runs", async () => {
