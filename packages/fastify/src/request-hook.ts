@@ -107,8 +107,13 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
             return;
           }
           next();
+        } else if (limit.ban === undefined) {
+          rejected(limit, pair, request, reply, raw, decision, false, next);
         } else {
-          rejected(limit, pair, request, reply, raw, decision).then(() => undefined, next);
+          banned(limit, pair, raw).then(
+            (isBanned) => rejected(limit, pair, request, reply, raw, decision, isBanned, next),
+            next,
+          );
         }
       },
       (err: unknown) => {
@@ -122,10 +127,9 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     );
   };
 
-  /** Whether `limit`'s ban applies to the key after this rejection (a failing store bans nobody). */
+  /** Whether the key is banned after this rejection (`limit.ban` set; a failing store bans nobody). */
   const banned = async (limit: RouteLimit, pair: LimiterPair, raw: string): Promise<boolean> => {
-    if (limit.ban === undefined) return false;
-    const banPair = limiters.banPairOf(limit.ban, pair);
+    const banPair = limiters.banPairOf(limit.ban as number, pair);
     try {
       return !(await limiters.consume(banPair, rateLimitKey(limit.group, `ban:${raw}`), 1)).allowed;
     } catch (err) {
@@ -136,38 +140,43 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     }
   };
 
-  /** Answers a rejected request: 429, or 403 once banned. */
-  const rejected = async (
+  /** Answers a rejected request: 429, or 403 when banned; `next(err)` when a callback of the user's throws. */
+  const rejected = (
     limit: RouteLimit,
     pair: LimiterPair,
     request: FastifyRequest,
     reply: FastifyReply,
     raw: string,
     decision: Decision,
-  ): Promise<void> => {
-    const isBanned = await banned(limit, pair, raw);
-    setHeaders(limit, pair, decision, reply);
-    limit.onExceeded?.(request, raw);
-    const status = isBanned ? 403 : 429;
-    if (limit.errorResponseBuilder !== undefined) {
-      const body = limit.errorResponseBuilder(request, {
-        statusCode: status,
-        ban: isBanned,
-        after: words(decision.retryAfterMs),
-        max: decision.limit,
-        ttl: decision.retryAfterMs,
-        rule: decision.rule,
-        route: limit.id,
-        decision,
-      });
-      reply.code(status).send(body);
-      return;
-    }
-    const retry = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
-    if (isBanned) {
-      problem(reply, 403, "Forbidden", `Too many rejected requests; banned for ${retry} s.`);
-    } else {
-      problem(reply, 429, "Too Many Requests", `Rate limit "${decision.rule}" exceeded; retry after ${retry} s.`);
+    isBanned: boolean,
+    next: Next,
+  ): void => {
+    try {
+      setHeaders(limit, pair, decision, reply);
+      limit.onExceeded?.(request, raw);
+      const status = isBanned ? 403 : 429;
+      if (limit.errorResponseBuilder !== undefined) {
+        const body = limit.errorResponseBuilder(request, {
+          statusCode: status,
+          ban: isBanned,
+          after: words(decision.retryAfterMs),
+          max: decision.limit,
+          ttl: decision.retryAfterMs,
+          rule: decision.rule,
+          route: limit.id,
+          decision,
+        });
+        reply.code(status).send(body);
+        return;
+      }
+      const retry = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+      if (isBanned) {
+        problem(reply, 403, "Forbidden", `Too many rejected requests; banned for ${retry} s.`);
+      } else {
+        problem(reply, 429, "Too Many Requests", `Rate limit "${decision.rule}" exceeded; retry after ${retry} s.`);
+      }
+    } catch (err) {
+      next(err as Error);
     }
   };
 

@@ -263,4 +263,22 @@ describe("parity with @fastify/rate-limit", () => {
       await app.close();
     }
   });
+  it("a callback that throws on a rejected request fails it with its error (500), banned or not", async () => {
+    const boom = () => {
+      throw new Error("callback failed");
+    };
+    const app = await appWith({ rules: two }, (a) => {
+      a.get("/exceeded", { config: { coordis: { rateLimit: { onExceeded: boom } } } }, async () => "ok");
+      a.get("/builder", { config: { coordis: { rateLimit: { errorResponseBuilder: boom } } } }, async () => "ok");
+      a.get("/banned", { config: { coordis: { rateLimit: { onExceeded: boom, ban: 1 } } } }, async () => "ok");
+    });
+    try {
+      for (const url of ["/exceeded", "/builder", "/banned"]) {
+        expect(await codes(app, url, 3)).toEqual([200, 200, 500]);
+        expect((await app.inject({ method: "GET", url })).json()).toMatchObject({ message: "callback failed" });
+      }
+    } finally {
+      await app.close();
+    }
+  });
 });
