@@ -49,7 +49,7 @@ describe("primitives across a Sentinel failover of a primary killed under load",
   const tick = (n: number, durable: boolean): Promise<TickResult<void> | unknown> =>
     runOncePerTick(tickClient, "nightly", n, () => void tickRuns.set(n, (tickRuns.get(n) ?? 0) + 1), {
       prefix,
-      ...(durable ? { durability: { replicas: 1, timeoutMs: 300 } } : {}),
+      ...(durable ? { durability: { replicas: 1, timeoutMs: 800 } } : {}),
     }).catch((e: unknown) => e);
   const tickBefore: Record<string, unknown> = {};
   /** The application's durability for primitives without the setting: WAIT right behind the write, same client. */
@@ -101,7 +101,7 @@ describe("primitives across a Sentinel failover of a primary killed under load",
     const cacheClientB = client();
     cacheA = new Cache(client(CACHE_COMMAND_TIMEOUT_MS), { ...cacheOptions, observer: observerA });
     cacheB = new Cache(cacheClientB, cacheOptions);
-    queue = new Queue<number>(queueClient, "jobs", { prefix, durability: { replicas: 1, timeoutMs: 300 } });
+    queue = new Queue<number>(queueClient, "jobs", { prefix, durability: { replicas: 1, timeoutMs: 800 } });
     plainQueue = new Queue<number>(queueClient, "jobs", { prefix });
     await Promise.all([cacheA.ready(), cacheB.ready()]);
 
