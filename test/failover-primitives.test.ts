@@ -44,9 +44,10 @@ describe("primitives across a Sentinel failover of a primary killed under load",
     return c;
   };
   let tickClient: RedisClient;
-  /** Runs of each tick of the job "nightly"; `durable` runs with the durability setting. */
+  /** How many times each tick of the job "nightly" ran. */
   const tickRuns = new Map<number, number>();
-  const tick = (n: number, durable: boolean): Promise<TickResult<void> | unknown> =>
+  /** One call for tick `n` (with the durability setting when `durable`): its result, or what it rejected with. */
+  const tick = (n: number, durable: boolean): Promise<unknown> =>
     runOncePerTick(tickClient, "nightly", n, () => void tickRuns.set(n, (tickRuns.get(n) ?? 0) + 1), {
       prefix,
       ...(durable ? { durability: { replicas: 1, timeoutMs: 800 } } : {}),
