@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { runShort } from "./chaos/lib/short-run.js";
 import { lockFailover } from "./chaos/scenarios/failover.js";
-import { RECOVERY_SECTIONS } from "./chaos/scenarios/lock.js";
+import { RECOVERY_SECTIONS } from "./chaos/scenarios/fenced-lock.js";
 
 /**
  * Short version of the failover checker (`npm run test:chaos -- --filter lock-failover` runs the long one): 4 worker

@@ -1,18 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { runShort } from "./chaos/lib/short-run.js";
 import { Violations } from "./chaos/lib/workers.js";
-import {
-  type Acquisition,
-  checkLockHistory,
-  checkTickHistory,
-  FencedRegister,
-  lockMutex,
-  lockRedlock,
-  lockRedlockSlow,
-  lockTick,
-  RECOVERY_SECTIONS,
-  type TickRun,
-} from "./chaos/scenarios/lock.js";
+import { RECOVERY_SECTIONS } from "./chaos/scenarios/fenced-lock.js";
+import { lockMutex, lockRedlock } from "./chaos/scenarios/lock.js";
+import { type Acquisition, checkLockHistory, FencedRegister } from "./chaos/scenarios/lock-check.js";
+import { lockTick } from "./chaos/scenarios/lock-tick.js";
+import { lockRedlockSlow } from "./chaos/scenarios/redlock-slow.js";
+import { checkTickHistory, type TickRun } from "./chaos/scenarios/tick-check.js";
 
 /**
  * Short versions of the lock checker (`npm run test:chaos -- --filter lock` runs the long ones): 4 worker processes

@@ -21,17 +21,17 @@ export interface ChaosWorker {
 }
 
 /**
- * Spawns `test/chaos/workers/<file>` as `node --conditions=@coordis/source --import tsx <file> <args>` and routes
- * its IPC messages to `onMessage`. Workers exit when the parent's IPC channel closes, so none outlives a run.
+ * Spawns `test/chaos/workers/<file>` as `node --conditions=@coordis/source --import tsx <file>` and routes its IPC
+ * messages to `onMessage` (a worker gets its configuration by IPC: see {@link WorkerPool}). Workers exit when the
+ * parent's IPC channel closes, so none outlives a run.
  */
 export function spawnWorker(
   file: string,
   slot: number,
-  args: readonly string[],
   onMessage: (msg: WorkerMessage, worker: ChaosWorker) => void,
 ): ChaosWorker {
   const path = fileURLToPath(new URL(`../workers/${file}`, import.meta.url));
-  const child = spawn(process.execPath, ["--conditions=@coordis/source", "--import", "tsx", path, ...args], {
+  const child = spawn(process.execPath, ["--conditions=@coordis/source", "--import", "tsx", path], {
     stdio: ["ignore", "ignore", "pipe", "ipc"],
   });
   let err = "";
@@ -102,7 +102,11 @@ export class Violations {
   readonly byKind: Record<string, number> = {};
   #count = 0;
 
-  constructor(private readonly limit = 10) {}
+  readonly #limit: number;
+
+  constructor(limit = 10) {
+    this.#limit = limit;
+  }
 
   /** Number of violations recorded. */
   get count(): number {
@@ -113,6 +117,6 @@ export class Violations {
   add(kind: string, text: string): void {
     this.#count++;
     this.byKind[kind] = (this.byKind[kind] ?? 0) + 1;
-    if (this.samples.length < this.limit) this.samples.push(`${kind}: ${text}`);
+    if (this.samples.length < this.#limit) this.samples.push(`${kind}: ${text}`);
   }
 }

@@ -8,17 +8,9 @@ import {
   testPrefix,
   tryWaitUntil,
 } from "@coordis/testing";
-import {
-  type ChaosWorker,
-  reply,
-  spawnWorker,
-  stopWorkers,
-  Violations,
-  type WorkerMessage,
-  waitReady,
-} from "../lib/workers.js";
+import { Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioContext, ScenarioResult } from "../scenario.js";
-import { type Acquisition, checkLockHistory, FencedRegister, RECOVERY_SECTIONS } from "./lock.js";
+import { FencedLockWorkers, RECOVERY_SECTIONS } from "./fenced-lock.js";
 
 /** Worker processes contending for the lock. */
 const WORKERS = 4;
@@ -28,93 +20,53 @@ const TTL_MS = 1_000;
 const DURABILITY = { replicas: 1, timeoutMs: 300 } as const;
 /** Pause between a failover having settled (the old primary back as a synced replica) and the next kill, ms. */
 const BETWEEN_KILLS_MS: [number, number] = [1_500, 4_000];
-/** After the last failover, accepted sections must resume within this time, ms. */
+/**
+ * The first kill comes once the workers have had RECOVERY_SECTIONS sections accepted on the first primary, then after
+ * 0..FIRST_KILL_MS more, so it lands anywhere in an acquisition.
+ */
+const FIRST_KILL_MS = 500;
+/** Accepted sections must come within this time after the workers started and after each failover, ms. */
 const RECOVERY_MS = 20_000;
 
 /**
  * Failover checker: 4 worker processes acquire one Mutex with `durability: { replicas: 1 }` through Sentinel and do
  * fenced read-modify-writes on the parent's register, while the primary is SIGKILLed over and over (Sentinel
- * promotes a replica; the killed server restarts empty and Sentinel turns it into a replica of the new primary).
- * Checked (as lock-mutex): fences never go back and are never handed out twice, accepted sections never overlap, no
- * two leases valid at once, no lost update, progress after the last failover.
+ * promotes a replica; the killed server restarts empty and Sentinel turns it into a replica of the new primary before
+ * the next kill). The run ends once sections are accepted again after the first failover that ends past
+ * `durationMs`. Checked (as lock-mutex): fences never go back and are never handed out twice, accepted sections never
+ * overlap, no two leases valid at once, no lost update, progress after every failover.
  */
 async function runFailoverScenario({ seed, durationMs, log }: ScenarioContext): Promise<ScenarioResult> {
   const started = performance.now();
   const random = mulberry32(seed);
   const violations = new Violations();
-  const register = new FencedRegister();
-  const acquisitions = new Map<string, Acquisition>();
-  const acquireFailed: Record<string, number> = {};
-  const workers: ChaosWorker[] = [];
   const failovers: Array<{ from: number; to: number; ms: number }> = [];
   const prefix = testPrefix();
   let setup: RedisSentinelSetup | undefined;
-  let crashes = 0;
+  // The processes load while Sentinel and its servers start.
+  const lock = new FencedLockWorkers(WORKERS, violations);
   try {
     setup = await startRedisSentinel({ replicas: 2, downAfterMs: 1_000, leastPrivilege: true });
     const s = setup;
-    let ready = 0;
-    const onMessage = (msg: WorkerMessage, worker: ChaosWorker) => {
-      const id = `w${worker.slot}`;
-      switch (msg.type) {
-        case "ready":
-          ready++;
-          break;
-        case "acquire-failed":
-          acquireFailed[msg.code as string] = (acquireFailed[msg.code as string] ?? 0) + 1;
-          break;
-        case "acquired":
-          acquisitions.set(`${id}/${msg.fence}`, {
-            worker: id,
-            fence: msg.fence as number,
-            reqAt: msg.reqAt as number,
-            gotAt: msg.gotAt as number,
-            validUntil: msg.validUntil as number,
-            releaseAt: undefined,
-          });
-          break;
-        case "releasing":
-        case "released": {
-          const a = acquisitions.get(`${id}/${msg.fence}`);
-          if (a !== undefined) a.releaseAt ??= msg.releaseAt as number;
-          break;
-        }
-        case "begin":
-          reply(worker, msg, register.begin(id, msg.fence as number));
-          break;
-        case "end":
-          reply(worker, msg, { accepted: register.end(id, msg.fence as number, msg.value as number) });
-          break;
-      }
-    };
-    for (let slot = 0; slot < WORKERS; slot++) {
-      const config = {
-        mode: "mutex",
-        urls: [s.url],
-        prefix,
-        name: "failover-lock",
-        ttlMs: TTL_MS,
-        waitMs: 3_000,
-        holdMaxMs: 20,
-        commandTimeoutMs: 1_500,
-        nodeTimeoutMs: 200,
-        seed: (seed + slot * 7919) >>> 0,
-        durability: DURABILITY,
-      };
-      const w = spawnWorker("lock-worker.ts", slot, [JSON.stringify(config)], onMessage);
-      w.child.once("exit", (code, signal) => {
-        if (signal === null && code !== 0) {
-          crashes++;
-          violations.add("worker-crash", `worker ${slot} exited with code ${code}: ${w.stderr().slice(-600)}`);
-        }
-      });
-      workers.push(w);
-    }
-    await waitReady(workers, () => ready);
+    await lock.start((slot) => ({
+      mode: "mutex",
+      urls: [s.url],
+      prefix,
+      name: "failover-lock",
+      ttlMs: TTL_MS,
+      waitMs: 3_000,
+      holdMaxMs: 20,
+      commandTimeoutMs: 1_500,
+      nodeTimeoutMs: 200,
+      seed: (seed + slot * 7919) >>> 0,
+      durability: DURABILITY,
+    }));
+    log(`workers ready after ${Math.round(performance.now() - started)} ms`);
 
+    await lock.progress(RECOVERY_SECTIONS, RECOVERY_MS, "the workers started");
+    await sleep(random() * FIRST_KILL_MS);
     const end = performance.now() + durationMs;
-    do {
-      await sleep(BETWEEN_KILLS_MS[0] + random() * (BETWEEN_KILLS_MS[1] - BETWEEN_KILLS_MS[0]));
+    for (;;) {
       const primary = await s.currentMaster();
       const killedAt = performance.now();
       await primary.kill();
@@ -123,37 +75,28 @@ async function runFailoverScenario({ seed, durationMs, log }: ScenarioContext): 
       log(
         `failover ${failovers.length}: ${primary.port} -> ${promoted.port} in ${Math.round(performance.now() - killedAt)} ms`,
       );
+      // Writes resume on the promoted replica with fences that never go back.
+      await lock.progress(RECOVERY_SECTIONS, RECOVERY_MS, `failover ${failovers.length}`);
+      if (performance.now() >= end) break;
       // The killed server comes back empty; Sentinel makes it a replica of the new primary (two replicas again).
       await primary.restart();
       await waitForReplicaOf(s, primary, 60_000);
-    } while (performance.now() < end);
-
-    const before = register.writes;
-    if (!(await tryWaitUntil(() => register.writes >= before + RECOVERY_SECTIONS, RECOVERY_MS))) {
-      violations.add(
-        "no-progress",
-        `only ${register.writes - before} accepted sections within ${RECOVERY_MS} ms after the last failover`,
-      );
+      await sleep(BETWEEN_KILLS_MS[0] + random() * (BETWEEN_KILLS_MS[1] - BETWEEN_KILLS_MS[0]));
     }
-    await stopWorkers(workers);
-    const history = [...acquisitions.values()];
-    const summary = checkLockHistory(register, history, violations);
+
+    const { operations, details } = await lock.finish();
     return {
       scenario: "lock-failover",
-      operations: history.length + Object.values(acquireFailed).reduce((n, c) => n + c, 0),
+      operations,
       faultsInjected: failovers.length,
       violations: violations.count,
       seed,
       elapsedMs: Math.round(performance.now() - started),
       details: {
-        acquisitions: history.length,
-        acquireFailed,
-        ...summary,
-        registerFence: register.maxSeen,
+        ...details,
         violationsByKind: violations.byKind,
         failovers,
         workers: WORKERS,
-        crashes,
         ttlMs: TTL_MS,
         durability: DURABILITY,
         topology: "Sentinel (quorum 1, down-after 1 s), primary + 2 replicas, no persistence",
@@ -162,7 +105,7 @@ async function runFailoverScenario({ seed, durationMs, log }: ScenarioContext): 
       samples: violations.samples,
     };
   } finally {
-    await stopWorkers(workers, 0);
+    await lock.pool.stop(0);
     await setup?.stop();
   }
 }

@@ -1,30 +1,21 @@
 import { performance } from "node:perf_hooks";
-import { setTimeout as sleep } from "node:timers/promises";
-import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
 import { Queue } from "@coordis/queue";
 import {
   describeSchedule,
-  type FaultProxy,
   type FaultSchedule,
   type FaultStep,
   faultSchedule,
   mulberry32,
-  type RedisServer,
   runSchedule,
-  startProxy,
-  startRedis,
   testPrefix,
+  tryWaitUntil,
 } from "@coordis/testing";
-import {
-  type ChaosWorker,
-  reply,
-  spawnWorker,
-  stopWorkers,
-  Violations,
-  type WorkerMessage,
-  waitReady,
-} from "../lib/workers.js";
+import { type DurableRedis, startDurableRedis } from "../lib/durable-redis.js";
+import { produce } from "../lib/producers.js";
+import { WorkerPool } from "../lib/worker-pool.js";
+import { type ChaosWorker, reply, Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioResult } from "../scenario.js";
+import { StaleWorkerProbes } from "./queue-probes.js";
 
 const WORKERS = 3;
 const PRODUCERS = 8;
@@ -42,21 +33,14 @@ const STALL_MS: readonly [number, number] = [LEASE_MS + 300, LEASE_MS + 900];
  * Only the fence check of the finish script refuses that completion.
  */
 const REDELIVERY_MS = 2_000;
-/** Adds go on until this long after the calm tail's stall began, so jobs are running whenever a fault hits, ms. */
-const ADDS_AFTER_TAIL_MS = 200;
 
 /**
  * The random faults of `generated` plus a stall of one worker past its lease every {@link STALL_EVERY_MS}, each on a
- * worker no random step touches at that time, and one more stall in a calm tail once every other fault is over: under
- * the random faults Redis may be down when a stall ends, so the job is reclaimed only after the stalled worker resumed
- * (no stale completion to refuse); in the tail the reclaim always comes first. The stalled workers are drawn from the
- * seed. Returns the schedule and when the tail's stall begins (ms into the run).
+ * worker no random step touches at that time, drawn from the seed. Under the random faults Redis may be down when a
+ * stall ends, so the job may be reclaimed only after the stalled worker resumed (no stale completion to refuse):
+ * {@link StaleWorkerProbes} makes sure the stale-worker cases happen in every run.
  */
-function withStalls(
-  generated: FaultSchedule,
-  seed: number,
-  durationMs: number,
-): { schedule: FaultSchedule; tailAt: number } {
+function withStalls(generated: FaultSchedule, seed: number, durationMs: number): FaultSchedule {
   const random = mulberry32(seed ^ 0x5eed);
   const busy = (index: number, from: number, to: number) =>
     generated.steps.some(
@@ -76,16 +60,7 @@ function withStalls(
       break;
     }
   }
-  const tailAt = Math.max(durationMs, generated.durationMs, ...stalls.map((x) => x.atMs + x.durationMs)) + 300;
-  const tailMs = Math.round(STALL_MS[0] + random() * (STALL_MS[1] - STALL_MS[0]));
-  stalls.push({
-    atMs: tailAt,
-    fault: "pause",
-    target: "process",
-    index: Math.floor(random() * WORKERS),
-    durationMs: tailMs,
-  });
-  return { schedule: faultSchedule({ seed, steps: [...generated.steps, ...stalls] }), tailAt };
+  return faultSchedule({ seed, steps: [...generated.steps, ...stalls] });
 }
 
 /**
@@ -93,10 +68,12 @@ function withStalls(
  * spread over the run, each with its own id, retrying a failed add with the same id until it is acknowledged; 3 worker
  * processes are SIGKILLed (and respawned) and SIGSTOPped at random, with a 1 s lease, and one of them is stalled past
  * its lease every 0.6 s while redeliveries run long (so a resumed worker tries to complete a job that another worker
- * runs); Redis (AOF, `appendfsync always`) is killed and restarted. Each job's handler applies its effect to a fenced register kept by this process (a write is accepted
- * only with a fence above every one accepted for that job) and returns its fence. Checked at the end: every
- * acknowledged job is completed (none lost, none dead), each delivery of a job has its own fence, and the effect that
- * stuck for each job is the one of the delivery Redis recorded as its completion (exactly-once effect under fences).
+ * runs); Redis (AOF, `appendfsync always`) is killed and restarted. Each job's handler applies its effect to a fenced
+ * register kept by this process (a write is accepted only with a fence above every one accepted for that job) and
+ * returns its fence. Once every job is done, the {@link StaleWorkerProbes} pause a worker holding a job until another
+ * worker took it over, in every run. Checked at the end: every acknowledged job is completed (none lost, none dead),
+ * each delivery of a job has its own fence, the effect that stuck for each job is the one of the delivery Redis
+ * recorded as its completion (exactly-once effect under fences), and no stale worker's completion was accepted.
  */
 export function queueScenario(jobs: number): ChaosScenario {
   return {
@@ -116,33 +93,28 @@ export function queueScenario(jobs: number): ChaosScenario {
           latencyMs: [5, 60],
         },
       });
-      const { schedule, tailAt } = withStalls(generated, generated.seed, durationMs);
+      const schedule = withStalls(generated, generated.seed, durationMs);
       log(describeSchedule(schedule));
       const violations = new Violations();
       const prefix = testPrefix();
       const name = `chaos-queue-${seed}`;
-      let server: RedisServer | undefined;
-      let proxy: FaultProxy | undefined;
-      let producer: RedisClient | undefined;
-      let checker: RedisClient | undefined;
-      const workers: ChaosWorker[] = [];
       const acked = new Set<string>();
       /** Per job: the fences its deliveries started with, and the fences the register accepted, in order. */
       const starts = new Map<string, number[]>();
       const accepted = new Map<string, number[]>();
-      const counts = { addCalls: 0, retries: 0, duplicates: 0, deliveries: 0, refusedEffects: 0, workerRespawns: 0 };
-      try {
-        server = await startRedis({ appendOnly: true, config: { appendfsync: "always" }, leastPrivilege: true });
-        proxy = await startProxy({ target: server, seed });
-        producer = connect(proxy.url, { commandTimeoutMs: 1_000 });
-        const queue = new Queue<number>(producer, name, {
-          prefix,
-          defaults: { attempts: 1_000, backoff: { type: "fixed", delayMs: 10 } },
-        });
-        let ready = 0;
-        const onMessage = (msg: WorkerMessage, worker: ChaosWorker) => {
-          if (msg.type === "ready") ready++;
-          else if (msg.type === "start") {
+      /** Per worker process: deliveries started and outcomes reported (equal when it holds nothing). */
+      const busy = new Map<ChaosWorker, { started: number; settled: number }>();
+      const counts = { duplicates: 0, deliveries: 0, refusedEffects: 0, refusedCompletions: 0 };
+      const probes = new StaleWorkerProbes(violations);
+      // The processes load while the server starts.
+      const pool = new WorkerPool({
+        file: "queue-worker.ts",
+        count: WORKERS,
+        onMessage(msg, worker) {
+          const work = busy.get(worker) ?? { started: 0, settled: 0 };
+          busy.set(worker, work);
+          if (msg.type === "start") {
+            work.started++;
             counts.deliveries++;
             const list = starts.get(msg.jobId as string) ?? [];
             list.push(msg.fence as number);
@@ -157,91 +129,79 @@ export function queueScenario(jobs: number): ChaosScenario {
               accepted.set(id, list);
             } else counts.refusedEffects++;
             reply(worker, msg, { accepted: ok });
-          }
-        };
-        const spawn = (slot: number) =>
-          spawnWorker(
-            "queue-worker.ts",
-            slot,
-            [
-              JSON.stringify({
-                url: (server as RedisServer).url,
-                prefix,
-                name,
-                leaseMs: LEASE_MS,
-                redeliveryMs: REDELIVERY_MS,
-                // The checker reads every job at the end: none may be dropped by retention.
-                keepCompleted: jobs,
-              }),
-            ],
-            onMessage,
-          );
-        for (let i = 0; i < WORKERS; i++) workers.push(spawn(i));
-        await waitReady(workers, () => ready);
+          } else if (msg.type === "outcome") {
+            work.settled++;
+            if (msg.outcome === "refused") counts.refusedCompletions++;
+            probes.reports.record({ worker, msg });
+          } else if (msg.type === "hold") probes.reports.record({ worker, msg });
+        },
+      });
+      let redis: DurableRedis | undefined;
+      try {
+        redis = await startDurableRedis(seed);
+        const { server, proxy } = redis;
+        const queue = new Queue<number>(redis.producer, name, {
+          prefix,
+          defaults: { attempts: 1_000, backoff: { type: "fixed", delayMs: 10 } },
+        });
+        await pool.start(() => ({
+          url: server.url,
+          prefix,
+          name,
+          leaseMs: LEASE_MS,
+          redeliveryMs: REDELIVERY_MS,
+          // The checker reads every job at the end: none may be dropped by retention.
+          keepCompleted: jobs + 10,
+        }));
 
-        let next = 0;
-        const addsFrom = performance.now();
-        const addEveryMs = (tailAt + ADDS_AFTER_TAIL_MS) / jobs;
-        const produce = async () => {
-          for (;;) {
-            const n = next++;
-            if (n >= jobs) return;
-            const wait = addsFrom + n * addEveryMs - performance.now();
-            if (wait > 1) await sleep(wait);
-            const id = `job-${n}`;
-            for (let attempt = 0; ; attempt++) {
-              counts.addCalls++;
-              if (attempt > 0) counts.retries++;
-              try {
-                const { duplicate } = await queue.add(n, { id });
-                if (duplicate) counts.duplicates++;
-                acked.add(id);
-                break;
-              } catch (err) {
-                if (!(err instanceof RedisUnavailableError)) {
-                  violations.add("add-error", `${id}: ${(err as Error).name}: ${(err as Error).message}`);
-                  break;
-                }
-                await sleep(Math.min(200, 10 * 2 ** Math.min(attempt, 5)));
-              }
-            }
-          }
-        };
-        const processes = workers.map((w) => w.child);
         const faults = runSchedule(
           schedule,
-          { servers: [server], proxies: [proxy], processes },
-          {
-            onInject({ step }) {
-              if (step.target !== "process" || step.fault !== "kill") return;
-              counts.workerRespawns++;
-              const w = spawn(step.index);
-              workers.push(w);
-              processes[step.index] = w.child;
-            },
-          },
+          { servers: [server], proxies: [proxy], processes: pool.processes },
+          { onInject: pool.respawnKilled },
         );
-        await Promise.all(Array.from({ length: PRODUCERS }, produce));
-        log(`added ${acked.size} jobs (${counts.retries} retries, ${counts.duplicates} duplicates)`);
+        const adds = await produce({
+          count: jobs,
+          producers: PRODUCERS,
+          spreadMs: schedule.durationMs,
+          violations,
+          errorKind: "add-error",
+          async call(n) {
+            const id = `job-${n}`;
+            const { duplicate } = await queue.add(n, { id });
+            if (duplicate) counts.duplicates++;
+            acked.add(id);
+          },
+        });
+        log(`added ${acked.size} jobs (${adds.retries} retries, ${counts.duplicates} duplicates)`);
         const faultLog = await faults;
 
-        checker = connect(server.url, { commandTimeoutMs: 10_000 });
-        const reader = new Queue<number, number>(checker, name, { prefix });
-        const end = performance.now() + DRAIN_MS;
-        let c = await reader.counts();
-        while (c.completed < acked.size && c.dead === 0 && performance.now() < end) {
-          await sleep(100);
-          c = await reader.counts();
-        }
-        await stopWorkers(workers);
+        const reader = new Queue<number, number>(redis.checker(), name, { prefix });
+        const drained = async () => {
+          const c = await reader.counts();
+          return c.completed >= acked.size || c.dead > 0;
+        };
+        // Every job done and every live worker idle (each delivery it started has its outcome): what a worker
+        // reports from here on is about the probes.
+        const idle = () =>
+          [...busy].every(
+            ([w, work]) => w.child.exitCode !== null || w.child.signalCode !== null || work.started === work.settled,
+          );
+        await tryWaitUntil(async () => (await drained()) && idle(), { timeoutMs: DRAIN_MS, intervalMs: 100 });
+        const probeOutcomes = await probes.run(queue);
+        const all = [...acked, ...probes.ids];
+        await tryWaitUntil(async () => (await reader.counts()).completed >= all.length, {
+          timeoutMs: DRAIN_MS,
+          intervalMs: 100,
+        });
+        await pool.stop();
         let completed = 0;
-        for (const id of acked) {
+        for (const id of all) {
           const info = await reader.get(id);
           if (info?.state !== "completed") {
             violations.add("not-completed", `acknowledged ${id} is ${info === null ? "gone" : info.state}`);
             continue;
           }
-          completed++;
+          if (acked.has(id)) completed++;
           const fences = starts.get(id) ?? [];
           if (new Set(fences).size !== fences.length)
             violations.add("fence-reused", `${id}: fences ${fences.join(",")}`);
@@ -259,7 +219,7 @@ export function queueScenario(jobs: number): ChaosScenario {
         await queue.close();
         return {
           scenario: "queue",
-          operations: counts.addCalls + counts.deliveries,
+          operations: adds.calls + counts.deliveries,
           faultsInjected: faultLog.injected,
           violations: violations.count,
           seed,
@@ -270,7 +230,11 @@ export function queueScenario(jobs: number): ChaosScenario {
             completed,
             redelivered: [...starts.values()].filter((f) => f.length > 1).length,
             stalls: schedule.steps.length - generated.steps.length,
+            probes: probeOutcomes,
+            addCalls: adds.calls,
+            retries: adds.retries,
             ...counts,
+            workerRespawns: pool.respawns,
             violationsByKind: violations.byKind,
             faultsByKind: faultLog.byKind,
             persistence: "appendonly, appendfsync always",
@@ -279,11 +243,8 @@ export function queueScenario(jobs: number): ChaosScenario {
           samples: violations.samples,
         };
       } finally {
-        await stopWorkers(workers, 0);
-        producer?.disconnect();
-        checker?.disconnect();
-        await proxy?.close();
-        await server?.stop();
+        await pool.stop(0);
+        await redis?.close();
       }
     },
   };

@@ -4,20 +4,15 @@ import {
   describeSchedule,
   type FaultProxy,
   faultSchedule,
+  type RedisServer,
   runSchedule,
   startProxy,
   startRedis,
   testPrefix,
   tryWaitUntil,
 } from "@coordis/testing";
-import {
-  type ChaosWorker,
-  spawnWorker,
-  stopWorkers,
-  Violations,
-  type WorkerMessage,
-  waitReady,
-} from "../lib/workers.js";
+import { WorkerPool } from "../lib/worker-pool.js";
+import { Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioResult } from "../scenario.js";
 
 const PROCESSES = 3;
@@ -136,9 +131,7 @@ export const ratelimitScenario: ChaosScenario = {
     log(describeSchedule(schedule));
     const violations = new Violations();
     const prefix = testPrefix();
-    const server = await startRedis({ leastPrivilege: true });
     const proxies: FaultProxy[] = [];
-    const workers: ChaosWorker[] = [];
     const worst: Partial<Record<Algorithm, Worst>> = {};
     const counts = {
       calls: 0,
@@ -151,17 +144,17 @@ export const ratelimitScenario: ChaosScenario = {
       changeRoundsChecked: 0,
       changeRejectionsChecked: 0,
     };
-    try {
-      for (let i = 0; i < PROCESSES; i++) proxies.push(await startProxy({ target: server, seed: seed + i }));
-      let ready = 0;
-      const reports = new Map<number, Array<Record<Algorithm, AlgoStats>>>();
-      const extraReports = new Map<
-        number,
-        Array<{ shared: Record<keyof typeof SHARED, CountStats>; change: ChangeStats }>
-      >();
-      const onMessage = (msg: WorkerMessage, worker: ChaosWorker) => {
-        if (msg.type === "ready") ready++;
-        else if (msg.type === "round-done") {
+    const reports = new Map<number, Array<Record<Algorithm, AlgoStats>>>();
+    const extraReports = new Map<
+      number,
+      Array<{ shared: Record<keyof typeof SHARED, CountStats>; change: ChangeStats }>
+    >();
+    // The processes load while the server starts.
+    const pool = new WorkerPool({
+      file: "ratelimit-worker.ts",
+      count: PROCESSES,
+      onMessage(msg, worker) {
+        if (msg.type === "round-done") {
           const list = reports.get(msg.round as number) ?? [];
           list.push(msg.stats as Record<Algorithm, AlgoStats>);
           reports.set(msg.round as number, list);
@@ -172,30 +165,26 @@ export const ratelimitScenario: ChaosScenario = {
           });
           extraReports.set(msg.round as number, extra);
         } else if (msg.type === "error") violations.add("worker-error", `worker ${worker.slot}: ${msg.message}`);
-      };
-      for (let i = 0; i < PROCESSES; i++) {
-        workers.push(
-          spawnWorker(
-            "ratelimit-worker.ts",
-            i,
-            [
-              JSON.stringify({
-                url: (proxies[i] as FaultProxy).url,
-                prefix,
-                clients: CLIENTS_PER_PROCESS,
-                rules: RULES,
-                batch: i === PROCESSES - 1, // one process goes through the micro-batching path
-                sharedClients: SHARED_CLIENTS,
-                changeClients: CHANGE_CLIENTS,
-                shared: SHARED,
-                changes: CHANGES,
-              }),
-            ],
-            onMessage,
-          ),
-        );
-      }
-      await waitReady(workers, () => ready);
+      },
+    });
+    let server: RedisServer | undefined;
+    try {
+      server = await startRedis({ leastPrivilege: true });
+      const target = server;
+      proxies.push(
+        ...(await Promise.all(Array.from({ length: PROCESSES }, (_, i) => startProxy({ target, seed: seed + i })))),
+      );
+      await pool.start((i) => ({
+        url: (proxies[i] as FaultProxy).url,
+        prefix,
+        clients: CLIENTS_PER_PROCESS,
+        rules: RULES,
+        batch: i === PROCESSES - 1, // one process goes through the micro-batching path
+        sharedClients: SHARED_CLIENTS,
+        changeClients: CHANGE_CLIENTS,
+        shared: SHARED,
+        changes: CHANGES,
+      }));
 
       const check = (round: number, algorithm: Algorithm, stats: AlgoStats[]) => {
         const rule = RULES[algorithm];
@@ -333,7 +322,7 @@ export const ratelimitScenario: ChaosScenario = {
           shared: `chaos-shared-${seed}-${round}`,
           change: `chaos-change-${seed}-${round}`,
         };
-        for (const w of workers) {
+        for (const w of pool.all) {
           w.send({ type: "round", round, keys, startAt, endAt: startAt + ROUND_MS, switchAt: startAt + SWITCH_MS });
         }
         const done = await tryWaitUntil(() => (reports.get(round)?.length ?? 0) >= PROCESSES, ROUND_MS + 30_000);
@@ -361,7 +350,7 @@ export const ratelimitScenario: ChaosScenario = {
         );
       }
       const faultLog = await faults;
-      await stopWorkers(workers);
+      await pool.stop();
       return {
         scenario: "ratelimit",
         operations: counts.calls,
@@ -385,9 +374,9 @@ export const ratelimitScenario: ChaosScenario = {
         samples: violations.samples,
       };
     } finally {
-      await stopWorkers(workers, 0);
-      for (const p of proxies) await p.close();
-      await server.stop();
+      await pool.stop(0);
+      await Promise.all(proxies.map((p) => p.close()));
+      await server?.stop();
     }
   },
 };

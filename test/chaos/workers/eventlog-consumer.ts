@@ -1,10 +1,9 @@
 // Event-log checker consumer: consumes the group and, for every entry, tells the parent (and waits for its receipt)
 // before the handler returns, so an entry acknowledged in Redis has always been recorded as processed. The parent
 // SIGKILLs these processes at random; entries they held are reclaimed by the others.
-import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
-import { ask, connected, stopping, tell } from "./ipc.js";
+import { ask, config, connected, stopped, tell } from "./ipc.js";
 
 interface ConsumerConfig {
   url: string;
@@ -14,7 +13,7 @@ interface ConsumerConfig {
   claimIdleMs: number;
 }
 
-const cfg = JSON.parse(process.argv[2] as string) as ConsumerConfig;
+const cfg = await config<ConsumerConfig>();
 const redis = connect(cfg.url, { commandTimeoutMs: 1_000 });
 const log = new EventLog<{ n: number }>(redis, cfg.name, { prefix: cfg.prefix, chain: true });
 await connected([redis]);
@@ -25,7 +24,7 @@ const consumer = log.group("chaos", { consumer: cfg.consumer }).consume(
   { concurrency: 8, batch: 50, claimIdleMs: 1_000, maxDeliveries: 1_000, blockMs: 200 },
 );
 tell({ type: "ready" });
-while (!stopping()) await sleep(50);
+await stopped();
 await consumer.stop();
 tell({ type: "stopped", stats: consumer.stats() });
 redis.disconnect();

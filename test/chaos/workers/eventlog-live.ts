@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
-import { connected, stopping, tell } from "./ipc.js";
+import { config, connected, stopped, tell } from "./ipc.js";
 
 interface LiveConfig {
   url: string;
@@ -21,7 +21,7 @@ interface LiveConfig {
   failEvery: number;
 }
 
-const cfg = JSON.parse(process.argv[2] as string) as LiveConfig;
+const cfg = await config<LiveConfig>();
 const redis = connect(cfg.url, { commandTimeoutMs: 5_000 });
 const log = new EventLog<{ n: number }>(redis, cfg.name, { prefix: cfg.prefix });
 await connected([redis]);
@@ -50,7 +50,7 @@ const shared = sharedGroup.consume(
   { concurrency: 2, claimIdleMs: cfg.sharedClaimIdleMs, claimIntervalMs: 100, blockMs: 50 },
 );
 tell({ type: "ready" });
-while (!stopping()) await sleep(50);
+await stopped();
 await Promise.all([live.stop(), shared.stop()]);
 tell({ type: "stopped" });
 redis.disconnect();

@@ -1,9 +1,18 @@
-// Worker side of the chaos IPC: ask the parent a question and await its reply; react to "stop".
+// Worker side of the chaos IPC: receive the configuration, ask the parent a question and await its reply, react to
+// "stop".
 import type { WorkerMessage } from "../lib/workers.js";
 
 let nextId = 1;
 const waiting = new Map<number, (reply: WorkerMessage) => void>();
 let stopRequested = false;
+let onStop: () => void = () => {};
+const stopRequest = new Promise<void>((resolve) => {
+  onStop = resolve;
+});
+let onConfig: (config: unknown) => void = () => {};
+const configured = new Promise<unknown>((resolve) => {
+  onConfig = resolve;
+});
 const commandHandlers: Array<(msg: WorkerMessage) => void> = [];
 
 process.on("message", (raw) => {
@@ -15,18 +24,39 @@ process.on("message", (raw) => {
     resolve?.(msg);
     return;
   }
-  if (msg.type === "stop") stopRequested = true;
+  if (msg.type === "config") {
+    onConfig(msg.config);
+    return;
+  }
+  if (msg.type === "stop") {
+    stopRequested = true;
+    onStop();
+  }
   for (const h of commandHandlers) h(msg);
 });
 // The parent went away (or closed the channel): nothing left to report to.
 process.on("disconnect", () => process.exit(0));
+
+/**
+ * This worker's configuration: says "loaded" (every module imported, so the process is ready to run) and resolves
+ * with the `config` the parent sends back. The parent may spawn workers while it still starts its servers.
+ */
+export function config<T>(): Promise<T> {
+  tell({ type: "loaded" });
+  return configured as Promise<T>;
+}
 
 /** Whether the parent asked this worker to stop. */
 export function stopping(): boolean {
   return stopRequested;
 }
 
-/** Registers a handler for the parent's messages other than replies. */
+/** Resolves when the parent asks this worker to stop. */
+export function stopped(): Promise<void> {
+  return stopRequest;
+}
+
+/** Registers a handler for the parent's messages other than replies and the configuration. */
 export function onCommand(handler: (msg: WorkerMessage) => void): void {
   commandHandlers.push(handler);
 }
@@ -71,17 +101,15 @@ export function prng(seed: number): () => number {
   };
 }
 
-/** Pings every client until each has answered once (a loaded machine can miss a short command timeout at start). */
-export async function connected(clients: ReadonlyArray<{ ping(): Promise<unknown> }>): Promise<void> {
-  for (const c of clients) {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await c.ping();
-        break;
-      } catch (err) {
-        if (attempt >= 50) throw err;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  }
+/**
+ * Resolves once every client is connected and ready (ioredis' `ready` event: it answered its handshake), so the
+ * workload's first commands do not spend their timeout on connecting (a loaded machine is slow to start). Waits as
+ * long as that takes: a worker respawned while its server is down starts working once the server is back.
+ */
+export async function connected(
+  clients: ReadonlyArray<{ status: string; once(event: "ready", listener: () => void): unknown }>,
+): Promise<void> {
+  await Promise.all(
+    clients.map((c) => (c.status === "ready" ? undefined : new Promise<void>((resolve) => c.once("ready", resolve)))),
+  );
 }

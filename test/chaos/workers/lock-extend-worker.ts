@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient } from "@coordis/core";
 import { LeaseLostError, Redlock } from "@coordis/lock";
-import { ask, connected, prng, stopping, tell } from "./ipc.js";
+import { ask, config, connected, prng, stopping, tell } from "./ipc.js";
 
 interface ExtendWorkerConfig {
   urls: string[];
@@ -21,7 +21,7 @@ interface ExtendWorkerConfig {
 
 const STEP_MS = 10;
 
-const cfg = JSON.parse(process.argv[2] as string) as ExtendWorkerConfig;
+const cfg = await config<ExtendWorkerConfig>();
 const clients: RedisClient[] = cfg.urls.map((url) => connect(url, { commandTimeoutMs: cfg.commandTimeoutMs }));
 const lock = new Redlock(clients, cfg.name, { prefix: cfg.prefix, ttlMs: cfg.ttlMs, nodeTimeoutMs: cfg.nodeTimeoutMs });
 const random = prng(cfg.seed);

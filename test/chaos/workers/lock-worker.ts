@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type DurabilityOptions, type RedisClient } from "@coordis/core";
 import { type LockBase, Mutex, Redlock } from "@coordis/lock";
-import { ask, connected, prng, stopping, tell, tellFlushed } from "./ipc.js";
+import { ask, config, connected, prng, stopping, tell, tellFlushed } from "./ipc.js";
 
 interface LockWorkerConfig {
   mode: "mutex" | "redlock";
@@ -22,7 +22,7 @@ interface LockWorkerConfig {
   durability?: DurabilityOptions;
 }
 
-const cfg = JSON.parse(process.argv[2] as string) as LockWorkerConfig;
+const cfg = await config<LockWorkerConfig>();
 const clients: RedisClient[] = cfg.urls.map((url) => connect(url, { commandTimeoutMs: cfg.commandTimeoutMs }));
 const lock: LockBase =
   cfg.mode === "mutex"

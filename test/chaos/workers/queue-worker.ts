@@ -1,10 +1,13 @@
 // Queue checker worker: runs a Worker of the queue; each job asks the parent to apply its effect with the delivery's
 // fence (the parent's fenced register accepts it or not) and returns that fence as the job's result. The parent
-// SIGKILLs (and respawns) and SIGSTOPs these processes at random, and stalls them past their lease.
+// SIGKILLs (and respawns) and SIGSTOPs these processes at random, and stalls them past their lease. A probe job
+// (negative data) waits for the parent's go before its effect: the parent pauses this process meanwhile and lets
+// another worker take the job over. Every delivery's outcome as the Worker reports it (completed, refused, ...) is
+// told to the parent.
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@coordis/core";
 import { Worker } from "@coordis/queue";
-import { ask, connected, stopping, tell } from "./ipc.js";
+import { ask, config, connected, stopped, tell } from "./ipc.js";
 
 interface QueueWorkerConfig {
   url: string;
@@ -17,7 +20,7 @@ interface QueueWorkerConfig {
   keepCompleted: number;
 }
 
-const cfg = JSON.parse(process.argv[2] as string) as QueueWorkerConfig;
+const cfg = await config<QueueWorkerConfig>();
 const redis = connect(cfg.url, { commandTimeoutMs: 1_000 });
 await connected([redis]);
 const worker = new Worker<number, number>(
@@ -25,10 +28,11 @@ const worker = new Worker<number, number>(
   cfg.name,
   async (job) => {
     tell({ type: "start", jobId: job.id, fence: job.fence, attempt: job.attempt });
+    if (job.data < 0) await ask({ type: "hold", jobId: job.id, fence: job.fence });
     // Mostly short handlers; every 10th runs 250 ms, so a stalled worker nearly always holds a job in its handler. A
     // redelivery runs longer than a stall outlasts the lease, so the worker resumed from the stall meets the delivery
     // that replaced it still running, and tries to complete the job first.
-    await sleep(job.attempt > 1 ? cfg.redeliveryMs : job.data % 10 === 0 ? 250 : 1 + (job.data % 7));
+    else await sleep(job.attempt > 1 ? cfg.redeliveryMs : job.data % 10 === 0 ? 250 : 1 + (job.data % 7));
     await ask({ type: "effect", jobId: job.id, fence: job.fence });
     return job.fence;
   },
@@ -40,10 +44,15 @@ const worker = new Worker<number, number>(
     // Idle workers look again at least every 250 ms, so a stalled worker's expired lease is reclaimed before it resumes.
     blockMs: 250,
     retention: { completed: cfg.keepCompleted },
+    observer: {
+      onOperation(op) {
+        if (op.op === "process") tell({ type: "outcome", outcome: op.outcome, attempt: op.attributes?.attempt });
+      },
+    },
   },
 );
 tell({ type: "ready" });
-while (!stopping()) await sleep(50);
+await stopped();
 await worker.close({ timeoutMs: 1_000 });
 tell({ type: "stopped", stats: worker.stats() });
 redis.disconnect();

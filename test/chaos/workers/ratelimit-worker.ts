@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@coordis/core";
 import { type Algorithm, RateLimiter, type Rule } from "@coordis/ratelimit";
-import { connected, onCommand, stopping, tell } from "./ipc.js";
+import { config, connected, onCommand, stopped, stopping, tell } from "./ipc.js";
 
 interface RatelimitWorkerConfig {
   url: string;
@@ -52,7 +52,7 @@ interface AlgoStats {
   lastReply: number;
 }
 
-const cfg = JSON.parse(process.argv[2] as string) as RatelimitWorkerConfig;
+const cfg = await config<RatelimitWorkerConfig>();
 const redis = connect(cfg.url, { commandTimeoutMs: 2_000 });
 const algorithms = Object.keys(cfg.rules) as Algorithm[];
 const batchOption = cfg.batch ? { batch: true } : {};
@@ -177,6 +177,6 @@ onCommand((msg) => {
 
 await connected([redis]);
 tell({ type: "ready" });
-while (!stopping()) await sleep(50);
+await stopped();
 redis.disconnect();
 process.disconnect?.();

@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@coordis/core";
 import { runOncePerTick } from "@coordis/lock";
-import { connected, onCommand, prng, tell, tellFlushed } from "./ipc.js";
+import { config, connected, onCommand, prng, stopped, tell, tellFlushed } from "./ipc.js";
 
 interface TickWorkerConfig {
   url: string;
@@ -26,7 +26,7 @@ interface TickWorkerConfig {
 const STEP_MS = 20;
 const JOBS = { once: false, retry: true } as const;
 
-const cfg = JSON.parse(process.argv[2] as string) as TickWorkerConfig;
+const cfg = await config<TickWorkerConfig>();
 const redis = connect(cfg.url, { commandTimeoutMs: cfg.commandTimeoutMs });
 const random = prng(cfg.seed);
 let inFlight = 0;
@@ -84,28 +84,24 @@ async function call(job: keyof typeof JOBS, tick: number): Promise<void> {
     await tellFlushed({ type: "run", job, tick, fence, startAt, stopAt, returnedAt: Date.now(), outcome, code });
   } else tell({ type: "skipped", job, tick, outcome, code });
   inFlight--;
-  if (inFlight === 0) tell({ type: "idle" });
+  if (inFlight === 0) {
+    tell({ type: "idle" });
+    idle();
+  }
 }
+
+let idle: () => void = () => {};
 
 onCommand((msg) => {
   if (msg.type === "tick") {
     for (const job of Object.keys(JOBS) as Array<keyof typeof JOBS>) void call(job, msg.tick as number);
-  } else if (msg.type === "stop") {
-    const exit = () => {
-      redis.disconnect();
-      process.disconnect?.();
-    };
-    if (inFlight === 0) exit();
-    else {
-      const timer = setInterval(() => {
-        if (inFlight === 0) {
-          clearInterval(timer);
-          exit();
-        }
-      }, 10);
-    }
   }
 });
 
 await connected([redis]);
 tell({ type: "ready" });
+await stopped();
+// Calls in flight end first (their runs are reported).
+if (inFlight > 0) await new Promise<void>((resolve) => (idle = resolve));
+redis.disconnect();
+process.disconnect?.();

@@ -1,0 +1,122 @@
+import { tryWaitUntil } from "@coordis/testing";
+import { type WorkerConfig, WorkerPool } from "../lib/worker-pool.js";
+import { type ChaosWorker, reply, type Violations, type WorkerMessage } from "../lib/workers.js";
+import { type Acquisition, checkLockHistory, FencedRegister } from "./lock-check.js";
+
+/**
+ * How many accepted sections must follow the heal (or the last failover) within the recovery time: progress has
+ * really resumed, and even a run whose faults left little room (a short run with several Redis kills) has a history
+ * worth checking.
+ */
+export const RECOVERY_SECTIONS = 10;
+
+/** What a lock worker (workers/lock-worker.ts) is configured with. */
+export interface LockWorkerConfig extends Record<string, unknown> {
+  mode: "mutex" | "redlock";
+  urls: string[];
+  prefix: string;
+  name: string;
+  ttlMs: number;
+  waitMs: number;
+  holdMaxMs: number;
+  commandTimeoutMs: number;
+  nodeTimeoutMs: number;
+  seed: number;
+  durability?: { replicas: number; timeoutMs: number };
+}
+
+/**
+ * The workload of the lock scenarios (lock-mutex, lock-redlock, lock-failover): `count` processes of
+ * workers/lock-worker.ts acquire one lock again and again and do a fenced read-modify-write on this process's
+ * {@link FencedRegister}; every acquisition they report (when requested, obtained, valid until, released) is kept for
+ * {@link checkLockHistory}. A worker that crashes is a violation.
+ */
+export class FencedLockWorkers {
+  readonly register = new FencedRegister();
+  readonly pool: WorkerPool;
+  readonly #violations: Violations;
+  readonly #acquisitions = new Map<string, Acquisition>();
+  readonly #acquireFailed: Record<string, number> = {};
+
+  /** Spawns the processes at once; configure them with {@link start}. */
+  constructor(count: number, violations: Violations) {
+    this.#violations = violations;
+    this.pool = new WorkerPool({
+      file: "lock-worker.ts",
+      count,
+      crashes: violations,
+      onMessage: (msg, worker) => this.#onMessage(msg, worker),
+    });
+  }
+
+  /** Configures every worker and waits until each is connected. */
+  start(config: (slot: number, incarnation: number) => LockWorkerConfig): Promise<void> {
+    return this.pool.start(config as WorkerConfig);
+  }
+
+  #onMessage(msg: WorkerMessage, worker: ChaosWorker): void {
+    const id = `w${worker.slot}.${worker.child.pid}`;
+    switch (msg.type) {
+      case "acquire-failed":
+        this.#acquireFailed[msg.code as string] = (this.#acquireFailed[msg.code as string] ?? 0) + 1;
+        break;
+      case "acquired":
+        this.#acquisitions.set(`${id}/${msg.fence}`, {
+          worker: id,
+          fence: msg.fence as number,
+          reqAt: msg.reqAt as number,
+          gotAt: msg.gotAt as number,
+          validUntil: msg.validUntil as number,
+          releaseAt: undefined,
+        });
+        break;
+      case "releasing": // sent before the release command (see lock-worker.ts)
+      case "released": {
+        const a = this.#acquisitions.get(`${id}/${msg.fence}`);
+        if (a !== undefined) a.releaseAt ??= msg.releaseAt as number;
+        break;
+      }
+      case "begin":
+        reply(worker, msg, this.register.begin(id, msg.fence as number));
+        break;
+      case "end":
+        reply(worker, msg, { accepted: this.register.end(id, msg.fence as number, msg.value as number) });
+        break;
+    }
+  }
+
+  /**
+   * Waits until `sections` more sections are accepted than now; records a `no-progress` violation (naming `after`,
+   * e.g. "the faults were healed") when they do not come within `timeoutMs` (a fence that went back would leave every
+   * write rejected).
+   */
+  async progress(sections: number, timeoutMs: number, after: string): Promise<void> {
+    const before = this.register.writes;
+    if (await tryWaitUntil(() => this.register.writes >= before + sections, timeoutMs)) return;
+    this.#violations.add(
+      "no-progress",
+      `only ${this.register.writes - before} accepted sections within ${timeoutMs} ms after ${after} (register fence ${this.register.maxSeen})`,
+    );
+  }
+
+  /**
+   * Stops the workers and checks the history ({@link checkLockHistory}).
+   * @returns the operations (acquisitions and failed acquires) and the details every lock scenario reports
+   */
+  async finish(): Promise<{ operations: number; details: Record<string, unknown> }> {
+    await this.pool.stop();
+    const history = [...this.#acquisitions.values()];
+    const summary = checkLockHistory(this.register, history, this.#violations);
+    return {
+      operations: history.length + Object.values(this.#acquireFailed).reduce((n, c) => n + c, 0),
+      details: {
+        acquisitions: history.length,
+        acquireFailed: this.#acquireFailed,
+        ...summary,
+        registerFence: this.register.maxSeen,
+        respawns: this.pool.respawns,
+        crashes: this.pool.crashes,
+      },
+    };
+  }
+}
