@@ -2,7 +2,9 @@
 -- order (q_keys below); a job is a few fields of the partition's jobs hash, never a key of its own, so every key a
 -- script touches is declared in KEYS.
 --   jobs hash: "j:<id>" the record (cmsgpack array, see Q_* indices), "r:<id>" result, "e:<id>" last error,
---              "p:<id>" progress
+--              "p:<id>" progress. A completion writes the result field only: a record in state 'w' with a result
+--              field is a completed job (its attempts count the successful one once more, it finished at its done
+--              expiry minus its resultTtlMs); records in state 'c' were written by earlier versions
 --   ready stream: entries "i <id>" of priority-0 jobs, read by the consumer group "q" (read with NOACK and trimmed by
 --              one fetch script: the group is the cursor, the leases zset is the record of what runs)
 --   delayed zset: "<priority digit><id>" -> due (server ms): delays, retry backoff, rate-limited group jobs

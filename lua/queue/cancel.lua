@@ -26,7 +26,8 @@ local id = ARGV[1]
 local raw = redis.call('HGET', K.jobs, 'j:' .. id)
 if not raw then return 0 end
 local rec = cmsgpack.unpack(raw)
-if rec[Q_STATE] ~= 'w' then return 0 end
+-- Finished already (a result field marks a completed job: lua/_lib/queue.lua).
+if rec[Q_STATE] ~= 'w' or redis.call('HEXISTS', K.jobs, 'r:' .. id) == 1 then return 0 end
 local now = now_ms()
 if redis.call('HEXISTS', K.active, id) == 1 then q_deactivate(K, id, rec) end
 redis.call('ZREM', K.delayed, rec[Q_PRIO] .. id)

@@ -99,14 +99,14 @@ end
 local picked, recs = {}, {}
 if #cands > 0 then
   local fields = {}
-  for i, id in ipairs(cands) do fields[i] = 'j:' .. id end
+  for i, id in ipairs(cands) do fields[2 * i - 1], fields[2 * i] = 'j:' .. id, 'r:' .. id end
   local raws = redis.call('HMGET', K.jobs, unpack(fields))
   for i, id in ipairs(cands) do
-    local raw = raws[i]
+    local raw = raws[2 * i - 1]
     if raw then
       local rec = cmsgpack.unpack(raw)
-      -- Anything but 'w' was cancelled while it waited: dropped here.
-      if rec[Q_STATE] == 'w' then
+      -- Anything but 'w' was cancelled while it waited, and a result field means completed: dropped here.
+      if rec[Q_STATE] == 'w' and not raws[2 * i] then
         local g = rec[Q_GROUP]
         local go = true
         if g ~= '' then

@@ -1,6 +1,7 @@
 -- Finish: records the outcome of a batch of deliveries of one partition. A delivery whose fence is no longer the job's
 -- current one (its lease expired and the job was reclaimed, it was cancelled or handed back) is refused and changes
--- nothing. A completion stores the result for the job's resultTtlMs; a failure schedules the next attempt after the
+-- nothing. A completion stores the result for the job's resultTtlMs (the record is not rewritten: the result field
+-- marks the job completed); a failure schedules the next attempt after the
 -- backoff (server time), or moves the job to the dead letters once its attempts are used up. Retention trims
 -- completed and dead jobs; completed and dead ids are announced on the partition's channel for Queue.result().
 -- KEYS[1] jobs (hash): job fields
@@ -62,10 +63,9 @@ for j, i in ipairs(live) do
     q_group_release(K, rec[Q_GROUP])
     rec[Q_ATTEMPTS] = rec[Q_ATTEMPTS] + 1
     if kind == 'c' then
-      rec[Q_STATE] = 'c'
-      rec[Q_FINISHED] = now
+      -- The record stays as it was while the job waited: its result field marks it completed (lua/_lib/queue.lua).
       local w = #writes
-      writes[w + 1], writes[w + 2], writes[w + 3], writes[w + 4] = 'j:' .. id, cmsgpack.pack(rec), 'r:' .. id, string.sub(outcome, 2)
+      writes[w + 1], writes[w + 2] = 'r:' .. id, string.sub(outcome, 2)
       done[#done + 1] = now + rec[Q_TTL]
       done[#done + 1] = id
       lines[#lines + 1] = 'c ' .. id

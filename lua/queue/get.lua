@@ -13,12 +13,20 @@ local id = ARGV[1]
 local f = redis.call('HMGET', KEYS[1], 'j:' .. id, 'r:' .. id, 'e:' .. id, 'p:' .. id)
 if not f[1] then return {} end
 local rec = cmsgpack.unpack(f[1])
-if rec[1] == 'c' or rec[1] == 'x' then
-  local expiry = redis.call('ZSCORE', rec[1] == 'c' and KEYS[4] or KEYS[5], id)
+local st, finished = rec[1], rec[12]
+-- A waiting record with a result field is a completed job (lua/_lib/queue.lua).
+local completed = st == 'w' and f[2]
+if completed then st = 'c' end
+if st == 'c' or st == 'x' then
+  local expiry = redis.call('ZSCORE', st == 'c' and KEYS[4] or KEYS[5], id)
   if not expiry or tonumber(expiry) <= now_ms() then return {} end
+  if completed then
+    rec[2] = rec[2] + 1
+    finished = tonumber(expiry) - rec[8]
+  end
 end
 local names = { c = 'completed', D = 'dead', x = 'cancelled' }
-local state = names[rec[1]]
+local state = names[st]
 local dueAt, fence = 0, 0
 if not state then
   fence = tonumber(redis.call('HGET', KEYS[2], id) or '0')
@@ -34,4 +42,4 @@ if not state then
     end
   end
 end
-return { state, rec[2], rec[3], rec[11], f[2], f[3], f[4], dueAt, rec[12], rec[10], rec[9], fence }
+return { state, rec[2], rec[3], rec[11], f[2], f[3], f[4], dueAt, finished, rec[10], rec[9], fence }

@@ -57,8 +57,9 @@ export interface Backoff {
 export interface JobOptions {
   /**
    * The job's id (1–256 UTF-8 bytes). Adding an id that exists (waiting, running, or finished and still retained)
-   * answers `duplicate: true` and creates nothing. Default: a random UUID. With `partitions`, the partition is chosen
-   * by a hash of the id, or of its `{tag}` when it has one (as Redis Cluster does with keys).
+   * answers `duplicate: true` and creates nothing. Default: 128 random bits as 22 base64url characters. With
+   * `partitions`, the partition is chosen by a hash of the id, or of its `{tag}` when it has one (as Redis Cluster
+   * does with keys).
    */
   id?: string;
   /** Run no earlier than this many ms after the add, by Redis server time (0 – 365 days). Default 0. */

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import {
   Batcher,
@@ -9,6 +8,7 @@ import {
   notifyOperation,
   parseDurability,
   type RedisClient,
+  randomToken,
   runScript,
   runScriptDurableOrThrow,
   runScriptDynamic,
@@ -41,7 +41,7 @@ import { queueScripts } from "./scripts.generated.js";
 
 /** What `add` answers. */
 export interface AddResult {
-  /** The job's id (the one given, or a generated UUID). */
+  /** The job's id (the one given, or a generated one: 128 random bits as 22 base64url characters). */
   readonly id: string;
   /** True when a job with this id existed already: nothing was created. */
   readonly duplicate: boolean;
@@ -415,7 +415,7 @@ export class Queue<T = unknown, R = unknown> {
   #prepare(data: T, opts: JobOptions | undefined, dataArg: string, optsArg: string): QueuedAdd {
     const job = parseJob(optsArg, opts, this.#defaults);
     const encoded = encodeArgument(this.#opts.codec, dataArg, data, this.#opts.maxPayloadBytes);
-    return { id: job.id ?? randomUUID(), data: encoded, options: jobOptionsText(job) };
+    return { id: job.id ?? randomToken(), data: encoded, options: jobOptionsText(job) };
   }
 
   async #sendAdds(items: readonly QueuedAdd[], partition: number): Promise<BatchOutcome<boolean>[]> {

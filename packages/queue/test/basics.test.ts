@@ -45,14 +45,27 @@ describe("Queue and Worker on the shared server", () => {
         { prefix },
       ),
     );
+    const serverMs = async () => {
+      const [sec, usec] = await redis.time();
+      return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    };
+    const before = await serverMs();
     const { id, duplicate } = await queue.add({ n: 21 });
     expect(duplicate).toBe(false);
     expect(await queue.result(id, { timeoutMs: 10_000 })).toBe(42);
+    const after = await serverMs();
     expect(seen).toHaveLength(1);
     expect(seen[0]).toMatchObject({ id, attempt: 1, maxAttempts: 3, data: { n: 21 } });
     expect(seen[0]?.fence).toBeGreaterThan(0);
-    expect(await queue.get(id)).toMatchObject({ id, state: "completed", data: { n: 21 }, result: 42, attempts: 1 });
+    const info = await queue.get(id);
+    expect(info).toMatchObject({ id, state: "completed", data: { n: 21 }, result: 42, attempts: 1 });
+    expect(info?.finishedAt).toBeGreaterThanOrEqual(before);
+    expect(info?.finishedAt).toBeLessThanOrEqual(after);
     expect(await queue.counts()).toMatchObject({ waiting: 0, active: 0, completed: 1, dead: 0 });
+    // Finished: a cancel changes nothing, and the same id again is a duplicate.
+    expect(await queue.cancel(id)).toBe(false);
+    expect(await queue.get(id)).toMatchObject({ state: "completed", result: 42 });
+    expect(await queue.add({ n: 0 }, { id })).toEqual({ id, duplicate: true });
   });
 
   it("an id added twice is one job: the second add answers duplicate and changes nothing", async () => {
