@@ -10,23 +10,18 @@
 -- ARGV[3] staleMs (ms): how long it may be served stale after that (0 = none)
 -- ARGV[4] tags (string): JSON [[tag, version], ...] the value was computed under, "" = none
 -- ARGV[5] fill (string): "" = unconditional write; otherwise the fill token of the load being written back
--- Reply: [written: number, nowMs: number]
+-- Reply: number
+-- (1 written, 0 refused)
 --@include now-ms
 local now = now_ms()
-local written = 1
-if ARGV[5] ~= '' then
-  local holder = redis.call('GET', KEYS[2])
-  if holder ~= ARGV[5] then
-    local deadline = redis.call('HGET', KEYS[1], 'p:' .. ARGV[5])
-    if not deadline or now >= tonumber(deadline) then written = 0 end
-  end
+if ARGV[5] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[5] then
+  local deadline = redis.call('HGET', KEYS[1], 'p:' .. ARGV[5])
+  if not deadline or now >= tonumber(deadline) then return 0 end
 end
-if written == 1 then
-  local fresh = now + tonumber(ARGV[2])
-  local stale = fresh + tonumber(ARGV[3])
-  redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', string.format('%.0f', fresh), 's', string.format('%.0f', stale),
-    'w', string.format('%.0f', now), 't', ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))
-end
-return { written, now }
+local fresh = tonumber(ARGV[2])
+local life = fresh + tonumber(ARGV[3])
+redis.call('DEL', KEYS[1], KEYS[2])
+-- Integer-valued numbers go to Redis as their exact decimal digits (%.17g).
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', now + fresh, 's', now + life, 't', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], life)
+return 1

@@ -18,69 +18,72 @@ export type CircuitState = "closed" | "open" | "half-open";
  * opens it for another cooldown. Other errors (a script error) count as success: Redis answered.
  */
 export class CircuitBreaker {
-  private state: CircuitState = "closed";
-  private consecutive = 0;
-  private openedAt = 0;
+  #state: CircuitState = "closed";
+  #consecutive = 0;
+  #openedAt = 0;
+  readonly #failures: number;
+  readonly #cooldownMs: number;
+  readonly #onChange: (state: CircuitState, error?: Error) => void;
   /** Calls rejected without touching Redis, for tests and metrics. */
   shortCircuited = 0;
   /** Calls let through to Redis, for tests and metrics. */
   passed = 0;
 
-  constructor(
-    private readonly failures: number,
-    private readonly cooldownMs: number,
-    private readonly onChange: (state: CircuitState, error?: Error) => void,
-  ) {}
+  constructor(failures: number, cooldownMs: number, onChange: (state: CircuitState, error?: Error) => void) {
+    this.#failures = failures;
+    this.#cooldownMs = cooldownMs;
+    this.#onChange = onChange;
+  }
 
   /** Current state (an open circuit whose cooldown has passed reports `open` until the next call probes). */
   get current(): CircuitState {
-    return this.state;
+    return this.#state;
   }
 
   /** True when a call would be rejected right now without reaching Redis. */
   get blocking(): boolean {
-    if (this.state === "half-open") return true;
-    return this.state === "open" && performance.now() - this.openedAt < this.cooldownMs;
+    if (this.#state === "half-open") return true;
+    return this.#state === "open" && performance.now() - this.#openedAt < this.#cooldownMs;
   }
 
   /** Runs `fn` through the breaker. @throws RedisUnavailableError when open; whatever `fn` throws otherwise */
   async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.state !== "closed") {
+    if (this.#state !== "closed") {
       if (this.blocking) {
         this.shortCircuited++;
         throw new RedisUnavailableError("Redis is unavailable (the cache's circuit breaker is open)");
       }
-      this.state = "half-open";
-      this.onChange("half-open");
+      this.#state = "half-open";
+      this.#onChange("half-open");
     }
     this.passed++;
     try {
       const result = await fn();
-      this.success();
+      this.#success();
       return result;
     } catch (err) {
-      if (err instanceof RedisUnavailableError) this.failure(err);
-      else this.success();
+      if (err instanceof RedisUnavailableError) this.#failure(err);
+      else this.#success();
       throw err;
     }
   }
 
-  private success(): void {
-    this.consecutive = 0;
-    if (this.state !== "closed") {
-      this.state = "closed";
-      this.onChange("closed");
+  #success(): void {
+    this.#consecutive = 0;
+    if (this.#state !== "closed") {
+      this.#state = "closed";
+      this.#onChange("closed");
     }
   }
 
-  private failure(err: Error): void {
-    this.consecutive++;
-    if (this.state === "half-open" || (this.state === "closed" && this.consecutive >= this.failures)) {
-      this.state = "open";
-      this.openedAt = performance.now();
-      this.onChange("open", err);
-    } else if (this.state === "open") {
-      this.openedAt = performance.now();
+  #failure(err: Error): void {
+    this.#consecutive++;
+    if (this.#state === "half-open" || (this.#state === "closed" && this.#consecutive >= this.#failures)) {
+      this.#state = "open";
+      this.#openedAt = performance.now();
+      this.#onChange("open", err);
+    } else if (this.#state === "open") {
+      this.#openedAt = performance.now();
     }
   }
 }

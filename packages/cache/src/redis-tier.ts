@@ -29,6 +29,9 @@ export interface L2Read {
   readonly locked: boolean;
 }
 
+/** What a read that found no usable entry returns (deadlines unused). */
+const MISS: L2Read = { state: 0, data: "", fresh: 0, stale: 0, tags: [], locked: false };
+
 /** Random bytes of a fill token. */
 const FILL_TOKEN_BYTES = 12;
 
@@ -73,24 +76,27 @@ export class RedisTier {
     if (entry.status === "rejected") throw entry.reason;
     if (prefetched.status === "rejected") throw prefetched.reason;
     const known = prefetched.value;
+    const reply = entry.value;
+    // A miss is one integer (whether the lock is ours); a hit carries its deadlines relative to server time.
+    if (typeof reply === "number") return { ...MISS, locked: reply === 1 };
     const local = performance.now();
-    const [state, data, f, s, tagsJson, serverNow, locked] = entry.value;
+    const [state, data, freshInMs, staleInMs, tagsJson, locked] = reply;
     let read: L2Read = {
-      state: state as 0 | 1 | 2,
+      state: state as 1 | 2,
       data,
-      fresh: local + (f - serverNow),
-      stale: local + (s - serverNow),
+      fresh: local + freshInMs,
+      stale: local + staleInMs,
       tags: tagsJson === "" ? [] : (JSON.parse(tagsJson) as TagPair[]),
       locked: locked === 1,
     };
-    if (read.state === 0 || read.tags.length === 0) return read;
+    if (read.tags.length === 0) return read;
     const missing = read.tags.filter(([t]) => !known.has(t)).map(([t]) => t);
     if (missing.length > 0) for (const [t, v] of await this.#readTags(missing)) known.set(t, v);
     if (read.tags.every(([t, v]) => known.get(t) === v)) return read;
     // A tag was invalidated after this value was computed: it is a miss. Take the lock if asked to.
     if (lockToken !== "" && !read.locked) {
       const again = await this.#script(cacheScripts.get, keys, [lockToken, this.#lockTtlMs, 1, register ? 1 : 0]);
-      read = { ...read, locked: again[6] === 1 };
+      read = { ...read, locked: typeof again === "number" ? again === 1 : again[5] === 1 };
     }
     return { ...read, state: 0, data: "", tags: [] };
   }
@@ -115,7 +121,7 @@ export class RedisTier {
     pairs: readonly TagPair[],
     fill: string,
   ): Promise<boolean> {
-    const [written] = await this.#script(cacheScripts.set, this.#keys.entry(k), [
+    const written = await this.#script(cacheScripts.set, this.#keys.entry(k), [
       data,
       entry.ttlMs,
       entry.staleMs,

@@ -137,6 +137,27 @@ function suite(topology: "standalone" | "cluster", url: () => string, adminUrl: 
       );
     });
 
+    it("reads entries written by older versions (a `w` field, deadlines as text): fresh, stale and past", async () => {
+      const rec = recordObserver();
+      const [a] = await replicas(1, { observer: rec });
+      const raw = client();
+      const [seconds] = await raw.time();
+      const now = Number(seconds) * 1000;
+      const entry = (k: string) => `${prefix}:cache:{ns${ns}-${topology}:${k}}`;
+      const old = async (k: string, freshIn: number, staleIn: number) => {
+        const fields = { v: JSON.stringify({ k }), f: `${now + freshIn}`, s: `${now + staleIn}`, w: `${now}`, t: "" };
+        await raw.hset(entry(k), fields);
+        await raw.pexpire(entry(k), 60_000);
+      };
+      await old("fresh", 30_000, 40_000);
+      await old("stale", -5_000, 30_000);
+      await old("past", -10_000, -5_000);
+      expect(await a?.get("fresh")).toEqual({ k: "fresh" });
+      expect(await a?.getOrSet("stale", () => ({ k: "reloaded" }))).toEqual({ k: "stale" });
+      expect(await a?.get("past")).toBeUndefined();
+      expect(tiers(rec)).toEqual(["l2/hit", "l2/stale", "l2/miss"]);
+    });
+
     it("a load that started before a delete does not write its outdated value back", async () => {
       const [a, b] = await replicas(2);
       let release!: () => void;
