@@ -20,6 +20,7 @@ import {
   tryWaitUntil,
   Watchdog,
 } from "@coordis/testing";
+import { scenarioResult } from "../lib/result.js";
 import { Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioResult } from "../scenario.js";
 
@@ -163,25 +164,21 @@ export const deadlinesScenario: ChaosScenario = {
       await tryWaitUntil(() => watchdog.pending === 0, { timeoutMs: HANG_GRACE_MS, intervalMs: 20 });
       for (const h of watchdog.hanging)
         violations.add("hang", `${h.what} still pending ${HANG_GRACE_MS} ms after its deadline`);
-      return {
+      return scenarioResult(started, violations, {
         scenario: "deadlines",
         operations: watchdog.watched,
         faultsInjected: faultLog.injected,
-        violations: violations.count,
         seed,
-        elapsedMs: Math.round(performance.now() - started),
         details: {
           outcomes,
           deadlines: Object.fromEntries(probes.map((p) => [p.name, p.deadlineMs])),
           commandTimeoutMs: COMMAND_TIMEOUT_MS,
           marginMs: MARGIN_MS,
           hung: watchdog.hanging.length,
-          violationsByKind: violations.byKind,
           faultsByKind: faultLog.byKind,
           durationMs,
         },
-        samples: violations.samples,
-      };
+      });
     } finally {
       for (const close of closers) await close().catch(() => {});
       for (const c of clients) c.disconnect();

@@ -11,6 +11,7 @@ import {
 } from "@coordis/testing";
 import { type DurableRedis, startDurableRedis } from "../lib/durable-redis.js";
 import { produce } from "../lib/producers.js";
+import { scenarioResult } from "../lib/result.js";
 import { WorkerPool } from "../lib/worker-pool.js";
 import { reply, Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioResult } from "../scenario.js";
@@ -153,7 +154,7 @@ export function eventlogScenario(events: number): ChaosScenario {
         if (!verify.ok) violations.add("chain", `verify(): ${JSON.stringify(verify)}`);
         if (!drained && missing === 0) violations.add("drain", "consumers did not finish in time");
         const calmSummary = await calmRun;
-        return {
+        return scenarioResult(started, violations, {
           scenario: "eventlog",
           operations:
             appends.calls +
@@ -161,9 +162,7 @@ export function eventlogScenario(events: number): ChaosScenario {
             calmSummary.calmEntries +
             calmSummary.calmStarts,
           faultsInjected: faultLog.injected,
-          violations: violations.count,
           seed,
-          elapsedMs: Math.round(performance.now() - started),
           details: {
             events,
             acknowledged: acked.size,
@@ -176,15 +175,13 @@ export function eventlogScenario(events: number): ChaosScenario {
             consumerRespawns: consumers.respawns,
             deadLetters,
             chainChecked: verify.checked,
-            violationsByKind: violations.byKind,
             faultsByKind: faultLog.byKind,
             faultErrors: faultLog.entries.filter((e) => e.error !== undefined).map((e) => e.error),
             persistence: "appendonly, appendfsync always",
             durationMs,
             ...calmSummary,
           },
-          samples: violations.samples,
-        };
+        });
       } finally {
         await consumers.stop(0);
         // After a failure the calm phase may still run: its processes stop now, its errors are of no interest.

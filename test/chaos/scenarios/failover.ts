@@ -8,6 +8,7 @@ import {
   testPrefix,
   tryWaitUntil,
 } from "@coordis/testing";
+import { scenarioResult } from "../lib/result.js";
 import { Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioContext, ScenarioResult } from "../scenario.js";
 import { FencedLockWorkers, RECOVERY_SECTIONS } from "./fenced-lock.js";
@@ -85,16 +86,13 @@ async function runFailoverScenario({ seed, durationMs, log }: ScenarioContext): 
     }
 
     const { operations, details } = await lock.finish();
-    return {
+    return scenarioResult(started, violations, {
       scenario: "lock-failover",
       operations,
       faultsInjected: failovers.length,
-      violations: violations.count,
       seed,
-      elapsedMs: Math.round(performance.now() - started),
       details: {
         ...details,
-        violationsByKind: violations.byKind,
         failovers,
         workers: WORKERS,
         ttlMs: TTL_MS,
@@ -102,8 +100,7 @@ async function runFailoverScenario({ seed, durationMs, log }: ScenarioContext): 
         topology: "Sentinel (quorum 1, down-after 1 s), primary + 2 replicas, no persistence",
         durationMs,
       },
-      samples: violations.samples,
-    };
+    });
   } finally {
     await lock.pool.stop(0);
     await setup?.stop();

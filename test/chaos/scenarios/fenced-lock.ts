@@ -1,3 +1,4 @@
+import type { DurabilityOptions } from "@coordis/core";
 import { tryWaitUntil } from "@coordis/testing";
 import { type WorkerConfig, WorkerPool } from "../lib/worker-pool.js";
 import { type ChaosWorker, reply, type Violations, type WorkerMessage } from "../lib/workers.js";
@@ -13,16 +14,19 @@ export const RECOVERY_SECTIONS = 10;
 /** What a lock worker (workers/lock-worker.ts) is configured with. */
 export interface LockWorkerConfig extends Record<string, unknown> {
   mode: "mutex" | "redlock";
+  /** One URL (Mutex) or one per master (Redlock). */
   urls: string[];
   prefix: string;
   name: string;
   ttlMs: number;
   waitMs: number;
+  /** A critical section "works" 0..holdMaxMs ms between its fenced read and its fenced write. */
   holdMaxMs: number;
   commandTimeoutMs: number;
   nodeTimeoutMs: number;
   seed: number;
-  durability?: { replicas: number; timeoutMs: number };
+  /** Optional durability setting of the lock (failover scenario). */
+  durability?: DurabilityOptions;
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   testPrefix,
   tryWaitUntil,
 } from "@coordis/testing";
+import { scenarioResult } from "../lib/result.js";
 import { WorkerPool } from "../lib/worker-pool.js";
 import { Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioContext, ScenarioResult } from "../scenario.js";
@@ -141,13 +142,11 @@ async function runTickScenario({ seed, durationMs, log }: ScenarioContext): Prom
     const history = { once: [...(seen.once?.values() ?? [])], retry: [...(seen.retry?.values() ?? [])] };
     const summary = checkTickHistory(runs, history, TICK_RECORD_TTL_MS, violations);
     if (summary.runs === 0) violations.add("no-progress", "no tick ran");
-    return {
+    return scenarioResult(started, violations, {
       scenario: "lock-tick",
       operations: calls,
       faultsInjected: faultLog.injected,
-      violations: violations.count,
       seed,
-      elapsedMs: Math.round(performance.now() - started),
       details: {
         ...summary,
         skipped,
@@ -157,12 +156,10 @@ async function runTickScenario({ seed, durationMs, log }: ScenarioContext): Prom
         recordTtlMs: TICK_RECORD_TTL_MS,
         jobMs: TICK_JOB_MS,
         skewMs: TICK_SKEW_MS,
-        violationsByKind: violations.byKind,
         faultsByKind: faultLog.byKind,
         durationMs,
       },
-      samples: violations.samples,
-    };
+    });
   } finally {
     clearInterval(ticker);
     await pool.stop(0);

@@ -12,6 +12,7 @@ import {
   startRedis,
   testPrefix,
 } from "@coordis/testing";
+import { scenarioResult } from "../lib/result.js";
 import { Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioContext, ScenarioResult } from "../scenario.js";
 import { FencedLockWorkers, RECOVERY_SECTIONS } from "./fenced-lock.js";
@@ -143,16 +144,13 @@ async function runLockScenario(
     // Liveness: once healed, accepted sections resume (a fence that went back would leave every write rejected).
     await lock.progress(RECOVERY_SECTIONS, RECOVERY_MS, "the faults were healed");
     const { operations, details } = await lock.finish();
-    return {
+    return scenarioResult(started, violations, {
       scenario,
       operations,
       faultsInjected: faultLog.injected,
-      violations: violations.count,
       seed,
-      elapsedMs: Math.round(performance.now() - started),
       details: {
         ...details,
-        violationsByKind: violations.byKind,
         workers: LOCK_WORKERS,
         pauseMs: LOCK_FAULT_MS,
         holdMaxMs: HOLD_MAX_MS,
@@ -166,8 +164,7 @@ async function runLockScenario(
         faultErrors: faultLog.entries.filter((e) => e.error !== undefined).map((e) => e.error),
         durationMs,
       },
-      samples: violations.samples,
-    };
+    });
   } finally {
     await lock.pool.stop(0);
     await Promise.all(proxies.map((p) => p.close()));

@@ -14,6 +14,7 @@ import {
   startRedis,
   testPrefix,
 } from "@coordis/testing";
+import { scenarioResult } from "../lib/result.js";
 import { Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioResult } from "../scenario.js";
 
@@ -276,13 +277,11 @@ export const pubsubCacheScenario: ChaosScenario = {
       }
       if (!receivedAt.some((t) => t > healedAt)) violations.add("no-delivery", "no message received after the faults");
 
-      return {
+      return scenarioResult(started, violations, {
         scenario: "pubsub-cache",
         operations: counts.published + counts.writes + counts.writeErrors + counts.reads + counts.readErrors,
         faultsInjected: faultLog.injected,
-        violations: violations.count,
         seed,
-        elapsedMs: Math.round(performance.now() - started),
         details: {
           ...counts,
           subscriberOutages: outages,
@@ -291,12 +290,10 @@ export const pubsubCacheScenario: ChaosScenario = {
           gapsC: gaps.C?.length,
           staleBoundMs: STALE_BOUND_MS,
           l1TtlMs: L1_TTL_MS,
-          violationsByKind: violations.byKind,
           faultsByKind: faultLog.byKind,
           durationMs,
         },
-        samples: violations.samples,
-      };
+      });
     } finally {
       for (const close of closers) await close().catch(() => {});
       for (const c of clients) c.disconnect();

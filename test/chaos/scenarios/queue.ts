@@ -12,6 +12,7 @@ import {
 } from "@coordis/testing";
 import { type DurableRedis, startDurableRedis } from "../lib/durable-redis.js";
 import { produce } from "../lib/producers.js";
+import { scenarioResult } from "../lib/result.js";
 import { WorkerPool } from "../lib/worker-pool.js";
 import { type ChaosWorker, reply, Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioResult } from "../scenario.js";
@@ -217,13 +218,11 @@ export function queueScenario(jobs: number): ChaosScenario {
         for (const d of dead) violations.add("dead", `${d.id} died: ${d.error}`);
         await reader.close();
         await queue.close();
-        return {
+        return scenarioResult(started, violations, {
           scenario: "queue",
           operations: adds.calls + counts.deliveries,
           faultsInjected: faultLog.injected,
-          violations: violations.count,
           seed,
-          elapsedMs: Math.round(performance.now() - started),
           details: {
             jobs,
             acknowledged: acked.size,
@@ -235,13 +234,11 @@ export function queueScenario(jobs: number): ChaosScenario {
             retries: adds.retries,
             ...counts,
             workerRespawns: pool.respawns,
-            violationsByKind: violations.byKind,
             faultsByKind: faultLog.byKind,
             persistence: "appendonly, appendfsync always",
             durationMs,
           },
-          samples: violations.samples,
-        };
+        });
       } finally {
         await pool.stop(0);
         await redis?.close();

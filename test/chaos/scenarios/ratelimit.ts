@@ -11,6 +11,7 @@ import {
   testPrefix,
   tryWaitUntil,
 } from "@coordis/testing";
+import { scenarioResult } from "../lib/result.js";
 import { WorkerPool } from "../lib/worker-pool.js";
 import { Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioResult } from "../scenario.js";
@@ -351,13 +352,11 @@ export const ratelimitScenario: ChaosScenario = {
       }
       const faultLog = await faults;
       await pool.stop();
-      return {
+      return scenarioResult(started, violations, {
         scenario: "ratelimit",
         operations: counts.calls,
         faultsInjected: faultLog.injected,
-        violations: violations.count,
         seed,
-        elapsedMs: Math.round(performance.now() - started),
         details: {
           ...counts,
           worstWindow: worst,
@@ -367,12 +366,10 @@ export const ratelimitScenario: ChaosScenario = {
           processes: PROCESSES,
           clientsPerProcess: CLIENTS_PER_PROCESS,
           roundMs: ROUND_MS,
-          violationsByKind: violations.byKind,
           faultsByKind: faultLog.byKind,
           durationMs,
         },
-        samples: violations.samples,
-      };
+      });
     } finally {
       await pool.stop(0);
       await Promise.all(proxies.map((p) => p.close()));

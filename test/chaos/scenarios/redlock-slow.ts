@@ -8,6 +8,7 @@ import {
   testPrefix,
   tryWaitUntil,
 } from "@coordis/testing";
+import { scenarioResult } from "../lib/result.js";
 import { WorkerPool } from "../lib/worker-pool.js";
 import { reply, Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioContext, ScenarioResult } from "../scenario.js";
@@ -96,26 +97,22 @@ async function runRedlockSlowScenario({ seed, durationMs, log }: ScenarioContext
     log(`${leasesAfterHeal} leases after the heal; stopping workers`);
     await pool.stop();
     const leases = Object.values(outcomes).reduce((n, c) => n + c, 0);
-    return {
+    return scenarioResult(started, violations, {
       scenario: "lock-redlock-slow",
       operations: leases,
       faultsInjected: faultLog.injected,
-      violations: violations.count,
       seed,
-      elapsedMs: Math.round(performance.now() - started),
       details: {
         outcomes,
         losses: losses.length,
         lossesWithTokenOnQuorum: losses.filter((l) => l.holders >= quorum).length,
-        violationsByKind: violations.byKind,
         workers: WORKERS,
         ttlMs: SLOW_TTL_MS,
         pauseMs: SLOW_PAUSE_MS,
         faultsByKind: faultLog.byKind,
         durationMs,
       },
-      samples: violations.samples,
-    };
+    });
   } finally {
     await pool.stop(0);
     for (const a of admins) a.disconnect();

@@ -3,24 +3,10 @@
 // register (begin = fenced read, end = fenced write of read + 1), and releases. It deliberately does not look at
 // lease.signal before writing: the register's fence check is what must protect the data.
 import { setTimeout as sleep } from "node:timers/promises";
-import { connect, type DurabilityOptions, type RedisClient } from "@coordis/core";
+import { connect, type RedisClient } from "@coordis/core";
 import { type LockBase, Mutex, Redlock } from "@coordis/lock";
+import type { LockWorkerConfig } from "../scenarios/fenced-lock.js";
 import { ask, config, connected, prng, stopping, tell, tellFlushed } from "./ipc.js";
-
-interface LockWorkerConfig {
-  mode: "mutex" | "redlock";
-  urls: string[];
-  prefix: string;
-  name: string;
-  ttlMs: number;
-  waitMs: number;
-  holdMaxMs: number;
-  commandTimeoutMs: number;
-  nodeTimeoutMs: number;
-  seed: number;
-  /** Optional durability setting of the lock (failover scenario). */
-  durability?: DurabilityOptions;
-}
 
 const cfg = await config<LockWorkerConfig>();
 const clients: RedisClient[] = cfg.urls.map((url) => connect(url, { commandTimeoutMs: cfg.commandTimeoutMs }));
