@@ -87,9 +87,9 @@ export function queueSection(report: BenchReport): string | undefined {
     "Measured by `npm run bench -- --filter '^job-queue/'` (`test/bench/`, rows `job-queue/*`) and written here by " +
       "`npm run bench:readme`: @coordis/queue and BullMQ in the same process, against the same fresh Redis, in " +
       "interleaved rounds. Figures are medians over the rounds; each ratio is taken round by round (same round, same " +
-      "machine load) and the spread across rounds is in brackets. On a machine of 2 shared cores Redis and Node share " +
-      "the cores, so throughput follows the CPU both spend per job and moves a lot from round to round: quote the " +
-      "ratios.",
+      "machine load) and the spread across rounds is in brackets. Redis and Node share the machine's cores, so " +
+      "throughput follows the CPU both spend per job and moves from round to round when the machine is busy: quote " +
+      "the ratios and the CPU per job.",
     "",
     machineLine(report),
     "",
