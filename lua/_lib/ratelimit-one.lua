@@ -5,16 +5,18 @@
 -- Redis CPU per call). Returns nil, having written nothing, whenever the general path must decide: another entry on
 -- the key, an entry that does not parse, a rejected sliding-window call (its wait is the library's to compute).
 -- field is "<name>|<alg>"; limit and w as in rl_rules_argv (tb/gcra: ticks per ms and ticks per unit); cap units.
+-- now is the server time in ms (TIME). Counting on within the same window rewrites only the count in the stored
+-- bytes (no formatting of the instants).
 local function rl_one(key, cost, now, field, alg, limit, w, cap)
   local v = redis.call('GET', key)
-  local e, a, b, c
+  local e, a, b, c, at2
   if v then
     local n = #field
     if string.byte(v, n + 1) ~= 61 or string.sub(v, 1, n) ~= field then return nil end -- 61: '='
     if alg == 'fw' then
-      e, a, b = string.match(v, '^(%d+):(%d+):(%d+)$', n + 2)
+      e, a, at2, b = string.match(v, '^(%d+):(%d+):()(%d+)$', n + 2)
     else
-      e, a, b, c = string.match(v, '^(%d+):(%d+):(%d+):(%d+)$', n + 2)
+      e, a, at2, b, c = string.match(v, '^(%d+):(%d+):()(%d+):(%d+)$', n + 2)
     end
     if not e then return nil end
     e, a, b = tonumber(e), tonumber(a), tonumber(b)
@@ -28,7 +30,12 @@ local function rl_one(key, cost, now, field, alg, limit, w, cap)
     at = start + w
     if count + cost <= limit then
       count = count + cost
-      value, allowed, wait, remaining, reset = string.format('=%d:%d:%d', at, start, count), 1, 0, limit - count, at - now
+      allowed, wait, remaining, reset = 1, 0, limit - count, at - now
+      if at == e and start == a then
+        value = string.sub(v, 1, at2 - 1) .. count -- the same window: only the count changes
+      else
+        value = field .. string.format('=%d:%d:%d', at, start, count)
+      end
     else
       allowed, wait, remaining, reset = 0, at - now, limit - count, at - now
       if count <= 0 then remaining, reset, at = limit, 0, 0 end -- an empty window keeps no entry
@@ -50,8 +57,13 @@ local function rl_one(key, cost, now, field, alg, limit, w, cap)
     curr = curr + cost
     at = cs + 2 * w
     local est = prev * (w - (now - cs)) / w + curr
-    value, allowed, wait, reset = string.format('=%d:%d:%d:%d', at, cs, curr, prev), 1, 0, at - now
+    allowed, wait, reset = 1, 0, at - now
     remaining = math.max(0, math.floor(limit - est + 1e-9))
+    if at == e and a == cs and prev == c then
+      value = string.sub(v, 1, at2 - 1) .. curr .. ':' .. prev -- the same window: only its count changes
+    else
+      value = field .. string.format('=%d:%d:%d:%d', at, cs, curr, prev)
+    end
   else
     -- Token bucket and GCRA in integer ticks: a unit is w ticks, limit ticks refill per ms, capt ticks when full.
     local capt = cap * w
@@ -82,14 +94,14 @@ local function rl_one(key, cost, now, field, alg, limit, w, cap)
       reset = math.floor(short / limit)
       if reset * limit < short then reset = reset + 1 end
       at = now + reset
-      if allowed == 1 then value = string.format('=%d:%d:%d:%d', at, now, level, w) end
+      if allowed == 1 then value = field .. string.format('=%d:%d:%d:%d', at, now, level, w) end
     end
   end
   if allowed == 1 then
     if at == e then
-      redis.call('SET', key, field .. value, 'KEEPTTL')
+      redis.call('SET', key, value, 'KEEPTTL')
     else
-      redis.call('SET', key, field .. value, 'PXAT', string.format('%d', at))
+      redis.call('SET', key, value, 'PXAT', string.format('%d', at))
     end
   elseif e and at > e then
     -- Rejected: only the entry's expiry moves forward (the rule now needs it longer); the state is kept as stored.
