@@ -136,7 +136,8 @@ local n = #picked
 if n > 0 then
   local base = redis.call('HINCRBY', K.meta, 'f', n) - n
   local act, lease = {}, {}
-  local deadline = now + tonumber(ARGV[2])
+  -- As a string once: redis.call would format the number again for every job.
+  local deadline = string.format('%d', now + tonumber(ARGV[2]))
   for i, id in ipairs(picked) do
     local rec = recs[i]
     act[2 * i - 1], act[2 * i] = id, base + i

@@ -54,6 +54,8 @@ redis.call('HDEL', K.active, unpack(liveIds))
 redis.call('ZREM', K.leases, unpack(liveIds))
 local writes, done, lines = {}, {}, {}
 local u, failures = tonumber(ARGV[7]), 0
+-- Done expiry as a string per resultTtlMs (most jobs share one): redis.call would format the number for every job.
+local expiries = {}
 for j, i in ipairs(live) do
   local id, outcome = ids[i], ARGV[7 + 3 * i]
   local kind = string.sub(outcome, 1, 1)
@@ -66,7 +68,13 @@ for j, i in ipairs(live) do
       -- The record stays as it was while the job waited: its result field marks it completed (lua/_lib/queue.lua).
       local w = #writes
       writes[w + 1], writes[w + 2] = 'r:' .. id, string.sub(outcome, 2)
-      done[#done + 1] = now + rec[Q_TTL]
+      local ttl = rec[Q_TTL]
+      local expiry = expiries[ttl]
+      if not expiry then
+        expiry = string.format('%d', now + ttl)
+        expiries[ttl] = expiry
+      end
+      done[#done + 1] = expiry
       done[#done + 1] = id
       lines[#lines + 1] = 'c ' .. id
       out[i] = 1
