@@ -342,7 +342,14 @@ function writePackage(pkg: string, body: string | undefined): void {
 }
 
 function main(): number {
-  const { file, only } = parseArgs(process.argv.slice(2));
+  let args: ReturnType<typeof parseArgs>;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    return 2;
+  }
+  const { file, only } = args;
   if (!existsSync(file)) {
     process.stderr.write(`${file} does not exist: run \`npm run bench\` first\n`);
     return 1;
