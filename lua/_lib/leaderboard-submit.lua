@@ -11,7 +11,7 @@ local function lb_state()
   local s = {
     update = ARGV[1], desc = ARGV[2] == 'desc',
     P = tonumber(ARGV[3]), B = tonumber(ARGV[4]), N = tonumber(ARGV[5]),
-    tolerance = tonumber(ARGV[6]), now = now_ms(), boards = {}, applied = 0, seqNext = nil, seqLast = nil,
+    tolerance = tonumber(ARGV[6]), now = nil, boards = {}, applied = 0, seqNext = nil, seqLast = nil,
   }
   local a = 7
   for b = 1, s.B do
@@ -22,6 +22,13 @@ local function lb_state()
     a = a + 4
   end
   return s, a
+end
+
+-- Redis server time, read once per script and only when needed: the all-time board (bounds +-2^53) holds every
+-- time and never expires, so a submit on it alone reads no TIME.
+local function lb_now(s)
+  if s.now == nil then s.now = now_ms() end
+  return s.now
 end
 
 -- Current (prefix, score) of a member on a board, or nil.
@@ -36,25 +43,32 @@ end
 -- Returns the item, or nil and the error text. overlay holds the sums that earlier items of the same all-or-none
 -- call will have produced on a board (increment), keyed by board index and member.
 local function lb_check(s, member, score, meta, at, overlay)
-  local boards, now = s.boards, s.now
-  local ref = now
+  local boards = s.boards
+  local ref
   if at ~= '' then
     ref = tonumber(at)
-    if ref > now + s.tolerance then
-      return nil, 'LB_PERIOD_CLOSED at=' .. at .. ' lies after server time ' .. now
+    if ref > lb_now(s) + s.tolerance then
+      return nil, 'LB_PERIOD_CLOSED at=' .. at .. ' lies after server time ' .. s.now
     end
   end
   local chosen = {}
   for b = 1, s.B do
     local board = boards[b]
-    if board.start <= ref and ref < board.stop and chosen[board.period] == nil then chosen[board.period] = b end
+    if chosen[board.period] == nil then
+      if board.start <= -LB_LIMIT and board.stop >= LB_LIMIT then
+        chosen[board.period] = b
+      else
+        if ref == nil then ref = lb_now(s) end
+        if board.start <= ref and ref < board.stop then chosen[board.period] = b end
+      end
+    end
   end
   for p = 1, s.P do
     local b = chosen[p]
     if b == nil then
-      return nil, 'LB_CLOCK_SKEW no board of period ' .. p .. ' holds time ' .. ref
+      return nil, 'LB_CLOCK_SKEW no board of period ' .. p .. ' holds time ' .. (ref or lb_now(s))
     end
-    if boards[b].expireAt ~= 0 and boards[b].expireAt <= now then
+    if boards[b].expireAt ~= 0 and boards[b].expireAt <= lb_now(s) then
       return nil, 'LB_PERIOD_CLOSED the board ' .. boards[b].zset .. ' expired at ' .. boards[b].expireAt
     end
     if s.update == 'increment' then
@@ -117,7 +131,7 @@ local function lb_apply(s, item)
       end
       if oldPrefix then redis.call('ZREM', board.zset, oldPrefix .. ':' .. member) end
       entry = prefix .. ':' .. member
-      redis.call('ZADD', board.zset, lb_fmt(new), entry)
+      redis.call('ZADD', board.zset, new, entry) -- a number goes to Redis as %.17g, as lb_fmt writes it
       redis.call('HSET', board.index, member, prefix)
       if board.expireAt ~= 0 then
         redis.call('PEXPIREAT', board.zset, board.expireAt)

@@ -6,7 +6,8 @@
 -- ARGV[3] boards (count): number of candidate boards B
 -- ARGV[4] member (string): the member in the middle
 -- ARGV[5] radius (count): entries to include on each side
--- Reply: [start: number, count: number, ...entries: Array<string | null>] | []
+-- Reply: [start: number, count: number, rows: string[], metas: Array<string | null>] | []
+-- (rows: element, score pairs as ZRANGE WITHSCORES gives them; metas: the metadata of each row's member)
 --@include now-ms
 local ref = ARGV[2] ~= '' and tonumber(ARGV[2]) or now_ms()
 local zset, index
@@ -30,13 +31,7 @@ end
 local start = rank - radius
 if start < 0 then start = 0 end
 local rows = redis.call(desc and 'ZREVRANGE' or 'ZRANGE', zset, start, rank + radius, 'WITHSCORES')
-local reply = { start, redis.call('ZCARD', zset) }
 local members = {}
-for i = 1, #rows, 2 do members[#members + 1] = string.sub(rows[i], 18) end
-local metas = redis.call('HMGET', KEYS[1], unpack(members))
-for i = 1, #members do
-  reply[#reply + 1] = members[i]
-  reply[#reply + 1] = rows[2 * i]
-  reply[#reply + 1] = metas[i]
-end
-return reply
+for i = 1, #rows, 2 do members[(i + 1) / 2] = string.sub(rows[i], 18) end
+-- The rows go back as Redis gave them (elements keep their arrival prefix, stripped by the client): no table copy.
+return { start, redis.call('ZCARD', zset), rows, redis.call('HMGET', KEYS[1], unpack(members)) }

@@ -6,7 +6,8 @@
 -- ARGV[3] boards (count): number of candidate boards B
 -- ARGV[4] start (index): first 0-based rank
 -- ARGV[5] stop (index): last 0-based rank (inclusive)
--- Reply: [count: number, ...entries: Array<string | null>]
+-- Reply: [count: number, rows?: string[], metas?: Array<string | null>]
+-- (rows: element, score pairs as ZRANGE WITHSCORES gives them; metas: the metadata of each row's member)
 --@include now-ms
 local ref = ARGV[2] ~= '' and tonumber(ARGV[2]) or now_ms()
 local zset
@@ -19,14 +20,9 @@ end
 if zset == nil then return redis.error_reply('LB_CLOCK_SKEW no candidate board holds time ' .. ref) end
 local cmd = ARGV[1] == 'desc' and 'ZREVRANGE' or 'ZRANGE'
 local rows = redis.call(cmd, zset, ARGV[4], ARGV[5], 'WITHSCORES')
-local reply = { redis.call('ZCARD', zset) }
-if #rows == 0 then return reply end
+local count = redis.call('ZCARD', zset)
+if #rows == 0 then return { count } end
+-- The rows go back as Redis gave them (elements keep their arrival prefix, stripped by the client): no table copy.
 local members = {}
-for i = 1, #rows, 2 do members[#members + 1] = string.sub(rows[i], 18) end
-local metas = redis.call('HMGET', KEYS[1], unpack(members))
-for i = 1, #members do
-  reply[#reply + 1] = members[i]
-  reply[#reply + 1] = rows[2 * i]
-  reply[#reply + 1] = metas[i]
-end
-return reply
+for i = 1, #rows, 2 do members[(i + 1) / 2] = string.sub(rows[i], 18) end
+return { count, rows, redis.call('HMGET', KEYS[1], unpack(members)) }

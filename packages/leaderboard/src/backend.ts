@@ -66,7 +66,7 @@ export class LeaderboardBackend<M> {
     const reply = await this.#run(
       leaderboardScripts.rank,
       [this.#metaKey, ...pairs(boards)],
-      [this.settings.order, at ?? "", boards.length, member, ...ranges(boards)],
+      [this.settings.order, queryAt(period, at), boards.length, member, ...ranges(boards)],
     );
     if (reply.length === 0) return null;
     return {
@@ -84,9 +84,9 @@ export class LeaderboardBackend<M> {
     const reply = await this.#run(
       leaderboardScripts.range,
       [this.#metaKey, ...pairs(boards)],
-      [this.settings.order, at ?? "", boards.length, start, stop, ...ranges(boards)],
+      [this.settings.order, queryAt(period, at), boards.length, start, stop, ...ranges(boards)],
     );
-    return entries<M>(reply, 1, start);
+    return entries<M>(reply[1], reply[2], start);
   }
 
   /** The entries within `radius` ranks of `member` on the board of `period`; `[]` when it is not on it. */
@@ -95,10 +95,10 @@ export class LeaderboardBackend<M> {
     const reply = await this.#run(
       leaderboardScripts.around,
       [this.#metaKey, ...pairs(boards)],
-      [this.settings.order, at ?? "", boards.length, member, radius, ...ranges(boards)],
+      [this.settings.order, queryAt(period, at), boards.length, member, radius, ...ranges(boards)],
     );
     if (reply.length === 0) return [];
-    return entries<M>(reply, 2, Number(reply[0]));
+    return entries<M>(reply[2], reply[3], Number(reply[0]));
   }
 
   /** The number of members on the board of `period`. */
@@ -107,7 +107,7 @@ export class LeaderboardBackend<M> {
     const reply = await this.#run(
       leaderboardScripts.count,
       boards.map((b) => b.zset),
-      [at ?? "", boards.length, ...ranges(boards)],
+      [queryAt(period, at), boards.length, ...ranges(boards)],
     );
     return Number(reply);
   }
@@ -186,11 +186,36 @@ export class LeaderboardBackend<M> {
   }
 }
 
-/** Entries from a flat `member, score, meta` reply starting at `from`, ranked from `firstRank + 1`. */
-function entries<M>(reply: readonly Reply[], from: number, firstRank: number): Entry<M>[] {
+/**
+ * The `at` argument of a read: the caller's, else "" (the script reads Redis server time to pick the board), except on
+ * the all-time board, which holds every time: any time picks it, and the script reads no TIME.
+ */
+function queryAt(period: Period, at: number | undefined): number | "" {
+  if (at !== undefined) return at;
+  return period === "all" ? 0 : "";
+}
+
+/** Characters before the member in a board element: the 16-digit arrival prefix and ":". */
+const ELEMENT_PREFIX = 17;
+
+/**
+ * Entries from ZRANGE WITHSCORES rows (element, score pairs; the element carries the arrival prefix) and the
+ * metadata of each row's member, ranked from `firstRank + 1`.
+ */
+function entries<M>(
+  rows: readonly string[] | undefined,
+  metas: readonly (string | null)[] | undefined,
+  firstRank: number,
+): Entry<M>[] {
   const out: Entry<M>[] = [];
-  for (let i = from, rank = firstRank + 1; i + 2 < reply.length; i += 3, rank++) {
-    out.push({ member: String(reply[i]), score: toScore(reply[i + 1]), rank, meta: parseMeta<M>(reply[i + 2]) });
+  if (rows === undefined || metas === undefined) return out;
+  for (let i = 0; i + 1 < rows.length; i += 2) {
+    out.push({
+      member: String(rows[i]).slice(ELEMENT_PREFIX),
+      score: toScore(rows[i + 1]),
+      rank: firstRank + 1 + i / 2,
+      meta: parseMeta<M>(metas[i / 2]),
+    });
   }
   return out;
 }
