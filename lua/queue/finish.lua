@@ -1,9 +1,9 @@
 -- Finish: records the outcome of a batch of deliveries of one partition. A delivery whose fence is no longer the job's
 -- current one (its lease expired and the job was reclaimed, it was cancelled or handed back) is refused and changes
 -- nothing. A completion stores the result for the job's resultTtlMs (the record is not rewritten: the result field
--- marks the job completed); a failure schedules the next attempt after the
--- backoff (server time), or moves the job to the dead letters once its attempts are used up. Retention trims
--- completed and dead jobs; completed and dead ids are announced on the partition's channel for Queue.result().
+-- marks the job completed); a failure schedules the next attempt after the backoff (server time), or moves the job to
+-- the dead letters once its attempts are used up. Retention trims completed and dead jobs; completed and dead ids are
+-- announced on the partition's channel for Queue.result().
 -- KEYS[1] jobs (hash): job fields
 -- KEYS[2] ready (stream): ready jobs of priority 0
 -- KEYS[3] delayed (zset): "<priority digit><id>" -> due (server ms)
@@ -23,8 +23,8 @@
 -- ARGV[4] deadAgeMs (ms): how long dead jobs are kept
 -- ARGV[5] pub (string): 'SPUBLISH' to announce completed and dead jobs, '' not to
 -- ARGV[6] channel (string): the partition's channel
--- ARGV[7] u (number): a random number in [0, 1) for the backoff jitter (the i-th failure of the call takes its
--- fractional part after adding i times the golden ratio, so failures of one call spread as independent ones do)
+-- ARGV[7] u (number): a random number in [0, 1) for the backoff jitter (the i-th failure of the call draws the
+-- fractional part of u + i times the golden ratio: the failures of one call get draws spread over [0, 1))
 -- ARGV[8] delivery (list): 3 arguments per delivery, repeated: id, fence, outcome (the kind, 'c' completed, 'f' failed
 -- or 'F' failed and not to be retried, followed by the result or error text)
 -- Reply: number[]
