@@ -1,5 +1,12 @@
 import { connect, type RedisClient } from "@coordis/core";
-import { type FaultProxy, type RedisServer, startProxy, startRedis } from "@coordis/testing";
+import {
+  type FaultProxy,
+  type FaultSchedule,
+  faultSchedule,
+  type RedisServer,
+  startProxy,
+  startRedis,
+} from "@coordis/testing";
 
 /** A Redis of the queue and event-log scenarios; see {@link startDurableRedis}. */
 export interface DurableRedis {
@@ -44,4 +51,23 @@ export async function startDurableRedis(seed: number): Promise<DurableRedis> {
       await server.stop();
     },
   };
+}
+
+/**
+ * The fault schedule of a {@link DurableRedis} and `processes` worker processes over `durationMs`: the server paused,
+ * killed and restarted (AOF keeps every acknowledged write), the producers' proxy slowed, dropped and blackholed, the
+ * workers SIGSTOPped and SIGKILLed; faults of 200–1,200 ms, about a dozen over the run (every 0.3–2 s).
+ */
+export function durableRedisSchedule(seed: number, durationMs: number, processes: number): FaultSchedule {
+  return faultSchedule({
+    seed,
+    generate: {
+      durationMs,
+      faults: ["pause", "kill", "restart", "latency", "drop", "blackhole"],
+      meanIntervalMs: Math.min(2_000, Math.max(300, Math.round(durationMs / 12))),
+      targets: { servers: 1, proxies: 1, processes },
+      faultMs: [200, 1_200],
+      latencyMs: [5, 60],
+    },
+  });
 }

@@ -2,14 +2,13 @@ import { performance } from "node:perf_hooks";
 import { EventLog } from "@coordis/eventlog";
 import {
   describeSchedule,
-  faultSchedule,
   type RedisServer,
   runSchedule,
   startRedis,
   testPrefix,
   tryWaitUntil,
 } from "@coordis/testing";
-import { type DurableRedis, startDurableRedis } from "../lib/durable-redis.js";
+import { type DurableRedis, durableRedisSchedule, startDurableRedis } from "../lib/durable-redis.js";
 import { produce } from "../lib/producers.js";
 import { scenarioResult } from "../lib/result.js";
 import { WorkerPool } from "../lib/worker-pool.js";
@@ -41,17 +40,7 @@ export function eventlogScenario(events: number): ChaosScenario {
     defaultDurationMs: 60_000,
     async run({ seed, durationMs, log }): Promise<ScenarioResult> {
       const started = performance.now();
-      const schedule = faultSchedule({
-        seed,
-        generate: {
-          durationMs,
-          faults: ["pause", "kill", "restart", "latency", "drop", "blackhole"],
-          meanIntervalMs: Math.min(2_000, Math.max(300, Math.round(durationMs / 12))),
-          targets: { servers: 1, proxies: 1, processes: CONSUMERS },
-          faultMs: [200, 1_200],
-          latencyMs: [5, 60],
-        },
-      });
+      const schedule = durableRedisSchedule(seed, durationMs, CONSUMERS);
       log(describeSchedule(schedule));
       const violations = new Violations();
       const prefix = testPrefix();

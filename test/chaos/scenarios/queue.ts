@@ -10,7 +10,7 @@ import {
   testPrefix,
   tryWaitUntil,
 } from "@coordis/testing";
-import { type DurableRedis, startDurableRedis } from "../lib/durable-redis.js";
+import { type DurableRedis, durableRedisSchedule, startDurableRedis } from "../lib/durable-redis.js";
 import { produce } from "../lib/producers.js";
 import { scenarioResult } from "../lib/result.js";
 import { WorkerPool } from "../lib/worker-pool.js";
@@ -83,17 +83,7 @@ export function queueScenario(jobs: number): ChaosScenario {
     defaultDurationMs: 60_000,
     async run({ seed, durationMs, log }): Promise<ScenarioResult> {
       const started = performance.now();
-      const generated = faultSchedule({
-        seed,
-        generate: {
-          durationMs,
-          faults: ["pause", "kill", "restart", "latency", "drop", "blackhole"],
-          meanIntervalMs: Math.min(2_000, Math.max(300, Math.round(durationMs / 12))),
-          targets: { servers: 1, proxies: 1, processes: WORKERS },
-          faultMs: [200, 1_200],
-          latencyMs: [5, 60],
-        },
-      });
+      const generated = durableRedisSchedule(seed, durationMs, WORKERS);
       const schedule = withStalls(generated, generated.seed, durationMs);
       log(describeSchedule(schedule));
       const violations = new Violations();
