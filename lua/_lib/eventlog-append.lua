@@ -48,8 +48,8 @@ local function el_remember(dedupe, id, digest, window)
   end
 end
 
--- One append: { id, duplicate 0/1/2 (2: the key was used with another payload) }. Raises (for the batch's pcall)
--- without changing st when a command fails.
+-- One append: the new entry's id (a string: appended), or { first id, duplicate 1/2 (2: the key was used with another
+-- payload) }. Raises (for the batch's pcall) without changing st when a command fails.
 local function el_add(st, stream, dedupe, payload, window, digest)
   if window > 0 then
     local dup = el_dedupe(dedupe, digest)
@@ -87,7 +87,7 @@ local function el_add(st, stream, dedupe, payload, window, digest)
   end
   st.seq, st.last, st.added = seq, id, st.added + 1
   if window > 0 then el_remember(dedupe, id, digest, window) end
-  return { id, 0 }
+  return id
 end
 
 -- One append to a keyed chain (HMAC computed by the client, which holds the key): appended only when the client

@@ -30,7 +30,9 @@ for i = 1, n do
     nextKey = nextKey + 1
   end
   local ok, res = pcall(el_add, st, stream, dedupe, ARGV[2 + 3 * i], window, ARGV[4 + 3 * i])
-  if ok then
+  if ok and type(res) == 'string' then
+    reply[i] = { 1, res, 0 }
+  elseif ok then
     reply[i] = { 1, res[1], res[2] }
   else
     reply[i] = { 0, tostring(type(res) == 'table' and res.err or res) }

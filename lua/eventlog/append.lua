@@ -11,7 +11,8 @@
 -- ARGV[4] maxAgeMs (ms): entries older than this (server time) are trimmed (XTRIM MINID ~); 0 = none
 -- ARGV[5] chain (flag): 1 = hash-chain the entry
 -- ARGV[6] digest (string): the payload's digest, stored with the idempotency key ("" = none)
--- Reply: [id: string, duplicate: number]
+-- Reply: string | [id: string, duplicate: number]
+-- (appended: the new id, a string, no table; a duplicate: the first append's id and 1, or 2 for another payload)
 --@include now-ms
 --@include eventlog-append
 local chain = ARGV[5] == '1'

@@ -117,6 +117,8 @@ export class Appender {
     // taken back (the chain links it), so the caller is told; a retry with the same key answers duplicate while the
     // entry survives.
     if (error !== undefined) throw error;
+    // Appended: the new id (a string); a duplicate: [first id, 1 or 2].
+    if (typeof reply === "string") return { id: reply, duplicate: false };
     const [id, duplicate] = reply;
     return this.#outcome(id, duplicate, idem);
   }
