@@ -13,13 +13,12 @@
 local now = now_ms()
 local n = #KEYS
 local rules = rl_rules_argv(ARGV, n + 1)
--- One rule: each call takes the fast path of lua/_lib/ratelimit-one.lua when its key holds nothing else.
-local one = #rules == 1 and rules[1]
 local reply = {}
 for i = 1, n do
-  local ok, res = true, nil
-  if one then ok, res = pcall(rl_one, KEYS[i], tonumber(ARGV[i]), now, one.field, one.alg, one.limit, one.w, one.cap) end
-  if ok and not res then ok, res = pcall(rl_consume, KEYS[i], tonumber(ARGV[i]), rules, now) end
+  -- Each call takes the fast path of lua/_lib/ratelimit-one.lua when its key holds its rules' entries only.
+  local cost = tonumber(ARGV[i])
+  local ok, res = pcall(rl_fast, KEYS[i], cost, now, ARGV, n + 1)
+  if ok and not res then ok, res = pcall(rl_consume, KEYS[i], cost, rules, now) end
   if ok then
     reply[i] = res
   else

@@ -8,12 +8,9 @@
 --@include now-ms
 --@include ratelimit-one
 local now = now_ms()
--- Fast path, one rule on a key holding nothing else (see lua/_lib/ratelimit-one.lua); everything else, and whatever
--- the fast path leaves to it, goes the general way.
-if ARGV[7] == nil then
-  local reply = rl_one(KEYS[1], tonumber(ARGV[1]), now, ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]),
-    tonumber(ARGV[6]))
-  if reply then return reply end
-end
+-- Fast path, a key holding this call's rules' entries only (see lua/_lib/ratelimit-one.lua); everything else, and
+-- whatever the fast path leaves to it, goes the general way.
+local reply = rl_fast(KEYS[1], tonumber(ARGV[1]), now, ARGV, 2)
+if reply then return reply end
 --@include ratelimit
 return rl_consume(KEYS[1], tonumber(ARGV[1]), rl_rules_argv(ARGV, 2), now)

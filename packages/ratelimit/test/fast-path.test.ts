@@ -1,5 +1,5 @@
 import { connect, type RedisClient } from "@coordis/core";
-import { type Algorithm, type Decision, RateLimiter, type Rule } from "@coordis/ratelimit";
+import { type Algorithm, RateLimiter, type Rule } from "@coordis/ratelimit";
 import { testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
@@ -40,23 +40,62 @@ describe("consume: the single-rule fast path decides and stores exactly as the g
     return raw?.split(":").map(Number);
   };
   const close = (a: number, b: number) => Math.abs(a - b) <= SLACK_MS;
-  const same = (fast: Decision, general: Decision, step: string) => {
-    expect([fast.allowed, fast.remaining], step).toEqual([general.allowed, general.remaining]);
-    expect(close(fast.resetMs, general.resetMs), `${step}: resetMs ${fast.resetMs} vs ${general.resetMs}`).toBe(true);
-    expect(close(fast.retryAfterMs, general.retryAfterMs), `${step}: retryAfterMs`).toBe(true);
+  const SHORT: Record<Algorithm, string> = {
+    "fixed-window": "fw",
+    "sliding-window": "sw",
+    "token-bucket": "tb",
+    gcra: "gcra",
   };
 
-  it.each(ALGS)("%s", async (algorithm) => {
-    const bucket = algorithm === "token-bucket" || algorithm === "gcra";
-    const v1: Rule = { name: "r", limit: 10, windowMs: MONTH, algorithm };
-    // a rule change: a lower limit and a longer window (buckets: also another unit, stored ticks converted)
-    const v2: Rule = { name: "r", limit: 6, windowMs: 2 * MONTH, algorithm, ...(bucket ? { burst: 10 } : {}) };
+  /**
+   * Runs the same consumes on a key of its own (fast path) and on a key that also holds another limiter's entry
+   * (general path), comparing every rule's decision and stored entry after each step.
+   */
+  const compare = async (name: string, steps: Array<[Rule[], number]>) => {
     const other = new RateLimiter(redis, { rules: [{ name: "other", limit: 5, windowMs: 4 * MONTH }], prefix });
-    const fastKey = `fp-${algorithm}-${process.pid}-a`;
-    const generalKey = `fp-${algorithm}-${process.pid}-b`;
-    await Promise.all([other.reset(generalKey), new RateLimiter(redis, { rules: [v1], prefix }).reset(fastKey)]);
+    const fastKey = `fp-${name}-${process.pid}-a`;
+    const generalKey = `fp-${name}-${process.pid}-b`;
+    await admin.del(`${prefix}:rl:{${fastKey}}`, `${prefix}:rl:{${generalKey}}`);
     await other.consume(generalKey);
-    const steps: Array<[Rule, number]> = [
+    for (const [i, [rules, cost]] of steps.entries()) {
+      const rl = new RateLimiter(redis, { rules, prefix });
+      const step = `${name} step ${i} (cost ${cost})`;
+      const fast = await rl.consume(fastKey, cost);
+      const general = await rl.consume(generalKey, cost);
+      expect(fast.allowed, step).toBe(general.allowed);
+      for (const [j, f] of fast.rules.entries()) {
+        const g = general.rules[j] as (typeof general.rules)[number];
+        const at = `${step}, rule ${f.name}`;
+        expect([f.allowed, f.remaining], at).toEqual([g.allowed, g.remaining]);
+        expect(close(f.resetMs, g.resetMs), `${at}: resetMs ${f.resetMs} vs ${g.resetMs}`).toBe(true);
+        expect(close(f.retryAfterMs, g.retryAfterMs), `${at}: retryAfterMs`).toBe(true);
+      }
+      let latest = -1;
+      for (const rule of rules) {
+        const field = `${rule.name}|${SHORT[rule.algorithm ?? "fixed-window"]}`;
+        const bucket = rule.algorithm === "token-bucket" || rule.algorithm === "gcra";
+        const [fastEntry, generalEntry] = await Promise.all([entry(fastKey, field), entry(generalKey, field)]);
+        expect(fastEntry?.length, `${step}, ${field}`).toBe(generalEntry?.length);
+        for (const [j, x] of (fastEntry ?? []).entries()) {
+          const y = generalEntry?.[j] as number;
+          // instants (expiry, window start, last refill) and bucket levels within the slack, counts and units exact
+          if (x > 1e12 || (bucket && j === 2)) expect(close(x, y), `${step}, ${field}[${j}]: ${x} vs ${y}`).toBe(true);
+          else expect(x, `${step}, ${field}[${j}]`).toBe(y);
+        }
+        latest = Math.max(latest, fastEntry?.[0] ?? -1);
+      }
+      // the key expires with its latest entry
+      expect(await admin.pexpiretime(`${prefix}:rl:{${fastKey}}`), step).toBe(latest);
+    }
+    expect((await other.peek(generalKey)).remaining).toBe(4);
+  };
+
+  it.each(ALGS)("one rule, %s", async (algorithm) => {
+    const bucket = algorithm === "token-bucket" || algorithm === "gcra";
+    const v1: Rule[] = [{ name: "r", limit: 10, windowMs: MONTH, algorithm }];
+    // a rule change: a lower limit and a longer window (buckets: also another unit, stored ticks converted)
+    const v2: Rule[] = [{ name: "r", limit: 6, windowMs: 2 * MONTH, algorithm, ...(bucket ? { burst: 10 } : {}) }];
+    await compare(SHORT[algorithm], [
       [v1, 3],
       [v1, 4],
       [v1, 5], // rejected: 7 of 10 taken
@@ -64,26 +103,27 @@ describe("consume: the single-rule fast path decides and stores exactly as the g
       [v1, 1], // rejected
       [v2, 1], // rejected under the lower limit; only the expiry moves forward
       [v2, 6],
-    ];
-    const field = `r|${{ "fixed-window": "fw", "sliding-window": "sw", "token-bucket": "tb", gcra: "gcra" }[algorithm]}`;
-    for (const [i, [rule, cost]] of steps.entries()) {
-      const rl = new RateLimiter(redis, { rules: [rule], prefix });
-      const step = `step ${i} (${rule.limit}/${rule.windowMs} ms, cost ${cost})`;
-      const fast = await rl.consume(fastKey, cost);
-      const general = await rl.consume(generalKey, cost);
-      same(fast, general, step);
-      const [fastEntry, generalEntry] = await Promise.all([entry(fastKey, field), entry(generalKey, field)]);
-      expect(fastEntry?.length, step).toBe(generalEntry?.length);
-      for (const [j, x] of (fastEntry ?? []).entries()) {
-        const y = generalEntry?.[j] as number;
-        // instants (expiry, window start, last refill) and bucket levels within the slack, counts and units exact
-        if (x > 1e12 || (bucket && j === 2)) expect(close(x, y), `${step}: entry[${j}] ${x} vs ${y}`).toBe(true);
-        else expect(x, `${step}: entry[${j}]`).toBe(y);
-      }
-      // the key expires with our entry (fast) or the later of ours and the other limiter's (general)
-      const fastExpiry = await admin.pexpiretime(`${prefix}:rl:{${fastKey}}`);
-      expect(fastExpiry, step).toBe(fastEntry?.[0]);
-    }
-    expect((await other.peek(generalKey)).remaining).toBe(4);
+    ]);
+  });
+
+  it("three rules: admissions, a rejection by one rule while the others would admit, a rule change", async () => {
+    const fw: Rule = { name: "a", limit: 10, windowMs: MONTH };
+    const tb: Rule = { name: "b", limit: 6, windowMs: MONTH, algorithm: "token-bucket" };
+    const gcra: Rule = { name: "c", limit: 20, windowMs: MONTH, algorithm: "gcra" };
+    const sw: Rule = { name: "d", limit: 12, windowMs: MONTH, algorithm: "sliding-window" };
+    const longer: Rule = { ...fw, windowMs: 2 * MONTH };
+    await compare("three", [
+      [[fw, tb, gcra], 3],
+      [[fw, tb, gcra], 3],
+      [[fw, tb, gcra], 1], // rejected by b alone: a and c report their state as it was
+      [[longer, tb, gcra], 1], // rejected; a now needs its entry longer: only its expiry moves
+      [[sw, longer, gcra], 2], // b's entry is another limiter's now: the general path decides both
+    ]);
+    await compare("three-sw", [
+      [[sw, fw, gcra], 2],
+      [[sw, fw, gcra], 4],
+      [[sw, fw], 4],
+      [[sw, fw, gcra], 3], // rejected by a
+    ]);
   });
 });
