@@ -36,12 +36,23 @@ local function pm_extend(key, token, ttl, ttlArg, now)
   return true
 end
 
+-- Whether a permit's expiry (ZSCORE's text of integer ms) has passed at server time t (TIME's reply). Digit strings
+-- of equal length compare as numbers, so an expiry outside the current second needs no text-to-number conversion.
+local function pm_expired(expiry, t)
+  local s = t[1]
+  if #expiry == #s + 3 then
+    if expiry > s .. '999' then return false end
+    if expiry <= s .. '000' then return true end
+  end
+  return tonumber(expiry) <= tonumber(s) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 -- Frees `token`'s permit; 1 when it was still live, 0 when it had expired (server time) or was released. Reads the
 -- server time only when the permit is there.
 local function pm_release(key, token)
   local expiry = redis.call('ZSCORE', key, token)
   if not expiry then return 0 end
   redis.call('ZREM', key, token)
-  if tonumber(expiry) <= now_ms() then return 0 end
+  if pm_expired(expiry, redis.call('TIME')) then return 0 end
   return 1
 end

@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { connect, type RedisClient } from "@coordis/core";
+import { connect, type RedisClient, runScript } from "@coordis/core";
 import { type Lease, LeaseLostError, LockBusyError, Mutex, Semaphore } from "@coordis/lock";
 import { recordObserver, testPrefix, waitUntil } from "@coordis/testing";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { lockScripts } from "../src/scripts.generated.js";
 
 const prefix = testPrefix();
 
@@ -217,6 +218,21 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
     expect(ttl).toBeLessThanOrEqual(5_000);
     expect(await long.release()).toBe(false);
     expect(await next.release()).toBe(true);
+  });
+
+  it("Semaphore release judges a permit's expiry on server time, however far it lies from now", async () => {
+    const key = `${prefix}:sem:{${topology}-sem-expiry}`;
+    const [seconds, micros] = await redis.time();
+    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    // Seconds away, 1 ms past, and an expiry of another length than today's (compared as numbers).
+    const expiries: Record<string, number> = { past: now - 5_000, justPast: now - 1, future: now + 60_000, early: 5 };
+    for (const [token, expiry] of Object.entries(expiries)) await (redis as Redis).zadd(key, expiry, token);
+    const released: Record<string, number> = {};
+    for (const token of Object.keys(expiries)) {
+      released[token] = await runScript(redis, lockScripts.semRelease, [key], [token]);
+    }
+    expect(released).toEqual({ past: 0, justPast: 0, future: 1, early: 0 });
+    expect(await redis.exists(key)).toBe(0);
   });
 
   it("Semaphore using(): waits for a permit and runs", async () => {
