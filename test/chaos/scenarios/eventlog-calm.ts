@@ -72,8 +72,12 @@ export class CalmPhase {
     return this.#pool.stop(0);
   }
 
-  /** Runs the phase on log `name` of `server` (through a latency proxy of its own) for a run of `durationMs`. */
+  /**
+   * Runs the phase on log `name` of `server` (through a latency proxy of its own) for a run of `durationMs`: gets
+   * ready at once, starts the bursts once `after` resolves (so they do not compete with a load phase for the CPU).
+   */
   async run(context: {
+    after: Promise<unknown>;
     server: RedisServer;
     prefix: string;
     name: string;
@@ -103,6 +107,7 @@ export class CalmPhase {
       }));
       client = connect(url, { commandTimeoutMs: 5_000 });
       const producer = new EventLog<{ n: number }>(client, name, { prefix, batch: true });
+      await context.after;
       for (let burst = 0; burst < bursts; burst++) {
         // The idle period is the workload: the consumers' reads come back empty and their claims bring nothing.
         await sleep(idleMs);

@@ -29,8 +29,8 @@ const DRAIN_MS = 60_000;
  * was processed at least once, the log holds each event exactly once under the id its producer was given, nothing
  * was dead-lettered, and the hash chain verifies.
  *
- * Once the faults are over, a calm phase ({@link CalmPhase}, on a log of its own, while the consumers finish) checks
- * what faults would hide: liveness (every consumer keeps handling new entries after idle periods, through network
+ * Once the appends are done, a calm phase ({@link CalmPhase}, on a server of its own that no fault reaches, set up
+ * meanwhile, while the faults and the consumers finish) checks what faults would hide: liveness (every consumer keeps handling new entries after idle periods, through network
  * latency) and no duplicate handling while every consumer is alive and every handler shorter than claimIdleMs.
  */
 export function eventlogScenario(events: number): ChaosScenario {
@@ -68,12 +68,28 @@ export function eventlogScenario(events: number): ChaosScenario {
       let redis: DurableRedis | undefined;
       let calmServer: RedisServer | undefined;
       let calmRun: Promise<CalmSummary> | undefined;
+      let appendsDone: () => void = () => {};
+      const afterAppends = new Promise<void>((resolve) => {
+        appendsDone = resolve;
+      });
       try {
         [redis, calmServer] = await Promise.all([startDurableRedis(seed), startRedis({ leastPrivilege: true })]);
         const { server, proxy } = redis;
-        const calmRedis = calmServer;
-        // No fault reaches the calm phase's server: it runs alongside.
-        calmRun = calm.run({ server: calmRedis, prefix, name: `${name}-calm`, seed, durationMs, violations, log });
+        // No fault reaches the calm phase's server: it gets ready now and begins once the appends are done (so
+        // its timing checks do not compete with the load phase for the CPU), while the faults still run.
+        calmRun = calm.run({
+          after: afterAppends,
+          server: calmServer,
+          prefix,
+          name: `${name}-calm`,
+          seed,
+          durationMs,
+          violations,
+          log,
+        });
+        // Awaited after the checks; a failure meanwhile is not an unhandled rejection.
+        calmRun.catch(() => {});
+
         const eventLog = new EventLog<{ n: number }>(redis.producer, name, { prefix, chain: true });
         // The group must exist before the first append so it sees every event ("start" also covers a late one).
         await consumers.start((slot, incarnation) => ({
@@ -100,6 +116,7 @@ export function eventlogScenario(events: number): ChaosScenario {
             acked.set(n, id);
           },
         });
+        appendsDone();
         log(`appended ${acked.size} events (${appends.retries} retries, ${duplicates} deduplicated)`);
         const faultLog = await faults;
         const drained = await tryWaitUntil(() => [...acked.values()].every((id) => processed.has(id)), DRAIN_MS);
@@ -172,9 +189,9 @@ export function eventlogScenario(events: number): ChaosScenario {
           },
         });
       } finally {
+        appendsDone();
         await consumers.stop(0);
-        // After a failure the calm phase may still run: its processes stop now, its errors are of no interest.
-        calmRun?.catch(() => {});
+        // After a failure the calm phase may still run: its processes stop now.
         await calm.stop();
         await redis?.close();
         await calmServer?.stop();
