@@ -95,10 +95,55 @@ local function rl_rule(field, alg, limit, w, cap, cost, now, v, p, e, a, at2, b,
     field .. string.format('=%d:%d:%d:%d', at, now, level, w), at
 end
 
+-- The entry of a rule of algorithm alg that starts at byte p of v, "=" at p + f: its expAtMs e, state a, b (and c
+-- but for fw) as numbers, where b's digits start (at2) and the first byte after the entry (q); nil when it does not
+-- parse or is not followed by the end of v or a ';'.
+local function rl_parse_at(v, p, f, alg)
+  local e, a, at2, b, c, q
+  if alg == 'fw' then
+    e, a, at2, b, q = string.match(v, '^(%d+):(%d+):()(%d+)()', p + f + 1)
+  else
+    e, a, at2, b, c, q = string.match(v, '^(%d+):(%d+):()(%d+):(%d+)()', p + f + 1)
+  end
+  if not e or (q <= #v and string.byte(v, q) ~= 59) then return nil end -- 59: ';'
+  if c then c = tonumber(c) end
+  return tonumber(e), tonumber(a), at2, tonumber(b), c, q
+end
+
 -- One consume of cost units on key at server time now for the rules in argv from index i (five arguments per rule,
 -- as rl_rules_argv reads them): the reply of rl_consume, or nil (nothing written) when the general path must decide.
 local function rl_fast(key, cost, now, argv, i)
   local v = redis.call('GET', key)
+  if not argv[i + 5] then
+    -- One rule (the common case), without the bookkeeping of several.
+    local field, alg = argv[i], argv[i + 1]
+    local f = #field
+    local e, a, at2, b, c, q
+    if v then
+      if string.byte(v, f + 1) ~= 61 or string.sub(v, 1, f) ~= field then return nil end -- 61: '='
+      e, a, at2, b, c, q = rl_parse_at(v, 1, f, alg)
+      if not q or q <= #v then return nil end
+    end
+    local ok, wait, remaining, reset, keep, remaining2, reset2, entry, exp =
+      rl_rule(field, alg, tonumber(argv[i + 2]), tonumber(argv[i + 3]), tonumber(argv[i + 4]), cost, now, v, 1, e, a,
+        at2, b, c)
+    if not ok then return nil end
+    if ok == 1 then
+      if exp == e then
+        redis.call('SET', key, entry, 'KEEPTTL')
+      else
+        redis.call('SET', key, entry, 'PXAT', string.format('%d', exp))
+      end
+      return { 1, 0, remaining2, reset2 }
+    end
+    if e and keep > e then
+      -- Rejected, and the state now needs its entry longer (the rule changed): only the expiry moves forward.
+      local x = string.find(v, ':', f + 1, true)
+      redis.call('SET', key, string.sub(v, 1, f + 1) .. string.format('%d', keep) .. string.sub(v, x), 'PXAT',
+        string.format('%d', keep))
+    end
+    return { 0, wait, remaining, reset }
+  end
   local len = v and #v or 0
   local out, n = { 1 }, 1
   local after, new, nn = {}, {}, 0 -- per admitting rule: remaining and resetMs after the take; the new entries
@@ -117,15 +162,9 @@ local function rl_fast(key, cost, now, argv, i)
         if p then p = p + 1 end
       end
       if p then
-        if alg == 'fw' then
-          e, a, at2, b, q = string.match(v, '^(%d+):(%d+):()(%d+)()', p + f + 1)
-        else
-          e, a, at2, b, c, q = string.match(v, '^(%d+):(%d+):()(%d+):(%d+)()', p + f + 1)
-        end
-        if not e or (q <= len and string.byte(v, q) ~= 59) then return nil end -- 59: ';'
+        e, a, at2, b, c, q = rl_parse_at(v, p, f, alg)
+        if not e then return nil end
         span = span + q - p + 1
-        e, a, b = tonumber(e), tonumber(a), tonumber(b)
-        if c then c = tonumber(c) end
         if e > was then was = e end
       end
     end

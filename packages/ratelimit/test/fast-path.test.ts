@@ -1,7 +1,7 @@
-import { connect, type RedisClient } from "@coordis/core";
 import { type Algorithm, RateLimiter, type Rule } from "@coordis/ratelimit";
 import { testPrefix } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { sharedClients } from "./fixtures/clients.js";
 
 const prefix = testPrefix();
 const ALGS: Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
@@ -18,21 +18,11 @@ const SLACK_MS = 250;
  * the same state, through admissions, rejections and rule changes.
  */
 describe("consume: the single-rule fast path decides and stores exactly as the general path", () => {
-  let redis: RedisClient;
-  let admin: RedisClient;
-  beforeAll(async () => {
-    redis = connect(inject("coordisRedisUrl"));
-    admin = connect(inject("coordisAdminRedisUrl"));
-    await Promise.all([redis.ping(), admin.ping()]);
-  });
-  afterAll(() => {
-    redis.disconnect();
-    admin.disconnect();
-  });
+  const clients = sharedClients();
 
   /** Our rule's stored entry on a key, as numbers: [expAtMs, ...state]. */
   const entry = async (key: string, field: string): Promise<number[] | undefined> => {
-    const value = await admin.get(`${prefix}:rl:{${key}}`);
+    const value = await clients.admin.get(`${prefix}:rl:{${key}}`);
     const raw = value
       ?.split(";")
       .find((e) => e.startsWith(`${field}=`))
@@ -52,13 +42,13 @@ describe("consume: the single-rule fast path decides and stores exactly as the g
    * (general path), comparing every rule's decision and stored entry after each step.
    */
   const compare = async (name: string, steps: Array<[Rule[], number]>) => {
-    const other = new RateLimiter(redis, { rules: [{ name: "other", limit: 5, windowMs: 4 * MONTH }], prefix });
+    const other = new RateLimiter(clients.redis, { rules: [{ name: "other", limit: 5, windowMs: 4 * MONTH }], prefix });
     const fastKey = `fp-${name}-${process.pid}-a`;
     const generalKey = `fp-${name}-${process.pid}-b`;
-    await admin.del(`${prefix}:rl:{${fastKey}}`, `${prefix}:rl:{${generalKey}}`);
+    await clients.admin.del(`${prefix}:rl:{${fastKey}}`, `${prefix}:rl:{${generalKey}}`);
     await other.consume(generalKey);
     for (const [i, [rules, cost]] of steps.entries()) {
-      const rl = new RateLimiter(redis, { rules, prefix });
+      const rl = new RateLimiter(clients.redis, { rules, prefix });
       const step = `${name} step ${i} (cost ${cost})`;
       const fast = await rl.consume(fastKey, cost);
       const general = await rl.consume(generalKey, cost);
@@ -85,7 +75,7 @@ describe("consume: the single-rule fast path decides and stores exactly as the g
         latest = Math.max(latest, fastEntry?.[0] ?? -1);
       }
       // the key expires with its latest entry
-      expect(await admin.pexpiretime(`${prefix}:rl:{${fastKey}}`), step).toBe(latest);
+      expect(await clients.admin.pexpiretime(`${prefix}:rl:{${fastKey}}`), step).toBe(latest);
     }
     expect((await other.peek(generalKey)).remaining).toBe(4);
   };

@@ -1,7 +1,8 @@
-import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { InvalidArgumentError } from "@coordis/core";
 import { RateLimiter, type RateLimiterOptions, type Rule } from "@coordis/ratelimit";
 import { testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { describe, expect, it } from "vitest";
+import { sharedClients } from "./fixtures/clients.js";
 
 const prefix = testPrefix();
 let n = 0;
@@ -12,19 +13,9 @@ const clockPassed = (at: number) =>
   waitUntil(`the clock to pass ${at}`, () => Date.now() >= at, at - Date.now() + 5_000);
 
 describe("rate limits: rule changes, limiters sharing a key, deny cache, exact arithmetic", () => {
-  let redis: RedisClient;
-  let admin: RedisClient;
-  beforeAll(async () => {
-    redis = connect(inject("coordisRedisUrl"));
-    admin = connect(inject("coordisAdminRedisUrl"));
-    await Promise.all([redis.ping(), admin.ping()]);
-  });
-  afterAll(() => {
-    redis.disconnect();
-    admin.disconnect();
-  });
+  const clients = sharedClients();
   const limiter = (rules: Rule[], extra: Partial<RateLimiterOptions> = {}) =>
-    new RateLimiter(redis, { rules, prefix, ...extra });
+    new RateLimiter(clients.redis, { rules, prefix, ...extra });
   const admitted = async (rl: RateLimiter, key: string, calls: number) => {
     let ok = 0;
     for (let i = 0; i < calls; i++) if ((await rl.consume(key)).allowed) ok++;
@@ -78,13 +69,13 @@ describe("rate limits: rule changes, limiters sharing a key, deny cache, exact a
       const stateKey = `${prefix}:rl:{${key}}`;
       const rl = limiter([{ name: "w", limit: 2, windowMs: 60_000 }]);
       await rl.consume(key, 2);
-      const [value, expiry] = await Promise.all([admin.get(stateKey), admin.pexpiretime(stateKey)]);
+      const [value, expiry] = await Promise.all([clients.admin.get(stateKey), clients.admin.pexpiretime(stateKey)]);
       expect((await rl.consume(key)).allowed).toBe(false);
-      expect(await admin.get(stateKey)).toBe(value);
-      expect(await admin.pexpiretime(stateKey)).toBe(expiry);
+      expect(await clients.admin.get(stateKey)).toBe(value);
+      expect(await clients.admin.pexpiretime(stateKey)).toBe(expiry);
       const longer = limiter([{ name: "w", limit: 2, windowMs: 120_000 }]);
       expect((await longer.consume(key)).allowed).toBe(false);
-      const [value2, expiry2] = await Promise.all([admin.get(stateKey), admin.pexpiretime(stateKey)]);
+      const [value2, expiry2] = await Promise.all([clients.admin.get(stateKey), clients.admin.pexpiretime(stateKey)]);
       expect(expiry2).toBe(expiry + 60_000);
       // the state itself is unchanged, only the entry's expiry moved with the key's
       expect((value2 as string).replace(/=\d+:/, "=")).toBe((value as string).replace(/=\d+:/, "="));
@@ -153,7 +144,7 @@ describe("rate limits: rule changes, limiters sharing a key, deny cache, exact a
       expect((await api.peek(key)).remaining).toBe(5);
       expect((await login.consume(key)).allowed).toBe(false);
       await login.reset(key);
-      expect(await admin.exists(`${prefix}:rl:{${key}}`)).toBe(0);
+      expect(await clients.admin.exists(`${prefix}:rl:{${key}}`)).toBe(0);
     });
 
     it("another limiter's entry is kept until its own expiry, then dropped; the key lives as long as its latest entry", async () => {
@@ -164,14 +155,14 @@ describe("rate limits: rule changes, limiters sharing a key, deny cache, exact a
       const t0 = Date.now();
       await short.consume(key);
       await long.consume(key);
-      expect(await admin.get(stateKey)).toMatch(/short\|fw=/);
-      const expiry = await admin.pexpiretime(stateKey);
+      expect(await clients.admin.get(stateKey)).toMatch(/short\|fw=/);
+      const expiry = await clients.admin.pexpiretime(stateKey);
       await short.consume(key); // the short entry's write keeps the long entry and the key's expiry
-      expect(await admin.pexpiretime(stateKey)).toBe(expiry);
-      expect(await admin.get(stateKey)).toMatch(/long\|fw=\d+:\d+:1/);
+      expect(await clients.admin.pexpiretime(stateKey)).toBe(expiry);
+      expect(await clients.admin.get(stateKey)).toMatch(/long\|fw=\d+:\d+:1/);
       await clockPassed(t0 + 800);
       await long.consume(key);
-      const value = (await admin.get(stateKey)) as string;
+      const value = (await clients.admin.get(stateKey)) as string;
       expect(value).not.toContain("short|fw");
       expect(value).toMatch(/^long\|fw=\d+:\d+:2$/);
     });
@@ -258,7 +249,7 @@ describe("rate limits: rule changes, limiters sharing a key, deny cache, exact a
         const d = await rl.consume(key, 10);
         expect(d).toMatchObject({ allowed: true, remaining: 284_990 });
         expect(d.resetMs).toBe(10 * year);
-        const expiry = await admin.pexpiretime(`${prefix}:rl:{${key}}`);
+        const expiry = await clients.admin.pexpiretime(`${prefix}:rl:{${key}}`);
         expect(expiry).toBeGreaterThan(Date.now() + 10 * year - 60_000);
         const drained = await rl.consume(freshKey(), 285_000); // empty: refills in 285 000 years
         expect(drained).toMatchObject({ allowed: true, remaining: 0, resetMs: 285_000 * year });
