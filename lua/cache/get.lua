@@ -16,16 +16,9 @@
 -- Reply: number | [state: number, value: string, freshInMs: number, staleInMs: number, tags: string, locked: number]
 -- (a miss: locked 0/1; otherwise state 1 fresh / 2 stale and the ms until each deadline, server time)
 --@include now-ms
+--@include cache-entry
 local now = now_ms()
-local h = redis.call('HMGET', KEYS[1], 'v', 'f', 's', 't')
-local state, fresh, stale = 0, 0, 0
-if h[1] then
-  stale = tonumber(h[3]) - now
-  if stale > 0 then
-    fresh = tonumber(h[2]) - now
-    if fresh > 0 then state = 1 else state = 2 end
-  end
-end
+local h, state, fresh, stale = ce_read(KEYS[1], now)
 local locked = 0
 if ARGV[1] ~= '' and (state ~= 1 or ARGV[3] == '1') then
   if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then

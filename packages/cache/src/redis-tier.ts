@@ -69,8 +69,11 @@ export class RedisTier {
     // Tags we already know the entry should carry are read in parallel with the entry itself. They live in other
     // slots than the entry (one slot per tag), so one script cannot read both on a cluster. Both calls are always
     // awaited: when one fails (Redis unavailable) the other must not be left to reject with nobody listening.
+    // A plain read (no lock to take) runs read.lua: one key, no arguments.
     const [entry, prefetched] = await Promise.allSettled([
-      this.#script(cacheScripts.get, keys, [lockToken, this.#lockTtlMs, 0, register ? 1 : 0]),
+      lockToken === ""
+        ? this.#script(cacheScripts.read, [keys[0]], [])
+        : this.#script(cacheScripts.get, keys, [lockToken, this.#lockTtlMs, 0, register ? 1 : 0]),
       this.#readTags(tags),
     ]);
     if (entry.status === "rejected") throw entry.reason;

@@ -153,9 +153,10 @@ function suite(topology: "standalone" | "cluster", url: () => string, adminUrl: 
       await old("stale", -5_000, 30_000);
       await old("past", -10_000, -5_000);
       expect(await a?.get("fresh")).toEqual({ k: "fresh" });
+      expect(await a?.get("stale")).toBeUndefined(); // get() serves fresh values only
       expect(await a?.getOrSet("stale", () => ({ k: "reloaded" }))).toEqual({ k: "stale" });
       expect(await a?.get("past")).toBeUndefined();
-      expect(tiers(rec)).toEqual(["l2/hit", "l2/stale", "l2/miss"]);
+      expect(tiers(rec)).toEqual(["l2/hit", "l2/miss", "l2/stale", "l2/miss"]);
     });
 
     it("a load that started before a delete does not write its outdated value back", async () => {
