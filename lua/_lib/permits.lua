@@ -3,7 +3,13 @@
 -- token -> expiry (Redis server ms); a permit whose expiry has passed is dead: pm_take purges them all before counting,
 -- pm_extend and pm_release treat their own as gone, so expiry is judged on server time only, never by a client clock.
 -- The key lives as long as its longest permit (PEXPIRE GT: only a new expiry beyond the key's moves it), so an
--- abandoned set disappears on its own.
+-- abandoned set disappears on its own. GT never sets a TTL on a key without one (Redis counts that as infinite), so
+-- when GT changed nothing, NX gives such a key (PERSISTed, restored or written by something else) its TTL back.
+
+-- Moves the key's expiry to ttl from now when that is later than its current one, and sets it when it has none.
+local function pm_expire_gt(key, ttlArg)
+  if redis.call('PEXPIRE', key, ttlArg, 'GT') == 0 then redis.call('PEXPIRE', key, ttlArg, 'NX') end
+end
 
 -- Takes a permit for `token` expiring at now + ttl when fewer than `limit` are live. Returns taken (boolean), the
 -- number of live permits after the call and, when not taken, the ms until the earliest permit expires (at least 1).
@@ -19,7 +25,7 @@ local function pm_take(key, token, limit, ttl, ttlArg, now)
     end
   end
   redis.call('ZADD', key, now + ttl, token)
-  if n == 0 then redis.call('PEXPIRE', key, ttlArg) else redis.call('PEXPIRE', key, ttlArg, 'GT') end
+  if n == 0 then redis.call('PEXPIRE', key, ttlArg) else pm_expire_gt(key, ttlArg) end
   return true, n + 1, 0
 end
 
@@ -32,7 +38,7 @@ local function pm_extend(key, token, ttl, ttlArg, now)
     return false
   end
   redis.call('ZADD', key, now + ttl, token)
-  redis.call('PEXPIRE', key, ttlArg, 'GT')
+  pm_expire_gt(key, ttlArg)
   return true
 end
 

@@ -220,6 +220,29 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
     expect(await next.release()).toBe(true);
   });
 
+  it("Semaphore: a holders key without a TTL (written by something else) gets one on the next acquire and extend", async () => {
+    const name = `${topology}-sem-no-ttl`;
+    const key = `${prefix}:sem:{${name}}`;
+    const [seconds] = await redis.time();
+    // A foreign write: a live permit in a key that has no TTL.
+    await (redis as Redis).zadd(key, Number(seconds) * 1000 + 30_000, "foreign");
+    expect(await redis.pttl(key)).toBe(-1);
+    const mine = await new Semaphore(other, name, { prefix, permits: 3, ttlMs: 5_000 }).acquire();
+    const afterAcquire = await redis.pttl(key);
+    expect(afterAcquire).toBeGreaterThan(0);
+    expect(afterAcquire).toBeLessThanOrEqual(5_000);
+    // The key re-written without a TTL while the permit is held: extending gives it one again.
+    const members = await (redis as Redis).zrange(key, 0, -1, "WITHSCORES");
+    await redis.del(key);
+    await (redis as Redis).zadd(key, ...members.flatMap((v, i) => (i % 2 === 0 ? [] : [v, members[i - 1] as string])));
+    expect(await redis.pttl(key)).toBe(-1);
+    await mine.extend(8_000);
+    const afterExtend = await redis.pttl(key);
+    expect(afterExtend).toBeGreaterThan(5_000);
+    expect(afterExtend).toBeLessThanOrEqual(8_000);
+    expect(await mine.release()).toBe(true);
+  });
+
   it("Semaphore release judges a permit's expiry on server time, however far it lies from now", async () => {
     const key = `${prefix}:sem:{${topology}-sem-expiry}`;
     const [seconds, micros] = await redis.time();
