@@ -1,218 +1,163 @@
 -- ratelimit-one: the fast path of lua/ratelimit/{consume,consume-batch}.lua for a key that holds the entries of the
 -- call's own rules only (or nothing): one limiter on its keys, the common case. The decision, the writes and the reply
 -- are exactly those of rl_consume in lua/_lib/ratelimit.lua (same stored format and entry order, same KEEPTTL / PXAT
--- choice, a rejected call moves only entries' expiries forward), without rule tables or the library's closures (each
--- costs Redis CPU per call). rl_fast returns nil, having written nothing, whenever the general path must decide:
--- another limiter's entry on the key, an entry that does not parse, a rejected sliding-window rule (its wait is the
--- library's to compute).
-
--- One rule at server time now (ms) from its stored entry (e = nil: none). Returns allowed (1 or 0; nil: leave it to
--- the general path), waitMs, then remaining and resetMs of the state as loaded, keep (the expAtMs that state needs,
--- 0: none; what a rejected call may move a stored entry's expiry to) and, when the rule admits the call, remaining
--- and resetMs after the take and the rule's new entry "<field>=<expAtMs>:<state>" with its expAtMs (as rl_entry
--- writes it). Counting on within the same window rewrites only the count in the stored bytes v[p .. at2 - 1].
--- limit and w as in rl_rules_argv (tb/gcra: ticks per ms and ticks per unit); cap in units.
-local function rl_rule(field, alg, limit, w, cap, cost, now, v, p, e, a, at2, b, c)
-  if alg == 'fw' then
-    -- The window opens at the key's first consume and lasts w ms.
-    local start, count = now, 0
-    if e and now < a + w then start, count = a, math.min(b, limit) end
-    local at = start + w
-    if count + cost > limit then
-      if count <= 0 then return 0, at - now, limit, 0, 0 end -- an empty window keeps no entry
-      return 0, at - now, limit - count, at - now, at
-    end
-    local remaining, reset, keep = limit, 0, 0
-    if count > 0 then remaining, reset, keep = limit - count, at - now, at end
-    count = count + cost
-    local entry
-    if at == e and start == a then
-      entry = string.sub(v, p, at2 - 1) .. count -- the same window: only the count changes
-    else
-      entry = field .. string.format('=%d:%d:%d', at, start, count)
-    end
-    return 1, 0, remaining, reset, keep, limit - count, at - now, entry, at
-  elseif alg == 'sw' then
-    -- Two epoch-aligned windows; the previous one weighted by how much of it still overlaps.
-    local cs = now - (now % w)
-    local curr, prev = 0, 0
-    if e then
-      if a == cs then
-        curr, prev = b, c
-      elseif a == cs - w then
-        prev = b
-      end
-      curr, prev = math.min(curr, limit), math.min(prev, limit)
-    end
-    local weighted = prev * (w - (now - cs)) / w
-    if weighted > limit - curr - cost + 1e-9 then return nil end
-    local keep = 0
-    if curr > 0 then keep = cs + 2 * w elseif prev > 0 then keep = cs + w end
-    local remaining = math.max(0, math.floor(limit - (weighted + curr) + 1e-9))
-    curr = curr + cost
-    local at = cs + 2 * w
-    local entry
-    if at == e and a == cs and prev == c then
-      entry = string.sub(v, p, at2 - 1) .. curr .. ':' .. prev -- the same window: only its count changes
-    else
-      entry = field .. string.format('=%d:%d:%d:%d', at, cs, curr, prev)
-    end
-    local reset = keep > 0 and keep - now or 0
-    return 1, 0, remaining, reset, keep, math.max(0, math.floor(limit - (weighted + curr) + 1e-9)), at - now, entry, at
-  end
-  -- Token bucket and GCRA in integer ticks: a unit is w ticks, limit ticks refill per ms, capt ticks when full.
-  local capt = cap * w
-  local level = capt
-  if c and c > 0 then
-    level = b
-    if c ~= w then level = math.floor(b / c * w) end -- stored in another rule's ticks (its rate changed)
-    local gain = (now - a) * limit
-    if gain > 0 then
-      if gain >= capt - level then level = capt else level = level + gain end
-    end
-    if level > capt then level = capt end
-  end
-  local remaining, keep = cap, 0
-  if level < capt then
-    local short = capt - level
-    keep = math.floor(short / limit)
-    if keep * limit < short then keep = keep + 1 end
-    keep = now + keep
-    remaining = math.floor(level / w)
-  end
-  local need = cost * w - level
-  if need > 0 then
-    local wait = math.floor(need / limit)
-    if wait * limit < need then wait = wait + 1 end
-    return 0, wait, remaining, keep > 0 and keep - now or 0, keep
-  end
-  level = level - cost * w
-  local short = capt - level
-  local reset = math.floor(short / limit)
-  if reset * limit < short then reset = reset + 1 end
-  local at = now + reset
-  return 1, 0, remaining, keep > 0 and keep - now or 0, keep, math.floor(level / w), reset,
-    field .. string.format('=%d:%d:%d:%d', at, now, level, w), at
-end
-
--- The entry of a rule of algorithm alg that starts at byte p of v, "=" at p + f: its expAtMs e, state a, b (and c
--- but for fw) as numbers, where b's digits start (at2) and the first byte after the entry (q); nil when it does not
--- parse or is not followed by the end of v or a ';'.
-local function rl_parse_at(v, p, f, alg)
-  local e, a, at2, b, c, q
-  if alg == 'fw' then
-    e, a, at2, b, q = string.match(v, '^(%d+):(%d+):()(%d+)()', p + f + 1)
-  else
-    e, a, at2, b, c, q = string.match(v, '^(%d+):(%d+):()(%d+):(%d+)()', p + f + 1)
-  end
-  if not e or (q <= #v and string.byte(v, q) ~= 59) then return nil end -- 59: ';'
-  if c then c = tonumber(c) end
-  return tonumber(e), tonumber(a), at2, tonumber(b), c, q
-end
-
--- One consume of cost units on key at server time now for the rules in argv from index i (five arguments per rule,
--- as rl_rules_argv reads them): the reply of rl_consume, or nil (nothing written) when the general path must decide.
+-- choice), without rule tables or the library's closures: one function, every rule decided inline (each closure,
+-- call and table costs Redis CPU per script run). rl_fast returns nil, having written nothing, whenever the general
+-- path must decide: another limiter's entry on the key, an entry that does not parse, a rejected sliding-window rule
+-- (its wait is the library's to compute), a rejected call that must move an entry's expiry (a rule changed).
+-- One consume of cost units on key at server time now (ms) for the rules in argv from index i (five arguments per
+-- rule, as rl_rules_argv reads them; tb/gcra: limit and w in ticks per ms and ticks per unit): rl_consume's reply.
 local function rl_fast(key, cost, now, argv, i)
   local v = redis.call('GET', key)
-  if not argv[i + 5] then
-    -- One rule (the common case), without the bookkeeping of several.
-    local field, alg = argv[i], argv[i + 1]
-    local f = #field
-    local e, a, at2, b, c, q
-    if v then
-      if string.byte(v, f + 1) ~= 61 or string.sub(v, 1, f) ~= field then return nil end -- 61: '='
-      e, a, at2, b, c, q = rl_parse_at(v, 1, f, alg)
-      if not q or q <= #v then return nil end
-    end
-    local ok, wait, remaining, reset, keep, remaining2, reset2, entry, exp =
-      rl_rule(field, alg, tonumber(argv[i + 2]), tonumber(argv[i + 3]), tonumber(argv[i + 4]), cost, now, v, 1, e, a,
-        at2, b, c)
-    if not ok then return nil end
-    if ok == 1 then
-      if exp == e then
-        redis.call('SET', key, entry, 'KEEPTTL')
-      else
-        redis.call('SET', key, entry, 'PXAT', string.format('%d', exp))
-      end
-      return { 1, 0, remaining2, reset2 }
-    end
-    if e and keep > e then
-      -- Rejected, and the state now needs its entry longer (the rule changed): only the expiry moves forward.
-      local x = string.find(v, ':', f + 1, true)
-      redis.call('SET', key, string.sub(v, 1, f + 1) .. string.format('%d', keep) .. string.sub(v, x), 'PXAT',
-        string.format('%d', keep))
-    end
-    return { 0, wait, remaining, reset }
-  end
   local len = v and #v or 0
-  local out, n = { 1 }, 1
-  local after, new, nn = {}, {}, 0 -- per admitting rule: remaining and resetMs after the take; the new entries
-  local st, ns = {}, 0 -- per stored entry: its first and last byte, its '=' and expAtMs, keep
+  local several = argv[i + 5] ~= nil
+  local allowed, out, n = 1, nil, 1 -- out: the reply (several rules; one rule's is built at the end)
+  local after, k -- several rules: remaining and resetMs of each rule after the take, in rule order
+  local value -- the new entries, in rule order
+  local one -- one rule: waitMs, remaining, resetMs (after the take when admitted)
   local span = -1 -- bytes of v the rules' entries and their separators cover
   local was, at, late = 0, 0, false
   while argv[i + 4] do
-    local field, alg = argv[i], argv[i + 1]
+    local field, alg, limit, w = argv[i], argv[i + 1], tonumber(argv[i + 2]), tonumber(argv[i + 3])
     local f = #field
+    -- The rule's stored entry: "<field>=<e>:<a>:<b>[:<c>]" at byte p, b's digits at at2, the next byte q.
     local p, e, a, at2, b, c, q
     if v then
       if string.byte(v, f + 1) == 61 and string.sub(v, 1, f) == field then -- 61: '='
         p = 1
-      else
+      elseif several then
         p = string.find(v, ';' .. field .. '=', 1, true)
         if p then p = p + 1 end
       end
       if p then
-        e, a, at2, b, c, q = rl_parse_at(v, p, f, alg)
-        if not e then return nil end
+        if alg == 'fw' then
+          e, a, at2, b, q = string.match(v, '^(%d+):(%d+):()(%d+)()', p + f + 1)
+        else
+          e, a, at2, b, c, q = string.match(v, '^(%d+):(%d+):()(%d+):(%d+)()', p + f + 1)
+        end
+        if not e or (q <= len and string.byte(v, q) ~= 59) then return nil end -- 59: ';'
         span = span + q - p + 1
+        e, a, b = tonumber(e), tonumber(a), tonumber(b)
+        if c then c = tonumber(c) end
         if e > was then was = e end
       end
     end
-    local ok, wait, remaining, reset, keep, remaining2, reset2, entry, exp =
-      rl_rule(field, alg, tonumber(argv[i + 2]), tonumber(argv[i + 3]), tonumber(argv[i + 4]), cost, now, v, p, e, a,
-        at2, b, c)
-    if not ok then return nil end
-    if ok == 0 then out[1] = 0 end
-    if entry then
-      nn = nn + 1
-      new[nn] = entry
-      after[n + 2], after[n + 3] = remaining2, reset2
-      if exp > at then at = exp end
+    -- The rule's decision: ok (1 or 0), waitMs, remaining and resetMs of the state as loaded, keep (the expAtMs that
+    -- state needs, 0: none; what a rejected call may move the stored entry's expiry to) and, when the rule admits,
+    -- remaining2 and reset2 after the take and its new entry with its expAtMs exp (as rl_entry writes it).
+    local ok, wait, remaining, reset, keep, remaining2, reset2, entry, exp
+    if alg == 'fw' then
+      -- The window opens at the key's first consume and lasts w ms.
+      local start, count = now, 0
+      if e and now < a + w then start, count = a, math.min(b, limit) end
+      exp = start + w
+      remaining, reset, keep = limit, 0, 0 -- an empty window keeps no entry
+      if count > 0 then remaining, reset, keep = limit - count, exp - now, exp end
+      if count + cost > limit then
+        ok, wait = 0, exp - now
+      else
+        count = count + cost
+        ok, wait, remaining2, reset2 = 1, 0, limit - count, exp - now
+        if exp == e and start == a then
+          entry = string.sub(v, p, at2 - 1) .. count -- the same window: only the count changes
+        else
+          entry = field .. string.format('=%d:%d:%d', exp, start, count)
+        end
+      end
+    elseif alg == 'sw' then
+      -- Two epoch-aligned windows; the previous one weighted by how much of it still overlaps.
+      local cs = now - (now % w)
+      local curr, prev = 0, 0
+      if e then
+        if a == cs then
+          curr, prev = b, c
+        elseif a == cs - w then
+          prev = b
+        end
+        curr, prev = math.min(curr, limit), math.min(prev, limit)
+      end
+      local weighted = prev * (w - (now - cs)) / w
+      if weighted > limit - curr - cost + 1e-9 then return nil end
+      keep = 0
+      if curr > 0 then keep = cs + 2 * w elseif prev > 0 then keep = cs + w end
+      remaining, reset = math.max(0, math.floor(limit - (weighted + curr) + 1e-9)), keep > 0 and keep - now or 0
+      curr = curr + cost
+      exp = cs + 2 * w
+      ok, wait, remaining2, reset2 = 1, 0, math.max(0, math.floor(limit - (weighted + curr) + 1e-9)), exp - now
+      if exp == e and a == cs and prev == c then
+        entry = string.sub(v, p, at2 - 1) .. curr .. ':' .. prev -- the same window: only its count changes
+      else
+        entry = field .. string.format('=%d:%d:%d:%d', exp, cs, curr, prev)
+      end
+    else
+      -- Token bucket and GCRA in integer ticks: a unit is w ticks, limit ticks refill per ms, capt ticks when full.
+      local cap = tonumber(argv[i + 4])
+      local capt = cap * w
+      local level = capt
+      if c and c > 0 then
+        level = b
+        if c ~= w then level = math.floor(b / c * w) end -- stored in another rule's ticks (its rate changed)
+        local gain = (now - a) * limit
+        if gain > 0 then
+          if gain >= capt - level then level = capt else level = level + gain end
+        end
+        if level > capt then level = capt end
+      end
+      remaining, reset, keep = cap, 0, 0
+      if level < capt then
+        local short = capt - level
+        reset = math.floor(short / limit)
+        if reset * limit < short then reset = reset + 1 end
+        remaining, keep = math.floor(level / w), now + reset
+      end
+      local need = cost * w - level
+      if need > 0 then
+        wait = math.floor(need / limit)
+        if wait * limit < need then wait = wait + 1 end
+        ok = 0
+      else
+        level = level - cost * w
+        local short = capt - level
+        reset2 = math.floor(short / limit)
+        if reset2 * limit < short then reset2 = reset2 + 1 end
+        exp = now + reset2
+        ok, wait, remaining2 = 1, 0, math.floor(level / w)
+        entry = field .. string.format('=%d:%d:%d:%d', exp, now, level, w)
+      end
     end
-    if e then
-      st[ns + 1], st[ns + 2], st[ns + 3], st[ns + 4], st[ns + 5] = p, q - 1, p + f, e, keep
-      ns = ns + 5
-      if keep > e then late = true end
+    if ok == 0 then allowed = 0 end
+    if e and keep > e then late = true end
+    if not several then
+      if ok == 1 then remaining, reset = remaining2, reset2 end
+      one = { ok, wait, remaining, reset }
+      value, at = entry, exp
+    else
+      if not out then out, after, k = { 1 }, {}, 0 end
+      out[n + 1], out[n + 2], out[n + 3] = wait, remaining, reset
+      if ok == 1 then
+        value = value and value .. ';' .. entry or entry
+        after[k + 1], after[k + 2] = remaining2, reset2
+        k = k + 2
+        if exp > at then at = exp end
+      end
     end
-    out[n + 1], out[n + 2], out[n + 3] = wait, remaining, reset
     n = n + 3
     i = i + 5
   end
   if v and span ~= len then return nil end -- the key holds another limiter's entries too
-  if out[1] == 1 then
-    for j = 3, n, 3 do out[j], out[j + 1] = after[j], after[j + 1] end
-    local value = nn == 1 and new[1] or table.concat(new, ';')
-    if at == was then
-      redis.call('SET', key, value, 'KEEPTTL')
-    else
-      redis.call('SET', key, value, 'PXAT', string.format('%d', at))
-    end
-  elseif late then
-    -- Rejected, and a stored state now needs its entry longer (the rule changed): those expiries move forward, the
-    -- states are kept byte for byte; the key expires with the latest entry.
-    local parts, last = {}, 0
-    for j = 1, ns, 5 do
-      local p, q, eq, e, keep = st[j], st[j + 1], st[j + 2], st[j + 3], st[j + 4]
-      if keep > e then
-        local x = string.find(v, ':', eq, true)
-        parts[#parts + 1] = string.sub(v, p, eq) .. string.format('%d', keep) .. string.sub(v, x, q)
-        e = keep
-      else
-        parts[#parts + 1] = string.sub(v, p, q)
-      end
-      if e > last then last = e end
-    end
-    redis.call('SET', key, table.concat(parts, ';'), 'PXAT', string.format('%d', last))
+  if allowed == 0 then
+    -- Rejected: nothing is written, unless a stored state now needs its entry longer (a rule changed), which the
+    -- general path does (rl_keep).
+    if late then return nil end
+    if several then out[1] = 0 end
+    return one or out
   end
+  if at == was then
+    redis.call('SET', key, value, 'KEEPTTL')
+  else
+    redis.call('SET', key, value, 'PXAT', string.format('%d', at))
+  end
+  if not several then return one end
+  for r = 0, k / 2 - 1 do out[3 * r + 3], out[3 * r + 4] = after[2 * r + 1], after[2 * r + 2] end
   return out
 end
