@@ -234,7 +234,9 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
     // The key re-written without a TTL while the permit is held: extending gives it one again.
     const members = await (redis as Redis).zrange(key, 0, -1, "WITHSCORES");
     await redis.del(key);
-    await (redis as Redis).zadd(key, ...members.flatMap((v, i) => (i % 2 === 0 ? [] : [v, members[i - 1] as string])));
+    for (let i = 0; i < members.length; i += 2) {
+      await (redis as Redis).zadd(key, members[i + 1] as string, members[i] as string);
+    }
     expect(await redis.pttl(key)).toBe(-1);
     await mine.extend(8_000);
     const afterExtend = await redis.pttl(key);
