@@ -232,7 +232,7 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
     expect(afterAcquire).toBeGreaterThan(0);
     expect(afterAcquire).toBeLessThanOrEqual(5_000);
     // The key re-written without a TTL while the permit is held: extending gives it one again.
-    const members = await (redis as Redis).zrange(key, 0, -1, "WITHSCORES");
+    const members = await (redis as Redis).zrange(key, "0", "-1", "WITHSCORES");
     await redis.del(key);
     for (let i = 0; i < members.length; i += 2) {
       await (redis as Redis).zadd(key, members[i + 1] as string, members[i] as string);
