@@ -13,6 +13,9 @@ export default defineConfig({
     globalSetup: ["./test/global-setup.ts"],
     reporters: ["default", "./test/summary-reporter.ts"],
     pool: "forks",
+    // Two files at a time, also on a 2-CPU machine (Vitest's default there is one): most test time is waiting on
+    // Redis servers, failovers and child processes, and every test already has to hold on a loaded machine.
+    maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 120_000,
     teardownTimeout: 30_000,
