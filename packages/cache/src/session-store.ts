@@ -85,6 +85,8 @@ const READ_DIGEST = "_coordisReadDigest";
 /** Keys per SCAN step and per pipelined batch of `all` / `clear`. */
 const SCAN_COUNT = 200;
 
+const SESSION_STORE_OPTION_KEYS = ["prefix", "ttlMs", "tombstoneMs", "observer", "serializer", "disableTouch"] as const;
+
 /**
  * A session store with the `@fastify/session` (and express-session) store interface in callback style: `get`, `set`,
  * `destroy`, `touch`, plus connect-redis' `all`, `length` and `clear`, on ioredis. Each session is one key
@@ -108,44 +110,36 @@ const SCAN_COUNT = 200;
 export class RedisSessionStore {
   /** The key prefix. */
   readonly prefix: string;
-  private readonly redis: RedisClient;
-  private readonly ttlMs: number | ((session: SessionData) => number);
-  private readonly tombstoneMs: number;
-  private readonly observer: CoordisObserver | undefined;
-  private readonly serializer: SessionSerializer;
-  private readonly disableTouch: boolean;
+  readonly #redis: RedisClient;
+  readonly #ttlMs: number | ((session: SessionData) => number);
+  readonly #tombstoneMs: number;
+  readonly #observer: CoordisObserver | undefined;
+  readonly #serializer: SessionSerializer;
+  readonly #disableTouch: boolean;
 
   /** @throws InvalidArgumentError for an invalid or unknown option */
   constructor(redis: RedisClient, options: SessionStoreOptions = {}) {
-    const opts = validate.options<SessionStoreOptions>("options", options);
-    const known = ["prefix", "ttlMs", "tombstoneMs", "observer", "serializer", "disableTouch"];
-    for (const k of Object.keys(opts)) {
-      if (!known.includes(k))
-        throw new InvalidArgumentError(`options.${k}`, `unknown option (known: ${known.join(", ")})`);
-    }
-    if (redis === null || typeof redis !== "object" || typeof (redis as Redis).evalsha !== "function") {
-      throw new InvalidArgumentError("redis", "expected an ioredis Redis or Cluster client");
-    }
-    this.redis = redis;
+    const opts = validate.options<SessionStoreOptions>("options", options, SESSION_STORE_OPTION_KEYS);
+    this.#redis = validate.redisClient("redis", redis);
     this.prefix = validatePrefix(opts.prefix ?? DEFAULT_PREFIX, "options.prefix");
-    this.ttlMs =
+    this.#ttlMs =
       opts.ttlMs === undefined
         ? DEFAULT_SESSION_TTL_MS
         : typeof opts.ttlMs === "function"
           ? opts.ttlMs
           : validate.durationMs("options.ttlMs", opts.ttlMs);
-    this.tombstoneMs =
+    this.#tombstoneMs =
       opts.tombstoneMs === undefined
         ? DEFAULT_TOMBSTONE_MS
         : validate.durationMs("options.tombstoneMs", opts.tombstoneMs);
-    this.observer = validate.observer("options.observer", opts.observer);
+    this.#observer = validate.observer("options.observer", opts.observer);
     if (opts.serializer !== undefined) {
       const ser = validate.options<SessionSerializer>("options.serializer", opts.serializer);
       validate.func("options.serializer.stringify", ser.stringify);
       validate.func("options.serializer.parse", ser.parse);
     }
-    this.serializer = opts.serializer ?? JSON;
-    this.disableTouch =
+    this.#serializer = opts.serializer ?? JSON;
+    this.#disableTouch =
       opts.disableTouch === undefined ? false : validate.boolean("options.disableTouch", opts.disableTouch);
   }
 
@@ -154,17 +148,17 @@ export class RedisSessionStore {
    * the key's actual expiry (renewals move it without rewriting the data).
    */
   get<S = SessionData>(sessionId: string, callback: StoreGetCallback<S>): void {
-    this.run("get", callback, sessionId, async (key) => {
-      const [text, pttl] = await Promise.all([this.redis.get(key), this.redis.pttl(key)]);
+    this.#run("get", callback, sessionId, async (key) => {
+      const [text, pttl] = await Promise.all([this.#redis.get(key), this.#redis.pttl(key)]);
       if (text === null) return null;
-      const data = this.decode(text);
+      const data = this.#decode(text);
       const cookie = data.cookie as { expires?: unknown } | undefined | null;
       if (cookie !== null && typeof cookie === "object" && cookie.expires != null && pttl > 0) {
         cookie.expires = new Date(Date.now() + pttl).toISOString();
       }
       // The digest is inherited, not data: it is not stored, not compared by deep equality, and session middlewares
       // copy it (for...in) into the session object they later hand to set().
-      const session = Object.create({ [READ_DIGEST]: this.digest(data) }) as SessionData;
+      const session = Object.create({ [READ_DIGEST]: this.#digest(data) }) as SessionData;
       return Object.assign(session, data) as S;
     });
   }
@@ -175,29 +169,29 @@ export class RedisSessionStore {
    * is unchanged since `get` only has its expiry renewed (nothing when `disableTouch`).
    */
   set(sessionId: string, session: StoredSession, callback: StoreCallback): void {
-    this.run("set", callback, sessionId, async (key) => {
-      const data = this.dataOf(session);
-      const ttl = this.ttlOf(session);
+    this.#run("set", callback, sessionId, async (key) => {
+      const data = this.#dataOf(session);
+      const ttl = this.#ttlOf(session);
       if (ttl <= 0) {
-        await this.redis.del(key);
+        await this.#redis.del(key);
         return undefined;
       }
       const read = (session as Record<string, unknown>)[READ_DIGEST];
-      if (typeof read === "string" && read === this.digest(data)) {
-        if (!this.disableTouch) await runScript(this.redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
+      if (typeof read === "string" && read === this.#digest(data)) {
+        if (!this.#disableTouch) await runScript(this.#redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
         return undefined;
       }
-      await runScript(this.redis, cacheScripts.sessionSet, [key, `${key}:gone`], [this.encode(data), ttl]);
+      await runScript(this.#redis, cacheScripts.sessionSet, [key, `${key}:gone`], [this.#encode(data), ttl]);
       return undefined;
     });
   }
 
   /** Renews a session's expiry from its cookie without rewriting its data (nothing when `disableTouch`). */
   touch(sessionId: string, session: StoredSession, callback: StoreCallback): void {
-    this.run("touch", callback, sessionId, async (key) => {
-      const ttl = this.ttlOf(session);
-      if (ttl > 0 && !this.disableTouch) {
-        await runScript(this.redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
+    this.#run("touch", callback, sessionId, async (key) => {
+      const ttl = this.#ttlOf(session);
+      if (ttl > 0 && !this.#disableTouch) {
+        await runScript(this.#redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
       }
       return undefined;
     });
@@ -205,8 +199,8 @@ export class RedisSessionStore {
 
   /** Deletes a session and marks its id destroyed for `tombstoneMs`. */
   destroy(sessionId: string, callback: StoreCallback): void {
-    this.run("destroy", callback, sessionId, async (key) => {
-      await runScript(this.redis, cacheScripts.sessionDestroy, [key, `${key}:gone`], [this.tombstoneMs]);
+    this.#run("destroy", callback, sessionId, async (key) => {
+      await runScript(this.#redis, cacheScripts.sessionDestroy, [key, `${key}:gone`], [this.#tombstoneMs]);
       return undefined;
     });
   }
@@ -216,12 +210,12 @@ export class RedisSessionStore {
    * for operations and small stores, not for request paths.
    */
   all(callback: (err: unknown, sessions?: Array<SessionData & { id: string }>) => void): void {
-    this.runAll("all", callback, async () => {
+    this.#runAll("all", callback, async () => {
       const out: Array<SessionData & { id: string }> = [];
-      await this.scan(async (keys) => {
-        const texts = await Promise.all(keys.map((k) => this.redis.get(k)));
+      await this.#scan(async (keys) => {
+        const texts = await Promise.all(keys.map((k) => this.#redis.get(k)));
         texts.forEach((text, i) => {
-          if (text !== null) out.push({ ...this.decode(text), id: this.idOf(keys[i] as string) });
+          if (text !== null) out.push({ ...this.#decode(text), id: this.#idOf(keys[i] as string) });
         });
       });
       return out;
@@ -230,9 +224,9 @@ export class RedisSessionStore {
 
   /** How many sessions are stored (connect-redis' `length`). Walks the prefix with SCAN (needs `+scan`). */
   length(callback: (err: unknown, length?: number) => void): void {
-    this.runAll("length", callback, async () => {
+    this.#runAll("length", callback, async () => {
       let n = 0;
-      await this.scan(async (keys) => {
+      await this.#scan(async (keys) => {
         n += keys.length;
       });
       return n;
@@ -244,28 +238,28 @@ export class RedisSessionStore {
    * (needs `+scan`) and deletes with DEL; sessions written during the walk may survive it.
    */
   clear(callback: StoreCallback): void {
-    this.runAll("clear", callback, async () => {
-      await this.scan(async (keys) => {
+    this.#runAll("clear", callback, async () => {
+      await this.#scan(async (keys) => {
         // One DEL per key: on a Cluster, keys of one SCAN page live in different slots.
-        await Promise.all(keys.map((k) => this.redis.del(k)));
+        await Promise.all(keys.map((k) => this.#redis.del(k)));
       });
       return undefined;
     });
   }
 
-  private keyOf(sessionId: string): string {
+  #keyOf(sessionId: string): string {
     return `${this.prefix}:sess:{${validateName(sessionId, "sessionId")}}`;
   }
 
-  private idOf(key: string): string {
+  #idOf(key: string): string {
     return key.slice(this.prefix.length + 7, -1);
   }
 
   /** Calls `page` with each SCAN page of session keys (tombstones excluded), on every master of a Cluster. */
-  private async scan(page: (keys: string[]) => Promise<void>): Promise<void> {
+  async #scan(page: (keys: string[]) => Promise<void>): Promise<void> {
     // The prefix cannot hold glob characters (validatePrefix); ids cannot hold braces, so "}" ends the key.
     const match = `${this.prefix}:sess:{*}`;
-    const nodes: Redis[] = isCluster(this.redis) ? (this.redis as Cluster).nodes("master") : [this.redis as Redis];
+    const nodes: Redis[] = isCluster(this.#redis) ? (this.#redis as Cluster).nodes("master") : [this.#redis as Redis];
     for (const node of nodes) {
       let cursor = "0";
       do {
@@ -277,7 +271,7 @@ export class RedisSessionStore {
   }
 
   /** The session's own data: its enumerable own properties, without the read digest. */
-  private dataOf(session: StoredSession): Record<string, unknown> {
+  #dataOf(session: StoredSession): Record<string, unknown> {
     if (session === null || typeof session !== "object") {
       throw new InvalidArgumentError("session", "expected a session object");
     }
@@ -286,10 +280,10 @@ export class RedisSessionStore {
     return data;
   }
 
-  private encode(data: object): string {
+  #encode(data: object): string {
     let text: unknown;
     try {
-      text = this.serializer.stringify(data);
+      text = this.#serializer.stringify(data);
     } catch (err) {
       throw new InvalidArgumentError("session", `cannot be serialized: ${(err as Error).message}`);
     }
@@ -297,8 +291,8 @@ export class RedisSessionStore {
     return text;
   }
 
-  private decode(text: string): SessionData {
-    const data = this.serializer.parse(text);
+  #decode(text: string): SessionData {
+    const data = this.#serializer.parse(text);
     if (data === null || typeof data !== "object") {
       throw new CoordisError("ERR_SESSION_DECODE", "a stored session did not decode to an object");
     }
@@ -309,7 +303,7 @@ export class RedisSessionStore {
    * Digest of a session's data as the serializer writes it, with the cookie's expiry left out (rolling sessions move
    * it on every request; the key's TTL carries it). `undefined` when the data cannot be serialized.
    */
-  private digest(data: Record<string, unknown>): string | undefined {
+  #digest(data: Record<string, unknown>): string | undefined {
     const cookie = data.cookie;
     let copy: Record<string, unknown> = data;
     if (cookie !== null && typeof cookie === "object") {
@@ -321,16 +315,16 @@ export class RedisSessionStore {
       copy = { ...data, cookie: rest };
     }
     try {
-      return createHash("sha256").update(this.encode(copy)).digest("base64");
+      return createHash("sha256").update(this.#encode(copy)).digest("base64");
     } catch {
       return undefined;
     }
   }
 
   /** Remaining lifetime: the `ttlMs` function, else the cookie's `expires`, else `maxAge`/`originalMaxAge`, else `ttlMs`. */
-  private ttlOf(session: StoredSession): number {
-    if (typeof this.ttlMs === "function") {
-      const ttl = this.ttlMs(session as SessionData);
+  #ttlOf(session: StoredSession): number {
+    if (typeof this.#ttlMs === "function") {
+      const ttl = this.#ttlMs(session as SessionData);
       if (typeof ttl !== "number" || !Number.isFinite(ttl)) {
         throw new InvalidArgumentError("options.ttlMs", `the ttl function returned ${String(ttl)}, not a number of ms`);
       }
@@ -345,10 +339,10 @@ export class RedisSessionStore {
     if (typeof maxAge === "number" && Number.isFinite(maxAge)) {
       return Math.min(Math.ceil(maxAge), validate.MAX_DURATION_MS);
     }
-    return this.ttlMs;
+    return this.#ttlMs;
   }
 
-  private run<T>(
+  #run<T>(
     op: string,
     callback: (err: unknown, value?: T) => void,
     sessionId: string,
@@ -357,26 +351,26 @@ export class RedisSessionStore {
     if (typeof callback !== "function") throw new InvalidArgumentError("callback", "expected a function");
     let key: string;
     try {
-      key = this.keyOf(sessionId);
+      key = this.#keyOf(sessionId);
     } catch (err) {
       queueMicrotask(() => callback(err));
       return;
     }
-    this.settle(op, callback, () => fn(key));
+    this.#settle(op, callback, () => fn(key));
   }
 
-  private runAll<T>(op: string, callback: (err: unknown, value?: T) => void, fn: () => Promise<T>): void {
+  #runAll<T>(op: string, callback: (err: unknown, value?: T) => void, fn: () => Promise<T>): void {
     if (typeof callback !== "function") throw new InvalidArgumentError("callback", "expected a function");
-    this.settle(op, callback, fn);
+    this.#settle(op, callback, fn);
   }
 
-  private settle<T>(op: string, callback: (err: unknown, value?: T) => void, fn: () => Promise<T>): void {
+  #settle<T>(op: string, callback: (err: unknown, value?: T) => void, fn: () => Promise<T>): void {
     const started = performance.now();
     Promise.resolve()
       .then(fn)
       .then(
         (value) => {
-          notifyOperation(this.observer, {
+          notifyOperation(this.#observer, {
             primitive: "session",
             op,
             outcome: "ok",
@@ -386,7 +380,7 @@ export class RedisSessionStore {
         },
         (err: unknown) => {
           const error = err instanceof CoordisError ? err : toCoordisError(err);
-          notifyOperation(this.observer, {
+          notifyOperation(this.#observer, {
             primitive: "session",
             op,
             outcome: "error",
