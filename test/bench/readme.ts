@@ -1,8 +1,8 @@
 /**
  * `npm run bench:readme`: writes the figures of test/bench/results/latest.json (the last `npm run bench`) into the
  * READMEs, between `<!-- bench:start -->` and `<!-- bench:end -->`:
- * - the root README.md: a `## Performance` section (date, machine, how to read the ratios, every row, the performance
- *   targets against the measured figures); markers and section are appended at the end when absent;
+ * - the root README.md: a `## Performance` section (date, machine, how to read the ratios, every row, the scale model
+ *   of readme-scale.ts, the performance targets against the measured figures); markers and section are appended at the end when absent;
  * - each package README (lock, ratelimit, leaderboard, eventlog, cache): a small table of that package's rows inside
  *   its "Performance" section (placeholder sentences saying numbers come later are removed; the rest is kept).
  * - packages/queue/README.md: @coordis/queue against BullMQ (readme-queue.ts).
@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import type { BenchReport, ScenarioResult } from "./harness.js";
 import { FLOOR_ID } from "./harness.js";
 import { queueSection } from "./readme-queue.js";
+import { scaleModel } from "./readme-scale.js";
 import { machineLine, wrap, wrapMarkdown } from "./readme-text.js";
 import { int, memory, ms, ratio, refCell, roundTrips, throughput, us } from "./report.js";
 
@@ -241,6 +242,8 @@ function rootSection(report: BenchReport): string {
       ),
     );
   }
+  const scale = scaleModel(report);
+  if (scale.length > 0) out.push("", ...scale);
   out.push("", "### Performance goals, checked against this run", "", ...targets(report));
   const failed = report.scenarios.filter((s) => s.status !== "ok");
   if (failed.length > 0) {
