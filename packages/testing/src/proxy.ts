@@ -1,7 +1,7 @@
-import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
-import { performance } from "node:perf_hooks";
+import { createServer, type Server, type Socket } from "node:net";
 import { InvalidArgumentError, parseRedisUrl } from "@coordis/core";
 import { mulberry32 } from "./prng.js";
+import { ProxyLinks, reset } from "./proxy-links.js";
 
 /** Where a {@link FaultProxy} forwards to: a host and port, optionally with the URL clients would use directly. */
 export interface ProxyTarget {
@@ -98,75 +98,6 @@ export interface FaultProxy {
   close(): Promise<void>;
 }
 
-type Item = { at: number; bytes: number; run: () => void };
-
-/** One direction of one connection: a FIFO of delayed deliveries driven by a single timer, so order is kept. */
-class Lane {
-  private queue: Item[] = [];
-  private timer: NodeJS.Timeout | undefined;
-
-  /** When the last queued item is due; later items are never due earlier. */
-  lastAt = 0;
-  /** Bytes queued. */
-  bytes = 0;
-
-  get idle(): boolean {
-    return this.queue.length === 0;
-  }
-
-  push(at: number, bytes: number, run: () => void): void {
-    this.lastAt = Math.max(at, this.lastAt);
-    this.queue.push({ at: this.lastAt, bytes, run });
-    this.bytes += bytes;
-    if (this.timer === undefined) this.arm();
-  }
-
-  /** Drops everything queued; returns the bytes dropped and whether anything was. */
-  clear(): { items: number; bytes: number } {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    const dropped = { items: this.queue.length, bytes: this.bytes };
-    this.queue = [];
-    this.bytes = 0;
-    return dropped;
-  }
-
-  private arm(): void {
-    const head = this.queue[0];
-    if (head === undefined) return;
-    this.timer = setTimeout(this.pump, Math.max(0, head.at - performance.now()));
-  }
-
-  private readonly pump = (): void => {
-    this.timer = undefined;
-    const now = performance.now();
-    while (this.queue.length > 0 && (this.queue[0] as Item).at <= now + 0.5) {
-      const item = this.queue.shift() as Item;
-      this.bytes -= item.bytes;
-      item.run();
-    }
-    this.arm();
-  };
-}
-
-interface Pair {
-  readonly client: Socket;
-  readonly upstream: Socket;
-  readonly toUpstream: Lane;
-  readonly toClient: Lane;
-  /** Lost bytes (or a FIN) to a blackhole: the stream cannot continue, it is reset on heal. */
-  tainted: boolean;
-  closed: boolean;
-}
-
-function reset(socket: Socket): void {
-  try {
-    socket.resetAndDestroy();
-  } catch {
-    socket.destroy();
-  }
-}
-
 function proxyUrl(target: ProxyTarget | string, host: string, port: number): string {
   const source = typeof target === "string" ? target : target.url;
   if (source === undefined) return `redis://${host}:${port}`;
@@ -232,79 +163,8 @@ export async function startProxy(options: StartProxyOptions): Promise<FaultProxy
   }
   const random = options.seed === undefined ? Math.random : mulberry32(options.seed);
 
-  const pairs = new Set<Pair>();
-  let latencyMs = 0;
-  let jitterMs = 0;
-  let blackholed = false;
+  const links = new ProxyLinks(target, random);
   let closed = false;
-  const counters = { accepted: 0, dropped: 0, bytesToTarget: 0, bytesToClients: 0, bytesDiscarded: 0 };
-
-  const destroyPair = (pair: Pair, counted: boolean) => {
-    if (pair.closed) return;
-    pair.closed = true;
-    pairs.delete(pair);
-    pair.toUpstream.clear();
-    pair.toClient.clear();
-    reset(pair.client);
-    reset(pair.upstream);
-    if (counted) counters.dropped++;
-  };
-
-  const delay = () => Math.max(0, latencyMs + (jitterMs === 0 ? 0 : (random() * 2 - 1) * jitterMs));
-
-  /** Forwards src → dst through `lane`, honouring latency and blackhole. */
-  const pipe = (pair: Pair, src: Socket, dst: Socket, lane: Lane, toTarget: boolean) => {
-    src.on("data", (chunk: Buffer) => {
-      if (pair.closed) return;
-      if (blackholed) {
-        counters.bytesDiscarded += chunk.length;
-        pair.tainted = true;
-        return;
-      }
-      const deliver = () => {
-        if (pair.closed) return;
-        if (toTarget) counters.bytesToTarget += chunk.length;
-        else counters.bytesToClients += chunk.length;
-        if (!dst.write(chunk) && lane.idle) {
-          // Back-pressure on the direct path only; delayed data is small in tests.
-          src.pause();
-          dst.once("drain", () => src.resume());
-        }
-      };
-      const d = delay();
-      if (d === 0 && lane.idle) deliver();
-      else lane.push(performance.now() + d, chunk.length, deliver);
-    });
-    src.on("end", () => {
-      if (pair.closed) return;
-      if (blackholed) {
-        // The FIN is lost like any other packet; the client finds out when the partition heals.
-        pair.tainted = true;
-        return;
-      }
-      const finish = () => {
-        if (!pair.closed) dst.end();
-      };
-      if (lane.idle && latencyMs === 0) finish();
-      else lane.push(performance.now() + delay(), 0, finish);
-    });
-    src.on("close", () => {
-      if (pair.closed) return;
-      if (blackholed && !toTarget) {
-        pair.tainted = true; // the target went away behind the partition: the client sees silence until heal
-        return;
-      }
-      const finish = () => {
-        if (pair.closed) return;
-        pair.closed = true;
-        pairs.delete(pair);
-        dst.end(() => dst.destroy());
-        src.destroy();
-      };
-      if (lane.idle) finish();
-      else lane.push(performance.now(), 0, finish);
-    });
-  };
 
   const onConnection = (client: Socket) => {
     client.on("error", () => {});
@@ -312,22 +172,7 @@ export async function startProxy(options: StartProxyOptions): Promise<FaultProxy
       reset(client);
       return;
     }
-    counters.accepted++;
-    client.setNoDelay(true);
-    const upstream = tcpConnect({ host: target.host, port: target.port });
-    upstream.on("error", () => {});
-    upstream.setNoDelay(true);
-    const pair: Pair = {
-      client,
-      upstream,
-      toUpstream: new Lane(),
-      toClient: new Lane(),
-      tainted: false,
-      closed: false,
-    };
-    pairs.add(pair);
-    pipe(pair, client, upstream, pair.toUpstream, true);
-    pipe(pair, upstream, client, pair.toClient, false);
+    links.open(client);
   };
 
   let server = createServer(onConnection);
@@ -347,39 +192,16 @@ export async function startProxy(options: StartProxyOptions): Promise<FaultProxy
       if (typeof jitter !== "number" || !Number.isFinite(jitter) || jitter < 0) {
         throw new InvalidArgumentError("jitterMs", `expected a finite number ≥ 0, got ${String(jitter)}`);
       }
-      latencyMs = ms;
-      jitterMs = jitter;
+      links.setLatency(ms, jitter);
     },
     dropConnections() {
-      const victims = [...pairs];
-      for (const pair of victims) destroyPair(pair, true);
-      return victims.length;
+      return links.dropAll();
     },
     blackhole() {
-      if (blackholed) return;
-      blackholed = true;
-      // Data in flight (delayed by latency) is lost in the partition too.
-      for (const pair of pairs) {
-        for (const lane of [pair.toUpstream, pair.toClient]) {
-          const lost = lane.clear();
-          if (lost.items > 0) {
-            pair.tainted = true;
-            counters.bytesDiscarded += lost.bytes;
-          }
-        }
-      }
+      links.blackhole();
     },
     heal() {
-      if (!blackholed) return 0;
-      blackholed = false;
-      let resetCount = 0;
-      for (const pair of [...pairs]) {
-        if (pair.tainted) {
-          destroyPair(pair, true);
-          resetCount++;
-        }
-      }
-      return resetCount;
+      return links.heal();
     },
     refuse() {
       if (!listening) return;
@@ -394,22 +216,12 @@ export async function startProxy(options: StartProxyOptions): Promise<FaultProxy
       listening = true;
     },
     stats() {
-      let bytesInFlight = 0;
-      for (const pair of pairs) bytesInFlight += pair.toUpstream.bytes + pair.toClient.bytes;
-      return {
-        ...counters,
-        connections: pairs.size,
-        bytesInFlight,
-        latencyMs,
-        jitterMs,
-        blackholed,
-        refusing: !listening,
-      };
+      return { ...links.stats(), refusing: !listening };
     },
     async close() {
       if (closed) return;
       closed = true;
-      for (const pair of [...pairs]) destroyPair(pair, true);
+      links.dropAll();
       if (listening) {
         listening = false;
         await new Promise<void>((resolve) => server.close(() => resolve()));
