@@ -1,7 +1,7 @@
 import { toCoordisError, validate } from "@coordis/core";
 import { Consumer } from "./consumer.js";
+import { type ConsumeOptions, type GroupSettings, parseConsumeOptions } from "./consumer-options.js";
 import type { GroupHandle, LogContext } from "./context.js";
-import { type ConsumeOptions, type GroupSettings, parseConsumeOptions } from "./options.js";
 import type { ConsumeHandler, GroupInfo } from "./types.js";
 
 function flatToMap(flat: unknown): Map<string, unknown> {

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { notifyEvent, runScript, toCoordisError } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
+import { type ConsumeSettings, parseStopOptions, type StopOptions } from "./consumer-options.js";
 import { closeBlockingConnection, type GroupHandle, openBlockingConnection } from "./context.js";
 import { parseEntry, type RawEntry } from "./entries.js";
 import { Handlers } from "./handlers.js";
-import { type ConsumeSettings, parseStopOptions, type StopOptions } from "./options.js";
 import { Refresher } from "./refresh.js";
 import { eventlogScripts } from "./scripts.generated.js";
 import type { ConsumeHandler, ConsumerStats } from "./types.js";

@@ -8,17 +8,16 @@ import {
 } from "@coordis/core";
 import { Appender } from "./append.js";
 import { ConsumerGroup } from "./consumer-group.js";
+import { type ConsumerGroupOptions, parseGroup } from "./consumer-options.js";
 import { type LogContext, site } from "./context.js";
 import type { Entry } from "./entries.js";
 import {
   type AppendOptions,
-  type ConsumerGroupOptions,
   type DeadLetterOptions,
   type EventLogOptions,
   parseAppendOptions,
   parseDeadLetterOptions,
   parseEventLogOptions,
-  parseGroup,
   parseReadOptions,
   parseTailOptions,
   type ReadOptions,

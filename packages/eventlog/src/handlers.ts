@@ -1,7 +1,7 @@
 import { errorOf, reportOperation, runScript, toCoordisError } from "@coordis/core";
+import type { ConsumeSettings } from "./consumer-options.js";
 import { type GroupHandle, site } from "./context.js";
 import type { Entry } from "./entries.js";
-import type { ConsumeSettings } from "./options.js";
 import type { HeldEntry, Refresher } from "./refresh.js";
 import { eventlogScripts } from "./scripts.generated.js";
 import type { ConsumeHandler } from "./types.js";

@@ -13,23 +13,25 @@ export {
 } from "./chain.js";
 export { Consumer } from "./consumer.js";
 export { ConsumerGroup } from "./consumer-group.js";
+export {
+  type ConsumeOptions,
+  type ConsumerGroupOptions,
+  DEFAULT_STOP_TIMEOUT_MS,
+  MAX_GROUP_NAME_BYTES,
+  type StopOptions,
+} from "./consumer-options.js";
 export { type Entry, GENESIS_HASH } from "./entries.js";
 export { GapError, IdempotencyConflictError, UnverifiedEntryError } from "./errors.js";
 export { EventLog } from "./event-log.js";
 export {
   type AppendOptions,
-  type ConsumeOptions,
-  type ConsumerGroupOptions,
   DEFAULT_IDEMPOTENCY_WINDOW_MS,
   DEFAULT_MAX_EVENT_BYTES,
-  DEFAULT_STOP_TIMEOUT_MS,
   type DeadLetterOptions,
   type EventLogOptions,
-  MAX_GROUP_NAME_BYTES,
   MAX_IDEMPOTENCY_KEY_BYTES,
   MAX_READ_LIMIT,
   type ReadOptions,
-  type StopOptions,
   type TailOptions,
   type UnverifiedMode,
 } from "./options.js";

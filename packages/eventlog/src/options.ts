@@ -1,7 +1,7 @@
 /**
  * Options of the log itself and of its calls ({@link EventLog}, `append`, `read`, `deadLetters`, `tail`): the public
  * option types, their limits and defaults, and their parsing (each options object checked as a whole, unknown keys
- * rejected). The consumer-group options are in `consumer-options.ts`, re-exported here.
+ * rejected). The consumer-group options are in `consumer-options.ts`.
  */
 import {
   type BatchOptions,
@@ -19,19 +19,6 @@ import {
 } from "@coordis/core";
 import { type ChainMode, type ChainOption, parseChain } from "./chain.js";
 import { validateStreamId } from "./entries.js";
-
-export {
-  type ConsumeOptions,
-  type ConsumerGroupOptions,
-  type ConsumeSettings,
-  DEFAULT_STOP_TIMEOUT_MS,
-  type GroupSettings,
-  MAX_GROUP_NAME_BYTES,
-  parseConsumeOptions,
-  parseGroup,
-  parseStopOptions,
-  type StopOptions,
-} from "./consumer-options.js";
 
 /** Default largest encoded event, in bytes (1 MiB). */
 export const DEFAULT_MAX_EVENT_BYTES = 1024 * 1024;
