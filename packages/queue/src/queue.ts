@@ -1,33 +1,22 @@
 import { performance } from "node:perf_hooks";
 import {
   Batcher,
-  type BatchOutcome,
   type CoordisObserver,
-  type Durability,
   InvalidArgumentError,
-  notifyOperation,
   parseDurability,
   type RedisClient,
-  randomToken,
-  runScript,
-  runScriptDurableOrThrow,
-  runScriptDynamic,
   toCoordisError,
   validate,
 } from "@coordis/core";
+import { type AddResult, prepareAdd, type QueuedAdd, sendAdds, sendAddsAll } from "./adds.js";
 import { encodeArgument } from "./codec.js";
-import { JobCancelledError, JobDeadError, JobNotFoundError } from "./errors.js";
-import { type DeadLetter, type JobInfo, parseDeadPage, parseJobInfo, type QueueCounts } from "./job-info.js";
-import { type PartitionKeys, partitionOf, queueKeys, schedulePartition, validateQueueName } from "./keys.js";
+import type { DeadLetter, JobInfo, QueueCounts } from "./job-info.js";
+import { partitionOf, queueKeys, validateQueueName } from "./keys.js";
 import {
   BASE_JOB,
   type JobOptions,
-  jobArgs,
-  jobOptionsText,
   MAX_ADD_MANY,
   onlyKeys,
-  type ParsedCommon,
-  type ParsedJob,
   parseBatch,
   parseCommon,
   parseJob,
@@ -35,28 +24,13 @@ import {
   type QueueOptions,
 } from "./options.js";
 import { checkPartitions, PartitionsGate } from "./partitions-check.js";
+import { type QueueContext, reportQueueOp } from "./queue-context.js";
+import { declareSchedule, removeSchedule, setPaused } from "./queue-control.js";
+import { cancelJob, countJobs, readDeadLetters, readJob, retryDeadJob, waitResult } from "./queue-jobs.js";
 import { ResultWaiters } from "./results.js";
-import { NEVER_MS, nextRunAfter, parseSpec, type ScheduleSpec, validateScheduleName } from "./schedules.js";
-import { queueScripts } from "./scripts.generated.js";
+import { parseSpec, type ScheduleSpec, validateScheduleName } from "./schedules.js";
 
-/** What `add` answers. */
-export interface AddResult {
-  /** The job's id (the one given, or a generated one: 128 random bits as 22 base64url characters). */
-  readonly id: string;
-  /** True when a job with this id existed already: nothing was created. */
-  readonly duplicate: boolean;
-}
-
-/** One queued add on its way to a batch. */
-interface QueuedAdd {
-  readonly id: string;
-  readonly data: string;
-  /** The job's options text (see jobOptionsText). */
-  readonly options: string;
-}
-
-/** Most jobs one add script call carries. */
-const MAX_ADD_SCRIPT = 1_000;
+export type { AddResult } from "./adds.js";
 
 /**
  * The producer side of a job queue on Redis: adds jobs (idempotently by id, delayed on Redis server time, with
@@ -73,14 +47,9 @@ const MAX_ADD_SCRIPT = 1_000;
 export class Queue<T = unknown, R = unknown> {
   /** The queue's name. */
   readonly name: string;
-  readonly #redis: RedisClient;
-  readonly #opts: ParsedCommon<T, R>;
-  readonly #defaults: ParsedJob;
-  readonly #keys: readonly PartitionKeys[];
+  readonly #q: QueueContext<T, R>;
   readonly #batcher: Batcher<QueuedAdd, boolean> | undefined;
   readonly #results: ResultWaiters;
-  readonly #durability: Durability | undefined;
-  readonly #gate: PartitionsGate;
 
   /**
    * @param redis an ioredis `Redis` or `Cluster`
@@ -93,29 +62,30 @@ export class Queue<T = unknown, R = unknown> {
     this.name = validateQueueName(name);
     const o = validate.options<QueueOptions<T, R>>("options", options);
     onlyKeys("options", o, QUEUE_KEYS);
-    this.#opts = parseCommon(o);
-    this.#defaults = parseJob("options.defaults", o.defaults, BASE_JOB, false);
+    const opts = parseCommon<T, R>(o);
+    const defaults = parseJob("options.defaults", o.defaults, BASE_JOB, false);
     const batch = parseBatch("options.batch", o.batch);
-    this.#durability = parseDurability("options.durability", o.durability, [redis]);
-    this.#redis = redis;
-    this.#keys = queueKeys(this.#opts.prefix, name, this.#opts.partitions);
+    const durability = parseDurability("options.durability", o.durability, [redis]);
+    const keys = queueKeys(opts.prefix, name, opts.partitions);
+    const { prefix, partitions } = opts;
+    const gate = new PartitionsGate(() => checkPartitions(redis, prefix, name, partitions));
+    const q: QueueContext<T, R> = { redis, name, opts, defaults, keys, durability, gate };
+    this.#q = q;
     this.#batcher =
       batch === undefined
         ? undefined
-        : new Batcher<QueuedAdd, boolean>(batch, (items, group) => this.#sendAdds(items, group as number));
-    this.#results = new ResultWaiters(redis, this.#keys, name, this.#opts.observer);
-    const { prefix, partitions } = this.#opts;
-    this.#gate = new PartitionsGate(() => checkPartitions(redis, prefix, name, partitions));
+        : new Batcher<QueuedAdd, boolean>(batch, (items, group) => sendAdds(q, items, group as number));
+    this.#results = new ResultWaiters(redis, keys, name, opts.observer);
   }
 
   /** The number of partitions. */
   get partitions(): number {
-    return this.#opts.partitions;
+    return this.#q.opts.partitions;
   }
 
   /** The observer, for components sharing the queue's reporting. */
   get observer(): CoordisObserver | undefined {
-    return this.#opts.observer;
+    return this.#q.opts.observer;
   }
 
   /**
@@ -131,20 +101,21 @@ export class Queue<T = unknown, R = unknown> {
    */
   async add(data: T, opts?: JobOptions): Promise<AddResult> {
     const start = performance.now();
-    const item = this.#prepare(data, opts, "data", "opts");
-    const partition = partitionOf(item.id, this.#opts.partitions);
+    const q = this.#q;
+    const item = prepareAdd(q, data, opts, "data", "opts");
+    const partition = partitionOf(item.id, q.opts.partitions);
     try {
-      const gate = this.#gate.ready();
+      const gate = q.gate.ready();
       if (gate !== undefined) await gate;
       const duplicate =
         this.#batcher === undefined
-          ? ((await this.#sendAdds([item], partition))[0] as { ok: true; value: boolean }).value
+          ? ((await sendAdds(q, [item], partition))[0] as { ok: true; value: boolean }).value
           : await this.#batcher.add(partition, item);
-      this.#report("add", duplicate ? "duplicate" : "added", start, { jobs: 1 });
+      reportQueueOp(q, "add", duplicate ? "duplicate" : "added", start, { jobs: 1 });
       return { id: item.id, duplicate };
     } catch (err) {
       const error = toCoordisError(err);
-      this.#report("add", "error", start, { jobs: 1 }, error);
+      reportQueueOp(q, "add", "error", start, { jobs: 1 }, error);
       throw error;
     }
   }
@@ -165,42 +136,19 @@ export class Queue<T = unknown, R = unknown> {
       const it = validate.options<{ data: T; opts?: JobOptions }>(`items[${i}]`, raw);
       if (raw === undefined) throw new InvalidArgumentError(`items[${i}]`, "expected { data, opts? }");
       onlyKeys(`items[${i}]`, it, ["data", "opts"]);
-      return this.#prepare(it.data as T, it.opts, `items[${i}].data`, `items[${i}].opts`);
+      return prepareAdd(this.#q, it.data as T, it.opts, `items[${i}].data`, `items[${i}].opts`);
     });
-    const byPartition = new Map<number, number[]>();
-    prepared.forEach((item, i) => {
-      const p = partitionOf(item.id, this.#opts.partitions);
-      const list = byPartition.get(p);
-      if (list === undefined) byPartition.set(p, [i]);
-      else list.push(i);
-    });
-    const out = new Array<AddResult>(prepared.length);
+    let out: AddResult[];
     try {
-      await this.#gate.ready();
-      const calls: Promise<void>[] = [];
-      for (const [p, indexes] of byPartition) {
-        for (let from = 0; from < indexes.length; from += MAX_ADD_SCRIPT) {
-          const chunk = indexes.slice(from, from + MAX_ADD_SCRIPT);
-          calls.push(
-            this.#sendAdds(
-              chunk.map((i) => prepared[i] as QueuedAdd),
-              p,
-            ).then((outcomes) => {
-              outcomes.forEach((o, j) => {
-                const i = chunk[j] as number;
-                out[i] = { id: (prepared[i] as QueuedAdd).id, duplicate: o.ok && o.value };
-              });
-            }),
-          );
-        }
-      }
-      await Promise.all(calls);
+      await this.#q.gate.ready();
+      out = await sendAddsAll(this.#q, prepared);
     } catch (err) {
       const error = toCoordisError(err);
-      this.#report("add", "error", start, { jobs: prepared.length }, error);
+      reportQueueOp(this.#q, "add", "error", start, { jobs: prepared.length }, error);
       throw error;
     }
-    this.#report("add", "added", start, { jobs: prepared.length, duplicates: out.filter((r) => r.duplicate).length });
+    const duplicates = out.filter((r) => r.duplicate).length;
+    reportQueueOp(this.#q, "add", "added", start, { jobs: prepared.length, duplicates });
     return out;
   }
 
@@ -210,15 +158,7 @@ export class Queue<T = unknown, R = unknown> {
    */
   async get(id: string): Promise<JobInfo<T, R> | null> {
     validate.string("id", id, { maxBytes: 1024 });
-    await this.#gate.ready();
-    const k = this.#partitionKeys(id);
-    const reply = await runScript(
-      this.#redis,
-      queueScripts.get,
-      [k.jobs, k.active, k.delayed, k.done, k.cancelled],
-      [id],
-    );
-    return parseJobInfo(id, reply, this.#opts.codec, this.#opts.resultCodec);
+    return readJob(this.#q, id);
   }
 
   /**
@@ -236,21 +176,7 @@ export class Queue<T = unknown, R = unknown> {
         o.timeoutMs === undefined
           ? undefined
           : validate.durationMs("options.timeoutMs", o.timeoutMs, { max: 2 ** 31 - 1 });
-      return new Promise<R>((resolve, reject) => {
-        const check = async (): Promise<boolean> => {
-          const info = await this.get(id);
-          if (info === null) throw new JobNotFoundError(id);
-          if (info.state === "completed") resolve(info.result as R);
-          else if (info.state === "dead") throw new JobDeadError(id, info.attempts, info.error ?? "");
-          else if (info.state === "cancelled") throw new JobCancelledError(id);
-          else return false;
-          return true;
-        };
-        const partition = partitionOf(id, this.#opts.partitions);
-        this.#results
-          .wait(id, partition, timeoutMs, check, reject)
-          .catch((err: unknown) => reject(toCoordisError(err)));
-      });
+      return waitResult(this.#q, this.#results, id, timeoutMs);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -264,42 +190,14 @@ export class Queue<T = unknown, R = unknown> {
   async cancel(id: string): Promise<boolean> {
     const start = performance.now();
     validate.string("id", id, { maxBytes: 1024 });
-    await this.#gate.ready();
-    const k = this.#partitionKeys(id);
-    const reply = await runScript(this.#redis, queueScripts.cancel, k.all as never, [
-      id,
-      this.#opts.retention.completed,
-      "SPUBLISH",
-      k.channel,
-    ]);
-    this.#report("cancel", reply === 1 ? "cancelled" : "not-found", start);
-    return reply === 1;
+    const cancelled = await cancelJob(this.#q, id);
+    reportQueueOp(this.#q, "cancel", cancelled ? "cancelled" : "not-found", start);
+    return cancelled;
   }
 
   /** Jobs by state, summed over partitions (one script call per partition, sent together). */
-  async counts(): Promise<QueueCounts> {
-    await this.#gate.ready();
-    const replies = await Promise.all(
-      this.#keys.map((k) =>
-        runScript(
-          this.#redis,
-          queueScripts.counts,
-          [k.ready, k.prio, k.gwait, k.delayed, k.active, k.done, k.dead, k.cancelled, k.meta],
-          [],
-        ),
-      ),
-    );
-    const c = { waiting: 0, delayed: 0, active: 0, completed: 0, dead: 0, cancelled: 0, paused: false };
-    for (const [waiting, delayed, active, completed, dead, cancelled, paused] of replies) {
-      c.waiting += waiting;
-      c.delayed += delayed;
-      c.active += active;
-      c.completed += completed;
-      c.dead += dead;
-      c.cancelled += cancelled;
-      c.paused ||= paused === 1;
-    }
-    return c;
+  counts(): Promise<QueueCounts> {
+    return countJobs(this.#q);
   }
 
   /**
@@ -318,26 +216,18 @@ export class Queue<T = unknown, R = unknown> {
   ): Promise<boolean> {
     validateScheduleName(name);
     const parsed = parseSpec("spec", spec);
-    const job = parseJob("opts", opts, this.#defaults, false);
+    const job = parseJob("opts", opts, this.#q.defaults, false);
     if (opts !== undefined && (opts as JobOptions).delayMs !== undefined) {
       throw new InvalidArgumentError("opts.delayMs", "a scheduled job runs at its run time: no delayMs");
     }
-    const encoded = encodeArgument(this.#opts.codec, "data", data, this.#opts.maxPayloadBytes);
-    const stored = JSON.stringify({ spec: parsed, job: jobArgs({ ...job, delayMs: 0 }, encoded) });
-    await this.#gate.ready();
-    const k = this.#keys[schedulePartition(name, this.#opts.partitions)] as PartitionKeys;
-    const [sec, usec] = await this.#redis.time();
-    const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
-    const nextAt = nextRunAfter(parsed, now) ?? NEVER_MS;
-    return (await runScript(this.#redis, queueScripts.scheduleSet, [k.sched, k.schedz], [name, stored, nextAt])) === 1;
+    const encoded = encodeArgument(this.#q.opts.codec, "data", data, this.#q.opts.maxPayloadBytes);
+    return declareSchedule(this.#q, name, parsed, job, encoded);
   }
 
   /** Removes a schedule (jobs it made already stay). @returns whether it existed */
   async unschedule(name: string): Promise<boolean> {
     validateScheduleName(name);
-    await this.#gate.ready();
-    const k = this.#keys[schedulePartition(name, this.#opts.partitions)] as PartitionKeys;
-    return (await runScript(this.#redis, queueScripts.unschedule, [k.sched, k.schedz], [name])) === 1;
+    return removeSchedule(this.#q, name);
   }
 
   /**
@@ -355,47 +245,29 @@ export class Queue<T = unknown, R = unknown> {
     let offset = 0;
     if (o.cursor !== undefined) {
       const m = /^(\d{1,3}):(\d{1,9})$/.exec(validate.string("options.cursor", o.cursor, { maxBytes: 16 }));
-      if (m === null || Number(m[1]) >= this.#opts.partitions) {
+      if (m === null || Number(m[1]) >= this.#q.opts.partitions) {
         throw new InvalidArgumentError("options.cursor", "not a cursor returned by deadLetters()");
       }
       partition = Number(m[1]);
       offset = Number(m[2]);
     }
-    const jobs: DeadLetter<T>[] = [];
-    await this.#gate.ready();
-    while (partition < this.#opts.partitions && jobs.length < limit) {
-      const k = this.#keys[partition] as PartitionKeys;
-      const want = limit - jobs.length;
-      const reply = await runScript(this.#redis, queueScripts.deadLetters, [k.dead, k.jobs], [offset, want]);
-      const { total, page } = parseDeadPage(reply, this.#opts.codec);
-      jobs.push(...page);
-      offset += want;
-      if (offset >= total) {
-        partition++;
-        offset = 0;
-      }
-    }
-    return partition < this.#opts.partitions ? { jobs, cursor: `${partition}:${offset}` } : { jobs };
+    return readDeadLetters(this.#q, limit, partition, offset);
   }
 
   /** Moves a dead job back to the queue with a fresh set of attempts. @returns false when it is not a dead letter */
   async retryDead(id: string): Promise<boolean> {
     validate.string("id", id, { maxBytes: 1024 });
-    await this.#gate.ready();
-    const k = this.#partitionKeys(id);
-    return (await runScript(this.#redis, queueScripts.retryDead, k.all as never, [id])) === 1;
+    return retryDeadJob(this.#q, id);
   }
 
   /** Pauses the whole queue: workers start no new job (running ones go on) until {@link Queue.resume}. */
-  async pause(): Promise<void> {
-    await this.#gate.ready();
-    await Promise.all(this.#keys.map((k) => runScript(this.#redis, queueScripts.pause, [k.meta, k.wake], [1])));
+  pause(): Promise<void> {
+    return setPaused(this.#q, 1);
   }
 
   /** Resumes a paused queue; waiting workers wake at once. */
-  async resume(): Promise<void> {
-    await this.#gate.ready();
-    await Promise.all(this.#keys.map((k) => runScript(this.#redis, queueScripts.pause, [k.meta, k.wake], [0])));
+  resume(): Promise<void> {
+    return setPaused(this.#q, 0);
   }
 
   /**
@@ -406,45 +278,5 @@ export class Queue<T = unknown, R = unknown> {
   async close(): Promise<void> {
     this.#batcher?.flush();
     await this.#results.close();
-  }
-
-  #partitionKeys(id: string): PartitionKeys {
-    return this.#keys[partitionOf(id, this.#opts.partitions)] as PartitionKeys;
-  }
-
-  #prepare(data: T, opts: JobOptions | undefined, dataArg: string, optsArg: string): QueuedAdd {
-    const job = parseJob(optsArg, opts, this.#defaults);
-    const encoded = encodeArgument(this.#opts.codec, dataArg, data, this.#opts.maxPayloadBytes);
-    return { id: job.id ?? randomToken(), data: encoded, options: jobOptionsText(job) };
-  }
-
-  async #sendAdds(items: readonly QueuedAdd[], partition: number): Promise<BatchOutcome<boolean>[]> {
-    const k = this.#keys[partition] as PartitionKeys;
-    // Three arguments per job; options equal to the previous job's are sent as '' (parsed once by the script).
-    const args: (string | number)[] = [items.length];
-    let options: string | undefined;
-    for (const item of items) {
-      args.push(item.id, item.data, item.options === options ? "" : item.options);
-      options = item.options;
-    }
-    const keys = [k.jobs, k.ready, k.delayed, k.prio, k.wake] as const;
-    const reply =
-      this.#durability === undefined
-        ? await runScriptDynamic(this.#redis, queueScripts.add, keys, args)
-        : await runScriptDurableOrThrow(this.#redis, queueScripts.add, keys, args as never, this.#durability);
-    return reply.map((dup) => ({ ok: true, value: dup === 1 }));
-  }
-
-  #report(op: string, outcome: string, start: number, attributes?: Record<string, number>, error?: Error): void {
-    if (this.#opts.observer?.onOperation === undefined) return;
-    notifyOperation(this.#opts.observer, {
-      primitive: "queue",
-      op,
-      outcome,
-      durationMs: performance.now() - start,
-      name: this.name,
-      ...(attributes === undefined ? {} : { attributes }),
-      ...(error === undefined ? {} : { error }),
-    });
   }
 }

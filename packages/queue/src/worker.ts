@@ -1,44 +1,19 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import {
-  disconnectWithin,
-  InvalidArgumentError,
-  isCluster,
-  notifyEvent,
-  notifyOperation,
-  ownConnectionOptions,
-  type RedisClient,
-  runScript,
-  toCoordisError,
-  validate,
-} from "@coordis/core";
-import type { Cluster, Redis } from "ioredis";
+import { type RedisClient, toCoordisError, validate } from "@coordis/core";
+import { DeliveryRunner, type Handler } from "./delivery-runner.js";
 import { PartitionsMismatchError } from "./errors.js";
-import { Finisher, type FinishKind, type FinishStatus } from "./finisher.js";
-import { Delivery, type Job } from "./job.js";
-import { type PartitionKeys, queueKeys, validateQueueName } from "./keys.js";
+import { FETCH_RETRY_MS, FetchLoops } from "./fetch-loop.js";
+import { Finisher } from "./finisher.js";
+import { queueKeys, validateQueueName } from "./keys.js";
 import { LeaseKeeper } from "./lease-keeper.js";
 import { checkPartitions } from "./partitions-check.js";
 import { Scheduler } from "./scheduler.js";
-import { queueScripts } from "./scripts.generated.js";
-import { CLOSE_GRACE_MS, type CloseOptions, errorText, until } from "./worker-close.js";
-import { onlyKeys, type ParsedWorker, parseWorker, WORKER_KEYS, type WorkerOptions } from "./worker-options.js";
+import { CLOSE_GRACE_MS, type CloseOptions, until } from "./worker-close.js";
+import { type WorkerContext, workerEvent } from "./worker-context.js";
+import { onlyKeys, parseWorker, WORKER_KEYS, type WorkerOptions } from "./worker-options.js";
 
-/** Runs one job; resolve with its result, throw to fail the attempt (retried after the backoff, then dead). */
-export type Handler<T, R> = (job: Job<T>) => Promise<R> | R;
+export type { Handler } from "./delivery-runner.js";
 
-type FetchReply = [
-  nowMs: number,
-  paused: number,
-  nextDueMs: number,
-  lastReady: string,
-  lastWake: string,
-  ...job: (string | number)[],
-];
-
-/** Pause after a failed fetch, ms. */
-const FETCH_RETRY_MS = 250;
-/** Most jobs one fetch asks for. */
-const MAX_FETCH = 200;
 /**
  * Runs the jobs of a queue: fetches them in batches (one script call per partition brings up to the free handler
  * slots, each job with a new fence and a lease on Redis server time), runs `handler` for each (up to `concurrency` at
@@ -56,27 +31,17 @@ const MAX_FETCH = 200;
 export class Worker<T = unknown, R = unknown> {
   /** The queue's name. */
   readonly name: string;
-  readonly #redis: RedisClient;
-  readonly #opts: ParsedWorker<T, R>;
-  readonly #keys: readonly PartitionKeys[];
-  readonly #handler: Handler<T, R>;
-  /** Deliveries held, running or finishing, by `<partition>\n<id>`. */
-  readonly #held = new Map<string, Delivery<T>>();
-  #running = 0;
-  /** Slots asked for by fetches in flight. */
-  #reserved = 0;
-  #slotWaiters: Array<() => void> = [];
+  readonly #w: WorkerContext<T, R>;
   readonly #stopper = new AbortController();
   readonly #finisher: Finisher;
+  readonly #runner: DeliveryRunner<T, R>;
+  readonly #fetcher: FetchLoops<T, R>;
   readonly #leases: LeaseKeeper<T>;
   readonly #scheduler: Scheduler | undefined;
-  readonly #blocking: Array<Redis | Cluster | undefined>;
-  readonly #loops: Promise<void>[];
   #closed: Promise<void> | undefined;
   /** True once the partition count was checked against the queue's; false when it differs or the worker closed first. */
   readonly #checked: Promise<boolean>;
   #mismatch: PartitionsMismatchError | undefined;
-  readonly #stats = { completed: 0, retried: 0, dead: 0, refused: 0, handedBack: 0 };
 
   /**
    * @param redis an ioredis `Redis` or `Cluster` (the worker also opens one blocking connection per partition)
@@ -88,26 +53,27 @@ export class Worker<T = unknown, R = unknown> {
   constructor(redis: RedisClient, name: string, handler: Handler<T, R>, options: WorkerOptions<T, R> = {}) {
     validate.redisClient("redis", redis);
     this.name = validateQueueName(name);
-    this.#handler = validate.func<Handler<T, R>>("handler", handler);
+    const run = validate.func<Handler<T, R>>("handler", handler);
     const o = validate.options<WorkerOptions<T, R>>("options", options);
     onlyKeys("options", o, WORKER_KEYS);
-    this.#opts = parseWorker(redis, o);
-    this.#redis = redis;
-    this.#keys = queueKeys(this.#opts.prefix, name, this.#opts.partitions);
-    const { retention } = this.#opts;
+    const opts = parseWorker(redis, o);
+    const keys = queueKeys(opts.prefix, name, opts.partitions);
+    const stats = { completed: 0, retried: 0, dead: 0, refused: 0, handedBack: 0 };
+    this.#w = { redis, name, opts, keys, stats, closing: this.#stopper.signal };
+    const { retention } = opts;
     this.#finisher = new Finisher(
       redis,
-      this.#keys,
+      keys,
       { maxDone: retention.completed, maxDead: retention.dead, deadAgeMs: retention.deadAgeMs },
-      this.#opts.leaseMs,
+      opts.leaseMs,
     );
-    this.#leases = new LeaseKeeper<T>(redis, this.#keys, this.#held, this.#opts.leaseMs, (d, reason) =>
-      this.#lost(d, reason),
-    );
-    this.#blocking = this.#keys.map(() => undefined);
-    this.#scheduler = this.#opts.schedules ? new Scheduler(redis, this.#keys, name, this.#opts.observer) : undefined;
+    const runner = new DeliveryRunner<T, R>(this.#w, run, this.#finisher);
+    this.#runner = runner;
+    this.#leases = new LeaseKeeper<T>(redis, keys, runner.held, opts.leaseMs, (d, reason) => runner.lost(d, reason));
+    this.#fetcher = new FetchLoops<T, R>(this.#w, runner);
+    this.#scheduler = opts.schedules ? new Scheduler(redis, keys, name, opts.observer) : undefined;
     this.#checked = this.#checkPartitions();
-    this.#loops = this.#keys.map((k) => this.#loop(k));
+    this.#fetcher.start(this.#checked);
     this.#leases.start();
     void this.#checked.then((ok) => {
       if (ok && !this.#closing) this.#scheduler?.start();
@@ -126,18 +92,18 @@ export class Worker<T = unknown, R = unknown> {
   }
 
   async #checkPartitions(): Promise<boolean> {
-    const { prefix, partitions } = this.#opts;
+    const { redis, opts } = this.#w;
     while (!this.#closing) {
       try {
-        await checkPartitions(this.#redis, prefix, this.name, partitions);
+        await checkPartitions(redis, opts.prefix, this.name, opts.partitions);
         return true;
       } catch (err) {
         if (err instanceof PartitionsMismatchError) {
           this.#mismatch = err;
-          this.#event("partitions-mismatch", { error: err });
+          workerEvent(this.#w, "partitions-mismatch", { error: err });
           return false;
         }
-        this.#event("fetch-error", { error: toCoordisError(err) });
+        workerEvent(this.#w, "fetch-error", { error: toCoordisError(err) });
         await sleep(FETCH_RETRY_MS, undefined, { signal: this.#stopper.signal }).catch(() => {});
       }
     }
@@ -146,7 +112,7 @@ export class Worker<T = unknown, R = unknown> {
 
   /** Counters of this worker since it started. */
   stats(): { completed: number; retried: number; dead: number; refused: number; handedBack: number; running: number } {
-    return { ...this.#stats, running: this.#running };
+    return { ...this.#w.stats, running: this.#runner.running };
   }
 
   /**
@@ -178,268 +144,15 @@ export class Worker<T = unknown, R = unknown> {
     const deadline = performance.now() + timeoutMs;
     const hardDeadline = deadline + CLOSE_GRACE_MS;
     this.#stopper.abort();
-    const disconnected = Promise.all(
-      this.#blocking.map((conn) => (conn === undefined ? undefined : disconnectWithin(conn))),
-    );
-    this.#wakeSlots();
+    const disconnected = this.#fetcher.disconnect();
+    this.#runner.wakeSlots();
     const scheduler = this.#scheduler?.stop() ?? Promise.resolve();
-    while (this.#running > 0 && performance.now() < deadline) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.max(1, deadline - performance.now()));
-        this.#slotWaiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-    await until(this.#handBack(), hardDeadline);
+    await this.#runner.whenIdle(deadline);
+    await until(this.#runner.handBack(), hardDeadline);
     // Fetches in flight hand what they bring back themselves (the loop sees the worker closing).
-    await until(Promise.all([...this.#loops, scheduler, this.#finisher.drain()]), hardDeadline);
+    await until(Promise.all([this.#fetcher.done(), scheduler, this.#finisher.drain()]), hardDeadline);
     this.#finisher.abandon();
     this.#leases.stop();
     await until(disconnected, Math.max(hardDeadline, performance.now() + 1));
-  }
-
-  /** Hands every delivery whose handler still runs back to the queue. */
-  async #handBack(): Promise<void> {
-    const byPartition = new Map<number, Delivery<T>[]>();
-    for (const d of this.#held.values()) {
-      if (d.phase !== "running") continue;
-      d.lose("closing");
-      const list = byPartition.get(d.partition) ?? [];
-      list.push(d);
-      byPartition.set(d.partition, list);
-    }
-    await Promise.all(
-      [...byPartition].map(async ([p, list]) => {
-        const k = this.#keys[p] as PartitionKeys;
-        const args = list.flatMap((d) => [d.id, d.fence]);
-        try {
-          const n = await runScript(this.#redis, queueScripts.release, k.all as never, args as never);
-          this.#stats.handedBack += n;
-        } catch (err) {
-          // Not handed back: their leases expire and they are reclaimed as usual.
-          this.#event("release-error", { error: toCoordisError(err) });
-        }
-        for (const d of list) this.#held.delete(d.key);
-      }),
-    );
-  }
-
-  /** Hands back the deliveries of a fetch that answered once the worker was closing (never started). */
-  async #release(k: PartitionKeys, jobs: (string | number)[]): Promise<void> {
-    const args: (string | number)[] = [];
-    for (let i = 0; i + 4 < jobs.length; i += 5) args.push(String(jobs[i]), Number(jobs[i + 1]));
-    if (args.length === 0) return;
-    try {
-      this.#stats.handedBack += await runScript(this.#redis, queueScripts.release, k.all as never, args as never);
-    } catch (err) {
-      this.#event("release-error", { error: toCoordisError(err) });
-    }
-  }
-
-  /** Free handler slots: neither running nor asked for by a fetch in flight. */
-  #room(): number {
-    return this.#opts.concurrency - this.#running - this.#reserved;
-  }
-
-  #wakeSlots(): void {
-    if (this.#slotWaiters.length === 0) return;
-    const waiters = this.#slotWaiters;
-    this.#slotWaiters = [];
-    for (const w of waiters) w();
-  }
-
-  async #loop(k: PartitionKeys): Promise<void> {
-    const o = this.#opts;
-    if (!(await this.#checked)) return;
-    while (!this.#closing) {
-      const room = Math.min(this.#room(), MAX_FETCH);
-      if (room <= 0) {
-        await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
-        continue;
-      }
-      this.#reserved += room;
-      const sentAt = performance.now();
-      let reply: FetchReply;
-      try {
-        reply = await this.#fetch(k, room);
-      } catch (err) {
-        this.#event("fetch-error", { error: toCoordisError(err) });
-        await sleep(FETCH_RETRY_MS, undefined, { signal: this.#stopper.signal }).catch(() => {});
-        continue;
-      } finally {
-        this.#reserved -= room;
-      }
-      const [, , nextDueMs, lastReady, lastWake, ...jobs] = reply;
-      if (this.#closing) {
-        await this.#release(k, jobs);
-        break;
-      }
-      let got = 0;
-      for (let i = 0; i + 4 < jobs.length; i += 5) {
-        got++;
-        this.#start(k.index, sentAt + o.leaseMs - o.driftMs, jobs, i);
-      }
-      // Slots a fetch reserved and did not fill are free for the other partitions' loops.
-      if (got < room) this.#wakeSlots();
-      if (got < room && !this.#closing && nextDueMs !== 0) {
-        await this.#idle(k, nextDueMs < 0 ? o.blockMs : Math.min(o.blockMs, nextDueMs), lastReady, lastWake);
-      }
-    }
-  }
-
-  /** One fetch script call. */
-  #fetch(k: PartitionKeys, count: number): Promise<FetchReply> {
-    const o = this.#opts;
-    return runScript(this.#redis, queueScripts.fetch, k.all as never, [
-      count,
-      o.leaseMs,
-      o.groupLimit,
-      o.groupRules,
-      o.retention.dead,
-      o.retention.deadAgeMs,
-      Math.random(),
-      "SPUBLISH",
-      k.channel,
-    ]);
-  }
-
-  /** Blocks until the partition's ready or wake stream gets an entry after the given ids, or `blockMs` passes. */
-  async #idle(k: PartitionKeys, blockMs: number, lastReady: string, lastWake: string): Promise<void> {
-    let conn = this.#blocking[k.index];
-    if (conn === undefined) {
-      const own = { ...ownConnectionOptions(), commandTimeout: this.#opts.blockMs + 5_000 };
-      conn = isCluster(this.#redis)
-        ? this.#redis.duplicate([], { redisOptions: { ...this.#redis.options.redisOptions, ...own } })
-        : this.#redis.duplicate(own);
-      conn.on("error", () => {});
-      this.#blocking[k.index] = conn;
-    }
-    try {
-      await conn.xread("COUNT", 1, "BLOCK", Math.max(1, blockMs), "STREAMS", k.ready, k.wake, lastReady, lastWake);
-    } catch (err) {
-      if (this.#closing) return;
-      this.#event("idle-error", { error: toCoordisError(err) });
-      await sleep(FETCH_RETRY_MS, undefined, { signal: this.#stopper.signal }).catch(() => {});
-    }
-  }
-
-  /** Starts the handler of the delivery at `jobs[i..i+4]` (id, fence, attempt, maxAttempts, data). */
-  #start(partition: number, deadline: number, jobs: (string | number)[], i: number): void {
-    const d = new Delivery<T>(
-      {
-        id: String(jobs[i]),
-        fence: Number(jobs[i + 1]),
-        attempt: Number(jobs[i + 2]),
-        maxAttempts: Number(jobs[i + 3]),
-        partition,
-        deadline,
-      },
-      (job, value) => this.#progress(job, value),
-    );
-    this.#held.set(d.key, d);
-    this.#running++;
-    d.started = performance.now();
-    let data: T;
-    try {
-      data = this.#opts.codec.decode(String(jobs[i + 4]));
-    } catch (err) {
-      this.#settle(d, "F", errorText(err));
-      return;
-    }
-    d.data = data;
-    let result: Promise<R> | R;
-    try {
-      result = this.#handler(d);
-    } catch (err) {
-      this.#settle(d, "f", errorText(err));
-      return;
-    }
-    Promise.resolve(result).then(
-      (value) => {
-        let text: string;
-        try {
-          text = this.#opts.resultCodec.encode(value);
-          if (typeof text !== "string") throw new InvalidArgumentError("result", "the codec did not return a string");
-          if (text.length * 3 > this.#opts.maxPayloadBytes && Buffer.byteLength(text) > this.#opts.maxPayloadBytes) {
-            throw new InvalidArgumentError("result", `is larger than ${this.#opts.maxPayloadBytes} bytes once encoded`);
-          }
-        } catch (err) {
-          this.#settle(d, "F", errorText(err));
-          return;
-        }
-        this.#settle(d, "c", text);
-      },
-      (err: unknown) => this.#settle(d, "f", errorText(err)),
-    );
-  }
-
-  /** The handler of `d` ended: its slot is free; its outcome is recorded unless the delivery was handed back. */
-  #settle(d: Delivery<T>, kind: FinishKind, payload: string): void {
-    const handlerMs = performance.now() - d.started;
-    this.#running--;
-    this.#wakeSlots();
-    if (d.lostReason === "closing") {
-      this.#report(d, "handed-back", handlerMs);
-      return;
-    }
-    d.phase = "finishing";
-    this.#finisher.finish(d.partition, d.id, d.fence, kind, payload).then(
-      (status) => {
-        this.#held.delete(d.key);
-        this.#count(status);
-        this.#report(d, status, handlerMs, kind === "c" ? undefined : payload);
-        if (status === "dead")
-          this.#event("job-dead", { attributes: { attempt: d.attempt }, error: new Error(payload) });
-      },
-      (err: unknown) => {
-        this.#held.delete(d.key);
-        this.#report(d, "error", handlerMs, undefined, toCoordisError(err));
-      },
-    );
-  }
-
-  #count(status: FinishStatus): void {
-    if (status === "completed") this.#stats.completed++;
-    else if (status === "retry") this.#stats.retried++;
-    else if (status === "dead") this.#stats.dead++;
-    else this.#stats.refused++;
-  }
-
-  #lost(d: Delivery<T>, reason: "lease-lost" | "cancelled"): void {
-    if (!d.lose(reason)) return;
-    this.#event("lease-lost", { attributes: { reason, attempt: d.attempt } });
-  }
-
-  async #progress(d: Delivery<T>, value: unknown): Promise<boolean> {
-    const text = JSON.stringify(value);
-    if (typeof text !== "string") throw new InvalidArgumentError("value", "expected a JSON value");
-    if (text.length > 64 * 1024) throw new InvalidArgumentError("value", "at most 64 KiB of JSON");
-    const k = this.#keys[d.partition] as PartitionKeys;
-    return (await runScript(this.#redis, queueScripts.progress, [k.jobs, k.active], [d.id, d.fence, text])) === 1;
-  }
-
-  #report(d: Delivery<T>, outcome: string, durationMs: number, failure?: string, error?: Error): void {
-    if (this.#opts.observer?.onOperation === undefined) return;
-    notifyOperation(this.#opts.observer, {
-      primitive: "queue",
-      op: "process",
-      outcome,
-      durationMs,
-      name: this.name,
-      attributes: { attempt: d.attempt },
-      ...(error !== undefined ? { error } : failure !== undefined ? { error: new Error(failure) } : {}),
-    });
-  }
-
-  #event(type: string, extra: { error?: Error; attributes?: Record<string, string | number> }): void {
-    notifyEvent(this.#opts.observer, {
-      primitive: "queue",
-      type,
-      name: this.name,
-      ...(extra.attributes === undefined ? {} : { attributes: extra.attributes }),
-      ...(extra.error === undefined ? {} : { error: extra.error }),
-    });
   }
 }

@@ -1,0 +1,208 @@
+import { InvalidArgumentError, notifyOperation, runScript, toCoordisError } from "@coordis/core";
+import type { Finisher, FinishKind, FinishStatus } from "./finisher.js";
+import { Delivery, type Job } from "./job.js";
+import type { PartitionKeys } from "./keys.js";
+import { queueScripts } from "./scripts.generated.js";
+import { errorText } from "./worker-close.js";
+import { type WorkerContext, type WorkerStats, workerEvent } from "./worker-context.js";
+import type { ParsedWorker } from "./worker-options.js";
+
+/** Runs one job; resolve with its result, throw to fail the attempt (retried after the backoff, then dead). */
+export type Handler<T, R> = (job: Job<T>) => Promise<R> | R;
+
+/**
+ * Runs a worker's deliveries, from fetch until their outcome is recorded: decodes the data, runs the handler in one of
+ * `concurrency` slots, encodes the result, hands the outcome to the Finisher, stores progress, aborts a delivery whose
+ * lease was lost, and on close hands the deliveries still running back to the queue. Internal.
+ */
+export class DeliveryRunner<T, R> {
+  readonly #w: WorkerContext<T, R>;
+  readonly #opts: ParsedWorker<T, R>;
+  readonly #handler: Handler<T, R>;
+  readonly #finisher: Finisher;
+  readonly #stats: WorkerStats;
+  /** Deliveries held, running or finishing, by `<partition>\n<id>`. */
+  readonly #held = new Map<string, Delivery<T>>();
+  #running = 0;
+  #slotWaiters: Array<() => void> = [];
+
+  constructor(w: WorkerContext<T, R>, handler: Handler<T, R>, finisher: Finisher) {
+    this.#w = w;
+    this.#opts = w.opts;
+    this.#handler = handler;
+    this.#finisher = finisher;
+    this.#stats = w.stats;
+  }
+
+  /** Deliveries held, running or finishing (their leases are renewed). */
+  get held(): ReadonlyMap<string, Delivery<T>> {
+    return this.#held;
+  }
+
+  /** Handlers running. */
+  get running(): number {
+    return this.#running;
+  }
+
+  /** Resolves the next time a handler slot frees (or {@link DeliveryRunner.wakeSlots} is called). */
+  slotFreed(): Promise<void> {
+    return new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
+  }
+
+  /** Wakes whoever waits for a slot. */
+  wakeSlots(): void {
+    if (this.#slotWaiters.length === 0) return;
+    const waiters = this.#slotWaiters;
+    this.#slotWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves once no handler runs, or at `deadline` (`performance.now()` base). */
+  async whenIdle(deadline: number): Promise<void> {
+    while (this.#running > 0 && performance.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(1, deadline - performance.now()));
+        this.#slotWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  /** Starts the handler of the delivery at `jobs[i..i+4]` (id, fence, attempt, maxAttempts, data). */
+  start(partition: number, deadline: number, jobs: (string | number)[], i: number): void {
+    const d = new Delivery<T>(
+      {
+        id: String(jobs[i]),
+        fence: Number(jobs[i + 1]),
+        attempt: Number(jobs[i + 2]),
+        maxAttempts: Number(jobs[i + 3]),
+        partition,
+        deadline,
+      },
+      (job, value) => this.#progress(job, value),
+    );
+    this.#held.set(d.key, d);
+    this.#running++;
+    d.started = performance.now();
+    let data: T;
+    try {
+      data = this.#opts.codec.decode(String(jobs[i + 4]));
+    } catch (err) {
+      this.#settle(d, "F", errorText(err));
+      return;
+    }
+    d.data = data;
+    let result: Promise<R> | R;
+    try {
+      result = this.#handler(d);
+    } catch (err) {
+      this.#settle(d, "f", errorText(err));
+      return;
+    }
+    Promise.resolve(result).then(
+      (value) => {
+        let text: string;
+        try {
+          text = this.#opts.resultCodec.encode(value);
+          if (typeof text !== "string") throw new InvalidArgumentError("result", "the codec did not return a string");
+          if (text.length * 3 > this.#opts.maxPayloadBytes && Buffer.byteLength(text) > this.#opts.maxPayloadBytes) {
+            throw new InvalidArgumentError("result", `is larger than ${this.#opts.maxPayloadBytes} bytes once encoded`);
+          }
+        } catch (err) {
+          this.#settle(d, "F", errorText(err));
+          return;
+        }
+        this.#settle(d, "c", text);
+      },
+      (err: unknown) => this.#settle(d, "f", errorText(err)),
+    );
+  }
+
+  /** Ends `d` early (lease lost or job cancelled): its signal aborts and its outcome will be refused. */
+  lost(d: Delivery<T>, reason: "lease-lost" | "cancelled"): void {
+    if (!d.lose(reason)) return;
+    workerEvent(this.#w, "lease-lost", { attributes: { reason, attempt: d.attempt } });
+  }
+
+  /** Hands every delivery whose handler still runs back to the queue (the worker is closing). */
+  async handBack(): Promise<void> {
+    const { redis, keys } = this.#w;
+    const byPartition = new Map<number, Delivery<T>[]>();
+    for (const d of this.#held.values()) {
+      if (d.phase !== "running") continue;
+      d.lose("closing");
+      const list = byPartition.get(d.partition) ?? [];
+      list.push(d);
+      byPartition.set(d.partition, list);
+    }
+    await Promise.all(
+      [...byPartition].map(async ([p, list]) => {
+        const k = keys[p] as PartitionKeys;
+        const args = list.flatMap((d) => [d.id, d.fence]);
+        try {
+          const n = await runScript(redis, queueScripts.release, k.all as never, args as never);
+          this.#stats.handedBack += n;
+        } catch (err) {
+          // Not handed back: their leases expire and they are reclaimed as usual.
+          workerEvent(this.#w, "release-error", { error: toCoordisError(err) });
+        }
+        for (const d of list) this.#held.delete(d.key);
+      }),
+    );
+  }
+
+  /** The handler of `d` ended: its slot is free; its outcome is recorded unless the delivery was handed back. */
+  #settle(d: Delivery<T>, kind: FinishKind, payload: string): void {
+    const handlerMs = performance.now() - d.started;
+    this.#running--;
+    this.wakeSlots();
+    if (d.lostReason === "closing") {
+      this.#report(d, "handed-back", handlerMs);
+      return;
+    }
+    d.phase = "finishing";
+    this.#finisher.finish(d.partition, d.id, d.fence, kind, payload).then(
+      (status) => {
+        this.#held.delete(d.key);
+        this.#count(status);
+        this.#report(d, status, handlerMs, kind === "c" ? undefined : payload);
+        if (status === "dead")
+          workerEvent(this.#w, "job-dead", { attributes: { attempt: d.attempt }, error: new Error(payload) });
+      },
+      (err: unknown) => {
+        this.#held.delete(d.key);
+        this.#report(d, "error", handlerMs, undefined, toCoordisError(err));
+      },
+    );
+  }
+
+  #count(status: FinishStatus): void {
+    if (status === "completed") this.#stats.completed++;
+    else if (status === "retry") this.#stats.retried++;
+    else if (status === "dead") this.#stats.dead++;
+    else this.#stats.refused++;
+  }
+
+  async #progress(d: Delivery<T>, value: unknown): Promise<boolean> {
+    const text = JSON.stringify(value);
+    if (typeof text !== "string") throw new InvalidArgumentError("value", "expected a JSON value");
+    if (text.length > 64 * 1024) throw new InvalidArgumentError("value", "at most 64 KiB of JSON");
+    const k = this.#w.keys[d.partition] as PartitionKeys;
+    return (await runScript(this.#w.redis, queueScripts.progress, [k.jobs, k.active], [d.id, d.fence, text])) === 1;
+  }
+
+  #report(d: Delivery<T>, outcome: string, durationMs: number, failure?: string, error?: Error): void {
+    if (this.#opts.observer?.onOperation === undefined) return;
+    notifyOperation(this.#opts.observer, {
+      primitive: "queue",
+      op: "process",
+      outcome,
+      durationMs,
+      name: this.#w.name,
+      attributes: { attempt: d.attempt },
+      ...(error !== undefined ? { error } : failure !== undefined ? { error: new Error(failure) } : {}),
+    });
+  }
+}

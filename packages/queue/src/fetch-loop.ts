@@ -1,0 +1,152 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { disconnectWithin, isCluster, ownConnectionOptions, runScript, toCoordisError } from "@coordis/core";
+import type { Cluster, Redis } from "ioredis";
+import type { DeliveryRunner } from "./delivery-runner.js";
+import type { PartitionKeys } from "./keys.js";
+import { queueScripts } from "./scripts.generated.js";
+import { type WorkerContext, workerEvent } from "./worker-context.js";
+import type { ParsedWorker } from "./worker-options.js";
+
+type FetchReply = [
+  nowMs: number,
+  paused: number,
+  nextDueMs: number,
+  lastReady: string,
+  lastWake: string,
+  ...job: (string | number)[],
+];
+
+/** Pause after a failed fetch, ms. */
+export const FETCH_RETRY_MS = 250;
+/** Most jobs one fetch asks for. */
+const MAX_FETCH = 200;
+
+/**
+ * A worker's fetch loops, one per partition: each fetch script call brings up to the free handler slots (each job with
+ * a new fence and a lease on Redis server time) and starts them on the DeliveryRunner. Idle, a loop blocks on Redis
+ * (XREAD on its own connection) until new work arrives or a delayed job becomes due; it never polls. A fetch that
+ * answers once the worker is closing has its jobs handed back at once, never started. Internal.
+ */
+export class FetchLoops<T, R> {
+  readonly #w: WorkerContext<T, R>;
+  readonly #opts: ParsedWorker<T, R>;
+  readonly #runner: DeliveryRunner<T, R>;
+  /** Slots asked for by fetches in flight. */
+  #reserved = 0;
+  /** Each partition's blocking connection, opened when its loop first idles. */
+  readonly #blocking: Array<Redis | Cluster | undefined>;
+  #loops: Promise<void>[] = [];
+
+  constructor(w: WorkerContext<T, R>, runner: DeliveryRunner<T, R>) {
+    this.#w = w;
+    this.#opts = w.opts;
+    this.#runner = runner;
+    this.#blocking = w.keys.map(() => undefined);
+  }
+
+  /** Starts the loops; each fetches once `checked` resolved true (the partition count matches the queue's). */
+  start(checked: Promise<boolean>): void {
+    this.#loops = this.#w.keys.map((k) => this.#loop(k, checked));
+  }
+
+  /** Closes the blocking connections (bounded: see disconnectWithin). */
+  disconnect(): Promise<unknown> {
+    return Promise.all(this.#blocking.map((conn) => (conn === undefined ? undefined : disconnectWithin(conn))));
+  }
+
+  /** Resolves once every loop ended (the worker is closing). */
+  done(): Promise<unknown> {
+    return Promise.all(this.#loops);
+  }
+
+  async #loop(k: PartitionKeys, checked: Promise<boolean>): Promise<void> {
+    const o = this.#opts;
+    const closing = this.#w.closing;
+    if (!(await checked)) return;
+    while (!closing.aborted) {
+      // Free handler slots: neither running nor asked for by a fetch in flight.
+      const room = Math.min(o.concurrency - this.#runner.running - this.#reserved, MAX_FETCH);
+      if (room <= 0) {
+        await this.#runner.slotFreed();
+        continue;
+      }
+      this.#reserved += room;
+      const sentAt = performance.now();
+      let reply: FetchReply;
+      try {
+        reply = await this.#fetch(k, room);
+      } catch (err) {
+        workerEvent(this.#w, "fetch-error", { error: toCoordisError(err) });
+        await sleep(FETCH_RETRY_MS, undefined, { signal: closing }).catch(() => {});
+        continue;
+      } finally {
+        this.#reserved -= room;
+      }
+      const [, , nextDueMs, lastReady, lastWake, ...jobs] = reply;
+      if (closing.aborted) {
+        await this.#release(k, jobs);
+        break;
+      }
+      let got = 0;
+      for (let i = 0; i + 4 < jobs.length; i += 5) {
+        got++;
+        this.#runner.start(k.index, sentAt + o.leaseMs - o.driftMs, jobs, i);
+      }
+      // Slots a fetch reserved and did not fill are free for the other partitions' loops.
+      if (got < room) this.#runner.wakeSlots();
+      if (got < room && !closing.aborted && nextDueMs !== 0) {
+        await this.#idle(k, nextDueMs < 0 ? o.blockMs : Math.min(o.blockMs, nextDueMs), lastReady, lastWake);
+      }
+    }
+  }
+
+  /** One fetch script call. */
+  #fetch(k: PartitionKeys, count: number): Promise<FetchReply> {
+    const o = this.#opts;
+    return runScript(this.#w.redis, queueScripts.fetch, k.all as never, [
+      count,
+      o.leaseMs,
+      o.groupLimit,
+      o.groupRules,
+      o.retention.dead,
+      o.retention.deadAgeMs,
+      Math.random(),
+      "SPUBLISH",
+      k.channel,
+    ]);
+  }
+
+  /** Blocks until the partition's ready or wake stream gets an entry after the given ids, or `blockMs` passes. */
+  async #idle(k: PartitionKeys, blockMs: number, lastReady: string, lastWake: string): Promise<void> {
+    let conn = this.#blocking[k.index];
+    if (conn === undefined) {
+      const redis = this.#w.redis;
+      const own = { ...ownConnectionOptions(), commandTimeout: this.#opts.blockMs + 5_000 };
+      conn = isCluster(redis)
+        ? redis.duplicate([], { redisOptions: { ...redis.options.redisOptions, ...own } })
+        : redis.duplicate(own);
+      conn.on("error", () => {});
+      this.#blocking[k.index] = conn;
+    }
+    try {
+      await conn.xread("COUNT", 1, "BLOCK", Math.max(1, blockMs), "STREAMS", k.ready, k.wake, lastReady, lastWake);
+    } catch (err) {
+      if (this.#w.closing.aborted) return;
+      workerEvent(this.#w, "idle-error", { error: toCoordisError(err) });
+      await sleep(FETCH_RETRY_MS, undefined, { signal: this.#w.closing }).catch(() => {});
+    }
+  }
+
+  /** Hands back the deliveries of a fetch that answered once the worker was closing (never started). */
+  async #release(k: PartitionKeys, jobs: (string | number)[]): Promise<void> {
+    const args: (string | number)[] = [];
+    for (let i = 0; i + 4 < jobs.length; i += 5) args.push(String(jobs[i]), Number(jobs[i + 1]));
+    if (args.length === 0) return;
+    try {
+      const n = await runScript(this.#w.redis, queueScripts.release, k.all as never, args as never);
+      this.#w.stats.handedBack += n;
+    } catch (err) {
+      workerEvent(this.#w, "release-error", { error: toCoordisError(err) });
+    }
+  }
+}
