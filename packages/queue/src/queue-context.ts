@@ -1,4 +1,4 @@
-import { type Durability, notifyOperation, type RedisClient } from "@coordis/core";
+import { type Durability, type RedisClient, reportOperation } from "@coordis/core";
 import { type PartitionKeys, partitionOf } from "./keys.js";
 import type { ParsedCommon, ParsedJob } from "./options.js";
 import type { PartitionsGate } from "./partitions-check.js";
@@ -33,13 +33,6 @@ export function reportQueueOp<T, R>(
   error?: Error,
 ): void {
   if (q.opts.observer?.onOperation === undefined) return;
-  notifyOperation(q.opts.observer, {
-    primitive: "queue",
-    op,
-    outcome,
-    durationMs: performance.now() - start,
-    name: q.name,
-    ...(attributes === undefined ? {} : { attributes }),
-    ...(error === undefined ? {} : { error }),
-  });
+  const site = { primitive: "queue", op, name: q.name, ...(attributes === undefined ? {} : { attributes }) };
+  reportOperation(q.opts.observer, site, start, outcome, error);
 }
