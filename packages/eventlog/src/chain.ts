@@ -147,7 +147,7 @@ export class LinkChecker {
   /** The last valid link seen, or undefined when the predecessor is not known yet. */
   prev: { hash: string; seq: number } | undefined;
   /** The claimed hash and seq of the last changed entry (already reported): the next may link to it. */
-  private alt: { hash: string; seq: number } | undefined;
+  #alt: { hash: string; seq: number } | undefined;
 
   constructor(
     readonly mode: ChainMode,
@@ -172,14 +172,14 @@ export class LinkChecker {
     }
     const own = checkOwn(this.mode, id, fields);
     if (!own.ok) {
-      if (own.claimed !== undefined) this.alt = own.claimed;
+      if (own.claimed !== undefined) this.#alt = own.claimed;
       return { reason: own.reason, own: false };
     }
     const { link } = own;
     const prev = this.prev;
-    const alt = this.alt;
+    const alt = this.#alt;
     this.prev = { hash: link.hash, seq: link.seq };
-    this.alt = undefined;
+    this.#alt = undefined;
     let reason: string | undefined;
     if (prev !== undefined) reason = linkBreak(link, prev);
     else if (!(link.prevHash === genesisOf(this.mode) && link.seq === 1) && anchor !== id) {
