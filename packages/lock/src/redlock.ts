@@ -211,16 +211,18 @@ export class Redlock extends LockBase {
    * One script on one master; with durability, a write the master's replicas did not confirm fails that master's
    * reply with the DurabilityError (its grant, extension or raise does not count).
    */
-  async #run<K extends readonly string[], A extends readonly string[], R>(
+  #run<K extends readonly string[], A extends readonly string[], R>(
     node: RedisClient,
     script: ScriptDef<K, A, R>,
     keys: ScriptKeys<K>,
     args: ScriptArgs<A>,
   ): Promise<R> {
+    // Without durability the script's own promise, not an async wrapper's (one promise and tick fewer per master).
     if (this.#durability === undefined) return runScript(node, script, keys, args);
-    const { reply, error } = await runScriptDurable(node, script, keys, args, this.#durability);
-    if (error !== undefined) throw error;
-    return reply;
+    return runScriptDurable(node, script, keys, args, this.#durability).then(({ reply, error }) => {
+      if (error !== undefined) throw error;
+      return reply;
+    });
   }
 
   #releaseAll(token: string): Promise<NodeReply<number>[]> {
