@@ -1,6 +1,6 @@
 import { connect, InvalidArgumentError, type RedisClient, RedisUnavailableError } from "@coordis/core";
 import { Mutex, Redlock, runOncePerTick, Semaphore, tickHistory } from "@coordis/lock";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { countCommands, type RedisServer, stallServer, startRedis, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 
 const prefix = testPrefix();
@@ -99,20 +99,7 @@ describe("round trips, input validation and the validity check on a server of ou
     ];
     const lease = await m.acquire();
     const extendCase: [string, () => unknown] = ["ttlMs", () => lease.extend(-1)];
-    for (const [argument, call] of [...cases, extendCase]) {
-      const { result, roundTrips, executed } = await countCommands(server, async () => {
-        try {
-          await call();
-          return undefined;
-        } catch (err) {
-          return err;
-        }
-      });
-      expect(result, argument).toBeInstanceOf(InvalidArgumentError);
-      expect((result as InvalidArgumentError).argument).toBe(argument);
-      expect(roundTrips, argument).toBe(0);
-      expect(executed, argument).toEqual({});
-    }
+    for (const [argument, call] of [...cases, extendCase]) await expectRejectedUnsent(server, argument, call);
     await lease.release();
   });
 
@@ -142,19 +129,8 @@ describe("round trips, input validation and the validity check on a server of ou
       ["options.limt", () => tickHistory(redis, "job", { prefix, limt: 5 } as never)],
     ];
     for (const [argument, call] of cases) {
-      const { result, roundTrips, executed } = await countCommands(server, async () => {
-        try {
-          await call();
-          return undefined;
-        } catch (err) {
-          return err;
-        }
-      });
-      expect(result, argument).toBeInstanceOf(InvalidArgumentError);
-      expect((result as InvalidArgumentError).argument).toBe(argument);
-      expect((result as Error).message, argument).toMatch(/unknown option/);
-      expect(roundTrips, argument).toBe(0);
-      expect(executed, argument).toEqual({});
+      const error = await expectRejectedUnsent(server, argument, call);
+      expect(error.message, argument).toMatch(/unknown option/);
     }
     // The documented keys are all still accepted.
     const all = new Redlock([redis], "all-keys", {
@@ -224,15 +200,23 @@ describe("round trips, input validation and the validity check on a server of ou
   });
 });
 
-/**
- * Stalls the server for `ms`: a script spinning on TIME (both granted to the Coordis ACL user, unlike DEBUG SLEEP).
- * Commands sent after it on the same connection are surely queued behind it.
- */
-function stallServer(redis: RedisClient, ms: number): Promise<unknown> {
-  return redis.eval(
-    "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] " +
-      "repeat local t = redis.call('TIME') until t[1] * 1000000 + t[2] - t0 >= tonumber(ARGV[1]) * 1000 return 1",
-    0,
-    ms,
-  );
+/** `call` rejects with an InvalidArgumentError naming `argument`, and sends nothing to Redis; resolves with the error. */
+async function expectRejectedUnsent(
+  server: RedisServer,
+  argument: string,
+  call: () => unknown,
+): Promise<InvalidArgumentError> {
+  const { result, roundTrips, executed } = await countCommands(server, async () => {
+    try {
+      await call();
+      return undefined;
+    } catch (err) {
+      return err;
+    }
+  });
+  expect(result, argument).toBeInstanceOf(InvalidArgumentError);
+  expect((result as InvalidArgumentError).argument).toBe(argument);
+  expect(roundTrips, argument).toBe(0);
+  expect(executed, argument).toEqual({});
+  return result as InvalidArgumentError;
 }

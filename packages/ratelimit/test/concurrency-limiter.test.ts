@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
 import { ConcurrencyLimiter } from "@coordis/ratelimit";
-import { eventually, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { eventually, type RedisServer, stallServer, startRedis, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from "vitest";
 
 const prefix = testPrefix();
@@ -101,16 +101,3 @@ describe("ConcurrencyLimiter on a server of its own", () => {
     }
   });
 });
-
-/**
- * Stalls the server for `ms`: a script spinning on TIME (both granted to the Coordis ACL user, unlike DEBUG SLEEP).
- * Commands sent after it on the same connection are surely queued behind it.
- */
-function stallServer(redis: RedisClient, ms: number): Promise<unknown> {
-  return redis.eval(
-    "local s = redis.call('TIME') local t0 = s[1] * 1000000 + s[2] " +
-      "repeat local t = redis.call('TIME') until t[1] * 1000000 + t[2] - t0 >= tonumber(ARGV[1]) * 1000 return 1",
-    0,
-    ms,
-  );
-}

@@ -64,5 +64,6 @@ export {
   type StartRedisOptions,
 } from "./server-types.js";
 export { spawnWorker, type WorkerProcess } from "./spawn-worker.js";
+export { stallServer } from "./stall.js";
 export { createTlsMaterial, type TlsMaterial } from "./tls.js";
 export { eventually, tryWaitUntil, type WaitOptions, WaitTimeoutError, waitUntil } from "./wait.js";
