@@ -9,7 +9,8 @@
 --              one fetch script: the group is the cursor, the leases zset is the record of what runs)
 --   delayed zset: "<priority digit><id>" -> due (server ms): delays, retry backoff, rate-limited group jobs
 --   prio zset: "<id>" -> priority * 2^44 + enqueue time (server ms): jobs of priority 1-9
---   leases zset: "<id>" -> lease deadline (server ms); active hash: "<id>" -> fence of the current delivery
+--   leases zset: "<id>" -> lease deadline (server ms); active hash: "<id>" -> fence of the current delivery. Both
+--              also hold Q_WIDE (below; lease score +inf), so neither is a listpack (see Q_WIDE)
 --   done / cancelled zsets: "<id>" -> expiry (server ms); dead zset: "<id>" -> time of death (server ms)
 --   meta hash: "f" fence counter, "paused"; groups hash: "c:<group>" running count, "r:<group>" rate-limit state
 --   gwait zset (all scores 0): "<group>\0<time>\0<id>" jobs waiting for a group slot, FIFO per group by lex order
@@ -19,6 +20,13 @@
 local Q_STATE, Q_ATTEMPTS, Q_MAX, Q_BTYPE, Q_BDELAY, Q_BMAX, Q_JITTER, Q_TTL, Q_PRIO, Q_GROUP, Q_DATA, Q_FINISHED =
   1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
 local Q_PRIO_SHIFT = 17592186044416 -- 2^44: priority * 2^44 + ms stays below 2^53
+-- Q_WIDE: a member of the leases zset (score +inf) and a field of the active hash, written by every fetch that hands
+-- out jobs. Redis keeps a small zset or hash (up to 128 entries of up to 64 bytes by default) as a listpack, where
+-- every lookup by member scans the whole list; these two hold one entry per running job (often about a hundred) and
+-- every fetch, finish and lease renewal looks jobs up in them. An entry longer than 64 bytes turns them into a skiplist
+-- and a hash table once (Redis never turns them back while they exist), so lookups stay O(1). It starts with a control
+-- character, which job ids never contain, and is never a job: counts and due times skip it.
+local Q_WIDE = '\1coordis:queue:not-a-job:wide-entry-keeps-this-key-a-hash-table-not-a-listpack'
 
 local function q_keys()
   return {

@@ -11,10 +11,11 @@
 -- KEYS[9] meta (hash): "paused"
 -- ARGV: none
 -- Reply: [waiting: number, delayed: number, active: number, completed: number, dead: number, cancelled: number, paused: number]
+--@include queue
 return {
   redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3]),
   redis.call('ZCARD', KEYS[4]),
-  redis.call('HLEN', KEYS[5]),
+  redis.call('HLEN', KEYS[5]) - redis.call('HEXISTS', KEYS[5], Q_WIDE),
   redis.call('ZCARD', KEYS[6]),
   redis.call('ZCARD', KEYS[7]),
   redis.call('ZCARD', KEYS[8]),

@@ -135,13 +135,14 @@ local out = { now, paused and 1 or 0, -1, '', '' }
 local n = #picked
 if n > 0 then
   local base = redis.call('HINCRBY', K.meta, 'f', n) - n
-  local act, lease = {}, {}
+  -- Q_WIDE first: keeps both keys out of listpack encoding (lua/_lib/queue.lua).
+  local act, lease = { Q_WIDE, 0 }, { '+inf', Q_WIDE }
   -- As a string once: redis.call would format the number again for every job.
   local deadline = string.format('%d', now + tonumber(ARGV[2]))
   for i, id in ipairs(picked) do
     local rec = recs[i]
-    act[2 * i - 1], act[2 * i] = id, base + i
-    lease[2 * i - 1], lease[2 * i] = deadline, id
+    act[2 * i + 1], act[2 * i + 2] = id, base + i
+    lease[2 * i + 1], lease[2 * i + 2] = deadline, id
     local o = #out
     out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = id, base + i, rec[Q_ATTEMPTS] + 1, rec[Q_MAX], rec[Q_DATA]
   end
@@ -153,7 +154,7 @@ if n < want then
   local next = -1
   for _, set in ipairs({ K.delayed, K.leases }) do
     local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
-    if first[2] then
+    if first[2] and first[1] ~= Q_WIDE then
       local ms = math.max(0, tonumber(first[2]) - now)
       if next < 0 or ms < next then next = ms end
     end

@@ -1,7 +1,9 @@
-import { InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { InvalidArgumentError, type RedisClient, runScript } from "@coordis/core";
 import { Queue, Worker } from "@coordis/queue";
 import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { queueScripts } from "../src/scripts.generated.js";
+import { gate } from "./helpers.js";
 
 const prefix = testPrefix("queue");
 
@@ -165,4 +167,44 @@ describe("Queue on a server of its own", () => {
       await queue.close();
     }
   }, 120_000);
+  it("running jobs are found without scanning: leases and fences are a skiplist and a hash table from the first fetch; counts and idle waits skip the marker that does it", async () => {
+    const admin = server.adminClient();
+    const queue = new Queue<number, number>(redis, "encodings", { prefix });
+    const key = (kind: string) => `${prefix}:queue:{encodings}:${kind}`;
+    const started = gate<void>();
+    const finish = gate<void>();
+    const worker = new Worker<number, number>(
+      redis,
+      "encodings",
+      async (job) => {
+        started.open();
+        await finish.promise;
+        return job.data;
+      },
+      { prefix },
+    );
+    try {
+      const { id } = await queue.add(7);
+      await started.promise;
+      // One running job: small enough for a listpack, which every lookup by id would scan.
+      expect(await admin.call("OBJECT", "ENCODING", key("leases"))).toBe("skiplist");
+      expect(await admin.call("OBJECT", "ENCODING", key("active"))).toBe("hashtable");
+      expect((await queue.counts()).active).toBe(1);
+      finish.open();
+      expect(await queue.result(id, { timeoutMs: 10_000 })).toBe(7);
+      expect((await queue.counts()).active).toBe(0);
+      // Nothing runs, nothing is delayed: a fetch tells an idle worker nothing is due (-1), not the marker's
+      // infinite lease.
+      const kinds = ["jobs", "ready", "delayed", "prio", "leases", "active", "done", "dead", "cancelled", "meta"];
+      const all = [...kinds, "groups", "gwait", "wake"].map(key);
+      const args = ["1", "30000", "0", "", "10", "60000", "0.5", "", "ch"];
+      const reply = await runScript(redis, queueScripts.fetch, all as never, args as never);
+      expect(reply.slice(0, 3)).toEqual([expect.any(Number), 0, -1]);
+      expect(await redis.exists(key("leases"))).toBe(1);
+    } finally {
+      finish.open();
+      await worker.close();
+      await queue.close();
+    }
+  });
 });
