@@ -1,8 +1,13 @@
 import {
   type CoordisObserver,
+  commandTimeoutOf,
+  corkUntilTickEnd,
+  DEADLINE_MARGIN_MS,
+  FALLBACK_DEADLINE_MS,
   isCluster,
   notifyEvent,
   type RedisClient,
+  RedisUnavailableError,
   randomToken,
   runScript,
   type ScriptArgs,
@@ -42,6 +47,18 @@ export function fillToken(): string {
 
 const warnedClients = new WeakSet<object>();
 
+/** Rejects with RedisUnavailableError when `pending` has not settled within `ms` (a Cluster's offline queue). */
+function withDeadline<T>(pending: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new RedisUnavailableError(`Redis did not answer a cache read within ${ms} ms (Coordis deadline).`)),
+      ms,
+    );
+  });
+  return Promise.race([pending, expired]).finally(() => clearTimeout(timer));
+}
+
 /**
  * The Redis tier of one namespace: entries, their fill locks and tag versions, every call through the circuit
  * breaker. One script per state change (see lua/cache/).
@@ -52,28 +69,35 @@ export class RedisTier {
   readonly #lockTtlMs: number;
   readonly #breaker: CircuitBreaker;
 
+  /** 0 = ioredis' commandTimeout times out a plain read; otherwise our own deadline in ms (as runScript's). */
+  readonly #deadlineMs: number;
+
   constructor(redis: RedisClient, keys: CacheKeys, lockTtlMs: number, breaker: CircuitBreaker) {
     this.#redis = redis;
+    const timeout = commandTimeoutOf(redis);
+    // A Cluster keeps its own offline queue with no timer (see runScript): the plain read gets a deadline there.
+    this.#deadlineMs =
+      timeout !== undefined && !isCluster(redis) ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
     this.#keys = keys;
     this.#lockTtlMs = lockTtlMs;
     this.#breaker = breaker;
   }
 
   /**
-   * Reads an entry (one script) and checks its tags. `lockToken` non-empty = when the entry is unusable, take the
-   * fill lock with it; `register` = when another caller holds the lock, register the token in the entry as this
-   * caller's fill token instead (see lua/cache/get.lua).
+   * Reads an entry and checks its tags. `lockToken` non-empty = when the entry is unusable, take the fill lock with
+   * it (one script, lua/cache/get.lua); `register` = when another caller holds the lock, register the token in the
+   * entry as this caller's fill token instead. An empty `lockToken` is a plain read: HMGET of the entry's fields and
+   * TIME, pipelined (one round trip, on the entry's node), judged here on that server time.
    */
   async read(k: string, lockToken: string, tags: readonly string[], register = false): Promise<L2Read> {
     const keys = this.#keys.entry(k);
     // Tags we already know the entry should carry are read in parallel with the entry itself. They live in other
     // slots than the entry (one slot per tag), so one script cannot read both on a cluster. Both calls are always
     // awaited: when one fails (Redis unavailable) the other must not be left to reject with nobody listening.
-    // A plain read (no lock to take) runs read.lua: one key, no arguments.
     const [entry, prefetched] = await Promise.allSettled([
       lockToken === ""
-        ? this.#script(cacheScripts.read, [keys[0]], [])
-        : this.#script(cacheScripts.get, keys, [lockToken, this.#lockTtlMs, 0, register ? 1 : 0]),
+        ? this.#plainRead(keys[0])
+        : this.#script(cacheScripts.get, keys, [lockToken, this.#lockTtlMs, register ? 2 : 0]),
       this.#readTags(tags),
     ]);
     if (entry.status === "rejected") throw entry.reason;
@@ -83,13 +107,13 @@ export class RedisTier {
     // A miss is one integer (whether the lock is ours); a hit carries its deadlines relative to server time.
     if (typeof reply === "number") return { ...MISS, locked: reply === 1 };
     const local = performance.now();
-    const [state, data, freshInMs, staleInMs, tagsJson, locked] = reply;
+    const [data, freshInMs, staleInMs, tagsJson, locked] = reply;
     let read: L2Read = {
-      state: state as 1 | 2,
+      state: freshInMs > 0 ? 1 : 2,
       data,
       fresh: local + freshInMs,
       stale: local + staleInMs,
-      tags: tagsJson === "" ? [] : (JSON.parse(tagsJson) as TagPair[]),
+      tags: tagsJson === null || tagsJson === "" ? [] : (JSON.parse(tagsJson) as TagPair[]),
       locked: locked === 1,
     };
     if (read.tags.length === 0) return read;
@@ -98,10 +122,39 @@ export class RedisTier {
     if (read.tags.every(([t, v]) => known.get(t) === v)) return read;
     // A tag was invalidated after this value was computed: it is a miss. Take the lock if asked to.
     if (lockToken !== "" && !read.locked) {
-      const again = await this.#script(cacheScripts.get, keys, [lockToken, this.#lockTtlMs, 1, register ? 1 : 0]);
-      read = { ...read, locked: typeof again === "number" ? again === 1 : again[5] === 1 };
+      const again = await this.#script(cacheScripts.get, keys, [lockToken, this.#lockTtlMs, register ? 3 : 1]);
+      read = { ...read, locked: typeof again === "number" ? again === 1 : again[4] === 1 };
     }
     return { ...read, state: 0, data: "", tags: [] };
+  }
+
+  /**
+   * A plain read: the entry's fields and the server's time in one pipeline (no script), answered like get.lua's
+   * reply (a miss or an entry past its stale deadline is 0). TIME follows HMGET on the same connection, so the
+   * entry is judged at most a few microseconds later than it was read: never fresher than it is.
+   */
+  async #plainRead(key: string): Promise<number | [string, number, number, string | null, number]> {
+    const replies = await this.#command(() => {
+      const redis = this.#redis;
+      // Corked like a script call (one count per command): the tick's commands leave in one write.
+      corkUntilTickEnd(redis);
+      corkUntilTickEnd(redis);
+      const pending = redis.pipeline().hmget(key, "v", "f", "s", "t").time().exec();
+      return this.#deadlineMs === 0 ? pending : withDeadline(pending, this.#deadlineMs);
+    });
+    const [[fieldsErr, fields], [timeErr, time]] = replies as [
+      [Error | null, (string | null)[]],
+      [Error | null, string[]],
+    ];
+    if (fieldsErr !== null) throw toCoordisError(fieldsErr);
+    if (timeErr !== null) throw toCoordisError(timeErr);
+    const [data, f, s, t] = fields;
+    if (data === null || data === undefined) return 0;
+    // TIME: [seconds, microseconds]; whole server milliseconds as now_ms() computes them in the scripts.
+    const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+    const staleInMs = Number(s) - now;
+    if (!(staleInMs > 0)) return 0;
+    return [data, Number(f) - now, staleInMs, t ?? null, 0];
   }
 
   /** The current version of each tag, created when missing; read before loading so a concurrent invalidation wins. */
@@ -127,7 +180,7 @@ export class RedisTier {
     const written = await this.#script(cacheScripts.set, this.#keys.entry(k), [
       data,
       entry.ttlMs,
-      entry.staleMs,
+      entry.ttlMs + entry.staleMs,
       pairs.length > 0 ? JSON.stringify(pairs) : "",
       fill,
     ]);
