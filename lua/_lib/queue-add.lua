@@ -1,6 +1,7 @@
 -- queue-add: creating one job, shared by lua/queue/add.lua and lua/queue/schedule-fire.lua. The job is the field
 -- "j:<id>" of the partition's jobs hash (a cmsgpack array, see lua/_lib/queue.lua); HSETNX makes an id that exists
--- already a duplicate that creates and changes nothing.
+-- already a duplicate that creates and changes nothing. add.lua gets records packed by the client (packing costs Redis
+-- about 9k instructions per job); schedule-fire.lua packs its job here (qa_record).
 local QA_PRIO_SHIFT = 17592186044416 -- 2^44, as in lua/_lib/queue.lua
 
 -- Reads a job's options text: "<delayMs> <priority> <attempts> <backoff type> <backoff delayMs> <backoff maxDelayMs>
@@ -13,16 +14,20 @@ local function qa_options(text)
     bdelay = tonumber(bd), bmax = tonumber(bm), jitter = tonumber(j), ttl = tonumber(ttl), group = g }
 end
 
--- Creates job `id` with `data` and options `o` (from qa_options). keys: jobs, ready, delayed, prio. `clock` is a
--- table caching the server time ({ now = nil }). Returns created (boolean), wake (boolean: the job went outside the
--- ready stream).
-local function qa_add(keys, id, data, o, clock)
-  local p = o.prio
-  local rec = cmsgpack.pack({ 'w', 0, o.attempts, o.btype, o.bdelay, o.bmax, o.jitter, o.ttl, p, o.group, data, 0 })
+-- A job's record (the cmsgpack array of lua/_lib/queue.lua) for `data` and options `o` (from qa_options), as the
+-- client's packRecord (packages/queue/src/record.ts) writes it for lua/queue/add.lua, byte for byte.
+local function qa_record(data, o)
+  return cmsgpack.pack({ 'w', 0, o.attempts, o.btype, o.bdelay, o.bmax, o.jitter, o.ttl, o.prio, o.group, data, 0 })
+end
+
+-- Creates job `id` with record `rec` (its priority `p` and delay `delay` ms). keys: jobs, ready, delayed, prio.
+-- `clock` is a table caching the server time ({ now = nil }). Returns created (boolean), wake (boolean: the job went
+-- outside the ready stream).
+local function qa_add(keys, id, rec, p, delay, clock)
   if redis.call('HSETNX', keys[1], 'j:' .. id, rec) == 0 then return false, false end
-  if o.delay > 0 then
+  if delay > 0 then
     clock.now = clock.now or now_ms()
-    redis.call('ZADD', keys[3], clock.now + o.delay, p .. id)
+    redis.call('ZADD', keys[3], clock.now + delay, p .. id)
     return true, true
   elseif p == 0 then
     redis.call('XADD', keys[2], '*', 'i', id)

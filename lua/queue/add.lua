@@ -6,21 +6,24 @@
 -- KEYS[4] prio (zset): jobs of priority 1-9
 -- KEYS[5] wake (stream): written (MAXLEN 1) when a job was put outside the ready stream, to wake blocked workers
 -- ARGV[1] count (integer): jobs in this call
--- ARGV[2] job (list): 3 arguments per job, repeated: id, data, options (the text lua/_lib/queue-add.lua's qa_options
--- reads: delayMs, priority, attempts, backoff type (0 none, 1 fixed, 2 exponential), backoff delayMs, backoff
--- maxDelayMs, jitter (per mille), resultTtlMs, group; '' = the same options as the job before it in this call)
+-- ARGV[2] job (list): 3 arguments per job, repeated: id, record (the job's record as lua/_lib/queue.lua stores it,
+-- packed by the client), route ("<delayMs> <priority>"; '' = the same as the job before it in this call)
 -- Reply: number[]
 --@include now-ms
 --@include queue-add
 local clock = {}
 local wake = false
 local out = {}
-local opts
-for i = 0, tonumber(ARGV[1]) - 1 do
+local delay, prio
+for i = 0, ARGV[1] - 1 do
   local b = 2 + i * 3
-  local text = ARGV[b + 2]
-  if text ~= '' or not opts then opts = qa_options(text) end
-  local created, woke = qa_add(KEYS, ARGV[b], ARGV[b + 1], opts, clock)
+  local route = ARGV[b + 2]
+  if route ~= '' or not delay then
+    local d, p = string.match(route, '^(%d+) (%d)$')
+    if not d then error('queue: malformed job route: ' .. route) end
+    delay, prio = d + 0, p + 0
+  end
+  local created, woke = qa_add(KEYS, ARGV[b], ARGV[b + 1], prio, delay, clock)
   out[i + 1] = created and 0 or 1
   if woke then wake = true end
 end

@@ -23,6 +23,7 @@ if not due or tonumber(due) ~= tonumber(ARGV[2]) then return 0 end
 local clock = { now = now_ms() }
 if tonumber(ARGV[2]) > clock.now then return 0 end
 redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
-local created, wake = qa_add(KEYS, ARGV[4], ARGV[5], qa_options(ARGV[6]), clock)
+local o = qa_options(ARGV[6])
+local created, wake = qa_add(KEYS, ARGV[4], qa_record(ARGV[5], o), o.prio, o.delay, clock)
 if wake then redis.call('XADD', KEYS[5], 'MAXLEN', '1', '*', 'w', '1') end
 return created and 1 or 2

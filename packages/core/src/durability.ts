@@ -153,9 +153,9 @@ export interface DurableOutcome<R> {
 }
 
 type RawClient = {
-  evalsha(sha: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
-  eval(source: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
-  call(command: string, ...args: (string | number)[]): Promise<unknown>;
+  evalsha(sha: string, numKeys: number, ...rest: (string | number | Buffer)[]): Promise<unknown>;
+  eval(source: string, numKeys: number, ...rest: (string | number | Buffer)[]): Promise<unknown>;
+  call(command: string, ...args: (string | number | Buffer)[]): Promise<unknown>;
 };
 
 function isNoScript(err: unknown): boolean {
@@ -212,7 +212,7 @@ function judge(
 async function runStandalone(
   redis: Redis,
   script: ScriptDef<never, never, unknown>,
-  argv: (string | number)[],
+  argv: (string | number | Buffer)[],
   d: Durability,
   aof: boolean,
 ): Promise<DurableOutcome<unknown>> {
@@ -252,7 +252,7 @@ async function runStandalone(
 async function runCluster(
   redis: RedisClient,
   script: ScriptDef<never, never, unknown>,
-  argv: (string | number)[],
+  argv: (string | number | Buffer)[],
   d: Durability,
   aof: boolean,
 ): Promise<DurableOutcome<unknown>> {
@@ -311,7 +311,7 @@ export async function runScriptDurable<K extends readonly string[], A extends re
     return { reply: await runScript(redis, script, keys, args), error: undefined };
   }
   const aof = await useWaitAof(redis, durability, def.name);
-  const argv = [...(keys as readonly string[]), ...(args as readonly (string | number)[])];
+  const argv = [...(keys as readonly string[]), ...(args as readonly (string | number | Buffer)[])];
   const pending = isCluster(redis)
     ? runCluster(redis, def, argv, durability, aof)
     : runStandalone(redis as Redis, def, argv, durability, aof);

@@ -53,8 +53,8 @@ function isNoScript(err: unknown): boolean {
 }
 
 type EvalClient = {
-  evalsha(sha: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
-  eval(source: string, numKeys: number, ...rest: (string | number)[]): Promise<unknown>;
+  evalsha(sha: string, numKeys: number, ...rest: (string | number | Buffer)[]): Promise<unknown>;
+  eval(source: string, numKeys: number, ...rest: (string | number | Buffer)[]): Promise<unknown>;
 };
 
 /**
@@ -107,7 +107,7 @@ async function evalWithFallback(
   script: ScriptDef<never, never, unknown>,
   state: RecoveryState,
   numKeys: number,
-  argv: (string | number)[],
+  argv: (string | number | Buffer)[],
 ): Promise<unknown> {
   const client = redis as unknown as EvalClient;
   try {
@@ -185,7 +185,7 @@ export function runScript<K extends readonly string[], A extends readonly string
     def,
     def.numberOfKeys,
     keys as readonly string[],
-    args as readonly (string | number)[],
+    args as readonly (string | number | Buffer)[],
   ) as Promise<R>;
 }
 
@@ -206,7 +206,7 @@ export function runScriptDynamic<K extends readonly string[], A extends readonly
   redis: RedisClient,
   script: ScriptDef<K, A, R>,
   keys: readonly string[],
-  args: readonly (string | number)[],
+  args: readonly (string | number | Buffer)[],
 ): Promise<R> {
   return run(redis, script as unknown as ScriptDef<never, never, unknown>, keys.length, keys, args) as Promise<R>;
 }
@@ -216,15 +216,15 @@ function run(
   script: ScriptDef<never, never, unknown>,
   numKeys: number,
   keys: readonly string[],
-  args: readonly (string | number)[],
+  args: readonly (string | number | Buffer)[],
 ): Promise<unknown> {
   try {
     const client = clientState(redis);
     const state = recoveryState(client, script.sha1);
     const nk = keys.length;
-    const argv: (string | number)[] = new Array(nk + args.length);
+    const argv: (string | number | Buffer)[] = new Array(nk + args.length);
     for (let i = 0; i < nk; i++) argv[i] = keys[i] as string;
-    for (let i = 0; i < args.length; i++) argv[nk + i] = args[i] as string | number;
+    for (let i = 0; i < args.length; i++) argv[nk + i] = args[i] as string | number | Buffer;
     const pending = evalWithFallback(redis, script, state, numKeys, argv);
     return client.deadlineMs === 0 ? pending : withDeadline(pending, client.deadlineMs, script.name);
   } catch (err) {

@@ -1,8 +1,9 @@
 import { type BatchOutcome, randomToken, runScriptDurableOrThrow, runScriptDynamic } from "@coordis/core";
 import { encodeArgument } from "./codec.js";
 import { type PartitionKeys, partitionOf } from "./keys.js";
-import { type JobOptions, jobOptionsText, parseJob } from "./options.js";
+import { type JobOptions, parseJob } from "./options.js";
 import type { QueueContext } from "./queue-context.js";
+import { packRecord } from "./record.js";
 import { queueScripts } from "./scripts.generated.js";
 
 /** What `add` answers. */
@@ -16,9 +17,10 @@ export interface AddResult {
 /** One queued add on its way to a batch. */
 export interface QueuedAdd {
   readonly id: string;
-  readonly data: string;
-  /** The job's options text (see jobOptionsText). */
-  readonly options: string;
+  /** The job's record, packed (see record.ts). */
+  readonly record: Buffer;
+  /** Where the add script puts the job: "<delayMs> <priority>". */
+  readonly route: string;
 }
 
 /** Most jobs one add script call carries. */
@@ -37,7 +39,7 @@ export function prepareAdd<T, R>(
 ): QueuedAdd {
   const job = parseJob(optsArg, opts, q.defaults);
   const encoded = encodeArgument(q.opts.codec, dataArg, data, q.opts.maxPayloadBytes);
-  return { id: job.id ?? randomToken(), data: encoded, options: jobOptionsText(job) };
+  return { id: job.id ?? randomToken(), record: packRecord(job, encoded), route: `${job.delayMs} ${job.priority}` };
 }
 
 /** One add script call for `items` of one partition (the micro-batcher's send). @returns each item's `duplicate` */
@@ -47,12 +49,12 @@ export async function sendAdds<T, R>(
   partition: number,
 ): Promise<BatchOutcome<boolean>[]> {
   const k = q.keys[partition] as PartitionKeys;
-  // Three arguments per job; options equal to the previous job's are sent as '' (parsed once by the script).
-  const args: (string | number)[] = [items.length];
-  let options: string | undefined;
+  // Three arguments per job; a route equal to the previous job's is sent as '' (parsed once by the script).
+  const args: (string | number | Buffer)[] = [items.length];
+  let route: string | undefined;
   for (const item of items) {
-    args.push(item.id, item.data, item.options === options ? "" : item.options);
-    options = item.options;
+    args.push(item.id, item.record, item.route === route ? "" : item.route);
+    route = item.route;
   }
   const keys = [k.jobs, k.ready, k.delayed, k.prio, k.wake] as const;
   const reply =

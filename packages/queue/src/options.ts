@@ -329,18 +329,3 @@ function jobFields(job: ParsedJob): (string | number)[] {
     job.group,
   ];
 }
-
-const optionsTexts = new WeakMap<ParsedJob, string>();
-
-/**
- * A job's options as the one script argument lua/_lib/queue-add.lua's qa_options reads (`"<delayMs> <priority> ...
- * <group>"`), cached per parsed options object (a queue's defaults are parsed once and shared by every add using them).
- */
-export function jobOptionsText(job: ParsedJob): string {
-  let text = optionsTexts.get(job);
-  if (text === undefined) {
-    text = jobFields(job).join(" ");
-    optionsTexts.set(job, text);
-  }
-  return text;
-}
