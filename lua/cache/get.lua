@@ -38,7 +38,7 @@ if not (usable and fresh > 0) or mode == '1' or mode == '3' then
     locked = 1
   elseif mode == '2' or mode == '3' then
     local ttl = ARGV[2] + 0
-    redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], (now or now_ms()) + ttl)
+    redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], string.format('%d', (now or now_ms()) + ttl))
     -- The hash lives at least as long as the token: an entry expires at its stale deadline (set.lua), a hash
     -- holding only tokens gets the newest token's lifetime.
     if not h[1] or stale < ttl then

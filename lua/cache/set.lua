@@ -19,7 +19,10 @@ if ARGV[5] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[5] then
   if not deadline or now >= deadline + 0 then return 0 end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
--- Integer-valued numbers go to Redis as their exact decimal digits; lifeMs goes to PEXPIRE as the client sent it.
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', now + ARGV[2], 's', now + ARGV[3], 't', ARGV[4])
+-- The deadlines go to Redis as integer digits from string.format('%d') (a number argument would be printed with
+-- %.17g, which costs Redis twice as much; the values are exact integers either way); lifeMs goes to PEXPIRE as the
+-- client sent it.
+local fmt = string.format
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', fmt('%d', now + ARGV[2]), 's', fmt('%d', now + ARGV[3]), 't', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
