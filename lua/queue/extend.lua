@@ -3,11 +3,12 @@
 -- 2 cancelled.
 -- KEYS[1] jobs (hash): job fields
 -- KEYS[2] leases (zset): running job -> lease deadline (server ms)
--- KEYS[3] active (hash): running job -> fence of its current delivery
+-- KEYS[3] active (hash): running job -> fence of its current delivery (lua/_lib/queue-fence.lua)
 -- ARGV[1] leaseMs (ms): the new lease, from now
 -- ARGV[2] delivery (list): 2 arguments per delivery, repeated: id, fence
 -- Reply: number[]
 --@include now-ms
+--@include queue-fence
 local count = (#ARGV - 1) / 2
 local ids = {}
 for i = 1, count do ids[i] = ARGV[2 * i] end
@@ -15,7 +16,7 @@ local fences = redis.call('HMGET', KEYS[3], unpack(ids))
 local deadline = now_ms() + tonumber(ARGV[1])
 local out, renew = {}, {}
 for i = 1, count do
-  if fences[i] and fences[i] == ARGV[2 * i + 1] then
+  if qf_is(fences[i], ARGV[2 * i + 1]) then
     out[i] = 1
     renew[#renew + 1] = deadline
     renew[#renew + 1] = ids[i]

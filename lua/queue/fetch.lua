@@ -12,7 +12,7 @@
 -- KEYS[3] delayed (zset): "<priority digit><id>" -> due (server ms)
 -- KEYS[4] prio (zset): jobs of priority 1-9
 -- KEYS[5] leases (zset): running job -> lease deadline (server ms)
--- KEYS[6] active (hash): running job -> fence of its current delivery
+-- KEYS[6] active (hash): running job -> "<fence>:<resultTtlMs>:<group>" of its current delivery
 -- KEYS[7] done (zset): completed job -> expiry (server ms)
 -- KEYS[8] dead (zset): dead job -> time of death (server ms)
 -- KEYS[9] cancelled (zset): cancelled job -> expiry (server ms)
@@ -141,7 +141,7 @@ if n > 0 then
   local deadline = string.format('%d', now + tonumber(ARGV[2]))
   for i, id in ipairs(picked) do
     local rec = recs[i]
-    act[2 * i + 1], act[2 * i + 2] = id, base + i
+    act[2 * i + 1], act[2 * i + 2] = id, (base + i) .. ':' .. rec[Q_TTL] .. ':' .. rec[Q_GROUP]
     lease[2 * i + 1], lease[2 * i + 2] = deadline, id
     local o = #out
     out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = id, base + i, rec[Q_ATTEMPTS] + 1, rec[Q_MAX], rec[Q_DATA]

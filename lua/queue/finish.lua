@@ -9,7 +9,7 @@
 -- KEYS[3] delayed (zset): "<priority digit><id>" -> due (server ms)
 -- KEYS[4] prio (zset): jobs of priority 1-9
 -- KEYS[5] leases (zset): running job -> lease deadline (server ms)
--- KEYS[6] active (hash): running job -> fence of its current delivery
+-- KEYS[6] active (hash): running job -> "<fence>:<resultTtlMs>:<group>" of its current delivery
 -- KEYS[7] done (zset): completed job -> expiry (server ms)
 -- KEYS[8] dead (zset): dead job -> time of death (server ms)
 -- KEYS[9] cancelled (zset): cancelled job -> expiry (server ms)
@@ -30,6 +30,7 @@
 -- Reply: number[]
 --@include now-ms
 --@include queue
+--@include queue-fence
 local K = q_keys()
 local now = now_ms()
 local count = tonumber(ARGV[1])
@@ -37,17 +38,16 @@ local maxDone, maxDead, deadAge = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber
 local ids = {}
 for i = 1, count do ids[i] = ARGV[5 + 3 * i] end
 local fences = redis.call('HMGET', K.active, unpack(ids))
-local live, fields = {}, {}
+local live, actives = {}, {}
 for i = 1, count do
-  if fences[i] and fences[i] == ARGV[6 + 3 * i] then
+  if qf_is(fences[i], ARGV[6 + 3 * i]) then
     live[#live + 1] = i
-    fields[#live] = 'j:' .. ids[i]
+    actives[#live] = fences[i]
   end
 end
 local out = {}
 for i = 1, count do out[i] = 0 end
 if #live == 0 then return out end
-local raws = redis.call('HMGET', K.jobs, unpack(fields))
 local liveIds = {}
 for j, i in ipairs(live) do liveIds[j] = ids[i] end
 redis.call('HDEL', K.active, unpack(liveIds))
@@ -59,16 +59,23 @@ local expiries = {}
 for j, i in ipairs(live) do
   local id, outcome = ids[i], ARGV[7 + 3 * i]
   local kind = string.sub(outcome, 1, 1)
-  local raw = raws[j]
-  if raw then
-    local rec = cmsgpack.unpack(raw)
-    q_group_release(K, rec[Q_GROUP])
-    rec[Q_ATTEMPTS] = rec[Q_ATTEMPTS] + 1
+  -- A completion needs the job's resultTtlMs and group only, which its active value carries; a failure, and an active
+  -- value of an earlier version ("<fence>" alone), read the record.
+  local ttl, group, rec
+  if kind == 'c' then ttl, group = string.match(actives[j], '^%d+:(%d+):(.*)$') end
+  if not ttl then
+    local raw = redis.call('HGET', K.jobs, 'j:' .. id)
+    if raw then
+      rec = cmsgpack.unpack(raw)
+      ttl, group = rec[Q_TTL], rec[Q_GROUP]
+    end
+  end
+  if ttl then
+    q_group_release(K, group)
     if kind == 'c' then
       -- The record stays as it was while the job waited: its result field marks it completed (lua/_lib/queue.lua).
       local w = #writes
       writes[w + 1], writes[w + 2] = 'r:' .. id, string.sub(outcome, 2)
-      local ttl = rec[Q_TTL]
       local expiry = expiries[ttl]
       if not expiry then
         expiry = string.format('%d', now + ttl)
@@ -79,6 +86,7 @@ for j, i in ipairs(live) do
       lines[#lines + 1] = 'c ' .. id
       out[i] = 1
     else
+      rec[Q_ATTEMPTS] = rec[Q_ATTEMPTS] + 1
       if kind == 'F' then rec[Q_MAX] = rec[Q_ATTEMPTS] end
       local ui = (u + failures * 0.6180339887498949) % 1
       failures = failures + 1

@@ -29,7 +29,8 @@ local names = { c = 'completed', D = 'dead', x = 'cancelled' }
 local state = names[st]
 local dueAt, fence = 0, 0
 if not state then
-  fence = tonumber(redis.call('HGET', KEYS[2], id) or '0')
+  -- The active value starts with the fence (lua/_lib/queue-fence.lua).
+  fence = tonumber(string.match(redis.call('HGET', KEYS[2], id) or '0', '^%d+'))
   if fence > 0 then
     state = 'active'
   else

@@ -5,6 +5,7 @@
 -- ARGV[2] fence (integer): the caller's delivery
 -- ARGV[3] progress (string): the encoded progress value
 -- Reply: number
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+--@include queue-fence
+if not qf_is(redis.call('HGET', KEYS[2], ARGV[1]), ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], ARGV[3])
 return 1

@@ -18,12 +18,13 @@
 -- Reply: number
 --@include now-ms
 --@include queue
+--@include queue-fence
 local K = q_keys()
 local now = now_ms()
 local released, wake = 0, false
 for i = 1, #ARGV, 2 do
   local id = ARGV[i]
-  if redis.call('HGET', K.active, id) == ARGV[i + 1] then
+  if qf_is(redis.call('HGET', K.active, id), ARGV[i + 1]) then
     local raw = redis.call('HGET', K.jobs, 'j:' .. id)
     if raw then
       local rec = cmsgpack.unpack(raw)

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type RedisClient, runScript } from "@coordis/core";
-import { Queue, Worker } from "@coordis/queue";
+import { type Job, Queue, Worker } from "@coordis/queue";
 import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { queueScripts } from "../src/scripts.generated.js";
@@ -201,6 +201,43 @@ describe("Queue on a server of its own", () => {
       const reply = await runScript(redis, queueScripts.fetch, all as never, args as never);
       expect(reply.slice(0, 3)).toEqual([expect.any(Number), 0, -1]);
       expect(await redis.exists(key("leases"))).toBe(1);
+    } finally {
+      finish.open();
+      await worker.close();
+      await queue.close();
+    }
+  });
+  it("a delivery recorded by an earlier version (active value '<fence>' alone) still renews, reports progress and completes", async () => {
+    const admin = server.adminClient();
+    const queue = new Queue<number, number>(redis, "upgrade", { prefix });
+    const active = `${prefix}:queue:{upgrade}:active`;
+    const started = gate<Job<number>>();
+    const finish = gate<void>();
+    const worker = new Worker<number, number>(
+      redis,
+      "upgrade",
+      async (job) => {
+        started.open(job);
+        await finish.promise;
+        await job.progress(50);
+        return job.data * 2;
+      },
+      { prefix, leaseMs: 1_000 },
+    );
+    try {
+      const { id } = await queue.add(21, { group: "g1", resultTtlMs: 60_000 });
+      const job = await started.promise;
+      expect(await admin.hget(active, id)).toBe(`${job.fence}:60000:g1`);
+      await admin.hset(active, id, String(job.fence));
+      // A renewal (every leaseMs / 3) moves the lease on.
+      const leases = `${prefix}:queue:{upgrade}:leases`;
+      const first = Number(await admin.zscore(leases, id));
+      await waitUntil("a renewal", async () => Number(await admin.zscore(leases, id)) > first, 5_000);
+      expect(await queue.get(id)).toMatchObject({ state: "active", fence: job.fence, group: "g1" });
+      finish.open();
+      expect(await queue.result(id, { timeoutMs: 10_000 })).toBe(42);
+      expect(await queue.get(id)).toMatchObject({ state: "completed", progress: 50, result: 42 });
+      expect(await admin.hget(`${prefix}:queue:{upgrade}:groups`, "c:g1")).toBeNull();
     } finally {
       finish.open();
       await worker.close();
