@@ -1,5 +1,5 @@
--- permits: up to `limit` leases held at once, shared by lua/lock/sem-*.lua (Semaphore) and
--- lua/ratelimit/concurrency-*.lua (ConcurrencyLimiter). Include after now-ms. The permits are a zset of
+-- permits: up to `limit` leases held at once, for lua/ratelimit/concurrency-*.lua (ConcurrencyLimiter; the Semaphore's
+-- lua/lock/sem-*.lua keep the same zset with the same rules, inline). Include after now-ms. The permits are a zset of
 -- token -> expiry (Redis server ms); a permit whose expiry has passed is dead: pm_take purges them all before counting,
 -- pm_extend and pm_release treat their own as gone, so expiry is judged on server time only, never by a client clock.
 -- The key lives as long as its longest permit (PEXPIRE GT: only a new expiry beyond the key's moves it), so an
@@ -42,23 +42,15 @@ local function pm_extend(key, token, ttl, ttlArg, now)
   return true
 end
 
--- Whether a permit's expiry (ZSCORE's text of integer ms) has passed at server time t (TIME's reply). Digit strings
--- of equal length compare as numbers, so an expiry outside the current second needs no text-to-number conversion.
-local function pm_expired(expiry, t)
-  local s = t[1]
-  if #expiry == #s + 3 then
-    if expiry > s .. '999' then return false end
-    if expiry <= s .. '000' then return true end
-  end
-  return tonumber(expiry) <= tonumber(s) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
--- Frees `token`'s permit; 1 when it was still live, 0 when it had expired (server time) or was released. Reads the
--- server time only when the permit is there.
+-- Frees `token`'s permit; 1 when it was still live, 0 when it had expired (server time) or was released. Expired
+-- permits (this one's too) are purged by score up to the server time, then ZREM tells whether this one was still
+-- there. The bound is TIME's digits as text, seconds then microseconds padded to 6 digits, 'e-3': exactly the time in
+-- ms with its fraction (an integer expiry <= it is <= the whole ms). No text comparison in Lua (which would follow the
+-- server's locale), no number conversion, no ZSCORE (whose reply Redis formats with '%.17g').
 local function pm_release(key, token)
-  local expiry = redis.call('ZSCORE', key, token)
-  if not expiry then return 0 end
-  redis.call('ZREM', key, token)
-  if pm_expired(expiry, redis.call('TIME')) then return 0 end
-  return 1
+  local t = redis.call('TIME')
+  local us = t[2]
+  if #us < 6 then us = string.sub('00000', #us) .. us end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', t[1] .. us .. 'e-3')
+  return redis.call('ZREM', key, token)
 end

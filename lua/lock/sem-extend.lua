@@ -3,7 +3,19 @@
 -- ARGV[1] token (string): the permit's token
 -- ARGV[2] ttlMs (ms): new time to live from now
 -- Reply: number
---@include now-ms
---@include permits
-if pm_extend(KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[2], now_ms()) then return 1 end
-return 0
+-- (1 when extended, 0 when the permit had expired (it is removed) or was released)
+-- An expired permit is removed. The key's expiry moves only forward (PEXPIRE GT), and NX gives a key without a TTL
+-- one back (as in sem-acquire.lua).
+local key, token, ttl = KEYS[1], ARGV[1], ARGV[2]
+local expiry = redis.call('ZSCORE', key, token)
+if not expiry then return 0 end
+local t = redis.call('TIME')
+local us = t[2] + 0
+local now = t[1] * 1000 + (us - us % 1000) / 1000
+if expiry + 0 <= now then
+  redis.call('ZREM', key, token)
+  return 0
+end
+redis.call('ZADD', key, string.format('%d', now + ttl), token)
+if redis.call('PEXPIRE', key, ttl, 'GT') == 0 then redis.call('PEXPIRE', key, ttl, 'NX') end
+return 1

@@ -260,6 +260,17 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
     expect(await redis.exists(key)).toBe(0);
   });
 
+  it("Semaphore release purges the expired permits of dead holders along with its own", async () => {
+    const name = `${topology}-sem-purge`;
+    const key = `${prefix}:sem:{${name}}`;
+    const mine = await new Semaphore(redis, name, { prefix, permits: 5, ttlMs: 30_000 }).acquire();
+    const [seconds] = await redis.time();
+    // Two holders that died without releasing: their permits expired on server time.
+    await (redis as Redis).zadd(key, Number(seconds) * 1000 - 2_000, "dead-1", Number(seconds) * 1000 - 1, "dead-2");
+    expect(await mine.release()).toBe(true);
+    expect(await redis.exists(key)).toBe(0);
+  });
+
   it("Semaphore using(): waits for a permit and runs", async () => {
     const sem = new Semaphore(redis, `${topology}-sem-using`, { prefix, permits: 2, ttlMs: 1_000 });
     let running = 0;
