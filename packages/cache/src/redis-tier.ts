@@ -134,20 +134,22 @@ export class RedisTier {
    * entry is judged at most a few microseconds later than it was read: never fresher than it is.
    */
   async #plainRead(key: string): Promise<number | [string, number, number, string | null, number]> {
-    const replies = await this.#command(() => {
+    const [fields, time] = await this.#command(async () => {
       const redis = this.#redis;
       // Corked like a script call (one count per command): the tick's commands leave in one write.
       corkUntilTickEnd(redis);
       corkUntilTickEnd(redis);
       const pending = redis.pipeline().hmget(key, "v", "f", "s", "t").time().exec();
-      return this.#deadlineMs === 0 ? pending : withDeadline(pending, this.#deadlineMs);
+      const replies = (await (this.#deadlineMs === 0 ? pending : withDeadline(pending, this.#deadlineMs))) as
+        | [[Error | null, (string | null)[]], [Error | null, string[]]]
+        | null;
+      // A failed command fails the read inside the breaker (an unreachable Redis counts as a failure there).
+      if (replies === null) throw new Error("empty pipeline reply");
+      const [[fieldsErr, fieldsReply], [timeErr, timeReply]] = replies;
+      if (fieldsErr !== null) throw fieldsErr;
+      if (timeErr !== null) throw timeErr;
+      return [fieldsReply, timeReply] as const;
     });
-    const [[fieldsErr, fields], [timeErr, time]] = replies as [
-      [Error | null, (string | null)[]],
-      [Error | null, string[]],
-    ];
-    if (fieldsErr !== null) throw toCoordisError(fieldsErr);
-    if (timeErr !== null) throw toCoordisError(timeErr);
     const [data, f, s, t] = fields;
     if (data === null || data === undefined) return 0;
     // TIME: [seconds, microseconds]; whole server milliseconds as now_ms() computes them in the scripts.
