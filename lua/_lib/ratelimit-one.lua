@@ -1,44 +1,187 @@
 -- ratelimit-one: the fast path of lua/ratelimit/{consume,consume-batch}.lua for a key that holds the entries of the
--- call's own rules only (or nothing): one limiter on its keys, the common case. The decision, the writes and the reply
--- are exactly those of rl_consume in lua/_lib/ratelimit.lua (same stored format and entry order, same KEEPTTL / PXAT
--- choice), without rule tables or the library's closures: one function, every rule decided inline (each closure,
--- call and table costs Redis CPU per script run). rl_fast returns nil, having written nothing, whenever the general
--- path must decide: another limiter's entry on the key, an entry that does not parse, a rejected sliding-window rule
--- (its wait is the library's to compute), a rejected call that must move an entry's expiry (a rule changed).
--- One consume of cost units on key at server time now (ms) for the rules in argv from index i (five arguments per
--- rule, as rl_rules_argv reads them; tb/gcra: limit and w in ticks per ms and ticks per unit): rl_consume's reply.
+-- call's own rules only (or nothing): one limiter on its keys, the common case. The decision and the writes are
+-- exactly those of rl_consume in lua/_lib/ratelimit.lua (same stored format and entry order, same KEEPTTL / PXAT
+-- choice), without rule tables or the library's closures. rl_fast returns nil, having written nothing, whenever the
+-- general path must decide: another limiter's entry on the key, an entry that does not parse, a rejected
+-- sliding-window rule (its wait is the library's to compute), a rejected call that must move an entry's expiry (a
+-- rule changed).
+-- Costs inside Redis drive the shape (callgrind): a number turned into text by `..` (Lua's %.14g) costs about 3k
+-- instructions, string.format('%d') about a third of that, a stored digit string reused costs nothing; a reply
+-- table costs about 5k more than one integer; math.floor is a global lookup and a C call where x - x % 1 is two VM
+-- operations (the same value).
+-- Rules come as rl_rules_argv reads them (lua/_lib/ratelimit.lua): "<name>|<alg>", limit, windowMs per rule, a
+-- sliding window with -windowMs, token bucket and GCRA with -limit (ticks per ms), windowMs (ticks per unit) and a
+-- fourth argument, the capacity.
+-- Reply: an admitted call with every rule's reply fitting packs each rule's remaining and resetMs into one integer,
+-- resetMs * (capacity + 1) + remaining (below 2^53): one rule replies that integer, several a table of them (one per
+-- rule; the client tells it from the full reply by its length). A fixed-window rejection of one rule replies
+-- -1 - (resetMs * (limit + 1) + remaining) (its wait is its resetMs). Every other reply is rl_consume's,
+-- {allowed, per rule: waitMs, remaining, resetMs}.
 local function rl_fast(key, cost, now, argv, i)
+  local field, limit, w = argv[i], argv[i + 1] + 0, argv[i + 2] + 0
   local v = redis.call('GET', key)
+  local head, f, e, a, b, c
+  if argv[limit < 0 and i + 4 or i + 3] == nil then
+    -- One rule: its entry, "<field>=<e>:<a>:<b>[:<c>]", must be the whole value; head is the entry up to b.
+    if limit > 0 and w > 0 then
+      -- Fixed window: it opens at the key's first consume and lasts w ms.
+      if v then
+        head, f, e, a, b = string.match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+)$')
+        if f ~= field then return nil end
+        e, a = e + 0, a + 0
+      end
+      local start, count = now, 0
+      if e and now < a + w then
+        start, count = a, b + 0
+        if count > limit then count = limit end
+      end
+      local exp = start + w
+      local reset = exp - now
+      if count + cost > limit then
+        -- Rejected: nothing is written unless the entry must now live longer (a rule changed): the general path's.
+        if count == 0 or exp > e then return nil end
+        local n = reset * (limit + 1) + limit - count
+        if n < 9007199254740992 then return -1 - n end
+        return { 0, reset, limit - count, reset }
+      end
+      count = count + cost
+      if exp ~= e then
+        redis.call('SET', key, string.format('%s=%d:%d:%d', field, exp, start, count), 'PXAT', string.format('%d', exp))
+      elseif start == a then
+        redis.call('SET', key, string.format('%s%d', head, count), 'KEEPTTL') -- the same window: only the count changes
+      else
+        redis.call('SET', key, string.format('%s=%d:%d:%d', field, exp, start, count), 'KEEPTTL')
+      end
+      local n = reset * (limit + 1) + limit - count
+      if n < 9007199254740992 then return n end
+      return { 1, 0, limit - count, reset }
+    end
+    if v then
+      head, f, e, a, b, c = string.match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+):(%d+)$')
+      if f ~= field then return nil end
+      e = e + 0
+    end
+    if limit > 0 then
+      -- Sliding window: two epoch-aligned windows; the previous one weighted by how much of it still overlaps.
+      w = -w
+      local cs = now - now % w
+      local curr, prev, cn = 0, 0, nil
+      if e then
+        a = a + 0
+        if a == cs then
+          cn = c + 0
+          curr, prev = b + 0, cn
+        elseif a == cs - w then
+          prev = b + 0
+        end
+        if curr > limit then curr = limit end
+        if prev > limit then prev = limit end
+      end
+      local weighted = prev * (w - (now - cs)) / w
+      if weighted > limit - curr - cost + 1e-9 then return nil end
+      curr = curr + cost
+      local exp = cs + 2 * w
+      local x = limit - (weighted + curr) + 1e-9
+      local remaining = x - x % 1
+      if remaining < 0 then remaining = 0 end
+      if exp ~= e then
+        redis.call('SET', key, string.format('%s=%d:%d:%d:%d', field, exp, cs, curr, prev), 'PXAT', string.format('%d', exp))
+      elseif prev == cn then
+        redis.call('SET', key, string.format('%s%d:%s', head, curr, c), 'KEEPTTL') -- the same windows: one count changes
+      else
+        redis.call('SET', key, string.format('%s=%d:%d:%d:%d', field, exp, cs, curr, prev), 'KEEPTTL')
+      end
+      local n = (exp - now) * (limit + 1) + remaining
+      if n < 9007199254740992 then return n end
+      return { 1, 0, remaining, exp - now }
+    end
+    -- Token bucket and GCRA in integer ticks: a unit is w ticks, limit ticks refill per ms, capt ticks when full.
+    limit = -limit
+    local cap = argv[i + 3] + 0
+    local capt = cap * w
+    local level = capt
+    if e then
+      c = c + 0
+      if c > 0 then
+        level = b + 0
+        if c ~= w then level = math.floor(level / c * w) end -- stored in another rule's ticks (its rate changed)
+        local gain = (now - a) * limit
+        if gain > 0 then
+          if gain >= capt - level then level = capt else level = level + gain end
+        end
+        if level > capt then level = capt end
+      end
+    end
+    local need = cost * w - level
+    if need > 0 then
+      -- Rejected: waitMs, and remaining and resetMs as loaded.
+      local x = need / limit
+      local wait = x - x % 1
+      if wait * limit < need then wait = wait + 1 end
+      local remaining, reset = cap, 0
+      if level < capt then
+        local short = capt - level
+        x = short / limit
+        reset = x - x % 1
+        if reset * limit < short then reset = reset + 1 end
+        if e and now + reset > e then return nil end -- the entry must live longer (a rule changed)
+        x = level / w
+        remaining = x - x % 1
+      end
+      return { 0, wait, remaining, reset }
+    end
+    level = level - cost * w
+    local short = capt - level
+    local x = short / limit
+    local reset = x - x % 1
+    if reset * limit < short then reset = reset + 1 end
+    local exp = now + reset
+    x = level / w
+    local remaining = x - x % 1
+    if exp ~= e then
+      redis.call('SET', key, string.format('%s=%d:%d:%d:%s', field, exp, now, level, argv[i + 2]), 'PXAT', string.format('%d', exp))
+    else
+      redis.call('SET', key, string.format('%s=%d:%d:%d:%s', field, exp, now, level, argv[i + 2]), 'KEEPTTL')
+    end
+    local n = reset * (cap + 1) + remaining
+    if n < 9007199254740992 then return n end
+    return { 1, 0, remaining, reset }
+  end
+  -- Several rules: each rule's entry is found in v (the first at byte 1, the others after a ';') and parsed in place.
   local len = v and #v or 0
-  local several = argv[i + 5] ~= nil
-  local allowed, out, n = 1, nil, 1 -- out: the reply (several rules; one rule's is built at the end)
-  local after, k -- several rules: remaining and resetMs of each rule after the take, in rule order
+  local allowed, out, n = 1, { 1 }, 1 -- out: the full reply, with every rule's state as loaded
+  local packed, k = {}, 0 -- the reply of an admitted call: each rule's remaining and resetMs packed
   local value -- the new entries, in rule order
-  local one -- one rule: waitMs, remaining, resetMs (after the take when admitted)
   local span = -1 -- bytes of v the rules' entries and their separators cover
   local was, at, late = 0, 0, false
-  while argv[i + 4] do
-    local field, alg, limit, w = argv[i], argv[i + 1], tonumber(argv[i + 2]), tonumber(argv[i + 3])
+  while field do
+    local alg, cap, nexti = 0, limit, i + 3 -- alg 0: fixed window, 1: sliding window, 2: token bucket / GCRA
+    if limit < 0 then
+      alg, limit, nexti = 2, -limit, i + 4
+      cap = argv[i + 3] + 0
+    elseif w < 0 then
+      alg, w = 1, -w
+    end
     local f = #field
     -- The rule's stored entry: "<field>=<e>:<a>:<b>[:<c>]" at byte p, b's digits at at2, the next byte q.
     local p, e, a, at2, b, c, q
     if v then
       if string.byte(v, f + 1) == 61 and string.sub(v, 1, f) == field then -- 61: '='
         p = 1
-      elseif several then
+      else
         p = string.find(v, ';' .. field .. '=', 1, true)
         if p then p = p + 1 end
       end
       if p then
-        if alg == 'fw' then
+        if alg == 0 then
           e, a, at2, b, q = string.match(v, '^(%d+):(%d+):()(%d+)()', p + f + 1)
         else
           e, a, at2, b, c, q = string.match(v, '^(%d+):(%d+):()(%d+):(%d+)()', p + f + 1)
         end
         if not e or (q <= len and string.byte(v, q) ~= 59) then return nil end -- 59: ';'
         span = span + q - p + 1
-        e, a, b = tonumber(e), tonumber(a), tonumber(b)
-        if c then c = tonumber(c) end
+        e, a, b = e + 0, a + 0, b + 0
+        if c then c = c + 0 end
         if e > was then was = e end
       end
     end
@@ -46,10 +189,12 @@ local function rl_fast(key, cost, now, argv, i)
     -- state needs, 0: none; what a rejected call may move the stored entry's expiry to) and, when the rule admits,
     -- remaining2 and reset2 after the take and its new entry with its expAtMs exp (as rl_entry writes it).
     local ok, wait, remaining, reset, keep, remaining2, reset2, entry, exp
-    if alg == 'fw' then
-      -- The window opens at the key's first consume and lasts w ms.
+    if alg == 0 then
       local start, count = now, 0
-      if e and now < a + w then start, count = a, math.min(b, limit) end
+      if e and now < a + w then
+        start, count = a, b
+        if count > limit then count = limit end
+      end
       exp = start + w
       remaining, reset, keep = limit, 0, 0 -- an empty window keeps no entry
       if count > 0 then remaining, reset, keep = limit - count, exp - now, exp end
@@ -59,14 +204,13 @@ local function rl_fast(key, cost, now, argv, i)
         count = count + cost
         ok, wait, remaining2, reset2 = 1, 0, limit - count, exp - now
         if exp == e and start == a then
-          entry = string.sub(v, p, at2 - 1) .. count -- the same window: only the count changes
+          entry = string.format('%s%d', string.sub(v, p, at2 - 1), count) -- the same window: only the count changes
         else
-          entry = field .. string.format('=%d:%d:%d', exp, start, count)
+          entry = string.format('%s=%d:%d:%d', field, exp, start, count)
         end
       end
-    elseif alg == 'sw' then
-      -- Two epoch-aligned windows; the previous one weighted by how much of it still overlaps.
-      local cs = now - (now % w)
+    elseif alg == 1 then
+      local cs = now - now % w
       local curr, prev = 0, 0
       if e then
         if a == cs then
@@ -74,24 +218,27 @@ local function rl_fast(key, cost, now, argv, i)
         elseif a == cs - w then
           prev = b
         end
-        curr, prev = math.min(curr, limit), math.min(prev, limit)
+        if curr > limit then curr = limit end
+        if prev > limit then prev = limit end
       end
       local weighted = prev * (w - (now - cs)) / w
       if weighted > limit - curr - cost + 1e-9 then return nil end
       keep = 0
       if curr > 0 then keep = cs + 2 * w elseif prev > 0 then keep = cs + w end
-      remaining, reset = math.max(0, math.floor(limit - (weighted + curr) + 1e-9)), keep > 0 and keep - now or 0
+      local x = limit - (weighted + curr) + 1e-9
+      remaining, reset = x - x % 1, keep > 0 and keep - now or 0
+      if remaining < 0 then remaining = 0 end
       curr = curr + cost
       exp = cs + 2 * w
-      ok, wait, remaining2, reset2 = 1, 0, math.max(0, math.floor(limit - (weighted + curr) + 1e-9)), exp - now
+      x = limit - (weighted + curr) + 1e-9
+      ok, wait, remaining2, reset2 = 1, 0, x - x % 1, exp - now
+      if remaining2 < 0 then remaining2 = 0 end
       if exp == e and a == cs and prev == c then
-        entry = string.sub(v, p, at2 - 1) .. curr .. ':' .. prev -- the same window: only its count changes
+        entry = string.format('%s%d:%d', string.sub(v, p, at2 - 1), curr, prev) -- the same windows: one count changes
       else
-        entry = field .. string.format('=%d:%d:%d:%d', exp, cs, curr, prev)
+        entry = string.format('%s=%d:%d:%d:%d', field, exp, cs, curr, prev)
       end
     else
-      -- Token bucket and GCRA in integer ticks: a unit is w ticks, limit ticks refill per ms, capt ticks when full.
-      local cap = tonumber(argv[i + 4])
       local capt = cap * w
       local level = capt
       if c and c > 0 then
@@ -106,58 +253,59 @@ local function rl_fast(key, cost, now, argv, i)
       remaining, reset, keep = cap, 0, 0
       if level < capt then
         local short = capt - level
-        reset = math.floor(short / limit)
+        local x = short / limit
+        reset = x - x % 1
         if reset * limit < short then reset = reset + 1 end
-        remaining, keep = math.floor(level / w), now + reset
+        x = level / w
+        remaining, keep = x - x % 1, now + reset
       end
       local need = cost * w - level
       if need > 0 then
-        wait = math.floor(need / limit)
+        local x = need / limit
+        wait = x - x % 1
         if wait * limit < need then wait = wait + 1 end
         ok = 0
       else
         level = level - cost * w
         local short = capt - level
-        reset2 = math.floor(short / limit)
+        local x = short / limit
+        reset2 = x - x % 1
         if reset2 * limit < short then reset2 = reset2 + 1 end
         exp = now + reset2
-        ok, wait, remaining2 = 1, 0, math.floor(level / w)
-        entry = field .. string.format('=%d:%d:%d:%d', exp, now, level, w)
+        x = level / w
+        ok, wait, remaining2 = 1, 0, x - x % 1
+        entry = string.format('%s=%d:%d:%d:%s', field, exp, now, level, argv[i + 2])
       end
     end
-    if ok == 0 then allowed = 0 end
     if e and keep > e then late = true end
-    if not several then
-      if ok == 1 then remaining, reset = remaining2, reset2 end
-      one = { ok, wait, remaining, reset }
-      value, at = entry, exp
-    else
-      if not out then out, after, k = { 1 }, {}, 0 end
-      out[n + 1], out[n + 2], out[n + 3] = wait, remaining, reset
-      if ok == 1 then
-        value = value and value .. ';' .. entry or entry
-        after[k + 1], after[k + 2] = remaining2, reset2
-        k = k + 2
-        if exp > at then at = exp end
-      end
-    end
+    out[n + 1], out[n + 2], out[n + 3] = wait, remaining, reset
     n = n + 3
-    i = i + 5
+    if ok == 0 then
+      allowed = 0
+    elseif allowed == 1 then
+      value = value and value .. ';' .. entry or entry
+      if exp > at then at = exp end
+      k = k + 1
+      local x = reset2 * (cap + 1) + remaining2
+      if x >= 9007199254740992 then return nil end -- does not fit: the general path's full reply
+      packed[k] = x
+    end
+    i = nexti
+    field = argv[i]
+    if field then limit, w = argv[i + 1] + 0, argv[i + 2] + 0 end
   end
   if v and span ~= len then return nil end -- the key holds another limiter's entries too
   if allowed == 0 then
     -- Rejected: nothing is written, unless a stored state now needs its entry longer (a rule changed), which the
     -- general path does (rl_keep).
     if late then return nil end
-    if several then out[1] = 0 end
-    return one or out
+    out[1] = 0
+    return out
   end
   if at == was then
     redis.call('SET', key, value, 'KEEPTTL')
   else
     redis.call('SET', key, value, 'PXAT', string.format('%d', at))
   end
-  if not several then return one end
-  for r = 0, k / 2 - 1 do out[3 * r + 3], out[3 * r + 4] = after[2 * r + 1], after[2 * r + 2] end
-  return out
+  return packed
 end

@@ -29,18 +29,27 @@ local function rl_rules(spec)
   return rules
 end
 
--- The same rule tables from ARGV (consume, consume-batch), five arguments per rule from index i to the end:
--- "<name>|<alg>", alg, limit, windowMs, capacity. No pattern matching on the hot path.
+-- The same rule tables from ARGV (consume, consume-batch), from index i to the end, per rule: "<name>|<alg>", then
+-- fixed window: limit, windowMs; sliding window: limit, -windowMs; token bucket and GCRA: -limit, windowMs (both
+-- divided by their gcd), capacity. The signs tell the algorithms apart (no string work on the hot path).
 local function rl_rules_argv(argv, i)
   local rules, n = {}, 0
-  while argv[i + 4] do
-    local alg, win, c = argv[i + 1], tonumber(argv[i + 3]), tonumber(argv[i + 4])
+  while argv[i] do
+    local field, limit, win = argv[i], argv[i + 1] + 0, argv[i + 2] + 0
+    local alg, c, bucket = 'fw', limit, false
+    if limit < 0 then
+      limit, c, bucket = -limit, argv[i + 3] + 0, true
+      alg = string.match(field, '|(%a+)$')
+      i = i + 4
+    else
+      if win < 0 then alg, win = 'sw', -win end
+      i = i + 3
+    end
     n = n + 1
     rules[n] = {
-      field = argv[i], bucket = (alg == 'tb' or alg == 'gcra'), alg = alg, limit = tonumber(argv[i + 2]),
+      field = field, bucket = bucket, alg = alg, limit = limit,
       w = win, cap = c, capt = c * win, start = 0, count = 0, curr = 0, prev = 0, level = 0, exp = 0, raw = false,
     }
-    i = i + 5
   end
   return rules
 end

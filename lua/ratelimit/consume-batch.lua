@@ -4,21 +4,22 @@
 -- only, carry different hash tags. On a Cluster the client sends one batch per hash slot.
 -- KEYS[1] state (string): the rate-limit key of call 1 (one key per call, repeated)
 -- ARGV[1] cost (integer): units call 1 takes (one cost per call, repeated: as many as KEYS)
--- ARGV[2] rules (string): after the costs, five arguments per rule as in consume.lua
--- Reply: Array<number[] | string>
--- (per call: {allowed, per rule waitMs, remaining, resetMs} as consume.lua, or the call's error text)
+-- ARGV[2] rules (string): after the costs, the rules as in consume.lua
+-- Reply: Array<number | number[] | string>
+-- (per call: its reply as consume.lua's, or the call's error text)
 --@include now-ms
 --@include ratelimit-one
 --@include ratelimit
 local now = now_ms()
-local n = #KEYS
-local rules = rl_rules_argv(ARGV, n + 1)
+local keys, argv = KEYS, ARGV
+local n = #keys
+local rules = rl_rules_argv(argv, n + 1)
 local reply = {}
 for i = 1, n do
   -- Each call takes the fast path of lua/_lib/ratelimit-one.lua when its key holds its rules' entries only.
-  local cost = tonumber(ARGV[i])
-  local ok, res = pcall(rl_fast, KEYS[i], cost, now, ARGV, n + 1)
-  if ok and not res then ok, res = pcall(rl_consume, KEYS[i], cost, rules, now) end
+  local cost = argv[i] + 0
+  local ok, res = pcall(rl_fast, keys[i], cost, now, argv, n + 1)
+  if ok and not res then ok, res = pcall(rl_consume, keys[i], cost, rules, now) end
   if ok then
     reply[i] = res
   else

@@ -2,15 +2,18 @@
 -- All rules are evaluated on Redis server time in this one script, so several limits are atomic together.
 -- KEYS[1] state (string): "<rule>|<alg>=<expAtMs>:<state>;..." (see lua/_lib/ratelimit.lua)
 -- ARGV[1] cost (integer): units the call takes from each rule
--- ARGV[2] rules (string): five arguments per rule, repeated: "<name>|<alg>", alg (fw|sw|tb|gcra), limit, windowMs, capacity (tb/gcra: limit and windowMs divided by their gcd)
--- Reply: number[]
--- ({allowed, then per rule: waitMs, remaining, resetMs})
+-- ARGV[2] rules (string): per rule "<name>|<alg>", then fw: limit, windowMs; sw: limit, -windowMs; tb/gcra: -limit, windowMs (divided by their gcd), capacity
+-- Reply: number | number[]
+-- (see lua/_lib/ratelimit-one.lua: admitted, each rule's resetMs * (capacity + 1) + remaining, one integer for one
+-- rule, a table for several; a one-rule fixed-window rejection -1 - that; otherwise {allowed, then per rule: waitMs,
+-- remaining, resetMs})
 --@include now-ms
 --@include ratelimit-one
 local now = now_ms()
+local cost = ARGV[1] + 0
 -- Fast path, a key holding this call's rules' entries only (see lua/_lib/ratelimit-one.lua); everything else, and
 -- whatever the fast path leaves to it, goes the general way.
-local reply = rl_fast(KEYS[1], tonumber(ARGV[1]), now, ARGV, 2)
+local reply = rl_fast(KEYS[1], cost, now, ARGV, 2)
 if reply then return reply end
 --@include ratelimit
-return rl_consume(KEYS[1], tonumber(ARGV[1]), rl_rules_argv(ARGV, 2), now)
+return rl_consume(KEYS[1], cost, rl_rules_argv(ARGV, 2), now)

@@ -73,10 +73,29 @@ export function makeDecision(allowed: boolean, rules: RuleDecision[], reason: De
   };
 }
 
-/** Turns a consume/peek/refund script reply `[allowed, (wait, remaining, reset)...]` into a Decision. */
-export function decisionFromReply(reply: readonly number[], rules: readonly NormalizedRule[]): Decision {
-  const parts: RuleDecision[] = new Array(rules.length);
-  for (let i = 0; i < rules.length; i++) {
+/**
+ * A consume/peek/refund script reply as a Decision. The full reply is `[allowed, (wait, remaining, reset)...]`;
+ * consume's usual replies are packed (see lua/_lib/ratelimit-one.lua): an admitted call's rule `i` is
+ * `resetMs * (capacity + 1) + remaining`, one integer for one rule, an array of one per rule for several; a
+ * one-rule fixed-window rejection is `-1 -` that (its wait is its resetMs).
+ */
+export function decisionFromReply(reply: number | readonly number[], rules: readonly NormalizedRule[]): Decision {
+  const n = rules.length;
+  const parts: RuleDecision[] = new Array(n);
+  if (typeof reply === "number" || reply.length === n) {
+    const allowed = typeof reply !== "number" || reply >= 0;
+    for (let i = 0; i < n; i++) {
+      const rule = rules[i] as NormalizedRule;
+      const k = rule.capacity + 1;
+      const packed = typeof reply === "number" ? (allowed ? reply : -1 - reply) : (reply[i] as number);
+      const remaining = packed % k;
+      const resetMs = (packed - remaining) / k;
+      const wait = allowed ? 0 : resetMs;
+      parts[i] = { name: rule.name, allowed, limit: rule.capacity, remaining, resetMs, retryAfterMs: wait };
+    }
+    return makeDecision(allowed, parts, "redis");
+  }
+  for (let i = 0; i < n; i++) {
     const rule = rules[i] as NormalizedRule;
     const wait = Number(reply[1 + i * 3]);
     parts[i] = {

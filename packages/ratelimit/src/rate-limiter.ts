@@ -63,7 +63,7 @@ export class RateLimiter {
   readonly #denyCache: DenyCache | undefined;
   readonly #redisRetryMs: number;
   readonly #failClosedRetryAfterMs: number;
-  readonly #batcher: Batcher<QueuedConsume, number[]> | undefined;
+  readonly #batcher: Batcher<QueuedConsume, number | number[]> | undefined;
   /** Each rule's algorithm by name (the observer's `algorithm` attribute). */
   readonly #algorithms: ReadonlyMap<string, string>;
   /** `<prefix>:rl:`, the part of every key before the hash tag. */
@@ -189,12 +189,12 @@ export class RateLimiter {
     started: number,
     stateKey: string,
     cost: number,
-    send?: () => Promise<number[]>,
+    send?: () => Promise<number | number[]>,
   ) {
     if (this.#policy !== "throw" && performance.now() < this.#downUntil) {
       return this.#report(op, key, started, this.#local(op, key, cost));
     }
-    let reply: number[];
+    let reply: number | number[];
     try {
       reply = await (send !== undefined
         ? send()
@@ -214,7 +214,7 @@ export class RateLimiter {
   }
 
   /** Sends one batch of consumes (one hash slot) as one consume-batch script call. */
-  async #sendBatch(items: readonly QueuedConsume[]): Promise<BatchOutcome<number[]>[]> {
+  async #sendBatch(items: readonly QueuedConsume[]): Promise<BatchOutcome<number | number[]>[]> {
     const args: (string | number)[] = items.map((i) => i.cost);
     for (const a of this.#ruleArgs) args.push(a);
     const reply = await runScriptDynamic(
@@ -223,13 +223,14 @@ export class RateLimiter {
       items.map((i) => i.stateKey),
       args,
     );
-    // Per call: [allowed, ...per rule] as consume.lua's reply, or its error text.
-    const out: BatchOutcome<number[]>[] = new Array(items.length);
+    // Per call: its reply as consume.lua's (a number or an array), or its error text.
+    const out: BatchOutcome<number | number[]>[] = new Array(items.length);
     for (let i = 0; i < items.length; i++) {
       const call = reply[i];
-      out[i] = Array.isArray(call)
-        ? { ok: true, value: call as number[] }
-        : { ok: false, error: new ScriptError(ratelimitScripts.consume.name, String(call)) };
+      out[i] =
+        typeof call === "number" || Array.isArray(call)
+          ? { ok: true, value: call }
+          : { ok: false, error: new ScriptError(ratelimitScripts.consume.name, String(call)) };
     }
     return out;
   }
