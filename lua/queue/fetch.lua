@@ -141,7 +141,10 @@ if n > 0 then
   local deadline = string.format('%d', now + tonumber(ARGV[2]))
   for i, id in ipairs(picked) do
     local rec = recs[i]
-    act[2 * i + 1], act[2 * i + 2] = id, (base + i) .. ':' .. rec[Q_TTL] .. ':' .. rec[Q_GROUP]
+    -- Lua's own number formatting (%.14g) is exact below 10^14; past that, %d.
+    local f = base + i
+    if f >= 1e14 then f = string.format('%d', f) end
+    act[2 * i + 1], act[2 * i + 2] = id, f .. ':' .. rec[Q_TTL] .. ':' .. rec[Q_GROUP]
     lease[2 * i + 1], lease[2 * i + 2] = deadline, id
     local o = #out
     out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = id, base + i, rec[Q_ATTEMPTS] + 1, rec[Q_MAX], rec[Q_DATA]
