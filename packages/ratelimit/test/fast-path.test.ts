@@ -116,4 +116,26 @@ describe("consume: the single-rule fast path decides and stores exactly as the g
       [[sw, fw, gcra], 3], // rejected by a
     ]);
   });
+
+  it.each(ALGS)(
+    "%s: a reply too large to pack (capacity x resetMs past 2^53) comes back in full",
+    async (algorithm) => {
+      const year = 365 * 24 * 3_600_000;
+      const rl = new RateLimiter(clients.redis, {
+        rules: [{ name: "big", limit: 1e9, windowMs: year, algorithm }],
+        prefix,
+      });
+      const key = `fp-big-${algorithm}-${process.pid}`;
+      await clients.admin.del(`${prefix}:rl:{${key}}`);
+      const first = await rl.consume(key, 1e9 - 5);
+      expect([first.allowed, first.remaining, first.retryAfterMs]).toEqual([true, 5, 0]);
+      // the window (fw, sw: from its start; tb, gcra: the refill of 1e9 - 5 units at 1e9 a year) is most of a year
+      expect(first.resetMs).toBeGreaterThan(year - 60 * 60_000);
+      const second = await rl.consume(key, 2);
+      expect([second.allowed, second.remaining]).toEqual([true, 3]);
+      const rejected = await rl.consume(key, 4);
+      expect([rejected.allowed, rejected.remaining]).toEqual([false, 3]);
+      expect(rejected.retryAfterMs).toBeGreaterThan(0);
+    },
+  );
 });
