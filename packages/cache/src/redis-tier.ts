@@ -47,6 +47,19 @@ export function fillToken(): string {
 
 const warnedClients = new WeakSet<object>();
 
+/** HMGET of an entry's fields and TIME as one pipeline (on a Cluster: both on the entry's node). */
+async function pipelined(redis: RedisClient, key: string): Promise<[(string | null)[], string[]]> {
+  const replies = (await redis.pipeline().hmget(key, "v", "f", "s", "t").time().exec()) as
+    | [[Error | null, (string | null)[]], [Error | null, string[]]]
+    | null;
+  // A failed command fails the read (inside the breaker: an unreachable Redis counts as a failure there).
+  if (replies === null) throw new Error("empty pipeline reply");
+  const [[fieldsErr, fields], [timeErr, time]] = replies;
+  if (fieldsErr !== null) throw fieldsErr;
+  if (timeErr !== null) throw timeErr;
+  return [fields, time];
+}
+
 /** Rejects with RedisUnavailableError when `pending` has not settled within `ms` (a Cluster's offline queue). */
 function withDeadline<T>(pending: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -71,10 +84,12 @@ export class RedisTier {
 
   /** 0 = ioredis' commandTimeout times out a plain read; otherwise our own deadline in ms (as runScript's). */
   readonly #deadlineMs: number;
+  readonly #cluster: boolean;
 
   constructor(redis: RedisClient, keys: CacheKeys, lockTtlMs: number, breaker: CircuitBreaker) {
     this.#redis = redis;
     const timeout = commandTimeoutOf(redis);
+    this.#cluster = isCluster(redis);
     // A Cluster keeps its own offline queue with no timer (see runScript): the plain read gets a deadline there.
     this.#deadlineMs =
       timeout !== undefined && !isCluster(redis) ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
@@ -134,21 +149,18 @@ export class RedisTier {
    * entry is judged at most a few microseconds later than it was read: never fresher than it is.
    */
   async #plainRead(key: string): Promise<number | [string, number, number, string | null, number]> {
-    const [fields, time] = await this.#command(async () => {
+    const [fields, time] = await this.#command(() => {
       const redis = this.#redis;
       // Corked like a script call (one count per command): the tick's commands leave in one write.
       corkUntilTickEnd(redis);
       corkUntilTickEnd(redis);
-      const pending = redis.pipeline().hmget(key, "v", "f", "s", "t").time().exec();
-      const replies = (await (this.#deadlineMs === 0 ? pending : withDeadline(pending, this.#deadlineMs))) as
-        | [[Error | null, (string | null)[]], [Error | null, string[]]]
-        | null;
-      // A failed command fails the read inside the breaker (an unreachable Redis counts as a failure there).
-      if (replies === null) throw new Error("empty pipeline reply");
-      const [[fieldsErr, fieldsReply], [timeErr, timeReply]] = replies;
-      if (fieldsErr !== null) throw fieldsErr;
-      if (timeErr !== null) throw timeErr;
-      return [fieldsReply, timeReply] as const;
+      // One connection (standalone, Sentinel): two plain commands, written in order in one write (cheaper for the
+      // client than a pipeline object). A Cluster would send TIME to any node: there a pipeline keeps it on the
+      // entry's node.
+      const pending = this.#cluster
+        ? pipelined(redis, key)
+        : Promise.all([redis.hmget(key, "v", "f", "s", "t"), redis.time() as Promise<unknown> as Promise<string[]>]);
+      return this.#deadlineMs === 0 ? pending : withDeadline(pending, this.#deadlineMs);
     });
     const [data, f, s, t] = fields;
     if (data === null || data === undefined) return 0;
