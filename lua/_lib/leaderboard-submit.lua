@@ -1,150 +1,121 @@
 -- leaderboard-submit: the submit logic shared by lua/leaderboard/submit.lua (all items or none) and
--- lua/leaderboard/submit-batch.lua (each item on its own). Include after now-ms. Both scripts share the layout:
--- KEYS[1] meta, KEYS[2] seq, then per board a (zset, index) key pair; ARGV[1..6] update, order, P, B, N,
--- toleranceMs, then per board periodIndex, startMs, endMs, expireAtMs, then per item member, score, meta, at.
-local LB_LIMIT = 9007199254740992 -- 2^53
+-- lua/leaderboard/submit-batch.lua (each item on its own); the general call (several boards or items) continues in
+-- leaderboard-submit-many. Include after now-ms. Both scripts share the layout:
+-- KEYS[1] meta, KEYS[2] seq, then per board a (zset, index) key pair (B = (#KEYS - 2) / 2 boards);
+-- ARGV[1..3] update, order, toleranceMs; then per board either `-p` (a board of period p that holds every time and
+-- never expires: the all-time board, one argument) or `p, startMs, endMs, expireAtMs` (p = 1..P, four arguments);
+-- then per item member, score, meta, at (N = the arguments left / 4; P = the largest p).
+-- Written for the cost inside Redis, where every table, closure, upvalue and number conversion counts: one item on
+-- one board (the usual call) takes lb_single, which builds no table; scores go to Redis as the text they came in
+-- (a sum as %.17g), and an increment reads the member's entry once.
 
-local function lb_fmt(x) return string.format('%.17g', x) end
-
--- The call's settings and boards; returns them and the ARGV index of the first item.
-local function lb_state()
-  local s = {
-    update = ARGV[1], desc = ARGV[2] == 'desc',
-    P = tonumber(ARGV[3]), B = tonumber(ARGV[4]), N = tonumber(ARGV[5]),
-    tolerance = tonumber(ARGV[6]), now = nil, boards = {}, applied = 0, seqNext = nil, seqLast = nil,
-  }
-  local a = 7
-  for b = 1, s.B do
-    s.boards[b] = {
-      zset = KEYS[1 + 2 * b], index = KEYS[2 + 2 * b], period = tonumber(ARGV[a]),
-      start = tonumber(ARGV[a + 1]), stop = tonumber(ARGV[a + 2]), expireAt = tonumber(ARGV[a + 3]),
-    }
-    a = a + 4
+-- Applies one checked score (text as sent, score its number) to board b. s: the general call's state (arrival
+-- numbers reserved, items left), nil for a single item. prefix: the item's arrival prefix if an earlier board drew
+-- it, else nil. pre: nil (not read yet), false (read: not on the board) or the member's prefix as the check read it,
+-- oldText its score then. Returns the item's prefix, the score text now on the board, the 1-based rank, 1 if the
+-- score changed else 0; or false and the error text of an increment leaving +-(2^53 - 1), before any write.
+local function lb_put(s, b, member, text, score, prefix, pre, oldText, expireAt)
+  local zset, index = KEYS[1 + 2 * b], KEYS[2 + 2 * b]
+  local oldEntry
+  if pre == nil then
+    pre = redis.call('HGET', index, member)
+    if pre then
+      oldEntry = pre .. ':' .. member
+      oldText = redis.call('ZSCORE', zset, oldEntry)
+    end
+  elseif pre then
+    oldEntry = pre .. ':' .. member
   end
-  return s, a
-end
-
--- Redis server time, read once per script and only when needed: the all-time board (bounds +-2^53) holds every
--- time and never expires, so a submit on it alone reads no TIME.
-local function lb_now(s)
-  if s.now == nil then s.now = now_ms() end
-  return s.now
-end
-
--- Current (prefix, score) of a member on a board, or nil.
-local function lb_current(board, member)
-  local prefix = redis.call('HGET', board.index, member)
-  if not prefix then return nil end
-  local score = redis.call('ZSCORE', board.zset, prefix .. ':' .. member)
-  return prefix, tonumber(score)
-end
-
--- Pass 1 of one item: picks its board of every period and checks everything before anything is written.
--- Returns the item, or nil and the error text. overlay holds the sums that earlier items of the same all-or-none
--- call will have produced on a board (increment), keyed by board index and member.
-local function lb_check(s, member, score, meta, at, overlay)
-  local boards = s.boards
-  local ref
-  if at ~= '' then
-    ref = tonumber(at)
-    if ref > lb_now(s) + s.tolerance then
-      return nil, 'LB_PERIOD_CLOSED at=' .. at .. ' lies after server time ' .. s.now
+  local update, desc = ARGV[1], ARGV[2] == 'desc'
+  local newText = text -- nil: the member keeps its entry
+  if update == 'increment' then
+    local old = oldText and oldText + 0 or 0
+    local new = old + score
+    -- A double sum of integers that passes 2^53 may round back onto 2^53 itself, so 2^53 is out too.
+    if new >= 9007199254740992 or new <= -9007199254740992 then
+      return false, 'LB_OVERFLOW ' .. string.format('%.17g + %.17g', old, score)
+        .. ' leaves the safe integer range +-(2^53 - 1)'
+    end
+    if oldText then
+      if new == old then newText = nil else newText = string.format('%.17g', new) end
+    end
+  elseif oldText then
+    local old = oldText + 0
+    if update == 'replace' then
+      if score == old then newText = nil end
+    elseif desc then
+      if not (score > old) then newText = nil end
+    elseif not (score < old) then
+      newText = nil
     end
   end
-  local chosen = {}
-  for b = 1, s.B do
-    local board = boards[b]
-    if chosen[board.period] == nil then
-      if board.start <= -LB_LIMIT and board.stop >= LB_LIMIT then
-        chosen[board.period] = b
+  local entry, updated
+  if newText == nil then
+    entry, newText, updated = oldEntry, oldText, 0
+  else
+    if prefix == nil then
+      local seq
+      if s == nil then
+        seq = redis.call('INCRBY', KEYS[2], 1)
       else
-        if ref == nil then ref = lb_now(s) end
-        if board.start <= ref and ref < board.stop then chosen[board.period] = b end
-      end
-    end
-  end
-  for p = 1, s.P do
-    local b = chosen[p]
-    if b == nil then
-      return nil, 'LB_CLOCK_SKEW no board of period ' .. p .. ' holds time ' .. (ref or lb_now(s))
-    end
-    if boards[b].expireAt ~= 0 and boards[b].expireAt <= lb_now(s) then
-      return nil, 'LB_PERIOD_CLOSED the board ' .. boards[b].zset .. ' expired at ' .. boards[b].expireAt
-    end
-    if s.update == 'increment' then
-      local slot = b .. '\0' .. member
-      local base = overlay[slot]
-      if base == nil then
-        local _, cur = lb_current(boards[b], member)
-        base = cur or 0
-      end
-      local total = base + score
-      -- A double sum of integers that passes 2^53 may round back onto 2^53 itself, so 2^53 is out too.
-      if total >= LB_LIMIT or total <= -LB_LIMIT then
-        return nil, 'LB_OVERFLOW ' .. lb_fmt(base) .. ' + ' .. lb_fmt(score) .. ' leaves the safe integer range +-(2^53 - 1)'
-      end
-      overlay[slot] = total
-    end
-  end
-  return { member = member, score = score, meta = meta, chosen = chosen }
-end
-
--- Pass 2 of one checked item: applies it; returns per period score, rank, updated 0/1, index of the board used.
-local function lb_apply(s, item)
-  local update, desc = s.update, s.desc
-  local member, score = item.member, item.score
-  local out, prefix = {}, nil
-  for p = 1, s.P do
-    local board = s.boards[item.chosen[p]]
-    local oldPrefix, old = lb_current(board, member)
-    local new
-    if old == nil or update == 'replace' then
-      new = score
-    elseif update == 'increment' then
-      new = old + score
-    elseif (desc and score > old) or (not desc and score < old) then
-      new = score
-    else
-      new = old
-    end
-    local entry
-    local at = 4 * (p - 1)
-    out[at + 4] = item.chosen[p]
-    if old ~= nil and new == old then
-      entry = oldPrefix .. ':' .. member
-      out[at + 1] = lb_fmt(old)
-      out[at + 3] = 0
-    else
-      if prefix == nil then
         -- Arrival numbers come in blocks: one INCRBY reserves a number for every item still to apply in this
         -- script, so a batch of N updates pays one call, not N. Unused numbers leave gaps, which order nothing.
-        if s.seqNext == nil or s.seqNext > s.seqLast then
-          s.seqLast = redis.call('INCRBY', KEYS[2], s.N - s.applied)
-          s.seqNext = s.seqLast - (s.N - s.applied) + 1
+        if s.seqNext > s.seqLast then
+          local left = s.N - s.applied
+          s.seqLast = redis.call('INCRBY', KEYS[2], left)
+          s.seqNext = s.seqLast - left + 1
         end
-        local seq = s.seqNext
+        seq = s.seqNext
         s.seqNext = seq + 1
-        -- desc boards are read with ZREVRANGE, which also reverses the lexical order of equal scores:
-        -- there the earliest arrival must carry the largest prefix.
-        if desc then seq = LB_LIMIT - seq end
-        prefix = string.format('%016.0f', seq)
       end
-      if oldPrefix then redis.call('ZREM', board.zset, oldPrefix .. ':' .. member) end
-      entry = prefix .. ':' .. member
-      redis.call('ZADD', board.zset, new, entry) -- a number goes to Redis as %.17g, as lb_fmt writes it
-      redis.call('HSET', board.index, member, prefix)
-      if board.expireAt ~= 0 then
-        redis.call('PEXPIREAT', board.zset, board.expireAt)
-        redis.call('PEXPIREAT', board.index, board.expireAt)
-      end
-      out[at + 1] = lb_fmt(new)
-      out[at + 3] = 1
+      -- desc boards are read with ZREVRANGE, which also reverses the lexical order of equal scores:
+      -- there the earliest arrival must carry the largest prefix.
+      if desc then seq = 9007199254740992 - seq end
+      prefix = string.format('%016.0f', seq)
     end
-    local rank
-    if desc then rank = redis.call('ZREVRANK', board.zset, entry) else rank = redis.call('ZRANK', board.zset, entry) end
-    out[at + 2] = rank + 1
+    if oldText then redis.call('ZREM', zset, oldEntry) end
+    entry = prefix .. ':' .. member
+    redis.call('ZADD', zset, newText, entry)
+    redis.call('HSET', index, member, prefix)
+    if expireAt ~= nil and expireAt ~= 0 then
+      redis.call('PEXPIREAT', zset, expireAt)
+      redis.call('PEXPIREAT', index, expireAt)
+    end
+    updated = 1
   end
-  if item.meta ~= '' then redis.call('HSET', KEYS[1], member, item.meta) end
-  s.applied = s.applied + 1
-  return out
+  return prefix, newText, redis.call(desc and 'ZREVRANK' or 'ZRANK', zset, entry) + 1, updated
+end
+
+-- The ARGV index of the only item when the call is one item on one board (KEYS: meta, seq, zset, index), else nil.
+local function lb_single_at()
+  if #KEYS ~= 4 then return nil end
+  local a = ARGV[4] == '-1' and 5 or 8
+  if #ARGV == a + 3 then return a end
+  return nil
+end
+
+-- One item on one board, its arguments from ARGV[a] on: checks, then applies (the all-time board reads no TIME).
+-- Returns the score text, rank, updated 0/1; or nil and the error text, having changed nothing.
+local function lb_single(a)
+  local member, text, meta, at = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local ref, now, expireAt
+  if at ~= '' then
+    ref, now = at + 0, now_ms()
+    if ref > now + ARGV[3] then return nil, 'LB_PERIOD_CLOSED at=' .. at .. ' lies after server time ' .. now end
+  end
+  if a ~= 5 then -- a period board: p, startMs, endMs, expireAtMs
+    if now == nil then now = now_ms() end
+    if ref == nil then ref = now end
+    if not (ARGV[5] + 0 <= ref and ref < ARGV[6] + 0) then
+      return nil, 'LB_CLOCK_SKEW no board of period 1 holds time ' .. ref
+    end
+    expireAt = ARGV[7] + 0
+    if expireAt ~= 0 and expireAt <= now then
+      return nil, 'LB_PERIOD_CLOSED the board ' .. KEYS[3] .. ' expired at ' .. expireAt
+    end
+  end
+  local prefix, newText, rank, updated = lb_put(nil, 1, member, text, text + 0, nil, nil, nil, expireAt)
+  if prefix == false then return nil, newText end
+  if meta ~= '' then redis.call('HSET', KEYS[1], member, meta) end
+  return newText, rank, updated
 end

@@ -1,37 +1,35 @@
 -- Leaderboard around: the entries ranked within `radius` of a member on one period's board (the member included),
--- with scores and metadata. Candidate boards come as in rank.lua. Empty when the member is not on the board.
+-- with scores and metadata. Candidate boards come as in rank.lua; the all-time board, which holds every time, comes
+-- alone and without `at` or bounds (ARGV[1..3] only): no time is read. Nil when the member is not on the board.
 -- KEYS[1] meta (hash): member -> metadata JSON
 -- ARGV[1] order (string): desc | asc
--- ARGV[2] at (ms): the time whose board to read, '' = Redis server time
--- ARGV[3] boards (count): number of candidate boards B
--- ARGV[4] member (string): the member in the middle
--- ARGV[5] radius (count): entries to include on each side
--- Reply: [start: number, count: number, rows: string[], metas: Array<string | null>] | []
--- (rows: element, score pairs as ZRANGE WITHSCORES gives them; metas: the metadata of each row's member)
+-- ARGV[2] member (string): the member in the middle
+-- ARGV[3] radius (count): entries to include on each side
+-- ARGV[4] at (ms): the time whose board to read, '' = Redis server time (absent for the all-time board)
+-- Reply: string | [start: number, rows: string[], metas: Array<string | null>] | null
+-- (start: the 0-based rank of the first row; rows: element, score pairs as ZRANGE WITHSCORES gives them, elements
+-- with their arrival prefix; a string when the leaderboard stores no metadata: start and the rows joined by "\0",
+-- unless an element holds a "\0" itself)
 --@include now-ms
-local ref = ARGV[2] ~= '' and tonumber(ARGV[2]) or now_ms()
-local zset, index
-for b = 1, tonumber(ARGV[3]) do
-  if tonumber(ARGV[4 + 2 * b]) <= ref and ref < tonumber(ARGV[5 + 2 * b]) then
-    zset, index = KEYS[2 * b], KEYS[2 * b + 1]
-    break
+--@include leaderboard-rows
+local zset, index = KEYS[2], KEYS[3]
+if #ARGV > 3 then
+  local ref = ARGV[4] ~= '' and ARGV[4] + 0 or now_ms()
+  zset = nil
+  for b = 1, (#KEYS - 1) / 2 do
+    if ARGV[3 + 2 * b] + 0 <= ref and ref < ARGV[4 + 2 * b] + 0 then
+      zset, index = KEYS[2 * b], KEYS[2 * b + 1]
+      break
+    end
   end
+  if zset == nil then return redis.error_reply('LB_CLOCK_SKEW no candidate board holds time ' .. ref) end
 end
-if zset == nil then return redis.error_reply('LB_CLOCK_SKEW no candidate board holds time ' .. ref) end
-local member, radius = ARGV[4], tonumber(ARGV[5])
+local member = ARGV[2]
 local prefix = redis.call('HGET', index, member)
-if not prefix then return {} end
+if not prefix then return false end
 local desc = ARGV[1] == 'desc'
-local rank
-if desc then
-  rank = redis.call('ZREVRANK', zset, prefix .. ':' .. member)
-else
-  rank = redis.call('ZRANK', zset, prefix .. ':' .. member)
-end
+local rank = redis.call(desc and 'ZREVRANK' or 'ZRANK', zset, prefix .. ':' .. member)
+local radius = ARGV[3] + 0
 local start = rank - radius
 if start < 0 then start = 0 end
-local rows = redis.call(desc and 'ZREVRANGE' or 'ZRANGE', zset, start, rank + radius, 'WITHSCORES')
-local members = {}
-for i = 1, #rows, 2 do members[(i + 1) / 2] = string.sub(rows[i], 18) end
--- The rows go back as Redis gave them (elements keep their arrival prefix, stripped by the client): no table copy.
-return { start, redis.call('ZCARD', zset), rows, redis.call('HMGET', KEYS[1], unpack(members)) }
+return lb_rows(redis.call(desc and 'ZREVRANGE' or 'ZRANGE', zset, start, rank + radius, 'WITHSCORES'), start)

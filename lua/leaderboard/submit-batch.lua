@@ -6,24 +6,36 @@
 -- KEYS[2] seq (integer): arrival counter of the leaderboard (numbers reserved in one INCRBY per script; gaps order nothing)
 -- ARGV[1] update (string): best | replace | increment
 -- ARGV[2] order (string): desc | asc
--- ARGV[3] periods (count): number of configured periods P
--- ARGV[4] boards (count): number of boards B passed in KEYS after the two fixed keys
--- ARGV[5] items (count): number of submissions N
--- ARGV[6] toleranceMs (ms): an explicit `at` may lie at most this far after server time
+-- ARGV[3] toleranceMs (ms): an explicit `at` may lie at most this far after server time
 -- Reply: Array<[ok: number, result: Array<string | number> | string]>
 -- (per item: {1, per period: score, rank, updated 0/1, board index} or {0, error text})
 --@include now-ms
 --@include leaderboard-submit
+-- One item on one board (a batch of one): no tables but the reply.
+local single = lb_single_at()
+if single then
+  local ok, text, rank, updated = pcall(lb_single, single)
+  if not ok then return { { 0, tostring(type(text) == 'table' and text.err or text) } } end
+  if text == nil then return { { 0, rank } } end
+  return { { 1, { text, rank, updated, 1 } } }
+end
+--@include leaderboard-submit-many
+
 local s, a = lb_state()
+
+-- One item, checked then applied: {1, its row} or {0, error text}.
+local function one(member, score, meta, at)
+  local item, err = lb_check(s, member, score, meta, at, {})
+  if item == nil then return { 0, err } end
+  local row = {}
+  lb_apply(s, item, row, 1)
+  return { 1, row }
+end
+
 local reply = {}
 for i = 1, s.N do
-  local member, score, meta, at = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]
+  local ok, res = pcall(one, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
   a = a + 4
-  local ok, res = pcall(function()
-    local item, err = lb_check(s, member, score, meta, at, {})
-    if item == nil then return { 0, err } end
-    return { 1, lb_apply(s, item) }
-  end)
   if ok then
     reply[i] = res
   else

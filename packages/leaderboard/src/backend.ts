@@ -57,57 +57,63 @@ export class LeaderboardBackend<M> {
   async submitMany(items: readonly CheckedSubmission[]): Promise<SubmitResult[]> {
     const { keys, args, list } = this.#submitCall(items);
     const reply = await this.#run(leaderboardScripts.submit, keys, args);
-    return reply.map((row) => this.#submitResult(row, list));
+    if (typeof reply === "string") {
+      // One item on one board: "<score> <rank> <updated>".
+      const [score, rank, updated] = reply.split(" ");
+      return [this.#submitResult([score ?? "", rank ?? "", updated ?? "", 1], list, 0)];
+    }
+    // Else flat: 4 values per item and configured period.
+    const width = 4 * this.settings.periods.length;
+    return items.map((_, i) => this.#submitResult(reply, list, i * width));
   }
 
   /** A member's standing on the board of `period` (at `at`), or `null` when it is not on it. */
   async standing(member: string, period: Period, at: number | undefined): Promise<Standing<M> | null> {
     const boards = this.#boards.forQuery(period, at);
-    const reply = await this.#run(
-      leaderboardScripts.rank,
-      [this.#metaKey, ...pairs(boards)],
-      [this.settings.order, queryAt(period, at), boards.length, member, ...ranges(boards)],
-    );
-    if (reply.length === 0) return null;
-    return {
-      member,
-      score: toScore(reply[0]),
-      rank: Number(reply[1]),
-      count: Number(reply[2]),
-      meta: parseMeta<M>(reply[3]),
-    };
+    const args: (string | number)[] = [this.settings.order, member];
+    if (period !== "all") args.push(at ?? "", ...ranges(boards));
+    const reply = await this.#run(leaderboardScripts.rank, [this.#metaKey, ...pairs(boards)], args);
+    if (reply === null) return null;
+    // "<score>\0<rank>\0<count>" and "\0<meta>" when there is metadata (JSON holds no raw "\0").
+    const [score, rank, count, meta] = reply.split("\0");
+    return { member, score: toScore(score), rank: Number(rank), count: Number(count), meta: parseMeta<M>(meta) };
   }
 
   /** The entries at 0-based ranks `start..stop` of the board of `period`. */
   async range(start: number, stop: number, period: Period, at: number | undefined): Promise<Entry<M>[]> {
     const boards = this.#boards.forQuery(period, at);
-    const reply = await this.#run(
-      leaderboardScripts.range,
-      [this.#metaKey, ...pairs(boards)],
-      [this.settings.order, queryAt(period, at), boards.length, start, stop, ...ranges(boards)],
-    );
-    return entries<M>(reply[1], reply[2], start);
+    const keys = [this.#metaKey, ...boards.map((b) => b.zset)];
+    const args: (string | number)[] = [this.settings.order, start, stop];
+    // The all-time board holds every time: no `at` or bounds, and the script reads no TIME.
+    if (period !== "all") args.push(at ?? "", ...ranges(boards));
+    const reply = await this.#run(leaderboardScripts.range, keys, args);
+    if (typeof reply === "string") return entries<M>(splitRows(reply), undefined, start);
+    return entries<M>(reply[0], reply[1], start);
   }
 
   /** The entries within `radius` ranks of `member` on the board of `period`; `[]` when it is not on it. */
   async around(member: string, radius: number, period: Period, at: number | undefined): Promise<Entry<M>[]> {
     const boards = this.#boards.forQuery(period, at);
-    const reply = await this.#run(
-      leaderboardScripts.around,
-      [this.#metaKey, ...pairs(boards)],
-      [this.settings.order, queryAt(period, at), boards.length, member, radius, ...ranges(boards)],
-    );
-    if (reply.length === 0) return [];
-    return entries<M>(reply[2], reply[3], Number(reply[0]));
+    const args: (string | number)[] = [this.settings.order, member, radius];
+    if (period !== "all") args.push(at ?? "", ...ranges(boards));
+    const reply = await this.#run(leaderboardScripts.around, [this.#metaKey, ...pairs(boards)], args);
+    if (reply === null) return [];
+    if (typeof reply === "string") {
+      // The first rank, then the rows: "<start>\0<element>\0<score>..."
+      const fields = splitRows(reply);
+      return entries<M>(fields, undefined, Number(fields[0]), 1);
+    }
+    return entries<M>(reply[1], reply[2], Number(reply[0]));
   }
 
   /** The number of members on the board of `period`. */
   async count(period: Period, at: number | undefined): Promise<number> {
     const boards = this.#boards.forQuery(period, at);
+    const args = period === "all" ? [] : [at ?? "", ...ranges(boards)];
     const reply = await this.#run(
       leaderboardScripts.count,
       boards.map((b) => b.zset),
-      [queryAt(period, at), boards.length, ...ranges(boards)],
+      args,
     );
     return Number(reply);
   }
@@ -133,12 +139,13 @@ export class LeaderboardBackend<M> {
       }
     }
     const keys = [this.#metaKey, this.#seqKey];
-    const args: (string | number)[] = [update, order, periods.length, boards.size, items.length, toleranceMs];
+    const args: (string | number)[] = [update, order, toleranceMs];
     const list: Board[] = [];
     for (const { board, period } of boards.values()) {
       keys.push(board.zset, board.index);
-      const expireAt = board.bucket.period === "all" ? 0 : board.bucket.endMs + graceMs;
-      args.push(period, board.bucket.startMs, board.bucket.endMs, expireAt);
+      // The all-time board holds every time and never expires: its period index alone, negated.
+      if (board.bucket.period === "all") args.push(-period);
+      else args.push(period, board.bucket.startMs, board.bucket.endMs, board.bucket.endMs + graceMs);
       list.push(board);
     }
     for (const item of items) args.push(item.member, String(item.score), item.metaJson, item.at ?? "");
@@ -150,24 +157,24 @@ export class LeaderboardBackend<M> {
     const { keys, args, list } = this.#submitCall(items);
     const reply = await runScriptDynamic(this.#redis, leaderboardScripts.submitBatch, keys, args).catch(rethrowMapped);
     return reply.map(([ok, result]): BatchOutcome<SubmitResult> => {
-      if (ok === 1 && typeof result !== "string") return { ok: true, value: this.#submitResult(result, list) };
+      if (ok === 1 && typeof result !== "string") return { ok: true, value: this.#submitResult(result, list, 0) };
       const error = mapError(new ScriptError(leaderboardScripts.submit.name, String(result)));
       return { ok: false, error: error as Error };
     });
   }
 
-  /** One item's row of a submit reply (per period: score, rank, updated, board index) as a SubmitResult. */
-  #submitResult(row: readonly Reply[], list: readonly Board[]): SubmitResult {
+  /** One item's values of a submit reply from `at` on (per period: score, rank, updated, board index). */
+  #submitResult(row: readonly Reply[], list: readonly Board[], at: number): SubmitResult {
     const configured = this.settings.periods;
     const periods: Partial<Record<Period, PeriodResult>> = {};
-    for (let p = 0; p < configured.length; p++) {
+    for (let p = 0, i = at; p < configured.length; p++, i += 4) {
       // The script reports which candidate board (1-based, in KEYS order) held the item's time.
-      const board = list[Number(row[4 * p + 3]) - 1];
+      const board = list[Number(row[i + 3]) - 1];
       periods[configured[p] as Period] = {
         bucket: board?.bucket.id ?? "?",
-        score: toScore(row[4 * p]),
-        rank: Number(row[4 * p + 1]),
-        updated: Number(row[4 * p + 2]) === 1,
+        score: toScore(row[i]),
+        rank: Number(row[i + 1]),
+        updated: Number(row[i + 2]) === 1,
       };
     }
     const first = periods[configured[0] as Period] as PeriodResult;
@@ -186,35 +193,33 @@ export class LeaderboardBackend<M> {
   }
 }
 
-/**
- * The `at` argument of a read: the caller's, else "" (the script reads Redis server time to pick the board), except on
- * the all-time board, which holds every time: any time picks it, and the script reads no TIME.
- */
-function queryAt(period: Period, at: number | undefined): number | "" {
-  if (at !== undefined) return at;
-  return period === "all" ? 0 : "";
-}
-
 /** Characters before the member in a board element: the 16-digit arrival prefix and ":". */
 const ELEMENT_PREFIX = 17;
 
+/** The fields of a read script's string reply (joined by "\0"); an empty reply has none. */
+function splitRows(reply: string): string[] {
+  return reply === "" ? [] : reply.split("\0");
+}
+
 /**
- * Entries from ZRANGE WITHSCORES rows (element, score pairs; the element carries the arrival prefix) and the
- * metadata of each row's member, ranked from `firstRank + 1`.
+ * Entries from ZRANGE WITHSCORES rows (element, score pairs; the element carries the arrival prefix) from index
+ * `from` on and the metadata of each row's member (none stored: `undefined`), ranked from `firstRank + 1`.
  */
 function entries<M>(
   rows: readonly string[] | undefined,
   metas: readonly (string | null)[] | undefined,
   firstRank: number,
+  from = 0,
 ): Entry<M>[] {
   const out: Entry<M>[] = [];
-  if (rows === undefined || metas === undefined) return out;
-  for (let i = 0; i + 1 < rows.length; i += 2) {
+  if (rows === undefined) return out;
+  for (let i = from; i + 1 < rows.length; i += 2) {
+    const n = (i - from) / 2;
     out.push({
       member: String(rows[i]).slice(ELEMENT_PREFIX),
       score: toScore(rows[i + 1]),
-      rank: firstRank + 1 + i / 2,
-      meta: parseMeta<M>(metas[i / 2]),
+      rank: firstRank + 1 + n,
+      meta: parseMeta<M>(metas?.[n]),
     });
   }
   return out;

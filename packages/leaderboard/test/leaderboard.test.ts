@@ -1,5 +1,5 @@
 import { connect, type RedisClient } from "@coordis/core";
-import { Leaderboard, type LeaderboardOptions, ScoreOverflowError } from "@coordis/leaderboard";
+import { Leaderboard, type LeaderboardOptions, type Period, ScoreOverflowError } from "@coordis/leaderboard";
 import { recordObserver, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
@@ -99,6 +99,48 @@ describe.each([
     expect((await lb.percentile("m12"))?.percentile).toBe(50);
   });
 
+  // Without stored metadata the read scripts join their rows with "\0" into one string, unless an element holds a
+  // "\0" itself; members with separators must read back exactly either way, on the all-time and a period board.
+  it.each([
+    ["all", false],
+    ["all", true],
+    ["daily", false],
+    ["daily", true],
+  ] as const)(
+    "members holding \\0, ':' or spaces read back exactly (%s board, metadata %s)",
+    async (period, withMeta) => {
+      const lb = board<number>({ periods: [period] });
+      const odd = ["nul\0inside", "\0", "a:b", "two words", "0000000000000001:x", "é\0\0ü"];
+      for (const [i, m] of odd.entries()) await lb.submit(m, i * 0.5, withMeta ? { meta: i } : undefined);
+      await lb.submit("plain", 100);
+      const want = ["plain", ...odd.slice().reverse()].map((member, i) => ({
+        member,
+        score: member === "plain" ? 100 : odd.indexOf(member) * 0.5,
+        rank: i + 1,
+        meta: withMeta && member !== "plain" ? odd.indexOf(member) : null,
+      }));
+      expect(await lb.top(10)).toEqual(want);
+      expect(await lb.page(2, 3)).toEqual(want.slice(3, 6));
+      expect(await lb.around("a:b", 1)).toEqual(want.slice(3, 6));
+      expect(await lb.around("plain", 2)).toEqual(want.slice(0, 3));
+      expect(await lb.rank("\0")).toEqual({ ...want[5], count: 7 });
+      expect(await lb.rank("nul\0inside")).toEqual({ ...want[6], count: 7 });
+      expect(await lb.rank("missing")).toBeNull();
+      expect(await lb.around("missing", 3)).toEqual([]);
+      expect(await lb.count()).toBe(7);
+      // Only plain members: the joined reply.
+      const plain = board({ periods: [period] });
+      for (let i = 0; i < 4; i++) await plain.submit(`p${i}`, i);
+      expect((await plain.top(2)).map((e) => [e.member, e.score, e.rank])).toEqual([
+        ["p3", 3, 1],
+        ["p2", 2, 2],
+      ]);
+      expect((await plain.around("p0", 1)).map((e) => e.rank)).toEqual([3, 4]);
+      expect(await plain.top(1, { period })).toHaveLength(1);
+      expect(await board({ periods: [period] }).top(5)).toEqual([]);
+    },
+  );
+
   it("remove deletes the member and its metadata from every board", async () => {
     const lb = board<string>({ periods: ["daily", "all", "weekly", "monthly"] });
     await lb.submit("a", 1, { meta: "A" });
@@ -113,29 +155,33 @@ describe.each([
     expect((await lb.rank("a"))?.meta).toBeNull();
   });
 
-  it("increment overflow past 2^53 is rejected before anything changes", async () => {
-    const lb = board({ update: "increment", periods: ["all", "daily"] });
-    await lb.submit("a", 2 ** 53 - 2);
-    const err = await lb.submit("a", 2).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ScoreOverflowError);
-    expect((err as ScoreOverflowError).code).toBe("ERR_LEADERBOARD_SCORE_OVERFLOW");
-    // In a batch, the overflow of a later item rolls back nothing because nothing was written.
-    const batch = await lb
-      .submitMany([
-        { member: "b", score: 5 },
-        { member: "a", score: 1 },
-        { member: "a", score: 1 },
-      ])
-      .catch((e: unknown) => e);
-    expect(batch).toBeInstanceOf(ScoreOverflowError);
-    expect(await lb.rank("b")).toBeNull();
-    expect((await lb.rank("a"))?.score).toBe(2 ** 53 - 2);
-    expect(await lb.submit("a", 1)).toMatchObject({ score: 2 ** 53 - 1 });
-    expect(await lb.submit("a", -(2 ** 53 - 1))).toMatchObject({ score: 0 });
-    expect(await lb.submit("a", -(2 ** 53 - 1))).toMatchObject({ score: -(2 ** 53 - 1) });
-    expect(await lb.submit("a", -1).catch((e: unknown) => e)).toBeInstanceOf(ScoreOverflowError);
-    expect((await lb.rank("a", { period: "daily" }))?.score).toBe(-(2 ** 53 - 1));
-  });
+  // Two boards take the submit script's general path; the all-time board alone its single-item path.
+  it.each([[["all", "daily"] as Period[]], [["all"] as Period[]]])(
+    "increment overflow past 2^53 is rejected before anything changes (periods %j)",
+    async (periods) => {
+      const lb = board({ update: "increment", periods });
+      await lb.submit("a", 2 ** 53 - 2);
+      const err = await lb.submit("a", 2).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ScoreOverflowError);
+      expect((err as ScoreOverflowError).code).toBe("ERR_LEADERBOARD_SCORE_OVERFLOW");
+      // In a batch, the overflow of a later item rolls back nothing because nothing was written.
+      const batch = await lb
+        .submitMany([
+          { member: "b", score: 5 },
+          { member: "a", score: 1 },
+          { member: "a", score: 1 },
+        ])
+        .catch((e: unknown) => e);
+      expect(batch).toBeInstanceOf(ScoreOverflowError);
+      expect(await lb.rank("b")).toBeNull();
+      expect((await lb.rank("a"))?.score).toBe(2 ** 53 - 2);
+      expect(await lb.submit("a", 1)).toMatchObject({ score: 2 ** 53 - 1 });
+      expect(await lb.submit("a", -(2 ** 53 - 1))).toMatchObject({ score: 0 });
+      expect(await lb.submit("a", -(2 ** 53 - 1))).toMatchObject({ score: -(2 ** 53 - 1) });
+      expect(await lb.submit("a", -1).catch((e: unknown) => e)).toBeInstanceOf(ScoreOverflowError);
+      expect((await lb.rank("a", { period: periods[periods.length - 1] }))?.score).toBe(-(2 ** 53 - 1));
+    },
+  );
 
   it("reports submits and queries to the observer", async () => {
     const observer = recordObserver();

@@ -3,6 +3,7 @@ import {
   ClockSkewError,
   Leaderboard,
   type LeaderboardOptions,
+  type Period,
   PeriodClosedError,
   periodBucket,
 } from "@coordis/leaderboard";
@@ -234,29 +235,42 @@ describe.each([
     expect(await redis.pttl(`${prefix}:lb:{${name}}:all`)).toBe(-1);
   });
 
-  it("rejects an `at` whose board has closed, or that lies in the future, writing nothing", async () => {
-    const { lb } = board({ periods: ["all", "daily"], graceMs: DAY });
-    const late = await lb.submit("a", 1, { at: now - 3 * DAY }).catch((e: unknown) => e);
-    expect(late).toBeInstanceOf(PeriodClosedError);
-    expect((late as PeriodClosedError).code).toBe("ERR_LEADERBOARD_PERIOD_CLOSED");
-    const future = await lb.submit("a", 1, { at: now + DAY }).catch((e: unknown) => e);
-    expect(future).toBeInstanceOf(PeriodClosedError);
-    expect(await lb.count({ period: "all" })).toBe(0);
-    // Within the grace a late event still counts on its (past) board.
-    expect(await lb.submit("a", 1, { at: now - DAY / 2 })).toMatchObject({ rank: 1 });
-  });
+  // Two boards take the submit script's general path; the daily board alone its single-item path.
+  it.each([[["all", "daily"] as Period[]], [["daily"] as Period[]]])(
+    "rejects an `at` whose board has closed, or that lies in the future, writing nothing (periods %j)",
+    async (periods) => {
+      const { lb, name } = board({ periods, graceMs: DAY });
+      const late = await lb.submit("a", 1, { at: now - 3 * DAY }).catch((e: unknown) => e);
+      expect(late).toBeInstanceOf(PeriodClosedError);
+      expect((late as PeriodClosedError).code).toBe("ERR_LEADERBOARD_PERIOD_CLOSED");
+      const future = await lb.submit("a", 1, { at: now + DAY }).catch((e: unknown) => e);
+      expect(future).toBeInstanceOf(PeriodClosedError);
+      expect(await lb.count({ period: periods[0] })).toBe(0);
+      // Within the grace a late event still counts on its (past) board, which expires graceMs after its end.
+      const result = await lb.submit("a", 1, { at: now - DAY / 2 });
+      expect(result).toMatchObject({ rank: 1, updated: true });
+      const bucket = periodBucket("daily", now - DAY / 2);
+      expect(result.periods.daily?.bucket).toBe(bucket.id);
+      const key = `${prefix}:lb:{${name}}:daily:${bucket.id}`;
+      expect(await admin.pexpiretime(key)).toBe(bucket.endMs + DAY);
+      expect(await admin.pexpiretime(`${key}:idx`)).toBe(bucket.endMs + DAY);
+    },
+  );
 
-  it("uses Redis server time without `at`, and fails with ClockSkewError when the local clock is far off", async () => {
-    const { lb } = board({ periods: ["daily", "all"] });
-    const before = Date.now();
-    const result = await lb.submit("a", 1);
-    const after = Date.now();
-    expect([periodBucket("daily", before).id, periodBucket("daily", after).id]).toContain(result.bucket);
-    vi.spyOn(Date, "now").mockReturnValue(after + 2 * DAY);
-    const err = await lb.submit("b", 1).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ClockSkewError);
-    expect(await lb.rank("x").catch((e: unknown) => e)).toBeInstanceOf(ClockSkewError);
-    vi.restoreAllMocks();
-    expect(await lb.count({ period: "all" })).toBe(1);
-  });
+  it.each([[["daily", "all"] as Period[]], [["daily"] as Period[]]])(
+    "uses Redis server time without `at`, and fails with ClockSkewError when the local clock is far off (periods %j)",
+    async (periods) => {
+      const { lb } = board({ periods });
+      const before = Date.now();
+      const result = await lb.submit("a", 1);
+      const after = Date.now();
+      expect([periodBucket("daily", before).id, periodBucket("daily", after).id]).toContain(result.bucket);
+      vi.spyOn(Date, "now").mockReturnValue(after + 2 * DAY);
+      const err = await lb.submit("b", 1).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ClockSkewError);
+      expect(await lb.rank("x").catch((e: unknown) => e)).toBeInstanceOf(ClockSkewError);
+      vi.restoreAllMocks();
+      expect(await lb.count({ period: periods[periods.length - 1] })).toBe(1);
+    },
+  );
 });
