@@ -147,8 +147,8 @@ local function rl_fast(key, cost, now, argv, i)
     if n < 9007199254740992 then return n end
     return { 1, 0, remaining, reset }
   end
-  -- Several rules: each rule's entry is found in v (the first at byte 1, the others after a ';') and parsed in place.
-  local len = v and #v or 0
+  -- Several rules: each rule's entry is parsed in place, in rule order.
+  local len, pos = v and #v or 0, 1
   local allowed, out, n = 1, { 1 }, 1 -- out: the full reply, with every rule's state as loaded
   local packed, k = {}, 0 -- the reply of an admitted call: each rule's remaining and resetMs packed
   local value -- the new entries, in rule order
@@ -162,27 +162,26 @@ local function rl_fast(key, cost, now, argv, i)
     elseif w < 0 then
       alg, w = 1, -w
     end
-    local f = #field
-    -- The rule's stored entry: "<field>=<e>:<a>:<b>[:<c>]" at byte p, b's digits at at2, the next byte q.
+    -- The rule's stored entry, "<field>=<e>:<a>:<b>[:<c>]", is looked for at byte pos, where the previous rule's
+    -- ended (entries are written in rule order); p: its first byte, at2: b's, q: the byte after it. An entry stored
+    -- elsewhere (the rules were reordered) is left unread here, and the span check below hands the call over.
     local p, e, a, at2, b, c, q
-    if v then
-      if string.byte(v, f + 1) == 61 and string.sub(v, 1, f) == field then -- 61: '='
-        p = 1
+    if pos <= len then
+      local name
+      if alg == 0 then
+        name, e, a, at2, b, q = string.match(v, '^([^=;]*)=(%d+):(%d+):()(%d+)()', pos)
       else
-        p = string.find(v, ';' .. field .. '=', 1, true)
-        if p then p = p + 1 end
+        name, e, a, at2, b, c, q = string.match(v, '^([^=;]*)=(%d+):(%d+):()(%d+):(%d+)()', pos)
       end
-      if p then
-        if alg == 0 then
-          e, a, at2, b, q = string.match(v, '^(%d+):(%d+):()(%d+)()', p + f + 1)
-        else
-          e, a, at2, b, c, q = string.match(v, '^(%d+):(%d+):()(%d+):(%d+)()', p + f + 1)
-        end
-        if not e or (q <= len and string.byte(v, q) ~= 59) then return nil end -- 59: ';'
+      if name == field then
+        if q <= len and string.byte(v, q) ~= 59 then return nil end -- 59: ';'
+        p, pos = pos, q + 1
         span = span + q - p + 1
         e, a, b = e + 0, a + 0, b + 0
         if c then c = c + 0 end
         if e > was then was = e end
+      else
+        e, a, b, c = nil, nil, nil, nil
       end
     end
     -- The rule's decision: ok (1 or 0), waitMs, remaining and resetMs of the state as loaded, keep (the expAtMs that

@@ -115,6 +115,17 @@ describe("consume: the single-rule fast path decides and stores exactly as the g
       [[sw, fw], 4],
       [[sw, fw, gcra], 3], // rejected by a
     ]);
+    await compare("three-reordered", [
+      [[fw, sw, gcra], 2],
+      [[gcra, fw, sw], 1], // the same rules in another order: the entries are not where the rules' order says
+      [[gcra, fw, sw], 1],
+      [[fw, sw, gcra], 1],
+    ]);
+    await compare("three-absent-first", [
+      [[gcra], 18],
+      [[tb, gcra], 1], // b has no entry yet: the entry where b's would be is c's
+      [[tb, gcra], 1],
+    ]);
   });
 
   it.each(ALGS)(
