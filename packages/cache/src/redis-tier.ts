@@ -92,7 +92,7 @@ export class RedisTier {
     this.#cluster = isCluster(redis);
     // A Cluster keeps its own offline queue with no timer (see runScript): the plain read gets a deadline there.
     this.#deadlineMs =
-      timeout !== undefined && !isCluster(redis) ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
+      timeout !== undefined && !this.#cluster ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
     this.#keys = keys;
     this.#lockTtlMs = lockTtlMs;
     this.#breaker = breaker;
@@ -102,7 +102,7 @@ export class RedisTier {
    * Reads an entry and checks its tags. `lockToken` non-empty = when the entry is unusable, take the fill lock with
    * it (one script, lua/cache/get.lua); `register` = when another caller holds the lock, register the token in the
    * entry as this caller's fill token instead. An empty `lockToken` is a plain read: HMGET of the entry's fields and
-   * TIME, pipelined (one round trip, on the entry's node), judged here on that server time.
+   * TIME in one write (one round trip, both on the entry's node), judged here on that server time.
    */
   async read(k: string, lockToken: string, tags: readonly string[], register = false): Promise<L2Read> {
     const keys = this.#keys.entry(k);
@@ -144,9 +144,9 @@ export class RedisTier {
   }
 
   /**
-   * A plain read: the entry's fields and the server's time in one pipeline (no script), answered like get.lua's
-   * reply (a miss or an entry past its stale deadline is 0). TIME follows HMGET on the same connection, so the
-   * entry is judged at most a few microseconds later than it was read: never fresher than it is.
+   * A plain read: the entry's fields and the server's time in one write (no script), answered like get.lua's reply
+   * (a miss or an entry past its stale deadline is 0). TIME follows HMGET on the same connection, so the entry is
+   * judged at most a few microseconds later than it was read: never fresher than it is.
    */
   async #plainRead(key: string): Promise<number | [string, number, number, string | null, number]> {
     const [fields, time] = await this.#command(() => {
