@@ -151,7 +151,8 @@ export function cacheScenarios(): Scenario[] {
       topology: "single",
       baseline: RAW_GET,
       reference: "cache/bentocache-l2",
-      roundTrips: 1,
+      roundTrips: 2,
+      roundTripsNote: "HMGET and TIME written together: one network round trip, two commands",
       async setup(ctx) {
         const cache = await coordisCache(ctx, 1);
         await populate(ctx.populate, (j) => cache.set(key(j, ctx.populate), VALUE));
