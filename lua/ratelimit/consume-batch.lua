@@ -17,7 +17,8 @@ local rules = rl_rules_argv(argv, n + 1)
 local reply = {}
 for i = 1, n do
   -- Each call takes the fast path of lua/_lib/ratelimit-one.lua when its key holds its rules' entries only.
-  local cost = argv[i] + 0
+  local cost = argv[i]
+  if cost == '1' then cost = 1 else cost = cost + 0 end
   local ok, res = pcall(rl_fast, keys[i], cost, now, argv, n + 1)
   if ok and not res then ok, res = pcall(rl_consume, keys[i], cost, rules, now) end
   if ok then

@@ -10,7 +10,8 @@
 --@include now-ms
 --@include ratelimit-one
 local now = now_ms()
-local cost = ARGV[1] + 0
+local cost = ARGV[1]
+if cost == '1' then cost = 1 else cost = cost + 0 end -- the usual cost, without a string conversion
 -- Fast path, a key holding this call's rules' entries only (see lua/_lib/ratelimit-one.lua); everything else, and
 -- whatever the fast path leaves to it, goes the general way.
 local reply = rl_fast(KEYS[1], cost, now, ARGV, 2)
