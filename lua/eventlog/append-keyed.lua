@@ -20,8 +20,44 @@
 -- (status 0 appended, 1 duplicate, 2 idempotency conflict, 3 stale: last/head/seq are the current state, "" = none)
 --@include now-ms
 --@include eventlog-append
-local st = el_open(KEYS[2], true)
-local res = el_add_keyed(st, KEYS[1], KEYS[3], ARGV[1], tonumber(ARGV[2]), ARGV[5], ARGV[6], ARGV[7], ARGV[8],
-  ARGV[9], ARGV[10])
-el_close(st, KEYS[1], KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
-return res
+-- Appended only when the client built the entry on the current state: prev is the recorded head (the genesis hash
+-- for the first entry), seq the next sequence number, and id comes after the last id, at most 10 s before
+-- max(server time, last id's ms) and not after it. Otherwise nothing is written and the reply carries the state to
+-- build on: { '', 3, now, last, head, seq }. Success { id, 0, now }, duplicate { first id, 1 or 2, now }.
+local stream, meta, dedupe, window, digest = KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[5]
+local prev, id = ARGV[6], ARGV[8]
+local now = now_ms()
+if window ~= '0' then
+  local first, dup = el_dedupe(dedupe, digest)
+  if first then return { first, dup, now } end
+end
+local m = redis.call('HMGET', meta, 'seq', 'last', 'head')
+local seq, last, head = m[1] and m[1] + 0 or 0, m[2], m[3]
+-- Stream ids compare as (ms, seq) numbers.
+local lastMs, lastSeq = -1, 0
+if last then
+  local dash = string.find(last, '-', 1, true)
+  lastMs, lastSeq = string.sub(last, 1, dash - 1) + 0, string.sub(last, dash + 1) + 0
+end
+local idMs, idSeq
+local dash = string.find(id, '-', 1, true)
+if dash then idMs, idSeq = tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1)) end
+local top = math.max(now, lastMs)
+if prev ~= (head or '0000000000000000000000000000000000000000000000000000000000000000') or tonumber(ARGV[7]) ~= seq + 1
+  or idMs == nil or idSeq == nil or idMs < lastMs or (idMs == lastMs and idSeq <= lastSeq)
+  or idMs > top or idMs < top - 10000 then
+  return { '', 3, now, last or '', head or '', seq }
+end
+local added = redis.pcall('XADD', stream, id, 'd', ARGV[1], 's', seq + 1, 'p', prev, 'h', ARGV[10], 'k', ARGV[9])
+if type(added) == 'table' and added.err then
+  -- An entry added by something else lies after the last append (verify() reports it): the client picks an id
+  -- after it.
+  return { '', 3, now, redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1][1], head or '', seq }
+end
+redis.call('HSET', meta, 'seq', seq + 1, 'last', id, 'head', ARGV[10])
+if window ~= '0' then
+  redis.call('SET', dedupe, digest == '' and id or id .. ' ' .. digest, 'PX', window)
+end
+local maxLen, maxAge = ARGV[3] + 0, ARGV[4] + 0
+if maxLen > 0 or maxAge > 0 then el_retain(stream, meta, maxLen, maxAge, true, now) end
+return { id, 0, now }

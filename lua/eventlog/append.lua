@@ -7,16 +7,36 @@
 -- KEYS[3] dedupe (string): the idempotency key's record holding the first append's id (unused when window is 0)
 -- ARGV[1] payload (string): the encoded event
 -- ARGV[2] windowMs (ms): how long the idempotency key is remembered; 0 = no idempotency key
--- ARGV[3] maxLen (count): approximate length cap (XTRIM MAXLEN ~); 0 = none
--- ARGV[4] maxAgeMs (ms): entries older than this (server time) are trimmed (XTRIM MINID ~); 0 = none
--- ARGV[5] chain (flag): 1 = hash-chain the entry
--- ARGV[6] digest (string): the payload's digest, stored with the idempotency key ("" = none)
+-- ARGV[3] digest (string): the payload's digest, stored with the idempotency key ("" = none)
+-- ARGV[4] mode (string): 0 | 1 (1 = hash-chain the entry); with retention "<0|1> <maxLen> <maxAgeMs>": maxLen an
+-- approximate length cap (XTRIM MAXLEN ~), maxAgeMs trims entries older than that (server time; XTRIM MINID ~), 0 = none
 -- Reply: string | [id: string, duplicate: number]
 -- (appended: the new id, a string, no table; a duplicate: the first append's id and 1, or 2 for another payload)
 --@include now-ms
 --@include eventlog-append
-local chain = ARGV[5] == '1'
-local st = el_open(KEYS[2], chain)
-local res = el_add(st, KEYS[1], KEYS[3], ARGV[1], tonumber(ARGV[2]), ARGV[6])
-el_close(st, KEYS[1], KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+local stream, meta, mode = KEYS[1], KEYS[2], ARGV[4]
+local chain, maxLen, maxAge = mode == '1', 0, 0
+if #mode > 1 then
+  chain = string.sub(mode, 1, 1) == '1'
+  maxLen, maxAge = el_retention(string.sub(mode, 3))
+end
+-- A plain append needs only the sequence number; a chained one also the last id and head.
+local seq, last, head, now
+if chain then
+  local m = redis.call('HMGET', meta, 'seq', 'last', 'head')
+  seq, last, head = m[1], m[2], m[3]
+else
+  seq = redis.call('HGET', meta, 'seq')
+end
+local res, err
+res, seq, last, head, now, err =
+  el_add(stream, KEYS[3], ARGV[1], ARGV[2], ARGV[3], chain, seq and seq + 0 or 0, last, head, nil)
+if type(res) ~= 'string' then return res end
+if chain then
+  redis.call('HSET', meta, 'seq', seq, 'last', last, 'head', head)
+else
+  redis.call('HSET', meta, 'seq', seq, 'last', last)
+end
+if maxLen > 0 or maxAge > 0 then el_retain(stream, meta, maxLen, maxAge, chain, now) end
+if err then return err end
 return res

@@ -110,7 +110,7 @@ export class Appender {
       this.#ctx.redis,
       eventlogScripts.append,
       [keys.stream, keys.meta, idem === undefined ? this.#noDedupeKey : keys.dedupe(idem)],
-      [payload, idem === undefined ? 0 : s.windowMs, s.maxLen, s.maxAgeMs, mode === undefined ? 0 : 1, digest],
+      [payload, idem === undefined ? 0 : s.windowMs, digest, this.#mode()],
       s.durability,
     );
     // Appended on the primary, not confirmed on the replicas: it may be lost in a failover. An entry cannot be
@@ -121,6 +121,16 @@ export class Appender {
     if (typeof reply === "string") return { id: reply, duplicate: false };
     const [id, duplicate] = reply;
     return this.#outcome(id, duplicate, idem);
+  }
+
+  /**
+   * The mode argument of append and append-batch: "0" or "1" (hash-chained), followed by " <maxLen> <maxAgeMs>"
+   * when retention is configured.
+   */
+  #mode(): string {
+    const { maxLen, maxAgeMs } = this.#settings;
+    const chain = this.#ctx.chainMode === undefined ? "0" : "1";
+    return maxLen === 0 && maxAgeMs === 0 ? chain : `${chain} ${maxLen} ${maxAgeMs}`;
   }
 
   /** An append's result from the script's duplicate flag (0 appended, 1 duplicate, 2 idempotency conflict). */
@@ -195,7 +205,7 @@ export class Appender {
     const s = this.#settings;
     // Only calls with an idempotency key send a dedupe key (in call order); see lua/eventlog/append-batch.lua.
     const scriptKeys: string[] = [keys.stream, keys.meta];
-    const args: (string | number)[] = [s.maxLen, s.maxAgeMs, this.#ctx.chainMode === undefined ? 0 : 1, items.length];
+    const args: (string | number)[] = [this.#mode()];
     for (const { payload, idem, digest } of items) {
       if (idem === undefined || s.windowMs === 0) {
         args.push(payload, 0, "");
