@@ -2,13 +2,13 @@
 -- (top and page). Candidate boards come as in rank.lua, but as zset keys only (KEYS[2], KEYS[3], ...); the all-time
 -- board, which holds every time, comes alone and without `at` or bounds (ARGV[1..3] only): no time is read.
 -- KEYS[1] meta (hash): member -> metadata JSON
--- ARGV[1] order (string): desc | asc
+-- ARGV[1] order (string): desc | asc, or "desc rows" | "asc rows" for the reply with tables (see leaderboard-rows)
 -- ARGV[2] start (index): first 0-based rank
 -- ARGV[3] stop (index): last 0-based rank (inclusive)
 -- ARGV[4] at (ms): the time whose board to read, '' = Redis server time (absent for the all-time board)
--- Reply: string | [rows: string[], metas: Array<string | null>]
--- (rows: element, score pairs as ZRANGE WITHSCORES gives them, elements with their arrival prefix; a string when the
--- leaderboard stores no metadata: those rows joined by "\0", unless an element holds a "\0" itself)
+-- Reply: string | [rows: string, metas: Array<string | null>] | [head: number, rows: string[], metas: Array<string | null>]
+-- (rows: element, score pairs as ZRANGE WITHSCORES gives them, elements with their arrival prefix, joined by "\0"
+-- with their count appended; metas only when the leaderboard stores metadata; see leaderboard-rows)
 --@include now-ms
 --@include leaderboard-rows
 local zset = KEYS[2]
@@ -23,5 +23,7 @@ if #ARGV > 3 then
   end
   if zset == nil then return redis.error_reply('LB_CLOCK_SKEW no candidate board holds time ' .. ref) end
 end
-local rows = redis.call(ARGV[1] == 'desc' and 'ZREVRANGE' or 'ZRANGE', zset, ARGV[2], ARGV[3], 'WITHSCORES')
-return lb_rows(rows, nil)
+local order = ARGV[1]
+local desc = order == 'desc' or order == 'desc rows'
+local rows = redis.call(desc and 'ZREVRANGE' or 'ZRANGE', zset, ARGV[2], ARGV[3], 'WITHSCORES')
+return lb_rows(rows, nil, #order > 4)

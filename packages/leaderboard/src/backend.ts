@@ -83,27 +83,32 @@ export class LeaderboardBackend<M> {
   async range(start: number, stop: number, period: Period, at: number | undefined): Promise<Entry<M>[]> {
     const boards = this.#boards.forQuery(period, at);
     const keys = [this.#metaKey, ...boards.map((b) => b.zset)];
-    const args: (string | number)[] = [this.settings.order, start, stop];
     // The all-time board holds every time: no `at` or bounds, and the script reads no TIME.
-    if (period !== "all") args.push(at ?? "", ...ranges(boards));
-    const reply = await this.#run(leaderboardScripts.range, keys, args);
-    if (typeof reply === "string") return entries<M>(splitRows(reply), undefined, start);
-    return entries<M>(reply[0], reply[1], start);
+    const rest = period === "all" ? [] : [at ?? "", ...ranges(boards)];
+    const order = this.settings.order;
+    const rows = joinedRows(await this.#run(leaderboardScripts.range, keys, [order, start, stop, ...rest]), false);
+    if (rows !== undefined) return entries<M>(rows.fields, rows.metas, start);
+    // An element holds a "\0": the rows again, as tables.
+    const again = await this.#run(leaderboardScripts.range, keys, [`${order} rows`, start, stop, ...rest]);
+    const [, fields, metas] = again as TableRows;
+    return entries<M>(fields, metas, start);
   }
 
   /** The entries within `radius` ranks of `member` on the board of `period`; `[]` when it is not on it. */
   async around(member: string, radius: number, period: Period, at: number | undefined): Promise<Entry<M>[]> {
     const boards = this.#boards.forQuery(period, at);
-    const args: (string | number)[] = [this.settings.order, member, radius];
-    if (period !== "all") args.push(at ?? "", ...ranges(boards));
-    const reply = await this.#run(leaderboardScripts.around, [this.#metaKey, ...pairs(boards)], args);
+    const keys = [this.#metaKey, ...pairs(boards)];
+    const rest = period === "all" ? [] : [at ?? "", ...ranges(boards)];
+    const order = this.settings.order;
+    const reply = await this.#run(leaderboardScripts.around, keys, [order, member, radius, ...rest]);
     if (reply === null) return [];
-    if (typeof reply === "string") {
-      // The first rank, then the rows: "<start>\0<element>\0<score>..."
-      const fields = splitRows(reply);
-      return entries<M>(fields, undefined, Number(fields[0]), 1);
-    }
-    return entries<M>(reply[1], reply[2], Number(reply[0]));
+    const rows = joinedRows(reply, true);
+    if (rows !== undefined) return entries<M>(rows.fields, rows.metas, rows.head);
+    // An element holds a "\0": the rows again, as tables.
+    const again = await this.#run(leaderboardScripts.around, keys, [`${order} rows`, member, radius, ...rest]);
+    if (again === null) return [];
+    const [head, fields, metas] = again as TableRows;
+    return entries<M>(fields, metas, Number(head));
   }
 
   /** The number of members on the board of `period`. */
@@ -196,25 +201,38 @@ export class LeaderboardBackend<M> {
 /** Characters before the member in a board element: the 16-digit arrival prefix and ":". */
 const ELEMENT_PREFIX = 17;
 
-/** The fields of a read script's string reply (joined by "\0"); an empty reply has none. */
-function splitRows(reply: string): string[] {
-  return reply === "" ? [] : reply.split("\0");
+/** A read script's rows as tables (asked for with the order "<order> rows"): first rank (around), rows, metas. */
+type TableRows = readonly [number | string, string[], (string | null)[]];
+
+/**
+ * The rows of a range or around reply: one string, the rows joined by "\0" and followed by the first rank (around,
+ * `head`) and the number of row fields; with stored metadata, that string and the metas. `undefined` when the
+ * fields before that number are not that many: an element holds a "\0" itself.
+ */
+function joinedRows(
+  reply: unknown,
+  head: boolean,
+): { fields: string[]; metas: (string | null)[] | undefined; head: number } | undefined {
+  const [joined, metas] = typeof reply === "string" ? [reply, undefined] : (reply as [string, (string | null)[]]);
+  const fields = joined.split("\0");
+  const count = Number(fields.pop());
+  const first = head ? Number(fields.pop()) : 0;
+  if (fields.length !== count) return undefined;
+  return { fields, metas, head: first };
 }
 
 /**
- * Entries from ZRANGE WITHSCORES rows (element, score pairs; the element carries the arrival prefix) from index
- * `from` on and the metadata of each row's member (none stored: `undefined`), ranked from `firstRank + 1`.
+ * Entries from ZRANGE WITHSCORES rows (element, score pairs; the element carries the arrival prefix) and the
+ * metadata of each row's member (none stored: `undefined`), ranked from `firstRank + 1`.
  */
 function entries<M>(
-  rows: readonly string[] | undefined,
+  rows: readonly string[],
   metas: readonly (string | null)[] | undefined,
   firstRank: number,
-  from = 0,
 ): Entry<M>[] {
   const out: Entry<M>[] = [];
-  if (rows === undefined) return out;
-  for (let i = from; i + 1 < rows.length; i += 2) {
-    const n = (i - from) / 2;
+  for (let i = 0; i + 1 < rows.length; i += 2) {
+    const n = i / 2;
     out.push({
       member: String(rows[i]).slice(ELEMENT_PREFIX),
       score: toScore(rows[i + 1]),
