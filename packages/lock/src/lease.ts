@@ -1,12 +1,5 @@
 import { performance } from "node:perf_hooks";
-import {
-  type CoordisObserver,
-  instrument,
-  notifyEvent,
-  type OperationSite,
-  reportOperation,
-  toCoordisError,
-} from "@coordis/core";
+import { type CoordisObserver, notifyEvent, type OperationSite, reportOperation, toCoordisError } from "@coordis/core";
 import { LeaseLostError } from "./errors.js";
 import { validateTtl } from "./options.js";
 
@@ -180,15 +173,16 @@ export class LeaseImpl implements Lease {
     this.#released = true;
     this.stopAutoExtend();
     clearTimeout(this.#timer);
+    // Reported through #report, which builds nothing without an observer (as tryAcquire in lock-base.ts).
+    const start = performance.now();
     try {
-      return await instrument(
-        this.#init.observer,
-        this.#site("release"),
-        () => this.#init.backend.release(this.token),
-        {
-          outcome: (held) => (held ? "released" : "not-held"),
-        },
-      );
+      const held = await this.#init.backend.release(this.token);
+      this.#report("release", held ? "released" : "not-held", start);
+      return held;
+    } catch (err) {
+      const error = toCoordisError(err);
+      this.#report("release", "error", start, error);
+      throw error;
     } finally {
       if (!this.#aborted) this.#abort(undefined);
     }

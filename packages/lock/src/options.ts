@@ -90,11 +90,20 @@ export function parseCommon(
  */
 export function parseLockOptions<T extends CommonLockOptions>(
   raw: unknown,
-  extraKeys: readonly string[] = [],
+  extraKeys: readonly string[] = NO_KEYS,
   argument = "options",
 ): Partial<T> {
-  return validate.options<T>(argument, raw, [...COMMON_KEYS, ...extraKeys]);
+  let allowed = allowedKeys.get(extraKeys);
+  if (allowed === undefined) {
+    allowed = [...COMMON_KEYS, ...extraKeys];
+    allowedKeys.set(extraKeys, allowed);
+  }
+  return validate.options<T>(argument, raw, allowed);
 }
+
+const NO_KEYS: readonly string[] = [];
+/** The allowed keys per list of extra keys (each primitive passes one constant list): built once, not per call. */
+const allowedKeys = new WeakMap<readonly string[], readonly string[]>();
 
 /**
  * Validates `acquire()` options (`using` false) or `using()` options (`using` true, `autoExtend` allowed), unknown
