@@ -161,8 +161,9 @@ local function rl_fast(key, cost, now, argv, i)
   end
   -- Several rules: each rule's entry is parsed in place, in rule order.
   local len, pos = v and #v or 0, 1
-  local allowed, out, n = 1, { 1 }, 1 -- out: the full reply, with every rule's state as loaded
-  local packed, k = {}, 0 -- the reply of an admitted call: each rule's remaining and resetMs packed
+  -- out: the full reply, with every rule's state as loaded (sized for 3 rules: a table that grows costs a rehash)
+  local allowed, out, n = 1, { 1, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 1
+  local packed, k = { 0, 0, 0 }, 0 -- the reply of an admitted call: each rule's remaining and resetMs packed
   local value -- the new entries, in rule order
   local span = -1 -- bytes of v the rules' entries and their separators cover
   local was, at, late = 0, 0, false
@@ -311,6 +312,7 @@ local function rl_fast(key, cost, now, argv, i)
     -- general path does (rl_keep).
     if late then return nil end
     out[1] = 0
+    out[n + 1] = nil -- a reply ends at its first nil: two rules leave 3 of the 10 slots unused
     return out
   end
   if at == was then
@@ -318,5 +320,6 @@ local function rl_fast(key, cost, now, argv, i)
   else
     redis.call('SET', key, value, 'PXAT', string.format('%d', at))
   end
+  packed[k + 1] = nil -- two rules: the reply ends after them
   return packed
 end
