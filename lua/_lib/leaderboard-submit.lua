@@ -77,7 +77,9 @@ local function lb_put(s, b, member, text, score, prefix, pre, oldText, expireAt)
     entry = prefix .. ':' .. member
     redis.call('ZADD', zset, newText, entry)
     redis.call('HSET', index, member, prefix)
-    if expireAt ~= nil and expireAt ~= 0 then
+    -- A period board's keys expire graceMs after its end. The write that put a member on the board set that
+    -- expiry; a member already on it finds it set (the same time: the board's end plus graceMs).
+    if not oldText and expireAt ~= nil and expireAt ~= 0 then
       redis.call('PEXPIREAT', zset, expireAt)
       redis.call('PEXPIREAT', index, expireAt)
     end
