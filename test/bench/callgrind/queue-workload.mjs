@@ -1,4 +1,4 @@
-// A queue workload for workload-cost.sh: node queue-workload.mjs <port> <jobs>. 50 producers add jobs one by one
+// A queue workload for `cost.sh workload`: node queue-workload.mjs <port> <jobs>. 50 producers add jobs one by one
 // while 2 workers (concurrency 50) run them, as the bench's end-to-end row does; results kept.
 const here = new URL("../../../", import.meta.url);
 const { Redis } = await import(new URL("node_modules/ioredis/built/index.js", here).href);
