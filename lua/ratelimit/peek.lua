@@ -3,7 +3,7 @@
 -- ARGV[1] cost (integer): cost of the call to evaluate
 -- ARGV[2] rules (string): "<name> <alg> <limit> <windowMs> <capacity>;..." with alg fw|sw|tb|gcra (tb/gcra: limit and windowMs divided by their gcd)
 -- Reply: number[]
--- ({allowed, then per rule: waitMs, remaining, resetMs}, as consume.lua)
+-- ({allowed, then per rule: waitMs, remaining, resetMs}: the full form of consume.lua's reply)
 --@include now-ms
 --@include ratelimit
 local now = now_ms()
