@@ -9,8 +9,8 @@
 --              one fetch script: the group is the cursor, the leases zset is the record of what runs)
 --   delayed zset: "<priority digit><id>" -> due (server ms): delays, retry backoff, rate-limited group jobs
 --   prio zset: "<id>" -> priority * 2^44 + enqueue time (server ms): jobs of priority 1-9
---   leases zset: "<id>" -> lease deadline (server ms); active hash: "<id>" -> "<fence>:<resultTtlMs>:<group>" of the
---              current delivery (lua/_lib/queue-fence.lua). Both
+--   leases zset: "<id>" -> lease deadline (server ms); active hash: "<id>" -> the current delivery's fence (and
+--              resultTtlMs, lua/_lib/queue-fence.lua). Both
 --              also hold Q_WIDE (below; lease score +inf), so neither is a listpack (see Q_WIDE)
 --   done / cancelled zsets: "<id>" -> expiry (server ms); dead zset: "<id>" -> time of death (server ms)
 --   meta hash: "f" fence counter, "paused"; groups hash: "c:<group>" running count, "r:<group>" rate-limit state

@@ -12,7 +12,7 @@
 -- KEYS[3] delayed (zset): "<priority digit><id>" -> due (server ms)
 -- KEYS[4] prio (zset): jobs of priority 1-9
 -- KEYS[5] leases (zset): running job -> lease deadline (server ms)
--- KEYS[6] active (hash): running job -> "<fence>:<resultTtlMs>:<group>" of its current delivery
+-- KEYS[6] active (hash): running job -> its current delivery: "<fence>.0<resultTtlMs>" or "<fence>" (grouped jobs)
 -- KEYS[7] done (zset): completed job -> expiry (server ms)
 -- KEYS[8] dead (zset): dead job -> time of death (server ms)
 -- KEYS[9] cancelled (zset): cancelled job -> expiry (server ms)
@@ -144,7 +144,9 @@ if n > 0 then
     -- Lua's own number formatting (%.14g) is exact below 10^14; past that, %d.
     local f = base + i
     if f >= 1e14 then f = string.format('%d', f) end
-    act[2 * i + 1], act[2 * i + 2] = id, f .. ':' .. rec[Q_TTL] .. ':' .. rec[Q_GROUP]
+    -- A job without a group carries its resultTtlMs for the finish script (lua/_lib/queue-fence.lua).
+    if rec[Q_GROUP] == '' then f = f .. '.0' .. rec[Q_TTL] end
+    act[2 * i + 1], act[2 * i + 2] = id, f
     lease[2 * i + 1], lease[2 * i + 2] = deadline, id
     local o = #out
     out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = id, base + i, rec[Q_ATTEMPTS] + 1, rec[Q_MAX], rec[Q_DATA]

@@ -9,7 +9,7 @@
 -- KEYS[3] delayed (zset): "<priority digit><id>" -> due (server ms)
 -- KEYS[4] prio (zset): jobs of priority 1-9
 -- KEYS[5] leases (zset): running job -> lease deadline (server ms)
--- KEYS[6] active (hash): running job -> "<fence>:<resultTtlMs>:<group>" of its current delivery
+-- KEYS[6] active (hash): running job -> its current delivery: "<fence>.0<resultTtlMs>" or "<fence>" (grouped jobs)
 -- KEYS[7] done (zset): completed job -> expiry (server ms)
 -- KEYS[8] dead (zset): dead job -> time of death (server ms)
 -- KEYS[9] cancelled (zset): cancelled job -> expiry (server ms)
@@ -59,10 +59,10 @@ local expiries = {}
 for j, i in ipairs(live) do
   local id, outcome = ids[i], ARGV[7 + 3 * i]
   local kind = string.sub(outcome, 1, 1)
-  -- A completion needs the job's resultTtlMs and group only, which its active value carries; a failure, and an active
-  -- value of an earlier version ("<fence>" alone), read the record.
-  local ttl, group, rec
-  if kind == 'c' then ttl, group = string.match(actives[j], '^%d+:(%d+):(.*)$') end
+  -- A completion of a job without a group needs only its resultTtlMs, which its active value carries; a failure, a
+  -- grouped job and a value written by an earlier version ("<fence>" alone) read the record.
+  local ttl, group, rec = nil, '', nil
+  if kind == 'c' then ttl = string.match(actives[j], '^%d+%.0(%d+)$') end
   if not ttl then
     local raw = redis.call('HGET', K.jobs, 'j:' .. id)
     if raw then

@@ -3,6 +3,7 @@ import { type Job, Queue, Worker } from "@coordis/queue";
 import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { queueScripts } from "../src/scripts.generated.js";
+import { previousScripts } from "./fixtures/previous-scripts.js";
 import { gate } from "./helpers.js";
 
 const prefix = testPrefix("queue");
@@ -207,10 +208,10 @@ describe("Queue on a server of its own", () => {
       await queue.close();
     }
   });
-  it("a delivery recorded by an earlier version (active value '<fence>' alone) still renews, reports progress and completes", async () => {
+  it("a grouped job's delivery is recorded as its fence alone (as the previous release wrote every delivery): it renews, reports progress, completes and frees its group slot", async () => {
     const admin = server.adminClient();
     const queue = new Queue<number, number>(redis, "upgrade", { prefix });
-    const active = `${prefix}:queue:{upgrade}:active`;
+    const key = (kind: string) => `${prefix}:queue:{upgrade}:${kind}`;
     const started = gate<Job<number>>();
     const finish = gate<void>();
     const worker = new Worker<number, number>(
@@ -227,17 +228,53 @@ describe("Queue on a server of its own", () => {
     try {
       const { id } = await queue.add(21, { group: "g1", resultTtlMs: 60_000 });
       const job = await started.promise;
-      expect(await admin.hget(active, id)).toBe(`${job.fence}:60000:g1`);
-      await admin.hset(active, id, String(job.fence));
+      expect(await admin.hget(key("active"), id)).toBe(String(job.fence));
       // A renewal (every leaseMs / 3) moves the lease on.
-      const leases = `${prefix}:queue:{upgrade}:leases`;
-      const first = Number(await admin.zscore(leases, id));
-      await waitUntil("a renewal", async () => Number(await admin.zscore(leases, id)) > first, 5_000);
+      const first = Number(await admin.zscore(key("leases"), id));
+      await waitUntil("a renewal", async () => Number(await admin.zscore(key("leases"), id)) > first, 5_000);
       expect(await queue.get(id)).toMatchObject({ state: "active", fence: job.fence, group: "g1" });
       finish.open();
       expect(await queue.result(id, { timeoutMs: 10_000 })).toBe(42);
       expect(await queue.get(id)).toMatchObject({ state: "completed", progress: 50, result: 42 });
-      expect(await admin.hget(`${prefix}:queue:{upgrade}:groups`, "c:g1")).toBeNull();
+      expect(await admin.hget(key("groups"), "c:g1")).toBeNull();
+    } finally {
+      finish.open();
+      await worker.close();
+      await queue.close();
+    }
+  });
+
+  it("rolling upgrade: the previous release's get reads a delivery of this release as running with its fence; a delivery recorded by the previous release still renews and completes", async () => {
+    const admin = server.adminClient();
+    const queue = new Queue<number, number>(redis, "mixed", { prefix });
+    const key = (kind: string) => `${prefix}:queue:{mixed}:${kind}`;
+    const started = gate<Job<number>>();
+    const finish = gate<void>();
+    const worker = new Worker<number, number>(
+      redis,
+      "mixed",
+      async (job) => {
+        started.open(job);
+        await finish.promise;
+        return job.data + 1;
+      },
+      { prefix, leaseMs: 1_000 },
+    );
+    try {
+      const { id } = await queue.add(1, { resultTtlMs: 60_000 });
+      const job = await started.promise;
+      expect(await admin.hget(key("active"), id)).toBe(`${job.fence}.060000`);
+      const keys = ["jobs", "active", "delayed", "done", "cancelled"].map(key);
+      const old = await runScript(redis, previousScripts.get, keys as never, [id]);
+      expect(old[0]).toBe("active");
+      expect(old[11]).toBe(job.fence);
+      // As the previous release's fetch records a delivery: the fence alone.
+      await admin.hset(key("active"), id, String(job.fence));
+      const first = Number(await admin.zscore(key("leases"), id));
+      await waitUntil("a renewal", async () => Number(await admin.zscore(key("leases"), id)) > first, 5_000);
+      finish.open();
+      expect(await queue.result(id, { timeoutMs: 10_000 })).toBe(2);
+      expect(await queue.get(id)).toMatchObject({ state: "completed", result: 2 });
     } finally {
       finish.open();
       await worker.close();
