@@ -73,9 +73,11 @@ local function lb_put(s, b, member, text, score, prefix, pre, oldText, expireAt)
       if desc then seq = 9007199254740992 - seq end
       prefix = string.format('%016.0f', seq)
     end
-    if oldText then redis.call('ZREM', zset, oldEntry) end
+    -- The new entry goes in before the old one leaves: a ZREM that emptied the set would delete the key, and the
+    -- ZADD would recreate it without the period board's expiry.
     entry = prefix .. ':' .. member
     redis.call('ZADD', zset, newText, entry)
+    if oldText then redis.call('ZREM', zset, oldEntry) end
     redis.call('HSET', index, member, prefix)
     -- A period board's keys expire graceMs after its end. The write that put a member on the board set that
     -- expiry; a member already on it finds it set (the same time: the board's end plus graceMs).

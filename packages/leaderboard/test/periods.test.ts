@@ -257,6 +257,45 @@ describe.each([
     },
   );
 
+  // Every path that rewrites an entry: the submit script's single-item path (the daily board alone) and general path
+  // (two boards; two items in one call), submit-batch's single-item path (a batch of one) and general path (three).
+  const routes = {
+    single: async (lb: Leaderboard) => {
+      for (const score of [10, 20, 30]) await lb.submit("alice", score, { at: now });
+    },
+    "two boards": async (lb: Leaderboard) => {
+      for (const score of [10, 20, 30]) await lb.submit("alice", score, { at: now });
+    },
+    "two items in one call": async (lb: Leaderboard) => {
+      await lb.submit("alice", 10, { at: now });
+      await lb.submitMany([20, 30].map((score) => ({ member: "alice", score, at: now })));
+    },
+    "batch of one": async (lb: Leaderboard) => {
+      for (const score of [10, 20, 30]) await lb.submit("alice", score, { at: now });
+    },
+    "batch of three": async (lb: Leaderboard) => {
+      await Promise.all([10, 20, 30].map((score) => lb.submit("alice", score, { at: now })));
+    },
+  } as const;
+  it.each(
+    (["replace", "best", "increment"] as const).flatMap((update) =>
+      (Object.keys(routes) as (keyof typeof routes)[]).map((route) => [update, route] as const),
+    ),
+  )("a sole member's updates keep its period board's expiry (%s, %s)", async (update, route) => {
+    const { lb, name } = board({
+      periods: route === "two boards" ? ["daily", "weekly"] : ["daily"],
+      update,
+      graceMs: 2 * DAY,
+      ...(route.startsWith("batch") ? { batch: true } : {}),
+    });
+    await routes[route](lb);
+    expect(await lb.rank("alice", { at: now })).toMatchObject({ rank: 1, score: update === "increment" ? 60 : 30 });
+    const bucket = periodBucket("daily", now);
+    const key = `${prefix}:lb:{${name}}:daily:${bucket.id}`;
+    expect(await admin.pexpiretime(key)).toBe(bucket.endMs + 2 * DAY);
+    expect(await admin.pexpiretime(`${key}:idx`)).toBe(bucket.endMs + 2 * DAY);
+  });
+
   it.each([[["daily", "all"] as Period[]], [["daily"] as Period[]]])(
     "uses Redis server time without `at`, and fails with ClockSkewError when the local clock is far off (periods %j)",
     async (periods) => {
