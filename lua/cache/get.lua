@@ -8,7 +8,8 @@
 -- revokes the fill tokens of the loads that started before it: their results are not written, however long the
 -- load or the network took. A miss replies one integer (no table); deadlines come back relative to server time.
 -- Server time is read only when it is needed (an entry to judge, a token to register): a miss that takes the lock
--- does without TIME. Plain reads (no lock) are not this script: the client sends HMGET and TIME (redis-tier.ts).
+-- does without TIME. Plain reads (no lock) are not this script: read.lua on a Cluster, otherwise the client sends
+-- HMGET and TIME (redis-tier.ts).
 -- KEYS[1] entry (hash): the entry
 -- KEYS[2] lock (string): the fill lock, holding the loader's token
 -- ARGV[1] token (string): lock and fill token of the caller

@@ -47,19 +47,6 @@ export function fillToken(): string {
 
 const warnedClients = new WeakSet<object>();
 
-/** HMGET of an entry's fields and TIME as one pipeline (on a Cluster: both on the entry's node). */
-async function pipelined(redis: RedisClient, key: string): Promise<[(string | null)[], string[]]> {
-  const replies = (await redis.pipeline().hmget(key, "v", "f", "s", "t").time().exec()) as
-    | [[Error | null, (string | null)[]], [Error | null, string[]]]
-    | null;
-  // A failed command fails the read (inside the breaker: an unreachable Redis counts as a failure there).
-  if (replies === null) throw new Error("empty pipeline reply");
-  const [[fieldsErr, fields], [timeErr, time]] = replies;
-  if (fieldsErr !== null) throw fieldsErr;
-  if (timeErr !== null) throw timeErr;
-  return [fields, time];
-}
-
 /** Rejects with RedisUnavailableError when `pending` has not settled within `ms` (a Cluster's offline queue). */
 function withDeadline<T>(pending: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -82,7 +69,7 @@ export class RedisTier {
   readonly #lockTtlMs: number;
   readonly #breaker: CircuitBreaker;
 
-  /** 0 = ioredis' commandTimeout times out a plain read; otherwise our own deadline in ms (as runScript's). */
+  /** 0 = ioredis' commandTimeout times out a plain read (one connection); otherwise our own deadline in ms. */
   readonly #deadlineMs: number;
   readonly #cluster: boolean;
 
@@ -90,9 +77,9 @@ export class RedisTier {
     this.#redis = redis;
     const timeout = commandTimeoutOf(redis);
     this.#cluster = isCluster(redis);
-    // A Cluster keeps its own offline queue with no timer (see runScript): the plain read gets a deadline there.
-    this.#deadlineMs =
-      timeout !== undefined && !this.#cluster ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
+    // On one connection, ioredis' commandTimeout (when set) times out the plain read's commands; without it they get
+    // runScript's fallback deadline. On a Cluster the plain read is a script: runScript gives it its deadline.
+    this.#deadlineMs = timeout !== undefined ? 0 : FALLBACK_DEADLINE_MS + DEADLINE_MARGIN_MS;
     this.#keys = keys;
     this.#lockTtlMs = lockTtlMs;
     this.#breaker = breaker;
@@ -101,8 +88,8 @@ export class RedisTier {
   /**
    * Reads an entry and checks its tags. `lockToken` non-empty = when the entry is unusable, take the fill lock with
    * it (one script, lua/cache/get.lua); `register` = when another caller holds the lock, register the token in the
-   * entry as this caller's fill token instead. An empty `lockToken` is a plain read: HMGET of the entry's fields and
-   * TIME in one write (one round trip, both on the entry's node), judged here on that server time.
+   * entry as this caller's fill token instead. An empty `lockToken` is a plain read: on a Cluster one script
+   * (lua/cache/read.lua), otherwise HMGET of the entry's fields and TIME in one write, judged here on that server time.
    */
   async read(k: string, lockToken: string, tags: readonly string[], register = false): Promise<L2Read> {
     const keys = this.#keys.entry(k);
@@ -144,22 +131,24 @@ export class RedisTier {
   }
 
   /**
-   * A plain read: the entry's fields and the server's time in one write (no script), answered like get.lua's reply
-   * (a miss or an entry past its stale deadline is 0). TIME follows HMGET on the same connection, so the entry is
-   * judged at most a few microseconds later than it was read: never fresher than it is.
+   * A plain read, answered like get.lua's reply (a miss or an entry past its stale deadline is 0). On a Cluster: one
+   * script of one key (lua/cache/read.lua), which the client redirects on MOVED/ASK while a slot is migrated or after
+   * it moved (a pipeline holding TIME is not redirected) and which runs on the entry's master. On one connection
+   * (standalone, Sentinel): HMGET and TIME, written in order in one write (no script); TIME follows HMGET on the same
+   * connection, so the entry is judged at most a few microseconds later than it was read: never fresher than it is.
    */
   async #plainRead(key: string): Promise<number | [string, number, number, string | null, number]> {
+    if (this.#cluster) return this.#script(cacheScripts.read, [key], []);
     const [fields, time] = await this.#command(() => {
       const redis = this.#redis;
       // Corked like a script call (one count per command): the tick's commands leave in one write.
       corkUntilTickEnd(redis);
       corkUntilTickEnd(redis);
-      // One connection (standalone, Sentinel): two plain commands, written in order in one write (cheaper for the
-      // client than a pipeline object). A Cluster would send TIME to any node: there a pipeline keeps it on the
-      // entry's node.
-      const pending = this.#cluster
-        ? pipelined(redis, key)
-        : Promise.all([redis.hmget(key, "v", "f", "s", "t"), redis.time() as Promise<unknown> as Promise<string[]>]);
+      // Two plain commands (cheaper for the client than a pipeline object).
+      const pending = Promise.all([
+        redis.hmget(key, "v", "f", "s", "t"),
+        redis.time() as Promise<unknown> as Promise<string[]>,
+      ]);
       return this.#deadlineMs === 0 ? pending : withDeadline(pending, this.#deadlineMs);
     });
     const [data, f, s, t] = fields;
