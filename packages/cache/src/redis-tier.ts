@@ -1,19 +1,16 @@
 import {
   type CoordisObserver,
-  commandTimeoutOf,
   corkUntilTickEnd,
-  DEADLINE_MARGIN_MS,
-  FALLBACK_DEADLINE_MS,
   isCluster,
   notifyEvent,
   type RedisClient,
-  RedisUnavailableError,
   randomToken,
   runScript,
   type ScriptArgs,
   type ScriptDef,
   type ScriptKeys,
   toCoordisError,
+  withCommandDeadline,
 } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import type { CircuitBreaker } from "./circuit-breaker.js";
@@ -47,18 +44,6 @@ export function fillToken(): string {
 
 const warnedClients = new WeakSet<object>();
 
-/** Rejects with RedisUnavailableError when `pending` has not settled within `ms` (a Cluster's offline queue). */
-function withDeadline<T>(pending: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new RedisUnavailableError(`Redis did not answer a cache read within ${ms} ms (Coordis deadline).`)),
-      ms,
-    );
-  });
-  return Promise.race([pending, expired]).finally(() => clearTimeout(timer));
-}
-
 /**
  * The Redis tier of one namespace: entries, their fill locks and tag versions, every call through the circuit
  * breaker. One script per state change (see lua/cache/).
@@ -68,18 +53,12 @@ export class RedisTier {
   readonly #keys: CacheKeys;
   readonly #lockTtlMs: number;
   readonly #breaker: CircuitBreaker;
-
-  /** 0 = ioredis' commandTimeout times out a plain read (one connection); otherwise our own deadline in ms. */
-  readonly #deadlineMs: number;
+  /** A Cluster client: a plain read is a script there (see #plainRead). */
   readonly #cluster: boolean;
 
   constructor(redis: RedisClient, keys: CacheKeys, lockTtlMs: number, breaker: CircuitBreaker) {
     this.#redis = redis;
-    const timeout = commandTimeoutOf(redis);
     this.#cluster = isCluster(redis);
-    // On one connection, ioredis' commandTimeout (when set) times out the plain read's commands; without it they get
-    // runScript's fallback deadline. On a Cluster the plain read is a script: runScript gives it its deadline.
-    this.#deadlineMs = timeout !== undefined ? 0 : FALLBACK_DEADLINE_MS + DEADLINE_MARGIN_MS;
     this.#keys = keys;
     this.#lockTtlMs = lockTtlMs;
     this.#breaker = breaker;
@@ -149,7 +128,8 @@ export class RedisTier {
         redis.hmget(key, "v", "f", "s", "t"),
         redis.time() as Promise<unknown> as Promise<string[]>,
       ]);
-      return this.#deadlineMs === 0 ? pending : withDeadline(pending, this.#deadlineMs);
+      // The deadline a script call gets on this client (none where ioredis' commandTimeout covers the commands).
+      return withCommandDeadline(redis, pending, "a cache read (HMGET + TIME)");
     });
     const [data, f, s, t] = fields;
     if (data === null || data === undefined) return 0;

@@ -94,6 +94,7 @@ export {
   type ScriptArgs,
   type ScriptDef,
   type ScriptKeys,
+  withCommandDeadline,
 } from "./scripts.js";
 export { parseInfo, parseVersion, type ServerInfo, serverAtLeast, serverInfo } from "./server-info.js";
 export { MAX_TOKEN_BYTES, randomToken } from "./token.js";

@@ -138,14 +138,24 @@ async function evalWithFallback(
   }
 }
 
-/** Rejects with RedisUnavailableError when `pending` has not settled within `deadlineMs`. */
-function withDeadline(pending: Promise<unknown>, deadlineMs: number, scriptName: string): Promise<unknown> {
+/**
+ * Gives plain commands sent on `redis` (`pending`, described by `what` in the error) the deadline script calls get on
+ * that client: none where ioredis' `commandTimeout` covers them, otherwise the client's timeout (or
+ * {@link FALLBACK_DEADLINE_MS}) plus {@link DEADLINE_MARGIN_MS}; past it the promise rejects with RedisUnavailableError.
+ */
+export function withCommandDeadline<T>(redis: RedisClient, pending: Promise<T>, what: string): Promise<T> {
+  const deadlineMs = clientState(redis).deadlineMs;
+  return deadlineMs === 0 ? pending : (withDeadline(pending, deadlineMs, what) as Promise<T>);
+}
+
+/** Rejects with RedisUnavailableError when `pending` (`what`: what was sent) has not settled within `deadlineMs`. */
+function withDeadline(pending: Promise<unknown>, deadlineMs: number, what: string): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(
       () =>
         reject(
           new RedisUnavailableError(
-            `Redis did not answer script "${scriptName}" within ${deadlineMs} ms (Coordis deadline); ` +
+            `Redis did not answer ${what} within ${deadlineMs} ms (Coordis deadline); ` +
               "it may still run. Check that the server or cluster is reachable.",
           ),
         ),
@@ -226,7 +236,7 @@ function run(
     for (let i = 0; i < nk; i++) argv[i] = keys[i] as string;
     for (let i = 0; i < args.length; i++) argv[nk + i] = args[i] as string | number | Buffer;
     const pending = evalWithFallback(redis, script, state, numKeys, argv);
-    return client.deadlineMs === 0 ? pending : withDeadline(pending, client.deadlineMs, script.name);
+    return client.deadlineMs === 0 ? pending : withDeadline(pending, client.deadlineMs, `script "${script.name}"`);
   } catch (err) {
     return Promise.reject(toCoordisError(err, script.name));
   }

@@ -71,7 +71,7 @@ export class LeaderboardBackend<M> {
   async standing(member: string, period: Period, at: number | undefined): Promise<Standing<M> | null> {
     const boards = this.#boards.forQuery(period, at);
     const args: (string | number)[] = [this.settings.order, member];
-    if (period !== "all") args.push(at ?? "", ...ranges(boards));
+    args.push(...boardTime(period, at, boards));
     const reply = await this.#run(leaderboardScripts.rank, [this.#metaKey, ...pairs(boards)], args);
     if (reply === null) return null;
     // "<score>\0<rank>\0<count>" and "\0<meta>" when there is metadata (JSON holds no raw "\0").
@@ -83,8 +83,7 @@ export class LeaderboardBackend<M> {
   async range(start: number, stop: number, period: Period, at: number | undefined): Promise<Entry<M>[]> {
     const boards = this.#boards.forQuery(period, at);
     const keys = [this.#metaKey, ...boards.map((b) => b.zset)];
-    // The all-time board holds every time: no `at` or bounds, and the script reads no TIME.
-    const rest = period === "all" ? [] : [at ?? "", ...ranges(boards)];
+    const rest = boardTime(period, at, boards);
     const order = this.settings.order;
     const rows = joinedRows(await this.#run(leaderboardScripts.range, keys, [order, start, stop, ...rest]), false);
     if (rows !== undefined) return entries<M>(rows.fields, rows.metas, start);
@@ -98,7 +97,7 @@ export class LeaderboardBackend<M> {
   async around(member: string, radius: number, period: Period, at: number | undefined): Promise<Entry<M>[]> {
     const boards = this.#boards.forQuery(period, at);
     const keys = [this.#metaKey, ...pairs(boards)];
-    const rest = period === "all" ? [] : [at ?? "", ...ranges(boards)];
+    const rest = boardTime(period, at, boards);
     const order = this.settings.order;
     const reply = await this.#run(leaderboardScripts.around, keys, [order, member, radius, ...rest]);
     if (reply === null) return [];
@@ -114,7 +113,7 @@ export class LeaderboardBackend<M> {
   /** The number of members on the board of `period`. */
   async count(period: Period, at: number | undefined): Promise<number> {
     const boards = this.#boards.forQuery(period, at);
-    const args = period === "all" ? [] : [at ?? "", ...ranges(boards)];
+    const args = boardTime(period, at, boards);
     const reply = await this.#run(
       leaderboardScripts.count,
       boards.map((b) => b.zset),
@@ -196,6 +195,14 @@ export class LeaderboardBackend<M> {
     this.#batcher?.flush();
     return runScriptDynamic(this.#redis, script, keys, args).catch(rethrowMapped);
   }
+}
+
+/**
+ * The arguments of a read that pick its board by time: `at` ("" = Redis server time) and the candidate boards'
+ * [startMs, endMs) ranges; none for the all-time board, which holds every time (the script then reads no TIME).
+ */
+function boardTime(period: Period, at: number | undefined, boards: readonly Board[]): (number | "")[] {
+  return period === "all" ? [] : [at ?? "", ...ranges(boards)];
 }
 
 /** Characters before the member in a board element: the 16-digit arrival prefix and ":". */
