@@ -106,14 +106,48 @@ export class RateLimiter {
    * @throws InvalidArgumentError for a bad key or cost (nothing sent); RedisUnavailableError when Redis is down and
    *   the policy is `"throw"`; ScriptError when Redis rejected the script
    */
-  async consume(key: string, cost = 1): Promise<Decision> {
-    const stateKey = this.#key(key);
-    this.#checkCost(cost, "cost");
+  consume(key: string, cost = 1): Promise<Decision> {
+    let stateKey: string;
+    try {
+      stateKey = this.#key(key);
+      this.#checkCost(cost, "cost");
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const started = performance.now();
     const denyCache = this.#denyCache;
-    const cached = denyCache?.lookup(key, cost);
+    if (denyCache !== undefined) return this.#consumeDenyCached(denyCache, key, started, stateKey, cost);
+    // The common path, written without async functions: one promise per call besides the script's.
+    if (this.#policy !== "throw" && started < this.#downUntil) {
+      return Promise.resolve(this.#report("consume", key, started, this.#local("consume", key, cost)));
+    }
+    const batcher = this.#batcher;
+    const sent =
+      batcher === undefined
+        ? runScriptDynamic<[string], string[], number | number[]>(
+            this.#redis,
+            ratelimitScripts.consume,
+            [stateKey],
+            [cost, ...this.#ruleArgs],
+          )
+        : batcher.add(isCluster(this.#redis) ? slotOf(stateKey) : 0, { stateKey, cost });
+    return sent.then(
+      (reply) => this.#decided("consume", key, started, reply),
+      (err: unknown) => this.#failed("consume", key, started, cost, err),
+    );
+  }
+
+  /** {@link RateLimiter.consume} with a deny cache: a key it holds as rejected is answered without Redis. */
+  async #consumeDenyCached(
+    denyCache: DenyCache,
+    key: string,
+    started: number,
+    stateKey: string,
+    cost: number,
+  ): Promise<Decision> {
+    const cached = denyCache.lookup(key, cost);
     if (cached !== undefined) return this.#report("consume", key, started, cached);
-    const issued = denyCache === undefined ? 0 : denyCache.stamp();
+    const issued = denyCache.stamp();
     const batcher = this.#batcher;
     const decision =
       batcher === undefined
@@ -121,7 +155,7 @@ export class RateLimiter {
         : await this.#run("consume", key, started, stateKey, cost, () =>
             batcher.add(isCluster(this.#redis) ? slotOf(stateKey) : 0, { stateKey, cost }),
           );
-    if (!decision.allowed) denyCache?.remember(key, cost, decision, issued);
+    if (!decision.allowed) denyCache.remember(key, cost, decision, issued);
     return decision;
   }
 
@@ -202,15 +236,25 @@ export class RateLimiter {
           ? runScriptDynamic(this.#redis, ratelimitScripts.consume, [stateKey], [cost, ...this.#ruleArgs])
           : runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]));
     } catch (err) {
-      if (!(err instanceof RedisUnavailableError) || this.#policy === "throw") {
-        reportOperation(this.#observer, { primitive: "ratelimit", op, name: key }, started, "error", err);
-        throw err;
-      }
-      this.#downUntil = performance.now() + this.#redisRetryMs;
-      return this.#report(op, key, started, this.#local(op, key, cost), err);
+      return this.#failed(op, key, started, cost, err);
     }
+    return this.#decided(op, key, started, reply);
+  }
+
+  /** The decision of a script reply. */
+  #decided(op: Exclude<Op, "reset">, key: string, started: number, reply: number | readonly number[]): Decision {
     this.#downUntil = 0;
     return this.#report(op, key, started, decisionFromReply(reply, this.rules));
+  }
+
+  /** A failed script call: the failure policy's decision while Redis is unavailable, else the error (thrown). */
+  #failed(op: Exclude<Op, "reset">, key: string, started: number, cost: number, err: unknown): Decision {
+    if (!(err instanceof RedisUnavailableError) || this.#policy === "throw") {
+      reportOperation(this.#observer, { primitive: "ratelimit", op, name: key }, started, "error", err);
+      throw err;
+    }
+    this.#downUntil = performance.now() + this.#redisRetryMs;
+    return this.#report(op, key, started, this.#local(op, key, cost), err);
   }
 
   /** Sends one batch of consumes (one hash slot) as one consume-batch script call. */
