@@ -119,7 +119,11 @@ export class RateLimiter {
     if (denyCache !== undefined) return this.#consumeDenyCached(denyCache, key, started, stateKey, cost);
     // The common path, written without async functions: one promise per call besides the script's.
     if (this.#policy !== "throw" && started < this.#downUntil) {
-      return Promise.resolve(this.#report("consume", key, started, this.#local("consume", key, cost)));
+      try {
+        return Promise.resolve(this.#report("consume", key, started, this.#local("consume", key, cost)));
+      } catch (err) {
+        return Promise.reject(err); // as an async function would: a promise, never a throw
+      }
     }
     const batcher = this.#batcher;
     const sent =
