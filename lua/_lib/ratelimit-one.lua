@@ -13,12 +13,16 @@
 -- Rules come as rl_rules_argv reads them (lua/_lib/ratelimit.lua): "<name>|<alg>", limit, windowMs per rule, a
 -- sliding window with -windowMs, token bucket and GCRA with -limit (ticks per ms), windowMs (ticks per unit) and a
 -- fourth argument, the capacity.
--- Reply: an admitted call with every rule's reply fitting packs each rule's remaining and resetMs into one integer,
--- resetMs * (capacity + 1) + remaining (below 2^53): one rule replies that integer, several a table of them (one per
--- rule; the client tells it from the full reply by its length). A fixed-window rejection of one rule replies
--- -1 - (resetMs * (limit + 1) + remaining) (its wait is its resetMs). Every other reply is rl_consume's,
--- {allowed, per rule: waitMs, remaining, resetMs}.
-local function rl_fast(key, cost, now, argv, i)
+-- Reply: one rule admitted packs its remaining and resetMs into one integer, resetMs * (capacity + 1) + remaining
+-- (below 2^53, else the full reply); a fixed-window rejection of one rule replies -1 - (resetMs * (limit + 1) +
+-- remaining) (its wait is its resetMs). Several rules admitted reply one string, "<s>:<us>;<value>": TIME's two
+-- fields (now is s * 1000 + us // 1000) and the value written, from which the client reads each rule's remaining
+-- and resetMs after the take exactly as computed here (fixed window: limit - count, expAtMs - now; sliding window:
+-- floor(limit - (prev * (w - (now - start)) / w + curr) + 1e-9) at least 0, expAtMs - now; token bucket and GCRA:
+-- floor(level / ticks per unit), expAtMs - now); a string costs less than a table of integers and needs no number
+-- formatted besides the entries'. Every other reply is rl_consume's, {allowed, per rule: waitMs, remaining,
+-- resetMs}. time: the TIME reply now was computed from.
+local function rl_fast(key, cost, now, argv, i, time)
   local field, limit, w = argv[i], argv[i + 1] + 0, argv[i + 2] + 0
   local v = redis.call('GET', key)
   local head, f, e, a, b, c
@@ -159,167 +163,173 @@ local function rl_fast(key, cost, now, argv, i)
     if n < 9007199254740992 then return n end
     return { 1, 0, remaining, reset }
   end
-  -- Several rules: each rule's entry is parsed in place, in rule order.
-  local len, pos = v and #v or 0, 1
-  -- out: the full reply, with every rule's state as loaded (sized for 3 rules: a table that grows costs a rehash)
-  local allowed, out, n = 1, { 1, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 1
-  local packed, k = { 0, 0, 0 }, 0 -- the reply of an admitted call: each rule's remaining and resetMs packed
-  local value -- the new entries, in rule order
-  local span = -1 -- bytes of v the rules' entries and their separators cover
-  local was, at, late = 0, 0, false
-  while field do
-    local alg, cap, nexti = 0, limit, i + 3 -- alg 0: fixed window, 1: sliding window, 2: token bucket / GCRA
-    if limit < 0 then
-      alg, limit, nexti = 2, -limit, i + 4
-      cap = argv[i + 3] + 0
-    elseif w < 0 then
-      alg, w = 1, -w
-    end
-    -- The rule's stored entry, "<field>=<e>:<a>:<b>[:<c>]", is looked for at byte pos, where the previous rule's
-    -- ended (entries are written in rule order); p: its first byte, at2: b's, q: the byte after it. An entry stored
-    -- elsewhere (the rules were reordered) is left unread here, and the span check below hands the call over.
-    local p, e, a, at2, b, c, q
-    if pos <= len then
-      local name
-      if alg == 0 then
-        name, e, a, at2, b, q = string.match(v, '^([^=;]*)=(%d+):(%d+):()(%d+)()', pos)
-      else
-        name, e, a, at2, b, c, q = string.match(v, '^([^=;]*)=(%d+):(%d+):()(%d+):(%d+)()', pos)
+  -- Several rules: each rule's entry is parsed in place, in rule order. The rules are gone through once; a rejected
+  -- call goes through them again from the first, now keeping every rule's state as loaded for the full reply.
+  local len = v and #v or 0
+  local match, format = string.match, string.format -- looked up once
+  local i0, field0, limit0, w0 = i, field, limit, w
+  local out -- the full reply of a rejected call: {0, per rule: waitMs, remaining, resetMs}
+  local value, pos, span, was, at, late, n, atpos
+  while true do
+    value = nil -- the new entries, in rule order
+    pos, span = 1, -1 -- span: bytes of v the rules' entries and their separators cover
+    was, at, late, n = 0, 0, false, 1
+    while field do
+      local alg, cap, nexti = 0, limit, i + 3 -- alg 0: fixed window, 1: sliding window, 2: token bucket / GCRA
+      if limit < 0 then
+        alg, limit, nexti = 2, -limit, i + 4
+        cap = argv[i + 3] + 0
+      elseif w < 0 then
+        alg, w = 1, -w
       end
-      if name == field then
-        if q <= len and string.byte(v, q) ~= 59 then return nil end -- 59: ';'
-        p, pos = pos, q + 1
-        span = span + q - p + 1
-        e, a, b = e + 0, a + 0, b + 0
-        if c then c = c + 0 end
-        if e > was then was = e end
-      else
-        e, a, b, c = nil, nil, nil, nil
-      end
-    end
-    -- The rule's decision: ok (1 or 0), waitMs, remaining and resetMs of the state as loaded, keep (the expAtMs that
-    -- state needs, 0: none; what a rejected call may move the stored entry's expiry to) and, when the rule admits,
-    -- remaining2 and reset2 after the take and its new entry with its expAtMs exp (as rl_entry writes it).
-    local ok, wait, remaining, reset, keep, remaining2, reset2, entry, exp
-    if alg == 0 then
-      local start, count = now, 0
-      if e and now < a + w then
-        start, count = a, b
-        if count > limit then count = limit end
-      end
-      exp = start + w
-      remaining, reset, keep = limit, 0, 0 -- an empty window keeps no entry
-      if count > 0 then remaining, reset, keep = limit - count, exp - now, exp end
-      if count + cost > limit then
-        ok, wait = 0, exp - now
-      else
-        count = count + cost
-        ok, wait, remaining2, reset2 = 1, 0, limit - count, exp - now
-        if exp == e and start == a then
-          entry = string.format('%s%d', string.sub(v, p, at2 - 1), count) -- the same window: only the count changes
+      -- The rule's stored entry, "<field>=<e>:<a>:<b>[:<c>]", is looked for at byte pos, where the previous rule's
+      -- ended (entries are written in rule order); head: its text up to b (reused as text when only b changes), ct:
+      -- c's text, p: its first byte, q: the byte after it, r: the byte after its separator. An entry stored elsewhere
+      -- (the rules were reordered) is left unread here, and the span check below hands the call over.
+      local p, head, e, a, b, c, ct, q
+      if pos <= len then
+        local name, r
+        if alg == 0 then
+          head, name, e, a, b, q, r = match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+)();?()', pos)
+        elseif alg == 1 then
+          head, name, e, a, b, ct, q, r = match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+):(%d+)();?()', pos)
+          c = ct
         else
-          entry = string.format('%s=%d:%d:%d', field, exp, start, count)
+          name, e, a, b, c, q, r = match(v, '^([^=;]*)=(%d+):(%d+):(%d+):(%d+)();?()', pos)
+        end
+        if name == field then
+          if r == q and q <= len then return nil end -- followed by something else than ';'
+          p, pos = pos, r
+          span = span + q - p + 1
+          e, a, b = e + 0, a + 0, b + 0
+          if c then
+            if alg == 2 and c == argv[i + 2] then c = w else c = c + 0 end -- a bucket's ticks per unit: as sent
+          end
+          if e > was then was = e end
+        else
+          e, a, b, c = nil, nil, nil, nil
         end
       end
-    elseif alg == 1 then
-      local cs = now - now % w
-      local curr, prev = 0, 0
-      if e then
-        if a == cs then
-          curr, prev = b, c
-        elseif a == cs - w then
-          prev = b
+      -- The rule's decision: ok (1 or 0), waitMs, remaining and resetMs of the state as loaded, keep (the expAtMs
+      -- that state needs, 0: none; what a rejected call may move the stored entry's expiry to) and, when the rule
+      -- admits, its new entry, pre .. nums .. post (as rl_entry writes it), and its expAtMs exp.
+      local ok, wait, remaining, reset, keep, pre, nums, post, exp
+      if alg == 0 then
+        local start, count = now, 0
+        if e and now < a + w then
+          start, count = a, b
+          if count > limit then count = limit end
         end
-        if curr > limit then curr = limit end
-        if prev > limit then prev = limit end
-      end
-      local weighted = prev * (w - (now - cs)) / w
-      if weighted > limit - curr - cost + 1e-9 then return nil end
-      keep = 0
-      if curr > 0 then keep = cs + 2 * w elseif prev > 0 then keep = cs + w end
-      local x = limit - (weighted + curr) + 1e-9
-      remaining, reset = x - x % 1, keep > 0 and keep - now or 0
-      if remaining < 0 then remaining = 0 end
-      curr = curr + cost
-      exp = cs + 2 * w
-      x = limit - (weighted + curr) + 1e-9
-      ok, wait, remaining2, reset2 = 1, 0, x - x % 1, exp - now
-      if remaining2 < 0 then remaining2 = 0 end
-      if exp == e and a == cs and prev == c then
-        entry = string.format('%s%d:%d', string.sub(v, p, at2 - 1), curr, prev) -- the same windows: one count changes
+        exp = start + w
+        remaining, reset, keep = limit, 0, 0 -- an empty window keeps no entry
+        if count > 0 then remaining, reset, keep = limit - count, exp - now, exp end
+        if count + cost > limit then
+          ok, wait = 0, exp - now
+        else
+          ok, wait, post = 1, 0, ''
+          count = count + cost
+          if exp == e and start == a then
+            pre, nums = head, format('%d', count) -- the same window: only the count changes
+          else
+            pre, nums = field, format('=%d:%d:%d', exp, start, count)
+          end
+        end
+      elseif alg == 1 then
+        local cs = now - now % w
+        local curr, prev = 0, 0
+        if e then
+          if a == cs then
+            curr, prev = b, c
+          elseif a == cs - w then
+            prev = b
+          end
+          if curr > limit then curr = limit end
+          if prev > limit then prev = limit end
+        end
+        local weighted = prev * (w - (now - cs)) / w
+        if weighted > limit - curr - cost + 1e-9 then return nil end
+        keep = 0
+        if curr > 0 then keep = cs + 2 * w elseif prev > 0 then keep = cs + w end
+        local x = limit - (weighted + curr) + 1e-9
+        remaining, reset = x - x % 1, keep > 0 and keep - now or 0
+        if remaining < 0 then remaining = 0 end
+        ok, wait = 1, 0
+        curr = curr + cost
+        exp = cs + 2 * w
+        if exp == e and a == cs and prev == c then
+          pre, nums, post = head, format('%d:', curr), ct -- the same windows: one count changes
+        else
+          pre, nums, post = field, format('=%d:%d:%d:%d', exp, cs, curr, prev), ''
+        end
       else
-        entry = string.format('%s=%d:%d:%d:%d', field, exp, cs, curr, prev)
-      end
-    else
-      local capt = cap * w
-      local level = capt
-      if c and c > 0 then
-        level = b
-        if c ~= w then level = math.floor(b / c * w) end -- stored in another rule's ticks (its rate changed)
-        local gain = (now - a) * limit
-        if gain > 0 then
-          if gain >= capt - level then level = capt else level = level + gain end
+        local capt = cap * w
+        local level = capt
+        if c and c > 0 then
+          level = b
+          if c ~= w then level = math.floor(b / c * w) end -- stored in another rule's ticks (its rate changed)
+          local gain = (now - a) * limit
+          if gain > 0 then
+            if gain >= capt - level then level = capt else level = level + gain end
+          end
+          if level > capt then level = capt end
         end
-        if level > capt then level = capt end
+        remaining, reset, keep = cap, 0, 0
+        if level < capt then
+          local short = capt - level
+          local x = short / limit
+          reset = x - x % 1
+          if reset * limit < short then reset = reset + 1 end
+          x = level / w
+          remaining, keep = x - x % 1, now + reset
+        end
+        local need = cost * w - level
+        if need > 0 then
+          local x = need / limit
+          wait = x - x % 1
+          if wait * limit < need then wait = wait + 1 end
+          ok = 0
+        else
+          level = level - cost * w
+          local short = capt - level
+          local x = short / limit
+          local reset2 = x - x % 1
+          if reset2 * limit < short then reset2 = reset2 + 1 end
+          exp = now + reset2
+          ok, wait = 1, 0
+          pre, nums, post = field, format('=%d:%d:%d:', exp, now, level), argv[i + 2]
+        end
       end
-      remaining, reset, keep = cap, 0, 0
-      if level < capt then
-        local short = capt - level
-        local x = short / limit
-        reset = x - x % 1
-        if reset * limit < short then reset = reset + 1 end
-        x = level / w
-        remaining, keep = x - x % 1, now + reset
-      end
-      local need = cost * w - level
-      if need > 0 then
-        local x = need / limit
-        wait = x - x % 1
-        if wait * limit < need then wait = wait + 1 end
-        ok = 0
+      if e and keep > e then late = true end
+      if out then
+        out[n + 1], out[n + 2], out[n + 3] = wait, remaining, reset
+        n = n + 3
+      elseif ok == 0 then
+        break -- rejected: the rules are gone through again, for the full reply
       else
-        level = level - cost * w
-        local short = capt - level
-        local x = short / limit
-        reset2 = x - x % 1
-        if reset2 * limit < short then reset2 = reset2 + 1 end
-        exp = now + reset2
-        x = level / w
-        ok, wait, remaining2 = 1, 0, x - x % 1
-        entry = string.format('%s=%d:%d:%d:%s', field, exp, now, level, argv[i + 2])
+        if exp > at then at, atpos = exp, value and #value + #field + 3 or #field + 2 end
+        if value then value = value .. ';' .. pre .. nums .. post else value = pre .. nums .. post end
       end
+      i = nexti
+      field = argv[i]
+      if field then limit, w = argv[i + 1] + 0, argv[i + 2] + 0 end
     end
-    if e and keep > e then late = true end
-    out[n + 1], out[n + 2], out[n + 3] = wait, remaining, reset
-    n = n + 3
-    if ok == 0 then
-      allowed = 0
-    elseif allowed == 1 then
-      value = value and value .. ';' .. entry or entry
-      if exp > at then at = exp end
-      k = k + 1
-      local x = reset2 * (cap + 1) + remaining2
-      if x >= 9007199254740992 then return nil end -- does not fit: the general path's full reply
-      packed[k] = x
-    end
-    i = nexti
-    field = argv[i]
-    if field then limit, w = argv[i + 1] + 0, argv[i + 2] + 0 end
+    if field == nil or out then break end
+    out = { 0 }
+    i, field, limit, w = i0, field0, limit0, w0
   end
   if v and span ~= len then return nil end -- the key holds another limiter's entries too
-  if allowed == 0 then
+  if out then
     -- Rejected: nothing is written, unless a stored state now needs its entry longer (a rule changed), which the
     -- general path does (rl_keep).
     if late then return nil end
-    out[1] = 0
-    out[n + 1] = nil -- a reply ends at its first nil: two rules leave 3 of the 10 slots unused
     return out
   end
   if at == was then
     redis.call('SET', key, value, 'KEEPTTL')
   else
-    redis.call('SET', key, value, 'PXAT', string.format('%d', at))
+    -- the new expiry is cut from the entry's text (13 digits from 2001-09-09 to 2286-11-20)
+    redis.call('SET', key, value, 'PXAT', at >= 1e12 and at < 1e13 and string.sub(value, atpos, atpos + 12) or
+      format('%d', at))
   end
-  packed[k + 1] = nil -- two rules: the reply ends after them
-  return packed
+  return time[1] .. ':' .. time[2] .. ';' .. value
 end

@@ -7,10 +7,11 @@
 -- ARGV[2] rules (string): after the costs, the rules as in consume.lua
 -- Reply: Array<number | number[] | string>
 -- (per call: its reply as consume.lua's, or the call's error text)
---@include now-ms
 --@include ratelimit-one
 --@include ratelimit
-local now = now_ms()
+local t = redis.call('TIME') -- now_ms(), with TIME's text kept for the replies
+local us = t[2] + 0
+local now = t[1] * 1000 + (us - us % 1000) / 1000
 local keys, argv = KEYS, ARGV
 local n = #keys
 local rules = rl_rules_argv(argv, n + 1)
@@ -19,7 +20,7 @@ for i = 1, n do
   -- Each call takes the fast path of lua/_lib/ratelimit-one.lua when its key holds its rules' entries only.
   local cost = argv[i]
   if cost == '1' then cost = 1 else cost = cost + 0 end
-  local ok, res = pcall(rl_fast, keys[i], cost, now, argv, n + 1)
+  local ok, res = pcall(rl_fast, keys[i], cost, now, argv, n + 1, t)
   if ok and not res then ok, res = pcall(rl_consume, keys[i], cost, rules, now) end
   if ok then
     reply[i] = res

@@ -3,18 +3,19 @@
 -- KEYS[1] state (string): "<rule>|<alg>=<expAtMs>:<state>;..." (see lua/_lib/ratelimit.lua)
 -- ARGV[1] cost (integer): units the call takes from each rule
 -- ARGV[2] rules (string): per rule "<name>|<alg>", then fw: limit, windowMs; sw: limit, -windowMs; tb/gcra: -limit, windowMs (divided by their gcd), capacity
--- Reply: number | number[]
--- (see lua/_lib/ratelimit-one.lua: admitted, each rule's resetMs * (capacity + 1) + remaining, one integer for one
--- rule, a table for several; a one-rule fixed-window rejection -1 - that; otherwise {allowed, then per rule: waitMs,
--- remaining, resetMs})
---@include now-ms
+-- Reply: number | number[] | string
+-- (see lua/_lib/ratelimit-one.lua: one rule admitted, its resetMs * (capacity + 1) + remaining; a one-rule
+-- fixed-window rejection -1 - that; several rules admitted, "<TIME seconds>:<TIME microseconds>;<the entries
+-- written>"; otherwise {allowed, then per rule: waitMs, remaining, resetMs})
 --@include ratelimit-one
-local now = now_ms()
+local t = redis.call('TIME') -- now_ms(), with TIME's text kept for the reply
+local us = t[2] + 0
+local now = t[1] * 1000 + (us - us % 1000) / 1000
 local cost = ARGV[1]
 if cost == '1' then cost = 1 else cost = cost + 0 end -- the usual cost, without a string conversion
 -- Fast path, a key holding this call's rules' entries only (see lua/_lib/ratelimit-one.lua); everything else, and
 -- whatever the fast path leaves to it, goes the general way.
-local reply = rl_fast(KEYS[1], cost, now, ARGV, 2)
+local reply = rl_fast(KEYS[1], cost, now, ARGV, 2, t)
 if reply then return reply end
 --@include ratelimit
 return rl_consume(KEYS[1], cost, rl_rules_argv(ARGV, 2), now)

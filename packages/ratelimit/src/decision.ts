@@ -1,4 +1,4 @@
-import type { NormalizedRule } from "./rules.js";
+import { type NormalizedRule, reduced } from "./rules.js";
 
 /** Which path produced a {@link Decision}. */
 export type DecisionReason = "redis" | "fail-open" | "fail-closed" | "fallback" | "deny-cache";
@@ -73,13 +73,17 @@ export function makeDecision(allowed: boolean, rules: RuleDecision[], reason: De
   };
 }
 
+/** A consume/peek/refund script reply: a number, an array of numbers, or consume's string (see below). */
+export type ScriptReply = number | readonly number[] | string;
+
 /**
  * A consume/peek/refund script reply as a Decision. The full reply is `[allowed, (wait, remaining, reset)...]`;
- * consume's usual replies are packed (see lua/_lib/ratelimit-one.lua): an admitted call's rule `i` is
- * `resetMs * (capacity + 1) + remaining`, one integer for one rule, an array of one per rule for several; a
- * one-rule fixed-window rejection is `-1 -` that (its wait is its resetMs).
+ * consume's usual replies are shorter (see lua/_lib/ratelimit-one.lua): one rule admitted is
+ * `resetMs * (capacity + 1) + remaining`, a one-rule fixed-window rejection `-1 -` that (its wait is its resetMs);
+ * several rules admitted is `"<s>:<us>;<value>"`, Redis' TIME and the entries written, one per rule in rule order.
  */
-export function decisionFromReply(reply: number | readonly number[], rules: readonly NormalizedRule[]): Decision {
+export function decisionFromReply(reply: ScriptReply, rules: readonly NormalizedRule[]): Decision {
+  if (typeof reply === "string") return admittedFromEntries(reply, rules);
   const n = rules.length;
   const parts: RuleDecision[] = new Array(n);
   if (typeof reply === "number" || reply.length === n) {
@@ -108,4 +112,41 @@ export function decisionFromReply(reply: number | readonly number[], rules: read
     };
   }
   return makeDecision(reply[0] === 1, parts, "redis");
+}
+
+/** Lua's `x - x % 1` (floor, in the same double operations). */
+const floor = (x: number): number => x - (x - Math.floor(x));
+
+/**
+ * An admitted call of several rules from consume's string reply: the server time and each rule's entry as written,
+ * `"<name>|<alg>=<expAtMs>:<a>:<b>[:<c>]"`. Each rule's remaining and resetMs are computed exactly as the script
+ * computes them (the same double operations): fixed window `limit - count`; sliding window
+ * `floor(limit - (prev × (w - (now - start)) / w + curr) + 1e-9)`, at least 0; token bucket and GCRA
+ * `floor(level / ticks per unit)`; resetMs `expAtMs - now`.
+ */
+function admittedFromEntries(reply: string, rules: readonly NormalizedRule[]): Decision {
+  const colon = reply.indexOf(":");
+  const semi = reply.indexOf(";");
+  const us = Number(reply.slice(colon + 1, semi));
+  const now = Number(reply.slice(0, colon)) * 1000 + (us - (us % 1000)) / 1000;
+  const entries = reply.slice(semi + 1).split(";");
+  const parts: RuleDecision[] = new Array(rules.length);
+  for (let i = 0; i < rules.length; i++) {
+    const rule = rules[i] as NormalizedRule;
+    const entry = entries[i] as string;
+    const [e, a, b, c] = entry
+      .slice(entry.indexOf("=") + 1)
+      .split(":")
+      .map(Number) as [number, number, number, number];
+    let remaining: number;
+    if (rule.algorithm === "fixed-window") remaining = rule.limit - b;
+    else if (rule.algorithm === "sliding-window") {
+      const w = rule.windowMs;
+      const x = rule.limit - ((c * (w - (now - a))) / w + b) + 1e-9;
+      remaining = floor(x);
+      if (remaining < 0) remaining = 0;
+    } else remaining = floor(b / (reduced(rule)[1] as number));
+    parts[i] = { name: rule.name, allowed: true, limit: rule.capacity, remaining, resetMs: e - now, retryAfterMs: 0 };
+  }
+  return makeDecision(true, parts, "redis");
 }

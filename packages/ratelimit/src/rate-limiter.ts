@@ -17,12 +17,18 @@ import {
   validate,
   validateName,
 } from "@coordis/core";
-import { type Decision, decisionFromReply, makeDecision, type RuleDecision } from "./decision.js";
+import { type Decision, decisionFromReply, makeDecision, type RuleDecision, type ScriptReply } from "./decision.js";
 import { DenyCache } from "./deny-cache.js";
 import { MemoryLimiter } from "./memory-limiter.js";
 import { parseRateLimiterOptions, type RateLimiterOptions, type RedisErrorPolicy } from "./options.js";
 import { type NormalizedRule, rulesArgs, rulesSpec } from "./rules.js";
 import { ratelimitScripts } from "./scripts.generated.js";
+
+/** A consume reply string (several rules admitted: "<s>:<us>;..."), as opposed to an error text in a batch reply. */
+const isTimed = (reply: string): boolean => {
+  const c = reply.charCodeAt(0);
+  return c >= 48 && c <= 57;
+};
 
 interface QueuedConsume {
   readonly stateKey: string;
@@ -63,7 +69,7 @@ export class RateLimiter {
   readonly #denyCache: DenyCache | undefined;
   readonly #redisRetryMs: number;
   readonly #failClosedRetryAfterMs: number;
-  readonly #batcher: Batcher<QueuedConsume, number | number[]> | undefined;
+  readonly #batcher: Batcher<QueuedConsume, ScriptReply> | undefined;
   /** Each rule's algorithm by name (the observer's `algorithm` attribute). */
   readonly #algorithms: ReadonlyMap<string, string>;
   /** `<prefix>:rl:`, the part of every key before the hash tag. */
@@ -128,7 +134,7 @@ export class RateLimiter {
     const batcher = this.#batcher;
     const sent =
       batcher === undefined
-        ? runScriptDynamic<[string], string[], number | number[]>(
+        ? runScriptDynamic<[string], string[], ScriptReply>(
             this.#redis,
             ratelimitScripts.consume,
             [stateKey],
@@ -227,12 +233,12 @@ export class RateLimiter {
     started: number,
     stateKey: string,
     cost: number,
-    send?: () => Promise<number | number[]>,
+    send?: () => Promise<ScriptReply>,
   ) {
     if (this.#policy !== "throw" && performance.now() < this.#downUntil) {
       return this.#report(op, key, started, this.#local(op, key, cost));
     }
-    let reply: number | number[];
+    let reply: ScriptReply;
     try {
       reply = await (send !== undefined
         ? send()
@@ -246,7 +252,7 @@ export class RateLimiter {
   }
 
   /** The decision of a script reply. */
-  #decided(op: Exclude<Op, "reset">, key: string, started: number, reply: number | readonly number[]): Decision {
+  #decided(op: Exclude<Op, "reset">, key: string, started: number, reply: ScriptReply): Decision {
     this.#downUntil = 0;
     return this.#report(op, key, started, decisionFromReply(reply, this.rules));
   }
@@ -262,7 +268,7 @@ export class RateLimiter {
   }
 
   /** Sends one batch of consumes (one hash slot) as one consume-batch script call. */
-  async #sendBatch(items: readonly QueuedConsume[]): Promise<BatchOutcome<number | number[]>[]> {
+  async #sendBatch(items: readonly QueuedConsume[]): Promise<BatchOutcome<ScriptReply>[]> {
     const args: (string | number)[] = items.map((i) => i.cost);
     for (const a of this.#ruleArgs) args.push(a);
     const reply = await runScriptDynamic(
@@ -271,12 +277,13 @@ export class RateLimiter {
       items.map((i) => i.stateKey),
       args,
     );
-    // Per call: its reply as consume.lua's (a number or an array), or its error text.
-    const out: BatchOutcome<number | number[]>[] = new Array(items.length);
+    // Per call: its reply as consume.lua's (a number, an array, or a string opening with the server time's digits),
+    // or its error text (never opening with a digit).
+    const out: BatchOutcome<ScriptReply>[] = new Array(items.length);
     for (let i = 0; i < items.length; i++) {
       const call = reply[i];
       out[i] =
-        typeof call === "number" || Array.isArray(call)
+        typeof call === "number" || Array.isArray(call) || (typeof call === "string" && isTimed(call))
           ? { ok: true, value: call }
           : { ok: false, error: new ScriptError(ratelimitScripts.consume.name, String(call)) };
     }

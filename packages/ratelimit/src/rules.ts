@@ -138,7 +138,7 @@ export function normalizeRules(rules: unknown, argument = "options.rules"): Norm
 }
 
 /** `limit` and `windowMs` as the scripts take them: token bucket and GCRA divided by their gcd. */
-function reduced(r: NormalizedRule): [limit: number, windowMs: number] {
+export function reduced(r: NormalizedRule): [limit: number, windowMs: number] {
   const g = r.algorithm === "token-bucket" || r.algorithm === "gcra" ? gcd(r.limit, r.windowMs) : 1;
   return [r.limit / g, r.windowMs / g];
 }
