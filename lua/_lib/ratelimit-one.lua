@@ -210,9 +210,10 @@ local function rl_fast(key, cost, now, argv, i, time)
           e, a, b, c = nil, nil, nil, nil
         end
       end
-      -- The rule's decision: ok (1 or 0), waitMs, remaining and resetMs of the state as loaded, keep (the expAtMs
-      -- that state needs, 0: none; what a rejected call may move the stored entry's expiry to) and, when the rule
-      -- admits, its new entry, pre .. nums .. post (as rl_entry writes it), and its expAtMs exp.
+      -- The rule's decision: ok (1 or 0), waitMs and, when the rule admits, its new entry, pre .. nums .. post (as
+      -- rl_entry writes it), and its expAtMs exp; for a rejected call's reply (out), remaining and resetMs of the
+      -- state as loaded and keep (the expAtMs that state needs, 0: none; what a rejected call may move the stored
+      -- entry's expiry to).
       local ok, wait, remaining, reset, keep, pre, nums, post, exp
       if alg == 0 then
         local start, count = now, 0
@@ -221,8 +222,10 @@ local function rl_fast(key, cost, now, argv, i, time)
           if count > limit then count = limit end
         end
         exp = start + w
-        remaining, reset, keep = limit, 0, 0 -- an empty window keeps no entry
-        if count > 0 then remaining, reset, keep = limit - count, exp - now, exp end
+        if out then
+          remaining, reset, keep = limit, 0, 0 -- an empty window keeps no entry
+          if count > 0 then remaining, reset, keep = limit - count, exp - now, exp end
+        end
         if count + cost > limit then
           ok, wait = 0, exp - now
         else
@@ -248,11 +251,13 @@ local function rl_fast(key, cost, now, argv, i, time)
         end
         local weighted = prev * (w - (now - cs)) / w
         if weighted > limit - curr - cost + 1e-9 then return nil end
-        keep = 0
-        if curr > 0 then keep = cs + 2 * w elseif prev > 0 then keep = cs + w end
-        local x = limit - (weighted + curr) + 1e-9
-        remaining, reset = x - x % 1, keep > 0 and keep - now or 0
-        if remaining < 0 then remaining = 0 end
+        if out then
+          keep = 0
+          if curr > 0 then keep = cs + 2 * w elseif prev > 0 then keep = cs + w end
+          local x = limit - (weighted + curr) + 1e-9
+          remaining, reset = x - x % 1, keep > 0 and keep - now or 0
+          if remaining < 0 then remaining = 0 end
+        end
         ok, wait = 1, 0
         curr = curr + cost
         exp = cs + 2 * w
@@ -273,14 +278,16 @@ local function rl_fast(key, cost, now, argv, i, time)
           end
           if level > capt then level = capt end
         end
-        remaining, reset, keep = cap, 0, 0
-        if level < capt then
-          local short = capt - level
-          local x = short / limit
-          reset = x - x % 1
-          if reset * limit < short then reset = reset + 1 end
-          x = level / w
-          remaining, keep = x - x % 1, now + reset
+        if out then
+          remaining, reset, keep = cap, 0, 0
+          if level < capt then
+            local short = capt - level
+            local x = short / limit
+            reset = x - x % 1
+            if reset * limit < short then reset = reset + 1 end
+            x = level / w
+            remaining, keep = x - x % 1, now + reset
+          end
         end
         local need = cost * w - level
         if need > 0 then
@@ -299,8 +306,8 @@ local function rl_fast(key, cost, now, argv, i, time)
           pre, nums, post = field, format('=%d:%d:%d:', exp, now, level), argv[i + 2]
         end
       end
-      if e and keep > e then late = true end
       if out then
+        if e and keep > e then late = true end
         out[n + 1], out[n + 2], out[n + 3] = wait, remaining, reset
         n = n + 3
       elseif ok == 0 then
