@@ -183,17 +183,16 @@ local function rl_fast(key, cost, now, argv, i, time)
         alg, w = 1, -w
       end
       -- The rule's stored entry, "<field>=<e>:<a>:<b>[:<c>]", is looked for at byte pos, where the previous rule's
-      -- ended (entries are written in rule order); head: its text up to b (reused as text when only b changes), ct:
-      -- c's text, p: its first byte, q: the byte after it, r: the byte after its separator. An entry stored elsewhere
-      -- (the rules were reordered) is left unread here, and the span check below hands the call over.
-      local p, head, e, a, b, c, ct, q
+      -- ended (entries are written in rule order); head: its text up to b (reused as text when only b changes), p:
+      -- its first byte, q: the byte after it, r: the byte after its separator. An entry stored elsewhere (the rules
+      -- were reordered) is left unread here, and the span check below hands the call over.
+      local p, head, e, a, b, c, q
       if pos <= len then
         local name, r
         if alg == 0 then
           head, name, e, a, b, q, r = match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+)();?()', pos)
         elseif alg == 1 then
-          head, name, e, a, b, ct, q, r = match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+):(%d+)();?()', pos)
-          c = ct
+          head, name, e, a, b, c, q, r = match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+):(%d+)();?()', pos)
         else
           name, e, a, b, c, q, r = match(v, '^([^=;]*)=(%d+):(%d+):(%d+):(%d+)();?()', pos)
         end
@@ -201,10 +200,7 @@ local function rl_fast(key, cost, now, argv, i, time)
           if r == q and q <= len then return nil end -- followed by something else than ';'
           p, pos = pos, r
           span = span + q - p + 1
-          e, a, b = e + 0, a + 0, b + 0
-          if c then
-            if alg == 2 and c == argv[i + 2] then c = w else c = c + 0 end -- a bucket's ticks per unit: as sent
-          end
+          e, a = e + 0, a + 0 -- b and c are converted where they are used
           if e > was then was = e end
         else
           e, a, b, c = nil, nil, nil, nil
@@ -218,7 +214,7 @@ local function rl_fast(key, cost, now, argv, i, time)
       if alg == 0 then
         local start, count = now, 0
         if e and now < a + w then
-          start, count = a, b
+          start, count = a, b + 0
           if count > limit then count = limit end
         end
         exp = start + w
@@ -239,12 +235,13 @@ local function rl_fast(key, cost, now, argv, i, time)
         end
       elseif alg == 1 then
         local cs = now - now % w
-        local curr, prev = 0, 0
+        local curr, prev, cn = 0, 0, nil
         if e then
           if a == cs then
-            curr, prev = b, c
+            cn = c + 0
+            curr, prev = b + 0, cn
           elseif a == cs - w then
-            prev = b
+            prev = b + 0
           end
           if curr > limit then curr = limit end
           if prev > limit then prev = limit end
@@ -261,17 +258,18 @@ local function rl_fast(key, cost, now, argv, i, time)
         ok, wait = 1, 0
         curr = curr + cost
         exp = cs + 2 * w
-        if exp == e and a == cs and prev == c then
-          pre, nums, post = head, format('%d:', curr), ct -- the same windows: one count changes
+        if exp == e and prev == cn then
+          pre, nums, post = head, format('%d:', curr), c -- the same windows: one count changes
         else
           pre, nums, post = field, format('=%d:%d:%d:%d', exp, cs, curr, prev), ''
         end
       else
         local capt = cap * w
         local level = capt
+        if c == argv[i + 2] then c = w elseif c then c = c + 0 end -- ticks per unit, compared as text first
         if c and c > 0 then
-          level = b
-          if c ~= w then level = math.floor(b / c * w) end -- stored in another rule's ticks (its rate changed)
+          level = b + 0
+          if c ~= w then level = math.floor(level / c * w) end -- stored in another rule's ticks (its rate changed)
           local gain = (now - a) * limit
           if gain > 0 then
             if gain >= capt - level then level = capt else level = level + gain end
