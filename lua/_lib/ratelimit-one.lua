@@ -163,170 +163,180 @@ local function rl_fast(key, cost, now, argv, i, time)
     if n < 9007199254740992 then return n end
     return { 1, 0, remaining, reset }
   end
-  -- Several rules: each rule's entry is parsed in place, in rule order. The rules are gone through once; a rejected
-  -- call goes through them again from the first, now keeping every rule's state as loaded for the full reply.
-  local len = v and #v or 0
+  -- Several rules: each rule's entry is parsed in place, in rule order.
+  local len, pos = v and #v or 0, 1
   local match, format = string.match, string.format -- looked up once
-  local i0, field0, limit0, w0 = i, field, limit, w
-  local out -- the full reply of a rejected call: {0, per rule: waitMs, remaining, resetMs}
-  local value, pos, span, was, at, late, n, atpos
-  while true do
-    value = nil -- the new entries, in rule order
-    pos, span = 1, -1 -- span: bytes of v the rules' entries and their separators cover
-    was, at, late, n = 0, 0, false, 1
-    while field do
-      local alg, cap, nexti = 0, limit, i + 3 -- alg 0: fixed window, 1: sliding window, 2: token bucket / GCRA
-      if limit < 0 then
-        alg, limit, nexti = 2, -limit, i + 4
-        cap = argv[i + 3] + 0
-      elseif w < 0 then
-        alg, w = 1, -w
-      end
-      -- The rule's stored entry, "<field>=<e>:<a>:<b>[:<c>]", is looked for at byte pos, where the previous rule's
-      -- ended (entries are written in rule order); head: its text up to b (reused as text when only b changes), p:
-      -- its first byte, q: the byte after it, r: the byte after its separator. An entry stored elsewhere (the rules
-      -- were reordered) is left unread here, and the span check below hands the call over.
-      local p, head, e, a, b, c, q
-      if pos <= len then
-        local name, r
-        if alg == 0 then
-          head, name, e, a, b, q, r = match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+)();?()', pos)
-        elseif alg == 1 then
-          head, name, e, a, b, c, q, r = match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+):(%d+)();?()', pos)
-        else
-          name, e, a, b, c, q, r = match(v, '^([^=;]*)=(%d+):(%d+):(%d+):(%d+)();?()', pos)
-        end
-        if name == field then
-          if r == q and q <= len then return nil end -- followed by something else than ';'
-          p, pos = pos, r
-          span = span + q - p + 1
-          e, a = e + 0, a + 0 -- b and c are converted where they are used
-          if e > was then was = e end
-        else
-          e, a, b, c = nil, nil, nil, nil
-        end
-      end
-      -- The rule's decision: ok (1 or 0), waitMs and, when the rule admits, its new entry, pre .. nums .. post (as
-      -- rl_entry writes it), and its expAtMs exp; for a rejected call's reply (out), remaining and resetMs of the
-      -- state as loaded and keep (the expAtMs that state needs, 0: none; what a rejected call may move the stored
-      -- entry's expiry to).
-      local ok, wait, remaining, reset, keep, pre, nums, post, exp
-      if alg == 0 then
-        local start, count = now, 0
-        if e and now < a + w then
-          start, count = a, b + 0
-          if count > limit then count = limit end
-        end
-        exp = start + w
-        if out then
-          remaining, reset, keep = limit, 0, 0 -- an empty window keeps no entry
-          if count > 0 then remaining, reset, keep = limit - count, exp - now, exp end
-        end
-        if count + cost > limit then
-          ok, wait = 0, exp - now
-        else
-          ok, wait, post = 1, 0, ''
-          count = count + cost
-          if exp == e and start == a then
-            pre, nums = head, format('%d', count) -- the same window: only the count changes
-          else
-            pre, nums = field, format('=%d:%d:%d', exp, start, count)
-          end
-        end
-      elseif alg == 1 then
-        local cs = now - now % w
-        local curr, prev, cn = 0, 0, nil
-        if e then
-          if a == cs then
-            cn = c + 0
-            curr, prev = b + 0, cn
-          elseif a == cs - w then
-            prev = b + 0
-          end
-          if curr > limit then curr = limit end
-          if prev > limit then prev = limit end
-        end
-        local weighted = prev * (w - (now - cs)) / w
-        if weighted > limit - curr - cost + 1e-9 then return nil end
-        if out then
-          keep = 0
-          if curr > 0 then keep = cs + 2 * w elseif prev > 0 then keep = cs + w end
-          local x = limit - (weighted + curr) + 1e-9
-          remaining, reset = x - x % 1, keep > 0 and keep - now or 0
-          if remaining < 0 then remaining = 0 end
-        end
-        ok, wait = 1, 0
-        curr = curr + cost
-        exp = cs + 2 * w
-        if exp == e and prev == cn then
-          pre, nums, post = head, format('%d:', curr), c -- the same windows: one count changes
-        else
-          pre, nums, post = field, format('=%d:%d:%d:%d', exp, cs, curr, prev), ''
-        end
-      else
-        local capt = cap * w
-        local level = capt
-        if c == argv[i + 2] then c = w elseif c then c = c + 0 end -- ticks per unit, compared as text first
-        if c and c > 0 then
-          level = b + 0
-          if c ~= w then level = math.floor(level / c * w) end -- stored in another rule's ticks (its rate changed)
-          local gain = (now - a) * limit
-          if gain > 0 then
-            if gain >= capt - level then level = capt else level = level + gain end
-          end
-          if level > capt then level = capt end
-        end
-        if out then
-          remaining, reset, keep = cap, 0, 0
-          if level < capt then
-            local short = capt - level
-            local x = short / limit
-            reset = x - x % 1
-            if reset * limit < short then reset = reset + 1 end
-            x = level / w
-            remaining, keep = x - x % 1, now + reset
-          end
-        end
-        local need = cost * w - level
-        if need > 0 then
-          local x = need / limit
-          wait = x - x % 1
-          if wait * limit < need then wait = wait + 1 end
-          ok = 0
-        else
-          level = level - cost * w
-          local short = capt - level
-          local x = short / limit
-          local reset2 = x - x % 1
-          if reset2 * limit < short then reset2 = reset2 + 1 end
-          exp = now + reset2
-          ok, wait = 1, 0
-          pre, nums, post = field, format('=%d:%d:%d:', exp, now, level), argv[i + 2]
-        end
-      end
-      if out then
-        if e and keep > e then late = true end
-        out[n + 1], out[n + 2], out[n + 3] = wait, remaining, reset
-        n = n + 3
-      elseif ok == 0 then
-        break -- rejected: the rules are gone through again, for the full reply
-      else
-        if exp > at then at, atpos = exp, value and #value + #field + 3 or #field + 2 end
-        if value then value = value .. ';' .. pre .. nums .. post else value = pre .. nums .. post end
-      end
-      i = nexti
-      field = argv[i]
-      if field then limit, w = argv[i + 1] + 0, argv[i + 2] + 0 end
+  -- out: the full reply of a rejected call, {0, per rule: waitMs, remaining, resetMs}, made at its first rejecting
+  -- rule; till then m1, t1 ... m3, t3 keep the remaining and resetMs as loaded of rules 1 to 3 (all admitting)
+  local out, m1, t1, m2, t2, m3, t3
+  local k, n = 0, 1 -- rules gone through; out's length
+  local value, atpos -- the new entries, in rule order; where the text of the latest expAtMs starts in it
+  local span = -1 -- bytes of v the rules' entries and their separators cover
+  local was, at, late = 0, 0, false
+  while field do
+    local alg, cap, nexti = 0, limit, i + 3 -- alg 0: fixed window, 1: sliding window, 2: token bucket / GCRA
+    if limit < 0 then
+      alg, limit, nexti = 2, -limit, i + 4
+      cap = argv[i + 3] + 0
+    elseif w < 0 then
+      alg, w = 1, -w
     end
-    if field == nil or out then break end
-    out = { 0 }
-    i, field, limit, w = i0, field0, limit0, w0
+    -- The rule's stored entry, "<field>=<e>:<a>:<b>[:<c>]", is looked for at byte pos, where the previous rule's
+    -- ended (entries are written in rule order); head: its text up to b (reused as text when only b changes), p:
+    -- its first byte, q: the byte after it, r: the byte after its separator. An entry stored elsewhere (the rules
+    -- were reordered) is left unread here, and the span check below hands the call over.
+    local p, head, e, a, b, c, q
+    if pos <= len then
+      local name, r
+      if alg == 0 then
+        head, name, e, a, b, q, r = match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+)();?()', pos)
+      elseif alg == 1 then
+        head, name, e, a, b, c, q, r = match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+):(%d+)();?()', pos)
+      else
+        name, e, a, b, c, q, r = match(v, '^([^=;]*)=(%d+):(%d+):(%d+):(%d+)();?()', pos)
+      end
+      if name == field then
+        if r == q and q <= len then return nil end -- followed by something else than ';'
+        p, pos = pos, r
+        span = span + q - p + 1
+        e, a = e + 0, a + 0 -- b and c are converted where they are used
+        if e > was then was = e end
+      else
+        e, a, b, c = nil, nil, nil, nil
+      end
+    end
+    -- The rule's decision: ok (1 or 0), waitMs, remaining and resetMs of the state as loaded, keep (the expAtMs
+    -- that state needs, 0: none; what a rejected call may move the stored entry's expiry to) and, when the rule
+    -- admits, its new entry, pre .. nums .. post (as rl_entry writes it), and its expAtMs exp.
+    local ok, wait, remaining, reset, keep, pre, nums, post, exp
+    if alg == 0 then
+      local start, count = now, 0
+      if e and now < a + w then
+        start, count = a, b + 0
+        if count > limit then count = limit end
+      end
+      exp = start + w
+      remaining, reset, keep = limit, 0, 0 -- an empty window keeps no entry
+      if count > 0 then remaining, reset, keep = limit - count, exp - now, exp end
+      if count + cost > limit then
+        ok, wait = 0, exp - now
+      else
+        ok, wait, post = 1, 0, ''
+        count = count + cost
+        if exp == e and start == a then
+          pre, nums = head, format('%d', count) -- the same window: only the count changes
+        else
+          pre, nums = field, format('=%d:%d:%d', exp, start, count)
+        end
+      end
+    elseif alg == 1 then
+      local cs = now - now % w
+      local curr, prev, cn = 0, 0, nil
+      if e then
+        if a == cs then
+          cn = c + 0
+          curr, prev = b + 0, cn
+        elseif a == cs - w then
+          prev = b + 0
+        end
+        if curr > limit then curr = limit end
+        if prev > limit then prev = limit end
+      end
+      local weighted = prev * (w - (now - cs)) / w
+      if weighted > limit - curr - cost + 1e-9 then return nil end
+      keep = 0
+      if curr > 0 then keep = cs + 2 * w elseif prev > 0 then keep = cs + w end
+      local x = limit - (weighted + curr) + 1e-9
+      remaining, reset = x - x % 1, keep > 0 and keep - now or 0
+      if remaining < 0 then remaining = 0 end
+      ok, wait = 1, 0
+      curr = curr + cost
+      exp = cs + 2 * w
+      if exp == e and prev == cn then
+        pre, nums, post = head, format('%d:', curr), c -- the same windows: one count changes
+      else
+        pre, nums, post = field, format('=%d:%d:%d:%d', exp, cs, curr, prev), ''
+      end
+    else
+      local capt = cap * w
+      local level = capt
+      if c == argv[i + 2] then c = w elseif c then c = c + 0 end -- ticks per unit, compared as text first
+      if c and c > 0 then
+        level = b + 0
+        if c ~= w then level = math.floor(level / c * w) end -- stored in another rule's ticks (its rate changed)
+        local gain = (now - a) * limit
+        if gain > 0 then
+          if gain >= capt - level then level = capt else level = level + gain end
+        end
+        if level > capt then level = capt end
+      end
+      remaining, reset, keep = cap, 0, 0
+      if level < capt then
+        local short = capt - level
+        local x = short / limit
+        reset = x - x % 1
+        if reset * limit < short then reset = reset + 1 end
+        x = level / w
+        remaining, keep = x - x % 1, now + reset
+      end
+      local need = cost * w - level
+      if need > 0 then
+        local x = need / limit
+        wait = x - x % 1
+        if wait * limit < need then wait = wait + 1 end
+        ok = 0
+      else
+        level = level - cost * w
+        local short = capt - level
+        local x = short / limit
+        local reset2 = x - x % 1
+        if reset2 * limit < short then reset2 = reset2 + 1 end
+        exp = now + reset2
+        ok, wait = 1, 0
+        pre, nums, post = field, format('=%d:%d:%d:', exp, now, level), argv[i + 2]
+      end
+    end
+    if e and keep > e then late = true end
+    k = k + 1
+    if out then
+      out[n + 1], out[n + 2], out[n + 3] = wait, remaining, reset
+      n = n + 3
+    elseif ok == 0 then
+      -- The first rejecting rule: the full reply starts, with the rules before it as loaded (sized for 3 rules: a
+      -- table that grows costs a rehash). Past the 4th rule, the general path builds it.
+      if k == 1 then
+        out = { 0, wait, remaining, reset, 0, 0, 0, 0, 0, 0 }
+      elseif k == 2 then
+        out = { 0, 0, m1, t1, wait, remaining, reset, 0, 0, 0 }
+      elseif k == 3 then
+        out = { 0, 0, m1, t1, 0, m2, t2, wait, remaining, reset }
+      elseif k == 4 then
+        out = { 0, 0, m1, t1, 0, m2, t2, 0, m3, t3, wait, remaining, reset }
+      else
+        return nil
+      end
+      n = 1 + 3 * k
+    else
+      if k == 1 then
+        m1, t1 = remaining, reset
+      elseif k == 2 then
+        m2, t2 = remaining, reset
+      elseif k == 3 then
+        m3, t3 = remaining, reset
+      end
+      if exp > at then at, atpos = exp, value and #value + #field + 3 or #field + 2 end
+      if value then value = value .. ';' .. pre .. nums .. post else value = pre .. nums .. post end
+    end
+    i = nexti
+    field = argv[i]
+    if field then limit, w = argv[i + 1] + 0, argv[i + 2] + 0 end
   end
   if v and span ~= len then return nil end -- the key holds another limiter's entries too
   if out then
     -- Rejected: nothing is written, unless a stored state now needs its entry longer (a rule changed), which the
     -- general path does (rl_keep).
     if late then return nil end
+    out[n + 1] = nil -- a reply ends at its first nil: two rules leave 3 of the 10 slots unused
     return out
   end
   if at == was then

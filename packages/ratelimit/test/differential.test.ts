@@ -61,7 +61,7 @@ const summary = (d: Decision) => ({
 });
 
 /**
- * Random rule sets (one to four rules, every algorithm, small limits so that calls get rejected, rule changes on the
+ * Random rule sets (one to five rules, every algorithm, small limits so that calls get rejected, rule changes on the
  * same names), costs and instants: this release's consume and consume-batch against the previous release's consume on
  * twin keys, at the same server instant: the same decisions, the same stored bytes, the same key expiry.
  */
@@ -79,7 +79,7 @@ describe("consume decides and writes exactly as the previous release", () => {
     clients.admin.evalsha(sha, keys.length, ...keys, ...args.map(String), ...timeOf(at));
 
   const randomRules = (next: () => number, names: string[]): Rule[] => {
-    const n = 1 + Math.floor(next() * 4);
+    const n = Math.min(names.length, 1 + Math.floor(next() * 5));
     return names.slice(0, n).map((name) => {
       const algorithm = ALGS[Math.floor(next() * ALGS.length)] as Algorithm;
       const limit = 1 + Math.floor(next() * 8);
@@ -101,7 +101,7 @@ describe("consume decides and writes exactly as the previous release", () => {
       const newKey = key(`diff-${process.pid}-${seq}-new`);
       await clients.admin.del(oldKey, newKey);
       // names in a shuffled order: a later rule set may list the same rules in another order
-      const names = ["a", "b", "c", "d"].sort(() => next() - 0.5);
+      const names = ["a", "b", "c", "d", "e"].sort(() => next() - 0.5);
       let rules = normalizeRules(randomRules(next, names));
       let at = base + Math.floor(next() * 1e9);
       for (let step = 0; step < 14; step++) {
