@@ -122,7 +122,8 @@ const floor = (x: number): number => x - (x - Math.floor(x));
  * `"<name>|<alg>=<expAtMs>:<a>:<b>[:<c>]"`. Each rule's remaining and resetMs are computed exactly as the script
  * computes them (the same double operations): fixed window `limit - count`; sliding window
  * `floor(limit - (prev × (w - (now - start)) / w + curr) + 1e-9)`, at least 0; token bucket and GCRA
- * `floor(level / ticks per unit)`; resetMs `expAtMs - now`.
+ * `floor(level / ticks per unit)`; resetMs `expAtMs - now` (token bucket and GCRA: `ceil((capacity ticks - level) /
+ * ticks per ms)`, exact where expAtMs, past 2^53, is not).
  */
 function admittedFromEntries(reply: string, rules: readonly NormalizedRule[]): Decision {
   const colon = reply.indexOf(":");
@@ -139,14 +140,23 @@ function admittedFromEntries(reply: string, rules: readonly NormalizedRule[]): D
       .split(":")
       .map(Number) as [number, number, number, number];
     let remaining: number;
+    let resetMs = e - now;
     if (rule.algorithm === "fixed-window") remaining = rule.limit - b;
     else if (rule.algorithm === "sliding-window") {
       const w = rule.windowMs;
       const x = rule.limit - ((c * (w - (now - a))) / w + b) + 1e-9;
       remaining = floor(x);
       if (remaining < 0) remaining = 0;
-    } else remaining = floor(b / (reduced(rule)[1] as number));
-    parts[i] = { name: rule.name, allowed: true, limit: rule.capacity, remaining, resetMs: e - now, retryAfterMs: 0 };
+    } else {
+      // resetMs as the script computes it, ceil((capacity ticks - level) / ticks per ms): expAtMs - now would
+      // differ where now + resetMs is past 2^53 (expAtMs rounded to a double)
+      const [perMs, unit] = reduced(rule);
+      remaining = floor(b / unit);
+      const short = rule.capacity * unit - b;
+      resetMs = floor(short / perMs);
+      if (resetMs * perMs < short) resetMs++;
+    }
+    parts[i] = { name: rule.name, allowed: true, limit: rule.capacity, remaining, resetMs, retryAfterMs: 0 };
   }
   return makeDecision(true, parts, "redis");
 }

@@ -1,0 +1,67 @@
+import { type NormalizedRule, type Rule, ratelimitScripts } from "@coordis/ratelimit";
+import { testPrefix } from "@coordis/testing";
+import { describe, expect, it } from "vitest";
+import { decisionFromReply } from "../src/decision.js";
+import { normalizeRules, rulesArgs } from "../src/rules.js";
+import { sharedClients } from "./fixtures/clients.js";
+import { previousScripts } from "./fixtures/previous-scripts.js";
+
+const prefix = testPrefix();
+const YEAR = 365 * 86_400_000;
+const SHORT = { "fixed-window": "fw", "sliding-window": "sw", "token-bucket": "tb", gcra: "gcra" } as const;
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+/** The previous release's consume ARGV after the cost: five per rule (tb/gcra: limit and windowMs over their gcd). */
+function previousArgs(rules: readonly NormalizedRule[]): string[] {
+  return rules.flatMap((r) => {
+    const g = r.algorithm === "token-bucket" || r.algorithm === "gcra" ? gcd(r.limit, r.windowMs) : 1;
+    const alg = SHORT[r.algorithm];
+    return [`${r.name}|${alg}`, alg, String(r.limit / g), String(r.windowMs / g), String(r.capacity)];
+  });
+}
+
+/** A script with Redis' TIME replaced by the call's last two arguments (seconds, microseconds). */
+function atTime(source: string): string {
+  const time = "(function() local a = ARGV local t = { a[#a - 1], a[#a] } a[#a] = nil a[#a] = nil return t end)()";
+  expect(source.split("redis.call('TIME')").length, "one TIME call").toBe(2);
+  return source.replace("redis.call('TIME')", time);
+}
+
+/**
+ * The several-rule string reply carries each entry's expAtMs; a bucket's resetMs must not be read back as
+ * expAtMs - now when now + resetMs is past 2^53 (expAtMs is then rounded to an even integer): the previous release
+ * (and the one-rule reply) give the exact ceil((capacity ticks - level) / ticks per ms).
+ */
+describe("consume, several rules admitted: the string reply near 2^53", () => {
+  const clients = sharedClients();
+  const key = (name: string) => `${prefix}:rl:{${name}}`;
+
+  it.each(["token-bucket", "gcra"] as const)(
+    "%s: a bucket emptied to a refill past 2^53 ms from now: the same resetMs as the previous release",
+    async (algorithm) => {
+      // 1 unit a year, a burst of 285,616 units: the full bucket is 285,616 x 31,536,000,000 ticks (just below 2^53)
+      const rules = normalizeRules([
+        { name: "year", limit: 1, windowMs: YEAR, burst: 285_616, algorithm },
+        { name: "second", limit: 1e9, windowMs: 1_000 },
+      ] satisfies Rule[]);
+      const [previous, consume] = await Promise.all(
+        [previousScripts.consume.source, ratelimitScripts.consume.source].map(
+          async (s) => (await clients.admin.script("LOAD", atTime(s))) as string,
+        ),
+      );
+      const oldKey = key(`sr-${algorithm}-${process.pid}-old`);
+      const newKey = key(`sr-${algorithm}-${process.pid}-new`);
+      await clients.admin.del(oldKey, newKey);
+      // now = 1,900,000,000,001 ms (odd), the refill of 285,600 units: 9,006,681,600,000,000 ms
+      const time = ["1900000000", "1000"];
+      const cost = 285_600;
+      const oldReply = await clients.admin.evalsha(previous, 1, oldKey, cost, ...previousArgs(rules), ...time);
+      const newReply = await clients.admin.evalsha(consume, 1, newKey, cost, ...rulesArgs(rules), ...time);
+      expect(typeof newReply).toBe("string");
+      const want = decisionFromReply(oldReply as number[], rules);
+      expect(want.rules[0]?.resetMs).toBe(9_006_681_600_000_000);
+      expect(decisionFromReply(newReply as string, rules)).toEqual(want);
+      expect(await clients.admin.get(newKey)).toBe(await clients.admin.get(oldKey));
+    },
+  );
+});
