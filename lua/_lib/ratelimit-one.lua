@@ -19,7 +19,8 @@
 -- fields (now is s * 1000 + us // 1000) and the value written, from which the client reads each rule's remaining
 -- and resetMs after the take exactly as computed here (fixed window: limit - count, expAtMs - now; sliding window:
 -- floor(limit - (prev * (w - (now - start)) / w + curr) + 1e-9) at least 0, expAtMs - now; token bucket and GCRA:
--- floor(level / ticks per unit), expAtMs - now); a string costs less than a table of integers and needs no number
+-- floor(level / ticks per unit), ceil((capacity ticks - level) / ticks per ms), not expAtMs - now, which a double
+-- rounds past 2^53); a string costs less than a table of integers and needs no number
 -- formatted besides the entries'. Every other reply is rl_consume's, {allowed, per rule: waitMs, remaining,
 -- resetMs}. time: the TIME reply now was computed from.
 local function rl_fast(key, cost, now, argv, i, time)

@@ -71,7 +71,7 @@ describe("consume decides and writes exactly as the previous release", () => {
 
   /** An instant well ahead of the server's clock: keys written with it (PXAT) do not expire during the test. */
   const future = async () => {
-    const [s] = (await clients.admin.time()) as [string, string];
+    const [s] = (await clients.admin.time()) as unknown as [string, string];
     return Number(s) * 1000 + 100 * 24 * 3_600_000;
   };
   const load = async (source: string) => (await clients.admin.script("LOAD", atTime(source))) as string;

@@ -44,7 +44,7 @@ describe("consume, several rules admitted: the string reply near 2^53", () => {
         { name: "year", limit: 1, windowMs: YEAR, burst: 285_616, algorithm },
         { name: "second", limit: 1e9, windowMs: 1_000 },
       ] satisfies Rule[]);
-      const [previous, consume] = await Promise.all(
+      const [previous = "", consume = ""] = await Promise.all(
         [previousScripts.consume.source, ratelimitScripts.consume.source].map(
           async (s) => (await clients.admin.script("LOAD", atTime(s))) as string,
         ),
