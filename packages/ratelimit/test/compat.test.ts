@@ -1,8 +1,9 @@
 import { runScript } from "@coordis/core";
-import { type Algorithm, type NormalizedRule, RateLimiter, type Rule } from "@coordis/ratelimit";
+import { type Algorithm, RateLimiter, type Rule } from "@coordis/ratelimit";
 import { testPrefix } from "@coordis/testing";
 import { describe, expect, it } from "vitest";
 import { sharedClients } from "./fixtures/clients.js";
+import { previousArgs } from "./fixtures/previous-release.js";
 import { previousScripts } from "./fixtures/previous-scripts.js";
 
 const prefix = testPrefix();
@@ -16,17 +17,6 @@ const SHORT: Record<Algorithm, string> = {
 const MONTH = 30 * 24 * 3_600_000;
 /** Ms two calls made one after the other may be apart: stored instants and bucket levels may differ by that much. */
 const SLACK_MS = 250;
-
-const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
-
-/** The previous release's consume ARGV after the cost: five per rule (tb/gcra: limit and windowMs over their gcd). */
-function previousArgs(rules: readonly NormalizedRule[]): string[] {
-  return rules.flatMap((r) => {
-    const g = r.algorithm === "token-bucket" || r.algorithm === "gcra" ? gcd(r.limit, r.windowMs) : 1;
-    const alg = SHORT[r.algorithm];
-    return [`${r.name}|${alg}`, alg, String(r.limit / g), String(r.windowMs / g), String(r.capacity)];
-  });
-}
 
 /**
  * Rolling upgrade: replicas of the previous release (its consume script, in the fixture) and of this one count on the

@@ -1,40 +1,14 @@
-import { type Algorithm, type NormalizedRule, type Rule, ratelimitScripts } from "@coordis/ratelimit";
-import { testPrefix } from "@coordis/testing";
+import { type Algorithm, type Rule, ratelimitScripts } from "@coordis/ratelimit";
+import { mulberry32, testPrefix } from "@coordis/testing";
 import { describe, expect, it } from "vitest";
 import { type Decision, decisionFromReply } from "../src/decision.js";
 import { normalizeRules, rulesArgs } from "../src/rules.js";
 import { sharedClients } from "./fixtures/clients.js";
+import { atTime, previousArgs } from "./fixtures/previous-release.js";
 import { previousScripts } from "./fixtures/previous-scripts.js";
 
 const prefix = testPrefix();
 const ALGS: Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
-const SHORT: Record<Algorithm, string> = {
-  "fixed-window": "fw",
-  "sliding-window": "sw",
-  "token-bucket": "tb",
-  gcra: "gcra",
-};
-const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
-
-/** The previous release's consume ARGV after the cost: five per rule (tb/gcra: limit and windowMs over their gcd). */
-function previousArgs(rules: readonly NormalizedRule[]): string[] {
-  return rules.flatMap((r) => {
-    const g = r.algorithm === "token-bucket" || r.algorithm === "gcra" ? gcd(r.limit, r.windowMs) : 1;
-    const alg = SHORT[r.algorithm];
-    return [`${r.name}|${alg}`, alg, String(r.limit / g), String(r.windowMs / g), String(r.capacity)];
-  });
-}
-
-/**
- * A script with Redis' TIME replaced by the call's last two arguments (seconds, microseconds), taken off ARGV
- * before the script reads it: both releases then decide at one chosen instant, so their decisions and writes compare
- * exactly.
- */
-function atTime(source: string): string {
-  const time = "(function() local a = ARGV local t = { a[#a - 1], a[#a] } a[#a] = nil a[#a] = nil return t end)()";
-  expect(source.split("redis.call('TIME')").length, "one TIME call").toBe(2);
-  return source.replace("redis.call('TIME')", time);
-}
 
 /** TIME's reply (seconds, microseconds) at instant `at` (ms), with some microseconds past the millisecond. */
 const timeOf = (at: number): [string, string] => [
@@ -42,17 +16,8 @@ const timeOf = (at: number): [string, string] => [
   String((at % 1000) * 1000 + ((at * 7) % 1000)),
 ];
 
-/** A small seeded PRNG (mulberry32): the same sequence on every run. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG: the same sequence on every run. */
+const random = mulberry32;
 
 /** The parts of a Decision both releases must agree on. */
 const summary = (d: Decision) => ({

@@ -1,31 +1,14 @@
-import { type NormalizedRule, type Rule, ratelimitScripts } from "@coordis/ratelimit";
+import { type Rule, ratelimitScripts } from "@coordis/ratelimit";
 import { testPrefix } from "@coordis/testing";
 import { describe, expect, it } from "vitest";
 import { decisionFromReply } from "../src/decision.js";
 import { normalizeRules, rulesArgs } from "../src/rules.js";
 import { sharedClients } from "./fixtures/clients.js";
+import { atTime, previousArgs } from "./fixtures/previous-release.js";
 import { previousScripts } from "./fixtures/previous-scripts.js";
 
 const prefix = testPrefix();
 const YEAR = 365 * 86_400_000;
-const SHORT = { "fixed-window": "fw", "sliding-window": "sw", "token-bucket": "tb", gcra: "gcra" } as const;
-const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
-
-/** The previous release's consume ARGV after the cost: five per rule (tb/gcra: limit and windowMs over their gcd). */
-function previousArgs(rules: readonly NormalizedRule[]): string[] {
-  return rules.flatMap((r) => {
-    const g = r.algorithm === "token-bucket" || r.algorithm === "gcra" ? gcd(r.limit, r.windowMs) : 1;
-    const alg = SHORT[r.algorithm];
-    return [`${r.name}|${alg}`, alg, String(r.limit / g), String(r.windowMs / g), String(r.capacity)];
-  });
-}
-
-/** A script with Redis' TIME replaced by the call's last two arguments (seconds, microseconds). */
-function atTime(source: string): string {
-  const time = "(function() local a = ARGV local t = { a[#a - 1], a[#a] } a[#a] = nil a[#a] = nil return t end)()";
-  expect(source.split("redis.call('TIME')").length, "one TIME call").toBe(2);
-  return source.replace("redis.call('TIME')", time);
-}
 
 /**
  * The several-rule string reply carries each entry's expAtMs; a bucket's resetMs must not be read back as
