@@ -267,8 +267,21 @@ export class RateLimiter {
     return this.#report(op, key, started, this.#local(op, key, cost), err);
   }
 
-  /** Sends one batch of consumes (one hash slot) as one consume-batch script call. */
+  /**
+   * Sends one batch of consumes (one hash slot) as one consume-batch script call; a batch of one call (alone in its
+   * event-loop turn) as the plain consume script, whose reply is the same and which costs Redis less.
+   */
   async #sendBatch(items: readonly QueuedConsume[]): Promise<BatchOutcome<ScriptReply>[]> {
+    if (items.length === 1) {
+      const only = items[0] as QueuedConsume;
+      const reply = await runScriptDynamic<[string], string[], ScriptReply>(
+        this.#redis,
+        ratelimitScripts.consume,
+        [only.stateKey],
+        [only.cost, ...this.#ruleArgs],
+      );
+      return [{ ok: true, value: reply }];
+    }
     const args: (string | number)[] = items.map((i) => i.cost);
     for (const a of this.#ruleArgs) args.push(a);
     const reply = await runScriptDynamic(

@@ -8,7 +8,7 @@ import {
   ScriptError,
   slotOf,
 } from "@coordis/core";
-import { type Algorithm, type Decision, RateLimiter, type Rule } from "@coordis/ratelimit";
+import { type Algorithm, type Decision, RateLimiter, type Rule, ratelimitScripts } from "@coordis/ratelimit";
 import {
   countCommands,
   type RedisCluster,
@@ -155,8 +155,9 @@ describe("micro-batched consume on a server of its own", () => {
     server = await startRedis({ leastPrivilege: true });
     redis = server.client();
     await redis.ping();
-    // Cache the scripts so every call below is a plain EVALSHA.
-    await new RateLimiter(redis, { rules, prefix, batch: true }).consume("warm");
+    // Cache the scripts so every call below is a plain EVALSHA (a batch of two loads consume-batch).
+    const warmBatched = new RateLimiter(redis, { rules, prefix, batch: true });
+    await Promise.all([warmBatched.consume("warm"), warmBatched.consume("warm")]);
     const warm = new RateLimiter(redis, { rules, prefix });
     await warm.consume("warm");
     await warm.peek("warm");
@@ -164,6 +165,27 @@ describe("micro-batched consume on a server of its own", () => {
   });
   afterAll(async () => {
     await server.stop();
+  });
+
+  it("a call alone in its event-loop turn is sent as the plain consume script, with the same decision", async () => {
+    const own = await startRedis();
+    try {
+      const client = own.client();
+      const rl = new RateLimiter(client, { rules, prefix, batch: true });
+      const lone = await rl.consume("lone");
+      expect(await client.script("EXISTS", ratelimitScripts.consume.sha1, ratelimitScripts.consumeBatch.sha1)).toEqual([
+        1, 0,
+      ]);
+      expect(lone.rules.map((r) => [r.allowed, r.remaining])).toEqual([
+        [true, 99],
+        [true, 49],
+      ]);
+      const [a, b] = await Promise.all([rl.consume("lone"), rl.consume("lone")]);
+      expect(await client.script("EXISTS", ratelimitScripts.consumeBatch.sha1)).toEqual([1]);
+      expect([a?.remaining, b?.remaining]).toEqual([48, 47]);
+    } finally {
+      await own.stop();
+    }
   });
 
   it("N concurrent consumes on N different keys are one EVALSHA", async () => {
@@ -299,17 +321,17 @@ describe("micro-batched consume on Redis Cluster", () => {
     it("sends one EVALSHA per hash slot of the batch, on the node that owns it", async () => {
       const rl = new RateLimiter(redis, { rules: [{ limit: 10, windowMs: YEAR }], prefix, batch: true });
       const keys = Array.from({ length: 12 }, (_, i) => `s${i}`);
-      // Warm every node's script cache.
-      await Promise.all(keys.map((k) => rl.consume(k)));
+      // Warm every node's script cache (two calls per slot: a batch of one is sent as the plain consume script).
+      await Promise.all([...keys, ...keys].map((k) => rl.consume(k)));
       const slots = new Set(keys.map((k) => slotOf(stateKey(prefix, k))));
       const { result, sent } = await countCommands(cluster, () =>
         Promise.all([...keys, ...keys, ...keys].map((k) => rl.consume(k))),
       );
       expect(sent).toEqual({ evalsha: slots.size });
       expect(result.map((d) => d.remaining)).toEqual([
-        ...keys.map(() => 8),
         ...keys.map(() => 7),
         ...keys.map(() => 6),
+        ...keys.map(() => 5),
       ]);
     });
   });
