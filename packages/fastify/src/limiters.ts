@@ -2,11 +2,6 @@ import { type BatchOptions, type CoordisObserver, InvalidArgumentError, type Red
 import { type Decision, RateLimiter, type Rule } from "@coordis/ratelimit";
 import type { PluginSettings } from "./options.js";
 
-/**
- * `batch: "auto"` sends a limiter call micro-batched when at least this many others are in flight: a lone request
- * is not held for a batch, and as soon as requests overlap they share script calls.
- */
-const AUTO_BATCH_IN_FLIGHT = 1;
 /** Distinct rule sets a rules function may produce before it is an error (a limiter is cached per set). */
 const MAX_DYNAMIC_RULE_SETS = 256;
 
@@ -27,7 +22,8 @@ export function specOf(rules: readonly Rule[]): string {
 
 /**
  * The plugin's limiters, one pair per distinct rule set, created with the plugin's prefix, observer, failure
- * policy and batching; and the choice between a pair's batched and unbatched limiter per call (`batch: "auto"`).
+ * policy and batching (`"auto"` and `true`: every call goes through the batched limiter, which sends a call alone in
+ * its event-loop turn as the plain consume script; `false`: through the unbatched one).
  */
 export class Limiters {
   readonly #redis: RedisClient;
@@ -38,7 +34,6 @@ export class Limiters {
   readonly #dynamic = new WeakMap<object, LimiterPair>();
   /** `<ban>/<windowMs>` -> the pair counting a route's 429 answers per key. */
   readonly #bans = new Map<string, LimiterPair>();
-  #inFlight = 0;
 
   /** `observer` is given to the limiters; `undefined` when nobody listens, so no event is built per request. */
   constructor(redis: RedisClient, settings: PluginSettings, observer: CoordisObserver | undefined) {
@@ -53,7 +48,7 @@ export class Limiters {
     let pair = this.#pairs.get(spec);
     if (pair === undefined) {
       const mode = this.#settings.batch;
-      const plain = mode === false || mode === "auto" ? this.#make(rules, false) : undefined;
+      const plain = mode === false ? this.#make(rules, false) : undefined;
       const batched = mode === false ? undefined : this.#make(rules, mode === "auto" ? true : mode);
       const any = (plain ?? batched) as RateLimiter;
       const policy = any.rules.map((r) => `"${r.name}";q=${r.limit};w=${Math.ceil(r.windowMs / 1000)}`).join(", ");
@@ -97,19 +92,9 @@ export class Limiters {
     return p;
   }
 
-  /** Consumes through the pair's batched limiter when batching pays, else its unbatched one. */
+  /** Consumes through the pair's batched limiter, or its unbatched one when batching is off. */
   consume(pair: LimiterPair, key: string, cost: number): Promise<Decision> {
-    const limiter =
-      pair.plain === undefined || (pair.batched !== undefined && this.#inFlight >= AUTO_BATCH_IN_FLIGHT)
-        ? (pair.batched as RateLimiter)
-        : pair.plain;
-    this.#inFlight++;
-    return limiter.consume(key, cost);
-  }
-
-  /** Called once per settled `consume`. */
-  settled(): void {
-    this.#inFlight--;
+    return (pair.batched ?? (pair.plain as RateLimiter)).consume(key, cost);
   }
 
   #make(rules: readonly Rule[], batch: boolean | BatchOptions): RateLimiter {

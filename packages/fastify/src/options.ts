@@ -99,9 +99,10 @@ export interface RateLimitDefaults extends RateLimitSettings {
   /** Local deny cache of the limiter (see `RateLimiter`); default off. */
   denyCache?: boolean | { maxKeys?: number };
   /**
-   * Micro-batching of the limiter calls (see `RateLimiter`). `"auto"` (default): a call is batched while another
-   * limiter call is in flight, unbatched when it is alone. `true`/`{ maxSize, maxDelayMs }`: always;
-   * `false`: never. Each request is still decided atomically on its own.
+   * Micro-batching of the limiter calls (see `RateLimiter`). `"auto"` (default) and `true`: the limiter calls made
+   * in one event-loop turn share one script call per hash slot, and a call alone in its turn is sent as the plain
+   * consume script at the end of that turn; `{ maxSize, maxDelayMs }`: the same with these settings; `false`: one
+   * script call per request, sent at once. Each request is still decided atomically on its own.
    */
   batch?: "auto" | boolean | BatchOptions;
 }

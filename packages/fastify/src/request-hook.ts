@@ -97,7 +97,6 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     }
     pending.then(
       (decision) => {
-        limiters.settled();
         if (decision.allowed) {
           if (limit.onAllowed) setHeaders(limit, pair, decision, reply);
           try {
@@ -117,7 +116,6 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
         }
       },
       (err: unknown) => {
-        limiters.settled();
         if (err instanceof RedisUnavailableError) {
           problem(reply, 503, "Service Unavailable", "The rate limiter cannot reach its store; try again shortly.");
         } else {
@@ -135,8 +133,6 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     } catch (err) {
       if (!(err instanceof RedisUnavailableError)) throw err;
       return false;
-    } finally {
-      limiters.settled();
     }
   };
 

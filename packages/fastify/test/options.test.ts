@@ -192,7 +192,9 @@ describe("micro-batching of the limiter calls", () => {
     expect(codes.slice(0, 35).filter((c) => c === 200)).toHaveLength(30);
     expect(codes.slice(0, 35).filter((c) => c === 429)).toHaveLength(5);
     expect(codes.slice(35)).toEqual([200, 200, 200, 200, 200]);
-    expect(evalsha).toBeLessThan(40);
+    // Every call of the burst goes through the batches (inject spreads the 40 requests over 4 event-loop turns): none
+    // is sent on its own first, as a call alone in flight once was (5 script calls).
+    expect(evalsha).toBeLessThanOrEqual(4);
   });
 
   it("false: one script call per request, same decisions", async () => {
