@@ -131,19 +131,27 @@ export class RateLimiter {
         return Promise.reject(err); // as an async function would: a promise, never a throw
       }
     }
-    const batcher = this.#batcher;
-    const sent =
-      batcher === undefined
-        ? runScriptDynamic<[string], string[], ScriptReply>(
-            this.#redis,
-            ratelimitScripts.consume,
-            [stateKey],
-            [cost, ...this.#ruleArgs],
-          )
-        : batcher.add(isCluster(this.#redis) ? slotOf(stateKey) : 0, { stateKey, cost });
-    return sent.then(
+    return this.#submit(stateKey, cost).then(
       (reply) => this.#decided("consume", key, started, reply),
       (err: unknown) => this.#failed("consume", key, started, cost, err),
+    );
+  }
+
+  /** One consume's script reply: through the batcher when consume is batched, else one consume script call. */
+  #submit(stateKey: string, cost: number): Promise<ScriptReply> {
+    const batcher = this.#batcher;
+    return batcher === undefined
+      ? this.#consumeScript(stateKey, cost)
+      : batcher.add(isCluster(this.#redis) ? slotOf(stateKey) : 0, { stateKey, cost });
+  }
+
+  /** One consume script call (unbatched, or a batch of one). */
+  #consumeScript(stateKey: string, cost: number): Promise<ScriptReply> {
+    return runScriptDynamic<[string], string[], ScriptReply>(
+      this.#redis,
+      ratelimitScripts.consume,
+      [stateKey],
+      [cost, ...this.#ruleArgs],
     );
   }
 
@@ -158,13 +166,7 @@ export class RateLimiter {
     const cached = denyCache.lookup(key, cost);
     if (cached !== undefined) return this.#report("consume", key, started, cached);
     const issued = denyCache.stamp();
-    const batcher = this.#batcher;
-    const decision =
-      batcher === undefined
-        ? await this.#run("consume", key, started, stateKey, cost)
-        : await this.#run("consume", key, started, stateKey, cost, () =>
-            batcher.add(isCluster(this.#redis) ? slotOf(stateKey) : 0, { stateKey, cost }),
-          );
+    const decision = await this.#run("consume", key, started, stateKey, cost);
     if (!decision.allowed) denyCache.remember(key, cost, decision, issued);
     return decision;
   }
@@ -224,27 +226,18 @@ export class RateLimiter {
   }
 
   /**
-   * One call through Redis (or the failure policy). `send` replaces the script call when consume is batched: the
-   * policy, the observer event and the decision are then per caller exactly as unbatched.
+   * One call through Redis (or the failure policy); a consume goes through the batcher when consume is batched, so
+   * the policy, the observer event and the decision are per caller exactly as unbatched.
    */
-  async #run(
-    op: Exclude<Op, "reset">,
-    key: string,
-    started: number,
-    stateKey: string,
-    cost: number,
-    send?: () => Promise<ScriptReply>,
-  ) {
+  async #run(op: Exclude<Op, "reset">, key: string, started: number, stateKey: string, cost: number) {
     if (this.#policy !== "throw" && performance.now() < this.#downUntil) {
       return this.#report(op, key, started, this.#local(op, key, cost));
     }
     let reply: ScriptReply;
     try {
-      reply = await (send !== undefined
-        ? send()
-        : op === "consume"
-          ? runScriptDynamic(this.#redis, ratelimitScripts.consume, [stateKey], [cost, ...this.#ruleArgs])
-          : runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]));
+      reply = await (op === "consume"
+        ? this.#submit(stateKey, cost)
+        : runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]));
     } catch (err) {
       return this.#failed(op, key, started, cost, err);
     }
@@ -274,13 +267,7 @@ export class RateLimiter {
   async #sendBatch(items: readonly QueuedConsume[]): Promise<BatchOutcome<ScriptReply>[]> {
     if (items.length === 1) {
       const only = items[0] as QueuedConsume;
-      const reply = await runScriptDynamic<[string], string[], ScriptReply>(
-        this.#redis,
-        ratelimitScripts.consume,
-        [only.stateKey],
-        [only.cost, ...this.#ruleArgs],
-      );
-      return [{ ok: true, value: reply }];
+      return [{ ok: true, value: await this.#consumeScript(only.stateKey, only.cost) }];
     }
     const args: (string | number)[] = items.map((i) => i.cost);
     for (const a of this.#ruleArgs) args.push(a);
