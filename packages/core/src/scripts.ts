@@ -1,7 +1,9 @@
+import type { Cluster } from "ioredis";
 import type { RedisClient } from "./client.js";
 import { commandTimeoutOf, isCluster } from "./client.js";
 import { corkUntilTickEnd } from "./cork.js";
 import { RedisUnavailableError, toCoordisError } from "./errors.js";
+import { slotOf } from "./keys.js";
 
 /**
  * A Lua script generated from `lua/<primitive>/<operation>.lua` by `scripts/gen-lua.ts`. `K` and `A` are the
@@ -58,22 +60,34 @@ type EvalClient = {
 };
 
 /**
- * NOSCRIPT recovery state of one script on one client. Commands on one connection execute in the order they were
- * sent, but a call that failed with NOSCRIPT is retried (as EVAL) only when its error comes back — after calls sent
- * later may already have succeeded with EVALSHA on the freshly loaded script. To keep calls in issue order, once a
- * NOSCRIPT is seen every new call of that script waits until all calls in flight at that moment have settled.
+ * What Coordis keeps per client: its deadline (looked up once) and what keeps script calls in issue order.
+ *
+ * Commands on one connection execute in the order they were sent, but a call that meets NOSCRIPT is retried (as
+ * EVAL) only when its error comes back, after calls sent later may already have run: a later call of the same
+ * script once the retry has loaded it, or of another script the server already had. So:
+ * - a call of a script not yet seen to run on this client (on a Cluster: on the node serving its slot) is a probe,
+ *   and every call issued after it waits until it has settled;
+ * - once a NOSCRIPT is seen (a restart, a failover, SCRIPT FLUSH), every script counts as unseen again, and every
+ *   new call waits until all calls in flight at that moment have settled.
+ * Waiting calls are sent in issue order. In the steady state (every script seen) a call is sent at once.
  */
-interface RecoveryState {
-  inflight: number;
-  recovering: boolean;
-  waiting: Array<() => void>;
-}
-
-/** What Coordis keeps per client: its deadline (looked up once) and the recovery state of each script. */
 interface ClientState {
   /** 0 = ioredis' commandTimeout covers it; otherwise our own deadline in ms. */
   readonly deadlineMs: number;
-  readonly scripts: Map<string, RecoveryState>;
+  /** The Cluster client whose slot table names a call's node, or undefined for a standalone or sentinel client. */
+  readonly cluster: Cluster | undefined;
+  /** The sha1s seen to run since the last NOSCRIPT, per node ("" on a standalone or sentinel client). */
+  readonly seen: Map<string, Set<string>>;
+  /** Calls sent and not settled (nor past their deadline). */
+  inflight: number;
+  /** Of those, the probes. */
+  probing: number;
+  /** A NOSCRIPT was seen and calls sent before it are still in flight. */
+  recovering: boolean;
+  /** A waiting call was let go and has not been sent yet. */
+  handoff: boolean;
+  /** Calls waiting to be sent, in issue order. */
+  readonly waiting: Array<() => void>;
 }
 
 const clients = new WeakMap<RedisClient, ClientState>();
@@ -82,56 +96,135 @@ function clientState(redis: RedisClient): ClientState {
   let state = clients.get(redis);
   if (state === undefined) {
     const timeout = commandTimeoutOf(redis);
+    const cluster = isCluster(redis) ? redis : undefined;
     // A standalone client with commandTimeout times out every command itself, even one waiting in the offline
     // queue. A Cluster keeps its own offline queue with no timer, so there we add one.
     const deadlineMs =
-      timeout !== undefined && !isCluster(redis) ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
-    state = { deadlineMs, scripts: new Map() };
+      timeout !== undefined && cluster === undefined ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
+    state = {
+      deadlineMs,
+      cluster,
+      seen: new Map(),
+      inflight: 0,
+      probing: 0,
+      recovering: false,
+      handoff: false,
+      waiting: [],
+    };
     clients.set(redis, state);
   }
   return state;
 }
 
-function recoveryState(client: ClientState, sha1: string): RecoveryState {
-  let state = client.scripts.get(sha1);
-  if (state === undefined) {
-    state = { inflight: 0, recovering: false, waiting: [] };
-    client.scripts.set(sha1, state);
-  }
-  return state;
+/** The node a call on `key` goes to: "" on a standalone client; undefined on a Cluster that has no slot table yet. */
+function nodeOf(client: ClientState, key: string | undefined): string | undefined {
+  if (client.cluster === undefined) return "";
+  if (key === undefined) return undefined;
+  return client.cluster.slots[slotOf(key)]?.[0];
 }
 
-/** EVALSHA with the NOSCRIPT fallback; rejects with a CoordisError. */
-async function evalWithFallback(
-  redis: RedisClient,
+/** Lets the first waiting call go when nothing blocks it any more. */
+function release(client: ClientState): void {
+  if (client.handoff || client.recovering || client.probing > 0) return;
+  const next = client.waiting.shift();
+  if (next !== undefined) {
+    client.handoff = true;
+    next();
+  }
+}
+
+/** Rejects with RedisUnavailableError when `pending` (`what`: what was sent) has not settled within `ms`. */
+function withDeadline<T>(pending: Promise<T>, ms: number, what: string, shownMs = ms): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(deadlineError(what, shownMs)), Math.max(1, ms));
+    pending.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
+function deadlineError(what: string, ms: number): RedisUnavailableError {
+  return new RedisUnavailableError(
+    `Redis did not answer ${what} within ${ms} ms (Coordis deadline); ` +
+      "it may still run. Check that the server or cluster is reachable.",
+  );
+}
+
+/** `pending` bounded by the call's deadline (the client's deadline counted from when the call was made). */
+function scriptDeadline<T>(
+  pending: Promise<T>,
+  deadlineAt: number,
+  client: ClientState,
   script: ScriptDef<never, never, unknown>,
-  state: RecoveryState,
+): Promise<T> {
+  return withDeadline(pending, deadlineAt - Date.now(), `script "${script.name}"`, client.deadlineMs);
+}
+
+/** EVALSHA with the NOSCRIPT fallback, in issue order (see {@link ClientState}); rejects with a CoordisError. */
+async function evalInOrder(
+  redis: RedisClient,
+  client: ClientState,
+  script: ScriptDef<never, never, unknown>,
   numKeys: number,
   argv: (string | number | Buffer)[],
 ): Promise<unknown> {
-  const client = redis as unknown as EvalClient;
+  const raw = redis as unknown as EvalClient;
+  // Our own deadline (a Cluster, or a client without commandTimeout) counts from the call, waiting included.
+  const deadlineAt = client.deadlineMs === 0 ? 0 : Date.now() + client.deadlineMs;
   try {
-    if (state.recovering) await new Promise<void>((resolve) => state.waiting.push(resolve));
-    state.inflight++;
+    if (client.handoff || client.recovering || client.probing > 0 || client.waiting.length > 0) {
+      await new Promise<void>((resolve) => client.waiting.push(resolve));
+      client.handoff = false;
+      if (deadlineAt !== 0 && Date.now() >= deadlineAt) {
+        release(client);
+        throw deadlineError(`script "${script.name}"`, client.deadlineMs);
+      }
+    }
+    const node = nodeOf(client, argv[0] as string | undefined);
+    let seen = node === undefined ? undefined : client.seen.get(node);
+    const probe = seen === undefined || !seen.has(script.sha1);
+    client.inflight++;
+    if (probe) client.probing++;
+    // Calls let go behind this one follow it now, unless it is a probe.
+    if (client.waiting.length > 0) release(client);
     try {
       // Every command written in this tick leaves in one writev (see corkUntilTickEnd).
       corkUntilTickEnd(redis);
-      return await client.evalsha(script.sha1, numKeys, ...argv);
-    } catch (err) {
-      // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
-      // EVAL also caches it, so the next call is an EVALSHA again.
-      if (!isNoScript(err)) throw err;
-      state.recovering = true;
-      corkUntilTickEnd(redis);
-      return await client.eval(script.source, numKeys, ...argv);
-    } finally {
-      state.inflight--;
-      if (state.recovering && state.inflight === 0) {
-        state.recovering = false;
-        const waiting = state.waiting;
-        state.waiting = [];
-        for (const resume of waiting) resume();
+      let reply: unknown;
+      try {
+        const sent = raw.evalsha(script.sha1, numKeys, ...argv);
+        reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
+      } catch (err) {
+        // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
+        // EVAL also caches it, so the next call is an EVALSHA again.
+        if (!isNoScript(err)) throw err;
+        client.recovering = true;
+        client.seen.clear();
+        seen = undefined;
+        corkUntilTickEnd(redis);
+        const sent = raw.eval(script.source, numKeys, ...argv);
+        reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
       }
+      if (node !== undefined) {
+        if (seen === undefined) {
+          seen = client.seen.get(node) ?? new Set();
+          client.seen.set(node, seen);
+        }
+        seen.add(script.sha1);
+      }
+      return reply;
+    } finally {
+      client.inflight--;
+      if (probe) client.probing--;
+      if (client.recovering && client.inflight === 0) client.recovering = false;
+      release(client);
     }
   } catch (err) {
     throw toCoordisError(err, script.name);
@@ -146,32 +239,6 @@ async function evalWithFallback(
 export function withCommandDeadline<T>(redis: RedisClient, pending: Promise<T>, what: string): Promise<T> {
   const deadlineMs = clientState(redis).deadlineMs;
   return deadlineMs === 0 ? pending : (withDeadline(pending, deadlineMs, what) as Promise<T>);
-}
-
-/** Rejects with RedisUnavailableError when `pending` (`what`: what was sent) has not settled within `deadlineMs`. */
-function withDeadline(pending: Promise<unknown>, deadlineMs: number, what: string): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () =>
-        reject(
-          new RedisUnavailableError(
-            `Redis did not answer ${what} within ${deadlineMs} ms (Coordis deadline); ` +
-              "it may still run. Check that the server or cluster is reachable.",
-          ),
-        ),
-      deadlineMs,
-    );
-    pending.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err);
-      },
-    );
-  });
 }
 
 /**
@@ -230,13 +297,11 @@ function run(
 ): Promise<unknown> {
   try {
     const client = clientState(redis);
-    const state = recoveryState(client, script.sha1);
     const nk = keys.length;
     const argv: (string | number | Buffer)[] = new Array(nk + args.length);
     for (let i = 0; i < nk; i++) argv[i] = keys[i] as string;
     for (let i = 0; i < args.length; i++) argv[nk + i] = args[i] as string | number | Buffer;
-    const pending = evalWithFallback(redis, script, state, numKeys, argv);
-    return client.deadlineMs === 0 ? pending : withDeadline(pending, client.deadlineMs, `script "${script.name}"`);
+    return evalInOrder(redis, client, script, numKeys, argv);
   } catch (err) {
     return Promise.reject(toCoordisError(err, script.name));
   }

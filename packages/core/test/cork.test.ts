@@ -53,8 +53,9 @@ describe("write coalescing (corkUntilTickEnd) on the shared standalone server", 
   let redis: RedisClient;
   beforeAll(async () => {
     redis = connect(inject("coordisAdminRedisUrl"));
-    // Loaded up front, so the counts below are EVALSHAs only (no NOSCRIPT fallback doubling them).
-    await redis.script("LOAD", APPEND_SOURCE);
+    // Run once up front, so the counts below are EVALSHAs only (no NOSCRIPT fallback doubling them) and none is a
+    // script's first call on this client (which goes out alone, see the core README).
+    await runScript(redis, appendScript, [`${prefix}:{cork}:warm`], ["w"]);
   });
   afterAll(() => {
     redis.disconnect();

@@ -167,7 +167,7 @@ describe("micro-batched consume on a server of its own", () => {
     await server.stop();
   });
 
-  it("a call alone in its event-loop turn is sent as the plain consume script, with the same decision", async () => {
+  it("a call alone in its event-loop turn is sent as the plain consume script, with the same decision and in call order", async () => {
     const own = await startRedis();
     try {
       const client = own.client();
@@ -180,9 +180,16 @@ describe("micro-batched consume on a server of its own", () => {
         [true, 99],
         [true, 49],
       ]);
-      const [a, b] = await Promise.all([rl.consume("lone"), rl.consume("lone")]);
+      // consume is cached, consume-batch is not: a batch of two (consume-batch, which meets NOSCRIPT) and a call
+      // alone (consume) issued together still run in call order.
+      const pairs = new RateLimiter(client, { rules, prefix, batch: { maxSize: 2 } });
+      const three = await Promise.all([pairs.consume("lone"), pairs.consume("lone"), pairs.consume("lone")]);
       expect(await client.script("EXISTS", ratelimitScripts.consumeBatch.sha1)).toEqual([1]);
-      expect([a?.remaining, b?.remaining]).toEqual([48, 47]);
+      expect(three.map((d) => d.rules.map((r) => r.remaining))).toEqual([
+        [98, 48],
+        [97, 47],
+        [96, 46],
+      ]);
     } finally {
       await own.stop();
     }
