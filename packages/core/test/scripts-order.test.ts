@@ -114,7 +114,9 @@ describe("script calls keep issue order per Cluster node", () => {
     // loaded it).
     await runScript(redis, warm, [keyOf(tagA)], []);
     await runScript(redis, cold, [keyOf(tagA)], []);
-    const nodeB = (admin as Cluster).nodes("master").find((n) => `${n.options.host}:${n.options.port}` === nodeOf(tagB));
+    const nodeB = (admin as Cluster)
+      .nodes("master")
+      .find((n) => `${n.options.host}:${n.options.port}` === nodeOf(tagB));
     expect(nodeB).toBeDefined();
     await nodeB?.script("LOAD", warm.source);
     const key = keyOf(tagB);
