@@ -45,6 +45,12 @@ describe("benchmark harness (smoke)", () => {
       }
     }
     expect(report.roundTripViolations).toEqual([]);
+    // The HTTP rows ran in a part of their own, after every other scenario had been torn down.
+    const part = lines.findIndex((line) => line.includes("part of its own: http route (autocannon)"));
+    expect(part, lines.join("\n")).toBeGreaterThan(-1);
+    const setUps = lines.map((line, i) => ({ i, id: / set up (\S+)/.exec(line)?.[1] })).filter((x) => x.id);
+    expect(setUps.filter((x) => x.id?.startsWith("http/")).every((x) => x.i > part)).toBe(true);
+    expect(setUps.filter((x) => !x.id?.startsWith("http/")).every((x) => x.i < part)).toBe(true);
     // Raw and peer scenarios do not depend on Coordis code: they must all be there.
     const missing = report.scenarios.filter((s) => s.kind !== "coordis" && s.status === "unavailable");
     expect(missing.map((s) => s.id)).toEqual([]);

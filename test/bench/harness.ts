@@ -1,5 +1,5 @@
-// The benchmark run: starts its servers, sets every selected scenario up, runs the phases (phases.ts) over all of
-// them, tears down, and assembles the report. The modules the runner, the test and the README generator use are
+// The benchmark run, in parts (the scenarios marked `isolated` apart): each part starts its servers, sets its
+// scenarios up, runs the phases (phases.ts) over them and tears down; then the report is assembled. The modules the runner, the test and the README generator use are
 // re-exported from here.
 import { cpus, loadavg, totalmem } from "node:os";
 import { performance } from "node:perf_hooks";
@@ -111,20 +111,15 @@ async function setUp(
 }
 
 /**
- * Runs the benchmark: starts its own redis-server (and 3 masters when a Redlock scenario is selected), sets up
- * every selected scenario, warms up, runs interleaved rounds (closed loop, then sequential), counts round trips,
- * measures memory per entity, and stops everything. Never throws for a scenario's failure: it is reported.
+ * One part of the run: starts its own redis-server (and 3 masters when a Redlock scenario is in it), sets up the
+ * part's scenarios, warms up, runs interleaved rounds (closed loop, then sequential), counts round trips, measures
+ * memory per entity, and stops everything. Never throws for a scenario's failure: it is reported. Returns Redis'
+ * version.
  */
-export async function runBench(options: BenchOptions, scenarios: Scenario[] = allScenarios()): Promise<BenchReport> {
-  const started = performance.now();
-  const sink = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const log = (line: string) => sink(`[${((performance.now() - started) / 1000).toFixed(1).padStart(5)} s] ${line}`);
-  const loadAverageStart = loadavg();
-  const selected = select(scenarios, options.filter);
-  const needsGroup = selected.some((s) => s.topology === "group3");
+async function runPart(options: BenchOptions, live: Live[], log: (line: string) => void): Promise<string> {
+  const needsGroup = live.some((l) => l.scenario.topology === "group3");
   const clients: Redis[] = [];
   const servers: { single?: RedisServer; group?: { servers: readonly RedisServer[]; stop(): Promise<void> } } = {};
-  const live = selected.map(start);
   const fail = (l: Live, error: string) => {
     if (l.result.status === "failed") return;
     l.result.status = "failed";
@@ -144,7 +139,7 @@ export async function runBench(options: BenchOptions, scenarios: Scenario[] = al
     const sampler = serverSampler(admin, groupAdmins);
     const ctx: RunContext = { options, counter: new Counter(), sampler, log, fail };
     log(
-      `bench: ${selected.length} scenarios, ${options.rounds} round(s) of ${options.durationMs} ms + ` +
+      `bench: ${live.length} scenarios, ${options.rounds} round(s) of ${options.durationMs} ms + ` +
         `${options.sequentialMs} ms sequential, ${options.concurrency} in flight; redis ${redisVersion}`,
     );
     await setUp(ctx, live, { single, group: group?.servers ?? [] }, clients);
@@ -179,6 +174,32 @@ export async function runBench(options: BenchOptions, scenarios: Scenario[] = al
     if (servers.single !== undefined) await reportLeftovers(servers.single, log);
     await Promise.all([servers.single?.stop(), servers.group?.stop()]);
   }
+  return redisVersion;
+}
+
+/**
+ * Runs the benchmark: the selected scenarios in parts (see {@link runPart}): those without `isolated` together,
+ * then each isolated name on its own. Never throws for a scenario's failure: it is reported.
+ */
+export async function runBench(options: BenchOptions, scenarios: Scenario[] = allScenarios()): Promise<BenchReport> {
+  const started = performance.now();
+  const sink = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = (line: string) => sink(`[${((performance.now() - started) / 1000).toFixed(1).padStart(5)} s] ${line}`);
+  const loadAverageStart = loadavg();
+  const selected = select(scenarios, options.filter);
+  const live = selected.map(start);
+  // The scenarios without `isolated` form the first part; each isolated name is a part of its own, run after it.
+  const parts = new Map<string, Live[]>();
+  for (const l of live) {
+    const name = l.scenario.isolated ?? "";
+    parts.set(name, [...(parts.get(name) ?? []), l]);
+  }
+  const redisVersions: string[] = [];
+  for (const [name, part] of parts) {
+    if (name !== "") log(`part of its own: ${name} (${part.length} scenarios, fresh Redis servers)`);
+    redisVersions.push(await runPart(options, part, log));
+  }
+  const redisVersion = redisVersions[0] ?? "unknown";
 
   aggregate(live);
   const violations: RoundTripViolation[] = [];

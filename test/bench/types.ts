@@ -109,6 +109,13 @@ export interface Scenario {
   readonly roundTripsNote?: string;
   /** Entity counted for memory per entity (`member`, `key`, `entry`); needs `entity` on the instance. */
   readonly memoryEntity?: string;
+  /**
+   * Measured in a part of the run of its own (set up, warmed up, measured in interleaved rounds and torn down with
+   * the other scenarios of the same `isolated` name only, on Redis servers of its own), so that nothing the other
+   * scenarios leave running (their clients, workers and timers in the bench process, their data in Redis) weighs on
+   * it. Rows compared with each other must share the part.
+   */
+  readonly isolated?: string;
   /** Builds the scenario; throw {@link Unavailable} when the code under test is not there yet. */
   setup(ctx: SetupContext): Promise<ScenarioInstance>;
 }

@@ -179,6 +179,7 @@ function row(id: string, name: string, kind: Scenario["kind"], spec: ServerSpec,
     kind,
     topology: "single",
     unit: "req",
+    isolated: GROUP,
     ...(kind === "raw" ? {} : { baseline: BASELINE }),
     ...(reference === undefined ? {} : { reference }),
     ...(kind === "coordis"
@@ -200,7 +201,8 @@ function row(id: string, name: string, kind: Scenario["kind"], spec: ServerSpec,
 }
 
 /**
- * HTTP rows: one Fastify process per row (forked), autocannon in the bench process with the closed loop's
+ * HTTP rows, in a part of the run of their own (their own Redis server; no other scenario set up while they run):
+ * one Fastify process per row (forked), autocannon in the bench process with the closed loop's
  * connections (50), keys cycling over 10 000 in the `x-key` header, limits that admit every request. "× raw" is the
  * unlimited route of the same round; "× ref" @fastify/rate-limit (Redis store) for the unbatched Coordis rows and the
  * unbatched row of the same rules for the batched ones.
