@@ -24,3 +24,4 @@ export {
 } from "./options.js";
 export { PERIODS, type Period, type PeriodBucket, periodBucket } from "./periods.js";
 export type { Entry, PercentileResult, PeriodResult, Standing, SubmitResult } from "./results.js";
+export { leaderboardScripts } from "./scripts.generated.js";

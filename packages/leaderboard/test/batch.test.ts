@@ -2,6 +2,7 @@ import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
 import {
   Leaderboard,
   type LeaderboardOptions,
+  leaderboardScripts,
   PeriodClosedError,
   ScoreOverflowError,
   type SubmitResult,
@@ -144,7 +145,8 @@ describe("micro-batched submit on a server of its own", () => {
     redis = connect(server.url);
     await redis.ping();
     const warm = new Leaderboard(redis, "warm", { prefix, batch: true });
-    await warm.submit("w", 1);
+    await Promise.all([warm.submit("w", 1), warm.submit("v", 1)]); // two: a lone call takes the plain script
+    await warm.submit("w", 2);
     await warm.rank("w");
   });
   afterAll(async () => {
@@ -164,6 +166,31 @@ describe("micro-batched submit on a server of its own", () => {
       Promise.all(Array.from({ length: 20 }, (_, i) => small.submit(`p${i}`, i))),
     );
     expect(split.sent).toEqual({ evalsha: 3 });
+  });
+
+  it("a submit alone in its event-loop turn is sent as the plain submit script; call order holds beside batches", async () => {
+    const own = await startRedis();
+    try {
+      const client = own.client();
+      const lb = new Leaderboard(client, "lone", { prefix, batch: { maxSize: 2 } });
+      const lone = await countCommands(own, () => lb.submit("a", 5));
+      expect(lone.result).toMatchObject({ score: 5, rank: 1, updated: true });
+      expect(lone.sent).toEqual({ evalsha: 1, eval: 1 }); // the first call on a fresh server loads the script
+      expect(
+        await client.script("EXISTS", leaderboardScripts.submit.sha1, leaderboardScripts.submitBatch.sha1),
+      ).toEqual([1, 0]);
+      // submit is cached, submit-batch is not: a batch of two (which meets NOSCRIPT) and a lone call issued
+      // together still apply in call order.
+      const three = await Promise.all([lb.submit("a", 6), lb.submit("b", 6), lb.submit("c", 6)]);
+      expect(three.map((r) => [r.rank, r.updated])).toEqual([
+        [1, true],
+        [2, true],
+        [3, true],
+      ]);
+      expect(await client.script("EXISTS", leaderboardScripts.submitBatch.sha1)).toEqual([1]);
+    } finally {
+      await own.stop();
+    }
   });
 
   it("other operations send the queued submits first, so they see them", async () => {
