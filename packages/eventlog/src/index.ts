@@ -35,6 +35,7 @@ export {
   type TailOptions,
   type UnverifiedMode,
 } from "./options.js";
+export { eventlogScripts } from "./scripts.generated.js";
 export {
   type AppendResult,
   type ConsumeContext,

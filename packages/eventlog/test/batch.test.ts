@@ -1,5 +1,5 @@
 import { connect, InvalidArgumentError, type OperationEvent, type RedisClient, ScriptError } from "@coordis/core";
-import { type AppendResult, EventLog, type EventLogOptions } from "@coordis/eventlog";
+import { type AppendResult, EventLog, type EventLogOptions, eventlogScripts } from "@coordis/eventlog";
 import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -138,7 +138,8 @@ describe("micro-batched append on a server of its own", () => {
     redis = connect(server.url);
     await redis.ping();
     const warm = new EventLog(redis, "warm", { prefix, batch: true });
-    await warm.append({ warm: true });
+    await Promise.all([warm.append({ warm: 1 }), warm.append({ warm: 2 })]); // two: a lone call takes the plain script
+    await warm.append({ warm: 3 });
   });
   afterAll(async () => {
     redis.disconnect();
@@ -158,6 +159,29 @@ describe("micro-batched append on a server of its own", () => {
       Promise.all(Array.from({ length: 20 }, (_, i) => small.append({ i }))),
     );
     expect(split.sent).toEqual({ evalsha: 3 });
+  });
+
+  it("an append alone in its event-loop turn is sent as the plain append script; call order holds beside batches", async () => {
+    const own = await startRedis();
+    try {
+      const client = own.client();
+      const log = new EventLog(client, "lone", { prefix, batch: { maxSize: 2 } });
+      const lone = await countCommands(own, () => log.append({ n: 0 }));
+      expect(lone.sent).toEqual({ evalsha: 1, eval: 1 }); // the first call on a fresh server loads the script
+      const exists = () => client.script("EXISTS", eventlogScripts.append.sha1, eventlogScripts.appendBatch.sha1);
+      expect(await exists()).toEqual([1, 0]);
+      // append is cached, append-batch is not: a batch of two (which meets NOSCRIPT) and a lone call issued
+      // together still land in call order.
+      const three = await Promise.all([log.append({ n: 1 }), log.append({ n: 2 }), log.append({ n: 3 })]);
+      expect(await exists()).toEqual([1, 1]);
+      const order = (id: string) => id.split("-").map(Number) as [number, number];
+      const ids = [lone.result, ...three].map((r) => order(r.id));
+      const sorted = [...ids].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      expect(ids).toEqual(sorted);
+      expect(new Set(ids.map((id) => id.join("-"))).size).toBe(4);
+    } finally {
+      await own.stop();
+    }
   });
 
   it("a read sends the queued appends first, so it sees them", async () => {
