@@ -1,4 +1,4 @@
-import type { Cluster } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { RedisClient } from "./client.js";
 import { commandTimeoutOf, isCluster } from "./client.js";
 import { corkUntilTickEnd } from "./cork.js";
@@ -68,12 +68,17 @@ type EvalClient = {
  * - a call of a script not yet seen to run on this client (on a Cluster: on the node serving its slot) is a probe,
  *   and every call issued after it waits until it has settled;
  * - once a NOSCRIPT is seen (a restart, a failover, SCRIPT FLUSH), every script counts as unseen again, and every
- *   new call waits until all calls in flight at that moment have settled.
- * Waiting calls are sent in issue order. In the steady state (every script seen) a call is sent at once.
+ *   new call waits until all calls in flight at that moment have settled;
+ * - when a connection closes (the server may come back without its scripts), its scripts count as unseen.
+ * Waiting calls are sent in issue order. In the steady state (every script seen) a call is sent at once. A call that
+ * waits keeps its deadline, counted from the call: it fails when the deadline passes while it waits, and once sent
+ * it gets only what is left of it.
  */
 interface ClientState {
   /** 0 = ioredis' commandTimeout covers it; otherwise our own deadline in ms. */
   readonly deadlineMs: number;
+  /** The deadline of a call that has to wait, counted from the call: `deadlineMs`, or else the commandTimeout. */
+  readonly waitDeadlineMs: number;
   /** The Cluster client whose slot table names a call's node, or undefined for a standalone or sentinel client. */
   readonly cluster: Cluster | undefined;
   /** The sha1s seen to run since the last NOSCRIPT, per node ("" on a standalone or sentinel client). */
@@ -103,6 +108,7 @@ function clientState(redis: RedisClient): ClientState {
       timeout !== undefined && cluster === undefined ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
     state = {
       deadlineMs,
+      waitDeadlineMs: deadlineMs === 0 ? (timeout as number) : deadlineMs,
       cluster,
       seen: new Map(),
       inflight: 0,
@@ -112,15 +118,61 @@ function clientState(redis: RedisClient): ClientState {
       waiting: [],
     };
     clients.set(redis, state);
+    forgetOnClose(redis, state);
   }
   return state;
 }
 
-/** The node a call on `key` goes to: "" on a standalone client; undefined on a Cluster that has no slot table yet. */
-function nodeOf(client: ClientState, key: string | undefined): string | undefined {
+/**
+ * A server that comes back after its connection closed (a restart, a failover) may have lost its scripts: the next
+ * calls on that connection are probes again, so none runs ahead of an earlier call that meets NOSCRIPT.
+ */
+function forgetOnClose(redis: RedisClient, state: ClientState): void {
+  const seen = state.seen;
+  const cluster = state.cluster;
+  if (cluster === undefined) {
+    redis.on("close", () => seen.clear());
+    return;
+  }
+  const watch = (node: Redis): void => {
+    const key = `${node.options.host}:${node.options.port}`;
+    node.on("close", () => seen.delete(key));
+  };
+  for (const node of cluster.nodes("all")) watch(node);
+  cluster.on("+node", watch);
+}
+
+/**
+ * The node a call on `key` goes to: "" on a standalone client; undefined on a Cluster that has no slot table yet or
+ * for a call without keys (ioredis sends it to any node).
+ */
+function nodeOf(client: ClientState, numKeys: number, key: unknown): string | undefined {
   if (client.cluster === undefined) return "";
-  if (key === undefined) return undefined;
+  if (numKeys === 0 || typeof key !== "string") return undefined;
   return client.cluster.slots[slotOf(key)]?.[0];
+}
+
+/**
+ * Waits until `release` lets this call go (resolves true) or until `deadlineAt` (resolves false, and the call has
+ * left the queue).
+ */
+function waitTurn(client: ClientState, deadlineAt: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const go = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    const timer = setTimeout(
+      () => {
+        const at = client.waiting.indexOf(go);
+        if (at === -1) return;
+        client.waiting.splice(at, 1);
+        resolve(false);
+      },
+      Math.max(1, deadlineAt - Date.now()),
+    );
+    client.waiting.push(go);
+  });
 }
 
 /** Lets the first waiting call go when nothing blocks it any more. */
@@ -164,7 +216,7 @@ function scriptDeadline<T>(
   client: ClientState,
   script: ScriptDef<never, never, unknown>,
 ): Promise<T> {
-  return withDeadline(pending, deadlineAt - Date.now(), `script "${script.name}"`, client.deadlineMs);
+  return withDeadline(pending, deadlineAt - Date.now(), `script "${script.name}"`, client.waitDeadlineMs);
 }
 
 /** EVALSHA with the NOSCRIPT fallback, in issue order (see {@link ClientState}); rejects with a CoordisError. */
@@ -176,18 +228,21 @@ async function evalInOrder(
   argv: (string | number | Buffer)[],
 ): Promise<unknown> {
   const raw = redis as unknown as EvalClient;
-  // Our own deadline (a Cluster, or a client without commandTimeout) counts from the call, waiting included.
-  const deadlineAt = client.deadlineMs === 0 ? 0 : Date.now() + client.deadlineMs;
+  // Our own deadline (a Cluster, or a client without commandTimeout) counts from the call, waiting included. A call
+  // that has to wait gets one on every client (ioredis' commandTimeout would only count from when it is sent).
+  let deadlineAt = client.deadlineMs === 0 ? 0 : Date.now() + client.deadlineMs;
   try {
     if (client.handoff || client.recovering || client.probing > 0 || client.waiting.length > 0) {
-      await new Promise<void>((resolve) => client.waiting.push(resolve));
+      if (deadlineAt === 0) deadlineAt = Date.now() + client.waitDeadlineMs;
+      const turn = await waitTurn(client, deadlineAt);
+      if (!turn) throw deadlineError(`script "${script.name}"`, client.waitDeadlineMs);
       client.handoff = false;
-      if (deadlineAt !== 0 && Date.now() >= deadlineAt) {
+      if (Date.now() >= deadlineAt) {
         release(client);
-        throw deadlineError(`script "${script.name}"`, client.deadlineMs);
+        throw deadlineError(`script "${script.name}"`, client.waitDeadlineMs);
       }
     }
-    const node = nodeOf(client, argv[0] as string | undefined);
+    const node = nodeOf(client, numKeys, argv[0]);
     let seen = node === undefined ? undefined : client.seen.get(node);
     const probe = seen === undefined || !seen.has(script.sha1);
     client.inflight++;
@@ -205,9 +260,13 @@ async function evalInOrder(
         // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
         // EVAL also caches it, so the next call is an EVALSHA again.
         if (!isNoScript(err)) throw err;
-        client.recovering = true;
-        client.seen.clear();
-        seen = undefined;
+        if (!probe) {
+          // A script seen on this server is gone: so may every other be (a restart, a failover, SCRIPT FLUSH). A
+          // probe's NOSCRIPT is only its own script's first call (the calls after it wait anyway).
+          client.recovering = true;
+          client.seen.clear();
+          seen = undefined;
+        }
         corkUntilTickEnd(redis);
         const sent = raw.eval(script.source, numKeys, ...argv);
         reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
