@@ -260,13 +260,14 @@ async function evalInOrder(
         // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
         // EVAL also caches it, so the next call is an EVALSHA again.
         if (!isNoScript(err)) throw err;
-        if (!probe) {
-          // A script seen on this server is gone: so may every other be (a restart, a failover, SCRIPT FLUSH). A
-          // probe's NOSCRIPT is only its own script's first call (the calls after it wait anyway).
-          client.recovering = true;
-          client.seen.clear();
-          seen = undefined;
-        }
+        // A script seen on this server is gone: so may every other be (a restart, a failover, SCRIPT FLUSH), and
+        // calls sent after this one may meet NOSCRIPT too. A probe's NOSCRIPT needs no such wait (the calls after it
+        // wait anyway), but it may just as well be the first sign that the cache is gone, and its EVAL is about to load
+        // its script again: every script counts as unseen, or a call of a lost script sent together with a call of
+        // this one would run after it.
+        if (!probe) client.recovering = true;
+        client.seen.clear();
+        seen = undefined;
         corkUntilTickEnd(redis);
         const sent = raw.eval(script.source, numKeys, ...argv);
         reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
