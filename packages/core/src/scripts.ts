@@ -175,6 +175,17 @@ function waitTurn(client: ClientState, deadlineAt: number): Promise<boolean> {
   });
 }
 
+/** Records that `sha1` ran on `node` (nothing for an unknown node). */
+function markSeen(client: ClientState, node: string | undefined, sha1: string): void {
+  if (node === undefined) return;
+  let seen = client.seen.get(node);
+  if (seen === undefined) {
+    seen = new Set();
+    client.seen.set(node, seen);
+  }
+  seen.add(sha1);
+}
+
 /** Lets the first waiting call go when nothing blocks it any more. */
 function release(client: ClientState): void {
   if (client.handoff || client.recovering || client.probing > 0) return;
@@ -254,31 +265,34 @@ async function evalInOrder(
       corkUntilTickEnd(redis);
       let reply: unknown;
       try {
-        const sent = raw.evalsha(script.sha1, numKeys, ...argv);
-        reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
-      } catch (err) {
-        // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
-        // EVAL also caches it, so the next call is an EVALSHA again.
-        if (!isNoScript(err)) throw err;
-        // A script seen on this server is gone: so may every other be (a restart, a failover, SCRIPT FLUSH), and
-        // calls sent after this one may meet NOSCRIPT too. A probe's NOSCRIPT needs no such wait (the calls after it
-        // wait anyway), but it may just as well be the first sign that the cache is gone, and its EVAL is about to load
-        // its script again: every script counts as unseen, or a call of a lost script sent together with a call of
-        // this one would run after it.
-        if (!probe) client.recovering = true;
-        client.seen.clear();
-        seen = undefined;
-        corkUntilTickEnd(redis);
-        const sent = raw.eval(script.source, numKeys, ...argv);
-        reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
-      }
-      if (node !== undefined) {
-        if (seen === undefined) {
-          seen = client.seen.get(node) ?? new Set();
-          client.seen.set(node, seen);
+        try {
+          const sent = raw.evalsha(script.sha1, numKeys, ...argv);
+          reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
+        } catch (err) {
+          // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
+          // EVAL also caches it, so the next call is an EVALSHA again.
+          if (!isNoScript(err)) throw err;
+          // A script seen on this server is gone: so may every other be (a restart, a failover, SCRIPT FLUSH), and
+          // calls sent after this one may meet NOSCRIPT too. A probe's NOSCRIPT needs no such wait (the calls after
+          // it wait anyway), but it may just as well be the first sign that the cache is gone, and its EVAL is about
+          // to load its script again: every script counts as unseen, or a call of a lost script sent together with a
+          // call of this one would run after it.
+          if (!probe) client.recovering = true;
+          client.seen.clear();
+          seen = undefined;
+          corkUntilTickEnd(redis);
+          const sent = raw.eval(script.source, numKeys, ...argv);
+          reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
         }
-        seen.add(script.sha1);
+      } catch (err) {
+        // An error reply of the script itself (it ran): the script is there all the same.
+        if ((probe || seen === undefined) && err instanceof Error && err.name === "ReplyError") {
+          markSeen(client, node, script.sha1);
+        }
+        throw err;
       }
+      // A first call, or one retried after NOSCRIPT (seen was dropped): the script is there now.
+      if (probe || seen === undefined) markSeen(client, node, script.sha1);
       return reply;
     } finally {
       client.inflight--;

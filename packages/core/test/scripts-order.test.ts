@@ -6,6 +6,7 @@ import {
   RedisUnavailableError,
   runScript,
   type ScriptDef,
+  ScriptError,
   slotOf,
 } from "@coordis/core";
 import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
@@ -60,6 +61,31 @@ describe("script calls keep issue order when one script is cached and another is
     );
     expect(again.result).toEqual([5, 6]);
     expect(again.sent).toEqual({ evalsha: 2 });
+  });
+
+  it("a first call that fails with the script's own error counts as run: the next calls go out at once", async () => {
+    const redis = server.client();
+    const source = `-- failing ${randomUUID()}\nreturn redis.error_reply('ERR always fails')`;
+    const failing = defineScript<readonly ["k"], readonly [], number>({
+      name: "test/failing",
+      keys: ["k"],
+      args: [],
+      source,
+      sha1: createHash("sha1").update(source).digest("hex"),
+    });
+    const key = `${prefix}:{failing}`;
+    await expect(runScript(redis, failing, [key], [])).rejects.toBeInstanceOf(ScriptError);
+    // Calls sent at once reach ioredis before runScript returns; a call held back behind a first call does not.
+    const client = redis as unknown as { evalsha: (...args: unknown[]) => Promise<unknown> };
+    const real = client.evalsha.bind(redis);
+    let sent = 0;
+    client.evalsha = (...args: unknown[]) => {
+      sent++;
+      return real(...args);
+    };
+    const settled = Promise.allSettled([1, 2, 3].map(() => runScript(redis, failing, [key], [])));
+    expect(sent).toBe(3);
+    for (const s of await settled) expect(s.status).toBe("rejected");
   });
 
   it("a first call that gets no answer (server paused) fails by the command timeout and holds nothing back after", async () => {
