@@ -1,8 +1,6 @@
-import { createHash, randomUUID } from "node:crypto";
 import {
   connect,
   DEADLINE_MARGIN_MS,
-  defineScript,
   type RedisClient,
   RedisUnavailableError,
   runScript,
@@ -23,31 +21,13 @@ import fc from "fast-check";
 import type { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
-const prefix = testPrefix("order-faults");
+import { counter, uniqueScript } from "./fixtures/test-scripts.js";
 
-/** A script of its own (no other test or process has it cached): INCR of its key, so its reply is the order in
- * which the calls ran on the server. */
-function counter(label: string): ScriptDef<readonly ["counter"], readonly [], number> {
-  const source = `-- ${label} ${randomUUID()}\nreturn redis.call('INCR', KEYS[1])`;
-  return defineScript<readonly ["counter"], readonly [], number>({
-    name: `test/${label}`,
-    keys: ["counter"],
-    args: [],
-    source,
-    sha1: createHash("sha1").update(source).digest("hex"),
-  });
-}
+const prefix = testPrefix("order-faults");
 
 /** A script without keys, fresh as well. */
 function keyless(label: string): ScriptDef<readonly [], readonly ["n"], number> {
-  const source = `-- ${label} ${randomUUID()}\nreturn tonumber(ARGV[1])`;
-  return defineScript<readonly [], readonly ["n"], number>({
-    name: `test/${label}`,
-    keys: [],
-    args: ["n"],
-    source,
-    sha1: createHash("sha1").update(source).digest("hex"),
-  });
+  return uniqueScript<readonly [], readonly ["n"], number>(label, [], ["n"], "return tonumber(ARGV[1])");
 }
 
 /** Settles every promise, with the ms from `started` to each settling. */
@@ -203,16 +183,13 @@ describe("script calls keep issue order after the client reconnects to a restart
 /** Appends ARGV[1] (the call's index) to a list and returns the list's length, or, when ARGV[2] is "1", fails with
  * an error reply after the append: the list is the order in which all calls ran, failed ones included. */
 function appender(label: string): ScriptDef<readonly ["log"], readonly ["index", "fail"], number> {
-  const source =
-    `-- ${label} ${randomUUID()}\nredis.call('RPUSH', KEYS[1], ARGV[1])\n` +
-    "if ARGV[2] == '1' then return redis.error_reply('ERR asked to fail') end\nreturn redis.call('LLEN', KEYS[1])";
-  return defineScript<readonly ["log"], readonly ["index", "fail"], number>({
-    name: `test/${label}`,
-    keys: ["log"],
-    args: ["index", "fail"],
-    source,
-    sha1: createHash("sha1").update(source).digest("hex"),
-  });
+  return uniqueScript<readonly ["log"], readonly ["index", "fail"], number>(
+    label,
+    ["log"],
+    ["index", "fail"],
+    "redis.call('RPUSH', KEYS[1], ARGV[1])\n" +
+      "if ARGV[2] == '1' then return redis.error_reply('ERR asked to fail') end\nreturn redis.call('LLEN', KEYS[1])",
+  );
 }
 
 describe("bursts over five scripts in random cached and seen states run in call order (server of its own)", () => {

@@ -1,32 +1,11 @@
-import { createHash, randomUUID } from "node:crypto";
-import {
-  connect,
-  defineScript,
-  type RedisClient,
-  RedisUnavailableError,
-  runScript,
-  type ScriptDef,
-  ScriptError,
-  slotOf,
-} from "@coordis/core";
+import { connect, type RedisClient, RedisUnavailableError, runScript, ScriptError, slotOf } from "@coordis/core";
 import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
 import type { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
-const prefix = testPrefix("order");
+import { counter, uniqueScript } from "./fixtures/test-scripts.js";
 
-/** A script of its own (no other test or process has it cached) that counts calls on one key: its reply is the
- * order in which the calls ran on the server. */
-function counter(label: string): ScriptDef<readonly ["counter"], readonly [], number> {
-  const source = `-- ${label} ${randomUUID()}\nreturn redis.call('INCR', KEYS[1])`;
-  return defineScript<readonly ["counter"], readonly [], number>({
-    name: `test/${label}`,
-    keys: ["counter"],
-    args: [],
-    source,
-    sha1: createHash("sha1").update(source).digest("hex"),
-  });
-}
+const prefix = testPrefix("order");
 
 describe("script calls keep issue order when one script is cached and another is not", () => {
   let server: RedisServer;
@@ -65,14 +44,12 @@ describe("script calls keep issue order when one script is cached and another is
 
   it("a first call that fails with the script's own error counts as run: the next calls go out at once", async () => {
     const redis = server.client();
-    const source = `-- failing ${randomUUID()}\nreturn redis.error_reply('ERR always fails')`;
-    const failing = defineScript<readonly ["k"], readonly [], number>({
-      name: "test/failing",
-      keys: ["k"],
-      args: [],
-      source,
-      sha1: createHash("sha1").update(source).digest("hex"),
-    });
+    const failing = uniqueScript<readonly ["k"], readonly [], number>(
+      "failing",
+      ["k"],
+      [],
+      "return redis.error_reply('ERR always fails')",
+    );
     const key = `${prefix}:{failing}`;
     await expect(runScript(redis, failing, [key], [])).rejects.toBeInstanceOf(ScriptError);
     // Calls sent at once reach ioredis before runScript returns; a call held back behind a first call does not.
