@@ -192,14 +192,17 @@ export async function runBench(options: BenchOptions, scenarios: Scenario[] = al
   const parts = new Map<string, Live[]>();
   for (const l of live) {
     const name = l.scenario.isolated ?? "";
-    parts.set(name, [...(parts.get(name) ?? []), l]);
+    const part = parts.get(name);
+    if (part === undefined) parts.set(name, [l]);
+    else part.push(l);
   }
-  const redisVersions: string[] = [];
-  for (const [name, part] of parts) {
+  let redisVersion: string | undefined;
+  // Map order is first appearance; the shared part goes first whatever the scenario list's order.
+  for (const [name, part] of [...parts].sort(([a], [b]) => Number(a !== "") - Number(b !== ""))) {
     if (name !== "") log(`part of its own: ${name} (${part.length} scenarios, fresh Redis servers)`);
-    redisVersions.push(await runPart(options, part, log));
+    const version = await runPart(options, part, log);
+    redisVersion ??= version;
   }
-  const redisVersion = redisVersions[0] ?? "unknown";
 
   aggregate(live);
   const violations: RoundTripViolation[] = [];
@@ -223,7 +226,7 @@ export async function runBench(options: BenchOptions, scenarios: Scenario[] = al
       loadAverageStart: loadAverageStart.map(round3),
       loadAverageEnd: loadavg().map(round3),
     },
-    versions: { node: process.version, redis: redisVersion, ioredis: await ioredisVersion() },
+    versions: { node: process.version, redis: redisVersion ?? "unknown", ioredis: await ioredisVersion() },
     options: { ...rest, ...(filter === undefined ? {} : { filter: filter.source }) },
     scenarios: live.map((l) => l.result),
     roundTripViolations: violations,

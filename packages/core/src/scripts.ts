@@ -254,8 +254,10 @@ async function evalInOrder(
       }
     }
     const node = nodeOf(client, numKeys, argv[0]);
-    let seen = node === undefined ? undefined : client.seen.get(node);
+    const seen = node === undefined ? undefined : client.seen.get(node);
     const probe = seen === undefined || !seen.has(script.sha1);
+    // The script is recorded as there once it has run: after a probe, or after a retry that followed a NOSCRIPT.
+    let fresh = probe;
     client.inflight++;
     if (probe) client.probing++;
     // Calls let go behind this one follow it now, unless it is a probe.
@@ -265,35 +267,30 @@ async function evalInOrder(
       corkUntilTickEnd(redis);
       let reply: unknown;
       try {
-        try {
-          const sent = raw.evalsha(script.sha1, numKeys, ...argv);
-          reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
-        } catch (err) {
-          // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
-          // EVAL also caches it, so the next call is an EVALSHA again.
-          if (!isNoScript(err)) throw err;
-          // A script seen on this server is gone: so may every other be (a restart, a failover, SCRIPT FLUSH), and
-          // calls sent after this one may meet NOSCRIPT too. A probe's NOSCRIPT needs no such wait (the calls after
-          // it wait anyway), but it may just as well be the first sign that the cache is gone, and its EVAL is about
-          // to load its script again: every script counts as unseen, or a call of a lost script sent together with a
-          // call of this one would run after it.
-          if (!probe) client.recovering = true;
-          client.seen.clear();
-          seen = undefined;
-          corkUntilTickEnd(redis);
-          const sent = raw.eval(script.source, numKeys, ...argv);
-          reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
-        }
+        const sent = raw.evalsha(script.sha1, numKeys, ...argv);
+        reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
       } catch (err) {
-        // An error reply of the script itself (it ran): the script is there all the same.
-        if ((probe || seen === undefined) && err instanceof Error && err.name === "ReplyError") {
-          markSeen(client, node, script.sha1);
-        }
-        throw err;
+        // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
+        // EVAL also caches it, so the next call is an EVALSHA again.
+        if (!isNoScript(err)) throw err;
+        // A script seen on this server is gone: so may every other be (a restart, a failover, SCRIPT FLUSH), and
+        // calls sent after this one may meet NOSCRIPT too. A probe's NOSCRIPT needs no such wait (the calls after it
+        // wait anyway), but it may just as well be the first sign that the cache is gone, and its EVAL is about to
+        // load its script again: every script counts as unseen, or a call of a lost script sent together with a
+        // call of this one would run after it.
+        if (!probe) client.recovering = true;
+        client.seen.clear();
+        fresh = true;
+        corkUntilTickEnd(redis);
+        const sent = raw.eval(script.source, numKeys, ...argv);
+        reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
       }
-      // A first call, or one retried after NOSCRIPT (seen was dropped): the script is there now.
-      if (probe || seen === undefined) markSeen(client, node, script.sha1);
+      if (fresh) markSeen(client, node, script.sha1);
       return reply;
+    } catch (err) {
+      // An error reply of the script itself (it ran): the script is there all the same.
+      if (fresh && err instanceof Error && err.name === "ReplyError") markSeen(client, node, script.sha1);
+      throw err;
     } finally {
       client.inflight--;
       if (probe) client.probing--;
@@ -317,8 +314,8 @@ export function withCommandDeadline<T>(redis: RedisClient, pending: Promise<T>, 
 
 /**
  * Runs a generated script: EVALSHA (one round trip), falling back to EVAL once when the server answers NOSCRIPT.
- * On a Cluster ioredis routes it by the first key; every key of one script shares a hash tag, so it never raises
- * CROSSSLOT.
+ * Calls on one client run in the order they were made, across scripts (see {@link ClientState}). On a Cluster
+ * ioredis routes it by the first key; every key of one script shares a hash tag, so it never raises CROSSSLOT.
  *
  * @returns the script's reply, typed by its header's `Reply:` line
  * @throws RedisUnavailableError when Redis cannot be reached within the client's command timeout (the script may

@@ -47,7 +47,7 @@ export interface DecoratorParts {
 /** Builds `fastify.coordis`. */
 export function createDecorator(parts: DecoratorParts): CoordisDecorator {
   const { redis, prefix, observer, metrics, defaults, limiters, closers } = parts;
-  const rateLimiter = (rules: Rule[]): RateLimiter => limiters.pairOf(rules).any;
+  const rateLimiter = (rules: Rule[]): RateLimiter => limiters.limiterOf(rules).limiter;
   return {
     redis,
     prefix,

@@ -5,12 +5,9 @@ import type { PluginSettings } from "./options.js";
 /** Distinct rule sets a rules function may produce before it is an error (a limiter is cached per set). */
 const MAX_DYNAMIC_RULE_SETS = 256;
 
-/** A limiter pair for one rule set: unbatched, and batched when batching may be used. */
-export interface LimiterPair {
-  readonly plain: RateLimiter | undefined;
-  readonly batched: RateLimiter | undefined;
-  /** Either of them, for its rules. */
-  readonly any: RateLimiter;
+/** The limiter of one rule set (micro-batched unless `batch: false`) and its policy header. */
+export interface RuleSetLimiter {
+  readonly limiter: RateLimiter;
   /** `"<name>";q=<limit>;w=<s>, ...`, computed once. */
   readonly policy: string;
 }
@@ -21,7 +18,7 @@ export function specOf(rules: readonly Rule[]): string {
 }
 
 /**
- * The plugin's limiters, one pair per distinct rule set, created with the plugin's prefix, observer, failure
+ * The plugin's limiters, one per distinct rule set, created with the plugin's prefix, observer, failure
  * policy and batching (`"auto"` and `true`: every call goes through the batched limiter, which sends a call alone in
  * its event-loop turn as the plain consume script; `false`: through the unbatched one).
  */
@@ -29,11 +26,11 @@ export class Limiters {
   readonly #redis: RedisClient;
   readonly #settings: PluginSettings;
   readonly #observer: CoordisObserver | undefined;
-  readonly #pairs = new Map<string, LimiterPair>();
-  /** Rules functions' results -> pairs, by array identity (the usual constant arrays). */
-  readonly #dynamic = new WeakMap<object, LimiterPair>();
-  /** `<ban>/<windowMs>` -> the pair counting a route's 429 answers per key. */
-  readonly #bans = new Map<string, LimiterPair>();
+  readonly #bySpec = new Map<string, RuleSetLimiter>();
+  /** Rules functions' results -> their limiters, by array identity (the usual constant arrays). */
+  readonly #dynamic = new WeakMap<object, RuleSetLimiter>();
+  /** `<ban>/<windowMs>` -> the limiter counting a route's 429 answers per key. */
+  readonly #bans = new Map<string, RuleSetLimiter>();
 
   /** `observer` is given to the limiters; `undefined` when nobody listens, so no event is built per request. */
   constructor(redis: RedisClient, settings: PluginSettings, observer: CoordisObserver | undefined) {
@@ -42,59 +39,57 @@ export class Limiters {
     this.#observer = observer;
   }
 
-  /** The pair of a rule set (created once). @throws InvalidArgumentError for bad rules */
-  pairOf(rules: readonly Rule[]): LimiterPair {
+  /** The limiter of a rule set (created once). @throws InvalidArgumentError for bad rules */
+  limiterOf(rules: readonly Rule[]): RuleSetLimiter {
     const spec = specOf(rules);
-    let pair = this.#pairs.get(spec);
+    let pair = this.#bySpec.get(spec);
     if (pair === undefined) {
       const mode = this.#settings.batch;
-      const plain = mode === false ? this.#make(rules, false) : undefined;
-      const batched = mode === false ? undefined : this.#make(rules, mode === "auto" ? true : mode);
-      const any = (plain ?? batched) as RateLimiter;
-      const policy = any.rules.map((r) => `"${r.name}";q=${r.limit};w=${Math.ceil(r.windowMs / 1000)}`).join(", ");
-      pair = { plain, batched, any, policy };
-      this.#pairs.set(spec, pair);
+      const limiter = this.#make(rules, mode === "auto" ? true : mode);
+      const policy = limiter.rules.map((r) => `"${r.name}";q=${r.limit};w=${Math.ceil(r.windowMs / 1000)}`).join(", ");
+      pair = { limiter, policy };
+      this.#bySpec.set(spec, pair);
     }
     return pair;
   }
 
   /**
-   * The pair of what a route's rules function returned (`route` names it in errors).
+   * The limiter of what a route's rules function returned (`route` names it in errors).
    * @throws InvalidArgumentError when it is no array, has bad rules, or is one rule set too many
    */
-  dynamicPairOf(route: string, rules: unknown): LimiterPair {
+  dynamicLimiterOf(route: string, rules: unknown): RuleSetLimiter {
     if (rules !== null && typeof rules === "object") {
       const known = this.#dynamic.get(rules);
       if (known !== undefined) return known;
     }
     if (!Array.isArray(rules))
       throw new InvalidArgumentError("rules", `the rules function of ${route} returned no array`);
-    if (!this.#pairs.has(specOf(rules)) && this.#pairs.size >= MAX_DYNAMIC_RULE_SETS) {
+    if (!this.#bySpec.has(specOf(rules)) && this.#bySpec.size >= MAX_DYNAMIC_RULE_SETS) {
       throw new InvalidArgumentError(
         "rules",
         `more than ${MAX_DYNAMIC_RULE_SETS} distinct rule sets; reuse constant arrays`,
       );
     }
-    const pair = this.pairOf(rules);
+    const pair = this.limiterOf(rules);
     this.#dynamic.set(rules, pair);
     return pair;
   }
 
-  /** The pair counting rejections for `ban` (after `ban` 429s within the longest window of `pair`'s rules). */
-  banPairOf(ban: number, pair: LimiterPair): LimiterPair {
-    const windowMs = Math.max(...pair.any.rules.map((r) => r.windowMs));
+  /** The limiter counting rejections for `ban` (after `ban` 429s within the longest window of `pair`'s rules). */
+  banLimiterOf(ban: number, pair: RuleSetLimiter): RuleSetLimiter {
+    const windowMs = Math.max(...pair.limiter.rules.map((r) => r.windowMs));
     const id = `${ban}/${windowMs}`;
     let p = this.#bans.get(id);
     if (p === undefined) {
-      p = this.pairOf([{ name: "ban", limit: ban, windowMs }]);
+      p = this.limiterOf([{ name: "ban", limit: ban, windowMs }]);
       this.#bans.set(id, p);
     }
     return p;
   }
 
-  /** Consumes through the pair's batched limiter, or its unbatched one when batching is off. */
-  consume(pair: LimiterPair, key: string, cost: number): Promise<Decision> {
-    return (pair.batched ?? (pair.plain as RateLimiter)).consume(key, cost);
+  /** Consumes through the rule set's limiter. */
+  consume(pair: RuleSetLimiter, key: string, cost: number): Promise<Decision> {
+    return pair.limiter.consume(key, cost);
   }
 
   #make(rules: readonly Rule[], batch: boolean | BatchOptions): RateLimiter {

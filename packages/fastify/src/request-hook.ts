@@ -1,7 +1,7 @@
 import { RedisUnavailableError } from "@coordis/core";
 import type { Decision } from "@coordis/ratelimit";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import type { LimiterPair, Limiters } from "./limiters.js";
+import type { Limiters, RuleSetLimiter } from "./limiters.js";
 import { problem } from "./problem.js";
 import { rateLimitKey } from "./rate-limit-key.js";
 import type { RouteLimit } from "./route-limit.js";
@@ -74,14 +74,14 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     } else {
       Promise.resolve()
         .then(() => rules(request, raw))
-        .then((r) => limiters.dynamicPairOf(limit.id, r))
+        .then((r) => limiters.dynamicLimiterOf(limit.id, r))
         .then((pair) => consume(limit, pair, request, reply, raw, next), next);
     }
   };
 
   const consume = (
     limit: RouteLimit,
-    pair: LimiterPair,
+    pair: RuleSetLimiter,
     request: FastifyRequest,
     reply: FastifyReply,
     raw: string,
@@ -126,8 +126,8 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
   };
 
   /** Whether the key is banned after this rejection (`limit.ban` set; a failing store bans nobody). */
-  const banned = async (limit: RouteLimit, pair: LimiterPair, raw: string): Promise<boolean> => {
-    const banPair = limiters.banPairOf(limit.ban as number, pair);
+  const banned = async (limit: RouteLimit, pair: RuleSetLimiter, raw: string): Promise<boolean> => {
+    const banPair = limiters.banLimiterOf(limit.ban as number, pair);
     try {
       return !(await limiters.consume(banPair, rateLimitKey(limit.group, `ban:${raw}`), 1)).allowed;
     } catch (err) {
@@ -139,7 +139,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
   /** Answers a rejected request: 429, or 403 when banned; `next(err)` when a callback of the user's throws. */
   const rejected = (
     limit: RouteLimit,
-    pair: LimiterPair,
+    pair: RuleSetLimiter,
     request: FastifyRequest,
     reply: FastifyReply,
     raw: string,
@@ -176,7 +176,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     }
   };
 
-  const setHeaders = (limit: RouteLimit, pair: LimiterPair, decision: Decision, reply: FastifyReply): void => {
+  const setHeaders = (limit: RouteLimit, pair: RuleSetLimiter, decision: Decision, reply: FastifyReply): void => {
     // Same fields as toHeaders() of @coordis/ratelimit, built from the decision's most constraining rule directly.
     const t = decision.allowed
       ? Math.max(0, Math.ceil(decision.resetMs / 1000))

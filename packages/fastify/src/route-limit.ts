@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from "@coordis/core";
 import type { FastifyRequest } from "fastify";
-import { type LimiterPair, type Limiters, specOf } from "./limiters.js";
+import { type Limiters, type RuleSetLimiter, specOf } from "./limiters.js";
 import {
   parseRouteRateLimit,
   type RateLimitDefaults,
@@ -20,7 +20,7 @@ export interface RouteLimit {
   readonly group: string;
   readonly hook: RateLimitHook;
   readonly key: RateLimitKeyFn;
-  readonly rules: LimiterPair | RateLimitRulesFn;
+  readonly rules: RuleSetLimiter | RateLimitRulesFn;
   readonly cost: number | ((request: FastifyRequest) => number);
   readonly allow: ReadonlySet<string> | ((request: FastifyRequest, key: string) => boolean | Promise<boolean>) | null;
   readonly draft: boolean;
@@ -87,17 +87,17 @@ export class RouteLimits {
     if (explicitGroup !== undefined && !isValidGroup(explicitGroup)) {
       throw new InvalidArgumentError(`${name}.group`, "invalid group name");
     }
-    let pair: LimiterPair | undefined;
+    let pair: RuleSetLimiter | undefined;
     if (typeof rules !== "function") {
       try {
-        pair = this.#limiters.pairOf(rules);
+        pair = this.#limiters.limiterOf(rules);
       } catch (err) {
         throw renamed(err, name);
       }
     }
     const cost = own.cost ?? defaults.cost ?? 1;
     if (pair !== undefined && typeof cost === "number") {
-      const capacity = Math.min(...pair.any.rules.map((r) => r.capacity));
+      const capacity = Math.min(...pair.limiter.rules.map((r) => r.capacity));
       if (cost > capacity) {
         throw new InvalidArgumentError(`${name}.cost`, `${cost} is above the smallest rule capacity ${capacity}`);
       }
