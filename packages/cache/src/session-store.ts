@@ -82,6 +82,16 @@ export type StoreGetCallback<S = SessionData> = (err: unknown, session?: S | nul
  * never part of the data; session middlewares copy it along with the data and hand it back to `set`).
  */
 const READ_DIGEST = "_coordisReadDigest";
+/**
+ * Records on a session object the digest of the data stored for it. Where the digest was copied onto the object (as
+ * session middlewares do) it is overwritten there; where it is inherited from `get`, it is shadowed by an own,
+ * non-enumerable property, so the object's enumerable data stays as it was.
+ */
+function rememberDigest(session: object, digest: string): void {
+  if (Object.hasOwn(session, READ_DIGEST)) Reflect.set(session, READ_DIGEST, digest);
+  else Reflect.defineProperty(session, READ_DIGEST, { value: digest, writable: true, configurable: true });
+}
+
 /** Keys per SCAN step and per pipelined batch of `all` / `clear`. */
 const SCAN_COUNT = 200;
 
@@ -177,11 +187,20 @@ export class RedisSessionStore {
         return undefined;
       }
       const read = (session as Record<string, unknown>)[READ_DIGEST];
-      if (typeof read === "string" && read === this.#digest(data)) {
+      const digest = typeof read === "string" ? this.#digest(data) : undefined;
+      if (digest !== undefined && read === digest) {
         if (!this.#disableTouch) await runScript(this.#redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
         return undefined;
       }
-      await runScript(this.#redis, cacheScripts.sessionSet, [key, `${key}:gone`], [this.#encode(data), ttl]);
+      const stored = await runScript(
+        this.#redis,
+        cacheScripts.sessionSet,
+        [key, `${key}:gone`],
+        [this.#encode(data), ttl],
+      );
+      // The session object now stands for what this save stored: saved again with the data it was first read with
+      // (a change undone after a save), it is a change to write, not a renewal.
+      if (stored >= 0 && digest !== undefined) rememberDigest(session, digest);
       return undefined;
     });
   }

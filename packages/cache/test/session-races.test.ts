@@ -1,0 +1,88 @@
+import { connect, type RedisClient } from "@coordis/core";
+import { type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import fastifyCookie from "@fastify/cookie";
+import fastifySession from "@fastify/session";
+import Fastify, { type LightMyRequestResponse } from "fastify";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RedisSessionStore, type SessionData } from "../src/index.js";
+
+declare module "fastify" {
+  interface Session {
+    step?: number;
+  }
+}
+
+const prefix = testPrefix("sess-races");
+
+/** Promise wrappers over the callback API. */
+function api(store: RedisSessionStore) {
+  return {
+    get: (id: string) =>
+      new Promise<SessionData | null | undefined>((resolve, reject) =>
+        store.get(id, (err, s) => (err ? reject(err) : resolve(s))),
+      ),
+    set: (id: string, s: SessionData) =>
+      new Promise<void>((resolve, reject) => store.set(id, s, (err) => (err ? reject(err) : resolve()))),
+  };
+}
+
+describe("RedisSessionStore: one session object saved more than once", () => {
+  let server: RedisServer;
+  let redis: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis({ leastPrivilege: true });
+    redis = connect(server.url);
+    await redis.ping();
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await server.stop();
+  });
+
+  it("a session changed, saved, changed back to the data it was read with and saved again keeps the last save", async () => {
+    const s = api(new RedisSessionStore(redis, { prefix }));
+    await s.set("twice", { step: 1, cookie: { maxAge: 60_000 } });
+    const session = (await s.get("twice")) as SessionData;
+    session.step = 2;
+    await s.set("twice", session);
+    expect(await s.get("twice")).toMatchObject({ step: 2 });
+    // Back to the data it was read with: this save is a change of what is stored now, not a renewal.
+    session.step = 1;
+    await s.set("twice", session);
+    expect(await s.get("twice")).toMatchObject({ step: 1 });
+  });
+
+  it("@fastify/session: a request that saves mid-way and then reverts its change ends with the reverted session", async () => {
+    const app = Fastify();
+    app.register(fastifyCookie);
+    app.register(fastifySession, {
+      secret: "a-secret-of-at-least-thirty-two-characters!",
+      saveUninitialized: false,
+      cookie: { secure: false, maxAge: 60_000 },
+      store: new RedisSessionStore(redis, { prefix: `${prefix}-app` }),
+    });
+    app.post("/start", async (req) => {
+      req.session.step = 1;
+      return { step: 1 };
+    });
+    // A multi-step flow: the next step is saved at once (another tab may read it), then rolled back.
+    app.post("/try", async (req) => {
+      req.session.step = 2;
+      await req.session.save();
+      req.session.step = 1;
+      return { step: req.session.step };
+    });
+    app.get("/step", async (req) => ({ step: req.session.step ?? null }));
+    try {
+      await app.ready();
+      const started: LightMyRequestResponse = await app.inject({ method: "POST", url: "/start" });
+      const cookie = started.cookies.find((c) => c.name === "sessionId");
+      expect(cookie).toBeDefined();
+      const cookies = { sessionId: cookie?.value as string };
+      expect((await app.inject({ method: "POST", url: "/try", cookies })).json()).toEqual({ step: 1 });
+      expect((await app.inject({ method: "GET", url: "/step", cookies })).json()).toEqual({ step: 1 });
+    } finally {
+      await app.close();
+    }
+  });
+});
