@@ -305,7 +305,9 @@ export class Cache {
   /**
    * Stops the invalidation subscription and drops L1. The Redis client stays open (it is yours). Resolves once the
    * subscriber connection is closed: at once when Redis answers, within 1 s when it does not (an outage, a client
-   * waiting to reconnect); nothing of the cache (socket, timer) is left afterwards. Idempotent.
+   * waiting to reconnect); nothing of the cache (socket, timer) is left afterwards. Calls made afterwards throw
+   * ClosedError; a call already in flight finishes, and a change it makes is still published to the other replicas
+   * (through your client, so keep it open until such calls are done). Idempotent.
    */
   close(): Promise<void> {
     if (this.#closing !== undefined) return this.#closing;

@@ -44,6 +44,11 @@ export class InvalidationBus {
   /** Random id of this publisher, carried in every message. */
   readonly id = randomToken(9);
   readonly #pubsub: PubSub;
+  /**
+   * Publishes only (it never subscribes, so it opens no connection and holds nothing to close): a change still in
+   * flight when the cache is closed publishes its invalidation after the subscribing PubSub is closed.
+   */
+  readonly #publisher: PubSub;
   readonly #channel: string;
   readonly #listener: BusListener;
   #seq = 0;
@@ -69,6 +74,7 @@ export class InvalidationBus {
       },
     };
     this.#pubsub = new PubSub(redis, { prefix, observer: observer ? combineObservers(watch, observer) : watch });
+    this.#publisher = new PubSub(redis, { prefix, ...(observer ? { observer } : {}) });
     this.#pubsub.on("resubscribed", () => {
       if (this.#closed) return;
       this.#listener.gap("resubscribed", true);
@@ -101,12 +107,14 @@ export class InvalidationBus {
     }
   }
 
-  /** Publishes one invalidation. Never throws: a lost message is bounded by the receivers' L1 TTL. */
+  /**
+   * Publishes one invalidation, also after {@link close}: a change made before the cache was closed (a set still
+   * writing) must still reach the other replicas. Never throws: a lost message is bounded by the receivers' L1 TTL.
+   */
   async publish(body: { k?: string; t?: string; c?: 1 }): Promise<boolean> {
-    if (this.#closed) return false;
     this.#seq++;
     try {
-      await this.#pubsub.publish(this.#channel, { p: this.id, s: this.#seq, ...body });
+      await this.#publisher.publish(this.#channel, { p: this.id, s: this.#seq, ...body });
       return true;
     } catch {
       // Receivers will see the hole in our sequence on our next message and drop their L1.

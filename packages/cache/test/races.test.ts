@@ -1,0 +1,145 @@
+import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { recordObserver, testPrefix, waitUntil } from "@coordis/testing";
+import { afterAll, describe, expect, inject, it } from "vitest";
+import { Cache, type CacheOptions } from "../src/index.js";
+
+const prefix = testPrefix();
+
+describe("Cache replicas racing on one key", () => {
+  const clients: RedisClient[] = [];
+  const caches: Cache[] = [];
+  let ns = 0;
+  const client = () => {
+    const c = connect(inject("coordisRedisUrl"));
+    clients.push(c);
+    return c;
+  };
+  /** `n` instances of one namespace, each on its own connection: n replicas. */
+  async function replicas(n: number, options: Partial<CacheOptions> = {}) {
+    const namespace = `races${++ns}`;
+    const made = Array.from({ length: n }, () => new Cache(client(), { namespace, prefix, ttlMs: 60_000, ...options }));
+    caches.push(...made);
+    await Promise.all(made.map((c) => c.ready()));
+    return made as [Cache, ...Cache[]];
+  }
+  afterAll(async () => {
+    await Promise.all(caches.map((c) => c.close()));
+    for (const c of clients) c.disconnect();
+  });
+
+  it("a set or delete in flight when its replica closes still evicts the old value from the other replicas' L1", async () => {
+    // A long L1 lifetime: without the invalidation, B would serve the old value for a minute.
+    const [a, b] = (await replicas(2, { l1: { ttlMs: 60_000 } })) as [Cache, Cache];
+    await a.set("set-then-close", "old");
+    await a.set("delete-then-close", "old");
+    // The invalidations of A's sets may reach B just after B's first reads: read until B's L1 holds both.
+    await waitUntil(
+      "B's L1 to hold both",
+      async () =>
+        (await b.get("set-then-close")) === "old" &&
+        (await b.get("delete-then-close")) === "old" &&
+        b.stats().l1Entries === 2,
+      2_000,
+    );
+    // Shutdown while a request is still writing: the call resolves, its change is in Redis...
+    const writing = a.set("set-then-close", "new");
+    const deleting = a.delete("delete-then-close");
+    await a.close();
+    await writing;
+    expect(await deleting).toBe(true);
+    // ...and every other replica stops serving the old value within the pub/sub bound.
+    await waitUntil(
+      "B to see the set and the delete",
+      async () => (await b.get("set-then-close")) === "new" && (await b.get("delete-then-close")) === undefined,
+      2_000,
+    );
+  });
+
+  it("a loader that throws, or returns what cannot be encoded: typed error, nothing cached, the waiting replica takes over", async () => {
+    const rec = recordObserver();
+    // waitMs far beyond the test: the waiter may only get the key by taking the released lock, not by giving up.
+    const [holder, waiter] = (await replicas(2, { lock: { ttlMs: 120_000, waitMs: 120_000 }, observer: rec })) as [
+      Cache,
+      Cache,
+    ];
+    const raw = client();
+    const failures: Array<[string, () => unknown, (e: unknown) => void]> = [
+      [
+        "throws",
+        () => {
+          throw new Error("db down");
+        },
+        (e) => expect((e as Error).message).toBe("db down"),
+      ],
+      ["unencodable", () => ({ id: 10n }), (e) => expect(e).toMatchObject({ argument: "loader result" })],
+    ];
+    for (const [key, result, check] of failures) {
+      let entered!: () => void;
+      const loading = new Promise<void>((r) => (entered = r));
+      let fail!: () => void;
+      const gate = new Promise<void>((r) => (fail = r));
+      const held = Array.from({ length: 3 }, () =>
+        holder.getOrSet(key, async () => {
+          entered();
+          await gate;
+          return result();
+        }),
+      );
+      await loading; // the holder has the fill lock
+      let waiterLoads = 0;
+      const waited = waiter.getOrSet(key, () => {
+        waiterLoads++;
+        return `${key}: loaded by the waiter`;
+      });
+      // Two Redis calls: the first read found the lock held (else the waiter would have loaded), the second polls.
+      const calls = waiter.stats().redisCalls;
+      await waitUntil("the waiter to poll the held lock", () => waiter.stats().redisCalls >= calls + 2, 2_000);
+      expect(waiterLoads).toBe(0);
+      fail();
+      for (const p of held) {
+        const err = await p.then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeDefined();
+        check(err);
+        if (key === "unencodable") expect(err).toBeInstanceOf(InvalidArgumentError);
+      }
+      expect(await waited).toBe(`${key}: loaded by the waiter`);
+      expect(waiterLoads).toBe(1);
+      expect(holder.stats().loads).toBe(key === "throws" ? 1 : 2); // one shared load per failure, never retried
+      expect(await holder.get(key)).toBe(`${key}: loaded by the waiter`);
+    }
+    expect(rec.events.filter((e) => e.type === "lock-wait-timeout")).toHaveLength(0);
+    // Nothing of the failed loads is left in Redis: the entries hold the waiter's values, no fill lock remains.
+    for (const [key] of failures) {
+      const entry = `${prefix}:cache:{${holder.namespace}:${key}}`;
+      expect(await raw.hget(entry, "v")).toBe(JSON.stringify(`${key}: loaded by the waiter`));
+      expect(await raw.exists(`${entry}:lock`)).toBe(0);
+    }
+  });
+
+  it("concurrent set and delete of one key from three replicas: every replica ends on what Redis holds", async () => {
+    const all = await replicas(3, { l1: { ttlMs: 60_000 } });
+    const raw = client();
+    const entry = `${prefix}:cache:{${all[0].namespace}:hot}`;
+    for (let round = 0; round < 20; round++) {
+      // Every replica reads the key into its L1 (or learns it is missing), then all of them write at once.
+      await Promise.all(all.map((c) => c.get("hot")));
+      await Promise.all(
+        all.flatMap((c, i) => [
+          round % 3 === i ? c.delete("hot") : c.set("hot", `r${round}-c${i}-a`),
+          c.set("hot", `r${round}-c${i}-b`),
+          i === round % 3 ? c.getOrSet("hot", () => `r${round}-c${i}-loaded`) : c.get("hot"),
+        ]),
+      );
+      const stored = await raw.hget(entry, "v");
+      const expected = stored === null ? undefined : JSON.parse(stored);
+      await waitUntil(
+        `round ${round}: every replica to serve ${String(expected)}`,
+        async () => (await Promise.all(all.map((c) => c.get("hot")))).every((v) => v === expected),
+        2_000,
+      );
+    }
+  });
+});
