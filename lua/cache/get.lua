@@ -15,7 +15,8 @@
 -- ARGV[1] token (string): lock and fill token of the caller
 -- ARGV[2] lockTtlMs (ms): lifetime of the lock or registered token: the longest time from this read to a write-back
 -- ARGV[3] mode (0|1|2|3): 1 = take the lock even when the entry is fresh (its tags turned out to be invalid);
--- 2 = when the lock is held by another caller, register the token in the entry; 3 = both
+-- 2 = when the lock is held by another caller and the entry is missing, register the token in the entry; 3 = 1 and
+-- register even when the entry is there
 -- Reply: number | [value: string, freshInMs: number, staleInMs: number, tags: string | null, locked: number]
 -- (a miss: locked 0/1; otherwise the ms until each deadline, server time: fresh when freshInMs > 0, else stale)
 --@include now-ms
@@ -37,7 +38,8 @@ if not (usable and fresh > 0) or mode == '1' or mode == '3' then
     locked = 1
   elseif redis.call('GET', KEYS[2]) == ARGV[1] then
     locked = 1
-  elseif mode == '2' or mode == '3' then
+  elseif mode == '3' or (mode == '2' and not usable) then
+    -- (A stale entry is served, not loaded, by a caller that did not get the lock: it registers no token.)
     local ttl = ARGV[2] + 0
     redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], string.format('%d', (now or now_ms()) + ttl))
     -- The hash lives at least as long as the token: an entry expires at its stale deadline (set.lua), a hash

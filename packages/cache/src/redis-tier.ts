@@ -66,8 +66,9 @@ export class RedisTier {
 
   /**
    * Reads an entry and checks its tags. `lockToken` non-empty = when the entry is unusable, take the fill lock with
-   * it (one script, lua/cache/get.lua); `register` = when another caller holds the lock, register the token in the
-   * entry as this caller's fill token instead. An empty `lockToken` is a plain read: on a Cluster one script
+   * it (one script, lua/cache/get.lua); `register` = when another caller holds the lock and the entry is missing
+   * (or its tags turned out to be invalid), register the token in the entry as this caller's fill token instead (a
+   * stale entry is served, not loaded, so it gets none). An empty `lockToken` is a plain read: on a Cluster one script
    * (lua/cache/read.lua), otherwise HMGET of the entry's fields and TIME in one write, judged here on that server time.
    */
   async read(k: string, lockToken: string, tags: readonly string[], register = false): Promise<L2Read> {

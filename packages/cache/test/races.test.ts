@@ -143,3 +143,40 @@ describe("Cache replicas racing on one key", () => {
     }
   });
 });
+
+describe("Cache with lock.waitMs 0 (callers never wait for another replica's load)", () => {
+  it("a stale entry served while another replica refreshes it does not collect a fill token per read", async () => {
+    const redis = connect(inject("coordisRedisUrl"));
+    const admin = connect(inject("coordisAdminRedisUrl")); // HKEYS is outside the cache's ACL rules
+    const options = { namespace: "races-nowait", prefix, ttlMs: 1, staleMs: 60_000, l1: false as const };
+    const refresher = new Cache(redis, { ...options, lock: { waitMs: 0 } });
+    const reader = new Cache(connect(inject("coordisRedisUrl")), { ...options, lock: { waitMs: 0 } });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    try {
+      await Promise.all([refresher.ready(), reader.ready()]);
+      await refresher.set("hot", "v1");
+      await waitUntil("the entry to go stale", async () => (await refresher.get("hot")) === undefined, 2_000);
+      let refreshing!: () => void;
+      const started = new Promise<void>((r) => (refreshing = r));
+      // The refresher takes the fill lock and hangs in its loader.
+      expect(
+        await refresher.getOrSet("hot", async () => {
+          refreshing();
+          await gate;
+          return "v2";
+        }),
+      ).toBe("v1");
+      await started;
+      for (let i = 0; i < 50; i++) expect(await reader.getOrSet("hot", () => "never")).toBe("v1");
+      // The entry holds its value, deadlines and tags: no field per stale read (they were never cleaned up).
+      const fields = await admin.hkeys(`${prefix}:cache:{races-nowait:hot}`);
+      expect(fields.sort()).toEqual(["f", "s", "t", "v"]);
+    } finally {
+      release();
+      await Promise.all([refresher.close(), reader.close()]);
+      redis.disconnect();
+      admin.disconnect();
+    }
+  });
+});
