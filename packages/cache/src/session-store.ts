@@ -168,7 +168,7 @@ export class RedisSessionStore {
       }
       // The digest is inherited, not data: it is not stored, not compared by deep equality, and session middlewares
       // copy it (for...in) into the session object they later hand to set().
-      const session = Object.create({ [READ_DIGEST]: this.#digest(data) }) as SessionData;
+      const session = Object.create({ [READ_DIGEST]: this.#digest(key, data) }) as SessionData;
       return Object.assign(session, data) as S;
     });
   }
@@ -187,7 +187,7 @@ export class RedisSessionStore {
         return undefined;
       }
       const read = (session as Record<string, unknown>)[READ_DIGEST];
-      const digest = typeof read === "string" ? this.#digest(data) : undefined;
+      const digest = typeof read === "string" ? this.#digest(key, data) : undefined;
       if (digest !== undefined && read === digest) {
         if (!this.#disableTouch) await runScript(this.#redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
         return undefined;
@@ -320,9 +320,11 @@ export class RedisSessionStore {
 
   /**
    * Digest of a session's data as the serializer writes it, with the cookie's expiry left out (rolling sessions move
-   * it on every request; the key's TTL carries it). `undefined` when the data cannot be serialized.
+   * it on every request; the key's TTL carries it), and of the key it is stored under: the same data read under one
+   * id and saved under another (`regenerate` keeping every field) is a new session to write, not a renewal.
+   * `undefined` when the data cannot be serialized.
    */
-  #digest(data: Record<string, unknown>): string | undefined {
+  #digest(key: string, data: Record<string, unknown>): string | undefined {
     const cookie = data.cookie;
     let copy: Record<string, unknown> = data;
     if (cookie !== null && typeof cookie === "object") {
@@ -334,7 +336,8 @@ export class RedisSessionStore {
       copy = { ...data, cookie: rest };
     }
     try {
-      return createHash("sha256").update(this.#encode(copy)).digest("base64");
+      const text = this.#encode(copy);
+      return createHash("sha256").update(`${key.length}:${key}`).update(text).digest("base64");
     } catch {
       return undefined;
     }

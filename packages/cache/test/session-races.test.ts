@@ -52,6 +52,50 @@ describe("RedisSessionStore: one session object saved more than once", () => {
     expect(await s.get("twice")).toMatchObject({ step: 1 });
   });
 
+  it("a session read under one id and saved under another is written there (not only renewed)", async () => {
+    const s = api(new RedisSessionStore(redis, { prefix }));
+    await s.set("before-login", { user: "ada", cookie: { maxAge: 60_000 } });
+    const session = (await s.get("before-login")) as SessionData;
+    await s.set("after-login", session);
+    expect(await s.get("after-login")).toMatchObject({ user: "ada" });
+  });
+
+  it("@fastify/session: regenerate() keeping every field stores the session under its new id", async () => {
+    const app = Fastify();
+    app.register(fastifyCookie);
+    app.register(fastifySession, {
+      secret: "a-secret-of-at-least-thirty-two-characters!",
+      saveUninitialized: false,
+      cookie: { secure: false, maxAge: 60_000 },
+      store: new RedisSessionStore(redis, { prefix: `${prefix}-regen` }),
+    });
+    app.post("/start", async (req) => {
+      req.session.step = 1;
+      return { step: 1 };
+    });
+    // A new id (e.g. on a privilege change), the data kept: every field of the session.
+    app.post("/rotate", async (req) => {
+      await req.session.regenerate(Object.keys(req.session));
+      return { step: req.session.step };
+    });
+    app.get("/step", async (req) => ({ step: req.session.step ?? null }));
+    const sid = (res: LightMyRequestResponse) => res.cookies.find((c) => c.name === "sessionId")?.value as string;
+    try {
+      await app.ready();
+      const first = sid(await app.inject({ method: "POST", url: "/start" }));
+      const rotated = await app.inject({ method: "POST", url: "/rotate", cookies: { sessionId: first } });
+      expect(rotated.json()).toEqual({ step: 1 });
+      const second = sid(rotated);
+      expect(second).toBeDefined();
+      expect(second).not.toBe(first);
+      expect((await app.inject({ method: "GET", url: "/step", cookies: { sessionId: second } })).json()).toEqual({
+        step: 1,
+      });
+    } finally {
+      await app.close();
+    }
+  });
+
   it("@fastify/session: a request that saves mid-way and then reverts its change ends with the reverted session", async () => {
     const app = Fastify();
     app.register(fastifyCookie);
