@@ -213,7 +213,8 @@ export class Cache {
   /**
    * Stores `value` under `key` (fresh for `ttlMs`, then stale for `staleMs`) and evicts it from every replica's L1.
    * @throws InvalidArgumentError for a bad key, option (an unknown option key too) or a value the codec cannot
-   *   encode (nothing is sent); RedisUnavailableError when Redis cannot be reached (the local L1 entry is dropped)
+   *   encode (nothing is sent); RedisUnavailableError when Redis cannot be reached (the local L1 entry is dropped;
+   *   a write that timed out may still be applied when a stalled Redis resumes, its invalidation following it)
    */
   async set(key: string, value: unknown, options?: EntryOptions): Promise<void> {
     this.#assertOpen();

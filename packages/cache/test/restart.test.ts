@@ -1,4 +1,4 @@
-import { connect, type RedisClient } from "@coordis/core";
+import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
 import { type RedisServer, recordObserver, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Cache } from "../src/index.js";
@@ -68,6 +68,44 @@ describe("Cache across a Redis restart (data kept on disk)", () => {
       expect(seen.has("new")).toBe(true);
     } finally {
       await Promise.all([b.close(), silent.close()]);
+    }
+  });
+
+  it("a set that timed out against a paused Redis and is applied once it resumes is invalidated everywhere", async () => {
+    const options = { namespace: "paused", prefix, ttlMs: 600_000, checkEvictionPolicy: false } as const;
+    const rec = recordObserver();
+    const a = new Cache(client(), options);
+    const b = new Cache(client(), { ...options, l1: { ttlMs: 600_000 }, observer: rec });
+    const raw = client();
+    try {
+      await Promise.all([a.ready(), b.ready()]);
+      await a.set("p", "old");
+      await waitUntil(
+        "B's L1 to hold p",
+        async () => (await b.get("p")) === "old" && tiers(rec).at(-1) === "l1/hit",
+        2_000,
+      );
+      server.pause();
+      let failed: unknown;
+      try {
+        await a.set("p", "new");
+      } catch (err) {
+        failed = err;
+      } finally {
+        server.resume();
+      }
+      // The call failed, yet its write was on its way: Redis applies it when it resumes...
+      expect(failed).toBeInstanceOf(RedisUnavailableError);
+      await waitUntil(
+        "the late write",
+        async () => (await raw.hget(`${prefix}:cache:{paused:p}`, "v")) === '"new"',
+        5_000,
+      );
+      // ...and its invalidation follows it: B does not keep the old value for its 10-minute L1 lifetime.
+      await waitUntil("B to drop the old value", async () => (await b.get("p")) === "new", 2_000);
+    } finally {
+      if (server.paused) server.resume();
+      await Promise.all([a.close(), b.close()]);
     }
   });
 });
