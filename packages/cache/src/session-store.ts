@@ -208,6 +208,8 @@ export class RedisSessionStore {
   /** Renews a session's expiry from its cookie without rewriting its data (nothing when `disableTouch`). */
   touch(sessionId: string, session: StoredSession, callback: StoreCallback): void {
     this.#run("touch", callback, sessionId, async (key) => {
+      // Its lifetime comes from it: without a session, a touch would renew it for the default `ttlMs`.
+      this.#dataOf(session);
       const ttl = this.#ttlOf(session);
       if (ttl > 0 && !this.#disableTouch) {
         await runScript(this.#redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);

@@ -1,4 +1,4 @@
-import { connect, type RedisClient } from "@coordis/core";
+import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
 import { type RedisServer, startRedis, testPrefix } from "@coordis/testing";
 import fastifyCookie from "@fastify/cookie";
 import fastifySession from "@fastify/session";
@@ -23,6 +23,8 @@ function api(store: RedisSessionStore) {
       ),
     set: (id: string, s: SessionData) =>
       new Promise<void>((resolve, reject) => store.set(id, s, (err) => (err ? reject(err) : resolve()))),
+    touch: (id: string, s: SessionData) =>
+      new Promise<void>((resolve, reject) => store.touch(id, s, (err) => (err ? reject(err) : resolve()))),
   };
 }
 
@@ -58,6 +60,21 @@ describe("RedisSessionStore: one session object saved more than once", () => {
     const session = (await s.get("before-login")) as SessionData;
     await s.set("after-login", session);
     expect(await s.get("after-login")).toMatchObject({ user: "ada" });
+  });
+
+  it("touch without a session object is an InvalidArgumentError and leaves the expiry alone", async () => {
+    const s = api(new RedisSessionStore(redis, { prefix }));
+    await s.set("short-lived", { user: "ada", cookie: { maxAge: 30_000 } });
+    for (const bad of [undefined, null, "x"]) {
+      const err = await s.touch("short-lived", bad as never).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(InvalidArgumentError);
+      expect(err).toMatchObject({ argument: "session" });
+    }
+    // Not renewed for the default lifetime (1 day).
+    expect(await redis.pttl(`${prefix}:sess:{short-lived}`)).toBeLessThanOrEqual(30_000);
   });
 
   it("@fastify/session: regenerate() keeping every field stores the session under its new id", async () => {
