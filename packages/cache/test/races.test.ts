@@ -150,7 +150,8 @@ describe("Cache with lock.waitMs 0 (callers never wait for another replica's loa
     const admin = connect(inject("coordisAdminRedisUrl")); // HKEYS is outside the cache's ACL rules
     const options = { namespace: "races-nowait", prefix, ttlMs: 1, staleMs: 60_000, l1: false as const };
     const refresher = new Cache(redis, { ...options, lock: { waitMs: 0 } });
-    const reader = new Cache(connect(inject("coordisRedisUrl")), { ...options, lock: { waitMs: 0 } });
+    const readerRedis = connect(inject("coordisRedisUrl"));
+    const reader = new Cache(readerRedis, { ...options, lock: { waitMs: 0 } });
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     try {
@@ -176,7 +177,48 @@ describe("Cache with lock.waitMs 0 (callers never wait for another replica's loa
       release();
       await Promise.all([refresher.close(), reader.close()]);
       redis.disconnect();
+      readerRedis.disconnect();
       admin.disconnect();
+    }
+  });
+});
+
+describe("Cache with values larger than a replica's L1 (l1.maxBytes)", () => {
+  it("a value too large for L1 replaces the smaller one there and is served from Redis, loaded once", async () => {
+    const options = { namespace: "races-huge", prefix, ttlMs: 60_000 };
+    const clients = [connect(inject("coordisRedisUrl")), connect(inject("coordisRedisUrl"))] as const;
+    const a = new Cache(clients[0], options);
+    const b = new Cache(clients[1], { ...options, l1: { maxBytes: 1_000_000 } });
+    const huge = (tag: string) => `${tag}:${"x".repeat(4_000_000)}`;
+    try {
+      await Promise.all([a.ready(), b.ready()]);
+      await a.set("blob", "small");
+      await waitUntil(
+        "B's L1 to hold the small value",
+        async () => {
+          return (await b.get("blob")) === "small" && b.stats().l1Entries === 1;
+        },
+        2_000,
+      );
+      await a.set("blob", huge("set"));
+      await waitUntil("B to read the large value", async () => (await b.get("blob")) === huge("set"), 2_000);
+      // B never falls back to the small value: it is not in L1 any more, and the large one does not fit there.
+      for (let i = 0; i < 5; i++) expect(await b.get("blob")).toBe(huge("set"));
+      expect(b.stats().l1Entries).toBe(0);
+      let loads = 0;
+      const loader = () => {
+        loads++;
+        return huge("loaded");
+      };
+      const first = await Promise.all([b.getOrSet("blob-2", loader), b.getOrSet("blob-2", loader)]);
+      expect(first).toEqual([huge("loaded"), huge("loaded")]);
+      expect(await b.getOrSet("blob-2", loader)).toBe(huge("loaded")); // from Redis: L1 cannot hold it
+      expect(await a.getOrSet("blob-2", loader)).toBe(huge("loaded"));
+      expect(loads).toBe(1);
+      expect(b.stats().l1Entries).toBe(0);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+      for (const c of clients) c.disconnect();
     }
   });
 });
