@@ -119,6 +119,35 @@ describe("Cache replicas racing on one key", () => {
     }
   });
 
+  it("a loader slower than lock.ttlMs: a waiting replica takes the expired lock and loads; the slow result is not written", async () => {
+    const rec = recordObserver();
+    const [slow, waiter, reader] = (await replicas(3, {
+      l1: false,
+      lock: { ttlMs: 300, waitMs: 60_000 },
+      observer: rec,
+    })) as [Cache, Cache, Cache];
+    let entered!: () => void;
+    const loading = new Promise<void>((r) => (entered = r));
+    let tookOver!: () => void;
+    const takeover = new Promise<void>((r) => (tookOver = r));
+    const late = slow.getOrSet("slow", async () => {
+      entered();
+      await takeover; // still loading when the other replica has loaded and written
+      return "late";
+    });
+    await loading;
+    const fresh = waiter.getOrSet("slow", () => {
+      tookOver();
+      return "fresh";
+    });
+    expect(await fresh).toBe("fresh");
+    expect(await late).toBe("late"); // the slow caller gets its own load...
+    // ...but Redis keeps the value of the load that held the lock when it wrote.
+    expect(await reader.get("slow")).toBe("fresh");
+    expect(rec.events.filter((e) => e.type === "lock-wait-timeout")).toHaveLength(0);
+    expect(slow.stats().loads + waiter.stats().loads).toBe(2);
+  });
+
   it("concurrent set and delete of one key from three replicas: every replica ends on what Redis holds", async () => {
     const all = await replicas(3, { l1: { ttlMs: 60_000 } });
     const raw = client();
