@@ -51,17 +51,24 @@ local function q_enqueue(K, id, prio, now)
   return true
 end
 
--- A running job of `group` ended (or left the worker): one group slot is free again; the oldest job waiting for a
--- slot of that group goes back to the ready stream (the next fetch checks the limits again).
+-- A running job of `group` ended (or left the worker): one group slot is free again; the oldest job still waiting
+-- for a slot of that group goes back to the ready stream (the next fetch checks the limits again). Entries of jobs
+-- cancelled while they waited (cancel leaves them) are dropped on the way: handing the slot to one of them would leave
+-- the jobs behind it waiting for a release that never comes.
 local function q_group_release(K, group)
   if group == '' then return end
   local field = 'c:' .. group
   if redis.call('HINCRBY', K.groups, field, -1) <= 0 then redis.call('HDEL', K.groups, field) end
-  local first = redis.call('ZRANGE', K.gwait, '[' .. group .. '\0', '[' .. group .. '\1', 'BYLEX', 'LIMIT', 0, 1)[1]
-  if first then
+  while true do
+    local first = redis.call('ZRANGE', K.gwait, '[' .. group .. '\0', '[' .. group .. '\1', 'BYLEX', 'LIMIT', 0, 1)[1]
+    if not first then return end
     redis.call('ZREM', K.gwait, first)
     local id = string.match(first, '^[^%z]*%z[^%z]*%z(.*)$')
-    redis.call('XADD', K.ready, '*', 'i', id)
+    local raw = redis.call('HGET', K.jobs, 'j:' .. id)
+    if raw and cmsgpack.unpack(raw)[Q_STATE] == 'w' then
+      redis.call('XADD', K.ready, '*', 'i', id)
+      return
+    end
   end
 end
 

@@ -1,0 +1,65 @@
+import { connect, type RedisClient } from "@coordis/core";
+import { type Job, Queue, Worker } from "@coordis/queue";
+import { testPrefix, waitUntil } from "@coordis/testing";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { gate } from "./helpers.js";
+
+const prefix = testPrefix("queue-races");
+
+describe("queue races on the shared server", () => {
+  let redis: RedisClient;
+  const closers: Array<() => Promise<unknown>> = [];
+  beforeAll(async () => {
+    redis = connect(inject("coordisRedisUrl"));
+    await redis.ping();
+  });
+  afterEach(async () => {
+    await Promise.all(closers.splice(0).map((c) => c()));
+  });
+  afterAll(() => redis.disconnect());
+
+  function worker<T, R>(name: string, handler: (job: Job<T>) => Promise<R>, opts = {}): Worker<T, R> {
+    const w = new Worker<T, R>(redis, name, handler, { prefix, schedules: false, ...opts });
+    closers.push(() => w.close({ timeoutMs: 1_000 }));
+    return w;
+  }
+  function queue<T, R = unknown>(name: string, opts = {}): Queue<T, R> {
+    const q = new Queue<T, R>(redis, name, { prefix, ...opts });
+    closers.push(() => q.close());
+    return q;
+  }
+
+  it("a job cancelled while it waits for its group's slot does not strand the jobs queued behind it", async () => {
+    const name = "gwait-cancel";
+    const q = queue<string>(name);
+    // Added before any worker runs: the first fetch reads all three, runs a and queues b, c for the group's slot.
+    const added = await q.addMany(["a", "b", "c"].map((data) => ({ data, opts: { id: data, group: "g" } })));
+    expect(added.map((r) => r.duplicate)).toEqual([false, false, false]);
+    const started: string[] = [];
+    const release = gate();
+    worker<string, string>(
+      name,
+      async (job) => {
+        started.push(job.data);
+        if (job.data === "a") await release.promise;
+        return job.data;
+      },
+      { concurrency: 5, groups: { concurrency: 1 } },
+    );
+    await waitUntil("a runs", () => started.includes("a"), 10_000);
+    expect((await q.get("b"))?.state).toBe("waiting");
+    expect(await q.cancel("b")).toBe(true);
+    release.open();
+    await expect(q.result("c", { timeoutMs: 5_000 })).resolves.toBe("c");
+    expect(started).toEqual(["a", "c"]);
+    expect((await q.get("b"))?.state).toBe("cancelled");
+    await waitUntil(
+      "group slot free, nothing waiting",
+      async () => {
+        const c = await q.counts();
+        return c.active === 0 && c.waiting === 0 && c.completed === 2;
+      },
+      5_000,
+    );
+  });
+});
