@@ -101,9 +101,15 @@ if #cands > 0 then
   local fields = {}
   for i, id in ipairs(cands) do fields[2 * i - 1], fields[2 * i] = 'j:' .. id, 'r:' .. id end
   local raws = redis.call('HMGET', K.jobs, unpack(fields))
+  -- A job cancelled while it waited leaves its ready entry behind; once retention dropped it, the same id added again
+  -- has a second entry. Each id is taken once per fetch and never while it runs (a second delivery would take a
+  -- second group slot that only one outcome gives back).
+  local running = redis.call('HMGET', K.active, unpack(cands))
+  local seen = {}
   for i, id in ipairs(cands) do
     local raw = raws[2 * i - 1]
-    if raw then
+    if raw and not running[i] and not seen[id] then
+      seen[id] = true
       local rec = cmsgpack.unpack(raw)
       -- Anything but 'w' was cancelled while it waited, and a result field means completed: dropped here.
       if rec[Q_STATE] == 'w' and not raws[2 * i] then

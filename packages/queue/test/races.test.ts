@@ -62,4 +62,59 @@ describe("queue races on the shared server", () => {
       5_000,
     );
   });
+  it("an id cancelled before any fetch, dropped by retention and added again runs once and leaves its group's slot free", async () => {
+    const name = "cancel-readd";
+    // Retention keeps one cancelled job: cancelling y drops x's record while x's ready entry is still unread.
+    const q = queue<string>(name, { retention: { completed: 1 } });
+    const opts = { group: "g" };
+    await q.add("x-old", { id: "x", ...opts });
+    expect(await q.cancel("x")).toBe(true);
+    await q.add("y", { id: "y", ...opts });
+    expect(await q.cancel("y")).toBe(true);
+    expect(await q.get("x")).toBeNull();
+    expect((await q.add("x-new", { id: "x", ...opts })).duplicate).toBe(false);
+    await q.add("z", { id: "z", ...opts });
+    const started: string[] = [];
+    worker<string, string>(
+      name,
+      async (job) => {
+        started.push(`${job.id}:${job.data}`);
+        return job.data;
+      },
+      { concurrency: 5, groups: { concurrency: 1 } },
+    );
+    await expect(q.result("x", { timeoutMs: 5_000 })).resolves.toBe("x-new");
+    // z needs the group's only slot, which x must have given back.
+    await expect(q.result("z", { timeoutMs: 5_000 })).resolves.toBe("z");
+    expect(started).toEqual(["x:x-new", "z:z"]);
+  });
+  it("the re-added id's second ready entry, read while the job runs, does not deliver it again", async () => {
+    const name = "cancel-readd-running";
+    const q = queue<string>(name, { retention: { completed: 1 } });
+    await q.add("x-old", { id: "x" });
+    expect(await q.cancel("x")).toBe(true);
+    await q.add("y", { id: "y" });
+    expect(await q.cancel("y")).toBe(true);
+    expect((await q.add("x-new", { id: "x" })).duplicate).toBe(false);
+    await q.add("z", { id: "z" });
+    const started: string[] = [];
+    const lost: string[] = [];
+    const release = gate();
+    worker<string, string>(
+      name,
+      async (job) => {
+        started.push(`${job.id}:${job.fence}`);
+        job.signal.addEventListener("abort", () => lost.push(job.id));
+        if (job.id === "x") await release.promise;
+        return job.data;
+      },
+      // Two slots: the first fetch reads x's old entry and y's; x runs while the next fetches read x's new entry and z.
+      { concurrency: 2 },
+    );
+    await expect(q.result("z", { timeoutMs: 5_000 })).resolves.toBe("z");
+    release.open();
+    await expect(q.result("x", { timeoutMs: 5_000 })).resolves.toBe("x-new");
+    expect(started.filter((s) => s.startsWith("x:"))).toHaveLength(1);
+    expect(lost).toEqual([]);
+  });
 });
