@@ -42,19 +42,25 @@ export class LeaseKeeper<T> {
     clearInterval(this.#timer);
   }
 
-  /** One renewal round (skipped while the previous one is still in flight). */
+  /**
+   * One renewal round. Deliveries past their local deadline are lost at every tick, even while the previous round's
+   * call is still in flight (a stopped Redis can hold it for the whole command timeout); the call itself is skipped
+   * then.
+   */
   async renew(): Promise<void> {
-    if (this.#busy || this.#held.size === 0) return;
+    if (this.#held.size === 0) return;
+    const now = performance.now();
+    const live: Delivery<T>[] = [];
+    for (const d of this.#held.values()) {
+      if (d.lostReason !== undefined) continue;
+      if (now >= d.deadline) this.#lost(d, "lease-lost");
+      else live.push(d);
+    }
+    if (this.#busy || live.length === 0) return;
     this.#busy = true;
     try {
-      const now = performance.now();
       const byPartition = new Map<number, Delivery<T>[]>();
-      for (const d of this.#held.values()) {
-        if (d.lostReason !== undefined) continue;
-        if (now >= d.deadline) {
-          this.#lost(d, "lease-lost");
-          continue;
-        }
+      for (const d of live) {
         const list = byPartition.get(d.partition);
         if (list === undefined) byPartition.set(d.partition, [d]);
         else list.push(d);
