@@ -6,8 +6,9 @@ import { queueScripts } from "./scripts.generated.js";
 /**
  * Renews the leases of every delivery a worker holds (running, or finished and waiting for its outcome to be
  * recorded), every `leaseMs / 3`: one extend script call per partition for all of them. A delivery Redis no longer
- * holds is lost (reclaimed after its lease expired, or handed back) or cancelled; one whose lease could not be renewed
- * before its local deadline (Redis unreachable) is lost too. Either way its signal aborts. Internal.
+ * holds while its handler runs is lost (reclaimed after its lease expired, or handed back) or cancelled; one whose lease
+ * could not be renewed before its local deadline (Redis unreachable) is lost too. Either way its signal aborts.
+ * Internal.
  */
 export class LeaseKeeper<T> {
   readonly #redis: RedisClient;
@@ -86,7 +87,9 @@ export class LeaseKeeper<T> {
     list.forEach((d, i) => {
       const status = reply[i];
       if (status === 1) d.deadline = sentAt + this.#leaseMs - this.#driftMs;
-      else this.#lost(d, status === 2 ? "cancelled" : "lease-lost");
+      // A delivery whose handler ended is settled by its outcome's reply (recorded, or refused if it was lost): a
+      // renewal applied just after its completion finds no lease, and that loses nothing.
+      else if (d.phase === "running") this.#lost(d, status === 2 ? "cancelled" : "lease-lost");
     });
   }
 }
