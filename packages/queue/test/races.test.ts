@@ -1,5 +1,5 @@
 import { connect, type RedisClient } from "@coordis/core";
-import { type Job, Queue, Worker } from "@coordis/queue";
+import { type Job, type JobLostError, Queue, Worker } from "@coordis/queue";
 import { testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { gate } from "./helpers.js";
@@ -117,4 +117,49 @@ describe("queue races on the shared server", () => {
     expect(started.filter((s) => s.startsWith("x:"))).toHaveLength(1);
     expect(lost).toEqual([]);
   });
+  it("cancel racing completion across workers: each job ends either cancelled (cancel answered true) or completed, never both; no group slot is lost", async () => {
+    const name = "cancel-race";
+    const n = 60;
+    const q = queue<number, number>(name);
+    const abortedAsCancelled = new Set<string>();
+    const handler = async (job: Job<number>) => {
+      job.signal.addEventListener("abort", () => {
+        if ((job.signal.reason as JobLostError).reason === "cancelled") abortedAsCancelled.add(job.id);
+      });
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 400));
+      return job.data;
+    };
+    // Leases of 1 s are renewed every 333 ms: a running job learns its cancellation while its handler runs.
+    for (let w = 0; w < 3; w++) worker(name, handler, { concurrency: 8, leaseMs: 1_000, groups: { concurrency: 3 } });
+    const added = await q.addMany(
+      Array.from({ length: n }, (_, i) => ({ data: i, opts: i % 2 === 0 ? { group: `g${i % 4}` } : {} })),
+    );
+    const ids = added.map((a) => a.id);
+    const cancelled = await Promise.all(
+      ids.map(async (id) => {
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 1_000));
+        return q.cancel(id);
+      }),
+    );
+    await waitUntil(
+      "every job ended",
+      async () => {
+        const c = await q.counts();
+        return c.active === 0 && c.waiting === 0 && c.delayed === 0 && c.completed + c.cancelled === n;
+      },
+      20_000,
+    );
+    const states = await Promise.all(ids.map(async (id) => (await q.get(id))?.state));
+    ids.forEach((id, i) => {
+      expect([id, states[i]]).toEqual([id, cancelled[i] ? "cancelled" : "completed"]);
+      if (abortedAsCancelled.has(id)) expect([id, cancelled[i]]).toEqual([id, true]);
+    });
+    const c = await q.counts();
+    expect(c.cancelled).toBe(cancelled.filter(Boolean).length);
+    // Every group's slots came back: three more jobs of each group run.
+    const more = await q.addMany(
+      Array.from({ length: 6 }, (_, i) => ({ data: 1_000 + i, opts: { group: `g${(i * 2) % 4}` } })),
+    );
+    for (const { id } of more) await expect(q.result(id, { timeoutMs: 5_000 })).resolves.toBeGreaterThanOrEqual(1_000);
+  }, 40_000);
 });
