@@ -1,13 +1,5 @@
 -- leaderboard-submit-many: the general submit call (several boards or items) of lua/leaderboard/submit.lua and
 -- lua/leaderboard/submit-batch.lua, after leaderboard-submit (same layout), which applies each board's score.
-local lb_time -- Redis server time (ms), read once per script and only when needed (see lb_now)
-
--- The all-time board holds every time and never expires, so a submit on it alone reads no TIME.
-local function lb_now()
-  if lb_time == nil then lb_time = now_ms() end
-  return lb_time
-end
-
 -- The call's state and boards (arrays by board number); returns them and the ARGV index of the first item.
 local function lb_state()
   local B = (#KEYS - 2) / 2

@@ -5,9 +5,9 @@
 -- ARGV[1..3] update, order, toleranceMs; then per board either `-p` (a board of period p that holds every time and
 -- never expires: the all-time board, one argument) or `p, startMs, endMs, expireAtMs` (p = 1..P, four arguments);
 -- then per item member, score, meta, at (N = the arguments left / 4; P = the largest p).
--- Written for the cost inside Redis, where every table, closure, upvalue and number conversion counts: one item on
--- one board (the usual call) takes lb_single, which builds no table; scores go to Redis as the text they came in
--- (a sum as %.17g), and an increment reads the member's entry once.
+-- Written for the cost inside Redis, where every table, closure, upvalue and number conversion counts: items on
+-- one board (the usual call, and the usual micro-batch) take lb_single, which builds no table; scores go to Redis as
+-- the text they came in (a sum as %.17g), and an increment reads the member's entry once.
 
 -- Applies one checked score (text as sent, score its number) to board b. s: the general call's state (arrival
 -- numbers reserved, items left), nil for a single item. prefix: the item's arrival prefix if an earlier board drew
@@ -98,17 +98,26 @@ local function lb_single_at()
   return nil
 end
 
+local lb_time -- Redis server time (ms), read once per script and only when needed (see lb_now)
+
+-- The all-time board holds every time and never expires, so a submit on it alone reads no TIME.
+local function lb_now()
+  if lb_time == nil then lb_time = now_ms() end
+  return lb_time
+end
+
 -- One item on one board, its arguments from ARGV[a] on: checks, then applies (the all-time board reads no TIME).
+-- s: nil for a call of one item, else the batch's state (arrival numbers reserved, items done; see lb_put).
 -- Returns the score text, rank, updated 0/1; or nil and the error text, having changed nothing.
-local function lb_single(a)
+local function lb_single(a, s)
   local member, text, meta, at = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local ref, now, expireAt
   if at ~= '' then
-    ref, now = at + 0, now_ms()
+    ref, now = at + 0, lb_now()
     if ref > now + ARGV[3] then return nil, 'LB_PERIOD_CLOSED at=' .. at .. ' lies after server time ' .. now end
   end
-  if a ~= 5 then -- a period board: p, startMs, endMs, expireAtMs
-    if now == nil then now = now_ms() end
+  if ARGV[4] ~= '-1' then -- a period board: p, startMs, endMs, expireAtMs
+    if now == nil then now = lb_now() end
     if ref == nil then ref = now end
     if not (ARGV[5] + 0 <= ref and ref < ARGV[6] + 0) then
       return nil, 'LB_CLOCK_SKEW no board of period 1 holds time ' .. ref
@@ -118,7 +127,7 @@ local function lb_single(a)
       return nil, 'LB_PERIOD_CLOSED the board ' .. KEYS[3] .. ' expired at ' .. expireAt
     end
   end
-  local prefix, newText, rank, updated = lb_put(nil, 1, member, text, text + 0, nil, nil, nil, expireAt)
+  local prefix, newText, rank, updated = lb_put(s, 1, member, text, text + 0, nil, nil, nil, expireAt)
   if prefix == false then return nil, newText end
   if meta ~= '' then redis.call('HSET', KEYS[1], member, meta) end
   return newText, rank, updated

@@ -7,17 +7,31 @@
 -- ARGV[1] update (string): best | replace | increment
 -- ARGV[2] order (string): desc | asc
 -- ARGV[3] toleranceMs (ms): an explicit `at` may lie at most this far after server time
--- Reply: Array<[ok: number, result: Array<string | number> | string]>
--- (per item: {1, per period: score, rank, updated 0/1, board index} or {0, error text})
+-- Reply: Array<string | number | null> | Array<[ok: number, result: Array<string | number> | string]>
+-- (one board: flat, per item score text, rank, updated 0/1 or nil, error text, 0; several boards: per item
+-- {1, per period: score, rank, updated 0/1, board index} or {0, error text})
 --@include now-ms
 --@include leaderboard-submit
--- One item on one board (a batch of one): no tables but the reply.
-local single = lb_single_at()
-if single then
-  local ok, text, rank, updated = pcall(lb_single, single)
-  if not ok then return { { 0, tostring(type(text) == 'table' and text.err or text) } } end
-  if text == nil then return { { 0, rank } } end
-  return { { 1, { text, rank, updated, 1 } } }
+-- Every item on one board (the usual batch: a leaderboard of one period): no tables but the reply, which is flat,
+-- three values per item: score text, rank, updated 0/1; or false (nil in the reply), error text, 0.
+if #KEYS == 4 then
+  local a = ARGV[4] == '-1' and 5 or 8
+  local n = (#ARGV - a + 1) / 4
+  local s = { N = n, applied = 0, seqNext = 1, seqLast = 0 }
+  local reply = {}
+  for o = 1, 3 * n, 3 do
+    local ok, text, rank, updated = pcall(lb_single, a, s)
+    if not ok then
+      reply[o], reply[o + 1], reply[o + 2] = false, tostring(type(text) == 'table' and text.err or text), 0
+    elseif text == nil then
+      reply[o], reply[o + 1], reply[o + 2] = false, rank, 0
+    else
+      reply[o], reply[o + 1], reply[o + 2] = text, rank, updated
+    end
+    s.applied = s.applied + 1
+    a = a + 4
+  end
+  return reply
 end
 --@include leaderboard-submit-many
 

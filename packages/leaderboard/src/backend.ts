@@ -171,10 +171,24 @@ export class LeaderboardBackend<M> {
     if (items.length === 1) return [{ ok: true, value: (await this.#submitScript(items))[0] as SubmitResult }];
     const { keys, args, list } = this.#submitCall(items);
     const reply = await runScriptDynamic(this.#redis, leaderboardScripts.submitBatch, keys, args).catch(rethrowMapped);
-    return reply.map(([ok, result]): BatchOutcome<SubmitResult> => {
+    const failed = (text: unknown): BatchOutcome<SubmitResult> => ({
+      ok: false,
+      error: mapError(new ScriptError(leaderboardScripts.submit.name, String(text))) as Error,
+    });
+    if (list.length === 1) {
+      // One board: flat, per item score text, rank, updated (or null, error text, 0).
+      return items.map((_, i) => {
+        const score = reply[3 * i];
+        if (typeof score !== "string") return failed(reply[3 * i + 1]);
+        return {
+          ok: true,
+          value: this.#submitResult([score, reply[3 * i + 1] as Reply, reply[3 * i + 2] as Reply, 1], list, 0),
+        };
+      });
+    }
+    return (reply as [number, Reply[] | string][]).map(([ok, result]): BatchOutcome<SubmitResult> => {
       if (ok === 1 && typeof result !== "string") return { ok: true, value: this.#submitResult(result, list, 0) };
-      const error = mapError(new ScriptError(leaderboardScripts.submit.name, String(result)));
-      return { ok: false, error: error as Error };
+      return failed(result);
     });
   }
 

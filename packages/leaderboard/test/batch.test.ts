@@ -98,6 +98,32 @@ describe("micro-batched submit on the shared server", () => {
     expect((await lb.top(10)).map((e) => e.member)).toEqual(["z", "x"]);
   });
 
+  it("a Redis error in a batch on one board rejects each of its calls; the board works again once the key is mended", async () => {
+    const lb = new Leaderboard<{ n: number }>(redis, "clobbered", { prefix, batch: true });
+    await lb.submit("seed", 1);
+    // The board's index, clobbered by hand: every item's HGET fails with WRONGTYPE.
+    const admin = connect(inject("coordisAdminRedisUrl"));
+    const [index, ...others] = await admin.keys(`${prefix}:lb:{clobbered}:*:idx`);
+    expect([others, await admin.type(index as string)]).toEqual([[], "hash"]);
+    await admin.set(index as string, "not a hash");
+    const settled = await Promise.allSettled([lb.submit("x", 3), lb.submit("y", 4), lb.submit("z", 5)]);
+    expect(settled.map((s) => s.status)).toEqual(["rejected", "rejected", "rejected"]);
+    for (const s of settled) expect(String((s as PromiseRejectedResult).reason)).toContain("WRONGTYPE");
+    await admin.del(index as string, (index as string).replace(/:idx$/, ""));
+    admin.disconnect();
+    const again = await Promise.all([lb.submit("x", 3), lb.submit("y", 4, { meta: { n: 4 } }), lb.submit("z", 5)]);
+    expect(again.map((r) => [r.score, r.rank, r.updated])).toEqual([
+      [3, 1, true],
+      [4, 1, true],
+      [5, 1, true],
+    ]);
+    expect((await lb.top(3)).map((e) => [e.member, e.meta])).toEqual([
+      ["z", null],
+      ["y", { n: 4 }],
+      ["x", null],
+    ]);
+  });
+
   it("calls on one member apply in call order", async () => {
     const lb = new Leaderboard(redis, "order", { prefix, update: "replace", batch: { maxSize: 7 } });
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => lb.submit("m", i + 1)));
