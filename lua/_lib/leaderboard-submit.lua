@@ -132,3 +132,65 @@ local function lb_single(a, s)
   if meta ~= '' then redis.call('HSET', KEYS[1], member, meta) end
   return newText, rank, updated
 end
+
+-- The ARGV index of the first item when the call has one board per period (boards 1..B of periods 1..B, in order:
+-- no period has two candidate boards, the usual call) and the policy is best or replace, else nil. An increment
+-- takes the general path, which checks every board's sum before the first write.
+local function lb_multi_at()
+  if ARGV[1] == 'increment' then return nil end
+  local a = 4
+  for b = 1, (#KEYS - 2) / 2 do
+    local p = ARGV[a] + 0
+    if p < 0 then
+      p, a = -p, a + 1
+    else
+      a = a + 4
+    end
+    if p ~= b then return nil end
+  end
+  return a
+end
+
+-- One item on B boards, one per period (see lb_multi_at), its arguments from ARGV[a] on: checks every board, then
+-- applies on each in period order with one arrival prefix; no table but out, which gets per period score, rank,
+-- updated 0/1, board index from index o on. s as for lb_single. Returns true; or nil and the error text, having
+-- changed nothing.
+local function lb_multi(a, s, B, out, o)
+  local member, text, meta, at = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local ref
+  if at ~= '' then
+    ref = at + 0
+    if ref > lb_now() + ARGV[3] then return nil, 'LB_PERIOD_CLOSED at=' .. at .. ' lies after server time ' .. lb_time end
+  end
+  local j = 4
+  for b = 1, B do
+    if ARGV[j] + 0 < 0 then
+      j = j + 1
+    else
+      if ref == nil then ref = lb_now() end
+      if not (ARGV[j + 1] + 0 <= ref and ref < ARGV[j + 2] + 0) then
+        return nil, 'LB_CLOCK_SKEW no board of period ' .. b .. ' holds time ' .. ref
+      end
+      local e = ARGV[j + 3] + 0
+      if e ~= 0 and e <= lb_now() then
+        return nil, 'LB_PERIOD_CLOSED the board ' .. KEYS[1 + 2 * b] .. ' expired at ' .. e
+      end
+      j = j + 4
+    end
+  end
+  local score, prefix = text + 0, nil
+  j = 4
+  for b = 1, B do
+    local e
+    if ARGV[j] + 0 < 0 then
+      j = j + 1
+    else
+      e, j = ARGV[j + 3] + 0, j + 4
+    end
+    prefix, out[o], out[o + 1], out[o + 2] = lb_put(s, b, member, text, score, prefix, nil, nil, e)
+    out[o + 3] = b
+    o = o + 4
+  end
+  if meta ~= '' then redis.call('HSET', KEYS[1], member, meta) end
+  return true
+end

@@ -8,8 +8,9 @@
 -- ARGV[2] order (string): desc | asc
 -- ARGV[3] toleranceMs (ms): an explicit `at` may lie at most this far after server time
 -- Reply: Array<string | number | null> | Array<[ok: number, result: Array<string | number> | string]>
--- (one board: flat, per item score text, rank, updated 0/1 or nil, error text, 0; several boards: per item
--- {1, per period: score, rank, updated 0/1, board index} or {0, error text})
+-- (one board: flat, per item score text, rank, updated 0/1 or nil, error text, 0; one board per period, best or
+-- replace: flat, per item and period score, rank, updated 0/1, board index or nil, error text, zeros; else per
+-- item {1, per period: score, rank, updated 0/1, board index} or {0, error text})
 --@include now-ms
 --@include leaderboard-submit
 -- Every item on one board (the usual batch: a leaderboard of one period): no tables but the reply, which is flat,
@@ -27,6 +28,27 @@ if #KEYS == 4 then
       reply[o], reply[o + 1], reply[o + 2] = false, rank, 0
     else
       reply[o], reply[o + 1], reply[o + 2] = text, rank, updated
+    end
+    s.applied = s.applied + 1
+    a = a + 4
+  end
+  return reply
+end
+-- One board per period (best or replace; see lb_multi_at): each item through lb_multi, no tables but the reply, which
+-- is flat, 4 values per period and item: score text, rank, updated 0/1, board index; or false (nil in the reply),
+-- error text and zeros.
+local multi = lb_multi_at()
+if multi then
+  local B = (#KEYS - 2) / 2
+  local w = 4 * B
+  local n = (#ARGV - multi + 1) / 4
+  local s = { N = n, applied = 0, seqNext = 1, seqLast = 0 }
+  local reply, a = {}, multi
+  for o = 1, w * n, w do
+    local ok, res, err = pcall(lb_multi, a, s, B, reply, o)
+    if not (ok and res) then
+      reply[o], reply[o + 1] = false, ok and err or tostring(type(res) == 'table' and res.err or res)
+      for k = o + 2, o + w - 1 do reply[k] = 0 end
     end
     s.applied = s.applied + 1
     a = a + 4

@@ -25,6 +25,14 @@ if single then
   if text == nil then return redis.error_reply(rank) end
   return text .. ' ' .. rank .. (updated == 1 and ' 1' or ' 0')
 end
+-- One item on one board per period (best or replace): checks every board, then applies, with no table but the reply.
+local multi = lb_multi_at()
+if multi and #ARGV == multi + 3 then
+  local reply = {}
+  local ok, err = lb_multi(multi, nil, (#KEYS - 2) / 2, reply, 1)
+  if not ok then return redis.error_reply(err) end
+  return reply
+end
 --@include leaderboard-submit-many
 
 local s, a = lb_state()

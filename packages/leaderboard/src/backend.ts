@@ -180,10 +180,17 @@ export class LeaderboardBackend<M> {
       return items.map((_, i) => {
         const score = reply[3 * i];
         if (typeof score !== "string") return failed(reply[3 * i + 1]);
-        return {
-          ok: true,
-          value: this.#submitResult([score, reply[3 * i + 1] as Reply, reply[3 * i + 2] as Reply, 1], list, 0),
-        };
+        const row = [score, reply[3 * i + 1] as Reply, reply[3 * i + 2] as Reply, 1];
+        return { ok: true, value: this.#submitResult(row, list, 0) };
+      });
+    }
+    if (!Array.isArray(reply[0])) {
+      // One board per period: flat, per item and period score, rank, updated, board index (or null, error text...).
+      const flat = reply as Reply[];
+      const width = 4 * this.settings.periods.length;
+      return items.map((_, i) => {
+        if (typeof flat[i * width] !== "string") return failed(flat[i * width + 1]);
+        return { ok: true, value: this.#submitResult(flat, list, i * width) };
       });
     }
     return (reply as [number, Reply[] | string][]).map(([ok, result]): BatchOutcome<SubmitResult> => {

@@ -124,6 +124,34 @@ describe("micro-batched submit on the shared server", () => {
     ]);
   });
 
+  it("one board per period (daily + all): a submit whose `at` lies too far ahead fails only its own caller", async () => {
+    const lb = new Leaderboard(redis, "two-periods", {
+      prefix,
+      periods: ["daily", "all"],
+      clockToleranceMs: 1_000,
+      batch: true,
+    });
+    const now = Date.now();
+    const settled = await Promise.allSettled([
+      lb.submit("x", 3, { at: now }),
+      lb.submit("y", 4, { at: now + 60_000 }),
+      lb.submit("z", 5, { at: now }),
+      lb.submit("x", 2, { at: now }),
+    ]);
+    expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled", "fulfilled"]);
+    expect((settled[1] as PromiseRejectedResult).reason).toBeInstanceOf(PeriodClosedError);
+    const results = settled.map((s) => (s.status === "fulfilled" ? s.value : null));
+    const view = (r: SubmitResult | null) =>
+      r && [r.periods.daily?.score, r.periods.daily?.rank, r.periods.all?.rank, r.updated];
+    expect(results.map(view)).toEqual([[3, 1, 1, true], null, [5, 1, 1, true], [3, 2, 2, false]]);
+    for (const period of ["daily", "all"] as const) {
+      expect((await lb.top(10, { period, at: now })).map((e) => [e.member, e.score])).toEqual([
+        ["z", 5],
+        ["x", 3],
+      ]);
+    }
+  });
+
   it("calls on one member apply in call order", async () => {
     const lb = new Leaderboard(redis, "order", { prefix, update: "replace", batch: { maxSize: 7 } });
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => lb.submit("m", i + 1)));
