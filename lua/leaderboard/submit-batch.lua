@@ -1,6 +1,7 @@
 -- Leaderboard submit batch: N independent submit calls (micro-batching), applied one after another in call order.
 -- Each item is checked and applied on its own exactly as lua/leaderboard/submit.lua does for a single item, so an
--- item that fails (clock skew, closed period, increment overflow, a Redis error) changes nothing and the others
+-- item that fails a check (clock skew, closed period, increment overflow) changes nothing, one that meets a Redis
+-- error keeps the writes it made before it (Redis does not roll back), and either way the others
 -- still apply. Same KEYS and ARGV layout as submit.lua: the boards are the union of every item's candidate boards.
 -- KEYS[1] meta (hash): member -> metadata JSON, shared by every board of the leaderboard
 -- KEYS[2] seq (integer): arrival counter of the leaderboard (numbers reserved in one INCRBY per script; gaps order nothing)
