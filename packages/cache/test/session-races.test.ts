@@ -5,6 +5,7 @@ import fastifySession from "@fastify/session";
 import Fastify, { type LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisSessionStore, type SessionData } from "../src/index.js";
+import { sessionApi } from "./helpers.js";
 
 declare module "fastify" {
   interface Session {
@@ -14,18 +15,21 @@ declare module "fastify" {
 
 const prefix = testPrefix("sess-races");
 
-/** Promise wrappers over the callback API. */
-function api(store: RedisSessionStore) {
-  return {
-    get: (id: string) =>
-      new Promise<SessionData | null | undefined>((resolve, reject) =>
-        store.get(id, (err, s) => (err ? reject(err) : resolve(s))),
-      ),
-    set: (id: string, s: SessionData) =>
-      new Promise<void>((resolve, reject) => store.set(id, s, (err) => (err ? reject(err) : resolve()))),
-    touch: (id: string, s: SessionData) =>
-      new Promise<void>((resolve, reject) => store.touch(id, s, (err) => (err ? reject(err) : resolve()))),
-  };
+/** A Fastify app with @fastify/session on a RedisSessionStore under `storePrefix`; POST /start sets step 1. */
+function stepApp(redis: RedisClient, storePrefix: string) {
+  const app = Fastify();
+  app.register(fastifyCookie);
+  app.register(fastifySession, {
+    secret: "a-secret-of-at-least-thirty-two-characters!",
+    saveUninitialized: false,
+    cookie: { secure: false, maxAge: 60_000 },
+    store: new RedisSessionStore(redis, { prefix: storePrefix }),
+  });
+  app.post("/start", async (req) => {
+    req.session.step = 1;
+    return { step: 1 };
+  });
+  return app;
 }
 
 describe("RedisSessionStore: one session object saved more than once", () => {
@@ -42,7 +46,7 @@ describe("RedisSessionStore: one session object saved more than once", () => {
   });
 
   it("a session changed, saved, changed back to the data it was read with and saved again keeps the last save", async () => {
-    const s = api(new RedisSessionStore(redis, { prefix }));
+    const s = sessionApi(new RedisSessionStore(redis, { prefix }));
     await s.set("twice", { step: 1, cookie: { maxAge: 60_000 } });
     const session = (await s.get("twice")) as SessionData;
     session.step = 2;
@@ -55,7 +59,7 @@ describe("RedisSessionStore: one session object saved more than once", () => {
   });
 
   it("a session read under one id and saved under another is written there (not only renewed)", async () => {
-    const s = api(new RedisSessionStore(redis, { prefix }));
+    const s = sessionApi(new RedisSessionStore(redis, { prefix }));
     await s.set("before-login", { user: "ada", cookie: { maxAge: 60_000 } });
     const session = (await s.get("before-login")) as SessionData;
     await s.set("after-login", session);
@@ -63,7 +67,7 @@ describe("RedisSessionStore: one session object saved more than once", () => {
   });
 
   it("touch without a session object is an InvalidArgumentError and leaves the expiry alone", async () => {
-    const s = api(new RedisSessionStore(redis, { prefix }));
+    const s = sessionApi(new RedisSessionStore(redis, { prefix }));
     await s.set("short-lived", { user: "ada", cookie: { maxAge: 30_000 } });
     for (const bad of [undefined, null, "x"]) {
       const err = await s.touch("short-lived", bad as never).then(
@@ -78,18 +82,7 @@ describe("RedisSessionStore: one session object saved more than once", () => {
   });
 
   it("@fastify/session: regenerate() keeping every field stores the session under its new id", async () => {
-    const app = Fastify();
-    app.register(fastifyCookie);
-    app.register(fastifySession, {
-      secret: "a-secret-of-at-least-thirty-two-characters!",
-      saveUninitialized: false,
-      cookie: { secure: false, maxAge: 60_000 },
-      store: new RedisSessionStore(redis, { prefix: `${prefix}-regen` }),
-    });
-    app.post("/start", async (req) => {
-      req.session.step = 1;
-      return { step: 1 };
-    });
+    const app = stepApp(redis, `${prefix}-regen`);
     // A new id (e.g. on a privilege change), the data kept: every field of the session.
     app.post("/rotate", async (req) => {
       await req.session.regenerate(Object.keys(req.session));
@@ -114,18 +107,7 @@ describe("RedisSessionStore: one session object saved more than once", () => {
   });
 
   it("@fastify/session: a request that saves mid-way and then reverts its change ends with the reverted session", async () => {
-    const app = Fastify();
-    app.register(fastifyCookie);
-    app.register(fastifySession, {
-      secret: "a-secret-of-at-least-thirty-two-characters!",
-      saveUninitialized: false,
-      cookie: { secure: false, maxAge: 60_000 },
-      store: new RedisSessionStore(redis, { prefix: `${prefix}-app` }),
-    });
-    app.post("/start", async (req) => {
-      req.session.step = 1;
-      return { step: 1 };
-    });
+    const app = stepApp(redis, `${prefix}-app`);
     // A multi-step flow: the next step is saved at once (another tab may read it), then rolled back.
     app.post("/try", async (req) => {
       req.session.step = 2;

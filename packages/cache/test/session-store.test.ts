@@ -2,24 +2,9 @@ import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
 import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { RedisSessionStore, type SessionData } from "../src/index.js";
+import { sessionApi } from "./helpers.js";
 
 const prefix = testPrefix();
-
-/** Promise wrappers over the callback API. */
-function api(store: RedisSessionStore) {
-  return {
-    get: (id: string) =>
-      new Promise<SessionData | null | undefined>((resolve, reject) =>
-        store.get(id, (err, s) => (err ? reject(err) : resolve(s))),
-      ),
-    set: (id: string, s: SessionData) =>
-      new Promise<void>((resolve, reject) => store.set(id, s, (err) => (err ? reject(err) : resolve()))),
-    touch: (id: string, s: SessionData) =>
-      new Promise<void>((resolve, reject) => store.touch(id, s, (err) => (err ? reject(err) : resolve()))),
-    destroy: (id: string) =>
-      new Promise<void>((resolve, reject) => store.destroy(id, (err) => (err ? reject(err) : resolve()))),
-  };
-}
 
 describe("RedisSessionStore", () => {
   let server: RedisServer;
@@ -35,7 +20,7 @@ describe("RedisSessionStore", () => {
   });
 
   it("set / get / destroy; the TTL comes from the cookie", async () => {
-    const s = api(new RedisSessionStore(redis, { prefix }));
+    const s = sessionApi(new RedisSessionStore(redis, { prefix }));
     const session = { user: "ada", cookie: { maxAge: 60_000 } };
     await s.set("sid-1", session);
     expect(await s.get("sid-1")).toEqual(session);
@@ -54,7 +39,7 @@ describe("RedisSessionStore", () => {
   });
 
   it("the session expires with its cookie", async () => {
-    const s = api(new RedisSessionStore(redis, { prefix }));
+    const s = sessionApi(new RedisSessionStore(redis, { prefix }));
     await s.set("short", { user: "x", cookie: { maxAge: 200 } });
     expect(await s.get("short")).not.toBeNull();
     await waitUntil("the session to expire", async () => (await s.get("short")) === null, 3_000);
@@ -64,7 +49,7 @@ describe("RedisSessionStore", () => {
 
   it("touch and unchanged sets renew the expiry without rewriting the data", async () => {
     const store = new RedisSessionStore(redis, { prefix });
-    const s = api(store);
+    const s = sessionApi(store);
     const session = { user: "ada", cart: [1, 2, 3], cookie: { maxAge: 5_000 } };
     await s.set("t-1", session);
     await s.set("t-2", session);
@@ -86,7 +71,7 @@ describe("RedisSessionStore", () => {
   });
 
   it("a slow request saving after logout cannot revive the session (tombstone)", async () => {
-    const s = api(new RedisSessionStore(redis, { prefix }));
+    const s = sessionApi(new RedisSessionStore(redis, { prefix }));
     await s.set("race", { user: "ada", cookie: { maxAge: 60_000 } });
     // 20 slow requests read the session, the user logs out, then they all save (some concurrently with destroy).
     const read = await s.get("race");
@@ -102,7 +87,7 @@ describe("RedisSessionStore", () => {
 
   it("bad input reaches the callback as InvalidArgumentError, before any command", async () => {
     const store = new RedisSessionStore(redis, { prefix });
-    const s = api(store);
+    const s = sessionApi(store);
     const { roundTrips } = await countCommands(server, async () => {
       await expect(s.get("")).rejects.toBeInstanceOf(InvalidArgumentError);
       await expect(s.set("a{b}", { user: "x" })).rejects.toMatchObject({ argument: "sessionId" });
@@ -119,7 +104,7 @@ describe("RedisSessionStore", () => {
   it("works on Redis Cluster", async () => {
     const cluster = connect(inject("coordisClusterUrl"));
     try {
-      const s = api(new RedisSessionStore(cluster, { prefix }));
+      const s = sessionApi(new RedisSessionStore(cluster, { prefix }));
       for (let i = 0; i < 10; i++) await s.set(`c-${i}`, { i, cookie: { maxAge: 60_000 } });
       for (let i = 0; i < 10; i++) expect(await s.get(`c-${i}`)).toMatchObject({ i });
       await s.destroy("c-3");

@@ -2,7 +2,7 @@ import { connect, type RedisClient } from "@coordis/core";
 import { type Job, JobLostError, Queue, Worker } from "@coordis/queue";
 import { testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it, vi } from "vitest";
-import { gate } from "./helpers.js";
+import { gate, tracked } from "./helpers.js";
 
 const prefix = testPrefix("queue");
 
@@ -13,27 +13,16 @@ async function serverMs(redis: RedisClient): Promise<number> {
 
 describe("queue features on the shared server", () => {
   let redis: RedisClient;
-  const closers: Array<() => Promise<unknown>> = [];
+  const { worker, queue, onClose, closeAll } = tracked(() => redis, prefix);
   beforeAll(async () => {
     redis = connect(inject("coordisRedisUrl"));
     await redis.ping();
   });
   afterEach(async () => {
     vi.restoreAllMocks();
-    await Promise.all(closers.splice(0).map((c) => c()));
+    await closeAll();
   });
   afterAll(() => redis.disconnect());
-
-  function worker<T, R>(name: string, handler: (job: Job<T>) => Promise<R>, opts = {}): Worker<T, R> {
-    const w = new Worker<T, R>(redis, name, handler, { prefix, schedules: false, ...opts });
-    closers.push(() => w.close({ timeoutMs: 1_000 }));
-    return w;
-  }
-  function queue<T, R = unknown>(name: string, opts = {}): Queue<T, R> {
-    const q = new Queue<T, R>(redis, name, { prefix, ...opts });
-    closers.push(() => q.close());
-    return q;
-  }
 
   it.each([
     ["ahead", 10 * 60_000],
@@ -88,7 +77,7 @@ describe("queue features on the shared server", () => {
       const q = new Queue<string>(conn, name, { prefix });
       return { r, conn, w, q, fired, closed: false };
     });
-    closers.push(async () => {
+    onClose(async () => {
       for (const x of replicas) {
         if (!x.closed) await x.w.close({ timeoutMs: 1_000 });
         await x.q.close();

@@ -1,33 +1,22 @@
 import { connect, type RedisClient } from "@coordis/core";
-import { type Job, type JobLostError, Queue, Worker } from "@coordis/queue";
+import type { Job, JobLostError } from "@coordis/queue";
 import { testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { gate } from "./helpers.js";
+import { gate, tracked } from "./helpers.js";
 
 const prefix = testPrefix("queue-races");
 
 describe("queue races on the shared server", () => {
   let redis: RedisClient;
-  const closers: Array<() => Promise<unknown>> = [];
+  const { worker, queue, closeAll } = tracked(() => redis, prefix);
   beforeAll(async () => {
     redis = connect(inject("coordisRedisUrl"));
     await redis.ping();
   });
   afterEach(async () => {
-    await Promise.all(closers.splice(0).map((c) => c()));
+    await closeAll();
   });
   afterAll(() => redis.disconnect());
-
-  function worker<T, R>(name: string, handler: (job: Job<T>) => Promise<R>, opts = {}): Worker<T, R> {
-    const w = new Worker<T, R>(redis, name, handler, { prefix, schedules: false, ...opts });
-    closers.push(() => w.close({ timeoutMs: 1_000 }));
-    return w;
-  }
-  function queue<T, R = unknown>(name: string, opts = {}): Queue<T, R> {
-    const q = new Queue<T, R>(redis, name, { prefix, ...opts });
-    closers.push(() => q.close());
-    return q;
-  }
 
   it("a job cancelled while it waits for its group's slot does not strand the jobs queued behind it", async () => {
     const name = "gwait-cancel";
