@@ -43,15 +43,15 @@ export interface RateLimitExceededContext {
   ban: boolean;
   /** Time until the request would pass, in words (e.g. `"12 seconds"`). */
   after: string;
-  /** Capacity of the rule that rejected the request. */
+  /** Capacity of the rule that rejected the request (for a 403, the ban's: `ban`). */
   max: number;
-  /** Ms until the request would pass. */
+  /** Ms until the request would pass (for a 403, until the ban ends). */
   ttl: number;
-  /** Name of the rule that rejected the request. */
+  /** Name of the rule that rejected the request (`"ban"` for a 403). */
   rule: string;
   /** The route, `"<METHOD> <url>"`. */
   route: string;
-  /** The limiter's decision. */
+  /** The limiter's decision (for a 403, the ban's). */
   decision: Decision;
 }
 
@@ -80,7 +80,8 @@ export interface RateLimitSettings {
   onExceeded?: (request: FastifyRequest, key: string) => void;
   /**
    * After this many 429 answers to one key within the longest window of the route's rules, the key gets 403 until
-   * that window has passed. Default off.
+   * that window has passed, even when a shorter rule would admit it again (the ban is read before the rules: one more
+   * script call per request). Only Redis bans: a failure policy's rejection counts toward no ban. Default off.
    */
   ban?: number;
 }

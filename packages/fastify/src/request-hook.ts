@@ -19,6 +19,11 @@ function isThenable(value: unknown): value is Promise<unknown> {
   return value !== null && typeof value === "object" && typeof (value as { then?: unknown }).then === "function";
 }
 
+/** Whether a ban limiter's decision is a ban: rejected by Redis (or its deny cache), not by a failure policy. */
+function isBan(d: Decision): boolean {
+  return !d.allowed && (d.reason === "redis" || d.reason === "deny-cache");
+}
+
 function words(ms: number): string {
   const s = Math.max(1, Math.ceil(ms / 1000));
   return s === 1 ? "1 second" : `${s} seconds`;
@@ -87,6 +92,39 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     raw: string,
     next: Next,
   ) => {
+    if (limit.ban === undefined) {
+      consumeRoute(limit, pair, request, reply, raw, next);
+      return;
+    }
+    // A banned key gets 403 until its ban ends, even when the route's rules would admit it again (a shorter rule's
+    // window ended): the ban is read first. Only Redis bans: a failure policy's answer is no ban (see isBan).
+    const banPair = limiters.banLimiterOf(limit.ban, pair);
+    banPair.limiter.peek(rateLimitKey(limit.group, `ban:${raw}`)).then(
+      (state) =>
+        isBan(state)
+          ? rejected(limit, pair, request, reply, raw, state, state, next)
+          : consumeRoute(limit, pair, request, reply, raw, next),
+      (err: unknown) => failed(reply, err, next),
+    );
+  };
+
+  /** A limiter call failed: 503 while Redis is unavailable (the `"throw"` policy), else `next(err)`. */
+  const failed = (reply: FastifyReply, err: unknown, next: Next): void => {
+    if (err instanceof RedisUnavailableError) {
+      problem(reply, 503, "Service Unavailable", "The rate limiter cannot reach its store; try again shortly.");
+    } else {
+      next(err as Error);
+    }
+  };
+
+  const consumeRoute = (
+    limit: RouteLimit,
+    pair: RuleSetLimiter,
+    request: FastifyRequest,
+    reply: FastifyReply,
+    raw: string,
+    next: Next,
+  ) => {
     let pending: Promise<Decision>;
     try {
       const cost = typeof limit.cost === "function" ? limit.cost(request) : limit.cost;
@@ -107,54 +145,55 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
           }
           next();
         } else if (limit.ban === undefined) {
-          rejected(limit, pair, request, reply, raw, decision, false, next);
+          rejected(limit, pair, request, reply, raw, decision, undefined, next);
         } else {
-          banned(limit, pair, raw).then(
-            (isBanned) => rejected(limit, pair, request, reply, raw, decision, isBanned, next),
-            next,
-          );
+          banned(limit, pair, raw).then((ban) => rejected(limit, pair, request, reply, raw, decision, ban, next), next);
         }
       },
-      (err: unknown) => {
-        if (err instanceof RedisUnavailableError) {
-          problem(reply, 503, "Service Unavailable", "The rate limiter cannot reach its store; try again shortly.");
-        } else {
-          next(err as Error);
-        }
-      },
+      (err: unknown) => failed(reply, err, next),
     );
   };
 
-  /** Whether the key is banned after this rejection (`limit.ban` set; a failing store bans nobody). */
-  const banned = async (limit: RouteLimit, pair: RuleSetLimiter, raw: string): Promise<boolean> => {
+  /**
+   * Counts this rejection towards the key's ban (`limit.ban` set): the ban's decision when the key is banned now,
+   * `undefined` when it is not. A failing store bans nobody (a fail-closed or fallback rejection is no ban).
+   */
+  const banned = async (limit: RouteLimit, pair: RuleSetLimiter, raw: string): Promise<Decision | undefined> => {
     const banPair = limiters.banLimiterOf(limit.ban as number, pair);
     try {
-      return !(await limiters.consume(banPair, rateLimitKey(limit.group, `ban:${raw}`), 1)).allowed;
+      const d = await limiters.consume(banPair, rateLimitKey(limit.group, `ban:${raw}`), 1);
+      return isBan(d) ? d : undefined;
     } catch (err) {
       if (!(err instanceof RedisUnavailableError)) throw err;
-      return false;
+      return undefined;
     }
   };
 
-  /** Answers a rejected request: 429, or 403 when banned; `next(err)` when a callback of the user's throws. */
+  /**
+   * Answers a rejected request: 429 with the route's headers, or 403 when `ban` (the ban's decision) is given, with
+   * `Retry-After` until the ban ends; `next(err)` when a callback of the user's throws.
+   */
   const rejected = (
     limit: RouteLimit,
     pair: RuleSetLimiter,
     request: FastifyRequest,
     reply: FastifyReply,
     raw: string,
-    decision: Decision,
-    isBanned: boolean,
+    routeDecision: Decision,
+    ban: Decision | undefined,
     next: Next,
   ): void => {
     try {
-      setHeaders(limit, pair, decision, reply);
+      const decision = ban ?? routeDecision;
+      const retry = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+      if (ban === undefined) setHeaders(limit, pair, decision, reply);
+      else if (limit.retryAfter) reply.header("Retry-After", retry);
       limit.onExceeded?.(request, raw);
-      const status = isBanned ? 403 : 429;
+      const status = ban === undefined ? 429 : 403;
       if (limit.errorResponseBuilder !== undefined) {
         const body = limit.errorResponseBuilder(request, {
           statusCode: status,
-          ban: isBanned,
+          ban: ban !== undefined,
           after: words(decision.retryAfterMs),
           max: decision.limit,
           ttl: decision.retryAfterMs,
@@ -165,8 +204,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
         reply.code(status).send(body);
         return;
       }
-      const retry = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
-      if (isBanned) {
+      if (ban !== undefined) {
         problem(reply, 403, "Forbidden", `Too many rejected requests; banned for ${retry} s.`);
       } else {
         problem(reply, 429, "Too Many Requests", `Rate limit "${decision.rule}" exceeded; retry after ${retry} s.`);

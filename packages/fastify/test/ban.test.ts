@@ -1,0 +1,98 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { connect, type RedisClient } from "@coordis/core";
+import { type CoordisPluginOptions, coordis, type RateLimitExceededContext } from "@coordis/fastify";
+import { freePort, testPrefix } from "@coordis/testing";
+import Fastify, { type FastifyInstance } from "fastify";
+import { afterAll, beforeAll, describe, expect, it, inject as provided } from "vitest";
+
+const url = provided("coordisRedisUrl");
+const prefix = testPrefix("fastify-ban");
+
+let shared: RedisClient;
+beforeAll(() => {
+  shared = connect(url);
+});
+afterAll(() => {
+  shared.disconnect();
+});
+
+let n = 0;
+async function appWith(redis: RedisClient, rateLimit: CoordisPluginOptions["rateLimit"]): Promise<FastifyInstance> {
+  const app = Fastify();
+  await app.register(coordis, { redis, prefix: `${prefix}-${n++}`, rateLimit });
+  app.get("/x", { config: { coordis: { rateLimit: true } } }, async () => "ok");
+  await app.ready();
+  return app;
+}
+
+const get = (app: FastifyInstance) => app.inject({ method: "GET", url: "/x" });
+
+describe("ban", () => {
+  it("a banned key gets 403 until the longest rule window has passed, even when a shorter rule admits again", async () => {
+    const contexts: RateLimitExceededContext[] = [];
+    const app = await appWith(shared, {
+      rules: [
+        { name: "burst", limit: 1, windowMs: 300 },
+        { name: "hourly", limit: 100, windowMs: 3_600_000 },
+      ],
+      ban: 1,
+      errorResponseBuilder: (_req, ctx) => {
+        contexts.push(ctx);
+        return { status: ctx.statusCode };
+      },
+    });
+    try {
+      expect((await get(app)).statusCode).toBe(200);
+      expect((await get(app)).statusCode).toBe(429); // the one 429 the ban allows
+      const first = await get(app);
+      expect(first.statusCode).toBe(403);
+      // Retry-After names the end of the ban (the hourly window), not the burst rule's next second.
+      expect(Number(first.headers["retry-after"])).toBeGreaterThan(3_500);
+      await sleep(350); // the burst window ends: the delay under test, not a synchronisation
+      const later = await get(app);
+      expect(later.statusCode).toBe(403);
+      expect(Number(later.headers["retry-after"])).toBeGreaterThan(3_500);
+      expect(contexts.map((c) => [c.statusCode, c.ban, c.rule, c.max])).toEqual([
+        [429, false, "burst", 1],
+        [403, true, "ban", 1],
+        [403, true, "ban", 1],
+      ]);
+      expect(contexts[2]?.ttl).toBeGreaterThan(3_500_000);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("the ban ends with its window", async () => {
+    const app = await appWith(shared, { rules: [{ name: "burst", limit: 1, windowMs: 300 }], ban: 1 });
+    try {
+      const seen = [];
+      for (let i = 0; i < 3; i++) seen.push((await get(app)).statusCode);
+      expect(seen).toEqual([200, 429, 403]);
+      await sleep(350); // the ban's window (opened by the 429) ends: the delay under test
+      expect((await get(app)).statusCode).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("Redis unreachable with onRedisError 'fail-closed': 429 by the policy, nobody is banned", async () => {
+    const down = connect(`redis://127.0.0.1:${await freePort()}`, { commandTimeoutMs: 300, connectTimeoutMs: 300 });
+    const app = await appWith(down, {
+      rules: [{ name: "m", limit: 5, windowMs: 60_000 }],
+      ban: 1,
+      onRedisError: "fail-closed",
+    });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await get(app);
+        expect(res.statusCode).toBe(429);
+        expect(res.json()).toMatchObject({ status: 429, title: "Too Many Requests" });
+        expect(res.headers["retry-after"]).toBe("1");
+      }
+    } finally {
+      await app.close();
+      down.disconnect();
+    }
+  });
+});
