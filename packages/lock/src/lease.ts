@@ -35,7 +35,8 @@ export interface Lease {
   /**
    * Releases the lease (compare-and-delete: never removes someone else's lock), in one round trip; aborts `signal`.
    * @returns true when this lease still held the lock in Redis, false when it had already been lost (or released)
-   * @throws RedisUnavailableError when Redis cannot be reached (the lease then expires by itself)
+   * @throws RedisUnavailableError when Redis cannot be reached: the lease expires by itself, or call release() again
+   *   (it asks Redis again; false then can also mean the unanswered call did release it)
    */
   release(): Promise<boolean>;
 }
@@ -180,6 +181,9 @@ export class LeaseImpl implements Lease {
       this.#report("release", held ? "released" : "not-held", start);
       return held;
     } catch (err) {
+      // No answer: the lock may still be held in Redis. A later release() sends the compare-and-delete again (safe
+      // to repeat) instead of answering false without asking; the signal stays aborted.
+      this.#released = false;
       const error = toCoordisError(err);
       this.#report("release", "error", start, error);
       throw error;

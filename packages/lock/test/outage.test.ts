@@ -1,0 +1,97 @@
+import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
+import { Mutex, Semaphore } from "@coordis/lock";
+import {
+  eventually,
+  type FaultProxy,
+  type RedisServer,
+  stallServer,
+  startProxy,
+  startRedis,
+  testPrefix,
+  waitUntil,
+} from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const prefix = testPrefix();
+
+/** How long the client may take to reconnect after the proxy heals; errors meanwhile mean "not yet". */
+const RECOVERY = { timeoutMs: 8_000, intervalMs: 20, ignoreErrors: true };
+
+/** Mutex and Semaphore when Redis does not answer: release, and aborting an attempt in flight. */
+describe("locks when Redis does not answer", () => {
+  let server: RedisServer;
+  let proxy: FaultProxy;
+  /** Reaches Redis through the fault proxy, with a short command timeout. */
+  let redis: RedisClient;
+  /** Unrestricted client straight to the server, to check keys from outside the code under test. */
+  let admin: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis({ leastPrivilege: true });
+    proxy = await startProxy({ target: server });
+    redis = connect(proxy.url, { commandTimeoutMs: 300 });
+    admin = server.adminClient();
+    await Promise.all([redis.ping(), admin.ping()]);
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await proxy.close();
+    await server.stop();
+  });
+
+  const locks = (name: string) => [
+    { lock: new Mutex(redis, name, { prefix, ttlMs: 60_000 }), key: `${prefix}:lock:{${name}}` },
+    { lock: new Semaphore(redis, name, { prefix, permits: 1, ttlMs: 60_000 }), key: `${prefix}:sem:{${name}}` },
+  ];
+
+  it("a release() that got no answer can be called again: the retry asks Redis and frees the lock (Mutex, Semaphore)", async () => {
+    for (const { lock, key } of locks("release-retry")) {
+      const lease = await lock.acquire();
+      proxy.blackhole();
+      await expect(lease.release(), key).rejects.toBeInstanceOf(RedisUnavailableError);
+      expect(lease.signal.aborted, key).toBe(true);
+      proxy.heal();
+      // The unanswered release never reached Redis: the lock is still held, for a minute.
+      expect(await admin.exists(key), key).toBe(1);
+      // The retry is a real compare-and-delete, not a local "already released" false.
+      const retried = await eventually(`${key}: a release that gets an answer`, () => lease.release(), RECOVERY);
+      expect(retried, key).toBe(true);
+      expect(await admin.exists(key), key).toBe(0);
+      // Released once answered: a third call is local and false.
+      expect(await lease.release(), key).toBe(false);
+      const next = await lock.tryAcquire();
+      expect(next, key).not.toBeNull();
+      await next?.release();
+    }
+  });
+
+  it("aborting while an attempt waits on a stalled server rejects at once; what the attempt wins is released", async () => {
+    for (const { lock, key } of locks("abort-in-flight")) {
+      const fenceKey = `${key}:fence`;
+      const fenceBefore = Number((await admin.get(fenceKey)) ?? "0");
+      // A script that keeps the server busy for 200 ms, sent first on the lock's own connection: the acquire queued
+      // behind it is answered after the stall (its grant then released by the abort), or, on a loaded machine, times
+      // out (then freed by the compare-and-delete queued behind it). Either way nothing stays held.
+      let stallEnded = false;
+      const stalled = stallServer(redis, 200).then(
+        () => {
+          stallEnded = true;
+        },
+        () => {
+          stallEnded = true;
+        },
+      );
+      const ctl = new AbortController();
+      const pending = lock.acquire({ waitMs: 10_000, signal: ctl.signal });
+      ctl.abort(new Error("shutdown"));
+      await expect(pending, key).rejects.toThrow("shutdown");
+      expect(stallEnded, key).toBe(false);
+      await stalled;
+      // The acquire did reach Redis (its fence was taken), and the grant was released, not left for a minute.
+      await waitUntil(`${key}: the attempt to have run`, async () => Number(await admin.get(fenceKey)) > fenceBefore);
+      await waitUntil(`${key}: the won lease to be released`, async () => (await admin.exists(key)) === 0);
+      const next = await lock.tryAcquire();
+      expect(next, key).not.toBeNull();
+      await next?.release();
+    }
+  });
+});
