@@ -32,9 +32,12 @@ export class DenyCache {
     return ++this.#clock;
   }
 
-  /** Records a rejected call of `cost` units issued at `issued` (its {@link DenyCache.stamp}). */
+  /**
+   * Records a rejected call of `cost` units issued at `issued` (its {@link DenyCache.stamp}). Only Redis' rejections
+   * are kept: a failure policy's (fail-closed, memory fallback) must not outlive the outage that made it.
+   */
   remember(key: string, cost: number, decision: Decision, issued: number, now = Date.now()): void {
-    if (decision.allowed || decision.retryAfterMs <= 0) return;
+    if (decision.allowed || decision.reason !== "redis" || decision.retryAfterMs <= 0) return;
     if (issued <= this.#forgotten || issued < (this.#cleared.get(key) ?? 0)) return;
     this.#entries.delete(key);
     this.#entries.set(key, { until: now + decision.retryAfterMs, cost, decision });

@@ -1,0 +1,57 @@
+import { connect, type RedisClient } from "@coordis/core";
+import { RateLimiter, type RedisErrorPolicy } from "@coordis/ratelimit";
+import { eventually, type FaultProxy, startProxy, testPrefix, waitUntil } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+
+const url = inject("coordisRedisUrl");
+const prefix = testPrefix("rl-outage");
+
+describe("after an outage, Redis decides again", () => {
+  let proxy: FaultProxy;
+  let client: RedisClient;
+  beforeAll(async () => {
+    proxy = await startProxy({ target: url });
+    client = connect(proxy.url, { commandTimeoutMs: 500, connectTimeoutMs: 500 });
+    client.on("error", () => {});
+    await client.ping();
+  });
+  afterAll(async () => {
+    client.disconnect();
+    await proxy.close();
+  });
+
+  const policies: Array<[string, RedisErrorPolicy]> = [
+    ["memory fallback", { fallback: "memory" }],
+    ["fail-closed", "fail-closed"],
+  ];
+  it.each(policies)("%s: the deny cache keeps no rejection of the policy beyond redisRetryMs", async (what, policy) => {
+    const rl = new RateLimiter(client, {
+      rules: [{ name: "m", limit: 2, windowMs: 60_000 }],
+      prefix,
+      onRedisError: policy,
+      redisRetryMs: 50,
+      failClosedRetryAfterMs: 60_000,
+      denyCache: true,
+    });
+    const key = `k-${what}`;
+    proxy.refuse();
+    proxy.dropConnections();
+    const during = [];
+    for (let i = 0; i < 3; i++) during.push(await rl.consume(key));
+    const rejected = during.at(-1);
+    expect(rejected).toMatchObject({ allowed: false });
+    expect(rejected?.reason).not.toBe("redis");
+    expect(rejected?.retryAfterMs).toBeGreaterThan(1_000);
+
+    await proxy.accept();
+    await waitUntil("the client to reconnect", () => client.status === "ready", { timeoutMs: 10_000, intervalMs: 20 });
+    // Another key shows when the limiter asks Redis again (redisRetryMs after its last failure).
+    await eventually(
+      "a decision by Redis again",
+      async () => ((await rl.consume(`other-${what}`)).reason === "redis" ? true : undefined),
+      { timeoutMs: 10_000, intervalMs: 20 },
+    );
+    // Redis never counted this key: it admits it, the outage's local rejection is not replayed from the deny cache.
+    expect(await rl.consume(key)).toMatchObject({ allowed: true, reason: "redis", remaining: 1 });
+  });
+});
