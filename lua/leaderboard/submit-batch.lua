@@ -9,9 +9,9 @@
 -- ARGV[2] order (string): desc | asc
 -- ARGV[3] toleranceMs (ms): an explicit `at` may lie at most this far after server time
 -- Reply: Array<string | number | null> | Array<[ok: number, result: Array<string | number> | string]>
--- (one board: flat, per item score text, rank, updated 0/1 or nil, error text, 0; one board per period, best or
--- replace: flat, per item and period score, rank, updated 0/1, board index or nil, error text, zeros; else per
--- item {1, per period: score, rank, updated 0/1, board index} or {0, error text})
+-- (one board: flat, per item score text, rank, updated 0/1 or nil, error text, 0; one board per period: flat, per
+-- item and period score, rank, updated 0/1, board index or nil, error text, zeros; else per item
+-- {1, per period: score, rank, updated 0/1, board index} or {0, error text})
 --@include now-ms
 --@include leaderboard-submit
 -- Every item on one board (the usual batch: a leaderboard of one period): no tables but the reply, which is flat,
@@ -35,7 +35,7 @@ if #KEYS == 4 then
   end
   return reply
 end
--- One board per period (best or replace; see lb_multi_at): each item through lb_multi, no tables but the reply, which
+-- One board per period (see lb_multi_at): each item through lb_multi, no tables but the reply, which
 -- is flat, 4 values per period and item: score text, rank, updated 0/1, board index; or false (nil in the reply),
 -- error text and zeros.
 local multi = lb_multi_at()

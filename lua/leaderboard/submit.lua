@@ -25,7 +25,7 @@ if single then
   if text == nil then return redis.error_reply(rank) end
   return text .. ' ' .. rank .. (updated == 1 and ' 1' or ' 0')
 end
--- One item on one board per period (best or replace): checks every board, then applies, with no table but the reply.
+-- One item on one board per period: checks every board, then applies, with no table but the reply.
 local multi = lb_multi_at()
 if multi and #ARGV == multi + 3 then
   local reply = {}

@@ -152,6 +152,33 @@ describe("micro-batched submit on the shared server", () => {
     }
   });
 
+  it.each([true, false])(
+    "daily + all, increment (batch: %s): a sum leaving the safe range on the all-time board writes the daily board neither",
+    async (batch) => {
+      const lb = new Leaderboard(redis, `sums-${batch}`, {
+        prefix,
+        periods: ["daily", "all"],
+        update: "increment",
+        graceMs: 2 * 86_400_000,
+        batch,
+      });
+      const max = Number.MAX_SAFE_INTEGER;
+      const now = Date.now();
+      await lb.submit("big", max - 10, { at: now - 86_400_000 }); // yesterday's board and the all-time board
+      const settled = await Promise.allSettled([
+        lb.submit("big", 5, { at: now }),
+        lb.submit("big", 10, { at: now }),
+        lb.submit("big", 1, { at: now }),
+      ]);
+      expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+      expect((settled[1] as PromiseRejectedResult).reason).toBeInstanceOf(ScoreOverflowError);
+      const last = (settled[2] as PromiseFulfilledResult<SubmitResult>).value;
+      expect([last.periods.daily?.score, last.periods.all?.score]).toEqual([6, max - 4]);
+      expect((await lb.rank("big", { at: now }))?.score).toBe(6);
+      expect((await lb.rank("big", { period: "all" }))?.score).toBe(max - 4);
+    },
+  );
+
   it("calls on one member apply in call order", async () => {
     const lb = new Leaderboard(redis, "order", { prefix, update: "replace", batch: { maxSize: 7 } });
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => lb.submit("m", i + 1)));
