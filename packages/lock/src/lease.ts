@@ -48,8 +48,16 @@ export interface LeaseBackend {
    * rejects (RedisUnavailableError) when that is unknown (no answer, a timeout, too few Redlock masters answering).
    */
   extend(token: string, ttlMs: number): Promise<boolean>;
-  /** Compare-and-delete; resolves whether `token` still held. */
-  release(token: string): Promise<boolean>;
+  /**
+   * Compare-and-delete; resolves whether `token` still held, and rejects (RedisUnavailableError) when that is
+   * unknown. `progress` is the lease's own, kept across its release calls: what an unanswered call already released.
+   */
+  release(token: string, progress?: ReleaseProgress): Promise<boolean>;
+}
+
+/** What a lease's earlier, unconfirmed release() calls did (Redlock: the masters that answered "released"). */
+export interface ReleaseProgress {
+  releasedNodes?: Set<number>;
 }
 
 /** Clock drift allowance of a lease with `ttlMs` (Redlock's rule): `ttlMs * driftFactor + 2` ms. */
@@ -102,6 +110,7 @@ export class LeaseImpl implements Lease {
   #autoTimer: NodeJS.Timeout | undefined;
   #autoExtending = false;
   #released = false;
+  #releaseProgress: ReleaseProgress | undefined;
 
   constructor(init: LeaseInit) {
     this.#init = init;
@@ -177,7 +186,8 @@ export class LeaseImpl implements Lease {
     // Reported through #report, which builds nothing without an observer (as tryAcquire in lock-base.ts).
     const start = performance.now();
     try {
-      const held = await this.#init.backend.release(this.token);
+      this.#releaseProgress ??= {};
+      const held = await this.#init.backend.release(this.token, this.#releaseProgress);
       this.#report("release", held ? "released" : "not-held", start);
       return held;
     } catch (err) {

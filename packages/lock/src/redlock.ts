@@ -65,7 +65,9 @@ type NodeReply<R> = { ok: true; value: R } | { ok: false; error: CoordisError };
  * when enough masters answer that its token is gone that no quorum can still hold it. A master that errs or does not
  * answer within `nodeTimeoutMs` (down, slow, paused) may still hold the token: without a quorum of definitive answers
  * `extend()` throws `RedisUnavailableError`, the local deadline stays where it was, and auto-extension retries sooner
- * until that deadline passes — as a Mutex does when its one Redis is unreachable.
+ * until that deadline passes — as a Mutex does when its one Redis is unreachable. Release follows the same rule: true
+ * when a quorum released the token, false only when no quorum can have held it, RedisUnavailableError otherwise (the
+ * lease can be released again; masters an earlier call of that lease released count as released).
  *
  * Keys on each master are those of {@link Mutex}: `<prefix>:lock:{<name>}` and `...:fence`.
  */
@@ -138,14 +140,35 @@ export class Redlock extends LockBase {
           { cause: firstError },
         );
       },
-      release: async (token) => {
-        const replies = await this.#releaseAll(token);
-        const answered = replies.filter((r) => r.ok);
-        if (answered.length === 0) {
-          const first = replies.find((r): r is { ok: false; error: CoordisError } => !r.ok);
-          throw first?.error ?? new RedisUnavailableError(`Redlock "${this.name}": no master answered the release`);
-        }
-        return answered.filter((r) => r.value === 1).length >= this.quorum;
+      release: async (token, progress) => {
+        // The masters this lease has released, kept across its release calls: an earlier, unconfirmed call's
+        // master (one that answered, or answered too late) now answers "not held" because of it.
+        const done = progress?.releasedNodes ?? new Set<number>();
+        if (progress !== undefined) progress.releasedNodes = done;
+        const replies = await this.#all((node, i) =>
+          runScript(node, lockScripts.release, [this.#lockKey], [token]).then((held) => {
+            if (held === 1) done.add(i);
+            return held;
+          }),
+        );
+        let released = 0;
+        let gone = 0;
+        let firstError: CoordisError | undefined;
+        replies.forEach((r, i) => {
+          if (done.has(i)) released++;
+          else if (!r.ok) firstError ??= r.error;
+          else gone++;
+        });
+        if (released >= this.quorum) return true;
+        // Lost only on definitive answers, as for extend: no quorum can have held the token.
+        if (gone > this.#nodes.length - this.quorum) return false;
+        // A master that did not answer may still hold the token: unknown. The lease can be released again.
+        throw new RedisUnavailableError(
+          `Redlock "${this.name}": release not confirmed (${released} released, ${gone} not held, ` +
+            `${replies.length - released - gone} of ${this.#nodes.length} masters did not answer; ` +
+            `a quorum of ${this.quorum} is needed): ${firstError?.message ?? "no reply"}`,
+          { cause: firstError },
+        );
       },
     };
   }
@@ -233,7 +256,7 @@ export class Redlock extends LockBase {
    * Runs `call` on every node in parallel; a node that fails or exceeds the per-node timeout yields an error. The
    * calls start together, so one timer serves the whole round.
    */
-  #all<R>(call: (node: RedisClient) => Promise<R>, nodes = this.#nodes): Promise<NodeReply<R>[]> {
+  #all<R>(call: (node: RedisClient, i: number) => Promise<R>, nodes = this.#nodes): Promise<NodeReply<R>[]> {
     const n = nodes.length;
     if (n === 0) return Promise.resolve([]);
     // A durable write waits up to durability.timeoutMs on the master before it answers.
@@ -264,7 +287,7 @@ export class Redlock extends LockBase {
       for (let i = 0; i < n; i++) {
         let pending: Promise<R>;
         try {
-          pending = call(nodes[i] as RedisClient);
+          pending = call(nodes[i] as RedisClient, i);
         } catch (err) {
           pending = Promise.reject(err);
         }

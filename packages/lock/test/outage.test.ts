@@ -1,12 +1,14 @@
 import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
-import { Mutex, Semaphore } from "@coordis/lock";
+import { Mutex, Redlock, Semaphore } from "@coordis/lock";
 import {
   eventually,
   type FaultProxy,
+  type RedisGroup,
   type RedisServer,
   stallServer,
   startProxy,
   startRedis,
+  startRedisGroup,
   testPrefix,
   waitUntil,
 } from "@coordis/testing";
@@ -93,5 +95,45 @@ describe("locks when Redis does not answer", () => {
       expect(next, key).not.toBeNull();
       await next?.release();
     }
+  });
+});
+
+/** Redlock over 3 masters, each reached through a fault proxy. */
+describe("Redlock release when masters do not answer", () => {
+  let group: RedisGroup;
+  let proxies: FaultProxy[];
+  let clients: RedisClient[];
+  /** Unrestricted clients straight to each master. */
+  let admins: RedisClient[];
+  beforeAll(async () => {
+    group = await startRedisGroup(3, { leastPrivilege: true });
+    proxies = await Promise.all(group.servers.map((target) => startProxy({ target })));
+    clients = proxies.map((p) => connect(p.url, { commandTimeoutMs: 1_000 }));
+    admins = group.servers.map((s) => s.adminClient());
+    await Promise.all([...clients, ...admins].map((c) => c.ping()));
+  });
+  afterAll(async () => {
+    for (const c of clients) c.disconnect();
+    await Promise.all(proxies.map((p) => p.close()));
+    await group.stop();
+  });
+
+  it("with 2 of 3 masters silent, release() is unknown (RedisUnavailableError), not false; a retry releases the rest", async () => {
+    const key = `${prefix}:lock:{silent-release}`;
+    const lock = new Redlock(clients, "silent-release", { prefix, ttlMs: 60_000, nodeTimeoutMs: 200 });
+    const lease = await lock.acquire();
+    proxies[1]?.blackhole();
+    proxies[2]?.blackhole();
+    const err = await lease.release().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RedisUnavailableError);
+    expect((err as Error).message).toMatch(/1 released, 0 not held, 2 of 3 masters did not answer/);
+    for (const p of proxies) p.heal();
+    // The two silent masters never got the release: they still hold the lease's token, for a minute.
+    expect(await Promise.all(admins.map((a) => a.get(key)))).toEqual([null, lease.token, lease.token]);
+    await Promise.all(clients.map((c, i) => eventually(`master ${i} reachable again`, () => c.ping(), RECOVERY)));
+    // The retry counts the master the first call released, and releases the two others.
+    expect(await eventually("a release that gets an answer", () => lease.release(), RECOVERY)).toBe(true);
+    expect(await Promise.all(admins.map((a) => a.exists(key)))).toEqual([0, 0, 0]);
+    expect(await lease.release()).toBe(false);
   });
 });
