@@ -81,6 +81,42 @@ function take(st: State, cost: number): void {
   else st.tat += cost * (w / limit);
 }
 
+/** Gives `cost` back (never beyond full), as refund.lua's rl_give; GCRA's TAT moves back no further than now. */
+function give(st: State, cost: number, now: number): void {
+  const { limit, windowMs: w, capacity } = st.rule;
+  switch (st.rule.algorithm) {
+    case "fixed-window":
+      st.count = Math.max(0, st.count - cost);
+      break;
+    case "sliding-window": {
+      const left = cost - st.curr;
+      st.curr = Math.max(0, st.curr - cost);
+      if (left > 0) st.prev = Math.max(0, st.prev - left);
+      break;
+    }
+    case "token-bucket":
+      st.tokens = Math.min(capacity, st.tokens + cost);
+      break;
+    case "gcra":
+      st.tat = Math.max(now, st.tat - cost * (w / limit));
+      break;
+  }
+}
+
+/** Whether a rule is full (its state need not be kept), as the scripts drop such an entry. */
+function full(st: State, now: number): boolean {
+  switch (st.rule.algorithm) {
+    case "fixed-window":
+      return st.count <= 0;
+    case "sliding-window":
+      return st.curr <= 0 && st.prev <= 0;
+    case "token-bucket":
+      return st.tokens + EPS >= st.rule.capacity;
+    case "gcra":
+      return st.tat <= now;
+  }
+}
+
 function info(st: State, now: number): { remaining: number; resetMs: number } {
   const { limit, windowMs: w, capacity } = st.rule;
   switch (st.rule.algorithm) {
@@ -120,6 +156,23 @@ function store(st: State, now: number): Stored {
   }
 }
 
+/** The decision for evaluated states and their waits. */
+function decision(states: readonly State[], waits: readonly number[], allowed: boolean, now: number): Decision {
+  const parts = states.map((st, i): RuleDecision => {
+    const { remaining, resetMs } = info(st, now);
+    const retryAfterMs = waits[i] as number;
+    return {
+      name: st.rule.name,
+      allowed: retryAfterMs === 0,
+      limit: st.rule.capacity,
+      remaining,
+      resetMs,
+      retryAfterMs,
+    };
+  });
+  return makeDecision(allowed, parts, "fallback");
+}
+
 /**
  * The in-process limiter a {@link RateLimiter} falls back to while Redis is unavailable
  * (`onRedisError: { fallback: "memory" }`). Same algorithms as the Lua scripts, on this process' clock, with state
@@ -137,34 +190,58 @@ export class MemoryLimiter {
 
   /** Takes `cost` from every rule of `key`, or from none; `now` is this process' clock in ms. */
   consume(key: string, cost: number, rules: readonly NormalizedRule[], now = Date.now()): Decision {
-    const stored = this.#states.get(key);
-    const states = rules.map((r) => load(r, stored?.get(`${r.name}|${r.algorithm}`), now));
+    const states = this.#load(key, rules, now);
     const waits = states.map((st) => wait(st, cost, now));
     const allowed = waits.every((w) => w === 0);
     if (allowed) {
       for (const st of states) take(st, cost);
-      const next = new Map<string, Stored>();
-      for (const st of states) next.set(`${st.rule.name}|${st.rule.algorithm}`, store(st, now));
-      this.#states.delete(key);
-      this.#states.set(key, next);
-      if (this.#states.size > this.#maxKeys) {
-        const oldest = this.#states.keys().next().value;
-        if (oldest !== undefined) this.#states.delete(oldest);
-      }
+      this.#store(key, states, now);
     }
-    const parts = states.map((st, i): RuleDecision => {
-      const { remaining, resetMs } = info(st, now);
-      const retryAfterMs = waits[i] as number;
-      return {
-        name: st.rule.name,
-        allowed: retryAfterMs === 0,
-        limit: st.rule.capacity,
-        remaining,
-        resetMs,
-        retryAfterMs,
-      };
-    });
-    return makeDecision(allowed, parts, "fallback");
+    return decision(states, waits, allowed, now);
+  }
+
+  /** `key`'s state, nothing taken: `allowed` says whether a call of cost 1 would pass (as peek.lua). */
+  peek(key: string, rules: readonly NormalizedRule[], now = Date.now()): Decision {
+    const states = this.#load(key, rules, now);
+    const waits = states.map((st) => wait(st, 1, now));
+    return decision(
+      states,
+      waits,
+      waits.every((w) => w === 0),
+      now,
+    );
+  }
+
+  /** Gives `cost` back to every rule of `key` (never beyond full) and reports the state afterwards (as refund.lua). */
+  refund(key: string, cost: number, rules: readonly NormalizedRule[], now = Date.now()): Decision {
+    const states = this.#load(key, rules, now);
+    for (const st of states) give(st, cost, now);
+    this.#store(key, states, now);
+    const waits = states.map((st) => wait(st, 1, now));
+    return decision(
+      states,
+      waits,
+      waits.every((w) => w === 0),
+      now,
+    );
+  }
+
+  #load(key: string, rules: readonly NormalizedRule[], now: number): State[] {
+    const stored = this.#states.get(key);
+    return rules.map((r) => load(r, stored?.get(`${r.name}|${r.algorithm}`), now));
+  }
+
+  /** Keeps the states that are not full (the key is dropped when none is left), most recently used last. */
+  #store(key: string, states: readonly State[], now: number): void {
+    const next = new Map<string, Stored>();
+    for (const st of states) if (!full(st, now)) next.set(`${st.rule.name}|${st.rule.algorithm}`, store(st, now));
+    this.#states.delete(key);
+    if (next.size === 0) return;
+    this.#states.set(key, next);
+    if (this.#states.size > this.#maxKeys) {
+      const oldest = this.#states.keys().next().value;
+      if (oldest !== undefined) this.#states.delete(oldest);
+    }
   }
 
   /** Forgets `key`. */

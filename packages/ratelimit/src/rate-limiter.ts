@@ -292,9 +292,10 @@ export class RateLimiter {
 
   /** The decision of the failure policy while Redis is unavailable. */
   #local(op: Exclude<Op, "reset">, key: string, cost: number): Decision {
-    if (this.#memory !== undefined) {
-      if (op === "consume") return this.#memory.consume(key, cost, this.rules);
-      // peek/refund of the fallback: report full limits (the fallback keeps only what consume wrote).
+    const memory = this.#memory;
+    if (memory !== undefined) {
+      if (op === "consume") return memory.consume(key, cost, this.rules);
+      return op === "peek" ? memory.peek(key, this.rules) : memory.refund(key, cost, this.rules);
     }
     const open = this.#policy !== "fail-closed" || op === "refund";
     const parts = this.rules.map(

@@ -26,6 +26,27 @@ describe("memory fallback limiter", () => {
     },
   );
 
+  it.each<Algorithm>(["fixed-window", "sliding-window", "token-bucket", "gcra"])(
+    "%s: peek reports what consume counted, refund gives units back (never beyond full)",
+    (algorithm) => {
+      const rules = normalizeRules([{ name: "r", limit: 3, windowMs: 60_000, algorithm }]);
+      const m = new MemoryLimiter();
+      const t0 = 1_000_000_020_000; // early in an aligned sliding window
+      expect(m.peek("k", rules, t0)).toMatchObject({ allowed: true, remaining: 3, resetMs: 0, reason: "fallback" });
+      for (let i = 0; i < 3; i++) m.consume("k", 1, rules, t0);
+      const used = m.peek("k", rules, t0);
+      expect(used).toMatchObject({ allowed: false, remaining: 0 });
+      expect(used.retryAfterMs).toBeGreaterThan(0);
+      expect(m.peek("k", rules, t0)).toEqual(used); // peek takes nothing
+      expect(m.refund("k", 2, rules, t0)).toMatchObject({ allowed: true, remaining: 2 });
+      expect(m.consume("k", 2, rules, t0)).toMatchObject({ allowed: true, remaining: 0 });
+      expect(m.consume("k", 1, rules, t0).allowed).toBe(false);
+      expect(m.refund("k", 3, rules, t0)).toMatchObject({ allowed: true, remaining: 3, resetMs: 0 });
+      expect(m.refund("k", 3, rules, t0)).toMatchObject({ remaining: 3 }); // never beyond full
+      expect(m.consume("k", 3, rules, t0)).toMatchObject({ allowed: true, remaining: 0 });
+    },
+  );
+
   it("keeps at most maxKeys keys", () => {
     const rules = normalizeRules([{ limit: 1, windowMs: 60_000 }]);
     const m = new MemoryLimiter(2);

@@ -54,4 +54,26 @@ describe("after an outage, Redis decides again", () => {
     // Redis never counted this key: it admits it, the outage's local rejection is not replayed from the deny cache.
     expect(await rl.consume(key)).toMatchObject({ allowed: true, reason: "redis", remaining: 1 });
   });
+
+  it("memory fallback: peek and refund read and change the fallback's state, as consume does", async () => {
+    const rl = new RateLimiter(client, {
+      rules: [{ name: "m", limit: 2, windowMs: 60_000 }],
+      prefix,
+      onRedisError: { fallback: "memory" },
+    });
+    proxy.refuse();
+    proxy.dropConnections();
+    try {
+      expect(await rl.consume("pr")).toMatchObject({ allowed: true, reason: "fallback", remaining: 1 });
+      expect(await rl.consume("pr")).toMatchObject({ allowed: true, reason: "fallback", remaining: 0 });
+      // What the fallback counted: a call would not pass.
+      expect(await rl.peek("pr")).toMatchObject({ allowed: false, reason: "fallback", remaining: 0 });
+      // The admitted work was not done: the unit comes back and the next call passes, the one after it does not.
+      expect(await rl.refund("pr", 1)).toMatchObject({ allowed: true, reason: "fallback", remaining: 1 });
+      expect(await rl.consume("pr")).toMatchObject({ allowed: true, reason: "fallback", remaining: 0 });
+      expect(await rl.consume("pr")).toMatchObject({ allowed: false, reason: "fallback" });
+    } finally {
+      await proxy.accept();
+    }
+  });
 });
