@@ -170,11 +170,23 @@ export class LeaseImpl implements Lease {
     }
     // The new deadline counts from before the request was sent (the server's TTL started no earlier than that).
     const deadline = start + ttl - driftMs(ttl, this.#init.driftFactor);
-    if (!this.#aborted && !this.#released) {
-      // Redis now holds exactly `ttl` from the reply: the local deadline follows it, even when that is shorter.
-      this.#deadline = deadline;
-      if (this.#watched) this.#armDeadline();
+    if (this.#aborted || this.#released) {
+      // Lost (its deadline passed while the request was out) or released meanwhile: the lease stays ended.
+      const ended = this.#reason ?? new LeaseLostError(this.name, this.fence, "not-held");
+      this.#report("extend", "lost", start, ended);
+      throw ended;
     }
+    if (performance.now() >= deadline) {
+      // The answer came after the extension's own validity (the process paused, a slow reply): as for an acquire,
+      // Redis may already have expired it, so the lease is lost, not extended.
+      const lost = new LeaseLostError(this.name, this.fence, "expired");
+      this.#report("extend", "lost", start, lost);
+      this.lose(lost);
+      throw lost;
+    }
+    // Redis now holds exactly `ttl` from the reply: the local deadline follows it, even when that is shorter.
+    this.#deadline = deadline;
+    if (this.#watched) this.#armDeadline();
     this.#report("extend", "ok", start);
   }
 

@@ -1,5 +1,5 @@
 import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
-import { Mutex, Redlock, Semaphore } from "@coordis/lock";
+import { LeaseLostError, Mutex, Redlock, Semaphore } from "@coordis/lock";
 import {
   eventually,
   type FaultProxy,
@@ -40,9 +40,9 @@ describe("locks when Redis does not answer", () => {
     await server.stop();
   });
 
-  const locks = (name: string) => [
-    { lock: new Mutex(redis, name, { prefix, ttlMs: 60_000 }), key: `${prefix}:lock:{${name}}` },
-    { lock: new Semaphore(redis, name, { prefix, permits: 1, ttlMs: 60_000 }), key: `${prefix}:sem:{${name}}` },
+  const locks = (name: string, ttlMs = 60_000, client = redis) => [
+    { lock: new Mutex(client, name, { prefix, ttlMs }), key: `${prefix}:lock:{${name}}` },
+    { lock: new Semaphore(client, name, { prefix, permits: 1, ttlMs }), key: `${prefix}:sem:{${name}}` },
   ];
 
   it("a release() that got no answer can be called again: the retry asks Redis and frees the lock (Mutex, Semaphore)", async () => {
@@ -63,6 +63,37 @@ describe("locks when Redis does not answer", () => {
       const next = await lock.tryAcquire();
       expect(next, key).not.toBeNull();
       await next?.release();
+    }
+  });
+
+  it("an extension answered only after its own validity (the event loop blocked past the TTL) is lost, not extended", async () => {
+    // A command timeout longer than the stall: the reply, not the client's timer, decides.
+    const patient = server.client({ commandTimeoutMs: 5_000 });
+    for (const { lock, key } of locks("late-extend", 400, patient)) {
+      // The client's first call of a script can take an extra turn of the event loop: have it made already.
+      const warm = await lock.acquire();
+      await warm.extend();
+      await warm.release();
+      // Unwatched, the lease learns of its deadline from the reply; watched, its deadline timer fires first.
+      for (const watched of [false, true]) {
+        const lease = await lock.acquire();
+        if (watched) expect(lease.signal.aborted, key).toBe(false);
+        const pending = lease.extend().then(
+          () => "extended",
+          (err: unknown) => err,
+        );
+        // The extension leaves at the end of this tick (corked writes); then the process stalls for 600 ms, past the
+        // extension's 400 ms, as a GC pause or a blocking call would, before it can read the reply.
+        await new Promise((resolve) => setImmediate(resolve));
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 600);
+        const outcome = await pending;
+        expect(outcome, `${key} watched=${watched}`).toBeInstanceOf(LeaseLostError);
+        expect(lease.signal.aborted, key).toBe(true);
+        expect(lease.remainingMs(), key).toBe(0);
+        // Redis' TTL from the extension has run out as well: the lock is free.
+        expect(await admin.exists(key), key).toBe(0);
+        expect(await lease.release(), key).toBe(false);
+      }
     }
   });
 
