@@ -76,6 +76,18 @@ describe("ban", () => {
     }
   });
 
+  it("100 concurrent requests on one key: exactly the limit admitted, exactly `ban` 429s, the rest 403", async () => {
+    const app = await appWith(shared, { rules: [{ name: "m", limit: 10, windowMs: 60_000 }], ban: 5 });
+    try {
+      const answers = await Promise.all(Array.from({ length: 100 }, () => get(app)));
+      const count = (code: number) => answers.filter((a) => a.statusCode === code).length;
+      expect([count(200), count(429), count(403)]).toEqual([10, 5, 85]);
+      expect((await get(app)).statusCode).toBe(403);
+    } finally {
+      await app.close();
+    }
+  });
+
   it("Redis unreachable with onRedisError 'fail-closed': 429 by the policy, nobody is banned", async () => {
     const down = connect(`redis://127.0.0.1:${await freePort()}`, { commandTimeoutMs: 300, connectTimeoutMs: 300 });
     const app = await appWith(down, {
