@@ -168,3 +168,44 @@ describe("Redlock release when masters do not answer", () => {
     expect(await lease.release()).toBe(false);
   });
 });
+
+/** The README's advice for fences that survive a restart: `appendonly yes` with `appendfsync always`. */
+describe("locks across a SIGKILL and restart of a Redis with appendfsync always", () => {
+  let server: RedisServer;
+  let redis: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis({ leastPrivilege: true, appendOnly: true, config: { appendfsync: "always" } });
+    redis = server.client({ commandTimeoutMs: 1_000 });
+    await redis.ping();
+  });
+  afterAll(async () => {
+    await server.stop();
+  });
+
+  it("a lease held at the kill still excludes others after the restart, and fences keep increasing", async () => {
+    const held = [
+      await new Mutex(redis, "restart", { prefix, ttlMs: 60_000 }).acquire(),
+      await new Semaphore(redis, "restart", { prefix, permits: 1, ttlMs: 60_000 }).acquire(),
+    ];
+    await server.restart();
+    const rivals = [
+      new Mutex(redis, "restart", { prefix, ttlMs: 60_000 }),
+      new Semaphore(redis, "restart", { prefix, permits: 1, ttlMs: 60_000 }),
+    ];
+    for (const [i, rival] of rivals.entries()) {
+      const lease = held[i];
+      // The acknowledged acquisition was fsynced before its reply: the restarted server still has it.
+      const answered = await eventually(
+        `${rival.name} #${i} answered again`,
+        async () => ({ lease: await rival.tryAcquire() }),
+        RECOVERY,
+      );
+      expect(answered.lease).toBeNull();
+      await lease?.extend();
+      expect(await lease?.release()).toBe(true);
+      const next = await rival.acquire({ waitMs: 0 });
+      expect(next.fence).toBeGreaterThan(lease?.fence ?? Number.POSITIVE_INFINITY);
+      await next.release();
+    }
+  });
+});
