@@ -107,4 +107,17 @@ describe("ban", () => {
       down.disconnect();
     }
   });
+
+  it("Redis unreachable with the default policy: 503, as on a route without ban", async () => {
+    const down = connect(`redis://127.0.0.1:${await freePort()}`, { commandTimeoutMs: 300, connectTimeoutMs: 300 });
+    const app = await appWith(down, { rules: [{ name: "m", limit: 5, windowMs: 60_000 }], ban: 1 });
+    try {
+      const res = await get(app);
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toMatchObject({ status: 503, title: "Service Unavailable" });
+    } finally {
+      await app.close();
+      down.disconnect();
+    }
+  });
 });
