@@ -158,7 +158,8 @@ function parseTick(tick: unknown): number {
  * undone (one more round trip) and `fn` is not called.
  *
  * @throws InvalidArgumentError before any Redis call; RedisUnavailableError; `fn`'s own error unchanged;
- *   LeaseLostError when `fn` returned but the run no longer held the tick (its outcome was not recorded);
+ *   LeaseLostError when `fn` returned but the run no longer held the tick (its outcome was not recorded), or
+ *   (reason `"expired"`, `fn` not called, the claim undone) when the claim was answered after its lease's validity;
  *   DurabilityError when the claim was not confirmed by the replicas in time (`fn` was not called)
  */
 export async function runOncePerTick<T>(
@@ -224,6 +225,17 @@ export async function runOncePerTick<T>(
     return { ran: false, state: state as TickResult<T>["state"], owner: holder };
   }
 
+  const deadline = started + ttlMs - driftMs(ttlMs, DEFAULT_DRIFT_FACTOR);
+  if (performance.now() >= deadline) {
+    // The claim was answered after its lease's validity (a stalled server, a paused process), as an acquire can be:
+    // fn would start with its signal aborted and its lease beyond extending, and another replica may claim the tick
+    // (retryOnError). Like an acquire's late grant it is given back (undone as an unconfirmed claim is), fn not called.
+    await runScript(redis, lockScripts.tickUnclaim, [recordKey], [token]).catch(() => 0);
+    const late = new LeaseLostError(job, fence, "expired");
+    report("error", late);
+    throw late;
+  }
+
   // The outcome is what release() records: the lease's release is the "finish" script.
   let outcome: { ok: boolean; error: string } = { ok: false, error: "not finished" };
   const lease = new LeaseImpl({
@@ -233,7 +245,7 @@ export async function runOncePerTick<T>(
     fence,
     ttlMs,
     driftFactor: DEFAULT_DRIFT_FACTOR,
-    deadline: started + ttlMs - driftMs(ttlMs, DEFAULT_DRIFT_FACTOR),
+    deadline,
     observer,
     backend: {
       extend: async (t, ttl) => {

@@ -1,5 +1,5 @@
 import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
-import { LeaseLostError, Mutex, Redlock, Semaphore } from "@coordis/lock";
+import { LeaseLostError, Mutex, Redlock, runOncePerTick, Semaphore } from "@coordis/lock";
 import {
   eventually,
   type FaultProxy,
@@ -95,6 +95,32 @@ describe("locks when Redis does not answer", () => {
         expect(await lease.release(), key).toBe(false);
       }
     }
+  });
+
+  it("runOncePerTick: a claim answered after its lease's validity is undone, fn not called; the tick runs next call", async () => {
+    const patient = server.client({ commandTimeoutMs: 5_000 });
+    await runOncePerTick(patient, "late-claim", 0, () => 0, { prefix }); // the claim script is known to this client
+    let calls = 0;
+    const fn = () => {
+      calls++;
+      return "done";
+    };
+    // The server stalls 400 ms on the client's own connection: the claim queued behind it is answered after its
+    // 200 ms lease (minus drift) has passed on the client.
+    const stalled = stallServer(patient, 400);
+    const late = await runOncePerTick(patient, "late-claim", 1, fn, { prefix, ttlMs: 200 }).catch((e: unknown) => e);
+    await stalled;
+    expect(late).toBeInstanceOf(LeaseLostError);
+    expect(late).toMatchObject({ reason: "expired" });
+    expect(calls).toBe(0);
+    expect(await admin.exists(`${prefix}:tick:{late-claim}:t:1`)).toBe(0);
+    expect(await runOncePerTick(patient, "late-claim", 1, fn, { prefix, ttlMs: 200 })).toMatchObject({
+      ran: true,
+      state: "ok",
+      result: "done",
+    });
+    expect(calls).toBe(1);
+    expect(await admin.exists(`${prefix}:tick:{late-claim}:t:1`)).toBe(1);
   });
 
   it("aborting while an attempt waits on a stalled server rejects at once; what the attempt wins is released", async () => {
