@@ -170,11 +170,16 @@ export class LeaseImpl implements Lease {
     }
     // The new deadline counts from before the request was sent (the server's TTL started no earlier than that).
     const deadline = start + ttl - driftMs(ttl, this.#init.driftFactor);
-    if (this.#aborted || this.#released) {
-      // Lost (its deadline passed while the request was out) or released meanwhile: the lease stays ended.
-      const ended = this.#reason ?? new LeaseLostError(this.name, this.fence, "not-held");
-      this.#report("extend", "lost", start, ended);
-      throw ended;
+    if (this.#released) {
+      // Released while the extension was out (e.g. using() finishing during an automatic one): it ran before the
+      // release on the same connection, and the release has ended the lease since.
+      this.#report("extend", "ok", start);
+      return;
+    }
+    if (this.#reason !== undefined) {
+      // Lost while the extension was out (its deadline passed): the lease stays lost.
+      this.#report("extend", "lost", start, this.#reason);
+      throw this.#reason;
     }
     if (performance.now() >= deadline) {
       // The answer came after the extension's own validity (the process paused, a slow reply): as for an acquire,
