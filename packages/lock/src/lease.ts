@@ -111,6 +111,8 @@ export class LeaseImpl implements Lease {
   #autoExtending = false;
   #released = false;
   #releaseProgress: ReleaseProgress | undefined;
+  /** The release() in flight, if any. */
+  #releasing: Promise<boolean> | undefined;
 
   constructor(init: LeaseInit) {
     this.#init = init;
@@ -195,8 +197,19 @@ export class LeaseImpl implements Lease {
     this.#report("extend", "ok", start);
   }
 
-  async release(): Promise<boolean> {
-    if (this.#released) return false;
+  release(): Promise<boolean> {
+    // A release() while another is still out shares its outcome: answering false ("already lost") at once would
+    // be wrong when that one gets no answer and the lock is still held.
+    if (this.#releasing !== undefined) return this.#releasing;
+    if (this.#released) return Promise.resolve(false);
+    const releasing = this.#release().finally(() => {
+      this.#releasing = undefined;
+    });
+    this.#releasing = releasing;
+    return releasing;
+  }
+
+  async #release(): Promise<boolean> {
     this.#released = true;
     this.stopAutoExtend();
     clearTimeout(this.#timer);

@@ -66,6 +66,26 @@ describe("locks when Redis does not answer", () => {
     }
   });
 
+  it("a second release() while the first is unanswered shares its outcome instead of answering false (Mutex, Semaphore)", async () => {
+    for (const { lock, key } of locks("release-concurrent")) {
+      const lease = await lock.acquire();
+      proxy.blackhole();
+      const first = lease.release();
+      const second = lease.release();
+      // Neither may claim the lease was already lost: the lock is still held in Redis.
+      await expect(first, key).rejects.toBeInstanceOf(RedisUnavailableError);
+      await expect(second, key).rejects.toBeInstanceOf(RedisUnavailableError);
+      proxy.heal();
+      expect(await admin.exists(key), key).toBe(1);
+      // Answered: two calls at once both learn that it was released, and the lock is free.
+      await eventually(`${key}: Redis answers again`, () => redis.ping(), RECOVERY);
+      const [a, b] = await Promise.all([lease.release(), lease.release()]);
+      expect([a, b], key).toEqual([true, true]);
+      expect(await admin.exists(key), key).toBe(0);
+      expect(await lease.release(), key).toBe(false);
+    }
+  });
+
   it("an extension answered only after its own validity (the event loop blocked past the TTL) is lost, not extended", async () => {
     // A command timeout longer than the stall: the reply, not the client's timer, decides.
     const patient = server.client({ commandTimeoutMs: 5_000 });
