@@ -297,7 +297,8 @@ export class RateLimiter {
       if (op === "consume") return memory.consume(key, cost, this.rules);
       return op === "peek" ? memory.peek(key, this.rules) : memory.refund(key, cost, this.rules);
     }
-    const open = this.#policy !== "fail-closed" || op === "refund";
+    // peek and refund report what a consume would meet now (nothing is refunded while Redis is unavailable).
+    const open = this.#policy !== "fail-closed";
     const parts = this.rules.map(
       (r): RuleDecision => ({
         name: r.name,
