@@ -58,27 +58,30 @@ describe("after an outage, Redis decides again", () => {
   it.each([
     ["fail-open", true],
     ["fail-closed", false],
-  ] as const)("%s: peek and refund during an outage report the policy's decision and reason", async (policy, allowed) => {
-    const rl = new RateLimiter(client, {
-      rules: [{ name: "m", limit: 2, windowMs: 60_000 }],
-      prefix,
-      onRedisError: policy,
-      failClosedRetryAfterMs: 5_000,
-    });
-    proxy.refuse();
-    proxy.dropConnections();
-    try {
-      const expected = allowed
-        ? { allowed, reason: policy, remaining: 2, retryAfterMs: 0 }
-        : { allowed, reason: policy, remaining: 0, retryAfterMs: 5_000 };
-      expect(await rl.consume(`po-${policy}`)).toMatchObject(expected);
-      expect(await rl.peek(`po-${policy}`)).toMatchObject(expected);
-      // Nothing can be given back: a refund reports what the next call meets, under the policy's own reason.
-      expect(await rl.refund(`po-${policy}`, 1)).toMatchObject(expected);
-    } finally {
-      await proxy.accept();
-    }
-  });
+  ] as const)(
+    "%s: peek and refund during an outage report the policy's decision and reason",
+    async (policy, allowed) => {
+      const rl = new RateLimiter(client, {
+        rules: [{ name: "m", limit: 2, windowMs: 60_000 }],
+        prefix,
+        onRedisError: policy,
+        failClosedRetryAfterMs: 5_000,
+      });
+      proxy.refuse();
+      proxy.dropConnections();
+      try {
+        const expected = allowed
+          ? { allowed, reason: policy, remaining: 2, retryAfterMs: 0 }
+          : { allowed, reason: policy, remaining: 0, retryAfterMs: 5_000 };
+        expect(await rl.consume(`po-${policy}`)).toMatchObject(expected);
+        expect(await rl.peek(`po-${policy}`)).toMatchObject(expected);
+        // Nothing can be given back: a refund reports what the next call meets, under the policy's own reason.
+        expect(await rl.refund(`po-${policy}`, 1)).toMatchObject(expected);
+      } finally {
+        await proxy.accept();
+      }
+    },
+  );
 
   it("memory fallback: peek and refund read and change the fallback's state, as consume does", async () => {
     const rl = new RateLimiter(client, {
