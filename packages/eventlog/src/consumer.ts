@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { notifyEvent, runScript, toCoordisError } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import { type ConsumeSettings, parseStopOptions, type StopOptions } from "./consumer-options.js";
-import { closeBlockingConnection, type GroupHandle, openBlockingConnection } from "./context.js";
+import { blockingRead, closeBlockingConnection, type GroupHandle, openBlockingConnection } from "./context.js";
 import { parseEntry, type RawEntry } from "./entries.js";
 import { Handlers } from "./handlers.js";
 import { Refresher } from "./refresh.js";
@@ -154,17 +154,20 @@ export class Consumer<T = unknown> {
         const count = handlers.room();
         if (count <= 0) continue;
         const sent = performance.now();
-        const reply = (await this.#conn.xreadgroup(
-          "GROUP",
-          group.name,
-          group.consumer,
-          "COUNT",
-          count,
-          "BLOCK",
-          Math.min(blockMs, Math.max(1, Math.ceil(claimAt - sent))),
-          "STREAMS",
-          stream,
-          ">",
+        const reply = (await blockingRead(
+          this.#conn,
+          this.#conn.xreadgroup(
+            "GROUP",
+            group.name,
+            group.consumer,
+            "COUNT",
+            count,
+            "BLOCK",
+            Math.min(blockMs, Math.max(1, Math.ceil(claimAt - sent))),
+            "STREAMS",
+            stream,
+            ">",
+          ),
         )) as [string, RawEntry[]][] | null;
         // Entries delivered by this read are ours even when stop() was called meanwhile: the drain handles them.
         const raws = reply?.[0]?.[1];

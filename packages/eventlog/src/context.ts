@@ -56,6 +56,31 @@ export function openBlockingConnection(redis: RedisClient, blockMs: number): Red
   return conn;
 }
 
+/**
+ * A blocking read sent on `conn` (see {@link openBlockingConnection}), failing as soon as its connection closes. A
+ * command in flight when a standalone connection drops is never answered: Coordis clients do not send it again after
+ * the reconnect (`autoResendUnfulfilledCommands: false`), so it would wait for its command timeout (`blockMs` + 5 s),
+ * and the tail or consumer with it. (A Cluster's node connections do not reconnect themselves: ioredis fails their
+ * commands on close.)
+ */
+export function blockingRead<V>(conn: Redis | Cluster, read: Promise<V>): Promise<V> {
+  if (isCluster(conn)) return read;
+  return new Promise<V>((resolve, reject) => {
+    const onClose = () => reject(new Error("Connection is closed."));
+    conn.once("close", onClose);
+    read.then(
+      (value) => {
+        conn.off("close", onClose);
+        resolve(value);
+      },
+      (err: unknown) => {
+        conn.off("close", onClose);
+        reject(err);
+      },
+    );
+  });
+}
+
 /** Connections being closed: a second close of the same one does nothing. */
 const closing = new WeakSet<Redis | Cluster>();
 

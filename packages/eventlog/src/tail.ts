@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { notifyEvent, toCoordisError } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import { afterHead, checkOwn, LinkChecker } from "./chain.js";
-import { closeBlockingConnection, type LogContext, openBlockingConnection } from "./context.js";
+import { blockingRead, closeBlockingConnection, type LogContext, openBlockingConnection } from "./context.js";
 import { compareIds, type Entry, fieldOf, idBefore, parseEntry, type RawEntry } from "./entries.js";
 import { GapError, UnverifiedEntryError } from "./errors.js";
 import type { TailSettings, UnverifiedMode } from "./options.js";
@@ -140,7 +140,7 @@ async function* run<T>(
       let anchor: string | null = null;
       try {
         const reply = (await abortable(
-          conn.xread("COUNT", batch, "BLOCK", blockMs, "STREAMS", stream, last),
+          blockingRead(conn, conn.xread("COUNT", batch, "BLOCK", blockMs, "STREAMS", stream, last)),
           signal,
         )) as [string, RawEntry[]][] | null;
         raws = reply?.[0]?.[1] ?? [];

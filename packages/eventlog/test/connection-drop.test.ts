@@ -1,0 +1,126 @@
+import { connect, type RedisClient } from "@coordis/core";
+import { type Entry, EventLog } from "@coordis/eventlog";
+import { type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
+import type { Cluster, Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+
+const prefix = testPrefix("eldrop");
+
+/** A blocking read far longer than the test waits: a read left hanging until its command timeout fails the test. */
+const BLOCK_MS = 20_000;
+/** How long a consumer or tail may take to handle an entry appended after its connection was killed, ms. */
+const RECOVERY_MS = 8_000;
+
+type Node = Redis;
+
+/** Every node's connection ids of clients named `name` blocked in `cmd`. */
+async function blockedReaders(nodes: Node[], name: string, cmd: string): Promise<Array<[Node, string]>> {
+  const found: Array<[Node, string]> = [];
+  for (const node of nodes) {
+    for (const line of ((await node.client("LIST")) as string).split("\n")) {
+      const f = new Map(line.split(" ").map((p) => [p.slice(0, p.indexOf("=")), p.slice(p.indexOf("=") + 1)]));
+      if (f.get("name") === name && f.get("cmd") === cmd && (f.get("flags") ?? "").includes("b")) {
+        found.push([node, f.get("id") as string]);
+      }
+    }
+  }
+  return found;
+}
+
+/** Waits until the reader named `name` blocks in `cmd`, then kills that one connection (a blip: it reconnects). */
+async function killBlockedReader(nodes: () => Node[], name: string, cmd: string): Promise<void> {
+  let readers: Array<[Node, string]> = [];
+  await waitUntil(
+    `a connection named ${name} blocked in ${cmd}`,
+    async () => {
+      readers = await blockedReaders(nodes(), name, cmd);
+      return readers.length === 1;
+    },
+    10_000,
+  );
+  const [node, id] = readers[0] as [Node, string];
+  expect(await node.client("KILL", "ID", id)).toBe(1);
+}
+
+// A blocking read in flight when its connection drops is never answered (Coordis clients do not re-send unanswered
+// commands after a reconnect): unless the consumer or tail gives up on it when the connection closes, it waits for
+// its command timeout (blockMs + 5 s), and so does everything after it (reads, claims; a tail's next entries).
+describe.each([
+  ["standalone", false],
+  ["cluster", true],
+])("a connection drop during a blocking read (%s)", (_topology, cluster) => {
+  let server: RedisServer | undefined;
+  let redis: RedisClient;
+  let admin: RedisClient;
+  let n = 0;
+  const name = () => `eldrop-${process.pid}-${cluster ? "c" : "s"}-${n++}`;
+  beforeAll(async () => {
+    if (cluster) {
+      redis = connect(inject("coordisClusterUrl"));
+      admin = connect(inject("coordisAdminClusterUrl"));
+    } else {
+      server = await startRedis({ leastPrivilege: true });
+      redis = connect(server.url);
+      admin = connect(server.adminUrl);
+    }
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    admin.disconnect();
+    await server?.stop();
+  });
+  const nodes = (): Node[] => (cluster ? (admin as Cluster).nodes("master") : [admin as Redis]);
+  /** A client whose connections (its blocking readers' included) carry `connectionName`. */
+  const named = (connectionName: string): RedisClient =>
+    cluster
+      ? connect(inject("coordisClusterUrl"), { clusterOptions: { redisOptions: { connectionName } } })
+      : connect((server as RedisServer).url, { redisOptions: { connectionName } });
+
+  it("a consumer reads again at once after the connection of its XREADGROUP is killed", async () => {
+    const connectionName = name();
+    const client = named(connectionName);
+    try {
+      const log = new EventLog<number>(client, connectionName, { prefix });
+      const handled: number[] = [];
+      const consumer = log
+        .group("g", { consumer: "c" })
+        .consume((e) => void handled.push(e.data), { blockMs: BLOCK_MS, claimIdleMs: 60_000 });
+      try {
+        await killBlockedReader(nodes, connectionName, "xreadgroup");
+        await log.append(1);
+        await waitUntil("the entry appended after the drop is handled", () => handled.length === 1, RECOVERY_MS);
+        expect(handled).toEqual([1]);
+      } finally {
+        await consumer.stop({ timeoutMs: 2_000 });
+      }
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it("a tail yields again at once after the connection of its XREAD is killed", async () => {
+    const connectionName = name();
+    const client = named(connectionName);
+    try {
+      const log = new EventLog<number>(client, connectionName, { prefix, chain: true });
+      await log.append(0);
+      const iterator = log.tail({ from: "start", blockMs: BLOCK_MS })[Symbol.asyncIterator]();
+      try {
+        expect(((await iterator.next()).value as Entry<number>).data).toBe(0);
+        const next = iterator.next();
+        await killBlockedReader(nodes, connectionName, "xread");
+        await log.append(1);
+        let got: IteratorResult<Entry<number>> | undefined;
+        void next.then((r) => {
+          got = r;
+        });
+        await waitUntil("the entry appended after the drop is yielded", () => got !== undefined, RECOVERY_MS);
+        expect(got?.value?.data).toBe(1);
+      } finally {
+        await iterator.return?.();
+      }
+    } finally {
+      client.disconnect();
+    }
+  });
+});
