@@ -8,7 +8,7 @@ import {
   validate,
   validatePrefix,
 } from "@coordis/core";
-import { PERIODS, type Period } from "./periods.js";
+import { MAX_PERIOD_MS, PERIODS, type Period } from "./periods.js";
 
 /** How a submit combines a new score with the member's current one. */
 export type UpdatePolicy = "best" | "replace" | "increment";
@@ -37,8 +37,12 @@ export const DEFAULT_CLOCK_TOLERANCE_MS = 5 * 60_000;
 
 /** Longest `graceMs`: 90 days. */
 const MAX_GRACE_MS = 90 * 86_400_000;
-/** Latest instant a Date can hold, Unix ms: bound of every `at`. */
-const MAX_AT_MS = 8.64e15;
+/**
+ * Latest `at` (Unix ms) of a call: the latest instant whose period buckets exist ({@link MAX_PERIOD_MS}), so an `at`
+ * beyond it is rejected here, naming `at`, instead of by the bucket arithmetic once the call is built (where it failed
+ * every other call of its micro-batch).
+ */
+const MAX_AT_MS = MAX_PERIOD_MS;
 
 /** Options of {@link Leaderboard}. All instances that share a name must use the same options. */
 export interface LeaderboardOptions {

@@ -6,6 +6,11 @@ export type Period = "all" | "daily" | "weekly" | "monthly";
 export const PERIODS: readonly Period[] = ["all", "daily", "weekly", "monthly"];
 
 const DAY_MS = 86_400_000;
+/**
+ * Largest magnitude of an instant (Unix ms) {@link periodBucket} accepts: Dates exist within ±8.64e15 ms of the
+ * epoch, less room for the time-zone offset. Also the bound of every `at` a leaderboard call accepts.
+ */
+export const MAX_PERIOD_MS = 8.6e15;
 
 /** One bucket of a period: the board that collects the submits whose time falls in `[startMs, endMs)`. */
 export interface PeriodBucket {
@@ -63,8 +68,7 @@ function civil(days: number): { year: number; month: number; day: number } {
  */
 export function periodBucket(period: Period, atMs: number, offsetMinutes = 0): PeriodBucket {
   validate.oneOf("period", period, PERIODS);
-  // Dates exist within ±8.64e15 ms of the epoch; leave room for the offset.
-  validate.integer("atMs", atMs, { min: -8.6e15, max: 8.6e15 });
+  validate.integer("atMs", atMs, { min: -MAX_PERIOD_MS, max: MAX_PERIOD_MS });
   validate.integer("offsetMinutes", offsetMinutes, { min: -840, max: 840 });
   if (period === "all") return { period, id: "all", startMs: -(2 ** 53), endMs: 2 ** 53 };
   const offsetMs = offsetMinutes * 60_000;

@@ -285,6 +285,21 @@ describe("micro-batched submit on a server of its own", () => {
     expect(result[1]).toMatchObject({ member: "f", score: 7, rank: 1 });
   });
 
+  it("an `at` past the calendar fails only its own caller, before queueing; the calls beside it apply", async () => {
+    const lb = new Leaderboard(redis, "late-date", { prefix, periods: ["daily", "all"], batch: true });
+    const now = Date.now();
+    const settled = await Promise.allSettled([
+      lb.submit("x", 1, { at: now }),
+      lb.submit("y", 2, { at: 8.64e15 }),
+      lb.submit("z", 3, { at: now }),
+    ]);
+    expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    const reason = (settled[1] as PromiseRejectedResult).reason;
+    expect(reason).toBeInstanceOf(InvalidArgumentError);
+    expect((reason as InvalidArgumentError).argument).toBe("at");
+    expect((await lb.top(5, { at: now })).map((e) => e.member)).toEqual(["z", "x"]);
+  });
+
   it("bad input is rejected before queueing; nothing is sent for it", async () => {
     const lb = new Leaderboard(redis, "bad", { prefix, update: "increment", batch: true });
     const { result, roundTrips } = await countCommands(server, () =>

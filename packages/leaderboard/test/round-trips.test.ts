@@ -61,6 +61,11 @@ describe("round trips and input validation on a server of its own", () => {
     ["oversized meta", "meta", () => lb.submit("a", 1, { meta: { name: "x".repeat(1100) } })],
     ["unserialisable meta", "meta", () => lb.submit("a", 1, { meta: { name: 1n } as unknown as { name: string } })],
     ["fractional at", "at", () => lb.submit("a", 1, { at: 1.5 })],
+    // Past the last instant period buckets exist for (8.6e15 ms, about year 274,500): named `at`, not the bucket
+    // arithmetic's `atMs`.
+    ["at past the calendar", "at", () => lb.submit("a", 1, { at: 8.62e15 })],
+    ["submitMany at past the calendar", "items[0].at", () => lb.submitMany([{ member: "a", score: 1, at: 8.64e15 }])],
+    ["query at past the calendar", "options.at", () => lb.rank("a", { at: 8.64e15 })],
     ["n = 0", "n", () => lb.top(0)],
     ["n too large", "n", () => lb.top(MAX_BATCH + 1)],
     ["size = 0", "size", () => lb.page(1, 0)],
