@@ -40,8 +40,9 @@ export interface HandlerErrorInfo {
 }
 
 /**
- * Events a {@link PubSub} emits. None of them is `error`, so an unlistened event never throws; an exception thrown by
- * a listener is dropped (delivery and the connection are unaffected).
+ * Events a {@link PubSub} emits. None of them is `error`, so an unlistened event never throws. An exception thrown by
+ * a listener, or the rejection of the promise an async listener returns, is dropped: the event's other listeners
+ * still run, and delivery and the connection are unaffected.
  */
 export interface PubSubEvents {
   /** The subscriber connection was lost and every subscription is active again: messages may have been missed. */

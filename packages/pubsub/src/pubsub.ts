@@ -27,7 +27,7 @@ import type {
   Unsubscribe,
 } from "./events.js";
 import { type PubSubOptions, parsePubSubOptions } from "./options.js";
-import { type Kind, Subscription, Subscriptions } from "./subscriptions.js";
+import { isThenable, type Kind, Subscription, Subscriptions } from "./subscriptions.js";
 
 /** A glob character: `subscribe()` treats such a name as a pattern. */
 const GLOB = /[*?[]/;
@@ -264,6 +264,23 @@ export class PubSub extends EventEmitter<PubSubEvents> {
     };
   }
 
+  /**
+   * Emits `event` to each listener on its own: an exception a listener throws, or a rejection of the promise an async
+   * listener returns, is dropped and the next listener still runs. EventEmitter's `emit` would stop at the first
+   * throwing listener (the later ones never hear of the event) and leave a rejection unhandled, which ends a Node
+   * process.
+   */
+  #emitEach<K extends keyof PubSubEvents>(event: K, ...args: PubSubEvents[K]): void {
+    for (const listener of this.rawListeners(event) as Array<(...a: unknown[]) => unknown>) {
+      try {
+        const result = Reflect.apply(listener, this, args);
+        if (isThenable(result)) result.then(undefined, () => {});
+      } catch {
+        // a throwing listener is the listener's problem
+      }
+    }
+  }
+
   #restored(info: ResubscribedInfo): void {
     this.#counters.resubscriptions++;
     notifyEvent(this.#observer, {
@@ -271,13 +288,8 @@ export class PubSub extends EventEmitter<PubSubEvents> {
       type: "resubscribed",
       attributes: { channels: info.channels, patterns: info.patterns, downtimeMs: info.downtimeMs },
     });
-    // Called from a promise nobody awaits (resubscribe) or from an ioredis event: a throwing listener must neither
-    // become an unhandled rejection nor throw into ioredis.
-    try {
-      this.emit("resubscribed", info);
-    } catch {
-      // a throwing listener is the listener's problem
-    }
+    // Called from a promise nobody awaits (resubscribe) or from an ioredis event.
+    this.#emitEach("resubscribed", info);
   }
 
   #overflow(sub: Subscription, channel: string): void {
@@ -294,11 +306,7 @@ export class PubSub extends EventEmitter<PubSubEvents> {
       name: channel,
       attributes: { kind: sub.kind, queueLimit: this.#queueLimit },
     });
-    try {
-      this.emit("overflow", info);
-    } catch {
-      // a throwing listener must not break delivery to the other subscriptions
-    }
+    this.#emitEach("overflow", info);
   }
 
   #handlerError(sub: Subscription, meta: MessageMeta, stage: "decode" | "handler", err: unknown): void {
@@ -311,11 +319,7 @@ export class PubSub extends EventEmitter<PubSubEvents> {
       attributes: { kind: sub.kind, stage },
       error,
     });
-    // Emitting must not throw back into the drain loop even if a listener throws.
-    try {
-      this.emit("handler-error", { ...meta, stage, error });
-    } catch {
-      // a throwing listener is the listener's problem
-    }
+    // Called from the drain loop.
+    this.#emitEach("handler-error", { ...meta, stage, error });
   }
 }

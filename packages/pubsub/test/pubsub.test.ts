@@ -326,7 +326,7 @@ describe("PubSub on a server of its own", () => {
     await b.close();
   });
 
-  it("a 'resubscribed' listener that throws leaves no unhandled rejection, and delivery goes on", async () => {
+  it("a 'resubscribed' listener that throws, or an async one that rejects, leaves no unhandled rejection, and delivery goes on", async () => {
     const unhandled: unknown[] = [];
     const record = (reason: unknown) => unhandled.push(reason);
     process.on("unhandledRejection", record);
@@ -334,6 +334,12 @@ describe("PubSub on a server of its own", () => {
       const b = new PubSub(redis, { prefix });
       b.on("resubscribed", () => {
         throw new Error("listener bug");
+      });
+      // What the README suggests doing on 'resubscribed' (reload state) is naturally async, and can fail.
+      let asyncListenerCalls = 0;
+      b.on("resubscribed", async () => {
+        asyncListenerCalls++;
+        throw new Error("async listener bug");
       });
       const got: number[] = [];
       await b.subscribe<number>("restart-throwing", (m) => {
@@ -346,6 +352,7 @@ describe("PubSub on a server of its own", () => {
         return got.includes(1);
       });
       await new Promise((r) => setImmediate(r));
+      expect(asyncListenerCalls).toBe(1);
       expect(unhandled).toEqual([]);
       await b.close();
     } finally {

@@ -1,0 +1,83 @@
+import { connect, type RedisClient } from "@coordis/core";
+import { type HandlerErrorInfo, type OverflowInfo, PubSub } from "@coordis/pubsub";
+import { EventRecorder, testPrefix, waitUntil } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+
+const prefix = testPrefix();
+
+/** Lets every pending promise job and the unhandled-rejection check of this turn run (no timer involved). */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe("PubSub delivery and listeners (shared standalone server)", () => {
+  let redis: RedisClient;
+  /** Unrestricted: EVAL is not among the least-privilege user's commands. */
+  let admin: RedisClient;
+  const buses: PubSub[] = [];
+  const bus = (options: ConstructorParameters<typeof PubSub>[1] = {}) => {
+    const b = new PubSub(redis, { prefix, ...options });
+    buses.push(b);
+    return b;
+  };
+  beforeAll(() => {
+    redis = connect(inject("coordisRedisUrl"));
+    admin = connect(inject("coordisAdminRedisUrl"));
+  });
+  afterAll(async () => {
+    await Promise.all(buses.map((b) => b.close()));
+    redis.disconnect();
+    admin.disconnect();
+  });
+
+  it("a 'handler-error' or 'overflow' listener that throws or rejects leaves no unhandled rejection, the next listener and delivery go on", async () => {
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", record);
+    try {
+      const b = bus({ queueLimit: 1 });
+      const errors = new EventRecorder<HandlerErrorInfo>();
+      const overflows = new EventRecorder<OverflowInfo>();
+      // A buggy synchronous listener first: the listeners after it must still hear of the event.
+      b.on("handler-error", () => {
+        throw new Error("handler-error listener bug");
+      });
+      b.on("overflow", () => {
+        throw new Error("overflow listener bug");
+      });
+      // Natural listeners in an app: they log or reload something asynchronously, and that can fail.
+      b.on("handler-error", async (info) => {
+        errors.record(info);
+        throw new Error("async handler-error listener bug");
+      });
+      b.on("overflow", async (info) => {
+        overflows.record(info);
+        throw new Error("async overflow listener bug");
+      });
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const got: number[] = [];
+      await b.subscribe<number>("async-listeners", async (m) => {
+        if (m === 1) {
+          await gate;
+          throw new Error("handler bug");
+        }
+        got.push(m);
+      });
+      await b.publish("async-listeners", 1); // runs, blocked on the gate
+      await b.publish("async-listeners", 2); // queued (queueLimit 1)
+      await b.publish("async-listeners", 3); // dropped
+      await overflows.waitFor(() => true, { what: "an overflow" });
+      release();
+      await errors.waitFor((e) => e.stage === "handler", { what: "the handler error" });
+      await waitUntil("message 2", () => got.includes(2));
+      await b.publish("async-listeners", 4);
+      await waitUntil("message 4 after the failing listeners", () => got.includes(4));
+      await nextTurn();
+      expect(unhandled).toEqual([]);
+      expect(got).toEqual([2, 4]);
+    } finally {
+      process.off("unhandledRejection", record);
+    }
+  });
+});
