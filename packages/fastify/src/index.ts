@@ -19,4 +19,4 @@ export type {
 } from "./options.js";
 export { coordis } from "./plugin.js";
 export type { ProblemDetails } from "./problem.js";
-export { rateLimitKey, routeGroup } from "./rate-limit-key.js";
+export { banKey, rateLimitKey, routeGroup } from "./rate-limit-key.js";

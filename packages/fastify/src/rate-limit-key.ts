@@ -21,11 +21,22 @@ export function routeGroup(method: string | string[], url: string): string {
 /**
  * Turns what a key function returned into a valid rate-limit key `<group>:<key>`. Keys that cannot be Redis hash
  * tags (braces, too long, not well-formed Unicode, empty) are replaced by `h:<sha256>` of their text, so a client
- * cannot make the limiter throw by choosing its API key.
+ * cannot make the limiter throw by choosing its API key; so are keys starting with `ban:` (or `h:`), so a client
+ * cannot count on a route's ban counter (`banKey`) or on another key's hashed budget by choosing its API key.
  */
 export function rateLimitKey(group: string, raw: string): string {
+  return keyOf(group, raw, raw.startsWith("ban:") || raw.startsWith("h:"));
+}
+
+/** The key of the counter of a route's rejections of `raw`, for `ban`: `<group>:ban:<key>`. */
+export function banKey(group: string, raw: string): string {
+  return keyOf(group, `ban:${raw}`, false);
+}
+
+function keyOf(group: string, raw: string, hashed: boolean): string {
   const text = `${group}:${raw}`;
   const safe =
+    !hashed &&
     raw.length > 0 &&
     !raw.includes("{") &&
     !raw.includes("}") &&

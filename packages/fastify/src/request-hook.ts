@@ -3,7 +3,7 @@ import type { Decision } from "@coordis/ratelimit";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Limiters, RuleSetLimiter } from "./limiters.js";
 import { problem } from "./problem.js";
-import { rateLimitKey } from "./rate-limit-key.js";
+import { banKey, rateLimitKey } from "./rate-limit-key.js";
 import type { RouteLimit } from "./route-limit.js";
 
 /** Continues a request (`next()`) or fails it (`next(err)`). */
@@ -99,7 +99,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     // A banned key gets 403 until its ban ends, even when the route's rules would admit it again (a shorter rule's
     // window ended): the ban is read first. Only Redis bans: a failure policy's answer is no ban (see isBan).
     const banPair = limiters.banLimiterOf(limit.ban, pair);
-    banPair.limiter.peek(rateLimitKey(limit.group, `ban:${raw}`)).then(
+    banPair.limiter.peek(banKey(limit.group, raw)).then(
       (state) =>
         isBan(state)
           ? rejected(limit, pair, request, reply, raw, state, state, next)
@@ -161,7 +161,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
   const banned = async (limit: RouteLimit, pair: RuleSetLimiter, raw: string): Promise<Decision | undefined> => {
     const banPair = limiters.banLimiterOf(limit.ban as number, pair);
     try {
-      const d = await limiters.consume(banPair, rateLimitKey(limit.group, `ban:${raw}`), 1);
+      const d = await limiters.consume(banPair, banKey(limit.group, raw), 1);
       return isBan(d) ? d : undefined;
     } catch (err) {
       if (!(err instanceof RedisUnavailableError)) throw err;

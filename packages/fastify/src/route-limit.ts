@@ -134,6 +134,20 @@ export class RouteLimits {
     }
     const spec = typeof rules === "function" ? rules : specOf(rules);
     const first = this.#groups.get(group);
+    if (first === undefined) {
+      // A group's keys are "<group>:<key>": with groups "api" and "api:v2", key "v2:<id>" of the first would be
+      // key "<id>" of the second, one budget counted by both.
+      for (const [other, { route }] of this.#groups) {
+        const [short, long] = other.length < group.length ? [other, group] : [group, other];
+        if (long.startsWith(`${short}:`)) {
+          throw new InvalidArgumentError(
+            `${name}.group`,
+            `group "${group}" and group "${other}" (route ${route}) would share Redis keys ("${long}:<key>" is also ` +
+              `"${short}:${long.slice(short.length + 1)}:<key>"); rename one so that neither is the other followed by ":"`,
+          );
+        }
+      }
+    }
     if (first === undefined) this.#groups.set(group, { spec, route: id });
     else if (first.spec !== spec && first.route !== id) {
       throw new InvalidArgumentError(

@@ -1,6 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient } from "@coordis/core";
-import { type CoordisPluginOptions, coordis, type RateLimitExceededContext } from "@coordis/fastify";
+import {
+  banKey,
+  type CoordisPluginOptions,
+  coordis,
+  type RateLimitExceededContext,
+  routeGroup,
+} from "@coordis/fastify";
 import { freePort, testPrefix } from "@coordis/testing";
 import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it, inject as provided } from "vitest";
@@ -58,6 +64,45 @@ describe("ban", () => {
         [403, true, "ban", 1],
       ]);
       expect(contexts[2]?.ttl).toBeGreaterThan(3_500_000);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("a client cannot count on another key's ban counter by choosing a key that starts with 'ban:'", async () => {
+    const app = Fastify();
+    await app.register(coordis, {
+      redis: shared,
+      prefix: `${prefix}-${n++}`,
+      rateLimit: {
+        // A rule named like the ban counter's, on the same window: the attacker's budget would be the victim's bans.
+        rules: [{ name: "ban", limit: 100, windowMs: 60_000 }],
+        ban: 1,
+        key: (req) => String(req.headers["x-api-key"] ?? "anonymous"),
+      },
+    });
+    app.get("/x", { config: { coordis: { rateLimit: true } } }, async () => "ok");
+    await app.ready();
+    try {
+      const as = (key: string) => app.inject({ method: "GET", url: "/x", headers: { "x-api-key": key } });
+      for (let i = 0; i < 3; i++) expect((await as("ban:victim")).statusCode).toBe(200);
+      // The victim was never limited: it is not banned.
+      expect((await as("victim")).statusCode).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("resetting banKey with a limiter whose rule is named 'ban' lifts a ban", async () => {
+    const app = await appWith(shared, { rules: [{ name: "m", limit: 1, windowMs: 60_000 }], ban: 1 });
+    try {
+      expect((await get(app)).statusCode).toBe(200);
+      expect((await get(app)).statusCode).toBe(429);
+      expect((await get(app)).statusCode).toBe(403);
+      const key = banKey(routeGroup("GET", "/x"), "127.0.0.1");
+      await app.coordis.rateLimiter([{ name: "ban", limit: 1, windowMs: 1_000 }]).reset(key);
+      // No longer banned; the route's own budget is still spent.
+      expect((await get(app)).statusCode).toBe(429);
     } finally {
       await app.close();
     }

@@ -90,6 +90,28 @@ describe("safe defaults", () => {
     await app.close();
   });
 
+  it("a group that is another group followed by ':' is refused when the route is declared (they would share keys)", async () => {
+    const app = Fastify();
+    await app.register(coordis, { redis: shared, prefix: freshPrefix() });
+    const rules = [{ name: "m", limit: 5, windowMs: 60_000 }];
+    app.get("/a", { config: { coordis: { rateLimit: { group: "api", rules } } } }, async () => 1);
+    // Key "v2:<id>" of group "api" would be key "<id>" of group "api:v2"; "api:ban" holds api's ban counters.
+    for (const group of ["api:v2", "api:ban"]) {
+      const declare = () =>
+        app.get(`/${group}`, { config: { coordis: { rateLimit: { group, rules } } } }, async () => 1);
+      expect(declare, group).toThrow(InvalidArgumentError);
+      expect(declare, group).toThrow(/group "api" \(route GET \/a\)/);
+    }
+    // The other way round too, and a longer name that only starts the same is fine.
+    app.get("/b", { config: { coordis: { rateLimit: { group: "web:v1", rules } } } }, async () => 1);
+    expect(() => app.get("/c", { config: { coordis: { rateLimit: { group: "web", rules } } } }, async () => 1)).toThrow(
+      /share Redis keys/,
+    );
+    app.get("/d", { config: { coordis: { rateLimit: { group: "apis", rules } } } }, async () => 1);
+    await app.ready();
+    await app.close();
+  });
+
   it("an un-awaited register still limits the routes declared right after it", async () => {
     const app = Fastify();
     // The usual Fastify style: register is not awaited, routes follow at once.
