@@ -135,7 +135,11 @@ export class Subscriptions {
           continue;
         }
         try {
-          await sub.handler(message as never, meta);
+          const settled = sub.handler(message as never, meta);
+          // Only a promise makes the next message wait. A synchronous handler is done already: going on at once
+          // handles a burst parsed from one read as it is dispatched, instead of queueing all but its first message
+          // behind an await (and dropping those beyond queueLimit from a handler that was never busy).
+          if (isThenable(settled)) await settled;
         } catch (err) {
           this.#hooks.failed(sub, meta, "handler", err);
         }

@@ -80,4 +80,58 @@ describe("PubSub delivery and listeners (shared standalone server)", () => {
       process.off("unhandledRejection", record);
     }
   });
+
+  it("a synchronous handler takes a burst larger than queueLimit arriving in one read without dropping anything", async () => {
+    const b = bus({ queueLimit: 5 });
+    const overflows = new EventRecorder<OverflowInfo>();
+    b.on("overflow", overflows.record);
+    const got: number[] = [];
+    let handlerRunning = false;
+    let overlapped = false;
+    await b.subscribe<number>("burst", (m) => {
+      overlapped ||= handlerRunning;
+      handlerRunning = true;
+      got.push(m);
+      handlerRunning = false;
+    });
+    // One script publishes 200 messages: Redis writes them to the subscriber in one go, so they are parsed (and
+    // dispatched) in one read. The handler is never busy, so nothing may be dropped "while it is busy".
+    const channel = `${prefix}:ps:burst`;
+    expect(await admin.eval("for i = 1, 200 do redis.call('publish', KEYS[1], i) end return 1", 1, channel)).toBe(1);
+    await b.publish("burst", 0); // a marker after the burst: once it arrives, every burst message was dispatched
+    await waitUntil("every burst message handled or dropped", () => got.length + b.stats().dropped === 201);
+    expect(b.stats().dropped).toBe(0);
+    expect(overflows.items).toEqual([]);
+    expect(got).toEqual([...Array.from({ length: 200 }, (_, i) => i + 1), 0]);
+    expect(overlapped).toBe(false);
+  });
+
+  it("an async handler still gets one message at a time, in order, with the queue bounded by queueLimit", async () => {
+    const b = bus({ queueLimit: 3 });
+    const overflows = new EventRecorder<OverflowInfo>();
+    b.on("overflow", overflows.record);
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const got: number[] = [];
+    let running = 0;
+    let maxRunning = 0;
+    await b.subscribe<number>("async-order", async (m) => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      await gate;
+      got.push(m);
+      running--;
+    });
+    const channel = `${prefix}:ps:async-order`;
+    await admin.eval("for i = 1, 10 do redis.call('publish', KEYS[1], i) end return 1", 1, channel);
+    // 1 runs, 2..4 wait, 5..10 are dropped.
+    await overflows.waitFor((o) => o.dropped === 6, { what: "6 overflows" });
+    expect(b.stats().queued).toBe(3);
+    release();
+    await waitUntil("the queue drained", () => got.length === 4);
+    expect(got).toEqual([1, 2, 3, 4]);
+    expect(maxRunning).toBe(1);
+  });
 });
