@@ -78,8 +78,9 @@ export class Consumer<T = unknown> {
    * Bounded: it resolves within `timeoutMs` (default {@link DEFAULT_STOP_TIMEOUT_MS}) whatever Redis does (down,
    * partitioned, the client stuck reconnecting) and however long handlers run. At the deadline it closes its own
    * connection (ending a blocking read at once) and stops waiting: handlers still running finish in the background
-   * and their entries are acknowledged if Redis answers; any entry not acknowledged stays pending and is delivered
-   * again after `claimIdleMs` (at least once, as always).
+   * and their entries are acknowledged if Redis answers; no handler starts after it resolved (entries of a read or
+   * claim answered later are left pending); any entry not acknowledged stays pending and is delivered again after
+   * `claimIdleMs` (at least once, as always).
    * @throws InvalidArgumentError for a bad `timeoutMs` (1 ms – 1 day) or an unknown option key
    */
   stop(options: StopOptions = {}): Promise<void> {
@@ -98,6 +99,8 @@ export class Consumer<T = unknown> {
     });
     this.#stopped = Promise.race([drained, deadline]).then(() => {
       clearTimeout(timer);
+      // A read or claim answered from now on starts no handler: the caller was told the consumer stopped.
+      handlers.close();
       this.#held.stop();
       closeBlockingConnection(this.#conn);
     });

@@ -50,6 +50,8 @@ export class Handlers<T> {
   #waiters: Array<() => void> = [];
   #inflight = 0;
   #pumping = false;
+  /** Set when `stop()` resolved: no handler starts any more (see {@link Handlers.close}). */
+  #closed = false;
   /** Succeeded entries waiting for the end of this turn's XACK. */
   #acks: Job<T>[] = [];
   #ackTimer: NodeJS.Immediate | undefined;
@@ -121,8 +123,18 @@ export class Handlers<T> {
     return Math.min(this.#concurrency - this.#occupied(), this.#batch);
   }
 
+  /**
+   * `stop()` resolved (at its deadline): entries received from now on (a read or claim answered late) and entries
+   * still queued are not handled; they stay pending in Redis and are delivered again after `claimIdleMs`. Handlers
+   * already running finish.
+   */
+  close(): void {
+    this.#closed = true;
+  }
+
   /** An entry delivered by a read or claim sent at `sent` (`performance.now()`); start it with {@link pump}. */
   enqueue(entry: Entry<T>, deliveries: number, sent: number): void {
+    if (this.#closed) return;
     const job: Job<T> = { entry, deliveries, started: 0, fresh: sent };
     this.#queue.push(job);
     this.#held.hold(job);
@@ -137,7 +149,7 @@ export class Handlers<T> {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
-      while (this.#head < this.#queue.length && this.#occupied() < this.#concurrency) {
+      while (!this.#closed && this.#head < this.#queue.length && this.#occupied() < this.#concurrency) {
         const job = this.#queue[this.#head] as Job<T>;
         this.#head++;
         this.#inflight++;
