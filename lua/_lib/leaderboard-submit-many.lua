@@ -58,7 +58,7 @@ local function lb_check(s, member, text, meta, at, overlay)
     end
     local e = expireAt[b]
     if e ~= nil and e ~= 0 and e <= lb_now() then
-      return nil, 'LB_PERIOD_CLOSED the board ' .. KEYS[1 + 2 * b] .. ' expired at ' .. e
+      return nil, 'LB_PERIOD_CLOSED the board of period ' .. p .. ' ending at ' .. s.stop[b] .. ' expired at ' .. e
     end
     if s.increment then
       local sums = overlay[b]

@@ -8,6 +8,8 @@
 -- Written for the cost inside Redis, where every table, closure, upvalue and number conversion counts: items on
 -- one board (the usual call, and the usual micro-batch) take lb_single, which builds no table; scores go to Redis as
 -- the text they came in (a sum as %.17g), and an increment reads the member's entry once.
+-- Error texts hold the error code and numbers only, never a key: the client reads the error's kind from its text,
+-- and a leaderboard named "LOADING ..." or "... LB_OVERFLOW" would otherwise read as another error.
 
 -- Applies one checked score (text as sent, score its number) to board b. s: the general call's state (arrival
 -- numbers reserved, items left), nil for a single item. prefix: the item's arrival prefix if an earlier board drew
@@ -124,7 +126,7 @@ local function lb_single(a, s)
     end
     expireAt = ARGV[7] + 0
     if expireAt ~= 0 and expireAt <= now then
-      return nil, 'LB_PERIOD_CLOSED the board ' .. KEYS[3] .. ' expired at ' .. expireAt
+      return nil, 'LB_PERIOD_CLOSED the board of period 1 ending at ' .. ARGV[6] .. ' expired at ' .. expireAt
     end
   end
   local prefix, newText, rank, updated = lb_put(s, 1, member, text, text + 0, nil, nil, nil, expireAt)
@@ -172,7 +174,7 @@ local function lb_multi(a, s, B, out, o)
       end
       local e = ARGV[j + 3] + 0
       if e ~= 0 and e <= lb_now() then
-        return nil, 'LB_PERIOD_CLOSED the board ' .. KEYS[1 + 2 * b] .. ' expired at ' .. e
+        return nil, 'LB_PERIOD_CLOSED the board of period ' .. b .. ' ending at ' .. ARGV[j + 2] .. ' expired at ' .. e
       end
       j = j + 4
     end

@@ -257,6 +257,43 @@ describe.each([
     },
   );
 
+  // The error text of a closed period must not carry the leaderboard's name: a name holding words that mean "Redis is
+  // unavailable" (LOADING, BUSY) or another error's code turned PeriodClosedError into RedisUnavailableError (so a
+  // caller would retry a call that can never succeed) or, batched, into ScoreOverflowError. Every submit path.
+  const closedRoutes = {
+    "one board": { periods: ["daily"], batch: false, items: 1 },
+    "one board per period": { periods: ["daily", "all"], batch: false, items: 1 },
+    "two items in one call": { periods: ["daily", "all"], batch: false, items: 2 },
+    "batched, one board": { periods: ["daily"], batch: true, items: 2 },
+    "batched, one board per period": { periods: ["daily", "all"], batch: true, items: 2 },
+    "batched, two days": { periods: ["daily", "all"], batch: true, items: 3 },
+  } as const;
+  it.each(Object.keys(closedRoutes) as (keyof typeof closedRoutes)[])(
+    "a closed period is a PeriodClosedError whatever the leaderboard's name (%s)",
+    async (route) => {
+      const { periods, batch, items } = closedRoutes[route];
+      const name = `LOADING BUSY LB_OVERFLOW LB_CLOCK_SKEW ${++counter}`;
+      const lb = new Leaderboard(redis, name, { prefix, periods: [...periods], graceMs: DAY, batch });
+      const closed = now - 3 * DAY;
+      const calls =
+        route === "two items in one call"
+          ? [lb.submitMany([0, 1].map((i) => ({ member: `m${i}`, score: i, at: closed })))]
+          : route === "batched, two days"
+            ? [lb.submit("m0", 1, { at: closed }), lb.submit("m1", 1, { at: now }), lb.submit("m2", 1, { at: closed })]
+            : Array.from({ length: items }, (_, i) => lb.submit(`m${i}`, i, { at: closed }));
+      const settled = await Promise.allSettled(calls);
+      const failed = settled.filter((s) => s.status === "rejected").map((s) => s.reason as Error);
+      expect(failed.length).toBe(route === "batched, two days" ? 2 : calls.length);
+      for (const err of failed) {
+        expect(err).toBeInstanceOf(PeriodClosedError);
+        expect((err as PeriodClosedError).code).toBe("ERR_LEADERBOARD_PERIOD_CLOSED");
+      }
+      expect(await lb.count({ period: periods[periods.length - 1], at: now })).toBe(
+        route === "batched, two days" ? 1 : 0,
+      );
+    },
+  );
+
   // Every path that rewrites an entry: the submit script's single-item path (the daily board alone) and general path
   // (two boards; two items in one call), submit-batch's single-item path (a batch of one) and general path (three).
   const routes = {
