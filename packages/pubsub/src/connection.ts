@@ -119,6 +119,7 @@ export class SubscriberConnection {
   }
 
   async #resubscribe(conn: Redis): Promise<void> {
+    const entries = [...this.#subs.channels.values(), ...this.#subs.patterns.values()];
     const channels = [...this.#subs.channels.keys()];
     const patterns = [...this.#subs.patterns.keys()];
     try {
@@ -134,6 +135,9 @@ export class SubscriberConnection {
       }
       return;
     }
+    // A subscribe whose own SUBSCRIBE was lost with the previous connection (never answered, not sent again) is
+    // confirmed now, instead of failing by its timeout while Redis has it.
+    for (const entry of entries) entry.confirm();
     this.#restored(channels.length, patterns.length);
   }
 

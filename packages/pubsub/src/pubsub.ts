@@ -27,7 +27,7 @@ import type {
   Unsubscribe,
 } from "./events.js";
 import { type PubSubOptions, parsePubSubOptions } from "./options.js";
-import { isThenable, type Kind, Subscription, Subscriptions } from "./subscriptions.js";
+import { channelEntry, isThenable, type Kind, Subscription, Subscriptions } from "./subscriptions.js";
 
 /** A glob character: `subscribe()` treats such a name as a pattern. */
 const GLOB = /[*?[]/;
@@ -227,7 +227,7 @@ export class PubSub extends EventEmitter<PubSubEvents> {
     const started = performance.now();
     let entry = map.get(redisName);
     if (entry === undefined) {
-      entry = { subs: new Set(), ready: this.#connection.send(kind, "subscribe", redisName) };
+      entry = channelEntry(this.#connection.send(kind, "subscribe", redisName));
       map.set(redisName, entry);
     }
     const sub = new Subscription(kind, name, handler);

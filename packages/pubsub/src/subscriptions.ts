@@ -40,7 +40,19 @@ export class Subscription {
 /** The handlers of one Redis channel (or pattern) and the promise of its SUBSCRIBE. */
 export interface ChannelEntry {
   readonly subs: Set<Subscription>;
+  /** Settles with the entry's own SUBSCRIBE, or resolves earlier when a resubscription confirmed the channel. */
   readonly ready: Promise<unknown>;
+  /** Marks the channel confirmed by a resubscription (its own SUBSCRIBE may have been lost with a connection). */
+  readonly confirm: () => void;
+}
+
+/** A new entry whose SUBSCRIBE is `subscribed`. */
+export function channelEntry(subscribed: Promise<unknown>): ChannelEntry {
+  let confirm!: () => void;
+  const confirmed = new Promise<void>((resolve) => {
+    confirm = resolve;
+  });
+  return { subs: new Set(), ready: Promise.race([subscribed, confirmed]), confirm };
 }
 
 /** What delivery reports to the PubSub that owns it. */

@@ -1,0 +1,78 @@
+import { connect, type RedisClient } from "@coordis/core";
+import { PubSub, type ResubscribedInfo } from "@coordis/pubsub";
+import {
+  EventRecorder,
+  type FaultProxy,
+  type RedisServer,
+  startProxy,
+  startRedis,
+  testPrefix,
+  waitUntil,
+} from "@coordis/testing";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+
+const prefix = testPrefix();
+
+describe("PubSub through a fault proxy (a server of its own)", () => {
+  let server: RedisServer;
+  let admin: RedisClient;
+  let proxy: FaultProxy;
+  const clients: RedisClient[] = [];
+  const buses: PubSub[] = [];
+  /** A client through the proxy, its connection errors going nowhere (they are expected here). */
+  const client = (commandTimeoutMs?: number) => {
+    const c = connect(proxy.url, commandTimeoutMs === undefined ? {} : { commandTimeoutMs });
+    c.on("error", () => {});
+    clients.push(c);
+    return c;
+  };
+  /** Subscribers on the server (not through the proxy) of one of this file's channels. */
+  const subscribersOf = async (channel: string) => {
+    const reply = (await admin.call("PUBSUB", "NUMSUB", `${prefix}:ps:${channel}`)) as [string, number];
+    return Number(reply[1]);
+  };
+  beforeAll(async () => {
+    server = await startRedis({ leastPrivilege: true });
+    admin = server.adminClient();
+    await admin.ping();
+  });
+  afterAll(async () => {
+    await server.stop();
+  });
+  beforeEach(async () => {
+    proxy = await startProxy({ target: server });
+  });
+  afterEach(async () => {
+    await Promise.all(buses.splice(0).map((b) => b.close()));
+    for (const c of clients.splice(0)) c.disconnect();
+    await proxy.close();
+  });
+
+  it("a subscribe whose SUBSCRIBE was lost with the connection resolves once the resubscription confirmed it", async () => {
+    const b = new PubSub(client(), { prefix });
+    buses.push(b);
+    const resubscribed = new EventRecorder<ResubscribedInfo>();
+    b.on("resubscribed", resubscribed.record);
+    await b.subscribe("kept", () => {});
+    proxy.blackhole();
+    const got: number[] = [];
+    const pending = b.subscribe<number>("in-flight", (m) => {
+      got.push(m);
+    });
+    const outcome = pending.then(
+      () => "resolved",
+      (err: { code?: string }) => err.code ?? String(err),
+    );
+    // The SUBSCRIBE went out and was lost; the partition heals by resetting that connection.
+    await waitUntil("the SUBSCRIBE lost in the partition", () => proxy.stats().bytesDiscarded > 0);
+    proxy.heal();
+    const info = await resubscribed.waitFor(() => true, { what: "'resubscribed'" });
+    // Redis confirmed both channels on the new connection, the one asked for during the partition included.
+    expect(info).toMatchObject({ channels: 2, patterns: 0 });
+    expect(await subscribersOf("in-flight")).toBe(1);
+    expect(await outcome).toBe("resolved");
+    expect(await b.publish("in-flight", 1)).toBe(1);
+    await waitUntil("the message on the channel subscribed during the partition", () => got.includes(1));
+    expect(b.stats()).toMatchObject({ subscriptions: 2, channels: 2 });
+  });
+});
