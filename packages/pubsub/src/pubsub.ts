@@ -238,7 +238,12 @@ export class PubSub extends EventEmitter<PubSubEvents> {
     } catch (err) {
       sub.active = false;
       owner.subs.delete(sub);
-      if (owner.subs.size === 0 && map.get(redisName) === owner) map.delete(redisName);
+      if (owner.subs.size === 0 && map.get(redisName) === owner) {
+        map.delete(redisName);
+        // A SUBSCRIBE that timed out still waits in the client's offline queue and reaches Redis after the
+        // reconnect: take it back (sent after it, in order), or Redis keeps a subscription nobody handles.
+        if (this.#closing === undefined) this.#connection.send(kind, "unsubscribe", redisName).catch(() => {});
+      }
       const error = toCoordisError(err);
       reportOperation(this.#observer, { primitive: "pubsub", op: "subscribe", name }, started, "error", error);
       throw error;

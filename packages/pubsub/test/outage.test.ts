@@ -4,6 +4,7 @@ import {
   EventRecorder,
   type FaultProxy,
   type RedisServer,
+  recordObserver,
   startProxy,
   startRedis,
   testPrefix,
@@ -74,5 +75,27 @@ describe("PubSub through a fault proxy (a server of its own)", () => {
     expect(await b.publish("in-flight", 1)).toBe(1);
     await waitUntil("the message on the channel subscribed during the partition", () => got.includes(1));
     expect(b.stats()).toMatchObject({ subscriptions: 2, channels: 2 });
+  });
+
+  it("a subscribe that failed while Redis was unreachable leaves no subscription on Redis once it is back", async () => {
+    const observer = recordObserver();
+    const b = new PubSub(client(300), { prefix, observer });
+    buses.push(b);
+    const resubscribed = new EventRecorder<ResubscribedInfo>();
+    b.on("resubscribed", resubscribed.record);
+    await b.subscribe("still-there", () => {});
+    proxy.refuse();
+    proxy.dropConnections();
+    await waitUntil("the loss noticed", () => observer.events.some((e) => e.type === "subscriber-disconnected"));
+    // Queued for the reconnect; it times out first, so the caller is told the handler is not registered.
+    await expect(b.subscribe("gave-up", () => {})).rejects.toMatchObject({ code: "ERR_REDIS_UNAVAILABLE" });
+    expect(b.stats()).toMatchObject({ subscriptions: 1, channels: 1 });
+    await proxy.accept();
+    const info = await resubscribed.waitFor(() => true, { what: "'resubscribed'" });
+    expect(info).toMatchObject({ channels: 1, patterns: 0 });
+    // Nobody listens on "gave-up": Redis must not count a subscriber there (a publish would report a receiver
+    // that drops every message).
+    expect(await subscribersOf("gave-up")).toBe(0);
+    expect(await subscribersOf("still-there")).toBe(1);
   });
 });
