@@ -221,7 +221,12 @@ export class Filler {
 
   /** Background refresh of a stale entry (this instance holds the fill lock). */
   #refresh(k: string, loader: Loader<unknown>, entry: EntrySettings, lockToken: string): void {
-    if (this.#refreshing.has(k)) return;
+    if (this.#refreshing.has(k)) {
+      // Already loading it here (under a lock that ended: a loader slower than lock.ttlMs). No second load; give the
+      // new lock back, or no replica could refresh the key until it expires.
+      this.#c.l2.unlock(k, lockToken);
+      return;
+    }
     this.#refreshing.add(k);
     this.#loadAndStore(k, loader, entry, lockToken)
       .catch((error: unknown) => {

@@ -212,6 +212,46 @@ describe("Cache with lock.waitMs 0 (callers never wait for another replica's loa
   });
 });
 
+describe("Cache background refresh", () => {
+  it("a stale read that takes the fill lock while this replica is still refreshing the key gives the lock back", async () => {
+    const redis = connect(inject("coordisRedisUrl"));
+    const admin = connect(inject("coordisAdminRedisUrl"));
+    const options = { namespace: "races-refresh", prefix, ttlMs: 1, staleMs: 60_000, l1: false as const };
+    const cache = new Cache(redis, { ...options, lock: { ttlMs: 60_000, waitMs: 0 } });
+    const lockKey = `${prefix}:cache:{races-refresh:hot}:lock`;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    try {
+      await cache.ready();
+      await cache.set("hot", "v1");
+      await waitUntil("the entry to go stale", async () => (await cache.get("hot")) === undefined, 2_000);
+      let refreshing!: () => void;
+      const started = new Promise<void>((r) => (refreshing = r));
+      // The first stale read takes the fill lock and refreshes in the background; its loader hangs.
+      const slowLoader = async () => {
+        refreshing();
+        await gate;
+        return "v2";
+      };
+      expect(await cache.getOrSet("hot", slowLoader)).toBe("v1");
+      await started;
+      // Its lock ends (as it would after lock.ttlMs with a loader that slow); the next stale read takes a new one,
+      // but this replica is already refreshing the key and starts no second load: the new lock must not stay held
+      // (it would keep every other replica from refreshing the key for lock.ttlMs).
+      expect(await admin.del(lockKey)).toBe(1);
+      expect(await cache.getOrSet("hot", () => "never")).toBe("v1");
+      await waitUntil("the second lock to be given back", async () => (await admin.exists(lockKey)) === 0, 2_000);
+      // Another replica can take the lock now.
+      expect(await admin.set(lockKey, "other", "PX", 60_000, "NX")).toBe("OK");
+    } finally {
+      release();
+      await cache.close();
+      redis.disconnect();
+      admin.disconnect();
+    }
+  });
+});
+
 describe("Cache with values larger than a replica's L1 (l1.maxBytes)", () => {
   it("a value too large for L1 replaces the smaller one there and is served from Redis, loaded once", async () => {
     const options = { namespace: "races-huge", prefix, ttlMs: 60_000 };
