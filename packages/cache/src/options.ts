@@ -31,7 +31,10 @@ const MAX_TAG_BYTES = 256;
 export interface L1Options {
   /** Most entries kept (1–10,000,000); default {@link DEFAULT_L1_MAX_ENTRIES}. */
   maxEntries?: number;
-  /** Most bytes kept, counted as encoded value + key size (optional). */
+  /**
+   * Most bytes kept (optional), an entry counted as the characters of its key and encoded value + 64 (JavaScript
+   * holds text outside Latin-1 at 2 bytes a character, so such values may take up to twice this in memory).
+   */
   maxBytes?: number;
   /** Longest time an entry is served from L1 without asking Redis, ms; default {@link DEFAULT_L1_TTL_MS}. */
   ttlMs?: number;
