@@ -333,6 +333,42 @@ describe.each([
     expect(await admin.pexpiretime(`${key}:idx`)).toBe(bucket.endMs + 2 * DAY);
   });
 
+  // A replica whose clock is off by less than clockToleranceMs across a day boundary must still use the board of Redis
+  // server time, for submits and reads alike. The offset puts a local midnight about two minutes before (behind:
+  // the local clock is still in the previous day) or after (ahead: already in the next day) the server's time.
+  it.each([
+    ["behind", -1],
+    ["ahead", 1],
+  ] as const)(
+    "a local clock %s by less than the tolerance across a day boundary uses the board of server time",
+    async (_what, side) => {
+      const [seconds, micros] = await admin.time();
+      const server = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+      const boundary = server + side * 120_000;
+      let offset = Math.round((((-boundary % DAY) + DAY) % DAY) / 60_000);
+      if (offset >= 720) offset -= 1440;
+      const { lb } = board({ periods: ["daily", "all"], timeZoneOffsetMinutes: offset, clockToleranceMs: 10 * 60_000 });
+      const serverDay = periodBucket("daily", server, offset);
+      const local = server + side * 5 * 60_000;
+      const localDay = periodBucket("daily", local, offset);
+      expect(localDay.id).not.toBe(serverDay.id);
+      vi.spyOn(Date, "now").mockReturnValue(local);
+      const result = await lb.submit("m", 7, { meta: "M" });
+      expect(result).toMatchObject({ bucket: serverDay.id, rank: 1, updated: true });
+      await lb.submitMany([{ member: "n", score: 3 }]);
+      expect(await lb.top(5)).toEqual([
+        { member: "m", score: 7, rank: 1, meta: "M" },
+        { member: "n", score: 3, rank: 2, meta: null },
+      ]);
+      expect(await lb.count()).toBe(2);
+      expect(await lb.rank("n")).toMatchObject({ rank: 2, count: 2 });
+      expect((await lb.around("n", 1)).map((e) => e.member)).toEqual(["m", "n"]);
+      vi.restoreAllMocks();
+      expect(await lb.count({ at: serverDay.startMs })).toBe(2);
+      expect(await lb.count({ at: localDay.startMs })).toBe(0);
+    },
+  );
+
   it.each([[["daily", "all"] as Period[]], [["daily"] as Period[]]])(
     "uses Redis server time without `at`, and fails with ClockSkewError when the local clock is far off (periods %j)",
     async (periods) => {
