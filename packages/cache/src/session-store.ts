@@ -176,7 +176,8 @@ export class RedisSessionStore {
   /**
    * Stores a session for its remaining lifetime (`ttlMs` function, else the cookie, else `ttlMs`); an already
    * expired cookie deletes it. Refused silently for a destroyed id (see the class description). A session whose data
-   * is unchanged since `get` only has its expiry renewed (nothing when `disableTouch`).
+   * is unchanged since `get` only has its expiry renewed (nothing when `disableTouch`), or is written again when its
+   * key is gone meanwhile (expired, evicted).
    */
   set(sessionId: string, session: StoredSession, callback: StoreCallback): void {
     this.#run("set", callback, sessionId, async (key) => {
@@ -189,8 +190,11 @@ export class RedisSessionStore {
       const read = (session as Record<string, unknown>)[READ_DIGEST];
       const digest = typeof read === "string" ? this.#digest(key, data) : undefined;
       if (digest !== undefined && read === digest) {
-        if (!this.#disableTouch) await runScript(this.#redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
-        return undefined;
+        if (this.#disableTouch) return undefined;
+        // 0: the key is gone since the read (expired meanwhile, evicted, lost in a failover): written below, as a
+        // changed session would be; -1: destroyed.
+        const renewed = await runScript(this.#redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
+        if (renewed !== 0) return undefined;
       }
       const stored = await runScript(
         this.#redis,

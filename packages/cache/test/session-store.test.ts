@@ -70,6 +70,22 @@ describe("RedisSessionStore", () => {
     expect(await s.get("t-1")).toBeNull();
   });
 
+  it("an unchanged save of a session whose key is gone since it was read (expired, evicted) stores it again", async () => {
+    const s = sessionApi(new RedisSessionStore(redis, { prefix }));
+    await s.set("gone", { user: "ada", cookie: { maxAge: 60_000 } });
+    const read = (await s.get("gone")) as SessionData;
+    // The key ends while the request runs (as at the end of its TTL, or evicted under maxmemory).
+    expect(await redis.del(`${prefix}:sess:{gone}`)).toBe(1);
+    await s.set("gone", read);
+    expect(await s.get("gone")).toMatchObject({ user: "ada" });
+    expect(await redis.pttl(`${prefix}:sess:{gone}`)).toBeGreaterThan(50_000);
+    // A destroyed session still stays destroyed.
+    const again = (await s.get("gone")) as SessionData;
+    await s.destroy("gone");
+    await s.set("gone", again);
+    expect(await s.get("gone")).toBeNull();
+  });
+
   it("a slow request saving after logout cannot revive the session (tombstone)", async () => {
     const s = sessionApi(new RedisSessionStore(redis, { prefix }));
     await s.set("race", { user: "ada", cookie: { maxAge: 60_000 } });
