@@ -124,3 +124,45 @@ describe.each([
     }
   });
 });
+
+describe("a Redis restart that lost everything, during a consumer's blocking read", () => {
+  let server: RedisServer;
+  let redis: RedisClient;
+  let admin: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis({ leastPrivilege: true }); // no persistence: a restart loses the log and the group
+    redis = connect(server.url);
+    admin = connect(server.adminUrl);
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    admin.disconnect();
+    await server.stop();
+  });
+
+  it("the consumer creates its group again at once and handles what is appended after the restart", async () => {
+    const log = new EventLog<number>(redis, "restarted", { prefix });
+    const handled: number[] = [];
+    const consumer = log
+      .group("g", { consumer: "c" })
+      .consume((e) => void handled.push(e.data), { blockMs: BLOCK_MS, claimIdleMs: 60_000 });
+    try {
+      await log.append(1);
+      await waitUntil("the entry appended before the restart is handled", () => handled.length === 1);
+      await waitUntil("the consumer blocks in XREADGROUP", async () =>
+        ((await admin.client("LIST")) as string)
+          .split("\n")
+          .some((line) => / flags=\S*b\S* /.test(line) && / cmd=xreadgroup( |$)/.test(line)),
+      );
+      await server.restart();
+      await waitUntil("the log is gone", async () => (await log.length().catch(() => -1)) === 0);
+      await log.append(2);
+      await waitUntil("the entry appended after the restart is handled", () => handled.length === 2, RECOVERY_MS);
+      expect(handled).toEqual([1, 2]);
+      await waitUntil("acknowledged", () => consumer.stats().acked === 2);
+      expect(await log.group("g", { consumer: "metrics" }).info()).toMatchObject({ pending: 0, lag: 0 });
+    } finally {
+      await consumer.stop({ timeoutMs: 2_000 });
+    }
+  });
+});
