@@ -369,6 +369,23 @@ describe.each([
     },
   );
 
+  // ClockSkewError is no clock monitor: far from a boundary a clock off by more than the tolerance names only buckets
+  // that hold server time too, so the call succeeds on the board of server time (never a wrong one).
+  it("a local clock off by more than the tolerance far from a boundary still uses the board of server time", async () => {
+    const [seconds, micros] = await admin.time();
+    const server = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    // Local midnight twelve hours from server time; the local clock two hours ahead, the tolerance one minute.
+    let offset = Math.round((((-(server + DAY / 2) % DAY) + DAY) % DAY) / 60_000);
+    if (offset >= 720) offset -= 1440;
+    const { lb } = board({ periods: ["daily"], timeZoneOffsetMinutes: offset, clockToleranceMs: 60_000 });
+    const serverDay = periodBucket("daily", server, offset);
+    vi.spyOn(Date, "now").mockReturnValue(server + 2 * 3_600_000);
+    expect(await lb.submit("m", 1)).toMatchObject({ bucket: serverDay.id, rank: 1 });
+    expect(await lb.count()).toBe(1);
+    vi.restoreAllMocks();
+    expect(await lb.count({ at: serverDay.startMs })).toBe(1);
+  });
+
   it.each([[["daily", "all"] as Period[]], [["daily"] as Period[]]])(
     "uses Redis server time without `at`, and fails with ClockSkewError when the local clock is far off (periods %j)",
     async (periods) => {
