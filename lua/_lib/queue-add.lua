@@ -1,6 +1,6 @@
 -- queue-add: creating one job, shared by lua/queue/add.lua and lua/queue/schedule-fire.lua. The job is the field
 -- "j:<id>" of the partition's jobs hash (a cmsgpack array, see lua/_lib/queue.lua); HSETNX makes an id that exists
--- already a duplicate that creates and changes nothing. add.lua gets records packed by the client (packing costs Redis
+-- already a duplicate that creates and changes nothing (unless its job finished and outlived its resultTtlMs). add.lua gets records packed by the client (packing costs Redis
 -- about 9k instructions per job); schedule-fire.lua packs its job here (qa_record).
 local QA_PRIO_SHIFT = 17592186044416 -- 2^44, as in lua/_lib/queue.lua
 
@@ -20,11 +20,38 @@ local function qa_record(data, o)
   return cmsgpack.pack({ 'w', 0, o.attempts, o.btype, o.bdelay, o.bmax, o.jitter, o.ttl, o.prio, o.group, data, 0 })
 end
 
+-- Whether the job `id` whose record is `raw` finished (completed or cancelled) and outlived its resultTtlMs: such a
+-- job reads as gone (lua/queue/get.lua) even before a trim removes it, so its id is free. Its fields and its entry of
+-- the done or cancelled zset are removed (a later trim must not remove the job created under the same id). `ended`:
+-- { done, cancelled } keys. Only reached when HSETNX found the id taken (a duplicate): no cost for a new job.
+local function qa_free_expired(jobs, ended, id, raw, clock)
+  local st = cmsgpack.unpack(raw)[1]
+  local set
+  if st == 'x' then
+    set = ended[2]
+  elseif st == 'c' or (st == 'w' and redis.call('HEXISTS', jobs, 'r:' .. id) == 1) then
+    set = ended[1]
+  else
+    return false
+  end
+  local expiry = redis.call('ZSCORE', set, id)
+  clock.now = clock.now or now_ms()
+  if expiry and tonumber(expiry) > clock.now then return false end
+  redis.call('ZREM', set, id)
+  redis.call('HDEL', jobs, 'j:' .. id, 'r:' .. id, 'e:' .. id, 'p:' .. id)
+  return true
+end
+
 -- Creates job `id` with record `rec` (its priority `p` and delay `delay` ms). keys: jobs, ready, delayed, prio.
--- `clock` is a table caching the server time ({ now = nil }). Returns created (boolean), wake (boolean: the job went
--- outside the ready stream).
-local function qa_add(keys, id, rec, p, delay, clock)
-  if redis.call('HSETNX', keys[1], 'j:' .. id, rec) == 0 then return false, false end
+-- `ended`: { done, cancelled } keys (an id whose finished job outlived its resultTtlMs is created again, see
+-- qa_free_expired), or nil. `clock` is a table caching the server time ({ now = nil }). Returns created (boolean),
+-- wake (boolean: the job went outside the ready stream).
+local function qa_add(keys, id, rec, p, delay, clock, ended)
+  if redis.call('HSETNX', keys[1], 'j:' .. id, rec) == 0 then
+    local raw = redis.call('HGET', keys[1], 'j:' .. id)
+    if not (ended and qa_free_expired(keys[1], ended, id, raw, clock)) then return false, false end
+    redis.call('HSET', keys[1], 'j:' .. id, rec)
+  end
   if delay > 0 then
     clock.now = clock.now or now_ms()
     redis.call('ZADD', keys[3], clock.now + delay, p .. id)

@@ -56,7 +56,7 @@ export async function sendAdds<T, R>(
     args.push(item.id, item.record, item.route === route ? "" : item.route);
     route = item.route;
   }
-  const keys = [k.jobs, k.ready, k.delayed, k.prio, k.wake] as const;
+  const keys = [k.jobs, k.ready, k.delayed, k.prio, k.wake, k.done, k.cancelled] as const;
   const reply =
     q.durability === undefined
       ? await runScriptDynamic(q.redis, queueScripts.add, keys, args)
