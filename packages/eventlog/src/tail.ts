@@ -9,6 +9,12 @@ import type { TailSettings, UnverifiedMode } from "./options.js";
 
 const RETRY_MS = 200;
 
+/** The sequence number of an entry appended by EventLog.append (field `s`), or undefined for one without. */
+function seqOf(fields: readonly string[]): number | undefined {
+  const s = fieldOf(fields, "s");
+  return s !== undefined && /^\d{1,15}$/.test(s) ? Number(s) : undefined;
+}
+
 /** Rejection of {@link abortable} when the tail is ended. */
 const ENDED = Symbol("tail ended");
 
@@ -110,8 +116,9 @@ async function* run<T>(
       );
       const here = (at as RawEntry[])[0];
       if (here !== undefined) {
-        // The cursor's entry still exists: its sequence number makes the first read's gap check exact.
-        lastSeq = Number(fieldOf(here[1], "s") ?? 0);
+        // The cursor's entry still exists: its sequence number makes the first read's gap check exact (an entry that
+        // something else added has none: the first read is not checked).
+        lastSeq = seqOf(here[1]);
         if (checker !== undefined && mode !== undefined) {
           const own = checkOwn(mode, here[0], here[1]);
           if (own.ok) checker.prev = { hash: own.link.hash, seq: own.link.seq };
@@ -185,6 +192,14 @@ async function* run<T>(
           if (unverified === "reject") throw new UnverifiedEntryError(entry.id, verdict.reason);
           last = entry.id;
           if (unverified === "mark") yield { ...entry, verified: false, unverifiedReason: verdict.reason };
+          if (signal.aborted) return;
+          continue;
+        }
+        if (checker === undefined && seqOf(raw[1]) === undefined) {
+          // A log without a chain checks nothing: an entry something else added (no sequence number) is yielded, as
+          // read() returns it. Nothing was skipped: the next entry's sequence number follows the last one's.
+          last = entry.id;
+          yield entry;
           if (signal.aborted) return;
           continue;
         }

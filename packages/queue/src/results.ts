@@ -45,7 +45,8 @@ export class ResultWaiters {
   /**
    * Settles through `check` (which reads the job and resolves true when it is final, having settled the caller):
    * subscribes first, then checks, then checks again on every announcement of `id`, on reconnects, every
-   * {@link RESULT_RECHECK_MS}, and rejects with ResultTimeoutError after `timeoutMs` (undefined: no limit).
+   * {@link RESULT_RECHECK_MS}, and rejects with ResultTimeoutError after `timeoutMs` (undefined: no limit), counted from
+   * the call: a subscription Redis does not answer (unreachable) does not hold the timeout back.
    */
   async wait(
     id: string,
@@ -54,10 +55,18 @@ export class ResultWaiters {
     check: () => Promise<boolean>,
     reject: (err: Error) => void,
   ): Promise<void> {
-    await this.#subscribe((this.#keys[partition] as PartitionKeys).channel);
     let done = false;
     let busy = false;
     let again = false;
+    let recheck: NodeJS.Timeout | undefined;
+    const finish = () => {
+      done = true;
+      clearInterval(recheck);
+      clearTimeout(timeout);
+      const s = this.#waiters.get(id);
+      s?.delete(waiter);
+      if (s?.size === 0) this.#waiters.delete(id);
+    };
     const waiter: Waiter = {
       check: async () => {
         if (done) return true;
@@ -80,13 +89,6 @@ export class ResultWaiters {
         return done;
       },
     };
-    let set = this.#waiters.get(id);
-    if (set === undefined) {
-      set = new Set();
-      this.#waiters.set(id, set);
-    }
-    set.add(waiter);
-    const recheck = setInterval(() => void waiter.check(), RESULT_RECHECK_MS);
     const timeout =
       timeoutMs === undefined
         ? undefined
@@ -95,14 +97,21 @@ export class ResultWaiters {
             finish();
             reject(new ResultTimeoutError(id, timeoutMs));
           }, timeoutMs);
-    const finish = () => {
-      done = true;
-      clearInterval(recheck);
-      clearTimeout(timeout);
-      const s = this.#waiters.get(id);
-      s?.delete(waiter);
-      if (s?.size === 0) this.#waiters.delete(id);
-    };
+    try {
+      await this.#subscribe((this.#keys[partition] as PartitionKeys).channel);
+    } catch (err) {
+      if (done) return;
+      finish();
+      throw err;
+    }
+    if (done) return;
+    let set = this.#waiters.get(id);
+    if (set === undefined) {
+      set = new Set();
+      this.#waiters.set(id, set);
+    }
+    set.add(waiter);
+    recheck = setInterval(() => void waiter.check(), RESULT_RECHECK_MS);
     await waiter.check();
   }
 
