@@ -3,6 +3,7 @@ import {
   Leaderboard,
   type LeaderboardOptions,
   leaderboardScripts,
+  type Period,
   PeriodClosedError,
   ScoreOverflowError,
   type SubmitResult,
@@ -68,6 +69,55 @@ describe("micro-batched submit on the shared server", () => {
         },
       ),
       { numRuns: 20 },
+    );
+  });
+
+  // Every path of the batch script (one board, one board per period, the general one when items fall on several
+  // days) against the single submit's paths, with late, closed and overflowing calls among them: the same results,
+  // the same errors (each on its own caller) and the same boards.
+  it("property: batched bursts with `at` on several days, closed periods and overflows match the calls one by one", async () => {
+    let run = 0;
+    const now = Date.now();
+    const DAY = 86_400_000;
+    const when = [undefined, now, now - DAY, now - 3 * DAY] as const;
+    const call = fc.record({
+      member: fc.constantFrom("a", "b", "c"),
+      score: fc.oneof(fc.integer({ min: -3, max: 3 }), fc.constant(Number.MAX_SAFE_INTEGER)),
+      meta: fc.option(fc.record({ n: fc.integer({ min: 0, max: 9 }) }), { nil: undefined }),
+      at: fc.constantFrom(...when),
+    });
+    type Timed = Call & { at: number | undefined };
+    const settle = async (p: Promise<SubmitResult>) =>
+      p.then(
+        (value) => ({ ok: value }),
+        (err: unknown) => ({ error: (err as Error).constructor.name }),
+      );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom<UpdatePolicy>("best", "replace", "increment"),
+        fc.constantFrom<"asc" | "desc">("asc", "desc"),
+        fc.constantFrom<Period[]>(["all"], ["daily"], ["all", "daily"], ["daily", "weekly"]),
+        fc.array(fc.array(call, { minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 3 }),
+        async (update, order, periods, bursts: Timed[][]) => {
+          run++;
+          const options = { update, order, periods, graceMs: 2 * DAY };
+          const batched = new Leaderboard(redis, `at-${run}`, { ...options, prefix: `${prefix}-ab`, batch: true });
+          const plain = new Leaderboard(redis, `at-${run}`, { ...options, prefix: `${prefix}-au` });
+          const opts = (c: Timed) => ({ ...(c.meta && { meta: c.meta }), ...(c.at !== undefined && { at: c.at }) });
+          for (const burst of bursts) {
+            const got = await Promise.all(burst.map((c) => settle(batched.submit(c.member, c.score, opts(c)))));
+            const want = [];
+            for (const c of burst) want.push(await settle(plain.submit(c.member, c.score, opts(c))));
+            expect(got).toEqual(want);
+          }
+          for (const period of periods) {
+            for (const at of [now, now - DAY]) {
+              expect(await batched.top(10, { period, at })).toEqual(await plain.top(10, { period, at }));
+            }
+          }
+        },
+      ),
+      { numRuns: 40 },
     );
   });
 
