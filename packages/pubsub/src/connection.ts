@@ -32,6 +32,8 @@ export class SubscriberConnection {
   #conn: Redis | Cluster | undefined;
   #lostAt: number | undefined;
   #retry: NodeJS.Timeout | undefined;
+  /** The ioredis broadcast subscriber connection followed on a Cluster (see #followClusterSubscriber). */
+  #followed: Redis | undefined;
   #closed = false;
 
   constructor(
@@ -78,17 +80,26 @@ export class SubscriberConnection {
         shardedSubscribers: this.#sharded,
         redisOptions: { ...this.#redis.options.redisOptions, ...ownConnectionOptions() },
       });
-      // ioredis restores cluster subscriptions itself; "-subscriber"/"-node" mark a loss, "subscribersReady"
-      // (sharded) or "ready" (broadcast) the moment they are back.
-      const lost = () => this.#markLost();
-      cluster.on("-subscriber", lost);
-      cluster.on("-node", lost);
-      cluster.on("close", lost);
-      cluster.on("subscribersReady", () => this.#restored());
-      cluster.on("ready", () => this.#restored());
-      cluster.on("smessageBuffer", (channel: Buffer, message: Buffer) =>
-        this.#subs.dispatch("channel", channel, message),
-      );
+      if (this.#sharded) {
+        // ioredis restores sharded subscriptions itself; "-subscriber"/"-node" mark a loss, "subscribersReady" the
+        // moment they are back.
+        const lost = () => this.#markLost();
+        cluster.on("-subscriber", lost);
+        cluster.on("-node", lost);
+        cluster.on("close", lost);
+        cluster.on("subscribersReady", () => this.#restored());
+        cluster.on("ready", () => this.#restored());
+        cluster.on("smessageBuffer", (channel: Buffer, message: Buffer) =>
+          this.#subs.dispatch("channel", channel, message),
+        );
+      } else {
+        // Broadcast: ioredis keeps one subscriber connection to a node of its choice and, when it ends, opens one to
+        // another node and subscribes there again, telling nobody. We follow that connection: its end is a loss, and
+        // on its successor we subscribe everything again ourselves, so `resubscribed` follows Redis' confirmation.
+        const follow = () => this.#followClusterSubscriber(cluster);
+        cluster.on("ready", follow);
+        cluster.on("+node", follow);
+      }
       conn = cluster;
     } else {
       // We resubscribe ourselves (autoResubscribe off) so that `resubscribed` fires only once Redis confirmed it.
@@ -108,6 +119,26 @@ export class SubscriberConnection {
     );
     this.#conn = conn;
     return conn;
+  }
+
+  /**
+   * Watches ioredis' current broadcast subscriber connection of `cluster` (internal: `cluster.subscriber`, a
+   * ClusterSubscriber, in ioredis 5 and 6; nothing is watched when it is absent). When it ends the loss is marked
+   * and its successor, if ioredis has opened one yet, is followed; during a loss every subscription is sent again on
+   * the followed connection.
+   */
+  #followClusterSubscriber(cluster: Cluster): void {
+    if (this.#closed) return;
+    const holder = (cluster as unknown as { subscriber?: { getInstance?: () => Redis | null } }).subscriber;
+    const instance = typeof holder?.getInstance === "function" ? holder.getInstance() : null;
+    if (instance == null || instance === this.#followed) return;
+    this.#followed = instance;
+    // ioredis replaces an ended subscriber in its own "end" listener, registered before this one.
+    instance.once("end", () => {
+      this.#markLost();
+      this.#followClusterSubscriber(cluster);
+    });
+    if (this.#lostAt !== undefined) void this.#resubscribe(instance);
   }
 
   #markLost(): void {

@@ -1,0 +1,95 @@
+import { type RedisClient, slotOf } from "@coordis/core";
+import { PubSub, type ResubscribedInfo } from "@coordis/pubsub";
+import {
+  EventRecorder,
+  type RedisCluster,
+  recordObserver,
+  startRedisCluster,
+  testPrefix,
+  waitUntil,
+} from "@coordis/testing";
+import type { Cluster } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const prefix = testPrefix();
+
+/** Port of the master serving `slot`, from CLUSTER SLOTS. */
+async function ownerPort(admin: Cluster, slot: number): Promise<number> {
+  const ranges = (await admin.call("CLUSTER", "SLOTS")) as Array<[number, number, [string, number, string]]>;
+  const range = ranges.find(([from, to]) => from <= slot && slot <= to);
+  if (range === undefined) throw new Error(`no node serves slot ${slot}`);
+  return range[2][1];
+}
+
+/** Port of the node where `redisChannel` has a (classic) subscriber: ioredis chooses it. */
+async function subscriberPort(cluster: RedisCluster, admin: Cluster, redisChannel: string): Promise<number> {
+  const ports: number[] = [];
+  for (const node of admin.nodes("all")) {
+    const [, count] = (await node.call("PUBSUB", "NUMSUB", redisChannel)) as [string, number];
+    if (Number(count) > 0) ports.push(node.options.port as number);
+  }
+  expect(ports).toHaveLength(1);
+  const port = ports[0] as number;
+  expect(cluster.nodes.some((n) => n.port === port)).toBe(true);
+  return port;
+}
+
+describe("PubSub on a Redis Cluster of its own when the node of a subscription restarts", () => {
+  let cluster: RedisCluster;
+  let admin: Cluster;
+  const clients: RedisClient[] = [];
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ masters: 3 });
+    admin = cluster.adminClient() as Cluster;
+    await admin.ping();
+  }, 60_000);
+  afterAll(async () => {
+    for (const c of clients) c.disconnect();
+    await cluster?.stop();
+  });
+
+  for (const sharded of [true, false]) {
+    it(`sharded: ${sharded}: the loss is reported, 'resubscribed' is emitted and messages arrive again`, async () => {
+      // Unrestricted client: the restart must not depend on ACL details; what is tested is the reconnect.
+      const client = cluster.adminClient();
+      client.on("error", () => {});
+      clients.push(client);
+      const observer = recordObserver();
+      const b = new PubSub(client, { prefix, sharded, observer });
+      const resubscribed = new EventRecorder<ResubscribedInfo>();
+      b.on("resubscribed", resubscribed.record);
+      const got: number[] = [];
+      const channel = `restart-${sharded}`;
+      await b.subscribe<number>(channel, (m) => {
+        got.push(m);
+      });
+      await b.publish(channel, 1); // on a broadcast cluster the count is the receiving node's only: not checked
+      await waitUntil("the message before the restart", () => got.includes(1));
+      const redisChannel = b.redisChannel(channel);
+      const port = sharded
+        ? await ownerPort(admin, slotOf(redisChannel))
+        : await subscriberPort(cluster, admin, redisChannel);
+      const node = cluster.nodes.find((n) => n.port === port);
+      if (node === undefined) throw new Error(`no node on port ${port}`);
+
+      await node.restart();
+      await cluster.waitReady();
+      const info = await resubscribed.waitFor(() => true, { what: "'resubscribed'", timeoutMs: 20_000 });
+      expect(info).toMatchObject({ channels: 1, patterns: 0 });
+      // Every loss reported is followed by its 'resubscribed' (ioredis may go through more than one subscriber
+      // connection while the node comes back: sharded subscribers are replaced as the topology is refreshed).
+      const lost = () => observer.events.filter((e) => e.type === "subscriber-disconnected").length;
+      await waitUntil("as many resubscriptions as losses", () => lost() >= 1 && b.stats().resubscriptions === lost());
+      await waitUntil(
+        "a message after the restart",
+        async () => {
+          await b.publish(channel, 2).catch(() => 0);
+          return got.includes(2);
+        },
+        20_000,
+      );
+      if (!sharded) expect(lost()).toBe(1); // one subscriber connection, replaced once
+      await b.close();
+    });
+  }
+});
