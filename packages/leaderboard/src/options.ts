@@ -245,7 +245,9 @@ export function parseSubmissions(settings: LeaderboardSettings, items: unknown):
   if (!Array.isArray(items) || items.length === 0 || items.length > MAX_BATCH) {
     throw new InvalidArgumentError("items", `expected an array of 1 to ${MAX_BATCH} submissions`);
   }
-  return items.map((raw, i) => {
+  // Array.from visits holes too (map skips them and leaves holes for the call to trip over).
+  return Array.from(items as unknown[], (raw, i) => {
+    if (raw === undefined) throw new InvalidArgumentError(`items[${i}]`, "expected a submission { member, score }");
     const it = validate.options<Submission>(`items[${i}]`, raw, SUBMISSION_KEYS);
     return checkSubmission(settings, it.member, it.score, it.meta, it.at, `items[${i}].`);
   });

@@ -93,6 +93,14 @@ describe("round trips and input validation on a server of its own", () => {
       "items[1].meat",
       () => lb.submitMany([{ member: "a", score: 1 }, { member: "b", score: 2, meat: { name: "B" } } as never]),
     ],
+    // A hole in the array (or an undefined item) is a missing submission, not a TypeError from deep inside.
+    [
+      "a hole in submitMany",
+      "items[0]",
+      () => lb.submitMany(Object.assign(new Array(2), { 1: { member: "b", score: 2 } })),
+    ],
+    ["submitMany of holes", "items[0]", () => lb.submitMany(new Array(3))],
+    ["an undefined submitMany item", "items[1]", () => lb.submitMany([{ member: "a", score: 1 }, undefined as never])],
     [
       "bad item in a batch",
       "items[1].score",
