@@ -52,9 +52,11 @@ local function q_enqueue(K, id, prio, now)
 end
 
 -- A running job of `group` ended (or left the worker): one group slot is free again; the oldest job still waiting
--- for a slot of that group goes back to the ready stream (the next fetch checks the limits again). Entries of jobs
--- cancelled while they waited (cancel leaves them) are dropped on the way: handing the slot to one of them would leave
--- the jobs behind it waiting for a release that never comes.
+-- for a slot of that group goes back where jobs of its priority wait (the next fetch checks the limits again): the
+-- ready stream, or the prio zset scored by the time it was put to wait (a job of priority 1-9 must not overtake jobs
+-- of higher priorities through the ready stream). Entries of jobs cancelled while they waited (cancel leaves them) are
+-- dropped on the way: handing the slot to one of them would leave the jobs behind it waiting for a release that
+-- never comes.
 local function q_group_release(K, group)
   if group == '' then return end
   local field = 'c:' .. group
@@ -63,11 +65,14 @@ local function q_group_release(K, group)
     local first = redis.call('ZRANGE', K.gwait, '[' .. group .. '\0', '[' .. group .. '\1', 'BYLEX', 'LIMIT', 0, 1)[1]
     if not first then return end
     redis.call('ZREM', K.gwait, first)
-    local id = string.match(first, '^[^%z]*%z[^%z]*%z(.*)$')
+    local at, id = string.match(first, '^[^%z]*%z([^%z]*)%z(.*)$')
     local raw = redis.call('HGET', K.jobs, 'j:' .. id)
-    if raw and cmsgpack.unpack(raw)[Q_STATE] == 'w' then
-      redis.call('XADD', K.ready, '*', 'i', id)
-      return
+    if raw then
+      local rec = cmsgpack.unpack(raw)
+      if rec[Q_STATE] == 'w' then
+        if q_enqueue(K, id, rec[Q_PRIO], tonumber(at)) then q_wake(K) end
+        return
+      end
     end
   end
 end

@@ -1,0 +1,56 @@
+import { connect, type RedisClient } from "@coordis/core";
+import { testPrefix, waitUntil } from "@coordis/testing";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { tracked } from "./helpers.js";
+
+const prefix = testPrefix("queue-group-priority");
+
+describe("priorities of jobs that waited for a slot of their group", () => {
+  let redis: RedisClient;
+  const { worker, queue, closeAll } = tracked(() => redis, prefix);
+  beforeAll(async () => {
+    redis = connect(inject("coordisRedisUrl"));
+    await redis.ping();
+  });
+  afterEach(async () => {
+    await closeAll();
+  });
+  afterAll(() => redis.disconnect());
+
+  it("a priority-9 job released from its group's wait is served after a waiting priority-5 job, not ahead of it", async () => {
+    const name = "released-priority";
+    const q = queue<string, string>(name);
+    // Added before any worker runs: the first fetch (2 free slots) runs a and finds b over its group's limit.
+    await q.add("a", { id: "a", group: "g" });
+    await q.add("b", { id: "b", group: "g", priority: 9 });
+    const started: string[] = [];
+    const first = worker<string, string>(
+      name,
+      async (job) => {
+        started.push(job.id);
+        await new Promise((resolve) => job.signal.addEventListener("abort", resolve));
+        return job.id;
+      },
+      { concurrency: 2, groups: { concurrency: 1 } },
+    );
+    await waitUntil("a runs", () => started.includes("a"), 10_000);
+    expect(await q.get("b")).toMatchObject({ state: "waiting", priority: 9 });
+    // Closing hands a back, which frees its group's slot: b leaves the group's wait.
+    await first.close({ timeoutMs: 0 });
+    expect(await q.get("a")).toMatchObject({ state: "waiting", attempts: 0 });
+    await q.add("c", { id: "c", priority: 5 });
+    // One slot: each fetch takes the first job by priority (a: 0, c: 5, b: 9).
+    const order: string[] = [];
+    worker<string, string>(
+      name,
+      async (job) => {
+        order.push(job.id);
+        return job.id;
+      },
+      { concurrency: 1, groups: { concurrency: 1 } },
+    );
+    for (const id of ["a", "b", "c"]) await expect(q.result(id, { timeoutMs: 10_000 })).resolves.toBe(id);
+    expect(order).toEqual(["a", "c", "b"]);
+    expect(started).toEqual(["a"]);
+  });
+});
