@@ -184,9 +184,8 @@ function parsePeriods(periods: unknown): readonly Period[] {
   if (!Array.isArray(periods) || periods.length === 0) {
     throw new InvalidArgumentError("options.periods", "expected a non-empty array of periods");
   }
-  periods.forEach((p, i) => {
-    validate.oneOf(`options.periods[${i}]`, p, PERIODS);
-  });
+  // Every index, holes included (forEach skips them, and a hole became an undefined period).
+  for (let i = 0; i < periods.length; i++) validate.oneOf(`options.periods[${i}]`, periods[i], PERIODS);
   if (new Set(periods).size !== periods.length) {
     throw new InvalidArgumentError("options.periods", "lists a period twice");
   }

@@ -128,6 +128,11 @@ describe("round trips and input validation on a server of its own", () => {
     expect(make({ periods: [] })).toThrow(InvalidArgumentError);
     expect(make({ periods: ["all", "all"] })).toThrow(InvalidArgumentError);
     expect(make({ periods: ["yearly"] })).toThrow(InvalidArgumentError);
+    // A hole in the periods array is no period (it used to construct a leaderboard whose calls all failed).
+    expect(make({ periods: new Array(1) })).toThrow(expect.objectContaining({ argument: "options.periods[0]" }));
+    expect(make({ periods: Object.assign(new Array(2), { 0: "daily" }) })).toThrow(
+      expect.objectContaining({ argument: "options.periods[1]" }),
+    );
     expect(make({ ties: "latest-first" })).toThrow(InvalidArgumentError);
     expect(make({ timeZoneOffsetMinutes: 900 })).toThrow(InvalidArgumentError);
     expect(make({ metaMaxBytes: 0 })).toThrow(InvalidArgumentError);
