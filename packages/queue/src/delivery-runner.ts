@@ -83,6 +83,10 @@ export class DeliveryRunner<T, R> {
       },
       (job, value) => this.#progress(job, value),
     );
+    // An earlier delivery of the same job still held here (its handler outlived its lease, or its outcome is still on
+    // its way) is stale: the job was reclaimed and handed out again. It ends now; its end must not drop this one.
+    const stale = this.#held.get(d.key);
+    if (stale !== undefined) this.lost(stale, "lease-lost");
     this.#held.set(d.key, d);
     this.#running++;
     d.started = performance.now();
@@ -148,7 +152,7 @@ export class DeliveryRunner<T, R> {
           // Not handed back: their leases expire and they are reclaimed as usual.
           workerEvent(this.#w, "release-error", { error: toCoordisError(err) });
         }
-        for (const d of list) this.#held.delete(d.key);
+        for (const d of list) this.#release(d);
       }),
     );
   }
@@ -165,17 +169,22 @@ export class DeliveryRunner<T, R> {
     d.phase = "finishing";
     this.#finisher.finish(d.partition, d.id, d.fence, kind, payload).then(
       (status) => {
-        this.#held.delete(d.key);
+        this.#release(d);
         this.#count(status);
         this.#report(d, status, handlerMs, kind === "c" ? undefined : payload);
         if (status === "dead")
           workerEvent(this.#w, "job-dead", { attributes: { attempt: d.attempt }, error: new Error(payload) });
       },
       (err: unknown) => {
-        this.#held.delete(d.key);
+        this.#release(d);
         this.#report(d, "error", handlerMs, undefined, toCoordisError(err));
       },
     );
+  }
+
+  /** `d` is no longer held (unless a later delivery of the same job took its place). */
+  #release(d: Delivery<T>): void {
+    if (this.#held.get(d.key) === d) this.#held.delete(d.key);
   }
 
   #count(status: FinishStatus): void {
