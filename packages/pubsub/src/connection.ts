@@ -15,6 +15,14 @@ import type { Kind, Subscriptions } from "./subscriptions.js";
 /** Longest time `PubSub.close()` waits for the subscriber connection to close before destroying it, ms. */
 export const CLOSE_TIMEOUT_MS = DEFAULT_DISCONNECT_TIMEOUT_MS;
 
+/**
+ * Interval of the subscriber connection's heartbeat, ms: a PING is sent on it every interval, and when one is still
+ * unanswered at the next, the connection is taken for dead and replaced (then resubscribed). A subscriber only
+ * receives, so without it a connection the network dropped silently (no FIN, no RST: a NAT or load balancer that
+ * expired the flow, a host gone) would never be noticed. Such a loss is detected within two intervals.
+ */
+export const HEARTBEAT_INTERVAL_MS = 5_000;
+
 /** Pause before resubscribing again when a resubscription failed on a live connection, ms. */
 const RESUBSCRIBE_RETRY_MS = 500;
 
@@ -35,6 +43,9 @@ export class SubscriberConnection {
   /** The ioredis broadcast subscriber connection followed on a Cluster (see #followClusterSubscriber). */
   #followed: Redis | undefined;
   #closed = false;
+  #heartbeat: NodeJS.Timeout | undefined;
+  /** A heartbeat PING sent on the current connection is still unanswered. */
+  #pingOut = false;
 
   constructor(
     redis: RedisClient,
@@ -66,6 +77,7 @@ export class SubscriberConnection {
   close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retry);
+    clearInterval(this.#heartbeat);
     const conn = this.#conn;
     this.#conn = undefined;
     return conn === undefined ? Promise.resolve() : disconnectWithin(conn, CLOSE_TIMEOUT_MS);
@@ -104,10 +116,15 @@ export class SubscriberConnection {
     } else {
       // We resubscribe ourselves (autoResubscribe off) so that `resubscribed` fires only once Redis confirmed it.
       const standalone = this.#redis.duplicate({ autoResubscribe: false, ...ownConnectionOptions() });
-      standalone.on("close", () => this.#markLost());
+      standalone.on("close", () => {
+        this.#pingOut = false;
+        this.#markLost();
+      });
       standalone.on("ready", () => {
+        this.#pingOut = false;
         if (this.#lostAt !== undefined) void this.#resubscribe(standalone);
       });
+      this.#heartbeat = setInterval(() => this.#beat(standalone), HEARTBEAT_INTERVAL_MS).unref();
       conn = standalone;
     }
     conn.on("error", (error: Error) => {
@@ -139,6 +156,34 @@ export class SubscriberConnection {
       this.#followClusterSubscriber(cluster);
     });
     if (this.#lostAt !== undefined) void this.#resubscribe(instance);
+  }
+
+  /** One heartbeat: replaces the connection when the previous PING is still unanswered, else sends one. */
+  #beat(conn: Redis): void {
+    if (this.#closed || conn.status !== "ready" || this.#subs.empty) return;
+    if (this.#pingOut) {
+      this.#pingOut = false;
+      notifyEvent(this.#observer, {
+        primitive: "pubsub",
+        type: "connection-error",
+        error: new Error(
+          `subscriber connection silent for ${HEARTBEAT_INTERVAL_MS} ms (PING unanswered); reconnecting`,
+        ),
+      });
+      // Closes the socket (destroyed after ownConnectionOptions' grace if the FIN goes nowhere) and reconnects:
+      // "close" marks the loss and the next "ready" resubscribes.
+      conn.disconnect(true);
+      return;
+    }
+    this.#pingOut = true;
+    conn.ping().then(
+      () => {
+        this.#pingOut = false;
+      },
+      () => {
+        // Unanswered in time, or lost with its connection ("close" and "ready" clear #pingOut for a new one).
+      },
+    );
   }
 
   #markLost(): void {

@@ -5,7 +5,7 @@
  */
 export { MAX_CHANNEL_BYTES, validateChannel, validatePattern } from "./channel-names.js";
 export { type Codec, jsonCodec } from "./codec.js";
-export { CLOSE_TIMEOUT_MS } from "./connection.js";
+export { CLOSE_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS } from "./connection.js";
 export type {
   HandlerErrorInfo,
   MessageHandler,

@@ -1,5 +1,6 @@
+import { createServer, type Socket, connect as tcpConnect } from "node:net";
 import { connect, type RedisClient } from "@coordis/core";
-import { PubSub, type ResubscribedInfo } from "@coordis/pubsub";
+import { HEARTBEAT_INTERVAL_MS, PubSub, type ResubscribedInfo } from "@coordis/pubsub";
 import {
   EventRecorder,
   type FaultProxy,
@@ -13,6 +14,51 @@ import {
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
+
+/**
+ * A TCP proxy whose `forget()` makes it drop the connections open at that moment without a word (no FIN, no RST):
+ * what a NAT or load balancer does to a flow it has expired. Bytes either way then vanish; new connections work.
+ */
+async function startForgetfulProxy(target: RedisServer) {
+  const pairs = new Set<{ client: Socket; upstream: Socket; forgotten: boolean }>();
+  const server = createServer((client) => {
+    const upstream = tcpConnect(target.port, target.host);
+    const pair = { client, upstream, forgotten: false };
+    pairs.add(pair);
+    client.on("data", (d: Buffer) => {
+      if (!pair.forgotten) upstream.write(d);
+    });
+    upstream.on("data", (d: Buffer) => {
+      if (!pair.forgotten) client.write(d);
+    });
+    const end = () => {
+      if (pair.forgotten) return; // a forgotten flow's end is not seen by the other side either
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const socket of [client, upstream]) {
+      socket.on("close", end);
+      socket.on("error", () => {});
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: target.url.replace(`:${target.port}`, `:${port}`),
+    forget(): number {
+      for (const pair of pairs) pair.forgotten = true;
+      return pairs.size;
+    },
+    async close(): Promise<void> {
+      for (const pair of pairs) {
+        pair.client.destroy();
+        pair.upstream.destroy();
+      }
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
 
 describe("PubSub through a fault proxy (a server of its own)", () => {
   let server: RedisServer;
@@ -97,5 +143,46 @@ describe("PubSub through a fault proxy (a server of its own)", () => {
     // that drops every message).
     expect(await subscribersOf("gave-up")).toBe(0);
     expect(await subscribersOf("still-there")).toBe(1);
+  });
+
+  it("a subscriber connection the network dropped silently (no FIN, no RST) is detected, replaced and resubscribed", async () => {
+    const forgetful = await startForgetfulProxy(server);
+    try {
+      const subscriberClient = connect(forgetful.url);
+      subscriberClient.on("error", () => {});
+      clients.push(subscriberClient);
+      const observer = recordObserver();
+      const b = new PubSub(subscriberClient, { prefix, observer });
+      buses.push(b);
+      const resubscribed = new EventRecorder<ResubscribedInfo>();
+      b.on("resubscribed", resubscribed.record);
+      const got: number[] = [];
+      await b.subscribe<number>("forgotten", (m) => {
+        got.push(m);
+      });
+      // Published straight to the server, not through the proxy.
+      const publisher = new PubSub(server.client(), { prefix });
+      buses.push(publisher);
+      expect(await publisher.publish("forgotten", 1)).toBe(1);
+      await waitUntil("the message before", () => got.includes(1));
+
+      expect(forgetful.forget()).toBe(2); // the client's own connection and the subscriber connection
+      // Redis still counts the subscriber, whose messages now vanish: only the subscriber side can find out.
+      expect(await publisher.publish("forgotten", 2)).toBe(1);
+      const info = await resubscribed.waitFor(() => true, {
+        what: "'resubscribed' after the silent loss",
+        timeoutMs: 2 * HEARTBEAT_INTERVAL_MS + 5_000,
+      });
+      expect(info).toMatchObject({ channels: 1, patterns: 0 });
+      expect(observer.events.filter((e) => e.type === "subscriber-disconnected")).toHaveLength(1);
+      await waitUntil("a message after the resubscription", async () => {
+        await publisher.publish("forgotten", 3);
+        return got.includes(3);
+      });
+      expect(got).not.toContain(2); // at most once: lost while the connection was dead, as documented
+    } finally {
+      await Promise.all(buses.splice(0).map((b) => b.close()));
+      await forgetful.close();
+    }
   });
 });
