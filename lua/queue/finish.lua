@@ -87,10 +87,16 @@ for j, i in ipairs(live) do
       out[i] = 1
     else
       rec[Q_ATTEMPTS] = rec[Q_ATTEMPTS] + 1
-      if kind == 'F' then rec[Q_MAX] = rec[Q_ATTEMPTS] end
-      local ui = (u + failures * 0.6180339887498949) % 1
-      failures = failures + 1
-      local fate = q_retry_or_bury(K, id, rec, string.sub(outcome, 2), now, ui, maxDead, deadAge)
+      local fate
+      if kind == 'F' then
+        -- Not retried, but its attempts allowed stay as they were: retryDead gives the job all of them again.
+        q_bury(K, id, rec, string.sub(outcome, 2), now, maxDead, deadAge)
+        fate = 'dead'
+      else
+        local ui = (u + failures * 0.6180339887498949) % 1
+        failures = failures + 1
+        fate = q_retry_or_bury(K, id, rec, string.sub(outcome, 2), now, ui, maxDead, deadAge)
+      end
       if fate == 'dead' then
         lines[#lines + 1] = 'D ' .. id
         out[i] = 3
