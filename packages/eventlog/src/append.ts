@@ -53,6 +53,8 @@ export class Appender {
   /** The dedupe key passed (unused) when an append has no idempotency key: `keys.dedupe("")`. */
   readonly #noDedupeKey: string;
   readonly #batcher: Batcher<QueuedAppend, AppendResult> | undefined;
+  /** Micro-batches sent and not answered yet: a read waits for them (see {@link Appender.settled}). */
+  readonly #sending = new Set<Promise<unknown>>();
   /** Keyed chain: the state the next append builds on, and the tail of the queue that runs appends one at a time. */
   #keyed: KeyedState | undefined;
   #keyedQueue: Promise<unknown> = Promise.resolve();
@@ -62,7 +64,9 @@ export class Appender {
     this.#settings = settings;
     this.#noDedupeKey = ctx.keys.dedupe("");
     this.#batcher =
-      settings.batch === undefined ? undefined : new Batcher(settings.batch, (items) => this.#sendBatch(items));
+      settings.batch === undefined
+        ? undefined
+        : new Batcher(settings.batch, (items) => this.#track(this.#sendBatch(items)));
   }
 
   /** Micro-batching settings, or `undefined` when appends are not batched. */
@@ -70,9 +74,26 @@ export class Appender {
     return this.#batcher?.settings;
   }
 
-  /** Sends the appends queued by micro-batching now, so a read sent after it sees every earlier append. */
-  flush(): void {
+  /**
+   * Sends the appends queued by micro-batching now and resolves once every micro-batch sent so far is answered (or
+   * failed), so a read sent then sees every earlier append. Sending the read right behind them is not enough: a script
+   * call may wait for its turn in the client (behind the first call of a script on that client) or be sent again
+   * after NOSCRIPT (a restart emptied the script cache), and a plain command sent meanwhile overtakes it.
+   */
+  settled(): Promise<void> | undefined {
     this.#batcher?.flush();
+    if (this.#sending.size === 0) return undefined;
+    return Promise.allSettled(this.#sending).then(() => undefined);
+  }
+
+  /** Keeps `sent` in {@link Appender.settled}'s set until it settles. */
+  #track<V>(sent: Promise<V>): Promise<V> {
+    this.#sending.add(sent);
+    const done = () => {
+      this.#sending.delete(sent);
+    };
+    sent.then(done, done);
+    return sent;
   }
 
   /**

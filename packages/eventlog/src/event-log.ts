@@ -120,10 +120,16 @@ export class EventLog<T = unknown> {
    */
   async read(options: ReadOptions = {}): Promise<ReadPage<T>> {
     const opts = parseReadOptions(options, this.#ctx.unverified);
-    this.#appender.flush();
-    return instrument(this.#ctx.observer, this.#readSite, () => readPage<T>(this.#ctx, opts), {
-      script: eventlogScripts.readChained.name,
-    });
+    const settled = this.#appender.settled();
+    return instrument(
+      this.#ctx.observer,
+      this.#readSite,
+      async () => {
+        await settled;
+        return readPage<T>(this.#ctx, opts);
+      },
+      { script: eventlogScripts.readChained.name },
+    );
   }
 
   /**
@@ -148,7 +154,7 @@ export class EventLog<T = unknown> {
 
   /** Number of entries currently kept. */
   async length(): Promise<number> {
-    this.#appender.flush();
+    await this.#appender.settled();
     return length(this.#ctx);
   }
 
@@ -157,7 +163,7 @@ export class EventLog<T = unknown> {
    * receipt) to make rewriting the whole chain detectable too.
    */
   async head(): Promise<{ id: string; hash?: string; seq: number } | null> {
-    this.#appender.flush();
+    await this.#appender.settled();
     return head(this.#ctx);
   }
 
@@ -178,7 +184,7 @@ export class EventLog<T = unknown> {
    * @throws CoordisError `ERR_EVENTLOG_NOT_CHAINED` for a log without `chain`
    */
   async verify(): Promise<VerifyResult> {
-    if (this.chain) this.#appender.flush();
+    if (this.chain) await this.#appender.settled();
     return verifyChain(this.#ctx);
   }
 
