@@ -6,7 +6,8 @@
 -- and rate-limit rules here; a job over a limit waits in gwait (concurrency) or in delayed (rate, until the rules
 -- admit it). When fewer than `count` jobs were found, it also replies what a worker needs to wait: the ms until
 -- the next delayed job or lease is due, and the last ids of the ready and wake streams (for XREAD BLOCK).
--- Per job handed out the reply has 5 items: id, fence, attempt (from 1), attempts allowed, data.
+-- Per job handed out the reply has 5 items: id, fence, attempt (from 1), attempts allowed, data. Jobs buried here
+-- (their last attempt's lease expired) are listed in the reply's 6th item, for the worker to report them.
 -- KEYS[1] jobs (hash): job fields
 -- KEYS[2] ready (stream): ready jobs of priority 0, consumer group "q"
 -- KEYS[3] delayed (zset): "<priority digit><id>" -> due (server ms)
@@ -29,7 +30,8 @@
 -- ARGV[7] u (number): a random number in [0, 1) for the backoff jitter of jobs whose lease expired
 -- ARGV[8] pub (string): 'SPUBLISH' to announce jobs that died here, '' not to
 -- ARGV[9] channel (string): the partition's channel
--- Reply: [nowMs: number, paused: number, nextDueMs: number, lastReady: string, lastWake: string, ...job: (string | number)[]]
+-- Reply: [nowMs: number, paused: number, nextDueMs: number, lastReady: string, lastWake: string, died: string, ...job: (string | number)[]]
+-- (died: "<attempts> <id>" per job buried here, one per line; '' for none)
 --@include now-ms
 --@include ratelimit
 --@include queue
@@ -39,7 +41,7 @@ local want = tonumber(ARGV[1])
 local glimit = tonumber(ARGV[3])
 local rules = nil
 if ARGV[4] ~= '' then rules = rl_rules(ARGV[4]) end
-local lines = {}
+local lines, died = {}, {}
 local wake = false
 
 -- Expired leases.
@@ -52,7 +54,10 @@ for _, id in ipairs(expired) do
     rec[Q_ATTEMPTS] = rec[Q_ATTEMPTS] + 1
     local err = 'LeaseExpired: the lease of attempt ' .. rec[Q_ATTEMPTS] .. ' expired (its worker stopped, crashed or stalled)'
     local fate = q_retry_or_bury(K, id, rec, err, now, tonumber(ARGV[7]), tonumber(ARGV[5]), tonumber(ARGV[6]))
-    if fate == 'dead' then lines[#lines + 1] = 'D ' .. id end
+    if fate == 'dead' then
+      lines[#lines + 1] = 'D ' .. id
+      died[#died + 1] = rec[Q_ATTEMPTS] .. ' ' .. id
+    end
   else
     redis.call('HDEL', K.active, id)
     redis.call('ZREM', K.leases, id)
@@ -137,7 +142,7 @@ if #cands > 0 then
   end
 end
 
-local out = { now, paused and 1 or 0, -1, '', '' }
+local out = { now, paused and 1 or 0, -1, '', '', table.concat(died, '\n') }
 local n = #picked
 if n > 0 then
   local base = redis.call('HINCRBY', K.meta, 'f', n) - n

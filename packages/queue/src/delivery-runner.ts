@@ -173,7 +173,10 @@ export class DeliveryRunner<T, R> {
         this.#count(status);
         this.#report(d, status, handlerMs, kind === "c" ? undefined : payload);
         if (status === "dead")
-          workerEvent(this.#w, "job-dead", { attributes: { attempt: d.attempt }, error: new Error(payload) });
+          workerEvent(this.#w, "job-dead", {
+            attributes: { attempt: d.attempt, jobId: d.id },
+            error: new Error(payload),
+          });
       },
       (err: unknown) => {
         this.#release(d);

@@ -13,6 +13,7 @@ type FetchReply = [
   nextDueMs: number,
   lastReady: string,
   lastWake: string,
+  died: string,
   ...job: (string | number)[],
 ];
 
@@ -82,7 +83,8 @@ export class FetchLoops<T, R> {
       } finally {
         this.#reserved -= room;
       }
-      const [, , nextDueMs, lastReady, lastWake, ...jobs] = reply;
+      const [, , nextDueMs, lastReady, lastWake, died, ...jobs] = reply;
+      if (died !== "") this.#reportDied(died);
       if (closing.aborted) {
         await this.#release(k, jobs);
         break;
@@ -97,6 +99,18 @@ export class FetchLoops<T, R> {
       if (got < room && !closing.aborted && nextDueMs !== 0) {
         await this.#idle(k, nextDueMs < 0 ? o.blockMs : Math.min(o.blockMs, nextDueMs), lastReady, lastWake);
       }
+    }
+  }
+
+  /** Reports the jobs the fetch buried (their last attempt's lease expired): "<attempts> <id>" lines. */
+  #reportDied(died: string): void {
+    for (const line of died.split("\n")) {
+      const space = line.indexOf(" ");
+      const attempt = Number(line.slice(0, space));
+      const error = new Error(
+        `LeaseExpired: the lease of attempt ${attempt} expired (its worker stopped, crashed or stalled)`,
+      );
+      workerEvent(this.#w, "job-dead", { attributes: { attempt, jobId: line.slice(space + 1) }, error });
     }
   }
 
