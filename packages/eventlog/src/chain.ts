@@ -182,7 +182,13 @@ export class LinkChecker {
     this.#alt = undefined;
     let reason: string | undefined;
     if (prev !== undefined) reason = linkBreak(link, prev);
-    else if (!(link.prevHash === genesisOf(this.mode) && link.seq === 1) && anchor !== id) {
+    else if (
+      !(link.prevHash === genesisOf(this.mode) && link.seq === 1) &&
+      anchor !== id &&
+      // A tail reads the anchor after its entries: retention may have trimmed past this one meanwhile (it was then the
+      // oldest entry, or its predecessor was trimmed first). A read() sees entries and anchor at one moment.
+      !(anchor !== null && compareIds(anchor, id) > 0)
+    ) {
       reason = "its predecessor in the chain is missing (deleted)";
     }
     // It follows a changed entry (reported itself): the chain goes on through it.
