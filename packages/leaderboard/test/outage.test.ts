@@ -66,6 +66,34 @@ describe("a leaderboard across a Redis outage and restart", () => {
     },
   );
 
+  // A server that lost its scripts (SCRIPT FLUSH, a restart, a failover) answers the first calls with NOSCRIPT, and
+  // they are sent again: calls made in one turn must still apply in call order, so ties rank by call order.
+  it("submits made while the server lost its scripts still apply in call order (ties rank by call order)", async () => {
+    const lb = new Leaderboard(redis, "noscript", { prefix, periods: ["daily", "all"], batch: { maxSize: 3 } });
+    await Promise.all([lb.submit("w", 1), lb.submit("v", 1)]);
+    await lb.submit("w", 2);
+    await lb.submitMany([{ member: "u", score: 1 }]);
+    await redis.script("FLUSH");
+    const calls = [
+      lb.submit("p1", 10),
+      lb.submit("p2", 10),
+      lb.submit("p3", 10), // a full batch, sent at once
+      lb.submit("p4", 10), // sent by the submitMany below, before it
+      lb.submitMany([
+        { member: "q1", score: 10 },
+        { member: "q2", score: 10 },
+      ]),
+      lb.submit("p5", 10),
+      lb.submit("p6", 10), // a batch of two at the end of the turn
+    ];
+    const top = lb.top(3, { period: "all" }); // after every submit above
+    await Promise.all(calls);
+    const order = ["p1", "p2", "p3", "p4", "q1", "q2", "p5", "p6"];
+    expect((await top).map((e) => e.member)).toEqual(order.slice(0, 3));
+    expect((await lb.top(20)).map((e) => e.member).filter((m) => m.length === 2)).toEqual(order);
+    expect((await lb.top(20, { period: "all" })).map((e) => e.member).filter((m) => m.length === 2)).toEqual(order);
+  });
+
   it("after a restart that lost everything (no persistence), the scripts are loaded again and the board starts empty", async () => {
     const volatile = await startRedis();
     const client = connect(volatile.url, { commandTimeoutMs: 500, connectTimeoutMs: 500 });
