@@ -2,7 +2,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { notifyEvent, runScript, toCoordisError } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import { type ConsumeSettings, parseStopOptions, type StopOptions } from "./consumer-options.js";
-import { blockingRead, closeBlockingConnection, type GroupHandle, openBlockingConnection } from "./context.js";
+import {
+  blockingRead,
+  closeBlockingConnection,
+  type GroupHandle,
+  openBlockingConnection,
+  whenReady,
+} from "./context.js";
 import { parseEntry, type RawEntry } from "./entries.js";
 import { Handlers } from "./handlers.js";
 import { Refresher } from "./refresh.js";
@@ -154,6 +160,8 @@ export class Consumer<T = unknown> {
         // stop() may have given up waiting meanwhile: open nothing after it.
         if (this.#stopping) break;
         this.#conn ??= openBlockingConnection(group.log.redis, blockMs);
+        await whenReady(this.#conn, this.#stopper.signal);
+        if (this.#stopping) break;
         const count = handlers.room();
         if (count <= 0) continue;
         const sent = performance.now();

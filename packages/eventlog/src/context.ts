@@ -81,6 +81,25 @@ export function blockingRead<V>(conn: Redis | Cluster, read: Promise<V>): Promis
   });
 }
 
+/**
+ * Resolves once `conn` is connected and ready, or `signal` aborted. A blocking read is sent only then: one issued
+ * while the connection reconnects would wait in ioredis' offline queue and be written after the reconnect, also when
+ * its caller gave up on it meanwhile (a close fails it, see {@link blockingRead}, and the caller retries), delivering
+ * entries to nobody until they are reclaimed. (A Cluster queues commands itself: sent as before.)
+ */
+export function whenReady(conn: Redis | Cluster, signal: AbortSignal): Promise<void> | undefined {
+  if (isCluster(conn) || conn.status === "ready" || signal.aborted) return undefined;
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      conn.off("ready", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    conn.on("ready", done);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
 /** Connections being closed: a second close of the same one does nothing. */
 const closing = new WeakSet<Redis | Cluster>();
 

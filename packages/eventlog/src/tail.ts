@@ -2,7 +2,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { notifyEvent, toCoordisError } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import { afterHead, checkOwn, LinkChecker } from "./chain.js";
-import { blockingRead, closeBlockingConnection, type LogContext, openBlockingConnection } from "./context.js";
+import {
+  blockingRead,
+  closeBlockingConnection,
+  type LogContext,
+  openBlockingConnection,
+  whenReady,
+} from "./context.js";
 import { compareIds, type Entry, fieldOf, idBefore, parseEntry, type RawEntry } from "./entries.js";
 import { GapError, UnverifiedEntryError } from "./errors.js";
 import type { TailSettings, UnverifiedMode } from "./options.js";
@@ -146,6 +152,8 @@ async function* run<T>(
       let recorded: string | null = null;
       let anchor: string | null = null;
       try {
+        await whenReady(conn, signal);
+        if (signal.aborted) return;
         const reply = (await abortable(
           blockingRead(conn, conn.xread("COUNT", batch, "BLOCK", blockMs, "STREAMS", stream, last)),
           signal,

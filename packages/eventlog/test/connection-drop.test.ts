@@ -1,6 +1,6 @@
 import { connect, type RedisClient } from "@coordis/core";
 import { type Entry, EventLog } from "@coordis/eventlog";
-import { type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
+import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import type { Cluster, Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
@@ -166,3 +166,67 @@ describe("a Redis restart that lost everything, during a consumer's blocking rea
     }
   });
 });
+
+// While its connection cannot reconnect (refused), a consumer must not pile up reads for the reconnect: each would
+// be written once the connection is back, the ones the consumer gave up on delivering entries to nobody (they wait
+// claimIdleMs to be reclaimed).
+describe("a consumer whose connection cannot reconnect for a while", () => {
+  let server: RedisServer;
+  let proxy: FaultProxy;
+  let direct: RedisClient;
+  let admin: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis({ leastPrivilege: true });
+    proxy = await startProxy({ target: server });
+    direct = connect(server.url);
+    admin = connect(server.adminUrl);
+  });
+  afterAll(async () => {
+    direct.disconnect();
+    admin.disconnect();
+    await proxy.close();
+    await server.stop();
+  });
+
+  it("handles the entries appended meanwhile as soon as it is back, none left to a read it gave up on", async () => {
+    const client = connect(proxy.url);
+    client.on("error", () => {});
+    let reconnects = 0;
+    client.on("reconnecting", () => {
+      reconnects++;
+    });
+    const log = new EventLog<number>(client, "refused", { prefix });
+    const handled = new Set<number>();
+    const consumer = log
+      .group("g", { consumer: "c" })
+      .consume((e) => void handled.add(e.data), { blockMs: BLOCK_MS, claimIdleMs: 60_000, batch: 1 });
+    try {
+      await waitForBlockedRead(admin);
+      // Wait for the reconnect loop instead of killing: refuse, then reset every connection.
+      proxy.refuse();
+      proxy.dropConnections();
+      // The client's own connection and the consumer's retry on the same schedule: several refused attempts.
+      await waitUntil("several refused reconnect attempts", () => reconnects >= 5, 20_000);
+      const appender = new EventLog<number>(direct, "refused", { prefix });
+      for (let i = 0; i < 10; i++) await appender.append(i);
+      await proxy.accept();
+      await waitUntil(
+        `every entry appended during the outage is handled (${handled.size}/10)`,
+        () => handled.size === 10,
+        RECOVERY_MS,
+      );
+    } finally {
+      await consumer.stop({ timeoutMs: 2_000 });
+      client.disconnect();
+    }
+  });
+});
+
+/** Waits until a consumer blocks in XREADGROUP on the server of `admin`. */
+async function waitForBlockedRead(admin: RedisClient): Promise<void> {
+  await waitUntil("a consumer blocked in XREADGROUP", async () =>
+    ((await admin.client("LIST")) as string)
+      .split("\n")
+      .some((line) => / flags=\S*b\S* /.test(line) && / cmd=xreadgroup( |$)/.test(line)),
+  );
+}
