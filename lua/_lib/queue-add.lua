@@ -61,6 +61,19 @@ local function qa_add(keys, id, rec, p, delay, clock, ended)
     return true, false
   end
   clock.now = clock.now or now_ms()
-  redis.call('ZADD', keys[4], p * QA_PRIO_SHIFT + clock.now, id)
+  -- FIFO within a priority: 1 more than the priority's last score when that one is not lower (several jobs in the
+  -- same ms: equal scores would be served in id order). clock.plast caches the last scores for the script call.
+  local base = p * QA_PRIO_SHIFT
+  clock.plast = clock.plast or {}
+  local top = clock.plast[p]
+  if not top then
+    top = redis.call('ZRANGE', keys[4], string.format('(%d', base + QA_PRIO_SHIFT), string.format('%d', base),
+      'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')[2]
+    top = top and tonumber(top) or 0
+  end
+  local score = base + clock.now
+  if score <= top then score = top + 1 end
+  clock.plast[p] = score
+  redis.call('ZADD', keys[4], score, id)
   return true, true
 end

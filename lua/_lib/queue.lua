@@ -41,13 +41,31 @@ local function q_wake(K)
   redis.call('XADD', K.wake, 'MAXLEN', '1', '*', 'w', '1')
 end
 
+-- The prio zset score of a job of priority `prio` enqueued at `now`: prio * 2^44 + now, or 1 more than the last score
+-- of that priority when that one is not lower (jobs enqueued in the same ms: equal scores would be served in id
+-- order, not FIFO). `last` caches each priority's last score for the rest of the script call.
+local function q_prio_score(key, last, prio, now)
+  local base = prio * Q_PRIO_SHIFT
+  local top = last[prio]
+  if not top then
+    top = redis.call('ZRANGE', key, string.format('(%d', base + Q_PRIO_SHIFT), string.format('%d', base), 'BYSCORE',
+      'REV', 'LIMIT', 0, 1, 'WITHSCORES')[2]
+    top = top and tonumber(top) or 0
+  end
+  local score = base + now
+  if score <= top then score = top + 1 end
+  last[prio] = score
+  return score
+end
+
 -- Puts a waiting job where workers find it: the ready stream (priority 0) or the prio zset (returns true: wake).
 local function q_enqueue(K, id, prio, now)
   if prio == 0 then
     redis.call('XADD', K.ready, '*', 'i', id)
     return false
   end
-  redis.call('ZADD', K.prio, prio * Q_PRIO_SHIFT + now, id)
+  K.plast = K.plast or {}
+  redis.call('ZADD', K.prio, q_prio_score(K.prio, K.plast, prio, now), id)
   return true
 end
 
@@ -70,7 +88,14 @@ local function q_group_release(K, group)
     if raw then
       local rec = cmsgpack.unpack(raw)
       if rec[Q_STATE] == 'w' then
-        if q_enqueue(K, id, rec[Q_PRIO], tonumber(at)) then q_wake(K) end
+        local prio = rec[Q_PRIO]
+        if prio == 0 then
+          redis.call('XADD', K.ready, '*', 'i', id)
+        else
+          -- Scored by the time it was put to wait: ahead of the jobs of its priority enqueued since.
+          redis.call('ZADD', K.prio, prio * Q_PRIO_SHIFT + tonumber(at), id)
+          q_wake(K)
+        end
         return
       end
     end
