@@ -230,3 +230,55 @@ async function waitForBlockedRead(admin: RedisClient): Promise<void> {
       .some((line) => / flags=\S*b\S* /.test(line) && / cmd=xreadgroup( |$)/.test(line)),
   );
 }
+
+// At least once across blips: connections reset while entries are appended, read, handled and acknowledged.
+describe("a consumer group across repeated connection resets", () => {
+  let server: RedisServer;
+  let proxy: FaultProxy;
+  let direct: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis({ leastPrivilege: true });
+    proxy = await startProxy({ target: server });
+    direct = connect(server.url);
+  });
+  afterAll(async () => {
+    direct.disconnect();
+    await proxy.close();
+    await server.stop();
+  });
+
+  it("every entry is handled and acknowledged, none lost or left pending", async () => {
+    const clients = [connect(proxy.url), connect(proxy.url)];
+    for (const c of clients) c.on("error", () => {});
+    const handled = new Map<number, number>();
+    const consumers = clients.map((c, i) =>
+      new EventLog<number>(c, "blips", { prefix }).group("g", { consumer: `c${i}` }).consume(
+        async (e) => {
+          handled.set(e.data, (handled.get(e.data) ?? 0) + 1);
+          await new Promise((resolve) => setImmediate(resolve));
+        },
+        { concurrency: 4, batch: 4, claimIdleMs: 300, blockMs: 100 },
+      ),
+    );
+    const appender = new EventLog<number>(direct, "blips", { prefix });
+    const TOTAL = 300;
+    try {
+      for (let i = 0; i < TOTAL; i++) {
+        await appender.append(i);
+        if (i % 60 === 59) {
+          // Once the consumers have caught up with part of it, reset every connection through the proxy.
+          await waitUntil(`handled ${i - 30} entries`, () => handled.size >= i - 30, 10_000);
+          proxy.dropConnections();
+        }
+      }
+      await waitUntil(`all ${TOTAL} handled (${handled.size})`, () => handled.size === TOTAL, 20_000);
+      const group = appender.group("g", { consumer: "metrics" });
+      await waitUntil("nothing pending", async () => (await group.info())?.pending === 0, 20_000);
+    } finally {
+      await Promise.all(consumers.map((c) => c.stop({ timeoutMs: 3_000 })));
+      for (const c of clients) c.disconnect();
+    }
+    expect([...handled.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: TOTAL }, (_, i) => i));
+    expect(await appender.deadLetters()).toEqual([]);
+  });
+});
