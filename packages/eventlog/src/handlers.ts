@@ -124,8 +124,8 @@ export class Handlers<T> {
   }
 
   /**
-   * `stop()` resolved (at its deadline): entries received from now on (a read or claim answered late) and entries
-   * still queued are not handled; they stay pending in Redis and are delivered again after `claimIdleMs`. Handlers
+   * `stop()` resolved (drained, or at its deadline): entries received from now on (a read or claim answered after
+   * the deadline) and entries still queued are not handled; they stay pending in Redis and are delivered again after `claimIdleMs`. Handlers
    * already running finish.
    */
   close(): void {
