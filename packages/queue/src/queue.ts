@@ -165,7 +165,8 @@ export class Queue<T = unknown, R = unknown> {
    * Waits for a job's result: resolves when it completed, rejects with JobDeadError when it died, JobCancelledError
    * when cancelled, JobNotFoundError when it does not exist, ResultTimeoutError after `timeoutMs` (default: no limit).
    * No polling loop: it wakes when the job's completion is announced (sharded pub/sub), with a check every 5 s as a
-   * fallback.
+   * fallback. Rejects with RedisUnavailableError when Redis cannot be reached at the call; once it has looked at the
+   * job, an outage does not end the wait (each failed look is reported as the event `result-error`).
    */
   result(id: string, options?: { timeoutMs?: number }): Promise<R> {
     try {

@@ -5,6 +5,7 @@ import {
   notifyEvent,
   ownConnectionOptions,
   type RedisClient,
+  RedisUnavailableError,
 } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import { ResultTimeoutError } from "./errors.js";
@@ -46,7 +47,8 @@ export class ResultWaiters {
    * Settles through `check` (which reads the job and resolves true when it is final, having settled the caller):
    * subscribes first, then checks, then checks again on every announcement of `id`, on reconnects, every
    * {@link RESULT_RECHECK_MS}, and rejects with ResultTimeoutError after `timeoutMs` (undefined: no limit), counted from
-   * the call: a subscription Redis does not answer (unreachable) does not hold the timeout back.
+   * the call: a subscription Redis does not answer (unreachable) does not hold the timeout back. A failed first look
+   * rejects; once one succeeded, a look that cannot reach Redis is reported (event `result-error`) and the wait goes on.
    */
   async wait(
     id: string,
@@ -58,6 +60,8 @@ export class ResultWaiters {
     let done = false;
     let busy = false;
     let again = false;
+    /** Whether a look at the job succeeded: later looks that cannot reach Redis do not end the wait. */
+    let looked = false;
     let recheck: NodeJS.Timeout | undefined;
     const finish = () => {
       done = true;
@@ -79,10 +83,16 @@ export class ResultWaiters {
           do {
             again = false;
             if (await check()) finish();
+            looked = true;
           } while (again && !done);
         } catch (err) {
-          finish();
-          reject(err instanceof Error ? err : new Error(String(err)));
+          if (looked && err instanceof RedisUnavailableError) {
+            // A blip: the next announcement, reconnect or periodic look tries again, until timeoutMs.
+            notifyEvent(this.#observer, { primitive: "queue", type: "result-error", name: this.#name, error: err });
+          } else {
+            finish();
+            reject(err instanceof Error ? err : new Error(String(err)));
+          }
         } finally {
           busy = false;
         }
