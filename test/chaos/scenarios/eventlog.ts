@@ -29,9 +29,12 @@ const DRAIN_MS = 60_000;
  * was processed at least once, the log holds each event exactly once under the id its producer was given, nothing
  * was dead-lettered, and the hash chain verifies.
  *
- * Once the appends are done, a calm phase ({@link CalmPhase}, on a server of its own that no fault reaches, set up
- * meanwhile, while the faults and the consumers finish) checks what faults would hide: liveness (every consumer keeps handling new entries after idle periods, through network
- * latency) and no duplicate handling while every consumer is alive and every handler shorter than claimIdleMs.
+ * Then a calm phase ({@link CalmPhase}, on a server of its own that no fault reaches, set up meanwhile) checks what
+ * faults would hide: liveness (every consumer keeps handling new entries after idle periods, through network
+ * latency) and no duplicate handling while every consumer is alive and every handler shorter than claimIdleMs. Its
+ * bursts begin once the fault phase's checks are done: its latency proxy runs in this process, which the drain (an
+ * IPC message per processed entry) and the checks of 100,000 entries keep busy, so overlapping them held every
+ * calm-phase connection for up to 25 s on a loaded machine (reported as stalled consumers).
  */
 export function eventlogScenario(events: number): ChaosScenario {
   return {
@@ -68,17 +71,17 @@ export function eventlogScenario(events: number): ChaosScenario {
       let redis: DurableRedis | undefined;
       let calmServer: RedisServer | undefined;
       let calmRun: Promise<CalmSummary> | undefined;
-      let appendsDone: () => void = () => {};
-      const afterAppends = new Promise<void>((resolve) => {
-        appendsDone = resolve;
+      let checksDone: () => void = () => {};
+      const afterChecks = new Promise<void>((resolve) => {
+        checksDone = resolve;
       });
       try {
         [redis, calmServer] = await Promise.all([startDurableRedis(seed), startRedis({ leastPrivilege: true })]);
         const { server, proxy } = redis;
-        // No fault reaches the calm phase's server: it gets ready now and begins once the appends are done (so
-        // its timing checks do not compete with the load phase for the CPU), while the faults still run.
+        // No fault reaches the calm phase's server: it gets ready now and begins once the checks are done (so its
+        // timing checks and its proxy do not compete with the load phase and the checks for this process).
         calmRun = calm.run({
-          after: afterAppends,
+          after: afterChecks,
           server: calmServer,
           prefix,
           name: `${name}-calm`,
@@ -116,7 +119,6 @@ export function eventlogScenario(events: number): ChaosScenario {
             acked.set(n, id);
           },
         });
-        appendsDone();
         log(`appended ${acked.size} events (${appends.retries} retries, ${duplicates} deduplicated)`);
         const faultLog = await faults;
         const drained = await tryWaitUntil(() => [...acked.values()].every((id) => processed.has(id)), DRAIN_MS);
@@ -159,6 +161,7 @@ export function eventlogScenario(events: number): ChaosScenario {
         const verify = await reader.verify();
         if (!verify.ok) violations.add("chain", `verify(): ${JSON.stringify(verify)}`);
         if (!drained && missing === 0) violations.add("drain", "consumers did not finish in time");
+        checksDone();
         const calmSummary = await calmRun;
         return scenarioResult(started, violations, {
           scenario: "eventlog",
@@ -189,7 +192,7 @@ export function eventlogScenario(events: number): ChaosScenario {
           },
         });
       } finally {
-        appendsDone();
+        checksDone();
         await consumers.stop(0);
         // After a failure the calm phase may still run: its processes stop now.
         await calm.stop();

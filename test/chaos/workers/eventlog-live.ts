@@ -31,7 +31,9 @@ await liveGroup.create();
 await sharedGroup.create();
 const live = liveGroup.consume(
   (entry) => {
-    tell({ type: "live", slot: cfg.slot, n: entry.data.n });
+    // How long after its append (the entry id's server time; this machine's clock) the handler got it: the parent
+    // judges liveness by it, not by when it reads this message (its own checks may keep it busy meanwhile).
+    tell({ type: "live", slot: cfg.slot, n: entry.data.n, lagMs: Date.now() - Number(entry.id.split("-")[0]) });
   },
   { claimIdleMs: 20, blockMs: 10 },
 );
