@@ -71,7 +71,10 @@ export interface JobOptions {
   attempts?: number;
   /** Delay between attempts. Default exponential from 1 s, at most 1 h. */
   backoff?: Backoff;
-  /** Concurrency and rate limits of the workers' `groups` option apply per group name (1–256 bytes). */
+  /**
+   * Concurrency and rate limits of the workers' `groups` option apply per group name (1–256 bytes), within the job's
+   * partition: with `partitions`, give the jobs of one group ids with the same `{tag}` to keep them under one limit.
+   */
   group?: string;
   /** How long the completed (or cancelled) job and its result are kept, ms. Default 24 h. */
   resultTtlMs?: number;
