@@ -83,6 +83,7 @@ export function errorOf(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
+/** Client-side texts (ioredis, Node) that mean no answer; looked for anywhere in the error. */
 const UNAVAILABLE_PATTERNS = [
   "Connection is closed",
   "Command timed out",
@@ -97,16 +98,18 @@ const UNAVAILABLE_PATTERNS = [
   "None of startup nodes is available",
   "Failed to refresh slots cache",
   "Cluster isn't ready",
-  "CLUSTERDOWN",
-  "LOADING",
-  "MASTERDOWN",
-  "TRYAGAIN",
-  "BUSY ",
   "Coordis deadline",
   // ioredis' "Command aborted due to connection close": the connection closed after part of a pipeline (or of a
   // transaction) was answered, and the unanswered rest is given up. Those commands may have run.
   "Command aborted",
 ];
+
+/**
+ * Redis error replies that mean "not serving right now": only as the reply's leading code. Anywhere else they are
+ * text of another error (a script's error naming a key or a board that holds "LOADING" is that script's error).
+ * `BUSYGROUP` is not `BUSY`.
+ */
+const UNAVAILABLE_REPLY = /^(?:CLUSTERDOWN|LOADING|MASTERDOWN|TRYAGAIN|BUSY)(?:\s|$)/;
 
 /**
  * Error classes that mean "no answer" whatever their text: redis-errors' `AbortError` (what ioredis rejects the
@@ -121,6 +124,7 @@ const UNAVAILABLE_NAMES = new Set(["AbortError", "InterruptError"]);
 export function isUnavailableCause(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (UNAVAILABLE_NAMES.has(err.name)) return true;
+  if (UNAVAILABLE_REPLY.test(err.message)) return true;
   const text = `${err.name} ${err.message} ${(err as { code?: unknown }).code ?? ""}`;
   return UNAVAILABLE_PATTERNS.some((p) => text.includes(p));
 }

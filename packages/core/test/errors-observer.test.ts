@@ -13,6 +13,7 @@ import {
   serverInfo,
   toCoordisError,
 } from "@coordis/core";
+import { testPrefix } from "@coordis/testing";
 import { describe, expect, inject, it } from "vitest";
 
 describe("errors", () => {
@@ -47,6 +48,45 @@ describe("errors", () => {
     expect((reply as ScriptError).redisMessage).toMatch(/NOPERM/);
     const passthrough = new InvalidArgumentError("a", "b");
     expect(toCoordisError(passthrough)).toBe(passthrough);
+  });
+
+  it("a server's 'not serving' codes count only as an error reply's leading code, not inside another error's text", async () => {
+    const redis = connect(inject("coordisRedisUrl"));
+    const stream = `${testPrefix()}:errors-stream`;
+    try {
+      // Real replies of a script whose error text names something holding those words (a board, a key).
+      for (const text of [
+        "APP_CLOSED board LOADING-2026",
+        "APP_CLOSED key BUSY x",
+        "ERR no such group CLUSTERDOWN",
+        "APP_X MASTERDOWN TRYAGAIN",
+      ]) {
+        const err = await redis.eval(`return redis.error_reply('${text}')`, 0).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        const mapped = toCoordisError(err, "x/y");
+        expect(mapped, text).toBeInstanceOf(ScriptError);
+        expect((mapped as ScriptError).redisMessage, text).toContain(text);
+      }
+      // A real BUSYGROUP reply is the caller's error, not an unavailable server.
+      await redis.xgroup("CREATE", stream, "g", "$", "MKSTREAM");
+      const busyGroup = await redis.xgroup("CREATE", stream, "g", "$").then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(toCoordisError(busyGroup)).toBeInstanceOf(ScriptError);
+      await redis.del(stream);
+    } finally {
+      redis.disconnect();
+    }
+    for (const text of [
+      "BUSY Redis is busy running a script.",
+      "TRYAGAIN Multiple keys request",
+      "MASTERDOWN Link down",
+    ]) {
+      expect(toCoordisError(new Error(text)), text).toBeInstanceOf(RedisUnavailableError);
+    }
   });
 
   it("an ioredis AbortError (a command given up without an answer) is RedisUnavailableError, not ScriptError", () => {
