@@ -16,8 +16,9 @@ import type { Kind, Subscriptions } from "./subscriptions.js";
 export const CLOSE_TIMEOUT_MS = DEFAULT_DISCONNECT_TIMEOUT_MS;
 
 /**
- * Interval of the subscriber connection's heartbeat, ms: a PING is sent on it every interval, and when one is still
- * unanswered at the next, the connection is taken for dead and replaced (then resubscribed). A subscriber only
+ * Interval of the subscriber connection's heartbeat (standalone, Sentinel, and a Cluster's broadcast subscriber), ms:
+ * a PING is sent on it every interval, and when one is still unanswered at the next, the connection is taken for dead
+ * and replaced (then resubscribed). A subscriber only
  * receives, so without it a connection the network dropped silently (no FIN, no RST: a NAT or load balancer that
  * expired the flow, a host gone) would never be noticed. Such a loss is detected within two intervals.
  */
@@ -111,6 +112,9 @@ export class SubscriberConnection {
         const follow = () => this.#followClusterSubscriber(cluster);
         cluster.on("ready", follow);
         cluster.on("+node", follow);
+        this.#heartbeat = setInterval(() => {
+          if (this.#followed !== undefined) this.#beat(this.#followed);
+        }, HEARTBEAT_INTERVAL_MS).unref();
       }
       conn = cluster;
     } else {
@@ -150,6 +154,7 @@ export class SubscriberConnection {
     const instance = typeof holder?.getInstance === "function" ? holder.getInstance() : null;
     if (instance == null || instance === this.#followed) return;
     this.#followed = instance;
+    this.#pingOut = false;
     // ioredis replaces an ended subscriber in its own "end" listener, registered before this one.
     instance.once("end", () => {
       this.#markLost();
@@ -170,9 +175,11 @@ export class SubscriberConnection {
           `subscriber connection silent for ${HEARTBEAT_INTERVAL_MS} ms (PING unanswered); reconnecting`,
         ),
       });
-      // Closes the socket (destroyed after ownConnectionOptions' grace if the FIN goes nowhere) and reconnects:
-      // "close" marks the loss and the next "ready" resubscribes.
-      conn.disconnect(true);
+      // Destroys the socket (a FIN would go nowhere): "close" marks the loss, then the client reconnects and the
+      // next "ready" resubscribes (on a Cluster, ioredis opens a subscriber connection to a node, which is followed).
+      const stream = (conn as unknown as { stream?: { destroy(): void } }).stream;
+      if (stream === undefined) conn.disconnect(true);
+      else stream.destroy();
       return;
     }
     this.#pingOut = true;
