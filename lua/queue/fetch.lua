@@ -5,7 +5,8 @@
 -- leases zset is the record of what runs), then priority 1-9 jobs. Grouped jobs pass the group's concurrency limit
 -- and rate-limit rules here; a job over a limit waits in gwait (concurrency) or in delayed (rate, until the rules
 -- admit it). When fewer than `count` jobs were found, it also replies what a worker needs to wait: the ms until
--- the next delayed job or lease is due, and the last ids of the ready and wake streams (for XREAD BLOCK).
+-- the next delayed job or lease is due (0 when it read `count` candidates and some could not start: look again at
+-- once), and the last ids of the ready and wake streams (for XREAD BLOCK).
 -- Per job handed out the reply has 5 items: id, fence, attempt (from 1), attempts allowed, data. Jobs buried here
 -- (their last attempt's lease expired) are listed in the reply's 6th item, for the worker to report them.
 -- KEYS[1] jobs (hash): job fields
@@ -175,6 +176,10 @@ if n < want then
       if next < 0 or ms < next then next = ms end
     end
   end
+  -- As many candidates as asked for, but some could not start (parked for their group's slot or rate limit, or stale
+  -- entries of cancelled or finished jobs): more may wait behind them, unread. Look again at once instead of waiting
+  -- for new work (those entries would not wake an XREAD from the stream's last id).
+  if #cands >= want then next = 0 end
   out[3] = next
   for i, key in ipairs({ K.ready, K.wake }) do
     local ok, info = pcall(redis.call, 'XINFO', 'STREAM', key)
