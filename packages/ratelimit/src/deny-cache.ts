@@ -1,6 +1,9 @@
 import type { Decision } from "./decision.js";
 
 interface Entry {
+  /** When the rejection was remembered (monotonic clock, ms). */
+  readonly at: number;
+  /** When its retryAfterMs has passed (monotonic clock, ms). */
   readonly until: number;
   readonly cost: number;
   readonly decision: Decision;
@@ -9,6 +12,11 @@ interface Entry {
 /**
  * Remembers rejections so a {@link RateLimiter} can answer the same key locally, without a Redis call, until the
  * rejection's `retryAfterMs` has passed. Bounded: the oldest entries are dropped beyond `maxKeys`.
+ *
+ * Durations are measured on the monotonic clock (`performance.now()`), never the wall clock: a wall clock stepped
+ * back (NTP) would otherwise keep a key rejected locally for as long as the step. A local answer's `retryAfterMs`
+ * and `resetMs` (per rule too) are the remembered ones less the time since, rounded up, so they name the same
+ * instants as Redis' answer did.
  *
  * A rejection is only remembered when no refund or reset of its key was issued after the rejected call was: calls are
  * stamped with {@link DenyCache.stamp} when issued, and {@link DenyCache.delete} records the stamp of the refund or
@@ -36,11 +44,11 @@ export class DenyCache {
    * Records a rejected call of `cost` units issued at `issued` (its {@link DenyCache.stamp}). Only Redis' rejections
    * are kept: a failure policy's (fail-closed, memory fallback) must not outlive the outage that made it.
    */
-  remember(key: string, cost: number, decision: Decision, issued: number, now = Date.now()): void {
+  remember(key: string, cost: number, decision: Decision, issued: number, now = performance.now()): void {
     if (decision.allowed || decision.reason !== "redis" || decision.retryAfterMs <= 0) return;
     if (issued <= this.#forgotten || issued < (this.#cleared.get(key) ?? 0)) return;
     this.#entries.delete(key);
-    this.#entries.set(key, { until: now + decision.retryAfterMs, cost, decision });
+    this.#entries.set(key, { at: now, until: now + decision.retryAfterMs, cost, decision });
     if (this.#entries.size > this.#maxKeys) {
       const oldest = this.#entries.keys().next().value;
       if (oldest !== undefined) this.#entries.delete(oldest);
@@ -48,7 +56,7 @@ export class DenyCache {
   }
 
   /** A local rejection for a call of `cost` when one of at least that cost is still known to be rejected. */
-  lookup(key: string, cost: number, now = Date.now()): Decision | undefined {
+  lookup(key: string, cost: number, now = performance.now()): Decision | undefined {
     const e = this.#entries.get(key);
     if (e === undefined) return undefined;
     if (now >= e.until) {
@@ -56,12 +64,17 @@ export class DenyCache {
       return undefined;
     }
     if (cost < e.cost) return undefined;
-    const left = e.until - now;
+    const elapsed = now - e.at;
+    const since = (ms: number) => Math.max(0, Math.ceil(ms - elapsed));
     return {
       ...e.decision,
-      retryAfterMs: left,
+      resetMs: since(e.decision.resetMs),
+      retryAfterMs: Math.ceil(e.until - now),
       reason: "deny-cache",
-      rules: e.decision.rules.map((r) => ({ ...r, retryAfterMs: Math.min(r.retryAfterMs, left) })),
+      rules: e.decision.rules.map((r) => {
+        const retryAfterMs = since(r.retryAfterMs);
+        return { ...r, allowed: r.allowed || retryAfterMs === 0, resetMs: since(r.resetMs), retryAfterMs };
+      }),
     };
   }
 

@@ -1,0 +1,60 @@
+import { RateLimiter } from "@coordis/ratelimit";
+import { testPrefix, waitUntil } from "@coordis/testing";
+import { describe, expect, it, vi } from "vitest";
+import { sharedClients } from "./fixtures/clients.js";
+
+const prefix = testPrefix();
+let n = 0;
+const freshKey = () => `dc-${process.pid}-${++n}`;
+
+describe("deny cache: a local answer names the same instants as Redis' answer", () => {
+  const clients = sharedClients();
+
+  it("retryAfterMs and resetMs (top level and per rule) count down together", async () => {
+    const key = freshKey();
+    const rl = new RateLimiter(clients.redis, {
+      rules: [
+        { name: "f", limit: 1, windowMs: 60_000 },
+        { name: "t", limit: 10, windowMs: 600_000, algorithm: "token-bucket" },
+      ],
+      prefix,
+      denyCache: true,
+    });
+    await rl.consume(key);
+    const first = await rl.consume(key);
+    expect(first).toMatchObject({ allowed: false, reason: "redis", rule: "f" });
+    expect(first.resetMs).toBe(first.retryAfterMs); // a fixed window is full again when the call passes again
+    const [f, t] = first.rules;
+    expect(t).toMatchObject({ allowed: true, retryAfterMs: 0, remaining: 9 });
+    const at = Date.now();
+    await waitUntil("the clock to move on 30 ms", () => Date.now() >= at + 30, 5_000);
+    const cached = await rl.consume(key);
+    expect(cached).toMatchObject({ allowed: false, reason: "deny-cache", rule: "f" });
+    expect(cached.retryAfterMs).toBeLessThan(first.retryAfterMs);
+    expect(cached.resetMs).toBe(cached.retryAfterMs);
+    const [cf, ct] = cached.rules;
+    expect(cf).toMatchObject({ allowed: false, retryAfterMs: cached.retryAfterMs, resetMs: cached.retryAfterMs });
+    // the token bucket refills meanwhile: its resetMs moves by the same time
+    expect(ct?.resetMs).toBe((t?.resetMs ?? 0) - (first.retryAfterMs - cached.retryAfterMs));
+    expect(f?.resetMs).toBe(first.resetMs);
+  });
+
+  it("a wall clock stepped back (NTP) does not keep a key rejected locally past retryAfterMs", async () => {
+    const key = freshKey();
+    const rl = new RateLimiter(clients.redis, {
+      rules: [{ name: "f", limit: 1, windowMs: 300 }],
+      prefix,
+      denyCache: true,
+    });
+    await rl.consume(key);
+    expect(await rl.consume(key)).toMatchObject({ allowed: false, reason: "redis" });
+    const wall = Date.now.bind(Date);
+    const stepped = vi.spyOn(Date, "now").mockImplementation(() => wall() - 3_600_000);
+    try {
+      await waitUntil("Redis to admit the key again", async () => (await rl.peek(key)).allowed, 5_000);
+      expect(await rl.consume(key)).toMatchObject({ allowed: true, reason: "redis" });
+    } finally {
+      stepped.mockRestore();
+    }
+  });
+});
