@@ -14,7 +14,9 @@
 --              also hold Q_WIDE (below; lease score +inf), so neither is a listpack (see Q_WIDE)
 --   done / cancelled zsets: "<id>" -> expiry (server ms); dead zset: "<id>" -> time of death (server ms)
 --   meta hash: "f" fence counter, "paused"; groups hash: "c:<group>" running count, "r:<group>" rate-limit state
---   gwait zset (all scores 0): "<group>\0<time>\0<id>" jobs waiting for a group slot, FIFO per group by lex order
+--   gwait zset (all scores 0): "<group>\0<time><rank>\0<id>" jobs waiting for a group slot, FIFO per group by lex
+--              order (time: 15 digits, server ms; rank: 6 digits, among the jobs one fetch parked; earlier versions
+--              wrote the time alone)
 --   wake stream (MAXLEN 1): written when work appears outside the ready stream, so blocked workers wake up
 
 -- Record fields (cmsgpack array).
@@ -93,7 +95,7 @@ local function q_group_release(K, group)
           redis.call('XADD', K.ready, '*', 'i', id)
         else
           -- Scored by the time it was put to wait: ahead of the jobs of its priority enqueued since.
-          redis.call('ZADD', K.prio, prio * Q_PRIO_SHIFT + tonumber(at), id)
+          redis.call('ZADD', K.prio, prio * Q_PRIO_SHIFT + tonumber(string.sub(at, 1, 15)), id)
           q_wake(K)
         end
         return

@@ -102,7 +102,7 @@ if not paused then
   end
 end
 
-local picked, recs = {}, {}
+local picked, recs, parked = {}, {}, 0
 if #cands > 0 then
   local fields = {}
   for i, id in ipairs(cands) do fields[2 * i - 1], fields[2 * i] = 'j:' .. id, 'r:' .. id end
@@ -123,7 +123,9 @@ if #cands > 0 then
         local go = true
         if g ~= '' then
           if glimit > 0 and tonumber(redis.call('HGET', K.groups, 'c:' .. g) or '0') >= glimit then
-            redis.call('ZADD', K.gwait, 0, g .. '\0' .. string.format('%015d', now) .. '\0' .. id)
+            -- The time, then the job's rank among those parked by this call: FIFO (not id order) within one ms.
+            parked = parked + 1
+            redis.call('ZADD', K.gwait, 0, g .. '\0' .. string.format('%015d%06d', now, parked) .. '\0' .. id)
             go = false
           elseif rules then
             local wait = q_group_rate(K, g, rules, now)

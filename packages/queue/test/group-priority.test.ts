@@ -53,4 +53,22 @@ describe("priorities of jobs that waited for a slot of their group", () => {
     expect(order).toEqual(["a", "c", "b"]);
     expect(started).toEqual(["a"]);
   });
+
+  it("jobs of one group parked together for its slot run in the order they were added (generated ids)", async () => {
+    const name = "parked-order";
+    const q = queue<number, number>(name);
+    // One fetch of 8 slots reads them all at the same server millisecond: the first runs, 7 are parked.
+    const added = await q.addMany(Array.from({ length: 8 }, (_, i) => ({ data: i, opts: { group: "g" } })));
+    const order: number[] = [];
+    worker<number, number>(
+      name,
+      async (job) => {
+        order.push(job.data);
+        return job.data;
+      },
+      { concurrency: 8, groups: { concurrency: 1 } },
+    );
+    for (const { id } of added) await q.result(id, { timeoutMs: 10_000 });
+    expect(order).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
 });
