@@ -1,0 +1,52 @@
+import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
+import { EventLog } from "@coordis/eventlog";
+import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix, waitUntil } from "@coordis/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const prefix = testPrefix("elappendout");
+
+// README: a RedisUnavailableError means the append may or may not have happened; retry with the same idempotency key.
+// An append issued while the client reconnects waits in its queue: it fails by the command timeout, and is still
+// written (and runs) once the connection is back. The retry with the same key then answers duplicate.
+describe("an append that timed out while Redis was unreachable", () => {
+  let server: RedisServer;
+  let proxy: FaultProxy;
+  let direct: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis({ leastPrivilege: true });
+    proxy = await startProxy({ target: server });
+    direct = connect(server.url);
+  });
+  afterAll(async () => {
+    direct.disconnect();
+    await proxy.close();
+    await server.stop();
+  });
+
+  it("may still run once the connection is back; the retry with its idempotency key is a duplicate", async () => {
+    const client = connect(proxy.url, { commandTimeoutMs: 1_000 });
+    client.on("error", () => {});
+    try {
+      const log = new EventLog<{ n: number }>(client, "late", { prefix });
+      const observer = new EventLog<{ n: number }>(direct, "late", { prefix });
+      await observer.append({ n: 0 });
+      await waitUntil("the client is connected", () => client.status === "ready");
+      proxy.refuse();
+      proxy.dropConnections();
+      await waitUntil("the client is reconnecting", () => client.status !== "ready");
+      const failed = await log.append({ n: 1 }, { idempotencyKey: "k1" }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(failed).toBeInstanceOf(RedisUnavailableError);
+      expect(await observer.length()).toBe(1);
+      await proxy.accept();
+      await waitUntil("the timed-out append ran after the reconnect", async () => (await observer.length()) === 2);
+      const retry = await log.append({ n: 1 }, { idempotencyKey: "k1" });
+      expect(retry.duplicate).toBe(true);
+      expect(await observer.length()).toBe(2);
+    } finally {
+      client.disconnect();
+    }
+  });
+});
