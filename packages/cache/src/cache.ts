@@ -131,7 +131,7 @@ export class Cache {
       attributes: this.#attributes,
       lockTtlMs: s.lockTtlMs,
       lockWaitMs: s.lockWaitMs,
-      publish: (k) => bus?.publish({ k }) ?? Promise.resolve(false),
+      publish: (k) => bus?.publish({ k }).catch(() => {}) ?? Promise.resolve(),
       isClosed: () => this.#closed,
     });
     this.#started = Promise.all([
@@ -214,7 +214,8 @@ export class Cache {
    * Stores `value` under `key` (fresh for `ttlMs`, then stale for `staleMs`) and evicts it from every replica's L1.
    * @throws InvalidArgumentError for a bad key, option (an unknown option key too) or a value the codec cannot
    *   encode (nothing is sent); RedisUnavailableError when Redis cannot be reached (the local L1 entry is dropped;
-   *   a write that timed out may still be applied when a stalled Redis resumes, its invalidation following it)
+   *   a write that timed out may still be applied when a stalled Redis resumes, its invalidation following it), also
+   *   when only the invalidation could not be published (the value may be in Redis, other replicas were not told)
    */
   async set(key: string, value: unknown, options?: EntryOptions): Promise<void> {
     this.#assertOpen();
@@ -223,15 +224,13 @@ export class Cache {
     const data = encodeWith(this.#codec, value, "value");
     await this.#operation("set", k, async () => {
       this.#invalidateLocal(k);
-      try {
+      await this.#announced({ k }, async () => {
         const pairs = await this.#l2.tagVersions(entry);
         const epoch = this.#l1.epoch;
         const written = await this.#l2.write(k, data, entry, pairs, "");
         const now = performance.now();
         if (written) this.#l1.store(k, data, now + entry.ttlMs, now + entry.ttlMs + entry.staleMs, pairs, epoch);
-      } finally {
-        await this.#bus?.publish({ k });
-      }
+      });
     });
   }
 
@@ -239,25 +238,23 @@ export class Cache {
    * Deletes `key` everywhere (Redis and every replica's L1). A load that started before the delete can no longer
    * write its outdated value back, however long it or its write takes (its fill token is deleted with the entry).
    * @returns whether a value existed in Redis
-   * @throws InvalidArgumentError for a bad key; RedisUnavailableError when Redis cannot be reached
+   * @throws InvalidArgumentError for a bad key; RedisUnavailableError when Redis cannot be reached (also when only
+   *   the invalidation could not be published: other replicas were not told)
    */
   async delete(key: string): Promise<boolean> {
     this.#assertOpen();
     const k = validateName(key, "key");
     return this.#operation("delete", k, async () => {
       this.#invalidateLocal(k);
-      try {
-        return await this.#l2.delete(k);
-      } finally {
-        await this.#bus?.publish({ k });
-      }
+      return this.#announced({ k }, () => this.#l2.delete(k));
     });
   }
 
   /**
    * Invalidates every entry carrying `tag`, in Redis (O(1): the tag's version is deleted; entries recorded under it
    * become misses) and in every replica's L1.
-   * @throws InvalidArgumentError for a bad tag; RedisUnavailableError when Redis cannot be reached
+   * @throws InvalidArgumentError for a bad tag; RedisUnavailableError when Redis cannot be reached (also when only
+   *   the invalidation could not be published: other replicas were not told)
    */
   async invalidateTag(tag: string): Promise<void> {
     this.#assertOpen();
@@ -265,28 +262,21 @@ export class Cache {
     await this.#operation("invalidate-tag", t, async () => {
       this.#l1.evictTag(t);
       this.#filler.forgetAll();
-      try {
-        await this.#l2.deleteTag(t);
-      } finally {
-        await this.#bus?.publish({ t });
-      }
+      await this.#announced({ t }, () => this.#l2.deleteTag(t));
     });
   }
 
   /**
    * Removes every entry and tag version of this namespace from Redis (SCAN + UNLINK on every master; keys written
    * concurrently may survive) and from every replica's L1. Meant for maintenance, not for the request path.
-   * @throws RedisUnavailableError when Redis cannot be reached
+   * @throws RedisUnavailableError when Redis cannot be reached (also when only the invalidation could not be
+   *   published: other replicas were not told)
    */
   async clear(): Promise<void> {
     this.#assertOpen();
     await this.#operation("clear", undefined, async () => {
       this.#dropL1();
-      try {
-        await this.#l2.clear();
-      } finally {
-        await this.#bus?.publish({ c: 1 });
-      }
+      await this.#announced({ c: 1 }, () => this.#l2.clear());
     });
   }
 
@@ -327,6 +317,23 @@ export class Cache {
 
   #entry(options: EntryOptions | undefined): EntrySettings {
     return parseEntryOptions(options, this.#defaults);
+  }
+
+  /**
+   * Runs a change, then publishes its invalidation, also when the change failed (a write that timed out may still be
+   * applied). The change's error wins; when only the publish fails, the call throws what it failed with: the other
+   * replicas were not told, so the change is not confirmed (they may serve the old value until their L1 TTL).
+   */
+  async #announced<T>(body: { k?: string; t?: string; c?: 1 }, change: () => Promise<T>): Promise<T> {
+    let result: T;
+    try {
+      result = await change();
+    } catch (err) {
+      await this.#bus?.publish(body).catch(() => {});
+      throw err;
+    }
+    await this.#bus?.publish(body);
+    return result;
   }
 
   #operation<T>(op: string, name: string | undefined, fn: () => Promise<T>): Promise<T> {

@@ -109,17 +109,13 @@ export class InvalidationBus {
 
   /**
    * Publishes one invalidation, also after {@link close}: a change made before the cache was closed (a set still
-   * writing) must still reach the other replicas. Never throws: a lost message is bounded by the receivers' L1 TTL.
+   * writing) must still reach the other replicas. A message that fails leaves a hole in our sequence: receivers drop
+   * their L1 on our next message (until then, only their L1 TTL bounds it).
+   * @throws what the PUBLISH failed with (RedisUnavailableError when Redis could not be reached in time)
    */
-  async publish(body: { k?: string; t?: string; c?: 1 }): Promise<boolean> {
+  async publish(body: { k?: string; t?: string; c?: 1 }): Promise<void> {
     this.#seq++;
-    try {
-      await this.#publisher.publish(this.#channel, { p: this.id, s: this.#seq, ...body });
-      return true;
-    } catch {
-      // Receivers will see the hole in our sequence on our next message and drop their L1.
-      return false;
-    }
+    await this.#publisher.publish(this.#channel, { p: this.id, s: this.#seq, ...body });
   }
 
   /** Unsubscribes and closes the subscriber connection, within PubSub's close bound. */
