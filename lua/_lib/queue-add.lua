@@ -1,7 +1,8 @@
 -- queue-add: creating one job, shared by lua/queue/add.lua and lua/queue/schedule-fire.lua. The job is the field
 -- "j:<id>" of the partition's jobs hash (a cmsgpack array, see lua/_lib/queue.lua); HSETNX makes an id that exists
--- already a duplicate that creates and changes nothing (unless its job finished and outlived its resultTtlMs). add.lua gets records packed by the client (packing costs Redis
--- about 9k instructions per job); schedule-fire.lua packs its job here (qa_record).
+-- already a duplicate that creates and changes nothing (unless its job finished and outlived its resultTtlMs).
+-- add.lua gets records packed by the client (packing costs Redis about 9k instructions per job); schedule-fire.lua
+-- packs its job here (qa_record).
 local QA_PRIO_SHIFT = 17592186044416 -- 2^44, as in lua/_lib/queue.lua
 
 -- Reads a job's options text: "<delayMs> <priority> <attempts> <backoff type> <backoff delayMs> <backoff maxDelayMs>
