@@ -17,6 +17,13 @@ interface State {
 
 type Stored = { a: number; b: number; c: number };
 
+/**
+ * This process' clock for the fallback: whole ms since the epoch on the monotonic clock (`performance.timeOrigin +
+ * performance.now()`), so a wall clock stepped back or forward (NTP) during an outage neither holds a window shut
+ * for the step nor hands one back early.
+ */
+const monotonicNow = (): number => Math.floor(performance.timeOrigin + performance.now());
+
 function load(rule: NormalizedRule, s: Stored | undefined, now: number): State {
   const { limit, windowMs: w, capacity } = rule;
   const st: State = { rule, start: now, count: 0, curr: 0, prev: 0, tokens: capacity, tat: now };
@@ -189,7 +196,7 @@ export class MemoryLimiter {
   }
 
   /** Takes `cost` from every rule of `key`, or from none; `now` is this process' clock in ms. */
-  consume(key: string, cost: number, rules: readonly NormalizedRule[], now = Date.now()): Decision {
+  consume(key: string, cost: number, rules: readonly NormalizedRule[], now = monotonicNow()): Decision {
     const states = this.#load(key, rules, now);
     const waits = states.map((st) => wait(st, cost, now));
     const allowed = waits.every((w) => w === 0);
@@ -201,7 +208,7 @@ export class MemoryLimiter {
   }
 
   /** `key`'s state, nothing taken: `allowed` says whether a call of cost 1 would pass (as peek.lua). */
-  peek(key: string, rules: readonly NormalizedRule[], now = Date.now()): Decision {
+  peek(key: string, rules: readonly NormalizedRule[], now = monotonicNow()): Decision {
     const states = this.#load(key, rules, now);
     const waits = states.map((st) => wait(st, 1, now));
     return decision(
@@ -213,7 +220,7 @@ export class MemoryLimiter {
   }
 
   /** Gives `cost` back to every rule of `key` (never beyond full) and reports the state afterwards (as refund.lua). */
-  refund(key: string, cost: number, rules: readonly NormalizedRule[], now = Date.now()): Decision {
+  refund(key: string, cost: number, rules: readonly NormalizedRule[], now = monotonicNow()): Decision {
     const states = this.#load(key, rules, now);
     for (const st of states) give(st, cost, now);
     this.#store(key, states, now);
