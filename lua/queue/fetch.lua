@@ -5,8 +5,8 @@
 -- leases zset is the record of what runs), then priority 1-9 jobs. Grouped jobs pass the group's concurrency limit
 -- and rate-limit rules here; a job over a limit waits in gwait (concurrency) or in delayed (rate, until the rules
 -- admit it). When fewer than `count` jobs were found, it also replies what a worker needs to wait: the ms until
--- the next delayed job or lease is due (0 when it read `count` candidates and some could not start: look again at
--- once), and the last ids of the ready and wake streams (for XREAD BLOCK).
+-- the next delayed job or lease is due (0 when it read `count` candidates and some could not start for another reason
+-- than a rate limit: look again at once), and the last ids of the ready and wake streams (for XREAD BLOCK).
 -- Per job handed out the reply has 5 items: id, fence, attempt (from 1), attempts allowed, data. Jobs buried here
 -- (their last attempt's lease expired) are listed in the reply's 6th item, for the worker to report them.
 -- KEYS[1] jobs (hash): job fields
@@ -102,7 +102,7 @@ if not paused then
   end
 end
 
-local picked, recs, parked = {}, {}, 0
+local picked, recs, parked, rated = {}, {}, 0, 0
 if #cands > 0 then
   local fields = {}
   for i, id in ipairs(cands) do fields[2 * i - 1], fields[2 * i] = 'j:' .. id, 'r:' .. id end
@@ -132,6 +132,7 @@ if #cands > 0 then
             if wait > 0 then
               redis.call('ZADD', K.delayed, now + wait, rec[Q_PRIO] .. id)
               go = false
+              rated = rated + 1
             end
           end
           if go then redis.call('HINCRBY', K.groups, 'c:' .. g, 1) end
@@ -178,10 +179,12 @@ if n < want then
       if next < 0 or ms < next then next = ms end
     end
   end
-  -- As many candidates as asked for, but some could not start (parked for their group's slot or rate limit, or stale
-  -- entries of cancelled or finished jobs): more may wait behind them, unread. Look again at once instead of waiting
-  -- for new work (those entries would not wake an XREAD from the stream's last id).
-  if #cands >= want then next = 0 end
+  -- As many candidates as asked for, but some could not start (parked for their group's slot, or stale entries of
+  -- cancelled or finished jobs): more may wait behind them, unread. Look again at once instead of waiting for new work
+  -- (those entries would not wake an XREAD from the stream's last id). Each such candidate is skipped once. Jobs held
+  -- back by a rate limit do not count: they come back when the limit admits them, and reading a backlog of them again
+  -- at once would cycle it through the delayed set on every window.
+  if #cands >= want and #cands - n - rated > 0 then next = 0 end
   out[3] = next
   for i, key in ipairs({ K.ready, K.wake }) do
     local ok, info = pcall(redis.call, 'XINFO', 'STREAM', key)
