@@ -176,7 +176,7 @@ export class Cache {
 
   /**
    * Returns the fresh cached value of `key`, or `undefined`. Never loads. When Redis is unavailable, answers from
-   * L1 (a value up to `staleMs` past its freshness) or `undefined`.
+   * L1 (a value it got at most `l1.ttlMs` ago, up to `staleMs` past its freshness) or `undefined`.
    * @throws InvalidArgumentError for a bad key
    */
   async get<T>(key: string): Promise<T | undefined> {

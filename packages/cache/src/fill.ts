@@ -46,8 +46,8 @@ export interface FillContext {
  * Stampede protection and the fill of a missing key: concurrent misses of one key in one process share one load
  * (a flight); across replicas one caller takes the fill lock in Redis and loads while the others wait (woken by the
  * bus, polling with backoff) for at most `lock.waitMs`, then load themselves. A stale entry is served while one
- * caller refreshes it in the background. When Redis is unavailable, L1 (up to its stale deadline) or the loader
- * answers.
+ * caller refreshes it in the background. When Redis is unavailable, L1 (what it got within `l1.ttlMs`, up to its
+ * stale deadline) or the loader answers.
  */
 export class Filler {
   readonly #c: FillContext;
@@ -241,7 +241,7 @@ export class Filler {
       .finally(() => this.#refreshing.delete(k));
   }
 
-  /** Redis is unavailable: serve L1 (up to its stale deadline) or call the loader directly. */
+  /** Redis is unavailable: serve L1 (what it got within `l1.ttlMs`, up to its stale deadline) or call the loader. */
   async #degraded(k: string, loader: Loader<unknown>): Promise<Outcome> {
     const e = this.#c.l1.fallback(k);
     if (e !== undefined) return { data: e.data, tier: "l1", result: e.fresh ? "hit" : "stale", degraded: true };

@@ -76,11 +76,15 @@ export class L1 {
     return undefined;
   }
 
-  /** Redis is unavailable: what L1 has for `k` up to its stale deadline, whether the subscription is live or not. */
+  /**
+   * Redis is unavailable: what L1 has for `k` up to its stale deadline, whether the subscription is live or not, but
+   * never past the entry's L1 lifetime (`l1.ttlMs`): a subscription cut off without a sign (a silent partition) is
+   * not noticed at once, and only that lifetime bounds an invalidation it lost.
+   */
   fallback(k: string): L1Fallback | undefined {
     const e = this.#lru?.get(k);
     const now = performance.now();
-    return e !== undefined && now < e.stale ? { data: e.data, fresh: now < e.fresh } : undefined;
+    return e !== undefined && now < e.until ? { data: e.data, fresh: now < e.fresh } : undefined;
   }
 
   /** Stores a value read or loaded under `epoch`, unless an invalidation came meanwhile (or L1 was closed). */
