@@ -1,7 +1,8 @@
-import { connect, type RedisClient } from "@coordis/core";
+import type { RedisClient } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
 import { testPrefix } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { sharedClients } from "@coordis/testing/vitest";
+import { describe, expect, it } from "vitest";
 
 const prefix = testPrefix("elfuture");
 const keyed = { key: Buffer.from("0123456789abcdef0123456789abcdef"), keyId: "k1" };
@@ -19,27 +20,18 @@ async function serverNow(redis: RedisClient): Promise<number> {
 // after it: also when its id lies in the future (an explicit id, or a clock ahead), which Redis then requires of every
 // later id.
 describe("appends after a foreign entry whose id is in the future", () => {
-  let redis: RedisClient;
-  /** Unrestricted client: something other than Coordis writing to the stream. */
-  let admin: RedisClient;
-  beforeAll(() => {
-    redis = connect(inject("coordisRedisUrl"));
-    admin = connect(inject("coordisAdminRedisUrl"));
-  });
-  afterAll(() => {
-    redis.disconnect();
-    admin.disconnect();
-  });
+  /** `redis` as Coordis uses it; `admin` unrestricted: something other than Coordis writing to the stream. */
+  const clients = sharedClients();
 
   for (const [mode, chain] of [
     ["SHA-1 chain", true],
     ["keyed chain", keyed],
   ] as const) {
     it(`${mode}: the next appends land after it, link to the last append and verify; verify() names the foreign entry`, async () => {
-      const log = new EventLog<{ i: number }>(redis, name("future"), { prefix, chain });
+      const log = new EventLog<{ i: number }>(clients.redis, name("future"), { prefix, chain });
       await log.append({ i: 0 });
-      const foreign = `${(await serverNow(admin)) + 60_000}-0`;
-      expect(await admin.xadd(log.keys.stream, foreign, "d", '{"i":-1}')).toBe(foreign);
+      const foreign = `${(await serverNow(clients.admin)) + 60_000}-0`;
+      expect(await clients.admin.xadd(log.keys.stream, foreign, "d", '{"i":-1}')).toBe(foreign);
       const a = await log.append({ i: 1 });
       const b = await log.append({ i: 2 });
       expect(a.duplicate).toBe(false);

@@ -1,7 +1,7 @@
-import { connect, type RedisClient } from "@coordis/core";
 import { type Entry, EventLog, GapError } from "@coordis/eventlog";
 import { testPrefix } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { sharedClients } from "@coordis/testing/vitest";
+import { describe, expect, it } from "vitest";
 
 const prefix = testPrefix("eltailforeign");
 let n = 0;
@@ -29,21 +29,12 @@ async function tailed<T>(
 // sequence number) is returned by read() and yielded by tail() alike. It is not a gap: nothing was skipped, and the
 // sequence check goes on from the entry EventLog.append wrote before it.
 describe("tail of a log without a chain, with an entry something else added", () => {
-  let redis: RedisClient;
-  let admin: RedisClient;
-  beforeAll(() => {
-    redis = connect(inject("coordisRedisUrl"));
-    admin = connect(inject("coordisAdminRedisUrl"));
-  });
-  afterAll(() => {
-    redis.disconnect();
-    admin.disconnect();
-  });
+  const clients = sharedClients();
 
   it("yields it as read() returns it, without a GapError, also when resuming from it", async () => {
-    const log = new EventLog<number>(redis, name("foreign"), { prefix });
+    const log = new EventLog<number>(clients.redis, name("foreign"), { prefix });
     await log.append(0);
-    const foreign = (await admin.xadd(log.keys.stream, "*", "d", "-1")) as string;
+    const foreign = (await clients.admin.xadd(log.keys.stream, "*", "d", "-1")) as string;
     await log.append(1);
     await log.append(2);
     const read = (await log.read()).entries.map((e) => e.data);
@@ -59,12 +50,12 @@ describe("tail of a log without a chain, with an entry something else added", ()
   });
 
   it("still reports an entry deleted after it, with the exact count missed", async () => {
-    const log = new EventLog<number>(redis, name("foreign-gap"), { prefix });
+    const log = new EventLog<number>(clients.redis, name("foreign-gap"), { prefix });
     const first = await log.append(0);
-    await admin.xadd(log.keys.stream, "*", "d", "-1");
+    await clients.admin.xadd(log.keys.stream, "*", "d", "-1");
     const deleted = await log.append(1);
     await log.append(2);
-    await admin.xdel(log.keys.stream, deleted.id);
+    await clients.admin.xdel(log.keys.stream, deleted.id);
     const { entries, error } = await tailed(log, first.id, 3);
     expect(entries.map((e) => e.data)).toEqual([-1]);
     expect(error).toBeInstanceOf(GapError);

@@ -1,7 +1,7 @@
-import { connect, type RedisClient } from "@coordis/core";
 import { EventLog, type VerifyResult } from "@coordis/eventlog";
 import { testPrefix } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { sharedClients } from "@coordis/testing/vitest";
+import { describe, expect, it } from "vitest";
 
 const prefix = testPrefix("elverify");
 
@@ -39,22 +39,13 @@ async function verifyWhileAppending(
 }
 
 describe("verify() under retention and concurrent appends", () => {
-  let redis: RedisClient;
-  /** Unrestricted client, for XDEL (a deletion verify() must report). */
-  let admin: RedisClient;
-  beforeAll(() => {
-    redis = connect(inject("coordisRedisUrl"));
-    admin = connect(inject("coordisAdminRedisUrl"));
-  });
-  afterAll(() => {
-    redis.disconnect();
-    admin.disconnect();
-  });
+  /** `redis` as Coordis uses it; `admin` unrestricted: Unrestricted client, for XDEL (a deletion verify() must report). */
+  const clients = sharedClients();
 
   it("never reports a sound log as tampered while appends trim it (one page), and still reports deletions", async () => {
     const options = { prefix, chain: true, maxLen: 100 };
-    const writer = new EventLog<number>(redis, "one-page", { ...options, batch: true });
-    const reader = new EventLog<number>(redis, "one-page", options);
+    const writer = new EventLog<number>(clients.redis, "one-page", { ...options, batch: true });
+    const reader = new EventLog<number>(clients.redis, "one-page", options);
     for (let i = 0; i < 300; i++) await writer.append(-1);
     const { alarms } = await verifyWhileAppending(writer, reader, {
       appenders: 2,
@@ -68,17 +59,17 @@ describe("verify() under retention and concurrent appends", () => {
     const sound = await reader.verify();
     expect(sound.ok).toBe(true);
     const entries = (await reader.read({ limit: 1_000 })).entries;
-    await admin.xdel(reader.keys.stream, entries[50]?.id as string);
+    await clients.admin.xdel(reader.keys.stream, entries[50]?.id as string);
     expect(await reader.verify()).toMatchObject({ ok: false, brokenAt: entries[51]?.id });
-    await admin.xdel(reader.keys.stream, entries[0]?.id as string);
+    await clients.admin.xdel(reader.keys.stream, entries[0]?.id as string);
     expect(await reader.verify()).toMatchObject({ ok: false, brokenAt: entries[1]?.id });
   });
 
   it("never reports a sound log as tampered while appends trim it past a multi-page walk", async () => {
     // Two pages per walk (1,000 entries each); the trims between them are what the walk must tell from deletions.
     const options = { prefix, chain: true, maxLen: 1_100 };
-    const writer = new EventLog<number>(redis, "many-pages", { ...options, batch: true });
-    const reader = new EventLog<number>(redis, "many-pages", options);
+    const writer = new EventLog<number>(clients.redis, "many-pages", { ...options, batch: true });
+    const reader = new EventLog<number>(clients.redis, "many-pages", options);
     await Promise.all(Array.from({ length: 2_000 }, () => writer.append(-1)));
     const { alarms } = await verifyWhileAppending(writer, reader, {
       appenders: 4,
@@ -88,7 +79,7 @@ describe("verify() under retention and concurrent appends", () => {
     });
     expect(alarms).toEqual([]);
     const entries = (await reader.read({ limit: 1_000 })).entries;
-    await admin.xdel(reader.keys.stream, entries[500]?.id as string);
+    await clients.admin.xdel(reader.keys.stream, entries[500]?.id as string);
     expect(await reader.verify()).toMatchObject({ ok: false, brokenAt: entries[501]?.id });
   });
 });
