@@ -73,7 +73,15 @@ export class Scheduler {
       if (stored === null) continue;
       // Catch-up policy: runs missed while nothing fired are coalesced into this one job (for run time dueAt); the
       // schedule then goes on from the first run after now.
-      const nextAt = nextRunAfter(stored.spec, Math.max(now, dueAt)) ?? NEVER_MS;
+      let nextAt: number;
+      try {
+        nextAt = nextRunAfter(stored.spec, Math.max(now, dueAt)) ?? NEVER_MS;
+      } catch (err) {
+        // A declaration this version cannot read (another version's pattern): it stays due, reported on every look;
+        // the partition's other schedules fire all the same.
+        this.#event("schedule-error", { error: toCoordisError(err), schedule: name });
+        continue;
+      }
       const fired = await runScriptDynamic(
         this.#redis,
         queueScripts.scheduleFire,
