@@ -74,7 +74,16 @@ export class RateLimiter {
   readonly #algorithms: ReadonlyMap<string, string>;
   /** `<prefix>:rl:`, the part of every key before the hash tag. */
   readonly #keyHead: string;
+  /**
+   * Until when (performance.now() ms) the failure policy decides without trying Redis. On a Cluster this is the
+   * latest of {@link RateLimiter.#downNodes}' instants, an upper bound checked first so the common path costs nothing.
+   */
   #downUntil = 0;
+  /**
+   * On a Cluster, the same per node (the master of the key's slot, as the client's slot map names it; "" while the
+   * map is unknown): a node that cannot be reached leaves the keys of the other nodes to Redis.
+   */
+  readonly #downNodes: Map<string, number> | undefined;
 
   /**
    * @param redis an ioredis client (standalone, sentinel or cluster)
@@ -96,6 +105,7 @@ export class RateLimiter {
     if (o.denyCacheKeys !== undefined) this.#denyCache = new DenyCache(o.denyCacheKeys);
     this.#redisRetryMs = o.redisRetryMs;
     this.#failClosedRetryAfterMs = o.failClosedRetryAfterMs;
+    if (isCluster(this.#redis)) this.#downNodes = new Map();
     if (o.batch !== undefined) this.#batcher = new Batcher(o.batch, (items) => this.#sendBatch(items));
   }
 
@@ -124,7 +134,7 @@ export class RateLimiter {
     const denyCache = this.#denyCache;
     if (denyCache !== undefined) return this.#consumeDenyCached(denyCache, key, started, stateKey, cost);
     // The common path, written without async functions: one promise per call besides the script's.
-    if (this.#policy !== "throw" && started < this.#downUntil) {
+    if (this.#policy !== "throw" && started < this.#downUntil && this.#down(stateKey, started)) {
       try {
         return Promise.resolve(this.#report("consume", key, started, this.#local("consume", key, cost)));
       } catch (err) {
@@ -132,8 +142,8 @@ export class RateLimiter {
       }
     }
     return this.#submit(stateKey, cost).then(
-      (reply) => this.#decided("consume", key, started, reply),
-      (err: unknown) => this.#failed("consume", key, started, cost, err),
+      (reply) => this.#decided("consume", key, started, stateKey, reply),
+      (err: unknown) => this.#failed("consume", key, started, stateKey, cost, err),
     );
   }
 
@@ -230,7 +240,8 @@ export class RateLimiter {
    * the policy, the observer event and the decision are per caller exactly as unbatched.
    */
   async #run(op: Exclude<Op, "reset">, key: string, started: number, stateKey: string, cost: number) {
-    if (this.#policy !== "throw" && performance.now() < this.#downUntil) {
+    const now = performance.now();
+    if (this.#policy !== "throw" && now < this.#downUntil && this.#down(stateKey, now)) {
       return this.#report(op, key, started, this.#local(op, key, cost));
     }
     let reply: ScriptReply;
@@ -239,24 +250,38 @@ export class RateLimiter {
         ? this.#submit(stateKey, cost)
         : runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]));
     } catch (err) {
-      return this.#failed(op, key, started, cost, err);
+      return this.#failed(op, key, started, stateKey, cost, err);
     }
-    return this.#decided(op, key, started, reply);
+    return this.#decided(op, key, started, stateKey, reply);
   }
 
   /** The decision of a script reply. */
-  #decided(op: Exclude<Op, "reset">, key: string, started: number, reply: ScriptReply): Decision {
-    this.#downUntil = 0;
+  #decided(op: Exclude<Op, "reset">, key: string, started: number, stateKey: string, reply: ScriptReply): Decision {
+    const nodes = this.#downNodes;
+    if (nodes === undefined) this.#downUntil = 0;
+    else if (nodes.size > 0) nodes.delete(this.#nodeOf(stateKey));
     return this.#report(op, key, started, decisionFromReply(reply, this.rules));
   }
 
   /** A failed script call: the failure policy's decision while Redis is unavailable, else the error (thrown). */
-  #failed(op: Exclude<Op, "reset">, key: string, started: number, cost: number, err: unknown): Decision {
+  #failed(
+    op: Exclude<Op, "reset">,
+    key: string,
+    started: number,
+    stateKey: string,
+    cost: number,
+    err: unknown,
+  ): Decision {
     if (!(err instanceof RedisUnavailableError) || this.#policy === "throw") {
       reportOperation(this.#observer, { primitive: "ratelimit", op, name: key }, started, "error", err);
       throw err;
     }
-    this.#downUntil = performance.now() + this.#redisRetryMs;
+    const until = performance.now() + this.#redisRetryMs;
+    const nodes = this.#downNodes;
+    if (nodes !== undefined) {
+      nodes.set(this.#nodeOf(stateKey), until);
+      if (until > this.#downUntil) this.#downUntil = until;
+    } else this.#downUntil = until;
     return this.#report(op, key, started, this.#local(op, key, cost), err);
   }
 
@@ -288,6 +313,19 @@ export class RateLimiter {
           : { ok: false, error: new ScriptError(ratelimitScripts.consume.name, String(call)) };
     }
     return out;
+  }
+
+  /** Whether the policy decides for `stateKey` at `now` without trying Redis (after #downUntil was checked). */
+  #down(stateKey: string, now: number): boolean {
+    const nodes = this.#downNodes;
+    if (nodes === undefined) return true;
+    const until = nodes.get(this.#nodeOf(stateKey));
+    return until !== undefined && now < until;
+  }
+
+  /** On a Cluster, the node serving `stateKey`'s slot as the client knows it ("" while its slot map is unknown). */
+  #nodeOf(stateKey: string): string {
+    return (this.#redis as { slots?: readonly (readonly string[] | undefined)[] }).slots?.[slotOf(stateKey)]?.[0] ?? "";
   }
 
   /** The decision of the failure policy while Redis is unavailable. */
