@@ -30,7 +30,7 @@ describe("a stored schedule this version cannot compute the next run of", () => 
     const events: CoordisEvent[] = [];
     worker<string, string>(name, async (job) => job.data, {
       schedules: true,
-      observer: { onEvent: (e) => void events.push(e) },
+      observer: { onEvent: (e: CoordisEvent) => void events.push(e) },
     });
     await waitUntil(
       "the good schedule fired",
