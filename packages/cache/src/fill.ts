@@ -4,6 +4,7 @@ import {
   notifyEvent,
   RedisUnavailableError,
   type ReportAttributes,
+  ScriptError,
 } from "@coordis/core";
 import { type CacheCodec, encodeWith } from "./codec.js";
 import type { L1 } from "./l1.js";
@@ -24,6 +25,16 @@ export interface Outcome {
   readonly tier: Tier;
   readonly result: Result;
   readonly degraded?: boolean;
+}
+
+/**
+ * Redis refused a write because it is full and does not evict (`maxmemory-policy noeviction`): the cache cannot store
+ * anything (not even a fill lock), but Redis answers, so the loader's result is still the caller's answer.
+ */
+function outOfMemory(err: unknown): boolean {
+  if (!(err instanceof ScriptError)) return false;
+  const cause = (err as { cause?: unknown }).cause;
+  return cause instanceof Error && cause.message.startsWith("OOM ");
 }
 
 /** What the filler needs from the cache it works for. */
@@ -119,6 +130,8 @@ export class Filler {
       try {
         read = await c.l2.read(k, lockToken, entry.tags, last);
       } catch (err) {
+        // Full: no lock can be taken, nothing stored; the loader answers (kept in L1, which the bus still guards).
+        if (outOfMemory(err)) return { data: await this.loadDirect(k, loader), tier: "l2", result: "miss" };
         if (!(err instanceof RedisUnavailableError)) throw err;
         return this.#degraded(k, loader);
       }
