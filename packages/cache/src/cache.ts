@@ -225,8 +225,10 @@ export class Cache {
     await this.#operation("set", k, async () => {
       this.#invalidateLocal(k);
       await this.#announced({ k }, async () => {
-        const pairs = await this.#l2.tagVersions(entry);
+        // Taken before the tags' versions are read: an invalidation from then on (of a tag, here or elsewhere) may
+        // have come after that read in Redis, leaving the value under an old version, which Redis reads as a miss.
         const epoch = this.#l1.epoch;
+        const pairs = await this.#l2.tagVersions(entry);
         const written = await this.#l2.write(k, data, entry, pairs, "");
         const now = performance.now();
         if (written) this.#l1.store(k, data, now + entry.ttlMs, now + entry.ttlMs + entry.staleMs, pairs, epoch);

@@ -187,6 +187,8 @@ export class Filler {
    */
   async #loadAndStore(k: string, loader: Loader<unknown>, entry: EntrySettings, fill: string): Promise<string> {
     const c = this.#c;
+    // Taken before the tags' versions are read (see Cache.set): a later invalidation keeps the value out of L1.
+    const epoch = c.l1.epoch;
     let pairs: Awaited<ReturnType<RedisTier["tagVersions"]>>;
     try {
       pairs = await c.l2.tagVersions(entry);
@@ -194,7 +196,6 @@ export class Filler {
       if (!(err instanceof RedisUnavailableError)) throw err;
       return this.loadDirect(k, loader);
     }
-    const epoch = c.l1.epoch;
     const t0 = performance.now();
     let data: string;
     try {
