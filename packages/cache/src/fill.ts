@@ -62,7 +62,8 @@ export interface FillContext {
  */
 export class Filler {
   readonly #c: FillContext;
-  readonly #flights = new Map<string, Promise<Outcome>>();
+  /** The load in progress per key, and when it started (`performance.now()`). */
+  readonly #flights = new Map<string, { readonly outcome: Promise<Outcome>; readonly started: number }>();
   readonly #refreshing = new Set<string>();
   readonly #waiters = new Map<string, Set<() => void>>();
   #loads = 0;
@@ -76,17 +77,26 @@ export class Filler {
     return this.#loads;
   }
 
-  /** The outcome of `k` after an L1 miss, joining the load already in flight in this process if there is one. */
+  /**
+   * The outcome of `k` after an L1 miss, joining the load already in flight in this process if there is one, unless
+   * it started `lock.ttlMs` ago or more: its fill lock has expired, other replicas have given up on it, and so does
+   * this one (a loader that never returns would otherwise hold every later call of the key in this process).
+   */
   get(k: string, loader: Loader<unknown>, entry: EntrySettings): Promise<Outcome> {
-    let flight = this.#flights.get(k);
-    if (flight === undefined) {
-      const mine: Promise<Outcome> = this.#fill(k, loader, entry).finally(() => {
-        if (this.#flights.get(k) === mine) this.#flights.delete(k);
-      });
-      flight = mine;
-      this.#flights.set(k, flight);
-    }
-    return flight;
+    const now = performance.now();
+    const flight = this.#flights.get(k);
+    if (flight !== undefined && now - flight.started < this.#c.lockTtlMs) return flight.outcome;
+    const mine = { outcome: this.#fill(k, loader, entry), started: now };
+    this.#flights.set(k, mine);
+    mine.outcome.then(
+      () => this.#forgetFlight(k, mine),
+      () => this.#forgetFlight(k, mine),
+    );
+    return mine.outcome;
+  }
+
+  #forgetFlight(k: string, flight: { readonly outcome: Promise<Outcome> }): void {
+    if (this.#flights.get(k) === flight) this.#flights.delete(k);
   }
 
   /**
