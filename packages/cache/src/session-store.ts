@@ -3,6 +3,7 @@ import {
   CoordisError,
   type CoordisObserver,
   DEFAULT_PREFIX,
+  errorOf,
   InvalidArgumentError,
   isCluster,
   notifyOperation,
@@ -317,7 +318,15 @@ export class RedisSessionStore {
   }
 
   #decode(text: string): SessionData {
-    const data = this.#serializer.parse(text);
+    let data: unknown;
+    try {
+      data = this.#serializer.parse(text);
+    } catch (err) {
+      // The serializer's failure (corrupted data, another encryption key), not Redis': said as such, with its cause.
+      throw new CoordisError("ERR_SESSION_DECODE", `a stored session could not be decoded: ${errorOf(err).message}`, {
+        cause: err,
+      });
+    }
     if (data === null || typeof data !== "object") {
       throw new CoordisError("ERR_SESSION_DECODE", "a stored session did not decode to an object");
     }
@@ -352,7 +361,12 @@ export class RedisSessionStore {
   /** Remaining lifetime: the `ttlMs` function, else the cookie's `expires`, else `maxAge`/`originalMaxAge`, else `ttlMs`. */
   #ttlOf(session: StoredSession): number {
     if (typeof this.#ttlMs === "function") {
-      const ttl = this.#ttlMs(session as SessionData);
+      let ttl: unknown;
+      try {
+        ttl = this.#ttlMs(session as SessionData);
+      } catch (err) {
+        throw new InvalidArgumentError("options.ttlMs", `the ttl function threw: ${errorOf(err).message}`);
+      }
       if (typeof ttl !== "number" || !Number.isFinite(ttl)) {
         throw new InvalidArgumentError("options.ttlMs", `the ttl function returned ${String(ttl)}, not a number of ms`);
       }

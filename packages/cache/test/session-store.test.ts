@@ -1,4 +1,4 @@
-import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { connect, InvalidArgumentError, type RedisClient, ScriptError } from "@coordis/core";
 import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { RedisSessionStore, type SessionData } from "../src/index.js";
@@ -115,6 +115,40 @@ describe("RedisSessionStore", () => {
     expect(roundTrips).toBe(0);
     expect(() => new RedisSessionStore(redis, { ttlMs: 0 })).toThrow(InvalidArgumentError);
     expect(() => new RedisSessionStore(redis, { tombstoneMs: -1 })).toThrow(InvalidArgumentError);
+  });
+
+  it("a serializer or ttl function that throws is reported as such, not as a Redis error, and writes nothing", async () => {
+    // A stored session the serializer cannot read (corrupted, or encrypted under another key).
+    const unreadable = sessionApi(
+      new RedisSessionStore(redis, {
+        prefix,
+        serializer: {
+          stringify: JSON.stringify,
+          parse: () => {
+            throw new Error("bad MAC");
+          },
+        },
+      }),
+    );
+    await unreadable.set("unreadable", { user: "ada" });
+    const read = await unreadable.get("unreadable").catch((err: unknown) => err);
+    expect(read).toMatchObject({ code: "ERR_SESSION_DECODE" });
+    expect(read).not.toBeInstanceOf(ScriptError);
+    expect((read as Error).message).toContain("bad MAC");
+    // A ttl function that throws: the application's error, named as the option's, nothing stored.
+    const failingTtl = sessionApi(
+      new RedisSessionStore(redis, {
+        prefix,
+        ttlMs: () => {
+          throw new Error("no plan for this user");
+        },
+      }),
+    );
+    const saved = await failingTtl.set("ttl-throws", { user: "ada" }).catch((err: unknown) => err);
+    expect(saved).toBeInstanceOf(InvalidArgumentError);
+    expect(saved).toMatchObject({ argument: "options.ttlMs" });
+    expect((saved as Error).message).toContain("no plan for this user");
+    expect(await redis.exists(`${prefix}:sess:{ttl-throws}`)).toBe(0);
   });
 
   it("works on Redis Cluster", async () => {
