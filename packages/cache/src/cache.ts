@@ -117,6 +117,9 @@ export class Cache {
           message: (msg) => this.#onBusMessage(msg),
           gap: (reason, flush) => this.#onGap(reason, flush),
           health: (healthy) => {
+            // What L1 got while not subscribed (before the first subscription too) missed every invalidation of that
+            // time: it is never read.
+            if (healthy) this.#dropL1();
             this.#busHealthy = healthy;
           },
         })
