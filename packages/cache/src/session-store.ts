@@ -368,7 +368,10 @@ export class RedisSessionStore {
         throw new InvalidArgumentError("options.ttlMs", `the ttl function threw: ${errorOf(err).message}`);
       }
       if (typeof ttl !== "number" || !Number.isFinite(ttl)) {
-        throw new InvalidArgumentError("options.ttlMs", `the ttl function returned ${String(ttl)}, not a number of ms`);
+        throw new InvalidArgumentError(
+          "options.ttlMs",
+          `the ttl function returned ${validate.describeValue(ttl)}, not a number of ms`,
+        );
       }
       return Math.min(Math.ceil(ttl), validate.MAX_DURATION_MS);
     }

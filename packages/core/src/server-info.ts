@@ -1,5 +1,6 @@
 import type { RedisClient } from "./client.js";
 import { InvalidArgumentError, toCoordisError } from "./errors.js";
+import { describeValue } from "./validate.js";
 
 /** What Coordis knows about the Redis server behind a client. */
 export interface ServerInfo {
@@ -61,7 +62,10 @@ export function serverInfo(redis: RedisClient): Promise<ServerInfo> {
  */
 export async function serverAtLeast(redis: RedisClient, minVersion: string): Promise<boolean> {
   if (typeof minVersion !== "string" || !/^\d+(\.\d+){0,2}$/.test(minVersion)) {
-    throw new InvalidArgumentError("minVersion", `expected a version such as "7.2.0", got ${String(minVersion)}`);
+    throw new InvalidArgumentError(
+      "minVersion",
+      `expected a version such as "7.2.0", got ${describeValue(minVersion)}`,
+    );
   }
   const { versionParts } = await serverInfo(redis);
   const want = parseVersion(minVersion);

@@ -9,7 +9,8 @@ import { InvalidArgumentError } from "./errors.js";
 /** Longest duration Coordis accepts for any `...Ms` argument: 365 days in milliseconds. */
 export const MAX_DURATION_MS = 365 * 24 * 60 * 60 * 1000;
 
-function describe(value: unknown): string {
+/** A short description of any value for an error message; never throws (an object's own toString is not called). */
+export function describeValue(value: unknown): string {
   if (typeof value === "string") return value.length > 40 ? `a string of ${value.length} characters` : `"${value}"`;
   if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value);
   if (value === null) return "null";
@@ -21,7 +22,7 @@ function describe(value: unknown): string {
 /** A finite number (not NaN, not ±Infinity), optionally within `[min, max]`. */
 export function finiteNumber(name: string, value: unknown, bounds: { min?: number; max?: number } = {}): number {
   if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new InvalidArgumentError(name, `expected a finite number, got ${describe(value)}`);
+    throw new InvalidArgumentError(name, `expected a finite number, got ${describeValue(value)}`);
   }
   if (bounds.min !== undefined && value < bounds.min) {
     throw new InvalidArgumentError(name, `must be at least ${bounds.min}, got ${value}`);
@@ -35,7 +36,7 @@ export function finiteNumber(name: string, value: unknown, bounds: { min?: numbe
 /** An integer (safe integer range), optionally within `[min, max]`. */
 export function integer(name: string, value: unknown, bounds: { min?: number; max?: number } = {}): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value)) {
-    throw new InvalidArgumentError(name, `expected an integer, got ${describe(value)}`);
+    throw new InvalidArgumentError(name, `expected an integer, got ${describeValue(value)}`);
   }
   return finiteNumber(name, value, bounds);
 }
@@ -53,7 +54,7 @@ export function durationMs(name: string, value: unknown, bounds: { min?: number;
   const min = bounds.min ?? 1;
   const max = bounds.max ?? MAX_DURATION_MS;
   if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new InvalidArgumentError(name, `expected a duration in milliseconds, got ${describe(value)}`);
+    throw new InvalidArgumentError(name, `expected a duration in milliseconds, got ${describeValue(value)}`);
   }
   if (!Number.isInteger(value)) {
     throw new InvalidArgumentError(name, `expected whole milliseconds, got ${value}`);
@@ -70,7 +71,7 @@ export function durationMs(name: string, value: unknown, bounds: { min?: number;
  */
 export function string(name: string, value: unknown, bounds: { minBytes?: number; maxBytes?: number } = {}): string {
   if (typeof value !== "string") {
-    throw new InvalidArgumentError(name, `expected a string, got ${describe(value)}`);
+    throw new InvalidArgumentError(name, `expected a string, got ${describeValue(value)}`);
   }
   const min = bounds.minBytes ?? 1;
   const max = bounds.maxBytes ?? 1024;
@@ -94,7 +95,7 @@ export function oneOf<const T extends string>(name: string, value: unknown, allo
   if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
     throw new InvalidArgumentError(
       name,
-      `expected one of ${allowed.map((a) => `"${a}"`).join(", ")}, got ${describe(value)}`,
+      `expected one of ${allowed.map((a) => `"${a}"`).join(", ")}, got ${describeValue(value)}`,
     );
   }
   return value as T;
@@ -103,7 +104,7 @@ export function oneOf<const T extends string>(name: string, value: unknown, allo
 /** A boolean. */
 export function boolean(name: string, value: unknown): boolean {
   if (typeof value !== "boolean")
-    throw new InvalidArgumentError(name, `expected true or false, got ${describe(value)}`);
+    throw new InvalidArgumentError(name, `expected true or false, got ${describeValue(value)}`);
   return value;
 }
 
@@ -115,7 +116,7 @@ export function boolean(name: string, value: unknown): boolean {
 export function options<T extends object>(name: string, value: unknown, allowed?: readonly string[]): Partial<T> {
   if (value === undefined) return {};
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new InvalidArgumentError(name, `expected an options object, got ${describe(value)}`);
+    throw new InvalidArgumentError(name, `expected an options object, got ${describeValue(value)}`);
   }
   if (allowed !== undefined) {
     for (const key in value) {
@@ -134,14 +135,15 @@ export function options<T extends object>(name: string, value: unknown, allowed?
 export function abortSignal(name: string, value: unknown): AbortSignal | undefined {
   if (value === undefined) return undefined;
   if (!(value instanceof AbortSignal)) {
-    throw new InvalidArgumentError(name, `expected an AbortSignal, got ${describe(value)}`);
+    throw new InvalidArgumentError(name, `expected an AbortSignal, got ${describeValue(value)}`);
   }
   return value;
 }
 
 /** A function. */
 export function func<T extends (...args: never[]) => unknown>(name: string, value: unknown): T {
-  if (typeof value !== "function") throw new InvalidArgumentError(name, `expected a function, got ${describe(value)}`);
+  if (typeof value !== "function")
+    throw new InvalidArgumentError(name, `expected a function, got ${describeValue(value)}`);
   return value as T;
 }
 
@@ -160,7 +162,7 @@ export function redisClient<T>(name: string, value: T): T {
   ) {
     throw new InvalidArgumentError(
       name,
-      `expected an ioredis Redis or Cluster client (e.g. from connect()), got ${describe(value)}`,
+      `expected an ioredis Redis or Cluster client (e.g. from connect()), got ${describeValue(value)}`,
     );
   }
   return value;
@@ -176,12 +178,12 @@ export function observer<T>(name: string, value: T): T | undefined {
   if (v === null || typeof v !== "object" || Array.isArray(v)) {
     throw new InvalidArgumentError(
       name,
-      `expected an observer object { onOperation?, onEvent? }, got ${describe(value)}`,
+      `expected an observer object { onOperation?, onEvent? }, got ${describeValue(value)}`,
     );
   }
   for (const method of ["onOperation", "onEvent"] as const) {
     if (v[method] !== undefined && typeof v[method] !== "function") {
-      throw new InvalidArgumentError(`${name}.${method}`, `expected a function, got ${describe(v[method])}`);
+      throw new InvalidArgumentError(`${name}.${method}`, `expected a function, got ${describeValue(v[method])}`);
     }
   }
   return value;

@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import { CoordisError, InvalidArgumentError } from "@coordis/core";
+import { CoordisError, InvalidArgumentError, validate } from "@coordis/core";
 
 /** A promise neither resolved nor rejected within the time it was given ({@link withDeadline}). */
 export class DeadlineExceededError extends CoordisError {
@@ -17,7 +17,10 @@ export class DeadlineExceededError extends CoordisError {
 
 function checkMs(ms: number): void {
   if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0) {
-    throw new InvalidArgumentError("ms", `expected a finite number of milliseconds ≥ 0, got ${String(ms)}`);
+    throw new InvalidArgumentError(
+      "ms",
+      `expected a finite number of milliseconds ≥ 0, got ${validate.describeValue(ms)}`,
+    );
   }
 }
 

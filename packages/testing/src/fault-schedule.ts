@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from "@coordis/core";
+import { InvalidArgumentError, validate } from "@coordis/core";
 import { mulberry32, randomSeed } from "./prng.js";
 
 /**
@@ -88,7 +88,7 @@ export interface FaultScheduleOptions {
 
 function nonNegative(name: string, v: unknown): number {
   if (typeof v !== "number" || !Number.isFinite(v) || v < 0) {
-    throw new InvalidArgumentError(name, `expected a finite number ≥ 0, got ${String(v)}`);
+    throw new InvalidArgumentError(name, `expected a finite number ≥ 0, got ${validate.describeValue(v)}`);
   }
   return v;
 }
@@ -110,11 +110,11 @@ function checkStep(step: FaultStep, i: number): FaultStep {
   if (!APPLIES_TO[step.fault].includes(step.target)) {
     throw new InvalidArgumentError(
       `${at}.target`,
-      `"${step.fault}" applies to ${APPLIES_TO[step.fault].join(" or ")}, not "${String(step.target)}"`,
+      `"${step.fault}" applies to ${APPLIES_TO[step.fault].join(" or ")}, not ${validate.describeValue(step.target)}`,
     );
   }
   if (!Number.isInteger(step.index) || step.index < 0) {
-    throw new InvalidArgumentError(`${at}.index`, `expected an integer ≥ 0, got ${String(step.index)}`);
+    throw new InvalidArgumentError(`${at}.index`, `expected an integer ≥ 0, got ${validate.describeValue(step.index)}`);
   }
   nonNegative(`${at}.atMs`, step.atMs);
   nonNegative(`${at}.durationMs`, step.durationMs);
@@ -140,7 +140,8 @@ function generateSteps(seed: number, g: GenerateFaultsOptions): FaultStep[] {
     throw new InvalidArgumentError("generate.faults", "expected a non-empty list of fault kinds");
   }
   for (const f of g.faults as readonly FaultKind[]) {
-    if (!FAULT_KINDS.includes(f)) throw new InvalidArgumentError("generate.faults", `unknown fault "${String(f)}"`);
+    if (!FAULT_KINDS.includes(f))
+      throw new InvalidArgumentError("generate.faults", `unknown fault ${validate.describeValue(f)}`);
     if (!APPLIES_TO[f].some((t) => counts[t] > 0)) {
       throw new InvalidArgumentError("generate.faults", `"${f}" needs a ${APPLIES_TO[f].join(" or ")} target`);
     }

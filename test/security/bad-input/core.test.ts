@@ -2,7 +2,17 @@
 import { connect, entityKeys, hashTagOf, parseRedisUrl, serverAtLeast, slotOf } from "@coordis/core";
 import fc from "fast-check";
 import { describe, it } from "vitest";
-import { bad, c, invalid, isPlainObject, redis, rejectedWithoutCommands, server, useServer } from "./harness.js";
+import {
+  bad,
+  c,
+  hostile,
+  invalid,
+  isPlainObject,
+  redis,
+  rejectedWithoutCommands,
+  server,
+  useServer,
+} from "./harness.js";
 
 useServer();
 
@@ -68,6 +78,9 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
         "minVersion",
         invalid((v) => typeof v === "string" && /^\d+(\.\d+){0,2}$/.test(v)),
         (v) => serverAtLeast(redis, v as never),
+      ),
+      c("serverAtLeast(redis, hostile object)", "minVersion", fc.constantFrom(...hostile), (v) =>
+        serverAtLeast(redis, v as never),
       ),
       c(
         "hashTagOf(key)",

@@ -59,7 +59,27 @@ export const cyclic: Record<string, unknown> = { a: 1 };
 cyclic.self = cyclic;
 
 /** Wrong types and shapes for any argument. */
+/**
+ * Objects an error message cannot turn into text (String(v) or a template literal throws, or there is no toString):
+ * a rejection must describe them without converting them.
+ */
+export const hostile: readonly unknown[] = [
+  { toString: [] },
+  {
+    toString() {
+      throw new Error("toString");
+    },
+  },
+  {
+    [Symbol.toPrimitive]() {
+      throw new Error("toPrimitive");
+    },
+  },
+  Object.create(null),
+];
+
 export const junk: fc.Arbitrary<unknown> = fc.oneof(
+  fc.constantFrom(...hostile),
   fc.constantFrom<unknown>(
     undefined,
     null,
