@@ -13,7 +13,7 @@ import {
   serverInfo,
   toCoordisError,
 } from "@coordis/core";
-import { testPrefix } from "@coordis/testing";
+import { freePort, startRedis, testPrefix } from "@coordis/testing";
 import { describe, expect, inject, it } from "vitest";
 
 describe("errors", () => {
@@ -86,6 +86,35 @@ describe("errors", () => {
       "MASTERDOWN Link down",
     ]) {
       expect(toCoordisError(new Error(text)), text).toBeInstanceOf(RedisUnavailableError);
+    }
+  });
+
+  it("a write refused by a demoted primary (READONLY) or for want of replicas (NOREPLICAS) is RedisUnavailableError", async () => {
+    const server = await startRedis();
+    const redis = connect(server.url);
+    const admin = server.adminClient();
+    try {
+      const key = `${testPrefix()}:w`;
+      const refusal = () =>
+        redis.set(key, "1").then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      await admin.config("SET", "min-replicas-to-write", "1");
+      const noReplicas = await refusal();
+      expect(String(noReplicas)).toMatch(/^ReplyError: NOREPLICAS/);
+      expect(toCoordisError(noReplicas)).toBeInstanceOf(RedisUnavailableError);
+      await admin.config("SET", "min-replicas-to-write", "0");
+      // A primary turned into a replica (of a server that is not there): every write is refused until a failover
+      // client finds the new primary.
+      await admin.replicaof("127.0.0.1", String(await freePort()));
+      const readOnly = await refusal();
+      expect(String(readOnly)).toMatch(/^ReplyError: READONLY/);
+      expect(toCoordisError(readOnly, "x/y")).toBeInstanceOf(RedisUnavailableError);
+    } finally {
+      redis.disconnect();
+      admin.disconnect();
+      await server.stop();
     }
   });
 
