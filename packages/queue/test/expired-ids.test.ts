@@ -1,21 +1,11 @@
-import { connect, type RedisClient } from "@coordis/core";
 import { testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { tracked } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { onSharedServer } from "./helpers.js";
 
 const prefix = testPrefix("queue-expired-ids");
 
 describe("an id whose finished job outlived its resultTtlMs", () => {
-  let redis: RedisClient;
-  const { worker, queue, closeAll } = tracked(() => redis, prefix);
-  beforeAll(async () => {
-    redis = connect(inject("coordisRedisUrl"));
-    await redis.ping();
-  });
-  afterEach(async () => {
-    await closeAll();
-  });
-  afterAll(() => redis.disconnect());
+  const { worker, queue } = onSharedServer(prefix);
 
   it("a completed job past its resultTtlMs reads as gone, and adding its id again on an idle queue runs it again", async () => {
     const name = "readd-completed";

@@ -1,21 +1,11 @@
-import { connect, type RedisClient } from "@coordis/core";
 import { testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { gate, tracked } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { gate, onSharedServer } from "./helpers.js";
 
 const prefix = testPrefix("queue-group-partitions");
 
 describe("group limits on a partitioned queue", () => {
-  let redis: RedisClient;
-  const { worker, queue, closeAll } = tracked(() => redis, prefix);
-  beforeAll(async () => {
-    redis = connect(inject("coordisRedisUrl"));
-    await redis.ping();
-  });
-  afterEach(async () => {
-    await closeAll();
-  });
-  afterAll(() => redis.disconnect());
+  const { worker, queue, redis } = onSharedServer(prefix);
 
   it("jobs of one group whose ids share a {tag} sit in one partition: its concurrency limit holds across workers", async () => {
     const name = "tagged";
@@ -40,7 +30,7 @@ describe("group limits on a partitioned queue", () => {
     const gwaits = Array.from({ length: partitions }, (_, i) => `${prefix}:queue:{${name}#${i}}:gwait`);
     const parked = async () => {
       let n = 0;
-      for (const key of gwaits) n += await redis.zcard(key);
+      for (const key of gwaits) n += await redis().zcard(key);
       return n;
     };
     // One runs; the 5 others were fetched and parked until the group's slot frees.

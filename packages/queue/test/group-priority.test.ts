@@ -1,21 +1,11 @@
-import { connect, type RedisClient } from "@coordis/core";
 import { testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { tracked } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { onSharedServer } from "./helpers.js";
 
 const prefix = testPrefix("queue-group-priority");
 
 describe("priorities of jobs that waited for a slot of their group", () => {
-  let redis: RedisClient;
-  const { worker, queue, closeAll } = tracked(() => redis, prefix);
-  beforeAll(async () => {
-    redis = connect(inject("coordisRedisUrl"));
-    await redis.ping();
-  });
-  afterEach(async () => {
-    await closeAll();
-  });
-  afterAll(() => redis.disconnect());
+  const { worker, queue } = onSharedServer(prefix);
 
   it("a priority-9 job released from its group's wait is served after a waiting priority-5 job, not ahead of it", async () => {
     const name = "released-priority";

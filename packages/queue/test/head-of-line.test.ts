@@ -1,21 +1,11 @@
-import { connect, type RedisClient } from "@coordis/core";
 import { testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { gate, tracked } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { gate, onSharedServer } from "./helpers.js";
 
 const prefix = testPrefix("queue-head-of-line");
 
 describe("jobs queued behind jobs that cannot start yet", () => {
-  let redis: RedisClient;
-  const { worker, queue, closeAll } = tracked(() => redis, prefix);
-  beforeAll(async () => {
-    redis = connect(inject("coordisRedisUrl"));
-    await redis.ping();
-  });
-  afterEach(async () => {
-    await closeAll();
-  });
-  afterAll(() => redis.disconnect());
+  const { worker, queue } = onSharedServer(prefix);
 
   // blockMs 20 s: a worker that idled instead of fetching what is waiting would start nothing for 20 s.
   const idleLong = { blockMs: 20_000 };

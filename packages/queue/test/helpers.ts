@@ -1,5 +1,6 @@
-import type { RedisClient } from "@coordis/core";
+import { connect, type RedisClient } from "@coordis/core";
 import { type Job, Queue, Worker } from "@coordis/queue";
+import { afterAll, afterEach, beforeAll, inject } from "vitest";
 
 /** A promise with its resolve function, for handlers that wait for the test. */
 export function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
@@ -31,4 +32,27 @@ export function tracked(redis: () => RedisClient, prefix: string) {
     onClose: (close: () => Promise<unknown>) => void closers.push(close),
     closeAll: () => Promise.all(closers.splice(0).map((c) => c())),
   };
+}
+
+/**
+ * {@link tracked} on one connection to the run's shared server, for a test file or `describe` block: the connection
+ * is opened before its tests and closed after them, and what each test made is closed after it. `redis()` is the
+ * connection (inside tests and hooks).
+ */
+export function onSharedServer(prefix: string) {
+  let client: RedisClient | undefined;
+  const redis = (): RedisClient => {
+    if (client === undefined) throw new Error("onSharedServer(): the connection exists inside tests and hooks only");
+    return client;
+  };
+  const made = tracked(redis, prefix);
+  beforeAll(async () => {
+    client = connect(inject("coordisRedisUrl"));
+    await client.ping();
+  });
+  afterEach(async () => {
+    await made.closeAll();
+  });
+  afterAll(() => client?.disconnect());
+  return { ...made, redis };
 }

@@ -1,21 +1,12 @@
-import { type CoordisEvent, connect, type RedisClient } from "@coordis/core";
+import type { CoordisEvent } from "@coordis/core";
 import { testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { gate, tracked } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { gate, onSharedServer } from "./helpers.js";
 
 const prefix = testPrefix("queue-lease-death");
 
 describe("a job whose last attempt's lease expired", () => {
-  let redis: RedisClient;
-  const { worker, queue, closeAll } = tracked(() => redis, prefix);
-  beforeAll(async () => {
-    redis = connect(inject("coordisRedisUrl"));
-    await redis.ping();
-  });
-  afterEach(async () => {
-    await closeAll();
-  });
-  afterAll(() => redis.disconnect());
+  const { worker, queue } = onSharedServer(prefix);
 
   it("is reported as job-dead by the worker whose fetch buried it, as a failed last attempt is", async () => {
     const name = "lease-death";

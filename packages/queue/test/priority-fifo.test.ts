@@ -1,21 +1,11 @@
-import { connect, type RedisClient } from "@coordis/core";
 import { testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { tracked } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { onSharedServer } from "./helpers.js";
 
 const prefix = testPrefix("queue-priority-fifo");
 
 describe("FIFO within a priority, for jobs enqueued in the same millisecond", () => {
-  let redis: RedisClient;
-  const { worker, queue, closeAll } = tracked(() => redis, prefix);
-  beforeAll(async () => {
-    redis = connect(inject("coordisRedisUrl"));
-    await redis.ping();
-  });
-  afterEach(async () => {
-    await closeAll();
-  });
-  afterAll(() => redis.disconnect());
+  const { worker, queue } = onSharedServer(prefix);
 
   /** Runs every job of `q` one at a time and resolves with the data in the order they ran. */
   async function runOrder(name: string, count: number): Promise<string[]> {

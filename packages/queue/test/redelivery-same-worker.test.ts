@@ -1,22 +1,12 @@
-import { connect, type RedisClient } from "@coordis/core";
 import { type Job, JobLostError } from "@coordis/queue";
 import { testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { gate, tracked } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { gate, onSharedServer } from "./helpers.js";
 
 const prefix = testPrefix("queue-redelivery");
 
 describe("a job delivered again to the worker whose earlier delivery of it still runs", () => {
-  let redis: RedisClient;
-  const { worker, queue, closeAll } = tracked(() => redis, prefix);
-  beforeAll(async () => {
-    redis = connect(inject("coordisRedisUrl"));
-    await redis.ping();
-  });
-  afterEach(async () => {
-    await closeAll();
-  });
-  afterAll(() => redis.disconnect());
+  const { worker, queue } = onSharedServer(prefix);
 
   it("the stale delivery's end does not drop the new one: its lease is still renewed and close() hands it back", async () => {
     const name = "same-worker";

@@ -1,22 +1,12 @@
-import { connect, type RedisClient } from "@coordis/core";
 import type { Codec } from "@coordis/queue";
 import { testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { tracked } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { onSharedServer } from "./helpers.js";
 
 const prefix = testPrefix("queue-retry-dead");
 
 describe("retryDead after a failure that is not retried", () => {
-  let redis: RedisClient;
-  const { worker, queue, closeAll } = tracked(() => redis, prefix);
-  beforeAll(async () => {
-    redis = connect(inject("coordisRedisUrl"));
-    await redis.ping();
-  });
-  afterEach(async () => {
-    await closeAll();
-  });
-  afterAll(() => redis.disconnect());
+  const { worker, queue } = onSharedServer(prefix);
 
   it("a job that died because its data could not be decoded gets its full attempts back from retryDead", async () => {
     const name = "undecodable";

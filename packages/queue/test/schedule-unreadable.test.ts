@@ -1,21 +1,12 @@
-import { type CoordisEvent, connect, type RedisClient } from "@coordis/core";
+import type { CoordisEvent } from "@coordis/core";
 import { testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { tracked } from "./helpers.js";
+import { describe, expect, it } from "vitest";
+import { onSharedServer } from "./helpers.js";
 
 const prefix = testPrefix("queue-schedule-unreadable");
 
 describe("a stored schedule this version cannot compute the next run of", () => {
-  let redis: RedisClient;
-  const { worker, queue, closeAll } = tracked(() => redis, prefix);
-  beforeAll(async () => {
-    redis = connect(inject("coordisRedisUrl"));
-    await redis.ping();
-  });
-  afterEach(async () => {
-    await closeAll();
-  });
-  afterAll(() => redis.disconnect());
+  const { worker, queue, redis } = onSharedServer(prefix);
 
   it("is reported as schedule-error and does not keep the other due schedules of its partition from firing", async () => {
     const name = "unreadable";
@@ -24,9 +15,9 @@ describe("a stored schedule this version cannot compute the next run of", () => 
     const sched = `${prefix}:queue:{${name}}:sched`;
     const schedz = `${prefix}:queue:{${name}}:schedz`;
     // A declaration written by another version, with a pattern this one's cron parser refuses; due first.
-    const stored = JSON.parse(String(await redis.hget(sched, "good"))) as { job: unknown[] };
-    await redis.hset(sched, "foreign", JSON.stringify({ spec: { cron: "not a pattern" }, job: stored.job }));
-    await redis.zadd(schedz, 1, "foreign", 2, "good");
+    const stored = JSON.parse(String(await redis().hget(sched, "good"))) as { job: unknown[] };
+    await redis().hset(sched, "foreign", JSON.stringify({ spec: { cron: "not a pattern" }, job: stored.job }));
+    await redis().zadd(schedz, 1, "foreign", 2, "good");
     const events: CoordisEvent[] = [];
     worker<string, string>(name, async (job) => job.data, {
       schedules: true,
