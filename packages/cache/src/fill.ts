@@ -32,9 +32,7 @@ export interface Outcome {
  * anything (not even a fill lock), but Redis answers, so the loader's result is still the caller's answer.
  */
 function outOfMemory(err: unknown): boolean {
-  if (!(err instanceof ScriptError)) return false;
-  const cause = (err as { cause?: unknown }).cause;
-  return cause instanceof Error && cause.message.startsWith("OOM ");
+  return err instanceof ScriptError && err.redisMessage.startsWith("OOM ");
 }
 
 /** What the filler needs from the cache it works for. */

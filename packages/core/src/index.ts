@@ -97,6 +97,7 @@ export {
   withCommandDeadline,
 } from "./scripts.js";
 export { parseInfo, parseVersion, type ServerInfo, serverAtLeast, serverInfo } from "./server-info.js";
+export { isThenable } from "./thenable.js";
 export { MAX_TOKEN_BYTES, randomToken } from "./token.js";
 export * as validate from "./validate.js";
 export { MAX_DURATION_MS } from "./validate.js";

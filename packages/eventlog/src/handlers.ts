@@ -125,8 +125,8 @@ export class Handlers<T> {
 
   /**
    * `stop()` resolved (drained, or at its deadline): entries received from now on (a read or claim answered after
-   * the deadline) and entries still queued are not handled; they stay pending in Redis and are delivered again after `claimIdleMs`. Handlers
-   * already running finish.
+   * the deadline) and entries still queued are not handled; they stay pending in Redis and are delivered again after
+   * `claimIdleMs`. Handlers already running finish.
    */
   close(): void {
     this.#closed = true;

@@ -1,4 +1,4 @@
-import { RedisUnavailableError } from "@coordis/core";
+import { isThenable, RedisUnavailableError } from "@coordis/core";
 import type { Decision } from "@coordis/ratelimit";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Limiters, RuleSetLimiter } from "./limiters.js";
@@ -14,10 +14,6 @@ export type Next = (err?: Error) => void;
  * answered the request itself (429, 403, 500 or 503).
  */
 export type RateLimitCheck = (limit: RouteLimit, request: FastifyRequest, reply: FastifyReply, next: Next) => void;
-
-function isThenable(value: unknown): value is Promise<unknown> {
-  return value !== null && typeof value === "object" && typeof (value as { then?: unknown }).then === "function";
-}
 
 /** Whether a ban limiter's decision is a ban: rejected by Redis (or its deny cache), not by a failure policy. */
 function isBan(d: Decision): boolean {

@@ -7,6 +7,7 @@ import {
   InvalidArgumentError,
   instrument,
   isCluster,
+  isThenable,
   notifyEvent,
   type RedisClient,
   reportOperation,
@@ -27,7 +28,7 @@ import type {
   Unsubscribe,
 } from "./events.js";
 import { type PubSubOptions, parsePubSubOptions } from "./options.js";
-import { channelEntry, isThenable, type Kind, Subscription, Subscriptions } from "./subscriptions.js";
+import { channelEntry, type Kind, Subscription, Subscriptions } from "./subscriptions.js";
 
 /** A glob character: `subscribe()` treats such a name as a pattern. */
 const GLOB = /[*?[]/;

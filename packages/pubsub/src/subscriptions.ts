@@ -1,13 +1,5 @@
+import { isThenable } from "@coordis/core";
 import type { MessageHandler, MessageMeta } from "./events.js";
-
-/** True for a promise (or any thenable), as returned by an async handler or listener. */
-export function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    (typeof value === "object" || typeof value === "function") &&
-    value !== null &&
-    typeof (value as { then?: unknown }).then === "function"
-  );
-}
 
 /** A plain channel or a glob pattern. */
 export type Kind = "channel" | "pattern";
