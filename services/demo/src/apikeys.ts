@@ -41,8 +41,10 @@ export class ApiKeys {
     if (!isWellFormedApiKey(key)) return undefined;
     const dot = key.indexOf(".");
     const id = key.slice(0, dot);
-    const given = Buffer.from(key.slice(dot + 1), "base64url");
-    const expected = this.#sign(id);
+    // The signature's text is compared, not its decoded bytes: base64url's last character carries 2 bits that decode
+    // to nothing, so 4 different texts decode to one signature, and a tampered key could pass.
+    const given = Buffer.from(key.slice(dot + 1), "latin1");
+    const expected = Buffer.from(this.#sign(id).toString("base64url"), "latin1");
     return given.length === expected.length && timingSafeEqual(given, expected) ? id : undefined;
   }
 
