@@ -91,6 +91,7 @@ export {
   FALLBACK_DEADLINE_MS,
   runScript,
   runScriptDynamic,
+  runScriptSource,
   type ScriptArgs,
   type ScriptDef,
   type ScriptKeys,

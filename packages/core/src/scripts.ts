@@ -359,6 +359,43 @@ export function runScriptDynamic<K extends readonly string[], A extends readonly
   return run(redis, script as unknown as ScriptDef<never, never, unknown>, keys.length, keys, args) as Promise<R>;
 }
 
+/**
+ * Sends a generated script as EVAL with its source, at once: for an undo queued behind a call whose answer never
+ * came (a lock acquire or a claim that timed out and may still run). An EVALSHA would run only if the server has the
+ * script cached, and otherwise needs its NOSCRIPT answer back, within the deadline, to retry as EVAL: an undo sent
+ * while the server is stalled or unreachable may time out first, and then never run. EVAL runs whatever the cache
+ * holds. It skips the issue-order queue of {@link runScript} (it needs no NOSCRIPT retry, so it cannot be overtaken),
+ * so it leaves right behind what was already sent on the connection: use it only for a call that commutes with the
+ * calls still waiting to be sent (an undo of a token only the unanswered call used). Costs the server a hash of the
+ * source; not for hot paths.
+ *
+ * @throws RedisUnavailableError, ScriptError like {@link runScript}
+ */
+export function runScriptSource<K extends readonly string[], A extends readonly string[], R>(
+  redis: RedisClient,
+  script: ScriptDef<K, A, R>,
+  keys: ScriptKeys<K>,
+  args: ScriptArgs<A>,
+): Promise<R> {
+  const def = script as unknown as ScriptDef<never, never, unknown>;
+  try {
+    const client = clientState(redis);
+    const pending = (redis as unknown as EvalClient).eval(
+      def.source,
+      def.numberOfKeys,
+      ...(keys as readonly string[]),
+      ...(args as readonly (string | number)[]),
+    );
+    const bounded =
+      client.deadlineMs === 0 ? pending : withDeadline(pending, client.deadlineMs, `script "${def.name}"`);
+    return bounded.catch((err: unknown) => {
+      throw toCoordisError(err, def.name);
+    }) as Promise<R>;
+  } catch (err) {
+    return Promise.reject(toCoordisError(err, def.name));
+  }
+}
+
 function run(
   redis: RedisClient,
   script: ScriptDef<never, never, unknown>,

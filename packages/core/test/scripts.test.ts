@@ -5,6 +5,7 @@ import {
   type RedisClient,
   RedisUnavailableError,
   runScript,
+  runScriptSource,
   ScriptError,
 } from "@coordis/core";
 import {
@@ -93,6 +94,27 @@ describe("script registry on a standalone server of its own", () => {
     expect((err as ScriptError).code).toBe("ERR_SCRIPT");
     expect((err as ScriptError).script).toBe("core/probe");
     expect((err as ScriptError).message).toMatch(/WRONGTYPE/);
+  });
+
+  it("runScriptSource sends EVAL with the source in one round trip, cached or not, and maps errors alike", async () => {
+    const keys = [`${prefix}:{e}:v`, `${prefix}:{e}:c`] as const;
+    await redis.script("FLUSH");
+    const uncached = await countCommands(server, () => runScriptSource(redis, coreScripts.probe, keys, ["x", 10_000]));
+    expect(uncached.sent).toEqual({ eval: 1 });
+    expect(uncached.roundTrips).toBe(1);
+    expect(uncached.result.slice(0, 2)).toEqual(["x", 1]);
+    const cached = await countCommands(server, () => runScriptSource(redis, coreScripts.probe, keys, ["y", 10_000]));
+    expect(cached.sent).toEqual({ eval: 1 });
+    expect(cached.result.slice(0, 2)).toEqual(["y", 2]);
+    await redis.hset(`${prefix}:{e2}:c`, "f", "1");
+    const err = await runScriptSource(
+      redis,
+      coreScripts.probe,
+      [`${prefix}:{e2}:v`, `${prefix}:{e2}:c`],
+      ["x", 1_000],
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ScriptError);
+    expect((err as ScriptError).script).toBe("core/probe");
   });
 
   it("fails with RedisUnavailableError within the command timeout when the server is killed, and recovers", async () => {

@@ -86,12 +86,14 @@ export abstract class LockBase {
    * Runs one acquisition request. When it fails without an answer (timeout, dropped connection) the outcome is
    * unknown: the request may still reach Redis (late, behind a stall or a slow link, or re-sent by a client with
    * ioredis' `autoResendUnfulfilledCommands`) and take the
-   * lock for a full TTL with a token nobody holds. A compare-and-delete of that token is therefore queued behind it
-   * on the same connection (fire and forget), so such a phantom lease is freed as soon as Redis answers again.
+   * lock for a full TTL with a token nobody holds. `undo`, a compare-and-delete of that token, is therefore queued
+   * behind it on the same connection (fire and forget), so such a phantom lease is freed as soon as Redis answers
+   * again. It goes as EVAL with the script's source (`runScriptSource`): an EVALSHA of a script the server has not
+   * cached (after a restart, before any release) would need its NOSCRIPT answer in time, which an outage prevents.
    */
-  protected request<R>(token: string, backend: LeaseBackend, send: () => Promise<R>): Promise<R> {
+  protected request<R>(undo: () => Promise<unknown>, send: () => Promise<R>): Promise<R> {
     return send().catch((err: unknown) => {
-      backend.release(token).catch(() => false);
+      undo().catch(() => false);
       throw err;
     });
   }

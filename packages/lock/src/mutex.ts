@@ -6,6 +6,7 @@ import {
   randomToken,
   runScript,
   runScriptDurable,
+  runScriptSource,
   validate,
   validateName,
 } from "@coordis/core";
@@ -76,7 +77,8 @@ export class Mutex extends LockBase {
     const token = randomToken(TOKEN_BYTES);
     const start = performance.now();
     const keys = [this.#lockKey, this.#fenceKey] as const;
-    const { reply, error } = await this.request(token, this.#backend, () =>
+    const undo = () => runScriptSource(this.#redis, lockScripts.release, [this.#lockKey], [token]);
+    const { reply, error } = await this.request(undo, () =>
       runScriptDurable(this.#redis, lockScripts.acquire, keys, [token, this.ttlMs], this.#durability),
     );
     const [acquired, fence, pttlMs] = reply;

@@ -10,6 +10,7 @@ import {
   randomToken,
   runScript,
   runScriptDurable,
+  runScriptSource,
   type ScriptArgs,
   type ScriptDef,
   type ScriptKeys,
@@ -188,9 +189,12 @@ export class Redlock extends LockBase {
     let busy = 0;
     let retryAfterMs = 0;
     let firstError: CoordisError | undefined;
+    const unanswered = new Set<number>();
     replies.forEach((r, i) => {
-      if (!r.ok) firstError = preferDurability(firstError, r.error);
-      else if (r.value[0] === 1) won.push({ node: this.#nodes[i] as RedisClient, fence: r.value[1] });
+      if (!r.ok) {
+        firstError = preferDurability(firstError, r.error);
+        unanswered.add(i);
+      } else if (r.value[0] === 1) won.push({ node: this.#nodes[i] as RedisClient, fence: r.value[1] });
       else {
         busy++;
         retryAfterMs = Math.max(retryAfterMs, r.value[2]);
@@ -198,7 +202,7 @@ export class Redlock extends LockBase {
     });
     if (won.length < this.quorum) {
       // Release every master, not only those we know we won: one that timed out may still have granted it.
-      if (won.length > 0 || firstError !== undefined) await this.#releaseAll(token);
+      if (won.length > 0 || firstError !== undefined) await this.#releaseAll(token, unanswered);
       if (won.length + busy < this.quorum) {
         const answered = won.length + busy;
         if (firstError instanceof DurabilityError) return { kind: "unavailable", error: firstError };
@@ -223,7 +227,7 @@ export class Redlock extends LockBase {
         behind,
       );
       if (atFence + raised.filter((r) => r.ok && r.value === 1).length < this.quorum) {
-        await this.#releaseAll(token);
+        await this.#releaseAll(token, unanswered);
         return { kind: "invalid" };
       }
     }
@@ -248,8 +252,15 @@ export class Redlock extends LockBase {
     });
   }
 
-  #releaseAll(token: string): Promise<NodeReply<number>[]> {
-    return this.#all((node) => runScript(node, lockScripts.release, [this.#lockKey], [token]));
+  /**
+   * Releases `token` on every master. A master whose acquire went unanswered gets the release as EVAL with the
+   * script's source (`runScriptSource`): it may run that acquire late, and an EVALSHA it has not cached would need a
+   * NOSCRIPT answer in time to be retried.
+   */
+  #releaseAll(token: string, unanswered: ReadonlySet<number>): Promise<NodeReply<number>[]> {
+    return this.#all((node, i) =>
+      (unanswered.has(i) ? runScriptSource : runScript)(node, lockScripts.release, [this.#lockKey], [token]),
+    );
   }
 
   /**

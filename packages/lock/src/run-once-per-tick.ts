@@ -3,6 +3,7 @@ import { performance } from "node:perf_hooks";
 import {
   type CoordisObserver,
   DEFAULT_PREFIX,
+  DurabilityError,
   type DurabilityOptions,
   entityKeys,
   InvalidArgumentError,
@@ -13,6 +14,7 @@ import {
   reportOperation,
   runScript,
   runScriptDurable,
+  runScriptSource,
   validate,
   validateName,
   validatePrefix,
@@ -216,6 +218,14 @@ export async function runOncePerTick<T>(
     }
     claim = reply;
   } catch (err) {
+    // No answer (a command timeout, a dropped connection): Redis may still run the claim, late, and leave the tick
+    // "running" under a token nobody holds, then "abandoned", so neither a retry of this call nor another replica
+    // would run it. As for a lock's phantom grant, an undo of this token is queued behind the claim on the same
+    // connection (fire and forget): fn was not called, so undoing the claim keeps at most once.
+    // It goes as EVAL with the source: the undo is rarely run, so the server seldom has it cached (see runScriptSource).
+    if (!(err instanceof DurabilityError)) {
+      runScriptSource(redis, lockScripts.tickUnclaim, [recordKey], [token]).catch(() => 0);
+    }
     report("error", err as Error);
     throw err;
   }

@@ -6,6 +6,7 @@ import {
   randomToken,
   runScript,
   runScriptDurable,
+  runScriptSource,
   validate,
   validateName,
 } from "@coordis/core";
@@ -88,7 +89,8 @@ export class Semaphore extends LockBase {
   protected async attempt(): Promise<AttemptResult> {
     const token = randomToken(TOKEN_BYTES);
     const start = performance.now();
-    const { reply, error } = await this.request(token, this.#backend, () =>
+    const undo = () => runScriptSource(this.#redis, lockScripts.semRelease, [this.#holdersKey], [token]);
+    const { reply, error } = await this.request(undo, () =>
       runScriptDurable(
         this.#redis,
         lockScripts.semAcquire,

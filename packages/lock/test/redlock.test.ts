@@ -117,6 +117,45 @@ describe("Redlock over 3 masters", () => {
     await ok?.release();
   });
 
+  it("an attempt two masters answered only after the client gave up leaves no phantom lock, release script cached or not", async () => {
+    // Clients that give up after 100 ms, and a node timeout of 50 ms.
+    const impatient = group.urls.map((u) => connect(u, { commandTimeoutMs: 100 }));
+    try {
+      await Promise.all(impatient.map((c) => c.ping()));
+      // Every master has both scripts cached (when this test runs alone too).
+      await (await new Redlock(clients, "rl-phantom-warm", { prefix, ttlMs: 1_000 }).acquire()).release();
+      const key = `${prefix}:lock:{rl-phantom}`;
+      const lock = new Redlock(impatient, "rl-phantom", { prefix, ttlMs: 60_000, nodeTimeoutMs: 50 });
+      for (const releaseCached of [true, false]) {
+        // The masters forget every script, then run an acquire alone (another name; it lapses in 1 s): a master that
+        // restarted and has granted since, but not released yet.
+        if (!releaseCached) {
+          await Promise.all(admins.map((a) => a.script("FLUSH")));
+          await new Redlock(clients, "rl-phantom-warm", { prefix, ttlMs: 1_000 }).tryAcquire();
+        }
+        // Masters 0 and 1 are paused: the attempt wins master 2 only, gives up on the others and releases all three.
+        // Resumed, masters 0 and 1 run the acquire late (granting it to a token nobody holds), then the release.
+        await withPaused([0, 1], async () => {
+          await expect(lock.tryAcquire(), `releaseCached=${releaseCached}`).rejects.toBeInstanceOf(
+            RedisUnavailableError,
+          );
+          // The pause outlasts what the attempt sent: a PING sent after it, with the same timeout, times out later.
+          for (const i of [0, 1]) await expect(impatient[i]?.ping()).rejects.toBeInstanceOf(Error);
+        });
+        // A PING answered on each connection was processed after the late acquire and the release behind it.
+        for (const c of impatient) await eventually("the master to answer this client", () => c.ping(), RECOVERY);
+        for (const [i, admin] of admins.entries()) {
+          expect(await admin.exists(key), `master ${i} releaseCached=${releaseCached}`).toBe(0);
+        }
+      }
+      const lease = await lock.tryAcquire();
+      expect(lease).not.toBeNull();
+      await lease?.release();
+    } finally {
+      for (const c of impatient) c.disconnect();
+    }
+  });
+
   /** Pauses (SIGSTOP) masters `which` around `fn`, resumes them, and waits until they answer again. */
   async function withPaused<T>(which: number[], fn: () => Promise<T>): Promise<T> {
     const servers = which.map((i) => group.servers[i] as RedisServer);

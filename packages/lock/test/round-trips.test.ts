@@ -182,18 +182,67 @@ describe("round trips, input validation and the validity check on a server of ou
           key: `${prefix}:sem:{phantom}`,
         },
       ];
-      for (const { lock, key } of locks) {
-        // The server stalls 400 ms; the acquire queued behind the stall on the same connection times out after
-        // 100 ms on the client, but Redis runs it once the stall ends and grants the lock to a token nobody holds.
-        const stall = stallServer(impatient, 400).catch(() => "timed out");
-        await expect(lock.tryAcquire(), key).rejects.toBeInstanceOf(RedisUnavailableError);
-        await stall;
-        // The compare-and-delete queued behind the acquire frees it at once (the TTL is a minute).
-        await vi.waitFor(async () => expect(await admin.exists(key), key).toBe(0), { timeout: 5_000, interval: 20 });
-        const lease = await lock.tryAcquire();
-        expect(lease, key).not.toBeNull();
-        await lease?.release();
+      // Also with a server that has the acquire script cached but not the release (as after a restart, before any
+      // release): the compare-and-delete must run without a NOSCRIPT answer the client would no longer wait for.
+      for (const releaseCached of [true, false]) {
+        for (const { lock, key } of locks) {
+          const label = `${key} releaseCached=${releaseCached}`;
+          if (!releaseCached) {
+            // Forget every script, then have an acquire alone run (on another name; its lock lapses in 1 s).
+            await admin.script("FLUSH");
+            await (lock instanceof Mutex
+              ? new Mutex(redis, "phantom-warm", { prefix, ttlMs: 1_000 })
+              : new Semaphore(redis, "phantom-warm", { prefix, permits: 1, ttlMs: 1_000 })
+            ).tryAcquire();
+          }
+          // The server stalls 400 ms; the acquire queued behind the stall on the same connection times out after
+          // 100 ms on the client, but Redis runs it once the stall ends and grants the lock to a token nobody holds.
+          const stall = stallServer(impatient, 400).catch(() => "timed out");
+          await expect(lock.tryAcquire(), label).rejects.toBeInstanceOf(RedisUnavailableError);
+          await stall;
+          // A PING answered on the same connection was processed after the acquire and what was queued behind it.
+          await vi.waitFor(() => impatient.ping(), { timeout: 5_000, interval: 20 });
+          // The compare-and-delete queued behind the acquire freed it at once (the TTL is a minute).
+          expect(await admin.exists(key), label).toBe(0);
+          const lease = await lock.tryAcquire();
+          expect(lease, label).not.toBeNull();
+          await lease?.release();
+        }
       }
+    } finally {
+      impatient.disconnect();
+    }
+  });
+
+  it("a runOncePerTick claim that timed out but still ran is undone at once: a retry runs the tick", async () => {
+    const impatient = connect(server.url, { commandTimeoutMs: 100 });
+    try {
+      await impatient.ping();
+      const record = `${prefix}:tick:{phantom-tick}:t:7`;
+      const fn = vi.fn(() => "done");
+      // The claim script is cached on the server (the test above flushed it), the undo not.
+      await runOncePerTick(redis, "phantom-warm", 1, () => 1, { prefix });
+      // As for the locks above: the claim, queued behind a 400 ms stall, times out on the client but Redis runs it
+      // once the stall ends, leaving the tick "running" under a token nobody holds (a minute, then "abandoned").
+      const stall = stallServer(impatient, 400).catch(() => "timed out");
+      await expect(runOncePerTick(impatient, "phantom-tick", 7, fn, { prefix, ttlMs: 60_000 })).rejects.toBeInstanceOf(
+        RedisUnavailableError,
+      );
+      await stall;
+      expect(fn).not.toHaveBeenCalled();
+      // A PING answered on the same connection was processed after the claim (and whatever was queued behind it).
+      await vi.waitFor(() => impatient.ping(), { timeout: 5_000, interval: 20 });
+      // The claim did run (it took the job's first fence), and the undo queued behind it removed it.
+      expect(await admin.get(`${prefix}:tick:{phantom-tick}:fence`)).toBe("1");
+      expect(await admin.exists(record)).toBe(0);
+      // So the caller's retry runs the tick, once.
+      expect(await runOncePerTick(redis, "phantom-tick", 7, fn, { prefix, ttlMs: 60_000 })).toMatchObject({
+        ran: true,
+        result: "done",
+        state: "ok",
+      });
+      expect(fn).toHaveBeenCalledTimes(1);
+      expect(await runOncePerTick(redis, "phantom-tick", 7, fn, { prefix })).toMatchObject({ ran: false, state: "ok" });
     } finally {
       impatient.disconnect();
     }

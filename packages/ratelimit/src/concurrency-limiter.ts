@@ -6,6 +6,7 @@ import {
   randomToken,
   reportOperation,
   runScript,
+  runScriptSource,
   validate,
   validateName,
 } from "@coordis/core";
@@ -87,8 +88,9 @@ export class ConcurrencyLimiter {
     } catch (err) {
       // No answer (a timeout, a dropped connection): the acquire may still reach Redis, late, and take a slot for a
       // full ttlMs with a token nobody holds. A release of that token is queued behind it on the same connection (fire
-      // and forget), so such a phantom permit is freed as soon as Redis answers again.
-      runScript(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token]).catch(() => 0);
+      // and forget), so such a phantom permit is freed as soon as Redis answers again. It goes with the script's
+      // source, so it runs even where the server has not cached the release (see runScriptSource).
+      runScriptSource(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token]).catch(() => 0);
       reportOperation(this.#observer, site, started, "error", err);
       throw err;
     }

@@ -75,7 +75,7 @@ describe("ConcurrencyLimiter on a server of its own", () => {
     await server?.stop();
   });
 
-  it("an acquire whose reply never came frees its phantom permit at once, not after ttlMs", async () => {
+  it("an acquire whose reply never came frees its phantom permit at once, not after ttlMs, release script cached or not", async () => {
     const impatient = connect(server.url, { commandTimeoutMs: 100 });
     try {
       await impatient.ping();
@@ -83,19 +83,25 @@ describe("ConcurrencyLimiter on a server of its own", () => {
       const key = "phantom";
       // Warm the script cache, so the acquire below is one EVALSHA queued behind the stall.
       await (await cl.acquire(key))?.release();
-      // The server stalls 400 ms; the acquire queued behind the stall on the same connection times out after 100 ms
-      // on the client, but Redis runs it once the stall ends and grants the slot to a token nobody holds.
-      const stall = stallServer(impatient, 400).catch(() => "timed out");
-      await expect(cl.acquire(key)).rejects.toBeInstanceOf(RedisUnavailableError);
-      await stall;
-      // The release queued behind the acquire frees the slot at once (the lease is a minute).
-      await vi.waitFor(async () => expect(await admin.zcard(`${prefix}:cl:{${key}}`)).toBe(0), {
-        timeout: 5_000,
-        interval: 20,
-      });
-      const permit = await cl.acquire(key);
-      expect(permit).not.toBeNull();
-      expect(await permit?.release()).toBe(true);
+      for (const releaseCached of [true, false]) {
+        if (!releaseCached) {
+          // A server that has run acquires but no release since it forgot its scripts (a restart).
+          await admin.script("FLUSH");
+          await new ConcurrencyLimiter(admin, { limit: 1, ttlMs: 1_000, prefix }).acquire("phantom-warm");
+        }
+        // The server stalls 400 ms; the acquire queued behind the stall on the same connection times out after
+        // 100 ms on the client, but Redis runs it once the stall ends and grants the slot to a token nobody holds.
+        const stall = stallServer(impatient, 400).catch(() => "timed out");
+        await expect(cl.acquire(key)).rejects.toBeInstanceOf(RedisUnavailableError);
+        await stall;
+        // A PING answered on the same connection was processed after the acquire and what was queued behind it.
+        await vi.waitFor(() => impatient.ping(), { timeout: 5_000, interval: 20 });
+        // The release queued behind the acquire freed the slot at once (the lease is a minute).
+        expect(await admin.zcard(`${prefix}:cl:{${key}}`), `releaseCached=${releaseCached}`).toBe(0);
+        const permit = await cl.acquire(key);
+        expect(permit).not.toBeNull();
+        expect(await permit?.release()).toBe(true);
+      }
     } finally {
       impatient.disconnect();
     }
