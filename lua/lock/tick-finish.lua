@@ -1,6 +1,7 @@
 -- Tick finish: record a run's outcome (only while the caller's token still owns the claim) and push it onto the
 -- job's bounded history. The record is then kept recordTtlMs from now. Reply 0: the token no longer owns the claim
 -- (another replica claimed the tick after this run's lease expired, or the record is gone); nothing is written.
+-- A finish of a record this token already finished answers 1 and writes nothing: a retry after an unanswered finish.
 -- KEYS[1] record (hash): the tick record
 -- KEYS[2] history (list): newest-first JSON entries of finished runs
 -- ARGV[1] token (string): the claim's token
@@ -12,8 +13,11 @@
 -- Reply: number
 --@include now-ms
 local record = redis.call('HMGET', KEYS[1], 'state', 'token', 'owner', 'fence', 'attempt', 'startMs')
-if record[1] ~= 'running' or record[2] ~= ARGV[1] then
+if record[2] ~= ARGV[1] then
   return 0
+end
+if record[1] ~= 'running' then
+  return 1
 end
 local now = now_ms()
 local ok = ARGV[2] == '1'

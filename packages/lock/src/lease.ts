@@ -141,6 +141,11 @@ export class LeaseImpl implements Lease {
     return controller.signal;
   }
 
+  /** The local validity deadline (`performance.now()` time base), also after the lease ended. Internal. */
+  get validUntil(): number {
+    return this.#deadline;
+  }
+
   remainingMs(): number {
     this.#checkDeadline();
     if (this.#aborted) return 0;

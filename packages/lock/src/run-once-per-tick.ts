@@ -10,6 +10,7 @@ import {
   notifyEvent,
   type OperationSite,
   type RedisClient,
+  RedisUnavailableError,
   randomToken,
   reportOperation,
   runScript,
@@ -145,7 +146,8 @@ function parseTick(tick: unknown): number {
  * end, ok/error) in the job's bounded history (see {@link tickHistory}). Others return `{ ran: false }`.
  *
  * When `fn` throws, the tick is recorded failed and the error is rethrown here; without `retryOnError` it is never
- * run again. Round trips: one to claim, one per extension, one to record.
+ * run again. Round trips: one to claim, one per extension, one to record (tried again while Redis does not answer,
+ * until the lease's validity ends).
  *
  * A run that loses the tick — its lease expired (a pause, Redis unreachable for longer than `ttlMs`) and another
  * replica claimed the tick (`retryOnError`) — is not recorded: `ctx.signal` aborts when the loss is noticed, and
@@ -296,7 +298,7 @@ export async function runOncePerTick<T>(
     lease.stopAutoExtend();
     const message = (err instanceof Error ? `${err.name}: ${err.message}` : String(err)).slice(0, MAX_ERROR_CHARS);
     outcome = { ok: false, error: message };
-    const recorded = await lease.release().catch(() => false);
+    const recorded = await recordOutcome(lease).catch(() => false);
     if (!recorded) reportLost(observer, job);
     report("ran-failed", err instanceof Error ? err : undefined);
     throw err;
@@ -305,7 +307,7 @@ export async function runOncePerTick<T>(
   outcome = { ok: true, error: "" };
   let recorded: boolean;
   try {
-    recorded = await lease.release();
+    recorded = await recordOutcome(lease);
   } catch (err) {
     report("error", err as Error);
     throw err;
@@ -320,6 +322,27 @@ export async function runOncePerTick<T>(
   }
   report("ran-ok");
   return { ran: true, result, state: "ok", owner };
+}
+
+/** First and longest pause between two attempts to record a run's outcome while Redis does not answer, ms. */
+const RECORD_RETRY_FIRST_MS = 50;
+const RECORD_RETRY_MAX_MS = 1_000;
+
+/**
+ * Records the run's outcome (the lease's release is the finish script). While Redis does not answer, it is tried
+ * again until the lease's validity would end: a blip as `fn` returns does not turn a finished run into an error and,
+ * later, an abandoned tick. The finish is safe to repeat (a finish of a record its token already finished answers
+ * true), so a retry after an unanswered attempt that did run is no loss either.
+ */
+async function recordOutcome(lease: LeaseImpl): Promise<boolean> {
+  for (let delay = RECORD_RETRY_FIRST_MS; ; delay = Math.min(RECORD_RETRY_MAX_MS, delay * 2)) {
+    try {
+      return await lease.release();
+    } catch (err) {
+      if (!(err instanceof RedisUnavailableError) || performance.now() + delay >= lease.validUntil) throw err;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 }
 
 function reportLost(observer: CoordisObserver | undefined, job: string): void {

@@ -1,5 +1,5 @@
 import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
-import { LeaseLostError, Mutex, Redlock, runOncePerTick, Semaphore } from "@coordis/lock";
+import { LeaseLostError, Mutex, Redlock, runOncePerTick, Semaphore, tickHistory } from "@coordis/lock";
 import {
   eventually,
   type FaultProxy,
@@ -141,6 +141,60 @@ describe("locks when Redis does not answer", () => {
     });
     expect(calls).toBe(1);
     expect(await admin.exists(`${prefix}:tick:{late-claim}:t:1`)).toBe(1);
+  });
+
+  it("runOncePerTick: Redis not answering as fn returns does not lose the outcome: it is recorded once Redis answers", async () => {
+    const record = `${prefix}:tick:{finish-outage}:t:1`;
+    // The outage starts as fn returns and ends once the first attempt to record the outcome has failed.
+    let failedAttempts = 0;
+    const observer = {
+      onOperation(e: { op: string; outcome: string }) {
+        if (e.op !== "release" || e.outcome !== "error") return;
+        failedAttempts++;
+        proxy.heal();
+      },
+    };
+    const run = await runOncePerTick(
+      redis,
+      "finish-outage",
+      1,
+      () => {
+        proxy.blackhole();
+        return "done";
+      },
+      { prefix, ttlMs: 10_000, observer },
+    );
+    expect(failedAttempts).toBeGreaterThan(0);
+    expect(run).toMatchObject({ ran: true, state: "ok", result: "done" });
+    expect(await admin.hget(record, "state")).toBe("ok");
+    const history = await tickHistory(admin, "finish-outage", { prefix });
+    expect(history.map((h) => [h.tick, h.ok])).toEqual([[1, true]]);
+  });
+
+  it("runOncePerTick: a record attempt that timed out but ran is not taken for a lost tick when tried again", async () => {
+    const patient = server.client({ commandTimeoutMs: 100 });
+    try {
+      await runOncePerTick(patient, "finish-stall", 0, () => 0, { prefix }); // the scripts are known to this client
+      let stalled: Promise<unknown> | undefined;
+      // fn returns while the server is busy for 400 ms: the finish behind the stall times out on the client but
+      // runs once the stall ends; a later attempt finds the tick already recorded by this run.
+      const run = await runOncePerTick(
+        patient,
+        "finish-stall",
+        1,
+        () => {
+          stalled = stallServer(patient, 400).catch(() => "timed out");
+          return "done";
+        },
+        { prefix, ttlMs: 10_000 },
+      );
+      await stalled;
+      expect(run).toMatchObject({ ran: true, state: "ok", result: "done" });
+      const history = await tickHistory(admin, "finish-stall", { prefix });
+      expect(history.filter((h) => h.tick === 1).map((h) => h.ok)).toEqual([true]);
+    } finally {
+      patient.disconnect();
+    }
   });
 
   it("aborting while an attempt waits on a stalled server rejects at once; what the attempt wins is released", async () => {
