@@ -1,6 +1,8 @@
 import {
   ClosedError,
+  CoordisError,
   type CoordisObserver,
+  errorOf,
   instrument,
   notifyEvent,
   type RedisClient,
@@ -25,6 +27,11 @@ import {
   parseEntryOptions,
 } from "./options.js";
 import { RedisTier } from "./redis-tier.js";
+
+/** What `#decode` returns for data the codec cannot decode: the codec's error. */
+class Undecodable {
+  constructor(readonly error: Error) {}
+}
 
 /** Counters of a {@link Cache}, for tests and metrics. */
 export interface CacheStats {
@@ -168,13 +175,28 @@ export class Cache {
     const entry = this.#entry(options);
     const started = performance.now();
     const hit = this.#l1.fresh(k);
-    if (hit !== undefined) {
-      this.#reportGet(started, { data: hit.data, tier: "l1", result: "hit" });
-      return this.#codec.decode(hit.data) as T;
+    let outcome: Outcome =
+      hit !== undefined
+        ? { data: hit.data, tier: "l1", result: "hit" }
+        : await this.#filler.get(k, loader as Loader<unknown>, entry);
+    let value = this.#decode(k, outcome.data as string);
+    if (value instanceof Undecodable) {
+      // An entry this codec cannot read (written with another codec, or by another version of the application): a
+      // miss. It is dropped, here, in Redis and in every replica's L1, and loaded again.
+      await this.#dropUndecodable(k);
+      outcome = await this.#filler.get(k, loader as Loader<unknown>, entry);
+      value = this.#decode(k, outcome.data as string);
+      if (value instanceof Undecodable) {
+        throw new CoordisError(
+          "ERR_CACHE_DECODE",
+          `cache "${this.namespace}": the codec cannot decode what it encoded for key "${k}" (or another writer keeps ` +
+            `storing values it cannot read): ${value.error.message}. Check that codec.decode(codec.encode(v)) returns v`,
+          { cause: value.error },
+        );
+      }
     }
-    const outcome = await this.#filler.get(k, loader as Loader<unknown>, entry);
     this.#reportGet(started, outcome);
-    return this.#codec.decode(outcome.data as string) as T;
+    return value as T;
   }
 
   /**
@@ -209,8 +231,19 @@ export class Cache {
             : { data: undefined, tier: "l1", result: "miss", degraded: true };
       }
     }
+    if (outcome.data === undefined) {
+      this.#reportGet(started, outcome);
+      return undefined;
+    }
+    const value = this.#decode(k, outcome.data);
+    if (value instanceof Undecodable) {
+      // A miss (getOrSet replaces such an entry); this replica's L1 copy goes.
+      this.#invalidateLocal(k);
+      this.#reportGet(started, { data: undefined, tier: outcome.tier, result: "miss" });
+      return undefined;
+    }
     this.#reportGet(started, outcome);
-    return outcome.data === undefined ? undefined : (this.#codec.decode(outcome.data) as T);
+    return value as T;
   }
 
   /**
@@ -339,6 +372,32 @@ export class Cache {
     }
     await this.#bus?.publish(body);
     return result;
+  }
+
+  /** The value `data` (read for `k`) decodes to, or an Undecodable (reported as an `undecodable` event). */
+  #decode(k: string, data: string): unknown {
+    try {
+      return this.#codec.decode(data);
+    } catch (err) {
+      const error = errorOf(err);
+      notifyEvent(this.#observer, {
+        primitive: "cache",
+        type: "undecodable",
+        name: k,
+        attributes: { namespace: this.namespace },
+        error,
+      });
+      return new Undecodable(error);
+    }
+  }
+
+  /**
+   * Deletes an entry the codec cannot read, as `delete` does (Redis, then every replica's L1). When Redis cannot be
+   * reached the next read goes the degraded way (the loader answers), so a failure here is not the caller's.
+   */
+  async #dropUndecodable(k: string): Promise<void> {
+    this.#invalidateLocal(k);
+    await this.#announced({ k }, () => this.#l2.delete(k)).catch(() => undefined);
   }
 
   #operation<T>(op: string, name: string | undefined, fn: () => Promise<T>): Promise<T> {

@@ -244,6 +244,57 @@ function suite(topology: "standalone" | "cluster", url: () => string, adminUrl: 
       expect(loads).toBe(2);
     });
 
+    it("an entry the codec cannot decode (another codec or app version wrote it) is a miss: getOrSet replaces it", async () => {
+      const [old] = await replicas(1); // the default JSON codec
+      const namespace = (old as Cache).namespace;
+      const rec = recordObserver();
+      const v2 = {
+        encode: (v: unknown) => `v2:${JSON.stringify(v)}`,
+        decode: (text: string) => {
+          if (!text.startsWith("v2:")) throw new Error("not a v2 value");
+          return JSON.parse(text.slice(3)) as unknown;
+        },
+      };
+      const replica = (codec: typeof v2, observer = recordObserver()) => {
+        const c = new Cache(client(), { namespace, prefix, ttlMs: 60_000, codec, observer });
+        caches.push(c);
+        return c;
+      };
+      const next = replica(v2, rec);
+      const other = replica(v2);
+      await Promise.all([next.ready(), other.ready()]);
+      await old?.set("shape", { n: 1 });
+      // get answers a miss instead of throwing the codec's error (on every read, until the entry expires).
+      expect(await next.get("shape")).toBeUndefined();
+      let loads = 0;
+      const loader = () => {
+        loads++;
+        return { n: 2 };
+      };
+      expect(await next.getOrSet("shape", loader)).toEqual({ n: 2 });
+      expect(loads).toBe(1);
+      // Replaced in Redis: another replica reads the new value; the old codec now meets an entry it cannot read.
+      expect(await other.get("shape")).toEqual({ n: 2 });
+      expect(await old?.get("shape")).toBeUndefined();
+      const undecodable = rec.events.filter((e) => e.type === "undecodable");
+      expect(undecodable).toHaveLength(2);
+      expect(undecodable[0]).toMatchObject({ name: "shape", error: { message: "not a v2 value" } });
+      // A codec that cannot read what it wrote is a bug of the codec: a typed error, after one reload, not a loop.
+      const broken = replica({
+        encode: v2.encode,
+        decode: () => {
+          throw new Error("broken");
+        },
+      });
+      await broken.ready();
+      loads = 0;
+      await expect(broken.getOrSet("broken", loader)).rejects.toMatchObject({
+        code: "ERR_CACHE_DECODE",
+        cause: { message: "broken" },
+      });
+      expect(loads).toBe(2);
+    });
+
     it("clear() empties the namespace in Redis and every L1 (as a user granted the documented +scan +unlink)", async () => {
       const [a, b] = await replicas(2);
       const clearing = connect(await clearUserUrl(url(), adminUrl()));
