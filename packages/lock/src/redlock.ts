@@ -182,18 +182,20 @@ export class Redlock extends LockBase {
   protected async attempt(): Promise<AttemptResult> {
     const token = randomToken(TOKEN_BYTES);
     const start = performance.now();
-    const replies = await this.#all((node) =>
-      this.#run(node, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs]),
+    const calls: Promise<unknown>[] = [];
+    const replies = await this.#all(
+      (node, i) =>
+        (calls[i] = this.#run(node, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs])),
     );
     const won: Array<{ node: RedisClient; fence: number }> = [];
     let busy = 0;
     let retryAfterMs = 0;
     let firstError: CoordisError | undefined;
-    const unanswered = new Set<number>();
+    const unanswered = new Map<number, Promise<unknown>>();
     replies.forEach((r, i) => {
       if (!r.ok) {
         firstError = preferDurability(firstError, r.error);
-        unanswered.add(i);
+        unanswered.set(i, calls[i] as Promise<unknown>);
       } else if (r.value[0] === 1) won.push({ node: this.#nodes[i] as RedisClient, fence: r.value[1] });
       else {
         busy++;
@@ -253,14 +255,18 @@ export class Redlock extends LockBase {
   }
 
   /**
-   * Releases `token` on every master. A master whose acquire went unanswered gets the release as EVAL with the
-   * script's source (`runScriptSource`): it may run that acquire late, and an EVALSHA it has not cached would need a
-   * NOSCRIPT answer in time to be retried.
+   * Releases `token` on every master. A master whose acquire this round gave up on (`unanswered`: its call) may run
+   * that acquire late, also as the EVAL retry of a NOSCRIPT answered after the round's timeout: its release is sent
+   * once that call has settled, so it follows everything the call sent, and as EVAL with the script's source
+   * (`runScriptSource`), which runs whether or not the master has cached it.
    */
-  #releaseAll(token: string, unanswered: ReadonlySet<number>): Promise<NodeReply<number>[]> {
-    return this.#all((node, i) =>
-      (unanswered.has(i) ? runScriptSource : runScript)(node, lockScripts.release, [this.#lockKey], [token]),
-    );
+  #releaseAll(token: string, unanswered: ReadonlyMap<number, Promise<unknown>>): Promise<NodeReply<number>[]> {
+    return this.#all((node, i) => {
+      const call = unanswered.get(i);
+      if (call === undefined) return runScript(node, lockScripts.release, [this.#lockKey], [token]);
+      const undo = () => runScriptSource(node, lockScripts.release, [this.#lockKey], [token]);
+      return call.then(undo, undo);
+    });
   }
 
   /**

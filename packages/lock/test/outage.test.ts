@@ -172,23 +172,30 @@ describe("locks when Redis does not answer", () => {
   });
 
   it("runOncePerTick: a record attempt that timed out but ran is not taken for a lost tick when tried again", async () => {
-    const patient = server.client({ commandTimeoutMs: 100 });
+    const patient = server.client({ commandTimeoutMs: 300 });
     try {
       await runOncePerTick(patient, "finish-stall", 0, () => 0, { prefix }); // the scripts are known to this client
       let stalled: Promise<unknown> | undefined;
-      // fn returns while the server is busy for 400 ms: the finish behind the stall times out on the client but
-      // runs once the stall ends; a later attempt finds the tick already recorded by this run.
+      let failedAttempts = 0;
+      const observer = {
+        onOperation(e: { op: string; outcome: string }) {
+          if (e.op === "release" && e.outcome === "error") failedAttempts++;
+        },
+      };
+      // fn returns while the server is busy for 1.2 s: the finish behind the stall times out on the client but runs
+      // once the stall ends; a later attempt finds the tick already recorded by this run.
       const run = await runOncePerTick(
         patient,
         "finish-stall",
         1,
         () => {
-          stalled = stallServer(patient, 400).catch(() => "timed out");
+          stalled = stallServer(patient, 1_200).catch(() => "timed out");
           return "done";
         },
-        { prefix, ttlMs: 10_000 },
+        { prefix, ttlMs: 10_000, observer },
       );
-      await stalled;
+      expect(await stalled).toBe("timed out");
+      expect(failedAttempts).toBeGreaterThan(0);
       expect(run).toMatchObject({ ran: true, state: "ok", result: "done" });
       const history = await tickHistory(admin, "finish-stall", { prefix });
       expect(history.filter((h) => h.tick === 1).map((h) => h.ok)).toEqual([true]);

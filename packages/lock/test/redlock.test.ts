@@ -133,6 +133,7 @@ describe("Redlock over 3 masters", () => {
           await Promise.all(admins.map((a) => a.script("FLUSH")));
           await new Redlock(clients, "rl-phantom-warm", { prefix, ttlMs: 1_000 }).tryAcquire();
         }
+        const fencesBefore = await Promise.all(admins.map(async (a) => Number((await a.get(`${key}:fence`)) ?? 0)));
         // Masters 0 and 1 are paused: the attempt wins master 2 only, gives up on the others and releases all three.
         // Resumed, masters 0 and 1 run the acquire late (granting it to a token nobody holds), then the release.
         await withPaused([0, 1], async () => {
@@ -145,14 +146,50 @@ describe("Redlock over 3 masters", () => {
         // A PING answered on each connection was processed after the late acquire and the release behind it.
         for (const c of impatient) await eventually("the master to answer this client", () => c.ping(), RECOVERY);
         for (const [i, admin] of admins.entries()) {
+          // The late acquire did run there (it took a fence), and was released.
+          expect(Number(await admin.get(`${key}:fence`)), `master ${i}`).toBeGreaterThan(fencesBefore[i] as number);
           expect(await admin.exists(key), `master ${i} releaseCached=${releaseCached}`).toBe(0);
         }
       }
-      const lease = await lock.tryAcquire();
+      // Nothing is held: a Redlock with default timeouts acquires at once.
+      const lease = await new Redlock(clients, "rl-phantom", { prefix }).tryAcquire();
       expect(lease).not.toBeNull();
       await lease?.release();
     } finally {
       for (const c of impatient) c.disconnect();
+    }
+  });
+
+  it("masters that lost their scripts answer NOSCRIPT after the round gave up: the release follows the acquire's retry", async () => {
+    // Clients that wait long enough for the EVAL retry of a NOSCRIPT; a round that gives up after 50 ms.
+    const patient = group.urls.map((u) => connect(u, { commandTimeoutMs: 2_000 }));
+    try {
+      await Promise.all(patient.map((c) => c.ping()));
+      const key = `${prefix}:lock:{rl-noscript}`;
+      const lock = new Redlock(patient, "rl-noscript", { prefix, ttlMs: 60_000, nodeTimeoutMs: 50 });
+      // Masters 0 and 1 forget every script (as after a restart) and are paused: the attempt wins master 2 only and
+      // gives up on the others. Resumed, they answer the acquire's EVALSHA with NOSCRIPT, and its EVAL retry grants
+      // the lock to a token nobody holds: the release must come after that retry, not before it.
+      await Promise.all([admins[0]?.script("FLUSH"), admins[1]?.script("FLUSH")]);
+      await withPaused([0, 1], async () => {
+        await expect(lock.tryAcquire()).rejects.toBeInstanceOf(RedisUnavailableError);
+      });
+      for (const i of [0, 1]) {
+        const admin = admins[i] as RedisClient;
+        await waitUntil(
+          `master ${i}: the late acquire to run`,
+          async () => (await admin.get(`${key}:fence`)) === "1",
+          5_000,
+        );
+        await waitUntil(
+          `master ${i}: the late grant to be released`,
+          async () => (await admin.exists(key)) === 0,
+          5_000,
+        );
+      }
+      expect(await admins[2]?.exists(key)).toBe(0);
+    } finally {
+      for (const c of patient) c.disconnect();
     }
   });
 

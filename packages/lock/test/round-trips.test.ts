@@ -195,6 +195,7 @@ describe("round trips, input validation and the validity check on a server of ou
               : new Semaphore(redis, "phantom-warm", { prefix, permits: 1, ttlMs: 1_000 })
             ).tryAcquire();
           }
+          const fenceBefore = Number((await admin.get(`${key}:fence`)) ?? 0);
           // The server stalls 400 ms; the acquire queued behind the stall on the same connection times out after
           // 100 ms on the client, but Redis runs it once the stall ends and grants the lock to a token nobody holds.
           const stall = stallServer(impatient, 400).catch(() => "timed out");
@@ -202,7 +203,9 @@ describe("round trips, input validation and the validity check on a server of ou
           await stall;
           // A PING answered on the same connection was processed after the acquire and what was queued behind it.
           await vi.waitFor(() => impatient.ping(), { timeout: 5_000, interval: 20 });
-          // The compare-and-delete queued behind the acquire freed it at once (the TTL is a minute).
+          // The acquire did run (it took a fence), and the compare-and-delete queued behind it freed it at once (the
+          // TTL is a minute).
+          expect(Number(await admin.get(`${key}:fence`)), label).toBeGreaterThan(fenceBefore);
           expect(await admin.exists(key), label).toBe(0);
           const lease = await lock.tryAcquire();
           expect(lease, label).not.toBeNull();
