@@ -166,7 +166,8 @@ export class Cache {
    *
    * @throws InvalidArgumentError for a bad key, loader or option (an unknown option key too; before any Redis
    *   call), or when the loader's result cannot be encoded; whatever the loader throws. Redis being unavailable is
-   *   not an error: the loader is called directly.
+   *   not an error: the loader is called directly. A stored value the codec cannot decode is a miss (see the
+   *   README); CoordisError `ERR_CACHE_DECODE` when the codec cannot decode what it just encoded.
    */
   async getOrSet<T>(key: string, loader: Loader<T>, options?: EntryOptions): Promise<T> {
     this.#assertOpen();
@@ -182,11 +183,19 @@ export class Cache {
     let value = this.#decode(k, outcome.data as string);
     if (value instanceof Undecodable) {
       // An entry this codec cannot read (written with another codec, or by another version of the application): a
-      // miss. It is dropped, here, in Redis and in every replica's L1, and loaded again.
-      await this.#dropUndecodable(k);
+      // miss. It is dropped here and, while it still holds what was read, in Redis and every replica's L1; then it
+      // is read or loaded again.
+      await this.#dropUndecodable(k, outcome.data as string);
       outcome = await this.#filler.get(k, loader as Loader<unknown>, entry);
       value = this.#decode(k, outcome.data as string);
+      if (value instanceof Undecodable && outcome.result !== "miss") {
+        // Another writer stored such a value again since (an older replica, mid-deploy): the loader answers, and
+        // its value is kept in this replica's L1 only.
+        outcome = { data: await this.#filler.loadDirect(k, loader as Loader<unknown>), tier: "l2", result: "miss" };
+        value = this.#decode(k, outcome.data as string);
+      }
       if (value instanceof Undecodable) {
+        this.#invalidateLocal(k);
         throw new CoordisError(
           "ERR_CACHE_DECODE",
           `cache "${this.namespace}": the codec cannot decode what it encoded for key "${k}" (or another writer keeps ` +
@@ -210,6 +219,9 @@ export class Cache {
     const started = performance.now();
     const hit = this.#l1.fresh(k);
     let outcome: Outcome;
+    /** The decoded value, once decoded (an L2 hit is decoded before it enters L1). */
+    let value: unknown;
+    let decoded = false;
     if (hit !== undefined) {
       outcome = { data: hit.data, tier: "l1", result: "hit" };
     } else {
@@ -217,7 +229,10 @@ export class Cache {
       try {
         const read = await this.#l2.read(k, "", []);
         if (read.state === 1) {
-          this.#l1.store(k, read.data, read.fresh, read.stale, read.tags, epoch);
+          value = this.#decode(k, read.data);
+          decoded = true;
+          // What this codec cannot read stays out of L1: every read of it is a miss until getOrSet replaces it.
+          if (!(value instanceof Undecodable)) this.#l1.store(k, read.data, read.fresh, read.stale, read.tags, epoch);
           outcome = { data: read.data, tier: "l2", result: "hit" };
         } else {
           outcome = { data: undefined, tier: "l2", result: "miss" };
@@ -235,10 +250,10 @@ export class Cache {
       this.#reportGet(started, outcome);
       return undefined;
     }
-    const value = this.#decode(k, outcome.data);
+    if (!decoded) value = this.#decode(k, outcome.data);
     if (value instanceof Undecodable) {
-      // A miss (getOrSet replaces such an entry); this replica's L1 copy goes.
-      this.#invalidateLocal(k);
+      // A miss (getOrSet replaces such an entry); an L1 copy goes.
+      if (outcome.tier === "l1") this.#invalidateLocal(k);
       this.#reportGet(started, { data: undefined, tier: outcome.tier, result: "miss" });
       return undefined;
     }
@@ -392,12 +407,18 @@ export class Cache {
   }
 
   /**
-   * Deletes an entry the codec cannot read, as `delete` does (Redis, then every replica's L1). When Redis cannot be
-   * reached the next read goes the degraded way (the loader answers), so a failure here is not the caller's.
+   * Drops an entry the codec cannot read (`data`, as read): from this replica's L1, and from Redis and every
+   * replica's L1 only while Redis still holds that value (a value written since, maybe by a load another replica
+   * holds the fill lock for, is kept; of several callers that read it, one deletes and announces it). When Redis
+   * cannot be reached, the next read goes the degraded way (the loader answers): a failure here is not the caller's.
    */
-  async #dropUndecodable(k: string): Promise<void> {
+  async #dropUndecodable(k: string, data: string): Promise<void> {
     this.#invalidateLocal(k);
-    await this.#announced({ k }, () => this.#l2.delete(k)).catch(() => undefined);
+    try {
+      if (await this.#l2.deleteIfValue(k, data)) await this.#bus?.publish({ k });
+    } catch {
+      // As above.
+    }
   }
 
   #operation<T>(op: string, name: string | undefined, fn: () => Promise<T>): Promise<T> {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import {
   type CoordisObserver,
   corkUntilTickEnd,
@@ -179,6 +180,15 @@ export class RedisTier {
   /** Deletes an entry (and any fill token). @returns whether it existed */
   async delete(k: string): Promise<boolean> {
     return (await this.#script(cacheScripts.delete, this.#keys.entry(k), [])) === 1;
+  }
+
+  /**
+   * Deletes an entry (and its fill lock) only while it still holds `data`, a value read from it.
+   * @returns whether it was deleted
+   */
+  async deleteIfValue(k: string, data: string): Promise<boolean> {
+    const sha1 = createHash("sha1").update(data, "utf8").digest("hex");
+    return (await this.#script(cacheScripts.deleteIfValue, this.#keys.entry(k), [sha1])) === 1;
   }
 
   /** Deletes a tag's version: every entry recorded under it becomes a miss. */

@@ -4,6 +4,19 @@ import { defineScript } from "@coordis/core";
 /** The Lua scripts of @coordis/cache, one per operation. */
 export const cacheScripts = {
   /**
+   * Delete if value: removes one cache entry and its fill lock, as delete.lua does, only while the entry still
+   * holds the value a reader found it could not decode (compared by SHA1): an entry anybody wrote since is kept.
+   * KEYS: entry (hash), lock (string).
+   * ARGV: sha1 (string).
+   */
+  deleteIfValue: defineScript<["entry","lock"], ["sha1"], number>({
+    name: "cache/delete-if-value",
+    keys: ["entry","lock"],
+    args: ["sha1"],
+    sha1: "63268e6e80f436cdbba27e25cff26d7ebb9407cb",
+    source: "-- Delete if value: removes one cache entry and its fill lock, as delete.lua does, only while the entry still holds\n-- the value a reader found it could not decode (compared by SHA1): an entry anybody wrote since is kept.\n-- KEYS[1] entry (hash): the entry\n-- KEYS[2] lock (string): the fill lock\n-- ARGV[1] sha1 (string): SHA1 (hex) of the value read\n-- Reply: number\nlocal v = redis.call('HGET', KEYS[1], 'v')\nif not v or redis.sha1hex(v) ~= ARGV[1] then\n  return 0\nend\nredis.call('DEL', KEYS[1], KEYS[2])\nreturn 1\n",
+  }),
+  /**
    * Delete: removes one cache entry and its fill lock, which revokes the fill tokens of the loads in progress (see
    * get.lua): a load that started before the delete cannot write its (now outdated) value back afterwards.
    * KEYS: entry (hash), lock (string).
