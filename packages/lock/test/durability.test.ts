@@ -198,15 +198,17 @@ describe("lock durability setting on a Redis Cluster with a replica per master",
   });
 
   it("script and WAIT go to the node owning the lock (a pipeline): replicas: 1 is met, replicas: 2 is not", async () => {
-    const redis = connect(cluster.url, { commandTimeoutMs: 2_000 });
+    const redis = connect(cluster.url, { commandTimeoutMs: 5_000 });
     try {
       const names = ["c-a", "c-b", "c-c", "c-d", "c-e", "c-f"]; // spread over the masters' slots
+      // A generous wait: on a loaded machine a replica's acknowledgement took over 500 ms (a full-suite run).
+      const durability = { replicas: 1, timeoutMs: 3_000 };
       for (const name of names) {
-        const mutex = new Mutex(redis, name, { prefix, ttlMs: 5_000, durability: { replicas: 1, timeoutMs: 500 } });
+        const mutex = new Mutex(redis, name, { prefix, ttlMs: 5_000, durability });
         const lease = await mutex.acquire({ waitMs: 0 });
         await lease.extend();
         expect(await lease.release()).toBe(true);
-        const sem = new Semaphore(redis, name, { prefix, permits: 2, durability: { replicas: 1, timeoutMs: 500 } });
+        const sem = new Semaphore(redis, name, { prefix, permits: 2, durability });
         await (await sem.acquire({ waitMs: 0 })).release();
       }
       const tooMany = new Mutex(redis, "c-a", { prefix, ttlMs: 5_000, durability: { replicas: 2, timeoutMs: 100 } });
