@@ -1,5 +1,5 @@
-import { connect, InvalidArgumentError, parseRedisUrl } from "@coordis/core";
-import { recordObserver, startProxy, startRedis, startRedisSentinel } from "@coordis/testing";
+import { connect, InvalidArgumentError, parseRedisUrl, slotOf } from "@coordis/core";
+import { recordObserver, startProxy, startRedis, startRedisCluster, startRedisSentinel } from "@coordis/testing";
 import { Cluster, type Redis } from "ioredis";
 import { describe, expect, inject, it, vi } from "vitest";
 
@@ -160,6 +160,39 @@ describe("connect against real servers", () => {
       admin.disconnect();
       await proxy.close();
       await server.stop();
+    }
+  });
+
+  it("a Cluster client never re-sends a command whose node connection closed unanswered: it does not run twice", async () => {
+    const cluster = await startRedisCluster();
+    const client = connect(cluster.url, { commandTimeoutMs: 2_000 }) as Cluster;
+    const admin = cluster.adminClient();
+    try {
+      const key = "coordis:resend";
+      await client.set(key, "0");
+      const owner = client.slots[slotOf(key)]?.[0] as string;
+      const server = cluster.nodes.find((n) => `${n.host}:${n.port}` === owner);
+      const node = client.nodes("master").find((n) => `${n.options.host}:${n.options.port}` === owner);
+      expect(server).toBeDefined();
+      expect(node).toBeDefined();
+      // The owner is frozen; the INCR is written to its connection, which then closes before any answer: the
+      // server still reads and runs the INCR when it resumes. A client that re-sends it runs it a second time.
+      server?.pause();
+      const incr = client.incr(key).then(
+        (v) => v,
+        (err: unknown) => err,
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      (node as unknown as { stream: { destroy(): void } }).stream.destroy();
+      server?.resume();
+      const outcome = await incr;
+      expect(outcome).toBeInstanceOf(Error);
+      await vi.waitFor(async () => expect(await admin.get(key)).toBe("1"), { timeout: 5_000, interval: 50 });
+      // Answered again, and still once: nothing was re-sent meanwhile.
+      expect(await client.get(key)).toBe("1");
+    } finally {
+      client.disconnect();
+      await cluster.stop();
     }
   });
 
