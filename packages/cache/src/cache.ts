@@ -1,21 +1,17 @@
 import {
   ClosedError,
-  CoordisError,
   type CoordisObserver,
-  errorOf,
   instrument,
   notifyEvent,
   type RedisClient,
   RedisUnavailableError,
   type ReportAttributes,
-  reportOperation,
   validate,
   validateName,
 } from "@coordis/core";
 import { CircuitBreaker, type CircuitState } from "./circuit-breaker.js";
-import type { CacheCodec } from "./codec.js";
-import { encodeWith } from "./codec.js";
-import { Filler, type Loader, type Outcome } from "./fill.js";
+import { type CacheCodec, encodeWith, Undecodable, undecodableError } from "./codec.js";
+import { Filler, type Loader, type Outcome, reportGet } from "./fill.js";
 import { type BusMessage, type GapReason, InvalidationBus } from "./invalidation-bus.js";
 import { L1 } from "./l1.js";
 import {
@@ -27,11 +23,6 @@ import {
   parseEntryOptions,
 } from "./options.js";
 import { RedisTier } from "./redis-tier.js";
-
-/** What `#decode` returns for data the codec cannot decode: the codec's error. */
-class Undecodable {
-  constructor(readonly error: Error) {}
-}
 
 /** Counters of a {@link Cache}, for tests and metrics. */
 export interface CacheStats {
@@ -180,28 +171,23 @@ export class Cache {
       hit !== undefined
         ? { data: hit.data, tier: "l1", result: "hit" }
         : await this.#filler.get(k, loader as Loader<unknown>, entry);
-    let value = this.#decode(k, outcome.data as string);
+    let value = this.#filler.decode(k, outcome.data as string);
     if (value instanceof Undecodable) {
       // An entry this codec cannot read (written with another codec, or by another version of the application): a
       // miss. It is dropped here and, while it still holds what was read, in Redis and every replica's L1; then it
       // is read or loaded again.
-      await this.#dropUndecodable(k, outcome.data as string);
+      await this.#filler.dropUndecodable(k, outcome.data as string);
       outcome = await this.#filler.get(k, loader as Loader<unknown>, entry);
-      value = this.#decode(k, outcome.data as string);
+      value = this.#filler.decode(k, outcome.data as string);
       if (value instanceof Undecodable && outcome.result !== "miss") {
         // Another writer stored such a value again since (an older replica, mid-deploy): the loader answers, and
         // its value is kept in this replica's L1 only.
         outcome = { data: await this.#filler.loadDirect(k, loader as Loader<unknown>), tier: "l2", result: "miss" };
-        value = this.#decode(k, outcome.data as string);
+        value = this.#filler.decode(k, outcome.data as string);
       }
       if (value instanceof Undecodable) {
         this.#invalidateLocal(k);
-        throw new CoordisError(
-          "ERR_CACHE_DECODE",
-          `cache "${this.namespace}": the codec cannot decode what it encoded for key "${k}" (or another writer keeps ` +
-            `storing values it cannot read): ${value.error.message}. Check that codec.decode(codec.encode(v)) returns v`,
-          { cause: value.error },
-        );
+        throw undecodableError(this.namespace, k, value);
       }
     }
     this.#reportGet(started, outcome);
@@ -229,7 +215,7 @@ export class Cache {
       try {
         const read = await this.#l2.read(k, "", []);
         if (read.state === 1) {
-          value = this.#decode(k, read.data);
+          value = this.#filler.decode(k, read.data);
           decoded = true;
           // What this codec cannot read stays out of L1: every read of it is a miss until getOrSet replaces it.
           if (!(value instanceof Undecodable)) this.#l1.store(k, read.data, read.fresh, read.stale, read.tags, epoch);
@@ -250,7 +236,7 @@ export class Cache {
       this.#reportGet(started, outcome);
       return undefined;
     }
-    if (!decoded) value = this.#decode(k, outcome.data);
+    if (!decoded) value = this.#filler.decode(k, outcome.data);
     if (value instanceof Undecodable) {
       // A miss (getOrSet replaces such an entry); an L1 copy goes.
       if (outcome.tier === "l1") this.#invalidateLocal(k);
@@ -389,58 +375,12 @@ export class Cache {
     return result;
   }
 
-  /** The value `data` (read for `k`) decodes to, or an Undecodable (reported as an `undecodable` event). */
-  #decode(k: string, data: string): unknown {
-    try {
-      return this.#codec.decode(data);
-    } catch (err) {
-      const error = errorOf(err);
-      notifyEvent(this.#observer, {
-        primitive: "cache",
-        type: "undecodable",
-        name: k,
-        attributes: { namespace: this.namespace },
-        error,
-      });
-      return new Undecodable(error);
-    }
-  }
-
-  /**
-   * Drops an entry the codec cannot read (`data`, as read): from this replica's L1, and from Redis and every
-   * replica's L1 only while Redis still holds that value (a value written since, maybe by a load another replica
-   * holds the fill lock for, is kept; of several callers that read it, one deletes and announces it). When Redis
-   * cannot be reached, the next read goes the degraded way (the loader answers): a failure here is not the caller's.
-   */
-  async #dropUndecodable(k: string, data: string): Promise<void> {
-    this.#invalidateLocal(k);
-    try {
-      if (await this.#l2.deleteIfValue(k, data)) await this.#bus?.publish({ k });
-    } catch {
-      // As above.
-    }
-  }
-
   #operation<T>(op: string, name: string | undefined, fn: () => Promise<T>): Promise<T> {
     return instrument(this.#observer, { primitive: "cache", op, name, attributes: this.#attributes }, fn);
   }
 
   #reportGet(started: number, outcome: Outcome): void {
-    reportOperation(
-      this.#observer,
-      {
-        primitive: "cache",
-        op: "get",
-        attributes: {
-          namespace: this.namespace,
-          tier: outcome.tier,
-          result: outcome.result,
-          ...(outcome.degraded ? { degraded: true } : {}),
-        },
-      },
-      started,
-      outcome.result,
-    );
+    reportGet(this.#observer, this.namespace, started, outcome);
   }
 
   /**

@@ -4,9 +4,10 @@ import {
   notifyEvent,
   RedisUnavailableError,
   type ReportAttributes,
+  reportOperation,
   ScriptError,
 } from "@coordis/core";
-import { type CacheCodec, encodeWith } from "./codec.js";
+import { type CacheCodec, decodeWith, encodeWith, Undecodable } from "./codec.js";
 import type { L1 } from "./l1.js";
 import type { EntrySettings } from "./options.js";
 import { fillToken, type L2Read, type RedisTier } from "./redis-tier.js";
@@ -25,6 +26,22 @@ export interface Outcome {
   readonly tier: Tier;
   readonly result: Result;
   readonly degraded?: boolean;
+}
+
+/** Reports a `get` operation (of `get` or `getOrSet`) with what it found. */
+export function reportGet(
+  observer: CoordisObserver | undefined,
+  namespace: string,
+  started: number,
+  outcome: Outcome,
+): void {
+  const attributes = { namespace, tier: outcome.tier, result: outcome.result };
+  reportOperation(
+    observer,
+    { primitive: "cache", op: "get", attributes: outcome.degraded ? { ...attributes, degraded: true } : attributes },
+    started,
+    outcome.result,
+  );
 }
 
 /**
@@ -95,6 +112,29 @@ export class Filler {
 
   #forgetFlight(k: string, flight: { readonly outcome: Promise<Outcome> }): void {
     if (this.#flights.get(k) === flight) this.#flights.delete(k);
+  }
+
+  /** The value `data` (read for `k`) decodes to, or an Undecodable (reported as an `undecodable` event). */
+  decode(k: string, data: string): unknown {
+    const c = this.#c;
+    const value = decodeWith(c.codec, data);
+    if (value instanceof Undecodable) {
+      const event = { primitive: "cache", type: "undecodable", name: k, attributes: c.attributes };
+      notifyEvent(c.observer, { ...event, error: value.error });
+    }
+    return value;
+  }
+
+  /**
+   * Drops an entry the codec cannot read (`data`, as read): from this replica's L1 and flights, and from Redis and
+   * every replica's L1 only while Redis still holds that value (a value written since, maybe by a load another replica
+   * holds the fill lock for, is kept; of several callers that read it, one deletes and announces it). When Redis
+   * cannot be reached, the next read goes the degraded way (the loader answers): a failure here is not the caller's.
+   */
+  async dropUndecodable(k: string, data: string): Promise<void> {
+    this.#c.l1.invalidate(k);
+    this.forget(k);
+    if (await this.#c.l2.deleteIfValue(k, data).catch(() => false)) await this.#c.publish(k);
   }
 
   /**
