@@ -39,7 +39,7 @@ export {
 export { type AddResult, Queue } from "./queue.js";
 export { RESULT_RECHECK_MS } from "./results.js";
 export { SCHEDULE_POLL_MS } from "./scheduler.js";
-export { MIN_EVERY_MS, type ScheduleSpec } from "./schedules.js";
+export { MAX_SCHEDULE_NAME_BYTES, MIN_EVERY_MS, type ScheduleSpec } from "./schedules.js";
 export { queueScripts } from "./scripts.generated.js";
 export { type Handler, Worker } from "./worker.js";
 export { CLOSE_GRACE_MS, type CloseOptions } from "./worker-close.js";

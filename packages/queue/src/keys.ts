@@ -38,11 +38,22 @@ export type PartitionKeys = { readonly [K in (typeof SCRIPT_KEYS)[number]]: stri
 /** Longest queue name, UTF-8 bytes (room is left for the partition suffix of the hash tag). */
 export const MAX_QUEUE_NAME_BYTES = 500;
 
-/** Validates a queue name: 1–500 UTF-8 bytes, no `{` or `}`. @throws InvalidArgumentError */
+/**
+ * Validates a queue name: 1–500 UTF-8 bytes, no `{` or `}`, not ending in `#` and digits (the hash tag of queue `a`'s
+ * partition 1 is `{a#1}`: a queue named `a#1` would share its keys). @throws InvalidArgumentError
+ */
 export function validateQueueName(name: unknown, argument = "name"): string {
   const value = validateName(name, argument);
   if (Buffer.byteLength(value, "utf8") > MAX_QUEUE_NAME_BYTES) {
     throw new InvalidArgumentError(argument, `must be at most ${MAX_QUEUE_NAME_BYTES} bytes in UTF-8`);
+  }
+  const partition = /^(.*)#(\d+)$/s.exec(value);
+  if (partition !== null) {
+    const [, base, index] = partition;
+    throw new InvalidArgumentError(
+      argument,
+      `must not end in "#" and digits: {${value}} is the hash tag of partition ${index} of queue "${base}" (use "${base}-${index}", say)`,
+    );
   }
   return value;
 }

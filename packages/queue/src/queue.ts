@@ -28,7 +28,7 @@ import { type QueueContext, reportQueueOp } from "./queue-context.js";
 import { declareSchedule, removeSchedule, setPaused } from "./queue-control.js";
 import { cancelJob, countJobs, readDeadLetters, readJob, retryDeadJob, waitResult } from "./queue-jobs.js";
 import { ResultWaiters } from "./results.js";
-import { parseSpec, type ScheduleSpec, validateScheduleName } from "./schedules.js";
+import { parseSpec, type ScheduleSpec, validateScheduleName, validateStoredScheduleName } from "./schedules.js";
 
 export type { AddResult } from "./adds.js";
 
@@ -227,7 +227,7 @@ export class Queue<T = unknown, R = unknown> {
 
   /** Removes a schedule (jobs it made already stay). @returns whether it existed */
   async unschedule(name: string): Promise<boolean> {
-    validateScheduleName(name);
+    validateStoredScheduleName(name);
     return removeSchedule(this.#q, name);
   }
 

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, validate, validateName } from "@coordis/core";
 import { Cron } from "croner";
-import { onlyKeys } from "./options.js";
+import { MAX_ID_BYTES, onlyKeys, validateId } from "./options.js";
 
 /** When a schedule runs: every `everyMs` (on a grid aligned to the Unix epoch), or on a cron pattern in a time zone. */
 export type ScheduleSpec = { everyMs: number } | { cron: string; tz?: string };
@@ -18,8 +18,33 @@ export interface StoredSchedule {
   readonly job: readonly (string | number)[];
 }
 
-/** Validates a schedule name (as an entity name: 1–512 bytes, no braces). */
+/**
+ * Longest schedule name, UTF-8 bytes: the id of a job the schedule makes, `{schedule:<name>}<run time ms>`, must fit
+ * in a job id's {@link MAX_ID_BYTES} (256) with room for 16 digits.
+ */
+export const MAX_SCHEDULE_NAME_BYTES = MAX_ID_BYTES - "{schedule:}".length - 16;
+
+/**
+ * Validates the name of a schedule being declared: 1–229 UTF-8 bytes, no braces, no control characters (its jobs'
+ * ids hold it). @throws InvalidArgumentError
+ */
 export function validateScheduleName(name: unknown, argument = "name"): string {
+  const value = validateName(name, argument);
+  validateId(argument, value);
+  if (Buffer.byteLength(value, "utf8") > MAX_SCHEDULE_NAME_BYTES) {
+    throw new InvalidArgumentError(
+      argument,
+      `must be at most ${MAX_SCHEDULE_NAME_BYTES} bytes in UTF-8 (the ids of the jobs it makes hold it)`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Validates the name of a schedule to remove: as the name of one declared before names were limited to
+ * {@link MAX_SCHEDULE_NAME_BYTES} (1–512 bytes, no braces), so such a schedule can still be removed.
+ */
+export function validateStoredScheduleName(name: unknown, argument = "name"): string {
   return validateName(name, argument);
 }
 
