@@ -17,12 +17,30 @@ export const safeRedisOptions: Readonly<{ autoResendUnfulfilledCommands: false; 
   Object.freeze({ autoResendUnfulfilledCommands: false, commandTimeout: DEFAULT_COMMAND_TIMEOUT_MS });
 
 /**
+ * The ioredis `Cluster` option Coordis relies on, to spread into a Cluster you build yourself (with
+ * {@link safeRedisOptions} as its `redisOptions`): `new Cluster(nodes, { ...safeClusterOptions, redisOptions: {
+ * ...safeRedisOptions } })`.
+ * - `retryDelayOnFailover: 0`: ioredis' Cluster re-sends a command whose node connection closed before its reply
+ *   (after this delay, 100 ms by default, on a new connection), so a command the server did run would run twice (a
+ *   unit counted twice, a lock granted to a token nobody holds). With 0 it fails as an unknown outcome instead.
+ *
+ * `connect()` sets it already.
+ */
+export const safeClusterOptions: Readonly<{ retryDelayOnFailover: 0 }> = Object.freeze({ retryDelayOnFailover: 0 });
+
+/**
  * What is unsafe about a client for Coordis (empty when nothing): it re-sends unanswered commands after a reconnect,
- * or it has no command timeout. For a `Cluster` the per-node `redisOptions` are checked.
+ * or it has no command timeout. For a `Cluster` the per-node `redisOptions` are checked, and its
+ * `retryDelayOnFailover` (see {@link safeClusterOptions}).
  */
 export function clientSafetyProblems(redis: RedisClient): string[] {
   const options = (isCluster(redis) ? redis.options.redisOptions : redis.options) ?? {};
   const problems: string[] = [];
+  if (isCluster(redis) && (redis.options.retryDelayOnFailover ?? 100) > 0) {
+    problems.push(
+      "it re-sends a command whose node connection closed unanswered (retryDelayOnFailover is not 0), so a command Redis ran can run twice",
+    );
+  }
   if (options.autoResendUnfulfilledCommands !== false) {
     problems.push(
       "it re-sends unanswered commands after a reconnect (autoResendUnfulfilledCommands is not false), so a call that timed out can still run later",
@@ -44,10 +62,10 @@ export function assertSafeClient(redis: RedisClient, argument = "redis"): void {
   const problems = clientSafetyProblems(redis);
   if (problems.length === 0) return;
   const fix = isCluster(redis)
-    ? "new Cluster(nodes, { redisOptions: { ...safeRedisOptions, ... } })"
+    ? "new Cluster(nodes, { ...safeClusterOptions, redisOptions: { ...safeRedisOptions, ... } })"
     : "new Redis({ ...safeRedisOptions, ... })";
   throw new InvalidArgumentError(
     argument,
-    `unsafe client: ${problems.join("; ")}. Create it with ${fix} (safeRedisOptions from @coordis/core), or use connect() of @coordis/core`,
+    `unsafe client: ${problems.join("; ")}. Create it with ${fix} (safeRedisOptions and safeClusterOptions from @coordis/core), or use connect() of @coordis/core`,
   );
 }

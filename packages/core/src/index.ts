@@ -16,7 +16,7 @@ export {
   MAX_BATCH_SIZE,
 } from "./batcher.js";
 export { commandTimeoutOf, isCluster, type RedisClient } from "./client.js";
-export { assertSafeClient, clientSafetyProblems, safeRedisOptions } from "./client-safety.js";
+export { assertSafeClient, clientSafetyProblems, safeClusterOptions, safeRedisOptions } from "./client-safety.js";
 export {
   type ConnectOptions,
   connect,

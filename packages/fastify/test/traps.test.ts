@@ -1,4 +1,12 @@
-import { assertSafeClient, connect, InvalidArgumentError, type RedisClient, safeRedisOptions } from "@coordis/core";
+import {
+  assertSafeClient,
+  clientSafetyProblems,
+  connect,
+  InvalidArgumentError,
+  type RedisClient,
+  safeClusterOptions,
+  safeRedisOptions,
+} from "@coordis/core";
 import { coordis } from "@coordis/fastify";
 import { type FaultProxy, startProxy, testPrefix, waitUntil } from "@coordis/testing";
 import fastifyRateLimit from "@fastify/rate-limit";
@@ -213,11 +221,24 @@ describe("user-supplied clients", () => {
   it("checks a Cluster client's node options the same way", () => {
     const nodes = [{ host: "127.0.0.1", port: 1 }];
     const unsafe = new Cluster(nodes, { lazyConnect: true });
-    const safe = new Cluster(nodes, { lazyConnect: true, redisOptions: { ...safeRedisOptions } });
+    // Safe nodes, but the Cluster re-sends a command whose node connection closed (retryDelayOnFailover 100 ms).
+    const resends = new Cluster(nodes, { lazyConnect: true, redisOptions: { ...safeRedisOptions } });
+    const safe = new Cluster(nodes, {
+      ...safeClusterOptions,
+      lazyConnect: true,
+      redisOptions: { ...safeRedisOptions },
+    });
     expect(() => assertSafeClient(unsafe, "options.redis")).toThrow(/redisOptions: \{ \.\.\.safeRedisOptions/);
+    expect(() => assertSafeClient(resends, "options.redis")).toThrow(/retryDelayOnFailover/);
+    expect(() => assertSafeClient(resends, "options.redis")).toThrow(/\.\.\.safeClusterOptions/);
+    expect(clientSafetyProblems(resends)).toHaveLength(1);
     expect(() => assertSafeClient(safe, "options.redis")).not.toThrow();
     expect(() => assertSafeClient(shared, "options.redis")).not.toThrow(); // from connect()
+    const fromConnect = connect("redis+cluster://127.0.0.1:1", { clusterOptions: { lazyConnect: true } });
+    expect(clientSafetyProblems(fromConnect)).toEqual([]);
+    fromConnect.disconnect();
     unsafe.disconnect();
+    resends.disconnect();
     safe.disconnect();
   });
 });
