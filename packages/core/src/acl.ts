@@ -52,6 +52,7 @@ export const ACL_COMMAND_RULES: readonly string[] = Object.freeze([
   "+hincrby",
   "+hsetnx",
   "+hlen",
+  "+hscan",
   "+lpush",
   "+lrange",
   "+ltrim",

@@ -15,6 +15,7 @@ export {
   PartitionsMismatchError,
   ResultTimeoutError,
 } from "./errors.js";
+export { GROUP_SWEEP_MS } from "./group-sweeper.js";
 export type { Job } from "./job.js";
 export type { DeadLetter, JobInfo, JobState, QueueCounts } from "./job-info.js";
 export { MAX_QUEUE_NAME_BYTES } from "./keys.js";

@@ -4,6 +4,7 @@ import { DeliveryRunner, type Handler } from "./delivery-runner.js";
 import { PartitionsMismatchError } from "./errors.js";
 import { FETCH_RETRY_MS, FetchLoops } from "./fetch-loop.js";
 import { Finisher } from "./finisher.js";
+import { GroupSweeper } from "./group-sweeper.js";
 import { queueKeys, validateQueueName } from "./keys.js";
 import { LeaseKeeper } from "./lease-keeper.js";
 import { checkPartitions } from "./partitions-check.js";
@@ -38,6 +39,7 @@ export class Worker<T = unknown, R = unknown> {
   readonly #fetcher: FetchLoops<T, R>;
   readonly #leases: LeaseKeeper<T>;
   readonly #scheduler: Scheduler | undefined;
+  readonly #sweeper: GroupSweeper | undefined;
   #closed: Promise<void> | undefined;
   /** True once the partition count was checked against the queue's; false when it differs or the worker closed first. */
   readonly #checked: Promise<boolean>;
@@ -72,11 +74,15 @@ export class Worker<T = unknown, R = unknown> {
     this.#leases = new LeaseKeeper<T>(redis, keys, runner.held, opts.leaseMs, (d, reason) => runner.lost(d, reason));
     this.#fetcher = new FetchLoops<T, R>(this.#w, runner);
     this.#scheduler = opts.schedules ? new Scheduler(redis, keys, name, opts.observer) : undefined;
+    this.#sweeper = opts.groupRules === "" ? undefined : new GroupSweeper(this.#w as WorkerContext<unknown, unknown>);
     this.#checked = this.#checkPartitions();
     this.#fetcher.start(this.#checked);
     this.#leases.start();
     void this.#checked.then((ok) => {
-      if (ok && !this.#closing) this.#scheduler?.start();
+      if (ok && !this.#closing) {
+        this.#scheduler?.start();
+        this.#sweeper?.start();
+      }
     });
   }
 
@@ -146,7 +152,7 @@ export class Worker<T = unknown, R = unknown> {
     this.#stopper.abort();
     const disconnected = this.#fetcher.disconnect();
     this.#runner.wakeSlots();
-    const scheduler = this.#scheduler?.stop() ?? Promise.resolve();
+    const scheduler = Promise.all([this.#scheduler?.stop(), this.#sweeper?.stop()]);
     await this.#runner.whenIdle(deadline);
     await until(this.#runner.handBack(), hardDeadline);
     // Fetches in flight hand what they bring back themselves (the loop sees the worker closing).
