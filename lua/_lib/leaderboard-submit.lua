@@ -79,7 +79,9 @@ local function lb_put(s, b, member, text, score, prefix, pre, oldText, expireAt)
     -- ZADD would recreate it without the period board's expiry.
     entry = prefix .. ':' .. member
     redis.call('ZADD', zset, newText, entry)
-    if oldText then redis.call('ZREM', zset, oldEntry) end
+    -- The same entry when the arrival counter restarted (deleted or evicted) and drew the old number again: the ZADD
+    -- updated it in place, a ZREM would take the member off the board.
+    if oldText and entry ~= oldEntry then redis.call('ZREM', zset, oldEntry) end
     redis.call('HSET', index, member, prefix)
     -- A period board's keys expire graceMs after its end. The write that put a member on the board set that
     -- expiry; a member already on it finds it set (the same time: the board's end plus graceMs).

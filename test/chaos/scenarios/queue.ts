@@ -14,8 +14,9 @@ import { type DurableRedis, durableRedisSchedule, startDurableRedis } from "../l
 import { produce } from "../lib/producers.js";
 import { scenarioResult } from "../lib/result.js";
 import { WorkerPool } from "../lib/worker-pool.js";
-import { type ChaosWorker, reply, Violations } from "../lib/workers.js";
+import { Violations } from "../lib/workers.js";
 import type { ChaosScenario, ScenarioResult } from "../scenario.js";
+import { QueueJobsCheck } from "./queue-check.js";
 import { StaleWorkerProbes } from "./queue-probes.js";
 
 const WORKERS = 3;
@@ -89,42 +90,16 @@ export function queueScenario(jobs: number): ChaosScenario {
       const violations = new Violations();
       const prefix = testPrefix();
       const name = `chaos-queue-${seed}`;
-      const acked = new Set<string>();
-      /** Per job: the fences its deliveries started with, and the fences the register accepted, in order. */
-      const starts = new Map<string, number[]>();
-      const accepted = new Map<string, number[]>();
-      /** Per worker process: deliveries started and outcomes reported (equal when it holds nothing). */
-      const busy = new Map<ChaosWorker, { started: number; settled: number }>();
-      const counts = { duplicates: 0, deliveries: 0, refusedEffects: 0, refusedCompletions: 0 };
+      const jobsCheck = new QueueJobsCheck(violations);
+      const { acked, counts } = jobsCheck;
       const probes = new StaleWorkerProbes(violations);
       // The processes load while the server starts.
       const pool = new WorkerPool({
         file: "queue-worker.ts",
         count: WORKERS,
         onMessage(msg, worker) {
-          const work = busy.get(worker) ?? { started: 0, settled: 0 };
-          busy.set(worker, work);
-          if (msg.type === "start") {
-            work.started++;
-            counts.deliveries++;
-            const list = starts.get(msg.jobId as string) ?? [];
-            list.push(msg.fence as number);
-            starts.set(msg.jobId as string, list);
-          } else if (msg.type === "effect") {
-            const id = msg.jobId as string;
-            const fence = msg.fence as number;
-            const list = accepted.get(id) ?? [];
-            const ok = list.length === 0 || fence > (list.at(-1) as number);
-            if (ok) {
-              list.push(fence);
-              accepted.set(id, list);
-            } else counts.refusedEffects++;
-            reply(worker, msg, { accepted: ok });
-          } else if (msg.type === "outcome") {
-            work.settled++;
-            if (msg.outcome === "refused") counts.refusedCompletions++;
-            probes.reports.record({ worker, msg });
-          } else if (msg.type === "hold") probes.reports.record({ worker, msg });
+          jobsCheck.onMessage(msg, worker);
+          if (msg.type === "outcome" || msg.type === "hold") probes.reports.record({ worker, msg });
         },
       });
       let redis: DurableRedis | undefined;
@@ -173,11 +148,7 @@ export function queueScenario(jobs: number): ChaosScenario {
         };
         // Every job done and every live worker idle (each delivery it started has its outcome): what a worker
         // reports from here on is about the probes.
-        const idle = () =>
-          [...busy].every(
-            ([w, work]) => w.child.exitCode !== null || w.child.signalCode !== null || work.started === work.settled,
-          );
-        await tryWaitUntil(async () => (await drained()) && idle(), { timeoutMs: DRAIN_MS, intervalMs: 100 });
+        await tryWaitUntil(async () => (await drained()) && jobsCheck.idle(), { timeoutMs: DRAIN_MS, intervalMs: 100 });
         const probeOutcomes = await probes.run(queue);
         const all = [...acked, ...probes.ids];
         await tryWaitUntil(async () => (await reader.counts()).completed >= all.length, {
@@ -185,27 +156,7 @@ export function queueScenario(jobs: number): ChaosScenario {
           intervalMs: 100,
         });
         await pool.stop();
-        let completed = 0;
-        for (const id of all) {
-          const info = await reader.get(id);
-          if (info?.state !== "completed") {
-            violations.add("not-completed", `acknowledged ${id} is ${info === null ? "gone" : info.state}`);
-            continue;
-          }
-          if (acked.has(id)) completed++;
-          const fences = starts.get(id) ?? [];
-          if (new Set(fences).size !== fences.length)
-            violations.add("fence-reused", `${id}: fences ${fences.join(",")}`);
-          const stuck = (accepted.get(id) ?? []).at(-1);
-          if (stuck !== info.result) {
-            violations.add(
-              "effect",
-              `${id}: effect of fence ${stuck} stuck, Redis recorded the completion of ${info.result}`,
-            );
-          }
-        }
-        const dead = (await reader.deadLetters({ limit: 10 })).jobs;
-        for (const d of dead) violations.add("dead", `${d.id} died: ${d.error}`);
+        const completed = await jobsCheck.check(reader, all);
         await reader.close();
         await queue.close();
         return scenarioResult(started, violations, {
@@ -217,7 +168,7 @@ export function queueScenario(jobs: number): ChaosScenario {
             jobs,
             acknowledged: acked.size,
             completed,
-            redelivered: [...starts.values()].filter((f) => f.length > 1).length,
+            redelivered: jobsCheck.redelivered,
             stalls: schedule.steps.length - generated.steps.length,
             probes: probeOutcomes,
             addCalls: adds.calls,

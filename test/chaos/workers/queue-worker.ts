@@ -18,6 +18,8 @@ interface QueueWorkerConfig {
   redeliveryMs: number;
   /** Completed jobs kept (at least the run's job count: the checker reads every one). */
   keepCompleted: number;
+  /** The queue's partitions (default 1). */
+  partitions?: number;
 }
 
 const cfg = await config<QueueWorkerConfig>();
@@ -38,6 +40,7 @@ const worker = new Worker<number, number>(
   },
   {
     prefix: cfg.prefix,
+    ...(cfg.partitions === undefined ? {} : { partitions: cfg.partitions }),
     concurrency: 8,
     leaseMs: cfg.leaseMs,
     schedules: false,
