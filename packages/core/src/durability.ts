@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import { commandTimeoutOf, isCluster, type RedisClient } from "./client.js";
 import { corkUntilTickEnd } from "./cork.js";
 import { CoordisError, InvalidArgumentError, RedisUnavailableError, toCoordisError } from "./errors.js";
@@ -249,6 +249,22 @@ async function runStandalone(
 }
 
 /** Cluster: a two-command pipeline, which ioredis sends to the node owning the keys' slot in one write. */
+/** Most times a durable script call on a Cluster is sent again after MOVED / ASK before it fails as unavailable. */
+const MAX_DURABLE_REDIRECTIONS = 5;
+/** Pause before the n-th redirected send beyond the first, ms (n × this). */
+const REDIRECTION_PAUSE_MS = 50;
+
+/** A MOVED or ASK reply: the slot is served elsewhere, and the command did not run. */
+function isRedirection(err: unknown): boolean {
+  return err instanceof Error && /^(MOVED|ASK) \d+ /.test(err.message);
+}
+
+/** Reloads the Cluster client's slot map (after `pauseMs`); a failed reload is left to the next send. */
+async function refreshSlots(cluster: Cluster, pauseMs: number): Promise<void> {
+  if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  await new Promise<void>((resolve) => cluster.refreshSlotsCache(() => resolve()));
+}
+
 async function runCluster(
   redis: RedisClient,
   script: ScriptDef<never, never, unknown>,
@@ -264,14 +280,25 @@ async function runCluster(
     pipeline.call(...wait);
     return pipeline.exec();
   };
-  let results = await once(false).catch((err: unknown) => {
-    throw toCoordisError(err, script.name);
-  });
-  if (results?.[0]?.[0] != null && isNoScript(results[0][0])) {
-    results = await once(true).catch((err: unknown) => {
+  const send = async (useSource: boolean) =>
+    once(useSource).catch((err: unknown) => {
       throw toCoordisError(err, script.name);
     });
+  let results = await send(false);
+  // ioredis follows a MOVED inside a pipeline only when every reply is that same error, which WAIT's never is: after
+  // a failover or a slot move the script comes back MOVED (it did not run) and the client's slot map stays stale, so
+  // every later durable call would fail too. Refresh the map and send again (the node that answered MOVED ran nothing).
+  for (let redirections = 0; isRedirection(results?.[0]?.[0]); redirections++) {
+    if (redirections === MAX_DURABLE_REDIRECTIONS) {
+      throw new RedisUnavailableError(
+        `script "${script.name}" was redirected ${redirections} times (${String(results?.[0]?.[0])}); the cluster's slots are moving, try again`,
+        { cause: results?.[0]?.[0] },
+      );
+    }
+    await refreshSlots(redis as Cluster, REDIRECTION_PAUSE_MS * redirections);
+    results = await send(false);
   }
+  if (results?.[0]?.[0] != null && isNoScript(results[0][0])) results = await send(true);
   const [scriptResult, waitResult] = results ?? [];
   if (scriptResult === undefined) throw toCoordisError(new Error("empty pipeline reply"), script.name);
   if (scriptResult[0] != null) throw toCoordisError(scriptResult[0], script.name);

@@ -222,4 +222,49 @@ describe("lock durability setting on a Redis Cluster with a replica per master",
       redis.disconnect();
     }
   }, 60_000);
+
+  it("after a failover of the lock's master, durable calls follow the slot to the promoted replica", async () => {
+    const redis = connect(cluster.url, { commandTimeoutMs: 5_000 });
+    const admin = connect(cluster.adminUrl);
+    const durability = { replicas: 1, timeoutMs: 3_000 };
+    try {
+      const mutex = new Mutex(redis, "c-failover", { prefix, ttlMs: 5_000, durability });
+      const first = await mutex.acquire({ waitMs: 0 });
+      expect(await first.release()).toBe(true);
+      // The replica of the master serving the lock's slot takes over (a manual failover: no write is lost).
+      const slot = Number(await admin.call("CLUSTER", "KEYSLOT", `${prefix}:lock:{c-failover}`));
+      const ranges = (await admin.call("CLUSTER", "SLOTS")) as Array<[number, number, [string, number]]>;
+      const masterPort = ranges.find(([from, to]) => from <= slot && slot <= to)?.[2][1];
+      const master = cluster.nodes.find((n) => n.port === masterPort);
+      const masterAdmin = connect(master?.adminUrl as string);
+      const replicaPort = Number(/slave0:[^\r\n]*port=(\d+)/.exec(await masterAdmin.info("replication"))?.[1]);
+      masterAdmin.disconnect();
+      const node = cluster.nodes.find((n) => n.port === replicaPort);
+      expect(node, "the lock's master has a replica").toBeDefined();
+      const promoted = connect(node?.adminUrl as string);
+      try {
+        expect(await promoted.call("CLUSTER", "FAILOVER")).toBe("OK");
+        await waitUntil(
+          "the replica to serve the slot and have a replica of its own online",
+          async () => {
+            const info = await promoted.info("replication");
+            return info.includes("role:master") && /slave0:.*state=online/.test(info);
+          },
+          { timeoutMs: 30_000, intervalMs: 50 },
+        );
+      } finally {
+        promoted.disconnect();
+      }
+      // The client's slot map still names the old master, now a replica: its answer is MOVED, inside the pipeline
+      // that carries the WAIT. The calls must go to the new master, not fail.
+      const second = await mutex.acquire({ waitMs: 0 });
+      expect(second.fence).toBeGreaterThan(first.fence);
+      expect(await second.release()).toBe(true);
+      const sem = new Semaphore(redis, "c-failover", { prefix, permits: 1, durability });
+      await (await sem.acquire({ waitMs: 0 })).release();
+    } finally {
+      redis.disconnect();
+      admin.disconnect();
+    }
+  }, 60_000);
 });
