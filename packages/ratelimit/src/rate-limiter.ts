@@ -12,8 +12,8 @@ import {
   reportOperation,
   runScript,
   runScriptDynamic,
-  ScriptError,
   slotOf,
+  toCoordisError,
   validate,
   validateName,
 } from "@coordis/core";
@@ -310,7 +310,8 @@ export class RateLimiter {
       out[i] =
         typeof call === "number" || Array.isArray(call) || (typeof call === "string" && isTimed(call))
           ? { ok: true, value: call }
-          : { ok: false, error: new ScriptError(ratelimitScripts.consume.name, String(call)) };
+          : // READONLY, NOREPLICAS, MISCONF...: Redis refused the write (nothing ran), the failure policy applies.
+            { ok: false, error: toCoordisError(new Error(String(call)), ratelimitScripts.consume.name) };
     }
     return out;
   }
