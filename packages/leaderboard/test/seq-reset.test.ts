@@ -43,6 +43,6 @@ describe("a leaderboard whose arrival counter was lost", () => {
         ["alice", better],
         ["bob", 20],
       ]);
-      },
+    },
   );
 });
