@@ -149,7 +149,16 @@ end
 local out = { now, paused and 1 or 0, -1, '', '', table.concat(died, '\n') }
 local n = #picked
 if n > 0 then
+  -- Fences never go back, not even after a failover to a replica the last fetches had not reached (replication is
+  -- asynchronous, and the lost fetch's jobs are delivered again): the counter never falls below server time x 1000,
+  -- so fences handed out after a failover, seconds later, are above any the old primary handed out, as long as the
+  -- two hosts' clocks agree to within the failover's duration. (Until 2255 that stays below 2^53.)
   local base = redis.call('HINCRBY', K.meta, 'f', n) - n
+  local floor = now * 1000
+  if base < floor then
+    base = floor
+    redis.call('HSET', K.meta, 'f', string.format('%d', floor + n))
+  end
   -- Q_WIDE first: keeps both keys out of listpack encoding (lua/_lib/queue.lua).
   local act, lease = { Q_WIDE, 0 }, { '+inf', Q_WIDE }
   -- As a string once: redis.call would format the number again for every job.
