@@ -21,6 +21,8 @@ export function guardEarlyRoutes(
   const lazy = new WeakMap<object, RouteLimit | null | Error>();
   const lazyLimit = (request: FastifyRequest): RouteLimit | null | Error => {
     const ro = request.routeOptions;
+    // The not-found handler's requests pass these hooks too, without a route: no route, no route limit.
+    if (ro.url === undefined || request.is404) return null;
     const config = ro.config as object;
     let limit = lazy.get(config);
     if (limit === undefined) {

@@ -79,8 +79,19 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
   }
 
   fastify.addHook("onClose", async () => {
-    for (const fn of closers.splice(0).reverse()) await fn();
+    // Every cleanup runs, and the plugin's own connection closes, whatever a cleanup throws; the first error is
+    // rethrown afterwards (Fastify's close rejects with it).
+    const errors: unknown[] = [];
+    for (const fn of closers.splice(0).reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        fastify.log.error({ err }, "a coordis.onClose() cleanup failed");
+        errors.push(err);
+      }
+    }
     if (owned) await closeClient(redis, closeTimeoutMs);
+    if (errors.length > 0) throw errors[0];
   });
 }
 

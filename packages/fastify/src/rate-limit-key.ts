@@ -28,9 +28,15 @@ export function rateLimitKey(group: string, raw: string): string {
   return keyOf(group, raw, raw.startsWith("ban:") || raw.startsWith("h:"));
 }
 
-/** The key of the counter of a route's rejections of `raw`, for `ban`: `<group>:ban:<key>`. */
+/**
+ * The key of the counter of a route's rejections of `raw`, for `ban`: `<group>:ban:<key>`, or `<group>:ban:h:<sha256>`
+ * for a key that must be hashed: never a key `rateLimitKey` gives (its hashed keys are `<group>:h:...`, and every key
+ * starting with `ban:` is hashed there).
+ */
 export function banKey(group: string, raw: string): string {
-  return keyOf(group, `ban:${raw}`, false);
+  const key = keyOf(group, `ban:${raw}`, false);
+  const hashed = `${group}:h:`;
+  return key.startsWith(hashed) ? `${group}:ban:h:${key.slice(hashed.length)}` : key;
 }
 
 function keyOf(group: string, raw: string, hashed: boolean): string {

@@ -88,6 +88,9 @@ describe("ban", () => {
       for (let i = 0; i < 3; i++) expect((await as("ban:victim")).statusCode).toBe(200);
       // The victim was never limited: it is not banned.
       expect((await as("victim")).statusCode).toBe(200);
+      // The same with a victim key that is stored hashed (braces): the two hashed keys differ as well.
+      for (let i = 0; i < 3; i++) expect((await as("ban:{victim}")).statusCode).toBe(200);
+      expect((await as("{victim}")).statusCode).toBe(200);
     } finally {
       await app.close();
     }

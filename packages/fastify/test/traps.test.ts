@@ -145,6 +145,44 @@ describe("safe defaults", () => {
     }
   });
 
+  it("a cleanup registered with coordis.onClose that throws: the others still run, the plugin's connection closes", async () => {
+    const app = Fastify({ logger: false });
+    await app.register(coordis, { url, prefix: freshPrefix() });
+    const redis = app.coordis.redis;
+    await redis.ping();
+    const ran: string[] = [];
+    app.coordis.onClose(() => ran.push("first registered"));
+    app.coordis.onClose(() => {
+      throw new Error("cleanup failed");
+    });
+    app.coordis.onClose(async () => ran.push("last registered"));
+    await expect(app.close()).rejects.toThrow("cleanup failed");
+    expect(ran).toEqual(["last registered", "first registered"]);
+    expect(redis.status).toBe("end");
+  });
+
+  it("with global limits and a route declared before the plugin, an unknown URL is still a 404", async () => {
+    const app = Fastify({ logger: false });
+    app.get("/early", async () => "ok");
+    app.register(coordis, {
+      redis: shared,
+      prefix: freshPrefix(),
+      rateLimit: { global: true, rules: [{ name: "g", limit: 100, windowMs: 60_000 }] },
+    });
+    try {
+      await app.ready();
+      for (const url of ["/nope", "/early/deeper"]) {
+        const res = await app.inject({ method: "GET", url });
+        expect(res.statusCode, `${url}: ${res.body}`).toBe(404);
+      }
+      const early = await app.inject({ method: "GET", url: "/early" });
+      expect(early.statusCode).toBe(200);
+      expect(early.headers["ratelimit-policy"]).toBe('"g";q=100;w=60');
+    } finally {
+      await app.close();
+    }
+  });
+
   it("an un-awaited register with a misconfigured early route answers 500 naming the route, never unlimited", async () => {
     const app = Fastify({ logger: false });
     app.register(coordis, { redis: shared, prefix: freshPrefix() });
