@@ -1,4 +1,5 @@
 import type { ChaosScenario } from "../scenario.js";
+import { clusterFailover } from "./cluster-failover.js";
 import { deadlinesScenario } from "./deadlines.js";
 import { eventlogScenario } from "./eventlog.js";
 import { lockFailover } from "./failover.js";
@@ -18,6 +19,7 @@ export const scenarios: readonly ChaosScenario[] = [
   lockRedlockSlow,
   lockTick,
   lockFailover,
+  clusterFailover,
   ratelimitScenario,
   eventlogScenario(100_000),
   pubsubCacheScenario,

@@ -64,6 +64,11 @@ export class QueueJobsCheck {
     }
   }
 
+  /** Whether an effect of job `id` was accepted. */
+  effected(id: string): boolean {
+    return this.#accepted.has(id);
+  }
+
   /** Whether every live worker is idle: each delivery it started has its outcome. */
   idle(): boolean {
     return [...this.#busy].every(
@@ -94,7 +99,10 @@ export class QueueJobsCheck {
       if (new Set(fences).size !== fences.length) violations.add("fence-reused", `${id}: fences ${fences.join(",")}`);
       const stuck = (this.#accepted.get(id) ?? []).at(-1);
       if (stuck !== info.result) {
-        violations.add("effect", `${id}: effect of fence ${stuck} stuck, Redis recorded the completion of ${info.result}`);
+        violations.add(
+          "effect",
+          `${id}: effect of fence ${stuck} stuck, Redis recorded the completion of ${info.result}`,
+        );
       }
     }
     const dead = (await reader.deadLetters({ limit: 10 })).jobs;
