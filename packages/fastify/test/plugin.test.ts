@@ -108,6 +108,26 @@ describe("@coordis/fastify rate limits", () => {
     }
   });
 
+  it("HEAD requests share the GET route's budget, and peekRateLimit reads a route's own budget by route", async () => {
+    const app = await makeApp();
+    try {
+      const codes = [];
+      for (const method of ["HEAD", "GET", "HEAD", "GET"] as const) {
+        codes.push((await app.inject({ method, url: "/limited" })).statusCode);
+      }
+      expect(codes).toEqual([200, 200, 200, 429]);
+      for (const route of ["GET /limited", "HEAD /limited"]) {
+        const state = await app.coordis.peekRateLimit("127.0.0.1", { route });
+        expect(state.allowed, route).toBe(false);
+        expect(state.rules.map((r) => r.remaining)).toEqual([0, 2]);
+      }
+      // Another route's budget is its own.
+      expect((await app.coordis.peekRateLimit("127.0.0.1", { route: "GET /by-key" })).allowed).toBe(true);
+    } finally {
+      await app.close();
+    }
+  });
+
   it("uses X-Forwarded-For only when Fastify trusts the proxy", async () => {
     const plain = await makeApp();
     const proxied = await makeApp({ trustProxy: true });
