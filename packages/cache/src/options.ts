@@ -243,8 +243,14 @@ export function parseEntryOptions(raw: unknown, defaults: { ttlMs: number; stale
   let tags: string[] = [];
   if (o.tags !== undefined) {
     if (!Array.isArray(o.tags)) throw new InvalidArgumentError("options.tags", "expected an array of strings");
-    if (o.tags.length > MAX_TAGS) throw new InvalidArgumentError("options.tags", `at most ${MAX_TAGS} tags`);
+    // Repeats count once: the limit is on distinct tags, the array itself is bounded so a huge one is refused cheaply.
+    if (o.tags.length > MAX_TAGS * 8) {
+      throw new InvalidArgumentError("options.tags", `at most ${MAX_TAGS} tags (got an array of ${o.tags.length})`);
+    }
     tags = [...new Set(o.tags.map((t, i) => checkTag(t, `options.tags[${i}]`)))];
+    if (tags.length > MAX_TAGS) {
+      throw new InvalidArgumentError("options.tags", `at most ${MAX_TAGS} distinct tags (got ${tags.length})`);
+    }
   }
   return { ttlMs, staleMs, tags };
 }

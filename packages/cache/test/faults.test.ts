@@ -1,7 +1,7 @@
 import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
 import { countCommands, type RedisServer, recordObserver, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { Cache, type CacheOptions } from "../src/index.js";
+import { Cache, type CacheOptions, MAX_TAGS } from "../src/index.js";
 import { tiers } from "./helpers.js";
 
 const prefix = testPrefix();
@@ -123,6 +123,30 @@ describe("Cache on its own server (faults, round trips, input checks)", () => {
     // Dates are accepted and come back as ISO strings (documented).
     await a.set("date", { at: new Date(0) });
     expect(await a.get("date")).toEqual({ at: "1970-01-01T00:00:00.000Z" });
+  });
+
+  it("the tag limit counts distinct tags: 40 copies of one tag are one tag, 33 distinct tags are refused untouched", async () => {
+    const a = await make();
+    await a.set("many-copies", "v", { tags: Array.from({ length: 40 }, () => "shop:1") });
+    expect(await a.get("many-copies")).toBe("v");
+    await a.invalidateTag("shop:1");
+    expect(await a.get("many-copies")).toBeUndefined();
+    const distinct = Array.from({ length: MAX_TAGS + 1 }, (_, i) => `t${i}`);
+    await a.set("kept", "old");
+    const err = await a.set("kept", "new", { tags: distinct }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as InvalidArgumentError).argument).toBe("options.tags");
+    expect((err as Error).message).toContain(`${MAX_TAGS} distinct tags (got ${MAX_TAGS + 1})`);
+    expect(await a.get("kept")).toBe("old");
+    const huge = await a.set("kept", "new", { tags: Array.from({ length: 10_000 }, () => "x") }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(huge).toBeInstanceOf(InvalidArgumentError);
+    expect(await a.get("kept")).toBe("old");
   });
 
   it("an unknown option key (a typo) is an InvalidArgumentError naming it: nothing is sent, no loader runs", async () => {
