@@ -3,7 +3,8 @@
 -- nothing. A completion stores the result for the job's resultTtlMs (the record is not rewritten: the result field
 -- marks the job completed); a failure schedules the next attempt after the backoff (server time), or moves the job to
 -- the dead letters once its attempts are used up. Retention trims completed and dead jobs; completed and dead ids are
--- announced on the partition's channel for Queue.result().
+-- announced on the partition's channel for Queue.result(). Replies per delivery 0 refused, 1 completed, 2 retry, 3 dead,
+-- 4 refused while the job is completed.
 -- KEYS[1] jobs (hash): job fields
 -- KEYS[2] ready (stream): ready jobs of priority 0
 -- KEYS[3] delayed (zset): "<priority digit><id>" -> due (server ms)
@@ -38,15 +39,20 @@ local maxDone, maxDead, deadAge = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber
 local ids = {}
 for i = 1, count do ids[i] = ARGV[5 + 3 * i] end
 local fences = redis.call('HMGET', K.active, unpack(ids))
-local live, actives = {}, {}
+local live, actives, out = {}, {}, {}
 for i = 1, count do
   if qf_is(fences[i], ARGV[6 + 3 * i]) then
     live[#live + 1] = i
     actives[#live] = fences[i]
+    out[i] = 0
+  elseif redis.call('HEXISTS', K.jobs, 'r:' .. ids[i]) == 1 then
+    -- Refused, and the job is completed: the client tells a completion it sent again after losing the first reply
+    -- (which took effect) from one another delivery beat.
+    out[i] = 4
+  else
+    out[i] = 0
   end
 end
-local out = {}
-for i = 1, count do out[i] = 0 end
 if #live == 0 then return out end
 local liveIds = {}
 for j, i in ipairs(live) do liveIds[j] = ids[i] end

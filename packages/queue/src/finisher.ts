@@ -15,6 +15,8 @@ export type FinishKind = "c" | "f" | "F";
 export type FinishStatus = "refused" | "completed" | "retry" | "dead";
 
 const STATUS: readonly FinishStatus[] = ["refused", "completed", "retry", "dead"];
+/** The finish script's reply for a refused delivery whose job is completed. */
+const REFUSED_JOB_COMPLETED = 4;
 
 interface Pending {
   readonly id: string;
@@ -25,6 +27,8 @@ interface Pending {
   readonly reject: (err: CoordisError) => void;
   /** `performance.now()` after which a finish that cannot reach Redis is given up. */
   readonly giveUpAt: number;
+  /** Sent before without an answer: that call may have taken effect. */
+  resent?: boolean;
 }
 
 /** Most deliveries one finish script call carries. */
@@ -144,7 +148,12 @@ export class Finisher {
     runScriptDynamic(this.#redis, queueScripts.finish, k.all, args).then(
       (reply) => {
         list.forEach((p, i) => {
-          p.resolve(STATUS[reply[i] as number] ?? "refused");
+          const code = reply[i] as number;
+          // A completion sent again after its first call went unanswered is refused when that call took effect (its
+          // fence is spent): the job being completed, that call recorded it. (Were the lease lost meanwhile and the
+          // job completed by another delivery, this one also ran to completion; it is counted so.)
+          if (code === REFUSED_JOB_COMPLETED) p.resolve(p.resent === true && p.kind === "c" ? "completed" : "refused");
+          else p.resolve(STATUS[code] ?? "refused");
         });
         this.#settled(list.length);
       },
@@ -155,6 +164,7 @@ export class Finisher {
         for (const p of list) {
           if (error instanceof RedisUnavailableError && now < p.giveUpAt && !this.#abandoned) {
             // Still counted in flight until it is answered.
+            p.resent = true;
             const timer: NodeJS.Timeout = setTimeout(() => {
               this.#retries.delete(timer);
               this.#queue(partition, p);
