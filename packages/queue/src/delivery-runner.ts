@@ -167,7 +167,8 @@ export class DeliveryRunner<T, R> {
       return;
     }
     d.phase = "finishing";
-    this.#finisher.finish(d.partition, d.id, d.fence, kind, payload).then(
+    const held = () => d.lostReason === undefined && performance.now() < d.deadline;
+    this.#finisher.finish(d.partition, d.id, d.fence, kind, payload, held).then(
       (status) => {
         this.#release(d);
         this.#count(status);

@@ -27,6 +27,10 @@ interface Pending {
   readonly reject: (err: CoordisError) => void;
   /** `performance.now()` after which a finish that cannot reach Redis is given up. */
   readonly giveUpAt: number;
+  /** Whether the delivery still holds its lease by the worker's reckoning (not lost, local deadline ahead). */
+  readonly held: () => boolean;
+  /** What `held()` said when the outcome was first sent. */
+  heldAtFirstSend?: boolean;
   /** Sent before without an answer: that call may have taken effect. */
   resent?: boolean;
 }
@@ -75,7 +79,14 @@ export class Finisher {
   }
 
   /** Queues one outcome; resolves with what the script did, rejects when Redis stayed unreachable. */
-  finish(partition: number, id: string, fence: number, kind: FinishKind, payload: string): Promise<FinishStatus> {
+  finish(
+    partition: number,
+    id: string,
+    fence: number,
+    kind: FinishKind,
+    payload: string,
+    held: () => boolean,
+  ): Promise<FinishStatus> {
     return new Promise((resolve, reject) => {
       this.#inflight++;
       this.#queue(partition, {
@@ -83,6 +94,7 @@ export class Finisher {
         fence,
         kind,
         payload,
+        held,
         resolve,
         reject,
         giveUpAt: performance.now() + this.#giveUpMs,
@@ -144,16 +156,20 @@ export class Finisher {
     const s = this.#settings;
     const args: (string | number)[] = [list.length, s.maxDone, s.maxDead, s.deadAgeMs, "SPUBLISH", k.channel];
     args.push(Math.random());
-    for (const p of list) args.push(p.id, p.fence, p.kind + p.payload);
+    for (const p of list) {
+      p.heldAtFirstSend ??= p.held();
+      args.push(p.id, p.fence, p.kind + p.payload);
+    }
     runScriptDynamic(this.#redis, queueScripts.finish, k.all, args).then(
       (reply) => {
         list.forEach((p, i) => {
           const code = reply[i] as number;
           // A completion sent again after its first call went unanswered is refused when that call took effect (its
-          // fence is spent): the job being completed, that call recorded it. (Were the lease lost meanwhile and the
-          // job completed by another delivery, this one also ran to completion; it is counted so.)
-          if (code === REFUSED_JOB_COMPLETED) p.resolve(p.resent === true && p.kind === "c" ? "completed" : "refused");
-          else p.resolve(STATUS[code] ?? "refused");
+          // fence is spent): the job being completed, that call recorded it, provided the delivery still held its
+          // lease when it was sent (otherwise another delivery may have completed the job and the first call been
+          // refused as well).
+          const recorded = code === REFUSED_JOB_COMPLETED && p.resent === true && p.kind === "c" && p.heldAtFirstSend;
+          p.resolve(recorded ? "completed" : (STATUS[code] ?? "refused"));
         });
         this.#settled(list.length);
       },

@@ -1,6 +1,7 @@
-import type { CoordisOperation, RedisClient } from "@coordis/core";
+import type { OperationEvent, RedisClient } from "@coordis/core";
 import { Queue, Worker } from "@coordis/queue";
 import { type RedisServer, stallServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
+import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { queueScripts } from "../src/scripts.generated.js";
 import { gate } from "./helpers.js";
@@ -20,12 +21,12 @@ describe("a completion whose reply is lost", () => {
     // The worker's client gives up on a command after 500 ms.
     const redis: RedisClient = server.client({ commandTimeoutMs: 500 });
     const producer: RedisClient = server.client({ commandTimeoutMs: 10_000 });
-    const monitor = await server.client().monitor();
+    const monitor = await (server.client() as Redis).monitor();
     let finishCalls = 0; // EVALSHA of the finish script that Redis ran
     monitor.on("monitor", (_time: string, args: string[]) => {
       if (args[0]?.toLowerCase() === "evalsha" && args[1] === queueScripts.finish.sha1) finishCalls++;
     });
-    const processed: CoordisOperation[] = [];
+    const processed: OperationEvent[] = [];
     const q = new Queue<string, string>(producer, "lost", { prefix });
     const release = gate();
     const started = gate();
