@@ -193,6 +193,69 @@ describe("parity with @fastify/rate-limit", () => {
     }
   });
 
+  it("hook: preParsing refuses before the body is parsed, preValidation keys by the parsed body", async () => {
+    let handled = 0;
+    const app = await appWith({ rules: two }, (a) => {
+      a.decorateRequest("tenant", "");
+      a.post(
+        "/early",
+        {
+          // The route's own preParsing hook runs first: the limit keys by what it found (empty in onRequest).
+          preParsing: async (req) => {
+            (req as unknown as { tenant: string }).tenant = String(req.headers["x-tenant"]);
+          },
+          config: {
+            coordis: { rateLimit: { hook: "preParsing", key: (req) => (req as unknown as { tenant: string }).tenant } },
+          },
+        },
+        async () => {
+          handled++;
+          return "ok";
+        },
+      );
+      a.post(
+        "/by-account",
+        {
+          config: {
+            coordis: {
+              rateLimit: {
+                hook: "preValidation",
+                key: (req) => String((req.body as { account?: unknown } | undefined)?.account),
+              },
+            },
+          },
+        },
+        async () => {
+          handled++;
+          return "ok";
+        },
+      );
+    });
+    const post = (url: string, payload: string) =>
+      app.inject({ method: "POST", url, payload, headers: { "content-type": "application/json", "x-tenant": "t1" } });
+    try {
+      // preParsing: a malformed body within the budget is a 400 from the parser; over the budget the 429 comes
+      // first (the body is never parsed) and no handler runs.
+      expect((await post("/early", "{}")).statusCode).toBe(200);
+      expect((await post("/early", "{not json")).statusCode).toBe(400);
+      const over = await post("/early", "{not json");
+      expect(over.statusCode).toBe(429);
+      expect(over.headers.ratelimit).toMatch(/^"m";r=0;t=\d+$/);
+      // preValidation: the key comes from the parsed body, so each account has its own budget.
+      const ann = JSON.stringify({ account: "ann" });
+      expect([(await post("/by-account", ann)).statusCode, (await post("/by-account", ann)).statusCode]).toEqual([
+        200, 200,
+      ]);
+      expect((await post("/by-account", ann)).statusCode).toBe(429);
+      expect((await post("/by-account", JSON.stringify({ account: "bob" }))).statusCode).toBe(200);
+      // A malformed body never reaches preValidation: the parser's 400.
+      expect((await post("/by-account", "{not json")).statusCode).toBe(400);
+      expect(handled).toBe(4);
+    } finally {
+      await app.close();
+    }
+  });
+
   it("rules as a function of the request (per plan), and cost as a function", async () => {
     const free = [{ name: "free", limit: 1, windowMs: 60_000 }];
     const pro = [{ name: "pro", limit: 3, windowMs: 60_000 }];
