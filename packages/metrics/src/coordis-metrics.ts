@@ -1,7 +1,14 @@
-import { type CoordisEvent, type CoordisObserver, type OperationEvent, validate } from "@coordis/core";
+import {
+  type CoordisEvent,
+  type CoordisObserver,
+  InvalidArgumentError,
+  type OperationEvent,
+  validate,
+} from "@coordis/core";
 import { Counter, register as defaultRegistry, Gauge, Histogram, type Registry } from "prom-client";
 import { LabelGuard } from "./label-guard.js";
 import { DEFAULT_QUEUE_BUCKETS, type QueueCountsSource, QueueMetrics } from "./queue-metrics.js";
+import { scrapeSources } from "./scrape-sources.js";
 
 /** Options of {@link coordisMetrics}. */
 export interface CoordisMetricsOptions {
@@ -9,7 +16,7 @@ export interface CoordisMetricsOptions {
   registry?: Registry;
   /** Histogram buckets in seconds; default 0.5 ms … 10 s, suited to Redis round trips and lock waits. */
   buckets?: number[];
-  /** Most distinct values any one label may take before new ones are reported as `"other"`; default 50. */
+  /** Most distinct values any one label may take before new ones are reported as `"other"`; 1–10,000, default 50. */
   maxLabelValues?: number;
   /** Buckets of `coordis_queue_processing_duration_seconds` (job handler times), seconds; default 5 ms … 15 min. */
   queueBuckets?: number[];
@@ -17,11 +24,20 @@ export interface CoordisMetricsOptions {
 
 const OPTION_KEYS: readonly (keyof CoordisMetricsOptions)[] = ["registry", "buckets", "maxLabelValues", "queueBuckets"];
 
+/** Largest `maxLabelValues`. */
+export const MAX_LABEL_VALUES = 10_000;
+
 /** Default histogram buckets, seconds. */
 export const DEFAULT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** A source of event-log consumer-group figures, e.g. `log.group("workers", { consumer }).info`. */
-export type GroupInfoSource = () => Promise<{ pending: number; lag: number | null } | null>;
+export type GroupInfoSource = () => Promise<GroupInfo | null>;
+
+/** What a {@link GroupInfoSource} answers: entries pending and lag (null when Redis cannot tell). */
+export interface GroupInfo {
+  pending: number;
+  lag: number | null;
+}
 
 /** What {@link coordisMetrics} returns. */
 export interface CoordisMetrics {
@@ -31,7 +47,10 @@ export interface CoordisMetrics {
   readonly registry: Registry;
   /**
    * Reports `coordis_eventlog_group_lag{log,group}` and `coordis_eventlog_group_pending{log,group}` for a consumer
-   * group, read from `source` at each scrape. Returns a function that stops tracking it.
+   * group, read from `source` at each scrape (once for both series; a source that fails or takes over 5 s keeps
+   * the last figures). Tracking the same log and group again replaces the source. Returns a function that stops
+   * tracking it.
+   * @throws InvalidArgumentError for an empty, oversized or NUL-containing name or a source that is not a function
    */
   trackEventLogGroup(log: string, group: string, source: GroupInfoSource): () => void;
   /**
@@ -81,7 +100,11 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
   options ??= {};
   const registry = options.registry ?? defaultRegistry;
   const buckets = options.buckets ?? DEFAULT_BUCKETS;
-  const guard = new LabelGuard(options.maxLabelValues ?? 50);
+  const maxLabelValues =
+    options.maxLabelValues === undefined
+      ? 50
+      : validate.positiveInteger("options.maxLabelValues", options.maxLabelValues, MAX_LABEL_VALUES);
+  const guard = new LabelGuard(maxLabelValues);
   const registers = [registry];
 
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
@@ -127,37 +150,28 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
   const appends = counter("coordis_eventlog_appends_total", "Event-log appends by outcome.", ["outcome"]);
   const queues = new QueueMetrics(registry, options.queueBuckets ?? DEFAULT_QUEUE_BUCKETS);
 
-  const groups = new Map<string, { log: string; group: string; source: GroupInfoSource }>();
-  const lastGroupInfo = new Map<string, { pending: number; lag: number | null }>();
-  const refreshGroups = async () => {
-    await Promise.all(
-      [...groups.entries()].map(async ([id, g]) => {
-        const info = await g.source().catch(() => null);
-        if (info !== null) lastGroupInfo.set(id, info);
-      }),
-    );
-  };
-  const groupGauge = (
-    name: string,
-    help: string,
-    pick: (i: { pending: number; lag: number | null }) => number | null,
-  ) =>
-    (registry.getSingleMetric(name) as Gauge<"log" | "group"> | undefined) ??
+  // Shared by every coordisMetrics() on this registry (the gauges are registered once per registry); each scrape
+  // reads every group's source once for both gauges. Ids are "<log>\0<group>".
+  const groups = scrapeSources<GroupInfo>(registry, "groups");
+  const groupGauge = (name: string, help: string, pick: (i: GroupInfo) => number | null) => {
+    if (registry.getSingleMetric(name) !== undefined) return;
     new Gauge({
       name,
       help,
       labelNames: ["log", "group"] as const,
       registers,
       async collect() {
-        await refreshGroups();
+        await groups.refresh();
         this.reset();
-        for (const [id, g] of groups) {
-          const info = lastGroupInfo.get(id);
+        for (const id of groups.sources.keys()) {
+          const info = groups.last.get(id);
           const value = info === undefined ? null : pick(info);
-          if (value !== null) this.set({ log: g.log, group: g.group }, value);
+          const [log, group] = id.split("\u0000") as [string, string];
+          if (value !== null) this.set({ log, group }, value);
         }
       },
     });
+  };
   groupGauge("coordis_eventlog_group_lag", "Entries in the log not yet delivered to the consumer group.", (i) => i.lag);
   groupGauge(
     "coordis_eventlog_group_pending",
@@ -211,12 +225,13 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
     observer: { onOperation, onEvent },
     registry,
     trackEventLogGroup(log, group, source) {
-      const id = `${log}\u0000${group}`;
-      groups.set(id, { log, group, source });
-      return () => {
-        groups.delete(id);
-        lastGroupInfo.delete(id);
-      };
+      validate.string("log", log, { maxBytes: 1024 });
+      validate.string("group", group, { maxBytes: 1024 });
+      if (log.includes("\u0000") || group.includes("\u0000")) {
+        throw new InvalidArgumentError(log.includes("\u0000") ? "log" : "group", "must not contain NUL characters");
+      }
+      validate.func("source", source);
+      return groups.track(`${log}\u0000${group}`, source);
     },
     trackQueue(queue, source) {
       validate.string("queue", queue, { maxBytes: 1024 });

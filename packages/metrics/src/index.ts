@@ -7,7 +7,9 @@ export {
   type CoordisMetricsOptions,
   coordisMetrics,
   DEFAULT_BUCKETS,
+  type GroupInfo,
   type GroupInfoSource,
+  MAX_LABEL_VALUES,
 } from "./coordis-metrics.js";
 export { LabelGuard } from "./label-guard.js";
 export {
@@ -16,3 +18,4 @@ export {
   type QueueCountsSource,
   UNTRACKED_QUEUE,
 } from "./queue-metrics.js";
+export { SOURCE_TIMEOUT_MS } from "./scrape-sources.js";

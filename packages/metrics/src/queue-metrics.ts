@@ -1,5 +1,6 @@
 import type { OperationEvent } from "@coordis/core";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { type ScrapeSources, scrapeSources } from "./scrape-sources.js";
 
 /**
  * A queue's job counts by state, as `Queue.counts()` of `@coordis/queue` returns them (summed over partitions).
@@ -33,52 +34,16 @@ export const DEFAULT_QUEUE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 
 const STATES = ["waiting", "delayed", "active", "completed", "dead", "cancelled"] as const;
 
-/**
- * The queues registered on one registry: every `coordisMetrics()` on that registry shares them, since the gauges
- * (registered once per registry) read them at scrape time.
- */
-class TrackedQueues {
-  readonly sources = new Map<string, QueueCountsSource>();
-  readonly last = new Map<string, QueueCountsInfo>();
-  #refreshing: Promise<void> | undefined;
-
-  /**
-   * Reads every tracked queue's counts once per scrape: the gauges collected in one scrape share one read. A source
-   * that fails or answers `null` keeps the queue's last figures.
-   */
-  refresh(): Promise<void> {
-    this.#refreshing ??= Promise.all(
-      [...this.sources].map(async ([name, source]) => {
-        const info = await source().catch(() => null);
-        if (info !== null && info !== undefined && this.sources.get(name) === source) this.last.set(name, info);
-      }),
-    ).then(
-      () => {
-        this.#refreshing = undefined;
-      },
-      () => {
-        this.#refreshing = undefined;
-      },
-    );
-    return this.#refreshing;
-  }
-}
-
-const trackedByRegistry = new WeakMap<Registry, TrackedQueues>();
-
 /** The `coordis_queue_*` series of one registry and the observer part that feeds them. */
 export class QueueMetrics {
-  readonly #tracked: TrackedQueues;
+  readonly #tracked: ScrapeSources<QueueCountsInfo>;
   readonly #added: Counter<"queue" | "outcome">;
   readonly #jobs: Counter<"queue" | "outcome">;
   readonly #processing: Histogram<"queue" | "outcome">;
 
   constructor(registry: Registry, buckets: readonly number[]) {
-    let tracked = trackedByRegistry.get(registry);
-    if (tracked === undefined) {
-      tracked = new TrackedQueues();
-      trackedByRegistry.set(registry, tracked);
-    }
+    // Shared by every coordisMetrics() on this registry: the gauges below are registered once per registry.
+    const tracked = scrapeSources<QueueCountsInfo>(registry, "queues");
     this.#tracked = tracked;
     const registers = [registry];
     const labelNames = ["queue", "outcome"] as const;
@@ -177,13 +142,7 @@ export class QueueMetrics {
 
   /** Registers `queue`: its name becomes a label value, and `source` is read at each scrape. */
   track(queue: string, source: QueueCountsSource): () => void {
-    this.#tracked.sources.set(queue, source);
-    this.#tracked.last.delete(queue);
-    return () => {
-      if (this.#tracked.sources.get(queue) !== source) return;
-      this.#tracked.sources.delete(queue);
-      this.#tracked.last.delete(queue);
-    };
+    return this.#tracked.track(queue, source);
   }
 
   /** The queue's name when it is registered, else {@link UNTRACKED_QUEUE}: names never become labels unasked. */

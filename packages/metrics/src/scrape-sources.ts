@@ -1,0 +1,70 @@
+import type { Registry } from "prom-client";
+
+/** Longest wait for one source at a scrape, ms: a source that answers later keeps its last figures this time. */
+export const SOURCE_TIMEOUT_MS = 5_000;
+
+/**
+ * Sources read at scrape time (a queue's counts, a consumer group's figures), keyed by what they describe. Every
+ * `coordisMetrics()` on one registry shares one instance per kind (the gauges that read them are registered once
+ * per registry). Each scrape reads every source once, however many gauges collect it; a source that throws, rejects,
+ * answers `null` or takes longer than {@link SOURCE_TIMEOUT_MS} keeps its last figures, and never fails or holds up
+ * the scrape beyond that bound. Internal.
+ */
+export class ScrapeSources<T> {
+  readonly sources = new Map<string, () => Promise<T | null>>();
+  readonly last = new Map<string, T>();
+  #refreshing: Promise<void> | undefined;
+
+  /** Tracks `source` under `id` (replacing any other); returns the function that stops tracking this source. */
+  track(id: string, source: () => Promise<T | null>): () => void {
+    this.sources.set(id, source);
+    this.last.delete(id);
+    return () => {
+      // An older registration's untrack must not remove the source that replaced it.
+      if (this.sources.get(id) !== source) return;
+      this.sources.delete(id);
+      this.last.delete(id);
+    };
+  }
+
+  /** Reads every source once for the scrape under way (gauges collected in one scrape share the read). */
+  refresh(): Promise<void> {
+    this.#refreshing ??= Promise.all([...this.sources].map(([id, source]) => this.#read(id, source))).then(() => {
+      this.#refreshing = undefined;
+    });
+    return this.#refreshing;
+  }
+
+  async #read(id: string, source: () => Promise<T | null>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), SOURCE_TIMEOUT_MS);
+      timer.unref();
+    });
+    try {
+      const info = await Promise.race([Promise.resolve().then(source), late]);
+      if (info !== null && info !== undefined && this.sources.get(id) === source) this.last.set(id, info);
+    } catch {
+      // Keeps the last figures.
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+const byRegistry = new WeakMap<Registry, Map<string, ScrapeSources<unknown>>>();
+
+/** The registry's shared sources of one `kind` ("queues", "groups"). */
+export function scrapeSources<T>(registry: Registry, kind: string): ScrapeSources<T> {
+  let kinds = byRegistry.get(registry);
+  if (kinds === undefined) {
+    kinds = new Map();
+    byRegistry.set(registry, kinds);
+  }
+  let sources = kinds.get(kind);
+  if (sources === undefined) {
+    sources = new ScrapeSources<unknown>();
+    kinds.set(kind, sources);
+  }
+  return sources as ScrapeSources<T>;
+}
