@@ -99,8 +99,9 @@ const SCAN_COUNT = 200;
 const SESSION_STORE_OPTION_KEYS = ["prefix", "ttlMs", "tombstoneMs", "observer", "serializer", "disableTouch"] as const;
 
 /**
- * A session store with the `@fastify/session` (and express-session) store interface in callback style: `get`, `set`,
- * `destroy`, `touch`, plus connect-redis' `all`, `length` and `clear`, on ioredis. Each session is one key
+ * A session store with the `@fastify/session` store interface in callback style: `get`, `set`, `destroy`, `touch`,
+ * plus connect-redis' `all`, `length` and `clear`, on ioredis (for express-session, forward to it from a subclass of
+ * express-session's `Store`). Each session is one key
  * `<prefix>:sess:{<id>}` expiring with the session's cookie (or after `ttlMs`).
  *
  * - A session read by `get` and saved back unchanged (only its cookie's expiry moved, as @fastify/session's rolling
