@@ -7,6 +7,8 @@ import {
   notifyEvent,
   ownConnectionOptions,
   type RedisClient,
+  ScriptError,
+  toCoordisError,
 } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import type { ResubscribedInfo } from "./events.js";
@@ -26,6 +28,20 @@ export const HEARTBEAT_INTERVAL_MS = 5_000;
 
 /** Pause before resubscribing again when a resubscription failed on a live connection, ms. */
 const RESUBSCRIBE_RETRY_MS = 500;
+/** Longest pause between two tries of a channel Redis refused on resubscription, ms. */
+export const REFUSED_RETRY_MAX_MS = 30_000;
+
+/** A channel or pattern Redis refused on resubscription, with its reply. */
+interface Refused {
+  readonly kind: Kind;
+  readonly name: string;
+  readonly error: Error;
+}
+
+/** Whether `err` is Redis' refusal of the command (an error reply such as NOPERM), not a lost or slow connection. */
+function refusedByRedis(err: unknown): boolean {
+  return toCoordisError(err) instanceof ScriptError;
+}
 
 /**
  * The one subscriber connection of a PubSub: a duplicate of the user's client, opened on first use. It tells a
@@ -41,9 +57,13 @@ export class SubscriberConnection {
   #conn: Redis | Cluster | undefined;
   #lostAt: number | undefined;
   #retry: NodeJS.Timeout | undefined;
+  /** The next try of the channels Redis refused on resubscription. */
+  #refusedRetry: NodeJS.Timeout | undefined;
   /** The ioredis broadcast subscriber connection followed on a Cluster (see #followClusterSubscriber). */
   #followed: Redis | undefined;
   #closed = false;
+  /** The subscriber connection was ready once: only a loss after that is a loss (not a first connect that failed). */
+  #connectedOnce = false;
   #heartbeat: NodeJS.Timeout | undefined;
   /** A heartbeat PING sent on the current connection is still unanswered. */
   #pingOut = false;
@@ -78,6 +98,7 @@ export class SubscriberConnection {
   close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retry);
+    clearTimeout(this.#refusedRetry);
     clearInterval(this.#heartbeat);
     const conn = this.#conn;
     this.#conn = undefined;
@@ -101,7 +122,10 @@ export class SubscriberConnection {
         cluster.on("-node", lost);
         cluster.on("close", lost);
         cluster.on("subscribersReady", () => this.#restored());
-        cluster.on("ready", () => this.#restored());
+        cluster.on("ready", () => {
+          this.#connectedOnce = true;
+          this.#restored();
+        });
         cluster.on("smessageBuffer", (channel: Buffer, message: Buffer) =>
           this.#subs.dispatch("channel", channel, message),
         );
@@ -110,7 +134,10 @@ export class SubscriberConnection {
         // another node and subscribes there again, telling nobody. We follow that connection: its end is a loss, and
         // on its successor we subscribe everything again ourselves, so `resubscribed` follows Redis' confirmation.
         const follow = () => this.#followClusterSubscriber(cluster);
-        cluster.on("ready", follow);
+        cluster.on("ready", () => {
+          this.#connectedOnce = true;
+          follow();
+        });
         cluster.on("+node", follow);
         this.#heartbeat = setInterval(() => {
           if (this.#followed !== undefined) this.#beat(this.#followed);
@@ -125,6 +152,7 @@ export class SubscriberConnection {
         this.#markLost();
       });
       standalone.on("ready", () => {
+        this.#connectedOnce = true;
         this.#pingOut = false;
         if (this.#lostAt !== undefined) void this.#resubscribe(standalone);
       });
@@ -195,33 +223,109 @@ export class SubscriberConnection {
 
   #markLost(): void {
     if (this.#closed || this.#lostAt !== undefined) return;
-    // Only a loss after subscriptions existed matters; the very first connect is not a reconnect.
-    if (this.#subs.empty) return;
+    // Only a loss after subscriptions existed matters; the very first connect (or a failed one) is not a reconnect.
+    if (this.#subs.empty || !this.#connectedOnce) return;
     this.#lostAt = Date.now();
     notifyEvent(this.#observer, { primitive: "pubsub", type: "subscriber-disconnected" });
   }
 
   async #resubscribe(conn: Redis): Promise<void> {
-    const entries = [...this.#subs.channels.values(), ...this.#subs.patterns.values()];
+    clearTimeout(this.#refusedRetry); // everything is tried again here
     const channels = [...this.#subs.channels.keys()];
     const patterns = [...this.#subs.patterns.keys()];
+    let refused: Refused[] = [];
     try {
       await Promise.all([
         channels.length > 0 ? conn.subscribe(...channels) : undefined,
         patterns.length > 0 ? conn.psubscribe(...patterns) : undefined,
       ]);
     } catch (error) {
-      notifyEvent(this.#observer, { primitive: "pubsub", type: "resubscribe-failed", error: errorOf(error) });
-      // The next "ready" (after the connection drops again) or a retry while still connected tries again.
-      if (!this.#closed && conn.status === "ready") {
-        this.#retry = setTimeout(() => void this.#resubscribe(conn), RESUBSCRIBE_RETRY_MS).unref();
+      // Redis refuses the whole command when it refuses one name (an ACL change took a channel or pattern away, and
+      // Redis ended the connection for it): one command per name then, so that the others come back.
+      const names: Array<[Kind, string]> = [
+        ...channels.map((n): [Kind, string] => ["channel", n]),
+        ...patterns.map((n): [Kind, string] => ["pattern", n]),
+      ];
+      const split = refusedByRedis(error) && conn.status === "ready" ? await this.#subscribeEach(conn, names) : null;
+      if (split === null) {
+        notifyEvent(this.#observer, { primitive: "pubsub", type: "resubscribe-failed", error: errorOf(error) });
+        // The next "ready" (after the connection drops again) or a retry while still connected tries again.
+        if (!this.#closed && conn.status === "ready") {
+          this.#retry = setTimeout(() => void this.#resubscribe(conn), RESUBSCRIBE_RETRY_MS).unref();
+        }
+        return;
       }
-      return;
+      refused = split;
     }
     // A subscribe whose own SUBSCRIBE was lost with the previous connection (never answered, not sent again) is
     // confirmed now, instead of failing by its timeout while Redis has it.
-    for (const entry of entries) entry.confirm();
-    this.#restored(channels.length, patterns.length);
+    const out = new Set(refused.map((r) => `${r.kind}\n${r.name}`));
+    for (const [kind, list] of [["channel", channels] as const, ["pattern", patterns] as const]) {
+      for (const name of list) if (!out.has(`${kind}\n${name}`)) this.#subs.map(kind).get(name)?.confirm();
+    }
+    const refusedChannels = refused.filter((r) => r.kind === "channel").length;
+    this.#restored(channels.length - refusedChannels, patterns.length - (refused.length - refusedChannels));
+    if (refused.length > 0) this.#reportRefused(conn, refused, RESUBSCRIBE_RETRY_MS);
+  }
+
+  /**
+   * Subscribes each name on its own: the names Redis refused (its reply), or null when another failure (the
+   * connection lost, a timeout) left the outcome unknown.
+   */
+  async #subscribeEach(conn: Redis, names: ReadonlyArray<[Kind, string]>): Promise<Refused[] | null> {
+    const results = await Promise.allSettled(
+      names.map(([kind, name]) => (kind === "channel" ? conn.subscribe(name) : conn.psubscribe(name))),
+    );
+    const refused: Refused[] = [];
+    for (const [i, r] of results.entries()) {
+      if (r.status === "fulfilled") continue;
+      if (!refusedByRedis(r.reason)) return null;
+      const [kind, name] = names[i] as [Kind, string];
+      refused.push({ kind, name, error: errorOf(r.reason) });
+    }
+    return refused;
+  }
+
+  /**
+   * Reports each refused name (`resubscribe-failed` with its `kind` and Redis `channel` name) and tries them again
+   * after `delayMs` (doubling up to {@link REFUSED_RETRY_MAX_MS}) while they are still subscribed locally; those Redis
+   * then accepts are confirmed and reported as `resubscribed`.
+   */
+  #reportRefused(conn: Redis, refused: readonly Refused[], delayMs: number): void {
+    for (const r of refused) {
+      notifyEvent(this.#observer, {
+        primitive: "pubsub",
+        type: "resubscribe-failed",
+        error: r.error,
+        attributes: { kind: r.kind, channel: r.name },
+      });
+    }
+    clearTimeout(this.#refusedRetry);
+    this.#refusedRetry = setTimeout(async () => {
+      if (this.#closed || conn !== this.#currentSubscriber() || conn.status !== "ready") return;
+      const names = refused
+        .filter((r) => this.#subs.map(r.kind).has(r.name))
+        .map((r): [Kind, string] => [r.kind, r.name]);
+      if (names.length === 0) return;
+      const still = await this.#subscribeEach(conn, names);
+      if (still === null || this.#closed) return; // a loss: the next "ready" resubscribes everything
+      const left = new Set(still.map((r) => `${r.kind}\n${r.name}`));
+      let channels = 0;
+      let patterns = 0;
+      for (const [kind, name] of names) {
+        if (left.has(`${kind}\n${name}`)) continue;
+        this.#subs.map(kind).get(name)?.confirm();
+        if (kind === "channel") channels++;
+        else patterns++;
+      }
+      if (channels + patterns > 0) this.#onRestored({ channels, patterns, downtimeMs: 0 });
+      if (still.length > 0) this.#reportRefused(conn, still, Math.min(delayMs * 2, REFUSED_RETRY_MAX_MS));
+    }, delayMs).unref();
+  }
+
+  /** The connection subscriptions live on: the standalone connection, or the followed Cluster subscriber. */
+  #currentSubscriber(): Redis | Cluster | undefined {
+    return this.#followed ?? this.#conn;
   }
 
   #restored(channels = this.#subs.channels.size, patterns = this.#subs.patterns.size): void {

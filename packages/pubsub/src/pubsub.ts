@@ -255,7 +255,7 @@ export class PubSub extends EventEmitter<PubSubEvents> {
       started,
       "ok",
     );
-    return async () => {
+    const unsubscribe = async () => {
       if (!sub.active) return;
       sub.stop();
       owner.subs.delete(sub);
@@ -267,6 +267,12 @@ export class PubSub extends EventEmitter<PubSubEvents> {
       } catch {
         // The subscriber connection is down: after the reconnect only the channels still in the map are restored.
       }
+    };
+    // Called again, it answers the first call's promise: resolved once Redis confirmed, not at once.
+    let unsubscribed: Promise<void> | undefined;
+    return () => {
+      unsubscribed ??= unsubscribe();
+      return unsubscribed;
     };
   }
 

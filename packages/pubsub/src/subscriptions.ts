@@ -89,7 +89,14 @@ export class Subscriptions {
     const entry = this.map(kind).get(key.toString("utf8"));
     if (entry === undefined) return;
     const channelName = (channel ?? key).toString("utf8").slice(this.#headLength);
-    for (const sub of entry.subs) this.#enqueue(sub, { channel: channelName, data });
+    // The handlers subscribed when the message came: a synchronous handler runs inside this call, and one that
+    // subscribes (a Set visits what is added while it is iterated) would otherwise get this message again, forever.
+    if (entry.subs.size === 1) {
+      const only = entry.subs.values().next().value as Subscription;
+      this.#enqueue(only, { channel: channelName, data });
+      return;
+    }
+    for (const sub of [...entry.subs]) this.#enqueue(sub, { channel: channelName, data });
   }
 
   /** Subscriptions, channels, patterns and queued messages. */

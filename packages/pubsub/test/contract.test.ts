@@ -1,4 +1,4 @@
-import { connect, InvalidArgumentError, type RedisClient, ScriptError } from "@coordis/core";
+import { aclRules, connect, InvalidArgumentError, type RedisClient, ScriptError } from "@coordis/core";
 import { PubSub, type ResubscribedInfo } from "@coordis/pubsub";
 import {
   countCommands,
@@ -108,6 +108,42 @@ describe("PubSub contract checks (a least-privilege server of its own)", () => {
     expect(await b.publish("granted", 1)).toBe(1);
     await waitUntil("the channel still delivers", () => got.includes(1));
     await b.close();
+  });
+
+  it("a channel the ACL takes away from a subscriber: the others are restored, the refused one is reported and comes back once granted", async () => {
+    const keep = `${prefix}:ps:keep`;
+    const revoke = `${prefix}:ps:revoke`;
+    const user = `ps-${prefix.slice(-8)}`;
+    await admin.call("ACL", "SETUSER", user, "reset", "on", ">pw", ...aclRules({ prefix }), "resetchannels");
+    await admin.call("ACL", "SETUSER", user, `&${keep}`, `&${revoke}`);
+    const client = connect(`redis://${user}:pw@${server.host}:${server.port}`);
+    const observer = recordObserver();
+    const b = new PubSub(client, { prefix, observer });
+    const got: string[] = [];
+    try {
+      await b.subscribe<number>("keep", (m) => void got.push(`keep ${m}`));
+      await b.subscribe<number>("revoke", (m) => void got.push(`revoke ${m}`));
+      // Redis ends the connection of a subscriber that loses a channel; the resubscription is refused for it.
+      await admin.call("ACL", "SETUSER", user, "resetchannels", `&${keep}`);
+      await waitUntil("the refusal reported", () =>
+        observer.events.some((e) => e.type === "resubscribe-failed" && e.attributes?.channel === revoke),
+      );
+      await waitUntil("the kept channel restored", () => observer.events.some((e) => e.type === "resubscribed"));
+      expect(await subscribersOf("keep")).toBe(1);
+      expect(await subscribersOf("revoke")).toBe(0);
+      expect(await admin.publish(keep, "1")).toBe(1);
+      await waitUntil("the kept channel delivers", () => got.includes("keep 1"));
+      // Granted again: the refused channel is tried again and comes back without another disconnect.
+      await admin.call("ACL", "SETUSER", user, `&${revoke}`);
+      await waitUntil("the refused channel restored", async () => (await subscribersOf("revoke")) === 1, 10_000);
+      expect(await admin.publish(revoke, "2")).toBe(1);
+      await waitUntil("the refused channel delivers", () => got.includes("revoke 2"));
+      expect(observer.events.filter((e) => e.type === "subscriber-disconnected")).toHaveLength(1);
+    } finally {
+      await b.close();
+      client.disconnect();
+      await admin.call("ACL", "DELUSER", user);
+    }
   });
 
   it("after close(): every call rejects with ERR_PUBSUB_CLOSED, an old unsubscribe resolves, nothing is delivered", async () => {

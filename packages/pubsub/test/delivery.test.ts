@@ -106,6 +106,37 @@ describe("PubSub delivery and listeners (shared standalone server)", () => {
     expect(overlapped).toBe(false);
   });
 
+  it.each([1, 2])(
+    "a synchronous handler that subscribes again while it handles a message (%i handler(s) on the channel) gets that message once",
+    async (handlers) => {
+      const b = bus();
+      const others: number[] = [];
+      for (let i = 1; i < handlers; i++) await b.subscribe<number>("resub", (m) => void others.push(m));
+      const calls: number[] = [];
+      const offs: Array<() => Promise<void>> = [];
+      // Each call hands over to a new handler of the same channel, synchronously, and ends its own subscription.
+      const register = (): void => {
+        let done = false;
+        const subscribed = b.subscribe<number>("resub", (m) => {
+          if (done) return; // handed over already (its unsubscribe may not have taken effect yet)
+          calls.push(m);
+          if (calls.length > 100) return; // a guard: without the fix this loops without end
+          done = true;
+          register();
+          void subscribed.then((off) => off());
+        });
+        void subscribed.then((off) => offs.push(off));
+      };
+      register();
+      await waitUntil("the first handler is subscribed", () => offs.length === 1);
+      await b.publish("resub", 1);
+      await b.publish("resub", 2); // once handled, message 1 was dispatched to everyone it was for
+      await waitUntil("message 2 handled", () => calls.includes(2));
+      expect(calls).toEqual([1, 2]);
+      expect(others).toEqual(handlers === 1 ? [] : [1, 2]);
+    },
+  );
+
   it("an async handler still gets one message at a time, in order, with the queue bounded by queueLimit", async () => {
     const b = bus({ queueLimit: 3 });
     const overflows = new EventRecorder<OverflowInfo>();

@@ -100,6 +100,22 @@ describe("PubSub through a fault proxy (a server of its own)", () => {
     expect(await subscribersOf("still-there")).toBe(1);
   });
 
+  it("a first connect that fails is no loss: no 'subscriber-disconnected', no 'resubscribed' once Redis is reachable", async () => {
+    proxy.refuse();
+    const observer = recordObserver();
+    const b = new PubSub(client(300), { prefix, observer });
+    buses.push(b);
+    await expect(b.subscribe("never-connected", () => {})).rejects.toMatchObject({ code: "ERR_REDIS_UNAVAILABLE" });
+    await proxy.accept();
+    const got: number[] = [];
+    await b.subscribe<number>("first", (m) => void got.push(m));
+    expect(await b.publish("first", 1)).toBe(1);
+    await waitUntil("delivered", () => got.includes(1));
+    expect(observer.events.map((e) => e.type).filter((t) => t !== "connection-error")).toEqual([]);
+    expect(b.stats().resubscriptions).toBe(0);
+    expect(await subscribersOf("never-connected")).toBe(0);
+  });
+
   it("a subscriber connection the network dropped silently (no FIN, no RST) is detected, replaced and resubscribed", async () => {
     const forgetful = await startForgetfulProxy(server);
     try {

@@ -78,6 +78,17 @@ describe("PubSub on the shared standalone server", () => {
     expect(b.stats()).toMatchObject({ subscriptions: 0, channels: 0 });
   });
 
+  it("an unsubscribe called twice at once: both calls resolve once Redis confirmed, not the second at once", async () => {
+    const b = bus();
+    const off = await b.subscribe("twice", () => {});
+    const settled: string[] = [];
+    const first = off().then(() => settled.push("first"));
+    const second = off().then(() => settled.push("second"));
+    await Promise.all([first, second]);
+    expect(settled).toEqual(["first", "second"]);
+    expect(await b.publish("twice", 1)).toBe(0);
+  });
+
   it("subscribe() with a glob character subscribes to the pattern (the contract's subscribe(channel | pattern))", async () => {
     const b = bus({}, admin);
     const got: Array<[unknown, string, string | undefined]> = [];
