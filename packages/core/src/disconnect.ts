@@ -29,13 +29,42 @@ interface StreamHolder {
   readonly stream?: { destroy(): void } | undefined;
 }
 
+/** A socket of a Cluster's subscriber connection, as Node's `net.Socket` has it. */
+interface SubscriberSocket {
+  readonly closed?: boolean;
+  readonly destroyed?: boolean;
+  once(event: "close", listener: () => void): unknown;
+  off(event: "close", listener: () => void): unknown;
+  destroy(): void;
+}
+
+/**
+ * The sockets of the subscriber connections ioredis keeps beside a Cluster's node pool: the broadcast subscriber
+ * (`cluster.subscriber.subscriber`) and the sharded ones (`cluster.shardedSubscribers`, one per shard, ioredis 6).
+ * Their close is not part of the Cluster's `end`. Internals, read defensively (absent in other versions: nothing
+ * found); taken before `disconnect()`, which forgets the connections. A socket closed already is left out.
+ */
+function subscriberSockets(client: Cluster): SubscriberSocket[] {
+  const c = client as unknown as {
+    subscriber?: { subscriber?: { stream?: SubscriberSocket } | null };
+    shardedSubscribers?: { shardedSubscribers?: Map<string, { instance?: { stream?: SubscriberSocket } | null }> };
+  };
+  const found: Array<SubscriberSocket | undefined> = [c.subscriber?.subscriber?.stream];
+  const sharded = c.shardedSubscribers?.shardedSubscribers;
+  if (sharded instanceof Map) for (const s of sharded.values()) found.push(s.instance?.stream);
+  return found.filter(
+    (s): s is SubscriberSocket =>
+      s != null && typeof s.once === "function" && typeof s.off === "function" && s.closed !== true,
+  );
+}
+
 /** Every socket behind `client` that can be reached through ioredis' public objects (best effort for a Cluster). */
 function socketsOf(client: Redis | Cluster): Array<{ destroy(): void }> {
   const holders: StreamHolder[] = [];
   if (isCluster(client)) {
     holders.push(...(client.nodes("all") as unknown as StreamHolder[]));
     const sub = (client as unknown as { subscriber?: { subscriber?: StreamHolder } }).subscriber?.subscriber;
-    if (sub !== undefined) holders.push(sub);
+    if (sub != null) holders.push(sub);
   } else {
     holders.push(client as unknown as StreamHolder);
   }
@@ -58,19 +87,28 @@ export function disconnectWithin(client: Redis | Cluster, timeoutMs = DEFAULT_DI
   // (its disconnectTimeout) to outlive, which never fires later than the grace period.
   const idle = client.status === "reconnecting" || client.status === "wait";
   const bound = idle ? Math.min(timeoutMs, DISCONNECT_GRACE_MS + 10) : timeoutMs;
+  // A Cluster's "end" comes before its subscriber connections have closed: their sockets are waited for too.
+  const subscribers = isCluster(client) ? subscriberSockets(client) : [];
   return new Promise<void>((resolve) => {
+    let waiting = 1 + subscribers.length;
+    const ended = () => {
+      waiting--;
+      if (waiting === 0) finish();
+    };
     const finish = () => {
       clearTimeout(timer);
-      client.off("end", finish);
+      client.off("end", ended);
+      for (const s of subscribers) s.off("close", ended);
       resolve();
     };
     const timer = setTimeout(() => {
-      for (const socket of socketsOf(client)) socket.destroy();
+      for (const socket of [...socketsOf(client), ...subscribers]) socket.destroy();
       finish();
     }, bound);
-    client.once("end", finish);
+    for (const s of subscribers) s.once("close", ended);
+    client.once("end", ended);
     client.disconnect();
-    if (client.status === "end") {
+    if (client.status === "end" && waiting === 1) {
       finish();
       return;
     }

@@ -1,5 +1,6 @@
 import {
   type CoordisObserver,
+  commandTimeoutOf,
   DEFAULT_DISCONNECT_TIMEOUT_MS,
   disconnectWithin,
   errorOf,
@@ -181,6 +182,13 @@ export class SubscriberConnection {
     const holder = (cluster as unknown as { subscriber?: { getInstance?: () => Redis | null } }).subscriber;
     const instance = typeof holder?.getInstance === "function" ? holder.getInstance() : null;
     if (instance == null || instance === this.#followed) return;
+    // ioredis opens this connection with options of its own, without the client's command timeout (a subscribe would
+    // wait for as long as the node is unresponsive) or Coordis' close grace: they are set here (read at each use).
+    const timeout = commandTimeoutOf(this.#redis);
+    if (timeout !== undefined && instance.options.commandTimeout === undefined)
+      instance.options.commandTimeout = timeout;
+    const connector = (instance as unknown as { connector?: { disconnectTimeout?: number } }).connector;
+    if (connector !== undefined) connector.disconnectTimeout = ownConnectionOptions().disconnectTimeout;
     this.#followed = instance;
     this.#pingOut = false;
     // ioredis replaces an ended subscriber in its own "end" listener, registered before this one.

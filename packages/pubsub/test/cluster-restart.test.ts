@@ -1,5 +1,5 @@
 import { connect, type RedisClient, slotOf } from "@coordis/core";
-import { HEARTBEAT_INTERVAL_MS, PubSub, type ResubscribedInfo } from "@coordis/pubsub";
+import { CLOSE_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, PubSub, type ResubscribedInfo } from "@coordis/pubsub";
 import {
   EventRecorder,
   type RedisCluster,
@@ -7,6 +7,7 @@ import {
   startRedisCluster,
   testPrefix,
   waitUntil,
+  withDeadline,
 } from "@coordis/testing";
 import type { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -101,6 +102,51 @@ describe("PubSub on a Redis Cluster of its own when the node of a subscription r
       await b.close();
     });
   }
+
+  /** Open TCP sockets of this process (the test's own clients' included). */
+  const sockets = () => process.getActiveResourcesInfo().filter((r) => r === "TCPSocketWrap").length;
+
+  for (const sharded of [true, false]) {
+    it(`sharded: ${sharded}: with every node unresponsive, close() resolves within its bound once every socket of the subscriber is closed`, async () => {
+      const client = cluster.adminClient();
+      client.on("error", () => {});
+      clients.push(client);
+      await client.ping();
+      const b = new PubSub(client, { prefix, sharded });
+      const before = sockets();
+      // Channels on several shards: one sharded subscriber per shard.
+      for (const channel of ["close-a", "close-b", "close-c", "close-d"]) await b.subscribe(channel, () => {});
+      expect(sockets()).toBeGreaterThan(before);
+      for (const node of cluster.nodes) node.pause();
+      try {
+        await withDeadline(b.close(), CLOSE_TIMEOUT_MS + 500, "close() with every node paused");
+        expect(sockets()).toBe(before);
+      } finally {
+        for (const node of cluster.nodes) node.resume();
+        await cluster.waitReady();
+      }
+    });
+  }
+
+  it("sharded: false: a subscribe while every node is unresponsive rejects after the client's command timeout", async () => {
+    const client = connect(cluster.adminUrl, { commandTimeoutMs: 1_000 });
+    client.on("error", () => {});
+    clients.push(client);
+    const b = new PubSub(client, { prefix, sharded: false });
+    await b.subscribe("first", () => {});
+    for (const node of cluster.nodes) node.pause();
+    try {
+      // Within the command timeout (with room), long before the heartbeat would give the connection up (10 s).
+      const late = b.subscribe("late", () => {});
+      await expect(withDeadline(late, 4_000, "subscribe with every node paused")).rejects.toMatchObject({
+        code: "ERR_REDIS_UNAVAILABLE",
+      });
+    } finally {
+      for (const node of cluster.nodes) node.resume();
+      await cluster.waitReady();
+      await b.close();
+    }
+  });
 
   it("sharded: false: a subscriber connection the network dropped silently (no FIN, no RST) is noticed, replaced and resubscribed", async () => {
     // Every connection to a node goes through a proxy of its own (natMap maps the addresses the cluster announces).
