@@ -1,6 +1,6 @@
 import { createHash, createHmac } from "node:crypto";
 import { InvalidArgumentError, validate } from "@coordis/core";
-import { compareIds, entryHash, fieldOf, GENESIS_HASH } from "./entries.js";
+import { compareIds, entryHash, fieldOf, GENESIS_HASH, type RawEntry } from "./entries.js";
 
 /** An HMAC key: bytes, or a string taken as its UTF-8 bytes. At least 16 bytes. */
 export type ChainKey = Buffer | Uint8Array | string;
@@ -149,11 +149,27 @@ export class LinkChecker {
   /** The claimed hash and seq of the last changed entry (already reported): the next may link to it. */
   #alt: { hash: string; seq: number } | undefined;
 
-  constructor(
-    readonly mode: ChainMode,
-    prev?: { hash: string; seq: number },
-  ) {
-    this.prev = prev;
+  constructor(readonly mode: ChainMode) {}
+
+  /**
+   * Puts the checker where checking `before` (the entries just before the next one to check, newest first, as
+   * XREVRANGE returns them) with the same recorded last id leaves it: the predecessor is the nearest valid link among
+   * them, and the newest changed entry after it (already reported) is what the next entry may link to. So an entry
+   * gets the same verdict wherever a page, a read or a tail starts. When none of them is a valid link, the next entry
+   * is judged as the first of a read (its predecessor missing unless it is the genesis entry or the trim anchor).
+   */
+  follow(before: readonly RawEntry[], last: string | null): void {
+    this.prev = undefined;
+    this.#alt = undefined;
+    for (const [id, fields] of before) {
+      if (afterHead(id, last)) continue;
+      const own = checkOwn(this.mode, id, fields);
+      if (own.ok) {
+        this.prev = { hash: own.link.hash, seq: own.link.seq };
+        return;
+      }
+      this.#alt ??= own.claimed;
+    }
   }
 
   /**

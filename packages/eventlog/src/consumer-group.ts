@@ -1,4 +1,4 @@
-import { toCoordisError, validate } from "@coordis/core";
+import { notifyEvent, toCoordisError, validate } from "@coordis/core";
 import { Consumer } from "./consumer.js";
 import { type ConsumeOptions, type GroupSettings, parseConsumeOptions } from "./consumer-options.js";
 import type { GroupHandle, LogContext } from "./context.js";
@@ -26,6 +26,8 @@ export class ConsumerGroup<T = unknown> {
   readonly #startAt: "start" | "end";
   readonly #handle: GroupHandle;
   #created: Promise<void> | undefined;
+  /** The group vanished while a consumer ran (see {@link ConsumerGroup.#recreate}) and is not created again yet. */
+  #lost = false;
 
   /** @internal use {@link EventLog.group} (it validates the name and options) */
   constructor(log: LogContext, settings: GroupSettings) {
@@ -38,32 +40,58 @@ export class ConsumerGroup<T = unknown> {
       name: this.name,
       consumer: this.consumer,
       create: () => this.create(),
-      recreate: () => {
-        // NOGROUP: the stream or group was deleted; create it again.
-        this.#created = undefined;
-        return this.create();
-      },
+      recreate: () => this.#recreate(),
     };
   }
 
   /** Creates the group (and an empty stream) unless it exists. Idempotent. */
   create(): Promise<void> {
-    this.#created ??= (async () => {
-      try {
-        await this.#log.redis.xgroup(
-          "CREATE",
-          this.#log.keys.stream,
-          this.name,
-          this.#startAt === "end" ? "$" : "0",
-          "MKSTREAM",
-        );
-      } catch (err) {
-        if (err instanceof Error && err.message.startsWith("BUSYGROUP")) return;
-        this.#created = undefined;
-        throw toCoordisError(err);
-      }
-    })();
+    this.#created ??= this.#make();
     return this.#created;
+  }
+
+  /**
+   * A consumer got NOGROUP (or its blocking read ended because the stream was deleted): the group is gone, with the
+   * stream when the log was lost (its key deleted, a Redis restart without persistence), or destroyed alone. It is
+   * created again from the start of the stream, whatever `startAt` says: a stream recreated after the loss holds only
+   * entries appended after the consumer started, and entries appended before the group is back must not be skipped
+   * (a destroyed group's kept entries are delivered again: at least once). The call that creates it reports the event
+   * `group-recreated`.
+   */
+  #recreate(): Promise<void> {
+    this.#lost = true;
+    this.#created = undefined;
+    return this.create();
+  }
+
+  async #make(): Promise<void> {
+    const lost = this.#lost;
+    try {
+      await this.#log.redis.xgroup(
+        "CREATE",
+        this.#log.keys.stream,
+        this.name,
+        lost || this.#startAt === "start" ? "0" : "$",
+        "MKSTREAM",
+      );
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith("BUSYGROUP")) {
+        // Created meanwhile (by another consumer of the group, which reported it when it was lost).
+        this.#lost = false;
+        return;
+      }
+      this.#created = undefined;
+      throw toCoordisError(err);
+    }
+    this.#lost = false;
+    if (lost) {
+      notifyEvent(this.#log.observer, {
+        primitive: "eventlog",
+        type: "group-recreated",
+        name: this.#log.name,
+        attributes: { group: this.name },
+      });
+    }
   }
 
   /**

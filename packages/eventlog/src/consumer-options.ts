@@ -16,7 +16,8 @@ export interface ConsumerGroupOptions {
   consumer: string;
   /**
    * Where a group that does not exist yet starts: `"start"` (default: every kept entry, so nothing appended before
-   * the first consumer is skipped) or `"end"` (only entries appended after creation).
+   * the first consumer is skipped) or `"end"` (only entries appended after creation). A group that vanishes while a
+   * consumer runs (the log lost, or the group destroyed) is created again from the start of the stream either way.
    */
   startAt?: "start" | "end";
 }

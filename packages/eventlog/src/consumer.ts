@@ -17,6 +17,14 @@ import type { ConsumeHandler, ConsumerStats } from "./types.js";
 
 const RETRY_MS = 200;
 
+/** A read's error saying that the group is gone: NOGROUP, or a blocking read ended because the stream was deleted. */
+function groupGone(err: unknown): boolean {
+  return (
+    err instanceof Error &&
+    (err.message.startsWith("NOGROUP") || err.message.startsWith("UNBLOCKED the stream key no longer exists"))
+  );
+}
+
 /**
  * A running consumer of a {@link ConsumerGroup}: reads new entries with XREADGROUP on a connection of its own,
  * runs the handler (up to `concurrency` at once), XACKs after success, reclaims entries idle longer than
@@ -187,7 +195,7 @@ export class Consumer<T = unknown> {
           handlers.pump();
         }
       } catch (err) {
-        if (err instanceof Error && err.message.startsWith("NOGROUP")) await group.recreate().catch(() => {});
+        if (groupGone(err)) await group.recreate().catch(() => {});
         else this.#report("consume-read-error", err);
         await this.#pause(RETRY_MS);
       }

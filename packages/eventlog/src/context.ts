@@ -34,7 +34,10 @@ export interface GroupHandle {
   readonly consumer: string;
   /** Creates the group unless it exists (once; again after a failure). */
   create(): Promise<void>;
-  /** Forgets that the group was created (after NOGROUP: the stream or group was deleted) and creates it again. */
+  /**
+   * After NOGROUP (the stream or group was deleted): creates the group again, from the start of the stream, and
+   * reports the event `group-recreated` when this call created it.
+   */
   recreate(): Promise<void>;
 }
 

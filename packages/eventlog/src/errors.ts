@@ -3,7 +3,7 @@ import { CoordisError } from "@coordis/core";
 /**
  * A tail could not continue without skipping entries: the entries after `after` (the last id it yielded, or the
  * `from` cursor it was started with) were trimmed by retention or deleted before it read them, or the log was lost
- * and started over. `missed` is how many, when known. Start a new tail from `"start"` (oldest kept entry) or from
+ * and started over (also when the tail resumed from a cursor of the lost log). `missed` is how many, when known. Start a new tail from `"start"` (oldest kept entry) or from
  * `resumeAfter` to go on knowingly.
  */
 export class GapError extends CoordisError {
@@ -14,7 +14,8 @@ export class GapError extends CoordisError {
   /**
    * Number of entries skipped (at least 1), counted from the sequence numbers of the last entry yielded and the next
    * one available; `undefined` when it cannot be known: the tail resumed from a cursor whose own entry was trimmed,
-   * or the sequence went backwards (the log was lost and started over, e.g. a Redis restart without persistence).
+   * or from a cursor of a log that was lost and started over, or the sequence went backwards (the log was lost and
+   * started over, e.g. a Redis restart without persistence).
    */
   readonly missed: number | undefined;
 

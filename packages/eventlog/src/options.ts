@@ -116,7 +116,8 @@ export interface DeadLetterOptions {
 export interface TailOptions {
   /**
    * Where to start: `"end"` (default: only entries appended from now on), `"start"` (the oldest kept entry), or an
-   * entry id (entries after it; a {@link GapError} is thrown when some of them were already trimmed).
+   * entry id (entries after it; a {@link GapError} is thrown when some of them were already trimmed or deleted, or
+   * when the log was lost and started over after it: its entry is gone and the log now begins after it).
    */
   from?: string;
   /**

@@ -1,5 +1,5 @@
 import { runScript, toCoordisError } from "@coordis/core";
-import { afterHead, checkOwn, LinkChecker } from "./chain.js";
+import { LinkChecker } from "./chain.js";
 import type { LogContext } from "./context.js";
 import { compareIds, type Entry, fieldOf, idAfter, idBefore, parseEntry, type RawEntry } from "./entries.js";
 import { UnverifiedEntryError } from "./errors.js";
@@ -24,8 +24,9 @@ export function applyVerdicts<T>(
 }
 
 /**
- * Checks a page's links, oldest first, starting from the nearest valid entry among those before it (`before`,
- * newest first); returns each entry's verdict (undefined = a valid link).
+ * Checks a page's links, oldest first, going on from what the entries before it (`before`, newest first: up to 16)
+ * leave: the nearest valid one, and a changed entry after it that the page's first entry may link to. Returns each
+ * entry's verdict (undefined = a valid link).
  */
 function checkLinks(
   ctx: LogContext,
@@ -36,16 +37,8 @@ function checkLinks(
 ): Map<string, string | undefined> {
   const mode = ctx.chainMode;
   if (mode === undefined) return new Map();
-  let start: { hash: string; seq: number } | undefined;
-  for (const [id, fields] of before) {
-    if (afterHead(id, last)) continue;
-    const own = checkOwn(mode, id, fields);
-    if (own.ok) {
-      start = { hash: own.link.hash, seq: own.link.seq };
-      break;
-    }
-  }
-  const checker = new LinkChecker(mode, start);
+  const checker = new LinkChecker(mode);
+  checker.follow(before, last);
   const verdicts = new Map<string, string | undefined>();
   for (const [id, fields] of page) verdicts.set(id, checker.check(id, fields, last, anchor)?.reason);
   return verdicts;

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { notifyEvent, toCoordisError } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
-import { afterHead, checkOwn, LinkChecker } from "./chain.js";
+import { afterHead, LinkChecker } from "./chain.js";
 import {
   blockingRead,
   closeBlockingConnection,
@@ -101,12 +101,18 @@ async function* run<T>(
     let last: string;
     // Sequence number of `last`, when known: every entry carries one, so a jump means entries were skipped.
     let lastSeq: number | undefined;
+    // The sequence number claimed by changed entries read since the entry of `lastSeq`, when they continue it one by
+    // one (see below): the next entry may follow them instead.
+    let changedSeq: number | undefined;
+    // Resumed from a cursor whose entry is not in the log, and neither retention nor a deletion explains it: the log
+    // may have been lost and started over after it (its entries are then all newer than the cursor: ids are server
+    // time). The first entry with a sequence number decides: the log's very first one (1), with ids between the
+    // cursor and it, means it did.
+    let cursorUnknown = false;
     if (from === "end") {
-      const [id, seq, head] = await main(log.redis.hmget(meta, "last", "seq", "head"));
+      const [id, seq] = await main(log.redis.hmget(meta, "last", "seq"));
       last = id ?? "0-0";
       lastSeq = Number(seq ?? 0);
-      // The next appended entry links to the recorded head.
-      if (checker !== undefined && id !== null && id !== undefined && head) checker.prev = { hash: head, seq: lastSeq };
     } else if (from === "start") {
       last = "0-0";
     } else {
@@ -125,28 +131,30 @@ async function* run<T>(
         // The cursor's entry still exists: its sequence number makes the first read's gap check exact (an entry that
         // something else added has none: the first read is not checked).
         lastSeq = seqOf(here[1]);
-        if (checker !== undefined && mode !== undefined) {
-          const own = checkOwn(mode, here[0], here[1]);
-          if (own.ok) checker.prev = { hash: own.link.hash, seq: own.link.seq };
+      } else {
+        if (info !== null) {
+          const fields = info as unknown[];
+          const first = fields[fields.indexOf("first-entry") + 1] as RawEntry | null;
+          const firstSeq = first === null ? 0 : Number(fieldOf(first[1], "s") ?? 0);
+          const maxDeleted = String(fields[fields.indexOf("max-deleted-entry-id") + 1] ?? "0-0");
+          // The cursor's entry is gone. Trimmed: when ids lie between the cursor and the oldest kept entry, which is
+          // not the log's first entry, entries were trimmed past the cursor (conservative: reported even when exactly
+          // the cursor's own entry was the last one trimmed). Deleted (XDEL): Redis 7.0 records max-deleted-entry-id.
+          const trimmedPast = first !== null && compareIds(idBefore(first[0]), from) > 0 && firstSeq > 1;
+          if (trimmedPast || compareIds(maxDeleted, from) > 0) {
+            notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });
+            throw new GapError(from, first === null ? undefined : idBefore(first[0]), undefined);
+          }
         }
-      } else if (info !== null) {
-        const fields = info as unknown[];
-        const first = fields[fields.indexOf("first-entry") + 1] as RawEntry | null;
-        const firstSeq = first === null ? 0 : Number(fieldOf(first[1], "s") ?? 0);
-        const maxDeleted = String(fields[fields.indexOf("max-deleted-entry-id") + 1] ?? "0-0");
-        // The cursor's entry is gone. Trimmed: when ids lie between the cursor and the oldest kept entry, which is not
-        // the log's first entry, entries were trimmed past the cursor (conservative: reported even when exactly the
-        // cursor's own entry was the last one trimmed). Deleted (XDEL): Redis 7.0 records max-deleted-entry-id.
-        const trimmedPast = first !== null && compareIds(idBefore(first[0]), from) > 0 && firstSeq > 1;
-        if (trimmedPast || compareIds(maxDeleted, from) > 0) {
-          notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });
-          throw new GapError(from, first === null ? undefined : idBefore(first[0]), undefined);
-        }
+        // Nothing lies before 0-0 (no entry has that id): a tail from it reads a log from its start.
+        cursorUnknown = compareIds(from, "0-0") > 0;
       }
     }
 
     conn = openBlockingConnection(log.redis, blockMs);
     if (signal.aborted) return;
+    // Whether the checker knows what precedes the next entry (set up from the entries before the first one read).
+    let seeded = false;
     while (!signal.aborted) {
       let raws: RawEntry[];
       let recorded: string | null = null;
@@ -160,25 +168,19 @@ async function* run<T>(
         )) as [string, RawEntry[]][] | null;
         raws = reply?.[0]?.[1] ?? [];
         const first = raws[0];
-        if (checker !== undefined && mode !== undefined && first !== undefined) {
+        if (checker !== undefined && first !== undefined) {
           // Read after the entries: every entry EventLog.append wrote is at or before the recorded last id.
           const m = await abortable(log.redis.hmget(meta, "last", "anchor"), signal);
           recorded = m[0] ?? null;
           anchor = m[1] ?? null;
-          if (checker.prev === undefined) {
-            // The predecessor of the first entry: the nearest valid entry before it.
+          if (!seeded) {
+            // What precedes the first entry, as a read() of a page starting there sees it: the entries before it.
             const before = (await abortable(
               log.redis.xrevrange(stream, `(${first[0]}`, "-", "COUNT", 16),
               signal,
             )) as RawEntry[];
-            for (const [id, fields] of before) {
-              if (afterHead(id, recorded)) continue;
-              const own = checkOwn(mode, id, fields);
-              if (own.ok) {
-                checker.prev = { hash: own.link.hash, seq: own.link.seq };
-                break;
-              }
-            }
+            checker.follow(before, recorded);
+            seeded = true;
           }
         }
       } catch (err) {
@@ -196,8 +198,14 @@ async function* run<T>(
         const entry = parseEntry<T>(raw);
         const verdict = checker?.check(raw[0], raw[1], recorded, anchor);
         if (verdict !== undefined && !verdict.own) {
-          // Not an entry of the chain at all: no sequence number to follow.
+          // Not an entry of the chain: its sequence number proves nothing. A changed one (not after the recorded
+          // head) that claims the next sequence number may be a genuine entry whose content was edited: the entry
+          // after it may follow it, as the chain check lets it link to its stored hash.
           if (unverified === "reject") throw new UnverifiedEntryError(entry.id, verdict.reason);
+          const claimed = seqOf(raw[1]);
+          if (lastSeq !== undefined && claimed === (changedSeq ?? lastSeq) + 1 && !afterHead(entry.id, recorded)) {
+            changedSeq = claimed;
+          }
           last = entry.id;
           if (unverified === "mark") yield { ...entry, verified: false, unverifiedReason: verdict.reason };
           if (signal.aborted) return;
@@ -211,14 +219,27 @@ async function* run<T>(
           if (signal.aborted) return;
           continue;
         }
-        if (lastSeq !== undefined && entry.seq !== lastSeq + 1) {
+        const skipped =
+          lastSeq === undefined
+            ? // Resumed from a cursor that is not in the log: a log that begins after it, with ids in between, started
+              // over (lost). A GapError's resumeAfter, just before the log's first entry, goes on from there.
+              cursorUnknown && entry.seq === 1 && compareIds(idBefore(entry.id), last) > 0
+            : entry.seq !== lastSeq + 1 && (changedSeq === undefined || entry.seq !== changedSeq + 1);
+        if (skipped) {
           notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });
-          // A sequence that went backwards (or an entry without one): the log was lost and started over (a Redis
-          // restart without persistence, a deleted key), and how many entries were lost with it cannot be known.
-          throw new GapError(last, idBefore(entry.id), entry.seq > lastSeq ? entry.seq - lastSeq - 1 : undefined);
+          // A sequence that went backwards (or an entry without one), or a log that began after the cursor: the log
+          // was lost and started over (a Redis restart without persistence, a deleted key), and how many entries were
+          // lost with it cannot be known.
+          const base = changedSeq ?? lastSeq;
+          throw new GapError(
+            last,
+            idBefore(entry.id),
+            base !== undefined && entry.seq > base ? entry.seq - base - 1 : undefined,
+          );
         }
         last = entry.id;
         lastSeq = entry.seq;
+        changedSeq = undefined;
         if (verdict !== undefined) {
           if (unverified === "reject") throw new UnverifiedEntryError(entry.id, verdict.reason);
           if (unverified === "mark") yield { ...entry, verified: false, unverifiedReason: verdict.reason };
