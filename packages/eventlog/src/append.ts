@@ -21,8 +21,14 @@ import type { AppendResult } from "./types.js";
 /** An event as JSON.stringify writes it (refusing only what has no JSON text). */
 const JSON_TEXT: TextCodec = { encode: jsonText, decode: JSON.parse };
 
-/** Attempts of one keyed append before it gives up (others kept appending first). */
-const MAX_KEYED_ATTEMPTS = 100;
+/**
+ * How long one keyed append keeps trying while other appenders overtake it, ms. Overtaken, it tries again at once
+ * twice, then after a random pause of up to 2, 4, 8 ... 100 ms, so contending appenders spread out instead of
+ * failing together (an instance with appends queued appends them back to back, the others wait for a gap).
+ */
+export const KEYED_CONTENTION_MS = 10_000;
+/** Longest pause between two attempts of an overtaken keyed append, ms. */
+const KEYED_BACKOFF_MAX_MS = 100;
 
 interface QueuedAppend {
   readonly payload: string;
@@ -181,7 +187,14 @@ export class Appender {
     const { keys } = this.#ctx;
     const s = this.#settings;
     const dedupe = idem === undefined ? this.#noDedupeKey : keys.dedupe(idem);
-    for (let attempt = 0; attempt < MAX_KEYED_ATTEMPTS; attempt++) {
+    const giveUpAt = performance.now() + KEYED_CONTENTION_MS;
+    for (let attempt = 0; ; attempt++) {
+      if (attempt >= 2) {
+        if (performance.now() >= giveUpAt) break;
+        await new Promise((resolve) =>
+          setTimeout(resolve, Math.random() * Math.min(KEYED_BACKOFF_MAX_MS, 2 ** (attempt - 1))),
+        );
+      }
       const state = this.#keyed;
       let id = "0-0";
       let prev = "";
@@ -221,7 +234,8 @@ export class Appender {
     }
     throw new CoordisError(
       "ERR_EVENTLOG_CONTENDED",
-      `log "${this.#ctx.name}": ${MAX_KEYED_ATTEMPTS} keyed append attempts were overtaken by other appenders`,
+      `log "${this.#ctx.name}": for ${KEYED_CONTENTION_MS} ms every keyed append attempt was overtaken by other ` +
+        "appenders; append from fewer instances, or to several logs",
     );
   }
 

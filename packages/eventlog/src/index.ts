@@ -4,6 +4,7 @@
  * @packageDocumentation
  */
 
+export { KEYED_CONTENTION_MS } from "./append.js";
 export {
   type ChainKey,
   type ChainOption,
