@@ -68,7 +68,8 @@ export const eventlogScripts = {
   /**
    * DeadLetter: moves one entry pending for a consumer to the dead-letter stream with the error, and acknowledges
    * it. Does nothing when the entry is no longer pending for that consumer (another consumer reclaimed it
-   * meanwhile).
+   * meanwhile). An entry deleted from the log meanwhile (trimmed by retention, or by hand) is only acknowledged:
+   * it is dropped from the group as a claim drops such entries, not dead-lettered without its data.
    * KEYS: stream (stream), dlq (stream).
    * ARGV: group (string), consumer (string), id (string), error (string).
    */
@@ -76,8 +77,8 @@ export const eventlogScripts = {
     name: "eventlog/dead-letter",
     keys: ["stream","dlq"],
     args: ["group","consumer","id","error"],
-    sha1: "7815e9e76eb0aef805e1ebc63aea2aa275343c09",
-    source: "-- DeadLetter: moves one entry pending for a consumer to the dead-letter stream with the error, and acknowledges it.\n-- Does nothing when the entry is no longer pending for that consumer (another consumer reclaimed it meanwhile).\n-- KEYS[1] stream (stream): the log\n-- KEYS[2] dlq (stream): the dead-letter stream\n-- ARGV[1] group (string): consumer group\n-- ARGV[2] consumer (string): the consumer that holds the entry\n-- ARGV[3] id (string): the entry's id\n-- ARGV[4] error (string): why it failed\n-- Reply: number\nlocal pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])\nif #pending == 0 then return 0 end\nlocal payload = ''\nlocal entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])[1]\nif entry then\n  local fields = entry[2]\n  for i = 1, #fields, 2 do\n    if fields[i] == 'd' then payload = fields[i + 1] end\n  end\nend\nredis.call('XADD', KEYS[2], '*', 'id', ARGV[3], 'group', ARGV[1], 'consumer', ARGV[2],\n  'deliveries', pending[1][4], 'error', ARGV[4], 'd', payload)\nredis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\nreturn 1\n",
+    sha1: "d648943131522efa922739d72796cd4832646bb0",
+    source: "-- DeadLetter: moves one entry pending for a consumer to the dead-letter stream with the error, and acknowledges it.\n-- Does nothing when the entry is no longer pending for that consumer (another consumer reclaimed it meanwhile). An\n-- entry deleted from the log meanwhile (trimmed by retention, or by hand) is only acknowledged: it is dropped from the\n-- group as a claim drops such entries, not dead-lettered without its data.\n-- KEYS[1] stream (stream): the log\n-- KEYS[2] dlq (stream): the dead-letter stream\n-- ARGV[1] group (string): consumer group\n-- ARGV[2] consumer (string): the consumer that holds the entry\n-- ARGV[3] id (string): the entry's id\n-- ARGV[4] error (string): why it failed\n-- Reply: number\n-- (1 dead-lettered, 0 not pending for the consumer, 2 the entry was deleted: acknowledged only)\nlocal pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])\nif #pending == 0 then return 0 end\nlocal entry = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])[1]\nif not entry then\n  redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n  return 2\nend\nlocal payload = ''\nlocal fields = entry[2]\nfor i = 1, #fields, 2 do\n  if fields[i] == 'd' then payload = fields[i + 1] end\nend\nredis.call('XADD', KEYS[2], '*', 'id', ARGV[3], 'group', ARGV[1], 'consumer', ARGV[2],\n  'deliveries', pending[1][4], 'error', ARGV[4], 'd', payload)\nredis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\nreturn 1\n",
   }),
   /**
    * ReadChained: one page of a chained log read together with what checking its links needs, in one atomic step:

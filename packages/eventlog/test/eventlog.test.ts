@@ -232,6 +232,32 @@ describe.each([
     expect(consumer.stats()).toMatchObject({ acked: 4, failed: 3, deadLettered: 1 });
   });
 
+  it("an entry deleted while its last delivery runs is dropped from the group when it fails, not dead-lettered empty", async () => {
+    const log = new EventLog<{ n: number }>(redis, logName("deleted-poison"), { prefix });
+    const { id } = await log.append({ n: 1 });
+    await log.append({ n: 2 });
+    const group = log.group("g", { consumer: "c1" });
+    const handled: number[] = [];
+    const consumer = group.consume(
+      async (e) => {
+        if (e.data.n === 1) {
+          await admin.xdel(log.keys.stream, id); // retention or an operator removed it meanwhile
+          throw new Error("failed after its entry was deleted");
+        }
+        handled.push(e.data.n);
+      },
+      { maxDeliveries: 1, blockMs: 100 },
+    );
+    try {
+      await waitUntil("both entries settled", () => consumer.stats().failed === 1 && handled.length === 1, 10_000);
+      await waitUntil("nothing pending", async () => (await group.info())?.pending === 0, 10_000);
+    } finally {
+      await consumer.stop();
+    }
+    expect(await log.deadLetters()).toEqual([]);
+    expect(consumer.stats()).toMatchObject({ failed: 1, deadLettered: 0 });
+  });
+
   it("concurrency runs handlers in parallel and stop() drains what was received", async () => {
     const log = new EventLog<number>(redis, logName("drain"), { prefix });
     for (let i = 0; i < 40; i++) await log.append(i);
