@@ -19,11 +19,11 @@ import type { Kind, Subscriptions } from "./subscriptions.js";
 export const CLOSE_TIMEOUT_MS = DEFAULT_DISCONNECT_TIMEOUT_MS;
 
 /**
- * Interval of the subscriber connection's heartbeat (standalone, Sentinel, and a Cluster's broadcast subscriber), ms:
- * a PING is sent on it every interval, and when one is still unanswered at the next, the connection is taken for dead
- * and replaced (then resubscribed). A subscriber only
- * receives, so without it a connection the network dropped silently (no FIN, no RST: a NAT or load balancer that
- * expired the flow, a host gone) would never be noticed. Such a loss is detected within two intervals.
+ * Interval of the subscriber connections' heartbeat (standalone, Sentinel, a Cluster's broadcast subscriber and each
+ * shard's subscriber), ms: a PING is sent on each every interval, and when one is still unanswered at the next, the
+ * connection is taken for dead and replaced (then resubscribed). A subscriber only receives, so without it a
+ * connection the network dropped silently (no FIN, no RST: a NAT or load balancer that expired the flow, a host gone)
+ * would never be noticed. Such a loss is detected within two intervals.
  */
 export const HEARTBEAT_INTERVAL_MS = 5_000;
 
@@ -37,6 +37,21 @@ interface Refused {
   readonly kind: Kind;
   readonly name: string;
   readonly error: Error;
+}
+
+/**
+ * The connections of a sharded Cluster subscriber that are up: one per shard with subscriptions (ioredis 6 internals,
+ * `cluster.shardedSubscribers`, read defensively: none found in other versions).
+ */
+function shardSubscribers(cluster: Cluster): Redis[] {
+  const group = (cluster as unknown as { shardedSubscribers?: { shardedSubscribers?: unknown } }).shardedSubscribers;
+  const shards = group?.shardedSubscribers;
+  if (!(shards instanceof Map)) return [];
+  const found: Redis[] = [];
+  for (const shard of shards.values() as Iterable<{ instance?: Redis | null }>) {
+    if (shard.instance != null && typeof shard.instance.ping === "function") found.push(shard.instance);
+  }
+  return found;
 }
 
 /** Whether `err` is Redis' refusal of the command (an error reply such as NOPERM), not a lost or slow connection. */
@@ -66,8 +81,8 @@ export class SubscriberConnection {
   /** The subscriber connection was ready once: only a loss after that is a loss (not a first connect that failed). */
   #connectedOnce = false;
   #heartbeat: NodeJS.Timeout | undefined;
-  /** A heartbeat PING sent on the current connection is still unanswered. */
-  #pingOut = false;
+  /** Connections whose heartbeat PING is still unanswered (one per shard on a sharded Cluster). */
+  readonly #pingOut = new WeakSet<Redis>();
 
   constructor(
     redis: RedisClient,
@@ -130,6 +145,9 @@ export class SubscriberConnection {
         cluster.on("smessageBuffer", (channel: Buffer, message: Buffer) =>
           this.#subs.dispatch("channel", channel, message),
         );
+        this.#heartbeat = setInterval(() => {
+          for (const shard of shardSubscribers(cluster)) this.#beat(shard);
+        }, HEARTBEAT_INTERVAL_MS).unref();
       } else {
         // Broadcast: ioredis keeps one subscriber connection to a node of its choice and, when it ends, opens one to
         // another node and subscribes there again, telling nobody. We follow that connection: its end is a loss, and
@@ -149,12 +167,12 @@ export class SubscriberConnection {
       // We resubscribe ourselves (autoResubscribe off) so that `resubscribed` fires only once Redis confirmed it.
       const standalone = this.#redis.duplicate({ autoResubscribe: false, ...ownConnectionOptions() });
       standalone.on("close", () => {
-        this.#pingOut = false;
+        this.#pingOut.delete(standalone);
         this.#markLost();
       });
       standalone.on("ready", () => {
         this.#connectedOnce = true;
-        this.#pingOut = false;
+        this.#pingOut.delete(standalone);
         if (this.#lostAt !== undefined) void this.#resubscribe(standalone);
       });
       this.#heartbeat = setInterval(() => this.#beat(standalone), HEARTBEAT_INTERVAL_MS).unref();
@@ -190,7 +208,7 @@ export class SubscriberConnection {
     const connector = (instance as unknown as { connector?: { disconnectTimeout?: number } }).connector;
     if (connector !== undefined) connector.disconnectTimeout = ownConnectionOptions().disconnectTimeout;
     this.#followed = instance;
-    this.#pingOut = false;
+    this.#pingOut.delete(instance);
     // ioredis replaces an ended subscriber in its own "end" listener, registered before this one.
     instance.once("end", () => {
       this.#markLost();
@@ -202,8 +220,8 @@ export class SubscriberConnection {
   /** One heartbeat: replaces the connection when the previous PING is still unanswered, else sends one. */
   #beat(conn: Redis): void {
     if (this.#closed || conn.status !== "ready" || this.#subs.empty) return;
-    if (this.#pingOut) {
-      this.#pingOut = false;
+    if (this.#pingOut.has(conn)) {
+      this.#pingOut.delete(conn);
       notifyEvent(this.#observer, {
         primitive: "pubsub",
         type: "connection-error",
@@ -218,10 +236,10 @@ export class SubscriberConnection {
       else stream.destroy();
       return;
     }
-    this.#pingOut = true;
+    this.#pingOut.add(conn);
     conn.ping().then(
       () => {
-        this.#pingOut = false;
+        this.#pingOut.delete(conn);
       },
       () => {
         // Unanswered in time, or lost with its connection ("close" and "ready" clear #pingOut for a new one).
