@@ -17,21 +17,31 @@ export const safeRedisOptions: Readonly<{ autoResendUnfulfilledCommands: false; 
   Object.freeze({ autoResendUnfulfilledCommands: false, commandTimeout: DEFAULT_COMMAND_TIMEOUT_MS });
 
 /**
- * The ioredis `Cluster` option Coordis relies on, to spread into a Cluster you build yourself (with
+ * The ioredis `Cluster` options Coordis relies on, to spread into a Cluster you build yourself (with
  * {@link safeRedisOptions} as its `redisOptions`): `new Cluster(nodes, { ...safeClusterOptions, redisOptions: {
- * ...safeRedisOptions } })`.
- * - `retryDelayOnFailover: 0`: ioredis' Cluster re-sends a command whose node connection closed before its reply
- *   (after this delay, 100 ms by default, on a new connection), so a command the server did run would run twice (a
- *   unit counted twice, a lock granted to a token nobody holds). With 0 it fails as an unknown outcome instead.
+ * ...safeRedisOptions } })`. ioredis' Cluster keeps some commands in a queue of its own and sends them again later,
+ * even after the command timeout has told the caller the outcome is unknown (and the caller may have undone it: a
+ * lock releases a grant it may have got). A command sent again then can take effect after that undo: a lock held by
+ * a token nobody holds, a rate-limit unit taken twice. With these settings such a command fails at once instead.
+ * - `retryDelayOnFailover: 0`: a command whose node connection closed before its reply (default: sent again after
+ *   100 ms on a new connection, so a command the server did run would run twice).
+ * - `retryDelayOnClusterDown: 0`: a command refused with `CLUSTERDOWN` (default: sent again every 100 ms until the
+ *   cluster is up).
+ * - `retryDelayOnTryAgain: 0`: a command refused with `TRYAGAIN` (a multi-key command during a slot migration) is
+ *   sent again at once rather than 100 ms later, well before the caller's timeout.
  *
- * `connect()` sets it already.
+ * `connect()` sets them already.
  */
-export const safeClusterOptions: Readonly<{ retryDelayOnFailover: 0 }> = Object.freeze({ retryDelayOnFailover: 0 });
+export const safeClusterOptions: Readonly<{
+  retryDelayOnFailover: 0;
+  retryDelayOnClusterDown: 0;
+  retryDelayOnTryAgain: 0;
+}> = Object.freeze({ retryDelayOnFailover: 0, retryDelayOnClusterDown: 0, retryDelayOnTryAgain: 0 });
 
 /**
  * What is unsafe about a client for Coordis (empty when nothing): it re-sends unanswered commands after a reconnect,
  * or it has no command timeout. For a `Cluster` the per-node `redisOptions` are checked, and its
- * `retryDelayOnFailover` (see {@link safeClusterOptions}).
+ * `retryDelayOnFailover`, `retryDelayOnClusterDown` and `retryDelayOnTryAgain` (see {@link safeClusterOptions}).
  */
 export function clientSafetyProblems(redis: RedisClient): string[] {
   const options = (isCluster(redis) ? redis.options.redisOptions : redis.options) ?? {};
@@ -39,6 +49,16 @@ export function clientSafetyProblems(redis: RedisClient): string[] {
   if (isCluster(redis) && (redis.options.retryDelayOnFailover ?? 100) > 0) {
     problems.push(
       "it re-sends a command whose node connection closed unanswered (retryDelayOnFailover is not 0), so a command Redis ran can run twice",
+    );
+  }
+  if (isCluster(redis) && (redis.options.retryDelayOnClusterDown ?? 100) > 0) {
+    problems.push(
+      "it re-sends a command refused with CLUSTERDOWN until the cluster is up (retryDelayOnClusterDown is not 0), also after its caller timed out and undid it",
+    );
+  }
+  if (isCluster(redis) && (redis.options.retryDelayOnTryAgain ?? 100) > 0) {
+    problems.push(
+      "it re-sends a command refused with TRYAGAIN after a delay (retryDelayOnTryAgain is not 0), possibly after its caller timed out and undid it",
     );
   }
   if (options.autoResendUnfulfilledCommands !== false) {

@@ -207,9 +207,9 @@ function retryStrategy(times: number): number {
  * {@link DEFAULT_URL}. The client has a command timeout (default 2 s), so a dead server surfaces as
  * `RedisUnavailableError` from Coordis operations within that time instead of a hang, and it reconnects forever
  * with a backoff capped at 1 s. A command in flight when its connection dies is not re-sent on the next connection
- * (`autoResendUnfulfilledCommands: false`; on a Cluster client `retryDelayOnFailover: 0`, as ioredis' Cluster
- * re-sends a command whose node connection closed): it fails as an unknown outcome instead of running later, a
- * second time, behind its caller's back. Commands issued while disconnected are queued as usual.
+ * (`autoResendUnfulfilledCommands: false`; on a Cluster client {@link safeClusterOptions}, as ioredis' Cluster
+ * re-sends a command whose node connection closed, or that was refused with CLUSTERDOWN): it fails as an unknown
+ * outcome instead of running later, a second time, behind its caller's back. Commands issued while disconnected are queued as usual.
  *
  * @example
  * const redis = connect(process.env.REDIS_URL);               // redis://:secret@10.0.0.5:6379/0
@@ -251,9 +251,13 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
       {
         clusterRetryStrategy: retryStrategy,
         // ioredis' Cluster re-sends a command whose node connection closed before its answer (after this delay, on
-        // a new connection), so a command the server did run would run twice: as with
-        // autoResendUnfulfilledCommands, it fails instead (an unknown outcome, RedisUnavailableError).
+        // a new connection), so a command the server did run would run twice, and one refused with CLUSTERDOWN or
+        // TRYAGAIN from a queue of its own, also after the caller timed out and undid it: as with
+        // autoResendUnfulfilledCommands, such a command fails instead (safeClusterOptions of client-safety.ts, not
+        // imported here: that module imports this one).
         retryDelayOnFailover: 0,
+        retryDelayOnClusterDown: 0,
+        retryDelayOnTryAgain: 0,
         ...options.clusterOptions,
         redisOptions: { ...base, ...options.clusterOptions?.redisOptions },
       },

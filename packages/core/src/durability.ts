@@ -265,12 +265,18 @@ async function refreshSlots(cluster: Cluster, pauseMs: number): Promise<void> {
   await new Promise<void>((resolve) => cluster.refreshSlotsCache(() => resolve()));
 }
 
+/** Set when the caller's deadline passed: a durable call on a Cluster must not be sent again after that. */
+interface Expiry {
+  expired: boolean;
+}
+
 async function runCluster(
   redis: RedisClient,
   script: ScriptDef<never, never, unknown>,
   argv: (string | number | Buffer)[],
   d: Durability,
   aof: boolean,
+  expiry: Expiry,
 ): Promise<DurableOutcome<unknown>> {
   const wait = waitCommand(d, aof);
   const once = async (useSource: boolean) => {
@@ -280,10 +286,14 @@ async function runCluster(
     pipeline.call(...wait);
     return pipeline.exec();
   };
-  const send = async (useSource: boolean) =>
-    once(useSource).catch((err: unknown) => {
+  const send = async (useSource: boolean) => {
+    // The caller was told the outcome is unknown and may have undone the call (a lock's release of a grant it may
+    // have got): sending it again now could take effect after that undo.
+    if (expiry.expired) throw new RedisUnavailableError(`script "${script.name}" passed its deadline; not sent again`);
+    return once(useSource).catch((err: unknown) => {
       throw toCoordisError(err, script.name);
     });
+  };
   let results = await send(false);
   // ioredis follows a MOVED inside a pipeline only when every reply is that same error, which WAIT's never is: after
   // a failover or a slot move the script comes back MOVED (it did not run) and the client's slot map stays stale, so
@@ -339,8 +349,9 @@ export async function runScriptDurable<K extends readonly string[], A extends re
   }
   const aof = await useWaitAof(redis, durability, def.name);
   const argv = [...(keys as readonly string[]), ...(args as readonly (string | number | Buffer)[])];
+  const expiry: Expiry = { expired: false };
   const pending = isCluster(redis)
-    ? runCluster(redis, def, argv, durability, aof)
+    ? runCluster(redis, def, argv, durability, aof, expiry)
     : runStandalone(redis as Redis, def, argv, durability, aof);
   // A standalone client with commandTimeout times out each command itself; elsewhere (a Cluster, a client without
   // commandTimeout) Coordis adds its own deadline, the wait's timeout included.
@@ -352,16 +363,15 @@ export async function runScriptDurable<K extends readonly string[], A extends re
     return (await Promise.race([
       pending,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new RedisUnavailableError(
-                `Redis did not answer script "${def.name}" and its durability wait within ${deadlineMs} ms ` +
-                  "(Coordis deadline); the script may still run.",
-              ),
+        timer = setTimeout(() => {
+          expiry.expired = true;
+          reject(
+            new RedisUnavailableError(
+              `Redis did not answer script "${def.name}" and its durability wait within ${deadlineMs} ms ` +
+                "(Coordis deadline); the script may still run.",
             ),
-          deadlineMs,
-        );
+          );
+        }, deadlineMs);
       }),
     ])) as DurableOutcome<R>;
   } finally {

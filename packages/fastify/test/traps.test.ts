@@ -259,8 +259,15 @@ describe("user-supplied clients", () => {
   it("checks a Cluster client's node options the same way", () => {
     const nodes = [{ host: "127.0.0.1", port: 1 }];
     const unsafe = new Cluster(nodes, { lazyConnect: true });
-    // Safe nodes, but the Cluster re-sends a command whose node connection closed (retryDelayOnFailover 100 ms).
+    // Safe nodes, but the Cluster re-sends a command whose node connection closed (retryDelayOnFailover 100 ms) or
+    // that was refused with CLUSTERDOWN or TRYAGAIN (100 ms), from a queue of its own.
     const resends = new Cluster(nodes, { lazyConnect: true, redisOptions: { ...safeRedisOptions } });
+    const clusterDownOnly = new Cluster(nodes, {
+      ...safeClusterOptions,
+      retryDelayOnClusterDown: 100,
+      lazyConnect: true,
+      redisOptions: { ...safeRedisOptions },
+    });
     const safe = new Cluster(nodes, {
       ...safeClusterOptions,
       lazyConnect: true,
@@ -269,7 +276,10 @@ describe("user-supplied clients", () => {
     expect(() => assertSafeClient(unsafe, "options.redis")).toThrow(/redisOptions: \{ \.\.\.safeRedisOptions/);
     expect(() => assertSafeClient(resends, "options.redis")).toThrow(/retryDelayOnFailover/);
     expect(() => assertSafeClient(resends, "options.redis")).toThrow(/\.\.\.safeClusterOptions/);
-    expect(clientSafetyProblems(resends)).toHaveLength(1);
+    expect(clientSafetyProblems(resends)).toHaveLength(3);
+    expect(() => assertSafeClient(resends, "options.redis")).toThrow(/retryDelayOnClusterDown/);
+    expect(() => assertSafeClient(clusterDownOnly, "options.redis")).toThrow(/CLUSTERDOWN/);
+    expect(clientSafetyProblems(clusterDownOnly)).toHaveLength(1);
     expect(() => assertSafeClient(safe, "options.redis")).not.toThrow();
     expect(() => assertSafeClient(shared, "options.redis")).not.toThrow(); // from connect()
     const fromConnect = connect("redis+cluster://127.0.0.1:1", { clusterOptions: { lazyConnect: true } });
@@ -277,6 +287,7 @@ describe("user-supplied clients", () => {
     fromConnect.disconnect();
     unsafe.disconnect();
     resends.disconnect();
+    clusterDownOnly.disconnect();
     safe.disconnect();
   });
 });

@@ -14,6 +14,7 @@ export {
   DEFAULT_TTL_MS,
   DEFAULT_WAIT_MS,
   MAX_LOCK_MS,
+  MIN_LOCK_MS,
   type UsingOptions,
 } from "./options.js";
 export { MAX_REDLOCK_NODES, Redlock, type RedlockOptions } from "./redlock.js";

@@ -29,7 +29,8 @@ export type AttemptResult =
   | { kind: "unavailable"; error: CoordisError };
 
 function abortReason(signal: AbortSignal): unknown {
-  return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
+  // Whatever `abort(reason)` was given, null included (abort() without one sets a DOMException itself).
+  return signal.reason;
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

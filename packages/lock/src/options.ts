@@ -14,6 +14,11 @@ import {
 export const DEFAULT_TTL_MS = 30_000;
 /** Longest lease time to live and longest wait: 24 h (Node timers cannot reach much further than 24.8 days). */
 export const MAX_LOCK_MS = 24 * 60 * 60 * 1000;
+/**
+ * Shortest `ttlMs`: 10 ms. A lease's validity is its ttl less the clock-drift allowance (`ttlMs * driftFactor + 2`
+ * ms), which leaves nothing of a ttl of 1 or 2 ms: every acquire would give its grant up as expired.
+ */
+export const MIN_LOCK_MS = 10;
 /** Default `waitMs` of `acquire()` and `using()`: 10 s. */
 export const DEFAULT_WAIT_MS = 10_000;
 /** Default clock-drift factor: the local validity of a lease is shortened by `ttlMs * 0.01 + 2` ms. */
@@ -61,7 +66,7 @@ export interface UsingOptions extends AcquireOptions {
 
 /** Validates a lease TTL. @throws InvalidArgumentError */
 export function validateTtl(value: unknown, argument: string): number {
-  return validate.durationMs(argument, value, { min: 1, max: MAX_LOCK_MS });
+  return validate.durationMs(argument, value, { min: MIN_LOCK_MS, max: MAX_LOCK_MS });
 }
 
 /** Validates the options shared by every lock constructor. @throws InvalidArgumentError */

@@ -81,6 +81,24 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
     setTimeout(() => ctl.abort(new Error("shutdown")), 100);
     await expect(pending).rejects.toThrow("shutdown");
     expect(Date.now() - started).toBeLessThan(1_000);
+    // Any reason, null included, is what the call rejects with (not taken for a Redis failure).
+    for (const reason of [null, 0, ""]) {
+      const observed: string[] = [];
+      const c = new Mutex(other, `${topology}-abort`, {
+        prefix,
+        ttlMs: 10_000,
+        observer: { onOperation: (op) => void observed.push(op.outcome) },
+      });
+      const abort = new AbortController();
+      const waiting = c.acquire({ waitMs: 10_000, signal: abort.signal });
+      abort.abort(reason);
+      const got = await waiting.then(
+        () => "acquired",
+        (e: unknown) => e,
+      );
+      expect(got).toBe(reason);
+      expect(observed).toEqual(["aborted"]);
+    }
     await held.release();
     // The lock is free: nothing the aborted waiter did kept it.
     const after = await b.tryAcquire();

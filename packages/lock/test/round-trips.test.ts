@@ -1,5 +1,5 @@
 import { connect, InvalidArgumentError, type RedisClient, RedisUnavailableError } from "@coordis/core";
-import { Mutex, Redlock, runOncePerTick, Semaphore, tickHistory } from "@coordis/lock";
+import { MIN_LOCK_MS, Mutex, Redlock, runOncePerTick, Semaphore, tickHistory } from "@coordis/lock";
 import { countCommands, type RedisServer, stallServer, startRedis, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 
@@ -74,6 +74,10 @@ describe("round trips, input validation and the validity check on a server of ou
       ["options.ttlMs", () => new Mutex(redis, "x", { prefix, ttlMs: Number.NaN })],
       ["options.ttlMs", () => new Mutex(redis, "x", { prefix, ttlMs: 1e12 })],
       ["options.ttlMs", () => new Mutex(redis, "x", { prefix, ttlMs: 1.5 })],
+      // 1 or 2 ms leave no validity after the clock-drift allowance: every grant would be given up as expired.
+      ["options.ttlMs", () => new Mutex(redis, "x", { prefix, ttlMs: 2 })],
+      ["options.ttlMs", () => new Redlock([redis], "x", { prefix, ttlMs: MIN_LOCK_MS - 1 })],
+      ["options.ttlMs", () => runOncePerTick(redis, "job", 1, () => 1, { prefix, ttlMs: 1 })],
       ["name", () => new Mutex(redis, "", { prefix })],
       ["name", () => new Mutex(redis, "x".repeat(513), { prefix })],
       ["name", () => new Mutex(redis, "a{b}", { prefix })],
