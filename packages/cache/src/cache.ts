@@ -12,7 +12,13 @@ import {
 import { CircuitBreaker, type CircuitState } from "./circuit-breaker.js";
 import { type CacheCodec, encodeWith, Undecodable, undecodableError } from "./codec.js";
 import { Filler, type Loader, type Outcome, reportGet } from "./fill.js";
-import { type BusMessage, type GapReason, InvalidationBus } from "./invalidation-bus.js";
+import {
+  announced,
+  type BusMessage,
+  type BusMessageBody,
+  type GapReason,
+  InvalidationBus,
+} from "./invalidation-bus.js";
 import { L1 } from "./l1.js";
 import {
   type CacheOptions,
@@ -267,8 +273,15 @@ export class Cache {
         const epoch = this.#l1.epoch;
         const pairs = await this.#l2.tagVersions(entry);
         const written = await this.#l2.write(k, data, entry, pairs, "");
+        // Reads of this replica sent before the write landed (after the invalidation above, during the tag read) may
+        // have read the old value, and their answers can come after this one: invalidated again, they cannot store
+        // it over ours. Another change of this key or its tags since the epoch was taken: stored by nobody.
+        const current = epoch === this.#l1.epoch;
+        this.#invalidateLocal(k);
         const now = performance.now();
-        if (written) this.#l1.store(k, data, now + entry.ttlMs, now + entry.ttlMs + entry.staleMs, pairs, epoch);
+        if (written && current) {
+          this.#l1.store(k, data, now + entry.ttlMs, now + entry.ttlMs + entry.staleMs, pairs, this.#l1.epoch);
+        }
       });
     });
   }
@@ -285,7 +298,11 @@ export class Cache {
     const k = validateName(key, "key");
     return this.#operation("delete", k, async () => {
       this.#invalidateLocal(k);
-      return this.#announced({ k }, () => this.#l2.delete(k));
+      return this.#announced({ k }, async () => {
+        const existed = await this.#l2.delete(k);
+        this.#invalidateLocal(k); // a read sent before the delete landed stores nothing
+        return existed;
+      });
     });
   }
 
@@ -301,7 +318,11 @@ export class Cache {
     await this.#operation("invalidate-tag", t, async () => {
       this.#l1.evictTag(t);
       this.#filler.forgetAll();
-      await this.#announced({ t }, () => this.#l2.deleteTag(t));
+      await this.#announced({ t }, async () => {
+        await this.#l2.deleteTag(t);
+        this.#l1.evictTag(t); // a read sent before the invalidation landed stores nothing
+        this.#filler.forgetAll();
+      });
     });
   }
 
@@ -315,7 +336,15 @@ export class Cache {
     this.#assertOpen();
     await this.#operation("clear", undefined, async () => {
       this.#dropL1();
-      await this.#announced({ c: 1 }, () => this.#l2.clear());
+      // Reads during the walk can still find entries it has not reached yet: dropped again once it is done.
+      await this.#announced(
+        { c: 1 },
+        async () => {
+          await this.#l2.clear();
+          this.#dropL1();
+        },
+        { partial: true },
+      );
     });
   }
 
@@ -358,21 +387,9 @@ export class Cache {
     return parseEntryOptions(options, this.#defaults);
   }
 
-  /**
-   * Runs a change, then publishes its invalidation, also when the change failed (a write that timed out may still be
-   * applied). The change's error wins; when only the publish fails, the call throws what it failed with: the other
-   * replicas were not told, so the change is not confirmed (they may serve the old value until their L1 TTL).
-   */
-  async #announced<T>(body: { k?: string; t?: string; c?: 1 }, change: () => Promise<T>): Promise<T> {
-    let result: T;
-    try {
-      result = await change();
-    } catch (err) {
-      await this.#bus?.publish(body).catch(() => {});
-      throw err;
-    }
-    await this.#bus?.publish(body);
-    return result;
+  /** Runs a change, then announces it to the other replicas (see {@link announced}). */
+  #announced<T>(body: BusMessageBody, change: () => Promise<T>, options: { partial?: boolean } = {}): Promise<T> {
+    return announced(this.#bus, body, change, options.partial === true);
   }
 
   #operation<T>(op: string, name: string | undefined, fn: () => Promise<T>): Promise<T> {

@@ -11,6 +11,14 @@ export interface CircuitBreakerOptions {
 /** State of a {@link CircuitBreaker}: `closed` (normal), `open` (Redis skipped), `half-open` (one probe in flight). */
 export type CircuitState = "closed" | "open" | "half-open";
 
+/** The errors of calls the open circuit breaker refused (nothing was sent to Redis). Internal. */
+const refusedByBreaker = new WeakSet<object>();
+
+/** Whether `err` is the `RedisUnavailableError` of a call the open circuit breaker refused without sending it. */
+export function isShortCircuit(err: unknown): boolean {
+  return typeof err === "object" && err !== null && refusedByBreaker.has(err);
+}
+
 /**
  * A circuit breaker around Redis calls: after `failures` consecutive `RedisUnavailableError`s it opens, and for
  * `cooldownMs` every call fails at once with `RedisUnavailableError` without sending anything, so callers don't each
@@ -51,7 +59,9 @@ export class CircuitBreaker {
     if (this.#state !== "closed") {
       if (this.blocking) {
         this.shortCircuited++;
-        throw new RedisUnavailableError("Redis is unavailable (the cache's circuit breaker is open)");
+        const err = new RedisUnavailableError("Redis is unavailable (the cache's circuit breaker is open)");
+        refusedByBreaker.add(err);
+        throw err;
       }
       this.#state = "half-open";
       this.#onChange("half-open");

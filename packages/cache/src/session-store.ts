@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import {
   CoordisError,
   type CoordisObserver,
@@ -16,6 +15,7 @@ import {
 } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import { cacheScripts } from "./scripts.generated.js";
+import { READ_DIGEST, rememberDigest, SessionDigests } from "./session-digest.js";
 
 /** Default session lifetime when the cookie carries no expiry, ms (1 day). */
 export const DEFAULT_SESSION_TTL_MS = 24 * 60 * 60 * 1000;
@@ -78,21 +78,6 @@ export type StoreCallback = (err?: unknown) => void;
 /** Callback of {@link RedisSessionStore.get}: the session, or `null` when there is none. */
 export type StoreGetCallback<S = SessionData> = (err: unknown, session?: S | null) => void;
 
-/**
- * The property through which a session read from the store carries a digest of its data as read (inherited, so it is
- * never part of the data; session middlewares copy it along with the data and hand it back to `set`).
- */
-const READ_DIGEST = "_coordisReadDigest";
-/**
- * Records on a session object the digest of the data stored for it. Where the digest was copied onto the object (as
- * session middlewares do) it is overwritten there; where it is inherited from `get`, it is shadowed by an own,
- * non-enumerable property, so the object's enumerable data stays as it was.
- */
-function rememberDigest(session: object, digest: string): void {
-  if (Object.hasOwn(session, READ_DIGEST)) Reflect.set(session, READ_DIGEST, digest);
-  else Reflect.defineProperty(session, READ_DIGEST, { value: digest, writable: true, configurable: true });
-}
-
 /** Keys per SCAN step and per pipelined batch of `all` / `clear`. */
 const SCAN_COUNT = 200;
 
@@ -128,6 +113,7 @@ export class RedisSessionStore {
   readonly #observer: CoordisObserver | undefined;
   readonly #serializer: SessionSerializer;
   readonly #disableTouch: boolean;
+  readonly #digests: SessionDigests;
 
   /** @throws InvalidArgumentError for an invalid or unknown option */
   constructor(redis: RedisClient, options: SessionStoreOptions = {}) {
@@ -151,6 +137,7 @@ export class RedisSessionStore {
       validate.func("options.serializer.parse", ser.parse);
     }
     this.#serializer = opts.serializer ?? JSON;
+    this.#digests = new SessionDigests((data) => this.#encode(data));
     this.#disableTouch =
       opts.disableTouch === undefined ? false : validate.boolean("options.disableTouch", opts.disableTouch);
   }
@@ -170,7 +157,7 @@ export class RedisSessionStore {
       }
       // The digest is inherited, not data: it is not stored, not compared by deep equality, and session middlewares
       // copy it (for...in) into the session object they later hand to set().
-      const session = Object.create({ [READ_DIGEST]: this.#digest(key, data) }) as SessionData;
+      const session = Object.create({ [READ_DIGEST]: this.#digests.of(key, data) }) as SessionData;
       return Object.assign(session, data) as S;
     });
   }
@@ -190,7 +177,7 @@ export class RedisSessionStore {
         return undefined;
       }
       const read = (session as Record<string, unknown>)[READ_DIGEST];
-      const digest = typeof read === "string" ? this.#digest(key, data) : undefined;
+      const digest = typeof read === "string" ? this.#digests.of(key, data) : undefined;
       if (digest !== undefined && read === digest) {
         if (this.#disableTouch) return undefined;
         // 0: the key is gone since the read (expired meanwhile, evicted, lost in a failover): written below, as a
@@ -262,13 +249,17 @@ export class RedisSessionStore {
 
   /**
    * Deletes every stored session (connect-redis' `clear`), e.g. to log everybody out. Walks the prefix with SCAN
-   * (needs `+scan`) and deletes with DEL; sessions written during the walk may survive it.
+   * (needs `+scan`) and destroys each session as `destroy` does, leaving its tombstone, so a request that read one
+   * before cannot save it back afterwards; sessions created during the walk may survive it.
    */
   clear(callback: StoreCallback): void {
     this.#runAll("clear", callback, async () => {
       await this.#scan(async (keys) => {
-        // One DEL per key: on a Cluster, keys of one SCAN page live in different slots.
-        await Promise.all(keys.map((k) => this.#redis.del(k)));
+        // Destroyed as destroy() does, one script per key (on a Cluster, keys of one SCAN page live in different
+        // slots): a tombstone keeps a request that read the session before from saving it back afterwards.
+        await Promise.all(
+          keys.map((k) => runScript(this.#redis, cacheScripts.sessionDestroy, [k, `${k}:gone`], [this.#tombstoneMs])),
+        );
       });
       return undefined;
     });
@@ -282,16 +273,22 @@ export class RedisSessionStore {
     return key.slice(this.prefix.length + 7, -1);
   }
 
-  /** Calls `page` with each SCAN page of session keys (tombstones excluded), on every master of a Cluster. */
+  /**
+   * Calls `page` with each SCAN page of session keys (tombstones excluded), on every master of a Cluster. A key SCAN
+   * returns again (it may, while Redis resizes its key table) is passed once.
+   */
   async #scan(page: (keys: string[]) => Promise<void>): Promise<void> {
+    const seen = new Set<string>();
     // The prefix cannot hold glob characters (validatePrefix); ids cannot hold braces, so "}" ends the key.
     const match = `${this.prefix}:sess:{*}`;
     const nodes: Redis[] = isCluster(this.#redis) ? (this.#redis as Cluster).nodes("master") : [this.#redis as Redis];
     for (const node of nodes) {
       let cursor = "0";
       do {
-        const [next, keys] = await node.scan(cursor, "MATCH", match, "COUNT", SCAN_COUNT);
+        const [next, found] = await node.scan(cursor, "MATCH", match, "COUNT", SCAN_COUNT);
         cursor = next;
+        const keys = found.filter((k) => !seen.has(k));
+        for (const k of keys) seen.add(k);
         if (keys.length > 0) await page(keys);
       } while (cursor !== "0");
     }
@@ -332,31 +329,6 @@ export class RedisSessionStore {
       throw new CoordisError("ERR_SESSION_DECODE", "a stored session did not decode to an object");
     }
     return data as SessionData;
-  }
-
-  /**
-   * Digest of a session's data as the serializer writes it, with the cookie's expiry left out (rolling sessions move
-   * it on every request; the key's TTL carries it), and of the key it is stored under: the same data read under one
-   * id and saved under another (`regenerate` keeping every field) is a new session to write, not a renewal.
-   * `undefined` when the data cannot be serialized.
-   */
-  #digest(key: string, data: Record<string, unknown>): string | undefined {
-    const cookie = data.cookie;
-    let copy: Record<string, unknown> = data;
-    if (cookie !== null && typeof cookie === "object") {
-      const c =
-        typeof (cookie as { toJSON?: unknown }).toJSON === "function"
-          ? (cookie as { toJSON(): object }).toJSON()
-          : cookie;
-      const { expires: _e, originalExpires: _o, maxAge: _m, _expires: _x, ...rest } = c as Record<string, unknown>;
-      copy = { ...data, cookie: rest };
-    }
-    try {
-      const text = this.#encode(copy);
-      return createHash("sha256").update(`${key.length}:${key}`).update(text).digest("base64");
-    } catch {
-      return undefined;
-    }
   }
 
   /** Remaining lifetime: the `ttlMs` function, else the cookie's `expires`, else `maxAge`/`originalMaxAge`, else `ttlMs`. */

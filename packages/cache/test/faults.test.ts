@@ -1,5 +1,13 @@
-import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
-import { countCommands, type RedisServer, recordObserver, startRedis, testPrefix, waitUntil } from "@coordis/testing";
+import { connect, InvalidArgumentError, type RedisClient, RedisUnavailableError } from "@coordis/core";
+import {
+  countCommands,
+  type RedisServer,
+  recordObserver,
+  startRedis,
+  testPrefix,
+  waitUntil,
+  withDeadline,
+} from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Cache, type CacheOptions, MAX_TAGS } from "../src/index.js";
 import { tiers } from "./helpers.js";
@@ -246,6 +254,27 @@ describe("Cache on its own server (faults, round trips, input checks)", () => {
     }
     // ...but Redis keeps the delete: a replica without L1 does not read the older value.
     expect(await fresh.get("undone")).toBeUndefined();
+  });
+
+  it("with the circuit open, set, delete and invalidateTag fail at once: nothing is sent, not even the announcement", async () => {
+    const a = await make({ breaker: { failures: 1, cooldownMs: 60_000 } }, 1_000);
+    await a.set("before", 1);
+    server.pause();
+    try {
+      await expect(a.set("opens", 1)).rejects.toBeInstanceOf(RedisUnavailableError);
+      expect(a.stats().circuit).toBe("open");
+      // Well under the 1 s command timeout each would wait for (the announcement goes through pub/sub).
+      const calls: Array<[string, () => Promise<unknown>]> = [
+        ["set", () => a.set("x", 2)],
+        ["delete", () => a.delete("x")],
+        ["invalidateTag", () => a.invalidateTag("t")],
+      ];
+      for (const [what, call] of calls) {
+        await expect(withDeadline(call(), 500, what), what).rejects.toBeInstanceOf(RedisUnavailableError);
+      }
+    } finally {
+      server.resume();
+    }
   });
 
   it("Redis killed: getOrSet answers via the loader, the breaker limits Redis calls, recovery after restart", async () => {

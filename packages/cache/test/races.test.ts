@@ -171,6 +171,53 @@ describe("Cache replicas racing on one key", () => {
       );
     }
   });
+  it("the replica that changes a key does not keep serving what one of its reads in flight found before the change", async () => {
+    const [a, b] = (await replicas(2, { l1: { ttlMs: 60_000 } })) as [Cache, Cache];
+    // What Redis holds: a replica of the same namespace without L1.
+    const truth = new Cache(client(), { namespace: a.namespace, prefix, ttlMs: 60_000, l1: false });
+    caches.push(truth);
+    for (let i = 0; i < 10; i++) {
+      const k = `in-flight-${i}`;
+      await b.set(k, "old", { tags: ["t"] });
+      // A tagged set reads the tag's version first: A's read below goes out before the write and is answered with
+      // the old value, its tag check after the write's answer.
+      const changed = a.set(k, "new", { tags: ["t"] });
+      await new Promise((resolve) => setImmediate(resolve));
+      await Promise.all([changed, a.get(k)]);
+      expect(await a.get(k), `round ${i}`).toBe("new");
+    }
+    // Two changes of one key at once on one replica: its L1 ends with what Redis ends with.
+    for (let i = 0; i < 5; i++) {
+      const k = `two-sets-${i}`;
+      await Promise.all([a.set(k, "with-tag", { tags: ["t"] }), a.set(k, "no-tag")]);
+      expect(await a.get(k), `round ${i}`).toBe(await truth.get(k));
+    }
+  });
+
+  it("clear(): reads during its walk leave nothing behind in the replica's L1", async () => {
+    // clear() walks the keys with SCAN, outside the least-privilege rules.
+    const admin = connect(inject("coordisAdminRedisUrl"));
+    clients.push(admin);
+    const a = new Cache(admin, { namespace: `races-clear${++ns}`, prefix, ttlMs: 60_000, l1: { ttlMs: 60_000 } });
+    caches.push(a);
+    const keys = Array.from({ length: 300 }, (_, i) => `clear-${i}`);
+    for (const k of keys) await a.set(k, k);
+    await a.clear(); // L1 empty: every read below goes to Redis
+    for (const k of keys) await a.set(k, k);
+    const cleared = a.clear();
+    let reading = true;
+    const readers = (async () => {
+      while (reading) {
+        await Promise.all(keys.slice(0, 50).map((k) => a.get(k)));
+        await new Promise((resolve) => setImmediate(resolve)); // L1 hits answer without I/O: let the walk go on
+      }
+    })();
+    await cleared;
+    reading = false;
+    await readers;
+    const left = (await Promise.all(keys.map((k) => a.get(k)))).filter((v) => v !== undefined);
+    expect(left).toEqual([]);
+  });
 });
 
 describe("Cache with lock.waitMs 0 (callers never wait for another replica's load)", () => {

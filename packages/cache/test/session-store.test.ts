@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { connect, InvalidArgumentError, type RedisClient, ScriptError } from "@coordis/core";
 import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -99,6 +100,37 @@ describe("RedisSessionStore", () => {
     await Promise.all(saves);
     expect(await s.get("race")).toBeNull();
     expect(await redis.exists(`${prefix}:sess:{race}`)).toBe(0);
+  });
+
+  it("clear() logs everybody out for good: a request that read a session before saves nothing after", async () => {
+    // clear() walks the prefix with SCAN, an ACL extra the least-privilege user lacks.
+    const admin = server.adminClient();
+    const p = `${prefix}-clear`;
+    const s = sessionApi(new RedisSessionStore(admin, { prefix: p }));
+    await s.set("c1", { user: "ada", cookie: { maxAge: 60_000 } });
+    const read = (await s.get("c1")) as SessionData;
+    await new Promise<void>((resolve, reject) =>
+      new RedisSessionStore(admin, { prefix: p }).clear((err) => (err ? reject(err) : resolve())),
+    );
+    await s.set("c1", read); // unchanged: would only have renewed the expiry, or written it again once gone
+    await s.set("c1", { ...read, n: 1 }); // changed
+    expect(await s.get("c1")).toBeNull();
+  });
+
+  it("a serializer that writes one session two ways (random IV): a slow unchanged save keeps another's change", async () => {
+    const serializer = {
+      stringify: (o: unknown) =>
+        `${randomBytes(6).toString("hex")}.${Buffer.from(JSON.stringify(o)).toString("base64")}`,
+      parse: (text: string) => JSON.parse(Buffer.from(text.split(".")[1] as string, "base64").toString()),
+    };
+    const s = sessionApi(new RedisSessionStore(redis, { prefix, serializer }));
+    await s.set("enc", { cart: 0, cookie: { maxAge: 60_000 } });
+    const slow = (await s.get("enc")) as SessionData & { cart: number };
+    const fast = (await s.get("enc")) as SessionData & { cart: number };
+    fast.cart = 5;
+    await s.set("enc", fast);
+    await s.set("enc", slow); // read before the change, saved unchanged after it
+    expect(await s.get("enc")).toMatchObject({ cart: 5 });
   });
 
   it("bad input reaches the callback as InvalidArgumentError, before any command", async () => {
