@@ -54,9 +54,10 @@ function check(value: unknown, path: string, seen: Set<object>): void {
 
 /**
  * The JSON codec: accepts strings, finite numbers, booleans, null, plain objects and arrays of those, and Dates
- * (which come back as ISO-8601 strings, as with any JSON API). Rejects everything JSON would change or drop: BigInt,
+ * (which come back as ISO-8601 strings, as with any JSON API). Rejects the values JSON would change or drop: BigInt,
  * functions, symbols, `undefined` (at the top level or in arrays), NaN/Infinity, class instances such as Map/Set,
- * and cycles.
+ * and cycles. What it does not look for, as JSON: `-0` comes back as `0`, and only own enumerable string-keyed
+ * properties are kept (symbol-keyed or non-enumerable properties, and properties added to an array, are not stored).
  */
 export const jsonCodec: TextCodec = Object.freeze({
   encode(value: unknown): string {
