@@ -202,6 +202,8 @@ local function rl_fast(key, cost, now, argv, i, time)
         span = span + q - p + 1
         e, a = e + 0, a + 0 -- b and c are converted where they are used
         if e > was then was = e end
+        -- Expired (another rule's entry kept the key alive): its state is gone, whatever the rule now.
+        if e <= now then e, a, b, c = nil, nil, nil, nil end
       else
         e, a, b, c = nil, nil, nil, nil
       end

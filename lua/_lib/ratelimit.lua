@@ -70,6 +70,8 @@ local function rl_load(r, stored, now)
     end
     a, b = tonumber(x), tonumber(y)
     r.exp, r.raw = tonumber(e) or 0, raw
+    -- Expired (another entry, or another limiter's, kept the key alive): the state is gone, whatever the rule now.
+    if r.exp <= now then a, b, c = nil, nil, nil end
   else
     r.exp, r.raw = 0, false
   end

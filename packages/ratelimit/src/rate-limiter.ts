@@ -141,6 +141,7 @@ export class RateLimiter {
         return Promise.reject(err); // as an async function would: a promise, never a throw
       }
     }
+    if (this.#downUntil !== 0) this.#probe(stateKey);
     return this.#submit(stateKey, cost).then(
       (reply) => this.#decided("consume", key, started, stateKey, reply),
       (err: unknown) => this.#failed("consume", key, started, stateKey, cost, err),
@@ -177,7 +178,8 @@ export class RateLimiter {
     if (cached !== undefined) return this.#report("consume", key, started, cached);
     const issued = denyCache.stamp();
     const decision = await this.#run("consume", key, started, stateKey, cost);
-    if (!decision.allowed) denyCache.remember(key, cost, decision, issued);
+    // Counted from when the call was issued (Redis decided later): the local answer never outlasts Redis' instant.
+    if (!decision.allowed) denyCache.remember(key, cost, decision, issued, started);
     return decision;
   }
 
@@ -244,6 +246,7 @@ export class RateLimiter {
     if (this.#policy !== "throw" && now < this.#downUntil && this.#down(stateKey, now)) {
       return this.#report(op, key, started, this.#local(op, key, cost));
     }
+    if (this.#downUntil !== 0) this.#probe(stateKey);
     let reply: ScriptReply;
     try {
       reply = await (op === "consume"
@@ -273,6 +276,12 @@ export class RateLimiter {
     err: unknown,
   ): Decision {
     if (!(err instanceof RedisUnavailableError) || this.#policy === "throw") {
+      // Redis answered (a refusal is an answer): a probe after an outage is over.
+      if (this.#downNodes === undefined) {
+        if (this.#downUntil === Number.POSITIVE_INFINITY) this.#downUntil = 0;
+      } else if (this.#downNodes.get(this.#nodeOf(stateKey)) === Number.POSITIVE_INFINITY) {
+        this.#downNodes.delete(this.#nodeOf(stateKey));
+      }
       reportOperation(this.#observer, { primitive: "ratelimit", op, name: key }, started, "error", err);
       throw err;
     }
@@ -314,6 +323,24 @@ export class RateLimiter {
             { ok: false, error: toCoordisError(new Error(String(call)), ratelimitScripts.consume.name) };
     }
     return out;
+  }
+
+  /**
+   * A call going to Redis once the pause after a failure is over (the policy is not "throw"): it probes whether Redis
+   * is back. Until its answer, other calls keep to the policy instead of each waiting for a command timeout while
+   * Redis is still down (one timeout per pause, not one per call).
+   */
+  #probe(stateKey: string): void {
+    if (this.#policy === "throw") return;
+    const nodes = this.#downNodes;
+    if (nodes === undefined) {
+      this.#downUntil = Number.POSITIVE_INFINITY;
+      return;
+    }
+    const node = this.#nodeOf(stateKey);
+    if (!nodes.has(node)) return;
+    nodes.set(node, Number.POSITIVE_INFINITY);
+    this.#downUntil = Number.POSITIVE_INFINITY;
   }
 
   /** Whether the policy decides for `stateKey` at `now` without trying Redis (after #downUntil was checked). */

@@ -1,6 +1,7 @@
+import { connect } from "@coordis/core";
 import { RateLimiter } from "@coordis/ratelimit";
-import { testPrefix, waitUntil } from "@coordis/testing";
-import { describe, expect, it, vi } from "vitest";
+import { startProxy, testPrefix, waitUntil } from "@coordis/testing";
+import { describe, expect, inject, it, vi } from "vitest";
 import { sharedClients } from "./fixtures/clients.js";
 
 const prefix = testPrefix();
@@ -37,6 +38,30 @@ describe("deny cache: a local answer names the same instants as Redis' answer", 
     // the token bucket refills meanwhile: its resetMs moves by the same time
     expect(ct?.resetMs).toBe((t?.resetMs ?? 0) - (first.retryAfterMs - cached.retryAfterMs));
     expect(f?.resetMs).toBe(first.resetMs);
+  });
+
+  it("a slow reply does not keep a key rejected locally past Redis' instant", async () => {
+    const proxy = await startProxy({ target: inject("coordisRedisUrl") });
+    const slow = connect(proxy.url, { commandTimeoutMs: 5_000 });
+    try {
+      const key = freshKey();
+      const rl = new RateLimiter(slow, { rules: [{ name: "s", limit: 1, windowMs: 1_000 }], prefix, denyCache: true });
+      await rl.consume(key);
+      proxy.setLatency(300); // each way: a reply arrives 300 ms after Redis decided
+      expect(await rl.consume(key)).toMatchObject({ allowed: false, reason: "redis" });
+      // The window's end on Redis' clock, from the stored entry "s|fw=<expAtMs>:...".
+      const stored = String(await clients.admin.get(`${prefix}:rl:{${key}}`));
+      const expAt = Number(/=(\d+):/.exec(stored)?.[1]);
+      const serverNow = async () => {
+        const [sec, usec] = (await clients.admin.time()) as [string | number, string | number];
+        return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+      };
+      await waitUntil("Redis' clock to pass the window's end", async () => (await serverNow()) > expAt + 20, 5_000);
+      expect((await rl.consume(key)).reason).not.toBe("deny-cache");
+    } finally {
+      slow.disconnect();
+      await proxy.close();
+    }
   });
 
   it("a wall clock stepped back (NTP) does not keep a key rejected locally past retryAfterMs", async () => {

@@ -83,6 +83,42 @@ describe("after an outage, Redis decides again", () => {
     },
   );
 
+  it.each([false, true])(
+    "batch %s: after redisRetryMs, one call probes Redis; the others keep to the policy instead of each waiting for the timeout",
+    async (batch) => {
+      const slowClient = connect(proxy.url, { commandTimeoutMs: 1_000 });
+      slowClient.on("error", () => {});
+      await slowClient.ping();
+      const rl = new RateLimiter(slowClient, {
+        rules: [{ name: "p", limit: 1_000, windowMs: 60_000 }],
+        prefix,
+        onRedisError: "fail-open",
+        redisRetryMs: 200,
+        batch,
+      });
+      try {
+        expect(await rl.consume("probe")).toMatchObject({ allowed: true, reason: "redis" });
+        proxy.blackhole();
+        const failedAt = performance.now();
+        expect(await rl.consume("probe")).toMatchObject({ allowed: true, reason: "fail-open" }); // waited 1 s
+        await waitUntil("the pause after the failure to end", () => performance.now() > failedAt + 1_300, 5_000);
+        const latencies = await Promise.all(
+          Array.from({ length: 20 }, async () => {
+            const t0 = performance.now();
+            const d = await rl.consume("probe");
+            expect(d).toMatchObject({ allowed: true, reason: "fail-open" });
+            return performance.now() - t0;
+          }),
+        );
+        // One call waits for the command timeout (1 s); the others answer at once.
+        expect(latencies.filter((ms) => ms > 500)).toHaveLength(1);
+      } finally {
+        proxy.heal();
+        slowClient.disconnect();
+      }
+    },
+  );
+
   it("memory fallback: peek and refund read and change the fallback's state, as consume does", async () => {
     const rl = new RateLimiter(client, {
       rules: [{ name: "m", limit: 2, windowMs: 60_000 }],

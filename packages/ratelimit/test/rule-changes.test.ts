@@ -37,6 +37,44 @@ describe("rate limits: rule changes, limiters sharing a key, deny cache, exact a
       expect((await after.peek(key)).retryAfterMs).toBeGreaterThan(50_000);
     });
 
+    it("an entry that expired under the old rules before any call under the new ones is gone, also while another rule's entry keeps the key", async () => {
+      const serverNow = async () => {
+        const [sec, usec] = (await clients.admin.time()) as [string | number, string | number];
+        return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+      };
+      const daily = { name: "daily", limit: 100, windowMs: 60_000 };
+      const cases: Array<[string, Rule, Rule, number]> = [
+        [
+          "fixed window 5/300 ms -> 5/60 s",
+          { name: "w", limit: 5, windowMs: 300 },
+          { name: "w", limit: 5, windowMs: 60_000 },
+          5,
+        ],
+        [
+          "token bucket 5/2 s -> 5/h",
+          { name: "b", limit: 5, windowMs: 2_000, algorithm: "token-bucket" },
+          { name: "b", limit: 5, windowMs: 3_600_000, algorithm: "token-bucket" },
+          5,
+        ],
+      ];
+      for (const [what, old, changed, calls] of cases) {
+        for (const batch of [false, true]) {
+          const key = freshKey();
+          const before = limiter([old, daily]);
+          const after = limiter([changed, daily], { batch });
+          expect(await admitted(before, key, calls), what).toBe(calls);
+          // The old rule's entry, "<name>|<alg>=<expAtMs>:...": wait on Redis' clock until that instant has passed.
+          const stored = String(await clients.admin.get(`${prefix}:rl:{${key}}`));
+          const expAt = Number(new RegExp(`${old.name}\\|[a-z]+=(\\d+):`).exec(stored)?.[1]);
+          expect(expAt, stored).toBeGreaterThan(0);
+          await waitUntil(`Redis' clock to pass ${expAt}`, async () => (await serverNow()) > expAt, 10_000);
+          const d = await after.consume(key);
+          expect(d.allowed, `${what}, batch ${batch}`).toBe(true);
+          expect(d.rules.find((r) => r.name === old.name)?.remaining, `${what}, batch ${batch}`).toBe(calls - 1);
+        }
+      }
+    });
+
     it("token bucket 5/2 s -> 5/h: the empty bucket stays empty", async () => {
       // 5 per 2 s refills a token every 400 ms: the calls below must not see one refilled on a loaded machine (with
       // 5/300 ms, one every 60 ms, they sometimes did).

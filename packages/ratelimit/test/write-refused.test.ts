@@ -39,3 +39,33 @@ describe("a Redis that refuses writes", () => {
     }
   });
 });
+
+/** A Redis out of memory (`maxmemory` reached, `noeviction`): it refuses writes with OOM, and the policy decides. */
+describe("a Redis out of memory", () => {
+  let server: RedisServer;
+  let redis: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis({ config: { maxmemory: "1", "maxmemory-policy": "noeviction" } });
+    redis = server.client();
+    await redis.ping();
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await server.stop();
+  });
+
+  it.each([
+    ["unbatched", false],
+    ["batched", true],
+  ] as const)("%s: fail-open admits every caller, the memory fallback limits locally", async (_, batch) => {
+    const rules = [{ name: "r", limit: 5, windowMs: 60_000 }];
+    const open = new RateLimiter(redis, { rules, prefix, batch, onRedisError: "fail-open" });
+    const decisions = await Promise.all(Array.from({ length: 20 }, (_, i) => open.consume(`k${i % 3}`)));
+    for (const d of decisions) expect(d).toMatchObject({ allowed: true, reason: "fail-open" });
+    const memory = new RateLimiter(redis, { rules, prefix, batch, onRedisError: { fallback: "memory" } });
+    const local = [];
+    for (let i = 0; i < 7; i++) local.push(await memory.consume("m"));
+    expect(local.map((d) => d.allowed)).toEqual([true, true, true, true, true, false, false]);
+    expect(local.every((d) => d.reason === "fallback")).toBe(true);
+  });
+});
