@@ -60,8 +60,14 @@ export function parseSpec(argument: string, raw: unknown): ParsedSpec {
   onlyKeys(argument, o, ["cron", "tz"]);
   const cron = validate.string(`${argument}.cron`, o.cron, { maxBytes: 256 });
   const tz = o.tz === undefined ? undefined : validate.string(`${argument}.tz`, o.tz, { maxBytes: 64 });
+  // 5 fields (minute first) or 6 (seconds first), or a nickname (@daily...): croner alone would take 7 (a year).
+  const fields = cron.trim().split(/\s+/).length;
+  if (!cron.trim().startsWith("@") && fields !== 5 && fields !== 6) {
+    throw new InvalidArgumentError(`${argument}.cron`, `expected 5 or 6 fields, got ${fields}`);
+  }
   try {
-    new Cron(cron, { timezone: tz, paused: true }).stop();
+    // Paused and without a function, the Cron object schedules nothing (stop() would also end its nextRun()).
+    new Cron(cron, { timezone: tz, paused: true });
   } catch (err) {
     const which = tz !== undefined && /time ?zone/i.test(String(err)) ? "tz" : "cron";
     throw new InvalidArgumentError(`${argument}.${which}`, err instanceof Error ? err.message : String(err));
@@ -88,8 +94,8 @@ export function nextRunAfter(spec: ParsedSpec, afterMs: number): number | null {
   const key = `${spec.tz ?? ""}\n${spec.cron}`;
   let cron = crons.get(key);
   if (cron === undefined) {
+    // Paused and without a function it schedules nothing; stop() would make every nextRun() answer null.
     cron = new Cron(spec.cron, { timezone: spec.tz, paused: true });
-    cron.stop();
     if (crons.size >= 1_000) crons.clear();
     crons.set(key, cron);
   }

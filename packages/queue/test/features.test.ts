@@ -105,6 +105,31 @@ describe("queue features on the shared server", () => {
     expect(gaps.filter((g) => g === 1_000).length).toBeGreaterThanOrEqual(gaps.length - 1);
   }, 60_000);
 
+  it("a cron schedule fires (with and without a time zone), one job per run", async () => {
+    for (const [label, spec] of [
+      ["cron", { cron: "* * * * * *" }],
+      ["cron-tz", { cron: "* * * * * *", tz: "Europe/Paris" }],
+    ] as const) {
+      const q = queue<string>(label);
+      const runs: string[] = [];
+      worker<string, void>(
+        label,
+        async (job) => {
+          runs.push(job.id);
+        },
+        { schedules: true },
+      );
+      expect(await q.schedule("every-second", spec, "payload")).toBe(true);
+      await waitUntil(`${label}: two runs`, () => runs.length >= 2, 10_000);
+      expect(await q.unschedule("every-second")).toBe(true);
+      expect(new Set(runs).size).toBe(runs.length);
+    }
+    // The README's "5 or 6 fields": croner alone would take a seventh (a year).
+    await expect(queue<string>("cron").schedule("year", { cron: "0 0 0 1 1 * 2099" }, "x")).rejects.toMatchObject({
+      argument: "spec.cron",
+    });
+  }, 30_000);
+
   it("results are kept resultTtlMs; retention keeps at most `completed` finished jobs", async () => {
     const q = queue<number, number>("ttl");
     worker<number, number>("ttl", async (job) => job.data * 10, { retention: { completed: 3 }, concurrency: 1 });
