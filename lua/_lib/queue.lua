@@ -77,10 +77,9 @@ end
 -- of higher priorities through the ready stream). Entries of jobs cancelled while they waited (cancel leaves them) are
 -- dropped on the way: handing the slot to one of them would leave the jobs behind it waiting for a release that
 -- never comes.
-local function q_group_release(K, group)
-  if group == '' then return end
-  local field = 'c:' .. group
-  if redis.call('HINCRBY', K.groups, field, -1) <= 0 then redis.call('HDEL', K.groups, field) end
+-- The oldest job waiting for a slot of `group` goes back where jobs of its priority wait (see q_group_release); the
+-- caller knows a slot is free. Entries of jobs that no longer wait (cancelled) are dropped on the way.
+local function q_group_wake(K, group)
   while true do
     local first = redis.call('ZRANGE', K.gwait, '[' .. group .. '\0', '[' .. group .. '\1', 'BYLEX', 'LIMIT', 0, 1)[1]
     if not first then return end
@@ -102,6 +101,13 @@ local function q_group_release(K, group)
       end
     end
   end
+end
+
+local function q_group_release(K, group)
+  if group == '' then return end
+  local field = 'c:' .. group
+  if redis.call('HINCRBY', K.groups, field, -1) <= 0 then redis.call('HDEL', K.groups, field) end
+  q_group_wake(K, group)
 end
 
 -- Removes up to 200 entries of a retention zset (done, cancelled: scored by expiry; dead: by time of death) whose

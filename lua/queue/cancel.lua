@@ -29,13 +29,18 @@ local rec = cmsgpack.unpack(raw)
 -- Finished already (a result field marks a completed job: lua/_lib/queue.lua).
 if rec[Q_STATE] ~= 'w' or redis.call('HEXISTS', K.jobs, 'r:' .. id) == 1 then return 0 end
 local now = now_ms()
-if redis.call('HEXISTS', K.active, id) == 1 then q_deactivate(K, id, rec) end
+local running = redis.call('HEXISTS', K.active, id) == 1
+if running then q_deactivate(K, id, rec) end
 redis.call('ZREM', K.delayed, rec[Q_PRIO] .. id)
 redis.call('ZREM', K.prio, id)
 -- A ready-stream or gwait entry of the job stays until a fetch drops it (it reads the state).
 rec[Q_STATE] = 'x'
 rec[Q_FINISHED] = now
 redis.call('HSET', K.jobs, 'j:' .. id, cmsgpack.pack(rec))
+-- A waiting job of a group that runs nothing: it may be the one a release handed the group's free slot to (moved out
+-- of gwait), and nothing running would hand it on: the group's next waiter gets it.
+local g = rec[Q_GROUP]
+if not running and g ~= '' and (tonumber(redis.call('HGET', K.groups, 'c:' .. g)) or 0) <= 0 then q_group_wake(K, g) end
 redis.call('ZADD', K.cancelled, now + rec[Q_TTL], id)
 q_trim(K, K.cancelled, now, tonumber(ARGV[2]))
 q_publish(ARGV[3], ARGV[4], { 'x ' .. id })

@@ -103,6 +103,7 @@ if not paused then
 end
 
 local picked, recs, parked, rated = {}, {}, 0, 0
+local woken = false -- a group's waiter put back by this call: the worker looks again at once
 if #cands > 0 then
   local fields = {}
   for i, id in ipairs(cands) do fields[2 * i - 1], fields[2 * i] = 'j:' .. id, 'r:' .. id end
@@ -140,6 +141,14 @@ if #cands > 0 then
         if go then
           picked[#picked + 1] = id
           recs[#picked] = rec
+        end
+      elseif glimit > 0 and rec[Q_GROUP] ~= '' then
+        -- The dropped entry of a grouped job (cancelled after a release had handed it the group's free slot): while
+        -- the group runs fewer than its limit, its next waiter goes where it can be fetched.
+        local g = rec[Q_GROUP]
+        if tonumber(redis.call('HGET', K.groups, 'c:' .. g) or '0') < glimit then
+          q_group_wake(K, g)
+          woken = true
         end
       end
     end
@@ -194,6 +203,8 @@ if n < want then
   -- back by a rate limit do not count: they come back when the limit admits them, and reading a backlog of them again
   -- at once would cycle it through the delayed set on every window.
   if #cands >= want and #cands - n - rated > 0 then next = 0 end
+  -- A waiter woken here is in the ready stream before its last id, which a blocking read would wait past.
+  if woken then next = 0 end
   out[3] = next
   for i, key in ipairs({ K.ready, K.wake }) do
     local ok, info = pcall(redis.call, 'XINFO', 'STREAM', key)
