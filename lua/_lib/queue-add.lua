@@ -23,7 +23,8 @@ end
 
 -- Whether the job `id` whose record is `raw` finished (completed or cancelled) and outlived its resultTtlMs: such a
 -- job reads as gone (lua/queue/get.lua) even before a trim removes it, so its id is free. Its fields and its entry of
--- the done or cancelled zset are removed (a later trim must not remove the job created under the same id). `ended`:
+-- the done or cancelled zset are removed (a later trim must not remove the job created under the same id), and the
+-- field "s:<id>" records when the id was freed (see below). `ended`:
 -- { done, cancelled } keys. Only reached when HSETNX found the id taken (a duplicate): no cost for a new job.
 local function qa_free_expired(jobs, ended, id, raw, clock)
   local st = cmsgpack.unpack(raw)[1]
@@ -40,6 +41,9 @@ local function qa_free_expired(jobs, ended, id, raw, clock)
   if expiry and tonumber(expiry) > clock.now then return false end
   redis.call('ZREM', set, id)
   redis.call('HDEL', jobs, 'j:' .. id, 'r:' .. id, 'e:' .. id, 'p:' .. id)
+  -- Entries the earlier job left (a cancelled job's ready-stream or group-wait entry) are older than this instant:
+  -- fetch.lua and q_group_wake skip them, so they cannot start the new job early (before its delay, its priority).
+  redis.call('HSET', jobs, 's:' .. id, string.format('%d', clock.now))
   return true
 end
 

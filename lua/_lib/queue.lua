@@ -2,7 +2,7 @@
 -- order (q_keys below); a job is a few fields of the partition's jobs hash, never a key of its own, so every key a
 -- script touches is declared in KEYS.
 --   jobs hash: "j:<id>" the record (cmsgpack array, see Q_* indices), "r:<id>" result, "e:<id>" last error,
---              "p:<id>" progress. A completion writes the result field only: a record in state 'w' with a result
+--              "p:<id>" progress, "s:<id>" when the id was freed and created again (queue-add.lua). A completion writes the result field only: a record in state 'w' with a result
 --              field is a completed job (its attempts count the successful one once more, it finished at its done
 --              expiry minus its resultTtlMs); records in state 'c' were written by earlier versions
 --   ready stream: entries "i <id>" of priority-0 jobs, read by the consumer group "q" (read with NOACK and trimmed by
@@ -88,7 +88,9 @@ local function q_group_wake(K, group)
     local raw = redis.call('HGET', K.jobs, 'j:' .. id)
     if raw then
       local rec = cmsgpack.unpack(raw)
-      if rec[Q_STATE] == 'w' then
+      -- An entry parked before its id was freed and created again belongs to the earlier job (queue-add.lua).
+      local freed = rec[Q_STATE] == 'w' and redis.call('HGET', K.jobs, 's:' .. id)
+      if rec[Q_STATE] == 'w' and not (freed and tonumber(string.sub(at, 1, 15)) < tonumber(freed)) then
         local prio = rec[Q_PRIO]
         if prio == 0 then
           redis.call('XADD', K.ready, '*', 'i', id)
@@ -128,7 +130,9 @@ local function q_trim(K, set, upTo, maxCount)
   redis.call('ZREM', set, unpack(gone))
   local fields = {}
   for i, id in ipairs(gone) do
-    fields[4 * i - 3], fields[4 * i - 2], fields[4 * i - 1], fields[4 * i] = 'j:' .. id, 'r:' .. id, 'e:' .. id, 'p:' .. id
+    local f = 5 * i
+    fields[f - 4], fields[f - 3], fields[f - 2], fields[f - 1], fields[f] =
+      'j:' .. id, 'r:' .. id, 'e:' .. id, 'p:' .. id, 's:' .. id
   end
   redis.call('HDEL', K.jobs, unpack(fields))
 end

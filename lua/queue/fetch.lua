@@ -76,7 +76,7 @@ end
 q_publish(ARGV[8], ARGV[9], lines)
 
 local paused = redis.call('HGET', K.meta, 'paused') == '1'
-local cands = {}
+local cands, cids = {}, {} -- candidate jobs; the ready-stream entry each came from (none for the prio zset)
 if not paused then
   -- NOACK: nothing enters the group's pending list (this script is the whole delivery; the leases zset records it).
   local ok, res = pcall(redis.call, 'XREADGROUP', 'GROUP', 'q', 'q', 'COUNT', want, 'NOACK', 'STREAMS', K.ready, '>')
@@ -87,7 +87,7 @@ if not paused then
   end
   if res then
     local entries = res[1][2]
-    for i, e in ipairs(entries) do cands[i] = e[2][2] end
+    for i, e in ipairs(entries) do cands[i], cids[i] = e[2][2], e[1] end
     local last = entries[#entries]
     if last then
       -- The group reads in id order, so every entry up to the last one read has been read: trim them (whole stream
@@ -106,7 +106,7 @@ local picked, recs, parked, rated = {}, {}, 0, 0
 local woken = false -- a group's waiter put back by this call: the worker looks again at once
 if #cands > 0 then
   local fields = {}
-  for i, id in ipairs(cands) do fields[2 * i - 1], fields[2 * i] = 'j:' .. id, 'r:' .. id end
+  for i, id in ipairs(cands) do fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = 'j:' .. id, 'r:' .. id, 's:' .. id end
   local raws = redis.call('HMGET', K.jobs, unpack(fields))
   -- A job cancelled while it waited leaves its ready entry behind; once retention dropped it, the same id added again
   -- has a second entry. Each id is taken once per fetch and never while it runs (a second delivery would take a
@@ -114,12 +114,14 @@ if #cands > 0 then
   local running = redis.call('HMGET', K.active, unpack(cands))
   local seen = {}
   for i, id in ipairs(cands) do
-    local raw = raws[2 * i - 1]
+    local raw, freed = raws[3 * i - 2], raws[3 * i]
+    -- An entry from before the id was freed and created again is the earlier job's (queue-add.lua): skipped.
+    if freed and cids[i] and tonumber(string.match(cids[i], '^%d+')) < tonumber(freed) then raw = nil end
     if raw and not running[i] and not seen[id] then
       seen[id] = true
       local rec = cmsgpack.unpack(raw)
       -- Anything but 'w' was cancelled while it waited, and a result field means completed: dropped here.
-      if rec[Q_STATE] == 'w' and not raws[2 * i] then
+      if rec[Q_STATE] == 'w' and not raws[3 * i - 1] then
         local g = rec[Q_GROUP]
         local go = true
         if g ~= '' then

@@ -66,6 +66,24 @@ describe("an id whose finished job outlived its resultTtlMs", () => {
     expect(runs.sort()).toEqual(["a:a-new", "b:b-new"]);
   });
 
+  it("an id added again after its cancelled job expired: the earlier job's entry does not start it early", async () => {
+    const name = "readd-no-early";
+    const q = queue<string, string>(name);
+    // Cancelled while waiting in the ready stream (no worker yet): its entry stays there until a fetch drops it.
+    await q.add("old", { id: "x", resultTtlMs: 1 });
+    expect(await q.cancel("x")).toBe(true);
+    await waitUntil("the cancelled job to expire", async () => (await q.get("x")) === null, 5_000);
+    const added = Date.now();
+    expect(await q.add("new", { id: "x", delayMs: 1_500 })).toEqual({ id: "x", duplicate: false });
+    let startedAt = 0;
+    worker<string, string>(name, async (job) => {
+      startedAt = Date.now();
+      return job.data;
+    });
+    expect(await q.result("x", { timeoutMs: 10_000 })).toBe("new");
+    expect(startedAt - added).toBeGreaterThanOrEqual(1_400); // its delay, not at once through the old entry
+  });
+
   it("a completed job within its resultTtlMs, and a dead job, stay duplicates", async () => {
     const name = "still-kept";
     const q = queue<string, string>(name);
