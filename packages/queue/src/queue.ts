@@ -121,7 +121,8 @@ export class Queue<T = unknown, R = unknown> {
   }
 
   /**
-   * Adds many jobs in one round trip: one script call per partition (and per 1,000 jobs), sent together. Every item is
+   * Adds many jobs in one round trip: one script call per partition (and per 1,000 jobs), sent together, after the
+   * `add()` calls made before it (their micro-batch is sent first). Every item is
    * validated before anything is sent.
    * @returns one result per item, in order
    * @throws InvalidArgumentError for a bad item (naming `items[i]...`) or more than 10,000 items
@@ -140,7 +141,10 @@ export class Queue<T = unknown, R = unknown> {
     });
     let out: AddResult[];
     try {
-      await this.#q.gate.ready();
+      const gate = this.#q.gate.ready();
+      if (gate !== undefined) await gate;
+      // After the adds already queued (micro-batched) by this Queue: one producer's jobs keep their order.
+      this.#batcher?.flush();
       out = await sendAddsAll(this.#q, prepared);
     } catch (err) {
       const error = toCoordisError(err);

@@ -30,4 +30,18 @@ describe("FIFO within a priority, for jobs enqueued in the same millisecond", ()
     await q.add("first", { priority: 1 });
     expect(await runOrder(name, 61)).toEqual(["first", ...batch, ...singles]);
   });
+
+  it("one producer's add, addMany and add of one turn run in that order", async () => {
+    for (const priority of [0, 4]) {
+      const name = `mixed-${priority}`;
+      const q = queue<string>(name);
+      await q.add("warm-up", { priority }); // the queue's first use (its partition check) is behind it
+      await Promise.all([
+        q.add("first", { priority }),
+        q.addMany([{ data: "second", opts: { priority } }]),
+        q.add("third", { priority }),
+      ]);
+      expect(await runOrder(name, 4)).toEqual(["warm-up", "first", "second", "third"]);
+    }
+  });
 });
