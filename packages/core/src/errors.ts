@@ -108,11 +108,10 @@ const UNAVAILABLE_PATTERNS = [
  * Redis error replies that mean "not serving right now": only as the reply's leading code. Anywhere else they are
  * text of another error (a script's error naming a key or a board that holds "LOADING" is that script's error).
  * `BUSYGROUP` is not `BUSY`. READONLY (a primary demoted by a failover, until the client finds the new one),
- * NOREPLICAS (fewer replicas than min-replicas-to-write), MISCONF (writes stopped after a failed save) and OOM
- * (maxmemory reached under `noeviction`) refuse a write without running it: retrying elsewhere or later is safe, as for
- * the others.
+ * NOREPLICAS (fewer replicas than min-replicas-to-write) and MISCONF (writes stopped after a failed save) refuse a
+ * write without running it: retrying elsewhere or later is safe, as for the others.
  */
-const UNAVAILABLE_REPLY = /^(?:CLUSTERDOWN|LOADING|MASTERDOWN|TRYAGAIN|BUSY|READONLY|NOREPLICAS|MISCONF|OOM)(?:\s|$)/;
+const UNAVAILABLE_REPLY = /^(?:CLUSTERDOWN|LOADING|MASTERDOWN|TRYAGAIN|BUSY|READONLY|NOREPLICAS|MISCONF)(?:\s|$)/;
 
 /**
  * Error classes that mean "no answer" whatever their text: redis-errors' `AbortError` (what ioredis rejects the

@@ -12,6 +12,7 @@ import {
   reportOperation,
   runScript,
   runScriptDynamic,
+  ScriptError,
   slotOf,
   toCoordisError,
   validate,
@@ -275,6 +276,11 @@ export class RateLimiter {
     cost: number,
     err: unknown,
   ): Decision {
+    // Redis out of memory (maxmemory reached, noeviction) refused the write before any of it happened: for a rate
+    // limit that is Redis unavailable, and the failure policy decides.
+    if (err instanceof ScriptError && err.redisMessage.startsWith("OOM ")) {
+      err = new RedisUnavailableError(`Redis refused the write: ${err.redisMessage}`, { cause: err });
+    }
     if (!(err instanceof RedisUnavailableError) || this.#policy === "throw") {
       // Redis answered (a refusal is an answer): a probe after an outage is over.
       if (this.#downNodes === undefined) {
