@@ -27,6 +27,8 @@ export class Limiters {
   readonly #settings: PluginSettings;
   readonly #observer: CoordisObserver | undefined;
   readonly #bySpec = new Map<string, RuleSetLimiter>();
+  /** Rule sets first made for what a rules function returned (static routes' and bans' do not count). */
+  #dynamicSets = 0;
   /** Rules functions' results -> their limiters, by array identity (the usual constant arrays). */
   readonly #dynamic = new WeakMap<object, RuleSetLimiter>();
   /** `<ban>/<windowMs>` -> the limiter counting a route's 429 answers per key. */
@@ -64,12 +66,13 @@ export class Limiters {
     }
     if (!Array.isArray(rules))
       throw new InvalidArgumentError("rules", `the rules function of ${route} returned no array`);
-    if (!this.#bySpec.has(specOf(rules)) && this.#bySpec.size >= MAX_DYNAMIC_RULE_SETS) {
+    if (!this.#bySpec.has(specOf(rules)) && this.#dynamicSets >= MAX_DYNAMIC_RULE_SETS) {
       throw new InvalidArgumentError(
         "rules",
         `more than ${MAX_DYNAMIC_RULE_SETS} distinct rule sets; reuse constant arrays`,
       );
     }
+    if (!this.#bySpec.has(specOf(rules))) this.#dynamicSets++;
     const pair = this.limiterOf(rules);
     this.#dynamic.set(rules, pair);
     return pair;

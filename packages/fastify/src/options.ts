@@ -203,6 +203,16 @@ export interface PluginSettings {
   readonly closeTimeoutMs: number;
 }
 
+/** The keys of core's `connect()` options. */
+const CONNECT_KEYS = [
+  "commandTimeoutMs",
+  "connectTimeoutMs",
+  "tls",
+  "redisOptions",
+  "clusterOptions",
+  "observer",
+] as const satisfies readonly (keyof ConnectOptions)[];
+
 /** The same InvalidArgumentError under another option path (a limiter's `options.rules[0]` is the route's `...rules[0]`). */
 export function renamed(err: unknown, path: string): unknown {
   if (!(err instanceof InvalidArgumentError)) return err;
@@ -256,6 +266,7 @@ export function parsePluginOptions(raw: unknown): PluginSettings {
   if (opts.redis !== undefined && opts.connectOptions !== undefined) {
     throw new InvalidArgumentError("options.connectOptions", "only used with url (the plugin does not open redis)");
   }
+  if (opts.connectOptions !== undefined) validate.options("options.connectOptions", opts.connectOptions, CONNECT_KEYS);
   if (opts.redis !== undefined) {
     validate.redisClient("options.redis", opts.redis);
     assertSafeClient(opts.redis, "options.redis");
@@ -267,8 +278,22 @@ export function parsePluginOptions(raw: unknown): PluginSettings {
   const metricsOpt = opts.metrics ?? false;
   let metrics: PluginSettings["metrics"];
   if (typeof metricsOpt !== "boolean") {
-    const m = validate.options<{ path: unknown }>("options.metrics", metricsOpt, ["path", "registry"]);
-    if (m.path !== undefined && m.path !== false) validate.string("options.metrics.path", m.path);
+    const m = validate.options<{ path: unknown; registry: unknown }>("options.metrics", metricsOpt, [
+      "path",
+      "registry",
+    ]);
+    if (m.path !== undefined && m.path !== false) {
+      const path = validate.string("options.metrics.path", m.path);
+      if (!path.startsWith("/"))
+        throw new InvalidArgumentError("options.metrics.path", `must start with "/" (got "${path}")`);
+    }
+    const registry = m.registry as { getSingleMetric?: unknown; metrics?: unknown } | null | undefined;
+    if (
+      registry !== undefined &&
+      (registry === null || typeof registry.getSingleMetric !== "function" || typeof registry.metrics !== "function")
+    ) {
+      throw new InvalidArgumentError("options.metrics.registry", "expected a prom-client Registry");
+    }
     metrics = {
       path: metricsOpt.path ?? "/metrics",
       ...(metricsOpt.registry === undefined ? {} : { registry: metricsOpt.registry }),

@@ -1,12 +1,26 @@
-import { type CoordisObserver, combineObservers, connect, noopObserver } from "@coordis/core";
-import { coordisMetrics } from "@coordis/metrics";
+import {
+  assertSafeClient,
+  type CoordisObserver,
+  combineObservers,
+  connect,
+  InvalidArgumentError,
+  noopObserver,
+  type RedisClient,
+} from "@coordis/core";
+import { type CoordisMetrics, coordisMetrics } from "@coordis/metrics";
 import type { FastifyInstance, FastifySchema, RouteOptions } from "fastify";
 import fp from "fastify-plugin";
 import { closeClient } from "./close.js";
 import { type CoordisDecorator, createDecorator } from "./decorator.js";
 import { guardEarlyRoutes } from "./early-routes.js";
 import { Limiters } from "./limiters.js";
-import { type CoordisPluginOptions, type CoordisRouteConfig, parsePluginOptions } from "./options.js";
+import {
+  type CoordisPluginOptions,
+  type CoordisRouteConfig,
+  type PluginSettings,
+  parsePluginOptions,
+  renamed,
+} from "./options.js";
 import { hookFor, rateLimitCheck } from "./request-hook.js";
 import { RouteLimits } from "./route-limit.js";
 
@@ -24,7 +38,7 @@ declare module "fastify" {
 async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOptions): Promise<void> {
   // Everything is validated before anything is opened or sent.
   const settings = parsePluginOptions(options);
-  const { prefix, closeTimeoutMs } = settings;
+  const { closeTimeoutMs } = settings;
   const metrics =
     settings.metrics === undefined
       ? undefined
@@ -37,10 +51,47 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
         ? (observers[0] as CoordisObserver)
         : combineObservers(...observers);
   const owned = settings.redis === undefined;
-  const redis = settings.redis ?? connect(settings.url, { observer, ...settings.connectOptions });
+  let redis: RedisClient;
+  if (settings.redis !== undefined) redis = settings.redis;
+  else {
+    // An observer of connectOptions hears the connection's events too, beside the plugin's (and the metrics').
+    const own = settings.connectOptions?.observer;
+    const connObserver = own === undefined ? observer : combineObservers(observer, own);
+    try {
+      redis = connect(settings.url, { ...settings.connectOptions, observer: connObserver });
+    } catch (err) {
+      // connect() names its own arguments: `url`, `options.<key>`.
+      if (err instanceof InvalidArgumentError && err.argument === "url") throw renamed(err, "options");
+      throw err instanceof InvalidArgumentError ? renamed(err, "options.connectOptions") : err;
+    }
+  }
+  try {
+    await wire(fastify, settings, redis, owned, metrics, observer, observers.length === 0 ? undefined : observer);
+  } catch (err) {
+    // Registration failed after the connection opened (a route clash, an unsafe connectOptions...): nothing will
+    // close it on onClose, so it is closed here.
+    if (owned) await closeClient(redis, closeTimeoutMs);
+    throw err;
+  }
+}
+
+/** Everything after the connection: checks, the decorator, route limits, /metrics and onClose. @throws */
+async function wire(
+  fastify: FastifyInstance,
+  settings: PluginSettings,
+  redis: RedisClient,
+  owned: boolean,
+  metrics: CoordisMetrics | undefined,
+  observer: CoordisObserver,
+  limiterObserver: CoordisObserver | undefined,
+): Promise<void> {
+  const { prefix, closeTimeoutMs } = settings;
+  // The plugin's own client must be as safe as one it would accept from the user (connectOptions.redisOptions may
+  // have undone a setting).
+  if (owned) assertSafeClient(redis, "options.connectOptions");
 
   // Limiters get no observer at all when nobody listens: no event is built per request.
-  const limiters = new Limiters(redis, settings, observers.length === 0 ? undefined : observer);
+  const limiters = new Limiters(redis, settings, limiterObserver);
   const closers: Array<() => unknown> = [];
   const defaults = settings.rateLimit;
   fastify.decorate("coordis", createDecorator({ redis, prefix, observer, metrics, defaults, limiters, closers }));
