@@ -1,4 +1,4 @@
-import { isThenable, RedisUnavailableError } from "@coordis/core";
+import { InvalidArgumentError, isThenable, RedisUnavailableError, validate } from "@coordis/core";
 import type { Decision } from "@coordis/ratelimit";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Limiters, RuleSetLimiter } from "./limiters.js";
@@ -197,7 +197,18 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
           route: limit.id,
           decision,
         });
-        reply.code(status).send(body);
+        const send = (value: unknown): void => {
+          if (value === null || typeof value !== "object") {
+            next(
+              new InvalidArgumentError(
+                "errorResponseBuilder",
+                `the errorResponseBuilder of ${limit.id} returned ${validate.describeValue(value)}; expected an object`,
+              ),
+            );
+          } else reply.code(status).send(value);
+        };
+        if (isThenable(body)) (body as PromiseLike<unknown>).then(send, next);
+        else send(body);
         return;
       }
       if (ban !== undefined) {

@@ -116,4 +116,38 @@ describe("registration of the plugin", () => {
       await app.close();
     }
   });
+
+  it("errorResponseBuilder: an object or a promise of one is the body; anything else is a 500 naming the route", async () => {
+    const app = Fastify();
+    const rules = [{ name: "one", limit: 1, windowMs: 60_000 }];
+    const route = (path: string, errorResponseBuilder: (...args: never[]) => unknown) =>
+      app.get(
+        path,
+        { config: { coordis: { rateLimit: { rules, errorResponseBuilder: errorResponseBuilder as () => object } } } },
+        async () => "ok",
+      );
+    try {
+      await app.register(coordis, { url, prefix: `${prefix}-erb`, rateLimit: { key: () => "k" } });
+      route("/object", () => ({ message: "slow down" }));
+      route("/async", async () => ({ message: "later" }));
+      route("/string", () => "slow down");
+      route("/nothing", () => undefined);
+      await app.ready();
+      const second = async (path: string) => {
+        expect((await app.inject({ method: "GET", url: path })).statusCode).toBe(200);
+        return app.inject({ method: "GET", url: path });
+      };
+      const object = await second("/object");
+      expect([object.statusCode, object.json()]).toEqual([429, { message: "slow down" }]);
+      const later = await second("/async");
+      expect([later.statusCode, later.json()]).toEqual([429, { message: "later" }]);
+      for (const path of ["/string", "/nothing"]) {
+        const res = await second(path);
+        expect(res.statusCode, path).toBe(500);
+        expect(res.body, path).toContain(`GET ${path}`);
+      }
+    } finally {
+      await app.close();
+    }
+  });
 });
