@@ -15,7 +15,11 @@ local cost = ARGV[1]
 if cost == '1' then cost = 1 else cost = cost + 0 end -- the usual cost, without a string conversion
 -- Fast path, a key holding this call's rules' entries only (see lua/_lib/ratelimit-one.lua); everything else, and
 -- whatever the fast path leaves to it, goes the general way.
-local reply = rl_fast(KEYS[1], cost, now, ARGV, 2, t)
+-- The rules, from ARGV[2] on. A limiter's own copy of this script has them written in as constants instead, its
+-- ARGV being the cost alone: packages/ratelimit/src/specialised.ts replaces the next line with a table of the same
+-- values (numbers as numbers), which saves Redis receiving and converting each rule's arguments on every call.
+local rules, ri = ARGV, 2 --@rules
+local reply = rl_fast(KEYS[1], cost, now, rules, ri, t)
 if reply then return reply end
 --@include ratelimit
-return rl_consume(KEYS[1], cost, rl_rules_argv(ARGV, 2), now)
+return rl_consume(KEYS[1], cost, rl_rules_argv(rules, ri), now)

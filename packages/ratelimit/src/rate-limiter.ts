@@ -24,6 +24,7 @@ import { MemoryLimiter } from "./memory-limiter.js";
 import { parseRateLimiterOptions, type RateLimiterOptions, type RedisErrorPolicy } from "./options.js";
 import { type NormalizedRule, rulesArgs, rulesSpec } from "./rules.js";
 import { ratelimitScripts } from "./scripts.generated.js";
+import { type SpecialisedConsume, specialisedConsume } from "./specialised.js";
 
 /** A consume reply string (several rules admitted: "<s>:<us>;..."), as opposed to an error text in a batch reply. */
 const isTimed = (reply: string): boolean => {
@@ -63,6 +64,8 @@ export class RateLimiter {
   readonly #spec: string;
   /** The rules as consume's ARGV after the cost (see rulesArgs). */
   readonly #ruleArgs: readonly string[];
+  /** This rule set's own consume script (its rules as constants), or undefined: the shared one with #ruleArgs. */
+  readonly #ownConsume: SpecialisedConsume | undefined;
   readonly #maxCost: number;
   readonly #observer: CoordisObserver | undefined;
   readonly #policy: RedisErrorPolicy;
@@ -96,6 +99,7 @@ export class RateLimiter {
     this.rules = o.rules;
     this.#spec = rulesSpec(this.rules);
     this.#ruleArgs = rulesArgs(this.rules);
+    this.#ownConsume = specialisedConsume(this.#ruleArgs);
     this.#maxCost = Math.min(...this.rules.map((r) => r.capacity));
     this.#algorithms = new Map(this.rules.map((r) => [r.name, r.algorithm]));
     this.prefix = o.prefix;
@@ -159,6 +163,8 @@ export class RateLimiter {
 
   /** One consume script call (unbatched, or a batch of one). */
   #consumeScript(stateKey: string, cost: number): Promise<ScriptReply> {
+    const own = this.#ownConsume;
+    if (own !== undefined) return runScriptDynamic(this.#redis, own, [stateKey], [cost]);
     return runScriptDynamic<[string], string[], ScriptReply>(
       this.#redis,
       ratelimitScripts.consume,

@@ -1,8 +1,9 @@
-import { type Algorithm, type Rule, ratelimitScripts } from "@coordis/ratelimit";
+import { type Algorithm, type NormalizedRule, type Rule, ratelimitScripts } from "@coordis/ratelimit";
 import { mulberry32, testPrefix } from "@coordis/testing";
 import { describe, expect, it } from "vitest";
 import { type Decision, decisionFromReply } from "../src/decision.js";
 import { normalizeRules, rulesArgs } from "../src/rules.js";
+import { specialiseConsume } from "../src/specialised.js";
 import { sharedClients } from "./fixtures/clients.js";
 import { atTime, previousArgs } from "./fixtures/previous-release.js";
 import { previousScripts } from "./fixtures/previous-scripts.js";
@@ -71,16 +72,31 @@ describe("consume decides and writes exactly as the previous release", () => {
     });
   };
 
-  it("random rule sets, costs and instants: consume", async () => {
+  it("random rule sets, costs and instants: consume, and a limiter's own copy of it (its rules as constants)", async () => {
     const previous = await load(withExpiredEntriesGone(previousScripts.consume.source));
     const consume = await load(ratelimitScripts.consume.source);
+    /** The script with a rule set's constants, loaded once per rule set. */
+    const own = new Map<string, string>();
+    const ownSha = async (rules: readonly NormalizedRule[]) => {
+      const args = rulesArgs(rules);
+      const id = args.join(" ");
+      let sha = own.get(id);
+      if (sha === undefined) {
+        const script = specialiseConsume(args);
+        expect(script, id).toBeDefined();
+        sha = await load((script as { source: string }).source);
+        own.set(id, sha);
+      }
+      return sha;
+    };
     const next = random(20261203);
     const base = await future();
     let strings = 0;
     for (let seq = 0; seq < 120; seq++) {
       const oldKey = key(`diff-${process.pid}-${seq}-old`);
       const newKey = key(`diff-${process.pid}-${seq}-new`);
-      await clients.admin.del(oldKey, newKey);
+      const ownKey = key(`diff-${process.pid}-${seq}-own`);
+      await clients.admin.del(oldKey, newKey, ownKey);
       // names in a shuffled order: a later rule set may list the same rules in another order
       const names = ["a", "b", "c", "d", "e"].sort(() => next() - 0.5);
       let rules = normalizeRules(randomRules(next, names));
@@ -99,15 +115,24 @@ describe("consume decides and writes exactly as the previous release", () => {
         const at0 = `seq ${seq} step ${step} at ${at} cost ${cost} rules ${JSON.stringify(rules)}`;
         const oldReply = (await run(previous, [oldKey], [cost, ...previousArgs(rules)], at)) as number[];
         const newReply = (await run(consume, [newKey], [cost, ...rulesArgs(rules)], at)) as number | number[] | string;
+        const ownReply = await run(await ownSha(rules), [ownKey], [cost], at);
         if (typeof newReply === "string") strings++;
         expect(summary(decisionFromReply(newReply, rules)), at0).toEqual(summary(decisionFromReply(oldReply, rules)));
-        const [oldValue, newValue] = await Promise.all([clients.admin.get(oldKey), clients.admin.get(newKey)]);
+        expect(ownReply, at0).toEqual(newReply);
+        const [oldValue, newValue, ownValue] = await Promise.all([
+          clients.admin.get(oldKey),
+          clients.admin.get(newKey),
+          clients.admin.get(ownKey),
+        ]);
         expect(newValue, at0).toBe(oldValue);
-        const [oldExp, newExp] = await Promise.all([
+        expect(ownValue, at0).toBe(oldValue);
+        const [oldExp, newExp, ownExp] = await Promise.all([
           clients.admin.pexpiretime(oldKey),
           clients.admin.pexpiretime(newKey),
+          clients.admin.pexpiretime(ownKey),
         ]);
         expect(newExp, at0).toBe(oldExp);
+        expect(ownExp, at0).toBe(oldExp);
       }
     }
     // the several-rule admissions took the string reply (and were compared above)
