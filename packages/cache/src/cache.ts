@@ -9,6 +9,7 @@ import {
   validate,
   validateName,
 } from "@coordis/core";
+import type { CacheStats } from "./cache-stats.js";
 import { CircuitBreaker, type CircuitState } from "./circuit-breaker.js";
 import { type CacheCodec, encodeWith, Undecodable, undecodableError } from "./codec.js";
 import { Filler, type Loader, type Outcome, reportGet } from "./fill.js";
@@ -29,24 +30,6 @@ import {
   parseEntryOptions,
 } from "./options.js";
 import { RedisTier } from "./redis-tier.js";
-
-/** Counters of a {@link Cache}, for tests and metrics. */
-export interface CacheStats {
-  /** Entries in L1. */
-  readonly l1Entries: number;
-  /** Times L1 was dropped because invalidations may have been missed. */
-  readonly gaps: number;
-  /** Whether the invalidation subscription is live (always `false` without a bus). */
-  readonly busHealthy: boolean;
-  /** Circuit breaker state. */
-  readonly circuit: CircuitState;
-  /** Redis calls the circuit breaker refused without sending them. */
-  readonly shortCircuited: number;
-  /** Redis calls (scripts and commands) the circuit breaker let through. */
-  readonly redisCalls: number;
-  /** Loader calls made by this instance. */
-  readonly loads: number;
-}
 
 /**
  * A two-tier cache: an in-process LRU (L1) in front of Redis (L2), shared by every replica of a service.

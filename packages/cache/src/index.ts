@@ -4,7 +4,8 @@
  * session store for @fastify/session.
  * @packageDocumentation
  */
-export { Cache, type CacheStats } from "./cache.js";
+export { Cache } from "./cache.js";
+export type { CacheStats } from "./cache-stats.js";
 export type { CircuitBreakerOptions, CircuitState } from "./circuit-breaker.js";
 export { type CacheCodec, jsonCodec } from "./codec.js";
 export type { Loader } from "./fill.js";
