@@ -29,7 +29,7 @@ interface StreamHolder {
   readonly stream?: { destroy(): void } | undefined;
 }
 
-/** A socket of a Cluster's subscriber connection, as Node's `net.Socket` has it. */
+/** A socket of one of a Cluster's connections, as Node's `net.Socket` has it. */
 interface SubscriberSocket {
   readonly closed?: boolean;
   readonly destroyed?: boolean;
@@ -39,17 +39,19 @@ interface SubscriberSocket {
 }
 
 /**
- * The sockets of the subscriber connections ioredis keeps beside a Cluster's node pool: the broadcast subscriber
- * (`cluster.subscriber.subscriber`) and the sharded ones (`cluster.shardedSubscribers`, one per shard, ioredis 6).
- * Their close is not part of the Cluster's `end`. Internals, read defensively (absent in other versions: nothing
- * found); taken before `disconnect()`, which forgets the connections. A socket closed already is left out.
+ * The sockets behind a Cluster whose close its `end` does not wait for: the node pool's connections (ioredis resets
+ * the pool and emits `end` at once, while each node's socket closes gracefully or is destroyed after its
+ * `disconnectTimeout`), the broadcast subscriber (`cluster.subscriber.subscriber`) and the sharded sockets
+ * (`cluster.shardedSubscribers`, one per shard, ioredis 6). Internals, read defensively (absent in other versions:
+ * nothing found); taken before `disconnect()`, which forgets the connections. A socket closed already is left out.
  */
-function subscriberSockets(client: Cluster): SubscriberSocket[] {
+function clusterSockets(client: Cluster): SubscriberSocket[] {
   const c = client as unknown as {
     subscriber?: { subscriber?: { stream?: SubscriberSocket } | null };
     shardedSubscribers?: { shardedSubscribers?: Map<string, { instance?: { stream?: SubscriberSocket } | null }> };
   };
   const found: Array<SubscriberSocket | undefined> = [c.subscriber?.subscriber?.stream];
+  for (const node of client.nodes("all") as unknown as Array<{ stream?: SubscriberSocket }>) found.push(node.stream);
   const sharded = c.shardedSubscribers?.shardedSubscribers;
   if (sharded instanceof Map) for (const s of sharded.values()) found.push(s.instance?.stream);
   return found.filter(
@@ -87,10 +89,10 @@ export function disconnectWithin(client: Redis | Cluster, timeoutMs = DEFAULT_DI
   // (its disconnectTimeout) to outlive, which never fires later than the grace period.
   const idle = client.status === "reconnecting" || client.status === "wait";
   const bound = idle ? Math.min(timeoutMs, DISCONNECT_GRACE_MS + 10) : timeoutMs;
-  // A Cluster's "end" comes before its subscriber connections have closed: their sockets are waited for too.
-  const subscribers = isCluster(client) ? subscriberSockets(client) : [];
+  // A Cluster's "end" comes before its nodes' and subscribers' connections have closed: their sockets are waited for.
+  const sockets = isCluster(client) ? clusterSockets(client) : [];
   return new Promise<void>((resolve) => {
-    let waiting = 1 + subscribers.length;
+    let waiting = 1 + sockets.length;
     const ended = () => {
       waiting--;
       if (waiting === 0) finish();
@@ -98,14 +100,14 @@ export function disconnectWithin(client: Redis | Cluster, timeoutMs = DEFAULT_DI
     const finish = () => {
       clearTimeout(timer);
       client.off("end", ended);
-      for (const s of subscribers) s.off("close", ended);
+      for (const s of sockets) s.off("close", ended);
       resolve();
     };
     const timer = setTimeout(() => {
-      for (const socket of [...socketsOf(client), ...subscribers]) socket.destroy();
+      for (const socket of [...socketsOf(client), ...sockets]) socket.destroy();
       finish();
     }, bound);
-    for (const s of subscribers) s.once("close", ended);
+    for (const s of sockets) s.once("close", ended);
     client.once("end", ended);
     client.disconnect();
     if (client.status === "end" && waiting === 1) {

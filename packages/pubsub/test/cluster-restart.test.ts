@@ -4,6 +4,7 @@ import {
   EventRecorder,
   type RedisCluster,
   recordObserver,
+  socketsOpenedBy,
   startRedisCluster,
   testPrefix,
   waitUntil,
@@ -103,9 +104,6 @@ describe("PubSub on a Redis Cluster of its own when the node of a subscription r
     });
   }
 
-  /** Open TCP sockets of this process (the test's own clients' included). */
-  const sockets = () => process.getActiveResourcesInfo().filter((r) => r === "TCPSocketWrap").length;
-
   for (const sharded of [true, false]) {
     it(`sharded: ${sharded}: with every node unresponsive, close() resolves within its bound once every socket of the subscriber is closed`, async () => {
       const client = cluster.adminClient();
@@ -113,14 +111,16 @@ describe("PubSub on a Redis Cluster of its own when the node of a subscription r
       clients.push(client);
       await client.ping();
       const b = new PubSub(client, { prefix, sharded });
-      const before = sockets();
       // Channels on several shards: one sharded subscriber per shard.
-      for (const channel of ["close-a", "close-b", "close-c", "close-d"]) await b.subscribe(channel, () => {});
-      expect(sockets()).toBeGreaterThan(before);
+      const opened = await socketsOpenedBy(async () => {
+        for (const channel of ["close-a", "close-b", "close-c", "close-d"]) await b.subscribe(channel, () => {});
+      });
+      expect(opened.filter((s) => !s.destroyed).length).toBeGreaterThan(0);
       for (const node of cluster.nodes) node.pause();
       try {
         await withDeadline(b.close(), CLOSE_TIMEOUT_MS + 500, "close() with every node paused");
-        expect(sockets()).toBe(before);
+        const open = opened.filter((s) => !s.destroyed).map((s) => `${s.remoteAddress}:${s.remotePort}`);
+        expect(open).toEqual([]);
       } finally {
         for (const node of cluster.nodes) node.resume();
         await cluster.waitReady();

@@ -63,6 +63,7 @@ export {
   type RedisServer,
   type StartRedisOptions,
 } from "./server-types.js";
+export { socketsOpenedBy } from "./sockets.js";
 export { spawnWorker, type WorkerProcess } from "./spawn-worker.js";
 export { stallServer } from "./stall.js";
 export { createTlsMaterial, type TlsMaterial } from "./tls.js";
