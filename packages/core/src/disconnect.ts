@@ -30,7 +30,7 @@ interface StreamHolder {
 }
 
 /** A socket of one of a Cluster's connections, as Node's `net.Socket` has it. */
-interface SubscriberSocket {
+interface ClusterSocket {
   readonly closed?: boolean;
   readonly destroyed?: boolean;
   once(event: "close", listener: () => void): unknown;
@@ -41,36 +41,31 @@ interface SubscriberSocket {
 /**
  * The sockets behind a Cluster whose close its `end` does not wait for: the node pool's connections (ioredis resets
  * the pool and emits `end` at once, while each node's socket closes gracefully or is destroyed after its
- * `disconnectTimeout`), the broadcast subscriber (`cluster.subscriber.subscriber`) and the sharded sockets
+ * `disconnectTimeout`), the broadcast subscriber (`cluster.subscriber.subscriber`) and the sharded subscribers
  * (`cluster.shardedSubscribers`, one per shard, ioredis 6). Internals, read defensively (absent in other versions:
  * nothing found); taken before `disconnect()`, which forgets the connections. A socket closed already is left out.
  */
-function clusterSockets(client: Cluster): SubscriberSocket[] {
+function clusterSockets(client: Cluster): ClusterSocket[] {
   const c = client as unknown as {
-    subscriber?: { subscriber?: { stream?: SubscriberSocket } | null };
-    shardedSubscribers?: { shardedSubscribers?: Map<string, { instance?: { stream?: SubscriberSocket } | null }> };
+    subscriber?: { subscriber?: { stream?: ClusterSocket } | null };
+    shardedSubscribers?: { shardedSubscribers?: Map<string, { instance?: { stream?: ClusterSocket } | null }> };
   };
-  const found: Array<SubscriberSocket | undefined> = [c.subscriber?.subscriber?.stream];
-  for (const node of client.nodes("all") as unknown as Array<{ stream?: SubscriberSocket }>) found.push(node.stream);
+  const found: Array<ClusterSocket | undefined> = [c.subscriber?.subscriber?.stream];
+  for (const node of client.nodes("all") as unknown as Array<{ stream?: ClusterSocket }>) found.push(node.stream);
   const sharded = c.shardedSubscribers?.shardedSubscribers;
   if (sharded instanceof Map) for (const s of sharded.values()) found.push(s.instance?.stream);
   return found.filter(
-    (s): s is SubscriberSocket =>
+    (s): s is ClusterSocket =>
       s != null && typeof s.once === "function" && typeof s.off === "function" && s.closed !== true,
   );
 }
 
-/** Every socket behind `client` that can be reached through ioredis' public objects (best effort for a Cluster). */
-function socketsOf(client: Redis | Cluster): Array<{ destroy(): void }> {
-  const holders: StreamHolder[] = [];
-  if (isCluster(client)) {
-    holders.push(...(client.nodes("all") as unknown as StreamHolder[]));
-    const sub = (client as unknown as { subscriber?: { subscriber?: StreamHolder } }).subscriber?.subscriber;
-    if (sub != null) holders.push(sub);
-  } else {
-    holders.push(client as unknown as StreamHolder);
-  }
-  return holders.flatMap((h) => (h.stream === undefined ? [] : [h.stream]));
+/**
+ * The socket of a standalone connection, read when it is to be destroyed (a reconnect replaces it). A Cluster's
+ * sockets are those of {@link clusterSockets}, taken before `disconnect()` empties its node pool.
+ */
+function standaloneSocket(client: Redis | Cluster): { destroy(): void } | undefined {
+  return isCluster(client) ? undefined : (client as unknown as StreamHolder).stream;
 }
 
 /**
@@ -104,7 +99,8 @@ export function disconnectWithin(client: Redis | Cluster, timeoutMs = DEFAULT_DI
       resolve();
     };
     const timer = setTimeout(() => {
-      for (const socket of [...socketsOf(client), ...sockets]) socket.destroy();
+      standaloneSocket(client)?.destroy();
+      for (const socket of sockets) socket.destroy();
       finish();
     }, bound);
     for (const s of sockets) s.once("close", ended);
