@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { connect, type RedisClient } from "@coordis/core";
+import { type CoordisObserver, connect, type RedisClient } from "@coordis/core";
 import {
   banKey,
   type CoordisPluginOptions,
@@ -7,7 +7,7 @@ import {
   type RateLimitExceededContext,
   routeGroup,
 } from "@coordis/fastify";
-import { freePort, testPrefix } from "@coordis/testing";
+import { freePort, startProxy, testPrefix } from "@coordis/testing";
 import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it, inject as provided } from "vitest";
 
@@ -153,6 +153,37 @@ describe("ban", () => {
     } finally {
       await app.close();
       down.disconnect();
+    }
+  });
+
+  it("Redis unreachable with onRedisError 'fail-open': a request meets one command timeout, not one per limiter", async () => {
+    const proxy = await startProxy({ target: url });
+    const redis = connect(proxy.url, { commandTimeoutMs: 300 });
+    redis.on("error", () => {});
+    // The limiter calls that went to Redis and failed (a call the policy decides without trying Redis reports none).
+    const failed: string[] = [];
+    const observer: CoordisObserver = { onOperation: (e) => void (e.error !== undefined && failed.push(e.op)) };
+    const app = Fastify();
+    await app.register(coordis, {
+      redis,
+      prefix: `${prefix}-${n++}`,
+      observer,
+      rateLimit: { rules: [{ name: "m", limit: 5, windowMs: 60_000 }], ban: 1, onRedisError: "fail-open" },
+    });
+    app.get("/x", { config: { coordis: { rateLimit: true } } }, async () => "ok");
+    await app.ready();
+    try {
+      expect((await get(app)).statusCode).toBe(200);
+      proxy.blackhole();
+      // The ban is read first (it meets the outage); the route's own limiter learns it from there, without a call.
+      expect((await get(app)).statusCode).toBe(200);
+      expect(failed).toEqual(["peek"]);
+      expect((await get(app)).statusCode).toBe(200);
+      expect(failed).toEqual(["peek"]);
+    } finally {
+      await app.close();
+      redis.disconnect();
+      await proxy.close();
     }
   });
 

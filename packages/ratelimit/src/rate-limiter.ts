@@ -20,6 +20,7 @@ import {
 } from "@coordis/core";
 import { type Decision, decisionFromReply, makeDecision, type RuleDecision, type ScriptReply } from "./decision.js";
 import { DenyCache } from "./deny-cache.js";
+import { healthOf, type RedisHealth } from "./health.js";
 import { MemoryLimiter } from "./memory-limiter.js";
 import { parseRateLimiterOptions, type RateLimiterOptions, type RedisErrorPolicy } from "./options.js";
 import { type NormalizedRule, rulesArgs, rulesSpec } from "./rules.js";
@@ -79,15 +80,12 @@ export class RateLimiter {
   /** `<prefix>:rl:`, the part of every key before the hash tag. */
   readonly #keyHead: string;
   /**
-   * Until when (performance.now() ms) the failure policy decides without trying Redis. On a Cluster this is the
-   * latest of {@link RateLimiter.#downNodes}' instants, an upper bound checked first so the common path costs nothing.
+   * Which nodes failed lately, shared by every limiter on this client (see RedisHealth): after a failure the policy
+   * decides without trying Redis for redisRetryMs, then one call probes.
    */
-  #downUntil = 0;
-  /**
-   * On a Cluster, the same per node (the master of the key's slot, as the client's slot map names it; "" while the
-   * map is unknown): a node that cannot be reached leaves the keys of the other nodes to Redis.
-   */
-  readonly #downNodes: Map<string, number> | undefined;
+  readonly #health: RedisHealth;
+  /** Whether the client is a Cluster (whose nodes fail one by one). */
+  readonly #cluster: boolean;
 
   /**
    * @param redis an ioredis client (standalone, sentinel or cluster)
@@ -110,7 +108,8 @@ export class RateLimiter {
     if (o.denyCacheKeys !== undefined) this.#denyCache = new DenyCache(o.denyCacheKeys);
     this.#redisRetryMs = o.redisRetryMs;
     this.#failClosedRetryAfterMs = o.failClosedRetryAfterMs;
-    if (isCluster(this.#redis)) this.#downNodes = new Map();
+    this.#health = healthOf(this.#redis);
+    this.#cluster = isCluster(this.#redis);
     if (o.batch !== undefined) this.#batcher = new Batcher(o.batch, (items) => this.#sendBatch(items));
   }
 
@@ -139,14 +138,13 @@ export class RateLimiter {
     const denyCache = this.#denyCache;
     if (denyCache !== undefined) return this.#consumeDenyCached(denyCache, key, started, stateKey, cost);
     // The common path, written without async functions: one promise per call besides the script's.
-    if (this.#policy !== "throw" && started < this.#downUntil && this.#down(stateKey, started)) {
+    if (this.#health.troubled && this.#skip(stateKey, started)) {
       try {
         return Promise.resolve(this.#report("consume", key, started, this.#local("consume", key, cost)));
       } catch (err) {
         return Promise.reject(err); // as an async function would: a promise, never a throw
       }
     }
-    if (this.#downUntil !== 0) this.#probe(stateKey);
     return this.#submit(stateKey, cost).then(
       (reply) => this.#decided("consume", key, started, stateKey, reply),
       (err: unknown) => this.#failed("consume", key, started, stateKey, cost, err),
@@ -158,7 +156,7 @@ export class RateLimiter {
     const batcher = this.#batcher;
     return batcher === undefined
       ? this.#consumeScript(stateKey, cost)
-      : batcher.add(isCluster(this.#redis) ? slotOf(stateKey) : 0, { stateKey, cost });
+      : batcher.add(this.#cluster ? slotOf(stateKey) : 0, { stateKey, cost });
   }
 
   /** One consume script call (unbatched, or a batch of one). */
@@ -250,10 +248,9 @@ export class RateLimiter {
    */
   async #run(op: Exclude<Op, "reset">, key: string, started: number, stateKey: string, cost: number) {
     const now = performance.now();
-    if (this.#policy !== "throw" && now < this.#downUntil && this.#down(stateKey, now)) {
+    if (this.#health.troubled && this.#skip(stateKey, now)) {
       return this.#report(op, key, started, this.#local(op, key, cost));
     }
-    if (this.#downUntil !== 0) this.#probe(stateKey);
     let reply: ScriptReply;
     try {
       reply = await (op === "consume"
@@ -267,9 +264,8 @@ export class RateLimiter {
 
   /** The decision of a script reply. */
   #decided(op: Exclude<Op, "reset">, key: string, started: number, stateKey: string, reply: ScriptReply): Decision {
-    const nodes = this.#downNodes;
-    if (nodes === undefined) this.#downUntil = 0;
-    else if (nodes.size > 0) nodes.delete(this.#nodeOf(stateKey));
+    const health = this.#health;
+    if (health.troubled) health.answered(this.#nodeOf(stateKey));
     return this.#report(op, key, started, decisionFromReply(reply, this.rules));
   }
 
@@ -287,22 +283,15 @@ export class RateLimiter {
     if (err instanceof ScriptError && err.redisMessage.startsWith("OOM ")) {
       err = new RedisUnavailableError(`Redis refused the write: ${err.redisMessage}`, { cause: err });
     }
-    if (!(err instanceof RedisUnavailableError) || this.#policy === "throw") {
-      // Redis answered (a refusal is an answer): a probe after an outage is over.
-      if (this.#downNodes === undefined) {
-        if (this.#downUntil === Number.POSITIVE_INFINITY) this.#downUntil = 0;
-      } else if (this.#downNodes.get(this.#nodeOf(stateKey)) === Number.POSITIVE_INFINITY) {
-        this.#downNodes.delete(this.#nodeOf(stateKey));
-      }
+    const unavailable = err instanceof RedisUnavailableError;
+    // Redis answered (a refusal is an answer: a probe after an outage is over), or it could not be reached, which every
+    // limiter on this client learns (also from a limiter whose policy is "throw").
+    if (unavailable) this.#health.failed(this.#nodeOf(stateKey), performance.now());
+    else this.#health.answered(this.#nodeOf(stateKey));
+    if (!unavailable || this.#policy === "throw") {
       reportOperation(this.#observer, { primitive: "ratelimit", op, name: key }, started, "error", err);
       throw err;
     }
-    const until = performance.now() + this.#redisRetryMs;
-    const nodes = this.#downNodes;
-    if (nodes !== undefined) {
-      nodes.set(this.#nodeOf(stateKey), until);
-      if (until > this.#downUntil) this.#downUntil = until;
-    } else this.#downUntil = until;
     return this.#report(op, key, started, this.#local(op, key, cost), err);
   }
 
@@ -338,33 +327,18 @@ export class RateLimiter {
   }
 
   /**
-   * A call going to Redis once the pause after a failure is over (the policy is not "throw"): it probes whether Redis
-   * is back. Until its answer, other calls keep to the policy instead of each waiting for a command timeout while
-   * Redis is still down (one timeout per pause, not one per call).
+   * Whether the failure policy decides a call for `stateKey` at `now` without trying Redis (its node failed less than
+   * redisRetryMs ago, or another call is probing it); never under "throw". The first call after the pause goes to
+   * Redis as the probe: until its answer the others keep to the policy instead of each waiting for a command timeout
+   * while Redis is still down (one timeout per pause, not one per call).
    */
-  #probe(stateKey: string): void {
-    if (this.#policy === "throw") return;
-    const nodes = this.#downNodes;
-    if (nodes === undefined) {
-      this.#downUntil = Number.POSITIVE_INFINITY;
-      return;
-    }
-    const node = this.#nodeOf(stateKey);
-    if (!nodes.has(node)) return;
-    nodes.set(node, Number.POSITIVE_INFINITY);
-    this.#downUntil = Number.POSITIVE_INFINITY;
-  }
-
-  /** Whether the policy decides for `stateKey` at `now` without trying Redis (after #downUntil was checked). */
-  #down(stateKey: string, now: number): boolean {
-    const nodes = this.#downNodes;
-    if (nodes === undefined) return true;
-    const until = nodes.get(this.#nodeOf(stateKey));
-    return until !== undefined && now < until;
+  #skip(stateKey: string, now: number): boolean {
+    return this.#policy !== "throw" && this.#health.skip(this.#nodeOf(stateKey), now, this.#redisRetryMs);
   }
 
   /** On a Cluster, the node serving `stateKey`'s slot as the client knows it ("" while its slot map is unknown). */
   #nodeOf(stateKey: string): string {
+    if (!this.#cluster) return "";
     return (this.#redis as { slots?: readonly (readonly string[] | undefined)[] }).slots?.[slotOf(stateKey)]?.[0] ?? "";
   }
 

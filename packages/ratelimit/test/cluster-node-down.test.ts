@@ -1,7 +1,7 @@
 import { connect, type RedisClient, slotOf } from "@coordis/core";
 import { RateLimiter, type RedisErrorPolicy } from "@coordis/ratelimit";
 import { type RedisCluster, type RedisServer, startRedisCluster } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 
 // On a Cluster, "Redis is unavailable" is one node at a time: a master that cannot be reached must not hand the keys
 // of the other masters, which still answer, to the failure policy for redisRetryMs.
@@ -11,12 +11,18 @@ describe("RateLimiter on a Cluster with one master unreachable", () => {
   beforeAll(async () => {
     // Without full coverage the other masters keep serving their slots while one is down.
     cluster = await startRedisCluster({ masters: 3, config: { "cluster-require-full-coverage": "no" } });
+  });
+  // A client per case: the limiters of one client share what they learnt of its nodes (a case's outage would be the
+  // next case's too, for its redisRetryMs).
+  beforeEach(async () => {
     redis = connect(cluster.url, { commandTimeoutMs: 500 });
     redis.on("error", () => {});
     await redis.ping();
   });
-  afterAll(async () => {
+  afterEach(() => {
     redis.disconnect();
+  });
+  afterAll(async () => {
     await cluster.stop();
   });
 

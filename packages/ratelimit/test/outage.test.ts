@@ -1,4 +1,4 @@
-import { connect, type RedisClient } from "@coordis/core";
+import { type CoordisObserver, connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
 import { RateLimiter, type RedisErrorPolicy } from "@coordis/ratelimit";
 import { eventually, type FaultProxy, startProxy, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -118,6 +118,52 @@ describe("after an outage, Redis decides again", () => {
       }
     },
   );
+
+  it("the limiters of one client share an outage: a failure met by one pauses all; an answer to any resumes all", async () => {
+    const own = connect(proxy.url, { commandTimeoutMs: 300 });
+    own.on("error", () => {});
+    await own.ping();
+    // The calls that went to Redis and failed, by key: a call decided by the policy without trying Redis has none.
+    const failed: string[] = [];
+    const observer: CoordisObserver = { onOperation: (e) => void (e.error !== undefined && failed.push(`${e.name}`)) };
+    const rules = [{ name: "s", limit: 100, windowMs: 60_000 }];
+    const thrower = new RateLimiter(own, { rules, prefix, observer });
+    const open = new RateLimiter(own, { rules, prefix, observer, onRedisError: "fail-open", redisRetryMs: 600_000 });
+    const memory = new RateLimiter(own, {
+      rules,
+      prefix,
+      observer,
+      onRedisError: { fallback: "memory" },
+      redisRetryMs: 600_000,
+    });
+    const prober = new RateLimiter(own, { rules, prefix, observer, onRedisError: "fail-open", redisRetryMs: 0 });
+    try {
+      expect(await open.consume("sh-open")).toMatchObject({ reason: "redis" });
+      proxy.blackhole();
+      // A limiter whose policy is "throw" meets the outage (one command timeout)...
+      await expect(thrower.consume("sh-throw-1")).rejects.toBeInstanceOf(RedisUnavailableError);
+      // ...and the others, which never tried, keep to their policies at once.
+      expect(await open.consume("sh-open")).toMatchObject({ allowed: true, reason: "fail-open" });
+      expect(await memory.consume("sh-memory")).toMatchObject({ allowed: true, reason: "fallback", remaining: 99 });
+      expect(await open.peek("sh-open")).toMatchObject({ reason: "fail-open" });
+      expect(failed).toEqual(["sh-throw-1"]);
+      // "throw" still tries Redis on every call.
+      await expect(thrower.consume("sh-throw-2")).rejects.toBeInstanceOf(RedisUnavailableError);
+      expect(failed).toEqual(["sh-throw-1", "sh-throw-2"]);
+      proxy.heal();
+      // A limiter without a pause probes at once; the first answer from Redis resumes the paused ones too.
+      await eventually(
+        "Redis to answer the prober",
+        async () => ((await prober.consume("sh-probe")).reason === "redis" ? true : undefined),
+        { timeoutMs: 10_000, intervalMs: 20 },
+      );
+      expect(await open.consume("sh-open")).toMatchObject({ reason: "redis", remaining: 98 });
+      expect(await memory.consume("sh-memory")).toMatchObject({ reason: "redis", remaining: 99 });
+    } finally {
+      proxy.heal();
+      own.disconnect();
+    }
+  });
 
   it("memory fallback: peek and refund read and change the fallback's state, as consume does", async () => {
     const rl = new RateLimiter(client, {
