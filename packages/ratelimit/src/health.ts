@@ -1,5 +1,8 @@
 import type { RedisClient } from "@coordis/core";
 
+/** A node being tested by one call (a probe): the other calls keep to their failure policy until its answer. */
+const PROBING = Number.POSITIVE_INFINITY;
+
 /**
  * What the rate limiters of one Redis client know of its reachability: the nodes that failed lately (the master of a
  * key's slot on a Cluster, "" otherwise). Shared by every limiter on the client, so an outage costs one command timeout
@@ -7,10 +10,7 @@ import type { RedisClient } from "@coordis/core";
  * Each limiter pauses after a failure for its own `redisRetryMs`, counted from the failure any of them met.
  */
 export class RedisHealth {
-  /**
-   * Per failed node, when it failed (`performance.now()` ms), or minus when a call started probing it (its answer
-   * clears or renews the entry). Empty while Redis answers.
-   */
+  /** Per failed node, when it failed (`performance.now()` ms), or PROBING. Empty while Redis answers. */
   readonly #failed = new Map<string, number>();
 
   /** Whether any node failed lately: the one check of the common path. */
@@ -20,15 +20,15 @@ export class RedisHealth {
 
   /**
    * Whether a call to `node` at `now` is decided by the failure policy without trying Redis: the node failed less
-   * than `retryMs` ago, or a probe started less than `retryMs` ago is testing it. Otherwise the call goes to Redis
-   * as the probe (the others keep to the policy until its answer, or for `retryMs`: a probe whose answer is credited
-   * to another node, the slot having moved meanwhile, never holds a node's calls for longer).
+   * than `retryMs` ago, or a probe is testing it. Otherwise the call goes to Redis as the probe: the others keep to
+   * the policy until its answer, which the caller reports for this same `node` (answered or failed), whichever node
+   * the client's slot map names by then.
    */
   skip(node: string, now: number, retryMs: number): boolean {
     const at = this.#failed.get(node);
     if (at === undefined) return false;
-    if (now < (at < 0 ? -at : at) + retryMs) return true;
-    this.#failed.set(node, -now);
+    if (now < at + retryMs) return true; // PROBING + retryMs is PROBING
+    this.#failed.set(node, PROBING);
     return false;
   }
 

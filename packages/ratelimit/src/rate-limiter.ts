@@ -138,16 +138,20 @@ export class RateLimiter {
     const denyCache = this.#denyCache;
     if (denyCache !== undefined) return this.#consumeDenyCached(denyCache, key, started, stateKey, cost);
     // The common path, written without async functions: one promise per call besides the script's.
-    if (this.#health.troubled && this.#skip(stateKey, started)) {
-      try {
-        return Promise.resolve(this.#report("consume", key, started, this.#local("consume", key, cost)));
-      } catch (err) {
-        return Promise.reject(err); // as an async function would: a promise, never a throw
+    let node: string | undefined;
+    if (this.#health.troubled) {
+      node = this.#nodeOf(stateKey);
+      if (this.#skip(node, started)) {
+        try {
+          return Promise.resolve(this.#report("consume", key, started, this.#local("consume", key, cost)));
+        } catch (err) {
+          return Promise.reject(err); // as an async function would: a promise, never a throw
+        }
       }
     }
     return this.#submit(stateKey, cost).then(
-      (reply) => this.#decided("consume", key, started, stateKey, reply),
-      (err: unknown) => this.#failed("consume", key, started, stateKey, cost, err),
+      (reply) => this.#decided("consume", key, started, stateKey, reply, node),
+      (err: unknown) => this.#failed("consume", key, started, stateKey, cost, err, node),
     );
   }
 
@@ -248,8 +252,10 @@ export class RateLimiter {
    */
   async #run(op: Exclude<Op, "reset">, key: string, started: number, stateKey: string, cost: number) {
     const now = performance.now();
-    if (this.#health.troubled && this.#skip(stateKey, now)) {
-      return this.#report(op, key, started, this.#local(op, key, cost));
+    let node: string | undefined;
+    if (this.#health.troubled) {
+      node = this.#nodeOf(stateKey);
+      if (this.#skip(node, now)) return this.#report(op, key, started, this.#local(op, key, cost));
     }
     let reply: ScriptReply;
     try {
@@ -257,15 +263,25 @@ export class RateLimiter {
         ? this.#submit(stateKey, cost)
         : runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]));
     } catch (err) {
-      return this.#failed(op, key, started, stateKey, cost, err);
+      return this.#failed(op, key, started, stateKey, cost, err, node);
     }
-    return this.#decided(op, key, started, stateKey, reply);
+    return this.#decided(op, key, started, stateKey, reply, node);
   }
 
-  /** The decision of a script reply. */
-  #decided(op: Exclude<Op, "reset">, key: string, started: number, stateKey: string, reply: ScriptReply): Decision {
+  /**
+   * The decision of a script reply. `node`: the node the call was sent for, when the client's health was troubled
+   * then (a probe is settled for the node it probed, wherever the slot has moved since).
+   */
+  #decided(
+    op: Exclude<Op, "reset">,
+    key: string,
+    started: number,
+    stateKey: string,
+    reply: ScriptReply,
+    node: string | undefined,
+  ): Decision {
     const health = this.#health;
-    if (health.troubled) health.answered(this.#nodeOf(stateKey));
+    if (health.troubled) health.answered(node ?? this.#nodeOf(stateKey));
     return this.#report(op, key, started, decisionFromReply(reply, this.rules));
   }
 
@@ -277,6 +293,7 @@ export class RateLimiter {
     stateKey: string,
     cost: number,
     err: unknown,
+    node: string | undefined,
   ): Decision {
     // Redis out of memory (maxmemory reached, noeviction) refused the write before any of it happened: for a rate
     // limit that is Redis unavailable, and the failure policy decides.
@@ -286,8 +303,9 @@ export class RateLimiter {
     const unavailable = err instanceof RedisUnavailableError;
     // Redis answered (a refusal is an answer: a probe after an outage is over), or it could not be reached, which every
     // limiter on this client learns (also from a limiter whose policy is "throw").
-    if (unavailable) this.#health.failed(this.#nodeOf(stateKey), performance.now());
-    else this.#health.answered(this.#nodeOf(stateKey));
+    const failedNode = node ?? this.#nodeOf(stateKey);
+    if (unavailable) this.#health.failed(failedNode, performance.now());
+    else this.#health.answered(failedNode);
     if (!unavailable || this.#policy === "throw") {
       reportOperation(this.#observer, { primitive: "ratelimit", op, name: key }, started, "error", err);
       throw err;
@@ -327,13 +345,13 @@ export class RateLimiter {
   }
 
   /**
-   * Whether the failure policy decides a call for `stateKey` at `now` without trying Redis (its node failed less than
+   * Whether the failure policy decides a call to `node` at `now` without trying Redis (the node failed less than
    * redisRetryMs ago, or another call is probing it); never under "throw". The first call after the pause goes to
    * Redis as the probe: until its answer the others keep to the policy instead of each waiting for a command timeout
    * while Redis is still down (one timeout per pause, not one per call).
    */
-  #skip(stateKey: string, now: number): boolean {
-    return this.#policy !== "throw" && this.#health.skip(this.#nodeOf(stateKey), now, this.#redisRetryMs);
+  #skip(node: string, now: number): boolean {
+    return this.#policy !== "throw" && this.#health.skip(node, now, this.#redisRetryMs);
   }
 
   /** On a Cluster, the node serving `stateKey`'s slot as the client knows it ("" while its slot map is unknown). */
