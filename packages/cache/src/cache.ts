@@ -319,14 +319,18 @@ export class Cache {
     this.#assertOpen();
     await this.#operation("clear", undefined, async () => {
       this.#dropL1();
-      // Reads during the walk can still find entries it has not reached yet: dropped again once it is done.
+      // Reads during the walk can still find entries it has not reached yet: dropped again once it is done. Refused by
+      // the open circuit breaker before its first UNLINK, it changed nothing: nothing to announce.
+      let wrote = false;
       await this.#announced(
         { c: 1 },
         async () => {
-          await this.#l2.clear();
+          await this.#l2.clear(() => {
+            wrote = true;
+          });
           this.#dropL1();
         },
-        { partial: true },
+        { partial: () => wrote },
       );
     });
   }
@@ -371,8 +375,8 @@ export class Cache {
   }
 
   /** Runs a change, then announces it to the other replicas (see {@link announced}). */
-  #announced<T>(body: BusMessageBody, change: () => Promise<T>, options: { partial?: boolean } = {}): Promise<T> {
-    return announced(this.#bus, body, change, options.partial === true);
+  #announced<T>(body: BusMessageBody, change: () => Promise<T>, options: { partial?: () => boolean } = {}): Promise<T> {
+    return announced(this.#bus, body, change, options.partial ?? (() => false));
   }
 
   #operation<T>(op: string, name: string | undefined, fn: () => Promise<T>): Promise<T> {

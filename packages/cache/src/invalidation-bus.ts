@@ -167,9 +167,10 @@ export type BusMessageBody = { k?: string; t?: string; c?: 1 };
 
 /**
  * Runs a change, then publishes its invalidation on `bus`, also when the change failed (a write that timed out may
- * still be applied), except when the open circuit breaker refused a one-write change (`partial` false): it did not
- * reach Redis, so there is nothing to announce, and the announcement would wait for an unreachable Redis. A change of
- * many writes (a clear) may have begun: announced. The change's error wins; when only the publish fails, the call
+ * still be applied), except when the open circuit breaker refused it before any of its writes was sent (`partial()`
+ * false when it failed): it did not reach Redis, so there is nothing to announce, and the announcement would wait for
+ * an unreachable Redis. A change of many writes (a clear) refused after some of them were sent has begun: announced.
+ * The change's error wins; when only the publish fails, the call
  * throws what it failed with: the other replicas were not told, so the change is not confirmed (they may serve the
  * old value until their L1 TTL).
  */
@@ -177,13 +178,13 @@ export async function announced<T>(
   bus: InvalidationBus | undefined,
   body: BusMessageBody,
   change: () => Promise<T>,
-  partial: boolean,
+  partial: () => boolean,
 ): Promise<T> {
   let result: T;
   try {
     result = await change();
   } catch (err) {
-    if (isShortCircuit(err) && !partial) throw err;
+    if (isShortCircuit(err) && !partial()) throw err;
     await bus?.publish(body).catch(() => {});
     throw err;
   }

@@ -197,7 +197,11 @@ export class RedisTier {
   }
 
   /** SCAN + UNLINK of every key of the namespace, on every master. */
-  async clear(): Promise<void> {
+  /**
+   * Deletes every key of the namespace on every master. `onWrite` is called before the first UNLINK is sent: until
+   * then a failure has changed nothing.
+   */
+  async clear(onWrite: () => void): Promise<void> {
     const nodes: Redis[] = isCluster(this.#redis) ? (this.#redis as Cluster).nodes("master") : [this.#redis as Redis];
     for (const node of nodes) {
       for (const match of this.#keys.patterns) {
@@ -209,7 +213,10 @@ export class RedisTier {
             // One UNLINK per key: on a cluster node the keys of one SCAN page live in different slots.
             const pipeline = node.pipeline();
             for (const key of keys) pipeline.unlink(key);
-            await this.#command(() => pipeline.exec());
+            await this.#command(() => {
+              onWrite();
+              return pipeline.exec();
+            });
           }
         } while (cursor !== "0");
       }

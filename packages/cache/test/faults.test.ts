@@ -256,25 +256,44 @@ describe("Cache on its own server (faults, round trips, input checks)", () => {
     expect(await fresh.get("undone")).toBeUndefined();
   });
 
-  it("with the circuit open, set, delete and invalidateTag fail at once: nothing is sent, not even the announcement", async () => {
+  it("with the circuit open, set, delete, invalidateTag and clear fail at once: nothing is sent, not even the announcement", async () => {
     const a = await make({ breaker: { failures: 1, cooldownMs: 60_000 } }, 1_000);
+    const calls: Array<[string, () => Promise<unknown>]> = [
+      ["set", () => a.set("x", 2)],
+      ["delete", () => a.delete("x")],
+      ["invalidateTag", () => a.invalidateTag("t")],
+      ["clear", () => a.clear()],
+    ];
     await a.set("before", 1);
     server.pause();
     try {
       await expect(a.set("opens", 1)).rejects.toBeInstanceOf(RedisUnavailableError);
       expect(a.stats().circuit).toBe("open");
       // Well under the 1 s command timeout each would wait for (the announcement goes through pub/sub).
-      const calls: Array<[string, () => Promise<unknown>]> = [
-        ["set", () => a.set("x", 2)],
-        ["delete", () => a.delete("x")],
-        ["invalidateTag", () => a.invalidateTag("t")],
-      ];
       for (const [what, call] of calls) {
         await expect(withDeadline(call(), 500, what), what).rejects.toBeInstanceOf(RedisUnavailableError);
       }
     } finally {
       server.resume();
     }
+    // Redis answers again, the circuit is still open: the calls still send nothing, so another replica is told
+    // nothing and keeps its L1. A third replica's announcement, published after them, arrives after anything they
+    // would have published (one channel, one Redis): once it is there, theirs would have been too.
+    const rec = recordObserver();
+    const b = await make({ namespace: a.namespace, observer: rec });
+    const c = await make({ namespace: a.namespace });
+    await b.set("kept", 1);
+    for (const [what, call] of calls) {
+      await expect(call(), what).rejects.toBeInstanceOf(RedisUnavailableError);
+    }
+    await c.delete("marker");
+    await rec.waitForEvent((e) => e.type === "invalidation", {
+      what: "the third replica's invalidation",
+      timeoutMs: 5_000,
+    });
+    expect(rec.events.filter((e) => e.type === "invalidation").map((e) => e.attributes?.kind)).toEqual(["key"]);
+    expect(rec.events.filter((e) => e.type === "gap")).toEqual([]);
+    expect(b.stats().l1Entries).toBe(1);
   });
 
   it("Redis killed: getOrSet answers via the loader, the breaker limits Redis calls, recovery after restart", async () => {
