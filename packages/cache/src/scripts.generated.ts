@@ -83,14 +83,14 @@ export const cacheScripts = {
    * Session set: stores a session unless it was destroyed (a tombstone exists), so a slow request that finishes
    * after logout cannot bring the session back. Unchanged data only has its expiry renewed (nothing rewritten).
    * KEYS: session (string), tombstone (string).
-   * ARGV: data (string), ttlMs (ms).
+   * ARGV: data (string), ttlMs (ms), restore (0|1).
    */
-  sessionSet: defineScript<["session","tombstone"], ["data","ttlMs"], number>({
+  sessionSet: defineScript<["session","tombstone"], ["data","ttlMs","restore"], number>({
     name: "cache/session-set",
     keys: ["session","tombstone"],
-    args: ["data","ttlMs"],
-    sha1: "a0d26c5955f5634df35c8d4aeca121c5891ba4bb",
-    source: "-- Session set: stores a session unless it was destroyed (a tombstone exists), so a slow request that finishes\n-- after logout cannot bring the session back. Unchanged data only has its expiry renewed (nothing rewritten).\n-- KEYS[1] session (string): the encoded session\n-- KEYS[2] tombstone (string): present while the session id is destroyed\n-- ARGV[1] data (string): the encoded session\n-- ARGV[2] ttlMs (ms): expiry of the session\n-- Reply: number\nif redis.call('EXISTS', KEYS[2]) == 1 then\n  return -1\nend\nif redis.call('GET', KEYS[1]) == ARGV[1] then\n  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n  return 0\nend\nredis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\nreturn 1\n",
+    args: ["data","ttlMs","restore"],
+    sha1: "fd2412732ef1cbe021d6adbcabea7e249dd71574",
+    source: "-- Session set: stores a session unless it was destroyed (a tombstone exists), so a slow request that finishes\n-- after logout cannot bring the session back. Unchanged data only has its expiry renewed (nothing rewritten).\n-- KEYS[1] session (string): the encoded session\n-- KEYS[2] tombstone (string): present while the session id is destroyed\n-- ARGV[1] data (string): the encoded session\n-- ARGV[2] ttlMs (ms): expiry of the session\n-- ARGV[3] restore (0|1): 1 = an unchanged session written again because its key was gone: written only while the\n-- key is still missing (a request that stored a change meanwhile keeps it)\n-- Reply: number\n-- (1 written, 0 only its expiry renewed or, restoring, another write came first, -1 destroyed)\nif redis.call('EXISTS', KEYS[2]) == 1 then\n  return -1\nend\nif ARGV[3] == '1' then\n  if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then return 1 end\n  return 0\nend\nif redis.call('GET', KEYS[1]) == ARGV[1] then\n  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n  return 0\nend\nredis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\nreturn 1\n",
   }),
   /**
    * Session touch: renews a session's expiry without rewriting its data; does nothing for a destroyed session.

@@ -178,10 +178,11 @@ export class RedisSessionStore {
       }
       const read = (session as Record<string, unknown>)[READ_DIGEST];
       const digest = typeof read === "string" ? this.#digests.of(key, data) : undefined;
-      if (digest !== undefined && read === digest) {
+      const unchanged = digest !== undefined && read === digest;
+      if (unchanged) {
         if (this.#disableTouch) return undefined;
-        // 0: the key is gone since the read (expired meanwhile, evicted, lost in a failover): written below, as a
-        // changed session would be; -1: destroyed.
+        // 0: the key is gone since the read (expired meanwhile, evicted, lost in a failover): written below, but only
+        // while it is still gone (a concurrent request that stored a change since keeps it); -1: destroyed.
         const renewed = await runScript(this.#redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
         if (renewed !== 0) return undefined;
       }
@@ -189,7 +190,7 @@ export class RedisSessionStore {
         this.#redis,
         cacheScripts.sessionSet,
         [key, `${key}:gone`],
-        [this.#encode(data), ttl],
+        [this.#encode(data), ttl, unchanged ? 1 : 0],
       );
       // The session object now stands for what this save stored: saved again with the data it was first read with
       // (a change undone after a save), it is a change to write, not a renewal.

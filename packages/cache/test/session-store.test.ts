@@ -87,6 +87,36 @@ describe("RedisSessionStore", () => {
     expect(await s.get("gone")).toBeNull();
   });
 
+  it("an unchanged save that stores a gone session again keeps a change another request stored meanwhile", async () => {
+    const writer = sessionApi(new RedisSessionStore(redis, { prefix }));
+    // The slow request's client runs `between` once Redis answered its touch (2 keys, 1 argument), before its set.
+    let between: (() => Promise<unknown>) | undefined;
+    const hooked = new Proxy(redis, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target);
+        if (property !== "evalsha") return typeof value === "function" ? value.bind(target) : value;
+        return async (...args: Parameters<RedisClient["evalsha"]>) => {
+          const reply = await target.evalsha(...args);
+          const run = between;
+          if (args[1] === 2 && args.length === 5 && run !== undefined) {
+            between = undefined;
+            await run();
+          }
+          return reply;
+        };
+      },
+    });
+    const slow = sessionApi(new RedisSessionStore(hooked, { prefix }));
+    await writer.set("restore", { user: "ada", cookie: { maxAge: 60_000 } });
+    const read = (await slow.get("restore")) as SessionData;
+    expect(await redis.del(`${prefix}:sess:{restore}`)).toBe(1); // gone while the slow request runs
+    // Another request of the same session stores a change after the slow one found the key gone.
+    between = () => writer.set("restore", { user: "ada", cart: [1], cookie: { maxAge: 60_000 } });
+    await slow.set("restore", read);
+    expect(between).toBeUndefined();
+    expect(await writer.get("restore")).toMatchObject({ user: "ada", cart: [1] });
+  });
+
   it("a slow request saving after logout cannot revive the session (tombstone)", async () => {
     const s = sessionApi(new RedisSessionStore(redis, { prefix }));
     await s.set("race", { user: "ada", cookie: { maxAge: 60_000 } });
