@@ -4,8 +4,15 @@ import type { PartitionKeys } from "./keys.js";
 import { queueScripts } from "./scripts.generated.js";
 
 /**
+ * Most deliveries renewed by one extend script call. A script hands each delivery's id (and its new deadline) to one
+ * Redis command as arguments, and Lua unpacks at most about 8,000 values at once: a worker of concurrency 10,000
+ * renews its leases in calls of this many.
+ */
+export const MAX_EXTEND_BATCH = 500;
+
+/**
  * Renews the leases of every delivery a worker holds (running, or finished and waiting for its outcome to be
- * recorded), every `leaseMs / 3`: one extend script call per partition for all of them. A delivery Redis no longer
+ * recorded), every `leaseMs / 3`: one extend script call per partition for up to MAX_EXTEND_BATCH of them. A delivery Redis no longer
  * holds while its handler runs is lost (reclaimed after its lease expired, or handed back) or cancelled; one whose lease
  * could not be renewed before its local deadline (Redis unreachable) is lost too. Either way its signal aborts.
  * Internal.
@@ -66,7 +73,13 @@ export class LeaseKeeper<T> {
         if (list === undefined) byPartition.set(d.partition, [d]);
         else list.push(d);
       }
-      await Promise.all([...byPartition].map(([p, list]) => this.#renewPartition(p, list)));
+      const calls: Promise<void>[] = [];
+      for (const [p, list] of byPartition) {
+        for (let i = 0; i < list.length; i += MAX_EXTEND_BATCH) {
+          calls.push(this.#renewPartition(p, list.slice(i, i + MAX_EXTEND_BATCH)));
+        }
+      }
+      await Promise.all(calls);
     } finally {
       this.#busy = false;
     }
