@@ -88,9 +88,12 @@ local function q_group_wake(K, group)
     local raw = redis.call('HGET', K.jobs, 'j:' .. id)
     if raw then
       local rec = cmsgpack.unpack(raw)
-      -- An entry parked before its id was freed and created again belongs to the earlier job (queue-add.lua).
+      -- An entry parked before its id was freed and created again belongs to the earlier job (queue-add.lua), and so
+      -- does one found for a job that is delayed now (its earlier job was dropped by retention with its freed marker):
+      -- it must not start the new job before its delay.
       local freed = rec[Q_STATE] == 'w' and redis.call('HGET', K.jobs, 's:' .. id)
-      if rec[Q_STATE] == 'w' and not (freed and tonumber(string.sub(at, 1, 15)) < tonumber(freed)) then
+      if rec[Q_STATE] == 'w' and not (freed and tonumber(string.sub(at, 1, 15)) < tonumber(freed))
+        and not redis.call('ZSCORE', K.delayed, rec[Q_PRIO] .. id) then
         local prio = rec[Q_PRIO]
         if prio == 0 then
           redis.call('XADD', K.ready, '*', 'i', id)

@@ -112,14 +112,22 @@ if #cands > 0 then
   -- has a second entry. Each id is taken once per fetch and never while it runs (a second delivery would take a
   -- second group slot that only one outcome gives back).
   local running = redis.call('HMGET', K.active, unpack(cands))
+  -- A ready entry can also outlive its job when retention dropped the job (cancelled while it waited) with its freed
+  -- marker, and the same id was added again: the new job, if of priority 1-9 or delayed now, waits elsewhere (the prio
+  -- or delayed zset), and that entry must not start it ahead of its priority or before its delay. (The delayed zset is
+  -- looked at only while it holds anything.)
+  local anyDelayed = cids[1] and redis.call('ZCARD', K.delayed) > 0
   local seen = {}
   for i, id in ipairs(cands) do
     local raw, freed = raws[3 * i - 2], raws[3 * i]
     -- An entry from before the id was freed and created again is the earlier job's (queue-add.lua): skipped.
     if freed and cids[i] and tonumber(string.match(cids[i], '^%d+')) < tonumber(freed) then raw = nil end
-    if raw and not running[i] and not seen[id] then
+    local rec = raw and not running[i] and not seen[id] and cmsgpack.unpack(raw)
+    if rec and cids[i] and (rec[Q_PRIO] ~= 0 or (anyDelayed and redis.call('ZSCORE', K.delayed, '0' .. id))) then
+      rec = nil -- an earlier job's ready entry
+    end
+    if rec then
       seen[id] = true
-      local rec = cmsgpack.unpack(raw)
       -- Anything but 'w' was cancelled while it waited, and a result field means completed: dropped here.
       if rec[Q_STATE] == 'w' and not raws[3 * i - 1] then
         local g = rec[Q_GROUP]

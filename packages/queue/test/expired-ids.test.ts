@@ -1,6 +1,6 @@
 import { testPrefix, waitUntil } from "@coordis/testing";
 import { describe, expect, it } from "vitest";
-import { onSharedServer } from "./helpers.js";
+import { gate, onSharedServer } from "./helpers.js";
 
 const prefix = testPrefix("queue-expired-ids");
 
@@ -99,5 +99,67 @@ describe("an id whose finished job outlived its resultTtlMs", () => {
     expect((await q.add("x", { id: "dead" })).duplicate).toBe(true);
     expect(await q.get("kept")).toMatchObject({ state: "completed", data: "ok" });
     expect(await q.get("dead")).toMatchObject({ state: "dead", data: "fail" });
+  });
+});
+
+// Retention (here `completed: 0`, which keeps no cancelled job either) drops a cancelled job with everything the
+// queue knew of it, while the entry it waited on (the ready stream, or its group's wait list) stays until a fetch or a
+// group's release reaches it: the same id added again must not start early through that entry.
+describe("an id added again after retention dropped its cancelled job", () => {
+  const { worker, queue } = onSharedServer(`${prefix}-retention`);
+
+  it("the earlier job's ready entry starts neither a delayed job nor a job of priority 1-9 ahead of its turn", async () => {
+    const name = "retention-ready";
+    const q = queue<string, string>(name, { retention: { completed: 0 } });
+    // Cancelled while waiting in the ready stream (no worker yet): dropped at once, its entries stay.
+    await q.add("old", { id: "late" });
+    await q.add("old", { id: "low" });
+    expect(await q.cancel("late")).toBe(true);
+    expect(await q.cancel("low")).toBe(true);
+    expect(await q.get("late")).toBeNull();
+    expect(await q.add("new", { id: "late", delayMs: 60_000 })).toEqual({ id: "late", duplicate: false });
+    expect(await q.add("new", { id: "low", priority: 9 })).toEqual({ id: "low", duplicate: false });
+    await q.add("urgent", { id: "high", priority: 1 });
+    const order: string[] = [];
+    worker<string, string>(
+      name,
+      async (job) => {
+        order.push(job.id);
+        return job.data;
+      },
+      { concurrency: 1 },
+    );
+    expect(await q.result("low", { timeoutMs: 10_000 })).toBe("new");
+    expect(order).toEqual(["high", "low"]);
+    expect(await q.get("late")).toMatchObject({ state: "delayed", attempts: 0 });
+  });
+
+  it("the earlier job's place in its group's wait list does not start a delayed job of the same id", async () => {
+    const name = "retention-gwait";
+    const q = queue<string, string>(name, { retention: { completed: 0 } });
+    const holding = gate();
+    const order: string[] = [];
+    worker<string, string>(
+      name,
+      async (job) => {
+        order.push(job.id);
+        if (job.id === "holder") await holding.promise;
+        return job.data;
+      },
+      { concurrency: 5, groups: { concurrency: 1 } },
+    );
+    await q.add("hold", { id: "holder", group: "g" });
+    await waitUntil("the holder to run", () => order.length === 1, 5_000);
+    // Waits for the group's only slot, then is cancelled (and dropped): its place in the wait list stays.
+    await q.add("old", { id: "a", group: "g" });
+    await waitUntil("a to wait for the group", async () => (await q.get("a"))?.state === "waiting", 5_000);
+    await q.add("next", { id: "next", group: "g" });
+    expect(await q.cancel("a")).toBe(true);
+    expect(await q.add("new", { id: "a", group: "g", delayMs: 60_000 })).toEqual({ id: "a", duplicate: false });
+    holding.open();
+    // The holder's slot passes over the earlier a's place to the next waiter.
+    expect(await q.result("next", { timeoutMs: 10_000 })).toBe("next");
+    expect(order).toEqual(["holder", "next"]);
+    expect(await q.get("a")).toMatchObject({ state: "delayed", attempts: 0 });
   });
 });
