@@ -171,6 +171,8 @@ function waitTurn(client: ClientState, deadlineAt: number): Promise<boolean> {
       },
       Math.max(1, deadlineAt - Date.now()),
     );
+    // A bound on a call, not work: it never keeps the process alive by itself (see withDeadline).
+    timer.unref();
     client.waiting.push(go);
   });
 }
@@ -196,10 +198,16 @@ function release(client: ClientState): void {
   }
 }
 
-/** Rejects with RedisUnavailableError when `pending` (`what`: what was sent) has not settled within `ms`. */
+/**
+ * Rejects with RedisUnavailableError when `pending` (`what`: what was sent) has not settled within `ms`. The timer is
+ * unref'd: while the call can still be answered its connection keeps the process alive, and a call its client will
+ * never settle (ioredis keeps a command queued while reconnecting even after `disconnect()`) must not hold an exiting
+ * process for the rest of its deadline.
+ */
 function withDeadline<T>(pending: Promise<T>, ms: number, what: string, shownMs = ms): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(deadlineError(what, shownMs)), Math.max(1, ms));
+    timer.unref();
     pending.then(
       (value) => {
         clearTimeout(timer);

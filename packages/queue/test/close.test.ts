@@ -29,4 +29,18 @@ describe("Worker.close() and Queue.close() after a Redis outage (fault proxy)", 
       expect(r.exitAfterMs).toBeLessThan(EXIT_WITHIN_MS);
     }, 60_000);
   }
+
+  it("a bare ioredis client closed with disconnect() while it reconnects: the process still exits at once", async () => {
+    // Such a client never settles the commands it queued while reconnecting (here the hand-back of the running job):
+    // what bounds them on Coordis' side must not keep the process alive.
+    const r = await closeDuringOutage<{ closeMs: number; queueCloseMs: number }>({
+      workerFile,
+      args: [prefix, "close-plain", String(CLOSE_TIMEOUT_MS), "plain"],
+      mode: "refused-while-reconnecting",
+      resultTimeoutMs: 30_000,
+    });
+    expect(r.result.closeMs).toBeLessThan(CLOSE_TIMEOUT_MS + CLOSE_GRACE_MS + MARGIN_MS);
+    expect(r.exit).toBe(0);
+    expect(r.exitAfterMs).toBeLessThan(EXIT_WITHIN_MS);
+  }, 60_000);
 });
