@@ -209,7 +209,8 @@ export class Queue<T = unknown, R = unknown> {
    * Declares a schedule, stored in Redis: any number of replicas may declare the same one, and each run makes exactly
    * one job fleet-wide (id `{schedule:<name>}<run time ms>`), fired by any running {@link Worker} on Redis server
    * time. Runs missed while no worker ran are coalesced: one job for the first missed run, then the schedule goes on
-   * from the next run after now. Redeclaring with other timing, data or options replaces the schedule.
+   * from the next run after now. Redeclaring with other timing, data or options replaces the schedule (a run due
+   * already and not made yet is still made, with the new declaration).
    * Two round trips (the server's clock, then the declaration).
    * @returns true when the schedule was new or changed, false when it was declared identically already
    */

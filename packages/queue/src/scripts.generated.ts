@@ -239,7 +239,9 @@ export const queueScripts = {
   }),
   /**
    * Schedule set: declares (or redeclares) a schedule. An identical declaration changes nothing, so any number of
-   * replicas may declare it; a changed one replaces the stored one and its next run time.
+   * replicas may declare it; a changed one replaces the stored one and its next run time, unless that run is due
+   * already (server time) and not made yet: it is made, by the new declaration, and the schedule goes on from
+   * there (a deploy that changes a schedule right at its run time does not skip the run).
    * KEYS: sched (hash), schedz (zset).
    * ARGV: name (string), spec (string), nextAt (ms).
    */
@@ -247,8 +249,8 @@ export const queueScripts = {
     name: "queue/schedule-set",
     keys: ["sched","schedz"],
     args: ["name","spec","nextAt"],
-    sha1: "30dbc596d8c3ca5d673e7cf2cc9eb4e94ac6a1d9",
-    source: "-- Schedule set: declares (or redeclares) a schedule. An identical declaration changes nothing, so any number of\n-- replicas may declare it; a changed one replaces the stored one and its next run time.\n-- KEYS[1] sched (hash): schedule name -> its declaration (JSON)\n-- KEYS[2] schedz (zset): schedule name -> its next run time (server ms)\n-- ARGV[1] name (string): the schedule\n-- ARGV[2] spec (string): its declaration\n-- ARGV[3] nextAt (ms): its first run time (server ms), used when the declaration is new or changed\n-- Reply: number\nif redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end\nredis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\nredis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])\nreturn 1\n",
+    sha1: "abf722d7d6c5eceaaacf19a1f94eec4d145446ad",
+    source: "-- Schedule set: declares (or redeclares) a schedule. An identical declaration changes nothing, so any number of\n-- replicas may declare it; a changed one replaces the stored one and its next run time, unless that run is due\n-- already (server time) and not made yet: it is made, by the new declaration, and the schedule goes on from there (a\n-- deploy that changes a schedule right at its run time does not skip the run).\n-- KEYS[1] sched (hash): schedule name -> its declaration (JSON)\n-- KEYS[2] schedz (zset): schedule name -> its next run time (server ms)\n-- ARGV[1] name (string): the schedule\n-- ARGV[2] spec (string): its declaration\n-- ARGV[3] nextAt (ms): its first run time (server ms), used when the declaration is new or changed\n-- Reply: number\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\n-- Arithmetic converts TIME's digit strings directly (cheaper inside Redis than tonumber() and math.floor, which are\n-- global lookups and C calls); the microseconds are cut to whole milliseconds exactly.\nlocal function now_ms()\n  local t = redis.call('TIME')\n  local us = t[2] + 0\n  return t[1] * 1000 + (us - us % 1000) / 1000\nend\nif redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return 0 end\nredis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\nlocal due = redis.call('ZSCORE', KEYS[2], ARGV[1])\nif not (due and tonumber(due) <= now_ms()) then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end\nreturn 1\n",
   }),
   /**
    * Unschedule: removes a schedule (jobs it created already are not touched).

@@ -105,6 +105,29 @@ describe("queue features on the shared server", () => {
     expect(gaps.filter((g) => g === 1_000).length).toBeGreaterThanOrEqual(gaps.length - 1);
   }, 60_000);
 
+  it("a schedule changed after its run was due, before any worker made that run: the run is made, with the change", async () => {
+    const q = queue<string>("changed-at-run-time");
+    expect(await q.schedule("beat", { everyMs: 1_000 }, "before")).toBe(true);
+    // No worker runs: the first run falls due (server time) and nobody makes it yet.
+    const declaredAt = await serverMs(redis);
+    await waitUntil("the first run to be due", async () => (await serverMs(redis)) >= declaredAt + 1_000, 5_000);
+    const changedAt = await serverMs(redis);
+    expect(await q.schedule("beat", { everyMs: 1_000 }, "after")).toBe(true);
+    const runs: Array<{ at: number; data: string }> = [];
+    worker<string, void>(
+      "changed-at-run-time",
+      async (job) => {
+        runs.push({ at: Number(job.id.slice("{schedule:beat}".length)), data: job.data });
+      },
+      { schedules: true },
+    );
+    await waitUntil("a run", () => runs.length >= 1, 10_000);
+    expect(await q.unschedule("beat")).toBe(true);
+    // The run that was due when the schedule changed, not the first one after the change.
+    expect(runs[0]?.at).toBeLessThanOrEqual(changedAt);
+    expect(runs[0]?.data).toBe("after");
+  });
+
   it("a cron schedule fires (with and without a time zone), one job per run", async () => {
     for (const [label, spec] of [
       ["cron", { cron: "* * * * * *" }],
