@@ -9,7 +9,7 @@ import {
   openBlockingConnection,
   whenReady,
 } from "./context.js";
-import { compareIds, type Entry, fieldOf, idBefore, parseEntry, type RawEntry } from "./entries.js";
+import { compareIds, type Entry, fieldOf, idAfter, idBefore, parseEntry, type RawEntry } from "./entries.js";
 import { GapError, UnverifiedEntryError } from "./errors.js";
 import type { TailSettings, UnverifiedMode } from "./options.js";
 
@@ -113,7 +113,8 @@ async function* run<T>(
       const [id, seq] = await main(log.redis.hmget(meta, "last", "seq"));
       last = id ?? "0-0";
       lastSeq = Number(seq ?? 0);
-    } else if (from === "start") {
+    } else if (from === "start" || compareIds(from, "0-0") === 0) {
+      // Nothing lies before 0-0 (no entry has that id): the log from its beginning, whatever retention trimmed.
       last = "0-0";
     } else {
       last = from;
@@ -141,7 +142,15 @@ async function* run<T>(
           // not the log's first entry, entries were trimmed past the cursor (conservative: reported even when exactly
           // the cursor's own entry was the last one trimmed). Deleted (XDEL): Redis 7.0 records max-deleted-entry-id.
           const trimmedPast = first !== null && compareIds(idBefore(first[0]), from) > 0 && firstSeq > 1;
-          if (trimmedPast || compareIds(maxDeleted, from) > 0) {
+          // A deletion after the cursor matters unless the entry right after the cursor's id exists: then no entry can
+          // have been between them (a GapError's resumeAfter is such a cursor, whatever was deleted further on, which
+          // the reads report when they get there).
+          const next = idAfter(from);
+          const deletedPast =
+            !trimmedPast &&
+            compareIds(maxDeleted, from) > 0 &&
+            (next === undefined || (await main(log.redis.xrange(stream, next, next))).length === 0);
+          if (trimmedPast || deletedPast) {
             notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });
             throw new GapError(from, first === null ? undefined : idBefore(first[0]), undefined);
           }

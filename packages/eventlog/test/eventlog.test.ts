@@ -176,6 +176,43 @@ describe.each([
     expect(err).toMatchObject({ after: ids[2], missed: 2 });
   });
 
+  it("a tail that follows each GapError's resumeAfter across two deletions reads every entry left, in order, once", async () => {
+    const log = new EventLog<number>(redis, logName("resume"), { prefix });
+    const ids: string[] = [];
+    for (let i = 1; i <= 10; i++) ids.push((await log.append(i)).id);
+    await admin.xdel(log.keys.stream, ids[2] as string, ids[6] as string); // 3 and 7
+    const seen: number[] = [];
+    const gaps: Array<number | undefined> = [];
+    let from = "start";
+    for (let attempt = 0; attempt < 5 && seen.at(-1) !== 10; attempt++) {
+      try {
+        for await (const e of log.tail({ from, blockMs: 50 })) {
+          seen.push(e.data);
+          from = e.id;
+          if (e.data === 10) break;
+        }
+      } catch (err) {
+        if (!(err instanceof GapError)) throw err;
+        gaps.push(err.missed);
+        from = err.resumeAfter as string;
+      }
+    }
+    expect(seen).toEqual([1, 2, 4, 5, 6, 8, 9, 10]);
+    expect(gaps).toEqual([1, 1]);
+  });
+
+  it('tail from "0-0" reads a trimmed log from its oldest kept entry, as from "start"', async () => {
+    const log = new EventLog<number>(redis, logName("zero"), { prefix, maxLen: 10 });
+    for (let i = 0; i < 400; i++) await log.append(i);
+    const oldest = (await log.read({ limit: 1 })).entries[0] as Entry<number>;
+    for (const from of ["start", "0-0", "0"]) {
+      for await (const e of log.tail({ from, blockMs: 50 })) {
+        expect(e.id, from).toBe(oldest.id);
+        break;
+      }
+    }
+  });
+
   it("retention by length keeps about maxLen entries, and the chain stays verifiable", async () => {
     const log = new EventLog<number>(redis, logName("maxlen"), { prefix, maxLen: 50, chain: true });
     for (let i = 0; i < 600; i++) await log.append(i);
