@@ -4,16 +4,20 @@ import { problem } from "./problem.js";
 import type { RateLimitCheck } from "./request-hook.js";
 import { type RouteLimit, routeId } from "./route-limit.js";
 
+/** Set in the config of every route the plugin's onRoute hook saw (limited there, or without a limit). */
+export const WIRED: unique symbol = Symbol("coordis.fastify.wired");
+
 /**
  * Limits the routes declared before the plugin loaded (an un-awaited `register`), which never reach its onRoute
  * hook. Fastify builds every route's hook list at ready time from its instance's hooks, and addHook reaches existing
  * child instances, so instance-level guard hooks reach those routes: they resolve the route's limit on its first
- * request (`resolve` throws for a misconfigured one, answered 500) and skip routes in `wired` (limited by onRoute).
+ * request (`resolve` throws for a misconfigured one, answered 500) and skip routes whose config carries WIRED (seen
+ * by onRoute). Fastify does not tell a request's route constraints: an early route's budget is named by its method and
+ * URL alone.
  */
 export function guardEarlyRoutes(
   fastify: FastifyInstance,
   resolve: (method: string | string[], url: string, config: unknown) => RouteLimit | undefined,
-  wired: ReadonlySet<string>,
   check: RateLimitCheck,
 ): void {
   if (fastify.printRoutes() === "(empty tree)") return;
@@ -27,7 +31,7 @@ export function guardEarlyRoutes(
     let limit = lazy.get(config);
     if (limit === undefined) {
       try {
-        limit = wired.has(routeId(ro.method, ro.url ?? "")) ? null : (resolve(ro.method, ro.url ?? "", config) ?? null);
+        limit = WIRED in config ? null : (resolve(ro.method, ro.url ?? "", config) ?? null);
       } catch (err) {
         limit = err as Error;
       }

@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifySchema, RouteOptions } from "fastify";
 import fp from "fastify-plugin";
 import { closeClient } from "./close.js";
 import { type CoordisDecorator, createDecorator } from "./decorator.js";
-import { guardEarlyRoutes } from "./early-routes.js";
+import { guardEarlyRoutes, WIRED } from "./early-routes.js";
 import { Limiters } from "./limiters.js";
 import {
   type CoordisPluginOptions,
@@ -99,14 +99,15 @@ async function wire(
   const routes = new RouteLimits(defaults, limiters);
   const resolve = routes.resolve.bind(routes);
   const check = rateLimitCheck(limiters);
-  /** Routes wired by the onRoute hook, by id. */
-  const wired = new Set<string>();
-  guardEarlyRoutes(fastify, resolve, wired, check);
+  guardEarlyRoutes(fastify, resolve, check);
 
   fastify.addHook("onRoute", (route: RouteOptions) => {
-    const limit = resolve(route.method, route.url, route.config);
+    const constraints = route.constraints as Readonly<Record<string, unknown>> | undefined;
+    const limit = resolve(route.method, route.url, route.config, constraints);
+    // Marked in its own copy of the config (the route's context gets it): the early-route guard leaves it alone, and
+    // only it (another route of the same method and URL, declared early, is still the guard's).
+    route.config = { ...(route.config as object), [WIRED]: true } as typeof route.config;
     if (limit === undefined) return;
-    wired.add(limit.id);
     const hook = hookFor(check, limit);
     const existing = route[limit.hook] as unknown;
     const others = existing === undefined ? [] : Array.isArray(existing) ? existing : [existing];

@@ -9,13 +9,29 @@ export function isValidGroup(group: unknown): group is string {
 }
 
 /**
- * The group of a route's own budget (a route without `group`): `route.<16 hex of sha256("<METHOD> <url>")>`, with
- * `HEAD` counted as `GET` (Fastify serves HEAD from the GET route). The url is the route's pattern (`/users/:id`),
- * so all requests to one route share its budget per key.
+ * The group of a route's own budget (a route without `group`): `route.<16 hex of sha256("<METHOD> <url>")>`. A route
+ * that serves GET is named by `GET` alone, and `HEAD` counts as `GET` (Fastify serves HEAD from the route that serves
+ * GET, of one method or several: at most one route serves GET for a URL). The url is the route's pattern
+ * (`/users/:id`), so all requests to one route share its budget per key. A route with constraints (`version`, `host`)
+ * has them in its name: routes of one method and URL that differ in their constraints are different routes.
  */
-export function routeGroup(method: string | string[], url: string): string {
-  const m = (Array.isArray(method) ? method.join(",") : method).replace(/^HEAD$/, "GET");
-  return `route.${createHash("sha256").update(`${m} ${url}`, "utf8").digest("hex").slice(0, 16)}`;
+export function routeGroup(
+  method: string | string[],
+  url: string,
+  constraints?: Readonly<Record<string, unknown>>,
+): string {
+  const methods = Array.isArray(method) ? method : [method];
+  const m = methods.includes("GET") || methods.includes("HEAD") ? "GET" : methods.join(",");
+  const name = `${m} ${url}${constraintsText(constraints)}`;
+  return `route.${createHash("sha256").update(name, "utf8").digest("hex").slice(0, 16)}`;
+}
+
+/** A route's constraints as text, `""` for none: ` (<name> <value>, ...)` in name order. */
+export function constraintsText(constraints: Readonly<Record<string, unknown>> | undefined): string {
+  if (constraints === undefined) return "";
+  const names = Object.keys(constraints).sort();
+  if (names.length === 0) return "";
+  return ` (${names.map((n) => `${n} ${String(constraints[n])}`).join(", ")})`;
 }
 
 /**

@@ -10,7 +10,7 @@ import {
   type RateLimitSettings,
   renamed,
 } from "./options.js";
-import { isValidGroup, routeGroup } from "./rate-limit-key.js";
+import { constraintsText, isValidGroup, routeGroup } from "./rate-limit-key.js";
 
 /** A route's limit, resolved and validated once. */
 export interface RouteLimit {
@@ -33,9 +33,13 @@ export interface RouteLimit {
   readonly ban: number | undefined;
 }
 
-/** `"<METHOD> <url>"`, the route's name in errors and in `peekRateLimit`. */
-export function routeId(method: string | string[], url: string): string {
-  return `${Array.isArray(method) ? method.join(",") : method} ${url}`;
+/** `"<METHOD> <url>"` (and its constraints, if any), the route's name in errors and in `peekRateLimit`. */
+export function routeId(
+  method: string | string[],
+  url: string,
+  constraints?: Readonly<Record<string, unknown>>,
+): string {
+  return `${Array.isArray(method) ? method.join(",") : method} ${url}${constraintsText(constraints)}`;
 }
 
 const defaultKey: RateLimitKeyFn = (request) => request.ip;
@@ -59,9 +63,14 @@ export class RouteLimits {
    * Resolves and validates a route's limit; `undefined` when the route has none.
    * @throws InvalidArgumentError naming the route's option
    */
-  resolve(method: string | string[], url: string, config: unknown): RouteLimit | undefined {
+  resolve(
+    method: string | string[],
+    url: string,
+    config: unknown,
+    constraints?: Readonly<Record<string, unknown>>,
+  ): RouteLimit | undefined {
     const defaults = this.#defaults;
-    const id = routeId(method, url);
+    const id = routeId(method, url, constraints);
     const where = `route ${id}: config`;
     const cfg = (config ?? {}) as { rateLimit?: unknown; coordis?: unknown };
     // config.rateLimit belongs to @fastify/rate-limit; a Coordis-shaped one is a leftover that would silently do nothing.
@@ -107,7 +116,7 @@ export class RouteLimits {
     const headers = { ...defaults.headers, ...own.headers };
     return {
       id,
-      group: explicitGroup ?? routeGroup(method, url),
+      group: explicitGroup ?? routeGroup(method, url, constraints),
       hook: own.hook ?? defaults.hook ?? "onRequest",
       key: own.key ?? defaults.key ?? defaultKey,
       rules: pair ?? (rules as RateLimitRulesFn),
