@@ -10,6 +10,8 @@ export interface RuleSetLimiter {
   readonly limiter: RateLimiter;
   /** `"<name>";q=<limit>;w=<s>, ...`, computed once. */
   readonly policy: string;
+  /** The most units one call may take: the smallest rule capacity. */
+  readonly maxCost: number;
 }
 
 /** A rule set's identity: two arrays of the same rules share one limiter (and one budget state). */
@@ -49,7 +51,7 @@ export class Limiters {
       const mode = this.#settings.batch;
       const limiter = this.#make(rules, mode === "auto" ? true : mode);
       const policy = limiter.rules.map((r) => `"${r.name}";q=${r.limit};w=${Math.ceil(r.windowMs / 1000)}`).join(", ");
-      pair = { limiter, policy };
+      pair = { limiter, policy, maxCost: Math.min(...limiter.rules.map((r) => r.capacity)) };
       this.#bySpec.set(spec, pair);
     }
     return pair;

@@ -123,7 +123,24 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
   ) => {
     let pending: Promise<Decision>;
     try {
-      const cost = typeof limit.cost === "function" ? limit.cost(request) : limit.cost;
+      let cost = limit.cost;
+      if (typeof cost === "function") {
+        const got: unknown = cost(request);
+        const most = pair.maxCost;
+        if (typeof got !== "number" || !Number.isInteger(got) || got < 1 || got > most) {
+          // The function's fault, not the client's: answered like a bad key (never a 429 or a free pass).
+          const what = typeof got === "number" ? String(got) : got === null ? "null" : typeof got;
+          request.log.error(`@coordis/fastify: the rate-limit cost function of ${limit.id} returned ${what}`);
+          problem(
+            reply,
+            500,
+            "Internal Server Error",
+            `The rate-limit cost function of route ${limit.id} returned ${what}; it must return an integer from 1 to ${most} (the smallest rule capacity).`,
+          );
+          return;
+        }
+        cost = got;
+      }
       pending = limiters.consume(pair, rateLimitKey(limit.group, raw), cost);
     } catch (err) {
       next(err as Error);

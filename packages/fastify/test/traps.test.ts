@@ -229,6 +229,40 @@ describe("safe defaults", () => {
       await app.close();
     }
   });
+
+  it("a cost function returning no valid cost is a 500 naming the route and the range, and counts nothing", async () => {
+    const app = Fastify();
+    await app.register(coordis, { redis: shared, prefix: freshPrefix() });
+    app.get(
+      "/c",
+      {
+        config: {
+          coordis: {
+            rateLimit: {
+              rules: [{ name: "m", limit: 5, windowMs: 60_000 }],
+              cost: (req) => Number(req.headers["x-cost"]),
+            },
+          },
+        },
+      },
+      async () => "ok",
+    );
+    try {
+      for (const bad of ["0", "0.5", "6", "abc"]) {
+        const res = await app.inject({ method: "GET", url: "/c", headers: { "x-cost": bad } });
+        expect(res.statusCode, bad).toBe(500);
+        expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
+        expect(res.json().detail).toContain("GET /c");
+        expect(res.json().detail).toContain("from 1 to 5");
+      }
+      // Nothing was taken: the whole budget is there.
+      const full = await app.inject({ method: "GET", url: "/c", headers: { "x-cost": "5" } });
+      expect(full.statusCode).toBe(200);
+      expect(full.headers.ratelimit).toBe('"m";r=0;t=60');
+    } finally {
+      await app.close();
+    }
+  });
 });
 
 describe("user-supplied clients", () => {
