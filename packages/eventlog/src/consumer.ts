@@ -98,8 +98,14 @@ export class Consumer<T = unknown> {
    * @throws InvalidArgumentError for a bad `timeoutMs` (1 ms – 1 day) or an unknown option key
    */
   stop(options: StopOptions = {}): Promise<void> {
+    // Bad options reject (also on a later call), as every other call of the consumer does.
+    let timeoutMs: number;
+    try {
+      timeoutMs = parseStopOptions(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (this.#stopped !== undefined) return this.#stopped;
-    const timeoutMs = parseStopOptions(options);
     const handlers = this.#handlers;
     this.#stopper.abort();
     handlers.changed();
