@@ -271,7 +271,11 @@ export class Redlock extends LockBase {
 
   /**
    * Runs `call` on every node in parallel; a node that fails or exceeds the per-node timeout yields an error. The
-   * calls start together, so one timer serves the whole round.
+   * calls start together, so one timer serves the whole round. The timer measures the masters, not this process: it
+   * starts once the calls were written (they leave together at the end of this tick, see corkUntilTickEnd), and when
+   * it fires, the answers already received are read first (setImmediate runs after the event loop's I/O phase), so a
+   * client whose own event loop was blocked meanwhile does not take healthy masters for silent ones. (The validity
+   * check over the whole round still counts every ms from the start.)
    */
   #all<R>(call: (node: RedisClient, i: number) => Promise<R>, nodes = this.#nodes): Promise<NodeReply<R>[]> {
     const n = nodes.length;
@@ -282,7 +286,9 @@ export class Redlock extends LockBase {
       const replies: Array<NodeReply<R> | undefined> = new Array(n);
       let left = n;
       let done = false;
-      const timer = setTimeout(() => {
+      let timer: NodeJS.Timeout | undefined;
+      const expire = () => {
+        if (done) return;
         done = true;
         for (let i = 0; i < n; i++) {
           replies[i] ??= {
@@ -291,7 +297,10 @@ export class Redlock extends LockBase {
           };
         }
         resolve(replies as NodeReply<R>[]);
-      }, timeoutMs);
+      };
+      process.nextTick(() => {
+        if (!done) timer = setTimeout(() => setImmediate(expire), timeoutMs);
+      });
       const settle = (i: number, reply: NodeReply<R>) => {
         if (done) return;
         replies[i] = reply;

@@ -95,6 +95,23 @@ describe("Redlock over 3 masters", () => {
     await waitUntil("master 2 to answer again", async () => (await admins[2]?.ping()) === "PONG", RECOVERY);
   });
 
+  it("a client whose own event loop is blocked past nodeTimeoutMs still counts the masters' answers", async () => {
+    const lock = new Redlock(clients, "lag", { prefix, ttlMs: 10_000, nodeTimeoutMs: 100 });
+    await (await lock.acquire()).release(); // the scripts are cached on every master
+    /** Synchronous work of the application: nothing else runs meanwhile. */
+    const block = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    // Blocked before the calls were even written (they leave at the end of this tick).
+    const acquiring = lock.tryAcquire();
+    block(500);
+    const lease = await acquiring;
+    expect(lease).not.toBeNull();
+    // Blocked after they were written: the answers wait in the sockets while the node timeout passes.
+    const releasing = (lease as Lease).release();
+    setImmediate(() => block(500));
+    expect(await releasing).toBe(true);
+    for (const admin of admins) expect(await admin.exists(`${prefix}:lock:{lag}`)).toBe(0);
+  });
+
   it("does not hand out a lease whose validity was consumed by a slow master, and leaves nothing held", async () => {
     const lock = new Redlock(clients, "slow", { prefix, ttlMs: 300, nodeTimeoutMs: 500 });
     const slow = group.servers[2];
