@@ -19,7 +19,7 @@ export interface CoordisDecorator {
    * Fills in `prefix` and `observer` for a primitive's options, e.g.
    * `new Leaderboard(app.coordis.redis, "scores", app.coordis.options({ periods: ["daily", "all"] }))`.
    */
-  options<T extends object>(extra?: T): T & { prefix: string; observer: CoordisObserver };
+  options<const T extends object>(extra?: T): T & { prefix: string; observer: CoordisObserver };
   /** The (cached) limiter for a set of rules, created with the plugin's prefix, observer and failure policy. */
   rateLimiter(rules: Rule[]): RateLimiter;
   /**

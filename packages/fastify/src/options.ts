@@ -128,7 +128,7 @@ export interface CoordisPluginOptions {
    */
   redis?: RedisClient;
   /** A Redis URL for `connect()` of @coordis/core, when `redis` is not given. Default `redis://127.0.0.1:6379`. */
-  url?: string;
+  url?: string | undefined;
   /** Options for `connect()` when the plugin opens the connection. */
   connectOptions?: ConnectOptions;
   /** Key prefix of everything created through the plugin; default `"coordis"`. */

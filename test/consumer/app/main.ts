@@ -11,6 +11,7 @@ import { RedisSessionStore, type SessionData } from "@coordis/cache";
 import { connect } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
 import { coordis } from "@coordis/fastify";
+import { Leaderboard } from "@coordis/leaderboard";
 import { runOncePerTick, tickHistory } from "@coordis/lock";
 import { coordisMetrics } from "@coordis/metrics";
 import fastifyCookie from "@fastify/cookie";
@@ -99,6 +100,9 @@ async function webApp(): Promise<void> {
     store,
   });
 
+  // As the plugin's README builds a primitive: options() keeps the literal periods (a Period union, not string[]).
+  const board = new Leaderboard(app.coordis.redis, "scores", app.coordis.options({ periods: ["daily", "all"] }));
+  app.get("/top", async () => board.top(3));
   app.get("/limited", { config: { coordis: { rateLimit: true } } }, async () => {
     requests.inc();
     return { ok: true };
@@ -127,6 +131,15 @@ async function webApp(): Promise<void> {
     }
   }
   assert.deepEqual(statuses, [200, 200, 200, 429]);
+  await board.submit("ada", 7);
+  assert.equal((await app.inject({ method: "GET", url: "/top" })).json()[0]?.member, "ada");
+  // The README's other form, the plugin opening its own connection from an environment variable (string | undefined
+  // under exactOptionalPropertyTypes).
+  const own = Fastify();
+  await own.register(coordis, { url: process.env.REDIS_URL, prefix });
+  await own.ready();
+  assert.equal(await own.coordis.redis.ping(), "PONG");
+  await own.close();
 
   // Metrics: /metrics serves the app's registry, with the Coordis series in it.
   const metrics = await app.inject({ method: "GET", url: "/metrics" });
