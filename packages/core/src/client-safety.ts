@@ -1,6 +1,8 @@
 import { isCluster, type RedisClient } from "./client.js";
-import { DEFAULT_COMMAND_TIMEOUT_MS } from "./connect.js";
 import { InvalidArgumentError } from "./errors.js";
+
+/** Command timeout `connect()` sets unless told otherwise: a command unanswered for 2 s fails. */
+export const DEFAULT_COMMAND_TIMEOUT_MS = 2_000;
 
 /**
  * The ioredis options Coordis relies on, to spread into a client you build yourself:
@@ -71,6 +73,30 @@ export function clientSafetyProblems(redis: RedisClient): string[] {
     problems.push("it has no commandTimeout, so a call to an unreachable Redis never settles");
   }
   return problems;
+}
+
+const warnedClients = new WeakSet<object>();
+
+/**
+ * Warns once per client, as a Node process warning (`CoordisWarning`, code `COORDIS_UNSAFE_CLIENT`), when a client
+ * given to a Coordis primitive lacks the settings Coordis relies on (see {@link clientSafetyProblems}): without a
+ * command timeout a call to an unreachable Redis waits for Coordis' own deadline (about 10 s), and a client that
+ * re-sends unanswered commands can run a call twice. The primitive still works. Objects that are not ioredis clients
+ * (no `options`) are left alone.
+ */
+export function warnIfUnsafeClient(redis: RedisClient): void {
+  if (warnedClients.has(redis)) return;
+  warnedClients.add(redis);
+  if (typeof (redis as { options?: unknown }).options !== "object") return;
+  const problems = clientSafetyProblems(redis);
+  if (problems.length === 0) return;
+  const fix = isCluster(redis)
+    ? "new Cluster(nodes, { ...safeClusterOptions, redisOptions: { ...safeRedisOptions, ... } })"
+    : "new Redis({ ...safeRedisOptions, ... })";
+  process.emitWarning(
+    `Coordis was given an unsafe ioredis client: ${problems.join("; ")}. Create it with ${fix} (from @coordis/core), or use connect() of @coordis/core.`,
+    { type: "CoordisWarning", code: "COORDIS_UNSAFE_CLIENT" },
+  );
 }
 
 /**

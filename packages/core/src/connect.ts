@@ -2,12 +2,12 @@ import { readFileSync } from "node:fs";
 import type { ConnectionOptions as TlsOptions } from "node:tls";
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 import type { RedisClient } from "./client.js";
+import { DEFAULT_COMMAND_TIMEOUT_MS } from "./client-safety.js";
 import { InvalidArgumentError } from "./errors.js";
 import { type CoordisObserver, notifyEvent } from "./observer.js";
 import { durationMs, options as validateOptions } from "./validate.js";
 
-/** Command timeout `connect()` sets unless told otherwise: a command unanswered for 2 s fails. */
-export const DEFAULT_COMMAND_TIMEOUT_MS = 2_000;
+export { DEFAULT_COMMAND_TIMEOUT_MS };
 /** Connect timeout `connect()` sets unless told otherwise. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 /** The URL `connect()` uses when none is given. */

@@ -1,3 +1,5 @@
+import type { RedisClient } from "./client.js";
+import { warnIfUnsafeClient } from "./client-safety.js";
 import { InvalidArgumentError } from "./errors.js";
 
 /**
@@ -16,7 +18,8 @@ export function describeValue(value: unknown): string {
   if (value === null) return "null";
   if (value === undefined) return "undefined";
   if (Array.isArray(value)) return "an array";
-  return `a ${typeof value}`;
+  const type = typeof value;
+  return type === "object" ? "an object" : `a ${type}`;
 }
 
 /** A finite number (not NaN, not ±Infinity), optionally within `[min, max]`. */
@@ -165,6 +168,7 @@ export function redisClient<T>(name: string, value: T): T {
       `expected an ioredis Redis or Cluster client (e.g. from connect()), got ${describeValue(value)}`,
     );
   }
+  warnIfUnsafeClient(value as RedisClient);
   return value;
 }
 

@@ -1,5 +1,6 @@
-import { InvalidArgumentError, MAX_DURATION_MS, validate } from "@coordis/core";
+import { InvalidArgumentError, MAX_DURATION_MS, safeRedisOptions, validate } from "@coordis/core";
 import fc from "fast-check";
+import { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 
 function argumentOf(fn: () => unknown): string | undefined {
@@ -85,5 +86,50 @@ describe("validation helpers", () => {
     expect(validate.abortSignal("signal", undefined)).toBeUndefined();
     expect(argumentOf(() => validate.abortSignal("signal", {}))).toBe("signal");
     expect(argumentOf(() => validate.func("fn", 1))).toBe("fn");
+  });
+});
+
+describe("validate.redisClient", () => {
+  /** The process warnings emitted while `work` runs (they are delivered on the next tick). */
+  async function warningsDuring(work: () => void): Promise<Error[]> {
+    const seen: Error[] = [];
+    const listener = (w: Error) => void seen.push(w);
+    process.on("warning", listener);
+    try {
+      work();
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off("warning", listener);
+    }
+    return seen.filter((w) => (w as { code?: string }).code === "COORDIS_UNSAFE_CLIENT");
+  }
+
+  it("warns once per unsafe client, naming the problems and the fix; a safe client and a non-client are not warned about", async () => {
+    const unsafe = new Redis({ lazyConnect: true });
+    const safe = new Redis({ lazyConnect: true, ...safeRedisOptions });
+    try {
+      const first = await warningsDuring(() => {
+        validate.redisClient("redis", unsafe);
+        validate.redisClient("redis", unsafe);
+      });
+      expect(first).toHaveLength(1);
+      expect(first[0]?.message).toMatch(/no commandTimeout/);
+      expect(first[0]?.message).toMatch(/re-sends unanswered commands/);
+      expect(first[0]?.message).toMatch(/safeRedisOptions|connect\(\)/);
+      expect(first[0]?.name).toBe("CoordisWarning");
+      expect(await warningsDuring(() => validate.redisClient("redis", unsafe))).toHaveLength(0);
+      expect(await warningsDuring(() => validate.redisClient("redis", safe))).toHaveLength(0);
+      expect(
+        await warningsDuring(() => validate.redisClient("redis", { evalsha() {}, eval() {} } as unknown as Redis)),
+      ).toHaveLength(0);
+    } finally {
+      unsafe.disconnect();
+      safe.disconnect();
+    }
+  });
+
+  it("a value that is no client is refused, described with the right article", () => {
+    expect(() => validate.redisClient("redis", {})).toThrow(/got an object/);
+    expect(() => validate.redisClient("redis", () => 1)).toThrow(/got a function/);
   });
 });
