@@ -174,6 +174,12 @@ export function parseCacheOptions(raw: unknown): CacheSettings {
     );
   }
   const prefix = opts.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(opts.prefix, "options.prefix");
+  if (opts.ttlMs === undefined) {
+    throw new InvalidArgumentError(
+      "options.ttlMs",
+      "is required: how long a value stays fresh, in ms (e.g. { ttlMs: 60_000 }); there is no default",
+    );
+  }
   const ttlMs = validate.durationMs("options.ttlMs", opts.ttlMs);
   const staleMs = opts.staleMs === undefined ? 0 : validate.durationMs("options.staleMs", opts.staleMs, { min: 0 });
   const codec = parseCodec("options.codec", opts.codec, jsonCodec);

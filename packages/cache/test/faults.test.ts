@@ -128,6 +128,10 @@ describe("Cache on its own server (faults, round trips, input checks)", () => {
         expect.objectContaining({ argument }),
       );
     }
+    // A missing ttlMs says it is required, not that undefined is no duration.
+    expect(() => new Cache(clients[0] as RedisClient, { namespace: "ok" } as CacheOptions)).toThrow(
+      expect.objectContaining({ argument: "options.ttlMs", message: expect.stringMatching(/required/) }),
+    );
     // Dates are accepted and come back as ISO strings (documented).
     await a.set("date", { at: new Date(0) });
     expect(await a.get("date")).toEqual({ at: "1970-01-01T00:00:00.000Z" });
