@@ -120,14 +120,25 @@ async function wire(
   const metricsPath = settings.metrics?.path ?? false;
   if (metrics !== undefined && metricsPath !== false) {
     // `hide` keeps the route out of @fastify/swagger documents when that plugin is used.
-    fastify.get(
-      metricsPath,
-      { schema: { hide: true } as FastifySchema, config: { coordis: { rateLimit: false } } },
-      async (_request, reply) => {
-        const body = await metrics.registry.metrics();
-        return reply.type(metrics.registry.contentType).send(body);
-      },
-    );
+    try {
+      fastify.get(
+        metricsPath,
+        { schema: { hide: true } as FastifySchema, config: { coordis: { rateLimit: false } } },
+        async (_request, reply) => {
+          const body = await metrics.registry.metrics();
+          return reply.type(metrics.registry.contentType).send(body);
+        },
+      );
+    } catch (err) {
+      // The app serves that path already (its own metrics): Fastify's error, with what to do about it.
+      if ((err as { code?: unknown }).code === "FST_ERR_DUPLICATED_ROUTE" && err instanceof Error) {
+        err.message +=
+          ` (@coordis/fastify serves its metrics there because of the metrics option: give metrics: { path: false }` +
+          " to leave the route to you, whose registry then serves the Coordis series too (the global prom-client" +
+          " registry, or metrics.registry when you give one), or another metrics.path)";
+      }
+      throw err;
+    }
   }
 
   fastify.addHook("onClose", async () => {

@@ -37,6 +37,7 @@ describe("registration of the plugin", () => {
       await app.register(coordis, { url: proxy.url, prefix, metrics: true });
     });
     expect(String((err as { code?: string })?.code)).toBe("FST_ERR_DUPLICATED_ROUTE");
+    expect(String((err as Error).message)).toContain("metrics: { path: false }");
     // The connection may have been closed before it was even made; once made, it must close.
     if (await tryWaitUntil(() => proxy.stats().accepted > before, 2_000)) {
       await waitUntil("the plugin's connection closed", () => proxy.stats().connections === 0, 5_000);
