@@ -55,7 +55,10 @@ export class DenyCache {
     }
   }
 
-  /** A local rejection for a call of `cost` when one of at least that cost is still known to be rejected. */
+  /**
+   * A local rejection for a call of `cost` when a call of that same cost is still known to be rejected. (A larger
+   * cost waits longer, by an amount only Redis knows: it goes to Redis, as does a smaller one, which may pass.)
+   */
   lookup(key: string, cost: number, now = performance.now()): Decision | undefined {
     const e = this.#entries.get(key);
     if (e === undefined) return undefined;
@@ -63,7 +66,7 @@ export class DenyCache {
       this.#entries.delete(key);
       return undefined;
     }
-    if (cost < e.cost) return undefined;
+    if (cost !== e.cost) return undefined;
     const elapsed = now - e.at;
     const since = (ms: number) => Math.max(0, Math.ceil(ms - elapsed));
     return {

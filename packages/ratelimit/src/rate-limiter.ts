@@ -40,6 +40,15 @@ interface QueuedConsume {
 
 type Op = "consume" | "peek" | "refund" | "reset";
 
+/** ioredis statuses of a standalone client whose connection is down (it queues commands until it is back). */
+const OFFLINE: ReadonlySet<string> = new Set(["reconnecting", "close", "end"]);
+
+function offlineError(): RedisUnavailableError {
+  return new RedisUnavailableError(
+    "the connection to Redis is down (the client is reconnecting): the failure policy decides, and nothing is queued to run later",
+  );
+}
+
 /**
  * A rate limiter with any number of rules per key, all evaluated atomically by one Lua script per call on Redis
  * server time. A rejected call consumes nothing. All state of one key lives in one string `<prefix>:rl:{<key>}`,
@@ -155,8 +164,19 @@ export class RateLimiter {
     );
   }
 
+  /**
+   * Whether a call must not be sent because the connection is down: a standalone client between reconnects queues
+   * commands and runs them once it is back, long after the failure policy answered the caller (a fail-closed
+   * rejection, or the memory fallback's decision, would then also take its units from Redis). Under "throw" a call is
+   * sent as usual (its caller learns that the outcome is unknown).
+   */
+  #offline(): boolean {
+    return !this.#cluster && this.#policy !== "throw" && OFFLINE.has((this.#redis as { status?: string }).status ?? "");
+  }
+
   /** One consume's script reply: through the batcher when consume is batched, else one consume script call. */
   #submit(stateKey: string, cost: number): Promise<ScriptReply> {
+    if (this.#offline()) return Promise.reject(offlineError());
     const batcher = this.#batcher;
     return batcher === undefined
       ? this.#consumeScript(stateKey, cost)
@@ -261,7 +281,9 @@ export class RateLimiter {
     try {
       reply = await (op === "consume"
         ? this.#submit(stateKey, cost)
-        : runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]));
+        : this.#offline()
+          ? Promise.reject(offlineError())
+          : runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]));
     } catch (err) {
       return this.#failed(op, key, started, stateKey, cost, err, node);
     }

@@ -97,7 +97,8 @@ export function normalizeRules(rules: unknown, argument = "options.rules"): Norm
   }
   if (rules.length > 32) throw new InvalidArgumentError(argument, "at most 32 rules per limiter");
   const seen = new Set<string>();
-  return rules.map((raw: unknown, i) => {
+  // Array.from visits holes (map skips them, leaving holes in the result): a hole is a missing rule, refused below.
+  return Array.from(rules as unknown[], (raw: unknown, i) => {
     const at = `${argument}[${i}]`;
     const rule = validate.options<Rule & { capacity?: unknown }>(at, raw, RULE_KEYS);
     if (raw === undefined) throw new InvalidArgumentError(at, "expected a rule object");

@@ -40,6 +40,27 @@ describe("deny cache: a local answer names the same instants as Redis' answer", 
     expect(f?.resetMs).toBe(first.resetMs);
   });
 
+  it("a call of another cost is not answered with the remembered one's retryAfterMs: it goes to Redis", async () => {
+    const key = freshKey();
+    const rl = new RateLimiter(clients.redis, {
+      rules: [{ name: "b", limit: 10, windowMs: 10_000, algorithm: "token-bucket" }],
+      prefix,
+      denyCache: true,
+    });
+    expect(await rl.consume(key, 10)).toMatchObject({ allowed: true, remaining: 0 });
+    const one = await rl.consume(key, 1);
+    expect(one).toMatchObject({ allowed: false, reason: "redis" });
+    // Five units take about five times as long to come back: only Redis can say how long.
+    const five = await rl.consume(key, 5);
+    expect(five).toMatchObject({ allowed: false, reason: "redis" });
+    expect(five.retryAfterMs).toBeGreaterThan(one.retryAfterMs + 2_000);
+    // The same cost again: answered locally, with the instant Redis named for it.
+    const again = await rl.consume(key, 5);
+    expect(again).toMatchObject({ allowed: false, reason: "deny-cache" });
+    expect(again.retryAfterMs).toBeGreaterThan(one.retryAfterMs + 2_000);
+    expect(again.retryAfterMs).toBeLessThanOrEqual(five.retryAfterMs);
+  });
+
   it("a slow reply does not keep a key rejected locally past Redis' instant", async () => {
     const proxy = await startProxy({ target: inject("coordisRedisUrl") });
     const slow = connect(proxy.url, { commandTimeoutMs: 5_000 });

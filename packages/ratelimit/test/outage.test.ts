@@ -165,6 +165,42 @@ describe("after an outage, Redis decides again", () => {
     }
   });
 
+  it.each(["fail-closed", "fail-open"] as const)(
+    "%s: calls the policy answered while the client reconnects never reach Redis afterwards",
+    async (policy) => {
+      const own = connect(proxy.url, { commandTimeoutMs: 300, connectTimeoutMs: 300 });
+      own.on("error", () => {});
+      await own.ping();
+      const rl = new RateLimiter(own, {
+        rules: [{ name: "q", limit: 5, windowMs: 600_000 }],
+        prefix,
+        onRedisError: policy,
+        redisRetryMs: 0,
+      });
+      const key = `queued-${policy}`;
+      try {
+        expect(await rl.consume(key)).toMatchObject({ reason: "redis", remaining: 4 });
+        proxy.refuse();
+        proxy.dropConnections();
+        for (let i = 0; i < 5; i++) {
+          // Between reconnect attempts (a call issued in the same turn sees that state).
+          await waitUntil("the client to be reconnecting", () => own.status === "reconnecting", {
+            timeoutMs: 10_000,
+            intervalMs: 5,
+          });
+          expect((await rl.consume(key)).reason).toBe(policy);
+        }
+        await proxy.accept();
+        await waitUntil("the client to reconnect", () => own.status === "ready", { timeoutMs: 10_000, intervalMs: 20 });
+        // Redis counted the call before the outage and this one: none of the five was queued and run on reconnect.
+        expect(await rl.consume(key)).toMatchObject({ reason: "redis", remaining: 3 });
+      } finally {
+        await proxy.accept();
+        own.disconnect();
+      }
+    },
+  );
+
   it("memory fallback: peek and refund read and change the fallback's state, as consume does", async () => {
     const rl = new RateLimiter(client, {
       rules: [{ name: "m", limit: 2, windowMs: 60_000 }],

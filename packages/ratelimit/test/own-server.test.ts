@@ -82,6 +82,9 @@ describe("on a server of its own", () => {
       ],
       [[{ name: "has space", limit: 1, windowMs: 1_000 }], "options.rules[0].name"],
       [[], "options.rules"],
+      // A hole in the array (a stray comma) is a missing rule, not a TypeError.
+      // biome-ignore lint/suspicious/noSparseArray: the sparse array is the input under test
+      [[, { limit: 1, windowMs: 1_000 }], "options.rules[0]"],
     ];
     const { roundTrips, executed } = await countCommands(server, async () => {
       for (const [rules, argument] of badRules) {
