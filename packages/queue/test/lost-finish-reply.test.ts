@@ -21,7 +21,11 @@ describe("a completion whose reply is lost", () => {
     // The worker's client gives up on a command after 500 ms.
     const redis: RedisClient = server.client({ commandTimeoutMs: 500 });
     const producer: RedisClient = server.client({ commandTimeoutMs: 10_000 });
-    const monitor = await (server.client() as Redis).monitor();
+    // MONITOR from a connection that is not ready yet can break ioredis' command queue ("Command queue state
+    // error"): the connection answers first (as @coordis/testing's commandstats probe does).
+    const source = server.client() as Redis;
+    await source.ping();
+    const monitor = await source.monitor();
     let finishCalls = 0; // EVALSHA of the finish script that Redis ran
     monitor.on("monitor", (_time: string, args: string[]) => {
       if (args[0]?.toLowerCase() === "evalsha" && args[1] === queueScripts.finish.sha1) finishCalls++;
