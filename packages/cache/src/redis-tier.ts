@@ -196,10 +196,9 @@ export class RedisTier {
     await this.#command(() => this.#redis.del(this.#keys.tag(t)));
   }
 
-  /** SCAN + UNLINK of every key of the namespace, on every master. */
   /**
-   * Deletes every key of the namespace on every master. `onWrite` is called before the first UNLINK is sent: until
-   * then a failure has changed nothing.
+   * SCAN + UNLINK of every key of the namespace, on every master. `onWrite` is called before the first UNLINK is
+   * sent: until then a failure has changed nothing.
    */
   async clear(onWrite: () => void): Promise<void> {
     const nodes: Redis[] = isCluster(this.#redis) ? (this.#redis as Cluster).nodes("master") : [this.#redis as Redis];

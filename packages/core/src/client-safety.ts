@@ -90,13 +90,10 @@ export function warnIfUnsafeClient(redis: RedisClient): void {
   if (typeof (redis as { options?: unknown }).options !== "object") return;
   const problems = clientSafetyProblems(redis);
   if (problems.length === 0) return;
-  const fix = isCluster(redis)
-    ? "new Cluster(nodes, { ...safeClusterOptions, redisOptions: { ...safeRedisOptions, ... } })"
-    : "new Redis({ ...safeRedisOptions, ... })";
-  process.emitWarning(
-    `Coordis was given an unsafe ioredis client: ${problems.join("; ")}. Create it with ${fix} (from @coordis/core), or use connect() of @coordis/core.`,
-    { type: "CoordisWarning", code: "COORDIS_UNSAFE_CLIENT" },
-  );
+  process.emitWarning(`Coordis was given an unsafe ioredis client: ${problems.join("; ")}. ${safeClientFix(redis)}`, {
+    type: "CoordisWarning",
+    code: "COORDIS_UNSAFE_CLIENT",
+  });
 }
 
 /**
@@ -107,11 +104,13 @@ export function warnIfUnsafeClient(redis: RedisClient): void {
 export function assertSafeClient(redis: RedisClient, argument = "redis"): void {
   const problems = clientSafetyProblems(redis);
   if (problems.length === 0) return;
+  throw new InvalidArgumentError(argument, `unsafe client: ${problems.join("; ")}. ${safeClientFix(redis)}`);
+}
+
+/** How to build a client like `redis` that Coordis can rely on. */
+function safeClientFix(redis: RedisClient): string {
   const fix = isCluster(redis)
     ? "new Cluster(nodes, { ...safeClusterOptions, redisOptions: { ...safeRedisOptions, ... } })"
     : "new Redis({ ...safeRedisOptions, ... })";
-  throw new InvalidArgumentError(
-    argument,
-    `unsafe client: ${problems.join("; ")}. Create it with ${fix} (safeRedisOptions and safeClusterOptions from @coordis/core), or use connect() of @coordis/core`,
-  );
+  return `Create it with ${fix} (safeRedisOptions and safeClusterOptions from @coordis/core), or use connect() of @coordis/core`;
 }

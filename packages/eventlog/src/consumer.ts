@@ -95,7 +95,8 @@ export class Consumer<T = unknown> {
    * and their entries are acknowledged if Redis answers; no handler starts after it resolved (entries of a read or
    * claim answered later are left pending); any entry not acknowledged stays pending and is delivered again after
    * `claimIdleMs` (at least once, as always).
-   * @throws InvalidArgumentError for a bad `timeoutMs` (1 ms – 1 day) or an unknown option key
+   * Rejects with InvalidArgumentError for a bad `timeoutMs` (1 ms – 1 day) or an unknown option key, on every call
+   * (the consumer then goes on as it was).
    */
   stop(options: StopOptions = {}): Promise<void> {
     // Bad options reject (also on a later call), as every other call of the consumer does.

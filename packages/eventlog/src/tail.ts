@@ -155,8 +155,7 @@ async function* run<T>(
             throw new GapError(from, first === null ? undefined : idBefore(first[0]), undefined);
           }
         }
-        // Nothing lies before 0-0 (no entry has that id): a tail from it reads a log from its start.
-        cursorUnknown = compareIds(from, "0-0") > 0;
+        cursorUnknown = true;
       }
     }
 

@@ -106,9 +106,8 @@ export class RouteLimits {
     }
     const cost = own.cost ?? defaults.cost ?? 1;
     if (pair !== undefined && typeof cost === "number") {
-      const capacity = Math.min(...pair.limiter.rules.map((r) => r.capacity));
-      if (cost > capacity) {
-        throw new InvalidArgumentError(`${name}.cost`, `${cost} is above the smallest rule capacity ${capacity}`);
+      if (cost > pair.maxCost) {
+        throw new InvalidArgumentError(`${name}.cost`, `${cost} is above the smallest rule capacity ${pair.maxCost}`);
       }
     }
     if (explicitGroup !== undefined) this.#checkGroup(name, id, explicitGroup, rules);

@@ -12,9 +12,10 @@ export const MAX_EXTEND_BATCH = 500;
 
 /**
  * Renews the leases of every delivery a worker holds (running, or finished and waiting for its outcome to be
- * recorded), every `leaseMs / 3`: one extend script call per partition for up to MAX_EXTEND_BATCH of them. A delivery Redis no longer
- * holds while its handler runs is lost (reclaimed after its lease expired, or handed back) or cancelled; one whose lease
- * could not be renewed before its local deadline (Redis unreachable) is lost too. Either way its signal aborts.
+ * recorded), every `leaseMs / 3`: one extend script call per partition for up to MAX_EXTEND_BATCH of them. A
+ * delivery Redis no longer holds while its handler runs is lost (reclaimed after its lease expired, or handed back)
+ * or cancelled; one whose lease could not be renewed before its local deadline (Redis unreachable) is lost too.
+ * Either way its signal aborts.
  * Internal.
  */
 export class LeaseKeeper<T> {
