@@ -27,7 +27,10 @@ export interface Lease {
   /** Milliseconds of local validity left (0 once lost or released). Lower than Redis' TTL by elapsed time and drift. */
   remainingMs(): number;
   /**
-   * Resets the lease's time to live to `ttlMs` (default: the lock's `ttlMs`) from now, in one round trip.
+   * Resets the lease's time to live to `ttlMs` (default: the lease's current time to live, at first the lock's
+   * `ttlMs`) from now, in one round trip. The given `ttlMs` becomes the lease's time to live: under `using()`'s
+   * automatic extension, the next one follows `ttlMs / 3` after this call and renews to `ttlMs` again, so a
+   * shorter time to live does not run out before the next automatic extension.
    * @throws LeaseLostError when the lease is no longer held (its `signal` aborts too), or was released
    * @throws InvalidArgumentError for a bad `ttlMs`; RedisUnavailableError when Redis cannot be reached
    */
@@ -109,6 +112,8 @@ export class LeaseImpl implements Lease {
   #timer: NodeJS.Timeout | undefined;
   #autoTimer: NodeJS.Timeout | undefined;
   #autoExtending = false;
+  /** The time to live of the latest extension asked for (the lock's ttlMs until then): what extensions renew to. */
+  #ttl: number;
   #released = false;
   #releaseProgress: ReleaseProgress | undefined;
   /** The release() in flight, if any. */
@@ -120,6 +125,7 @@ export class LeaseImpl implements Lease {
     this.token = init.token;
     this.fence = init.fence;
     this.#deadline = init.deadline;
+    this.#ttl = init.ttlMs;
     this.#watched = init.observer?.onEvent !== undefined;
     if (this.#watched) this.#armDeadline();
   }
@@ -153,13 +159,22 @@ export class LeaseImpl implements Lease {
   }
 
   async extend(ttlMs?: number): Promise<void> {
-    const ttl = ttlMs === undefined ? this.#init.ttlMs : validateTtl(ttlMs, "ttlMs");
+    const ttl = ttlMs === undefined ? this.#ttl : validateTtl(ttlMs, "ttlMs");
     this.#checkDeadline();
     if (this.#aborted) {
       throw this.#reason instanceof LeaseLostError
         ? this.#reason
         : new LeaseLostError(this.name, this.fence, "not-held");
     }
+    if (ttl !== this.#ttl) {
+      this.#ttl = ttl;
+      // A new time to live: the next automatic extension comes a third of it from now (and renews to it).
+      if (this.#autoExtending) this.#scheduleAuto(Math.max(1, Math.floor(ttl / 3)));
+    }
+    return this.#extend(ttl);
+  }
+
+  async #extend(ttl: number): Promise<void> {
     const start = performance.now();
     let held: boolean;
     try {
@@ -259,21 +274,29 @@ export class LeaseImpl implements Lease {
   startAutoExtend(): void {
     if (this.#autoExtending) return;
     this.#autoExtending = true;
-    const period = Math.max(1, Math.floor(this.#init.ttlMs / 3));
-    const schedule = (delay: number) => {
-      if (!this.#autoExtending) return;
-      this.#autoTimer = setTimeout(async () => {
-        if (!this.#autoExtending || this.#aborted) return;
-        try {
-          await this.extend();
-          schedule(period);
-        } catch (err) {
-          if (err instanceof LeaseLostError) return;
-          schedule(Math.max(1, Math.floor(period / 4)));
-        }
-      }, delay);
-    };
-    schedule(period);
+    this.#scheduleAuto(Math.max(1, Math.floor(this.#ttl / 3)));
+  }
+
+  /**
+   * (Re)arms the one automatic-extension timer: after `delay`, extend to the lease's current time to live, then again
+   * a third of it later (a quarter of that after an unanswered attempt).
+   */
+  #scheduleAuto(delay: number): void {
+    if (this.#autoTimer !== undefined) clearTimeout(this.#autoTimer);
+    this.#autoTimer = setTimeout(async () => {
+      if (!this.#autoExtending || this.#aborted) return;
+      const timer = this.#autoTimer;
+      const period = Math.max(1, Math.floor(this.#ttl / 3));
+      let next = period;
+      try {
+        await this.#extend(this.#ttl);
+      } catch (err) {
+        if (err instanceof LeaseLostError) return;
+        next = Math.max(1, Math.floor(period / 4));
+      }
+      // A manual extend() to another time to live while this one was out has armed the timer afresh: keep that one.
+      if (this.#autoExtending && this.#autoTimer === timer) this.#scheduleAuto(next);
+    }, delay);
   }
 
   /** Stops automatic extension. */

@@ -146,6 +146,44 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
     await after?.release();
   });
 
+  it("using(): a shorter TTL given to lease.extend() is kept alive by the automatic extensions", async () => {
+    // The lock's ttlMs would extend every 2 s; the lease's new 900 ms would run out long before that.
+    const name = `${topology}-shorter`;
+    const m = new Mutex(redis, name, { prefix, ttlMs: 6_000 });
+    const rival = new Mutex(other, name, { prefix, ttlMs: 6_000 });
+    const seen = await m.using(async (lease) => {
+      await lease.extend(900);
+      const ttls: number[] = [];
+      let rivalWins = 0;
+      const until = Date.now() + 2_500;
+      while (Date.now() < until) {
+        ttls.push(await other.pttl(`${prefix}:lock:{${name}}`));
+        if (await rival.tryAcquire()) rivalWins++;
+        await sleep(100);
+      }
+      return { ttls, rivalWins, aborted: lease.signal.aborted };
+    });
+    expect(seen.rivalWins).toBe(0);
+    expect(seen.aborted).toBe(false);
+    // Every automatic extension renewed to the lease's own 900 ms, not to the lock's 6 s.
+    expect(Math.max(...seen.ttls)).toBeLessThanOrEqual(900);
+    expect(Math.min(...seen.ttls)).toBeGreaterThan(0);
+  });
+
+  it("lease.extend(ttl) makes ttl the time to live that a bare extend() and later ones renew to", async () => {
+    const name = `${topology}-extend-ttl`;
+    const key = `${prefix}:lock:{${name}}`;
+    const lease = await new Mutex(redis, name, { prefix, ttlMs: 60_000 }).acquire();
+    await lease.extend(5_000);
+    expect(await other.pttl(key)).toBeLessThanOrEqual(5_000);
+    await lease.extend();
+    const ttl = await other.pttl(key);
+    expect(ttl).toBeGreaterThan(4_000);
+    expect(ttl).toBeLessThanOrEqual(5_000);
+    expect(lease.remainingMs()).toBeLessThanOrEqual(5_000);
+    expect(await lease.release()).toBe(true);
+  });
+
   it("using(): surfaces the routine's own error unchanged and still releases", async () => {
     const m = new Mutex(redis, `${topology}-using-err`, { prefix, ttlMs: 5_000 });
     class RoutineError extends Error {}
