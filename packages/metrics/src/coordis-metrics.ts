@@ -5,21 +5,26 @@ import {
   type OperationEvent,
   validate,
 } from "@coordis/core";
-import { Counter, register as defaultRegistry, Gauge, Histogram, type Registry } from "prom-client";
-import { LabelGuard } from "./label-guard.js";
-import { DEFAULT_QUEUE_BUCKETS, type QueueCountsSource, QueueMetrics } from "./queue-metrics.js";
-import { scrapeSources } from "./scrape-sources.js";
+import { register as defaultRegistry, type Registry } from "prom-client";
+import { type QueueCountsSource, QueueMetrics, UNTRACKED_QUEUE } from "./queue-metrics.js";
+import { checkBuckets, checkRegistry, MetricFactory, reportable, sharedState } from "./registry-state.js";
 
 /** Options of {@link coordisMetrics}. */
 export interface CoordisMetricsOptions {
   /** Registry to register the metrics in; default prom-client's global `register`. */
   registry?: Registry;
-  /** Histogram buckets in seconds; default 0.5 ms … 10 s, suited to Redis round trips and lock waits. */
-  buckets?: number[];
-  /** Most distinct values any one label may take before new ones are reported as `"other"`; 1–10,000, default 50. */
+  /**
+   * Histogram buckets in seconds (1–100 finite upper bounds, increasing); default 0.5 ms … 10 s, suited to Redis
+   * round trips and lock waits. A registry whose Coordis metrics exist keeps theirs: other buckets then throw.
+   */
+  buckets?: readonly number[];
+  /**
+   * Most distinct values any one label may take before new ones are reported as `"other"`; 1–10,000, default 50.
+   * One cap per registry, shared by every `coordisMetrics()` on it: another value than the first one's throws.
+   */
   maxLabelValues?: number;
   /** Buckets of `coordis_queue_processing_duration_seconds` (job handler times), seconds; default 5 ms … 15 min. */
-  queueBuckets?: number[];
+  queueBuckets?: readonly number[];
 }
 
 const OPTION_KEYS: readonly (keyof CoordisMetricsOptions)[] = ["registry", "buckets", "maxLabelValues", "queueBuckets"];
@@ -28,7 +33,9 @@ const OPTION_KEYS: readonly (keyof CoordisMetricsOptions)[] = ["registry", "buck
 export const MAX_LABEL_VALUES = 10_000;
 
 /** Default histogram buckets, seconds. */
-export const DEFAULT_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const DEFAULT_BUCKETS: readonly number[] = Object.freeze([
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+]);
 
 /** A source of event-log consumer-group figures, e.g. `log.group("workers", { consumer }).info`. */
 export type GroupInfoSource = () => Promise<GroupInfo | null>;
@@ -57,11 +64,13 @@ export interface CoordisMetrics {
    * Registers a job queue of `@coordis/queue`: its name becomes the `queue` label of the `coordis_queue_*` series
    * (reports of queues not registered count under `queue="other"`), and `coordis_queue_jobs{queue,state}`,
    * `coordis_queue_depth{queue}`, `coordis_queue_lag{queue}` and `coordis_queue_paused{queue}` are read from
-   * `source` at each scrape, e.g. `metrics.trackQueue(queue.name, () => queue.counts())`. Returns a function that
-   * stops tracking it.
-   * @throws InvalidArgumentError for an empty or oversized name or a source that is not a function
+   * `source` at each scrape, e.g. `metrics.trackQueue(queue.name, () => queue.counts())`. Without a source only the
+   * name is registered (a process that runs the queue's workers and leaves its depth to another). Returns a function
+   * that stops tracking it (its gauges go; its counters keep their series).
+   * @throws InvalidArgumentError for an empty or oversized name, the reserved name "other", or a source that is not
+   *   a function
    */
-  trackQueue(queue: string, source: QueueCountsSource): () => void;
+  trackQueue(queue: string, source?: QueueCountsSource): () => void;
 }
 
 /**
@@ -88,7 +97,11 @@ export interface CoordisMetrics {
  * | `coordis_queue_jobs` | gauge | queue, state |
  * | `coordis_queue_depth` / `_lag` / `_paused` | gauge | queue |
  *
- * @throws InvalidArgumentError for an unknown option key
+ * Every call on one registry shares its metrics, label cap and tracked sources.
+ *
+ * @throws InvalidArgumentError for an unknown option key, a bad option value, buckets or `maxLabelValues` other than
+ *   those the registry's Coordis metrics were created with, or a metric of a Coordis name that is not Coordis' in
+ *   the registry
  *
  * @example
  * const metrics = coordisMetrics();
@@ -98,26 +111,36 @@ export interface CoordisMetrics {
 export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics {
   validate.options("options", options, OPTION_KEYS);
   options ??= {};
-  const registry = options.registry ?? defaultRegistry;
-  const buckets = options.buckets ?? DEFAULT_BUCKETS;
+  const registry = checkRegistry(options.registry) ?? defaultRegistry;
+  const buckets = options.buckets === undefined ? undefined : checkBuckets("options.buckets", options.buckets);
+  const queueBuckets =
+    options.queueBuckets === undefined ? undefined : checkBuckets("options.queueBuckets", options.queueBuckets);
   const maxLabelValues =
     options.maxLabelValues === undefined
-      ? 50
+      ? undefined
       : validate.positiveInteger("options.maxLabelValues", options.maxLabelValues, MAX_LABEL_VALUES);
-  const guard = new LabelGuard(maxLabelValues);
-  const registers = [registry];
+  const factory = new MetricFactory(registry);
 
-  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
-    (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames, registers });
+  const operations = factory.counter(
+    "coordis_operations_total",
+    "Coordis operations by primitive, operation and outcome.",
+    ["primitive", "op", "outcome"],
+  );
+  // What every coordisMetrics() on this registry shares hangs off its operations counter (see registry-state.ts).
+  const shared = sharedState(operations, maxLabelValues ?? 50);
+  if (maxLabelValues !== undefined && maxLabelValues !== shared.maxLabelValues) {
+    throw new InvalidArgumentError(
+      "options.maxLabelValues",
+      `${maxLabelValues} differs from the ${shared.maxLabelValues} of an earlier coordisMetrics() on this registry: ` +
+        "the cap is one per registry; pass the same value, or another registry",
+    );
+  }
+  const guard = shared.guard;
   const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
-    (registry.getSingleMetric(name) as Histogram<L> | undefined) ??
-    new Histogram({ name, help, labelNames, buckets, registers });
+    factory.histogram(name, help, labelNames, buckets, DEFAULT_BUCKETS, "options.buckets");
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+    factory.counter(name, help, labelNames);
 
-  const operations = counter("coordis_operations_total", "Coordis operations by primitive, operation and outcome.", [
-    "primitive",
-    "op",
-    "outcome",
-  ]);
   const durations = histogram(
     "coordis_operation_duration_seconds",
     "Duration of Coordis operations in seconds (including waits).",
@@ -148,30 +171,22 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
     "result",
   ]);
   const appends = counter("coordis_eventlog_appends_total", "Event-log appends by outcome.", ["outcome"]);
-  const queues = new QueueMetrics(registry, options.queueBuckets ?? DEFAULT_QUEUE_BUCKETS);
+  const queues = new QueueMetrics(factory, shared.queues, queueBuckets);
 
-  // Shared by every coordisMetrics() on this registry (the gauges are registered once per registry); each scrape
-  // reads every group's source once for both gauges. Ids are "<log>\0<group>".
-  const groups = scrapeSources<GroupInfo>(registry, "groups");
-  const groupGauge = (name: string, help: string, pick: (i: GroupInfo) => number | null) => {
-    if (registry.getSingleMetric(name) !== undefined) return;
-    new Gauge({
-      name,
-      help,
-      labelNames: ["log", "group"] as const,
-      registers,
-      async collect() {
-        await groups.refresh();
-        this.reset();
-        for (const id of groups.sources.keys()) {
-          const info = groups.last.get(id);
-          const value = info === undefined ? null : pick(info);
-          const [log, group] = id.split("\u0000") as [string, string];
-          if (value !== null) this.set({ log, group }, value);
-        }
-      },
+  // Each scrape reads every group's source once for both gauges. Ids are "<log>\0<group>".
+  const groups = shared.groups;
+  const groupGauge = (name: string, help: string, pick: (i: GroupInfo) => unknown) =>
+    factory.gauge(name, help, ["log", "group"] as const, async (g) => {
+      await groups.refresh();
+      g.reset();
+      for (const id of groups.sources.keys()) {
+        const info = groups.last.get(id);
+        // A source's answer is the user's: a field that is not a finite number is left out.
+        const value = info === undefined ? undefined : pick(info);
+        const [log, group] = id.split("\u0000") as [string, string];
+        if (reportable(value)) g.set({ log, group }, value);
+      }
     });
-  };
   groupGauge("coordis_eventlog_group_lag", "Entries in the log not yet delivered to the consumer group.", (i) => i.lag);
   groupGauge(
     "coordis_eventlog_group_pending",
@@ -235,7 +250,13 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
     },
     trackQueue(queue, source) {
       validate.string("queue", queue, { maxBytes: 1024 });
-      validate.func("source", source);
+      if (queue === UNTRACKED_QUEUE) {
+        throw new InvalidArgumentError(
+          "queue",
+          `"${UNTRACKED_QUEUE}" is the label of every queue that is not tracked, so it cannot name a tracked one`,
+        );
+      }
+      if (source !== undefined) validate.func("source", source);
       return queues.track(queue, source);
     },
   };

@@ -1,6 +1,7 @@
 import type { OperationEvent } from "@coordis/core";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import { type ScrapeSources, scrapeSources } from "./scrape-sources.js";
+import type { Counter, Gauge, Histogram } from "prom-client";
+import { type MetricFactory, reportable } from "./registry-state.js";
+import type { ScrapeSources } from "./scrape-sources.js";
 
 /**
  * A queue's job counts by state, as `Queue.counts()` of `@coordis/queue` returns them (summed over partitions).
@@ -30,7 +31,9 @@ export type QueueCountsSource = () => Promise<QueueCountsInfo | null>;
 export const UNTRACKED_QUEUE = "other";
 
 /** Default histogram buckets of job handler times, seconds: 5 ms … 15 min. */
-export const DEFAULT_QUEUE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
+export const DEFAULT_QUEUE_BUCKETS: readonly number[] = Object.freeze([
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900,
+]);
 
 const STATES = ["waiting", "delayed", "active", "completed", "dead", "cancelled"] as const;
 
@@ -41,84 +44,72 @@ export class QueueMetrics {
   readonly #jobs: Counter<"queue" | "outcome">;
   readonly #processing: Histogram<"queue" | "outcome">;
 
-  constructor(registry: Registry, buckets: readonly number[]) {
+  /** `buckets` undefined: those of the registry's existing histogram, or the default ones. */
+  constructor(factory: MetricFactory, tracked: ScrapeSources<QueueCountsInfo>, buckets: readonly number[] | undefined) {
     // Shared by every coordisMetrics() on this registry: the gauges below are registered once per registry.
-    const tracked = scrapeSources<QueueCountsInfo>(registry, "queues");
     this.#tracked = tracked;
-    const registers = [registry];
     const labelNames = ["queue", "outcome"] as const;
-    this.#added =
-      (registry.getSingleMetric("coordis_queue_jobs_added_total") as Counter<"queue" | "outcome"> | undefined) ??
-      new Counter({
-        name: "coordis_queue_jobs_added_total",
-        help: "Jobs passed to Queue.add/addMany by outcome (added, duplicate, error).",
-        labelNames,
-        registers,
-      });
-    this.#jobs =
-      (registry.getSingleMetric("coordis_queue_jobs_total") as Counter<"queue" | "outcome"> | undefined) ??
-      new Counter({
-        name: "coordis_queue_jobs_total",
-        help: "Job deliveries by outcome (completed, retry, dead, refused, handed-back, error).",
-        labelNames,
-        registers,
-      });
-    this.#processing =
-      (registry.getSingleMetric("coordis_queue_processing_duration_seconds") as
-        | Histogram<"queue" | "outcome">
-        | undefined) ??
-      new Histogram({
-        name: "coordis_queue_processing_duration_seconds",
-        help: "Time a job's handler ran, per delivery, in seconds.",
-        labelNames,
-        buckets: [...buckets],
-        registers,
-      });
+    this.#added = factory.counter(
+      "coordis_queue_jobs_added_total",
+      "Jobs passed to Queue.add/addMany by outcome (added, duplicate, error).",
+      labelNames,
+    );
+    this.#jobs = factory.counter(
+      "coordis_queue_jobs_total",
+      "Job deliveries by outcome (completed, retry, dead, refused, handed-back, error).",
+      labelNames,
+    );
+    this.#processing = factory.histogram(
+      "coordis_queue_processing_duration_seconds",
+      "Time a job's handler ran, per delivery, in seconds.",
+      labelNames,
+      buckets,
+      DEFAULT_QUEUE_BUCKETS,
+      "options.queueBuckets",
+    );
     const gauge = <L extends string>(
       name: string,
       help: string,
       labels: readonly L[],
       set: (g: Gauge<L>, queue: string, info: QueueCountsInfo) => void,
-    ) => {
-      if (registry.getSingleMetric(name) !== undefined) return;
-      new Gauge<L>({
-        name,
-        help,
-        labelNames: labels,
-        registers,
-        async collect() {
-          await tracked.refresh();
-          this.reset();
-          for (const queue of tracked.sources.keys()) {
-            const info = tracked.last.get(queue);
-            if (info !== undefined) set(this, queue, info);
-          }
-        },
+    ) =>
+      factory.gauge<L>(name, help, labels, async (g) => {
+        await tracked.refresh();
+        g.reset();
+        for (const queue of tracked.sources.keys()) {
+          const info = tracked.last.get(queue);
+          if (info !== undefined) set(g, queue, info);
+        }
       });
-    };
+    // A source's answer is the user's: a field that is not a finite number is left out, never fails the scrape.
     gauge(
       "coordis_queue_jobs",
       "Jobs of a registered queue by state, read at scrape time.",
       ["queue", "state"],
       (g, q, i) => {
-        for (const state of STATES) g.set({ queue: q, state } as never, i[state]);
+        for (const state of STATES) if (reportable(i[state])) g.set({ queue: q, state } as never, i[state]);
       },
     );
     gauge(
       "coordis_queue_depth",
       "Jobs of a registered queue not finished yet (waiting + delayed + active).",
       ["queue"],
-      (g, q, i) => g.set({ queue: q }, i.waiting + i.delayed + i.active),
+      (g, q, i) => {
+        const depth = i.waiting + i.delayed + i.active;
+        if (reportable(depth)) g.set({ queue: q }, depth);
+      },
     );
     gauge(
       "coordis_queue_lag",
       "Jobs of a registered queue ready to run but not yet delivered to a worker.",
       ["queue"],
-      (g, q, i) => g.set({ queue: q }, i.waiting),
+      (g, q, i) => {
+        if (reportable(i.waiting)) g.set({ queue: q }, i.waiting);
+      },
     );
-    gauge("coordis_queue_paused", "1 while a registered queue is paused, else 0.", ["queue"], (g, q, i) =>
-      g.set({ queue: q }, i.paused ? 1 : 0),
-    );
+    gauge("coordis_queue_paused", "1 while a registered queue is paused, else 0.", ["queue"], (g, q, i) => {
+      if (typeof i.paused === "boolean") g.set({ queue: q }, i.paused ? 1 : 0);
+    });
   }
 
   /** Counts a `queue` operation report: `add` by job, `process` per delivery with its handler time. */
@@ -140,9 +131,12 @@ export class QueueMetrics {
     }
   }
 
-  /** Registers `queue`: its name becomes a label value, and `source` is read at each scrape. */
-  track(queue: string, source: QueueCountsSource): () => void {
-    return this.#tracked.track(queue, source);
+  /**
+   * Registers `queue`: its name becomes a label value, and `source` (if any) is read at each scrape. Without a
+   * source the queue has no gauges (a process that only runs its workers).
+   */
+  track(queue: string, source: QueueCountsSource | undefined): () => void {
+    return this.#tracked.track(queue, source ?? noCounts);
   }
 
   /** The queue's name when it is registered, else {@link UNTRACKED_QUEUE}: names never become labels unasked. */
@@ -150,6 +144,9 @@ export class QueueMetrics {
     return name !== undefined && this.#tracked.sources.has(name) ? name : UNTRACKED_QUEUE;
   }
 }
+
+/** The source of a queue registered without one: never any figures, so no gauges. */
+const noCounts: QueueCountsSource = () => Promise.resolve(null);
 
 function count(value: unknown, fallback: number): number {
   return typeof value === "number" && Number.isFinite(value) && value >= 0 ? Math.floor(value) : fallback;

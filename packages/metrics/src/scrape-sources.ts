@@ -1,5 +1,3 @@
-import type { Registry } from "prom-client";
-
 /** Longest wait for one source at a scrape, ms: a source that answers later keeps its last figures this time. */
 export const SOURCE_TIMEOUT_MS = 5_000;
 
@@ -50,21 +48,4 @@ export class ScrapeSources<T> {
       clearTimeout(timer);
     }
   }
-}
-
-const byRegistry = new WeakMap<Registry, Map<string, ScrapeSources<unknown>>>();
-
-/** The registry's shared sources of one `kind` ("queues", "groups"). */
-export function scrapeSources<T>(registry: Registry, kind: string): ScrapeSources<T> {
-  let kinds = byRegistry.get(registry);
-  if (kinds === undefined) {
-    kinds = new Map();
-    byRegistry.set(registry, kinds);
-  }
-  let sources = kinds.get(kind);
-  if (sources === undefined) {
-    sources = new ScrapeSources<unknown>();
-    kinds.set(kind, sources);
-  }
-  return sources as ScrapeSources<T>;
 }

@@ -1,0 +1,182 @@
+import { InvalidArgumentError } from "@coordis/core";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { LabelGuard } from "./label-guard.js";
+import type { QueueCountsInfo } from "./queue-metrics.js";
+import { ScrapeSources } from "./scrape-sources.js";
+
+/** What a consumer-group source answers (see GroupInfo in coordis-metrics.ts). */
+interface GroupFigures {
+  pending: number;
+  lag: number | null;
+}
+
+/**
+ * What every `coordisMetrics()` on one registry shares: the label guard (one cap per registry) and the sources read
+ * at scrape time. It hangs off the registry's `coordis_operations_total` counter, so a registry made with
+ * `Registry.merge` from one that holds the Coordis metrics finds the same state (and its gauges' sources). Internal.
+ */
+export interface SharedState {
+  readonly maxLabelValues: number;
+  readonly guard: LabelGuard;
+  readonly groups: ScrapeSources<GroupFigures>;
+  readonly queues: ScrapeSources<QueueCountsInfo>;
+}
+
+const states = new WeakMap<object, SharedState>();
+/** The gauges this copy of the package created: their `collect` reads the shared sources. */
+const ownGauges = new WeakSet<object>();
+
+/** The state shared through `anchor` (the registry's operations counter), created with `maxLabelValues` if new. */
+export function sharedState(anchor: object, maxLabelValues: number): SharedState {
+  let state = states.get(anchor);
+  if (state === undefined) {
+    state = {
+      maxLabelValues,
+      guard: new LabelGuard(maxLabelValues),
+      groups: new ScrapeSources<GroupFigures>(),
+      queues: new ScrapeSources<QueueCountsInfo>(),
+    };
+    states.set(anchor, state);
+  }
+  return state;
+}
+
+/** The shape of a prom-client metric as far as the checks below read it. */
+interface MetricShape {
+  type?: unknown;
+  labelNames?: unknown;
+  upperBounds?: unknown;
+}
+
+const list = (values: readonly unknown[]) => `[${values.join(", ")}]`;
+
+/**
+ * Gets or creates the metrics of one registry. A metric of the same name already in the registry is reused only when
+ * it is what Coordis would have created (type, label names, and buckets when they were asked for); anything else is
+ * an InvalidArgumentError naming the metric, instead of reports that throw inside the observer and vanish. Internal.
+ */
+export class MetricFactory {
+  readonly #registry: Registry;
+  readonly #registers: Registry[];
+
+  constructor(registry: Registry) {
+    this.#registry = registry;
+    this.#registers = [registry];
+  }
+
+  counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
+    const existing = this.#existing(name, "counter", labelNames);
+    if (existing !== undefined) return existing as unknown as Counter<L>;
+    return new Counter({ name, help, labelNames, registers: this.#registers });
+  }
+
+  /** `buckets` undefined: the existing histogram's, whatever they are, or `fallback` for a new one. */
+  histogram<L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    buckets: readonly number[] | undefined,
+    fallback: readonly number[],
+    option: string,
+  ): Histogram<L> {
+    const existing = this.#existing(name, "histogram", labelNames);
+    if (existing !== undefined) {
+      const bounds = Array.isArray(existing.upperBounds) ? (existing.upperBounds as unknown[]) : [];
+      if (buckets !== undefined && (bounds.length !== buckets.length || buckets.some((b, i) => bounds[i] !== b))) {
+        throw new InvalidArgumentError(
+          option,
+          `${list(buckets)} differs from the buckets ${list(bounds)} the registry's "${name}" was created with: ` +
+            "every coordisMetrics() on one registry shares its metrics; pass the same buckets, or another registry",
+        );
+      }
+      return existing as unknown as Histogram<L>;
+    }
+    return new Histogram({ name, help, labelNames, buckets: [...(buckets ?? fallback)], registers: this.#registers });
+  }
+
+  /** A gauge whose `collect` is `collect` (created once per registry; reused only when this package made it). */
+  gauge<L extends string>(
+    name: string,
+    help: string,
+    labelNames: readonly L[],
+    collect: (g: Gauge<L>) => Promise<void>,
+  ) {
+    const existing = this.#existing(name, "gauge", labelNames);
+    if (existing !== undefined) {
+      if (!ownGauges.has(existing)) {
+        throw new InvalidArgumentError(
+          "options.registry",
+          `holds a gauge "${name}" that this copy of @coordis/metrics did not create, so it would never report: ` +
+            `remove it (registry.removeSingleMetric("${name}")) or give coordisMetrics() another registry`,
+        );
+      }
+      return;
+    }
+    const gauge = new Gauge<L>({
+      name,
+      help,
+      labelNames,
+      registers: this.#registers,
+      collect() {
+        return collect(this);
+      },
+    });
+    ownGauges.add(gauge);
+  }
+
+  #existing(name: string, type: string, labelNames: readonly string[]): MetricShape | undefined {
+    const metric = this.#registry.getSingleMetric(name) as MetricShape | undefined;
+    if (metric === undefined) return undefined;
+    const labels = Array.isArray(metric.labelNames) ? (metric.labelNames as unknown[]) : [];
+    if (metric.type !== type || labels.length !== labelNames.length || labelNames.some((l, i) => labels[i] !== l)) {
+      throw new InvalidArgumentError(
+        "options.registry",
+        `holds a metric "${name}" (${String(metric.type)}, labels ${list(labels)}) that is not Coordis' ` +
+          `(${type}, labels ${list(labelNames)}): remove it (registry.removeSingleMetric("${name}")) or give ` +
+          "coordisMetrics() another registry",
+      );
+    }
+    return metric;
+  }
+}
+
+/**
+ * Checks a histogram bucket list: a non-empty array of at most 100 finite numbers in strictly increasing order.
+ * Returns a frozen copy (prom-client freezes the array it is given, which would freeze the caller's).
+ */
+export function checkBuckets(argument: string, value: unknown): readonly number[] {
+  if (!Array.isArray(value) || value.length === 0 || value.length > 100) {
+    throw new InvalidArgumentError(argument, "expected an array of 1 to 100 bucket upper bounds in seconds");
+  }
+  for (let i = 0; i < value.length; i++) {
+    const b: unknown = value[i];
+    if (typeof b !== "number" || !Number.isFinite(b)) {
+      throw new InvalidArgumentError(`${argument}[${i}]`, `expected a finite number of seconds, got ${String(b)}`);
+    }
+    if (i > 0 && b <= (value[i - 1] as number)) {
+      throw new InvalidArgumentError(`${argument}[${i}]`, `${b} must be above the bucket before it, ${value[i - 1]}`);
+    }
+  }
+  return Object.freeze([...(value as number[])]);
+}
+
+/** Checks the `registry` option: a prom-client Registry (of any copy of prom-client). */
+export function checkRegistry(value: unknown): Registry | undefined {
+  if (value === undefined) return undefined;
+  const r = value as { getSingleMetric?: unknown; registerMetric?: unknown; metrics?: unknown } | null;
+  if (
+    r === null ||
+    typeof r !== "object" ||
+    typeof r.getSingleMetric !== "function" ||
+    typeof r.registerMetric !== "function" ||
+    typeof r.metrics !== "function"
+  ) {
+    throw new InvalidArgumentError("options.registry", "expected a prom-client Registry");
+  }
+  return value as Registry;
+}
+
+/** A number a gauge may report: finite. */
+export function reportable(value: unknown): value is number {
+  return typeof value === "number" && Number.isFinite(value);
+}
