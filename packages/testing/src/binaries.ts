@@ -1,4 +1,4 @@
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, join } from "node:path";
 
 /** Raised when the harness cannot run Redis here; the message says how to install it. */
@@ -9,13 +9,13 @@ export class RedisNotAvailableError extends Error {
   }
 }
 
-/** Finds an executable on PATH (or returns the override when it is executable). */
+/** Finds an executable file on PATH (or returns the override when it is one). */
 export function findExecutable(name: string, override?: string): string | undefined {
   const candidates = override ? [override] : (process.env.PATH ?? "").split(delimiter).map((d) => join(d, name));
   for (const path of candidates) {
     try {
       accessSync(path, constants.X_OK);
-      return path;
+      if (statSync(path).isFile()) return path;
     } catch {
       // not here
     }
@@ -23,14 +23,28 @@ export function findExecutable(name: string, override?: string): string | undefi
   return undefined;
 }
 
+/** `override` when it names an executable file; a variable naming anything else fails loudly, never falls back. */
+function overridden(variable: string, name: string): string | undefined {
+  const override = process.env[variable];
+  if (!override) return findExecutable(name);
+  const path = findExecutable(name, override);
+  if (path === undefined) {
+    throw new RedisNotAvailableError(
+      `${variable}=${override} is not an executable file: point it at a ${name} binary, or unset it to use the ` +
+        `${name} on PATH`,
+    );
+  }
+  return path;
+}
+
 /** `redis-server` to run: `$COORDIS_REDIS_SERVER`, else the one on PATH. */
 export function redisServerPath(): string | undefined {
-  return findExecutable("redis-server", process.env.COORDIS_REDIS_SERVER);
+  return overridden("COORDIS_REDIS_SERVER", "redis-server");
 }
 
 /** `redis-cli` to run: `$COORDIS_REDIS_CLI`, else the one on PATH. */
 export function redisCliPath(): string | undefined {
-  return findExecutable("redis-cli", process.env.COORDIS_REDIS_CLI);
+  return overridden("COORDIS_REDIS_CLI", "redis-cli");
 }
 
 /** The message shown when neither redis-server nor a container runtime is available. */

@@ -6,7 +6,7 @@ import { connect, parseInfo, type RedisClient } from "@coordis/core";
 import { Redis } from "ioredis";
 import { redisCliPath } from "./binaries.js";
 import { leastPrivilegeUser, userInfo } from "./least-privilege.js";
-import { startRedis } from "./redis-server.js";
+import { startRedis, urlHost } from "./redis-server.js";
 import type { LeastPrivilegeOptions, RedisServer, StartRedisOptions } from "./server-types.js";
 
 const run = promisify(execFile);
@@ -42,14 +42,24 @@ export interface RedisCluster {
   client(): RedisClient;
   /** A cluster client of `adminUrl` (closed by `stop()`). */
   adminClient(): RedisClient;
-  /** Waits until every running node reports `cluster_state:ok`. */
+  /**
+   * Waits until every running node reports `cluster_state:ok`, all 16384 slots assigned and every node known. It reads
+   * what the running nodes say: just after a node was killed or paused they still report `ok` until
+   * `nodeTimeoutMs` has passed, so after a fault wait for what you need (a replica reporting `role:master`, a
+   * command to the slot succeeding) rather than for this.
+   */
   waitReady(timeoutMs?: number): Promise<void>;
   /** Stops every node. Idempotent. */
   stop(): Promise<void>;
 }
 
 /** Reads `CLUSTER INFO` of one node with a short-lived connection. */
-async function clusterInfo(server: RedisServer): Promise<Record<string, string>> {
+function clusterInfo(server: RedisServer): Promise<Record<string, string>> {
+  return nodeInfo(server, ["CLUSTER", "INFO"]);
+}
+
+/** Reads an INFO-style reply (`command`) of one node with a short-lived connection. */
+async function nodeInfo(server: RedisServer, command: [string, ...string[]]): Promise<Record<string, string>> {
   const r = new Redis({
     host: server.host,
     port: server.port,
@@ -60,7 +70,7 @@ async function clusterInfo(server: RedisServer): Promise<Record<string, string>>
   r.on("error", () => {});
   try {
     await r.connect();
-    return parseInfo((await r.call("CLUSTER", "INFO")) as string);
+    return parseInfo((await r.call(...command)) as string);
   } finally {
     r.disconnect();
   }
@@ -69,7 +79,8 @@ async function clusterInfo(server: RedisServer): Promise<Record<string, string>>
 /**
  * Starts a real Redis Cluster: `masters × (1 + replicasPerMaster)` nodes with `--cluster-enabled yes`, joined by
  * `redis-cli --cluster create --cluster-yes`, and waits until every node reports `cluster_state:ok` and knows
- * every other node. Each node is a {@link RedisServer}, so tests can kill, pause and restart single nodes.
+ * every other node, and (with replicas) until every replica has synced with its master. Each node is a
+ * {@link RedisServer}, so tests can kill, pause and restart single nodes.
  */
 export async function startRedisCluster(options: StartClusterOptions = {}): Promise<RedisCluster> {
   const masters = options.masters ?? 3;
@@ -97,6 +108,9 @@ export async function startRedisCluster(options: StartClusterOptions = {}): Prom
           "cluster-enabled": "yes",
           "cluster-config-file": "nodes.conf",
           "cluster-node-timeout": options.nodeTimeoutMs ?? 2_000,
+          // A replica syncs at once (diskless sync waits 5 s for more replicas by default): until it has, a
+          // master killed cannot fail over to it.
+          "repl-diskless-sync-delay": 0,
           ...options.config,
         },
         ...(lp === undefined ? {} : { leastPrivilege: lp }),
@@ -148,13 +162,35 @@ export async function startRedisCluster(options: StartClusterOptions = {}): Prom
       await sleep(100);
     }
   };
+  // Ready at start also means every replica has synced with its master, so a master killed right away fails over.
+  const replicasSynced = async (timeoutMs = options.readyTimeoutMs ?? 30_000) => {
+    if (replicas === 0) return;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const infos = await Promise.all(
+        nodes.map((n) => nodeInfo(n, ["INFO", "replication"]).catch((e: Error) => ({ error: e.message }))),
+      );
+      const links = infos.filter((i) => (i as Record<string, string>).role !== "master");
+      if (
+        links.length === masters * replicas &&
+        links.every((i) => (i as Record<string, string>).master_link_status === "up")
+      ) {
+        return;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`cluster replicas not synced within ${timeoutMs} ms: ${JSON.stringify(links)}`);
+      }
+      await sleep(50);
+    }
+  };
   try {
     await waitReady();
+    await replicasSynced();
   } catch (err) {
     await stopAll();
     throw err;
   }
-  const hosts = nodes.map((n) => `${n.host}:${n.port}`).join(",");
+  const hosts = nodes.map((n) => `${urlHost(n.host)}:${n.port}`).join(",");
   const adminUrl = `redis+cluster://${hosts}`;
   const url = user === undefined ? adminUrl : `redis+cluster://${userInfo(user)}${hosts}`;
   const own = (c: RedisClient) => {

@@ -58,7 +58,14 @@ export async function containerRuntimeReachable(timeoutMs = 1_000): Promise<bool
  * and clusters need a local `redis-server`.
  */
 export async function startContainerRedis(options: StartRedisOptions): Promise<RedisServer> {
-  if (!(await containerRuntimeReachable())) throw new RedisNotAvailableError(INSTALL_HINT);
+  if (!(await containerRuntimeReachable())) {
+    throw new RedisNotAvailableError(
+      process.env.COORDIS_NO_CONTAINERS === "1"
+        ? `${INSTALL_HINT.replace(/ and no container runtime \(Docker\/Podman\) is reachable/, "")} ` +
+            "(COORDIS_NO_CONTAINERS=1 turns the container fallback off.)"
+        : INSTALL_HINT,
+    );
+  }
   if (options.tls !== undefined && options.tls !== false) {
     throw new RedisNotAvailableError("TLS servers need a local redis-server; the container backend does not do TLS.");
   }

@@ -65,6 +65,6 @@ export {
 } from "./server-types.js";
 export { socketsOpenedBy } from "./sockets.js";
 export { spawnWorker, type WorkerProcess } from "./spawn-worker.js";
-export { stallServer } from "./stall.js";
+export { MAX_STALL_MS, stallServer } from "./stall.js";
 export { createTlsMaterial, type TlsMaterial } from "./tls.js";
 export { eventually, tryWaitUntil, type WaitOptions, WaitTimeoutError, waitUntil } from "./wait.js";

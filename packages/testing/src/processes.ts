@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { rmSync } from "node:fs";
 
 /**
  * Bookkeeping that guarantees no redis-server outlives the process that started it:
@@ -6,7 +7,7 @@ import { type ChildProcess, spawn } from "node:child_process";
  * - for a crash or SIGKILL of this process, each child has a tiny detached watchdog shell that polls this
  *   process' pid and kills the child once this process is gone.
  */
-const live = new Map<number, { child: ChildProcess; watchdog: ChildProcess | undefined }>();
+const live = new Map<number, { child: ChildProcess; watchdog: ChildProcess | undefined; dir: string | undefined }>();
 let hooked = false;
 
 function hookExit(): void {
@@ -26,12 +27,17 @@ function hookExit(): void {
           // already gone
         }
       }
+      // The server's own temp dir goes with it (a server killed here is never stopped, which would remove it).
+      if (entry.dir !== undefined) rmSync(entry.dir, { recursive: true, force: true });
     }
   });
 }
 
-/** Registers a spawned server so it is killed when this process exits or dies. */
-export function track(child: ChildProcess): void {
+/**
+ * Registers a spawned server so it is killed when this process exits or dies; `dir`, the server's own temp dir, is
+ * removed too when this process exits normally with the server still running.
+ */
+export function track(child: ChildProcess, dir?: string): void {
   if (child.pid === undefined) return;
   hookExit();
   const owner = process.pid;
@@ -46,7 +52,7 @@ export function track(child: ChildProcess): void {
   } catch {
     watchdog = undefined;
   }
-  live.set(pid, { child, watchdog });
+  live.set(pid, { child, watchdog, dir });
   child.once("exit", () => untrack(pid));
 }
 

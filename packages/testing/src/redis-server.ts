@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ConnectOptions, connect, type RedisClient } from "@coordis/core";
@@ -52,6 +52,8 @@ function waitReady(child: ChildProcess, readyLine: string, timeoutMs: number, wh
           /Address already in use|bind: /.test(output),
         ),
       );
+    // A process that could not be spawned at all (no such binary or working dir): its error says why, at once.
+    const onError = (err: Error) => done(new ServerStartError(`${what} could not be started: ${err.message}`, false));
     const timer = setTimeout(
       () => done(new ServerStartError(`${what} did not become ready within ${timeoutMs} ms:\n${output}`, false)),
       timeoutMs,
@@ -61,6 +63,7 @@ function waitReady(child: ChildProcess, readyLine: string, timeoutMs: number, wh
       child.stdout?.off("data", onData);
       child.stderr?.off("data", onData);
       child.off("exit", onExit);
+      child.off("error", onError);
       // Keep draining output so the pipe never fills and blocks the server.
       child.stdout?.resume();
       child.stderr?.resume();
@@ -70,12 +73,19 @@ function waitReady(child: ChildProcess, readyLine: string, timeoutMs: number, wh
     child.stdout?.on("data", onData);
     child.stderr?.on("data", onData);
     child.once("exit", onExit);
+    child.once("error", onError);
   });
 }
 
 function waitExit(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  // A process that was never spawned (pid undefined) has no exit to wait for.
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return Promise.resolve();
   return new Promise((resolve) => child.once("exit", () => resolve()));
+}
+
+/** `host` as it goes into a URL: an IPv6 address in brackets. */
+export function urlHost(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
 }
 
 /**
@@ -98,7 +108,14 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
   const host = options.host ?? "127.0.0.1";
   const ownDir = options.dir === undefined;
   const dir = options.dir ?? serverTempDir();
-  const tls = options.tls === true ? await createTlsMaterial(join(dir, "tls")) : options.tls || undefined;
+  if (!ownDir) mkdirSync(dir, { recursive: true });
+  let tls: Awaited<ReturnType<typeof createTlsMaterial>> | undefined;
+  try {
+    tls = options.tls === true ? await createTlsMaterial(join(dir, "tls")) : options.tls || undefined;
+  } catch (err) {
+    if (ownDir) rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const readyLine = options.readyLine ?? "Ready to accept connections";
   const timeoutMs = options.startTimeoutMs ?? 10_000;
   const { user, args: userArgs } = leastPrivilegeUser(options.leastPrivilege);
@@ -138,23 +155,37 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
   ];
 
   let child: ChildProcess | undefined;
+  /** A process still starting (the first start or a restart), which stop() must not leave behind. */
+  let starting: ChildProcess | undefined;
+  let stopped = false;
   let port = options.port ?? 0;
   let paused = false;
   const clients = new Set<RedisClient>();
 
   const spawnOn = async (p: number) => {
+    if (stopped) throw new Error(`redis-server on port ${p} was stopped: start a new one with startRedis()`);
     const proc = spawn(bin, argsFor(p), { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
     proc.on("error", () => {});
-    track(proc);
+    track(proc, ownDir ? dir : undefined);
+    starting = proc;
     try {
       await waitReady(proc, readyLine, timeoutMs, `redis-server on ${host}:${p}`);
+      if (stopped) throw new Error(`redis-server on port ${p} was stopped while it started`);
     } catch (err) {
       proc.kill("SIGKILL");
       await waitExit(proc);
       throw err;
+    } finally {
+      if (starting === proc) starting = undefined;
     }
     child = proc;
     paused = false;
+    // A server that dies on its own (crash, OOM kill, SHUTDOWN, a kill from outside) reads as not running.
+    proc.once("exit", () => {
+      if (child !== proc) return;
+      child = undefined;
+      paused = false;
+    });
   };
 
   for (let attempt = 0; ; attempt++) {
@@ -171,8 +202,8 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
 
   const urlWith = (auth: string) =>
     tls === undefined
-      ? `redis://${auth}${host}:${port}`
-      : `rediss://${auth}${host}:${port}?tls_ca=${encodeURIComponent(tls.caCert)}`;
+      ? `redis://${auth}${urlHost(host)}:${port}`
+      : `rediss://${auth}${urlHost(host)}:${port}?tls_ca=${encodeURIComponent(tls.caCert)}`;
   const adminUrl = urlWith(options.password === undefined ? "" : `:${encodeURIComponent(options.password)}@`);
   const url = user === undefined ? adminUrl : urlWith(userInfo(user));
   const own = (client: RedisClient) => {
@@ -227,8 +258,16 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
       await spawnOn(port);
     },
     async stop() {
+      stopped = true;
       for (const c of clients) c.disconnect();
       clients.clear();
+      // A restart still starting is killed too (its restart() then rejects), so nothing runs on after stop().
+      const pending = starting;
+      if (pending !== undefined) {
+        if (paused) pending.kill("SIGCONT");
+        pending.kill("SIGKILL");
+        await waitExit(pending);
+      }
       await killNow("SIGKILL");
       if (ownDir) rmSync(dir, { recursive: true, force: true });
     },

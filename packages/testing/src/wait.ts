@@ -49,6 +49,9 @@ function parse(options: number | WaitOptions | undefined): Required<WaitOptions>
 }
 
 const NOT_YET: unique symbol = Symbol("not yet");
+const HUNG: unique symbol = Symbol("hung");
+/** How long past the deadline a check still running is waited for before the wait gives up on it. */
+const HUNG_GRACE_MS = 1_000;
 
 /** The one polling loop: the value of the first check that is not `NOT_YET`, or `NOT_YET` when time ran out. */
 async function poll<T>(
@@ -58,12 +61,27 @@ async function poll<T>(
   const deadline = performance.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
+    // A check that hangs (a command to a paused server on a client without a command timeout) is not waited for
+    // past the deadline: the wait times out as promised, naming it.
+    const pending = Promise.resolve().then(check);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<typeof HUNG>((resolve) => {
+      timer = setTimeout(() => resolve(HUNG), Math.max(0, deadline - performance.now()) + HUNG_GRACE_MS);
+    });
     try {
-      const value = await check();
+      const value = await Promise.race([pending, late]);
+      if (value === HUNG) {
+        pending.catch(() => {}); // settles later, unobserved
+        return {
+          lastError: new Error(`the last check had not settled ${HUNG_GRACE_MS} ms after the ${timeoutMs} ms ran out`),
+        };
+      }
       if (value !== NOT_YET) return { value };
     } catch (err) {
       if (!ignoreErrors) throw err;
       lastError = err;
+    } finally {
+      clearTimeout(timer);
     }
     if (performance.now() > deadline) return { lastError };
     await sleep(intervalMs);

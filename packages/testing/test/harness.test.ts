@@ -108,15 +108,23 @@ describe("startRedis", () => {
   });
 
   it("fails with install instructions when redis-server is missing and no container runtime is allowed", async () => {
-    const saved = { bin: process.env.COORDIS_REDIS_SERVER, noc: process.env.COORDIS_NO_CONTAINERS };
-    process.env.COORDIS_REDIS_SERVER = "/nonexistent/redis-server";
+    const saved = {
+      bin: process.env.COORDIS_REDIS_SERVER,
+      noc: process.env.COORDIS_NO_CONTAINERS,
+      path: process.env.PATH,
+    };
+    delete process.env.COORDIS_REDIS_SERVER;
+    process.env.PATH = "/nonexistent";
     process.env.COORDIS_NO_CONTAINERS = "1";
     try {
       const err = await startRedis().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(RedisNotAvailableError);
       expect((err as Error).message).toMatch(/apt-get install redis-server/);
       expect((err as Error).message).toMatch(/brew install redis/);
+      expect((err as Error).message).toMatch(/COORDIS_NO_CONTAINERS=1 turns the container fallback off/);
+      expect((err as Error).message).not.toMatch(/no container runtime/);
     } finally {
+      process.env.PATH = saved.path;
       if (saved.bin === undefined) delete process.env.COORDIS_REDIS_SERVER;
       else process.env.COORDIS_REDIS_SERVER = saved.bin;
       if (saved.noc === undefined) delete process.env.COORDIS_NO_CONTAINERS;
@@ -128,7 +136,7 @@ describe("startRedis", () => {
 describe("no server outlives the process that started it", () => {
   const fixture = join(import.meta.dirname, "fixtures", "start-and-die.ts");
   const runFixture = (mode: "exit" | "wait") =>
-    new Promise<{ pids: number[]; child: ReturnType<typeof spawn> }>((resolve, reject) => {
+    new Promise<{ pids: number[]; dirs: string[]; child: ReturnType<typeof spawn> }>((resolve, reject) => {
       const child = spawn(process.execPath, ["--conditions=@coordis/source", "--import", "tsx", fixture, mode], {
         stdio: ["ignore", "pipe", "inherit"],
       });
@@ -136,7 +144,7 @@ describe("no server outlives the process that started it", () => {
       child.stdout?.on("data", (d: Buffer) => {
         out += d.toString();
         const line = out.split("\n")[0];
-        if (out.includes("\n") && line) resolve({ pids: JSON.parse(line) as number[], child });
+        if (out.includes("\n") && line) resolve({ ...(JSON.parse(line) as { pids: number[]; dirs: string[] }), child });
       });
       child.once("error", reject);
       child.once("exit", (code) => {
@@ -144,10 +152,12 @@ describe("no server outlives the process that started it", () => {
       });
     });
 
-  it("kills its servers when the process exits without stopping them", async () => {
-    const { pids } = await runFixture("exit");
+  it("kills its servers and removes their dirs when the process exits without stopping them", async () => {
+    const { pids, dirs } = await runFixture("exit");
     expect(pids).toHaveLength(2);
+    expect(dirs).toHaveLength(2);
     await waitUntil("servers to die after exit", () => pids.every((p) => !alive(p)), 5_000);
+    expect(dirs.filter((d) => existsSync(d))).toEqual([]);
   });
 
   it("kills its servers when the process is SIGKILLed (watchdog)", async () => {
