@@ -140,6 +140,27 @@ describe("demo event streams", () => {
     expect((await stream("/v1/events", "10.2.0.4")).status).toBe(200);
   });
 
+  it("a client that leaves before its stream opened frees its slot: its address is not locked out", async () => {
+    // Each request is sent and its socket closed at once: the audit stream's route is still reading its initial
+    // entries from Redis when the client is gone.
+    for (let i = 0; i < 6; i++) {
+      const socket: Socket = connectTcp(port, "127.0.0.1");
+      await once(socket, "connect");
+      socket.write(
+        "GET /v1/audit/stream HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\nx-forwarded-for: 10.5.0.1\r\n\r\n",
+        () => socket.destroy(),
+      );
+      await once(socket, "close");
+    }
+    // A stream opened after them from another address answers once every earlier request was handled (their reads
+    // were sent to Redis before its own on the same connection).
+    const later = await stream("/v1/audit/stream", "10.5.0.2");
+    expect(later.status).toBe(200);
+    (open.pop() as AbortController).abort();
+    await waitUntil("no stream left counted", async () => (await clients()) === 0, DEMO_WAIT);
+    for (let i = 0; i < PER_ADDRESS; i++) expect((await stream("/v1/audit/stream", "10.5.0.1")).status).toBe(200);
+  });
+
   it("limits how often one address opens streams (60 a minute), so reconnect churn is bounded too", async () => {
     for (let i = 0; i < 60; i++) {
       const res = await stream(i % 2 === 0 ? "/v1/events" : "/v1/audit/stream", "10.4.0.1");

@@ -117,6 +117,12 @@ export class SseHub {
     const drop = () => this.#drop(res);
     request.raw.on("close", drop);
     res.on("close", drop);
+    if (request.raw.destroyed || res.destroyed || res.socket === null || res.socket.destroyed) {
+      // The client left before its stream opened (while the route read its initial frames): its close events have
+      // fired already, so its slot is freed here, or it would count against its address and the replica for good.
+      this.#drop(res);
+      return true;
+    }
     res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache, no-transform",
@@ -150,7 +156,10 @@ export class SseHub {
   }
 
   #deliver(res: ServerResponse, text: string): void {
-    if (res.writableEnded || res.destroyed) return;
+    if (res.writableEnded || res.destroyed) {
+      this.#drop(res); // gone without a close event reaching the hub: its slot is freed all the same
+      return;
+    }
     if (res.writableLength + Buffer.byteLength(text, "utf8") + FRAMING_BYTES > this.#limits.maxBufferBytes) {
       // The client stopped reading long enough to fill its socket buffers and its share here: let it go.
       this.#slow++;
