@@ -164,6 +164,52 @@ describe("demo fuzz", () => {
     });
   }
 
+  it("takes body values only of their schema's types, and titles every error with its status' reason phrase", async () => {
+    for (const payload of [
+      { playerId: "a", score: true },
+      { playerId: "a", score: null },
+      { playerId: "a", score: "5" },
+      { playerId: 123, score: 5 },
+      { playerId: ["a"], score: 5 },
+    ]) {
+      const res = await app.inject({ method: "POST", url: "/v1/scores", payload });
+      expect(res.statusCode, JSON.stringify(payload)).toBe(400);
+      expect(res.json().title).toBe("Bad Request");
+    }
+    // Querystrings are text: "5" is still the number 5 there.
+    expect((await app.inject({ method: "GET", url: "/v1/leaderboards/all/top?n=5" })).statusCode).toBe(200);
+    const post = (type: string, payload: string) =>
+      app.inject({ method: "POST", url: "/v1/scores", headers: { "content-type": type }, payload });
+    const cases: Array<[Promise<{ statusCode: number; json(): { title: string } }>, number, string]> = [
+      [post("text/plain", "x"), 415, "Unsupported Media Type"],
+      [post("application/x-www-form-urlencoded", "a=1"), 415, "Unsupported Media Type"],
+      [post("application/json", "{"), 400, "Bad Request"],
+      [post("application/json", `{"playerId":"a","score":1,"pad":"${"x".repeat(20_000)}"}`), 413, "Payload Too Large"],
+    ];
+    for (const [answer, status, title] of cases) {
+      const res = await answer;
+      expect(res.statusCode).toBe(status);
+      expect(res.json().title).toBe(title);
+    }
+  });
+
+  it("admin: the token is checked before the body, and issuing keys needs no body", async () => {
+    const wrong = await app.inject({
+      method: "POST",
+      url: "/v1/admin/keys",
+      headers: { authorization: "Bearer nope" },
+      payload: { count: "many" },
+    });
+    expect(wrong.statusCode).toBe(401);
+    const none = await app.inject({
+      method: "POST",
+      url: "/v1/admin/keys",
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(none.statusCode).toBe(201);
+    expect((none.json() as { keys: unknown[] }).keys).toHaveLength(1);
+  });
+
   it("answers clear 400s for typical mistakes", async () => {
     const cases = [
       { method: "POST" as const, url: "/v1/scores", payload: { playerId: "a", score: -1 }, match: /score/ },

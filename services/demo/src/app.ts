@@ -1,5 +1,5 @@
 import { coordis } from "@coordis/fastify";
-import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Registry } from "prom-client";
 import { Activity } from "./activity.js";
@@ -48,6 +48,11 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
     // Router-level errors (malformed URL, over-long parameter) answer as problem documents too.
     frameworkErrors,
   }).withTypeProvider<TypeBoxTypeProvider>();
+  // TypeBox checks the schemas: a body must hold the types its schema says ("score": true or "5" is a 400, where
+  // Fastify's default validator would coerce it), while querystrings and params, text by nature, are converted.
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  // Bodies are JSON: any other media type, text/plain included, is a 415.
+  app.removeContentTypeParser("text/plain");
 
   const replica = config.replicaId;
   app.addHook("onSend", async (_req, reply) => {

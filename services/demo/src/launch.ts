@@ -124,6 +124,21 @@ export async function launch(options: LaunchOptions = {}): Promise<Stack> {
   return { urls, redisUrl, adminToken, exited, stop };
 }
 
+/**
+ * Calls `stop` once the process that started this one is gone (this process was handed to another parent). A
+ * SIGTERM sent to `npm start` ends npm without passing the signal on; without this the demo's Redis and replicas
+ * would run on, orphaned.
+ */
+export function stopWithParent(stop: () => void): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    stop();
+  }, 250);
+  timer.unref();
+}
+
 /** Issues `count` API keys through the admin endpoint of `url` (`POST /v1/admin/keys`, at most 100 per call). */
 export async function issueKeys(url: string, adminToken: string, count: number): Promise<string[]> {
   const keys: string[] = [];
@@ -172,6 +187,7 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => void shutdown(0));
   process.on("SIGTERM", () => void shutdown(0));
+  stopWithParent(() => void shutdown(0));
   await stack.exited;
   if (!stopping) process.exit(1);
 }

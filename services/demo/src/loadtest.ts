@@ -9,7 +9,7 @@
  */
 import autocannon from "autocannon";
 import { DEFAULT_PORT } from "./config.js";
-import { issueKeys, launch, type Stack } from "./launch.js";
+import { issueKeys, launch, type Stack, stopWithParent } from "./launch.js";
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
 
@@ -49,6 +49,12 @@ async function main(): Promise<void> {
   if (!live) {
     process.stdout.write("no demo answers at those URLs; starting one for the load test…\n");
     stack = await launch({ log: () => {} });
+    // Stopped early (Ctrl-C, SIGTERM, or npm gone): the stack it started goes too, its Redis dir included.
+    const started = stack;
+    const stopEarly = () => void started.stop().finally(() => process.exit(130));
+    process.once("SIGINT", stopEarly);
+    process.once("SIGTERM", stopEarly);
+    stopWithParent(stopEarly);
     urls = stack.urls;
   }
   const connections = bounded("LOADTEST_CONNECTIONS", 10 * urls.length, urls.length, 1_000);

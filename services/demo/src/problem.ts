@@ -1,3 +1,4 @@
+import { STATUS_CODES } from "node:http";
 import { CoordisError, InvalidArgumentError, RedisUnavailableError } from "@coordis/core";
 import type { FastifyError, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
 import fp from "fastify-plugin";
@@ -29,7 +30,7 @@ function problemOfError(error: FastifyError, request: FastifyRequest, reply: Fas
   if (error instanceof InvalidArgumentError) return problem(reply, 400, "Bad Request", error.message);
   if (error instanceof RedisUnavailableError) return problem(reply, 503, "Service Unavailable", "Redis is unavailable");
   const status = typeof error.statusCode === "number" ? error.statusCode : 500;
-  if (status >= 400 && status < 500) return problem(reply, status, error.name || "Client Error", error.message);
+  if (status >= 400 && status < 500) return problem(reply, status, titleOf(status), error.message);
   request.log.error({ err: error }, "request failed");
   const code = error instanceof CoordisError ? ` (${error.code})` : "";
   return problem(reply, 500, "Internal Server Error", `Something went wrong${code}.`);
@@ -38,8 +39,13 @@ function problemOfError(error: FastifyError, request: FastifyRequest, reply: Fas
 /** Router-level errors (malformed URL, over-long parameter), for Fastify's `frameworkErrors` option. */
 export const frameworkErrors: NonNullable<FastifyServerOptions["frameworkErrors"]> = (error, _request, reply) => {
   const status = typeof error.statusCode === "number" ? error.statusCode : 400;
-  problem(reply as FastifyReply, status, "Bad Request", error.message);
+  problem(reply as FastifyReply, status, titleOf(status), error.message);
 };
+
+/** The title of a status: its HTTP reason phrase ("Payload Too Large", "Unsupported Media Type"...). */
+function titleOf(status: number): string {
+  return STATUS_CODES[status] ?? (status < 500 ? "Client Error" : "Server Error");
+}
 
 /** Installs the error and not-found handlers on the root instance, so every route answers errors as problems. */
 export const problems = fp(

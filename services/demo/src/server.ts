@@ -7,7 +7,18 @@ import { buildApp } from "./app.js";
 import { loadConfig } from "./config.js";
 
 const config = loadConfig();
-const app = await buildApp(config);
+let app: Awaited<ReturnType<typeof buildApp>>;
+try {
+  app = await buildApp(config);
+} catch (err) {
+  // The first thing a replica does is read its shared state from Redis: say which Redis it could not use.
+  const url = config.redisUrl.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@"); // no password in logs
+  process.stderr.write(
+    `demo replica ${config.replicaId} could not start with Redis at ${url} (REDIS_URL): ` +
+      `${err instanceof Error ? err.message : String(err)}\n`,
+  );
+  process.exit(1);
+}
 const address = await app.listen({ port: config.port, host: config.host });
 const port = (app.server.address() as { port: number }).port;
 process.stdout.write(

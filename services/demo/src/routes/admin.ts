@@ -16,7 +16,8 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
   // Hashes of equal length, so the comparison takes the same time whatever was sent.
   const expected =
     config.adminToken === undefined ? undefined : createHash("sha256").update(config.adminToken).digest();
-  app.addHook("preHandler", async (request, reply) => {
+  // Before validation: a caller without the token learns nothing about what the bodies should hold.
+  app.addHook("preValidation", async (request, reply) => {
     const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? "");
     const given = createHash("sha256")
       .update(match?.[1] ?? "")
@@ -82,6 +83,10 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
         summary: "Issue API keys (`<id>.<signature>`; the id names the key's budget)",
         body: IssueKeysBody,
         security: ADMIN_SECURITY,
+      },
+      // The body is optional (one key): no body reads as {}.
+      preValidation: async (req) => {
+        req.body ??= {};
       },
     },
     async (req, reply) => {
