@@ -23,11 +23,28 @@ export function isWellFormedApiKey(value: string): boolean {
  * nobody without the secret can make a key that verifies, so a client cannot mint itself fresh budgets.
  */
 export class ApiKeys {
-  readonly #secret: Buffer;
+  #secret: Buffer;
+  #text: string;
 
   constructor(secret: string) {
+    this.#secret = ApiKeys.#check(secret);
+    this.#text = secret;
+  }
+
+  /** The secret keys are signed with. */
+  get secret(): string {
+    return this.#text;
+  }
+
+  /** Signs and verifies with `secret` from now on (the shared secret changed: see {@link keepApiKeySecret}). */
+  useSecret(secret: string): void {
+    this.#secret = ApiKeys.#check(secret);
+    this.#text = secret;
+  }
+
+  static #check(secret: string): Buffer {
     if (Buffer.byteLength(secret, "utf8") < 16) throw new Error("the API key secret must have at least 16 bytes");
-    this.#secret = Buffer.from(secret, "utf8");
+    return Buffer.from(secret, "utf8");
   }
 
   /** The key of `id` (default a random id). */
@@ -77,4 +94,47 @@ export async function loadApiKeySecret(
   const secret = await redis.get(key);
   if (secret === null) throw new Error(`the API key secret at ${key} vanished`);
   return secret;
+}
+
+/**
+ * Keeps this replica's secret the one every replica shares once Redis lost it (a restart without persistence, a
+ * FLUSHALL): every `intervalMs`, and whenever the client (re)connects, it writes its secret back if the key is gone
+ * (SET NX) and adopts the one found otherwise. Without this, a replica started after the loss wrote a new secret while
+ * the running ones kept the old: keys issued on one replica got 401 on the others, for good. A change is logged (keys
+ * issued under the other secret no longer verify). Returns the function that stops it. Not used with API_KEY_SECRET.
+ */
+export function keepApiKeySecret(
+  keys: ApiKeys,
+  redis: RedisClient,
+  prefix: string,
+  warn: (message: string) => void,
+  intervalMs = 5_000,
+): () => void {
+  const key = entityKeys(prefix, "apikeys", "secret").base;
+  let checking = false;
+  const check = async () => {
+    if (checking) return;
+    checking = true;
+    try {
+      const shared = (await redis.call("SET", key, keys.secret, "NX", "GET")) as string | null;
+      if (shared !== null && shared !== keys.secret) {
+        keys.useSecret(shared);
+        warn(
+          "the shared API key secret in Redis was replaced (Redis lost it): now using it; keys issued before do not verify",
+        );
+      }
+    } catch {
+      // Redis unreachable: the next check tries again.
+    } finally {
+      checking = false;
+    }
+  };
+  const onReady = () => void check();
+  redis.on("ready", onReady);
+  const timer = setInterval(onReady, intervalMs);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    redis.off("ready", onReady);
+  };
 }

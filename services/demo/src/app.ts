@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import type { Registry } from "prom-client";
 import { Activity } from "./activity.js";
 import { apiKeyCheck, RequestKeys } from "./api-key-check.js";
-import { ApiKeys, loadApiKeySecret } from "./apikeys.js";
+import { ApiKeys, keepApiKeySecret, loadApiKeySecret } from "./apikeys.js";
 import type { DemoConfig } from "./config.js";
 import { rateLimits } from "./limits.js";
 import { openApi } from "./openapi.js";
@@ -27,6 +27,8 @@ export interface BuildOptions {
   registry?: Registry;
   /** Start the cron jobs (default true). */
   jobs?: boolean;
+  /** How often a replica checks that its API key secret is still the shared one, ms (default 5,000). */
+  secretCheckMs?: number;
 }
 
 /**
@@ -73,6 +75,16 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
     rateLimit: { rules: limits.apiRules, key: requestKeys.budgetOf, group: "api" },
   });
   const keys = new ApiKeys(await loadApiKeySecret(config.apiKeySecret, app.coordis.redis, config.prefix));
+  if (config.apiKeySecret === undefined) {
+    const stopKeeping = keepApiKeySecret(
+      keys,
+      app.coordis.redis,
+      config.prefix,
+      (message) => app.log.warn(message),
+      options.secretCheckMs,
+    );
+    app.addHook("onClose", async () => stopKeeping());
+  }
   requestKeys.verifyWith(keys);
   await app.register(apiKeyCheck, { requestKeys });
 

@@ -4,7 +4,14 @@
  */
 
 export { Activity, type ActivitySeries, BUCKET_MS, WINDOW_MS } from "./activity.js";
-export { API_KEY_ID_PATTERN, API_KEY_PATTERN, ApiKeys, isWellFormedApiKey, loadApiKeySecret } from "./apikeys.js";
+export {
+  API_KEY_ID_PATTERN,
+  API_KEY_PATTERN,
+  ApiKeys,
+  isWellFormedApiKey,
+  keepApiKeySecret,
+  loadApiKeySecret,
+} from "./apikeys.js";
 export { type BuildOptions, buildApp } from "./app.js";
 export { DEFAULT_PORT, type DemoConfig, ENV_NAMES, loadConfig, randomToken } from "./config.js";
 export type { AuditEvent, BoardEntry, DemoMessage } from "./model.js";
