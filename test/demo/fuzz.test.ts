@@ -193,6 +193,24 @@ describe("demo fuzz", () => {
     }
   });
 
+  it("renaming a player renames it on every leaderboard", async () => {
+    const id = `renamed-${Date.now()}`;
+    const created = await app.inject({
+      method: "POST",
+      url: "/v1/scores",
+      payload: { playerId: id, name: "Ada", score: 7 },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const renamed = await app.inject({ method: "PUT", url: `/v1/players/${id}`, payload: { name: "Lovelace" } });
+    expect(renamed.statusCode, renamed.body).toBe(200);
+    for (const board of ["all", "daily"]) {
+      const res = await app.inject({ method: "GET", url: `/v1/leaderboards/${board}/players/${id}` });
+      expect(res.statusCode, res.body).toBe(200);
+      expect(JSON.stringify(res.json())).toContain('"Lovelace"');
+      expect(JSON.stringify(res.json())).not.toContain('"Ada"');
+    }
+  });
+
   it("admin: the token is checked before the body, and issuing keys needs no body", async () => {
     const wrong = await app.inject({
       method: "POST",

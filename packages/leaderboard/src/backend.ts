@@ -135,6 +135,13 @@ export class LeaderboardBackend<M> {
     return Number(removed) > 0;
   }
 
+  /** Replaces the metadata of a member the leaderboard knows; whether it did (see lua/leaderboard/set-meta.lua). */
+  async setMeta(member: string, metaJson: string): Promise<boolean> {
+    const indexes = this.#boards.alive().map((b) => b.index);
+    const stored = await this.#run(leaderboardScripts.setMeta, [this.#metaKey, ...indexes], [member, metaJson]);
+    return Number(stored) === 1;
+  }
+
   /** The KEYS, ARGV and candidate boards of a submit (or submit-batch) script call for `items`. */
   #submitCall(items: readonly CheckedSubmission[]) {
     const { periods, update, order, toleranceMs, graceMs } = this.settings;

@@ -9,6 +9,7 @@ import {
 import { LeaderboardBackend } from "./backend.js";
 import {
   type BoardOptions,
+  checkMeta,
   type LeaderboardOptions,
   MAX_BATCH,
   MAX_MEMBER_BYTES,
@@ -179,6 +180,23 @@ export class Leaderboard<M = unknown> {
   async remove(member: string): Promise<boolean> {
     const id = validate.string("member", member, { maxBytes: MAX_MEMBER_BYTES });
     return instrument(this.#observer, this.#site("remove"), () => this.#backend.remove(id));
+  }
+
+  /**
+   * Replaces the stored metadata of `member` (a renamed player's display name) without touching any score, on every
+   * board at once (metadata is stored once per member). Only for a member the leaderboard knows: one that has
+   * metadata or is on the all-time board or a period bucket still alive; for any other nothing is stored (nothing
+   * would ever delete it). One round trip.
+   * @returns whether the metadata was stored
+   * @throws InvalidArgumentError (nothing sent) for a bad member or metadata that is not JSON or over
+   *   `metaMaxBytes`; RedisUnavailableError, ScriptError
+   */
+  async setMeta(member: string, meta: M): Promise<boolean> {
+    const id = validate.string("member", member, { maxBytes: MAX_MEMBER_BYTES });
+    const json = checkMeta(this.#backend.settings, meta, "meta");
+    return instrument(this.#observer, this.#site("setMeta"), () => this.#backend.setMeta(id, json), {
+      outcome: (stored) => (stored ? "updated" : "missing"),
+    });
   }
 
   /** rank() and percentile(): one rank script, reported under `op` (`"missing"` when the member is not there). */

@@ -266,22 +266,26 @@ function checkSubmission(
     throw new InvalidArgumentError(`${path}score`, `an increment must lie within ±(2^53 - 1), got ${value}`);
   }
   value += 0; // -0 -> 0
-  let metaJson = "";
-  if (meta !== undefined) {
-    try {
-      metaJson = JSON.stringify(meta) ?? "";
-    } catch (err) {
-      throw new InvalidArgumentError(`${path}meta`, `must be JSON-serialisable (${(err as Error).message})`);
-    }
-    if (metaJson === "") throw new InvalidArgumentError(`${path}meta`, "must be JSON-serialisable");
-    const bytes = Buffer.byteLength(metaJson, "utf8");
-    if (bytes > settings.metaMaxBytes) {
-      throw new InvalidArgumentError(
-        `${path}meta`,
-        `is ${bytes} bytes of JSON, at most ${settings.metaMaxBytes} allowed`,
-      );
-    }
-  }
+  const metaJson = meta === undefined ? "" : checkMeta(settings, meta, `${path}meta`);
   const when = at === undefined ? undefined : validate.integer(`${path}at`, at, { min: 0, max: MAX_AT_MS });
   return { member: id, score: value, metaJson, at: when };
+}
+
+/**
+ * `meta` as the JSON stored for a member.
+ * @throws InvalidArgumentError (`argument`) when it is not JSON-serialisable or over `metaMaxBytes`
+ */
+export function checkMeta(settings: LeaderboardSettings, meta: unknown, argument: string): string {
+  let metaJson: string;
+  try {
+    metaJson = JSON.stringify(meta) ?? "";
+  } catch (err) {
+    throw new InvalidArgumentError(argument, `must be JSON-serialisable (${(err as Error).message})`);
+  }
+  if (metaJson === "") throw new InvalidArgumentError(argument, "must be JSON-serialisable");
+  const bytes = Buffer.byteLength(metaJson, "utf8");
+  if (bytes > settings.metaMaxBytes) {
+    throw new InvalidArgumentError(argument, `is ${bytes} bytes of JSON, at most ${settings.metaMaxBytes} allowed`);
+  }
+  return metaJson;
 }

@@ -77,6 +77,20 @@ export const leaderboardScripts = {
     source: "-- Leaderboard remove: deletes a member from every board passed (all-time and every period bucket that may still\n-- be alive) and deletes its metadata. Boards come as (zset, index) key pairs from KEYS[2] on.\n-- KEYS[1] meta (hash): member -> metadata JSON\n-- ARGV[1] member (string): the member to remove\n-- Reply: number\nlocal member = ARGV[1]\nlocal removed = 0\nfor k = 2, #KEYS, 2 do\n  local prefix = redis.call('HGET', KEYS[k + 1], member)\n  if prefix then\n    redis.call('ZREM', KEYS[k], prefix .. ':' .. member)\n    redis.call('HDEL', KEYS[k + 1], member)\n    removed = removed + 1\n  end\nend\nredis.call('HDEL', KEYS[1], member)\nreturn removed\n",
   }),
   /**
+   * Leaderboard set meta: replaces the metadata of a member that has metadata or is on one of the boards passed
+   * (the all-time board and every period bucket that may still be alive), so metadata is never stored for a member
+   * the leaderboard does not know (nothing would ever delete it). Boards come as index hashes from KEYS[2] on.
+   * KEYS: meta (hash).
+   * ARGV: member (string), meta (string).
+   */
+  setMeta: defineScript<["meta"], ["member","meta"], number>({
+    name: "leaderboard/set-meta",
+    keys: ["meta"],
+    args: ["member","meta"],
+    sha1: "77333a0d0644167a8875347a84871417460a5bd5",
+    source: "-- Leaderboard set meta: replaces the metadata of a member that has metadata or is on one of the boards passed (the\n-- all-time board and every period bucket that may still be alive), so metadata is never stored for a member the\n-- leaderboard does not know (nothing would ever delete it). Boards come as index hashes from KEYS[2] on.\n-- KEYS[1] meta (hash): member -> metadata JSON\n-- ARGV[1] member (string): the member\n-- ARGV[2] meta (string): its metadata JSON\n-- Reply: number\n-- (1 stored, 0 not: the member has no metadata and is on none of the boards)\nlocal member = ARGV[1]\nlocal known = redis.call('HGET', KEYS[1], member)\nif not known then\n  for k = 2, #KEYS do\n    if redis.call('HGET', KEYS[k], member) then\n      known = true\n      break\n    end\n  end\nend\nif not known then return 0 end\nredis.call('HSET', KEYS[1], member, ARGV[2])\nreturn 1\n",
+  }),
+  /**
    * Leaderboard submit batch: N independent submit calls (micro-batching), applied one after another in call
    * order. Each item is checked and applied on its own exactly as lua/leaderboard/submit.lua does for a single
    * item, so an item that fails a check (clock skew, closed period, increment overflow) changes nothing, one that

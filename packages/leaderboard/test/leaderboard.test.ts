@@ -141,6 +141,28 @@ describe.each([
     },
   );
 
+  it("setMeta renames a member on every board without touching a score, only for a member it knows", async () => {
+    const lb = board<{ name: string }>({ periods: ["daily", "all"] });
+    await lb.submit("a", 10, { meta: { name: "Ada" } });
+    await lb.submit("b", 20);
+    const daily = await lb.top(5);
+    expect(await lb.setMeta("a", { name: "Lovelace" })).toBe(true);
+    expect(await lb.setMeta("b", { name: "Bo" })).toBe(true); // on the boards, without metadata until now
+    for (const period of lb.periods) {
+      expect(await lb.top(5, { period })).toEqual([
+        { member: "b", score: 20, rank: 1, meta: { name: "Bo" } },
+        { member: "a", score: 10, rank: 2, meta: { name: "Lovelace" } },
+      ]);
+    }
+    expect((await lb.top(5)).map((e) => e.score)).toEqual(daily.map((e) => e.score));
+    // A member the leaderboard does not know gets nothing stored (nothing would ever delete it).
+    expect(await lb.setMeta("ghost", { name: "Nobody" })).toBe(false);
+    await lb.submit("ghost", 1);
+    expect((await lb.rank("ghost"))?.meta).toBeNull();
+    await expect(lb.setMeta("a", { name: "x".repeat(2_000) })).rejects.toMatchObject({ argument: "meta" });
+    expect((await lb.rank("a"))?.meta).toEqual({ name: "Lovelace" });
+  });
+
   it("remove deletes the member and its metadata from every board", async () => {
     const lb = board<string>({ periods: ["daily", "all", "weekly", "monthly"] });
     await lb.submit("a", 1, { meta: "A" });

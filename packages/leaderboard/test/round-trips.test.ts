@@ -24,6 +24,7 @@ describe("round trips and input validation on a server of its own", () => {
       lb.around("w1", 1),
       lb.count(),
       lb.remove("nobody"),
+      lb.setMeta("nobody", { name: "N" }),
       inc.submit("x", 1),
     ]);
   });
@@ -43,6 +44,7 @@ describe("round trips and input validation on a server of its own", () => {
     ["around", () => lb.around("a", 3, { period: "monthly" })],
     ["count", () => lb.count({ period: "all" })],
     ["remove", () => lb.remove("m3")],
+    ["setMeta", () => lb.setMeta("a", { name: "Ada" })],
     ["increment", () => inc.submit("x", 2)],
   ])("%s is one round trip (one EVALSHA)", async (_op, call) => {
     const { roundTrips, sent } = await countCommands(server, call as () => Promise<unknown>);

@@ -8,7 +8,8 @@ import type { Demo } from "../services.js";
 /**
  * Player profiles (public API, rate limited), read through the two-tier cache: `loadedBy`/`loadedAt` show which
  * replica built the copy; `stats` is what the player-stats job stored last (each job drops the cached copy). A rename
- * drops the cached copy on every replica. (Deleting a player is an admin route.)
+ * drops the cached copy on every replica, renames the player on the leaderboards and announces it on the event
+ * stream. (Deleting a player is an admin route.)
  */
 export const playerRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app, { demo }) => {
   const { board, profiles, stats, replica, limits } = demo;
@@ -64,10 +65,14 @@ export const playerRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (ap
       },
     },
     async (req, reply) => {
-      const ok = await profiles.rename(req.params.id, req.body.name);
-      if (!ok) return problem(reply, 404, "Not Found", `No player ${req.params.id}`);
-      await profiles.invalidate(req.params.id);
-      return loadProfile(req.params.id);
+      const id = req.params.id;
+      const ok = await profiles.rename(id, req.body.name);
+      if (!ok) return problem(reply, 404, "Not Found", `No player ${id}`);
+      // The boards show the new name at once, every period's (metadata is stored once per player).
+      await board.setMeta(id, { name: req.body.name });
+      await profiles.invalidate(id);
+      await demo.publish({ type: "player", replica, playerId: id, action: "updated" });
+      return loadProfile(id);
     },
   );
 };
