@@ -160,11 +160,13 @@ describe("no server outlives the process that started it", () => {
     expect(dirs.filter((d) => existsSync(d))).toEqual([]);
   });
 
-  it("kills its servers when the process is SIGKILLed (watchdog)", async () => {
-    const { pids, child } = await runFixture("wait");
+  it("kills its servers and removes their dirs when the process is SIGKILLed (watchdog)", async () => {
+    const { pids, dirs, child } = await runFixture("wait");
     expect(pids.every(alive)).toBe(true);
+    expect(dirs.every((d) => existsSync(d))).toBe(true);
     child.kill("SIGKILL");
     await waitUntil("watchdog to kill the servers", () => pids.every((p) => !alive(p)), 5_000);
+    await waitUntil("watchdog to remove their dirs", () => dirs.every((d) => !existsSync(d)), 5_000);
   });
 });
 
