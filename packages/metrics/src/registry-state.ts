@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from "@coordis/core";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { LabelGuard } from "./label-guard.js";
-import type { QueueCountsInfo } from "./queue-metrics.js";
+import type { QueueCountsInfo } from "./queue-counts.js";
 import { ScrapeSources } from "./scrape-sources.js";
 
 /** What a consumer-group source answers (see GroupInfo in coordis-metrics.ts). */
