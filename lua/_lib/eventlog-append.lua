@@ -20,7 +20,8 @@ end
 
 -- One append after the state seq (number), last (id or false), head (hash or false), now (ms or nil: read when
 -- needed). window: the idempotency window as sent ('0' = no idempotency key). Returns the new entry's id (a string:
--- appended) and the new seq, last, head, now, and the error reply of a failed SET of the idempotency record (or nil);
+-- appended) and the new seq, last, head, now, the error reply of a failed SET of the idempotency record (or nil)
+-- and the new seq as text;
 -- or for a used key { first id, duplicate 1/2 } and the state unchanged. Raises (for the batch's pcall) without a
 -- write when a command before the XADD's success fails.
 local function el_add(stream, dedupe, payload, window, digest, chain, seq, last, head, now)
@@ -29,6 +30,9 @@ local function el_add(stream, dedupe, payload, window, digest, chain, seq, last,
     if first then return { first, dup }, seq, last, head, now end
   end
   seq = seq + 1
+  -- The sequence number as text, once: a number passed to redis.call is formatted with %.17g on every call, and
+  -- `..` formats with %.14g; string.format('%d') costs a third of either.
+  local seqText = string.format('%d', seq)
   local id
   if chain then
     -- The hash covers the id, so the script picks the id itself: server time, or last id + 1 within one ms.
@@ -38,22 +42,29 @@ local function el_add(stream, dedupe, payload, window, digest, chain, seq, last,
       dash = string.find(last, '-', 1, true)
       lastMs = string.sub(last, 1, dash - 1) + 0
     end
-    -- Ids are whole ms below 10^14 (year 5138): %.14g, which `..` writes, gives them exactly.
-    if now > lastMs then id = now .. '-0' else id = lastMs .. '-' .. (string.sub(last, dash + 1) + 1) end
+    if now > lastMs then
+      id = string.format('%d-0', now)
+    else
+      id = string.format('%d-%d', lastMs, string.sub(last, dash + 1) + 1)
+    end
     local prev = head or '0000000000000000000000000000000000000000'
-    head = redis.sha1hex(prev .. '\n' .. id .. '\n' .. seq .. '\n' .. payload)
-    local added = redis.pcall('XADD', stream, id, 'd', payload, 's', seq, 'p', prev, 'h', head)
+    head = redis.sha1hex(prev .. '\n' .. id .. '\n' .. seqText .. '\n' .. payload)
+    local added = redis.pcall('XADD', stream, id, 'd', payload, 's', seqText, 'p', prev, 'h', head)
     if type(added) == 'table' and added.err then
       -- An entry added by something else lies after the last append (verify() reports it): go on after it.
       local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1][1]
       dash = string.find(top, '-', 1, true)
       local topMs = string.sub(top, 1, dash - 1) + 0
-      if now > topMs then id = now .. '-0' else id = topMs .. '-' .. (string.sub(top, dash + 1) + 1) end
-      head = redis.sha1hex(prev .. '\n' .. id .. '\n' .. seq .. '\n' .. payload)
-      redis.call('XADD', stream, id, 'd', payload, 's', seq, 'p', prev, 'h', head)
+      if now > topMs then
+        id = string.format('%d-0', now)
+      else
+        id = string.format('%d-%d', topMs, string.sub(top, dash + 1) + 1)
+      end
+      head = redis.sha1hex(prev .. '\n' .. id .. '\n' .. seqText .. '\n' .. payload)
+      redis.call('XADD', stream, id, 'd', payload, 's', seqText, 'p', prev, 'h', head)
     end
   else
-    id = redis.call('XADD', stream, '*', 'd', payload, 's', seq)
+    id = redis.call('XADD', stream, '*', 'd', payload, 's', seqText)
   end
   local err
   if window ~= '0' then
@@ -61,7 +72,7 @@ local function el_add(stream, dedupe, payload, window, digest, chain, seq, last,
     local set = redis.pcall('SET', dedupe, digest == '' and id or id .. ' ' .. digest, 'PX', window)
     if type(set) == 'table' and set.err then err = set end
   end
-  return id, seq, id, head, now, err
+  return id, seq, id, head, now, err, seqText
 end
 
 -- The retention settings as sent: '' = none, else "<maxLen> <maxAgeMs>" (0 = none). Returns maxLen, maxAgeMs.

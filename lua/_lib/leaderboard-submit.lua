@@ -58,7 +58,7 @@ local function lb_put(s, b, member, text, score, prefix, pre, oldText, expireAt)
     if prefix == nil then
       local seq
       if s == nil then
-        seq = redis.call('INCRBY', KEYS[2], 1)
+        seq = redis.call('INCRBY', KEYS[2], '1') -- text: a number argument costs a %.17g format
       else
         -- Arrival numbers come in blocks: one INCRBY reserves a number for every item still to apply in this
         -- script, so a batch of N updates pays one call, not N. Unused numbers leave gaps, which order nothing.

@@ -81,7 +81,7 @@ end
 -- caller knows a slot is free. Entries of jobs that no longer wait (cancelled) are dropped on the way.
 local function q_group_wake(K, group)
   while true do
-    local first = redis.call('ZRANGE', K.gwait, '[' .. group .. '\0', '[' .. group .. '\1', 'BYLEX', 'LIMIT', 0, 1)[1]
+    local first = redis.call('ZRANGE', K.gwait, '[' .. group .. '\0', '[' .. group .. '\1', 'BYLEX', 'LIMIT', '0', '1')[1]
     if not first then return end
     redis.call('ZREM', K.gwait, first)
     local at, id = string.match(first, '^[^%z]*%z([^%z]*)%z(.*)$')
@@ -118,7 +118,7 @@ end
 -- Removes up to 200 entries of a retention zset (done, cancelled: scored by expiry; dead: by time of death) whose
 -- score is at most `upTo`, then the oldest beyond `maxCount`, with their fields in the jobs hash.
 local function q_trim(K, set, upTo, maxCount)
-  local gone = redis.call('ZRANGE', set, '-inf', upTo, 'BYSCORE', 'LIMIT', 0, 200)
+  local gone = redis.call('ZRANGE', set, '-inf', upTo, 'BYSCORE', 'LIMIT', '0', '200')
   local n = #gone
   local extra = redis.call('ZCARD', set) - n - maxCount
   if extra > 0 then

@@ -59,13 +59,15 @@ end
 if stale or idMs > top or idMs < top - 10000 then
   return { '', 3, now, last or '', head or '', seq }
 end
-local added = redis.pcall('XADD', stream, id, 'd', ARGV[1], 's', seq + 1, 'p', prev, 'h', ARGV[10], 'k', ARGV[9])
+-- The sequence number as text once: redis.call formats a number argument with %.17g on every call.
+local seqText = string.format('%d', seq + 1)
+local added = redis.pcall('XADD', stream, id, 'd', ARGV[1], 's', seqText, 'p', prev, 'h', ARGV[10], 'k', ARGV[9])
 if type(added) == 'table' and added.err then
   -- An entry added by something else lies after the last append (verify() reports it): the client picks an id
   -- after it.
   return { '', 3, now, redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1][1], head or '', seq }
 end
-redis.call('HSET', meta, 'seq', seq + 1, 'last', id, 'head', ARGV[10])
+redis.call('HSET', meta, 'seq', seqText, 'last', id, 'head', ARGV[10])
 if window ~= '0' then
   redis.call('SET', dedupe, digest == '' and id or id .. ' ' .. digest, 'PX', window)
 end

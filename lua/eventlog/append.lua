@@ -28,14 +28,14 @@ if chain then
 else
   seq = redis.call('HGET', meta, 'seq')
 end
-local res, err
-res, seq, last, head, now, err =
+local res, err, seqText
+res, seq, last, head, now, err, seqText =
   el_add(stream, KEYS[3], ARGV[1], ARGV[2], ARGV[3], chain, seq and seq + 0 or 0, last, head, nil)
 if type(res) ~= 'string' then return res end
 if chain then
-  redis.call('HSET', meta, 'seq', seq, 'last', last, 'head', head)
+  redis.call('HSET', meta, 'seq', seqText, 'last', last, 'head', head)
 else
-  redis.call('HSET', meta, 'seq', seq, 'last', last)
+  redis.call('HSET', meta, 'seq', seqText, 'last', last)
 end
 if maxLen > 0 or maxAge > 0 then el_retain(stream, meta, maxLen, maxAge, chain, now) end
 if err then return err end
