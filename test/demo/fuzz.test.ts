@@ -193,6 +193,21 @@ describe("demo fuzz", () => {
     }
   });
 
+  it("takes path parameters as long as their schemas allow (a 200-character job id)", async () => {
+    const res = await app.inject({
+      method: "POST",
+      url: `/v1/admin/queue/dead/${"j".repeat(200)}/retry`,
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.statusCode, res.body).toBe(404);
+    const over = await app.inject({
+      method: "POST",
+      url: `/v1/admin/queue/dead/${"j".repeat(201)}/retry`,
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(over.statusCode, over.body).toBe(400);
+  });
+
   it("renaming a player renames it on every leaderboard", async () => {
     const id = `renamed-${Date.now()}`;
     const created = await app.inject({

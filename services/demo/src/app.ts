@@ -49,6 +49,8 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
     forceCloseConnections: true,
     // Router-level errors (malformed URL, over-long parameter) answer as problem documents too.
     frameworkErrors,
+    // Path parameters up to the schemas' longest (a job id: 200 characters); Fastify's default cuts at 100 (414).
+    routerOptions: { maxParamLength: 256 },
   }).withTypeProvider<TypeBoxTypeProvider>();
   // TypeBox checks the schemas: a body must hold the types its schema says ("score": true or "5" is a 400, where
   // Fastify's default validator would coerce it), while querystrings and params, text by nature, are converted.
