@@ -160,12 +160,6 @@ export class LeaseImpl implements Lease {
 
   async extend(ttlMs?: number): Promise<void> {
     const ttl = ttlMs === undefined ? this.#ttl : validateTtl(ttlMs, "ttlMs");
-    this.#checkDeadline();
-    if (this.#aborted) {
-      throw this.#reason instanceof LeaseLostError
-        ? this.#reason
-        : new LeaseLostError(this.name, this.fence, "not-held");
-    }
     if (ttl !== this.#ttl) {
       this.#ttl = ttl;
       // A new time to live: the next automatic extension comes a third of it from now (and renews to it).
@@ -174,7 +168,15 @@ export class LeaseImpl implements Lease {
     return this.#extend(ttl);
   }
 
+  /** One extension to `ttl`, for extend() and the automatic extensions alike. */
   async #extend(ttl: number): Promise<void> {
+    // A lease past its local deadline (the process paused) is lost, not extended.
+    this.#checkDeadline();
+    if (this.#aborted) {
+      throw this.#reason instanceof LeaseLostError
+        ? this.#reason
+        : new LeaseLostError(this.name, this.fence, "not-held");
+    }
     const start = performance.now();
     let held: boolean;
     try {

@@ -138,15 +138,13 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
   const guard = shared.guard;
   const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
     factory.histogram(name, help, labelNames, buckets, DEFAULT_BUCKETS, "options.buckets");
-  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
-    factory.counter(name, help, labelNames);
 
   const durations = histogram(
     "coordis_operation_duration_seconds",
     "Duration of Coordis operations in seconds (including waits).",
     ["primitive", "op"],
   );
-  const events = counter("coordis_events_total", "Notable Coordis events (lease lost, reconnects, gaps...).", [
+  const events = factory.counter("coordis_events_total", "Notable Coordis events (lease lost, reconnects, gaps...).", [
     "primitive",
     "type",
   ]);
@@ -155,22 +153,27 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
     "Time to acquire a lock (or to give up), in seconds.",
     ["kind", "outcome"],
   );
-  const lockAcquisitions = counter("coordis_lock_acquisitions_total", "Lock acquisition attempts by outcome.", [
+  const lockAcquisitions = factory.counter("coordis_lock_acquisitions_total", "Lock acquisition attempts by outcome.", [
     "kind",
     "outcome",
   ]);
-  const lockExtensions = counter("coordis_lock_extensions_total", "Lease extensions by outcome.", ["kind", "outcome"]);
-  const leasesLost = counter("coordis_lock_leases_lost_total", "Leases lost after they were acquired.", ["kind"]);
-  const decisions = counter("coordis_ratelimit_decisions_total", "Rate-limit decisions by deciding rule and outcome.", [
-    "rule",
+  const lockExtensions = factory.counter("coordis_lock_extensions_total", "Lease extensions by outcome.", [
+    "kind",
     "outcome",
-    "reason",
   ]);
-  const cacheRequests = counter("coordis_cache_requests_total", "Cache lookups by tier and result.", [
+  const leasesLost = factory.counter("coordis_lock_leases_lost_total", "Leases lost after they were acquired.", [
+    "kind",
+  ]);
+  const decisions = factory.counter(
+    "coordis_ratelimit_decisions_total",
+    "Rate-limit decisions by deciding rule and outcome.",
+    ["rule", "outcome", "reason"],
+  );
+  const cacheRequests = factory.counter("coordis_cache_requests_total", "Cache lookups by tier and result.", [
     "tier",
     "result",
   ]);
-  const appends = counter("coordis_eventlog_appends_total", "Event-log appends by outcome.", ["outcome"]);
+  const appends = factory.counter("coordis_eventlog_appends_total", "Event-log appends by outcome.", ["outcome"]);
   const queues = new QueueMetrics(factory, shared.queues, queueBuckets);
 
   // Each scrape reads every group's source once for both gauges. Ids are "<log>\0<group>".

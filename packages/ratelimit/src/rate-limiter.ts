@@ -158,7 +158,7 @@ export class RateLimiter {
         }
       }
     }
-    return this.#submit(stateKey, cost).then(
+    return this.#send("consume", stateKey, cost).then(
       (reply) => this.#decided("consume", key, started, stateKey, reply, node),
       (err: unknown) => this.#failed("consume", key, started, stateKey, cost, err, node),
     );
@@ -174,9 +174,13 @@ export class RateLimiter {
     return !this.#cluster && this.#policy !== "throw" && OFFLINE.has((this.#redis as { status?: string }).status ?? "");
   }
 
-  /** One consume's script reply: through the batcher when consume is batched, else one consume script call. */
-  #submit(stateKey: string, cost: number): Promise<ScriptReply> {
+  /**
+   * One call's script reply, nothing sent while the connection is down (see #offline): a consume through the batcher
+   * when consume is batched, else one script call.
+   */
+  #send(op: Exclude<Op, "reset">, stateKey: string, cost: number): Promise<ScriptReply> {
     if (this.#offline()) return Promise.reject(offlineError());
+    if (op !== "consume") return runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]);
     const batcher = this.#batcher;
     return batcher === undefined
       ? this.#consumeScript(stateKey, cost)
@@ -279,11 +283,7 @@ export class RateLimiter {
     }
     let reply: ScriptReply;
     try {
-      reply = await (op === "consume"
-        ? this.#submit(stateKey, cost)
-        : this.#offline()
-          ? Promise.reject(offlineError())
-          : runScript(this.#redis, ratelimitScripts[op], [stateKey], [cost, this.#spec]));
+      reply = await this.#send(op, stateKey, cost);
     } catch (err) {
       return this.#failed(op, key, started, stateKey, cost, err, node);
     }

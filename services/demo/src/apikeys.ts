@@ -24,22 +24,19 @@ export function isWellFormedApiKey(value: string): boolean {
  */
 export class ApiKeys {
   #secret: Buffer;
-  #text: string;
 
   constructor(secret: string) {
     this.#secret = ApiKeys.#check(secret);
-    this.#text = secret;
   }
 
   /** The secret keys are signed with. */
   get secret(): string {
-    return this.#text;
+    return this.#secret.toString("utf8");
   }
 
   /** Signs and verifies with `secret` from now on (the shared secret changed: see {@link keepApiKeySecret}). */
   useSecret(secret: string): void {
     this.#secret = ApiKeys.#check(secret);
-    this.#text = secret;
   }
 
   static #check(secret: string): Buffer {
