@@ -32,7 +32,8 @@ export interface Lease {
    * automatic extension, the next one follows `ttlMs / 3` after this call and renews to `ttlMs` again, so a
    * shorter time to live does not run out before the next automatic extension.
    * @throws LeaseLostError when the lease is no longer held (its `signal` aborts too), or was released
-   * @throws InvalidArgumentError for a bad `ttlMs`; RedisUnavailableError when Redis cannot be reached
+   * @throws InvalidArgumentError for a bad `ttlMs`; RedisUnavailableError when Redis cannot be reached (the extension
+   *   may have run: a `ttlMs` shorter than what the lease had left shortens its local validity to it)
    */
   extend(ttlMs?: number): Promise<void>;
   /**
@@ -182,6 +183,15 @@ export class LeaseImpl implements Lease {
     try {
       held = await this.#init.backend.extend(this.token, ttl);
     } catch (err) {
+      // Unknown outcome: the extension may have run (only its answer lost, or not confirmed by the replicas), and then
+      // Redis' TTL is `ttl` from some instant after `start`. A time to live shorter than what the lease had left would
+      // then end it sooner: the local deadline keeps the earlier of the two, never the longer validity it had.
+      const bound = start + ttl - driftMs(ttl, this.#init.driftFactor);
+      if (bound < this.#deadline && !this.#released && !this.#aborted) {
+        this.#deadline = bound;
+        if (this.#watched) this.#armDeadline();
+        this.#checkDeadline();
+      }
       const error = toCoordisError(err);
       this.#report("extend", "error", start, error);
       throw error;

@@ -45,7 +45,8 @@ export interface CommonLockOptions {
    * (`WAITAOF`, Redis ≥ 7.2), within `timeoutMs`. Costs the replication round trip on every acquire and extend.
    * A won acquisition that is not confirmed in time is released and the attempt counts as failed
    * (`DurabilityError`, retried until `waitMs` like an unreachable Redis); an unconfirmed extension throws
-   * `DurabilityError` and leaves the lease's local deadline where it was. Default: none (asynchronous replication).
+   * `DurabilityError` and leaves the lease's local deadline where it was (earlier when it asked for a shorter time to
+   * live, which the primary ran). Default: none (asynchronous replication).
    */
   durability?: DurabilityOptions;
 }

@@ -65,7 +65,8 @@ type NodeReply<R> = { ok: true; value: R } | { ok: false; error: CoordisError };
  * Extension: a lease is extended when a quorum confirms it, and lost (`LeaseLostError`, reason `"not-held"`) only
  * when enough masters answer that its token is gone that no quorum can still hold it. A master that errs or does not
  * answer within `nodeTimeoutMs` (down, slow, paused) may still hold the token: without a quorum of definitive answers
- * `extend()` throws `RedisUnavailableError`, the local deadline stays where it was, and auto-extension retries sooner
+ * `extend()` throws `RedisUnavailableError`, the local deadline stays where it was (earlier for a shorter `ttlMs`, which
+ * some masters may have applied), and auto-extension retries sooner
  * until that deadline passes — as a Mutex does when its one Redis is unreachable. Release follows the same rule: true
  * when a quorum released the token, false only when no quorum can have held it, RedisUnavailableError otherwise (the
  * lease can be released again; masters an earlier call of that lease released count as released).
