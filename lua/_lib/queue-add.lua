@@ -1,4 +1,5 @@
--- queue-add: creating one job, shared by lua/queue/add.lua and lua/queue/schedule-fire.lua. The job is the field
+-- queue-add: creating one job, shared by lua/queue/add.lua and lua/queue/schedule-fire.lua (which include
+-- lua/_lib/queue-due.lua before it). The job is the field
 -- "j:<id>" of the partition's jobs hash (a cmsgpack array, see lua/_lib/queue.lua); HSETNX makes an id that exists
 -- already a duplicate that creates and changes nothing (unless its job finished and outlived its resultTtlMs).
 -- add.lua gets records packed by the client (packing costs Redis about 9k instructions per job); schedule-fire.lua
@@ -59,7 +60,9 @@ local function qa_add(keys, id, rec, p, delay, clock, ended)
   end
   if delay > 0 then
     clock.now = clock.now or now_ms()
-    redis.call('ZADD', keys[3], clock.now + delay, p .. id)
+    -- FIFO among jobs due in the same ms (lua/_lib/queue-due.lua); clock.dlast caches the scores for the call.
+    clock.dlast = clock.dlast or {}
+    redis.call('ZADD', keys[3], qd_score(keys[3], clock.dlast, clock.now + delay), p .. id)
     return true, true
   elseif p == 0 then
     redis.call('XADD', keys[2], '*', 'i', id)

@@ -7,7 +7,8 @@
 --              expiry minus its resultTtlMs); records in state 'c' were written by earlier versions
 --   ready stream: entries "i <id>" of priority-0 jobs, read by the consumer group "q" (read with NOACK and trimmed by
 --              one fetch script: the group is the cursor, the leases zset is the record of what runs)
---   delayed zset: "<priority digit><id>" -> due (server ms): delays, retry backoff, rate-limited group jobs
+--   delayed zset: "<priority digit><id>" -> due (server ms, plus a fraction of a ms keeping jobs due in the same ms
+--              FIFO: lua/_lib/queue-due.lua): delays, retry backoff, rate-limited group jobs
 --   prio zset: "<id>" -> priority * 2^44 + enqueue time (server ms): jobs of priority 1-9
 --   leases zset: "<id>" -> lease deadline (server ms); active hash: "<id>" -> the current delivery's fence (and
 --              resultTtlMs, lua/_lib/queue-fence.lua). Both
@@ -209,7 +210,9 @@ local function q_retry_or_bury(K, id, rec, err, now, u, maxDead, deadAgeMs)
   local delay = q_backoff(rec, rec[Q_ATTEMPTS], u)
   -- A worker waiting for work learns the new due time from the wake stream.
   if delay > 0 then
-    redis.call('ZADD', K.delayed, now + delay, rec[Q_PRIO] .. id)
+    -- FIFO among jobs due in the same ms (lua/_lib/queue-due.lua, included before this file).
+    K.dlast = K.dlast or {}
+    redis.call('ZADD', K.delayed, qd_score(K.delayed, K.dlast, now + delay), rec[Q_PRIO] .. id)
     q_wake(K)
   elseif q_enqueue(K, id, rec[Q_PRIO], now) then
     q_wake(K)

@@ -18,7 +18,7 @@
 -- remaining) (its wait is its resetMs). Several rules admitted reply one string, "<s>:<us>;<value>": TIME's two
 -- fields (now is s * 1000 + us // 1000) and the value written, from which the client reads each rule's remaining
 -- and resetMs after the take exactly as computed here (fixed window: limit - count, expAtMs - now; sliding window:
--- floor(limit - (prev * (w - (now - start)) / w + curr) + 1e-9) at least 0, expAtMs - now; token bucket and GCRA:
+-- floor(((limit - curr) * w - prev * (w - (now - start))) / w) at least 0, expAtMs - now; token bucket and GCRA:
 -- floor(level / ticks per unit), ceil((capacity ticks - level) / ticks per ms), not expAtMs - now, which a double
 -- rounds past 2^53); a string costs less than a table of integers and needs no number
 -- formatted besides the entries'. Every other reply is rl_consume's, {allowed, per rule: waitMs, remaining,
@@ -85,11 +85,12 @@ local function rl_fast(key, cost, now, argv, i, time)
         if curr > limit then curr = limit end
         if prev > limit then prev = limit end
       end
-      local weighted = prev * (w - (now - cs)) / w
-      if weighted > limit - curr - cost + 1e-9 then return nil end
+      -- prev * (w - elapsed) / w <= limit - curr - cost, and remaining, in integers (see rl_wait)
+      local pw = prev * (w - (now - cs))
+      if pw > (limit - curr - cost) * w then return nil end
       curr = curr + cost
       local exp = cs + 2 * w
-      local x = limit - (weighted + curr) + 1e-9
+      local x = ((limit - curr) * w - pw) / w
       local remaining = x - x % 1
       if remaining < 0 then remaining = 0 end
       if exp ~= e then
@@ -245,11 +246,12 @@ local function rl_fast(key, cost, now, argv, i, time)
         if curr > limit then curr = limit end
         if prev > limit then prev = limit end
       end
-      local weighted = prev * (w - (now - cs)) / w
-      if weighted > limit - curr - cost + 1e-9 then return nil end
+      -- prev * (w - elapsed) / w <= limit - curr - cost, and remaining, in integers (see rl_wait)
+      local pw = prev * (w - (now - cs))
+      if pw > (limit - curr - cost) * w then return nil end
       keep = 0
       if curr > 0 then keep = cs + 2 * w elseif prev > 0 then keep = cs + w end
-      local x = limit - (weighted + curr) + 1e-9
+      local x = ((limit - curr) * w - pw) / w
       remaining, reset = x - x % 1, keep > 0 and keep - now or 0
       if remaining < 0 then remaining = 0 end
       ok, wait = 1, 0

@@ -12,7 +12,6 @@
 -- client), so every comparison is exact. level = ticks available at lastMs (GCRA: tau - (TAT - lastMs) in ticks).
 -- A write whose expiry equals the key's current one (a fixed or sliding window counting within its window) uses
 -- SET KEEPTTL, which costs Redis about half of SET PXAT.
-local RL_EPS = 1e-9       -- tolerance of the sliding window's weighted estimate (units)
 
 -- Parses the rule spec "name alg limit windowMs cap;..." into rule tables (peek, refund, reset, the queue's group
 -- rules). tb and gcra come with limit and windowMs reduced by their gcd, so limit = ticks per ms and w = ticks per
@@ -126,7 +125,10 @@ local function rl_wait(r, cost, now)
   else
     local el = now - r.start
     local room = limit - r.curr - cost -- what the weighted previous window may still use
-    if r.prev * (w - el) / w <= room + RL_EPS then return 0 end
+    -- prev * (w - el) / w <= room, compared in integers (the remaining of rl_reply too): a tolerance in units would be
+    -- one in time of tolerance * w / prev ms, which with windows of weeks let a call pass before the retryAfterMs the
+    -- formula below announces.
+    if r.prev * (w - el) <= room * w then return 0 end
     if room >= 0 then
       -- prev > 0 here: wait until prev * (w - el') / w <= room
       return math.max(1, math.ceil(w - room * w / r.prev - el))
@@ -298,8 +300,9 @@ local function rl_reply(allowed, rules, waits, now)
         remaining, reset = limit - r.count, r.start + w - now
       end
     else
-      local est = r.prev * (w - (now - r.start)) / w + r.curr
-      remaining, reset = math.max(0, math.floor(limit - est + RL_EPS)), 0
+      -- floor(limit - (prev * (w - elapsed) / w + curr)), in integers as the decision (rl_wait)
+      local x = ((limit - r.curr) * w - r.prev * (w - (now - r.start))) / w
+      remaining, reset = math.max(0, math.floor(x)), 0
       if r.curr > 0 then
         reset = r.start + 2 * w - now
       elseif r.prev > 0 then

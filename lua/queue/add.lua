@@ -14,6 +14,7 @@
 -- packed by the client), route ("<delayMs> <priority>"; '' = the same as the job before it in this call)
 -- Reply: number[]
 --@include now-ms
+--@include queue-due
 --@include queue-add
 local clock = {}
 local ended = { KEYS[6], KEYS[7] }

@@ -20,6 +20,7 @@
 -- ARGV[4] channel (string): the partition's channel
 -- Reply: number
 --@include now-ms
+--@include queue-due
 --@include queue
 local K = q_keys()
 local id = ARGV[1]

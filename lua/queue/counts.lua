@@ -11,6 +11,7 @@
 -- KEYS[9] meta (hash): "paused"
 -- ARGV: none
 -- Reply: [waiting: number, delayed: number, active: number, completed: number, dead: number, cancelled: number, paused: number]
+--@include queue-due
 --@include queue
 return {
   redis.call('XLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3]),

@@ -35,6 +35,7 @@
 -- (died: "<attempts> <id>" per job buried here, one per line; '' for none)
 --@include now-ms
 --@include ratelimit
+--@include queue-due
 --@include queue
 local K = q_keys()
 local now = now_ms()
@@ -143,7 +144,9 @@ if #cands > 0 then
           elseif rules then
             local wait = q_group_rate(K, g, rules, now)
             if wait > 0 then
-              redis.call('ZADD', K.delayed, now + wait, rec[Q_PRIO] .. id)
+              -- In the order they were read, among the jobs due in the same ms (lua/_lib/queue-due.lua).
+              K.dlast = K.dlast or {}
+              redis.call('ZADD', K.delayed, qd_score(K.delayed, K.dlast, now + wait), rec[Q_PRIO] .. id)
               go = false
               rated = rated + 1
             end
@@ -205,7 +208,9 @@ if n < want then
   for _, set in ipairs({ K.delayed, K.leases }) do
     local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
     if first[2] and first[1] ~= Q_WIDE then
-      local ms = math.max(0, tonumber(first[2]) - now)
+      -- Rounded up: a delayed job's score may carry a fraction of a ms (lua/_lib/queue-due.lua), and it is fetched
+      -- once the server's ms reaches it.
+      local ms = math.max(0, math.ceil(tonumber(first[2]) - now))
       if next < 0 or ms < next then next = ms end
     end
   end

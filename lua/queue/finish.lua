@@ -30,6 +30,7 @@
 -- or 'F' failed and not to be retried, followed by the result or error text)
 -- Reply: number[]
 --@include now-ms
+--@include queue-due
 --@include queue
 --@include queue-fence
 local K = q_keys()

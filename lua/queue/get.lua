@@ -37,7 +37,8 @@ if not state then
     local due = redis.call('ZSCORE', KEYS[3], rec[9] .. id)
     if due then
       state = 'delayed'
-      dueAt = tonumber(due)
+      -- Rounded up: a score may carry a fraction of a ms (lua/_lib/queue-due.lua).
+      dueAt = math.ceil(tonumber(due))
     else
       state = 'waiting'
     end

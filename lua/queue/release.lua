@@ -17,6 +17,7 @@
 -- ARGV[1] delivery (list): 2 arguments per delivery, repeated: id, fence
 -- Reply: number
 --@include now-ms
+--@include queue-due
 --@include queue
 --@include queue-fence
 local K = q_keys()

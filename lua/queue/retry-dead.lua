@@ -16,6 +16,7 @@
 -- ARGV[1] id (string): the job
 -- Reply: number
 --@include now-ms
+--@include queue-due
 --@include queue
 local K = q_keys()
 local id = ARGV[1]

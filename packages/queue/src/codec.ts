@@ -37,7 +37,7 @@ export function encodeArgument<T>(codec: Codec<T>, argument: string, value: T, m
   try {
     text = codec.encode(value);
   } catch (err) {
-    throw new InvalidArgumentError(argument, `cannot be encoded: ${err instanceof Error ? err.message : String(err)}`);
+    throw new InvalidArgumentError(argument, `cannot be encoded: ${thrownText(err)}`);
   }
   if (typeof text !== "string") throw new InvalidArgumentError(argument, "the codec did not return a string");
   // UTF-8 takes at most 3 bytes per UTF-16 unit: most payloads need no byte count.
@@ -45,4 +45,13 @@ export function encodeArgument<T>(codec: Codec<T>, argument: string, value: T, m
     throw new InvalidArgumentError(argument, `is larger than ${maxBytes} bytes once encoded`);
   }
   return text;
+}
+
+/** The message of what a codec threw; never throws (a value without a string form is described by its type). */
+function thrownText(err: unknown): string {
+  try {
+    return err instanceof Error ? err.message : String(err);
+  } catch {
+    return `${validate.describeValue(err)} without a string form`;
+  }
 }

@@ -1,4 +1,5 @@
 import { InvalidArgumentError, notifyOperation, runScript, toCoordisError } from "@coordis/core";
+import { JobLostError } from "./errors.js";
 import type { Finisher, FinishKind, FinishStatus } from "./finisher.js";
 import { Delivery, type Job } from "./job.js";
 import type { PartitionKeys } from "./keys.js";
@@ -166,17 +167,26 @@ export class DeliveryRunner<T, R> {
       this.#report(d, "handed-back", handlerMs);
       return;
     }
+    let outcome = kind;
+    let text = payload;
+    if (d.lostReason === "lease-lost" && kind !== "f") {
+      // The handler ended after its signal aborted for a lost lease: what it returned is refused (Job.signal), also
+      // when no other delivery reclaimed the job yet and Redis would still take the outcome. The attempt ends as one
+      // whose lease expired does: failed, retried after its backoff.
+      outcome = "f";
+      text = errorText(new JobLostError(d.id, d.fence, "lease-lost"));
+    }
     d.phase = "finishing";
     const held = () => d.lostReason === undefined && performance.now() < d.deadline;
-    this.#finisher.finish(d.partition, d.id, d.fence, kind, payload, held).then(
+    this.#finisher.finish(d.partition, d.id, d.fence, outcome, text, held).then(
       (status) => {
         this.#release(d);
         this.#count(status);
-        this.#report(d, status, handlerMs, kind === "c" ? undefined : payload);
+        this.#report(d, status, handlerMs, outcome === "c" ? undefined : text);
         if (status === "dead")
           workerEvent(this.#w, "job-dead", {
             attributes: { attempt: d.attempt, jobId: d.id },
-            error: new Error(payload),
+            error: new Error(text),
           });
       },
       (err: unknown) => {
@@ -199,7 +209,13 @@ export class DeliveryRunner<T, R> {
   }
 
   async #progress(d: Delivery<T>, value: unknown): Promise<boolean> {
-    const text = JSON.stringify(value);
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(value);
+    } catch (err) {
+      // A BigInt, a cycle, a toJSON that throws: bad input, as a value without a JSON form is.
+      throw new InvalidArgumentError("value", `cannot be encoded as JSON: ${errorText(err)}`);
+    }
     if (typeof text !== "string") throw new InvalidArgumentError("value", "expected a JSON value");
     if (text.length > 64 * 1024) throw new InvalidArgumentError("value", "at most 64 KiB of JSON");
     const k = this.#w.keys[d.partition] as PartitionKeys;

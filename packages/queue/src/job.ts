@@ -19,7 +19,9 @@ export interface Job<T = unknown> {
   readonly fence: number;
   /**
    * Aborts (reason: a {@link JobLostError}) when this delivery ends before the handler does: the lease was lost, the
-   * job was cancelled, or the worker closed and handed it back. Whatever the handler returns after that is refused.
+   * job was cancelled, or the worker closed and handed it back. Whatever the handler returns after that is refused:
+   * never recorded as the job's result (after a lost lease that no other delivery reclaimed yet, the attempt is
+   * recorded as failed instead, and retried after its backoff).
    */
   readonly signal: AbortSignal;
   /**

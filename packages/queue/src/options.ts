@@ -57,8 +57,9 @@ export interface Backoff {
 export interface JobOptions {
   /**
    * The job's id (1–256 UTF-8 bytes). Adding an id that exists (waiting, delayed, running, dead and still retained,
-   * or completed or cancelled within its `resultTtlMs`) answers `duplicate: true` and creates nothing; once a
-   * completed or cancelled job is past its `resultTtlMs` (`get()` answers null), its id is free again. Default: 128
+   * or completed or cancelled within its `resultTtlMs` and still retained) answers `duplicate: true` and creates
+   * nothing; once a completed or cancelled job is past its `resultTtlMs` or dropped by `retention` (the oldest beyond
+   * `retention.completed` per partition go first; `get()` answers null), its id is free again. Default: 128
    * random bits as 22 base64url characters. With
    * `partitions`, the partition is chosen by a hash of the id, or of its `{tag}` when it has one (as Redis Cluster
    * does with keys).

@@ -279,7 +279,8 @@ export class Queue<T = unknown, R = unknown> {
   /**
    * Sends queued adds now and closes the connection `result()` opened (the `redis` client is not closed). Resolves
    * within 1 s even when Redis cannot be reached (the connection is then destroyed). `result()` calls still waiting go
-   * on with their periodic checks through the `redis` client.
+   * on with their periodic checks through the `redis` client, and so do calls made after close() (no connection is
+   * opened again: they look at the job at once, then every 5 s).
    */
   async close(): Promise<void> {
     this.#batcher?.flush();

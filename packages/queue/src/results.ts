@@ -107,12 +107,20 @@ export class ResultWaiters {
             finish();
             reject(new ResultTimeoutError(id, timeoutMs));
           }, timeoutMs);
-    try {
-      await this.#subscribe((this.#keys[partition] as PartitionKeys).channel);
-    } catch (err) {
-      if (done) return;
-      finish();
-      throw err;
+    // After close() no subscriber connection is opened again: the wait relies on its periodic looks (the first one at
+    // once), as the calls already waiting at close() do.
+    if (!this.#closed) {
+      try {
+        await this.#subscribe((this.#keys[partition] as PartitionKeys).channel);
+      } catch (err) {
+        if (done) return;
+        // Closed while the subscription was on its way (its connection was closed under it): a waiting call, it goes
+        // on with its periodic looks.
+        if (!this.#closed) {
+          finish();
+          throw err;
+        }
+      }
     }
     if (done) return;
     let set = this.#waiters.get(id);
@@ -127,7 +135,7 @@ export class ResultWaiters {
 
   /**
    * Closes the subscriber connection, within core's `disconnectWithin` bound (1 s) even when Redis cannot be reached.
-   * Waiting calls keep their timers (and fall back to their periodic checks).
+   * Waiting calls keep their timers (and fall back to their periodic checks); later calls wait by those checks alone.
    */
   close(): Promise<void> {
     this.#closed = true;

@@ -86,7 +86,17 @@ export class Scheduler {
         this.#redis,
         queueScripts.scheduleFire,
         [k.jobs, k.ready, k.delayed, k.prio, k.wake, k.sched, k.schedz],
-        [name, dueAt, nextAt, scheduledJobId(name, dueAt), String(stored.job[0]), stored.job.slice(1).join(" ")],
+        // The declaration read: a replica that changed it since makes the fire a no-op (the next look makes the run
+        // with the new one).
+        [
+          name,
+          dueAt,
+          nextAt,
+          scheduledJobId(name, dueAt),
+          String(stored.job[0]),
+          stored.job.slice(1).join(" "),
+          String(due[i + 2]),
+        ],
       );
       if (fired === 1) this.#event("schedule-fired", { schedule: name });
       // Whoever fired it, the schedule's next run is nextAt now.

@@ -1,3 +1,5 @@
+import { validate } from "@coordis/core";
+
 /** The bound of a worker's shutdown and the text it stores of a failed attempt. */
 
 /** Longest error text stored with a failed attempt. */
@@ -35,8 +37,17 @@ export interface CloseOptions {
   timeoutMs?: number;
 }
 
-/** `"<name>: <message>"` of what a handler threw, at most 4,096 characters. */
+/**
+ * `"<name>: <message>"` of what a handler threw, at most 4,096 characters. Never throws: a value without a string form
+ * (a null-prototype object, an error whose message is a symbol or a getter that throws) is described by its type, so
+ * its attempt still fails and its handler slot is freed.
+ */
 export function errorText(err: unknown): string {
-  const text = err instanceof Error ? `${err.name}: ${err.message}` : `Error: ${String(err)}`;
+  let text: string;
+  try {
+    text = err instanceof Error ? `${err.name}: ${err.message}` : `Error: ${String(err)}`;
+  } catch {
+    text = `Error: ${validate.describeValue(err)} without a string form`;
+  }
   return text.length > MAX_ERROR_CHARS ? text.slice(0, MAX_ERROR_CHARS) : text;
 }

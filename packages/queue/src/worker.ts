@@ -125,7 +125,8 @@ export class Worker<T = unknown, R = unknown> {
    * Stops fetching at once, lets running handlers finish for up to `timeoutMs`, then hands the jobs still running back
    * to the queue in one call per partition (they are fetched again at once by other workers, no lease to wait for;
    * their `signal` aborts and whatever their handlers finish later is refused). Resolves when every outcome is
-   * recorded and the worker's own connections are closed (the `redis` client is not). Idempotent.
+   * recorded and the worker's own connections are closed (the `redis` client is not). Idempotent. Bad options reject
+   * the returned promise with InvalidArgumentError (the worker is not closed by that call).
    *
    * Bounded: it resolves within `timeoutMs` + {@link CLOSE_GRACE_MS} whatever Redis does. When Redis cannot be
    * reached (or the client is stuck reconnecting), the jobs that could not be handed back and the outcomes that could
@@ -133,11 +134,17 @@ export class Worker<T = unknown, R = unknown> {
    * fetch still in flight that answers later has its jobs handed back at once, never started.
    */
   close(options?: CloseOptions): Promise<void> {
-    const o = validate.options<CloseOptions>("options", options);
-    onlyKeys("options", o, ["timeoutMs"]);
-    const timeoutMs = validate.optional(o.timeoutMs, 30_000, (v) =>
-      validate.durationMs("options.timeoutMs", v, { min: 0, max: 24 * 60 * 60 * 1000 }),
-    );
+    let timeoutMs: number;
+    try {
+      const o = validate.options<CloseOptions>("options", options);
+      onlyKeys("options", o, ["timeoutMs"]);
+      timeoutMs = validate.optional(o.timeoutMs, 30_000, (v) =>
+        validate.durationMs("options.timeoutMs", v, { min: 0, max: 24 * 60 * 60 * 1000 }),
+      );
+    } catch (err) {
+      // A promise-returning method: bad options reject it (as Queue.result does), they do not throw.
+      return Promise.reject(err);
+    }
     this.#closed ??= this.#close(timeoutMs);
     return this.#closed;
   }

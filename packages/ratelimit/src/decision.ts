@@ -121,7 +121,7 @@ const floor = (x: number): number => x - (x - Math.floor(x));
  * An admitted call of several rules from consume's string reply: the server time and each rule's entry as written,
  * `"<name>|<alg>=<expAtMs>:<a>:<b>[:<c>]"`. Each rule's remaining and resetMs are computed exactly as the script
  * computes them (the same double operations): fixed window `limit - count`; sliding window
- * `floor(limit - (prev × (w - (now - start)) / w + curr) + 1e-9)`, at least 0; token bucket and GCRA
+ * `floor(((limit - curr) × w - prev × (w - (now - start))) / w)`, at least 0; token bucket and GCRA
  * `floor(level / ticks per unit)`; resetMs `expAtMs - now` (token bucket and GCRA: `ceil((capacity ticks - level) /
  * ticks per ms)`, exact where expAtMs, past 2^53, is not).
  */
@@ -144,7 +144,7 @@ function admittedFromEntries(reply: string, rules: readonly NormalizedRule[]): D
     if (rule.algorithm === "fixed-window") remaining = rule.limit - b;
     else if (rule.algorithm === "sliding-window") {
       const w = rule.windowMs;
-      const x = rule.limit - ((c * (w - (now - a))) / w + b) + 1e-9;
+      const x = ((rule.limit - b) * w - c * (w - (now - a))) / w;
       remaining = floor(x);
       if (remaining < 0) remaining = 0;
     } else {

@@ -1,8 +1,16 @@
 import { type Decision, makeDecision, type RuleDecision } from "./decision.js";
 import type { NormalizedRule } from "./rules.js";
 
-const EPS = 1e-6;
+/**
+ * Tolerance of a decision (and of the remaining reported with it), in ms. Decisions compare times, not units: a
+ * tolerance in units is one in time of tolerance × windowMs / limit, which with long windows let a call pass well
+ * before the retryAfterMs announced.
+ */
 const EPS_MS = 1e-3;
+
+/** Ms until a token bucket holding `tokens` holds `want` (≤ 0 when it does), at `limit` per `windowMs`. */
+const msUntil = (tokens: number, want: number, rule: NormalizedRule): number =>
+  ((want - tokens) * rule.windowMs) / rule.limit;
 
 /** One rule's evaluated state (a port of lua/_lib/ratelimit.lua, same formulas). */
 interface State {
@@ -64,14 +72,17 @@ function wait(st: State, cost: number, now: number): number {
     case "sliding-window": {
       const el = now - st.start;
       const room = limit - st.curr - cost;
-      if ((st.prev * (w - el)) / w <= room + EPS) return 0;
+      // prev × (w − el) / w ≤ room, in integers (as lua/_lib/ratelimit.lua)
+      if (st.prev * (w - el) <= room * w) return 0;
       if (room >= 0) return Math.max(1, Math.ceil(w - (room * w) / st.prev - el));
       const room2 = limit - cost;
       const extra = st.curr > room2 ? Math.ceil(w - (room2 * w) / st.curr) : 0;
       return Math.max(1, st.start + w + extra - now);
     }
-    case "token-bucket":
-      return st.tokens + EPS >= cost ? 0 : Math.max(1, Math.ceil((cost - st.tokens) / (limit / w)));
+    case "token-bucket": {
+      const ms = msUntil(st.tokens, cost, st.rule);
+      return ms <= EPS_MS ? 0 : Math.max(1, Math.ceil(ms - EPS_MS));
+    }
     case "gcra": {
       const t = w / limit;
       const allowAt = st.tat + cost * t - capacity * t;
@@ -118,7 +129,7 @@ function full(st: State, now: number): boolean {
     case "sliding-window":
       return st.curr <= 0 && st.prev <= 0;
     case "token-bucket":
-      return st.tokens + EPS >= st.rule.capacity;
+      return msUntil(st.tokens, st.rule.capacity, st.rule) <= EPS_MS;
     case "gcra":
       return st.tat <= now;
   }
@@ -132,19 +143,22 @@ function info(st: State, now: number): { remaining: number; resetMs: number } {
         ? { remaining: limit, resetMs: 0 }
         : { remaining: limit - st.count, resetMs: st.start + w - now };
     case "sliding-window": {
-      const est = (st.prev * (w - (now - st.start))) / w + st.curr;
-      const remaining = Math.max(0, Math.floor(limit - est + EPS));
+      // floor(limit − (prev × (w − elapsed) / w + curr)), in integers as the decision
+      const remaining = Math.max(0, Math.floor(((limit - st.curr) * w - st.prev * (w - (now - st.start))) / w));
       const resetMs = st.curr > 0 ? st.start + 2 * w - now : st.prev > 0 ? st.start + w - now : 0;
       return { remaining, resetMs };
     }
-    case "token-bucket":
+    case "token-bucket": {
+      const ms = msUntil(st.tokens, capacity, st.rule);
       return {
-        remaining: Math.max(0, Math.floor(st.tokens + EPS)),
-        resetMs: st.tokens + EPS >= capacity ? 0 : Math.ceil((capacity - st.tokens) / (limit / w)),
+        // the most a call could take now, with the decision's tolerance (see wait)
+        remaining: Math.max(0, Math.floor(st.tokens + (EPS_MS * limit) / w)),
+        resetMs: ms <= EPS_MS ? 0 : Math.max(1, Math.ceil(ms - EPS_MS)),
       };
+    }
     case "gcra": {
       const t = w / limit;
-      const remaining = Math.max(0, Math.min(capacity, Math.floor((now + capacity * t - st.tat) / t + EPS)));
+      const remaining = Math.max(0, Math.min(capacity, Math.floor((now + EPS_MS + capacity * t - st.tat) / t)));
       return { remaining, resetMs: Math.max(0, Math.ceil(st.tat - now - EPS_MS)) };
     }
   }

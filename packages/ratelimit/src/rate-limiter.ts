@@ -340,6 +340,10 @@ export class RateLimiter {
    * event-loop turn) as the plain consume script, whose reply is the same and which costs Redis less.
    */
   async #sendBatch(items: readonly QueuedConsume[]): Promise<BatchOutcome<ScriptReply>[]> {
+    // The calls were queued while the client was connected; if the connection has gone down since (a batch leaves at
+    // the end of the turn or after maxDelayMs), the client would hold the batch and run it on Redis once it is back,
+    // long after the failure policy answered its callers: as for an unbatched call, nothing is sent (see #offline).
+    if (this.#offline()) return items.map(() => ({ ok: false, error: offlineError() }));
     if (items.length === 1) {
       const only = items[0] as QueuedConsume;
       return [{ ok: true, value: await this.#consumeScript(only.stateKey, only.cost) }];
