@@ -218,6 +218,9 @@ export class DeliveryRunner<T, R> {
     }
     if (typeof text !== "string") throw new InvalidArgumentError("value", "expected a JSON value");
     if (text.length > 64 * 1024) throw new InvalidArgumentError("value", "at most 64 KiB of JSON");
+    // A delivery whose signal aborted (lease lost, cancelled, handed back) is no longer the job's current one for its
+    // handler, even while Redis still holds its fence: refused, as what the handler returns then is.
+    if (d.lostReason !== undefined) return false;
     const k = this.#w.keys[d.partition] as PartitionKeys;
     return (await runScript(this.#w.redis, queueScripts.progress, [k.jobs, k.active], [d.id, d.fence, text])) === 1;
   }

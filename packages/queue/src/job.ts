@@ -26,7 +26,7 @@ export interface Job<T = unknown> {
   readonly signal: AbortSignal;
   /**
    * Stores a progress value (JSON), readable with `Queue.get()`. One round trip; refused (resolves false) once the
-   * delivery is no longer the job's current one.
+   * delivery is no longer the job's current one, or once `signal` aborted (then nothing is sent).
    */
   progress(value: unknown): Promise<boolean>;
 }

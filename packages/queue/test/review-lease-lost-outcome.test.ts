@@ -60,4 +60,42 @@ describe("what a handler returns after its signal aborted for a lost lease", () 
       redis.disconnect();
     }
   }, 30_000);
+
+  it("a progress() after the signal aborted for a lost lease is refused, even while Redis still holds the fence", async () => {
+    const redis: RedisClient = server.client({ commandTimeoutMs: 60_000 });
+    const name = "progress-after-abort";
+    const q = new Queue<string, string>(redis, name, { prefix });
+    const aborts: unknown[] = [];
+    const progressed: Promise<boolean>[] = [];
+    const worker = new Worker<string, string>(
+      redis,
+      name,
+      async (job) => {
+        if (job.attempt > 1) return "second";
+        await new Promise((resolve) => job.signal.addEventListener("abort", resolve));
+        aborts.push(job.signal.reason);
+        // Sent while Redis is stopped; it reaches Redis before any fetch reclaims the job (see the test above).
+        progressed.push(job.progress("late"));
+        await progressed[0];
+        return "late";
+      },
+      { prefix, leaseMs: 1_000, concurrency: 2, schedules: false },
+    );
+    try {
+      const { id } = await q.add("a", { backoff: { type: "fixed", delayMs: 0 } });
+      await waitUntil("the job runs", async () => (await q.get(id))?.state === "active", 10_000);
+      server.pause();
+      await waitUntil("the signal aborts while Redis is stopped", () => aborts.length > 0, 8_000);
+      server.resume();
+      await expect(q.result(id, { timeoutMs: 10_000 })).resolves.toBe("second");
+      expect(progressed).toHaveLength(1);
+      await expect(progressed[0]).resolves.toBe(false);
+      expect((await q.get(id))?.progress).toBeUndefined();
+    } finally {
+      if (server.paused) server.resume();
+      await worker.close({ timeoutMs: 1_000 });
+      await q.close();
+      redis.disconnect();
+    }
+  }, 30_000);
 });
