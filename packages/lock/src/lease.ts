@@ -1,5 +1,12 @@
 import { performance } from "node:perf_hooks";
-import { type CoordisObserver, notifyEvent, type OperationSite, reportOperation, toCoordisError } from "@coordis/core";
+import {
+  type CoordisObserver,
+  InvalidArgumentError,
+  notifyEvent,
+  type OperationSite,
+  reportOperation,
+  toCoordisError,
+} from "@coordis/core";
 import { LeaseLostError } from "./errors.js";
 import { validateTtl } from "./options.js";
 
@@ -81,6 +88,8 @@ export interface LeaseInit {
   deadline: number;
   backend: LeaseBackend;
   observer: CoordisObserver | undefined;
+  /** The lock's `durability.timeoutMs`, when set: `extend(ttlMs)` refuses a `ttlMs` not above it. */
+  durabilityTimeoutMs?: number;
 }
 
 /** The reason a released lease's signal aborts with (built only when someone reads the signal). */
@@ -161,6 +170,14 @@ export class LeaseImpl implements Lease {
 
   async extend(ttlMs?: number): Promise<void> {
     const ttl = ttlMs === undefined ? this.#ttl : validateTtl(ttlMs, "ttlMs");
+    const confirmMs = this.#init.durabilityTimeoutMs;
+    if (confirmMs !== undefined && ttl <= confirmMs) {
+      // As the constructor refuses: the lease would expire while its extension is being confirmed.
+      throw new InvalidArgumentError(
+        "ttlMs",
+        `${ttl} ms must be above durability.timeoutMs (${confirmMs} ms): the lease would expire while its extension is confirmed`,
+      );
+    }
     if (ttl !== this.#ttl) {
       this.#ttl = ttl;
       // A new time to live: the next automatic extension comes a third of it from now (and renews to it).

@@ -65,6 +65,8 @@ export abstract class LockBase {
   readonly driftFactor: number;
   protected readonly observer: CoordisObserver | undefined;
   readonly #kind: string;
+  /** `durability.timeoutMs`, when set: a lease's `extend(ttlMs)` must stay above it, as the constructor's `ttlMs`. */
+  readonly #durabilityTimeoutMs: number | undefined;
 
   protected constructor(
     kind: string,
@@ -72,8 +74,10 @@ export abstract class LockBase {
     ttlMs: number,
     driftFactor: number,
     observer: CoordisObserver | undefined,
+    durabilityTimeoutMs?: number,
   ) {
     this.#kind = kind;
+    this.#durabilityTimeoutMs = durabilityTimeoutMs;
     this.name = name;
     this.ttlMs = ttlMs;
     this.driftFactor = driftFactor;
@@ -130,6 +134,7 @@ export abstract class LockBase {
       deadline,
       backend,
       observer: this.observer,
+      ...(this.#durabilityTimeoutMs === undefined ? {} : { durabilityTimeoutMs: this.#durabilityTimeoutMs }),
     });
     return { kind: "acquired", lease };
   }

@@ -46,7 +46,7 @@ export class Mutex extends LockBase {
     validate.redisClient("redis", redis);
     validateName(name, "name");
     const common = parseCommon(parseLockOptions<MutexOptions>(options), [redis]);
-    super("mutex", name, common.ttlMs, DEFAULT_DRIFT_FACTOR, common.observer);
+    super("mutex", name, common.ttlMs, DEFAULT_DRIFT_FACTOR, common.observer, common.durability?.timeoutMs);
     const keys = entityKeys(common.prefix, "lock", name);
     this.#redis = redis;
     this.#lockKey = keys.base;

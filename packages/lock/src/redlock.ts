@@ -111,7 +111,7 @@ export class Redlock extends LockBase {
       raw.nodeTimeoutMs === undefined
         ? Math.min(500, Math.max(50, Math.floor(common.ttlMs / 10)))
         : validate.durationMs("options.nodeTimeoutMs", raw.nodeTimeoutMs, { min: 1, max: 60_000 });
-    super("redlock", name, common.ttlMs, driftFactor, common.observer);
+    super("redlock", name, common.ttlMs, driftFactor, common.observer, common.durability?.timeoutMs);
     const keys = entityKeys(common.prefix, "lock", name);
     this.#nodes = [...nodes];
     this.quorum = Math.floor(nodes.length / 2) + 1;

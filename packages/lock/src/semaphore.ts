@@ -57,7 +57,7 @@ export class Semaphore extends LockBase {
     const raw = parseLockOptions<SemaphoreOptions>(options, SEMAPHORE_KEYS);
     const permits = validate.positiveInteger("options.permits", raw.permits, MAX_PERMITS);
     const common = parseCommon(raw, [redis]);
-    super("semaphore", name, common.ttlMs, DEFAULT_DRIFT_FACTOR, common.observer);
+    super("semaphore", name, common.ttlMs, DEFAULT_DRIFT_FACTOR, common.observer, common.durability?.timeoutMs);
     const keys = entityKeys(common.prefix, "sem", name);
     this.permits = permits;
     this.#redis = redis;

@@ -36,6 +36,25 @@ describe("lock durability setting", () => {
     for (const s of servers) await s.stop();
   });
 
+  it("a lease's extend(ttlMs) refuses a ttlMs not above durability.timeoutMs, as the constructor does, and keeps the lease", async () => {
+    const durability = { replicas: 0, aof: "if-supported" as const, timeoutMs: 500 };
+    const locks = [
+      new Mutex(redis, "extend-floor", { prefix, ttlMs: 5_000, durability }),
+      new Semaphore(redis, "extend-floor", { prefix, ttlMs: 5_000, permits: 1, durability }),
+      new Redlock([redis], "extend-floor-rl", { prefix, ttlMs: 5_000, durability }),
+    ];
+    for (const lock of locks) {
+      const lease = await lock.acquire();
+      const error = await lease.extend(500).catch((err: unknown) => err);
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      expect((error as InvalidArgumentError).argument).toBe("ttlMs");
+      expect(lease.signal.aborted).toBe(false);
+      await lease.extend(501);
+      expect(lease.remainingMs()).toBeLessThanOrEqual(501);
+      expect(await lease.release()).toBe(true);
+    }
+  });
+
   it("rejects bad durability options with InvalidArgumentError naming the key, before anything is sent", () => {
     const bad: Array<[unknown, string]> = [
       [null, "options.durability"],
