@@ -111,7 +111,7 @@ export function encodeText<T>(codec: TextCodec<T>, value: T, argument: string, f
   try {
     text = codec.encode(value);
   } catch (err) {
-    throw new InvalidArgumentError(argument, `${failure}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new InvalidArgumentError(argument, `${failure}: ${validate.thrownMessage(err)}`);
   }
   if (typeof text !== "string") throw new InvalidArgumentError(argument, "the codec's encode() must return a string");
   return text;

@@ -22,6 +22,18 @@ export function describeValue(value: unknown): string {
   return type === "object" ? "an object" : `a ${type}`;
 }
 
+/**
+ * The message of a thrown value for an error text: an Error's message, else its string form. Never throws: a value
+ * without a string form (a null-prototype object, a message getter that throws) is described by its type.
+ */
+export function thrownMessage(err: unknown): string {
+  try {
+    return err instanceof Error ? err.message : String(err);
+  } catch {
+    return `${describeValue(err)} without a string form`;
+  }
+}
+
 /** A finite number (not NaN, not ±Infinity), optionally within `[min, max]`. */
 export function finiteNumber(name: string, value: unknown, bounds: { min?: number; max?: number } = {}): number {
   if (typeof value !== "number" || !Number.isFinite(value)) {

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, validate } from "@coordis/core";
+import { encodeText, InvalidArgumentError, validate } from "@coordis/core";
 
 /** Turns job data (or results) into the strings stored in Redis and back. */
 export interface Codec<T> {
@@ -33,25 +33,10 @@ export function parseCodec<T>(argument: string, value: unknown): Codec<T> | unde
  * is larger than `maxBytes`, is an InvalidArgumentError naming `argument`.
  */
 export function encodeArgument<T>(codec: Codec<T>, argument: string, value: T, maxBytes: number): string {
-  let text: unknown;
-  try {
-    text = codec.encode(value);
-  } catch (err) {
-    throw new InvalidArgumentError(argument, `cannot be encoded: ${thrownText(err)}`);
-  }
-  if (typeof text !== "string") throw new InvalidArgumentError(argument, "the codec did not return a string");
+  const text = encodeText(codec, value, argument);
   // UTF-8 takes at most 3 bytes per UTF-16 unit: most payloads need no byte count.
   if (text.length * 3 > maxBytes && Buffer.byteLength(text, "utf8") > maxBytes) {
     throw new InvalidArgumentError(argument, `is larger than ${maxBytes} bytes once encoded`);
   }
   return text;
-}
-
-/** The message of what a codec threw; never throws (a value without a string form is described by its type). */
-function thrownText(err: unknown): string {
-  try {
-    return err instanceof Error ? err.message : String(err);
-  } catch {
-    return `${validate.describeValue(err)} without a string form`;
-  }
 }

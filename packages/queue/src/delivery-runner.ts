@@ -1,4 +1,4 @@
-import { InvalidArgumentError, notifyOperation, runScript, toCoordisError } from "@coordis/core";
+import { InvalidArgumentError, notifyOperation, runScript, toCoordisError, validate } from "@coordis/core";
 import { JobLostError } from "./errors.js";
 import type { Finisher, FinishKind, FinishStatus } from "./finisher.js";
 import { Delivery, type Job } from "./job.js";
@@ -214,7 +214,7 @@ export class DeliveryRunner<T, R> {
       text = JSON.stringify(value);
     } catch (err) {
       // A BigInt, a cycle, a toJSON that throws: bad input, as a value without a JSON form is.
-      throw new InvalidArgumentError("value", `cannot be encoded as JSON: ${errorText(err)}`);
+      throw new InvalidArgumentError("value", `cannot be encoded as JSON: ${validate.thrownMessage(err)}`);
     }
     if (typeof text !== "string") throw new InvalidArgumentError("value", "expected a JSON value");
     if (text.length > 64 * 1024) throw new InvalidArgumentError("value", "at most 64 KiB of JSON");
