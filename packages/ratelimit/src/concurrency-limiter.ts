@@ -3,6 +3,7 @@ import {
   entityKeys,
   instrument,
   type RedisClient,
+  RedisUnavailableError,
   randomToken,
   reportOperation,
   runScript,
@@ -29,7 +30,9 @@ export interface Permit {
   release(): Promise<boolean>;
   /**
    * Renews the lease to `ttlMs` (default the limiter's) from now. Resolves `false` when the permit had already
-   * expired or was released (it is not renewed then).
+   * expired or was released (it is not renewed then). When it rejects with RedisUnavailableError the renewal may
+   * still have run (only its answer was lost), possibly shortening the lease: `expiresAtMs` becomes the earlier of
+   * its old value and the earliest instant that renewal could have set.
    * @throws InvalidArgumentError for a bad ttlMs; RedisUnavailableError / ScriptError
    */
   extend(ttlMs?: number): Promise<boolean>;
@@ -98,6 +101,10 @@ export class ConcurrencyLimiter {
     reportOperation(this.#observer, site, started, acquired === 1 ? "acquired" : "busy");
     if (acquired !== 1) return null;
     let expiresAtMs = expiresAt;
+    // Server time minus the local monotonic clock, never above the true difference: the script ran (on server time expiresAt - ttl)
+    // before its answer arrived here. An extension whose answer is lost may have run from any instant after it was
+    // sent, so the earliest expiry it can have set is its local send time + this + its ttlMs.
+    let offsetMs = expiresAt - this.ttlMs - performance.now();
     const live = (ok: number) => (ok === 1 ? "ok" : "expired");
     const permit: Permit = {
       key,
@@ -116,13 +123,25 @@ export class ConcurrencyLimiter {
       },
       extend: async (ttlMs = this.ttlMs) => {
         validate.durationMs("ttlMs", ttlMs);
-        const [ok, at] = await instrument(
-          this.#observer,
-          { primitive: "concurrency", op: "extend", name: key },
-          () => runScript(this.#redis, ratelimitScripts.concurrencyExtend, [zkey], [token, ttlMs]),
-          { outcome: ([ok]) => live(ok) },
-        );
-        if (ok === 1) expiresAtMs = at;
+        const sentAt = performance.now();
+        let ok: number;
+        let at: number;
+        try {
+          [ok, at] = await instrument(
+            this.#observer,
+            { primitive: "concurrency", op: "extend", name: key },
+            () => runScript(this.#redis, ratelimitScripts.concurrencyExtend, [zkey], [token, ttlMs]),
+            { outcome: ([ok]) => live(ok) },
+          );
+        } catch (err) {
+          // No answer: the renewal may have run, to ttlMs from an instant after it was sent (see offsetMs).
+          if (err instanceof RedisUnavailableError) expiresAtMs = Math.min(expiresAtMs, sentAt + offsetMs + ttlMs);
+          throw err;
+        }
+        if (ok === 1) {
+          expiresAtMs = at;
+          offsetMs = Math.max(offsetMs, at - ttlMs - performance.now());
+        }
         return ok === 1;
       },
     };
