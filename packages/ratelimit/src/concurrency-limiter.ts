@@ -101,9 +101,9 @@ export class ConcurrencyLimiter {
     reportOperation(this.#observer, site, started, acquired === 1 ? "acquired" : "busy");
     if (acquired !== 1) return null;
     let expiresAtMs = expiresAt;
-    // Server time minus the local monotonic clock, never above the true difference: the script ran (on server time expiresAt - ttl)
-    // before its answer arrived here. An extension whose answer is lost may have run from any instant after it was
-    // sent, so the earliest expiry it can have set is its local send time + this + its ttlMs.
+    // Server time minus the local monotonic clock, never above the true difference: the script ran (on server time
+    // expiresAt - ttl) before its answer arrived here. An extension whose answer is lost may have run from any instant
+    // after it was sent, so the earliest expiry it can have set is its local send time + this + its ttlMs.
     let offsetMs = expiresAt - this.ttlMs - performance.now();
     const live = (ok: number) => (ok === 1 ? "ok" : "expired");
     const permit: Permit = {
