@@ -1,4 +1,5 @@
 import { DEFAULT_PREFIX, validatePrefix } from "./keys.js";
+import * as validate from "./validate.js";
 
 /**
  * Every command Coordis sends or runs inside its Lua scripts (Redis checks each `redis.call()` of a script against
@@ -81,6 +82,8 @@ export const ACL_COMMAND_RULES: readonly string[] = Object.freeze([
  */
 export const ACL_CLUSTER_RULES: readonly string[] = Object.freeze(["+cluster|slots", "+cluster|info", "+asking"]);
 
+const ACL_RULES_OPTION_KEYS: readonly (keyof AclRulesOptions)[] = ["prefix", "cluster", "waitAof"];
+
 /** Options of {@link aclRules}. */
 export interface AclRulesOptions {
   /** The `prefix` the primitives are given; default `"coordis"`. Several prefixes: one pattern pair each. */
@@ -103,9 +106,13 @@ export interface AclRulesOptions {
  * @example
  * await admin.call("ACL", "SETUSER", "coordis", "reset", "on", ">secret", ...aclRules({ prefix: "myapp" }));
  * const redis = connect("redis://coordis:secret@10.0.0.5:6379");
- * @throws InvalidArgumentError for an invalid prefix
+ * @throws InvalidArgumentError for an invalid prefix, a flag that is not a boolean or an unknown option
  */
 export function aclRules(options: AclRulesOptions = {}): string[] {
+  // Checked whole: a misspelt `waitaof` or `clusters` would otherwise leave out rules the user asked for.
+  validate.options("options", options, ACL_RULES_OPTION_KEYS);
+  validate.optional(options.cluster, false, (v) => validate.boolean("options.cluster", v));
+  validate.optional(options.waitAof, false, (v) => validate.boolean("options.waitAof", v));
   const prefixes = options.prefix === undefined ? [DEFAULT_PREFIX] : [options.prefix].flat();
   prefixes.forEach((p, i) => {
     validatePrefix(p, Array.isArray(options.prefix) ? `options.prefix[${i}]` : "options.prefix");

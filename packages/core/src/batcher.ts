@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from "./errors.js";
+import { errorOf, InvalidArgumentError } from "./errors.js";
 import * as validate from "./validate.js";
 
 /**
@@ -156,7 +156,7 @@ export class Batcher<I, R> {
 
   #dispatch(group: string | number, list: Pending<I, R>[]): void {
     const failAll = (err: unknown) => {
-      const error = err instanceof Error ? err : new Error(String(err));
+      const error = errorOf(err); // never throws, also for a value without a string form
       for (const p of list) p.reject(error);
     };
     let sent: Promise<ReadonlyArray<BatchOutcome<R>>>;

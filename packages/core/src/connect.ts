@@ -5,7 +5,7 @@ import type { RedisClient } from "./client.js";
 import { DEFAULT_COMMAND_TIMEOUT_MS } from "./client-safety.js";
 import { InvalidArgumentError } from "./errors.js";
 import { type CoordisObserver, notifyEvent } from "./observer.js";
-import { durationMs, options as validateOptions } from "./validate.js";
+import { durationMs, observer as validateObserver, options as validateOptions } from "./validate.js";
 
 export { DEFAULT_COMMAND_TIMEOUT_MS };
 /** Connect timeout `connect()` sets unless told otherwise. */
@@ -31,6 +31,16 @@ export interface ConnectOptions {
   /** Receives `connection-error` events instead of ioredis printing "Unhandled error event". */
   observer?: CoordisObserver;
 }
+
+/** The keys of {@link ConnectOptions}: any other key is rejected, so a misspelt option never goes unnoticed. */
+const CONNECT_OPTION_KEYS: readonly (keyof ConnectOptions)[] = [
+  "commandTimeoutMs",
+  "connectTimeoutMs",
+  "tls",
+  "redisOptions",
+  "clusterOptions",
+  "observer",
+];
 
 /** A parsed Coordis Redis URL. */
 export interface ParsedRedisUrl {
@@ -194,7 +204,9 @@ function msParam(parsed: ParsedRedisUrl, name: string): number | undefined {
   const text = parsed.params[name];
   if (text === undefined) return undefined;
   if (!/^\d+$/.test(text)) bad(`${name} must be a whole number of milliseconds, got "${text}"`);
-  return durationMs(`url ${name}`, Number(text), { min: 1, max: 600_000 });
+  const ms = Number(text);
+  if (ms < 1 || ms > 600_000) bad(`${name} must be between 1 and 600000 ms, got ${text}`);
+  return ms;
 }
 
 /** ioredis reconnect delay: 50 ms doubling up to 1 s, forever (Coordis never gives up reconnecting). */
@@ -214,10 +226,11 @@ function retryStrategy(times: number): number {
  * @example
  * const redis = connect(process.env.REDIS_URL);               // redis://:secret@10.0.0.5:6379/0
  * const cluster = connect("redis+cluster://10.0.0.1:7000,10.0.0.2:7000");
- * @throws InvalidArgumentError when the URL or an option is invalid (nothing is opened)
+ * @throws InvalidArgumentError when the URL or an option is invalid, or an option is unknown (nothing is opened)
  */
 export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {}): RedisClient {
-  validateOptions<ConnectOptions>("options", options);
+  validateOptions<ConnectOptions>("options", options, CONNECT_OPTION_KEYS);
+  validateObserver("options.observer", options.observer);
   const parsed = parseRedisUrl(url);
   const commandTimeout =
     options.commandTimeoutMs !== undefined
@@ -282,8 +295,14 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
       ...(parsed.db === undefined ? {} : { db: parsed.db }),
     });
   }
+  // ioredis carries on in database 0 when the SELECT of its handshake fails (a database the server does not have, a
+  // user not allowed SELECT, a server still loading): every command would then read and write another database than
+  // the URL names. Such a connection is dropped before it is ready and opened again (with the usual backoff), so the
+  // commands wait for a connection that did select it, or fail by the command timeout.
+  const selects = parsed.kind !== "cluster" && (parsed.db ?? 0) !== 0;
   client.on("error", (error: Error) => {
     notifyEvent(options.observer, { primitive: "connection", type: "connection-error", error });
+    if (selects && (error as { command?: { name?: unknown } }).command?.name === "select") client.disconnect(true);
   });
   return client;
 }

@@ -2,9 +2,9 @@ import type { Cluster, Redis } from "ioredis";
 import { commandTimeoutOf, isCluster, type RedisClient } from "./client.js";
 import { corkUntilTickEnd } from "./cork.js";
 import { CoordisError, InvalidArgumentError, RedisUnavailableError, toCoordisError } from "./errors.js";
-import type { ScriptArgs, ScriptDef, ScriptKeys } from "./scripts.js";
-import { DEADLINE_MARGIN_MS, FALLBACK_DEADLINE_MS, runScript } from "./scripts.js";
-import { serverAtLeast } from "./server-info.js";
+import type { ScriptArgs, ScriptDef, ScriptKeys, ScriptSender } from "./scripts.js";
+import { DEADLINE_MARGIN_MS, FALLBACK_DEADLINE_MS, runScript, runScriptInOrder } from "./scripts.js";
+import { knownServerInfo, serverAtLeast, versionAtLeast } from "./server-info.js";
 import * as validate from "./validate.js";
 
 /** Most replicas a durability setting may ask for. */
@@ -158,14 +158,22 @@ type RawClient = {
   call(command: string, ...args: (string | number | Buffer)[]): Promise<unknown>;
 };
 
-function isNoScript(err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith("NOSCRIPT");
+/**
+ * Whether `WAITAOF` is used for this client (feature-checked once per client: the server version is cached). Decided
+ * at once (no turn of delay, so the call keeps its place in the client's issue order) unless the version is still to
+ * be read.
+ */
+function useWaitAof(redis: RedisClient, d: Durability, operation: string): boolean | Promise<boolean> {
+  if (d.aof === false) return false;
+  const info = knownServerInfo(redis);
+  if (info === undefined) {
+    return serverAtLeast(redis, WAITAOF_MIN_VERSION).then((supported) => checkWaitAof(supported, d, operation));
+  }
+  return checkWaitAof(versionAtLeast(info.versionParts, WAITAOF_MIN_VERSION), d, operation);
 }
 
-/** Whether `WAITAOF` is used for this client (feature-checked once per client: the server version is cached). */
-async function useWaitAof(redis: RedisClient, d: Durability, operation: string): Promise<boolean> {
-  if (d.aof === false) return false;
-  const supported = await serverAtLeast(redis, WAITAOF_MIN_VERSION);
+/** `supported`, or the DurabilityError of `aof: true` on a server without WAITAOF. */
+function checkWaitAof(supported: boolean, d: Durability, operation: string): boolean {
   if (!supported && d.aof === true) {
     throw new DurabilityError({
       operation,
@@ -208,40 +216,35 @@ function judge(
   return new DurabilityError({ ...base, reason: "timeout", replicasAcknowledged: acked });
 }
 
-/** Standalone / Sentinel: script and wait written back to back on the one connection, in one corked write. */
+/**
+ * Standalone / Sentinel: script and wait written back to back on the one connection, in one corked write, in issue
+ * order with the client's other script calls (see runScript), with the same NOSCRIPT fallback: after a NOSCRIPT (the
+ * WAIT sent with it ran before anything was written) the source goes with a WAIT of its own.
+ */
 async function runStandalone(
   redis: Redis,
   script: ScriptDef<never, never, unknown>,
+  keys: readonly string[],
   argv: (string | number | Buffer)[],
   d: Durability,
   aof: boolean,
 ): Promise<DurableOutcome<unknown>> {
   const client = redis as unknown as RawClient;
   const wait = waitCommand(d, aof);
-  const send = (first: () => Promise<unknown>): [Promise<unknown>, Promise<unknown>] => {
+  let waitReply: Promise<unknown> | undefined;
+  const send: ScriptSender = (useSource) => {
     corkUntilTickEnd(redis);
-    const scriptReply = first();
+    const scriptReply = useSource
+      ? client.eval(script.source, script.numberOfKeys, ...argv)
+      : client.evalsha(script.sha1, script.numberOfKeys, ...argv);
     corkUntilTickEnd(redis);
-    const waitReply = client.call(...wait);
-    waitReply.catch(() => {});
-    return [scriptReply, waitReply];
+    const sent = client.call(...wait);
+    sent.catch(() => {});
+    waitReply = sent;
+    return scriptReply;
   };
-  let [scriptReply, waitReply] = send(() => client.evalsha(script.sha1, script.numberOfKeys, ...argv));
-  let reply: unknown;
-  try {
-    reply = await scriptReply;
-  } catch (err) {
-    if (!isNoScript(err)) throw toCoordisError(err, script.name);
-    // The script cache was empty (restart, failover): the WAIT above ran before anything was written. Send the
-    // source, and the wait again behind it.
-    [scriptReply, waitReply] = send(() => client.eval(script.source, script.numberOfKeys, ...argv));
-    try {
-      reply = await scriptReply;
-    } catch (err2) {
-      throw toCoordisError(err2, script.name);
-    }
-  }
-  const error = await waitReply.then(
+  const reply = await runScriptInOrder(redis, script, keys, send, d.timeoutMs);
+  const error = await (waitReply as Promise<unknown>).then(
     (w) => judge(d, aof, script.name, w),
     (err: unknown) => judge(d, aof, script.name, undefined, err),
   );
@@ -273,6 +276,7 @@ interface Expiry {
 async function runCluster(
   redis: RedisClient,
   script: ScriptDef<never, never, unknown>,
+  keys: readonly string[],
   argv: (string | number | Buffer)[],
   d: Durability,
   aof: boolean,
@@ -286,7 +290,7 @@ async function runCluster(
     pipeline.call(...wait);
     return pipeline.exec();
   };
-  const send = async (useSource: boolean) => {
+  const sendOnce = async (useSource: boolean) => {
     // The caller was told the outcome is unknown and may have undone the call (a lock's release of a grant it may
     // have got): sending it again now could take effect after that undo.
     if (expiry.expired) throw new RedisUnavailableError(`script "${script.name}" passed its deadline; not sent again`);
@@ -294,31 +298,41 @@ async function runCluster(
       throw toCoordisError(err, script.name);
     });
   };
-  let results = await send(false);
-  // ioredis follows a MOVED inside a pipeline only when every reply is that same error, which WAIT's never is: after
-  // a failover or a slot move the script comes back MOVED (it did not run) and the client's slot map stays stale, so
-  // every later durable call would fail too. Refresh the map and send again (the node that answered MOVED ran nothing).
-  for (let redirections = 0; isRedirection(results?.[0]?.[0]); redirections++) {
-    if (redirections === MAX_DURABLE_REDIRECTIONS) {
-      throw new RedisUnavailableError(
-        `script "${script.name}" was redirected ${redirections} times (${String(results?.[0]?.[0])}); the cluster's slots are moving, try again`,
-        { cause: results?.[0]?.[0] },
-      );
+  let waitResult: [Error | null, unknown] | undefined;
+  // One call of the issue-order runner (see runScript): it retries with the source after a NOSCRIPT.
+  const send: ScriptSender = async (useSource) => {
+    let results = await sendOnce(useSource);
+    // ioredis follows a MOVED inside a pipeline only when every reply is that same error, which WAIT's never is:
+    // after a failover or a slot move the script comes back MOVED (it did not run) and the client's slot map stays
+    // stale, so every later durable call would fail too. Refresh the map and send again (the node that answered
+    // MOVED ran nothing).
+    for (let redirections = 0; isRedirection(results?.[0]?.[0]); redirections++) {
+      if (redirections === MAX_DURABLE_REDIRECTIONS) {
+        throw new RedisUnavailableError(
+          `script "${script.name}" was redirected ${redirections} times (${String(results?.[0]?.[0])}); the cluster's slots are moving, try again`,
+          { cause: results?.[0]?.[0] },
+        );
+      }
+      await refreshSlots(redis as Cluster, REDIRECTION_PAUSE_MS * redirections);
+      results = await sendOnce(useSource);
     }
-    await refreshSlots(redis as Cluster, REDIRECTION_PAUSE_MS * redirections);
-    results = await send(false);
+    const [scriptResult, waited] = results ?? [];
+    if (scriptResult === undefined) throw toCoordisError(new Error("empty pipeline reply"), script.name);
+    if (scriptResult[0] != null) throw scriptResult[0];
+    waitResult = waited ?? [new Error("no reply to the wait"), undefined];
+    return scriptResult[1];
+  };
+  let reply: unknown;
+  try {
+    reply = await runScriptInOrder(redis, script, keys, send, d.timeoutMs);
+  } finally {
+    // The caller has its answer (or was told the outcome is unknown): a redirected send still under way stops here.
+    expiry.expired = true;
   }
-  if (results?.[0]?.[0] != null && isNoScript(results[0][0])) results = await send(true);
-  const [scriptResult, waitResult] = results ?? [];
-  if (scriptResult === undefined) throw toCoordisError(new Error("empty pipeline reply"), script.name);
-  if (scriptResult[0] != null) throw toCoordisError(scriptResult[0], script.name);
+  const result = waitResult as [Error | null, unknown];
   const error =
-    waitResult === undefined
-      ? judge(d, aof, script.name, undefined, new Error("no reply to the wait"))
-      : waitResult[0] != null
-        ? judge(d, aof, script.name, undefined, waitResult[0])
-        : judge(d, aof, script.name, waitResult[1]);
-  return { reply: scriptResult[1], error };
+    result[0] != null ? judge(d, aof, script.name, undefined, result[0]) : judge(d, aof, script.name, result[1]);
+  return { reply, error };
 }
 
 /**
@@ -347,12 +361,15 @@ export async function runScriptDurable<K extends readonly string[], A extends re
   if (durability === undefined) {
     return { reply: await runScript(redis, script, keys, args), error: undefined };
   }
-  const aof = await useWaitAof(redis, durability, def.name);
-  const argv = [...(keys as readonly string[]), ...(args as readonly (string | number | Buffer)[])];
+  // Without a turn of delay when it can (see useWaitAof): the call takes its place in the issue order when it is made.
+  const decided = useWaitAof(redis, durability, def.name);
+  const aof = typeof decided === "boolean" ? decided : await decided;
+  const keyList = keys as readonly string[];
+  const argv = [...keyList, ...(args as readonly (string | number | Buffer)[])];
   const expiry: Expiry = { expired: false };
   const pending = isCluster(redis)
-    ? runCluster(redis, def, argv, durability, aof, expiry)
-    : runStandalone(redis as Redis, def, argv, durability, aof);
+    ? runCluster(redis, def, keyList, argv, durability, aof, expiry)
+    : runStandalone(redis as Redis, def, keyList, argv, durability, aof);
   // A standalone client with commandTimeout times out each command itself; elsewhere (a Cluster, a client without
   // commandTimeout) Coordis adds its own deadline, the wait's timeout included.
   const commandTimeout = commandTimeoutOf(redis);

@@ -78,9 +78,25 @@ export class ClosedError extends CoordisError {
   }
 }
 
-/** `err` when it is an `Error`, otherwise an `Error` whose message is `String(err)` (for events and reports). */
+/**
+ * `String(value)` for an error text; never throws: a value without a string form (a null-prototype object, a
+ * `toString` that throws) is described by its type. (validate's `thrownMessage` is the public one; errors.ts imports
+ * nothing of validate.ts.)
+ */
+function textOf(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return `a thrown ${value === null ? "null" : typeof value} without a string form`;
+  }
+}
+
+/**
+ * `err` when it is an `Error`, otherwise an `Error` whose message is `String(err)` (for events and reports). Never
+ * throws (see {@link textOf}).
+ */
 export function errorOf(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
+  return err instanceof Error ? err : new Error(textOf(err));
 }
 
 /** Client-side texts (ioredis, Node) that mean no answer; looked for anywhere in the error. */
@@ -102,6 +118,9 @@ const UNAVAILABLE_PATTERNS = [
   // ioredis' "Command aborted due to connection close": the connection closed after part of a pipeline (or of a
   // transaction) was answered, and the unanswered rest is given up. Those commands may have run.
   "Command aborted",
+  // ioredis' Cluster gave up following MOVED / ASK / TRYAGAIN replies (a slot being migrated or moving between nodes):
+  // the command did not run, and it may once the slot is stable again.
+  "Too many Cluster redirections",
 ];
 
 /**
@@ -139,9 +158,9 @@ export function toCoordisError(err: unknown, script?: string): CoordisError {
   if (err instanceof CoordisError) return err;
   if (isUnavailableCause(err)) {
     const what = script === undefined ? "a command" : `script "${script}"`;
-    const detail = err instanceof Error ? err.message : String(err);
+    const detail = err instanceof Error ? err.message : textOf(err);
     return new RedisUnavailableError(`Redis is unavailable while running ${what}: ${detail}`, { cause: err });
   }
-  const message = err instanceof Error ? err.message : String(err);
+  const message = err instanceof Error ? err.message : textOf(err);
   return new ScriptError(script, message, { cause: err });
 }

@@ -238,21 +238,34 @@ function scriptDeadline<T>(
   return withDeadline(pending, deadlineAt - Date.now(), `script "${script.name}"`, client.waitDeadlineMs);
 }
 
-/** EVALSHA with the NOSCRIPT fallback, in issue order (see {@link ClientState}); rejects with a CoordisError. */
+/**
+ * Sends one script call its own way (a durable call: the script and its WAIT): EVALSHA when `useSource` is false, EVAL
+ * with the source when true (after a NOSCRIPT). Resolves with the script's reply; rejects with the script's error
+ * (a NOSCRIPT included, which is then retried with the source).
+ */
+export type ScriptSender = (useSource: boolean) => Promise<unknown>;
+
+/**
+ * EVALSHA with the NOSCRIPT fallback, in issue order (see {@link ClientState}); rejects with a CoordisError. `send`
+ * replaces the plain EVALSHA / EVAL (a durable call sends its WAIT with it), `extraMs` lengthens the deadline by what
+ * `send` waits for beyond the script (the WAIT's timeout).
+ */
 async function evalInOrder(
   redis: RedisClient,
   client: ClientState,
   script: ScriptDef<never, never, unknown>,
   numKeys: number,
   argv: (string | number | Buffer)[],
+  send?: ScriptSender,
+  extraMs = 0,
 ): Promise<unknown> {
   const raw = redis as unknown as EvalClient;
   // Our own deadline (a Cluster, or a client without commandTimeout) counts from the call, waiting included. A call
   // that has to wait gets one on every client (ioredis' commandTimeout would only count from when it is sent).
-  let deadlineAt = client.deadlineMs === 0 ? 0 : Date.now() + client.deadlineMs;
+  let deadlineAt = client.deadlineMs === 0 ? 0 : Date.now() + client.deadlineMs + extraMs;
   try {
     if (client.handoff || client.recovering || client.probing > 0 || client.waiting.length > 0) {
-      if (deadlineAt === 0) deadlineAt = Date.now() + client.waitDeadlineMs;
+      if (deadlineAt === 0) deadlineAt = Date.now() + client.waitDeadlineMs + extraMs;
       const turn = await waitTurn(client, deadlineAt);
       if (!turn) throw deadlineError(`script "${script.name}"`, client.waitDeadlineMs);
       client.handoff = false;
@@ -271,11 +284,11 @@ async function evalInOrder(
     // Calls let go behind this one follow it now, unless it is a probe.
     if (client.waiting.length > 0) release(client);
     try {
-      // Every command written in this tick leaves in one writev (see corkUntilTickEnd).
-      corkUntilTickEnd(redis);
       let reply: unknown;
       try {
-        const sent = raw.evalsha(script.sha1, numKeys, ...argv);
+        // Every command written in this tick leaves in one writev (see corkUntilTickEnd).
+        if (send === undefined) corkUntilTickEnd(redis);
+        const sent = send === undefined ? raw.evalsha(script.sha1, numKeys, ...argv) : send(false);
         reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
       } catch (err) {
         // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
@@ -289,8 +302,8 @@ async function evalInOrder(
         if (!probe) client.recovering = true;
         client.seen.clear();
         fresh = true;
-        corkUntilTickEnd(redis);
-        const sent = raw.eval(script.source, numKeys, ...argv);
+        if (send === undefined) corkUntilTickEnd(redis);
+        const sent = send === undefined ? raw.eval(script.source, numKeys, ...argv) : send(true);
         reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
       }
       if (fresh) markSeen(client, node, script.sha1);
@@ -307,6 +320,26 @@ async function evalInOrder(
     }
   } catch (err) {
     throw toCoordisError(err, script.name);
+  }
+}
+
+/**
+ * Runs one script call that {@link ScriptSender} `send` writes (a durable call: the script and its WAIT), in issue
+ * order with every other script call of the client and with the same NOSCRIPT fallback as {@link runScript}. `keys`
+ * are the call's KEYS (the first names the node on a Cluster); `extraMs` lengthens the call's deadline by what `send`
+ * waits for beyond the script. Rejects with a CoordisError.
+ */
+export function runScriptInOrder(
+  redis: RedisClient,
+  script: ScriptDef<never, never, unknown>,
+  keys: readonly string[],
+  send: ScriptSender,
+  extraMs: number,
+): Promise<unknown> {
+  try {
+    return evalInOrder(redis, clientState(redis), script, keys.length, [...keys], send, extraMs);
+  } catch (err) {
+    return Promise.reject(toCoordisError(err, script.name));
   }
 }
 

@@ -13,6 +13,13 @@ export interface ServerInfo {
 }
 
 const cache = new WeakMap<RedisClient, Promise<ServerInfo>>();
+/** The same, once read: for callers that must decide without a turn of delay. */
+const known = new WeakMap<RedisClient, ServerInfo>();
+
+/** What {@link serverInfo} read for `redis`, or undefined when it has not read it yet. */
+export function knownServerInfo(redis: RedisClient): ServerInfo | undefined {
+  return known.get(redis);
+}
 
 /** Parses `INFO` text into a field map (ignores section headers and blank lines). */
 export function parseInfo(text: string): Record<string, string> {
@@ -44,7 +51,9 @@ export function serverInfo(redis: RedisClient): Promise<ServerInfo> {
         const text = (await redis.info("server")) as string;
         const fields = parseInfo(text);
         const version = fields.redis_version ?? "0.0.0";
-        return { version, versionParts: parseVersion(version), mode: fields.redis_mode ?? "standalone" };
+        const info = { version, versionParts: parseVersion(version), mode: fields.redis_mode ?? "standalone" };
+        known.set(redis, info);
+        return info;
       } catch (err) {
         cache.delete(redis);
         throw toCoordisError(err);
@@ -67,7 +76,11 @@ export async function serverAtLeast(redis: RedisClient, minVersion: string): Pro
       `expected a version such as "7.2.0", got ${describeValue(minVersion)}`,
     );
   }
-  const { versionParts } = await serverInfo(redis);
+  return versionAtLeast((await serverInfo(redis)).versionParts, minVersion);
+}
+
+/** True when `versionParts` is at least `minVersion` (a dotted version, checked by the caller). */
+export function versionAtLeast(versionParts: readonly [number, number, number], minVersion: string): boolean {
   const want = parseVersion(minVersion);
   for (let i = 0; i < 3; i++) {
     const have = versionParts[i] as number;

@@ -1,5 +1,20 @@
-import { connect, InvalidArgumentError, parseRedisUrl, slotOf } from "@coordis/core";
-import { recordObserver, startProxy, startRedis, startRedisCluster, startRedisSentinel } from "@coordis/testing";
+import {
+  connect,
+  coreScripts,
+  InvalidArgumentError,
+  parseRedisUrl,
+  RedisUnavailableError,
+  runScript,
+  slotOf,
+} from "@coordis/core";
+import {
+  recordObserver,
+  socketsOpenedBy,
+  startProxy,
+  startRedis,
+  startRedisCluster,
+  startRedisSentinel,
+} from "@coordis/testing";
 import { Cluster, type Redis } from "ioredis";
 import { describe, expect, inject, it, vi } from "vitest";
 
@@ -53,6 +68,8 @@ describe("parseRedisUrl", () => {
     ["redis://u:%zz@h:1", /password is not valid percent-encoding/],
     ["redis://h:1#frag", /fragment/],
     ["redis://h:1?command_timeout_ms=soon", /whole number of milliseconds/],
+    ["redis://h:1?command_timeout_ms=0", /command_timeout_ms must be between 1 and 600000 ms, got 0/],
+    ["redis://h:1?connect_timeout_ms=99999999999999999999", /connect_timeout_ms must be between 1 and 600000 ms/],
   ])("rejects %j with InvalidArgumentError", (url, message) => {
     let error: unknown;
     try {
@@ -67,6 +84,33 @@ describe("parseRedisUrl", () => {
 
   it("rejects an unreadable tls_ca file before opening anything", () => {
     expect(() => connect("rediss://h:1?tls_ca=/nonexistent/ca.pem")).toThrow(/tls_ca file "\/nonexistent\/ca.pem"/);
+  });
+});
+
+describe("connect options", () => {
+  it("an unknown or misspelt option is rejected naming it, before anything is opened", async () => {
+    const cases: Array<[unknown, string, RegExp]> = [
+      // `commandTimeout` for `commandTimeoutMs`: silently ignored, the client would keep the 2 s default.
+      [{ commandTimeout: 100 }, "options.commandTimeout", /unknown option \(known: commandTimeoutMs, /],
+      [{ connectTimeout: 100 }, "options.connectTimeout", /unknown option/],
+      [{ lazyConnect: true }, "options.lazyConnect", /unknown option/],
+      [{ observer: { onEvent: "log" } }, "options.observer.onEvent", /expected a function/],
+      [{ observer: 5 }, "options.observer", /expected an observer object/],
+    ];
+    for (const [options, argument, message] of cases) {
+      let error: unknown;
+      const opened = await socketsOpenedBy(async () => {
+        try {
+          connect("redis://127.0.0.1:1", options as never);
+        } catch (err) {
+          error = err;
+        }
+      });
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      expect((error as InvalidArgumentError).argument).toBe(argument);
+      expect((error as Error).message).toMatch(message);
+      expect(opened).toEqual([]);
+    }
   });
 });
 
@@ -193,6 +237,40 @@ describe("connect against real servers", () => {
     } finally {
       client.disconnect();
       await cluster.stop();
+    }
+  });
+
+  it("a database the connection cannot select is never replaced by database 0: calls fail, the observer hears why", async () => {
+    const server = await startRedis({
+      config: { user: ["carol", "on", ">pw", "~*", "&*", "+@all", "-select"] },
+    });
+    const admin = server.client();
+    try {
+      const cases: Array<[string, RegExp]> = [
+        [`redis://127.0.0.1:${server.port}/99`, /DB index is out of range/], // the server has 16 databases
+        [`redis://carol:pw@127.0.0.1:${server.port}/3`, /NOPERM/], // a user not allowed SELECT
+      ];
+      for (const [url, reason] of cases) {
+        const observer = recordObserver();
+        const client = connect(url, { observer, commandTimeoutMs: 500 });
+        try {
+          const key = `{db-test}:${reason.source}`;
+          const err = await runScript(client, coreScripts.probe, [`${key}:v`, `${key}:c`], ["x", 60_000]).catch(
+            (e: unknown) => e,
+          );
+          expect(err, url).toBeInstanceOf(RedisUnavailableError);
+          const event = await observer.waitForEvent((e) => reason.test(e.error?.message ?? ""), {
+            what: `a connection-error event matching ${reason}`,
+          });
+          expect(event.type).toBe("connection-error");
+          // Nothing ran in database 0 instead.
+          expect(await admin.exists(`${key}:v`, `${key}:c`)).toBe(0);
+        } finally {
+          client.disconnect();
+        }
+      }
+    } finally {
+      await server.stop();
     }
   });
 

@@ -1,4 +1,5 @@
 import {
+  aclRules,
   ClosedError,
   CoordisError,
   encodeText,
@@ -13,6 +14,7 @@ import {
   randomToken,
   reportOperation,
   ScriptError,
+  toCoordisError,
   validate,
 } from "@coordis/core";
 import { recordObserver } from "@coordis/testing";
@@ -104,6 +106,22 @@ describe("ClosedError, errorOf", () => {
     expect(errorOf("boom")).toEqual(new Error("boom"));
     expect(errorOf(undefined).message).toBe("undefined");
   });
+
+  it("errorOf and toCoordisError never throw, even for a thrown value without a string form", () => {
+    const bare = Object.create(null) as object;
+    const hostile = {
+      toString() {
+        throw new Error("no string form");
+      },
+    };
+    for (const thrown of [bare, hostile]) {
+      expect(errorOf(thrown)).toBeInstanceOf(Error);
+      expect(errorOf(thrown).message).toMatch(/without a string form/);
+      const converted = toCoordisError(thrown, "test/script");
+      expect(converted).toBeInstanceOf(ScriptError);
+      expect(converted.message).toMatch(/without a string form/);
+    }
+  });
 });
 
 describe("randomToken", () => {
@@ -179,5 +197,16 @@ describe("keyHead", () => {
     expect(keyHead("app.v2", "cache-tag")).toBe("app.v2:cache-tag:");
     expect(argumentOf(() => keyHead("bad prefix", "cache"))).toBe("prefix");
     expect(argumentOf(() => keyHead("coordis", "Cache"))).toBe("kind");
+  });
+});
+
+describe("aclRules options", () => {
+  it("a misspelt option or a flag that is not a boolean is refused, not silently left out of the rules", () => {
+    expect(aclRules({ waitAof: true })).toContain("+waitaof");
+    expect(argumentOf(() => aclRules({ waitaof: true } as never))).toBe("options.waitaof");
+    expect(argumentOf(() => aclRules({ clusters: true } as never))).toBe("options.clusters");
+    expect(argumentOf(() => aclRules({ cluster: "yes" } as never))).toBe("options.cluster");
+    expect(argumentOf(() => aclRules({ waitAof: 1 } as never))).toBe("options.waitAof");
+    expect(argumentOf(() => aclRules(null as never))).toBe("options");
   });
 });
