@@ -5,6 +5,15 @@
 -- the arguments and the entry fields. Written for the cost inside Redis, where every table, closure and number
 -- conversion counts: the state (seq, last, head, now) goes in and out of el_add as values, no table is built.
 
+-- The stream's last id: the largest id ever added to it (XINFO STREAM last-generated-id), which a new entry's id
+-- must exceed, also after that entry was deleted (XDEL) or trimmed. Only when an XADD after the last append failed.
+local function el_last_id(stream)
+  local info = redis.call('XINFO', 'STREAM', stream)
+  for i = 1, #info - 1, 2 do
+    if info[i] == 'last-generated-id' then return info[i + 1] end
+  end
+end
+
 -- The idempotency record of a key: "<first id> <payload digest>" (a record without a digest holds the id only).
 -- Returns nil when the key is unused, else the first id and 1 (same payload, or no digest to compare) or 2 (the key
 -- was used with another payload).
@@ -51,8 +60,9 @@ local function el_add(stream, dedupe, payload, window, digest, chain, seq, last,
     head = redis.sha1hex(prev .. '\n' .. id .. '\n' .. seqText .. '\n' .. payload)
     local added = redis.pcall('XADD', stream, id, 'd', payload, 's', seqText, 'p', prev, 'h', head)
     if type(added) == 'table' and added.err then
-      -- An entry added by something else lies after the last append (verify() reports it): go on after it.
-      local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1][1]
+      -- An entry added by something else lies after the last append (verify() reports it), or did (deleted since:
+      -- Redis still requires an id after it): go on after the stream's last id.
+      local top = el_last_id(stream)
       dash = string.find(top, '-', 1, true)
       local topMs = string.sub(top, 1, dash - 1) + 0
       if now > topMs then

@@ -22,8 +22,8 @@
 --@include eventlog-append
 -- Appended only when the client built the entry on the current state: prev is the recorded head (the genesis hash
 -- for the first entry), seq the next sequence number, and id comes after the last id, at most 10 s before
--- max(server time, last id's ms) and not after it (nor after the newest entry's ms, when something else added an entry
--- with a later id). Otherwise nothing is written and the reply carries the state to
+-- max(server time, last id's ms) and not after it (nor after the ms of the stream's last id, when something else added
+-- an entry with a later id, even one deleted since). Otherwise nothing is written and the reply carries the state to
 -- build on: { '', 3, now, last, head, seq }. Success { id, 0, now }, duplicate { first id, 1 or 2, now }.
 local stream, meta, dedupe, window, digest = KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[5]
 local prev, id = ARGV[6], ARGV[8]
@@ -49,10 +49,11 @@ local stale = prev ~= (head or '000000000000000000000000000000000000000000000000
   or (idMs == lastMs and idSeq <= lastSeq)
 if not stale and idMs > top then
   -- An entry added by something else may lie after the last append with an id in the future (verify() reports it):
-  -- the client was told its id (the reply after a failed XADD, below), and an id right after it is accepted.
-  local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
+  -- the client was told its id (the reply after a failed XADD, below), and an id right after it is accepted. Its id
+  -- is the stream's last id, also when the entry was deleted since (Redis still requires an id after it).
+  local newest = redis.call('EXISTS', stream) == 1 and el_last_id(stream)
   if newest then
-    local newestMs = tonumber(string.sub(newest[1], 1, string.find(newest[1], '-', 1, true) - 1))
+    local newestMs = tonumber(string.sub(newest, 1, string.find(newest, '-', 1, true) - 1))
     if newestMs > top then top = newestMs end
   end
 end
@@ -63,9 +64,9 @@ end
 local seqText = string.format('%d', seq + 1)
 local added = redis.pcall('XADD', stream, id, 'd', ARGV[1], 's', seqText, 'p', prev, 'h', ARGV[10], 'k', ARGV[9])
 if type(added) == 'table' and added.err then
-  -- An entry added by something else lies after the last append (verify() reports it): the client picks an id
-  -- after it.
-  return { '', 3, now, redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1][1], head or '', seq }
+  -- An entry added by something else lies after the last append (verify() reports it), or did (deleted since): the
+  -- client picks an id after the stream's last id.
+  return { '', 3, now, el_last_id(stream), head or '', seq }
 end
 redis.call('HSET', meta, 'seq', seqText, 'last', id, 'head', ARGV[10])
 if window ~= '0' then

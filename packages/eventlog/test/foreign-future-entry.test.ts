@@ -49,4 +49,31 @@ describe("appends after a foreign entry whose id is in the future", () => {
       expect(result.unchained.map((u) => u.id)).toEqual([foreign]);
     });
   }
+
+  // Redis requires every later id to exceed the largest id ever added, also once that entry is deleted: removing the
+  // entry verify() reported must not leave the log unwritable until server time reaches its id.
+  for (const [mode, options] of [
+    ["SHA-1 chain", { chain: true }],
+    ["SHA-1 chain, batched", { chain: true, batch: true }],
+    ["keyed chain", { chain: keyed }],
+  ] as const) {
+    it(`${mode}: once the foreign entry is deleted, appends land after its id and the log verifies`, async () => {
+      const log = new EventLog<{ i: number }>(clients.redis, name("deleted"), { prefix, ...options });
+      await log.append({ i: 0 });
+      const foreign = `${(await serverNow(clients.admin)) + 60_000}-0`;
+      await clients.admin.xadd(log.keys.stream, foreign, "d", '{"i":-1}');
+      expect(await clients.admin.xdel(log.keys.stream, foreign)).toBe(1);
+      const [a, b] = await Promise.all([log.append({ i: 1 }), log.append({ i: 2 })]);
+      expect(a?.duplicate).toBe(false);
+      expect(BigInt(a?.id.split("-")[0] as string)).toBeGreaterThanOrEqual(BigInt(foreign.split("-")[0] as string));
+      const { entries } = await log.read();
+      expect(entries.map((e) => [e.data.i, e.verified])).toEqual([
+        [0, true],
+        [1, true],
+        [2, true],
+      ]);
+      expect(entries.map((e) => e.id).slice(1)).toEqual([a?.id, b?.id]);
+      expect(await log.verify()).toMatchObject({ ok: true, checked: 3, unchainedCount: 0 });
+    });
+  }
 });
