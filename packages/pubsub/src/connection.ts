@@ -54,6 +54,23 @@ function shardSubscribers(cluster: Cluster): Redis[] {
   return found;
 }
 
+/**
+ * A heartbeat PING that waits for its answer however late it comes: the client's command timeout does not fail it
+ * (sendCommand reads the option when the command is sent). The heartbeat asks whether the connection answers before
+ * the next beat; a PING answered after the command timeout (Redis busy for a moment, this process's event loop
+ * blocked) came from a live connection, which must not be dropped as silent. One never answered settles when its
+ * connection closes, which the next beat brings about.
+ */
+function pingUntimed(conn: Redis): Promise<unknown> {
+  const timeout = conn.options.commandTimeout;
+  conn.options.commandTimeout = undefined;
+  try {
+    return conn.ping();
+  } finally {
+    conn.options.commandTimeout = timeout;
+  }
+}
+
 /** Whether `err` is Redis' refusal of the command (an error reply such as NOPERM), not a lost or slow connection. */
 function refusedByRedis(err: unknown): boolean {
   return toCoordisError(err) instanceof ScriptError;
@@ -237,12 +254,12 @@ export class SubscriberConnection {
       return;
     }
     this.#pingOut.add(conn);
-    conn.ping().then(
+    pingUntimed(conn).then(
       () => {
         this.#pingOut.delete(conn);
       },
       () => {
-        // Unanswered in time, or lost with its connection ("close" and "ready" clear #pingOut for a new one).
+        // Lost with its connection ("close" and "ready" clear #pingOut for a new one).
       },
     );
   }
