@@ -171,7 +171,11 @@ export class Cache {
       if (value instanceof Undecodable && outcome.result !== "miss") {
         // Another writer stored such a value again since (an older replica, mid-deploy): the loader answers, and
         // its value is kept in this replica's L1 only.
-        outcome = { data: await this.#filler.loadDirect(k, loader as Loader<unknown>), tier: "l2", result: "miss" };
+        outcome = {
+          data: await this.#filler.loadDirect(k, loader as Loader<unknown>, entry),
+          tier: "l2",
+          result: "miss",
+        };
         value = this.#filler.decode(k, outcome.data as string);
       }
       if (value instanceof Undecodable) {
@@ -255,15 +259,16 @@ export class Cache {
         // have come after that read in Redis, leaving the value under an old version, which Redis reads as a miss.
         const epoch = this.#l1.epoch;
         const pairs = await this.#l2.tagVersions(entry);
+        // Redis starts the entry's lifetime when the write runs, after this moment: L1's deadlines count from here.
+        const sent = performance.now();
         const written = await this.#l2.write(k, data, entry, pairs, "");
         // Reads of this replica sent before the write landed (after the invalidation above, during the tag read) may
         // have read the old value, and their answers can come after this one: invalidated again, they cannot store
         // it over ours. Another change of this key or its tags since the epoch was taken: stored by nobody.
         const current = epoch === this.#l1.epoch;
         this.#invalidateLocal(k);
-        const now = performance.now();
         if (written && current) {
-          this.#l1.store(k, data, now + entry.ttlMs, now + entry.ttlMs + entry.staleMs, pairs, this.#l1.epoch);
+          this.#l1.store(k, data, sent + entry.ttlMs, sent + entry.ttlMs + entry.staleMs, pairs, this.#l1.epoch);
         }
       });
     });
@@ -313,7 +318,8 @@ export class Cache {
    * Removes every entry and tag version of this namespace from Redis (SCAN + UNLINK on every master; keys written
    * concurrently may survive) and from every replica's L1. Meant for maintenance, not for the request path.
    * @throws RedisUnavailableError when Redis cannot be reached (also when only the invalidation could not be
-   *   published: other replicas were not told)
+   *   published: other replicas were not told); the error Redis answered a delete with (NOPERM without `+unlink`,
+   *   MOVED or READONLY during a reshard or failover): the keys it names were not deleted
    */
   async clear(): Promise<void> {
     this.#assertOpen();

@@ -1,9 +1,17 @@
-import { CoordisError, jsonCodec as coreJsonCodec, encodeText, errorOf, type TextCodec } from "@coordis/core";
+import {
+  CoordisError,
+  jsonCodec as coreJsonCodec,
+  encodeText,
+  errorOf,
+  InvalidArgumentError,
+  type TextCodec,
+} from "@coordis/core";
 
 /**
  * Turns cached values into strings and back. `encode` must throw for a value it cannot represent faithfully; the
- * cache reports that as `InvalidArgumentError("value")` before anything is sent to Redis. `decode` receives exactly
- * what `encode` returned, possibly in another process.
+ * cache reports that as `InvalidArgumentError("value")` before anything is sent to Redis, as it does for text that
+ * is not well-formed Unicode (a lone UTF-16 surrogate cannot reach Redis unchanged). `decode` receives exactly what
+ * `encode` returned, possibly in another process.
  */
 export type CacheCodec = TextCodec<unknown>;
 
@@ -15,9 +23,30 @@ export type CacheCodec = TextCodec<unknown>;
  */
 export const jsonCodec: CacheCodec = coreJsonCodec;
 
-/** Runs `codec.encode`, turning a failure (or a non-string result) into `InvalidArgumentError(argument)`. */
+/**
+ * Runs `codec.encode`, turning a failure (or a non-string result) into `InvalidArgumentError(argument)`. Text that
+ * is not well-formed Unicode (a lone UTF-16 surrogate, as codecs that pack bytes into code units produce) is refused
+ * too: it cannot travel to Redis as UTF-8 unchanged (each lone surrogate becomes U+FFFD), so other replicas would
+ * read another value than this one keeps.
+ */
 export function encodeWith(codec: CacheCodec, value: unknown, argument: string): string {
-  return encodeText(codec, value, argument, "cannot be cached");
+  const text = encodeText(codec, value, argument, "cannot be cached");
+  // JSON.stringify escapes lone surrogates: the default codec's text is always well-formed.
+  if (codec !== jsonCodec) assertStorableText(text, argument, "the codec's encode()");
+  return text;
+}
+
+/**
+ * @throws InvalidArgumentError(argument) when `text` holds a lone UTF-16 surrogate: Redis would store it altered
+ */
+export function assertStorableText(text: string, argument: string, producer: string): void {
+  if (!text.isWellFormed()) {
+    throw new InvalidArgumentError(
+      argument,
+      `${producer} returned text with a lone UTF-16 surrogate, which Redis cannot store unchanged (it is sent as ` +
+        "UTF-8, where it becomes U+FFFD): encode binary data as base64 or Latin-1 text",
+    );
+  }
 }
 
 /** What {@link decodeWith} returns for text the codec cannot decode: the codec's error. */

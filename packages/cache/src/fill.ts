@@ -179,9 +179,9 @@ export class Filler {
         read = await c.l2.read(k, lockToken, entry.tags, last);
       } catch (err) {
         // Full: no lock can be taken, nothing stored; the loader answers (kept in L1, which the bus still guards).
-        if (outOfMemory(err)) return { data: await this.loadDirect(k, loader), tier: "l2", result: "miss" };
+        if (outOfMemory(err)) return { data: await this.loadDirect(k, loader, entry), tier: "l2", result: "miss" };
         if (!(err instanceof RedisUnavailableError)) throw err;
-        return this.#degraded(k, loader);
+        return this.#degraded(k, loader, entry);
       }
       if (read.state === 1) {
         c.l1.store(k, read.data, read.fresh, read.stale, read.tags, epoch);
@@ -242,7 +242,7 @@ export class Filler {
       pairs = await c.l2.tagVersions(entry);
     } catch (err) {
       if (!(err instanceof RedisUnavailableError)) throw err;
-      return this.loadDirect(k, loader);
+      return this.loadDirect(k, loader, entry);
     }
     const t0 = performance.now();
     let data: string;
@@ -258,9 +258,11 @@ export class Filler {
       return data;
     }
     try {
+      // Redis starts the entry's lifetime when the write runs, after this moment: counted from here, L1's deadlines
+      // never outlast Redis', however long the reply takes.
+      const sent = performance.now();
       if (await c.l2.write(k, data, entry, pairs, fill)) {
-        const now = performance.now();
-        c.l1.store(k, data, now + entry.ttlMs, now + entry.ttlMs + entry.staleMs, pairs, epoch);
+        c.l1.store(k, data, sent + entry.ttlMs, sent + entry.ttlMs + entry.staleMs, pairs, epoch);
         // Wakes the callers waiting on other replicas (and evicts any older L1 copy there).
         await c.publish(k);
       }
@@ -304,20 +306,23 @@ export class Filler {
   }
 
   /** Redis is unavailable: serve L1 (what it got within `l1.ttlMs`, up to its stale deadline) or call the loader. */
-  async #degraded(k: string, loader: Loader<unknown>): Promise<Outcome> {
+  async #degraded(k: string, loader: Loader<unknown>, entry: EntrySettings): Promise<Outcome> {
     const e = this.#c.l1.fallback(k);
     if (e !== undefined) return { data: e.data, tier: "l1", result: e.fresh ? "hit" : "stale", degraded: true };
-    return { data: await this.loadDirect(k, loader), tier: "l2", result: "miss", degraded: true };
+    return { data: await this.loadDirect(k, loader, entry), tier: "l2", result: "miss", degraded: true };
   }
 
-  /** Calls the loader without Redis and keeps the result in L1 for at most `l1.ttlMs`. */
-  async loadDirect(k: string, loader: Loader<unknown>): Promise<string> {
+  /**
+   * Calls the loader without Redis and keeps the result in L1 for at most `l1.ttlMs`, and no longer than the entry's
+   * `ttlMs` (it is fresh for that long, as it would be in Redis).
+   */
+  async loadDirect(k: string, loader: Loader<unknown>, entry: EntrySettings): Promise<string> {
     const l1 = this.#c.l1;
     const epoch = l1.epoch;
     const data = await this.#runLoader(k, loader);
-    const now = performance.now();
+    const until = performance.now() + Math.min(entry.ttlMs, l1.ttlMs);
     // Kept for at most l1.ttlMs: invalidations cannot reach us while Redis is down.
-    l1.store(k, data, now + l1.ttlMs, now + l1.ttlMs, [], epoch);
+    l1.store(k, data, until, until, [], epoch);
     return data;
   }
 }

@@ -253,7 +253,10 @@ export function parseEntryOptions(raw: unknown, defaults: { ttlMs: number; stale
     if (o.tags.length > MAX_TAGS * 8) {
       throw new InvalidArgumentError("options.tags", `at most ${MAX_TAGS} tags (got an array of ${o.tags.length})`);
     }
-    tags = [...new Set(o.tags.map((t, i) => checkTag(t, `options.tags[${i}]`)))];
+    // Indexed, not map(): map() skips the holes of a sparse array, which would then read as undefined.
+    const checked = new Set<string>();
+    for (let i = 0; i < o.tags.length; i++) checked.add(checkTag(o.tags[i], `options.tags[${i}]`));
+    tags = [...checked];
     if (tags.length > MAX_TAGS) {
       throw new InvalidArgumentError("options.tags", `at most ${MAX_TAGS} distinct tags (got ${tags.length})`);
     }

@@ -74,6 +74,9 @@ export class RedisTier {
    */
   async read(k: string, lockToken: string, tags: readonly string[], register = false): Promise<L2Read> {
     const keys = this.#keys.entry(k);
+    // The deadlines Redis sends are relative to when it judged the entry, which is after this moment and before the
+    // reply arrives: counted from now, they are never later than Redis' own, however long the reply takes.
+    const sent = performance.now();
     // Tags we already know the entry should carry are read in parallel with the entry itself. They live in other
     // slots than the entry (one slot per tag), so one script cannot read both on a cluster. Both calls are always
     // awaited: when one fails (Redis unavailable) the other must not be left to reject with nobody listening.
@@ -89,13 +92,12 @@ export class RedisTier {
     const reply = entry.value;
     // A miss is one integer (whether the lock is ours); a hit carries its deadlines relative to server time.
     if (typeof reply === "number") return { ...MISS, locked: reply === 1 };
-    const local = performance.now();
     const [data, freshInMs, staleInMs, tagsJson, locked] = reply;
     let read: L2Read = {
       state: freshInMs > 0 ? 1 : 2,
       data,
-      fresh: local + freshInMs,
-      stale: local + staleInMs,
+      fresh: sent + freshInMs,
+      stale: sent + staleInMs,
       tags: tagsJson === null || tagsJson === "" ? [] : (JSON.parse(tagsJson) as TagPair[]),
       locked: locked === 1,
     };
@@ -212,9 +214,11 @@ export class RedisTier {
             // One UNLINK per key: on a cluster node the keys of one SCAN page live in different slots.
             const pipeline = node.pipeline();
             for (const key of keys) pipeline.unlink(key);
-            await this.#command(() => {
+            await this.#command(async () => {
               onWrite();
-              return pipeline.exec();
+              // A pipeline resolves with each command's error in its reply (NOPERM without +unlink, MOVED or READONLY
+              // after a reshard or failover): the first one fails the clear, which did not delete those keys.
+              for (const [err] of (await pipeline.exec()) ?? []) if (err) throw err;
             });
           }
         } while (cursor !== "0");

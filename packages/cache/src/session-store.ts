@@ -14,6 +14,7 @@ import {
   validatePrefix,
 } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
+import { assertStorableText } from "./codec.js";
 import { cacheScripts } from "./scripts.generated.js";
 import { READ_DIGEST, rememberDigest, SessionDigests } from "./session-digest.js";
 
@@ -22,7 +23,10 @@ export const DEFAULT_SESSION_TTL_MS = 24 * 60 * 60 * 1000;
 /** Default lifetime of a logout tombstone, ms (10 minutes): longer than any request that may still save. */
 export const DEFAULT_TOMBSTONE_MS = 10 * 60 * 1000;
 
-/** How sessions are turned into text and back (connect-redis' `serializer`). Default JSON. */
+/**
+ * How sessions are turned into text and back (connect-redis' `serializer`). Default JSON. `stringify` must return
+ * well-formed Unicode (no lone UTF-16 surrogate, which Redis would store altered).
+ */
 export interface SessionSerializer {
   stringify(session: object): string;
   parse(text: string): unknown;
@@ -313,6 +317,8 @@ export class RedisSessionStore {
       throw new InvalidArgumentError("session", `cannot be serialized: ${(err as Error).message}`);
     }
     if (typeof text !== "string") throw new InvalidArgumentError("session", "the serializer returned no string");
+    // (JSON.stringify never writes a lone surrogate.)
+    if (this.#serializer !== JSON) assertStorableText(text, "session", "the serializer's stringify()");
     return text;
   }
 

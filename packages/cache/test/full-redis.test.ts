@@ -63,4 +63,29 @@ describe("Cache on a full noeviction Redis (writes refused with OOM)", () => {
       await cache.close();
     }
   });
+
+  it("a value the loader answered without Redis is served from L1 no longer than the entry's ttlMs", async () => {
+    const raw = client();
+    // L1 may keep entries long; the entries themselves are fresh for 200 ms only.
+    const cache = new Cache(client(), {
+      namespace: "full-ttl",
+      prefix,
+      ttlMs: 200,
+      l1: { ttlMs: 600_000 },
+      checkEvictionPolicy: false,
+    });
+    try {
+      await cache.ready();
+      await fill(raw);
+      let loads = 0;
+      const loader = () => ++loads;
+      expect(await cache.getOrSet("k", loader)).toBe(1);
+      const loaded = performance.now();
+      await waitUntil("the loaded value to be past its ttlMs", () => performance.now() > loaded + 300, 2_000);
+      expect(await cache.getOrSet("k", loader)).toBe(2);
+    } finally {
+      await empty(raw);
+      await cache.close();
+    }
+  });
 });
