@@ -30,6 +30,8 @@ if not prefix then return false end
 local order = ARGV[1]
 local desc = order == 'desc' or order == 'desc rows'
 local rank = redis.call(desc and 'ZREVRANK' or 'ZRANK', zset, prefix .. ':' .. member)
+-- An index naming an entry the board lacks (its sorted set evicted or deleted on its own): not on the board.
+if not rank then return false end
 local radius = ARGV[3] + 0
 local start = rank - radius
 if start < 0 then start = 0 end

@@ -26,9 +26,11 @@ local member = ARGV[2]
 local prefix = redis.call('HGET', index, member)
 if not prefix then return false end
 local entry = prefix .. ':' .. member
+local rank = redis.call(ARGV[1] == 'desc' and 'ZREVRANK' or 'ZRANK', zset, entry)
+-- An index naming an entry the board lacks (its sorted set evicted or deleted on its own): not on the board.
+if not rank then return false end
 -- The integers go into the text with %d: `..` would format them with %.14g, which costs Redis several times more.
-local head = string.format('%s\0%d\0%d', redis.call('ZSCORE', zset, entry),
-  redis.call(ARGV[1] == 'desc' and 'ZREVRANK' or 'ZRANK', zset, entry) + 1, redis.call('ZCARD', zset))
+local head = string.format('%s\0%d\0%d', redis.call('ZSCORE', zset, entry), rank + 1, redis.call('ZCARD', zset))
 local meta = redis.call('HGET', KEYS[1], member)
 if meta then return head .. '\0' .. meta end
 return head

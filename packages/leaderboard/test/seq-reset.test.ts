@@ -46,3 +46,38 @@ describe("a leaderboard whose arrival counter was lost", () => {
     },
   );
 });
+
+/**
+ * The board's sorted set lost on its own while its member index survives (deleted by hand, evicted by a Redis that
+ * evicts): reads must answer "not on the board", not fail with a script error, and a new submit puts the member back.
+ */
+describe("a leaderboard whose sorted set was lost but not its member index", () => {
+  let redis: RedisClient;
+  let admin: RedisClient;
+  beforeAll(() => {
+    redis = connect(inject("coordisRedisUrl"));
+    admin = connect(inject("coordisAdminRedisUrl")); // DEL is outside the leaderboard's ACL rules
+  });
+  afterAll(() => {
+    redis.disconnect();
+    admin.disconnect();
+  });
+
+  it.each(["desc", "asc"] as const)(
+    "%s: rank, percentile and around answer as for a member not on the board",
+    async (order) => {
+      const name = `lost-zset-${order}`;
+      const lb = new Leaderboard<string>(redis, name, { prefix, order });
+      await lb.submit("alice", 10);
+      await lb.submit("bob", 20);
+      expect(await admin.del(`${prefix}:lb:{${name}}:all`)).toBe(1);
+      expect(await admin.hlen(`${prefix}:lb:{${name}}:all:idx`)).toBe(2);
+      expect(await lb.rank("alice")).toBeNull();
+      expect(await lb.percentile("alice")).toBeNull();
+      expect(await lb.around("alice", 2)).toEqual([]);
+      await lb.submit("alice", 30);
+      expect(await lb.rank("alice")).toMatchObject({ member: "alice", score: 30, rank: 1 });
+      expect((await lb.around("alice", 2)).map((e) => [e.member, e.score])).toEqual([["alice", 30]]);
+    },
+  );
+});
