@@ -283,6 +283,8 @@ export class SubscriberConnection {
         patterns.length > 0 ? conn.psubscribe(...patterns) : undefined,
       ]);
     } catch (error) {
+      // Closed meanwhile: the commands failed because close() ended the connection; nothing is reported after close.
+      if (this.#closed) return;
       // Redis refuses the whole command when it refuses one name (an ACL change took a channel or pattern away, and
       // Redis ended the connection for it): one command per name then, so that the others come back.
       const names: Array<[Kind, string]> = [
@@ -300,6 +302,7 @@ export class SubscriberConnection {
       }
       refused = split;
     }
+    if (this.#closed) return;
     // A subscribe whose own SUBSCRIBE was lost with the previous connection (never answered, not sent again) is
     // confirmed now, instead of failing by its timeout while Redis has it.
     const out = new Set(refused.map((r) => `${r.kind}\n${r.name}`));
