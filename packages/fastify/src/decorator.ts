@@ -3,7 +3,8 @@ import type { CoordisMetrics } from "@coordis/metrics";
 import type { Decision, RateLimiter, Rule } from "@coordis/ratelimit";
 import type { Limiters } from "./limiters.js";
 import type { RateLimitDefaults } from "./options.js";
-import { isValidGroup, rateLimitKey, routeGroup } from "./rate-limit-key.js";
+import { isValidGroup, rateLimitKey } from "./rate-limit-key.js";
+import type { RouteLimit, RouteLimits } from "./route-limit.js";
 
 /** What the plugin decorates the Fastify instance with, as `fastify.coordis`. */
 export interface CoordisDecorator {
@@ -23,9 +24,10 @@ export interface CoordisDecorator {
   /** The (cached) limiter for a set of rules, created with the plugin's prefix, observer and failure policy. */
   rateLimiter(rules: Rule[]): RateLimiter;
   /**
-   * Reads the state of a route budget without consuming: `route` (`"GET /login"`) for a route's own budget, or
-   * `group` for a shared one.
-   * @throws InvalidArgumentError for bad rules, group or route; RedisUnavailableError
+   * Reads the state of a route budget without consuming: `route` (`"GET /login"`) for a limited route's budget, or
+   * `group` for a shared one, by the rules of that route or group (`rules` to read others; the plugin defaults for a
+   * group no route names).
+   * @throws InvalidArgumentError for bad rules, group or route, or a route that has no limit; RedisUnavailableError
    */
   peekRateLimit(key: string, options?: { rules?: Rule[]; group?: string; route?: string }): Promise<Decision>;
   /** Registers a function run (awaited) when Fastify closes, before the plugin's own connection closes. */
@@ -40,13 +42,15 @@ export interface DecoratorParts {
   readonly metrics: CoordisMetrics | undefined;
   readonly defaults: RateLimitDefaults;
   readonly limiters: Limiters;
+  /** The routes' limits, to peek a route's or a group's budget by its own rules. */
+  readonly routes: RouteLimits;
   /** Where `onClose(fn)` puts `fn`. */
   readonly closers: Array<() => unknown>;
 }
 
 /** Builds `fastify.coordis`. */
 export function createDecorator(parts: DecoratorParts): CoordisDecorator {
-  const { redis, prefix, observer, metrics, defaults, limiters, closers } = parts;
+  const { redis, prefix, observer, metrics, defaults, limiters, routes, closers } = parts;
   const rateLimiter = (rules: Rule[]): RateLimiter => limiters.limiterOf(rules).limiter;
   return {
     redis,
@@ -57,21 +61,42 @@ export function createDecorator(parts: DecoratorParts): CoordisDecorator {
     rateLimiter,
     async peekRateLimit(key, peekOptions = {}) {
       validate.options("options", peekOptions, ["rules", "group", "route"]);
-      const rules = peekOptions.rules ?? (Array.isArray(defaults.rules) ? defaults.rules : undefined);
-      if (rules === undefined) throw new InvalidArgumentError("options.rules", "no rules given and no default rules");
       if (peekOptions.group !== undefined && peekOptions.route !== undefined) {
         throw new InvalidArgumentError("options.route", "give group or route, not both");
       }
       let group: string;
+      // The route's (or the group's) limit: its group and its rules are the budget's.
+      let known: RouteLimit | undefined;
       if (peekOptions.route !== undefined) {
-        const m = /^([A-Z,]+) (\S+)$/.exec(validate.string("options.route", peekOptions.route));
-        if (m === null) throw new InvalidArgumentError("options.route", 'expected "<METHOD> <url>", e.g. "GET /login"');
-        group = routeGroup(m[1] as string, m[2] as string);
+        const route = validate.string("options.route", peekOptions.route);
+        known = routes.routeLimit(route);
+        if (known === undefined) {
+          throw new InvalidArgumentError(
+            "options.route",
+            `no rate-limited route "${route}": name a route with a limit as "<METHOD> <url>" (e.g. "POST /login", ` +
+              'its URL pattern as declared, constraints as in its errors: "GET /v (version 2.0.0)"); a route ' +
+              "declared before the plugin loaded is known from its first request on",
+          );
+        }
+        group = known.group;
       } else {
         group = peekOptions.group ?? defaults.group ?? "";
         if (!isValidGroup(group)) throw new InvalidArgumentError("options.group", "give a valid group or a route");
+        known = routes.groupLimit(group);
       }
-      return rateLimiter(rules).peek(rateLimitKey(group, validate.string("key", key, { maxBytes: 1 << 20 })));
+      const stateKey = rateLimitKey(group, validate.string("key", key, { maxBytes: 1 << 20 }));
+      if (peekOptions.rules === undefined && known !== undefined) {
+        if (typeof known.rules === "function") {
+          throw new InvalidArgumentError(
+            "options.rules",
+            `route ${known.id} chooses its rules per request (a rules function): give the rules to read`,
+          );
+        }
+        return known.rules.limiter.peek(stateKey);
+      }
+      const rules = peekOptions.rules ?? (Array.isArray(defaults.rules) ? defaults.rules : undefined);
+      if (rules === undefined) throw new InvalidArgumentError("options.rules", "no rules given and no default rules");
+      return rateLimiter(rules).peek(stateKey);
     },
     onClose(fn) {
       validate.func("fn", fn);

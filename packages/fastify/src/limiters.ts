@@ -68,14 +68,16 @@ export class Limiters {
     }
     if (!Array.isArray(rules))
       throw new InvalidArgumentError("rules", `the rules function of ${route} returned no array`);
-    if (!this.#bySpec.has(specOf(rules)) && this.#dynamicSets >= MAX_DYNAMIC_RULE_SETS) {
+    const isNew = !this.#bySpec.has(specOf(rules));
+    if (isNew && this.#dynamicSets >= MAX_DYNAMIC_RULE_SETS) {
       throw new InvalidArgumentError(
         "rules",
         `more than ${MAX_DYNAMIC_RULE_SETS} distinct rule sets; reuse constant arrays`,
       );
     }
-    if (!this.#bySpec.has(specOf(rules))) this.#dynamicSets++;
+    // Counted once its limiter exists: a set with bad rules (which throws here, and is not cached) takes no slot.
     const pair = this.limiterOf(rules);
+    if (isNew) this.#dynamicSets++;
     this.#dynamic.set(rules, pair);
     return pair;
   }

@@ -224,6 +224,16 @@ function optionalFunc(name: string, value: unknown): void {
   if (value !== undefined) validate.func(name, value);
 }
 
+/** Checks a group name (`name` is the option's path). @throws InvalidArgumentError */
+function checkGroup(name: string, group: unknown): void {
+  if (!isValidGroup(group)) {
+    throw new InvalidArgumentError(
+      name,
+      `expected a group name of 1-64 letters, digits, "_", ".", ":" or "-", starting with a letter or digit, got ${validate.describeValue(group)}`,
+    );
+  }
+}
+
 /** Validates the fields of settings shared by the defaults and the routes (rules are checked by the limiter). */
 function checkSettings(name: string, s: RateLimitSettings): void {
   if (s.rules !== undefined && typeof s.rules !== "function" && !Array.isArray(s.rules)) {
@@ -275,8 +285,12 @@ export function parsePluginOptions(raw: unknown): PluginSettings {
     opts.closeTimeoutMs === undefined
       ? DEFAULT_CLOSE_TIMEOUT_MS
       : validate.durationMs("options.closeTimeoutMs", opts.closeTimeoutMs, { min: 1, max: 60_000 });
-  const metricsOpt = opts.metrics ?? false;
+  // null is a bad value, not "not given" (as for every option).
+  const metricsOpt = opts.metrics === undefined ? false : opts.metrics;
   let metrics: PluginSettings["metrics"];
+  if (metricsOpt === null) {
+    throw new InvalidArgumentError("options.metrics", "expected true, false or { path?, registry? }, got null");
+  }
   if (typeof metricsOpt !== "boolean") {
     const m = validate.options<{ path: unknown; registry: unknown }>("options.metrics", metricsOpt, [
       "path",
@@ -304,10 +318,14 @@ export function parsePluginOptions(raw: unknown): PluginSettings {
   const defaults = validate.options<RateLimitDefaults>("options.rateLimit", opts.rateLimit, DEFAULTS_KEYS);
   checkSettings("options.rateLimit", defaults);
   if (defaults.global !== undefined) validate.boolean("options.rateLimit.global", defaults.global);
-  if (defaults.group !== undefined && !isValidGroup(defaults.group)) {
-    throw new InvalidArgumentError("options.rateLimit.group", "invalid group name");
+  if (defaults.group !== undefined) checkGroup("options.rateLimit.group", defaults.group);
+  const batch = defaults.batch === undefined ? "auto" : defaults.batch;
+  if (batch === null) {
+    throw new InvalidArgumentError(
+      "options.rateLimit.batch",
+      'expected "auto", true, false or { maxSize?, maxDelayMs? }, got null',
+    );
   }
-  const batch = defaults.batch ?? "auto";
   if (batch !== "auto" && typeof batch !== "boolean") {
     validate.options("options.rateLimit.batch", batch, ["maxSize", "maxDelayMs"]);
   }
@@ -348,11 +366,19 @@ export function parsePluginOptions(raw: unknown): PluginSettings {
  */
 export function parseRouteRateLimit(where: string, raw: unknown, global: boolean): RouteRateLimit | undefined {
   const ns = validate.options<CoordisRouteConfig>(`${where}.coordis`, raw, ["rateLimit"]);
-  const setting = ns.rateLimit ?? (global ? true : undefined);
+  const name = `${where}.coordis.rateLimit`;
+  // null is a bad value, not "not given": under global limits it would limit a route whose author meant to opt out.
+  if (ns.rateLimit === null) {
+    throw new InvalidArgumentError(
+      name,
+      "expected true (the plugin defaults), false (no limit, also under global) or an object of settings, got null",
+    );
+  }
+  const setting = ns.rateLimit === undefined ? (global ? true : undefined) : ns.rateLimit;
   if (setting === undefined || setting === false) return undefined;
   if (setting === true) return {};
-  const name = `${where}.coordis.rateLimit`;
   const own = validate.options<RouteRateLimit>(name, setting, ROUTE_KEYS);
   checkSettings(name, own);
+  if (own.group !== undefined) checkGroup(`${name}.group`, own.group);
   return own;
 }

@@ -94,9 +94,12 @@ async function wire(
   const limiters = new Limiters(redis, settings, limiterObserver);
   const closers: Array<() => unknown> = [];
   const defaults = settings.rateLimit;
-  fastify.decorate("coordis", createDecorator({ redis, prefix, observer, metrics, defaults, limiters, closers }));
-
   const routes = new RouteLimits(defaults, limiters);
+  fastify.decorate(
+    "coordis",
+    createDecorator({ redis, prefix, observer, metrics, defaults, limiters, routes, closers }),
+  );
+
   const resolve = routes.resolve.bind(routes);
   const check = rateLimitCheck(limiters);
   guardEarlyRoutes(fastify, resolve, check);

@@ -10,7 +10,7 @@ import {
   type RateLimitSettings,
   renamed,
 } from "./options.js";
-import { constraintsText, isValidGroup, routeGroup } from "./rate-limit-key.js";
+import { constraintsText, routeGroup } from "./rate-limit-key.js";
 
 /** A route's limit, resolved and validated once. */
 export interface RouteLimit {
@@ -53,6 +53,10 @@ export class RouteLimits {
   readonly #limiters: Limiters;
   /** Group name -> the rules spec and first route, to check that routes sharing a group agree. */
   readonly #groups = new Map<string, { spec: string | RateLimitRulesFn; route: string }>();
+  /** `"<METHOD> <url>"` (and constraints) of every limited route, one entry per method -> its limit, for peeks. */
+  readonly #byRoute = new Map<string, RouteLimit>();
+  /** Shared group -> the limit of the first route naming it (routes sharing a group have identical rules). */
+  readonly #byGroup = new Map<string, RouteLimit>();
 
   constructor(defaults: RateLimitDefaults, limiters: Limiters) {
     this.#defaults = defaults;
@@ -92,10 +96,8 @@ export class RouteLimits {
     const name = `${where}.coordis.rateLimit`;
     const rules = own.rules ?? defaults.rules;
     if (rules === undefined) throw new InvalidArgumentError(`${name}.rules`, "no rules and no plugin default rules");
+    // Both checked already (the route's by parseRouteRateLimit, the defaults' at registration).
     const explicitGroup = own.group ?? defaults.group;
-    if (explicitGroup !== undefined && !isValidGroup(explicitGroup)) {
-      throw new InvalidArgumentError(`${name}.group`, "invalid group name");
-    }
     let pair: RuleSetLimiter | undefined;
     if (typeof rules !== "function") {
       try {
@@ -113,7 +115,7 @@ export class RouteLimits {
     if (explicitGroup !== undefined) this.#checkGroup(name, id, explicitGroup, rules);
     const allowList = own.allowList ?? defaults.allowList;
     const headers = { ...defaults.headers, ...own.headers };
-    return {
+    const limit: RouteLimit = {
       id,
       group: explicitGroup ?? routeGroup(method, url, constraints),
       hook: own.hook ?? defaults.hook ?? "onRequest",
@@ -130,6 +132,25 @@ export class RouteLimits {
       onExceeded: own.onExceeded ?? defaults.onExceeded,
       ban: own.ban ?? defaults.ban,
     };
+    this.#byRoute.set(id, limit);
+    if (Array.isArray(method)) for (const m of method) this.#byRoute.set(routeId(m, url, constraints), limit);
+    if (explicitGroup !== undefined && !this.#byGroup.has(explicitGroup)) this.#byGroup.set(explicitGroup, limit);
+    return limit;
+  }
+
+  /**
+   * The limit of a limited route the plugin has seen, by `"<METHOD> <url>"` as in its errors (one method of a route
+   * with several; `HEAD` names the route serving GET); `undefined` for a route without a limit or not seen yet.
+   */
+  routeLimit(route: string): RouteLimit | undefined {
+    const found = this.#byRoute.get(route);
+    if (found !== undefined || !route.startsWith("HEAD ")) return found;
+    return this.#byRoute.get(`GET ${route.slice("HEAD ".length)}`);
+  }
+
+  /** The limit of the first route sharing `group`; `undefined` when no route names it. */
+  groupLimit(group: string): RouteLimit | undefined {
+    return this.#byGroup.get(group);
   }
 
   /** Routes sharing a group need named rules, identical for all of them. */

@@ -80,6 +80,9 @@ const bad: Array<[string, unknown]> = [
   ["batch maxSize 0", { rateLimit: { batch: { maxSize: 0 } } }],
   ["batch string", { rateLimit: { batch: "sometimes" } }],
   ["batch unknown key", { rateLimit: { batch: { size: 4 } } }],
+  // null is a bad value, never "not given".
+  ["metrics null", { metrics: null }],
+  ["batch null", { rateLimit: { batch: null } }],
 ];
 
 describe("options are checked whole at registration, before anything is sent", () => {
@@ -137,6 +140,9 @@ describe("route configs are checked when the route is declared", () => {
     ["bad header flag", { coordis: { rateLimit: { headers: { draft: 1 } } } }],
     ["ban negative", { coordis: { rateLimit: { ban: -2 } } }],
     ["no rules anywhere", { coordis: { rateLimit: { key: () => "k" } } }],
+    // null is a bad value, never "not given" (under global limits, rateLimit: null would limit the route).
+    ["rateLimit null", { coordis: { rateLimit: null } }],
+    ["group null", { coordis: { rateLimit: { group: null } } }],
   ];
   for (const [what, config] of badRoutes) {
     it(`${what} -> InvalidArgumentError, nothing sent`, async () => {
