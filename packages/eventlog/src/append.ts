@@ -264,7 +264,7 @@ export class Appender {
     }
     const reply = await runScriptDynamic(this.#ctx.redis, eventlogScripts.appendBatch, scriptKeys, args);
     return reply.map(([ok, id, duplicate], i): BatchOutcome<AppendResult> => {
-      if (ok !== 1) return { ok: false, error: new ScriptError(eventlogScripts.append.name, id) };
+      if (ok !== 1) return { ok: false, error: new ScriptError(eventlogScripts.appendBatch.name, id) };
       try {
         return { ok: true, value: this.#outcome(id, duplicate ?? 0, items[i]?.idem) };
       } catch (err) {

@@ -1,7 +1,7 @@
 import { notifyEvent, toCoordisError, validate } from "@coordis/core";
 import { Consumer } from "./consumer.js";
 import { type ConsumeOptions, type GroupSettings, parseConsumeOptions } from "./consumer-options.js";
-import type { GroupHandle, LogContext } from "./context.js";
+import { bounded, type GroupHandle, type LogContext } from "./context.js";
 import type { ConsumeHandler, GroupInfo } from "./types.js";
 
 function flatToMap(flat: unknown): Map<string, unknown> {
@@ -67,12 +67,16 @@ export class ConsumerGroup<T = unknown> {
   async #make(): Promise<void> {
     const lost = this.#lost;
     try {
-      await this.#log.redis.xgroup(
-        "CREATE",
-        this.#log.keys.stream,
-        this.name,
-        lost || this.#startAt === "start" ? "0" : "$",
-        "MKSTREAM",
+      await bounded(
+        this.#log,
+        this.#log.redis.xgroup(
+          "CREATE",
+          this.#log.keys.stream,
+          this.name,
+          lost || this.#startAt === "start" ? "0" : "$",
+          "MKSTREAM",
+        ),
+        "XGROUP CREATE",
       );
     } catch (err) {
       if (err instanceof Error && err.message.startsWith("BUSYGROUP")) {
@@ -108,12 +112,17 @@ export class ConsumerGroup<T = unknown> {
    * @returns `null` when the group does not exist
    */
   async info(): Promise<GroupInfo | null> {
-    const { redis, keys } = this.#log;
+    const log = this.#log;
+    const { redis, keys } = log;
     try {
-      const groups = (await redis.xinfo("GROUPS", keys.stream)) as unknown[];
+      const groups = (await bounded(log, redis.xinfo("GROUPS", keys.stream), "XINFO GROUPS")) as unknown[];
       const mine = groups.map(flatToMap).find((g) => g.get("name") === this.name);
       if (mine === undefined) return null;
-      const consumers = (await redis.xinfo("CONSUMERS", keys.stream, this.name)) as unknown[];
+      const consumers = (await bounded(
+        log,
+        redis.xinfo("CONSUMERS", keys.stream, this.name),
+        "XINFO CONSUMERS",
+      )) as unknown[];
       return {
         name: this.name,
         pending: Number(mine.get("pending") ?? 0),

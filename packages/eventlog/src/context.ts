@@ -5,6 +5,7 @@ import {
   type OperationSite,
   ownConnectionOptions,
   type RedisClient,
+  withCommandDeadline,
 } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import type { ChainMode } from "./chain.js";
@@ -114,6 +115,17 @@ export function closeBlockingConnection(conn: Redis | Cluster | undefined): void
   if (conn === undefined || closing.has(conn)) return;
   closing.add(conn);
   void disconnectWithin(conn);
+}
+
+/**
+ * A plain command sent on the log's client (`pending`, named by `what`), bounded as a script call on that client is: by
+ * its commandTimeout, or, on a client without one (and on a Cluster), by Coordis' own deadline (core's
+ * `withCommandDeadline`), past which it rejects with RedisUnavailableError. Without it, a command whose request or reply
+ * was lost (a partition; a connection reset, after which Coordis clients do not send it again) would never settle on a
+ * client without commandTimeout, and whatever awaits it (a consumer's loop, its XACK, a tail, a read) would wait forever.
+ */
+export function bounded<V>(ctx: LogContext, pending: Promise<V>, what: string): Promise<V> {
+  return withCommandDeadline(ctx.redis, pending, `${what} of log "${ctx.name}"`);
 }
 
 /** The constant part of a log's operation reports. */

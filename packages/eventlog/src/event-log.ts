@@ -136,7 +136,8 @@ export class EventLog<T = unknown> {
    * Follows the log live: an async iterable of entries appended after `from`, read with blocking XREAD on a
    * connection of its own (closed when the loop ends or `signal` aborts). It survives connection drops, resuming
    * after the last id it yielded. When entries it should have yielded were trimmed or deleted first, the iteration
-   * throws {@link GapError}.
+   * throws {@link GapError}. A read that Redis refuses (WRONGTYPE: a key of the log holds another type; NOPERM) ends it
+   * with ScriptError: retrying could not get past it.
    * @throws InvalidArgumentError for a bad option or an unknown option key (immediately, nothing is sent)
    */
   tail(options: TailOptions = {}): AsyncIterable<Entry<T>> {

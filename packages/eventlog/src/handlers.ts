@@ -1,6 +1,6 @@
 import { errorOf, reportOperation, runScript, toCoordisError } from "@coordis/core";
 import type { ConsumeSettings } from "./consumer-options.js";
-import { type GroupHandle, site } from "./context.js";
+import { bounded, type GroupHandle, site } from "./context.js";
 import type { Entry } from "./entries.js";
 import type { HeldEntry, Refresher } from "./refresh.js";
 import { eventlogScripts } from "./scripts.generated.js";
@@ -181,7 +181,8 @@ export class Handlers<T> {
     const { log, name } = this.#group;
     const ids = new Array<string>(jobs.length);
     for (let i = 0; i < jobs.length; i++) ids[i] = (jobs[i] as Job<T>).entry.id;
-    log.redis.xack(log.keys.stream, name, ...ids).then(
+    // Bounded: an XACK that never settles would hold its entries forever (refreshed, never delivered again).
+    bounded(log, log.redis.xack(log.keys.stream, name, ...ids), "XACK").then(
       (count) => this.#acked(jobs, Number(count), undefined),
       (err: unknown) => this.#acked(jobs, 0, toCoordisError(err)),
     );

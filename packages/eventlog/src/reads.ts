@@ -1,6 +1,6 @@
 import { runScript, toCoordisError } from "@coordis/core";
 import { LinkChecker } from "./chain.js";
-import type { LogContext } from "./context.js";
+import { bounded, type LogContext } from "./context.js";
 import { compareIds, type Entry, fieldOf, idAfter, idBefore, parseEntry, type RawEntry } from "./entries.js";
 import { UnverifiedEntryError } from "./errors.js";
 import type { ReadSettings, UnverifiedMode } from "./options.js";
@@ -72,8 +72,8 @@ export async function readPage<T>(ctx: LogContext, opts: ReadSettings): Promise<
   } else {
     raw = (
       reverse
-        ? await ctx.redis.xrevrange(stream, high, low, "COUNT", limit + 1)
-        : await ctx.redis.xrange(stream, low, high, "COUNT", limit + 1)
+        ? await bounded(ctx, ctx.redis.xrevrange(stream, high, low, "COUNT", limit + 1), "XREVRANGE")
+        : await bounded(ctx, ctx.redis.xrange(stream, low, high, "COUNT", limit + 1), "XRANGE")
     ) as RawEntry[];
   }
   let entries = raw.slice(0, limit).map((r) => parseEntry<T>(r));
@@ -85,7 +85,7 @@ export async function readPage<T>(ctx: LogContext, opts: ReadSettings): Promise<
 /** Number of entries currently kept. */
 export async function length(ctx: LogContext): Promise<number> {
   try {
-    return await ctx.redis.xlen(ctx.keys.stream);
+    return await bounded(ctx, ctx.redis.xlen(ctx.keys.stream), "XLEN");
   } catch (err) {
     throw toCoordisError(err);
   }
@@ -94,7 +94,7 @@ export async function length(ctx: LogContext): Promise<number> {
 /** The latest entry's id, sequence number and (chained logs) hash, from the meta hash. */
 export async function head(ctx: LogContext): Promise<{ id: string; hash?: string; seq: number } | null> {
   try {
-    const [last, hash, seq] = await ctx.redis.hmget(ctx.keys.meta, "last", "head", "seq");
+    const [last, hash, seq] = await bounded(ctx, ctx.redis.hmget(ctx.keys.meta, "last", "head", "seq"), "HMGET");
     if (last === null || last === undefined) return null;
     return { id: last, seq: Number(seq ?? 0), ...(hash ? { hash } : {}) };
   } catch (err) {
@@ -111,7 +111,13 @@ export async function deadLetters<T>(
   const low = opts.after === undefined ? "-" : idAfter(opts.after);
   let raw: RawEntry[] = [];
   try {
-    if (low !== undefined) raw = (await ctx.redis.xrange(ctx.keys.dlq, low, "+", "COUNT", opts.limit)) as RawEntry[];
+    if (low !== undefined) {
+      raw = (await bounded(
+        ctx,
+        ctx.redis.xrange(ctx.keys.dlq, low, "+", "COUNT", opts.limit),
+        "XRANGE of the dead-letter stream",
+      )) as RawEntry[];
+    }
   } catch (err) {
     throw toCoordisError(err);
   }

@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { notifyEvent, toCoordisError } from "@coordis/core";
+import { type CoordisError, notifyEvent, ScriptError, toCoordisError } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import { afterHead, LinkChecker } from "./chain.js";
 import {
   blockingRead,
+  bounded,
   closeBlockingConnection,
   type LogContext,
   openBlockingConnection,
@@ -19,6 +20,27 @@ const RETRY_MS = 200;
 function seqOf(fields: readonly string[]): number | undefined {
   const s = fieldOf(fields, "s");
   return s !== undefined && /^\d{1,15}$/.test(s) ? Number(s) : undefined;
+}
+
+/**
+ * A tail's read that Redis refused (an error reply, not "unavailable"): retrying cannot fix it, so the tail ends with
+ * it. WRONGTYPE: a key of the log holds another type (something other than EventLog wrote it, e.g. a SET on the
+ * stream key); NOPERM: the ACL user lacks a command. Undefined for what a retry may get past: Redis unreachable or not
+ * serving (RedisUnavailableError), or a blocking read ended by CLIENT UNBLOCK (UNBLOCKED).
+ */
+function refusedRead(log: LogContext, err: unknown): CoordisError | undefined {
+  const error = toCoordisError(err);
+  if (!(error instanceof ScriptError) || error.redisMessage.startsWith("UNBLOCKED")) return undefined;
+  const { stream, meta } = log.keys;
+  const fix = error.redisMessage.startsWith("WRONGTYPE")
+    ? `a key of the log holds another type than EventLog writes there (something else wrote it): "${stream}" must ` +
+      `be a stream and "${meta}" a hash; delete or rename the wrong key, or use a log of another name`
+    : error.redisMessage.startsWith("NOPERM")
+      ? "the ACL user lacks a command the tail sends (XREAD, XRANGE, XREVRANGE, XINFO STREAM, HMGET); grant what " +
+        "aclRules() of @coordis/core lists"
+      : "retrying cannot fix it";
+  error.message = `the tail of log "${log.name}" ended: Redis refused its read (${error.redisMessage}); ${fix}`;
+  return error;
 }
 
 /** Rejection of {@link abortable} when the tail is ended. */
@@ -95,7 +117,7 @@ async function* run<T>(
   signal.addEventListener("abort", onAbort, { once: true });
   const main = <V>(p: Promise<V>) =>
     abortable(p, signal).catch((err: unknown) => {
-      throw err === ENDED ? ENDED : toCoordisError(err);
+      throw err === ENDED ? ENDED : (refusedRead(log, err) ?? toCoordisError(err));
     });
   try {
     let last: string;
@@ -110,7 +132,7 @@ async function* run<T>(
     // cursor and it, means it did.
     let cursorUnknown = false;
     if (from === "end") {
-      const [id, seq] = await main(log.redis.hmget(meta, "last", "seq"));
+      const [id, seq] = await main(bounded(log, log.redis.hmget(meta, "last", "seq"), "HMGET"));
       last = id ?? "0-0";
       lastSeq = Number(seq ?? 0);
     } else if (from === "start" || compareIds(from, "0-0") === 0) {
@@ -120,11 +142,11 @@ async function* run<T>(
       last = from;
       const [info, at] = await main(
         Promise.all([
-          log.redis.xinfo("STREAM", stream).catch((err: unknown) => {
+          bounded(log, log.redis.xinfo("STREAM", stream), "XINFO STREAM").catch((err: unknown) => {
             if (err instanceof Error && err.message.includes("no such key")) return null;
             throw err;
           }),
-          log.redis.xrange(stream, from, from),
+          bounded(log, log.redis.xrange(stream, from, from), "XRANGE"),
         ]),
       );
       const here = (at as RawEntry[])[0];
@@ -149,7 +171,8 @@ async function* run<T>(
           const deletedPast =
             !trimmedPast &&
             compareIds(maxDeleted, from) > 0 &&
-            (next === undefined || (await main(log.redis.xrange(stream, next, next))).length === 0);
+            (next === undefined ||
+              (await main(bounded(log, log.redis.xrange(stream, next, next), "XRANGE"))).length === 0);
           if (trimmedPast || deletedPast) {
             notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });
             throw new GapError(from, first === null ? undefined : idBefore(first[0]), undefined);
@@ -178,13 +201,13 @@ async function* run<T>(
         const first = raws[0];
         if (checker !== undefined && first !== undefined) {
           // Read after the entries: every entry EventLog.append wrote is at or before the recorded last id.
-          const m = await abortable(log.redis.hmget(meta, "last", "anchor"), signal);
+          const m = await abortable(bounded(log, log.redis.hmget(meta, "last", "anchor"), "HMGET"), signal);
           recorded = m[0] ?? null;
           anchor = m[1] ?? null;
           if (!seeded) {
             // What precedes the first entry, as a read() of a page starting there sees it: the entries before it.
             const before = (await abortable(
-              log.redis.xrevrange(stream, `(${first[0]}`, "-", "COUNT", 16),
+              bounded(log, log.redis.xrevrange(stream, `(${first[0]}`, "-", "COUNT", 16), "XREVRANGE"),
               signal,
             )) as RawEntry[];
             checker.follow(before, recorded);
@@ -193,12 +216,15 @@ async function* run<T>(
         }
       } catch (err) {
         if (signal.aborted) return;
+        // Refused by Redis (a key of another type, a missing ACL permission): every retry would fail alike.
+        const refused = refusedRead(log, err);
         notifyEvent(log.observer, {
           primitive: "eventlog",
           type: "tail-error",
           name: log.name,
-          error: toCoordisError(err),
+          error: refused ?? toCoordisError(err),
         });
+        if (refused !== undefined) throw refused;
         await sleep(RETRY_MS, undefined, { signal }).catch(() => {});
         continue;
       }
