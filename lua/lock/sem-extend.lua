@@ -5,7 +5,8 @@
 -- Reply: number
 -- (1 when extended, 0 when the permit had expired (it is removed) or was released)
 -- An expired permit is removed. The key's expiry moves only forward (PEXPIRE GT), and NX gives a key without a TTL
--- one back (as in sem-acquire.lua).
+-- one back (as in sem-acquire.lua). PEXPIRE comes before ZADD: on a full noeviction Redis a script's first write may
+-- not be one that adds data (ZADD is refused with OOM), while a held permit must still be renewed.
 local key, token, ttl = KEYS[1], ARGV[1], ARGV[2]
 local expiry = redis.call('ZSCORE', key, token)
 if not expiry then return 0 end
@@ -16,6 +17,6 @@ if expiry + 0 <= now then
   redis.call('ZREM', key, token)
   return 0
 end
-redis.call('ZADD', key, string.format('%d', now + ttl), token)
 if redis.call('PEXPIRE', key, ttl, 'GT') == 0 then redis.call('PEXPIRE', key, ttl, 'NX') end
+redis.call('ZADD', key, string.format('%d', now + ttl), token)
 return 1

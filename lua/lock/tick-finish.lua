@@ -2,6 +2,8 @@
 -- job's bounded history. The record is then kept recordTtlMs from now. Reply 0: the token no longer owns the claim
 -- (another replica claimed the tick after this run's lease expired, or the record is gone); nothing is written.
 -- A finish of a record this token already finished answers 1 and writes nothing: a retry after an unanswered finish.
+-- HDEL comes first: on a full noeviction Redis a script's first write may not be one that adds data (HSET, LPUSH are
+-- refused with OOM), while a run that was claimed must still have its outcome recorded.
 -- KEYS[1] record (hash): the tick record
 -- KEYS[2] history (list): newest-first JSON entries of finished runs
 -- ARGV[1] token (string): the claim's token
@@ -21,8 +23,8 @@ if record[1] ~= 'running' then
 end
 local now = now_ms()
 local ok = ARGV[2] == '1'
-redis.call('HSET', KEYS[1], 'state', ok and 'ok' or 'failed', 'endMs', now, 'error', ARGV[3])
 redis.call('HDEL', KEYS[1], 'leaseUntil')
+redis.call('HSET', KEYS[1], 'state', ok and 'ok' or 'failed', 'endMs', now, 'error', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 local entry = {
   tick = ARGV[4], owner = record[3], fence = tonumber(record[4]), attempt = tonumber(record[5]),
