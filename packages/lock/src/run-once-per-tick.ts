@@ -296,8 +296,7 @@ export async function runOncePerTick<T>(
     result = await fn(ctx);
   } catch (err) {
     lease.stopAutoExtend();
-    const message = (err instanceof Error ? `${err.name}: ${err.message}` : String(err)).slice(0, MAX_ERROR_CHARS);
-    outcome = { ok: false, error: message };
+    outcome = { ok: false, error: errorText(err) };
     const recorded = await recordOutcome(lease).catch(() => false);
     if (!recorded) reportLost(observer, job);
     report("ran-failed", err instanceof Error ? err : undefined);
@@ -322,6 +321,21 @@ export async function runOncePerTick<T>(
   }
   report("ran-ok");
   return { ran: true, result, state: "ok", owner };
+}
+
+/**
+ * What a failed run's record and history say about `err` (at most {@link MAX_ERROR_CHARS} characters). Never throws:
+ * fn may throw any value, also one without a string form (a null-prototype object, an Error whose `message` getter
+ * throws), and the run must still be recorded failed and that value rethrown.
+ */
+function errorText(err: unknown): string {
+  let text: string;
+  try {
+    text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  } catch {
+    text = validate.thrownMessage(err);
+  }
+  return text.slice(0, MAX_ERROR_CHARS);
 }
 
 /** First and longest pause between two attempts to record a run's outcome while Redis does not answer, ms. */
