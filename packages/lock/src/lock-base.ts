@@ -3,6 +3,7 @@ import {
   type CoordisError,
   type CoordisObserver,
   type OperationSite,
+  RedisUnavailableError,
   reportOperation,
   toCoordisError,
   validate,
@@ -86,6 +87,19 @@ export abstract class LockBase {
 
   /** One acquisition attempt with a fresh token (one round trip per node). */
   protected abstract attempt(): Promise<AttemptResult>;
+
+  /**
+   * Why an acquire gave up whose last attempt won a grant that came back after its validity (given back, not handed
+   * out), and what to change. The lock was not found held: this is a slow answer, not a busy lock.
+   */
+  protected lateGrantMessage(): string {
+    return (
+      `Lock "${this.name}": the last grant came back after its validity (ttlMs ${this.ttlMs} ms less ` +
+      `${driftMs(this.ttlMs, this.driftFactor)} ms for clock drift) and was given back, not handed out: Redis ` +
+      "answered too slowly for this ttlMs (a stalled server, a blocked event loop). Raise ttlMs or find what " +
+      "delays the answers."
+    );
+  }
 
   /**
    * Runs one acquisition request. When it fails without an answer (timeout, dropped connection) the outcome is
@@ -172,7 +186,8 @@ export abstract class LockBase {
    * Acquires the lock, waiting up to `waitMs` (default 10 s) with jittered exponential backoff while it is busy.
    * @throws LockBusyError when it stayed busy for `waitMs` (a single attempt when `waitMs` is 0)
    * @throws `signal.reason` when `signal` aborts (a lease won in flight is released, never handed out)
-   * @throws RedisUnavailableError when Redis (a quorum, for Redlock) cannot be reached
+   * @throws RedisUnavailableError when Redis (a quorum, for Redlock) cannot be reached, or when the last attempt's
+   *   grant came back after its validity (given back: Redis answered too slowly for `ttlMs`)
    * @throws InvalidArgumentError for bad options, before any Redis call
    */
   acquire(options?: AcquireOptions): Promise<Lease> {
@@ -228,6 +243,7 @@ export abstract class LockBase {
         const remaining = until - performance.now();
         if (remaining <= 0) {
           if (result.kind === "unavailable") throw result.error;
+          if (result.kind === "invalid") throw new RedisUnavailableError(this.lateGrantMessage());
           throw new LockBusyError(this.name, performance.now() - start);
         }
         const base = Math.min(MAX_RETRY_DELAY_MS, MIN_RETRY_DELAY_MS * 2 ** Math.min(attempts - 1, 10));

@@ -18,7 +18,7 @@ import {
   validate,
   validateName,
 } from "@coordis/core";
-import type { LeaseBackend } from "./lease.js";
+import { driftMs, type LeaseBackend } from "./lease.js";
 import { type AttemptResult, LockBase } from "./lock-base.js";
 import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon, parseLockOptions, TOKEN_BYTES } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
@@ -33,7 +33,8 @@ export interface RedlockOptions extends CommonLockOptions {
   driftFactor?: number;
   /**
    * How long to wait for each master per request, ms; a master that does not answer in time counts as failed.
-   * Default `ttlMs / 10`, clamped to 50–500.
+   * Default `ttlMs / 10`, clamped to 50–500 and to at most half the lease's validity. A round waits this long for a
+   * master that does not answer: set beyond the validity, every grant comes back expired while one master is down.
    */
   nodeTimeoutMs?: number;
 }
@@ -107,9 +108,18 @@ export class Redlock extends LockBase {
       raw.driftFactor === undefined
         ? DEFAULT_DRIFT_FACTOR
         : validate.finiteNumber("options.driftFactor", raw.driftFactor, { min: 0, max: 0.5 });
+    // The default waits for a silent master at most half the lease's validity: a round that waited longer would
+    // bring back only expired grants while one master is down, and a short lease could never be acquired.
     const nodeTimeoutMs =
       raw.nodeTimeoutMs === undefined
-        ? Math.min(500, Math.max(50, Math.floor(common.ttlMs / 10)))
+        ? Math.max(
+            1,
+            Math.min(
+              500,
+              Math.max(50, Math.floor(common.ttlMs / 10)),
+              Math.floor((common.ttlMs - driftMs(common.ttlMs, driftFactor)) / 2),
+            ),
+          )
         : validate.durationMs("options.nodeTimeoutMs", raw.nodeTimeoutMs, { min: 1, max: 60_000 });
     super("redlock", name, common.ttlMs, driftFactor, common.observer, common.durability?.timeoutMs);
     const keys = entityKeys(common.prefix, "lock", name);
@@ -178,6 +188,17 @@ export class Redlock extends LockBase {
   /** Number of masters. */
   get size(): number {
     return this.#nodes.length;
+  }
+
+  protected override lateGrantMessage(): string {
+    const waitMs = this.#nodeTimeoutMs + (this.#durability?.timeoutMs ?? 0);
+    return (
+      `Redlock "${this.name}": the last grant came back after its validity (ttlMs ${this.ttlMs} ms less ` +
+      `${driftMs(this.ttlMs, this.driftFactor)} ms for clock drift) and was given back, not handed out: a master ` +
+      `that does not answer keeps each round waiting nodeTimeoutMs (${this.#nodeTimeoutMs} ms)` +
+      (waitMs === this.#nodeTimeoutMs ? "" : ` plus durability.timeoutMs (${waitMs - this.#nodeTimeoutMs} ms)`) +
+      ". Keep nodeTimeoutMs well below ttlMs, or raise ttlMs."
+    );
   }
 
   protected async attempt(): Promise<AttemptResult> {
