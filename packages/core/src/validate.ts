@@ -34,6 +34,21 @@ export function thrownMessage(err: unknown): string {
   }
 }
 
+/**
+ * What a record says about a thrown value (a failed tick's history, a failed job's error): an Error's
+ * `name: message`, else the value's string form, cut to `maxChars` characters. Never throws: a value without a string
+ * form (a null-prototype object, a message getter that throws) is described by its type.
+ */
+export function thrownText(err: unknown, maxChars: number): string {
+  let text: string;
+  try {
+    text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  } catch {
+    text = `${describeValue(err)} without a string form`;
+  }
+  return text.length > maxChars ? text.slice(0, maxChars) : text;
+}
+
 /** A finite number (not NaN, not ±Infinity), optionally within `[min, max]`. */
 export function finiteNumber(name: string, value: unknown, bounds: { min?: number; max?: number } = {}): number {
   if (typeof value !== "number" || !Number.isFinite(value)) {

@@ -132,4 +132,20 @@ describe("validate.redisClient", () => {
     expect(() => validate.redisClient("redis", {})).toThrow(/got an object/);
     expect(() => validate.redisClient("redis", () => 1)).toThrow(/got a function/);
   });
+
+  it("thrownText: an Error's name and message, another value's string form, a formless one by its type; capped", () => {
+    expect(validate.thrownText(new TypeError("boom"), 100)).toBe("TypeError: boom");
+    expect(validate.thrownText("disk full", 100)).toBe("disk full");
+    expect(validate.thrownText(42, 100)).toBe("42");
+    expect(validate.thrownText(Object.create(null), 100)).toBe("an object without a string form");
+    const getterThrows = new Error("x");
+    Object.defineProperty(getterThrows, "message", {
+      get() {
+        throw new Error("no message");
+      },
+    });
+    expect(validate.thrownText(getterThrows, 100)).toBe("an object without a string form");
+    expect(validate.thrownText(new Error("y".repeat(50)), 10)).toBe("Error: yyy");
+    expect(validate.thrownText(Symbol("s"), 100)).toBe("Symbol(s)");
+  });
 });

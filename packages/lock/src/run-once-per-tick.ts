@@ -329,13 +329,7 @@ export async function runOncePerTick<T>(
  * throws), and the run must still be recorded failed and that value rethrown.
  */
 function errorText(err: unknown): string {
-  let text: string;
-  try {
-    text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-  } catch {
-    text = validate.thrownMessage(err);
-  }
-  return text.slice(0, MAX_ERROR_CHARS);
+  return validate.thrownText(err, MAX_ERROR_CHARS);
 }
 
 /** First and longest pause between two attempts to record a run's outcome while Redis does not answer, ms. */

@@ -49,6 +49,6 @@ describe("runOncePerTick when fn throws a value without a string form", () => {
     const history = await tickHistory(redis, job, { prefix });
     expect(history).toHaveLength(1);
     expect(history[0]).toMatchObject({ tick: 1, ok: false });
-    expect(typeof history[0]?.error).toBe("string");
+    expect(history[0]?.error).toBe("an object without a string form");
   });
 });

@@ -38,16 +38,11 @@ export interface CloseOptions {
 }
 
 /**
- * `"<name>: <message>"` of what a handler threw, at most 4,096 characters. Never throws: a value without a string form
- * (a null-prototype object, an error whose message is a symbol or a getter that throws) is described by its type, so
+ * What a failed attempt records about what its handler threw: an Error's `"<name>: <message>"`, else the value's
+ * string form, at most {@link MAX_ERROR_CHARS} characters. Never throws: a value without a string form (a
+ * null-prototype object, an error whose message is a symbol or a getter that throws) is described by its type, so
  * its attempt still fails and its handler slot is freed.
  */
 export function errorText(err: unknown): string {
-  let text: string;
-  try {
-    text = err instanceof Error ? `${err.name}: ${err.message}` : `Error: ${String(err)}`;
-  } catch {
-    text = `Error: ${validate.describeValue(err)} without a string form`;
-  }
-  return text.length > MAX_ERROR_CHARS ? text.slice(0, MAX_ERROR_CHARS) : text;
+  return validate.thrownText(err, MAX_ERROR_CHARS);
 }

@@ -32,12 +32,25 @@ describe("what a handler throws, and bad input to a job's and a worker's methods
       const good = await q.add("good");
       const fate = await q.result(bad.id, { timeoutMs: 10_000 }).catch((err: unknown) => err);
       expect(fate).toBeInstanceOf(JobDeadError);
-      expect((await q.get(bad.id))?.error).toMatch(/^Error: /);
+      expect((await q.get(bad.id))?.error).toBe("an object without a string form");
       await expect(q.result(good.id, { timeoutMs: 10_000 })).resolves.toBe("good");
       expect(failures).toEqual([]);
     } finally {
       process.off("unhandledRejection", onUnhandled);
     }
+  });
+
+  it("a handler rejecting with a value that is not an Error records its string form, not an Error's name", async () => {
+    const name = "string-thrown";
+    const q = queue<string, string>(name);
+    worker<string, string>(name, async () => {
+      throw "quota exceeded";
+    });
+    const job = await q.add("x", { attempts: 1 });
+    const fate = await q.result(job.id, { timeoutMs: 10_000 }).catch((err: unknown) => err);
+    expect(fate).toBeInstanceOf(JobDeadError);
+    expect((fate as JobDeadError).lastError).toBe("quota exceeded");
+    expect((await q.get(job.id))?.error).toBe("quota exceeded");
   });
 
   it("a handler throwing synchronously a value that has no string form fails its attempt, and the worker goes on", async () => {
