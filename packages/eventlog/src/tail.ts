@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { type CoordisError, notifyEvent, ScriptError, toCoordisError } from "@coordis/core";
+import { type CoordisError, notifyEvent, RedisUnavailableError, ScriptError, toCoordisError } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import { afterHead, LinkChecker } from "./chain.js";
 import {
@@ -99,6 +99,78 @@ export function tailLog<T>(ctx: LogContext, settings: TailSettings): AsyncIterab
   };
 }
 
+/** Where a tail starts: the cursor, its entry's sequence number when known, and whether the cursor is not in the log. */
+interface StartPosition {
+  last: string;
+  /** Sequence number of `last`, when known: every entry carries one, so a jump means entries were skipped. */
+  lastSeq: number | undefined;
+  /**
+   * Resumed from a cursor whose entry is not in the log, and neither retention nor a deletion explains it: the log
+   * may have been lost and started over after it (its entries are then all newer than the cursor: ids are server
+   * time). The first entry with a sequence number decides: the log's very first one (1), with ids between the cursor
+   * and it, means it did.
+   */
+  cursorUnknown: boolean;
+}
+
+/**
+ * Reads where a tail from `from` starts. @throws GapError when entries after the cursor were trimmed or deleted;
+ * what `main` makes of a failed read (RedisUnavailableError, a refused read's ScriptError)
+ */
+async function startPosition(
+  log: LogContext,
+  from: string,
+  main: <V>(p: Promise<V>) => Promise<V>,
+): Promise<StartPosition> {
+  const { stream, meta } = log.keys;
+  if (from === "end") {
+    const [id, seq] = await main(bounded(log, log.redis.hmget(meta, "last", "seq"), "HMGET"));
+    return { last: id ?? "0-0", lastSeq: Number(seq ?? 0), cursorUnknown: false };
+  }
+  if (from === "start" || compareIds(from, "0-0") === 0) {
+    // Nothing lies before 0-0 (no entry has that id): the log from its beginning, whatever retention trimmed.
+    return { last: "0-0", lastSeq: undefined, cursorUnknown: false };
+  }
+  const [info, at] = await main(
+    Promise.all([
+      bounded(log, log.redis.xinfo("STREAM", stream), "XINFO STREAM").catch((err: unknown) => {
+        if (err instanceof Error && err.message.includes("no such key")) return null;
+        throw err;
+      }),
+      bounded(log, log.redis.xrange(stream, from, from), "XRANGE"),
+    ]),
+  );
+  const here = (at as RawEntry[])[0];
+  if (here !== undefined) {
+    // The cursor's entry still exists: its sequence number makes the first read's gap check exact (an entry that
+    // something else added has none: the first read is not checked).
+    return { last: from, lastSeq: seqOf(here[1]), cursorUnknown: false };
+  }
+  if (info !== null) {
+    const fields = info as unknown[];
+    const first = fields[fields.indexOf("first-entry") + 1] as RawEntry | null;
+    const firstSeq = first === null ? 0 : Number(fieldOf(first[1], "s") ?? 0);
+    const maxDeleted = String(fields[fields.indexOf("max-deleted-entry-id") + 1] ?? "0-0");
+    // The cursor's entry is gone. Trimmed: when ids lie between the cursor and the oldest kept entry, which is not
+    // the log's first entry, entries were trimmed past the cursor (conservative: reported even when exactly the
+    // cursor's own entry was the last one trimmed). Deleted (XDEL): Redis 7.0 records max-deleted-entry-id.
+    const trimmedPast = first !== null && compareIds(idBefore(first[0]), from) > 0 && firstSeq > 1;
+    // A deletion after the cursor matters unless the entry right after the cursor's id exists: then no entry can have
+    // been between them (a GapError's resumeAfter is such a cursor, whatever was deleted further on, which the reads
+    // report when they get there).
+    const next = idAfter(from);
+    const deletedPast =
+      !trimmedPast &&
+      compareIds(maxDeleted, from) > 0 &&
+      (next === undefined || (await main(bounded(log, log.redis.xrange(stream, next, next), "XRANGE"))).length === 0);
+    if (trimmedPast || deletedPast) {
+      notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });
+      throw new GapError(from, first === null ? undefined : idBefore(first[0]), undefined);
+    }
+  }
+  return { last: from, lastSeq: undefined, cursorUnknown: true };
+}
+
 async function* run<T>(
   log: LogContext,
   from: string,
@@ -120,67 +192,26 @@ async function* run<T>(
       throw err === ENDED ? ENDED : (refusedRead(log, err) ?? toCoordisError(err));
     });
   try {
-    let last: string;
-    // Sequence number of `last`, when known: every entry carries one, so a jump means entries were skipped.
-    let lastSeq: number | undefined;
+    // Where the tail starts. Redis unreachable or not serving: tried again, as a running tail's reads are, so a tail
+    // started during a blip (a replica booting while Redis fails over) waits for Redis instead of ending.
+    let start: StartPosition | undefined;
+    while (start === undefined) {
+      try {
+        start = await startPosition(log, from, main);
+      } catch (err) {
+        if (err === ENDED || signal.aborted) return;
+        const error = err as CoordisError;
+        if (!(error instanceof RedisUnavailableError)) throw err;
+        notifyEvent(log.observer, { primitive: "eventlog", type: "tail-error", name: log.name, error });
+        await sleep(RETRY_MS, undefined, { signal }).catch(() => {});
+        if (signal.aborted) return;
+      }
+    }
+    let { last, lastSeq } = start;
+    const { cursorUnknown } = start;
     // The sequence number claimed by changed entries read since the entry of `lastSeq`, when they continue it one by
     // one (see below): the next entry may follow them instead.
     let changedSeq: number | undefined;
-    // Resumed from a cursor whose entry is not in the log, and neither retention nor a deletion explains it: the log
-    // may have been lost and started over after it (its entries are then all newer than the cursor: ids are server
-    // time). The first entry with a sequence number decides: the log's very first one (1), with ids between the
-    // cursor and it, means it did.
-    let cursorUnknown = false;
-    if (from === "end") {
-      const [id, seq] = await main(bounded(log, log.redis.hmget(meta, "last", "seq"), "HMGET"));
-      last = id ?? "0-0";
-      lastSeq = Number(seq ?? 0);
-    } else if (from === "start" || compareIds(from, "0-0") === 0) {
-      // Nothing lies before 0-0 (no entry has that id): the log from its beginning, whatever retention trimmed.
-      last = "0-0";
-    } else {
-      last = from;
-      const [info, at] = await main(
-        Promise.all([
-          bounded(log, log.redis.xinfo("STREAM", stream), "XINFO STREAM").catch((err: unknown) => {
-            if (err instanceof Error && err.message.includes("no such key")) return null;
-            throw err;
-          }),
-          bounded(log, log.redis.xrange(stream, from, from), "XRANGE"),
-        ]),
-      );
-      const here = (at as RawEntry[])[0];
-      if (here !== undefined) {
-        // The cursor's entry still exists: its sequence number makes the first read's gap check exact (an entry that
-        // something else added has none: the first read is not checked).
-        lastSeq = seqOf(here[1]);
-      } else {
-        if (info !== null) {
-          const fields = info as unknown[];
-          const first = fields[fields.indexOf("first-entry") + 1] as RawEntry | null;
-          const firstSeq = first === null ? 0 : Number(fieldOf(first[1], "s") ?? 0);
-          const maxDeleted = String(fields[fields.indexOf("max-deleted-entry-id") + 1] ?? "0-0");
-          // The cursor's entry is gone. Trimmed: when ids lie between the cursor and the oldest kept entry, which is
-          // not the log's first entry, entries were trimmed past the cursor (conservative: reported even when exactly
-          // the cursor's own entry was the last one trimmed). Deleted (XDEL): Redis 7.0 records max-deleted-entry-id.
-          const trimmedPast = first !== null && compareIds(idBefore(first[0]), from) > 0 && firstSeq > 1;
-          // A deletion after the cursor matters unless the entry right after the cursor's id exists: then no entry can
-          // have been between them (a GapError's resumeAfter is such a cursor, whatever was deleted further on, which
-          // the reads report when they get there).
-          const next = idAfter(from);
-          const deletedPast =
-            !trimmedPast &&
-            compareIds(maxDeleted, from) > 0 &&
-            (next === undefined ||
-              (await main(bounded(log, log.redis.xrange(stream, next, next), "XRANGE"))).length === 0);
-          if (trimmedPast || deletedPast) {
-            notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });
-            throw new GapError(from, first === null ? undefined : idBefore(first[0]), undefined);
-          }
-        }
-        cursorUnknown = true;
-      }
-    }
 
     conn = openBlockingConnection(log.redis, blockMs);
     if (signal.aborted) return;

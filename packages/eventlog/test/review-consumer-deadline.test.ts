@@ -116,13 +116,18 @@ describe("calls on a client without commandTimeout whose request is lost", () =>
     }
   }, 60_000);
 
-  it("read, length, head, deadLetters, group info and a tail's first read fail with RedisUnavailableError", async () => {
+  it("read, length, head, deadLetters and group info fail with RedisUnavailableError; a tail's start is retried", async () => {
     const redis = await untimed();
-    const log = new EventLog<number>(redis, name("reads"), { prefix });
-    await log.append(1);
+    const failures: CoordisEvent[] = [];
+    const log = new EventLog<number>(redis, name("reads"), {
+      prefix,
+      observer: { onEvent: (e) => e.type === "tail-error" && failures.push(e) },
+    });
+    const { id } = await log.append(1);
     const controller = new AbortController();
-    const tail = log.tail({ from: "end", signal: controller.signal })[Symbol.asyncIterator]();
+    const tail = log.tail({ from: id, signal: controller.signal })[Symbol.asyncIterator]();
     let calls: Promise<unknown>[] = [];
+    let first: Promise<IteratorResult<unknown>> | undefined;
     try {
       await lose("the reads to be sent", () => {
         const sent: Promise<unknown>[] = [
@@ -131,17 +136,23 @@ describe("calls on a client without commandTimeout whose request is lost", () =>
           log.head(),
           log.deadLetters(),
           log.group("g", { consumer: "c" }).info(),
-          tail.next(),
         ];
         calls = sent.map((call, i) => withDeadline(call, RECOVERY_MS, `call ${i} to settle`));
+        first = tail.next();
       });
       const settled = await Promise.allSettled(calls);
       for (const s of settled) {
         expect(s.status).toBe("rejected");
         expect((s as PromiseRejectedResult).reason).toBeInstanceOf(RedisUnavailableError);
       }
+      // The tail's lost start read ended at the deadline too, and was tried again: the tail reads what follows.
+      await waitUntil("the tail's lost start read to be reported", () => failures.length > 0, RECOVERY_MS);
+      expect(failures[0]?.error).toBeInstanceOf(RedisUnavailableError);
+      const next = await log.append(2);
+      const got = await withDeadline(first as Promise<IteratorResult<unknown>>, RECOVERY_MS, "the tail's entry");
+      expect(got.done ? undefined : (got.value as { id: string }).id).toBe(next.id);
     } finally {
       controller.abort();
     }
-  }, 60_000);
+  }, 90_000);
 });
