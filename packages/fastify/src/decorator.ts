@@ -1,4 +1,10 @@
-import { type CoordisObserver, InvalidArgumentError, type RedisClient, validate } from "@coordis/core";
+import {
+  type CoordisObserver,
+  combineObservers,
+  InvalidArgumentError,
+  type RedisClient,
+  validate,
+} from "@coordis/core";
 import type { CoordisMetrics } from "@coordis/metrics";
 import type { Decision, RateLimiter, Rule } from "@coordis/ratelimit";
 import type { Limiters } from "./limiters.js";
@@ -18,7 +24,10 @@ export interface CoordisDecorator {
   readonly metrics: CoordisMetrics | undefined;
   /**
    * Fills in `prefix` and `observer` for a primitive's options, e.g.
-   * `new Leaderboard(app.coordis.redis, "scores", app.coordis.options({ periods: ["daily", "all"] }))`.
+   * `new Leaderboard(app.coordis.redis, "scores", app.coordis.options({ periods: ["daily", "all"] }))`. A `prefix`
+   * in `extra` is kept (the primitive validates it); an `observer` in `extra` is called beside the plugin's, so the
+   * plugin's metrics still count the primitive.
+   * @throws InvalidArgumentError when `extra` is not an object
    */
   options<const T extends object>(extra?: T): T & { prefix: string; observer: CoordisObserver };
   /** The (cached) limiter for a set of rules, created with the plugin's prefix, observer and failure policy. */
@@ -57,7 +66,18 @@ export function createDecorator(parts: DecoratorParts): CoordisDecorator {
     prefix,
     observer,
     metrics,
-    options: <T extends object>(extra?: T) => ({ ...(extra as T), prefix, observer }),
+    options: <T extends object>(extra?: T) => {
+      if (extra !== undefined && (typeof extra !== "object" || extra === null)) {
+        throw new InvalidArgumentError("extra", `expected an options object, got ${validate.describeValue(extra)}`);
+      }
+      const given = (extra ?? {}) as T & { prefix?: unknown; observer?: CoordisObserver };
+      // A prefix given is kept; an observer given hears every event beside the plugin's (its metrics).
+      return {
+        ...given,
+        prefix: given.prefix === undefined ? prefix : (given.prefix as string),
+        observer: given.observer === undefined ? observer : combineObservers(observer, given.observer),
+      };
+    },
     rateLimiter,
     async peekRateLimit(key, peekOptions = {}) {
       validate.options("options", peekOptions, ["rules", "group", "route"]);

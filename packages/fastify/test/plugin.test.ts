@@ -1,5 +1,6 @@
 import { connect, type RedisClient } from "@coordis/core";
 import { coordis } from "@coordis/fastify";
+import { RateLimiter } from "@coordis/ratelimit";
 import { testPrefix } from "@coordis/testing";
 import Fastify, { type FastifyInstance } from "fastify";
 import { Registry } from "prom-client";
@@ -194,6 +195,28 @@ describe("@coordis/fastify lifecycle and metrics", () => {
       expect(res.headers["content-type"]).toMatch(/^text\/plain/);
       expect(res.body).toMatch(/coordis_ratelimit_decisions_total\{[^}]*outcome="allowed"[^}]*\} 1/);
       expect(app.coordis.options({ a: 1 })).toMatchObject({ a: 1, prefix: app.coordis.prefix });
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("options(extra) keeps a prefix given in extra, and an observer given there hears the events beside the metrics", async () => {
+    const app = await makeApp();
+    try {
+      const heard: string[] = [];
+      const mine = { onOperation: (e: { op: string; outcome: string }) => heard.push(`${e.op}:${e.outcome}`) };
+      const own = `${prefix}-own`;
+      const opts = app.coordis.options({ rules, prefix: own, observer: mine });
+      expect(opts.prefix).toBe(own);
+      expect(app.coordis.options({ rules }).prefix).toBe(app.coordis.prefix);
+      const limiter = new RateLimiter(app.coordis.redis, opts);
+      expect((await limiter.consume("options-extra")).allowed).toBe(true);
+      expect(heard).toEqual(["consume:allowed"]);
+      // Counted by the plugin's metrics too, and the state is under the prefix given.
+      const res = await app.inject({ method: "GET", url: "/metrics" });
+      expect(res.body).toMatch(/coordis_ratelimit_decisions_total\{[^}]*outcome="allowed"[^}]*\} 1/);
+      expect(await shared.exists(`${own}:rl:{options-extra}`)).toBe(1);
+      expect(await shared.exists(`${app.coordis.prefix}:rl:{options-extra}`)).toBe(0);
     } finally {
       await app.close();
     }
