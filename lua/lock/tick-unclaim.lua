@@ -12,7 +12,9 @@ end
 if tonumber(record[3] or '1') <= 1 then
   redis.call('DEL', KEYS[1])
 else
-  redis.call('HSET', KEYS[1], 'leaseUntil', 0)
+  -- HDEL first: a script whose first write adds data is refused on a full noeviction Redis (OOM), and the undo must
+  -- still happen there.
   redis.call('HDEL', KEYS[1], 'token')
+  redis.call('HSET', KEYS[1], 'leaseUntil', 0)
 end
 return 1

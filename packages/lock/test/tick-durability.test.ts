@@ -127,6 +127,44 @@ describe("runOncePerTick durability setting", () => {
     expect(await onPrimary.hget(record("unconfirmed", 8), "attempt")).toBe("3");
   });
 
+  it("a retry's unconfirmed claim is undone even when Redis filled up meanwhile (noeviction: OOM)", async () => {
+    const job = "unconfirmed-full";
+    await runOncePerTick(redis, job, 1, () => Promise.reject(new Error("first")), { prefix }).catch(() => 0);
+    // WAIT gives up after 1.5 s (the client's command timeout is 2 s): the window in which Redis fills up.
+    const durability = { replicas: 2, timeoutMs: 1_500 };
+    let calls = 0;
+    const claim = runOncePerTick(redis, job, 1, () => ++calls, {
+      prefix,
+      retryOnError: true,
+      durability,
+      ttlMs: 60_000,
+    }).catch((e: unknown) => e);
+    const policy = await onPrimary.config("GET", "maxmemory-policy");
+    try {
+      // While the claim's WAIT waits for a second replica, Redis fills up: new data is refused from now on.
+      await waitUntil("the retry's claim", async () => (await onPrimary.hget(record(job, 1), "attempt")) === "2", {
+        timeoutMs: 1_000,
+        intervalMs: 5,
+      });
+      await onPrimary.config("SET", "maxmemory-policy", "noeviction");
+      await onPrimary.set(`${prefix}:filler`, "x".repeat(2_000_000));
+      await onPrimary.config("SET", "maxmemory", "1mb");
+      await expect(onPrimary.set(`${prefix}:probe`, "x")).rejects.toThrow(/OOM/);
+      expect(await claim).toBeInstanceOf(DurabilityError);
+      expect(calls).toBe(0);
+    } finally {
+      await onPrimary.config("SET", "maxmemory", "0");
+      await onPrimary.config("SET", "maxmemory-policy", (policy as string[])[1] as string);
+      await onPrimary.del(`${prefix}:filler`);
+    }
+    // Undone at once: an abandoned run (no token, lease ended), not a run held for its 60 s lease.
+    expect(await onPrimary.hmget(record(job, 1), "state", "token", "leaseUntil")).toEqual(["running", null, "0"]);
+    expect(await runOncePerTick(redis, job, 1, () => ++calls, { prefix })).toMatchObject({
+      ran: false,
+      state: "abandoned",
+    });
+  });
+
   it("an extension the replica does not confirm counts as failed: the run's signal aborts by its last confirmed deadline", async () => {
     const ttlMs = 600;
     const result = await runOncePerTick(
