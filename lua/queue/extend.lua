@@ -25,5 +25,10 @@ for i = 1, count do
     if raw and cmsgpack.unpack(raw)[1] == 'x' then out[i] = 2 else out[i] = 0 end
   end
 end
-if #renew > 0 then redis.call('ZADD', KEYS[2], 'XX', unpack(renew)) end
+if #renew > 0 then
+  -- On a full noeviction Redis, a script whose first write may add data is refused (OOM), though ZADD XX only moves
+  -- deadlines: a write that adds nothing goes first (the leases set never has a TTL), so running jobs keep theirs.
+  redis.call('PERSIST', KEYS[2])
+  redis.call('ZADD', KEYS[2], 'XX', unpack(renew))
+end
 return out
