@@ -88,6 +88,31 @@ describe("safe defaults", () => {
       );
     expect(different).toThrow(InvalidArgumentError);
     expect(different).toThrow(/GET \/a/);
+    // Spelling out a default (the algorithm, a burst equal to the limit) is the same rule: fine.
+    app.get(
+      "/e",
+      {
+        config: {
+          coordis: {
+            rateLimit: { group: "api", rules: [{ name: "m", limit: 5, windowMs: 60_000, algorithm: "fixed-window" }] },
+          },
+        },
+      },
+      async () => 1,
+    );
+    const bucket = (extra: { burst?: number }) => ({
+      config: {
+        coordis: {
+          rateLimit: {
+            group: "bucket",
+            rules: [{ name: "b", limit: 5, windowMs: 60_000, algorithm: "token-bucket" as const, ...extra }],
+          },
+        },
+      },
+    });
+    app.get("/f", bucket({}), async () => 1);
+    app.get("/g", bucket({ burst: 5 }), async () => 1);
+    expect(() => app.get("/h", bucket({ burst: 6 }), async () => 1)).toThrow(/GET \/f/);
     expect(() =>
       app.get(
         "/d",
@@ -95,6 +120,12 @@ describe("safe defaults", () => {
         async () => 1,
       ),
     ).toThrow(/named rules/);
+    // One budget: 5 calls in all through /a and /e, then both are limited.
+    const statuses: number[] = [];
+    for (const url of ["/a", "/e", "/a", "/e", "/a", "/e", "/a"]) {
+      statuses.push((await app.inject({ method: "GET", url })).statusCode);
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429, 429]);
     await app.close();
   });
 
