@@ -262,6 +262,21 @@ function isRedirection(err: unknown): boolean {
   return err instanceof Error && /^(MOVED|ASK) \d+ /.test(err.message);
 }
 
+/**
+ * The master an ASK reply sends the command to (`ASK <slot> <host>:<port>`), as the Cluster client knows it (through
+ * its `natMap`, when it has one); undefined for a MOVED reply or a node the client does not know.
+ */
+function askTarget(cluster: Cluster, err: unknown): Redis | undefined {
+  const m = err instanceof Error ? /^ASK \d+ (.+):(\d+)$/.exec(err.message) : null;
+  if (m === null) return undefined;
+  let host = m[1] as string;
+  let port = Number(m[2]);
+  const natMap = cluster.options.natMap;
+  const mapped = typeof natMap === "function" ? natMap(`${host}:${port}`) : natMap?.[`${host}:${port}`];
+  if (mapped) ({ host, port } = mapped);
+  return cluster.nodes("master").find((node) => node.options.host === host && node.options.port === port);
+}
+
 /** Reloads the Cluster client's slot map (after `pauseMs`); a failed reload is left to the next send. */
 async function refreshSlots(cluster: Cluster, pauseMs: number): Promise<void> {
   if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
@@ -290,11 +305,20 @@ async function runCluster(
     pipeline.call(...wait);
     return pipeline.exec();
   };
-  const sendOnce = async (useSource: boolean) => {
+  /** The same pipeline, to the node an ASK named, the script preceded by ASKING (its replies without ASKING's). */
+  const asking = async (node: Redis, useSource: boolean) => {
+    const pipeline = node.pipeline();
+    pipeline.call("ASKING");
+    if (useSource) pipeline.eval(script.source, script.numberOfKeys, ...argv);
+    else pipeline.evalsha(script.sha1, script.numberOfKeys, ...argv);
+    pipeline.call(...wait);
+    return (await pipeline.exec())?.slice(1) ?? null;
+  };
+  const sendOnce = async (useSource: boolean, node?: Redis) => {
     // The caller was told the outcome is unknown and may have undone the call (a lock's release of a grant it may
     // have got): sending it again now could take effect after that undo.
     if (expiry.expired) throw new RedisUnavailableError(`script "${script.name}" passed its deadline; not sent again`);
-    return once(useSource).catch((err: unknown) => {
+    return (node === undefined ? once(useSource) : asking(node, useSource)).catch((err: unknown) => {
       throw toCoordisError(err, script.name);
     });
   };
@@ -302,10 +326,11 @@ async function runCluster(
   // One call of the issue-order runner (see runScript): it retries with the source after a NOSCRIPT.
   const send: ScriptSender = async (useSource) => {
     let results = await sendOnce(useSource);
-    // ioredis follows a MOVED inside a pipeline only when every reply is that same error, which WAIT's never is:
-    // after a failover or a slot move the script comes back MOVED (it did not run) and the client's slot map stays
-    // stale, so every later durable call would fail too. Refresh the map and send again (the node that answered
-    // MOVED ran nothing).
+    // ioredis follows a MOVED or an ASK inside a pipeline only when every reply is that same error, which WAIT's
+    // never is: after a failover or a slot move the script comes back MOVED (it did not run) and the client's slot
+    // map stays stale, so every later durable call would fail too. Refresh the map and send again (the node that
+    // answered MOVED ran nothing). During a slot's migration, ASK names the node that holds the keys already moved:
+    // the pipeline goes there once, with ASKING before the script (the slot map is unchanged, so no refresh).
     for (let redirections = 0; isRedirection(results?.[0]?.[0]); redirections++) {
       if (redirections === MAX_DURABLE_REDIRECTIONS) {
         throw new RedisUnavailableError(
@@ -313,8 +338,9 @@ async function runCluster(
           { cause: results?.[0]?.[0] },
         );
       }
-      await refreshSlots(redis as Cluster, REDIRECTION_PAUSE_MS * redirections);
-      results = await sendOnce(useSource);
+      const asked = askTarget(redis as Cluster, results?.[0]?.[0]);
+      if (asked === undefined) await refreshSlots(redis as Cluster, REDIRECTION_PAUSE_MS * redirections);
+      results = await sendOnce(useSource, asked);
     }
     const [scriptResult, waited] = results ?? [];
     if (scriptResult === undefined) throw toCoordisError(new Error("empty pipeline reply"), script.name);

@@ -1,4 +1,12 @@
-import { connect, coreScripts, RedisUnavailableError, runScript, slotOf } from "@coordis/core";
+import {
+  connect,
+  coreScripts,
+  parseDurability,
+  RedisUnavailableError,
+  runScript,
+  runScriptDurable,
+  slotOf,
+} from "@coordis/core";
 import { type RedisCluster, type RedisServer, startRedisCluster, testPrefix } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -14,9 +22,13 @@ describe("a script call on a Cluster slot that is being migrated (cluster of its
   });
 
   /** The master serving `slot` and another master, by their servers and node ids. */
-  async function ownerAndOther(slot: number): Promise<{ owner: RedisServer; otherId: string }> {
+  async function ownerAndOther(
+    slot: number,
+  ): Promise<{ owner: RedisServer; ownerId: string; other: RedisServer; otherId: string }> {
     const masters = cluster.nodes.slice(0, 3);
     let owner: RedisServer | undefined;
+    let ownerId: string | undefined;
+    let other: RedisServer | undefined;
     let otherId: string | undefined;
     for (const node of masters) {
       const client = node.client();
@@ -24,12 +36,19 @@ describe("a script call on a Cluster slot that is being migrated (cluster of its
       const count = Number(await client.call("CLUSTER", "COUNTKEYSINSLOT", slot));
       const ranges = (await client.call("CLUSTER", "SLOTS")) as Array<[number, number, [string, number, string]]>;
       const mine = ranges.some(([from, to, [, , nodeId]]) => slot >= from && slot <= to && nodeId === id);
-      if (mine) owner = node;
-      else otherId = id;
+      if (mine) {
+        owner = node;
+        ownerId = id;
+      } else {
+        other = node;
+        otherId = id;
+      }
       expect(count).toBe(0);
     }
-    if (owner === undefined || otherId === undefined) throw new Error(`no owner found for slot ${slot}`);
-    return { owner, otherId };
+    if (owner === undefined || ownerId === undefined || other === undefined || otherId === undefined) {
+      throw new Error(`no owner found for slot ${slot}`);
+    }
+    return { owner, ownerId, other, otherId };
   }
 
   it("a script whose keys are split by the migration (redirected until ioredis gives up) fails as RedisUnavailableError and runs nothing", async () => {
@@ -56,5 +75,44 @@ describe("a script call on a Cluster slot that is being migrated (cluster of its
     expect(err).toBeInstanceOf(RedisUnavailableError);
     expect(await source.get(`${tag}:v`)).toBe("before");
     expect(await source.exists(`${tag}:c`)).toBe(0);
+  });
+
+  it("a durable script call whose keys were already moved to the importing node follows ASK: it runs there once", async () => {
+    const tag = `${prefix}:{asked}`;
+    const slot = slotOf(`${tag}:v`);
+    const { owner, ownerId, other, otherId } = await ownerAndOther(slot);
+    const source = owner.client();
+    const target = other.client();
+    // The target has never run the script: after ASK it answers NOSCRIPT, and the source goes there too.
+    await target.script("FLUSH");
+    await source.set(`${tag}:v`, "before");
+    await source.set(`${tag}:c`, "5");
+    await target.call("CLUSTER", "SETSLOT", slot, "IMPORTING", ownerId);
+    await source.call("CLUSTER", "SETSLOT", slot, "MIGRATING", otherId);
+    // The migration has moved both keys (a key missing on both sides would make the target answer TRYAGAIN).
+    await source.call("MIGRATE", other.host, other.port, "", 0, 5_000, "KEYS", `${tag}:v`, `${tag}:c`);
+    const redis = connect(cluster.url, { commandTimeoutMs: 2_000 });
+    const durability = parseDurability("durability", { replicas: 0, aof: "if-supported", timeoutMs: 100 });
+    try {
+      // Neither key is on the source any more: it answers ASK, naming the importing node.
+      const { reply, error } = await runScriptDurable(
+        redis,
+        coreScripts.probe,
+        [`${tag}:v`, `${tag}:c`],
+        ["asked", 10_000],
+        durability,
+      );
+      expect(error).toBeUndefined();
+      expect(reply.slice(0, 2)).toEqual(["asked", 6]);
+    } finally {
+      redis.disconnect();
+      // The migration ends with the slot on the target, where the script wrote.
+      for (const node of cluster.nodes.slice(0, 3)) {
+        await node.client().call("CLUSTER", "SETSLOT", slot, "NODE", otherId);
+      }
+    }
+    expect(await target.get(`${tag}:v`)).toBe("asked");
+    expect(await target.get(`${tag}:c`)).toBe("6");
+    expect(await source.call("CLUSTER", "COUNTKEYSINSLOT", slot)).toBe(0);
   });
 });
