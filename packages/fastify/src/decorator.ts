@@ -7,9 +7,11 @@ import {
 } from "@coordis/core";
 import type { CoordisMetrics } from "@coordis/metrics";
 import type { Decision, RateLimiter, Rule } from "@coordis/ratelimit";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Limiters } from "./limiters.js";
-import type { RateLimitDefaults } from "./options.js";
+import type { RateLimitDefaults, RouteRateLimit } from "./options.js";
 import { isValidGroup, rateLimitKey } from "./rate-limit-key.js";
+import { hookFor, type RateLimitCheck } from "./request-hook.js";
 import type { RouteLimit, RouteLimits } from "./route-limit.js";
 
 /** What the plugin decorates the Fastify instance with, as `fastify.coordis`. */
@@ -33,6 +35,14 @@ export interface CoordisDecorator {
   /** The (cached) limiter for a set of rules, created with the plugin's prefix, observer and failure policy. */
   rateLimiter(rules: Rule[]): RateLimiter;
   /**
+   * A rate-limit hook to add yourself, where the plugin adds none: the not-found handler
+   * (`app.setNotFoundHandler({ preHandler: app.coordis.rateLimitHook({ group: "not-found" }) }, handler)`), or a
+   * route's `onRequest` / `preHandler`. `settings` are a route's `config.coordis.rateLimit` settings but `hook`
+   * (`true` or omitted: the plugin defaults); the budget is the `group` given, or the defaults' `group`.
+   * @throws InvalidArgumentError for bad settings, or no group
+   */
+  rateLimitHook(settings?: true | Omit<RouteRateLimit, "hook">): RateLimitHookHandler;
+  /**
    * Reads the state of a route budget without consuming: `route` (`"GET /login"`) for a limited route's budget, or
    * `group` for a shared one, by the rules of that route or group (`rules` to read others; the plugin defaults for a
    * group no route names).
@@ -55,11 +65,16 @@ export interface DecoratorParts {
   readonly routes: RouteLimits;
   /** Where `onClose(fn)` puts `fn`. */
   readonly closers: Array<() => unknown>;
+  /** Runs a request through a limit, as the plugin's route hooks do. */
+  readonly check: RateLimitCheck;
 }
+
+/** A hook from {@link CoordisDecorator.rateLimitHook}: an `onRequest` or `preHandler` hook (callback style). */
+export type RateLimitHookHandler = (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => void;
 
 /** Builds `fastify.coordis`. */
 export function createDecorator(parts: DecoratorParts): CoordisDecorator {
-  const { redis, prefix, observer, metrics, defaults, limiters, routes, closers } = parts;
+  const { redis, prefix, observer, metrics, defaults, limiters, routes, closers, check } = parts;
   const rateLimiter = (rules: Rule[]): RateLimiter => limiters.limiterOf(rules).limiter;
   return {
     redis,
@@ -79,6 +94,7 @@ export function createDecorator(parts: DecoratorParts): CoordisDecorator {
       };
     },
     rateLimiter,
+    rateLimitHook: (settings) => hookFor(check, routes.resolveHook(settings)) as RateLimitHookHandler,
     async peekRateLimit(key, peekOptions = {}) {
       validate.options("options", peekOptions, ["rules", "group", "route"]);
       if (peekOptions.group !== undefined && peekOptions.route !== undefined) {

@@ -4,7 +4,7 @@
  * `application/problem+json` 429 answers, and an optional Prometheus `/metrics` route.
  * @packageDocumentation
  */
-export type { CoordisDecorator } from "./decorator.js";
+export type { CoordisDecorator, RateLimitHookHandler } from "./decorator.js";
 export type {
   CoordisPluginOptions,
   CoordisRouteConfig,

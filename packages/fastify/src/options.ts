@@ -382,3 +382,24 @@ export function parseRouteRateLimit(where: string, raw: unknown, global: boolean
   if (own.group !== undefined) checkGroup(`${name}.group`, own.group);
   return own;
 }
+
+/** The settings a rate-limit hook of the app's own takes: a route's, but `hook` (it runs where it is added). */
+const HOOK_KEYS = ROUTE_KEYS.filter((k) => k !== "hook");
+
+/**
+ * Parses the settings of `coordis.rateLimitHook(settings)`: `undefined` or `true` (the plugin defaults) or an object
+ * of a route's settings without `hook`. @throws InvalidArgumentError naming the setting
+ */
+export function parseHookRateLimit(name: string, raw: unknown): RouteRateLimit {
+  if (raw === undefined || raw === true) return {};
+  if (raw === null || typeof raw !== "object") {
+    throw new InvalidArgumentError(
+      name,
+      `expected true (the plugin defaults) or an object of settings, got ${validate.describeValue(raw)}`,
+    );
+  }
+  const own = validate.options<RouteRateLimit>(name, raw, HOOK_KEYS);
+  checkSettings(name, own);
+  if (own.group !== undefined) checkGroup(`${name}.group`, own.group);
+  return own;
+}

@@ -95,13 +95,13 @@ async function wire(
   const closers: Array<() => unknown> = [];
   const defaults = settings.rateLimit;
   const routes = new RouteLimits(defaults, limiters);
+  const check = rateLimitCheck(limiters);
   fastify.decorate(
     "coordis",
-    createDecorator({ redis, prefix, observer, metrics, defaults, limiters, routes, closers }),
+    createDecorator({ redis, prefix, observer, metrics, defaults, limiters, routes, closers, check }),
   );
 
   const resolve = routes.resolve.bind(routes);
-  const check = rateLimitCheck(limiters);
   guardEarlyRoutes(fastify, resolve, check);
 
   fastify.addHook("onRoute", (route: RouteOptions) => {

@@ -3,12 +3,14 @@ import type { Rule } from "@coordis/ratelimit";
 import type { FastifyRequest } from "fastify";
 import type { Limiters, RuleSetLimiter } from "./limiters.js";
 import {
+  parseHookRateLimit,
   parseRouteRateLimit,
   type RateLimitDefaults,
   type RateLimitHook,
   type RateLimitKeyFn,
   type RateLimitRulesFn,
   type RateLimitSettings,
+  type RouteRateLimit,
   renamed,
 } from "./options.js";
 import { constraintsText, routeGroup } from "./rate-limit-key.js";
@@ -106,7 +108,33 @@ export class RouteLimits {
     if (cfg.coordis === undefined && defaults.global !== true) return undefined;
     const own = parseRouteRateLimit(where, cfg.coordis, defaults.global === true);
     if (own === undefined) return undefined;
-    const name = `${where}.coordis.rateLimit`;
+    const limit = this.#build(`${where}.coordis.rateLimit`, id, own, routeGroup(method, url, constraints));
+    this.#byRoute.set(id, limit);
+    if (Array.isArray(method)) for (const m of method) this.#byRoute.set(routeId(m, url, constraints), limit);
+    return limit;
+  }
+
+  /**
+   * The limit of a hook the app adds itself (`coordis.rateLimitHook(settings)`): a route's settings, whose budget is
+   * the named `group` (the settings' or the defaults'), since the hook is on no route to name it after.
+   * @throws InvalidArgumentError naming the setting
+   */
+  resolveHook(settings: unknown): RouteLimit {
+    const own = parseHookRateLimit("settings", settings);
+    const group = own.group ?? this.#defaults.group;
+    if (group === undefined) {
+      throw new InvalidArgumentError(
+        "settings.group",
+        'a hook is on no route to name its budget after: give it a group (e.g. "not-found"), or the plugin defaults one',
+      );
+    }
+    // Called as an onRequest / preHandler hook is (request, reply, done), wherever the app adds it.
+    return this.#build("settings", `hook of group "${group}"`, { ...own, group, hook: "onRequest" }, group);
+  }
+
+  /** A limit from a route's (or a hook's) own settings and the plugin defaults. */
+  #build(name: string, id: string, own: RouteRateLimit, ownGroup: string): RouteLimit {
+    const defaults = this.#defaults;
     const rules = own.rules ?? defaults.rules;
     if (rules === undefined) throw new InvalidArgumentError(`${name}.rules`, "no rules and no plugin default rules");
     // Both checked already (the route's by parseRouteRateLimit, the defaults' at registration).
@@ -130,7 +158,7 @@ export class RouteLimits {
     const headers = { ...defaults.headers, ...own.headers };
     const limit: RouteLimit = {
       id,
-      group: explicitGroup ?? routeGroup(method, url, constraints),
+      group: explicitGroup ?? ownGroup,
       hook: own.hook ?? defaults.hook ?? "onRequest",
       key: own.key ?? defaults.key ?? defaultKey,
       rules: pair ?? (rules as RateLimitRulesFn),
@@ -145,8 +173,6 @@ export class RouteLimits {
       onExceeded: own.onExceeded ?? defaults.onExceeded,
       ban: own.ban ?? defaults.ban,
     };
-    this.#byRoute.set(id, limit);
-    if (Array.isArray(method)) for (const m of method) this.#byRoute.set(routeId(m, url, constraints), limit);
     if (explicitGroup !== undefined && !this.#byGroup.has(explicitGroup)) this.#byGroup.set(explicitGroup, limit);
     return limit;
   }
