@@ -27,8 +27,8 @@ for i = 1, count do
 end
 if #renew > 0 then
   -- On a full noeviction Redis, a script whose first write may add data is refused (OOM), though ZADD XX only moves
-  -- deadlines: a write that adds nothing goes first (the leases set never has a TTL), so running jobs keep theirs.
-  redis.call('PERSIST', KEYS[2])
+  -- deadlines: a write that adds nothing goes first (no job has the empty id), so running jobs keep their leases.
+  redis.call('ZREM', KEYS[2], '')
   redis.call('ZADD', KEYS[2], 'XX', unpack(renew))
 end
 return out

@@ -150,6 +150,8 @@ describe("runOncePerTick durability setting", () => {
       await onPrimary.set(`${prefix}:filler`, "x".repeat(2_000_000));
       await onPrimary.config("SET", "maxmemory", "1mb");
       await expect(onPrimary.set(`${prefix}:probe`, "x")).rejects.toThrow(/OOM/);
+      // Still claimed: the undo comes once WAIT gives up, on the full Redis.
+      expect(await onPrimary.hget(record(job, 1), "token")).not.toBeNull();
       expect(await claim).toBeInstanceOf(DurabilityError);
       expect(calls).toBe(0);
     } finally {

@@ -14,7 +14,8 @@ describe("a running job on a full noeviction Redis", () => {
   let redis: RedisClient;
   let admin: RedisClient;
   beforeAll(async () => {
-    server = await startRedis({ config: { "maxmemory-policy": "noeviction" } });
+    // Least privilege: the commands the scripts run on a full Redis must be ones aclRules() grants.
+    server = await startRedis({ leastPrivilege: true, config: { "maxmemory-policy": "noeviction" } });
     redis = server.client();
     admin = server.adminClient();
     await Promise.all([redis.ping(), admin.ping()]);
