@@ -82,10 +82,12 @@ export function createDecorator(parts: DecoratorParts): CoordisDecorator {
     observer,
     metrics,
     options: <T extends object>(extra?: T) => {
-      if (extra !== undefined && (typeof extra !== "object" || extra === null)) {
+      if (extra !== undefined && (typeof extra !== "object" || extra === null || Array.isArray(extra))) {
         throw new InvalidArgumentError("extra", `expected an options object, got ${validate.describeValue(extra)}`);
       }
       const given = (extra ?? {}) as T & { prefix?: unknown; observer?: CoordisObserver };
+      // Checked here: once combined with the plugin's, a bad observer would no longer be refused by the primitive.
+      validate.observer("extra.observer", given.observer);
       // A prefix given is kept; an observer given hears every event beside the plugin's (its metrics).
       return {
         ...given,

@@ -14,9 +14,27 @@ export interface RuleSetLimiter {
   readonly maxCost: number;
 }
 
-/** A rule set's identity: two arrays of the same rules share one limiter (and one budget state). */
+/** The keys a rule may have (anything else is refused where its limiter is made). */
+const RULE_KEYS = new Set(["name", "limit", "windowMs", "algorithm", "burst"]);
+
+/**
+ * A rule set's identity: two arrays of the same rules share one limiter (and one budget state). Defaults are filled
+ * in, so a rule that spells one out (`algorithm: "fixed-window"`, a token bucket's or GCRA's `burst` equal to its
+ * `limit`) is the same rule as one that leaves it out; an unnamed rule with an explicit `burst` has another default
+ * name, so it stays another rule (null and 0 stand for the two kinds of unnamed rule: no name is either). A value
+ * that is no valid-looking rule (not an object, another key, a window rule's burst) is kept as it is: its own
+ * limiter is made for it, which refuses it.
+ */
 export function specOf(rules: readonly Rule[]): string {
-  return JSON.stringify(rules.map((r) => [r.name, r.limit, r.windowMs, r.algorithm, r.burst]));
+  return JSON.stringify(
+    rules.map((r) => {
+      if (r === null || typeof r !== "object" || Object.keys(r).some((k) => !RULE_KEYS.has(k))) return r;
+      const algorithm = r.algorithm ?? "fixed-window";
+      const bucket = algorithm === "token-bucket" || algorithm === "gcra";
+      if (!bucket && r.burst !== undefined) return r;
+      return [r.name ?? (r.burst === undefined ? null : 0), r.limit, r.windowMs, algorithm, r.burst ?? r.limit];
+    }),
+  );
 }
 
 /**

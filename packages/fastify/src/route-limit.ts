@@ -1,7 +1,6 @@
 import { InvalidArgumentError } from "@coordis/core";
-import type { Rule } from "@coordis/ratelimit";
 import type { FastifyRequest } from "fastify";
-import type { Limiters, RuleSetLimiter } from "./limiters.js";
+import { type Limiters, type RuleSetLimiter, specOf } from "./limiters.js";
 import {
   parseHookRateLimit,
   parseRouteRateLimit,
@@ -46,18 +45,6 @@ export function routeId(
 }
 
 const defaultKey: RateLimitKeyFn = (request) => request.ip;
-
-/**
- * What a group's named rules count, for checking that routes sharing the group agree: each rule's name, limit,
- * window, algorithm and capacity with the defaults filled in, so a rule that spells out a default (`algorithm:
- * "fixed-window"`, a `burst` equal to its `limit`) is the same rule as one that leaves it out. Bad rules are refused
- * later, where the limiter is made.
- */
-function budgetOf(rules: readonly Rule[]): string {
-  return JSON.stringify(
-    rules.map((r) => [r.name, r.limit, r.windowMs, r.algorithm ?? "fixed-window", r.burst ?? r.limit]),
-  );
-}
 
 /**
  * Resolves routes' limits from their config and the plugin defaults, and checks that routes sharing a group agree
@@ -200,7 +187,7 @@ export class RouteLimits {
         `routes sharing group "${group}" need named rules (a name is part of the shared budget's state)`,
       );
     }
-    const spec = typeof rules === "function" ? rules : budgetOf(rules);
+    const spec = typeof rules === "function" ? rules : specOf(rules);
     const first = this.#groups.get(group);
     if (first === undefined) {
       // A group's keys are "<group>:<key>": with groups "api" and "api:v2", key "v2:<id>" of the first would be

@@ -217,6 +217,11 @@ describe("@coordis/fastify lifecycle and metrics", () => {
       expect(res.body).toMatch(/coordis_ratelimit_decisions_total\{[^}]*outcome="allowed"[^}]*\} 1/);
       expect(await shared.exists(`${own}:rl:{options-extra}`)).toBe(1);
       expect(await shared.exists(`${app.coordis.prefix}:rl:{options-extra}`)).toBe(0);
+      // What is no observer, or no options object, is refused, naming it.
+      for (const bad of [null, "x", { onOperation: 1 }]) {
+        expect(() => app.coordis.options({ observer: bad as never })).toThrow(/extra\.observer/);
+      }
+      for (const bad of [null, 1, [1]]) expect(() => app.coordis.options(bad as never)).toThrow(/"extra"/);
     } finally {
       await app.close();
     }

@@ -129,6 +129,23 @@ describe("safe defaults", () => {
     await app.close();
   });
 
+  it("rule sets that differ only by a spelled-out default share one limiter; a bad rule never borrows a good one's", async () => {
+    const app = Fastify();
+    await app.register(coordis, { redis: shared, prefix: freshPrefix() });
+    const plain = [{ name: "m", limit: 5, windowMs: 60_000 }];
+    const spelled = [{ name: "m", limit: 5, windowMs: 60_000, algorithm: "fixed-window" as const }];
+    expect(app.coordis.rateLimiter(spelled)).toBe(app.coordis.rateLimiter(plain));
+    const bucket = [{ name: "b", limit: 5, windowMs: 60_000, algorithm: "gcra" as const }];
+    expect(app.coordis.rateLimiter([{ ...bucket[0], burst: 5 }] as never)).toBe(app.coordis.rateLimiter(bucket));
+    // Unnamed, an explicit burst is another rule (its default name says so), hence another limiter.
+    const unnamed = [{ limit: 5, windowMs: 60_000, algorithm: "token-bucket" as const }];
+    expect(app.coordis.rateLimiter([{ ...unnamed[0], burst: 5 }] as never)).not.toBe(app.coordis.rateLimiter(unnamed));
+    // A typo or a window rule's burst is refused, although the set of valid rules it resembles exists already.
+    expect(() => app.coordis.rateLimiter([{ ...plain[0], limt: 6 }] as never)).toThrow(InvalidArgumentError);
+    expect(() => app.coordis.rateLimiter([{ ...plain[0], burst: 5 }] as never)).toThrow(InvalidArgumentError);
+    await app.close();
+  });
+
   it("a group that is another group followed by ':' is refused when the route is declared (they would share keys)", async () => {
     const app = Fastify();
     await app.register(coordis, { redis: shared, prefix: freshPrefix() });
