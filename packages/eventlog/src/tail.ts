@@ -201,7 +201,9 @@ async function* run<T>(
       } catch (err) {
         if (err === ENDED || signal.aborted) return;
         const error = err as CoordisError;
-        if (!(error instanceof RedisUnavailableError)) throw err;
+        // A client the app closed never comes back: that is an error of the caller's, not an outage to wait out.
+        const closed = (log.redis as { status?: string }).status === "end";
+        if (!(error instanceof RedisUnavailableError) || closed) throw err;
         notifyEvent(log.observer, { primitive: "eventlog", type: "tail-error", name: log.name, error });
         await sleep(RETRY_MS, undefined, { signal }).catch(() => {});
         if (signal.aborted) return;

@@ -80,6 +80,17 @@ describe("a tail started while Redis cannot be reached", () => {
     60_000,
   );
 
+  it("on a client the app has closed, it fails at once with RedisUnavailableError (no outage to wait out)", async () => {
+    const closed = connect(server.url);
+    await closed.ping();
+    await closed.quit();
+    const events: CoordisEvent[] = [];
+    const log = new EventLog<number>(closed, "start-closed", { prefix, observer: { onEvent: (e) => events.push(e) } });
+    const next = log.tail({ from: "end" })[Symbol.asyncIterator]().next();
+    await expect(withDeadline(next, 5_000, "the tail to fail")).rejects.toBeInstanceOf(RedisUnavailableError);
+    expect(events.filter((e) => e.type === "tail-error")).toEqual([]);
+  });
+
   it("aborting its signal during the outage ends it at once, without an error", async () => {
     const log = new EventLog<number>(viaProxy, "start-abort", { prefix });
     const controller = new AbortController();
