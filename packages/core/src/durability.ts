@@ -1,4 +1,4 @@
-import type { Cluster, Redis } from "ioredis";
+import { type Cluster, Redis } from "ioredis";
 import { commandTimeoutOf, isCluster, type RedisClient } from "./client.js";
 import { corkUntilTickEnd } from "./cork.js";
 import { CoordisError, InvalidArgumentError, RedisUnavailableError, toCoordisError } from "./errors.js";
@@ -262,11 +262,19 @@ function isRedirection(err: unknown): boolean {
   return err instanceof Error && /^(MOVED|ASK) \d+ /.test(err.message);
 }
 
+/** The node an ASK reply names: one of the Cluster client's connections, or a short-lived one of its own. */
+interface AskTarget {
+  readonly node: Redis;
+  /** Opened for this send (a node the client does not know: it serves no slot yet), closed after it. */
+  readonly temporary: boolean;
+}
+
 /**
- * The master an ASK reply sends the command to (`ASK <slot> <host>:<port>`), as the Cluster client knows it (through
- * its `natMap`, when it has one); undefined for a MOVED reply or a node the client does not know.
+ * The node an ASK reply sends the command to (`ASK <slot> <host>:<port>`, mapped through the client's `natMap` when
+ * it has one); undefined for a MOVED reply. A node the Cluster client does not know (one that serves no slot yet:
+ * the first slot moving to a node just added) gets a connection of its own, with the client's `redisOptions`.
  */
-function askTarget(cluster: Cluster, err: unknown): Redis | undefined {
+function askTarget(cluster: Cluster, err: unknown): AskTarget | undefined {
   const m = err instanceof Error ? /^ASK \d+ (.+):(\d+)$/.exec(err.message) : null;
   if (m === null) return undefined;
   let host = m[1] as string;
@@ -274,7 +282,17 @@ function askTarget(cluster: Cluster, err: unknown): Redis | undefined {
   const natMap = cluster.options.natMap;
   const mapped = typeof natMap === "function" ? natMap(`${host}:${port}`) : natMap?.[`${host}:${port}`];
   if (mapped) ({ host, port } = mapped);
-  return cluster.nodes("master").find((node) => node.options.host === host && node.options.port === port);
+  const known = cluster.nodes("all").find((node) => node.options.host === host && node.options.port === port);
+  if (known !== undefined) return { node: known, temporary: false };
+  const node = new Redis({
+    ...cluster.options.redisOptions,
+    host,
+    port,
+    lazyConnect: true,
+    retryStrategy: () => null,
+  });
+  node.on("error", () => {});
+  return { node, temporary: true };
 }
 
 /** Reloads the Cluster client's slot map (after `pauseMs`); a failed reload is left to the next send. */
@@ -306,15 +324,20 @@ async function runCluster(
     return pipeline.exec();
   };
   /** The same pipeline, to the node an ASK named, the script preceded by ASKING (its replies without ASKING's). */
-  const asking = async (node: Redis, useSource: boolean) => {
-    const pipeline = node.pipeline();
-    pipeline.call("ASKING");
-    if (useSource) pipeline.eval(script.source, script.numberOfKeys, ...argv);
-    else pipeline.evalsha(script.sha1, script.numberOfKeys, ...argv);
-    pipeline.call(...wait);
-    return (await pipeline.exec())?.slice(1) ?? null;
+  const asking = async ({ node, temporary }: AskTarget, useSource: boolean) => {
+    try {
+      if (temporary) await node.connect();
+      const pipeline = node.pipeline();
+      pipeline.call("ASKING");
+      if (useSource) pipeline.eval(script.source, script.numberOfKeys, ...argv);
+      else pipeline.evalsha(script.sha1, script.numberOfKeys, ...argv);
+      pipeline.call(...wait);
+      return (await pipeline.exec())?.slice(1) ?? null;
+    } finally {
+      if (temporary) node.disconnect();
+    }
   };
-  const sendOnce = async (useSource: boolean, node?: Redis) => {
+  const sendOnce = async (useSource: boolean, node?: AskTarget) => {
     // The caller was told the outcome is unknown and may have undone the call (a lock's release of a grant it may
     // have got): sending it again now could take effect after that undo.
     if (expiry.expired) throw new RedisUnavailableError(`script "${script.name}" passed its deadline; not sent again`);

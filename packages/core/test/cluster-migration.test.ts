@@ -7,7 +7,14 @@ import {
   runScriptDurable,
   slotOf,
 } from "@coordis/core";
-import { type RedisCluster, type RedisServer, startRedisCluster, testPrefix } from "@coordis/testing";
+import {
+  type RedisCluster,
+  type RedisServer,
+  startRedis,
+  startRedisCluster,
+  testPrefix,
+  waitUntil,
+} from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
@@ -114,5 +121,56 @@ describe("a script call on a Cluster slot that is being migrated (cluster of its
     expect(await target.get(`${tag}:v`)).toBe("asked");
     expect(await target.get(`${tag}:c`)).toBe("6");
     expect(await source.call("CLUSTER", "COUNTKEYSINSLOT", slot)).toBe(0);
+  });
+
+  it("it also follows ASK to a node just added, which serves no slot yet and is unknown to the client", async () => {
+    const tag = `${prefix}:{scale-out}`;
+    const slot = slotOf(`${tag}:v`);
+    const { owner, ownerId } = await ownerAndOther(slot);
+    const added = await startRedis({
+      busPortOffset: 10_000,
+      config: { "cluster-enabled": "yes", "cluster-config-file": "nodes.conf", "cluster-node-timeout": 2_000 },
+    });
+    const source = owner.client();
+    const target = added.client();
+    const redis = connect(cluster.url, { commandTimeoutMs: 2_000 });
+    try {
+      await source.call("CLUSTER", "MEET", added.host, added.port);
+      const addedId = (await target.call("CLUSTER", "MYID")) as string;
+      await waitUntil(
+        "the new node to know the cluster (state ok) and the source to know it",
+        async () =>
+          ((await target.call("CLUSTER", "NODES")) as string).trim().split("\n").length === cluster.nodes.length + 1 &&
+          ((await source.call("CLUSTER", "NODES")) as string).includes(addedId) &&
+          ((await target.call("CLUSTER", "INFO")) as string).includes("cluster_state:ok"),
+        15_000,
+      );
+      // The client has read the slot map already: the new node is not in it (it serves no slot).
+      await redis.ping();
+      await source.set(`${tag}:v`, "before");
+      await source.set(`${tag}:c`, "5");
+      await target.call("CLUSTER", "SETSLOT", slot, "IMPORTING", ownerId);
+      await source.call("CLUSTER", "SETSLOT", slot, "MIGRATING", addedId);
+      await source.call("MIGRATE", added.host, added.port, "", 0, 5_000, "KEYS", `${tag}:v`, `${tag}:c`);
+      const durability = parseDurability("durability", { replicas: 0, aof: "if-supported", timeoutMs: 100 });
+      const { reply, error } = await runScriptDurable(
+        redis,
+        coreScripts.probe,
+        [`${tag}:v`, `${tag}:c`],
+        ["scaled", 10_000],
+        durability,
+      );
+      expect(error).toBeUndefined();
+      expect(reply.slice(0, 2)).toEqual(["scaled", 6]);
+      // Run there once: the keys hold what it wrote.
+      const check = target.pipeline().call("ASKING").get(`${tag}:v`).call("ASKING").get(`${tag}:c`);
+      const replies = ((await check.exec()) ?? []).map(([, v]) => v);
+      expect([replies[1], replies[3]]).toEqual(["scaled", "6"]);
+    } finally {
+      redis.disconnect();
+      // The slot goes back to its owner, and the new node leaves (the cluster is stopped after this file anyway).
+      await source.call("CLUSTER", "SETSLOT", slot, "STABLE").catch(() => 0);
+      await added.stop();
+    }
   });
 });
