@@ -7,6 +7,9 @@ import { banKey, rateLimitKey } from "./rate-limit-key.js";
 import type { RouteLimit } from "./route-limit.js";
 
 /** Continues a request (`next()`) or fails it (`next(err)`). */
+/** `Retry-After` of a 503 (Redis unavailable), s: the limiters' `redisRetryMs` (1 s), after which they try Redis again. */
+const UNAVAILABLE_RETRY_AFTER_S = 1;
+
 export type Next = (err?: Error) => void;
 
 /**
@@ -100,13 +103,18 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
         isBan(state)
           ? rejected(limit, pair, request, reply, raw, state, state, next)
           : consumeRoute(limit, pair, request, reply, raw, next),
-      (err: unknown) => failed(reply, err, next),
+      (err: unknown) => failed(limit, reply, err, next),
     );
   };
 
-  /** A limiter call failed: 503 while Redis is unavailable (the `"throw"` policy), else `next(err)`. */
-  const failed = (reply: FastifyReply, err: unknown, next: Next): void => {
+  /**
+   * A limiter call failed: 503 while Redis is unavailable (the `"throw"` policy), with `Retry-After` (unless the
+   * route turned it off): the limiter asks Redis again a second later (its `redisRetryMs`), sooner is no use. Else
+   * `next(err)`.
+   */
+  const failed = (limit: RouteLimit, reply: FastifyReply, err: unknown, next: Next): void => {
     if (err instanceof RedisUnavailableError) {
+      if (limit.retryAfter) reply.header("Retry-After", UNAVAILABLE_RETRY_AFTER_S);
       problem(reply, 503, "Service Unavailable", "The rate limiter cannot reach its store; try again shortly.");
     } else {
       next(err as Error);
@@ -163,7 +171,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
           banned(limit, pair, raw).then((ban) => rejected(limit, pair, request, reply, raw, decision, ban, next), next);
         }
       },
-      (err: unknown) => failed(reply, err, next),
+      (err: unknown) => failed(limit, reply, err, next),
     );
   };
 

@@ -194,8 +194,31 @@ describe("ban", () => {
       const res = await get(app);
       expect(res.statusCode).toBe(503);
       expect(res.json()).toMatchObject({ status: 503, title: "Service Unavailable" });
+      // When to try again: the limiter asks Redis again after a second.
+      expect(res.headers["retry-after"]).toBe("1");
     } finally {
       await app.close();
+      down.disconnect();
+    }
+  });
+
+  it("Redis unreachable, no ban: 503 with Retry-After, unless the route turned Retry-After off", async () => {
+    const down = connect(`redis://127.0.0.1:${await freePort()}`, { commandTimeoutMs: 300, connectTimeoutMs: 300 });
+    const app = await appWith(down, { rules: [{ name: "m", limit: 5, windowMs: 60_000 }] });
+    const quiet = await appWith(down, {
+      rules: [{ name: "m", limit: 5, windowMs: 60_000 }],
+      headers: { retryAfter: false },
+    });
+    try {
+      const res = await get(app);
+      expect(res.statusCode).toBe(503);
+      expect(res.headers["retry-after"]).toBe("1");
+      const off = await get(quiet);
+      expect(off.statusCode).toBe(503);
+      expect(off.headers["retry-after"]).toBeUndefined();
+    } finally {
+      await app.close();
+      await quiet.close();
       down.disconnect();
     }
   });
