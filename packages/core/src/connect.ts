@@ -5,6 +5,7 @@ import type { RedisClient } from "./client.js";
 import { DEFAULT_COMMAND_TIMEOUT_MS } from "./client-safety.js";
 import { InvalidArgumentError } from "./errors.js";
 import { type CoordisObserver, notifyEvent } from "./observer.js";
+import { guardOfflineQueue } from "./offline-queue.js";
 import { durationMs, observer as validateObserver, options as validateOptions } from "./validate.js";
 
 export { DEFAULT_COMMAND_TIMEOUT_MS };
@@ -304,5 +305,7 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
     notifyEvent(options.observer, { primitive: "connection", type: "connection-error", error });
     if (selects && (error as { command?: { name?: unknown } }).command?.name === "select") client.disconnect(true);
   });
+  // A command that fails while it waits for the connection is not sent once the connection is back.
+  guardOfflineQueue(client);
   return client;
 }

@@ -2,6 +2,7 @@ import type { Cluster, Redis } from "ioredis";
 import type { RedisClient } from "./client.js";
 import { commandTimeoutOf, isCluster } from "./client.js";
 import { slotOf } from "./keys.js";
+import { guardOfflineQueue } from "./offline-queue.js";
 
 // The per-client state that keeps script calls in issue order (see ClientState), used by scripts.ts.
 
@@ -60,6 +61,8 @@ export function clientState(redis: RedisClient): ClientState {
     // queue. A Cluster keeps its own offline queue with no timer, so there we add one.
     const deadlineMs =
       timeout !== undefined && cluster === undefined ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
+    // A call that fails while waiting for the connection must not be sent once it is back.
+    guardOfflineQueue(redis);
     state = {
       deadlineMs,
       waitDeadlineMs: deadlineMs === 0 ? (timeout as number) : deadlineMs,

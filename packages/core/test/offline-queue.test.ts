@@ -1,0 +1,90 @@
+import {
+  connect,
+  coreScripts,
+  type RedisClient,
+  RedisUnavailableError,
+  runScript,
+  safeRedisOptions,
+} from "@coordis/core";
+import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix, waitUntil } from "@coordis/testing";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const prefix = testPrefix("offline");
+
+// While a client reconnects, ioredis keeps new commands in an offline queue; with a command timeout it rejects those
+// that wait too long, but used to leave them queued and send them once the connection was back: a call its caller
+// was told had failed ran later, behind the caller's back. Coordis takes such a command out of the queue.
+describe("a command that failed while the client was reconnecting", () => {
+  let server: RedisServer;
+  let proxy: FaultProxy;
+  let direct: RedisClient;
+  beforeAll(async () => {
+    server = await startRedis();
+    proxy = await startProxy({ target: server });
+    direct = connect(server.url);
+  });
+  afterAll(async () => {
+    direct.disconnect();
+    await proxy.close();
+    await server.stop();
+  });
+
+  /** Cuts the client off (connections refused and dropped) until it reports that it is reconnecting. */
+  async function cutOff(client: RedisClient): Promise<void> {
+    proxy.refuse();
+    proxy.dropConnections();
+    await waitUntil("the client to reconnect", () => client.status !== "ready", 5_000);
+  }
+
+  /** Lets the client back in and waits until it answers. */
+  async function restore(client: RedisClient): Promise<void> {
+    await proxy.accept();
+    await waitUntil("the client to be ready", () => client.status === "ready", 10_000);
+    await client.ping();
+  }
+
+  it.each([
+    ["connect()", () => connect(proxy.url, { commandTimeoutMs: 300 })],
+    [
+      "a client of yours given to Coordis",
+      () => new Redis(`${proxy.url}`, { ...safeRedisOptions, commandTimeout: 300 }),
+    ],
+  ] as const)("%s: a script and a command that timed out are never sent after the reconnect", async (_kind, make) => {
+    const client = make();
+    client.on("error", () => {});
+    const tag = `${prefix}:{${_kind.length}}`;
+    try {
+      // Coordis has used the client (a script call): it is guarded from then on.
+      await runScript(client, coreScripts.probe, [`${tag}:warm`, `${tag}:warm-c`], ["w", 60_000]);
+      await cutOff(client);
+      const script = runScript(client, coreScripts.probe, [`${tag}:v`, `${tag}:c`], ["late", 60_000]);
+      const command = client.incr(`${tag}:n`);
+      await expect(script).rejects.toBeInstanceOf(RedisUnavailableError);
+      await expect(command).rejects.toThrow(/timed out/);
+      await restore(client);
+      // A command sent after the reconnect comes back after anything the queue still held.
+      expect(await client.exists(`${tag}:v`, `${tag}:c`, `${tag}:n`)).toBe(0);
+      expect(await direct.exists(`${tag}:v`, `${tag}:c`, `${tag}:n`)).toBe(0);
+    } finally {
+      await proxy.accept();
+      client.disconnect();
+    }
+  });
+
+  it("a command that waits less than the timeout still runs once the connection is back", async () => {
+    const client = connect(proxy.url, { commandTimeoutMs: 5_000 });
+    const tag = `${prefix}:{in-time}`;
+    try {
+      await client.ping();
+      await cutOff(client);
+      const pending = runScript(client, coreScripts.probe, [`${tag}:v`, `${tag}:c`], ["in time", 60_000]);
+      await restore(client);
+      expect((await pending).slice(0, 2)).toEqual(["in time", 1]);
+      expect(await direct.get(`${tag}:c`)).toBe("1");
+    } finally {
+      await proxy.accept();
+      client.disconnect();
+    }
+  });
+});
