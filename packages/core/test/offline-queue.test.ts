@@ -6,7 +6,15 @@ import {
   runScript,
   safeRedisOptions,
 } from "@coordis/core";
-import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix, waitUntil } from "@coordis/testing";
+import {
+  type FaultProxy,
+  type RedisServer,
+  startProxy,
+  startRedis,
+  startRedisSentinel,
+  testPrefix,
+  waitUntil,
+} from "@coordis/testing";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -87,4 +95,30 @@ describe("a command that failed while the client was reconnecting", () => {
       client.disconnect();
     }
   });
+
+  it("through Sentinel: a script and a command that timed out during a failover are not sent to the new master", async () => {
+    const setup = await startRedisSentinel({ replicas: 1, downAfterMs: 1_000 });
+    const client = connect(setup.url, { commandTimeoutMs: 300 });
+    const tag = `${prefix}:{sentinel}`;
+    try {
+      await runScript(client, coreScripts.probe, [`${tag}:warm`, `${tag}:warm-c`], ["w", 60_000]);
+      const replica = (setup.replicas[0] as RedisServer).client();
+      await waitUntil("the replica to sync", async () => (await replica.get(`${tag}:warm`)) === "w", 10_000);
+      await setup.master.kill();
+      await waitUntil("the client to reconnect", () => client.status !== "ready", 5_000);
+      const script = runScript(client, coreScripts.probe, [`${tag}:v`, `${tag}:c`], ["late", 60_000]);
+      // (A script sent late would meet NOSCRIPT there: the new master never loaded it. A command would run.)
+      const command = client.incr(`${tag}:n`);
+      await expect(script).rejects.toBeInstanceOf(RedisUnavailableError);
+      await expect(command).rejects.toThrow(/timed out/);
+      const promoted = await setup.waitForFailover(setup.master);
+      await waitUntil("the client on the new master", () => client.status === "ready", 30_000);
+      await client.ping();
+      expect(await promoted.client().exists(`${tag}:v`, `${tag}:c`, `${tag}:n`)).toBe(0);
+      expect(await client.get(`${tag}:warm`)).toBe("w");
+    } finally {
+      client.disconnect();
+      await setup.stop();
+    }
+  }, 90_000);
 });
