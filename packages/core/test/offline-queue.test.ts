@@ -80,6 +80,29 @@ describe("a command that failed while the client was reconnecting", () => {
     }
   });
 
+  it("a pipeline or a transaction that timed out in the queue is left whole: replies stay in step", async () => {
+    const client = connect(proxy.url, { commandTimeoutMs: 300 });
+    const tag = `${prefix}:{batches}`;
+    try {
+      await runScript(client, coreScripts.probe, [`${tag}:warm`, `${tag}:warm-c`], ["w", 60_000]);
+      await cutOff(client);
+      const pipeline = client.pipeline().incr(`${tag}:p`).incr(`${tag}:p`).exec();
+      const transaction = client.multi().incr(`${tag}:m`).incr(`${tag}:m`).exec();
+      const single = client.incr(`${tag}:s`);
+      await Promise.allSettled([pipeline, transaction, single]);
+      await expect(single).rejects.toThrow(/timed out/);
+      await restore(client);
+      // Every later command gets its own reply.
+      for (let i = 0; i < 3; i++) {
+        expect(await client.set(`${tag}:x`, String(i))).toBe("OK");
+        expect(await client.get(`${tag}:x`)).toBe(String(i));
+      }
+    } finally {
+      await proxy.accept();
+      client.disconnect();
+    }
+  });
+
   it("a command that waits less than the timeout still runs once the connection is back", async () => {
     const client = connect(proxy.url, { commandTimeoutMs: 5_000 });
     const tag = `${prefix}:{in-time}`;
