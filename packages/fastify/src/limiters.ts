@@ -15,14 +15,14 @@ export interface RuleSetLimiter {
 }
 
 /** The keys a rule may have (anything else is refused where its limiter is made). */
-const RULE_KEYS = new Set(["name", "limit", "windowMs", "algorithm", "burst"]);
+const RULE_KEYS = new Set(["name", "limit", "windowMs", "algorithm", "burst", "capacity"]);
 
 /**
  * A rule set's identity: two arrays of the same rules share one limiter (and one budget state). Defaults are filled
  * in, so a rule that spells one out (`algorithm: "fixed-window"`, a token bucket's or GCRA's `burst` equal to its
  * `limit`) is the same rule as one that leaves it out; an unnamed rule with an explicit `burst` has another default
  * name, so it stays another rule (null and 0 stand for the two kinds of unnamed rule: no name is either). A value
- * that is no valid-looking rule (not an object, another key, a window rule's burst) is kept as it is: its own
+ * that is no valid-looking rule (not an object, another key, a window rule's burst, a wrong capacity) is kept as it is: its own
  * limiter is made for it, which refuses it.
  */
 export function specOf(rules: readonly Rule[]): string {
@@ -32,6 +32,9 @@ export function specOf(rules: readonly Rule[]): string {
       const algorithm = r.algorithm ?? "fixed-window";
       const bucket = algorithm === "token-bucket" || algorithm === "gcra";
       if (!bucket && r.burst !== undefined) return r;
+      // A limiter's own normalized rules carry their capacity; any other capacity is refused.
+      const capacity = (r as Rule & { capacity?: unknown }).capacity;
+      if (capacity !== undefined && capacity !== (r.burst ?? r.limit)) return r;
       return [r.name ?? (r.burst === undefined ? null : 0), r.limit, r.windowMs, algorithm, r.burst ?? r.limit];
     }),
   );

@@ -6,10 +6,13 @@ import { problem } from "./problem.js";
 import { banKey, rateLimitKey } from "./rate-limit-key.js";
 import type { RouteLimit } from "./route-limit.js";
 
-/** Continues a request (`next()`) or fails it (`next(err)`). */
-/** `Retry-After` of a 503 (Redis unavailable), s: the limiters' `redisRetryMs` (1 s), after which they try Redis again. */
+/**
+ * `Retry-After` of a 503 (Redis unavailable), s: a hint to wait a moment, since Redis outages are mostly short (a
+ * reconnect, a failover); every request asks Redis again, so a client may come back sooner and be served.
+ */
 const UNAVAILABLE_RETRY_AFTER_S = 1;
 
+/** Continues a request (`next()`) or fails it (`next(err)`). */
 export type Next = (err?: Error) => void;
 
 /**
@@ -109,8 +112,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
 
   /**
    * A limiter call failed: 503 while Redis is unavailable (the `"throw"` policy), with `Retry-After` (unless the
-   * route turned it off): the limiter asks Redis again a second later (its `redisRetryMs`), sooner is no use. Else
-   * `next(err)`.
+   * route turned it off). Else `next(err)`.
    */
   const failed = (limit: RouteLimit, reply: FastifyReply, err: unknown, next: Next): void => {
     if (err instanceof RedisUnavailableError) {

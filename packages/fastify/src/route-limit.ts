@@ -59,6 +59,8 @@ export class RouteLimits {
   readonly #byRoute = new Map<string, RouteLimit>();
   /** Shared group -> the limit of the first route naming it (routes sharing a group have identical rules). */
   readonly #byGroup = new Map<string, RouteLimit>();
+  /** Hooks made by `resolveHook`, numbering them. */
+  #hooks = 0;
 
   constructor(defaults: RateLimitDefaults, limiters: Limiters) {
     this.#defaults = defaults;
@@ -116,7 +118,9 @@ export class RouteLimits {
       );
     }
     // Called as an onRequest / preHandler hook is (request, reply, done), wherever the app adds it.
-    return this.#build("settings", `hook of group "${group}"`, { ...own, group, hook: "onRequest" }, group);
+    // Each hook is its own "route" for the group check: a second hook of the group with other rules is refused.
+    const id = `hook ${++this.#hooks} of group "${group}"`;
+    return this.#build("settings", id, { ...own, group, hook: "onRequest" }, group);
   }
 
   /** A limit from a route's (or a hook's) own settings and the plugin defaults. */

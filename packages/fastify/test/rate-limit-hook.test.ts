@@ -95,6 +95,9 @@ describe("coordis.rateLimitHook", () => {
       expect(refused(null)).toBe("settings");
       expect(refused(false)).toBe("settings");
       expect(refused({ group: "g" })).toBe("accepted");
+      // A group has one set of rules, whoever shares it: a second hook of the group with other rules is refused.
+      expect(refused({ group: "g", rules: [{ name: "probe", limit: 3, windowMs: 60_000 }] })).toBe("accepted");
+      expect(refused({ group: "g", rules: [{ name: "probe", limit: 30, windowMs: 60_000 }] })).toBe("settings.rules");
     } finally {
       await app.close();
     }

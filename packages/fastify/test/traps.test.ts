@@ -140,6 +140,10 @@ describe("safe defaults", () => {
     // Unnamed, an explicit burst is another rule (its default name says so), hence another limiter.
     const unnamed = [{ limit: 5, windowMs: 60_000, algorithm: "token-bucket" as const }];
     expect(app.coordis.rateLimiter([{ ...unnamed[0], burst: 5 }] as never)).not.toBe(app.coordis.rateLimiter(unnamed));
+    // A limiter's own normalized rules (with their capacity) can be passed again: the same limiter.
+    const limiter = app.coordis.rateLimiter(bucket);
+    expect(app.coordis.rateLimiter(limiter.rules as never)).toBe(limiter);
+    expect(() => app.coordis.rateLimiter([{ ...bucket[0], capacity: 6 }] as never)).toThrow(InvalidArgumentError);
     // A typo or a window rule's burst is refused, although the set of valid rules it resembles exists already.
     expect(() => app.coordis.rateLimiter([{ ...plain[0], limt: 6 }] as never)).toThrow(InvalidArgumentError);
     expect(() => app.coordis.rateLimiter([{ ...plain[0], burst: 5 }] as never)).toThrow(InvalidArgumentError);
