@@ -326,7 +326,13 @@ async function runCluster(
   /** The same pipeline, to the node an ASK named, the script preceded by ASKING (its replies without ASKING's). */
   const asking = async ({ node, temporary }: AskTarget, useSource: boolean) => {
     try {
-      if (temporary) await node.connect();
+      if (temporary) {
+        await node.connect();
+        // Connecting took a while: past the caller's deadline it must not be sent any more (see sendOnce).
+        if (expiry.expired) {
+          throw new RedisUnavailableError(`script "${script.name}" passed its deadline; not sent again`);
+        }
+      }
       const pipeline = node.pipeline();
       pipeline.call("ASKING");
       if (useSource) pipeline.eval(script.source, script.numberOfKeys, ...argv);
