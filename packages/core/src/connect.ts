@@ -5,7 +5,7 @@ import type { RedisClient } from "./client.js";
 import { DEFAULT_COMMAND_TIMEOUT_MS } from "./client-safety.js";
 import { InvalidArgumentError } from "./errors.js";
 import { type CoordisObserver, notifyEvent } from "./observer.js";
-import { guardOfflineQueue } from "./offline-queue.js";
+import { clientState } from "./script-order.js";
 import { durationMs, observer as validateObserver, options as validateOptions } from "./validate.js";
 
 export { DEFAULT_COMMAND_TIMEOUT_MS };
@@ -306,6 +306,6 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
     if (selects && (error as { command?: { name?: unknown } }).command?.name === "select") client.disconnect(true);
   });
   // A command that fails while it waits for the connection is not sent once the connection is back.
-  guardOfflineQueue(client);
+  clientState(client);
   return client;
 }

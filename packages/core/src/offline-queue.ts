@@ -4,6 +4,7 @@ import { isCluster } from "./client.js";
 /** What ioredis keeps per command waiting in a connection's offline queue (internal to ioredis). */
 interface QueuedCommand {
   readonly name: string;
+  readonly isSettled?: boolean;
   reject: (err: Error) => void;
 }
 
@@ -25,14 +26,60 @@ const guarded = new WeakSet<object>();
  * Takes `command` out of `queue` when it is still there, unless the queue holds a transaction (MULTI ... EXEC): a
  * command taken out of one would run outside it, so the queue is left as ioredis keeps it.
  */
-function drop(queue: OfflineQueue, command: QueuedCommand): void {
+function drop(queue: OfflineQueue, command: QueuedCommand): boolean {
   let at = -1;
   for (let i = 0; i < queue.length; i++) {
     const queued = queue.peekAt(i)?.command;
     if (queued === command) at = i;
-    else if (queued?.name === "multi" || queued?.name === "exec") return;
+    else if (queued?.name === "multi" || queued?.name === "exec") return false;
   }
-  if (at >= 0) queue.removeOne(at);
+  if (at < 0) return false;
+  queue.removeOne(at);
+  return true;
+}
+
+/** Commands that wait on purpose: a deadline of the client's own must not cut them short. */
+const BLOCKING = new Set([
+  "blpop",
+  "brpop",
+  "brpoplpush",
+  "blmove",
+  "blmpop",
+  "bzpopmin",
+  "bzpopmax",
+  "bzmpop",
+  "xread",
+  "xreadgroup",
+  "wait",
+  "waitaof",
+]);
+
+/**
+ * A Cluster client keeps commands in a queue of its own while it has no slot map (connecting, or reconnecting after
+ * losing every node), with no timer: a call Coordis gave up on (its deadline) would be sent once the cluster is
+ * reachable. A single command sent while the client is not ready is taken out of that queue and rejected
+ * ("Command timed out") once `deadlineMs` has passed, if it is still there.
+ */
+function guardClusterQueue(cluster: Connection & { status?: string }, deadlineMs: number): void {
+  const send = cluster.sendCommand as (...args: unknown[]) => unknown;
+  (cluster as { sendCommand: unknown }).sendCommand = function (
+    this: Connection & { status?: string },
+    command: QueuedCommand,
+    stream?: unknown,
+    ...rest: unknown[]
+  ) {
+    const result = send.call(this, command, stream, ...rest);
+    if (this.status !== "ready" && stream === undefined && !BLOCKING.has(command.name)) {
+      const timer = setTimeout(() => {
+        const queue = this.offlineQueue;
+        if (command.isSettled !== true && queue !== undefined && drop(queue, command)) {
+          command.reject(new Error("Command timed out"));
+        }
+      }, deadlineMs);
+      timer.unref?.();
+    }
+    return result;
+  };
 }
 
 /**
@@ -42,13 +89,18 @@ function drop(queue: OfflineQueue, command: QueuedCommand): void {
  * had failed would run later, behind the caller's back (a rate-limit unit taken twice when the caller retries, a
  * lock acquired for nobody). Wraps the connection's `sendCommand` once: a single command it puts in the offline queue
  * is taken out of it when it is rejected (not a pipeline's, nor while the queue holds a MULTI ... EXEC). A standalone
- * or Sentinel client; a Cluster's own queue is not covered.
+ * or Sentinel client; on a Cluster client, its own queue (see guardClusterQueue; `clusterDeadlineMs` is Coordis'
+ * deadline of a call on it).
  */
-export function guardOfflineQueue(redis: RedisClient): void {
-  if (isCluster(redis) || guarded.has(redis)) return;
+export function guardOfflineQueue(redis: RedisClient, clusterDeadlineMs: number): void {
+  if (guarded.has(redis)) return;
   const connection = redis as unknown as Connection;
   if (typeof connection.sendCommand !== "function") return;
   guarded.add(redis);
+  if (isCluster(redis)) {
+    guardClusterQueue(connection, clusterDeadlineMs);
+    return;
+  }
   const send = connection.sendCommand;
   connection.sendCommand = function (this: Connection, command: QueuedCommand, stream?: unknown) {
     const result = send.call(this, command, stream);

@@ -62,7 +62,7 @@ export function clientState(redis: RedisClient): ClientState {
     const deadlineMs =
       timeout !== undefined && cluster === undefined ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
     // A call that fails while waiting for the connection must not be sent once it is back.
-    guardOfflineQueue(redis);
+    guardOfflineQueue(redis, deadlineMs);
     state = {
       deadlineMs,
       waitDeadlineMs: deadlineMs === 0 ? (timeout as number) : deadlineMs,

@@ -11,6 +11,7 @@ import {
   type RedisServer,
   startProxy,
   startRedis,
+  startRedisCluster,
   startRedisSentinel,
   testPrefix,
   waitUntil,
@@ -142,6 +143,34 @@ describe("a command that failed while the client was reconnecting", () => {
     } finally {
       client.disconnect();
       await setup.stop();
+    }
+  }, 90_000);
+
+  it("on a Cluster client that has no slot map yet, a script and a command past the deadline are not sent later", async () => {
+    const cluster = await startRedisCluster({ masters: 3 });
+    const tag = `${prefix}:{cluster}`;
+    let client: RedisClient | undefined;
+    try {
+      // The nodes know the script (a late EVALSHA would run) and stop answering: a client started now stays without
+      // a slot map, and its calls wait in the Cluster client's own queue.
+      for (const node of cluster.nodes) await node.client().script("LOAD", coreScripts.probe.source);
+      for (const node of cluster.nodes) await node.pause();
+      client = connect(cluster.url, { commandTimeoutMs: 300 });
+      client.on("error", () => {});
+      const script = runScript(client, coreScripts.probe, [`${tag}:v`, `${tag}:c`], ["late", 60_000]);
+      const command = client.incr(`${tag}:n`);
+      await expect(script).rejects.toBeInstanceOf(RedisUnavailableError);
+      await expect(command).rejects.toThrow(/timed out/);
+      expect(client.status).not.toBe("ready");
+      for (const node of cluster.nodes) await node.resume();
+      const ready = client;
+      await waitUntil("the client to be ready", () => ready.status === "ready", 30_000);
+      // A call made now comes after anything the queue still held.
+      expect(await client.exists(`${tag}:v`)).toBe(0);
+      expect(await client.exists(`${tag}:n`)).toBe(0);
+    } finally {
+      client?.disconnect();
+      await cluster.stop();
     }
   }, 90_000);
 });
