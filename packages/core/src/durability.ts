@@ -1,6 +1,7 @@
-import { type Cluster, Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { commandTimeoutOf, isCluster, type RedisClient } from "./client.js";
 import { corkUntilTickEnd } from "./cork.js";
+import { type Expiry, sendToCluster } from "./durability-cluster.js";
 import { CoordisError, InvalidArgumentError, RedisUnavailableError, toCoordisError } from "./errors.js";
 import type { ScriptArgs, ScriptDef, ScriptKeys, ScriptSender } from "./scripts.js";
 import { DEADLINE_MARGIN_MS, FALLBACK_DEADLINE_MS, runScript, runScriptInOrder } from "./scripts.js";
@@ -251,61 +252,7 @@ async function runStandalone(
   return { reply, error };
 }
 
-/** Cluster: a two-command pipeline, which ioredis sends to the node owning the keys' slot in one write. */
-/** Most times a durable script call on a Cluster is sent again after MOVED / ASK before it fails as unavailable. */
-const MAX_DURABLE_REDIRECTIONS = 5;
-/** Pause before the n-th redirected send beyond the first, ms (n × this). */
-const REDIRECTION_PAUSE_MS = 50;
-
-/** A MOVED or ASK reply: the slot is served elsewhere, and the command did not run. */
-function isRedirection(err: unknown): boolean {
-  return err instanceof Error && /^(MOVED|ASK) \d+ /.test(err.message);
-}
-
-/** The node an ASK reply names: one of the Cluster client's connections, or a short-lived one of its own. */
-interface AskTarget {
-  readonly node: Redis;
-  /** Opened for this send (a node the client does not know: it serves no slot yet), closed after it. */
-  readonly temporary: boolean;
-}
-
-/**
- * The node an ASK reply sends the command to (`ASK <slot> <host>:<port>`, mapped through the client's `natMap` when
- * it has one); undefined for a MOVED reply. A node the Cluster client does not know (one that serves no slot yet:
- * the first slot moving to a node just added) gets a connection of its own, with the client's `redisOptions`.
- */
-function askTarget(cluster: Cluster, err: unknown): AskTarget | undefined {
-  const m = err instanceof Error ? /^ASK \d+ (.+):(\d+)$/.exec(err.message) : null;
-  if (m === null) return undefined;
-  let host = m[1] as string;
-  let port = Number(m[2]);
-  const natMap = cluster.options.natMap;
-  const mapped = typeof natMap === "function" ? natMap(`${host}:${port}`) : natMap?.[`${host}:${port}`];
-  if (mapped) ({ host, port } = mapped);
-  const known = cluster.nodes("all").find((node) => node.options.host === host && node.options.port === port);
-  if (known !== undefined) return { node: known, temporary: false };
-  const node = new Redis({
-    ...cluster.options.redisOptions,
-    host,
-    port,
-    lazyConnect: true,
-    retryStrategy: () => null,
-  });
-  node.on("error", () => {});
-  return { node, temporary: true };
-}
-
-/** Reloads the Cluster client's slot map (after `pauseMs`); a failed reload is left to the next send. */
-async function refreshSlots(cluster: Cluster, pauseMs: number): Promise<void> {
-  if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
-  await new Promise<void>((resolve) => cluster.refreshSlotsCache(() => resolve()));
-}
-
-/** Set when the caller's deadline passed: a durable call on a Cluster must not be sent again after that. */
-interface Expiry {
-  expired: boolean;
-}
-
+/** Cluster: the script and its wait as one pipeline to the keys' node (see durability-cluster.ts), then judged. */
 async function runCluster(
   redis: RedisClient,
   script: ScriptDef<never, never, unknown>,
@@ -315,78 +262,9 @@ async function runCluster(
   aof: boolean,
   expiry: Expiry,
 ): Promise<DurableOutcome<unknown>> {
-  const wait = waitCommand(d, aof);
-  const once = async (useSource: boolean) => {
-    const pipeline = redis.pipeline();
-    if (useSource) pipeline.eval(script.source, script.numberOfKeys, ...argv);
-    else pipeline.evalsha(script.sha1, script.numberOfKeys, ...argv);
-    pipeline.call(...wait);
-    return pipeline.exec();
-  };
-  /** The same pipeline, to the node an ASK named, the script preceded by ASKING (its replies without ASKING's). */
-  const asking = async ({ node, temporary }: AskTarget, useSource: boolean) => {
-    try {
-      if (temporary) {
-        await node.connect();
-        // Connecting took a while: past the caller's deadline it must not be sent any more (see sendOnce).
-        if (expiry.expired) {
-          throw new RedisUnavailableError(`script "${script.name}" passed its deadline; not sent again`);
-        }
-      }
-      const pipeline = node.pipeline();
-      pipeline.call("ASKING");
-      if (useSource) pipeline.eval(script.source, script.numberOfKeys, ...argv);
-      else pipeline.evalsha(script.sha1, script.numberOfKeys, ...argv);
-      pipeline.call(...wait);
-      return (await pipeline.exec())?.slice(1) ?? null;
-    } finally {
-      if (temporary) node.disconnect();
-    }
-  };
-  const sendOnce = async (useSource: boolean, node?: AskTarget) => {
-    // The caller was told the outcome is unknown and may have undone the call (a lock's release of a grant it may
-    // have got): sending it again now could take effect after that undo.
-    if (expiry.expired) throw new RedisUnavailableError(`script "${script.name}" passed its deadline; not sent again`);
-    return (node === undefined ? once(useSource) : asking(node, useSource)).catch((err: unknown) => {
-      throw toCoordisError(err, script.name);
-    });
-  };
-  let waitResult: [Error | null, unknown] | undefined;
-  // One call of the issue-order runner (see runScript): it retries with the source after a NOSCRIPT.
-  const send: ScriptSender = async (useSource) => {
-    let results = await sendOnce(useSource);
-    // ioredis follows a MOVED or an ASK inside a pipeline only when every reply is that same error, which WAIT's
-    // never is: after a failover or a slot move the script comes back MOVED (it did not run) and the client's slot
-    // map stays stale, so every later durable call would fail too. Refresh the map and send again (the node that
-    // answered MOVED ran nothing). During a slot's migration, ASK names the node that holds the keys already moved:
-    // the pipeline goes there once, with ASKING before the script (the slot map is unchanged, so no refresh).
-    for (let redirections = 0; isRedirection(results?.[0]?.[0]); redirections++) {
-      if (redirections === MAX_DURABLE_REDIRECTIONS) {
-        throw new RedisUnavailableError(
-          `script "${script.name}" was redirected ${redirections} times (${String(results?.[0]?.[0])}); the cluster's slots are moving, try again`,
-          { cause: results?.[0]?.[0] },
-        );
-      }
-      const asked = askTarget(redis as Cluster, results?.[0]?.[0]);
-      if (asked === undefined) await refreshSlots(redis as Cluster, REDIRECTION_PAUSE_MS * redirections);
-      results = await sendOnce(useSource, asked);
-    }
-    const [scriptResult, waited] = results ?? [];
-    if (scriptResult === undefined) throw toCoordisError(new Error("empty pipeline reply"), script.name);
-    if (scriptResult[0] != null) throw scriptResult[0];
-    waitResult = waited ?? [new Error("no reply to the wait"), undefined];
-    return scriptResult[1];
-  };
-  let reply: unknown;
-  try {
-    reply = await runScriptInOrder(redis, script, keys, send, d.timeoutMs);
-  } finally {
-    // The caller has its answer (or was told the outcome is unknown): a redirected send still under way stops here.
-    expiry.expired = true;
-  }
-  const result = waitResult as [Error | null, unknown];
+  const { reply, waited } = await sendToCluster(redis, script, keys, argv, waitCommand(d, aof), d.timeoutMs, expiry);
   const error =
-    result[0] != null ? judge(d, aof, script.name, undefined, result[0]) : judge(d, aof, script.name, result[1]);
+    waited[0] != null ? judge(d, aof, script.name, undefined, waited[0]) : judge(d, aof, script.name, waited[1]);
   return { reply, error };
 }
 
