@@ -17,7 +17,9 @@ declare module "fastify" {
 }
 
 const prefix = process.env.COORDIS_PREFIX ?? "coordis";
-const redis = connect(process.env.REDIS_URL); // for a cache, a Redis with an LRU eviction policy
+// One Redis for both here. In production the cache may go to a Redis with an LRU eviction policy, the sessions to one
+// that does not evict (noeviction): an evicted logout tombstone would let a slow request save the session back.
+const redis = connect(process.env.REDIS_URL);
 
 // --- Cache: two replicas, one database.
 let dbReads = 0;

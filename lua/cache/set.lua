@@ -18,11 +18,20 @@ if ARGV[5] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[5] then
   local deadline = redis.call('HGET', KEYS[1], 'p:' .. ARGV[5])
   if not deadline or now >= deadline + 0 then return 0 end
 end
-redis.call('DEL', KEYS[1], KEYS[2])
 -- The deadlines go to Redis as integer digits from string.format('%d') (a number argument would be printed with
 -- %.17g, which costs Redis twice as much; the values are exact integers either way); lifeMs goes to PEXPIRE as the
 -- client sent it.
 local fmt = string.format
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', fmt('%d', now + ARGV[2]), 's', fmt('%d', now + ARGV[3]), 't', ARGV[4])
+local fresh, stale = fmt('%d', now + ARGV[2]), fmt('%d', now + ARGV[3])
+-- The HSET is the script's first write: on a full Redis that does not evict, Redis refuses a script's first write
+-- when it may use memory (OOM), but lets any write through once the script has written. A DEL first would have let
+-- the value in past maxmemory.
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', fresh, 's', stale, 't', ARGV[4])
+-- Fields of the entry's past (fill tokens registered in it, an earlier version's 'w') go: the entry is written anew.
+if redis.call('HLEN', KEYS[1]) > 4 then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', fresh, 's', stale, 't', ARGV[4])
+end
+redis.call('DEL', KEYS[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1

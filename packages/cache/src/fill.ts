@@ -241,7 +241,9 @@ export class Filler {
     try {
       pairs = await c.l2.tagVersions(entry);
     } catch (err) {
-      if (!(err instanceof RedisUnavailableError)) throw err;
+      // Redis filled up since the read that took the lock: the loader answers, and the lock is given back.
+      if (outOfMemory(err)) c.l2.unlock(k, fill);
+      else if (!(err instanceof RedisUnavailableError)) throw err;
       return this.loadDirect(k, loader, entry);
     }
     const t0 = performance.now();
@@ -267,7 +269,13 @@ export class Filler {
         await c.publish(k);
       }
     } catch (err) {
-      if (!(err instanceof RedisUnavailableError)) throw err;
+      if (!outOfMemory(err)) {
+        if (!(err instanceof RedisUnavailableError)) throw err;
+      } else {
+        // Full since the read: the value is the caller's answer, kept in L1 as a load without Redis is.
+        c.l2.unlock(k, fill);
+        this.#keepLoaded(k, data, entry, epoch);
+      }
     }
     return data;
   }
@@ -317,12 +325,24 @@ export class Filler {
    * `ttlMs` (it is fresh for that long, as it would be in Redis).
    */
   async loadDirect(k: string, loader: Loader<unknown>, entry: EntrySettings): Promise<string> {
-    const l1 = this.#c.l1;
-    const epoch = l1.epoch;
+    const epoch = this.#c.l1.epoch;
     const data = await this.#runLoader(k, loader);
-    const until = performance.now() + Math.min(entry.ttlMs, l1.ttlMs);
-    // Kept for at most l1.ttlMs: invalidations cannot reach us while Redis is down.
-    l1.store(k, data, until, until, [], epoch);
+    this.#keepLoaded(k, data, entry, epoch);
     return data;
+  }
+
+  /** Keeps a value Redis did not store in L1 for at most `l1.ttlMs`, and no longer than the entry's `ttlMs`. */
+  #keepLoaded(k: string, data: string, entry: EntrySettings, epoch: number): void {
+    const until = performance.now() + Math.min(entry.ttlMs, this.#c.l1.ttlMs);
+    // Kept for at most l1.ttlMs: invalidations cannot reach us while Redis is down. Its tags go with it (no version:
+    // none was read), so an invalidateTag this instance hears of (a full Redis still carries them) evicts it.
+    this.#c.l1.store(
+      k,
+      data,
+      until,
+      until,
+      entry.tags.map((t) => [t, ""] as const),
+      epoch,
+    );
   }
 }
