@@ -98,8 +98,11 @@ export class SubscriberConnection {
   /** The subscriber connection was ready once: only a loss after that is a loss (not a first connect that failed). */
   #connectedOnce = false;
   #heartbeat: NodeJS.Timeout | undefined;
-  /** Connections whose heartbeat PING is still unanswered (one per shard on a sharded Cluster). */
-  readonly #pingOut = new WeakSet<Redis>();
+  /**
+   * Connections whose heartbeat PING is still unanswered (one per shard on a sharded Cluster), with the bytes their
+   * socket had read when it was sent, or when the last beat found it still out.
+   */
+  readonly #pingOut = new WeakMap<Redis, number>();
 
   constructor(
     redis: RedisClient,
@@ -234,26 +237,21 @@ export class SubscriberConnection {
     if (this.#lostAt !== undefined) void this.#resubscribe(instance);
   }
 
-  /** One heartbeat: replaces the connection when the previous PING is still unanswered, else sends one. */
+  /**
+   * One heartbeat: sends a PING, or judges the previous one when it is still unanswered. A connection that read
+   * anything since is alive: its PONG waits behind messages this process has not parsed yet (a handler slower than
+   * the messages arrive), and dropping it would lose them. One that read nothing is judged once more after the I/O
+   * already arrived was read (an event loop that was just blocked runs its timers first), then replaced.
+   */
   #beat(conn: Redis): void {
     if (this.#closed || conn.status !== "ready" || this.#subs.empty) return;
-    if (this.#pingOut.has(conn)) {
-      this.#pingOut.delete(conn);
-      notifyEvent(this.#observer, {
-        primitive: "pubsub",
-        type: "connection-error",
-        error: new Error(
-          `subscriber connection silent for ${HEARTBEAT_INTERVAL_MS} ms (PING unanswered); reconnecting`,
-        ),
-      });
-      // Destroys the socket (a FIN would go nowhere): "close" marks the loss, then the client reconnects and the
-      // next "ready" resubscribes (on a Cluster, ioredis opens a subscriber connection to a node, which is followed).
-      const stream = (conn as unknown as { stream?: { destroy(): void } }).stream;
-      if (stream === undefined) conn.disconnect(true);
-      else stream.destroy();
+    const read = this.#pingOut.get(conn);
+    if (read !== undefined) {
+      if (bytesRead(conn) !== read) this.#pingOut.set(conn, bytesRead(conn));
+      else setImmediate(() => this.#judge(conn, read));
       return;
     }
-    this.#pingOut.add(conn);
+    this.#pingOut.set(conn, bytesRead(conn));
     pingUntimed(conn).then(
       () => {
         this.#pingOut.delete(conn);
@@ -262,6 +260,26 @@ export class SubscriberConnection {
         // Lost with its connection ("close" and "ready" clear #pingOut for a new one).
       },
     );
+  }
+
+  /** Replaces `conn` unless its PING was answered, or it read anything, since the beat found it silent. */
+  #judge(conn: Redis, read: number): void {
+    if (this.#closed || conn.status !== "ready" || this.#pingOut.get(conn) !== read) return;
+    if (bytesRead(conn) !== read) {
+      this.#pingOut.set(conn, bytesRead(conn));
+      return;
+    }
+    this.#pingOut.delete(conn);
+    notifyEvent(this.#observer, {
+      primitive: "pubsub",
+      type: "connection-error",
+      error: new Error(`subscriber connection silent for ${HEARTBEAT_INTERVAL_MS} ms (PING unanswered); reconnecting`),
+    });
+    // Destroys the socket (a FIN would go nowhere): "close" marks the loss, then the client reconnects and the next
+    // "ready" resubscribes (on a Cluster, ioredis opens a subscriber connection to a node, which is followed).
+    const stream = (conn as unknown as { stream?: { destroy(): void } }).stream;
+    if (stream === undefined) conn.disconnect(true);
+    else stream.destroy();
   }
 
   #markLost(): void {
@@ -380,4 +398,9 @@ export class SubscriberConnection {
     this.#lostAt = undefined;
     this.#onRestored({ channels, patterns, downtimeMs });
   }
+}
+
+/** Bytes the connection's socket has read so far (-1 without a socket: nothing is ever read then). */
+function bytesRead(conn: Redis): number {
+  return (conn as unknown as { stream?: { bytesRead?: number } }).stream?.bytesRead ?? -1;
 }
