@@ -76,6 +76,7 @@ local function rl_fast(key, cost, now, argv, i, time)
       local curr, prev, cn = 0, 0, nil
       if e then
         a = a + 0
+        if a > now then cs = a end -- Redis' clock went back: the stored window stays current (see rl_load)
         if a == cs then
           cn = c + 0
           curr, prev = b + 0, cn
@@ -237,6 +238,7 @@ local function rl_fast(key, cost, now, argv, i, time)
       local cs = now - now % w
       local curr, prev, cn = 0, 0, nil
       if e then
+        if a > now then cs = a end -- Redis' clock went back: the stored window stays current (see rl_load)
         if a == cs then
           cn = c + 0
           curr, prev = b + 0, cn

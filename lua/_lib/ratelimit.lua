@@ -97,6 +97,10 @@ local function rl_load(r, stored, now)
     end
   else
     local cs = now - (now % w)
+    -- A stored window that starts after now (a window starts before it is written): Redis' clock went back (a
+    -- failover to a replica whose clock is behind, a step of the host's clock). That window stays the current one
+    -- until the clock is back in it. (After a change of windowMs the stored start is never after now.)
+    if c and a > now then cs = a end
     r.start, r.curr, r.prev = cs, 0, 0
     if c then
       if a == cs then

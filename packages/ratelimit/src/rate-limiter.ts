@@ -242,7 +242,8 @@ export class RateLimiter {
   /**
    * Forgets the state of this limiter's rules on `key`: every rule is full again. Rules of other limiters on the
    * same key (other names) keep theirs.
-   * @throws InvalidArgumentError for a bad key; RedisUnavailableError / ScriptError from Redis (whatever the policy)
+   * @throws InvalidArgumentError for a bad key; RedisUnavailableError (also when a full Redis refuses the write) /
+   *   ScriptError from Redis (whatever the policy)
    */
   async reset(key: string): Promise<void> {
     const stateKey = this.#key(key);
@@ -250,7 +251,9 @@ export class RateLimiter {
     this.#memory?.delete(key);
     this.#batcher?.flush();
     await instrument(this.#observer, { primitive: "ratelimit", op: "reset", name: key }, () =>
-      runScript(this.#redis, ratelimitScripts.reset, [stateKey], [this.#spec]),
+      runScript(this.#redis, ratelimitScripts.reset, [stateKey], [this.#spec]).catch((err: unknown) => {
+        throw unavailableIfFull(err);
+      }),
     );
   }
 
@@ -317,11 +320,7 @@ export class RateLimiter {
     err: unknown,
     node: string | undefined,
   ): Decision {
-    // Redis out of memory (maxmemory reached, noeviction) refused the write before any of it happened: for a rate
-    // limit that is Redis unavailable, and the failure policy decides.
-    if (err instanceof ScriptError && err.redisMessage.startsWith("OOM ")) {
-      err = new RedisUnavailableError(`Redis refused the write: ${err.redisMessage}`, { cause: err });
-    }
+    err = unavailableIfFull(err);
     const unavailable = err instanceof RedisUnavailableError;
     // Redis answered (a refusal is an answer: a probe after an outage is over), or it could not be reached, which every
     // limiter on this client learns (also from a limiter whose policy is "throw").
@@ -425,4 +424,15 @@ export class RateLimiter {
     reportOperation(observer, site, started, decision.allowed ? "allowed" : "rejected", error);
     return decision;
   }
+}
+
+/**
+ * Redis out of memory (maxmemory reached, noeviction) refused the write before any of it happened: for a rate limit
+ * that is Redis unavailable (the failure policy decides a consume; a reset rejects as in an outage).
+ */
+function unavailableIfFull(err: unknown): unknown {
+  if (err instanceof ScriptError && err.redisMessage.startsWith("OOM ")) {
+    return new RedisUnavailableError(`Redis refused the write: ${err.redisMessage}`, { cause: err });
+  }
+  return err;
 }

@@ -68,4 +68,23 @@ describe("a Redis out of memory", () => {
     expect(local.map((d) => d.allowed)).toEqual([true, true, true, true, true, false, false]);
     expect(local.every((d) => d.reason === "fallback")).toBe(true);
   });
+
+  it("reset of a key shared with another limiter rejects with RedisUnavailableError, as in an outage", async () => {
+    const admin = server.adminClient();
+    try {
+      const mine = new RateLimiter(redis, { rules: [{ name: "mine", limit: 5, windowMs: 60_000 }], prefix });
+      const theirs = new RateLimiter(redis, { rules: [{ name: "theirs", limit: 5, windowMs: 60_000 }], prefix });
+      await admin.config("SET", "maxmemory", "0");
+      expect((await mine.consume("shared")).allowed).toBe(true);
+      expect((await theirs.consume("shared")).allowed).toBe(true);
+      await admin.config("SET", "maxmemory", "1");
+      // The other limiter's entry must be written back: a write, refused.
+      await expect(mine.reset("shared")).rejects.toBeInstanceOf(RedisUnavailableError);
+      await admin.config("SET", "maxmemory", "0");
+      expect((await mine.peek("shared")).remaining).toBe(4);
+    } finally {
+      await admin.config("SET", "maxmemory", "1");
+      admin.disconnect();
+    }
+  });
 });
