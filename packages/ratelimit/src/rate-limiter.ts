@@ -12,7 +12,6 @@ import {
   reportOperation,
   runScript,
   runScriptDynamic,
-  ScriptError,
   slotOf,
   toCoordisError,
   validate,
@@ -23,6 +22,7 @@ import { DenyCache } from "./deny-cache.js";
 import { healthOf, type RedisHealth } from "./health.js";
 import { MemoryLimiter } from "./memory-limiter.js";
 import { parseRateLimiterOptions, type RateLimiterOptions, type RedisErrorPolicy } from "./options.js";
+import { splitByMigration, unavailableIfFull } from "./redis-failures.js";
 import { type NormalizedRule, rulesArgs, rulesSpec } from "./rules.js";
 import { ratelimitScripts } from "./scripts.generated.js";
 import { type SpecialisedConsume, specialisedConsume } from "./specialised.js";
@@ -349,12 +349,28 @@ export class RateLimiter {
     }
     const args: (string | number)[] = items.map((i) => i.cost);
     for (const a of this.#ruleArgs) args.push(a);
-    const reply = await runScriptDynamic(
-      this.#redis,
-      ratelimitScripts.consumeBatch,
-      items.map((i) => i.stateKey),
-      args,
-    );
+    let reply: unknown[];
+    try {
+      reply = await runScriptDynamic(
+        this.#redis,
+        ratelimitScripts.consumeBatch,
+        items.map((i) => i.stateKey),
+        args,
+      );
+    } catch (err) {
+      // A Cluster slot being migrated refuses a script whose keys the migration has split between two nodes
+      // (TRYAGAIN, until ioredis gives up): the batch did not run. Each call goes on its own, following ASK, as an
+      // unbatched call does; the master is not unavailable.
+      if (!this.#cluster || !splitByMigration(err)) throw err;
+      return Promise.all(
+        items.map((i) =>
+          this.#consumeScript(i.stateKey, i.cost).then(
+            (value): BatchOutcome<ScriptReply> => ({ ok: true, value }),
+            (error: unknown): BatchOutcome<ScriptReply> => ({ ok: false, error: toCoordisError(error) }),
+          ),
+        ),
+      );
+    }
     // Per call: its reply as consume.lua's (a number, an array, or a string opening with the server time's digits),
     // or its error text (never opening with a digit).
     const out: BatchOutcome<ScriptReply>[] = new Array(items.length);
@@ -424,15 +440,4 @@ export class RateLimiter {
     reportOperation(observer, site, started, decision.allowed ? "allowed" : "rejected", error);
     return decision;
   }
-}
-
-/**
- * Redis out of memory (maxmemory reached, noeviction) refused the write before any of it happened: for a rate limit
- * that is Redis unavailable (the failure policy decides a consume; a reset rejects as in an outage).
- */
-function unavailableIfFull(err: unknown): unknown {
-  if (err instanceof ScriptError && err.redisMessage.startsWith("OOM ")) {
-    return new RedisUnavailableError(`Redis refused the write: ${err.redisMessage}`, { cause: err });
-  }
-  return err;
 }
