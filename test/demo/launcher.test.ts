@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { connect as tcpConnect } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { localUrl } from "@coordis/demo";
 import { freePort, waitUntil } from "@coordis/testing";
 import { afterAll, describe, expect, it } from "vitest";
 
@@ -9,9 +10,9 @@ import { afterAll, describe, expect, it } from "vitest";
 // must then stop what it started (its Redis and replicas) by itself.
 const LAUNCH = fileURLToPath(new URL("../../services/demo/src/launch.ts", import.meta.url));
 
-function listening(port: number): Promise<boolean> {
+function listening(port: number, host = "127.0.0.1"): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = tcpConnect({ port, host: "127.0.0.1" });
+    const socket = tcpConnect({ port, host });
     socket.once("connect", () => {
       socket.destroy();
       resolve(true);
@@ -21,16 +22,69 @@ function listening(port: number): Promise<boolean> {
 }
 
 let launcherPid: number | undefined;
+let ipv6LauncherPid: number | undefined;
 afterAll(() => {
-  if (launcherPid === undefined) return;
-  try {
-    process.kill(launcherPid, "SIGTERM");
-  } catch {
-    // gone, as it should be
+  for (const pid of [launcherPid, ipv6LauncherPid]) {
+    if (pid === undefined) continue;
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // gone, as it should be
+    }
   }
 });
 
+describe("demo URLs", () => {
+  it("brackets IPv6 hosts and reaches wildcard hosts through loopback", () => {
+    const cases: Array<[string, string]> = [
+      ["127.0.0.1", "http://127.0.0.1:3000"],
+      ["localhost", "http://localhost:3000"],
+      ["demo.internal", "http://demo.internal:3000"],
+      ["0.0.0.0", "http://127.0.0.1:3000"],
+      ["::1", "http://[::1]:3000"],
+      ["[::1]", "http://[::1]:3000"],
+      ["::", "http://[::1]:3000"],
+      ["0:0:0:0:0:0:0:0", "http://[::1]:3000"],
+      ["fd00::a:1", "http://[fd00::a:1]:3000"],
+      ["::ffff:10.0.0.1", "http://[::ffff:a00:1]:3000"],
+    ];
+    for (const [host, url] of cases) {
+      expect(localUrl(host, 3000), host).toBe(url);
+      expect(new URL(`${localUrl(host, 3000)}/v1/admin/keys`).port, host).toBe("3000");
+    }
+  });
+});
+
 describe("demo launcher", () => {
+  it("starts with an IPv6 HOST: replicas bind it, and the launcher issues its key and prints bracketed URLs", async () => {
+    const port = await freePort("::1");
+    const launcher = spawn(process.execPath, ["--conditions=@coordis/source", "--import", "tsx", LAUNCH], {
+      env: { ...process.env, REPLICAS: "1", HOST: "::1", PORT: String(port), REDIS_URL: "", LOG_LEVEL: "warn" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    ipv6LauncherPid = launcher.pid;
+    const output: string[] = [];
+    let exited = false;
+    launcher.once("exit", () => {
+      exited = true;
+    });
+    for (const stream of [launcher.stdout, launcher.stderr]) {
+      createInterface({ input: stream }).on("line", (line) => output.push(line));
+    }
+    const started = () => output.some((line) => line.includes("API docs"));
+    await waitUntil("the demo to start or the launcher to exit", () => started() || exited, 60_000);
+    expect(started(), output.join("\n")).toBe(true);
+    const text = output.join("\n");
+    expect(text).toContain(`replica r1  http://[::1]:${port}/`);
+    expect(text).toMatch(/API key {4}\S+\.\S+ /);
+    expect((await fetch(`http://[::1]:${port}/healthz`)).status).toBe(200);
+    expect(await listening(port, "::1")).toBe(true);
+
+    launcher.kill("SIGTERM");
+    await waitUntil("the launcher to exit", () => exited, 20_000);
+    expect(await listening(port, "::1")).toBe(false);
+  }, 120_000);
+
   it("stops its Redis and replicas when the process that started it dies without passing a signal on", async () => {
     const port = await freePort("127.0.0.1");
     // A stand-in for npm: starts the launcher (sharing its stdout), prints the launcher's pid, then waits.

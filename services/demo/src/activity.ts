@@ -1,4 +1,4 @@
-import { type CoordisObserver, keyHead, type OperationEvent, type RedisClient } from "@coordis/core";
+import { type CoordisObserver, keyHead, type OperationEvent, type RedisClient, toCoordisError } from "@coordis/core";
 import type { QueueCounts } from "@coordis/queue";
 
 /** Width of one chart interval, ms. */
@@ -140,7 +140,10 @@ export class Activity {
     }
   }
 
-  /** The charts' series over the window, fleet-wide. */
+  /**
+   * The charts' series over the window, fleet-wide.
+   * @throws RedisUnavailableError when Redis does not answer (ScriptError when it refuses)
+   */
   async read(): Promise<ActivitySeries> {
     const redis = this.#redis;
     if (redis === undefined) throw new Error("activity is not started");
@@ -150,7 +153,7 @@ export class Activity {
     const fields = [...COUNTERS, ...GAUGES];
     const pipeline = redis.pipeline();
     for (let i = 0; i < count; i++) pipeline.hmget(this.#key(from + i * BUCKET_MS), ...fields);
-    const replies = (await pipeline.exec()) ?? [];
+    const replies = (await pipeline.exec().catch((err: unknown) => Promise.reject(toCoordisError(err)))) ?? [];
     const counters = Object.fromEntries(COUNTERS.map((c) => [c, [] as number[]])) as Record<Counter, number[]>;
     const gauges = Object.fromEntries(GAUGES.map((g) => [g, [] as Array<number | null>])) as Record<
       Gauge,
@@ -158,7 +161,7 @@ export class Activity {
     >;
     for (let i = 0; i < count; i++) {
       const [err, values] = replies[i] ?? [null, []];
-      if (err !== null) throw err;
+      if (err !== null) throw toCoordisError(err);
       const row = values as Array<string | null>;
       COUNTERS.forEach((c, j) => {
         counters[c].push(Number(row[j] ?? 0));

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { isIPv6 } from "node:net";
 import { hostname } from "node:os";
 
 /** Everything a replica reads from its environment. */
@@ -127,4 +128,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
 /** A random admin token for a local run (the launcher prints it). */
 export function randomToken(): string {
   return randomBytes(18).toString("base64url");
+}
+
+/**
+ * The URL this machine reaches a server listening on `host` (as `HOST` names it) and `port` at: an IPv6 address in
+ * brackets (`http://[::1]:3000`), a wildcard address as the loopback one of its family (`0.0.0.0`: `127.0.0.1`, `::`:
+ * `[::1]`), a name or IPv4 address as it is.
+ */
+export function localUrl(host: string, port: number): string {
+  const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  if (isIPv6(bare)) {
+    let address = `[${bare}]`;
+    try {
+      address = new URL(`http://${address}/`).hostname; // the canonical form: [0:0::0] is [::]
+    } catch {
+      // a zone id (fe80::1%eth0) is no URL host; keep it bracketed as given
+    }
+    return `http://${address === "[::]" ? "[::1]" : address}:${port}`;
+  }
+  if (bare === "0.0.0.0") return `http://127.0.0.1:${port}`;
+  return `http://${bare}:${port}`;
 }

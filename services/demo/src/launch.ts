@@ -157,7 +157,11 @@ export async function issueKeys(url: string, adminToken: string, count: number):
 async function main(): Promise<void> {
   const stack = await launch();
   const [first] = stack.urls as [string, ...string[]];
-  const [apiKey] = await issueKeys(first, stack.adminToken, 1);
+  // Stops what it started when the stack cannot be used, instead of leaving it to the replicas' and Redis' watchdogs.
+  const [apiKey] = await issueKeys(first, stack.adminToken, 1).catch(async (err: unknown) => {
+    await stack.stop();
+    throw err;
+  });
   const lines = [
     "",
     "Coordis demo is running:",

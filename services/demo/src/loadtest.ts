@@ -1,14 +1,14 @@
 /**
  * `npm run loadtest`: autocannon against the demo's replicas, round-robin, for a bounded time; prints requests per
  * second, latency percentiles and the share of 429 answers. Targets the replicas of a running `npm start` (same
- * `PORT` / `REPLICAS`), or `LOADTEST_URLS` (comma-separated, loopback only); when none answers it starts its own
- * stack and stops it afterwards. `LOADTEST_SECONDS` (1–60, default 10), `LOADTEST_CONNECTIONS` (default 30),
+ * `HOST` / `PORT` / `REPLICAS`), or `LOADTEST_URLS` (comma-separated, loopback only); when none answers it starts its
+ * own stack and stops it afterwards. `LOADTEST_SECONDS` (1–60, default 10), `LOADTEST_CONNECTIONS` (default 30),
  * `LOADTEST_KEYS` (API keys to spread over, 1–1000, default 20: each has the demo's 10 req/s burst budget). The keys
  * are issued through the admin endpoint, with `ADMIN_TOKEN` (the token `npm start` printed) or the token of the stack
  * it started; without a token every request is budgeted by this machine's address.
  */
 import autocannon from "autocannon";
-import { DEFAULT_PORT } from "./config.js";
+import { DEFAULT_PORT, localUrl } from "./config.js";
 import { issueKeys, launch, type Stack, stopWithParent } from "./launch.js";
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]", "::1"]);
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   if (urls.length === 0) {
     const base = bounded("PORT", DEFAULT_PORT, 1, 65_535);
     const count = bounded("REPLICAS", 3, 1, 32);
-    urls = Array.from({ length: count }, (_, i) => `http://127.0.0.1:${base + i}`);
+    urls = Array.from({ length: count }, (_, i) => localUrl(process.env.HOST || "127.0.0.1", base + i));
   }
   for (const u of urls) {
     if (!LOOPBACK.has(new URL(u).hostname)) throw new Error(`refusing to load-test ${u}: localhost only`);

@@ -1,5 +1,5 @@
 import { STATUS_CODES } from "node:http";
-import { CoordisError, InvalidArgumentError, RedisUnavailableError } from "@coordis/core";
+import { CoordisError, InvalidArgumentError, isUnavailableCause, RedisUnavailableError } from "@coordis/core";
 import type { FastifyError, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
 import fp from "fastify-plugin";
 
@@ -22,13 +22,24 @@ export function problem(
 }
 
 /**
- * The error handler: validation and bad arguments are 400, Redis being unavailable is 503, other 4xx keep their
- * status, and anything else is logged and answered as a 500 that names at most a Coordis error code.
+ * Whether `error` means Redis did not answer: a Coordis `RedisUnavailableError`, or what ioredis rejects a plain
+ * command or pipeline of the demo's own with when the connection is down or a command timed out (closed connection,
+ * timeout, max retries: `isUnavailableCause`). An error with an HTTP status of its own is never one.
+ */
+function isRedisUnavailable(error: FastifyError): boolean {
+  if (error instanceof RedisUnavailableError) return true;
+  return !(error instanceof CoordisError) && error.statusCode === undefined && isUnavailableCause(error);
+}
+
+/**
+ * The error handler: validation and bad arguments are 400, Redis being unavailable is 503 (whether a primitive or a
+ * command of the demo's own found it so), other 4xx keep their status, and anything else is logged and answered as a
+ * 500 that names at most a Coordis error code.
  */
 function problemOfError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (error.validation !== undefined) return problem(reply, 400, "Bad Request", error.message);
   if (error instanceof InvalidArgumentError) return problem(reply, 400, "Bad Request", error.message);
-  if (error instanceof RedisUnavailableError) return problem(reply, 503, "Service Unavailable", "Redis is unavailable");
+  if (isRedisUnavailable(error)) return problem(reply, 503, "Service Unavailable", "Redis is unavailable");
   const status = typeof error.statusCode === "number" ? error.statusCode : 500;
   if (status >= 400 && status < 500) return problem(reply, status, titleOf(status), error.message);
   request.log.error({ err: error }, "request failed");

@@ -28,6 +28,8 @@ export interface Profile extends StoredProfile {
 
 /** How long a cached profile is fresh (changes invalidate it at once on every replica). */
 const PROFILE_TTL_MS = 60_000;
+/** Most rounds of {@link ProfileStore.settleName}: as many renames of one player racing one request. */
+const SETTLE_ROUNDS = 8;
 
 /**
  * Player profiles in Redis hashes (`<prefix>:player:{<id>}`), and the read path of `GET /v1/players/:id` through a
@@ -85,36 +87,63 @@ export class ProfileStore {
   }
 
   /**
-   * Counts a submission of `score` (creating the profile on first use) and returns the player's name, the submission's
-   * number (1 for the first one) and when the profile was created. Uses only commands the least-privilege Coordis ACL
-   * user is granted (HINCRBY, HSET, HMGET; no MULTI, no HSETNX): one pipelined round trip, plus one more the first
-   * time, to fill in the fields a new profile lacks.
+   * Counts a submission of `score` (creating the profile on first use) and returns the player's name as stored now,
+   * the submission's number (1 for the first one), when the profile was created, and whether this call set the name
+   * (`named`: it carried one, or it created the profile with the id as name). One pipelined round trip of granted
+   * commands (HSETNX, HINCRBY, HSET, HMGET; no MULTI): a new profile's name and creation time are set with HSETNX
+   * before anything reads them, so concurrent first submissions agree on both, and one without a name never replaces
+   * the name another one carried.
    */
   async recordSubmission(
     id: string,
     name: string | undefined,
     score: number,
-  ): Promise<{ name: string; submission: number; createdAt: number }> {
+  ): Promise<{ name: string; submission: number; createdAt: number; named: boolean }> {
     const key = this.#key(id);
     const now = Date.now();
-    const replies = await this.#redis
-      .pipeline()
+    const pipeline = this.#redis.pipeline();
+    if (name === undefined) pipeline.hsetnx(key, "name", id);
+    else pipeline.hset(key, "name", name);
+    const replies = await pipeline
+      .hsetnx(key, "createdAt", now)
       .hincrby(key, "submissions", 1)
       .hincrby(key, "total", score)
-      .hset(key, ...(name === undefined ? [] : ["name", name]), "updatedAt", now)
+      .hset(key, "updatedAt", now)
       .hmget(key, "name", "createdAt")
       .exec();
-    const [submission, , , [storedName, createdAt]] = pipelineValues(replies) as [
+    const [setName, , submission, , , [storedName, createdAt]] = pipelineValues(replies) as [
+      number,
+      number,
       number,
       number,
       number,
       Array<string | null>,
     ];
-    const missing: Array<string | number> = [];
-    if (storedName === null) missing.push("name", id);
-    if (createdAt === null) missing.push("createdAt", now);
-    if (missing.length > 0) await this.#redis.hset(key, ...missing);
-    return { name: storedName ?? id, submission, createdAt: createdAt === null ? now : Number(createdAt) };
+    return {
+      name: storedName ?? name ?? id,
+      submission,
+      createdAt: createdAt === null ? now : Number(createdAt),
+      named: name !== undefined || setName === 1,
+    };
+  }
+
+  /**
+   * Makes a copy of a player's name (the leaderboards' metadata) agree with the profile. Call it after every write of
+   * the name to the profile, once `written` was stored in the copy: while the profile holds another name (a concurrent
+   * request renamed the player in between), `write` stores that one and the profile is read again. Whichever request
+   * writes the copy last has then read the profile after its last rename, so the two end equal. Returns the name the
+   * copy holds.
+   */
+  async settleName(id: string, written: string, write: (name: string) => Promise<unknown>): Promise<string> {
+    let shown = written;
+    // Each further round means the profile was renamed again meanwhile; the bound only guards against a rename storm.
+    for (let round = 0; round < SETTLE_ROUNDS; round++) {
+      const [stored] = await this.#redis.hmget(this.#key(id), "name");
+      if (stored === null || stored === undefined || stored === shown) return shown;
+      shown = stored;
+      await write(shown);
+    }
+    return shown;
   }
 
   /** Renames an existing player; false when unknown. */

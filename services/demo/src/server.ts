@@ -1,10 +1,11 @@
 /**
  * One replica of the demo: reads its configuration from the environment, listens, and prints one JSON line
- * `{"event":"listening","replica":...,"url":...}` once ready. SIGTERM / SIGINT close it cleanly; with
- * `COORDIS_EXIT_WITH_PARENT=1` it also exits when its stdin closes (its launcher died).
+ * `{"event":"listening","replica":...,"url":...}` once ready (`url`: where this machine reaches it, see `localUrl`).
+ * SIGTERM / SIGINT close it cleanly; with `COORDIS_EXIT_WITH_PARENT=1` it also exits when its stdin closes (its
+ * launcher died).
  */
 import { buildApp } from "./app.js";
-import { loadConfig } from "./config.js";
+import { loadConfig, localUrl } from "./config.js";
 
 const config = loadConfig();
 let app: Awaited<ReturnType<typeof buildApp>>;
@@ -22,7 +23,7 @@ try {
 const address = await app.listen({ port: config.port, host: config.host });
 const port = (app.server.address() as { port: number }).port;
 process.stdout.write(
-  `${JSON.stringify({ event: "listening", replica: config.replicaId, url: `http://${config.host}:${port}`, address })}\n`,
+  `${JSON.stringify({ event: "listening", replica: config.replicaId, url: localUrl(config.host, port), address })}\n`,
 );
 
 let closing = false;

@@ -13,8 +13,10 @@ export interface SseLimits {
   /** Streams open at once per client address (`request.ip`), all channels together; one more is refused with 429. */
   maxPerAddress: number;
   /**
-   * Bytes a client may have waiting in this process (written but not yet taken by the kernel). A client that does
-   * not read fills its socket buffers, then this; a frame that would exceed it disconnects the client instead.
+   * Bytes a client may have waiting in this process once the kernel stopped taking its data. A client that does not
+   * read fills its socket buffers, then this; a frame that would exceed it disconnects the client instead. Frames
+   * written together (a stream's initial frames, a burst of messages) are offered to the kernel together and count
+   * only for a client that is behind already, so a reader that keeps up is never disconnected.
    */
   maxBufferBytes: number;
 }
@@ -25,7 +27,7 @@ export interface SseStats {
   clients: Record<string, number>;
   /** Bytes waiting in this process for all clients, now. */
   bufferedBytes: number;
-  /** The most bytes one client ever had waiting after a write (at most `maxBufferBytes`). */
+  /** The most bytes one client that was behind ever had waiting after a write (at most `maxBufferBytes`). */
   peakClientBufferBytes: number;
   /** Clients disconnected because they did not read fast enough. */
   slowDisconnects: number;
@@ -36,16 +38,22 @@ export interface SseStats {
 interface Client {
   readonly channel: string;
   readonly address: string;
+  /** Bytes the kernel had been offered and not taken when the current batch of writes began (0: keeping up). */
+  backlog: number;
 }
 
 /**
  * Server-sent event streams of one replica, on named channels: each client gets `event:` / `data:` frames; a comment
  * every 15 s keeps proxies from closing idle streams. Bounded: at most `maxClients` streams, `maxPerAddress` per
- * client address, and `maxBufferBytes` waiting per client. `res.write()` returning false means the kernel no longer
- * takes the client's data; what follows waits in this process, and once a frame would take a client past its bound
- * the client is disconnected (an EventSource reconnects by itself), so a reader that stalls costs a fixed amount of
- * memory instead of every frame ever sent. `closeAll()` ends every stream (Fastify's close waits for no hijacked
- * socket).
+ * client address, and `maxBufferBytes` waiting per client.
+ *
+ * Node corks a response's socket on its first write of a tick and hands the tick's frames to the kernel together
+ * when the tick ends: until then they are in `res.writableLength` whether the client reads or not. So the hub judges
+ * a client by what it still holds when a new batch of writes begins: those bytes were offered to the kernel and not
+ * taken, the client is behind. While it is, every frame waits in this process, and a frame that would take it past
+ * its bound disconnects it (an EventSource reconnects by itself): a reader that stalls costs at most its bound plus
+ * one batch of frames, instead of every frame ever sent. A client with nothing left over gets its frames, however
+ * many one tick writes. `closeAll()` ends every stream (Fastify's close waits for no hijacked socket).
  */
 export class SseHub {
   readonly #limits: SseLimits;
@@ -111,7 +119,7 @@ export class SseHub {
     }
     reply.hijack();
     const res = reply.raw;
-    this.#clients.set(res, { channel, address });
+    this.#clients.set(res, { channel, address, backlog: 0 });
     this.#perAddress.set(address, mine + 1);
     this.#perChannel.set(channel, (this.#perChannel.get(channel) ?? 0) + 1);
     const drop = () => this.#drop(res);
@@ -156,8 +164,17 @@ export class SseHub {
   }
 
   #deliver(res: ServerResponse, text: string): void {
-    if (res.writableEnded || res.destroyed) {
+    const client = this.#clients.get(res);
+    if (client === undefined) return;
+    if (res.writableEnded || res.destroyed || res.socket === null) {
       this.#drop(res); // gone without a close event reaching the hub: its slot is freed all the same
+      return;
+    }
+    // An uncorked socket: this write starts a batch (Node corks until the tick ends), and whatever is still waiting
+    // was offered to the kernel before and not taken.
+    if (res.socket.writableCorked === 0) client.backlog = res.writableLength;
+    if (client.backlog === 0) {
+      res.write(text);
       return;
     }
     if (res.writableLength + Buffer.byteLength(text, "utf8") + FRAMING_BYTES > this.#limits.maxBufferBytes) {

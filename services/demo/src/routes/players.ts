@@ -68,8 +68,10 @@ export const playerRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (ap
       const id = req.params.id;
       const ok = await profiles.rename(id, req.body.name);
       if (!ok) return problem(reply, 404, "Not Found", `No player ${id}`);
-      // The boards show the new name at once, every period's (metadata is stored once per player).
+      // The boards show the new name at once, every period's (metadata is stored once per player), and end with
+      // the profile's name when another request renamed the player meanwhile.
       await board.setMeta(id, { name: req.body.name });
+      await profiles.settleName(id, req.body.name, (n) => board.setMeta(id, { name: n }));
       await profiles.invalidate(id);
       await demo.publish({ type: "player", replica, playerId: id, action: "updated" });
       return loadProfile(id);

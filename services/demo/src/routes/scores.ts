@@ -8,8 +8,9 @@ import { statsJobId } from "../stats.js";
 
 /**
  * Scores and leaderboards (public API, rate limited): submitting a score updates the daily and all-time boards in
- * one script, adds a job to the stats queue that recomputes the player's stats (its id derived from the submission,
- * so adding it again creates nothing), and a new top-10 entry is published to every replica's event stream.
+ * one script (with the player's name when the submission set it on the profile), adds a job to the stats queue that
+ * recomputes the player's stats (its id derived from the submission, so adding it again creates nothing), and a new
+ * top-10 entry is published to every replica's event stream.
  */
 export const scoreRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app, { demo }) => {
   const { board, profiles, replica, limits, queue } = demo;
@@ -29,7 +30,12 @@ export const scoreRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
     async (req, reply) => {
       const { playerId, score, name } = req.body;
       const profile = await profiles.recordSubmission(playerId, name, score);
-      const result = await board.submit(playerId, score, { meta: { name: profile.name } });
+      // Only a request that set the profile's name stores it on the boards, then makes them agree with the profile
+      // (a concurrent request may have renamed the player since); one without a name keeps what the boards show.
+      const result = await board.submit(playerId, score, profile.named ? { meta: { name: profile.name } } : {});
+      const shown = profile.named
+        ? await profiles.settleName(playerId, profile.name, (n) => board.setMeta(playerId, { name: n }))
+        : profile.name;
       const job = await queue.add({ playerId }, { id: statsJobId(playerId, profile.createdAt, profile.submission) });
       const ranks = { daily: result.periods.daily?.rank ?? 0, all: result.periods.all?.rank ?? 0 };
       const updated = result.periods.daily?.updated === true || result.periods.all?.updated === true;
@@ -39,7 +45,7 @@ export const scoreRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
           type: "top10",
           replica,
           playerId,
-          name: profile.name,
+          name: shown,
           score,
           ranks,
           top: { daily: daily.map(toEntry), all: all.map(toEntry) },
