@@ -60,6 +60,8 @@ local function el_add(stream, dedupe, payload, window, digest, chain, seq, last,
     head = redis.sha1hex(prev .. '\n' .. id .. '\n' .. seqText .. '\n' .. payload)
     local added = redis.pcall('XADD', stream, id, 'd', payload, 's', seqText, 'p', prev, 'h', head)
     if type(added) == 'table' and added.err then
+      -- Any other refusal (a full Redis: OOM, a wrong type...) is the call's error, raised before any write.
+      if not string.find(added.err, 'equal or smaller than the target stream top item', 1, true) then error(added) end
       -- An entry added by something else lies after the last append (verify() reports it), or did (deleted since:
       -- Redis still requires an id after it): go on after the stream's last id.
       local top = el_last_id(stream)

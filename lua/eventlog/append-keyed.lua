@@ -64,6 +64,10 @@ end
 local seqText = string.format('%d', seq + 1)
 local added = redis.pcall('XADD', stream, id, 'd', ARGV[1], 's', seqText, 'p', prev, 'h', ARGV[10], 'k', ARGV[9])
 if type(added) == 'table' and added.err then
+  -- Any other refusal (a full Redis: OOM, a wrong type...) is the call's error, at once.
+  if not string.find(added.err, 'equal or smaller than the target stream top item', 1, true) then
+    return redis.error_reply(added.err)
+  end
   -- An entry added by something else lies after the last append (verify() reports it), or did (deleted since): the
   -- client picks an id after the stream's last id.
   return { '', 3, now, el_last_id(stream), head or '', seq }
