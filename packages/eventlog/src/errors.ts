@@ -9,12 +9,15 @@ import { CoordisError } from "@coordis/core";
 export class GapError extends CoordisError {
   /** The last id the tail had (exclusive cursor). */
   readonly after: string;
-  /** The id just before the first entry available after the gap, when known: `tail({ from: resumeAfter })` goes on. */
+  /**
+   * Where `tail({ from: resumeAfter })` goes on, when known: the id just before the first entry available after the
+   * gap, or the log's last id when every entry after the cursor was deleted (the next entry appended comes after it).
+   */
   readonly resumeAfter: string | undefined;
   /**
    * Number of entries skipped (at least 1), counted from the sequence numbers of the last entry yielded and the next
-   * one available; `undefined` when it cannot be known: the tail resumed from a cursor whose own entry was trimmed,
-   * or from a cursor of a log that was lost and started over, or the sequence went backwards (the log was lost and
+   * one available; `undefined` when it cannot be known: the tail resumed from a cursor whose own entry was trimmed
+   * or deleted, or from a cursor of a log that was lost and started over, or the sequence went backwards (the log was lost and
    * started over, e.g. a Redis restart without persistence).
    */
   readonly missed: number | undefined;

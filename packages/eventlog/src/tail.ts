@@ -102,7 +102,10 @@ export function tailLog<T>(ctx: LogContext, settings: TailSettings): AsyncIterab
 /** Where a tail starts: the cursor, its entry's sequence number when known, and whether the cursor is not in the log. */
 interface StartPosition {
   last: string;
-  /** Sequence number of `last`, when known: every entry carries one, so a jump means entries were skipped. */
+  /**
+   * Sequence number of `last`, when known: every entry carries one, so a jump means entries were skipped. For an entry
+   * something else added (none of its own), that of the nearest entry before it that has one.
+   */
   lastSeq: number | undefined;
   /**
    * Resumed from a cursor whose entry is not in the log, and neither retention nor a deletion explains it: the log
@@ -142,33 +145,75 @@ async function startPosition(
   );
   const here = (at as RawEntry[])[0];
   if (here !== undefined) {
-    // The cursor's entry still exists: its sequence number makes the first read's gap check exact (an entry that
-    // something else added has none: the first read is not checked).
-    return { last: from, lastSeq: seqOf(here[1]), cursorUnknown: false };
+    // The cursor's entry still exists: its sequence number makes the first read's gap check exact. One that something
+    // else added (a raw XADD) has none: the check goes on from the entry before it, as a running tail's does.
+    const seq = seqOf(here[1]);
+    return { last: from, lastSeq: seq ?? (await seqBefore(log, from, main)), cursorUnknown: false };
   }
   if (info !== null) {
     const fields = info as unknown[];
-    const first = fields[fields.indexOf("first-entry") + 1] as RawEntry | null;
+    const field = (name: string) => fields[fields.indexOf(name) + 1];
+    const first = field("first-entry") as RawEntry | null;
     const firstSeq = first === null ? 0 : Number(fieldOf(first[1], "s") ?? 0);
-    const maxDeleted = String(fields[fields.indexOf("max-deleted-entry-id") + 1] ?? "0-0");
+    const maxDeleted = String(field("max-deleted-entry-id") ?? "0-0");
     // The cursor's entry is gone. Trimmed: when ids lie between the cursor and the oldest kept entry, which is not
     // the log's first entry, entries were trimmed past the cursor (conservative: reported even when exactly the
     // cursor's own entry was the last one trimmed). Deleted (XDEL): Redis 7.0 records max-deleted-entry-id.
     const trimmedPast = first !== null && compareIds(idBefore(first[0]), from) > 0 && firstSeq > 1;
-    // A deletion after the cursor matters unless the entry right after the cursor's id exists: then no entry can have
-    // been between them (a GapError's resumeAfter is such a cursor, whatever was deleted further on, which the reads
-    // report when they get there).
-    const next = idAfter(from);
-    const deletedPast =
-      !trimmedPast &&
-      compareIds(maxDeleted, from) > 0 &&
-      (next === undefined || (await main(bounded(log, log.redis.xrange(stream, next, next), "XRANGE"))).length === 0);
+    // The first entry after the cursor: the oldest kept one when trimmed, else read when a deletion after the cursor
+    // may matter.
+    let after: RawEntry | undefined = trimmedPast ? first : undefined;
+    let deletedPast = false;
+    if (!trimmedPast && compareIds(maxDeleted, from) > 0) {
+      after = (
+        (await main(bounded(log, log.redis.xrange(stream, `(${from}`, "+", "COUNT", 1), "XRANGE"))) as RawEntry[]
+      )[0];
+      // A deletion matters unless the entry right after the cursor's id exists: then no entry can have been between
+      // them (a GapError's resumeAfter is such a cursor, whatever was deleted further on, which the reads report when
+      // they get there).
+      deletedPast = after === undefined || after[0] !== idAfter(from);
+    }
     if (trimmedPast || deletedPast) {
       notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });
-      throw new GapError(from, first === null ? undefined : idBefore(first[0]), undefined);
+      // Going on from just before the first entry after the gap; when every entry after the cursor was deleted, from
+      // the last id the log ever had: the next entry appended comes after it.
+      throw new GapError(
+        from,
+        after === undefined ? String(field("last-generated-id")) : idBefore(after[0]),
+        undefined,
+      );
     }
   }
   return { last: from, lastSeq: undefined, cursorUnknown: true };
+}
+
+/** How many entries before a cursor {@link seqBefore} reads at first, and at most at a time. */
+const WALK_FIRST = 16;
+const WALK_MAX = 1024;
+
+/**
+ * The sequence number of the nearest entry before `id` that has one (entries something else added have none), or
+ * undefined when none has (a tail from "start" checks nothing before its first entry either). One XREVRANGE when an
+ * entry with a sequence number lies within the first {@link WALK_FIRST}, further ones (growing) otherwise.
+ */
+async function seqBefore(
+  log: LogContext,
+  id: string,
+  main: <V>(p: Promise<V>) => Promise<V>,
+): Promise<number | undefined> {
+  let before = id;
+  for (let count = WALK_FIRST; ; count = Math.min(count * 2, WALK_MAX)) {
+    const raws = (await main(
+      bounded(log, log.redis.xrevrange(log.keys.stream, `(${before}`, "-", "COUNT", count), "XREVRANGE"),
+    )) as RawEntry[];
+    for (const raw of raws) {
+      const seq = seqOf(raw[1]);
+      if (seq !== undefined) return seq;
+    }
+    const oldest = raws.at(-1);
+    if (oldest === undefined || raws.length < count) return undefined;
+    before = oldest[0];
+  }
 }
 
 async function* run<T>(
