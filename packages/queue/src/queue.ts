@@ -133,7 +133,8 @@ export class Queue<T = unknown, R = unknown> {
     const start = performance.now();
     if (!Array.isArray(items)) throw new InvalidArgumentError("items", "expected an array of { data, opts? }");
     if (items.length > MAX_ADD_MANY) throw new InvalidArgumentError("items", `at most ${MAX_ADD_MANY} items`);
-    const prepared = items.map((raw, i) => {
+    // Array.from visits holes (a sparse array's missing items), which map would skip: each is refused below.
+    const prepared = Array.from(items, (raw, i) => {
       const it = validate.options<{ data: T; opts?: JobOptions }>(`items[${i}]`, raw);
       if (raw === undefined) throw new InvalidArgumentError(`items[${i}]`, "expected { data, opts? }");
       onlyKeys(`items[${i}]`, it, ["data", "opts"]);

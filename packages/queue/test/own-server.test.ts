@@ -92,6 +92,8 @@ describe("Queue on a server of its own", () => {
       ["items", () => queue.addMany(5 as never)],
       ["items[1].opts.priority", () => queue.addMany([{ data: 1 }, { data: 2, opts: { priority: -1 } }])],
       ["items[0].data", () => queue.addMany([{ data: 1n }])],
+      // A sparse array: its hole is an item too, refused like an undefined one.
+      ["items[0]", () => queue.addMany(Object.assign([], { 1: { data: 1 } }))],
       ["id", () => queue.get(5 as never)],
       ["id", () => queue.cancel("")],
       ["id", () => queue.retryDead(undefined as never)],
