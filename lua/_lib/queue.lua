@@ -9,7 +9,8 @@
 --              one fetch script: the group is the cursor, the leases zset is the record of what runs)
 --   delayed zset: "<priority digit><id>" -> due (server ms, plus a fraction of a ms keeping jobs due in the same ms
 --              FIFO: lua/_lib/queue-due.lua): delays, retry backoff, rate-limited group jobs
---   prio zset: "<id>" -> priority * 2^44 + enqueue time (server ms): jobs of priority 1-9
+--   prio zset: "<id>" -> priority * 2^44 + enqueue time (server ms): jobs of priority 1-9, and (band 0, below 2^44)
+--              jobs of priority 0 a group's release put back, read before the ready stream (q_group_wake)
 --   leases zset: "<id>" -> lease deadline (server ms); active hash: "<id>" -> the current delivery's fence (and
 --              resultTtlMs, lua/_lib/queue-fence.lua). Both
 --              also hold Q_WIDE (below; lease score +inf), so neither is a listpack (see Q_WIDE)
@@ -96,13 +97,18 @@ local function q_group_wake(K, group)
       if rec[Q_STATE] == 'w' and not (freed and tonumber(string.sub(at, 1, 15)) < tonumber(freed))
         and not redis.call('ZSCORE', K.delayed, rec[Q_PRIO] .. id) then
         local prio = rec[Q_PRIO]
+        local parked = tonumber(string.sub(at, 1, 15))
         if prio == 0 then
-          redis.call('XADD', K.ready, '*', 'i', id)
+          -- Band 0 of the prio zset (below every priority 1-9 job), scored by the time it was put to wait and its rank
+          -- among the jobs one fetch parked (a fraction of a ms, exact below 2^41 ms): a fetch with a group limit reads
+          -- band 0 before the ready stream, so the job keeps its place ahead of the jobs of its group read since
+          -- (at the ready stream's tail they would take the slot first, and it could wait behind them indefinitely).
+          redis.call('ZADD', K.prio, parked + math.min(tonumber(string.sub(at, 16)) or 0, 2047) / 2048, id)
         else
           -- Scored by the time it was put to wait: ahead of the jobs of its priority enqueued since.
-          redis.call('ZADD', K.prio, prio * Q_PRIO_SHIFT + tonumber(string.sub(at, 1, 15)), id)
-          q_wake(K)
+          redis.call('ZADD', K.prio, prio * Q_PRIO_SHIFT + parked, id)
         end
+        q_wake(K)
         return
       end
     end

@@ -33,6 +33,9 @@ local now = now_ms()
 local running = redis.call('HEXISTS', K.active, id) == 1
 if running then q_deactivate(K, id, rec) end
 redis.call('ZREM', K.delayed, rec[Q_PRIO] .. id)
+-- In band 0 of the prio zset: a job of priority 0 its group's release put back (lua/_lib/queue.lua q_group_wake),
+-- handed the slot that freed: that slot goes on to the group's next waiter (below).
+local released = tonumber(redis.call('ZSCORE', K.prio, id) or Q_PRIO_SHIFT) < Q_PRIO_SHIFT
 redis.call('ZREM', K.prio, id)
 -- A ready-stream or gwait entry of the job stays until a fetch drops it (it reads the state).
 rec[Q_STATE] = 'x'
@@ -41,7 +44,9 @@ redis.call('HSET', K.jobs, 'j:' .. id, cmsgpack.pack(rec))
 -- A waiting job of a group that runs nothing: it may be the one a release handed the group's free slot to (moved out
 -- of gwait), and nothing running would hand it on: the group's next waiter gets it.
 local g = rec[Q_GROUP]
-if not running and g ~= '' and (tonumber(redis.call('HGET', K.groups, 'c:' .. g)) or 0) <= 0 then q_group_wake(K, g) end
+if not running and g ~= '' and (released or (tonumber(redis.call('HGET', K.groups, 'c:' .. g)) or 0) <= 0) then
+  q_group_wake(K, g)
+end
 redis.call('ZADD', K.cancelled, now + rec[Q_TTL], id)
 q_trim(K, K.cancelled, now, tonumber(ARGV[2]))
 q_publish(ARGV[3], ARGV[4], { 'x ' .. id })

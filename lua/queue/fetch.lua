@@ -80,17 +80,31 @@ q_publish(ARGV[8], ARGV[9], lines)
 
 local paused = redis.call('HGET', K.meta, 'paused') == '1'
 local cands, cids = {}, {} -- candidate jobs; the ready-stream entry each came from (none for the prio zset)
-if not paused then
+local room, streamed = want, false -- streamed: candidates came from the ready stream (their entry ids in cids)
+if not paused and glimit > 0 then
+  -- Jobs of priority 0 that waited for their group's slot and were put back when it freed (band 0 of the prio zset,
+  -- lua/_lib/queue.lua q_group_wake) come first: they were read before anything now in the ready stream, and the
+  -- jobs of their group read since must not take the slot ahead of them.
+  local back = redis.call('ZRANGE', K.prio, '-inf', string.format('(%d', Q_PRIO_SHIFT), 'BYSCORE', 'LIMIT', '0', want)
+  if #back > 0 then
+    redis.call('ZREM', K.prio, unpack(back))
+    for i, id in ipairs(back) do cands[i] = id end
+    room = want - #back
+  end
+end
+if not paused and room > 0 then
   -- NOACK: nothing enters the group's pending list (this script is the whole delivery; the leases zset records it).
-  local ok, res = pcall(redis.call, 'XREADGROUP', 'GROUP', 'q', 'q', 'COUNT', want, 'NOACK', 'STREAMS', K.ready, '>')
+  local ok, res = pcall(redis.call, 'XREADGROUP', 'GROUP', 'q', 'q', 'COUNT', room, 'NOACK', 'STREAMS', K.ready, '>')
   if not ok then
     -- NOGROUP: the first fetch of this partition (or the stream was deleted): read from the start.
     redis.call('XGROUP', 'CREATE', K.ready, 'q', '0', 'MKSTREAM')
-    res = redis.call('XREADGROUP', 'GROUP', 'q', 'q', 'COUNT', want, 'NOACK', 'STREAMS', K.ready, '>')
+    res = redis.call('XREADGROUP', 'GROUP', 'q', 'q', 'COUNT', room, 'NOACK', 'STREAMS', K.ready, '>')
   end
   if res then
     local entries = res[1][2]
-    for i, e in ipairs(entries) do cands[i], cids[i] = e[2][2], e[1] end
+    local n0 = #cands
+    for i, e in ipairs(entries) do cands[n0 + i], cids[n0 + i] = e[2][2], e[1] end
+    streamed = #entries > 0
     local last = entries[#entries]
     if last then
       -- The group reads in id order, so every entry up to the last one read has been read: trim them (whole stream
@@ -119,7 +133,7 @@ if #cands > 0 then
   -- marker, and the same id was added again: the new job, if of priority 1-9 or delayed now, waits elsewhere (the prio
   -- or delayed zset), and that entry must not start it ahead of its priority or before its delay. (The delayed zset is
   -- looked at only while it holds anything.)
-  local anyDelayed = cids[1] and redis.call('ZCARD', K.delayed) > 0
+  local anyDelayed = streamed and redis.call('ZCARD', K.delayed) > 0
   local seen = {}
   for i, id in ipairs(cands) do
     local raw, freed = raws[3 * i - 2], raws[3 * i]
