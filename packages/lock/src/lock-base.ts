@@ -3,6 +3,7 @@ import {
   type CoordisError,
   type CoordisObserver,
   type OperationSite,
+  type RedisClient,
   RedisUnavailableError,
   reportOperation,
   toCoordisError,
@@ -11,6 +12,7 @@ import {
 import { LockBusyError } from "./errors.js";
 import { driftMs, type Lease, type LeaseBackend, LeaseImpl } from "./lease.js";
 import { type AcquireOptions, parseAcquire, type UsingOptions } from "./options.js";
+import { undoUntilAnswered } from "./undo.js";
 
 /** Shortest and longest pause between two attempts on a busy lock, ms (jittered, doubling). */
 const MIN_RETRY_DELAY_MS = 5;
@@ -102,17 +104,19 @@ export abstract class LockBase {
   }
 
   /**
-   * Runs one acquisition request. When it fails without an answer (timeout, dropped connection) the outcome is
-   * unknown: the request may still reach Redis (late, behind a stall or a slow link, or re-sent by a client with
-   * ioredis' `autoResendUnfulfilledCommands`) and take the
+   * Runs one acquisition request on `redis`. When it fails without an answer (timeout, dropped connection) the
+   * outcome is unknown: the request may still reach Redis (late, behind a stall or a slow link, or re-sent by a client
+   * with ioredis' `autoResendUnfulfilledCommands`) and take the
    * lock for a full TTL with a token nobody holds. `undo`, a compare-and-delete of that token, is therefore queued
-   * behind it on the same connection (fire and forget), so such a phantom lease is freed as soon as Redis answers
-   * again. It goes as EVAL with the script's source (`runScriptSource`): an EVALSHA of a script the server has not
-   * cached (after a restart, before any release) would need its NOSCRIPT answer in time, which an outage prevents.
+   * behind it on the same connection, in the background, and sent again until Redis answers it (for at most the TTL:
+   * an outage longer than the command timeout makes one attempt fail too), so such a phantom lease is freed as soon as
+   * Redis answers again. It goes as EVAL with the script's source (`runScriptSource`): an EVALSHA of a script the
+   * server has not cached (after a restart, before any release) would need its NOSCRIPT answer in time, which an
+   * outage prevents.
    */
-  protected request<R>(undo: () => Promise<unknown>, send: () => Promise<R>): Promise<R> {
+  protected request<R>(redis: RedisClient, undo: () => Promise<unknown>, send: () => Promise<R>): Promise<R> {
     return send().catch((err: unknown) => {
-      undo().catch(() => false);
+      undoUntilAnswered(redis, undo, this.ttlMs);
       throw err;
     });
   }

@@ -78,7 +78,7 @@ export class Mutex extends LockBase {
     const start = performance.now();
     const keys = [this.#lockKey, this.#fenceKey] as const;
     const undo = () => runScriptSource(this.#redis, lockScripts.release, [this.#lockKey], [token]);
-    const { reply, error } = await this.request(undo, () =>
+    const { reply, error } = await this.request(this.#redis, undo, () =>
       runScriptDurable(this.#redis, lockScripts.acquire, keys, [token, this.ttlMs], this.#durability),
     );
     const [acquired, fence, pttlMs] = reply;

@@ -24,6 +24,7 @@ import { LeaseLostError } from "./errors.js";
 import { driftMs, LeaseImpl } from "./lease.js";
 import { DEFAULT_DRIFT_FACTOR, parseCommon, TOKEN_BYTES } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
+import { undoUntilAnswered } from "./undo.js";
 
 /** Default lifetime of a tick record: 7 days (a replica arriving later than that would run the tick again). */
 export const DEFAULT_RECORD_TTL_MS = 7 * 24 * 60 * 60 * 1000;
@@ -223,10 +224,15 @@ export async function runOncePerTick<T>(
     // No answer (a command timeout, a dropped connection): Redis may still run the claim, late, and leave the tick
     // "running" under a token nobody holds, then "abandoned", so neither a retry of this call nor another replica
     // would run it. As for a lock's phantom grant, an undo of this token is queued behind the claim on the same
-    // connection (fire and forget): fn was not called, so undoing the claim keeps at most once.
+    // connection, and sent again until Redis answers it (an outage longer than the command timeout makes one attempt
+    // fail too), for as long as the claim's record may live: fn was not called, so undoing the claim keeps at most once.
     // It goes as EVAL with the source: the undo is rarely run, so the server seldom has it cached (see runScriptSource).
     if (!(err instanceof DurabilityError)) {
-      runScriptSource(redis, lockScripts.tickUnclaim, [recordKey], [token]).catch(() => 0);
+      undoUntilAnswered(
+        redis,
+        () => runScriptSource(redis, lockScripts.tickUnclaim, [recordKey], [token]),
+        recordTtlMs,
+      );
     }
     report("error", err as Error);
     throw err;

@@ -90,7 +90,7 @@ export class Semaphore extends LockBase {
     const token = randomToken(TOKEN_BYTES);
     const start = performance.now();
     const undo = () => runScriptSource(this.#redis, lockScripts.semRelease, [this.#holdersKey], [token]);
-    const { reply, error } = await this.request(undo, () =>
+    const { reply, error } = await this.request(this.#redis, undo, () =>
       runScriptDurable(
         this.#redis,
         lockScripts.semAcquire,
