@@ -138,6 +138,9 @@ export function boolean(name: string, value: unknown): boolean {
   return value;
 }
 
+/** Built-in types whose instances are never options objects (see {@link options}). */
+const NOT_OPTIONS = [Promise, Date, Map, Set, WeakMap, WeakSet, RegExp] as const;
+
 /**
  * A plain options object (or `undefined`, returned as `{}`); rejects arrays, null and primitives. With `allowed`,
  * the object is checked whole: a key outside the list is rejected as `<name>.<key>` naming the known keys, so a typo
@@ -147,6 +150,16 @@ export function options<T extends object>(name: string, value: unknown, allowed?
   if (value === undefined) return {};
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     throw new InvalidArgumentError(name, `expected an options object, got ${describeValue(value)}`);
+  }
+  // Objects with no own keys that would otherwise pass as `{}`: an AbortSignal where options go (redis-semaphore's
+  // `acquire(signal)`), a Promise, a Date, a Map or a Set.
+  if (value instanceof AbortSignal) {
+    throw new InvalidArgumentError(name, "expected an options object, got an AbortSignal: pass it as { signal }");
+  }
+  for (const type of NOT_OPTIONS) {
+    if (value instanceof type) {
+      throw new InvalidArgumentError(name, `expected an options object, got a ${type.name}`);
+    }
   }
   if (allowed !== undefined) {
     for (const key in value) {

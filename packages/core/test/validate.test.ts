@@ -83,6 +83,12 @@ describe("validation helpers", () => {
     expect(argumentOf(() => validate.boolean("b", "true"))).toBe("b");
     expect(validate.options("opts", undefined)).toEqual({});
     for (const v of [null, [], 1, "x"]) expect(argumentOf(() => validate.options("opts", v))).toBe("opts");
+    // Objects that would pass as {} (no own keys), among them an AbortSignal given where options go.
+    for (const v of [new AbortController().signal, Promise.resolve(), new Date(), new Map(), new Set(), /x/]) {
+      expect(argumentOf(() => validate.options("opts", v, ["signal"]))).toBe("opts");
+    }
+    expect(() => validate.options("opts", new AbortController().signal)).toThrow(/pass it as \{ signal \}/);
+    expect(validate.options("opts", Object.create(null))).toEqual({});
     expect(validate.abortSignal("signal", undefined)).toBeUndefined();
     expect(argumentOf(() => validate.abortSignal("signal", {}))).toBe("signal");
     expect(argumentOf(() => validate.func("fn", 1))).toBe("fn");

@@ -136,6 +136,12 @@ describe("round trips, input validation and the validity check on a server of ou
       const error = await expectRejectedUnsent(server, argument, call);
       expect(error.message, argument).toMatch(/unknown option/);
     }
+    // redis-semaphore's acquire(signal): a signal where the options go is refused, not taken for {} and ignored.
+    const signal = new AbortController().signal;
+    for (const call of [() => m.acquire(signal as never), () => m.using(async () => 1, signal as never)]) {
+      const error = await expectRejectedUnsent(server, "options", call);
+      expect(error.message).toMatch(/pass it as \{ signal \}/);
+    }
     // The documented keys are all still accepted.
     const all = new Redlock([redis], "all-keys", {
       prefix,
