@@ -114,10 +114,9 @@ async function wire(
     const hook = hookFor(check, limit);
     const existing = route[limit.hook] as unknown;
     const others = existing === undefined ? [] : Array.isArray(existing) ? existing : [existing];
-    // onRequest: first, before any work of the route. Later hooks: after the route's own hooks of that phase, so a
-    // key can come from what they set (e.g. the user a route-level preHandler authenticated).
-    (route as unknown as Record<string, unknown>)[limit.hook] =
-      limit.hook === "onRequest" ? [hook, ...others] : [...others, hook];
+    // After the route's own hooks of that phase (as @fastify/rate-limit places it), so a key can come from what they
+    // set (e.g. the user a route-level onRequest or preHandler hook authenticated). Instance hooks run before both.
+    (route as unknown as Record<string, unknown>)[limit.hook] = [...others, hook];
   });
 
   const metricsPath = settings.metrics?.path ?? false;

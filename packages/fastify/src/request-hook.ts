@@ -134,9 +134,9 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     let pending: Promise<Decision>;
     try {
       let cost = limit.cost;
+      const most = pair.maxCost;
       if (typeof cost === "function") {
         const got: unknown = cost(request);
-        const most = pair.maxCost;
         if (typeof got !== "number" || !Number.isInteger(got) || got < 1 || got > most) {
           // The function's fault, not the client's: answered like a bad key (never a 429 or a free pass).
           const what = typeof got === "number" ? String(got) : got === null ? "null" : typeof got;
@@ -150,6 +150,17 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
           return;
         }
         cost = got;
+      } else if (cost > most) {
+        // A fixed cost checked against rules a function picked for this request (fixed rules were checked when the
+        // route was declared): the app's settings, answered like a bad cost function.
+        request.log.error(`@coordis/fastify: the rate-limit cost ${cost} of ${limit.id} is above the rules' capacity`);
+        problem(
+          reply,
+          500,
+          "Internal Server Error",
+          `The rate-limit cost of route ${limit.id} is ${cost}, above the smallest capacity (${most}) of the rules its rules function returned.`,
+        );
+        return;
       }
       pending = limiters.consume(pair, rateLimitKey(limit.group, raw), cost);
     } catch (err) {

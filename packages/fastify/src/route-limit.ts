@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from "@coordis/core";
 import type { FastifyRequest } from "fastify";
+import { addressKey } from "./address-key.js";
 import { type Limiters, type RuleSetLimiter, specOf } from "./limiters.js";
 import {
   parseHookRateLimit,
@@ -44,7 +45,7 @@ export function routeId(
   return `${Array.isArray(method) ? method.join(",") : method} ${url}${constraintsText(constraints)}`;
 }
 
-const defaultKey: RateLimitKeyFn = (request) => request.ip;
+const defaultKey: RateLimitKeyFn = (request) => addressKey(request.ip);
 
 /**
  * Resolves routes' limits from their config and the plugin defaults, and checks that routes sharing a group agree
@@ -55,6 +56,8 @@ export class RouteLimits {
   readonly #limiters: Limiters;
   /** Group name -> the rules spec and first route, to check that routes sharing a group agree. */
   readonly #groups = new Map<string, { spec: string | RateLimitRulesFn; route: string }>();
+  /** The same for the routes' own budgets (no group): see #checkOwn. */
+  readonly #own = new Map<string, { spec: string | RateLimitRulesFn; route: string }>();
   /** `"<METHOD> <url>"` (and constraints) of every limited route, one entry per method -> its limit, for peeks. */
   readonly #byRoute = new Map<string, RouteLimit>();
   /** Shared group -> the limit of the first route naming it (routes sharing a group have identical rules). */
@@ -145,6 +148,7 @@ export class RouteLimits {
       }
     }
     if (explicitGroup !== undefined) this.#checkGroup(name, id, explicitGroup, rules);
+    else this.#checkOwn(name, id, ownGroup, rules);
     const allowList = own.allowList ?? defaults.allowList;
     const headers = { ...defaults.headers, ...own.headers };
     const limit: RouteLimit = {
@@ -181,6 +185,29 @@ export class RouteLimits {
   /** The limit of the first route sharing `group`; `undefined` when no route names it. */
   groupLimit(group: string): RouteLimit | undefined {
     return this.#byGroup.get(group);
+  }
+
+  /**
+   * A route's own budget is shared only by the routes Fastify serves one resource with: the route serving GET and a
+   * HEAD route of its URL (the one Fastify adds, with the same settings, or one of the app's own). Their rules must
+   * be identical, or a HEAD request would spend the GET route's budget under other figures, or the other way round.
+   */
+  #checkOwn(name: string, id: string, group: string, rules: NonNullable<RateLimitSettings["rules"]>): void {
+    let spec: string | RateLimitRulesFn;
+    try {
+      spec = typeof rules === "function" ? rules : specOf(rules);
+    } catch (err) {
+      throw renamed(err, name);
+    }
+    const first = this.#own.get(group);
+    if (first === undefined) this.#own.set(group, { spec, route: id });
+    else if (first.spec !== spec && first.route !== id) {
+      throw new InvalidArgumentError(
+        `${name}.rules`,
+        `route ${id} counts on the budget of route ${first.route} (HEAD counts as GET, as Fastify serves it), which ` +
+          "has different rules: give both the same rules, or give one of them a group of its own",
+      );
+    }
   }
 
   /** Routes sharing a group need named rules, identical for all of them. */
