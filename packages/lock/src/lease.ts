@@ -297,34 +297,44 @@ export class LeaseImpl implements Lease {
   }
 
   /**
-   * Extends every `ttl / 3` until released or lost. A failed extension (not held) loses the lease at once;
-   * one that fails because Redis is unreachable is retried sooner, until the local deadline loses the lease.
+   * Extends every `ttl / 3` until released or lost, or sooner when the lease has less validity left than that
+   * allows for (see #nextAuto). A failed extension (not held) loses the lease at once; one that fails because Redis
+   * is unreachable is retried sooner, until the local deadline loses the lease.
    */
   startAutoExtend(): void {
     if (this.#autoExtending) return;
     this.#autoExtending = true;
-    this.#scheduleAuto(Math.max(1, Math.floor(this.#ttl / 3)));
+    this.#scheduleAuto(this.#nextAuto());
+  }
+
+  /**
+   * When the next automatic extension is due, counted from the lease's deadline rather than from when the last
+   * round ended: a third of the time to live from now, or half the validity left when that is sooner (an acquire or
+   * an extension that took long to answer — a Redlock round waiting for a master — left less than two thirds). With
+   * prompt answers the lease has `ttl − drift` left and the third is sooner.
+   */
+  #nextAuto(): number {
+    return Math.max(1, Math.floor(Math.min(this.#ttl / 3, (this.#deadline - performance.now()) / 2)));
   }
 
   /**
    * (Re)arms the one automatic-extension timer: after `delay`, extend to the lease's current time to live, then again
-   * a third of it later (a quarter of that after an unanswered attempt).
+   * after #nextAuto (a twelfth of the time to live after an unanswered attempt).
    */
   #scheduleAuto(delay: number): void {
     if (this.#autoTimer !== undefined) clearTimeout(this.#autoTimer);
     this.#autoTimer = setTimeout(async () => {
       if (!this.#autoExtending || this.#aborted) return;
       const timer = this.#autoTimer;
-      const period = Math.max(1, Math.floor(this.#ttl / 3));
-      let next = period;
+      let next: number | undefined;
       try {
         await this.#extend(this.#ttl);
       } catch (err) {
         if (err instanceof LeaseLostError) return;
-        next = Math.max(1, Math.floor(period / 4));
+        next = Math.max(1, Math.floor(Math.floor(this.#ttl / 3) / 4));
       }
       // A manual extend() to another time to live while this one was out has armed the timer afresh: keep that one.
-      if (this.#autoExtending && this.#autoTimer === timer) this.#scheduleAuto(next);
+      if (this.#autoExtending && this.#autoTimer === timer) this.#scheduleAuto(next ?? this.#nextAuto());
     }, delay);
   }
 

@@ -13,6 +13,7 @@ import {
   runScriptSource,
   type ScriptArgs,
   type ScriptDef,
+  ScriptError,
   type ScriptKeys,
   toCoordisError,
   validate,
@@ -22,6 +23,7 @@ import { driftMs, type LeaseBackend } from "./lease.js";
 import { type AttemptResult, LockBase } from "./lock-base.js";
 import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon, parseLockOptions, TOKEN_BYTES } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
+import { undoUntilAnswered } from "./undo.js";
 
 /** Most masters a {@link Redlock} accepts. */
 export const MAX_REDLOCK_NODES = 64;
@@ -33,8 +35,9 @@ export interface RedlockOptions extends CommonLockOptions {
   driftFactor?: number;
   /**
    * How long to wait for each master per request, ms; a master that does not answer in time counts as failed.
-   * Default `ttlMs / 10`, clamped to 50–500 and to at most half the lease's validity. A round waits this long for a
-   * master that does not answer: set beyond the validity, every grant comes back expired while one master is down.
+   * Default `ttlMs / 10`, clamped to 50–500 and to at most half the lease's validity. An acquire round waits this
+   * long for a master that does not answer: set beyond the validity, every grant comes back expired while one master
+   * is down. Extend and release rounds end as soon as a quorum has answered alike.
    */
   nodeTimeoutMs?: number;
 }
@@ -46,13 +49,45 @@ function preferDurability(current: CoordisError | undefined, next: CoordisError)
 }
 
 type NodeReply<R> = { ok: true; value: R } | { ok: false; error: CoordisError };
+/** The replies of a round so far; `undefined`: that master has not answered (yet). */
+type Replies<R> = ReadonlyArray<NodeReply<R> | undefined>;
+
+/**
+ * A round's replies by kind: `yes` (what `isYes` counts: extended, released), `no` (any other reply: not held),
+ * `refused` (a ScriptError: the master answered, and refused — ACL NOPERM, OOM), `silent` (no answer, a timeout, an
+ * unconfirmed durable write), with the first refusal and the error to report for the silent ones.
+ */
+function tally<R>(replies: Replies<R>, isYes: (reply: NodeReply<R> | undefined, i: number) => boolean) {
+  let yes = 0;
+  let no = 0;
+  let refused = 0;
+  let silent = 0;
+  let refusal: ScriptError | undefined;
+  let error: CoordisError | undefined;
+  for (let i = 0; i < replies.length; i++) {
+    const r = replies[i];
+    if (isYes(r, i)) yes++;
+    else if (r === undefined) silent++;
+    else if (r.ok) no++;
+    else if (r.error instanceof ScriptError) {
+      refused++;
+      refusal ??= r.error;
+    } else {
+      silent++;
+      error = preferDurability(error, r.error);
+    }
+  }
+  return { yes, no, refused, silent, refusal, error };
+}
 
 /**
  * Redlock over N independent Redis masters (no replication between them): a lease is held when a quorum
  * `floor(N/2) + 1` of masters granted it within its validity. Requests go to all masters in parallel, each with a
- * per-node timeout; a failed attempt releases every master before a random retry delay. Scripts go out through
- * `runScript`, which corks each master's socket for the tick: what all Redlocks of this process send to one master
- * in one tick leaves in one system call, each command keeping its own reply and error.
+ * per-node timeout; a failed attempt releases every master before a random retry delay (a master that does not answer
+ * that release is sent it again until it does, for up to `ttlMs`). A master that refuses (a ScriptError: ACL NOPERM,
+ * OOM) has answered: when refusals leave no possible quorum, acquire rejects with that error at once. Scripts go out
+ * through `runScript`, which corks each master's socket for the tick: what all Redlocks of this process send to one
+ * master in one tick leaves in one system call, each command keeping its own reply and error.
  *
  * Fencing: each master keeps its own fence counter, and counters diverge (a master misses acquisitions while it is
  * down or slow). After winning a quorum the holder picks `F = max` of the counters it got, then raises the counter
@@ -63,10 +98,11 @@ type NodeReply<R> = { ok: true; value: R } | { ok: false; error: CoordisError };
  * data (a master restarted without persistence rejoins with counter 0 — harmless while the others remember; a
  * majority losing data at once can let fences go back).
  *
- * Extension: a lease is extended when a quorum confirms it, and lost (`LeaseLostError`, reason `"not-held"`) only
- * when enough masters answer that its token is gone that no quorum can still hold it. A master that errs or does not
- * answer within `nodeTimeoutMs` (down, slow, paused) may still hold the token: without a quorum of definitive answers
- * `extend()` throws `RedisUnavailableError`, the local deadline stays where it was (earlier for a shorter `ttlMs`, which
+ * Extension: a lease is extended when a quorum confirms it (the round ends then, without waiting for the other
+ * masters), and lost (`LeaseLostError`, reason `"not-held"`) only when enough masters answer that its token is gone
+ * that no quorum can still hold it. A master that errs or does not answer within `nodeTimeoutMs` (down, slow, paused)
+ * may still hold the token: without a quorum of definitive answers `extend()` throws `RedisUnavailableError` (the
+ * ScriptError when refusals decided it), the local deadline stays where it was (earlier for a shorter `ttlMs`, which
  * some masters may have applied), and auto-extension retries sooner
  * until that deadline passes — as a Mutex does when its one Redis is unreachable. Release follows the same rule: true
  * when a quorum released the token, false only when no quorum can have held it, RedisUnavailableError otherwise (the
@@ -129,58 +165,60 @@ export class Redlock extends LockBase {
     this.#lockKey = keys.base;
     this.#fenceKey = keys.sub("fence");
     this.#durability = common.durability;
+    const n = nodes.length;
+    const quorum = this.quorum;
+    /** A round is decided once a quorum said yes, or so many said no or refused that no quorum can say yes. */
+    const decided = (t: ReturnType<typeof tally>) => t.yes >= quorum || t.no > n - quorum || t.refused > n - quorum;
+    /** The error of a round that is not decided: the refusal, when it decided that (or nobody else stayed silent). */
+    const undecided = (what: string, t: ReturnType<typeof tally>, yes: string): CoordisError => {
+      if (t.refusal !== undefined && (t.refused > n - quorum || t.silent === 0)) return t.refusal;
+      if (t.error instanceof DurabilityError) return t.error;
+      return new RedisUnavailableError(
+        `Redlock "${this.name}": ${what} not confirmed (${t.yes} ${yes}, ${t.no} not held, ` +
+          (t.refused > 0 ? `${t.refused} refused, ` : "") +
+          `${t.silent} of ${n} masters did not answer; a quorum of ${quorum} is needed): ` +
+          (t.error?.message ?? t.refusal?.message ?? "no reply"),
+        { cause: t.error ?? t.refusal },
+      );
+    };
+    const extended = (r: NodeReply<number> | undefined) => r?.ok === true && r.value === 1;
     this.#backend = {
       extend: async (token, ttlMs) => {
-        const replies = await this.#all((node) => this.#run(node, lockScripts.extend, [this.#lockKey], [token, ttlMs]));
-        let extended = 0;
-        let gone = 0;
-        let firstError: CoordisError | undefined;
-        for (const r of replies) {
-          if (!r.ok) firstError = preferDurability(firstError, r.error);
-          else if (r.value === 1) extended++;
-          else gone++;
-        }
-        if (extended >= this.quorum) return true;
-        // Lost only on definitive answers: enough masters replied "token not there" that no quorum can still hold
-        // it. A master that failed or timed out may still hold the token (a slow or paused master): unknown.
-        if (gone > this.#nodes.length - this.quorum) return false;
-        if (firstError instanceof DurabilityError) throw firstError;
-        throw new RedisUnavailableError(
-          `Redlock "${this.name}": extension not confirmed (${extended} extended, ${gone} not held, ` +
-            `${replies.length - extended - gone} of ${this.#nodes.length} masters did not answer; ` +
-            `a quorum of ${this.quorum} is needed): ${firstError?.message ?? "no reply"}`,
-          { cause: firstError },
+        // Settles as soon as it is decided: a master still silent then (down, paused) holds up no extension; its late
+        // answer, if any, only extends that master too.
+        const replies = await this.#all(
+          (node) => this.#run(node, lockScripts.extend, [this.#lockKey], [token, ttlMs]),
+          this.#nodes,
+          (so) => decided(tally(so, extended)),
         );
+        const t = tally(replies, extended);
+        if (t.yes >= quorum) return true;
+        // Lost only on definitive answers: enough masters replied "token not there" that no quorum can still hold
+        // it. A master that failed, refused or timed out may still hold the token (a slow or paused master): unknown.
+        if (t.no > n - quorum) return false;
+        throw undecided("extension", t, "extended");
       },
       release: async (token, progress) => {
         // The masters this lease has released, kept across its release calls: an earlier, unconfirmed call's
         // master (one that answered, or answered too late) now answers "not held" because of it.
         const done = progress?.releasedNodes ?? new Set<number>();
         if (progress !== undefined) progress.releasedNodes = done;
-        const replies = await this.#all((node, i) =>
-          runScript(node, lockScripts.release, [this.#lockKey], [token]).then((held) => {
-            if (held === 1) done.add(i);
-            return held;
-          }),
+        const released = (_: unknown, i: number) => done.has(i);
+        const replies = await this.#all(
+          (node, i) =>
+            runScript(node, lockScripts.release, [this.#lockKey], [token]).then((held) => {
+              if (held === 1) done.add(i);
+              return held;
+            }),
+          this.#nodes,
+          (so) => decided(tally(so, released)),
         );
-        let released = 0;
-        let gone = 0;
-        let firstError: CoordisError | undefined;
-        replies.forEach((r, i) => {
-          if (done.has(i)) released++;
-          else if (!r.ok) firstError ??= r.error;
-          else gone++;
-        });
-        if (released >= this.quorum) return true;
+        const t = tally(replies, released);
+        if (t.yes >= quorum) return true;
         // Lost only on definitive answers, as for extend: no quorum can have held the token.
-        if (gone > this.#nodes.length - this.quorum) return false;
+        if (t.no > n - quorum) return false;
         // A master that did not answer may still hold the token: unknown. The lease can be released again.
-        throw new RedisUnavailableError(
-          `Redlock "${this.name}": release not confirmed (${released} released, ${gone} not held, ` +
-            `${replies.length - released - gone} of ${this.#nodes.length} masters did not answer; ` +
-            `a quorum of ${this.quorum} is needed): ${firstError?.message ?? "no reply"}`,
-          { cause: firstError },
-        );
+        throw undecided("release", t, "released");
       },
     };
   }
@@ -205,17 +243,27 @@ export class Redlock extends LockBase {
     const token = randomToken(TOKEN_BYTES);
     const start = performance.now();
     const calls: Promise<unknown>[] = [];
+    const n = this.#nodes.length;
+    // The round waits for every master (up to nodeTimeoutMs), unless refusals already leave no possible quorum.
     const replies = await this.#all(
       (node, i) =>
         (calls[i] = this.#run(node, lockScripts.acquire, [this.#lockKey, this.#fenceKey], [token, this.ttlMs])),
+      this.#nodes,
+      (so) => tally(so, () => false).refused > n - this.quorum,
     );
     const won: Array<{ node: RedisClient; fence: number }> = [];
     let busy = 0;
+    let refused = 0;
+    let refusal: ScriptError | undefined;
     let retryAfterMs = 0;
     let firstError: CoordisError | undefined;
     const unanswered = new Map<number, Promise<unknown>>();
     replies.forEach((r, i) => {
-      if (!r.ok) {
+      if (!r.ok && r.error instanceof ScriptError) {
+        // A refusal (ACL NOPERM, OOM) is an answer: this master will not grant, now or on a retry.
+        refused++;
+        refusal ??= r.error;
+      } else if (!r.ok) {
         firstError = preferDurability(firstError, r.error);
         unanswered.set(i, calls[i] as Promise<unknown>);
       } else if (r.value[0] === 1) won.push({ node: this.#nodes[i] as RedisClient, fence: r.value[1] });
@@ -225,17 +273,21 @@ export class Redlock extends LockBase {
       }
     });
     if (won.length < this.quorum) {
-      // Release every master, not only those we know we won: one that timed out may still have granted it.
-      if (won.length > 0 || firstError !== undefined) await this.#releaseAll(token, unanswered);
+      // Release every master, not only those we know we won: one that timed out may still have granted it, and a
+      // script refused halfway (OOM at its INCR) may have left its SET.
+      if (won.length > 0 || unanswered.size > 0 || refused > 0) await this.#releaseAll(token, unanswered);
+      // Refusals that leave no possible quorum end the acquire at once: retrying would be refused again.
+      if (refusal !== undefined && refused > n - this.quorum) throw refusal;
       if (won.length + busy < this.quorum) {
         const answered = won.length + busy;
         if (firstError instanceof DurabilityError) return { kind: "unavailable", error: firstError };
         return {
           kind: "unavailable",
           error: new RedisUnavailableError(
-            `Redlock "${this.name}": only ${answered} of ${this.#nodes.length} masters answered ` +
-              `(a quorum of ${this.quorum} is needed): ${firstError?.message ?? "no reply"}`,
-            { cause: firstError },
+            `Redlock "${this.name}": only ${answered} of ${n} masters answered` +
+              (refused > 0 ? `, ${refused} refused` : "") +
+              ` (a quorum of ${this.quorum} is needed): ${firstError?.message ?? refusal?.message ?? "no reply"}`,
+            { cause: firstError ?? refusal },
           ),
         };
       }
@@ -254,6 +306,12 @@ export class Redlock extends LockBase {
         await this.#releaseAll(token, unanswered);
         return { kind: "invalid" };
       }
+    }
+    if (performance.now() >= start + this.ttlMs - driftMs(this.ttlMs, this.driftFactor)) {
+      // Won after its validity (settle() would find the same): given back as a lost round's grants are, sent again
+      // to a master that does not answer, and behind the acquire on a master that did not answer it.
+      await this.#releaseAll(token, unanswered);
+      return { kind: "invalid" };
     }
     return this.settle(token, fence, start, this.#backend);
   }
@@ -280,15 +338,41 @@ export class Redlock extends LockBase {
    * Releases `token` on every master. A master whose acquire this round gave up on (`unanswered`: its call) may run
    * that acquire late, also as the EVAL retry of a NOSCRIPT answered after the round's timeout: its release is sent
    * once that call has settled, so it follows everything the call sent, and as EVAL with the script's source
-   * (`runScriptSource`), which runs whether or not the master has cached it.
+   * (`runScriptSource`), which runs whether or not the master has cached it. Each release is sent again while its
+   * master does not answer (see #giveBack); the round itself waits for the first ones only.
    */
   #releaseAll(token: string, unanswered: ReadonlyMap<number, Promise<unknown>>): Promise<NodeReply<number>[]> {
-    return this.#all((node, i) => {
-      const call = unanswered.get(i);
-      if (call === undefined) return runScript(node, lockScripts.release, [this.#lockKey], [token]);
-      const undo = () => runScriptSource(node, lockScripts.release, [this.#lockKey], [token]);
-      return call.then(undo, undo);
-    });
+    return this.#all((node, i) => this.#giveBack(node, token, unanswered.get(i)));
+  }
+
+  /**
+   * One master's release of a grant nobody holds: a compare-and-delete (safe to repeat), sent behind `after` when
+   * given, then sent again as EVAL of the source while the master does not answer it, as a Mutex's undo is
+   * (`undoUntilAnswered`: a silent connection, or a client reconnecting whose offline queue drops a command that times
+   * out, would lose a single one), for up to `ttlMs`: the grant has expired by then. Settles as the first one does.
+   */
+  #giveBack(node: RedisClient, token: string, after: Promise<unknown> | undefined): Promise<number> {
+    const again = () => runScriptSource(node, lockScripts.release, [this.#lockKey], [token]);
+    const send = (cached: boolean): Promise<number> => {
+      const first = cached ? runScript(node, lockScripts.release, [this.#lockKey], [token]) : again();
+      // The first call of `undo` is the one just sent; the ones after it, if any, are sent again.
+      let pending: Promise<number> | undefined = first;
+      undoUntilAnswered(
+        node,
+        () => {
+          const sent = pending ?? again();
+          pending = undefined;
+          return sent;
+        },
+        this.ttlMs,
+      );
+      return first;
+    };
+    if (after === undefined) return send(true);
+    return after.then(
+      () => send(false),
+      () => send(false),
+    );
   }
 
   /**
@@ -297,9 +381,15 @@ export class Redlock extends LockBase {
    * starts once the calls were written (they leave together at the end of this tick, see corkUntilTickEnd), and when
    * it fires, the answers already received are read first (setImmediate runs after the event loop's I/O phase), so a
    * client whose own event loop was blocked meanwhile does not take healthy masters for silent ones. (The validity
-   * check over the whole round still counts every ms from the start.)
+   * check over the whole round still counts every ms from the start.) With `decided`, the round ends as soon as the
+   * replies so far decide it: the masters still out count as not answered, and their late replies are read and
+   * dropped (never unhandled).
    */
-  #all<R>(call: (node: RedisClient, i: number) => Promise<R>, nodes = this.#nodes): Promise<NodeReply<R>[]> {
+  #all<R>(
+    call: (node: RedisClient, i: number) => Promise<R>,
+    nodes = this.#nodes,
+    decided?: (replies: Replies<R>) => boolean,
+  ): Promise<NodeReply<R>[]> {
     const n = nodes.length;
     if (n === 0) return Promise.resolve([]);
     // A durable write waits up to durability.timeoutMs on the master before it answers.
@@ -309,28 +399,24 @@ export class Redlock extends LockBase {
       let left = n;
       let done = false;
       let timer: NodeJS.Timeout | undefined;
-      const expire = () => {
-        if (done) return;
+      const finish = (why: string) => {
         done = true;
-        for (let i = 0; i < n; i++) {
-          replies[i] ??= {
-            ok: false,
-            error: new RedisUnavailableError(`a Redlock master did not answer within ${timeoutMs} ms`),
-          };
-        }
+        clearTimeout(timer);
+        for (let i = 0; i < n; i++) replies[i] ??= { ok: false, error: new RedisUnavailableError(why) };
         resolve(replies as NodeReply<R>[]);
       };
       process.nextTick(() => {
-        if (!done) timer = setTimeout(() => setImmediate(expire), timeoutMs);
+        if (!done) {
+          timer = setTimeout(
+            () => setImmediate(() => done || finish(`a Redlock master did not answer within ${timeoutMs} ms`)),
+            timeoutMs,
+          );
+        }
       });
       const settle = (i: number, reply: NodeReply<R>) => {
         if (done) return;
         replies[i] = reply;
-        if (--left === 0) {
-          done = true;
-          clearTimeout(timer);
-          resolve(replies as NodeReply<R>[]);
-        }
+        if (--left === 0 || decided?.(replies)) finish("a Redlock master had not answered when the round was decided");
       };
       for (let i = 0; i < n; i++) {
         let pending: Promise<R>;
