@@ -1,6 +1,9 @@
 import { isCluster, type RedisClient } from "./client.js";
 import { InvalidArgumentError } from "./errors.js";
 
+/** How often a Cluster client of {@link safeClusterOptions} (and `connect()`) reads the slot map again, ms. */
+export const CLUSTER_SLOTS_REFRESH_MS = 2_000;
+
 /** Command timeout `connect()` sets unless told otherwise: a command unanswered for 2 s fails. */
 export const DEFAULT_COMMAND_TIMEOUT_MS = 2_000;
 
@@ -31,6 +34,9 @@ export const safeRedisOptions: Readonly<{ autoResendUnfulfilledCommands: false; 
  *   cluster is up).
  * - `retryDelayOnTryAgain: 0`: a command refused with `TRYAGAIN` (a multi-key command during a slot migration) is
  *   sent again at once rather than 100 ms later, well before the caller's timeout.
+ * - `slotsRefreshInterval: 2000`: the slot map is read again every 2 s. ioredis has no default for it and reads it
+ *   again only on MOVED / ASK or when a node's connection closes; a master that froze or was cut off does neither,
+ *   so after its replica was promoted every call to its slots would keep timing out against it.
  *
  * `connect()` sets them already.
  */
@@ -38,7 +44,13 @@ export const safeClusterOptions: Readonly<{
   retryDelayOnFailover: 0;
   retryDelayOnClusterDown: 0;
   retryDelayOnTryAgain: 0;
-}> = Object.freeze({ retryDelayOnFailover: 0, retryDelayOnClusterDown: 0, retryDelayOnTryAgain: 0 });
+  slotsRefreshInterval: number;
+}> = Object.freeze({
+  retryDelayOnFailover: 0,
+  retryDelayOnClusterDown: 0,
+  retryDelayOnTryAgain: 0,
+  slotsRefreshInterval: CLUSTER_SLOTS_REFRESH_MS,
+});
 
 /**
  * What is unsafe about a client for Coordis (empty when nothing): it re-sends unanswered commands after a reconnect,

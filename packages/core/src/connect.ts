@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import type { ConnectionOptions as TlsOptions } from "node:tls";
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 import type { RedisClient } from "./client.js";
-import { DEFAULT_COMMAND_TIMEOUT_MS } from "./client-safety.js";
+import { CLUSTER_SLOTS_REFRESH_MS, DEFAULT_COMMAND_TIMEOUT_MS } from "./client-safety.js";
 import { InvalidArgumentError } from "./errors.js";
 import { type CoordisObserver, notifyEvent } from "./observer.js";
 import { clientState } from "./script-order.js";
@@ -272,6 +272,10 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
         retryDelayOnFailover: 0,
         retryDelayOnClusterDown: 0,
         retryDelayOnTryAgain: 0,
+        // The slot map is read again every 2 s: ioredis refreshes it on MOVED / ASK and when a node's connection
+        // closes, but a master that froze or was cut off answers nothing and closes nothing, so after the cluster
+        // promoted its replica every call to those slots would keep timing out against the old master.
+        slotsRefreshInterval: CLUSTER_SLOTS_REFRESH_MS,
         ...options.clusterOptions,
         redisOptions: { ...base, ...options.clusterOptions?.redisOptions },
       },
