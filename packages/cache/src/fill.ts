@@ -269,12 +269,12 @@ export class Filler {
         await c.publish(k);
       }
     } catch (err) {
-      if (!outOfMemory(err)) {
-        if (!(err instanceof RedisUnavailableError)) throw err;
-      } else {
+      if (outOfMemory(err)) {
         // Full since the read: the value is the caller's answer, kept in L1 as a load without Redis is.
         c.l2.unlock(k, fill);
         this.#keepLoaded(k, data, entry, epoch);
+      } else if (!(err instanceof RedisUnavailableError)) {
+        throw err;
       }
     }
     return data;
@@ -336,13 +336,7 @@ export class Filler {
     const until = performance.now() + Math.min(entry.ttlMs, this.#c.l1.ttlMs);
     // Kept for at most l1.ttlMs: invalidations cannot reach us while Redis is down. Its tags go with it (no version:
     // none was read), so an invalidateTag this instance hears of (a full Redis still carries them) evicts it.
-    this.#c.l1.store(
-      k,
-      data,
-      until,
-      until,
-      entry.tags.map((t) => [t, ""] as const),
-      epoch,
-    );
+    const tags = entry.tags.map((t) => [t, ""] as const);
+    this.#c.l1.store(k, data, until, until, tags, epoch);
   }
 }

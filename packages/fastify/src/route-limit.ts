@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from "@coordis/core";
 import type { FastifyRequest } from "fastify";
 import { addressKey } from "./address-key.js";
-import { type Limiters, type RuleSetLimiter, specOf } from "./limiters.js";
+import type { Limiters, RuleSetLimiter } from "./limiters.js";
 import {
   parseHookRateLimit,
   parseRouteRateLimit,
@@ -47,6 +47,12 @@ export function routeId(
 
 const defaultKey: RateLimitKeyFn = (request) => addressKey(request.ip);
 
+/** The rules of the first route of a budget: their identity (a limiter, or a rules function) and that route. */
+interface RulesOf {
+  readonly identity: unknown;
+  readonly route: string;
+}
+
 /**
  * Resolves routes' limits from their config and the plugin defaults, and checks that routes sharing a group agree
  * on its rules (a shared budget has one set of rules).
@@ -54,10 +60,10 @@ const defaultKey: RateLimitKeyFn = (request) => addressKey(request.ip);
 export class RouteLimits {
   readonly #defaults: RateLimitDefaults;
   readonly #limiters: Limiters;
-  /** Group name -> the rules spec and first route, to check that routes sharing a group agree. */
-  readonly #groups = new Map<string, { spec: string | RateLimitRulesFn; route: string }>();
+  /** Group name -> the first route's rules and that route, to check that routes sharing a group agree. */
+  readonly #groups = new Map<string, RulesOf>();
   /** The same for the routes' own budgets (no group): see #checkOwn. */
-  readonly #own = new Map<string, { spec: string | RateLimitRulesFn; route: string }>();
+  readonly #own = new Map<string, RulesOf>();
   /** `"<METHOD> <url>"` (and constraints) of every limited route, one entry per method -> its limit, for peeks. */
   readonly #byRoute = new Map<string, RouteLimit>();
   /** Shared group -> the limit of the first route naming it (routes sharing a group have identical rules). */
@@ -147,8 +153,10 @@ export class RouteLimits {
         throw new InvalidArgumentError(`${name}.cost`, `${cost} is above the smallest rule capacity ${pair.maxCost}`);
       }
     }
-    if (explicitGroup !== undefined) this.#checkGroup(name, id, explicitGroup, rules);
-    else this.#checkOwn(name, id, ownGroup, rules);
+    // The rules' identity: one limiter per distinct rule set (limiterOf), or the rules function itself.
+    const identity = pair ?? rules;
+    if (explicitGroup !== undefined) this.#checkGroup(name, id, explicitGroup, rules, identity);
+    else this.#checkOwn(name, id, ownGroup, identity);
     const allowList = own.allowList ?? defaults.allowList;
     const headers = { ...defaults.headers, ...own.headers };
     const limit: RouteLimit = {
@@ -192,35 +200,32 @@ export class RouteLimits {
    * HEAD route of its URL (the one Fastify adds, with the same settings, or one of the app's own). Their rules must
    * be identical, or a HEAD request would spend the GET route's budget under other figures, or the other way round.
    */
-  #checkOwn(name: string, id: string, group: string, rules: NonNullable<RateLimitSettings["rules"]>): void {
-    let spec: string | RateLimitRulesFn;
-    try {
-      spec = typeof rules === "function" ? rules : specOf(rules);
-    } catch (err) {
-      throw renamed(err, name);
-    }
-    const first = this.#own.get(group);
-    if (first === undefined) this.#own.set(group, { spec, route: id });
-    else if (first.spec !== spec && first.route !== id) {
+  #checkOwn(name: string, id: string, group: string, identity: unknown): void {
+    const other = otherRules(this.#own, group, id, identity);
+    if (other !== undefined) {
       throw new InvalidArgumentError(
         `${name}.rules`,
-        `route ${id} counts on the budget of route ${first.route} (HEAD counts as GET, as Fastify serves it), which ` +
+        `route ${id} counts on the budget of route ${other} (HEAD counts as GET, as Fastify serves it), which ` +
           "has different rules: give both the same rules, or give one of them a group of its own",
       );
     }
   }
 
   /** Routes sharing a group need named rules, identical for all of them. */
-  #checkGroup(name: string, id: string, group: string, rules: NonNullable<RateLimitSettings["rules"]>): void {
+  #checkGroup(
+    name: string,
+    id: string,
+    group: string,
+    rules: NonNullable<RateLimitSettings["rules"]>,
+    identity: unknown,
+  ): void {
     if (Array.isArray(rules) && rules.some((r) => r === null || typeof r !== "object" || r.name === undefined)) {
       throw new InvalidArgumentError(
         `${name}.rules`,
         `routes sharing group "${group}" need named rules (a name is part of the shared budget's state)`,
       );
     }
-    const spec = typeof rules === "function" ? rules : specOf(rules);
-    const first = this.#groups.get(group);
-    if (first === undefined) {
+    if (!this.#groups.has(group)) {
       // A group's keys are "<group>:<key>": with groups "api" and "api:v2", key "v2:<id>" of the first would be
       // key "<id>" of the second, one budget counted by both.
       for (const [other, { route }] of this.#groups) {
@@ -234,12 +239,25 @@ export class RouteLimits {
         }
       }
     }
-    if (first === undefined) this.#groups.set(group, { spec, route: id });
-    else if (first.spec !== spec && first.route !== id) {
+    const other = otherRules(this.#groups, group, id, identity);
+    if (other !== undefined) {
       throw new InvalidArgumentError(
         `${name}.rules`,
-        `group "${group}" is shared with route ${first.route}, which has different rules; routes sharing a group need identical rules`,
+        `group "${group}" is shared with route ${other}, which has different rules; routes sharing a group need identical rules`,
       );
     }
   }
+}
+
+/**
+ * Records the rules of route `id` under `key` (the first route's are kept): the other route, when it has other rules
+ * than these (a route resolved again is not another route).
+ */
+function otherRules(seen: Map<string, RulesOf>, key: string, id: string, identity: unknown): string | undefined {
+  const first = seen.get(key);
+  if (first === undefined) {
+    seen.set(key, { identity, route: id });
+    return undefined;
+  }
+  return first.identity !== identity && first.route !== id ? first.route : undefined;
 }

@@ -134,12 +134,19 @@ export abstract class LockBase {
 
   /**
    * Builds the lease of a won attempt, or releases it when its validity (`start + ttl − elapsed − drift`) is
-   * already gone. `start` is `performance.now()` taken before the request was sent.
+   * already gone: with `giveBack` when given (a Redlock's, which follows the round's unanswered acquires), else with
+   * `backend.release`. `start` is `performance.now()` taken before the request was sent.
    */
-  protected async settle(token: string, fence: number, start: number, backend: LeaseBackend): Promise<AttemptResult> {
+  protected async settle(
+    token: string,
+    fence: number,
+    start: number,
+    backend: LeaseBackend,
+    giveBack: () => Promise<unknown> = () => backend.release(token),
+  ): Promise<AttemptResult> {
     const deadline = start + this.ttlMs - driftMs(this.ttlMs, this.driftFactor);
     if (performance.now() >= deadline) {
-      await backend.release(token).catch(() => false);
+      await giveBack().catch(() => false);
       return { kind: "invalid" };
     }
     const lease = new LeaseImpl({
@@ -206,7 +213,7 @@ export abstract class LockBase {
 
   /**
    * Acquires the lock (as {@link acquire}), runs `fn(lease)`, and always releases. With `autoExtend` (default) the
-   * lease is extended every `ttlMs / 3`; when an extension finds the lock lost, `lease.signal` aborts with
+   * lease is extended every `ttlMs / 3` (sooner when less validity is left); when an extension finds the lock lost, `lease.signal` aborts with
    * `LeaseLostError` — `fn` should watch it and stop writing. `fn`'s own error is rethrown unchanged, in preference
    * to a release error; a release error surfaces only when `fn` succeeded.
    * @returns what `fn` returned

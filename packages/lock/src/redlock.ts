@@ -37,7 +37,7 @@ export interface RedlockOptions extends CommonLockOptions {
    * How long to wait for each master per request, ms; a master that does not answer in time counts as failed.
    * Default `ttlMs / 10`, clamped to 50–500 and to at most half the lease's validity. An acquire round waits this
    * long for a master that does not answer: set beyond the validity, every grant comes back expired while one master
-   * is down. Extend and release rounds end as soon as a quorum has answered alike.
+   * is down. Extend and release rounds end soon after a quorum has answered alike (see #all).
    */
   nodeTimeoutMs?: number;
 }
@@ -98,8 +98,8 @@ function tally<R>(replies: Replies<R>, isYes: (reply: NodeReply<R> | undefined, 
  * data (a master restarted without persistence rejoins with counter 0 — harmless while the others remember; a
  * majority losing data at once can let fences go back).
  *
- * Extension: a lease is extended when a quorum confirms it (the round ends then, without waiting for the other
- * masters), and lost (`LeaseLostError`, reason `"not-held"`) only when enough masters answer that its token is gone
+ * Extension: a lease is extended when a quorum confirms it (the round ends soon after, not waiting for a silent
+ * master), and lost (`LeaseLostError`, reason `"not-held"`) only when enough masters answer that its token is gone
  * that no quorum can still hold it. A master that errs or does not answer within `nodeTimeoutMs` (down, slow, paused)
  * may still hold the token: without a quorum of definitive answers `extend()` throws `RedisUnavailableError` (the
  * ScriptError when refusals decided it), the local deadline stays where it was (earlier for a shorter `ttlMs`, which
@@ -184,7 +184,7 @@ export class Redlock extends LockBase {
     const extended = (r: NodeReply<number> | undefined) => r?.ok === true && r.value === 1;
     this.#backend = {
       extend: async (token, ttlMs) => {
-        // Settles as soon as it is decided: a master still silent then (down, paused) holds up no extension; its late
+        // Settles soon after it is decided (see #all): a master still silent then (down, paused) holds up no extension; its late
         // answer, if any, only extends that master too.
         const replies = await this.#all(
           (node) => this.#run(node, lockScripts.extend, [this.#lockKey], [token, ttlMs]),
@@ -307,13 +307,9 @@ export class Redlock extends LockBase {
         return { kind: "invalid" };
       }
     }
-    if (performance.now() >= start + this.ttlMs - driftMs(this.ttlMs, this.driftFactor)) {
-      // Won after its validity (settle() would find the same): given back as a lost round's grants are, sent again
-      // to a master that does not answer, and behind the acquire on a master that did not answer it.
-      await this.#releaseAll(token, unanswered);
-      return { kind: "invalid" };
-    }
-    return this.settle(token, fence, start, this.#backend);
+    // Won after its validity, it is given back as a lost round's grants are: sent again to a master that does not
+    // answer, and behind the acquire on a master that did not answer it.
+    return this.settle(token, fence, start, this.#backend, () => this.#releaseAll(token, unanswered));
   }
 
   /**
@@ -355,17 +351,7 @@ export class Redlock extends LockBase {
     const again = () => runScriptSource(node, lockScripts.release, [this.#lockKey], [token]);
     const send = (cached: boolean): Promise<number> => {
       const first = cached ? runScript(node, lockScripts.release, [this.#lockKey], [token]) : again();
-      // The first call of `undo` is the one just sent; the ones after it, if any, are sent again.
-      let pending: Promise<number> | undefined = first;
-      undoUntilAnswered(
-        node,
-        () => {
-          const sent = pending ?? again();
-          pending = undefined;
-          return sent;
-        },
-        this.ttlMs,
-      );
+      undoUntilAnswered(node, again, this.ttlMs, first);
       return first;
     };
     if (after === undefined) return send(true);
@@ -381,9 +367,9 @@ export class Redlock extends LockBase {
    * starts once the calls were written (they leave together at the end of this tick, see corkUntilTickEnd), and when
    * it fires, the answers already received are read first (setImmediate runs after the event loop's I/O phase), so a
    * client whose own event loop was blocked meanwhile does not take healthy masters for silent ones. (The validity
-   * check over the whole round still counts every ms from the start.) With `decided`, the round ends as soon as the
-   * replies so far decide it: the masters still out count as not answered, and their late replies are read and
-   * dropped (never unhandled).
+   * check over the whole round still counts every ms from the start.) With `decided`, the round ends soon after the
+   * replies so far decide it (the masters still out get about as long again as the round took): those still out then
+   * count as not answered, and their late replies are read and dropped (never unhandled).
    */
   #all<R>(
     call: (node: RedisClient, i: number) => Promise<R>,
@@ -394,14 +380,17 @@ export class Redlock extends LockBase {
     if (n === 0) return Promise.resolve([]);
     // A durable write waits up to durability.timeoutMs on the master before it answers.
     const timeoutMs = this.#nodeTimeoutMs + (this.#durability?.timeoutMs ?? 0);
+    const started = performance.now();
     return new Promise((resolve) => {
       const replies: Array<NodeReply<R> | undefined> = new Array(n);
       let left = n;
       let done = false;
       let timer: NodeJS.Timeout | undefined;
+      let grace: NodeJS.Timeout | undefined;
       const finish = (why: string) => {
         done = true;
         clearTimeout(timer);
+        clearTimeout(grace);
         for (let i = 0; i < n; i++) replies[i] ??= { ok: false, error: new RedisUnavailableError(why) };
         resolve(replies as NodeReply<R>[]);
       };
@@ -416,7 +405,14 @@ export class Redlock extends LockBase {
       const settle = (i: number, reply: NodeReply<R>) => {
         if (done) return;
         replies[i] = reply;
-        if (--left === 0 || decided?.(replies)) finish("a Redlock master had not answered when the round was decided");
+        if (--left === 0) finish("");
+        else if (grace === undefined && decided?.(replies)) {
+          // Decided: the masters still out get as long again as the round took so far (at least 5 ms), so masters
+          // that answer are all counted (a release leaves none of them holding the token), while a silent one holds
+          // the round up for about one round trip, not nodeTimeoutMs.
+          const wait = Math.max(5, 2 * (performance.now() - started));
+          grace = setTimeout(() => finish("a Redlock master had not answered when the round was decided"), wait);
+        }
       };
       for (let i = 0; i < n; i++) {
         let pending: Promise<R>;

@@ -9,21 +9,26 @@ const UNDO_MAX_DELAY_MS = 1_000;
  * that what it undoes has expired by itself), in the background. An outage longer than the command timeout made a
  * single attempt fail too (a silent connection, or a client reconnecting: a command that times out in its offline
  * queue never runs), and the grant or claim it undoes then held for nobody. It stops at the first answer (a refusal
- * is one), and when the client was closed.
+ * is one), and when the client was closed. `first`: an attempt the caller has sent already (it is not sent again).
  * @internal
  */
-export function undoUntilAnswered(redis: RedisClient, undo: () => Promise<unknown>, forMs: number): void {
+export function undoUntilAnswered(
+  redis: RedisClient,
+  undo: () => Promise<unknown>,
+  forMs: number,
+  first?: Promise<unknown>,
+): void {
   const until = performance.now() + forMs;
   let delay = UNDO_FIRST_DELAY_MS;
-  const attempt = (): void => {
-    undo().catch((err: unknown) => {
+  const attempt = (sent: Promise<unknown>): void => {
+    sent.catch((err: unknown) => {
       const closed = (redis as { status?: string }).status === "end";
       if (closed || !(toCoordisError(err) instanceof RedisUnavailableError)) return;
       const wait = Math.min(delay, until - performance.now());
       if (wait <= 0) return;
       delay = Math.min(delay * 2, UNDO_MAX_DELAY_MS);
-      setTimeout(attempt, wait).unref();
+      setTimeout(() => attempt(undo()), wait).unref();
     });
   };
-  attempt();
+  attempt(first ?? undo());
 }

@@ -247,8 +247,7 @@ export class SubscriberConnection {
     if (this.#closed || conn.status !== "ready" || this.#subs.empty) return;
     const read = this.#pingOut.get(conn);
     if (read !== undefined) {
-      if (bytesRead(conn) !== read) this.#pingOut.set(conn, bytesRead(conn));
-      else setImmediate(() => this.#judge(conn, read));
+      if (!this.#readSince(conn, read)) setImmediate(() => this.#judge(conn, read));
       return;
     }
     this.#pingOut.set(conn, bytesRead(conn));
@@ -262,11 +261,17 @@ export class SubscriberConnection {
     );
   }
 
+  /** Whether `conn` read anything since it had read `read` bytes; if so, its PING is judged from now on. */
+  #readSince(conn: Redis, read: number): boolean {
+    const now = bytesRead(conn);
+    if (now === read) return false;
+    this.#pingOut.set(conn, now);
+    return true;
+  }
+
   /** Replaces `conn` unless its PING was answered, or it read anything, since the beat found it silent. */
   #judge(conn: Redis, read: number): void {
-    if (this.#closed || conn.status !== "ready" || this.#pingOut.get(conn) !== read) return;
-    if (bytesRead(conn) !== read) {
-      this.#pingOut.set(conn, bytesRead(conn));
+    if (this.#closed || conn.status !== "ready" || this.#pingOut.get(conn) !== read || this.#readSince(conn, read)) {
       return;
     }
     this.#pingOut.delete(conn);
