@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { connect as tcpConnect } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { localUrl } from "@coordis/demo";
+import { localUrl, stopWithParent } from "@coordis/demo";
 import { freePort, waitUntil } from "@coordis/testing";
 import { afterAll, describe, expect, it } from "vitest";
 
@@ -56,6 +56,16 @@ describe("demo URLs", () => {
 });
 
 describe("demo launcher", () => {
+  it("stops when the process that started it died before the watch was armed", async () => {
+    // The launcher prints that the demo is up; whoever reads it may kill the launcher's parent before the launcher
+    // runs its next line. The watch must then compare with the parent the process started with, not the one it has.
+    let stopped = false;
+    stopWithParent(() => {
+      stopped = true;
+    }, process.ppid + 1);
+    await waitUntil("the watch to call stop", () => stopped, 5_000);
+  });
+
   it("starts with an IPv6 HOST: replicas bind it, and the launcher issues its key and prints bracketed URLs", async () => {
     const port = await freePort("::1");
     const launcher = spawn(process.execPath, ["--conditions=@coordis/source", "--import", "tsx", LAUNCH], {

@@ -14,6 +14,7 @@ export {
 } from "./apikeys.js";
 export { type BuildOptions, buildApp } from "./app.js";
 export { DEFAULT_PORT, type DemoConfig, ENV_NAMES, loadConfig, localUrl, randomToken } from "./config.js";
+export { stopWithParent } from "./launch.js";
 export type { AuditEvent, BoardEntry, DemoMessage } from "./model.js";
 export { SseHub, type SseLimits, type SseStats } from "./sse.js";
 export {

@@ -124,15 +124,18 @@ export async function launch(options: LaunchOptions = {}): Promise<Stack> {
   return { urls, redisUrl, adminToken, exited, stop };
 }
 
+/** The process that started this one, read when this module loaded (before anything could have reparented it). */
+const STARTED_BY = process.ppid;
+
 /**
  * Calls `stop` once the process that started this one is gone (this process was handed to another parent). A
  * SIGTERM sent to `npm start` ends npm without passing the signal on; without this the demo's Redis and replicas
- * would run on, orphaned.
+ * would run on, orphaned. The parent is the one this process had when it started (`startedBy`), not the one it has
+ * when the watch is armed: a parent that died in between is caught at the first check.
  */
-export function stopWithParent(stop: () => void): void {
-  const parent = process.ppid;
+export function stopWithParent(stop: () => void, startedBy = STARTED_BY): void {
   const timer = setInterval(() => {
-    if (process.ppid === parent) return;
+    if (process.ppid === startedBy) return;
     clearInterval(timer);
     stop();
   }, 250);
@@ -157,6 +160,18 @@ export async function issueKeys(url: string, adminToken: string, count: number):
 async function main(): Promise<void> {
   const stack = await launch();
   const [first] = stack.urls as [string, ...string[]];
+  let stopping = false;
+  const shutdown = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write("\nstopping the demo…\n");
+    await stack.stop();
+    process.exit(code);
+  };
+  // Armed before anything says the demo is up: whoever reads that may stop us (or our parent) at once.
+  process.on("SIGINT", () => void shutdown(0));
+  process.on("SIGTERM", () => void shutdown(0));
+  stopWithParent(() => void shutdown(0));
   // Stops what it started when the stack cannot be used, instead of leaving it to the replicas' and Redis' watchdogs.
   const [apiKey] = await issueKeys(first, stack.adminToken, 1).catch(async (err: unknown) => {
     await stack.stop();
@@ -181,17 +196,6 @@ async function main(): Promise<void> {
     "",
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
-  let stopping = false;
-  const shutdown = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    process.stdout.write("\nstopping the demo…\n");
-    await stack.stop();
-    process.exit(code);
-  };
-  process.on("SIGINT", () => void shutdown(0));
-  process.on("SIGTERM", () => void shutdown(0));
-  stopWithParent(() => void shutdown(0));
   await stack.exited;
   if (!stopping) process.exit(1);
 }
