@@ -6,6 +6,7 @@ import { CLUSTER_SLOTS_REFRESH_MS, DEFAULT_COMMAND_TIMEOUT_MS } from "./client-s
 import { InvalidArgumentError } from "./errors.js";
 import { type CoordisObserver, notifyEvent } from "./observer.js";
 import { clientState } from "./script-order.js";
+import { routeSentinelErrors, safeSentinelOptions } from "./sentinel-failover.js";
 import { durationMs, observer as validateObserver, options as validateOptions } from "./validate.js";
 
 export { DEFAULT_COMMAND_TIMEOUT_MS };
@@ -282,6 +283,8 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
     );
   } else if (parsed.kind === "sentinel") {
     client = new Redis({
+      // A master that froze or was cut off closes no connection: the client hears of its failover from the sentinels.
+      ...safeSentinelOptions,
       ...base,
       sentinels: parsed.hosts.map((h) => ({ host: h.host, port: h.port })),
       name: parsed.masterName as string,
@@ -309,6 +312,11 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
     notifyEvent(options.observer, { primitive: "connection", type: "connection-error", error });
     if (selects && (error as { command?: { name?: unknown } }).command?.name === "select") client.disconnect(true);
   });
+  if (parsed.kind === "sentinel") {
+    routeSentinelErrors(client, (error) =>
+      notifyEvent(options.observer, { primitive: "connection", type: "connection-error", error }),
+    );
+  }
   // A command that fails while it waits for the connection is not sent once the connection is back.
   clientState(client);
   return client;

@@ -1,0 +1,83 @@
+import { type CoordisEvent, connect, type RedisClient } from "@coordis/core";
+import { type RedisSentinelSetup, startRedisSentinel, testPrefix, waitUntil } from "@coordis/testing";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+
+const prefix = testPrefix();
+
+/**
+ * A master that freezes (SIGSTOP, a hung host) or is cut off answers nothing and closes no connection. Sentinel
+ * promotes its replica, but an ioredis client asks the sentinels for the master only when its connection closes: it
+ * used to keep sending every command to the frozen master, each failing by its timeout, for as long as it stayed so.
+ */
+describe("a connect() Sentinel client when the master freezes and its replica takes over", () => {
+  let setup: RedisSentinelSetup | undefined;
+  const clients: RedisClient[] = [];
+  afterEach(async () => {
+    for (const client of clients.splice(0)) client.disconnect();
+    if (setup !== undefined) {
+      for (const server of [setup.master, ...setup.replicas]) if (server.paused) server.resume();
+      await setup.stop();
+      setup = undefined;
+    }
+  });
+  afterAll(() => {
+    vi.restoreAllMocks();
+  });
+
+  it("calls succeed again on the promoted replica, with the old master still frozen", async () => {
+    setup = await startRedisSentinel({ replicas: 1, downAfterMs: 1_000 });
+    const redis = connect(setup.url, { commandTimeoutMs: 500 });
+    clients.push(redis);
+    const key = `${prefix}:{frozen}:v`;
+    await redis.set(key, "before");
+    const frozen = setup.master;
+    frozen.pause();
+    const promoted = await setup.waitForFailover(frozen, 30_000);
+    const admin = promoted.adminClient();
+    try {
+      await waitUntil(
+        "a call to succeed with the old master still frozen",
+        async () => {
+          try {
+            await redis.set(key, "after");
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { timeoutMs: 10_000, intervalMs: 100 },
+      );
+      expect(frozen.paused).toBe(true);
+      expect(await admin.get(key)).toBe("after");
+    } finally {
+      admin.disconnect();
+    }
+  }, 90_000);
+
+  it("a sentinel that goes away is reported to the observer, not logged as an unhandled error", async () => {
+    setup = await startRedisSentinel({ replicas: 0 });
+    const events: CoordisEvent[] = [];
+    const logged = vi.spyOn(console, "error");
+    const redis = connect(setup.url, { observer: { onEvent: (event) => events.push(event) } });
+    clients.push(redis);
+    const key = `${prefix}:{gone}:v`;
+    await redis.set(key, "1");
+    // The client listens for failovers on a connection of its own to the sentinel: wait until it is subscribed.
+    const sentinelAdmin = setup.sentinel.adminClient();
+    await waitUntil("the client to subscribe to failovers", async () => {
+      const clientList = (await sentinelAdmin.call("CLIENT", "LIST")) as string;
+      return clientList.split("\n").some((line) => / sub=[1-9]/.test(line));
+    });
+    sentinelAdmin.disconnect();
+    await setup.sentinel.kill();
+    await waitUntil(
+      "two refused reconnects to the sentinel",
+      () => events.filter((e) => e.type === "connection-error" && /ECONNREFUSED/.test(String(e.error))).length >= 2,
+      10_000,
+    );
+    expect(logged.mock.calls.filter((args) => String(args[0]).includes("Unhandled error event"))).toEqual([]);
+    // The master itself is still there and still serves.
+    await redis.set(key, "2");
+    expect(await redis.get(key)).toBe("2");
+  }, 60_000);
+});
