@@ -221,6 +221,9 @@ export class Consumer<T = unknown> {
       // first, on the same connection, so Redis runs the XACK before the claim and the claim cannot take them
       // back (or dead-letter them) as idle.
       handlers.flushAcks();
+      // Likewise the refresh of the entries it holds that are due: after a stall of the event loop longer than
+      // claimIdleMs, the claim must not take back (and start again) an entry whose handler still runs here.
+      this.#held.refreshDue();
       const sent = performance.now();
       const { claimIdleMs, maxDeliveries } = this.#settings;
       const [next, entries, dead] = await runScript(
@@ -230,15 +233,18 @@ export class Consumer<T = unknown> {
         [group.name, group.consumer, claimIdleMs, cursor, count, maxDeliveries],
       );
       handlers.counters.deadLettered += dead;
-      handlers.counters.claimed += entries.length;
-      for (const [id, fields, deliveries] of entries) handlers.enqueue(parseEntry<T>([id, fields]), deliveries, sent);
+      let claimed = 0;
+      for (const [id, fields, deliveries] of entries) {
+        if (handlers.enqueue(parseEntry<T>([id, fields]), deliveries, sent)) claimed++;
+      }
+      handlers.counters.claimed += claimed;
       handlers.pump();
-      if (entries.length > 0) {
+      if (claimed > 0) {
         notifyEvent(log.observer, {
           primitive: "eventlog",
           type: "claimed",
           name: log.name,
-          attributes: { group: group.name, count: entries.length },
+          attributes: { group: group.name, count: claimed },
         });
       }
       return next;

@@ -43,6 +43,11 @@ export class Handlers<T> {
   readonly #report: (type: string, err: unknown) => void;
   /** Whether operations are timed and reported (the observer is fixed when the log is built). */
   readonly #observed: boolean;
+  /**
+   * Entries this consumer holds by id: received and not started, running, or awaiting their XACK. A claim that brings
+   * one of them back (its idle time ran past `claimIdleMs` during a stall) starts no second handler for it.
+   */
+  readonly #holding = new Map<string, Job<T>>();
   /** Received entries not started yet: `queue[head]` is the next one (a plain array with a moving head). */
   #queue: Job<T>[] = [];
   #head = 0;
@@ -132,12 +137,25 @@ export class Handlers<T> {
     this.#closed = true;
   }
 
-  /** An entry delivered by a read or claim sent at `sent` (`performance.now()`); start it with {@link pump}. */
-  enqueue(entry: Entry<T>, deliveries: number, sent: number): void {
-    if (this.#closed) return;
+  /**
+   * An entry delivered by a read or claim sent at `sent` (`performance.now()`); start it with {@link pump}. Returns
+   * false when it is not queued: `stop()` resolved, or this consumer holds the entry already (its handler runs or its
+   * XACK is on its way: a claim took it back to this consumer after a stall); the claim made the entry this
+   * consumer's again, so it is refreshed as held from then on, and its running handler acknowledges it.
+   */
+  enqueue(entry: Entry<T>, deliveries: number, sent: number): boolean {
+    if (this.#closed) return false;
+    const holding = this.#holding.get(entry.id);
+    if (holding !== undefined) {
+      holding.fresh = sent;
+      this.#held.hold(holding);
+      return false;
+    }
     const job: Job<T> = { entry, deliveries, started: 0, fresh: sent };
     this.#queue.push(job);
+    this.#holding.set(entry.id, job);
     this.#held.hold(job);
+    return true;
   }
 
   /**
@@ -252,7 +270,7 @@ export class Handlers<T> {
     this.#ackInflight -= jobs.length;
     this.counters.acked += count;
     // Settled either way: acknowledged, or (XACK failed) left pending to be delivered again after claimIdleMs.
-    for (const job of jobs) this.#held.release(job);
+    for (const job of jobs) this.#settled(job);
     if (this.#observed) {
       if (error !== undefined) for (const job of jobs) this.#notify(job, "ack-error", error);
       else for (let i = 0; i < jobs.length; i++) this.#notify(jobs[i] as Job<T>, i < count ? "acked" : "already-acked");
@@ -265,7 +283,7 @@ export class Handlers<T> {
   async #fail(job: Job<T>, err: unknown): Promise<void> {
     const { log, name, consumer } = this.#group;
     // Left pending: no longer refreshed, so it is delivered again after claimIdleMs.
-    this.#held.release(job);
+    this.#settled(job);
     this.counters.failed++;
     const error = errorOf(err);
     let outcome = "failed";
@@ -287,6 +305,12 @@ export class Handlers<T> {
     }
     if (this.#observed) this.#notify(job, outcome, error);
     this.#release();
+  }
+
+  /** A job's run ended (acknowledged, its XACK failed, or its handler failed): no longer held. */
+  #settled(job: Job<T>): void {
+    this.#held.release(job);
+    if (this.#holding.get(job.entry.id) === job) this.#holding.delete(job.entry.id);
   }
 
   #notify(job: Job<T>, outcome: string, error?: Error): void {

@@ -58,6 +58,16 @@ export class Refresher {
     this.#held.delete(entry);
   }
 
+  /**
+   * Sends the refresh of every entry due now, unless one is on its way. A claim calls it first: sent on the same
+   * connection before the claim, it runs first in Redis, so the claim cannot take back an entry this consumer still
+   * holds after an event-loop stall longer than `claimIdleMs` (the timer's refresh, due since, would only come after
+   * the claim: I/O callbacks run before timers).
+   */
+  refreshDue(): void {
+    this.#refresh();
+  }
+
   /** Nothing is scheduled any more. */
   stop(): void {
     this.#stopped = true;

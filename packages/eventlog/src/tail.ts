@@ -154,12 +154,13 @@ async function startPosition(
     const fields = info as unknown[];
     const field = (name: string) => fields[fields.indexOf(name) + 1];
     const first = field("first-entry") as RawEntry | null;
-    const firstSeq = first === null ? 0 : Number(fieldOf(first[1], "s") ?? 0);
+    // Unknown for an entry something else added: it may follow trimmed entries of the log as well.
+    const firstSeq = first === null ? undefined : seqOf(first[1]);
     const maxDeleted = String(field("max-deleted-entry-id") ?? "0-0");
     // The cursor's entry is gone. Trimmed: when ids lie between the cursor and the oldest kept entry, which is not
     // the log's first entry, entries were trimmed past the cursor (conservative: reported even when exactly the
     // cursor's own entry was the last one trimmed). Deleted (XDEL): Redis 7.0 records max-deleted-entry-id.
-    const trimmedPast = first !== null && compareIds(idBefore(first[0]), from) > 0 && firstSeq > 1;
+    const trimmedPast = first !== null && compareIds(idBefore(first[0]), from) > 0 && firstSeq !== 1;
     // The first entry after the cursor: the oldest kept one when trimmed, else read when a deletion after the cursor
     // may matter.
     let after: RawEntry | undefined = trimmedPast ? first : undefined;
@@ -172,6 +173,16 @@ async function startPosition(
       // them (a GapError's resumeAfter is such a cursor, whatever was deleted further on, which the reads report when
       // they get there).
       deletedPast = after === undefined || after[0] !== idAfter(from);
+      const afterSeq = after === undefined ? undefined : seqOf(after[1]);
+      if (deletedPast && afterSeq !== undefined) {
+        // Nor when the entries around the cursor follow each other (sequence numbers n and n + 1): no entry of the log
+        // was ever between them, so the cursor never was one (a time, say) and the deletion lies further on, where the
+        // reads report it, once.
+        const before = await seqBefore(log, from, main);
+        if (before !== undefined && afterSeq === before + 1) {
+          return { last: from, lastSeq: before, cursorUnknown: false };
+        }
+      }
     }
     if (trimmedPast || deletedPast) {
       notifyEvent(log.observer, { primitive: "eventlog", type: "tail-gap", name: log.name });

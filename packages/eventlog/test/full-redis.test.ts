@@ -1,6 +1,6 @@
 import { connect, type RedisClient, ScriptError } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
-import { countCommands, type RedisServer, startRedis, testPrefix } from "@coordis/testing";
+import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
@@ -60,6 +60,54 @@ describe("EventLog on a full noeviction Redis", () => {
       // And appends go on once there is room.
       await log.append({ n: 2 }, { idempotencyKey: "order-42" });
       expect(await log.length(), what).toBe(before + 1);
+    }
+  });
+
+  // A handler failing its last delivery while Redis is full: its entry is dead-lettered at once with the handler's
+  // error. It used to be refused (OOM, reported as dead-letter-error), left pending, and later dead-lettered by a claim
+  // as "not acknowledged ... (the consumer died or timed out)": the real error was lost.
+  it("an entry failing its last delivery is dead-lettered with its handler's error, also when Redis is full", async () => {
+    const events: string[] = [];
+    const log = new EventLog<number>(redis, "dead-letter-full", {
+      prefix,
+      observer: { onEvent: (e) => events.push(e.type) },
+    });
+    await log.append(1);
+    let started = false;
+    let fill!: () => void;
+    const full = new Promise<void>((r) => {
+      fill = r;
+    });
+    const consumer = log.group("g", { consumer: "c" }).consume(
+      async () => {
+        started = true;
+        // Fails once Redis is full (reading needs room: XREADGROUP is refused on a full Redis).
+        await full;
+        throw new Error("payment provider refused the card");
+      },
+      { maxDeliveries: 1, claimIdleMs: 60_000 },
+    );
+    try {
+      await waitUntil("the handler started", () => started, 5_000);
+      await raw.set(`${prefix}:filler`, "x".repeat(2_000_000));
+      await raw.config("SET", "maxmemory", "1mb");
+      fill();
+      await waitUntil("the entry failed", () => consumer.stats().failed === 1, 5_000);
+      await waitUntil(
+        "the entry dead-lettered, or the dead-letter refused",
+        () => consumer.stats().deadLettered === 1 || events.includes("dead-letter-error"),
+        5_000,
+      );
+      expect(events).not.toContain("dead-letter-error");
+      expect(consumer.stats().deadLettered).toBe(1);
+      const [letter] = await log.deadLetters();
+      expect(letter).toMatchObject({ data: 1, deliveries: 1, error: "Error: payment provider refused the card" });
+      expect((await raw.xpending(log.keys.stream, "g"))[0]).toBe(0);
+    } finally {
+      fill();
+      await raw.config("SET", "maxmemory", "0");
+      await raw.del(`${prefix}:filler`);
+      await consumer.stop();
     }
   });
 });

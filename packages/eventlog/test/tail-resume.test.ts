@@ -1,11 +1,17 @@
 import { type Entry, EventLog, GapError } from "@coordis/eventlog";
-import { testPrefix } from "@coordis/testing";
+import { testPrefix, waitUntil } from "@coordis/testing";
 import { sharedClients } from "@coordis/testing/vitest";
 import { describe, expect, it } from "vitest";
 
 const prefix = testPrefix("eltailresume");
 let n = 0;
 const name = (label: string) => `${label}-${n++}`;
+
+/** The stream id right after `id` (same millisecond, sequence part + 1). */
+const idAfter = (id: string) => {
+  const [ms, seq] = id.split("-");
+  return `${ms}-${BigInt(seq as string) + 1n}`;
+};
 
 /** The entries a tail yields until it has yielded `count` of them, or the error it throws first. */
 async function tailed<T>(
@@ -64,6 +70,31 @@ describe("a tail resumed from a cursor whose own entry was deleted", () => {
     expect(rest.entries.map((e) => e.data)).toEqual([10]);
   });
 
+  // A cursor no entry ever had (a time between two entries), with an entry deleted further on: the entries around the
+  // cursor follow each other (sequence numbers 2 and 3), so nothing was lost there. The tail used to throw a GapError
+  // at once (resumeAfter just before entry 3), then, following it, reported the same deletion again at entry 6.
+  it("a cursor between two consecutive entries, with a deletion further on: the deletion is reported once, where it is", async () => {
+    const log = new EventLog<number>(clients.redis, name("between"), { prefix });
+    const ids = await appendRange(log, 1, 2);
+    const [ms2] = (ids[2] as string).split("-");
+    // Entry 3 in a later millisecond of the server's clock, so that ids lie between entries 2 and 3.
+    await waitUntil("the server's clock past entry 2", async () => {
+      const [s, us] = await clients.redis.time();
+      return Number(s) * 1000 + Math.floor(Number(us) / 1000) > Number(ms2);
+    });
+    Object.assign(ids, await appendRange(log, 3, 6));
+    await clients.admin.xdel(log.keys.stream, ids[5] as string);
+    const cursor = idAfter(ids[2] as string);
+
+    const { entries, error } = await tailed(log, cursor, 4);
+    expect(entries.map((e) => e.data)).toEqual([3, 4]);
+    expect(error).toBeInstanceOf(GapError);
+    expect(error).toMatchObject({ after: ids[4], missed: 1 });
+    const rest = await tailed(log, (error as GapError).resumeAfter as string, 1);
+    expect(rest.error).toBeUndefined();
+    expect(rest.entries.map((e) => e.data)).toEqual([6]);
+  });
+
   it("every entry after the cursor deleted: resumeAfter is the log's last id, and the tail goes on with new entries", async () => {
     const log = new EventLog<number>(clients.redis, name("deleted-to-end"), { prefix });
     const ids = await appendRange(log, 1, 3);
@@ -119,6 +150,25 @@ describe("a tail resumed from an entry something else added", () => {
     expect(gap.entries).toEqual([]);
     expect(gap.error).toBeInstanceOf(GapError);
     expect(gap.error).toMatchObject({ after: foreign, missed: 1 });
+  });
+
+  // Retention trimmed past the cursor, and the oldest entry kept is one something else added: nothing tells whether
+  // it is the log's first, so the trim is reported as from any other kept entry (the reads checked nothing and
+  // yielded on from it, skipping the trimmed entries silently).
+  it("a cursor trimmed away when the oldest kept entry is one something else added: a gap", async () => {
+    const log = new EventLog<number>(clients.redis, name("foreign-oldest"), { prefix });
+    const ids = await appendRange(log, 1, 3);
+    const foreign = (await clients.admin.xadd(log.keys.stream, "*", "d", "-1")) as string;
+    await appendRange(log, 4, 5);
+    await clients.admin.xtrim(log.keys.stream, "MINID", foreign);
+
+    const { entries, error } = await tailed(log, ids[2] as string, 3);
+    expect(entries).toEqual([]);
+    expect(error).toBeInstanceOf(GapError);
+    expect(error).toMatchObject({ after: ids[2], missed: undefined });
+    const resumed = await tailed(log, (error as GapError).resumeAfter as string, 3);
+    expect(resumed.error).toBeUndefined();
+    expect(resumed.entries.map((e) => e.data)).toEqual([-1, 4, 5]);
   });
 
   it("with no entry before it that has a sequence number, entries removed before it are no gap", async () => {
