@@ -1,5 +1,6 @@
+import { createHash } from "node:crypto";
 import { Cache } from "@coordis/cache";
-import { connect, entityKeys, type RedisClient } from "@coordis/core";
+import { connect, defineScript, entityKeys, type RedisClient, runScript } from "@coordis/core";
 import type { CoordisDecorator } from "@coordis/fastify";
 import type { DemoConfig } from "./config.js";
 import type { PlayerStats } from "./model.js";
@@ -30,6 +31,48 @@ export interface Profile extends StoredProfile {
 const PROFILE_TTL_MS = 60_000;
 /** Most rounds of {@link ProfileStore.settleName}: as many renames of one player racing one request. */
 const SETTLE_ROUNDS = 8;
+
+/** A script of the profile hash (its one key), defined by hand: the demo has no generated scripts of its own. */
+const profileScript = <A extends readonly string[], R>(name: string, args: A, source: string) =>
+  defineScript<["profile"], A, R>({
+    name: `demo/${name}`,
+    keys: ["profile"],
+    args,
+    source,
+    sha1: createHash("sha1").update(source).digest("hex"),
+  });
+
+/**
+ * Counts a submission: sets the name (HSET, or HSETNX of the id when the submission has none) and, on a new profile,
+ * the creation time (HSETNX), adds to the counters, and replies with the name and creation time stored now, the
+ * submission's number and whether the name was set. One script: nothing (a delete included) runs between its steps,
+ * so a profile is never left with counters but no name or creation time.
+ */
+const RECORD = profileScript<["name", "id", "score", "now"], [string, string, number, number]>(
+  "profile-record",
+  ["name", "id", "score", "now"],
+  `local set
+if ARGV[1] == "" then set = redis.call("HSETNX", KEYS[1], "name", ARGV[2])
+else set = redis.call("HSET", KEYS[1], "name", ARGV[1]) end
+redis.call("HSETNX", KEYS[1], "createdAt", ARGV[4])
+local n = redis.call("HINCRBY", KEYS[1], "submissions", 1)
+redis.call("HINCRBY", KEYS[1], "total", ARGV[3])
+redis.call("HSET", KEYS[1], "updatedAt", ARGV[4])
+local stored = redis.call("HMGET", KEYS[1], "name", "createdAt")
+return {stored[1], stored[2], n, set}`,
+);
+
+/**
+ * Renames a player whose profile exists (it has a name): 1, or 0 and nothing written. One script, so a delete can
+ * never run between the check and the write and leave a profile of a name alone.
+ */
+const RENAME = profileScript<["name", "now"], number>(
+  "profile-rename",
+  ["name", "now"],
+  `if redis.call("HEXISTS", KEYS[1], "name") == 0 then return 0 end
+redis.call("HSET", KEYS[1], "name", ARGV[1], "updatedAt", ARGV[2])
+return 1`,
+);
 
 /**
  * Player profiles in Redis hashes (`<prefix>:player:{<id>}`), and the read path of `GET /v1/players/:id` through a
@@ -89,42 +132,32 @@ export class ProfileStore {
   /**
    * Counts a submission of `score` (creating the profile on first use) and returns the player's name as stored now,
    * the submission's number (1 for the first one), when the profile was created, and whether this call set the name
-   * (`named`: it carried one, or it created the profile with the id as name). One pipelined round trip of granted
-   * commands (HSETNX, HINCRBY, HSET, HMGET; no MULTI): a new profile's name and creation time are set with HSETNX
-   * before anything reads them, so concurrent first submissions agree on both, and one without a name never replaces
-   * the name another one carried.
+   * (`named`: it carried one, or it created the profile with the id as name). One script ({@link RECORD}): a new
+   * profile's name and creation time are set with HSETNX before anything reads them, so concurrent first submissions
+   * agree on both, and one without a name never replaces the name another one carried.
    */
   async recordSubmission(
     id: string,
     name: string | undefined,
     score: number,
   ): Promise<{ name: string; submission: number; createdAt: number; named: boolean }> {
-    const key = this.#key(id);
     const now = Date.now();
-    const pipeline = this.#redis.pipeline();
-    if (name === undefined) pipeline.hsetnx(key, "name", id);
-    else pipeline.hset(key, "name", name);
-    const replies = await pipeline
-      .hsetnx(key, "createdAt", now)
-      .hincrby(key, "submissions", 1)
-      .hincrby(key, "total", score)
-      .hset(key, "updatedAt", now)
-      .hmget(key, "name", "createdAt")
-      .exec();
-    const [setName, , submission, , , [storedName, createdAt]] = pipelineValues(replies) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      Array<string | null>,
-    ];
-    return {
-      name: storedName ?? name ?? id,
-      submission,
-      createdAt: createdAt === null ? now : Number(createdAt),
-      named: name !== undefined || setName === 1,
-    };
+    const [storedName, createdAt, submission, setName] = await runScript(
+      this.#redis,
+      RECORD,
+      [this.#key(id)],
+      [name ?? "", id, score, now],
+    );
+    return { name: storedName, submission, createdAt: Number(createdAt), named: name !== undefined || setName === 1 };
+  }
+
+  /**
+   * Whether the profile of `id` is still the one created at `createdAt` (as {@link recordSubmission} returned it):
+   * false once it was deleted since, whether or not the player was created again.
+   */
+  async unchanged(id: string, createdAt: number): Promise<boolean> {
+    const [stored] = await this.#redis.hmget(this.#key(id), "createdAt");
+    return stored !== null && stored !== undefined && Number(stored) === createdAt;
   }
 
   /**
@@ -146,12 +179,9 @@ export class ProfileStore {
     return shown;
   }
 
-  /** Renames an existing player; false when unknown. */
+  /** Renames an existing player, in one script ({@link RENAME}); false when unknown (and nothing was written). */
   async rename(id: string, name: string): Promise<boolean> {
-    const key = this.#key(id);
-    if ((await this.#redis.hexists(key, "name")) !== 1) return false;
-    await this.#redis.hset(key, "name", name, "updatedAt", Date.now());
-    return true;
+    return (await runScript(this.#redis, RENAME, [this.#key(id)], [name, Date.now()])) === 1;
   }
 
   /** Deletes a profile; false when there was none. */
@@ -174,13 +204,4 @@ export class ProfileStore {
     await this.#cache.close();
     this.#cacheRedis?.disconnect();
   }
-}
-
-/** The values of a pipeline's replies, in order; throws the first command's error, or when the pipeline failed. */
-function pipelineValues(replies: Array<[Error | null, unknown]> | null): unknown[] {
-  if (replies === null) throw new Error("the Redis pipeline returned no reply");
-  return replies.map(([err, value]) => {
-    if (err !== null) throw err;
-    return value;
-  });
 }

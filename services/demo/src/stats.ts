@@ -74,6 +74,11 @@ export class StatsStore {
     return true;
   }
 
+  /** Takes back what {@link write} stored for `stats` under `fence` (and only that), when it is still there. */
+  async withdraw(id: string, stats: PlayerStats, fence: number): Promise<void> {
+    await this.#redis.zrem(this.#key(id), JSON.stringify({ ...stats, fence }));
+  }
+
   /** The stats with the highest fence, or null. */
   async read(id: string): Promise<PlayerStats | null> {
     const [top] = await this.#redis.zrevrange(this.#key(id), 0, 0);
@@ -117,6 +122,12 @@ export function statsHandler(deps: {
     };
     job.signal.throwIfAborted();
     const applied = await deps.stats.write(playerId, stats, job.fence);
+    // A delete (admin) may have run since the read above, its removal of the stats before this write: take the write
+    // back when the player is gone. Only this write's own value goes; a newer player of the same id has its own job.
+    if (applied && (await deps.profiles.read(playerId)) === null) {
+      await deps.stats.withdraw(playerId, stats, job.fence);
+      return { applied: false, fence: job.fence, reason: "no-player" };
+    }
     if (applied) await deps.profiles.invalidate(playerId);
     return applied ? { applied, fence: job.fence } : { applied, fence: job.fence, reason: "superseded" };
   };

@@ -74,7 +74,10 @@ export const playerRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (ap
       await profiles.settleName(id, req.body.name, (n) => board.setMeta(id, { name: n }));
       await profiles.invalidate(id);
       await demo.publish({ type: "player", replica, playerId: id, action: "updated" });
-      return loadProfile(id);
+      // A delete (admin) that came after the rename leaves nothing to show.
+      const profile = await loadProfile(id);
+      if (profile === null) return problem(reply, 404, "Not Found", `No player ${id}`);
+      return profile;
     },
   );
 };

@@ -1,3 +1,4 @@
+import type { SubmitResult } from "@coordis/leaderboard";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { toEntry } from "../model.js";
 import { API_SECURITY } from "../openapi.js";
@@ -5,6 +6,9 @@ import { problem } from "../problem.js";
 import { ApiKeyHeaders, AroundQuery, BoardParams, BoardPlayerParams, ScoreBody, TopQuery } from "../schemas.js";
 import type { Demo } from "../services.js";
 import { statsJobId } from "../stats.js";
+
+/** Most times one submission is counted: a delete of the player racing each try would need another. */
+const RECORD_ROUNDS = 4;
 
 /**
  * Scores and leaderboards (public API, rate limited): submitting a score updates the daily and all-time boards in
@@ -29,13 +33,21 @@ export const scoreRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
     },
     async (req, reply) => {
       const { playerId, score, name } = req.body;
-      const profile = await profiles.recordSubmission(playerId, name, score);
-      // Only a request that set the profile's name stores it on the boards, then makes them agree with the profile
-      // (a concurrent request may have renamed the player since); one without a name keeps what the boards show.
-      const result = await board.submit(playerId, score, profile.named ? { meta: { name: profile.name } } : {});
-      const shown = profile.named
-        ? await profiles.settleName(playerId, profile.name, (n) => board.setMeta(playerId, { name: n }))
-        : profile.name;
+      let profile = await profiles.recordSubmission(playerId, name, score);
+      let result: SubmitResult;
+      let shown: string;
+      for (let round = 1; ; round++) {
+        // Only a request that set the profile's name stores it on the boards, then makes them agree with the profile
+        // (a concurrent request may have renamed the player since); one without a name keeps what the boards show.
+        result = await board.submit(playerId, score, profile.named ? { meta: { name: profile.name } } : {});
+        shown = profile.named
+          ? await profiles.settleName(playerId, profile.name, (n) => board.setMeta(playerId, { name: n }))
+          : profile.name;
+        // A delete (admin) since the submission was counted took the count with it, and its board removal may have
+        // come before the score above: the submission then comes after the delete, counted and submitted again.
+        if (round === RECORD_ROUNDS || (await profiles.unchanged(playerId, profile.createdAt))) break;
+        profile = await profiles.recordSubmission(playerId, name, score);
+      }
       const job = await queue.add({ playerId }, { id: statsJobId(playerId, profile.createdAt, profile.submission) });
       const ranks = { daily: result.periods.daily?.rank ?? 0, all: result.periods.all?.rank ?? 0 };
       const updated = result.periods.daily?.updated === true || result.periods.all?.updated === true;
