@@ -36,9 +36,22 @@ export const safeSentinelOptions: Readonly<{
  * Sends the errors of the failover detector's sentinel connections (a sentinel down: `ECONNREFUSED` every
  * {@link SENTINEL_RECONNECT_MS}) to `onError`. ioredis gives them no listener, so each would otherwise be logged as an
  * "Unhandled error event". The detector opens its connections when the client's connection to the master opens, just
- * before the client's `connect` event, so they are reached there.
+ * before the client's `connect` event, so they are reached there. The connections a primitive opens with the
+ * client's `duplicate()` (a subscriber, a blocking reader) are routed the same way.
  */
 export function routeSentinelErrors(client: EventEmitter, onError: (error: Error) => void): void {
+  const duplicate = (client as { duplicate?: unknown }).duplicate;
+  if (typeof duplicate === "function") {
+    Object.defineProperty(client, "duplicate", {
+      configurable: true,
+      writable: true,
+      value: function (this: EventEmitter, ...args: unknown[]) {
+        const copy = duplicate.apply(this, args) as EventEmitter;
+        routeSentinelErrors(copy, onError);
+        return copy;
+      },
+    });
+  }
   const routed = new WeakSet<object>();
   client.on("connect", () => {
     for (const sentinel of (client as WithFailoverDetector).connector?.failoverDetector?.sentinels ?? []) {

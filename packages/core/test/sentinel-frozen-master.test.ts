@@ -60,19 +60,23 @@ describe("a connect() Sentinel client when the master freezes and its replica ta
     const logged = vi.spyOn(console, "error");
     const redis = connect(setup.url, { observer: { onEvent: (event) => events.push(event) } });
     clients.push(redis);
+    // A connection a primitive opens itself (a subscriber, a blocking reader) comes from duplicate().
+    const copy = redis.duplicate();
+    clients.push(copy);
     const key = `${prefix}:{gone}:v`;
     await redis.set(key, "1");
+    await copy.get(key);
     // The client listens for failovers on a connection of its own to the sentinel: wait until it is subscribed.
     const sentinelAdmin = setup.sentinel.adminClient();
     await waitUntil("the client to subscribe to failovers", async () => {
       const clientList = (await sentinelAdmin.call("CLIENT", "LIST")) as string;
-      return clientList.split("\n").some((line) => / sub=[1-9]/.test(line));
+      return clientList.split("\n").filter((line) => / sub=[1-9]/.test(line)).length >= 2;
     });
     sentinelAdmin.disconnect();
     await setup.sentinel.kill();
     await waitUntil(
       "two refused reconnects to the sentinel",
-      () => events.filter((e) => e.type === "connection-error" && /ECONNREFUSED/.test(String(e.error))).length >= 2,
+      () => events.filter((e) => e.type === "connection-error" && /ECONNREFUSED/.test(String(e.error))).length >= 4,
       10_000,
     );
     expect(logged.mock.calls.filter((args) => String(args[0]).includes("Unhandled error event"))).toEqual([]);
