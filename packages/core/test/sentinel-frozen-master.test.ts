@@ -1,5 +1,6 @@
 import { type CoordisEvent, connect, type RedisClient } from "@coordis/core";
 import { type RedisSentinelSetup, startRedisSentinel, testPrefix, waitUntil } from "@coordis/testing";
+import type { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 
 const prefix = testPrefix();
@@ -61,7 +62,7 @@ describe("a connect() Sentinel client when the master freezes and its replica ta
     const redis = connect(setup.url, { observer: { onEvent: (event) => events.push(event) } });
     clients.push(redis);
     // A connection a primitive opens itself (a subscriber, a blocking reader) comes from duplicate().
-    const copy = redis.duplicate();
+    const copy = (redis as Redis).duplicate();
     clients.push(copy);
     const key = `${prefix}:{gone}:v`;
     await redis.set(key, "1");
