@@ -17,8 +17,9 @@
 --   done / cancelled zsets: "<id>" -> expiry (server ms); dead zset: "<id>" -> time of death (server ms)
 --   meta hash: "f" fence counter, "paused"; groups hash: "c:<group>" running count, "r:<group>" rate-limit state
 --   gwait zset (all scores 0): "<group>\0<time><rank>\0<id>" jobs waiting for a group slot, FIFO per group by lex
---              order (time: 15 digits, server ms; rank: 6 digits, among the jobs one fetch parked; earlier versions
---              wrote the time alone)
+--              order (time: 15 digits, server ms, never below the group's last entry nor the job's freed marker;
+--              rank: 6 digits, after the group's last entry of that time: lua/queue/fetch.lua q_park_at; earlier
+--              versions wrote the time alone)
 --   wake stream (MAXLEN 1): written when work appears outside the ready stream, so blocked workers wake up
 
 -- Record fields (cmsgpack array).

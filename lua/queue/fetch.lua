@@ -119,7 +119,33 @@ if not paused and room > 0 then
   end
 end
 
-local picked, recs, parked, rated = {}, {}, 0, 0
+local picked, recs, rated = {}, {}, 0
+-- The place of a job parked now in its group's wait list: "<time 15 digits><rank 6 digits>", after every place the
+-- group's list holds already, and not before the time its id was freed and created again (freed, or nil). Server time
+-- can step back (a failover to a replica whose clock is behind, a host clock step): the time alone would put the job
+-- ahead of the group's jobs parked before the step, and, dated before its id was freed, its place would read as an
+-- earlier job's (q_group_wake drops those) and the job would never run. glast caches each group's last place for the
+-- call.
+local glast = {}
+local function q_park_at(g, freed)
+  local last = glast[g]
+  if not last then
+    last = { 0, 0 }
+    local top = redis.call('ZRANGE', K.gwait, '[' .. g .. '\1', '[' .. g .. '\0', 'BYLEX', 'REV', 'LIMIT', '0', '1')[1]
+    local at = top and string.match(top, '^[^%z]*%z([^%z]*)%z')
+    -- Entries of earlier versions carry the time alone (rank 0).
+    if at then last = { tonumber(string.sub(at, 1, 15)) or 0, tonumber(string.sub(at, 16)) or 0 } end
+    glast[g] = last
+  end
+  local t, r = now, 1
+  freed = freed and tonumber(freed)
+  if freed and freed > t then t = freed end
+  if t < last[1] then t = last[1] end
+  if t == last[1] then r = last[2] + 1 end
+  if r > 999999 then t, r = t + 1, 1 end
+  last[1], last[2] = t, r
+  return string.format('%015d%06d', t, r)
+end
 local woken = false -- a group's waiter put back by this call: the worker looks again at once
 if #cands > 0 then
   local fields = {}
@@ -151,9 +177,8 @@ if #cands > 0 then
         local go = true
         if g ~= '' then
           if glimit > 0 and tonumber(redis.call('HGET', K.groups, 'c:' .. g) or '0') >= glimit then
-            -- The time, then the job's rank among those parked by this call: FIFO (not id order) within one ms.
-            parked = parked + 1
-            redis.call('ZADD', K.gwait, 0, g .. '\0' .. string.format('%015d%06d', now, parked) .. '\0' .. id)
+            -- FIFO (not id order) within one ms, and across a step back of the server's clock (q_park_at).
+            redis.call('ZADD', K.gwait, 0, g .. '\0' .. q_park_at(g, freed) .. '\0' .. id)
             go = false
           elseif rules then
             local wait = q_group_rate(K, g, rules, now)

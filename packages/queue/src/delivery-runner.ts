@@ -91,6 +91,13 @@ export class DeliveryRunner<T, R> {
     this.#held.set(d.key, d);
     this.#running++;
     d.started = performance.now();
+    if (d.started >= deadline) {
+      // The lease passed before the handler could start (the event loop was blocked, or the process stopped, while the
+      // fetch's reply waited): the job may run elsewhere already. Not started; the attempt ends as a lost lease's.
+      this.lost(d, "lease-lost");
+      this.#settle(d, "f", errorText(new JobLostError(d.id, d.fence, "lease-lost")));
+      return;
+    }
     let data: T;
     try {
       data = this.#opts.codec.decode(String(jobs[i + 4]));
@@ -167,6 +174,9 @@ export class DeliveryRunner<T, R> {
       this.#report(d, "handed-back", handlerMs);
       return;
     }
+    // A handler that returned past the lease (its event loop blocked, its process stopped) before the lease keeper
+    // had a turn to learn it: the delivery is lost all the same, as it would be a moment later.
+    if (d.lostReason === undefined && performance.now() >= d.deadline) this.lost(d, "lease-lost");
     let outcome = kind;
     let text = payload;
     if (d.lostReason === "lease-lost" && kind !== "f") {
