@@ -53,10 +53,12 @@ end
 -- qa_free_expired), or nil. `clock` is a table caching the server time ({ now = nil }). Returns created (boolean),
 -- wake (boolean: the job went outside the ready stream).
 local function qa_add(keys, id, rec, p, delay, clock, ended)
+  local refreed = false
   if redis.call('HSETNX', keys[1], 'j:' .. id, rec) == 0 then
     local raw = redis.call('HGET', keys[1], 'j:' .. id)
     if not (ended and qa_free_expired(keys[1], ended, id, raw, clock)) then return false, false end
     redis.call('HSET', keys[1], 'j:' .. id, rec)
+    refreed = true
   end
   if delay > 0 then
     clock.now = clock.now or now_ms()
@@ -65,7 +67,14 @@ local function qa_add(keys, id, rec, p, delay, clock, ended)
     redis.call('ZADD', keys[3], qd_score(keys[3], clock.dlast, clock.now + delay), p .. id)
     return true, true
   elseif p == 0 then
-    redis.call('XADD', keys[2], '*', 'i', id)
+    local entry = redis.call('XADD', keys[2], '*', 'i', id)
+    if refreed then
+      -- Redis 7.2+ and Valkey date `XADD *` by the time the script started, TIME by the time it is called: the new
+      -- entry may be a ms older than the freed marker, and fetch.lua would skip it as the earlier job's (the job would
+      -- never run). The marker is then the entry's time (Redis 7.0 dates both alike: this never applies there).
+      local ms = tonumber(string.match(entry, '^%d+'))
+      if ms < clock.now then redis.call('HSET', keys[1], 's:' .. id, string.format('%d', ms)) end
+    end
     return true, false
   end
   clock.now = clock.now or now_ms()
