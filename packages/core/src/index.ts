@@ -15,6 +15,13 @@ export {
   MAX_BATCH_DELAY_MS,
   MAX_BATCH_SIZE,
 } from "./batcher.js";
+export {
+  BLOCK_TIMEOUT_MARGIN_MS,
+  blockingRead,
+  closeBlockingConnection,
+  openBlockingConnection,
+  whenReady,
+} from "./blocking.js";
 export { commandTimeoutOf, isCluster, type RedisClient } from "./client.js";
 export { assertSafeClient, clientSafetyProblems, safeClusterOptions, safeRedisOptions } from "./client-safety.js";
 export {

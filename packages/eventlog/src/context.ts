@@ -1,13 +1,4 @@
-import {
-  type CoordisObserver,
-  disconnectWithin,
-  isCluster,
-  type OperationSite,
-  ownConnectionOptions,
-  type RedisClient,
-  withCommandDeadline,
-} from "@coordis/core";
-import type { Cluster, Redis } from "ioredis";
+import { type CoordisObserver, type OperationSite, type RedisClient, withCommandDeadline } from "@coordis/core";
 import type { ChainMode } from "./chain.js";
 import type { UnverifiedMode } from "./options.js";
 import type { EventLogKeys } from "./types.js";
@@ -42,80 +33,8 @@ export interface GroupHandle {
   recreate(): Promise<void>;
 }
 
-/** Room on top of `blockMs` for a blocking read's command timeout, ms. */
-const BLOCK_TIMEOUT_MARGIN_MS = 5_000;
-
-/**
- * A connection of the log's own for blocking reads (a tail's XREAD, a consumer's XREADGROUP): a duplicate of the
- * client with its settings (credentials, TLS, ...; for a Cluster its `redisOptions` merged, not replaced), a command
- * timeout above `blockMs` and core's {@link ownConnectionOptions}. Close it with {@link closeBlockingConnection}.
- */
-export function openBlockingConnection(redis: RedisClient, blockMs: number): Redis | Cluster {
-  const own = { ...ownConnectionOptions(), commandTimeout: blockMs + BLOCK_TIMEOUT_MARGIN_MS };
-  const conn = isCluster(redis)
-    ? redis.duplicate([], { redisOptions: { ...redis.options.redisOptions, ...own } })
-    : redis.duplicate(own);
-  // Failures surface as rejected commands (reported by their callers); no unhandled "error" events.
-  conn.on("error", () => {});
-  return conn;
-}
-
-/**
- * A blocking read sent on `conn` (see {@link openBlockingConnection}), failing as soon as its connection closes. A
- * command in flight when a standalone connection drops is never answered: Coordis clients do not send it again after
- * the reconnect (`autoResendUnfulfilledCommands: false`), so it would wait for its command timeout (`blockMs` + 5 s),
- * and the tail or consumer with it. (A Cluster's node connections do not reconnect themselves: ioredis fails their
- * commands on close.)
- */
-export function blockingRead<V>(conn: Redis | Cluster, read: Promise<V>): Promise<V> {
-  if (isCluster(conn)) return read;
-  return new Promise<V>((resolve, reject) => {
-    const onClose = () => reject(new Error("Connection is closed."));
-    conn.once("close", onClose);
-    read.then(
-      (value) => {
-        conn.off("close", onClose);
-        resolve(value);
-      },
-      (err: unknown) => {
-        conn.off("close", onClose);
-        reject(err);
-      },
-    );
-  });
-}
-
-/**
- * Resolves once `conn` is connected and ready, or `signal` aborted. A blocking read is sent only then: one issued
- * while the connection reconnects would wait in ioredis' offline queue and be written after the reconnect, also when
- * its caller gave up on it meanwhile (a close fails it, see {@link blockingRead}, and the caller retries), delivering
- * entries to nobody until they are reclaimed. (A Cluster queues commands itself: sent as before.)
- */
-export function whenReady(conn: Redis | Cluster, signal: AbortSignal): Promise<void> | undefined {
-  if (isCluster(conn) || conn.status === "ready" || signal.aborted) return undefined;
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      conn.off("ready", done);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    conn.on("ready", done);
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
-/** Connections being closed: a second close of the same one does nothing. */
-const closing = new WeakSet<Redis | Cluster>();
-
-/**
- * Closes a connection of {@link openBlockingConnection} without waiting (bounded: ended, or destroyed after
- * disconnectWithin's bound); ends a blocking read at once. Closing it again does nothing.
- */
-export function closeBlockingConnection(conn: Redis | Cluster | undefined): void {
-  if (conn === undefined || closing.has(conn)) return;
-  closing.add(conn);
-  void disconnectWithin(conn);
-}
+// The log's blocking reads (a tail's XREAD, a consumer's XREADGROUP) go through core's blocking-connection helpers.
+export { blockingRead, closeBlockingConnection, openBlockingConnection, whenReady } from "@coordis/core";
 
 /**
  * A plain command sent on the log's client (`pending`, named by `what`), bounded as a script call on that client is: by

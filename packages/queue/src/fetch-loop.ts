@@ -1,5 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { disconnectWithin, isCluster, ownConnectionOptions, runScript, toCoordisError } from "@coordis/core";
+import {
+  blockingRead,
+  closeBlockingConnection,
+  openBlockingConnection,
+  runScript,
+  toCoordisError,
+  whenReady,
+} from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import type { DeliveryRunner } from "./delivery-runner.js";
 import type { PartitionKeys } from "./keys.js";
@@ -52,7 +59,7 @@ export class FetchLoops<T, R> {
 
   /** Closes the blocking connections (bounded: see disconnectWithin). */
   disconnect(): Promise<unknown> {
-    return Promise.all(this.#blocking.map((conn) => (conn === undefined ? undefined : disconnectWithin(conn))));
+    return Promise.all(this.#blocking.map((conn) => closeBlockingConnection(conn)));
   }
 
   /** Resolves once every loop ended (the worker is closing). */
@@ -134,16 +141,27 @@ export class FetchLoops<T, R> {
   async #idle(k: PartitionKeys, blockMs: number, lastReady: string, lastWake: string): Promise<void> {
     let conn = this.#blocking[k.index];
     if (conn === undefined) {
-      const redis = this.#w.redis;
-      const own = { ...ownConnectionOptions(), commandTimeout: this.#opts.blockMs + 5_000 };
-      conn = isCluster(redis)
-        ? redis.duplicate([], { redisOptions: { ...redis.options.redisOptions, ...own } })
-        : redis.duplicate(own);
-      conn.on("error", () => {});
+      conn = openBlockingConnection(this.#w.redis, this.#opts.blockMs);
       this.#blocking[k.index] = conn;
     }
     try {
-      await conn.xread("COUNT", 1, "BLOCK", Math.max(1, blockMs), "STREAMS", k.ready, k.wake, lastReady, lastWake);
+      // Reconnecting (a restart, a failover): wait for it, at most blockMs, rather than queue the read behind it.
+      const ready = whenReady(conn, this.#w.closing);
+      if (ready !== undefined) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          ready,
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(1, blockMs)))),
+        ]);
+        clearTimeout(timer);
+        return;
+      }
+      // Fails as soon as the connection closes: the read is not sent again on the next connection, and would
+      // otherwise hold the loop until its command timeout (blockMs + 5 s) while jobs wait on the new master.
+      await blockingRead(
+        conn,
+        conn.xread("COUNT", 1, "BLOCK", Math.max(1, blockMs), "STREAMS", k.ready, k.wake, lastReady, lastWake),
+      );
     } catch (err) {
       if (this.#w.closing.aborted) return;
       workerEvent(this.#w, "idle-error", { error: toCoordisError(err) });
