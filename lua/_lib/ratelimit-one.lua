@@ -9,10 +9,15 @@
 -- instructions, string.format('%d') about a third of that, a stored digit string reused costs nothing; a reply
 -- table costs about 5k more than one integer; math.floor is a global lookup and a C call where x - x % 1 is two VM
 -- operations (the same value). A new entry's expAtMs, the PXAT of its SET, is cut from the entry's text (13 digits
--- from 2001-09-09 to 2286-11-20), which costs a third of formatting it again.
+-- from 2001-09-09 to 2286-11-20), which costs a third of formatting it again (a bucket's entry is built the other way
+-- round: its expAtMs formatted alone, the rest concatenated to it; a string.format's '%s' copies byte by byte).
 -- Rules come as rl_rules_argv reads them (lua/_lib/ratelimit.lua): "<name>|<alg>", limit, windowMs per rule, a
 -- sliding window with -windowMs, token bucket and GCRA with -limit (ticks per ms), windowMs (ticks per unit) and a
--- fourth argument, the capacity.
+-- fourth argument, the capacity; in argv from index i, the first rule also as field, limit, w (numbers or digit
+-- text), cap (a bucket's capacity) and wt (w as text, what a bucket's entry ends with). argv is nil for a limiter's
+-- own script of one rule (packages/ratelimit/src/specialised.ts: the rule's values are constants there, no table is
+-- built per call); full, given there for a bucket, is the text a full bucket's entry ends with after one unit is
+-- taken, "<level>:<wt>" (the usual write of a key seen now and then: no level to format).
 -- Reply: one rule admitted packs its remaining and resetMs into one integer, resetMs * (capacity + 1) + remaining
 -- (below 2^53, else the full reply); a fixed-window rejection of one rule replies -1 - (resetMs * (limit + 1) +
 -- remaining) (its wait is its resetMs). Several rules admitted reply one string, "<s>:<us>;<value>": TIME's two
@@ -23,11 +28,11 @@
 -- rounds past 2^53); a string costs less than a table of integers and needs no number
 -- formatted besides the entries'. Every other reply is rl_consume's, {allowed, per rule: waitMs, remaining,
 -- resetMs}. time: the TIME reply now was computed from.
-local function rl_fast(key, cost, now, argv, i, time)
-  local field, limit, w = argv[i], argv[i + 1] + 0, argv[i + 2] + 0
+local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, full)
+  limit, w = limit + 0, w + 0
   local v = redis.call('GET', key)
   local head, f, e, a, b, c
-  if argv[limit < 0 and i + 4 or i + 3] == nil then
+  if not argv or argv[limit < 0 and i + 4 or i + 3] == nil then
     -- One rule: its entry, "<field>=<e>:<a>:<b>[:<c>]", must be the whole value; head is the entry up to b.
     if limit > 0 and w > 0 then
       -- Fixed window: it opens at the key's first consume and lasts w ms.
@@ -114,7 +119,7 @@ local function rl_fast(key, cost, now, argv, i, time)
       if f ~= field then return nil end
       e = e + 0
     end
-    local cap = argv[i + 3] + 0
+    cap = cap + 0
     local capt = cap * w
     local level = capt
     if e then
@@ -156,11 +161,15 @@ local function rl_fast(key, cost, now, argv, i, time)
     x = level / w
     local remaining = x - x % 1
     if exp ~= e then
-      v = string.format('%s=%d:%d:%d:%s', field, exp, now, level, argv[i + 2])
-      local px = exp >= 1e12 and exp < 1e13 and string.sub(v, #field + 2, #field + 14) or string.format('%d', exp)
+      local px = string.format('%d', exp)
+      if full and level == capt - w then
+        v = field .. '=' .. px .. string.format(':%d:', now) .. full -- a full bucket less one unit, as text
+      else
+        v = field .. '=' .. px .. string.format(':%d:%d:', now, level) .. wt
+      end
       redis.call('SET', key, v, 'PXAT', px)
     else
-      redis.call('SET', key, string.format('%s=%d:%d:%d:%s', field, exp, now, level, argv[i + 2]), 'KEEPTTL')
+      redis.call('SET', key, field .. string.format('=%d:%d:%d:', exp, now, level) .. wt, 'KEEPTTL')
     end
     local n = reset * (cap + 1) + remaining
     if n < 9007199254740992 then return n end

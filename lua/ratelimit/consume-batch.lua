@@ -16,11 +16,12 @@ local keys, argv = KEYS, ARGV
 local n = #keys
 local rules = rl_rules_argv(argv, n + 1)
 local reply = {}
+local r1, r2, r3, r4 = argv[n + 1], argv[n + 2], argv[n + 3], argv[n + 4] -- the first rule, as rl_fast takes it
 for i = 1, n do
   -- Each call takes the fast path of lua/_lib/ratelimit-one.lua when its key holds its rules' entries only.
   local cost = argv[i]
   if cost == '1' then cost = 1 else cost = cost + 0 end
-  local ok, res = pcall(rl_fast, keys[i], cost, now, argv, n + 1, t)
+  local ok, res = pcall(rl_fast, keys[i], cost, now, t, argv, n + 1, r1, r2, r3, r4, r3)
   if ok and not res then ok, res = pcall(rl_consume, keys[i], cost, rules, now) end
   if ok then
     reply[i] = res

@@ -17,9 +17,11 @@ if cost == '1' then cost = 1 else cost = cost + 0 end -- the usual cost, without
 -- whatever the fast path leaves to it, goes the general way.
 -- The rules, from ARGV[2] on. A limiter's own copy of this script has them written in as constants instead, its
 -- ARGV being the cost alone: packages/ratelimit/src/specialised.ts replaces the next line with a table of the same
--- values (numbers as numbers), which saves Redis receiving and converting each rule's arguments on every call.
-local rules, ri = ARGV, 2 --@rules
-local reply = rl_fast(KEYS[1], cost, now, rules, ri, t)
+-- values (numbers as numbers), which saves Redis receiving and converting each rule's arguments on every call, and
+-- for one rule with its values as r1 to r6 and no table (rules nil: a table is built only for the general path).
+-- r1 to r6: the first rule as rl_fast takes it (field, limit, w, cap, wt, full; see lua/_lib/ratelimit-one.lua).
+local rules, ri, r1, r2, r3, r4, r5, r6 = ARGV, 2, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[4], nil --@rules
+local reply = rl_fast(KEYS[1], cost, now, t, rules, ri, r1, r2, r3, r4, r5, r6)
 if reply then return reply end
 --@include ratelimit
-return rl_consume(KEYS[1], cost, rl_rules_argv(rules, ri), now)
+return rl_consume(KEYS[1], cost, rl_rules_argv(rules or { r1, r2, r5, r4 }, ri), now)

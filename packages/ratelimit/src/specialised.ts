@@ -7,7 +7,8 @@ import { ratelimitScripts } from "./scripts.generated.js";
 export type SpecialisedConsume = ScriptDef<["state"], ["cost"], ScriptReply>;
 
 /** The line of lua/ratelimit/consume.lua that reads the rules from ARGV, replaced in a specialised copy. */
-const RULES_LINE = "local rules, ri = ARGV, 2 --@rules";
+const RULES_LINE =
+  "local rules, ri, r1, r2, r3, r4, r5, r6 = ARGV, 2, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[4], nil --@rules";
 /**
  * At most this many rule sets get a script of their own per process (each is a copy of the consume script, about
  * 30 kB, that Redis keeps in its script cache); further rule sets use the shared script with the rules in ARGV.
@@ -47,6 +48,7 @@ export function specialisedConsume(ruleArgs: readonly string[]): SpecialisedCons
 export function specialiseConsume(ruleArgs: readonly string[]): SpecialisedConsume | undefined {
   if (ruleArgs.length === 0) return undefined;
   const items: string[] = [];
+  let single: string | undefined; // one rule: its values as the locals r1 to r6 (r3 a number, r5 its text)
   for (let i = 0; i < ruleArgs.length; ) {
     const bucket = (ruleArgs[i + 1] ?? "").startsWith("-"); // token bucket and GCRA send -limit
     const width = bucket ? 4 : 3;
@@ -55,12 +57,25 @@ export function specialiseConsume(ruleArgs: readonly string[]): SpecialisedConsu
       if (item === undefined) return undefined;
       items.push(item);
     }
+    if (i === 0 && width === ruleArgs.length) {
+      const w = literal(ruleArgs[2] ?? "", false);
+      if (w === undefined) return undefined;
+      const [field, limit, wText, cap] = items;
+      // a bucket's level once full less one unit, and its ticks per unit, as the entry's text ends (Lua's '%d')
+      const level = (Number(ruleArgs[3]) - 1) * Number(ruleArgs[2]);
+      const full = bucket && Number.isSafeInteger(level) && level >= 0 ? `'${level}:${ruleArgs[2]}'` : "nil";
+      single = `${field}, ${limit}, ${w}, ${bucket ? cap : "nil"}, ${wText}, ${full}`;
+    }
     i += width;
   }
   const generic = ratelimitScripts.consume;
   const parts = generic.source.split(RULES_LINE);
   if (parts.length !== 2) throw new Error(`ratelimit/consume: expected one "${RULES_LINE}" line in the script`);
-  const source = parts.join(`local rules, ri = { ${items.join(", ")} }, 1 --@rules`);
+  const rules =
+    single === undefined
+      ? `local rules, ri = { ${items.join(", ")} }, 1 local r1, r2, r3, r4, r5, r6 = rules[1], rules[2], rules[3], rules[4], rules[3], nil`
+      : `local rules, ri, r1, r2, r3, r4, r5, r6 = nil, 1, ${single}`;
+  const source = parts.join(`${rules} --@rules`);
   return defineScript<["state"], ["cost"], ScriptReply>({
     name: generic.name,
     keys: ["state"],
