@@ -6,7 +6,7 @@ import { CLUSTER_SLOTS_REFRESH_MS, DEFAULT_COMMAND_TIMEOUT_MS } from "./client-s
 import { InvalidArgumentError } from "./errors.js";
 import { type CoordisObserver, notifyEvent } from "./observer.js";
 import { clientState } from "./script-order.js";
-import { routeSentinelErrors, safeSentinelOptions } from "./sentinel-failover.js";
+import { guardSentinelClient, safeSentinelOptions } from "./sentinel-failover.js";
 import { durationMs, observer as validateObserver, options as validateOptions } from "./validate.js";
 
 export { DEFAULT_COMMAND_TIMEOUT_MS };
@@ -285,6 +285,7 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
     client = new Redis({
       // A master that froze or was cut off closes no connection: the client hears of its failover from the sentinels.
       ...safeSentinelOptions,
+      sentinelCommandTimeout: commandTimeout,
       ...base,
       sentinels: parsed.hosts.map((h) => ({ host: h.host, port: h.port })),
       name: parsed.masterName as string,
@@ -313,7 +314,7 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
     if (selects && (error as { command?: { name?: unknown } }).command?.name === "select") client.disconnect(true);
   });
   if (parsed.kind === "sentinel") {
-    routeSentinelErrors(client, (error) =>
+    guardSentinelClient(client, (error) =>
       notifyEvent(options.observer, { primitive: "connection", type: "connection-error", error }),
     );
   }

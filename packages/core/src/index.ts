@@ -104,7 +104,7 @@ export {
   type ScriptKeys,
   withCommandDeadline,
 } from "./scripts.js";
-export { routeSentinelErrors, SENTINEL_RECONNECT_MS, safeSentinelOptions } from "./sentinel-failover.js";
+export { guardSentinelClient, SENTINEL_RECONNECT_MS, safeSentinelOptions } from "./sentinel-failover.js";
 export { parseInfo, parseVersion, type ServerInfo, serverAtLeast, serverInfo } from "./server-info.js";
 export { isThenable } from "./thenable.js";
 export { MAX_TOKEN_BYTES, randomToken } from "./token.js";

@@ -1,5 +1,12 @@
 import { type CoordisEvent, connect, type RedisClient } from "@coordis/core";
-import { type RedisSentinelSetup, startRedisSentinel, testPrefix, waitUntil } from "@coordis/testing";
+import {
+  type FaultProxy,
+  type RedisSentinelSetup,
+  startProxy,
+  startRedisSentinel,
+  testPrefix,
+  waitUntil,
+} from "@coordis/testing";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 
@@ -13,8 +20,10 @@ const prefix = testPrefix();
 describe("a connect() Sentinel client when the master freezes and its replica takes over", () => {
   let setup: RedisSentinelSetup | undefined;
   const clients: RedisClient[] = [];
+  const proxies: FaultProxy[] = [];
   afterEach(async () => {
     for (const client of clients.splice(0)) client.disconnect();
+    for (const proxy of proxies.splice(0)) await proxy.close();
     if (setup !== undefined) {
       for (const server of [setup.master, ...setup.replicas]) if (server.paused) server.resume();
       await setup.stop();
@@ -49,6 +58,58 @@ describe("a connect() Sentinel client when the master freezes and its replica ta
         { timeoutMs: 10_000, intervalMs: 100 },
       );
       expect(frozen.paused).toBe(true);
+      expect(await admin.get(key)).toBe("after");
+    } finally {
+      admin.disconnect();
+    }
+  }, 90_000);
+
+  it("reconnects after a failover announced while it asks a silent sentinel for the master", async () => {
+    // Two ways to the one sentinel: the first goes silent (a frozen sentinel, a partition). The client keeps listening
+    // for failovers on both. Its master dies: while it asks the silent sentinel where the master is, the other
+    // announces the failover. That announcement must not end the client (ioredis would close it for good), and the
+    // silent sentinel must not hold the reconnect forever.
+    setup = await startRedisSentinel({ replicas: 1, downAfterMs: 1_000 });
+    const [silent, other] = [
+      await startProxy({ target: setup.sentinel }),
+      await startProxy({ target: setup.sentinel }),
+    ];
+    proxies.push(silent, other);
+    const url = setup.url.replace(
+      `127.0.0.1:${setup.sentinel.port}/`,
+      `${silent.host}:${silent.port},${other.host}:${other.port}/`,
+    );
+    expect(url).not.toBe(setup.url);
+    // The silent sentinel is asked first, and held for the command timeout: 5 s, well past the announcement (down-after
+    // 1 s, then the election), so the announcement comes while the client waits for it.
+    const redis = connect(url, { commandTimeoutMs: 5_000 });
+    clients.push(redis);
+    const key = `${prefix}:{silent}:v`;
+    await redis.set(key, "before");
+    const sentinelAdmin = setup.sentinel.adminClient();
+    await waitUntil("the client to listen for failovers through both ways", async () => {
+      const clientList = (await sentinelAdmin.call("CLIENT", "LIST")) as string;
+      return clientList.split("\n").filter((line) => / sub=[1-9]/.test(line)).length >= 2;
+    });
+    sentinelAdmin.disconnect();
+    silent.blackhole();
+    const old = setup.master;
+    await old.kill();
+    const promoted = await setup.waitForFailover(old, 30_000);
+    const admin = promoted.adminClient();
+    try {
+      await waitUntil(
+        "a call to succeed on the promoted replica",
+        async () => {
+          try {
+            await redis.set(key, "after");
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { timeoutMs: 20_000, intervalMs: 100 },
+      );
       expect(await admin.get(key)).toBe("after");
     } finally {
       admin.disconnect();
