@@ -33,7 +33,7 @@ const USING_KEYS = [...ACQUIRE_KEYS, "autoExtend"] as const;
 
 /** Options every lock constructor takes. */
 export interface CommonLockOptions {
-  /** Lease time to live, ms (1 to 24 h). Default 30 000. */
+  /** Lease time to live, ms (10 ms to 24 h). Default 30 000. */
   ttlMs?: number;
   /** Key prefix; default `"coordis"`. */
   prefix?: string;
