@@ -48,22 +48,28 @@ export function blockingRead<V>(conn: Redis | Cluster, read: Promise<V>): Promis
 }
 
 /**
- * Resolves once `conn` is connected and ready, or `signal` aborted (undefined when it is already). A blocking read is
- * sent only then: one issued while the connection reconnects would wait in ioredis' offline queue and be written after
- * the reconnect, also when its caller gave up on it meanwhile (a close fails it, see {@link blockingRead}, and the
- * caller retries), delivering entries to nobody until they are reclaimed. (A Cluster queues commands itself: sent as
- * before.)
+ * Resolves once `conn` is connected and ready, `signal` aborted, or `timeoutMs` passed (undefined when it is ready
+ * already, or ended: a read on it then fails at once, as its caller should learn). A blocking read is sent only then:
+ * one issued while the connection reconnects would wait in ioredis' offline queue and be written after the reconnect,
+ * also when its caller gave up on it meanwhile (a close fails it, see {@link blockingRead}, and the caller retries),
+ * delivering entries to nobody until they are reclaimed. A connection not opened yet (a duplicate of a `lazyConnect`
+ * client) is opened here: nothing else would open it. (A Cluster queues commands itself: sent as before.) Its
+ * listeners are removed however it ends.
  */
-export function whenReady(conn: Redis | Cluster, signal: AbortSignal): Promise<void> | undefined {
-  if (isCluster(conn) || conn.status === "ready" || signal.aborted) return undefined;
+export function whenReady(conn: Redis | Cluster, signal: AbortSignal, timeoutMs?: number): Promise<void> | undefined {
+  if (isCluster(conn) || conn.status === "ready" || conn.status === "end" || signal.aborted) return undefined;
+  if (conn.status === "wait") conn.connect().catch(() => {});
   return new Promise<void>((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
     const done = () => {
+      clearTimeout(timer);
       conn.off("ready", done);
       signal.removeEventListener("abort", done);
       resolve();
     };
     conn.on("ready", done);
     signal.addEventListener("abort", done, { once: true });
+    if (timeoutMs !== undefined) timer = setTimeout(done, timeoutMs);
   });
 }
 

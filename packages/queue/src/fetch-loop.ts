@@ -145,15 +145,11 @@ export class FetchLoops<T, R> {
       this.#blocking[k.index] = conn;
     }
     try {
-      // Reconnecting (a restart, a failover): wait for it, at most blockMs, rather than queue the read behind it.
-      const ready = whenReady(conn, this.#w.closing);
+      // Not connected yet, or reconnecting (a restart, a failover): wait for it, at most blockMs, rather than queue the
+      // read behind it; the loop then fetches again.
+      const ready = whenReady(conn, this.#w.closing, Math.max(1, blockMs));
       if (ready !== undefined) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          ready,
-          new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(1, blockMs)))),
-        ]);
-        clearTimeout(timer);
+        await ready;
         return;
       }
       // Fails as soon as the connection closes: the read is not sent again on the next connection, and would
