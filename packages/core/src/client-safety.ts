@@ -53,13 +53,97 @@ export const safeClusterOptions: Readonly<{
 });
 
 /**
+ * The largest `commandTimeout` Coordis accepts without a warning, ms: the most `connect()` accepts
+ * (`commandTimeoutMs`). A call to an unreachable Redis waits that long before it fails.
+ */
+const MAX_SAFE_COMMAND_TIMEOUT_MS = 600_000;
+
+/** The largest delay Node's timers keep: a longer one (or `Infinity`) fires after 1 ms instead. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** What `unsupportedClientOptions` reads of a client: ioredis' options and, on a standalone client, its state. */
+interface ClientShape {
+  readonly options?: {
+    readonly keyPrefix?: unknown;
+    readonly redisOptions?: Record<string, unknown>;
+  } & Record<string, unknown>;
+  /** ioredis' connection state: `subscriber` is set once it ran (P|S)SUBSCRIBE; `protocol` is 3 on RESP3. */
+  readonly condition?: { readonly subscriber?: unknown; readonly protocol?: unknown } | null;
+}
+
+/**
+ * The ioredis settings of a client that make Coordis' calls go wrong, not merely unsafe (empty when none), each
+ * naming the option and what to do instead. Every primitive refuses such a client at construction (an
+ * `InvalidArgumentError`), and {@link assertSafeClient} does too:
+ * - `keyPrefix`: ioredis prefixes the keys of commands, but not keys and channels Coordis names inside its scripts
+ *   and arguments, nor SCAN patterns: a queue's `result()` never hears of its job (its announcement goes to another
+ *   channel than the one subscribed), a session store's `length()` / `all()` find nothing. Coordis' own `prefix`
+ *   option names every key and channel.
+ * - `stringNumbers`: integer replies arrive as strings, which Coordis reads as numbers: a rate limiter allows every
+ *   call, a mutex acquire never returns, a cache read fails with a `SyntaxError`.
+ * - `replyMapping: "resp3"`: map replies arrive as objects where Coordis reads arrays: an event-log tail waits
+ *   forever.
+ * - a `commandTimeout` that is not a finite number of ms up to 2^31 − 1: Node fires the timer after 1 ms, so every
+ *   call fails with "Command timed out" while Redis is fine.
+ * - a standalone client in subscriber mode on RESP2 (ioredis 5, or `protocol: 2`): ioredis refuses every other
+ *   command on it.
+ */
+export function unsupportedClientOptions(redis: RedisClient): string[] {
+  const client = redis as unknown as ClientShape;
+  const own = client.options ?? {};
+  const options = (isCluster(redis) ? own.redisOptions : own) ?? {};
+  const problems: string[] = [];
+  const keyPrefix = own.keyPrefix || options.keyPrefix;
+  if (keyPrefix) {
+    problems.push(
+      `it has keyPrefix ${JSON.stringify(String(keyPrefix))}, which ioredis applies to command keys but not to the keys and channels Coordis names in scripts and arguments (a queue's result() would never hear of its job, a session store's length() would find nothing): name Coordis' keys with the primitive's prefix option instead, and give it a client without keyPrefix (redis.duplicate({ keyPrefix: undefined }))`,
+    );
+  }
+  if (options.stringNumbers === true) {
+    problems.push(
+      "it has stringNumbers: true, which turns Redis' integer replies into strings where Coordis reads numbers (a rate limiter would allow every call): give it a client without stringNumbers (redis.duplicate({ stringNumbers: false }))",
+    );
+  }
+  if (options.replyMapping === "resp3") {
+    problems.push(
+      'it has replyMapping: "resp3", which turns Redis\' map replies into objects where Coordis reads arrays (an event-log tail would wait forever): give it a client with the default mapping (redis.duplicate({ replyMapping: "legacy" }))',
+    );
+  }
+  const timeout = options.commandTimeout;
+  if (typeof timeout === "number" && timeout > 0 && !(timeout <= MAX_TIMER_MS)) {
+    problems.push(
+      `its commandTimeout ${timeout} is above ${MAX_TIMER_MS} ms, the longest timer Node keeps: Node fires it after 1 ms, so every call would fail with "Command timed out": set commandTimeout to at most ${MAX_SAFE_COMMAND_TIMEOUT_MS} ms (safeRedisOptions has ${DEFAULT_COMMAND_TIMEOUT_MS})`,
+    );
+  }
+  const condition = isCluster(redis) ? undefined : client.condition;
+  if (condition?.subscriber && condition.protocol !== 3) {
+    problems.push(
+      "it is in subscriber mode (it ran SUBSCRIBE, PSUBSCRIBE or SSUBSCRIBE) on RESP2, where ioredis refuses every other command: give it a client of its own that subscribes to nothing (redis.duplicate())",
+    );
+  }
+  return problems;
+}
+
+/**
+ * Throws when a client has a setting Coordis cannot work with (see {@link unsupportedClientOptions}).
+ * @param argument the argument name used in the error, e.g. `"options.redis"`
+ * @throws InvalidArgumentError naming the option and what to do instead
+ */
+export function assertSupportedClient(redis: RedisClient, argument = "redis"): void {
+  const problems = unsupportedClientOptions(redis);
+  if (problems.length === 0) return;
+  throw new InvalidArgumentError(argument, `unsupported ioredis client: ${problems.join("; ")}`);
+}
+
+/**
  * What is unsafe about a client for Coordis (empty when nothing): it re-sends unanswered commands after a reconnect,
- * or it has no command timeout. For a `Cluster` the per-node `redisOptions` are checked, and its
+ * or it has no command timeout, or one above 600 000 ms (the most `connect()` accepts), or a setting Coordis cannot
+ * work with at all (see {@link unsupportedClientOptions}). For a `Cluster` the per-node `redisOptions` are checked, and its
  * `retryDelayOnFailover`, `retryDelayOnClusterDown` and `retryDelayOnTryAgain` (see {@link safeClusterOptions}).
  */
 export function clientSafetyProblems(redis: RedisClient): string[] {
   const options = (isCluster(redis) ? redis.options.redisOptions : redis.options) ?? {};
-  const problems: string[] = [];
+  const problems: string[] = unsupportedClientOptions(redis);
   if (isCluster(redis) && (redis.options.retryDelayOnFailover ?? 100) > 0) {
     problems.push(
       "it re-sends a command whose node connection closed unanswered (retryDelayOnFailover is not 0), so a command Redis ran can run twice",
@@ -83,6 +167,10 @@ export function clientSafetyProblems(redis: RedisClient): string[] {
   const timeout = options.commandTimeout;
   if (typeof timeout !== "number" || !(timeout > 0)) {
     problems.push("it has no commandTimeout, so a call to an unreachable Redis never settles");
+  } else if (timeout > MAX_SAFE_COMMAND_TIMEOUT_MS && timeout <= MAX_TIMER_MS) {
+    problems.push(
+      `its commandTimeout ${timeout} is above ${MAX_SAFE_COMMAND_TIMEOUT_MS} ms, so a call to an unreachable Redis waits that long before it fails`,
+    );
   }
   return problems;
 }
@@ -94,12 +182,15 @@ const warnedClients = new WeakSet<object>();
  * given to a Coordis primitive lacks the settings Coordis relies on (see {@link clientSafetyProblems}): without a
  * command timeout a call to an unreachable Redis waits for Coordis' own deadline (about 10 s), and a client that
  * re-sends unanswered commands can run a call twice. The primitive still works. Objects that are not ioredis clients
- * (no `options`) are left alone.
+ * (no `options`) are left alone. A client with a setting Coordis cannot work with is refused instead, every time it is
+ * given (see {@link assertSupportedClient}).
+ * @throws InvalidArgumentError for a client of {@link unsupportedClientOptions}
  */
 export function warnIfUnsafeClient(redis: RedisClient): void {
+  if (typeof (redis as { options?: unknown }).options !== "object") return;
+  assertSupportedClient(redis);
   if (warnedClients.has(redis)) return;
   warnedClients.add(redis);
-  if (typeof (redis as { options?: unknown }).options !== "object") return;
   const problems = clientSafetyProblems(redis);
   if (problems.length === 0) return;
   process.emitWarning(`Coordis was given an unsafe ioredis client: ${problems.join("; ")}. ${safeClientFix(redis)}`, {

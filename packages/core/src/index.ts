@@ -23,7 +23,14 @@ export {
   whenReady,
 } from "./blocking.js";
 export { commandTimeoutOf, isCluster, type RedisClient } from "./client.js";
-export { assertSafeClient, clientSafetyProblems, safeClusterOptions, safeRedisOptions } from "./client-safety.js";
+export {
+  assertSafeClient,
+  assertSupportedClient,
+  clientSafetyProblems,
+  safeClusterOptions,
+  safeRedisOptions,
+  unsupportedClientOptions,
+} from "./client-safety.js";
 export {
   type ConnectOptions,
   connect,
