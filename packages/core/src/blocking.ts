@@ -16,7 +16,7 @@ export const BLOCK_TIMEOUT_MARGIN_MS = 5_000;
 export function openBlockingConnection(redis: RedisClient, blockMs: number): Redis | Cluster {
   const own = { ...ownConnectionOptions(), commandTimeout: blockMs + BLOCK_TIMEOUT_MARGIN_MS };
   const conn = isCluster(redis)
-    ? redis.duplicate([], { redisOptions: { ...redis.options.redisOptions, ...own } })
+    ? redis.duplicate([], { enableOfflineQueue: true, redisOptions: { ...redis.options.redisOptions, ...own } })
     : redis.duplicate(own);
   conn.on("error", () => {});
   return conn;

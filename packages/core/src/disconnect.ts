@@ -13,11 +13,14 @@ export const DEFAULT_DISCONNECT_TIMEOUT_MS = 1_000;
 
 /**
  * The ioredis options a primitive gives a connection it opens itself with `duplicate()` (see
- * {@link disconnectWithin}): `disconnectTimeout` {@link DISCONNECT_GRACE_MS}. For a Cluster they go under
- * `redisOptions`, merged with the client's own.
+ * {@link disconnectWithin}): `disconnectTimeout` {@link DISCONNECT_GRACE_MS}, and `enableOfflineQueue: true`: such a
+ * connection sends its first commands (a SUBSCRIBE) while it is still connecting, and a client built with
+ * `enableOfflineQueue: false` would have them refused ("Stream isn't writeable") although Redis is up. For a Cluster
+ * they go under `redisOptions`, merged with the client's own (give the Cluster duplicate `enableOfflineQueue: true`
+ * too).
  */
-export function ownConnectionOptions(): { disconnectTimeout: number } {
-  return { disconnectTimeout: DISCONNECT_GRACE_MS };
+export function ownConnectionOptions(): { disconnectTimeout: number; enableOfflineQueue: true } {
+  return { disconnectTimeout: DISCONNECT_GRACE_MS, enableOfflineQueue: true };
 }
 
 /** ioredis' queue of commands to send again after a reconnect (a deque; internal). */

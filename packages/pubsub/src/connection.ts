@@ -148,6 +148,7 @@ export class SubscriberConnection {
     if (isCluster(this.#redis)) {
       const cluster = this.#redis.duplicate([], {
         shardedSubscribers: this.#sharded,
+        enableOfflineQueue: true,
         redisOptions: { ...this.#redis.options.redisOptions, ...ownConnectionOptions() },
       });
       if (this.#sharded) {

@@ -163,6 +163,7 @@ export class ResultWaiters {
     const conn = isCluster(redis)
       ? redis.duplicate([], {
           shardedSubscribers: true,
+          enableOfflineQueue: true,
           redisOptions: { ...redis.options.redisOptions, ...ownConnectionOptions() },
         })
       : redis.duplicate(ownConnectionOptions());
