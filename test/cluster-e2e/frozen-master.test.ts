@@ -9,7 +9,6 @@ import { Queue, RESULT_RECHECK_MS, Worker } from "@coordis/queue";
 import { RateLimiter } from "@coordis/ratelimit";
 import {
   EventRecorder,
-  LEAST_PRIVILEGE_USER,
   type ObserverRecorder,
   type RedisCluster,
   type RedisServer,
@@ -22,6 +21,16 @@ import Fastify, { type FastifyInstance } from "fastify";
 import type { Cluster } from "ioredis";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  appConnections,
+  BLOCK_MS,
+  info,
+  onNode,
+  PROBE_MS,
+  type Probe,
+  probe,
+  replicaCaughtUp,
+} from "../failover-support.js";
 
 const prefix = testPrefix("cluster-frozen");
 
@@ -38,31 +47,6 @@ const COMMAND_TIMEOUT_MS = 1_000;
  */
 const recoveryMs = (commandTimeoutMs = COMMAND_TIMEOUT_MS) =>
   SLOTS_REFRESH_MS + SLOTS_REFRESH_TIMEOUT_MS + commandTimeoutMs + 1_000;
-/** How long a probe keeps trying before it gives up (a failed recovery is then reported by the test). */
-const PROBE_MS = 15_000;
-/** Long blocking reads: only following the failover, not a read's own timeout, can bring them back in time. */
-const BLOCK_MS = 30_000;
-
-/** What a recovery probe found: how long after the promotion it first succeeded, or why it never did. */
-type Probe<T = undefined> = { ok: true; afterMs: number; value: T } | { ok: false; error: unknown };
-
-async function probe<T>(since: number, what: string, attempt: () => Promise<T | undefined>): Promise<Probe<T>> {
-  let value: T | undefined;
-  try {
-    await waitUntil(
-      what,
-      async () => {
-        value = await attempt().catch(() => undefined);
-        return value !== undefined;
-      },
-      { timeoutMs: PROBE_MS, intervalMs: 50 },
-    );
-    return { ok: true, afterMs: performance.now() - since, value: value as T };
-  } catch (error) {
-    return { ok: false, error };
-  }
-}
-
 /** Recovery times, printed once at the end (the report of what was measured). */
 const timings: Record<string, number | string> = {};
 
@@ -72,51 +56,6 @@ function recovered<T>(name: string, p: Probe<T> | undefined, boundMs = recoveryM
   timings[name] = Math.round(p.afterMs);
   expect(p.afterMs, "ms after the promotion").toBeLessThan(boundMs);
   return p.value;
-}
-
-/** One INFO section of a node, as fields (a short-lived admin connection). */
-async function info(server: RedisServer, section: string): Promise<Record<string, string>> {
-  const admin = server.adminClient();
-  try {
-    const text = (await admin.info(section)) as string;
-    const out: Record<string, string> = {};
-    for (const line of text.split(/\r?\n/)) {
-      const at = line.indexOf(":");
-      if (at > 0) out[line.slice(0, at)] = line.slice(at + 1);
-    }
-    return out;
-  } finally {
-    admin.disconnect();
-  }
-}
-
-/** One command on one node as the unrestricted user (a short-lived standalone connection). */
-async function onNode<T>(server: RedisServer, ...args: [string, ...(string | number)[]]): Promise<T> {
-  const admin = server.adminClient();
-  try {
-    return (await admin.call(...args)) as T;
-  } finally {
-    admin.disconnect();
-  }
-}
-
-/** The replica has everything the master wrote so far (so the promotion loses nothing written before the freeze). */
-async function replicaCaughtUp(master: RedisServer, replica: RedisServer): Promise<void> {
-  const target = Number((await info(master, "replication")).master_repl_offset ?? -1);
-  await waitUntil(
-    "the replica to catch up",
-    async () => Number((await info(replica, "replication")).slave_repl_offset ?? -1) >= target,
-    10_000,
-  );
-}
-
-/** Client-list lines of a node for the application's (least-privilege) connections, optionally one command. */
-async function appConnections(server: RedisServer, cmd?: string): Promise<string[]> {
-  const list = await onNode<string>(server, "CLIENT", "LIST");
-  return list
-    .split("\n")
-    .filter((line) => line.includes(` user=${LEAST_PRIVILEGE_USER} `))
-    .filter((line) => cmd === undefined || line.includes(` cmd=${cmd} `));
 }
 
 /** Every key of `server` under the test's prefix. */

@@ -9,7 +9,6 @@ import { Queue, Worker } from "@coordis/queue";
 import { RateLimiter } from "@coordis/ratelimit";
 import {
   EventRecorder,
-  LEAST_PRIVILEGE_USER,
   type ObserverRecorder,
   type RedisSentinelSetup,
   type RedisServer,
@@ -21,74 +20,17 @@ import {
 import Fastify, { type FastifyInstance } from "fastify";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { appConnections, BLOCK_MS, type Probe, probe, replicaCaughtUp } from "../failover-support.js";
 
 const prefix = testPrefix("sentinel-frozen");
 
 /** How long after the promotion each primitive has to work again ("a few seconds"). */
 const RECOVERY_MS = 4_000;
-/** How long a probe keeps trying before it gives up (a failed recovery is then reported by the test). */
-const PROBE_MS = 15_000;
-/** Long blocking reads: only following the failover, not a read's own timeout, can bring them back in time. */
-const BLOCK_MS = 30_000;
-
-/** What a recovery probe found: how long after the promotion it first succeeded, or why it never did. */
-type Probe<T = undefined> = { ok: true; afterMs: number; value: T } | { ok: false; error: unknown };
-
-async function probe<T>(since: number, what: string, attempt: () => Promise<T | undefined>): Promise<Probe<T>> {
-  let value: T | undefined;
-  try {
-    await waitUntil(
-      what,
-      async () => {
-        value = await attempt().catch(() => undefined);
-        return value !== undefined;
-      },
-      { timeoutMs: PROBE_MS, intervalMs: 50 },
-    );
-    return { ok: true, afterMs: performance.now() - since, value: value as T };
-  } catch (error) {
-    return { ok: false, error };
-  }
-}
-
 function recovered<T>(p: Probe<T> | undefined): T {
   expect(p, "probe ran").toBeDefined();
   if (p === undefined || !p.ok) throw new Error(`never recovered: ${String(p === undefined ? "" : p.error)}`);
   expect(p.afterMs, "ms after the promotion").toBeLessThan(RECOVERY_MS);
   return p.value;
-}
-
-/** The replica has everything the master wrote so far (so the promotion loses nothing written before the freeze). */
-async function replicaCaughtUp(master: RedisServer, replica: RedisServer): Promise<void> {
-  const offset = async (server: RedisServer, field: string) => {
-    const admin = server.adminClient();
-    try {
-      const text = (await admin.info("replication")) as string;
-      return Number(new RegExp(`^${field}:(\\d+)`, "m").exec(text)?.[1] ?? -1);
-    } finally {
-      admin.disconnect();
-    }
-  };
-  const target = await offset(master, "master_repl_offset");
-  await waitUntil(
-    "the replica to catch up",
-    async () => (await offset(replica, "slave_repl_offset")) >= target,
-    10_000,
-  );
-}
-
-/** Client-list lines of a server for the application's (least-privilege) connections, optionally one command. */
-async function appConnections(server: RedisServer, cmd?: string): Promise<string[]> {
-  const admin = server.adminClient();
-  try {
-    const list = (await admin.call("CLIENT", "LIST")) as string;
-    return list
-      .split("\n")
-      .filter((line) => line.includes(` user=${LEAST_PRIVILEGE_USER} `))
-      .filter((line) => cmd === undefined || line.includes(` cmd=${cmd} `));
-  } finally {
-    admin.disconnect();
-  }
 }
 
 /**
