@@ -197,19 +197,27 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
     (i) => i.pending,
   );
 
-  const attr = (e: { attributes?: Readonly<Record<string, unknown>> }, name: string) => e.attributes?.[name];
+  const attr = (e: { attributes?: Readonly<Record<string, unknown>> }, name: string) => {
+    const attributes: unknown = e.attributes;
+    return attributes !== null && typeof attributes === "object"
+      ? (attributes as Record<string, unknown>)[name]
+      : undefined;
+  };
 
+  // A report that is not an object is ignored; one without a finite duration is counted, and left out of the
+  // histograms (prom-client throws on it, which lost the rest of the report: the observer must never throw).
   const onOperation = (e: OperationEvent) => {
+    if (e === null || typeof e !== "object") return;
     const primitive = guard.value("primitive", e.primitive);
     const op = guard.value("op", e.op);
     const outcome = guard.value("outcome", e.outcome);
-    const seconds = Math.max(0, e.durationMs) / 1000;
+    const seconds = toSeconds(e.durationMs);
     operations.inc({ primitive, op, outcome });
-    durations.observe({ primitive, op }, seconds);
+    if (seconds !== undefined) durations.observe({ primitive, op }, seconds);
     if (e.primitive === "lock") {
       const kind = guard.value("kind", attr(e, "kind") ?? "mutex");
       if (e.op === "acquire") {
-        lockAcquire.observe({ kind, outcome }, seconds);
+        if (seconds !== undefined) lockAcquire.observe({ kind, outcome }, seconds);
         lockAcquisitions.inc({ kind, outcome });
       } else if (e.op === "extend") {
         lockExtensions.inc({ kind, outcome });
@@ -228,11 +236,12 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
     } else if (e.primitive === "eventlog" && e.op === "append") {
       appends.inc({ outcome });
     } else if (e.primitive === "queue") {
-      queues.onOperation(e, outcome);
+      queues.onOperation(e, outcome, seconds);
     }
   };
 
   const onEvent = (e: CoordisEvent) => {
+    if (e === null || typeof e !== "object") return;
     events.inc({ primitive: guard.value("primitive", e.primitive), type: guard.value("type", e.type) });
     if (e.primitive === "lock" && e.type === "lease-lost") {
       leasesLost.inc({ kind: guard.value("kind", attr(e, "kind") ?? "mutex") });
@@ -263,4 +272,9 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
       return queues.track(queue, source);
     },
   };
+}
+
+/** A report's duration in seconds (negative ones as 0), or undefined when it is not a finite number of ms. */
+function toSeconds(durationMs: unknown): number | undefined {
+  return typeof durationMs === "number" && Number.isFinite(durationMs) ? Math.max(0, durationMs) / 1000 : undefined;
 }

@@ -1,3 +1,6 @@
+/** Longest label value, UTF-16 code units; a longer value is cut there (never inside a surrogate pair). */
+const MAX_VALUE_LENGTH = 64;
+
 /**
  * Keeps label values bounded: each label keeps at most `maxValues` distinct values; later new values are reported
  * as `"other"`. Coordis primitives only put bounded facts in attributes (rule names, outcomes, algorithms), so
@@ -8,9 +11,12 @@ export class LabelGuard {
 
   constructor(private readonly maxValues = 50) {}
 
-  /** `value` as a label value for `label`, `"other"` once the label has too many distinct values. */
+  /**
+   * `value` as a label value for `label`, `"other"` once the label has too many distinct values. A missing or empty
+   * value is `"none"`; one that is not a string, number, boolean or bigint (an object, a function) is `"invalid"`.
+   */
   value(label: string, value: unknown): string {
-    const text = value === undefined || value === null || value === "" ? "none" : String(value).slice(0, 64);
+    const text = labelText(value);
     let values = this.#seen.get(label);
     if (values === undefined) {
       values = new Set();
@@ -21,4 +27,16 @@ export class LabelGuard {
     values.add(text);
     return text;
   }
+}
+
+/** The text of a label value; never throws (`String()` throws on a null-prototype object or a Symbol's coercion). */
+function labelText(value: unknown): string {
+  if (value === undefined || value === null || value === "") return "none";
+  const type = typeof value;
+  if (type !== "string" && type !== "number" && type !== "boolean" && type !== "bigint") return "invalid";
+  const text = String(value);
+  if (text.length <= MAX_VALUE_LENGTH) return text;
+  // A high surrogate at the cut would leave half a character: invalid UTF-16, mangled when the scrape is encoded.
+  const last = text.charCodeAt(MAX_VALUE_LENGTH - 1);
+  return text.slice(0, last >= 0xd800 && last <= 0xdbff ? MAX_VALUE_LENGTH - 1 : MAX_VALUE_LENGTH);
 }

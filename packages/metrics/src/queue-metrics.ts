@@ -91,8 +91,11 @@ export class QueueMetrics {
     });
   }
 
-  /** Counts a `queue` operation report: `add` by job, `process` per delivery with its handler time. */
-  onOperation(e: OperationEvent, outcome: string): void {
+  /**
+   * Counts a `queue` operation report: `add` by job, `process` per delivery with its handler time (`seconds`,
+   * undefined when the report had no finite duration: the delivery is counted, not timed).
+   */
+  onOperation(e: OperationEvent, outcome: string, seconds: number | undefined): void {
     const queue = this.#queueLabel(e.name);
     if (e.op === "add") {
       const jobs = count(e.attributes?.jobs, 1);
@@ -106,7 +109,7 @@ export class QueueMetrics {
       }
     } else if (e.op === "process") {
       this.#jobs.inc({ queue, outcome });
-      this.#processing.observe({ queue, outcome }, Math.max(0, e.durationMs) / 1000);
+      if (seconds !== undefined) this.#processing.observe({ queue, outcome }, seconds);
     }
   }
 
