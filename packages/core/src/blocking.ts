@@ -1,23 +1,19 @@
 import type { Cluster, Redis } from "ioredis";
 import type { RedisClient } from "./client.js";
 import { isCluster } from "./client.js";
-import { disconnectWithin, ownConnectionOptions } from "./disconnect.js";
+import { disconnectWithin, duplicateOwn } from "./disconnect.js";
 
 /** Room on top of `blockMs` for a blocking read's command timeout, ms. */
 export const BLOCK_TIMEOUT_MARGIN_MS = 5_000;
 
 /**
  * A connection of a primitive's own for blocking reads (a tail's XREAD, a consumer's XREADGROUP, an idle queue
- * worker's XREAD): a duplicate of the client with its settings (credentials, TLS, ...; for a Cluster its
- * `redisOptions` merged, not replaced), a command timeout above `blockMs` and {@link ownConnectionOptions}. Its
+ * worker's XREAD): {@link duplicateOwn} of the client with a command timeout above `blockMs`. Its
  * failures surface as rejected commands, never as unhandled "error" events. Close it with
  * {@link closeBlockingConnection}.
  */
 export function openBlockingConnection(redis: RedisClient, blockMs: number): Redis | Cluster {
-  const own = { ...ownConnectionOptions(), commandTimeout: blockMs + BLOCK_TIMEOUT_MARGIN_MS };
-  const conn = isCluster(redis)
-    ? redis.duplicate([], { enableOfflineQueue: true, redisOptions: { ...redis.options.redisOptions, ...own } })
-    : redis.duplicate(own);
+  const conn = duplicateOwn(redis, { commandTimeout: blockMs + BLOCK_TIMEOUT_MARGIN_MS });
   conn.on("error", () => {});
   return conn;
 }

@@ -1,4 +1,4 @@
-import type { Cluster, Redis } from "ioredis";
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis";
 import { isCluster } from "./client.js";
 
 /**
@@ -12,15 +12,41 @@ export const DISCONNECT_GRACE_MS = 250;
 export const DEFAULT_DISCONNECT_TIMEOUT_MS = 1_000;
 
 /**
- * The ioredis options a primitive gives a connection it opens itself with `duplicate()` (see
- * {@link disconnectWithin}): `disconnectTimeout` {@link DISCONNECT_GRACE_MS}, and `enableOfflineQueue: true`: such a
- * connection sends its first commands (a SUBSCRIBE) while it is still connecting, and a client built with
- * `enableOfflineQueue: false` would have them refused ("Stream isn't writeable") although Redis is up. For a Cluster
- * they go under `redisOptions`, merged with the client's own (give the Cluster duplicate `enableOfflineQueue: true`
- * too).
+ * The ioredis options a primitive gives a connection it opens itself (see {@link duplicateOwn}):
+ * `disconnectTimeout` {@link DISCONNECT_GRACE_MS} (see {@link disconnectWithin}), and `enableOfflineQueue: true`:
+ * such a connection sends its first commands (a SUBSCRIBE) while it is still connecting, and a client built with
+ * `enableOfflineQueue: false` would have them refused ("Stream isn't writeable") although Redis is up.
  */
 export function ownConnectionOptions(): { disconnectTimeout: number; enableOfflineQueue: true } {
   return { disconnectTimeout: DISCONNECT_GRACE_MS, enableOfflineQueue: true };
+}
+
+/**
+ * A connection of a primitive's own (a subscriber, a blocking reader): a duplicate of `redis` with its settings
+ * (credentials, TLS, ...), {@link ownConnectionOptions} and `options` on top. For a Cluster, those go under its
+ * `redisOptions`, merged with the client's own (not replacing them), with `clusterOptions` and the Cluster's own
+ * offline queue on. Close it with {@link disconnectWithin}.
+ */
+export function duplicateOwn(redis: Cluster, options?: Partial<RedisOptions>, clusterOptions?: ClusterOptions): Cluster;
+export function duplicateOwn(redis: Redis, options?: Partial<RedisOptions>): Redis;
+export function duplicateOwn(
+  redis: Redis | Cluster,
+  options?: Partial<RedisOptions>,
+  clusterOptions?: ClusterOptions,
+): Redis | Cluster;
+export function duplicateOwn(
+  redis: Redis | Cluster,
+  options: Partial<RedisOptions> = {},
+  clusterOptions: ClusterOptions = {},
+): Redis | Cluster {
+  const own = { ...ownConnectionOptions(), ...options };
+  return isCluster(redis)
+    ? redis.duplicate([], {
+        enableOfflineQueue: true,
+        ...clusterOptions,
+        redisOptions: { ...redis.options.redisOptions, ...own },
+      })
+    : redis.duplicate(own);
 }
 
 /** ioredis' queue of commands to send again after a reconnect (a deque; internal). */

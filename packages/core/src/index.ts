@@ -45,6 +45,7 @@ export {
   DEFAULT_DISCONNECT_TIMEOUT_MS,
   DISCONNECT_GRACE_MS,
   disconnectWithin,
+  duplicateOwn,
   ownConnectionOptions,
 } from "./disconnect.js";
 export {

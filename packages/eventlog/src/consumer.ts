@@ -1,14 +1,16 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { notifyEvent, runScript, toCoordisError } from "@coordis/core";
-import type { Cluster, Redis } from "ioredis";
-import { type ConsumeSettings, parseStopOptions, type StopOptions } from "./consumer-options.js";
 import {
   blockingRead,
   closeBlockingConnection,
-  type GroupHandle,
+  notifyEvent,
   openBlockingConnection,
+  runScript,
+  toCoordisError,
   whenReady,
-} from "./context.js";
+} from "@coordis/core";
+import type { Cluster, Redis } from "ioredis";
+import { type ConsumeSettings, parseStopOptions, type StopOptions } from "./consumer-options.js";
+import type { GroupHandle } from "./context.js";
 import { parseEntry, type RawEntry } from "./entries.js";
 import { Handlers } from "./handlers.js";
 import { Refresher } from "./refresh.js";
@@ -123,7 +125,7 @@ export class Consumer<T = unknown> {
       // A read or claim answered from now on starts no handler: the caller was told the consumer stopped.
       handlers.close();
       this.#held.stop();
-      closeBlockingConnection(this.#conn);
+      void closeBlockingConnection(this.#conn);
     });
     return this.#stopped;
   }

@@ -33,9 +33,6 @@ export interface GroupHandle {
   recreate(): Promise<void>;
 }
 
-// The log's blocking reads (a tail's XREAD, a consumer's XREADGROUP) go through core's blocking-connection helpers.
-export { blockingRead, closeBlockingConnection, openBlockingConnection, whenReady } from "@coordis/core";
-
 /**
  * A plain command sent on the log's client (`pending`, named by `what`), bounded as a script call on that client is: by
  * its commandTimeout, or, on a client without one (and on a Cluster), by Coordis' own deadline (core's

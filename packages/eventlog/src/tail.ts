@@ -1,15 +1,18 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { type CoordisError, notifyEvent, RedisUnavailableError, ScriptError, toCoordisError } from "@coordis/core";
-import type { Cluster, Redis } from "ioredis";
-import { afterHead, LinkChecker } from "./chain.js";
 import {
   blockingRead,
-  bounded,
+  type CoordisError,
   closeBlockingConnection,
-  type LogContext,
+  notifyEvent,
   openBlockingConnection,
+  RedisUnavailableError,
+  ScriptError,
+  toCoordisError,
   whenReady,
-} from "./context.js";
+} from "@coordis/core";
+import type { Cluster, Redis } from "ioredis";
+import { afterHead, LinkChecker } from "./chain.js";
+import { bounded, type LogContext } from "./context.js";
 import { compareIds, type Entry, fieldOf, idAfter, idBefore, parseEntry, type RawEntry } from "./entries.js";
 import { GapError, UnverifiedEntryError } from "./errors.js";
 import type { TailSettings, UnverifiedMode } from "./options.js";
@@ -241,7 +244,7 @@ async function* run<T>(
   const checker = mode === undefined ? undefined : new LinkChecker(mode);
   let conn: Redis | Cluster | undefined;
   // Ends a blocking read at once.
-  const onAbort = () => closeBlockingConnection(conn);
+  const onAbort = () => void closeBlockingConnection(conn);
   signal.addEventListener("abort", onAbort, { once: true });
   const main = <V>(p: Promise<V>) =>
     abortable(p, signal).catch((err: unknown) => {
@@ -377,7 +380,7 @@ async function* run<T>(
     throw err;
   } finally {
     signal.removeEventListener("abort", onAbort);
-    closeBlockingConnection(conn);
+    void closeBlockingConnection(conn);
     cleanup();
   }
 }

@@ -3,6 +3,7 @@ import {
   commandTimeoutOf,
   DEFAULT_DISCONNECT_TIMEOUT_MS,
   disconnectWithin,
+  duplicateOwn,
   errorOf,
   isCluster,
   notifyEvent,
@@ -146,11 +147,7 @@ export class SubscriberConnection {
     if (this.#conn !== undefined) return this.#conn;
     let conn: Redis | Cluster;
     if (isCluster(this.#redis)) {
-      const cluster = this.#redis.duplicate([], {
-        shardedSubscribers: this.#sharded,
-        enableOfflineQueue: true,
-        redisOptions: { ...this.#redis.options.redisOptions, ...ownConnectionOptions() },
-      });
+      const cluster = duplicateOwn(this.#redis, {}, { shardedSubscribers: this.#sharded });
       if (this.#sharded) {
         // ioredis restores sharded subscriptions itself; "-subscriber"/"-node" mark a loss, "subscribersReady" the
         // moment they are back.
@@ -186,7 +183,7 @@ export class SubscriberConnection {
       conn = cluster;
     } else {
       // We resubscribe ourselves (autoResubscribe off) so that `resubscribed` fires only once Redis confirmed it.
-      const standalone = this.#redis.duplicate({ autoResubscribe: false, ...ownConnectionOptions() });
+      const standalone = duplicateOwn(this.#redis, { autoResubscribe: false });
       standalone.on("close", () => {
         this.#pingOut.delete(standalone);
         this.#markLost();

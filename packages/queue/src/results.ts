@@ -1,9 +1,8 @@
 import {
   type CoordisObserver,
   disconnectWithin,
-  isCluster,
+  duplicateOwn,
   notifyEvent,
-  ownConnectionOptions,
   type RedisClient,
   RedisUnavailableError,
 } from "@coordis/core";
@@ -160,13 +159,7 @@ export class ResultWaiters {
   #connection(): Redis | Cluster {
     if (this.#conn !== undefined) return this.#conn;
     const redis = this.#redis;
-    const conn = isCluster(redis)
-      ? redis.duplicate([], {
-          shardedSubscribers: true,
-          enableOfflineQueue: true,
-          redisOptions: { ...redis.options.redisOptions, ...ownConnectionOptions() },
-        })
-      : redis.duplicate(ownConnectionOptions());
+    const conn = duplicateOwn(redis, {}, { shardedSubscribers: true });
     conn.on("error", (error: Error) => {
       notifyEvent(this.#observer, { primitive: "queue", type: "connection-error", name: this.#name, error });
     });
