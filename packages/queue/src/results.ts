@@ -79,19 +79,22 @@ export class ResultWaiters {
         }
         busy = true;
         try {
+          // Announcements that came during a look (again) get a look of their own, also after a failed one.
           do {
             again = false;
-            if (await check()) finish();
-            looked = true;
+            try {
+              if (await check()) finish();
+              looked = true;
+            } catch (err) {
+              if (looked && err instanceof RedisUnavailableError) {
+                // A blip: the next announcement, reconnect or periodic look tries again, until timeoutMs.
+                notifyEvent(this.#observer, { primitive: "queue", type: "result-error", name: this.#name, error: err });
+              } else {
+                finish();
+                reject(err instanceof Error ? err : new Error(String(err)));
+              }
+            }
           } while (again && !done);
-        } catch (err) {
-          if (looked && err instanceof RedisUnavailableError) {
-            // A blip: the next announcement, reconnect or periodic look tries again, until timeoutMs.
-            notifyEvent(this.#observer, { primitive: "queue", type: "result-error", name: this.#name, error: err });
-          } else {
-            finish();
-            reject(err instanceof Error ? err : new Error(String(err)));
-          }
         } finally {
           busy = false;
         }
