@@ -30,7 +30,8 @@ export class Refresher {
   /** Entries delivered to this consumer that it still holds: queued, running, or awaiting their XACK. */
   readonly #held = new Set<HeldEntry>();
   #timer: NodeJS.Timeout | undefined;
-  #refreshing = false;
+  /** Refreshes sent and not answered yet. */
+  #refreshing = 0;
   #stopped = false;
   readonly #refreshNow = () => {
     this.#timer = undefined;
@@ -59,13 +60,14 @@ export class Refresher {
   }
 
   /**
-   * Sends the refresh of every entry due now, unless one is on its way. A claim calls it first: sent on the same
+   * Sends the refresh of every entry due now, also when one is on its way. A claim calls it first: sent on the same
    * connection before the claim, it runs first in Redis, so the claim cannot take back an entry this consumer still
    * holds after an event-loop stall longer than `claimIdleMs` (the timer's refresh, due since, would only come after
-   * the claim: I/O callbacks run before timers).
+   * the claim: I/O callbacks run before timers). A refresh on its way does not stand in for it: one sent just before
+   * the stall ran in Redis before it, and its reply, read after the stall, has not marked the entries fresh yet.
    */
   refreshDue(): void {
-    this.#refresh();
+    this.#refresh(true);
   }
 
   /** Nothing is scheduled any more. */
@@ -80,13 +82,14 @@ export class Refresher {
     this.#timer = setTimeout(this.#refreshNow, this.#everyMs);
   }
 
-  #refresh(): void {
-    if (this.#refreshing) return;
+  /** Refreshes the entries due; unless `always`, not while a refresh is on its way (a slow Redis gets no pile-up). */
+  #refresh(always = false): void {
+    if (this.#refreshing > 0 && !always) return;
     const now = performance.now();
     const due: HeldEntry[] = [];
     for (const held of this.#held) if (now - held.fresh >= this.#afterMs) due.push(held);
     if (due.length === 0) return;
-    this.#refreshing = true;
+    this.#refreshing++;
     const group = this.#group;
     const args: string[] = [group.name, group.consumer];
     for (const held of due) args.push(held.entry.id);
@@ -102,7 +105,7 @@ export class Refresher {
         (err: unknown) => this.#report("consume-refresh-error", err),
       )
       .finally(() => {
-        this.#refreshing = false;
+        this.#refreshing--;
       });
   }
 }
