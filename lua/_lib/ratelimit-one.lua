@@ -40,6 +40,8 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
         head, f, e, a, b = string.match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+)$')
         if f ~= field then return nil end
         e, a = e + 0, a + 0
+        -- Expired (a rule change made it outlive its window by the key's last millisecond): gone, as in rl_load.
+        if e <= now then e = nil end
       end
       local start, count = now, 0
       if e and now < a + w then
@@ -75,6 +77,7 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
         head, f, e, a, b, c = string.match(v, '^(([^=;]*)=(%d+):(%d+):)(%d+):(%d+)$')
         if f ~= field then return nil end
         e = e + 0
+        if e <= now then e = nil end -- expired (see the fixed window above)
       end
       w = -w
       local cs = now - now % w
@@ -118,6 +121,7 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
       f, e, a, b, c = string.match(v, '^([^=;]*)=(%d+):(%d+):(%d+):(%d+)$')
       if f ~= field then return nil end
       e = e + 0
+      if e <= now then e = nil end -- expired (see the fixed window above)
     end
     cap = cap + 0
     local capt = cap * w
