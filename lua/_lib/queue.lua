@@ -164,12 +164,39 @@ local function q_group_rate(K, group, rules, now)
     local w = rl_wait(r, 1, now)
     if w > wait then wait = w end
   end
-  if wait > 0 then return wait end
   local parts = {}
-  for _, r in ipairs(rules) do
-    rl_take(r, 1)
-    local value = rl_entry(r, now)
-    if value then parts[#parts + 1] = r.field .. '=' .. value end
+  if wait > 0 then
+    -- Rejected: nothing is taken, but a stored state the rules now need longer than its expAtMs (the rules changed:
+    -- a longer window, a slower refill) gets the later expAtMs, as rl_keep does for a RateLimiter's key. Left as it
+    -- was, it would end at the old rules' time and admit the next jobs early.
+    local late = false
+    for _, r in ipairs(rules) do
+      if r.raw and r.exp > now then
+        local _, exp = rl_entry(r, now)
+        if exp and exp > r.exp then
+          r.raw = string.format('%d', exp) .. string.match(r.raw, '^%d+(.*)$')
+          late = true
+        end
+        parts[#parts + 1] = r.field .. '=' .. r.raw
+      end
+    end
+    if not late then return wait end
+  else
+    for _, r in ipairs(rules) do
+      rl_take(r, 1)
+      local value = rl_entry(r, now)
+      if value then parts[#parts + 1] = r.field .. '=' .. value end
+    end
+  end
+  -- The states of rules these workers do not know (workers of another configuration during a rolling deploy) are
+  -- kept until their own expAtMs, as rl_store keeps them: dropped, a rule just added would not hold.
+  for f, raw in pairs(stored) do
+    local e = tonumber(string.match(raw, '^%d+')) or 0
+    if e > now then parts[#parts + 1] = f .. '=' .. raw end
+  end
+  if wait > 0 then
+    redis.call('HSET', K.groups, field, table.concat(parts, ';'))
+    return wait
   end
   if #parts > 0 then
     redis.call('HSET', K.groups, field, table.concat(parts, ';'))
