@@ -40,8 +40,9 @@ describe("a queue whose Redis clock stepped back", () => {
       },
       { concurrency: 5, groups: { concurrency: 1 } },
     );
-    // x runs once, and its id is freed once its result expired.
-    await q.add("first", { id: "x", group: "g", resultTtlMs: 100 });
+    // x runs once, and its id is freed once its result expired (1 s: long enough for result() to read it first on a
+    // loaded machine; with 100 ms the result could expire before result() looked, which then found no job).
+    await q.add("first", { id: "x", group: "g", resultTtlMs: 1_000 });
     expect(await q.result("x", { timeoutMs: 10_000 })).toBe("first");
     await waitUntil("x's result to expire", async () => (await q.get("x")) === null, 5_000);
     // The clock AHEAD_MS ahead: the ready stream's ids follow it (XADD never goes below the stream's last id).
