@@ -1,6 +1,7 @@
 import type { Cluster, Redis } from "ioredis";
 import type { RedisClient } from "./client.js";
 import { commandTimeoutOf, isCluster } from "./client.js";
+import { failInFlightOnClose } from "./in-flight.js";
 import { slotOf } from "./keys.js";
 import { guardOfflineQueue } from "./offline-queue.js";
 
@@ -63,6 +64,8 @@ export function clientState(redis: RedisClient): ClientState {
       timeout !== undefined && cluster === undefined ? 0 : (timeout ?? FALLBACK_DEADLINE_MS) + DEADLINE_MARGIN_MS;
     // A call that fails while waiting for the connection must not be sent once it is back.
     guardOfflineQueue(redis, deadlineMs);
+    // A call in flight when the connection closes fails at once, not at its command timeout.
+    failInFlightOnClose(redis);
     state = {
       deadlineMs,
       waitDeadlineMs: deadlineMs === 0 ? (timeout as number) : deadlineMs,
