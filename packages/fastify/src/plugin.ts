@@ -7,7 +7,7 @@ import {
   noopObserver,
   type RedisClient,
 } from "@coordis/core";
-import { type CoordisMetrics, coordisMetrics } from "@coordis/metrics";
+import { type CoordisMetrics, type CoordisMetricsOptions, coordisMetrics } from "@coordis/metrics";
 import type { FastifyInstance, FastifySchema, RouteOptions } from "fastify";
 import fp from "fastify-plugin";
 import { closeClient } from "./close.js";
@@ -39,10 +39,7 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
   // Everything is validated before anything is opened or sent.
   const settings = parsePluginOptions(options);
   const { closeTimeoutMs } = settings;
-  const metrics =
-    settings.metrics === undefined
-      ? undefined
-      : coordisMetrics(settings.metrics.registry === undefined ? {} : { registry: settings.metrics.registry });
+  const metrics = settings.metrics === undefined ? undefined : pluginMetrics(settings.metrics.registry);
   const observers = [metrics?.observer, settings.observer].filter((o): o is CoordisObserver => o !== undefined);
   const observer: CoordisObserver =
     observers.length === 0
@@ -72,6 +69,25 @@ async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOpt
     // close it on onClose, so it is closed here.
     if (owned) await closeClient(redis, closeTimeoutMs);
     throw err;
+  }
+}
+
+/**
+ * The metrics of `registry` (the global one when undefined). coordisMetrics() names its own option in its errors
+ * (`options.registry`, "give coordisMetrics() another registry"): the plugin's user passed `options.metrics.registry`
+ * (or nothing, the global registry), so the error names that. @throws InvalidArgumentError
+ */
+function pluginMetrics(registry: CoordisMetricsOptions["registry"]): CoordisMetrics {
+  try {
+    return coordisMetrics(registry === undefined ? {} : { registry });
+  } catch (err) {
+    if (!(err instanceof InvalidArgumentError) || err.argument !== "options.registry") throw err;
+    const reason = err.message
+      .replace(/^Invalid argument "[^"]*": /, "")
+      .replace("give coordisMetrics() another registry", "give the plugin another one (metrics: { registry })");
+    throw registry === undefined
+      ? new InvalidArgumentError("options.metrics", `the global prom-client registry ${reason}`)
+      : new InvalidArgumentError("options.metrics.registry", reason);
   }
 }
 
