@@ -74,9 +74,12 @@ export interface RateLimitSettings {
   headers?: RateLimitHeaderOptions;
   /** Builds the body of a 429 / 403 answer (sent as JSON) instead of the default problem details. */
   errorResponseBuilder?: (request: FastifyRequest, context: RateLimitExceededContext) => object;
-  /** Called for every admitted request. */
+  /**
+   * Called for every admitted request. One that throws fails the request with its error; a promise it returns is not
+   * waited for, and its rejection is logged.
+   */
   onExceeding?: (request: FastifyRequest, key: string) => void;
-  /** Called for every rejected request. */
+  /** Called for every rejected request; like `onExceeding`, a promise it returns is not waited for. */
   onExceeded?: (request: FastifyRequest, key: string) => void;
   /**
    * After this many 429 answers to one key within the longest window of the route's rules, the key gets 403 until

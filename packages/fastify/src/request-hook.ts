@@ -26,6 +26,22 @@ function isBan(d: Decision): boolean {
   return !d.allowed && (d.reason === "redis" || d.reason === "deny-cache");
 }
 
+/**
+ * Calls the route's `onExceeding` / `onExceeded`. A synchronous throw is thrown (the request fails with it); a promise
+ * the callback returns (an async callback) is not waited for, as @fastify/rate-limit does not, and its rejection is
+ * logged: left unhandled, it would end the process.
+ */
+function notify(limit: RouteLimit, which: "onExceeding" | "onExceeded", request: FastifyRequest, key: string): void {
+  const callback = limit[which];
+  if (callback === undefined) return;
+  const result: unknown = callback(request, key);
+  if (isThenable(result)) {
+    (result as PromiseLike<unknown>).then(undefined, (err: unknown) => {
+      request.log.error({ err }, `@coordis/fastify: the ${which} callback of ${limit.id} rejected`);
+    });
+  }
+}
+
 function words(ms: number): string {
   const s = Math.max(1, Math.ceil(ms / 1000));
   return s === 1 ? "1 second" : `${s} seconds`;
@@ -139,7 +155,10 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
         const got: unknown = cost(request);
         if (typeof got !== "number" || !Number.isInteger(got) || got < 1 || got > most) {
           // The function's fault, not the client's: answered like a bad key (never a 429 or a free pass).
-          const what = typeof got === "number" ? String(got) : got === null ? "null" : typeof got;
+          // A promise is no cost; its rejection must not become an unhandled one (which ends the process).
+          if (isThenable(got)) (got as PromiseLike<unknown>).then(undefined, () => undefined);
+          const what =
+            typeof got === "number" ? String(got) : got === null ? "null" : isThenable(got) ? "a promise" : typeof got;
           request.log.error(`@coordis/fastify: the rate-limit cost function of ${limit.id} returned ${what}`);
           problem(
             reply,
@@ -172,7 +191,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
         if (decision.allowed) {
           if (limit.onAllowed) setHeaders(limit, pair, decision, reply);
           try {
-            limit.onExceeding?.(request, raw);
+            notify(limit, "onExceeding", request, raw);
           } catch (err) {
             next(err as Error);
             return;
@@ -222,7 +241,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
       const retry = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
       if (ban === undefined) setHeaders(limit, pair, decision, reply);
       else if (limit.retryAfter) reply.header("Retry-After", retry);
-      limit.onExceeded?.(request, raw);
+      notify(limit, "onExceeded", request, raw);
       const status = ban === undefined ? 429 : 403;
       if (limit.errorResponseBuilder !== undefined) {
         const body = limit.errorResponseBuilder(request, {
