@@ -32,7 +32,10 @@ export interface CoordisDecorator {
    * @throws InvalidArgumentError when `extra` is not an object
    */
   options<const T extends object>(extra?: T): T & { prefix: string; observer: CoordisObserver };
-  /** The (cached) limiter for a set of rules, created with the plugin's prefix, observer and failure policy. */
+  /**
+   * The (cached) limiter for a set of rules, created with the plugin's prefix, observer and failure policy.
+   * @throws InvalidArgumentError for bad rules (named `rules`, `rules[0].limit`...)
+   */
   rateLimiter(rules: Rule[]): RateLimiter;
   /**
    * A rate-limit hook to add yourself, where the plugin adds none: the not-found handler
@@ -75,7 +78,21 @@ export type RateLimitHookHandler = (request: FastifyRequest, reply: FastifyReply
 /** Builds `fastify.coordis`. */
 export function createDecorator(parts: DecoratorParts): CoordisDecorator {
   const { redis, prefix, observer, metrics, defaults, limiters, routes, closers, check } = parts;
-  const rateLimiter = (rules: Rule[]): RateLimiter => limiters.limiterOf(rules).limiter;
+  /** The limiter of the rules given to a method, named `argument` in its errors. @throws InvalidArgumentError */
+  const limiterOf = (argument: string, rules: unknown): RateLimiter => {
+    if (!Array.isArray(rules)) {
+      throw new InvalidArgumentError(argument, `expected an array of rules, got ${validate.describeValue(rules)}`);
+    }
+    try {
+      return limiters.limiterOf(rules).limiter;
+    } catch (err) {
+      // The limiter names its own option, `options.rules[0].limit`: here it is the method's `rules[0].limit`.
+      if (!(err instanceof InvalidArgumentError) || !err.argument.startsWith("options.rules")) throw err;
+      const reason = err.message.replace(/^Invalid argument "[^"]*": /, "");
+      throw new InvalidArgumentError(`${argument}${err.argument.slice("options.rules".length)}`, reason);
+    }
+  };
+  const rateLimiter = (rules: Rule[]): RateLimiter => limiterOf("rules", rules);
   return {
     redis,
     prefix,
@@ -134,7 +151,7 @@ export function createDecorator(parts: DecoratorParts): CoordisDecorator {
       }
       const rules = peekOptions.rules ?? (Array.isArray(defaults.rules) ? defaults.rules : undefined);
       if (rules === undefined) throw new InvalidArgumentError("options.rules", "no rules given and no default rules");
-      return rateLimiter(rules).peek(stateKey);
+      return limiterOf("options.rules", rules).peek(stateKey);
     },
     onClose(fn) {
       validate.func("fn", fn);
