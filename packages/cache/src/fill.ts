@@ -79,7 +79,8 @@ export class Filler {
   readonly #c: FillContext;
   /** The load in progress per key, and when it started (`performance.now()`). */
   readonly #flights = new Map<string, { readonly outcome: Promise<Outcome>; readonly started: number }>();
-  readonly #refreshing = new Set<string>();
+  /** The background refresh in progress per key, and when it started (`performance.now()`). */
+  readonly #refreshing = new Map<string, { readonly started: number }>();
   readonly #waiters = new Map<string, Set<() => void>>();
   #loads = 0;
 
@@ -264,7 +265,13 @@ export class Filler {
       // never outlast Redis', however long the reply takes.
       const sent = performance.now();
       if (await c.l2.write(k, data, entry, pairs, fill)) {
-        c.l1.store(k, data, sent + entry.ttlMs, sent + entry.ttlMs + entry.staleMs, pairs, epoch);
+        // As after a set: reads of this replica that found the value this write replaced may answer after it (their
+        // tags still to read): evicted again, they cannot store it over the new one. An invalidation since the epoch
+        // was taken: the value is stored by nobody.
+        const current = epoch === c.l1.epoch;
+        c.l1.invalidate(k);
+        this.forget(k);
+        if (current) c.l1.store(k, data, sent + entry.ttlMs, sent + entry.ttlMs + entry.staleMs, pairs, c.l1.epoch);
         // Wakes the callers waiting on other replicas (and evicts any older L1 copy there).
         await c.publish(k);
       }
@@ -291,15 +298,23 @@ export class Filler {
     );
   }
 
-  /** Background refresh of a stale entry (this instance holds the fill lock). */
+  /**
+   * Background refresh of a stale entry (this instance holds the fill lock). A refresh of the key already running here
+   * for less than `lock.ttlMs` keeps it (the new lock is given back); one started `lock.ttlMs` ago or more can no
+   * longer write its result (its lock has expired) and may never return (a hung loader): a new one starts, as a call
+   * made that late does not join a load in flight (see {@link get}).
+   */
   #refresh(k: string, loader: Loader<unknown>, entry: EntrySettings, lockToken: string): void {
-    if (this.#refreshing.has(k)) {
-      // Already loading it here (under a lock that ended: a loader slower than lock.ttlMs). No second load; give the
-      // new lock back, or no replica could refresh the key until it expires.
+    const running = this.#refreshing.get(k);
+    const now = performance.now();
+    if (running !== undefined && now - running.started < this.#c.lockTtlMs) {
+      // Already loading it here (under a lock that ended early: deleted, evicted). No second load; give the new lock
+      // back, or no replica could refresh the key until it expires.
       this.#c.l2.unlock(k, lockToken);
       return;
     }
-    this.#refreshing.add(k);
+    const mine = { started: now };
+    this.#refreshing.set(k, mine);
     this.#loadAndStore(k, loader, entry, lockToken)
       .catch((error: unknown) => {
         notifyEvent(this.#c.observer, {
@@ -310,7 +325,9 @@ export class Filler {
           ...(error instanceof Error ? { error } : {}),
         });
       })
-      .finally(() => this.#refreshing.delete(k));
+      .finally(() => {
+        if (this.#refreshing.get(k) === mine) this.#refreshing.delete(k);
+      });
   }
 
   /** Redis is unavailable: serve L1 (what it got within `l1.ttlMs`, up to its stale deadline) or call the loader. */
