@@ -76,8 +76,11 @@ export class InvalidationBus {
     };
     this.#pubsub = new PubSub(redis, { prefix, observer: observer ? combineObservers(watch, observer) : watch });
     this.#publisher = new PubSub(redis, { prefix, ...(observer ? { observer } : {}) });
-    this.#pubsub.on("resubscribed", () => {
+    this.#pubsub.on("resubscribed", (info) => {
       if (this.#closed) return;
+      // Reported also when Redis refused our channel again (an ACL change took it away): still cut off from the
+      // invalidations, so L1 stays unread until a retry that Redis accepts is reported (with our one channel).
+      if (info.channels === 0) return;
       this.#listener.gap("resubscribed", true);
       this.#setHealthy(true);
     });
