@@ -6,6 +6,7 @@ import {
   runScriptDynamic,
   type ScriptDef,
   ScriptError,
+  toCoordisError,
 } from "@coordis/core";
 import { type Board, Boards, pairs, ranges } from "./boards.js";
 import { ClockSkewError, PeriodClosedError, ScoreOverflowError } from "./errors.js";
@@ -178,9 +179,11 @@ export class LeaderboardBackend<M> {
     if (items.length === 1) return [{ ok: true, value: (await this.#submitScript(items))[0] as SubmitResult }];
     const { keys, args, list } = this.#submitCall(items);
     const reply = await runScriptDynamic(this.#redis, leaderboardScripts.submitBatch, keys, args).catch(rethrowMapped);
+    // An item's error reply as an unbatched submit's would be: a refusal that means "not serving writes right now"
+    // (NOREPLICAS, MISCONF, READONLY: the item wrote nothing) is RedisUnavailableError, not a ScriptError.
     const failed = (text: unknown): BatchOutcome<SubmitResult> => ({
       ok: false,
-      error: mapError(new ScriptError(leaderboardScripts.submit.name, String(text))) as Error,
+      error: mapError(toCoordisError(new Error(String(text)), leaderboardScripts.submit.name)) as Error,
     });
     if (list.length === 1) {
       // One board: flat, per item score text, rank, updated (or null, error text, 0).
