@@ -62,9 +62,12 @@ export class PubSub extends EventEmitter<PubSubEvents> {
   readonly #sharded: boolean;
   readonly #subs: Subscriptions;
   readonly #connection: SubscriberConnection;
-  /** Rejects with the ClosedError once closed, so a subscribe waiting for Redis settles at close. */
-  readonly #whenClosed: Promise<never>;
-  #rejectClosed!: (err: ClosedError) => void;
+  /**
+   * The subscribes waiting for Redis, each rejected with the ClosedError at close. One entry per waiting call, removed
+   * when it settles: a race against one promise that only settles at close would keep a reaction per subscribe() ever
+   * made (about 300 bytes each) for the PubSub's whole life.
+   */
+  readonly #waiting = new Set<(err: ClosedError) => void>();
   #closing: Promise<void> | undefined;
   readonly #counters = { dropped: 0, handlerErrors: 0, resubscriptions: 0 };
 
@@ -96,10 +99,6 @@ export class PubSub extends EventEmitter<PubSubEvents> {
     this.#connection = new SubscriberConnection(redis, this.#sharded, this.#subs, this.#observer, (info) =>
       this.#restored(info),
     );
-    this.#whenClosed = new Promise<never>((_, reject) => {
-      this.#rejectClosed = reject;
-    });
-    this.#whenClosed.catch(() => {});
   }
 
   /** True when this instance uses sharded pub/sub (a Cluster client with `sharded` not disabled). */
@@ -196,7 +195,9 @@ export class PubSub extends EventEmitter<PubSubEvents> {
    */
   close(): Promise<void> {
     if (this.#closing !== undefined) return this.#closing;
-    this.#rejectClosed(this.#closedError());
+    const closed = this.#closedError();
+    for (const reject of this.#waiting) reject(closed);
+    this.#waiting.clear();
     this.#subs.clear();
     this.#closing = this.#connection.close();
     return this.#closing;
@@ -208,6 +209,14 @@ export class PubSub extends EventEmitter<PubSubEvents> {
 
   #assertOpen(): void {
     if (this.#closing !== undefined) throw this.#closedError();
+  }
+
+  /** `ready`, or a rejection with the ClosedError when the PubSub closes first. */
+  #untilClosed(ready: Promise<unknown>): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.#waiting.add(reject);
+      ready.then(resolve, reject).finally(() => this.#waiting.delete(reject));
+    });
   }
 
   async #addPattern<T>(pattern: unknown, handler: MessageHandler<T>, argument: string): Promise<Unsubscribe> {
@@ -235,7 +244,7 @@ export class PubSub extends EventEmitter<PubSubEvents> {
     entry.subs.add(sub);
     const owner = entry;
     try {
-      await Promise.race([owner.ready, this.#whenClosed]);
+      await this.#untilClosed(owner.ready);
     } catch (err) {
       sub.active = false;
       owner.subs.delete(sub);
