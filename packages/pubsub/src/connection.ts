@@ -149,11 +149,15 @@ export class SubscriberConnection {
     if (isCluster(this.#redis)) {
       const cluster = duplicateOwn(this.#redis, {}, { shardedSubscribers: this.#sharded });
       if (this.#sharded) {
-        // ioredis restores sharded subscriptions itself; "-subscriber"/"-node" mark a loss, "subscribersReady" the
-        // moment they are back.
+        // ioredis restores sharded subscriptions itself; "-subscriber", and "-node" for the connection of a shard
+        // subscriber, mark a loss, "subscribersReady" the moment they are back.
         const lost = () => this.#markLost();
         cluster.on("-subscriber", lost);
-        cluster.on("-node", lost);
+        // "-node" also comes for every other node that leaves the pool (one holding none of our subscriptions
+        // restarting): no loss then, and no "subscribersReady" would ever follow it.
+        cluster.on("-node", (node: unknown) => {
+          if (shardSubscribers(cluster).some((shard) => shard === node)) lost();
+        });
         cluster.on("close", lost);
         cluster.on("subscribersReady", () => this.#restored());
         cluster.on("ready", () => {
