@@ -8,8 +8,8 @@ import {
   jsonText,
   runScriptDurable,
   runScriptDynamic,
-  ScriptError,
   type TextCodec,
+  toCoordisError,
 } from "@coordis/core";
 import { type ChainMode, entryMac, KEYED_GENESIS_HASH, payloadDigest } from "./chain.js";
 import type { LogContext } from "./context.js";
@@ -264,7 +264,9 @@ export class Appender {
     }
     const reply = await runScriptDynamic(this.#ctx.redis, eventlogScripts.appendBatch, scriptKeys, args);
     return reply.map(([ok, id, duplicate], i): BatchOutcome<AppendResult> => {
-      if (ok !== 1) return { ok: false, error: new ScriptError(eventlogScripts.appendBatch.name, id) };
+      // A call's error reply as an unbatched append's would be: a refusal that means "not serving writes right now"
+      // (NOREPLICAS, MISCONF, READONLY: nothing was appended) is RedisUnavailableError, not a ScriptError.
+      if (ok !== 1) return { ok: false, error: toCoordisError(new Error(id), eventlogScripts.appendBatch.name) };
       try {
         return { ok: true, value: this.#outcome(id, duplicate ?? 0, items[i]?.idem) };
       } catch (err) {
