@@ -59,7 +59,7 @@ export interface SessionStoreOptions {
 
 /** The cookie fields the store reads (from @fastify/session's and express-session's session cookie). */
 export interface SessionCookie {
-  expires?: Date | string | null;
+  expires?: Date | string | null | false;
   maxAge?: number | null;
   originalMaxAge?: number | null;
 }
@@ -156,7 +156,9 @@ export class RedisSessionStore {
       if (text === null) return null;
       const data = this.#decode(text);
       const cookie = data.cookie as { expires?: unknown } | undefined | null;
-      if (cookie !== null && typeof cookie === "object" && cookie.expires != null && pttl > 0) {
+      // A cookie without an expiry date (none, null, or a falsy `expires: false` of older express-session apps: a
+      // browser-session cookie) keeps none.
+      if (cookie !== null && typeof cookie === "object" && cookie.expires && pttl > 0) {
         cookie.expires = new Date(Date.now() + pttl).toISOString();
       }
       // The digest is inherited, not data: it is not stored, not compared by deep equality, and session middlewares
@@ -338,7 +340,10 @@ export class RedisSessionStore {
     return data as SessionData;
   }
 
-  /** Remaining lifetime: the `ttlMs` function, else the cookie's `expires`, else `maxAge`/`originalMaxAge`, else `ttlMs`. */
+  /**
+   * Remaining lifetime: the `ttlMs` function, else the cookie's `expires` (when set: not `false`), else
+   * `maxAge`/`originalMaxAge`, else `ttlMs`.
+   */
   #ttlOf(session: StoredSession): number {
     if (typeof this.#ttlMs === "function") {
       let ttl: unknown;
@@ -356,7 +361,9 @@ export class RedisSessionStore {
       return Math.min(Math.ceil(ttl), validate.MAX_DURATION_MS);
     }
     const cookie = session?.cookie;
-    if (cookie?.expires !== undefined && cookie.expires !== null) {
+    // A falsy `expires` (`false`, which older express-session apps store for a browser-session cookie) gives no date,
+    // as in connect-redis: read as one it would be 1970, and every save would delete the session.
+    if (cookie?.expires) {
       const at = new Date(cookie.expires).getTime();
       if (Number.isFinite(at)) return Math.min(Math.ceil(at - Date.now()), validate.MAX_DURATION_MS);
     }
