@@ -126,6 +126,9 @@ export class LeaseImpl implements Lease {
   #ttl: number;
   #released = false;
   #releaseProgress: ReleaseProgress | undefined;
+  /** Extensions sent so far (each takes the next number), and the highest number among those that have settled. */
+  #extensionsSent = 0;
+  #extensionsSettled = 0;
   /** The release() in flight, if any. */
   #releasing: Promise<boolean> | undefined;
 
@@ -180,26 +183,31 @@ export class LeaseImpl implements Lease {
     }
     if (ttl !== this.#ttl) {
       this.#ttl = ttl;
-      // A new time to live: the next automatic extension comes a third of it from now (and renews to it).
-      if (this.#autoExtending) this.#scheduleAuto(Math.max(1, Math.floor(ttl / 3)));
+      // A new time to live: the next automatic extension comes a third of it from now (and renews to it), or at half
+      // the validity left when sooner: a longer ttlMs whose extension fails leaves the deadline where it was, and a
+      // third of it could fall past that deadline (extend(90_000) in a blip on a 30 s lease: lost, never retried).
+      if (this.#autoExtending) this.#scheduleAuto(this.#nextAuto());
     }
     return this.#extend(ttl);
   }
 
   /** One extension to `ttl`, for extend() and the automatic extensions alike. */
   async #extend(ttl: number): Promise<void> {
-    // A lease past its local deadline (the process paused) is lost, not extended.
+    // A lease past its local deadline (the process paused) is lost, not extended; so is one being released (an
+    // extension sent behind the release would find the token gone and report the released lease lost).
     this.#checkDeadline();
-    if (this.#aborted) {
+    if (this.#aborted || this.#released) {
       throw this.#reason instanceof LeaseLostError
         ? this.#reason
         : new LeaseLostError(this.name, this.fence, "not-held");
     }
     const start = performance.now();
+    const sent = ++this.#extensionsSent;
     let held: boolean;
     try {
       held = await this.#init.backend.extend(this.token, ttl);
     } catch (err) {
+      this.#extensionsSettled = Math.max(this.#extensionsSettled, sent);
       // Unknown outcome: the extension may have run (only its answer lost, or not confirmed by the replicas), and then
       // Redis' TTL is `ttl` from some instant after `start`. A time to live shorter than what the lease had left would
       // then end it sooner: the local deadline keeps the earlier of the two, never the longer validity it had.
@@ -221,6 +229,11 @@ export class LeaseImpl implements Lease {
     }
     // The new deadline counts from before the request was sent (the server's TTL started no earlier than that).
     const deadline = start + ttl - driftMs(ttl, this.#init.driftFactor);
+    // Whether no extension sent after this one has settled yet. One that has settled ran after this one wherever both
+    // ran (a node runs a connection's commands in order), so its time to live, not this one's, is what Redis holds,
+    // though its answer came first (a Redlock round ends once decided, and this one's may wait longer for a master).
+    const latest = sent > this.#extensionsSettled;
+    this.#extensionsSettled = Math.max(this.#extensionsSettled, sent);
     if (this.#released) {
       // Released while the extension was out (e.g. using() finishing during an automatic one): it ran before the
       // release on the same connection, and the release has ended the lease since.
@@ -240,8 +253,10 @@ export class LeaseImpl implements Lease {
       this.lose(lost);
       throw lost;
     }
-    // Redis now holds exactly `ttl` from the reply: the local deadline follows it, even when that is shorter.
-    this.#deadline = deadline;
+    // Redis now holds exactly `ttl` from the reply: the local deadline follows it, even when that is shorter. Behind
+    // a later extension that has settled, it only moves earlier: a longer time to live answered last must not undo
+    // that one's shorter validity (extend() then extend(1000) under one silent Redlock master: 30 s read for 1 s).
+    this.#deadline = latest ? deadline : Math.min(this.#deadline, deadline);
     if (this.#watched) this.#armDeadline();
     this.#report("extend", "ok", start);
   }
@@ -319,7 +334,7 @@ export class LeaseImpl implements Lease {
 
   /**
    * (Re)arms the one automatic-extension timer: after `delay`, extend to the lease's current time to live, then again
-   * after #nextAuto (a twelfth of the time to live after an unanswered attempt).
+   * after #nextAuto (a twelfth of the time to live after an unanswered attempt, or sooner as #nextAuto).
    */
   #scheduleAuto(delay: number): void {
     if (this.#autoTimer !== undefined) clearTimeout(this.#autoTimer);
@@ -331,7 +346,8 @@ export class LeaseImpl implements Lease {
         await this.#extend(this.#ttl);
       } catch (err) {
         if (err instanceof LeaseLostError) return;
-        next = Math.max(1, Math.floor(Math.floor(this.#ttl / 3) / 4));
+        // A twelfth of the time to live, or half the validity left when sooner (a longer ttlMs not applied yet).
+        next = Math.min(Math.max(1, Math.floor(Math.floor(this.#ttl / 3) / 4)), this.#nextAuto());
       }
       // A manual extend() to another time to live while this one was out has armed the timer afresh: keep that one.
       if (this.#autoExtending && this.#autoTimer === timer) this.#scheduleAuto(next ?? this.#nextAuto());

@@ -131,9 +131,8 @@ export class Redlock extends LockBase {
     if (!Array.isArray(nodes) || nodes.length < 1 || nodes.length > MAX_REDLOCK_NODES) {
       throw new InvalidArgumentError("nodes", `expected an array of 1 to ${MAX_REDLOCK_NODES} Redis clients`);
     }
-    nodes.forEach((node, i) => {
-      validate.redisClient(`nodes[${i}]`, node);
-    });
+    // Every index, holes of a sparse array included (forEach skips them: [a, , c] passed as three masters).
+    for (let i = 0; i < nodes.length; i++) validate.redisClient(`nodes[${i}]`, nodes[i]);
     if (new Set(nodes).size !== nodes.length) {
       throw new InvalidArgumentError("nodes", "the same client appears twice; each must reach a different master");
     }
@@ -314,7 +313,7 @@ export class Redlock extends LockBase {
 
   /**
    * One script on one master; with durability, a write the master's replicas did not confirm fails that master's
-   * reply with the DurabilityError (its grant, extension or raise does not count).
+   * reply with the DurabilityError (its grant, extension or raise does not count). A reply that wrote nothing stands.
    */
   #run<K extends readonly string[], A extends readonly string[], R>(
     node: RedisClient,
@@ -325,7 +324,10 @@ export class Redlock extends LockBase {
     // Without durability the script's own promise, not an async wrapper's (one promise and tick fewer per master).
     if (this.#durability === undefined) return runScript(node, script, keys, args);
     return runScriptDurable(node, script, keys, args, this.#durability).then(({ reply, error }) => {
-      if (error !== undefined) throw error;
+      // A script that wrote nothing (acquire: busy; extend, fence raise: not held) has nothing to confirm: its answer
+      // stands, as a Mutex's does (a lock held elsewhere is busy, not a DurabilityError).
+      const wroteNothing = reply === 0 || (Array.isArray(reply) && reply[0] === 0);
+      if (error !== undefined && !wroteNothing) throw error;
       return reply;
     });
   }
