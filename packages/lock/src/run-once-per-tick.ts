@@ -202,6 +202,16 @@ export async function runOncePerTick<T>(
   const started = performance.now();
   const site: OperationSite = { primitive: "lock", op: "tick", name: job, attributes: { kind: "tick" } };
   const report = (outcome: string, error?: Error) => reportOperation(observer, site, started, outcome, error);
+  const undo = () => runScriptSource(redis, lockScripts.tickUnclaim, [recordKey], [token]);
+  /**
+   * Undoes this call's claim (fn not called), sent again while Redis does not answer it, for as long as the record may
+   * live (undoUntilAnswered): an undo lost in an outage left the claim "running", then "abandoned", run by nobody.
+   */
+  const unclaim = (): Promise<unknown> => {
+    const first = runScript(redis, lockScripts.tickUnclaim, [recordKey], [token]);
+    undoUntilAnswered(redis, undo, recordTtlMs, first);
+    return first.catch(() => 0);
+  };
 
   let claim: [claimed: number, state: string, fence: number, owner: string];
   try {
@@ -212,11 +222,11 @@ export async function runOncePerTick<T>(
       [owner, token, ttlMs, recordTtlMs, retryOnError ? 1 : 0],
       durability,
     );
-    // A claim the replicas did not confirm could vanish in a failover and the tick run elsewhere too: undo it (if
-    // the undo fails, the claim reads as abandoned once its lease ends) and never run fn. A skipped call wrote
-    // nothing, so it has nothing to confirm.
+    // A claim the replicas did not confirm could vanish in a failover and the tick run elsewhere too: undo it (sent
+    // again until Redis answers; until then the claim reads as running, then abandoned) and never run fn. A skipped
+    // call wrote nothing, so it has nothing to confirm.
     if (reply[0] === 1 && error !== undefined) {
-      await runScript(redis, lockScripts.tickUnclaim, [recordKey], [token]).catch(() => 0);
+      await unclaim();
       throw error;
     }
     claim = reply;
@@ -227,13 +237,7 @@ export async function runOncePerTick<T>(
     // connection, and sent again until Redis answers it (an outage longer than the command timeout makes one attempt
     // fail too), for as long as the claim's record may live: fn was not called, so undoing the claim keeps at most once.
     // It goes as EVAL with the source: the undo is rarely run, so the server seldom has it cached (see runScriptSource).
-    if (!(err instanceof DurabilityError)) {
-      undoUntilAnswered(
-        redis,
-        () => runScriptSource(redis, lockScripts.tickUnclaim, [recordKey], [token]),
-        recordTtlMs,
-      );
-    }
+    if (!(err instanceof DurabilityError)) undoUntilAnswered(redis, undo, recordTtlMs);
     report("error", err as Error);
     throw err;
   }
@@ -248,7 +252,7 @@ export async function runOncePerTick<T>(
     // The claim was answered after its lease's validity (a stalled server, a paused process), as an acquire can be:
     // fn would start with its signal aborted and its lease beyond extending, and another replica may claim the tick
     // (retryOnError). Like an acquire's late grant it is given back (undone as an unconfirmed claim is), fn not called.
-    await runScript(redis, lockScripts.tickUnclaim, [recordKey], [token]).catch(() => 0);
+    await unclaim();
     const late = new LeaseLostError(job, fence, "expired");
     report("error", late);
     throw late;
