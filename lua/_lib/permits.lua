@@ -30,6 +30,8 @@ local function pm_take(key, token, limit, ttl, ttlArg, now)
 end
 
 -- Resets the expiry of `token`'s permit to now + ttl; false when it had expired (it is removed) or was released.
+-- PEXPIRE comes before ZADD (as in lua/lock/sem-extend.lua): on a full noeviction Redis a script's first write may not
+-- be one that adds data (ZADD is refused with OOM), while a held permit must still be renewed.
 local function pm_extend(key, token, ttl, ttlArg, now)
   local expiry = redis.call('ZSCORE', key, token)
   if not expiry then return false end
@@ -37,8 +39,8 @@ local function pm_extend(key, token, ttl, ttlArg, now)
     redis.call('ZREM', key, token)
     return false
   end
-  redis.call('ZADD', key, now + ttl, token)
   pm_expire_gt(key, ttlArg)
+  redis.call('ZADD', key, now + ttl, token)
   return true
 end
 
