@@ -46,7 +46,10 @@ export function thrownText(err: unknown, maxChars: number): string {
   } catch {
     text = `${describeValue(err)} without a string form`;
   }
-  return text.length > maxChars ? text.slice(0, maxChars) : text;
+  if (text.length <= maxChars) return text;
+  // Never inside a surrogate pair: half a character is invalid UTF-16, stored by Redis as U+FFFD.
+  const code = text.charCodeAt(maxChars - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? maxChars - 1 : maxChars);
 }
 
 /** A finite number (not NaN, not ±Infinity), optionally within `[min, max]`. */

@@ -153,5 +153,9 @@ describe("validate.redisClient", () => {
     expect(validate.thrownText(getterThrows, 100)).toBe("an object without a string form");
     expect(validate.thrownText(new Error("y".repeat(50)), 10)).toBe("Error: yyy");
     expect(validate.thrownText(Symbol("s"), 100)).toBe("Symbol(s)");
+    // Never cut inside a surrogate pair ("😀" is two UTF-16 code units): the whole character goes.
+    expect(validate.thrownText("abc😀", 4)).toBe("abc");
+    expect(validate.thrownText("abc😀", 5)).toBe("abc😀");
+    expect(validate.thrownText("ab😀c", 4)).toBe("ab😀");
   });
 });
