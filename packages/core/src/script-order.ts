@@ -129,7 +129,7 @@ export function waitTurn(client: ClientState, deadlineAt: number): Promise<boole
         client.waiting.splice(at, 1);
         resolve(false);
       },
-      Math.max(1, deadlineAt - Date.now()),
+      Math.max(1, deadlineAt - performance.now()),
     );
     // A bound on a call, not work: it never keeps the process alive by itself (see withDeadline).
     timer.unref();

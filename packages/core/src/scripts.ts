@@ -88,7 +88,7 @@ function scriptDeadline<T>(
   client: ClientState,
   script: ScriptDef<never, never, unknown>,
 ): Promise<T> {
-  return withDeadline(pending, deadlineAt - Date.now(), `script "${script.name}"`, client.waitDeadlineMs);
+  return withDeadline(pending, deadlineAt - performance.now(), `script "${script.name}"`, client.waitDeadlineMs);
 }
 
 /**
@@ -115,14 +115,14 @@ async function evalInOrder(
   const raw = redis as unknown as EvalClient;
   // Our own deadline (a Cluster, or a client without commandTimeout) counts from the call, waiting included. A call
   // that has to wait gets one on every client (ioredis' commandTimeout would only count from when it is sent).
-  let deadlineAt = client.deadlineMs === 0 ? 0 : Date.now() + client.deadlineMs + extraMs;
+  let deadlineAt = client.deadlineMs === 0 ? 0 : performance.now() + client.deadlineMs + extraMs;
   try {
     if (client.handoff || client.recovering || client.probing > 0 || client.waiting.length > 0) {
-      if (deadlineAt === 0) deadlineAt = Date.now() + client.waitDeadlineMs + extraMs;
+      if (deadlineAt === 0) deadlineAt = performance.now() + client.waitDeadlineMs + extraMs;
       const turn = await waitTurn(client, deadlineAt);
       if (!turn) throw deadlineError(`script "${script.name}"`, client.waitDeadlineMs);
       client.handoff = false;
-      if (Date.now() >= deadlineAt) {
+      if (performance.now() >= deadlineAt) {
         release(client);
         throw deadlineError(`script "${script.name}"`, client.waitDeadlineMs);
       }
