@@ -77,5 +77,8 @@ if window ~= '0' then
   redis.call('SET', dedupe, digest == '' and id or id .. ' ' .. digest, 'PX', window)
 end
 local maxLen, maxAge = ARGV[3] + 0, ARGV[4] + 0
+-- The client chose the id, up to 10 s before server time: retention by age must not trim the entry just appended (and
+-- with it the whole log: approximate trimming removes whole nodes), so the threshold is never after it.
+if maxAge > 0 and idMs < now - maxAge then maxAge = now - idMs end
 if maxLen > 0 or maxAge > 0 then el_retain(stream, meta, maxLen, maxAge, true, now) end
 return { id, 0, now }
