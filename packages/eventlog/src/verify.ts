@@ -14,6 +14,8 @@ interface Walk {
   prev: Link | undefined;
   /** The claimed hash and seq of the last entry that failed its own check (an edit): the next may link to it. */
   alt: { hash: string; seq: number } | undefined;
+  /** The id of the newest entry that failed its own check (listed in `unchained`). */
+  failedId: string | undefined;
   checked: number;
   broken: { id: string; reason: string } | undefined;
   unchained: Array<{ id: string; reason: string }>;
@@ -43,6 +45,7 @@ function walkPage(mode: ChainMode, walk: Walk, page: readonly RawEntry[], last: 
     if (!own.ok) {
       unchained(id, own.reason);
       if (own.claimed !== undefined) walk.alt = own.claimed;
+      walk.failedId = id;
       continue;
     }
     const { link } = own;
@@ -90,6 +93,7 @@ export async function verifyChain(ctx: LogContext): Promise<VerifyResult> {
   const walk: Walk = {
     prev: undefined,
     alt: undefined,
+    failedId: undefined,
     checked: 0,
     broken: undefined,
     unchained: [],
@@ -107,9 +111,11 @@ export async function verifyChain(ctx: LogContext): Promise<VerifyResult> {
     if (page.length < PAGE || final === undefined) break;
     start = `(${final[0]}`;
   }
-  // The last page was read with the meta hash: the newest chained entry must be the recorded head.
+  // The last page was read with the meta hash: the newest chained entry must be the recorded head. When the recorded
+  // head's own entry is there but fails its own check (changed, or rewritten without chain fields: listed as
+  // unchained), that entry is the problem reported: the valid entry before it was not deleted or replaced.
   const prev = walk.prev;
-  if (last !== null && (prev === undefined || prev.id !== last || prev.hash !== head)) {
+  if (last !== null && walk.failedId !== last && (prev === undefined || prev.id !== last || prev.hash !== head)) {
     walk.broken ??= {
       id: prev?.id ?? last,
       reason: "the newest entry is not the recorded head (deleted or replaced)",
