@@ -28,6 +28,8 @@ export class ConsumerGroup<T = unknown> {
   #created: Promise<void> | undefined;
   /** The group vanished while a consumer ran (see {@link ConsumerGroup.#recreate}) and is not created again yet. */
   #lost = false;
+  /** This instance has seen the group exist: it created it, or found it created (BUSYGROUP). */
+  #existed = false;
 
   /** @internal use {@link EventLog.group} (it validates the name and options) */
   constructor(log: LogContext, settings: GroupSettings) {
@@ -56,9 +58,12 @@ export class ConsumerGroup<T = unknown> {
    * created again from the start of the stream, whatever `startAt` says: a stream recreated after the loss holds only
    * entries appended after the consumer started, and entries appended before the group is back must not be skipped
    * (a destroyed group's kept entries are delivered again: at least once). The call that creates it reports the event
-   * `group-recreated`.
+   * `group-recreated`. A group this instance never saw exist was not lost: a claim can get NOGROUP before the first
+   * XGROUP CREATE succeeded (it failed while Redis was unreachable), and the group is then created as a new one,
+   * where `startAt` says.
    */
   #recreate(): Promise<void> {
+    if (!this.#existed) return this.create();
     this.#lost = true;
     this.#created = undefined;
     return this.create();
@@ -82,12 +87,14 @@ export class ConsumerGroup<T = unknown> {
       if (err instanceof Error && err.message.startsWith("BUSYGROUP")) {
         // Created meanwhile (by another consumer of the group, which reported it when it was lost).
         this.#lost = false;
+        this.#existed = true;
         return;
       }
       this.#created = undefined;
       throw toCoordisError(err);
     }
     this.#lost = false;
+    this.#existed = true;
     if (lost) {
       notifyEvent(this.#log.observer, {
         primitive: "eventlog",
