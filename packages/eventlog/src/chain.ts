@@ -174,6 +174,11 @@ export class LinkChecker {
 
   /**
    * @param anchor the trim anchor (the first entry kept by retention), for an entry with no known predecessor
+   * @param trimmedSince for a tail, which reads the anchor after its entries: whether an entry older than the anchor
+   *   was trimmed since it was read (it was then checked as usual: the oldest entry, or its predecessor was trimmed
+   *   first, is taken as the start of the chain). Otherwise (always for a read(), which sees entries and anchor at one
+   *   moment) an entry older than the anchor is no entry of the log: retention removed every one of those, and no id
+   *   can be added before the last one (it was put back by rewriting the stream), as verify() reports it.
    * @returns undefined for a valid link, or why the entry is not one; `own` is true when the entry itself is genuine
    *   (its hash or MAC matches) and only its link to the one before is broken
    */
@@ -182,6 +187,7 @@ export class LinkChecker {
     fields: readonly string[],
     last: string | null,
     anchor: string | null,
+    trimmedSince?: (id: string) => boolean,
   ): { readonly reason: string; readonly own: boolean } | undefined {
     if (afterHead(id, last)) {
       return { reason: "entry after the recorded head (not appended by EventLog.append)", own: false };
@@ -191,18 +197,24 @@ export class LinkChecker {
       if (own.claimed !== undefined) this.#alt = own.claimed;
       return { reason: own.reason, own: false };
     }
+    if (anchor !== null && compareIds(anchor, id) > 0 && trimmedSince?.(id) !== true) {
+      return { reason: "entry before the first entry kept by retention (not appended by EventLog.append)", own: false };
+    }
     const { link } = own;
     const prev = this.prev;
     const alt = this.#alt;
     this.prev = { hash: link.hash, seq: link.seq };
     this.#alt = undefined;
     let reason: string | undefined;
-    if (prev !== undefined) reason = linkBreak(link, prev);
-    else if (
+    // The anchor starts the kept chain (retention trimmed every entry before it), as verify() takes it, also after an
+    // entry before it that is no entry of the log (reported itself).
+    if (prev !== undefined) {
+      if (id !== anchor) reason = linkBreak(link, prev);
+    } else if (
       !(link.prevHash === genesisOf(this.mode) && link.seq === 1) &&
       anchor !== id &&
       // A tail reads the anchor after its entries: retention may have trimmed past this one meanwhile (it was then the
-      // oldest entry, or its predecessor was trimmed first). A read() sees entries and anchor at one moment.
+      // oldest entry, or its predecessor was trimmed first).
       !(anchor !== null && compareIds(anchor, id) > 0)
     ) {
       reason = "its predecessor in the chain is missing (deleted)";

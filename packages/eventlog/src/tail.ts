@@ -282,6 +282,8 @@ async function* run<T>(
       let raws: RawEntry[];
       let recorded: string | null = null;
       let anchor: string | null = null;
+      // Entries of the batch older than the anchor that are still in the stream: not trimmed since they were read.
+      let notTrimmed: ReadonlySet<string> | undefined;
       try {
         await whenReady(conn, signal);
         if (signal.aborted) return;
@@ -296,6 +298,15 @@ async function* run<T>(
           const m = await abortable(bounded(log, log.redis.hmget(meta, "last", "anchor"), "HMGET"), signal);
           recorded = m[0] ?? null;
           anchor = m[1] ?? null;
+          if (anchor !== null && compareIds(first[0], anchor) < 0) {
+            // Retention trimmed past them after the read, unless they are still there: then they are no entries of
+            // the log (put back before the anchor, where no id can be added), as a read() would see them.
+            const older = (await abortable(
+              bounded(log, log.redis.xrange(stream, first[0], idBefore(anchor), "COUNT", batch), "XRANGE"),
+              signal,
+            )) as RawEntry[];
+            notTrimmed = new Set(older.map(([id]) => id));
+          }
           if (!seeded) {
             // What precedes the first entry, as a read() of a page starting there sees it: the entries before it.
             const before = (await abortable(
@@ -322,7 +333,7 @@ async function* run<T>(
       }
       for (const raw of raws) {
         const entry = parseEntry<T>(raw);
-        const verdict = checker?.check(raw[0], raw[1], recorded, anchor);
+        const verdict = checker?.check(raw[0], raw[1], recorded, anchor, (id) => notTrimmed?.has(id) !== true);
         if (verdict !== undefined && !verdict.own) {
           // Not an entry of the chain: its sequence number proves nothing. A changed one (not after the recorded
           // head) that claims the next sequence number may be a genuine entry whose content was edited: the entry
