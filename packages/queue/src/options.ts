@@ -47,7 +47,7 @@ export interface Backoff {
   type: "fixed" | "exponential";
   /** Base delay, ms (0 = retry at once). */
   delayMs: number;
-  /** Cap of the delay, ms; default 1 h. */
+  /** Cap of the delay, ms; default 1 h, or `delayMs` when that is longer (the cap never shortens `delayMs`). */
   maxDelayMs?: number;
   /** Up to this fraction (0–1) of each delay is taken off at random, spreading retries; default 0. */
   jitter?: number;
@@ -286,7 +286,9 @@ export function parseJob(argument: string, raw: unknown, base: ParsedJob, allowI
     const type = validate.oneOf(`${argument}.backoff.type`, b.type, ["fixed", "exponential"] as const);
     backoffType = type === "fixed" ? 1 : 2;
     backoffDelayMs = validate.durationMs(`${argument}.backoff.delayMs`, b.delayMs, { min: 0 });
-    backoffMaxMs = validate.optional(b.maxDelayMs, DEFAULT_BACKOFF.maxDelayMs, (v) =>
+    // The default cap bounds the growth of exponential delays; it never shortens `delayMs` itself (a fixed backoff
+    // of 2 h waits 2 h every time, as its documentation promises).
+    backoffMaxMs = validate.optional(b.maxDelayMs, Math.max(DEFAULT_BACKOFF.maxDelayMs, backoffDelayMs), (v) =>
       validate.durationMs(`${argument}.backoff.maxDelayMs`, v),
     );
     jitter = Math.round(
