@@ -28,9 +28,13 @@
 -- ARGV[4] groupRules (string): rate-limit rules per group, "<name> <alg> <limit> <windowMs> <burst>;...", '' = none
 -- ARGV[5] maxDead (integer): most dead jobs kept
 -- ARGV[6] deadAgeMs (ms): how long dead jobs are kept
--- ARGV[7] u (number): a random number in [0, 1) for the backoff jitter of jobs whose lease expired
+-- ARGV[7] u (number): a random number in [0, 1) for the backoff jitter of jobs whose lease expired (the i-th one of the
+-- call draws the fractional part of u + i times the golden ratio, as in lua/queue/finish.lua: the jobs of a crashed
+-- worker, whose leases expire together, get retries spread over the jitter, not due in one instant)
 -- ARGV[8] pub (string): 'SPUBLISH' to announce jobs that died here, '' not to
 -- ARGV[9] channel (string): the partition's channel
+-- ARGV[10] maxBytes (integer, optional): most bytes of job records one call hands out (always at least one job): the
+-- jobs read beyond it are put back where they were, ahead of the jobs behind them, for the next fetch
 -- Reply: [nowMs: number, paused: number, nextDueMs: number, lastReady: string, lastWake: string, died: string, ...job: (string | number)[]]
 -- (died: "<attempts> <id>" per job buried here, one per line; '' for none)
 --@include now-ms
@@ -50,14 +54,16 @@ local wake = false
 
 -- Expired leases.
 local expired = redis.call('ZRANGE', K.leases, '-inf', nowText, 'BYSCORE', 'LIMIT', '0', '100')
-for _, id in ipairs(expired) do
+local u = tonumber(ARGV[7])
+for i, id in ipairs(expired) do
   local raw = redis.call('HGET', K.jobs, 'j:' .. id)
   if raw then
     local rec = cmsgpack.unpack(raw)
     q_deactivate(K, id, rec)
     rec[Q_ATTEMPTS] = rec[Q_ATTEMPTS] + 1
     local err = 'LeaseExpired: the lease of attempt ' .. rec[Q_ATTEMPTS] .. ' expired (its worker stopped, crashed or stalled)'
-    local fate = q_retry_or_bury(K, id, rec, err, now, tonumber(ARGV[7]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+    local ui = (u + (i - 1) * 0.6180339887498949) % 1
+    local fate = q_retry_or_bury(K, id, rec, err, now, ui, tonumber(ARGV[5]), tonumber(ARGV[6]))
     if fate == 'dead' then
       lines[#lines + 1] = 'D ' .. id
       died[#died + 1] = rec[Q_ATTEMPTS] .. ' ' .. id
@@ -79,17 +85,24 @@ end
 q_publish(ARGV[8], ARGV[9], lines)
 
 local paused = redis.call('HGET', K.meta, 'paused') == '1'
-local cands, cids = {}, {} -- candidate jobs; the ready-stream entry each came from (none for the prio zset)
+-- Candidate jobs; the ready-stream entry each came from (none for the prio zset), or its prio zset score, and for one
+-- of band 0 the time of its place there (its wait for its group's slot, or its ready-stream entry: see maxBytes).
+local cands, cids, cscores, bands = {}, {}, {}, {}
 local room, streamed = want, false -- streamed: candidates came from the ready stream (their entry ids in cids)
-if not paused and glimit > 0 then
+if not paused then
   -- Jobs of priority 0 that waited for their group's slot and were put back when it freed (band 0 of the prio zset,
-  -- lua/_lib/queue.lua q_group_wake) come first: they were read before anything now in the ready stream, and the
-  -- jobs of their group read since must not take the slot ahead of them.
-  local back = redis.call('ZRANGE', K.prio, '-inf', string.format('(%d', Q_PRIO_SHIFT), 'BYSCORE', 'LIMIT', '0', want)
+  -- lua/_lib/queue.lua q_group_wake), and jobs of the ready stream an earlier fetch read beyond its maxBytes, come
+  -- first: they were read before anything now in the ready stream, and the jobs of their group read since must not
+  -- take the slot ahead of them.
+  local back = redis.call('ZRANGE', K.prio, '-inf', string.format('(%d', Q_PRIO_SHIFT), 'BYSCORE', 'LIMIT', '0', want,
+    'WITHSCORES')
   if #back > 0 then
-    redis.call('ZREM', K.prio, unpack(back))
-    for i, id in ipairs(back) do cands[i] = id end
-    room = want - #back
+    for i = 1, #back, 2 do
+      local n = #cands + 1
+      cands[n], cscores[n], bands[n] = back[i], back[i + 1], math.floor(tonumber(back[i + 1]))
+    end
+    redis.call('ZREM', K.prio, unpack(cands))
+    room = want - #cands
   end
 end
 if not paused and room > 0 then
@@ -115,7 +128,10 @@ if not paused and room > 0 then
   end
   if #cands < want then
     local popped = redis.call('ZPOPMIN', K.prio, want - #cands)
-    for i = 1, #popped, 2 do cands[#cands + 1] = popped[i] end
+    for i = 1, #popped, 2 do
+      local n = #cands + 1
+      cands[n], cscores[n] = popped[i], popped[i + 1]
+    end
   end
 end
 
@@ -147,10 +163,32 @@ local function q_park_at(g, freed)
   return string.format('%015d%06d', t, r)
 end
 local woken = false -- a group's waiter put back by this call: the worker looks again at once
+-- maxBytes: once the jobs picked reach it, the candidates still to look at are put back where they were (cut); a ready
+-- stream entry goes to band 0 of the prio zset, which every fetch reads before the ready stream, by its entry's time.
+local maxBytes, bytes, cut, cutRank = tonumber(ARGV[10]), 0, false, 0
+local function q_put_back(i, id)
+  if cscores[i] then
+    redis.call('ZADD', K.prio, cscores[i], id)
+  else
+    cutRank = cutRank + 1
+    redis.call('ZADD', K.prio, tonumber(string.match(cids[i], '^%d+')) + math.min(cutRank, 2047) / 2048, id)
+  end
+end
 if #cands > 0 then
+  -- The result and freed-marker fields of every candidate at once; the records too, or, with maxBytes, in chunks of
+  -- 32 up to the cut (the candidates past it are put back unread: a backlog of large jobs is not copied on every fetch).
   local fields = {}
-  for i, id in ipairs(cands) do fields[3 * i - 2], fields[3 * i - 1], fields[3 * i] = 'j:' .. id, 'r:' .. id, 's:' .. id end
-  local raws = redis.call('HMGET', K.jobs, unpack(fields))
+  for i, id in ipairs(cands) do fields[2 * i - 1], fields[2 * i] = 'r:' .. id, 's:' .. id end
+  local small = redis.call('HMGET', K.jobs, unpack(fields))
+  local raws, readTo = {}, 0
+  local function q_read(from)
+    local to = maxBytes and math.min(from + 31, #cands) or #cands
+    local names = {}
+    for j = from, to do names[j - from + 1] = 'j:' .. cands[j] end
+    local got = redis.call('HMGET', K.jobs, unpack(names))
+    for j = from, to do raws[j] = got[j - from + 1] end
+    return to
+  end
   -- A job cancelled while it waited leaves its ready entry behind; once retention dropped it, the same id added again
   -- has a second entry. Each id is taken once per fetch and never while it runs (a second delivery would take a
   -- second group slot that only one outcome gives back).
@@ -158,21 +196,35 @@ if #cands > 0 then
   -- A ready entry can also outlive its job when retention dropped the job (cancelled while it waited) with its freed
   -- marker, and the same id was added again: the new job, if of priority 1-9 or delayed now, waits elsewhere (the prio
   -- or delayed zset), and that entry must not start it ahead of its priority or before its delay. (The delayed zset is
-  -- looked at only while it holds anything.)
-  local anyDelayed = streamed and redis.call('ZCARD', K.delayed) > 0
+  -- looked at only while it holds anything.) The same holds for an entry a fetch put back in band 0 past its maxBytes.
+  local anyDelayed = (streamed or next(bands) ~= nil) and redis.call('ZCARD', K.delayed) > 0
   local seen = {}
   for i, id in ipairs(cands) do
-    local raw, freed = raws[3 * i - 2], raws[3 * i]
+    if i > readTo and not cut then readTo = q_read(i) end
+    local raw, freed = raws[i], small[2 * i]
+    -- The time of the candidate's ready-stream entry or place in band 0 (nil for a job of priority 1-9).
+    local at = bands[i] or (cids[i] and tonumber(string.match(cids[i], '^%d+')))
     -- An entry from before the id was freed and created again is the earlier job's (queue-add.lua): skipped.
-    if freed and cids[i] and tonumber(string.match(cids[i], '^%d+')) < tonumber(freed) then raw = nil end
+    local stale = freed and at and at < tonumber(freed)
+    if stale then raw = nil end
+    if i > readTo then
+      -- Past the cut, unread: put back unless plainly not a job to run (the fetch that reads it checks the rest).
+      if not stale and not running[i] and not seen[id] and not small[2 * i - 1] then
+        seen[id] = true
+        q_put_back(i, id)
+      end
+    end
     local rec = raw and not running[i] and not seen[id] and cmsgpack.unpack(raw)
-    if rec and cids[i] and (rec[Q_PRIO] ~= 0 or (anyDelayed and redis.call('ZSCORE', K.delayed, '0' .. id))) then
+    if rec and at and (rec[Q_PRIO] ~= 0 or (anyDelayed and redis.call('ZSCORE', K.delayed, '0' .. id))) then
       rec = nil -- an earlier job's ready entry
     end
     if rec then
       seen[id] = true
       -- Anything but 'w' was cancelled while it waited, and a result field means completed: dropped here.
-      if rec[Q_STATE] == 'w' and not raws[3 * i - 1] then
+      if rec[Q_STATE] == 'w' and not small[2 * i - 1] and (cut or (maxBytes and #picked > 0 and bytes + #raw > maxBytes)) then
+        cut = true
+        q_put_back(i, id)
+      elseif rec[Q_STATE] == 'w' and not small[2 * i - 1] then
         local g = rec[Q_GROUP]
         local go = true
         if g ~= '' then
@@ -195,6 +247,7 @@ if #cands > 0 then
         if go then
           picked[#picked + 1] = id
           recs[#picked] = rec
+          bytes = bytes + #raw
         end
       elseif glimit > 0 and rec[Q_GROUP] ~= '' then
         -- The dropped entry of a grouped job (cancelled after a release had handed it the group's free slot): while
@@ -259,8 +312,9 @@ if n < want then
   -- back by a rate limit do not count: they come back when the limit admits them, and reading a backlog of them again
   -- at once would cycle it through the delayed set on every window.
   if #cands >= want and #cands - n - rated > 0 then next = 0 end
-  -- A waiter woken here is in the ready stream before its last id, which a blocking read would wait past.
-  if woken then next = 0 end
+  -- A waiter woken here is in the ready stream before its last id, which a blocking read would wait past; jobs put back
+  -- past maxBytes wait for the next fetch.
+  if woken or cut then next = 0 end
   out[3] = next
   for i, key in ipairs({ K.ready, K.wake }) do
     local ok, info = pcall(redis.call, 'XINFO', 'STREAM', key)

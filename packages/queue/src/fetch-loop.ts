@@ -28,6 +28,12 @@ type FetchReply = [
 export const FETCH_RETRY_MS = 250;
 /** Most jobs one fetch asks for. */
 const MAX_FETCH = 200;
+/**
+ * Most bytes of job records one fetch hands out (always at least one job): a reply of 200 jobs of 512 KiB (100 MB)
+ * can outlast the client's command timeout, and the jobs of a fetch whose reply is lost wait out their lease with
+ * that attempt counted. The jobs read beyond it keep their place for the next fetch, made at once.
+ */
+export const FETCH_MAX_BYTES = 4 * 1024 * 1024;
 
 /**
  * A worker's fetch loops, one per partition: each fetch script call brings up to the free handler slots (each job with
@@ -134,6 +140,7 @@ export class FetchLoops<T, R> {
       Math.random(),
       "SPUBLISH",
       k.channel,
+      FETCH_MAX_BYTES,
     ]);
   }
 
