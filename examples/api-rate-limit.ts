@@ -2,7 +2,7 @@
  * API rate limiting: a Fastify service whose routes share limits across every replica, answered with the IETF
  * RateLimit headers and problem+json 429s, and Prometheus metrics on the app's own registry.
  *
- *   REDIS_URL=redis://127.0.0.1:6379 npx tsx examples/api-rate-limit.ts
+ *   REDIS_URL=redis://127.0.0.1:6379 npx tsx --conditions=@coordis/source examples/api-rate-limit.ts
  */
 import { coordis } from "@coordis/fastify";
 import Fastify from "fastify";

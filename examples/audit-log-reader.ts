@@ -2,7 +2,7 @@
  * Audit log reader: append events with idempotency keys to a tamper-evident log, page through it newest first with
  * a cursor (as an API endpoint would), and verify the hash chain.
  *
- *   REDIS_URL=redis://127.0.0.1:6379 npx tsx examples/audit-log-reader.ts
+ *   REDIS_URL=redis://127.0.0.1:6379 npx tsx --conditions=@coordis/source examples/audit-log-reader.ts
  */
 import { connect } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";

@@ -2,7 +2,7 @@
  * Cache + sessions: two replicas share a two-tier cache (one loader call for the whole fleet, invalidation reaching
  * every replica's in-process copy), and a Fastify app keeps its @fastify/session sessions in Redis.
  *
- *   REDIS_URL=redis://127.0.0.1:6379 npx tsx examples/cache-sessions.ts
+ *   REDIS_URL=redis://127.0.0.1:6379 npx tsx --conditions=@coordis/source examples/cache-sessions.ts
  */
 import { Cache, RedisSessionStore } from "@coordis/cache";
 import { connect } from "@coordis/core";

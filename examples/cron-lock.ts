@@ -2,7 +2,7 @@
  * Cron lock: three replicas run the same schedule; each tick's job runs on exactly one of them, and the run
  * history says which one.
  *
- *   REDIS_URL=redis://127.0.0.1:6379 npx tsx examples/cron-lock.ts
+ *   REDIS_URL=redis://127.0.0.1:6379 npx tsx --conditions=@coordis/source examples/cron-lock.ts
  */
 import { connect } from "@coordis/core";
 import { runOncePerTick, tickHistory } from "@coordis/lock";

@@ -4,7 +4,7 @@
  * stopped mid-job (as in a deploy): the job is handed to another worker with a higher fence, and the first worker's
  * late write is refused, so each invoice's total is written by exactly one delivery.
  *
- *   REDIS_URL=redis://127.0.0.1:6379 npx tsx examples/job-queue.ts
+ *   REDIS_URL=redis://127.0.0.1:6379 npx tsx --conditions=@coordis/source examples/job-queue.ts
  */
 import { performance } from "node:perf_hooks";
 import { connect } from "@coordis/core";

@@ -2,7 +2,7 @@
  * Leaderboard endpoint: a game API where any replica accepts scores and serves today's and all-time boards, with
  * exact ties (earliest first) and player metadata.
  *
- *   REDIS_URL=redis://127.0.0.1:6379 npx tsx examples/leaderboard-endpoint.ts
+ *   REDIS_URL=redis://127.0.0.1:6379 npx tsx --conditions=@coordis/source examples/leaderboard-endpoint.ts
  */
 import { connect } from "@coordis/core";
 import { Leaderboard } from "@coordis/leaderboard";
@@ -35,17 +35,22 @@ const runs = [
   { player: "p2", name: "Bo", score: 1500 },
   { player: "p1", name: "Ada", score: 800 }, // below Ada's best: ignored
 ];
-for (const run of runs) {
-  const res = await app.inject({ method: "POST", url: "/runs", payload: run });
-  console.log(`${run.name} scores ${run.score}:`, res.json());
+
+/** A request to the app; an error answer (Redis unavailable: a 500 naming it) ends the example with its message. */
+async function call(method: "GET" | "POST", url: string, payload?: object): Promise<unknown> {
+  const res = await app.inject({ method, url, ...(payload === undefined ? {} : { payload }) });
+  if (res.statusCode >= 400) throw new Error(`${method} ${url}: HTTP ${res.statusCode} ${res.body}`);
+  return res.json();
 }
-const top = (await app.inject({ method: "GET", url: "/top?period=all" })).json() as {
+
+for (const run of runs) console.log(`${run.name} scores ${run.score}:`, await call("POST", "/runs", run));
+const top = (await call("GET", "/top?period=all")) as {
   rank: number;
   score: number;
   meta?: { name: string };
 }[];
 console.log("all-time top:", top.map((e) => `${e.rank}. ${e.meta?.name} ${e.score}`).join(", "));
-console.log("around Ada today:", (await app.inject({ method: "GET", url: "/players/p1/around" })).json());
+console.log("around Ada today:", await call("GET", "/players/p1/around"));
 
 await app.close();
 redis.disconnect();
