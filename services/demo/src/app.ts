@@ -1,5 +1,5 @@
 import { coordis } from "@coordis/fastify";
-import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from "@fastify/type-provider-typebox";
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Registry } from "prom-client";
 import { Activity } from "./activity.js";
@@ -20,6 +20,7 @@ import { scoreRoutes } from "./routes/scores.js";
 import { streamRoutes } from "./routes/streams.js";
 import { createDemo } from "./services.js";
 import { STATS_QUEUE } from "./stats.js";
+import { validatorCompiler } from "./validation.js";
 
 /** Options of {@link buildApp} beyond the environment's configuration. */
 export interface BuildOptions {
@@ -53,10 +54,20 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
     routerOptions: { maxParamLength: 256 },
   }).withTypeProvider<TypeBoxTypeProvider>();
   // TypeBox checks the schemas: a body must hold the types its schema says ("score": true or "5" is a 400, where
-  // Fastify's default validator would coerce it), while querystrings and params, text by nature, are converted.
-  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  // Fastify's default validator would coerce it), while querystrings and params, text by nature, are converted
+  // (an integer only from a whole number: `?n=1.5` is a 400, not 1; validation.ts).
+  app.setValidatorCompiler(validatorCompiler);
   // Bodies are JSON: any other media type, text/plain included, is a 415.
   app.removeContentTypeParser("text/plain");
+  // An empty JSON body is no body (Fastify's parser refuses it with a 400): `POST /v1/admin/keys` with
+  // `content-type: application/json` and nothing after it issues one key, as without the header; where a route
+  // needs a body, its schema answers the 400. Anything else goes to Fastify's parser (proto poisoning refused).
+  const json = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    if (body === "") done(null, undefined);
+    else json(request, body as string, done);
+  });
 
   const replica = config.replicaId;
   app.addHook("onSend", async (_req, reply) => {

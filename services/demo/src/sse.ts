@@ -3,6 +3,13 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import { problem } from "./problem.js";
 
 const HEARTBEAT_MS = 15_000;
+/** The response headers of a stream. */
+const STREAM_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache, no-transform",
+  connection: "keep-alive",
+  "x-accel-buffering": "no",
+};
 /** Room left for HTTP chunk framing, so a client's buffer never exceeds `maxBufferBytes` even with it. */
 const FRAMING_BYTES = 32;
 
@@ -119,6 +126,13 @@ export class SseHub {
     }
     reply.hijack();
     const res = reply.raw;
+    if (request.method === "HEAD") {
+      // A HEAD request (Fastify answers it on every GET route) gets the stream's headers and no stream: a response
+      // without a body sends its headers only when it ends, so a registered one would never answer at all.
+      res.writeHead(200, { ...STREAM_HEADERS, ...headers });
+      res.end();
+      return true;
+    }
     this.#clients.set(res, { channel, address, backlog: 0 });
     this.#perAddress.set(address, mine + 1);
     this.#perChannel.set(channel, (this.#perChannel.get(channel) ?? 0) + 1);
@@ -131,13 +145,7 @@ export class SseHub {
       this.#drop(res);
       return true;
     }
-    res.writeHead(200, {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache, no-transform",
-      connection: "keep-alive",
-      "x-accel-buffering": "no",
-      ...headers,
-    });
+    res.writeHead(200, { ...STREAM_HEADERS, ...headers });
     this.#deliver(res, "retry: 2000\n\n");
     for (const frame of initial) this.#deliver(res, frame_(frame.event, frame.data));
     return true;
