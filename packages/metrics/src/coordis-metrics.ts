@@ -7,7 +7,7 @@ import {
 } from "@coordis/core";
 import { register as defaultRegistry, type Registry } from "prom-client";
 import { type QueueCountsSource, QueueMetrics, UNTRACKED_QUEUE } from "./queue-metrics.js";
-import { checkBuckets, checkRegistry, MetricFactory, reportable, sharedState } from "./registry-state.js";
+import { checkBuckets, checkRegistry, type GroupFigures, MetricFactory, sharedState } from "./registry-state.js";
 
 /** Options of {@link coordisMetrics}. */
 export interface CoordisMetricsOptions {
@@ -178,16 +178,16 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
 
   // Each scrape reads every group's source once for both gauges. Ids are "<log>\0<group>".
   const groups = shared.groups;
-  const groupGauge = (name: string, help: string, pick: (i: GroupInfo) => unknown) =>
+  const groupGauge = (name: string, help: string, pick: (i: GroupFigures) => number | undefined) =>
     factory.gauge(name, help, ["log", "group"] as const, async (g) => {
       await groups.refresh();
       g.reset();
       for (const id of groups.sources.keys()) {
         const info = groups.last.get(id);
-        // A source's answer is the user's: a field that is not a finite number is left out.
+        // A source's answer is the user's: a field that is not a finite number was left out of its figures.
         const value = info === undefined ? undefined : pick(info);
         const [log, group] = id.split("\u0000") as [string, string];
-        if (reportable(value)) g.set({ log, group }, value);
+        if (value !== undefined) g.set({ log, group }, value);
       }
     });
   groupGauge("coordis_eventlog_group_lag", "Entries in the log not yet delivered to the consumer group.", (i) => i.lag);

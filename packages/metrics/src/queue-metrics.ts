@@ -1,7 +1,7 @@
 import type { OperationEvent } from "@coordis/core";
 import type { Counter, Gauge, Histogram } from "prom-client";
-import type { QueueCountsInfo, QueueCountsSource } from "./queue-counts.js";
-import { type MetricFactory, reportable } from "./registry-state.js";
+import type { QueueCountsSource } from "./queue-counts.js";
+import { type MetricFactory, type QueueFigures, reportable } from "./registry-state.js";
 import type { ScrapeSources } from "./scrape-sources.js";
 
 export type { QueueCountsInfo, QueueCountsSource } from "./queue-counts.js";
@@ -18,13 +18,13 @@ const STATES = ["waiting", "delayed", "active", "completed", "dead", "cancelled"
 
 /** The `coordis_queue_*` series of one registry and the observer part that feeds them. */
 export class QueueMetrics {
-  readonly #tracked: ScrapeSources<QueueCountsInfo>;
+  readonly #tracked: ScrapeSources<QueueFigures>;
   readonly #added: Counter<"queue" | "outcome">;
   readonly #jobs: Counter<"queue" | "outcome">;
   readonly #processing: Histogram<"queue" | "outcome">;
 
   /** `buckets` undefined: those of the registry's existing histogram, or the default ones. */
-  constructor(factory: MetricFactory, tracked: ScrapeSources<QueueCountsInfo>, buckets: readonly number[] | undefined) {
+  constructor(factory: MetricFactory, tracked: ScrapeSources<QueueFigures>, buckets: readonly number[] | undefined) {
     // Shared by every coordisMetrics() on this registry: the gauges below are registered once per registry.
     this.#tracked = tracked;
     const labelNames = ["queue", "outcome"] as const;
@@ -50,7 +50,7 @@ export class QueueMetrics {
       name: string,
       help: string,
       labels: readonly L[],
-      set: (g: Gauge<L>, queue: string, info: QueueCountsInfo) => void,
+      set: (g: Gauge<L>, queue: string, info: QueueFigures) => void,
     ) =>
       factory.gauge<L>(name, help, labels, async (g) => {
         await tracked.refresh();
@@ -66,7 +66,10 @@ export class QueueMetrics {
       "Jobs of a registered queue by state, read at scrape time.",
       ["queue", "state"],
       (g, q, i) => {
-        for (const state of STATES) if (reportable(i[state])) g.set({ queue: q, state } as never, i[state]);
+        for (const state of STATES) {
+          const n = i[state];
+          if (n !== undefined) g.set({ queue: q, state } as never, n);
+        }
       },
     );
     gauge(
@@ -74,6 +77,7 @@ export class QueueMetrics {
       "Jobs of a registered queue not finished yet (waiting + delayed + active).",
       ["queue"],
       (g, q, i) => {
+        if (i.waiting === undefined || i.delayed === undefined || i.active === undefined) return;
         const depth = i.waiting + i.delayed + i.active;
         if (reportable(depth)) g.set({ queue: q }, depth);
       },
@@ -83,11 +87,11 @@ export class QueueMetrics {
       "Jobs of a registered queue ready to run but not yet delivered to a worker.",
       ["queue"],
       (g, q, i) => {
-        if (reportable(i.waiting)) g.set({ queue: q }, i.waiting);
+        if (i.waiting !== undefined) g.set({ queue: q }, i.waiting);
       },
     );
     gauge("coordis_queue_paused", "1 while a registered queue is paused, else 0.", ["queue"], (g, q, i) => {
-      if (typeof i.paused === "boolean") g.set({ queue: q }, i.paused ? 1 : 0);
+      if (i.paused !== undefined) g.set({ queue: q }, i.paused ? 1 : 0);
     });
   }
 

@@ -1,14 +1,20 @@
 import { InvalidArgumentError } from "@coordis/core";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { LabelGuard } from "./label-guard.js";
-import type { QueueCountsInfo } from "./queue-counts.js";
 import { ScrapeSources } from "./scrape-sources.js";
 
-/** What a consumer-group source answers (see GroupInfo in coordis-metrics.ts). */
-interface GroupFigures {
-  pending: number;
-  lag: number | null;
+/** What the gauges read of a consumer-group source's answer (see GroupInfo in coordis-metrics.ts). */
+export interface GroupFigures {
+  readonly pending: number | undefined;
+  readonly lag: number | undefined;
 }
+
+const QUEUE_STATES = ["waiting", "delayed", "active", "completed", "dead", "cancelled"] as const;
+
+/** What the gauges read of a queue source's answer (see QueueCountsInfo): each field a finite number, or left out. */
+export type QueueFigures = { readonly [S in (typeof QUEUE_STATES)[number]]: number | undefined } & {
+  readonly paused: boolean | undefined;
+};
 
 /**
  * What every `coordisMetrics()` on one registry shares: the label guard (one cap per registry) and the sources read
@@ -19,7 +25,7 @@ export interface SharedState {
   readonly maxLabelValues: number;
   readonly guard: LabelGuard;
   readonly groups: ScrapeSources<GroupFigures>;
-  readonly queues: ScrapeSources<QueueCountsInfo>;
+  readonly queues: ScrapeSources<QueueFigures>;
 }
 
 const states = new WeakMap<object, SharedState>();
@@ -33,8 +39,8 @@ export function sharedState(anchor: object, maxLabelValues: number): SharedState
     state = {
       maxLabelValues,
       guard: new LabelGuard(maxLabelValues),
-      groups: new ScrapeSources<GroupFigures>(),
-      queues: new ScrapeSources<QueueCountsInfo>(),
+      groups: new ScrapeSources((a) => ({ pending: figure(a, "pending"), lag: figure(a, "lag") })),
+      queues: new ScrapeSources(queueFigures),
     };
     states.set(anchor, state);
   }
@@ -179,4 +185,30 @@ export function checkRegistry(value: unknown): Registry | undefined {
 /** A number a gauge may report: finite. */
 export function reportable(value: unknown): value is number {
   return typeof value === "number" && Number.isFinite(value);
+}
+
+/**
+ * Field `name` of a source's answer when it is a finite number, else undefined. Never throws: the answer is the
+ * user's (a getter that throws, a bigint or a Symbol field once failed the whole scrape).
+ */
+function field(answer: object, name: string): unknown {
+  try {
+    return (answer as Record<string, unknown>)[name];
+  } catch {
+    return undefined;
+  }
+}
+
+function figure(answer: object, name: string): number | undefined {
+  const value = field(answer, name);
+  return reportable(value) ? value : undefined;
+}
+
+function queueFigures(answer: object): QueueFigures {
+  const paused = field(answer, "paused");
+  const figures: Record<string, number | boolean | undefined> = {
+    paused: typeof paused === "boolean" ? paused : undefined,
+  };
+  for (const state of QUEUE_STATES) figures[state] = figure(answer, state);
+  return figures as QueueFigures;
 }

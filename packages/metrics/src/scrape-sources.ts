@@ -9,12 +9,22 @@ export const SOURCE_TIMEOUT_MS = 5_000;
  * the scrape beyond that bound. Internal.
  */
 export class ScrapeSources<T> {
-  readonly sources = new Map<string, () => Promise<T | null>>();
+  readonly sources = new Map<string, () => Promise<unknown>>();
   readonly last = new Map<string, T>();
+  readonly #snapshot: (answer: object) => T;
   #refreshing: Promise<void> | undefined;
 
+  /**
+   * `snapshot` copies what the gauges read out of a source's answer (an object: anything else keeps the last
+   * figures, as `null` does). It must not throw: the answer is the user's, and a field that cannot be read is left
+   * out, never fails the scrape.
+   */
+  constructor(snapshot: (answer: object) => T) {
+    this.#snapshot = snapshot;
+  }
+
   /** Tracks `source` under `id` (replacing any other); returns the function that stops tracking this source. */
-  track(id: string, source: () => Promise<T | null>): () => void {
+  track(id: string, source: () => Promise<unknown>): () => void {
     this.sources.set(id, source);
     this.last.delete(id);
     return () => {
@@ -33,7 +43,7 @@ export class ScrapeSources<T> {
     return this.#refreshing;
   }
 
-  async #read(id: string, source: () => Promise<T | null>): Promise<void> {
+  async #read(id: string, source: () => Promise<unknown>): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<null>((resolve) => {
       timer = setTimeout(() => resolve(null), SOURCE_TIMEOUT_MS);
@@ -41,7 +51,9 @@ export class ScrapeSources<T> {
     });
     try {
       const info = await Promise.race([Promise.resolve().then(source), late]);
-      if (info !== null && info !== undefined && this.sources.get(id) === source) this.last.set(id, info);
+      if (info !== null && typeof info === "object" && this.sources.get(id) === source) {
+        this.last.set(id, this.#snapshot(info));
+      }
     } catch {
       // Keeps the last figures.
     } finally {
