@@ -90,7 +90,10 @@ export interface FaultProxy {
   heal(): number;
   /** Stops listening: new connections get ECONNREFUSED; open connections are untouched. */
   refuse(): void;
-  /** Listens again on the same port after `refuse()`. */
+  /**
+   * Listens again on the same port after `refuse()`. Calls made while one is starting share it; a `refuse()` or
+   * `close()` made before it has bound wins (the port ends up refusing).
+   */
   accept(): Promise<void>;
   /** Counters and the current fault state. */
   stats(): ProxyStats;
@@ -178,6 +181,10 @@ export async function startProxy(options: StartProxyOptions): Promise<FaultProxy
   let server = createServer(onConnection);
   const port = await listen(server, listenPort, host);
   let listening = true;
+  /** Whether the proxy should listen: the last of accept() / refuse() wins, even over an accept() still starting. */
+  let wanted = true;
+  /** An accept() whose listen has not completed yet: concurrent calls share it. */
+  let accepting: Promise<void> | undefined;
   const url = proxyUrl(options.target, host, port);
 
   const proxy: FaultProxy = {
@@ -204,16 +211,32 @@ export async function startProxy(options: StartProxyOptions): Promise<FaultProxy
       return links.heal();
     },
     refuse() {
+      wanted = false;
       if (!listening) return;
       listening = false;
       // close() stops accepting at once; its callback would wait for open connections, which we keep.
       server.close();
     },
-    async accept() {
-      if (listening || closed) return;
-      server = createServer(onConnection);
-      await listen(server, port, host);
-      listening = true;
+    accept() {
+      if (closed) return Promise.resolve();
+      wanted = true;
+      if (listening) return Promise.resolve();
+      accepting ??= (async () => {
+        try {
+          const next = createServer(onConnection);
+          await listen(next, port, host);
+          // refuse() or close() while it started: the new listener goes at once (it would outlive close()).
+          if (!wanted || closed) {
+            next.close();
+            return;
+          }
+          server = next;
+          listening = true;
+        } finally {
+          accepting = undefined;
+        }
+      })();
+      return accepting;
     },
     stats() {
       return { ...links.stats(), refusing: !listening };
@@ -222,10 +245,13 @@ export async function startProxy(options: StartProxyOptions): Promise<FaultProxy
       if (closed) return;
       closed = true;
       links.dropAll();
+      const pending = accepting;
       if (listening) {
         listening = false;
         await new Promise<void>((resolve) => server.close(() => resolve()));
       }
+      // An accept() still starting closes its listener once it is bound; close() resolves after that.
+      await pending?.catch(() => {});
     },
   };
   return proxy;
