@@ -34,16 +34,33 @@ export class EventRecorder<T> {
 
   /**
    * The first recorded item that matches `predicate` — already recorded (at index `from` or later) or still to come.
+   * A predicate that throws rejects this wait with its error (recording goes on).
    * @throws WaitTimeoutError when none was recorded within `timeoutMs`
    */
   waitFor(predicate: (item: T) => boolean, options: WaitForOptions = {}): Promise<T> {
     const from = options.from ?? 0;
-    const index = this.items.findIndex((item, i) => i >= from && predicate(item));
+    let index: number;
+    try {
+      index = this.items.findIndex((item, i) => i >= from && predicate(item));
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (index !== -1) return Promise.resolve(this.items[index] as T);
     const timeoutMs = options.timeoutMs ?? 5_000;
     return new Promise<T>((resolve, reject) => {
+      // A predicate that throws fails its own wait: never `record`, which runs inside the emitter (or the
+      // observer call) of the code under test, nor the other waits for the same item.
       const waiter = (item: T) => {
-        if (!predicate(item)) return;
+        let matched: boolean;
+        try {
+          matched = predicate(item);
+        } catch (err) {
+          this.#waiters.delete(waiter);
+          clearTimeout(timer);
+          reject(err);
+          return;
+        }
+        if (!matched) return;
         this.#waiters.delete(waiter);
         clearTimeout(timer);
         resolve(item);
