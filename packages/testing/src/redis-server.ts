@@ -99,16 +99,24 @@ export function urlHost(host: string): string {
  * await redis.pause(); ... redis.resume();
  * await redis.stop();
  */
-export async function startRedis(options: StartRedisOptions = {}): Promise<RedisServer> {
+export function startRedis(options: StartRedisOptions = {}): Promise<RedisServer> {
+  return startServer(options, options.dir === undefined);
+}
+
+/**
+ * {@link startRedis}; with `ownDir` the server's dir is the harness' even when `options.dir` names it (a Sentinel's,
+ * written before the start): `stop()`, the exit hook and the watchdog remove it, as they remove a dir of its own.
+ * Internal.
+ */
+export async function startServer(options: StartRedisOptions, ownDir: boolean): Promise<RedisServer> {
   const bin = redisServerPath();
   if (bin === undefined) {
     const { startContainerRedis } = await import("./containers.js");
     return startContainerRedis(options);
   }
   const host = options.host ?? "127.0.0.1";
-  const ownDir = options.dir === undefined;
   const dir = options.dir ?? serverTempDir();
-  if (!ownDir) mkdirSync(dir, { recursive: true });
+  if (options.dir !== undefined) mkdirSync(dir, { recursive: true });
   let tls: Awaited<ReturnType<typeof createTlsMaterial>> | undefined;
   try {
     tls = options.tls === true ? await createTlsMaterial(join(dir, "tls")) : options.tls || undefined;

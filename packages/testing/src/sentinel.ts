@@ -5,7 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { connect, type RedisClient } from "@coordis/core";
 import { userInfo } from "./least-privilege.js";
 import { type FaultProxy, startProxy } from "./proxy.js";
-import { serverTempDir, startRedis } from "./redis-server.js";
+import { serverTempDir, startRedis, startServer } from "./redis-server.js";
 import { LEAST_PRIVILEGE_USER, type RedisConfig, type RedisServer } from "./server-types.js";
 
 /** Options of {@link startRedisSentinel}. */
@@ -128,12 +128,11 @@ export async function startRedisSentinel(options: StartSentinelOptions = {}): Pr
         `sentinel down-after-milliseconds ${masterName} ${options.downAfterMs ?? 2000}\n` +
         `sentinel failover-timeout ${masterName} 10000\n`,
     );
-    const sentinel = await startRedis({
-      dir,
-      configFile: join(dir, "sentinel.conf"),
-      extraArgs: ["--sentinel"],
-      readyLine: "+monitor master",
-    });
+    // The Sentinel's dir is the harness' (it holds the config file): removed with it even when it is never stopped.
+    const sentinel = await startServer(
+      { dir, configFile: join(dir, "sentinel.conf"), extraArgs: ["--sentinel"], readyLine: "+monitor master" },
+      true,
+    );
     started.push(sentinel);
     const sentinelAdmin = connect(`redis://${sentinel.host}:${sentinel.port}`, {
       commandTimeoutMs: 5_000,
