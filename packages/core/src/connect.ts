@@ -26,7 +26,10 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
   /** TLS options merged over those from the URL (`ca`, `cert`, `key`, `servername`...). Implies TLS. */
   tls?: TlsOptions;
-  /** Extra ioredis options for each connection (standalone, sentinel, or every cluster node). */
+  /**
+   * Extra ioredis options for each connection (standalone, sentinel, or every cluster node). A key set to `undefined`
+   * counts as not given (as in ioredis): it never removes one of connect()'s settings. The same for `clusterOptions`.
+   */
   redisOptions?: RedisOptions;
   /** Extra ioredis Cluster options (`redis+cluster://` only). */
   clusterOptions?: ClusterOptions;
@@ -83,6 +86,32 @@ function bad(message: string): never {
   throw new InvalidArgumentError("url", message);
 }
 
+/**
+ * What an error message may quote of a URL. A password holding a character it should have percent-encoded (`/`, `?`,
+ * `#`, `@`) ends the user info early, and the rest of the password is then read as the host, the path or the query:
+ * an error quoting that text would put the password in a log. So nothing from before the URL's last `@` is quoted.
+ */
+class Shown {
+  readonly #secret: string;
+
+  constructor(url: string) {
+    const start = url.indexOf("://");
+    const at = url.lastIndexOf("@");
+    this.#secret = start !== -1 && at > start ? url.slice(start + 3, at) : "";
+  }
+
+  /** The whole URL, its user info hidden. */
+  url(url: string): string {
+    return this.#secret === "" ? url : url.replace(`://${this.#secret}@`, "://<credentials hidden>@");
+  }
+
+  /** `"text"`, or a placeholder when `text` may hold part of the user info. */
+  part(text: string): string {
+    if (this.#secret === "" || (!text.includes("@") && !this.#secret.includes(text))) return `"${text}"`;
+    return "a part of the URL (not shown: it may hold part of the password; percent-encode / ? # @ in a password)";
+  }
+}
+
 function decode(part: string, what: string): string {
   try {
     return decodeURIComponent(part);
@@ -91,12 +120,12 @@ function decode(part: string, what: string): string {
   }
 }
 
-function parseHost(text: string, defaultPort: number): { host: string; port: number } {
+function parseHost(text: string, defaultPort: number, shown: Shown): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(text);
-  if (m === null) bad(`"${text}" is not a host or host:port`);
+  if (m === null) bad(`${shown.part(text)} is not a host or host:port`);
   const host = (m[1] as string).replace(/^\[|\]$/g, "");
   const port = m[2] === undefined ? defaultPort : Number(m[2]);
-  if (port < 1 || port > 65535) bad(`port ${port} in "${text}" is out of range 1-65535`);
+  if (port < 1 || port > 65535) bad(`port ${port} in ${shown.part(text)} is out of range 1-65535`);
   return { host, port };
 }
 
@@ -113,8 +142,9 @@ function parseHost(text: string, defaultPort: number): { host: string; port: num
  */
 export function parseRedisUrl(url: string): ParsedRedisUrl {
   if (typeof url !== "string" || url.length === 0) bad("expected a non-empty string such as redis://127.0.0.1:6379");
+  const shown = new Shown(url);
   const m = /^([a-z+]+):\/\/(?:([^@/?#]*)@)?([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?(#.*)?$/.exec(url);
-  if (m === null) bad(`"${url}" is not a URL of the form scheme://host:port`);
+  if (m === null) bad(`"${shown.url(url)}" is not a URL of the form scheme://host:port`);
   const scheme = SCHEMES[m[1] as string];
   if (scheme === undefined) {
     bad(`unsupported scheme "${m[1]}:" (use ${Object.keys(SCHEMES).join(", ")})`);
@@ -134,13 +164,13 @@ export function parseRedisUrl(url: string): ParsedRedisUrl {
     bad(`${m[1]}:// takes one host; use redis+cluster:// or redis+sentinel:// for several`);
   }
   const defaultPort = scheme.kind === "sentinel" ? 26379 : 6379;
-  const hosts = hostList.map((h) => parseHost(h, defaultPort));
+  const hosts = hostList.map((h) => parseHost(h, defaultPort, shown));
 
   const pathParts = (m[4] ?? "").split("/").filter((p) => p !== "");
   let db: number | undefined;
   let masterName: string | undefined;
   const parseDb = (text: string) => {
-    if (!/^\d{1,5}$/.test(text)) bad(`database "${text}" is not a number`);
+    if (!/^\d{1,5}$/.test(text)) bad(`database ${shown.part(text)} is not a number`);
     return Number(text);
   };
   if (scheme.kind === "sentinel") {
@@ -158,7 +188,7 @@ export function parseRedisUrl(url: string): ParsedRedisUrl {
   const params: Record<string, string> = {};
   for (const [key, value] of new URLSearchParams(m[5] ?? "")) {
     if (!KNOWN_PARAMS.has(key)) {
-      bad(`unknown query parameter "${key}" (known: ${[...KNOWN_PARAMS].join(", ")})`);
+      bad(`unknown query parameter ${shown.part(key)} (known: ${[...KNOWN_PARAMS].join(", ")})`);
     }
     params[key] = value;
   }
@@ -199,7 +229,22 @@ function tlsFromParams(parsed: ParsedRedisUrl, extra: TlsOptions | undefined): T
     }
     tls.rejectUnauthorized = p.tls_reject_unauthorized === "true";
   }
-  return { ...tls, ...extra };
+  return { ...tls, ...defined(extra) };
+}
+
+/**
+ * `options` without the keys whose value is `undefined`. ioredis reads such a key as not given (its default applies),
+ * and so does connect(): spread over Coordis' settings, `{ commandTimeout: config.timeout }` with no timeout
+ * configured would remove the command timeout, `{ autoResendUnfulfilledCommands: undefined }` would turn re-sending
+ * back on (ioredis' default), `{ retryDelayOnFailover: undefined }` likewise on a Cluster.
+ */
+function defined<T extends object>(options: T | undefined): Partial<T> {
+  const out: Partial<T> = {};
+  if (options == null) return out;
+  for (const key of Object.keys(options) as (keyof T)[]) {
+    if (options[key] !== undefined) out[key] = options[key];
+  }
+  return out;
 }
 
 function msParam(parsed: ParsedRedisUrl, name: string): number | undefined {
@@ -256,7 +301,7 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
     ...(parsed.password === undefined ? {} : { password: parsed.password }),
     ...(parsed.params.client_name === undefined ? {} : { connectionName: parsed.params.client_name }),
     ...(tls === undefined ? {} : { tls }),
-    ...options.redisOptions,
+    ...defined(options.redisOptions),
   };
 
   let client: RedisClient;
@@ -277,8 +322,8 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
         // closes, but a master that froze or was cut off answers nothing and closes nothing, so after the cluster
         // promoted its replica every call to those slots would keep timing out against the old master.
         slotsRefreshInterval: CLUSTER_SLOTS_REFRESH_MS,
-        ...options.clusterOptions,
-        redisOptions: { ...base, ...options.clusterOptions?.redisOptions },
+        ...defined(options.clusterOptions),
+        redisOptions: { ...base, ...defined(options.clusterOptions?.redisOptions) },
       },
     );
   } else if (parsed.kind === "sentinel") {

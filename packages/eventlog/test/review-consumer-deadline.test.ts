@@ -4,6 +4,7 @@ import {
   FALLBACK_DEADLINE_MS,
   type RedisClient,
   RedisUnavailableError,
+  safeRedisOptions,
 } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
 import {
@@ -15,6 +16,7 @@ import {
   waitUntil,
   withDeadline,
 } from "@coordis/testing";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix("eldeadline");
@@ -44,9 +46,13 @@ describe("calls on a client without commandTimeout whose request is lost", () =>
     await proxy.close();
     await server.stop();
   });
-  /** A Coordis client through the proxy, without a command timeout. */
+  /**
+   * A client of the user's through the proxy, with Coordis' settings but no command timeout (connect() always sets
+   * one: a commandTimeout given as undefined counts as not given).
+   */
   const untimed = async (): Promise<RedisClient> => {
-    const c = connect(proxy.url, { redisOptions: { commandTimeout: undefined } });
+    const { commandTimeout: _none, ...options } = safeRedisOptions;
+    const c = new Redis(proxy.url, options);
     opened.push(c);
     await c.ping();
     return c;
