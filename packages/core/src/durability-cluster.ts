@@ -10,8 +10,62 @@ const MAX_DURABLE_REDIRECTIONS = 5;
 const REDIRECTION_PAUSE_MS = 50;
 
 /** Set when the caller's deadline passed: a durable call on a Cluster must not be sent again after that. */
-export interface Expiry {
-  expired: boolean;
+export class Expiry {
+  #expired = false;
+  #reached: Promise<void> | undefined;
+  #resolve: (() => void) | undefined;
+
+  get expired(): boolean {
+    return this.#expired;
+  }
+
+  /** Marks the deadline as passed. */
+  expire(): void {
+    this.#expired = true;
+    this.#resolve?.();
+  }
+
+  /** Resolves once {@link expire} was called. */
+  get reached(): Promise<void> {
+    if (this.#reached === undefined) {
+      this.#reached = this.#expired ? Promise.resolve() : new Promise<void>((resolve) => (this.#resolve = resolve));
+    }
+    return this.#reached;
+  }
+}
+
+/** Per Cluster client: resolves when it is ready (has a slot map again) or ended; one listener pair per client. */
+const readyWaits = new WeakMap<Cluster, Promise<void>>();
+
+function readyOrEnded(cluster: Cluster): Promise<void> {
+  let waiting = readyWaits.get(cluster);
+  if (waiting === undefined) {
+    waiting = new Promise<void>((resolve) => {
+      const done = () => {
+        cluster.off("ready", done);
+        cluster.off("end", done);
+        readyWaits.delete(cluster);
+        resolve();
+      };
+      cluster.on("ready", done);
+      cluster.on("end", done);
+    });
+    readyWaits.set(cluster, waiting);
+  }
+  return waiting;
+}
+
+/**
+ * Waits, while `cluster` has no slot map (connecting, or reconnecting after losing every node), until it has one or
+ * `expiry` is reached. ioredis keeps a pipeline exec'd meanwhile out of every queue (no command, no timer) and sends it
+ * once it has a slot map, however late: after the caller's deadline told it the call had failed.
+ */
+async function slotMapWithin(cluster: Cluster, expiry: Expiry): Promise<void> {
+  // A lazyConnect client not connected yet: the pipeline's exec would have opened it.
+  if (cluster.status === "wait") cluster.connect().catch(() => {});
+  while (cluster.slots.length === 0 && !expiry.expired && cluster.status !== "end") {
+    await Promise.race([readyOrEnded(cluster), expiry.reached]);
+  }
 }
 
 /** A MOVED or ASK reply: the slot is served elsewhere, and the command did not run. */
@@ -86,6 +140,10 @@ export async function sendToCluster(
         // Connecting took a while: past the caller's deadline it must not be sent any more (see sendOnce).
         if (expiry.expired) throw notSent();
       }
+      if (node === undefined) {
+        await slotMapWithin(redis as Cluster, expiry);
+        if (expiry.expired) throw notSent();
+      }
       const p = (node ?? redis).pipeline();
       if (node !== undefined) p.call("ASKING");
       if (useSource) p.eval(script.source, script.numberOfKeys, ...argv);
@@ -136,6 +194,6 @@ export async function sendToCluster(
     return { reply, waited: waited as [Error | null, unknown] };
   } finally {
     // The caller has its answer (or was told the outcome is unknown): a redirected send still under way stops here.
-    expiry.expired = true;
+    expiry.expire();
   }
 }

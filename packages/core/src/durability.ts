@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
 import { commandTimeoutOf, isCluster, type RedisClient } from "./client.js";
 import { corkUntilTickEnd } from "./cork.js";
-import { type Expiry, sendToCluster } from "./durability-cluster.js";
+import { Expiry, sendToCluster } from "./durability-cluster.js";
 import { CoordisError, InvalidArgumentError, RedisUnavailableError, toCoordisError } from "./errors.js";
 import type { ScriptArgs, ScriptDef, ScriptKeys, ScriptSender } from "./scripts.js";
 import { DEADLINE_MARGIN_MS, FALLBACK_DEADLINE_MS, runScript, runScriptInOrder } from "./scripts.js";
@@ -299,7 +299,7 @@ export async function runScriptDurable<K extends readonly string[], A extends re
   const aof = typeof decided === "boolean" ? decided : await decided;
   const keyList = keys as readonly string[];
   const argv = [...keyList, ...(args as readonly (string | number | Buffer)[])];
-  const expiry: Expiry = { expired: false };
+  const expiry = new Expiry();
   const pending = isCluster(redis)
     ? runCluster(redis, def, keyList, argv, durability, aof, expiry)
     : runStandalone(redis as Redis, def, keyList, argv, durability, aof);
@@ -314,7 +314,7 @@ export async function runScriptDurable<K extends readonly string[], A extends re
       pending,
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
-          expiry.expired = true;
+          expiry.expire();
           reject(
             new RedisUnavailableError(
               `Redis did not answer script "${def.name}" and its durability wait within ${deadlineMs} ms ` +

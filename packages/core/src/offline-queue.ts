@@ -38,6 +38,29 @@ function drop(queue: OfflineQueue, command: QueuedCommand): boolean {
   return true;
 }
 
+/** Commands of a pipeline rejected while they waited in the offline queue (ioredis 5 has no `isSettled`). */
+const rejectedInQueue = new WeakSet<QueuedCommand>();
+
+/**
+ * Takes the commands of one pipeline (those queued with `stream`) out of `queue` once every one of them has been
+ * rejected, `command` being the last: one taken out alone would leave the others unwritten (a pipeline writes its
+ * commands together, once all of them are handed to the connection) and the replies out of step. With
+ * `enableAutoPipelining`, every command, script calls included, is sent as a pipeline like this one. Not while the
+ * queue holds a transaction (see {@link drop}).
+ */
+function dropPipeline(queue: OfflineQueue, stream: unknown, command: QueuedCommand): void {
+  rejectedInQueue.add(command);
+  const at: number[] = [];
+  for (let i = 0; i < queue.length; i++) {
+    const item = queue.peekAt(i);
+    if (item?.command.name === "multi" || item?.command.name === "exec") return;
+    if (item?.stream !== stream) continue;
+    if (item === undefined || !rejectedInQueue.has(item.command)) return;
+    at.push(i);
+  }
+  for (let i = at.length - 1; i >= 0; i--) queue.removeOne(at[i] as number);
+}
+
 /** Commands that wait on purpose: a deadline of the client's own must not cut them short. */
 const BLOCKING = new Set([
   "blpop",
@@ -88,9 +111,9 @@ function guardClusterQueue(cluster: Connection & { status?: string }, deadlineMs
  * and rejects its promise, but leaves it in the queue and sends it after the reconnect: a call its caller was told
  * had failed would run later, behind the caller's back (a rate-limit unit taken twice when the caller retries, a
  * lock acquired for nobody). Wraps the connection's `sendCommand` once: a single command it puts in the offline queue
- * is taken out of it when it is rejected (not a pipeline's, nor while the queue holds a MULTI ... EXEC). A standalone
- * or Sentinel client; on a Cluster client, its own queue (see guardClusterQueue; `clusterDeadlineMs` is Coordis'
- * deadline of a call on it).
+ * is taken out of it when it is rejected, a pipeline's commands (with enableAutoPipelining, every command's) together
+ * once all of them were (nothing while the queue holds a MULTI ... EXEC). A standalone or Sentinel client; on a
+ * Cluster client, its own queue (see guardClusterQueue; `clusterDeadlineMs` is Coordis' deadline of a call on it).
  */
 export function guardOfflineQueue(redis: RedisClient, clusterDeadlineMs: number): void {
   if (guarded.has(redis)) return;
@@ -105,18 +128,14 @@ export function guardOfflineQueue(redis: RedisClient, clusterDeadlineMs: number)
   connection.sendCommand = function (this: Connection, command: QueuedCommand, stream?: unknown) {
     const result = send.call(this, command, stream);
     const queue = this.offlineQueue;
-    // A single command (not one of a pipeline, whose commands are written together: taking one out would leave the
-    // others unwritten and the replies out of step). Its rejection takes it out of the queue first; the promise
-    // itself is left alone (no handler added: an unawaited rejection is still reported as unhandled).
-    if (
-      stream === undefined &&
-      queue !== undefined &&
-      queue.length > 0 &&
-      queue.peekAt(queue.length - 1)?.command === command
-    ) {
+    // Its rejection takes it out of the queue first: a single command at once, one of a pipeline (every command with
+    // enableAutoPipelining) with the rest of that pipeline once all of them were rejected (see dropPipeline). The
+    // promise itself is left alone (no handler added: an unawaited rejection is still reported as unhandled).
+    if (queue !== undefined && queue.length > 0 && queue.peekAt(queue.length - 1)?.command === command) {
       const reject = command.reject;
       command.reject = function (this: QueuedCommand, err: Error) {
-        drop(queue, command);
+        if (stream === undefined) drop(queue, command);
+        else dropPipeline(queue, stream, command);
         return reject.call(this, err);
       };
     }

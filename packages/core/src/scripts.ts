@@ -1,3 +1,4 @@
+import { Command } from "ioredis";
 import type { RedisClient } from "./client.js";
 import { corkUntilTickEnd } from "./cork.js";
 import { RedisUnavailableError, toCoordisError } from "./errors.js";
@@ -50,6 +51,28 @@ type EvalClient = {
   evalsha(sha: string, numKeys: number, ...rest: (string | number | Buffer)[]): Promise<unknown>;
   eval(source: string, numKeys: number, ...rest: (string | number | Buffer)[]): Promise<unknown>;
 };
+
+/**
+ * Sends EVALSHA (`head` the sha1) or EVAL (`head` the source) as a command of its own. A client with
+ * `enableAutoPipelining` would send it inside a pipeline instead, out of reach of the guard that takes a call that
+ * failed while the client was offline out of its queue: a Cluster client without a slot map yet keeps such a pipeline
+ * (no command created, no timer) until it has one and then sends it, after the call's caller was told it had failed.
+ * A command of its own goes through the connection's queue as without autopipelining (see offline-queue.ts).
+ */
+function sendEval(
+  redis: RedisClient,
+  name: "evalsha" | "eval",
+  head: string,
+  numKeys: number,
+  argv: readonly (string | number | Buffer)[],
+): Promise<unknown> {
+  if ((redis.options as { enableAutoPipelining?: boolean }).enableAutoPipelining !== true) {
+    return (redis as unknown as EvalClient)[name](head, numKeys, ...argv);
+  }
+  const command = new Command(name, [head, numKeys, ...argv], { replyEncoding: "utf8" });
+  redis.sendCommand(command);
+  return command.promise;
+}
 
 /**
  * Rejects with RedisUnavailableError when `pending` (`what`: what was sent) has not settled within `ms`. The timer is
@@ -112,7 +135,6 @@ async function evalInOrder(
   send?: ScriptSender,
   extraMs = 0,
 ): Promise<unknown> {
-  const raw = redis as unknown as EvalClient;
   // Our own deadline (a Cluster, or a client without commandTimeout) counts from the call, waiting included. A call
   // that has to wait gets one on every client (ioredis' commandTimeout would only count from when it is sent).
   let deadlineAt = client.deadlineMs === 0 ? 0 : performance.now() + client.deadlineMs + extraMs;
@@ -141,7 +163,7 @@ async function evalInOrder(
       try {
         // Every command written in this tick leaves in one writev (see corkUntilTickEnd).
         if (send === undefined) corkUntilTickEnd(redis);
-        const sent = send === undefined ? raw.evalsha(script.sha1, numKeys, ...argv) : send(false);
+        const sent = send === undefined ? sendEval(redis, "evalsha", script.sha1, numKeys, argv) : send(false);
         reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
       } catch (err) {
         // The server's script cache is empty after a restart, a failover or SCRIPT FLUSH: send the source once.
@@ -156,7 +178,7 @@ async function evalInOrder(
         client.seen.clear();
         fresh = true;
         if (send === undefined) corkUntilTickEnd(redis);
-        const sent = send === undefined ? raw.eval(script.source, numKeys, ...argv) : send(true);
+        const sent = send === undefined ? sendEval(redis, "eval", script.source, numKeys, argv) : send(true);
         reply = await (deadlineAt === 0 ? sent : scriptDeadline(sent, deadlineAt, client, script));
       }
       if (fresh) markSeen(client, node, script.sha1);
@@ -274,12 +296,10 @@ export function runScriptSource<K extends readonly string[], A extends readonly 
   const def = script as unknown as ScriptDef<never, never, unknown>;
   try {
     const client = clientState(redis);
-    const pending = (redis as unknown as EvalClient).eval(
-      def.source,
-      def.numberOfKeys,
+    const pending = sendEval(redis, "eval", def.source, def.numberOfKeys, [
       ...(keys as readonly string[]),
       ...(args as readonly (string | number)[]),
-    );
+    ]);
     const bounded =
       client.deadlineMs === 0 ? pending : withDeadline(pending, client.deadlineMs, `script "${def.name}"`);
     return bounded.catch((err: unknown) => {
