@@ -143,7 +143,9 @@ function parseHost(text: string, defaultPort: number, shown: Shown): { host: str
 export function parseRedisUrl(url: string): ParsedRedisUrl {
   if (typeof url !== "string" || url.length === 0) bad("expected a non-empty string such as redis://127.0.0.1:6379");
   const shown = new Shown(url);
-  const m = /^([a-z+]+):\/\/(?:([^@/?#]*)@)?([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?(#.*)?$/.exec(url);
+  // The user info ends at the last @ before the path (as WHATWG URLs read it): a password holding an unencoded @ is
+  // the password, not part of a host name (which would be looked up, and reported, with a piece of the secret).
+  const m = /^([a-z+]+):\/\/(?:([^/?#]*)@)?([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?(#.*)?$/.exec(url);
   if (m === null) bad(`"${shown.url(url)}" is not a URL of the form scheme://host:port`);
   const scheme = SCHEMES[m[1] as string];
   if (scheme === undefined) {
@@ -331,6 +333,9 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
       // A master that froze or was cut off closes no connection: the client hears of its failover from the sentinels.
       ...safeSentinelOptions,
       sentinelCommandTimeout: commandTimeout,
+      // rediss+sentinel://: the sentinels too are spoken to over TLS, with the same options (redisOptions.sentinelTLS
+      // overrides them); without it the sentinel password and every sentinel reply went in clear.
+      ...(tls === undefined ? {} : { sentinelTLS: tls }),
       ...base,
       sentinels: parsed.hosts.map((h) => ({ host: h.host, port: h.port })),
       name: parsed.masterName as string,

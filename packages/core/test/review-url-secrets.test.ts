@@ -41,4 +41,11 @@ describe("URL errors never quote the password", () => {
     expect(errorOf(parseRedisUrl, "redis://10.0.0.5/abc").message).toContain('"abc"');
     expect(errorOf(parseRedisUrl, "redis://:pw@10.0.0.5:6379?foo=1").message).toContain('"foo"');
   });
+
+  it("a password with an unencoded @ is the password, not part of the host", () => {
+    const parsed = parseRedisUrl("redis://:SeC@rEt@127.0.0.1:6390");
+    expect(parsed.hosts).toEqual([{ host: "127.0.0.1", port: 6390 }]);
+    expect(parsed.password).toBe("SeC@rEt");
+    expect(parseRedisUrl("redis://app:a@b@c@10.0.0.5/2")).toMatchObject({ username: "app", password: "a@b@c", db: 2 });
+  });
 });
