@@ -221,6 +221,9 @@ export const WORKER_KEYS: readonly string[] = [
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the point is to find them
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
+/** How the ids of the jobs a schedule makes start (`{schedule:<name>}<run ms>`, keys.ts): reserved for them. */
+export const SCHEDULE_ID_START = "{schedule:";
+
 /** Validates a job id or group name: 1–256 UTF-8 bytes, no control characters. */
 export function validateId(argument: string, value: unknown): string {
   const s = validate.string(argument, value, { minBytes: 1, maxBytes: MAX_ID_BYTES });
@@ -270,6 +273,14 @@ export function parseJob(argument: string, raw: unknown, base: ParsedJob, allowI
   const o = validate.options<JobOptions>(argument, raw);
   onlyKeys(argument, o, allowId ? JOB_KEYS : JOB_KEYS.filter((k) => k !== "id"));
   const id = o.id === undefined ? undefined : validateId(`${argument}.id`, o.id);
+  // The form of a schedule's run ids (keys.ts scheduledJobId): an id chosen by a producer (an idempotency key from a
+  // client) could take a future run's place, and the run's own job would never be made.
+  if (id?.startsWith(SCHEDULE_ID_START)) {
+    throw new InvalidArgumentError(
+      `${argument}.id`,
+      `ids starting with "${SCHEDULE_ID_START}" are reserved for the jobs schedules make; choose another id`,
+    );
+  }
   const delayMs = validate.optional(o.delayMs, base.delayMs, (v) =>
     validate.durationMs(`${argument}.delayMs`, v, { min: 0 }),
   );
