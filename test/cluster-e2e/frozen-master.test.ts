@@ -33,6 +33,8 @@ import {
 } from "../failover-support.js";
 
 const prefix = testPrefix("cluster-frozen");
+/** The Redis channel of a cache namespace's invalidation bus. */
+const busChannel = (namespace: string) => `${prefix}:cache-bus:${namespace}`;
 
 /** A Cluster client's look at the slot map: every 2 s (`slotsRefreshInterval` of connect()). */
 const SLOTS_REFRESH_MS = 2_000;
@@ -276,7 +278,7 @@ describe("every primitive on a Redis Cluster when a master freezes and stays fro
 
     // cache: B writes, A holds the value in its L1 and must learn of B's next write. The namespace's invalidation
     // channel and the entry's key both hash to the frozen master.
-    const namespace = pick("c", (n) => [publisher.redisChannel(`cache.${n}`), `{${n}:item}`, `{${n}:item2}`]);
+    const namespace = pick("c", (n) => [busChannel(n), `{${n}:item}`, `{${n}:item2}`]);
     observerA = recordObserver();
     const cacheOptions = { prefix, namespace, ttlMs: 60_000, l1: { ttlMs: 60_000 }, checkEvictionPolicy: false };
     cacheA = new Cache(client(), { ...cacheOptions, observer: observerA });
@@ -500,7 +502,7 @@ describe("every primitive on a Redis Cluster when a master freezes and stays fro
       "fastify budget",
     ).toBe(true);
     expect(shardChannelsOnFrozen).toContain(bus.redisChannel(names.news as string));
-    expect(shardChannelsOnFrozen).toContain(publisher.redisChannel(`cache.${names.c}`));
+    expect(shardChannelsOnFrozen).toContain(busChannel(names.c as string));
     expect(
       shardChannelsOnFrozen.some((c) => c.includes(`{${names.results}}`)),
       "result() channel",

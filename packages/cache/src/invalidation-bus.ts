@@ -1,5 +1,5 @@
 import { type CoordisObserver, combineObservers, type RedisClient, randomToken } from "@coordis/core";
-import { PubSub, type Unsubscribe } from "@coordis/pubsub";
+import { INTERNAL_CHANNEL_KIND, PubSub, type Unsubscribe } from "@coordis/pubsub";
 import { isShortCircuit } from "./circuit-breaker.js";
 
 /** One invalidation as it travels between replicas. */
@@ -34,6 +34,9 @@ export interface BusListener {
 
 const MAX_PUBLISHERS = 10_000;
 
+/** The key kind of the invalidation channels: `<prefix>:cache-bus:<namespace>`. */
+export const BUS_CHANNEL_KIND = "cache-bus";
+
 /**
  * The invalidation channel of one cache namespace over @coordis/pubsub. Detects when this instance may have missed
  * messages and reports a gap: the subscriber connection was lost (reported by PubSub's observer event
@@ -67,15 +70,23 @@ export class InvalidationBus {
     listener: BusListener,
   ) {
     this.#listener = listener;
-    this.#channel = `cache.${namespace}`;
+    // `<prefix>:cache-bus:<namespace>`: a channel kind of its own, out of reach of the channels and patterns an app's
+    // PubSub names (`<prefix>:ps:...`), which may come from its users (a chat room named "cache.products" evicted this
+    // namespace's L1 entries, or all of them, on every replica, and psubscribe("*") read every invalidated key).
+    this.#channel = namespace;
     // PubSub reports a lost subscriber connection only through its observer, so we listen there too.
     const watch: CoordisObserver = {
       onEvent: (e) => {
         if (e.primitive === "pubsub" && e.type === "subscriber-disconnected") this.#lost("disconnected");
       },
     };
-    this.#pubsub = new PubSub(redis, { prefix, observer: observer ? combineObservers(watch, observer) : watch });
-    this.#publisher = new PubSub(redis, { prefix, ...(observer ? { observer } : {}) });
+    const internal = { [INTERNAL_CHANNEL_KIND]: BUS_CHANNEL_KIND };
+    this.#pubsub = new PubSub(redis, {
+      prefix,
+      observer: observer ? combineObservers(watch, observer) : watch,
+      ...internal,
+    });
+    this.#publisher = new PubSub(redis, { prefix, ...(observer ? { observer } : {}), ...internal });
     this.#pubsub.on("resubscribed", (info) => {
       if (this.#closed) return;
       // Reported also when Redis refused our channel again (an ACL change took it away): still cut off from the

@@ -1,9 +1,10 @@
 import { aclRules, connect, type RedisClient } from "@coordis/core";
-import { PubSub } from "@coordis/pubsub";
+import { INTERNAL_CHANNEL_KIND, PubSub } from "@coordis/pubsub";
 import { recordObserver, testPrefix, waitUntil } from "@coordis/testing";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { Cache, type CacheOptions } from "../src/index.js";
+import { BUS_CHANNEL_KIND } from "../src/invalidation-bus.js";
 import { tiers } from "./helpers.js";
 
 const prefix = testPrefix();
@@ -366,15 +367,15 @@ describe("gap detection", () => {
     const b = new Cache(connect(inject("coordisRedisUrl")), { namespace: "gap", prefix, ttlMs: 60_000, observer: rec });
     // A writer whose messages never arrive: no bus at all.
     const silent = new Cache(redis, { namespace: "gap", prefix, ttlMs: 60_000, bus: false });
-    const raw = new PubSub(redis, { prefix });
+    const raw = new PubSub(redis, { prefix, [INTERNAL_CHANNEL_KIND]: BUS_CHANNEL_KIND }); // the bus' channels
     try {
       await b.ready();
       await silent.set("k", "old");
       expect(await b.get("k")).toBe("old");
       await silent.set("k", "new"); // the invalidation is "lost"
       expect(await b.get("k")).toBe("old"); // undetectable so far: bounded by l1.ttlMs only
-      await raw.publish("cache.gap", { p: "other", s: 1, k: "unrelated" });
-      await raw.publish("cache.gap", { p: "other", s: 3, k: "unrelated" }); // s = 2 went missing
+      await raw.publish("gap", { p: "other", s: 1, k: "unrelated" });
+      await raw.publish("gap", { p: "other", s: 3, k: "unrelated" }); // s = 2 went missing
       await waitUntil("the gap", () => b.stats().gaps === 1, 2_000);
       expect(await b.get("k")).toBe("new");
       expect(rec.events.some((e) => e.type === "gap" && e.attributes?.reason === "sequence-gap")).toBe(true);
@@ -387,10 +388,10 @@ describe("gap detection", () => {
 
   it("a first message from an unknown publisher that does not start at 1 counts as a gap", async () => {
     const b = new Cache(connect(inject("coordisRedisUrl")), { namespace: "gap2", prefix, ttlMs: 60_000 });
-    const raw = new PubSub(redis, { prefix });
+    const raw = new PubSub(redis, { prefix, [INTERNAL_CHANNEL_KIND]: BUS_CHANNEL_KIND }); // the bus' channels
     try {
       await b.ready();
-      await raw.publish("cache.gap2", { p: "late", s: 5, k: "x" });
+      await raw.publish("gap2", { p: "late", s: 5, k: "x" });
       await waitUntil("the gap", () => b.stats().gaps === 1, 2_000);
     } finally {
       await raw.close();

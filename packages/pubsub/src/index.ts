@@ -16,5 +16,10 @@ export type {
   ResubscribedInfo,
   Unsubscribe,
 } from "./events.js";
-export { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_QUEUE_LIMIT, type PubSubOptions } from "./options.js";
+export {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_QUEUE_LIMIT,
+  INTERNAL_CHANNEL_KIND,
+  type PubSubOptions,
+} from "./options.js";
 export { PubSub } from "./pubsub.js";

@@ -6,6 +6,13 @@ export const DEFAULT_QUEUE_LIMIT = 1_000;
 /** Default largest encoded message, in bytes (1 MiB). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 
+/**
+ * @internal For Coordis' own packages: an option under this key names the key kind of the channels (default `"ps"`:
+ * `<prefix>:ps:<channel>`). A package's internal channels (the cache's invalidation bus) live under a kind of their
+ * own, out of reach of the channel names and patterns users give a PubSub.
+ */
+export const INTERNAL_CHANNEL_KIND: unique symbol = Symbol("@coordis/pubsub internal channel kind");
+
 /** Options of {@link PubSub}. */
 export interface PubSubOptions {
   /** Encodes and decodes messages; default {@link jsonCodec}. */
@@ -24,9 +31,11 @@ export interface PubSubOptions {
    * subscriptions need. Publishers and subscribers of one channel must agree. Ignored on a standalone server.
    */
   sharded?: boolean;
+  /** @internal See {@link INTERNAL_CHANNEL_KIND}. */
+  [INTERNAL_CHANNEL_KIND]?: string;
 }
 
-const OPTION_KEYS: readonly (keyof PubSubOptions)[] = [
+const OPTION_KEYS: readonly Exclude<keyof PubSubOptions, symbol>[] = [
   "codec",
   "prefix",
   "observer",
@@ -57,7 +66,7 @@ export function parsePubSubOptions(raw: unknown, argument = "options"): PubSubSe
   const prefix = o.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(o.prefix, `${argument}.prefix`);
   return {
     prefix,
-    head: keyHead(prefix, "ps"),
+    head: keyHead(prefix, internalKind(raw) ?? "ps"),
     codec: parseCodec(`${argument}.codec`, o.codec, jsonCodec),
     observer: validate.observer(`${argument}.observer`, o.observer),
     queueLimit:
@@ -71,4 +80,11 @@ export function parsePubSubOptions(raw: unknown, argument = "options"): PubSubSe
     // Validated on every topology, even though only a Cluster client uses it.
     sharded: o.sharded === undefined ? true : validate.boolean(`${argument}.sharded`, o.sharded),
   };
+}
+
+/** The internal channel kind of `raw` (see {@link INTERNAL_CHANNEL_KIND}), if any. */
+function internalKind(raw: unknown): string | undefined {
+  if (raw === null || typeof raw !== "object") return undefined;
+  const kind = (raw as { [INTERNAL_CHANNEL_KIND]?: unknown })[INTERNAL_CHANNEL_KIND];
+  return typeof kind === "string" ? kind : undefined;
 }
