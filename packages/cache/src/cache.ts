@@ -398,7 +398,6 @@ export class Cache {
    * call made after the invalidation must not join a load that may have read the old value).
    */
   #invalidateLocal(k: string): void {
-    this.#l1.invalidate(k);
     this.#filler.forget(k);
   }
 

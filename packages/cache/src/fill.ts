@@ -133,16 +133,16 @@ export class Filler {
    * cannot be reached, the next read goes the degraded way (the loader answers): a failure here is not the caller's.
    */
   async dropUndecodable(k: string, data: string): Promise<void> {
-    this.#c.l1.invalidate(k);
     this.forget(k);
     if (await this.#c.l2.deleteIfValue(k, data).catch(() => false)) await this.#c.publish(k);
   }
 
   /**
-   * `k` was invalidated: a call made from now on must not join a load that may have read the old value (callers
-   * already waiting keep it).
+   * `k` was invalidated: its L1 entry goes, and a call made from now on must not join a load that may have read the
+   * old value (callers already waiting keep it).
    */
   forget(k: string): void {
+    this.#c.l1.invalidate(k);
     this.#flights.delete(k);
   }
 
@@ -269,7 +269,6 @@ export class Filler {
         // tags still to read): evicted again, they cannot store it over the new one. An invalidation since the epoch
         // was taken: the value is stored by nobody.
         const current = epoch === c.l1.epoch;
-        c.l1.invalidate(k);
         this.forget(k);
         if (current) c.l1.store(k, data, sent + entry.ttlMs, sent + entry.ttlMs + entry.staleMs, pairs, c.l1.epoch);
         // Wakes the callers waiting on other replicas (and evicts any older L1 copy there).

@@ -1,5 +1,6 @@
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from "ioredis";
 import { isCluster } from "./client.js";
+import { failPrevCommands } from "./in-flight.js";
 
 /**
  * How long a connection of Coordis' own (a subscriber, a blocking reader) may take to close gracefully before its
@@ -50,10 +51,6 @@ export function duplicateOwn(
 }
 
 /** ioredis' queue of commands to send again after a reconnect (a deque; internal). */
-interface CommandDeque {
-  shift(): { command?: { reject?: (error: Error) => void } } | undefined;
-}
-
 interface StreamHolder {
   readonly stream?: { destroy(): void } | undefined;
 }
@@ -147,11 +144,6 @@ export function disconnectWithin(client: Redis | Cluster, timeoutMs = DEFAULT_DI
     // Commands in flight when the connection dropped wait in ioredis' prevCommandQueue to be sent again once it is
     // ready, which a closed connection never is, and no close path rejects them (a blocking read would keep its
     // command-timeout timer): fail them now too.
-    const prev = (client as unknown as { prevCommandQueue?: CommandDeque | null }).prevCommandQueue;
-    if (prev != null && typeof prev.shift === "function") {
-      for (let item = prev.shift(); item !== undefined; item = prev.shift()) {
-        item.command?.reject?.(new Error("Connection is closed."));
-      }
-    }
+    failPrevCommands(client);
   });
 }

@@ -13,8 +13,20 @@ interface CommandDeque {
 
 interface Connection {
   readonly options?: { autoResendUnfulfilledCommands?: boolean };
-  prevCommandQueue?: CommandDeque | null;
   on(event: "close", listener: () => void): unknown;
+}
+
+/**
+ * Fails ("Connection is closed.") the commands a closed connection holds in ioredis' prevCommandQueue: those in flight
+ * when it closed, which ioredis keeps to re-send once it is ready again, or, not re-sending them, to throw away then,
+ * unsettled. Absent (a Cluster, other versions): nothing to do.
+ */
+export function failPrevCommands(client: object): void {
+  const prev = (client as { prevCommandQueue?: CommandDeque | null }).prevCommandQueue;
+  if (prev == null || typeof prev.shift !== "function") return;
+  for (let item = prev.shift(); item !== undefined; item = prev.shift()) {
+    item.command?.reject?.(new Error("Connection is closed."));
+  }
 }
 
 const guarded = new WeakSet<object>();
@@ -34,14 +46,7 @@ export function failInFlightOnClose(redis: RedisClient): void {
   const connection = redis as unknown as Connection;
   if (connection.options?.autoResendUnfulfilledCommands !== false || typeof connection.on !== "function") return;
   guarded.add(redis);
-  connection.on("close", () => {
-    // ioredis moves the commands in flight to prevCommandQueue when a ready connection closes (and emits "close" on
-    // the next tick, before any reconnect), then drops that queue once connected again. Emptied here, it drops
-    // nothing.
-    const prev = connection.prevCommandQueue;
-    if (prev == null || typeof prev.shift !== "function") return;
-    for (let item = prev.shift(); item !== undefined; item = prev.shift()) {
-      item.command?.reject?.(new Error("Connection is closed."));
-    }
-  });
+  // ioredis moves the commands in flight to prevCommandQueue when a ready connection closes (and emits "close" on the
+  // next tick, before any reconnect), then drops that queue once connected again. Emptied here, it drops nothing.
+  connection.on("close", () => failPrevCommands(redis));
 }
