@@ -17,8 +17,12 @@ export interface WorkerPoolOptions {
   readonly count: number;
   /** Every message but the pool's own (`loaded`, `ready`). */
   readonly onMessage?: (msg: WorkerMessage, worker: ChaosWorker) => void;
-  /** Records a worker that exits with an error code (not by a signal) as a `worker-crash` violation. */
-  readonly crashes?: Violations;
+  /**
+   * Records a worker that exits with an error code (not by a signal) as a `worker-crash` violation. Required: a crash
+   * (an unhandled rejection in a primitive's background work, say) must fail the run, not leave the other workers to
+   * finish the workload and the checks to pass.
+   */
+  readonly crashes: Violations;
 }
 
 /** Configuration of one incarnation of a slot (0 for the first process of the slot, then one more per respawn). */
@@ -90,13 +94,11 @@ export class WorkerPool {
       } else if (msg.type === "ready") this.#ready++;
       else onMessage?.(msg, worker);
     });
-    if (crashes !== undefined) {
-      w.child.once("exit", (code, signal) => {
-        if (signal !== null || code === 0) return;
-        this.#crashes++;
-        crashes.add("worker-crash", `worker ${slot} exited with code ${code}: ${w.stderr().slice(-600)}`);
-      });
-    }
+    w.child.once("exit", (code, signal) => {
+      if (signal !== null || code === 0) return;
+      this.#crashes++;
+      crashes.add("worker-crash", `worker ${slot} exited with code ${code}: ${w.stderr().slice(-600)}`);
+    });
     this.all.push(w);
     return w;
   }

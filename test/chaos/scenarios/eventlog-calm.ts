@@ -60,10 +60,12 @@ export class CalmPhase {
   readonly #failures = new Map<string, number>();
   readonly #done = new Set<string>();
 
-  constructor() {
+  /** `violations` records a calm-phase process that crashes (`worker-crash`). */
+  constructor(violations: Violations) {
     this.#pool = new WorkerPool({
       file: "eventlog-live.ts",
       count: CALM_CONSUMERS,
+      crashes: violations,
       onMessage: (msg) => {
         if (msg.type === "live") {
           const seen = this.#liveSeen[msg.slot as number];

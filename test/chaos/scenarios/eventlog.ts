@@ -57,6 +57,7 @@ export function eventlogScenario(events: number): ChaosScenario {
       const consumers = new WorkerPool({
         file: "eventlog-consumer.ts",
         count: CONSUMERS,
+        crashes: violations,
         onMessage(msg, worker) {
           if (msg.type !== "processed") return;
           const id = msg.entryId as string;
@@ -67,7 +68,7 @@ export function eventlogScenario(events: number): ChaosScenario {
           reply(worker, msg, {});
         },
       });
-      const calm = new CalmPhase();
+      const calm = new CalmPhase(violations);
       let redis: DurableRedis | undefined;
       let calmServer: RedisServer | undefined;
       let calmRun: Promise<CalmSummary> | undefined;
@@ -182,6 +183,7 @@ export function eventlogScenario(events: number): ChaosScenario {
             duplicates,
             redeliveries,
             consumerRespawns: consumers.respawns,
+            consumerCrashes: consumers.crashes,
             deadLetters,
             chainChecked: verify.checked,
             faultsByKind: faultLog.byKind,

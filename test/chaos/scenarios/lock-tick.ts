@@ -58,6 +58,7 @@ async function runTickScenario({ seed, durationMs, log }: ScenarioContext): Prom
   const pool = new WorkerPool({
     file: "tick-worker.ts",
     count: WORKERS,
+    crashes: violations,
     onMessage(msg, worker) {
       if (msg.type === "run") {
         callsDone++;

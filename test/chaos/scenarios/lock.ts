@@ -6,6 +6,7 @@ import {
   type FaultSchedule,
   type FaultStep,
   faultSchedule,
+  mulberry32,
   type RedisServer,
   runSchedule,
   startProxy,
@@ -30,6 +31,11 @@ const LOCK_FAULT_MS: [number, number] = [TTL_MS + 100, TTL_MS * 3];
 const HOLD_MAX_MS = 10;
 /** After the faults, accepted sections must resume within this time, ms. */
 const RECOVERY_MS = 10_000;
+/**
+ * A holder is stalled in its critical section (SIGSTOP after its fenced read) for this long, ms: at least two TTLs, so
+ * another worker has the lock and has read with a higher fence when the stalled one writes.
+ */
+const HOLDER_STALL_MS: [number, number] = [TTL_MS * 2, TTL_MS * 3];
 
 /**
  * Keeps at most one server down at a time, so a majority of Redlock's masters always keeps its data (the README's
@@ -134,12 +140,22 @@ async function runLockScenario(
       seed: (seed + slot * 7919 + incarnation * 104729) >>> 0,
     }));
 
+    // Besides the schedule's faults, a holder is stalled past its lease at most once every sixth of the run (every
+    // 0.5 s in the short run, 2 s in the long one).
+    lock.stallHolders({
+      everyMs: Math.min(2_000, Math.max(500, Math.round(durationMs / 6))),
+      pauseMs: HOLDER_STALL_MS,
+      random: mulberry32(seed ^ 0x57a11),
+    });
     const faultLog = await runSchedule(
       schedule,
       { servers, proxies, processes: lock.pool.processes },
       { onInject: lock.pool.respawnKilled },
     );
-    log(`faults done: ${faultLog.injected} injected, ${faultLog.repaired} repaired by the final sweep`);
+    lock.stallHolders(undefined);
+    log(
+      `faults done: ${faultLog.injected} injected, ${faultLog.repaired} repaired by the final sweep; ${lock.holderStalls} holders stalled past their lease`,
+    );
 
     // Liveness: once healed, accepted sections resume (a fence that went back would leave every write rejected).
     await lock.progress(RECOVERY_SECTIONS, RECOVERY_MS, "the faults were healed");
@@ -153,6 +169,7 @@ async function runLockScenario(
         ...details,
         workers: LOCK_WORKERS,
         pauseMs: LOCK_FAULT_MS,
+        holderStallMs: HOLDER_STALL_MS,
         holdMaxMs: HOLD_MAX_MS,
         ttlMs: TTL_MS,
         masters,

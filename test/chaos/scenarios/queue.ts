@@ -97,6 +97,7 @@ export function queueScenario(jobs: number): ChaosScenario {
       const pool = new WorkerPool({
         file: "queue-worker.ts",
         count: WORKERS,
+        crashes: violations,
         onMessage(msg, worker) {
           jobsCheck.onMessage(msg, worker);
           if (msg.type === "outcome" || msg.type === "hold") probes.reports.record({ worker, msg });
@@ -175,6 +176,7 @@ export function queueScenario(jobs: number): ChaosScenario {
             retries: adds.retries,
             ...counts,
             workerRespawns: pool.respawns,
+            workerCrashes: pool.crashes,
             faultsByKind: faultLog.byKind,
             persistence: "appendonly, appendfsync always",
             durationMs,

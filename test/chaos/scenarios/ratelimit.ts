@@ -154,6 +154,7 @@ export const ratelimitScenario: ChaosScenario = {
     const pool = new WorkerPool({
       file: "ratelimit-worker.ts",
       count: PROCESSES,
+      crashes: violations,
       onMessage(msg, worker) {
         if (msg.type === "round-done") {
           const list = reports.get(msg.round as number) ?? [];

@@ -49,6 +49,7 @@ async function runRedlockSlowScenario({ seed, durationMs, log }: ScenarioContext
   const pool = new WorkerPool({
     file: "lock-extend-worker.ts",
     count: WORKERS,
+    crashes: violations,
     onMessage(msg, worker) {
       if (msg.type === "lease") {
         outcomes[msg.outcome as string] = (outcomes[msg.outcome as string] ?? 0) + 1;
@@ -107,6 +108,7 @@ async function runRedlockSlowScenario({ seed, durationMs, log }: ScenarioContext
         losses: losses.length,
         lossesWithTokenOnQuorum: losses.filter((l) => l.holders >= quorum).length,
         workers: WORKERS,
+        crashes: pool.crashes,
         ttlMs: SLOW_TTL_MS,
         pauseMs: SLOW_PAUSE_MS,
         faultsByKind: faultLog.byKind,

@@ -105,7 +105,7 @@ export const scriptPath: ChaosScenario = {
           }
         }
       };
-      // Warm up: every client connected and the script cached before the faults start.
+      // Warm up: every client connected before the faults start (the probe script is loaded by the first calls).
       await Promise.all(clients.map((c) => c.ping()));
       const loops = clients.map((_, i) => loop(i));
       const faultLog = await runSchedule(schedule, { servers: [server], proxies: [proxy] });

@@ -33,7 +33,9 @@ async function run(): Promise<void> {
     }
     const gotAt = Date.now();
     const validUntil = gotAt + lease.remainingMs();
-    tell({ type: "acquired", fence: lease.fence, reqAt, gotAt, validUntil });
+    // Flushed like "releasing": a worker killed right after acquiring still holds a lease until it expires, and the
+    // checker must see that lease to find another one granted within it.
+    await tellFlushed({ type: "acquired", fence: lease.fence, reqAt, gotAt, validUntil });
     const begin = await ask({ type: "begin", fence: lease.fence });
     if (begin.accepted === true) {
       await sleep(Math.floor(random() * cfg.holdMaxMs)); // the critical section's "work"
