@@ -26,8 +26,9 @@ if not due or tonumber(due) ~= tonumber(ARGV[2]) then return 0 end
 if ARGV[7] and redis.call('HGET', KEYS[6], ARGV[1]) ~= ARGV[7] then return 0 end
 local clock = { now = now_ms() }
 if tonumber(ARGV[2]) > clock.now then return 0 end
-redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
+-- Read before any write: options it cannot read fail the call with nothing changed.
 local o = qa_options(ARGV[6])
+redis.call('ZADD', KEYS[7], ARGV[3], ARGV[1])
 local created, wake = qa_add(KEYS, ARGV[4], qa_record(ARGV[5], o), o.prio, o.delay, clock)
 if wake then redis.call('XADD', KEYS[5], 'MAXLEN', '1', '*', 'w', '1') end
 return created and 1 or 2

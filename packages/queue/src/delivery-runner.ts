@@ -1,4 +1,5 @@
-import { InvalidArgumentError, notifyOperation, runScript, toCoordisError, validate } from "@coordis/core";
+import { encodeText, InvalidArgumentError, notifyOperation, runScript, toCoordisError, validate } from "@coordis/core";
+import { faithfulJson, overBytes } from "./codec.js";
 import { JobLostError } from "./errors.js";
 import type { Finisher, FinishKind, FinishStatus } from "./finisher.js";
 import { Delivery, type Job } from "./job.js";
@@ -7,6 +8,9 @@ import { queueScripts } from "./scripts.generated.js";
 import { errorText } from "./worker-close.js";
 import { type WorkerContext, type WorkerStats, workerEvent } from "./worker-context.js";
 import type { ParsedWorker } from "./worker-options.js";
+
+/** Largest progress value, bytes of its JSON text in UTF-8: 64 KiB. */
+export const MAX_PROGRESS_BYTES = 64 * 1024;
 
 /** Runs one job; resolve with its result, throw to fail the attempt (retried after the backoff, then dead). */
 export type Handler<T, R> = (job: Job<T>) => Promise<R> | R;
@@ -117,9 +121,8 @@ export class DeliveryRunner<T, R> {
       (value) => {
         let text: string;
         try {
-          text = this.#opts.resultCodec.encode(value);
-          if (typeof text !== "string") throw new InvalidArgumentError("result", "the codec did not return a string");
-          if (text.length * 3 > this.#opts.maxPayloadBytes && Buffer.byteLength(text) > this.#opts.maxPayloadBytes) {
+          text = encodeText(this.#opts.resultCodec, value, "result");
+          if (overBytes(text, this.#opts.maxPayloadBytes)) {
             throw new InvalidArgumentError("result", `is larger than ${this.#opts.maxPayloadBytes} bytes once encoded`);
           }
         } catch (err) {
@@ -219,15 +222,20 @@ export class DeliveryRunner<T, R> {
   }
 
   async #progress(d: Delivery<T>, value: unknown): Promise<boolean> {
-    let text: string | undefined;
+    if (value === undefined) throw new InvalidArgumentError("value", "expected a JSON value");
+    let text: string;
     try {
-      text = JSON.stringify(value);
+      text = faithfulJson(value);
     } catch (err) {
-      // A BigInt, a cycle, a toJSON that throws: bad input, as a value without a JSON form is.
+      // A BigInt, a Map, NaN, a cycle, a toJSON that throws: bad input, checked as job data is.
       throw new InvalidArgumentError("value", `cannot be encoded as JSON: ${validate.thrownMessage(err)}`);
     }
-    if (typeof text !== "string") throw new InvalidArgumentError("value", "expected a JSON value");
-    if (text.length > 64 * 1024) throw new InvalidArgumentError("value", "at most 64 KiB of JSON");
+    if (overBytes(text, MAX_PROGRESS_BYTES)) {
+      throw new InvalidArgumentError(
+        "value",
+        `must be at most ${MAX_PROGRESS_BYTES} bytes (64 KiB) once encoded as JSON in UTF-8`,
+      );
+    }
     // A delivery whose signal aborted (lease lost, cancelled, handed back) is no longer the job's current one for its
     // handler, even while Redis still holds its fence: refused, as what the handler returns then is.
     if (d.lostReason !== undefined) return false;

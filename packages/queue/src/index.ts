@@ -6,6 +6,7 @@
  * @packageDocumentation
  */
 export { type Codec, jsonCodec } from "./codec.js";
+export { MAX_PROGRESS_BYTES } from "./delivery-runner.js";
 export {
   JobCancelledError,
   JobDeadError,

@@ -99,13 +99,13 @@ export function parseJobInfo<T, R>(
   return info;
 }
 
-/** Builds a page of dead letters from the dead-letters script's reply. */
+/** Builds a page of dead letters from the dead-letters script's reply (`read`: entries it read, `last`: the last). */
 export function parseDeadPage<T>(
-  reply: [total: number, ...job: (string | number)[]],
+  reply: [read: number, lastScore: string, lastId: string, ...job: (string | number)[]],
   codec: Codec<T>,
-): { total: number; page: DeadLetter<T>[] } {
+): { read: number; last: DeadPosition; page: DeadLetter<T>[] } {
   const page: DeadLetter<T>[] = [];
-  for (let i = 1; i + 4 < reply.length; i += 5) {
+  for (let i = 3; i + 4 < reply.length; i += 5) {
     page.push({
       id: String(reply[i]),
       diedAt: Number(reply[i + 1]),
@@ -114,5 +114,11 @@ export function parseDeadPage<T>(
       error: String(reply[i + 4]),
     });
   }
-  return { total: reply[0], page };
+  return { read: Number(reply[0]), last: { score: String(reply[1]), id: String(reply[2]) }, page };
+}
+
+/** Where a walk of a partition's dead letters is: after the entry (time of death, id); both '' at its start. */
+export interface DeadPosition {
+  readonly score: string;
+  readonly id: string;
 }

@@ -27,8 +27,13 @@ export interface Job<T = unknown> {
   /**
    * Stores a progress value (JSON), readable with `Queue.get()`. One round trip; refused (resolves false) once the
    * delivery is no longer the job's current one, or once `signal` aborted (then nothing is sent).
+   * @throws InvalidArgumentError naming `value` (nothing sent) for `undefined`, a value JSON cannot encode or would
+   *   change (checked as job data is: a BigInt, a Map, NaN...), or a JSON text over `MAX_PROGRESS_BYTES` (65,536) bytes
+   *   in UTF-8
+   *
+   * A function of its own, bound to this delivery: a handler may take it apart (`async ({ data, progress }) => ...`).
    */
-  progress(value: unknown): Promise<boolean>;
+  readonly progress: (value: unknown) => Promise<boolean>;
 }
 
 /** A delivery held by a worker, from fetch until its outcome is recorded. Internal. */
@@ -50,6 +55,7 @@ export class Delivery<T> implements Job<T> {
   /** Created when a handler first reads `signal` (most never do: one fewer allocation per job). */
   #controller: AbortController | undefined;
   readonly #progress: (job: Delivery<T>, value: unknown) => Promise<boolean>;
+  #boundProgress: ((value: unknown) => Promise<boolean>) | undefined;
 
   constructor(
     init: { id: string; fence: number; attempt: number; maxAttempts: number; partition: number; deadline: number },
@@ -76,8 +82,10 @@ export class Delivery<T> implements Job<T> {
   /** The key of this delivery in the worker's maps. */
   readonly key: string;
 
-  progress(value: unknown): Promise<boolean> {
-    return this.#progress(this, value);
+  /** Bound to this delivery, made when a handler first reads it (most never do). */
+  get progress(): (value: unknown) => Promise<boolean> {
+    this.#boundProgress ??= (value: unknown) => this.#progress(this, value);
+    return this.#boundProgress;
   }
 
   /** Ends the delivery early: aborts the signal with a JobLostError. Idempotent; returns whether it did now. */

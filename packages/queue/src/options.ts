@@ -9,7 +9,7 @@ import {
   validate,
   validatePrefix,
 } from "@coordis/core";
-import { type Codec, jsonCodec, parseCodec } from "./codec.js";
+import { type Codec, jsonCodec, jsonResultCodec, parseCodec } from "./codec.js";
 
 /** Default attempts of a job, the first one included. */
 export const DEFAULT_ATTEMPTS = 3;
@@ -100,9 +100,12 @@ export interface CommonOptions<T = unknown, R = unknown> {
   observer?: CoordisObserver;
   /** Hash slots the queue is spread over (1–256; default 1). Every Queue and Worker of the queue must use the same. */
   partitions?: number;
-  /** Encodes job data (`data`) and decodes it; default JSON. */
+  /**
+   * Encodes job data (`data`) and decodes it; default {@link jsonCodec}: JSON, refusing data JSON would store as
+   * something else (a Map, a Set, NaN, a BigInt...) with an InvalidArgumentError naming `data`.
+   */
   codec?: Codec<T>;
-  /** Encodes results; default JSON. */
+  /** Encodes results; default JSON with its own rules (a NaN in a result is stored as null, a Map as `{}`). */
   resultCodec?: Codec<R>;
   /** Largest encoded payload or result, bytes (1 – 64 MiB); default 512 KiB. */
   maxPayloadBytes?: number;
@@ -239,7 +242,7 @@ export function parseCommon<T, R>(o: CommonOptions<T, R>, argument = "options"):
     validate.positiveInteger(`${argument}.partitions`, v, MAX_PARTITIONS),
   );
   const codec = parseCodec<T>(`${argument}.codec`, o.codec) ?? (jsonCodec as Codec<T>);
-  const resultCodec = parseCodec<R>(`${argument}.resultCodec`, o.resultCodec) ?? (jsonCodec as Codec<R>);
+  const resultCodec = parseCodec<R>(`${argument}.resultCodec`, o.resultCodec) ?? (jsonResultCodec as Codec<R>);
   const maxPayloadBytes = validate.optional(o.maxPayloadBytes, DEFAULT_MAX_PAYLOAD_BYTES, (v) =>
     validate.positiveInteger(`${argument}.maxPayloadBytes`, v, 64 * 1024 * 1024),
   );

@@ -1,6 +1,13 @@
 import { runScript, toCoordisError } from "@coordis/core";
 import { JobCancelledError, JobDeadError, JobNotFoundError } from "./errors.js";
-import { type DeadLetter, type JobInfo, parseDeadPage, parseJobInfo, type QueueCounts } from "./job-info.js";
+import {
+  type DeadLetter,
+  type DeadPosition,
+  type JobInfo,
+  parseDeadPage,
+  parseJobInfo,
+  type QueueCounts,
+} from "./job-info.js";
 import { type PartitionKeys, partitionOf } from "./keys.js";
 import { jobKeys, type QueueContext } from "./queue-context.js";
 import type { ResultWaiters } from "./results.js";
@@ -78,28 +85,33 @@ export async function countJobs<T, R>(q: QueueContext<T, R>): Promise<QueueCount
   return c;
 }
 
-/** Up to `limit` dead letters from `offset` of `partition` on; `cursor` is absent once the last partition is read. */
+/**
+ * Up to `limit` dead letters of `partition` on, after `after` in it; `cursor` is absent once the last partition is
+ * read. A cursor is `<partition>:<time of death>:<id>` of the last entry read (`<partition>::` at a partition's start).
+ */
 export async function readDeadLetters<T, R>(
   q: QueueContext<T, R>,
   limit: number,
   partition: number,
-  offset: number,
+  after: DeadPosition,
 ): Promise<{ jobs: DeadLetter<T>[]; cursor?: string }> {
   const jobs: DeadLetter<T>[] = [];
   await q.gate.ready();
+  let at = after;
   while (partition < q.opts.partitions && jobs.length < limit) {
     const k = q.keys[partition] as PartitionKeys;
     const want = limit - jobs.length;
-    const reply = await runScript(q.redis, queueScripts.deadLetters, [k.dead, k.jobs], [offset, want]);
-    const { total, page } = parseDeadPage(reply, q.opts.codec);
+    const reply = await runScript(q.redis, queueScripts.deadLetters, [k.dead, k.jobs], [at.score, at.id, want]);
+    const { read, last, page } = parseDeadPage(reply, q.opts.codec);
     jobs.push(...page);
-    offset += want;
-    if (offset >= total) {
+    if (read < want) {
       partition++;
-      offset = 0;
+      at = { score: "", id: "" };
+    } else {
+      at = last;
     }
   }
-  return partition < q.opts.partitions ? { jobs, cursor: `${partition}:${offset}` } : { jobs };
+  return partition < q.opts.partitions ? { jobs, cursor: `${partition}:${at.score}:${at.id}` } : { jobs };
 }
 
 /** Moves a dead job back to the queue with a fresh set of attempts. @returns false when it is not a dead letter */

@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import {
   Batcher,
+  ClosedError,
   type CoordisObserver,
   InvalidArgumentError,
   parseDurability,
@@ -50,6 +51,7 @@ export class Queue<T = unknown, R = unknown> {
   readonly #q: QueueContext<T, R>;
   readonly #batcher: Batcher<QueuedAdd, boolean> | undefined;
   readonly #results: ResultWaiters;
+  #closed = false;
 
   /**
    * @param redis an ioredis `Redis` or `Cluster`
@@ -98,9 +100,11 @@ export class Queue<T = unknown, R = unknown> {
    *   was added on the primary and may or may not survive a failover; adding it again with the same `id` is safe
    *   (`duplicate: true` means it survived)
    * @throws PartitionsMismatchError when the queue was created with another `partitions`
+   * @throws ClosedError after {@link Queue.close} (nothing is sent)
    */
   async add(data: T, opts?: JobOptions): Promise<AddResult> {
     const start = performance.now();
+    this.#assertOpen();
     const q = this.#q;
     const item = prepareAdd(q, data, opts, "data", "opts");
     const partition = partitionOf(item.id, q.opts.partitions);
@@ -128,9 +132,11 @@ export class Queue<T = unknown, R = unknown> {
    * @throws InvalidArgumentError for a bad item (naming `items[i]...`) or more than 10,000 items
    * @throws DurabilityError with the `durability` option, when the replicas did not confirm a call in time (see
    *   {@link Queue.add}: every item was added on the primary; adding them again with the same ids is safe)
+   * @throws ClosedError after {@link Queue.close} (nothing is sent)
    */
   async addMany(items: ReadonlyArray<{ data: T; opts?: JobOptions }>): Promise<AddResult[]> {
     const start = performance.now();
+    this.#assertOpen();
     if (!Array.isArray(items)) throw new InvalidArgumentError("items", "expected an array of { data, opts? }");
     if (items.length > MAX_ADD_MANY) throw new InvalidArgumentError("items", `at most ${MAX_ADD_MANY} items`);
     // Array.from visits holes (a sparse array's missing items), which map would skip: each is refused below.
@@ -192,9 +198,11 @@ export class Queue<T = unknown, R = unknown> {
    * Cancels a job that has not finished: a waiting or delayed job will not run; a running job's `signal` aborts (its
    * worker learns it at the next lease renewal) and whatever its handler finishes is refused. One round trip.
    * @returns true when the job was cancelled, false when it had finished already or does not exist
+   * @throws ClosedError after {@link Queue.close}
    */
   async cancel(id: string): Promise<boolean> {
     const start = performance.now();
+    this.#assertOpen();
     validate.string("id", id, { maxBytes: 1024 });
     const cancelled = await cancelJob(this.#q, id);
     reportQueueOp(this.#q, "cancel", cancelled ? "cancelled" : "not-found", start);
@@ -214,6 +222,7 @@ export class Queue<T = unknown, R = unknown> {
    * already and not made yet is still made, with the new declaration).
    * Two round trips (the server's clock, then the declaration).
    * @returns true when the schedule was new or changed, false when it was declared identically already
+   * @throws ClosedError after {@link Queue.close}
    */
   async schedule(
     name: string,
@@ -221,6 +230,7 @@ export class Queue<T = unknown, R = unknown> {
     data: T,
     opts?: Omit<JobOptions, "id" | "delayMs">,
   ): Promise<boolean> {
+    this.#assertOpen();
     validateScheduleName(name);
     const parsed = parseSpec("spec", spec);
     const job = parseJob("opts", opts, this.#q.defaults, false);
@@ -231,15 +241,18 @@ export class Queue<T = unknown, R = unknown> {
     return declareSchedule(this.#q, name, parsed, job, encoded);
   }
 
-  /** Removes a schedule (jobs it made already stay). @returns whether it existed */
+  /** Removes a schedule (jobs it made already stay). @returns whether it existed @throws ClosedError after close() */
   async unschedule(name: string): Promise<boolean> {
+    this.#assertOpen();
     validateStoredScheduleName(name);
     return removeSchedule(this.#q, name);
   }
 
   /**
-   * A page of dead letters (oldest death first), with their last errors. Pass the returned `cursor` to read the next
-   * page; it is absent on the last one.
+   * A page of dead letters (oldest death first, partition by partition), with their last errors. Pass the returned
+   * `cursor` to read the next page; it is absent on the last one. The cursor names the last dead letter read, so a walk
+   * that retries (or loses to retention) the jobs of a page before reading the next one misses none of the others (a job
+   * that dies again meanwhile is read again, after the deaths before it, unless the walk has left its partition).
    */
   async deadLetters(options?: {
     limit?: number;
@@ -248,43 +261,59 @@ export class Queue<T = unknown, R = unknown> {
     const o = validate.options<{ limit?: number; cursor?: string }>("options", options);
     onlyKeys("options", o, ["limit", "cursor"]);
     const limit = validate.optional(o.limit, 100, (v) => validate.positiveInteger("options.limit", v, 1_000));
-    let partition = 0;
-    let offset = 0;
-    if (o.cursor !== undefined) {
-      const m = /^(\d{1,3}):(\d{1,9})$/.exec(validate.string("options.cursor", o.cursor, { maxBytes: 16 }));
-      if (m === null || Number(m[1]) >= this.#q.opts.partitions) {
-        throw new InvalidArgumentError("options.cursor", "not a cursor returned by deadLetters()");
-      }
-      partition = Number(m[1]);
-      offset = Number(m[2]);
+    if (o.cursor === undefined) return readDeadLetters(this.#q, limit, 0, { score: "", id: "" });
+    // "<partition>:<time of death>:<id>" of the last entry read, or "<partition>::" at a partition's start.
+    const m = /^(\d{1,3}):(?:(\d{1,16}(?:\.\d{1,17})?):(.+)|:)$/s.exec(
+      validate.string("options.cursor", o.cursor, { maxBytes: 1_100 }),
+    );
+    if (m === null || Number(m[1]) >= this.#q.opts.partitions) {
+      throw new InvalidArgumentError("options.cursor", "not a cursor returned by deadLetters()");
     }
-    return readDeadLetters(this.#q, limit, partition, offset);
+    return readDeadLetters(this.#q, limit, Number(m[1]), { score: m[2] ?? "", id: m[3] ?? "" });
   }
 
-  /** Moves a dead job back to the queue with a fresh set of attempts. @returns false when it is not a dead letter */
+  /**
+   * Moves a dead job back to the queue with a fresh set of attempts. @returns false when it is not a dead letter
+   * @throws ClosedError after {@link Queue.close}
+   */
   async retryDead(id: string): Promise<boolean> {
+    this.#assertOpen();
     validate.string("id", id, { maxBytes: 1024 });
     return retryDeadJob(this.#q, id);
   }
 
-  /** Pauses the whole queue: workers start no new job (running ones go on) until {@link Queue.resume}. */
-  pause(): Promise<void> {
+  /**
+   * Pauses the whole queue: workers start no new job (running ones go on) until {@link Queue.resume}.
+   * @throws ClosedError after {@link Queue.close}
+   */
+  async pause(): Promise<void> {
+    this.#assertOpen();
     return setPaused(this.#q, 1);
   }
 
-  /** Resumes a paused queue; waiting workers wake at once. */
-  resume(): Promise<void> {
+  /** Resumes a paused queue; waiting workers wake at once. @throws ClosedError after {@link Queue.close} */
+  async resume(): Promise<void> {
+    this.#assertOpen();
     return setPaused(this.#q, 0);
   }
 
   /**
-   * Sends queued adds now and closes the connection `result()` opened (the `redis` client is not closed). Resolves
-   * within 1 s even when Redis cannot be reached (the connection is then destroyed). `result()` calls still waiting go
-   * on with their periodic checks through the `redis` client, and so do calls made after close() (no connection is
-   * opened again: they look at the job at once, then every 5 s).
+   * Ends this Queue's use for adding and changing jobs: adds already called (also those still in the micro-batch or
+   * waiting for the queue's first check) are sent, and the connection `result()` opened is closed (the `redis` client
+   * is not: keep it open until the adds called before close() have settled). Resolves within 1 s even when Redis
+   * cannot be reached (the connection is then destroyed). Afterwards `add`, `addMany`, `cancel`, `schedule`,
+   * `unschedule`, `retryDead`, `pause` and `resume` reject with ClosedError (nothing is sent), while the reads go on:
+   * `get`, `counts`, `deadLetters`, and `result()` (calls still waiting go on with their periodic checks through the
+   * `redis` client, and so do calls made after close(): no connection is opened again, they look at the job at once,
+   * then every 5 s). Idempotent.
    */
   async close(): Promise<void> {
+    this.#closed = true;
     this.#batcher?.flush();
     await this.#results.close();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError("Queue");
   }
 }

@@ -5,6 +5,7 @@ import {
   type RedisClient,
   runScript,
   runScriptDynamic,
+  ScriptError,
   toCoordisError,
 } from "@coordis/core";
 import { type PartitionKeys, scheduledJobId } from "./keys.js";
@@ -13,6 +14,8 @@ import { queueScripts } from "./scripts.generated.js";
 
 /** Longest pause between two looks at a partition's schedules, ms (a schedule declared meanwhile waits this long). */
 export const SCHEDULE_POLL_MS = 1_000;
+/** Most due schedules one read returns. */
+const SCHEDULE_PAGE = 100;
 /** Pause after an error, ms. */
 const ERROR_PAUSE_MS = 1_000;
 
@@ -60,50 +63,80 @@ export class Scheduler {
     }
   }
 
-  /** Fires what is due in one partition; returns how long to wait before looking again. */
+  /**
+   * Fires what is due in one partition, a page of {@link SCHEDULE_PAGE} at a time; returns how long to wait before
+   * looking again. A schedule it cannot fire (unreadable, or refused by the fire script) stays due and is reported on
+   * every look; the next page skips those, so they neither hide the schedules after them nor make the look start over
+   * at once.
+   */
   async #tick(k: PartitionKeys): Promise<number> {
-    const [now, nextInMs, ...due] = await runScript(this.#redis, queueScripts.scheduleDue, [k.schedz, k.sched], [100]);
-    let waitMs = nextInMs < 0 ? SCHEDULE_POLL_MS : nextInMs;
-    for (let i = 0; i + 2 < due.length; i += 3) {
-      // Stopped while the read was in flight: fire nothing more.
-      if (this.#stopper.signal.aborted) break;
-      const name = String(due[i]);
-      const dueAt = Number(due[i + 1]);
-      const stored = parseStored(String(due[i + 2]));
-      if (stored === null) continue;
+    let waitMs = SCHEDULE_POLL_MS;
+    let offset = 0;
+    for (;;) {
+      const [now, nextInMs, ...due] = await runScript(
+        this.#redis,
+        queueScripts.scheduleDue,
+        [k.schedz, k.sched],
+        [SCHEDULE_PAGE, offset],
+      );
+      if (nextInMs >= 0) waitMs = Math.min(waitMs, nextInMs);
+      for (let i = 0; i + 2 < due.length; i += 3) {
+        // Stopped while the read was in flight: fire nothing more.
+        if (this.#stopper.signal.aborted) return waitMs;
+        const nextAt = await this.#fire(k, String(due[i]), Number(due[i + 1]), String(due[i + 2]), now);
+        // Whoever fired it, the schedule's next run is nextAt now; one not fired stays due, before the next page.
+        if (nextAt === undefined) offset++;
+        else waitMs = Math.min(waitMs, nextAt - now);
+      }
+      if (due.length < SCHEDULE_PAGE * 3 || this.#stopper.signal.aborted) break;
+    }
+    return Math.min(SCHEDULE_POLL_MS, Math.max(1, waitMs));
+  }
+
+  /**
+   * Fires one due schedule (`text`: its declaration as read). @returns its next run time, or undefined when it was
+   * not fired and may still be due (unreadable, refused, or changed since the read)
+   */
+  async #fire(k: PartitionKeys, name: string, dueAt: number, text: string, now: number): Promise<number | undefined> {
+    const stored = parseStored(text);
+    if (stored === null) {
+      const error = new Error(
+        `schedule "${name}": its stored declaration is not one this version can read (declare it again, or unschedule it)`,
+      );
+      this.#event("schedule-error", { error, schedule: name });
+      return undefined;
+    }
+    let nextAt: number;
+    try {
       // Catch-up policy: runs missed while nothing fired are coalesced into this one job (for run time dueAt); the
       // schedule then goes on from the first run after now.
-      let nextAt: number;
-      try {
-        nextAt = nextRunAfter(stored.spec, Math.max(now, dueAt)) ?? NEVER_MS;
-      } catch (err) {
-        // A declaration this version cannot read (another version's pattern): it stays due, reported on every look;
-        // the partition's other schedules fire all the same.
-        this.#event("schedule-error", { error: toCoordisError(err), schedule: name });
-        continue;
-      }
-      const fired = await runScriptDynamic(
+      nextAt = nextRunAfter(stored.spec, Math.max(now, dueAt)) ?? NEVER_MS;
+    } catch (err) {
+      // A declaration this version cannot compute (another version's pattern): it stays due, reported on every look;
+      // the partition's other schedules fire all the same.
+      this.#event("schedule-error", { error: toCoordisError(err), schedule: name });
+      return undefined;
+    }
+    let fired: number;
+    try {
+      fired = await runScriptDynamic(
         this.#redis,
         queueScripts.scheduleFire,
         [k.jobs, k.ready, k.delayed, k.prio, k.wake, k.sched, k.schedz],
         // The declaration read: a replica that changed it since makes the fire a no-op (the next look makes the run
         // with the new one).
-        [
-          name,
-          dueAt,
-          nextAt,
-          scheduledJobId(name, dueAt),
-          String(stored.job[0]),
-          stored.job.slice(1).join(" "),
-          String(due[i + 2]),
-        ],
+        [name, dueAt, nextAt, scheduledJobId(name, dueAt), String(stored.job[0]), stored.job.slice(1).join(" "), text],
       );
-      if (fired === 1) this.#event("schedule-fired", { schedule: name });
-      // Whoever fired it, the schedule's next run is nextAt now.
-      waitMs = Math.min(waitMs, nextAt - now);
+    } catch (err) {
+      const error = toCoordisError(err);
+      // Redis unreachable: the look ends, and the next one comes after a pause.
+      if (!(error instanceof ScriptError)) throw error;
+      // Refused by the script (it changed nothing): reported, and the other schedules fire all the same.
+      this.#event("schedule-error", { error, schedule: name });
+      return undefined;
     }
-    if (due.length >= 300) return 0;
-    return Math.min(SCHEDULE_POLL_MS, Math.max(1, waitMs));
+    if (fired === 1) this.#event("schedule-fired", { schedule: name });
+    return fired === 0 ? undefined : nextAt;
   }
 
   #event(type: string, extra: { error?: Error; schedule?: string }): void {

@@ -102,16 +102,35 @@ export function nextRunAfter(spec: ParsedSpec, afterMs: number): number | null {
   return cron.nextRun(new Date(afterMs))?.getTime() ?? null;
 }
 
-/** Parses a stored schedule; `null` when it is not one (written by an incompatible version). */
+/** A job's options text as the fire script reads it (lua/_lib/queue-add.lua's qa_options): 8 integers, the group. */
+const OPTIONS_TEXT = /^\d+ \d \d+ \d \d+ \d+ \d+ \d+ [\s\S]*$/;
+
+/** Whether a stored timing is one {@link nextRunAfter} can compute with. */
+function isStoredSpec(spec: unknown): spec is ParsedSpec {
+  if (spec === null || typeof spec !== "object") return false;
+  const s = spec as { everyMs?: unknown; cron?: unknown; tz?: unknown };
+  if (s.everyMs !== undefined) return Number.isSafeInteger(s.everyMs) && (s.everyMs as number) >= 1;
+  return typeof s.cron === "string" && (s.tz === undefined || typeof s.tz === "string");
+}
+
+/**
+ * Parses a stored schedule; `null` when it is not one this version can fire (written by an incompatible version, or
+ * corrupt): not JSON, another shape, a timing without a positive `everyMs` or a `cron` text, or job options the fire
+ * script would refuse.
+ */
 export function parseStored(text: string): StoredSchedule | null {
+  let v: unknown;
   try {
-    const v = JSON.parse(text) as StoredSchedule;
-    if (v === null || typeof v !== "object" || !Array.isArray(v.job) || v.job.length !== 10) return null;
-    if (typeof v.spec !== "object" || v.spec === null) return null;
-    return v;
+    v = JSON.parse(text);
   } catch {
     return null;
   }
+  if (v === null || typeof v !== "object") return null;
+  const { spec, job } = v as { spec?: unknown; job?: unknown };
+  if (!Array.isArray(job) || job.length !== 10 || !isStoredSpec(spec)) return null;
+  if (typeof job[0] !== "string" && typeof job[0] !== "number") return null;
+  if (!OPTIONS_TEXT.test(job.slice(1).join(" "))) return null;
+  return { spec, job };
 }
 
 /** A run time for "never again": far beyond any real one, so the schedule is never due. */

@@ -22,13 +22,13 @@ describe("a schedule changed between a worker's read of its due run and the work
     await waitUntil(
       "the first run to be due",
       async () => {
-        due = (await runScript(redis(), queueScripts.scheduleDue, [k.schedz, k.sched], [100])).slice(2);
+        due = (await runScript(redis(), queueScripts.scheduleDue, [k.schedz, k.sched], [100, 0])).slice(2);
         return due.length === 3;
       },
       5_000,
     );
     // A worker's scheduler has just read the due run (what Scheduler's tick reads, step 1)...
-    const [now] = await runScript(redis(), queueScripts.scheduleDue, [k.schedz, k.sched], [100]);
+    const [now] = await runScript(redis(), queueScripts.scheduleDue, [k.schedz, k.sched], [100, 0]);
     const dueAt = Number(due[1]);
     const stored = parseStored(String(due[2]));
     if (stored === null) throw new Error("unreadable declaration");
