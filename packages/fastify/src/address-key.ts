@@ -1,12 +1,22 @@
 import { isIPv4, isIPv6 } from "node:net";
+import { InvalidArgumentError, validate } from "@coordis/core";
 
 /**
- * The default rate-limit key of a client address (`request.ip`): an IPv4 address as it is; an IPv6 address by its
- * /64 network, `2001:db8:1:2::/64` (one host, or one customer's link, has a whole /64 to pick addresses from: keyed
- * by full address, a client would get a new budget per address); an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`,
- * a dual-stack socket's view of an IPv4 client) as the IPv4 address. As @fastify/rate-limit 11 keys by default.
+ * The rate-limit key of a client address (`request.ip`), the plugin's default key: an IPv4 address as it is; an IPv6
+ * address by its /64 network, `2001:db8:1:2::/64` (one host, or one customer's link, has a whole /64 to pick
+ * addresses from: keyed by full address, a client would get a new budget per address); an IPv4-mapped IPv6 address
+ * (`::ffff:192.0.2.1`, a dual-stack socket's view of an IPv4 client) as the IPv4 address. As @fastify/rate-limit 11
+ * keys by default. Call it in a key function of your own that keys by address (`ip:${addressKey(req.ip)}`), never
+ * `req.ip` as it is.
+ * @param ipv6Prefix the prefix length IPv6 addresses are grouped by, 0 to 128 (default 64; @fastify/rate-limit's
+ *   `ipv6Subnet`): `2001:db8:1::/48` for 48, the whole address for 128
+ * @throws InvalidArgumentError when `ip` is no string or `ipv6Prefix` no integer from 0 to 128
  */
-export function addressKey(ip: string): string {
+export function addressKey(ip: string, ipv6Prefix = 64): string {
+  if (typeof ip !== "string") {
+    throw new InvalidArgumentError("ip", `expected a client address (request.ip), got ${validate.describeValue(ip)}`);
+  }
+  const bits = ipv6Prefix === 64 ? 64 : validate.integer("ipv6Prefix", ipv6Prefix, { min: 0, max: 128 });
   if (!isIPv6(ip)) return ip;
   const zone = ip.indexOf("%");
   const groups = hextets(zone < 0 ? ip : ip.slice(0, zone));
@@ -15,10 +25,13 @@ export function addressKey(ip: string): string {
     const [hi, lo] = [groups[6] as number, groups[7] as number];
     return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
   }
-  return `${groups
-    .slice(0, 4)
-    .map((g) => g.toString(16))
-    .join(":")}::/64`;
+  // The groups the network spans (the last one masked): always as many for one prefix length, so two networks never
+  // read alike.
+  const kept = groups.slice(0, Math.ceil(bits / 16));
+  const partial = bits % 16;
+  if (partial !== 0) kept[kept.length - 1] = (kept[kept.length - 1] as number) & (0xffff << (16 - partial)) & 0xffff;
+  const text = kept.map((g) => g.toString(16)).join(":");
+  return `${text}${kept.length < 8 ? "::" : ""}/${bits}`;
 }
 
 /** The 8 groups of a valid IPv6 address (no zone), `::` and a dotted IPv4 tail expanded. */

@@ -10,7 +10,7 @@ import type { Decision, RateLimiter, Rule } from "@coordis/ratelimit";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Limiters } from "./limiters.js";
 import type { RateLimitDefaults, RouteRateLimit } from "./options.js";
-import { isValidGroup, rateLimitKey } from "./rate-limit-key.js";
+import { budgetKey, isValidGroup } from "./rate-limit-key.js";
 import { hookFor, type RateLimitCheck } from "./request-hook.js";
 import type { RouteLimit, RouteLimits } from "./route-limit.js";
 
@@ -139,7 +139,7 @@ export function createDecorator(parts: DecoratorParts): CoordisDecorator {
         if (!isValidGroup(group)) throw new InvalidArgumentError("options.group", "give a valid group or a route");
         known = routes.groupLimit(group);
       }
-      const stateKey = rateLimitKey(group, validate.string("key", key, { maxBytes: 1 << 20 }));
+      const stateKey = budgetKey(group, validate.string("key", key, { maxBytes: 1 << 20 }));
       if (peekOptions.rules === undefined && known !== undefined) {
         if (typeof known.rules === "function") {
           throw new InvalidArgumentError(

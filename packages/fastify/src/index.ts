@@ -4,6 +4,7 @@
  * `application/problem+json` 429 answers, and an optional Prometheus `/metrics` route.
  * @packageDocumentation
  */
+export { addressKey } from "./address-key.js";
 export type { CoordisDecorator, RateLimitHookHandler } from "./decorator.js";
 export type {
   CoordisPluginOptions,

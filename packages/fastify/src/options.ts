@@ -60,14 +60,19 @@ export interface RateLimitSettings {
   /** The rules (see `Rule` of @coordis/ratelimit), or a function of the request returning them. */
   rules?: Rule[] | RateLimitRulesFn;
   /**
-   * Key function. Default `(req) => req.ip`: the socket address, or the client address from `X-Forwarded-For` only
-   * when Fastify was created with `trustProxy`. It must return a non-empty string; anything else answers 500.
+   * Key function. Default `(req) => addressKey(req.ip)`: the client address (the socket address, or the one from
+   * `X-Forwarded-For` only when Fastify was created with `trustProxy`), an IPv6 address by its /64 network. A key
+   * function of your own that keys by address should call `addressKey` too, never use `req.ip` as it is. It must
+   * return a non-empty string; anything else answers 500.
    */
   key?: RateLimitKeyFn;
   /** Units one request costs (default 1), or a function of the request. */
   cost?: number | ((request: FastifyRequest) => number);
-  /** Keys that are never limited (no Redis call, no headers), or a function deciding it. */
-  allowList?: readonly string[] | ((request: FastifyRequest, key: string) => boolean | Promise<boolean>);
+  /**
+   * Keys that are never limited (no Redis call, no headers), or a function deciding it. `false`: no allow list (a
+   * route's way to leave out the plugin default's).
+   */
+  allowList?: readonly string[] | ((request: FastifyRequest, key: string) => boolean | Promise<boolean>) | false;
   /** Lifecycle hook the limit runs in; default `"onRequest"` (`"preHandler"` for keys from the authenticated user). */
   hook?: RateLimitHook;
   /** Header toggles. */
@@ -84,9 +89,10 @@ export interface RateLimitSettings {
   /**
    * After this many 429 answers to one key within the longest window of the route's rules, the key gets 403 until
    * that window has passed, even when a shorter rule would admit it again (the ban is read before the rules: one more
-   * script call per request). Only Redis bans: a failure policy's rejection counts toward no ban. Default off.
+   * script call per request). Only Redis bans: a failure policy's rejection counts toward no ban. Default off; `false`
+   * turns off a ban the plugin defaults set (a route's way to have none).
    */
-  ban?: number;
+  ban?: number | false;
 }
 
 /** Rate-limit defaults of the plugin (`options.rateLimit`), used by routes that do not say otherwise. */
@@ -244,9 +250,12 @@ function checkSettings(name: string, s: RateLimitSettings): void {
   }
   optionalFunc(`${name}.key`, s.key);
   if (s.cost !== undefined && typeof s.cost !== "function") validate.positiveInteger(`${name}.cost`, s.cost);
-  if (s.allowList !== undefined && typeof s.allowList !== "function") {
+  if (s.allowList !== undefined && s.allowList !== false && typeof s.allowList !== "function") {
     if (!Array.isArray(s.allowList)) {
-      throw new InvalidArgumentError(`${name}.allowList`, "expected an array of keys or a function");
+      throw new InvalidArgumentError(
+        `${name}.allowList`,
+        `expected an array of keys, a function, or false (no allow list), got ${validate.describeValue(s.allowList)}`,
+      );
     }
     s.allowList.forEach((k, i) => {
       validate.string(`${name}.allowList[${i}]`, k);
@@ -260,7 +269,16 @@ function checkSettings(name: string, s: RateLimitSettings): void {
   optionalFunc(`${name}.errorResponseBuilder`, s.errorResponseBuilder);
   optionalFunc(`${name}.onExceeding`, s.onExceeding);
   optionalFunc(`${name}.onExceeded`, s.onExceeded);
-  if (s.ban !== undefined) validate.positiveInteger(`${name}.ban`, s.ban, 1_000_000);
+  if (s.ban !== undefined && s.ban !== false) {
+    // @fastify/rate-limit turns its ban off with -1 (or any negative number): here that is `false`.
+    if (typeof s.ban === "number" && s.ban < 1) {
+      throw new InvalidArgumentError(
+        `${name}.ban`,
+        `expected a number of 429 answers from 1 to 1000000, or false for no ban, got ${s.ban}`,
+      );
+    }
+    validate.positiveInteger(`${name}.ban`, s.ban, 1_000_000);
+  }
 }
 
 /**

@@ -13,6 +13,7 @@ import fp from "fastify-plugin";
 import { closeClient } from "./close.js";
 import { type CoordisDecorator, createDecorator } from "./decorator.js";
 import { guardEarlyRoutes, WIRED } from "./early-routes.js";
+import { GroupLedger } from "./group-ledger.js";
 import { Limiters } from "./limiters.js";
 import {
   type CoordisPluginOptions,
@@ -101,16 +102,36 @@ async function wire(
   observer: CoordisObserver,
   limiterObserver: CoordisObserver | undefined,
 ): Promise<void> {
-  const { prefix, closeTimeoutMs } = settings;
   // The plugin's own client must be as safe as one it would accept from the user (connectOptions.redisOptions may
   // have undone a setting).
   if (owned) assertSafeClient(redis, "options.connectOptions");
 
   // Limiters get no observer at all when nobody listens: no event is built per request.
   const limiters = new Limiters(redis, settings, limiterObserver);
+  // The groups of every registration with this prefix on this server: their budgets are the same Redis keys.
+  const routes = new RouteLimits(settings.rateLimit, limiters, new GroupLedger(redis, settings.prefix));
+  try {
+    await wireRoutes(fastify, settings, redis, owned, metrics, observer, limiters, routes);
+  } catch (err) {
+    routes.release();
+    throw err;
+  }
+}
+
+/** The decorator, route limits, /metrics and onClose (which forgets the routes' groups). @throws */
+async function wireRoutes(
+  fastify: FastifyInstance,
+  settings: PluginSettings,
+  redis: RedisClient,
+  owned: boolean,
+  metrics: CoordisMetrics | undefined,
+  observer: CoordisObserver,
+  limiters: Limiters,
+  routes: RouteLimits,
+): Promise<void> {
+  const { prefix, closeTimeoutMs } = settings;
   const closers: Array<() => unknown> = [];
   const defaults = settings.rateLimit;
-  const routes = new RouteLimits(defaults, limiters);
   const check = rateLimitCheck(limiters);
   fastify.decorate(
     "coordis",
@@ -160,6 +181,7 @@ async function wire(
   }
 
   fastify.addHook("onClose", async () => {
+    routes.release();
     // Every cleanup runs, and the plugin's own connection closes, whatever a cleanup throws; the first error is
     // rethrown afterwards (Fastify's close rejects with it).
     const errors: unknown[] = [];
@@ -184,7 +206,7 @@ async function wire(
  *
  * @example
  * app.register(coordis, { url: process.env.REDIS_URL, metrics: true,
- *   rateLimit: { rules: [{ name: "burst", limit: 10, windowMs: 1000 }], key: (req) => req.ip } });
+ *   rateLimit: { rules: [{ name: "burst", limit: 10, windowMs: 1000 }] } }); // keyed by client address
  * app.get("/hello", { config: { coordis: { rateLimit: true } } }, async () => "hi");
  * @throws InvalidArgumentError at registration for an unknown or bad option, an unsafe client, bad rules or a group
  *   shared by routes with different rules

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { MAX_NAME_BYTES } from "@coordis/core";
+import { InvalidArgumentError, MAX_NAME_BYTES, validate } from "@coordis/core";
 
 const GROUP_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
 
@@ -21,6 +21,14 @@ export function routeGroup(
   constraints?: Readonly<Record<string, unknown>>,
 ): string {
   const methods = Array.isArray(method) ? method : [method];
+  if (methods.length === 0 || methods.some((m) => typeof m !== "string" || m === "")) {
+    throw new InvalidArgumentError(
+      "method",
+      `expected an HTTP method ("GET") or an array of them, got ${validate.describeValue(method)}`,
+    );
+  }
+  validate.string("url", url);
+  if (constraints !== undefined) validate.options("constraints", constraints);
   const m = methods.includes("GET") || methods.includes("HEAD") ? "GET" : methods.join(",");
   const name = `${m} ${url}${constraintsText(constraints)}`;
   return `route.${createHash("sha256").update(name, "utf8").digest("hex").slice(0, 16)}`;
@@ -41,6 +49,12 @@ export function constraintsText(constraints: Readonly<Record<string, unknown>> |
  * cannot count on a route's ban counter (`banKey`) or on another key's hashed budget by choosing its API key.
  */
 export function rateLimitKey(group: string, raw: string): string {
+  checkKeyArguments(group, raw);
+  return budgetKey(group, raw);
+}
+
+/** {@link rateLimitKey} of arguments known to be valid (the plugin's own calls, per request). */
+export function budgetKey(group: string, raw: string): string {
   return keyOf(group, raw, raw.startsWith("ban:") || raw.startsWith("h:"));
 }
 
@@ -50,6 +64,12 @@ export function rateLimitKey(group: string, raw: string): string {
  * starting with `ban:` is hashed there).
  */
 export function banKey(group: string, raw: string): string {
+  checkKeyArguments(group, raw);
+  return banCounterKey(group, raw);
+}
+
+/** {@link banKey} of arguments known to be valid (the plugin's own calls, per request). */
+export function banCounterKey(group: string, raw: string): string {
   const key = keyOf(group, `ban:${raw}`, false);
   const hashed = `${group}:h:`;
   return key.startsWith(hashed) ? `${group}:ban:h:${key.slice(hashed.length)}` : key;
@@ -65,4 +85,20 @@ function keyOf(group: string, raw: string, hashed: boolean): string {
     raw.isWellFormed() &&
     (text.length * 3 <= MAX_NAME_BYTES || Buffer.byteLength(text, "utf8") <= MAX_NAME_BYTES);
   return safe ? text : `${group}:h:${createHash("sha256").update(raw, "utf8").digest("hex")}`;
+}
+
+/** The arguments of `rateLimitKey` and `banKey`: a group as routes name it, a key as a key function returns it. */
+function checkKeyArguments(group: unknown, raw: unknown): void {
+  if (!isValidGroup(group)) {
+    throw new InvalidArgumentError(
+      "group",
+      `expected a group name (a route's group, or routeGroup(method, url) for its own budget), got ${validate.describeValue(group)}`,
+    );
+  }
+  if (typeof raw !== "string" || raw === "") {
+    throw new InvalidArgumentError(
+      "raw",
+      `expected a key as the key function returns it (a non-empty string), got ${validate.describeValue(raw)}`,
+    );
+  }
 }

@@ -3,7 +3,7 @@ import type { Decision } from "@coordis/ratelimit";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Limiters, RuleSetLimiter } from "./limiters.js";
 import { problem } from "./problem.js";
-import { banKey, rateLimitKey } from "./rate-limit-key.js";
+import { banCounterKey, budgetKey } from "./rate-limit-key.js";
 import type { RouteLimit } from "./route-limit.js";
 
 /**
@@ -11,6 +11,15 @@ import type { RouteLimit } from "./route-limit.js";
  * reconnect, a failover); every request asks Redis again, so a client may come back sooner and be served.
  */
 const UNAVAILABLE_RETRY_AFTER_S = 1;
+
+/** The budget fields the limits set (both sets), none of which a 403 carries. */
+const BUDGET_HEADERS = [
+  "RateLimit",
+  "RateLimit-Policy",
+  "x-ratelimit-limit",
+  "x-ratelimit-remaining",
+  "x-ratelimit-reset",
+];
 
 /** Continues a request (`next()`) or fails it (`next(err)`). */
 export type Next = (err?: Error) => void;
@@ -117,7 +126,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     // A banned key gets 403 until its ban ends, even when the route's rules would admit it again (a shorter rule's
     // window ended): the ban is read first. Only Redis bans: a failure policy's answer is no ban (see isBan).
     const banPair = limiters.banLimiterOf(limit.ban, pair);
-    banPair.limiter.peek(banKey(limit.group, raw)).then(
+    banPair.limiter.peek(banCounterKey(limit.group, raw)).then(
       (state) =>
         isBan(state)
           ? rejected(limit, pair, request, reply, raw, state, state, next)
@@ -181,7 +190,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
         );
         return;
       }
-      pending = limiters.consume(pair, rateLimitKey(limit.group, raw), cost);
+      pending = limiters.consume(pair, budgetKey(limit.group, raw), cost);
     } catch (err) {
       next(err as Error);
       return;
@@ -214,7 +223,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
   const banned = async (limit: RouteLimit, pair: RuleSetLimiter, raw: string): Promise<Decision | undefined> => {
     const banPair = limiters.banLimiterOf(limit.ban as number, pair);
     try {
-      const d = await limiters.consume(banPair, banKey(limit.group, raw), 1);
+      const d = await limiters.consume(banPair, banCounterKey(limit.group, raw), 1);
       return isBan(d) ? d : undefined;
     } catch (err) {
       if (!(err instanceof RedisUnavailableError)) throw err;
@@ -239,6 +248,10 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     try {
       const decision = ban ?? routeDecision;
       const retry = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+      // The answer describes this limit only: fields another limit of the request set when it admitted it (a route's
+      // limit, then a rateLimitHook of the app's) go. A 403 has no budget fields at all: the route's rules may admit
+      // again long before the ban ends, so only Retry-After, until the ban ends, says when to come back.
+      for (const name of BUDGET_HEADERS) reply.removeHeader(name);
       if (ban === undefined) setHeaders(limit, pair, decision, reply);
       else if (limit.retryAfter) reply.header("Retry-After", retry);
       notify(limit, "onExceeded", request, raw);

@@ -1,7 +1,8 @@
 import { InvalidArgumentError } from "@coordis/core";
 import type { FastifyRequest } from "fastify";
 import { addressKey } from "./address-key.js";
-import type { Limiters, RuleSetLimiter } from "./limiters.js";
+import type { Claim, GroupLedger } from "./group-ledger.js";
+import { type Limiters, type RuleSetLimiter, specOf } from "./limiters.js";
 import {
   parseHookRateLimit,
   parseRouteRateLimit,
@@ -45,13 +46,11 @@ export function routeId(
   return `${Array.isArray(method) ? method.join(",") : method} ${url}${constraintsText(constraints)}`;
 }
 
-const defaultKey: RateLimitKeyFn = (request) => addressKey(request.ip);
-
-/** The rules of the first route of a budget: their identity (a limiter, or a rules function) and that route. */
-interface RulesOf {
-  readonly identity: unknown;
-  readonly route: string;
-}
+/** The client address; `request.ip` of a request whose socket closed is undefined, answered as a missing key (500). */
+const defaultKey: RateLimitKeyFn = (request) => {
+  const ip: unknown = request.ip;
+  return typeof ip === "string" ? addressKey(ip) : (ip as string);
+};
 
 /**
  * Resolves routes' limits from their config and the plugin defaults, and checks that routes sharing a group agree
@@ -60,10 +59,11 @@ interface RulesOf {
 export class RouteLimits {
   readonly #defaults: RateLimitDefaults;
   readonly #limiters: Limiters;
-  /** Group name -> the first route's rules and that route, to check that routes sharing a group agree. */
-  readonly #groups = new Map<string, RulesOf>();
-  /** The same for the routes' own budgets (no group): see #checkOwn. */
-  readonly #own = new Map<string, RulesOf>();
+  /**
+   * Group -> the routes using it and their rules, to check that routes sharing a budget agree: shared groups, the
+   * routes' own budgets (no group), and those of the other registrations of the plugin with this prefix and server.
+   */
+  readonly #ledger: GroupLedger;
   /** `"<METHOD> <url>"` (and constraints) of every limited route, one entry per method -> its limit, for peeks. */
   readonly #byRoute = new Map<string, RouteLimit>();
   /** Shared group -> the limit of the first route naming it (routes sharing a group have identical rules). */
@@ -71,9 +71,15 @@ export class RouteLimits {
   /** Hooks made by `resolveHook`, numbering them. */
   #hooks = 0;
 
-  constructor(defaults: RateLimitDefaults, limiters: Limiters) {
+  constructor(defaults: RateLimitDefaults, limiters: Limiters, ledger: GroupLedger) {
     this.#defaults = defaults;
     this.#limiters = limiters;
+    this.#ledger = ledger;
+  }
+
+  /** Forgets this registration's routes in the checks of the other registrations (its app closed). */
+  release(): void {
+    this.#ledger.release();
   }
 
   /**
@@ -153,20 +159,32 @@ export class RouteLimits {
         throw new InvalidArgumentError(`${name}.cost`, `${cost} is above the smallest rule capacity ${pair.maxCost}`);
       }
     }
-    // The rules' identity: one limiter per distinct rule set (limiterOf), or the rules function itself.
-    const identity = pair ?? rules;
+    // The rules' identity: a rule set's spec (one limiter per distinct spec, in every registration), or the rules
+    // function itself.
+    const identity = typeof rules === "function" ? rules : specOf(rules);
+    this.#checkPrefixes(name, explicitGroup ?? ownGroup);
     if (explicitGroup !== undefined) this.#checkGroup(name, id, explicitGroup, rules, identity);
     else this.#checkOwn(name, id, ownGroup, identity);
+    // `false` on the route turns off what the defaults set; undefined takes the defaults'.
     const allowList = own.allowList ?? defaults.allowList;
+    const ban = own.ban ?? defaults.ban;
     const headers = { ...defaults.headers, ...own.headers };
+    const key = own.key ?? defaults.key ?? defaultKey;
     const limit: RouteLimit = {
       id,
       group: explicitGroup ?? ownGroup,
       hook: own.hook ?? defaults.hook ?? "onRequest",
-      key: own.key ?? defaults.key ?? defaultKey,
+      key,
       rules: pair ?? (rules as RateLimitRulesFn),
       cost,
-      allow: allowList === undefined ? null : typeof allowList === "function" ? allowList : new Set(allowList),
+      allow:
+        allowList === undefined || allowList === false
+          ? null
+          : typeof allowList === "function"
+            ? allowList
+            : // With the default key, an address listed is read as the key reads a client's (an IPv6 one by its
+              // /64, an IPv4-mapped one as IPv4): listed as written, it would never match.
+              new Set(key === defaultKey ? allowList.map((entry) => addressKey(entry)) : allowList),
       draft: headers.draft ?? true,
       legacy: headers.legacy ?? false,
       retryAfter: headers.retryAfter ?? true,
@@ -174,7 +192,7 @@ export class RouteLimits {
       errorResponseBuilder: own.errorResponseBuilder ?? defaults.errorResponseBuilder,
       onExceeding: own.onExceeding ?? defaults.onExceeding,
       onExceeded: own.onExceeded ?? defaults.onExceeded,
-      ban: own.ban ?? defaults.ban,
+      ban: ban === false ? undefined : ban,
     };
     if (explicitGroup !== undefined && !this.#byGroup.has(explicitGroup)) this.#byGroup.set(explicitGroup, limit);
     return limit;
@@ -201,13 +219,46 @@ export class RouteLimits {
    * be identical, or a HEAD request would spend the GET route's budget under other figures, or the other way round.
    */
   #checkOwn(name: string, id: string, group: string, identity: unknown): void {
-    const other = otherRules(this.#own, group, id, identity);
-    if (other !== undefined) {
-      throw new InvalidArgumentError(
-        `${name}.rules`,
-        `route ${id} counts on the budget of route ${other} (HEAD counts as GET, as Fastify serves it), which ` +
-          "has different rules: give both the same rules, or give one of them a group of its own",
-      );
+    const other = this.#ledger.claim(group, id, identity);
+    if (other === undefined) return;
+    if (this.#ledger.isOthers(other)) {
+      throw new InvalidArgumentError(`${name}.rules`, `route ${id} ${this.#others(other)}`);
+    }
+    throw new InvalidArgumentError(
+      `${name}.rules`,
+      `route ${id} counts on the budget of route ${other.route} (HEAD counts as GET, as Fastify serves it), which ` +
+        "has different rules: give both the same rules, or give one of them a group of its own",
+    );
+  }
+
+  /** What is wrong with sharing the budget of `other`, a route of another registration, under other rules. */
+  #others(other: Claim): string {
+    return (
+      `counts on the budget of route ${other.route}, declared in another registration of @coordis/fastify with ` +
+      `prefix "${this.#ledger.prefix}" on this Redis server, which has different rules: both would count the same ` +
+      "Redis keys under different figures. Give the registrations different prefixes to keep their budgets apart, " +
+      "or both routes the same rules"
+    );
+  }
+
+  /**
+   * A group's keys are "<group>:<key>": with groups "api" and "api:v2", key "v2:<id>" of the first would be key
+   * "<id>" of the second, one budget counted by both. Checked for a group new to the ledger.
+   */
+  #checkPrefixes(name: string, group: string): void {
+    if (this.#ledger.has(group)) return;
+    for (const [other, claim] of this.#ledger.groups()) {
+      const [short, long] = other.length < group.length ? [other, group] : [group, other];
+      if (long.startsWith(`${short}:`)) {
+        const whose = this.#ledger.isOthers(claim)
+          ? `route ${claim.route}, declared in another registration of @coordis/fastify with prefix "${this.#ledger.prefix}" on this Redis server`
+          : `route ${claim.route}`;
+        throw new InvalidArgumentError(
+          `${name}.group`,
+          `group "${group}" and group "${other}" (${whose}) would share Redis keys ("${long}:<key>" is also ` +
+            `"${short}:${long.slice(short.length + 1)}:<key>"); rename one so that neither is the other followed by ":"`,
+        );
+      }
     }
   }
 
@@ -225,39 +276,14 @@ export class RouteLimits {
         `routes sharing group "${group}" need named rules (a name is part of the shared budget's state)`,
       );
     }
-    if (!this.#groups.has(group)) {
-      // A group's keys are "<group>:<key>": with groups "api" and "api:v2", key "v2:<id>" of the first would be
-      // key "<id>" of the second, one budget counted by both.
-      for (const [other, { route }] of this.#groups) {
-        const [short, long] = other.length < group.length ? [other, group] : [group, other];
-        if (long.startsWith(`${short}:`)) {
-          throw new InvalidArgumentError(
-            `${name}.group`,
-            `group "${group}" and group "${other}" (route ${route}) would share Redis keys ("${long}:<key>" is also ` +
-              `"${short}:${long.slice(short.length + 1)}:<key>"); rename one so that neither is the other followed by ":"`,
-          );
-        }
-      }
+    const other = this.#ledger.claim(group, id, identity);
+    if (other === undefined) return;
+    if (this.#ledger.isOthers(other)) {
+      throw new InvalidArgumentError(`${name}.rules`, `route ${id} of group "${group}" ${this.#others(other)}`);
     }
-    const other = otherRules(this.#groups, group, id, identity);
-    if (other !== undefined) {
-      throw new InvalidArgumentError(
-        `${name}.rules`,
-        `group "${group}" is shared with route ${other}, which has different rules; routes sharing a group need identical rules`,
-      );
-    }
+    throw new InvalidArgumentError(
+      `${name}.rules`,
+      `group "${group}" is shared with route ${other.route}, which has different rules; routes sharing a group need identical rules`,
+    );
   }
-}
-
-/**
- * Records the rules of route `id` under `key` (the first route's are kept): the other route, when it has other rules
- * than these (a route resolved again is not another route).
- */
-function otherRules(seen: Map<string, RulesOf>, key: string, id: string, identity: unknown): string | undefined {
-  const first = seen.get(key);
-  if (first === undefined) {
-    seen.set(key, { identity, route: id });
-    return undefined;
-  }
-  return first.identity !== identity && first.route !== id ? first.route : undefined;
 }
