@@ -139,7 +139,8 @@ export function assertSupportedClient(redis: RedisClient, argument = "redis"): v
  * What is unsafe about a client for Coordis (empty when nothing): it re-sends unanswered commands after a reconnect,
  * or it has no command timeout, or one above 600 000 ms (the most `connect()` accepts), or a setting Coordis cannot
  * work with at all (see {@link unsupportedClientOptions}). For a `Cluster` the per-node `redisOptions` are checked, and its
- * `retryDelayOnFailover`, `retryDelayOnClusterDown` and `retryDelayOnTryAgain` (see {@link safeClusterOptions}).
+ * `retryDelayOnFailover`, `retryDelayOnClusterDown` and `retryDelayOnTryAgain` (see {@link safeClusterOptions}), and
+ * a `scaleReads` other than `"master"`. Failover options are not among them (see {@link clientFailoverProblems}).
  */
 export function clientSafetyProblems(redis: RedisClient): string[] {
   const options = (isCluster(redis) ? redis.options.redisOptions : redis.options) ?? {};
@@ -164,6 +165,12 @@ export function clientSafetyProblems(redis: RedisClient): string[] {
       "it re-sends unanswered commands after a reconnect (autoResendUnfulfilledCommands is not false), so a call that timed out can still run later",
     );
   }
+  const scaleReads = isCluster(redis) ? redis.options.scaleReads : undefined;
+  if (scaleReads !== undefined && scaleReads !== "master") {
+    problems.push(
+      "it sends read commands to replicas (scaleReads is not \"master\"), where a read Coordis makes right after a write (a cache's tag versions, a session, an event log's entries) can find the state from before it",
+    );
+  }
   const timeout = options.commandTimeout;
   if (typeof timeout !== "number" || !(timeout > 0)) {
     problems.push("it has no commandTimeout, so a call to an unreachable Redis never settles");
@@ -175,13 +182,44 @@ export function clientSafetyProblems(redis: RedisClient): string[] {
   return problems;
 }
 
+/**
+ * Why a client would not follow a failover away from a master that froze or was cut off (empty when it would). Such
+ * a master answers nothing and closes nothing, and ioredis looks for the new master only when a connection closes
+ * (or, on a Cluster, on a `MOVED` / `ASK` reply): every call to it then fails by its command timeout for as long as
+ * it stays so, though its replica was promoted. No call goes wrong (each fails as `RedisUnavailableError`, its
+ * outcome unknown), so these are warned about, not refused by {@link assertSafeClient}:
+ * - a `Cluster` without a positive `slotsRefreshInterval` (see {@link safeClusterOptions});
+ * - a Sentinel client (`sentinels` set) without `failoverDetector: true` (see `safeSentinelOptions`).
+ */
+export function clientFailoverProblems(redis: RedisClient): string[] {
+  const problems: string[] = [];
+  if (isCluster(redis)) {
+    const interval = redis.options.slotsRefreshInterval;
+    if (typeof interval !== "number" || !(interval > 0)) {
+      problems.push(
+        "it reads the slot map again only on MOVED / ASK or when a node's connection closes (no slotsRefreshInterval), so after a master that froze or was cut off is replaced by its replica, every call to its slots keeps failing by its timeout",
+      );
+    }
+    return problems;
+  }
+  const options = (redis as { options?: { sentinels?: unknown; failoverDetector?: unknown } }).options ?? {};
+  if (Array.isArray(options.sentinels) && options.sentinels.length > 0 && options.failoverDetector !== true) {
+    problems.push(
+      "it asks the sentinels for the master only when its connection closes (failoverDetector is not true), so after a master that froze or was cut off is replaced by its replica, every call keeps failing by its timeout",
+    );
+  }
+  return problems;
+}
+
 const warnedClients = new WeakSet<object>();
 
 /**
  * Warns once per client, as a Node process warning (`CoordisWarning`, code `COORDIS_UNSAFE_CLIENT`), when a client
  * given to a Coordis primitive lacks the settings Coordis relies on (see {@link clientSafetyProblems}): without a
  * command timeout a call to an unreachable Redis waits for Coordis' own deadline (about 10 s), and a client that
- * re-sends unanswered commands can run a call twice. The primitive still works. Objects that are not ioredis clients
+ * re-sends unanswered commands can run a call twice. The primitive still works. A client that would not follow a
+ * failover away from a frozen master (see {@link clientFailoverProblems}) gets a warning of its own (code
+ * `COORDIS_CLIENT_FAILOVER`). Objects that are not ioredis clients
  * (no `options`) are left alone. A client with a setting Coordis cannot work with is refused instead, every time it is
  * given (see {@link assertSupportedClient}).
  * @throws InvalidArgumentError for a client of {@link unsupportedClientOptions}
@@ -192,11 +230,22 @@ export function warnIfUnsafeClient(redis: RedisClient): void {
   if (warnedClients.has(redis)) return;
   warnedClients.add(redis);
   const problems = clientSafetyProblems(redis);
-  if (problems.length === 0) return;
-  process.emitWarning(`Coordis was given an unsafe ioredis client: ${problems.join("; ")}. ${safeClientFix(redis)}`, {
-    type: "CoordisWarning",
-    code: "COORDIS_UNSAFE_CLIENT",
-  });
+  if (problems.length > 0) {
+    process.emitWarning(`Coordis was given an unsafe ioredis client: ${problems.join("; ")}. ${safeClientFix(redis)}`, {
+      type: "CoordisWarning",
+      code: "COORDIS_UNSAFE_CLIENT",
+    });
+  }
+  const failover = clientFailoverProblems(redis);
+  if (failover.length > 0) {
+    const fix = isCluster(redis)
+      ? "Create it with new Cluster(nodes, { ...safeClusterOptions, ... })"
+      : "Create it with new Redis({ ...safeRedisOptions, ...safeSentinelOptions, sentinels, name }) and guardSentinelClient()";
+    process.emitWarning(
+      `Coordis was given an ioredis client that does not follow a failover away from a frozen master: ${failover.join("; ")}. ${fix} (from @coordis/core), or use connect() of @coordis/core`,
+      { type: "CoordisWarning", code: "COORDIS_CLIENT_FAILOVER" },
+    );
+  }
 }
 
 /**

@@ -5,7 +5,7 @@ import { Expiry, sendToCluster } from "./durability-cluster.js";
 import { CoordisError, InvalidArgumentError, RedisUnavailableError, toCoordisError } from "./errors.js";
 import type { ScriptArgs, ScriptDef, ScriptKeys, ScriptSender } from "./scripts.js";
 import { DEADLINE_MARGIN_MS, FALLBACK_DEADLINE_MS, runScript, runScriptInOrder } from "./scripts.js";
-import { knownServerInfo, serverAtLeast, versionAtLeast } from "./server-info.js";
+import { forgetServerInfo, knownServerInfo, serverAtLeast, versionAtLeast } from "./server-info.js";
 import * as validate from "./validate.js";
 
 /** Most replicas a durability setting may ask for. */
@@ -160,7 +160,8 @@ type RawClient = {
 };
 
 /**
- * Whether `WAITAOF` is used for this client (feature-checked once per client: the server version is cached). Decided
+ * Whether `WAITAOF` is used for this client (feature-checked per client: the server version is cached, read again
+ * once a minute and after the server refused WAITAOF as unknown, see server-info.ts). Decided
  * at once (no turn of delay, so the call keeps its place in the client's issue order) unless the version is still to
  * be read.
  */
@@ -171,6 +172,14 @@ function useWaitAof(redis: RedisClient, d: Durability, operation: string): boole
     return serverAtLeast(redis, WAITAOF_MIN_VERSION).then((supported) => checkWaitAof(supported, d, operation));
   }
   return checkWaitAof(versionAtLeast(info.versionParts, WAITAOF_MIN_VERSION), d, operation);
+}
+
+/** Whether `err` (or one of its causes) is Redis' "unknown command" reply. */
+function unknownCommand(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (/unknown command/i.test(e.message)) return true;
+  }
+  return false;
 }
 
 /** `supported`, or the DurabilityError of `aof: true` on a server without WAITAOF. */
@@ -273,7 +282,7 @@ async function runCluster(
  * `EVALSHA` immediately followed by `WAIT replicas timeoutMs` (or `WAITAOF 1 replicas timeoutMs`) on the same
  * connection, both in one write and one round trip (WAIT cannot run inside a script). On a Cluster the two go as a
  * pipeline to the node that owns the keys. `WAITAOF` is used only with `durability.aof` and only on Redis ≥ 7.2
- * (checked once per client); `aof: true` on an older server rejects with `DurabilityError` (`"unsupported"`)
+ * (checked per client, see server-info.ts); `aof: true` on an older server rejects with `DurabilityError` (`"unsupported"`)
  * before anything is sent.
  *
  * Without `durability` it is {@link runScript}'s one EVALSHA and `error` is always undefined.
@@ -300,9 +309,17 @@ export async function runScriptDurable<K extends readonly string[], A extends re
   const keyList = keys as readonly string[];
   const argv = [...keyList, ...(args as readonly (string | number | Buffer)[])];
   const expiry = new Expiry();
-  const pending = isCluster(redis)
-    ? runCluster(redis, def, keyList, argv, durability, aof, expiry)
-    : runStandalone(redis as Redis, def, keyList, argv, durability, aof);
+  const pending = (
+    isCluster(redis)
+      ? runCluster(redis, def, keyList, argv, durability, aof, expiry)
+      : runStandalone(redis as Redis, def, keyList, argv, durability, aof)
+  ).then((outcome) => {
+    // WAITAOF refused as unknown: the client reaches another server than the one whose version was read (a
+    // failover to a replica still on Redis < 7.2 during a rolling upgrade). The version is read again on the next
+    // durable call: "if-supported" then uses WAIT, `aof: true` rejects as "unsupported" before sending anything.
+    if (aof && outcome.error?.reason === "failed" && unknownCommand(outcome.error.cause)) forgetServerInfo(redis);
+    return outcome;
+  });
   // A standalone client with commandTimeout times out each command itself; elsewhere (a Cluster, a client without
   // commandTimeout) Coordis adds its own deadline, the wait's timeout included.
   const commandTimeout = commandTimeoutOf(redis);

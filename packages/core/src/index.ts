@@ -26,6 +26,7 @@ export { commandTimeoutOf, isCluster, type RedisClient } from "./client.js";
 export {
   assertSafeClient,
   assertSupportedClient,
+  clientFailoverProblems,
   clientSafetyProblems,
   safeClusterOptions,
   safeRedisOptions,

@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import type { RedisClient } from "./client.js";
 import { InvalidArgumentError, toCoordisError } from "./errors.js";
 import { describeValue } from "./validate.js";
@@ -12,13 +13,43 @@ export interface ServerInfo {
   readonly mode: string;
 }
 
-const cache = new WeakMap<RedisClient, Promise<ServerInfo>>();
-/** The same, once read: for callers that must decide without a turn of delay. */
-const known = new WeakMap<RedisClient, ServerInfo>();
+/**
+ * How long what {@link serverInfo} read stays current, ms. The server behind a client can change: a Sentinel
+ * failover, a rolling upgrade (or downgrade) of Redis, a proxy in front of several. Older than this, it is read
+ * again on the next use, in the background (the use decides on what was read before).
+ */
+export const SERVER_INFO_MAX_AGE_MS = 60_000;
 
-/** What {@link serverInfo} read for `redis`, or undefined when it has not read it yet. */
+const cache = new WeakMap<RedisClient, Promise<ServerInfo>>();
+/** The same, once read, and when: for callers that must decide without a turn of delay. */
+const known = new WeakMap<RedisClient, { readonly info: ServerInfo; readonly readAt: number }>();
+/** Clients whose server info is being read again in the background. */
+const refreshing = new WeakSet<RedisClient>();
+
+/**
+ * What {@link serverInfo} read for `redis`, or undefined when it has not read it yet. When that is older than
+ * {@link SERVER_INFO_MAX_AGE_MS} it is read again in the background, and this answer is what was read before.
+ */
 export function knownServerInfo(redis: RedisClient): ServerInfo | undefined {
-  return known.get(redis);
+  const entry = known.get(redis);
+  if (entry !== undefined && performance.now() - entry.readAt >= SERVER_INFO_MAX_AGE_MS && !refreshing.has(redis)) {
+    refreshing.add(redis);
+    cache.delete(redis);
+    serverInfo(redis)
+      .catch(() => {})
+      .finally(() => refreshing.delete(redis));
+  }
+  return entry?.info;
+}
+
+/**
+ * Forgets what {@link serverInfo} read for `redis`, so that the next use reads it again: the server answered in a
+ * way that contradicts it (a command its version should have, refused as unknown: the client now reaches another,
+ * older server).
+ */
+export function forgetServerInfo(redis: RedisClient): void {
+  cache.delete(redis);
+  known.delete(redis);
 }
 
 /** Parses `INFO` text into a field map (ignores section headers and blank lines). */
@@ -39,11 +70,13 @@ export function parseVersion(version: string): [number, number, number] {
 }
 
 /**
- * Reads the server's version and mode once per client (cached; a failed read is retried on the next call).
- * On a cluster it asks one node; Coordis assumes every node runs the same version.
+ * Reads the server's version and mode of a client (cached, and read again when older than
+ * {@link SERVER_INFO_MAX_AGE_MS} or when a server refused a command its version should have; a failed read is
+ * retried on the next call). On a cluster it asks one node; Coordis assumes every node runs the same version.
  * @throws RedisUnavailableError when the server cannot be reached.
  */
 export function serverInfo(redis: RedisClient): Promise<ServerInfo> {
+  knownServerInfo(redis); // read again when it is old (then awaited below)
   let pending = cache.get(redis);
   if (pending === undefined) {
     pending = (async () => {
@@ -52,10 +85,10 @@ export function serverInfo(redis: RedisClient): Promise<ServerInfo> {
         const fields = parseInfo(text);
         const version = fields.redis_version ?? "0.0.0";
         const info = { version, versionParts: parseVersion(version), mode: fields.redis_mode ?? "standalone" };
-        known.set(redis, info);
+        known.set(redis, { info, readAt: performance.now() });
         return info;
       } catch (err) {
-        cache.delete(redis);
+        if (cache.get(redis) === pending) cache.delete(redis);
         throw toCoordisError(err);
       }
     })();
