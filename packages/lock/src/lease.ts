@@ -27,8 +27,8 @@ export interface Lease {
   readonly fence: number;
   /**
    * Aborts when the lease is lost (reason: a {@link LeaseLostError}) or released (reason: an `AbortError`
-   * `DOMException`). Reading it also checks the local validity deadline, so a lease whose validity ran out
-   * while the process was paused reads as aborted at once.
+   * `DOMException`, as soon as `release()` is called, before Redis answered it). Reading it also checks the local
+   * validity deadline, so a lease whose validity ran out while the process was paused reads as aborted at once.
    */
   readonly signal: AbortSignal;
   /** Milliseconds of local validity left (0 once lost or released). Lower than Redis' TTL by elapsed time and drift. */
@@ -44,7 +44,8 @@ export interface Lease {
    */
   extend(ttlMs?: number): Promise<void>;
   /**
-   * Releases the lease (compare-and-delete: never removes someone else's lock), in one round trip; aborts `signal`.
+   * Releases the lease (compare-and-delete: never removes someone else's lock), in one round trip; aborts `signal`
+   * when called, before the release is sent.
    * @returns true when this lease still held the lock in Redis, false when it had already been lost (or released)
    * @throws RedisUnavailableError when Redis cannot be reached: the lease expires by itself, or call release() again
    *   (it asks Redis again; false then can also mean the unanswered call did release it)
@@ -270,6 +271,10 @@ export class LeaseImpl implements Lease {
       this.#releasing = undefined;
     });
     this.#releasing = releasing;
+    // The lease is being given up from now on: code that watches the signal stops as the release is sent, not once
+    // Redis answered it (a round trip later, or a command timeout later during an outage). After #releasing is set:
+    // an abort listener that calls release() gets this call's outcome.
+    if (!this.#aborted) this.#abort(undefined);
     return releasing;
   }
 
@@ -291,9 +296,15 @@ export class LeaseImpl implements Lease {
       const error = toCoordisError(err);
       this.#report("release", "error", start, error);
       throw error;
-    } finally {
-      if (!this.#aborted) this.#abort(undefined);
     }
+  }
+
+  /** Ends a lease nobody was handed (its grant is given back by other means) without a word to Redis. Internal. */
+  discard(): void {
+    this.#released = true;
+    this.stopAutoExtend();
+    clearTimeout(this.#timer);
+    if (!this.#aborted) this.#abort(undefined);
   }
 
   /** Marks the lease lost: aborts the signal with `error` and reports a `lease-lost` event. Idempotent. */

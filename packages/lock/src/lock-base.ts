@@ -2,6 +2,7 @@ import { performance } from "node:perf_hooks";
 import {
   type CoordisError,
   type CoordisObserver,
+  DurabilityError,
   type OperationSite,
   type RedisClient,
   RedisUnavailableError,
@@ -20,7 +21,8 @@ const MAX_RETRY_DELAY_MS = 100;
 
 /** What one acquisition attempt found. Internal. */
 export type AttemptResult =
-  | { kind: "acquired"; lease: LeaseImpl }
+  /** `giveBack` releases the grant when nobody is to hold it after all (its acquire was aborted meanwhile). */
+  | { kind: "acquired"; lease: LeaseImpl; giveBack: () => Promise<unknown> }
   /** Held by someone else; `retryAfterMs` is a hint (the holder's remaining TTL), 0 when unknown. */
   | { kind: "busy"; retryAfterMs: number }
   /** Won, but the lease's validity was already gone on return: it was released and not handed out. */
@@ -116,7 +118,8 @@ export abstract class LockBase {
    */
   protected request<R>(redis: RedisClient, undo: () => Promise<unknown>, send: () => Promise<R>): Promise<R> {
     return send().catch((err: unknown) => {
-      undoUntilAnswered(redis, undo, this.ttlMs);
+      // A DurabilityError here is `aof: true` on a server without WAITAOF: refused before anything was sent.
+      if (!(err instanceof DurabilityError)) undoUntilAnswered(redis, undo, this.ttlMs);
       throw err;
     });
   }
@@ -124,25 +127,42 @@ export abstract class LockBase {
   /**
    * A won attempt whose durability was not confirmed in time: the grant may be missing on the replicas, so a
    * failover could hand the lock (and a fence no higher) to someone else while this holder believed it held. It is
-   * released (compare-and-delete; if that fails too, it expires by its TTL) and never handed out; the attempt counts
+   * given back (see {@link giveBack}: sent again while Redis does not answer) and never handed out; the attempt counts
    * as unavailable (retried until `waitMs`, then `DurabilityError`). The fence it consumed is skipped.
    */
-  protected async undurable(token: string, error: CoordisError, backend: LeaseBackend): Promise<AttemptResult> {
-    await backend.release(token).catch(() => false);
+  protected async undurable(error: CoordisError, giveBack: () => Promise<unknown>): Promise<AttemptResult> {
+    await giveBack().catch(() => false);
     return { kind: "unavailable", error };
   }
 
   /**
-   * Builds the lease of a won attempt, or releases it when its validity (`start + ttl − elapsed − drift`) is
-   * already gone: with `giveBack` when given (a Redlock's, which follows the round's unanswered acquires), else with
-   * `backend.release`. `start` is `performance.now()` taken before the request was sent.
+   * Gives back a grant nobody will hold (won too late, not confirmed durable, won for an acquire aborted meanwhile):
+   * `release`, a compare-and-delete of
+   * its token, then `undo`, the same as EVAL of the script's source, sent again while Redis does not answer it
+   * (`undoUntilAnswered`, for up to `ttlMs`): one attempt lost in a blip (a dropped connection, a command timeout)
+   * would leave the lock held by nobody for up to its whole time to live. Settles as the first attempt does.
+   */
+  protected giveBack(
+    redis: RedisClient,
+    release: () => Promise<unknown>,
+    undo: () => Promise<unknown>,
+  ): Promise<unknown> {
+    const first = release();
+    undoUntilAnswered(redis, undo, this.ttlMs, first);
+    return first;
+  }
+
+  /**
+   * Builds the lease of a won attempt, or gives it back with `giveBack` when its validity (`start + ttl − elapsed −
+   * drift`) is already gone (see {@link giveBack}; a Redlock's follows the round's unanswered acquires). `start` is
+   * `performance.now()` taken before the request was sent.
    */
   protected async settle(
     token: string,
     fence: number,
     start: number,
     backend: LeaseBackend,
-    giveBack: () => Promise<unknown> = () => backend.release(token),
+    giveBack: () => Promise<unknown>,
   ): Promise<AttemptResult> {
     const deadline = start + this.ttlMs - driftMs(this.ttlMs, this.driftFactor);
     if (performance.now() >= deadline) {
@@ -161,7 +181,7 @@ export abstract class LockBase {
       observer: this.observer,
       ...(this.#durabilityTimeoutMs === undefined ? {} : { durabilityTimeoutMs: this.#durabilityTimeoutMs }),
     });
-    return { kind: "acquired", lease };
+    return { kind: "acquired", lease, giveBack };
   }
 
   /**
@@ -288,7 +308,10 @@ export abstract class LockBase {
         reject(abortReason(signal));
         pending.then(
           (r) => {
-            if (r.kind === "acquired") r.lease.release().catch(() => false);
+            // Given back as a late grant is (see giveBack): sent again while Redis does not answer it.
+            if (r.kind !== "acquired") return;
+            r.lease.discard();
+            r.giveBack().catch(() => false);
           },
           () => {},
         );

@@ -83,7 +83,8 @@ export class Mutex extends LockBase {
     );
     const [acquired, fence, pttlMs] = reply;
     if (acquired !== 1) return { kind: "busy", retryAfterMs: Math.max(0, pttlMs) };
-    if (error !== undefined) return this.undurable(token, error, this.#backend);
-    return this.settle(token, fence, start, this.#backend);
+    const giveBack = () => this.giveBack(this.#redis, () => this.#backend.release(token), undo);
+    if (error !== undefined) return this.undurable(error, giveBack);
+    return this.settle(token, fence, start, this.#backend, giveBack);
   }
 }

@@ -250,15 +250,20 @@ export class Redlock extends LockBase {
       this.#nodes,
       (so) => tally(so, () => false).refused > n - this.quorum,
     );
+    // `aof: true` on a master without WAITAOF (Redis < 7.2): refused there before anything was sent, and on every
+    // retry alike, so it counts as that master's refusal; on all of them, the acquire fails at once, nothing sent.
+    const unsupported = (r: NodeReply<unknown>) =>
+      !r.ok && r.error instanceof DurabilityError && r.error.reason === "unsupported";
+    if (replies.every(unsupported)) throw (replies[0] as { error: CoordisError }).error;
     const won: Array<{ node: RedisClient; fence: number }> = [];
     let busy = 0;
     let refused = 0;
-    let refusal: ScriptError | undefined;
+    let refusal: CoordisError | undefined;
     let retryAfterMs = 0;
     let firstError: CoordisError | undefined;
     const unanswered = new Map<number, Promise<unknown>>();
     replies.forEach((r, i) => {
-      if (!r.ok && r.error instanceof ScriptError) {
+      if (!r.ok && (r.error instanceof ScriptError || unsupported(r))) {
         // A refusal (ACL NOPERM, OOM) is an answer: this master will not grant, now or on a retry.
         refused++;
         refusal ??= r.error;

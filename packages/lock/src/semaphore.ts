@@ -102,7 +102,8 @@ export class Semaphore extends LockBase {
     // One integer: the new fence when acquired, minus the ms until the earliest permit expires when full.
     if (reply < 0) return { kind: "busy", retryAfterMs: -reply };
     const fence = reply;
-    if (error !== undefined) return this.undurable(token, error, this.#backend);
-    return this.settle(token, fence, start, this.#backend);
+    const giveBack = () => this.giveBack(this.#redis, () => this.#backend.release(token), undo);
+    if (error !== undefined) return this.undurable(error, giveBack);
+    return this.settle(token, fence, start, this.#backend, giveBack);
   }
 }
