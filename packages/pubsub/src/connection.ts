@@ -299,8 +299,15 @@ export class SubscriberConnection {
 
   async #resubscribe(conn: Redis): Promise<void> {
     clearTimeout(this.#refusedRetry); // everything is tried again here
-    const channels = [...this.#subs.channels.keys()];
-    const patterns = [...this.#subs.patterns.keys()];
+    // The entries subscribed now: a channel left (or left and subscribed anew) while these are out is not one of them.
+    const sent = { channel: new Map(this.#subs.channels), pattern: new Map(this.#subs.patterns) };
+    const channels = [...sent.channel.keys()];
+    const patterns = [...sent.pattern.keys()];
+    /** Whether the entry of `name` is still the one this resubscription sent. */
+    const current = (kind: Kind, name: string) => {
+      const entry = this.#subs.map(kind).get(name);
+      return entry !== undefined && entry === sent[kind].get(name);
+    };
     let refused: Refused[] = [];
     try {
       await Promise.all([
@@ -312,10 +319,12 @@ export class SubscriberConnection {
       if (this.#closed) return;
       // Redis refuses the whole command when it refuses one name (an ACL change took a channel or pattern away, and
       // Redis ended the connection for it): one command per name then, so that the others come back.
+      // Only the names still subscribed: one left while the refused command was out (its UNSUBSCRIBE sent behind it)
+      // would be subscribed again by its own command, for no handler.
       const names: Array<[Kind, string]> = [
         ...channels.map((n): [Kind, string] => ["channel", n]),
         ...patterns.map((n): [Kind, string] => ["pattern", n]),
-      ];
+      ].filter(([kind, name]) => this.#subs.map(kind).has(name));
       const split = refusedByRedis(error) && conn.status === "ready" ? await this.#subscribeEach(conn, names) : null;
       if (split === null) {
         notifyEvent(this.#observer, { primitive: "pubsub", type: "resubscribe-failed", error: errorOf(error) });
@@ -331,11 +340,17 @@ export class SubscriberConnection {
     // A subscribe whose own SUBSCRIBE was lost with the previous connection (never answered, not sent again) is
     // confirmed now, instead of failing by its timeout while Redis has it.
     const out = new Set(refused.map((r) => `${r.kind}\n${r.name}`));
+    // Only entries this resubscription sent: one made anew since (left and subscribed again meanwhile, its UNSUBSCRIBE
+    // between) waits for its own SUBSCRIBE.
+    const restored = { channel: 0, pattern: 0 };
     for (const [kind, list] of [["channel", channels] as const, ["pattern", patterns] as const]) {
-      for (const name of list) if (!out.has(`${kind}\n${name}`)) this.#subs.map(kind).get(name)?.confirm();
+      for (const name of list) {
+        if (out.has(`${kind}\n${name}`) || !current(kind, name)) continue;
+        this.#subs.map(kind).get(name)?.confirm();
+        restored[kind]++;
+      }
     }
-    const refusedChannels = refused.filter((r) => r.kind === "channel").length;
-    this.#restored(channels.length - refusedChannels, patterns.length - (refused.length - refusedChannels));
+    this.#restored(restored.channel, restored.pattern);
     if (refused.length > 0) this.#reportRefused(conn, refused, RESUBSCRIBE_RETRY_MS);
   }
 

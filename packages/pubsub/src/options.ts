@@ -1,4 +1,12 @@
-import { type CoordisObserver, DEFAULT_PREFIX, keyHead, parseCodec, validate, validatePrefix } from "@coordis/core";
+import {
+  type CoordisObserver,
+  DEFAULT_PREFIX,
+  InvalidArgumentError,
+  keyHead,
+  parseCodec,
+  validate,
+  validatePrefix,
+} from "@coordis/core";
 import { type Codec, jsonCodec } from "./codec.js";
 
 /** Default bound of each subscription's queue of messages waiting for its handler. */
@@ -13,11 +21,22 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
  */
 export const INTERNAL_CHANNEL_KIND: unique symbol = Symbol("@coordis/pubsub internal channel kind");
 
+/**
+ * A prefix segment, after the first, equal to a kind Coordis names channels with (`ps`, this package's; `cache-bus`,
+ * the cache's invalidation bus, see {@link INTERNAL_CHANNEL_KIND}). Channel names may contain `:`, so with such a
+ * prefix one PubSub's channels would be another's: `<a>:ps:<b>:ps:<channel>` is prefix `a` with channel
+ * `b:ps:<channel>`, and prefix `a:ps:b` with channel `<channel>` (and `psubscribe("*")` under prefix `a` reads it).
+ */
+const RESERVED_SEGMENT = /:(ps|cache-bus)(?::|$)/;
+
 /** Options of {@link PubSub}. */
 export interface PubSubOptions {
   /** Encodes and decodes messages; default {@link jsonCodec}. */
   codec?: Codec;
-  /** Key prefix; channels are `<prefix>:ps:<channel>`. Default `"coordis"`. */
+  /**
+   * Key prefix; channels are `<prefix>:ps:<channel>`. Default `"coordis"`. No segment after the first may be `ps` or
+   * `cache-bus` (`"app:ps:chat"` is refused): that prefix's channels would be channels of another prefix.
+   */
   prefix?: string;
   /** Receives `publish`/`subscribe` operations and `resubscribed`, `overflow`, `handler-error` events. */
   observer?: CoordisObserver;
@@ -64,6 +83,13 @@ export interface PubSubSettings {
 export function parsePubSubOptions(raw: unknown, argument = "options"): PubSubSettings {
   const o = validate.options<PubSubOptions>(argument, raw, OPTION_KEYS);
   const prefix = o.prefix === undefined ? DEFAULT_PREFIX : validatePrefix(o.prefix, `${argument}.prefix`);
+  const kind = RESERVED_SEGMENT.exec(prefix)?.[1];
+  if (kind !== undefined) {
+    throw new InvalidArgumentError(
+      `${argument}.prefix`,
+      `must not have a "${kind}" segment after its first (got "${prefix}"): channels are <prefix>:ps:<channel> and channel names may contain ":", so its channels would be the channels of a shorter prefix (prefix "a" with channel "b:ps:x" is prefix "a:ps:b" with channel "x"); choose a prefix without it`,
+    );
+  }
   return {
     prefix,
     head: keyHead(prefix, internalKind(raw) ?? "ps"),

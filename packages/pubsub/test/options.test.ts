@@ -48,4 +48,22 @@ describe("PubSub options are checked whole", () => {
     expect(ok.prefix).toBe("app");
     await ok.close();
   });
+
+  it("a prefix whose channels would be another prefix's channels is refused, naming options.prefix; nothing is sent", async () => {
+    // Channel names may contain ":": with prefix "app", channel "chat:ps:room" is the Redis channel
+    // app:ps:chat:ps:room, which is channel "room" of prefix "app:ps:chat" (and psubscribe("*") under "app" reads it).
+    const { sent } = await countCommands(server, async () => {
+      for (const prefix of ["app:ps:chat", "app:ps", "a:b:ps:c", "app:cache-bus", "app:cache-bus:x"]) {
+        expect(() => new PubSub(redis, { prefix }), prefix).toThrow(InvalidArgumentError);
+        expect(() => new PubSub(redis, { prefix }), prefix).toThrow(/options\.prefix.*segment/);
+      }
+    });
+    expect(sent).toEqual({});
+    // The segment as a first segment, or as part of one, is fine: no other prefix's channels look like these.
+    for (const prefix of ["ps", "ps:app", "app:psx", "app:xps", "app-ps", "app:ps-x"]) {
+      const b = new PubSub(redis, { prefix });
+      expect(b.redisChannel("room")).toBe(`${prefix}:ps:room`);
+      await b.close();
+    }
+  });
 });
