@@ -4,7 +4,7 @@
  *
  *   REDIS_URL=redis://127.0.0.1:6379 npx tsx --conditions=@coordis/source examples/api-rate-limit.ts
  */
-import { coordis } from "@coordis/fastify";
+import { addressKey, coordis } from "@coordis/fastify";
 import Fastify from "fastify";
 import { Registry } from "prom-client";
 
@@ -19,7 +19,7 @@ await app.register(coordis, {
       { name: "burst", limit: 3, windowMs: 1_000 },
       { name: "hourly", limit: 100, windowMs: 3_600_000 },
     ],
-    key: (req) => String(req.headers["x-api-key"] ?? req.ip),
+    key: (req) => String(req.headers["x-api-key"] ?? addressKey(req.ip)), // an IPv6 client by its /64
   },
 });
 

@@ -176,6 +176,27 @@ describe("demo API keys", () => {
     expect(await remaining(theirs.apiKey.id)).toBe(BURST);
   });
 
+  it("counts an IPv6 client by its /64: new addresses from one network neither get a budget nor a dashboard key of their own", async () => {
+    // A host picks its addresses from a whole /64: keyed by full address, each request from a new one would start a
+    // fresh budget (and the dashboard would hand it a fresh key with one).
+    const net = `2001:db8:${(addressCount++).toString(16)}:1`;
+    const keyless = [];
+    for (let i = 0; i < BURST + 3; i++) keyless.push(await top(`${net}::${(i + 1).toString(16)}`));
+    expect(statuses(keyless)).toEqual({ 200: BURST, 429: 3 });
+    // The next /64 is another client, with a budget of its own.
+    expect((await top(`2001:db8:${(addressCount++).toString(16)}:2::1`)).statusCode).toBe(200);
+
+    const dashboardKey = async (address: string) => {
+      const res = await app.inject({ method: "GET", url: "/v1/dashboard", headers: { "x-forwarded-for": address } });
+      expect(res.statusCode, res.body).toBe(200);
+      return (res.json() as { apiKey: { id: string } }).apiKey.id;
+    };
+    expect(await dashboardKey(`${net}::a`)).toBe(await dashboardKey(`${net}:ffff:ffff:ffff:fffe`));
+    expect(await dashboardKey(`${net}::a`)).not.toBe(
+      await dashboardKey(`2001:db8:${(addressCount++).toString(16)}:3::a`),
+    );
+  });
+
   it("shares the signing secret through Redis when API_KEY_SECRET is not set", async () => {
     const [issued] = await issue(1);
     const other = await buildApp(
@@ -183,6 +204,10 @@ describe("demo API keys", () => {
         REDIS_URL: inject("coordisRedisUrl"),
         COORDIS_PREFIX: prefix,
         REPLICA_ID: "keys-2",
+        // A replica of the same service: the same limits (a second registration with this prefix in this process
+        // under other rules for the same budgets is refused).
+        RATE_LIMIT_BURST: String(BURST),
+        RATE_LIMIT_BURST_WINDOW_MS: "600000",
         LOG_LEVEL: "silent",
       }),
       { jobs: false, registry: new Registry() },

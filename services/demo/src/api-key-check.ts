@@ -1,3 +1,4 @@
+import { addressKey } from "@coordis/fastify";
 import type { FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { type ApiKeys, isWellFormedApiKey } from "./apikeys.js";
@@ -29,10 +30,11 @@ export class RequestKeys {
     return id;
   }
 
-  /** The budget a request spends (the limiter's key function): `key:<id>` for a verified key, else `ip:<address>`. */
+  /** The budget a request spends (the limiter's key function): `key:<id>` for a verified key, else `ip:<address>` (an IPv6
+   * address by its /64, see addressKey). */
   readonly budgetOf = (request: FastifyRequest): string => {
     const id = this.idOf(request);
-    return id === null ? `ip:${request.ip}` : `key:${id}`;
+    return id === null ? `ip:${addressKey(request.ip)}` : `key:${id}`;
   };
 }
 

@@ -1,3 +1,4 @@
+import { addressKey } from "@coordis/fastify";
 import type { Rule } from "@coordis/ratelimit";
 import type { FastifyContextConfig, FastifyRequest } from "fastify";
 import type { DemoConfig } from "./config.js";
@@ -17,7 +18,8 @@ export interface RateLimits {
   readonly streams: FastifyContextConfig;
 }
 
-const byAddress = (request: FastifyRequest) => request.ip;
+/** The client address, an IPv6 one by its /64 (a host picks addresses from a whole /64). */
+const byAddress = (request: FastifyRequest) => addressKey(request.ip);
 
 /** The rate limits of a replica with configuration `config`. */
 export function rateLimits(config: DemoConfig): RateLimits {

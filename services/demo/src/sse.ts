@@ -1,4 +1,5 @@
 import type { ServerResponse } from "node:http";
+import { addressKey } from "@coordis/fastify";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { problem } from "./problem.js";
 
@@ -112,7 +113,7 @@ export class SseHub {
     headers: Record<string, string>,
     initial: Array<{ event: string; data: unknown }> = [],
   ): boolean {
-    const address = request.ip;
+    const address = addressKey(request.ip);
     const mine = this.#perAddress.get(address) ?? 0;
     if (mine >= this.#limits.maxPerAddress) {
       this.#refusedAddress++;

@@ -6,6 +6,9 @@ import { problem } from "../problem.js";
 import { IssueKeysBody, JobParams, KeyParams, PlayerParams } from "../schemas.js";
 import type { Demo } from "../services.js";
 
+/** A delete racing submissions goes round at most this often (each further round means one re-created the player). */
+const DELETE_ROUNDS = 4;
+
 /**
  * Admin endpoints: every route of this plugin requires `Authorization: Bearer $ADMIN_TOKEN` (compared in constant
  * time; without `ADMIN_TOKEN` every call is a 401), is limited to 60 per minute per address, and is audited.
@@ -49,7 +52,19 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
     },
     async (req, reply) => {
       const id = req.params.id;
-      const [removed, existed] = await Promise.all([board.remove(id), profiles.remove(id), stats.remove(id)]);
+      // The profile first, then the boards, and again while the profile is back: a score submitted meanwhile
+      // created the player anew after the profile's delete, and its board write may have come before this removal
+      // (a player with a profile and no board entry). A submission that reads its profile unchanged after its board
+      // write (routes/scores.ts) is whole; one that does not counts itself again. Either way a delete racing a
+      // score leaves the player deleted everywhere or whole.
+      let removed = false;
+      let existed = false;
+      for (let round = 1; ; round++) {
+        existed = (await profiles.remove(id)) || existed;
+        removed = (await board.remove(id)) || removed;
+        if (round === DELETE_ROUNDS || (await profiles.read(id)) === null) break;
+      }
+      await stats.remove(id);
       if (!removed && !existed) return problem(reply, 404, "Not Found", `No player ${id}`);
       await audit.append({ type: "player-deleted", playerId: id, replica, by: "admin" });
       await profiles.invalidate(id);

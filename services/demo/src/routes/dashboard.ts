@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { addressKey } from "@coordis/fastify";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { JOB_NAMES, recentRuns } from "../jobs.js";
 import { toEntry } from "../model.js";
@@ -40,7 +41,7 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async 
     { schema: { tags: ["dashboard"], summary: "Everything the dashboard shows, at once" } },
     async (req) => {
       // The caller's own dashboard key: the same for every load from one address, unknown to other addresses.
-      const key = keys.forAddress(req.ip);
+      const key = keys.forAddress(addressKey(req.ip));
       const id = key.slice(0, key.indexOf("."));
       const [daily, all, jobRuns, recent, limit] = await Promise.all([
         board.top(10, { period: "daily" }),
