@@ -203,7 +203,7 @@ describe("bad input is rejected with InvalidArgumentError and sends nothing", ()
       c(
         "deadLetters({ cursor })",
         "options.cursor",
-        bad.optional(fc.constantFrom("", "0", "1:0", "0:x", ":1", "0:1:2", "-1:0", 5)),
+        bad.optional(fc.constantFrom("", "0", "1:0", "0:x", ":1", "0:1", "0:1:", "0:x:a", "1::", "1:1:a", "-1:0", 5)),
         (v) => queue.deadLetters({ cursor: v }),
       ),
       c("Worker(redis)", "redis", bad.client(), (v) => new Worker(v, "n", handler, o)),
