@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config";
+import LongestFirst from "./test/sequencer.js";
 
 // Packages export their TypeScript sources under the "@coordis/source" condition, so tests run without a build.
 // Vitest resolves custom conditions for server-side code only through ssr.resolve.conditions.
@@ -11,6 +12,8 @@ export default defineConfig({
     include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts"],
     exclude: ["**/node_modules/**", "**/dist/**", "test/bench/**", "test/chaos/**"],
     globalSetup: ["./test/global-setup.ts"],
+    // The slowest files first (see test/sequencer.ts), so that a run does not end on one long file.
+    sequence: { sequencer: LongestFirst },
     reporters: ["default", "./test/summary-reporter.ts"],
     pool: "forks",
     // Two files at a time, also on a 2-CPU machine (Vitest's default there is one): most test time is waiting on
