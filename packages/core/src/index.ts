@@ -117,5 +117,6 @@ export { guardSentinelClient, SENTINEL_RECONNECT_MS, safeSentinelOptions } from 
 export { parseInfo, parseVersion, type ServerInfo, serverAtLeast, serverInfo } from "./server-info.js";
 export { isThenable } from "./thenable.js";
 export { MAX_TOKEN_BYTES, randomToken } from "./token.js";
+export { undoUntilAnswered } from "./undo.js";
 export * as validate from "./validate.js";
 export { MAX_DURATION_MS } from "./validate.js";

@@ -8,12 +8,12 @@ import {
   RedisUnavailableError,
   reportOperation,
   toCoordisError,
+  undoUntilAnswered,
   validate,
 } from "@coordis/core";
 import { LockBusyError } from "./errors.js";
 import { driftMs, type Lease, type LeaseBackend, LeaseImpl } from "./lease.js";
 import { type AcquireOptions, parseAcquire, type UsingOptions } from "./options.js";
-import { undoUntilAnswered } from "./undo.js";
 
 /** Shortest and longest pause between two attempts on a busy lock, ms (jittered, doubling). */
 const MIN_RETRY_DELAY_MS = 5;

@@ -16,6 +16,7 @@ import {
   ScriptError,
   type ScriptKeys,
   toCoordisError,
+  undoUntilAnswered,
   validate,
   validateName,
 } from "@coordis/core";
@@ -23,7 +24,6 @@ import { driftMs, type LeaseBackend } from "./lease.js";
 import { type AttemptResult, LockBase } from "./lock-base.js";
 import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon, parseLockOptions, TOKEN_BYTES } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
-import { undoUntilAnswered } from "./undo.js";
 
 /** Most masters a {@link Redlock} accepts. */
 export const MAX_REDLOCK_NODES = 64;

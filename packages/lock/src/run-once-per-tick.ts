@@ -16,6 +16,7 @@ import {
   runScript,
   runScriptDurable,
   runScriptSource,
+  undoUntilAnswered,
   validate,
   validateName,
   validatePrefix,
@@ -24,7 +25,6 @@ import { LeaseLostError } from "./errors.js";
 import { driftMs, LeaseImpl } from "./lease.js";
 import { DEFAULT_DRIFT_FACTOR, parseCommon, TOKEN_BYTES } from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
-import { undoUntilAnswered } from "./undo.js";
 
 /** Default lifetime of a tick record: 7 days (a replica arriving later than that would run the tick again). */
 export const DEFAULT_RECORD_TTL_MS = 7 * 24 * 60 * 60 * 1000;

@@ -1,4 +1,5 @@
-import { type RedisClient, RedisUnavailableError, toCoordisError } from "@coordis/core";
+import type { RedisClient } from "./client.js";
+import { RedisUnavailableError, toCoordisError } from "./errors.js";
 
 /** First pause before an undo is sent again, ms; it doubles up to {@link UNDO_MAX_DELAY_MS}. */
 const UNDO_FIRST_DELAY_MS = 50;
@@ -10,6 +11,8 @@ const UNDO_MAX_DELAY_MS = 1_000;
  * single attempt fail too (a silent connection, or a client reconnecting: a command that times out in its offline
  * queue never runs), and the grant or claim it undoes then held for nobody. It stops at the first answer (a refusal
  * is one), and when the client was closed. `first`: an attempt the caller has sent already (it is not sent again).
+ * Used by the locks (a grant or a tick claim nobody holds) and the concurrency limiter (a permit whose acquire went
+ * unanswered).
  * @internal
  */
 export function undoUntilAnswered(
