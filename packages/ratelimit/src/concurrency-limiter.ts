@@ -8,6 +8,7 @@ import {
   reportOperation,
   runScript,
   runScriptSource,
+  undoUntilAnswered,
   validate,
   validateName,
 } from "@coordis/core";
@@ -90,10 +91,15 @@ export class ConcurrencyLimiter {
       );
     } catch (err) {
       // No answer (a timeout, a dropped connection): the acquire may still reach Redis, late, and take a slot for a
-      // full ttlMs with a token nobody holds. A release of that token is queued behind it on the same connection (fire
-      // and forget), so such a phantom permit is freed as soon as Redis answers again. It goes with the script's
-      // source, so it runs even where the server has not cached the release (see runScriptSource).
-      runScriptSource(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token]).catch(() => 0);
+      // full ttlMs with a token nobody holds. A release of that token is queued behind it on the same connection (in
+      // the background), so such a phantom permit is freed as soon as Redis answers again, and sent again while
+      // Redis does not answer it, for up to ttlMs (undoUntilAnswered). It goes with the script's source, so it runs
+      // even where the server has not cached the release (see runScriptSource).
+      undoUntilAnswered(
+        this.#redis,
+        () => runScriptSource(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token]),
+        this.ttlMs,
+      );
       reportOperation(this.#observer, site, started, "error", err);
       throw err;
     }

@@ -15,8 +15,9 @@ interface Entry {
  *
  * Durations are measured on the monotonic clock (`performance.now()`), never the wall clock: a wall clock stepped
  * back (NTP) would otherwise keep a key rejected locally for as long as the step. A local answer's `retryAfterMs`
- * and `resetMs` (per rule too) are the remembered ones less the time since, rounded up, so they name the same
- * instants as Redis' answer did.
+ * and `resetMs` (per rule too) are the remembered ones less the time since 1 ms before the call was issued, rounded
+ * up, so they name the same instants as Redis' answer did, or up to 1 ms earlier (Redis decides on whole ms): the
+ * local answer never outlasts Redis'.
  *
  * A rejection is only remembered when no refund or reset of its key was issued after the rejected call was: calls are
  * stamped with {@link DenyCache.stamp} when issued, and {@link DenyCache.delete} records the stamp of the refund or
@@ -47,8 +48,12 @@ export class DenyCache {
   remember(key: string, cost: number, decision: Decision, issued: number, now = performance.now()): void {
     if (decision.allowed || decision.reason !== "redis" || decision.retryAfterMs <= 0) return;
     if (issued <= this.#forgotten || issued < (this.#cleared.get(key) ?? 0)) return;
+    // Redis decides on whole ms (TIME cut to the ms): a call it rejected at x.9 ms passes there at x + retryAfterMs,
+    // up to 1 ms before the issue time + retryAfterMs. Timed from 1 ms before the call was issued, the local answer
+    // ends no later than Redis' instant.
+    const at = now - 1;
     this.#entries.delete(key);
-    this.#entries.set(key, { at: now, until: now + decision.retryAfterMs, cost, decision });
+    this.#entries.set(key, { at, until: at + decision.retryAfterMs, cost, decision });
     if (this.#entries.size > this.#maxKeys) {
       const oldest = this.#entries.keys().next().value;
       if (oldest !== undefined) this.#entries.delete(oldest);

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, validate } from "@coordis/core";
-import type { Decision } from "./decision.js";
+import type { Decision, RuleDecision } from "./decision.js";
 import { type NormalizedRule, normalizeRules, type Rule } from "./rules.js";
 
 /** The header fields {@link toHeaders} returns. `Retry-After` only when the decision rejected the call. */
@@ -23,12 +23,26 @@ const seconds = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
  * toHeaders(decision, limiter.rules)
  * // { "RateLimit-Policy": '"burst";q=10;w=1, "daily";q=1000;w=86400', RateLimit: '"burst";r=3;t=1' }
  * @param rules the limiter's rules (`limiter.rules`, or the same `Rule[]` it was given)
+ * @throws InvalidArgumentError when a field written is not what a Decision holds (a NaN, a string, a negative count),
+ *   naming it, or when `decision.rule` is not one of `rules` (a decision of another limiter)
  */
 export function toHeaders(decision: Decision, rules: readonly (Rule | NormalizedRule)[]): RateLimitHeaders {
   validateDecision(decision);
   const normalized = normalizeRules(rules, "rules");
+  if (!normalized.some((r) => r.name === decision.rule)) {
+    throw new InvalidArgumentError(
+      "decision.rule",
+      "must be the name of one of the rules (a decision of that limiter)",
+    );
+  }
   const policy = normalized.map((r) => `"${r.name}";q=${r.limit};w=${seconds(r.windowMs)}`).join(", ");
-  const top = decision.rules.find((r) => r.name === decision.rule);
+  const at = decision.rules.findIndex((r) => r?.name === decision.rule);
+  const top = at < 0 ? undefined : (decision.rules[at] as RuleDecision);
+  if (top !== undefined) {
+    // the deciding rule's own fields are the ones written: checked as the top-level ones are
+    validate.integer(`decision.rules[${at}].remaining`, top.remaining, { min: 0 });
+    validate.finiteNumber(`decision.rules[${at}].resetMs`, top.resetMs, { min: 0 });
+  }
   const remaining = top?.remaining ?? decision.remaining;
   const headers: RateLimitHeaders = {
     "RateLimit-Policy": policy,

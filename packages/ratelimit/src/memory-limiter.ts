@@ -247,8 +247,15 @@ export class MemoryLimiter {
     );
   }
 
+  /** The states of `key`'s rules at `now`; the key becomes the most recently used (a rejected call is a use too). */
   #load(key: string, rules: readonly NormalizedRule[], now: number): State[] {
     const stored = this.#states.get(key);
+    if (stored !== undefined) {
+      // Evicting by last write instead would drop first a key whose every call is rejected (it writes nothing),
+      // handing its full budget back to the key most in need of the limit.
+      this.#states.delete(key);
+      this.#states.set(key, stored);
+    }
     return rules.map((r) => load(r, stored?.get(`${r.name}|${r.algorithm}`), now));
   }
 
