@@ -382,7 +382,7 @@ export class Cache {
 
   /** Runs a change, then announces it to the other replicas (see {@link announced}). */
   #announced<T>(body: BusMessageBody, change: () => Promise<T>, options: { partial?: () => boolean } = {}): Promise<T> {
-    return announced(this.#bus, body, change, options.partial ?? (() => false));
+    return announced(this.#bus, body, change, options.partial ?? (() => false), () => this.#l2.fence(body));
   }
 
   #operation<T>(op: string, name: string | undefined, fn: () => Promise<T>): Promise<T> {

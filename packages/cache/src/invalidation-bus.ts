@@ -1,4 +1,10 @@
-import { type CoordisObserver, combineObservers, type RedisClient, randomToken } from "@coordis/core";
+import {
+  type CoordisObserver,
+  combineObservers,
+  type RedisClient,
+  RedisUnavailableError,
+  randomToken,
+} from "@coordis/core";
 import { INTERNAL_CHANNEL_KIND, PubSub, type Unsubscribe } from "@coordis/pubsub";
 import { isShortCircuit } from "./circuit-breaker.js";
 
@@ -186,13 +192,16 @@ export type BusMessageBody = { k?: string; t?: string; c?: 1 };
  * an unreachable Redis. A change of many writes (a clear) refused after some of them were sent has begun: announced.
  * The change's error wins; when only the publish fails, the call
  * throws what it failed with: the other replicas were not told, so the change is not confirmed (they may serve the
- * old value until their L1 TTL).
+ * old value until their L1 TTL). After a failed change, `fence` (a Cluster's: the change and the channel live on
+ * different masters, so a change held up on its way may run after the message, and replicas may read the old value
+ * in between) resolves true once the change's master answered a later call on its connection: it is announced again.
  */
 export async function announced<T>(
   bus: InvalidationBus | undefined,
   body: BusMessageBody,
   change: () => Promise<T>,
   partial: () => boolean,
+  fence?: () => Promise<boolean>,
 ): Promise<T> {
   let result: T;
   try {
@@ -200,6 +209,15 @@ export async function announced<T>(
   } catch (err) {
     if (isShortCircuit(err) && !partial()) throw err;
     await bus?.publish(body).catch(() => {});
+    // (A change Redis answered, even with an error, cannot run later.)
+    if (
+      err instanceof RedisUnavailableError &&
+      bus !== undefined &&
+      fence !== undefined &&
+      (await fence().catch(() => false))
+    ) {
+      await bus.publish(body).catch(() => {});
+    }
     throw err;
   }
   await bus?.publish(body);

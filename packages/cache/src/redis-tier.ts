@@ -193,6 +193,21 @@ export class RedisTier {
     return (await this.#script(cacheScripts.deleteIfValue, this.#keys.entry(k), [sha1])) === 1;
   }
 
+  /**
+   * After a change of key `k` (or of tag `t`) that failed as unavailable, on a Cluster: one more call on the connection
+   * the change went through (to the master of its slot), so that once it is answered the change has run there or never
+   * will (a connection answers in order). Standalone and Sentinel, or a clear: false at once, nothing sent (there the
+   * invalidation goes on the change's own connection, behind it).
+   * @returns whether the master answered
+   */
+  async fence(change: { k?: string; t?: string }): Promise<boolean> {
+    if (!this.#cluster) return false;
+    if (change.k !== undefined) await this.#script(cacheScripts.read, [this.#keys.entry(change.k)[0]], []);
+    else if (change.t !== undefined) await this.#command(() => this.#redis.get(this.#keys.tag(change.t as string)));
+    else return false;
+    return true;
+  }
+
   /** Deletes a tag's version: every entry recorded under it becomes a miss. */
   async deleteTag(t: string): Promise<void> {
     await this.#command(() => this.#redis.del(this.#keys.tag(t)));
