@@ -8,6 +8,7 @@ import {
 import { register as defaultRegistry, type Registry } from "prom-client";
 import { type QueueCountsSource, QueueMetrics, UNTRACKED_QUEUE } from "./queue-metrics.js";
 import { checkBuckets, checkRegistry, type GroupFigures, MetricFactory, sharedState } from "./registry-state.js";
+import { reportFields } from "./report-fields.js";
 
 /** Options of {@link coordisMetrics}. */
 export interface CoordisMetricsOptions {
@@ -120,7 +121,23 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
       ? undefined
       : validate.positiveInteger("options.maxLabelValues", options.maxLabelValues, MAX_LABEL_VALUES);
   const factory = new MetricFactory(registry);
+  try {
+    return createMetrics(factory, registry, buckets, queueBuckets, maxLabelValues);
+  } catch (err) {
+    // A call that fails (a clashing metric, other buckets) leaves the registry as it was: what it registered would
+    // otherwise fix the cap and buckets of the next call, which the error told the user to make.
+    factory.rollback();
+    throw err;
+  }
+}
 
+function createMetrics(
+  factory: MetricFactory,
+  registry: Registry,
+  buckets: readonly number[] | undefined,
+  queueBuckets: readonly number[] | undefined,
+  maxLabelValues: number | undefined,
+): CoordisMetrics {
   const operations = factory.counter(
     "coordis_operations_total",
     "Coordis operations by primitive, operation and outcome.",
@@ -197,17 +214,12 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
     (i) => i.pending,
   );
 
-  const attr = (e: { attributes?: Readonly<Record<string, unknown>> }, name: string) => {
-    const attributes: unknown = e.attributes;
-    return attributes !== null && typeof attributes === "object"
-      ? (attributes as Record<string, unknown>)[name]
-      : undefined;
-  };
-
   // A report that is not an object is ignored; one without a finite duration is counted, and left out of the
-  // histograms (prom-client throws on it, which lost the rest of the report: the observer must never throw).
-  const onOperation = (e: OperationEvent) => {
-    if (e === null || typeof e !== "object") return;
+  // histograms (prom-client throws on it, which lost the rest of the report: the observer must never throw). Its
+  // fields are read once, and one that cannot be read (a getter that throws) is a label "invalid" (report-fields.ts).
+  const onOperation = (report: OperationEvent) => {
+    const e = reportFields(report, "operation");
+    if (e === undefined) return;
     const primitive = guard.value("primitive", e.primitive);
     const op = guard.value("op", e.op);
     const outcome = guard.value("outcome", e.outcome);
@@ -215,7 +227,7 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
     operations.inc({ primitive, op, outcome });
     if (seconds !== undefined) durations.observe({ primitive, op }, seconds);
     if (e.primitive === "lock") {
-      const kind = guard.value("kind", attr(e, "kind") ?? "mutex");
+      const kind = guard.value("kind", e.attribute("kind") ?? "mutex");
       if (e.op === "acquire") {
         if (seconds !== undefined) lockAcquire.observe({ kind, outcome }, seconds);
         lockAcquisitions.inc({ kind, outcome });
@@ -224,15 +236,18 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
       }
     } else if (e.primitive === "ratelimit" && e.op === "consume") {
       decisions.inc({
-        rule: guard.value("rule", attr(e, "rule")),
+        rule: guard.value("rule", e.attribute("rule")),
         outcome,
-        reason: guard.value("reason", attr(e, "reason") ?? "redis"),
+        reason: guard.value("reason", e.attribute("reason") ?? "redis"),
       });
-    } else if (e.primitive === "cache" && attr(e, "tier") !== undefined) {
-      cacheRequests.inc({
-        tier: guard.value("tier", attr(e, "tier")),
-        result: guard.value("result", attr(e, "result") ?? outcome),
-      });
+    } else if (e.primitive === "cache") {
+      const tier = e.attribute("tier");
+      if (tier !== undefined) {
+        cacheRequests.inc({
+          tier: guard.value("tier", tier),
+          result: guard.value("result", e.attribute("result") ?? outcome),
+        });
+      }
     } else if (e.primitive === "eventlog" && e.op === "append") {
       appends.inc({ outcome });
     } else if (e.primitive === "queue") {
@@ -240,11 +255,12 @@ export function coordisMetrics(options?: CoordisMetricsOptions): CoordisMetrics 
     }
   };
 
-  const onEvent = (e: CoordisEvent) => {
-    if (e === null || typeof e !== "object") return;
+  const onEvent = (report: CoordisEvent) => {
+    const e = reportFields(report, "event");
+    if (e === undefined) return;
     events.inc({ primitive: guard.value("primitive", e.primitive), type: guard.value("type", e.type) });
     if (e.primitive === "lock" && e.type === "lease-lost") {
-      leasesLost.inc({ kind: guard.value("kind", attr(e, "kind") ?? "mutex") });
+      leasesLost.inc({ kind: guard.value("kind", e.attribute("kind") ?? "mutex") });
     }
   };
 

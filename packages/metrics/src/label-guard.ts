@@ -29,12 +29,17 @@ export class LabelGuard {
   }
 }
 
-/** The text of a label value; never throws (`String()` throws on a null-prototype object or a Symbol's coercion). */
+/**
+ * The text of a label value, well-formed Unicode; never throws (`String()` throws on a null-prototype object or a
+ * Symbol's coercion).
+ */
 function labelText(value: unknown): string {
   if (value === undefined || value === null || value === "") return "none";
   const type = typeof value;
   if (type !== "string" && type !== "number" && type !== "boolean" && type !== "bigint") return "invalid";
-  const text = String(value);
+  // A lone surrogate is replaced (U+FFFD), as encoding the scrape would: the scrape stays valid Unicode, and values
+  // that differ only there are one series, not two that encode to the same line.
+  const text = String(value).toWellFormed();
   if (text.length <= MAX_VALUE_LENGTH) return text;
   // A high surrogate at the cut would leave half a character: invalid UTF-16, mangled when the scrape is encoded.
   const last = text.charCodeAt(MAX_VALUE_LENGTH - 1);

@@ -1,7 +1,7 @@
-import type { OperationEvent } from "@coordis/core";
 import type { Counter, Gauge, Histogram } from "prom-client";
 import type { QueueCountsSource } from "./queue-counts.js";
 import { type MetricFactory, type QueueFigures, reportable } from "./registry-state.js";
+import type { ReportFields } from "./report-fields.js";
 import type { ScrapeSources } from "./scrape-sources.js";
 
 export type { QueueCountsInfo, QueueCountsSource } from "./queue-counts.js";
@@ -99,13 +99,13 @@ export class QueueMetrics {
    * Counts a `queue` operation report: `add` by job, `process` per delivery with its handler time (`seconds`,
    * undefined when the report had no finite duration: the delivery is counted, not timed).
    */
-  onOperation(e: OperationEvent, outcome: string, seconds: number | undefined): void {
+  onOperation(e: ReportFields, outcome: string, seconds: number | undefined): void {
     const queue = this.#queueLabel(e.name);
     if (e.op === "add") {
-      const jobs = count(e.attributes?.jobs, 1);
+      const jobs = count(e.attribute("jobs"), 1);
       if (outcome === "added") {
         // addMany reports one "added" for the call with how many of its jobs were duplicates.
-        const duplicates = Math.min(jobs, count(e.attributes?.duplicates, 0));
+        const duplicates = Math.min(jobs, count(e.attribute("duplicates"), 0));
         if (jobs > duplicates) this.#added.inc({ queue, outcome }, jobs - duplicates);
         if (duplicates > 0) this.#added.inc({ queue, outcome: "duplicate" }, duplicates);
       } else {
@@ -126,8 +126,8 @@ export class QueueMetrics {
   }
 
   /** The queue's name when it is registered, else {@link UNTRACKED_QUEUE}: names never become labels unasked. */
-  #queueLabel(name: string | undefined): string {
-    return name !== undefined && this.#tracked.sources.has(name) ? name : UNTRACKED_QUEUE;
+  #queueLabel(name: unknown): string {
+    return typeof name === "string" && this.#tracked.sources.has(name) ? name : UNTRACKED_QUEUE;
   }
 }
 

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from "@coordis/core";
+import { InvalidArgumentError, validate } from "@coordis/core";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { LabelGuard } from "./label-guard.js";
 import { ScrapeSources } from "./scrape-sources.js";
@@ -65,15 +65,25 @@ export class MetricFactory {
   readonly #registry: Registry;
   readonly #registers: Registry[];
 
+  /** Names of the metrics this factory registered (see {@link rollback}). */
+  readonly #created: string[] = [];
+
   constructor(registry: Registry) {
     this.#registry = registry;
     this.#registers = [registry];
   }
 
+  /** Removes from the registry every metric this factory registered (a coordisMetrics() call that failed). */
+  rollback(): void {
+    for (const name of this.#created.splice(0)) this.#registry.removeSingleMetric(name);
+  }
+
   counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
     const existing = this.#existing(name, "counter", labelNames);
     if (existing !== undefined) return existing as unknown as Counter<L>;
-    return new Counter({ name, help, labelNames, registers: this.#registers });
+    const counter = new Counter({ name, help, labelNames, registers: this.#registers });
+    this.#created.push(name);
+    return counter;
   }
 
   /** `buckets` undefined: the existing histogram's, whatever they are, or `fallback` for a new one. */
@@ -97,7 +107,15 @@ export class MetricFactory {
       }
       return existing as unknown as Histogram<L>;
     }
-    return new Histogram({ name, help, labelNames, buckets: [...(buckets ?? fallback)], registers: this.#registers });
+    const histogram = new Histogram({
+      name,
+      help,
+      labelNames,
+      buckets: [...(buckets ?? fallback)],
+      registers: this.#registers,
+    });
+    this.#created.push(name);
+    return histogram;
   }
 
   /** A gauge whose `collect` is `collect` (created once per registry; reused only when this package made it). */
@@ -128,6 +146,7 @@ export class MetricFactory {
       },
     });
     ownGauges.add(gauge);
+    this.#created.push(name);
   }
 
   #existing(name: string, type: string, labelNames: readonly string[]): MetricShape | undefined {
@@ -157,7 +176,10 @@ export function checkBuckets(argument: string, value: unknown): readonly number[
   for (let i = 0; i < value.length; i++) {
     const b: unknown = value[i];
     if (typeof b !== "number" || !Number.isFinite(b)) {
-      throw new InvalidArgumentError(`${argument}[${i}]`, `expected a finite number of seconds, got ${String(b)}`);
+      throw new InvalidArgumentError(
+        `${argument}[${i}]`,
+        `expected a finite number of seconds, got ${validate.describeValue(b)}`,
+      );
     }
     if (i > 0 && b <= (value[i - 1] as number)) {
       throw new InvalidArgumentError(`${argument}[${i}]`, `${b} must be above the bucket before it, ${value[i - 1]}`);

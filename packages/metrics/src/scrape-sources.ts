@@ -25,11 +25,15 @@ export class ScrapeSources<T> {
 
   /** Tracks `source` under `id` (replacing any other); returns the function that stops tracking this source. */
   track(id: string, source: () => Promise<unknown>): () => void {
-    this.sources.set(id, source);
+    // One function per registration: the same source tracked twice (a queue's workers registering its name in two
+    // places: `trackQueue(name)` has one source for all) is two registrations, and an answer read for the first
+    // one is not the second one's.
+    const registration = () => source();
+    this.sources.set(id, registration);
     this.last.delete(id);
     return () => {
       // An older registration's untrack must not remove the source that replaced it.
-      if (this.sources.get(id) !== source) return;
+      if (this.sources.get(id) !== registration) return;
       this.sources.delete(id);
       this.last.delete(id);
     };
@@ -50,7 +54,8 @@ export class ScrapeSources<T> {
       timer.unref();
     });
     try {
-      const info = await Promise.race([Promise.resolve().then(source), late]);
+      const read = await Promise.race([Promise.resolve().then(() => settle(source)), late]);
+      const info = read?.answer;
       if (info !== null && typeof info === "object" && this.sources.get(id) === source) {
         this.last.set(id, this.#snapshot(info));
       }
@@ -60,4 +65,39 @@ export class ScrapeSources<T> {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * What `source()` answers, settled, wrapped so that no promise ever adopts it. A thenable's `then` is called once,
+ * never followed: a thenable that resolves with itself (or with another thenable) would, adopted, queue promise
+ * jobs forever and starve the event loop, the timeout's timer and every request of the process included. An answer
+ * that is itself a thenable gives no figures (`null`); a `then` that cannot be read or throws is a failed read.
+ */
+function settle(source: () => unknown): Promise<{ answer: unknown }> {
+  return new Promise((resolve, reject) => {
+    const answer = source();
+    const then = thenOf(answer);
+    if (then === undefined) {
+      resolve({ answer });
+      return;
+    }
+    then.call(
+      answer,
+      (value: unknown) => {
+        try {
+          resolve({ answer: thenOf(value) === undefined ? value : null });
+        } catch (err) {
+          reject(err);
+        }
+      },
+      reject,
+    );
+  });
+}
+
+/** `value.then` when `value` is a thenable, else undefined (throws what a `then` getter throws). */
+function thenOf(value: unknown): ((...args: unknown[]) => unknown) | undefined {
+  if ((typeof value !== "object" && typeof value !== "function") || value === null) return undefined;
+  const then: unknown = (value as { then?: unknown }).then;
+  return typeof then === "function" ? (then as (...args: unknown[]) => unknown) : undefined;
 }
