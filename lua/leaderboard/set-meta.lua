@@ -1,11 +1,17 @@
 -- Leaderboard set meta: replaces the metadata of a member that has metadata or is on one of the boards passed (the
 -- all-time board and every period bucket that may still be alive), so metadata is never stored for a member the
--- leaderboard does not know (nothing would ever delete it). Boards come as index hashes from KEYS[2] on.
+-- leaderboard does not know (nothing would ever delete it). Boards come as index hashes from KEYS[2] on. The client
+-- picks them by its own clock, with the window of server times in which they are every board that can exist (see
+-- remove.lua): a member found on none of them with server time outside that window may be on a board the clock
+-- missed, so the answer is LB_CLOCK_SKEW rather than 0.
 -- KEYS[1] meta (hash): member -> metadata JSON
 -- ARGV[1] member (string): the member
 -- ARGV[2] meta (string): its metadata JSON
+-- ARGV[3] after (ms): server time must lie after this (absent with the all-time board alone)
+-- ARGV[4] before (ms): and before this
 -- Reply: number
 -- (1 stored, 0 not: the member has no metadata and is on none of the boards)
+--@include now-ms
 local member = ARGV[1]
 local known = redis.call('HGET', KEYS[1], member)
 if not known then
@@ -16,6 +22,15 @@ if not known then
     end
   end
 end
-if not known then return 0 end
+if not known then
+  if #ARGV > 2 then
+    local now = now_ms()
+    if not (now > ARGV[3] + 0 and now < ARGV[4] + 0) then
+      return redis.error_reply('LB_CLOCK_SKEW server time ' .. now .. ' lies outside the boards named, ' .. ARGV[3]
+        .. ' to ' .. ARGV[4])
+    end
+  end
+  return 0
+end
 redis.call('HSET', KEYS[1], member, ARGV[2])
 return 1

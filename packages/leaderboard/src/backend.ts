@@ -131,15 +131,17 @@ export class LeaderboardBackend<M> {
 
   /** Removes `member` from every board that may still exist and deletes its metadata; whether it was on one. */
   async remove(member: string): Promise<boolean> {
-    const boards = this.#boards.alive();
-    const removed = await this.#run(leaderboardScripts.remove, [this.#metaKey, ...pairs(boards)], [member]);
+    const { boards, window } = this.#boards.alive();
+    const args = window === undefined ? [member] : [member, ...window];
+    const removed = await this.#run(leaderboardScripts.remove, [this.#metaKey, ...pairs(boards)], args);
     return Number(removed) > 0;
   }
 
   /** Replaces the metadata of a member the leaderboard knows; whether it did (see lua/leaderboard/set-meta.lua). */
   async setMeta(member: string, metaJson: string): Promise<boolean> {
-    const indexes = this.#boards.alive().map((b) => b.index);
-    const stored = await this.#run(leaderboardScripts.setMeta, [this.#metaKey, ...indexes], [member, metaJson]);
+    const { boards, window } = this.#boards.alive();
+    const args = window === undefined ? [member, metaJson] : [member, metaJson, ...window];
+    const stored = await this.#run(leaderboardScripts.setMeta, [this.#metaKey, ...boards.map((b) => b.index)], args);
     return Number(stored) === 1;
   }
 

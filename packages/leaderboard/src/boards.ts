@@ -49,12 +49,19 @@ export class Boards {
 
   /**
    * Every board of every configured period that may still exist: all-time, and per period from the newest bucket
-   * the server may be in back to the oldest whose end is within `graceMs` (+ tolerance) of now.
+   * the server may be in back to the oldest whose end is within `graceMs` (+ tolerance) of now. With period boards,
+   * also the window of Redis server times in which these are all the boards that can exist: after the expiry of the
+   * newest bucket left out below them, and before the first time a submit (`at` up to `clockToleranceMs` after server
+   * time) could reach a bucket after them. A clock off by more than the tolerance may name boards that miss one; the
+   * script checks server time against the window instead of trusting this clock (`undefined`: the all-time board
+   * alone, which holds every time).
    */
-  alive(): Board[] {
+  alive(): { boards: Board[]; window: readonly [after: number, before: number] | undefined } {
     const { periods, offsetMinutes, graceMs, toleranceMs } = this.#settings;
     const boards: Board[] = [];
     const now = Date.now();
+    let after = Number.NEGATIVE_INFINITY;
+    let before = Number.POSITIVE_INFINITY;
     for (const period of periods) {
       if (period === "all") {
         boards.push(this.board(periodBucket("all", 0)));
@@ -62,12 +69,15 @@ export class Boards {
       }
       // A submit's `at` may run clockToleranceMs ahead of server time, which may run that far ahead of ours.
       let bucket = periodBucket(period, now + 2 * toleranceMs, offsetMinutes);
+      before = Math.min(before, bucket.endMs - toleranceMs);
       while (bucket.endMs + graceMs + toleranceMs > now) {
         boards.push(this.board(bucket));
         bucket = periodBucket(period, bucket.startMs - 1, offsetMinutes);
       }
+      // The first bucket left out expires graceMs after its end (Redis keeps a key until after its expiry time).
+      after = Math.max(after, bucket.endMs + graceMs);
     }
-    return boards;
+    return { boards, window: before === Number.POSITIVE_INFINITY ? undefined : [after, before] };
   }
 
   /** The board of `bucket`, reusing the keys of the period's last board while the bucket stays the same. */

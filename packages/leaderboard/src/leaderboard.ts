@@ -173,9 +173,11 @@ export class Leaderboard<M = unknown> {
 
   /**
    * Removes `member` from every board of this leaderboard (all-time and every period bucket still alive:
-   * current ones and those within `graceMs` of their end) and deletes its metadata, in one script.
+   * current ones and those within `graceMs` of their end) and deletes its metadata, in one script. The boards are
+   * named by the local clock and checked against Redis server time: near a period boundary (or the expiry of the
+   * oldest board) a clock off by more than `clockToleranceMs` could miss one, so the call removes nothing instead.
    * @returns whether the member was on any board
-   * @throws InvalidArgumentError (nothing sent), RedisUnavailableError, ScriptError
+   * @throws InvalidArgumentError (nothing sent), ClockSkewError (nothing removed), RedisUnavailableError, ScriptError
    */
   async remove(member: string): Promise<boolean> {
     const id = validate.string("member", member, { maxBytes: MAX_MEMBER_BYTES });
@@ -189,7 +191,9 @@ export class Leaderboard<M = unknown> {
    * would ever delete it). One round trip.
    * @returns whether the metadata was stored
    * @throws InvalidArgumentError (nothing sent) for a bad member or metadata that is not JSON or over
-   *   `metaMaxBytes`; RedisUnavailableError, ScriptError
+   *   `metaMaxBytes`; ClockSkewError (nothing stored) for a member on none of the boards the local clock named when
+   *   that clock is off by more than `clockToleranceMs` near a period boundary (see {@link remove});
+   *   RedisUnavailableError, ScriptError
    */
   async setMeta(member: string, meta: M): Promise<boolean> {
     const id = validate.string("member", member, { maxBytes: MAX_MEMBER_BYTES });

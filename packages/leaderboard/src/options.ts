@@ -5,6 +5,7 @@ import {
   type CoordisObserver,
   DEFAULT_PREFIX,
   InvalidArgumentError,
+  jsonCodec,
   validate,
   validatePrefix,
 } from "@coordis/core";
@@ -272,17 +273,23 @@ function checkSubmission(
 }
 
 /**
- * `meta` as the JSON stored for a member.
- * @throws InvalidArgumentError (`argument`) when it is not JSON-serialisable or over `metaMaxBytes`
+ * `meta` as the JSON stored for a member, through core's strict `jsonCodec`: a value JSON would change or drop (NaN,
+ * ±Infinity, a Map or Set, a class instance, `undefined` in an array, a BigInt, a cycle) is refused rather than
+ * stored as something else (`null`, `{}`) that every read would then return. A Date is kept as its ISO string.
+ * @throws InvalidArgumentError (`argument`) when it is not such a JSON value or over `metaMaxBytes`
  */
 export function checkMeta(settings: LeaderboardSettings, meta: unknown, argument: string): string {
-  let metaJson: string;
+  let metaJson: string | undefined;
   try {
-    metaJson = JSON.stringify(meta) ?? "";
+    metaJson = jsonCodec.encode(meta);
   } catch (err) {
-    throw new InvalidArgumentError(argument, `must be JSON-serialisable (${(err as Error).message})`);
+    throw new InvalidArgumentError(
+      argument,
+      `must be a JSON value that reads back unchanged (${validate.thrownMessage(err)})`,
+    );
   }
-  if (metaJson === "") throw new InvalidArgumentError(argument, "must be JSON-serialisable");
+  // A plain object whose toJSON() returns undefined has no JSON text at all.
+  if (typeof metaJson !== "string") throw new InvalidArgumentError(argument, "must be JSON-serialisable");
   const bytes = Buffer.byteLength(metaJson, "utf8");
   if (bytes > settings.metaMaxBytes) {
     throw new InvalidArgumentError(argument, `is ${bytes} bytes of JSON, at most ${settings.metaMaxBytes} allowed`);

@@ -65,30 +65,37 @@ export const leaderboardScripts = {
   }),
   /**
    * Leaderboard remove: deletes a member from every board passed (all-time and every period bucket that may still
-   * be alive) and deletes its metadata. Boards come as (zset, index) key pairs from KEYS[2] on.
+   * be alive) and deletes its metadata. Boards come as (zset, index) key pairs from KEYS[2] on. The client picks
+   * the boards by its own clock; with period boards it also sends the window of server times in which they are
+   * every board that can exist (later than the expiry of the newest bucket left out below them, earlier than the
+   * first time a submit could reach a bucket after them), and a server time outside it (a clock off by more than
+   * the tolerance near a boundary, or near the oldest board's expiry) removes nothing: LB_CLOCK_SKEW.
    * KEYS: meta (hash).
-   * ARGV: member (string).
+   * ARGV: member (string), after (ms), before (ms).
    */
-  remove: defineScript<["meta"], ["member"], number>({
+  remove: defineScript<["meta"], ["member","after","before"], number>({
     name: "leaderboard/remove",
     keys: ["meta"],
-    args: ["member"],
-    sha1: "8959941deecc25211f6e888e7e8577d0d98b6d09",
-    source: "-- Leaderboard remove: deletes a member from every board passed (all-time and every period bucket that may still\n-- be alive) and deletes its metadata. Boards come as (zset, index) key pairs from KEYS[2] on.\n-- KEYS[1] meta (hash): member -> metadata JSON\n-- ARGV[1] member (string): the member to remove\n-- Reply: number\nlocal member = ARGV[1]\nlocal removed = 0\nfor k = 2, #KEYS, 2 do\n  local prefix = redis.call('HGET', KEYS[k + 1], member)\n  if prefix then\n    redis.call('ZREM', KEYS[k], prefix .. ':' .. member)\n    redis.call('HDEL', KEYS[k + 1], member)\n    removed = removed + 1\n  end\nend\nredis.call('HDEL', KEYS[1], member)\nreturn removed\n",
+    args: ["member","after","before"],
+    sha1: "d71951111f74ce82557f43c45d1063528691cf40",
+    source: "-- Leaderboard remove: deletes a member from every board passed (all-time and every period bucket that may still\n-- be alive) and deletes its metadata. Boards come as (zset, index) key pairs from KEYS[2] on. The client picks the\n-- boards by its own clock; with period boards it also sends the window of server times in which they are every board\n-- that can exist (later than the expiry of the newest bucket left out below them, earlier than the first time a\n-- submit could reach a bucket after them), and a server time outside it (a clock off by more than the tolerance near\n-- a boundary, or near the oldest board's expiry) removes nothing: LB_CLOCK_SKEW.\n-- KEYS[1] meta (hash): member -> metadata JSON\n-- ARGV[1] member (string): the member to remove\n-- ARGV[2] after (ms): server time must lie after this (absent with the all-time board alone: no time is read)\n-- ARGV[3] before (ms): and before this\n-- Reply: number\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\n-- Arithmetic converts TIME's digit strings directly (cheaper inside Redis than tonumber() and math.floor, which are\n-- global lookups and C calls); the microseconds are cut to whole milliseconds exactly.\nlocal function now_ms()\n  local t = redis.call('TIME')\n  local us = t[2] + 0\n  return t[1] * 1000 + (us - us % 1000) / 1000\nend\nif #ARGV > 1 then\n  local now = now_ms()\n  if not (now > ARGV[2] + 0 and now < ARGV[3] + 0) then\n    return redis.error_reply('LB_CLOCK_SKEW server time ' .. now .. ' lies outside the boards named, ' .. ARGV[2]\n      .. ' to ' .. ARGV[3])\n  end\nend\nlocal member = ARGV[1]\nlocal removed = 0\nfor k = 2, #KEYS, 2 do\n  local prefix = redis.call('HGET', KEYS[k + 1], member)\n  if prefix then\n    redis.call('ZREM', KEYS[k], prefix .. ':' .. member)\n    redis.call('HDEL', KEYS[k + 1], member)\n    removed = removed + 1\n  end\nend\nredis.call('HDEL', KEYS[1], member)\nreturn removed\n",
   }),
   /**
    * Leaderboard set meta: replaces the metadata of a member that has metadata or is on one of the boards passed
    * (the all-time board and every period bucket that may still be alive), so metadata is never stored for a member
-   * the leaderboard does not know (nothing would ever delete it). Boards come as index hashes from KEYS[2] on.
+   * the leaderboard does not know (nothing would ever delete it). Boards come as index hashes from KEYS[2] on. The
+   * client picks them by its own clock, with the window of server times in which they are every board that can
+   * exist (see remove.lua): a member found on none of them with server time outside that window may be on a board
+   * the clock missed, so the answer is LB_CLOCK_SKEW rather than 0.
    * KEYS: meta (hash).
-   * ARGV: member (string), meta (string).
+   * ARGV: member (string), meta (string), after (ms), before (ms).
    */
-  setMeta: defineScript<["meta"], ["member","meta"], number>({
+  setMeta: defineScript<["meta"], ["member","meta","after","before"], number>({
     name: "leaderboard/set-meta",
     keys: ["meta"],
-    args: ["member","meta"],
-    sha1: "77333a0d0644167a8875347a84871417460a5bd5",
-    source: "-- Leaderboard set meta: replaces the metadata of a member that has metadata or is on one of the boards passed (the\n-- all-time board and every period bucket that may still be alive), so metadata is never stored for a member the\n-- leaderboard does not know (nothing would ever delete it). Boards come as index hashes from KEYS[2] on.\n-- KEYS[1] meta (hash): member -> metadata JSON\n-- ARGV[1] member (string): the member\n-- ARGV[2] meta (string): its metadata JSON\n-- Reply: number\n-- (1 stored, 0 not: the member has no metadata and is on none of the boards)\nlocal member = ARGV[1]\nlocal known = redis.call('HGET', KEYS[1], member)\nif not known then\n  for k = 2, #KEYS do\n    if redis.call('HGET', KEYS[k], member) then\n      known = true\n      break\n    end\n  end\nend\nif not known then return 0 end\nredis.call('HSET', KEYS[1], member, ARGV[2])\nreturn 1\n",
+    args: ["member","meta","after","before"],
+    sha1: "fd96e173e1734994a9e0e752bf3e113cafee316f",
+    source: "-- Leaderboard set meta: replaces the metadata of a member that has metadata or is on one of the boards passed (the\n-- all-time board and every period bucket that may still be alive), so metadata is never stored for a member the\n-- leaderboard does not know (nothing would ever delete it). Boards come as index hashes from KEYS[2] on. The client\n-- picks them by its own clock, with the window of server times in which they are every board that can exist (see\n-- remove.lua): a member found on none of them with server time outside that window may be on a board the clock\n-- missed, so the answer is LB_CLOCK_SKEW rather than 0.\n-- KEYS[1] meta (hash): member -> metadata JSON\n-- ARGV[1] member (string): the member\n-- ARGV[2] meta (string): its metadata JSON\n-- ARGV[3] after (ms): server time must lie after this (absent with the all-time board alone)\n-- ARGV[4] before (ms): and before this\n-- Reply: number\n-- (1 stored, 0 not: the member has no metadata and is on none of the boards)\n-- now_ms(): Redis server time in whole milliseconds (TIME, safe under effects replication since Redis 5).\n-- Arithmetic converts TIME's digit strings directly (cheaper inside Redis than tonumber() and math.floor, which are\n-- global lookups and C calls); the microseconds are cut to whole milliseconds exactly.\nlocal function now_ms()\n  local t = redis.call('TIME')\n  local us = t[2] + 0\n  return t[1] * 1000 + (us - us % 1000) / 1000\nend\nlocal member = ARGV[1]\nlocal known = redis.call('HGET', KEYS[1], member)\nif not known then\n  for k = 2, #KEYS do\n    if redis.call('HGET', KEYS[k], member) then\n      known = true\n      break\n    end\n  end\nend\nif not known then\n  if #ARGV > 2 then\n    local now = now_ms()\n    if not (now > ARGV[3] + 0 and now < ARGV[4] + 0) then\n      return redis.error_reply('LB_CLOCK_SKEW server time ' .. now .. ' lies outside the boards named, ' .. ARGV[3]\n        .. ' to ' .. ARGV[4])\n    end\n  end\n  return 0\nend\nredis.call('HSET', KEYS[1], member, ARGV[2])\nreturn 1\n",
   }),
   /**
    * Leaderboard submit batch: N independent submit calls (micro-batching), applied one after another in call
