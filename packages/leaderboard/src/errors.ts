@@ -1,7 +1,7 @@
 import { CoordisError } from "@coordis/core";
 
 /**
- * An `increment` submit would move a member's score outside [-2^53, 2^53], where doubles stop holding every
+ * An `increment` submit would move a member's score outside ±(2^53 − 1), where doubles stop holding every
  * integer. Raised by the submit script before it writes anything: no board of the call changed.
  */
 export class ScoreOverflowError extends CoordisError {
