@@ -46,8 +46,9 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
     bodyLimit: config.bodyLimit,
     // Fastify accepts a hop count too; its types only list the other forms.
     trustProxy: config.trustProxy as boolean | string,
-    // Long-lived SSE sockets are ended by the hub; other keep-alive sockets must not hold up close().
-    forceCloseConnections: true,
+    // close() ends idle keep-alive sockets and lets requests in flight finish (a deploy's SIGTERM must not cut a
+    // submission off between its writes, nor answer its client with a reset); the hub ends the SSE streams.
+    forceCloseConnections: "idle",
     // Router-level errors (malformed URL, over-long parameter) answer as problem documents too.
     frameworkErrors,
     // Path parameters up to the schemas' longest (a job id: 200 characters); Fastify's default cuts at 100 (414).
@@ -70,8 +71,15 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
   });
 
   const replica = config.replicaId;
+  // Once close() began, an answer still in flight closes its connection after it: close() waits for it, and a
+  // keep-alive socket left idle afterwards would hold close() up until the keep-alive timeout.
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
   app.addHook("onSend", async (_req, reply) => {
     reply.header("x-replica-id", replica);
+    if (closing) reply.header("connection", "close");
   });
   await app.register(problems);
   await app.register(openApi);

@@ -19,8 +19,11 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
   // Hashes of equal length, so the comparison takes the same time whatever was sent.
   const expected =
     config.adminToken === undefined ? undefined : createHash("sha256").update(config.adminToken).digest();
-  // Before validation: a caller without the token learns nothing about what the bodies should hold.
-  app.addHook("preValidation", async (request, reply) => {
+  // Before the body is read (preParsing: after every onRequest hook, the route's rate limit included, so guesses
+  // spend the address' budget; before the media type, size and JSON checks and validation): a caller without the
+  // token gets the same 401 whatever it sends, learns nothing about what the bodies should hold, and has no body
+  // parsed for it.
+  app.addHook("preParsing", async (request, reply) => {
     const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? "");
     const given = createHash("sha256")
       .update(match?.[1] ?? "")

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { GapError, UnverifiedEntryError } from "@coordis/eventlog";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { DemoMessage } from "../model.js";
 import { CHANNEL, type Demo } from "../services.js";
@@ -26,12 +27,21 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (ap
     sse.send("events", message.type, message);
   });
 
-  // One live tail of the audit log per replica, fanned out to its SSE clients (restarted after errors and gaps).
+  // One live tail of the audit log per replica, fanned out to its SSE clients. After an error it goes on where it
+  // stopped, not from the log's end (which would drop whatever was appended meanwhile): after the last entry it passed
+  // on, after a gap's end (a log Redis lost and started over: the entry that revealed the gap is the new log's first),
+  // or past an entry that failed the chain's check (`/v1/audit/verify` reports it).
   const tailLoop = (async () => {
+    let from = "end";
     while (!stop.signal.aborted) {
       try {
-        for await (const entry of audit.tail({ from: "end", signal: stop.signal })) sse.send("audit", "audit", entry);
-      } catch {
+        for await (const entry of audit.tail({ from, signal: stop.signal })) {
+          from = entry.id;
+          sse.send("audit", "audit", entry);
+        }
+      } catch (err) {
+        if (err instanceof GapError) from = err.resumeAfter ?? "end";
+        else if (err instanceof UnverifiedEntryError) from = err.entryId;
         if (!stop.signal.aborted) await sleep(500).catch(() => {});
       }
     }
