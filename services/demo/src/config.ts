@@ -23,6 +23,11 @@ export interface DemoConfig {
   burstWindowMs: number;
   /** `RATE_LIMIT_DAILY`: the daily rule (per 24 h). Default 1000. */
   dailyLimit: number;
+  /**
+   * `DASHBOARD_RATE_LIMIT`: requests per minute per client address to the dashboard's data routes, all of them on one
+   * budget (a dashboard tab polls about 120 a minute). Default 600.
+   */
+  dashboardLimit: number;
   /** `SNAPSHOT_EVERY_MS`: period of the "snapshot the top 10" job. Default 10 000. */
   snapshotEveryMs: number;
   /** `ROLLUP_EVERY_MS`: period of the "roll up stats" job. Default 60 000. */
@@ -61,6 +66,7 @@ export const ENV_NAMES = [
   "RATE_LIMIT_BURST",
   "RATE_LIMIT_BURST_WINDOW_MS",
   "RATE_LIMIT_DAILY",
+  "DASHBOARD_RATE_LIMIT",
   "SNAPSHOT_EVERY_MS",
   "ROLLUP_EVERY_MS",
   "BODY_LIMIT",
@@ -113,6 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
     burstLimit: int(env, "RATE_LIMIT_BURST", 10, 1, 1_000_000),
     burstWindowMs: int(env, "RATE_LIMIT_BURST_WINDOW_MS", 1_000, 1, 86_400_000),
     dailyLimit: int(env, "RATE_LIMIT_DAILY", 1_000, 1, 1_000_000_000),
+    dashboardLimit: int(env, "DASHBOARD_RATE_LIMIT", 600, 1, 1_000_000),
     snapshotEveryMs: int(env, "SNAPSHOT_EVERY_MS", 10_000, 100, 86_400_000),
     rollupEveryMs: int(env, "ROLLUP_EVERY_MS", 60_000, 100, 86_400_000),
     bodyLimit: int(env, "BODY_LIMIT", 16_384, 256, 10_485_760),

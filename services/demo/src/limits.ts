@@ -16,6 +16,11 @@ export interface RateLimits {
   readonly admin: FastifyContextConfig;
   /** Route config of the event streams: opening one is limited per address too (each audit stream reads the log). */
   readonly streams: FastifyContextConfig;
+  /**
+   * Route config of the dashboard's data routes: one budget per address for all of them (each read costs Redis tens
+   * of commands; they spend no API budget, so the page's polling never eats into a visitor's API calls).
+   */
+  readonly dashboard: FastifyContextConfig;
 }
 
 /** The client address, an IPv6 one by its /64 (a host picks addresses from a whole /64). */
@@ -37,6 +42,15 @@ export function rateLimits(config: DemoConfig): RateLimits {
     streams: {
       coordis: {
         rateLimit: { rules: [{ name: "streams", limit: 60, windowMs: 60_000 }], group: "streams", key: byAddress },
+      },
+    },
+    dashboard: {
+      coordis: {
+        rateLimit: {
+          rules: [{ name: "dashboard", limit: config.dashboardLimit, windowMs: 60_000 }],
+          group: "dashboard",
+          key: byAddress,
+        },
       },
     },
   };

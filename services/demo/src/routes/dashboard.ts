@@ -38,7 +38,10 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async 
 
   app.get(
     "/v1/dashboard",
-    { schema: { tags: ["dashboard"], summary: "Everything the dashboard shows, at once" } },
+    {
+      config: demo.limits.dashboard,
+      schema: { tags: ["dashboard"], summary: "Everything the dashboard shows, at once" },
+    },
     async (req) => {
       // The caller's own dashboard key: the same for every load from one address, unknown to other addresses.
       const key = keys.forAddress(addressKey(req.ip));
@@ -64,6 +67,7 @@ export const dashboardRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async 
   app.get(
     "/v1/ratelimit/:key",
     {
+      config: demo.limits.dashboard,
       schema: {
         tags: ["dashboard"],
         summary: "An API key's rate-limit state by key id (does not consume)",

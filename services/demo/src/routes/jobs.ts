@@ -75,7 +75,10 @@ export const jobRoutes: FastifyPluginAsyncTypebox<JobsOptions> = async (app, { d
 
   app.get(
     "/v1/jobs",
-    { schema: { tags: ["dashboard"], summary: "Recent cron job runs and the replica of each" } },
+    {
+      config: demo.limits.dashboard,
+      schema: { tags: ["dashboard"], summary: "Recent cron job runs and the replica of each" },
+    },
     async () => ({
       runs: await recentRuns(redis, config.prefix, 50),
     }),

@@ -7,16 +7,19 @@ import { STATS_QUEUE } from "../stats.js";
 const DEAD_SHOWN = 20;
 
 /**
- * The stats queue as the dashboard shows it (not rate limited): its depth and dead letters at `/v1/queue`, and the
- * charts' series (rate-limit decisions, jobs and depth per 5-second interval over 5 minutes, fleet-wide) at
- * `/v1/activity`. Retrying a dead letter is an admin route.
+ * The stats queue as the dashboard shows it (on the per-address dashboard budget): its depth and dead letters at
+ * `/v1/queue`, and the charts' series (rate-limit decisions, jobs and depth per 5-second interval over 5 minutes,
+ * fleet-wide) at `/v1/activity`. Retrying a dead letter is an admin route.
  */
 export const queueRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app, { demo }) => {
   const { queue, activity, replica } = demo;
 
   app.get(
     "/v1/queue",
-    { schema: { tags: ["dashboard"], summary: "The stats queue: depth, completed per minute, newest dead letters" } },
+    {
+      config: demo.limits.dashboard,
+      schema: { tags: ["dashboard"], summary: "The stats queue: depth, completed per minute, newest dead letters" },
+    },
     async () => {
       const [counts, dead, series] = await Promise.all([
         queue.counts(),
@@ -48,6 +51,7 @@ export const queueRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
   app.get(
     "/v1/activity",
     {
+      config: demo.limits.dashboard,
       schema: {
         tags: ["dashboard"],
         summary: "Chart series, fleet-wide: rate-limit decisions, stats jobs and queue depth per 5 s over 5 minutes",
