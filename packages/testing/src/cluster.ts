@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import { connect, parseInfo, type RedisClient } from "@coordis/core";
+import { connect, parseInfo, type RedisClient, validate } from "@coordis/core";
 import { Redis } from "ioredis";
 import { redisCliPath } from "./binaries.js";
 import { leastPrivilegeUser, userInfo } from "./least-privilege.js";
@@ -85,8 +85,10 @@ async function nodeInfo(server: RedisServer, command: [string, ...string[]]): Pr
 export async function startRedisCluster(options: StartClusterOptions = {}): Promise<RedisCluster> {
   const masters = options.masters ?? 3;
   const replicas = options.replicasPerMaster ?? 0;
-  if (!Number.isInteger(masters) || masters < 3)
-    throw new RangeError(`a cluster needs at least 3 masters, got ${masters}`);
+  validate.integer("masters", masters, { min: 3 });
+  validate.integer("replicasPerMaster", replicas, { min: 0, max: 1 });
+  if (options.nodeTimeoutMs !== undefined) validate.durationMs("nodeTimeoutMs", options.nodeTimeoutMs);
+  if (options.readyTimeoutMs !== undefined) validate.durationMs("readyTimeoutMs", options.readyTimeoutMs);
   const cli = redisCliPath();
   if (cli === undefined)
     throw new Error("redis-cli was not found on PATH; it is needed to create a cluster (apt-get install redis-tools)");

@@ -1,3 +1,4 @@
+import { validate } from "@coordis/core";
 import { startRedis } from "./redis-server.js";
 import type { RedisServer, StartRedisOptions } from "./server-types.js";
 
@@ -18,7 +19,7 @@ export interface RedisGroup {
  * @example const group = await startRedisGroup(3); const clients = group.servers.map((s) => s.client());
  */
 export async function startRedisGroup(n: number, options: StartRedisOptions = {}): Promise<RedisGroup> {
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`startRedisGroup needs n >= 1, got ${n}`);
+  validate.positiveInteger("n", n);
   const results = await Promise.allSettled(Array.from({ length: n }, () => startRedis(options)));
   const servers = results.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");

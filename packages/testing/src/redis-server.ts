@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ConnectOptions, connect, type RedisClient } from "@coordis/core";
+import { type ConnectOptions, connect, type RedisClient, validate } from "@coordis/core";
 import { INSTALL_HINT, RedisNotAvailableError, redisServerPath } from "./binaries.js";
 import { leastPrivilegeUser, userInfo } from "./least-privilege.js";
 import { freePort } from "./ports.js";
@@ -109,6 +109,9 @@ export function startRedis(options: StartRedisOptions = {}): Promise<RedisServer
  * Internal.
  */
 export async function startServer(options: StartRedisOptions, ownDir: boolean): Promise<RedisServer> {
+  // Port 0 would make redis-server listen on no TCP port at all.
+  if (options.port !== undefined) validate.integer("port", options.port, { min: 1, max: 65535 });
+  if (options.startTimeoutMs !== undefined) validate.durationMs("startTimeoutMs", options.startTimeoutMs);
   const bin = redisServerPath();
   if (bin === undefined) {
     const { startContainerRedis } = await import("./containers.js");
@@ -165,6 +168,8 @@ export async function startServer(options: StartRedisOptions, ownDir: boolean): 
   let child: ChildProcess | undefined;
   /** A process still starting (the first start or a restart), which stop() must not leave behind. */
   let starting: ChildProcess | undefined;
+  /** Processes a kill() or restart() signalled and still waits for (a graceful one can serve on for a moment). */
+  const dying = new Set<ChildProcess>();
   let stopped = false;
   let port = options.port ?? 0;
   let paused = false;
@@ -227,7 +232,12 @@ export async function startServer(options: StartRedisOptions, ownDir: boolean): 
     if (paused) proc.kill("SIGCONT");
     paused = false;
     proc.kill(signal);
-    await waitExit(proc);
+    dying.add(proc);
+    try {
+      await waitExit(proc);
+    } finally {
+      dying.delete(proc);
+    }
   };
 
   const server: RedisServer = {
@@ -277,6 +287,14 @@ export async function startServer(options: StartRedisOptions, ownDir: boolean): 
         await waitExit(pending);
       }
       await killNow("SIGKILL");
+      // One a concurrent kill(), restart() or stop() is still waiting for (SIGTERM of a graceful restart: Redis
+      // serves on until its next cron tick) is killed and waited for too, so stop() resolves with nothing left.
+      await Promise.all(
+        [...dying].map((proc) => {
+          proc.kill("SIGKILL");
+          return waitExit(proc);
+        }),
+      );
       if (ownDir) rmSync(dir, { recursive: true, force: true });
     },
   };

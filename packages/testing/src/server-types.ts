@@ -98,6 +98,9 @@ export interface RedisServer {
   resume(): void;
   /** Kill (or shut down gracefully) and start again on the same port and dir. */
   restart(options?: { graceful?: boolean }): Promise<void>;
-  /** Kill the process, close clients made by `client()`, remove its dir. Idempotent. */
+  /**
+   * Kill the process, close clients made by `client()`, remove its dir. Idempotent; resolves once every process of
+   * the server has exited, also one a concurrent `kill()`, `stop()` or graceful `restart()` is still waiting for.
+   */
   stop(): Promise<void>;
 }
