@@ -337,6 +337,8 @@ export class SubscriberConnection {
       refused = split;
     }
     if (this.#closed) return;
+    await this.#dropStale(conn);
+    if (this.#closed) return;
     // A subscribe whose own SUBSCRIBE was lost with the previous connection (never answered, not sent again) is
     // confirmed now, instead of failing by its timeout while Redis has it.
     const out = new Set(refused.map((r) => `${r.kind}\n${r.name}`));
@@ -352,6 +354,24 @@ export class SubscriberConnection {
     }
     this.#restored(restored.channel, restored.pattern);
     if (refused.length > 0) this.#reportRefused(conn, refused, RESUBSCRIBE_RETRY_MS);
+  }
+
+  /**
+   * Unsubscribes what `conn` holds and this PubSub no longer does. On a Cluster, ioredis subscribes its new broadcast
+   * subscriber connection again to what the previous one last held, ahead of the resubscription's commands: a channel
+   * left while that connection was lost (its UNSUBSCRIBE went down with it) would stay subscribed, for no handler.
+   * A failure is left to the next reconnect.
+   */
+  async #dropStale(conn: Redis): Promise<void> {
+    type Held = { channels(mode: "subscribe" | "psubscribe"): string[] };
+    const held = (conn as unknown as { condition?: { subscriber?: Held } | null }).condition?.subscriber;
+    if (held === undefined) return;
+    const channels = held.channels("subscribe").filter((name) => !this.#subs.map("channel").has(name));
+    const patterns = held.channels("psubscribe").filter((name) => !this.#subs.map("pattern").has(name));
+    await Promise.all([
+      channels.length > 0 ? conn.unsubscribe(...channels) : undefined,
+      patterns.length > 0 ? conn.punsubscribe(...patterns) : undefined,
+    ]).catch(() => {});
   }
 
   /**

@@ -191,5 +191,48 @@ describe("a channel left while the subscriber connection is lost is not subscrib
         client.disconnect();
       }
     });
+
+    it("an UNSUBSCRIBE the frozen node never answered: ioredis' new subscriber connection subscribes it again, and it is dropped", async () => {
+      const client = cluster.adminClient();
+      client.on("error", () => {});
+      const bus = new PubSub(client, { prefix, sharded: false });
+      const resubscribed = new EventRecorder<ResubscribedInfo>();
+      bus.on("resubscribed", resubscribed.record);
+      try {
+        const got: string[] = [];
+        const leave = await bus.subscribe<string>("f-left", () => {});
+        await bus.subscribe<string>("f-kept", (m) => void got.push(`kept:${m}`));
+        const left = bus.redisChannel("f-left");
+        await waitUntil("the subscription on a node", async () => (await subscribers(nodeClients, left)) === 1);
+        let port = 0;
+        for (const [i, node] of nodeClients.entries()) {
+          const [, count] = (await node.call("PUBSUB", "NUMSUB", left)) as [string, number];
+          if (Number(count) > 0) port = cluster.nodes[i]?.port as number;
+        }
+        const node = cluster.nodes.find((n) => n.port === port);
+        if (node === undefined) throw new Error("no subscriber node");
+        // The node freezes: the UNSUBSCRIBE goes out on the subscriber connection and is never answered, so ioredis
+        // still counts the channel among that connection's subscriptions when the node dies and it opens another.
+        node.pause();
+        const leaving = leave().catch(() => {});
+        await node.restart();
+        await leaving;
+        await cluster.waitReady();
+        await resubscribed.waitFor(() => true, { timeoutMs: 20_000 });
+        await waitUntil(
+          "'f-kept' delivered again",
+          async () => {
+            await bus.publish("f-kept", "1").catch(() => 0);
+            return got.includes("kept:1");
+          },
+          20_000,
+        );
+        expect(await subscribers(nodeClients, left)).toBe(0);
+        expect(await subscribers(nodeClients, bus.redisChannel("f-kept"))).toBe(1);
+      } finally {
+        await bus.close();
+        client.disconnect();
+      }
+    });
   });
 });
