@@ -358,20 +358,22 @@ export class SubscriberConnection {
 
   /**
    * Unsubscribes what `conn` holds and this PubSub no longer does. On a Cluster, ioredis subscribes its new broadcast
-   * subscriber connection again to what the previous one last held, ahead of the resubscription's commands: a channel
-   * left while that connection was lost (its UNSUBSCRIBE went down with it) would stay subscribed, for no handler.
-   * A failure is left to the next reconnect.
+   * subscriber connection to what the last active one held, ahead of the resubscription: a channel whose UNSUBSCRIBE
+   * went down with a lost connection would stay subscribed, for no handler. A failure is left to the next reconnect.
+   * (ioredis' record of what a connection holds, `condition.subscriber`, is `false` while it holds nothing.)
    */
   async #dropStale(conn: Redis): Promise<void> {
-    type Held = { channels(mode: "subscribe" | "psubscribe"): string[] };
+    type Held = { channels?: (mode: string) => string[] } | false;
     const held = (conn as unknown as { condition?: { subscriber?: Held } | null }).condition?.subscriber;
-    if (held === undefined) return;
-    const channels = held.channels("subscribe").filter((name) => !this.#subs.map("channel").has(name));
-    const patterns = held.channels("psubscribe").filter((name) => !this.#subs.map("pattern").has(name));
-    await Promise.all([
-      channels.length > 0 ? conn.unsubscribe(...channels) : undefined,
-      patterns.length > 0 ? conn.punsubscribe(...patterns) : undefined,
-    ]).catch(() => {});
+    if (!held || typeof held.channels !== "function") return;
+    const stale = (mode: string, kind: Kind) =>
+      (held.channels?.(mode) ?? []).filter((n) => !this.#subs.map(kind).has(n));
+    const [channels, patterns] = [stale("subscribe", "channel"), stale("psubscribe", "pattern")];
+    const sent = [
+      channels.length > 0 && conn.unsubscribe(...channels),
+      patterns.length > 0 && conn.punsubscribe(...patterns),
+    ];
+    await Promise.all(sent).catch(() => {});
   }
 
   /**
