@@ -6,8 +6,12 @@ import { problem } from "../problem.js";
 import { IssueKeysBody, JobParams, KeyParams, PlayerParams } from "../schemas.js";
 import type { Demo } from "../services.js";
 
-/** A delete racing submissions goes round at most this often (each further round means one re-created the player). */
-const DELETE_ROUNDS = 4;
+/**
+ * A delete racing submissions goes round at most this often: each further round means a submission re-created the
+ * player, so the bound only stops a storm of them. A delete that gave up early (4 rounds) could leave a re-created
+ * profile whose board entry it had just removed.
+ */
+const DELETE_ROUNDS = 32;
 
 /**
  * Admin endpoints: every route of this plugin requires `Authorization: Bearer $ADMIN_TOKEN` (compared in constant

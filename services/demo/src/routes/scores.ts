@@ -7,8 +7,12 @@ import { ApiKeyHeaders, AroundQuery, BoardParams, BoardPlayerParams, ScoreBody, 
 import type { Demo } from "../services.js";
 import { statsJobId } from "../stats.js";
 
-/** Most times one submission is counted: a delete of the player racing each try would need another. */
-const RECORD_ROUNDS = 4;
+/**
+ * Most times one submission is counted: each further try needs a delete of the player racing the one before, so the
+ * bound only stops a storm of them. A submission that gave up early (4 tries) could leave its score on the boards of a
+ * player a racing delete had just removed.
+ */
+const RECORD_ROUNDS = 32;
 
 /**
  * Scores and leaderboards (public API, rate limited): submitting a score updates the daily and all-time boards in
