@@ -1,4 +1,4 @@
-import { encodeText, InvalidArgumentError, validate } from "@coordis/core";
+import { encodeText, InvalidArgumentError, jsonText, validate } from "@coordis/core";
 
 /** Turns job data (or results) into the strings stored in Redis and back. */
 export interface Codec<T> {
@@ -128,12 +128,7 @@ export const jsonCodec: Codec<unknown> = Object.freeze({
  * what JSON cannot encode at all (a BigInt, a cycle, a function or a symbol as the result) fails it.
  */
 export const jsonResultCodec: Codec<unknown> = Object.freeze({
-  encode: (value: unknown) => {
-    if (value === undefined) return "";
-    const text = JSON.stringify(value);
-    if (typeof text !== "string") throw new TypeError(`a ${typeof value} has no JSON form`);
-    return text;
-  },
+  encode: (value: unknown) => (value === undefined ? "" : jsonText(value)),
   decode: jsonCodec.decode,
 });
 
