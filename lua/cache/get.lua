@@ -3,8 +3,8 @@
 -- holder's fill token: set.lua writes a loaded value back only while the token still holds the lock. A caller that
 -- gave up waiting for another holder registers its fill token in the entry instead (mode 2).
 -- An entry is a hash: v = encoded value, f = fresh until (server ms), s = stale until (server ms), t = tag versions
--- (JSON), and `p:<token>` = deadline (server ms) per registered fill token (entries written by older versions also
--- hold w = written at, never read). Every set, delete and write-back replaces the hash and deletes the lock, so it
+-- (JSON), `p:<token>` = deadline (server ms) per registered fill token, and q = a caller is waiting for the holder's
+-- load (entries written by older versions also hold w = written at, never read). Every set, delete and write-back replaces the hash and deletes the lock, so it
 -- revokes the fill tokens of the loads that started before it: their results are not written, however long the
 -- load or the network took. A miss replies one integer (no table); deadlines come back relative to server time.
 -- Server time is read only when it is needed (an entry to judge, a token to register): a miss that takes the lock
@@ -45,6 +45,13 @@ if not (usable and fresh > 0) or mode == '1' or mode == '3' then
     -- The hash lives at least as long as the token: an entry expires at its stale deadline (set.lua), a hash
     -- holding only tokens gets the newest token's lifetime.
     if not h[1] or stale < ttl then
+      redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    end
+  elseif not usable then
+    -- A caller about to wait for the holder's load marks the entry (q), so that the write-back tells the replicas
+    -- waiting (set.lua replies 2 and the holder publishes); a load nobody waited for publishes nothing. The mark
+    -- lives as long as a lock could (a hash holding only marks and tokens expires by itself).
+    if redis.call('HSETNX', KEYS[1], 'q', '1') == 1 and redis.call('PTTL', KEYS[1]) < ARGV[2] + 0 then
       redis.call('PEXPIRE', KEYS[1], ARGV[2])
     end
   end

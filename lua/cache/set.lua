@@ -11,7 +11,8 @@
 -- ARGV[4] tags (string): JSON [[tag, version], ...] the value was computed under, "" = none
 -- ARGV[5] fill (string): "" = unconditional write; otherwise the fill token of the load being written back
 -- Reply: number
--- (1 written, 0 refused)
+-- (0 refused; 1 written where there was no entry and nobody waited for one; 2 written over an entry, a waiting caller's
+-- mark or a registered fill token: replicas may hold the key or wait for it, and are to be told)
 --@include now-ms
 local now = now_ms()
 if ARGV[5] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[5] then
@@ -26,12 +27,16 @@ local fresh, stale = fmt('%d', now + ARGV[2]), fmt('%d', now + ARGV[3])
 -- The HSET is the script's first write: on a full Redis that does not evict, Redis refuses a script's first write
 -- when it may use memory (OOM), but lets any write through once the script has written. A DEL first would have let
 -- the value in past maxmemory.
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', fresh, 's', stale, 't', ARGV[4])
--- Fields of the entry's past (fill tokens registered in it, an earlier version's 'w') go: the entry is written anew.
+-- HSET answers how many of the four fields are new: fewer than four, there was an entry (replicas may hold it).
+local told = 1
+if redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', fresh, 's', stale, 't', ARGV[4]) < 4 then told = 2 end
+-- Fields of the entry's past (fill tokens registered in it, waiting callers' marks, an earlier version's 'w') go:
+-- the entry is written anew.
 if redis.call('HLEN', KEYS[1]) > 4 then
+  told = 2
   redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[1], 'v', ARGV[1], 'f', fresh, 's', stale, 't', ARGV[4])
 end
 redis.call('DEL', KEYS[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
+return told

@@ -267,7 +267,7 @@ export class Cache {
         // it over ours. Another change of this key or its tags since the epoch was taken: stored by nobody.
         const current = epoch === this.#l1.epoch;
         this.#invalidateLocal(k);
-        if (written && current) {
+        if (written !== 0 && current) {
           this.#l1.store(k, data, sent + entry.ttlMs, sent + entry.ttlMs + entry.staleMs, pairs, this.#l1.epoch);
         }
       });

@@ -264,15 +264,20 @@ export class Filler {
       // Redis starts the entry's lifetime when the write runs, after this moment: counted from here, L1's deadlines
       // never outlast Redis', however long the reply takes.
       const sent = performance.now();
-      if (await c.l2.write(k, data, entry, pairs, fill)) {
+      const written = await c.l2.write(k, data, entry, pairs, fill);
+      if (written !== 0) {
         // As after a set: reads of this replica that found the value this write replaced may answer after it (their
         // tags still to read): evicted again, they cannot store it over the new one. An invalidation since the epoch
         // was taken: the value is stored by nobody.
         const current = epoch === c.l1.epoch;
         this.forget(k);
         if (current) c.l1.store(k, data, sent + entry.ttlMs, sent + entry.ttlMs + entry.staleMs, pairs, c.l1.epoch);
-        // Wakes the callers waiting on other replicas (and evicts any older L1 copy there).
-        await c.publish(k);
+        // Wakes the callers waiting on other replicas (each marked the entry before waiting) and evicts older L1
+        // copies there (of the entry this write replaced). A load of a key Redis had no entry for, that nobody
+        // waited for, has nobody to tell: other replicas' L1 copies of an earlier value were evicted by the change
+        // that removed it, or are past their deadline as it is (an entry that expired), or else within l1.ttlMs
+        // (an entry Redis evicted for memory).
+        if (written === 2) await c.publish(k);
       }
     } catch (err) {
       if (outOfMemory(err)) {

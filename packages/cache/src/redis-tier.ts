@@ -155,7 +155,9 @@ export class RedisTier {
 
   /**
    * Writes a value (one script). With `fill` non-empty the write is conditional on that fill token (see
-   * lua/cache/set.lua). @returns whether it was written
+   * lua/cache/set.lua). @returns 0 when refused, 1 when written where there was no entry and no caller waited for
+   * one (a load nobody else needs to hear of), 2 when written over an entry, a waiting caller's mark or a registered
+   * fill token (replicas may hold the key or wait for it)
    */
   async write(
     k: string,
@@ -163,7 +165,7 @@ export class RedisTier {
     entry: EntrySettings,
     pairs: readonly TagPair[],
     fill: string,
-  ): Promise<boolean> {
+  ): Promise<0 | 1 | 2> {
     const written = await this.#script(cacheScripts.set, this.#keys.entry(k), [
       data,
       entry.ttlMs,
@@ -171,7 +173,7 @@ export class RedisTier {
       pairs.length > 0 ? JSON.stringify(pairs) : "",
       fill,
     ]);
-    return written === 1;
+    return written === 1 || written === 2 ? written : 0;
   }
 
   /** Drops fill token `fill` (and the lock, if it holds it). Fire and forget: its outcome does not matter. */

@@ -34,7 +34,9 @@ describe("Cache: the replica that writes a load back", () => {
     const rec = recordObserver();
     const options = { namespace, prefix, ttlMs: 600_000, checkEvictionPolicy: false } as const;
     const replica = new Cache(redis, { ...options, l1: { ttlMs: 600_000 }, observer: rec });
-    const writer = new Cache(other, options);
+    // The writer reads Redis (no L1): a replica holding the evicted entry in L1 is not told of a load that fills
+    // a key Redis had no entry for (it serves its copy for at most l1.ttlMs, as after any eviction).
+    const writer = new Cache(other, { ...options, l1: false });
     try {
       await Promise.all([replica.ready(), writer.ready()]);
       await writer.set("k", "old", { tags: ["u"] });
