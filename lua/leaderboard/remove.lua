@@ -10,12 +10,10 @@
 -- ARGV[3] before (ms): and before this
 -- Reply: number
 --@include now-ms
+--@include leaderboard-window
 if #ARGV > 1 then
-  local now = now_ms()
-  if not (now > ARGV[2] + 0 and now < ARGV[3] + 0) then
-    return redis.error_reply('LB_CLOCK_SKEW server time ' .. now .. ' lies outside the boards named, ' .. ARGV[2]
-      .. ' to ' .. ARGV[3])
-  end
+  local skew = lb_outside_window(ARGV[2], ARGV[3])
+  if skew then return skew end
 end
 local member = ARGV[1]
 local removed = 0

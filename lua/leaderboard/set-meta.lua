@@ -12,6 +12,7 @@
 -- Reply: number
 -- (1 stored, 0 not: the member has no metadata and is on none of the boards)
 --@include now-ms
+--@include leaderboard-window
 local member = ARGV[1]
 local known = redis.call('HGET', KEYS[1], member)
 if not known then
@@ -24,11 +25,8 @@ if not known then
 end
 if not known then
   if #ARGV > 2 then
-    local now = now_ms()
-    if not (now > ARGV[3] + 0 and now < ARGV[4] + 0) then
-      return redis.error_reply('LB_CLOCK_SKEW server time ' .. now .. ' lies outside the boards named, ' .. ARGV[3]
-        .. ' to ' .. ARGV[4])
-    end
+    local skew = lb_outside_window(ARGV[3], ARGV[4])
+    if skew then return skew end
   end
   return 0
 end
