@@ -84,9 +84,10 @@ export class Scheduler {
         // Stopped while the read was in flight: fire nothing more.
         if (this.#stopper.signal.aborted) return waitMs;
         const nextAt = await this.#fire(k, String(due[i]), Number(due[i + 1]), String(due[i + 2]), now);
-        // Whoever fired it, the schedule's next run is nextAt now; one not fired stays due, before the next page.
+        // One this look cannot fire stays due, before the next page: skipped. One another replica fired (or changed)
+        // since the read is not counted: it left the due ones, or is read again with its new declaration.
         if (nextAt === undefined) offset++;
-        else waitMs = Math.min(waitMs, nextAt - now);
+        else if (nextAt !== null) waitMs = Math.min(waitMs, nextAt - now);
       }
       if (due.length < SCHEDULE_PAGE * 3 || this.#stopper.signal.aborted) break;
     }
@@ -94,10 +95,17 @@ export class Scheduler {
   }
 
   /**
-   * Fires one due schedule (`text`: its declaration as read). @returns its next run time, or undefined when it was
-   * not fired and may still be due (unreadable, refused, or changed since the read)
+   * Fires one due schedule (`text`: its declaration as read). @returns its next run time; undefined when this look
+   * cannot fire it and it stays due where it is (unreadable, refused); null when it is no longer as read (another
+   * replica fired it, or changed its declaration or run time, since the read)
    */
-  async #fire(k: PartitionKeys, name: string, dueAt: number, text: string, now: number): Promise<number | undefined> {
+  async #fire(
+    k: PartitionKeys,
+    name: string,
+    dueAt: number,
+    text: string,
+    now: number,
+  ): Promise<number | undefined | null> {
     const stored = parseStored(text);
     if (stored === null) {
       const error = new Error(
@@ -136,7 +144,7 @@ export class Scheduler {
       return undefined;
     }
     if (fired === 1) this.#event("schedule-fired", { schedule: name });
-    return fired === 0 ? undefined : nextAt;
+    return fired === 0 ? null : nextAt;
   }
 
   #event(type: string, extra: { error?: Error; schedule?: string }): void {
