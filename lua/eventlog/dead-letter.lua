@@ -19,7 +19,7 @@ if not entry then
 end
 -- A write first (the entry stays the consumer's; JUSTID leaves its delivery count alone): Redis lets a script that
 -- has written finish, so a full Redis (maxmemory, noeviction) that refuses new data still takes the dead letter,
--- as the claim's dead-lettering does (its XAUTOCLAIM writes first), instead of refusing the XADD with OOM.
+-- as the claim's dead-lettering does (its XCLAIM writes first), instead of refusing the XADD with OOM.
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], '0', ARGV[3], 'JUSTID')
 local payload = ''
 local fields = entry[2]

@@ -30,8 +30,9 @@ function groupGone(err: unknown): boolean {
 /**
  * A running consumer of a {@link ConsumerGroup}: reads new entries with XREADGROUP on a connection of its own,
  * runs the handler (up to `concurrency` at once), XACKs after success, reclaims entries idle longer than
- * `claimIdleMs` (from consumers that died, or its own failures) with XAUTOCLAIM, and dead-letters entries past
- * `maxDeliveries`. Redis errors are reported to the observer and retried; the loop never stops by itself.
+ * `claimIdleMs` (from consumers that died or stalled, or its own failures) with XPENDING and XCLAIM, and
+ * dead-letters entries past `maxDeliveries`, naming the consumer that held them. Redis errors are reported to the
+ * observer and retried; the loop never stops by itself.
  *
  * Reads and claims take turns in one loop, each asking only for the free handler slots, so every entry received
  * starts at once: none waits in this consumer while its idle time runs in Redis. The loop waits for a free slot

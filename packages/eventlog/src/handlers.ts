@@ -1,4 +1,4 @@
-import { errorOf, reportOperation, runScript, toCoordisError } from "@coordis/core";
+import { errorOf, reportOperation, runScript, runScriptDynamic, toCoordisError } from "@coordis/core";
 import type { ConsumeSettings } from "./consumer-options.js";
 import { bounded, type GroupHandle, site } from "./context.js";
 import type { Entry } from "./entries.js";
@@ -33,7 +33,7 @@ interface Job<T> extends HeldEntry {
  */
 export class Handlers<T> {
   /** Counters of {@link Consumer.stats}; the consumer's claims count `claimed` and `deadLettered` too. */
-  readonly counters = { acked: 0, failed: 0, deadLettered: 0, claimed: 0 };
+  readonly counters = { acked: 0, ackedLate: 0, failed: 0, deadLettered: 0, claimed: 0 };
   readonly #group: GroupHandle;
   readonly #handler: ConsumeHandler<T>;
   readonly #concurrency: number;
@@ -261,19 +261,68 @@ export class Handlers<T> {
   }
 
   /**
-   * An XACK was answered: `count` of its entries were acknowledged by it. The others were no longer pending (another
-   * consumer reclaimed and acknowledged, or dead-lettered, them): they are not counted as `acked`, and the observer
-   * reports them as `already-acked` (XACK replies a count, not which ids, so the last `jobs.length - count` of the
-   * XACK get that outcome: the counts are exact, the attribution within one XACK is not).
+   * An XACK was answered: `count` of its entries were acknowledged by it. The others were no longer pending: another
+   * consumer reclaimed and acknowledged them, or a claim dead-lettered them while this consumer stalled. For those,
+   * and only then (nothing more is sent after an XACK that acknowledged every entry it named), one script looks for
+   * the dead letters a claim made of them while this consumer held them, and removes them: the entries were handled
+   * ({@link Handlers.#ackedShort}).
    */
   #acked(jobs: readonly Job<T>[], count: number, error: Error | undefined): void {
+    if (error === undefined && count < jobs.length) void this.#ackedShort(jobs, count);
+    else this.#ackSettled(jobs, count, error, undefined);
+  }
+
+  /**
+   * An XACK acknowledged fewer entries than it named: removes the dead letters a claim made of its entries while this
+   * consumer held them (`lua/eventlog/late-ack.lua`, looking back to when the oldest of them was delivered or last
+   * refreshed). Those entries are `acked-late`; the others not acknowledged by the XACK are `already-acked`. A failure
+   * of the script is reported (`dead-letter-error`) and leaves the dead letters in place.
+   */
+  async #ackedShort(jobs: readonly Job<T>[], count: number): Promise<void> {
+    let late: ReadonlySet<string> | undefined;
+    try {
+      const { log, name, consumer } = this.#group;
+      const now = performance.now();
+      let oldest = now;
+      const args = [name, consumer, ""];
+      for (const job of jobs) {
+        args.push(job.entry.id);
+        if (job.fresh < oldest) oldest = job.fresh;
+      }
+      args[2] = String(Math.ceil(now - oldest));
+      late = new Set(await runScriptDynamic(log.redis, eventlogScripts.lateAck, [log.keys.dlq], args));
+    } catch (err) {
+      this.#report("dead-letter-error", err);
+    }
+    this.#ackSettled(jobs, count, undefined, late);
+  }
+
+  /**
+   * The entries of an XACK are settled: `count` acknowledged by it, those in `late` acknowledged late (their dead
+   * letter removed), the rest already acknowledged elsewhere, or all left pending when `error` says the XACK failed.
+   * XACK replies a count, not which ids: the counts are exact, the attribution of `acked` and `already-acked` within
+   * one XACK is not (`acked-late` is).
+   */
+  #ackSettled(
+    jobs: readonly Job<T>[],
+    count: number,
+    error: Error | undefined,
+    late: ReadonlySet<string> | undefined,
+  ): void {
     this.#ackInflight -= jobs.length;
     this.counters.acked += count;
+    if (late !== undefined) this.counters.ackedLate += late.size;
     // Settled either way: acknowledged, or (XACK failed) left pending to be delivered again after claimIdleMs.
     for (const job of jobs) this.#settled(job);
     if (this.#observed) {
       if (error !== undefined) for (const job of jobs) this.#notify(job, "ack-error", error);
-      else for (let i = 0; i < jobs.length; i++) this.#notify(jobs[i] as Job<T>, i < count ? "acked" : "already-acked");
+      else {
+        let acked = 0;
+        for (const job of jobs) {
+          if (late?.has(job.entry.id) === true) this.#notify(job, "acked-late");
+          else this.#notify(job, acked++ < count ? "acked" : "already-acked");
+        }
+      }
     }
     // Slots held by entries awaiting this XACK are free again.
     this.pump();

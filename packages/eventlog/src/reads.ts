@@ -129,11 +129,13 @@ export async function deadLetters<T>(
     } catch {
       data = d;
     }
+    const claimedBy = fieldOf(fields, "claimedBy");
     return {
       id,
       entryId: fieldOf(fields, "id") ?? "",
       group: fieldOf(fields, "group") ?? "",
       consumer: fieldOf(fields, "consumer") ?? "",
+      ...(claimedBy === undefined ? {} : { claimedBy }),
       deliveries: Number(fieldOf(fields, "deliveries") ?? 0),
       error: fieldOf(fields, "error") ?? "",
       data: data as T | undefined,

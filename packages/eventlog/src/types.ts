@@ -49,7 +49,18 @@ export interface DeadLetter<T = unknown> {
   /** Id of the original entry in the log. */
   readonly entryId: string;
   readonly group: string;
+  /**
+   * The consumer that held the entry when it was dead-lettered: the one whose handler failed its last delivery, or,
+   * for a dead letter made by a claim, the one that left it idle (it died, stalled or was cut off from Redis). Dead
+   * letters written by a claim of a release before `claimedBy` existed name the claiming consumer here.
+   */
   readonly consumer: string;
+  /**
+   * Present when a claim dead-lettered the entry (delivered more than `maxDeliveries` times and left idle by
+   * `consumer`): the consumer whose claim did it, which never ran the entry.
+   */
+  readonly claimedBy?: string;
+  /** Deliveries the entry had when it was dead-lettered. */
   readonly deliveries: number;
   readonly error: string;
   readonly data: T | undefined;
@@ -86,6 +97,12 @@ export interface ConsumerStats {
    * longer pending, acknowledged meanwhile by another consumer that reclaimed it, is not counted).
    */
   readonly acked: number;
+  /**
+   * Entries whose handler succeeded here after a claim had dead-lettered them (this consumer held them past
+   * `claimIdleMs` without refreshing them: a stall): their XACK found them acknowledged, and their dead letter was
+   * removed, since they were handled. Not counted in `acked`.
+   */
+  readonly ackedLate: number;
   /** Handler failures (entries left pending or dead-lettered). */
   readonly failed: number;
   /** Entries this consumer moved to the dead-letter stream. */
