@@ -119,7 +119,7 @@ export abstract class LockBase {
   protected request<R>(redis: RedisClient, undo: () => Promise<unknown>, send: () => Promise<R>): Promise<R> {
     return send().catch((err: unknown) => {
       // A DurabilityError here is `aof: true` on a server without WAITAOF: refused before anything was sent.
-      if (!(err instanceof DurabilityError)) undoUntilAnswered(redis, undo, this.ttlMs);
+      if (!(err instanceof DurabilityError)) undoUntilAnswered(redis, undo, this.ttlMs, undefined, this.#undoReport());
       throw err;
     });
   }
@@ -148,7 +148,7 @@ export abstract class LockBase {
     undo: () => Promise<unknown>,
   ): Promise<unknown> {
     const first = release();
-    undoUntilAnswered(redis, undo, this.ttlMs, first);
+    undoUntilAnswered(redis, undo, this.ttlMs, first, this.#undoReport());
     return first;
   }
 
@@ -333,6 +333,14 @@ export abstract class LockBase {
   #report(outcome: string, start: number, attempts: number, error?: Error): void {
     if (this.observer?.onOperation === undefined) return;
     reportOperation(this.observer, this.#site(attempts), start, outcome, error);
+  }
+
+  /** Who hears of undos dropped while Redis does not answer (more than core's cap waiting on one client). */
+  #undoReport(): { observer: CoordisObserver | undefined; site: OperationSite } {
+    return {
+      observer: this.observer,
+      site: { primitive: "lock", op: "acquire", name: this.name, attributes: { kind: this.#kind } },
+    };
   }
 
   /** What an acquire report says besides its outcome and duration. */

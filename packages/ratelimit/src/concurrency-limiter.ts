@@ -99,6 +99,8 @@ export class ConcurrencyLimiter {
         this.#redis,
         () => runScriptSource(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token]),
         this.ttlMs,
+        undefined,
+        { observer: this.#observer, site },
       );
       reportOperation(this.#observer, site, started, "error", err);
       throw err;
