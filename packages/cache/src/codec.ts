@@ -16,10 +16,11 @@ import {
 export type CacheCodec = TextCodec<unknown>;
 
 /**
- * The default codec: JSON. Accepts strings, finite numbers, booleans, null, plain objects and arrays of those, and
- * Dates (which come back as ISO-8601 strings, as with any JSON API). Rejects everything JSON would change or drop:
- * BigInt, functions, symbols, `undefined` (at the top level or in arrays), NaN/Infinity, class instances such as
- * Map/Set, and cycles. (The JSON codec of `@coordis/core`.)
+ * The default codec: JSON, with the one JSON rule of every default codec (the JSON codec of `@coordis/core`). Stores
+ * what JSON stores faithfully, following `toJSON` (a Date comes back as its ISO-8601 string) and an object of a class
+ * with enumerable fields as a plain object of those fields; refuses what JSON would silently store as something else:
+ * NaN/±Infinity, an invalid Date, `undefined`, a function or a symbol in an array (`null`), a Map, a Set or an object
+ * of a class without enumerable fields (`{}`), a BigInt, a cycle, and `undefined`, a function or a symbol as the value.
  */
 export const jsonCodec: CacheCodec = coreJsonCodec;
 

@@ -80,6 +80,7 @@ export {
   reportOperation,
 } from "./instrument.js";
 export { encodeText, jsonCodec, jsonText, parseCodec, type TextCodec } from "./json-codec.js";
+export { faithfulJsonText } from "./json-faithful.js";
 export {
   DEFAULT_PREFIX,
   type EntityKeys,

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from "./errors.js";
+import { faithfulJsonText } from "./json-faithful.js";
 import * as validate from "./validate.js";
 
 /**
@@ -12,57 +13,19 @@ export interface TextCodec<T = unknown> {
   decode(text: string): T;
 }
 
-function check(value: unknown, path: string, seen: Set<object>): void {
-  switch (typeof value) {
-    case "string":
-    case "boolean":
-      return;
-    case "number":
-      if (!Number.isFinite(value)) throw new TypeError(`${path} is ${value}, which JSON turns into null`);
-      return;
-    case "bigint":
-      throw new TypeError(`${path} is a BigInt, which JSON cannot encode (convert it to a string)`);
-    case "function":
-    case "symbol":
-      throw new TypeError(`${path} is a ${typeof value}, which JSON would silently drop`);
-    case "undefined":
-      throw new TypeError(`${path} is undefined, which JSON cannot encode (use null or delete the key)`);
-  }
-  if (value === null) return;
-  const obj = value as object;
-  if (obj instanceof Date) {
-    if (Number.isNaN(obj.getTime())) throw new TypeError(`${path} is an invalid Date`);
-    return; // documented: a Date comes back as its ISO string
-  }
-  if (seen.has(obj)) throw new TypeError(`${path} is a circular reference`);
-  seen.add(obj);
-  if (Array.isArray(obj)) {
-    for (let i = 0; i < obj.length; i++) check(obj[i], `${path}[${i}]`, seen);
-  } else {
-    const proto = Object.getPrototypeOf(obj);
-    if (proto !== Object.prototype && proto !== null) {
-      const name = (obj as { constructor?: { name?: string } }).constructor?.name ?? "object";
-      throw new TypeError(`${path} is a ${name}, which JSON does not round-trip (use a plain object or array)`);
-    }
-    for (const [k, v] of Object.entries(obj)) {
-      // JSON drops properties whose value is undefined: the decoded object simply lacks the key.
-      if (v !== undefined) check(v, `${path}.${k}`, seen);
-    }
-  }
-  seen.delete(obj);
-}
-
 /**
- * The JSON codec: accepts strings, finite numbers, booleans, null, plain objects and arrays of those, and Dates
- * (which come back as ISO-8601 strings, as with any JSON API). Rejects the values JSON would change or drop: BigInt,
- * functions, symbols, `undefined` (at the top level or in arrays), NaN/Infinity, class instances such as Map/Set,
- * and cycles. What it does not look for, as JSON: `-0` comes back as `0`, and only own enumerable string-keyed
- * properties are kept (symbol-keyed or non-enumerable properties, and properties added to an array, are not stored).
+ * The JSON codec, with the one JSON rule of every default codec of Coordis ({@link faithfulJsonText}): stores what
+ * JSON stores faithfully (following `toJSON`: a Date comes back as its ISO-8601 string; an object of a class with
+ * enumerable fields as a plain object of those fields) and refuses, with a TypeError naming where, what JSON would
+ * silently store as something else: NaN/±Infinity, an invalid Date, `undefined`, a function or a symbol in an array
+ * (stored as `null`), a Map, a Set or any object of a class without enumerable fields (stored as `{}`), a BigInt, a
+ * cycle, and a value with no JSON text (`undefined`, a function, a symbol). A property holding `undefined`, a function
+ * or a symbol is left out, as JSON leaves it out. Costs one `JSON.stringify` and one scan of its text unless the text
+ * holds `null` or `{}`.
  */
 export const jsonCodec: TextCodec = Object.freeze({
   encode(value: unknown): string {
-    check(value, "value", new Set());
-    return JSON.stringify(value);
+    return faithfulJsonText(value);
   },
   decode(text: string): unknown {
     return JSON.parse(text);

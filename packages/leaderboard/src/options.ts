@@ -4,8 +4,8 @@ import {
   batchSettings,
   type CoordisObserver,
   DEFAULT_PREFIX,
+  faithfulJsonText,
   InvalidArgumentError,
-  jsonCodec,
   validate,
   validatePrefix,
 } from "@coordis/core";
@@ -273,23 +273,23 @@ function checkSubmission(
 }
 
 /**
- * `meta` as the JSON stored for a member, through core's strict `jsonCodec`: a value JSON would change or drop (NaN,
- * ±Infinity, a Map or Set, a class instance, `undefined` in an array, a BigInt, a cycle) is refused rather than
- * stored as something else (`null`, `{}`) that every read would then return. A Date is kept as its ISO string.
+ * `meta` as the JSON stored for a member, through core's one JSON rule (`faithfulJsonText`): a value JSON would
+ * silently store as something else (NaN, ±Infinity or an invalid Date as `null`, a Map, a Set or an object of a class
+ * without enumerable fields as `{}`, `undefined` in an array as `null`) or cannot encode (a BigInt, a cycle) is
+ * refused rather than stored as what every read would then return. `toJSON` is followed (a Date is kept as its ISO
+ * string) and an object of a class with enumerable fields is stored as those fields.
  * @throws InvalidArgumentError (`argument`) when it is not such a JSON value or over `metaMaxBytes`
  */
 export function checkMeta(settings: LeaderboardSettings, meta: unknown, argument: string): string {
-  let metaJson: string | undefined;
+  let metaJson: string;
   try {
-    metaJson = jsonCodec.encode(meta);
+    metaJson = faithfulJsonText(meta, argument);
   } catch (err) {
     throw new InvalidArgumentError(
       argument,
       `must be a JSON value that reads back unchanged (${validate.thrownMessage(err)})`,
     );
   }
-  // A plain object whose toJSON() returns undefined has no JSON text at all.
-  if (typeof metaJson !== "string") throw new InvalidArgumentError(argument, "must be JSON-serialisable");
   const bytes = Buffer.byteLength(metaJson, "utf8");
   if (bytes > settings.metaMaxBytes) {
     throw new InvalidArgumentError(argument, `is ${bytes} bytes of JSON, at most ${settings.metaMaxBytes} allowed`);

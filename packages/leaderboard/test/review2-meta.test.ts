@@ -5,17 +5,32 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix("lb-meta");
 
+/** An ORM entity: a class instance with fields (and methods on its prototype). */
 class Player {
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: string,
+    readonly level: number,
+  ) {}
   greet(): string {
     return `hi ${this.name}`;
   }
 }
 
+/** A type that declares its JSON form, as Decimal, ObjectId or Luxon's DateTime do. */
+class Decimal {
+  constructor(private readonly digits: string) {}
+  toJSON(): string {
+    return this.digits;
+  }
+}
+
+/** A class instance without enumerable fields: JSON stores it as {}. */
+class Badge {}
+
 /**
  * Metadata JSON would change or drop on its way to Redis: each would come back from top(), rank() and around() as
- * something else than what was submitted (NaN and ±Infinity as null, a Map or a Set as {}, undefined in an array as
- * null, a class instance as a plain object without its prototype, an invalid Date as null).
+ * something else than what was submitted (NaN and ±Infinity as null, a Map, a Set or an object of a class without
+ * enumerable fields as {}, undefined in an array as null, an invalid Date as null).
  */
 const altered: Array<[string, unknown]> = [
   ["NaN", { score: Number.NaN }],
@@ -23,7 +38,9 @@ const altered: Array<[string, unknown]> = [
   ["a Map", { badges: new Map([["gold", 1]]) }],
   ["a Set", new Set(["gold"])],
   ["undefined in an array", ["a", undefined]],
-  ["a class instance", new Player("Ada")],
+  ["an object of a class without fields", { badge: new Badge() }],
+  ["an Error", { last: new Error("x") }],
+  ["NaN behind toJSON", { ratio: { toJSON: () => Number.NaN } }],
   ["an invalid Date", { joined: new Date(Number.NaN) }],
 ];
 
@@ -92,5 +109,32 @@ describe("member metadata that JSON would change is refused before anything is s
     const joined = new Date(Date.UTC(2026, 0, 2));
     await lb.submit("dated", 1, { meta: { joined } });
     expect((await lb.rank("dated"))?.meta).toEqual({ joined: joined.toISOString() });
+  });
+
+  it("a class instance with fields is stored as its fields, a toJSON value as its JSON form, on every path", async () => {
+    const player = new Player("Ada", 3);
+    const meta = { player, wallet: new Decimal("12.30") };
+    const stored = { player: { name: "Ada", level: 3 }, wallet: "12.30" };
+    await lb.submit("entity", 1, { meta });
+    expect((await lb.rank("entity"))?.meta).toEqual(stored);
+    await lb.submitMany([{ member: "entity-many", score: 2, meta: player }]);
+    expect((await lb.rank("entity-many"))?.meta).toEqual({ name: "Ada", level: 3 });
+    await batched.submit("entity-batched", 3, { meta: new Decimal("0.50") });
+    expect((await lb.rank("entity-batched"))?.meta).toBe("0.50");
+    await lb.setMeta("known", meta);
+    expect((await lb.rank("known"))?.meta).toEqual(stored);
+    await lb.setMeta("known", { name: "Known" });
+  });
+
+  it("a refusal names where in the metadata, from the argument on", async () => {
+    const single = await lb.submit("m", 1, { meta: { badges: new Map() } }).catch((e: unknown) => e);
+    expect((single as Error).message).toContain("meta.badges is a Map, which JSON stores as {}");
+    const many = await lb
+      .submitMany([
+        { member: "a", score: 1 },
+        { member: "m", score: 1, meta: [Number.NaN] },
+      ])
+      .catch((e: unknown) => e);
+    expect((many as Error).message).toContain("items[1].meta[0] is NaN, which JSON stores as null");
   });
 });

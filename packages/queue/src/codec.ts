@@ -1,4 +1,4 @@
-import { encodeText, InvalidArgumentError, jsonText, validate } from "@coordis/core";
+import { encodeText, faithfulJsonText, InvalidArgumentError, jsonText, validate } from "@coordis/core";
 
 /** Turns job data (or results) into the strings stored in Redis and back. */
 export interface Codec<T> {
@@ -9,113 +9,20 @@ export interface Codec<T> {
 }
 
 /**
- * Throws (TypeError naming where) for what `JSON.stringify` would store as something else: `null` for NaN and
- * ±Infinity, for an invalid Date and for `undefined`, a function or a symbol in an array; `{}` for an object of a class
- * without enumerable properties (a Map, a Set, an Error...); or for a BigInt and a circular reference, which it throws
- * on. Follows `toJSON` as JSON does. A property whose value is `undefined`, a function or a symbol is left out, as
- * JSON leaves it out (the key is simply absent once decoded).
- */
-function checkFaithful(raw: unknown, key: string, inArray: boolean, walk: Walk): void {
-  let v = raw;
-  if ((typeof v === "object" && v !== null) || typeof v === "function" || typeof v === "bigint") {
-    const toJSON = (v as { toJSON?: unknown }).toJSON;
-    if (typeof toJSON === "function") v = toJSON.call(v, key);
-  }
-  if (v instanceof Number) v = Number(v);
-  else if (v instanceof String || v instanceof Boolean) return;
-  switch (typeof v) {
-    case "string":
-    case "boolean":
-      return;
-    case "number":
-      if (!Number.isFinite(v)) throw new TypeError(`${pathOf(walk)} is ${v}, which JSON stores as null`);
-      return;
-    case "bigint":
-      throw new TypeError(`${pathOf(walk)} is a BigInt, which JSON cannot encode (convert it to a string or a number)`);
-    case "undefined":
-    case "function":
-    case "symbol":
-      if (inArray) {
-        throw new TypeError(`${pathOf(walk)} is ${validate.describeValue(v)}, which JSON stores as null in an array`);
-      }
-      return;
-  }
-  if (v === null) {
-    if (raw instanceof Date) throw new TypeError(`${pathOf(walk)} is an invalid Date, which JSON stores as null`);
-    return;
-  }
-  const obj = v as object;
-  if (walk.seen.has(obj)) throw new TypeError(`${pathOf(walk)} is a circular reference`);
-  walk.seen.add(obj);
-  const { path } = walk;
-  if (Array.isArray(obj)) {
-    for (let i = 0; i < obj.length; i++) {
-      path.push(i);
-      checkFaithful(obj[i], String(i), true, walk);
-      path.pop();
-    }
-  } else {
-    const keys = Object.keys(obj);
-    const proto = Object.getPrototypeOf(obj);
-    if (keys.length === 0 && proto !== Object.prototype && proto !== null) {
-      const ctor = (proto as { constructor?: { name?: unknown } }).constructor?.name;
-      const name = typeof ctor === "string" && ctor !== "" ? ctor : "class instance";
-      throw new TypeError(
-        `${pathOf(walk)} is ${/^[aeiou]/i.test(name) ? "an" : "a"} ${name}, which JSON stores as {} ` +
-          "(convert it first, e.g. Object.fromEntries(map) or [...set])",
-      );
-    }
-    for (const k of keys) {
-      path.push(k);
-      checkFaithful((obj as Record<string, unknown>)[k], k, false, walk);
-      path.pop();
-    }
-  }
-  walk.seen.delete(obj);
-}
-
-/** The state of one {@link checkFaithful} walk: the objects on the way down, and the keys to the current value. */
-interface Walk {
-  readonly seen: Set<object>;
-  readonly path: (string | number)[];
-}
-
-/** Where a walk is, for a message: `value.a[0].b`. */
-function pathOf(walk: Walk): string {
-  return walk.path.reduce<string>((at, k) => (typeof k === "number" ? `${at}[${k}]` : `${at}.${k}`), "value");
-}
-
-/** Walks `value` (see {@link checkFaithful}). */
-function check(value: unknown): void {
-  checkFaithful(value, "", false, { seen: new Set(), path: [] });
-}
-
-/**
- * `JSON.stringify(value)` for a value `JSON.parse` gives back as it was (up to JSON's own rules: a Date comes back as
- * its ISO string, a class instance as a plain object of its enumerable properties, a property holding `undefined`, a
- * function or a symbol is left out). The check walks the value only when the text holds `null` or `{}`, the traces of
- * what JSON changes silently (or when JSON.stringify threw, to say where): other values cost one JSON.stringify.
+ * `JSON.stringify(value)` for a value `JSON.parse` gives back as JSON stores it, refusing what JSON would change
+ * silently: core's one JSON rule ({@link faithfulJsonText}), for job data and progress.
  * @throws TypeError naming the first value JSON would change or cannot encode
  */
 export function faithfulJson(value: unknown): string {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(value);
-  } catch (err) {
-    check(value);
-    throw err;
-  }
-  if (typeof text !== "string")
-    throw new TypeError(`value is ${validate.describeValue(value)}, which JSON cannot encode`);
-  if (text.includes("null") || text.includes("{}")) check(value);
-  return text;
+  return faithfulJsonText(value);
 }
 
 /**
  * The default codec of job data: JSON, `undefined` stored as the empty string, refusing values JSON would change
- * silently or cannot encode (see {@link faithfulJson}): a Map or a Set (stored as `{}` by JSON), NaN and ±Infinity
- * (stored as `null`), a BigInt, a function or a symbol at the top level or in an array, a cycle. Such data rejects the
- * add with an InvalidArgumentError naming `data` (nothing is sent).
+ * silently or cannot encode (see {@link faithfulJson}): a Map, a Set or an object of a class without enumerable fields
+ * (stored as `{}` by JSON), NaN, ±Infinity and an invalid Date (stored as `null`), a BigInt, a function or a symbol at
+ * the top level or in an array, a cycle. Such data rejects the add with an InvalidArgumentError naming `data` (nothing
+ * is sent).
  */
 export const jsonCodec: Codec<unknown> = Object.freeze({
   encode: (value: unknown) => (value === undefined ? "" : faithfulJson(value)),
