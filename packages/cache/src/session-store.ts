@@ -205,15 +205,18 @@ export class RedisSessionStore {
     });
   }
 
-  /** Renews a session's expiry from its cookie without rewriting its data (nothing when `disableTouch`). */
+  /**
+   * Renews a session's expiry from its cookie without rewriting its data; an already expired cookie deletes it, as
+   * `set` does (nothing at all when `disableTouch`).
+   */
   touch(sessionId: string, session: StoredSession, callback: StoreCallback): void {
     this.#run("touch", callback, sessionId, async (key) => {
       // Its lifetime comes from it: without a session, a touch would renew it for the default `ttlMs`.
       this.#dataOf(session);
       const ttl = this.#ttlOf(session);
-      if (ttl > 0 && !this.#disableTouch) {
-        await runScript(this.#redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
-      }
+      if (this.#disableTouch) return undefined;
+      if (ttl <= 0) await this.#redis.del(key);
+      else await runScript(this.#redis, cacheScripts.sessionTouch, [key, `${key}:gone`], [ttl]);
       return undefined;
     });
   }
@@ -336,6 +339,11 @@ export class RedisSessionStore {
     }
     if (data === null || typeof data !== "object") {
       throw new CoordisError("ERR_SESSION_DECODE", "a stored session did not decode to an object");
+    }
+    if (typeof (data as { then?: unknown }).then === "function") {
+      // An async parse (a decrypt returning a promise): read as is, the session would be an empty object.
+      const reason = "the serializer's parse() returned a promise: it must return the session itself (synchronously)";
+      throw new CoordisError("ERR_SESSION_DECODE", `a stored session could not be decoded: ${reason}`);
     }
     return data as SessionData;
   }

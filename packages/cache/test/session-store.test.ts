@@ -213,6 +213,32 @@ describe("RedisSessionStore", () => {
     expect(await redis.exists(`${prefix}:sess:{ttl-throws}`)).toBe(0);
   });
 
+  it("a serializer whose parse returns a promise (an async decrypt) is refused as such, not read as an empty session", async () => {
+    const s = sessionApi(
+      new RedisSessionStore(redis, {
+        prefix,
+        serializer: { stringify: JSON.stringify, parse: async (text: string) => JSON.parse(text) },
+      }),
+    );
+    await s.set("async-parse", { user: "ada" });
+    const read = await s.get("async-parse").catch((err: unknown) => err);
+    expect(read).toMatchObject({ code: "ERR_SESSION_DECODE" });
+    expect((read as Error).message).toContain("returned a promise");
+    expect(await redis.exists(`${prefix}:sess:{async-parse}`)).toBe(1);
+  });
+
+  it("touch with an already expired cookie deletes the session, as set does; with disableTouch it does nothing", async () => {
+    const s = sessionApi(new RedisSessionStore(redis, { prefix }));
+    const past = { expires: new Date(Date.now() - 1_000).toISOString() };
+    await s.set("touch-expired", { user: "ada", cookie: { maxAge: 60_000 } });
+    await s.touch("touch-expired", { user: "ada", cookie: past });
+    expect(await redis.exists(`${prefix}:sess:{touch-expired}`)).toBe(0);
+    const quiet = sessionApi(new RedisSessionStore(redis, { prefix, disableTouch: true }));
+    await quiet.set("touch-expired-quiet", { user: "ada", cookie: { maxAge: 60_000 } });
+    await quiet.touch("touch-expired-quiet", { user: "ada", cookie: past });
+    expect(await redis.exists(`${prefix}:sess:{touch-expired-quiet}`)).toBe(1);
+  });
+
   it("works on Redis Cluster", async () => {
     const cluster = connect(inject("coordisClusterUrl"));
     try {
