@@ -57,17 +57,18 @@ async function main(): Promise<void> {
     stopWithParent(stopEarly);
     urls = stack.urls;
   }
-  const connections = bounded("LOADTEST_CONNECTIONS", 10 * urls.length, urls.length, 1_000);
-  const adminToken = stack?.adminToken ?? process.env.ADMIN_TOKEN;
-  const keys = adminToken ? await issueKeys(urls[0] as string, adminToken, keyCount) : [];
-  if (keys.length === 0)
-    process.stdout.write("ADMIN_TOKEN is not set: no API keys, every request uses the address budget\n");
-  const keyHeader = (): Record<string, string> =>
-    keys.length === 0 ? {} : { "x-api-key": keys[Math.floor(Math.random() * keys.length)] as string };
-  process.stdout.write(
-    `autocannon: ${connections} connections for ${seconds} s, round-robin over ${urls.join(", ")}, ${keys.length} API keys\n`,
-  );
+  // Whatever fails from here (a refused admin token, a bad setting), the stack this run started is stopped.
   try {
+    const connections = bounded("LOADTEST_CONNECTIONS", 10 * urls.length, urls.length, 1_000);
+    const adminToken = stack?.adminToken ?? process.env.ADMIN_TOKEN;
+    const keys = adminToken ? await issueKeys(urls[0] as string, adminToken, keyCount) : [];
+    if (keys.length === 0)
+      process.stdout.write("ADMIN_TOKEN is not set: no API keys, every request uses the address budget\n");
+    const keyHeader = (): Record<string, string> =>
+      keys.length === 0 ? {} : { "x-api-key": keys[Math.floor(Math.random() * keys.length)] as string };
+    process.stdout.write(
+      `autocannon: ${connections} connections for ${seconds} s, round-robin over ${urls.join(", ")}, ${keys.length} API keys\n`,
+    );
     const result = await autocannon({
       url: urls,
       connections,
