@@ -1,4 +1,5 @@
 import {
+  ClosedError,
   type CoordisObserver,
   combineObservers,
   InvalidArgumentError,
@@ -52,7 +53,10 @@ export interface CoordisDecorator {
    * @throws InvalidArgumentError for bad rules, group or route, or a route that has no limit; RedisUnavailableError
    */
   peekRateLimit(key: string, options?: { rules?: Rule[]; group?: string; route?: string }): Promise<Decision>;
-  /** Registers a function run (awaited) when Fastify closes, before the plugin's own connection closes. */
+  /**
+   * Registers a function run (awaited) when Fastify closes, before the plugin's own connection closes.
+   * @throws ClosedError once the app has closed (the function would never run: close that resource yourself)
+   */
   onClose(fn: () => unknown): void;
 }
 
@@ -68,6 +72,8 @@ export interface DecoratorParts {
   readonly routes: RouteLimits;
   /** Where `onClose(fn)` puts `fn`. */
   readonly closers: Array<() => unknown>;
+  /** Whether the app's close has run the closers (`onClose(fn)` then throws). */
+  readonly closed: () => boolean;
   /** Runs a request through a limit, as the plugin's route hooks do. */
   readonly check: RateLimitCheck;
 }
@@ -77,7 +83,7 @@ export type RateLimitHookHandler = (request: FastifyRequest, reply: FastifyReply
 
 /** Builds `fastify.coordis`. */
 export function createDecorator(parts: DecoratorParts): CoordisDecorator {
-  const { redis, prefix, observer, metrics, defaults, limiters, routes, closers, check } = parts;
+  const { redis, prefix, observer, metrics, defaults, limiters, routes, closers, closed, check } = parts;
   /** The limiter of the rules given to a method, named `argument` in its errors. @throws InvalidArgumentError */
   const limiterOf = (argument: string, rules: unknown): RateLimiter => {
     if (!Array.isArray(rules)) {
@@ -155,6 +161,8 @@ export function createDecorator(parts: DecoratorParts): CoordisDecorator {
     },
     onClose(fn) {
       validate.func("fn", fn);
+      // After the close, nothing would ever run fn: the resource it closes would stay open, unnoticed.
+      if (closed()) throw new ClosedError("Fastify app");
       closers.push(fn);
     },
   };

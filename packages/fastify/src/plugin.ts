@@ -131,11 +131,23 @@ async function wireRoutes(
 ): Promise<void> {
   const { prefix, closeTimeoutMs } = settings;
   const closers: Array<() => unknown> = [];
+  let closed = false;
   const defaults = settings.rateLimit;
   const check = rateLimitCheck(limiters);
   fastify.decorate(
     "coordis",
-    createDecorator({ redis, prefix, observer, metrics, defaults, limiters, routes, closers, check }),
+    createDecorator({
+      redis,
+      prefix,
+      observer,
+      metrics,
+      defaults,
+      limiters,
+      routes,
+      closers,
+      closed: () => closed,
+      check,
+    }),
   );
 
   const resolve = routes.resolve.bind(routes);
@@ -143,7 +155,7 @@ async function wireRoutes(
 
   fastify.addHook("onRoute", (route: RouteOptions) => {
     const constraints = route.constraints as Readonly<Record<string, unknown>> | undefined;
-    const limit = resolve(route.method, route.url, route.config, constraints);
+    const limit = resolve(route.method, route.url, route.config, constraints, budgetUrl(route));
     // Marked in its own copy of the config (the route's context gets it): the early-route guard leaves it alone, and
     // only it (another route of the same method and URL, declared early, is still the guard's).
     route.config = { ...(route.config as object), [WIRED]: true } as typeof route.config;
@@ -181,6 +193,7 @@ async function wireRoutes(
   }
 
   fastify.addHook("onClose", async () => {
+    closed = true;
     routes.release();
     // Every cleanup runs, and the plugin's own connection closes, whatever a cleanup throws; the first error is
     // rethrown afterwards (Fastify's close rejects with it).
@@ -196,6 +209,19 @@ async function wireRoutes(
     if (owned) await closeClient(redis, closeTimeoutMs);
     if (errors.length > 0) throw errors[0];
   });
+}
+
+/**
+ * The URL a route's own budget is named after, when it is not the route's: a HEAD route of `/` in a context with a
+ * prefix (`/v1`) serves `/v1/`, which the GET route of `/` serves as well, under the URL `/v1` (Fastify declares
+ * that route at `/v1` and `/v1/`, but tells onRoute of `/v1` only, and adds a HEAD route for each URL). Named
+ * after its own URL, HEAD /v1/ would have a budget of its own beside the GET route's.
+ */
+function budgetUrl(route: RouteOptions): string | undefined {
+  const { prefix, routePath } = route as RouteOptions & { prefix?: unknown; routePath?: unknown };
+  if (route.method !== "HEAD" || routePath !== "/" || typeof prefix !== "string" || prefix === "") return undefined;
+  if (prefix.endsWith("/") || (route.prefixTrailingSlash ?? "both") !== "both") return undefined;
+  return prefix;
 }
 
 /**

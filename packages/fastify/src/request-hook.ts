@@ -51,6 +51,25 @@ function notify(limit: RouteLimit, which: "onExceeding" | "onExceeded", request:
   }
 }
 
+/**
+ * Fails the request (`next(err)`) with what a function of the app's (`what`, of `limit`) threw or rejected with. A
+ * falsy value (`throw undefined`, `Promise.reject()`) is no error to Fastify: passed on as it is, it would let the
+ * request through, unlimited (a rejected one too), so it becomes an InvalidArgumentError naming the function.
+ */
+function failWith(limit: RouteLimit, what: string, next: Next): (err: unknown) => void {
+  return (err) => {
+    if (err) next(err as Error);
+    else {
+      next(
+        new InvalidArgumentError(
+          what,
+          `the ${what} of the rate limit of ${limit.id} threw ${validate.describeValue(err)}; throw an Error`,
+        ),
+      );
+    }
+  };
+}
+
 function words(ms: number): string {
   const s = Math.max(1, Math.ceil(ms / 1000));
   return s === 1 ? "1 second" : `${s} seconds`;
@@ -67,10 +86,11 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     try {
       raw = limit.key(request);
     } catch (err) {
-      next(err as Error);
+      failWith(limit, "key function", next)(err);
       return;
     }
-    if (isThenable(raw)) raw.then((k) => withKey(limit, request, reply, k, next), next);
+    if (isThenable(raw))
+      raw.then((k) => withKey(limit, request, reply, k, next), failWith(limit, "key function", next));
     else withKey(limit, request, reply, raw, next);
   };
 
@@ -95,7 +115,10 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     } else {
       Promise.resolve()
         .then(() => allow(request, raw))
-        .then((allowed) => (allowed ? next() : withRules(limit, request, reply, raw, next)), next);
+        .then(
+          (allowed) => (allowed ? next() : withRules(limit, request, reply, raw, next)),
+          failWith(limit, "allowList function", next),
+        );
     }
   };
 
@@ -107,7 +130,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
       Promise.resolve()
         .then(() => rules(request, raw))
         .then((r) => limiters.dynamicLimiterOf(limit.id, r))
-        .then((pair) => consume(limit, pair, request, reply, raw, next), next);
+        .then((pair) => consume(limit, pair, request, reply, raw, next), failWith(limit, "rules function", next));
     }
   };
 
@@ -192,7 +215,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
       }
       pending = limiters.consume(pair, budgetKey(limit.group, raw), cost);
     } catch (err) {
-      next(err as Error);
+      failWith(limit, "cost function", next)(err);
       return;
     }
     pending.then(
@@ -202,7 +225,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
           try {
             notify(limit, "onExceeding", request, raw);
           } catch (err) {
-            next(err as Error);
+            failWith(limit, "onExceeding callback", next)(err);
             return;
           }
           next();
@@ -245,6 +268,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     ban: Decision | undefined,
     next: Next,
   ): void => {
+    const fail = failWith(limit, "onExceeded callback or errorResponseBuilder", next);
     try {
       const decision = ban ?? routeDecision;
       const retry = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
@@ -277,7 +301,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
             );
           } else reply.code(status).send(value);
         };
-        if (isThenable(body)) (body as PromiseLike<unknown>).then(send, next);
+        if (isThenable(body)) (body as PromiseLike<unknown>).then(send, fail);
         else send(body);
         return;
       }
@@ -287,7 +311,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
         problem(reply, 429, "Too Many Requests", `Rate limit "${decision.rule}" exceeded; retry after ${retry} s.`);
       }
     } catch (err) {
-      next(err as Error);
+      fail(err);
     }
   };
 

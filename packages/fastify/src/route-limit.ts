@@ -83,7 +83,8 @@ export class RouteLimits {
   }
 
   /**
-   * Resolves and validates a route's limit; `undefined` when the route has none.
+   * Resolves and validates a route's limit; `undefined` when the route has none. `budgetUrl` names the route's own
+   * budget when another URL than `url` does (the GET route serving the same requests is declared under it).
    * @throws InvalidArgumentError naming the route's option
    */
   resolve(
@@ -91,6 +92,7 @@ export class RouteLimits {
     url: string,
     config: unknown,
     constraints?: Readonly<Record<string, unknown>>,
+    budgetUrl?: string,
   ): RouteLimit | undefined {
     const defaults = this.#defaults;
     const id = routeId(method, url, constraints);
@@ -112,7 +114,7 @@ export class RouteLimits {
     if (cfg.coordis === undefined && defaults.global !== true) return undefined;
     const own = parseRouteRateLimit(where, cfg.coordis, defaults.global === true);
     if (own === undefined) return undefined;
-    const limit = this.#build(`${where}.coordis.rateLimit`, id, own, routeGroup(method, url, constraints));
+    const limit = this.#build(`${where}.coordis.rateLimit`, id, own, routeGroup(method, budgetUrl ?? url, constraints));
     this.#byRoute.set(id, limit);
     if (Array.isArray(method)) for (const m of method) this.#byRoute.set(routeId(m, url, constraints), limit);
     return limit;
