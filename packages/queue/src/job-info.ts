@@ -1,3 +1,4 @@
+import { CoordisError, validate } from "@coordis/core";
 import type { Codec } from "./codec.js";
 
 /** Where a job is: waiting to run, delayed (or waiting for a retry), running, or finished one way or another. */
@@ -7,14 +8,18 @@ export type JobState = "waiting" | "delayed" | "active" | "completed" | "dead" |
 export interface JobInfo<T = unknown, R = unknown> {
   readonly id: string;
   readonly state: JobState;
-  /** The job's data, decoded. */
+  /** The job's data, decoded; `undefined` when the queue's codec cannot decode it (see `dataError`). */
   readonly data: T;
+  /** Why `data` is missing: the queue's codec could not decode it (`ERR_QUEUE_DECODE`, the codec's error as `cause`). */
+  readonly dataError?: CoordisError;
   /** Attempts finished (failed, lost or, for a completed job, the successful one included). */
   readonly attempts: number;
   /** Attempts allowed. */
   readonly maxAttempts: number;
-  /** The result, when completed. */
+  /** The result, when completed and decodable (see `resultError`). */
   readonly result?: R;
+  /** Why a completed job has no `result`: the queue's `resultCodec` could not decode it (`ERR_QUEUE_DECODE`). */
+  readonly resultError?: CoordisError;
   /** The last failure (`"<name>: <message>"`), when an attempt failed. */
   readonly error?: string;
   /** The last value a handler passed to `job.progress()`. */
@@ -54,7 +59,10 @@ export interface DeadLetter<T = unknown> {
   /** When it died, Redis server time (Unix ms). */
   readonly diedAt: number;
   readonly attempts: number;
+  /** The job's data, decoded; `undefined` when the queue's codec cannot decode it (see `dataError`). */
   readonly data: T;
+  /** Why `data` is missing: the queue's codec could not decode it (`ERR_QUEUE_DECODE`, the codec's error as `cause`). */
+  readonly dataError?: CoordisError;
   /** The last attempt's error. */
   readonly error: string;
 }
@@ -76,6 +84,28 @@ type GetReply =
     ]
   | [];
 
+/**
+ * Sets `target[field]` (`data` or `result`) to job `id`'s `text` decoded with `codec`. Text the codec cannot decode
+ * (written by another codec or an older format: a worker with this codec buries such a job at its first attempt) does
+ * not fail the whole read: the field stays undefined and `dataError` / `resultError` says why (`ERR_QUEUE_DECODE`,
+ * the codec's error as `cause`), so the job's state, attempts and error stay readable, `result()` answers a dead job's
+ * fate, one such job hides no other dead letter, and the object can be logged or serialized as any other.
+ */
+function setDecoded<V>(target: object, field: "data" | "result", id: string, codec: Codec<V>, text: string): void {
+  try {
+    Object.assign(target, { [field]: codec.decode(text) });
+  } catch (err) {
+    const error = new CoordisError(
+      "ERR_QUEUE_DECODE",
+      `Job "${id}": the queue's ${field === "data" ? "codec" : "resultCodec"} cannot decode its ${field} ` +
+        `(${validate.thrownMessage(err)}). Read it with a codec that can` +
+        (field === "data" ? " (a dead job: retryDead() it once the workers' codec reads it)" : ""),
+      { cause: err },
+    );
+    Object.assign(target, { [`${field}Error`]: error });
+  }
+}
+
 /** Builds a JobInfo from the get script's reply. */
 export function parseJobInfo<T, R>(
   id: string,
@@ -88,8 +118,9 @@ export function parseJobInfo<T, R>(
     reply;
   const info: {
     -readonly [K in keyof JobInfo<T, R>]: JobInfo<T, R>[K];
-  } = { id, state: state as JobState, data: codec.decode(data), attempts, maxAttempts, priority };
-  if (state === "completed" && result !== null) info.result = resultCodec.decode(result);
+  } = { id, state: state as JobState, data: undefined as T, attempts, maxAttempts, priority };
+  setDecoded(info, "data", id, codec, data);
+  if (state === "completed" && result !== null) setDecoded(info, "result", id, resultCodec, result);
   if (error !== null && error !== "") info.error = error;
   if (progress !== null) info.progress = JSON.parse(progress);
   if (dueAt > 0) info.dueAt = dueAt;
@@ -106,13 +137,16 @@ export function parseDeadPage<T>(
 ): { read: number; last: DeadPosition; page: DeadLetter<T>[] } {
   const page: DeadLetter<T>[] = [];
   for (let i = 3; i + 4 < reply.length; i += 5) {
-    page.push({
-      id: String(reply[i]),
+    const id = String(reply[i]);
+    const letter = {
+      id,
       diedAt: Number(reply[i + 1]),
       attempts: Number(reply[i + 2]),
-      data: codec.decode(String(reply[i + 3])),
+      data: undefined as T,
       error: String(reply[i + 4]),
-    });
+    };
+    setDecoded(letter, "data", id, codec, String(reply[i + 3]));
+    page.push(letter);
   }
   return { read: Number(reply[0]), last: { score: String(reply[1]), id: String(reply[2]) }, page };
 }

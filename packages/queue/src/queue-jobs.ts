@@ -35,7 +35,10 @@ export function waitResult<T, R>(
     const check = async (): Promise<boolean> => {
       const info = await readJob(q, id);
       if (info === null) throw new JobNotFoundError(id);
-      if (info.state === "completed") resolve(info.result as R);
+      if (info.state === "completed") {
+        if (info.resultError !== undefined) throw info.resultError;
+        resolve(info.result as R);
+      }
       else if (info.state === "dead") throw new JobDeadError(id, info.attempts, info.error ?? "");
       else if (info.state === "cancelled") throw new JobCancelledError(id);
       else return false;
