@@ -235,7 +235,8 @@ export abstract class LockBase {
    * Acquires the lock (as {@link acquire}), runs `fn(lease)`, and always releases. With `autoExtend` (default) the
    * lease is extended every `ttlMs / 3` (sooner when less validity is left); when an extension finds the lock lost, `lease.signal` aborts with
    * `LeaseLostError` — `fn` should watch it and stop writing. `fn`'s own error is rethrown unchanged, in preference
-   * to a release error; a release error surfaces only when `fn` succeeded.
+   * to a release error; a release error surfaces only when `fn` succeeded. A release Redis does not answer is sent
+   * again in the background until answered or the lease's validity ends.
    * @returns what `fn` returned
    * @throws whatever {@link acquire} throws, or `fn`'s error
    */
@@ -249,11 +250,12 @@ export abstract class LockBase {
       result = await fn(lease);
     } catch (err) {
       lease.stopAutoExtend();
-      await lease.release().catch(() => false);
+      await lease.releaseUntilAnswered().catch(() => false);
       throw err;
     }
     lease.stopAutoExtend();
-    await lease.release();
+    // Sent again in the background while Redis does not answer: a blip here would leave the lock held by nobody.
+    await lease.releaseUntilAnswered();
     return result;
   }
 

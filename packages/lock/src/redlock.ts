@@ -239,10 +239,18 @@ export class Redlock extends LockBase {
   }
 
   protected async attempt(): Promise<AttemptResult> {
+    const n = this.#nodes.length;
+    // Clients the application closed (quit, disconnect) never answer again: no retrying until waitMs.
+    const closed = this.#nodes.filter((c) => (c as { status?: string }).status === "end").length;
+    if (closed > n - this.quorum) {
+      throw new RedisUnavailableError(
+        `Redlock "${this.name}": the clients of ${closed} of ${n} masters are closed (quit or disconnect), so no ` +
+          `quorum of ${this.quorum} can answer; use open clients`,
+      );
+    }
     const token = randomToken(TOKEN_BYTES);
     const start = performance.now();
     const calls: Promise<unknown>[] = [];
-    const n = this.#nodes.length;
     // The round waits for every master (up to nodeTimeoutMs), unless refusals already leave no possible quorum.
     const replies = await this.#all(
       (node, i) =>
@@ -308,7 +316,10 @@ export class Redlock extends LockBase {
       );
       if (atFence + raised.filter((r) => r.ok && r.value === 1).length < this.quorum) {
         await this.#releaseAll(token, unanswered);
-        return { kind: "invalid" };
+        // Not a grant come too late unless the token was gone: the refusal (at once, as for acquire) or the error.
+        const t = tally(raised, () => false);
+        if (t.refusal !== undefined && atFence + behind.length - t.refused < this.quorum) throw t.refusal;
+        return t.error === undefined ? { kind: "invalid" } : { kind: "unavailable", error: t.error };
       }
     }
     // Won after its validity, it is given back as a lost round's grants are: sent again to a master that does not

@@ -57,7 +57,7 @@ export interface RunOncePerTickOptions {
   /**
    * How long the tick record is kept after the run finished (or its lease ended), ms; must exceed the spread of
    * replicas' clocks and schedules. While a run holds the tick the record is kept at least this long past the lease's
-   * end. Default 7 days.
+   * end. The job's history (see {@link tickHistory}) is kept this long after its last finished run. Default 7 days.
    */
   recordTtlMs?: number;
   /** How many finished runs the job's history keeps (1–10 000). Default 100. */
@@ -307,7 +307,7 @@ export async function runOncePerTick<T>(
   } catch (err) {
     lease.stopAutoExtend();
     outcome = { ok: false, error: errorText(err) };
-    const recorded = await recordOutcome(lease).catch(() => false);
+    const recorded = await recordOutcome(lease, redis).catch(() => false);
     if (!recorded) reportLost(observer, job);
     report("ran-failed", err instanceof Error ? err : undefined);
     throw err;
@@ -316,7 +316,7 @@ export async function runOncePerTick<T>(
   outcome = { ok: true, error: "" };
   let recorded: boolean;
   try {
-    recorded = await recordOutcome(lease);
+    recorded = await recordOutcome(lease, redis);
   } catch (err) {
     report("error", err as Error);
     throw err;
@@ -350,14 +350,17 @@ const RECORD_RETRY_MAX_MS = 1_000;
  * Records the run's outcome (the lease's release is the finish script). While Redis does not answer, it is tried
  * again until the lease's validity would end: a blip as `fn` returns does not turn a finished run into an error and,
  * later, an abandoned tick. The finish is safe to repeat (a finish of a record its token already finished answers
- * true), so a retry after an unanswered attempt that did run is no loss either.
+ * true), so a retry after an unanswered attempt that did run is no loss either. A client the application closed
+ * (quit, disconnect) never answers again: no retry then (they kept the call, and the process, alive until the lease
+ * ended).
  */
-async function recordOutcome(lease: LeaseImpl): Promise<boolean> {
+async function recordOutcome(lease: LeaseImpl, redis: RedisClient): Promise<boolean> {
   for (let delay = RECORD_RETRY_FIRST_MS; ; delay = Math.min(RECORD_RETRY_MAX_MS, delay * 2)) {
     try {
       return await lease.release();
     } catch (err) {
-      if (!(err instanceof RedisUnavailableError) || performance.now() + delay >= lease.validUntil) throw err;
+      const closed = (redis as { status?: string }).status === "end";
+      if (!(err instanceof RedisUnavailableError) || closed || performance.now() + delay >= lease.validUntil) throw err;
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }
