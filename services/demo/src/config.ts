@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { isIPv6 } from "node:net";
+import { isIP, isIPv6 } from "node:net";
 import { hostname } from "node:os";
 
 /** Everything a replica reads from its environment. */
@@ -91,10 +91,41 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number
   return value;
 }
 
+/** The log levels of Fastify's logger (pino). */
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+function logLevelOf(raw: string | undefined): string {
+  if (raw === undefined || raw === "") return "warn";
+  if (!LOG_LEVELS.includes(raw)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${raw}"`);
+  return raw;
+}
+
+/** The names Fastify's trustProxy accepts for address ranges, besides addresses and CIDR ranges. */
+const PROXY_RANGES = ["loopback", "linklocal", "uniquelocal"];
+
+/** Whether `entry` of a TRUST_PROXY list is a range name, an address, or an address with a prefix length or mask. */
+function isProxyEntry(entry: string): boolean {
+  if (PROXY_RANGES.includes(entry)) return true;
+  const [address = "", range, ...rest] = entry.split("/");
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (range === undefined) return true;
+  if (/^\d{1,3}$/.test(range)) return Number(range) <= (family === 4 ? 32 : 128);
+  return family === 4 && isIP(range) === 4;
+}
+
 function trustProxyOf(raw: string | undefined): boolean | number | string {
   if (raw === undefined || raw === "" || raw === "false") return false;
   if (raw === "true") return true;
-  return /^\d+$/.test(raw) ? Number(raw) : raw;
+  if (/^\d+$/.test(raw)) return Number(raw);
+  // Checked here, where the variable can be named: Fastify would refuse it only once the replica is being built.
+  if (!raw.split(",").every((entry) => isProxyEntry(entry.trim()))) {
+    throw new Error(
+      `TRUST_PROXY must be true, false, a hop count or a comma-separated list of addresses, CIDR ranges or ` +
+        `${PROXY_RANGES.join(", ")}, got "${raw}"`,
+    );
+  }
+  return raw;
 }
 
 function secretOf(raw: string | undefined): string | undefined {
@@ -128,7 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
     sseMaxClients: int(env, "SSE_MAX_CLIENTS", 1_000, 1, 1_000_000),
     sseMaxPerAddress: int(env, "SSE_MAX_PER_ADDRESS", 8, 1, 1_000_000),
     sseMaxBufferBytes: int(env, "SSE_MAX_BUFFER_BYTES", 262_144, 4_096, 1_073_741_824),
-    logLevel: env.LOG_LEVEL || "warn",
+    logLevel: logLevelOf(env.LOG_LEVEL),
   };
 }
 

@@ -73,6 +73,8 @@ export class SseHub {
   #slow = 0;
   #refusedAddress = 0;
   #refusedTotal = 0;
+  /** closeAll() ran: a stream whose request was in flight then is refused, or it would hold the close up. */
+  #closed = false;
 
   constructor(limits: SseLimits) {
     for (const [name, value] of Object.entries(limits)) {
@@ -103,8 +105,8 @@ export class SseHub {
 
   /**
    * Opens a stream on `channel`: takes over the response and registers it; `initial` frames go to this client only.
-   * Over a cap it answers 429 (this address has `maxPerAddress` streams) or 503 (the replica has `maxClients`) as
-   * problem+json with `Retry-After`, and returns false.
+   * Over a cap it answers 429 (this address has `maxPerAddress` streams) or 503 (the replica has `maxClients`, or
+   * `closeAll()` ran) as problem+json with `Retry-After`, and returns false.
    */
   open(
     request: FastifyRequest,
@@ -113,6 +115,10 @@ export class SseHub {
     headers: Record<string, string>,
     initial: Array<{ event: string; data: unknown }> = [],
   ): boolean {
+    if (this.#closed) {
+      refuse(reply, 503, "Service Unavailable", "This replica is shutting down; reconnect to reach another one.");
+      return false;
+    }
     const address = addressKey(request.ip);
     const mine = this.#perAddress.get(address) ?? 0;
     if (mine >= this.#limits.maxPerAddress) {
@@ -157,8 +163,9 @@ export class SseHub {
     if ((this.#perChannel.get(channel) ?? 0) > 0) this.#broadcast(channel, frame_(event, data));
   }
 
-  /** Ends every stream and stops the heartbeat. */
+  /** Ends every stream and stops the heartbeat; streams opened afterwards are refused (503). */
   closeAll(): void {
+    this.#closed = true;
     clearInterval(this.#timer);
     for (const res of [...this.#clients.keys()]) {
       this.#drop(res);
