@@ -100,7 +100,7 @@ describe("docker-compose.yml", () => {
       expect(env.CACHE_REDIS_URL).toBe("redis://redis-cache:6379");
       expect(env.HOST).toBe("0.0.0.0");
       expect(env.PORT).toBe("3000");
-      expect(env.TRUST_PROXY).toBe("1");
+      expect(env.TRUST_PROXY).toBe("uniquelocal");
       ids.add(env.REPLICA_ID as string);
       expect((svc.command as string[]).join(" ")).toContain("services/demo/src/server.ts");
       const check = ((svc.healthcheck as Record<string, Yaml>).test as string[]).join(" ");

@@ -24,8 +24,6 @@ describe("demo configuration", () => {
   it.each([
     ["true", true],
     ["false", false],
-    ["1", 1],
-    ["2", 2],
     ["127.0.0.1", "127.0.0.1"],
     ["loopback, 10.0.0.0/8", "loopback, 10.0.0.0/8"],
     ["10.0.0.0/255.0.0.0,fd00::/8,uniquelocal,linklocal", "10.0.0.0/255.0.0.0,fd00::/8,uniquelocal,linklocal"],

@@ -4,9 +4,10 @@ import type { FastifyInstance } from "fastify";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
-// TRUST_PROXY as a hop count (docker-compose sets 1: the replicas sit behind nginx) must read the client address from
-// the X-Forwarded-For entry that hop added. Fastify 5.12 treats a numeric trustProxy as trusting no hop at all, so
-// every client behind the proxy was the proxy's address: one API budget, one dashboard key, one stream cap for all.
+// TRUST_PROXY names the proxies believed (docker-compose: uniquelocal, nginx on the private network; here loopback,
+// where injected requests come from): the client address is the X-Forwarded-For entry the proxy added. A hop count
+// is refused: Fastify 5.12 trusts no proxy for one, so behind a proxy every client was the proxy's address (one API
+// budget, one dashboard key, one stream cap for all), and a count cannot tell the proxy from a direct client anyway.
 const apps: FastifyInstance[] = [];
 
 async function replica(trustProxy: string): Promise<FastifyInstance> {
@@ -26,7 +27,7 @@ let behindProxy: FastifyInstance;
 let direct: FastifyInstance;
 
 beforeAll(async () => {
-  behindProxy = await replica("1");
+  behindProxy = await replica("loopback");
   direct = await replica("");
 });
 
@@ -42,17 +43,23 @@ async function keyIdOf(app: FastifyInstance, forwardedFor: string): Promise<stri
 }
 
 describe("demo TRUST_PROXY", () => {
-  it("a hop count reads the client from the hop's X-Forwarded-For entry", async () => {
+  it("a trusted proxy's X-Forwarded-For entry is the client address", async () => {
     const a = await keyIdOf(behindProxy, "203.0.113.7");
     const b = await keyIdOf(behindProxy, "203.0.113.8");
     expect(a).not.toBe(b);
-    // One hop trusted: what the client wrote itself before the proxy's entry changes nothing.
+    // The proxy's own entry is the last: what the client wrote itself before it changes nothing.
     expect(await keyIdOf(behindProxy, "198.51.100.1, 203.0.113.7")).toBe(a);
     // Two clients behind the proxy spend two budgets of the public API.
     const spend = async (forwardedFor: string) =>
       (await behindProxy.inject({ url: "/v1/leaderboards/all/top", headers: { "x-forwarded-for": forwardedFor } }))
         .headers.ratelimit;
     expect(await spend("203.0.113.20")).toBe(await spend("203.0.113.21"));
+  });
+
+  it("a hop count is refused at start, naming the variable and what to give instead", () => {
+    expect(() => loadConfig({ REDIS_URL: inject("coordisRedisUrl"), TRUST_PROXY: "1" })).toThrow(
+      /TRUST_PROXY=1: a hop count .*uniquelocal/,
+    );
   });
 
   it("off, X-Forwarded-For is ignored", async () => {

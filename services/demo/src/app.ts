@@ -33,17 +33,6 @@ export interface BuildOptions {
 }
 
 /**
- * Fastify's `trustProxy` for `TRUST_PROXY`. A hop count `n` trusts the `n` nearest hops (the replica's peer and the
- * proxies it names), so the client is the X-Forwarded-For entry the n-th of them added: Fastify 5.12 reads a number as
- * trusting no hop at all, which behind a proxy made every client the proxy's address (one budget for everyone).
- */
-function trustProxyOption(
-  value: boolean | number | string,
-): boolean | string | ((address: string, hop: number) => boolean) {
-  return typeof value === "number" ? (_address, hop) => hop < value : value;
-}
-
-/**
  * Builds one replica of the game-scores API: routes, schemas, OpenAPI at `/docs`, the dashboard at `/`, SSE
  * streams, cron jobs, the player-stats queue and its worker, and the admin endpoints. Call `listen()` on the
  * result; `close()` stops everything it started.
@@ -55,7 +44,7 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
   const app = Fastify({
     logger: { level: config.logLevel },
     bodyLimit: config.bodyLimit,
-    trustProxy: trustProxyOption(config.trustProxy),
+    trustProxy: config.trustProxy,
     // close() ends idle keep-alive sockets and lets requests in flight finish (a deploy's SIGTERM must not cut a
     // submission off between its writes, nor answer its client with a reset); the hub ends the SSE streams.
     forceCloseConnections: "idle",

@@ -34,8 +34,8 @@ export interface DemoConfig {
   rollupEveryMs: number;
   /** `BODY_LIMIT`: largest request body in bytes. Default 16 384. */
   bodyLimit: number;
-  /** `TRUST_PROXY`: `true`, a hop count or an address list; set it only behind a proxy you run. Default off. */
-  trustProxy: boolean | number | string;
+  /** `TRUST_PROXY`: `true` or an address list; set it only behind a proxy you run. Default off. */
+  trustProxy: boolean | string;
   /**
    * `API_KEY_SECRET`: the secret API keys are signed with (at least 16 bytes; every replica needs the same). Unset:
    * the first replica creates a random one in Redis and every replica uses it.
@@ -114,14 +114,22 @@ function isProxyEntry(entry: string): boolean {
   return family === 4 && isIP(range) === 4;
 }
 
-function trustProxyOf(raw: string | undefined): boolean | number | string {
+function trustProxyOf(raw: string | undefined): boolean | string {
   if (raw === undefined || raw === "" || raw === "false") return false;
   if (raw === "true") return true;
-  if (/^\d+$/.test(raw)) return Number(raw);
+  if (/^\d+$/.test(raw)) {
+    // Fastify (5.12) trusts no proxy for a hop count, on purpose: a count cannot tell your proxy from a client that
+    // connects directly and writes X-Forwarded-For itself. Said here, rather than every client looking like the proxy.
+    throw new Error(
+      `TRUST_PROXY=${raw}: a hop count cannot tell your proxy from a client writing X-Forwarded-For itself, and ` +
+        "Fastify trusts no proxy for one; give your proxy's address or range instead (uniquelocal for a private " +
+        "network such as docker-compose's, loopback for a proxy on the same host)",
+    );
+  }
   // Checked here, where the variable can be named: Fastify would refuse it only once the replica is being built.
   if (!raw.split(",").every((entry) => isProxyEntry(entry.trim()))) {
     throw new Error(
-      `TRUST_PROXY must be true, false, a hop count or a comma-separated list of addresses, CIDR ranges or ` +
+      `TRUST_PROXY must be true, false or a comma-separated list of addresses, CIDR ranges or ` +
         `${PROXY_RANGES.join(", ")}, got "${raw}"`,
     );
   }
