@@ -14,6 +14,7 @@ import {
 } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import type { ResubscribedInfo } from "./events.js";
+import { bytesRead, onShardMoved, pingUntimed, shardSubscriberFailed, shardSubscribers } from "./ioredis-internals.js";
 import type { Kind, Subscriptions } from "./subscriptions.js";
 
 /** Longest time `PubSub.close()` waits for the subscriber connection to close before destroying it, ms. */
@@ -38,38 +39,6 @@ interface Refused {
   readonly kind: Kind;
   readonly name: string;
   readonly error: Error;
-}
-
-/**
- * The connections of a sharded Cluster subscriber that are up: one per shard with subscriptions (ioredis 6 internals,
- * `cluster.shardedSubscribers`, read defensively: none found in other versions).
- */
-function shardSubscribers(cluster: Cluster): Redis[] {
-  const group = (cluster as unknown as { shardedSubscribers?: { shardedSubscribers?: unknown } }).shardedSubscribers;
-  const shards = group?.shardedSubscribers;
-  if (!(shards instanceof Map)) return [];
-  const found: Redis[] = [];
-  for (const shard of shards.values() as Iterable<{ instance?: Redis | null }>) {
-    if (shard.instance != null && typeof shard.instance.ping === "function") found.push(shard.instance);
-  }
-  return found;
-}
-
-/**
- * A heartbeat PING that waits for its answer however late it comes: the client's command timeout does not fail it
- * (sendCommand reads the option when the command is sent). The heartbeat asks whether the connection answers before
- * the next beat; a PING answered after the command timeout (Redis busy for a moment, this process's event loop
- * blocked) came from a live connection, which must not be dropped as silent. One never answered settles when its
- * connection closes, which the next beat brings about.
- */
-function pingUntimed(conn: Redis): Promise<unknown> {
-  const timeout = conn.options.commandTimeout;
-  conn.options.commandTimeout = undefined;
-  try {
-    return conn.ping();
-  } finally {
-    conn.options.commandTimeout = timeout;
-  }
 }
 
 /** Whether `err` is Redis' refusal of the command (an error reply such as NOPERM), not a lost or slow connection. */
@@ -159,7 +128,14 @@ export class SubscriberConnection {
           if (shardSubscribers(cluster).some((shard) => shard === node)) lost();
         });
         cluster.on("close", lost);
-        cluster.on("subscribersReady", () => this.#restored());
+        // A shard told its subscribers that the slot of a channel moved (SUNSUBSCRIBE push, on a slot migration):
+        // messages published until ioredis has subscribed on the new owner are lost. "subscribersReady" follows.
+        onShardMoved(cluster, lost);
+        // After each try at its topology, also one whose connection to a shard's master failed (that master down,
+        // tried again moments later): nothing is restored then.
+        cluster.on("subscribersReady", () => {
+          if (!shardSubscriberFailed(cluster)) this.#restored();
+        });
         cluster.on("ready", () => {
           this.#connectedOnce = true;
           this.#restored();
@@ -442,9 +418,4 @@ export class SubscriberConnection {
     this.#lostAt = undefined;
     this.#onRestored({ channels, patterns, downtimeMs });
   }
-}
-
-/** Bytes the connection's socket has read so far (-1 without a socket: nothing is ever read then). */
-function bytesRead(conn: Redis): number {
-  return (conn as unknown as { stream?: { bytesRead?: number } }).stream?.bytesRead ?? -1;
 }
