@@ -17,6 +17,8 @@
 -- ARGV[3] mode (0|1|2|3): 1 = take the lock even when the entry is fresh (its tags turned out to be invalid);
 -- 2 = when the lock is held by another caller and the entry is missing, register the token in the entry; 3 = 1 and
 -- register even when the entry is there
+-- ARGV[4] tags (string): with mode 1 or 3, the tag versions (t) of the entry judged outdated: an entry written since
+-- (t differs) is judged anew by the caller, as with mode 0 or 2 (its load may have been the one awaited); "" otherwise
 -- Reply: number | [value: string, freshInMs: number, staleInMs: number, tags: string | null, locked: number]
 -- (a miss: locked 0/1; otherwise the ms until each deadline, server time: fresh when freshInMs > 0, else stale)
 --@include now-ms
@@ -33,6 +35,10 @@ if h[1] then
 end
 local locked = 0
 local mode = ARGV[3]
+if (mode == '1' or mode == '3') and usable and (h[4] or '') ~= ARGV[4] then
+  -- Replaced since the caller read it (a load written back, a set): not the entry found outdated.
+  if mode == '3' then mode = '2' else mode = '0' end
+end
 if not (usable and fresh > 0) or mode == '1' or mode == '3' then
   if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
     locked = 1

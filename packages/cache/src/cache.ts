@@ -267,6 +267,7 @@ export class Cache {
         // it over ours. Another change of this key or its tags since the epoch was taken: stored by nobody.
         const current = epoch === this.#l1.epoch;
         this.#invalidateLocal(k);
+        this.#filler.wake(k); // calls here waiting for a load of k (our own message never reaches them)
         if (written !== 0 && current) {
           this.#l1.store(k, data, sent + entry.ttlMs, sent + entry.ttlMs + entry.staleMs, pairs, this.#l1.epoch);
         }
@@ -289,6 +290,7 @@ export class Cache {
       return this.#announced({ k }, async () => {
         const existed = await this.#l2.delete(k);
         this.#invalidateLocal(k); // a read sent before the delete landed stores nothing
+        this.#filler.wake(k);
         return existed;
       });
     });

@@ -271,6 +271,7 @@ export class Filler {
         // was taken: the value is stored by nobody.
         const current = epoch === c.l1.epoch;
         this.forget(k);
+        this.wake(k); // calls of this instance waiting for this load (its message does not reach them)
         if (current) c.l1.store(k, data, sent + entry.ttlMs, sent + entry.ttlMs + entry.staleMs, pairs, c.l1.epoch);
         // Wakes the callers waiting on other replicas (each marked the entry before waiting) and evicts older L1
         // copies there (of the entry this write replaced). A load of a key Redis had no entry for, that nobody

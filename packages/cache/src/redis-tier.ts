@@ -83,7 +83,7 @@ export class RedisTier {
     const [entry, prefetched] = await Promise.allSettled([
       lockToken === ""
         ? this.#plainRead(keys[0])
-        : this.#script(cacheScripts.get, keys, [lockToken, this.#lockTtlMs, register ? 2 : 0]),
+        : this.#script(cacheScripts.get, keys, [lockToken, this.#lockTtlMs, register ? 2 : 0, ""]),
       this.#readTags(tags),
     ]);
     if (entry.status === "rejected") throw entry.reason;
@@ -105,9 +105,19 @@ export class RedisTier {
     const missing = read.tags.filter(([t]) => !known.has(t)).map(([t]) => t);
     if (missing.length > 0) for (const [t, v] of await this.#readTags(missing)) known.set(t, v);
     if (read.tags.every(([t, v]) => known.get(t) === v)) return read;
-    // A tag was invalidated after this value was computed: it is a miss. Take the lock if asked to.
+    // On a Cluster the versions read beside the entry come from other masters, maybe from before the load that wrote
+    // this entry created them: read again (after the entry) before judging it outdated. One connection answers in
+    // order, so there they were read after the entry.
+    const early = this.#cluster ? read.tags.filter(([t, v]) => known.get(t) !== v && !missing.includes(t)) : [];
+    if (early.length > 0) for (const [t, v] of await this.#readTags(early.map(([t]) => t))) known.set(t, v);
+    if (early.length > 0 && read.tags.every(([t, v]) => known.get(t) === v)) return read;
+    // A tag was invalidated after this value was computed: it is a miss. Take the lock if asked to, unless the entry
+    // was written again since it was read (a load another caller held the lock for): that one is judged anew.
     if (lockToken !== "" && !read.locked) {
-      const again = await this.#script(cacheScripts.get, keys, [lockToken, this.#lockTtlMs, register ? 3 : 1]);
+      const args = [lockToken, this.#lockTtlMs, register ? 3 : 1, tagsJson ?? ""] as const;
+      const again = await this.#script(cacheScripts.get, keys, args);
+      const replaced = typeof again !== "number" && (again[3] ?? "") !== (tagsJson ?? "");
+      if (replaced) return this.read(k, lockToken, tags, register);
       read = { ...read, locked: typeof again === "number" ? again === 1 : again[4] === 1 };
     }
     return { ...read, state: 0, data: "", tags: [] };

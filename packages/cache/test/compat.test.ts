@@ -55,6 +55,7 @@ describe("Cache entries across releases (rolling upgrade)", () => {
       "tok",
       10_000,
       0,
+      "",
     ])) as [string, number, number, string, number];
     expect([value, tagsJson, locked]).toEqual([VALUE, "", 0]);
     expect(freshIn).toBeGreaterThan(29_000);
@@ -95,7 +96,7 @@ describe("Cache entries across releases (rolling upgrade)", () => {
       const k = keys(name);
       await redis.set(k[1], "holder", "PX", 60_000); // another caller holds the fill lock
       const reg = register();
-      const args = reg === previousScripts.get ? ["waiter", 10_000, 0, 1] : ["waiter", 10_000, 2];
+      const args = reg === previousScripts.get ? ["waiter", 10_000, 0, 1] : ["waiter", 10_000, 2, ""];
       expect(await runScript(redis, reg as typeof cacheScripts.get, k, args as never)).toBe(0);
       expect(await redis.hget(k[0], "p:waiter")).toMatch(/^\d+$/);
       const written =
