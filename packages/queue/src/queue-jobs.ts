@@ -38,8 +38,7 @@ export function waitResult<T, R>(
       if (info.state === "completed") {
         if (info.resultError !== undefined) throw info.resultError;
         resolve(info.result as R);
-      }
-      else if (info.state === "dead") throw new JobDeadError(id, info.attempts, info.error ?? "");
+      } else if (info.state === "dead") throw new JobDeadError(id, info.attempts, info.error ?? "");
       else if (info.state === "cancelled") throw new JobCancelledError(id);
       else return false;
       return true;
