@@ -121,6 +121,11 @@ function decode(part: string, what: string): string {
 }
 
 function parseHost(text: string, defaultPort: number, shown: Shown): { host: string; port: number } {
+  // A URL read from a file or an environment variable may keep its line end or a space: the resolver would look up
+  // "localhost\n" forever, every call failing as unavailable, instead of one error naming the URL.
+  if (/\s|[^ -~\u0080-\uffff]/.test(text)) {
+    bad("a host holds whitespace or a control character: remove it (a URL read from a file may end with a line break)");
+  }
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(text);
   if (m === null) bad(`${shown.part(text)} is not a host or host:port`);
   const host = (m[1] as string).replace(/^\[|\]$/g, "");
@@ -193,6 +198,14 @@ export function parseRedisUrl(url: string): ParsedRedisUrl {
       bad(`unknown query parameter ${shown.part(key)} (known: ${[...KNOWN_PARAMS].join(", ")})`);
     }
     params[key] = value;
+  }
+  // Redis refuses a connection name outside ! to ~ (a space, a line break, a non-ASCII letter), and ioredis drops that
+  // refusal: the connection would go unnamed without a word.
+  if (params.client_name !== undefined && !/^[!-~]*$/.test(params.client_name)) {
+    bad(
+      `client_name ${shown.part(params.client_name)} may only hold the printable ASCII characters ! to ~ ` +
+        "(no spaces; a + in the query is a space): Redis refuses any other connection name",
+    );
   }
   if (!scheme.tls && Object.keys(params).some((k) => k.startsWith("tls_"))) {
     bad(`tls_* parameters need a TLS scheme (rediss://...), got ${m[1]}://`);

@@ -339,6 +339,9 @@ export async function runScriptDurable<K extends readonly string[], A extends re
             ),
           );
         }, deadlineMs);
+        // As every script-call deadline (withDeadline in scripts.ts): a call its client will never settle (ioredis
+        // keeps commands queued while reconnecting even after disconnect()) must not hold an exiting process.
+        timer.unref();
       }),
     ])) as DurableOutcome<R>;
   } finally {

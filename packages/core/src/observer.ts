@@ -1,3 +1,5 @@
+import { isThenable } from "./thenable.js";
+
 /**
  * The observer is how every Coordis primitive reports what it does. `@coordis/metrics` turns these calls into
  * prom-client metrics; tests and users can plug in their own. Observers must be fast and must not throw: Coordis
@@ -47,11 +49,19 @@ export interface CoordisObserver {
 /** The default observer: ignores everything. */
 export const noopObserver: CoordisObserver = Object.freeze({});
 
+/**
+ * What an observer returned: an async one (a logger or an exporter that awaits its sink) answers a promise, and its
+ * rejection, which nobody awaits, would be an unhandled rejection, which ends a Node process. It is swallowed too.
+ */
+function swallowRejection(result: unknown): void {
+  if (isThenable(result)) result.then(undefined, () => {});
+}
+
 /** Delivers `event` to `observer.onOperation`, ignoring anything the observer throws. */
 export function notifyOperation(observer: CoordisObserver | undefined, event: OperationEvent): void {
   if (observer?.onOperation === undefined) return;
   try {
-    observer.onOperation(event);
+    swallowRejection(observer.onOperation(event));
   } catch {
     // An observer must never break the operation it observes.
   }
@@ -61,7 +71,7 @@ export function notifyOperation(observer: CoordisObserver | undefined, event: Op
 export function notifyEvent(observer: CoordisObserver | undefined, event: CoordisEvent): void {
   if (observer?.onEvent === undefined) return;
   try {
-    observer.onEvent(event);
+    swallowRejection(observer.onEvent(event));
   } catch {
     // An observer must never break the code that reports to it.
   }

@@ -47,6 +47,20 @@ function isNoScript(err: unknown): boolean {
   return err instanceof Error && err.message.startsWith("NOSCRIPT");
 }
 
+/**
+ * Error replies a server gives before it looks for the script: BUSY (another script runs past busy-reply-threshold),
+ * LOADING, an ACL or Cluster refusal, a write refused up front. The call did not run, and the server may not have its
+ * script: it does not count as seen (a later call of it goes out alone again). Any other error reply is the script's
+ * own (it ran). Over-matching only costs a probe.
+ */
+const REFUSED_BEFORE_RUN =
+  /^(?:BUSY|LOADING|NOPERM|NOAUTH|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|MOVED|ASK|CROSSSLOT|READONLY|NOREPLICAS|MISCONF|OOM)(?:\s|$)/;
+
+/** Whether `err` is an error reply of the script itself (so the server has the script), see {@link REFUSED_BEFORE_RUN}. */
+function ranAndFailed(err: unknown): boolean {
+  return err instanceof Error && err.name === "ReplyError" && !REFUSED_BEFORE_RUN.test(err.message);
+}
+
 type EvalClient = {
   evalsha(sha: string, numKeys: number, ...rest: (string | number | Buffer)[]): Promise<unknown>;
   eval(source: string, numKeys: number, ...rest: (string | number | Buffer)[]): Promise<unknown>;
@@ -184,8 +198,10 @@ async function evalInOrder(
       if (fresh) markSeen(client, node, script.sha1);
       return reply;
     } catch (err) {
-      // An error reply of the script itself (it ran): the script is there all the same.
-      if (fresh && err instanceof Error && err.name === "ReplyError") markSeen(client, node, script.sha1);
+      // An error reply of the script itself (it ran): the script is there all the same. Not a refusal before it ran
+      // (BUSY, LOADING...): the server may not have it, and counting it as seen would let a later call of it go out
+      // with others, meet NOSCRIPT and run after calls made after it.
+      if (fresh && ranAndFailed(err)) markSeen(client, node, script.sha1);
       throw err;
     } finally {
       client.inflight--;
