@@ -1,26 +1,23 @@
 import { type Decision, makeDecision, type RuleDecision } from "./decision.js";
-import type { NormalizedRule } from "./rules.js";
+import { type NormalizedRule, reduced } from "./rules.js";
 
 /**
- * Tolerance of a decision (and of the remaining reported with it), in ms. Decisions compare times, not units: a
- * tolerance in units is one in time of tolerance × windowMs / limit, which with long windows let a call pass well
- * before the retryAfterMs announced.
+ * One rule's evaluated state (a port of lua/_lib/ratelimit.lua, same formulas). Token bucket and GCRA count as the
+ * scripts do, in integer ticks (a unit is `unit` ticks, `perMs` ticks refill per ms, `capt` ticks when full: all
+ * below 2^53, so every comparison is exact, also for a rule at the bound on burst × windowMs / gcd).
  */
-const EPS_MS = 1e-3;
-
-/** Ms until a token bucket holding `tokens` holds `want` (≤ 0 when it does), at `limit` per `windowMs`. */
-const msUntil = (tokens: number, want: number, rule: NormalizedRule): number =>
-  ((want - tokens) * rule.windowMs) / rule.limit;
-
-/** One rule's evaluated state (a port of lua/_lib/ratelimit.lua, same formulas). */
 interface State {
   rule: NormalizedRule;
   start: number;
   count: number;
   curr: number;
   prev: number;
-  tokens: number;
-  tat: number;
+  /** Token bucket / GCRA: ticks available now. */
+  level: number;
+  /** Token bucket / GCRA: ticks per unit, ticks refilled per ms, ticks when full. */
+  unit: number;
+  perMs: number;
+  capt: number;
 }
 
 type Stored = { a: number; b: number; c: number };
@@ -34,7 +31,7 @@ const monotonicNow = (): number => Math.floor(performance.timeOrigin + performan
 
 function load(rule: NormalizedRule, s: Stored | undefined, now: number): State {
   const { limit, windowMs: w, capacity } = rule;
-  const st: State = { rule, start: now, count: 0, curr: 0, prev: 0, tokens: capacity, tat: now };
+  const st: State = { rule, start: now, count: 0, curr: 0, prev: 0, level: 0, unit: 1, perMs: 1, capt: 0 };
   switch (rule.algorithm) {
     case "fixed-window":
       if (s !== undefined && now < s.a + w) {
@@ -52,20 +49,28 @@ function load(rule: NormalizedRule, s: Stored | undefined, now: number): State {
       st.prev = Math.min(st.prev, limit);
       break;
     }
-    case "token-bucket":
-      if (s !== undefined) st.tokens = Math.min(capacity, s.a + Math.max(0, now - s.b) * (limit / w));
-      break;
-    case "gcra": {
-      const tau = capacity * (w / limit);
-      st.tat = Math.min(Math.max(s?.a ?? now, now), now + tau);
-      break;
+    default: {
+      // Token bucket and GCRA: one algorithm in two notations (GCRA's TAT is now + tau - level), as in the scripts.
+      const [perMs, unit] = reduced(rule);
+      const capt = capacity * unit;
+      let level = capt;
+      if (s !== undefined) {
+        level = s.a;
+        const gain = (now - s.b) * perMs;
+        if (gain > 0) level = gain >= capt - level ? capt : level + gain;
+        if (level > capt) level = capt;
+      }
+      st.level = level;
+      st.unit = unit;
+      st.perMs = perMs;
+      st.capt = capt;
     }
   }
   return st;
 }
 
 function wait(st: State, cost: number, now: number): number {
-  const { limit, windowMs: w, capacity } = st.rule;
+  const { limit, windowMs: w } = st.rule;
   switch (st.rule.algorithm) {
     case "fixed-window":
       return st.count + cost <= limit ? 0 : st.start + w - now;
@@ -79,29 +84,27 @@ function wait(st: State, cost: number, now: number): number {
       const extra = st.curr > room2 ? Math.ceil(w - (room2 * w) / st.curr) : 0;
       return Math.max(1, st.start + w + extra - now);
     }
-    case "token-bucket": {
-      const ms = msUntil(st.tokens, cost, st.rule);
-      return ms <= EPS_MS ? 0 : Math.max(1, Math.ceil(ms - EPS_MS));
-    }
-    case "gcra": {
-      const t = w / limit;
-      const allowAt = st.tat + cost * t - capacity * t;
-      return now + EPS_MS >= allowAt ? 0 : Math.max(1, Math.ceil(allowAt - now));
+    default: {
+      const need = cost * st.unit - st.level;
+      return need <= 0 ? 0 : ceilDiv(need, st.perMs);
     }
   }
 }
 
+/** ceil(a / b) of positive integers, as the scripts compute it. */
+function ceilDiv(a: number, b: number): number {
+  const q = Math.floor(a / b);
+  return q * b < a ? q + 1 : q;
+}
+
 function take(st: State, cost: number): void {
-  const { limit, windowMs: w } = st.rule;
   if (st.rule.algorithm === "fixed-window") st.count += cost;
   else if (st.rule.algorithm === "sliding-window") st.curr += cost;
-  else if (st.rule.algorithm === "token-bucket") st.tokens -= cost;
-  else st.tat += cost * (w / limit);
+  else st.level -= cost * st.unit;
 }
 
 /** Gives `cost` back (never beyond full), as refund.lua's rl_give; GCRA's TAT moves back no further than now. */
-function give(st: State, cost: number, now: number): void {
-  const { limit, windowMs: w, capacity } = st.rule;
+function give(st: State, cost: number): void {
   switch (st.rule.algorithm) {
     case "fixed-window":
       st.count = Math.max(0, st.count - cost);
@@ -112,31 +115,25 @@ function give(st: State, cost: number, now: number): void {
       if (left > 0) st.prev = Math.max(0, st.prev - left);
       break;
     }
-    case "token-bucket":
-      st.tokens = Math.min(capacity, st.tokens + cost);
-      break;
-    case "gcra":
-      st.tat = Math.max(now, st.tat - cost * (w / limit));
-      break;
+    default:
+      st.level = Math.min(st.capt, st.level + cost * st.unit);
   }
 }
 
 /** Whether a rule is full (its state need not be kept), as the scripts drop such an entry. */
-function full(st: State, now: number): boolean {
+function full(st: State): boolean {
   switch (st.rule.algorithm) {
     case "fixed-window":
       return st.count <= 0;
     case "sliding-window":
       return st.curr <= 0 && st.prev <= 0;
-    case "token-bucket":
-      return msUntil(st.tokens, st.rule.capacity, st.rule) <= EPS_MS;
-    case "gcra":
-      return st.tat <= now;
+    default:
+      return st.level >= st.capt;
   }
 }
 
 function info(st: State, now: number): { remaining: number; resetMs: number } {
-  const { limit, windowMs: w, capacity } = st.rule;
+  const { limit, windowMs: w } = st.rule;
   switch (st.rule.algorithm) {
     case "fixed-window":
       return st.count <= 0
@@ -148,19 +145,9 @@ function info(st: State, now: number): { remaining: number; resetMs: number } {
       const resetMs = st.curr > 0 ? st.start + 2 * w - now : st.prev > 0 ? st.start + w - now : 0;
       return { remaining, resetMs };
     }
-    case "token-bucket": {
-      const ms = msUntil(st.tokens, capacity, st.rule);
-      return {
-        // the most a call could take now, with the decision's tolerance (see wait)
-        remaining: Math.max(0, Math.floor(st.tokens + (EPS_MS * limit) / w)),
-        resetMs: ms <= EPS_MS ? 0 : Math.max(1, Math.ceil(ms - EPS_MS)),
-      };
-    }
-    case "gcra": {
-      const t = w / limit;
-      const remaining = Math.max(0, Math.min(capacity, Math.floor((now + EPS_MS + capacity * t - st.tat) / t)));
-      return { remaining, resetMs: Math.max(0, Math.ceil(st.tat - now - EPS_MS)) };
-    }
+    default:
+      if (st.level >= st.capt) return { remaining: st.rule.capacity, resetMs: 0 };
+      return { remaining: Math.floor(st.level / st.unit), resetMs: ceilDiv(st.capt - st.level, st.perMs) };
   }
 }
 
@@ -170,10 +157,8 @@ function store(st: State, now: number): Stored {
       return { a: st.start, b: st.count, c: 0 };
     case "sliding-window":
       return { a: st.start, b: st.curr, c: st.prev };
-    case "token-bucket":
-      return { a: st.tokens, b: now, c: 0 };
-    case "gcra":
-      return { a: st.tat, b: 0, c: 0 };
+    default:
+      return { a: st.level, b: now, c: 0 };
   }
 }
 
@@ -236,7 +221,7 @@ export class MemoryLimiter {
   /** Gives `cost` back to every rule of `key` (never beyond full) and reports the state afterwards (as refund.lua). */
   refund(key: string, cost: number, rules: readonly NormalizedRule[], now = monotonicNow()): Decision {
     const states = this.#load(key, rules, now);
-    for (const st of states) give(st, cost, now);
+    for (const st of states) give(st, cost);
     this.#store(key, states, now);
     const waits = states.map((st) => wait(st, 1, now));
     return decision(
@@ -262,7 +247,7 @@ export class MemoryLimiter {
   /** Keeps the states that are not full (the key is dropped when none is left), most recently used last. */
   #store(key: string, states: readonly State[], now: number): void {
     const next = new Map<string, Stored>();
-    for (const st of states) if (!full(st, now)) next.set(`${st.rule.name}|${st.rule.algorithm}`, store(st, now));
+    for (const st of states) if (!full(st)) next.set(`${st.rule.name}|${st.rule.algorithm}`, store(st, now));
     this.#states.delete(key);
     if (next.size === 0) return;
     this.#states.set(key, next);

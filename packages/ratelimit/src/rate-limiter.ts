@@ -50,7 +50,7 @@ function offlineError(): RedisUnavailableError {
 }
 
 /**
- * A rate limiter with any number of rules per key, all evaluated atomically by one Lua script per call on Redis
+ * A rate limiter with up to 32 rules per key, all evaluated atomically by one Lua script per call on Redis
  * server time. A rejected call consumes nothing. All state of one key lives in one string `<prefix>:rl:{<key>}`,
  * so it runs unchanged on Redis Cluster. Several limiters may share a key: each keeps the state of its own rules
  * (by rule name and algorithm) and leaves the others' alone (see the README's "Limiters sharing a key").
