@@ -121,12 +121,19 @@ export class ConcurrencyLimiter {
         return expiresAtMs;
       },
       release: async () => {
-        const ok = await instrument(
-          this.#observer,
-          { primitive: "concurrency", op: "release", name: key },
-          () => runScript(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token]),
-          { outcome: live },
+        const released = { primitive: "concurrency", op: "release", name: key };
+        const sent = runScript(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token]);
+        // Unanswered (a blip outlasting the command timeout): the caller is told, and the release is sent again while
+        // Redis does not answer, as an unanswered acquire's undo is (undoUntilAnswered), for at most the lease: one
+        // release lost in a blip left the slot taken by nobody until it expired.
+        undoUntilAnswered(
+          this.#redis,
+          () => runScriptSource(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token]),
+          this.ttlMs,
+          sent,
+          { observer: this.#observer, site: released },
         );
+        const ok = await instrument(this.#observer, released, () => sent, { outcome: live });
         return ok === 1;
       },
       extend: async (ttlMs = this.ttlMs) => {
