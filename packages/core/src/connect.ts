@@ -197,6 +197,8 @@ export function parseRedisUrl(url: string): ParsedRedisUrl {
     if (!KNOWN_PARAMS.has(key)) {
       bad(`unknown query parameter ${shown.part(key)} (known: ${[...KNOWN_PARAMS].join(", ")})`);
     }
+    // A repeated parameter would be read as its last value, the others dropped without a word.
+    if (Object.hasOwn(params, key)) bad(`query parameter ${shown.part(key)} is given twice: give it once`);
     params[key] = value;
   }
   // Redis refuses a connection name outside ! to ~ (a space, a line break, a non-ASCII letter), and ioredis drops that

@@ -31,6 +31,13 @@ describe("URL values Redis or the resolver would refuse later are refused at onc
     }
   });
 
+  it("a query parameter given twice is refused, not read as its last value", () => {
+    for (const query of ["command_timeout_ms=100&command_timeout_ms=5000", "client_name=a&client_name=b"]) {
+      const err = urlError((u) => parseRedisUrl(u), `redis://localhost:6380/?${query}`);
+      expect(err.message).toContain("twice");
+    }
+  });
+
   it("a client_name Redis accepts names the connection", async () => {
     const redis = connect(`${server.url}/?client_name=api-1.worker_2`);
     try {
