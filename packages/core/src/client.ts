@@ -8,6 +8,14 @@ export function isCluster(redis: RedisClient): redis is Cluster {
   return redis instanceof Cluster || (redis as { isCluster?: boolean }).isCluster === true;
 }
 
+/**
+ * Whether the application closed the client (`quit()`, `disconnect()`): it never answers again, so nothing is worth
+ * retrying on it.
+ */
+export function isClosed(redis: RedisClient): boolean {
+  return (redis as { status?: string }).status === "end";
+}
+
 /** The `commandTimeout` (ms) configured on a client, or `undefined` when it has none. */
 export function commandTimeoutOf(redis: RedisClient): number | undefined {
   const options = isCluster(redis) ? redis.options.redisOptions : redis.options;

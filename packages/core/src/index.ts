@@ -22,7 +22,7 @@ export {
   openBlockingConnection,
   whenReady,
 } from "./blocking.js";
-export { commandTimeoutOf, isCluster, type RedisClient } from "./client.js";
+export { commandTimeoutOf, isClosed, isCluster, type RedisClient } from "./client.js";
 export {
   assertSafeClient,
   assertSupportedClient,

@@ -1,5 +1,5 @@
 import { performance } from "node:perf_hooks";
-import type { RedisClient } from "./client.js";
+import { isClosed, type RedisClient } from "./client.js";
 import { RedisUnavailableError, toCoordisError } from "./errors.js";
 import type { OperationSite } from "./instrument.js";
 import { type CoordisObserver, notifyEvent } from "./observer.js";
@@ -48,10 +48,6 @@ interface UndoQueue {
 }
 
 const queues = new WeakMap<RedisClient, UndoQueue>();
-
-function closed(redis: RedisClient): boolean {
-  return (redis as { status?: string }).status === "end";
-}
 
 /** Whether `err` says Redis gave no answer (as opposed to a refusal, which is an answer). */
 function unanswered(err: unknown): boolean {
@@ -106,12 +102,12 @@ function drop(redis: RedisClient): void {
 
 /** Whether `q` is still `redis`' queue (not dropped at a close or once it emptied, while an attempt was out). */
 function current(redis: RedisClient, q: UndoQueue): boolean {
-  return queues.get(redis) === q && !closed(redis);
+  return queues.get(redis) === q && !isClosed(redis);
 }
 
 /** Adds `entry` at the end of `redis`' queue, dropping the oldest beyond {@link MAX_PENDING_UNDOS}. */
 function enqueue(redis: RedisClient, entry: PendingUndo): void {
-  if (closed(redis) || entry.until <= performance.now()) return;
+  if (isClosed(redis) || entry.until <= performance.now()) return;
   const q = queueOf(redis);
   q.pending.add(entry);
   trim(q);

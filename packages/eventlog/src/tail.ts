@@ -3,6 +3,7 @@ import {
   blockingRead,
   type CoordisError,
   closeBlockingConnection,
+  isClosed,
   notifyEvent,
   openBlockingConnection,
   RedisUnavailableError,
@@ -261,7 +262,7 @@ async function* run<T>(
         if (err === ENDED || signal.aborted) return;
         const error = err as CoordisError;
         // A client the app closed never comes back: that is an error of the caller's, not an outage to wait out.
-        const closed = (log.redis as { status?: string }).status === "end";
+        const closed = isClosed(log.redis);
         if (!(error instanceof RedisUnavailableError) || closed) throw err;
         notifyEvent(log.observer, { primitive: "eventlog", type: "tail-error", name: log.name, error });
         await sleep(RETRY_MS, undefined, { signal }).catch(() => {});

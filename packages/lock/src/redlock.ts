@@ -5,6 +5,7 @@ import {
   DurabilityError,
   entityKeys,
   InvalidArgumentError,
+  isClosed,
   type RedisClient,
   RedisUnavailableError,
   randomToken,
@@ -241,7 +242,7 @@ export class Redlock extends LockBase {
   protected async attempt(): Promise<AttemptResult> {
     const n = this.#nodes.length;
     // Clients the application closed (quit, disconnect) never answer again: no retrying until waitMs.
-    const closed = this.#nodes.filter((c) => (c as { status?: string }).status === "end").length;
+    const closed = this.#nodes.filter(isClosed).length;
     if (closed > n - this.quorum) {
       throw new RedisUnavailableError(
         `Redlock "${this.name}": the clients of ${closed} of ${n} masters are closed (quit or disconnect), so no ` +

@@ -7,6 +7,7 @@ import {
   type DurabilityOptions,
   entityKeys,
   InvalidArgumentError,
+  isClosed,
   notifyEvent,
   type OperationSite,
   type RedisClient,
@@ -359,7 +360,7 @@ async function recordOutcome(lease: LeaseImpl, redis: RedisClient): Promise<bool
     try {
       return await lease.release();
     } catch (err) {
-      const closed = (redis as { status?: string }).status === "end";
+      const closed = isClosed(redis);
       if (!(err instanceof RedisUnavailableError) || closed || performance.now() + delay >= lease.validUntil) throw err;
       await new Promise((resolve) => setTimeout(resolve, delay));
     }

@@ -9,23 +9,14 @@ export interface Codec<T> {
 }
 
 /**
- * `JSON.stringify(value)` for a value `JSON.parse` gives back as JSON stores it, refusing what JSON would change
- * silently: core's one JSON rule ({@link faithfulJsonText}), for job data and progress.
- * @throws TypeError naming the first value JSON would change or cannot encode
- */
-export function faithfulJson(value: unknown): string {
-  return faithfulJsonText(value);
-}
-
-/**
  * The default codec of job data: JSON, `undefined` stored as the empty string, refusing values JSON would change
- * silently or cannot encode (see {@link faithfulJson}): a Map, a Set or an object of a class without enumerable fields
+ * silently or cannot encode (core's one JSON rule, {@link faithfulJsonText}): a Map, a Set or an object of a class without enumerable fields
  * (stored as `{}` by JSON), NaN, ±Infinity and an invalid Date (stored as `null`), a BigInt, a function or a symbol at
  * the top level or in an array, a cycle. Such data rejects the add with an InvalidArgumentError naming `data` (nothing
  * is sent).
  */
 export const jsonCodec: Codec<unknown> = Object.freeze({
-  encode: (value: unknown) => (value === undefined ? "" : faithfulJson(value)),
+  encode: (value: unknown) => (value === undefined ? "" : faithfulJsonText(value)),
   decode: (text: string) => (text === "" ? undefined : JSON.parse(text)),
 });
 

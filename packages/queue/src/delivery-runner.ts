@@ -1,5 +1,13 @@
-import { encodeText, InvalidArgumentError, notifyOperation, runScript, toCoordisError, validate } from "@coordis/core";
-import { faithfulJson, overBytes } from "./codec.js";
+import {
+  encodeText,
+  faithfulJsonText,
+  InvalidArgumentError,
+  notifyOperation,
+  runScript,
+  toCoordisError,
+  validate,
+} from "@coordis/core";
+import { overBytes } from "./codec.js";
 import { JobLostError } from "./errors.js";
 import type { Finisher, FinishKind, FinishStatus } from "./finisher.js";
 import { Delivery, type Job } from "./job.js";
@@ -225,7 +233,7 @@ export class DeliveryRunner<T, R> {
     if (value === undefined) throw new InvalidArgumentError("value", "expected a JSON value");
     let text: string;
     try {
-      text = faithfulJson(value);
+      text = faithfulJsonText(value);
     } catch (err) {
       // A BigInt, a Map, NaN, a cycle, a toJSON that throws: bad input, checked as job data is.
       throw new InvalidArgumentError("value", `cannot be encoded as JSON: ${validate.thrownMessage(err)}`);
