@@ -27,12 +27,13 @@
 -- floor(level / ticks per unit), ceil((capacity ticks - level) / ticks per ms), not expAtMs - now, which a double
 -- rounds past 2^53); a string costs less than a table of integers and needs no number
 -- formatted besides the entries'. Every other reply is rl_consume's, {allowed, per rule: waitMs, remaining,
--- resetMs}. time: the TIME reply now was computed from.
+-- resetMs}. time: the TIME reply now was computed from. With several rules, full is the key's value when the caller
+-- has read it already (false: no key; a limiter's own copy, lua/_lib/ratelimit-own.lua), nil otherwise.
 local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, full)
   limit, w = limit + 0, w + 0
-  local v = redis.call('GET', key)
   local head, f, e, a, b, c
   if not argv or argv[limit < 0 and i + 4 or i + 3] == nil then
+    local v = redis.call('GET', key)
     -- One rule: its entry, "<field>=<e>:<a>:<b>[:<c>]", must be the whole value; head is the entry up to b.
     if limit > 0 and w > 0 then
       -- Fixed window: it opens at the key's first consume and lasts w ms.
@@ -180,6 +181,8 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
     return { 1, 0, remaining, reset }
   end
   -- Several rules: each rule's entry is parsed in place, in rule order.
+  local v = full
+  if v == nil then v = redis.call('GET', key) end
   local len, pos = v and #v or 0, 1
   local match, format = string.match, string.format -- looked up once
   -- out: the full reply of a rejected call, {0, per rule: waitMs, remaining, resetMs}, made at its first rejecting

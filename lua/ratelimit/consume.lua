@@ -21,6 +21,9 @@ if cost == '1' then cost = 1 else cost = cost + 0 end -- the usual cost, without
 -- for one rule with its values as r1 to r6 and no table (rules nil: a table is built only for the general path).
 -- r1 to r6: the first rule as rl_fast takes it (field, limit, w, cap, wt, full; see lua/_lib/ratelimit-one.lua).
 local rules, ri, r1, r2, r3, r4, r5, r6 = ARGV, 2, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[4], nil --@rules
+-- A limiter's own copy for two to four rules decides the usual call first, unrolled (lua/_lib/ratelimit-own.lua; a
+-- comment in this shared script), and otherwise hands the value it read to rl_fast as r6.
+--@include ratelimit-own
 local reply = rl_fast(KEYS[1], cost, now, t, rules, ri, r1, r2, r3, r4, r5, r6)
 if reply then return reply end
 --@include ratelimit

@@ -10,8 +10,8 @@ export type SpecialisedConsume = ScriptDef<["state"], ["cost"], ScriptReply>;
 const RULES_LINE =
   "local rules, ri, r1, r2, r3, r4, r5, r6 = ARGV, 2, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[4], nil --@rules";
 /**
- * At most this many rule sets get a script of their own per process (each is a copy of the consume script, about
- * 30 kB, that Redis keeps in its script cache); further rule sets use the shared script with the rules in ARGV.
+ * At most this many rule sets get a script of their own per process (each is a copy of the consume script, 33 to
+ * 41 kB, that Redis keeps in its script cache); further rule sets use the shared script with the rules in ARGV.
  */
 export const MAX_SPECIALISED_RULE_SETS = 64;
 
@@ -28,8 +28,9 @@ function literal(arg: string, asText: boolean): string | undefined {
  * the same decisions and stored bytes as the shared script called with those ARGV (the Lua reads the same values
  * from a table instead of ARGV; fixed and sliding windows' numbers as numbers, a token bucket's ticks per unit as
  * the text it is compared and written as), for less Redis CPU per call: Redis no longer receives and converts each
- * rule's arguments. One per distinct rule set, shared by the limiters of the process; `undefined` past
- * {@link MAX_SPECIALISED_RULE_SETS} rule sets (those limiters send their rules in ARGV).
+ * rule's arguments, and two to four rules decide the usual call in straight-line code (lua/_lib/ratelimit-own.lua,
+ * its block filled in for these rules) before the loop. One per distinct rule set, shared by the limiters of the
+ * process; `undefined` past {@link MAX_SPECIALISED_RULE_SETS} rule sets (those limiters send their rules in ARGV).
  */
 export function specialisedConsume(ruleArgs: readonly string[]): SpecialisedConsume | undefined {
   const id = ruleArgs.join("\n");
@@ -75,7 +76,9 @@ export function specialiseConsume(ruleArgs: readonly string[]): SpecialisedConsu
     single === undefined
       ? `local rules, ri = { ${items.join(", ")} }, 1 local r1, r2, r3, r4, r5, r6 = rules[1], rules[2], rules[3], rules[4], rules[3], nil`
       : `local rules, ri, r1, r2, r3, r4, r5, r6 = nil, 1, ${single}`;
-  const source = parts.join(`${rules} --@rules`);
+  // the block of lua/_lib/ratelimit-own.lua as code for these rules, or left out (a comment the copy does not need)
+  const own = (single === undefined ? ownBlock(ruleArgs) : undefined) ?? "";
+  const source = withOwnBlock(parts.join(`${rules} --@rules`), own);
   return defineScript<["state"], ["cost"], ScriptReply>({
     name: generic.name,
     keys: ["state"],
@@ -83,4 +86,107 @@ export function specialiseConsume(ruleArgs: readonly string[]): SpecialisedConsu
     source,
     sha1: createHash("sha1").update(source).digest("hex"),
   });
+}
+
+/** The block of lua/_lib/ratelimit-own.lua: a long comment in the shared script, its template. */
+const OWN_OPEN = "--[==[\n";
+const OWN_CLOSE = "\n]==]";
+/** The most rules unrolled (as rl_fast's loop, which replies to a rejection itself for the first 4 rules only). */
+const MAX_RULES = 4;
+/** A positive integer Lua keeps exact. */
+const COUNT = /^[1-9]\d{0,14}$/;
+
+function ownTemplate(source: string): { start: number; end: number; text: string } {
+  const start = source.indexOf(OWN_OPEN);
+  const end = source.indexOf(OWN_CLOSE, start);
+  if (start < 0 || end < 0 || source.indexOf(OWN_OPEN, end) >= 0)
+    throw new Error("ratelimit/consume: expected one --[==[ ... ]==] block (lua/_lib/ratelimit-own.lua) in the script");
+  return { start, end: end + OWN_CLOSE.length, text: source.slice(start + OWN_OPEN.length, end) };
+}
+
+/** Replaces the names `$name` of a template part; a name without a value is a mistake in the template. */
+function fill(part: string, values: Record<string, string>): string {
+  return part.replace(/\$([a-z]+)/g, (_, name: string) => {
+    const value = values[name];
+    if (value === undefined) throw new Error(`ratelimit/consume: no value for $${name} in lua/_lib/ratelimit-own.lua`);
+    return value;
+  });
+}
+
+/**
+ * The code of lua/_lib/ratelimit-own.lua for two to four rules (`ruleArgs` as {@link rulesArgs} makes them): each
+ * rule's parts (decide, reject, write) with its constants and locals, one pattern reading every entry (its captures
+ * k1...). `undefined` for other rule sets (one rule, more than four, a repeated field, a number that is not a plain
+ * positive integer): rl_fast decides those.
+ */
+function ownBlock(ruleArgs: readonly string[]): string | undefined {
+  const text = ownTemplate(ratelimitScripts.consume.source).text;
+  const [main = "", ...sections] = text.split(/^-- @([a-z]+(?: reject| write)?)\n/m);
+  const parts = new Map<string, string>();
+  for (let j = 0; j + 1 < sections.length; j += 2) parts.set(sections[j] as string, sections[j + 1] as string);
+  const part = (name: string, values: Record<string, string>) => {
+    const text = parts.get(name);
+    if (text === undefined) throw new Error(`ratelimit/consume: no part "-- @${name}" in lua/_lib/ratelimit-own.lua`);
+    return fill(text, values).trimEnd();
+  };
+  const decide: string[] = [];
+  const reject: string[] = [];
+  const write: string[] = [];
+  const patterns: string[] = [];
+  const captures: string[] = [];
+  const entries: string[] = [];
+  const fields = new Set<string>();
+  const capture = () => {
+    captures.push(`k${captures.length + 1}`);
+    return captures[captures.length - 1] as string;
+  };
+  for (let i = 0; i < ruleArgs.length; ) {
+    const [field = "", limit = "", w = "", cap = ""] = ruleArgs.slice(i, i + 4);
+    const alg = limit.startsWith("-") ? "bucket" : w.startsWith("-") ? "sw" : "fw";
+    const n = String(entries.length + 1);
+    const values: Record<string, string> = {
+      n,
+      field,
+      limit: limit.replace(/^-/, ""),
+      w: w.replace(/^-/, ""),
+      offset: String(field.length + 2),
+    };
+    if (fields.has(field) || !/^[A-Za-z0-9_.|-]{1,80}$/.test(field)) return undefined;
+    if (!COUNT.test(values.limit as string) || !COUNT.test(values.w as string)) return undefined;
+    fields.add(field);
+    entries.push(`x${n}`);
+    const name = field.replace(/[^A-Za-z0-9]/g, "%$&"); // the field as a pattern matches it
+    if (alg === "bucket") {
+      if (!COUNT.test(cap)) return undefined;
+      Object.assign(values, { cap, unit: w, e: capture(), a: capture(), b: capture(), c: capture() });
+      patterns.push(`${name}=(%d+):(%d+):(%d+):(%d+)`);
+      i += 4;
+    } else {
+      Object.assign(values, { h: capture(), e: capture(), a: capture(), b: capture() });
+      if (alg === "sw") values.c = capture();
+      patterns.push(`(${name}=(%d+):(%d+):)(%d+)${alg === "sw" ? ":(%d+)" : ""}`);
+      i += 3;
+    }
+    decide.push(part(alg, values));
+    reject.push(part(`${alg} reject`, values));
+    write.push(part(`${alg} write`, values));
+  }
+  if (entries.length < 2 || entries.length > MAX_RULES) return undefined;
+  return fill(main, {
+    captures: captures.join(", "),
+    pattern: `^${patterns.join(";")}$`,
+    first: captures[0] as string,
+    decide: decide.join("\n").trim(),
+    reject: reject.join("\n").trim().replace(/\n/g, "\n  "),
+    reply: entries.map((_, j) => `wait${j + 1}, remaining${j + 1}, reset${j + 1}`).join(", "),
+    entries: entries.join(", "),
+    write: write.join("\n").trim(),
+    value: entries.join(" .. ';' .. "),
+  }).trimEnd();
+}
+
+/** The script with its block of lua/_lib/ratelimit-own.lua replaced by `code`. */
+function withOwnBlock(source: string, code: string): string {
+  const { start, end } = ownTemplate(source);
+  return source.slice(0, start) + code + source.slice(end);
 }
