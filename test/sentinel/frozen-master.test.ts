@@ -107,7 +107,13 @@ describe("every primitive through Sentinel when the master freezes and stays fro
   let httpProbe: Probe<true> | undefined;
 
   beforeAll(async () => {
-    setup = await startRedisSentinel({ replicas: 1, downAfterMs: 1_000, leastPrivilege: true });
+    setup = await startRedisSentinel({
+      replicas: 1,
+      downAfterMs: 1_000,
+      leastPrivilege: true,
+      // The replica syncs at once, not after the 5 s a diskless sync waits by default for more replicas.
+      config: { "repl-diskless-sync-delay": 0 },
+    });
     frozen = setup.master;
     const replica = setup.replicas[0];
     if (replica === undefined) throw new Error("no replica");

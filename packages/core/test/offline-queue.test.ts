@@ -121,7 +121,12 @@ describe("a command that failed while the client was reconnecting", () => {
   });
 
   it("through Sentinel: a script and a command that timed out during a failover are not sent to the new master", async () => {
-    const setup = await startRedisSentinel({ replicas: 1, downAfterMs: 1_000 });
+    const setup = await startRedisSentinel({
+      replicas: 1,
+      downAfterMs: 1_000,
+      // The replica syncs at once, not after the 5 s a diskless sync waits by default for more replicas.
+      config: { "repl-diskless-sync-delay": 0 },
+    });
     const client = connect(setup.url, { commandTimeoutMs: 300 });
     const tag = `${prefix}:{sentinel}`;
     try {

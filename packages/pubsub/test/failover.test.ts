@@ -16,7 +16,13 @@ describe("PubSub across a Sentinel failover (master, one replica, one Sentinel)"
   let setup: RedisSentinelSetup;
   const clients: RedisClient[] = [];
   beforeAll(async () => {
-    setup = await startRedisSentinel({ replicas: 1, downAfterMs: 1_000, leastPrivilege: true });
+    setup = await startRedisSentinel({
+      replicas: 1,
+      downAfterMs: 1_000,
+      leastPrivilege: true,
+      // The replica syncs at once, not after the 5 s a diskless sync waits by default for more replicas.
+      config: { "repl-diskless-sync-delay": 0 },
+    });
   }, 60_000);
   afterAll(async () => {
     for (const c of clients) c.disconnect();

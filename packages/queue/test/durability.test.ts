@@ -12,7 +12,8 @@ describe("Queue durability setting (a primary with one replica)", () => {
   let redis: RedisClient;
   let replicaAdmin: RedisClient;
   beforeAll(async () => {
-    primary = await startRedis({ leastPrivilege: true });
+    // The replica syncs at once, not after the 5 s a diskless sync waits by default for more replicas.
+    primary = await startRedis({ leastPrivilege: true, config: { "repl-diskless-sync-delay": 0 } });
     replica = await startRedis({ extraArgs: ["--replicaof", primary.host, String(primary.port)] });
     replicaAdmin = connect(replica.adminUrl);
     await waitUntil(
