@@ -59,7 +59,8 @@ export class QueueJobsCheck {
       } else this.counts.refusedEffects++;
       reply(worker, msg, { accepted: ok });
     } else if (msg.type === "outcome") {
-      work.settled++;
+      // An outcome of a delivery that never started (its lease passed first: no `start`) settles none of the started.
+      if (msg.started !== false) work.settled++;
       if (msg.outcome === "refused") this.counts.refusedCompletions++;
     }
   }

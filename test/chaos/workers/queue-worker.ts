@@ -3,7 +3,7 @@
 // SIGKILLs (and respawns) and SIGSTOPs these processes at random, and stalls them past their lease. A probe job
 // (negative data) waits for the parent's go before its effect: the parent pauses this process meanwhile and lets
 // another worker take the job over. Every delivery's outcome as the Worker reports it (completed, refused, ...) is
-// told to the parent.
+// told to the parent, with whether its handler started.
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "@coordis/core";
 import { Worker } from "@coordis/queue";
@@ -22,6 +22,18 @@ interface QueueWorkerConfig {
   partitions?: number;
 }
 
+/**
+ * A delivery whose lease passed before its handler could start (this process was stopped while the fetch's reply
+ * waited) ends as a lost lease's without a `start`: its outcome names it (`Job "<id>" (fence <n>) stopped`). Such an
+ * outcome is told as `started: false`, so the parent counts only the outcomes of the deliveries it saw start.
+ */
+const startedDeliveries = new Set<string>();
+const LOST = /Job "(.*)" \(fence (\d+)\) stopped/;
+function wasStarted(error: Error | undefined): boolean {
+  const lost = error === undefined ? null : LOST.exec(error.message);
+  return lost === null || startedDeliveries.has(`${lost[1]} ${lost[2]}`);
+}
+
 const cfg = await config<QueueWorkerConfig>();
 const redis = connect(cfg.url, { commandTimeoutMs: 1_000 });
 await connected([redis]);
@@ -29,6 +41,7 @@ const worker = new Worker<number, number>(
   redis,
   cfg.name,
   async (job) => {
+    startedDeliveries.add(`${job.id} ${job.fence}`);
     tell({ type: "start", jobId: job.id, fence: job.fence, attempt: job.attempt });
     if (job.data < 0) await ask({ type: "hold", jobId: job.id, fence: job.fence });
     // Mostly short handlers; every 10th runs 250 ms, so a stalled worker nearly always holds a job in its handler. A
@@ -49,7 +62,14 @@ const worker = new Worker<number, number>(
     retention: { completed: cfg.keepCompleted },
     observer: {
       onOperation(op) {
-        if (op.op === "process") tell({ type: "outcome", outcome: op.outcome, attempt: op.attributes?.attempt });
+        if (op.op === "process") {
+          tell({
+            type: "outcome",
+            outcome: op.outcome,
+            attempt: op.attributes?.attempt,
+            started: wasStarted(op.error),
+          });
+        }
       },
     },
   },
