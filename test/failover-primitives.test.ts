@@ -86,7 +86,6 @@ describe("primitives across a Sentinel failover of a primary killed under load",
       proxiedReplication: true,
       downAfterMs: 1_000,
       leastPrivilege: true,
-      config: { "repl-diskless-sync-delay": 0 },
     });
     const rlClient = client();
     const boardClient = client();

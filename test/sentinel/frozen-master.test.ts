@@ -111,8 +111,6 @@ describe("every primitive through Sentinel when the master freezes and stays fro
       replicas: 1,
       downAfterMs: 1_000,
       leastPrivilege: true,
-      // The replica syncs at once, not after the 5 s a diskless sync waits by default for more replicas.
-      config: { "repl-diskless-sync-delay": 0 },
     });
     frozen = setup.master;
     const replica = setup.replicas[0];

@@ -124,8 +124,6 @@ describe("a command that failed while the client was reconnecting", () => {
     const setup = await startRedisSentinel({
       replicas: 1,
       downAfterMs: 1_000,
-      // The replica syncs at once, not after the 5 s a diskless sync waits by default for more replicas.
-      config: { "repl-diskless-sync-delay": 0 },
     });
     const client = connect(setup.url, { commandTimeoutMs: 300 });
     const tag = `${prefix}:{sentinel}`;

@@ -11,8 +11,6 @@ import type { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 
 const prefix = testPrefix();
-/** A replica syncs at once, not after the 5 s a diskless sync waits by default for more replicas. */
-const noSyncDelay = { "repl-diskless-sync-delay": 0 };
 
 /**
  * A master that freezes (SIGSTOP, a hung host) or is cut off answers nothing and closes no connection. Sentinel
@@ -37,7 +35,7 @@ describe("a connect() Sentinel client when the master freezes and its replica ta
   });
 
   it("calls succeed again on the promoted replica, with the old master still frozen", async () => {
-    setup = await startRedisSentinel({ replicas: 1, downAfterMs: 1_000, config: noSyncDelay });
+    setup = await startRedisSentinel({ replicas: 1, downAfterMs: 1_000 });
     const redis = connect(setup.url, { commandTimeoutMs: 500 });
     clients.push(redis);
     const key = `${prefix}:{frozen}:v`;
@@ -71,7 +69,7 @@ describe("a connect() Sentinel client when the master freezes and its replica ta
     // for failovers on both. Its master dies: while it asks the silent sentinel where the master is, the other
     // announces the failover. That announcement must not end the client (ioredis would close it for good), and the
     // silent sentinel must not hold the reconnect forever.
-    setup = await startRedisSentinel({ replicas: 1, downAfterMs: 1_000, config: noSyncDelay });
+    setup = await startRedisSentinel({ replicas: 1, downAfterMs: 1_000 });
     const [silent, other] = [
       await startProxy({ target: setup.sentinel }),
       await startProxy({ target: setup.sentinel }),

@@ -19,8 +19,6 @@ describe("EventLog durability setting and failover", () => {
       proxiedReplication: true,
       downAfterMs: 1_000,
       leastPrivilege: true,
-      // The replica syncs at once, not after the 5 s a diskless sync waits by default for more replicas.
-      config: { "repl-diskless-sync-delay": 0 },
     });
     redis = connect(setup.url, { commandTimeoutMs: 2_000 });
     await redis.ping();

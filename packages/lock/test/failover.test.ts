@@ -31,8 +31,6 @@ describe("locks across a Sentinel failover", () => {
       proxiedReplication: true,
       downAfterMs: 1_000,
       leastPrivilege: true,
-      // A replica syncs at once, not after the 5 s a diskless sync waits by default for more replicas.
-      config: { "repl-diskless-sync-delay": 0 },
     });
     return setup;
   };

@@ -20,8 +20,6 @@ describe("PubSub across a Sentinel failover (master, one replica, one Sentinel)"
       replicas: 1,
       downAfterMs: 1_000,
       leastPrivilege: true,
-      // The replica syncs at once, not after the 5 s a diskless sync waits by default for more replicas.
-      config: { "repl-diskless-sync-delay": 0 },
     });
   }, 60_000);
   afterAll(async () => {

@@ -78,7 +78,9 @@ export async function startRedisSentinel(options: StartSentinelOptions = {}): Pr
   const serverOptions = (extraArgs: string[]) => ({
     ...(password === undefined ? {} : { leastPrivilege: { password } }),
     ...(options.appendOnly === undefined ? {} : { appendOnly: options.appendOnly }),
-    ...(options.config === undefined ? {} : { config: options.config }),
+    // A replica syncs at once (diskless sync waits 5 s for more replicas by default): until it has, a failover has
+    // nothing to promote.
+    config: { "repl-diskless-sync-delay": 0, ...options.config },
     extraArgs,
   });
   const adminOf = (server: RedisServer) => {
@@ -120,6 +122,19 @@ export async function startRedisSentinel(options: StartSentinelOptions = {}): Pr
       }
     };
     for (const r of replicas) await waitForReplica(r);
+    if (replicas.length > 0) {
+      // A link that is up may not stream yet: after a diskless sync the master sends a replica its writes only once
+      // the replica's first acknowledgement arrives (up to a second later), so a WAIT in between times out. A write
+      // (deleted at once) and a WAIT for every replica settle that before the setup is handed out.
+      const admin = adminOf(master);
+      const key = `coordis-testing:sync:${process.pid}`;
+      await admin.set(key, "1");
+      await admin.del(key);
+      const end = Date.now() + 30_000;
+      while ((await admin.wait(replicas.length, 1_000)) < replicas.length) {
+        if (Date.now() > end) throw new Error(`the replicas did not acknowledge the master's writes within 30 s`);
+      }
+    }
 
     // Sentinel rewrites its config file, so it must be a writable file of its own.
     writeFileSync(
