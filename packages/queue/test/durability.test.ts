@@ -21,6 +21,14 @@ describe("Queue durability setting (a primary with one replica)", () => {
       async () => (await replicaAdmin.info("replication")).includes("master_link_status:up"),
       { timeoutMs: 30_000, intervalMs: 50 },
     );
+    // A link that is up streams only from the replica's first acknowledgement (up to a second later): wait for one.
+    const primaryAdmin = connect(primary.adminUrl);
+    await primaryAdmin.set(`${prefix}:sync`, "1");
+    await waitUntil("the replica to acknowledge a write", async () => (await primaryAdmin.wait(1, 500)) === 1, {
+      timeoutMs: 30_000,
+      intervalMs: 10,
+    });
+    primaryAdmin.disconnect();
     redis = primary.client({ commandTimeoutMs: 2_000 });
     await redis.ping();
   }, 60_000);
