@@ -4,6 +4,7 @@ import {
   type Durability,
   type DurabilityOptions,
   InvalidArgumentError,
+  isCluster,
   parseDurability,
   type RedisClient,
   validate,
@@ -128,4 +129,48 @@ export function parseAcquire(
   const signal = validate.abortSignal(`${argument}.signal`, o.signal);
   const autoExtend = o.autoExtend === undefined ? true : validate.boolean(`${argument}.autoExtend`, o.autoExtend);
   return { waitMs, signal, autoExtend };
+}
+
+/** The servers a client's options name, one text per way to reach one: its Sentinel master by each sentinel, its socket, host:port. */
+function serversOf(redis: RedisClient): string[] {
+  if (isCluster(redis)) return [];
+  const o = redis.options;
+  if (o.sentinels !== undefined && o.sentinels !== null && o.sentinels.length > 0) {
+    return o.sentinels.map(
+      (s) => `the Sentinel master "${o.name}" (sentinel ${s.host ?? "localhost"}:${s.port ?? 26379})`,
+    );
+  }
+  if (typeof o.path === "string" && o.path !== "") return [`the socket ${o.path}`];
+  return [`${o.host ?? "localhost"}:${o.port ?? 6379}`];
+}
+
+/**
+ * Redlock's nodes: an array of 1 to `max` clients, each a different client whose options name a different server
+ * (the same host and port, socket, or Sentinel master through a shared sentinel is refused): Redlock's quorum counts
+ * each node once, so one server counted twice lets a lock be granted by fewer independent masters than the majority
+ * it promises. Only what the options say is compared (two names of one host, or a proxy, are not recognised).
+ * @throws InvalidArgumentError("nodes" or "nodes[i]")
+ */
+export function validateRedlockNodes(nodes: readonly RedisClient[], max: number): void {
+  if (!Array.isArray(nodes) || nodes.length < 1 || nodes.length > max) {
+    throw new InvalidArgumentError("nodes", `expected an array of 1 to ${max} Redis clients`);
+  }
+  // Every index, holes of a sparse array included (forEach skips them: [a, , c] passed as three masters).
+  for (let i = 0; i < nodes.length; i++) validate.redisClient(`nodes[${i}]`, nodes[i]);
+  if (new Set(nodes).size !== nodes.length) {
+    throw new InvalidArgumentError("nodes", "the same client appears twice; each must reach a different master");
+  }
+  const seen = new Map<string, number>();
+  nodes.forEach((node, i) => {
+    for (const server of serversOf(node)) {
+      const first = seen.get(server);
+      if (first !== undefined && first !== i) {
+        throw new InvalidArgumentError(
+          "nodes",
+          `nodes[${first}] and nodes[${i}] both connect to ${server}; each node must reach a different, independent master (the quorum counts each node once); for one server, pass it once or use a Mutex`,
+        );
+      }
+      seen.set(server, i);
+    }
+  });
 }

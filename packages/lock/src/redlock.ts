@@ -4,7 +4,6 @@ import {
   type Durability,
   DurabilityError,
   entityKeys,
-  InvalidArgumentError,
   isClosed,
   type RedisClient,
   RedisUnavailableError,
@@ -23,7 +22,14 @@ import {
 } from "@coordis/core";
 import { driftMs, type LeaseBackend } from "./lease.js";
 import { type AttemptResult, LockBase } from "./lock-base.js";
-import { type CommonLockOptions, DEFAULT_DRIFT_FACTOR, parseCommon, parseLockOptions, TOKEN_BYTES } from "./options.js";
+import {
+  type CommonLockOptions,
+  DEFAULT_DRIFT_FACTOR,
+  parseCommon,
+  parseLockOptions,
+  TOKEN_BYTES,
+  validateRedlockNodes,
+} from "./options.js";
 import { lockScripts } from "./scripts.generated.js";
 
 /** Most masters a {@link Redlock} accepts. */
@@ -129,14 +135,7 @@ export class Redlock extends LockBase {
    * @throws InvalidArgumentError for a bad argument (no Redis call is made)
    */
   constructor(nodes: readonly RedisClient[], name: string, options: RedlockOptions = {}) {
-    if (!Array.isArray(nodes) || nodes.length < 1 || nodes.length > MAX_REDLOCK_NODES) {
-      throw new InvalidArgumentError("nodes", `expected an array of 1 to ${MAX_REDLOCK_NODES} Redis clients`);
-    }
-    // Every index, holes of a sparse array included (forEach skips them: [a, , c] passed as three masters).
-    for (let i = 0; i < nodes.length; i++) validate.redisClient(`nodes[${i}]`, nodes[i]);
-    if (new Set(nodes).size !== nodes.length) {
-      throw new InvalidArgumentError("nodes", "the same client appears twice; each must reach a different master");
-    }
+    validateRedlockNodes(nodes, MAX_REDLOCK_NODES);
     validateName(name, "name");
     const raw = parseLockOptions<RedlockOptions>(options, REDLOCK_KEYS);
     const common = parseCommon(raw, nodes);

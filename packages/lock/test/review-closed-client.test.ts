@@ -1,6 +1,6 @@
 import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
 import { Mutex, Redlock, runOncePerTick } from "@coordis/lock";
-import { recordObserver, testPrefix, waitUntil } from "@coordis/testing";
+import { recordObserver, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import { describe, expect, inject, it } from "vitest";
 
 const prefix = testPrefix();
@@ -30,8 +30,9 @@ describe("a client closed by the application", () => {
   });
 
   it("Redlock: acquire with a quorum of clients closed rejects at once, as a Mutex does, not after waitMs", async () => {
-    const url = inject("coordisRedisUrl");
-    const clients = [connect(url), connect(url), connect(url)];
+    // three masters (Redlock refuses one server counted twice): the shared server and two of the test's own
+    const own = await Promise.all([startRedis(), startRedis()]);
+    const clients = [connect(inject("coordisRedisUrl")), ...own.map((s) => connect(s.url))];
     await Promise.all(clients.map((c) => c.ping()));
     await Promise.all([clients[0]?.quit(), clients[1]?.quit()]);
     await waitUntil("the two clients to be closed", () => clients[0]?.status === "end" && clients[1]?.status === "end");
@@ -49,5 +50,6 @@ describe("a client closed by the application", () => {
     expect(mutexErr).toBeInstanceOf(RedisUnavailableError);
     expect(mutexRec.ops.map((o) => [o.outcome, o.attributes?.attempts])).toEqual([["error", 1]]);
     for (const c of clients) c.disconnect();
+    await Promise.all(own.map((s) => s.stop()));
   });
 });
