@@ -7,11 +7,33 @@
 -- KEYS[2] seq (integer): arrival counter of the leaderboard (numbers reserved in one INCRBY per script; gaps order nothing)
 -- ARGV[1] update (string): best | replace | increment
 -- ARGV[2] order (string): desc | asc
--- ARGV[3] toleranceMs (ms): an explicit `at` may lie at most this far after server time
+-- ARGV[3] toleranceMs (ms): an explicit `at` may lie at most this far after server time ('' = the short form below)
 -- Reply: Array<string | number | null> | Array<[ok: number, result: Array<string | number> | string]>
 -- (one board: flat, per item score text, rank, updated 0/1 or nil, error text, 0; one board per period: flat, per
 -- item and period score, rank, updated 0/1, board index or nil, error text, zeros; else per item
 -- {1, per period: score, rank, updated 0/1, board index} or {0, error text})
+--@include leaderboard-put
+-- Every item without metadata or time on the all-time board alone: ARGV update, order, '' (no toleranceMs), then per
+-- item member, score; the reply as for one board.
+if ARGV[3] == '' then
+  local n = (#ARGV - 3) / 2
+  local s = { N = n, applied = 0, seqNext = 1, seqLast = 0 }
+  local reply, a = {}, 4
+  for o = 1, 3 * n, 3 do
+    local text = ARGV[a + 1]
+    local ok, prefix, newText, rank, updated = pcall(lb_put, s, 1, ARGV[a], text, text + 0, nil, nil, nil, nil)
+    if not ok then
+      reply[o], reply[o + 1], reply[o + 2] = false, tostring(type(prefix) == 'table' and prefix.err or prefix), 0
+    elseif prefix == false then
+      reply[o], reply[o + 1], reply[o + 2] = false, newText, 0
+    else
+      reply[o], reply[o + 1], reply[o + 2] = newText, rank, updated
+    end
+    s.applied = s.applied + 1
+    a = a + 2
+  end
+  return reply
+end
 --@include now-ms
 --@include leaderboard-submit
 -- Every item on one board (the usual batch: a leaderboard of one period): no tables but the reply, which is flat,
@@ -35,6 +57,7 @@ if #KEYS == 4 then
   end
   return reply
 end
+--@include leaderboard-submit-multi
 -- One board per period (see lb_multi_at): each item through lb_multi, no tables but the reply, which
 -- is flat, 4 values per period and item: score text, rank, updated 0/1, board index; or false (nil in the reply),
 -- error text and zeros.

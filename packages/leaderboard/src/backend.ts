@@ -62,7 +62,7 @@ export class LeaderboardBackend<M> {
 
   /** The submit script for `items`, atomically, in order. */
   async #submitScript(items: readonly CheckedSubmission[]): Promise<SubmitResult[]> {
-    const { keys, args, list } = this.#submitCall(items);
+    const { keys, args, list } = this.#submitCall(items, false);
     const reply = await runScriptDynamic(this.#redis, leaderboardScripts.submit, keys, args).catch(rethrowMapped);
     if (typeof reply === "string") {
       // One item on one board: "<score> <rank> <updated>".
@@ -145,8 +145,8 @@ export class LeaderboardBackend<M> {
     return Number(stored) === 1;
   }
 
-  /** The KEYS, ARGV and candidate boards of a submit (or submit-batch) script call for `items`. */
-  #submitCall(items: readonly CheckedSubmission[]) {
+  /** The KEYS, ARGV and candidate boards of a submit (or, `batch`, submit-batch) script call for `items`. */
+  #submitCall(items: readonly CheckedSubmission[], batch: boolean) {
     const { periods, update, order, toleranceMs, graceMs } = this.settings;
     const boards = new Map<string, { board: Board; period: number }>();
     const now = Date.now();
@@ -168,6 +168,16 @@ export class LeaderboardBackend<M> {
       else args.push(period, board.bucket.startMs, board.bucket.endMs, board.bucket.endMs + graceMs);
       list.push(board);
     }
+    if (
+      list.length === 1 &&
+      list[0]?.bucket.period === "all" &&
+      items.every((i) => i.metaJson === "" && i.at === undefined)
+    ) {
+      // The all-time board alone, no metadata, no time: the short form (fewer arguments for Redis to parse).
+      const short: (string | number)[] = batch ? [update, order, ""] : [update, order];
+      for (const item of items) short.push(item.member, String(item.score));
+      if (batch || items.length === 1) return { keys, args: short, list };
+    }
     for (const item of items) args.push(item.member, String(item.score), item.metaJson, item.at ?? "");
     return { keys, args, list };
   }
@@ -179,7 +189,7 @@ export class LeaderboardBackend<M> {
    */
   async #sendBatch(items: readonly CheckedSubmission[]): Promise<BatchOutcome<SubmitResult>[]> {
     if (items.length === 1) return [{ ok: true, value: (await this.#submitScript(items))[0] as SubmitResult }];
-    const { keys, args, list } = this.#submitCall(items);
+    const { keys, args, list } = this.#submitCall(items, true);
     const reply = await runScriptDynamic(this.#redis, leaderboardScripts.submitBatch, keys, args).catch(rethrowMapped);
     // An item's error reply as an unbatched submit's would be: a refusal that means "not serving writes right now"
     // (NOREPLICAS, MISCONF, READONLY: the item wrote nothing) is RedisUnavailableError, not a ScriptError.
