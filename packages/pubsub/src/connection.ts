@@ -21,11 +21,12 @@ import type { Kind, Subscriptions } from "./subscriptions.js";
 export const CLOSE_TIMEOUT_MS = DEFAULT_DISCONNECT_TIMEOUT_MS;
 
 /**
- * Interval of the subscriber connections' heartbeat (standalone, Sentinel, a Cluster's broadcast subscriber and each
- * shard's subscriber), ms: a PING is sent on each every interval, and when one is still unanswered at the next, the
- * connection is taken for dead and replaced (then resubscribed). A subscriber only receives, so without it a
- * connection the network dropped silently (no FIN, no RST: a NAT or load balancer that expired the flow, a host gone)
- * would never be noticed. Such a loss is detected within two intervals.
+ * Default interval of the subscriber connections' heartbeat (standalone, Sentinel, a Cluster's broadcast subscriber
+ * and each shard's subscriber), ms; the `heartbeatMs` option sets it per PubSub. A PING is sent on each every
+ * interval, and when one is still unanswered at the next, the connection is taken for dead and replaced (then
+ * resubscribed). A subscriber only receives, so without it a connection the network dropped silently (no FIN, no RST:
+ * a NAT or load balancer that expired the flow, a host gone) would never be noticed. Such a loss is detected within
+ * two intervals.
  */
 export const HEARTBEAT_INTERVAL_MS = 5_000;
 
@@ -57,6 +58,8 @@ export class SubscriberConnection {
   readonly #subs: Subscriptions;
   readonly #observer: CoordisObserver | undefined;
   readonly #onRestored: (info: ResubscribedInfo) => void;
+  /** Heartbeat interval, ms (see {@link HEARTBEAT_INTERVAL_MS}). */
+  readonly #heartbeatMs: number;
   #conn: Redis | Cluster | undefined;
   #lostAt: number | undefined;
   #retry: NodeJS.Timeout | undefined;
@@ -80,8 +83,10 @@ export class SubscriberConnection {
     subs: Subscriptions,
     observer: CoordisObserver | undefined,
     onRestored: (info: ResubscribedInfo) => void,
+    heartbeatMs: number,
   ) {
     this.#redis = redis;
+    this.#heartbeatMs = heartbeatMs;
     this.#sharded = sharded;
     this.#subs = subs;
     this.#observer = observer;
@@ -145,7 +150,7 @@ export class SubscriberConnection {
         );
         this.#heartbeat = setInterval(() => {
           for (const shard of shardSubscribers(cluster)) this.#beat(shard);
-        }, HEARTBEAT_INTERVAL_MS).unref();
+        }, this.#heartbeatMs).unref();
       } else {
         // Broadcast: ioredis keeps one subscriber connection to a node of its choice and, when it ends, opens one to
         // another node and subscribes there again, telling nobody. We follow that connection: its end is a loss, and
@@ -158,7 +163,7 @@ export class SubscriberConnection {
         cluster.on("+node", follow);
         this.#heartbeat = setInterval(() => {
           if (this.#followed !== undefined) this.#beat(this.#followed);
-        }, HEARTBEAT_INTERVAL_MS).unref();
+        }, this.#heartbeatMs).unref();
       }
       conn = cluster;
     } else {
@@ -173,7 +178,7 @@ export class SubscriberConnection {
         this.#pingOut.delete(standalone);
         if (this.#lostAt !== undefined) void this.#resubscribe(standalone);
       });
-      this.#heartbeat = setInterval(() => this.#beat(standalone), HEARTBEAT_INTERVAL_MS).unref();
+      this.#heartbeat = setInterval(() => this.#beat(standalone), this.#heartbeatMs).unref();
       conn = standalone;
     }
     conn.on("error", (error: Error) => {
@@ -256,7 +261,7 @@ export class SubscriberConnection {
     notifyEvent(this.#observer, {
       primitive: "pubsub",
       type: "connection-error",
-      error: new Error(`subscriber connection silent for ${HEARTBEAT_INTERVAL_MS} ms (PING unanswered); reconnecting`),
+      error: new Error(`subscriber connection silent for ${this.#heartbeatMs} ms (PING unanswered); reconnecting`),
     });
     // Destroys the socket (a FIN would go nowhere): "close" marks the loss, then the client reconnects and the next
     // "ready" resubscribes (on a Cluster, ioredis opens a subscriber connection to a node, which is followed).

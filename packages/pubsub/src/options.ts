@@ -8,11 +8,19 @@ import {
   validatePrefix,
 } from "@coordis/core";
 import { type Codec, jsonCodec } from "./codec.js";
+import { HEARTBEAT_INTERVAL_MS } from "./connection.js";
 
 /** Default bound of each subscription's queue of messages waiting for its handler. */
 export const DEFAULT_QUEUE_LIMIT = 1_000;
 /** Default largest encoded message, in bytes (1 MiB). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+/**
+ * Bounds of the `heartbeatMs` option, ms. Below 100 ms a stall of Redis or of the network for a tenth of a second (a
+ * fork for a snapshot, a GC pause) would drop healthy connections, and every subscriber would PING Redis more than ten
+ * times a second. Above 10 min a silent loss would go unnoticed for up to 20 min, and the PINGs would no longer keep an
+ * idle flow open through the NATs and load balancers that expire one after a few minutes.
+ */
+const HEARTBEAT_MS_RANGE = { min: 100, max: 600_000 } as const;
 
 /**
  * @internal For Coordis' own packages: an option under this key names the key kind of the channels (default `"ps"`:
@@ -50,6 +58,13 @@ export interface PubSubOptions {
    * subscriptions need. Publishers and subscribers of one channel must agree. Ignored on a standalone server.
    */
   sharded?: boolean;
+  /**
+   * Interval of the subscriber connections' heartbeat, ms (100–600,000); default {@link HEARTBEAT_INTERVAL_MS} (5 s).
+   * Each subscriber connection sends a PING every interval while it has subscriptions, and one still unanswered at
+   * the next beat has it replaced and resubscribed: a connection the network dropped silently is noticed within two
+   * intervals. Shorter for a network whose NATs expire idle flows quickly; longer for fewer PINGs from many processes.
+   */
+  heartbeatMs?: number;
   /** @internal See {@link INTERNAL_CHANNEL_KIND}. */
   [INTERNAL_CHANNEL_KIND]?: string;
 }
@@ -61,6 +76,7 @@ const OPTION_KEYS: readonly Exclude<keyof PubSubOptions, symbol>[] = [
   "queueLimit",
   "maxMessageBytes",
   "sharded",
+  "heartbeatMs",
 ];
 
 /** {@link PubSubOptions} after validation, defaults filled in. */
@@ -74,6 +90,7 @@ export interface PubSubSettings {
   readonly maxMessageBytes: number;
   /** As asked for; only a Cluster client uses it. */
   readonly sharded: boolean;
+  readonly heartbeatMs: number;
 }
 
 /**
@@ -105,7 +122,19 @@ export function parsePubSubOptions(raw: unknown, argument = "options"): PubSubSe
         : validate.positiveInteger(`${argument}.maxMessageBytes`, o.maxMessageBytes, 512 * 1024 * 1024),
     // Validated on every topology, even though only a Cluster client uses it.
     sharded: o.sharded === undefined ? true : validate.boolean(`${argument}.sharded`, o.sharded),
+    heartbeatMs:
+      o.heartbeatMs === undefined ? HEARTBEAT_INTERVAL_MS : parseHeartbeatMs(`${argument}.heartbeatMs`, o.heartbeatMs),
   };
+}
+
+/** Whole milliseconds within {@link HEARTBEAT_MS_RANGE}; whatever is wrong, the message gives the range. */
+function parseHeartbeatMs(name: string, value: unknown): number {
+  const { min, max } = HEARTBEAT_MS_RANGE;
+  if (typeof value === "number" && Number.isInteger(value) && value >= min && value <= max) return value;
+  throw new InvalidArgumentError(
+    name,
+    `expected whole milliseconds from ${min} to ${max} (default ${HEARTBEAT_INTERVAL_MS}), got ${validate.describeValue(value)}`,
+  );
 }
 
 /** The internal channel kind of `raw` (see {@link INTERNAL_CHANNEL_KIND}), if any. */

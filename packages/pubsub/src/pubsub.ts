@@ -96,8 +96,13 @@ export class PubSub extends EventEmitter<PubSubEvents> {
       overflow: (sub, channel) => this.#overflow(sub, channel),
       failed: (sub, meta, stage, err) => this.#handlerError(sub, meta, stage, err),
     });
-    this.#connection = new SubscriberConnection(redis, this.#sharded, this.#subs, this.#observer, (info) =>
-      this.#restored(info),
+    this.#connection = new SubscriberConnection(
+      redis,
+      this.#sharded,
+      this.#subs,
+      this.#observer,
+      (info) => this.#restored(info),
+      settings.heartbeatMs,
     );
   }
 

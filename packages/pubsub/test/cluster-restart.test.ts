@@ -1,5 +1,5 @@
 import { connect, type RedisClient, slotOf } from "@coordis/core";
-import { CLOSE_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, PubSub, type ResubscribedInfo } from "@coordis/pubsub";
+import { CLOSE_TIMEOUT_MS, PubSub, type ResubscribedInfo } from "@coordis/pubsub";
 import {
   EventRecorder,
   type RedisCluster,
@@ -148,7 +148,9 @@ describe("PubSub on a Redis Cluster of its own when the node of a subscription r
     }
   });
 
-  // The two cases wait out the heartbeat (two beats) at the same time: each has proxies and a channel of its own.
+  // The two cases wait out the heartbeat (two beats, of 1 s: what is tested does not depend on the default) at the
+  // same time: each has proxies and a channel of its own.
+  const beat = 1_000;
   for (const sharded of [false, true]) {
     it.concurrent(`sharded: ${sharded}: a subscriber connection the network dropped silently (no FIN, no RST) is noticed, replaced and resubscribed`, async ({
       expect,
@@ -165,7 +167,7 @@ describe("PubSub on a Redis Cluster of its own when the node of a subscription r
         client.on("error", () => {});
         clients.push(client);
         const observer = recordObserver();
-        const b = new PubSub(client, { prefix, sharded, observer });
+        const b = new PubSub(client, { prefix, sharded, observer, heartbeatMs: beat });
         const resubscribed = new EventRecorder<ResubscribedInfo>();
         b.on("resubscribed", resubscribed.record);
         const got: number[] = [];
@@ -185,9 +187,15 @@ describe("PubSub on a Redis Cluster of its own when the node of a subscription r
         const proxy = proxies[cluster.nodes.findIndex((n) => n.port === port)];
         expect(proxy?.forget()).toBeGreaterThan(0);
 
+        // Given up by the heartbeat of this PubSub within two of its beats (1 s for timers running late).
+        const silent = await observer.waitForEvent(
+          (e) => e.type === "connection-error" && /silent for/.test(String(e.error?.message)),
+          { what: "the heartbeat giving the connection up", timeoutMs: 2 * beat + 1_000 },
+        );
+        expect(silent.error?.message).toContain(`silent for ${beat} ms`);
         const info = await resubscribed.waitFor(() => true, {
           what: "'resubscribed' after the silent loss",
-          timeoutMs: 2 * HEARTBEAT_INTERVAL_MS + 5_000,
+          timeoutMs: 2 * beat + 5_000,
         });
         expect(info).toMatchObject({ channels: 1, patterns: 0 });
         const losses = observer.events.filter((e) => e.type === "subscriber-disconnected").length;

@@ -1,5 +1,5 @@
 import { connect } from "@coordis/core";
-import { HEARTBEAT_INTERVAL_MS, PubSub } from "@coordis/pubsub";
+import { PubSub } from "@coordis/pubsub";
 import {
   EventRecorder,
   type FaultProxy,
@@ -14,8 +14,15 @@ import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
-/** Added per direction by the proxy: a PING's answer comes about 2 × this after it was sent. */
-const LATENCY_MS = 1_000;
+/**
+ * Heartbeat interval of the PubSub tested: what is tested holds for any beat. 2 s rather than 1 s: the answer must come
+ * before the next beat, and timers and the proxy running late on a loaded machine must not eat that margin (1.2 s).
+ */
+const BEAT_MS = 2_000;
+/** Added per direction by the proxy: a PING's answer comes about 2 × this (0.4 beat) after it was sent. */
+const LATENCY_MS = BEAT_MS / 5;
+/** Command timeout of the client: its PINGs are answered 4 times later. */
+const COMMAND_TIMEOUT_MS = BEAT_MS / 10;
 
 describe("PubSub heartbeat on a server of its own", () => {
   let server: RedisServer;
@@ -44,29 +51,29 @@ describe("PubSub heartbeat on a server of its own", () => {
   });
 
   it("a PING answered after the command timeout but before the next beat keeps the connection (Redis slow, not gone)", async () => {
-    const client = connect(proxy.url, { commandTimeoutMs: 500 });
+    const client = connect(proxy.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
     client.on("error", () => {});
     const observer = recordObserver();
-    const bus = new PubSub(client, { prefix, observer });
+    const bus = new PubSub(client, { prefix, observer, heartbeatMs: BEAT_MS });
     try {
       const got: number[] = [];
       await bus.subscribe<number>("slow", (m) => {
         got.push(m);
       });
-      // From now on every reply takes about 2 s to arrive: each heartbeat PING is answered well after the client's
-      // command timeout (500 ms) but well before the next beat (5 s later).
+      // From now on every reply takes about 0.4 beat to arrive: each heartbeat PING is answered well after the client's
+      // command timeout (0.1 beat) but well before the next beat.
       proxy.setLatency(LATENCY_MS);
-      const first = await pings.waitFor(() => true, { what: "a heartbeat PING", timeoutMs: 2 * HEARTBEAT_INTERVAL_MS });
+      const first = await pings.waitFor(() => true, { what: "a heartbeat PING", timeoutMs: 2 * BEAT_MS });
       // At the next beats the connection, which did answer, is kept (new PINGs on it), not dropped as silent.
       const outcome = await Promise.race([
         pings
-          .waitFor((n) => n === first + 2, { what: "two more PINGs", timeoutMs: 4 * HEARTBEAT_INTERVAL_MS })
+          .waitFor((n) => n === first + 2, { what: "two more PINGs", timeoutMs: 4 * BEAT_MS })
           .then(() => "kept")
           .catch(() => "neither"),
         observer
           .waitForEvent((e) => e.type === "connection-error" || e.type === "subscriber-disconnected", {
             what: "a drop",
-            timeoutMs: 4 * HEARTBEAT_INTERVAL_MS,
+            timeoutMs: 4 * BEAT_MS,
           })
           .then(() => "dropped")
           .catch(() => "neither"),

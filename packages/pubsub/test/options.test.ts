@@ -1,5 +1,5 @@
 import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
-import { PubSub } from "@coordis/pubsub";
+import { HEARTBEAT_INTERVAL_MS, PubSub } from "@coordis/pubsub";
 import { countCommands, type RedisServer, startRedis } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -42,11 +42,33 @@ describe("PubSub options are checked whole", () => {
       queueLimit: 5,
       maxMessageBytes: 1024,
       sharded: false,
+      heartbeatMs: 1_000,
       observer: {},
       codec: { encode: String, decode: String },
     });
     expect(ok.prefix).toBe("app");
     await ok.close();
+  });
+
+  it("a heartbeatMs that is not whole milliseconds from 100 to 600,000 is refused, naming the option and the range", async () => {
+    const bad: unknown[] = [0, 99, 600_001, -1_000, 1_000.5, Number.NaN, Number.POSITIVE_INFINITY, "1000", null, true];
+    const { sent } = await countCommands(server, async () => {
+      for (const heartbeatMs of bad) {
+        let caught: unknown;
+        try {
+          new PubSub(redis, { heartbeatMs } as never);
+        } catch (err) {
+          caught = err;
+        }
+        expect(caught, String(heartbeatMs)).toBeInstanceOf(InvalidArgumentError);
+        expect((caught as InvalidArgumentError).argument).toBe("options.heartbeatMs");
+        expect((caught as Error).message).toContain("whole milliseconds from 100 to 600000");
+      }
+    });
+    expect(sent).toEqual({});
+    // The bounds themselves are accepted; the default is the exported constant.
+    expect(HEARTBEAT_INTERVAL_MS).toBe(5_000);
+    for (const heartbeatMs of [100, 600_000, HEARTBEAT_INTERVAL_MS]) await new PubSub(redis, { heartbeatMs }).close();
   });
 
   it("a prefix whose channels would be another prefix's channels is refused, naming options.prefix; nothing is sent", async () => {

@@ -116,44 +116,59 @@ describe("PubSub through a fault proxy (a server of its own)", () => {
     expect(await subscribersOf("never-connected")).toBe(0);
   });
 
-  it("a subscriber connection the network dropped silently (no FIN, no RST) is detected, replaced and resubscribed", async () => {
-    const forgetful = await startForgetfulProxy(server);
-    try {
-      const subscriberClient = connect(forgetful.url);
-      subscriberClient.on("error", () => {});
-      clients.push(subscriberClient);
-      const observer = recordObserver();
-      const b = new PubSub(subscriberClient, { prefix, observer });
-      buses.push(b);
-      const resubscribed = new EventRecorder<ResubscribedInfo>();
-      b.on("resubscribed", resubscribed.record);
-      const got: number[] = [];
-      await b.subscribe<number>("forgotten", (m) => {
-        got.push(m);
-      });
-      // Published straight to the server, not through the proxy.
-      const publisher = new PubSub(server.client(), { prefix });
-      buses.push(publisher);
-      expect(await publisher.publish("forgotten", 1)).toBe(1);
-      await waitUntil("the message before", () => got.includes(1));
+  // On the default beat, and on a custom one: noticed within two beats, which the default (5 s) could never do.
+  for (const heartbeatMs of [undefined, 1_000]) {
+    const beat = heartbeatMs ?? HEARTBEAT_INTERVAL_MS;
+    it(`heartbeatMs ${heartbeatMs ?? "default"}: a subscriber connection the network dropped silently (no FIN, no RST) is noticed within two beats, replaced and resubscribed`, async () => {
+      const forgetful = await startForgetfulProxy(server);
+      try {
+        const subscriberClient = connect(forgetful.url);
+        subscriberClient.on("error", () => {});
+        clients.push(subscriberClient);
+        const observer = recordObserver();
+        const b = new PubSub(subscriberClient, {
+          prefix,
+          observer,
+          ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
+        });
+        buses.push(b);
+        const resubscribed = new EventRecorder<ResubscribedInfo>();
+        b.on("resubscribed", resubscribed.record);
+        const got: number[] = [];
+        await b.subscribe<number>("forgotten", (m) => {
+          got.push(m);
+        });
+        // Published straight to the server, not through the proxy.
+        const publisher = new PubSub(server.client(), { prefix });
+        buses.push(publisher);
+        expect(await publisher.publish("forgotten", 1)).toBe(1);
+        await waitUntil("the message before", () => got.includes(1));
 
-      expect(forgetful.forget()).toBe(2); // the client's own connection and the subscriber connection
-      // Redis still counts the subscriber, whose messages now vanish: only the subscriber side can find out.
-      expect(await publisher.publish("forgotten", 2)).toBe(1);
-      const info = await resubscribed.waitFor(() => true, {
-        what: "'resubscribed' after the silent loss",
-        timeoutMs: 2 * HEARTBEAT_INTERVAL_MS + 5_000,
-      });
-      expect(info).toMatchObject({ channels: 1, patterns: 0 });
-      expect(observer.events.filter((e) => e.type === "subscriber-disconnected")).toHaveLength(1);
-      await waitUntil("a message after the resubscription", async () => {
-        await publisher.publish("forgotten", 3);
-        return got.includes(3);
-      });
-      expect(got).not.toContain(2); // at most once: lost while the connection was dead, as documented
-    } finally {
-      await Promise.all(buses.splice(0).map((b) => b.close()));
-      await forgetful.close();
-    }
-  });
+        expect(forgetful.forget()).toBe(2); // the client's own connection and the subscriber connection
+        // Redis still counts the subscriber, whose messages now vanish: only the subscriber side can find out.
+        expect(await publisher.publish("forgotten", 2)).toBe(1);
+        // The next beat's PING goes unanswered and the beat after it gives the connection up: two beats at most
+        // (1 s for timers running late on a loaded machine).
+        const silent = await observer.waitForEvent(
+          (e) => e.type === "connection-error" && /silent for/.test(String(e.error?.message)),
+          { what: "the heartbeat giving the connection up", timeoutMs: 2 * beat + 1_000 },
+        );
+        expect(silent.error?.message).toContain(`silent for ${beat} ms`);
+        const info = await resubscribed.waitFor(() => true, {
+          what: "'resubscribed' after the silent loss",
+          timeoutMs: 5_000,
+        });
+        expect(info).toMatchObject({ channels: 1, patterns: 0 });
+        expect(observer.events.filter((e) => e.type === "subscriber-disconnected")).toHaveLength(1);
+        await waitUntil("a message after the resubscription", async () => {
+          await publisher.publish("forgotten", 3);
+          return got.includes(3);
+        });
+        expect(got).not.toContain(2); // at most once: lost while the connection was dead, as documented
+      } finally {
+        await Promise.all(buses.splice(0).map((b) => b.close()));
+        await forgetful.close();
+      }
+    });
+  }
 });
