@@ -1,9 +1,10 @@
 -- eventlog-append: appending, shared by lua/eventlog/append.lua (one call), lua/eventlog/append-batch.lua (N calls
 -- in one script) and lua/eventlog/append-keyed.lua. Include after now-ms. The log's meta hash is read once, every
 -- call appends with el_add (its own reply or error), then the meta hash is written once and retention applied
--- (el_retain): a batch of N plain appends costs N XADDs plus three commands. See append.lua's header for the keys,
--- the arguments and the entry fields. Written for the cost inside Redis, where every table, closure and number
--- conversion counts: the state (seq, last, head, now) goes in and out of el_add as values, no table is built.
+-- (el_retain, lua/_lib/eventlog-retain.lua): a batch of N plain appends costs N XADDs plus three commands. See
+-- append.lua's header for the keys, the arguments and the entry fields. Written for the cost inside Redis, where
+-- every table, closure and number conversion counts: the state (seq, last, head, now) goes in and out of el_add as
+-- values, no table is built.
 
 -- The stream's last id: the largest id ever added to it (XINFO STREAM last-generated-id), which a new entry's id
 -- must exceed, also after that entry was deleted (XDEL) or trimmed. Only when an XADD after the last append failed.
@@ -76,6 +77,7 @@ local function el_add(stream, dedupe, payload, window, digest, chain, seq, last,
       redis.call('XADD', stream, id, 'd', payload, 's', seqText, 'p', prev, 'h', head)
     end
   else
+    -- (lua/eventlog/append.lua repeats this for its usual call, before it builds any function.)
     id = redis.call('XADD', stream, '*', 'd', payload, 's', seqText)
   end
   local err
@@ -85,26 +87,4 @@ local function el_add(stream, dedupe, payload, window, digest, chain, seq, last,
     if type(set) == 'table' and set.err then err = set end
   end
   return id, seq, id, head, now, err, seqText
-end
-
--- The retention settings as sent: '' = none, else "<maxLen> <maxAgeMs>" (0 = none). Returns maxLen, maxAgeMs.
-local function el_retention(text)
-  if text == '' then return 0, 0 end
-  local sp = string.find(text, ' ', 1, true)
-  return string.sub(text, 1, sp - 1) + 0, string.sub(text, sp + 1) + 0
-end
-
--- After the appends (at least one): applies retention once; when it trimmed a chained log, records the first kept
--- entry (anchor), so verify() can tell trimming from deletion.
-local function el_retain(stream, meta, maxLen, maxAge, chain, now)
-  local trimmed = 0
-  if maxLen > 0 then trimmed = trimmed + redis.call('XTRIM', stream, 'MAXLEN', '~', maxLen) end
-  if maxAge > 0 then
-    if now == nil then now = now_ms() end
-    trimmed = trimmed + redis.call('XTRIM', stream, 'MINID', '~', string.format('%.0f', now - maxAge))
-  end
-  if trimmed > 0 and chain then
-    local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
-    if first then redis.call('HSET', meta, 'anchor', first[1]) end
-  end
 end

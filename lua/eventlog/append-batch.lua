@@ -14,6 +14,7 @@
 -- (per call: {1, id, duplicate 0/1/2} as append.lua, or {0, error text})
 --@include now-ms
 --@include eventlog-append
+--@include eventlog-retain
 local stream, meta, mode = KEYS[1], KEYS[2], ARGV[1]
 local chain, maxLen, maxAge = mode == '1', 0, 0
 if #mode > 1 then

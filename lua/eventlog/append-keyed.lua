@@ -20,6 +20,7 @@
 -- (status 0 appended, 1 duplicate, 2 idempotency conflict, 3 stale: last/head/seq are the current state, "" = none)
 --@include now-ms
 --@include eventlog-append
+--@include eventlog-retain
 -- Appended only when the client built the entry on the current state: prev is the recorded head (the genesis hash
 -- for the first entry), seq the next sequence number, and id comes after the last id, at most 10 s before
 -- max(server time, last id's ms) and not after it (nor after the ms of the stream's last id, when something else added

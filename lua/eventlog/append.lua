@@ -12,9 +12,29 @@
 -- approximate length cap (XTRIM MAXLEN ~), maxAgeMs trims entries older than that (server time; XTRIM MINID ~), 0 = none
 -- Reply: string | [id: string, duplicate: number]
 -- (appended: the new id, a string, no table; a duplicate: the first append's id and 1, or 2 for another payload)
+local stream, meta, mode = KEYS[1], KEYS[2], ARGV[4]
+-- The usual call, a plain append without idempotency key, returns before the functions of the other calls are built
+-- (each is a closure made on every call that reaches it), and with retention builds only those of retention: the same
+-- commands as el_add's plain branch (lua/_lib/eventlog-append.lua) followed by el_retain, as the code below runs them;
+-- a change to one is a change to both.
+if ARGV[2] == '0' and (mode == '0' or (mode ~= '1' and string.sub(mode, 1, 1) ~= '1')) then
+  local maxLen, maxAge, retain = 0, 0, nil
+  if #mode > 1 then
+--@include now-ms
+--@include eventlog-retain
+    maxLen, maxAge = el_retention(string.sub(mode, 3))
+    retain = el_retain
+  end
+  local seq = redis.call('HGET', meta, 'seq')
+  local seqText = string.format('%d', (seq and seq + 0 or 0) + 1)
+  local id = redis.call('XADD', stream, '*', 'd', ARGV[1], 's', seqText)
+  redis.call('HSET', meta, 'seq', seqText, 'last', id)
+  if maxLen > 0 or maxAge > 0 then retain(stream, meta, maxLen, maxAge, false, nil) end
+  return id
+end
 --@include now-ms
 --@include eventlog-append
-local stream, meta, mode = KEYS[1], KEYS[2], ARGV[4]
+--@include eventlog-retain
 local chain, maxLen, maxAge = mode == '1', 0, 0
 if #mode > 1 then
   chain = string.sub(mode, 1, 1) == '1'
