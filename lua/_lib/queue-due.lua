@@ -1,5 +1,6 @@
 -- queue-due: the score of a job in a queue partition's delayed zset ("<priority digit><id>" -> due, server ms), shared
--- by lua/_lib/queue-add.lua (delays), lua/_lib/queue.lua (retry backoff) and lua/queue/fetch.lua (group rate limits).
+-- by lua/_lib/queue-add.lua (delays), lua/_lib/queue-retry.lua (retry backoff) and lua/queue/fetch.lua (group rate
+-- limits).
 -- Jobs due in the same ms must become ready in the order they were delayed (FIFO): equal scores would be read back in
 -- member order, i.e. by id. A job due at ms `due` scores `due` when nothing else of that ms is there, otherwise
 -- 1/1024 ms more than the last score of that ms (exact in a double until the year 2248). The fetch script takes a

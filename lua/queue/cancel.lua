@@ -22,6 +22,7 @@
 --@include now-ms
 --@include queue-due
 --@include queue
+--@include queue-retry
 local K = q_keys()
 local id = ARGV[1]
 local raw = redis.call('HGET', K.jobs, 'j:' .. id)

@@ -38,17 +38,23 @@
 -- Reply: [nowMs: number, paused: number, nextDueMs: number, lastReady: string, lastWake: string, died: string, ...job: (string | number)[]]
 -- (died: "<attempts> <id>" per job buried here, one per line; '' for none)
 --@include now-ms
---@include ratelimit
 --@include queue-due
 --@include queue
+--@include queue-retry
 local K = q_keys()
 local now = now_ms()
 -- now as text once: redis.call formats a number argument with %.17g each time, string.format('%d') costs a third.
 local nowText = string.format('%d', now)
 local want = tonumber(ARGV[1])
 local glimit = tonumber(ARGV[3])
-local rules = nil
-if ARGV[4] ~= '' then rules = rl_rules(ARGV[4]) end
+-- Per-group rate limits: their functions (lua/_lib/ratelimit.lua, q_group_rate) are built only for a call that has
+-- rules.
+local rules, q_rate = nil, nil
+if ARGV[4] ~= '' then
+--@include ratelimit
+--@include queue-group-rate
+  rules, q_rate = rl_rules(ARGV[4]), q_group_rate
+end
 local lines, died = {}, {}
 local wake = false
 
@@ -233,7 +239,7 @@ if #cands > 0 then
             redis.call('ZADD', K.gwait, 0, g .. '\0' .. q_park_at(g, freed) .. '\0' .. id)
             go = false
           elseif rules then
-            local wait = q_group_rate(K, g, rules, now)
+            local wait = q_rate(K, g, rules, now)
             if wait > 0 then
               -- In the order they were read, among the jobs due in the same ms (lua/_lib/queue-due.lua).
               K.dlast = K.dlast or {}

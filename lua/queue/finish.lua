@@ -30,7 +30,6 @@
 -- or 'F' failed and not to be retried, followed by the result or error text)
 -- Reply: number[]
 --@include now-ms
---@include queue-due
 --@include queue
 --@include queue-fence
 local K = q_keys()
@@ -63,6 +62,9 @@ local writes, done, lines = {}, {}, {}
 local u, failures = tonumber(ARGV[7]), 0
 -- Done expiry as a string per resultTtlMs (most jobs share one): redis.call would format the number for every job.
 local expiries = {}
+-- q_bury and q_retry_or_bury (lua/_lib/queue-retry.lua), built at the call's first failure: a call of completions
+-- builds none of the functions a failure needs.
+local bury, retry = nil, nil
 for j, i in ipairs(live) do
   local id, outcome = ids[i], ARGV[7 + 3 * i]
   local kind = string.sub(outcome, 1, 1)
@@ -93,16 +95,21 @@ for j, i in ipairs(live) do
       lines[#lines + 1] = 'c ' .. id
       out[i] = 1
     else
+      if not bury then
+--@include queue-due
+--@include queue-retry
+        bury, retry = q_bury, q_retry_or_bury
+      end
       rec[Q_ATTEMPTS] = rec[Q_ATTEMPTS] + 1
       local fate
       if kind == 'F' then
         -- Not retried, but its attempts allowed stay as they were: retryDead gives the job all of them again.
-        q_bury(K, id, rec, string.sub(outcome, 2), now, maxDead, deadAge)
+        bury(K, id, rec, string.sub(outcome, 2), now, maxDead, deadAge)
         fate = 'dead'
       else
         local ui = (u + failures * 0.6180339887498949) % 1
         failures = failures + 1
-        fate = q_retry_or_bury(K, id, rec, string.sub(outcome, 2), now, ui, maxDead, deadAge)
+        fate = retry(K, id, rec, string.sub(outcome, 2), now, ui, maxDead, deadAge)
       end
       if fate == 'dead' then
         lines[#lines + 1] = 'D ' .. id

@@ -19,6 +19,7 @@
 --@include now-ms
 --@include queue-due
 --@include queue
+--@include queue-retry
 --@include queue-fence
 local K = q_keys()
 local now = now_ms()

@@ -18,6 +18,7 @@
 --@include now-ms
 --@include queue-due
 --@include queue
+--@include queue-retry
 local K = q_keys()
 local id = ARGV[1]
 if redis.call('ZREM', K.dead, id) == 0 then return 0 end
