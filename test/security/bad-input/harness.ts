@@ -288,22 +288,19 @@ export async function assertRejected(cases: readonly Case[], numRuns = NUM_RUNS)
 
 export let server: RedisServer;
 export let redis: RedisClient;
-export const others: RedisClient[] = [];
 
 /**
- * Starts this file's own least-privilege server (and four clients on it, connected before any counted block, so no
+ * Starts this file's own least-privilege server (and a client on it, connected before any counted block, so no
  * handshake lands inside one) before its tests and stops it after them. Call it once at the top of a test file.
  */
 export function useServer(): void {
   beforeAll(async () => {
     server = await startRedis({ leastPrivilege: true });
     redis = server.client();
-    for (let i = 0; i < 3; i++) others.push(server.client());
-    await Promise.all([redis, ...others].map((r) => r.ping()));
+    await redis.ping();
   });
   afterAll(async () => {
     await server?.stop();
-    others.length = 0;
   });
 }
 
