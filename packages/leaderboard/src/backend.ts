@@ -169,14 +169,16 @@ export class LeaderboardBackend<M> {
       list.push(board);
     }
     if (
+      (batch || items.length === 1) &&
       list.length === 1 &&
       list[0]?.bucket.period === "all" &&
       items.every((i) => i.metaJson === "" && i.at === undefined)
     ) {
-      // The all-time board alone, no metadata, no time: the short form (fewer arguments for Redis to parse).
+      // The all-time board alone, no metadata, no time, one item or a batch: the short form (fewer arguments for
+      // Redis to parse).
       const short: (string | number)[] = batch ? [update, order, ""] : [update, order];
       for (const item of items) short.push(item.member, String(item.score));
-      if (batch || items.length === 1) return { keys, args: short, list };
+      return { keys, args: short, list };
     }
     for (const item of items) args.push(item.member, String(item.score), item.metaJson, item.at ?? "");
     return { keys, args, list };
