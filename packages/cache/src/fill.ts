@@ -82,6 +82,11 @@ export class Filler {
   /** The background refresh in progress per key, and when it started (`performance.now()`). */
   readonly #refreshing = new Map<string, { readonly started: number }>();
   readonly #waiters = new Map<string, Set<() => void>>();
+  /**
+   * Per key with a call in its fill loop: how many wakes it got. A wake that comes while a call's read is out (before
+   * it waits) is not lost: the call sees the count moved and reads again instead of waiting for its next poll.
+   */
+  readonly #wakes = new Map<string, { count: number; calls: number }>();
   #loads = 0;
 
   constructor(context: FillContext) {
@@ -153,6 +158,8 @@ export class Filler {
 
   /** Wakes the callers waiting for another replica's load of `k` (its result may be there now). */
   wake(k: string): void {
+    const woken = this.#wakes.get(k);
+    if (woken !== undefined) woken.count++;
     const set = this.#waiters.get(k);
     if (set !== undefined) for (const wake of set) wake();
   }
@@ -165,6 +172,23 @@ export class Filler {
 
   /** The shared part of getOrSet after an L1 miss: L2, then the fill lock, waiting or loading. */
   async #fill(k: string, loader: Loader<unknown>, entry: EntrySettings): Promise<Outcome> {
+    const woken = this.#wakes.get(k) ?? { count: 0, calls: 0 };
+    this.#wakes.set(k, woken);
+    woken.calls++;
+    try {
+      return await this.#fillLoop(k, loader, entry, woken);
+    } finally {
+      if (--woken.calls === 0 && this.#wakes.get(k) === woken) this.#wakes.delete(k);
+    }
+  }
+
+  /** {@link #fill}'s loop; `woken` counts the wakes of `k` (see {@link #wakes}). */
+  async #fillLoop(
+    k: string,
+    loader: Loader<unknown>,
+    entry: EntrySettings,
+    woken: { readonly count: number },
+  ): Promise<Outcome> {
     const c = this.#c;
     // The lock token is also our fill token: what we load is written back only while it holds the lock (or, after
     // the wait timed out, is registered in the entry), i.e. while nobody set, deleted or filled the key meanwhile.
@@ -174,6 +198,7 @@ export class Filler {
     for (;;) {
       // The last read, once the wait is over: take the lock if it is free now, else register our fill token.
       const last = performance.now() >= deadline || c.isClosed();
+      const wakes = woken.count;
       const epoch = c.l1.epoch;
       let read: L2Read;
       try {
@@ -203,7 +228,9 @@ export class Filler {
         }
         return { data: await this.#loadAndStore(k, loader, entry, lockToken), tier: "l2", result: "miss" };
       }
-      // Another caller (maybe another replica) is loading: wait for its result, woken by the bus or by polling.
+      // Another caller (maybe another replica) is loading: wait for its result, woken by the bus or by polling
+      // (at once when a wake came while the read was out).
+      if (woken.count !== wakes) continue;
       await this.#waitFor(k, Math.max(0, Math.min(delay, deadline - performance.now())));
       delay = Math.min(delay * 2, 200);
     }
