@@ -1,10 +1,10 @@
 -- eventlog-append: appending, shared by lua/eventlog/append.lua (one call), lua/eventlog/append-batch.lua (N calls
--- in one script) and lua/eventlog/append-keyed.lua. Include after now-ms. The log's meta hash is read once, every
--- call appends with el_add (its own reply or error), then the meta hash is written once and retention applied
--- (el_retain, lua/_lib/eventlog-retain.lua): a batch of N plain appends costs N XADDs plus three commands. See
--- append.lua's header for the keys, the arguments and the entry fields. Written for the cost inside Redis, where
--- every table, closure and number conversion counts: the state (seq, last, head, now) goes in and out of el_add as
--- values, no table is built.
+-- in one script) and lua/eventlog/append-keyed.lua. Include after now-ms and eventlog-dedupe. The log's meta hash is
+-- read once, every call appends with el_add (its own reply or error), then the meta hash is written once and
+-- retention applied (el_retain, lua/_lib/eventlog-retain.lua): a batch of N plain appends costs N XADDs plus three
+-- commands. See append.lua's header for the keys, the arguments and the entry fields. Written for the cost inside
+-- Redis, where every table, closure and number conversion counts: the state (seq, last, head, now) goes in and out of
+-- el_add as values, no table is built.
 
 -- The stream's last id: the largest id ever added to it (XINFO STREAM last-generated-id), which a new entry's id
 -- must exceed, also after that entry was deleted (XDEL) or trimmed. Only when an XADD after the last append failed.
@@ -13,19 +13,6 @@ local function el_last_id(stream)
   for i = 1, #info - 1, 2 do
     if info[i] == 'last-generated-id' then return info[i + 1] end
   end
-end
-
--- The idempotency record of a key: "<first id> <payload digest>" (a record without a digest holds the id only).
--- Returns nil when the key is unused, else the first id and 1 (same payload, or no digest to compare) or 2 (the key
--- was used with another payload).
-local function el_dedupe(dedupe, digest)
-  local rec = redis.call('GET', dedupe)
-  if not rec then return nil end
-  local sp = string.find(rec, ' ', 1, true)
-  if not sp then return rec, 1 end
-  local first = string.sub(rec, 1, sp - 1)
-  if digest ~= '' and string.sub(rec, sp + 1) ~= digest then return first, 2 end
-  return first, 1
 end
 
 -- One append after the state seq (number), last (id or false), head (hash or false), now (ms or nil: read when
@@ -46,6 +33,7 @@ local function el_add(stream, dedupe, payload, window, digest, chain, seq, last,
   local id
   if chain then
     -- The hash covers the id, so the script picks the id itself: server time, or last id + 1 within one ms.
+    -- (lua/eventlog/append.lua repeats this up to the XADD for a chained call without idempotency key or retention.)
     if now == nil then now = now_ms() end
     local lastMs, dash = -1, nil
     if last then

@@ -13,6 +13,7 @@
 -- Reply: Array<[ok: number, id: string, duplicate?: number]>
 -- (per call: {1, id, duplicate 0/1/2} as append.lua, or {0, error text})
 --@include now-ms
+--@include eventlog-dedupe
 --@include eventlog-append
 --@include eventlog-retain
 local stream, meta, mode = KEYS[1], KEYS[2], ARGV[1]

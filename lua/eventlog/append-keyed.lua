@@ -19,6 +19,7 @@
 -- Reply: [id: string, status: number, now: number, last?: string, head?: string, seq?: number]
 -- (status 0 appended, 1 duplicate, 2 idempotency conflict, 3 stale: last/head/seq are the current state, "" = none)
 --@include now-ms
+--@include eventlog-dedupe
 --@include eventlog-append
 --@include eventlog-retain
 -- Appended only when the client built the entry on the current state: prev is the recorded head (the genesis hash
