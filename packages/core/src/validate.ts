@@ -81,21 +81,22 @@ export function positiveInteger(name: string, value: unknown, max = Number.MAX_S
 
 /**
  * A duration in whole milliseconds within `[min, max]` (defaults: 1 ms to {@link MAX_DURATION_MS}).
- * Fractional, negative, NaN and infinite values are rejected.
+ * Fractional, negative, NaN and infinite values are rejected. Whatever is wrong, the message gives the range, and
+ * `defaultMs` when given (the value an option takes when left out).
  */
-export function durationMs(name: string, value: unknown, bounds: { min?: number; max?: number } = {}): number {
+export function durationMs(
+  name: string,
+  value: unknown,
+  bounds: { min?: number; max?: number; defaultMs?: number } = {},
+): number {
   const min = bounds.min ?? 1;
   const max = bounds.max ?? MAX_DURATION_MS;
-  if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new InvalidArgumentError(name, `expected a duration in milliseconds, got ${describeValue(value)}`);
-  }
-  if (!Number.isInteger(value)) {
-    throw new InvalidArgumentError(name, `expected whole milliseconds, got ${value}`);
-  }
-  if (value < min || value > max) {
-    throw new InvalidArgumentError(name, `must be between ${min} and ${max} ms, got ${value}`);
-  }
-  return value;
+  if (typeof value === "number" && Number.isInteger(value) && value >= min && value <= max) return value;
+  const fallback = bounds.defaultMs === undefined ? "" : ` (default ${bounds.defaultMs})`;
+  throw new InvalidArgumentError(
+    name,
+    `expected whole milliseconds from ${min} to ${max}${fallback}, got ${describeValue(value)}`,
+  );
 }
 
 /**

@@ -42,6 +42,24 @@ describe("validation helpers", () => {
     expect(validate.durationMs("waitMs", 0, { min: 0 })).toBe(0);
   });
 
+  it("durationMs names the range in every refusal, and the default when given", () => {
+    const message = (v: unknown, bounds?: { min?: number; max?: number; defaultMs?: number }) => {
+      try {
+        validate.durationMs("beatMs", v, bounds);
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return "accepted";
+    };
+    for (const v of [0, 1.5, -3, Number.NaN, "10", null, undefined, MAX_DURATION_MS + 1])
+      expect(message(v)).toContain(`whole milliseconds from 1 to ${MAX_DURATION_MS}, got `);
+    expect(message(1.5)).toMatch(/got 1\.5$/);
+    expect(message("10")).toMatch(/got "10"$/);
+    expect(message(99, { min: 100, max: 600_000, defaultMs: 5_000 })).toContain(
+      "whole milliseconds from 100 to 600000 (default 5000), got 99",
+    );
+  });
+
   it("positiveInteger, integer and finiteNumber", () => {
     fc.assert(
       fc.property(fc.integer({ min: 1 }), (v) => {

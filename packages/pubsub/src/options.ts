@@ -123,18 +123,13 @@ export function parsePubSubOptions(raw: unknown, argument = "options"): PubSubSe
     // Validated on every topology, even though only a Cluster client uses it.
     sharded: o.sharded === undefined ? true : validate.boolean(`${argument}.sharded`, o.sharded),
     heartbeatMs:
-      o.heartbeatMs === undefined ? HEARTBEAT_INTERVAL_MS : parseHeartbeatMs(`${argument}.heartbeatMs`, o.heartbeatMs),
+      o.heartbeatMs === undefined
+        ? HEARTBEAT_INTERVAL_MS
+        : validate.durationMs(`${argument}.heartbeatMs`, o.heartbeatMs, {
+            ...HEARTBEAT_MS_RANGE,
+            defaultMs: HEARTBEAT_INTERVAL_MS,
+          }),
   };
-}
-
-/** Whole milliseconds within {@link HEARTBEAT_MS_RANGE}; whatever is wrong, the message gives the range. */
-function parseHeartbeatMs(name: string, value: unknown): number {
-  const { min, max } = HEARTBEAT_MS_RANGE;
-  if (typeof value === "number" && Number.isInteger(value) && value >= min && value <= max) return value;
-  throw new InvalidArgumentError(
-    name,
-    `expected whole milliseconds from ${min} to ${max} (default ${HEARTBEAT_INTERVAL_MS}), got ${validate.describeValue(value)}`,
-  );
 }
 
 /** The internal channel kind of `raw` (see {@link INTERNAL_CHANNEL_KIND}), if any. */
