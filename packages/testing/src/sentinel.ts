@@ -75,12 +75,15 @@ export async function startRedisSentinel(options: StartSentinelOptions = {}): Pr
   const adminClients = new Map<RedisServer, RedisClient>();
   const dir = serverTempDir();
   const password = options.leastPrivilege ? randomBytes(12).toString("hex") : undefined;
-  const serverOptions = (extraArgs: string[]) => ({
+  // The master starts without min-replicas-to-write, which would refuse the sync write below when it asks for more
+  // replicas than the setup has; it gets it once that write is acknowledged.
+  const { "min-replicas-to-write": minReplicasToWrite, ...masterConfig } = options.config ?? {};
+  const serverOptions = (extraArgs: string[], config = options.config) => ({
     ...(password === undefined ? {} : { leastPrivilege: { password } }),
     ...(options.appendOnly === undefined ? {} : { appendOnly: options.appendOnly }),
     // A replica syncs at once (diskless sync waits 5 s for more replicas by default): until it has, a failover has
     // nothing to promote.
-    config: { "repl-diskless-sync-delay": 0, ...options.config },
+    config: { "repl-diskless-sync-delay": 0, ...config },
     extraArgs,
   });
   const adminOf = (server: RedisServer) => {
@@ -99,7 +102,7 @@ export async function startRedisSentinel(options: StartSentinelOptions = {}): Pr
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const master = await startRedis(serverOptions([]));
+    const master = await startRedis(serverOptions([], masterConfig));
     started.push(master);
     const replicas: RedisServer[] = [];
     for (let i = 0; i < (options.replicas ?? 0); i++) {
@@ -134,6 +137,9 @@ export async function startRedisSentinel(options: StartSentinelOptions = {}): Pr
       while ((await admin.wait(replicas.length, 1_000)) < replicas.length) {
         if (Date.now() > end) throw new Error(`the replicas did not acknowledge the master's writes within 30 s`);
       }
+    }
+    if (minReplicasToWrite !== undefined) {
+      await adminOf(master).call("CONFIG", "SET", "min-replicas-to-write", String(minReplicasToWrite));
     }
 
     // Sentinel rewrites its config file, so it must be a writable file of its own.
