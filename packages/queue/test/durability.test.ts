@@ -1,6 +1,6 @@
 import { connect, DurabilityError, InvalidArgumentError, type RedisClient } from "@coordis/core";
 import { Queue } from "@coordis/queue";
-import { countCommands, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
+import { countCommands, type RedisServer, startRedis, testPrefix, waitForReplicas } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix("queue");
@@ -16,19 +16,7 @@ describe("Queue durability setting (a primary with one replica)", () => {
     primary = await startRedis({ leastPrivilege: true, config: { "repl-diskless-sync-delay": 0 } });
     replica = await startRedis({ extraArgs: ["--replicaof", primary.host, String(primary.port)] });
     replicaAdmin = connect(replica.adminUrl);
-    await waitUntil(
-      "the replica to sync",
-      async () => (await replicaAdmin.info("replication")).includes("master_link_status:up"),
-      { timeoutMs: 30_000, intervalMs: 50 },
-    );
-    // A link that is up streams only from the replica's first acknowledgement (up to a second later): wait for one.
-    const primaryAdmin = connect(primary.adminUrl);
-    await primaryAdmin.set(`${prefix}:sync`, "1");
-    await waitUntil("the replica to acknowledge a write", async () => (await primaryAdmin.wait(1, 500)) === 1, {
-      timeoutMs: 30_000,
-      intervalMs: 10,
-    });
-    primaryAdmin.disconnect();
+    await waitForReplicas(primary, [replica]);
     redis = primary.client({ commandTimeoutMs: 2_000 });
     await redis.ping();
   }, 60_000);

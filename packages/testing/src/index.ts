@@ -55,6 +55,7 @@ export {
   type WaitForOptions,
 } from "./recorder.js";
 export { startRedis } from "./redis-server.js";
+export { waitForReplicas } from "./replication.js";
 export { type RedisSentinelSetup, type StartSentinelOptions, startRedisSentinel } from "./sentinel.js";
 export {
   LEAST_PRIVILEGE_USER,

@@ -6,6 +6,7 @@ import { connect, type RedisClient } from "@coordis/core";
 import { userInfo } from "./least-privilege.js";
 import { type FaultProxy, startProxy } from "./proxy.js";
 import { serverTempDir, startRedis, startServer } from "./redis-server.js";
+import { infoField, waitForLink, waitForReplicas } from "./replication.js";
 import { LEAST_PRIVILEGE_USER, type RedisConfig, type RedisServer } from "./server-types.js";
 
 /** Options of {@link startRedisSentinel}. */
@@ -54,12 +55,6 @@ export interface RedisSentinelSetup {
   /** Waits until `replica` reports its link to the master up (`master_link_status:up`). */
   waitForReplica(replica: RedisServer, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
-}
-
-async function infoField(client: RedisClient, section: string, field: string): Promise<string | undefined> {
-  const text = (await client.info(section)) as string;
-  const m = new RegExp(`^${field}:(.*)$`, "m").exec(text);
-  return m?.[1]?.trim();
 }
 
 /**
@@ -116,28 +111,10 @@ export async function startRedisSentinel(options: StartSentinelOptions = {}): Pr
       started.push(replica);
       replicas.push(replica);
     }
-    const waitForReplica = async (replica: RedisServer, timeoutMs = 30_000) => {
-      const admin = adminOf(replica);
-      const end = Date.now() + timeoutMs;
-      while ((await infoField(admin, "replication", "master_link_status").catch(() => undefined)) !== "up") {
-        if (Date.now() > end) throw new Error(`replica on port ${replica.port} did not sync within ${timeoutMs} ms`);
-        await sleep(50);
-      }
-    };
-    for (const r of replicas) await waitForReplica(r);
-    if (replicas.length > 0) {
-      // A link that is up may not stream yet: after a diskless sync the master sends a replica its writes only once
-      // the replica's first acknowledgement arrives (up to a second later), so a WAIT in between times out. A write
-      // (deleted at once) and a WAIT for every replica settle that before the setup is handed out.
-      const admin = adminOf(master);
-      const key = `coordis-testing:sync:${process.pid}`;
-      await admin.set(key, "1");
-      await admin.del(key);
-      const end = Date.now() + 30_000;
-      while ((await admin.wait(replicas.length, 1_000)) < replicas.length) {
-        if (Date.now() > end) throw new Error(`the replicas did not acknowledge the master's writes within 30 s`);
-      }
-    }
+    const waitForReplica = (replica: RedisServer, timeoutMs = 30_000) =>
+      waitForLink(adminOf(replica), replica, timeoutMs);
+    // Streaming, not only linked: a failover then has an up-to-date replica to promote, and a WAIT is answered.
+    await waitForReplicas(master, replicas);
     if (minReplicasToWrite !== undefined) {
       await adminOf(master).call("CONFIG", "SET", "min-replicas-to-write", String(minReplicasToWrite));
     }
