@@ -7,18 +7,17 @@ import { appendBeforeFastPath } from "./fixtures/append-before-fast-path.js";
 
 const prefix = testPrefix("eldiff");
 let n = 0;
+let redis: RedisClient;
+beforeAll(() => {
+  redis = connect(inject("coordisRedisUrl"));
+});
+afterAll(() => {
+  redis.disconnect();
+});
 
 // A plain append (no idempotency key, not chained) returns before the script builds any function, with retention
 // building only retention's: what it stores and replies must stay what the script did before, append after append.
 describe("plain append: the script's own path and the one it had before", () => {
-  let redis: RedisClient;
-  beforeAll(() => {
-    redis = connect(inject("coordisRedisUrl"));
-  });
-  afterAll(() => {
-    redis.disconnect();
-  });
-
   /** Every entry's fields, the meta hash (but its last id, checked per append) and the length of one log. */
   async function state(base: string) {
     const entries = (await redis.xrange(`${base}:s`, "-", "+")) as [string, string[]][];
@@ -57,14 +56,6 @@ describe("plain append: the script's own path and the one it had before", () => 
 // An append with an idempotency key, and a chained append without one, have their own straight-line paths too; a
 // chained append that also has a key or retention, or whose XADD is refused, runs the general code.
 describe("idempotent and chained appends: the script's own paths and the one it had before", () => {
-  let redis: RedisClient;
-  beforeAll(() => {
-    redis = connect(inject("coordisRedisUrl"));
-  });
-  afterAll(() => {
-    redis.disconnect();
-  });
-
   const run = (src: string, base: string, payload: string, windowMs: number, digest: string, mode: string) =>
     redis.eval(src, 3, `${base}:s`, `${base}:m`, `${base}:d`, payload, windowMs, digest, mode);
 
