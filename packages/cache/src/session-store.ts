@@ -164,7 +164,17 @@ export class RedisSessionStore {
       // The digest is inherited, not data: it is not stored, not compared by deep equality, and session middlewares
       // copy it (for...in) into the session object they later hand to set().
       const session = Object.create({ [READ_DIGEST]: this.#digests.of(key, data) }) as SessionData;
-      return Object.assign(session, data) as S;
+      // Defined, not assigned: a stored "__proto__" field stays a field (assigned, it would replace the prototype,
+      // dropping the digest and making its contents look like inherited session data).
+      for (const name of Object.keys(data)) {
+        Object.defineProperty(session, name, {
+          value: data[name],
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      }
+      return session as S;
     });
   }
 
