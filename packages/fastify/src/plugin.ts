@@ -39,6 +39,16 @@ declare module "fastify" {
 async function coordisPlugin(fastify: FastifyInstance, options: CoordisPluginOptions): Promise<void> {
   // Everything is validated before anything is opened or sent.
   const settings = parsePluginOptions(options);
+  if (fastify.hasDecorator("coordis")) {
+    // A parent's registration limits this context's routes already (its onRoute hook reaches them): a second one
+    // would limit them again, under its own defaults and budgets, each answer showing the fields of one of the two.
+    throw new InvalidArgumentError(
+      "fastify",
+      "@coordis/fastify is already registered in this context or a parent one, whose route limits reach the routes " +
+        "declared here; register it once, in the context that holds every limited route (give a route settings of " +
+        "its own in config.coordis.rateLimit), or in sibling contexts neither of which contains the other",
+    );
+  }
   const { closeTimeoutMs } = settings;
   const metrics = settings.metrics === undefined ? undefined : pluginMetrics(settings.metrics.registry);
   const observers = [metrics?.observer, settings.observer].filter((o): o is CoordisObserver => o !== undefined);

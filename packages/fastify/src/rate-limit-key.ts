@@ -60,8 +60,9 @@ export function budgetKey(group: string, raw: string): string {
 
 /**
  * The key of the counter of a route's rejections of `raw`, for `ban`: `<group>:ban:<key>`, or `<group>:ban:h:<sha256>`
- * for a key that must be hashed: never a key `rateLimitKey` gives (its hashed keys are `<group>:h:...`, and every key
- * starting with `ban:` is hashed there).
+ * for a key that must be hashed or starts with `h:`: never a key `rateLimitKey` gives (its hashed keys are
+ * `<group>:h:...`, and every key starting with `ban:` is hashed there), nor another key's counter (kept as it is,
+ * `h:<sha256>`'s counter would be that of the hashed key whose `ban:<key>` has this digest).
  */
 export function banKey(group: string, raw: string): string {
   checkKeyArguments(group, raw);
@@ -70,7 +71,7 @@ export function banKey(group: string, raw: string): string {
 
 /** {@link banKey} of arguments known to be valid (the plugin's own calls, per request). */
 export function banCounterKey(group: string, raw: string): string {
-  const key = keyOf(group, `ban:${raw}`, false);
+  const key = keyOf(group, `ban:${raw}`, raw.startsWith("h:"));
   const hashed = `${group}:h:`;
   return key.startsWith(hashed) ? `${group}:ban:h:${key.slice(hashed.length)}` : key;
 }
