@@ -221,7 +221,8 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     pending.then(
       (decision) => {
         if (decision.allowed) {
-          if (limit.onAllowed) setHeaders(limit, pair, decision, reply);
+          // A request admitted because Redis was unavailable ("fail-open") was not counted: no budget to tell.
+          if (limit.onAllowed && decision.reason !== "fail-open") setHeaders(limit, pair, decision, reply);
           try {
             notify(limit, "onExceeding", request, raw);
           } catch (err) {

@@ -173,11 +173,17 @@ describe("ban", () => {
     app.get("/x", { config: { coordis: { rateLimit: true } } }, async () => "ok");
     await app.ready();
     try {
-      expect((await get(app)).statusCode).toBe(200);
+      const before = await get(app);
+      expect(before.statusCode).toBe(200);
+      expect(before.headers.ratelimit).toBe('"m";r=4;t=60');
       proxy.blackhole();
       // The ban is read first (it meets the outage); the route's own limiter learns it from there, without a call.
-      expect((await get(app)).statusCode).toBe(200);
+      const during = await get(app);
+      expect(during.statusCode).toBe(200);
       expect(failed).toEqual(["peek"]);
+      // Admitted uncounted: no budget is claimed (a full one would invite the client to spend it).
+      expect(during.headers.ratelimit).toBeUndefined();
+      expect(during.headers["ratelimit-policy"]).toBeUndefined();
       expect((await get(app)).statusCode).toBe(200);
       expect(failed).toEqual(["peek"]);
     } finally {
