@@ -65,7 +65,10 @@ export class GroupLedger {
         c.owner === this.#owner ? c.route !== route : typeof c.identity === "string" && typeof identity === "string";
       if (conflict) return c;
     }
-    if (!claims.some((c) => c.owner === this.#owner && c.route === route && c.identity === identity)) {
+    // One claim per rules of this registration: a route resolved again, or another route or hook with the same
+    // rules (each rateLimitHook() call is a hook of its own), adds nothing to check against, and an app calling
+    // rateLimitHook() per request must not grow the ledger.
+    if (!claims.some((c) => c.owner === this.#owner && c.identity === identity)) {
       claims.push({ identity, route, owner: this.#owner });
     }
     return undefined;

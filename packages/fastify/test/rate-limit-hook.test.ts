@@ -115,4 +115,25 @@ describe("coordis.rateLimitHook", () => {
       await app.close();
     }
   });
+
+  it("rateLimitHook() called per request (the same settings each time) does not grow the process-wide group ledger", async () => {
+    const ledgers = (globalThis as Record<symbol, Map<string, Map<string, unknown[]>>>)[
+      Symbol.for("@coordis/fastify.group-ledgers.v1")
+    ];
+    const p = freshPrefix();
+    const app = Fastify();
+    await app.register(coordis, { redis: shared, prefix: p, rateLimit: { rules } });
+    app.get("/per-request", async (req, reply) => {
+      const hook = app.coordis.rateLimitHook({ group: "per-request" });
+      await new Promise<void>((resolve) => hook(req, reply, () => resolve()));
+      return "ok";
+    });
+    try {
+      for (let i = 0; i < 50; i++) await app.inject({ url: "/per-request" });
+      const scope = [...(ledgers?.entries() ?? [])].find(([name]) => name.endsWith(` ${p}`));
+      expect(scope?.[1].get("per-request")?.length).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
 });
