@@ -10,11 +10,19 @@ import {
   ownConnectionOptions,
   type RedisClient,
   ScriptError,
+  slotOf,
   toCoordisError,
 } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
 import type { ResubscribedInfo } from "./events.js";
-import { bytesRead, onShardMoved, pingUntimed, shardSubscriberFailed, shardSubscribers } from "./ioredis-internals.js";
+import {
+  bytesRead,
+  onShardMoved,
+  pingUntimed,
+  shardOfChannelsDown,
+  shardSubscriberFailed,
+  shardSubscribers,
+} from "./ioredis-internals.js";
 import type { Kind, Subscriptions } from "./subscriptions.js";
 
 /** Longest time `PubSub.close()` waits for the subscriber connection to close before destroying it, ms. */
@@ -126,11 +134,16 @@ export class SubscriberConnection {
         // ioredis restores sharded subscriptions itself; "-subscriber", and "-node" for the connection of a shard
         // subscriber, mark a loss, "subscribersReady" the moment they are back.
         const lost = () => this.#markLost();
-        cluster.on("-subscriber", lost);
-        // "-node" also comes for every other node that leaves the pool (one holding none of our subscriptions
-        // restarting): no loss then, and no "subscribersReady" would ever follow it.
+        // "-subscriber" and "-node" also come for a node that holds none of our channels (never did, or all of them
+        // were left): no loss then, and no "subscribersReady" need follow. Only a channel whose shard subscriber is
+        // not ready lost anything.
+        const shardLost = () => {
+          if (shardOfChannelsDown(cluster, this.#subs.channels.keys(), slotOf)) lost();
+        };
+        cluster.on("-subscriber", shardLost);
+        // "-node" also comes for every node that leaves the connection pool: only a shard subscriber's counts.
         cluster.on("-node", (node: unknown) => {
-          if (shardSubscribers(cluster).some((shard) => shard === node)) lost();
+          if (shardSubscribers(cluster).some((shard) => shard === node)) shardLost();
         });
         cluster.on("close", lost);
         // A shard told its subscribers that the slot of a channel moved (SUNSUBSCRIBE push, on a slot migration):

@@ -33,6 +33,33 @@ export function shardSubscriberFailed(cluster: Cluster): boolean {
 }
 
 /**
+ * Whether one of `channels` (Redis channel names) may have lost its shard subscriber connection on a sharded
+ * `cluster`: the subscriber ioredis holds responsible for its slot is missing, ended or not ready (ioredis 6
+ * internals, `clusterSlots` and `shardedSubscribers` of the subscriber group, read defensively: true when not found,
+ * so a loss is never missed). A shard subscriber that ended while holding none of them is no loss.
+ */
+export function shardOfChannelsDown(
+  cluster: Cluster,
+  channels: Iterable<string>,
+  slotOf: (key: string) => number,
+): boolean {
+  type Shard = { isHealthy?: () => boolean; instance?: Redis | null };
+  const group = (
+    cluster as unknown as { shardedSubscribers?: { clusterSlots?: unknown; shardedSubscribers?: unknown } }
+  ).shardedSubscribers;
+  const slots = group?.clusterSlots;
+  const shards = group?.shardedSubscribers;
+  if (!Array.isArray(slots) || !(shards instanceof Map)) return true;
+  for (const channel of channels) {
+    const owners: unknown = slots[slotOf(channel)];
+    const shard = Array.isArray(owners) ? (shards.get(owners[0]) as Shard | undefined) : undefined;
+    if (shard === undefined || typeof shard.isHealthy !== "function" || !shard.isHealthy()) return true;
+    if (shard.instance == null || shard.instance.status !== "ready") return true;
+  }
+  return false;
+}
+
+/**
  * A heartbeat PING that waits for its answer however late it comes: the client's command timeout does not fail it
  * (sendCommand reads the option when the command is sent). The heartbeat asks whether the connection answers before
  * the next beat; a PING answered after the command timeout (Redis busy for a moment, this process's event loop
