@@ -82,7 +82,8 @@ export class Mutex extends LockBase {
       runScriptDurable(this.#redis, lockScripts.acquire, keys, [token, this.ttlMs], this.#durability),
     );
     const [acquired, fence, pttlMs] = reply;
-    if (acquired !== 1) return { kind: "busy", retryAfterMs: Math.max(0, pttlMs) };
+    // A remaining TTL of 0 ms: the holder's lock ends within this millisecond (no TTL, -1: unknown).
+    if (acquired !== 1) return { kind: "busy", retryAfterMs: pttlMs >= 0 ? Math.max(1, pttlMs) : 0 };
     const giveBack = () => this.giveBack(this.#redis, () => this.#backend.release(token), undo);
     if (error !== undefined) return this.undurable(error, giveBack);
     return this.settle(token, fence, start, this.#backend, giveBack);

@@ -264,10 +264,10 @@ export class Redlock extends LockBase {
       !r.ok && r.error instanceof DurabilityError && r.error.reason === "unsupported";
     if (replies.every(unsupported)) throw (replies[0] as { error: CoordisError }).error;
     const won: Array<{ node: RedisClient; fence: number }> = [];
-    let busy = 0;
+    /** The remaining TTLs of the masters held by someone else (0 ms: ends within this ms; no expiry: unknown). */
+    const busyTtls: number[] = [];
     let refused = 0;
     let refusal: CoordisError | undefined;
-    let retryAfterMs = 0;
     let firstError: CoordisError | undefined;
     const unanswered = new Map<number, Promise<unknown>>();
     replies.forEach((r, i) => {
@@ -279,11 +279,9 @@ export class Redlock extends LockBase {
         firstError = preferDurability(firstError, r.error);
         unanswered.set(i, calls[i] as Promise<unknown>);
       } else if (r.value[0] === 1) won.push({ node: this.#nodes[i] as RedisClient, fence: r.value[1] });
-      else {
-        busy++;
-        retryAfterMs = Math.max(retryAfterMs, r.value[2]);
-      }
+      else busyTtls.push(r.value[2] >= 0 ? Math.max(1, r.value[2]) : Number.POSITIVE_INFINITY);
     });
+    const busy = busyTtls.length;
     if (won.length < this.quorum) {
       // Release every master, not only those we know we won: one that timed out may still have granted it, and a
       // script refused halfway (OOM at its INCR) may have left its SET.
@@ -303,7 +301,9 @@ export class Redlock extends LockBase {
           ),
         };
       }
-      return { kind: "busy", retryAfterMs: 0 };
+      // Come back once enough busy masters have expired to complete a quorum with those this round reached.
+      const freeAfter = busyTtls.sort((a, b) => a - b)[this.quorum - won.length - 1] ?? 0;
+      return { kind: "busy", retryAfterMs: Number.isFinite(freeAfter) ? freeAfter : 0 };
     }
     const fence = Math.max(...won.map((w) => w.fence));
     const atFence = won.filter((w) => w.fence === fence).length;
