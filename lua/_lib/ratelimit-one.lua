@@ -23,12 +23,13 @@
 -- remaining) (its wait is its resetMs). Several rules admitted reply one string, "<s>:<us>;<value>": TIME's two
 -- fields (now is s * 1000 + us // 1000) and the value written, from which the client reads each rule's remaining
 -- and resetMs after the take exactly as computed here (fixed window: limit - count, expAtMs - now; sliding window:
--- floor(((limit - curr) * w - prev * (w - (now - start))) / w) at least 0, expAtMs - now; token bucket and GCRA:
--- floor(level / ticks per unit), ceil((capacity ticks - level) / ticks per ms), not expAtMs - now, which a double
--- rounds past 2^53); a string costs less than a table of integers and needs no number
--- formatted besides the entries'. Every other reply is rl_consume's, {allowed, per rule: waitMs, remaining,
--- resetMs}. time: the TIME reply now was computed from. With several rules, full is the key's value when the caller
--- has read it already (false: no key; a limiter's own copy, lua/_lib/ratelimit-own.lua), nil otherwise.
+-- floor(((limit - curr) * w - min(prev, limit) * (w - (now - start))) / w) at least 0, expAtMs - now; token bucket
+-- and GCRA: floor(level / ticks per unit), lastMs - now + ceil((capacity ticks - level) / ticks per ms), not
+-- expAtMs - now, which a double rounds past 2^53; lastMs is now unless Redis' clock went back); a string costs less
+-- than a table of integers and needs no number formatted besides the entries'. Every other reply is rl_consume's,
+-- {allowed, per rule: waitMs, remaining, resetMs}. time: the TIME reply now was computed from. With several rules,
+-- full is the key's value when the caller has read it already (false: no key; a limiter's own copy,
+-- lua/_lib/ratelimit-own.lua), nil otherwise.
 local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, full)
   limit, w = limit + 0, w + 0
   local head, f, e, a, b, c
@@ -93,10 +94,10 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
           prev = b + 0
         end
         if curr > limit then curr = limit end
-        if prev > limit then prev = limit end
       end
-      -- prev * (w - elapsed) / w <= limit - curr - cost, and remaining, in integers (see rl_wait)
-      local pw = prev * (w - (now - cs))
+      -- prev * (w - elapsed) / w <= limit - curr - cost, and remaining, in integers (see rl_wait); a previous window
+      -- above a lowered limit weighs as the limit, and is written back as it was (see rl_load)
+      local pw = (prev > limit and limit or prev) * (w - (now - cs))
       if pw > (limit - curr - cost) * w then return nil end
       curr = curr + cost
       local exp = cs + 2 * w
@@ -126,7 +127,7 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
     end
     cap = cap + 0
     local capt = cap * w
-    local level = capt
+    local level, last = capt, now -- last: the instant the state is as of (see rl_load)
     if e then
       c = c + 0
       if c > 0 then
@@ -135,6 +136,8 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
         local gain = (now - a) * limit
         if gain > 0 then
           if gain >= capt - level then level = capt else level = level + gain end
+        elseif gain < 0 then
+          last = a + 0 -- Redis' clock went back: the state stays as of its later instant (see rl_load)
         end
         if level > capt then level = capt end
       end
@@ -151,30 +154,32 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
         x = short / limit
         reset = x - x % 1
         if reset * limit < short then reset = reset + 1 end
+        reset = last - now + reset
         if e and now + reset > e then return nil end -- the entry must live longer (a rule changed)
         x = level / w
         remaining = x - x % 1
       end
-      return { 0, wait, remaining, reset }
+      return { 0, last - now + wait, remaining, reset }
     end
     level = level - cost * w
     local short = capt - level
     local x = short / limit
     local reset = x - x % 1
     if reset * limit < short then reset = reset + 1 end
-    local exp = now + reset
+    local exp = last + reset
+    reset = last - now + reset
     x = level / w
     local remaining = x - x % 1
     if exp ~= e then
       local px = string.format('%d', exp)
       if full and level == capt - w then
-        v = field .. '=' .. px .. string.format(':%d:', now) .. full -- a full bucket less one unit, as text
+        v = field .. '=' .. px .. string.format(':%d:', last) .. full -- a full bucket less one unit, as text
       else
-        v = field .. '=' .. px .. string.format(':%d:%d:', now, level) .. wt
+        v = field .. '=' .. px .. string.format(':%d:%d:', last, level) .. wt
       end
       redis.call('SET', key, v, 'PXAT', px)
     else
-      redis.call('SET', key, field .. string.format('=%d:%d:%d:', exp, now, level) .. wt, 'KEEPTTL')
+      redis.call('SET', key, field .. string.format('=%d:%d:%d:', exp, last, level) .. wt, 'KEEPTTL')
     end
     local n = reset * (cap + 1) + remaining
     if n < 9007199254740992 then return n end
@@ -262,10 +267,10 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
           prev = b + 0
         end
         if curr > limit then curr = limit end
-        if prev > limit then prev = limit end
       end
-      -- prev * (w - elapsed) / w <= limit - curr - cost, and remaining, in integers (see rl_wait)
-      local pw = prev * (w - (now - cs))
+      -- prev * (w - elapsed) / w <= limit - curr - cost, and remaining, in integers (see rl_wait); a previous window
+      -- above a lowered limit weighs as the limit, and is written back as it was (see rl_load)
+      local pw = (prev > limit and limit or prev) * (w - (now - cs))
       if pw > (limit - curr - cost) * w then return nil end
       keep = 0
       if curr > 0 then keep = cs + 2 * w elseif prev > 0 then keep = cs + w end
@@ -282,7 +287,7 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
       end
     else
       local capt = cap * w
-      local level = capt
+      local level, last = capt, now -- last: the instant the state is as of (see rl_load)
       if c == argv[i + 2] then c = w elseif c then c = c + 0 end -- ticks per unit, compared as text first
       if c and c > 0 then
         level = b + 0
@@ -290,6 +295,8 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
         local gain = (now - a) * limit
         if gain > 0 then
           if gain >= capt - level then level = capt else level = level + gain end
+        elseif gain < 0 then
+          last = a -- Redis' clock went back: the state stays as of its later instant (see rl_load)
         end
         if level > capt then level = capt end
       end
@@ -300,13 +307,15 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
         reset = x - x % 1
         if reset * limit < short then reset = reset + 1 end
         x = level / w
-        remaining, keep = x - x % 1, now + reset
+        remaining, keep = x - x % 1, last + reset
+        reset = last - now + reset
       end
       local need = cost * w - level
       if need > 0 then
         local x = need / limit
         wait = x - x % 1
         if wait * limit < need then wait = wait + 1 end
+        wait = last - now + wait
         ok = 0
       else
         level = level - cost * w
@@ -314,9 +323,9 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
         local x = short / limit
         local reset2 = x - x % 1
         if reset2 * limit < short then reset2 = reset2 + 1 end
-        exp = now + reset2
+        exp = last + reset2
         ok, wait = 1, 0
-        pre, nums, post = field, format('=%d:%d:%d:', exp, now, level), argv[i + 2]
+        pre, nums, post = field, format('=%d:%d:%d:', exp, last, level), argv[i + 2]
       end
     end
     if e and keep > e then late = true end

@@ -98,9 +98,9 @@ end
         prev = $b + 0
       end
       if curr > limit then curr = limit end
-      if prev > limit then prev = limit end
     end
-    local pw = prev * (w - (now - cs))
+    -- a previous window above a lowered limit weighs as the limit, and is written back as it was (see rl_load)
+    local pw = (prev > limit and limit or prev) * (w - (now - cs))
     if pw > (limit - curr - cost) * w then return nil, v end -- its wait is the general path's to compute
     e$n, cs$n, curr$n, prev$n, pw$n, same$n = e, cs, curr, prev, pw, cs + 2 * w == e and prev == cn
   end
@@ -126,7 +126,7 @@ end
     if exp > at then at, atx, ato = exp, x$n, $offset end
   end
 -- @bucket
-  local e$n, level$n -- $field: token bucket or GCRA, in ticks
+  local e$n, level$n, last$n -- $field: token bucket or GCRA, in ticks
   do
     local limit, w, cap, e = $limit, $w, $cap, nil
     if $e then
@@ -135,7 +135,7 @@ end
       if e <= now then e = nil end -- expired: gone
     end
     local capt = cap * w
-    local level = capt
+    local level, last = capt, now -- last: the instant the state is as of (see rl_load)
     if e then
       local c = $c
       if c == '$unit' then c = w else c = c + 0 end -- ticks per unit, compared as text first
@@ -145,12 +145,14 @@ end
         local gain = (now - $a) * limit
         if gain > 0 then
           if gain >= capt - level then level = capt else level = level + gain end
+        elseif gain < 0 then
+          last = $a + 0 -- Redis' clock went back: the state stays as of its later instant (see rl_load)
         end
         if level > capt then level = capt end
       end
     end
     if cost * w - level > 0 then ok = false end
-    e$n, level$n = e, level
+    e$n, level$n, last$n = e, level, last
   end
 -- @bucket reject
   local wait$n, remaining$n, reset$n = 0, $cap, 0
@@ -162,6 +164,7 @@ end
       local x = short / limit
       reset$n = x - x % 1
       if reset$n * limit < short then reset$n = reset$n + 1 end
+      reset$n = last$n - now + reset$n
       x = level / w
       remaining$n = x - x % 1
       if e$n and now + reset$n > e$n then return nil, v end
@@ -171,6 +174,7 @@ end
       local x = need / limit
       wait$n = x - x % 1
       if wait$n * limit < need then wait$n = wait$n + 1 end
+      wait$n = last$n - now + wait$n
     end
   end
 -- @bucket write
@@ -181,8 +185,8 @@ end
     local x = short / limit
     local reset = x - x % 1
     if reset * limit < short then reset = reset + 1 end
-    local exp = now + reset
-    x$n = format('$field=%d:%d:%d:$unit', exp, now, level)
+    local exp = last$n + reset
+    x$n = format('$field=%d:%d:%d:$unit', exp, last$n, level)
     if exp > at then at, atx, ato = exp, x$n, $offset end
   end
 ]==]

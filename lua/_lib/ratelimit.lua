@@ -22,7 +22,7 @@ local function rl_rules(spec)
     local c, win = tonumber(cap), tonumber(w)
     rules[#rules + 1] = {
       field = name .. '|' .. alg, bucket = (alg == 'tb' or alg == 'gcra'), alg = alg, limit = tonumber(limit),
-      w = win, cap = c, capt = c * win, start = 0, count = 0, curr = 0, prev = 0, level = 0, exp = 0, raw = false,
+      w = win, cap = c, capt = c * win, start = 0, count = 0, curr = 0, prev = 0, level = 0, last = 0, exp = 0, raw = false,
     }
   end
   return rules
@@ -47,7 +47,7 @@ local function rl_rules_argv(argv, i)
     n = n + 1
     rules[n] = {
       field = field, bucket = bucket, alg = alg, limit = limit,
-      w = win, cap = c, capt = c * win, start = 0, count = 0, curr = 0, prev = 0, level = 0, exp = 0, raw = false,
+      w = win, cap = c, capt = c * win, start = 0, count = 0, curr = 0, prev = 0, level = 0, last = 0, exp = 0, raw = false,
     }
   end
   return rules
@@ -77,21 +77,27 @@ local function rl_load(r, stored, now)
   local limit, w = r.limit, r.w
   if r.bucket then
     local capt = r.capt
-    local level = capt
+    local level, last = capt, now
     if c and c > 0 then
       level = b
       if c ~= w then level = math.floor(b / c * w) end -- stored in another rule's ticks (its rate changed)
       local gain = (now - a) * limit
       if gain > 0 then
         if gain >= capt - level then level = capt else level = level + gain end
+      elseif gain < 0 then
+        -- Redis' clock went back (see the sliding window below): the level is the one at the stored, later instant,
+        -- and stays as of that instant (waits, resets and the entry written count from it): once the clock is back
+        -- there, the time it went back is not refilled a second time.
+        last = a
       end
       if level > capt then level = capt end
     end
-    r.level = level
+    r.level, r.last = level, last
   elseif r.alg == 'fw' then
     -- The window opens at the key's first consume and lasts w ms (not aligned to the epoch).
+    -- A count above the limit (a lowered limit) counts as full, and is kept as it is (see the sliding window below).
     if b and now < a + w then
-      r.start, r.count = a, math.min(b, limit)
+      r.start, r.count = a, b
     else
       r.start, r.count = now, 0
     end
@@ -109,7 +115,9 @@ local function rl_load(r, stored, now)
         r.prev = b
       end
     end
-    r.curr, r.prev = math.min(r.curr, limit), math.min(r.prev, limit)
+    -- Counts above the limit (a lowered limit) are decided on as the limit (rl_wait, rl_reply) but kept as they are:
+    -- cut down in what is written (a refund, a previous window written again), they would let the higher figures of
+    -- an old replica, or of the rule once the change is rolled back, admit again units that were never given back.
   end
 end
 
@@ -122,25 +130,28 @@ local function rl_wait(r, cost, now)
     if need <= 0 then return 0 end
     local q = math.floor(need / limit)
     if q * limit < need then q = q + 1 end
-    return q
+    return r.last - now + q -- counted from the state's instant (later than now when the clock went back)
   elseif r.alg == 'fw' then
     if r.count + cost <= limit then return 0 end
     return r.start + w - now
   else
     local el = now - r.start
-    local room = limit - r.curr - cost -- what the weighted previous window may still use
+    local curr, prev = r.curr, r.prev
+    if curr > limit then curr = limit end -- counts above a lowered limit weigh as the limit (see rl_load)
+    if prev > limit then prev = limit end
+    local room = limit - curr - cost -- what the weighted previous window may still use
     -- prev * (w - el) / w <= room, compared in integers (the remaining of rl_reply too): a tolerance in units would be
     -- one in time of tolerance * w / prev ms, which with windows of weeks let a call pass before the retryAfterMs the
     -- formula below announces.
-    if r.prev * (w - el) <= room * w then return 0 end
+    if prev * (w - el) <= room * w then return 0 end
     if room >= 0 then
       -- prev > 0 here: wait until prev * (w - el') / w <= room
-      return math.max(1, math.ceil(w - room * w / r.prev - el))
+      return math.max(1, math.ceil(w - room * w / prev - el))
     end
     -- Only the next window can admit it; there this window's count is the weighted one.
     local room2 = limit - cost
     local extra = 0
-    if r.curr > room2 then extra = math.ceil(w - room2 * w / r.curr) end
+    if curr > room2 then extra = math.ceil(w - room2 * w / curr) end
     return math.max(1, r.start + w + extra - now)
   end
 end
@@ -162,11 +173,11 @@ local function rl_entry(r, now)
     local level = r.level
     local capt = r.capt
     if level < capt then
-      local need, limit = capt - level, r.limit
+      local need, limit, last = capt - level, r.limit, r.last
       local q = math.floor(need / limit)
       if q * limit < need then q = q + 1 end
-      local at = now + q
-      return string.format('%d:%d:%d:%d', at, now, level, r.w), at
+      local at = last + q
+      return string.format('%d:%d:%d:%d', at, last, level, r.w), at
     end
   elseif r.alg == 'fw' then
     if r.count > 0 then
@@ -296,16 +307,18 @@ local function rl_reply(allowed, rules, waits, now)
         local need = capt - level
         reset = math.floor(need / limit)
         if reset * limit < need then reset = reset + 1 end
+        reset = r.last - now + reset
       end
     elseif r.alg == 'fw' then
       if r.count <= 0 then
         remaining, reset = limit, 0
       else
-        remaining, reset = limit - r.count, r.start + w - now
+        remaining, reset = math.max(0, limit - r.count), r.start + w - now
       end
     else
       -- floor(limit - (prev * (w - elapsed) / w + curr)), in integers as the decision (rl_wait)
-      local x = ((limit - r.curr) * w - r.prev * (w - (now - r.start))) / w
+      local curr, prev = math.min(r.curr, limit), math.min(r.prev, limit) -- see rl_wait
+      local x = ((limit - curr) * w - prev * (w - (now - r.start))) / w
       remaining, reset = math.max(0, math.floor(x)), 0
       if r.curr > 0 then
         reset = r.start + 2 * w - now

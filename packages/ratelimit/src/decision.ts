@@ -121,9 +121,10 @@ const floor = (x: number): number => x - (x - Math.floor(x));
  * An admitted call of several rules from consume's string reply: the server time and each rule's entry as written,
  * `"<name>|<alg>=<expAtMs>:<a>:<b>[:<c>]"`. Each rule's remaining and resetMs are computed exactly as the script
  * computes them (the same double operations): fixed window `limit - count`; sliding window
- * `floor(((limit - curr) × w - prev × (w - (now - start))) / w)`, at least 0; token bucket and GCRA
- * `floor(level / ticks per unit)`; resetMs `expAtMs - now` (token bucket and GCRA: `ceil((capacity ticks - level) /
- * ticks per ms)`, exact where expAtMs, past 2^53, is not).
+ * `floor(((limit - curr) × w - min(prev, limit) × (w - (now - start))) / w)`, at least 0; token bucket and GCRA
+ * `floor(level / ticks per unit)`; resetMs `expAtMs - now` (token bucket and GCRA: `lastMs - now + ceil((capacity
+ * ticks - level) / ticks per ms)`, exact where expAtMs, past 2^53, is not; lastMs is later than now only when Redis'
+ * clock went back).
  */
 function admittedFromEntries(reply: string, rules: readonly NormalizedRule[]): Decision {
   const colon = reply.indexOf(":");
@@ -144,7 +145,8 @@ function admittedFromEntries(reply: string, rules: readonly NormalizedRule[]): D
     if (rule.algorithm === "fixed-window") remaining = rule.limit - b;
     else if (rule.algorithm === "sliding-window") {
       const w = rule.windowMs;
-      const x = ((rule.limit - b) * w - c * (w - (now - a))) / w;
+      // a previous window above a lowered limit weighs as the limit (it is written back as it was)
+      const x = ((rule.limit - b) * w - Math.min(c, rule.limit) * (w - (now - a))) / w;
       remaining = floor(x);
       if (remaining < 0) remaining = 0;
     } else {
@@ -155,6 +157,7 @@ function admittedFromEntries(reply: string, rules: readonly NormalizedRule[]): D
       const short = rule.capacity * unit - b;
       resetMs = floor(short / perMs);
       if (resetMs * perMs < short) resetMs++;
+      resetMs = a - now + resetMs; // from the entry's instant, later than now when Redis' clock went back
     }
     parts[i] = { name: rule.name, allowed: true, limit: rule.capacity, remaining, resetMs, retryAfterMs: 0 };
   }
