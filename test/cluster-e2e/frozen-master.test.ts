@@ -45,10 +45,10 @@ const COMMAND_TIMEOUT_MS = 1_000;
 /**
  * How long after the promotion each primitive has to work again ("a few seconds"): a client finds the promoted master
  * at its next look at the slot map, and a call it sent to the frozen master just before waits for its command timeout;
- * plus 1 s for a loaded machine.
+ * plus 2 s for a loaded machine (the full suite on two cores has stretched a recovery to 5.08 s).
  */
 const recoveryMs = (commandTimeoutMs = COMMAND_TIMEOUT_MS) =>
-  SLOTS_REFRESH_MS + SLOTS_REFRESH_TIMEOUT_MS + commandTimeoutMs + 1_000;
+  SLOTS_REFRESH_MS + SLOTS_REFRESH_TIMEOUT_MS + commandTimeoutMs + 2_000;
 /** Recovery times, printed once at the end (the report of what was measured). */
 const timings: Record<string, number | string> = {};
 

@@ -67,7 +67,8 @@ describe("adversarial: aborts racing acquisition", () => {
         const when = rand();
         if (when < 0.1) queueMicrotask(() => controller.abort(reason));
         else if (when < 0.2) setImmediate(() => controller.abort(reason));
-        else setTimeout(() => controller.abort(reason), Math.floor(rand() * 12));
+        else if (when < 0.85) setTimeout(() => controller.abort(reason), Math.floor(rand() * 12));
+        // Some callers never give up: however slow the machine, leases are handed out too.
         try {
           const lease = await lock.acquire({ waitMs: 5_000, signal: controller.signal });
           handedOut.push(lease);
