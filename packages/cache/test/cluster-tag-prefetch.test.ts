@@ -1,19 +1,11 @@
 import { connect, type RedisClient, slotOf } from "@coordis/core";
-import { testPrefix } from "@coordis/testing";
+import { slotOwnerPort, testPrefix } from "@coordis/testing";
 import type { Cluster } from "ioredis";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { Cache } from "../src/index.js";
 import { cacheScripts } from "../src/scripts.generated.js";
 
 const prefix = testPrefix("c2tagpre");
-
-/** Port of the master serving `slot`, from CLUSTER SLOTS. */
-async function ownerPort(admin: Cluster, slot: number): Promise<number> {
-  const ranges = (await admin.call("CLUSTER", "SLOTS")) as Array<[number, number, [string, number, string]]>;
-  const range = ranges.find(([from, to]) => from <= slot && slot <= to);
-  if (range === undefined) throw new Error(`no node serves slot ${slot}`);
-  return range[2][1];
-}
 
 /**
  * On a Cluster a getOrSet given its tags reads the entry and the tags' versions from different masters in parallel: the
@@ -39,9 +31,9 @@ describe("Cache on a Cluster: tag versions read before the entry", () => {
     // A key and a tag served by different masters.
     let key = "";
     const tag = "t";
-    const tagPort = await ownerPort(admin, slotOf(`${prefix}:cache-tag:{${namespace}:${tag}}`));
+    const tagPort = await slotOwnerPort(admin, slotOf(`${prefix}:cache-tag:{${namespace}:${tag}}`));
     for (let i = 0; key === ""; i++) {
-      if ((await ownerPort(admin, slotOf(`${prefix}:cache:{${namespace}:k${i}}`))) !== tagPort) key = `k${i}`;
+      if ((await slotOwnerPort(admin, slotOf(`${prefix}:cache:{${namespace}:k${i}}`))) !== tagPort) key = `k${i}`;
     }
     const a = new Cache(aClient, { namespace, prefix, ttlMs: 60_000 });
     const b = new Cache(bClient, { namespace, prefix, ttlMs: 60_000 });

@@ -1,19 +1,11 @@
 import { connect, type RedisClient, RedisUnavailableError, slotOf } from "@coordis/core";
-import { recordObserver, testPrefix, waitUntil } from "@coordis/testing";
+import { recordObserver, slotOwnerPort, testPrefix, waitUntil } from "@coordis/testing";
 import type { Cluster, Redis } from "ioredis";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { Cache } from "../src/index.js";
 import { tiers } from "./helpers.js";
 
 const prefix = testPrefix("c2late");
-
-/** Port of the master serving `slot`, from CLUSTER SLOTS. */
-async function ownerPort(admin: Cluster, slot: number): Promise<number> {
-  const ranges = (await admin.call("CLUSTER", "SLOTS")) as Array<[number, number, [string, number, string]]>;
-  const range = ranges.find(([from, to]) => from <= slot && slot <= to);
-  if (range === undefined) throw new Error(`no node serves slot ${slot}`);
-  return range[2][1];
-}
 
 type Change = "set" | "delete" | "invalidateTag";
 
@@ -37,17 +29,20 @@ describe("Cache on a Cluster: a change whose command reaches its node only after
       const writerClient = connect(inject("coordisClusterUrl"), { commandTimeoutMs: 1_000 });
       const replicaClient = connect(inject("coordisClusterUrl"));
       clients.push(admin, writerClient, replicaClient);
-      const channelPort = await ownerPort(admin, slotOf(`${prefix}:cache-bus:${namespace}`));
+      const channelPort = await slotOwnerPort(admin, slotOf(`${prefix}:cache-bus:${namespace}`));
       // A key (and a tag) whose slot another master serves than the channel's.
       let key = "";
       let tag = "";
       for (let i = 0; key === "" || tag === ""; i++) {
-        if (key === "" && (await ownerPort(admin, slotOf(`${prefix}:cache:{${namespace}:k${i}}`))) !== channelPort) {
+        if (
+          key === "" &&
+          (await slotOwnerPort(admin, slotOf(`${prefix}:cache:{${namespace}:k${i}}`))) !== channelPort
+        ) {
           key = `k${i}`;
         }
         if (
           tag === "" &&
-          (await ownerPort(admin, slotOf(`${prefix}:cache-tag:{${namespace}:t${i}}`))) !== channelPort
+          (await slotOwnerPort(admin, slotOf(`${prefix}:cache-tag:{${namespace}:t${i}}`))) !== channelPort
         ) {
           tag = `t${i}`;
         }
@@ -68,7 +63,7 @@ describe("Cache on a Cluster: a change whose command reaches its node only after
         const inL1 = async () => (await replica.get(key)) === "old" && tiers(rec).at(-1) === "l1/hit";
         await waitUntil("the replica's L1 to hold the old value", inL1, 5_000);
         // The writer's link to the master of the entry (or tag) holds its packets back.
-        const port = await ownerPort(admin, slotOf(heldKey ?? entryKey));
+        const port = await slotOwnerPort(admin, slotOf(heldKey ?? entryKey));
         await writerClient.ping();
         const node = (writerClient as Cluster).nodes("master").find((n) => n.options.port === port) as Redis;
         stream = (node as unknown as { stream: { cork(): void; uncork(): void } }).stream;

@@ -4,6 +4,7 @@ import {
   EventRecorder,
   type RedisCluster,
   recordObserver,
+  slotOwnerPort,
   socketsOpenedBy,
   startRedisCluster,
   testPrefix,
@@ -15,14 +16,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startForgetfulProxy } from "./forgetful-proxy.js";
 
 const prefix = testPrefix();
-
-/** Port of the master serving `slot`, from CLUSTER SLOTS. */
-async function ownerPort(admin: Cluster, slot: number): Promise<number> {
-  const ranges = (await admin.call("CLUSTER", "SLOTS")) as Array<[number, number, [string, number, string]]>;
-  const range = ranges.find(([from, to]) => from <= slot && slot <= to);
-  if (range === undefined) throw new Error(`no node serves slot ${slot}`);
-  return range[2][1];
-}
 
 /**
  * Port of the node where `redisChannel` has a (classic) subscriber: ioredis chooses it. Each node is asked through a
@@ -78,7 +71,7 @@ describe("PubSub on a Redis Cluster of its own when the node of a subscription r
       await waitUntil("the message before the restart", () => got.includes(1));
       const redisChannel = b.redisChannel(channel);
       const port = sharded
-        ? await ownerPort(admin, slotOf(redisChannel))
+        ? await slotOwnerPort(admin, slotOf(redisChannel))
         : await subscriberPort(nodeClients, redisChannel);
       const node = cluster.nodes.find((n) => n.port === port);
       if (node === undefined) throw new Error(`no node on port ${port}`);
@@ -182,7 +175,7 @@ describe("PubSub on a Redis Cluster of its own when the node of a subscription r
           return got.includes(1);
         });
         const port = sharded
-          ? await ownerPort(admin, slotOf(b.redisChannel(channel)))
+          ? await slotOwnerPort(admin, slotOf(b.redisChannel(channel)))
           : await subscriberPort(nodeClients, b.redisChannel(channel));
         const proxy = proxies[cluster.nodes.findIndex((n) => n.port === port)];
         expect(proxy?.forget()).toBeGreaterThan(0);

@@ -1,18 +1,17 @@
 import { slotOf } from "@coordis/core";
 import { PubSub } from "@coordis/pubsub";
-import { type RedisCluster, recordObserver, startRedisCluster, testPrefix, waitUntil } from "@coordis/testing";
+import {
+  type RedisCluster,
+  recordObserver,
+  slotOwnerPort,
+  startRedisCluster,
+  testPrefix,
+  waitUntil,
+} from "@coordis/testing";
 import type { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
-
-/** Port of the master serving `slot`, from CLUSTER SLOTS. */
-async function ownerPort(admin: Cluster, slot: number): Promise<number> {
-  const ranges = (await admin.call("CLUSTER", "SLOTS")) as Array<[number, number, [string, number, string]]>;
-  const range = ranges.find(([from, to]) => from <= slot && slot <= to);
-  if (range === undefined) throw new Error(`no node serves slot ${slot}`);
-  return range[2][1];
-}
 
 describe("sharded PubSub when a node holding none of its subscriptions restarts", () => {
   let cluster: RedisCluster;
@@ -45,7 +44,7 @@ describe("sharded PubSub when a node holding none of its subscriptions restarts"
       if (own === undefined) throw new Error("the subscriber connection was not opened");
       const pool = own;
       await Promise.all(pool.nodes("master").map((node) => node.ping()));
-      const owner = await ownerPort(client, slotOf(bus.redisChannel("kept")));
+      const owner = await slotOwnerPort(client, slotOf(bus.redisChannel("kept")));
       const other = cluster.nodes.find((n) => n.port !== owner);
       if (other === undefined) throw new Error("no other node");
       // The other node leaves the subscriber's connection pool (its connection ends) and comes back.

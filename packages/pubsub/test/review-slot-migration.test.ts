@@ -50,10 +50,16 @@ describe("sharded PubSub when the slot of its channel migrates to another master
       await migrate(cluster, client, slotOf(bus.redisChannel("moving")));
       // The source told its sharded subscribers the channel is gone (SUNSUBSCRIBE push); ioredis subscribes on the
       // new owner. Messages published in between are lost: that gap must be reported like any other.
-      await waitUntil("a message on the new owner", async () => {
-        await bus.publish("moving", 1);
-        return got.includes(1);
-      });
+      // No bound is promised for ioredis' subscribing on the new owner (it follows its look at the slot map): 20 s for
+      // a loaded machine (the default 5 s ran out once in a full run).
+      await waitUntil(
+        "a message on the new owner",
+        async () => {
+          await bus.publish("moving", 1);
+          return got.includes(1);
+        },
+        20_000,
+      );
       // Before the fix: messages arrived again but neither event came (the gap went unreported).
       await waitUntil("resubscribed after the migration", () => bus.stats().resubscriptions >= 1);
       const types = observer.events

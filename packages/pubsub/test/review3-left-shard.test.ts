@@ -1,19 +1,18 @@
 import { once } from "node:events";
 import { slotOf } from "@coordis/core";
 import { PubSub, type ResubscribedInfo } from "@coordis/pubsub";
-import { type RedisCluster, recordObserver, startRedisCluster, testPrefix, waitUntil } from "@coordis/testing";
+import {
+  type RedisCluster,
+  recordObserver,
+  slotOwnerPort,
+  startRedisCluster,
+  testPrefix,
+  waitUntil,
+} from "@coordis/testing";
 import type { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
-
-/** Port of the master serving `slot`, from CLUSTER SLOTS. */
-async function ownerPort(admin: Cluster, slot: number): Promise<number> {
-  const ranges = (await admin.call("CLUSTER", "SLOTS")) as Array<[number, number, [string, number, string]]>;
-  const range = ranges.find(([from, to]) => from <= slot && slot <= to);
-  if (range === undefined) throw new Error(`no node serves slot ${slot}`);
-  return range[2][1];
-}
 
 describe("sharded PubSub when a node whose channels were all left restarts", () => {
   let cluster: RedisCluster;
@@ -39,10 +38,10 @@ describe("sharded PubSub when a node whose channels were all left restarts", () 
     const resubscribed: ResubscribedInfo[] = [];
     bus.on("resubscribed", (info) => void resubscribed.push(info));
     try {
-      const kept = await ownerPort(client, slotOf(bus.redisChannel("kept")));
+      const kept = await slotOwnerPort(client, slotOf(bus.redisChannel("kept")));
       let gone = "";
       for (let i = 0; gone === ""; i++) {
-        if ((await ownerPort(client, slotOf(bus.redisChannel(`gone-${i}`)))) !== kept) gone = `gone-${i}`;
+        if ((await slotOwnerPort(client, slotOf(bus.redisChannel(`gone-${i}`)))) !== kept) gone = `gone-${i}`;
       }
       const got: number[] = [];
       const goneGot: number[] = [];
@@ -54,7 +53,7 @@ describe("sharded PubSub when a node whose channels were all left restarts", () 
       if (own === undefined) throw new Error("the subscriber connection was not opened");
       // ioredis replaces the ended shard subscriber and reports its subscribers ready: any report comes before that.
       const reset = once(own, "subscribersReady");
-      const port = await ownerPort(client, slotOf(bus.redisChannel(gone)));
+      const port = await slotOwnerPort(client, slotOf(bus.redisChannel(gone)));
       const node = cluster.nodes.find((n) => n.port === port);
       if (node === undefined) throw new Error("no node");
       await node.restart();

@@ -64,6 +64,7 @@ export {
   type RedisServer,
   type StartRedisOptions,
 } from "./server-types.js";
+export { slotOwnerPort } from "./slot-owner.js";
 export { socketsOpenedBy } from "./sockets.js";
 export { spawnWorker, type WorkerProcess } from "./spawn-worker.js";
 export { MAX_STALL_MS, stallServer } from "./stall.js";
