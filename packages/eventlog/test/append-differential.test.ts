@@ -1,29 +1,23 @@
 import { createHash } from "node:crypto";
-import { connect, type RedisClient } from "@coordis/core";
 import { eventlogScripts } from "@coordis/eventlog";
 import { mulberry32, testPrefix } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { sharedClients } from "@coordis/testing/vitest";
+import { describe, expect, it } from "vitest";
 import { appendBeforeFastPath } from "./fixtures/append-before-fast-path.js";
 
 const prefix = testPrefix("eldiff");
 let n = 0;
-let redis: RedisClient;
-beforeAll(() => {
-  redis = connect(inject("coordisRedisUrl"));
-});
-afterAll(() => {
-  redis.disconnect();
-});
+const clients = sharedClients();
 
 // A plain append (no idempotency key, not chained) returns before the script builds any function, with retention
 // building only retention's: what it stores and replies must stay what the script did before, append after append.
 describe("plain append: the script's own path and the one it had before", () => {
   /** Every entry's fields, the meta hash (but its last id, checked per append) and the length of one log. */
   async function state(base: string) {
-    const entries = (await redis.xrange(`${base}:s`, "-", "+")) as [string, string[]][];
-    const [seq, head, anchor] = await redis.hmget(`${base}:m`, "seq", "head", "anchor");
+    const entries = (await clients.redis.xrange(`${base}:s`, "-", "+")) as [string, string[]][];
+    const [seq, head, anchor] = await clients.redis.hmget(`${base}:m`, "seq", "head", "anchor");
     const meta = { seq, head, anchor };
-    return { entries, meta, len: await redis.xlen(`${base}:s`) };
+    return { entries, meta, len: await clients.redis.xlen(`${base}:s`) };
   }
 
   it.each(["0", "0 10 0", "0 1 0", "0 0 86400000", "0 25 86400000"])(
@@ -34,21 +28,21 @@ describe("plain append: the script's own path and the one it had before", () => 
       for (let i = 1; i <= 150; i++) {
         const payload = JSON.stringify({ i, pad: "x".repeat(i % 7) });
         const run = (src: string, base: string) =>
-          redis.eval(src, 3, `${base}:s`, `${base}:m`, `${base}:d`, payload, 0, "", mode);
+          clients.redis.eval(src, 3, `${base}:s`, `${base}:m`, `${base}:d`, payload, 0, "", mode);
         const a = await run(appendBeforeFastPath, old);
         const b = await run(eventlogScripts.append.source, now);
         expect(typeof a).toBe("string");
         expect(typeof b).toBe("string");
         // Entry ids are server time: each log's reply is its own last entry, recorded as its last id.
-        expect(await redis.hget(`${old}:m`, "last")).toBe(a);
-        expect(await redis.hget(`${now}:m`, "last")).toBe(b);
+        expect(await clients.redis.hget(`${old}:m`, "last")).toBe(a);
+        expect(await clients.redis.hget(`${now}:m`, "last")).toBe(b);
       }
       const [before, after] = [await state(old), await state(now)];
       expect(after.len).toBe(before.len);
       expect(after.entries.map(([, f]) => f)).toEqual(before.entries.map(([, f]) => f));
       expect(after.meta).toEqual(before.meta);
       expect(after.meta).toEqual({ seq: "150", head: null, anchor: null });
-      expect(await redis.exists(`${now}:d`)).toBe(0);
+      expect(await clients.redis.exists(`${now}:d`)).toBe(0);
     },
   );
 });
@@ -57,17 +51,17 @@ describe("plain append: the script's own path and the one it had before", () => 
 // chained append that also has a key or retention, or whose XADD is refused, runs the general code.
 describe("idempotent and chained appends: the script's own paths and the one it had before", () => {
   const run = (src: string, base: string, payload: string, windowMs: number, digest: string, mode: string) =>
-    redis.eval(src, 3, `${base}:s`, `${base}:m`, `${base}:d`, payload, windowMs, digest, mode);
+    clients.redis.eval(src, 3, `${base}:s`, `${base}:m`, `${base}:d`, payload, windowMs, digest, mode);
 
   /** One log's entries, meta hash and idempotency record, with every id written as its entry's position. */
   async function state(base: string) {
-    const entries = (await redis.xrange(`${base}:s`, "-", "+")) as [string, string[]][];
+    const entries = (await clients.redis.xrange(`${base}:s`, "-", "+")) as [string, string[]][];
     const pos = new Map(entries.map(([id], i) => [id, `#${i}`]));
     const name = (text: string | null | undefined) =>
       text == null ? null : text.replace(/\d+-\d+/g, (id) => pos.get(id) ?? id);
-    const [seq, last, head, anchor] = await redis.hmget(`${base}:m`, "seq", "last", "head", "anchor");
-    const record = await redis.get(`${base}:d`);
-    const ttl = await redis.pttl(`${base}:d`);
+    const [seq, last, head, anchor] = await clients.redis.hmget(`${base}:m`, "seq", "last", "head", "anchor");
+    const record = await clients.redis.get(`${base}:d`);
+    const ttl = await clients.redis.pttl(`${base}:d`);
     return {
       fields: entries.map(([, f]) => f),
       meta: { seq, last: name(last), head, anchor: name(anchor) },
@@ -111,8 +105,8 @@ describe("idempotent and chained appends: the script's own paths and the one it 
       const b = await run(eventlogScripts.append.source, now, payload, windowMs, "", mode);
       expect(b).toEqual(a);
     }
-    const entries = async (base: string) => redis.xrange(`${base}:s`, "-", "+");
-    const meta = async (base: string) => redis.hmget(`${base}:m`, "seq", "last", "head", "anchor");
+    const entries = async (base: string) => clients.redis.xrange(`${base}:s`, "-", "+");
+    const meta = async (base: string) => clients.redis.hmget(`${base}:m`, "seq", "last", "head", "anchor");
     expect(await entries(now)).toEqual(await entries(old));
     expect(await meta(now)).toEqual(await meta(old));
   }
@@ -126,9 +120,10 @@ describe("idempotent and chained appends: the script's own paths and the one it 
     const now = `${prefix}:{cnew-${n}}`;
     // A last id an hour ahead of server time: every id is last id + 1, the same in both logs.
     const ahead = `${Date.now() + 3_600_000}-5`;
-    for (const base of [old, now]) await redis.hset(`${base}:m`, "seq", "7", "last", ahead, "head", "a".repeat(40));
+    for (const base of [old, now])
+      await clients.redis.hset(`${base}:m`, "seq", "7", "last", ahead, "head", "a".repeat(40));
     await chainedTwins(old, now, mode, keyed);
-    expect((await redis.hget(`${now}:m`, "last"))?.startsWith(ahead.split("-")[0] as string)).toBe(true);
+    expect((await clients.redis.hget(`${now}:m`, "last"))?.startsWith(ahead.split("-")[0] as string)).toBe(true);
   });
 
   it("a chained XADD refused after an entry added by something else: the same fallback ids", async () => {
@@ -136,9 +131,9 @@ describe("idempotent and chained appends: the script's own paths and the one it 
     const now = `${prefix}:{fnew-${n}}`;
     // Something else added an entry an hour ahead: the script's own id is refused, the next goes after that entry.
     const foreign = `${Date.now() + 3_600_000}-9`;
-    for (const base of [old, now]) await redis.xadd(`${base}:s`, foreign, "x", "1");
+    for (const base of [old, now]) await clients.redis.xadd(`${base}:s`, foreign, "x", "1");
     await chainedTwins(old, now, "1", false);
-    const ids = (await redis.xrange(`${now}:s`, "-", "+")).map(([id]) => id);
+    const ids = (await clients.redis.xrange(`${now}:s`, "-", "+")).map(([id]) => id);
     expect(ids[1]).toBe(`${foreign.split("-")[0]}-10`);
   });
 
@@ -153,8 +148,8 @@ describe("idempotent and chained appends: the script's own paths and the one it 
       expect(typeof b).toBe("string");
     }
     let prev = "0".repeat(40);
-    const entries = (await redis.xrange(`${now}:s`, "-", "+")) as [string, string[]][];
-    const olds = (await redis.xrange(`${old}:s`, "-", "+")) as [string, string[]][];
+    const entries = (await clients.redis.xrange(`${now}:s`, "-", "+")) as [string, string[]][];
+    const olds = (await clients.redis.xrange(`${old}:s`, "-", "+")) as [string, string[]][];
     expect(entries.map(([, f]) => [f[0], f[2], f[3]])).toEqual(olds.map(([, f]) => [f[0], f[2], f[3]]));
     for (const [i, [id, f]] of entries.entries()) {
       const h = createHash("sha1")
@@ -163,7 +158,7 @@ describe("idempotent and chained appends: the script's own paths and the one it 
       expect(f).toEqual(["d", f[1], "s", String(i + 1), "p", prev, "h", h]);
       prev = h;
     }
-    expect(await redis.hmget(`${now}:m`, "seq", "last", "head", "anchor")).toEqual([
+    expect(await clients.redis.hmget(`${now}:m`, "seq", "last", "head", "anchor")).toEqual([
       "60",
       entries.at(-1)?.[0],
       prev,
@@ -175,9 +170,9 @@ describe("idempotent and chained appends: the script's own paths and the one it 
     "mode %s: an idempotency record of another type fails the call and writes nothing",
     async (mode) => {
       const base = `${prefix}:{wrong-${++n}}`;
-      await redis.hset(`${base}:d`, "f", "v");
+      await clients.redis.hset(`${base}:d`, "f", "v");
       await expect(run(eventlogScripts.append.source, base, "{}", 60_000, "", mode)).rejects.toThrow(/WRONGTYPE/);
-      expect(await redis.exists(`${base}:s`, `${base}:m`)).toBe(0);
+      expect(await clients.redis.exists(`${base}:s`, `${base}:m`)).toBe(0);
     },
   );
 });

@@ -1,20 +1,15 @@
 import { createHash } from "node:crypto";
-import { connect, InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { InvalidArgumentError } from "@coordis/core";
 import { coordis } from "@coordis/fastify";
 import { type FaultProxy, startProxy, startRedis, testPrefix, waitUntil } from "@coordis/testing";
+import { sharedClients } from "@coordis/testing/vitest";
 import Fastify from "fastify";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 const url = inject("coordisRedisUrl");
 const prefix = testPrefix("fastify-adversarial");
 
-let shared: RedisClient;
-beforeAll(() => {
-  shared = connect(url);
-});
-afterAll(() => {
-  shared.disconnect();
-});
+const clients = sharedClients();
 
 let n = 0;
 const freshPrefix = () => `${prefix}-${n++}`;
@@ -23,7 +18,7 @@ describe("adversarial review", () => {
   it("a client cannot spend a hashed key's ban counter by sending 'h:<sha256 of ban:key>' as its key", async () => {
     const app = Fastify();
     await app.register(coordis, {
-      redis: shared,
+      redis: clients.redis,
       prefix: freshPrefix(),
       rateLimit: {
         rules: [{ name: "m", limit: 1, windowMs: 60_000 }],
@@ -53,7 +48,7 @@ describe("adversarial review", () => {
     const proxy = await startProxy({ target: url });
     const app = Fastify();
     try {
-      await app.register(coordis, { redis: shared, prefix: freshPrefix() });
+      await app.register(coordis, { redis: clients.redis, prefix: freshPrefix() });
       const err = await app.register(coordis, { url: proxy.url, prefix: freshPrefix() }).then(
         () => undefined,
         (e: unknown) => e,
@@ -70,13 +65,13 @@ describe("adversarial review", () => {
   it("a registration nested in a context that has one is refused: its routes would be limited twice", async () => {
     const app = Fastify();
     await app.register(coordis, {
-      redis: shared,
+      redis: clients.redis,
       prefix: freshPrefix(),
       rateLimit: { rules: [{ name: "m", limit: 1, windowMs: 60_000 }] },
     });
     app.register(async (child) => {
       await child.register(coordis, {
-        redis: shared,
+        redis: clients.redis,
         prefix: freshPrefix(),
         rateLimit: { rules: [{ name: "m", limit: 5, windowMs: 60_000 }] },
       });
@@ -99,7 +94,7 @@ describe("adversarial review", () => {
   it("a route-level preHandler that answers first: the limit placed after it spends nothing", async () => {
     const app = Fastify();
     await app.register(coordis, {
-      redis: shared,
+      redis: clients.redis,
       prefix: freshPrefix(),
       rateLimit: { rules: [{ name: "m", limit: 2, windowMs: 60_000 }], hook: "preHandler" },
     });
@@ -127,7 +122,7 @@ describe("adversarial review", () => {
   it("concurrent requests with costs at exactly the limit: admitted costs sum to the limit, over real HTTP", async () => {
     const app = Fastify();
     await app.register(coordis, {
-      redis: shared,
+      redis: clients.redis,
       prefix: freshPrefix(),
       rateLimit: { rules: [{ name: "m", limit: 30, windowMs: 60_000 }], cost: (req) => Number(req.headers["x-cost"]) },
     });
@@ -155,7 +150,7 @@ describe("adversarial review", () => {
     const replica = async () => {
       const app = Fastify();
       await app.register(coordis, {
-        redis: shared,
+        redis: clients.redis,
         prefix: p,
         rateLimit: { rules: [{ name: "m", limit: 25, windowMs: 60_000 }] },
       });
@@ -178,7 +173,7 @@ describe("adversarial review", () => {
   it("odd keys (control characters, 512 and 513 bytes of multi-byte text) each get a budget of their own", async () => {
     const app = Fastify();
     await app.register(coordis, {
-      redis: shared,
+      redis: clients.redis,
       prefix: freshPrefix(),
       rateLimit: {
         rules: [{ name: "m", limit: 1, windowMs: 60_000 }],

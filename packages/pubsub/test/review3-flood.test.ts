@@ -1,7 +1,7 @@
-import { connect, type RedisClient } from "@coordis/core";
 import { PubSub } from "@coordis/pubsub";
 import { testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { sharedClients } from "@coordis/testing/vitest";
+import { afterAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix("ps-r3");
 
@@ -10,23 +10,16 @@ const prefix = testPrefix("ps-r3");
  * while messages are queued; a channel left and subscribed again before Redis answered the UNSUBSCRIBE.
  */
 describe("PubSub under a flood with misbehaving handlers (shared standalone server)", () => {
-  let redis: RedisClient;
-  /** Unrestricted, for PUBSUB NUMSUB. */
-  let admin: RedisClient;
+  // admin: unrestricted, for PUBSUB NUMSUB.
+  const clients = sharedClients();
   const buses: PubSub[] = [];
   const bus = (options: ConstructorParameters<typeof PubSub>[1] = {}) => {
-    const b = new PubSub(redis, { prefix, ...options });
+    const b = new PubSub(clients.redis, { prefix, ...options });
     buses.push(b);
     return b;
   };
-  beforeAll(() => {
-    redis = connect(inject("coordisRedisUrl"));
-    admin = connect(inject("coordisAdminRedisUrl"));
-  });
   afterAll(async () => {
     await Promise.all(buses.map((b) => b.close()));
-    redis.disconnect();
-    admin.disconnect();
   });
 
   it("a throwing, a lagging and a self-unsubscribing handler leave a plain handler every message, in order", async () => {
@@ -98,7 +91,7 @@ describe("PubSub under a flood with misbehaving handlers (shared standalone serv
     await waitUntil("the killer saw the last", () => killer.length === 21);
     expect(sibling).toEqual([0]);
     expect(b.stats()).toMatchObject({ subscriptions: 1, channels: 1, queued: 0 });
-    expect(await admin.pubsub("NUMSUB", b.redisChannel("sib"))).toEqual([b.redisChannel("sib"), 1]);
+    expect(await clients.admin.pubsub("NUMSUB", b.redisChannel("sib"))).toEqual([b.redisChannel("sib"), 1]);
   });
 
   it("a channel left and subscribed again before Redis answered the UNSUBSCRIBE keeps delivering to the new handler", async () => {
@@ -132,7 +125,7 @@ describe("PubSub under a flood with misbehaving handlers (shared standalone serv
     expect(fresh).toEqual([1, 2, 3, 4, 5]);
     expect(other).toEqual([1, 2, 3, 4, 5]);
     await offFresh();
-    expect(await admin.pubsub("NUMSUB", b.redisChannel("again"))).toEqual([b.redisChannel("again"), 0]);
+    expect(await clients.admin.pubsub("NUMSUB", b.redisChannel("again"))).toEqual([b.redisChannel("again"), 0]);
   });
   it("a message of exactly maxMessageBytes in multi-byte UTF-8 is delivered whole; one byte more is refused, nothing sent", async () => {
     const b = bus({ maxMessageBytes: 1001 });
@@ -146,7 +139,7 @@ describe("PubSub under a flood with misbehaving handlers (shared standalone serv
     expect(got).toEqual([exact, "end"]);
   });
   it("close() called from inside a handler mid-flood: nothing more is delivered, queued messages are dropped, no rejection leaks", async () => {
-    const b = new PubSub(redis, { prefix });
+    const b = new PubSub(clients.redis, { prefix });
     const seen: number[] = [];
     const slow: number[] = [];
     const leaked: unknown[] = [];
@@ -162,7 +155,7 @@ describe("PubSub under a flood with misbehaving handlers (shared standalone serv
         slow.push(n);
         await new Promise((resolve) => setImmediate(resolve));
       });
-      const sender = new PubSub(redis, { prefix });
+      const sender = new PubSub(clients.redis, { prefix });
       buses.push(sender);
       await Promise.all(Array.from({ length: 500 }, (_, i) => sender.publish("closing", i)));
       await waitUntil("the handler closed the PubSub", () => seen.includes(100));
