@@ -41,7 +41,7 @@ local function qa_free_expired(jobs, ended, id, raw, clock)
   clock.now = clock.now or now_ms()
   if expiry and tonumber(expiry) > clock.now then return false end
   redis.call('ZREM', set, id)
-  redis.call('HDEL', jobs, 'j:' .. id, 'r:' .. id, 'e:' .. id, 'p:' .. id)
+  redis.call('HDEL', jobs, 'j:' .. id, 'r:' .. id, 'e:' .. id, 'p:' .. id, 'h:' .. id)
   -- Entries the earlier job left (a cancelled job's ready-stream or group-wait entry) are older than this instant:
   -- fetch.lua and q_group_wake skip them, so they cannot start the new job early (before its delay, its priority).
   redis.call('HSET', jobs, 's:' .. id, string.format('%d', clock.now))

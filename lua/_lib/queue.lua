@@ -3,7 +3,9 @@
 -- script touches is declared in KEYS. Putting a job back to wait, retrying and burying it: lua/_lib/queue-retry.lua;
 -- per-group rate limits: lua/_lib/queue-group-rate.lua (included by the scripts that reach them).
 --   jobs hash: "j:<id>" the record (cmsgpack array, see Q_* indices), "r:<id>" result, "e:<id>" last error,
---              "p:<id>" progress, "s:<id>" when the id was freed and created again (queue-add.lua). A completion writes the result field only: a record in state 'w' with a result
+--              "p:<id>" progress, "s:<id>" when the id was freed and created again (queue-add.lua), "h:<id>" the place
+--              in its group's line of a waiting job a release handed a free slot (q_group_wake; until a fetch reads it
+--              or it is cancelled). A completion writes the result field only: a record in state 'w' with a result
 --              field is a completed job (its attempts count the successful one once more, it finished at its done
 --              expiry minus its resultTtlMs); records in state 'c' were written by earlier versions
 --   ready stream: entries "i <id>" of priority-0 jobs, read by the consumer group "q" (read with NOACK and trimmed by
@@ -72,6 +74,9 @@ local function q_group_wake(K, group)
         and not redis.call('ZSCORE', K.delayed, rec[Q_PRIO] .. id) then
         local prio = rec[Q_PRIO]
         local parked = tonumber(string.sub(at, 1, 15))
+        -- The hand-off marker: its place in the line, for a fetch that finds the group full again to put it back there
+        -- (ahead of the jobs that waited after it), and for a cancel to know it held the slot (lua/queue/cancel.lua).
+        redis.call('HSET', K.jobs, 'h:' .. id, at)
         if prio == 0 then
           -- Band 0 of the prio zset (below every priority 1-9 job), scored by the time it was put to wait and its rank
           -- among the jobs one fetch parked (a fraction of a ms, exact below 2^41 ms): a fetch with a group limit reads
@@ -117,6 +122,7 @@ local function q_trim(K, set, upTo, maxCount)
     local f = 5 * i
     fields[f - 4], fields[f - 3], fields[f - 2], fields[f - 1], fields[f] =
       'j:' .. id, 'r:' .. id, 'e:' .. id, 'p:' .. id, 's:' .. id
+    fields[5 * n + i] = 'h:' .. id
   end
   redis.call('HDEL', K.jobs, unpack(fields))
 end

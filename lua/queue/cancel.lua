@@ -34,16 +34,18 @@ local now = now_ms()
 local running = redis.call('HEXISTS', K.active, id) == 1
 if running then q_deactivate(K, id, rec) end
 redis.call('ZREM', K.delayed, rec[Q_PRIO] .. id)
--- In band 0 of the prio zset: a job of priority 0 its group's release put back (lua/_lib/queue.lua q_group_wake),
--- handed the slot that freed: that slot goes on to the group's next waiter (below).
-local released = tonumber(redis.call('ZSCORE', K.prio, id) or Q_PRIO_SHIFT) < Q_PRIO_SHIFT
+-- A job its group's release handed the slot that freed (its hand-off marker, lua/_lib/queue.lua q_group_wake; or, put
+-- back by an earlier version, in band 0 of the prio zset): that slot goes on to the group's next waiter (below).
+local released = redis.call('HDEL', K.jobs, 'h:' .. id) == 1
+  or tonumber(redis.call('ZSCORE', K.prio, id) or Q_PRIO_SHIFT) < Q_PRIO_SHIFT
 redis.call('ZREM', K.prio, id)
 -- A ready-stream or gwait entry of the job stays until a fetch drops it (it reads the state).
 rec[Q_STATE] = 'x'
 rec[Q_FINISHED] = now
 redis.call('HSET', K.jobs, 'j:' .. id, cmsgpack.pack(rec))
--- A waiting job of a group that runs nothing: it may be the one a release handed the group's free slot to (moved out
--- of gwait), and nothing running would hand it on: the group's next waiter gets it.
+-- A waiting job of a group that runs nothing: it may be one an earlier version handed the group's free slot to
+-- without a marker, and nothing running would hand it on: the group's next waiter gets it. When another job holds a
+-- handed slot already, the fetch that finds the group full puts this one back at its place in the line.
 local g = rec[Q_GROUP]
 if not running and g ~= '' and (released or (tonumber(redis.call('HGET', K.groups, 'c:' .. g)) or 0) <= 0) then
   q_group_wake(K, g)

@@ -168,11 +168,20 @@ local function q_park_at(g, freed)
   last[1], last[2] = t, r
   return string.format('%015d%06d', t, r)
 end
+-- A place kept (a handed job back at its place in the line): a later q_park_at of this call stays after it.
+local function q_keep_place(g, at)
+  local last = glast[g]
+  if not last then return end
+  local t, r = tonumber(string.sub(at, 1, 15)), tonumber(string.sub(at, 16)) or 0
+  if t > last[1] or (t == last[1] and r > last[2]) then last[1], last[2] = t, r end
+end
 local woken = false -- a group's waiter put back by this call: the worker looks again at once
 -- maxBytes: once the jobs picked reach it, the candidates still to look at are put back where they were (cut); a ready
 -- stream entry goes to band 0 of the prio zset, which every fetch reads before the ready stream, by its entry's time.
 local maxBytes, bytes, cut, cutRank = tonumber(ARGV[10]), 0, false, 0
+local kept = {} -- candidates put back (their hand-off markers stay)
 local function q_put_back(i, id)
+  kept[i] = true
   if cscores[i] then
     redis.call('ZADD', K.prio, cscores[i], id)
   else
@@ -183,9 +192,25 @@ end
 if #cands > 0 then
   -- The result and freed-marker fields of every candidate at once; the records too, or, with maxBytes, in chunks of
   -- 32 up to the cut (the candidates past it are put back unread: a backlog of large jobs is not copied on every fetch).
-  local fields = {}
+  -- With them, the hand-off marker of each candidate from the prio zset (the only place a release puts a job back).
+  local fields, nc, hat = {}, #cands, {}
   for i, id in ipairs(cands) do fields[2 * i - 1], fields[2 * i] = 'r:' .. id, 's:' .. id end
+  for i, id in ipairs(cands) do
+    if cscores[i] then
+      fields[#fields + 1] = 'h:' .. id
+      hat[i] = #fields
+    end
+  end
   local small = redis.call('HMGET', K.jobs, unpack(fields))
+  -- The place in its group's line of a candidate a release handed a free slot, when its marker matches its prio zset
+  -- score (a marker an earlier version left behind does not): the time it was parked, by its band or priority.
+  local function q_handed_place(i, rec)
+    local at = hat[i] and small[hat[i]]
+    if not at then return nil end
+    local t = tonumber(string.sub(at, 1, 15))
+    if t and math.floor(tonumber(cscores[i]) - rec[Q_PRIO] * Q_PRIO_SHIFT) == t then return at end
+    return nil
+  end
   local raws, readTo = {}, 0
   local function q_read(from)
     local to = maxBytes and math.min(from + 31, #cands) or #cands
@@ -235,8 +260,12 @@ if #cands > 0 then
         local go = true
         if g ~= '' then
           if glimit > 0 and tonumber(redis.call('HGET', K.groups, 'c:' .. g) or '0') >= glimit then
-            -- FIFO (not id order) within one ms, and across a step back of the server's clock (q_park_at).
-            redis.call('ZADD', K.gwait, 0, g .. '\0' .. q_park_at(g, freed) .. '\0' .. id)
+            -- FIFO (not id order) within one ms, and across a step back of the server's clock (q_park_at). A job a
+            -- release handed a slot that another job took meanwhile (a second release while the first waited for a
+            -- fetch: a cancel, see lua/queue/cancel.lua) goes back to its own place, ahead of the jobs parked after it.
+            local place = q_handed_place(i, rec)
+            if place then q_keep_place(g, place) else place = q_park_at(g, freed) end
+            redis.call('ZADD', K.gwait, 0, g .. '\0' .. place .. '\0' .. id)
             go = false
           elseif rules then
             local wait = q_rate(K, g, rules, now)
@@ -266,6 +295,12 @@ if #cands > 0 then
       end
     end
   end
+  -- The hand-off markers read: the slot each marks is taken, given back or moot now, unless its job was put back.
+  local unmark = {}
+  for i, f in pairs(hat) do
+    if small[f] and not kept[i] then unmark[#unmark + 1] = fields[f] end
+  end
+  if #unmark > 0 then redis.call('HDEL', K.jobs, unpack(unmark)) end
 end
 
 local out = { now, paused and 1 or 0, -1, '', '', table.concat(died, '\n') }

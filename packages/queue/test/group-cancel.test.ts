@@ -84,4 +84,44 @@ describe("a job handed its group's free slot, cancelled before it starts", () =>
     releaseA2.open();
     expect(await q.result("a2", { timeoutMs: 10_000 })).toBe("a2");
   });
+
+  for (const priority of [0, 5]) {
+    it(`priority ${priority}: a second slot handed while one waits for a worker keeps its place in the line`, async () => {
+      // a runs; b, c, d wait for the slot; x (delayed) waits too. Paused, a's end hands the slot to b; the cancel of x
+      // (a waiting job of a group that runs nothing) hands one to c as well, not knowing of b's. When the queue
+      // resumes, b starts and c, over the limit, must go back to its own place in the line, ahead of d.
+      const name = `handed-twice-${priority}`;
+      const q = queue<string, string>(name);
+      const release = gate();
+      const started: string[] = [];
+      worker<string, string>(
+        name,
+        async (job) => {
+          started.push(job.id);
+          if (job.id === "a") await release.promise;
+          return job.id;
+        },
+        { concurrency: 3, groups: { concurrency: 1 } },
+      );
+      await q.add("a", { id: "a", group: "g" });
+      await waitUntil("a runs", () => started.includes("a"), 10_000);
+      for (const id of ["b", "c", "d"]) await q.add(id, { id, group: "g", priority });
+      await q.add("x", { id: "x", group: "g", priority, delayMs: 600_000 });
+      const gwait = `${prefix}:queue:{${name}}:gwait`;
+      await waitUntil("b, c and d wait for the group's slot", async () => (await admin.zcard(gwait)) === 3, 10_000);
+      await q.pause();
+      release.open();
+      expect(await q.result("a", { timeoutMs: 10_000 })).toBe("a");
+      await waitUntil("b handed the slot", async () => (await admin.zcard(gwait)) === 2, 10_000);
+      expect(await q.cancel("x")).toBe(true);
+      expect(await admin.zcard(gwait)).toBe(1); // c handed a slot too
+      await q.resume();
+      expect(await q.result("d", { timeoutMs: 10_000 })).toBe("d");
+      expect(started).toEqual(["a", "b", "c", "d"]);
+      // Every hand-off marker was cleared by the fetch that read its job, or by the cancel.
+      const fields = await admin.hkeys(`${prefix}:queue:{${name}}:jobs`);
+      expect(fields.filter((f) => f.startsWith("j:")).sort()).toEqual(["a", "b", "c", "d", "x"].map((id) => `j:${id}`));
+      expect(fields.filter((f) => f.startsWith("h:"))).toEqual([]);
+    });
+  }
 });
