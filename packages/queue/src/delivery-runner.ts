@@ -259,7 +259,7 @@ export class DeliveryRunner<T, R> {
       outcome,
       durationMs,
       name: this.#w.name,
-      attributes: { attempt: d.attempt },
+      attributes: { attempt: d.attempt, jobId: d.id },
       ...(error !== undefined ? { error } : failure !== undefined ? { error: new Error(failure) } : {}),
     });
   }

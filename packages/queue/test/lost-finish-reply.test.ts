@@ -69,6 +69,8 @@ describe("a completion whose reply is lost", () => {
       // The lost reply really made the worker send the completion again (MONITOR lines may trail the reply).
       await waitUntil("Redis ran the finish twice", () => finishCalls - before >= 2, 5_000);
       expect(processed.map((op) => op.outcome)).toEqual(["completed", "completed"]);
+      // Each report names the job it ran, so a log can follow one job's deliveries.
+      expect(processed.map((op) => op.attributes?.jobId)).toEqual(["warm-up", "a"]);
       expect(worker.stats()).toMatchObject({ completed: 2, refused: 0 });
       expect(await q.result("a", { timeoutMs: 5_000 })).toBe("done a");
     } finally {
