@@ -1,13 +1,6 @@
 import { connect, type RedisClient } from "@coordis/core";
-import {
-  type FaultProxy,
-  type RedisServer,
-  recordObserver,
-  startProxy,
-  startRedis,
-  testPrefix,
-  waitUntil,
-} from "@coordis/testing";
+import { recordObserver, testPrefix, waitUntil } from "@coordis/testing";
+import { proxiedServer } from "@coordis/testing/vitest";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Cache, type CacheOptions } from "../src/index.js";
 import { tiers } from "./helpers.js";
@@ -17,8 +10,7 @@ const prefix = testPrefix();
 const LATENCY_MS = 500;
 
 describe("Cache L1 deadlines on a slow network (replies arriving late)", () => {
-  let server: RedisServer;
-  let proxy: FaultProxy;
+  const redis = proxiedServer();
   let admin: RedisClient;
   const clients: RedisClient[] = [];
   const caches: Cache[] = [];
@@ -30,17 +22,13 @@ describe("Cache L1 deadlines on a slow network (replies arriving late)", () => {
     return c;
   };
   beforeAll(async () => {
-    server = await startRedis();
-    proxy = await startProxy({ target: server });
-    admin = server.client();
+    admin = redis.server.client();
   });
   afterAll(async () => {
-    proxy.setLatency(0);
+    redis.proxy.setLatency(0);
     await Promise.all(caches.map((c) => c.close()));
     for (const c of clients) c.disconnect();
     admin.disconnect();
-    await proxy.close();
-    await server.stop();
   });
 
   /** A (next to Redis) and B (behind the proxy) of one namespace; B's L1 lifetime is no bound here. */
@@ -48,8 +36,8 @@ describe("Cache L1 deadlines on a slow network (replies arriving late)", () => {
     const namespace = `deadlines${++ns}`;
     const base = { namespace, prefix, ttlMs: 3_000, checkEvictionPolicy: false, ...options };
     const rec = recordObserver();
-    const a = new Cache(client(server.url), base);
-    const b = new Cache(client(proxy.url), { ...base, l1: { ttlMs: 600_000 }, observer: rec });
+    const a = new Cache(client(redis.server.url), base);
+    const b = new Cache(client(redis.proxy.url), { ...base, l1: { ttlMs: 600_000 }, observer: rec });
     caches.push(a, b);
     await Promise.all([a.ready(), b.ready()]);
     const entryKey = (k: string) => `${prefix}:cache:{${namespace}:${k}}`;
@@ -70,11 +58,11 @@ describe("Cache L1 deadlines on a slow network (replies arriving late)", () => {
       () => rec.events.filter((e) => e.type === "invalidation").length === 2,
       5_000,
     );
-    proxy.setLatency(LATENCY_MS);
+    redis.proxy.setLatency(LATENCY_MS);
     expect(await b.get("viaGet")).toBe("v1");
     expect(await b.getOrSet("viaGetOrSet", () => "loaded")).toBe("v1");
     expect(tiers(rec)).toEqual(["l2/hit", "l2/hit"]);
-    proxy.setLatency(0);
+    redis.proxy.setLatency(0);
     // Redis judged the entries fresh for ttlMs from their write; B must not judge them fresher because the answer
     // took time to reach it.
     await expiredInRedis(entryKey("viaGet"));
@@ -86,14 +74,14 @@ describe("Cache L1 deadlines on a slow network (replies arriving late)", () => {
 
   it("a value B wrote (set, or a load's write-back) over a slow link leaves B's L1 when Redis expires it", async () => {
     const { b, rec, entryKey } = await pair();
-    proxy.setLatency(LATENCY_MS);
+    redis.proxy.setLatency(LATENCY_MS);
     await b.set("set", "v1");
-    proxy.setLatency(0);
+    redis.proxy.setLatency(0);
     await expiredInRedis(entryKey("set"));
     expect(await b.get("set")).toBeUndefined();
-    proxy.setLatency(LATENCY_MS);
+    redis.proxy.setLatency(LATENCY_MS);
     expect(await b.getOrSet("loaded", () => "v1")).toBe("v1");
-    proxy.setLatency(0);
+    redis.proxy.setLatency(0);
     await expiredInRedis(entryKey("loaded"));
     expect(await b.get("loaded")).toBeUndefined();
     expect(tiers(rec).slice(-2)).toEqual(["l2/miss", "l2/miss"]);

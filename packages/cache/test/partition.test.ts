@@ -1,22 +1,14 @@
 import { connect, type RedisClient } from "@coordis/core";
-import {
-  type FaultProxy,
-  type RedisServer,
-  recordObserver,
-  startProxy,
-  startRedis,
-  testPrefix,
-  waitUntil,
-} from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { recordObserver, testPrefix, waitUntil } from "@coordis/testing";
+import { proxiedServer } from "@coordis/testing/vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { Cache } from "../src/index.js";
 import { tiers } from "./helpers.js";
 
 const prefix = testPrefix();
 
 describe("Cache on a replica cut off without a word (silent partition, not yet noticed)", () => {
-  let server: RedisServer;
-  let proxy: FaultProxy;
+  const redis = proxiedServer();
   const clients: RedisClient[] = [];
   const client = (url: string) => {
     const c = connect(url, { commandTimeoutMs: 300 });
@@ -24,14 +16,8 @@ describe("Cache on a replica cut off without a word (silent partition, not yet n
     clients.push(c);
     return c;
   };
-  beforeAll(async () => {
-    server = await startRedis();
-    proxy = await startProxy({ target: server });
-  });
   afterAll(async () => {
     for (const c of clients) c.disconnect();
-    await proxy.close();
-    await server.stop();
   });
 
   it("serves no L1 entry older than l1.ttlMs: a change made elsewhere meanwhile is never hidden by it", async () => {
@@ -39,8 +25,8 @@ describe("Cache on a replica cut off without a word (silent partition, not yet n
     // a sign, and B's subscriber cannot notice a silent partition before its heartbeat (seconds).
     const options = { namespace: "partition", prefix, ttlMs: 600_000, staleMs: 600_000, checkEvictionPolicy: false };
     const rec = recordObserver();
-    const a = new Cache(client(server.url), options);
-    const b = new Cache(client(proxy.url), { ...options, l1: { ttlMs: 300 }, observer: rec });
+    const a = new Cache(client(redis.server.url), options);
+    const b = new Cache(client(redis.proxy.url), { ...options, l1: { ttlMs: 300 }, observer: rec });
     try {
       await Promise.all([a.ready(), b.ready()]);
       await a.set("k", "old");
@@ -57,7 +43,7 @@ describe("Cache on a replica cut off without a word (silent partition, not yet n
       // B's copies were stored before now; from now + l1.ttlMs on, L1 no longer serves them (B would ask Redis).
       const copied = performance.now();
       await waitUntil("B's L1 copies to be past l1.ttlMs", async () => performance.now() > copied + 350, 2_000);
-      proxy.blackhole();
+      redis.proxy.blackhole();
       await a.set("k", "new");
       await a.set("g", "new");
       // B cannot reach Redis and has not noticed that its subscription is gone: it must not answer from a copy it got
@@ -65,7 +51,7 @@ describe("Cache on a replica cut off without a word (silent partition, not yet n
       expect(await b.get("k")).not.toBe("old");
       expect(await b.getOrSet("g", () => "loaded")).toBe("loaded");
     } finally {
-      proxy.heal();
+      redis.proxy.heal();
       await Promise.all([a.close(), b.close()]);
     }
   });

@@ -6,7 +6,8 @@ import {
   runScript,
   safeRedisOptions,
 } from "@coordis/core";
-import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix, waitUntil } from "@coordis/testing";
+import { testPrefix, waitUntil } from "@coordis/testing";
+import { proxiedServer } from "@coordis/testing/vitest";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -18,25 +19,20 @@ const COMMAND_TIMEOUT_MS = 60_000;
 // connection closes only to throw them away once reconnected: they settled at their command timeout alone, though the
 // client was back within milliseconds. Coordis fails them at the close.
 describe("calls in flight when the connection closes", () => {
-  let server: RedisServer;
-  let proxy: FaultProxy;
+  const redis = proxiedServer();
   let admin: RedisClient;
   beforeAll(async () => {
-    server = await startRedis();
-    proxy = await startProxy({ target: server });
-    admin = server.adminClient();
+    admin = redis.server.adminClient();
   });
   afterAll(async () => {
     await admin.call("CLIENT", "UNPAUSE").catch(() => {});
-    await proxy.close();
-    await server.stop();
   });
 
   it.each([
-    ["connect()", () => connect(proxy.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS })],
+    ["connect()", () => connect(redis.proxy.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS })],
     [
       "a client of yours given to Coordis",
-      () => new Redis(proxy.url, { ...safeRedisOptions, commandTimeout: COMMAND_TIMEOUT_MS }),
+      () => new Redis(redis.proxy.url, { ...safeRedisOptions, commandTimeout: COMMAND_TIMEOUT_MS }),
     ],
   ] as const)("%s: they fail at once as unavailable, and the client goes on", async (kind, make) => {
     const client = make();
@@ -55,7 +51,7 @@ describe("calls in flight when the connection closes", () => {
       // Both written to the connection and unanswered: in ioredis' queue of commands sent.
       const sent = () => (client as unknown as { commandQueue: { length: number } }).commandQueue.length;
       await waitUntil("both sent", () => sent() === 2, 5_000);
-      proxy.dropConnections();
+      redis.proxy.dropConnections();
       await waitUntil("both calls failed", () => settled.length === 2, 10_000);
       await expect(script).rejects.toBeInstanceOf(RedisUnavailableError);
       await expect(command).rejects.toThrow(/Connection is closed/);

@@ -6,18 +6,10 @@ import {
   runScript,
   safeRedisOptions,
 } from "@coordis/core";
-import {
-  type FaultProxy,
-  type RedisServer,
-  startProxy,
-  startRedis,
-  startRedisCluster,
-  startRedisSentinel,
-  testPrefix,
-  waitUntil,
-} from "@coordis/testing";
+import { type RedisServer, startRedisCluster, startRedisSentinel, testPrefix, waitUntil } from "@coordis/testing";
+import { proxiedServer } from "@coordis/testing/vitest";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 
 const prefix = testPrefix("offline");
 
@@ -25,39 +17,27 @@ const prefix = testPrefix("offline");
 // that wait too long, but used to leave them queued and send them once the connection was back: a call its caller
 // was told had failed ran later, behind the caller's back. Coordis takes such a command out of the queue.
 describe("a command that failed while the client was reconnecting", () => {
-  let server: RedisServer;
-  let proxy: FaultProxy;
-  let direct: RedisClient;
-  beforeAll(async () => {
-    server = await startRedis();
-    proxy = await startProxy({ target: server });
-    direct = connect(server.url);
-  });
-  afterAll(async () => {
-    direct.disconnect();
-    await proxy.close();
-    await server.stop();
-  });
+  const redis = proxiedServer();
 
   /** Cuts the client off (connections refused and dropped) until it reports that it is reconnecting. */
   async function cutOff(client: RedisClient): Promise<void> {
-    proxy.refuse();
-    proxy.dropConnections();
+    redis.proxy.refuse();
+    redis.proxy.dropConnections();
     await waitUntil("the client to reconnect", () => client.status !== "ready", 5_000);
   }
 
   /** Lets the client back in and waits until it answers. */
   async function restore(client: RedisClient): Promise<void> {
-    await proxy.accept();
+    await redis.proxy.accept();
     await waitUntil("the client to be ready", () => client.status === "ready", 10_000);
     await client.ping();
   }
 
   it.each([
-    ["connect()", () => connect(proxy.url, { commandTimeoutMs: 300 })],
+    ["connect()", () => connect(redis.proxy.url, { commandTimeoutMs: 300 })],
     [
       "a client of yours given to Coordis",
-      () => new Redis(`${proxy.url}`, { ...safeRedisOptions, commandTimeout: 300 }),
+      () => new Redis(`${redis.proxy.url}`, { ...safeRedisOptions, commandTimeout: 300 }),
     ],
   ] as const)("%s: a script and a command that timed out are never sent after the reconnect", async (_kind, make) => {
     const client = make();
@@ -74,15 +54,15 @@ describe("a command that failed while the client was reconnecting", () => {
       await restore(client);
       // A command sent after the reconnect comes back after anything the queue still held.
       expect(await client.exists(`${tag}:v`, `${tag}:c`, `${tag}:n`)).toBe(0);
-      expect(await direct.exists(`${tag}:v`, `${tag}:c`, `${tag}:n`)).toBe(0);
+      expect(await redis.direct.exists(`${tag}:v`, `${tag}:c`, `${tag}:n`)).toBe(0);
     } finally {
-      await proxy.accept();
+      await redis.proxy.accept();
       client.disconnect();
     }
   });
 
   it("a pipeline or a transaction that timed out in the queue is left whole: replies stay in step", async () => {
-    const client = connect(proxy.url, { commandTimeoutMs: 300 });
+    const client = connect(redis.proxy.url, { commandTimeoutMs: 300 });
     const tag = `${prefix}:{batches}`;
     try {
       await runScript(client, coreScripts.probe, [`${tag}:warm`, `${tag}:warm-c`], ["w", 60_000]);
@@ -99,13 +79,13 @@ describe("a command that failed while the client was reconnecting", () => {
         expect(await client.get(`${tag}:x`)).toBe(String(i));
       }
     } finally {
-      await proxy.accept();
+      await redis.proxy.accept();
       client.disconnect();
     }
   });
 
   it("a command that waits less than the timeout still runs once the connection is back", async () => {
-    const client = connect(proxy.url, { commandTimeoutMs: 5_000 });
+    const client = connect(redis.proxy.url, { commandTimeoutMs: 5_000 });
     const tag = `${prefix}:{in-time}`;
     try {
       await client.ping();
@@ -113,9 +93,9 @@ describe("a command that failed while the client was reconnecting", () => {
       const pending = runScript(client, coreScripts.probe, [`${tag}:v`, `${tag}:c`], ["in time", 60_000]);
       await restore(client);
       expect((await pending).slice(0, 2)).toEqual(["in time", 1]);
-      expect(await direct.get(`${tag}:c`)).toBe("1");
+      expect(await redis.direct.get(`${tag}:c`)).toBe("1");
     } finally {
-      await proxy.accept();
+      await redis.proxy.accept();
       client.disconnect();
     }
   });

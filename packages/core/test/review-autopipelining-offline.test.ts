@@ -6,17 +6,10 @@ import {
   runScript,
   safeRedisOptions,
 } from "@coordis/core";
-import {
-  type FaultProxy,
-  type RedisServer,
-  startProxy,
-  startRedis,
-  startRedisCluster,
-  testPrefix,
-  waitUntil,
-} from "@coordis/testing";
+import { startRedisCluster, testPrefix, waitUntil } from "@coordis/testing";
+import { proxiedServer } from "@coordis/testing/vitest";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 
 const prefix = testPrefix("autopipe-offline");
 
@@ -25,25 +18,16 @@ const prefix = testPrefix("autopipe-offline");
 // script call that timed out while the client reconnected (its caller told RedisUnavailableError) still ran once the
 // connection was back.
 describe("enableAutoPipelining: a call that failed while the client was reconnecting", () => {
-  let server: RedisServer;
-  let proxy: FaultProxy;
-  let direct: RedisClient;
-  beforeAll(async () => {
-    server = await startRedis();
-    proxy = await startProxy({ target: server });
-    direct = connect(server.url);
-  });
-  afterAll(async () => {
-    direct.disconnect();
-    await proxy.close();
-    await server.stop();
-  });
+  const redis = proxiedServer();
 
   it.each([
-    ["connect()", () => connect(proxy.url, { commandTimeoutMs: 300, redisOptions: { enableAutoPipelining: true } })],
+    [
+      "connect()",
+      () => connect(redis.proxy.url, { commandTimeoutMs: 300, redisOptions: { enableAutoPipelining: true } }),
+    ],
     [
       "a client of yours",
-      () => new Redis(proxy.url, { ...safeRedisOptions, commandTimeout: 300, enableAutoPipelining: true }),
+      () => new Redis(redis.proxy.url, { ...safeRedisOptions, commandTimeout: 300, enableAutoPipelining: true }),
     ],
   ] as const)("%s: is never sent after the reconnect, and replies stay in step", async (kind, make) => {
     const client = make();
@@ -51,23 +35,23 @@ describe("enableAutoPipelining: a call that failed while the client was reconnec
     const tag = `${prefix}:{${kind.length}}`;
     try {
       await runScript(client, coreScripts.probe, [`${tag}:warm`, `${tag}:warm-c`], ["w", 60_000]);
-      proxy.refuse();
-      proxy.dropConnections();
+      redis.proxy.refuse();
+      redis.proxy.dropConnections();
       await waitUntil("the client to reconnect", () => client.status !== "ready", 5_000);
       const script = runScript(client, coreScripts.probe, [`${tag}:v`, `${tag}:c`], ["late", 60_000]);
       const command = client.incr(`${tag}:n`);
       await expect(script).rejects.toBeInstanceOf(RedisUnavailableError);
       await expect(command).rejects.toThrow(/timed out/);
-      await proxy.accept();
+      await redis.proxy.accept();
       await waitUntil("the client to be ready", () => client.status === "ready", 10_000);
       // Sent after the reconnect, these come back after anything the queue still held.
       for (let i = 0; i < 3; i++) {
         expect(await client.set(`${tag}:x`, String(i))).toBe("OK");
         expect(await client.get(`${tag}:x`)).toBe(String(i));
       }
-      expect(await direct.exists(`${tag}:v`, `${tag}:c`, `${tag}:n`)).toBe(0);
+      expect(await redis.direct.exists(`${tag}:v`, `${tag}:c`, `${tag}:n`)).toBe(0);
     } finally {
-      await proxy.accept();
+      await redis.proxy.accept();
       client.disconnect();
     }
   });

@@ -1,15 +1,7 @@
 import { connect } from "@coordis/core";
 import { PubSub } from "@coordis/pubsub";
-import {
-  EventRecorder,
-  type FaultProxy,
-  type RedisServer,
-  recordObserver,
-  startProxy,
-  startRedis,
-  testPrefix,
-  waitUntil,
-} from "@coordis/testing";
+import { EventRecorder, recordObserver, testPrefix, waitUntil } from "@coordis/testing";
+import { proxiedServer } from "@coordis/testing/vitest";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -25,17 +17,14 @@ const LATENCY_MS = BEAT_MS / 5;
 const COMMAND_TIMEOUT_MS = BEAT_MS / 10;
 
 describe("PubSub heartbeat on a server of its own", () => {
-  let server: RedisServer;
-  let proxy: FaultProxy;
+  const redis = proxiedServer();
   let admin: Redis;
   let monitor: Redis;
   /** Order numbers of the PINGs the server ran from the first connection that sent one (the subscriber's). */
   const pings = new EventRecorder<number>();
   let pinger: string | undefined;
   beforeAll(async () => {
-    server = await startRedis();
-    proxy = await startProxy({ target: server });
-    admin = connect(server.adminUrl) as Redis;
+    admin = connect(redis.server.adminUrl) as Redis;
     monitor = await admin.monitor();
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
       if (String(args[0]).toLowerCase() !== "ping") return;
@@ -46,12 +35,10 @@ describe("PubSub heartbeat on a server of its own", () => {
   afterAll(async () => {
     monitor.disconnect();
     admin.disconnect();
-    await proxy.close();
-    await server.stop();
   });
 
   it("a PING answered after the command timeout but before the next beat keeps the connection (Redis slow, not gone)", async () => {
-    const client = connect(proxy.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
+    const client = connect(redis.proxy.url, { commandTimeoutMs: COMMAND_TIMEOUT_MS });
     client.on("error", () => {});
     const observer = recordObserver();
     const bus = new PubSub(client, { prefix, observer, heartbeatMs: BEAT_MS });
@@ -62,7 +49,7 @@ describe("PubSub heartbeat on a server of its own", () => {
       });
       // From now on every reply takes about 0.4 beat to arrive: each heartbeat PING is answered well after the client's
       // command timeout (0.1 beat) but well before the next beat.
-      proxy.setLatency(LATENCY_MS);
+      redis.proxy.setLatency(LATENCY_MS);
       const first = await pings.waitFor(() => true, { what: "a heartbeat PING", timeoutMs: 2 * BEAT_MS });
       // At the next beats the connection, which did answer, is kept (new PINGs on it), not dropped as silent.
       const outcome = await Promise.race([
@@ -80,7 +67,7 @@ describe("PubSub heartbeat on a server of its own", () => {
       ]);
       expect(outcome).toBe("kept");
       expect(observer.events.map((e) => e.type)).toEqual([]);
-      proxy.setLatency(0);
+      redis.proxy.setLatency(0);
       expect(await bus.publish("slow", 1)).toBe(1);
       await waitUntil("the message", () => got.includes(1));
     } finally {

@@ -14,6 +14,9 @@
  */
 import { connect, type RedisClient } from "@coordis/core";
 import { afterAll, beforeAll, inject } from "vitest";
+import { type FaultProxy, startProxy } from "./proxy.js";
+import { startRedis } from "./redis-server.js";
+import type { RedisServer, StartRedisOptions } from "./server-types.js";
 import type {} from "./vitest-setup.js";
 
 /** Connections to the run's shared standalone server; see {@link sharedClients}. */
@@ -49,6 +52,57 @@ export function sharedClients(): SharedClients {
     },
     get admin() {
       return opened(admin);
+    },
+  };
+}
+
+/** A server of the calling file or `describe` block behind a fault proxy; see {@link proxiedServer}. */
+export interface ProxiedServer {
+  /** The server (for `restart()`, `url`, `adminClient()`...). */
+  readonly server: RedisServer;
+  /** The fault proxy in front of it: clients of the code under test connect to `proxy.url`. */
+  readonly proxy: FaultProxy;
+  /** A client of the server itself, past the proxy (as the least-privileged user when the server has one). */
+  readonly direct: RedisClient;
+}
+
+/**
+ * Starts a `redis-server` (with `options`), a fault proxy in front of it and a direct client before the tests of the
+ * calling file or `describe` block, and stops them after (after the block's own `afterAll` hooks, which run first).
+ * Read the fields inside tests and hooks.
+ */
+export function proxiedServer(options: StartRedisOptions = {}): ProxiedServer {
+  let started: { server: RedisServer; proxy: FaultProxy; direct: RedisClient } | undefined;
+  beforeAll(async () => {
+    const server = await startRedis(options);
+    try {
+      const proxy = await startProxy({ target: server });
+      started = { server, proxy, direct: server.client() };
+    } catch (err) {
+      await server.stop();
+      throw err;
+    }
+  });
+  afterAll(async () => {
+    if (started === undefined) return;
+    const { server, proxy } = started;
+    started = undefined;
+    await proxy.close();
+    await server.stop(); // closes `direct`, made by server.client()
+  });
+  const get = () => {
+    if (started === undefined) throw new Error("proxiedServer(): the server exists inside tests and hooks only");
+    return started;
+  };
+  return {
+    get server() {
+      return get().server;
+    },
+    get proxy() {
+      return get().proxy;
+    },
+    get direct() {
+      return get().direct;
     },
   };
 }
