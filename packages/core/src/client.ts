@@ -10,10 +10,12 @@ export function isCluster(redis: RedisClient): redis is Cluster {
 
 /**
  * Whether the application closed the client (`quit()`, `disconnect()`): it never answers again, so nothing is worth
- * retrying on it.
+ * retrying on it. A client disconnected while it waited to reconnect stays `"reconnecting"` in ioredis (no close event
+ * comes any more to end it), with its `manuallyClosing` flag set until the application connects it again.
  */
 export function isClosed(redis: RedisClient): boolean {
-  return (redis as { status?: string }).status === "end";
+  const { status, manuallyClosing } = redis as unknown as { status?: string; manuallyClosing?: boolean };
+  return status === "end" || (status === "reconnecting" && manuallyClosing === true);
 }
 
 /** The `commandTimeout` (ms) configured on a client, or `undefined` when it has none. */
