@@ -3,6 +3,7 @@ import {
   type CoordisError,
   type CoordisObserver,
   DurabilityError,
+  isClosed,
   type OperationSite,
   type RedisClient,
   RedisUnavailableError,
@@ -31,7 +32,12 @@ export type AttemptResult =
    * Redlock: too many masters failed to answer for a quorum; any lock: a grant not confirmed durable (released).
    * Retried until `waitMs`, then thrown.
    */
-  | { kind: "unavailable"; error: CoordisError };
+  | { kind: "unavailable"; error: CoordisError }
+  /**
+   * Mutex, Semaphore: Redis gave no answer (connection lost, command timeout, reconnecting). Retried with the busy
+   * backoff until `waitMs`, then a RedisUnavailableError saying so (with `waitMs: 0`, `tryAcquire()`: `error` itself).
+   */
+  | { kind: "unanswered"; error: RedisUnavailableError };
 
 function abortReason(signal: AbortSignal): unknown {
   // Whatever `abort(reason)` was given, null included (abort() without one sets a DOMException itself).
@@ -125,6 +131,20 @@ export abstract class LockBase {
   }
 
   /**
+   * What an attempt whose request failed (see {@link request}) found: Redis gave no answer (`RedisUnavailableError`:
+   * a connection lost, a command timeout, a client reconnecting, a server loading or failing over) is an
+   * `"unanswered"` attempt, retried until `waitMs`; anything else is thrown and ends the acquire at once: a refusal
+   * (`ScriptError`: NOPERM, OOM) would be refused again, and a client the application closed never answers again.
+   * The unanswered attempt's own grant, if Redis ran it, is freed by the undo {@link request} queued behind it; the
+   * retry uses a new token, so that undo can never delete a lease the retry wins.
+   */
+  protected unanswered(redis: RedisClient, err: unknown): AttemptResult {
+    const error = toCoordisError(err);
+    if (error instanceof RedisUnavailableError && !isClosed(redis)) return { kind: "unanswered", error };
+    throw error;
+  }
+
+  /**
    * A won attempt whose durability was not confirmed in time: the grant may be missing on the replicas, so a
    * failover could hand the lock (and a fence no higher) to someone else while this holder believed it held. It is
    * given back (see {@link giveBack}: sent again while Redis does not answer) and never handed out; the attempt counts
@@ -205,7 +225,7 @@ export abstract class LockBase {
       this.#report("acquired", start, 1);
       return result.lease;
     }
-    if (result.kind === "unavailable") {
+    if (result.kind === "unavailable" || result.kind === "unanswered") {
       this.#report("error", start, 1, result.error);
       throw result.error;
     }
@@ -214,11 +234,15 @@ export abstract class LockBase {
   }
 
   /**
-   * Acquires the lock, waiting up to `waitMs` (default 10 s) with jittered exponential backoff while it is busy.
+   * Acquires the lock, waiting up to `waitMs` (default 10 s) with jittered exponential backoff while it is busy or
+   * while Redis (a quorum, for Redlock) does not answer: an attempt lost to a dropped connection, a command timeout or
+   * a client reconnecting is tried again, so a short outage (a restart, a failover) only delays the lease.
    * @throws LockBusyError when it stayed busy for `waitMs` (a single attempt when `waitMs` is 0)
    * @throws `signal.reason` when `signal` aborts (a lease won in flight is released, never handed out)
-   * @throws RedisUnavailableError when Redis (a quorum, for Redlock) cannot be reached, or when the last attempt's
-   *   grant came back after its validity (given back: Redis answered too slowly for `ttlMs`)
+   * @throws RedisUnavailableError when Redis (a quorum, for Redlock) did not answer until `waitMs` ran out (with
+   *   `waitMs` 0, the one attempt's error), when the client was closed, or when the last attempt's grant came back
+   *   after its validity (given back: Redis answered too slowly for `ttlMs`)
+   * @throws ScriptError at once when Redis refused the attempt (ACL `NOPERM`, `OOM`): retrying would be refused too
    * @throws InvalidArgumentError for bad options, before any Redis call
    */
   acquire(options?: AcquireOptions): Promise<Lease> {
@@ -263,19 +287,32 @@ export abstract class LockBase {
   protected async acquireLease(waitMs: number, signal: AbortSignal | undefined): Promise<LeaseImpl> {
     const start = performance.now();
     let attempts = 0;
+    /** The attempts in a row, up to the last one, that Redis did not answer, and when the first of them started. */
+    let unanswered = 0;
+    let unansweredSince = start;
     try {
       if (signal?.aborted) throw abortReason(signal);
       const until = start + waitMs;
       for (;;) {
         attempts++;
+        const attemptStart = performance.now();
         const result = await this.#attemptAbortable(signal);
         if (result.kind === "acquired") {
           this.#report("acquired", start, attempts);
           return result.lease;
         }
+        if (result.kind !== "unanswered") unanswered = 0;
+        else if (unanswered++ === 0) unansweredSince = attemptStart;
         const remaining = until - performance.now();
         if (remaining <= 0) {
           if (result.kind === "unavailable") throw result.error;
+          if (result.kind === "unanswered") {
+            if (waitMs === 0) throw result.error;
+            throw new RedisUnavailableError(
+              this.#unansweredMessage(waitMs, attempts, unanswered, unansweredSince, result.error),
+              { cause: result.error },
+            );
+          }
           if (result.kind === "invalid") throw new RedisUnavailableError(this.lateGrantMessage());
           throw new LockBusyError(this.name, performance.now() - start);
         }
@@ -330,6 +367,25 @@ export abstract class LockBase {
         },
       );
     });
+  }
+
+  /**
+   * Why an acquire gave up whose last `unanswered` attempts (of `attempts`, the first of them started at `since`) got
+   * no answer from Redis, and what to do.
+   */
+  #unansweredMessage(waitMs: number, attempts: number, unanswered: number, since: number, last: Error): string {
+    const what =
+      unanswered === attempts
+        ? `${attempts === 1 ? "its only attempt" : `any of its ${attempts} attempts`} in the whole wait (waitMs ` +
+          `${waitMs} ms)`
+        : `its last ${unanswered} of ${attempts} attempts, over the last ${Math.round(performance.now() - since)} ms ` +
+          `of the wait (waitMs ${waitMs} ms)`;
+    return (
+      `Lock "${this.name}": Redis did not answer ${what} (a lost connection, a command ` +
+      `timeout, a client reconnecting; last: ${last.message}). Check that Redis is up and reachable from this ` +
+      "process (its address, the network, a restart or failover under way), or raise waitMs to wait out longer " +
+      "outages."
+    );
   }
 
   #report(outcome: string, start: number, attempts: number, error?: Error): void {

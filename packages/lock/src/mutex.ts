@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import {
   type Durability,
+  type DurableOutcome,
   entityKeys,
   type RedisClient,
   randomToken,
@@ -78,9 +79,16 @@ export class Mutex extends LockBase {
     const start = performance.now();
     const keys = [this.#lockKey, this.#fenceKey] as const;
     const undo = () => runScriptSource(this.#redis, lockScripts.release, [this.#lockKey], [token]);
-    const { reply, error } = await this.request(this.#redis, undo, () =>
-      runScriptDurable(this.#redis, lockScripts.acquire, keys, [token, this.ttlMs], this.#durability),
-    );
+    let sent: DurableOutcome<readonly [number, number, number]>;
+    try {
+      sent = await this.request(this.#redis, undo, () =>
+        runScriptDurable(this.#redis, lockScripts.acquire, keys, [token, this.ttlMs], this.#durability),
+      );
+    } catch (err) {
+      // No answer: retried (with a new token) until waitMs; a refusal or a closed client: thrown.
+      return this.unanswered(this.#redis, err);
+    }
+    const { reply, error } = sent;
     const [acquired, fence, pttlMs] = reply;
     // A remaining TTL of 0 ms: the holder's lock ends within this millisecond (no TTL, -1: unknown).
     if (acquired !== 1) return { kind: "busy", retryAfterMs: pttlMs >= 0 ? Math.max(1, pttlMs) : 0 };

@@ -54,7 +54,10 @@ export interface CommonLockOptions {
 
 /** Options of `acquire()`. */
 export interface AcquireOptions {
-  /** How long to wait for a busy lock, ms (0 = one attempt). Default 10 000. */
+  /**
+   * How long to wait for a busy lock, or for a Redis that does not answer (a restart, a dropped connection), ms
+   * (0 = one attempt). Default 10 000.
+   */
   waitMs?: number;
   /** Aborting it stops waiting at once: `acquire()` rejects with `signal.reason` and nothing stays held. */
   signal?: AbortSignal;

@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import {
   type Durability,
+  type DurableOutcome,
   entityKeys,
   type RedisClient,
   randomToken,
@@ -90,15 +91,22 @@ export class Semaphore extends LockBase {
     const token = randomToken(TOKEN_BYTES);
     const start = performance.now();
     const undo = () => runScriptSource(this.#redis, lockScripts.semRelease, [this.#holdersKey], [token]);
-    const { reply, error } = await this.request(this.#redis, undo, () =>
-      runScriptDurable(
-        this.#redis,
-        lockScripts.semAcquire,
-        [this.#holdersKey, this.#fenceKey],
-        [token, this.ttlMs, this.permits],
-        this.#durability,
-      ),
-    );
+    let sent: DurableOutcome<number>;
+    try {
+      sent = await this.request(this.#redis, undo, () =>
+        runScriptDurable(
+          this.#redis,
+          lockScripts.semAcquire,
+          [this.#holdersKey, this.#fenceKey],
+          [token, this.ttlMs, this.permits],
+          this.#durability,
+        ),
+      );
+    } catch (err) {
+      // No answer: retried (with a new token) until waitMs; a refusal or a closed client: thrown.
+      return this.unanswered(this.#redis, err);
+    }
+    const { reply, error } = sent;
     // One integer: the new fence when acquired, minus the ms until the earliest permit expires when full.
     if (reply < 0) return { kind: "busy", retryAfterMs: -reply };
     const fence = reply;

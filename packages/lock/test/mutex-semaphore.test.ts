@@ -201,7 +201,9 @@ describe.each(topologies)("Mutex and Semaphore on %s", (topology, url) => {
 
   it("using(): when an auto-extension finds the lock gone, lease.signal aborts with LeaseLostError", async () => {
     const name = `${topology}-stolen`;
-    const m = new Mutex(redis, name, { prefix, ttlMs: 600 });
+    // The first extension comes at ttlMs / 3; the ttl leaves a loaded machine 2 s more before the lease would expire
+    // on its own (reason "expired" instead).
+    const m = new Mutex(redis, name, { prefix, ttlMs: 3_000 });
     const reason = await m.using(async (lease) => {
       await other.del(`${prefix}:lock:{${name}}`);
       await new Promise((resolve) => lease.signal.addEventListener("abort", resolve, { once: true }));
