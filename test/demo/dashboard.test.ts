@@ -72,6 +72,15 @@ describe("dashboard", () => {
       .poll(() => page.locator('#rules [data-rule="daily"] .rule-head span').textContent())
       .toMatch(/^998 \/ 1000 left/);
 
+    // A rename through the other replica (announced on /v1/events) shows on the boards without a reload.
+    const rename = await fetch(`${apiUrl}/v1/players/${player}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name: "Grace H." }),
+    });
+    expect(rename.status).toBe(200);
+    await expect.poll(() => row.locator("td").nth(1).textContent(), { timeout: 15_000 }).toBe("Grace H.");
+
     mkdirSync(OUTPUT, { recursive: true });
     await page.screenshot({ path: `${OUTPUT}dashboard.png`, fullPage: true });
     expect(existsSync(`${OUTPUT}dashboard.png`)).toBe(true);

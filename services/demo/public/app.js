@@ -291,8 +291,11 @@ function connect() {
     $("#last-score").textContent = `${m.name} scored ${m.score.toLocaleString()} (via ${m.replica})`;
   });
   events.addEventListener("job", () => void refreshJobs());
+  // A deleted player leaves the boards; a renamed one shown on them gets its new name.
   events.addEventListener("player", (e) => {
-    if (JSON.parse(e.data).action === "deleted") void loadSnapshot();
+    const m = JSON.parse(e.data);
+    const shown = document.querySelector(`tr[data-player="${CSS.escape(m.playerId)}"]`) !== null;
+    if (m.action === "deleted" || shown) void loadSnapshot().catch(() => {});
   });
   const audit = stream(
     "/v1/audit/stream",

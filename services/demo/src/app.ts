@@ -8,7 +8,7 @@ import { ApiKeys, keepApiKeySecret, loadApiKeySecret } from "./apikeys.js";
 import type { DemoConfig } from "./config.js";
 import { rateLimits } from "./limits.js";
 import { openApi } from "./openapi.js";
-import { frameworkErrors, problems } from "./problem.js";
+import { clientErrorHandler, frameworkErrors, problems } from "./problem.js";
 import { adminRoutes } from "./routes/admin.js";
 import { auditRoutes } from "./routes/audit.js";
 import { dashboardRoutes } from "./routes/dashboard.js";
@@ -50,6 +50,8 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
     forceCloseConnections: "idle",
     // Router-level errors (malformed URL, over-long parameter) answer as problem documents too.
     frameworkErrors,
+    // ...and so do requests Node's HTTP parser refuses (oversized or malformed headers).
+    clientErrorHandler,
     // Path parameters up to the schemas' longest (a job id: 200 characters); Fastify's default cuts at 100 (414).
     routerOptions: { maxParamLength: 256 },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -61,11 +63,16 @@ export async function buildApp(config: DemoConfig, options: BuildOptions = {}): 
   app.removeContentTypeParser("text/plain");
   // An empty JSON body is no body (Fastify's parser refuses it with a 400): `POST /v1/admin/keys` with
   // `content-type: application/json` and nothing after it issues one key, as without the header; where a route
-  // needs a body, its schema answers the 400. Anything else goes to Fastify's parser (proto poisoning refused).
+  // needs a body, its schema answers the 400. Anything else goes to Fastify's parser (proto poisoning refused). A
+  // compressed body (Content-Encoding) is a 415 that says so, not a 400 about the JSON its bytes are not.
   const json = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
-    if (body === "") done(null, undefined);
+    const encoding = request.headers["content-encoding"]?.trim().toLowerCase();
+    if (encoding !== undefined && encoding !== "" && encoding !== "identity") {
+      const error = new Error(`Content-Encoding ${encoding} is not supported: send the JSON body uncompressed.`);
+      done(Object.assign(error, { statusCode: 415 }), undefined);
+    } else if (body === "") done(null, undefined);
     else json(request, body as string, done);
   });
 

@@ -136,6 +136,39 @@ function trustProxyOf(raw: string | undefined): boolean | string {
   return raw;
 }
 
+/** Printable ASCII, spaces only inside: what an HTTP header value carries back and forth intact. */
+const HEADER_TEXT = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+
+/**
+ * `ADMIN_TOKEN`, when set: printable ASCII without spaces at either end. A client sends it in a header, whose value
+ * loses surrounding whitespace, cannot carry control characters and arrives byte by byte (a UTF-8 token reads as
+ * Latin-1): any other token could never be matched, and the admin would get nothing but 401s.
+ */
+function adminTokenOf(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  if (!HEADER_TEXT.test(raw)) {
+    throw new Error(
+      "ADMIN_TOKEN must be printable ASCII (letters, digits, punctuation; spaces only inside): " +
+        "a client could never send this token back intact",
+    );
+  }
+  return raw;
+}
+
+/**
+ * `REPLICA_ID`: every answer carries it in `x-replica-id`, and Node refuses a header value outside Latin-1 (every
+ * request would fail), so it is printable ASCII too, at most 100 characters.
+ */
+function replicaIdOf(raw: string | undefined): string {
+  if (raw === undefined || raw === "") return `${hostname()}:${process.pid}`;
+  if (raw.length > 100 || !HEADER_TEXT.test(raw)) {
+    throw new Error(
+      `REPLICA_ID must be 1–100 printable ASCII characters (spaces only inside; it is sent in x-replica-id), got ${JSON.stringify(raw)}`,
+    );
+  }
+  return raw;
+}
+
 function secretOf(raw: string | undefined): string | undefined {
   if (raw === undefined || raw === "") return undefined;
   if (Buffer.byteLength(raw, "utf8") < 16) throw new Error("API_KEY_SECRET must have at least 16 bytes");
@@ -150,10 +183,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
   return {
     port: int(env, "PORT", DEFAULT_PORT, 0, 65_535),
     host: env.HOST || "127.0.0.1",
-    replicaId: env.REPLICA_ID || `${hostname()}:${process.pid}`,
+    replicaId: replicaIdOf(env.REPLICA_ID),
     redisUrl: env.REDIS_URL || "redis://127.0.0.1:6379",
     cacheRedisUrl: env.CACHE_REDIS_URL || undefined,
-    adminToken: env.ADMIN_TOKEN || undefined,
+    adminToken: adminTokenOf(env.ADMIN_TOKEN),
     prefix: env.COORDIS_PREFIX || "demo",
     burstLimit: int(env, "RATE_LIMIT_BURST", 10, 1, 1_000_000),
     burstWindowMs: int(env, "RATE_LIMIT_BURST_WINDOW_MS", 1_000, 1, 86_400_000),

@@ -1,4 +1,5 @@
 import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
 import { CoordisError, InvalidArgumentError, isUnavailableCause, RedisUnavailableError } from "@coordis/core";
 import type { FastifyError, FastifyReply, FastifyRequest, FastifyServerOptions } from "fastify";
 import fp from "fastify-plugin";
@@ -52,6 +53,30 @@ export const frameworkErrors: NonNullable<FastifyServerOptions["frameworkErrors"
   const status = typeof error.statusCode === "number" ? error.statusCode : 400;
   problem(reply as FastifyReply, status, titleOf(status), error.message);
 };
+
+/**
+ * Requests Node's HTTP parser refuses before Fastify sees them (headers over its size limit, a malformed header line or
+ * `Content-Length`, a request that timed out), for Fastify's `clientErrorHandler` option: a problem document like
+ * every other error, where Fastify would write a JSON document of its own. The connection closes after it.
+ */
+export function clientErrorHandler(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, detail] =
+    error.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "The request's headers are larger than this server accepts."]
+      : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "The request did not arrive in time."]
+        : [400, "The request is not valid HTTP/1.1 (a malformed request line, header or Content-Length)."];
+  const title = titleOf(status);
+  const body = JSON.stringify({ type: "about:blank", title, status, detail });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${title}\r\nContent-Type: ${PROBLEM_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Connection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
+}
 
 /** The title of a status: its HTTP reason phrase ("Payload Too Large", "Unsupported Media Type"...). */
 function titleOf(status: number): string {

@@ -1,11 +1,25 @@
 import { Type } from "@fastify/type-provider-typebox";
 import { API_KEY_ID_PATTERN, API_KEY_PATTERN } from "./apikeys.js";
 
-/** A player id: 1–64 characters of letters, digits, `_`, `.`, `-`. */
-export const PlayerId = Type.String({ pattern: "^[A-Za-z0-9_.-]{1,64}$", description: "player id" });
+/**
+ * A player id: 1–64 characters of letters, digits, `_`, `.`, `-`, other than `.` and `..` (path segments that URL
+ * clients remove: a player of such an id could never be read or deleted again).
+ */
+export const PlayerId = Type.String({
+  pattern: "^(?!\\.{1,2}$)[A-Za-z0-9_.-]{1,64}$",
+  description: "player id (not `.` or `..`)",
+});
 
-/** A display name: 1–40 printable characters. */
-export const PlayerName = Type.String({ minLength: 1, maxLength: 40, pattern: "^[^\\u0000-\\u001f\\u007f]+$" });
+/**
+ * A display name: 1–40 characters (code points), none of them a control character (C0, DEL, C1) or an unpaired
+ * surrogate: JSON can carry a lone surrogate, but it is no Unicode text, and Redis would store U+FFFD instead.
+ */
+export const PlayerName = Type.String({
+  minLength: 1,
+  maxLength: 40,
+  pattern: "^[^\\u0000-\\u001f\\u007f-\\u009f\\ud800-\\udfff]+$",
+  description: "display name: 1–40 characters, no control characters",
+});
 
 /** The leaderboards: today's and all-time. */
 export const Board = Type.Union([Type.Literal("daily"), Type.Literal("all")], { description: "leaderboard" });

@@ -28,7 +28,8 @@ export const adminRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
   // token gets the same 401 whatever it sends, learns nothing about what the bodies should hold, and has no body
   // parsed for it.
   app.addHook("preParsing", async (request, reply) => {
-    const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? "");
+    // The scheme in any case, then one or more spaces (RFC 9110 §11.1, RFC 6750 §2.1).
+    const match = /^bearer +(.+)$/i.exec(request.headers.authorization ?? "");
     const given = createHash("sha256")
       .update(match?.[1] ?? "")
       .digest();
