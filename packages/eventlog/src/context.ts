@@ -17,6 +17,8 @@ export interface LogContext {
   readonly chainMode: ChainMode | undefined;
   /** Default of read()'s and tail()'s `unverified`. */
   readonly unverified: UnverifiedMode;
+  /** The largest encoded event this instance appends (`maxEventBytes`): what sizes the reads of internal walks. */
+  readonly maxEventBytes: number;
 }
 
 /** A group a consumer reads for: its names and the creation of the group in Redis. @internal */

@@ -85,6 +85,22 @@ export function fieldOf(fields: readonly string[], name: string): string | undef
 /** Raw stream entry as ioredis returns it. */
 export type RawEntry = [id: string, fields: string[]];
 
+/**
+ * Most bytes of entries one page of an internal walk brings back (4 MiB): a page of `verify()`, a tail's reads back
+ * to the nearest sequence number. A page's first entry comes whatever its size, so a walk always moves on.
+ */
+export const WALK_PAGE_BYTES = 4 * 1024 * 1024;
+
+/** An entry's id and fields besides its payload (chain fields, key id, sequence number), at most, with margin. */
+export const ENTRY_OVERHEAD = 512;
+
+/** Bytes of an entry as read: its id, field names and values. */
+export function entryBytes([id, fields]: RawEntry): number {
+  let bytes = Buffer.byteLength(id);
+  for (const f of fields) bytes += Buffer.byteLength(f);
+  return bytes;
+}
+
 /** Turns a raw stream entry into an {@link Entry}; a payload that is not JSON is returned as its raw text. */
 export function parseEntry<T>(raw: RawEntry): Entry<T> {
   const [id, fields] = raw;

@@ -84,6 +84,7 @@ export class EventLog<T = unknown> {
       observer: settings.observer,
       chainMode: mode,
       unverified: settings.unverified,
+      maxEventBytes: settings.maxEventBytes,
     };
     this.#appender = new Appender(this.#ctx, settings);
     this.#appendSite = site(this.#ctx, "append");
@@ -169,8 +170,9 @@ export class EventLog<T = unknown> {
   }
 
   /**
-   * Walks the whole stream to its real end (pages of 1000, one script call each) and checks the chain: each entry's
-   * hash (or MAC, for a keyed chain) matches its content, each entry follows the one before it, the newest chained
+   * Walks the whole stream to its real end (pages of at most 1000 entries and 4 MiB of them, one script call each)
+   * and checks the chain: each entry's hash (or MAC, for a keyed chain) matches its content, each entry follows the
+   * one before it, the newest chained
    * entry is the recorded head, and the oldest is either the genesis entry or the first entry kept after the last
    * retention trim (the trim anchor). Every entry that is not part of the chain is listed in `unchained`: one added by
    * anything other than `EventLog.append` (without chain fields, or after the recorded head — every append records its

@@ -21,7 +21,7 @@ export {
   MAX_GROUP_NAME_BYTES,
   type StopOptions,
 } from "./consumer-options.js";
-export { type Entry, GENESIS_HASH } from "./entries.js";
+export { type Entry, GENESIS_HASH, WALK_PAGE_BYTES } from "./entries.js";
 export { GapError, IdempotencyConflictError, UnverifiedEntryError } from "./errors.js";
 export { EventLog } from "./event-log.js";
 export {

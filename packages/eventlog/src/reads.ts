@@ -1,7 +1,18 @@
 import { runScript, toCoordisError } from "@coordis/core";
 import { LinkChecker } from "./chain.js";
 import { bounded, type LogContext } from "./context.js";
-import { compareIds, type Entry, fieldOf, idAfter, idBefore, parseEntry, type RawEntry } from "./entries.js";
+import {
+  compareIds,
+  ENTRY_OVERHEAD,
+  type Entry,
+  entryBytes,
+  fieldOf,
+  idAfter,
+  idBefore,
+  parseEntry,
+  type RawEntry,
+  WALK_PAGE_BYTES,
+} from "./entries.js";
 import { UnverifiedEntryError } from "./errors.js";
 import type { ReadSettings, UnverifiedMode } from "./options.js";
 import { eventlogScripts } from "./scripts.generated.js";
@@ -23,22 +34,61 @@ export function applyVerdicts<T>(
   return out;
 }
 
+/** How many entries before a page (or a tail's first entry) its first entry is checked against, at most. */
+export const BEFORE = 16;
+
 /**
- * Checks a page's links, oldest first, going on from what the entries before it (`before`, newest first: up to 16)
- * leave: the nearest valid one, and a changed entry after it that the page's first entry may link to. Returns each
- * entry's verdict (undefined = a valid link).
+ * Puts `checker` where the entries before `id` leave it ({@link LinkChecker.follow}), from `before` (the nearest of
+ * them, newest first) and, when `more` says older ones are left and none of `before` is a valid link, the older ones
+ * too, up to {@link BEFORE} in all: read here in steps that fit in {@link WALK_PAGE_BYTES} at the largest entry size
+ * expected, the first step one entry (in a sound log the nearest entry is the one sought). `wrap` is applied to each
+ * read (a tail's abort and error handling).
  */
-function checkLinks(
+export async function followBefore(
+  ctx: LogContext,
+  checker: LinkChecker,
+  id: string,
+  before: readonly RawEntry[],
+  more: boolean,
+  last: string | null,
+  wrap: <V>(p: Promise<V>) => Promise<V> = (p) => p,
+): Promise<void> {
+  const got = [...before];
+  let largest = ctx.maxEventBytes + ENTRY_OVERHEAD;
+  for (const raw of got) largest = Math.max(largest, entryBytes(raw));
+  checker.follow(got, last);
+  while (more && checker.prev === undefined && got.length < BEFORE) {
+    const fit = Math.max(1, Math.floor(WALK_PAGE_BYTES / largest));
+    const count = got.length === 0 ? 1 : Math.min(BEFORE - got.length, fit);
+    const from = got.at(-1)?.[0] ?? id;
+    const raws = (await wrap(
+      bounded(ctx, ctx.redis.xrevrange(ctx.keys.stream, `(${from}`, "-", "COUNT", count), "XREVRANGE"),
+    )) as RawEntry[];
+    for (const raw of raws) largest = Math.max(largest, entryBytes(raw));
+    got.push(...raws);
+    more = raws.length === count;
+    checker.follow(got, last);
+  }
+}
+
+/**
+ * Checks a page's links, oldest first, going on from what the entries before it (`before`, newest first, and older
+ * ones when `more` says so: up to 16) leave: the nearest valid one, and a changed entry after it that the page's first
+ * entry may link to. Returns each entry's verdict (undefined = a valid link).
+ */
+async function checkLinks(
   ctx: LogContext,
   page: readonly RawEntry[],
   before: readonly RawEntry[],
+  more: boolean,
   last: string | null,
   anchor: string | null,
-): Map<string, string | undefined> {
+): Promise<Map<string, string | undefined>> {
   const mode = ctx.chainMode;
-  if (mode === undefined) return new Map();
+  const first = page[0];
+  if (mode === undefined || first === undefined) return new Map();
   const checker = new LinkChecker(mode);
-  checker.follow(before, last);
+  await followBefore(ctx, checker, first[0], before, more, last);
   const verdicts = new Map<string, string | undefined>();
   for (const [id, fields] of page) verdicts.set(id, checker.check(id, fields, last, anchor)?.reason);
   return verdicts;
@@ -61,14 +111,14 @@ export async function readPage<T>(ctx: LogContext, opts: ReadSettings): Promise<
   let raw: RawEntry[];
   let verdicts: Map<string, string | undefined> | undefined;
   if (ctx.chainMode !== undefined) {
-    const [last, anchor, page, earlier] = await runScript(
+    const [last, anchor, page, earlier, more] = await runScript(
       ctx.redis,
       eventlogScripts.readChained,
       [stream, meta],
-      [reverse ? 1 : 0, low, high, limit + 1],
+      [reverse ? 1 : 0, low, high, limit + 1, WALK_PAGE_BYTES, ctx.maxEventBytes + ENTRY_OVERHEAD],
     );
     raw = page;
-    verdicts = checkLinks(ctx, reverse ? [...page].reverse() : page, earlier, last, anchor);
+    verdicts = await checkLinks(ctx, reverse ? [...page].reverse() : page, earlier, more === 1, last, anchor);
   } else {
     raw = (
       reverse

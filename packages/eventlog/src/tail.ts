@@ -14,9 +14,21 @@ import {
 import type { Cluster, Redis } from "ioredis";
 import { afterHead, LinkChecker } from "./chain.js";
 import { bounded, type LogContext } from "./context.js";
-import { compareIds, type Entry, fieldOf, idAfter, idBefore, parseEntry, type RawEntry } from "./entries.js";
+import {
+  compareIds,
+  ENTRY_OVERHEAD,
+  type Entry,
+  entryBytes,
+  fieldOf,
+  idAfter,
+  idBefore,
+  parseEntry,
+  type RawEntry,
+  WALK_PAGE_BYTES,
+} from "./entries.js";
 import { GapError, UnverifiedEntryError } from "./errors.js";
 import type { TailSettings, UnverifiedMode } from "./options.js";
+import { followBefore } from "./reads.js";
 
 const RETRY_MS = 200;
 
@@ -209,7 +221,9 @@ const WALK_MAX = 1024;
 /**
  * The sequence number of the nearest entry before `id` that has one (entries something else added have none), or
  * undefined when none has (a tail from "start" checks nothing before its first entry either). One XREVRANGE when an
- * entry with a sequence number lies within the first {@link WALK_FIRST}, further ones (growing) otherwise.
+ * entry with a sequence number lies within the first {@link WALK_FIRST}, further ones (growing) otherwise. Each reads
+ * at most as many entries as fit in {@link WALK_PAGE_BYTES} at the largest entry size expected (the log's
+ * `maxEventBytes`, or a larger entry read meanwhile), and at least one.
  */
 async function seqBefore(
   log: LogContext,
@@ -217,13 +231,16 @@ async function seqBefore(
   main: <V>(p: Promise<V>) => Promise<V>,
 ): Promise<number | undefined> {
   let before = id;
-  for (let count = WALK_FIRST; ; count = Math.min(count * 2, WALK_MAX)) {
+  let largest = log.maxEventBytes + ENTRY_OVERHEAD;
+  const fitting = (count: number) => Math.max(1, Math.min(count, Math.floor(WALK_PAGE_BYTES / largest)));
+  for (let count = fitting(WALK_FIRST); ; count = fitting(Math.min(count * 2, WALK_MAX))) {
     const raws = (await main(
       bounded(log, log.redis.xrevrange(log.keys.stream, `(${before}`, "-", "COUNT", count), "XREVRANGE"),
     )) as RawEntry[];
     for (const raw of raws) {
       const seq = seqOf(raw[1]);
       if (seq !== undefined) return seq;
+      largest = Math.max(largest, entryBytes(raw));
     }
     const oldest = raws.at(-1);
     if (oldest === undefined || raws.length < count) return undefined;
@@ -309,12 +326,9 @@ async function* run<T>(
             notTrimmed = new Set(older.map(([id]) => id));
           }
           if (!seeded) {
-            // What precedes the first entry, as a read() of a page starting there sees it: the entries before it.
-            const before = (await abortable(
-              bounded(log, log.redis.xrevrange(stream, `(${first[0]}`, "-", "COUNT", 16), "XREVRANGE"),
-              signal,
-            )) as RawEntry[];
-            checker.follow(before, recorded);
+            // What precedes the first entry, as a read() of a page starting there sees it: the entries before it, the
+            // nearest first, more only while none is a valid link.
+            await followBefore(log, checker, first[0], [], true, recorded, (p) => abortable(p, signal));
             seeded = true;
           }
         }

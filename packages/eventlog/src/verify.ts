@@ -1,11 +1,11 @@
 import { CoordisError, runScript, toCoordisError } from "@coordis/core";
 import { afterHead, type ChainMode, checkOwn, genesisOf, type Link, linkBreak } from "./chain.js";
 import type { LogContext } from "./context.js";
-import { compareIds, type RawEntry } from "./entries.js";
+import { compareIds, ENTRY_OVERHEAD, type RawEntry, WALK_PAGE_BYTES } from "./entries.js";
 import { eventlogScripts } from "./scripts.generated.js";
 import { MAX_REPORTED, type VerifyResult } from "./types.js";
 
-/** Entries per page of the walk. */
+/** Most entries per page of the walk. */
 const PAGE = 1_000;
 
 /** verify()'s walk: the chain followed so far and what it found. */
@@ -69,13 +69,24 @@ function walkPage(mode: ChainMode, walk: Walk, page: readonly RawEntry[], last: 
   }
 }
 
-/** One page of the walk read in one atomic step with the meta hash (see lua/eventlog/verify-page.lua). */
+/**
+ * One page of the walk read in one atomic step with the meta hash, at most {@link PAGE} entries and
+ * {@link WALK_PAGE_BYTES} bytes of them (see lua/eventlog/verify-page.lua): `entryBytes` is the largest entry size
+ * expected, which sizes the script's reads; the reply says whether the page reached the stream's end, and the largest
+ * size expected from then on.
+ */
 async function verifyPage(
   ctx: LogContext,
   start: string,
-): Promise<[string | null, string | null, string | null, RawEntry[]]> {
+  entryBytes: number,
+): Promise<[string | null, string | null, string | null, RawEntry[], number, number]> {
   try {
-    return await runScript(ctx.redis, eventlogScripts.verifyPage, [ctx.keys.stream, ctx.keys.meta], [start, PAGE]);
+    return await runScript(
+      ctx.redis,
+      eventlogScripts.verifyPage,
+      [ctx.keys.stream, ctx.keys.meta],
+      [start, PAGE, WALK_PAGE_BYTES, entryBytes],
+    );
   } catch (err) {
     throw toCoordisError(err, eventlogScripts.verifyPage.name);
   }
@@ -102,13 +113,17 @@ export async function verifyChain(ctx: LogContext): Promise<VerifyResult> {
   let start = "-";
   let last: string | null;
   let head: string | null;
+  // The largest entry expected: one of the largest event this instance appends, until a larger one is seen.
+  let entryBytes = ctx.maxEventBytes + ENTRY_OVERHEAD;
   for (;;) {
     let anchor: string | null;
     let page: RawEntry[];
-    [last, head, anchor, page] = await verifyPage(ctx, start);
+    let ended: number;
+    [last, head, anchor, page, ended, entryBytes] = await verifyPage(ctx, start, entryBytes);
     walkPage(mode, walk, page, last, anchor);
     const final = page.at(-1);
-    if (page.length < PAGE || final === undefined) break;
+    // The page that reached the end of the stream was read with the meta hash below.
+    if (ended === 1 || final === undefined) break;
     start = `(${final[0]}`;
   }
   // The last page was read with the meta hash: the newest chained entry must be the recorded head. When the recorded
