@@ -1,7 +1,8 @@
-import { connect, type RedisClient, RedisUnavailableError } from "@coordis/core";
+import { connect, RedisUnavailableError } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
-import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { testPrefix, waitUntil } from "@coordis/testing";
+import { proxiedServer } from "@coordis/testing/vitest";
+import { describe, expect, it } from "vitest";
 
 const prefix = testPrefix("elappendout");
 
@@ -9,30 +10,18 @@ const prefix = testPrefix("elappendout");
 // An append issued while the client reconnects waits in its queue: it fails by the command timeout, and is taken out
 // of the queue, so it does not run once the connection is back. The retry with the same key then appends it.
 describe("an append that timed out while Redis was unreachable", () => {
-  let server: RedisServer;
-  let proxy: FaultProxy;
-  let direct: RedisClient;
-  beforeAll(async () => {
-    server = await startRedis({ leastPrivilege: true });
-    proxy = await startProxy({ target: server });
-    direct = connect(server.url);
-  });
-  afterAll(async () => {
-    direct.disconnect();
-    await proxy.close();
-    await server.stop();
-  });
+  const redis = proxiedServer({ leastPrivilege: true });
 
   it("does not run once the connection is back; the retry with its idempotency key appends it once", async () => {
-    const client = connect(proxy.url, { commandTimeoutMs: 1_000 });
+    const client = connect(redis.proxy.url, { commandTimeoutMs: 1_000 });
     client.on("error", () => {});
     try {
       const log = new EventLog<{ n: number }>(client, "late", { prefix });
-      const observer = new EventLog<{ n: number }>(direct, "late", { prefix });
+      const observer = new EventLog<{ n: number }>(redis.direct, "late", { prefix });
       await observer.append({ n: 0 });
       await waitUntil("the client is connected", () => client.status === "ready");
-      proxy.refuse();
-      proxy.dropConnections();
+      redis.proxy.refuse();
+      redis.proxy.dropConnections();
       await waitUntil("the client is reconnecting", () => client.status !== "ready");
       const failed = await log.append({ n: 1 }, { idempotencyKey: "k1" }).then(
         () => undefined,
@@ -40,7 +29,7 @@ describe("an append that timed out while Redis was unreachable", () => {
       );
       expect(failed).toBeInstanceOf(RedisUnavailableError);
       expect(await observer.length()).toBe(1);
-      await proxy.accept();
+      await redis.proxy.accept();
       await waitUntil("the client is back", () => client.status === "ready");
       // Anything still queued went out before this command, and has been answered when it is.
       await client.ping();

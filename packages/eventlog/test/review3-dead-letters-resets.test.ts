@@ -1,29 +1,18 @@
-import { connect, type RedisClient } from "@coordis/core";
+import { connect } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
-import { type FaultProxy, type RedisServer, startProxy, startRedis, testPrefix, waitUntil } from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { testPrefix, waitUntil } from "@coordis/testing";
+import { proxiedServer } from "@coordis/testing/vitest";
+import { describe, expect, it } from "vitest";
 
 const prefix = testPrefix("eldlqreset");
 
 // Handlers that fail (some always, some once) on consumers whose connections are reset again and again: every
 // entry ends handled or dead-lettered once with its handler's error, none both, none left pending.
 describe("dead letters across repeated connection resets", () => {
-  let server: RedisServer;
-  let proxy: FaultProxy;
-  let direct: RedisClient;
-  beforeAll(async () => {
-    server = await startRedis({ leastPrivilege: true });
-    proxy = await startProxy({ target: server });
-    direct = connect(server.url);
-  });
-  afterAll(async () => {
-    direct.disconnect();
-    await proxy.close();
-    await server.stop();
-  });
+  const redis = proxiedServer({ leastPrivilege: true });
 
   it("poison entries are dead-lettered once with their error; the others are handled and not dead-lettered", async () => {
-    const clients = [connect(proxy.url), connect(proxy.url), connect(proxy.url)];
+    const clients = [connect(redis.proxy.url), connect(redis.proxy.url), connect(redis.proxy.url)];
     for (const c of clients) c.on("error", () => {});
     const succeeded = new Map<number, number>();
     const attempts = new Map<number, number>();
@@ -39,7 +28,7 @@ describe("dead letters across repeated connection resets", () => {
         { concurrency: 4, batch: 4, claimIdleMs: 1_000, claimIntervalMs: 100, blockMs: 100, maxDeliveries: 3 },
       ),
     );
-    const appender = new EventLog<number>(direct, "poison", { prefix });
+    const appender = new EventLog<number>(redis.direct, "poison", { prefix });
     const TOTAL = 140;
     const poison = Array.from({ length: TOTAL }, (_, i) => i).filter((i) => i % 7 === 0);
     const good = Array.from({ length: TOTAL }, (_, i) => i).filter((i) => i % 7 !== 0);
@@ -48,7 +37,7 @@ describe("dead letters across repeated connection resets", () => {
         await appender.append(i);
         if (i % 35 === 34) {
           await waitUntil(`attempted ${i - 20} entries`, () => attempts.size >= i - 20, 10_000);
-          proxy.dropConnections();
+          redis.proxy.dropConnections();
         }
       }
       await waitUntil(

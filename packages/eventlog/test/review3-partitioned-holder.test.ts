@@ -1,15 +1,8 @@
-import { connect, type RedisClient } from "@coordis/core";
+import { connect } from "@coordis/core";
 import { EventLog } from "@coordis/eventlog";
-import {
-  type FaultProxy,
-  type RedisServer,
-  recordObserver,
-  startProxy,
-  startRedis,
-  testPrefix,
-  waitUntil,
-} from "@coordis/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { recordObserver, testPrefix, waitUntil } from "@coordis/testing";
+import { proxiedServer } from "@coordis/testing/vitest";
+import { describe, expect, it } from "vitest";
 
 const prefix = testPrefix("elpartition");
 
@@ -17,26 +10,14 @@ const prefix = testPrefix("elpartition");
 // past claimIdleMs while its handler runs; another consumer's claim dead-letters the entry at its last delivery. The
 // partition heals and the handler succeeds: the XACK finds the entry acknowledged, and the dead letter is removed.
 describe("a consumer partitioned from Redis past claimIdleMs, whose handler then succeeds", () => {
-  let server: RedisServer;
-  let proxy: FaultProxy;
-  let direct: RedisClient;
-  beforeAll(async () => {
-    server = await startRedis({ leastPrivilege: true });
-    proxy = await startProxy({ target: server });
-    direct = connect(server.url);
-  });
-  afterAll(async () => {
-    direct.disconnect();
-    await proxy.close();
-    await server.stop();
-  });
+  const redis = proxiedServer({ leastPrivilege: true });
 
   it("acknowledges late: the claim's dead letter naming it is removed, the outcome is acked-late", async () => {
-    const cut = connect(proxy.url);
+    const cut = connect(redis.proxy.url);
     cut.on("error", () => {});
     const observer = recordObserver();
     const log = new EventLog<string>(cut, "partitioned", { prefix, observer });
-    const producer = new EventLog<string>(direct, "partitioned", { prefix });
+    const producer = new EventLog<string>(redis.direct, "partitioned", { prefix });
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => {
       release = resolve;
@@ -51,13 +32,13 @@ describe("a consumer partitioned from Redis past claimIdleMs, whose handler then
     try {
       const { id } = await producer.append("x");
       await waitUntil("the holder's handler started", () => started.length === 1, 5_000);
-      proxy.blackhole();
+      redis.proxy.blackhole();
       claimer = producer.group("g", { consumer: "claimer" }).consume(() => {}, options);
       await waitUntil("the claim dead-lettered the entry", async () => (await producer.deadLetters()).length === 1);
       const [letter] = await producer.deadLetters();
       expect(letter).toMatchObject({ entryId: id, consumer: "holder", claimedBy: "claimer", deliveries: 1 });
       await claimer.stop();
-      proxy.heal();
+      redis.proxy.heal();
       // The holder's client is connected again (the XACK must not go out on the connection the heal reset).
       await waitUntil("the holder's client answers", () =>
         cut.ping().then(
