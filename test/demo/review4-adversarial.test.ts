@@ -64,10 +64,12 @@ describe("demo under adversarial input", () => {
     }
   });
 
-  it("refuses a name it could not store as sent (lone surrogate, C1 control) and stores nothing of it", async () => {
+  it("refuses a name it could not store or show as sent (lone surrogate, C1 control, all invisible) and stores nothing of it", async () => {
     const base = urls[0] as string;
     // Raw JSON: a lone surrogate is valid JSON text, but not Unicode; Redis would get U+FFFD in its place.
-    for (const [i, raw] of ['"\\ud800x"', '"x\\udfff"', '"a\\u0085b"', '"\\u009b31m"'].entries()) {
+    // A name of nothing but spaces or invisible characters (zero-width space, joiner, BOM) would show as a blank row.
+    const invisible = ['"   "', '"\\u200b"', '"\\u200d\\ufeff"', '"\\u3000\\u2028"'];
+    for (const [i, raw] of ['"\\ud800x"', '"x\\udfff"', '"a\\u0085b"', '"\\u009b31m"', ...invisible].entries()) {
       const id = `odd-name-${i}`;
       const submit = await send(base, "POST", "/v1/scores", `{"playerId":"${id}","score":5,"name":${raw}}`);
       expect(submit.status, raw).toBe(400);

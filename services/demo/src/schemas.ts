@@ -12,13 +12,14 @@ export const PlayerId = Type.String({
 
 /**
  * A display name: 1–40 characters (code points), none of them a control character (C0, DEL, C1) or an unpaired
- * surrogate: JSON can carry a lone surrogate, but it is no Unicode text, and Redis would store U+FFFD instead.
+ * surrogate (JSON can carry a lone surrogate, but it is no Unicode text, and Redis would store U+FFFD instead), and at
+ * least one of them visible: not only spaces and format characters (zero-width space, joiners, BOM), a blank row.
  */
 export const PlayerName = Type.String({
   minLength: 1,
   maxLength: 40,
-  pattern: "^[^\\u0000-\\u001f\\u007f-\\u009f\\ud800-\\udfff]+$",
-  description: "display name: 1–40 characters, no control characters",
+  pattern: "^(?=[\\s\\S]*[^\\s\\p{Cf}])[^\\u0000-\\u001f\\u007f-\\u009f\\ud800-\\udfff]+$",
+  description: "display name: 1–40 characters, no control characters, not blank",
 });
 
 /** The leaderboards: today's and all-time. */
