@@ -298,6 +298,12 @@ export abstract class LockBase {
         const attemptStart = performance.now();
         const result = await this.#attemptAbortable(signal);
         if (result.kind === "acquired") {
+          // An abort that landed after the attempt answered, in the microtasks before this: still never handed out.
+          if (signal?.aborted) {
+            result.lease.discard();
+            result.giveBack().catch(() => false);
+            throw abortReason(signal);
+          }
           this.#report("acquired", start, attempts);
           return result.lease;
         }
