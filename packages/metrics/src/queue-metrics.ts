@@ -20,7 +20,7 @@ const STATES = ["waiting", "delayed", "active", "completed", "dead", "cancelled"
 export class QueueMetrics {
   readonly #tracked: ScrapeSources<QueueFigures>;
   readonly #added: Counter<"queue" | "outcome">;
-  readonly #jobs: Counter<"queue" | "outcome">;
+  readonly #deliveries: Counter<"queue" | "outcome">;
   readonly #processing: Histogram<"queue" | "outcome">;
 
   /** `buckets` undefined: those of the registry's existing histogram, or the default ones. */
@@ -33,8 +33,8 @@ export class QueueMetrics {
       "Jobs passed to Queue.add/addMany by outcome (added, duplicate, error).",
       labelNames,
     );
-    this.#jobs = factory.counter(
-      "coordis_queue_jobs_total",
+    this.#deliveries = factory.counter(
+      "coordis_queue_deliveries_total",
       "Job deliveries by outcome (completed, retry, dead, refused, handed-back, error).",
       labelNames,
     );
@@ -52,11 +52,11 @@ export class QueueMetrics {
       labels: readonly L[],
       set: (g: Gauge<L>, queue: string, info: QueueFigures) => void,
     ) =>
-      factory.gauge<L>(name, help, labels, async (g) => {
-        await tracked.refresh();
+      factory.gauge<L>(name, help, labels, async (g, { queues }) => {
+        await queues.refresh();
         g.reset();
-        for (const queue of tracked.sources.keys()) {
-          const info = tracked.last.get(queue);
+        for (const queue of queues.sources.keys()) {
+          const info = queues.last.get(queue);
           if (info !== undefined) set(g, queue, info);
         }
       });
@@ -112,7 +112,7 @@ export class QueueMetrics {
         this.#added.inc({ queue, outcome }, jobs);
       }
     } else if (e.op === "process") {
-      this.#jobs.inc({ queue, outcome });
+      this.#deliveries.inc({ queue, outcome });
       if (seconds !== undefined) this.#processing.observe({ queue, outcome }, seconds);
     }
   }

@@ -1,7 +1,17 @@
 import { InvalidArgumentError, validate } from "@coordis/core";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  type OpenMetricsContentType,
+  type PrometheusContentType,
+  type Registry,
+} from "prom-client";
 import { LabelGuard } from "./label-guard.js";
 import { ScrapeSources } from "./scrape-sources.js";
+
+/** A registry of either format (prom-client types them apart by their content type). */
+export type AnyRegistry = Registry<PrometheusContentType> | Registry<OpenMetricsContentType>;
 
 /** What the gauges read of a consumer-group source's answer (see GroupInfo in coordis-metrics.ts). */
 export interface GroupFigures {
@@ -19,7 +29,8 @@ export type QueueFigures = { readonly [S in (typeof QUEUE_STATES)[number]]: numb
 /**
  * What every `coordisMetrics()` on one registry shares: the label guard (one cap per registry) and the sources read
  * at scrape time. It hangs off the registry's `coordis_operations_total` counter, so a registry made with
- * `Registry.merge` from one that holds the Coordis metrics finds the same state (and its gauges' sources). Internal.
+ * `Registry.merge` from one that holds the Coordis metrics finds the same state (and its gauges' sources). The gauges
+ * look it up at each scrape, so they read the state of the counter the registry holds now. Internal.
  */
 export interface SharedState {
   readonly maxLabelValues: number;
@@ -29,6 +40,8 @@ export interface SharedState {
 }
 
 const states = new WeakMap<object, SharedState>();
+/** The metric the shared state hangs off: every coordisMetrics() creates it first. */
+export const STATE_ANCHOR = "coordis_operations_total";
 /** The gauges this copy of the package created: their `collect` reads the shared sources. */
 const ownGauges = new WeakSet<object>();
 
@@ -47,6 +60,15 @@ export function sharedState(anchor: object, maxLabelValues: number): SharedState
   return state;
 }
 
+/**
+ * The state the registry's Coordis metrics share now, read at each scrape: the gauges of a registry whose operations
+ * counter was removed and created again (by a later coordisMetrics()) read the sources tracked through the new one.
+ */
+function stateOf(registry: AnyRegistry): SharedState | undefined {
+  const anchor = registry.getSingleMetric(STATE_ANCHOR);
+  return anchor === undefined ? undefined : states.get(anchor);
+}
+
 /** The shape of a prom-client metric as far as the checks below read it. */
 interface MetricShape {
   type?: unknown;
@@ -62,13 +84,13 @@ const list = (values: readonly unknown[]) => `[${values.join(", ")}]`;
  * an InvalidArgumentError naming the metric, instead of reports that throw inside the observer and vanish. Internal.
  */
 export class MetricFactory {
-  readonly #registry: Registry;
-  readonly #registers: Registry[];
+  readonly #registry: AnyRegistry;
+  readonly #registers: AnyRegistry[];
 
   /** Names of the metrics this factory registered (see {@link rollback}). */
   readonly #created: string[] = [];
 
-  constructor(registry: Registry) {
+  constructor(registry: AnyRegistry) {
     this.#registry = registry;
     this.#registers = [registry];
   }
@@ -118,12 +140,15 @@ export class MetricFactory {
     return histogram;
   }
 
-  /** A gauge whose `collect` is `collect` (created once per registry; reused only when this package made it). */
+  /**
+   * A gauge whose `collect` is `collect`, handed the registry's shared state at each scrape (none: the gauge reports
+   * nothing). Created once per registry; reused only when this package made it.
+   */
   gauge<L extends string>(
     name: string,
     help: string,
     labelNames: readonly L[],
-    collect: (g: Gauge<L>) => Promise<void>,
+    collect: (g: Gauge<L>, state: SharedState) => Promise<void>,
   ) {
     const existing = this.#existing(name, "gauge", labelNames);
     if (existing !== undefined) {
@@ -136,13 +161,19 @@ export class MetricFactory {
       }
       return;
     }
+    const registry = this.#registry;
     const gauge = new Gauge<L>({
       name,
       help,
       labelNames,
+      // The figures are Redis' (a queue's counts, a group's lag), read alike by every worker that tracks them: Node
+      // cluster aggregation (prom-client's AggregatorRegistry) keeps one of them instead of summing them.
+      aggregator: "max",
       registers: this.#registers,
-      collect() {
-        return collect(this);
+      async collect() {
+        const state = stateOf(registry);
+        if (state !== undefined) return collect(this, state);
+        this.reset();
       },
     });
     ownGauges.add(gauge);
@@ -189,7 +220,7 @@ export function checkBuckets(argument: string, value: unknown): readonly number[
 }
 
 /** Checks the `registry` option: a prom-client Registry (of any copy of prom-client). */
-export function checkRegistry(value: unknown): Registry | undefined {
+export function checkRegistry(value: unknown): AnyRegistry | undefined {
   if (value === undefined) return undefined;
   const r = value as { getSingleMetric?: unknown; registerMetric?: unknown; metrics?: unknown } | null;
   if (
@@ -201,7 +232,7 @@ export function checkRegistry(value: unknown): Registry | undefined {
   ) {
     throw new InvalidArgumentError("options.registry", "expected a prom-client Registry");
   }
-  return value as Registry;
+  return value as AnyRegistry;
 }
 
 /** A number a gauge may report: finite. */

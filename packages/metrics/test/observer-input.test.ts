@@ -39,7 +39,7 @@ describe("the observer with reports it does not expect", () => {
     report(metrics.observer, { primitive: "lock", op: "acquire", outcome: "acquired", durationMs: 4 });
     const text = await registry.metrics();
     expect(sample(text, 'coordis_lock_acquisitions_total{kind="semaphore",outcome="acquired"}')).toBe(4);
-    expect(sample(text, 'coordis_queue_jobs_total{queue="emails",outcome="completed"}')).toBe(4);
+    expect(sample(text, 'coordis_queue_deliveries_total{queue="emails",outcome="completed"}')).toBe(4);
     expect(sample(text, 'coordis_ratelimit_decisions_total{rule="burst",outcome="allowed",reason="redis"}')).toBe(4);
     expect(sample(text, 'coordis_operations_total{primitive="lock",op="acquire",outcome="acquired"}')).toBe(5);
     // Only the timed report is in the histograms, and their sums stay numbers.

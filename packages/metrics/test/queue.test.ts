@@ -73,12 +73,12 @@ describe("queue metrics from a real Queue and Worker", () => {
     const processed = async () => {
       text = await registry.metrics();
       return (
-        sample(text, `coordis_queue_jobs_total{${q},outcome="completed"}`) === 4 &&
-        sample(text, `coordis_queue_jobs_total{${q},outcome="dead"}`) === 1
+        sample(text, `coordis_queue_deliveries_total{${q},outcome="completed"}`) === 4 &&
+        sample(text, `coordis_queue_deliveries_total{${q},outcome="dead"}`) === 1
       );
     };
     await waitUntil("4 completed and 1 dead delivery in the metrics", processed, METRICS_WAIT);
-    expect(sample(text, `coordis_queue_jobs_total{${q},outcome="retry"}`)).toBe(1);
+    expect(sample(text, `coordis_queue_deliveries_total{${q},outcome="retry"}`)).toBe(1);
     expect(sample(text, `coordis_queue_processing_duration_seconds_count{${q},outcome="completed"}`)).toBe(4);
     expect(sample(text, `coordis_queue_processing_duration_seconds_count{${q},outcome="retry"}`)).toBe(1);
     // The slow handler's 120 ms are in the completed histogram: at most 3 completions took under 0.1 s.
@@ -131,7 +131,7 @@ describe("queue metrics from a real Queue and Worker", () => {
       "the delivery in the metrics",
       async () => {
         text = await registry.metrics();
-        return sample(text, 'coordis_queue_jobs_total{queue="other",outcome="completed"}') === 1;
+        return sample(text, 'coordis_queue_deliveries_total{queue="other",outcome="completed"}') === 1;
       },
       METRICS_WAIT,
     );

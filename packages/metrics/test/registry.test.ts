@@ -151,8 +151,8 @@ describe("coordisMetrics and the registry it is given", () => {
       name: "tmp-1",
     });
     let text = await registry.metrics();
-    expect(sample(text, 'coordis_queue_jobs_total{queue="emails",outcome="completed"}')).toBe(1);
-    expect(sample(text, 'coordis_queue_jobs_total{queue="other",outcome="completed"}')).toBe(1);
+    expect(sample(text, 'coordis_queue_deliveries_total{queue="emails",outcome="completed"}')).toBe(1);
+    expect(sample(text, 'coordis_queue_deliveries_total{queue="other",outcome="completed"}')).toBe(1);
     expect(text).not.toContain('coordis_queue_depth{queue="emails"}');
     untrack();
     metrics.observer.onOperation?.({
@@ -163,7 +163,7 @@ describe("coordisMetrics and the registry it is given", () => {
       name: "emails",
     });
     text = await registry.metrics();
-    expect(sample(text, 'coordis_queue_jobs_total{queue="other",outcome="completed"}')).toBe(2);
+    expect(sample(text, 'coordis_queue_deliveries_total{queue="other",outcome="completed"}')).toBe(2);
   });
 
   it("a registry merged from the one holding the metrics shares their tracked queues and groups", async () => {

@@ -144,7 +144,7 @@ describe("reports whose fields cannot be read", () => {
     });
     const text = await registry.metrics();
     expect(sample(text, 'coordis_queue_jobs_added_total{queue="emails",outcome="added"}')).toBe(1);
-    expect(sample(text, 'coordis_queue_jobs_total{queue="other",outcome="completed"}')).toBe(1);
+    expect(sample(text, 'coordis_queue_deliveries_total{queue="other",outcome="completed"}')).toBe(1);
   });
 
   it("a getter that answers differently at each read is read once: the report is counted as one thing", async () => {

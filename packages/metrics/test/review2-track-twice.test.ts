@@ -26,12 +26,12 @@ describe("the same source tracked twice", () => {
     untrackFirst();
     metrics.observer.onOperation?.(delivered("emails"));
     let text = await registry.metrics();
-    expect(sample(text, 'coordis_queue_jobs_total{queue="emails",outcome="completed"}')).toBe(1);
-    expect(sample(text, 'coordis_queue_jobs_total{queue="other",outcome="completed"}')).toBeUndefined();
+    expect(sample(text, 'coordis_queue_deliveries_total{queue="emails",outcome="completed"}')).toBe(1);
+    expect(sample(text, 'coordis_queue_deliveries_total{queue="other",outcome="completed"}')).toBeUndefined();
     untrackSecond();
     metrics.observer.onOperation?.(delivered("emails"));
     text = await registry.metrics();
-    expect(sample(text, 'coordis_queue_jobs_total{queue="other",outcome="completed"}')).toBe(1);
+    expect(sample(text, 'coordis_queue_deliveries_total{queue="other",outcome="completed"}')).toBe(1);
   });
 
   it("one source function tracked twice (log and group, queue): the earlier untrack no longer removes it", async () => {
