@@ -11,11 +11,12 @@ export function isCluster(redis: RedisClient): redis is Cluster {
 /**
  * Whether the application closed the client (`quit()`, `disconnect()`): it never answers again, so nothing is worth
  * retrying on it. A client disconnected while it waited to reconnect stays `"reconnecting"` in ioredis (no close event
- * comes any more to end it), with its `manuallyClosing` flag set until the application connects it again.
+ * comes any more to end it), with its `manuallyClosing` flag set until the application connects it again; a Cluster
+ * that had lost every node stays `"disconnecting"` for good (no node is left whose close would end it).
  */
 export function isClosed(redis: RedisClient): boolean {
   const { status, manuallyClosing } = redis as unknown as { status?: string; manuallyClosing?: boolean };
-  return status === "end" || (status === "reconnecting" && manuallyClosing === true);
+  return status === "end" || (manuallyClosing === true && (status === "reconnecting" || status === "disconnecting"));
 }
 
 /** The `commandTimeout` (ms) configured on a client, or `undefined` when it has none. */

@@ -273,6 +273,39 @@ function msParam(parsed: ParsedRedisUrl, name: string): number | undefined {
   return ms;
 }
 
+/**
+ * Refuses, before anything is opened, the ioredis options of `options` (named `argument`) that give a client every
+ * primitive refuses (see `unsupportedClientOptions`) or one without a usable command timeout: an error naming the option
+ * here rather than at each primitive, or a call that never settles.
+ */
+function checkClientOptions(argument: string, options: Record<string, unknown>): void {
+  const refuse = (key: string, why: string): never => {
+    throw new InvalidArgumentError(`${argument}.${key}`, why);
+  };
+  if (options.keyPrefix) {
+    refuse(
+      "keyPrefix",
+      "ioredis prefixes command keys but not the keys and channels Coordis names in scripts and arguments (a queue's result() would never hear of its job): leave it out and give the primitives their prefix option",
+    );
+  }
+  if (options.stringNumbers === true) {
+    refuse(
+      "stringNumbers",
+      "integer replies would arrive as strings where Coordis reads numbers (a rate limiter would allow every call): leave it out",
+    );
+  }
+  if (options.replyMapping === "resp3") {
+    refuse(
+      "replyMapping",
+      'map replies would arrive as objects where Coordis reads arrays: leave it out (default "legacy")',
+    );
+  }
+  if (options.commandTimeout !== undefined) {
+    // 0 or less takes the timeout away (a call to a dead server never settles), past 2^31 - 1 Node fires it at once.
+    durationMs(`${argument}.commandTimeout`, options.commandTimeout, { min: 1, max: 600_000 });
+  }
+}
+
 /** ioredis reconnect delay: 50 ms doubling up to 1 s, forever (Coordis never gives up reconnecting). */
 function retryStrategy(times: number): number {
   return Math.min(50 * 2 ** Math.min(times, 5), 1_000);
@@ -305,6 +338,10 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
       ? durationMs("options.connectTimeoutMs", options.connectTimeoutMs, { min: 1, max: 600_000 })
       : (msParam(parsed, "connect_timeout_ms") ?? DEFAULT_CONNECT_TIMEOUT_MS);
   const tls = tlsFromParams(parsed, options.tls);
+  const redisOptions = defined(options.redisOptions);
+  checkClientOptions("options.redisOptions", redisOptions);
+  checkClientOptions("options.clusterOptions", defined(options.clusterOptions));
+  checkClientOptions("options.clusterOptions.redisOptions", defined(options.clusterOptions?.redisOptions));
 
   const base: RedisOptions = {
     commandTimeout,
@@ -318,7 +355,7 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
     ...(parsed.password === undefined ? {} : { password: parsed.password }),
     ...(parsed.params.client_name === undefined ? {} : { connectionName: parsed.params.client_name }),
     ...(tls === undefined ? {} : { tls }),
-    ...defined(options.redisOptions),
+    ...redisOptions,
   };
 
   let client: RedisClient;
@@ -373,7 +410,8 @@ export function connect(url: string = DEFAULT_URL, options: ConnectOptions = {})
   // user not allowed SELECT, a server still loading): every command would then read and write another database than
   // the URL names. Such a connection is dropped before it is ready and opened again (with the usual backoff), so the
   // commands wait for a connection that did select it, or fail by the command timeout.
-  const selects = parsed.kind !== "cluster" && (parsed.db ?? 0) !== 0;
+  // The database is the URL's, or else redisOptions.db.
+  const selects = parsed.kind !== "cluster" && (parsed.db ?? redisOptions.db ?? 0) !== 0;
   client.on("error", (error: Error) => {
     notifyEvent(options.observer, { primitive: "connection", type: "connection-error", error });
     if (selects && (error as { command?: { name?: unknown } }).command?.name === "select") client.disconnect(true);

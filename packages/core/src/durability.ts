@@ -4,7 +4,14 @@ import { corkUntilTickEnd } from "./cork.js";
 import { Expiry, sendToCluster } from "./durability-cluster.js";
 import { CoordisError, InvalidArgumentError, RedisUnavailableError, toCoordisError } from "./errors.js";
 import type { ScriptArgs, ScriptDef, ScriptKeys, ScriptSender } from "./scripts.js";
-import { DEADLINE_MARGIN_MS, FALLBACK_DEADLINE_MS, runScript, runScriptInOrder } from "./scripts.js";
+import {
+  DEADLINE_MARGIN_MS,
+  FALLBACK_DEADLINE_MS,
+  runScript,
+  runScriptInOrder,
+  sendCall,
+  sendEval,
+} from "./scripts.js";
 import { forgetServerInfo, knownServerInfo, serverAtLeast, versionAtLeast } from "./server-info.js";
 import * as validate from "./validate.js";
 
@@ -153,12 +160,6 @@ export interface DurableOutcome<R> {
   readonly error: DurabilityError | undefined;
 }
 
-type RawClient = {
-  evalsha(sha: string, numKeys: number, ...rest: (string | number | Buffer)[]): Promise<unknown>;
-  eval(source: string, numKeys: number, ...rest: (string | number | Buffer)[]): Promise<unknown>;
-  call(command: string, ...args: (string | number | Buffer)[]): Promise<unknown>;
-};
-
 /**
  * Whether `WAITAOF` is used for this client (feature-checked per client: the server version is cached, read again
  * once a minute and after the server refused WAITAOF as unknown, see server-info.ts). Decided
@@ -239,16 +240,17 @@ async function runStandalone(
   d: Durability,
   aof: boolean,
 ): Promise<DurableOutcome<unknown>> {
-  const client = redis as unknown as RawClient;
-  const wait = waitCommand(d, aof);
+  const [waitName, ...waitArgs] = waitCommand(d, aof);
   let waitReply: Promise<unknown> | undefined;
+  // Commands of their own, written now, also with enableAutoPipelining (see sendEval): in an auto-pipeline they would
+  // go out a turn later, after the script calls made after this one.
   const send: ScriptSender = (useSource) => {
     corkUntilTickEnd(redis);
     const scriptReply = useSource
-      ? client.eval(script.source, script.numberOfKeys, ...argv)
-      : client.evalsha(script.sha1, script.numberOfKeys, ...argv);
+      ? sendEval(redis, "eval", script.source, script.numberOfKeys, argv)
+      : sendEval(redis, "evalsha", script.sha1, script.numberOfKeys, argv);
     corkUntilTickEnd(redis);
-    const sent = client.call(...wait);
+    const sent = sendCall(redis, waitName, waitArgs);
     sent.catch(() => {});
     waitReply = sent;
     return scriptReply;

@@ -128,9 +128,16 @@ const UNAVAILABLE_PATTERNS = [
  * text of another error (a script's error naming a key or a board that holds "LOADING" is that script's error).
  * `BUSYGROUP` is not `BUSY`. READONLY (a primary demoted by a failover, until the client finds the new one),
  * NOREPLICAS (fewer replicas than min-replicas-to-write) and MISCONF (writes stopped after a failed save) refuse a
- * write without running it: retrying elsewhere or later is safe, as for the others.
+ * write without running it: retrying elsewhere or later is safe, as for the others. OOM (a full `noeviction` server) is a
+ * refusal the primitives document as a `ScriptError`: an answer, not an outage.
  */
 const UNAVAILABLE_REPLY = /^(?:CLUSTERDOWN|LOADING|MASTERDOWN|TRYAGAIN|BUSY|READONLY|NOREPLICAS|MISCONF)(?:\s|$)/;
+
+/**
+ * A `MOVED` / `ASK` reply that reached a caller: ioredis' Cluster client follows them itself, so the client is a
+ * standalone one talking to a Redis Cluster node (a `redis://` URL naming a cluster node).
+ */
+const REDIRECTION_REPLY = /^(?:MOVED|ASK) \d+ /;
 
 /**
  * Error classes that mean "no answer" whatever their text: redis-errors' `AbortError` (what ioredis rejects the
@@ -162,5 +169,10 @@ export function toCoordisError(err: unknown, script?: string): CoordisError {
     return new RedisUnavailableError(`Redis is unavailable while running ${what}: ${detail}`, { cause: err });
   }
   const message = err instanceof Error ? err.message : textOf(err);
-  return new ScriptError(script, message, { cause: err });
+  const error = new ScriptError(script, message, { cause: err });
+  if (REDIRECTION_REPLY.test(message)) {
+    error.message +=
+      " (the server is a Redis Cluster node and this client is not a Cluster client: connect with redis+cluster://host:port,... or use an ioredis Cluster)";
+  }
+  return error;
 }

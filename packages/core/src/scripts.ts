@@ -1,5 +1,5 @@
 import { Command } from "ioredis";
-import type { RedisClient } from "./client.js";
+import { isClosed, type RedisClient } from "./client.js";
 import { corkUntilTickEnd } from "./cork.js";
 import { RedisUnavailableError, toCoordisError } from "./errors.js";
 import { type ClientState, clientState, markSeen, nodeOf, release, waitTurn } from "./script-order.js";
@@ -73,20 +73,38 @@ type EvalClient = {
  * (no command created, no timer) until it has one and then sends it, after the call's caller was told it had failed.
  * A command of its own goes through the connection's queue as without autopipelining (see offline-queue.ts).
  */
-function sendEval(
+export function sendEval(
   redis: RedisClient,
   name: "evalsha" | "eval",
   head: string,
   numKeys: number,
   argv: readonly (string | number | Buffer)[],
 ): Promise<unknown> {
-  if ((redis.options as { enableAutoPipelining?: boolean }).enableAutoPipelining !== true) {
-    return (redis as unknown as EvalClient)[name](head, numKeys, ...argv);
-  }
-  const command = new Command(name, [head, numKeys, ...argv], { replyEncoding: "utf8" });
+  if (!autoPipelined(redis)) return (redis as unknown as EvalClient)[name](head, numKeys, ...argv);
+  return sendOwn(redis, name, [head, numKeys, ...argv]);
+}
+
+/**
+ * Sends a plain command (`WAIT`, `WAITAOF` after a durable call's script) as a command of its own, as
+ * {@link sendEval} does: with `enableAutoPipelining` ioredis would write it a turn of the event loop later, inside a
+ * pipeline, after the commands sent directly meanwhile.
+ */
+export function sendCall(redis: RedisClient, name: string, args: readonly (string | number)[]): Promise<unknown> {
+  if (!autoPipelined(redis)) return (redis as unknown as CallClient).call(name, ...args);
+  return sendOwn(redis, name.toLowerCase(), args);
+}
+
+function autoPipelined(redis: RedisClient): boolean {
+  return (redis.options as { enableAutoPipelining?: boolean }).enableAutoPipelining === true;
+}
+
+function sendOwn(redis: RedisClient, name: string, args: readonly (string | number | Buffer)[]): Promise<unknown> {
+  const command = new Command(name, [...args], { replyEncoding: "utf8" });
   redis.sendCommand(command);
   return command.promise;
 }
+
+type CallClient = { call(command: string, ...args: (string | number)[]): Promise<unknown> };
 
 /**
  * Rejects with RedisUnavailableError when `pending` (`what`: what was sent) has not settled within `ms`. The timer is
@@ -109,6 +127,20 @@ function withDeadline<T>(pending: Promise<T>, ms: number, what: string, shownMs 
       },
     );
   });
+}
+
+/**
+ * Throws when the application closed `redis` (see {@link isClosed}): a call made on it would wait in ioredis' offline
+ * queue for its whole deadline (a client disconnected while it reconnected, a Cluster that had lost every node), never
+ * to be answered.
+ */
+function assertOpen(redis: RedisClient, script: ScriptDef<never, never, unknown>): void {
+  if (!isClosed(redis)) return;
+  throw new RedisUnavailableError(
+    `Redis is unavailable while running script "${script.name}": Connection is closed (the application closed the ` +
+      "client with disconnect() or quit(): it never answers again; nothing was sent). Give the primitive an open client.",
+    { cause: new Error("Connection is closed.") },
+  );
 }
 
 function deadlineError(what: string, ms: number): RedisUnavailableError {
@@ -153,6 +185,7 @@ async function evalInOrder(
   // that has to wait gets one on every client (ioredis' commandTimeout would only count from when it is sent).
   let deadlineAt = client.deadlineMs === 0 ? 0 : performance.now() + client.deadlineMs + extraMs;
   try {
+    assertOpen(redis, script);
     if (client.handoff || client.recovering || client.probing > 0 || client.waiting.length > 0) {
       if (deadlineAt === 0) deadlineAt = performance.now() + client.waitDeadlineMs + extraMs;
       const turn = await waitTurn(client, deadlineAt);
@@ -311,6 +344,7 @@ export function runScriptSource<K extends readonly string[], A extends readonly 
 ): Promise<R> {
   const def = script as unknown as ScriptDef<never, never, unknown>;
   try {
+    assertOpen(redis, def);
     const client = clientState(redis);
     const pending = sendEval(redis, "eval", def.source, def.numberOfKeys, [
       ...(keys as readonly string[]),

@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import type { RedisClient } from "./client.js";
 import { InvalidArgumentError, toCoordisError } from "./errors.js";
+import { withCommandDeadline } from "./scripts.js";
 import { describeValue } from "./validate.js";
 
 /** What Coordis knows about the Redis server behind a client. */
@@ -81,7 +82,9 @@ export function serverInfo(redis: RedisClient): Promise<ServerInfo> {
   if (pending === undefined) {
     pending = (async () => {
       try {
-        const text = (await redis.info("server")) as string;
+        // Bounded as a script call on this client is: one of the user's own without commandTimeout would otherwise
+        // wait for ever on a server that stopped answering, and the durable call or primitive behind it with it.
+        const text = (await withCommandDeadline(redis, redis.info("server"), "INFO server")) as string;
         const fields = parseInfo(text);
         const version = fields.redis_version ?? "0.0.0";
         const info = { version, versionParts: parseVersion(version), mode: fields.redis_mode ?? "standalone" };

@@ -52,31 +52,50 @@ export function thrownText(err: unknown, maxChars: number): string {
   return text.slice(0, code >= 0xd800 && code <= 0xdbff ? maxChars - 1 : maxChars);
 }
 
-/** A finite number (not NaN, not ±Infinity), optionally within `[min, max]`. */
+/** `"a finite number from 1 to 10"`, `"an integer of at least 0"`...: what a number argument must be. */
+function numberRange(what: string, bounds: { min?: number | undefined; max?: number | undefined }): string {
+  const { min, max } = bounds;
+  if (min !== undefined && max !== undefined) return `${what} from ${min} to ${max}`;
+  if (min !== undefined) return `${what} of at least ${min}`;
+  if (max !== undefined) return `${what} of at most ${max}`;
+  return what;
+}
+
+/**
+ * A finite number (not NaN, not ±Infinity), optionally within `[min, max]`. Whatever is wrong, the message gives the
+ * range.
+ */
 export function finiteNumber(name: string, value: unknown, bounds: { min?: number; max?: number } = {}): number {
-  if (typeof value !== "number" || !Number.isFinite(value)) {
-    throw new InvalidArgumentError(name, `expected a finite number, got ${describeValue(value)}`);
-  }
-  if (bounds.min !== undefined && value < bounds.min) {
-    throw new InvalidArgumentError(name, `must be at least ${bounds.min}, got ${value}`);
-  }
-  if (bounds.max !== undefined && value > bounds.max) {
-    throw new InvalidArgumentError(name, `must be at most ${bounds.max}, got ${value}`);
+  if (
+    typeof value !== "number" ||
+    !Number.isFinite(value) ||
+    (bounds.min !== undefined && value < bounds.min) ||
+    (bounds.max !== undefined && value > bounds.max)
+  ) {
+    throw new InvalidArgumentError(
+      name,
+      `expected ${numberRange("a finite number", bounds)}, got ${describeValue(value)}`,
+    );
   }
   return value;
 }
 
-/** An integer (safe integer range), optionally within `[min, max]`. */
+/** An integer (safe integer range), optionally within `[min, max]`. Whatever is wrong, the message gives the range. */
 export function integer(name: string, value: unknown, bounds: { min?: number; max?: number } = {}): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value)) {
-    throw new InvalidArgumentError(name, `expected an integer, got ${describeValue(value)}`);
+  if (
+    typeof value !== "number" ||
+    !Number.isSafeInteger(value) ||
+    (bounds.min !== undefined && value < bounds.min) ||
+    (bounds.max !== undefined && value > bounds.max)
+  ) {
+    throw new InvalidArgumentError(name, `expected ${numberRange("an integer", bounds)}, got ${describeValue(value)}`);
   }
-  return finiteNumber(name, value, bounds);
+  return value;
 }
 
 /** An integer ≥ 1, optionally at most `max`. */
 export function positiveInteger(name: string, value: unknown, max = Number.MAX_SAFE_INTEGER): number {
-  return integer(name, value, { min: 1, max });
+  return integer(name, value, max === Number.MAX_SAFE_INTEGER ? { min: 1 } : { min: 1, max });
 }
 
 /**

@@ -87,6 +87,31 @@ describe("validation helpers", () => {
     expect(argumentOf(() => validate.finiteNumber("x", 5, { max: 4 }))).toBe("x");
   });
 
+  it("integer, positiveInteger and finiteNumber name the whole range in every refusal", () => {
+    const message = (check: () => unknown) => {
+      try {
+        check();
+      } catch (err) {
+        expect(err).toBeInstanceOf(InvalidArgumentError);
+        return (err as Error).message;
+      }
+      return "accepted";
+    };
+    // A wrong type, a fraction, and a value on either side of the range: each says what is allowed.
+    for (const v of ["5", 1.5, 0, 101, Number.NaN, null])
+      expect(message(() => validate.integer("options.limit", v, { min: 1, max: 100 }))).toMatch(
+        /^Invalid argument "options\.limit": expected an integer from 1 to 100, got /,
+      );
+    for (const v of [0.5, -1, "3"])
+      expect(message(() => validate.positiveInteger("count", v))).toContain("expected an integer of at least 1, got ");
+    expect(message(() => validate.positiveInteger("count", 11, 10))).toContain("from 1 to 10, got 11");
+    for (const v of [Number.POSITIVE_INFINITY, 1.5, -0.5, undefined])
+      expect(message(() => validate.finiteNumber("ratio", v, { min: 0, max: 1 }))).toContain(
+        "expected a finite number from 0 to 1, got ",
+      );
+    expect(message(() => validate.finiteNumber("x", Number.NaN, { max: 4 }))).toContain("of at most 4, got NaN");
+  });
+
   it("string checks UTF-8 size and well-formedness", () => {
     expect(validate.string("s", "héllo", { maxBytes: 6 })).toBe("héllo");
     expect(argumentOf(() => validate.string("s", "héllo", { maxBytes: 5 }))).toBe("s");
