@@ -65,7 +65,7 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
         local px = exp >= 1e12 and exp < 1e13 and string.sub(v, #field + 2, #field + 14) or string.format('%d', exp)
         redis.call('SET', key, v, 'PXAT', px)
       elseif start == a then
-        redis.call('SET', key, string.format('%s%d', head, count), 'KEEPTTL') -- the same window: only the count changes
+        redis.call('SET', key, head .. string.format('%d', count), 'KEEPTTL') -- the same window: only the count changes
       else
         redis.call('SET', key, string.format('%s=%d:%d:%d', field, exp, start, count), 'KEEPTTL')
       end
@@ -109,7 +109,8 @@ local function rl_fast(key, cost, now, time, argv, i, field, limit, w, cap, wt, 
         local px = exp >= 1e12 and exp < 1e13 and string.sub(v, #field + 2, #field + 14) or string.format('%d', exp)
         redis.call('SET', key, v, 'PXAT', px)
       elseif prev == cn then
-        redis.call('SET', key, string.format('%s%d:%s', head, curr, c), 'KEEPTTL') -- the same windows: one count changes
+        -- the same windows: one count changes
+        redis.call('SET', key, head .. string.format('%d:', curr) .. c, 'KEEPTTL')
       else
         redis.call('SET', key, string.format('%s=%d:%d:%d:%d', field, exp, cs, curr, prev), 'KEEPTTL')
       end

@@ -1,4 +1,4 @@
--- ratelimit-own: the decision of lua/ratelimit/consume.lua for a limiter of two to four rules, unrolled. In the
+-- ratelimit-own: the decision of lua/ratelimit/consume.lua for a limiter of one to four rules, unrolled. In the
 -- shared script the block below is a comment; a limiter's own copy of the script (packages/ratelimit/src/
 -- specialised.ts) replaces it with code: the main part once, each rule's parts ("-- @<alg>": load and decide,
 -- "reject": its waitMs, remaining and resetMs for a rejection's reply, "write": its new entry) once per rule in rule
@@ -8,18 +8,24 @@
 -- pattern, captures and parts.
 -- It decides, replies and writes exactly as rl_fast's loop over several rules (lua/_lib/ratelimit-one.lua), for a
 -- key holding nothing or exactly the rules' entries in rule order (one string.match of the whole value). Everything
--- else (another limiter's entry, a rejecting sliding window, a rejection that must move an entry's expiry) returns
--- nil, having written nothing, and the value read, which rl_fast then takes as r6 (its full). No loop, no rule
+-- else (another limiter's entry, a rejecting sliding window, a rejection that must move an entry's expiry) breaks
+-- out, having written nothing, with the value read in r6, which rl_fast then takes as its full. No loop, no rule
 -- table, constants in place, every entry formatted only once all rules admit, one concatenation of the value: about
--- a sixth less Redis CPU than the loop for three rules (callgrind).
+-- a sixth less Redis CPU than the loop for three rules (callgrind). The block is top-level code in a `repeat ...
+-- until true` (`break` leaves it), not a function: a function is a closure built on every call.
+-- One rule: its part "-- @<alg> one" alone is the block, with $name (the field as a pattern matches it) and $full
+-- (the text a full bucket's entry ends with after one unit is taken, "<level>:<unit>", or nil); it decides, replies
+-- and writes exactly as rl_fast does for one rule, and whatever rl_fast would hand over it leaves to the general
+-- path, setting rules to false (rl_fast is then not called: it would read the key again only to hand it over).
 --[==[
-local function rl_own(key, cost, now, time)
+repeat -- the rules' usual call; anything else breaks out with the value read as r6, rl_fast's full (see above)
+  local key = KEYS[1]
   local v = redis.call('GET', key)
   local format, was, ok = string.format, 0, true
   local $captures
   if v then
     $captures = string.match(v, '$pattern')
-    if not $first then return nil, v end
+    if not $first then r6 = v break end
   end
   $decide
   if not ok then
@@ -39,13 +45,8 @@ local function rl_own(key, cost, now, time)
     redis.call('SET', key, value, 'PXAT', at >= 1e12 and at < 1e13 and string.sub(atx, ato, ato + 12) or
       format('%d', at))
   end
-  return time[1] .. ':' .. time[2] .. ';' .. value
-end
-do
-  local reply
-  reply, r6 = rl_own(KEYS[1], cost, now, t) -- r6: the value read, for rl_fast (full, with several rules)
-  if reply then return reply end
-end
+  return t[1] .. ':' .. t[2] .. ';' .. value
+until true
 -- @fw
   local e$n, exp$n, start$n, count$n, same$n -- $field: fixed window
   do
@@ -68,7 +69,7 @@ end
   local wait$n, remaining$n, reset$n = 0, $limit, 0
   if count$n > 0 then
     remaining$n, reset$n = $limit - count$n, exp$n - now
-    if e$n and exp$n > e$n then return nil, v end
+    if e$n and exp$n > e$n then r6 = v break end
   end
   if count$n + cost > $limit then wait$n = exp$n - now end
 -- @fw write
@@ -101,7 +102,7 @@ end
     end
     -- a previous window above a lowered limit weighs as the limit, and is written back as it was (see rl_load)
     local pw = (prev > limit and limit or prev) * (w - (now - cs))
-    if pw > (limit - curr - cost) * w then return nil, v end -- its wait is the general path's to compute
+    if pw > (limit - curr - cost) * w then r6 = v break end -- its wait is the general path's to compute
     e$n, cs$n, curr$n, prev$n, pw$n, same$n = e, cs, curr, prev, pw, cs + 2 * w == e and prev == cn
   end
 -- @sw reject
@@ -113,7 +114,7 @@ end
     remaining$n = x - x % 1
     if remaining$n < 0 then remaining$n = 0 end
     if keep > 0 then reset$n = keep - now end
-    if e$n and keep > e$n then return nil, v end
+    if e$n and keep > e$n then r6 = v break end
   end
 -- @sw write
   do
@@ -167,7 +168,7 @@ end
       reset$n = last$n - now + reset$n
       x = level / w
       remaining$n = x - x % 1
-      if e$n and now + reset$n > e$n then return nil, v end
+      if e$n and now + reset$n > e$n then r6 = v break end
     end
     local need = cost * w - level
     if need > 0 then
@@ -189,4 +190,157 @@ end
     x$n = format('$field=%d:%d:%d:$unit', exp, last$n, level)
     if exp > at then at, atx, ato = exp, x$n, $offset end
   end
+-- @fw one
+repeat -- $field, the only rule: fixed window
+  local key, limit, w = KEYS[1], $limit, $w
+  local v = redis.call('GET', key)
+  local head, e, a, b
+  if v then
+    head, e, a, b = string.match(v, '^($name=(%d+):(%d+):)(%d+)$')
+    if not head then rules = false break end -- another limiter's entry, or one that does not parse
+    e, a = e + 0, a + 0
+    if e <= now then e = nil end -- expired: gone
+  end
+  local start, count = now, 0
+  if e and now < a + w then
+    start, count = a, b + 0
+    if count > limit then count = limit end
+  end
+  local exp = start + w
+  local reset = exp - now
+  if count + cost > limit then
+    if count == 0 or exp > e then rules = false break end -- the entry must live longer (a rule changed)
+    local n = reset * (limit + 1) + limit - count
+    if n < 9007199254740992 then return -1 - n end
+    return { 0, reset, limit - count, reset }
+  end
+  count = count + cost
+  if exp ~= e then
+    v = string.format('$field=%d:%d:%d', exp, start, count)
+    redis.call('SET', key, v, 'PXAT', exp >= 1e12 and exp < 1e13 and string.sub(v, $offset, $offset + 12) or
+      string.format('%d', exp))
+  elseif start == a then
+    redis.call('SET', key, head .. string.format('%d', count), 'KEEPTTL') -- the same window: only the count changes
+  else
+    redis.call('SET', key, string.format('$field=%d:%d:%d', exp, start, count), 'KEEPTTL')
+  end
+  local n = reset * (limit + 1) + limit - count
+  if n < 9007199254740992 then return n end
+  return { 1, 0, limit - count, reset }
+until true
+-- @sw one
+repeat -- $field, the only rule: sliding window
+  local key, limit, w = KEYS[1], $limit, $w
+  local v = redis.call('GET', key)
+  local head, e, a, b, c
+  if v then
+    head, e, a, b, c = string.match(v, '^($name=(%d+):(%d+):)(%d+):(%d+)$')
+    if not head then rules = false break end -- another limiter's entry, or one that does not parse
+    e = e + 0
+    if e <= now then e = nil end -- expired: gone
+  end
+  local cs = now - now % w
+  local curr, prev, cn = 0, 0, nil
+  if e then
+    a = a + 0
+    if a > now then cs = a end -- Redis' clock went back: the stored window stays current (see rl_load)
+    if a == cs then
+      cn = c + 0
+      curr, prev = b + 0, cn
+    elseif a == cs - w then
+      prev = b + 0
+    end
+    if curr > limit then curr = limit end
+  end
+  -- a previous window above a lowered limit weighs as the limit, and is written back as it was (see rl_load)
+  local pw = (prev > limit and limit or prev) * (w - (now - cs))
+  if pw > (limit - curr - cost) * w then rules = false break end -- its wait is the general path's to compute
+  curr = curr + cost
+  local exp = cs + 2 * w
+  local x = ((limit - curr) * w - pw) / w
+  local remaining = x - x % 1
+  if remaining < 0 then remaining = 0 end
+  if exp ~= e then
+    v = string.format('$field=%d:%d:%d:%d', exp, cs, curr, prev)
+    redis.call('SET', key, v, 'PXAT', exp >= 1e12 and exp < 1e13 and string.sub(v, $offset, $offset + 12) or
+      string.format('%d', exp))
+  elseif prev == cn then
+    redis.call('SET', key, head .. string.format('%d:', curr) .. c, 'KEEPTTL') -- the same windows: one count changes
+  else
+    redis.call('SET', key, string.format('$field=%d:%d:%d:%d', exp, cs, curr, prev), 'KEEPTTL')
+  end
+  local n = (exp - now) * (limit + 1) + remaining
+  if n < 9007199254740992 then return n end
+  return { 1, 0, remaining, exp - now }
+until true
+-- @bucket one
+repeat -- $field, the only rule: token bucket or GCRA, in ticks
+  local key, limit, w, cap = KEYS[1], $limit, $w, $cap
+  local v = redis.call('GET', key)
+  local e, a, b, c
+  if v then
+    e, a, b, c = string.match(v, '^$name=(%d+):(%d+):(%d+):(%d+)$')
+    if not e then rules = false break end -- another limiter's entry, or one that does not parse
+    e = e + 0
+    if e <= now then e = nil end -- expired: gone
+  end
+  local capt = cap * w
+  local level, last = capt, now -- last: the instant the state is as of (see rl_load)
+  if e then
+    if c == '$unit' then c = w else c = c + 0 end -- ticks per unit, compared as text first
+    if c > 0 then
+      level = b + 0
+      if c ~= w then level = math.floor(level / c * w) end -- stored in another rule's ticks (its rate changed)
+      local gain = (now - a) * limit
+      if gain > 0 then
+        if gain >= capt - level then level = capt else level = level + gain end
+      elseif gain < 0 then
+        last = a + 0 -- Redis' clock went back: the state stays as of its later instant (see rl_load)
+      end
+      if level > capt then level = capt end
+    end
+  end
+  local need = cost * w - level
+  if need > 0 then
+    -- Rejected: waitMs, and remaining and resetMs as loaded.
+    local x = need / limit
+    local wait = x - x % 1
+    if wait * limit < need then wait = wait + 1 end
+    local remaining, reset = cap, 0
+    if level < capt then
+      local short = capt - level
+      x = short / limit
+      reset = x - x % 1
+      if reset * limit < short then reset = reset + 1 end
+      reset = last - now + reset
+      if e and now + reset > e then rules = false break end -- the entry must live longer (a rule changed)
+      x = level / w
+      remaining = x - x % 1
+    end
+    return { 0, last - now + wait, remaining, reset }
+  end
+  level = level - cost * w
+  local short = capt - level
+  local x = short / limit
+  local reset = x - x % 1
+  if reset * limit < short then reset = reset + 1 end
+  local exp = last + reset
+  reset = last - now + reset
+  x = level / w
+  local remaining = x - x % 1
+  if exp ~= e then
+    local px = string.format('%d', exp)
+    if $full and level == capt - w then
+      v = '$field=' .. px .. string.format(':%d:', last) .. $full -- a full bucket less one unit, as text
+    else
+      v = '$field=' .. px .. string.format(':%d:%d:$unit', last, level)
+    end
+    redis.call('SET', key, v, 'PXAT', px)
+  else
+    redis.call('SET', key, string.format('$field=%d:%d:%d:$unit', exp, last, level), 'KEEPTTL')
+  end
+  local n = reset * (cap + 1) + remaining
+  if n < 9007199254740992 then return n end
+  return { 1, 0, remaining, reset }
+until true
 ]==]

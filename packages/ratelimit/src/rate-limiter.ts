@@ -190,7 +190,8 @@ export class RateLimiter {
   /** One consume script call (unbatched, or a batch of one). */
   #consumeScript(stateKey: string, cost: number): Promise<ScriptReply> {
     const own = this.#ownConsume;
-    if (own !== undefined) return runScriptDynamic(this.#redis, own, [stateKey], [cost]);
+    // a cost of 1 is sent as no argument at all (the script's default): each argument costs Redis about 1k instructions
+    if (own !== undefined) return runScriptDynamic(this.#redis, own, [stateKey], cost === 1 ? [] : [cost]);
     return runScriptDynamic<[string], string[], ScriptReply>(
       this.#redis,
       ratelimitScripts.consume,

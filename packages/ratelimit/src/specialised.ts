@@ -3,7 +3,7 @@ import { defineScript, type ScriptDef } from "@coordis/core";
 import type { ScriptReply } from "./decision.js";
 import { ratelimitScripts } from "./scripts.generated.js";
 
-/** The consume script of one rule set, its rules written into the source: ARGV is the cost alone. */
+/** The consume script of one rule set, its rules written into the source: ARGV is the cost alone (none: a cost of 1). */
 export type SpecialisedConsume = ScriptDef<["state"], ["cost"], ScriptReply>;
 
 /** The line of lua/ratelimit/consume.lua that reads the rules from ARGV, replaced in a specialised copy. */
@@ -28,8 +28,8 @@ function literal(arg: string, asText: boolean): string | undefined {
  * the same decisions and stored bytes as the shared script called with those ARGV (the Lua reads the same values
  * from a table instead of ARGV; fixed and sliding windows' numbers as numbers, a token bucket's ticks per unit as
  * the text it is compared and written as), for less Redis CPU per call: Redis no longer receives and converts each
- * rule's arguments, and two to four rules decide the usual call in straight-line code (lua/_lib/ratelimit-own.lua,
- * its block filled in for these rules) before the loop. One per distinct rule set, shared by the limiters of the
+ * rule's arguments, and one to four rules decide the usual call in straight-line code (lua/_lib/ratelimit-own.lua,
+ * its block filled in for these rules) before rl_fast. One per distinct rule set, shared by the limiters of the
  * process; `undefined` past {@link MAX_SPECIALISED_RULE_SETS} rule sets (those limiters send their rules in ARGV).
  */
 export function specialisedConsume(ruleArgs: readonly string[]): SpecialisedConsume | undefined {
@@ -77,7 +77,7 @@ export function specialiseConsume(ruleArgs: readonly string[]): SpecialisedConsu
       ? `local rules, ri = { ${items.join(", ")} }, 1 local r1, r2, r3, r4, r5, r6 = rules[1], rules[2], rules[3], rules[4], rules[3], nil`
       : `local rules, ri, r1, r2, r3, r4, r5, r6 = nil, 1, ${single}`;
   // the block of lua/_lib/ratelimit-own.lua as code for these rules, or left out (a comment the copy does not need)
-  const own = (single === undefined ? ownBlock(ruleArgs) : undefined) ?? "";
+  const own = (single === undefined ? ownBlock(ruleArgs) : oneBlock(ruleArgs)) ?? "";
   const source = withOwnBlock(parts.join(`${rules} --@rules`), own);
   return defineScript<["state"], ["cost"], ScriptReply>({
     name: generic.name,
@@ -95,6 +95,49 @@ const OWN_CLOSE = "\n]==]";
 const MAX_RULES = 4;
 /** A positive integer Lua keeps exact. */
 const COUNT = /^[1-9]\d{0,14}$/;
+
+/** The parts of the block of lua/_lib/ratelimit-own.lua, by name ("fw", "fw reject", "bucket one", ...). */
+function ownParts(): { main: string; part: (name: string, values: Record<string, string>) => string } {
+  const text = ownTemplate(ratelimitScripts.consume.source).text;
+  const [main = "", ...sections] = text.split(/^-- @([a-z]+(?: reject| write| one)?)\n/m);
+  const parts = new Map<string, string>();
+  for (let j = 0; j + 1 < sections.length; j += 2) parts.set(sections[j] as string, sections[j + 1] as string);
+  const part = (name: string, values: Record<string, string>) => {
+    const text = parts.get(name);
+    if (text === undefined) throw new Error(`ratelimit/consume: no part "-- @${name}" in lua/_lib/ratelimit-own.lua`);
+    return fill(text, values).trimEnd();
+  };
+  return { main, part };
+}
+
+/**
+ * The code of lua/_lib/ratelimit-own.lua for one rule (its part "-- @<alg> one"): the rule's usual call decided in
+ * straight-line code at the script's top level, its constants in place (no function built and called per call, as
+ * rl_fast is). `undefined` for a rule whose numbers are not plain positive integers: rl_fast decides those.
+ */
+function oneBlock(ruleArgs: readonly string[]): string | undefined {
+  const [field = "", limit = "", w = "", cap = ""] = ruleArgs;
+  const bucket = limit.startsWith("-");
+  const values: Record<string, string> = {
+    field,
+    name: field.replace(/[^A-Za-z0-9]/g, "%$&"), // the field as a pattern matches it
+    limit: limit.replace(/^-/, ""),
+    w: w.replace(/^-/, ""),
+    unit: w,
+    cap,
+    offset: String(field.length + 2),
+    full: "nil",
+  };
+  if (!/^[A-Za-z0-9_.|-]{1,80}$/.test(field) || !COUNT.test(values.limit as string) || !COUNT.test(values.w as string))
+    return undefined;
+  if (bucket) {
+    if (!COUNT.test(cap)) return undefined;
+    // a bucket's level once full less one unit, and its ticks per unit, as the entry's text ends (Lua's '%d')
+    const level = (Number(cap) - 1) * Number(w);
+    if (Number.isSafeInteger(level)) values.full = `'${level}:${w}'`;
+  }
+  return ownParts().part(`${bucket ? "bucket" : w.startsWith("-") ? "sw" : "fw"} one`, values);
+}
 
 function ownTemplate(source: string): { start: number; end: number; text: string } {
   const start = source.indexOf(OWN_OPEN);
@@ -120,15 +163,7 @@ function fill(part: string, values: Record<string, string>): string {
  * positive integer): rl_fast decides those.
  */
 function ownBlock(ruleArgs: readonly string[]): string | undefined {
-  const text = ownTemplate(ratelimitScripts.consume.source).text;
-  const [main = "", ...sections] = text.split(/^-- @([a-z]+(?: reject| write)?)\n/m);
-  const parts = new Map<string, string>();
-  for (let j = 0; j + 1 < sections.length; j += 2) parts.set(sections[j] as string, sections[j + 1] as string);
-  const part = (name: string, values: Record<string, string>) => {
-    const text = parts.get(name);
-    if (text === undefined) throw new Error(`ratelimit/consume: no part "-- @${name}" in lua/_lib/ratelimit-own.lua`);
-    return fill(text, values).trimEnd();
-  };
+  const { main, part } = ownParts();
   const decide: string[] = [];
   const reject: string[] = [];
   const write: string[] = [];

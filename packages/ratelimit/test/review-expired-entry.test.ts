@@ -17,7 +17,7 @@ const timeOf = (at: number): [string, string] => [
 ];
 
 /** The line of consume.lua that runs the fast path: replaced by nothing, the script decides by the general path. */
-const FAST_LINE = "local reply = rl_fast(KEYS[1], cost, now, t, rules, ri, r1, r2, r3, r4, r5, r6)";
+const FAST_LINE = "local reply = rules ~= false and rl_fast(KEYS[1], cost, now, t, rules, ri, r1, r2, r3, r4, r5, r6)";
 
 const summary = (d: Decision) => ({
   allowed: d.allowed,
