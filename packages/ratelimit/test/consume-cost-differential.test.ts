@@ -1,21 +1,13 @@
-import { type Algorithm, type NormalizedRule, RateLimiter, type Rule, ratelimitScripts } from "@coordis/ratelimit";
+import { type NormalizedRule, RateLimiter, type Rule, ratelimitScripts } from "@coordis/ratelimit";
 import { mulberry32, testPrefix } from "@coordis/testing";
 import type { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { normalizeRules, rulesArgs, rulesSpec } from "../src/rules.js";
-import { specialiseConsume } from "../src/specialised.js";
 import { sharedClients } from "./fixtures/clients.js";
 import { consumeBeforeOneRuleBlock } from "./fixtures/consume-before-one-rule.js";
-import { atTime } from "./fixtures/previous-release.js";
+import { atTimeScripts, randomRules } from "./fixtures/differential.js";
 
 const prefix = testPrefix();
-const ALGS: Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
-
-/** TIME's reply (seconds, microseconds) at instant `at` (ms), with some microseconds past the millisecond. */
-const timeOf = (at: number): [string, string] => [
-  String(Math.floor(at / 1000)),
-  String((at % 1000) * 1000 + ((at * 7) % 1000)),
-];
 
 // A limiter's own copy of one rule decides its usual call in top-level code (lua/_lib/ratelimit-own.lua, "@<alg>
 // one"), the copies of two to four rules no longer build a function per call, and a cost of 1 is sent as no argument.
@@ -27,41 +19,18 @@ const timeOf = (at: number): [string, string] => [
 describe("the consume scripts decide and write exactly as before their Redis CPU was cut", () => {
   const clients = sharedClients();
   const key = (name: string) => `${prefix}:rl:{${name}}`;
-  const load = async (source: string) => (await clients.admin.script("LOAD", atTime(source))) as string;
-  const run = async (sha: string, k: string, args: (string | number)[], at: number) =>
-    clients.admin.evalsha(sha, 1, k, ...args.map(String), ...timeOf(at));
+  const { load, run, own } = atTimeScripts(() => clients.admin as Redis);
 
-  /** One rule (most sequences) or two to four; small limits get rejections, large ones admissions. */
-  const randomRules = (next: () => number, names: string[]): Rule[] => {
-    const n = next() < 0.7 ? 1 : 2 + Math.floor(next() * 3);
-    return names.slice(0, n).map((name) => {
-      const algorithm = ALGS[Math.floor(next() * ALGS.length)] as Algorithm;
-      const limit = next() < 0.5 ? 1 + Math.floor(next() * 8) : 1 + Math.floor(next() * 1e6);
-      const windowMs = [1_000, 3_000, 60_000, 3_600_000, 7 * 86_400_000][Math.floor(next() * 5)] as number;
-      const bucket = algorithm === "token-bucket" || algorithm === "gcra";
-      const burst = bucket && next() < 0.3 ? 1 + Math.floor(next() * 10) : undefined;
-      return { name, algorithm, limit, windowMs, ...(burst === undefined ? {} : { burst }) };
-    });
-  };
+  const rulesOf = (next: () => number, names: string[]): Rule[] => randomRules(next, names, 0.7, 0.5);
 
   it("random rule sets, costs, refunds, instants and stored values", async () => {
     const before = await load(consumeBeforeOneRuleBlock.source);
     const shared = await load(ratelimitScripts.consume.source);
     const refund = await load(ratelimitScripts.refund.source);
-    const own = new Map<string, string>();
-    const ownSha = async (rules: readonly NormalizedRule[]) => {
-      const args = rulesArgs(rules);
-      const id = args.join(" ");
-      let sha = own.get(id);
-      if (sha === undefined) {
-        const source = specialiseConsume(args)?.source ?? "";
-        // the unrolled block, for one rule its part for the rule's algorithm
-        expect(source, id).toMatch(rules.length === 1 ? /^repeat -- .*, the only rule: /m : /^repeat -- the rules'/m);
-        sha = await load(source);
-        own.set(id, sha);
-      }
-      return sha;
-    };
+    const ownSha = (rules: readonly NormalizedRule[]) =>
+      own(rules, (source, id) =>
+        expect(source, id).toMatch(rules.length === 1 ? /^repeat -- .*, the only rule: /m : /^repeat -- the rules'/m),
+      );
     const [s] = (await clients.admin.time()) as unknown as [string, string];
     const base = Number(s) * 1000 + 100 * 86_400_000; // keys written with it (PXAT) do not expire during the test
     const next = mulberry32(20261208);
@@ -71,7 +40,7 @@ describe("the consume scripts decide and write exactly as before their Redis CPU
       const [beforeKey, sharedKey, ownKey, mixedKey] = keys as [string, string, string, string];
       await clients.admin.del(...keys);
       const names = ["a", "b", "c", "d", "x.y-z"].sort(() => next() - 0.5);
-      let rules = normalizeRules(randomRules(next, names));
+      let rules = normalizeRules(rulesOf(next, names));
       if (rules.length === 1) tally.one++;
       let at = base + Math.floor(next() * 1e9);
       for (let step = 0; step < 16; step++) {
@@ -84,7 +53,7 @@ describe("the consume scripts decide and write exactly as before their Redis CPU
         if (roll < 0.05) {
           // other rules, limits, algorithms
           rules = normalizeRules(
-            randomRules(
+            rulesOf(
               next,
               names.sort(() => next() - 0.5),
             ),
@@ -106,7 +75,7 @@ describe("the consume scripts decide and write exactly as before their Redis CPU
           const other =
             pick < 0.33
               ? [...rules].reverse()
-              : normalizeRules(randomRules(next, pick < 0.66 ? ["o", "p", "q"] : rules.map((r) => r.name)));
+              : normalizeRules(rulesOf(next, pick < 0.66 ? ["o", "p", "q"] : rules.map((r) => r.name)));
           const past = at - ([1, 5_000, 4_000_000][Math.floor(next() * 3)] as number);
           const args = [1 + Math.floor(next() * 2), ...rulesArgs(other)];
           for (const k of keys) await run(before, k, args, past);

@@ -1,19 +1,13 @@
-import { type Algorithm, type NormalizedRule, type Rule, ratelimitScripts } from "@coordis/ratelimit";
+import { type NormalizedRule, type Rule, ratelimitScripts } from "@coordis/ratelimit";
 import { mulberry32, testPrefix } from "@coordis/testing";
+import type { Redis } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { normalizeRules, rulesArgs } from "../src/rules.js";
 import { specialiseConsume } from "../src/specialised.js";
 import { sharedClients } from "./fixtures/clients.js";
-import { atTime } from "./fixtures/previous-release.js";
+import { atTimeScripts, randomRules } from "./fixtures/differential.js";
 
 const prefix = testPrefix();
-const ALGS: Algorithm[] = ["fixed-window", "sliding-window", "token-bucket", "gcra"];
-
-/** TIME's reply (seconds, microseconds) at instant `at` (ms), with some microseconds past the millisecond. */
-const timeOf = (at: number): [string, string] => [
-  String(Math.floor(at / 1000)),
-  String((at % 1000) * 1000 + ((at * 7) % 1000)),
-];
 
 // A limiter's own consume script of several rules decides the usual call with its rules unrolled into straight-line
 // code (lua/_lib/ratelimit-own.lua) and hands everything else to rl_fast's loop. Here the shared script, rules in
@@ -23,38 +17,14 @@ const timeOf = (at: number): [string, string] => [
 describe("a limiter's own script of several rules decides and writes exactly as the shared script", () => {
   const clients = sharedClients();
   const key = (name: string) => `${prefix}:rl:{${name}}`;
-  const load = async (source: string) => (await clients.admin.script("LOAD", atTime(source))) as string;
-  const run = async (sha: string, k: string, args: (string | number)[], at: number) =>
-    clients.admin.evalsha(sha, 1, k, ...args.map(String), ...timeOf(at));
+  const { load, run, own } = atTimeScripts(() => clients.admin as Redis);
 
-  /** Two to four rules of the given names, every algorithm; small limits get rejections, large ones admissions. */
-  const randomRules = (next: () => number, names: string[]): Rule[] => {
-    const n = 2 + Math.floor(next() * 3);
-    return names.slice(0, n).map((name) => {
-      const algorithm = ALGS[Math.floor(next() * ALGS.length)] as Algorithm;
-      const limit = next() < 0.35 ? 1 + Math.floor(next() * 8) : 1 + Math.floor(next() * 1e6);
-      const windowMs = [1_000, 3_000, 60_000, 3_600_000, 7 * 86_400_000][Math.floor(next() * 5)] as number;
-      const bucket = algorithm === "token-bucket" || algorithm === "gcra";
-      const burst = bucket && next() < 0.3 ? 1 + Math.floor(next() * 10) : undefined;
-      return { name, algorithm, limit, windowMs, ...(burst === undefined ? {} : { burst }) };
-    });
-  };
+  const rulesOf = (next: () => number, names: string[]): Rule[] => randomRules(next, names, 0, 0.35);
 
   it("random rule sets, costs, instants and stored values", async () => {
     const shared = await load(ratelimitScripts.consume.source);
-    const own = new Map<string, string>();
-    const ownSha = async (rules: readonly NormalizedRule[]) => {
-      const args = rulesArgs(rules);
-      const id = args.join(" ");
-      let sha = own.get(id);
-      if (sha === undefined) {
-        const source = specialiseConsume(args)?.source ?? "";
-        expect(source, id).toContain("repeat -- the rules' usual call");
-        sha = await load(source);
-        own.set(id, sha);
-      }
-      return sha;
-    };
+    const ownSha = (rules: readonly NormalizedRule[]) =>
+      own(rules, (source, id) => expect(source, id).toContain("repeat -- the rules' usual call"));
     const [s] = (await clients.admin.time()) as unknown as [string, string];
     const base = Number(s) * 1000 + 100 * 86_400_000; // keys written with it (PXAT) do not expire during the test
     const next = mulberry32(20261207);
@@ -63,7 +33,7 @@ describe("a limiter's own script of several rules decides and writes exactly as 
       const [sharedKey, ownKey] = [key(`own-${process.pid}-${seq}-shared`), key(`own-${process.pid}-${seq}-own`)];
       await clients.admin.del(sharedKey, ownKey);
       const names = ["a", "b", "c", "d", "x.y-z"].sort(() => next() - 0.5);
-      let rules = normalizeRules(randomRules(next, names));
+      let rules = normalizeRules(rulesOf(next, names));
       let at = base + Math.floor(next() * 1e9);
       for (let step = 0; step < 16; step++) {
         at += [0, 1, 37, 999, 1_000, 2_500, 59_999, 61_000, 3_600_000][Math.floor(next() * 9)] as number;
@@ -72,7 +42,7 @@ describe("a limiter's own script of several rules decides and writes exactly as 
         if (roll < 0.05) {
           // the same names reordered, or other limits and algorithms (a rule change)
           rules = normalizeRules(
-            randomRules(
+            rulesOf(
               next,
               names.sort(() => next() - 0.5),
             ),
@@ -93,7 +63,7 @@ describe("a limiter's own script of several rules decides and writes exactly as 
           const other =
             pick < 0.33
               ? [...rules].reverse()
-              : normalizeRules(randomRules(next, pick < 0.66 ? ["o", "p", "q"] : rules.map((r) => r.name)));
+              : normalizeRules(rulesOf(next, pick < 0.66 ? ["o", "p", "q"] : rules.map((r) => r.name)));
           const past = at - ([1, 5_000, 4_000_000][Math.floor(next() * 3)] as number);
           const args = [1 + Math.floor(next() * 2), ...rulesArgs(other)];
           await run(shared, sharedKey, args, past);
