@@ -48,6 +48,17 @@ function countAcquires(client: RedisClient, fenceKey: string): { readonly sent: 
   };
 }
 
+/** `pending`, its rejection as its value, and whether it has settled. */
+function tracked<T>(pending: Promise<T>): { promise: Promise<T | unknown>; readonly settled: boolean } {
+  const state = { settled: false, promise: undefined as unknown as Promise<T | unknown> };
+  const settle = <V>(value: V): V => {
+    state.settled = true;
+    return value;
+  };
+  state.promise = pending.then(settle, settle);
+  return state;
+}
+
 /** How long the client may take to reconnect after the proxy heals. */
 const RECOVERY = { timeoutMs: 8_000, intervalMs: 20, ignoreErrors: true };
 
@@ -104,21 +115,11 @@ describe("acquire() while its Redis does not answer waits out the outage, up to 
       await earlier.release();
       const acquires = countAcquires(client, `${key}:fence`);
       proxy.blackhole();
-      let settled = false;
-      const outcome = lock.acquire({ waitMs: 20_000 }).then(
-        (lease) => {
-          settled = true;
-          return lease;
-        },
-        (err: unknown) => {
-          settled = true;
-          return err;
-        },
-      );
+      const outcome = tracked(lock.acquire({ waitMs: 20_000 }));
       // The first attempt got no answer and the waiter tried again: the cut ends now.
-      await waitUntil(`${key}: a retry sent during the cut`, () => acquires.sent >= 2 || settled, 10_000);
+      await waitUntil(`${key}: a retry sent during the cut`, () => acquires.sent >= 2 || outcome.settled, 10_000);
       proxy.heal();
-      const result = await outcome;
+      const result = await outcome.promise;
       expect(result, key).not.toBeInstanceOf(Error);
       const lease = result as Lease;
       expect(lease.fence, key).toBeGreaterThan(earlier.fence);
@@ -192,7 +193,7 @@ describe("acquire() while its Redis does not answer waits out the outage, up to 
       const acquires = countAcquires(client, `${key}:fence`);
       // The request reaches Redis 150 ms after it was sent and runs; then the link goes silent, so its reply is lost.
       proxy.setLatency(150);
-      const outcome = lock.acquire({ waitMs: 20_000 }).catch((e: unknown) => e);
+      const outcome = tracked(lock.acquire({ waitMs: 20_000 }));
       const [phantom, phantomFence] = await eventually(`${key}: the first attempt to run`, async () => {
         const [token] = await holders(admin, key);
         return token === undefined ? undefined : ([token, Number(await admin.get(`${key}:fence`))] as const);
@@ -200,13 +201,9 @@ describe("acquire() while its Redis does not answer waits out the outage, up to 
       proxy.blackhole();
       proxy.setLatency(0);
       expect(phantomFence, key).toBe(earlier.fence + 1);
-      let settled = false;
-      void outcome.then(() => {
-        settled = true;
-      });
-      await waitUntil(`${key}: a retry sent after the lost reply`, () => acquires.sent >= 2 || settled, 10_000);
+      await waitUntil(`${key}: a retry sent after the lost reply`, () => acquires.sent >= 2 || outcome.settled, 10_000);
       proxy.heal();
-      const result = await outcome;
+      const result = await outcome.promise;
       expect(result, key).not.toBeInstanceOf(Error);
       const lease = result as Lease;
       // A retry holds it, with a later fence; the token of the lost grant holds nothing.
@@ -225,15 +222,11 @@ describe("acquire() while its Redis does not answer waits out the outage, up to 
       const acquires = countAcquires(client, `${key}:fence`);
       proxy.blackhole();
       const ctl = new AbortController();
-      let settled = false;
-      const outcome = lock.acquire({ waitMs: 20_000, signal: ctl.signal }).catch((e: unknown) => {
-        settled = true;
-        return e;
-      });
-      await waitUntil(`${key}: a retry sent during the cut`, () => acquires.sent >= 2 || settled, 10_000);
+      const outcome = tracked(lock.acquire({ waitMs: 20_000, signal: ctl.signal }));
+      await waitUntil(`${key}: a retry sent during the cut`, () => acquires.sent >= 2 || outcome.settled, 10_000);
       const reason = new Error("shutting down");
       ctl.abort(reason);
-      expect(await outcome, key).toBe(reason);
+      expect(await outcome.promise, key).toBe(reason);
       expect(rec.ops.at(-1)?.outcome, key).toBe("aborted");
       const sent = acquires.sent;
       proxy.heal();
@@ -313,20 +306,10 @@ describe("acquire() across a restart of its Redis (appendfsync always, so fences
       await earlier.release();
       const acquires = countAcquires(client, `${key}:fence`);
       await server.kill();
-      let settled = false;
-      const outcome = lock.acquire({ waitMs: 30_000 }).then(
-        (lease) => {
-          settled = true;
-          return lease;
-        },
-        (err: unknown) => {
-          settled = true;
-          return err;
-        },
-      );
-      await waitUntil(`${key}: a retry sent while Redis is down`, () => acquires.sent >= 2 || settled, 10_000);
+      const outcome = tracked(lock.acquire({ waitMs: 30_000 }));
+      await waitUntil(`${key}: a retry sent while Redis is down`, () => acquires.sent >= 2 || outcome.settled, 10_000);
       await server.restart();
-      const result = await outcome;
+      const result = await outcome.promise;
       expect(result, key).not.toBeInstanceOf(Error);
       const lease = result as Lease;
       expect(lease.fence, key).toBeGreaterThan(earlier.fence);
