@@ -1,39 +1,22 @@
-import { buildApp, loadConfig } from "@coordis/demo";
 import { testPrefix } from "@coordis/testing";
-import type { FastifyInstance } from "fastify";
-import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { type InProcessReplicas, inProcessReplicas } from "./in-process.js";
 
 // A player's name under concurrent requests on two replicas (two app instances listening on real ports, one Redis,
 // the least-privilege user): a first submission without a name never replaces the name a concurrent one carried,
 // and the profile and the leaderboards end with the same name whatever order the requests interleave in.
 const prefix = testPrefix("demo-names");
 const TRIALS = 40;
-let apps: FastifyInstance[] = [];
 let urls: string[] = [];
 
+let replicas: InProcessReplicas | undefined;
+
 beforeAll(async () => {
-  apps = await Promise.all(
-    ["n1", "n2"].map(async (id) => {
-      const config = loadConfig({
-        REDIS_URL: inject("coordisRedisUrl"),
-        COORDIS_PREFIX: prefix,
-        REPLICA_ID: id,
-        RATE_LIMIT_BURST: "1000000",
-        RATE_LIMIT_DAILY: "1000000000",
-        LOG_LEVEL: "silent",
-      });
-      const app = await buildApp(config, { jobs: false, registry: new Registry() });
-      await app.listen({ port: 0, host: "127.0.0.1" });
-      return app;
-    }),
-  );
-  urls = apps.map((app) => `http://127.0.0.1:${(app.server.address() as { port: number }).port}`);
+  replicas = await inProcessReplicas(["n1", "n2"], { REDIS_URL: inject("coordisRedisUrl"), COORDIS_PREFIX: prefix });
+  urls = replicas.urls;
 });
 
-afterAll(async () => {
-  await Promise.all(apps.map((app) => app.close()));
-});
+afterAll(() => replicas?.close());
 
 const send = async (base: string, method: string, path: string, body: unknown) => {
   const res = await fetch(`${base}${path}`, {

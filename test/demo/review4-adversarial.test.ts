@@ -1,10 +1,10 @@
 import { connect } from "node:net";
 import { gzipSync } from "node:zlib";
-import { buildApp, loadConfig } from "@coordis/demo";
+import { loadConfig } from "@coordis/demo";
 import { eventually, type RedisServer, startRedis, testPrefix, waitUntil } from "@coordis/testing";
 import type { FastifyInstance } from "fastify";
-import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { inProcessReplicas } from "./in-process.js";
 import { DEMO_WAIT, openSse } from "./replicas.js";
 
 // A demanding client against two replicas (app instances listening on real ports) sharing one Redis of their own,
@@ -19,23 +19,13 @@ let urls: string[] = [];
 beforeAll(async () => {
   redis = await startRedis({ leastPrivilege: true });
   const prefix = testPrefix("demo-review4");
-  apps = await Promise.all(
-    ["a1", "a2"].map(async (id) => {
-      const config = loadConfig({
-        REDIS_URL: redis.url,
-        COORDIS_PREFIX: prefix,
-        REPLICA_ID: id,
-        ADMIN_TOKEN: token,
-        RATE_LIMIT_BURST: "1000000",
-        RATE_LIMIT_DAILY: "1000000000",
-        LOG_LEVEL: "silent",
-      });
-      const app = await buildApp(config, { jobs: false, registry: new Registry() });
-      await app.listen({ port: 0, host: "127.0.0.1" });
-      return app;
-    }),
-  );
-  urls = apps.map((app) => `http://127.0.0.1:${(app.server.address() as { port: number }).port}`);
+  const replicas = await inProcessReplicas(["a1", "a2"], {
+    REDIS_URL: redis.url,
+    COORDIS_PREFIX: prefix,
+    ADMIN_TOKEN: token,
+  });
+  apps = replicas.apps;
+  urls = replicas.urls;
 });
 
 afterAll(async () => {
