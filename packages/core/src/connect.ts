@@ -150,9 +150,11 @@ export function parseRedisUrl(url: string): ParsedRedisUrl {
   const shown = new Shown(url);
   // The user info ends at the last @ before the path (as WHATWG URLs read it): a password holding an unencoded @ is
   // the password, not part of a host name (which would be looked up, and reported, with a piece of the secret).
-  const m = /^([a-z+]+):\/\/(?:([^/?#]*)@)?([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?(#.*)?$/.exec(url);
+  const m = /^([a-zA-Z+]+):\/\/(?:([^/?#]*)@)?([^/?#]*)(\/[^?#]*)?(?:\?([^#]*))?(#.*)?$/.exec(url);
   if (m === null) bad(`"${shown.url(url)}" is not a URL of the form scheme://host:port`);
-  const scheme = SCHEMES[m[1] as string];
+  // Schemes are case-insensitive (RFC 3986 §3.1): REDIS:// is redis://.
+  m[1] = (m[1] as string).toLowerCase();
+  const scheme = SCHEMES[m[1]];
   if (scheme === undefined) {
     bad(`unsupported scheme "${m[1]}:" (use ${Object.keys(SCHEMES).join(", ")})`);
   }

@@ -34,6 +34,9 @@ describe("parseRedisUrl", () => {
     });
     expect(parseRedisUrl("redis://:only-password@h:1")).toMatchObject({ password: "only-password" });
     expect(parseRedisUrl("rediss://h:6380?tls_servername=example.org").tls).toBe(true);
+    // Schemes are case-insensitive (RFC 3986 §3.1).
+    expect(parseRedisUrl("REDIS://h:1")).toMatchObject({ kind: "standalone", tls: false });
+    expect(parseRedisUrl("Rediss+Cluster://a:7000,b:7001")).toMatchObject({ kind: "cluster", tls: true });
     expect(parseRedisUrl("redis+cluster://a:7000,b:7001")).toMatchObject({
       kind: "cluster",
       hosts: [
