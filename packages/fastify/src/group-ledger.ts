@@ -28,6 +28,8 @@ holder[KEY] = ledgers;
 export class GroupLedger {
   readonly #scope: string;
   readonly #owner = {};
+  /** Set by `release()`: the registration's app closed, so what it resolves later (a late hook) is not recorded. */
+  #released = false;
   /** The key prefix of the registration (named in errors). */
   readonly prefix: string;
 
@@ -68,7 +70,10 @@ export class GroupLedger {
     // One claim per rules of this registration: a route resolved again, or another route or hook with the same
     // rules (each rateLimitHook() call is a hook of its own), adds nothing to check against, and an app calling
     // rateLimitHook() per request must not grow the ledger.
-    if (!claims.some((c) => c.owner === this.#owner && c.identity === identity)) {
+    if (this.#released) {
+      if (claims.length === 0) groups.delete(group);
+      if (groups.size === 0) ledgers.delete(this.#scope);
+    } else if (!claims.some((c) => c.owner === this.#owner && c.identity === identity)) {
       claims.push({ identity, route, owner: this.#owner });
     }
     return undefined;
@@ -91,6 +96,7 @@ export class GroupLedger {
 
   /** Forgets this registration's claims (its app closed, or its registration failed). */
   release(): void {
+    this.#released = true;
     const groups = ledgers.get(this.#scope);
     if (groups === undefined) return;
     for (const [group, claims] of groups) {
