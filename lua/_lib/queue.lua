@@ -49,47 +49,68 @@ local function q_wake(K)
   redis.call('XADD', K.wake, 'MAXLEN', '1', '*', 'w', '1')
 end
 
--- A running job of `group` ended (or left the worker): one group slot is free again; the oldest job still waiting
--- for a slot of that group goes back where jobs of its priority wait (the next fetch checks the limits again): the
--- ready stream, or the prio zset scored by the time it was put to wait (a job of priority 1-9 must not overtake jobs
--- of higher priorities through the ready stream). Entries of jobs cancelled while they waited (cancel leaves them) are
--- dropped on the way: handing the slot to one of them would leave the jobs behind it waiting for a release that
--- never comes.
--- The oldest job waiting for a slot of `group` goes back where jobs of its priority wait (see q_group_release); the
--- caller knows a slot is free. Entries of jobs that no longer wait (cancelled) are dropped on the way.
+-- The priority of the job of gwait entry (`at`, `id`) of `group` while it still waits for a slot of it, else nil.
+-- An entry parked before its id was freed and created again belongs to the earlier job (queue-add.lua), and so does
+-- one found for a job that is delayed now (its earlier job was dropped by retention with its freed marker): it must not
+-- start the new job before its delay. Dropped by retention, the earlier job leaves no freed marker: the new job under
+-- its id may be of another group, running or completed (handed the slot, no fetch would hand it on, and the group's
+-- waiters would wait forever).
+local function q_waiting_prio(K, group, at, id)
+  local raw = redis.call('HGET', K.jobs, 'j:' .. id)
+  if not raw then return nil end
+  local rec = cmsgpack.unpack(raw)
+  if rec[Q_STATE] ~= 'w' or rec[Q_GROUP] ~= group then return nil end
+  local small = redis.call('HMGET', K.jobs, 's:' .. id, 'r:' .. id)
+  if small[2] or (small[1] and tonumber(string.sub(at, 1, 15)) < tonumber(small[1])) then return nil end
+  if redis.call('HEXISTS', K.active, id) == 1 or redis.call('ZSCORE', K.delayed, rec[Q_PRIO] .. id) then return nil end
+  return rec[Q_PRIO]
+end
+
+-- How many of a group's oldest waiters a release looks at for the one of the best priority.
+local Q_WAKE_SCAN = 8
+
+-- A running job of `group` ended (or left the worker), and the caller knows a slot is free: the group's oldest waiter
+-- of the best priority among its Q_WAKE_SCAN oldest goes back where jobs of its priority wait (the next fetch checks
+-- the limits again): band 0 of the prio zset for priority 0, read before the ready stream, or the prio zset scored by
+-- the time it was put to wait (a job of priority 1-9 must not overtake jobs of higher priorities through the ready
+-- stream). A waiter of priority 1-9 is read after the ready stream, where the group's later jobs of priority 0 take the
+-- slot first: handed to it while a waiter of priority 0 waits behind it, the slot would go to those later jobs ahead of
+-- that waiter. Entries of jobs that no longer wait (cancelled: cancel leaves them) are dropped on the way: handing the
+-- slot to one of them would leave the jobs behind it waiting for a release that never comes.
 local function q_group_wake(K, group)
   while true do
-    local first = redis.call('ZRANGE', K.gwait, '[' .. group .. '\0', '[' .. group .. '\1', 'BYLEX', 'LIMIT', '0', '1')[1]
-    if not first then return end
-    redis.call('ZREM', K.gwait, first)
-    local at, id = string.match(first, '^[^%z]*%z([^%z]*)%z(.*)$')
-    local raw = redis.call('HGET', K.jobs, 'j:' .. id)
-    if raw then
-      local rec = cmsgpack.unpack(raw)
-      -- An entry parked before its id was freed and created again belongs to the earlier job (queue-add.lua), and so
-      -- does one found for a job that is delayed now (its earlier job was dropped by retention with its freed marker):
-      -- it must not start the new job before its delay.
-      local freed = rec[Q_STATE] == 'w' and redis.call('HGET', K.jobs, 's:' .. id)
-      if rec[Q_STATE] == 'w' and not (freed and tonumber(string.sub(at, 1, 15)) < tonumber(freed))
-        and not redis.call('ZSCORE', K.delayed, rec[Q_PRIO] .. id) then
-        local prio = rec[Q_PRIO]
-        local parked = tonumber(string.sub(at, 1, 15))
-        -- The hand-off marker: its place in the line, for a fetch that finds the group full again to put it back there
-        -- (ahead of the jobs that waited after it), and for a cancel to know it held the slot (lua/queue/cancel.lua).
-        redis.call('HSET', K.jobs, 'h:' .. id, at)
-        if prio == 0 then
-          -- Band 0 of the prio zset (below every priority 1-9 job), scored by the time it was put to wait and its rank
-          -- among the jobs one fetch parked (a fraction of a ms, exact below 2^41 ms): a fetch with a group limit reads
-          -- band 0 before the ready stream, so the job keeps its place ahead of the jobs of its group read since
-          -- (at the ready stream's tail they would take the slot first, and it could wait behind them indefinitely).
-          redis.call('ZADD', K.prio, parked + math.min(tonumber(string.sub(at, 16)) or 0, 2047) / 2048, id)
-        else
-          -- Scored by the time it was put to wait: ahead of the jobs of its priority enqueued since.
-          redis.call('ZADD', K.prio, prio * Q_PRIO_SHIFT + parked, id)
-        end
-        q_wake(K)
-        return
+    local line = redis.call('ZRANGE', K.gwait, '[' .. group .. '\0', '[' .. group .. '\1', 'BYLEX', 'LIMIT', '0',
+      Q_WAKE_SCAN)
+    if #line == 0 then return end
+    local best, at, id, prio
+    for _, entry in ipairs(line) do
+      local eat, eid = string.match(entry, '^[^%z]*%z([^%z]*)%z(.*)$')
+      local p = q_waiting_prio(K, group, eat, eid)
+      if not p then
+        redis.call('ZREM', K.gwait, entry)
+      elseif not best or p < prio then
+        best, at, id, prio = entry, eat, eid, p
+        if p == 0 then break end
       end
+    end
+    if best then
+      redis.call('ZREM', K.gwait, best)
+      local parked = tonumber(string.sub(at, 1, 15))
+      -- The hand-off marker: its place in the line, for a fetch that finds the group full again to put it back there
+      -- (ahead of the jobs that waited after it), and for a cancel to know it held the slot (lua/queue/cancel.lua).
+      redis.call('HSET', K.jobs, 'h:' .. id, at)
+      if prio == 0 then
+        -- Band 0 of the prio zset (below every priority 1-9 job), scored by the time it was put to wait and its rank
+        -- among the jobs one fetch parked (a fraction of a ms, exact below 2^41 ms): a fetch with a group limit reads
+        -- band 0 before the ready stream, so the job keeps its place ahead of the jobs of its group read since
+        -- (at the ready stream's tail they would take the slot first, and it could wait behind them indefinitely).
+        redis.call('ZADD', K.prio, parked + math.min(tonumber(string.sub(at, 16)) or 0, 2047) / 2048, id)
+      else
+        -- Scored by the time it was put to wait: ahead of the jobs of its priority enqueued since.
+        redis.call('ZADD', K.prio, prio * Q_PRIO_SHIFT + parked, id)
+      end
+      q_wake(K)
+      return
     end
   end
 end

@@ -58,8 +58,8 @@ export interface JobOptions {
   /**
    * The job's id (1–256 UTF-8 bytes). Adding an id that exists (waiting, delayed, running, dead and still retained,
    * or completed or cancelled within its `resultTtlMs` and still retained) answers `duplicate: true` and creates
-   * nothing; once a completed or cancelled job is past its `resultTtlMs` or dropped by `retention` (the oldest beyond
-   * `retention.completed` per partition go first; `get()` answers null), its id is free again. Default: 128
+   * nothing; once a completed or cancelled job is past its `resultTtlMs` or dropped by `retention` (beyond
+   * `retention.completed` per partition, those whose `resultTtlMs` ends first go first; `get()` answers null), its id is free again. Default: 128
    * random bits as 22 base64url characters. With
    * `partitions`, the partition is chosen by a hash of the id, or of its `{tag}` when it has one (as Redis Cluster
    * does with keys).
@@ -84,7 +84,11 @@ export interface JobOptions {
 
 /** How many finished jobs are kept per partition (the oldest go first), and how long dead ones are. */
 export interface Retention {
-  /** Completed jobs kept (each also for at most its `resultTtlMs`); the same cap applies to cancelled ones. Default 10,000. */
+  /**
+   * Completed jobs kept (each also for at most its `resultTtlMs`): beyond it, those whose `resultTtlMs` ends first are
+   * dropped, so a job of a shorter `resultTtlMs` than the ones kept can be dropped as it completes. The same cap applies
+   * to cancelled ones. Default 10,000.
+   */
   completed?: number;
   /** Dead jobs kept. Default 10,000. */
   dead?: number;
