@@ -73,7 +73,9 @@ export class Cache {
   readonly #l1: L1;
   readonly #l2: RedisTier;
   readonly #filler: Filler;
+  /** The subscribed bus (`undefined` with `bus: false`), and the one that announces changes either way. */
   readonly #bus: InvalidationBus | undefined;
+  readonly #announcer: InvalidationBus;
   readonly #started: Promise<void>;
   #busHealthy = false;
   #closed = false;
@@ -99,19 +101,19 @@ export class Cache {
     );
     this.#l1 = new L1(s.l1, () => this.#bus === undefined || this.#busHealthy);
     this.#l2 = new RedisTier(redis, s.keys, s.lockTtlMs, this.#breaker);
-    this.#bus = s.bus
-      ? new InvalidationBus(redis, s.prefix, s.namespace, s.observer, {
-          message: (msg) => this.#onBusMessage(msg),
-          gap: (reason, flush) => this.#onGap(reason, flush),
-          health: (healthy) => {
-            // What L1 got while not subscribed (before the first subscription too) missed every invalidation of that
-            // time: it is never read.
-            if (healthy) this.#dropL1();
-            this.#busHealthy = healthy;
-          },
-        })
-      : undefined;
-    const bus = this.#bus;
+    // `bus: false`: no subscription, but changes are still announced (other replicas' L1 bounds depend on it).
+    const bus = new InvalidationBus(redis, s.prefix, s.namespace, s.observer, {
+      message: (msg) => this.#onBusMessage(msg),
+      gap: (reason, flush) => this.#onGap(reason, flush),
+      health: (healthy) => {
+        // What L1 got while not subscribed (before the first subscription too) missed every invalidation of that
+        // time: it is never read.
+        if (healthy) this.#dropL1();
+        this.#busHealthy = healthy;
+      },
+    });
+    this.#announcer = bus;
+    this.#bus = s.bus ? bus : undefined;
     this.#filler = new Filler({
       l1: this.#l1,
       l2: this.#l2,
@@ -121,7 +123,7 @@ export class Cache {
       attributes: this.#attributes,
       lockTtlMs: s.lockTtlMs,
       lockWaitMs: s.lockWaitMs,
-      publish: (k) => bus?.publish({ k }).catch(() => {}) ?? Promise.resolve(),
+      publish: (k) => bus.publish({ k }).catch(() => {}),
       isClosed: () => this.#closed,
     });
     this.#started = Promise.all([
@@ -384,7 +386,7 @@ export class Cache {
 
   /** Runs a change, then announces it to the other replicas (see {@link announced}). */
   #announced<T>(body: BusMessageBody, change: () => Promise<T>, options: { partial?: () => boolean } = {}): Promise<T> {
-    return announced(this.#bus, body, change, options.partial ?? (() => false), () => this.#l2.fence(body));
+    return announced(this.#announcer, body, change, options.partial ?? (() => false), () => this.#l2.fence(body));
   }
 
   #operation<T>(op: string, name: string | undefined, fn: () => Promise<T>): Promise<T> {

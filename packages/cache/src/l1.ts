@@ -22,6 +22,16 @@ export interface L1Fallback {
 }
 
 /**
+ * What an entry counts against `l1.maxBytes`: the characters of its key, encoded value, tags and their versions, plus
+ * 64 for the entry itself and 32 per tag (an entry with many long tags and a tiny value is not nearly free).
+ */
+function entrySize(e: L1Entry, k: string): number {
+  let size = e.data.length + k.length + 64;
+  for (const [tag, version] of e.tags) size += tag.length + version.length + 32;
+  return size;
+}
+
+/**
  * The in-process tier: an LRU of encoded values with their freshness deadlines and tag versions. Every invalidation
  * this instance learns of bumps an epoch; a value read before the bump never enters L1 afterwards, so an
  * invalidation that arrives while a read is in flight always wins. L1 is only read while `readable()` says so (the
@@ -31,6 +41,12 @@ export class L1 {
   readonly #lru: LRUCache<string, L1Entry> | undefined;
   readonly #ttlMs: number;
   readonly #readable: () => boolean;
+  /**
+   * The keys of the entries carrying each tag: a tag invalidation (heard by every replica) evicts those without
+   * walking the whole L1. Kept in step by lru-cache's `dispose`, called on every removal (delete, eviction, a
+   * replacement, clear).
+   */
+  readonly #byTag = new Map<string, Set<string>>();
   #epoch = 0;
   #closed = false;
 
@@ -42,11 +58,12 @@ export class L1 {
         ? undefined
         : new LRUCache<string, L1Entry>({
             max: settings.maxEntries,
+            dispose: (e, k) => this.#unindex(k, e),
             ...(settings.maxBytes === undefined
               ? {}
               : {
                   maxSize: settings.maxBytes,
-                  sizeCalculation: (e: L1Entry, k: string) => e.data.length + k.length + 64,
+                  sizeCalculation: entrySize,
                 }),
           });
   }
@@ -92,7 +109,22 @@ export class L1 {
     // An invalidation that arrived while we were reading may concern this very value: then it must not enter L1.
     if (this.#lru === undefined || epoch !== this.#epoch || this.#closed) return;
     const until = Math.min(performance.now() + this.#ttlMs, stale);
-    this.#lru.set(k, { data, fresh, stale, until, tags });
+    const entry: L1Entry = { data, fresh, stale, until, tags };
+    this.#lru.set(k, entry);
+    // (An entry larger than maxBytes is not stored.)
+    if (tags.length === 0 || this.#lru.peek(k) !== entry) return;
+    for (const [tag] of tags) {
+      const keys = this.#byTag.get(tag);
+      if (keys === undefined) this.#byTag.set(tag, new Set([k]));
+      else keys.add(k);
+    }
+  }
+
+  #unindex(k: string, e: L1Entry): void {
+    for (const [tag] of e.tags) {
+      const keys = this.#byTag.get(tag);
+      if (keys?.delete(k) && keys.size === 0) this.#byTag.delete(tag);
+    }
   }
 
   /** `k` changed: forget it. */
@@ -104,10 +136,9 @@ export class L1 {
   /** `t` was invalidated: forget every entry carrying it. */
   evictTag(t: string): void {
     this.#epoch++;
-    if (this.#lru === undefined) return;
-    const doomed: string[] = [];
-    for (const [k, e] of this.#lru.entries()) if (e.tags.some(([tag]) => tag === t)) doomed.push(k);
-    for (const k of doomed) this.#lru.delete(k);
+    const keys = this.#byTag.get(t);
+    // Copied: each delete removes its key from the set (dispose).
+    if (keys !== undefined) for (const k of [...keys]) this.#lru?.delete(k);
   }
 
   /** Forget everything. */

@@ -32,8 +32,9 @@ export interface L1Options {
   /** Most entries kept (1–10,000,000); default {@link DEFAULT_L1_MAX_ENTRIES}. */
   maxEntries?: number;
   /**
-   * Most bytes kept (optional), an entry counted as the characters of its key and encoded value + 64 (JavaScript
-   * holds text outside Latin-1 at 2 bytes a character, so such values may take up to twice this in memory).
+   * Most bytes kept (optional), an entry counted as the characters of its key and encoded value + 64, plus each
+   * tag's and its version's characters + 32 (JavaScript holds text outside Latin-1 at 2 bytes a character, so such
+   * values may take up to twice this in memory).
    */
   maxBytes?: number;
   /** Longest time an entry is served from L1 without asking Redis, ms; default {@link DEFAULT_L1_TTL_MS}. */
@@ -57,8 +58,9 @@ export interface CacheOptions {
   /** Receives operations (`get` with `{tier, result}`, `load`, `set`...) and events (gaps, degraded mode...). */
   observer?: CoordisObserver;
   /**
-   * Cross-replica invalidation over pub/sub (one subscriber connection per Cache). Default `true`. Without it an L1
-   * entry can be outdated for up to `l1.ttlMs` after a change on another replica.
+   * Hear other replicas' invalidations over pub/sub (one subscriber connection per Cache). Default `true`. Without it
+   * an L1 entry of this instance can be outdated for up to `l1.ttlMs` after a change on another replica. This
+   * instance's own changes are announced either way (a PUBLISH on the client), so the other replicas hear of them.
    */
   bus?: boolean;
   /** Stampede protection across replicas. */

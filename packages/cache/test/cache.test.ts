@@ -5,7 +5,7 @@ import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { Cache, type CacheOptions } from "../src/index.js";
 import { BUS_CHANNEL_KIND } from "../src/invalidation-bus.js";
-import { tiers } from "./helpers.js";
+import { tiers, writeUnannounced } from "./helpers.js";
 
 const prefix = testPrefix();
 
@@ -365,14 +365,14 @@ describe("gap detection", () => {
   it("a hole in a publisher's sequence drops L1 (a lost message never leaves a stale read behind)", async () => {
     const rec = recordObserver();
     const b = new Cache(connect(inject("coordisRedisUrl")), { namespace: "gap", prefix, ttlMs: 60_000, observer: rec });
-    // A writer whose messages never arrive: no bus at all.
-    const silent = new Cache(redis, { namespace: "gap", prefix, ttlMs: 60_000, bus: false });
+    // A writer whose messages never arrive.
+    const silent = connect(inject("coordisAdminRedisUrl"));
     const raw = new PubSub(redis, { prefix, [INTERNAL_CHANNEL_KIND]: BUS_CHANNEL_KIND }); // the bus' channels
     try {
       await b.ready();
-      await silent.set("k", "old");
+      await writeUnannounced(silent, b, "k", "old");
       expect(await b.get("k")).toBe("old");
-      await silent.set("k", "new"); // the invalidation is "lost"
+      await writeUnannounced(silent, b, "k", "new"); // the invalidation is "lost"
       expect(await b.get("k")).toBe("old"); // undetectable so far: bounded by l1.ttlMs only
       await raw.publish("gap", { p: "other", s: 1, k: "unrelated" });
       await raw.publish("gap", { p: "other", s: 3, k: "unrelated" }); // s = 2 went missing
@@ -382,7 +382,7 @@ describe("gap detection", () => {
     } finally {
       await raw.close();
       await b.close();
-      await silent.close();
+      silent.disconnect();
     }
   });
 

@@ -1,4 +1,4 @@
-import type { OperationEvent } from "@coordis/core";
+import type { OperationEvent, RedisClient } from "@coordis/core";
 import type { RedisSessionStore, SessionData } from "../src/index.js";
 
 /** `{tier}/{result}` of every cache `get` operation recorded. */
@@ -22,4 +22,23 @@ export function sessionApi(store: RedisSessionStore) {
     destroy: (id: string) =>
       new Promise<void>((resolve, reject) => store.destroy(id, (err) => (err ? reject(err) : resolve()))),
   };
+}
+
+/**
+ * Stores `value` under cache key `k` as `Cache.set` does (JSON, fresh for `ttlMs`, no tags) but announces nothing: a
+ * change whose invalidation was lost. `redis` needs HSET, DEL, PEXPIRE and TIME (an admin connection).
+ */
+export async function writeUnannounced(
+  redis: RedisClient,
+  cache: { prefix: string; namespace: string },
+  k: string,
+  value: unknown,
+  ttlMs = 600_000,
+): Promise<void> {
+  const [seconds, micros] = (await redis.time()) as unknown as [string, string];
+  const until = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000) + ttlMs;
+  const key = `${cache.prefix}:cache:{${cache.namespace}:${k}}`;
+  await redis.del(key, `${key}:lock`);
+  await redis.hset(key, "v", JSON.stringify(value), "f", until, "s", until, "t", "");
+  await redis.pexpire(key, ttlMs);
 }
