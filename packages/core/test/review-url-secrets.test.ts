@@ -18,7 +18,7 @@ describe("URL errors never quote the password", () => {
   // upper-case scheme): the error used to quote the URL, or the part of the password read as the host, the path or
   // a query parameter, so it ended up in the application's logs.
   const cases = [
-    "REDIS://app:Pw-s3cr3t@10.0.0.5:6379",
+    "redis_tls://app:Pw-s3cr3t@10.0.0.5:6379",
     "redis://app:Pw-s3cr/3t@10.0.0.5:6379",
     "redis://app:Pw-s3cr?3t@10.0.0.5:6379",
     "redis://:Pw-s3cr/3t@10.0.0.5:6379/0",
@@ -36,7 +36,7 @@ describe("URL errors never quote the password", () => {
   }
 
   it("errors about URLs without credentials still quote what is wrong", () => {
-    expect(errorOf(parseRedisUrl, "REDIS://10.0.0.5:6379").message).toContain('"REDIS://10.0.0.5:6379"');
+    expect(errorOf(parseRedisUrl, "redis_tls://10.0.0.5:6379").message).toContain('"redis_tls://10.0.0.5:6379"');
     expect(errorOf(parseRedisUrl, "redis://10.0.0.5:99999").message).toContain('"10.0.0.5:99999"');
     expect(errorOf(parseRedisUrl, "redis://10.0.0.5/abc").message).toContain('"abc"');
     expect(errorOf(parseRedisUrl, "redis://:pw@10.0.0.5:6379?foo=1").message).toContain('"foo"');
