@@ -152,7 +152,7 @@ describe("adversarial: leases under a faulty link and a blocked event loop", () 
       permits: 1,
       proxies: [proxies[0] as FaultProxy],
       seed,
-      durationMs: 8_000,
+      durationMs: 5_000,
       ttlMs,
     });
     expect(violations).toEqual([]);
@@ -166,7 +166,7 @@ describe("adversarial: leases under a faulty link and a blocked event loop", () 
       permits: 2,
       proxies: [proxies[0] as FaultProxy],
       seed,
-      durationMs: 8_000,
+      durationMs: 5_000,
       ttlMs,
     });
     expect(violations).toEqual([]);
@@ -181,7 +181,7 @@ describe("adversarial: leases under a faulty link and a blocked event loop", () 
     const locks = [0, 3, 6].map(
       (k) => new Redlock([clients[k], clients[k + 1], clients[k + 2]] as RedisClient[], "chaos-rl", { prefix, ttlMs }),
     );
-    const { leases, violations } = await chaos({ locks, permits: 1, proxies, seed, durationMs: 8_000, ttlMs });
+    const { leases, violations } = await chaos({ locks, permits: 1, proxies, seed, durationMs: 5_000, ttlMs });
     expect(violations).toEqual([]);
     expect(leases).toBeGreaterThan(10);
   }, 30_000);
