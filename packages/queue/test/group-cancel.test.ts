@@ -1,7 +1,7 @@
 import { connect, type RedisClient } from "@coordis/core";
 import { testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { gate, onSharedServer } from "./helpers.js";
+import { aRunningInGroup, gate, onSharedServer } from "./helpers.js";
 
 const prefix = testPrefix("queue-group-cancel");
 
@@ -10,36 +10,18 @@ const prefix = testPrefix("queue-group-cancel");
  * job must hand the slot on: nothing else would (no job of the group runs, so no outcome releases a slot).
  */
 describe("a job handed its group's free slot, cancelled before it starts", () => {
-  const { worker, queue } = onSharedServer(prefix);
+  const made = onSharedServer(prefix);
+  const { worker, queue } = made;
   let admin: RedisClient;
   beforeAll(() => {
     admin = connect(inject("coordisAdminRedisUrl")); // reads the group's wait, outside the queue's ACL rules
   });
   afterAll(() => admin.disconnect());
 
-  /** Queue `name` with a worker (group limit 1) running job "a" of group "g" until `release.open()`. */
-  async function aRunning(name: string) {
-    const q = queue<string, string>(name);
-    const release = gate();
-    const started: string[] = [];
-    worker<string, string>(
-      name,
-      async (job) => {
-        started.push(job.id);
-        if (job.id === "a") await release.promise;
-        return job.id;
-      },
-      { concurrency: 3, groups: { concurrency: 1 } },
-    );
-    await q.add("a", { id: "a", group: "g" });
-    await waitUntil("a runs", () => started.includes("a"), 10_000);
-    return { q, release, started };
-  }
-
   for (const priority of [0, 5]) {
     it(`priority ${priority}: the group's next waiter runs`, async () => {
       const name = `handed-${priority}`;
-      const { q, release, started } = await aRunning(name);
+      const { q, release, started } = await aRunningInGroup(made, name);
       await q.add("b", { id: "b", group: "g", priority });
       await q.add("c", { id: "c", group: "g", priority });
       const gwait = `${prefix}:queue:{${name}}:gwait`;
@@ -97,7 +79,7 @@ describe("a job handed its group's free slot, cancelled before it starts", () =>
       // (a waiting job of a group that runs nothing) hands one to c as well, not knowing of b's. When the queue
       // resumes, b starts and c, over the limit, must go back to its own place in the line, ahead of d.
       const name = `handed-twice-${priority}`;
-      const { q, release, started } = await aRunning(name);
+      const { q, release, started } = await aRunningInGroup(made, name);
       for (const id of ["b", "c", "d"]) await q.add(id, { id, group: "g", priority });
       await q.add("x", { id: "x", group: "g", priority, delayMs: 600_000 });
       const gwait = `${prefix}:queue:{${name}}:gwait`;

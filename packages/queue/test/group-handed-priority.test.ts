@@ -1,7 +1,7 @@
 import { connect, type RedisClient } from "@coordis/core";
 import { testPrefix, waitUntil } from "@coordis/testing";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { gate, onSharedServer } from "./helpers.js";
+import { aRunningInGroup, onSharedServer } from "./helpers.js";
 
 const prefix = testPrefix("queue-group-handed-priority");
 
@@ -11,7 +11,7 @@ const prefix = testPrefix("queue-group-handed-priority");
  * priority 0 behind it.
  */
 describe("a group's freed slot, its oldest waiter of priority 1-9", () => {
-  const { worker, queue } = onSharedServer(prefix);
+  const made = onSharedServer(prefix);
   let admin: RedisClient;
   beforeAll(() => {
     admin = connect(inject("coordisAdminRedisUrl")); // reads the group's wait, outside the queue's ACL rules
@@ -20,21 +20,8 @@ describe("a group's freed slot, its oldest waiter of priority 1-9", () => {
 
   it("goes to the waiter of priority 0 behind it, not to a job of priority 0 added later: FIFO within each priority", async () => {
     const name = "handed-priority";
-    const q = queue<string, string>(name);
-    const release = gate();
-    const started: string[] = [];
-    worker<string, string>(
-      name,
-      async (job) => {
-        started.push(job.id);
-        if (job.id === "a") await release.promise;
-        return job.id;
-      },
-      { concurrency: 3, groups: { concurrency: 1 } },
-    );
+    const { q, release, started } = await aRunningInGroup(made, name);
     const gwait = `${prefix}:queue:{${name}}:gwait`;
-    await q.add("a", { id: "a", group: "g" });
-    await waitUntil("a runs", () => started.includes("a"), 10_000);
     await q.add("b", { id: "b", group: "g", priority: 5 });
     await waitUntil("b waits for the group's slot", async () => (await admin.zcard(gwait)) === 1, 10_000);
     await q.add("c", { id: "c", group: "g" });

@@ -1,5 +1,6 @@
 import { connect, type RedisClient } from "@coordis/core";
 import { type Job, Queue, Worker } from "@coordis/queue";
+import { waitUntil } from "@coordis/testing";
 import { afterAll, afterEach, beforeAll, inject } from "vitest";
 
 /** A promise with its resolve function, for handlers that wait for the test. */
@@ -55,4 +56,26 @@ export function onSharedServer(prefix: string) {
   });
   afterAll(() => client?.disconnect());
   return { ...made, redis };
+}
+
+/**
+ * Queue `name` of `made` with a worker (concurrency 3, group limit 1) that records the ids it starts and runs job "a"
+ * of group "g" until `release.open()`; resolves once "a" runs.
+ */
+export async function aRunningInGroup(made: Pick<ReturnType<typeof tracked>, "worker" | "queue">, name: string) {
+  const q = made.queue<string, string>(name);
+  const release = gate();
+  const started: string[] = [];
+  made.worker<string, string>(
+    name,
+    async (job) => {
+      started.push(job.id);
+      if (job.id === "a") await release.promise;
+      return job.id;
+    },
+    { concurrency: 3, groups: { concurrency: 1 } },
+  );
+  await q.add("a", { id: "a", group: "g" });
+  await waitUntil("a runs", () => started.includes("a"), 10_000);
+  return { q, release, started };
 }
