@@ -61,6 +61,47 @@ const MAX_SAFE_COMMAND_TIMEOUT_MS = 600_000;
 /** The largest delay Node's timers keep: a longer one (or `Infinity`) fires after 1 ms instead. */
 const MAX_TIMER_MS = 2_147_483_647;
 
+/** An ioredis setting Coordis cannot work with, and what goes wrong with it. */
+export interface UnusableSetting {
+  readonly key: "keyPrefix" | "stringNumbers" | "replyMapping";
+  readonly why: string;
+}
+
+/**
+ * The settings of ioredis `options` that make Coordis' calls go wrong (see {@link unsupportedClientOptions}), for a
+ * client given to a primitive and for the options given to `connect()` alike.
+ */
+export function unusableSettings(options: Record<string, unknown>): UnusableSetting[] {
+  const found: UnusableSetting[] = [];
+  if (options.keyPrefix) {
+    found.push({
+      key: "keyPrefix",
+      why: "ioredis applies it to command keys but not to the keys and channels Coordis names in scripts and arguments (a queue's result() would never hear of its job, a session store's length() would find nothing)",
+    });
+  }
+  if (options.stringNumbers === true) {
+    found.push({
+      key: "stringNumbers",
+      why: "it turns Redis' integer replies into strings where Coordis reads numbers (a rate limiter would allow every call)",
+    });
+  }
+  if (options.replyMapping === "resp3") {
+    found.push({
+      key: "replyMapping",
+      why: "it turns Redis' map replies into objects where Coordis reads arrays (an event-log tail would wait forever)",
+    });
+  }
+  return found;
+}
+
+/** What to do instead, for a client given to a primitive. */
+const CLIENT_FIX: Record<UnusableSetting["key"], string> = {
+  keyPrefix:
+    "name Coordis' keys with the primitive's prefix option instead, and give it a client without keyPrefix (redis.duplicate({ keyPrefix: undefined }))",
+  stringNumbers: "give it a client without stringNumbers (redis.duplicate({ stringNumbers: false }))",
+  replyMapping: 'give it a client with the default mapping (redis.duplicate({ replyMapping: "legacy" }))',
+};
+
 /** What `unsupportedClientOptions` reads of a client: ioredis' options and, on a standalone client, its state. */
 interface ClientShape {
   readonly options?: {
@@ -93,21 +134,13 @@ export function unsupportedClientOptions(redis: RedisClient): string[] {
   const own = client.options ?? {};
   const options = (isCluster(redis) ? own.redisOptions : own) ?? {};
   const problems: string[] = [];
-  const keyPrefix = own.keyPrefix || options.keyPrefix;
-  if (keyPrefix) {
-    problems.push(
-      `it has keyPrefix ${JSON.stringify(String(keyPrefix))}, which ioredis applies to command keys but not to the keys and channels Coordis names in scripts and arguments (a queue's result() would never hear of its job, a session store's length() would find nothing): name Coordis' keys with the primitive's prefix option instead, and give it a client without keyPrefix (redis.duplicate({ keyPrefix: undefined }))`,
-    );
-  }
-  if (options.stringNumbers === true) {
-    problems.push(
-      "it has stringNumbers: true, which turns Redis' integer replies into strings where Coordis reads numbers (a rate limiter would allow every call): give it a client without stringNumbers (redis.duplicate({ stringNumbers: false }))",
-    );
-  }
-  if (options.replyMapping === "resp3") {
-    problems.push(
-      'it has replyMapping: "resp3", which turns Redis\' map replies into objects where Coordis reads arrays (an event-log tail would wait forever): give it a client with the default mapping (redis.duplicate({ replyMapping: "legacy" }))',
-    );
+  const settings: Record<string, unknown> = { ...options, keyPrefix: own.keyPrefix || options.keyPrefix };
+  for (const { key, why } of unusableSettings(settings)) {
+    const shown =
+      key === "keyPrefix"
+        ? `keyPrefix ${JSON.stringify(String(settings.keyPrefix))}`
+        : `${key}: ${JSON.stringify(settings[key])}`;
+    problems.push(`it has ${shown}; ${why}: ${CLIENT_FIX[key]}`);
   }
   const timeout = options.commandTimeout;
   if (typeof timeout === "number" && timeout > 0 && !(timeout <= MAX_TIMER_MS)) {

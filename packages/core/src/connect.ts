@@ -2,7 +2,12 @@ import { readFileSync } from "node:fs";
 import type { ConnectionOptions as TlsOptions } from "node:tls";
 import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis";
 import type { RedisClient } from "./client.js";
-import { CLUSTER_SLOTS_REFRESH_MS, DEFAULT_COMMAND_TIMEOUT_MS } from "./client-safety.js";
+import {
+  CLUSTER_SLOTS_REFRESH_MS,
+  DEFAULT_COMMAND_TIMEOUT_MS,
+  type UnusableSetting,
+  unusableSettings,
+} from "./client-safety.js";
 import { InvalidArgumentError } from "./errors.js";
 import { type CoordisObserver, notifyEvent } from "./observer.js";
 import { clientState } from "./script-order.js";
@@ -275,32 +280,22 @@ function msParam(parsed: ParsedRedisUrl, name: string): number | undefined {
   return ms;
 }
 
+/** What to do instead, for an option given to `connect()`. */
+const CONNECT_FIX: Record<UnusableSetting["key"], string> = {
+  keyPrefix: "leave it out and give the primitives their prefix option",
+  stringNumbers: "leave it out",
+  replyMapping: 'leave it out (default "legacy")',
+};
+
 /**
  * Refuses, before anything is opened, the ioredis options of `options` (named `argument`) that give a client every
- * primitive refuses (see `unsupportedClientOptions`) or one without a usable command timeout: an error naming the option
+ * primitive refuses (see `unusableSettings`) or one without a usable command timeout: an error naming the option
  * here rather than at each primitive, or a call that never settles.
  */
 function checkClientOptions(argument: string, options: Record<string, unknown>): void {
-  const refuse = (key: string, why: string): never => {
-    throw new InvalidArgumentError(`${argument}.${key}`, why);
-  };
-  if (options.keyPrefix) {
-    refuse(
-      "keyPrefix",
-      "ioredis prefixes command keys but not the keys and channels Coordis names in scripts and arguments (a queue's result() would never hear of its job): leave it out and give the primitives their prefix option",
-    );
-  }
-  if (options.stringNumbers === true) {
-    refuse(
-      "stringNumbers",
-      "integer replies would arrive as strings where Coordis reads numbers (a rate limiter would allow every call): leave it out",
-    );
-  }
-  if (options.replyMapping === "resp3") {
-    refuse(
-      "replyMapping",
-      'map replies would arrive as objects where Coordis reads arrays: leave it out (default "legacy")',
-    );
+  const [unusable] = unusableSettings(options);
+  if (unusable !== undefined) {
+    throw new InvalidArgumentError(`${argument}.${unusable.key}`, `${unusable.why}: ${CONNECT_FIX[unusable.key]}`);
   }
   if (options.commandTimeout !== undefined) {
     // 0 or less takes the timeout away (a call to a dead server never settles), past 2^31 - 1 Node fires it at once.

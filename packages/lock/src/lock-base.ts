@@ -39,6 +39,15 @@ export type AttemptResult =
    */
   | { kind: "unanswered"; error: RedisUnavailableError };
 
+/**
+ * A lease won for a caller that no longer takes it (its acquire was aborted): never handed out, given back as a late
+ * grant is (see `giveBack`: sent again while Redis does not answer it).
+ */
+function abandon(won: Extract<AttemptResult, { kind: "acquired" }>): void {
+  won.lease.discard();
+  won.giveBack().catch(() => false);
+}
+
 function abortReason(signal: AbortSignal): unknown {
   // Whatever `abort(reason)` was given, null included (abort() without one sets a DOMException itself).
   return signal.reason;
@@ -300,8 +309,7 @@ export abstract class LockBase {
         if (result.kind === "acquired") {
           // An abort that landed after the attempt answered, in the microtasks before this: still never handed out.
           if (signal?.aborted) {
-            result.lease.discard();
-            result.giveBack().catch(() => false);
+            abandon(result);
             throw abortReason(signal);
           }
           this.#report("acquired", start, attempts);
@@ -353,10 +361,7 @@ export abstract class LockBase {
         reject(abortReason(signal));
         pending.then(
           (r) => {
-            // Given back as a late grant is (see giveBack): sent again while Redis does not answer it.
-            if (r.kind !== "acquired") return;
-            r.lease.discard();
-            r.giveBack().catch(() => false);
+            if (r.kind === "acquired") abandon(r);
           },
           () => {},
         );

@@ -1,17 +1,24 @@
 import { slotOf } from "@coordis/core";
 import { PubSub, type ResubscribedInfo } from "@coordis/pubsub";
-import { type RedisCluster, recordObserver, startRedisCluster, testPrefix, waitUntil } from "@coordis/testing";
+import {
+  type RedisCluster,
+  recordObserver,
+  slotOwnerPort,
+  startRedisCluster,
+  testPrefix,
+  waitUntil,
+} from "@coordis/testing";
 import type { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
 
 /**
- * A shard subscriber connection killed by the server (CLIENT KILL TYPE pubsub on the master of one channel) while a
- * channel on another shard keeps publishing: the killed shard's channel is restored and reported, and the other
- * shard's channel loses nothing unreported.
+ * One Cluster for the shard-loss tests: a shard subscriber connection killed by the server (CLIENT KILL TYPE pubsub on
+ * the master of one channel) while a channel on another shard keeps publishing, then (last: it restarts a node) the
+ * master of a channel down for a while.
  */
-describe("sharded PubSub when one shard's subscriber connection is killed", () => {
+describe("sharded PubSub when one shard's subscriber connection or master goes away", () => {
   let cluster: RedisCluster;
   beforeAll(async () => {
     cluster = await startRedisCluster({ masters: 3 });
@@ -28,18 +35,15 @@ describe("sharded PubSub when one shard's subscriber connection is killed", () =
     const resubscribed: ResubscribedInfo[] = [];
     bus.on("resubscribed", (info) => void resubscribed.push(info));
     try {
-      const ranges = (await client.call("CLUSTER", "SLOTS")) as Array<[number, number, [string, number, string]]>;
-      const portOf = (channel: string) => {
-        const slot = slotOf(bus.redisChannel(channel));
-        return ranges.find(([from, to]) => from <= slot && slot <= to)?.[2][1];
-      };
+      const portOf = (channel: string) => slotOwnerPort(client, slotOf(bus.redisChannel(channel)));
+      const killedPort = await portOf("killed");
       let other = "";
-      for (let i = 0; other === ""; i++) if (portOf(`other-${i}`) !== portOf("killed")) other = `other-${i}`;
+      for (let i = 0; other === ""; i++) if ((await portOf(`other-${i}`)) !== killedPort) other = `other-${i}`;
       const killedGot: number[] = [];
       const otherGot: number[] = [];
       await bus.subscribe<number>("killed", (m) => void killedGot.push(m));
       await bus.subscribe<number>(other, (m) => void otherGot.push(m));
-      const owner = cluster.nodes.find((n) => n.port === portOf("killed"));
+      const owner = cluster.nodes.find((n) => n.port === killedPort);
       if (owner === undefined) throw new Error("no owner");
       const admin = owner.client();
       let seq = 0;
@@ -107,4 +111,47 @@ describe("sharded PubSub when one shard's subscriber connection is killed", () =
       client.disconnect();
     }
   });
+
+  it("the master of a channel down: no 'resubscribed' until the shard is back", async () => {
+    const client = cluster.adminClient() as Cluster;
+    client.on("error", () => {});
+    const observer = recordObserver();
+    const bus = new PubSub(client, { prefix, observer });
+    const resubscribed: ResubscribedInfo[] = [];
+    bus.on("resubscribed", (info) => void resubscribed.push(info));
+    try {
+      const got: number[] = [];
+      await bus.subscribe<number>("down", (m) => void got.push(m));
+      const port = await slotOwnerPort(client, slotOf(bus.redisChannel("down")));
+      const owner = cluster.nodes.find((n) => n.port === port);
+      if (owner === undefined) throw new Error(`no node listens on ${port}`);
+      await owner.kill();
+      // ioredis tries to reach the dead master again and again (each try a 'connection-error'): none of them can
+      // restore anything.
+      await waitUntil(
+        "ioredis tried the dead master several times",
+        () => observer.events.filter((e) => e.type === "connection-error").length >= 5,
+        { timeoutMs: 10_000 },
+      );
+      // Before the fix: a 'resubscribed' after every failed try (hundreds within seconds, downtimeMs of a few ms)
+      // while the only master of the channel was dead.
+      expect(resubscribed).toEqual([]);
+      expect(observer.events.filter((e) => e.type === "subscriber-disconnected")).toHaveLength(1);
+      await owner.restart();
+      await cluster.waitReady();
+      await waitUntil(
+        "a message after the master came back",
+        async () => {
+          await bus.publish("down", 1).catch(() => 0);
+          return got.includes(1);
+        },
+        { timeoutMs: 20_000 },
+      );
+      await waitUntil("resubscribed", () => resubscribed.length >= 1);
+      expect(resubscribed[0]?.channels).toBe(1);
+    } finally {
+      await bus.close();
+      client.disconnect();
+    }
+  }, 90_000);
 });
