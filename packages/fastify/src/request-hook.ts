@@ -277,7 +277,9 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
       // limit, then a rateLimitHook of the app's) go. A 403 has no budget fields at all: the route's rules may admit
       // again long before the ban ends, so only Retry-After, until the ban ends, says when to come back.
       for (const name of BUDGET_HEADERS) reply.removeHeader(name);
-      if (ban === undefined) setHeaders(limit, pair, decision, reply);
+      // A fail-closed rejection (Redis unreachable) knows no budget: only Retry-After, as for a ban.
+      const unknown = ban !== undefined || decision.reason === "fail-closed";
+      if (!unknown) setHeaders(limit, pair, decision, reply);
       else if (limit.retryAfter) reply.header("Retry-After", retry);
       notify(limit, "onExceeded", request, raw);
       const status = ban === undefined ? 429 : 403;
@@ -308,6 +310,9 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
       }
       if (ban !== undefined) {
         problem(reply, 403, "Forbidden", `Too many rejected requests; banned for ${retry} s.`);
+      } else if (decision.reason === "fail-closed") {
+        const detail = `The rate limiter cannot reach its store and refuses requests until it can (onRedisError "fail-closed"); retry after ${retry} s.`;
+        problem(reply, 429, "Too Many Requests", detail);
       } else {
         problem(reply, 429, "Too Many Requests", `Rate limit "${decision.rule}" exceeded; retry after ${retry} s.`);
       }
@@ -321,11 +326,22 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     const t = decision.allowed
       ? Math.max(0, Math.ceil(decision.resetMs / 1000))
       : Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+    // An admitted request that an earlier limit of it admitted too (a route's limit, then a rateLimitHook of the
+    // app's) carries both: the draft fields are lists (one item per policy), the legacy set tells the limit with
+    // fewer units left. A rejection's fields were cleared first: they describe the rejecting limit alone.
+    const earlier = decision.allowed ? reply.getHeader("RateLimit-Policy") : undefined;
     if (limit.draft) {
-      reply.header("RateLimit-Policy", pair.policy);
-      reply.header("RateLimit", `"${decision.rule}";r=${decision.remaining};t=${t}`);
+      const item = `"${decision.rule}";r=${decision.remaining};t=${t}`;
+      if (typeof earlier === "string") {
+        reply.header("RateLimit-Policy", `${earlier}, ${pair.policy}`);
+        reply.header("RateLimit", `${String(reply.getHeader("RateLimit"))}, ${item}`);
+      } else {
+        reply.header("RateLimit-Policy", pair.policy);
+        reply.header("RateLimit", item);
+      }
     }
-    if (limit.legacy) {
+    const left = decision.allowed ? reply.getHeader("x-ratelimit-remaining") : undefined;
+    if (limit.legacy && (left === undefined || Number(left) > decision.remaining)) {
       reply.header("x-ratelimit-limit", decision.limit);
       reply.header("x-ratelimit-remaining", decision.remaining);
       reply.header("x-ratelimit-reset", t);
