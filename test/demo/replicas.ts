@@ -88,20 +88,21 @@ export const DEMO_WAIT = { timeoutMs: 15_000, intervalMs: 100, ignoreErrors: tru
 
 /** A server-sent event stream read with fetch: frames arrive in `events`; `next(pred)` waits for a matching one. */
 export interface SseClient {
-  readonly events: Array<{ event: string; data: unknown }>;
+  /** The frames so far; `id` is the frame's `id:` line, when it has one. */
+  readonly events: Array<{ event: string; data: unknown; id?: string }>;
   next(
-    predicate: (e: { event: string; data: unknown }) => boolean,
+    predicate: (e: { event: string; data: unknown; id?: string }) => boolean,
     timeoutMs?: number,
-  ): Promise<{ event: string; data: unknown }>;
+  ): Promise<{ event: string; data: unknown; id?: string }>;
   close(): void;
 }
 
 /** Opens an SSE stream at `url` and resolves once the response headers arrived. */
-export async function openSse(url: string): Promise<SseClient> {
+export async function openSse(url: string, headers: Record<string, string> = {}): Promise<SseClient> {
   const abort = new AbortController();
-  const res = await fetch(url, { signal: abort.signal, headers: { accept: "text/event-stream" } });
+  const res = await fetch(url, { signal: abort.signal, headers: { accept: "text/event-stream", ...headers } });
   if (!res.ok || res.body === null) throw new Error(`SSE ${url}: HTTP ${res.status}`);
-  const frames = new EventRecorder<{ event: string; data: unknown }>();
+  const frames = new EventRecorder<{ event: string; data: unknown; id?: string }>();
   (async () => {
     const decoder = new TextDecoder();
     let buffer = "";
@@ -114,8 +115,9 @@ export async function openSse(url: string): Promise<SseClient> {
           buffer = buffer.slice(end + 2);
           const event = /^event: (.*)$/m.exec(frame)?.[1];
           const data = /^data: (.*)$/m.exec(frame)?.[1];
+          const id = /^id: (.*)$/m.exec(frame)?.[1];
           if (event !== undefined && data !== undefined) {
-            frames.record({ event, data: JSON.parse(data) });
+            frames.record({ event, data: JSON.parse(data), ...(id === undefined ? {} : { id }) });
           }
           end = buffer.indexOf("\n\n");
         }

@@ -48,6 +48,18 @@ interface Client {
   readonly address: string;
   /** Bytes the kernel had been offered and not taken when the current batch of writes began (0: keeping up). */
   backlog: number;
+  /** The id of the last frame with an id this client was sent: a frame with an id not after it is not sent again. */
+  lastId: string | undefined;
+  /** Frames sent on the channel while the stream was held (see {@link SseHub.hold}), and their bytes. */
+  held: Array<{ text: string; id: string | undefined }> | undefined;
+  heldBytes: number;
+}
+
+/** A frame of a stream: an SSE event, with an `id:` line when `id` (a stream entry id, "<ms>-<seq>") is given. */
+export interface SseFrame {
+  event: string;
+  data: unknown;
+  id?: string;
 }
 
 /**
@@ -113,8 +125,22 @@ export class SseHub {
     reply: FastifyReply,
     channel: string,
     headers: Record<string, string>,
-    initial: Array<{ event: string; data: unknown }> = [],
+    initial: SseFrame[] = [],
   ): boolean {
+    if (!this.hold(request, reply, channel)) return false;
+    this.release(request, reply, headers, initial);
+    return true;
+  }
+
+  /**
+   * The first half of {@link open}: checks the caps and counts the stream (answering 429 or 503 and returning false
+   * as `open` does), without answering yet. Frames sent on `channel` meanwhile are kept for this client (up to
+   * `maxBufferBytes`; past that it is dropped, its stream never opens) until {@link release} opens the stream with
+   * its initial frames first; a held frame with an id not after the last initial frame's is then skipped. So a
+   * route can read what came before (a log from a client's `Last-Event-ID`) and miss nothing sent while it read,
+   * nor send an entry twice. A route that cannot release calls {@link abandon}, then answers as usual.
+   */
+  hold(request: FastifyRequest, reply: FastifyReply, channel: string): boolean {
     if (this.#closed) {
       refuse(reply, 503, "Service Unavailable", "This replica is shutting down; reconnect to reach another one.");
       return false;
@@ -131,57 +157,99 @@ export class SseHub {
       refuse(reply, 503, "Service Unavailable", "This replica serves as many streams as it can; try again shortly.");
       return false;
     }
-    reply.hijack();
+    // A HEAD request (Fastify answers it on every GET route) gets the stream's headers and no stream: a response
+    // without a body sends its headers only when it ends, so a registered one would never answer at all.
+    if (request.method === "HEAD") return true;
     const res = reply.raw;
-    if (request.method === "HEAD") {
-      // A HEAD request (Fastify answers it on every GET route) gets the stream's headers and no stream: a response
-      // without a body sends its headers only when it ends, so a registered one would never answer at all.
-      res.writeHead(200, { ...STREAM_HEADERS, ...headers });
-      res.end();
-      return true;
-    }
-    this.#clients.set(res, { channel, address, backlog: 0 });
+    this.#clients.set(res, { channel, address, backlog: 0, lastId: undefined, held: [], heldBytes: 0 });
     this.#perAddress.set(address, mine + 1);
     this.#perChannel.set(channel, (this.#perChannel.get(channel) ?? 0) + 1);
     const drop = () => this.#drop(res);
     request.raw.on("close", drop);
     res.on("close", drop);
+    return true;
+  }
+
+  /** Opens a stream {@link hold} took: `initial` frames, then the frames held meanwhile. */
+  release(request: FastifyRequest, reply: FastifyReply, headers: Record<string, string>, initial: SseFrame[]): void {
+    const res = reply.raw;
+    const client = this.#clients.get(res);
+    if (request.method !== "HEAD" && client === undefined) {
+      // Dropped while held: closeAll() ran (503, as a stream opened then), or the client left or fell too far behind.
+      if (this.#closed) {
+        refuse(reply, 503, "Service Unavailable", "This replica is shutting down; reconnect to reach another one.");
+        return;
+      }
+      reply.hijack();
+      res.destroy();
+      return;
+    }
+    reply.hijack();
+    if (request.method === "HEAD" || client === undefined) {
+      res.writeHead(200, { ...STREAM_HEADERS, ...headers });
+      res.end();
+      return;
+    }
     if (request.raw.destroyed || res.destroyed || res.socket === null || res.socket.destroyed) {
       // The client left before its stream opened (while the route read its initial frames): its close events have
       // fired already, so its slot is freed here, or it would count against its address and the replica for good.
       this.#drop(res);
-      return true;
+      return;
     }
+    const held = client.held ?? [];
+    client.held = undefined;
+    client.heldBytes = 0;
     res.writeHead(200, { ...STREAM_HEADERS, ...headers });
     this.#deliver(res, "retry: 2000\n\n");
-    for (const frame of initial) this.#deliver(res, frame_(frame.event, frame.data));
-    return true;
+    for (const frame of initial) this.#deliver(res, frame_(frame), frame.id);
+    for (const frame of held) this.#deliver(res, frame.text, frame.id);
   }
 
-  /** Sends one event to every client of `channel`. */
-  send(channel: string, event: string, data: unknown): void {
-    if ((this.#perChannel.get(channel) ?? 0) > 0) this.#broadcast(channel, frame_(event, data));
+  /** Frees what {@link hold} took for a stream that will not open. */
+  abandon(reply: FastifyReply): void {
+    this.#drop(reply.raw);
+  }
+
+  /** Sends one event to every client of `channel` (with an `id:` line and sent once per client when `id` is given). */
+  send(channel: string, event: string, data: unknown, id?: string): void {
+    if ((this.#perChannel.get(channel) ?? 0) > 0) this.#broadcast(channel, frame_({ event, data, id }), id);
   }
 
   /** Ends every stream and stops the heartbeat; streams opened afterwards are refused (503). */
   closeAll(): void {
     this.#closed = true;
     clearInterval(this.#timer);
-    for (const res of [...this.#clients.keys()]) {
-      this.#drop(res);
-      res.end();
-    }
-  }
-
-  #broadcast(channel: string | undefined, text: string): void {
     for (const [res, client] of [...this.#clients]) {
-      if (channel === undefined || client.channel === channel) this.#deliver(res, text);
+      this.#drop(res);
+      if (client.held === undefined) res.end(); // a held stream's route answers when it releases it
     }
   }
 
-  #deliver(res: ServerResponse, text: string): void {
+  #broadcast(channel: string | undefined, text: string, id?: string): void {
+    for (const [res, client] of [...this.#clients]) {
+      if (channel !== undefined && client.channel !== channel) continue;
+      if (client.held === undefined) this.#deliver(res, text, id);
+      else if (channel !== undefined) this.#hold(res, client, text, id);
+    }
+  }
+
+  #hold(res: ServerResponse, client: Client, text: string, id: string | undefined): void {
+    client.heldBytes += Buffer.byteLength(text, "utf8");
+    if (client.heldBytes + FRAMING_BYTES > this.#limits.maxBufferBytes) {
+      this.#slow++;
+      this.#drop(res);
+      return;
+    }
+    client.held?.push({ text, id });
+  }
+
+  #deliver(res: ServerResponse, text: string, id?: string): void {
     const client = this.#clients.get(res);
     if (client === undefined) return;
+    if (id !== undefined) {
+      if (client.lastId !== undefined && !idAfter(id, client.lastId)) return; // sent already (a catch-up read)
+      client.lastId = id;
+    }
     if (res.writableEnded || res.destroyed || res.socket === null) {
       this.#drop(res); // gone without a close event reaching the hub: its slot is freed all the same
       return;
@@ -223,6 +291,19 @@ function refuse(reply: FastifyReply, status: number, title: string, detail: stri
   problem(reply, status, title, detail, { "retry-after": "5" });
 }
 
-function frame_(event: string, data: unknown): string {
-  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+function frame_({ event, data, id }: SseFrame): string {
+  return `${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/** A Redis stream entry id: "<ms>-<seq>". */
+export const STREAM_ID = /^(0|[1-9]\d{0,15})-(0|[1-9]\d{0,15})$/;
+
+/** Whether stream entry id `a` comes after `b` (ids not of the form "<ms>-<seq>" compare as text). */
+function idAfter(a: string, b: string): boolean {
+  const x = STREAM_ID.exec(a);
+  const y = STREAM_ID.exec(b);
+  if (x === null || y === null) return a > b;
+  const [am, as] = [BigInt(x[1] as string), BigInt(x[2] as string)];
+  const [bm, bs] = [BigInt(y[1] as string), BigInt(y[2] as string)];
+  return am > bm || (am === bm && as > bs);
 }

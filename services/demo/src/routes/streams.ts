@@ -2,8 +2,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { GapError, UnverifiedEntryError } from "@coordis/eventlog";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { DemoMessage } from "../model.js";
+import { problem } from "../problem.js";
 import { CHANNEL, type Demo } from "../services.js";
-import { SseHub } from "../sse.js";
+import { type SseFrame, SseHub, STREAM_ID } from "../sse.js";
 import { registerSseMetrics } from "../sse-metrics.js";
 
 /**
@@ -37,7 +38,7 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (ap
       try {
         for await (const entry of audit.tail({ from, signal: stop.signal })) {
           from = entry.id;
-          sse.send("audit", "audit", entry);
+          sse.send("audit", "audit", entry, entry.id);
         }
       } catch (err) {
         if (err instanceof GapError) from = err.resumeAfter ?? "end";
@@ -57,6 +58,24 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (ap
   });
 
   const headers = { "x-replica-id": replica };
+  /**
+   * The first frames of an audit stream: the 20 latest entries, or, for a client that reconnects with the id of the
+   * last entry it got (`Last-Event-ID`, which an EventSource sends by itself), every entry after it, when they are
+   * fewer than 1000; 1000 or more is a `reset` event (`{ after, missedAtLeast: 1000 }`) and the 20 latest entries.
+   */
+  const firstFrames = async (last: string | undefined): Promise<SseFrame[]> => {
+    const frames: SseFrame[] = [];
+    if (last !== undefined) {
+      const missed = await audit.read({ after: last, limit: 1000 });
+      if (missed.entries.length < 1000) {
+        return missed.entries.map((entry) => ({ event: "audit", data: entry, id: entry.id }));
+      }
+      frames.push({ event: "reset", data: { after: last, missedAtLeast: 1000 } });
+    }
+    const recent = await audit.read({ reverse: true, limit: 20 });
+    for (const entry of recent.entries.reverse()) frames.push({ event: "audit", data: entry, id: entry.id });
+    return frames;
+  };
   app.get(
     "/v1/events",
     {
@@ -74,9 +93,23 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (ap
       schema: { tags: ["streams"], summary: "SSE: the audit log's live tail" },
     },
     async (req, reply) => {
-      const recent = await audit.read({ reverse: true, limit: 20 });
-      const initial = recent.entries.reverse().map((data) => ({ event: "audit", data }));
-      if (!sse.open(req, reply, "audit", headers, initial)) return reply;
+      const last = req.headers["last-event-id"];
+      if (last !== undefined && (typeof last !== "string" || !STREAM_ID.test(last))) {
+        const detail = "Last-Event-ID must be the id of an audit entry (<ms>-<seq>), as this stream sent it.";
+        return problem(reply, 400, "Bad Request", detail);
+      }
+      // The stream is held while its first frames are read: entries the live tail passes on meanwhile are sent after
+      // them, none twice (they carry their ids), none missed.
+      if (!sse.hold(req, reply, "audit")) return reply;
+      let initial: SseFrame[];
+      try {
+        initial = req.method === "HEAD" ? [] : await firstFrames(last);
+      } catch (err) {
+        sse.abandon(reply);
+        throw err;
+      }
+      sse.release(req, reply, headers, initial);
+      return reply;
     },
   );
 };
