@@ -22,6 +22,7 @@ import {
   sharedState,
 } from "./registry-state.js";
 import { reportFields } from "./report-fields.js";
+import { sourceStatusGauges } from "./source-status.js";
 
 /** Options of {@link coordisMetrics}. */
 export interface CoordisMetricsOptions<T extends RegistryContentType = PrometheusContentType> {
@@ -72,7 +73,7 @@ export interface CoordisMetrics<T extends RegistryContentType = PrometheusConten
   /**
    * Reports `coordis_eventlog_group_lag{log,group}` and `coordis_eventlog_group_pending{log,group}` for a consumer
    * group, read from `source` at each scrape (once for both series; a source that fails or takes over 5 s keeps
-   * the last figures). Tracking the same log and group again replaces the source. Returns a function that stops
+   * the last figures, and `coordis_source_up{kind="eventlog_group",log,group}` reads 0). Tracking the same log and group again replaces the source. Returns a function that stops
    * tracking it.
    * @throws InvalidArgumentError for an empty, oversized or NUL-containing name or a source that is not a function
    */
@@ -81,7 +82,9 @@ export interface CoordisMetrics<T extends RegistryContentType = PrometheusConten
    * Registers a job queue of `@coordis/queue`: its name becomes the `queue` label of the `coordis_queue_*` series
    * (reports of queues not registered count under `queue="other"`), and `coordis_queue_jobs{queue,state}`,
    * `coordis_queue_depth{queue}`, `coordis_queue_lag{queue}` and `coordis_queue_paused{queue}` are read from
-   * `source` at each scrape, e.g. `metrics.trackQueue(queue.name, () => queue.counts())`. Without a source only the
+   * `source` at each scrape, e.g. `metrics.trackQueue(queue.name, () => queue.counts())`, with
+   * `coordis_source_up{kind="queue",queue}` and `coordis_source_last_read_timestamp_seconds{kind="queue",queue}` to
+   * tell whether those figures are fresh. Without a source only the
    * name is registered (a process that runs the queue's workers and leaves its depth to another). Returns a function
    * that stops tracking it (its gauges go; its counters keep their series).
    * @throws InvalidArgumentError for an empty or oversized name, the reserved name "other", or a source that is not
@@ -113,6 +116,8 @@ export interface CoordisMetrics<T extends RegistryContentType = PrometheusConten
  * | `coordis_queue_processing_duration_seconds` | histogram | queue, outcome |
  * | `coordis_queue_jobs` | gauge | queue, state |
  * | `coordis_queue_depth` / `_lag` / `_paused` | gauge | queue |
+ * | `coordis_source_up` | gauge | kind (queue, eventlog_group), queue or log, group |
+ * | `coordis_source_last_read_timestamp_seconds` | gauge | kind, queue or log, group |
  *
  * Every call on one registry shares its metrics, label cap and tracked sources.
  *
@@ -233,6 +238,8 @@ function createMetrics<T extends RegistryContentType>(
     "Entries delivered to the group but not yet acknowledged.",
     (i) => i.pending,
   );
+  // Whether each source's figures are fresh: they are kept, unchanged, when a read fails.
+  sourceStatusGauges(factory);
 
   // A report that is not an object is ignored; one without a finite duration is counted, and left out of the
   // histograms (prom-client throws on it, which lost the rest of the report: the observer must never throw). Its

@@ -119,10 +119,10 @@ export class QueueMetrics {
 
   /**
    * Registers `queue`: its name becomes a label value, and `source` (if any) is read at each scrape. Without a
-   * source the queue has no gauges (a process that only runs its workers).
+   * source the queue has no gauges, nor any `coordis_source_*` series (a process that only runs its workers).
    */
   track(queue: string, source: QueueCountsSource | undefined): () => void {
-    return this.#tracked.track(queue, source ?? noCounts);
+    return this.#tracked.track(queue, source);
   }
 
   /** The queue's name when it is registered, else {@link UNTRACKED_QUEUE}: names never become labels unasked. */
@@ -130,9 +130,6 @@ export class QueueMetrics {
     return typeof name === "string" && this.#tracked.sources.has(name) ? name : UNTRACKED_QUEUE;
   }
 }
-
-/** The source of a queue registered without one: never any figures, so no gauges. */
-const noCounts: QueueCountsSource = () => Promise.resolve(null);
 
 function count(value: unknown, fallback: number): number {
   return typeof value === "number" && Number.isFinite(value) && value >= 0 ? Math.floor(value) : fallback;

@@ -142,13 +142,15 @@ export class MetricFactory {
 
   /**
    * A gauge whose `collect` is `collect`, handed the registry's shared state at each scrape (none: the gauge reports
-   * nothing). Created once per registry; reused only when this package made it.
+   * nothing). Created once per registry; reused only when this package made it. `aggregator`: how prom-client's
+   * `AggregatorRegistry` combines the Node cluster workers' values of one series.
    */
   gauge<L extends string>(
     name: string,
     help: string,
     labelNames: readonly L[],
     collect: (g: Gauge<L>, state: SharedState) => Promise<void>,
+    aggregator: "max" | "min" = "max",
   ) {
     const existing = this.#existing(name, "gauge", labelNames);
     if (existing !== undefined) {
@@ -166,9 +168,9 @@ export class MetricFactory {
       name,
       help,
       labelNames,
-      // The figures are Redis' (a queue's counts, a group's lag), read alike by every worker that tracks them: Node
-      // cluster aggregation (prom-client's AggregatorRegistry) keeps one of them instead of summing them.
-      aggregator: "max",
+      // By default the figures are Redis' (a queue's counts, a group's lag), read alike by every worker that tracks
+      // them: Node cluster aggregation (prom-client's AggregatorRegistry) keeps one of them instead of summing them.
+      aggregator,
       registers: this.#registers,
       async collect() {
         const state = stateOf(registry);

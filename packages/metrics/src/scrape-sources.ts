@@ -1,16 +1,28 @@
 /** Longest wait for one source at a scrape, ms: a source that answers later keeps its last figures this time. */
 export const SOURCE_TIMEOUT_MS = 5_000;
 
+/** One `track` call: its own object, so that an older registration's untrack never removes a newer one. */
+interface Registration {
+  /** The source; undefined for a name registered without one (nothing read, no figures, no status). */
+  readonly source: (() => Promise<unknown>) | undefined;
+}
+
 /**
  * Sources read at scrape time (a queue's counts, a consumer group's figures), keyed by what they describe. Every
  * `coordisMetrics()` on one registry shares one instance per kind (the gauges that read them are registered once
  * per registry). Each scrape reads every source once, however many gauges collect it; a source that throws, rejects,
  * answers `null` or takes longer than {@link SOURCE_TIMEOUT_MS} keeps its last figures, and never fails or holds up
- * the scrape beyond that bound. Internal.
+ * the scrape beyond that bound. Whether each read gave figures, and when the last one that did ended, are kept
+ * alongside (`up`, `readAt`), so that figures kept from an earlier read can be told from fresh ones. Internal.
  */
 export class ScrapeSources<T> {
-  readonly sources = new Map<string, () => Promise<unknown>>();
+  readonly sources = new Map<string, Registration>();
+  /** The figures of each source's last read that gave any. */
   readonly last = new Map<string, T>();
+  /** Whether the last read of each source (with a source, read at least once) gave figures. */
+  readonly up = new Map<string, boolean>();
+  /** When the last read that gave figures ended, Unix ms (absent: none did yet). */
+  readonly readAt = new Map<string, number>();
   readonly #snapshot: (answer: object) => T;
   #refreshing: Promise<void> | undefined;
 
@@ -23,47 +35,64 @@ export class ScrapeSources<T> {
     this.#snapshot = snapshot;
   }
 
-  /** Tracks `source` under `id` (replacing any other); returns the function that stops tracking this source. */
-  track(id: string, source: () => Promise<unknown>): () => void {
-    // One function per registration: the same source tracked twice (a queue's workers registering its name in two
-    // places: `trackQueue(name)` has one source for all) is two registrations, and an answer read for the first
+  /**
+   * Tracks `source` under `id` (replacing any other registration, its figures and status included); `undefined`
+   * registers the id alone. Returns the function that stops tracking this registration.
+   */
+  track(id: string, source: (() => Promise<unknown>) | undefined): () => void {
+    // One object per registration: the same source tracked twice (a queue's workers registering its name in two
+    // places: `trackQueue(name)` has no source for either) is two registrations, and an answer read for the first
     // one is not the second one's.
-    const registration = () => source();
+    const registration: Registration = { source };
     this.sources.set(id, registration);
-    this.last.delete(id);
+    this.#forget(id);
     return () => {
       // An older registration's untrack must not remove the source that replaced it.
       if (this.sources.get(id) !== registration) return;
       this.sources.delete(id);
-      this.last.delete(id);
+      this.#forget(id);
     };
   }
 
   /** Reads every source once for the scrape under way (gauges collected in one scrape share the read). */
   refresh(): Promise<void> {
-    this.#refreshing ??= Promise.all([...this.sources].map(([id, source]) => this.#read(id, source))).then(() => {
+    this.#refreshing ??= Promise.all([...this.sources].map(([id, r]) => this.#read(id, r))).then(() => {
       this.#refreshing = undefined;
     });
     return this.#refreshing;
   }
 
-  async #read(id: string, source: () => Promise<unknown>): Promise<void> {
+  #forget(id: string): void {
+    this.last.delete(id);
+    this.up.delete(id);
+    this.readAt.delete(id);
+  }
+
+  async #read(id: string, registration: Registration): Promise<void> {
+    const source = registration.source;
+    if (source === undefined) return;
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<null>((resolve) => {
       timer = setTimeout(() => resolve(null), SOURCE_TIMEOUT_MS);
       timer.unref();
     });
+    let info: unknown = null;
     try {
       const read = await Promise.race([Promise.resolve().then(() => settle(source)), late]);
-      const info = read?.answer;
-      if (info !== null && typeof info === "object" && this.sources.get(id) === source) {
-        this.last.set(id, this.#snapshot(info));
-      }
+      info = read?.answer ?? null;
     } catch {
-      // Keeps the last figures.
+      // A failed read: keeps the last figures, and says so.
     } finally {
       clearTimeout(timer);
     }
+    // A registration replaced or untracked while it was read: its answer is no one's.
+    if (this.sources.get(id) !== registration) return;
+    const ok = info !== null && typeof info === "object";
+    if (ok) {
+      this.last.set(id, this.#snapshot(info as object));
+      this.readAt.set(id, Date.now());
+    }
+    this.up.set(id, ok);
   }
 }
 
