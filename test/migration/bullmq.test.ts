@@ -5,6 +5,7 @@
  */
 import { connect, type RedisClient, safeRedisOptions } from "@coordis/core";
 import {
+  UnrecoverableError as CoordisUnrecoverableError,
   DEFAULT_ATTEMPTS,
   type Job,
   JobCancelledError,
@@ -495,7 +496,7 @@ describe("BullMQ → @coordis/queue", () => {
     await expect(s.coordis.result("gone", { timeoutMs: 1_000 })).rejects.toBeInstanceOf(JobCancelledError);
   });
 
-  it("throw new UnrecoverableError() → await queue.cancel(job.id) in the handler: one attempt, no retry", async () => {
+  it("throw new UnrecoverableError() → the same, from @coordis/queue: one attempt, no retry, dead", async () => {
     const s = sides<string, void>("unrecoverable");
     const events = await s.bullEvents();
     let bullRuns = 0;
@@ -504,18 +505,29 @@ describe("BullMQ → @coordis/queue", () => {
       bullRuns++;
       throw new UnrecoverableError("bad input");
     });
-    s.coordisWorker(async (job) => {
+    s.coordisWorker(async () => {
       coordisRuns++;
-      await s.coordis.cancel(job.id);
-      throw new Error("bad input");
+      throw new CoordisUnrecoverableError("bad input");
     });
     const b = await s.bull.add("j", "x", { attempts: 3, backoff: 10 });
     const { id } = await s.coordis.add("x", { attempts: 3, backoff: { type: "fixed", delayMs: 10 } });
     await expect(b.waitUntilFinished(events, 5_000)).rejects.toThrow("bad input");
-    await expect(s.coordis.result(id, { timeoutMs: 5_000 })).rejects.toBeInstanceOf(JobCancelledError);
+    await expect(s.coordis.result(id, { timeoutMs: 5_000 })).rejects.toBeInstanceOf(JobDeadError);
     expect(await b.getState()).toBe("failed");
-    expect((await s.coordis.get(id))?.state).toBe("cancelled");
+    expect((await s.coordis.get(id))?.state).toBe("dead");
     expect([bullRuns, coordisRuns]).toEqual([1, 1]);
+  });
+
+  it("BullMQ's own UnrecoverableError thrown in a Coordis handler (code moved as is) is recognised too", async () => {
+    const s = sides<string, void>("unrecoverable-bull-class");
+    let runs = 0;
+    s.coordisWorker(async () => {
+      runs++;
+      throw new UnrecoverableError("bad input");
+    });
+    const { id } = await s.coordis.add("x", { attempts: 3, backoff: { type: "fixed", delayMs: 10 } });
+    await expect(s.coordis.result(id, { timeoutMs: 5_000 })).rejects.toBeInstanceOf(JobDeadError);
+    expect(runs).toBe(1);
   });
 
   it("worker limiter { max, duration } → defaults { group } + groups { rateLimit }: the window admits max jobs", async () => {

@@ -8,7 +8,7 @@ import {
   validate,
 } from "@coordis/core";
 import { overBytes } from "./codec.js";
-import { JobLostError } from "./errors.js";
+import { isUnrecoverable, JobLostError } from "./errors.js";
 import type { Finisher, FinishKind, FinishStatus } from "./finisher.js";
 import { Delivery, type Job } from "./job.js";
 import type { PartitionKeys } from "./keys.js";
@@ -20,7 +20,10 @@ import type { ParsedWorker } from "./worker-options.js";
 /** Largest progress value, bytes of its JSON text in UTF-8: 64 KiB. */
 export const MAX_PROGRESS_BYTES = 64 * 1024;
 
-/** Runs one job; resolve with its result, throw to fail the attempt (retried after the backoff, then dead). */
+/**
+ * Runs one job; resolve with its result, throw to fail the attempt (retried after the backoff, then dead). Throw an
+ * `UnrecoverableError` to fail it without a retry: the job is dead after this attempt.
+ */
 export type Handler<T, R> = (job: Job<T>) => Promise<R> | R;
 
 /**
@@ -122,7 +125,7 @@ export class DeliveryRunner<T, R> {
     try {
       result = this.#handler(d);
     } catch (err) {
-      this.#settle(d, "f", errorText(err));
+      this.#settle(d, failure(err), errorText(err));
       return;
     }
     Promise.resolve(result).then(
@@ -139,7 +142,7 @@ export class DeliveryRunner<T, R> {
         }
         this.#settle(d, "c", text);
       },
-      (err: unknown) => this.#settle(d, "f", errorText(err)),
+      (err: unknown) => this.#settle(d, failure(err), errorText(err)),
     );
   }
 
@@ -177,7 +180,7 @@ export class DeliveryRunner<T, R> {
   }
 
   /** The handler of `d` ended: its slot is free; its outcome is recorded unless the delivery was handed back. */
-  #settle(d: Delivery<T>, kind: FinishKind, payload: string): void {
+  #settle(d: Delivery<T>, kind: FinishKind | "u", payload: string): void {
     const handlerMs = performance.now() - d.started;
     this.#running--;
     this.wakeSlots();
@@ -188,9 +191,12 @@ export class DeliveryRunner<T, R> {
     // A handler that returned past the lease (its event loop blocked, its process stopped) before the lease keeper
     // had a turn to learn it: the delivery is lost all the same, as it would be a moment later.
     if (d.lostReason === undefined && performance.now() >= d.deadline) this.lost(d, "lease-lost");
-    let outcome = kind;
+    // An unrecoverable throw ends the job dead ("F": the finish script buries it whatever attempts are left), unless
+    // the delivery lost its lease: one that may no longer be the job's current delivery does not decide its fate, and
+    // its throw is an ordinary failed attempt, as any throw after the signal aborted.
+    let outcome: FinishKind = kind === "u" ? (d.lostReason === "lease-lost" ? "f" : "F") : kind;
     let text = payload;
-    if (d.lostReason === "lease-lost" && kind !== "f") {
+    if (d.lostReason === "lease-lost" && kind !== "f" && kind !== "u") {
       // The handler ended after its signal aborted for a lost lease: what it returned is refused (Job.signal), also
       // when no other delivery reclaimed the job yet and Redis would still take the outcome. The attempt ends as one
       // whose lease expired does: failed, retried after its backoff.
@@ -263,4 +269,12 @@ export class DeliveryRunner<T, R> {
       ...(error !== undefined ? { error } : failure !== undefined ? { error: new Error(failure) } : {}),
     });
   }
+}
+
+/**
+ * How a handler's throw ends its attempt: "u" unrecoverable (the job is dead without a retry, unless the delivery lost
+ * its lease: then the throw counts as an ordinary failed attempt), "f" failed (retried while attempts are left).
+ */
+function failure(err: unknown): "u" | "f" {
+  return isUnrecoverable(err) ? "u" : "f";
 }

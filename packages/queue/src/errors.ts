@@ -20,6 +20,48 @@ export class JobDeadError extends CoordisError {
   }
 }
 
+/**
+ * The brand every {@link UnrecoverableError} carries (`Symbol.for("@coordis/queue.unrecoverable")`, in the global
+ * symbol registry): an error of another installed copy of this package, or of a subclass whatever its name, is
+ * recognised by it.
+ */
+const UNRECOVERABLE = Symbol.for("@coordis/queue.unrecoverable");
+
+/**
+ * Thrown (or rejected with) by a handler: the job cannot succeed, so this attempt fails and the job goes straight to
+ * the dead letters, whatever attempts it has left (`result()` rejects with {@link JobDeadError}; `retryDead(id)` gives
+ * it a fresh set of attempts, as for any dead job). Its `name: message` is recorded as the job's last error, as any
+ * failure's. A worker also treats as unrecoverable a thrown object whose `name` is `"UnrecoverableError"` (another
+ * library's, such as BullMQ's) or that carries the brand `Symbol.for("@coordis/queue.unrecoverable")` (an instance of
+ * this class from another installed copy of the package, or of a subclass). Code `ERR_UNRECOVERABLE`.
+ */
+export class UnrecoverableError extends CoordisError {
+  static {
+    // On the prototype, not enumerable: instances serialize and print as other errors do.
+    Object.defineProperty(UnrecoverableError.prototype, UNRECOVERABLE, { value: true });
+  }
+
+  constructor(message = "the job cannot succeed: not retried", options?: { cause?: unknown }) {
+    super("ERR_UNRECOVERABLE", message, options);
+  }
+}
+/**
+ * Whether a handler threw to end its job dead without a retry: an {@link UnrecoverableError} (of any copy of the
+ * package, or a subclass), or an object named `"UnrecoverableError"`. Never throws: a value whose properties cannot
+ * be read is an ordinary failure.
+ */
+export function isUnrecoverable(err: unknown): boolean {
+  if (err instanceof UnrecoverableError) return true;
+  if ((typeof err !== "object" && typeof err !== "function") || err === null) return false;
+  try {
+    return (
+      (err as { [UNRECOVERABLE]?: unknown })[UNRECOVERABLE] === true || (err as Error).name === "UnrecoverableError"
+    );
+  } catch {
+    return false;
+  }
+}
+
 /** `Queue.result()`: the job was cancelled. Code `ERR_JOB_CANCELLED`. */
 export class JobCancelledError extends CoordisError {
   /** The job's id. */

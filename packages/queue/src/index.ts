@@ -15,6 +15,7 @@ export {
   JobNotFoundError,
   PartitionsMismatchError,
   ResultTimeoutError,
+  UnrecoverableError,
 } from "./errors.js";
 export { GROUP_SWEEP_MS } from "./group-sweeper.js";
 export type { Job } from "./job.js";
