@@ -21,13 +21,15 @@ import {
   InvalidationBus,
 } from "./invalidation-bus.js";
 import { L1 } from "./l1.js";
+import { abortable } from "./load-scope.js";
 import {
   type CacheOptions,
   checkTag,
   type EntryOptions,
-  type EntrySettings,
+  type GetOrSetOptions,
   parseCacheOptions,
   parseEntryOptions,
+  parseGetOrSetOptions,
 } from "./options.js";
 import { RedisTier } from "./redis-tier.js";
 
@@ -123,6 +125,7 @@ export class Cache {
       attributes: this.#attributes,
       lockTtlMs: s.lockTtlMs,
       lockWaitMs: s.lockWaitMs,
+      detectLoaderCycles: s.detectLoaderCycles,
       publish: (k) => bus.publish({ k }).catch(() => {}),
       isClosed: () => this.#closed,
     });
@@ -144,40 +147,44 @@ export class Cache {
   /**
    * Returns the cached value of `key`, or loads it with `loader`, stores it and returns it. Concurrent calls for a
    * key share one load per process, and one load across replicas (see the class description). A loader error is
-   * passed to every caller sharing the load and nothing is cached.
+   * passed to every caller sharing the load and nothing is cached. Aborting `options.signal` rejects this call at
+   * once with `signal.reason`; the load goes on for the other callers sharing it and fills the cache, and is dropped
+   * before its loader starts when every caller sharing it aborted.
    *
    * @throws InvalidArgumentError for a bad key, loader or option (an unknown option key too; before any Redis
-   *   call), or when the loader's result cannot be encoded; whatever the loader throws. Redis being unavailable is
-   *   not an error: the loader is called directly. A stored value the codec cannot decode is a miss (see the
-   *   README); CoordisError `ERR_CACHE_DECODE` when the codec cannot decode what it just encoded.
+   *   call), or when the loader's result cannot be encoded, or at once when the loader of `key` (directly or through
+   *   other keys' loaders) calls getOrSet(key) again (it would wait for itself); whatever the loader throws;
+   *   `signal.reason` (before any Redis call when already aborted). Redis being unavailable is not an error: the
+   *   loader is called directly. A stored value the codec cannot decode is a miss (see the README); CoordisError
+   *   `ERR_CACHE_DECODE` when the codec cannot decode what it just encoded.
    */
-  async getOrSet<T>(key: string, loader: Loader<T>, options?: EntryOptions): Promise<T> {
+  async getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T> {
     this.#assertOpen();
     const k = validateName(key, "key");
     validate.func("loader", loader);
-    const entry = this.#entry(options);
+    const entry = parseGetOrSetOptions(options, this.#defaults);
+    const { signal } = entry;
+    if (signal?.aborted) throw signal.reason;
     const started = performance.now();
     const hit = this.#l1.fresh(k);
     let outcome: Outcome =
       hit !== undefined
         ? { data: hit.data, tier: "l1", result: "hit" }
-        : await this.#filler.get(k, loader as Loader<unknown>, entry);
+        : await this.#filler.get(k, loader as Loader<unknown>, entry, signal);
     let value = this.#filler.decode(k, outcome.data as string);
     if (value instanceof Undecodable) {
       // An entry this codec cannot read (written with another codec, or by another version of the application): a
       // miss. It is dropped here and, while it still holds what was read, in Redis and every replica's L1; then it
       // is read or loaded again.
       await this.#filler.dropUndecodable(k, outcome.data as string);
-      outcome = await this.#filler.get(k, loader as Loader<unknown>, entry);
+      if (signal?.aborted) throw signal.reason;
+      outcome = await this.#filler.get(k, loader as Loader<unknown>, entry, signal);
       value = this.#filler.decode(k, outcome.data as string);
       if (value instanceof Undecodable && outcome.result !== "miss") {
         // Another writer stored such a value again since (an older replica, mid-deploy): the loader answers, and
         // its value is kept in this replica's L1 only.
-        outcome = {
-          data: await this.#filler.loadDirect(k, loader as Loader<unknown>, entry),
-          tier: "l2",
-          result: "miss",
-        };
+        const direct = this.#filler.loadDirect(k, loader as Loader<unknown>, entry);
+        outcome = { data: await abortable(direct, signal), tier: "l2", result: "miss" };
         value = this.#filler.decode(k, outcome.data as string);
       }
       if (value instanceof Undecodable) {
@@ -252,7 +259,7 @@ export class Cache {
   async set(key: string, value: unknown, options?: EntryOptions): Promise<void> {
     this.#assertOpen();
     const k = validateName(key, "key");
-    const entry = this.#entry(options);
+    const entry = parseEntryOptions(options, this.#defaults);
     const data = encodeWith(this.#codec, value, "value");
     await this.#operation("set", k, async () => {
       this.#invalidateLocal(k);
@@ -380,10 +387,6 @@ export class Cache {
     if (this.#closed) throw new ClosedError("Cache", { code: "ERR_CACHE_CLOSED" });
   }
 
-  #entry(options: EntryOptions | undefined): EntrySettings {
-    return parseEntryOptions(options, this.#defaults);
-  }
-
   /** Runs a change, then announces it to the other replicas (see {@link announced}). */
   #announced<T>(body: BusMessageBody, change: () => Promise<T>, options: { partial?: () => boolean } = {}): Promise<T> {
     return announced(this.#announcer, body, change, options.partial ?? (() => false), () => this.#l2.fence(body));
@@ -431,11 +434,7 @@ export class Cache {
     this.#gaps++;
     if (flush) this.#dropL1();
     else this.#l1.bump();
-    notifyEvent(this.#observer, {
-      primitive: "cache",
-      type: "gap",
-      attributes: { namespace: this.namespace, reason },
-    });
+    notifyEvent(this.#observer, { primitive: "cache", type: "gap", attributes: { namespace: this.namespace, reason } });
   }
 
   #circuitChanged(state: CircuitState, error?: Error): void {

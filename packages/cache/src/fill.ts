@@ -9,6 +9,7 @@ import {
 } from "@coordis/core";
 import { type CacheCodec, decodeWith, encodeWith, Undecodable } from "./codec.js";
 import type { L1 } from "./l1.js";
+import { abortable, assertNotLoading, runLoading } from "./load-scope.js";
 import type { EntrySettings } from "./options.js";
 import { fillToken, type L2Read, type RedisTier } from "./redis-tier.js";
 
@@ -52,6 +53,29 @@ function outOfMemory(err: unknown): boolean {
   return err instanceof ScriptError && err.redisMessage.startsWith("OOM ");
 }
 
+/**
+ * A load of one key in progress in this process, shared by every call that joined it. `callers` counts the calls
+ * still waiting for it (one without a signal never leaves); once it drops to 0 before the loader started, the load is
+ * dropped: no further Redis call, no loader call (its fill lock, if it took one, is given back).
+ */
+interface Flight {
+  readonly outcome: Promise<Outcome>;
+  readonly started: number;
+  readonly state: FlightState;
+}
+
+/** What a flight's callers and its fill share. */
+interface FlightState {
+  callers: number;
+  committed: boolean; // the loader was called: the load runs to its end and fills the cache, callers or not
+  dropped: boolean;
+  wake: (() => void) | undefined; // ends the flight's current wait for another replica's load
+}
+
+const LOADED = "loader result"; // the argument a loader's result is named by in errors
+/** What a dropped flight settles with (nobody is waiting for it any more). */
+const DROPPED = new Error("every caller of this load aborted");
+
 /** What the filler needs from the cache it works for. */
 export interface FillContext {
   readonly l1: L1;
@@ -63,6 +87,7 @@ export interface FillContext {
   readonly attributes: ReportAttributes;
   readonly lockTtlMs: number;
   readonly lockWaitMs: number;
+  readonly detectLoaderCycles: boolean; // loaders run in a tracked context; a getOrSet of a loading key is refused
   /** Publishes an invalidation of `k` (never throws). */
   publish(k: string): Promise<unknown>;
   isClosed(): boolean;
@@ -78,7 +103,7 @@ export interface FillContext {
 export class Filler {
   readonly #c: FillContext;
   /** The load in progress per key, and when it started (`performance.now()`). */
-  readonly #flights = new Map<string, { readonly outcome: Promise<Outcome>; readonly started: number }>();
+  readonly #flights = new Map<string, Flight>();
   /** The background refresh in progress per key, and when it started (`performance.now()`). */
   readonly #refreshing = new Map<string, { readonly started: number }>();
   readonly #waiters = new Map<string, Set<() => void>>();
@@ -102,21 +127,37 @@ export class Filler {
    * The outcome of `k` after an L1 miss, joining the load already in flight in this process if there is one, unless
    * it started `lock.ttlMs` ago or more: its fill lock has expired, other replicas have given up on it, and so does
    * this one (a loader that never returns would otherwise hold every later call of the key in this process).
+   * `signal` aborting rejects this call at once, the load going on for the others (see {@link Flight}).
+   * @throws InvalidArgumentError when the loader of `k` (of this cache) makes this call: it would wait for itself
    */
-  get(k: string, loader: Loader<unknown>, entry: EntrySettings): Promise<Outcome> {
+  get(k: string, loader: Loader<unknown>, entry: EntrySettings, signal?: AbortSignal): Promise<Outcome> {
+    if (this.#c.detectLoaderCycles) assertNotLoading(this, this.#c.namespace, k);
     const now = performance.now();
-    const flight = this.#flights.get(k);
-    if (flight !== undefined && now - flight.started < this.#c.lockTtlMs) return flight.outcome;
-    const mine = { outcome: this.#fill(k, loader, entry), started: now };
-    this.#flights.set(k, mine);
-    mine.outcome.then(
-      () => this.#forgetFlight(k, mine),
-      () => this.#forgetFlight(k, mine),
-    );
-    return mine.outcome;
+    let flight = this.#flights.get(k);
+    if (flight === undefined || now - flight.started >= this.#c.lockTtlMs) {
+      const state: FlightState = { callers: 0, committed: false, dropped: false, wake: undefined };
+      const mine = { outcome: this.#fill(k, loader, entry, state), started: now, state };
+      this.#flights.set(k, mine);
+      mine.outcome.then(
+        () => this.#forgetFlight(k, mine),
+        () => this.#forgetFlight(k, mine),
+      );
+      flight = mine;
+    }
+    const joined = flight;
+    const state = joined.state;
+    state.callers++;
+    if (signal === undefined) return joined.outcome;
+    return abortable(joined.outcome, signal, () => {
+      if (--state.callers > 0 || state.committed) return;
+      // Nobody waits for it any more and its loader has not started: dropped (a later call starts afresh).
+      state.dropped = true;
+      this.#forgetFlight(k, joined);
+      state.wake?.();
+    });
   }
 
-  #forgetFlight(k: string, flight: { readonly outcome: Promise<Outcome> }): void {
+  #forgetFlight(k: string, flight: Flight): void {
     if (this.#flights.get(k) === flight) this.#flights.delete(k);
   }
 
@@ -171,23 +212,27 @@ export class Filler {
   }
 
   /** The shared part of getOrSet after an L1 miss: L2, then the fill lock, waiting or loading. */
-  async #fill(k: string, loader: Loader<unknown>, entry: EntrySettings): Promise<Outcome> {
+  async #fill(k: string, loader: Loader<unknown>, entry: EntrySettings, flight: FlightState): Promise<Outcome> {
     const woken = this.#wakes.get(k) ?? { count: 0, calls: 0 };
     this.#wakes.set(k, woken);
     woken.calls++;
     try {
-      return await this.#fillLoop(k, loader, entry, woken);
+      return await this.#fillLoop(k, loader, entry, woken, flight);
     } finally {
       if (--woken.calls === 0 && this.#wakes.get(k) === woken) this.#wakes.delete(k);
     }
   }
 
-  /** {@link #fill}'s loop; `woken` counts the wakes of `k` (see {@link #wakes}). */
+  /**
+   * {@link #fill}'s loop; `woken` counts the wakes of `k` (see {@link #wakes}). Each step first checks that somebody
+   * still waits for it (see {@link Flight}); the loader once started runs to its end.
+   */
   async #fillLoop(
     k: string,
     loader: Loader<unknown>,
     entry: EntrySettings,
     woken: { readonly count: number },
+    flight: FlightState,
   ): Promise<Outcome> {
     const c = this.#c;
     // The lock token is also our fill token: what we load is written back only while it holds the lock (or, after
@@ -195,7 +240,12 @@ export class Filler {
     const lockToken = fillToken();
     const deadline = performance.now() + c.lockWaitMs;
     let delay = 5;
+    const commit = () => {
+      if (flight.dropped) throw DROPPED;
+      flight.committed = true;
+    };
     for (;;) {
+      if (flight.dropped) throw DROPPED;
       // The last read, once the wait is over: take the lock if it is free now, else register our fill token.
       const last = performance.now() >= deadline || c.isClosed();
       const wakes = woken.count;
@@ -205,8 +255,9 @@ export class Filler {
         read = await c.l2.read(k, lockToken, entry.tags, last);
       } catch (err) {
         // Full: no lock can be taken, nothing stored; the loader answers (kept in L1, which the bus still guards).
+        if (!outOfMemory(err) && !(err instanceof RedisUnavailableError)) throw err;
+        commit();
         if (outOfMemory(err)) return { data: await this.loadDirect(k, loader, entry), tier: "l2", result: "miss" };
-        if (!(err instanceof RedisUnavailableError)) throw err;
         return this.#degraded(k, loader, entry);
       }
       if (read.state === 1) {
@@ -217,7 +268,12 @@ export class Filler {
         if (read.locked) this.#refresh(k, loader, entry, lockToken);
         return { data: read.data, tier: "l2", result: "stale" };
       }
+      if (flight.dropped) {
+        if (read.locked) c.l2.unlock(k, lockToken); // taken for nobody: given back
+        throw DROPPED;
+      }
       if (read.locked || last) {
+        commit();
         if (!read.locked) {
           notifyEvent(c.observer, {
             primitive: "cache",
@@ -231,12 +287,12 @@ export class Filler {
       // Another caller (maybe another replica) is loading: wait for its result, woken by the bus or by polling
       // (at once when a wake came while the read was out).
       if (woken.count !== wakes) continue;
-      await this.#waitFor(k, Math.max(0, Math.min(delay, deadline - performance.now())));
+      await this.#waitFor(k, Math.max(0, Math.min(delay, deadline - performance.now())), flight);
       delay = Math.min(delay * 2, 200);
     }
   }
 
-  #waitFor(k: string, ms: number): Promise<void> {
+  #waitFor(k: string, ms: number, flight: FlightState): Promise<void> {
     return new Promise((resolve) => {
       let set = this.#waiters.get(k);
       if (set === undefined) {
@@ -248,10 +304,12 @@ export class Filler {
         clearTimeout(timer);
         owner.delete(done);
         if (owner.size === 0 && this.#waiters.get(k) === owner) this.#waiters.delete(k);
+        flight.wake = undefined;
         resolve();
       };
       const timer = setTimeout(done, ms);
       owner.add(done);
+      flight.wake = done;
     });
   }
 
@@ -325,7 +383,8 @@ export class Filler {
     return instrument(
       c.observer,
       { primitive: "cache", op: "load", name: k, attributes: c.attributes },
-      async () => encodeWith(c.codec, await loader(), "loader result"),
+      // detectLoaderCycles: the loader's async context knows it loads k (a getOrSet of k it makes is refused).
+      async () => encodeWith(c.codec, await (c.detectLoaderCycles ? runLoading(this, k, loader) : loader()), LOADED),
       { errors: "keep" },
     );
   }

@@ -17,6 +17,7 @@ export {
   DEFAULT_LOCK_TTL_MS,
   DEFAULT_LOCK_WAIT_MS,
   type EntryOptions,
+  type GetOrSetOptions,
   type L1Options,
   MAX_TAGS,
 } from "./options.js";
