@@ -1,5 +1,6 @@
 import { Type } from "@fastify/type-provider-typebox";
 import { API_KEY_ID_PATTERN, API_KEY_PATTERN } from "./apikeys.js";
+import { IDEMPOTENCY_KEY_PATTERN } from "./idempotency.js";
 
 /**
  * A player id: 1–64 characters of letters, digits, `_`, `.`, `-`, other than `.` and `..` (path segments that URL
@@ -72,6 +73,21 @@ export const KeyParams = Type.Object({ key: Type.String({ pattern: API_KEY_ID_PA
  */
 export const ApiKeyHeaders = Type.Object({
   "x-api-key": Type.Optional(Type.String({ pattern: API_KEY_PATTERN, description: "an issued API key" })),
+});
+
+/**
+ * Headers of `POST /v1/scores`: the API key, and an optional `Idempotency-Key` (1–255 printable ASCII characters,
+ * spaces only inside; anything else is a 400).
+ */
+export const ScoreHeaders = Type.Object({
+  "x-api-key": ApiKeyHeaders.properties["x-api-key"],
+  "idempotency-key": Type.Optional(
+    Type.String({
+      pattern: IDEMPOTENCY_KEY_PATTERN,
+      description:
+        "1–255 printable ASCII characters (spaces only inside), unique per submission, e.g. a UUID. A retry with the same key and body within 24 h gets the first answer again (`Idempotency-Replayed: true`) and counts once; the key with another body is a 422; a retry while the first request runs is a 409 (`Retry-After`). Keys are scoped per API key (without one, per client address).",
+    }),
+  ),
 });
 
 /** `:id` of a job of the stats queue. */
