@@ -84,6 +84,8 @@ export class SubscriberConnection {
    * socket had read when it was sent, or when the last beat found it still out.
    */
   readonly #pingOut = new WeakMap<Redis, number>();
+  /** Names (`<kind>\n<name>`) Redis refused on the last resubscription and has not granted since. */
+  readonly #refused = new Set<string>();
 
   constructor(
     redis: RedisClient,
@@ -107,6 +109,11 @@ export class SubscriberConnection {
     if (kind === "pattern") return action === "subscribe" ? conn.psubscribe(redisName) : conn.punsubscribe(redisName);
     if (this.#sharded) return action === "subscribe" ? conn.ssubscribe(redisName) : conn.sunsubscribe(redisName);
     return action === "subscribe" ? conn.subscribe(redisName) : conn.unsubscribe(redisName);
+  }
+
+  /** Whether Redis may not hold the subscribed `redisName` now: the connection is lost, or Redis refused it on restoring. */
+  unconfirmed(kind: Kind, redisName: string): boolean {
+    return this.#lostAt !== undefined || this.#refused.has(`${kind}\n${redisName}`);
   }
 
   /**
@@ -336,6 +343,8 @@ export class SubscriberConnection {
     // A subscribe whose own SUBSCRIBE was lost with the previous connection (never answered, not sent again) is
     // confirmed now, instead of failing by its timeout while Redis has it.
     const out = new Set(refused.map((r) => `${r.kind}\n${r.name}`));
+    this.#refused.clear();
+    for (const name of out) this.#refused.add(name);
     // Only entries this resubscription sent: one made anew since (left and subscribed again meanwhile, its UNSUBSCRIBE
     // between) waits for its own SUBSCRIBE.
     const restored = { channel: 0, pattern: 0 };
@@ -412,6 +421,7 @@ export class SubscriberConnection {
       const still = await this.#subscribeEach(conn, names);
       if (still === null || this.#closed) return; // a loss: the next "ready" resubscribes everything
       const left = new Set(still.map((r) => `${r.kind}\n${r.name}`));
+      for (const r of refused) if (!left.has(`${r.kind}\n${r.name}`)) this.#refused.delete(`${r.kind}\n${r.name}`);
       let channels = 0;
       let patterns = 0;
       for (const [kind, name] of names) {

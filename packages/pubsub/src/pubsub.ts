@@ -241,15 +241,22 @@ export class PubSub extends EventEmitter<PubSubEvents> {
     const redisName = this.#head + name;
     const started = performance.now();
     let entry = map.get(redisName);
+    let confirmed: Promise<unknown>;
     if (entry === undefined) {
       entry = channelEntry(this.#connection.send(kind, "subscribe", redisName));
       map.set(redisName, entry);
+      confirmed = entry.ready;
+    } else {
+      // Subscribed for other handlers, but while the connection is lost (or Redis refused the name when restoring it)
+      // Redis confirms nothing: this handler waits for the answer to a SUBSCRIBE of its own, as the first one did.
+      const unconfirmed = this.#connection.unconfirmed(kind, redisName);
+      confirmed = unconfirmed ? this.#connection.send(kind, "subscribe", redisName) : entry.ready;
     }
     const sub = new Subscription(kind, name, handler);
     entry.subs.add(sub);
     const owner = entry;
     try {
-      await this.#untilClosed(owner.ready);
+      await this.#untilClosed(confirmed);
     } catch (err) {
       sub.active = false;
       owner.subs.delete(sub);

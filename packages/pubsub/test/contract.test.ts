@@ -131,6 +131,11 @@ describe("PubSub contract checks (a least-privilege server of its own)", () => {
       await waitUntil("the kept channel restored", () => observer.events.some((e) => e.type === "resubscribed"));
       expect(await subscribersOf("keep")).toBe(1);
       expect(await subscribersOf("revoke")).toBe(0);
+      // Another handler of the refused channel is refused too (it resolved as though Redis had granted it).
+      const late = await b.subscribe("revoke", () => {}).catch((e: unknown) => e);
+      expect(late).toBeInstanceOf(ScriptError);
+      expect(String((late as Error).message)).toMatch(/NOPERM|permission/i);
+      expect(b.stats()).toMatchObject({ subscriptions: 2, channels: 2 });
       expect(await admin.publish(keep, "1")).toBe(1);
       await waitUntil("the kept channel delivers", () => got.includes("keep 1"));
       // Granted again: the refused channel is tried again and comes back without another disconnect.

@@ -100,6 +100,34 @@ describe("PubSub through a fault proxy (a server of its own)", () => {
     expect(await subscribersOf("still-there")).toBe(1);
   });
 
+  it("a second handler of a channel subscribed while Redis is unreachable waits for Redis too: rejected, not registered", async () => {
+    const observer = recordObserver();
+    const b = new PubSub(client(300), { prefix, observer });
+    buses.push(b);
+    const resubscribed = new EventRecorder<ResubscribedInfo>();
+    b.on("resubscribed", resubscribed.record);
+    const got: string[] = [];
+    await b.subscribe<number>("shared", (m) => void got.push(`first ${m}`));
+    proxy.refuse();
+    proxy.dropConnections();
+    await waitUntil("the loss noticed", () => observer.events.some((e) => e.type === "subscriber-disconnected"));
+    // Redis confirms nothing while it is unreachable: the channel being subscribed for another handler changes nothing.
+    const second = b.subscribe<number>("shared", (m) => void got.push(`second ${m}`));
+    await expect(second).rejects.toMatchObject({ code: "ERR_REDIS_UNAVAILABLE" });
+    expect(b.stats()).toMatchObject({ subscriptions: 1, channels: 1 });
+    await proxy.accept();
+    await resubscribed.waitFor(() => true, { what: "'resubscribed'" });
+    // The first handler stays subscribed; the rejected one gets nothing.
+    expect(await subscribersOf("shared")).toBe(1);
+    expect(await b.publish("shared", 1)).toBe(1);
+    await waitUntil("the message to the first handler", () => got.includes("first 1"));
+    // A third handler subscribed while Redis is back resolves as before, and gets the next message.
+    await b.subscribe<number>("shared", (m) => void got.push(`third ${m}`));
+    expect(await b.publish("shared", 2)).toBe(1);
+    await waitUntil("the message to the third handler", () => got.includes("third 2"));
+    expect(got.filter((g) => g.startsWith("second"))).toEqual([]);
+  });
+
   it("a first connect that fails is no loss: no 'subscriber-disconnected', no 'resubscribed' once Redis is reachable", async () => {
     proxy.refuse();
     const observer = recordObserver();
