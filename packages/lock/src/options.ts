@@ -134,9 +134,32 @@ export function parseAcquire(
   return { waitMs, signal, autoExtend };
 }
 
-/** The servers a client's options name, one text per way to reach one: its Sentinel master by each sentinel, its socket, host:port. */
+/** `host:port` of one of a Cluster client's startup nodes (a port, `"host:port"`, a `redis://` URL or `{ host, port }`). */
+function seedOf(node: unknown): string {
+  if (typeof node === "number") return `localhost:${node}`;
+  if (typeof node === "string") {
+    if (/^\d+$/.test(node)) return `localhost:${node}`;
+    try {
+      const url = new URL(node.includes("://") ? node : `redis://${node}`);
+      return `${url.hostname === "" ? "localhost" : url.hostname}:${url.port === "" ? 6379 : url.port}`;
+    } catch {
+      return node;
+    }
+  }
+  const o = (node ?? {}) as { host?: string; port?: number };
+  return `${o.host ?? "localhost"}:${o.port ?? 6379}`;
+}
+
+/**
+ * The servers a client's options name, one text per way to reach one: its Sentinel master by each sentinel, its
+ * socket, host:port; a Cluster client's startup nodes (two clients seeded with one node reach one cluster).
+ */
 function serversOf(redis: RedisClient): string[] {
-  if (isCluster(redis)) return [];
+  if (isCluster(redis)) {
+    // ioredis keeps the nodes a Cluster was created with as `startupNodes` (not part of its typed API).
+    const seeds = (redis as unknown as { startupNodes?: unknown }).startupNodes;
+    return Array.isArray(seeds) ? seeds.map(seedOf) : [];
+  }
   const o = redis.options;
   if (o.sentinels !== undefined && o.sentinels !== null && o.sentinels.length > 0) {
     return o.sentinels.map(
@@ -149,9 +172,10 @@ function serversOf(redis: RedisClient): string[] {
 
 /**
  * Redlock's nodes: an array of 1 to `max` clients, each a different client whose options name a different server
- * (the same host and port, socket, or Sentinel master through a shared sentinel is refused): Redlock's quorum counts
- * each node once, so one server counted twice lets a lock be granted by fewer independent masters than the majority
- * it promises. Only what the options say is compared (two names of one host, or a proxy, are not recognised).
+ * (the same host and port, socket, Sentinel master through a shared sentinel, or a Cluster's startup node is
+ * refused): Redlock's quorum counts each node once, so one server counted twice lets a lock be granted by fewer
+ * independent masters than the majority it promises. Only what the options say is compared (two names of one host, a
+ * proxy, or Cluster clients seeded with different nodes of one cluster are not recognised).
  * @throws InvalidArgumentError("nodes" or "nodes[i]")
  */
 export function validateRedlockNodes(nodes: readonly RedisClient[], max: number): void {

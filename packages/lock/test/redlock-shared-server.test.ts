@@ -1,7 +1,7 @@
-import { InvalidArgumentError, type RedisClient } from "@coordis/core";
+import { InvalidArgumentError, type RedisClient, safeClusterOptions } from "@coordis/core";
 import { Redlock } from "@coordis/lock";
 import { testPrefix } from "@coordis/testing";
-import { Redis, type RedisOptions } from "ioredis";
+import { Cluster, Redis, type RedisOptions } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 
 const prefix = testPrefix();
@@ -9,7 +9,7 @@ const prefix = testPrefix();
 // Redlock's quorum counts each node once: two nodes that reach one server would let a lock be granted by fewer
 // independent masters than the majority it promises. Clients whose options name the same server are refused.
 describe("Redlock refuses nodes that reach the same server", () => {
-  const made: Redis[] = [];
+  const made: Array<Redis | Cluster> = [];
   const client = (options: RedisOptions): RedisClient => {
     const c = new Redis({ lazyConnect: true, enableOfflineQueue: false, ...options });
     made.push(c);
@@ -77,6 +77,43 @@ describe("Redlock refuses nodes that reach the same server", () => {
     const sentinels = [{ host: "10.0.0.1", port: 26379 }];
     expect(
       () => new Redlock([client({ sentinels, name: "m1" }), client({ sentinels, name: "m2" })], "x", { prefix }),
+    ).not.toThrow();
+  });
+
+  // A Redis Cluster client reaches the nodes it was seeded with: two of them seeded with one node reach one cluster,
+  // whose master for the lock's slot would count twice (2 of 3 "masters" granting on one server), and so does a plain
+  // client of one of its seed nodes.
+  it("Cluster clients seeded with the same node, or a plain client of a cluster's seed node", () => {
+    const cluster = (nodes: ConstructorParameters<typeof Cluster>[0]): RedisClient => {
+      const c = new Cluster(nodes, { ...safeClusterOptions, lazyConnect: true, enableOfflineQueue: false });
+      made.push(c);
+      return c;
+    };
+    const cases: Array<[RedisClient[], RegExp]> = [
+      [
+        [cluster([{ host: "10.0.0.1", port: 7000 }]), cluster([{ host: "10.0.0.1", port: 7000 }]), client({ port: 1 })],
+        /nodes\[0\] and nodes\[1\] both connect to 10\.0\.0\.1:7000/,
+      ],
+      [
+        [cluster(["10.0.0.2:7001", "10.0.0.1:7000"]), client({ port: 1 }), cluster(["redis://10.0.0.1:7000"])],
+        /nodes\[0\] and nodes\[2\] both connect to 10\.0\.0\.1:7000/,
+      ],
+      [[cluster([7005]), client({ port: 7005 })], /nodes\[0\] and nodes\[1\] both connect to localhost:7005/],
+    ];
+    for (const [nodes, message] of cases) {
+      const err = refusal(nodes);
+      expect(err).toBeInstanceOf(InvalidArgumentError);
+      expect(err.argument).toBe("nodes");
+      expect(err.message).toMatch(message);
+    }
+    // Independent clusters are accepted.
+    expect(
+      () =>
+        new Redlock(
+          [cluster([{ host: "10.0.0.1", port: 7000 }]), cluster(["10.0.1.1:7000"]), cluster([{ port: 7100 }])],
+          "x",
+          { prefix },
+        ),
     ).not.toThrow();
   });
 });
