@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { InvalidArgumentError } from "@coordis/core";
+import { InvalidArgumentError, onAbort } from "@coordis/core";
 
 /** A loader call in progress: the key it loads for its cache (`owner`), and the loader call it runs inside of. */
 interface Frame {
@@ -53,27 +53,27 @@ export function assertNotLoading(owner: object, namespace: string, key: string):
 
 /**
  * `promise`, or a rejection with `signal.reason` as soon as `signal` aborts (at once when it already has), after
- * `onAbort`. The promise is left to settle alone. Without a signal, `promise` itself.
+ * `aborted`. The promise is left to settle alone. Without a signal, `promise` itself.
  */
-export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, onAbort?: () => void): Promise<T> {
+export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, aborted?: () => void): Promise<T> {
   if (signal === undefined) return promise;
   return new Promise<T>((resolve, reject) => {
     const abort = () => {
-      onAbort?.();
+      aborted?.();
       reject(signal.reason);
     };
     if (signal.aborted) {
       abort();
       return;
     }
-    signal.addEventListener("abort", abort, { once: true });
+    const stop = onAbort(signal, abort);
     promise.then(
       (value) => {
-        signal.removeEventListener("abort", abort);
+        stop();
         resolve(value);
       },
       (error: unknown) => {
-        signal.removeEventListener("abort", abort);
+        stop();
         reject(error);
       },
     );

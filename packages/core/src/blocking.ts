@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from "ioredis";
+import { onAbort } from "./abort.js";
 import type { RedisClient } from "./client.js";
 import { isCluster } from "./client.js";
 import { disconnectWithin, duplicateOwn } from "./disconnect.js";
@@ -60,11 +61,11 @@ export function whenReady(conn: Redis | Cluster, signal: AbortSignal, timeoutMs?
     const done = () => {
       clearTimeout(timer);
       conn.off("ready", done);
-      signal.removeEventListener("abort", done);
+      stop();
       resolve();
     };
     conn.on("ready", done);
-    signal.addEventListener("abort", done, { once: true });
+    const stop = onAbort(signal, done);
     if (timeoutMs !== undefined) timer = setTimeout(done, timeoutMs);
   });
 }

@@ -3,6 +3,7 @@
  * the cluster-safe key builder, typed errors, the observer interface and input validation.
  * @packageDocumentation
  */
+export { onAbort } from "./abort.js";
 export { ACL_CLUSTER_RULES, ACL_COMMAND_RULES, type AclRulesOptions, aclRules } from "./acl.js";
 export {
   Batcher,

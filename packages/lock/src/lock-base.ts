@@ -5,6 +5,7 @@ import {
   DurabilityError,
   isClosed,
   type OperationSite,
+  onAbort,
   type RedisClient,
   RedisUnavailableError,
   reportOperation,
@@ -59,15 +60,16 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
       reject(abortReason(signal));
       return;
     }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(abortReason(signal as AbortSignal));
-    };
     const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
+      stop?.();
       resolve();
     }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
+    const stop =
+      signal &&
+      onAbort(signal, () => {
+        clearTimeout(timer);
+        reject(abortReason(signal));
+      });
   });
 }
 
@@ -357,7 +359,7 @@ export abstract class LockBase {
     const pending = this.attempt();
     if (signal === undefined) return pending;
     return new Promise<AttemptResult>((resolve, reject) => {
-      const onAbort = () => {
+      const stop = onAbort(signal, () => {
         reject(abortReason(signal));
         pending.then(
           (r) => {
@@ -365,15 +367,14 @@ export abstract class LockBase {
           },
           () => {},
         );
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
+      });
       pending.then(
         (r) => {
-          signal.removeEventListener("abort", onAbort);
+          stop();
           if (!signal.aborted) resolve(r);
         },
         (err: unknown) => {
-          signal.removeEventListener("abort", onAbort);
+          stop();
           if (!signal.aborted) reject(err);
         },
       );
