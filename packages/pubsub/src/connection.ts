@@ -294,7 +294,7 @@ export class SubscriberConnection {
     if (this.#closed || this.#lostAt !== undefined) return;
     // Only a loss after subscriptions existed matters; the very first connect (or a failed one) is not a reconnect.
     if (this.#subs.empty || !this.#connectedOnce) return;
-    this.#lostAt = Date.now();
+    this.#lostAt = performance.now();
     notifyEvent(this.#observer, { primitive: "pubsub", type: "subscriber-disconnected" });
   }
 
@@ -442,7 +442,7 @@ export class SubscriberConnection {
 
   #restored(channels = this.#subs.channels.size, patterns = this.#subs.patterns.size): void {
     if (this.#closed || this.#lostAt === undefined) return;
-    const downtimeMs = Date.now() - this.#lostAt;
+    const downtimeMs = Math.round(performance.now() - this.#lostAt);
     this.#lostAt = undefined;
     this.#onRestored({ channels, patterns, downtimeMs });
   }
