@@ -8,6 +8,7 @@
 -- id looked at), or 0-0 once the pending entries are all looked at.
 -- KEYS[1] stream (stream): the log
 -- KEYS[2] dlq (stream): the dead-letter stream
+-- KEYS[3] claims (stream): index of the dead letters claims made (entry id, group, holder, dead letter id), ~1000 kept
 -- ARGV[1] group (string): consumer group
 -- ARGV[2] consumer (string): the consumer taking the entries
 -- ARGV[3] minIdleMs (ms): only entries idle at least this long
@@ -15,7 +16,7 @@
 -- ARGV[5] count (count): at most this many entries
 -- ARGV[6] maxDeliveries (count): deliveries allowed before dead-lettering
 -- Reply: [cursor: string, entries: Array<[id: string, fields: string[], deliveries: number]>, deadLettered: number]
-local stream, group, claimer = KEYS[1], ARGV[1], ARGV[2]
+local stream, group, claimer, index = KEYS[1], ARGV[1], ARGV[2], KEYS[3]
 local count = tonumber(ARGV[5])
 local scan = count * 10
 local pending = redis.call('XPENDING', stream, group, ARGV[4], '+', scan)
@@ -63,10 +64,13 @@ for _, entry in ipairs(claimed) do
     for i = 1, #fields, 2 do
       if fields[i] == 'd' then payload = fields[i + 1] end
     end
-    redis.call('XADD', KEYS[2], '*', 'id', id, 'group', group, 'consumer', row[2], 'claimedBy', claimer,
+    local letter = redis.call('XADD', KEYS[2], '*', 'id', id, 'group', group, 'consumer', row[2], 'claimedBy', claimer,
       'deliveries', delivered,
       'error', 'not acknowledged after ' .. delivered .. ' deliveries (the consumer died or timed out)', 'd', payload)
     redis.call('XACK', stream, group, id)
+    -- Where the holder's late acknowledgement finds this dead letter without reading dead letters (and their payloads).
+    -- Best effort (pcall): a refusal (the key holds another type) leaves the dead letter made and the entry acknowledged.
+    redis.pcall('XADD', index, 'MAXLEN', '~', '1000', '*', 'id', id, 'group', group, 'consumer', row[2], 'letter', letter)
     dead = dead + 1
   else
     out[#out + 1] = { id, entry[2], delivered + 1 }

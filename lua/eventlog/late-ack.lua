@@ -1,10 +1,13 @@
 -- LateAck: runs after an XACK that acknowledged fewer of a consumer's entries than it named. Finds those a claim
 -- dead-lettered while this consumer held them (it stalled past claimIdleMs, then its handler succeeded after all)
--- and removes their dead letters: the entries were handled. It looks at the dead letters made since the consumer got
--- or last refreshed the entries (server time minus sinceMs, less a second of margin), newest first, at most 100 of
--- them. A dead letter is removed only when it names the group, the entry, this consumer as the holder (consumer) and
--- a claiming consumer (claimedBy): one made after a handler failed, or naming another holder, stays.
+-- and removes their dead letters: the entries were handled. It looks them up in the index the claims keep of the dead
+-- letters they made (lua/eventlog/claim.lua), never reading a dead letter (each holds its entry's payload, up to
+-- maxEventBytes): the index entries made since the consumer got or last refreshed the entries (server time minus
+-- sinceMs, less a second of margin), newest first, at most 100 of them. A dead letter is removed only when its index
+-- entry names the group, the entry and this consumer as the holder: one made after a handler failed (not indexed), or
+-- naming another holder, stays; so does one removed from the dead-letter stream meanwhile (not counted).
 -- KEYS[1] dlq (stream): the dead-letter stream
+-- KEYS[2] claims (stream): the claims' index of their dead letters (id, group, consumer, letter)
 -- ARGV[1] group (string): consumer group
 -- ARGV[2] consumer (string): the consumer whose XACK came late
 -- ARGV[3] sinceMs (ms): the longest time since the consumer got or last refreshed one of the entries
@@ -18,9 +21,9 @@ local wanted = {}
 for i = 4, #ARGV do wanted[ARGV[i]] = true end
 local group, consumer = ARGV[1], ARGV[2]
 local removed = {}
-for _, letter in ipairs(redis.call('XREVRANGE', KEYS[1], '+', string.format('%d', from), 'COUNT', '100')) do
-  local f = letter[2]
-  local id, g, holder, claimer
+for _, row in ipairs(redis.call('XREVRANGE', KEYS[2], '+', string.format('%d', from), 'COUNT', '100')) do
+  local f = row[2]
+  local id, g, holder, letter
   for i = 1, #f, 2 do
     local k = f[i]
     if k == 'id' then
@@ -29,14 +32,14 @@ for _, letter in ipairs(redis.call('XREVRANGE', KEYS[1], '+', string.format('%d'
       g = f[i + 1]
     elseif k == 'consumer' then
       holder = f[i + 1]
-    elseif k == 'claimedBy' then
-      claimer = f[i + 1]
+    elseif k == 'letter' then
+      letter = f[i + 1]
     end
   end
-  if claimer ~= nil and id ~= nil and wanted[id] and g == group and holder == consumer then
-    redis.call('XDEL', KEYS[1], letter[1])
+  if letter ~= nil and id ~= nil and wanted[id] and g == group and holder == consumer then
+    redis.call('XDEL', KEYS[2], row[1])
     wanted[id] = nil
-    removed[#removed + 1] = id
+    if redis.call('XDEL', KEYS[1], letter) == 1 then removed[#removed + 1] = id end
   end
 end
 return removed

@@ -67,7 +67,17 @@ export function parseChain(value: unknown): ChainMode | undefined {
       throw new InvalidArgumentError("options.chain.previousKeys", "expected an object of key id → key");
     }
     for (const [k, v] of Object.entries(prev)) {
-      keys.set(keyId(`options.chain.previousKeys`, k), keyBytes(`options.chain.previousKeys.${k}`, v));
+      keyId("options.chain.previousKeys", k);
+      const bytes = keyBytes(`options.chain.previousKeys.${k}`, v);
+      // One key id names one key: the entries signed under it must verify with the key they were signed with.
+      if (k === id && !bytes.equals(key)) {
+        throw new InvalidArgumentError(
+          `options.chain.previousKeys.${k}`,
+          `is another key than options.chain.key under the same key id "${id}": one of them would be ignored and the ` +
+            "entries signed with it reported as tampered; give the new key a new keyId and keep the old one here",
+        );
+      }
+      keys.set(k, bytes);
     }
   }
   keys.set(id, key);

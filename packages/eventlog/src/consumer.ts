@@ -232,7 +232,7 @@ export class Consumer<T = unknown> {
       const [next, entries, dead] = await runScript(
         log.redis,
         eventlogScripts.claim,
-        [log.keys.stream, log.keys.dlq],
+        [log.keys.stream, log.keys.dlq, log.keys.deadLetterIndex],
         [group.name, group.consumer, claimIdleMs, cursor, count, maxDeliveries],
       );
       handlers.counters.deadLettered += dead;

@@ -72,6 +72,7 @@ export class EventLog<T = unknown> {
       stream: e.base,
       meta: e.sub("meta"),
       dlq: e.sub("dlq"),
+      deadLetterIndex: e.sub("dlq", "claims"),
       dedupe: (key: string) => e.sub("idem", key),
     };
     const mode = settings.chainMode;

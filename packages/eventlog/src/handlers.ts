@@ -17,7 +17,8 @@ function isObjectLike(value: unknown): value is object {
 /** One received entry on its way through the consumer. */
 interface Job<T> extends HeldEntry {
   readonly entry: Entry<T>;
-  readonly deliveries: number;
+  /** Deliveries so far, as Redis counts them: raised when a claim brings the entry back while its handler runs. */
+  deliveries: number;
   /** `performance.now()` when its handler started; measured only when an observer wants operations. */
   started: number;
 }
@@ -148,6 +149,8 @@ export class Handlers<T> {
     const holding = this.#holding.get(entry.id);
     if (holding !== undefined) {
       holding.fresh = sent;
+      // The claim counted a delivery: a failure of the running handler is judged against maxDeliveries by it.
+      holding.deliveries = deliveries;
       this.#held.hold(holding);
       return false;
     }
@@ -290,7 +293,9 @@ export class Handlers<T> {
         if (job.fresh < oldest) oldest = job.fresh;
       }
       args[2] = String(Math.ceil(now - oldest));
-      late = new Set(await runScriptDynamic(log.redis, eventlogScripts.lateAck, [log.keys.dlq], args));
+      late = new Set(
+        await runScriptDynamic(log.redis, eventlogScripts.lateAck, [log.keys.dlq, log.keys.deadLetterIndex], args),
+      );
     } catch (err) {
       this.#report("dead-letter-error", err);
     }

@@ -74,6 +74,11 @@ export interface EventLogKeys {
   readonly meta: string;
   /** Dead-letter stream of the log's consumer groups. */
   readonly dlq: string;
+  /**
+   * Index of the dead letters consumers' claims made (entry id, group, holder, dead letter id; about the newest 1000
+   * kept), where a holder whose handler succeeded late finds its dead letter without reading the dead-letter stream.
+   */
+  readonly deadLetterIndex: string;
   /** Idempotency record of one key. */
   dedupe(idempotencyKey: string): string;
 }

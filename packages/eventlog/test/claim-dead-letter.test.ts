@@ -325,7 +325,12 @@ describe("a claim's scan of the pending entries", () => {
     await redis.xreadgroup("GROUP", "g", "busy", "COUNT", 1_001, "STREAMS", stream, ">");
     await redis.call("XCLAIM", stream, "g", "dead", 0, ids[1_000] as string, "IDLE", 600_000);
     const claim = (cursor: string) =>
-      runScript(redis, eventlogScripts.claim, [stream, log.keys.dlq], ["g", "claimer", 60_000, cursor, 10, 5]);
+      runScript(
+        redis,
+        eventlogScripts.claim,
+        [stream, log.keys.dlq, log.keys.deadLetterIndex],
+        ["g", "claimer", 60_000, cursor, 10, 5],
+      );
     let cursor = "0-0";
     let calls = 0;
     let found: unknown[] = [];
