@@ -9,6 +9,7 @@ import {
   RedisUnavailableError,
   ScriptError,
   toCoordisError,
+  onAbort as whenAborted,
   whenReady,
 } from "@coordis/core";
 import type { Cluster, Redis } from "ioredis";
@@ -93,13 +94,12 @@ export function tailLog<T>(ctx: LogContext, settings: TailSettings): AsyncIterab
   return {
     [Symbol.asyncIterator]: (): AsyncIterator<Entry<T>> => {
       // Ended by the caller's signal or by return(): every wait of the iteration gives up at once.
+      // The caller's signal, maybe shared by many tails, gets one listener however many (onAbort of @coordis/core).
       const end = new AbortController();
-      const onAbort = () => end.abort();
+      let stop: (() => void) | undefined;
       if (signal?.aborted) end.abort();
-      else signal?.addEventListener("abort", onAbort, { once: true });
-      const gen = run<T>(ctx, from, end.signal, blockMs, batch, unverified, () =>
-        signal?.removeEventListener("abort", onAbort),
-      );
+      else if (signal !== undefined) stop = whenAborted(signal, () => end.abort());
+      const gen = run<T>(ctx, from, end.signal, blockMs, batch, unverified, () => stop?.());
       return {
         next: () => gen.next(),
         return: (value?: unknown) => {
