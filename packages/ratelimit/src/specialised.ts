@@ -72,13 +72,18 @@ export function specialiseConsume(ruleArgs: readonly string[]): SpecialisedConsu
   const generic = ratelimitScripts.consume;
   const parts = generic.source.split(RULES_LINE);
   if (parts.length !== 2) throw new Error(`ratelimit/consume: expected one "${RULES_LINE}" line in the script`);
-  const rules =
-    single === undefined
-      ? `local rules, ri = { ${items.join(", ")} }, 1 local r1, r2, r3, r4, r5, r6 = rules[1], rules[2], rules[3], rules[4], rules[3], nil`
-      : `local rules, ri, r1, r2, r3, r4, r5, r6 = nil, 1, ${single}`;
   // the block of lua/_lib/ratelimit-own.lua as code for these rules, or left out (a comment the copy does not need)
-  const own = (single === undefined ? ownBlock(ruleArgs) : oneBlock(ruleArgs)) ?? "";
-  const source = withOwnBlock(parts.join(`${rules} --@rules`), own);
+  const own = single === undefined ? ownBlock(ruleArgs) : oneBlock(ruleArgs);
+  const table = `rules = { ${items.join(", ")} } r1, r2, r3, r4, r5 = rules[1], rules[2], rules[3], rules[4], rules[3]`;
+  // Several rules: their table is built only once the block has broken out (its usual call builds none).
+  const rules =
+    single !== undefined
+      ? `local rules, ri, r1, r2, r3, r4, r5, r6 = nil, 1, ${single}`
+      : own === undefined
+        ? `local rules, ri = { ${items.join(", ")} }, 1 local r1, r2, r3, r4, r5, r6 = rules[1], rules[2], rules[3], rules[4], rules[3], nil`
+        : "local rules, ri, r1, r2, r3, r4, r5, r6 = nil, 1, nil, nil, nil, nil, nil, nil";
+  const block = own === undefined ? "" : single === undefined ? `${own}\n${table}` : own;
+  const source = withOwnBlock(parts.join(`${rules} --@rules`), block);
   return defineScript<["state"], ["cost"], ScriptReply>({
     name: generic.name,
     keys: ["state"],
@@ -99,7 +104,7 @@ const COUNT = /^[1-9]\d{0,14}$/;
 /** The parts of the block of lua/_lib/ratelimit-own.lua, by name ("fw", "fw reject", "bucket one", ...). */
 function ownParts(): { main: string; part: (name: string, values: Record<string, string>) => string } {
   const text = ownTemplate(ratelimitScripts.consume.source).text;
-  const [main = "", ...sections] = text.split(/^-- @([a-z]+(?: reject| write| one)?)\n/m);
+  const [main = "", ...sections] = text.split(/^-- @([a-z]+(?: reject| write| one| whole| new)?)\n/m);
   const parts = new Map<string, string>();
   for (let j = 0; j + 1 < sections.length; j += 2) parts.set(sections[j] as string, sections[j + 1] as string);
   const part = (name: string, values: Record<string, string>) => {
@@ -170,6 +175,27 @@ function ownBlock(ruleArgs: readonly string[]): string | undefined {
   const patterns: string[] = [];
   const captures: string[] = [];
   const entries: string[] = [];
+  // The value made by one format (lua/_lib/ratelimit-own.lua): each rule's usual forms (condition, format, arguments),
+  // its expAtMs, where that is found in the value (offset, and the text it follows for a rule after the first).
+  const forms: { cond: string; format: string; args: string }[][] = [];
+  const wholePrep: string[] = [];
+  const wholeAt: string[] = [];
+  // A new key (lua/_lib/ratelimit-own.lua): each rule's entry as format, arguments and code, its expAtMs's place.
+  const fresh: { format: string; args: string; at: string }[] = [];
+  let place = 1; // where the next entry starts in the new key's value
+  let behind = 0; // the longest a sliding window's start lies before now
+  let freshSafe = true;
+  /** A rule's usual forms in the one format, nested: `value` set by the first that holds for every rule. */
+  const wholeFormat = (j: number, format: string[], args: string[], indent: string): string => {
+    const rule = forms[j];
+    if (rule === undefined) return `${indent}value = format('${format.join(";")}', ${args.join(", ")})`;
+    if (rule.length === 0) return "";
+    const branches = rule.map(
+      (form, k) =>
+        `${indent}${k === 0 ? "if" : "elseif"} ${form.cond} then\n${wholeFormat(j + 1, [...format, form.format], [...args, form.args], `${indent}  `)}`,
+    );
+    return `${branches.join("\n")}\n${indent}end`;
+  };
   const fields = new Set<string>();
   const capture = () => {
     captures.push(`k${captures.length + 1}`);
@@ -193,15 +219,56 @@ function ownBlock(ruleArgs: readonly string[]): string | undefined {
     const name = field.replace(/[^A-Za-z0-9]/g, "%$&"); // the field as a pattern matches it
     if (alg === "bucket") {
       if (!COUNT.test(cap)) return undefined;
-      Object.assign(values, { cap, unit: w, e: capture(), a: capture(), b: capture(), c: capture() });
+      // a full bucket's level less one unit, in ticks, and as the entry's text (Lua's '%d'); -1: never a level
+      const level = (Number(cap) - 1) * Number(w);
+      const full = Number.isSafeInteger(level) && Number.isSafeInteger(Number(cap) * Number(w)) ? String(level) : "-1";
+      Object.assign(values, { cap, unit: w, fl: full, full, e: capture(), a: capture(), b: capture(), c: capture() });
+      const capt = `${cap} * ${values.w}`;
+      if (full === "-1") freshSafe = false;
+      fresh.push({ format: `${field}=%d:%d:${full}:${w}`, args: `f${n}, now`, at: part("bucket new", values) });
+      forms.push(
+        full === "-1"
+          ? []
+          : [{ cond: `level${n} == ${capt}`, format: `${field}=%d:%d:${full}:${w}`, args: `f${n}, last${n}` }],
+      );
+      wholePrep.push(part("bucket whole", values));
+      wholeAt.push(
+        `if f${n} > at then at, ato, atf = f${n}, ${values.offset}, ${n === "1" ? "nil" : `';${field}='`} end`,
+      );
       patterns.push(`${name}=(%d+):(%d+):(%d+):(%d+)`);
       i += 4;
     } else {
       Object.assign(values, { h: capture(), e: capture(), a: capture(), b: capture() });
       if (alg === "sw") values.c = capture();
+      const { h, c } = values;
+      forms.push(
+        alg === "sw"
+          ? [
+              { cond: `same${n}`, format: "%s%d:%s", args: `${h}, curr${n} + 1, ${c}` },
+              { cond: `curr${n} == 0 and prev${n} == 0`, format: `${field}=%d:%d:1:0`, args: `f${n}, cs${n}` },
+            ]
+          : [
+              { cond: `same${n}`, format: "%s%d", args: `${h}, count${n} + 1` },
+              { cond: `count${n} == 0`, format: `${field}=%d:%d:1`, args: `exp${n}, start${n}` },
+            ],
+      );
+      if (alg === "sw") wholePrep.push(part("sw whole", values));
+      if (alg === "sw") behind = Math.max(behind, Number(values.w));
+      fresh.push({
+        format: `${field}=%d:%d:1${alg === "sw" ? ":0" : ""}`,
+        args: alg === "sw" ? `f${n}, c${n}` : `f${n}, now`,
+        at: part(`${alg} new`, values),
+      });
+      const exp = alg === "sw" ? `f${n}` : `exp${n}`;
+      wholeAt.push(
+        `if ${exp} > at then at, ato, atf = ${exp}, ${values.offset}, ${n === "1" ? "nil" : `';${field}='`} end`,
+      );
       patterns.push(`(${name}=(%d+):(%d+):)(%d+)${alg === "sw" ? ":(%d+)" : ""}`);
       i += 3;
     }
+    const entry = fresh[fresh.length - 1] as { format: string; args: string; at: string };
+    entry.at += `\n  ${n === "1" ? "local at, ato =" : `if f${n} > at then at, ato =`} f${n}, ${place + field.length + 1}${n === "1" ? "" : " end"}`;
+    place += entry.format.replace(/%d/g, "0123456789012").length + 1; // every %d 13 digits
     decide.push(part(alg, values));
     reject.push(part(`${alg} reject`, values));
     write.push(part(`${alg} write`, values));
@@ -215,8 +282,19 @@ function ownBlock(ruleArgs: readonly string[]): string | undefined {
     reject: reject.join("\n").trim().replace(/\n/g, "\n  "),
     reply: entries.map((_, j) => `wait${j + 1}, remaining${j + 1}, reset${j + 1}`).join(", "),
     entries: entries.join(", "),
-    write: write.join("\n").trim(),
+    write: write.join("\n").trim().replace(/\n/g, "\n  "),
     value: entries.join(" .. ';' .. "),
+    newkey: freshSafe ? `not v and cost == 1 and now >= ${1e12 + behind}` : "false",
+    new: fresh
+      .map((entry) => entry.at)
+      .join("\n")
+      .trim()
+      .replace(/\n/g, "\n  "),
+    newformat: fresh.map((entry) => entry.format).join(";"),
+    newargs: fresh.map((entry) => entry.args).join(", "),
+    wholeprep: wholePrep.join("\n").trim().replace(/\n/g, "\n  "),
+    whole: wholeFormat(0, [], [], "    ").trim(),
+    wholeat: wholeAt.join("\n      "),
   }).trimEnd();
 }
 

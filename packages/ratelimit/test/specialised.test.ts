@@ -79,7 +79,8 @@ describe("a limiter's own consume script", () => {
     expect(specialiseConsume(["a'b|fw", "1", "1000"])).toBeUndefined();
     expect(specialiseConsume(["a|fw", "1"])).toBeUndefined();
     const ok = specialiseConsume(rulesArgs(normalizeRules(rulesOf(0))));
-    expect(ok?.source).toContain("local rules, ri = { 'second|fw', 3, 1000, 'minute|sw', 100, -60000, 'hour|tb', ");
+    // the rules' table, built once the usual call's block has broken out
+    expect(ok?.source).toContain("rules = { 'second|fw', 3, 1000, 'minute|sw', 100, -60000, 'hour|tb', ");
     expect(ok?.args).toEqual(["cost"]);
   });
 });
