@@ -135,7 +135,8 @@ describe("the consume scripts decide and write exactly as before their Redis CPU
   });
 
   it("a limiter sends a cost of 1 as no argument, and any other cost as its one argument", async () => {
-    const monitor = await (clients.admin as Redis).duplicate().monitor();
+    // monitor() opens a connection of its own (the admin client stays as it is).
+    const monitor = await (clients.admin as Redis).monitor();
     const sent: string[][] = [];
     let seen: () => void = () => {};
     const three = new Promise<void>((resolve) => {
