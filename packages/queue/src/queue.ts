@@ -221,7 +221,8 @@ export class Queue<T = unknown, R = unknown> {
    * from the next run after now. Redeclaring with other timing, data or options replaces the schedule (a run due
    * already and not made yet is still made, with the new declaration).
    * Two round trips (the server's clock, then the declaration).
-   * @returns true when the schedule was new or changed, false when it was declared identically already
+   * @returns true when the schedule was new or changed (or stored again whole: Redis had lost its next run time),
+   *   false when it was declared identically already
    * @throws ClosedError after {@link Queue.close}
    */
   async schedule(

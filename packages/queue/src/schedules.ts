@@ -2,7 +2,10 @@ import { InvalidArgumentError, validate, validateName } from "@coordis/core";
 import { Cron } from "croner";
 import { MAX_ID_BYTES, onlyKeys, validateId } from "./options.js";
 
-/** When a schedule runs: every `everyMs` (on a grid aligned to the Unix epoch), or on a cron pattern in a time zone. */
+/**
+ * When a schedule runs: every `everyMs` (on a grid aligned to the Unix epoch), or on a cron pattern in time zone `tz`
+ * (an IANA zone; UTC when absent, whatever the process's own zone).
+ */
 export type ScheduleSpec = { everyMs: number } | { cron: string; tz?: string };
 
 /** Shortest `everyMs`: 1 s. */
@@ -85,17 +88,23 @@ export function parseSpec(argument: string, raw: unknown): ParsedSpec {
 /** Cron objects are parsed once per pattern and zone. */
 const crons = new Map<string, Cron>();
 
+/** The zone of a cron pattern declared without `tz`: the same on every replica, whatever its own time zone. */
+export const DEFAULT_CRON_TZ = "UTC";
+
 /**
  * The first run time strictly after `afterMs` (Unix ms, server time), or `null` when a cron pattern never runs again.
- * `everyMs` runs sit on multiples of `everyMs` since the Unix epoch, so every replica computes the same grid.
+ * `everyMs` runs sit on multiples of `everyMs` since the Unix epoch, so every replica computes the same grid; a cron
+ * pattern without `tz` is read in {@link DEFAULT_CRON_TZ}, never in the process's local zone (replicas in other zones,
+ * or with another `TZ`, would each compute other run times).
  */
 export function nextRunAfter(spec: ParsedSpec, afterMs: number): number | null {
   if ("everyMs" in spec) return (Math.floor(afterMs / spec.everyMs) + 1) * spec.everyMs;
-  const key = `${spec.tz ?? ""}\n${spec.cron}`;
+  const tz = spec.tz ?? DEFAULT_CRON_TZ;
+  const key = `${tz}\n${spec.cron}`;
   let cron = crons.get(key);
   if (cron === undefined) {
     // Paused and without a function it schedules nothing; stop() would make every nextRun() answer null.
-    cron = new Cron(spec.cron, { timezone: spec.tz, paused: true });
+    cron = new Cron(spec.cron, { timezone: tz, paused: true });
     if (crons.size >= 1_000) crons.clear();
     crons.set(key, cron);
   }
