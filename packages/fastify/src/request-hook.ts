@@ -333,8 +333,9 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     if (limit.draft) {
       const item = `"${decision.rule}";r=${decision.remaining};t=${t}`;
       if (typeof earlier === "string") {
-        reply.header("RateLimit-Policy", `${earlier}, ${pair.policy}`);
-        reply.header("RateLimit", `${String(reply.getHeader("RateLimit"))}, ${item}`);
+        const [policies, items] = mergeDraft(earlier, reply.getHeader("RateLimit"), pair.policy, item);
+        reply.header("RateLimit-Policy", policies);
+        reply.header("RateLimit", items);
       } else {
         reply.header("RateLimit-Policy", pair.policy);
         reply.header("RateLimit", item);
@@ -350,6 +351,31 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
   };
 
   return check;
+}
+
+/** The name of a draft field's item, `"burst"` of `"burst";q=10;w=1`. */
+const itemName = (text: string): string => text.slice(0, text.indexOf(";"));
+
+/** The `r` of a `RateLimit` item. */
+const itemRemaining = (text: string): number => Number(/;r=(\d+)/.exec(text)?.[1] ?? Number.NaN);
+
+/**
+ * The draft fields of a request two limits admitted: the earlier limit's (`policies`, `limits`) and this one's
+ * (`policy`, `item`). Policies are told by name (a client tracks each by its name), so a policy both limits have,
+ * same name and figures (rules both took from the plugin defaults), is listed once, its `RateLimit` item the one with
+ * fewer units left. Same-named rules of other figures are both listed.
+ */
+function mergeDraft(policies: string, limits: unknown, policy: string, item: string): [string, string] {
+  const listed = policies.split(", ");
+  const own = policy.split(", ");
+  const added = own.filter((p) => !listed.includes(p));
+  const items = typeof limits === "string" && limits !== "" ? limits.split(", ") : [];
+  const name = itemName(item);
+  const shared = !added.some((p) => itemName(p) === name);
+  const at = shared ? items.findIndex((i) => itemName(i) === name) : -1;
+  if (at < 0) items.push(item);
+  else if (itemRemaining(item) < itemRemaining(items[at] as string)) items[at] = item;
+  return [added.length === 0 ? policies : `${policies}, ${added.join(", ")}`, items.join(", ")];
 }
 
 /** A Fastify hook (callback style: no promise for the hook itself) running `limit` through `check`. */

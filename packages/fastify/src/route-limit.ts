@@ -170,7 +170,9 @@ export class RouteLimits {
     // `false` on the route turns off what the defaults set; undefined takes the defaults'.
     const allowList = own.allowList ?? defaults.allowList;
     const ban = own.ban ?? defaults.ban;
-    const headers = { ...defaults.headers, ...own.headers };
+    // Per field: a field the route leaves undefined takes the defaults', as every other setting does.
+    const headers = { ...defaults.headers };
+    for (const [k, v] of Object.entries(own.headers ?? {})) if (v !== undefined) Object.assign(headers, { [k]: v });
     const key = own.key ?? defaults.key ?? defaultKey;
     const limit: RouteLimit = {
       id,

@@ -91,6 +91,55 @@ describe("an admitted request that two limits counted", () => {
   });
 });
 
+/**
+ * A route limited by the plugin defaults' rules and a hook of the app's that takes them too (`rateLimitHook()` without
+ * rules): two budgets under one policy name. `cost` of each spends their budgets unevenly.
+ */
+async function sameRules(routeCost: number, hookCost: number): Promise<FastifyInstance> {
+  const app = Fastify();
+  await app.register(coordis, {
+    redis: shared,
+    prefix: `${prefix}-${n++}`,
+    rateLimit: { rules: [{ name: "burst", limit: 5, windowMs: 60_000 }], headers: { legacy: true } },
+  });
+  app.get(
+    "/x",
+    {
+      config: { coordis: { rateLimit: { cost: routeCost } } },
+      preHandler: app.coordis.rateLimitHook({ group: "hook", cost: hookCost }),
+    },
+    async () => "ok",
+  );
+  return app;
+}
+
+describe("two limits of one request under the same policy (the plugin defaults' rules)", () => {
+  it("list the policy once, with the units left of the limit that has fewer (the second's)", async () => {
+    const app = await sameRules(1, 3);
+    try {
+      const res = await app.inject({ method: "GET", url: "/x" });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers["ratelimit-policy"]).toBe('"burst";q=5;w=60');
+      expect(res.headers.ratelimit).toBe('"burst";r=2;t=60');
+      expect(res.headers["x-ratelimit-remaining"]).toBe("2");
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("list the policy once, with the units left of the limit that has fewer (the first's)", async () => {
+    const app = await sameRules(4, 1);
+    try {
+      const res = await app.inject({ method: "GET", url: "/x" });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers["ratelimit-policy"]).toBe('"burst";q=5;w=60');
+      expect(res.headers.ratelimit).toBe('"burst";r=1;t=60');
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe("a rejection by the fail-closed policy (Redis unreachable)", () => {
   it("is a 429 with Retry-After that says the store is unreachable and claims no budget", async () => {
     const down = connect(`redis://127.0.0.1:${await freePort()}`, { commandTimeoutMs: 300, connectTimeoutMs: 300 });

@@ -119,3 +119,27 @@ describe("a route turns off the plugin defaults' ban and allow list", () => {
     }
   });
 });
+
+describe("a route's header setting left undefined", () => {
+  it("takes the defaults' value, as every other setting does (undefined is not given, false turns it off)", async () => {
+    const app = await appWith({ rules: one, headers: { draft: false, legacy: true } }, (a) => {
+      const legacy: boolean | undefined = undefined;
+      a.get(
+        "/x",
+        { config: { coordis: { rateLimit: { headers: { draft: undefined, legacy, retryAfter: false } } } } },
+        async () => "ok",
+      );
+    });
+    try {
+      const res = await app.inject({ method: "GET", url: "/x" });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers.ratelimit).toBeUndefined();
+      expect(res.headers["x-ratelimit-remaining"]).toBe("0");
+      const rejected = await app.inject({ method: "GET", url: "/x" });
+      expect(rejected.statusCode).toBe(429);
+      expect(rejected.headers["retry-after"]).toBeUndefined();
+    } finally {
+      await app.close();
+    }
+  });
+});
