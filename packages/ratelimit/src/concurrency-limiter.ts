@@ -113,6 +113,9 @@ export class ConcurrencyLimiter {
     // expiresAt - ttl) before its answer arrived here. An extension whose answer is lost may have run from any instant
     // after it was sent, so the earliest expiry it can have set is its local send time + this + its ttlMs.
     let offsetMs = expiresAt - this.ttlMs - performance.now();
+    // The longest lease the permit may hold from a renewal that has run (or may still run) before a release: an
+    // unanswered release is sent again for that long (the limiter's ttlMs, or a longer extend(ttlMs)).
+    let leaseMs = this.ttlMs;
     const live = (ok: number) => (ok === 1 ? "ok" : "expired");
     const permit: Permit = {
       key,
@@ -129,7 +132,7 @@ export class ConcurrencyLimiter {
         undoUntilAnswered(
           this.#redis,
           () => runScriptSource(this.#redis, ratelimitScripts.concurrencyRelease, [zkey], [token]),
-          this.ttlMs,
+          leaseMs,
           sent,
           { observer: this.#observer, site: released },
         );
@@ -138,6 +141,7 @@ export class ConcurrencyLimiter {
       },
       extend: async (ttlMs = this.ttlMs) => {
         validate.durationMs("ttlMs", ttlMs);
+        if (ttlMs > leaseMs) leaseMs = ttlMs;
         const sentAt = performance.now();
         let ok: number;
         let at: number;
