@@ -170,8 +170,17 @@ export class SseHub {
     return true;
   }
 
-  /** Opens a stream {@link hold} took: `initial` frames, then the frames held meanwhile. */
-  release(request: FastifyRequest, reply: FastifyReply, headers: Record<string, string>, initial: SseFrame[]): void {
+  /**
+   * Opens a stream {@link hold} took: `initial` frames, then the frames held meanwhile. With `after` (the id of the
+   * last entry the client has, e.g. its `Last-Event-ID`) no frame with an id not after it is sent, initial or held.
+   */
+  release(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    headers: Record<string, string>,
+    initial: SseFrame[],
+    after?: string,
+  ): void {
     const res = reply.raw;
     const client = this.#clients.get(res);
     if (request.method !== "HEAD" && client === undefined) {
@@ -199,6 +208,7 @@ export class SseHub {
     const held = client.held ?? [];
     client.held = undefined;
     client.heldBytes = 0;
+    if (after !== undefined) client.lastId = after;
     res.writeHead(200, { ...STREAM_HEADERS, ...headers });
     this.#deliver(res, "retry: 2000\n\n");
     for (const frame of initial) this.#deliver(res, frame_(frame), frame.id);
@@ -299,7 +309,7 @@ function frame_({ event, data, id }: SseFrame): string {
 export const STREAM_ID = /^(0|[1-9]\d{0,15})-(0|[1-9]\d{0,15})$/;
 
 /** Whether stream entry id `a` comes after `b` (ids not of the form "<ms>-<seq>" compare as text). */
-function idAfter(a: string, b: string): boolean {
+export function idAfter(a: string, b: string): boolean {
   const x = STREAM_ID.exec(a);
   const y = STREAM_ID.exec(b);
   if (x === null || y === null) return a > b;

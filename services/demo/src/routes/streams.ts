@@ -4,7 +4,7 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { DemoMessage } from "../model.js";
 import { problem } from "../problem.js";
 import { CHANNEL, type Demo } from "../services.js";
-import { type SseFrame, SseHub, STREAM_ID } from "../sse.js";
+import { idAfter, type SseFrame, SseHub, STREAM_ID } from "../sse.js";
 import { registerSseMetrics } from "../sse-metrics.js";
 
 /**
@@ -62,19 +62,28 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (ap
    * The first frames of an audit stream: the 20 latest entries, or, for a client that reconnects with the id of the
    * last entry it got (`Last-Event-ID`, which an EventSource sends by itself), every entry after it, when they are
    * fewer than 1000; 1000 or more is a `reset` event (`{ after, missedAtLeast: 1000 }`) and the 20 latest entries.
+   * `after` is where the client is in the log when the log has its entry: the live tail of this replica may be behind
+   * the one the client got that entry from, and what it passes on late is not sent again.
    */
-  const firstFrames = async (last: string | undefined): Promise<SseFrame[]> => {
+  const firstFrames = async (last: string | undefined): Promise<{ frames: SseFrame[]; after?: string }> => {
     const frames: SseFrame[] = [];
     if (last !== undefined) {
-      const missed = await audit.read({ after: last, limit: 1000 });
-      if (missed.entries.length < 1000) {
-        return missed.entries.map((entry) => ({ event: "audit", data: entry, id: entry.id }));
+      const missed = await audit.read({ after: last, limit: 1000, unverified: "skip" });
+      const all = missed.next === undefined && missed.entries.length < 1000;
+      if (all && missed.entries.length > 0) {
+        return { frames: missed.entries.map((entry) => ({ event: "audit", data: entry, id: entry.id })), after: last };
+      }
+      if (all) {
+        // Nothing missed, if the log reaches the client's entry; a log that does not (lost with Redis' data, its
+        // clock behind) sets no bound, or its entries would never reach the client.
+        const newest = (await audit.read({ reverse: true, limit: 1, unverified: "mark" })).entries[0]?.id;
+        return { frames: [], ...(newest !== undefined && !idAfter(last, newest) ? { after: last } : {}) };
       }
       frames.push({ event: "reset", data: { after: last, missedAtLeast: 1000 } });
     }
-    const recent = await audit.read({ reverse: true, limit: 20 });
+    const recent = await audit.read({ reverse: true, limit: 20, unverified: "skip" });
     for (const entry of recent.entries.reverse()) frames.push({ event: "audit", data: entry, id: entry.id });
-    return frames;
+    return { frames };
   };
   app.get(
     "/v1/events",
@@ -101,14 +110,14 @@ export const streamRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (ap
       // The stream is held while its first frames are read: entries the live tail passes on meanwhile are sent after
       // them, none twice (they carry their ids), none missed.
       if (!sse.hold(req, reply, "audit")) return reply;
-      let initial: SseFrame[];
+      let initial: { frames: SseFrame[]; after?: string };
       try {
-        initial = req.method === "HEAD" ? [] : await firstFrames(last);
+        initial = req.method === "HEAD" ? { frames: [] } : await firstFrames(last);
       } catch (err) {
         sse.abandon(reply);
         throw err;
       }
-      sse.release(req, reply, headers, initial);
+      sse.release(req, reply, headers, initial.frames, initial.after);
       return reply;
     },
   );
