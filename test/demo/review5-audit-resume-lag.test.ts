@@ -128,6 +128,13 @@ describe("demo audit stream: resuming on a replica whose tail is behind", () => 
       expect(snapshot.statusCode, snapshot.body).toBe(200);
       const shown = (snapshot.json() as { audit: Array<{ id: string }> }).audit.map((e) => e.id);
       expect(shown.slice(0, 3)).toEqual([next.id, d.id, a.id]);
+      // The paged list shows it, flagged.
+      const listed = await app.inject({ method: "GET", url: "/v1/audit?limit=5", headers: from });
+      expect(listed.statusCode, listed.body).toBe(200);
+      const entries = (listed.json() as { entries: Array<{ id: string; verified?: boolean }> }).entries;
+      const flagged = entries.filter((e) => e.verified === false).map((e) => e.id);
+      expect(flagged).toHaveLength(1);
+      expect(entries.map((e) => e.id)).toEqual(expect.arrayContaining([next.id, d.id, ...flagged, a.id]));
     } finally {
       resumed.close();
       fresh.close();

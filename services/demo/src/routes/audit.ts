@@ -23,7 +23,10 @@ export const auditRoutes: FastifyPluginAsyncTypebox<{ demo: Demo }> = async (app
       },
     },
     async (req) => {
+      // An entry that fails the chain's check (changed, or one before it deleted) is listed, flagged
+      // (`verified: false`, `unverifiedReason`): this is where tampering shows, not a 500 for every page holding it.
       const page = await audit.read({
+        unverified: "mark",
         reverse: true,
         limit: req.query.limit ?? 20,
         ...(req.query.cursor === undefined ? {} : { before: req.query.cursor }),
