@@ -251,6 +251,7 @@ export class Filler {
       const wakes = woken.count;
       const epoch = c.l1.epoch;
       let read: L2Read;
+      const sent = performance.now(); // before Redis takes the lock this read may take
       try {
         read = await c.l2.read(k, lockToken, entry.tags, last);
       } catch (err) {
@@ -265,7 +266,7 @@ export class Filler {
         return { data: read.data, tier: "l2", result: "hit" };
       }
       if (read.state === 2) {
-        if (read.locked) this.#refresh(k, loader, entry, lockToken);
+        if (read.locked) this.#refresh(k, loader, entry, lockToken, sent);
         return { data: read.data, tier: "l2", result: "stale" };
       }
       if (flight.dropped) {
@@ -390,21 +391,20 @@ export class Filler {
   }
 
   /**
-   * Background refresh of a stale entry (this instance holds the fill lock). A refresh of the key already running here
-   * for less than `lock.ttlMs` keeps it (the new lock is given back); one started `lock.ttlMs` ago or more can no
-   * longer write its result (its lock has expired) and may never return (a hung loader): a new one starts, as a call
-   * made that late does not join a load in flight (see {@link get}).
+   * Background refresh of a stale entry (this instance holds the fill lock). A refresh of the key running here for less
+   * than `lock.ttlMs` (timed from the send of the read that took its lock, so that it is that old here once Redis has
+   * expired the lock) keeps it, the new lock given back; an older one can no longer write and may never return (a hung
+   * loader): a new one starts, as a call made that late does not join a load in flight (see {@link get}).
    */
-  #refresh(k: string, loader: Loader<unknown>, entry: EntrySettings, lockToken: string): void {
+  #refresh(k: string, loader: Loader<unknown>, entry: EntrySettings, lockToken: string, sent: number): void {
     const running = this.#refreshing.get(k);
-    const now = performance.now();
-    if (running !== undefined && now - running.started < this.#c.lockTtlMs) {
+    if (running !== undefined && performance.now() - running.started < this.#c.lockTtlMs) {
       // Already loading it here (under a lock that ended early: deleted, evicted). No second load; give the new lock
       // back, or no replica could refresh the key until it expires.
       this.#c.l2.unlock(k, lockToken);
       return;
     }
-    const mine = { started: now };
+    const mine = { started: sent };
     this.#refreshing.set(k, mine);
     this.#loadAndStore(k, loader, entry, lockToken)
       .catch((error: unknown) => {
