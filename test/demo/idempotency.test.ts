@@ -171,8 +171,16 @@ describe("demo POST /v1/scores Idempotency-Key", () => {
       const res = await submit({ playerId, score: 7 }, { "idempotency-key": bad });
       expect(res.statusCode, `${JSON.stringify(bad)}: ${res.body}`).toBe(400);
       expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
-      expect((res.json() as { detail: string }).detail).toMatch(/Idempotency-Key must be 1–255 printable ASCII/);
+      expect((res.json() as { detail: string }).detail).toMatch(/Idempotency-Key must be one header of 1–255/);
     }
+    // Two header lines (joined into "a, b" by Node) are not one key.
+    const twice = await app.inject({
+      method: "POST",
+      url: "/v1/scores",
+      headers: { "x-api-key": keyA, "content-type": "application/json", "idempotency-key": ["a", "b"] },
+      payload: JSON.stringify({ playerId, score: 7 }),
+    });
+    expect(twice.statusCode, twice.body).toBe(400);
     expect(await submissions(playerId)).toBeNull();
     const longest = `${"~".repeat(120)} {}"${"!".repeat(131)}`;
     expect(longest).toHaveLength(255);

@@ -31,12 +31,16 @@ export async function checkIdempotencyKey(
   reply: FastifyReply,
 ): Promise<FastifyReply | undefined> {
   const key = request.headers["idempotency-key"];
-  if (key === undefined || (typeof key === "string" && KEY_PATTERN.test(key))) return undefined;
+  // Two header lines would reach us joined into one value ("a, b"): the field is one key, so that is refused too.
+  const raw = request.raw.rawHeaders;
+  let lines = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === "idempotency-key") lines++;
+  if (key === undefined || (typeof key === "string" && lines <= 1 && KEY_PATTERN.test(key))) return undefined;
   return problem(
     reply,
     400,
     "Bad Request",
-    "Idempotency-Key must be 1–255 printable ASCII characters (spaces only inside), e.g. a UUID; send a new key per submission.",
+    "Idempotency-Key must be one header of 1–255 printable ASCII characters (spaces only inside), e.g. a UUID; send a new key per submission.",
   );
 }
 
