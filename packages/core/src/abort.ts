@@ -14,13 +14,31 @@ const waiting = new WeakMap<AbortSignal, Waits>();
  * would see for every such pattern although each wait removes its own callback when it ends.
  */
 export function onAbort(signal: AbortSignal, callback: () => void): () => void {
+  // Already aborted (a wait made by a callback of this very abort included): nothing to wait for, and no listener
+  // left behind on a signal that will never fire again.
+  if (signal.aborted) return () => {};
   let waits = waiting.get(signal);
   if (waits === undefined) {
     const callbacks = new Set<() => void>();
     const listener = () => {
       waiting.delete(signal);
-      for (const f of [...callbacks]) f();
-      callbacks.clear();
+      // Each wait is called as if it had its own listener: one that throws does not keep the others from being
+      // called (its error is thrown once every wait ran, and the signal reports it as any listener's), and a wait
+      // stopped by an earlier one's callback is not called.
+      let failed: { error: unknown } | undefined;
+      for (const f of [...callbacks]) {
+        if (!callbacks.delete(f)) continue;
+        try {
+          f();
+        } catch (error) {
+          if (failed === undefined) failed = { error };
+          else
+            queueMicrotask(() => {
+              throw error;
+            });
+        }
+      }
+      if (failed !== undefined) throw failed.error;
     };
     waits = { callbacks, listener };
     waiting.set(signal, waits);

@@ -161,9 +161,13 @@ export class Batcher<I, R> {
     };
     let sent: Promise<ReadonlyArray<BatchOutcome<R>>>;
     try {
-      sent = this.#run(
-        list.map((p) => p.item),
-        group,
+      // A runner that returns its outcomes without a promise (a synchronous one) is read as one that resolved: a
+      // `.then` of a non-promise would throw past the callers, leaving them pending for ever.
+      sent = Promise.resolve(
+        this.#run(
+          list.map((p) => p.item),
+          group,
+        ),
       );
     } catch (err) {
       failAll(err);

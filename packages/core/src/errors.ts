@@ -151,10 +151,36 @@ const UNAVAILABLE_NAMES = new Set(["AbortError", "InterruptError"]);
  */
 export function isUnavailableCause(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
-  if (UNAVAILABLE_NAMES.has(err.name)) return true;
-  if (UNAVAILABLE_REPLY.test(err.message)) return true;
-  const text = `${err.name} ${err.message} ${(err as { code?: unknown }).code ?? ""}`;
+  const name = fieldOf(err, "name");
+  if (UNAVAILABLE_NAMES.has(name)) return true;
+  const message = fieldOf(err, "message");
+  if (UNAVAILABLE_REPLY.test(message)) return true;
+  const text = `${name} ${message} ${fieldOf(err, "code")}`;
   return UNAVAILABLE_PATTERNS.some((p) => text.includes(p));
+}
+
+/**
+ * `String(err[field])` (`""` when absent); never throws: a getter that throws (or a Proxy's trap) reads as
+ * `undefined`.
+ */
+function readField(err: Error, field: "name" | "message" | "code"): string | undefined {
+  try {
+    const value = (err as unknown as Record<string, unknown>)[field];
+    return value === undefined || value === null ? "" : String(value);
+  } catch {
+    return undefined;
+  }
+}
+
+/** {@link readField}, `""` for a field that cannot be read. */
+function fieldOf(err: Error, field: "name" | "message" | "code"): string {
+  return readField(err, field) ?? "";
+}
+
+/** The error's message for a Coordis error's text; never throws (see {@link readField}, {@link textOf}). */
+function messageOf(err: unknown): string {
+  if (!(err instanceof Error)) return textOf(err);
+  return readField(err, "message") ?? "an error whose message cannot be read";
 }
 
 /**
@@ -165,10 +191,10 @@ export function toCoordisError(err: unknown, script?: string): CoordisError {
   if (err instanceof CoordisError) return err;
   if (isUnavailableCause(err)) {
     const what = script === undefined ? "a command" : `script "${script}"`;
-    const detail = err instanceof Error ? err.message : textOf(err);
+    const detail = messageOf(err);
     return new RedisUnavailableError(`Redis is unavailable while running ${what}: ${detail}`, { cause: err });
   }
-  const message = err instanceof Error ? err.message : textOf(err);
+  const message = messageOf(err);
   const error = new ScriptError(script, message, { cause: err });
   if (REDIRECTION_REPLY.test(message)) {
     error.message +=

@@ -59,6 +59,14 @@ function checkFaithful(raw: unknown, key: string, inArray: boolean, walk: Walk):
       path.pop();
     }
   } else {
+    if (ArrayBuffer.isView(obj)) {
+      // A typed array is stored as an object of its indices ({"0":1,"1":2}), decoded as that object, not an array.
+      const name = obj.constructor.name;
+      throw new TypeError(
+        `${pathOf(walk)} is ${name.startsWith("Int") ? "an" : "a"} ${name}, which JSON stores as an object of its indices ({"0":...}) ` +
+          "(convert it first, e.g. Array.from(value))",
+      );
+    }
     const keys = Object.keys(obj);
     const proto = Object.getPrototypeOf(obj);
     if (keys.length === 0 && proto !== Object.prototype && proto !== null) {
@@ -94,12 +102,13 @@ function check(value: unknown, argument: string): void {
  *
  * Refused, with a TypeError naming where (`value.tags is a Set, which JSON stores as {}`): NaN and ±Infinity, an
  * invalid Date, and `undefined`, a function or a symbol in an array (JSON stores `null`); a Map, a Set, an Error or any
- * object of a class without enumerable fields (JSON stores `{}`); a BigInt and a cycle anywhere, and a value with no
+ * object of a class without enumerable fields (JSON stores `{}`); a typed array (JSON stores an object of its
+ * indices); a BigInt and a cycle anywhere, and a value with no
  * JSON text at all (`undefined`, a function, a symbol, an object whose `toJSON()` returns `undefined`). What it does
  * not look for, as JSON: `-0` is stored as `0`, and symbol-keyed or non-enumerable properties (and properties added to
  * an array) are not stored.
  *
- * The check walks the value only when the text holds `null` or `{}`, the traces of what JSON changes silently (or
+ * The check walks the value only when the text holds `null`, `{}` or `{"0":`, the traces of what JSON changes silently (or
  * when `JSON.stringify` threw, to say where): other values cost one `JSON.stringify` and one scan of its text. The
  * walk calls `toJSON` (and getters) again.
  * @param argument the name of the value in messages (default `value`), e.g. `meta` gives `meta.tags is a Set...`
@@ -120,6 +129,6 @@ export function faithfulJsonText(value: unknown, argument = "value"): string {
         : validate.describeValue(value);
     throw new TypeError(`${argument} is ${what}, which JSON cannot encode`);
   }
-  if (text.includes("null") || text.includes("{}")) check(value, argument);
+  if (text.includes("null") || text.includes("{}") || text.includes('{"0":')) check(value, argument);
   return text;
 }

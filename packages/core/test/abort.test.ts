@@ -45,3 +45,45 @@ describe("onAbort", () => {
     expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
   });
 });
+
+describe("onAbort, when callbacks act on the other waits", () => {
+  it("a callback that throws does not keep the other waits from being called; its error is thrown after them", () => {
+    const controller = new AbortController();
+    const calls: string[] = [];
+    onAbort(controller.signal, () => calls.push("first"));
+    onAbort(controller.signal, () => {
+      calls.push("throws");
+      throw new Error("boom");
+    });
+    onAbort(controller.signal, () => calls.push("last"));
+    // The one listener of the signal, called as the signal calls it (its error is then reported as uncaught).
+    const [listener] = getEventListeners(controller.signal, "abort");
+    expect(() => (listener as (event: Event) => void)(new Event("abort"))).toThrow("boom");
+    expect(calls).toEqual(["first", "throws", "last"]);
+  });
+
+  it("a wait stopped by the callback of an earlier one is not called", () => {
+    const controller = new AbortController();
+    const calls: string[] = [];
+    let stopSecond = () => {};
+    onAbort(controller.signal, () => {
+      calls.push("first");
+      stopSecond();
+    });
+    stopSecond = onAbort(controller.signal, () => calls.push("second"));
+    onAbort(controller.signal, () => calls.push("third"));
+    controller.abort();
+    expect(calls).toEqual(["first", "third"]);
+  });
+
+  it("a wait made inside a callback of the abort is not called and leaves no listener on the signal", () => {
+    const controller = new AbortController();
+    let late = 0;
+    onAbort(controller.signal, () => {
+      onAbort(controller.signal, () => late++);
+    });
+    controller.abort();
+    expect(late).toBe(0);
+    expect(getEventListeners(controller.signal, "abort")).toHaveLength(0);
+  });
+});

@@ -54,4 +54,18 @@ describe("Batcher", () => {
       process.off("unhandledRejection", record);
     }
   });
+
+  it("a runner that returns its outcomes without a promise settles every caller with them", async () => {
+    const runner = (items: readonly number[]) => items.map((n) => ({ ok: true as const, value: n * 10 }));
+    const batcher = new Batcher<number, number>({ maxSize: 2, maxDelayMs: 0 }, runner as never);
+    const settled = await withDeadline(
+      Promise.allSettled([batcher.add("g", 1), batcher.add("g", 2)]),
+      2_000,
+      "every caller of the batch to settle",
+    );
+    expect(settled).toEqual([
+      { status: "fulfilled", value: 10 },
+      { status: "fulfilled", value: 20 },
+    ]);
+  });
 });

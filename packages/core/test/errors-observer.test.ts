@@ -183,3 +183,26 @@ describe("server info", () => {
     }
   });
 });
+
+describe("toCoordisError of an error whose fields cannot be read", () => {
+  it("maps it instead of throwing what its getter throws", () => {
+    const unreadable = new Error("hidden");
+    Object.defineProperty(unreadable, "message", {
+      get() {
+        throw new Error("message getter");
+      },
+    });
+    const mapped = toCoordisError(unreadable, "x/y");
+    expect(mapped).toBeInstanceOf(ScriptError);
+    expect(mapped.message).toBe('Redis script "x/y" failed: an error whose message cannot be read');
+    expect(mapped.cause).toBe(unreadable);
+
+    const closed = new Proxy(new Error("Connection is closed."), {
+      get(target, key) {
+        if (key === "name") throw new Error("name getter");
+        return Reflect.get(target, key);
+      },
+    });
+    expect(toCoordisError(closed)).toBeInstanceOf(RedisUnavailableError);
+  });
+});

@@ -140,3 +140,19 @@ describe("jsonCodec follows the same rule", () => {
     expect(() => jsonCodec.encode(undefined)).toThrow(TypeError);
   });
 });
+
+describe("faithfulJsonText of typed arrays", () => {
+  it("refuses one, empty or not, naming where: JSON stores it as an object of its indices, decoded as no array", () => {
+    expect(JSON.parse(JSON.stringify(new Float32Array([0.5, 1])))).toEqual({ "0": 0.5, "1": 1 });
+    expect(() => faithfulJsonText({ embedding: new Float32Array([0.5, 1]) })).toThrow(
+      'value.embedding is a Float32Array, which JSON stores as an object of its indices ({"0":...})',
+    );
+    expect(() => faithfulJsonText([new Uint8Array([7])], "meta")).toThrow("meta[0] is a Uint8Array");
+    expect(() => faithfulJsonText(new Int32Array(0))).toThrow("value is an Int32Array");
+  });
+
+  it("stores a Buffer as its toJSON() form, and an object whose first key is 0 as that object", () => {
+    expect(faithfulJsonText(Buffer.from([1, 2]))).toBe('{"type":"Buffer","data":[1,2]}');
+    expect(faithfulJsonText({ "0": "a", "1": "b" })).toBe('{"0":"a","1":"b"}');
+  });
+});
