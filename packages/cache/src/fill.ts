@@ -9,7 +9,7 @@ import {
 } from "@coordis/core";
 import { type CacheCodec, decodeWith, encodeWith, Undecodable } from "./codec.js";
 import type { L1 } from "./l1.js";
-import { abortable, assertNotLoading, runLoading } from "./load-scope.js";
+import { abortable, assertNotLoading, detached, runLoading } from "./load-scope.js";
 import type { EntrySettings } from "./options.js";
 import { fillToken, type L2Read, type RedisTier } from "./redis-tier.js";
 
@@ -45,10 +45,7 @@ export function reportGet(
   );
 }
 
-/**
- * Redis refused a write because it is full and does not evict (`maxmemory-policy noeviction`): the cache cannot store
- * anything (not even a fill lock), but Redis answers, so the loader's result is still the caller's answer.
- */
+/** Redis is full and does not evict (`noeviction`): nothing is stored, not even a lock; the loader answers. */
 function outOfMemory(err: unknown): boolean {
   return err instanceof ScriptError && err.redisMessage.startsWith("OOM ");
 }
@@ -64,10 +61,9 @@ interface Flight {
   readonly state: FlightState;
 }
 
-/** What a flight's callers and its fill share. */
 interface FlightState {
   callers: number;
-  committed: boolean; // the loader was called: the load runs to its end and fills the cache, callers or not
+  committed: boolean; // the loader is called: the load runs to its end and fills the cache, callers or not
   dropped: boolean;
   wake: (() => void) | undefined; // ends the flight's current wait for another replica's load
 }
@@ -107,10 +103,7 @@ export class Filler {
   /** The background refresh in progress per key, and when it started (`performance.now()`). */
   readonly #refreshing = new Map<string, { readonly started: number }>();
   readonly #waiters = new Map<string, Set<() => void>>();
-  /**
-   * Per key with a call in its fill loop: how many wakes it got. A wake that comes while a call's read is out (before
-   * it waits) is not lost: the call sees the count moved and reads again instead of waiting for its next poll.
-   */
+  /** Per key with a call in its fill loop: how many wakes it got (one during a read makes the call read again). */
   readonly #wakes = new Map<string, { count: number; calls: number }>();
   #loads = 0;
 
@@ -266,7 +259,9 @@ export class Filler {
         return { data: read.data, tier: "l2", result: "hit" };
       }
       if (read.state === 2) {
-        if (read.locked) this.#refresh(k, loader, entry, lockToken, sent);
+        // Dropped meanwhile: no refresh for nobody, the lock given back (the next stale read takes it).
+        if (read.locked && flight.dropped) c.l2.unlock(k, lockToken);
+        else if (read.locked) this.#refresh(k, loader, entry, lockToken, sent);
         return { data: read.data, tier: "l2", result: "stale" };
       }
       if (flight.dropped) {
@@ -274,7 +269,6 @@ export class Filler {
         throw DROPPED;
       }
       if (read.locked || last) {
-        commit();
         if (!read.locked) {
           notifyEvent(c.observer, {
             primitive: "cache",
@@ -283,7 +277,7 @@ export class Filler {
             attributes: { namespace: c.namespace, waitMs: c.lockWaitMs },
           });
         }
-        return { data: await this.#loadAndStore(k, loader, entry, lockToken), tier: "l2", result: "miss" };
+        return { data: await this.#loadAndStore(k, loader, entry, lockToken, flight), tier: "l2", result: "miss" };
       }
       // Another caller (maybe another replica) is loading: wait for its result, woken by the bus or by polling
       // (at once when a wake came while the read was out).
@@ -318,10 +312,15 @@ export class Filler {
    * Loads and writes the value back. The write is conditional on `fill`, the token that holds the fill lock (or was
    * registered in the entry) since the last read: Redis refuses it when anybody set, deleted or filled the key
    * since that read, or when more than the lock TTL passed since it (server time, so a slow loader, a slow network
-   * and a stalled Redis all count).
+   * and a stalled Redis all count). `flight` (none for a refresh) dropped before the loader starts: the lock goes back.
    */
-  async #loadAndStore(k: string, loader: Loader<unknown>, entry: EntrySettings, fill: string): Promise<string> {
+  async #loadAndStore(k: string, loader: Loader<unknown>, entry: EntrySettings, fill: string, flight?: FlightState) {
     const c = this.#c;
+    const commit = () => {
+      if (flight?.dropped) c.l2.unlock(k, fill); // taken for nobody: given back
+      if (flight?.dropped) throw DROPPED;
+      if (flight !== undefined) flight.committed = true;
+    };
     // Taken before the tags' versions are read (see Cache.set): a later invalidation keeps the value out of L1.
     const epoch = c.l1.epoch;
     let pairs: Awaited<ReturnType<RedisTier["tagVersions"]>>;
@@ -331,8 +330,10 @@ export class Filler {
       // Redis filled up since the read that took the lock: the loader answers, and the lock is given back.
       if (outOfMemory(err)) c.l2.unlock(k, fill);
       else if (!(err instanceof RedisUnavailableError)) throw err;
+      commit();
       return this.loadDirect(k, loader, entry);
     }
+    commit();
     const t0 = performance.now();
     let data: string;
     try {
@@ -359,11 +360,8 @@ export class Filler {
         this.forget(k);
         this.wake(k); // calls of this instance waiting for this load (its message does not reach them)
         if (current) c.l1.store(k, data, sent + entry.ttlMs, sent + entry.ttlMs + entry.staleMs, pairs, c.l1.epoch);
-        // Wakes the callers waiting on other replicas (each marked the entry before waiting) and evicts older L1
-        // copies there (of the entry this write replaced). A load of a key Redis had no entry for, that nobody
-        // waited for, has nobody to tell: other replicas' L1 copies of an earlier value were evicted by the change
-        // that removed it, or are past their deadline as it is (an entry that expired), or else within l1.ttlMs
-        // (an entry Redis evicted for memory).
+        // Wakes the callers waiting on other replicas and evicts older L1 copies there. A load nobody waited for, of
+        // a key Redis had no entry for, has nobody to tell (older copies were evicted, expired, or are within l1.ttlMs).
         if (written === 2) await c.publish(k);
       }
     } catch (err) {
@@ -406,7 +404,9 @@ export class Filler {
     }
     const mine = { started: sent };
     this.#refreshing.set(k, mine);
-    this.#loadAndStore(k, loader, entry, lockToken)
+    const load = () => this.#loadAndStore(k, loader, entry, lockToken);
+    // Nobody waits for a refresh, not even a loader whose stale read started it: it runs outside of that loader's call.
+    (this.#c.detectLoaderCycles ? detached(load) : load())
       .catch((error: unknown) => {
         notifyEvent(this.#c.observer, {
           primitive: "cache",

@@ -27,6 +27,14 @@ export async function runLoading<T>(owner: object, key: string, loader: () => Pr
 }
 
 /**
+ * Runs `f` outside of every loader call: for work no loader waits for (a background refresh), whose own calls are
+ * not part of the loads that started it.
+ */
+export function detached<T>(f: () => T): T {
+  return loading.exit(f);
+}
+
+/**
  * Refuses a `getOrSet` of `key` made, directly or through other keys' loaders, by the loader of that same key of the
  * same cache: it would join (or wait for the fill lock of) the load that waits for it, and stall.
  * @throws InvalidArgumentError naming the key and the chain of loaders
