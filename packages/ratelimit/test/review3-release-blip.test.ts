@@ -52,4 +52,45 @@ describe("ConcurrencyLimiter: a release lost in a blip", () => {
       own.disconnect();
     }
   });
+
+  // A permit extended with a longer ttlMs than the limiter's holds its slot for that longer lease: the release must be
+  // sent again for that long too, or the slot stays taken by nobody until the extended lease ends.
+  it("the slot is freed once Redis answers again, also after the limiter's ttlMs has passed", async () => {
+    const own = connect(proxy.url, { commandTimeoutMs: 400, connectTimeoutMs: 300 });
+    own.on("error", () => {});
+    try {
+      await own.ping();
+      const cl = new ConcurrencyLimiter(own, { limit: 1, ttlMs: 500, prefix });
+      const key = "extended";
+      const zkey = `${prefix}:cl:{${key}}`;
+      const permit = await cl.acquire(key);
+      expect(permit).not.toBeNull();
+      const firstLease = permit?.expiresAtMs ?? 0;
+      expect(await permit?.extend(60_000)).toBe(true);
+      proxy.blackhole();
+      await expect(permit?.release()).rejects.toBeInstanceOf(RedisUnavailableError);
+      // The outage outlasts the limiter's ttlMs (and the undo queue's longest pause, 1 s) but not the extended lease.
+      await waitUntil(
+        "the limiter's ttlMs to be long over (server time)",
+        async () => {
+          const [s, us] = (await admin.time()) as unknown as [string, string];
+          return Number(s) * 1000 + Math.floor(Number(us) / 1000) > firstLease + 2_500;
+        },
+        { timeoutMs: 10_000, intervalMs: 50 },
+      );
+      const score = Number(await admin.zscore(zkey, permit?.token ?? ""));
+      expect(score).toBeGreaterThan(firstLease + 50_000); // the permit still holds the slot
+      proxy.heal();
+      await waitUntil("the slot to be released", async () => (await admin.zcard(zkey)) === 0, {
+        timeoutMs: 8_000,
+        intervalMs: 20,
+      });
+      const again = await cl.acquire(key);
+      expect(again).not.toBeNull();
+      expect(await again?.release()).toBe(true);
+    } finally {
+      proxy.heal();
+      own.disconnect();
+    }
+  });
 });
