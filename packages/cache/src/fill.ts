@@ -72,6 +72,16 @@ const LOADED = "loader result"; // the argument a loader's result is named by in
 /** What a dropped flight settles with (nobody is waiting for it any more). */
 const DROPPED = new Error("every caller of this load aborted");
 
+/** The loader is about to run for `flight`: dropped, it throws {@link DROPPED} after `giveBack`; else it commits. */
+function commit(flight: FlightState | undefined, giveBack?: () => void): void {
+  if (flight === undefined) return;
+  if (flight.dropped) {
+    giveBack?.();
+    throw DROPPED;
+  }
+  flight.committed = true;
+}
+
 /** What the filler needs from the cache it works for. */
 export interface FillContext {
   readonly l1: L1;
@@ -233,10 +243,6 @@ export class Filler {
     const lockToken = fillToken();
     const deadline = performance.now() + c.lockWaitMs;
     let delay = 5;
-    const commit = () => {
-      if (flight.dropped) throw DROPPED;
-      flight.committed = true;
-    };
     for (;;) {
       if (flight.dropped) throw DROPPED;
       // The last read, once the wait is over: take the lock if it is free now, else register our fill token.
@@ -250,7 +256,7 @@ export class Filler {
       } catch (err) {
         // Full: no lock can be taken, nothing stored; the loader answers (kept in L1, which the bus still guards).
         if (!outOfMemory(err) && !(err instanceof RedisUnavailableError)) throw err;
-        commit();
+        commit(flight);
         if (outOfMemory(err)) return { data: await this.loadDirect(k, loader, entry), tier: "l2", result: "miss" };
         return this.#degraded(k, loader, entry);
       }
@@ -316,13 +322,7 @@ export class Filler {
    */
   async #loadAndStore(k: string, loader: Loader<unknown>, entry: EntrySettings, fill: string, flight?: FlightState) {
     const c = this.#c;
-    const commit = () => {
-      if (flight?.dropped) c.l2.unlock(k, fill); // taken for nobody: given back
-      if (flight?.dropped) throw DROPPED;
-      if (flight !== undefined) flight.committed = true;
-    };
-    // Taken before the tags' versions are read (see Cache.set): a later invalidation keeps the value out of L1.
-    const epoch = c.l1.epoch;
+    const epoch = c.l1.epoch; // before the tags' versions are read (Cache.set): a later invalidation keeps it out of L1
     let pairs: Awaited<ReturnType<RedisTier["tagVersions"]>>;
     try {
       pairs = await c.l2.tagVersions(entry);
@@ -330,10 +330,10 @@ export class Filler {
       // Redis filled up since the read that took the lock: the loader answers, and the lock is given back.
       if (outOfMemory(err)) c.l2.unlock(k, fill);
       else if (!(err instanceof RedisUnavailableError)) throw err;
-      commit();
+      commit(flight, () => c.l2.unlock(k, fill)); // a lock taken for nobody is given back
       return this.loadDirect(k, loader, entry);
     }
-    commit();
+    commit(flight, () => c.l2.unlock(k, fill));
     const t0 = performance.now();
     let data: string;
     try {

@@ -329,7 +329,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
     // An admitted request that an earlier limit of it admitted too (a route's limit, then a rateLimitHook of the
     // app's) carries both: the draft fields are lists (one item per policy), the legacy set tells the limit with
     // fewer units left. A rejection's fields were cleared first: they describe the rejecting limit alone.
-    const earlier = decision.allowed ? reply.getHeader("RateLimit-Policy") : undefined;
+    const earlier = limit.draft && decision.allowed ? reply.getHeader("RateLimit-Policy") : undefined;
     if (limit.draft) {
       const item = `"${decision.rule}";r=${decision.remaining};t=${t}`;
       if (typeof earlier === "string") {
@@ -341,7 +341,7 @@ export function rateLimitCheck(limiters: Limiters): RateLimitCheck {
         reply.header("RateLimit", item);
       }
     }
-    const left = decision.allowed ? reply.getHeader("x-ratelimit-remaining") : undefined;
+    const left = limit.legacy && decision.allowed ? reply.getHeader("x-ratelimit-remaining") : undefined;
     if (limit.legacy && (left === undefined || Number(left) > decision.remaining)) {
       reply.header("x-ratelimit-limit", decision.limit);
       reply.header("x-ratelimit-remaining", decision.remaining);
